@@ -1,0 +1,294 @@
+//! Building an ACI from an image layout directory (`manifest` + `rootfs/`).
+//!
+//! Entries are written in a fixed order (`manifest`, then `rootfs` walked in
+//! byte order) with the files' own modes, owners and mtimes, symlinks as
+//! symlinks, hard links as links to the first path, and device nodes and
+//! FIFOs as such; sockets are skipped (they cannot be archived).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use super::Compression;
+use crate::image::ImageManifest;
+use crate::manifest::{ManifestError, parse_image_manifest};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot read the image layout at {}", path.display())]
+    ReadLayout {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("bad image layout at {}: {reason}", path.display())]
+    Layout { path: PathBuf, reason: String },
+    #[error("invalid manifest {}", path.display())]
+    Manifest {
+        path: PathBuf,
+        #[source]
+        source: ManifestError,
+    },
+    #[error("{} already exists (use --overwrite to replace it)", .0.display())]
+    Exists(PathBuf),
+    #[error("failed to write the archive")]
+    Write(#[source] io::Error),
+}
+
+/// Options for [`build_aci`].
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub compression: Compression,
+    /// Record every file as owned by root (0:0), as `actool build --owner-root`.
+    pub owner_root: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            compression: Compression::Gzip,
+            owner_root: false,
+        }
+    }
+}
+
+/// Reads and validates the layout's manifest and checks the top level.
+pub fn read_layout(dir: &Path) -> Result<(ImageManifest, Vec<u8>), BuildError> {
+    let read_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BuildError::ReadLayout { path, source }
+    };
+    let layout_err = |reason: String| BuildError::Layout {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let rootfs = dir.join("rootfs");
+    let meta = fs::symlink_metadata(&rootfs).map_err(read_err(&rootfs))?;
+    if !meta.is_dir() {
+        return Err(layout_err("rootfs is not a directory".to_string()));
+    }
+    for entry in fs::read_dir(dir).map_err(read_err(dir))? {
+        let name = entry.map_err(read_err(dir))?.file_name();
+        let name = name.to_string_lossy();
+        if name != "manifest" && !name.starts_with("rootfs") {
+            return Err(layout_err(format!(
+                "unexpected entry '{name}' (only 'manifest' and 'rootfs/' may be at the top)"
+            )));
+        }
+    }
+    let manifest_path = dir.join("manifest");
+    let bytes = fs::read(&manifest_path).map_err(read_err(&manifest_path))?;
+    let manifest = parse_image_manifest(&bytes).map_err(|source| BuildError::Manifest {
+        path: manifest_path,
+        source,
+    })?;
+    Ok((manifest, bytes))
+}
+
+/// Writes the ACI for the layout in `dir` to `out`; returns the manifest.
+pub fn build_aci<W: Write>(
+    dir: &Path,
+    out: W,
+    options: &BuildOptions,
+) -> Result<ImageManifest, BuildError> {
+    let (manifest, manifest_bytes) = read_layout(dir)?;
+    let sink = match options.compression {
+        Compression::None => Sink::Plain(out),
+        Compression::Gzip => Sink::Gzip(flate2::write::GzEncoder::new(
+            out,
+            flate2::Compression::default(),
+        )),
+        Compression::Bzip2 => Sink::Bzip2(bzip2::write::BzEncoder::new(
+            out,
+            bzip2::Compression::default(),
+        )),
+        Compression::Xz => Sink::Xz(liblzma::write::XzEncoder::new(out, 6)),
+    };
+    let mut tar = tar::Builder::new(sink);
+    tar.follow_symlinks(false);
+    let manifest_meta =
+        fs::metadata(dir.join("manifest")).map_err(|source| BuildError::ReadLayout {
+            path: dir.join("manifest"),
+            source,
+        })?;
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(manifest_bytes.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(u64::try_from(manifest_meta.mtime()).unwrap_or(0));
+    tar.append_data(&mut header, "manifest", manifest_bytes.as_slice())
+        .map_err(BuildError::Write)?;
+    let mut walker = Walker {
+        tar: &mut tar,
+        options,
+        links: HashMap::new(),
+    };
+    walker.add(&dir.join("rootfs"), Path::new("rootfs"))?;
+    let sink = tar.into_inner().map_err(BuildError::Write)?;
+    let mut out = sink.finish().map_err(BuildError::Write)?;
+    out.flush().map_err(BuildError::Write)?;
+    Ok(manifest)
+}
+
+/// The output stream with its compressor, finished explicitly so that write
+/// errors at the end of the stream are reported, not lost in a `Drop`.
+enum Sink<W: Write> {
+    Plain(W),
+    Gzip(flate2::write::GzEncoder<W>),
+    Bzip2(bzip2::write::BzEncoder<W>),
+    Xz(liblzma::write::XzEncoder<W>),
+}
+
+impl<W: Write> Sink<W> {
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Sink::Plain(w) => Ok(w),
+            Sink::Gzip(e) => e.finish(),
+            Sink::Bzip2(e) => e.finish(),
+            Sink::Xz(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Sink<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Plain(w) => w.write(buf),
+            Sink::Gzip(e) => e.write(buf),
+            Sink::Bzip2(e) => e.write(buf),
+            Sink::Xz(e) => e.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.flush(),
+            Sink::Gzip(e) => e.flush(),
+            Sink::Bzip2(e) => e.flush(),
+            Sink::Xz(e) => e.flush(),
+        }
+    }
+}
+
+struct Walker<'a, W: Write> {
+    tar: &'a mut tar::Builder<W>,
+    options: &'a BuildOptions,
+    /// (dev, inode) → first archived path, for hard links.
+    links: HashMap<(u64, u64), PathBuf>,
+}
+
+impl<W: Write> Walker<'_, W> {
+    fn add(&mut self, path: &Path, name: &Path) -> Result<(), BuildError> {
+        let read_err = |source| BuildError::ReadLayout {
+            path: path.to_path_buf(),
+            source,
+        };
+        let meta = fs::symlink_metadata(path).map_err(read_err)?;
+        let ft = meta.file_type();
+        if ft.is_socket() {
+            tracing::warn!(path = %path.display(), "skipping a socket: sockets cannot be archived");
+            return Ok(());
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+        if self.options.owner_root {
+            header.set_uid(0);
+            header.set_gid(0);
+        }
+        let _ = header.set_username("");
+        let _ = header.set_groupname("");
+        if ft.is_file() && meta.nlink() > 1 {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = self.links.get(&key) {
+                header.set_entry_type(tar::EntryType::Link);
+                header.set_size(0);
+                let first = first.clone();
+                return self
+                    .tar
+                    .append_link(&mut header, name, &first)
+                    .map_err(BuildError::Write);
+            }
+            self.links.insert(key, name.to_path_buf());
+        }
+        if ft.is_symlink() {
+            let target = fs::read_link(path).map_err(read_err)?;
+            header.set_size(0);
+            return self
+                .tar
+                .append_link(&mut header, name, &target)
+                .map_err(BuildError::Write);
+        }
+        if ft.is_file() {
+            let file = fs::File::open(path).map_err(read_err)?;
+            return self
+                .tar
+                .append_data(&mut header, name, file)
+                .map_err(BuildError::Write);
+        }
+        if ft.is_dir() {
+            header.set_size(0);
+            self.tar
+                .append_data(&mut header, name, io::empty())
+                .map_err(BuildError::Write)?;
+            let mut children: Vec<_> = fs::read_dir(path)
+                .map_err(read_err)?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<Result<_, _>>()
+                .map_err(read_err)?;
+            children.sort();
+            for child in children {
+                self.add(&path.join(&child), &name.join(&child))?;
+            }
+            return Ok(());
+        }
+        // Character and block devices and FIFOs: header only.
+        header.set_size(0);
+        self.tar
+            .append_data(&mut header, name, io::empty())
+            .map_err(BuildError::Write)
+    }
+}
+
+/// Builds the ACI into the file `out` atomically: a temporary file beside it
+/// is written, synced and renamed, so a failed build leaves nothing behind.
+/// Refuses to replace an existing file unless `overwrite`.
+pub fn build_aci_file(
+    dir: &Path,
+    out: &Path,
+    options: &BuildOptions,
+    overwrite: bool,
+) -> Result<ImageManifest, BuildError> {
+    if !overwrite && fs::symlink_metadata(out).is_ok() {
+        return Err(BuildError::Exists(out.to_path_buf()));
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image.aci".to_string());
+    let tmp = parent.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(BuildError::Write)?;
+        let mut writer = io::BufWriter::new(file);
+        let manifest = build_aci(dir, &mut writer, options)?;
+        let file = writer
+            .into_inner()
+            .map_err(|e| BuildError::Write(e.into_error()))?;
+        file.sync_all().map_err(BuildError::Write)?;
+        fs::rename(&tmp, out).map_err(BuildError::Write)?;
+        Ok(manifest)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}

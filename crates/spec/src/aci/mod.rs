@@ -1,0 +1,318 @@
+//! ACI files: detection of the compression by magic bytes, streaming
+//! decompression, the image ID (SHA-512 of the uncompressed tar, computed
+//! while reading), layout validation as `actool validate` does it, and
+//! building an ACI from an image layout directory ([`build`]).
+
+pub mod build;
+
+use std::io::{self, Read};
+
+use sha2::{Digest, Sha512};
+
+use crate::image::ImageManifest;
+use crate::manifest::{ManifestError, parse_image_manifest};
+
+/// The largest manifest skiff reads from an archive (a manifest is a few KiB;
+/// this only stops a hostile image from making skiff buffer gigabytes).
+pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Bzip2,
+    Xz,
+}
+
+impl Compression {
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Bzip2 => "bzip2",
+            Compression::Xz => "xz",
+        }
+    }
+}
+
+/// What the first bytes of a file say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileType {
+    /// A compressed stream or a POSIX tar: an ACI candidate.
+    Archive(Compression),
+    /// Looks like text (a JSON manifest candidate).
+    Text,
+    Unknown,
+}
+
+/// Sniffs up to the first 512 bytes, as `actool` does.
+pub fn detect_file_type(head: &[u8]) -> FileType {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        FileType::Archive(Compression::Gzip)
+    } else if head.starts_with(b"BZh") {
+        FileType::Archive(Compression::Bzip2)
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        FileType::Archive(Compression::Xz)
+    } else if head.len() > 262 && &head[257..262] == b"ustar" {
+        FileType::Archive(Compression::None)
+    } else if !head.is_empty() && !head.iter().any(|&b| is_binary_byte(b)) {
+        FileType::Text
+    } else {
+        FileType::Unknown
+    }
+}
+
+/// Bytes that make Go's `http.DetectContentType` call a file binary.
+fn is_binary_byte(b: u8) -> bool {
+    matches!(b, 0x00..=0x08 | 0x0b | 0x0e..=0x1a | 0x1c..=0x1f)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AciError {
+    #[error("failed to read the image")]
+    Io(#[from] io::Error),
+    #[error(
+        "not an ACI: the file is not a tar archive (compressed with gzip, bzip2 or xz, or plain)"
+    )]
+    NotAnArchive,
+    #[error("corrupt archive: {0}")]
+    Corrupt(String),
+    #[error("bad image layout: {0}")]
+    Layout(String),
+    #[error("invalid image manifest")]
+    Manifest(#[from] ManifestError),
+}
+
+impl AciError {
+    /// One line per problem for `skiff image validate`.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            AciError::Manifest(m) => m
+                .lines()
+                .into_iter()
+                .map(|l| format!("invalid image manifest: {l}"))
+                .collect(),
+            AciError::Io(e) => vec![format!("{other}: {e}", other = self)],
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// A reader that feeds everything it reads into a SHA-512.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha512,
+    bytes: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha512::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Reads what is left, then returns `sha512-<hex>` and the byte count.
+    pub fn finish(mut self) -> io::Result<(String, u64)> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok((
+            format!("sha512-{}", hex::encode(self.hasher.finalize())),
+            self.bytes,
+        ))
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Wraps `input` in the decompressor its magic bytes call for.
+pub fn decompress<'a, R: Read + 'a>(mut input: R) -> Result<Box<dyn Read + 'a>, AciError> {
+    let mut head = Vec::with_capacity(512);
+    (&mut input).take(512).read_to_end(&mut head)?;
+    let compression = match detect_file_type(&head) {
+        FileType::Archive(c) => c,
+        _ => return Err(AciError::NotAnArchive),
+    };
+    let stream = io::Cursor::new(head).chain(input);
+    Ok(match compression {
+        Compression::None => Box::new(stream),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(stream)),
+        Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(stream)),
+        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(stream)),
+    })
+}
+
+/// A validated ACI: its manifest and its image ID.
+#[derive(Debug, Clone)]
+pub struct AciInfo {
+    pub manifest: ImageManifest,
+    /// `sha512-<128 hex>` of the uncompressed tar.
+    pub image_id: String,
+    /// Size of the uncompressed tar in bytes.
+    pub size: u64,
+}
+
+/// Go's `filepath.Clean` on a tar entry name.
+pub(crate) fn clean_path(name: &str) -> String {
+    let rooted = name.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in name.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|p| *p != "..") {
+                    parts.pop();
+                } else if !rooted {
+                    parts.push("..");
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_string(),
+        (false, false) => joined,
+    }
+}
+
+/// Reads an ACI from `input` (any compression), checks it as `actool
+/// validate` does (a `manifest` file, a `rootfs` directory, nothing else at
+/// the top, no duplicate entries, a valid manifest) and computes its ID.
+pub fn validate_aci<R: Read>(input: R) -> Result<AciInfo, AciError> {
+    let mut hashing = HashingReader::new(decompress(input)?);
+    let mut manifest: Option<Vec<u8>> = None;
+    let mut rootfs_seen = false;
+    let mut seen = std::collections::HashSet::new();
+    let mut stray: Option<String> = None;
+    {
+        let mut archive = tar::Archive::new(&mut hashing);
+        let entries = archive
+            .entries()
+            .map_err(|e| AciError::Corrupt(e.to_string()))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| AciError::Corrupt(e.to_string()))?;
+            let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let name = clean_path(&raw_name);
+            match name.as_str() {
+                "." => {}
+                "manifest" => {
+                    let buf = manifest.get_or_insert_with(Vec::new);
+                    let read = (&mut entry)
+                        .take(MAX_MANIFEST_SIZE + 1)
+                        .read_to_end(buf)
+                        .map_err(|e| AciError::Corrupt(e.to_string()))?;
+                    if buf.len() as u64 > MAX_MANIFEST_SIZE || read as u64 > MAX_MANIFEST_SIZE {
+                        return Err(AciError::Layout(format!(
+                            "the manifest is larger than {MAX_MANIFEST_SIZE} bytes"
+                        )));
+                    }
+                }
+                "rootfs" => {
+                    if !entry.header().entry_type().is_dir() {
+                        return Err(AciError::Layout("rootfs is not a directory".to_string()));
+                    }
+                    rootfs_seen = true;
+                }
+                _ => {
+                    if !seen.insert(name.clone()) {
+                        return Err(AciError::Layout(format!(
+                            "duplicate entry in archive: {name}"
+                        )));
+                    }
+                    // actool accepts any path that starts with "rootfs" here.
+                    if stray.is_none() && !name.starts_with("rootfs") {
+                        stray = Some(name);
+                    }
+                }
+            }
+        }
+    }
+    let Some(manifest) = manifest else {
+        return Err(AciError::Layout(
+            "no image manifest found (need a 'manifest' file at the top)".to_string(),
+        ));
+    };
+    if !rootfs_seen {
+        return Err(AciError::Layout(
+            "no rootfs directory found (need a 'rootfs/' directory entry)".to_string(),
+        ));
+    }
+    let manifest = parse_image_manifest(&manifest)?;
+    if let Some(name) = stray {
+        return Err(AciError::Layout(format!(
+            "unexpected entry '{name}' (only 'manifest' and 'rootfs/' may be at the top)"
+        )));
+    }
+    let (image_id, size) = hashing.finish()?;
+    Ok(AciInfo {
+        manifest,
+        image_id,
+        size,
+    })
+}
+
+/// Returns the raw bytes of the first `manifest` entry of an ACI.
+pub fn read_manifest_bytes<R: Read>(input: R) -> Result<Vec<u8>, AciError> {
+    let mut archive = tar::Archive::new(decompress(input)?);
+    let entries = archive
+        .entries()
+        .map_err(|e| AciError::Corrupt(e.to_string()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| AciError::Corrupt(e.to_string()))?;
+        if clean_path(&String::from_utf8_lossy(&entry.path_bytes())) == "manifest" {
+            let mut buf = Vec::new();
+            (&mut entry)
+                .take(MAX_MANIFEST_SIZE + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| AciError::Corrupt(e.to_string()))?;
+            if buf.len() as u64 > MAX_MANIFEST_SIZE {
+                return Err(AciError::Layout("the manifest is too large".to_string()));
+            }
+            return Ok(buf);
+        }
+    }
+    Err(AciError::Layout(
+        "no image manifest found in the archive".to_string(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleans_like_go() {
+        for (input, want) in [
+            ("./manifest", "manifest"),
+            ("rootfs/", "rootfs"),
+            ("/manifest", "/manifest"),
+            ("rootfs/../manifest", "manifest"),
+            ("../x", "../x"),
+            ("", "."),
+            ("/../a", "/a"),
+            ("a/../../b", "../b"),
+        ] {
+            assert_eq!(clean_path(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn detects_types() {
+        assert_eq!(
+            detect_file_type(&[0x1f, 0x8b, 8]),
+            FileType::Archive(Compression::Gzip)
+        );
+        assert_eq!(detect_file_type(b"{\"a\":1}"), FileType::Text);
+        assert_eq!(detect_file_type(&[0, 1, 2]), FileType::Unknown);
+    }
+}

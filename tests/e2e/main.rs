@@ -1,0 +1,7 @@
+//! End-to-end tests: they drive the real `skiff` binary (and the reference
+//! `actool`, built by `cargo xtask test`) as a user would. One test binary
+//! for all of them keeps compile time down.
+
+mod common;
+mod differential;
+mod image_cli;
