@@ -64,7 +64,11 @@ pub const BUSYBOX_MANIFEST: &str = r#"{
 pub fn busybox_layout(dir: &Path) {
     let bin = dir.join("rootfs/bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::fs::copy(std::fs::canonicalize("/bin/busybox").unwrap(), bin.join("busybox")).unwrap();
+    std::fs::copy(
+        std::fs::canonicalize("/bin/busybox").unwrap(),
+        bin.join("busybox"),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("busybox", bin.join("sh")).unwrap();
     std::fs::hard_link(bin.join("busybox"), bin.join("busybox-hardlink")).unwrap();
     std::fs::create_dir_all(dir.join("rootfs/etc")).unwrap();

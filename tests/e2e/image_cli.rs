@@ -13,7 +13,10 @@ fn version_names_skiff_and_appc() {
     let out = output(skiff().arg("version"));
     assert!(out.status.success());
     let text = stdout(&out);
-    assert!(text.contains(&format!("skiff version {}", env!("CARGO_PKG_VERSION"))), "{text}");
+    assert!(
+        text.contains(&format!("skiff version {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
     assert!(text.contains("appc version 0.8.11"), "{text}");
 }
 
@@ -29,7 +32,11 @@ fn help_is_everywhere_and_unknown_flags_are_usage_errors() {
     ] {
         let out = output(skiff().args(args));
         assert!(out.status.success(), "{args:?}");
-        assert!(stdout(&out).contains("Usage: skiff"), "{args:?}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains("Usage: skiff"),
+            "{args:?}: {}",
+            stdout(&out)
+        );
     }
     let out = output(skiff().args(["image", "validate", "--frobnicate", "x"]));
     assert_eq!(out.status.code(), Some(2));
@@ -54,23 +61,47 @@ fn built_images_pass_actool_and_round_trip() {
                 .arg(&layout)
                 .arg(&aci),
         );
-        assert!(out.status.success(), "build {compression}: {}", stderr(&out));
+        assert!(
+            out.status.success(),
+            "build {compression}: {}",
+            stderr(&out)
+        );
 
         let out = output(actool().arg("--debug").arg("validate").arg(&aci));
-        assert!(out.status.success(), "actool rejects the {compression} ACI: {}", stderr(&out));
+        assert!(
+            out.status.success(),
+            "actool rejects the {compression} ACI: {}",
+            stderr(&out)
+        );
 
         let out = output(skiff().arg("image").arg("validate").arg(&aci));
-        assert!(out.status.success(), "skiff rejects its own ACI: {}", stderr(&out));
+        assert!(
+            out.status.success(),
+            "skiff rejects its own ACI: {}",
+            stderr(&out)
+        );
         // The printed image ID is the SHA-512 of the uncompressed tar.
         let sum = sh(&format!("{decompress} {} | sha512sum", aci.display()));
         let hex = stdout(&sum).split_whitespace().next().unwrap().to_string();
-        assert!(stdout(&out).contains(&format!("sha512-{hex}")), "{}", stdout(&out));
+        assert!(
+            stdout(&out).contains(&format!("sha512-{hex}")),
+            "{}",
+            stdout(&out)
+        );
 
         // Symlink, hard link and FIFO survive as such.
         let listing = stdout(&sh(&format!("{decompress} {} | tar -tvf -", aci.display())));
         assert!(listing.contains("rootfs/bin/sh -> busybox"), "{listing}");
-        assert!(listing.contains("rootfs/bin/busybox-hardlink link to rootfs/bin/busybox"), "{listing}");
-        assert!(listing.lines().any(|l| l.starts_with('p') && l.ends_with("rootfs/etc/fifo")), "{listing}");
+        assert!(
+            listing.contains("rootfs/bin/busybox-hardlink link to rootfs/bin/busybox"),
+            "{listing}"
+        );
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.starts_with('p') && l.ends_with("rootfs/etc/fifo")),
+            "{listing}"
+        );
 
         let out = output(skiff().arg("image").arg("cat-manifest").arg(&aci));
         assert!(out.status.success(), "{}", stderr(&out));
@@ -94,16 +125,29 @@ fn build_refuses_to_overwrite_and_leaves_nothing_behind_on_failure() {
     assert!(stderr(&out).contains("--overwrite"), "{}", stderr(&out));
     assert_eq!(std::fs::read(&aci).unwrap(), b"keep me");
 
-    std::fs::write(layout.join("manifest"), br#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"Bad"}"#).unwrap();
+    std::fs::write(
+        layout.join("manifest"),
+        br#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"Bad"}"#,
+    )
+    .unwrap();
     let fresh = tmp.path().join("fresh.aci");
     let out = output(skiff().args(["image", "build"]).arg(&layout).arg(&fresh));
     assert_refused(&out, "invalid manifest");
-    assert!(stderr(&out).contains("uppercase not allowed"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("uppercase not allowed"),
+        "{}",
+        stderr(&out)
+    );
     let left: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(!left.iter().any(|n| n.starts_with(".fresh") || n == "fresh.aci"), "{left:?}");
+    assert!(
+        !left
+            .iter()
+            .any(|n| n.starts_with(".fresh") || n == "fresh.aci"),
+        "{left:?}"
+    );
 
     std::fs::write(layout.join("stray"), b"x").unwrap();
     std::fs::write(layout.join("manifest"), BUSYBOX_MANIFEST).unwrap();
@@ -120,16 +164,40 @@ fn bad_inputs_get_one_clear_line_each() {
     let layout = dir.join("layout");
     busybox_layout(&layout);
     let good = dir.join("good.aci");
-    assert!(output(skiff().args(["image", "build"]).arg(&layout).arg(&good)).status.success());
+    assert!(
+        output(skiff().args(["image", "build"]).arg(&layout).arg(&good))
+            .status
+            .success()
+    );
     let bytes = std::fs::read(&good).unwrap();
 
     let mut cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("truncated.aci", bytes[..bytes.len() / 2].to_vec(), "corrupt"),
-        ("garbage.bin", (0u8..=255).cycle().take(4096).collect(), "unrecognized file type"),
+        (
+            "truncated.aci",
+            bytes[..bytes.len() / 2].to_vec(),
+            "corrupt",
+        ),
+        (
+            "garbage.bin",
+            (0u8..=255).cycle().take(4096).collect(),
+            "unrecognized file type",
+        ),
         ("text.json", b"this is not json".to_vec(), "malformed JSON"),
-        ("unterminated.json", br#"{"acKind": "ImageManifest""#.to_vec(), "malformed JSON"),
-        ("wrongtype.json", br#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":5}"#.to_vec(), "name: must be a string, not a number"),
-        ("badkind.json", br#"{"acKind":"Image","acVersion":"0.8.11","name":"a"}"#.to_vec(), "acKind: bad acKind"),
+        (
+            "unterminated.json",
+            br#"{"acKind": "ImageManifest""#.to_vec(),
+            "malformed JSON",
+        ),
+        (
+            "wrongtype.json",
+            br#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":5}"#.to_vec(),
+            "name: must be a string, not a number",
+        ),
+        (
+            "badkind.json",
+            br#"{"acKind":"Image","acVersion":"0.8.11","name":"a"}"#.to_vec(),
+            "acKind: bad acKind",
+        ),
         ("empty.json", Vec::new(), "unrecognized file type"),
     ];
     // A gzip header followed by garbage.
@@ -145,7 +213,10 @@ fn bad_inputs_get_one_clear_line_each() {
         let err = stderr(&out);
         assert_eq!(err.lines().count(), 1, "{name}: want one line, got: {err}");
         assert!(err.contains(expect), "{name}: want '{expect}' in: {err}");
-        assert!(err.starts_with(&format!("{}: ", path.display())), "{name}: {err}");
+        assert!(
+            err.starts_with(&format!("{}: ", path.display())),
+            "{name}: {err}"
+        );
     }
 
     // Archives with a wrong layout, made with the system tar.
@@ -154,7 +225,10 @@ fn bad_inputs_get_one_clear_line_each() {
         std::fs::create_dir_all(&work).unwrap();
         std::fs::write(work.join("manifest"), BUSYBOX_MANIFEST).unwrap();
         std::fs::create_dir_all(work.join("rootfs")).unwrap();
-        let out = sh(&format!("cd {} && {setup} && tar -czf ../{name} $(ls -A)", work.display()));
+        let out = sh(&format!(
+            "cd {} && {setup} && tar -czf ../{name} $(ls -A)",
+            work.display()
+        ));
         assert!(out.status.success(), "{}", stderr(&out));
         dir.join(name)
     };
@@ -162,18 +236,35 @@ fn bad_inputs_get_one_clear_line_each() {
         ("extra-top.aci", "echo x > etc", "unexpected entry 'etc'"),
         ("no-manifest.aci", "rm manifest", "no image manifest"),
         ("no-rootfs.aci", "rmdir rootfs && touch keep", "no rootfs"),
-        ("rootfs-file.aci", "rmdir rootfs && touch rootfs", "rootfs is not a directory"),
-        ("bad-manifest.aci", "echo '{\"acKind\":\"ImageManifest\"}' > manifest", "invalid image manifest"),
+        (
+            "rootfs-file.aci",
+            "rmdir rootfs && touch rootfs",
+            "rootfs is not a directory",
+        ),
+        (
+            "bad-manifest.aci",
+            "echo '{\"acKind\":\"ImageManifest\"}' > manifest",
+            "invalid image manifest",
+        ),
     ] {
         let aci = mk(name, setup);
         let out = output(skiff().arg("image").arg("validate").arg(&aci));
         assert_refused(&out, name);
-        assert!(stderr(&out).contains(expect), "{name}: want '{expect}' in: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(expect),
+            "{name}: want '{expect}' in: {}",
+            stderr(&out)
+        );
         let actool_out = output(actool().arg("validate").arg(&aci));
         assert!(!actool_out.status.success(), "{name}: actool accepts it");
     }
 
-    let out = output(skiff().arg("image").arg("cat-manifest").arg(dir.join("garbage.bin")));
+    let out = output(
+        skiff()
+            .arg("image")
+            .arg("cat-manifest")
+            .arg(dir.join("garbage.bin")),
+    );
     assert_refused(&out, "cat-manifest of garbage");
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
 }
@@ -190,7 +281,11 @@ fn validate_reports_every_problem_and_checks_every_file() {
     )
     .unwrap();
     let good = tmp.path().join("pod.json");
-    std::fs::write(&good, r#"{"acKind":"PodManifest","acVersion":"0.8.11","apps":[]}"#).unwrap();
+    std::fs::write(
+        &good,
+        r#"{"acKind":"PodManifest","acVersion":"0.8.11","apps":[]}"#,
+    )
+    .unwrap();
     let out = output(skiff().arg("image").arg("validate").arg(&bad).arg(&good));
     assert_refused(&out, "bad manifest");
     let err = stderr(&out);
@@ -203,5 +298,9 @@ fn validate_reports_every_problem_and_checks_every_file() {
     ] {
         assert!(err.contains(expect), "want '{expect}' in: {err}");
     }
-    assert!(stdout(&out).contains("pod.json: valid PodManifest"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("pod.json: valid PodManifest"),
+        "{}",
+        stdout(&out)
+    );
 }

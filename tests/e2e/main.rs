@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
 //! End-to-end tests: they drive the real `skiff` binary (and the reference
 //! `actool`, built by `cargo xtask test`) as a user would. One test binary
 //! for all of them keeps compile time down.

@@ -27,7 +27,17 @@ const PACKAGES: &[(&str, &str)] = &[
     ("ca-certificates", "HTTPS to the package registries"),
 ];
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = project_root()?;
     match args.first().map(String::as_str) {

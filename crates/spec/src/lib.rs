@@ -29,6 +29,9 @@ pub mod pod;
 pub mod quantity;
 pub mod semver;
 
+#[cfg(test)]
+mod robustness;
+
 pub use decode::Problem;
 pub use image::{App, ImageManifest};
 pub use json::{MAX_DEPTH, SyntaxError};
