@@ -9,6 +9,7 @@
 //! * [`isolator`]: the standard isolators and their value rules.
 //! * [`image`] / [`pod`]: image and pod manifests.
 //! * [`manifest`]: parse-and-validate entry points and their errors.
+//! * [`id`]: strict `sha512-<128 hex>` image IDs.
 //! * [`aci`]: ACI detection, decompression, validation, image IDs, building.
 //! * `json`, `decode`, `gocompat` (private): Go `encoding/json`, `time` and
 //!   `net/url` semantics, which decide what `actool` accepts.
@@ -19,6 +20,7 @@
 pub mod aci;
 mod decode;
 mod gocompat;
+pub mod id;
 pub mod image;
 pub mod isolator;
 mod json;
@@ -33,6 +35,7 @@ pub mod semver;
 mod robustness;
 
 pub use decode::Problem;
+pub use id::ImageId;
 pub use image::{App, ImageManifest};
 pub use json::{MAX_DEPTH, SyntaxError};
 pub use manifest::{

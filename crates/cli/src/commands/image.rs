@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use skiff_spec::aci::build::{BuildOptions, build_aci_file};
+use skiff_spec::aci::build::{BuildError, BuildOptions, build_aci_file, read_layout};
 use skiff_spec::aci::{Compression, FileType, detect_file_type, read_manifest_bytes, validate_aci};
 use skiff_spec::{Manifest, parse_image_manifest, parse_manifest, to_pretty_json};
 
@@ -17,10 +17,11 @@ pub enum ImageCommand {
     /// `rootfs/` directory. Modes, owners, symlinks, hard links and device
     /// nodes are kept. The file is written atomically.
     Build(BuildArgs),
-    /// Validate image manifests, pod manifests and ACI files.
+    /// Validate image manifests, pod manifests, ACI files and image layouts.
     ///
-    /// Each FILE may be a JSON manifest (image or pod, by its acKind) or an
-    /// ACI (plain tar or gzip/bzip2/xz-compressed). Prints one line per
+    /// Each FILE may be a JSON manifest (image or pod, by its acKind), an
+    /// ACI (plain tar or gzip/bzip2/xz-compressed) or an image layout
+    /// directory (`manifest` + `rootfs/`). Prints one line per
     /// problem on stderr; exits 0 if every file is valid, 1 otherwise.
     Validate(ValidateArgs),
     /// Print the image manifest of an ACI file as indented JSON.
@@ -54,7 +55,7 @@ pub struct BuildArgs {
 
 #[derive(Args)]
 pub struct ValidateArgs {
-    /// Manifests (JSON) or ACI files to check.
+    /// Manifests (JSON), ACI files or image layout directories to check.
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -93,8 +94,37 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Checks one file; returns its description or one line per problem.
+/// Checks an image layout directory (`manifest` + `rootfs/`).
+fn validate_layout(dir: &Path) -> Result<String, Vec<String>> {
+    match read_layout(dir) {
+        Ok((manifest, _)) => Ok(format!("valid image layout, {}", manifest.name)),
+        Err(BuildError::Manifest { source, .. }) => Err(source
+            .lines()
+            .into_iter()
+            .map(|l| format!("invalid image manifest: {l}"))
+            .collect()),
+        Err(other) => Err(vec![error_line(&other)]),
+    }
+}
+
+/// An error and its causes on one line.
+fn error_line(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
+
+/// Checks one file (or layout directory); returns its description or one
+/// line per problem.
 fn validate_file(path: &Path) -> Result<String, Vec<String>> {
+    if path.is_dir() {
+        return validate_layout(path);
+    }
     let mut file = File::open(path).map_err(|e| vec![format!("cannot open: {e}")])?;
     let mut head = Vec::with_capacity(512);
     (&mut file)

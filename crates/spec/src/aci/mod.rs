@@ -9,6 +9,7 @@ use std::io::{self, Read};
 
 use sha2::{Digest, Sha512};
 
+use crate::id::ImageId;
 use crate::image::ImageManifest;
 use crate::manifest::{ManifestError, parse_image_manifest};
 
@@ -114,13 +115,10 @@ impl<R: Read> HashingReader<R> {
         }
     }
 
-    /// Reads what is left, then returns `sha512-<hex>` and the byte count.
-    pub fn finish(mut self) -> io::Result<(String, u64)> {
+    /// Reads what is left, then returns the image ID and the byte count.
+    pub fn finish(mut self) -> io::Result<(ImageId, u64)> {
         io::copy(&mut self, &mut io::sink())?;
-        Ok((
-            format!("sha512-{}", hex::encode(self.hasher.finalize())),
-            self.bytes,
-        ))
+        Ok((ImageId::from_digest(&self.hasher.finalize()), self.bytes))
     }
 }
 
@@ -155,7 +153,7 @@ pub fn decompress<'a, R: Read + 'a>(mut input: R) -> Result<Box<dyn Read + 'a>, 
 pub struct AciInfo {
     pub manifest: ImageManifest,
     /// `sha512-<128 hex>` of the uncompressed tar.
-    pub image_id: String,
+    pub image_id: ImageId,
     /// Size of the uncompressed tar in bytes.
     pub size: u64,
 }
