@@ -15,7 +15,8 @@ pub enum ImageCommand {
     ///
     /// DIR must hold a `manifest` file (a valid appc image manifest) and a
     /// `rootfs/` directory. Modes, owners, symlinks, hard links and device
-    /// nodes are kept. The file is written atomically.
+    /// nodes are kept. The file is written atomically. Prints the image ID
+    /// (SHA-512 of the uncompressed tar) on stdout.
     Build(BuildArgs),
     /// Validate image manifests, pod manifests, ACI files and image layouts.
     ///
@@ -84,13 +85,14 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         },
         owner_root: args.owner_root,
     };
-    let manifest = build_aci_file(&args.dir, &args.out, &options, args.overwrite)?;
+    let built = build_aci_file(&args.dir, &args.out, &options, args.overwrite)?;
     eprintln!(
         "built {} ({}, {} compression)",
         args.out.display(),
-        manifest.name,
+        built.manifest.name,
         options.compression.name()
     );
+    println!("{}", built.image_id);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,7 +11,10 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha512};
+
 use super::Compression;
+use crate::id::ImageId;
 use crate::image::ImageManifest;
 use crate::manifest::{ManifestError, parse_image_manifest};
 
@@ -87,12 +90,20 @@ pub fn read_layout(dir: &Path) -> Result<(ImageManifest, Vec<u8>), BuildError> {
     Ok((manifest, bytes))
 }
 
-/// Writes the ACI for the layout in `dir` to `out`; returns the manifest.
+/// What was built.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub manifest: ImageManifest,
+    /// The image ID: SHA-512 of the uncompressed tar, hashed while writing.
+    pub image_id: ImageId,
+}
+
+/// Writes the ACI for the layout in `dir` to `out`.
 pub fn build_aci<W: Write>(
     dir: &Path,
     out: W,
     options: &BuildOptions,
-) -> Result<ImageManifest, BuildError> {
+) -> Result<Built, BuildError> {
     let (manifest, manifest_bytes) = read_layout(dir)?;
     let sink = match options.compression {
         Compression::None => Sink::Plain(out),
@@ -106,7 +117,10 @@ pub fn build_aci<W: Write>(
         )),
         Compression::Xz => Sink::Xz(liblzma::write::XzEncoder::new(out, 6)),
     };
-    let mut tar = tar::Builder::new(sink);
+    let mut tar = tar::Builder::new(HashingWriter {
+        inner: sink,
+        hasher: Sha512::new(),
+    });
     tar.follow_symlinks(false);
     let manifest_meta =
         fs::metadata(dir.join("manifest")).map_err(|source| BuildError::ReadLayout {
@@ -126,10 +140,29 @@ pub fn build_aci<W: Write>(
         links: HashMap::new(),
     };
     walker.add(&dir.join("rootfs"), Path::new("rootfs"))?;
-    let sink = tar.into_inner().map_err(BuildError::Write)?;
-    let mut out = sink.finish().map_err(BuildError::Write)?;
+    let hashing = tar.into_inner().map_err(BuildError::Write)?;
+    let image_id = ImageId::from_digest(&hashing.hasher.finalize());
+    let mut out = hashing.inner.finish().map_err(BuildError::Write)?;
     out.flush().map_err(BuildError::Write)?;
-    Ok(manifest)
+    Ok(Built { manifest, image_id })
+}
+
+/// Hashes the uncompressed tar on its way to the compressor.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha512,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The output stream with its compressor, finished explicitly so that write
@@ -259,7 +292,7 @@ pub fn build_aci_file(
     out: &Path,
     options: &BuildOptions,
     overwrite: bool,
-) -> Result<ImageManifest, BuildError> {
+) -> Result<Built, BuildError> {
     if !overwrite && fs::symlink_metadata(out).is_ok() {
         return Err(BuildError::Exists(out.to_path_buf()));
     }
@@ -279,13 +312,13 @@ pub fn build_aci_file(
             .open(&tmp)
             .map_err(BuildError::Write)?;
         let mut writer = io::BufWriter::new(file);
-        let manifest = build_aci(dir, &mut writer, options)?;
+        let built = build_aci(dir, &mut writer, options)?;
         let file = writer
             .into_inner()
             .map_err(|e| BuildError::Write(e.into_error()))?;
         file.sync_all().map_err(BuildError::Write)?;
         fs::rename(&tmp, out).map_err(BuildError::Write)?;
-        Ok(manifest)
+        Ok(built)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
