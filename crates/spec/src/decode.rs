@@ -148,6 +148,25 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Reports every name that repeats an earlier one in a list, at
+    /// `field[i].name`, as "duplicate {what} 'name'".
+    pub fn check_unique<'n>(
+        &mut self,
+        field: &str,
+        what: &str,
+        names: impl IntoIterator<Item = &'n str>,
+    ) {
+        let mut seen = std::collections::HashSet::new();
+        for (i, name) in names.into_iter().enumerate() {
+            if !seen.insert(name) {
+                self.fail(
+                    &format!("{field}[{i}].name"),
+                    format!("duplicate {what} '{name}'"),
+                );
+            }
+        }
+    }
+
     /// A JSON array decoded element by element; `null` is an empty list.
     pub fn array<T>(
         &mut self,

@@ -284,16 +284,11 @@ fn decode_app(ctx: &mut Ctx, node: &Node, field: &str) -> App {
     if !app.working_directory.is_empty() && !app.working_directory.starts_with('/') {
         ctx.fail(&join(field, "workingDirectory"), "must be an absolute path");
     }
-    let mut seen = Vec::new();
-    for (i, handler) in app.event_handlers.iter().enumerate() {
-        if seen.contains(&handler.name.as_str()) {
-            ctx.fail(
-                &format!("{field}.eventHandlers[{i}]"),
-                format!("only one '{}' event handler is allowed", handler.name),
-            );
-        }
-        seen.push(handler.name.as_str());
-    }
+    ctx.check_unique(
+        &join(field, "eventHandlers"),
+        "event handler",
+        app.event_handlers.iter().map(|h| h.name.as_str()),
+    );
     app
 }
 
@@ -359,17 +354,14 @@ pub(crate) fn decode_environment(ctx: &mut Ctx, node: &Node, field: &str) -> Vec
             var
         })
         .unwrap_or_default();
-    let mut seen = Vec::new();
     for (i, var) in vars.iter().enumerate() {
-        let path = format!("{field}[{i}].name");
-        if ctx.check(&path, env_name_problem(&var.name)) && seen.contains(&var.name.as_str()) {
-            ctx.fail(
-                &path,
-                format!("duplicate environment variable '{}'", var.name),
-            );
-        }
-        seen.push(var.name.as_str());
+        ctx.check(&format!("{field}[{i}].name"), env_name_problem(&var.name));
     }
+    ctx.check_unique(
+        field,
+        "environment variable",
+        vars.iter().map(|v| v.name.as_str()),
+    );
     vars
 }
 

@@ -87,21 +87,19 @@ pub(crate) fn decode_labels(ctx: &mut Ctx, node: &Node, field: &str) -> Vec<Labe
     let labels = ctx
         .array(node, field, decode_name_value)
         .unwrap_or_default();
-    let mut seen = BTreeMap::new();
     for (i, label) in labels.iter().enumerate() {
-        let path = format!("{field}[{i}].name");
         if label.name.as_str() == "name" {
             ctx.fail(
-                &path,
+                &format!("{field}[{i}].name"),
                 "a label cannot be called \"name\" (the image name is not a label)",
             );
-        } else if seen
-            .insert(label.name.as_str(), label.value.as_str())
-            .is_some()
-        {
-            ctx.fail(&path, format!("duplicate label '{}'", label.name));
         }
     }
+    ctx.check_unique(field, "label", labels.iter().map(|l| l.name.as_str()));
+    let seen: BTreeMap<&str, &str> = labels
+        .iter()
+        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .collect();
     if let Some(problem) = os_arch_problem(&seen) {
         ctx.fail(field, problem);
     }
@@ -134,18 +132,11 @@ pub(crate) fn decode_annotations(ctx: &mut Ctx, node: &Node, field: &str) -> Vec
     let list = ctx
         .array(node, field, decode_name_value)
         .unwrap_or_default();
-    let mut seen = BTreeMap::new();
-    for (i, anno) in list.iter().enumerate() {
-        if seen
-            .insert(anno.name.as_str(), anno.value.as_str())
-            .is_some()
-        {
-            ctx.fail(
-                &format!("{field}[{i}].name"),
-                format!("duplicate annotation '{}'", anno.name),
-            );
-        }
-    }
+    ctx.check_unique(field, "annotation", list.iter().map(|a| a.name.as_str()));
+    let seen: BTreeMap<&str, &str> = list
+        .iter()
+        .map(|a| (a.name.as_str(), a.value.as_str()))
+        .collect();
     if let Some(created) = seen.get("created") {
         ctx.check(
             field,

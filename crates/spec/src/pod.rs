@@ -154,26 +154,12 @@ pub(crate) fn decode_pod_manifest(ctx: &mut Ctx, node: &Node) -> PodManifest {
         }
     }
     expect_kind(ctx, kind, AcKind::PodManifest);
-    let mut seen = Vec::new();
-    for (i, app) in m.apps.iter().enumerate() {
-        if seen.contains(&&app.name) {
-            ctx.fail(
-                &format!("apps[{i}].name"),
-                format!("duplicate app name '{}'", app.name),
-            );
-        }
-        seen.push(&app.name);
-    }
-    let mut seen = Vec::new();
-    for (i, vol) in m.volumes.iter().enumerate() {
-        if seen.contains(&&vol.name) {
-            ctx.fail(
-                &format!("volumes[{i}].name"),
-                format!("duplicate volume name '{}'", vol.name),
-            );
-        }
-        seen.push(&vol.name);
-    }
+    ctx.check_unique("apps", "app name", m.apps.iter().map(|a| a.name.as_str()));
+    ctx.check_unique(
+        "volumes",
+        "volume name",
+        m.volumes.iter().map(|v| v.name.as_str()),
+    );
     m
 }
 
