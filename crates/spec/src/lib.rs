@@ -10,6 +10,7 @@
 //! * [`image`] / [`pod`]: image and pod manifests.
 //! * [`manifest`]: parse-and-validate entry points and their errors.
 //! * [`id`]: strict `sha512-<128 hex>` image IDs.
+//! * [`discovery`]: image names with labels, discovery meta tags, templates.
 //! * [`aci`]: ACI detection, decompression, validation, image IDs, building.
 //! * `json`, `decode`, `gocompat` (private): Go `encoding/json`, `time` and
 //!   `net/url` semantics, which decide what `actool` accepts.
@@ -19,6 +20,7 @@
 
 pub mod aci;
 mod decode;
+pub mod discovery;
 mod gocompat;
 pub mod id;
 pub mod image;

@@ -80,6 +80,8 @@ pub enum AciError {
     Corrupt(String),
     #[error("bad image layout: {0}")]
     Layout(String),
+    #[error("refused archive entry '{entry}': {reason}")]
+    Refused { entry: String, reason: String },
     #[error("invalid image manifest")]
     Manifest(#[from] ManifestError),
 }
@@ -159,7 +161,7 @@ pub struct AciInfo {
 }
 
 /// Go's `filepath.Clean` on a tar entry name.
-pub(crate) fn clean_path(name: &str) -> String {
+pub fn clean_path(name: &str) -> String {
     let rooted = name.starts_with('/');
     let mut parts: Vec<&str> = Vec::new();
     for part in name.split('/') {
@@ -183,10 +185,35 @@ pub(crate) fn clean_path(name: &str) -> String {
     }
 }
 
+/// What an entry visitor sees of each archive entry.
+#[derive(Debug, Clone)]
+pub struct EntryInfo {
+    /// The name as written in the archive.
+    pub raw_path: String,
+    /// The name cleaned as Go's `filepath.Clean` does.
+    pub path: String,
+    pub kind: tar::EntryType,
+    pub mode: u32,
+    pub size: u64,
+    pub uid: u64,
+    pub gid: u64,
+    /// Target of a symlink or hard link.
+    pub link_target: Option<String>,
+}
+
 /// Reads an ACI from `input` (any compression), checks it as `actool
 /// validate` does (a `manifest` file, a `rootfs` directory, nothing else at
 /// the top, no duplicate entries, a valid manifest) and computes its ID.
 pub fn validate_aci<R: Read>(input: R) -> Result<AciInfo, AciError> {
+    validate_aci_with(input, &mut |_| Ok(()))
+}
+
+/// [`validate_aci`] that also shows every entry to `visit`, which may refuse
+/// it (the store's hostile-archive policy); a refusal names the entry.
+pub fn validate_aci_with<R: Read>(
+    input: R,
+    visit: &mut dyn FnMut(&EntryInfo) -> Result<(), String>,
+) -> Result<AciInfo, AciError> {
     let mut hashing = HashingReader::new(decompress(input)?);
     let mut manifest: Option<Vec<u8>> = None;
     let mut rootfs_seen = false;
@@ -201,6 +228,23 @@ pub fn validate_aci<R: Read>(input: R) -> Result<AciInfo, AciError> {
             let mut entry = entry.map_err(|e| AciError::Corrupt(e.to_string()))?;
             let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let name = clean_path(&raw_name);
+            let header = entry.header();
+            let info = EntryInfo {
+                raw_path: raw_name.clone(),
+                path: name.clone(),
+                kind: header.entry_type(),
+                mode: header.mode().unwrap_or(0),
+                size: header.size().unwrap_or(0),
+                uid: header.uid().unwrap_or(0),
+                gid: header.gid().unwrap_or(0),
+                link_target: entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned()),
+            };
+            visit(&info).map_err(|reason| AciError::Refused {
+                entry: raw_name.clone(),
+                reason,
+            })?;
             match name.as_str() {
                 "." => {}
                 "manifest" => {

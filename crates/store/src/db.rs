@@ -1,0 +1,345 @@
+//! The SQLite index (`cas/db.sqlite`, WAL): images, remotes, signatures.
+//!
+//! The index only describes blobs that are already in place: a row is
+//! written after its blob has been renamed into `cas/blobs` and synced, so a
+//! crash can leave a blob without a row (gc removes it), never a row without
+//! a blob.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use skiff_spec::ImageId;
+
+use crate::StoreError;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    manifest BLOB NOT NULL,
+    blob_size INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    compression TEXT NOT NULL,
+    import_time INTEGER NOT NULL,
+    last_used INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_by_name ON images(name);
+CREATE TABLE IF NOT EXISTS remotes (
+    url TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL,
+    etag TEXT,
+    max_age INTEGER NOT NULL DEFAULT 0,
+    download_time INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS signatures (
+    image_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    signature BLOB NOT NULL,
+    PRIMARY KEY (image_id, fingerprint)
+);
+";
+
+/// One image as the index knows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageRecord {
+    pub id: ImageId,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    #[serde(skip)]
+    pub manifest: Vec<u8>,
+    /// Bytes on disk (the blob as imported).
+    pub blob_size: u64,
+    /// Bytes of the uncompressed tar.
+    pub size: u64,
+    pub compression: String,
+    /// Seconds since the epoch.
+    pub import_time: i64,
+    pub last_used: i64,
+}
+
+/// A cached remote: what a URL last resolved to.
+#[derive(Debug, Clone)]
+pub struct RemoteRecord {
+    pub url: String,
+    pub image_id: ImageId,
+    pub etag: Option<String>,
+    /// Seconds the answer may be reused without asking (Cache-Control max-age).
+    pub max_age: i64,
+    pub download_time: i64,
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs() as i64
+}
+
+pub struct Index {
+    conn: Connection,
+}
+
+fn db_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Index(e.to_string())
+}
+
+impl Index {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(db_err)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(db_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db_err)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(db_err)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Index(format!(
+                "the index at {} has schema version {version}, newer than this skiff knows ({SCHEMA_VERSION}): upgrade skiff",
+                path.display()
+            )));
+        }
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(db_err)?;
+        }
+        Ok(Index { conn })
+    }
+
+    /// Adds an image; returns false if it was already there.
+    pub fn insert_image(&self, rec: &ImageRecord) -> Result<bool, StoreError> {
+        let labels = serde_json::to_string(&rec.labels).unwrap_or_else(|_| "{}".into());
+        let n = self
+            .conn
+            .execute(
+                "INSERT OR IGNORE INTO images
+                 (id, name, labels, manifest, blob_size, size, compression, import_time, last_used)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    rec.id.as_str(),
+                    rec.name,
+                    labels,
+                    rec.manifest,
+                    rec.blob_size as i64,
+                    rec.size as i64,
+                    rec.compression,
+                    rec.import_time,
+                    rec.last_used
+                ],
+            )
+            .map_err(db_err)?;
+        Ok(n == 1)
+    }
+
+    fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, ImageRecordParts)> {
+        Ok((
+            row.get::<_, String>(0)?,
+            ImageRecordParts {
+                name: row.get(1)?,
+                labels: row.get(2)?,
+                manifest: row.get(3)?,
+                blob_size: row.get(4)?,
+                size: row.get(5)?,
+                compression: row.get(6)?,
+                import_time: row.get(7)?,
+                last_used: row.get(8)?,
+            },
+        ))
+    }
+
+    fn query_images(
+        &self,
+        sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<ImageRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(sql).map_err(db_err)?;
+        let rows = stmt
+            .query_map(args, Self::row_to_record)
+            .map_err(db_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(id, parts)| parts.into_record(&id))
+            .collect()
+    }
+
+    const COLUMNS: &'static str =
+        "id, name, labels, manifest, blob_size, size, compression, import_time, last_used";
+
+    pub fn images(&self) -> Result<Vec<ImageRecord>, StoreError> {
+        self.query_images(
+            &format!(
+                "SELECT {} FROM images ORDER BY import_time, id",
+                Self::COLUMNS
+            ),
+            &[],
+        )
+    }
+
+    pub fn image(&self, id: &ImageId) -> Result<Option<ImageRecord>, StoreError> {
+        Ok(self
+            .query_images(
+                &format!("SELECT {} FROM images WHERE id = ?1", Self::COLUMNS),
+                &[&id.as_str()],
+            )?
+            .into_iter()
+            .next())
+    }
+
+    /// Images whose ID starts with `prefix`.
+    pub fn images_with_id_prefix(&self, prefix: &str) -> Result<Vec<ImageRecord>, StoreError> {
+        let escaped = prefix
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        self.query_images(
+            &format!(
+                "SELECT {} FROM images WHERE id LIKE ?1 ESCAPE '\\' ORDER BY id",
+                Self::COLUMNS
+            ),
+            &[&format!("{escaped}%")],
+        )
+    }
+
+    pub fn images_named(&self, name: &str) -> Result<Vec<ImageRecord>, StoreError> {
+        self.query_images(
+            &format!(
+                "SELECT {} FROM images WHERE name = ?1 ORDER BY import_time DESC, id",
+                Self::COLUMNS
+            ),
+            &[&name],
+        )
+    }
+
+    pub fn remove_image(&self, id: &ImageId) -> Result<bool, StoreError> {
+        let tx = self.conn.unchecked_transaction().map_err(db_err)?;
+        let n = tx
+            .execute("DELETE FROM images WHERE id = ?1", [id.as_str()])
+            .map_err(db_err)?;
+        tx.execute("DELETE FROM remotes WHERE image_id = ?1", [id.as_str()])
+            .map_err(db_err)?;
+        tx.execute("DELETE FROM signatures WHERE image_id = ?1", [id.as_str()])
+            .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(n == 1)
+    }
+
+    pub fn touch(&self, id: &ImageId) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE images SET last_used = ?1 WHERE id = ?2",
+                params![now(), id.as_str()],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub fn remote(&self, url: &str) -> Result<Option<RemoteRecord>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT url, image_id, etag, max_age, download_time FROM remotes WHERE url = ?1",
+                [url],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(db_err)?
+            .map(|(url, id, etag, max_age, download_time)| {
+                Ok(RemoteRecord {
+                    url,
+                    image_id: ImageId::parse(&id).map_err(StoreError::Index)?,
+                    etag,
+                    max_age,
+                    download_time,
+                })
+            })
+            .transpose()
+    }
+
+    pub fn set_remote(&self, rec: &RemoteRecord) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO remotes (url, image_id, etag, max_age, download_time)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    rec.url,
+                    rec.image_id.as_str(),
+                    rec.etag,
+                    rec.max_age,
+                    rec.download_time
+                ],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub fn add_signature(
+        &self,
+        id: &ImageId,
+        fingerprint: &str,
+        signature: &[u8],
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO signatures (image_id, fingerprint, signature) VALUES (?1, ?2, ?3)",
+                params![id.as_str(), fingerprint, signature],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Fingerprints of the keys whose signatures were verified for `id`.
+    pub fn signers(&self, id: &ImageId) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT fingerprint FROM signatures WHERE image_id = ?1 ORDER BY fingerprint")
+            .map_err(db_err)?;
+        stmt.query_map([id.as_str()], |r| r.get(0))
+            .map_err(db_err)?
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(db_err)
+    }
+}
+
+struct ImageRecordParts {
+    name: String,
+    labels: String,
+    manifest: Vec<u8>,
+    blob_size: i64,
+    size: i64,
+    compression: String,
+    import_time: i64,
+    last_used: i64,
+}
+
+impl ImageRecordParts {
+    fn into_record(self, id: &str) -> Result<ImageRecord, StoreError> {
+        Ok(ImageRecord {
+            id: ImageId::parse(id).map_err(StoreError::Index)?,
+            name: self.name,
+            labels: serde_json::from_str(&self.labels).unwrap_or_default(),
+            manifest: self.manifest,
+            blob_size: self.blob_size.max(0) as u64,
+            size: self.size.max(0) as u64,
+            compression: self.compression,
+            import_time: self.import_time,
+            last_used: self.last_used,
+        })
+    }
+}

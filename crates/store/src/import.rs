@@ -1,0 +1,215 @@
+//! Importing images: stage, check, commit.
+//!
+//! 1. [`Store::stage`] gives a staging file in `cas/tmp`, flock-ed for as
+//!    long as the importer lives (a download goes there, and its signature is
+//!    checked against it by the caller).
+//! 2. [`Store::commit`] reads the staged bytes once: decompresses, hashes (the
+//!    image ID), validates layout and manifest, and applies the
+//!    [`ArchivePolicy`] to every entry. Then it syncs the file, renames it to
+//!    `cas/blobs/sha512/<hex>` and only then adds the index row.
+//!
+//! A crash before the rename leaves an unlocked staging file (gc deletes it);
+//! between rename and index, an unindexed blob (gc deletes it). Importers hold
+//! `locks/store.lock` shared across rename and index so gc, which takes it
+//! exclusively, never sees that window.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use skiff_spec::aci::{FileType, detect_file_type, validate_aci_with};
+use skiff_spec::{ImageId, ImageManifest};
+
+use crate::db::{ImageRecord, now};
+use crate::lock::FileLock;
+use crate::policy::{ArchivePolicy, EntryChecker};
+use crate::{Store, StoreError, io_err};
+
+/// A staging file for an import in progress.
+pub struct Staged {
+    lock: FileLock,
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Staged {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The staging file, for writing the download into.
+    pub fn file(&self) -> &File {
+        self.lock.file()
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The result of a commit.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    pub id: ImageId,
+    pub manifest: ImageManifest,
+    /// False if the store already had this image.
+    pub newly_added: bool,
+}
+
+/// Counts the bytes read through it (the compressed size so far).
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Size and compression of a stored blob.
+fn describe_blob(path: &Path) -> Result<(u64, String), StoreError> {
+    let mut file = File::open(path).map_err(io_err("read", path))?;
+    let size = file.metadata().map_err(io_err("read", path))?.len();
+    let mut head = Vec::with_capacity(512);
+    (&mut file)
+        .take(512)
+        .read_to_end(&mut head)
+        .map_err(io_err("read", path))?;
+    Ok((size, compression_of(&head)))
+}
+
+fn compression_of(head: &[u8]) -> String {
+    match detect_file_type(head) {
+        FileType::Archive(c) => c.name().to_string(),
+        _ => "unknown".to_string(),
+    }
+}
+
+impl Store {
+    /// A new, locked staging file in `cas/tmp`.
+    pub fn stage(&self) -> Result<Staged, StoreError> {
+        let tmp = self.layout().tmp();
+        let (file, path) = tempfile::Builder::new()
+            .prefix("stage-")
+            .tempfile_in(&tmp)
+            .map_err(io_err("create a staging file in", &tmp))?
+            .keep()
+            .map_err(|e| io_err("keep a staging file in", &tmp)(e.error))?;
+        let lock = FileLock::lock_file(file, &path).map_err(io_err("lock", &path))?;
+        Ok(Staged {
+            lock,
+            path,
+            keep: false,
+        })
+    }
+
+    /// Stages everything `input` yields and commits it.
+    pub fn import<R: Read>(
+        &self,
+        mut input: R,
+        policy: &ArchivePolicy,
+    ) -> Result<Imported, StoreError> {
+        let staged = self.stage()?;
+        let mut writer = io::BufWriter::new(staged.file());
+        io::copy(&mut input, &mut writer).map_err(io_err("write", staged.path()))?;
+        writer.flush().map_err(io_err("write", staged.path()))?;
+        drop(writer);
+        self.commit(staged, policy)
+    }
+
+    /// Checks a staged image and moves it into the store (see the module docs).
+    pub fn commit(
+        &self,
+        mut staged: Staged,
+        policy: &ArchivePolicy,
+    ) -> Result<Imported, StoreError> {
+        let path = staged.path.clone();
+        let mut file = staged.file().try_clone().map_err(io_err("read", &path))?;
+        file.rewind().map_err(io_err("read", &path))?;
+        let blob_size = file.metadata().map_err(io_err("read", &path))?.len();
+        let mut head = Vec::with_capacity(512);
+        (&mut file)
+            .take(512)
+            .read_to_end(&mut head)
+            .map_err(io_err("read", &path))?;
+        file.rewind().map_err(io_err("read", &path))?;
+        let compression = compression_of(&head);
+
+        let count = Arc::new(AtomicU64::new(0));
+        let counting = Counting {
+            inner: BufReader::with_capacity(1 << 16, file),
+            count: count.clone(),
+        };
+        let mut checker = EntryChecker::new(policy);
+        let info = validate_aci_with(counting, &mut |entry| {
+            checker.check(entry, count.load(Ordering::Relaxed))
+        })
+        .map_err(StoreError::InvalidImage)?;
+
+        staged.file().sync_all().map_err(io_err("sync", &path))?;
+        let manifest_json = skiff_spec::to_pretty_json(&info.manifest).into_bytes();
+        let record = ImageRecord {
+            id: info.image_id.clone(),
+            name: info.manifest.name.to_string(),
+            labels: info
+                .manifest
+                .labels
+                .iter()
+                .map(|l| (l.name.to_string(), l.value.clone()))
+                .collect(),
+            manifest: manifest_json,
+            blob_size,
+            size: info.size,
+            compression,
+            import_time: now(),
+            last_used: now(),
+        };
+
+        let store_lock = self.layout().store_lock();
+        let _guard = FileLock::shared(&store_lock).map_err(io_err("lock", &store_lock))?;
+        let blob = self.layout().blob(&info.image_id);
+        let mut record = record;
+        match rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::CWD,
+            &blob,
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => {
+                staged.keep = true;
+                let blobs = self.layout().blobs();
+                File::open(&blobs)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io_err("sync", &blobs))?;
+            }
+            // Another importer got the same image in first: keep its blob
+            // and describe that one.
+            Err(rustix::io::Errno::EXIST) => {
+                let (size, compression) = describe_blob(&blob)?;
+                record.blob_size = size;
+                record.compression = compression;
+            }
+            Err(e) => return Err(io_err("move into the store", &blob)(e.into())),
+        }
+        let newly_added = self.index().insert_image(&record)?;
+        if !newly_added {
+            self.index().touch(&info.image_id)?;
+        }
+        Ok(Imported {
+            id: info.image_id,
+            manifest: info.manifest,
+            newly_added,
+        })
+    }
+}

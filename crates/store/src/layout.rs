@@ -1,0 +1,78 @@
+//! Where the store keeps things under the data directory (default
+//! `/var/lib/skiff`):
+//!
+//! ```text
+//! cas/blobs/sha512/<hex>   image blobs exactly as imported (an ACI, any
+//!                          compression), named by the image ID: the SHA-512
+//!                          of the uncompressed tar
+//! cas/db.sqlite            the index (WAL mode); rebuildable from the blobs
+//! cas/tmp/                 staging files of imports in progress, each
+//!                          flock-ed by its importer
+//! trees/<hex>/rootfs       rendered trees (image + dependencies), read-only
+//! trees/<hex>/ready        written last: a tree without it is unfinished
+//! locks/store.lock         shared by importers, exclusive for gc
+//! locks/tree-<hex>.lock    held while a tree is rendered
+//! pods/<state>/<uuid>/     pod directories (owned by the pod crate); gc
+//!                          reads their `pod` manifests to find images in use
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use skiff_spec::ImageId;
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: &Path) -> Self {
+        Layout {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blobs(&self) -> PathBuf {
+        self.root.join("cas/blobs/sha512")
+    }
+
+    pub fn blob(&self, id: &ImageId) -> PathBuf {
+        self.blobs().join(id.hex())
+    }
+
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("cas/tmp")
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.root.join("cas/db.sqlite")
+    }
+
+    pub fn trees(&self) -> PathBuf {
+        self.root.join("trees")
+    }
+
+    pub fn tree(&self, id: &ImageId) -> PathBuf {
+        self.trees().join(id.hex())
+    }
+
+    pub fn locks(&self) -> PathBuf {
+        self.root.join("locks")
+    }
+
+    pub fn store_lock(&self) -> PathBuf {
+        self.locks().join("store.lock")
+    }
+
+    pub fn tree_lock(&self, id: &ImageId) -> PathBuf {
+        self.locks().join(format!("tree-{}.lock", id.hex()))
+    }
+
+    pub fn pods(&self) -> PathBuf {
+        self.root.join("pods")
+    }
+}

@@ -1,0 +1,161 @@
+//! skiff-store: the image store.
+//!
+//! Map of the crate:
+//! * [`layout`]: the on-disk layout under the data directory (documented there).
+//! * [`db`]: the SQLite index of images, remotes and signatures.
+//! * [`lock`]: `flock` file locks, the only inter-process coordination.
+//! * [`policy`]: the hostile-archive policy checked while importing.
+//! * [`import`]: staging, verifying and committing images atomically.
+//! * [`render`]: rendering an image and its dependencies into a tree.
+//! * [`gc`]: garbage collection and verification.
+//!
+//! Every mutation is crash-safe: data is written to a staging file, synced
+//! and renamed into place before the index mentions it.
+
+pub mod db;
+pub mod gc;
+pub mod import;
+pub mod layout;
+pub mod lock;
+pub mod policy;
+pub mod render;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use db::{ImageRecord, RemoteRecord};
+pub use import::{Imported, Staged};
+pub use policy::ArchivePolicy;
+use skiff_spec::ImageId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("store index error: {0}")]
+    Index(String),
+    #[error("invalid image")]
+    InvalidImage(#[source] skiff_spec::aci::AciError),
+    #[error("no image matches '{0}' (see `skiff image list`)")]
+    NotFound(String),
+    #[error("'{query}' is ambiguous: it matches {}", ids.join(", "))]
+    Ambiguous { query: String, ids: Vec<String> },
+    #[error("bad image reference '{query}': {reason}")]
+    BadReference { query: String, reason: String },
+    #[error("cannot render {image}: {reason}")]
+    Render { image: String, reason: String },
+}
+
+pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The store in one data directory.
+pub struct Store {
+    layout: layout::Layout,
+    index: db::Index,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store under `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let layout = layout::Layout::new(data_dir);
+        for dir in [layout.blobs(), layout.tmp(), layout.trees(), layout.locks()] {
+            std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        }
+        let index = db::Index::open(&layout.db())?;
+        Ok(Store { layout, index })
+    }
+
+    pub fn layout(&self) -> &layout::Layout {
+        &self.layout
+    }
+
+    pub fn index(&self) -> &db::Index {
+        &self.index
+    }
+
+    pub fn images(&self) -> Result<Vec<ImageRecord>, StoreError> {
+        self.index.images()
+    }
+
+    /// Finds one image by ID (full or a unique prefix of at least 8 hex
+    /// digits), or by name with optional labels (`name`, `name:version`,
+    /// `name,version=1.0,os=linux`); a name picks the newest import.
+    pub fn resolve(&self, query: &str) -> Result<ImageRecord, StoreError> {
+        if let Some(hex) = query.strip_prefix("sha512-") {
+            if hex.len() < 8 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(StoreError::BadReference {
+                    query: query.to_string(),
+                    reason: "an image ID needs at least 8 hex digits after 'sha512-'".to_string(),
+                });
+            }
+            let matches = self
+                .index
+                .images_with_id_prefix(&query.to_ascii_lowercase())?;
+            return match matches.len() {
+                0 => Err(StoreError::NotFound(query.to_string())),
+                1 => Ok(matches.into_iter().next().expect("one match")),
+                _ => Err(StoreError::Ambiguous {
+                    query: query.to_string(),
+                    ids: matches.iter().map(|m| m.id.short().to_string()).collect(),
+                }),
+            };
+        }
+        let app = skiff_spec::discovery::AppName::parse(query).map_err(|reason| {
+            StoreError::BadReference {
+                query: query.to_string(),
+                reason,
+            }
+        })?;
+        self.find(app.name.as_str(), &app.labels)?
+            .ok_or_else(|| StoreError::NotFound(query.to_string()))
+    }
+
+    /// The newest image called `name` whose labels include all of `labels`.
+    pub fn find(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Option<ImageRecord>, StoreError> {
+        Ok(self
+            .index
+            .images_named(name)?
+            .into_iter()
+            .find(|img| labels.iter().all(|(k, v)| img.labels.get(k) == Some(v))))
+    }
+
+    pub fn blob_path(&self, id: &ImageId) -> PathBuf {
+        self.layout.blob(id)
+    }
+
+    /// Removes an image from the index, then its blob and rendered tree.
+    pub fn remove(&self, id: &ImageId) -> Result<(), StoreError> {
+        let _guard = lock::FileLock::exclusive(&self.layout.store_lock())
+            .map_err(io_err("lock", &self.layout.store_lock()))?;
+        if !self.index.remove_image(id)? {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        let blob = self.layout.blob(id);
+        match std::fs::remove_file(&blob) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("remove", &blob)(e)),
+        }
+        render::remove_tree(&self.layout, id)
+    }
+}

@@ -1,0 +1,549 @@
+//! Rendering: an image and its dependencies unpacked into one tree,
+//! `trees/<hex>/rootfs`, shared read-only by every pod that uses the image.
+//!
+//! The order and the rules are appc's reference renderer (`acirenderer`):
+//! the image first, then its dependencies breadth-first; a path taken by an
+//! upper image is never replaced by a lower one, nor written beneath an upper
+//! non-directory; an image's `pathWhitelist` filters its own files and those
+//! of everything below it.
+//!
+//! Every file is created relative to a directory fd opened with `openat2`
+//! (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
+//! RESOLVE_NO_XDEV`) and with `O_EXCL | O_NOFOLLOW`, so even an archive that
+//! slipped past the import policy cannot write outside the tree. A tree is
+//! built in a temporary directory and renamed into place when complete.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps, UTIME_OMIT};
+use skiff_spec::aci::{clean_path, decompress};
+use skiff_spec::{ImageId, ImageManifest, parse_image_manifest};
+use tar::EntryType;
+
+use crate::layout::Layout;
+use crate::lock::FileLock;
+use crate::{Store, StoreError, io_err};
+
+/// Most images a dependency graph may have (a cycle would otherwise loop).
+const MAX_IMAGES: usize = 64;
+
+/// One image of a render, in order.
+#[derive(Debug, Clone)]
+pub struct RenderLayer {
+    pub id: ImageId,
+    pub manifest: ImageManifest,
+    level: u16,
+}
+
+/// What a dependency refers to and could not be found in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingDependency {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub image_id: Option<String>,
+}
+
+impl Store {
+    fn manifest_of(&self, id: &ImageId) -> Result<ImageManifest, StoreError> {
+        let rec = self
+            .index()
+            .image(id)?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        parse_image_manifest(&rec.manifest).map_err(|e| StoreError::Render {
+            image: id.to_string(),
+            reason: format!("stored manifest is invalid: {e}"),
+        })
+    }
+
+    fn resolve_dependency(
+        &self,
+        dep: &skiff_spec::image::Dependency,
+    ) -> Result<Result<ImageId, MissingDependency>, StoreError> {
+        let labels: BTreeMap<String, String> = dep
+            .labels
+            .iter()
+            .map(|l| (l.name.to_string(), l.value.clone()))
+            .collect();
+        let missing = || MissingDependency {
+            name: dep.image_name.to_string(),
+            labels: labels.clone(),
+            image_id: dep.image_id.as_ref().map(ToString::to_string),
+        };
+        if let Some(hash) = &dep.image_id {
+            let found = self.index().images_with_id_prefix(hash.as_str())?;
+            return Ok(match found.into_iter().next() {
+                Some(rec) => Ok(rec.id),
+                None => Err(missing()),
+            });
+        }
+        Ok(match self.find(dep.image_name.as_str(), &labels)? {
+            Some(rec) => Ok(rec.id),
+            None => Err(missing()),
+        })
+    }
+
+    /// The images a render of `id` consists of, top first (appc's
+    /// `createDepList`), or the dependencies missing from the store.
+    pub fn dependency_layers(
+        &self,
+        id: &ImageId,
+    ) -> Result<Result<Vec<RenderLayer>, Vec<MissingDependency>>, StoreError> {
+        let mut layers = vec![RenderLayer {
+            id: id.clone(),
+            manifest: self.manifest_of(id)?,
+            level: 0,
+        }];
+        let mut missing = Vec::new();
+        let mut i = 0;
+        while i < layers.len() {
+            let (deps, level) = (layers[i].manifest.dependencies.clone(), layers[i].level);
+            for dep in &deps {
+                match self.resolve_dependency(dep)? {
+                    Ok(dep_id) => {
+                        if layers.len() >= MAX_IMAGES {
+                            return Err(StoreError::Render {
+                                image: id.to_string(),
+                                reason: format!(
+                                    "more than {MAX_IMAGES} images in the dependency graph (a cycle?)"
+                                ),
+                            });
+                        }
+                        let manifest = self.manifest_of(&dep_id)?;
+                        // Each dependency goes right after its dependent, so
+                        // the last listed ends up first (as acirenderer does).
+                        layers.insert(
+                            i + 1,
+                            RenderLayer {
+                                id: dep_id,
+                                manifest,
+                                level: level + 1,
+                            },
+                        );
+                    }
+                    Err(m) => missing.push(m),
+                }
+            }
+            i += 1;
+        }
+        Ok(if missing.is_empty() {
+            Ok(layers)
+        } else {
+            Err(missing)
+        })
+    }
+
+    /// Renders `id` (and its dependencies, which must be in the store) into
+    /// `trees/<hex>`, unless already rendered; returns the tree directory
+    /// (its `rootfs` is the image's root filesystem).
+    pub fn render(&self, id: &ImageId) -> Result<PathBuf, StoreError> {
+        let layout = self.layout();
+        let tree = layout.tree(id);
+        let ready = tree.join("ready");
+        if ready.exists() {
+            self.index().touch(id)?;
+            return Ok(tree);
+        }
+        let lock_path = layout.tree_lock(id);
+        let _lock = FileLock::exclusive(&lock_path).map_err(io_err("lock", &lock_path))?;
+        if ready.exists() {
+            return Ok(tree);
+        }
+        let layers = match self.dependency_layers(id)? {
+            Ok(layers) => layers,
+            Err(missing) => {
+                let names: Vec<String> = missing
+                    .iter()
+                    .map(|m| m.image_id.clone().unwrap_or_else(|| m.name.clone()))
+                    .collect();
+                return Err(StoreError::Render {
+                    image: id.to_string(),
+                    reason: format!(
+                        "dependencies not in the store: {} (fetch them first)",
+                        names.join(", ")
+                    ),
+                });
+            }
+        };
+        let work = layout
+            .trees()
+            .join(format!(".render-{}-{}", id.hex(), std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        let result = (|| {
+            std::fs::create_dir_all(work.join("rootfs")).map_err(io_err("create", &work))?;
+            extract_layers(self, &layers, &work.join("rootfs"))?;
+            let deps: Vec<&str> = layers.iter().map(|l| l.id.as_str()).collect();
+            std::fs::write(work.join("images"), deps.join("\n") + "\n")
+                .map_err(io_err("write", &work))?;
+            std::fs::write(work.join("ready"), b"").map_err(io_err("write", &work))?;
+            if tree.exists() {
+                std::fs::remove_dir_all(&tree)
+                    .map_err(io_err("remove the unfinished tree", &tree))?;
+            }
+            std::fs::rename(&work, &tree).map_err(io_err("move into place", &tree))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        result?;
+        self.index().touch(id)?;
+        Ok(tree)
+    }
+}
+
+/// Removes a rendered tree (used by gc and image removal).
+pub fn remove_tree(layout: &Layout, id: &ImageId) -> Result<(), StoreError> {
+    let tree = layout.tree(id);
+    match std::fs::remove_dir_all(&tree) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("remove", &tree)(e)),
+    }
+}
+
+fn whitelist(manifest: &ImageManifest) -> Option<HashSet<String>> {
+    if manifest.path_whitelist.is_empty() {
+        return None;
+    }
+    Some(
+        manifest
+            .path_whitelist
+            .iter()
+            .map(|p| clean_path(&format!("rootfs/{p}")))
+            .collect(),
+    )
+}
+
+/// The whitelist of the nearest upper image that has one (acirenderer's
+/// `getUpperPWLM`).
+fn upper_whitelist(layers: &[RenderLayer], pos: usize) -> Option<HashSet<String>> {
+    let mut result = None;
+    let mut level = layers[pos].level;
+    for layer in layers[..=pos].iter().rev() {
+        if layer.level < level && !layer.manifest.path_whitelist.is_empty() {
+            result = whitelist(&layer.manifest);
+        }
+        level = layer.level;
+    }
+    result
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    NonDir,
+}
+
+struct DirMeta {
+    path: String,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: u64,
+}
+
+struct Extractor {
+    root: OwnedFd,
+    as_root: bool,
+    all: HashMap<String, Kind>,
+    dirs: Vec<DirMeta>,
+}
+
+fn extract_layers(store: &Store, layers: &[RenderLayer], rootfs: &Path) -> Result<(), StoreError> {
+    let root = rustix::fs::open(
+        rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err("open", rootfs)(e.into()))?;
+    let mut ex = Extractor {
+        root,
+        as_root: rustix::process::geteuid().is_root(),
+        all: HashMap::new(),
+        dirs: Vec::new(),
+    };
+    for (pos, layer) in layers.iter().enumerate() {
+        let upper = upper_whitelist(layers, pos);
+        let own = whitelist(&layer.manifest);
+        let blob = store.blob_path(&layer.id);
+        let file = File::open(&blob).map_err(io_err("read", &blob))?;
+        let render_err = |reason: String| StoreError::Render {
+            image: layer.id.to_string(),
+            reason,
+        };
+        let stream = decompress(BufReader::with_capacity(1 << 16, file))
+            .map_err(|e| render_err(e.to_string()))?;
+        let mut archive = tar::Archive::new(stream);
+        let entries = archive.entries().map_err(|e| render_err(e.to_string()))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| render_err(format!("corrupt archive: {e}")))?;
+            let name = clean_path(&String::from_utf8_lossy(&entry.path_bytes()));
+            let Some(rel) = name.strip_prefix("rootfs/") else {
+                continue;
+            };
+            let kind = entry.header().entry_type();
+            if !kind.is_dir()
+                && let Some(own) = &own
+                && !own.contains(&name)
+            {
+                continue;
+            }
+            if let Some(upper) = &upper
+                && !upper.contains(&name)
+            {
+                continue;
+            }
+            if ex.all.contains_key(rel) || ex.under_non_dir(rel) {
+                continue;
+            }
+            ex.add(&mut entry, rel)
+                .map_err(|e| render_err(format!("cannot create '{name}': {e}")))?;
+        }
+    }
+    ex.finish_dirs()
+        .map_err(|e| io_err("set directory metadata in", rootfs)(e))
+}
+
+fn split_parent(rel: &str) -> (&str, &str) {
+    match rel.rfind('/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => ("", rel),
+    }
+}
+
+fn beneath() -> ResolveFlags {
+    ResolveFlags::BENEATH
+        | ResolveFlags::NO_SYMLINKS
+        | ResolveFlags::NO_MAGICLINKS
+        | ResolveFlags::NO_XDEV
+}
+
+fn mtime_stamp(secs: u64) -> Timestamps {
+    Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+        last_modification: Timespec {
+            tv_sec: secs as i64,
+            tv_nsec: 0,
+        },
+    }
+}
+
+impl Extractor {
+    fn under_non_dir(&self, rel: &str) -> bool {
+        let mut parent = rel;
+        while let Some(i) = parent.rfind('/') {
+            parent = &parent[..i];
+            if self.all.get(parent) == Some(&Kind::NonDir) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Opens (creating missing directories) the directory `rel` beneath the root.
+    fn dir(&self, rel: &str) -> io::Result<OwnedFd> {
+        if rel.is_empty() {
+            return Ok(rustix::io::dup(&self.root)?);
+        }
+        let how = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        match rustix::fs::openat2(&self.root, rel, how, Mode::empty(), beneath()) {
+            Ok(fd) => Ok(fd),
+            Err(rustix::io::Errno::NOENT) => {
+                let (parent, name) = split_parent(rel);
+                let parent_fd = self.dir(parent)?;
+                match rustix::fs::mkdirat(&parent_fd, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                Ok(rustix::fs::openat2(
+                    &parent_fd,
+                    name,
+                    how,
+                    Mode::empty(),
+                    beneath(),
+                )?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn add<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, rel: &str) -> io::Result<()> {
+        let header = entry.header().clone();
+        let kind = header.entry_type();
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        let (uid, gid) = (header.uid().unwrap_or(0), header.gid().unwrap_or(0));
+        let mtime = header.mtime().unwrap_or(0);
+        let (parent, name) = split_parent(rel);
+        let dir = self.dir(parent)?;
+        let owner = |fd: &OwnedFd, name: &str, follow: AtFlags| -> io::Result<()> {
+            if self.as_root {
+                rustix::fs::chownat(
+                    fd,
+                    name,
+                    Some(rustix::fs::Uid::from_raw(uid as u32)),
+                    Some(rustix::fs::Gid::from_raw(gid as u32)),
+                    follow,
+                )?;
+            }
+            Ok(())
+        };
+        match kind {
+            EntryType::Directory => {
+                match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                // Fails if `name` exists as a non-directory or a symlink.
+                drop(rustix::fs::openat2(
+                    &dir,
+                    name,
+                    OFlags::PATH | OFlags::DIRECTORY,
+                    Mode::empty(),
+                    beneath(),
+                )?);
+                self.dirs.push(DirMeta {
+                    path: rel.to_string(),
+                    mode,
+                    uid,
+                    gid,
+                    mtime,
+                });
+                self.all.insert(rel.to_string(), Kind::Dir);
+                return Ok(());
+            }
+            EntryType::Regular | EntryType::Continuous => {
+                let fd = rustix::fs::openat(
+                    &dir,
+                    name,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )?;
+                let mut file = File::from(fd);
+                io::copy(entry, &mut file)?;
+                for (key, value) in xattrs(entry)? {
+                    rustix::fs::fsetxattr(
+                        file.as_fd(),
+                        key.as_str(),
+                        &value,
+                        rustix::fs::XattrFlags::empty(),
+                    )?;
+                }
+                if self.as_root {
+                    rustix::fs::fchown(
+                        &file,
+                        Some(rustix::fs::Uid::from_raw(uid as u32)),
+                        Some(rustix::fs::Gid::from_raw(gid as u32)),
+                    )?;
+                }
+                // After chown, which clears setuid bits.
+                rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
+                rustix::fs::futimens(&file, &mtime_stamp(mtime))?;
+            }
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|b| b.into_owned())
+                    .unwrap_or_default();
+                rustix::fs::symlinkat(
+                    std::os::unix::ffi::OsStrExt::from_bytes(&target) as &OsStr,
+                    &dir,
+                    name,
+                )?;
+                owner(&dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+                rustix::fs::utimensat(&dir, name, &mtime_stamp(mtime), AtFlags::SYMLINK_NOFOLLOW)?;
+            }
+            EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                let target = clean_path(&target);
+                let Some(target_rel) = target.strip_prefix("rootfs/") else {
+                    return Err(io::Error::other(format!(
+                        "hard link to '{target}' outside the rootfs"
+                    )));
+                };
+                if self.all.get(target_rel) != Some(&Kind::NonDir) {
+                    return Err(io::Error::other(format!(
+                        "hard link to '{target}', which was not extracted"
+                    )));
+                }
+                let (tparent, tname) = split_parent(target_rel);
+                let tdir = self.dir(tparent)?;
+                rustix::fs::linkat(&tdir, tname, &dir, name, AtFlags::empty())?;
+            }
+            EntryType::Fifo | EntryType::Char | EntryType::Block => {
+                let (file_type, dev) = match kind {
+                    EntryType::Fifo => (rustix::fs::FileType::Fifo, 0),
+                    EntryType::Char => (rustix::fs::FileType::CharacterDevice, device(&header)),
+                    _ => (rustix::fs::FileType::BlockDevice, device(&header)),
+                };
+                rustix::fs::mknodat(&dir, name, file_type, Mode::from_raw_mode(mode), dev)?;
+                owner(&dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+            }
+            other => {
+                return Err(io::Error::other(format!(
+                    "unsupported entry type {other:?}"
+                )));
+            }
+        }
+        self.all.insert(rel.to_string(), Kind::NonDir);
+        Ok(())
+    }
+
+    /// Directory modes, owners and times last, deepest first, so that
+    /// restrictive modes do not block their children.
+    fn finish_dirs(&mut self) -> io::Result<()> {
+        self.dirs.sort_by(|a, b| b.path.cmp(&a.path));
+        for d in &self.dirs {
+            let (parent, name) = split_parent(&d.path);
+            let dir = self.dir(parent)?;
+            if self.as_root {
+                rustix::fs::chownat(
+                    &dir,
+                    name,
+                    Some(rustix::fs::Uid::from_raw(d.uid as u32)),
+                    Some(rustix::fs::Gid::from_raw(d.gid as u32)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )?;
+            }
+            rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(d.mode), AtFlags::empty())?;
+            rustix::fs::utimensat(&dir, name, &mtime_stamp(d.mtime), AtFlags::SYMLINK_NOFOLLOW)?;
+        }
+        Ok(())
+    }
+}
+
+fn device(header: &tar::Header) -> rustix::fs::Dev {
+    let major = header.device_major().ok().flatten().unwrap_or(0);
+    let minor = header.device_minor().ok().flatten().unwrap_or(0);
+    rustix::fs::makedev(major, minor)
+}
+
+/// `SCHILY.xattr.*` PAX records of an entry.
+fn xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let Some(pax) = entry.pax_extensions()? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for ext in pax {
+        let ext = ext?;
+        if let Ok(key) = ext.key()
+            && let Some(name) = key.strip_prefix("SCHILY.xattr.")
+        {
+            out.push((name.to_string(), ext.value_bytes().to_vec()));
+        }
+    }
+    Ok(out)
+}

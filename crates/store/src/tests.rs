@@ -1,0 +1,227 @@
+//! Store tests against a temporary data directory.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use crate::{ArchivePolicy, Store, StoreError};
+
+pub(crate) struct Entry<'a> {
+    pub path: &'a str,
+    pub kind: tar::EntryType,
+    pub mode: u32,
+    pub data: &'a [u8],
+    pub link: Option<&'a str>,
+}
+
+pub(crate) fn file<'a>(path: &'a str, data: &'a [u8]) -> Entry<'a> {
+    Entry {
+        path,
+        kind: tar::EntryType::Regular,
+        mode: 0o644,
+        data,
+        link: None,
+    }
+}
+
+pub(crate) fn dir(path: &str) -> Entry<'_> {
+    Entry {
+        path,
+        kind: tar::EntryType::Directory,
+        mode: 0o755,
+        data: b"",
+        link: None,
+    }
+}
+
+pub(crate) fn manifest(name: &str, extra: &str) -> String {
+    format!(
+        r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"{name}",
+        "labels":[{{"name":"version","value":"1.0"}},{{"name":"os","value":"linux"}},{{"name":"arch","value":"amd64"}}]{extra}}}"#
+    )
+}
+
+/// A gzip ACI from raw entries (names written as given, even hostile ones).
+pub(crate) fn aci(manifest: &str, entries: &[Entry<'_>]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, kind: tar::EntryType, mode: u32, data: &[u8], link: Option<&str>| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_mtime(1_600_000_000);
+        let name = h.as_old_mut();
+        name.name[..path.len()].copy_from_slice(path.as_bytes());
+        if let Some(link) = link {
+            name.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        h.set_cksum();
+        builder.append(&h, data).unwrap();
+    };
+    add(
+        "manifest",
+        tar::EntryType::Regular,
+        0o644,
+        manifest.as_bytes(),
+        None,
+    );
+    add("rootfs", tar::EntryType::Directory, 0o755, b"", None);
+    for e in entries {
+        add(e.path, e.kind, e.mode, e.data, e.link);
+    }
+    let tar = builder.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    gz.finish().unwrap()
+}
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn imports_resolves_renders_and_verifies() {
+    let (_dir, store) = store();
+    let policy = ArchivePolicy::default();
+    let base = aci(
+        &manifest("example.com/base", ""),
+        &[
+            dir("rootfs/etc"),
+            file("rootfs/etc/base", b"base"),
+            file("rootfs/etc/shared", b"from base"),
+        ],
+    );
+    let app = aci(
+        &manifest(
+            "example.com/app",
+            r#","dependencies":[{"imageName":"example.com/base","labels":[{"name":"version","value":"1.0"}]}]"#,
+        ),
+        &[
+            dir("rootfs/etc"),
+            file("rootfs/etc/shared", b"from app"),
+            file("rootfs/app", b"app"),
+        ],
+    );
+    let base_id = store.import(base.as_slice(), &policy).unwrap();
+    assert!(base_id.newly_added);
+    assert!(!store.import(base.as_slice(), &policy).unwrap().newly_added);
+    let app_id = store.import(app.as_slice(), &policy).unwrap().id;
+    assert_eq!(store.images().unwrap().len(), 2);
+
+    assert_eq!(store.resolve("example.com/app:1.0").unwrap().id, app_id);
+    assert_eq!(store.resolve(&app_id.as_str()[..20]).unwrap().id, app_id);
+    assert!(matches!(
+        store.resolve("example.com/app:2.0"),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.resolve("sha512-ab").is_err());
+
+    let tree = store.render(&app_id).unwrap();
+    let rootfs = tree.join("rootfs");
+    assert_eq!(
+        std::fs::read(rootfs.join("etc/shared")).unwrap(),
+        b"from app"
+    );
+    assert_eq!(std::fs::read(rootfs.join("etc/base")).unwrap(), b"base");
+    assert_eq!(std::fs::read(rootfs.join("app")).unwrap(), b"app");
+    // A second render reuses the tree.
+    assert_eq!(store.render(&app_id).unwrap(), tree);
+
+    let (checked, problems) = store.verify().unwrap();
+    assert_eq!((checked, problems.len()), (2, 0));
+    // Corrupt a blob: verify reports it.
+    let blob = store.blob_path(&base_id.id);
+    std::fs::write(&blob, aci(&manifest("example.com/base", ""), &[])).unwrap();
+    let (_, problems) = store.verify().unwrap();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].image, base_id.id.to_string());
+}
+
+#[test]
+fn missing_dependencies_are_named() {
+    let (_dir, store) = store();
+    let app = aci(
+        &manifest(
+            "example.com/app",
+            r#","dependencies":[{"imageName":"example.com/nowhere"}]"#,
+        ),
+        &[],
+    );
+    let id = store
+        .import(app.as_slice(), &ArchivePolicy::default())
+        .unwrap()
+        .id;
+    let err = store.render(&id).unwrap_err().to_string();
+    assert!(err.contains("example.com/nowhere"), "{err}");
+}
+
+#[test]
+fn path_whitelist_filters_dependencies() {
+    let (_dir, store) = store();
+    let policy = ArchivePolicy::default();
+    let base = aci(
+        &manifest("example.com/base", ""),
+        &[file("rootfs/keep", b"k"), file("rootfs/drop", b"d")],
+    );
+    store.import(base.as_slice(), &policy).unwrap();
+    let app = aci(
+        &manifest(
+            "example.com/app",
+            r#","dependencies":[{"imageName":"example.com/base"}],"pathWhitelist":["/keep","/mine"]"#,
+        ),
+        &[file("rootfs/mine", b"m")],
+    );
+    let id = store.import(app.as_slice(), &policy).unwrap().id;
+    let rootfs = store.render(&id).unwrap().join("rootfs");
+    assert!(rootfs.join("keep").exists());
+    assert!(rootfs.join("mine").exists());
+    assert!(!rootfs.join("drop").exists());
+}
+
+#[test]
+fn gc_removes_leftovers_and_old_images_but_not_fresh_ones() {
+    let (_dir, store) = store();
+    let policy = ArchivePolicy::default();
+    let id = store
+        .import(aci(&manifest("example.com/a", ""), &[]).as_slice(), &policy)
+        .unwrap()
+        .id;
+    store.render(&id).unwrap();
+    // Leftovers of a crashed import: an unlocked staging file and an unindexed blob.
+    std::fs::write(store.layout().tmp().join("stage-dead"), b"x").unwrap();
+    let orphan = store.layout().blobs().join("0".repeat(128));
+    std::fs::write(&orphan, b"x").unwrap();
+    // A live import's staging file is kept.
+    let live = store.stage().unwrap();
+    let report = store.gc(Duration::from_secs(3600)).unwrap();
+    assert_eq!((report.staging_files, report.orphan_blobs), (1, 1));
+    assert!(live.path().exists());
+    assert!(report.images.is_empty());
+    assert_eq!(store.images().unwrap().len(), 1);
+    drop(live);
+    let report = store.gc(Duration::ZERO).unwrap();
+    assert_eq!(report.images, [id.to_string()]);
+    assert!(store.images().unwrap().is_empty());
+    assert!(!store.layout().tree(&id).exists());
+}
+
+#[test]
+fn labels_select_among_versions() {
+    let (_dir, store) = store();
+    let policy = ArchivePolicy::default();
+    let v1 = store
+        .import(aci(&manifest("example.com/a", ""), &[]).as_slice(), &policy)
+        .unwrap()
+        .id;
+    let m2 = manifest("example.com/a", "").replace("\"1.0\"", "\"2.0\"");
+    let v2 = store.import(aci(&m2, &[]).as_slice(), &policy).unwrap().id;
+    let mut labels = BTreeMap::new();
+    labels.insert("version".to_string(), "1.0".to_string());
+    assert_eq!(
+        store.find("example.com/a", &labels).unwrap().unwrap().id,
+        v1
+    );
+    assert_eq!(store.resolve("example.com/a:2.0").unwrap().id, v2);
+}
