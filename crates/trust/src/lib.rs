@@ -1,0 +1,48 @@
+//! skiff-trust: which OpenPGP keys may sign which images, and verification
+//! of detached signatures (`.aci.asc`) made by GnuPG or any OpenPGP tool.
+//!
+//! Map of the crate:
+//! * [`keystore`]: the keystore directories (`/etc/skiff/trustedkeys`, vendor
+//!   keys in `/usr/lib/skiff/trustedkeys`), scopes, masking.
+//! * [`verify`]: signature checks (issuer lookup, subkey bindings, expiry,
+//!   revocation, weak digests and keys).
+//!
+//! A signature is valid for an image only when it was made by a key trusted
+//! for the root or for a prefix of the image name that ends at a `/`
+//! boundary: a key for `example.com/et` covers `example.com/et/cd` but not
+//! `example.com/etcd`.
+
+pub mod keystore;
+pub mod verify;
+
+pub use keystore::{Keystore, Scope, TrustedKey};
+pub use verify::Verified;
+
+#[cfg(test)]
+mod tests;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        action: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("not an OpenPGP public key: {0}")]
+    BadKey(String),
+    #[error("not an OpenPGP signature: {0}")]
+    BadSignature(String),
+    #[error("bad trust prefix '{prefix}': {reason}")]
+    BadPrefix { prefix: String, reason: String },
+    #[error("no trusted key with fingerprint {0} (see `skiff trust list`)")]
+    UnknownKey(String),
+    #[error(
+        "no key trusted for '{image}' made this signature (signed by key {issuer}); \
+         trust the signer with `skiff trust --prefix {image} KEY`"
+    )]
+    Untrusted { image: String, issuer: String },
+    #[error("the signature by key {fingerprint} does not match the image: {reason}")]
+    Invalid { fingerprint: String, reason: String },
+}
