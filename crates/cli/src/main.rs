@@ -7,6 +7,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod commands;
+mod config;
 
 use std::process::ExitCode;
 
@@ -25,9 +26,8 @@ use clap::{Parser, Subcommand};
     max_term_width = 100
 )]
 struct Cli {
-    /// Print debug diagnostics on stderr (same as SKIFF_LOG=debug).
-    #[arg(long, global = true)]
-    debug: bool,
+    #[command(flatten)]
+    global: config::GlobalArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -35,7 +35,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Work with images: build, validate, inspect.
+    /// Fetch images into the store, verifying their signatures.
+    Fetch(commands::fetch::FetchArgs),
+    /// Manage the keys trusted to sign images.
+    Trust(commands::trust::TrustArgs),
+    /// Work with images: list, inspect, build, validate, export, gc.
     #[command(subcommand)]
     Image(commands::image::ImageCommand),
     /// Print the skiff version and the appc spec version it implements.
@@ -44,21 +48,39 @@ enum Command {
 
 fn init_logging(debug: bool) {
     use tracing_subscriber::EnvFilter;
-    let default = if debug { "debug" } else { "warn" };
+    let default = if debug {
+        "debug"
+    } else {
+        "warn,skiff=info,skiff_fetch=info,skiff_store=info,skiff_trust=info"
+    };
     let filter = EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .without_time()
         .init();
 }
 
+/// Dies quietly on a closed stdout (`skiff image list | head`), as Unix
+/// tools do, instead of panicking in `println!`.
+fn restore_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; setting
+    // the default disposition of SIGPIPE has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
-    init_logging(cli.debug);
+    init_logging(cli.global.debug);
     let result = match cli.command {
-        Command::Image(cmd) => commands::image::run(cmd),
+        Command::Fetch(args) => commands::fetch::run(&cli.global, args),
+        Command::Trust(args) => commands::trust::run(&cli.global, args),
+        Command::Image(cmd) => commands::image::run(&cli.global, cmd),
         Command::Version => commands::version::run(),
     };
     match result {

@@ -547,3 +547,61 @@ fn xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Vec<(String, Vec
     }
     Ok(out)
 }
+
+impl Store {
+    /// Unpacks `id` (alone, or rendered with its dependencies) into `dest`,
+    /// which must not exist or be empty: `dest/manifest` and `dest/rootfs`,
+    /// or only the root filesystem with `rootfs_only`.
+    pub fn extract_to(
+        &self,
+        id: &ImageId,
+        dest: &Path,
+        with_dependencies: bool,
+        rootfs_only: bool,
+    ) -> Result<(), StoreError> {
+        let not_empty = std::fs::read_dir(dest)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false);
+        if not_empty {
+            return Err(StoreError::Render {
+                image: id.to_string(),
+                reason: format!("{} exists and is not empty", dest.display()),
+            });
+        }
+        let layers = if with_dependencies {
+            match self.dependency_layers(id)? {
+                Ok(layers) => layers,
+                Err(missing) => {
+                    return Err(StoreError::Render {
+                        image: id.to_string(),
+                        reason: format!(
+                            "{} dependencies are not in the store (fetch them first)",
+                            missing.len()
+                        ),
+                    });
+                }
+            }
+        } else {
+            vec![RenderLayer {
+                id: id.clone(),
+                manifest: self.manifest_of(id)?,
+                level: 0,
+            }]
+        };
+        let rootfs = if rootfs_only {
+            dest.to_path_buf()
+        } else {
+            dest.join("rootfs")
+        };
+        std::fs::create_dir_all(&rootfs).map_err(io_err("create", &rootfs))?;
+        if !rootfs_only {
+            let rec = self
+                .index()
+                .image(id)?
+                .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+            let path = dest.join("manifest");
+            std::fs::write(&path, &rec.manifest).map_err(io_err("write", &path))?;
+        }
+        extract_layers(self, &layers, &rootfs)
+    }
+}

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+
+use crate::config::GlobalArgs;
 use clap::{Args, Subcommand, ValueEnum};
 use skiff_spec::aci::build::{BuildError, BuildOptions, build_aci_file, read_layout};
 use skiff_spec::aci::{Compression, FileType, detect_file_type, read_manifest_bytes, validate_aci};
@@ -25,8 +27,71 @@ pub enum ImageCommand {
     /// directory (`manifest` + `rootfs/`). Prints one line per
     /// problem on stderr; exits 0 if every file is valid, 1 otherwise.
     Validate(ValidateArgs),
-    /// Print the image manifest of an ACI file as indented JSON.
+    /// Print the image manifest of a stored image or an ACI file as indented JSON.
     CatManifest(CatManifestArgs),
+    /// List the images in the store.
+    List(ListArgs),
+    /// Remove images from the store.
+    Rm {
+        /// Image IDs (or unique prefixes) or names (`name[:version]`).
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+    },
+    /// Remove images unused for longer than the grace period, and leftovers
+    /// of interrupted imports and renders. Images used by a pod are kept.
+    Gc {
+        /// How long an image must have been unused (e.g. 24h, 30m, 0s).
+        #[arg(long, default_value = "24h", value_parser = crate::config::parse_duration)]
+        grace_period: std::time::Duration,
+    },
+    /// Re-hash stored images and report any whose content no longer matches its ID.
+    Verify {
+        /// Images to check (default: all).
+        #[arg(value_name = "IMAGE")]
+        images: Vec<String>,
+    },
+    /// Write a stored image to an ACI file, byte for byte as it was imported.
+    Export {
+        image: String,
+        out: PathBuf,
+        /// Replace OUT if it exists.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Unpack one stored image (without its dependencies) into a new directory.
+    Extract(UnpackArgs),
+    /// Unpack a stored image with its dependencies (as pods see it) into a new directory.
+    Render(UnpackArgs),
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[arg(long, value_enum, default_value = "table")]
+    format: ListFormat,
+    /// Leave out the header line.
+    #[arg(long)]
+    no_legend: bool,
+    /// Show full image IDs.
+    #[arg(long)]
+    full: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+pub struct UnpackArgs {
+    /// Image ID (or unique prefix) or name.
+    image: String,
+    /// Directory to create (must not exist or be empty).
+    #[arg(value_name = "DIR")]
+    target: PathBuf,
+    /// Unpack only the root filesystem (no `manifest`, no `rootfs/` level).
+    #[arg(long)]
+    rootfs_only: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -40,7 +105,8 @@ pub enum CompressionArg {
 #[derive(Args)]
 pub struct BuildArgs {
     /// Image layout directory (with `manifest` and `rootfs/`).
-    dir: PathBuf,
+    #[arg(value_name = "DIR")]
+    layout: PathBuf,
     /// Where to write the ACI.
     out: PathBuf,
     /// Compression of the archive.
@@ -63,16 +129,207 @@ pub struct ValidateArgs {
 
 #[derive(Args)]
 pub struct CatManifestArgs {
-    /// The ACI file.
-    aci: PathBuf,
+    /// A stored image (ID, prefix or name) or an ACI file.
+    image: String,
 }
 
-pub fn run(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
+pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ImageCommand::Build(args) => build(args),
         ImageCommand::Validate(args) => Ok(validate(&args.files)),
-        ImageCommand::CatManifest(args) => cat_manifest(&args.aci),
+        ImageCommand::CatManifest(args) => cat_manifest(global, &args.image),
+        ImageCommand::List(args) => list(global, &args),
+        ImageCommand::Rm { images } => {
+            let store = global.store()?;
+            for image in &images {
+                let rec = store.resolve(image)?;
+                store.remove(&rec.id)?;
+                println!("{}", rec.id);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCommand::Gc { grace_period } => {
+            let report = global.store()?.gc(grace_period)?;
+            for id in &report.images {
+                println!("{id}");
+            }
+            eprintln!(
+                "removed {} image(s), {} tree(s), {} unfinished import(s), {} orphan blob(s); kept {} image(s) used by pods",
+                report.images.len(),
+                report.trees,
+                report.staging_files,
+                report.orphan_blobs,
+                report.kept_in_use
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCommand::Verify { images } => verify(global, &images),
+        ImageCommand::Export {
+            image,
+            out,
+            overwrite,
+        } => export(global, &image, &out, overwrite),
+        ImageCommand::Extract(args) => unpack(global, &args, false),
+        ImageCommand::Render(args) => unpack(global, &args, true),
     }
+}
+
+fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
+    let images = global.store()?.images()?;
+    if let ListFormat::Json = args.format {
+        println!("{}", serde_json::to_string_pretty(&images)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = if args.full { 135 } else { 39 };
+    if !args.no_legend {
+        println!(
+            "{:<width$} {:<40} {:>10} {:<20} LAST USED",
+            "ID", "NAME", "SIZE", "IMPORTED"
+        );
+    }
+    for img in &images {
+        let id = if args.full {
+            img.id.as_str()
+        } else {
+            img.id.short()
+        };
+        let version = img
+            .labels
+            .get("version")
+            .map_or(String::new(), |v| format!(":{v}"));
+        println!(
+            "{:<width$} {:<40} {:>10} {:<20} {}",
+            id,
+            format!("{}{version}", img.name),
+            human_size(img.blob_size),
+            human_time(img.import_time),
+            human_time(img.last_used)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+fn human_time(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn verify(global: &GlobalArgs, images: &[String]) -> anyhow::Result<ExitCode> {
+    let store = global.store()?;
+    let wanted: Vec<String> = images
+        .iter()
+        .map(|i| store.resolve(i).map(|r| r.id.to_string()))
+        .collect::<Result<_, _>>()?;
+    let (checked, problems) = store.verify()?;
+    let problems: Vec<_> = problems
+        .into_iter()
+        .filter(|p| wanted.is_empty() || wanted.contains(&p.image))
+        .collect();
+    for p in &problems {
+        eprintln!("{}: {}", p.image, p.problem);
+    }
+    let count = if wanted.is_empty() {
+        checked
+    } else {
+        wanted.len()
+    };
+    if problems.is_empty() {
+        println!("{count} image(s) verified: every blob matches its ID");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "{} of {count} image(s) are corrupt (remove them with `skiff image rm` and fetch again)",
+            problems.len()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn export(
+    global: &GlobalArgs,
+    image: &str,
+    out: &Path,
+    overwrite: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = global.store()?;
+    let rec = store.resolve(image)?;
+    if !overwrite && out.exists() {
+        anyhow::bail!(
+            "{} already exists (use --overwrite to replace it)",
+            out.display()
+        );
+    }
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(parent)
+        .with_context(|| format!("cannot write in {}", parent.display()))?;
+    let mut blob = File::open(store.blob_path(&rec.id)).context("cannot read the stored image")?;
+    std::io::copy(&mut blob, tmp.as_file_mut()).context("cannot write the export")?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(out)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!(
+        "exported {} ({}) to {}",
+        rec.name,
+        rec.id.short(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn unpack(
+    global: &GlobalArgs,
+    args: &UnpackArgs,
+    with_dependencies: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = global.store()?;
+    let rec = store.resolve(&args.image)?;
+    store.extract_to(&rec.id, &args.target, with_dependencies, args.rootfs_only)?;
+    eprintln!(
+        "{} {} into {}",
+        if with_dependencies {
+            "rendered"
+        } else {
+            "extracted"
+        },
+        rec.name,
+        args.target.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
@@ -85,7 +342,7 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         },
         owner_root: args.owner_root,
     };
-    let built = build_aci_file(&args.dir, &args.out, &options, args.overwrite)?;
+    let built = build_aci_file(&args.layout, &args.out, &options, args.overwrite)?;
     eprintln!(
         "built {} ({}, {} compression)",
         args.out.display(),
@@ -179,7 +436,15 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn cat_manifest(aci: &Path) -> anyhow::Result<ExitCode> {
+fn cat_manifest(global: &GlobalArgs, image: &str) -> anyhow::Result<ExitCode> {
+    let aci = Path::new(image);
+    if !aci.is_file() {
+        let rec = global.store()?.resolve(image)?;
+        let manifest =
+            parse_image_manifest(&rec.manifest).context("the stored manifest is invalid")?;
+        println!("{}", to_pretty_json(&manifest));
+        return Ok(ExitCode::SUCCESS);
+    }
     let file = File::open(aci).with_context(|| format!("cannot open {}", aci.display()))?;
     let bytes = read_manifest_bytes(BufReader::new(file))
         .with_context(|| format!("cannot read {}", aci.display()))?;

@@ -1,4 +1,6 @@
 //! One module per command group: arguments in, one library call, output.
 
+pub mod fetch;
 pub mod image;
+pub mod trust;
 pub mod version;

@@ -1,0 +1,122 @@
+//! Where skiff keeps things and what it reads from the environment. Every
+//! setting that is not a command-line flag is read here, once.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Options every command accepts.
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Print debug diagnostics on stderr (same as SKIFF_LOG=debug).
+    #[arg(long, global = true)]
+    pub debug: bool,
+
+    /// Data directory: image store, rendered trees, pods.
+    #[arg(
+        long,
+        global = true,
+        env = "SKIFF_DIR",
+        default_value = "/var/lib/skiff",
+        value_name = "DIR"
+    )]
+    pub dir: PathBuf,
+
+    /// Local configuration (trusted keys, networks); written by `skiff trust`.
+    #[arg(long, global = true, default_value = "/etc/skiff", value_name = "DIR")]
+    pub local_config: PathBuf,
+
+    /// Vendor configuration, read-only, overridden by the local one.
+    #[arg(
+        long,
+        global = true,
+        default_value = "/usr/lib/skiff",
+        value_name = "DIR"
+    )]
+    pub system_config: PathBuf,
+
+    /// Checks to skip, comma-separated: none, image (signatures), tls,
+    /// http, pubkey, ondisk, all-fetch, all-run, all. Each skipped check is
+    /// announced on stderr.
+    #[arg(long, global = true, default_value = "none", value_name = "LIST")]
+    pub insecure_options: skiff_fetch::InsecureOptions,
+
+    /// Trust keys announced by image discovery over HTTPS (after showing
+    /// their fingerprints for review).
+    #[arg(long, global = true)]
+    pub trust_keys_from_https: bool,
+}
+
+impl GlobalArgs {
+    pub fn store(&self) -> anyhow::Result<skiff_store::Store> {
+        use anyhow::Context;
+        skiff_store::Store::open(&self.dir).with_context(|| {
+            format!(
+                "cannot open the store in {} (are you root? see --dir)",
+                self.dir.display()
+            )
+        })
+    }
+
+    pub fn keystore(&self) -> skiff_trust::Keystore {
+        skiff_trust::Keystore::new(&self.local_config, &self.system_config)
+    }
+
+    /// A CA bundle to use instead of the system one (`SSL_CERT_FILE`).
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        std::env::var_os("SSL_CERT_FILE").map(PathBuf::from)
+    }
+}
+
+/// Parses durations like `24h`, `30m`, `90s`, `1h30m`, `0`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => {
+                return Err(format!(
+                    "bad duration '{s}': unknown unit '{c}' (use s, m, h or d)"
+                ));
+            }
+        };
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("bad duration '{s}': a number must precede '{c}'"))?;
+        total = total.saturating_add(n.saturating_mul(unit));
+        number.clear();
+    }
+    if !number.is_empty() || s.is_empty() {
+        return Err(format!(
+            "bad duration '{s}': give a unit, e.g. 24h, 30m, 90s"
+        ));
+    }
+    Ok(std::time::Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("24h").unwrap().as_secs(), 86400);
+        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_duration("0s").unwrap().as_secs(), 0);
+        assert_eq!(parse_duration("0").unwrap().as_secs(), 0);
+        for bad in ["", "5", "h", "5x", "-1h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

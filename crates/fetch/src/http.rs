@@ -1,0 +1,343 @@
+//! HTTP(S) downloads: TLS roots (the system bundle, or `SSL_CERT_FILE`),
+//! conditional GETs with ETags, Cache-Control max-age, retries with resume
+//! on transient failures, and a progress bar on a terminal.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+
+use crate::FetchError;
+
+/// The Debian CA bundle (package ca-certificates).
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Attempts for one download (first try plus retries).
+const ATTEMPTS: u32 = 4;
+
+/// How the client is set up.
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// PEM bundle of trusted CAs instead of the system bundle (`SSL_CERT_FILE`).
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate (`--insecure-options=tls`).
+    pub insecure_tls: bool,
+    /// Allow `http://` (`--insecure-options=http`).
+    pub allow_http: bool,
+    /// Show a progress bar for downloads.
+    pub progress: bool,
+}
+
+pub struct Http {
+    agent: ureq::Agent,
+    options: HttpOptions,
+}
+
+/// The outcome of a conditional download.
+#[derive(Debug, Clone)]
+pub enum Download {
+    /// 304: what the store has is current.
+    NotModified { max_age: i64 },
+    Downloaded {
+        etag: Option<String>,
+        max_age: i64,
+        bytes: u64,
+    },
+}
+
+fn load_roots(path: &Path) -> Result<Vec<Certificate<'static>>, FetchError> {
+    let pem = std::fs::read(path)
+        .map_err(|e| FetchError::Tls(format!("cannot read CA bundle {}: {e}", path.display())))?;
+    let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(FetchError::Tls(format!(
+            "no certificates in CA bundle {}",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// `max-age` from a Cache-Control header (0 if absent or `no-cache`/`no-store`).
+fn max_age(cache_control: Option<&str>) -> i64 {
+    let Some(cc) = cache_control else { return 0 };
+    let mut age = 0;
+    for directive in cc.split(',').map(str::trim) {
+        let lower = directive.to_ascii_lowercase();
+        if lower == "no-cache" || lower == "no-store" {
+            return 0;
+        }
+        if let Some(v) = lower.strip_prefix("max-age=") {
+            age = v.trim_matches('"').parse().unwrap_or(0);
+        }
+    }
+    age
+}
+
+fn transient(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+impl Http {
+    pub fn new(options: HttpOptions) -> Result<Self, FetchError> {
+        let roots = if options.insecure_tls {
+            RootCerts::WebPki
+        } else {
+            let path = options
+                .ca_file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(SYSTEM_CA_BUNDLE));
+            RootCerts::Specific(std::sync::Arc::new(load_roots(&path)?))
+        };
+        let tls = TlsConfig::builder()
+            .root_certs(roots)
+            .disable_verification(options.insecure_tls)
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .https_only(!options.allow_http)
+            .http_status_as_error(false)
+            .max_redirects(10)
+            .timeout_connect(Some(Duration::from_secs(20)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .timeout_recv_body(Some(Duration::from_secs(300)))
+            .user_agent(concat!("skiff/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        Ok(Http { agent, options })
+    }
+
+    pub fn check_scheme(&self, url: &str) -> Result<(), FetchError> {
+        if url.starts_with("https://") {
+            Ok(())
+        } else if url.starts_with("http://") {
+            if self.options.allow_http {
+                Ok(())
+            } else {
+                Err(FetchError::Insecure {
+                    what: format!("{url} is plain HTTP"),
+                    option: "http",
+                })
+            }
+        } else {
+            Err(FetchError::Unsupported(format!(
+                "'{url}' is not an http(s) URL"
+            )))
+        }
+    }
+
+    fn send(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+    ) -> Result<ureq::http::Response<ureq::Body>, FetchError> {
+        let mut last = None;
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(250 << attempt));
+                tracing::info!(url, attempt, "retrying");
+            }
+            let mut req = self.agent.get(url);
+            for (k, v) in headers {
+                req = req.header(*k, v.as_str());
+            }
+            match req.call() {
+                Ok(resp) if transient(resp.status().as_u16()) => {
+                    last = Some(FetchError::Status {
+                        url: url.to_string(),
+                        status: resp.status().as_u16(),
+                    });
+                }
+                Ok(resp) => return Ok(resp),
+                Err(e) => {
+                    let err = FetchError::Http {
+                        url: url.to_string(),
+                        reason: e.to_string(),
+                    };
+                    if !matches!(
+                        e,
+                        ureq::Error::Io(_)
+                            | ureq::Error::Timeout(_)
+                            | ureq::Error::ConnectionFailed
+                    ) {
+                        return Err(err);
+                    }
+                    last = Some(err);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| FetchError::Http {
+            url: url.to_string(),
+            reason: "no attempt made".into(),
+        }))
+    }
+
+    /// GETs a small document (discovery page, key) of at most `limit` bytes.
+    pub fn get_small(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        self.check_scheme(url)?;
+        let resp = self.send(url, &[])?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(FetchError::Status {
+                url: url.to_string(),
+                status,
+            });
+        }
+        let mut body = Vec::new();
+        resp.into_body()
+            .into_reader()
+            .take(limit + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| FetchError::Http {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        if body.len() as u64 > limit {
+            return Err(FetchError::Http {
+                url: url.to_string(),
+                reason: format!("answer larger than {limit} bytes"),
+            });
+        }
+        Ok(body)
+    }
+
+    /// Downloads `url` into `file` (from its start), conditionally on
+    /// `etag`; retries transient failures, resuming with a Range request
+    /// when the server supports it. `Ok(None)` for a 404.
+    pub fn download(
+        &self,
+        url: &str,
+        file: &File,
+        etag: Option<&str>,
+        what: &str,
+    ) -> Result<Option<Download>, FetchError> {
+        self.check_scheme(url)?;
+        let io_err = |e: io::Error| FetchError::Http {
+            url: url.to_string(),
+            reason: e.to_string(),
+        };
+        let mut written: u64 = 0;
+        let mut resume_etag: Option<String> = None;
+        let mut last_error = None;
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(250 << attempt));
+            }
+            let mut headers = Vec::new();
+            if let Some(tag) = etag.filter(|_| written == 0) {
+                headers.push(("If-None-Match", tag.to_string()));
+            }
+            if written > 0
+                && let Some(tag) = &resume_etag
+            {
+                headers.push(("Range", format!("bytes={written}-")));
+                headers.push(("If-Range", tag.clone()));
+            }
+            let resp = self.send(url, &headers)?;
+            let status = resp.status().as_u16();
+            let header = |name: &str| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let age = max_age(header("cache-control").as_deref());
+            match status {
+                304 => return Ok(Some(Download::NotModified { max_age: age })),
+                404 => return Ok(None),
+                200 => written = 0,
+                206 if written > 0 => {}
+                _ => {
+                    return Err(FetchError::Status {
+                        url: url.to_string(),
+                        status,
+                    });
+                }
+            }
+            let new_etag = header("etag");
+            resume_etag = new_etag.clone();
+            let total = header("content-length")
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|n| n + written);
+            let mut out = file.try_clone().map_err(io_err)?;
+            out.set_len(written).map_err(io_err)?;
+            out.seek(SeekFrom::Start(written)).map_err(io_err)?;
+            let bar = self.progress_bar(what, total, written);
+            let mut reader = resp.into_body().into_reader();
+            let mut buf = vec![0u8; 1 << 16];
+            let result: io::Result<()> = loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        if let Err(e) = out.write_all(&buf[..n]) {
+                            break Err(e);
+                        }
+                        written += n as u64;
+                        bar.set_position(written);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            bar.finish_and_clear();
+            match result {
+                Ok(()) if total.is_none_or(|t| t == written) => {
+                    return Ok(Some(Download::Downloaded {
+                        etag: new_etag,
+                        max_age: age,
+                        bytes: written,
+                    }));
+                }
+                Ok(()) => last_error = Some(format!("connection closed after {written} bytes")),
+                Err(e) => last_error = Some(e.to_string()),
+            }
+            if resume_etag.is_none() {
+                written = 0;
+            }
+        }
+        Err(FetchError::Http {
+            url: url.to_string(),
+            reason: last_error.unwrap_or_else(|| "download failed".to_string()),
+        })
+    }
+
+    fn progress_bar(&self, what: &str, total: Option<u64>, done: u64) -> ProgressBar {
+        if !self.options.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = match total {
+            Some(t) => ProgressBar::new(t),
+            None => ProgressBar::no_length(),
+        };
+        let style = ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_message(what.to_string());
+        bar.set_position(done);
+        bar
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control() {
+        assert_eq!(max_age(Some("public, max-age=300")), 300);
+        assert_eq!(max_age(Some("max-age=60, no-cache")), 0);
+        assert_eq!(max_age(None), 0);
+        assert_eq!(max_age(Some("max-age=abc")), 0);
+    }
+}

@@ -1,0 +1,620 @@
+//! skiff-fetch: from an image reference to a verified image in the store.
+//!
+//! Map of the crate:
+//! * [`options`]: `--insecure-options` and `--pull-policy`.
+//! * [`http`]: HTTPS downloads (CA roots, ETags, retries with resume, progress).
+//! * this file: [`Fetcher`], which classifies a reference (local file,
+//!   `file://`, `https://`, appc name with labels), discovers, downloads the
+//!   image and its `.asc`, verifies the signature with the keys trusted for
+//!   the image's name, commits to the store, fetches missing dependencies
+//!   and renders the tree.
+//!
+//! Nothing reaches the store unverified: downloads go to a store staging
+//! file, the signature is checked against that file, and only then is it
+//! committed (which hashes and checks the archive).
+
+pub mod http;
+pub mod options;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use skiff_spec::discovery::{AppName, Discovered, discover, meta_tags};
+use skiff_spec::{ImageId, ImageManifest, parse_image_manifest};
+use skiff_store::{ArchivePolicy, RemoteRecord, Store, StoreError};
+use skiff_trust::{Keystore, Scope, TrustError, Verified};
+
+pub use http::{Download, Http, HttpOptions};
+pub use options::{InsecureOptions, PullPolicy};
+
+/// Largest discovery page or key read.
+const SMALL_LIMIT: u64 = 1 << 20;
+/// Deepest dependency chain fetched.
+const MAX_DEPENDENCY_DEPTH: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("bad image reference '{input}': {reason}")]
+    BadReference { input: String, reason: String },
+    #[error("cannot read {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("cannot fetch {url}: {reason}")]
+    Http { url: String, reason: String },
+    #[error("cannot fetch {url}: HTTP status {status}")]
+    Status { url: String, status: u16 },
+    #[error("{what}: not allowed without --insecure-options={option}")]
+    Insecure { what: String, option: &'static str },
+    #[error("no image found at {0}")]
+    NotFound(String),
+    #[error("discovery of {name} failed: {}", attempts.join("; "))]
+    Discovery { name: String, attempts: Vec<String> },
+    #[error(
+        "no signature for {image} (looked for {looked_at}); sign it with `gpg --armor --detach-sign`, \
+         or fetch without checking with --insecure-options=image"
+    )]
+    MissingSignature { image: String, looked_at: String },
+    #[error(
+        "no key is trusted for {image}: trust its signer with `skiff trust --prefix {image} KEY`"
+    )]
+    NoTrustedKeys { image: String },
+    #[error("signature check failed for {image}")]
+    Signature {
+        image: String,
+        #[source]
+        source: TrustError,
+    },
+    #[error("{0}")]
+    Trust(#[from] TrustError),
+    #[error("{0} is not in the store and --pull-policy=never forbids downloading it")]
+    NotInStore(String),
+    #[error("{asked} resolved to an image called {got}{labels}")]
+    WrongImage {
+        asked: String,
+        got: String,
+        labels: String,
+    },
+    #[error("dependency chain deeper than {MAX_DEPENDENCY_DEPTH} images at {0}")]
+    TooDeep(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where an image comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Url(String),
+    Name(AppName),
+}
+
+/// Classifies an image reference as `skiff fetch` sees it.
+pub fn classify(input: &str) -> Result<Source, FetchError> {
+    for scheme in ["docker://", "oci:", "oci-archive:"] {
+        if input.starts_with(scheme) {
+            return Err(FetchError::Unsupported(format!(
+                "'{input}': {scheme} images are not supported yet (OCI/Docker interop is a later milestone)"
+            )));
+        }
+    }
+    if let Some(path) = input.strip_prefix("file://") {
+        return Ok(Source::File(PathBuf::from(path)));
+    }
+    if input.starts_with("https://") || input.starts_with("http://") {
+        return Ok(Source::Url(input.to_string()));
+    }
+    let path = Path::new(input);
+    if input.starts_with('/')
+        || input.starts_with("./")
+        || input.starts_with("../")
+        || path.is_file()
+    {
+        return Ok(Source::File(path.to_path_buf()));
+    }
+    AppName::parse(input)
+        .map(Source::Name)
+        .map_err(|reason| FetchError::BadReference {
+            input: input.to_string(),
+            reason,
+        })
+}
+
+/// A key found by discovery, shown to the user before it is trusted.
+#[derive(Debug, Clone)]
+pub struct KeyCandidate {
+    pub prefix: String,
+    pub location: String,
+    pub fingerprint: String,
+    pub user_ids: Vec<String>,
+}
+
+/// Asks whether discovered keys may be trusted (`skiff` prompts on a
+/// terminal, or accepts with `--skip-fingerprint-review`).
+pub trait KeyReview {
+    fn approve(&self, key: &KeyCandidate) -> bool;
+}
+
+/// Everything a fetch needs to know.
+pub struct FetchOptions {
+    pub insecure: InsecureOptions,
+    pub pull_policy: PullPolicy,
+    pub archive_policy: ArchivePolicy,
+    /// Fetch and (after review) trust keys announced by discovery.
+    pub trust_keys_from_https: bool,
+    /// A signature file for the first image, instead of looking beside it.
+    pub signature: Option<PathBuf>,
+}
+
+/// The result of fetching one reference.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub id: ImageId,
+    pub manifest: ImageManifest,
+    /// Who signed it (None with --insecure-options=image or from cache).
+    pub verified: Option<Verified>,
+    /// True if nothing was downloaded (store or cache was current).
+    pub cached: bool,
+}
+
+pub struct Fetcher<'a> {
+    pub store: &'a Store,
+    pub keystore: &'a Keystore,
+    pub http: &'a Http,
+    pub options: &'a FetchOptions,
+    pub review: &'a dyn KeyReview,
+}
+
+/// Default os/arch labels for discovery, from the machine we run on.
+pub fn default_os_arch() -> [(&'static str, &'static str); 2] {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "x86" => "i386",
+        "aarch64" => "aarch64",
+        "powerpc64" => "ppc64",
+        "s390x" => "s390x",
+        other => other,
+    };
+    [("os", std::env::consts::OS), ("arch", arch)]
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, FetchError> {
+    std::fs::read(path).map_err(|source| FetchError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn manifest_of_staged(path: &Path) -> Result<ImageManifest, FetchError> {
+    let file = std::fs::File::open(path).map_err(|source| FetchError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bytes = skiff_spec::aci::read_manifest_bytes(std::io::BufReader::new(file))
+        .map_err(|e| FetchError::Store(StoreError::InvalidImage(e)))?;
+    parse_image_manifest(&bytes).map_err(|e| {
+        FetchError::Store(StoreError::InvalidImage(
+            skiff_spec::aci::AciError::Manifest(e),
+        ))
+    })
+}
+
+impl Fetcher<'_> {
+    /// Fetches one reference, its dependencies, and renders it.
+    pub fn fetch(&self, input: &str) -> Result<Fetched, FetchError> {
+        let fetched = match classify(input)? {
+            Source::File(path) => self.fetch_file(&path, self.options.signature.as_deref())?,
+            Source::Url(url) => {
+                self.fetch_url(&url, None, self.options.signature.as_deref(), None)?
+            }
+            Source::Name(app) => self.fetch_name(&app)?,
+        };
+        self.fetch_dependencies(&fetched.manifest, 0)?;
+        self.store.render(&fetched.id)?;
+        Ok(fetched)
+    }
+
+    fn fetch_dependencies(&self, manifest: &ImageManifest, depth: usize) -> Result<(), FetchError> {
+        if depth >= MAX_DEPENDENCY_DEPTH {
+            return Err(FetchError::TooDeep(manifest.name.to_string()));
+        }
+        for dep in &manifest.dependencies {
+            let labels: BTreeMap<String, String> = dep
+                .labels
+                .iter()
+                .map(|l| (l.name.to_string(), l.value.clone()))
+                .collect();
+            let present = match &dep.image_id {
+                Some(id) => !self
+                    .store
+                    .index()
+                    .images_with_id_prefix(id.as_str())?
+                    .is_empty(),
+                None => self.store.find(dep.image_name.as_str(), &labels)?.is_some(),
+            };
+            if present {
+                continue;
+            }
+            tracing::info!(dependency = %dep.image_name, "fetching dependency");
+            let app = AppName {
+                name: dep.image_name.clone(),
+                labels,
+            };
+            let fetched = self.fetch_name(&app)?;
+            self.fetch_dependencies(&fetched.manifest, depth + 1)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the staged image's signature; `None` when skipped by
+    /// `--insecure-options=image`.
+    fn verify(
+        &self,
+        staged: &Path,
+        signature: Option<Vec<u8>>,
+        looked_at: &str,
+        discovery: Option<&AppName>,
+    ) -> Result<Option<Verified>, FetchError> {
+        let manifest = manifest_of_staged(staged)?;
+        let name = manifest.name.to_string();
+        if self.options.insecure.image {
+            tracing::warn!("not checking the signature of {name} (--insecure-options=image)");
+            return Ok(None);
+        }
+        let Some(signature) = signature else {
+            return Err(FetchError::MissingSignature {
+                image: name,
+                looked_at: looked_at.to_string(),
+            });
+        };
+        let mut keys = self.keystore.keys_for(&name)?;
+        if keys.is_empty()
+            && let Some(app) = discovery
+            && self.options.trust_keys_from_https
+        {
+            self.trust_discovered_keys(app)?;
+            keys = self.keystore.keys_for(&name)?;
+        }
+        if keys.is_empty() {
+            return Err(FetchError::NoTrustedKeys { image: name });
+        }
+        skiff_trust::verify::verify_detached(&name, &keys, &signature, staged)
+            .map(Some)
+            .map_err(|source| FetchError::Signature {
+                image: name,
+                source,
+            })
+    }
+
+    fn record_signature(
+        &self,
+        id: &ImageId,
+        verified: &Option<Verified>,
+        signature: Option<&[u8]>,
+    ) -> Result<(), FetchError> {
+        if let (Some(v), Some(sig)) = (verified, signature) {
+            self.store.index().add_signature(id, &v.fingerprint, sig)?;
+        }
+        Ok(())
+    }
+
+    fn fetch_file(&self, path: &Path, signature: Option<&Path>) -> Result<Fetched, FetchError> {
+        let staged = self.store.stage()?;
+        {
+            let mut src = std::fs::File::open(path).map_err(|source| FetchError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let mut dst = staged.file().try_clone().map_err(|source| FetchError::Io {
+                path: staged.path().to_path_buf(),
+                source,
+            })?;
+            std::io::copy(&mut src, &mut dst).map_err(|source| FetchError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let sig_path = signature.map_or_else(
+            || PathBuf::from(format!("{}.asc", path.display())),
+            Path::to_path_buf,
+        );
+        let sig = if sig_path.exists() {
+            Some(read_file(&sig_path)?)
+        } else {
+            None
+        };
+        let verified = self.verify(
+            staged.path(),
+            sig.clone(),
+            &sig_path.display().to_string(),
+            None,
+        )?;
+        let imported = self.store.commit(staged, &self.options.archive_policy)?;
+        self.record_signature(&imported.id, &verified, sig.as_deref())?;
+        Ok(Fetched {
+            id: imported.id,
+            manifest: imported.manifest,
+            verified,
+            cached: false,
+        })
+    }
+
+    fn cached(&self, id: &ImageId) -> Result<Option<Fetched>, FetchError> {
+        let Some(rec) = self.store.index().image(id)? else {
+            return Ok(None);
+        };
+        if !self.store.blob_path(id).exists() {
+            return Ok(None);
+        }
+        let manifest = parse_image_manifest(&rec.manifest).map_err(|e| {
+            FetchError::Store(StoreError::InvalidImage(
+                skiff_spec::aci::AciError::Manifest(e),
+            ))
+        })?;
+        Ok(Some(Fetched {
+            id: rec.id,
+            manifest,
+            verified: None,
+            cached: true,
+        }))
+    }
+
+    /// Fetches an image URL (with its signature at `asc_url` or beside it).
+    fn fetch_url(
+        &self,
+        url: &str,
+        asc_url: Option<&str>,
+        signature_file: Option<&Path>,
+        discovery: Option<&AppName>,
+    ) -> Result<Fetched, FetchError> {
+        self.http.check_scheme(url)?;
+        let remote = self.store.index().remote(url)?;
+        let cached = match &remote {
+            Some(r) => self.cached(&r.image_id)?,
+            None => None,
+        };
+        let policy = self.options.pull_policy;
+        if let Some(hit) = &cached {
+            let fresh = remote
+                .as_ref()
+                .is_some_and(|r| skiff_store::db::now() - r.download_time < r.max_age);
+            if policy != PullPolicy::Update || fresh {
+                tracing::info!(url, "using the stored image (pull policy {policy})");
+                return Ok(hit.clone());
+            }
+        } else if policy == PullPolicy::Never {
+            return Err(FetchError::NotInStore(url.to_string()));
+        }
+        let etag = cached
+            .as_ref()
+            .and(remote.as_ref())
+            .and_then(|r| r.etag.clone());
+        let staged = self.store.stage()?;
+        let what = url.rsplit('/').next().unwrap_or(url).to_string();
+        match self
+            .http
+            .download(url, staged.file(), etag.as_deref(), &what)?
+        {
+            None => Err(FetchError::NotFound(url.to_string())),
+            Some(Download::NotModified { max_age }) => {
+                let (Some(hit), Some(mut r)) = (cached, remote) else {
+                    return Err(FetchError::Http {
+                        url: url.to_string(),
+                        reason: "304 Not Modified for an image skiff does not have".into(),
+                    });
+                };
+                tracing::info!(url, "not modified since the last fetch; nothing downloaded");
+                r.download_time = skiff_store::db::now();
+                r.max_age = max_age;
+                self.store.index().set_remote(&r)?;
+                Ok(hit)
+            }
+            Some(Download::Downloaded { etag, max_age, .. }) => {
+                let (signature, looked_at) = match signature_file {
+                    Some(path) => (Some(read_file(path)?), path.display().to_string()),
+                    None => {
+                        let asc = asc_url.map_or_else(|| format!("{url}.asc"), str::to_string);
+                        let sig = if self.options.insecure.image {
+                            None
+                        } else {
+                            match self.http.get_small(&asc, SMALL_LIMIT) {
+                                Ok(bytes) => Some(bytes),
+                                Err(FetchError::Status { status: 404, .. }) => None,
+                                Err(e) => return Err(e),
+                            }
+                        };
+                        (sig, asc)
+                    }
+                };
+                let verified =
+                    self.verify(staged.path(), signature.clone(), &looked_at, discovery)?;
+                let imported = self.store.commit(staged, &self.options.archive_policy)?;
+                self.record_signature(&imported.id, &verified, signature.as_deref())?;
+                self.store.index().set_remote(&RemoteRecord {
+                    url: url.to_string(),
+                    image_id: imported.id.clone(),
+                    etag,
+                    max_age,
+                    download_time: skiff_store::db::now(),
+                })?;
+                Ok(Fetched {
+                    id: imported.id,
+                    manifest: imported.manifest,
+                    verified,
+                    cached: false,
+                })
+            }
+        }
+    }
+
+    /// Discovery: the `ac-discovery` answers for `app`, walking up its prefixes.
+    pub fn discover(&self, app: &AppName, want_keys: bool) -> Result<Discovered, FetchError> {
+        let mut attempts = Vec::new();
+        for prefix in app.prefixes() {
+            let mut page = None;
+            for scheme in ["https", "http"] {
+                if scheme == "http" && !self.options.insecure.http {
+                    continue;
+                }
+                let url = format!("{scheme}://{prefix}?ac-discovery=1");
+                match self.http.get_small(&url, SMALL_LIMIT) {
+                    Ok(body) => {
+                        page = Some(body);
+                        break;
+                    }
+                    Err(e) => attempts.push(e.to_string()),
+                }
+            }
+            let Some(page) = page else { continue };
+            let found = discover(app, &meta_tags(&String::from_utf8_lossy(&page)));
+            let enough = if want_keys {
+                !found.public_keys.is_empty()
+            } else {
+                !found.endpoints.is_empty()
+            };
+            if enough {
+                return Ok(found);
+            }
+            attempts.push(format!(
+                "{prefix}: no matching {} meta tag",
+                if want_keys {
+                    "ac-discovery-pubkeys"
+                } else {
+                    "ac-discovery"
+                }
+            ));
+        }
+        Err(FetchError::Discovery {
+            name: app.to_string(),
+            attempts,
+        })
+    }
+
+    fn fetch_name(&self, app: &AppName) -> Result<Fetched, FetchError> {
+        let mut app = app.clone();
+        for (k, v) in default_os_arch() {
+            app.labels
+                .entry(k.to_string())
+                .or_insert_with(|| v.to_string());
+        }
+        let policy = self.options.pull_policy;
+        if policy != PullPolicy::Update {
+            if let Some(rec) = self.store.find(app.name.as_str(), &app.labels)?
+                && let Some(hit) = self.cached(&rec.id)?
+            {
+                return Ok(hit);
+            }
+            if policy == PullPolicy::Never {
+                return Err(FetchError::NotInStore(app.to_string()));
+            }
+        }
+        let found = self.discover(&app, false)?;
+        let mut last = None;
+        for endpoint in &found.endpoints {
+            match self.fetch_url(&endpoint.aci, Some(&endpoint.asc), None, Some(&app)) {
+                Ok(fetched) => {
+                    let m = &fetched.manifest;
+                    let mismatched: Vec<String> = app
+                        .labels
+                        .iter()
+                        .filter(|(k, v)| m.label(k) != Some(v.as_str()))
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
+                    if m.name != app.name || !mismatched.is_empty() {
+                        return Err(FetchError::WrongImage {
+                            asked: app.to_string(),
+                            got: m.name.to_string(),
+                            labels: if mismatched.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" without labels {}", mismatched.join(","))
+                            },
+                        });
+                    }
+                    return Ok(fetched);
+                }
+                Err(
+                    e @ (FetchError::NotFound(_)
+                    | FetchError::Http { .. }
+                    | FetchError::Status { .. }),
+                ) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| FetchError::NotFound(app.to_string())))
+    }
+
+    /// Fetches a key from a file path or URL.
+    pub fn fetch_key(&self, location: &str) -> Result<Vec<u8>, FetchError> {
+        if location.starts_with("http://") && !self.options.insecure.pubkey {
+            return Err(FetchError::Insecure {
+                what: format!("key {location} over plain HTTP"),
+                option: "pubkey",
+            });
+        }
+        if location.starts_with("https://") || location.starts_with("http://") {
+            return self.http.get_small(location, SMALL_LIMIT);
+        }
+        read_file(Path::new(
+            location.strip_prefix("file://").unwrap_or(location),
+        ))
+    }
+
+    /// Discovers the keys announced for `app`'s name, asks the reviewer, and
+    /// trusts the approved ones for that name. Returns how many were added.
+    pub fn trust_discovered_keys(&self, app: &AppName) -> Result<usize, FetchError> {
+        let found = self.discover(app, true)?;
+        let scope = Scope::prefix(app.name.as_str())?;
+        let mut added = 0;
+        for location in &found.public_keys {
+            let bytes = self.fetch_key(location)?;
+            let keys = skiff_trust::keystore::parse_keys(&bytes)?;
+            for key in keys {
+                let candidate = KeyCandidate {
+                    prefix: app.name.to_string(),
+                    location: location.clone(),
+                    fingerprint: skiff_trust::keystore::fingerprint(&key),
+                    user_ids: skiff_trust::keystore::user_ids(&key),
+                };
+                if self.review.approve(&candidate) {
+                    self.keystore.add(std::slice::from_ref(&key), &scope)?;
+                    added += 1;
+                }
+            }
+        }
+        Ok(added)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_references() {
+        assert!(matches!(
+            classify("https://x.org/a.aci"),
+            Ok(Source::Url(_))
+        ));
+        assert!(matches!(classify("file:///tmp/a.aci"), Ok(Source::File(_))));
+        assert!(matches!(classify("./a.aci"), Ok(Source::File(_))));
+        assert!(matches!(
+            classify("example.com/app:1.0"),
+            Ok(Source::Name(_))
+        ));
+        assert!(matches!(
+            classify("docker://busybox"),
+            Err(FetchError::Unsupported(_))
+        ));
+        assert!(matches!(
+            classify("Bad Name"),
+            Err(FetchError::BadReference { .. })
+        ));
+    }
+}
