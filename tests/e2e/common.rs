@@ -78,3 +78,113 @@ pub fn busybox_layout(dir: &Path) {
     assert!(status.success());
     std::fs::write(dir.join("manifest"), BUSYBOX_MANIFEST).unwrap();
 }
+
+/// A throw-away GnuPG home with one signing key.
+pub struct Gpg {
+    pub home: tempfile::TempDir,
+    pub fingerprint: String,
+}
+
+impl Gpg {
+    /// `algo` is a gpg algorithm name (`ed25519`, `rsa4096`).
+    pub fn new(uid: &str, algo: &str) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            home.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        let mut gpg = Gpg {
+            home,
+            fingerprint: String::new(),
+        };
+        gpg.run(&["--quick-gen-key", uid, algo, "sign", "never"]);
+        let listing = String::from_utf8(gpg.run(&["--with-colons", "--list-keys", uid])).unwrap();
+        gpg.fingerprint = listing
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("fpr:")
+                    .map(|r| r.trim_matches(':').to_lowercase())
+            })
+            .unwrap();
+        gpg
+    }
+
+    pub fn run(&self, args: &[&str]) -> Vec<u8> {
+        let out = Command::new("gpg")
+            .env("GNUPGHOME", self.home.path())
+            .args([
+                "--batch",
+                "--quiet",
+                "--yes",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    pub fn public_key(&self) -> Vec<u8> {
+        self.run(&["--armor", "--export", &self.fingerprint])
+    }
+
+    /// An armored detached signature of `file`.
+    pub fn sign(&self, file: &Path) -> Vec<u8> {
+        self.run(&[
+            "--local-user",
+            &self.fingerprint,
+            "--armor",
+            "--detach-sign",
+            "--output",
+            "-",
+            &file.to_string_lossy(),
+        ])
+    }
+}
+
+/// Builds an ACI of busybox named `name` (version 1.0, linux/amd64) at `out`.
+pub fn busybox_aci(dir: &Path, name: &str, out: &Path) {
+    let layout = dir.join(format!("layout-{}", name.replace('/', "_")));
+    if !layout.exists() {
+        busybox_layout(&layout);
+    }
+    std::fs::write(
+        layout.join("manifest"),
+        BUSYBOX_MANIFEST.replace("example.com/busybox", name),
+    )
+    .unwrap();
+    let built = output(
+        skiff()
+            .args(["image", "build", "--overwrite"])
+            .arg(&layout)
+            .arg(out),
+    );
+    assert!(built.status.success(), "{}", stderr(&built));
+}
+
+/// `skiff` with its data and config under `root`.
+pub fn skiff_in(root: &Path) -> Command {
+    let mut cmd = skiff();
+    cmd.env("SKIFF_DIR", root.join("data"))
+        .arg("--local-config")
+        .arg(root.join("etc"))
+        .arg("--system-config")
+        .arg(root.join("usr"));
+    cmd
+}
+
+/// The store's image list as JSON text (to compare before/after).
+pub fn image_list(root: &Path) -> String {
+    let out = output(skiff_in(root).args(["image", "list", "--format", "json"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}

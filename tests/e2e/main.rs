@@ -6,4 +6,6 @@
 
 mod common;
 mod differential;
+mod fetch;
 mod image_cli;
+mod server;

@@ -514,6 +514,15 @@ impl Fetcher<'_> {
                 return Err(FetchError::NotInStore(app.to_string()));
             }
         }
+        // Refuse before downloading anything when no key could accept it.
+        if !self.options.insecure.image
+            && !self.options.trust_keys_from_https
+            && self.keystore.keys_for(app.name.as_str())?.is_empty()
+        {
+            return Err(FetchError::NoTrustedKeys {
+                image: app.name.to_string(),
+            });
+        }
         let found = self.discover(&app, false)?;
         let mut last = None;
         for endpoint in &found.endpoints {
