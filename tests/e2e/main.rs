@@ -7,5 +7,6 @@
 mod common;
 mod differential;
 mod fetch;
+mod hostile;
 mod image_cli;
 mod server;

@@ -38,6 +38,19 @@ pub struct FetchArgs {
     /// Accept device nodes in images (refused by default; the runtime provides /dev).
     #[arg(long)]
     allow_devices: bool,
+
+    /// Refuse images that unpack to more than this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = ArchivePolicy::default().max_bytes)]
+    max_image_size: u64,
+
+    /// Refuse images with more than this many archive entries.
+    #[arg(long, value_name = "N", default_value_t = ArchivePolicy::default().max_entries)]
+    max_image_entries: u64,
+
+    /// Refuse images that unpack to more than this many times their compressed size
+    /// (checked past the first 64 MiB).
+    #[arg(long, value_name = "RATIO", default_value_t = ArchivePolicy::default().max_ratio)]
+    max_decompression_ratio: u64,
 }
 
 /// Asks on the terminal before trusting a discovered key.
@@ -95,7 +108,9 @@ pub fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<ExitCode> {
         archive_policy: ArchivePolicy {
             allow_setuid: args.allow_setuid,
             allow_devices: args.allow_devices,
-            ..ArchivePolicy::default()
+            max_bytes: args.max_image_size,
+            max_entries: args.max_image_entries,
+            max_ratio: args.max_decompression_ratio,
         },
         trust_keys_from_https: global.trust_keys_from_https,
         signature: args.signature.clone(),

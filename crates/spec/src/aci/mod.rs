@@ -224,10 +224,18 @@ pub fn validate_aci_with<R: Read>(
         let entries = archive
             .entries()
             .map_err(|e| AciError::Corrupt(e.to_string()))?;
+        let mut last = String::new();
         for entry in entries {
-            let mut entry = entry.map_err(|e| AciError::Corrupt(e.to_string()))?;
+            let mut entry = entry.map_err(|e| {
+                AciError::Corrupt(if last.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{e} (in the entry after '{last}')")
+                })
+            })?;
             let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let name = clean_path(&raw_name);
+            last.clone_from(&raw_name);
             let header = entry.header();
             let info = EntryInfo {
                 raw_path: raw_name.clone(),
