@@ -8,6 +8,8 @@
 //! workspace is compiled once for the demo, the tests and the acceptance scripts.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -45,6 +47,16 @@ fn real_main() -> Result<()> {
         Some("demo") => demo(&root),
         Some("test") => test(&root, &args[1..]),
         Some("appc-tools") => appc_tools(&root).map(|_| ()),
+        Some("bench") => {
+            let quick = args.iter().any(|a| a == "--quick");
+            let which: Vec<&str> = args[1..].iter().map(String::as_str).filter(|a| !a.starts_with("--")).collect();
+            step("building skiff (cargo build --release)");
+            run(cargo(&root).args(["build", "--release", "--quiet", "--bin", "skiff"]))?;
+            match which.as_slice() {
+                [] | ["all"] | ["import"] => bench::import(&root, quick),
+                other => bail!("unknown benchmark {other:?} (available: import)"),
+            }
+        }
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -52,7 +64,8 @@ fn real_main() -> Result<()> {
                  deps        install the Debian packages skiff needs (apt-get; only missing ones)\n  \
                  demo        build skiff, then build, validate and inspect a sample image\n  \
                  test        deps + appc reference tools + fmt + clippy + the whole test suite\n  \
-                 appc-tools  build the reference actool and ACE validator images (cached)"
+                 appc-tools  build the reference actool and ACE validator images (cached)\n  \
+                 bench [import] [--quick]  throughput against standard tools, same run"
             );
             bail!("no or unknown xtask command")
         }
