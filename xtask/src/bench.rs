@@ -32,7 +32,9 @@ fn sample_tree(sources: &[&str], dest: &Path, budget: u64) -> Result<u64> {
             let _ = std::os::unix::fs::symlink(target, &dst);
         } else if meta.is_dir() {
             std::fs::create_dir_all(&dst)?;
-            let mut children: Vec<_> = std::fs::read_dir(&src)?.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
+            let mut children: Vec<_> = std::fs::read_dir(&src)?
+                .filter_map(|e| e.ok().map(|e| e.file_name()))
+                .collect();
             children.sort();
             for child in children.into_iter().rev() {
                 stack.push((src.join(&child), dst.join(&child)));
@@ -45,7 +47,11 @@ fn sample_tree(sources: &[&str], dest: &Path, budget: u64) -> Result<u64> {
     Ok(copied)
 }
 
-fn time<F: FnMut() -> Result<()>>(runs: usize, mut setup: impl FnMut() -> Result<()>, mut f: F) -> Result<Vec<Duration>> {
+fn time<F: FnMut() -> Result<()>>(
+    runs: usize,
+    mut setup: impl FnMut() -> Result<()>,
+    mut f: F,
+) -> Result<Vec<Duration>> {
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         setup()?;
@@ -58,7 +64,9 @@ fn time<F: FnMut() -> Result<()>>(runs: usize, mut setup: impl FnMut() -> Result
 }
 
 fn run_quiet(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed");
     }
@@ -84,7 +92,11 @@ pub fn import(root: &Path, quick: bool) -> Result<()> {
     std::fs::create_dir_all(&work)?;
     let layout = work.join("layout");
     std::fs::create_dir_all(layout.join("rootfs"))?;
-    let copied = sample_tree(&["/usr/lib/x86_64-linux-gnu", "/usr/share", "/usr/lib"], &layout.join("rootfs"), budget)?;
+    let copied = sample_tree(
+        &["/usr/lib/x86_64-linux-gnu", "/usr/share", "/usr/lib"],
+        &layout.join("rootfs"),
+        budget,
+    )?;
     std::fs::write(
         layout.join("manifest"),
         r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/bench","labels":[{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}]}"#,
@@ -92,8 +104,20 @@ pub fn import(root: &Path, quick: bool) -> Result<()> {
     let skiff = root.join("target/release/skiff");
     let aci = work.join("bench.aci");
     let aci_gz = work.join("bench.aci.gz");
-    run_quiet(Command::new(&skiff).args(["image", "build", "--compression=none", "--owner-root"]).arg(&layout).arg(&aci).stdout(std::process::Stdio::null()))?;
-    run_quiet(Command::new(&skiff).args(["image", "build", "--compression=gzip", "--owner-root"]).arg(&layout).arg(&aci_gz).stdout(std::process::Stdio::null()))?;
+    run_quiet(
+        Command::new(&skiff)
+            .args(["image", "build", "--compression=none", "--owner-root"])
+            .arg(&layout)
+            .arg(&aci)
+            .stdout(std::process::Stdio::null()),
+    )?;
+    run_quiet(
+        Command::new(&skiff)
+            .args(["image", "build", "--compression=gzip", "--owner-root"])
+            .arg(&layout)
+            .arg(&aci_gz)
+            .stdout(std::process::Stdio::null()),
+    )?;
     std::fs::remove_dir_all(&layout)?;
     let tar_bytes = std::fs::metadata(&aci)?.len();
     println!(
@@ -113,19 +137,37 @@ pub fn import(root: &Path, quick: bool) -> Result<()> {
     let mut rows = Vec::new();
     rows.push(Row {
         name: "sha512sum (floor: hashing)",
-        times: time(runs, || Ok(()), || run_quiet(Command::new("sha512sum").arg(&aci).stdout(std::process::Stdio::null())))?,
+        times: time(
+            runs,
+            || Ok(()),
+            || {
+                run_quiet(
+                    Command::new("sha512sum")
+                        .arg(&aci)
+                        .stdout(std::process::Stdio::null()),
+                )
+            },
+        )?,
     });
     rows.push(Row {
         name: "tar -x (floor: unpacking)",
-        times: time(runs, || fresh(&out), || run_quiet(Command::new("tar").arg("-xf").arg(&aci).arg("-C").arg(&out)))?,
+        times: time(
+            runs,
+            || fresh(&out),
+            || run_quiet(Command::new("tar").arg("-xf").arg(&aci).arg("-C").arg(&out)),
+        )?,
     });
     rows.push(Row {
         name: "skiff import (hash+verify+store)",
-        times: time(runs, || fresh(&data), || {
-            let store = Store::open(&data)?;
-            store.import(std::fs::File::open(&aci)?, &policy)?;
-            Ok(())
-        })?,
+        times: time(
+            runs,
+            || fresh(&data),
+            || {
+                let store = Store::open(&data)?;
+                store.import(std::fs::File::open(&aci)?, &policy)?;
+                Ok(())
+            },
+        )?,
     });
     let id = std::cell::RefCell::new(None);
     rows.push(Row {
@@ -147,19 +189,36 @@ pub fn import(root: &Path, quick: bool) -> Result<()> {
     });
     rows.push(Row {
         name: "gzip -dc into sha512sum (floor: gzip)",
-        times: time(runs, || Ok(()), || run_quiet(Command::new("sh").arg("-c").arg(format!("gzip -dc {} | sha512sum >/dev/null", aci_gz.display()))))?,
+        times: time(
+            runs,
+            || Ok(()),
+            || {
+                run_quiet(Command::new("sh").arg("-c").arg(format!(
+                    "gzip -dc {} | sha512sum >/dev/null",
+                    aci_gz.display()
+                )))
+            },
+        )?,
     });
     rows.push(Row {
         name: "skiff import of the gzip ACI",
-        times: time(runs, || fresh(&data), || {
-            let store = Store::open(&data)?;
-            store.import(std::fs::File::open(&aci_gz)?, &policy)?;
-            Ok(())
-        })?,
+        times: time(
+            runs,
+            || fresh(&data),
+            || {
+                let store = Store::open(&data)?;
+                store.import(std::fs::File::open(&aci_gz)?, &policy)?;
+                Ok(())
+            },
+        )?,
     });
 
     let mbps = |d: Duration| tar_bytes as f64 / 1e6 / d.as_secs_f64();
-    let floor = |name: &str| rows.iter().find(|r| r.name.starts_with(name)).map(Row::median);
+    let floor = |name: &str| {
+        rows.iter()
+            .find(|r| r.name.starts_with(name))
+            .map(Row::median)
+    };
     println!("\n| scenario | min | median | max | MB/s (median) | ratio to floor |");
     println!("|---|---|---|---|---|---|");
     let mut json = Vec::new();
@@ -194,7 +253,10 @@ pub fn import(root: &Path, quick: bool) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     std::fs::write(
         dir.join("import.json"),
-        format!("{{\"tar_bytes\":{tar_bytes},\"runs\":{runs},\"rows\":[{}]}}\n", json.join(",")),
+        format!(
+            "{{\"tar_bytes\":{tar_bytes},\"runs\":{runs},\"rows\":[{}]}}\n",
+            json.join(",")
+        ),
     )?;
     println!("\nwrote {}", dir.join("import.json").display());
     let _ = std::fs::remove_dir_all(&work);

@@ -88,7 +88,12 @@ fn main() -> ExitCode {
         Err(err) => {
             // One line: the error and its causes.
             let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
-            eprintln!("skiff: error: {}", chain.join(": "));
+            let line = chain
+                .join(": ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            eprintln!("skiff: error: {line}");
             ExitCode::FAILURE
         }
     }
