@@ -304,3 +304,74 @@ fn validate_reports_every_problem_and_checks_every_file() {
         stdout(&out)
     );
 }
+
+/// Owners, modes, xattrs, hard links, symlinks and FIFOs survive
+/// build → fetch → render.
+#[test]
+fn metadata_survives_build_fetch_and_render() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    busybox_layout(&layout);
+    let data_file = layout.join("rootfs/etc/owned");
+    std::fs::write(&data_file, b"owned by 1234:5678").unwrap();
+    std::os::unix::fs::chown(&data_file, Some(1234), Some(5678)).unwrap();
+    std::fs::set_permissions(
+        &data_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    rustix::fs::setxattr(
+        &data_file,
+        "user.skiff",
+        b"hello",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let aci = tmp.path().join("meta.aci");
+    assert!(
+        output(skiff().args(["image", "build"]).arg(&layout).arg(&aci))
+            .status
+            .success()
+    );
+    let root = tmp.path().join("store");
+    let out = output(
+        skiff_in(&root)
+            .args(["--insecure-options=image", "fetch"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tree = tmp.path().join("tree");
+    let out = output(
+        skiff_in(&root)
+            .args(["image", "render", "--rootfs-only", "example.com/busybox"])
+            .arg(&tree),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let owned = tree.join("etc/owned");
+    let meta = std::fs::metadata(&owned).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (1234, 5678, 0o640)
+    );
+    let mut value = [0u8; 16];
+    let n = rustix::fs::getxattr(&owned, "user.skiff", &mut value[..]).unwrap();
+    assert_eq!(&value[..n], b"hello");
+    let bb = std::fs::metadata(tree.join("bin/busybox")).unwrap();
+    let link = std::fs::metadata(tree.join("bin/busybox-hardlink")).unwrap();
+    assert_eq!(bb.ino(), link.ino(), "hard link became a copy");
+    assert_eq!(
+        std::fs::read_link(tree.join("bin/sh")).unwrap(),
+        std::path::Path::new("busybox")
+    );
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+        &std::fs::symlink_metadata(tree.join("etc/fifo"))
+            .unwrap()
+            .file_type()
+    ));
+    let src_mtime = std::fs::metadata(layout.join("rootfs/bin/busybox"))
+        .unwrap()
+        .mtime();
+    assert_eq!(bb.mtime(), src_mtime);
+}

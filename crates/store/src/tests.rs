@@ -225,3 +225,39 @@ fn labels_select_among_versions() {
     );
     assert_eq!(store.resolve("example.com/a:2.0").unwrap().id, v2);
 }
+
+#[test]
+fn gc_keeps_images_referenced_by_pods() {
+    let (_dir, store) = store();
+    let policy = ArchivePolicy::default();
+    let used = store
+        .import(
+            aci(&manifest("example.com/used", ""), &[]).as_slice(),
+            &policy,
+        )
+        .unwrap()
+        .id;
+    let unused = store
+        .import(
+            aci(&manifest("example.com/unused", ""), &[]).as_slice(),
+            &policy,
+        )
+        .unwrap()
+        .id;
+    let pod = store
+        .layout()
+        .pods()
+        .join("run/7c4e5f0a-0000-4000-8000-000000000001");
+    std::fs::create_dir_all(&pod).unwrap();
+    std::fs::write(
+        pod.join("pod"),
+        format!(
+            r#"{{"acKind":"PodManifest","acVersion":"0.8.11","apps":[{{"name":"a","image":{{"id":"{used}"}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    let report = store.gc(Duration::ZERO).unwrap();
+    assert_eq!(report.images, [unused.to_string()]);
+    assert_eq!(report.kept_in_use, 1);
+    assert!(store.resolve("example.com/used").is_ok());
+}

@@ -205,6 +205,46 @@ impl<W: Write> Write for Sink<W> {
     }
 }
 
+/// A PAX extended header body: `"<len> <key>=<value>\n"` records.
+pub fn pax_records(records: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (key, value) in records {
+        let rest = key.len() + value.len() + 3; // ' ', '=', '\n'
+        let mut len = rest + 1;
+        while len != rest + len.to_string().len() {
+            len = rest + len.to_string().len();
+        }
+        out.extend_from_slice(format!("{len} {key}=").as_bytes());
+        out.extend_from_slice(value);
+        out.push(b'\n');
+    }
+    out
+}
+
+/// The extended attributes of `path` (not following symlinks).
+fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let size = match rustix::fs::llistxattr_query(path) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    if size == 0 {
+        return Ok(Vec::new());
+    }
+    let mut names = vec![0u8; size];
+    let n = rustix::fs::llistxattr(path, &mut names[..])?;
+    let mut out = Vec::new();
+    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = String::from_utf8_lossy(name).into_owned();
+        let len = rustix::fs::lgetxattr_query(path, name.as_str())?;
+        let mut value = vec![0u8; len];
+        let got = rustix::fs::lgetxattr(path, name.as_str(), &mut value[..])?;
+        value.truncate(got);
+        out.push((format!("SCHILY.xattr.{name}"), value));
+    }
+    Ok(out)
+}
+
 struct Walker<'a, W: Write> {
     tar: &'a mut tar::Builder<W>,
     options: &'a BuildOptions,
@@ -213,6 +253,29 @@ struct Walker<'a, W: Write> {
 }
 
 impl<W: Write> Walker<'_, W> {
+    /// Writes a PAX header carrying the xattrs of `path`, if it has any.
+    fn add_xattrs(&mut self, path: &Path, name: &Path) -> Result<(), BuildError> {
+        let records = xattrs(path).map_err(|source| BuildError::ReadLayout {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let body = pax_records(&records);
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(tar::EntryType::XHeader);
+        header.set_size(body.len() as u64);
+        header.set_mode(0o644);
+        let pax_name = format!("PaxHeaders/{}", name.display());
+        let short: String = pax_name.chars().take(99).collect();
+        header.set_path(&short).map_err(BuildError::Write)?;
+        header.set_cksum();
+        self.tar
+            .append(&header, body.as_slice())
+            .map_err(BuildError::Write)
+    }
+
     fn add(&mut self, path: &Path, name: &Path) -> Result<(), BuildError> {
         let read_err = |source| BuildError::ReadLayout {
             path: path.to_path_buf(),
@@ -244,6 +307,9 @@ impl<W: Write> Walker<'_, W> {
                     .map_err(BuildError::Write);
             }
             self.links.insert(key, name.to_path_buf());
+        }
+        if !ft.is_symlink() {
+            self.add_xattrs(path, name)?;
         }
         if ft.is_symlink() {
             let target = fs::read_link(path).map_err(read_err)?;
