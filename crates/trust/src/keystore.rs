@@ -82,20 +82,21 @@ pub struct TrustedKey {
     pub key: SignedPublicKey,
 }
 
+/// Parses every OpenPGP object of type `T` in `bytes`, armored or binary.
+pub(crate) fn parse_all<T: Deserializable>(bytes: &[u8]) -> Result<Vec<T>, pgp::errors::Error> {
+    let text = bytes.trim_ascii_start();
+    if text.starts_with(b"-----BEGIN PGP") {
+        let (iter, _) = T::from_armor_many(Cursor::new(text.to_vec()))?;
+        iter.collect()
+    } else {
+        T::from_bytes_many(BufReader::new(Cursor::new(bytes.to_vec())))?.collect()
+    }
+}
+
 /// Parses one or more public keys, armored or binary.
 pub fn parse_keys(bytes: &[u8]) -> Result<Vec<SignedPublicKey>, TrustError> {
-    let bad = |e: pgp::errors::Error| TrustError::BadKey(e.to_string());
-    let text = bytes.trim_ascii_start();
-    let keys: Vec<SignedPublicKey> = if text.starts_with(b"-----BEGIN PGP") {
-        let (iter, _) =
-            SignedPublicKey::from_armor_many(Cursor::new(text.to_vec())).map_err(bad)?;
-        iter.collect::<Result<_, _>>().map_err(bad)?
-    } else {
-        SignedPublicKey::from_bytes_many(BufReader::new(Cursor::new(bytes.to_vec())))
-            .map_err(bad)?
-            .collect::<Result<_, _>>()
-            .map_err(bad)?
-    };
+    let keys: Vec<SignedPublicKey> =
+        parse_all(bytes).map_err(|e| TrustError::BadKey(e.to_string()))?;
     if keys.is_empty() {
         return Err(TrustError::BadKey("no public key found".to_string()));
     }

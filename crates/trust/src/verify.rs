@@ -13,10 +13,10 @@
 //! * only binary and text document signatures count.
 
 use std::fs::File;
-use std::io::{BufReader, Cursor};
+use std::io::BufReader;
 use std::path::Path;
 
-use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey, SignedPublicSubKey};
+use pgp::composed::{DetachedSignature, SignedPublicKey, SignedPublicSubKey};
 use pgp::crypto::hash::HashAlgorithm;
 use pgp::packet::{Signature, SignatureType};
 use pgp::types::{KeyDetails, PublicParams, Timestamp};
@@ -36,18 +36,8 @@ pub struct Verified {
 }
 
 fn parse_signatures(bytes: &[u8]) -> Result<Vec<DetachedSignature>, TrustError> {
-    let bad = |e: pgp::errors::Error| TrustError::BadSignature(e.to_string());
-    let text = bytes.trim_ascii_start();
-    let sigs: Vec<DetachedSignature> = if text.starts_with(b"-----BEGIN PGP") {
-        let (iter, _) =
-            DetachedSignature::from_armor_many(Cursor::new(text.to_vec())).map_err(bad)?;
-        iter.collect::<Result<_, _>>().map_err(bad)?
-    } else {
-        DetachedSignature::from_bytes_many(BufReader::new(Cursor::new(bytes.to_vec())))
-            .map_err(bad)?
-            .collect::<Result<_, _>>()
-            .map_err(bad)?
-    };
+    let sigs: Vec<DetachedSignature> =
+        crate::keystore::parse_all(bytes).map_err(|e| TrustError::BadSignature(e.to_string()))?;
     if sigs.is_empty() {
         return Err(TrustError::BadSignature("no signature found".to_string()));
     }
