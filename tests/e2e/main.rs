@@ -9,4 +9,5 @@ mod differential;
 mod fetch;
 mod hostile;
 mod image_cli;
+mod pods;
 mod server;

@@ -35,6 +35,68 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run images in a new pod (fetching them if needed).
+    Run {
+        #[command(flatten)]
+        detach: commands::pods::DetachArgs,
+        #[command(flatten)]
+        args: commands::pods::RunArgs,
+    },
+    /// Prepare a pod without running it; prints its UUID.
+    Prepare {
+        #[command(flatten)]
+        args: commands::pods::RunArgs,
+    },
+    /// Run a prepared pod.
+    RunPrepared {
+        #[command(flatten)]
+        detach: commands::pods::DetachArgs,
+        /// Pod UUID (or a unique prefix).
+        uuid: String,
+    },
+    /// List pods.
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: commands::pods::Format,
+        /// Leave out the header line.
+        #[arg(long)]
+        no_legend: bool,
+        /// Show full UUIDs.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Show a pod's state, times, pid and exit statuses.
+    Status {
+        /// Pod UUID (or a unique prefix).
+        uuid: String,
+        /// Wait until the pod has exited.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: commands::pods::Format,
+    },
+    /// Stop running pods (SIGTERM to every app; --force: SIGKILL).
+    Stop {
+        #[arg(required = true, value_name = "UUID")]
+        uuids: Vec<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove exited or prepared pods now.
+    Rm {
+        #[arg(required = true, value_name = "UUID")]
+        uuids: Vec<String>,
+    },
+    /// Remove pods that exited longer ago than the grace period, and prepared
+    /// pods never run.
+    Gc {
+        /// How long exited pods are kept (for `skiff status`).
+        #[arg(long, default_value = "30m", value_parser = config::parse_duration)]
+        grace_period: std::time::Duration,
+        /// How long prepared pods are kept.
+        #[arg(long, default_value = "24h", value_parser = config::parse_duration)]
+        expire_prepared: std::time::Duration,
+    },
     /// Fetch images into the store, verifying their signatures.
     Fetch(commands::fetch::FetchArgs),
     /// Manage the keys trusted to sign images.
@@ -78,6 +140,25 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.debug);
     let result = match cli.command {
+        Command::Run { detach, args } => commands::pods::run(&cli.global, args, detach),
+        Command::Prepare { args } => commands::pods::prepare_only(&cli.global, args),
+        Command::RunPrepared { detach, uuid } => {
+            commands::pods::run_prepared(&cli.global, &uuid, detach)
+        }
+        Command::List {
+            format,
+            no_legend,
+            full,
+        } => commands::pods::list(&cli.global, format, no_legend, full),
+        Command::Status { uuid, wait, format } => {
+            commands::pods::status(&cli.global, &uuid, wait, format)
+        }
+        Command::Stop { uuids, force } => commands::pods::stop(&cli.global, &uuids, force),
+        Command::Rm { uuids } => commands::pods::rm(&cli.global, &uuids),
+        Command::Gc {
+            grace_period,
+            expire_prepared,
+        } => commands::pods::gc(&cli.global, grace_period, expire_prepared),
         Command::Fetch(args) => commands::fetch::run(&cli.global, args),
         Command::Trust(args) => commands::trust::run(&cli.global, args),
         Command::Image(cmd) => commands::image::run(&cli.global, cmd),

@@ -2,5 +2,6 @@
 
 pub mod fetch;
 pub mod image;
+pub mod pods;
 pub mod trust;
 pub mod version;

@@ -1,0 +1,577 @@
+//! Pod commands: run, prepare, run-prepared, list, status, stop, rm, gc.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use skiff_fetch::{FetchOptions, Fetcher, PullPolicy};
+use skiff_pod::prepare::{AppRequest, PodRequest, prepare};
+use skiff_pod::{Pod, Pods, State};
+use skiff_store::ArchivePolicy;
+
+use crate::commands::fetch::{TerminalReview, http, warn_insecure};
+use crate::config::GlobalArgs;
+
+#[derive(Args, Debug)]
+pub struct PodArgs {
+    /// Isolation flavor: `ns` (namespaces; the default). (`fly`, `oci`
+    /// and `kvm` arrive later.)
+    #[arg(long, default_value = "ns", value_name = "FLAVOR")]
+    stage1: String,
+
+    /// Network: only `host` is available yet (CNI networks arrive with the
+    /// networking milestone).
+    #[arg(long, default_value = "host", value_name = "NET")]
+    net: String,
+
+    /// The pod's hostname (default: skiff-<first 8 digits of the uuid>).
+    #[arg(long)]
+    hostname: Option<String>,
+
+    /// When to download images: never, new (default: only if missing), update.
+    #[arg(long, default_value = "new", value_name = "POLICY")]
+    pull_policy: PullPolicy,
+
+    /// Write the pod's UUID to this file.
+    #[arg(long, value_name = "FILE")]
+    uuid_file_save: Option<PathBuf>,
+
+    /// Images to run, each followed by its own options, then `-- ARGS` for
+    /// its arguments; `---` ends an image's arguments. Per-image options:
+    /// --exec=PATH, --name=NAME, --user=USER, --group=GROUP,
+    /// --working-dir=DIR, --set-env=NAME=VALUE, --readonly-rootfs.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "IMAGE [OPTIONS] [-- ARGS]"
+    )]
+    images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pod: PodArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DetachArgs {
+    /// Return once the pod is running; it stays supervised by its own stage1.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+/// One image of `skiff run` with its options.
+#[derive(Debug, Default)]
+struct AppSpec {
+    image: String,
+    request: AppRequest,
+}
+
+/// Parses rkt's grammar: `IMAGE [--opt...] [-- args...] [--- IMAGE ...]`.
+fn parse_apps(rest: &[String]) -> anyhow::Result<Vec<AppSpec>> {
+    let mut apps: Vec<AppSpec> = Vec::new();
+    let mut in_args = false;
+    let mut i = 0;
+    while i < rest.len() {
+        let tok = &rest[i];
+        i += 1;
+        if in_args {
+            if tok == "---" {
+                in_args = false;
+            } else if let Some(app) = apps.last_mut() {
+                app.request
+                    .args
+                    .get_or_insert_with(Vec::new)
+                    .push(tok.clone());
+            }
+            continue;
+        }
+        if tok == "---" {
+            continue;
+        }
+        if tok == "--" {
+            let Some(app) = apps.last_mut() else {
+                bail!("'--' must follow an image")
+            };
+            app.request.args.get_or_insert_with(Vec::new);
+            in_args = true;
+            continue;
+        }
+        if let Some(flag) = tok.strip_prefix("--") {
+            let Some(app) = apps.last_mut() else {
+                bail!(
+                    "--{} must follow an image (per-image options come after the image)",
+                    flag.split('=').next().unwrap_or(flag)
+                );
+            };
+            let (name, inline) = match flag.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (flag, None),
+            };
+            if name == "readonly-rootfs" {
+                app.request.read_only_rootfs = inline.as_deref().is_none_or(|v| v == "true");
+                continue;
+            }
+            let value = match inline {
+                Some(v) => v,
+                None => {
+                    let v = rest
+                        .get(i)
+                        .cloned()
+                        .with_context(|| format!("--{name} needs a value"))?;
+                    i += 1;
+                    v
+                }
+            };
+            let r = &mut app.request;
+            match name {
+                "exec" => r.exec = Some(value),
+                "name" => r.name = Some(value),
+                "user" => r.user = Some(value),
+                "group" => r.group = Some(value),
+                "working-dir" => r.working_dir = Some(value),
+                "set-env" => {
+                    let (k, v) = value
+                        .split_once('=')
+                        .with_context(|| format!("--set-env {value}: use NAME=VALUE"))?;
+                    r.env.push((k.to_string(), v.to_string()));
+                }
+                other => bail!("unknown per-image option --{other} (see skiff run --help)"),
+            }
+            continue;
+        }
+        apps.push(AppSpec {
+            image: tok.clone(),
+            request: AppRequest::default(),
+        });
+    }
+    if apps.is_empty() {
+        bail!("no image to run");
+    }
+    Ok(apps)
+}
+
+fn pods(global: &GlobalArgs) -> Pods {
+    Pods::new(&global.dir)
+}
+
+/// Fetches (if needed) and renders the images, then writes a prepared pod.
+fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
+    if args.stage1 != "ns" {
+        bail!(
+            "--stage1={}: only the ns flavor is available yet",
+            args.stage1
+        );
+    }
+    if args.net != "host" {
+        bail!(
+            "--net={}: only --net=host is available yet (CNI networking is a later milestone)",
+            args.net
+        );
+    }
+    warn_insecure(global);
+    let mut specs = parse_apps(&args.images)?;
+    let store = global.store()?;
+    let keystore = global.keystore();
+    let http = http(global)?;
+    let options = FetchOptions {
+        insecure: global.insecure_options,
+        pull_policy: args.pull_policy,
+        archive_policy: ArchivePolicy::default(),
+        trust_keys_from_https: global.trust_keys_from_https,
+        signature: None,
+    };
+    let review = TerminalReview { skip: false };
+    let fetcher = Fetcher {
+        store: &store,
+        keystore: &keystore,
+        http: &http,
+        options: &options,
+        review: &review,
+    };
+    for spec in &mut specs {
+        let fetched = fetcher
+            .fetch(&spec.image)
+            .with_context(|| format!("cannot fetch {}", spec.image))?;
+        let tree = store.render(&fetched.id)?;
+        spec.request.image_id = fetched.id.to_string();
+        spec.request.manifest = Some(fetched.manifest);
+        spec.request.tree = tree.join("rootfs");
+        spec.request.tree_images = std::fs::read_to_string(tree.join("images"))
+            .map(|s| s.lines().map(str::to_string).collect())
+            .unwrap_or_default();
+    }
+    let request = PodRequest {
+        apps: specs.into_iter().map(|s| s.request).collect(),
+        flavor: args.stage1.clone(),
+        hostname: args.hostname.clone(),
+        debug: global.debug,
+    };
+    let pod = prepare(&pods(global), &request)?;
+    if let Some(file) = &args.uuid_file_save {
+        std::fs::write(file, format!("{}\n", pod.uuid))
+            .with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    Ok(pod)
+}
+
+fn stage1_path() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the skiff binary")?;
+    let stage1 = exe.with_file_name("skiff-stage1");
+    if !stage1.is_file() {
+        bail!(
+            "stage1 not found at {} (it is built with skiff)",
+            stage1.display()
+        );
+    }
+    Ok(stage1)
+}
+
+/// Locks the pod, moves it to `run` and hands it to stage1: by exec (the
+/// `skiff` process becomes the pod's supervisor) or, detached, as a new
+/// session whose output goes to `<pod>/stage1.log`.
+fn start(global: &GlobalArgs, mut pod: Pod, detach: bool) -> anyhow::Result<ExitCode> {
+    let stage1 = stage1_path()?;
+    let pods = pods(global);
+    let lock = pod.lock()?;
+    pod.move_to(&pods, State::Run)?;
+    // The locked directory fd stays open across exec for stage1 to hold.
+    let file = lock.into_file();
+    rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::empty())
+        .context("cannot pass the pod lock to stage1")?;
+    let fd = file.as_raw_fd();
+    let mut cmd = Command::new(&stage1);
+    cmd.arg("run").arg(format!("--lock-fd={fd}"));
+    if global.debug {
+        cmd.arg("--debug");
+    }
+    cmd.arg(&pod.path);
+    if !detach {
+        let err = cmd.exec();
+        bail!("cannot start stage1 {}: {err}", stage1.display());
+    }
+    let log = std::fs::File::create(pod.path.join("stage1.log"))
+        .context("cannot create the stage1 log")?;
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", stage1.display()))?;
+    drop(file); // stage1 holds its own copy of the lock
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let current = pods.find(&pod.uuid)?;
+        if current.pid().is_some() || current.state != State::Run {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!(
+                "the pod's stage1 exited at once ({status}); see {}",
+                pod.path.join("stage1.log").display()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the pod did not start within 20 s; see {}",
+                pod.path.join("stage1.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!("{}", pod.uuid);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(global: &GlobalArgs, args: RunArgs, detach: DetachArgs) -> anyhow::Result<ExitCode> {
+    let pod = prepare_pod(global, &args.pod)?;
+    start(global, pod, detach.detach)
+}
+
+pub fn prepare_only(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let pod = prepare_pod(global, &args.pod)?;
+    println!("{}", pod.uuid);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_prepared(
+    global: &GlobalArgs,
+    uuid: &str,
+    detach: DetachArgs,
+) -> anyhow::Result<ExitCode> {
+    let pod = pods(global).find(uuid)?;
+    if pod.state != State::Prepared {
+        bail!("pod {} is {}, not prepared", pod.uuid, pod.display_state());
+    }
+    start(global, pod, detach.detach)
+}
+
+#[derive(Clone, Copy, ValueEnum, Debug)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+fn app_names(pod: &Pod) -> Vec<(String, String)> {
+    pod.runtime()
+        .map(|r| r.apps.into_iter().map(|a| (a.name, a.image_name)).collect())
+        .unwrap_or_default()
+}
+
+fn pod_json(pod: &Pod) -> serde_json::Value {
+    let apps: Vec<_> = app_names(pod)
+        .into_iter()
+        .map(|(name, image)| serde_json::json!({"name": name, "image": image, "exitCode": pod.app_exit(&name)}))
+        .collect();
+    serde_json::json!({
+        "uuid": pod.uuid,
+        "state": pod.display_state(),
+        "created": pod.created(),
+        "started": pod.started(),
+        "exited": pod.exited(),
+        "pid": pod.pid(),
+        "apps": apps,
+    })
+}
+
+pub fn list(
+    global: &GlobalArgs,
+    format: Format,
+    no_legend: bool,
+    full: bool,
+) -> anyhow::Result<ExitCode> {
+    let pods = pods(global).all()?;
+    if let Format::Json = format {
+        let all: Vec<_> = pods.iter().map(pod_json).collect();
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !no_legend {
+        println!(
+            "{:<36} {:<16} {:<32} {:<9} CREATED",
+            "UUID", "APP", "IMAGE NAME", "STATE"
+        );
+    }
+    for pod in &pods {
+        let uuid = if full {
+            pod.uuid.as_str()
+        } else {
+            &pod.uuid[..8]
+        };
+        let apps = app_names(pod);
+        let (app, image) = apps.first().cloned().unwrap_or_default();
+        println!(
+            "{:<36} {:<16} {:<32} {:<9} {}",
+            uuid,
+            app,
+            image,
+            pod.display_state(),
+            pod.created()
+        );
+        for (app, image) in apps.iter().skip(1) {
+            println!("{:<36} {:<16} {:<32}", "", app, image);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn status(
+    global: &GlobalArgs,
+    uuid: &str,
+    wait: bool,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let pods = pods(global);
+    let mut pod = pods.find(uuid)?;
+    if wait {
+        while pod.is_running() || matches!(pod.state, State::Embryo | State::Prepare) {
+            std::thread::sleep(Duration::from_millis(50));
+            pod = pods.find(&pod.uuid)?;
+        }
+    }
+    if let Format::Json = format {
+        println!("{}", serde_json::to_string_pretty(&pod_json(&pod))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("state={}", pod.display_state());
+    println!("created={}", pod.created());
+    if let Some(s) = pod.started() {
+        println!("started={s}");
+    }
+    if let Some(p) = pod.pid() {
+        println!("pid={p}");
+    }
+    if let Some(e) = pod.exited() {
+        println!("exited={e}");
+    }
+    for (app, _) in app_names(&pod) {
+        if let Some(code) = pod.app_exit(&app) {
+            println!("app-{app}={code}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn stop(global: &GlobalArgs, uuids: &[String], force: bool) -> anyhow::Result<ExitCode> {
+    let pods = pods(global);
+    let mut failed = false;
+    for uuid in uuids {
+        let pod = pods.find(uuid)?;
+        if !pod.is_running() {
+            eprintln!("pod {} is not running", pod.uuid);
+            failed = true;
+            continue;
+        }
+        let pid = pod
+            .pid()
+            .with_context(|| format!("pod {} has no pid yet", pod.uuid))?;
+        let signal = if force {
+            rustix::process::Signal::KILL
+        } else {
+            rustix::process::Signal::TERM
+        };
+        let target = rustix::process::Pid::from_raw(pid).context("bad pid")?;
+        rustix::process::kill_process(target, signal)
+            .with_context(|| format!("cannot signal pod {}", pod.uuid))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pods.find(&pod.uuid)?.is_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if pods.find(&pod.uuid)?.is_running() {
+            eprintln!("pod {} did not stop within 10 s (use --force)", pod.uuid);
+            failed = true;
+        } else {
+            println!("{}", pod.uuid);
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Unmounts anything still mounted under `dir` (deepest first): normally
+/// nothing, as pod mounts live in the pod's own namespace.
+fn unmount_under(dir: &Path) -> anyhow::Result<()> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = dir.display().to_string();
+    let mut points: Vec<&str> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        rustix::mount::unmount(p, rustix::mount::UnmountFlags::DETACH)
+            .with_context(|| format!("cannot unmount {p}"))?;
+    }
+    Ok(())
+}
+
+fn remove_pod(pods: &Pods, mut pod: Pod) -> anyhow::Result<()> {
+    if pod.state != State::Garbage {
+        pod.move_to(pods, State::Garbage)?;
+    }
+    unmount_under(&pod.path)?;
+    std::fs::remove_dir_all(&pod.path)
+        .with_context(|| format!("cannot remove {}", pod.path.display()))
+}
+
+pub fn rm(global: &GlobalArgs, uuids: &[String]) -> anyhow::Result<ExitCode> {
+    let pods = pods(global);
+    for uuid in uuids {
+        let pod = pods.find(uuid)?;
+        if pod.is_running() || matches!(pod.state, State::Embryo | State::Prepare) {
+            bail!("pod {} is {}: stop it first", pod.uuid, pod.display_state());
+        }
+        let Some(_lock) = pod.try_lock()? else {
+            bail!("pod {} is in use", pod.uuid);
+        };
+        let id = pod.uuid.clone();
+        remove_pod(&pods, pod)?;
+        println!("{id}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn gc(
+    global: &GlobalArgs,
+    grace: Duration,
+    expire_prepared: Duration,
+) -> anyhow::Result<ExitCode> {
+    let pods = pods(global);
+    let now = skiff_pod::now();
+    let mut removed = 0;
+    for mut pod in pods.all()? {
+        // A `run` pod whose stage1 is gone (crashed or killed) has exited.
+        if pod.state == State::Run {
+            let Some(_lock) = pod.try_lock()? else {
+                continue;
+            };
+            if pod.exited().is_none() {
+                let _ = pod.stamp("exited");
+            }
+            pod.move_to(&pods, State::ExitedGarbage)?;
+        }
+        let expired = match pod.state {
+            State::ExitedGarbage => now - pod.exited().unwrap_or(0) >= grace.as_secs() as i64,
+            State::Prepared => now - pod.created() >= expire_prepared.as_secs() as i64,
+            State::Garbage => true,
+            _ => false,
+        };
+        if expired {
+            let Some(_lock) = pod.try_lock()? else {
+                continue;
+            };
+            let id = pod.uuid.clone();
+            remove_pod(&pods, pod)?;
+            println!("{id}");
+            removed += 1;
+        }
+    }
+    eprintln!("removed {removed} pod(s)");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_rkt_app_grammar() {
+        let apps = parse_apps(&s(&[
+            "img1",
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            "echo hi",
+            "---",
+            "img2",
+            "--name",
+            "b",
+            "img3",
+        ]))
+        .unwrap();
+        assert_eq!(apps.len(), 3);
+        assert_eq!(apps[0].request.exec.as_deref(), Some("/bin/sh"));
+        assert_eq!(apps[0].request.args, Some(s(&["-c", "echo hi"])));
+        assert_eq!(apps[1].request.name.as_deref(), Some("b"));
+        assert_eq!(apps[2].image, "img3");
+        assert!(parse_apps(&s(&["--exec=/x", "img"])).is_err());
+        assert!(parse_apps(&s(&["img", "--bogus=1"])).is_err());
+        assert!(parse_apps(&s(&[])).is_err());
+    }
+}

@@ -1,0 +1,400 @@
+//! skiff-pod: pods as directories.
+//!
+//! A pod is a directory `pods/<state>/<uuid>/` under the data directory; it
+//! moves between states by atomic `rename(2)`, and the stage1 that runs it
+//! holds an exclusive `flock` on the directory for as long as it lives, so
+//! any process can tell a running pod from an exited one without a daemon.
+//!
+//! ```text
+//! pods/embryo/<uuid>          being created
+//! pods/prepare/<uuid>         stage0 is writing it
+//! pods/prepared/<uuid>        ready to run (skiff prepare)
+//! pods/run/<uuid>             handed to stage1 (running while locked)
+//! pods/exited-garbage/<uuid>  exited; kept for `skiff status` until gc
+//! pods/garbage/<uuid>         being removed by gc
+//!
+//! <pod>/pod                   the pod manifest (appc PodManifest)
+//! <pod>/runtime.json          what stage1 needs beyond the manifest (see [`Runtime`])
+//! <pod>/images                the image IDs of every rendered tree used (for image gc)
+//! <pod>/created, started, exited   Unix times, written when they happen
+//! <pod>/pid                   pid (host namespace) of the pod's init, written by stage1
+//! <pod>/apps/<app>/exit       the app's exit status (or 128+signal), written by stage1
+//! <pod>/apps/<app>/rootfs     the app's root (an overlay mount inside the pod only)
+//! <pod>/overlay/<app>/{upper,work}   the app's writable layer
+//! ```
+//!
+//! The stage1 contract built on this layout is in docs/stage1.md.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+pub mod prepare;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("no pod matches '{0}' (see `skiff list`)")]
+    NotFound(String),
+    #[error("'{query}' matches several pods: {}", matches.join(", "))]
+    Ambiguous { query: String, matches: Vec<String> },
+    #[error("pod {uuid} is {state}, not {wanted}")]
+    WrongState {
+        uuid: String,
+        state: String,
+        wanted: String,
+    },
+    #[error("bad runtime description in {}: {reason}", path.display())]
+    BadRuntime { path: PathBuf, reason: String },
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PodError {
+    let path = path.to_path_buf();
+    move |source| PodError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The states a pod directory moves through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    Embryo,
+    Prepare,
+    Prepared,
+    Run,
+    ExitedGarbage,
+    Garbage,
+}
+
+impl State {
+    pub const ALL: [State; 6] = [
+        State::Embryo,
+        State::Prepare,
+        State::Prepared,
+        State::Run,
+        State::ExitedGarbage,
+        State::Garbage,
+    ];
+
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            State::Embryo => "embryo",
+            State::Prepare => "prepare",
+            State::Prepared => "prepared",
+            State::Run => "run",
+            State::ExitedGarbage => "exited-garbage",
+            State::Garbage => "garbage",
+        }
+    }
+}
+
+/// What stage1 needs beyond the pod manifest (written by stage0).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Runtime {
+    /// Isolation flavor: `ns` or `fly`.
+    pub flavor: String,
+    pub hostname: String,
+    /// Per app (in pod manifest order): the rendered tree's `rootfs`.
+    pub apps: Vec<RuntimeApp>,
+    /// Print stage1 diagnostics.
+    #[serde(default)]
+    pub debug: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeApp {
+    pub name: String,
+    pub image_id: String,
+    pub image_name: String,
+    /// Absolute path of the rendered root filesystem (read-only lower layer).
+    pub tree: PathBuf,
+}
+
+/// Unix time now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A random version-4 UUID.
+pub fn new_uuid() -> io::Result<String> {
+    let mut b = [0u8; 16];
+    let mut filled = 0;
+    while filled < b.len() {
+        filled += rustix::rand::getrandom(&mut b[filled..], rustix::rand::GetRandomFlags::empty())?;
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    ))
+}
+
+/// All pods under one data directory.
+#[derive(Debug, Clone)]
+pub struct Pods {
+    root: PathBuf,
+}
+
+/// One pod directory.
+#[derive(Debug, Clone)]
+pub struct Pod {
+    pub uuid: String,
+    pub state: State,
+    pub path: PathBuf,
+}
+
+/// An exclusive lock on a pod directory, released on drop or process exit.
+#[derive(Debug)]
+pub struct PodLock {
+    file: File,
+}
+
+impl PodLock {
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Gives up ownership of the locked directory fd (to pass it to stage1).
+    pub fn into_file(self) -> File {
+        self.file
+    }
+}
+
+impl Pods {
+    pub fn new(data_dir: &Path) -> Self {
+        Pods {
+            root: data_dir.join("pods"),
+        }
+    }
+
+    pub fn state_dir(&self, state: State) -> PathBuf {
+        self.root.join(state.dir_name())
+    }
+
+    /// Creates a new pod in `prepare` (via `embryo`).
+    pub fn create(&self) -> Result<Pod, PodError> {
+        for state in State::ALL {
+            let dir = self.state_dir(state);
+            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        }
+        let uuid = new_uuid().map_err(io_err("generate a uuid for", &self.root))?;
+        let path = self.state_dir(State::Embryo).join(&uuid);
+        fs::create_dir(&path).map_err(io_err("create", &path))?;
+        fs::write(path.join("created"), now().to_string()).map_err(io_err("write", &path))?;
+        let mut pod = Pod {
+            uuid,
+            state: State::Embryo,
+            path,
+        };
+        pod.move_to(self, State::Prepare)?;
+        Ok(pod)
+    }
+
+    /// Every pod, in any state.
+    pub fn all(&self) -> Result<Vec<Pod>, PodError> {
+        let mut pods = Vec::new();
+        for state in State::ALL {
+            let dir = self.state_dir(state);
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("list", &dir)(e)),
+            };
+            for entry in entries.flatten() {
+                let uuid = entry.file_name().to_string_lossy().into_owned();
+                if uuid.len() == 36 {
+                    pods.push(Pod {
+                        uuid,
+                        state,
+                        path: entry.path(),
+                    });
+                }
+            }
+        }
+        pods.sort_by_key(|p| p.created());
+        Ok(pods)
+    }
+
+    /// The pod whose UUID is or starts with `query`.
+    pub fn find(&self, query: &str) -> Result<Pod, PodError> {
+        let query = query.trim().to_ascii_lowercase();
+        let matches: Vec<Pod> = self
+            .all()?
+            .into_iter()
+            .filter(|p| !query.is_empty() && p.uuid.starts_with(&query))
+            .collect();
+        match matches.len() {
+            0 => Err(PodError::NotFound(query)),
+            1 => Ok(matches.into_iter().next().expect("one match")),
+            _ => Err(PodError::Ambiguous {
+                query,
+                matches: matches.iter().map(|p| p.uuid.clone()).collect(),
+            }),
+        }
+    }
+}
+
+fn read_i64(path: &Path) -> Option<i64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+impl Pod {
+    /// Moves the pod directory to `state` (atomic rename).
+    pub fn move_to(&mut self, pods: &Pods, state: State) -> Result<(), PodError> {
+        let target = pods.state_dir(state).join(&self.uuid);
+        fs::rename(&self.path, &target).map_err(io_err("move", &self.path))?;
+        self.path = target;
+        self.state = state;
+        Ok(())
+    }
+
+    fn open_dir(&self) -> Result<File, PodError> {
+        File::open(&self.path).map_err(io_err("open", &self.path))
+    }
+
+    /// Waits for the exclusive lock.
+    pub fn lock(&self) -> Result<PodLock, PodError> {
+        let file = self.open_dir()?;
+        rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io_err("lock", &self.path)(e.into()))?;
+        Ok(PodLock { file })
+    }
+
+    /// Takes the lock if nobody holds it.
+    pub fn try_lock(&self) -> Result<Option<PodLock>, PodError> {
+        let file = self.open_dir()?;
+        match rustix::fs::flock(
+            file.as_fd(),
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        ) {
+            Ok(()) => Ok(Some(PodLock { file })),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(io_err("lock", &self.path)(e.into())),
+        }
+    }
+
+    /// True if the pod is in `run` and its stage1 holds the lock.
+    pub fn is_running(&self) -> bool {
+        self.state == State::Run && matches!(self.try_lock(), Ok(None))
+    }
+
+    pub fn manifest_path(&self) -> PathBuf {
+        self.path.join("pod")
+    }
+
+    pub fn runtime(&self) -> Result<Runtime, PodError> {
+        let path = self.path.join("runtime.json");
+        let bytes = fs::read(&path).map_err(io_err("read", &path))?;
+        serde_json::from_slice(&bytes).map_err(|e| PodError::BadRuntime {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn write_runtime(&self, runtime: &Runtime) -> Result<(), PodError> {
+        let path = self.path.join("runtime.json");
+        let json = serde_json::to_vec_pretty(runtime).map_err(|e| PodError::BadRuntime {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        fs::write(&path, json).map_err(io_err("write", &path))
+    }
+
+    pub fn created(&self) -> i64 {
+        read_i64(&self.path.join("created")).unwrap_or(0)
+    }
+
+    pub fn started(&self) -> Option<i64> {
+        read_i64(&self.path.join("started"))
+    }
+
+    pub fn exited(&self) -> Option<i64> {
+        read_i64(&self.path.join("exited"))
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        read_i64(&self.path.join("pid")).map(|p| p as i32)
+    }
+
+    /// Exit status of an app, once stage1 recorded it.
+    pub fn app_exit(&self, app: &str) -> Option<i32> {
+        read_i64(&self.path.join("apps").join(app).join("exit")).map(|c| c as i32)
+    }
+
+    /// Records a timestamp file (`started`, `exited`).
+    pub fn stamp(&self, what: &str) -> Result<(), PodError> {
+        let path = self.path.join(what);
+        fs::write(&path, now().to_string()).map_err(io_err("write", &path))
+    }
+
+    /// The state to show: `running`, `exited` (also for a `run` pod whose
+    /// stage1 died), or the directory state.
+    pub fn display_state(&self) -> &'static str {
+        match self.state {
+            State::Run if self.is_running() => "running",
+            State::Run | State::ExitedGarbage => "exited",
+            State::Prepared => "prepared",
+            State::Embryo | State::Prepare => "preparing",
+            State::Garbage => "deleting",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_move_and_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let pods = Pods::new(dir.path());
+        let mut pod = pods.create().unwrap();
+        assert_eq!(pod.state, State::Prepare);
+        assert!(pod.created() > 0);
+        pod.move_to(&pods, State::Prepared).unwrap();
+        pod.move_to(&pods, State::Run).unwrap();
+        assert_eq!(pods.find(&pod.uuid[..8]).unwrap().state, State::Run);
+        assert_eq!(
+            pod.display_state(),
+            "exited",
+            "run without a lock holder is exited"
+        );
+        let lock = pod.lock().unwrap();
+        assert!(pod.is_running());
+        assert_eq!(pod.display_state(), "running");
+        drop(lock);
+        assert!(!pod.is_running());
+        assert!(matches!(pods.find("ffffffff"), Err(PodError::NotFound(_))));
+    }
+
+    #[test]
+    fn uuids_are_v4() {
+        let u = new_uuid().unwrap();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert_ne!(u, new_uuid().unwrap());
+    }
+}

@@ -1,0 +1,286 @@
+//! From images and per-app options to a prepared pod: the pod manifest
+//! (with each app's effective `app`: the image's, overridden by the
+//! options), `runtime.json` and the list of images in use.
+
+use std::path::PathBuf;
+
+use skiff_spec::image::EnvVar;
+use skiff_spec::labels::Hash;
+use skiff_spec::pod::{RuntimeApp as ManifestApp, RuntimeImage};
+use skiff_spec::{AcName, App, ImageManifest, PodManifest, to_pretty_json};
+
+use crate::{Pod, PodError, Pods, Runtime, RuntimeApp, State};
+
+/// One app of a pod to prepare.
+#[derive(Debug, Clone, Default)]
+pub struct AppRequest {
+    pub image_id: String,
+    pub manifest: Option<ImageManifest>,
+    /// The rendered tree's rootfs.
+    pub tree: PathBuf,
+    /// Image IDs of every layer of the rendered tree (for image gc).
+    pub tree_images: Vec<String>,
+    /// `--name`; default: the last component of the image name.
+    pub name: Option<String>,
+    /// `--exec`: replaces the program (and, with no `args`, keeps none of the image's).
+    pub exec: Option<String>,
+    /// Arguments after `--`: replace the image's arguments.
+    pub args: Option<Vec<String>>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub working_dir: Option<String>,
+    /// `--set-env NAME=VALUE`, in order.
+    pub env: Vec<(String, String)>,
+    pub read_only_rootfs: bool,
+}
+
+/// A pod to prepare.
+#[derive(Debug, Clone)]
+pub struct PodRequest {
+    pub apps: Vec<AppRequest>,
+    pub flavor: String,
+    pub hostname: Option<String>,
+    pub debug: bool,
+}
+
+fn config(reason: String) -> PodError {
+    PodError::BadRuntime {
+        path: PathBuf::from("pod"),
+        reason,
+    }
+}
+
+/// An app name from an image name: its last path component, made a valid
+/// ACName (`example.com/web-server` → `web-server`).
+pub fn default_app_name(image_name: &str) -> String {
+    let last = image_name
+        .rsplit('/')
+        .next()
+        .unwrap_or(image_name)
+        .to_ascii_lowercase();
+    let cleaned: String = last
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let trimmed = cleaned.trim_matches('-');
+    if trimmed.is_empty() {
+        "app".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+/// The app as it will run: the image's app with the request's overrides.
+pub fn effective_app(req: &AppRequest) -> Result<App, PodError> {
+    let image_app = req.manifest.as_ref().and_then(|m| m.app.clone());
+    let mut app = match (image_app, &req.exec) {
+        (Some(app), _) => app,
+        (None, Some(_)) => App {
+            user: "0".into(),
+            group: "0".into(),
+            ..App::default()
+        },
+        (None, None) => {
+            return Err(config(format!(
+                "image {} has no app to run: give --exec",
+                req.manifest
+                    .as_ref()
+                    .map_or("?".into(), |m| m.name.to_string())
+            )));
+        }
+    };
+    match (&req.exec, &req.args) {
+        (Some(exec), Some(args)) => {
+            app.exec = std::iter::once(exec.clone())
+                .chain(args.iter().cloned())
+                .collect()
+        }
+        (Some(exec), None) => app.exec = vec![exec.clone()],
+        (None, Some(args)) => {
+            let program =
+                app.exec.first().cloned().ok_or_else(|| {
+                    config("the image's app has no exec to pass arguments to".into())
+                })?;
+            app.exec = std::iter::once(program)
+                .chain(args.iter().cloned())
+                .collect();
+        }
+        (None, None) => {}
+    }
+    if app.exec.is_empty() {
+        return Err(config("the app has an empty exec: give --exec".into()));
+    }
+    if let Some(u) = &req.user {
+        app.user = u.clone();
+    }
+    if let Some(g) = &req.group {
+        app.group = g.clone();
+    }
+    if let Some(w) = &req.working_dir {
+        if !w.starts_with('/') {
+            return Err(config(format!(
+                "--working-dir {w} must be an absolute path"
+            )));
+        }
+        app.working_directory = w.clone();
+    }
+    for (name, value) in &req.env {
+        match app.environment.iter_mut().find(|v| &v.name == name) {
+            Some(v) => v.value = value.clone(),
+            None => app.environment.push(EnvVar {
+                name: name.clone(),
+                value: value.clone(),
+            }),
+        }
+    }
+    Ok(app)
+}
+
+/// Writes a new pod in `prepared` and returns it.
+pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
+    if req.apps.is_empty() {
+        return Err(config("a pod needs at least one image".into()));
+    }
+    let mut manifest = PodManifest::default();
+    let mut runtime_apps = Vec::new();
+    let mut images = Vec::new();
+    for app_req in &req.apps {
+        let image_name = app_req
+            .manifest
+            .as_ref()
+            .map_or(String::new(), |m| m.name.to_string());
+        let mut name = app_req
+            .name
+            .clone()
+            .unwrap_or_else(|| default_app_name(&image_name));
+        if app_req.name.is_none() {
+            let base = name.clone();
+            let mut n = 2;
+            while manifest.apps.iter().any(|a| a.name.as_str() == name) {
+                name = format!("{base}-{n}");
+                n += 1;
+            }
+        }
+        let ac_name = AcName::new(&name).map_err(|why| config(format!("bad app name: {why}")))?;
+        if manifest.apps.iter().any(|a| a.name == ac_name) {
+            return Err(config(format!("two apps are called '{name}': give --name")));
+        }
+        let app = effective_app(app_req)?;
+        let id = Hash::parse(&app_req.image_id).map_err(config)?;
+        manifest.apps.push(ManifestApp {
+            name: ac_name,
+            image: RuntimeImage {
+                name: app_req.manifest.as_ref().map(|m| m.name.clone()),
+                id,
+                labels: app_req
+                    .manifest
+                    .as_ref()
+                    .map(|m| m.labels.clone())
+                    .unwrap_or_default(),
+            },
+            app: Some(app),
+            read_only_root_fs: app_req.read_only_rootfs,
+            mounts: Vec::new(),
+            annotations: Vec::new(),
+        });
+        runtime_apps.push(RuntimeApp {
+            name: name.clone(),
+            image_id: app_req.image_id.clone(),
+            image_name,
+            tree: app_req.tree.clone(),
+        });
+        images.extend(app_req.tree_images.iter().cloned());
+        images.push(app_req.image_id.clone());
+    }
+    let mut pod = pods.create()?;
+    let hostname = req
+        .hostname
+        .clone()
+        .unwrap_or_else(|| format!("skiff-{}", &pod.uuid[..8]));
+    let result = (|| {
+        let path = pod.manifest_path();
+        std::fs::write(&path, to_pretty_json(&manifest)).map_err(|source| PodError::Io {
+            action: "write",
+            path,
+            source,
+        })?;
+        pod.write_runtime(&Runtime {
+            flavor: req.flavor.clone(),
+            hostname,
+            apps: runtime_apps,
+            debug: req.debug,
+        })?;
+        images.sort();
+        images.dedup();
+        let path = pod.path.join("images");
+        std::fs::write(&path, images.join("\n") + "\n").map_err(|source| PodError::Io {
+            action: "write",
+            path,
+            source,
+        })?;
+        pod.move_to(pods, State::Prepared)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&pod.path);
+        return Err(e);
+    }
+    Ok(pod)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(app: &str) -> ImageManifest {
+        skiff_spec::parse_image_manifest(
+            format!(r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/web-server","app":{app}}}"#).as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn overrides_apply() {
+        let req = AppRequest {
+            manifest: Some(image(
+                r#"{"exec":["/bin/httpd","-f"],"user":"0","group":"0","environment":[{"name":"A","value":"1"}]}"#,
+            )),
+            args: Some(vec!["-p".into(), "80".into()]),
+            env: vec![("A".into(), "2".into()), ("B".into(), "3".into())],
+            ..AppRequest::default()
+        };
+        let app = effective_app(&req).unwrap();
+        assert_eq!(app.exec, ["/bin/httpd", "-p", "80"]);
+        assert_eq!(app.environment.len(), 2);
+        assert_eq!(app.environment[0].value, "2");
+        let req = AppRequest {
+            exec: Some("/bin/sh".into()),
+            args: Some(vec!["-c".into(), "true".into()]),
+            ..req
+        };
+        assert_eq!(effective_app(&req).unwrap().exec, ["/bin/sh", "-c", "true"]);
+        assert_eq!(default_app_name("example.com/web_server"), "web-server");
+    }
+
+    #[test]
+    fn prepares_a_pod() {
+        let dir = tempfile::tempdir().unwrap();
+        let pods = Pods::new(dir.path());
+        let req = PodRequest {
+            apps: vec![AppRequest {
+                image_id: format!("sha512-{}", "a".repeat(128)),
+                manifest: Some(image(r#"{"exec":["/bin/true"],"user":"0","group":"0"}"#)),
+                tree: dir.path().join("tree"),
+                ..AppRequest::default()
+            }],
+            flavor: "ns".into(),
+            hostname: None,
+            debug: false,
+        };
+        let pod = prepare(&pods, &req).unwrap();
+        assert_eq!(pod.state, State::Prepared);
+        let m =
+            skiff_spec::parse_pod_manifest(&std::fs::read(pod.manifest_path()).unwrap()).unwrap();
+        assert_eq!(m.apps[0].name.as_str(), "web-server");
+        assert_eq!(pod.runtime().unwrap().apps[0].tree, dir.path().join("tree"));
+    }
+}

@@ -1,0 +1,82 @@
+//! `skiff-stage1`: see docs/stage1.md for the contract.
+//!
+//! ```text
+//! skiff-stage1 run [--debug] --lock-fd=N <pod-dir>
+//! ```
+#![allow(clippy::print_stderr)]
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use skiff_pod::{Pod, Pods, State};
+use skiff_stage1::{EXIT_SETUP_FAILED, ns};
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: skiff-stage1 run [--debug] --lock-fd=N <pod-dir>   (started by skiff; see docs/stage1.md)"
+    );
+    ExitCode::from(EXIT_SETUP_FAILED as u8)
+}
+
+fn error_line(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        line.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    line
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) != Some("run") {
+        return usage();
+    }
+    let mut lock_fd = None;
+    let mut pod_dir = None;
+    for arg in &args[1..] {
+        if let Some(n) = arg.strip_prefix("--lock-fd=") {
+            lock_fd = n.parse::<i32>().ok();
+        } else if arg == "--debug" {
+        } else if !arg.starts_with("--") {
+            pod_dir = Some(PathBuf::from(arg));
+        } else {
+            return usage();
+        }
+    }
+    let Some(pod_dir) = pod_dir else {
+        return usage();
+    };
+    let Some(uuid) = pod_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+    else {
+        return usage();
+    };
+    // The pods directory is two levels up: pods/run/<uuid>.
+    let Some(data_dir) = pod_dir
+        .parent()
+        .and_then(|p| p.parent())
+        .and_then(|p| p.parent())
+    else {
+        return usage();
+    };
+    // SAFETY: stage0 passes the pod-lock fd it opened and left open across
+    // exec; we take ownership of it exactly once.
+    let lock = lock_fd.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+    let pods = Pods::new(data_dir);
+    let pod = Pod {
+        uuid,
+        state: State::Run,
+        path: pod_dir.clone(),
+    };
+    match ns::run(&pods, pod, lock) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("skiff: pod failed to start: {}", error_line(&e));
+            ExitCode::from(EXIT_SETUP_FAILED as u8)
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Mounts inside a pod, always on targets resolved *inside* the app's root.
+//!
+//! A path like `/proc` in an image may be a symlink to anywhere (`/etc`,
+//! `../../..`). Targets are therefore created and opened with `openat2`
+//! (`RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`) relative to the rootfs fd,
+//! and mounted through `/proc/self/fd/<n>` — the mount lands on the
+//! directory the fd names, which is inside the root whatever the symlinks
+//! said (the technique runc uses).
+
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+
+use crate::Stage1Error;
+
+fn in_root() -> ResolveFlags {
+    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
+}
+
+fn err(what: String) -> impl FnOnce(rustix::io::Errno) -> Stage1Error {
+    move |e| Stage1Error::Setup {
+        what,
+        source: e.into(),
+    }
+}
+
+/// An app's root filesystem, open as a directory fd.
+pub struct Root {
+    pub fd: OwnedFd,
+    pub path: PathBuf,
+}
+
+impl Root {
+    pub fn open(path: &Path) -> Result<Root, Stage1Error> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(err(format!("open the root {}", path.display())))?;
+        Ok(Root {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Opens `path` (absolute, inside the root) as an `O_PATH` fd; with
+    /// `create`, missing directories (or a final empty file when `file`)
+    /// are made on the way.
+    pub fn resolve(&self, path: &Path, create: bool, file: bool) -> Result<OwnedFd, Stage1Error> {
+        let what = || format!("resolve {} in {}", path.display(), self.path.display());
+        let mut dir = rustix::io::dup(&self.fd).map_err(err(what()))?;
+        let parts: Vec<_> = path
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(p) => Some(p.to_owned()),
+                _ => None,
+            })
+            .collect();
+        for (i, part) in parts.iter().enumerate() {
+            let last = i + 1 == parts.len();
+            let how = OFlags::PATH
+                | OFlags::CLOEXEC
+                | if last && file {
+                    OFlags::empty()
+                } else {
+                    OFlags::DIRECTORY
+                };
+            // Resolve from the root each time so that symlinks stay inside it.
+            let sofar: PathBuf = parts[..=i].iter().collect();
+            match rustix::fs::openat2(&self.fd, &sofar, how, Mode::empty(), in_root()) {
+                Ok(fd) => dir = fd,
+                Err(rustix::io::Errno::NOENT) if create => {
+                    if last && file {
+                        let f = rustix::fs::openat2(
+                            &dir,
+                            part.as_os_str(),
+                            OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                            Mode::from_raw_mode(0o644),
+                            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+                        )
+                        .map_err(err(what()))?;
+                        drop(f);
+                    } else {
+                        match rustix::fs::mkdirat(
+                            &dir,
+                            part.as_os_str(),
+                            Mode::from_raw_mode(0o755),
+                        ) {
+                            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                            Err(e) => return Err(err(what())(e)),
+                        }
+                    }
+                    dir = rustix::fs::openat2(&self.fd, &sofar, how, Mode::empty(), in_root())
+                        .map_err(err(what()))?;
+                }
+                Err(e) => return Err(err(what())(e)),
+            }
+        }
+        Ok(dir)
+    }
+}
+
+/// The `/proc/self/fd/<n>` path that names `fd`.
+pub fn fd_path(fd: &OwnedFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+pub fn mount(
+    source: &str,
+    target: &OwnedFd,
+    fstype: &str,
+    flags: MountFlags,
+    data: Option<&CStr>,
+    what: &str,
+) -> Result<(), Stage1Error> {
+    rustix::mount::mount(source, fd_path(target).as_str(), fstype, flags, data)
+        .map_err(err(format!("mount {what}")))
+}
+
+pub fn bind(
+    source: &str,
+    target: &OwnedFd,
+    recursive: bool,
+    what: &str,
+) -> Result<(), Stage1Error> {
+    let flags = MountFlags::BIND
+        | if recursive {
+            MountFlags::REC
+        } else {
+            MountFlags::empty()
+        };
+    mount(source, target, "", flags, None, what)
+}
+
+/// Remounts a bind mount with `flags` (e.g. read-only).
+pub fn remount_bind(target: &OwnedFd, flags: MountFlags, what: &str) -> Result<(), Stage1Error> {
+    rustix::mount::mount_remount(fd_path(target).as_str(), MountFlags::BIND | flags, "")
+        .map_err(err(format!("remount {what}")))
+}
+
+/// Makes every mount of this (new) namespace private, so nothing
+/// propagates back to the host.
+pub fn make_private_rec() -> Result<(), Stage1Error> {
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+    )
+    .map_err(err("make / private".to_string()))
+}
+
+/// Host device nodes a pod gets (bind-mounted; the minimal appc /dev).
+pub const DEVICES: [&str; 7] = [
+    "null", "zero", "full", "random", "urandom", "tty", "console",
+];
+
+/// Paths under /proc and /sys that are hidden (like Docker's defaults).
+pub const MASKED: [&str; 9] = [
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/timer_list",
+    "/proc/sched_debug",
+    "/proc/latency_stats",
+    "/proc/acpi",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/proc/interrupts",
+];
+
+/// Paths under /proc made read-only.
+pub const READ_ONLY: [&str; 6] = [
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/proc/irq",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/asound",
+];
+
+/// /proc, a read-only /sys, a minimal /dev (device nodes, pts, shm,
+/// mqueue, the usual symlinks), masked and read-only paths, in `root`.
+pub fn setup_kernel_filesystems(root: &Root) -> Result<(), Stage1Error> {
+    let nosuid_nodev_noexec = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    let proc_fd = root.resolve(Path::new("/proc"), true, false)?;
+    mount("proc", &proc_fd, "proc", nosuid_nodev_noexec, None, "/proc")?;
+    let sys_fd = root.resolve(Path::new("/sys"), true, false)?;
+    mount(
+        "sysfs",
+        &sys_fd,
+        "sysfs",
+        MountFlags::RDONLY | nosuid_nodev_noexec,
+        None,
+        "/sys",
+    )?;
+
+    let dev_fd = root.resolve(Path::new("/dev"), true, false)?;
+    mount(
+        "tmpfs",
+        &dev_fd,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NOEXEC,
+        Some(c"mode=755,size=65536k"),
+        "/dev",
+    )?;
+    for dev in DEVICES {
+        let target = root.resolve(&Path::new("/dev").join(dev), true, true)?;
+        bind(
+            &format!("/dev/{dev}"),
+            &target,
+            false,
+            &format!("/dev/{dev}"),
+        )?;
+    }
+    let pts = root.resolve(Path::new("/dev/pts"), true, false)?;
+    mount(
+        "devpts",
+        &pts,
+        "devpts",
+        MountFlags::NOSUID | MountFlags::NOEXEC,
+        Some(c"newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        "/dev/pts",
+    )?;
+    let shm = root.resolve(Path::new("/dev/shm"), true, false)?;
+    mount(
+        "shm",
+        &shm,
+        "tmpfs",
+        nosuid_nodev_noexec,
+        Some(c"mode=1777,size=65536k"),
+        "/dev/shm",
+    )?;
+    let mqueue = root.resolve(Path::new("/dev/mqueue"), true, false)?;
+    mount(
+        "mqueue",
+        &mqueue,
+        "mqueue",
+        nosuid_nodev_noexec,
+        None,
+        "/dev/mqueue",
+    )?;
+    let dev_dir = rustix::fs::openat2(
+        &root.fd,
+        "dev",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        in_root(),
+    )
+    .map_err(err("open /dev".to_string()))?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        match rustix::fs::symlinkat(target, &dev_dir, link) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(err(format!("create /dev/{link}"))(e)),
+        }
+    }
+
+    for path in MASKED {
+        let target = match root.resolve(Path::new(path), false, true) {
+            Ok(fd) => fd,
+            Err(_) => continue, // absent on this kernel
+        };
+        let is_dir = rustix::fs::fstat(&target)
+            .map(|s| rustix::fs::FileType::from_raw_mode(s.st_mode).is_dir())
+            .unwrap_or(false);
+        if is_dir {
+            mount(
+                "tmpfs",
+                &target,
+                "tmpfs",
+                MountFlags::RDONLY | nosuid_nodev_noexec,
+                Some(c"size=0"),
+                path,
+            )?;
+        } else {
+            bind("/dev/null", &target, false, path)?;
+        }
+    }
+    for path in READ_ONLY {
+        let Ok(target) = root.resolve(Path::new(path), false, true) else {
+            continue;
+        };
+        bind(&fd_path(&target), &target, true, path)?;
+        // Re-open: the old fd names the directory under the new mount.
+        let mounted = root.resolve(Path::new(path), false, true)?;
+        remount_bind(&mounted, MountFlags::RDONLY | nosuid_nodev_noexec, path)?;
+    }
+    Ok(())
+}
+
+/// `pivot_root` into `new_root` and detach the old root: afterwards
+/// nothing outside `new_root` is reachable by path.
+pub fn pivot_into(new_root: &Path) -> Result<(), Stage1Error> {
+    rustix::process::chdir(new_root).map_err(err(format!("enter {}", new_root.display())))?;
+    rustix::process::pivot_root(".", ".").map_err(err("pivot_root".to_string()))?;
+    rustix::mount::unmount(".", UnmountFlags::DETACH)
+        .map_err(err("detach the old root".to_string()))?;
+    rustix::process::chdir("/").map_err(err("chdir /".to_string()))
+}

@@ -1,0 +1,437 @@
+//! The `ns` flavor: a pod in new mount, pid, UTS and IPC namespaces.
+//!
+//! Processes (see docs/stage1.md):
+//!
+//! ```text
+//! stage1 supervisor (the `skiff run` process after exec; host namespaces)
+//!   └─ pod init (pid 1 of the pod; its own mount/UTS/IPC namespaces;
+//!        │        root = a tmpfs holding only the apps' roots)
+//!        ├─ app "a" (own mount namespace, root = a's overlay)
+//!        └─ app "b"
+//! ```
+//!
+//! The supervisor writes the pod's pid, waits for init, records every
+//! app's exit status (reported by init over a pipe, with setup errors)
+//! and moves the pod to `exited-garbage`. Mounts live only in the pod's
+//! namespaces and disappear with its last process.
+
+use std::io::{BufRead, BufReader};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use rustix::mount::MountFlags;
+use rustix::thread::UnshareFlags;
+use serde::{Deserialize, Serialize};
+use skiff_pod::{Pod, Pods, Runtime, State};
+use skiff_spec::{App, PodManifest};
+
+use crate::mounts::{self, Root};
+use crate::{EXIT_SETUP_FAILED, Stage1Error, app};
+
+/// A message from the pod's init to the supervisor (one JSON line).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum Report {
+    /// Setup failed; the pod did not start.
+    Error(String),
+    /// An app could not be started.
+    AppError { app: String, error: String },
+    /// An app ended with this status (128+signal when killed).
+    Exit { app: String, status: i32 },
+}
+
+fn send(fd: &OwnedFd, report: &Report) {
+    if let Ok(mut line) = serde_json::to_vec(report) {
+        line.push(b'\n');
+        let _ = rustix::io::write(fd, &line);
+    }
+}
+
+/// One app as the pod runs it: the pod manifest's app with the image's
+/// app as default.
+pub struct AppPlan {
+    pub name: String,
+    pub app: App,
+    pub tree: PathBuf,
+    pub read_only: bool,
+}
+
+pub fn plan(pod: &Pod) -> Result<(PodManifest, Runtime, Vec<AppPlan>), Stage1Error> {
+    let bytes = std::fs::read(pod.manifest_path())
+        .map_err(|e| Stage1Error::Config(format!("cannot read the pod manifest: {e}")))?;
+    let manifest = skiff_spec::parse_pod_manifest(&bytes)
+        .map_err(|e| Stage1Error::Config(format!("invalid pod manifest: {e}")))?;
+    let runtime = pod
+        .runtime()
+        .map_err(|e| Stage1Error::Config(e.to_string()))?;
+    let mut plans = Vec::new();
+    for ra in &manifest.apps {
+        let rt = runtime
+            .apps
+            .iter()
+            .find(|a| a.name == ra.name.as_str())
+            .ok_or_else(|| Stage1Error::Config(format!("runtime.json has no app '{}'", ra.name)))?;
+        let app = ra.app.clone().ok_or_else(|| {
+            Stage1Error::Config(format!(
+                "app '{}' has no exec (stage0 writes the effective app)",
+                ra.name
+            ))
+        })?;
+        plans.push(AppPlan {
+            name: ra.name.to_string(),
+            app,
+            tree: rt.tree.clone(),
+            read_only: ra.read_only_root_fs,
+        });
+    }
+    if plans.is_empty() {
+        return Err(Stage1Error::Config("the pod has no apps".to_string()));
+    }
+    Ok((manifest, runtime, plans))
+}
+
+/// Runs the pod; returns the exit status for `skiff run` (the first app's).
+// The supervisor's stderr is the pod's console: app start failures are
+// reported there, as they happen.
+#[allow(clippy::print_stderr)]
+pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stage1Error> {
+    let (_manifest, runtime, plans) = plan(&pod)?;
+    for p in &plans {
+        for sub in ["upper", "work"] {
+            let dir = pod.path.join("overlay").join(&p.name).join(sub);
+            std::fs::create_dir_all(&dir).map_err(|e| Stage1Error::Setup {
+                what: format!("create {}", dir.display()),
+                source: e,
+            })?;
+        }
+    }
+    let (read_end, write_end) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| {
+            Stage1Error::Setup {
+                what: "create the status pipe".into(),
+                source: e.into(),
+            }
+        })?;
+    // SAFETY: stage1 is single-threaded here and NEWPID only affects the
+    // children created afterwards; FILES is not unshared.
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWPID) }.map_err(|e| {
+        Stage1Error::Setup {
+            what: "create the pid namespace".into(),
+            source: e.into(),
+        }
+    })?;
+    // SAFETY: single-threaded process: the child may run arbitrary code.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(Stage1Error::Setup {
+            what: "fork the pod init".into(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    if child == 0 {
+        drop(read_end);
+        drop(lock);
+        let code = match init(&pod, &runtime, &plans, &write_end) {
+            Ok(()) => 0,
+            Err(e) => {
+                send(&write_end, &Report::Error(e.to_string()));
+                EXIT_SETUP_FAILED
+            }
+        };
+        std::process::exit(code);
+    }
+    drop(write_end);
+    let _ = std::fs::write(pod.path.join("pid"), child.to_string());
+    let _ = pod.stamp("started");
+
+    let mut first_status = None;
+    let mut setup_error = None;
+    for line in BufReader::new(std::fs::File::from(read_end))
+        .lines()
+        .map_while(Result::ok)
+    {
+        match serde_json::from_str::<Report>(&line) {
+            Ok(Report::Exit { app, status }) => {
+                let dir = pod.path.join("apps").join(&app);
+                let _ = std::fs::create_dir_all(&dir);
+                let _ = std::fs::write(dir.join("exit"), status.to_string());
+                if app == plans[0].name {
+                    first_status = Some(status);
+                }
+            }
+            Ok(Report::AppError { app, error }) => {
+                eprintln!("skiff: app '{app}' of pod {}: {error}", pod.uuid);
+            }
+            Ok(Report::Error(e)) => setup_error = Some(e),
+            Err(_) => {}
+        }
+    }
+    let mut wstatus = 0;
+    // SAFETY: waitpid on our own child with a valid status pointer.
+    unsafe { libc::waitpid(child, &mut wstatus, 0) };
+    let _ = pod.stamp("exited");
+    let _ = pod.move_to(pods, State::ExitedGarbage);
+    if let Some(e) = setup_error {
+        return Err(Stage1Error::Pod(e));
+    }
+    Ok(first_status.unwrap_or(EXIT_SETUP_FAILED))
+}
+
+fn setup_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Stage1Error {
+    let what = what.into();
+    move |source| Stage1Error::Setup { what, source }
+}
+
+/// Forwards termination signals from pid 1 to every process of the pod.
+extern "C" fn forward_signal(sig: libc::c_int) {
+    // SAFETY: kill(2) is async-signal-safe; -1 means every process this
+    // pid-1 init may signal, i.e. the pod's processes.
+    unsafe {
+        libc::kill(-1, sig);
+    }
+}
+
+fn install_forwarding() {
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
+        // SAFETY: a zeroed sigaction with a valid handler and an empty mask
+        // is a valid argument; the handler only calls kill(2).
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = forward_signal as *const () as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// The pod's pid 1: namespaces, filesystems, apps, reaping.
+fn init(
+    pod: &Pod,
+    runtime: &Runtime,
+    plans: &[AppPlan],
+    report: &OwnedFd,
+) -> Result<(), Stage1Error> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(|e| setup_err("make init non-dumpable")(e.into()))?;
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(|e| setup_err("set the parent-death signal")(e.into()))?;
+    // SAFETY: init is single-threaded; FILES is not unshared.
+    unsafe {
+        rustix::thread::unshare_unsafe(
+            UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC,
+        )
+    }
+    .map_err(|e| setup_err("create the mount, UTS and IPC namespaces")(e.into()))?;
+    mounts::make_private_rec()?;
+
+    let stage1_root = pod.path.join("stage1");
+    std::fs::create_dir_all(&stage1_root)
+        .map_err(setup_err(format!("create {}", stage1_root.display())))?;
+    let root = Root::open(&stage1_root)?;
+    let stage1_fd = rustix::io::dup(&root.fd).map_err(|e| setup_err("dup")(e.into()))?;
+    mounts::mount(
+        "tmpfs",
+        &stage1_fd,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        Some(c"mode=755"),
+        "the pod root",
+    )?;
+    for p in plans {
+        let target = format!("/apps/{}/rootfs", p.name);
+        let fd = Root::open(&stage1_root)?.resolve(Path::new(&target), true, false)?;
+        let overlay = pod.path.join("overlay").join(&p.name);
+        let lower = p.tree.display().to_string();
+        let upper = overlay.join("upper").display().to_string();
+        let work = overlay.join("work").display().to_string();
+        if [&lower, &upper, &work]
+            .iter()
+            .any(|s| s.contains([',', ':', '\n']))
+        {
+            return Err(Stage1Error::Config(format!(
+                "paths with ',' or ':' cannot be used with overlayfs: {lower}"
+            )));
+        }
+        let data =
+            std::ffi::CString::new(format!("lowerdir={lower},upperdir={upper},workdir={work}"))
+                .map_err(|_| Stage1Error::Config("NUL in an overlay path".into()))?;
+        let flags = if p.read_only {
+            MountFlags::RDONLY
+        } else {
+            MountFlags::empty()
+        };
+        mounts::mount(
+            "overlay",
+            &fd,
+            "overlay",
+            flags,
+            Some(&data),
+            &format!("the overlay root of app '{}'", p.name),
+        )?;
+        let app_root = Root::open(&stage1_root.join(target.trim_start_matches('/')))?;
+        mounts::setup_kernel_filesystems(&app_root)?;
+    }
+    rustix::system::sethostname(runtime.hostname.as_bytes())
+        .map_err(|e| setup_err(format!("set the hostname '{}'", runtime.hostname))(e.into()))?;
+    mounts::pivot_into(&stage1_root)?;
+    install_forwarding();
+
+    let mut children = Vec::new();
+    for p in plans {
+        // SAFETY: init is single-threaded.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            send(
+                report,
+                &Report::AppError {
+                    app: p.name.clone(),
+                    error: std::io::Error::last_os_error().to_string(),
+                },
+            );
+            continue;
+        }
+        if pid == 0 {
+            let error = exec_app(p);
+            send(
+                report,
+                &Report::AppError {
+                    app: p.name.clone(),
+                    error: error.to_string(),
+                },
+            );
+            std::process::exit(match error {
+                Stage1Error::Exec { .. } => 127,
+                _ => EXIT_SETUP_FAILED,
+            });
+        }
+        children.push((pid, p.name.clone()));
+    }
+    // Reap every process of the pod until the apps are done.
+    let mut remaining = children.len();
+    while remaining > 0 {
+        let mut status = 0;
+        // SAFETY: waits for any child with a valid status pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            break;
+        }
+        if let Some((_, name)) = children.iter().find(|(p, _)| *p == pid) {
+            let code = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128 + libc::WTERMSIG(status)
+            };
+            send(
+                report,
+                &Report::Exit {
+                    app: name.clone(),
+                    status: code,
+                },
+            );
+            remaining -= 1;
+        }
+    }
+    Ok(())
+}
+
+/// In the forked app process: enter its root, drop privileges, exec.
+/// Returns only on failure.
+fn exec_app(p: &AppPlan) -> Stage1Error {
+    match prepare_app(p) {
+        Ok(cmd) => cmd,
+        Err(e) => e,
+    }
+}
+
+fn prepare_app(p: &AppPlan) -> Result<Stage1Error, Stage1Error> {
+    // SAFETY: the app process is single-threaded; FILES is not unshared.
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS) }
+        .map_err(|e| setup_err("create the app's mount namespace")(e.into()))?;
+    mounts::make_private_rec()?;
+    mounts::pivot_into(Path::new(&format!("/apps/{}/rootfs", p.name)))?;
+
+    let app = &p.app;
+    let creds = app::credentials(app, Path::new("/"))?;
+    let keep = app::capabilities(app)?;
+    for cap in caps::all() {
+        if !keep.contains(&cap) {
+            caps::drop(None, caps::CapSet::Bounding, cap).map_err(|e| {
+                Stage1Error::Config(format!("cannot drop {cap} from the bounding set: {e}"))
+            })?;
+        }
+    }
+    let groups: Vec<libc::gid_t> = creds.groups.clone();
+    // SAFETY: setgroups/setresgid/setresuid with valid arguments in a
+    // single-threaded process; failures are checked.
+    let failed = unsafe {
+        libc::setgroups(groups.len(), groups.as_ptr()) != 0
+            || libc::setresgid(creds.gid, creds.gid, creds.gid) != 0
+            || libc::setresuid(creds.uid, creds.uid, creds.uid) != 0
+    };
+    if failed {
+        return Err(setup_err(format!(
+            "switch to uid {} gid {}",
+            creds.uid, creds.gid
+        ))(std::io::Error::last_os_error()));
+    }
+    let set: caps::CapsHashSet = if creds.uid == 0 {
+        keep.clone()
+    } else {
+        Default::default()
+    };
+    // Order matters: inheritable is raised while CAP_SETPCAP is effective;
+    // effective must shrink before permitted does.
+    for which in [
+        caps::CapSet::Inheritable,
+        caps::CapSet::Effective,
+        caps::CapSet::Permitted,
+    ] {
+        caps::set(None, which, &set)
+            .map_err(|e| Stage1Error::Config(format!("cannot set capabilities: {e}")))?;
+    }
+    let _ = caps::clear(None, caps::CapSet::Ambient);
+    if app::no_new_privileges(app) {
+        rustix::thread::set_no_new_privs(true)
+            .map_err(|e| setup_err("set no_new_privs")(e.into()))?;
+    }
+    let cwd = if app.working_directory.is_empty() {
+        "/"
+    } else {
+        app.working_directory.as_str()
+    };
+    std::env::set_current_dir(cwd)
+        .map_err(setup_err(format!("enter the working directory {cwd}")))?;
+    // Nothing but stdio may reach the app (CVE-2024-21626): mark every
+    // other fd close-on-exec (the status pipe already is).
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+
+    let mut env = app::environment(app, &p.name);
+    if !env.iter().any(|(k, _)| k == "HOME") {
+        env.push(("HOME".to_string(), creds.home.clone()));
+    }
+    let Some((program, args)) = app.exec.split_first() else {
+        return Err(Stage1Error::Config(format!("app '{}' has no exec", p.name)));
+    };
+    let error = std::process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(env)
+        .exec();
+    Ok(Stage1Error::Exec {
+        program: program.clone(),
+        source: error,
+    })
+}

@@ -1,0 +1,215 @@
+//! Pods with the `ns` flavor: isolation facts seen from inside, exit
+//! statuses, lifecycle (detach, list, status, stop, gc), no leaked mounts.
+
+use std::process::Stdio;
+
+use crate::common::*;
+
+fn mounts() -> Vec<String> {
+    let mut m: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .collect();
+    m.sort();
+    m
+}
+
+fn layout_aci(dir: &std::path::Path) -> std::path::PathBuf {
+    let aci = dir.join("bb.aci");
+    busybox_aci(dir, "example.com/busybox", &aci);
+    aci
+}
+
+fn run_sh(root: &std::path::Path, aci: &std::path::Path, script: &str) -> std::process::Output {
+    output(
+        skiff_in(root)
+            .args(["run", "--insecure-options=image"])
+            .arg(aci)
+            .args(["--exec=/bin/sh", "--", "-c", script]),
+    )
+}
+
+#[test]
+fn a_pod_is_isolated_and_reports_its_exit_status() {
+    let before = mounts();
+    let tmp = tempfile::tempdir().unwrap();
+    let aci = layout_aci(tmp.path());
+    let out = run_sh(
+        tmp.path(),
+        &aci,
+        "echo ok; hostname; cat /proc/self/status; echo procs=$(ls /proc | grep -c '^[0-9]'); \
+         (echo x > /proc/sysrq-trigger) 2>/dev/null && echo SYSRQ-WRITABLE; \
+         echo fds=$(ls /proc/self/fd | tr '\\n' ' '); echo $AC_APP_NAME; pwd; exit 7",
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("ok\nskiff-"), "{text}");
+    assert!(text.contains("NoNewPrivs:\t1"), "{text}");
+    let cap = text
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:\t"))
+        .unwrap();
+    let cap = u64::from_str_radix(cap.trim(), 16).unwrap();
+    assert_eq!(cap & (1 << 21), 0, "CAP_SYS_ADMIN in the pod");
+    assert_eq!(cap, 0xa80425fb, "the appc default capability set");
+    let procs: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("procs="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(procs < 10, "{procs} processes visible: no pid namespace?");
+    assert!(!text.contains("SYSRQ-WRITABLE"), "{text}");
+    let fds: Vec<&str> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("fds="))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        fds,
+        ["0", "1", "2", "3"],
+        "extra fds reach the app (3 is ls's own)"
+    );
+    assert!(text.contains("\nbusybox\n/\n"), "{text}");
+    // The pod is recorded as exited with the status.
+    let list = stdout(&output(
+        skiff_in(tmp.path()).args(["list", "--format=json"]),
+    ));
+    assert!(list.contains("\"exitCode\": 7"), "{list}");
+    let out = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let left = std::fs::read_dir(tmp.path().join("data/pods/exited-garbage"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0);
+    assert_eq!(mounts(), before, "mounts leaked");
+}
+
+#[test]
+fn the_host_binary_and_directories_are_out_of_reach() {
+    let tmp = tempfile::tempdir().unwrap();
+    let aci = layout_aci(tmp.path());
+    let skiff_bin = env!("CARGO_BIN_EXE_skiff");
+    let stage1 = std::path::Path::new(skiff_bin).with_file_name("skiff-stage1");
+    let hash = |p: &std::path::Path| std::fs::read(p).unwrap();
+    let (h0, h1) = (hash(std::path::Path::new(skiff_bin)), hash(&stage1));
+    let out = run_sh(
+        tmp.path(),
+        &aci,
+        "for p in /proc/[0-9]*; do (echo '#!/bin/sh' > $p/exe) 2>/dev/null && echo WROTE $p/exe; \
+         ls $p/fd/ 2>/dev/null | while read f; do readlink $p/fd/$f; done; readlink $p/cwd $p/root; done; ls /",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(!text.contains("WROTE"), "{text}");
+    assert!(
+        !text.contains(tmp.path().to_str().unwrap()),
+        "a host path is reachable: {text}"
+    );
+    assert_eq!(hash(std::path::Path::new(skiff_bin)), h0);
+    assert_eq!(hash(&stage1), h1);
+}
+
+#[test]
+fn detached_pods_are_listed_stopped_and_collected() {
+    let before = mounts();
+    let tmp = tempfile::tempdir().unwrap();
+    let aci = layout_aci(tmp.path());
+    let mut uuids = Vec::new();
+    for i in 0..2 {
+        let file = tmp.path().join(format!("uuid{i}"));
+        let out = output(
+            skiff_in(tmp.path())
+                .args(["run", "--detach", "--insecure-options=image"])
+                .arg(format!("--uuid-file-save={}", file.display()))
+                .arg(&aci)
+                .args(["--exec=/bin/busybox", "--", "sleep", "300"])
+                .stdin(Stdio::null()),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        uuids.push(std::fs::read_to_string(&file).unwrap().trim().to_string());
+    }
+    let logs: Vec<String> = std::fs::read_dir(tmp.path().join("data/pods/run"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| std::fs::read_to_string(e.path().join("stage1.log")).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    let list = stdout(&output(skiff_in(tmp.path()).args(["list", "--no-legend"])));
+    let json = stdout(&output(
+        skiff_in(tmp.path()).args(["list", "--format=json"]),
+    ));
+    assert_eq!(
+        list.matches("running").count(),
+        2,
+        "{list}\nstage1 logs: {logs:?}\n{json}"
+    );
+    let status = stdout(&output(
+        skiff_in(tmp.path()).args(["status", &uuids[0][..8]]),
+    ));
+    assert!(
+        status.contains("state=running") && status.contains("pid="),
+        "{status}"
+    );
+    for u in &uuids {
+        let out = output(skiff_in(tmp.path()).args(["stop", u]));
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let status = stdout(&output(skiff_in(tmp.path()).args(["status", &uuids[0]])));
+    assert!(
+        status.contains("state=exited") && status.contains("app-busybox=143"),
+        "{status}"
+    );
+    let out = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pods: usize = ["run", "exited-garbage", "garbage", "prepared"]
+        .iter()
+        .map(|s| {
+            std::fs::read_dir(tmp.path().join("data/pods").join(s))
+                .map(|d| d.count())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(pods, 0);
+    assert_eq!(mounts(), before, "mounts leaked");
+}
+
+#[test]
+fn setup_failures_are_one_clear_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let aci = layout_aci(tmp.path());
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--insecure-options=image"])
+            .arg(&aci)
+            .args(["--exec=/no/such/program"]),
+    );
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot execute /no/such/program"),
+        "{}",
+        stderr(&out)
+    );
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--insecure-options=image"])
+            .arg(&aci)
+            .args(["--user=nobody"]),
+    );
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("user 'nobody' is not in the image's /etc/passwd"),
+        "{}",
+        stderr(&out)
+    );
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--net=default"])
+            .arg(&aci),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("only --net=host"), "{}", stderr(&out));
+}
