@@ -213,3 +213,69 @@ fn setup_failures_are_one_clear_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("only --net=host"), "{}", stderr(&out));
 }
+
+#[test]
+fn seccomp_blocks_what_capabilities_alone_would_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let aci = layout_aci(tmp.path());
+    let out = run_sh(
+        tmp.path(),
+        &aci,
+        "grep Seccomp: /proc/self/status; \
+         /bin/busybox unshare -U /bin/busybox true 2>/dev/null && echo UNSHARE-USERNS-ALLOWED; \
+         /bin/busybox reboot -f 2>/dev/null; echo still-here",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Seccomp:\t2"), "{text}");
+    assert!(!text.contains("UNSHARE-USERNS-ALLOWED"), "{text}");
+    assert!(text.contains("still-here"), "{text}");
+}
+
+#[test]
+fn enter_runs_inside_a_running_pod() {
+    let tmp = tempfile::tempdir().unwrap();
+    let aci = layout_aci(tmp.path());
+    let out = output(
+        skiff_in(tmp.path())
+            .args([
+                "run",
+                "--detach",
+                "--insecure-options=image",
+                "--hostname=inside",
+            ])
+            .arg(&aci)
+            .args([
+                "--exec=/bin/sh",
+                "--",
+                "-c",
+                "echo marker > /marker; exec /bin/busybox sleep 300",
+            ])
+            .stdin(Stdio::null()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    let mut seen = String::new();
+    for _ in 0..100 {
+        let out = output(skiff_in(tmp.path()).args(["enter", &uuid[..8], "/bin/sh", "-c", "cat /marker; hostname; grep -E 'NoNewPrivs|Seccomp:' /proc/self/status; echo $AC_APP_NAME"]));
+        seen = stdout(&out);
+        if seen.contains("marker") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(seen.contains("marker\ninside\n"), "{seen}");
+    assert!(
+        seen.contains("NoNewPrivs:\t1") && seen.contains("Seccomp:\t2") && seen.contains("busybox"),
+        "{seen}"
+    );
+    let out = output(skiff_in(tmp.path()).args(["enter", &uuid, "/bin/sh", "-c", "exit 5"]));
+    assert_eq!(out.status.code(), Some(5));
+    let out = output(skiff_in(tmp.path()).args(["stop", "--force", &uuid]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = output(skiff_in(tmp.path()).args(["enter", &uuid, "/bin/true"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not running"), "{}", stderr(&out));
+    let out = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+    assert!(out.status.success());
+}

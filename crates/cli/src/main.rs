@@ -75,6 +75,17 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: commands::pods::Format,
     },
+    /// Run a command inside a running pod's app (default: /bin/sh).
+    Enter {
+        /// The app to enter (default: the pod's first app).
+        #[arg(long)]
+        app: Option<String>,
+        /// Pod UUID (or a unique prefix).
+        uuid: String,
+        /// Command and arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+    },
     /// Stop running pods (SIGTERM to every app; --force: SIGKILL).
     Stop {
         #[arg(required = true, value_name = "UUID")]
@@ -152,6 +163,9 @@ fn main() -> ExitCode {
         } => commands::pods::list(&cli.global, format, no_legend, full),
         Command::Status { uuid, wait, format } => {
             commands::pods::status(&cli.global, &uuid, wait, format)
+        }
+        Command::Enter { app, uuid, cmd } => {
+            commands::pods::enter(&cli.global, &uuid, app.as_deref(), &cmd)
         }
         Command::Stop { uuids, force } => commands::pods::stop(&cli.global, &uuids, force),
         Command::Rm { uuids } => commands::pods::rm(&cli.global, &uuids),

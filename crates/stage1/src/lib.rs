@@ -8,13 +8,17 @@
 //! * [`mounts`]: mounts on targets resolved inside the app's root
 //!   (openat2 RESOLVE_IN_ROOT), /proc, /sys, /dev, masked paths.
 //! * [`app`]: environment, users and groups, capabilities of an app.
+//! * [`seccomp`]: the BPF filter (default deny-list, appc isolators); [`syscalls`]: x86_64 numbers.
 //!
 //! `unsafe` is confined to the syscalls std and rustix do not wrap safely
 //! (fork, unshare, set*id, sigaction); each block says why it is sound.
 
 pub mod app;
+pub mod enter;
 pub mod mounts;
 pub mod ns;
+pub mod seccomp;
+pub mod syscalls;
 
 /// Exit status of stage1 (and so of `skiff run`) when the pod could not be
 /// set up; the reason is printed on stderr.

@@ -29,8 +29,50 @@ fn error_line(err: &dyn std::error::Error) -> String {
     line
 }
 
+/// `skiff-stage1 enter [--app=NAME] <pod-dir> [-- CMD...]`
+fn enter(args: &[String]) -> ExitCode {
+    let mut app = None;
+    let mut pod_dir = None;
+    let mut cmd = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == "--" {
+            cmd = it.cloned().collect();
+            break;
+        } else if let Some(name) = arg.strip_prefix("--app=") {
+            app = Some(name.to_string());
+        } else if !arg.starts_with("--") {
+            pod_dir = Some(PathBuf::from(arg));
+        } else {
+            return usage();
+        }
+    }
+    let Some(pod_dir) = pod_dir else {
+        return usage();
+    };
+    let uuid = pod_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let pod = Pod {
+        uuid,
+        state: State::Run,
+        path: pod_dir,
+    };
+    match skiff_stage1::enter::enter(&pod, app.as_deref(), &cmd) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("skiff: cannot enter the pod: {}", error_line(&e));
+            ExitCode::from(EXIT_SETUP_FAILED as u8)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("enter") {
+        return enter(&args[1..]);
+    }
     if args.first().map(String::as_str) != Some("run") {
         return usage();
     }

@@ -354,10 +354,21 @@ fn prepare_app(p: &AppPlan) -> Result<Stage1Error, Stage1Error> {
         .map_err(|e| setup_err("create the app's mount namespace")(e.into()))?;
     mounts::make_private_rec()?;
     mounts::pivot_into(Path::new(&format!("/apps/{}/rootfs", p.name)))?;
+    become_app(&p.app, &p.name, &p.app.exec)
+}
 
-    let app = &p.app;
+/// In a process already inside the app's root and namespaces: apply the
+/// app's seccomp filter, capabilities, user and groups, no_new_privs and
+/// working directory, then execute `argv` with the app's environment.
+/// Returns only on failure. Used to start apps and by `skiff enter`.
+pub fn become_app(app: &App, name: &str, argv: &[String]) -> Result<Stage1Error, Stage1Error> {
     let creds = app::credentials(app, Path::new("/"))?;
     let keep = app::capabilities(app)?;
+    // Built first so that a bad isolator fails before anything changes;
+    // installed while CAP_SYS_ADMIN is still held (needed without
+    // no_new_privs), and it blocks nothing used before exec.
+    let filter = crate::seccomp::program(&crate::seccomp::policy(app)?);
+    crate::seccomp::install(&filter)?;
     for cap in caps::all() {
         if !keep.contains(&cap) {
             caps::drop(None, caps::CapSet::Bounding, cap).map_err(|e| {
@@ -418,12 +429,12 @@ fn prepare_app(p: &AppPlan) -> Result<Stage1Error, Stage1Error> {
         )
     };
 
-    let mut env = app::environment(app, &p.name);
+    let mut env = app::environment(app, name);
     if !env.iter().any(|(k, _)| k == "HOME") {
         env.push(("HOME".to_string(), creds.home.clone()));
     }
-    let Some((program, args)) = app.exec.split_first() else {
-        return Err(Stage1Error::Config(format!("app '{}' has no exec", p.name)));
+    let Some((program, args)) = argv.split_first() else {
+        return Err(Stage1Error::Config(format!("app '{name}' has no exec")));
     };
     let error = std::process::Command::new(program)
         .args(args)

@@ -291,6 +291,27 @@ fn start(global: &GlobalArgs, mut pod: Pod, detach: bool) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+/// Runs a command in a running pod (through stage1's `enter`).
+pub fn enter(
+    global: &GlobalArgs,
+    uuid: &str,
+    app: Option<&str>,
+    cmd: &[String],
+) -> anyhow::Result<ExitCode> {
+    let pod = pods(global).find(uuid)?;
+    if !pod.is_running() {
+        bail!("pod {} is {}, not running", pod.uuid, pod.display_state());
+    }
+    let mut command = Command::new(stage1_path()?);
+    command.arg("enter");
+    if let Some(app) = app {
+        command.arg(format!("--app={app}"));
+    }
+    command.arg(&pod.path).arg("--").args(cmd);
+    let err = command.exec();
+    bail!("cannot start stage1: {err}")
+}
+
 pub fn run(global: &GlobalArgs, args: RunArgs, detach: DetachArgs) -> anyhow::Result<ExitCode> {
     let pod = prepare_pod(global, &args.pod)?;
     start(global, pod, detach.detach)

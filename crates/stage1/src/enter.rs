@@ -1,0 +1,113 @@
+//! `enter`: run a command inside a running pod's app, in its namespaces,
+//! root, and with its user, capabilities, seccomp filter and environment.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+
+use rustix::thread::LinkNameSpaceType;
+use skiff_pod::Pod;
+
+use crate::ns::{become_app, plan};
+use crate::{EXIT_SETUP_FAILED, Stage1Error};
+
+/// Finds the host pid of the app `name` among the pod init's children (by
+/// the `AC_APP_NAME` in their environment).
+fn app_pid(init: i32, name: &str) -> Result<i32, Stage1Error> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).map_err(|e| {
+            Stage1Error::Setup {
+                what: format!("list the processes of pod init {init}"),
+                source: e,
+            }
+        })?;
+    let want = format!("AC_APP_NAME={name}");
+    for pid in children
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+    {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if environ.split(|b| *b == 0).any(|v| v == want.as_bytes()) {
+            return Ok(pid);
+        }
+    }
+    Err(Stage1Error::Config(format!(
+        "app '{name}' is not running in this pod"
+    )))
+}
+
+/// Runs `cmd` (default `/bin/sh`) in the pod's app `app` (default: the
+/// first); returns its exit status.
+pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32, Stage1Error> {
+    let (_, _, plans) = plan(pod)?;
+    let target = match app {
+        Some(name) => plans
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| Stage1Error::Config(format!("the pod has no app '{name}'")))?,
+        None => &plans[0],
+    };
+    let init = pod
+        .pid()
+        .ok_or_else(|| Stage1Error::Config("the pod has not started (no pid)".to_string()))?;
+    let pid = app_pid(init, &target.name)?;
+    // Join the namespaces: pid (for the child), IPC, UTS from init; the
+    // mount namespace (and so the root) of the app itself.
+    for (proc_pid, ns, kind) in [
+        (init, "pid", LinkNameSpaceType::ProcessID),
+        (init, "ipc", LinkNameSpaceType::InterProcessCommunication),
+        (init, "uts", LinkNameSpaceType::HostNameAndNISDomainName),
+        (pid, "mnt", LinkNameSpaceType::Mount),
+    ] {
+        let path = format!("/proc/{proc_pid}/ns/{ns}");
+        let file = File::open(&path).map_err(|e| Stage1Error::Setup {
+            what: format!("open {path}"),
+            source: e,
+        })?;
+        rustix::thread::move_into_link_name_space(file.as_fd(), Some(kind)).map_err(|e| {
+            Stage1Error::Setup {
+                what: format!("join the {ns} namespace of the pod"),
+                source: e.into(),
+            }
+        })?;
+    }
+    let argv: Vec<String> = if cmd.is_empty() {
+        vec!["/bin/sh".to_string()]
+    } else {
+        cmd.to_vec()
+    };
+    // SAFETY: stage1 is single-threaded; the child only execs.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(Stage1Error::Setup {
+            what: "fork".to_string(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    if child == 0 {
+        let code = match become_app(&target.app, &target.name, &argv) {
+            Ok(Stage1Error::Exec { program, source }) => {
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    format!("skiff: cannot execute {program}: {source}\n").as_bytes(),
+                );
+                127
+            }
+            Ok(other) | Err(other) => {
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    format!("skiff: cannot enter the pod: {other}\n").as_bytes(),
+                );
+                EXIT_SETUP_FAILED
+            }
+        };
+        std::process::exit(code);
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child with a valid status pointer.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    Ok(if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    })
+}

@@ -1,0 +1,414 @@
+//! The seccomp filter of an app, built into the binary as classic BPF.
+//!
+//! * By default a deny-list like Docker's default profile: kernel module,
+//!   kexec, reboot, mount and namespace syscalls, keyrings, ptrace,
+//!   `process_vm_*`, BPF, perf, clock setting, … fail with `EPERM`; `clone`
+//!   with namespace flags fails with `EPERM`; `clone3` fails with `ENOSYS`
+//!   so C libraries fall back to `clone`, whose flags can be checked.
+//! * `os/linux/seccomp-remove-set` replaces the deny-list with its `set`;
+//!   `os/linux/seccomp-retain-set` allows only its `set`. Their `errno`
+//!   (e.g. `ENOSYS`) is returned for a filtered call; without one the
+//!   process is killed (`SECCOMP_RET_KILL_PROCESS`), as appc specifies.
+//! * Only the native x86_64 ABI is allowed: i386 and x32 system calls are
+//!   refused, since the same numbers mean other calls there.
+//!
+//! Each rule is `jeq nr; ret ACTION`, so lists of any length work (BPF
+//! jumps are limited to 255 instructions).
+
+use skiff_spec::App;
+use skiff_spec::isolator::{IsolatorValue, SECCOMP_REMOVE_SET, SECCOMP_RETAIN_SET};
+
+use crate::Stage1Error;
+use crate::syscalls;
+
+const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+const RET_KILL_PROCESS: u32 = 0x8000_0000;
+const RET_ERRNO: u32 = 0x0005_0000;
+const RET_ALLOW: u32 = 0x7fff_0000;
+
+// BPF opcodes.
+const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+const JSET_K: u16 = 0x45; // BPF_JMP | BPF_JSET | BPF_K
+const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+
+const OFFSET_NR: u32 = 0;
+const OFFSET_ARCH: u32 = 4;
+const OFFSET_ARG0_LOW: u32 = 16;
+
+/// The default deny-list (Docker's default profile, as far as names go).
+pub const DEFAULT_DENY: &[&str] = &[
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "create_module",
+    "delete_module",
+    "finit_module",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fspick",
+    "get_kernel_syms",
+    "get_mempolicy",
+    "init_module",
+    "io_uring_enter",
+    "io_uring_register",
+    "io_uring_setup",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mbind",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "move_pages",
+    "name_to_handle_at",
+    "nfsservctl",
+    "open_by_handle_at",
+    "open_tree",
+    "perf_event_open",
+    "pivot_root",
+    "process_vm_readv",
+    "process_vm_writev",
+    "ptrace",
+    "query_module",
+    "quotactl",
+    "quotactl_fd",
+    "reboot",
+    "request_key",
+    "set_mempolicy",
+    "setns",
+    "settimeofday",
+    "swapoff",
+    "swapon",
+    "sysfs",
+    "_sysctl",
+    "umount2",
+    "unshare",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+    "vhangup",
+];
+
+/// Namespace flags `clone` may not use under the default filter.
+const CLONE_NAMESPACE_FLAGS: u32 = 0x7E02_0000; // NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET
+
+/// One BPF instruction (`struct sock_filter`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Insn {
+    pub code: u16,
+    pub jt: u8,
+    pub jf: u8,
+    pub k: u32,
+}
+
+fn stmt(code: u16, k: u32) -> Insn {
+    Insn {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+fn jump(code: u16, k: u32, jt: u8, jf: u8) -> Insn {
+    Insn { code, jt, jf, k }
+}
+
+/// errno names accepted in seccomp isolators.
+fn errno_number(name: &str) -> Option<u32> {
+    let n = match name {
+        "EPERM" => libc::EPERM,
+        "ENOENT" => libc::ENOENT,
+        "ESRCH" => libc::ESRCH,
+        "EINTR" => libc::EINTR,
+        "EIO" => libc::EIO,
+        "ENXIO" => libc::ENXIO,
+        "E2BIG" => libc::E2BIG,
+        "ENOEXEC" => libc::ENOEXEC,
+        "EBADF" => libc::EBADF,
+        "ECHILD" => libc::ECHILD,
+        "EAGAIN" => libc::EAGAIN,
+        "ENOMEM" => libc::ENOMEM,
+        "EACCES" => libc::EACCES,
+        "EFAULT" => libc::EFAULT,
+        "EBUSY" => libc::EBUSY,
+        "EEXIST" => libc::EEXIST,
+        "ENODEV" => libc::ENODEV,
+        "ENOTDIR" => libc::ENOTDIR,
+        "EISDIR" => libc::EISDIR,
+        "EINVAL" => libc::EINVAL,
+        "ENFILE" => libc::ENFILE,
+        "EMFILE" => libc::EMFILE,
+        "ENOSPC" => libc::ENOSPC,
+        "EROFS" => libc::EROFS,
+        "ENOSYS" => libc::ENOSYS,
+        "ENOTSUP" => libc::ENOTSUP,
+        "EOPNOTSUPP" => libc::EOPNOTSUPP,
+        _ => return None,
+    };
+    u32::try_from(n).ok()
+}
+
+/// What the filter does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Policy {
+    /// Everything allowed except these (with the action for them).
+    Deny {
+        syscalls: Vec<u32>,
+        action: u32,
+        check_clone: bool,
+    },
+    /// Only these allowed; everything else gets the action.
+    Allow { syscalls: Vec<u32>, action: u32 },
+}
+
+fn numbers(names: &[String]) -> Result<Vec<u32>, Stage1Error> {
+    names
+        .iter()
+        .map(|n| {
+            syscalls::number(n).ok_or_else(|| {
+                Stage1Error::Config(format!("unknown system call '{n}' in a seccomp isolator"))
+            })
+        })
+        .collect()
+}
+
+fn action(errno: &str) -> Result<u32, Stage1Error> {
+    if errno.is_empty() {
+        return Ok(RET_KILL_PROCESS);
+    }
+    errno_number(errno).map(|e| RET_ERRNO | e).ok_or_else(|| {
+        Stage1Error::Config(format!("unknown errno '{errno}' in a seccomp isolator"))
+    })
+}
+
+/// The policy for an app: its seccomp isolator, or the default deny-list.
+pub fn policy(app: &App) -> Result<Policy, Stage1Error> {
+    for iso in &app.isolators {
+        if let IsolatorValue::Seccomp(s) = &iso.value {
+            return match iso.name.as_str() {
+                SECCOMP_RETAIN_SET => Ok(Policy::Allow {
+                    syscalls: numbers(&s.set)?,
+                    action: action(&s.errno)?,
+                }),
+                SECCOMP_REMOVE_SET => Ok(Policy::Deny {
+                    syscalls: numbers(&s.set)?,
+                    action: action(&s.errno)?,
+                    check_clone: false,
+                }),
+                _ => continue,
+            };
+        }
+    }
+    let syscalls = DEFAULT_DENY
+        .iter()
+        .filter_map(|n| syscalls::number(n))
+        .collect();
+    Ok(Policy::Deny {
+        syscalls,
+        action: RET_ERRNO | libc::EPERM as u32,
+        check_clone: true,
+    })
+}
+
+/// The BPF program for a policy.
+pub fn program(policy: &Policy) -> Vec<Insn> {
+    let refuse = RET_ERRNO | libc::EPERM as u32;
+    let mut p = vec![
+        stmt(LD_W_ABS, OFFSET_ARCH),
+        jump(JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
+        stmt(RET_K, refuse),
+        stmt(LD_W_ABS, OFFSET_NR),
+        jump(JGE_K, X32_SYSCALL_BIT, 0, 1),
+        stmt(RET_K, refuse),
+    ];
+    let rule = |p: &mut Vec<Insn>, nr: u32, ret: u32| {
+        p.push(jump(JEQ_K, nr, 0, 1));
+        p.push(stmt(RET_K, ret));
+    };
+    match policy {
+        Policy::Deny {
+            syscalls,
+            action,
+            check_clone,
+        } => {
+            if *check_clone {
+                let clone = syscalls::number("clone").unwrap_or(56);
+                let clone3 = syscalls::number("clone3").unwrap_or(435);
+                rule(&mut p, clone3, RET_ERRNO | libc::ENOSYS as u32);
+                // clone: refuse namespace flags in arg 0.
+                p.push(jump(JEQ_K, clone, 0, 4));
+                p.push(stmt(LD_W_ABS, OFFSET_ARG0_LOW));
+                p.push(jump(JSET_K, CLONE_NAMESPACE_FLAGS, 0, 1));
+                p.push(stmt(RET_K, refuse));
+                p.push(stmt(RET_K, RET_ALLOW));
+            }
+            for nr in syscalls {
+                rule(&mut p, *nr, *action);
+            }
+            p.push(stmt(RET_K, RET_ALLOW));
+        }
+        Policy::Allow { syscalls, action } => {
+            for nr in syscalls {
+                rule(&mut p, *nr, RET_ALLOW);
+            }
+            p.push(stmt(RET_K, *action));
+        }
+    }
+    p
+}
+
+/// Installs the filter on the calling thread (inherited across exec).
+pub fn install(program: &[Insn]) -> Result<(), Stage1Error> {
+    #[repr(C)]
+    struct SockFprog {
+        len: u16,
+        filter: *const Insn,
+    }
+    let len = u16::try_from(program.len())
+        .map_err(|_| Stage1Error::Config("seccomp filter too long".to_string()))?;
+    let prog = SockFprog {
+        len,
+        filter: program.as_ptr(),
+    };
+    // SAFETY: `prog` points at `program`, which outlives the call; the
+    // kernel copies the filter. SECCOMP_SET_MODE_FILTER = 1, flags 0.
+    let rc = unsafe { libc::syscall(libc::SYS_seccomp, 1, 0, &prog as *const SockFprog) };
+    if rc != 0 {
+        return Err(Stage1Error::Setup {
+            what: "install the seccomp filter".to_string(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the BPF program on a syscall, as the kernel would.
+    fn eval(p: &[Insn], arch: u32, nr: u32, arg0: u32) -> u32 {
+        let mut acc = 0u32;
+        let mut pc = 0usize;
+        loop {
+            let i = p[pc];
+            match i.code {
+                LD_W_ABS => {
+                    acc = match i.k {
+                        OFFSET_NR => nr,
+                        OFFSET_ARCH => arch,
+                        OFFSET_ARG0_LOW => arg0,
+                        _ => 0,
+                    };
+                    pc += 1;
+                }
+                RET_K => return i.k,
+                JEQ_K | JGE_K | JSET_K => {
+                    let taken = match i.code {
+                        JEQ_K => acc == i.k,
+                        JGE_K => acc >= i.k,
+                        _ => acc & i.k != 0,
+                    };
+                    pc += 1 + usize::from(if taken { i.jt } else { i.jf });
+                }
+                other => panic!("unexpected opcode {other:#x}"),
+            }
+        }
+    }
+
+    fn app(isolators: &str) -> App {
+        skiff_spec::parse_image_manifest(
+            format!(r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"a","app":{{"exec":["/x"],"user":"0","group":"0","isolators":[{isolators}]}}}}"#).as_bytes(),
+        )
+        .unwrap()
+        .app
+        .unwrap()
+    }
+
+    #[test]
+    fn default_filter_refuses_dangerous_calls() {
+        let p = program(&policy(&app("")).unwrap());
+        let nr = |n| syscalls::number(n).unwrap();
+        let eperm = RET_ERRNO | libc::EPERM as u32;
+        for denied in [
+            "reboot",
+            "kexec_load",
+            "mount",
+            "unshare",
+            "init_module",
+            "ptrace",
+            "bpf",
+            "setns",
+        ] {
+            assert_eq!(
+                eval(&p, AUDIT_ARCH_X86_64, nr(denied), 0),
+                eperm,
+                "{denied}"
+            );
+        }
+        for allowed in ["read", "write", "openat", "execve", "exit_group", "mmap"] {
+            assert_eq!(
+                eval(&p, AUDIT_ARCH_X86_64, nr(allowed), 0),
+                RET_ALLOW,
+                "{allowed}"
+            );
+        }
+        assert_eq!(
+            eval(&p, AUDIT_ARCH_X86_64, nr("clone"), 0x11),
+            RET_ALLOW,
+            "plain fork"
+        );
+        assert_eq!(
+            eval(&p, AUDIT_ARCH_X86_64, nr("clone"), 0x1000_0000),
+            eperm,
+            "CLONE_NEWUSER"
+        );
+        assert_eq!(
+            eval(&p, AUDIT_ARCH_X86_64, nr("clone3"), 0),
+            RET_ERRNO | libc::ENOSYS as u32
+        );
+        assert_eq!(eval(&p, 0x4000_0003, 1, 0), eperm, "i386");
+        assert_eq!(
+            eval(&p, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 1, 0),
+            eperm,
+            "x32"
+        );
+    }
+
+    #[test]
+    fn isolators_choose_the_policy() {
+        let p = program(&policy(&app(r#"{"name":"os/linux/seccomp-retain-set","value":{"set":["read","exit_group"],"errno":"ENOSYS"}}"#)).unwrap());
+        assert_eq!(eval(&p, AUDIT_ARCH_X86_64, 0, 0), RET_ALLOW);
+        assert_eq!(
+            eval(&p, AUDIT_ARCH_X86_64, 1, 0),
+            RET_ERRNO | libc::ENOSYS as u32
+        );
+        let p = program(
+            &policy(&app(
+                r#"{"name":"os/linux/seccomp-remove-set","value":{"set":["write"]}}"#,
+            ))
+            .unwrap(),
+        );
+        assert_eq!(eval(&p, AUDIT_ARCH_X86_64, 1, 0), RET_KILL_PROCESS);
+        assert_eq!(eval(&p, AUDIT_ARCH_X86_64, 0, 0), RET_ALLOW);
+        assert!(
+            policy(&app(
+                r#"{"name":"os/linux/seccomp-remove-set","value":{"set":["nosuchcall"]}}"#
+            ))
+            .is_err()
+        );
+    }
+}
