@@ -77,7 +77,13 @@ impl Store {
         for dir in [layout.blobs(), layout.tmp(), layout.trees(), layout.locks()] {
             std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         }
+        // Opening sets WAL mode and migrates the schema; SQLite answers
+        // "database is locked" (without waiting) when processes race on a
+        // fresh database, so openers take turns.
+        let init_lock = layout.locks().join("index.lock");
+        let guard = lock::FileLock::exclusive(&init_lock).map_err(io_err("lock", &init_lock))?;
         let index = db::Index::open(&layout.db())?;
+        drop(guard);
         Ok(Store { layout, index })
     }
 
