@@ -279,3 +279,96 @@ fn enter_runs_inside_a_running_pod() {
     let out = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
     assert!(out.status.success());
 }
+
+fn cgroup_dirs() -> Vec<String> {
+    let mut dirs = Vec::new();
+    for base in [
+        "/sys/fs/cgroup/memory/skiff",
+        "/sys/fs/cgroup/cpu/skiff",
+        "/sys/fs/cgroup/pids/skiff",
+        "/sys/fs/cgroup/skiff",
+    ] {
+        if let Ok(rd) = std::fs::read_dir(base) {
+            dirs.extend(
+                rd.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.path().display().to_string()),
+            );
+        }
+    }
+    dirs
+}
+
+#[test]
+fn memory_limits_kill_and_read_only_roots_refuse_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let aci = layout_aci(tmp.path());
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--insecure-options=image"])
+            .arg(&aci)
+            .args([
+                "--memory=32M",
+                "--exec=/bin/busybox",
+                "--",
+                "dd",
+                "if=/dev/zero",
+                "of=/dev/null",
+                "bs=64M",
+                "count=1",
+            ]),
+    );
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exceeding its memory limit"),
+        "{}",
+        stderr(&out)
+    );
+    let status = stdout(&output(
+        skiff_in(tmp.path()).args(["list", "--format=json"]),
+    ));
+    assert!(status.contains("\"exitCode\": 137"), "{status}");
+    let out = run_sh(
+        tmp.path(),
+        &aci,
+        "dd if=/dev/zero of=/dev/null bs=16M count=1 2>/dev/null && echo fits",
+    );
+    assert!(stdout(&out).contains("fits"));
+
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--insecure-options=image"])
+            .arg(&aci)
+            .args([
+                "--readonly-rootfs",
+                "--exec=/bin/sh",
+                "--",
+                "-c",
+                "echo x > /written && echo WROTE; touch /dev/shm/ok && echo shm-ok",
+            ]),
+    );
+    let text = stdout(&out);
+    assert!(
+        !text.contains("WROTE") && text.contains("shm-ok"),
+        "{text} {}",
+        stderr(&out)
+    );
+    let list: serde_json::Value = serde_json::from_str(&stdout(&output(
+        skiff_in(tmp.path()).args(["list", "--format=json"]),
+    )))
+    .unwrap();
+    let uuids: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["uuid"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(uuids.len(), 3);
+    let out = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+    assert!(out.status.success());
+    let left: Vec<String> = cgroup_dirs()
+        .into_iter()
+        .filter(|d| uuids.iter().any(|u| d.ends_with(u.as_str())))
+        .collect();
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
+}

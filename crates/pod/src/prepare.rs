@@ -5,9 +5,11 @@
 use std::path::PathBuf;
 
 use skiff_spec::image::EnvVar;
+use skiff_spec::isolator::{Isolator, IsolatorValue, RESOURCE_CPU, RESOURCE_MEMORY, Resource};
 use skiff_spec::labels::Hash;
 use skiff_spec::pod::{RuntimeApp as ManifestApp, RuntimeImage};
-use skiff_spec::{AcName, App, ImageManifest, PodManifest, to_pretty_json};
+use skiff_spec::quantity::Quantity;
+use skiff_spec::{AcIdentifier, AcName, App, ImageManifest, PodManifest, to_pretty_json};
 
 use crate::{Pod, PodError, Pods, Runtime, RuntimeApp, State};
 
@@ -32,6 +34,10 @@ pub struct AppRequest {
     /// `--set-env NAME=VALUE`, in order.
     pub env: Vec<(String, String)>,
     pub read_only_rootfs: bool,
+    /// `--memory`: a resource/memory limit (e.g. `64M`), replacing the image's.
+    pub memory: Option<String>,
+    /// `--cpu`: a resource/cpu limit (e.g. `500m`), replacing the image's.
+    pub cpu: Option<String>,
 }
 
 /// A pod to prepare.
@@ -123,6 +129,20 @@ pub fn effective_app(req: &AppRequest) -> Result<App, PodError> {
             )));
         }
         app.working_directory = w.clone();
+    }
+    for (isolator, limit) in [(RESOURCE_MEMORY, &req.memory), (RESOURCE_CPU, &req.cpu)] {
+        if let Some(limit) = limit {
+            let quantity = Quantity::parse(limit).map_err(config)?;
+            app.isolators.retain(|i| i.name.as_str() != isolator);
+            app.isolators.push(Isolator {
+                name: AcIdentifier::new(isolator).map_err(config)?,
+                value: IsolatorValue::Resource(Resource {
+                    default: false,
+                    request: None,
+                    limit: Some(quantity),
+                }),
+            });
+        }
     }
     for (name, value) in &req.env {
         match app.environment.iter_mut().find(|v| &v.name == name) {

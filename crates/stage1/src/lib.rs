@@ -7,6 +7,7 @@
 //!   pod's init, app start-up).
 //! * [`mounts`]: mounts on targets resolved inside the app's root
 //!   (openat2 RESOLVE_IN_ROOT), /proc, /sys, /dev, masked paths.
+//! * [`cgroups`]: the pod's control groups (v1/v2) and resource limits.
 //! * [`app`]: environment, users and groups, capabilities of an app.
 //! * [`seccomp`]: the BPF filter (default deny-list, appc isolators); [`syscalls`]: x86_64 numbers.
 //!
@@ -14,6 +15,7 @@
 //! (fork, unshare, set*id, sigaction); each block says why it is sound.
 
 pub mod app;
+pub mod cgroups;
 pub mod enter;
 pub mod mounts;
 pub mod ns;

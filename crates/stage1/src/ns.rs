@@ -27,7 +27,7 @@ use skiff_pod::{Pod, Pods, Runtime, State};
 use skiff_spec::{App, PodManifest};
 
 use crate::mounts::{self, Root};
-use crate::{EXIT_SETUP_FAILED, Stage1Error, app};
+use crate::{EXIT_SETUP_FAILED, Stage1Error, app, cgroups};
 
 /// A message from the pod's init to the supervisor (one JSON line).
 #[derive(Debug, Serialize, Deserialize)]
@@ -106,6 +106,12 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
             })?;
         }
     }
+    let limits: Vec<(String, cgroups::Limits)> = plans
+        .iter()
+        .map(|p| (p.name.clone(), cgroups::limits(&p.app)))
+        .collect();
+    let pod_cgroups = cgroups::PodCgroups::create(Path::new(cgroups::ROOT), &pod.uuid, &limits)?;
+    let (init_cgroup, app_cgroups) = pod_cgroups.open_joins()?;
     let (read_end, write_end) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| {
             Stage1Error::Setup {
@@ -132,7 +138,9 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     if child == 0 {
         drop(read_end);
         drop(lock);
-        let code = match init(&pod, &runtime, &plans, &write_end) {
+        let code = match cgroups::join(&init_cgroup)
+            .and_then(|()| init(&pod, &runtime, &plans, &app_cgroups, &write_end))
+        {
             Ok(()) => 0,
             Err(e) => {
                 send(&write_end, &Report::Error(e.to_string()));
@@ -170,6 +178,19 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     let mut wstatus = 0;
     // SAFETY: waitpid on our own child with a valid status pointer.
     unsafe { libc::waitpid(child, &mut wstatus, 0) };
+    for p in &plans {
+        let kills = pod_cgroups.oom_kills(&p.name);
+        if kills > 0 {
+            let dir = pod.path.join("apps").join(&p.name);
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join("oom"), kills.to_string());
+            eprintln!(
+                "skiff: app '{}' of pod {} was killed for exceeding its memory limit",
+                p.name, pod.uuid
+            );
+        }
+    }
+    pod_cgroups.remove();
     let _ = pod.stamp("exited");
     let _ = pod.move_to(pods, State::ExitedGarbage);
     if let Some(e) = setup_error {
@@ -211,6 +232,7 @@ fn init(
     pod: &Pod,
     runtime: &Runtime,
     plans: &[AppPlan],
+    app_cgroups: &[Vec<std::fs::File>],
     report: &OwnedFd,
 ) -> Result<(), Stage1Error> {
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
@@ -257,21 +279,23 @@ fn init(
         let data =
             std::ffi::CString::new(format!("lowerdir={lower},upperdir={upper},workdir={work}"))
                 .map_err(|_| Stage1Error::Config("NUL in an overlay path".into()))?;
-        let flags = if p.read_only {
-            MountFlags::RDONLY
-        } else {
-            MountFlags::empty()
-        };
         mounts::mount(
             "overlay",
             &fd,
             "overlay",
-            flags,
+            MountFlags::empty(),
             Some(&data),
             &format!("the overlay root of app '{}'", p.name),
         )?;
-        let app_root = Root::open(&stage1_root.join(target.trim_start_matches('/')))?;
+        let app_root_path = stage1_root.join(target.trim_start_matches('/'));
+        let app_root = Root::open(&app_root_path)?;
         mounts::setup_kernel_filesystems(&app_root)?;
+        if p.read_only {
+            // After the mount points exist: /proc, /dev, … stay as they are.
+            rustix::mount::mount_remount(&app_root_path, MountFlags::RDONLY, "").map_err(|e| {
+                setup_err(format!("make the root of app '{}' read-only", p.name))(e.into())
+            })?;
+        }
     }
     rustix::system::sethostname(runtime.hostname.as_bytes())
         .map_err(|e| setup_err(format!("set the hostname '{}'", runtime.hostname))(e.into()))?;
@@ -279,7 +303,7 @@ fn init(
     install_forwarding();
 
     let mut children = Vec::new();
-    for p in plans {
+    for (p, cgroup) in plans.iter().zip(app_cgroups) {
         // SAFETY: init is single-threaded.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
@@ -293,7 +317,10 @@ fn init(
             continue;
         }
         if pid == 0 {
-            let error = exec_app(p);
+            let error = match cgroups::join(cgroup) {
+                Ok(()) => exec_app(p),
+                Err(e) => e,
+            };
             send(
                 report,
                 &Report::AppError {

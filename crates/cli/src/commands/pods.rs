@@ -43,7 +43,8 @@ pub struct PodArgs {
     /// Images to run, each followed by its own options, then `-- ARGS` for
     /// its arguments; `---` ends an image's arguments. Per-image options:
     /// --exec=PATH, --name=NAME, --user=USER, --group=GROUP,
-    /// --working-dir=DIR, --set-env=NAME=VALUE, --readonly-rootfs.
+    /// --working-dir=DIR, --set-env=NAME=VALUE, --readonly-rootfs,
+    /// --memory=LIMIT (e.g. 64M), --cpu=LIMIT (e.g. 500m).
     #[arg(
         trailing_var_arg = true,
         allow_hyphen_values = true,
@@ -136,6 +137,8 @@ fn parse_apps(rest: &[String]) -> anyhow::Result<Vec<AppSpec>> {
                 "user" => r.user = Some(value),
                 "group" => r.group = Some(value),
                 "working-dir" => r.working_dir = Some(value),
+                "memory" => r.memory = Some(value),
+                "cpu" => r.cpu = Some(value),
                 "set-env" => {
                     let (k, v) = value
                         .split_once('=')

@@ -1,0 +1,346 @@
+//! Control groups for a pod: `skiff/<uuid>` with one child per app, on
+//! cgroup v2 (unified) or v1 (one hierarchy per controller; hybrid hosts,
+//! whose v2 mount carries no controllers, count as v1). Detected, not
+//! assumed; the root (`/sys/fs/cgroup`) is a parameter for tests.
+//!
+//! Limits come from the app's isolators: `resource/memory` (limit),
+//! `resource/cpu` (limit, as a CFS quota), `os/linux/cpu-shares`.
+//! Processes join by writing `0` to `cgroup.procs` files opened before the
+//! pod's init left the host's mount namespace.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use skiff_spec::App;
+use skiff_spec::isolator::{CPU_SHARES, IsolatorValue, RESOURCE_CPU, RESOURCE_MEMORY};
+
+use crate::Stage1Error;
+
+/// The cgroup layout of this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hierarchy {
+    /// cgroup2 at the root with these controllers available.
+    V2(PathBuf),
+    /// One directory per controller (memory, cpu, pids).
+    V1(PathBuf),
+    /// No usable cgroups: limits cannot be applied.
+    None,
+}
+
+const V1_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
+
+/// Where the host mounts its cgroups.
+pub const ROOT: &str = "/sys/fs/cgroup";
+
+pub fn detect(root: &Path) -> Hierarchy {
+    if root.join("cgroup.controllers").exists() {
+        Hierarchy::V2(root.to_path_buf())
+    } else if root.join("memory/cgroup.procs").exists() {
+        Hierarchy::V1(root.to_path_buf())
+    } else {
+        Hierarchy::None
+    }
+}
+
+/// Limits of one app.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_bytes: Option<i128>,
+    pub cpu_millis: Option<i128>,
+    pub cpu_shares: Option<i64>,
+}
+
+pub fn limits(app: &App) -> Limits {
+    let mut l = Limits::default();
+    for iso in &app.isolators {
+        match (&iso.value, iso.name.as_str()) {
+            (IsolatorValue::Resource(r), RESOURCE_MEMORY) => {
+                l.memory_bytes = r.limit.as_ref().and_then(|q| q.to_scaled(0));
+            }
+            (IsolatorValue::Resource(r), RESOURCE_CPU) => {
+                l.cpu_millis = r.limit.as_ref().and_then(|q| q.to_scaled(3));
+            }
+            (IsolatorValue::CpuShares(s), CPU_SHARES) => l.cpu_shares = Some(*s),
+            _ => {}
+        }
+    }
+    l
+}
+
+/// The cgroup directories of a pod (pod level and per app).
+#[derive(Debug)]
+pub struct PodCgroups {
+    hierarchy: Hierarchy,
+    uuid: String,
+    apps: Vec<String>,
+}
+
+fn write(path: &Path, value: &str) -> Result<(), Stage1Error> {
+    std::fs::write(path, value).map_err(|e| Stage1Error::Setup {
+        what: format!("write {value} to {}", path.display()),
+        source: e,
+    })
+}
+
+fn mkdir(path: &Path) -> Result<(), Stage1Error> {
+    std::fs::create_dir_all(path).map_err(|e| Stage1Error::Setup {
+        what: format!("create the cgroup {}", path.display()),
+        source: e,
+    })
+}
+
+impl PodCgroups {
+    /// The pod's directories for `controller` (v1) or the unified tree (v2).
+    fn pod_dirs(&self) -> Vec<PathBuf> {
+        match &self.hierarchy {
+            Hierarchy::V2(root) => vec![root.join("skiff").join(&self.uuid)],
+            Hierarchy::V1(root) => V1_CONTROLLERS
+                .iter()
+                .map(|c| root.join(c).join("skiff").join(&self.uuid))
+                .collect(),
+            Hierarchy::None => Vec::new(),
+        }
+    }
+
+    fn app_dirs(&self, app: &str) -> Vec<PathBuf> {
+        self.pod_dirs().into_iter().map(|d| d.join(app)).collect()
+    }
+
+    /// Where the pod's init lives: the pod level on v1; a leaf of its own
+    /// on v2, whose inner nodes may not hold processes.
+    fn init_dirs(&self) -> Vec<PathBuf> {
+        match &self.hierarchy {
+            Hierarchy::V2(_) => self.app_dirs(".init"),
+            _ => self.pod_dirs(),
+        }
+    }
+
+    /// Creates the pod's cgroups with each app's limits.
+    pub fn create(
+        root: &Path,
+        uuid: &str,
+        apps: &[(String, Limits)],
+    ) -> Result<PodCgroups, Stage1Error> {
+        let hierarchy = detect(root);
+        let cg = PodCgroups {
+            hierarchy,
+            uuid: uuid.to_string(),
+            apps: apps.iter().map(|(n, _)| n.clone()).collect(),
+        };
+        if let Hierarchy::V2(root) = &cg.hierarchy {
+            // Controllers must be enabled on the way down.
+            mkdir(&root.join("skiff").join(uuid))?;
+            for dir in [
+                root.clone(),
+                root.join("skiff"),
+                root.join("skiff").join(uuid),
+            ] {
+                let _ = std::fs::write(dir.join("cgroup.subtree_control"), "+memory +cpu +pids");
+            }
+        }
+        for dir in cg.init_dirs() {
+            mkdir(&dir)?;
+        }
+        for (name, limits) in apps {
+            for dir in cg.app_dirs(name) {
+                mkdir(&dir)?;
+            }
+            cg.apply(name, limits)?;
+        }
+        Ok(cg)
+    }
+
+    fn apply(&self, app: &str, l: &Limits) -> Result<(), Stage1Error> {
+        match &self.hierarchy {
+            Hierarchy::V2(root) => {
+                let dir = root.join("skiff").join(&self.uuid).join(app);
+                if let Some(m) = l.memory_bytes {
+                    write(&dir.join("memory.max"), &m.to_string())?;
+                    let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+                }
+                if let Some(c) = l.cpu_millis {
+                    write(
+                        &dir.join("cpu.max"),
+                        &format!("{} 100000", (c * 100).max(1000)),
+                    )?;
+                }
+                if let Some(s) = l.cpu_shares {
+                    // cgroup v2 weight from v1 shares (the runc/crun mapping).
+                    let weight = 1 + ((s.clamp(2, 262_144) - 2) * 9999) / 262_142;
+                    write(&dir.join("cpu.weight"), &weight.to_string())?;
+                }
+            }
+            Hierarchy::V1(root) => {
+                if let Some(m) = l.memory_bytes {
+                    let dir = root.join("memory/skiff").join(&self.uuid).join(app);
+                    write(&dir.join("memory.limit_in_bytes"), &m.to_string())?;
+                    let _ = std::fs::write(dir.join("memory.memsw.limit_in_bytes"), m.to_string());
+                }
+                let cpu = root.join("cpu/skiff").join(&self.uuid).join(app);
+                if let Some(c) = l.cpu_millis {
+                    write(&cpu.join("cpu.cfs_period_us"), "100000")?;
+                    write(
+                        &cpu.join("cpu.cfs_quota_us"),
+                        &(c * 100).max(1000).to_string(),
+                    )?;
+                }
+                if let Some(s) = l.cpu_shares {
+                    write(&cpu.join("cpu.shares"), &s.to_string())?;
+                }
+            }
+            Hierarchy::None => {
+                if *l != Limits::default() {
+                    return Err(Stage1Error::Config(
+                        "resource limits need cgroups, and none are mounted at /sys/fs/cgroup"
+                            .to_string(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn open_procs(dirs: Vec<PathBuf>) -> Result<Vec<File>, Stage1Error> {
+        dirs.into_iter()
+            .map(|d| {
+                let path = d.join("cgroup.procs");
+                OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| Stage1Error::Setup {
+                        what: format!("open {}", path.display()),
+                        source: e,
+                    })
+            })
+            .collect()
+    }
+
+    /// `cgroup.procs` of the pod level (for init) and of each app, opened
+    /// now so that processes can join after leaving the host's mounts.
+    pub fn open_joins(&self) -> Result<(Vec<File>, Vec<Vec<File>>), Stage1Error> {
+        let pod = Self::open_procs(self.init_dirs())?;
+        let apps = self
+            .apps
+            .iter()
+            .map(|a| Self::open_procs(self.app_dirs(a)))
+            .collect::<Result<_, _>>()?;
+        Ok((pod, apps))
+    }
+
+    /// The OOM kills counted in an app's cgroup.
+    pub fn oom_kills(&self, app: &str) -> u64 {
+        let file = match &self.hierarchy {
+            Hierarchy::V2(root) => root
+                .join("skiff")
+                .join(&self.uuid)
+                .join(app)
+                .join("memory.events"),
+            Hierarchy::V1(root) => root
+                .join("memory/skiff")
+                .join(&self.uuid)
+                .join(app)
+                .join("memory.oom_control"),
+            Hierarchy::None => return 0,
+        };
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Removes the pod's cgroups (children first); waits briefly for the
+    /// last processes to be gone.
+    pub fn remove(&self) {
+        for app in self.apps.iter().map(String::as_str).chain([".init"]) {
+            for dir in self.app_dirs(app) {
+                remove_dir(&dir);
+            }
+        }
+        for dir in self.pod_dirs() {
+            remove_dir(&dir);
+        }
+    }
+}
+
+fn remove_dir(dir: &Path) {
+    for _ in 0..100 {
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Joins the calling process to the cgroups behind `files`.
+pub fn join(files: &[File]) -> Result<(), Stage1Error> {
+    for mut f in files {
+        f.write_all(b"0").map_err(|e| Stage1Error::Setup {
+            what: "join the pod's cgroup".to_string(),
+            source: e,
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(isolators: &str) -> App {
+        skiff_spec::parse_image_manifest(
+            format!(r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"a","app":{{"exec":["/x"],"user":"0","group":"0","isolators":[{isolators}]}}}}"#).as_bytes(),
+        )
+        .unwrap()
+        .app
+        .unwrap()
+    }
+
+    #[test]
+    fn limits_from_isolators() {
+        let l = limits(&app(
+            r#"{"name":"resource/memory","value":{"limit":"32M"}},{"name":"resource/cpu","value":{"limit":"500m"}},{"name":"os/linux/cpu-shares","value":512}"#,
+        ));
+        assert_eq!(
+            l,
+            Limits {
+                memory_bytes: Some(32_000_000),
+                cpu_millis: Some(500),
+                cpu_shares: Some(512)
+            }
+        );
+    }
+
+    #[test]
+    fn v1_layout_in_a_fake_root() {
+        let root = tempfile::tempdir().unwrap();
+        for c in V1_CONTROLLERS {
+            std::fs::create_dir_all(root.path().join(c)).unwrap();
+            std::fs::write(root.path().join(c).join("cgroup.procs"), "").unwrap();
+        }
+        assert_eq!(
+            detect(root.path()),
+            Hierarchy::V1(root.path().to_path_buf())
+        );
+        let l = Limits {
+            memory_bytes: Some(1 << 25),
+            cpu_millis: Some(250),
+            cpu_shares: None,
+        };
+        let cg = PodCgroups::create(root.path(), "u", &[("web".into(), l)]).unwrap();
+        let mem =
+            std::fs::read_to_string(root.path().join("memory/skiff/u/web/memory.limit_in_bytes"))
+                .unwrap();
+        assert_eq!(mem, (1 << 25).to_string());
+        let quota =
+            std::fs::read_to_string(root.path().join("cpu/skiff/u/web/cpu.cfs_quota_us")).unwrap();
+        assert_eq!(quota, "25000");
+        assert_eq!(cg.oom_kills("web"), 0);
+    }
+}
