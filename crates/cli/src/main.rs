@@ -8,6 +8,7 @@
 
 mod commands;
 mod config;
+mod format;
 
 use std::process::ExitCode;
 

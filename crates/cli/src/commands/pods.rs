@@ -15,6 +15,7 @@ use skiff_store::ArchivePolicy;
 
 use crate::commands::fetch::{TerminalReview, http, warn_insecure};
 use crate::config::GlobalArgs;
+use crate::format::human_time;
 
 #[derive(Args, Debug)]
 pub struct PodArgs {
