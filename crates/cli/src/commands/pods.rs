@@ -399,7 +399,7 @@ pub fn list(
             app,
             image,
             pod.display_state(),
-            pod.created()
+            human_time(pod.created())
         );
         for (app, image) in apps.iter().skip(1) {
             println!("{:<36} {:<16} {:<32}", "", app, image);
