@@ -4,6 +4,7 @@
 //! `actool`, built by `cargo xtask test`) as a user would. One test binary
 //! for all of them keeps compile time down.
 
+mod ace;
 mod common;
 mod differential;
 mod fetch;

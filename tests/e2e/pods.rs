@@ -372,3 +372,43 @@ fn memory_limits_kill_and_read_only_roots_refuse_writes() {
         .collect();
     assert!(left.is_empty(), "cgroups left behind: {left:?}");
 }
+
+#[test]
+fn volumes_are_shared_bound_and_read_only_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let aci = layout_aci(tmp.path());
+    let host = tmp.path().join("hostdir");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("from-host"), b"hello").unwrap();
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--insecure-options=image"])
+            .arg(format!("--volume=h,kind=host,source={},readOnly=true", host.display()))
+            .arg("--volume=shared,kind=empty,mode=0700")
+            .arg("--mount=volume=shared,target=/shared")
+            .arg(&aci)
+            .args(["--mount=volume=h,target=/host", "--exec=/bin/sh", "--", "-c",
+                   "cat /host/from-host; echo; (echo x > /host/new) 2>/dev/null && echo HOST-WRITABLE; echo one > /shared/one"])
+            .arg("---")
+            .arg(&aci)
+            .args(["--name=second", "--exec=/bin/sh", "--", "-c", "i=0; while [ ! -e /shared/one ] && [ $i -lt 100 ]; do i=$((i+1)); /bin/busybox usleep 20000; done; cat /shared/one"]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("hello"), "{text}");
+    assert!(!text.contains("HOST-WRITABLE"), "{text}");
+    assert!(
+        text.contains("one"),
+        "the empty volume is not shared: {text}"
+    );
+    assert!(!host.join("new").exists());
+    // Bad volume flags are refused before anything runs.
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--volume=x,kind=host,source=relative"])
+            .arg(&aci),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("absolute"), "{}", stderr(&out));
+    let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+}

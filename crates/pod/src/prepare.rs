@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use skiff_spec::image::EnvVar;
 use skiff_spec::isolator::{Isolator, IsolatorValue, RESOURCE_CPU, RESOURCE_MEMORY, Resource};
 use skiff_spec::labels::Hash;
-use skiff_spec::pod::{RuntimeApp as ManifestApp, RuntimeImage};
+use skiff_spec::pod::{Mount, RuntimeApp as ManifestApp, RuntimeImage, Volume};
 use skiff_spec::quantity::Quantity;
 use skiff_spec::{AcIdentifier, AcName, App, ImageManifest, PodManifest, to_pretty_json};
 
@@ -38,12 +38,18 @@ pub struct AppRequest {
     pub memory: Option<String>,
     /// `--cpu`: a resource/cpu limit (e.g. `500m`), replacing the image's.
     pub cpu: Option<String>,
+    /// `--mount=volume=NAME,target=PATH` for this app: (volume, target).
+    pub mounts: Vec<(String, String)>,
 }
 
 /// A pod to prepare.
 #[derive(Debug, Clone)]
 pub struct PodRequest {
     pub apps: Vec<AppRequest>,
+    /// `--volume` flags.
+    pub volumes: Vec<Volume>,
+    /// `--mount` flags given before the first image: for every app.
+    pub mounts: Vec<(String, String)>,
     pub flavor: String,
     pub hostname: Option<String>,
     pub debug: bool,
@@ -156,12 +162,67 @@ pub fn effective_app(req: &AppRequest) -> Result<App, PodError> {
     Ok(app)
 }
 
+/// The mounts of an app: the explicit `--mount`s, then one per image
+/// mount point not covered, from the volume of the same name (created as
+/// an empty volume if the pod has none, as rkt did).
+fn app_mounts<'a>(
+    volumes: &mut Vec<Volume>,
+    app: &App,
+    explicit: impl Iterator<Item = &'a (String, String)>,
+) -> Result<Vec<Mount>, PodError> {
+    let mut mounts = Vec::new();
+    for (volume, target) in explicit {
+        if !target.starts_with('/') {
+            return Err(config(format!(
+                "--mount target {target} must be an absolute path"
+            )));
+        }
+        let name = AcName::new(volume).map_err(|why| config(format!("--mount volume: {why}")))?;
+        if !volumes.iter().any(|v| v.name == name) {
+            return Err(config(format!(
+                "--mount refers to volume '{volume}', which no --volume defines"
+            )));
+        }
+        mounts.push(Mount {
+            volume: name,
+            path: target.clone(),
+            app_volume: None,
+        });
+    }
+    for mp in &app.mount_points {
+        if mounts.iter().any(|m| m.path == mp.path) {
+            continue;
+        }
+        if !volumes.iter().any(|v| v.name == mp.name) {
+            volumes.push(Volume {
+                name: mp.name.clone(),
+                kind: "empty".to_string(),
+                source: String::new(),
+                read_only: None,
+                recursive: None,
+                mode: Some("0755".to_string()),
+                uid: Some(0),
+                gid: Some(0),
+            });
+        }
+        mounts.push(Mount {
+            volume: mp.name.clone(),
+            path: mp.path.clone(),
+            app_volume: None,
+        });
+    }
+    Ok(mounts)
+}
+
 /// Writes a new pod in `prepared` and returns it.
 pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
     if req.apps.is_empty() {
         return Err(config("a pod needs at least one image".into()));
     }
-    let mut manifest = PodManifest::default();
+    let mut manifest = PodManifest {
+        volumes: req.volumes.clone(),
+        ..PodManifest::default()
+    };
     let mut runtime_apps = Vec::new();
     let mut images = Vec::new();
     for app_req in &req.apps {
@@ -187,6 +248,11 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
         }
         let app = effective_app(app_req)?;
         let id = Hash::parse(&app_req.image_id).map_err(config)?;
+        let mounts = app_mounts(
+            &mut manifest.volumes,
+            &app,
+            req.mounts.iter().chain(&app_req.mounts),
+        )?;
         manifest.apps.push(ManifestApp {
             name: ac_name,
             image: RuntimeImage {
@@ -200,7 +266,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
             },
             app: Some(app),
             read_only_root_fs: app_req.read_only_rootfs,
-            mounts: Vec::new(),
+            mounts,
             annotations: Vec::new(),
         });
         runtime_apps.push(RuntimeApp {
@@ -292,6 +358,8 @@ mod tests {
                 tree: dir.path().join("tree"),
                 ..AppRequest::default()
             }],
+            volumes: Vec::new(),
+            mounts: Vec::new(),
             flavor: "ns".into(),
             hostname: None,
             debug: false,

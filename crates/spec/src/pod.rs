@@ -337,3 +337,74 @@ fn decode_exposed_port(ctx: &mut Ctx, node: &Node, field: &str) -> ExposedPort {
     }
     p
 }
+
+/// Parses the command-line form of a volume, as rkt's `--volume`:
+/// `name,kind=host,source=/srv,readOnly=true,recursive=true` or
+/// `name,kind=empty,mode=0700,uid=1000,gid=1000`. Checked with the same
+/// rules as a volume in a pod manifest.
+pub fn volume_from_flag(flag: &str) -> Result<Volume, String> {
+    let mut parts = flag.split(',');
+    let name = parts.next().unwrap_or_default();
+    let mut obj = serde_json::Map::new();
+    obj.insert("name".into(), serde_json::Value::String(name.to_string()));
+    for part in parts {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("volume option '{part}' has no value (use key=value)"))?;
+        let json = match key {
+            "kind" | "source" | "mode" => serde_json::Value::String(value.to_string()),
+            "readOnly" | "recursive" => serde_json::Value::Bool(
+                value
+                    .parse()
+                    .map_err(|_| format!("{key}={value}: use true or false"))?,
+            ),
+            "uid" | "gid" => serde_json::Value::Number(
+                value
+                    .parse::<i64>()
+                    .map_err(|_| format!("{key}={value}: not a number"))?
+                    .into(),
+            ),
+            other => return Err(format!("unknown volume option '{other}'")),
+        };
+        if obj.insert(key.to_string(), json).is_some() {
+            return Err(format!("volume option '{key}' given twice"));
+        }
+    }
+    let text = serde_json::Value::Object(obj).to_string();
+    let node = crate::json::parse(text.as_bytes()).map_err(|e| e.to_string())?;
+    let mut ctx = Ctx::new(text.as_bytes());
+    let volume = decode_volume(&mut ctx, &node, "volume");
+    match ctx.problems.first() {
+        Some(p) => Err(p.to_string()),
+        None => Ok(volume),
+    }
+}
+
+#[cfg(test)]
+mod flag_tests {
+    use super::*;
+
+    #[test]
+    fn volume_flags() {
+        let v = volume_from_flag("data,kind=host,source=/srv,readOnly=true").unwrap();
+        assert_eq!(
+            (v.kind.as_str(), v.source.as_str(), v.read_only),
+            ("host", "/srv", Some(true))
+        );
+        let v = volume_from_flag("db,kind=empty,mode=0700,uid=5").unwrap();
+        assert_eq!(
+            (v.mode.as_deref(), v.uid, v.gid),
+            (Some("0700"), Some(5), Some(0))
+        );
+        for bad in [
+            "x,kind=host",
+            "x,kind=host,source=rel",
+            "Bad,kind=empty",
+            "x,kind=other",
+            "x,kind=empty,foo=1",
+            "x,kind",
+        ] {
+            assert!(volume_from_flag(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -55,6 +55,14 @@ pub struct AppPlan {
     pub app: App,
     pub tree: PathBuf,
     pub read_only: bool,
+    pub mounts: Vec<PlannedMount>,
+}
+
+/// A volume mounted into an app.
+pub struct PlannedMount {
+    pub volume: skiff_spec::pod::Volume,
+    pub target: String,
+    pub read_only: bool,
 }
 
 pub fn plan(pod: &Pod) -> Result<(PodManifest, Runtime, Vec<AppPlan>), Stage1Error> {
@@ -78,11 +86,36 @@ pub fn plan(pod: &Pod) -> Result<(PodManifest, Runtime, Vec<AppPlan>), Stage1Err
                 ra.name
             ))
         })?;
+        let mut mounts = Vec::new();
+        for m in &ra.mounts {
+            let volume = manifest
+                .volumes
+                .iter()
+                .find(|v| v.name == m.volume)
+                .ok_or_else(|| {
+                    Stage1Error::Config(format!(
+                        "app '{}' mounts volume '{}', which the pod does not define",
+                        ra.name, m.volume
+                    ))
+                })?
+                .clone();
+            let point_ro = app
+                .mount_points
+                .iter()
+                .any(|mp| mp.path == m.path && mp.read_only);
+            let read_only = volume.read_only.unwrap_or(false) || point_ro;
+            mounts.push(PlannedMount {
+                volume,
+                target: m.path.clone(),
+                read_only,
+            });
+        }
         plans.push(AppPlan {
             name: ra.name.to_string(),
             app,
             tree: rt.tree.clone(),
             read_only: ra.read_only_root_fs,
+            mounts,
         });
     }
     if plans.is_empty() {
@@ -204,6 +237,52 @@ fn setup_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Stage1Er
     move |source| Stage1Error::Setup { what, source }
 }
 
+/// The host directory behind a volume (an empty volume lives in the pod
+/// directory, made on first use with its mode and owner).
+fn volume_source(pod: &Pod, v: &skiff_spec::pod::Volume) -> Result<PathBuf, Stage1Error> {
+    if v.kind == "host" {
+        return Ok(PathBuf::from(&v.source));
+    }
+    let dir = pod.path.join("volumes").join(v.name.as_str());
+    if !dir.exists() {
+        std::fs::create_dir_all(&dir)
+            .map_err(setup_err(format!("create the volume {}", dir.display())))?;
+        let mode = v
+            .mode
+            .as_deref()
+            .and_then(|m| u32::from_str_radix(m, 8).ok())
+            .unwrap_or(0o755);
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .map_err(setup_err(format!("set the mode of volume '{}'", v.name)))?;
+        let uid = v.uid.and_then(|u| u32::try_from(u).ok());
+        let gid = v.gid.and_then(|g| u32::try_from(g).ok());
+        std::os::unix::fs::chown(&dir, uid, gid)
+            .map_err(setup_err(format!("set the owner of volume '{}'", v.name)))?;
+    }
+    Ok(dir)
+}
+
+/// Bind-mounts a volume at its target, resolved inside the app's root.
+fn mount_volume(pod: &Pod, root: &Root, m: &PlannedMount) -> Result<(), Stage1Error> {
+    let source = volume_source(pod, &m.volume)?;
+    let is_file = std::fs::metadata(&source)
+        .map_err(setup_err(format!(
+            "use volume '{}' ({})",
+            m.volume.name,
+            source.display()
+        )))?
+        .is_file();
+    let what = format!("volume '{}' at {}", m.volume.name, m.target);
+    let target = root.resolve(Path::new(&m.target), true, is_file)?;
+    let recursive = m.volume.recursive.unwrap_or(false);
+    mounts::bind(&source.display().to_string(), &target, recursive, &what)?;
+    if m.read_only {
+        let mounted = root.resolve(Path::new(&m.target), false, is_file)?;
+        mounts::remount_bind(&mounted, MountFlags::RDONLY, &what)?;
+    }
+    Ok(())
+}
+
 /// Forwards termination signals from pid 1 to every process of the pod.
 extern "C" fn forward_signal(sig: libc::c_int) {
     // SAFETY: kill(2) is async-signal-safe; -1 means every process this
@@ -290,6 +369,9 @@ fn init(
         let app_root_path = stage1_root.join(target.trim_start_matches('/'));
         let app_root = Root::open(&app_root_path)?;
         mounts::setup_kernel_filesystems(&app_root)?;
+        for m in &p.mounts {
+            mount_volume(pod, &app_root, m)?;
+        }
         if p.read_only {
             // After the mount points exist: /proc, /dev, … stay as they are.
             rustix::mount::mount_remount(&app_root_path, MountFlags::RDONLY, "").map_err(|e| {
@@ -381,7 +463,80 @@ fn prepare_app(p: &AppPlan) -> Result<Stage1Error, Stage1Error> {
         .map_err(|e| setup_err("create the app's mount namespace")(e.into()))?;
     mounts::make_private_rec()?;
     mounts::pivot_into(Path::new(&format!("/apps/{}/rootfs", p.name)))?;
-    become_app(&p.app, &p.name, &p.app.exec)
+    let handler = |name: &str| {
+        p.app
+            .event_handlers
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| h.exec.clone())
+    };
+    let (pre_start, post_stop) = (handler("pre-start"), handler("post-stop"));
+    if pre_start.is_none() && post_stop.is_none() {
+        return become_app(&p.app, &p.name, &p.app.exec);
+    }
+    // With event handlers this process stays as the app's keeper: it runs
+    // pre-start, the app, then post-stop, all in the app's root and with
+    // its restrictions, and exits with the app's status.
+    if let Some(exec) = pre_start {
+        let status = run_child(p, &exec)?;
+        if status != 0 {
+            return Err(Stage1Error::Config(format!(
+                "the pre-start handler of app '{}' failed with status {status}",
+                p.name
+            )));
+        }
+    }
+    ignore_termination();
+    let status = run_child(p, &p.app.exec)?;
+    if let Some(exec) = post_stop {
+        let _ = run_child(p, &exec);
+    }
+    std::process::exit(status);
+}
+
+/// Does nothing: lets the keeper outlive a SIGTERM sent to every process
+/// (its child resets the handler on exec).
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+fn ignore_termination() {
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: a zeroed sigaction with a valid no-op handler.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore_signal as *const () as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Forks, runs `argv` as the app would run, waits: returns its status.
+fn run_child(p: &AppPlan, argv: &[String]) -> Result<i32, Stage1Error> {
+    // SAFETY: the keeper is single-threaded.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(setup_err("fork")(std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        let code = match become_app(&p.app, &p.name, argv) {
+            Ok(Stage1Error::Exec { .. }) => 127,
+            _ => EXIT_SETUP_FAILED,
+        };
+        std::process::exit(code);
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waits for our own child with a valid status pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break;
+        }
+    }
+    Ok(if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    })
 }
 
 /// In a process already inside the app's root and namespaces: apply the

@@ -37,6 +37,17 @@ pub struct PodArgs {
     #[arg(long, default_value = "new", value_name = "POLICY")]
     pull_policy: PullPolicy,
 
+    /// A pod volume: NAME,kind=host,source=/PATH[,readOnly=true][,recursive=true]
+    /// or NAME,kind=empty[,mode=0755][,uid=N][,gid=N]. Image mount points
+    /// use the volume of the same name (an empty one is made if missing).
+    #[arg(long = "volume", value_name = "VOLUME")]
+    volumes: Vec<String>,
+
+    /// Mount a volume into every app: volume=NAME,target=/PATH (after an
+    /// image: into that app only).
+    #[arg(long = "mount", value_name = "MOUNT")]
+    mounts: Vec<String>,
+
     /// Write the pod's UUID to this file.
     #[arg(long, value_name = "FILE")]
     uuid_file_save: Option<PathBuf>,
@@ -45,7 +56,8 @@ pub struct PodArgs {
     /// its arguments; `---` ends an image's arguments. Per-image options:
     /// --exec=PATH, --name=NAME, --user=USER, --group=GROUP,
     /// --working-dir=DIR, --set-env=NAME=VALUE, --readonly-rootfs,
-    /// --memory=LIMIT (e.g. 64M), --cpu=LIMIT (e.g. 500m).
+    /// --memory=LIMIT (e.g. 64M), --cpu=LIMIT (e.g. 500m),
+    /// --mount=volume=NAME,target=/PATH.
     #[arg(
         trailing_var_arg = true,
         allow_hyphen_values = true,
@@ -138,6 +150,7 @@ fn parse_apps(rest: &[String]) -> anyhow::Result<Vec<AppSpec>> {
                 "user" => r.user = Some(value),
                 "group" => r.group = Some(value),
                 "working-dir" => r.working_dir = Some(value),
+                "mount" => r.mounts.push(parse_mount(&value)?),
                 "memory" => r.memory = Some(value),
                 "cpu" => r.cpu = Some(value),
                 "set-env" => {
@@ -161,6 +174,22 @@ fn parse_apps(rest: &[String]) -> anyhow::Result<Vec<AppSpec>> {
     Ok(apps)
 }
 
+/// `volume=NAME,target=/PATH`.
+fn parse_mount(flag: &str) -> anyhow::Result<(String, String)> {
+    let (mut volume, mut target) = (None, None);
+    for part in flag.split(',') {
+        match part.split_once('=') {
+            Some(("volume", v)) => volume = Some(v.to_string()),
+            Some(("target", t)) => target = Some(t.to_string()),
+            _ => bail!("--mount {flag}: use volume=NAME,target=/PATH"),
+        }
+    }
+    match (volume, target) {
+        (Some(v), Some(t)) => Ok((v, t)),
+        _ => bail!("--mount {flag}: use volume=NAME,target=/PATH"),
+    }
+}
+
 fn pods(global: &GlobalArgs) -> Pods {
     Pods::new(&global.dir)
 }
@@ -179,8 +208,20 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
             args.net
         );
     }
-    warn_insecure(global);
     let mut specs = parse_apps(&args.images)?;
+    let volumes = args
+        .volumes
+        .iter()
+        .map(|v| {
+            skiff_spec::pod::volume_from_flag(v).map_err(|e| anyhow::anyhow!("--volume {v}: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mounts = args
+        .mounts
+        .iter()
+        .map(|m| parse_mount(m))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    warn_insecure(global);
     let store = global.store()?;
     let keystore = global.keystore();
     let http = http(global)?;
@@ -213,6 +254,8 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
     }
     let request = PodRequest {
         apps: specs.into_iter().map(|s| s.request).collect(),
+        volumes,
+        mounts,
         flavor: args.stage1.clone(),
         hostname: args.hostname.clone(),
         debug: global.debug,

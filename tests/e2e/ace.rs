@@ -1,0 +1,50 @@
+//! The appc ACE validator (main + sidekick in one pod, built by
+//! shared/tools/build-appc-tools.sh): every check that does not need the
+//! metadata service passes under the `ns` stage1 with `--net=host`.
+
+use crate::common::*;
+
+fn ace(extra: &[&str]) -> (String, String, Option<i32>) {
+    let tools = appc_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--insecure-options=image", "--net=host"])
+            .args(extra)
+            .arg(tools.join("ace-validator-main.aci"))
+            .arg(tools.join("ace-validator-sidekick.aci")),
+    );
+    let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+    (stdout(&out), stderr(&out), out.status.code())
+}
+
+fn check(stdout: &str, stderr: &str) {
+    for ok in ["prestart OK", "sidekick OK", "poststop OK"] {
+        assert!(
+            stdout.lines().any(|l| l == ok),
+            "missing '{ok}': {stdout}\n{stderr}"
+        );
+    }
+    // main checks PATH, cwd, env, the /db mount, AC_APP_NAME and the shared
+    // volume before the metadata service; only the latter may fail here.
+    let failures: Vec<&str> = stderr.lines().filter(|l| l.starts_with("==>")).collect();
+    assert!(
+        failures
+            .iter()
+            .all(|l| l.contains("METADATA") || l.contains("metadata")),
+        "non-metadata checks failed: {failures:?}\n{stdout}"
+    );
+    assert!(
+        stdout.contains("main OK") || !failures.is_empty(),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn ace_validator_passes_all_but_the_metadata_checks() {
+    let (out, err, _) = ace(&["--volume=database,kind=empty"]);
+    check(&out, &err);
+    // The implicit empty volume for the `database` mount point works too.
+    let (out, err, _) = ace(&[]);
+    check(&out, &err);
+}
