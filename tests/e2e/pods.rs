@@ -412,3 +412,47 @@ fn volumes_are_shared_bound_and_read_only_when_asked() {
     assert!(stderr(&out).contains("absolute"), "{}", stderr(&out));
     let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
 }
+
+#[test]
+fn ctrl_c_stops_the_pod_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let aci = layout_aci(tmp.path());
+    let child = skiff_in(tmp.path())
+        .args(["run", "--insecure-options=image"])
+        .arg(&aci)
+        .args(["--exec=/bin/busybox", "--", "sleep", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the app runs, then interrupt `skiff run` as a terminal would.
+    for _ in 0..400 {
+        let json = stdout(&output(
+            skiff_in(tmp.path()).args(["list", "--format=json"]),
+        ));
+        let started = json.contains("\"pid\": ") && !json.contains("\"pid\": null");
+        if started && json.contains("running") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let _ = std::process::Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "the app's SIGINT status is skiff run's"
+    );
+    let json = stdout(&output(
+        skiff_in(tmp.path()).args(["list", "--format=json"]),
+    ));
+    assert!(
+        json.contains("\"state\": \"exited\"") && json.contains("\"exitCode\": 130"),
+        "{json}"
+    );
+    let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+}

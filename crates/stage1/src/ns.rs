@@ -183,6 +183,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         std::process::exit(code);
     }
     drop(write_end);
+    forward_to(child);
     let _ = std::fs::write(pod.path.join("pid"), child.to_string());
     let _ = pod.stamp("started");
 
@@ -283,6 +284,56 @@ fn mount_volume(pod: &Pod, root: &Root, m: &PlannedMount) -> Result<(), Stage1Er
     Ok(())
 }
 
+/// The pod init's pid, for the supervisor's signal handler.
+static INIT_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward_to_init(sig: libc::c_int) {
+    let pid = INIT_PID.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// In the supervisor: Ctrl-C, `kill` and hang-ups go to the pod's init
+/// (which passes them to the apps) instead of killing the supervisor, so
+/// the pod is always stopped cleanly and its status recorded.
+fn forward_to(init: i32) {
+    INIT_PID.store(init, std::sync::atomic::Ordering::Relaxed);
+    for sig in TERMINATION_SIGNALS {
+        // SAFETY: a zeroed sigaction with a valid handler that only reads an
+        // atomic and calls kill(2).
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = forward_to_init as *const () as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+    unblock_termination();
+}
+
+/// The signals that stop a pod.
+pub const TERMINATION_SIGNALS: [libc::c_int; 4] =
+    [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
+
+/// Stage0 blocks these before exec-ing stage1 (the mask survives exec), so
+/// that a Ctrl-C before the handlers are in place waits for them.
+fn unblock_termination() {
+    // SAFETY: building a signal set from valid numbers and unblocking it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in TERMINATION_SIGNALS {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 /// Forwards termination signals from pid 1 to every process of the pod.
 extern "C" fn forward_signal(sig: libc::c_int) {
     // SAFETY: kill(2) is async-signal-safe; -1 means every process this
@@ -293,7 +344,7 @@ extern "C" fn forward_signal(sig: libc::c_int) {
 }
 
 fn install_forwarding() {
-    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
+    for sig in TERMINATION_SIGNALS {
         // SAFETY: a zeroed sigaction with a valid handler and an empty mask
         // is a valid argument; the handler only calls kill(2).
         unsafe {
@@ -383,6 +434,7 @@ fn init(
         .map_err(|e| setup_err(format!("set the hostname '{}'", runtime.hostname))(e.into()))?;
     mounts::pivot_into(&stage1_root)?;
     install_forwarding();
+    unblock_termination();
 
     let mut children = Vec::new();
     for (p, cgroup) in plans.iter().zip(app_cgroups) {
@@ -492,6 +544,26 @@ fn prepare_app(p: &AppPlan) -> Result<Stage1Error, Stage1Error> {
         let _ = run_child(p, &exec);
     }
     std::process::exit(status);
+}
+
+/// Apps start with every signal at its default action and none blocked,
+/// whatever `skiff` inherited (a shell's background job ignores SIGINT).
+fn reset_signals() {
+    for sig in 1..libc::SIGRTMIN() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: setting the default disposition of a valid signal number.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+    // SAFETY: an empty, initialized set unblocks everything.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
 }
 
 /// Does nothing: lets the keeper outlive a SIGTERM sent to every process
@@ -611,6 +683,7 @@ pub fn become_app(app: &App, name: &str, argv: &[String]) -> Result<Stage1Error,
         )
     };
 
+    reset_signals();
     let mut env = app::environment(app, name);
     if !env.iter().any(|(k, _)| k == "HOME") {
         env.push(("HOME".to_string(), creds.home.clone()));

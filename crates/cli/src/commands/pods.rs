@@ -300,6 +300,7 @@ fn start(global: &GlobalArgs, mut pod: Pod, detach: bool) -> anyhow::Result<Exit
     }
     cmd.arg(&pod.path);
     if !detach {
+        block_termination_signals();
         let err = cmd.exec();
         bail!("cannot start stage1 {}: {err}", stage1.display());
     }
@@ -336,6 +337,21 @@ fn start(global: &GlobalArgs, mut pod: Pod, detach: bool) -> anyhow::Result<Exit
     }
     println!("{}", pod.uuid);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Blocks SIGINT/SIGTERM/SIGHUP/SIGQUIT until stage1 (which inherits the
+/// mask across exec) has its handlers in place and unblocks them: a Ctrl-C
+/// at start-up then stops the pod cleanly instead of killing its supervisor.
+fn block_termination_signals() {
+    // SAFETY: building a signal set from valid numbers and blocking it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 /// Runs a command in a running pod (through stage1's `enter`).
