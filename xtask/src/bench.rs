@@ -262,3 +262,226 @@ pub fn import(root: &Path, quick: bool) -> Result<()> {
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
+
+/// `bench start`: start→exit of `/bin/true` in a busybox rootfs: a prepared
+/// skiff pod (`skiff run-prepared`), `skiff run` of a cached image, and the
+/// peers crun and runc on a copy of the same rootfs, alternating, on tmpfs.
+pub fn start(root: &Path, quick: bool) -> Result<()> {
+    let runs = if quick { 20 } else { 50 };
+    let work = PathBuf::from(WORK).join("start");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let skiff = root.join("target/release/skiff");
+    let data = work.join("data");
+    let sk = || {
+        let mut c = Command::new(&skiff);
+        c.arg("--dir")
+            .arg(&data)
+            .arg("--local-config")
+            .arg(work.join("etc"));
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    // The image: busybox-static with /bin/true.
+    let layout = work.join("layout");
+    std::fs::create_dir_all(layout.join("rootfs/bin"))?;
+    std::fs::copy(
+        std::fs::canonicalize("/bin/busybox")?,
+        layout.join("rootfs/bin/busybox"),
+    )?;
+    std::os::unix::fs::symlink("busybox", layout.join("rootfs/bin/true"))?;
+    std::fs::write(
+        layout.join("manifest"),
+        r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/true","labels":[{"name":"version","value":"1.0"},{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}],"app":{"exec":["/bin/true"],"user":"0","group":"0"}}"#,
+    )?;
+    let aci = work.join("true.aci");
+    run_quiet(
+        Command::new(&skiff)
+            .args(["image", "build", "--compression=none"])
+            .arg(&layout)
+            .arg(&aci)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    )?;
+    run_quiet(sk().args(["--insecure-options=image", "fetch"]).arg(&aci))?;
+
+    // The peers' bundle: crun's default spec on a copy of the rendered tree,
+    // with the process /bin/true and no network namespace (skiff uses the host's).
+    let trees = std::fs::read_dir(data.join("trees"))?
+        .filter_map(|e| e.ok())
+        .find(|e| !e.file_name().to_string_lossy().starts_with('.'));
+    let tree = trees.context("no rendered tree")?.path().join("rootfs");
+    let bundle = work.join("bundle");
+    std::fs::create_dir_all(&bundle)?;
+    run_quiet(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&tree)
+            .arg(bundle.join("rootfs")),
+    )?;
+    run_quiet(Command::new("crun").arg("spec").current_dir(&bundle))?;
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json"))?)?;
+    spec["process"]["terminal"] = serde_json::Value::Bool(false);
+    spec["process"]["args"] = serde_json::json!(["/bin/true"]);
+    if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
+        ns.retain(|n| n["type"] != "network");
+    }
+    std::fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec_pretty(&spec)?,
+    )?;
+
+    let hybrid = Path::new("/sys/fs/cgroup/unified").exists()
+        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let mut counter = 0u64;
+    let mut next_id = || {
+        counter += 1;
+        format!("skiff-bench-{}-{counter}", std::process::id())
+    };
+    // Prepared pods, made ahead (untimed).
+    let mut prepared = Vec::new();
+    for _ in 0..runs {
+        let out = Command::new(&skiff)
+            .arg("--dir")
+            .arg(&data)
+            .arg("--local-config")
+            .arg(work.join("etc"))
+            .args(["prepare", "--pull-policy=never", "example.com/true:1.0"])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "skiff prepare failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        prepared.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    let mut rows: Vec<Row> = vec![
+        Row {
+            name: "skiff run-prepared (prepared pod)",
+            times: Vec::new(),
+        },
+        Row {
+            name: "skiff run (cached image)",
+            times: Vec::new(),
+        },
+        Row {
+            name: "crun run",
+            times: Vec::new(),
+        },
+        Row {
+            name: "runc run",
+            times: Vec::new(),
+        },
+        Row {
+            name: "crun's hybrid-cgroup wrapper alone",
+            times: Vec::new(),
+        },
+    ];
+    let crun_cmd = |id: &str| -> Command {
+        let mut c = if hybrid {
+            // crun refuses hybrid cgroup hosts; hide the empty v2 mount (machine-notes.md).
+            let mut c = Command::new("unshare");
+            c.args(["-m", "sh", "-c"]).arg(format!(
+                "umount /sys/fs/cgroup/unified && exec crun run -b {} {id}",
+                bundle.display()
+            ));
+            c
+        } else {
+            let mut c = Command::new("crun");
+            c.arg("run").arg("-b").arg(&bundle).arg(id);
+            c
+        };
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    for i in 0..runs {
+        let uuid = prepared[i].clone();
+        let timed = |cmd: &mut Command| -> Result<Duration> {
+            let start = Instant::now();
+            run_quiet(cmd)?;
+            Ok(start.elapsed())
+        };
+        rows[0]
+            .times
+            .push(timed(sk().args(["run-prepared", &uuid]))?);
+        rows[1].times.push(timed(sk().args([
+            "run",
+            "--pull-policy=never",
+            "example.com/true:1.0",
+        ]))?);
+        rows[2].times.push(timed(&mut crun_cmd(&next_id()))?);
+        let id = next_id();
+        rows[3].times.push(timed(
+            Command::new("runc")
+                .arg("run")
+                .arg("-b")
+                .arg(&bundle)
+                .arg(&id)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        )?);
+        if hybrid {
+            rows[4].times.push(timed(Command::new("unshare").args([
+                "-m",
+                "sh",
+                "-c",
+                "umount /sys/fs/cgroup/unified && exec true",
+            ]))?);
+        }
+    }
+    if !hybrid {
+        rows.pop();
+    }
+    for row in &mut rows {
+        row.times.sort();
+    }
+    let crun = rows[2].median();
+    let wrapper = rows.get(4).map(Row::median).unwrap_or_default();
+    let crun_net = crun.saturating_sub(wrapper);
+    println!(
+        "\nbench start: /bin/true in a busybox rootfs, {runs} runs each, alternating, data on tmpfs"
+    );
+    println!("\n| scenario | min | median | max | ratio to crun run |");
+    println!("|---|---|---|---|---|");
+    let mut json = Vec::new();
+    for row in &rows {
+        let ratio = row.median().as_secs_f64() / crun_net.as_secs_f64().max(1e-9);
+        println!(
+            "| {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2}× |",
+            row.name,
+            row.times[0].as_secs_f64() * 1e3,
+            row.median().as_secs_f64() * 1e3,
+            row.times[row.times.len() - 1].as_secs_f64() * 1e3,
+            ratio
+        );
+        json.push(format!(
+            "{{\"scenario\":{:?},\"min_ms\":{:.3},\"median_ms\":{:.3},\"max_ms\":{:.3},\"ratio_to_crun\":{:.3}}}",
+            row.name,
+            row.times[0].as_secs_f64() * 1e3,
+            row.median().as_secs_f64() * 1e3,
+            row.times[row.times.len() - 1].as_secs_f64() * 1e3,
+            ratio
+        ));
+    }
+    if hybrid {
+        println!(
+            "\ncrun run is measured inside `unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec crun …'` \
+             (crun 1.8 refuses hybrid cgroup hosts); ratios use crun's median minus the wrapper's ({:.2} ms).",
+            wrapper.as_secs_f64() * 1e3
+        );
+    }
+    let dir = root.join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("start.json"),
+        format!("{{\"runs\":{runs},\"rows\":[{}]}}\n", json.join(",")),
+    )?;
+    println!("wrote {}", dir.join("start.json").display());
+    let _ = sk().args(["gc", "--grace-period=0s"]).status();
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}

@@ -27,6 +27,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("xz-utils", "xz-compressed ACIs in tests"),
     ("bzip2", "bzip2-compressed ACIs in tests"),
     ("ca-certificates", "HTTPS to the package registries"),
+    ("crun", "peer runtime measured by cargo xtask bench"),
+    ("runc", "peer runtime measured by cargo xtask bench"),
 ];
 
 fn main() -> std::process::ExitCode {
@@ -56,9 +58,15 @@ fn real_main() -> Result<()> {
                 .collect();
             step("building skiff (cargo build --release)");
             run(cargo(&root).args(["build", "--release", "--quiet", "--bin", "skiff"]))?;
+            deps()?;
             match which.as_slice() {
-                [] | ["all"] | ["import"] => bench::import(&root, quick),
-                other => bail!("unknown benchmark {other:?} (available: import)"),
+                ["import"] => bench::import(&root, quick),
+                ["start"] => bench::start(&root, quick),
+                [] | ["all"] => {
+                    bench::import(&root, quick)?;
+                    bench::start(&root, quick)
+                }
+                other => bail!("unknown benchmark {other:?} (available: import, start, all)"),
             }
         }
         _ => {
@@ -69,7 +77,7 @@ fn real_main() -> Result<()> {
                  demo        build skiff, then build, validate and inspect a sample image\n  \
                  test        deps + appc reference tools + fmt + clippy + the whole test suite\n  \
                  appc-tools  build the reference actool and ACE validator images (cached)\n  \
-                 bench [import] [--quick]  throughput against standard tools, same run"
+                 bench [all|import|start] [--quick]  skiff against its peers, same run"
             );
             bail!("no or unknown xtask command")
         }

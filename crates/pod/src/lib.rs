@@ -241,11 +241,36 @@ impl Pods {
     /// The pod whose UUID is or starts with `query`.
     pub fn find(&self, query: &str) -> Result<Pod, PodError> {
         let query = query.trim().to_ascii_lowercase();
-        let matches: Vec<Pod> = self
-            .all()?
-            .into_iter()
-            .filter(|p| !query.is_empty() && p.uuid.starts_with(&query))
-            .collect();
+        // A full UUID: look in each state directory, no listing needed.
+        if query.len() == 36 {
+            for state in State::ALL {
+                let path = self.state_dir(state).join(&query);
+                if path.is_dir() {
+                    return Ok(Pod {
+                        uuid: query,
+                        state,
+                        path,
+                    });
+                }
+            }
+            return Err(PodError::NotFound(query));
+        }
+        let mut matches = Vec::new();
+        for state in State::ALL {
+            let Ok(entries) = fs::read_dir(self.state_dir(state)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let uuid = entry.file_name().to_string_lossy().into_owned();
+                if uuid.len() == 36 && !query.is_empty() && uuid.starts_with(&query) {
+                    matches.push(Pod {
+                        uuid,
+                        state,
+                        path: entry.path(),
+                    });
+                }
+            }
+        }
         match matches.len() {
             0 => Err(PodError::NotFound(query)),
             1 => Ok(matches.into_iter().next().expect("one match")),
