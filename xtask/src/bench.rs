@@ -398,8 +398,7 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
             .stderr(std::process::Stdio::null());
         c
     };
-    for i in 0..runs {
-        let uuid = prepared[i].clone();
+    for uuid in &prepared {
         let timed = |cmd: &mut Command| -> Result<Duration> {
             let start = Instant::now();
             run_quiet(cmd)?;
@@ -407,7 +406,7 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
         };
         rows[0]
             .times
-            .push(timed(sk().args(["run-prepared", &uuid]))?);
+            .push(timed(sk().args(["run-prepared", uuid]))?);
         rows[1].times.push(timed(sk().args([
             "run",
             "--pull-policy=never",
