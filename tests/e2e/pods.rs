@@ -456,3 +456,130 @@ fn ctrl_c_stops_the_pod_cleanly() {
     );
     let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
 }
+
+#[test]
+fn two_pods_do_not_see_each_other() {
+    let before = mounts();
+    let tmp = tempfile::tempdir().unwrap();
+    let aci = layout_aci(tmp.path());
+    let start = |marker: &str| -> String {
+        let out = output(
+            skiff_in(tmp.path())
+                .args(["run", "--detach", "--insecure-options=image"])
+                .arg(&aci)
+                .args([
+                    "--exec=/bin/sh",
+                    "--",
+                    "-c",
+                    &format!("echo {marker} > /{marker}; exec /bin/busybox sleep 300"),
+                ])
+                .stdin(Stdio::null()),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    let (a, b) = (start("alpha"), start("beta"));
+    let look = |uuid: &str| -> String {
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = stdout(&output(skiff_in(tmp.path()).args([
+                "enter", uuid, "/bin/sh", "-c",
+                "ls /; for p in /proc/[0-9]*; do cat $p/cmdline 2>/dev/null | tr '\\0' ' '; echo; done",
+            ])));
+            if text.contains("alpha") || text.contains("beta") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        text
+    };
+    let (seen_a, seen_b) = (look(&a), look(&b));
+    assert!(
+        seen_a.contains("alpha") && !seen_a.contains("beta"),
+        "pod A sees: {seen_a}"
+    );
+    assert!(
+        seen_b.contains("beta") && !seen_b.contains("alpha"),
+        "pod B sees: {seen_b}"
+    );
+    let list = stdout(&output(skiff_in(tmp.path()).args(["list", "--no-legend"])));
+    assert_eq!(list.matches("running").count(), 2, "{list}");
+    let out = output(skiff_in(tmp.path()).args(["stop", &a]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list = stdout(&output(skiff_in(tmp.path()).args(["list", "--no-legend"])));
+    assert_eq!(
+        (
+            list.matches("running").count(),
+            list.matches("exited").count()
+        ),
+        (1, 1),
+        "{list}"
+    );
+    let out = output(skiff_in(tmp.path()).args(["stop", &b]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+    assert!(out.status.success());
+    let left: Vec<String> = cgroup_dirs()
+        .into_iter()
+        .filter(|d| d.ends_with(&a) || d.ends_with(&b))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(mounts(), before, "mounts leaked");
+}
+
+#[test]
+fn capability_seccomp_and_env_file_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let aci = layout_aci(tmp.path());
+    let run = |opts: &[&str], script: &str| {
+        output(
+            skiff_in(tmp.path())
+                .args(["run", "--insecure-options=image"])
+                .arg(&aci)
+                .args(opts)
+                .args(["--exec=/bin/sh", "--", "-c", script]),
+        )
+    };
+    let out = run(
+        &["--cap-retain=CAP_NET_BIND_SERVICE"],
+        "grep CapEff /proc/self/status",
+    );
+    assert!(
+        stdout(&out).contains("CapEff:\t0000000000000400"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["--cap-remove=CAP_CHOWN"], "grep CapEff /proc/self/status");
+    assert!(
+        stdout(&out).contains("CapEff:\t00000000a80425fa"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(
+        &["--seccomp=mode=remove,errno=EACCES,mkdir"],
+        "mkdir /x 2>&1; echo done",
+    );
+    assert!(
+        stdout(&out).contains("Permission denied") && stdout(&out).contains("done"),
+        "{}",
+        stdout(&out)
+    );
+    let env = tmp.path().join("env");
+    std::fs::write(&env, "# comment\nGREETING=hi there\nN=2\n").unwrap();
+    let out = run(
+        &[
+            &format!("--set-env-file={}", env.display()),
+            "--set-env=N=3",
+        ],
+        "echo \"$GREETING $N\"",
+    );
+    assert_eq!(stdout(&out).trim(), "hi there 3");
+    let out = run(&["--seccomp=mode=sometimes,read"], "true");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("use retain or remove"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+}

@@ -55,6 +55,8 @@ pub enum PodError {
     },
     #[error("bad runtime description in {}: {reason}", path.display())]
     BadRuntime { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Invalid(String),
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PodError {

@@ -5,7 +5,10 @@
 use std::path::PathBuf;
 
 use skiff_spec::image::EnvVar;
-use skiff_spec::isolator::{Isolator, IsolatorValue, RESOURCE_CPU, RESOURCE_MEMORY, Resource};
+use skiff_spec::isolator::{
+    CAPABILITIES_REMOVE_SET, CAPABILITIES_RETAIN_SET, Isolator, IsolatorValue, RESOURCE_CPU,
+    RESOURCE_MEMORY, Resource, SECCOMP_REMOVE_SET, SECCOMP_RETAIN_SET, SeccompSet,
+};
 use skiff_spec::labels::Hash;
 use skiff_spec::pod::{Mount, RuntimeApp as ManifestApp, RuntimeImage, Volume};
 use skiff_spec::quantity::Quantity;
@@ -40,6 +43,12 @@ pub struct AppRequest {
     pub cpu: Option<String>,
     /// `--mount=volume=NAME,target=PATH` for this app: (volume, target).
     pub mounts: Vec<(String, String)>,
+    /// `--cap-retain`: the only capabilities kept (replaces the image's isolator).
+    pub cap_retain: Option<Vec<String>>,
+    /// `--cap-remove`: capabilities dropped from the default set.
+    pub cap_remove: Option<Vec<String>>,
+    /// `--seccomp=mode=retain|remove[,errno=E],SYSCALL,...`.
+    pub seccomp: Option<String>,
 }
 
 /// A pod to prepare.
@@ -136,6 +145,37 @@ pub fn effective_app(req: &AppRequest) -> Result<App, PodError> {
         }
         app.working_directory = w.clone();
     }
+    let mut replace = |name: &str, value: IsolatorValue, drop: &[&str]| -> Result<(), PodError> {
+        app.isolators
+            .retain(|i| i.name.as_str() != name && !drop.contains(&i.name.as_str()));
+        app.isolators.push(Isolator {
+            name: AcIdentifier::new(name).map_err(config)?,
+            value,
+        });
+        Ok(())
+    };
+    if let Some(set) = &req.cap_retain {
+        replace(
+            CAPABILITIES_RETAIN_SET,
+            IsolatorValue::Capabilities(set.clone()),
+            &[],
+        )?;
+    }
+    if let Some(set) = &req.cap_remove {
+        replace(
+            CAPABILITIES_REMOVE_SET,
+            IsolatorValue::Capabilities(set.clone()),
+            &[],
+        )?;
+    }
+    if let Some(flag) = &req.seccomp {
+        let (mode, value) = parse_seccomp_flag(flag)?;
+        let (name, other) = match mode.as_str() {
+            "retain" => (SECCOMP_RETAIN_SET, SECCOMP_REMOVE_SET),
+            _ => (SECCOMP_REMOVE_SET, SECCOMP_RETAIN_SET),
+        };
+        replace(name, IsolatorValue::Seccomp(value), &[other])?;
+    }
     for (isolator, limit) in [(RESOURCE_MEMORY, &req.memory), (RESOURCE_CPU, &req.cpu)] {
         if let Some(limit) = limit {
             let quantity = Quantity::parse(limit).map_err(config)?;
@@ -212,6 +252,31 @@ fn app_mounts<'a>(
         });
     }
     Ok(mounts)
+}
+
+/// rkt's `--seccomp=mode=retain|remove[,errno=ERRNO],SYSCALL[,SYSCALL...]`.
+fn parse_seccomp_flag(flag: &str) -> Result<(String, SeccompSet), PodError> {
+    let mut mode = None;
+    let mut set = SeccompSet::default();
+    for part in flag.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            Some(("mode", m)) if m == "retain" || m == "remove" => mode = Some(m.to_string()),
+            Some(("mode", m)) => {
+                return Err(config(format!("--seccomp mode={m}: use retain or remove")));
+            }
+            Some(("errno", e)) => set.errno = e.to_string(),
+            Some((k, _)) => return Err(config(format!("--seccomp: unknown option '{k}'"))),
+            None => set.set.push(part.to_string()),
+        }
+    }
+    let mode =
+        mode.ok_or_else(|| config("--seccomp needs mode=retain or mode=remove".to_string()))?;
+    if set.set.is_empty() {
+        return Err(config(
+            "--seccomp needs at least one system call".to_string(),
+        ));
+    }
+    Ok((mode, set))
 }
 
 /// Writes a new pod in `prepared` and returns it.

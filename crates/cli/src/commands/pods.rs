@@ -57,7 +57,9 @@ pub struct PodArgs {
     /// --exec=PATH, --name=NAME, --user=USER, --group=GROUP,
     /// --working-dir=DIR, --set-env=NAME=VALUE, --readonly-rootfs,
     /// --memory=LIMIT (e.g. 64M), --cpu=LIMIT (e.g. 500m),
-    /// --mount=volume=NAME,target=/PATH.
+    /// --mount=volume=NAME,target=/PATH, --set-env-file=FILE,
+    /// --cap-retain=CAP,... --cap-remove=CAP,...,
+    /// --seccomp=mode=retain|remove[,errno=ENOSYS],SYSCALL,...
     #[arg(
         trailing_var_arg = true,
         allow_hyphen_values = true,
@@ -152,6 +154,23 @@ fn parse_apps(rest: &[String]) -> anyhow::Result<Vec<AppSpec>> {
                 "working-dir" => r.working_dir = Some(value),
                 "mount" => r.mounts.push(parse_mount(&value)?),
                 "memory" => r.memory = Some(value),
+                "cap-retain" => r.cap_retain = Some(value.split(',').map(str::to_string).collect()),
+                "cap-remove" => r.cap_remove = Some(value.split(',').map(str::to_string).collect()),
+                "seccomp" => r.seccomp = Some(value),
+                "set-env-file" => {
+                    let text = std::fs::read_to_string(&value)
+                        .with_context(|| format!("cannot read --set-env-file {value}"))?;
+                    for line in text
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    {
+                        let (k, v) = line
+                            .split_once('=')
+                            .with_context(|| format!("{value}: '{line}' is not NAME=VALUE"))?;
+                        r.env.push((k.to_string(), v.to_string()));
+                    }
+                }
                 "cpu" => r.cpu = Some(value),
                 "set-env" => {
                     let (k, v) = value
