@@ -583,3 +583,58 @@ fn capability_seccomp_and_env_file_options() {
     );
     let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
 }
+
+#[test]
+fn the_fly_flavor_runs_with_host_namespaces_and_cleans_up() {
+    let before = mounts();
+    let tmp = tempfile::tempdir().unwrap();
+    let aci = layout_aci(tmp.path());
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--stage1=fly", "--insecure-options=image"])
+            .arg(&aci)
+            .args([
+                "--exec=/bin/sh",
+                "--",
+                "-c",
+                "cat /proc/sys/kernel/hostname; ls /; echo x > /written; exit 4",
+            ]),
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&host_name),
+        "fly shares the host's UTS namespace: {text}"
+    );
+    assert!(text.contains("bin\n") && text.contains("proc\n"), "{text}");
+    assert_eq!(mounts(), before, "fly left mounts behind");
+    // Detached, with enter.
+    let out = output(
+        skiff_in(tmp.path())
+            .args([
+                "run",
+                "--detach",
+                "--stage1=fly",
+                "--insecure-options=image",
+            ])
+            .arg(&aci)
+            .args(["--exec=/bin/busybox", "--", "sleep", "300"])
+            .stdin(Stdio::null()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    let out = output(skiff_in(tmp.path()).args([
+        "enter",
+        &uuid,
+        "/bin/sh",
+        "-c",
+        "ls /bin/busybox && exit 6",
+    ]));
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let out = output(skiff_in(tmp.path()).args(["stop", &uuid]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+    assert!(out.status.success());
+    assert_eq!(mounts(), before, "fly left mounts behind");
+}

@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use rustix::thread::LinkNameSpaceType;
 use skiff_pod::Pod;
 
-use crate::ns::{become_app, plan};
+use crate::ns::{Confinement, become_with, plan};
 use crate::{EXIT_SETUP_FAILED, Stage1Error};
 
 /// Finds the host pid of the app `name` among the pod init's children (by
@@ -46,6 +46,28 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32, Stage1
             .ok_or_else(|| Stage1Error::Config(format!("the pod has no app '{name}'")))?,
         None => &plans[0],
     };
+    let fly = pod.runtime().map(|r| r.flavor == "fly").unwrap_or(false);
+    let argv: Vec<String> = if cmd.is_empty() {
+        vec!["/bin/sh".to_string()]
+    } else {
+        cmd.to_vec()
+    };
+    if fly {
+        let root = pod
+            .path
+            .join("stage1/apps")
+            .join(&target.name)
+            .join("rootfs");
+        rustix::process::chroot(&root).map_err(|e| Stage1Error::Setup {
+            what: format!("chroot into {}", root.display()),
+            source: e.into(),
+        })?;
+        rustix::process::chdir("/").map_err(|e| Stage1Error::Setup {
+            what: "chdir /".into(),
+            source: e.into(),
+        })?;
+        return run_as(target, &argv, Confinement::Privileged);
+    }
     let init = pod
         .pid()
         .ok_or_else(|| Stage1Error::Config("the pod has not started (no pid)".to_string()))?;
@@ -70,11 +92,15 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32, Stage1
             }
         })?;
     }
-    let argv: Vec<String> = if cmd.is_empty() {
-        vec!["/bin/sh".to_string()]
-    } else {
-        cmd.to_vec()
-    };
+    run_as(target, &argv, Confinement::Confined)
+}
+
+/// Forks `argv` as the app, waits, returns its status.
+fn run_as(
+    target: &crate::ns::AppPlan,
+    argv: &[String],
+    confinement: Confinement,
+) -> Result<i32, Stage1Error> {
     // SAFETY: stage1 is single-threaded; the child only execs.
     let child = unsafe { libc::fork() };
     if child < 0 {
@@ -84,7 +110,7 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32, Stage1
         });
     }
     if child == 0 {
-        let code = match become_app(&target.app, &target.name, &argv) {
+        let code = match become_with(&target.app, &target.name, argv, confinement) {
             Ok(Stage1Error::Exec { program, source }) => {
                 let _ = std::io::Write::write_all(
                     &mut std::io::stderr(),

@@ -3,6 +3,7 @@
 //! stage0 (`skiff`) and stage1 is documented in docs/stage1.md.
 //!
 //! Map of the crate:
+//! * [`fly`]: the `fly` flavor (chroot, host namespaces, privileged).
 //! * [`ns`]: the `ns` flavor (namespaces, overlay roots, pivot_root, the
 //!   pod's init, app start-up).
 //! * [`mounts`]: mounts on targets resolved inside the app's root
@@ -17,6 +18,7 @@
 pub mod app;
 pub mod cgroups;
 pub mod enter;
+pub mod fly;
 pub mod mounts;
 pub mod ns;
 pub mod seccomp;
@@ -44,4 +46,16 @@ pub enum Stage1Error {
     },
     #[error("{0}")]
     Pod(String),
+}
+
+/// An error and its causes on one line.
+pub fn error_line(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
 }

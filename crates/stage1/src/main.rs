@@ -10,23 +10,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use skiff_pod::{Pod, Pods, State};
-use skiff_stage1::{EXIT_SETUP_FAILED, ns};
+use skiff_stage1::{EXIT_SETUP_FAILED, error_line, fly, ns};
 
 fn usage() -> ExitCode {
     eprintln!(
         "usage: skiff-stage1 run [--debug] --lock-fd=N <pod-dir>   (started by skiff; see docs/stage1.md)"
     );
     ExitCode::from(EXIT_SETUP_FAILED as u8)
-}
-
-fn error_line(err: &dyn std::error::Error) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        line.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    line
 }
 
 /// `skiff-stage1 enter [--app=NAME] <pod-dir> [-- CMD...]`
@@ -114,7 +104,12 @@ fn main() -> ExitCode {
         state: State::Run,
         path: pod_dir.clone(),
     };
-    match ns::run(&pods, pod, lock) {
+    let flavor = pod.runtime().map(|r| r.flavor).unwrap_or_default();
+    let result = match flavor.as_str() {
+        "fly" => fly::run(&pods, pod, lock),
+        _ => ns::run(&pods, pod, lock),
+    };
+    match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("skiff: pod failed to start: {}", error_line(&e));

@@ -233,9 +233,60 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     Ok(first_status.unwrap_or(EXIT_SETUP_FAILED))
 }
 
-fn setup_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Stage1Error {
+pub(crate) fn setup_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Stage1Error {
     let what = what.into();
     move |source| Stage1Error::Setup { what, source }
+}
+
+/// Mounts an app's overlay root at `<stage1_root>/apps/<app>/rootfs`
+/// (lower: the rendered tree; upper/work: `overlay/<app>` in the pod dir).
+pub(crate) fn mount_app_root(
+    pod: &Pod,
+    stage1_root: &Path,
+    p: &AppPlan,
+) -> Result<Root, Stage1Error> {
+    let target = format!("/apps/{}/rootfs", p.name);
+    let fd = Root::open(stage1_root)?.resolve(Path::new(&target), true, false)?;
+    let overlay = pod.path.join("overlay").join(&p.name);
+    for sub in ["upper", "work"] {
+        let dir = overlay.join(sub);
+        std::fs::create_dir_all(&dir).map_err(setup_err(format!("create {}", dir.display())))?;
+    }
+    let lower = p.tree.display().to_string();
+    let upper = overlay.join("upper").display().to_string();
+    let work = overlay.join("work").display().to_string();
+    if [&lower, &upper, &work]
+        .iter()
+        .any(|s| s.contains([',', ':', '\n']))
+    {
+        return Err(Stage1Error::Config(format!(
+            "paths with ',' or ':' cannot be used with overlayfs: {lower}"
+        )));
+    }
+    let data = std::ffi::CString::new(format!("lowerdir={lower},upperdir={upper},workdir={work}"))
+        .map_err(|_| Stage1Error::Config("NUL in an overlay path".into()))?;
+    mounts::mount(
+        "overlay",
+        &fd,
+        "overlay",
+        MountFlags::empty(),
+        Some(&data),
+        &format!("the overlay root of app '{}'", p.name),
+    )?;
+    Root::open(&stage1_root.join(target.trim_start_matches('/')))
+}
+
+/// Volumes, then read-only if asked (after every mount point exists).
+pub(crate) fn finish_app_root(pod: &Pod, app_root: &Root, p: &AppPlan) -> Result<(), Stage1Error> {
+    for m in &p.mounts {
+        mount_volume(pod, app_root, m)?;
+    }
+    if p.read_only {
+        rustix::mount::mount_remount(&app_root.path, MountFlags::RDONLY, "").map_err(|e| {
+            setup_err(format!("make the root of app '{}' read-only", p.name))(e.into())
+        })?;
+    }
+    Ok(())
 }
 
 /// The host directory behind a volume (an empty volume lives in the pod
@@ -392,43 +443,9 @@ fn init(
         "the pod root",
     )?;
     for p in plans {
-        let target = format!("/apps/{}/rootfs", p.name);
-        let fd = Root::open(&stage1_root)?.resolve(Path::new(&target), true, false)?;
-        let overlay = pod.path.join("overlay").join(&p.name);
-        let lower = p.tree.display().to_string();
-        let upper = overlay.join("upper").display().to_string();
-        let work = overlay.join("work").display().to_string();
-        if [&lower, &upper, &work]
-            .iter()
-            .any(|s| s.contains([',', ':', '\n']))
-        {
-            return Err(Stage1Error::Config(format!(
-                "paths with ',' or ':' cannot be used with overlayfs: {lower}"
-            )));
-        }
-        let data =
-            std::ffi::CString::new(format!("lowerdir={lower},upperdir={upper},workdir={work}"))
-                .map_err(|_| Stage1Error::Config("NUL in an overlay path".into()))?;
-        mounts::mount(
-            "overlay",
-            &fd,
-            "overlay",
-            MountFlags::empty(),
-            Some(&data),
-            &format!("the overlay root of app '{}'", p.name),
-        )?;
-        let app_root_path = stage1_root.join(target.trim_start_matches('/'));
-        let app_root = Root::open(&app_root_path)?;
+        let app_root = mount_app_root(pod, &stage1_root, p)?;
         mounts::setup_kernel_filesystems(&app_root)?;
-        for m in &p.mounts {
-            mount_volume(pod, &app_root, m)?;
-        }
-        if p.read_only {
-            // After the mount points exist: /proc, /dev, … stay as they are.
-            rustix::mount::mount_remount(&app_root_path, MountFlags::RDONLY, "").map_err(|e| {
-                setup_err(format!("make the root of app '{}' read-only", p.name))(e.into())
-            })?;
-        }
+        finish_app_root(pod, &app_root, p)?;
     }
     rustix::system::sethostname(runtime.hostname.as_bytes())
         .map_err(|e| setup_err(format!("set the hostname '{}'", runtime.hostname))(e.into()))?;
@@ -616,18 +633,45 @@ fn run_child(p: &AppPlan, argv: &[String]) -> Result<i32, Stage1Error> {
 /// working directory, then execute `argv` with the app's environment.
 /// Returns only on failure. Used to start apps and by `skiff enter`.
 pub fn become_app(app: &App, name: &str, argv: &[String]) -> Result<Stage1Error, Stage1Error> {
+    become_with(app, name, argv, Confinement::Confined)
+}
+
+/// How much of the app's confinement `become` applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confinement {
+    /// Seccomp filter, capability bounding set, no_new_privs (`ns`).
+    Confined,
+    /// Only user, groups, directory and environment (`fly`: privileged tools).
+    Privileged,
+}
+
+/// [`become_app`] with the choice of [`Confinement`].
+pub fn become_with(
+    app: &App,
+    name: &str,
+    argv: &[String],
+    confinement: Confinement,
+) -> Result<Stage1Error, Stage1Error> {
     let creds = app::credentials(app, Path::new("/"))?;
-    let keep = app::capabilities(app)?;
-    // Built first so that a bad isolator fails before anything changes;
-    // installed while CAP_SYS_ADMIN is still held (needed without
-    // no_new_privs), and it blocks nothing used before exec.
-    let filter = crate::seccomp::program(&crate::seccomp::policy(app)?);
-    crate::seccomp::install(&filter)?;
-    for cap in caps::all() {
-        if !keep.contains(&cap) {
-            caps::drop(None, caps::CapSet::Bounding, cap).map_err(|e| {
-                Stage1Error::Config(format!("cannot drop {cap} from the bounding set: {e}"))
-            })?;
+    let keep = if confinement == Confinement::Confined {
+        app::capabilities(app)?
+    } else {
+        Default::default()
+    };
+    if confinement == Confinement::Confined {
+        // Built first so that a bad isolator fails before anything changes;
+        // installed while CAP_SYS_ADMIN is still held (needed without
+        // no_new_privs), and it blocks nothing used before exec.
+        let filter = crate::seccomp::program(&crate::seccomp::policy(app)?);
+        crate::seccomp::install(&filter)?;
+    }
+    if confinement == Confinement::Confined {
+        for cap in caps::all() {
+            if !keep.contains(&cap) {
+                caps::drop(None, caps::CapSet::Bounding, cap).map_err(|e| {
+                    Stage1Error::Config(format!("cannot drop {cap} from the bounding set: {e}"))
+                })?;
+            }
         }
     }
     let groups: Vec<libc::gid_t> = creds.groups.clone();
@@ -644,23 +688,25 @@ pub fn become_app(app: &App, name: &str, argv: &[String]) -> Result<Stage1Error,
             creds.uid, creds.gid
         ))(std::io::Error::last_os_error()));
     }
-    let set: caps::CapsHashSet = if creds.uid == 0 {
-        keep.clone()
-    } else {
-        Default::default()
-    };
-    // Order matters: inheritable is raised while CAP_SETPCAP is effective;
-    // effective must shrink before permitted does.
-    for which in [
-        caps::CapSet::Inheritable,
-        caps::CapSet::Effective,
-        caps::CapSet::Permitted,
-    ] {
-        caps::set(None, which, &set)
-            .map_err(|e| Stage1Error::Config(format!("cannot set capabilities: {e}")))?;
+    if confinement == Confinement::Confined {
+        let set: caps::CapsHashSet = if creds.uid == 0 {
+            keep.clone()
+        } else {
+            Default::default()
+        };
+        // Order matters: inheritable is raised while CAP_SETPCAP is effective;
+        // effective must shrink before permitted does.
+        for which in [
+            caps::CapSet::Inheritable,
+            caps::CapSet::Effective,
+            caps::CapSet::Permitted,
+        ] {
+            caps::set(None, which, &set)
+                .map_err(|e| Stage1Error::Config(format!("cannot set capabilities: {e}")))?;
+        }
     }
     let _ = caps::clear(None, caps::CapSet::Ambient);
-    if app::no_new_privileges(app) {
+    if confinement == Confinement::Confined && app::no_new_privileges(app) {
         rustix::thread::set_no_new_privs(true)
             .map_err(|e| setup_err("set no_new_privs")(e.into()))?;
     }

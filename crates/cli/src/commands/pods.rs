@@ -19,8 +19,9 @@ use crate::format::human_time;
 
 #[derive(Args, Debug)]
 pub struct PodArgs {
-    /// Isolation flavor: `ns` (namespaces; the default). (`fly`, `oci`
-    /// and `kvm` arrive later.)
+    /// Isolation flavor: `ns` (namespaces, the default) or `fly` (chroot
+    /// only, host namespaces, full privileges: for trusted system tools).
+    /// (`oci` and `kvm` arrive later.)
     #[arg(long, default_value = "ns", value_name = "FLAVOR")]
     stage1: String,
 
@@ -215,9 +216,9 @@ fn pods(global: &GlobalArgs) -> Pods {
 
 /// Fetches (if needed) and renders the images, then writes a prepared pod.
 fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
-    if args.stage1 != "ns" {
+    if args.stage1 != "ns" && args.stage1 != "fly" {
         bail!(
-            "--stage1={}: only the ns flavor is available yet",
+            "--stage1={}: the available flavors are ns and fly (oci and kvm arrive later)",
             args.stage1
         );
     }

@@ -1,0 +1,174 @@
+//! The `fly` flavor: apps in a chroot with the host's namespaces, for
+//! privileged system tools (as rkt's stage1-fly).
+//!
+//! Each app gets an overlay root (like `ns`, so the shared tree is never
+//! written) with the host's `/proc`, `/sys` and `/dev` bound in, plus its
+//! volumes; it runs with its user and groups but no seccomp filter,
+//! capability limit or `no_new_privs`. There is no pod init: the
+//! supervisor forks the apps, waits for them, and on exit unmounts
+//! everything it mounted (these mounts are in the host's namespace; `skiff
+//! gc` unmounts what a crashed supervisor left).
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use skiff_pod::{Pod, Pods, State};
+
+use crate::mounts;
+use crate::ns::{self, AppPlan, Confinement, finish_app_root, mount_app_root, setup_err};
+use crate::{EXIT_SETUP_FAILED, Stage1Error};
+
+const MAX_APPS: usize = 64;
+/// App pids, for the signal handler.
+static APP_PIDS: [AtomicI32; MAX_APPS] = [const { AtomicI32::new(0) }; MAX_APPS];
+
+extern "C" fn forward(sig: libc::c_int) {
+    for slot in &APP_PIDS {
+        let pid = slot.load(Ordering::Relaxed);
+        if pid > 0 {
+            // SAFETY: kill(2) is async-signal-safe.
+            unsafe {
+                libc::kill(pid, sig);
+            }
+        }
+    }
+}
+
+fn install_forwarding() {
+    for sig in ns::TERMINATION_SIGNALS {
+        // SAFETY: a zeroed sigaction with a valid handler that only reads
+        // atomics and calls kill(2).
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = forward as *const () as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Unmounts every mount under `dir`, deepest first.
+pub fn unmount_all_under(dir: &Path) {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = format!("{}/", dir.display());
+    let mut points: Vec<String> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = rustix::mount::unmount(p.as_str(), rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+fn bind_host(root: &mounts::Root, path: &str) -> Result<(), Stage1Error> {
+    let target = root.resolve(Path::new(path), true, false)?;
+    mounts::bind(path, &target, true, path)
+}
+
+fn setup(pod: &Pod, plans: &[AppPlan]) -> Result<(), Stage1Error> {
+    let stage1_root = pod.path.join("stage1");
+    std::fs::create_dir_all(&stage1_root)
+        .map_err(setup_err(format!("create {}", stage1_root.display())))?;
+    for p in plans {
+        let root = mount_app_root(pod, &stage1_root, p)?;
+        for path in ["/proc", "/sys", "/dev"] {
+            bind_host(&root, path)?;
+        }
+        finish_app_root(pod, &root, p)?;
+    }
+    Ok(())
+}
+
+/// Runs the pod; returns the first app's exit status.
+// The supervisor's stderr is the pod's console.
+#[allow(clippy::print_stderr)]
+pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stage1Error> {
+    let (_manifest, _runtime, plans) = ns::plan(&pod)?;
+    if plans.len() > MAX_APPS {
+        return Err(Stage1Error::Config(format!(
+            "the fly flavor runs at most {MAX_APPS} apps"
+        )));
+    }
+    let stage1_root = pod.path.join("stage1");
+    if let Err(e) = setup(&pod, &plans) {
+        unmount_all_under(&stage1_root);
+        return Err(e);
+    }
+    let _ = std::fs::write(pod.path.join("pid"), std::process::id().to_string());
+    let _ = pod.stamp("started");
+    install_forwarding();
+    let mut children = Vec::new();
+    for (i, p) in plans.iter().enumerate() {
+        // SAFETY: the supervisor is single-threaded.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            eprintln!(
+                "skiff: cannot start app '{}': {}",
+                p.name,
+                std::io::Error::last_os_error()
+            );
+            continue;
+        }
+        if pid == 0 {
+            drop(lock);
+            let root = stage1_root.join("apps").join(&p.name).join("rootfs");
+            let result = rustix::process::chroot(&root)
+                .map_err(|e| setup_err(format!("chroot into {}", root.display()))(e.into()))
+                .and_then(|()| {
+                    rustix::process::chdir("/").map_err(|e| setup_err("chdir /")(e.into()))
+                })
+                .and_then(|()| {
+                    ns::become_with(&p.app, &p.name, &p.app.exec, Confinement::Privileged)
+                });
+            let (code, error) = match result {
+                Ok(e @ Stage1Error::Exec { .. }) => (127, e),
+                Ok(e) | Err(e) => (EXIT_SETUP_FAILED, e),
+            };
+            eprintln!(
+                "skiff: app '{}' of pod {}: {}",
+                p.name,
+                pod.uuid,
+                crate::error_line(&error)
+            );
+            std::process::exit(code);
+        }
+        APP_PIDS[i].store(pid, Ordering::Relaxed);
+        children.push((pid, p.name.clone()));
+    }
+    let mut first = None;
+    let mut remaining = children.len();
+    while remaining > 0 {
+        let mut status = 0;
+        // SAFETY: waits for any child with a valid status pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            break;
+        }
+        if let Some((_, name)) = children.iter().find(|(p, _)| *p == pid) {
+            let code = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128 + libc::WTERMSIG(status)
+            };
+            let dir = pod.path.join("apps").join(name);
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join("exit"), code.to_string());
+            if *name == plans[0].name {
+                first = Some(code);
+            }
+            remaining -= 1;
+        }
+    }
+    unmount_all_under(&stage1_root);
+    let _ = pod.stamp("exited");
+    let _ = pod.move_to(pods, State::ExitedGarbage);
+    Ok(first.unwrap_or(EXIT_SETUP_FAILED))
+}
