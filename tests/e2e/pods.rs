@@ -638,3 +638,24 @@ fn the_fly_flavor_runs_with_host_namespaces_and_cleans_up() {
     assert!(out.status.success());
     assert_eq!(mounts(), before, "fly left mounts behind");
 }
+
+#[test]
+fn pids_and_open_file_limits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let aci = layout_aci(tmp.path());
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--pids-limit=6", "--insecure-options=image"])
+            .arg(&aci)
+            .args(["--exec=/bin/sh", "--", "-c",
+                   "ulimit -n; for i in 1 2 3 4 5 6 7 8; do /bin/busybox sleep 1 & done 2>&1 | grep -c fork; wait"]),
+    );
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    let nofile: u64 = lines.next().unwrap().parse().unwrap();
+    let host_hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum.unwrap_or(u64::MAX);
+    assert_eq!(nofile, host_hard.min(65536));
+    let refused: u32 = lines.next().unwrap_or("0").trim().parse().unwrap_or(0);
+    assert!(refused >= 1, "the pids limit did not refuse a fork: {text} {}", stderr(&out));
+    let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+}

@@ -114,6 +114,9 @@ pub struct Runtime {
     /// Print stage1 diagnostics.
     #[serde(default)]
     pub debug: bool,
+    /// Most processes the pod may have (cgroup pids.max); none if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

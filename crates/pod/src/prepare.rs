@@ -62,6 +62,7 @@ pub struct PodRequest {
     pub flavor: String,
     pub hostname: Option<String>,
     pub debug: bool,
+    pub pids_limit: Option<u64>,
 }
 
 fn config(reason: String) -> PodError {
@@ -360,6 +361,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
             hostname,
             apps: runtime_apps,
             debug: req.debug,
+            pids_limit: req.pids_limit,
         })?;
         images.sort();
         images.dedup();
@@ -428,6 +430,7 @@ mod tests {
             flavor: "ns".into(),
             hostname: None,
             debug: false,
+            pids_limit: None,
         };
         let pod = prepare(&pods, &req).unwrap();
         assert_eq!(pod.state, State::Prepared);

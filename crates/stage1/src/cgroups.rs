@@ -116,11 +116,13 @@ impl PodCgroups {
         }
     }
 
-    /// Creates the pod's cgroups with each app's limits.
+    /// Creates the pod's cgroups with each app's limits and the pod's
+    /// process limit.
     pub fn create(
         root: &Path,
         uuid: &str,
         apps: &[(String, Limits)],
+        pids_limit: Option<u64>,
     ) -> Result<PodCgroups, Stage1Error> {
         let hierarchy = detect(root);
         let cg = PodCgroups {
@@ -147,6 +149,18 @@ impl PodCgroups {
                 mkdir(&dir)?;
             }
             cg.apply(name, limits)?;
+        }
+        if let Some(max) = pids_limit {
+            let dir = match &cg.hierarchy {
+                Hierarchy::V2(root) => root.join("skiff").join(uuid),
+                Hierarchy::V1(root) => root.join("pids/skiff").join(uuid),
+                Hierarchy::None => {
+                    return Err(Stage1Error::Config(
+                        "--pids-limit needs cgroups, and none are mounted".to_string(),
+                    ));
+                }
+            };
+            write(&dir.join("pids.max"), &max.to_string())?;
         }
         Ok(cg)
     }
@@ -333,7 +347,11 @@ mod tests {
             cpu_millis: Some(250),
             cpu_shares: None,
         };
-        let cg = PodCgroups::create(root.path(), "u", &[("web".into(), l)]).unwrap();
+        let cg = PodCgroups::create(root.path(), "u", &[("web".into(), l)], Some(64)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("pids/skiff/u/pids.max")).unwrap(),
+            "64"
+        );
         let mem =
             std::fs::read_to_string(root.path().join("memory/skiff/u/web/memory.limit_in_bytes"))
                 .unwrap();

@@ -143,7 +143,12 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         .iter()
         .map(|p| (p.name.clone(), cgroups::limits(&p.app)))
         .collect();
-    let pod_cgroups = cgroups::PodCgroups::create(Path::new(cgroups::ROOT), &pod.uuid, &limits)?;
+    let pod_cgroups = cgroups::PodCgroups::create(
+        Path::new(cgroups::ROOT),
+        &pod.uuid,
+        &limits,
+        runtime.pids_limit,
+    )?;
     let (init_cgroup, app_cgroups) = pod_cgroups.open_joins()?;
     let (read_end, write_end) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| {
@@ -563,6 +568,24 @@ fn prepare_app(p: &AppPlan) -> Result<Stage1Error, Stage1Error> {
     std::process::exit(status);
 }
 
+/// The open-files limit of apps: 65536 (or the host's hard limit if lower;
+/// a process cannot raise its hard limits without CAP_SYS_RESOURCE, which
+/// some hosts withhold), keeping the hard limit. Other limits are inherited.
+pub const NOFILE_SOFT: u64 = 65536;
+
+fn set_default_rlimits() {
+    let current = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let hard = current.maximum;
+    let soft = Some(hard.map_or(NOFILE_SOFT, |h| h.min(NOFILE_SOFT)));
+    let _ = rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: soft,
+            maximum: hard,
+        },
+    );
+}
+
 /// Apps start with every signal at its default action and none blocked,
 /// whatever `skiff` inherited (a shell's background job ignores SIGINT).
 fn reset_signals() {
@@ -730,6 +753,7 @@ pub fn become_with(
     };
 
     reset_signals();
+    set_default_rlimits();
     let mut env = app::environment(app, name);
     if !env.iter().any(|(k, _)| k == "HOME") {
         env.push(("HOME".to_string(), creds.home.clone()));

@@ -49,6 +49,10 @@ pub struct PodArgs {
     #[arg(long = "mount", value_name = "MOUNT")]
     mounts: Vec<String>,
 
+    /// Most processes the pod may run at once (cgroup pids.max).
+    #[arg(long, value_name = "N")]
+    pids_limit: Option<u64>,
+
     /// Write the pod's UUID to this file.
     #[arg(long, value_name = "FILE")]
     uuid_file_save: Option<PathBuf>,
@@ -279,6 +283,7 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         flavor: args.stage1.clone(),
         hostname: args.hostname.clone(),
         debug: global.debug,
+        pids_limit: args.pids_limit,
     };
     let pod = prepare(&pods(global), &request)?;
     if let Some(file) = &args.uuid_file_save {
