@@ -653,9 +653,49 @@ fn pids_and_open_file_limits() {
     let text = stdout(&out);
     let mut lines = text.lines();
     let nofile: u64 = lines.next().unwrap().parse().unwrap();
-    let host_hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum.unwrap_or(u64::MAX);
+    let host_hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .unwrap_or(u64::MAX);
     assert_eq!(nofile, host_hard.min(65536));
     let refused: u32 = lines.next().unwrap_or("0").trim().parse().unwrap_or(0);
-    assert!(refused >= 1, "the pids limit did not refuse a fork: {text} {}", stderr(&out));
+    assert!(
+        refused >= 1,
+        "the pids limit did not refuse a fork: {text} {}",
+        stderr(&out)
+    );
+    let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+}
+
+#[test]
+fn interactive_pods_get_a_terminal_of_their_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let aci = layout_aci(tmp.path());
+    // `script` gives skiff a terminal; the input arrives once the shell runs.
+    let cmd = format!(
+        "SKIFF_DIR={}/data {} run --insecure-options=image --interactive {} --exec=/bin/sh 2>/dev/null",
+        tmp.path().display(),
+        env!("CARGO_BIN_EXE_skiff"),
+        aci.display()
+    );
+    let out = output(std::process::Command::new("sh").arg("-c").arg(format!(
+        "(sleep 1; printf 'echo answer-$((6*7)); [ -t 0 ] && echo stdin-is-a-tty\\nexit 3\\n') | script -qec \"{cmd}\" /dev/null"
+    )));
+    let text = stdout(&out);
+    assert!(text.contains("answer-42"), "{text}");
+    assert!(text.contains("stdin-is-a-tty"), "{text}");
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    // Without a terminal, --interactive is refused clearly.
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--interactive", "--insecure-options=image"])
+            .arg(&aci)
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("needs a terminal"),
+        "{}",
+        stderr(&out)
+    );
     let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
 }

@@ -114,6 +114,9 @@ pub struct Runtime {
     /// Print stage1 diagnostics.
     #[serde(default)]
     pub debug: bool,
+    /// Give the (single) app a pseudo-terminal relayed to the user's terminal.
+    #[serde(default)]
+    pub interactive: bool,
     /// Most processes the pod may have (cgroup pids.max); none if unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids_limit: Option<u64>,

@@ -63,6 +63,7 @@ pub struct PodRequest {
     pub hostname: Option<String>,
     pub debug: bool,
     pub pids_limit: Option<u64>,
+    pub interactive: bool,
 }
 
 fn config(reason: String) -> PodError {
@@ -362,6 +363,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
             apps: runtime_apps,
             debug: req.debug,
             pids_limit: req.pids_limit,
+            interactive: req.interactive,
         })?;
         images.sort();
         images.dedup();
@@ -431,6 +433,7 @@ mod tests {
             hostname: None,
             debug: false,
             pids_limit: None,
+            interactive: false,
         };
         let pod = prepare(&pods, &req).unwrap();
         assert_eq!(pod.state, State::Prepared);

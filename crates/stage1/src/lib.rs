@@ -23,6 +23,7 @@ pub mod mounts;
 pub mod ns;
 pub mod seccomp;
 pub mod syscalls;
+pub mod tty;
 
 /// Exit status of stage1 (and so of `skiff run`) when the pod could not be
 /// set up; the reason is printed on stderr.

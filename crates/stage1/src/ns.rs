@@ -150,6 +150,11 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         runtime.pids_limit,
     )?;
     let (init_cgroup, app_cgroups) = pod_cgroups.open_joins()?;
+    let pty = if runtime.interactive {
+        Some(crate::tty::open()?)
+    } else {
+        None
+    };
     let (read_end, write_end) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| {
             Stage1Error::Setup {
@@ -176,9 +181,17 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     if child == 0 {
         drop(read_end);
         drop(lock);
-        let code = match cgroups::join(&init_cgroup)
-            .and_then(|()| init(&pod, &runtime, &plans, &app_cgroups, &write_end))
-        {
+        let slave = pty.map(|p| p.slave); // the master stays with the supervisor
+        let code = match cgroups::join(&init_cgroup).and_then(|()| {
+            init(
+                &pod,
+                &runtime,
+                &plans,
+                &app_cgroups,
+                slave.as_ref(),
+                &write_end,
+            )
+        }) {
             Ok(()) => 0,
             Err(e) => {
                 send(&write_end, &Report::Error(e.to_string()));
@@ -194,24 +207,34 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
 
     let mut first_status = None;
     let mut setup_error = None;
-    for line in BufReader::new(std::fs::File::from(read_end))
-        .lines()
-        .map_while(Result::ok)
-    {
-        match serde_json::from_str::<Report>(&line) {
-            Ok(Report::Exit { app, status }) => {
-                let dir = pod.path.join("apps").join(&app);
-                let _ = std::fs::create_dir_all(&dir);
-                let _ = std::fs::write(dir.join("exit"), status.to_string());
-                if app == plans[0].name {
-                    first_status = Some(status);
-                }
+    let mut on_line = |line: &str| match serde_json::from_str::<Report>(line) {
+        Ok(Report::Exit { app, status }) => {
+            let dir = pod.path.join("apps").join(&app);
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join("exit"), status.to_string());
+            if app == plans[0].name {
+                first_status = Some(status);
             }
-            Ok(Report::AppError { app, error }) => {
-                eprintln!("skiff: app '{app}' of pod {}: {error}", pod.uuid);
+        }
+        Ok(Report::AppError { app, error }) => {
+            eprintln!("skiff: app '{app}' of pod {}: {error}", pod.uuid);
+        }
+        Ok(Report::Error(e)) => setup_error = Some(e),
+        Err(_) => {}
+    };
+    match &pty {
+        Some(pty) => {
+            let raw = crate::tty::RawMode::enter();
+            crate::tty::relay(&pty.master, &read_end, &mut on_line);
+            drop(raw);
+        }
+        None => {
+            for line in BufReader::new(std::fs::File::from(read_end))
+                .lines()
+                .map_while(Result::ok)
+            {
+                on_line(&line);
             }
-            Ok(Report::Error(e)) => setup_error = Some(e),
-            Err(_) => {}
         }
     }
     let mut wstatus = 0;
@@ -419,6 +442,7 @@ fn init(
     runtime: &Runtime,
     plans: &[AppPlan],
     app_cgroups: &[Vec<std::fs::File>],
+    tty: Option<&OwnedFd>,
     report: &OwnedFd,
 ) -> Result<(), Stage1Error> {
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
@@ -473,7 +497,11 @@ fn init(
             continue;
         }
         if pid == 0 {
-            let error = match cgroups::join(cgroup) {
+            let attached = match tty {
+                Some(slave) => crate::tty::attach(slave),
+                None => Ok(()),
+            };
+            let error = match cgroups::join(cgroup).and(attached) {
                 Ok(()) => exec_app(p),
                 Err(e) => e,
             };

@@ -49,6 +49,11 @@ pub struct PodArgs {
     #[arg(long = "mount", value_name = "MOUNT")]
     mounts: Vec<String>,
 
+    /// Give the app a terminal of its own, relayed to this one (one app
+    /// only; needs a terminal on stdin).
+    #[arg(long)]
+    interactive: bool,
+
     /// Most processes the pod may run at once (cgroup pids.max).
     #[arg(long, value_name = "N")]
     pids_limit: Option<u64>,
@@ -233,6 +238,14 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         );
     }
     let mut specs = parse_apps(&args.images)?;
+    if args.interactive {
+        if specs.len() != 1 {
+            bail!("--interactive works with exactly one image");
+        }
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            bail!("--interactive needs a terminal on stdin");
+        }
+    }
     let volumes = args
         .volumes
         .iter()
@@ -284,6 +297,7 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         hostname: args.hostname.clone(),
         debug: global.debug,
         pids_limit: args.pids_limit,
+        interactive: args.interactive,
     };
     let pod = prepare(&pods(global), &request)?;
     if let Some(file) = &args.uuid_file_save {

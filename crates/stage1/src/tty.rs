@@ -1,0 +1,235 @@
+//! `--interactive`: the app gets a pseudo-terminal of its own (a new
+//! session with the pty as controlling terminal), and the supervisor
+//! relays between it and the user's terminal, which it puts in raw mode
+//! and restores at the end; window size changes are passed on.
+//!
+//! The app never holds the user's terminal itself, so it cannot push input
+//! into the user's shell (TIOCSTI) or read it after the pod ends.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::Stage1Error;
+
+/// A pty pair; the master stays with the supervisor, the slave goes to the app.
+pub struct Pty {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+}
+
+fn os_err(what: &str) -> Stage1Error {
+    Stage1Error::Setup {
+        what: what.to_string(),
+        source: std::io::Error::last_os_error(),
+    }
+}
+
+/// Opens a pty sized like the user's terminal on stdin.
+pub fn open() -> Result<Pty, Stage1Error> {
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: a zeroed winsize is valid; TIOCGWINSZ fills it from stdin.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: ioctl on stdin with a valid winsize pointer.
+    let have_size = unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut size) } == 0;
+    let size_ptr = if have_size {
+        &size as *const libc::winsize
+    } else {
+        std::ptr::null()
+    };
+    // SAFETY: openpty writes two fds into valid pointers; name and termios
+    // may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            size_ptr,
+        )
+    };
+    if rc != 0 {
+        return Err(os_err("open a pseudo-terminal"));
+    }
+    // SAFETY: openpty returned two new fds that we now own.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    rustix::io::fcntl_setfd(&master, rustix::io::FdFlags::CLOEXEC).map_err(|e| {
+        Stage1Error::Setup {
+            what: "set CLOEXEC".into(),
+            source: e.into(),
+        }
+    })?;
+    Ok(Pty { master, slave })
+}
+
+/// In the app process: a new session whose controlling terminal is the pty.
+pub fn attach(slave: &OwnedFd) -> Result<(), Stage1Error> {
+    // SAFETY: setsid, TIOCSCTTY and dup2 on fds we own, in a single-threaded child.
+    unsafe {
+        if libc::setsid() < 0 {
+            return Err(os_err("start a session for the terminal"));
+        }
+        if libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) != 0 {
+            return Err(os_err("make the pty the controlling terminal"));
+        }
+        for fd in 0..3 {
+            if libc::dup2(slave.as_raw_fd(), fd) < 0 {
+                return Err(os_err("attach the pty to stdio"));
+            }
+        }
+    }
+    Ok(())
+}
+
+static RESIZED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_winch(_: libc::c_int) {
+    RESIZED.store(true, Ordering::Relaxed);
+}
+
+/// The user's terminal in raw mode until dropped.
+pub struct RawMode {
+    saved: Option<libc::termios>,
+}
+
+impl RawMode {
+    pub fn enter() -> RawMode {
+        // SAFETY: termios is plain data; tcgetattr fills it.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: valid fd and pointer.
+        if unsafe { libc::tcgetattr(0, &mut t) } != 0 {
+            return RawMode { saved: None };
+        }
+        let saved = t;
+        // SAFETY: cfmakeraw edits the struct; tcsetattr applies it to stdin.
+        unsafe {
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(0, libc::TCSANOW, &t);
+        }
+        RawMode { saved: Some(saved) }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(t) = &self.saved {
+            // SAFETY: restores the attributes read in `enter`.
+            unsafe {
+                libc::tcsetattr(0, libc::TCSANOW, t);
+            }
+        }
+    }
+}
+
+fn install_winch() {
+    // SAFETY: a zeroed sigaction with a handler that only stores an atomic.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_winch as *const () as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGWINCH, &action, std::ptr::null_mut());
+    }
+}
+
+fn copy_once(from: &OwnedFd, to: i32, buf: &mut [u8]) -> bool {
+    match rustix::io::read(from, &mut *buf) {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            let mut done = 0;
+            while done < n {
+                // SAFETY: writing initialized bytes of `buf` to a valid fd.
+                let w = unsafe { libc::write(to, buf[done..n].as_ptr().cast(), n - done) };
+                if w <= 0 {
+                    return false;
+                }
+                done += w as usize;
+            }
+            true
+        }
+    }
+}
+
+/// Relays stdin → pty and pty → stdout while feeding status lines from
+/// `status` to `on_line`, until `status` closes (the pod ended).
+pub fn relay(master: &OwnedFd, status: &OwnedFd, on_line: &mut dyn FnMut(&str)) {
+    install_winch();
+    // SAFETY: dup of stdin gives an fd we own.
+    let stdin = unsafe { OwnedFd::from_raw_fd(libc::dup(0)) };
+    let mut stdin_open = true;
+    let mut master_open = true;
+    let mut pending = String::new();
+    let mut buf = vec![0u8; 1 << 14];
+    loop {
+        if RESIZED.swap(false, Ordering::Relaxed) {
+            // SAFETY: copy the window size from stdin to the pty master.
+            unsafe {
+                let mut size: libc::winsize = std::mem::zeroed();
+                if libc::ioctl(0, libc::TIOCGWINSZ, &mut size) == 0 {
+                    libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size);
+                }
+            }
+        }
+        let mut fds = Vec::new();
+        if stdin_open {
+            fds.push(rustix::event::PollFd::new(
+                &stdin,
+                rustix::event::PollFlags::IN,
+            ));
+        }
+        if master_open {
+            fds.push(rustix::event::PollFd::new(
+                master,
+                rustix::event::PollFlags::IN,
+            ));
+        }
+        fds.push(rustix::event::PollFd::new(
+            status,
+            rustix::event::PollFlags::IN,
+        ));
+        if rustix::event::poll(&mut fds, None).is_err() {
+            continue; // EINTR (SIGWINCH)
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        let mut i = 0;
+        if stdin_open {
+            if ready[i] && !copy_once(&stdin, master.as_raw_fd(), &mut buf) {
+                stdin_open = false;
+            }
+            i += 1;
+        }
+        if master_open {
+            if ready[i] && !copy_once(master, 1, &mut buf) {
+                master_open = false;
+            }
+            i += 1;
+        }
+        if ready[i] {
+            match rustix::io::read(status, &mut buf) {
+                Ok(0) | Err(_) => {
+                    // The pod ended: pass on what the app still wrote.
+                    while master_open && poll_readable(master) && copy_once(master, 1, &mut buf) {}
+                    return;
+                }
+                Ok(n) => {
+                    pending.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    while let Some(end) = pending.find('\n') {
+                        let line: String = pending.drain(..=end).collect();
+                        on_line(line.trim_end());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether `fd` has data within 50 ms.
+fn poll_readable(fd: &OwnedFd) -> bool {
+    let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+    let timeout = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 50_000_000,
+    };
+    matches!(rustix::event::poll(&mut fds, Some(&timeout)), Ok(n) if n > 0)
+        && fds[0].revents().contains(rustix::event::PollFlags::IN)
+}
