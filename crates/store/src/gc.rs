@@ -49,13 +49,30 @@ fn entries(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, StoreError>
 impl Store {
     /// Image IDs named in pod manifests under `pods/<state>/<uuid>/pod`.
     pub fn images_in_use(&self) -> Result<HashSet<String>, StoreError> {
+        self.images_used_by_pods(&[])
+    }
+
+    /// Image IDs used by pods that may still run (being prepared, prepared
+    /// or running), as opposed to exited ones.
+    pub fn images_used_by_live_pods(&self) -> Result<HashSet<String>, StoreError> {
+        self.images_used_by_pods(&["embryo", "prepare", "prepared", "run"])
+    }
+
+    /// Image IDs used by the pods in `states` (every state if empty).
+    fn images_used_by_pods(&self, states: &[&str]) -> Result<HashSet<String>, StoreError> {
         let mut used = HashSet::new();
         for state in entries(&self.layout().pods())? {
+            let name = state
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !states.is_empty() && !states.contains(&name.as_str()) {
+                continue;
+            }
             for pod in entries(&state)? {
-                let Ok(bytes) = std::fs::read(pod.join("pod")) else {
-                    continue;
-                };
-                if let Ok(manifest) = skiff_spec::parse_pod_manifest(&bytes) {
+                if let Ok(bytes) = std::fs::read(pod.join("pod"))
+                    && let Ok(manifest) = skiff_spec::parse_pod_manifest(&bytes)
+                {
                     used.extend(manifest.apps.iter().map(|a| a.image.id.to_string()));
                 }
                 // A pod may record every image of its rendered trees.
@@ -132,7 +149,9 @@ impl Store {
                     Err(_) => true,
                 }
             } else {
-                !live.contains(&name)
+                // Kept while its image is kept or any pod uses it.
+                let id = format!("sha512-{name}");
+                !live.contains(&name) && !in_use.contains(&id)
             };
             if stale {
                 std::fs::remove_dir_all(&path).map_err(io_err("remove", &path))?;

@@ -51,6 +51,10 @@ pub enum StoreError {
     Ambiguous { query: String, ids: Vec<String> },
     #[error("bad image reference '{query}': {reason}")]
     BadReference { query: String, reason: String },
+    #[error(
+        "image {0} is used by a pod that is prepared or running (stop and remove the pod first)"
+    )]
+    InUse(String),
     #[error("cannot render {image}: {reason}")]
     Render { image: String, reason: String },
 }
@@ -149,10 +153,15 @@ impl Store {
         self.layout.blob(id)
     }
 
-    /// Removes an image from the index, then its blob and rendered tree.
+    /// Removes an image from the index, then its blob (its rendered tree
+    /// goes at the next gc, once no pod uses it). Refused while a prepared
+    /// or running pod uses the image.
     pub fn remove(&self, id: &ImageId) -> Result<(), StoreError> {
         let _guard = lock::FileLock::exclusive(&self.layout.store_lock())
             .map_err(io_err("lock", &self.layout.store_lock()))?;
+        if self.images_used_by_live_pods()?.contains(id.as_str()) {
+            return Err(StoreError::InUse(id.to_string()));
+        }
         if !self.index.remove_image(id)? {
             return Err(StoreError::NotFound(id.to_string()));
         }
@@ -162,6 +171,6 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("remove", &blob)(e)),
         }
-        render::remove_tree(&self.layout, id)
+        Ok(())
     }
 }

@@ -195,16 +195,6 @@ impl Store {
     }
 }
 
-/// Removes a rendered tree (used by gc and image removal).
-pub fn remove_tree(layout: &Layout, id: &ImageId) -> Result<(), StoreError> {
-    let tree = layout.tree(id);
-    match std::fs::remove_dir_all(&tree) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err("remove", &tree)(e)),
-    }
-}
-
 fn whitelist(manifest: &ImageManifest) -> Option<HashSet<String>> {
     if manifest.path_whitelist.is_empty() {
         return None;

@@ -261,3 +261,37 @@ fn gc_keeps_images_referenced_by_pods() {
     assert_eq!(report.kept_in_use, 1);
     assert!(store.resolve("example.com/used").is_ok());
 }
+
+#[test]
+fn images_of_live_pods_cannot_be_removed_and_their_trees_survive_gc() {
+    let (_dir, store) = store();
+    let id = store
+        .import(
+            aci(&manifest("example.com/x", ""), &[]).as_slice(),
+            &ArchivePolicy::default(),
+        )
+        .unwrap()
+        .id;
+    store.render(&id).unwrap();
+    let pod = store
+        .layout()
+        .pods()
+        .join("prepared/11111111-0000-4000-8000-000000000000");
+    std::fs::create_dir_all(&pod).unwrap();
+    std::fs::write(pod.join("images"), format!("{id}\n")).unwrap();
+    assert!(matches!(store.remove(&id), Err(StoreError::InUse(_))));
+    // Once the pod has exited, the image may go, but its tree stays while
+    // the pod exists.
+    let exited = store
+        .layout()
+        .pods()
+        .join("exited-garbage/11111111-0000-4000-8000-000000000000");
+    std::fs::create_dir_all(exited.parent().unwrap()).unwrap();
+    std::fs::rename(&pod, &exited).unwrap();
+    store.remove(&id).unwrap();
+    store.gc(Duration::ZERO).unwrap();
+    assert!(store.layout().tree(&id).exists());
+    std::fs::remove_dir_all(&exited).unwrap();
+    store.gc(Duration::ZERO).unwrap();
+    assert!(!store.layout().tree(&id).exists());
+}
