@@ -25,7 +25,6 @@ use skiff_spec::aci::{clean_path, decompress};
 use skiff_spec::{ImageId, ImageManifest, parse_image_manifest};
 use tar::EntryType;
 
-use crate::layout::Layout;
 use crate::lock::FileLock;
 use crate::{Store, StoreError, io_err};
 
