@@ -398,38 +398,37 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
             .stderr(std::process::Stdio::null());
         c
     };
-    for uuid in &prepared {
+    let scenarios = if hybrid { 5 } else { 4 };
+    for (round, uuid) in prepared.iter().enumerate() {
         let timed = |cmd: &mut Command| -> Result<Duration> {
             let start = Instant::now();
             run_quiet(cmd)?;
             Ok(start.elapsed())
         };
-        rows[0]
-            .times
-            .push(timed(sk().args(["run-prepared", uuid]))?);
-        rows[1].times.push(timed(sk().args([
-            "run",
-            "--pull-policy=never",
-            "example.com/true:1.0",
-        ]))?);
-        rows[2].times.push(timed(&mut crun_cmd(&next_id()))?);
-        let id = next_id();
-        rows[3].times.push(timed(
-            Command::new("runc")
-                .arg("run")
-                .arg("-b")
-                .arg(&bundle)
-                .arg(&id)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null()),
-        )?);
-        if hybrid {
-            rows[4].times.push(timed(Command::new("unshare").args([
-                "-m",
-                "sh",
-                "-c",
-                "umount /sys/fs/cgroup/unified && exec true",
-            ]))?);
+        // Rotate the order each round so no scenario always runs first.
+        for k in 0..scenarios {
+            let which = (round + k) % scenarios;
+            let took = match which {
+                0 => timed(sk().args(["run-prepared", uuid]))?,
+                1 => timed(sk().args(["run", "--pull-policy=never", "example.com/true:1.0"]))?,
+                2 => timed(&mut crun_cmd(&next_id()))?,
+                3 => timed(
+                    Command::new("runc")
+                        .arg("run")
+                        .arg("-b")
+                        .arg(&bundle)
+                        .arg(next_id())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null()),
+                )?,
+                _ => timed(Command::new("unshare").args([
+                    "-m",
+                    "sh",
+                    "-c",
+                    "umount /sys/fs/cgroup/unified && exec true",
+                ]))?,
+            };
+            rows[which].times.push(took);
         }
     }
     if !hybrid {
