@@ -188,3 +188,25 @@ pub fn image_list(root: &Path) -> String {
     assert!(out.status.success(), "{}", stderr(&out));
     stdout(&out)
 }
+
+/// Stops every pod under a test's data directory and collects them when
+/// dropped, so a failing test leaves no pod, mount or cgroup behind.
+pub struct PodsGuard<'a> {
+    pub root: &'a Path,
+}
+
+impl Drop for PodsGuard<'_> {
+    fn drop(&mut self) {
+        let list = output(skiff_in(self.root).args(["list", "--format=json"]));
+        if let Ok(serde_json::Value::Array(pods)) =
+            serde_json::from_slice::<serde_json::Value>(&list.stdout)
+        {
+            for pod in pods.iter().filter(|p| p["state"] == "running") {
+                if let Some(uuid) = pod["uuid"].as_str() {
+                    let _ = output(skiff_in(self.root).args(["stop", "--force", uuid]));
+                }
+            }
+        }
+        let _ = output(skiff_in(self.root).args(["gc", "--grace-period=0s"]));
+    }
+}

@@ -34,6 +34,7 @@ fn run_sh(root: &std::path::Path, aci: &std::path::Path, script: &str) -> std::p
 fn a_pod_is_isolated_and_reports_its_exit_status() {
     let before = mounts();
     let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     let out = run_sh(
         tmp.path(),
@@ -90,6 +91,7 @@ fn a_pod_is_isolated_and_reports_its_exit_status() {
 #[test]
 fn the_host_binary_and_directories_are_out_of_reach() {
     let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     let skiff_bin = env!("CARGO_BIN_EXE_skiff");
     let stage1 = std::path::Path::new(skiff_bin).with_file_name("skiff-stage1");
@@ -116,6 +118,7 @@ fn the_host_binary_and_directories_are_out_of_reach() {
 fn detached_pods_are_listed_stopped_and_collected() {
     let before = mounts();
     let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     let mut uuids = Vec::new();
     for i in 0..2 {
@@ -180,6 +183,7 @@ fn detached_pods_are_listed_stopped_and_collected() {
 #[test]
 fn setup_failures_are_one_clear_line() {
     let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     let out = output(
         skiff_in(tmp.path())
@@ -217,6 +221,7 @@ fn setup_failures_are_one_clear_line() {
 #[test]
 fn seccomp_blocks_what_capabilities_alone_would_not() {
     let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     let out = run_sh(
         tmp.path(),
@@ -235,6 +240,7 @@ fn seccomp_blocks_what_capabilities_alone_would_not() {
 #[test]
 fn enter_runs_inside_a_running_pod() {
     let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     let out = output(
         skiff_in(tmp.path())
@@ -302,6 +308,7 @@ fn cgroup_dirs() -> Vec<String> {
 #[test]
 fn memory_limits_kill_and_read_only_roots_refuse_writes() {
     let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     let out = output(
         skiff_in(tmp.path())
@@ -376,6 +383,7 @@ fn memory_limits_kill_and_read_only_roots_refuse_writes() {
 #[test]
 fn volumes_are_shared_bound_and_read_only_when_asked() {
     let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     let host = tmp.path().join("hostdir");
     std::fs::create_dir_all(&host).unwrap();
@@ -416,6 +424,7 @@ fn volumes_are_shared_bound_and_read_only_when_asked() {
 #[test]
 fn ctrl_c_stops_the_pod_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     let child = skiff_in(tmp.path())
         .args(["run", "--insecure-options=image"])
@@ -461,6 +470,7 @@ fn ctrl_c_stops_the_pod_cleanly() {
 fn two_pods_do_not_see_each_other() {
     let before = mounts();
     let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     let start = |marker: &str| -> String {
         let out = output(
@@ -530,6 +540,7 @@ fn two_pods_do_not_see_each_other() {
 #[test]
 fn capability_seccomp_and_env_file_options() {
     let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     let run = |opts: &[&str], script: &str| {
         output(
@@ -588,6 +599,7 @@ fn capability_seccomp_and_env_file_options() {
 fn the_fly_flavor_runs_with_host_namespaces_and_cleans_up() {
     let before = mounts();
     let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let out = output(
@@ -642,6 +654,7 @@ fn the_fly_flavor_runs_with_host_namespaces_and_cleans_up() {
 #[test]
 fn pids_and_open_file_limits() {
     let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     let out = output(
         skiff_in(tmp.path())
@@ -669,6 +682,7 @@ fn pids_and_open_file_limits() {
 #[test]
 fn interactive_pods_get_a_terminal_of_their_own() {
     let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     // `script` gives skiff a terminal; the input arrives once the shell runs.
     let cmd = format!(

@@ -202,6 +202,11 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // The end-to-end tests run skiff-stage1 beside skiff; `cargo test` builds
+    // only the binaries of the package under test, so build them all first
+    // (same profile: nothing is compiled twice).
+    step("cargo build --release (skiff and skiff-stage1)");
+    run(cargo(root).args(["build", "--release", "--workspace", "--bins", "--quiet"]))?;
     step("cargo test (unit, differential against actool, end-to-end)");
     run(cargo(root)
         .args(["test", "--release", "--workspace"])
