@@ -131,9 +131,5 @@ fn run_as(
     let mut status = 0;
     // SAFETY: waits for our own child with a valid status pointer.
     unsafe { libc::waitpid(child, &mut status, 0) };
-    Ok(if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    })
+    Ok(crate::exit_code(status))
 }

@@ -141,32 +141,14 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         children.push((pid, p.name.clone()));
     }
     let mut first = None;
-    let mut remaining = children.len();
-    while remaining > 0 {
-        let mut status = 0;
-        // SAFETY: waits for any child with a valid status pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if pid < 0 {
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            break;
+    crate::reap(&children, |name, code| {
+        let dir = pod.path.join("apps").join(name);
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join("exit"), code.to_string());
+        if name == plans[0].name {
+            first = Some(code);
         }
-        if let Some((_, name)) = children.iter().find(|(p, _)| *p == pid) {
-            let code = if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                128 + libc::WTERMSIG(status)
-            };
-            let dir = pod.path.join("apps").join(name);
-            let _ = std::fs::create_dir_all(&dir);
-            let _ = std::fs::write(dir.join("exit"), code.to_string());
-            if *name == plans[0].name {
-                first = Some(code);
-            }
-            remaining -= 1;
-        }
-    }
+    });
     unmount_all_under(&stage1_root);
     let _ = pod.stamp("exited");
     let _ = pod.move_to(pods, State::ExitedGarbage);

@@ -60,3 +60,35 @@ pub fn error_line(err: &dyn std::error::Error) -> String {
     }
     line
 }
+
+/// The exit status a shell would show for a `waitpid` status: the code,
+/// or 128 + the signal that killed the process.
+pub fn exit_code(status: i32) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    }
+}
+
+/// Waits for any child until every process in `children` (pid, app name)
+/// has ended, calling `on_exit(app, code)` for each; other children that
+/// end meanwhile (orphans adopted by a pod's init) are reaped silently.
+pub fn reap(children: &[(i32, String)], mut on_exit: impl FnMut(&str, i32)) {
+    let mut remaining = children.len();
+    while remaining > 0 {
+        let mut status = 0;
+        // SAFETY: waits for any child with a valid status pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            break;
+        }
+        if let Some((_, name)) = children.iter().find(|(p, _)| *p == pid) {
+            on_exit(name, exit_code(status));
+            remaining -= 1;
+        }
+    }
+}

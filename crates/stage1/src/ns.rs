@@ -520,33 +520,15 @@ fn init(
         children.push((pid, p.name.clone()));
     }
     // Reap every process of the pod until the apps are done.
-    let mut remaining = children.len();
-    while remaining > 0 {
-        let mut status = 0;
-        // SAFETY: waits for any child with a valid status pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if pid < 0 {
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            break;
-        }
-        if let Some((_, name)) = children.iter().find(|(p, _)| *p == pid) {
-            let code = if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                128 + libc::WTERMSIG(status)
-            };
-            send(
-                report,
-                &Report::Exit {
-                    app: name.clone(),
-                    status: code,
-                },
-            );
-            remaining -= 1;
-        }
-    }
+    crate::reap(&children, |name, code| {
+        send(
+            report,
+            &Report::Exit {
+                app: name.to_string(),
+                status: code,
+            },
+        );
+    });
     Ok(())
 }
 
@@ -672,11 +654,7 @@ fn run_child(p: &AppPlan, argv: &[String]) -> Result<i32, Stage1Error> {
             break;
         }
     }
-    Ok(if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    })
+    Ok(crate::exit_code(status))
 }
 
 /// In a process already inside the app's root and namespaces: apply the

@@ -93,9 +93,24 @@ impl Store {
         let mut report = GcReport::default();
 
         for path in entries(&layout.tmp())? {
-            if let Ok(Some(_held)) = FileLock::try_exclusive(&path) {
-                std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
-                report.staging_files += 1;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let dead = if name.starts_with(crate::import::NEW_PREFIX) {
+                // Left by an importer that died within its first microseconds.
+                std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(600)))
+            } else {
+                matches!(FileLock::try_exclusive(&path), Ok(Some(_)))
+            };
+            if dead {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => report.staging_files += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err("remove", &path)(e)),
+                }
             }
         }
 

@@ -27,6 +27,11 @@ use crate::lock::FileLock;
 use crate::policy::{ArchivePolicy, EntryChecker};
 use crate::{Store, StoreError, io_err};
 
+/// Staging files in use are named `stage-*` and always locked.
+pub(crate) const STAGE_PREFIX: &str = "stage-";
+/// A staging file being created (before it is locked).
+pub(crate) const NEW_PREFIX: &str = ".new-";
+
 /// A staging file for an import in progress.
 pub struct Staged {
     lock: FileLock,
@@ -99,13 +104,21 @@ impl Store {
     /// A new, locked staging file in `cas/tmp`.
     pub fn stage(&self) -> Result<Staged, StoreError> {
         let tmp = self.layout().tmp();
-        let (file, path) = tempfile::Builder::new()
-            .prefix("stage-")
+        // Created under a name gc leaves alone, locked, then renamed: gc
+        // never sees an unlocked `stage-*` file that is still in use.
+        let (file, new_path) = tempfile::Builder::new()
+            .prefix(NEW_PREFIX)
             .tempfile_in(&tmp)
             .map_err(io_err("create a staging file in", &tmp))?
             .keep()
             .map_err(|e| io_err("keep a staging file in", &tmp)(e.error))?;
-        let lock = FileLock::lock_file(file, &path).map_err(io_err("lock", &path))?;
+        let lock = FileLock::lock_file(file, &new_path).map_err(io_err("lock", &new_path))?;
+        let name = new_path
+            .file_name()
+            .map(|n| n.to_string_lossy().replacen(NEW_PREFIX, STAGE_PREFIX, 1))
+            .unwrap_or_else(|| STAGE_PREFIX.to_string());
+        let path = tmp.join(name);
+        std::fs::rename(&new_path, &path).map_err(io_err("name a staging file in", &tmp))?;
         Ok(Staged {
             lock,
             path,
