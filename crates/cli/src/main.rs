@@ -121,19 +121,30 @@ enum Command {
 }
 
 fn init_logging(debug: bool) {
-    use tracing_subscriber::EnvFilter;
-    let default = if debug {
-        "debug"
-    } else {
-        "warn,skiff=info,skiff_fetch=info,skiff_store=info,skiff_trust=info"
-    };
-    let filter = EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
-        .without_time()
+        .without_time();
+    // SKIFF_LOG takes full EnvFilter directives; the default is a plain
+    // target filter (no regex to compile on every start: pods start fast).
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG") {
+        tracing_subscriber::registry()
+            .with(fmt.with_filter(filter))
+            .init();
+        return;
+    }
+    let filter = if debug {
+        Targets::new().with_default(LevelFilter::DEBUG)
+    } else {
+        Targets::new().with_default(LevelFilter::WARN).with_targets(
+            ["skiff", "skiff_fetch", "skiff_store", "skiff_trust"].map(|t| (t, LevelFilter::INFO)),
+        )
+    };
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
         .init();
 }
 
