@@ -277,8 +277,20 @@ fn enter_runs_inside_a_running_pod() {
     );
     let out = output(skiff_in(tmp.path()).args(["enter", &uuid, "/bin/sh", "-c", "exit 5"]));
     assert_eq!(out.status.code(), Some(5));
+    // `status --wait` returns once the pod has exited.
+    let waiter = skiff_in(tmp.path())
+        .args(["status", "--wait", &uuid])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let out = output(skiff_in(tmp.path()).args(["stop", "--force", &uuid]));
     assert!(out.status.success(), "{}", stderr(&out));
+    let waited = waiter.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&waited.stdout);
+    assert!(
+        text.contains("state=exited") && text.contains("app-busybox=137"),
+        "{text}"
+    );
     let out = output(skiff_in(tmp.path()).args(["enter", &uuid, "/bin/true"]));
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not running"), "{}", stderr(&out));

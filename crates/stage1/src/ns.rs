@@ -240,6 +240,21 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     let mut wstatus = 0;
     // SAFETY: waitpid on our own child with a valid status pointer.
     unsafe { libc::waitpid(child, &mut wstatus, 0) };
+    // Init killed (`skiff stop --force`) takes its apps with it before it
+    // can report them: they ended by the same signal.
+    if libc::WIFSIGNALED(wstatus) {
+        let code = crate::exit_code(wstatus);
+        for p in &plans {
+            if pod.app_exit(&p.name).is_none() {
+                let dir = pod.path.join("apps").join(&p.name);
+                let _ = std::fs::create_dir_all(&dir);
+                let _ = std::fs::write(dir.join("exit"), code.to_string());
+                if p.name == plans[0].name {
+                    first_status = Some(code);
+                }
+            }
+        }
+    }
     for p in &plans {
         let kills = pod_cgroups.oom_kills(&p.name);
         if kills > 0 {
