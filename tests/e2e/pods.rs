@@ -725,3 +725,89 @@ fn interactive_pods_get_a_terminal_of_their_own() {
     );
     let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
 }
+
+#[test]
+fn private_users_map_pod_root_to_an_unprivileged_host_uid() {
+    let before = mounts();
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = layout_aci(tmp.path());
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--insecure-options=image", "--private-users"])
+            .arg(&aci)
+            .args([
+                "--exec=/bin/sh",
+                "--",
+                "-c",
+                "cat /proc/self/uid_map /proc/self/gid_map; id -u; stat -c 'owner=%u:%g' /bin/busybox; \
+                 echo data > /written && stat -c 'new=%u:%g' /written; \
+                 (echo x > /proc/sys/kernel/hostname) 2>/dev/null && echo SYSCTL-WRITABLE; \
+                 cat /proc/self/status",
+            ]),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let maps: Vec<Vec<u64>> = text
+        .lines()
+        .take(2)
+        .map(|l| l.split_whitespace().map(|n| n.parse().unwrap()).collect())
+        .collect();
+    for map in &maps {
+        assert_eq!(map[0], 0, "{text}");
+        assert!(map[1] >= 1 << 20, "pod root is a high host id: {text}");
+        assert_eq!(map[2], 65536, "{text}");
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[2], "0", "root inside the pod: {text}");
+    assert_eq!(
+        lines[3], "owner=0:0",
+        "image files keep their in-pod owner: {text}"
+    );
+    assert_eq!(
+        lines[4], "new=0:0",
+        "root can write its root filesystem: {text}"
+    );
+    assert!(!text.contains("SYSCTL-WRITABLE"), "{text}");
+    assert!(text.contains("NoNewPrivs:\t1"), "{text}");
+    // `enter` joins the pod's user namespace too.
+    let out = output(
+        skiff_in(tmp.path())
+            .args([
+                "run",
+                "--detach",
+                "--insecure-options=image",
+                "--private-users",
+            ])
+            .arg(&aci)
+            .args(["--exec=/bin/busybox", "--", "sleep", "300"])
+            .stdin(Stdio::null()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    let mut seen = String::new();
+    for _ in 0..100 {
+        let out = output(skiff_in(tmp.path()).args([
+            "enter",
+            &uuid,
+            "/bin/busybox",
+            "cat",
+            "/proc/self/uid_map",
+        ]));
+        seen = format!("{}{}", stdout(&out), stderr(&out));
+        if out.status.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let map: Vec<&str> = seen
+        .lines()
+        .last()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(map.len(), 3, "{seen}");
+    assert_eq!((map[0], map[2]), ("0", "65536"), "{seen}");
+    drop(_guard);
+    assert_eq!(mounts(), before, "pods leave no mounts behind");
+}

@@ -120,6 +120,21 @@ pub struct Runtime {
     /// Most processes the pod may have (cgroup pids.max); none if unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids_limit: Option<u64>,
+    /// First host uid/gid of the pod's user namespace (`--private-users`):
+    /// container ids 0..65536 map to `base..base+65536`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_users: Option<u32>,
+}
+
+/// Ids mapped into a pod's user namespace.
+pub const USERNS_SIZE: u32 = 65536;
+
+/// The first host id of the user namespace of pod `uuid`: a 65536-aligned
+/// block chosen from the UUID, between 2^20 and 2^31 (above the ids of
+/// ordinary host users and subuid ranges).
+pub fn private_users_base(uuid: &str) -> u32 {
+    let n = u32::from_str_radix(uuid.get(..4).unwrap_or("0"), 16).unwrap_or(0);
+    USERNS_SIZE * (16 + n % 32000)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

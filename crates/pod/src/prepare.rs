@@ -64,6 +64,8 @@ pub struct PodRequest {
     pub debug: bool,
     pub pids_limit: Option<u64>,
     pub interactive: bool,
+    /// Run the pod in a user namespace of its own.
+    pub private_users: bool,
 }
 
 fn config(reason: String) -> PodError {
@@ -364,6 +366,9 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
             debug: req.debug,
             pids_limit: req.pids_limit,
             interactive: req.interactive,
+            private_users: req
+                .private_users
+                .then(|| crate::private_users_base(&pod.uuid)),
         })?;
         images.sort();
         images.dedup();
@@ -434,6 +439,7 @@ mod tests {
             debug: false,
             pids_limit: None,
             interactive: false,
+            private_users: false,
         };
         let pod = prepare(&pods, &req).unwrap();
         assert_eq!(pod.state, State::Prepared);

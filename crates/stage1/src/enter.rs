@@ -72,8 +72,27 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32, Stage1
         .pid()
         .ok_or_else(|| Stage1Error::Config("the pod has not started (no pid)".to_string()))?;
     let pid = app_pid(init, &target.name)?;
+    // Opened before the mount namespace changes what /proc shows.
+    let private_users = pod
+        .runtime()
+        .map(|r| r.private_users.is_some())
+        .unwrap_or(false);
+    let userns = if private_users {
+        let path = format!("/proc/{pid}/ns/user");
+        Some(
+            File::open(&path)
+                .map(std::os::fd::OwnedFd::from)
+                .map_err(|e| Stage1Error::Setup {
+                    what: format!("open {path}"),
+                    source: e,
+                })?,
+        )
+    } else {
+        None
+    };
     // Join the namespaces: pid (for the child), IPC, UTS from init; the
-    // mount namespace (and so the root) of the app itself.
+    // mount namespace (and so the root) of the app itself; its user
+    // namespace last (joining it gives up privilege over the others).
     for (proc_pid, ns, kind) in [
         (init, "pid", LinkNameSpaceType::ProcessID),
         (init, "ipc", LinkNameSpaceType::InterProcessCommunication),
@@ -91,6 +110,9 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32, Stage1
                 source: e.into(),
             }
         })?;
+    }
+    if let Some(userns) = &userns {
+        crate::userns::join(userns)?;
     }
     run_as(target, &argv, Confinement::Confined)
 }

@@ -75,7 +75,7 @@ fn setup(pod: &Pod, plans: &[AppPlan]) -> Result<(), Stage1Error> {
     std::fs::create_dir_all(&stage1_root)
         .map_err(setup_err(format!("create {}", stage1_root.display())))?;
     for p in plans {
-        let root = mount_app_root(pod, &stage1_root, p)?;
+        let root = mount_app_root(pod, &stage1_root, p, None)?;
         for path in ["/proc", "/sys", "/dev"] {
             bind_host(&root, path)?;
         }

@@ -24,6 +24,7 @@ pub mod ns;
 pub mod seccomp;
 pub mod syscalls;
 pub mod tty;
+pub mod userns;
 
 /// Exit status of stage1 (and so of `skiff run`) when the pod could not be
 /// set up; the reason is printed on stderr.
@@ -47,6 +48,16 @@ pub enum Stage1Error {
     },
     #[error("{0}")]
     Pod(String),
+}
+
+impl Stage1Error {
+    /// The message with its cause, for reports that cross the status pipe.
+    pub fn describe(&self) -> String {
+        match std::error::Error::source(self) {
+            Some(source) => format!("{self}: {source}"),
+            None => self.to_string(),
+        }
+    }
 }
 
 /// An error and its causes on one line.

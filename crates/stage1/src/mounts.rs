@@ -10,6 +10,7 @@
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
@@ -25,6 +26,53 @@ fn err(what: String) -> impl FnOnce(rustix::io::Errno) -> Stage1Error {
         what,
         source: e.into(),
     }
+}
+
+/// With `--private-users`, the host id that in-pod root maps to (u32::MAX:
+/// none). App roots are idmapped mounts, where host root is unmapped and
+/// cannot create files (EOVERFLOW): mount points are then made as this id.
+static CREATE_AS: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Makes mount points in idmapped app roots as host id `id` (in-pod root).
+pub fn create_as(id: u32) {
+    CREATE_AS.store(id, Ordering::Relaxed);
+}
+
+/// The host id of in-pod root, with `--private-users`.
+pub fn pod_root_id() -> Option<u32> {
+    Some(CREATE_AS.load(Ordering::Relaxed)).filter(|id| *id != u32::MAX)
+}
+
+/// Runs `create`; if the caller's ids are unmapped in the target's idmapped
+/// mount, runs it again as in-pod root.
+fn create_mapped<T>(create: impl Fn() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
+    let id = CREATE_AS.load(Ordering::Relaxed);
+    match create() {
+        Err(rustix::io::Errno::OVERFLOW) if id != u32::MAX => as_pod_root(id, create),
+        other => other,
+    }
+}
+
+/// Runs `f` with filesystem ids `id` (in-pod root on the host) and every
+/// capability still effective; restores filesystem ids 0 after.
+pub fn as_pod_root<T>(id: u32, f: impl FnOnce() -> T) -> T {
+    // SAFETY: setfsuid/setfsgid only change this thread's filesystem ids.
+    unsafe {
+        libc::setfsgid(id);
+        libc::setfsuid(id);
+    }
+    // Changing the fsuid from 0 clears the filesystem capabilities from the
+    // effective set; they are still permitted.
+    if let Ok(permitted) = caps::read(None, caps::CapSet::Permitted) {
+        let _ = caps::set(None, caps::CapSet::Effective, &permitted);
+    }
+    let result = f();
+    // SAFETY: as above; back to 0 also restores the effective capabilities.
+    unsafe {
+        libc::setfsuid(0);
+        libc::setfsgid(0);
+    }
+    result
 }
 
 /// An app's root filesystem, open as a directory fd.
@@ -75,21 +123,24 @@ impl Root {
                 Ok(fd) => dir = fd,
                 Err(rustix::io::Errno::NOENT) if create => {
                     if last && file {
-                        let f = rustix::fs::openat2(
-                            &dir,
-                            part.as_os_str(),
-                            OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-                            Mode::from_raw_mode(0o644),
-                            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
-                        )
+                        create_mapped(|| {
+                            rustix::fs::openat2(
+                                &dir,
+                                part.as_os_str(),
+                                OFlags::CREATE
+                                    | OFlags::WRONLY
+                                    | OFlags::CLOEXEC
+                                    | OFlags::NOFOLLOW,
+                                Mode::from_raw_mode(0o644),
+                                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+                            )
+                            .map(drop)
+                        })
                         .map_err(err(what()))?;
-                        drop(f);
                     } else {
-                        match rustix::fs::mkdirat(
-                            &dir,
-                            part.as_os_str(),
-                            Mode::from_raw_mode(0o755),
-                        ) {
+                        match create_mapped(|| {
+                            rustix::fs::mkdirat(&dir, part.as_os_str(), Mode::from_raw_mode(0o755))
+                        }) {
                             Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                             Err(e) => return Err(err(what())(e)),
                         }

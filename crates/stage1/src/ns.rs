@@ -162,6 +162,11 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
                 source: e.into(),
             }
         })?;
+    // Made here, in the host pid namespace, where /proc shows its holder.
+    let userns = match runtime.private_users {
+        Some(base) => Some(crate::userns::create(base, skiff_pod::USERNS_SIZE)?),
+        None => None,
+    };
     // SAFETY: stage1 is single-threaded here and NEWPID only affects the
     // children created afterwards; FILES is not unshared.
     unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWPID) }.map_err(|e| {
@@ -189,12 +194,13 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
                 &plans,
                 &app_cgroups,
                 slave.as_ref(),
+                userns.as_ref(),
                 &write_end,
             )
         }) {
             Ok(()) => 0,
             Err(e) => {
-                send(&write_end, &Report::Error(e.to_string()));
+                send(&write_end, &Report::Error(e.describe()));
                 EXIT_SETUP_FAILED
             }
         };
@@ -287,6 +293,7 @@ pub(crate) fn mount_app_root(
     pod: &Pod,
     stage1_root: &Path,
     p: &AppPlan,
+    userns: Option<&OwnedFd>,
 ) -> Result<Root, Stage1Error> {
     let target = format!("/apps/{}/rootfs", p.name);
     let fd = Root::open(stage1_root)?.resolve(Path::new(&target), true, false)?;
@@ -295,7 +302,26 @@ pub(crate) fn mount_app_root(
         let dir = overlay.join(sub);
         std::fs::create_dir_all(&dir).map_err(setup_err(format!("create {}", dir.display())))?;
     }
-    let lower = p.tree.display().to_string();
+    // With a user namespace the layers are idmapped mounts of the tree and
+    // the overlay dir, so in-pod ids read and write as on-disk ids.
+    let idmapped = match userns {
+        Some(userns) => {
+            let dir = stage1_root.join(".idmap").join(&p.name);
+            let (tree, ovl) = (dir.join("lower"), dir.join("overlay"));
+            for d in [&tree, &ovl] {
+                std::fs::create_dir_all(d).map_err(setup_err(format!("create {}", d.display())))?;
+            }
+            crate::userns::bind_idmapped(&p.tree, &tree, userns)?;
+            crate::userns::bind_idmapped(&overlay, &ovl, userns)?;
+            Some((tree, ovl))
+        }
+        None => None,
+    };
+    let (tree, overlay) = match &idmapped {
+        Some((tree, ovl)) => (tree.as_path(), ovl.as_path()),
+        None => (p.tree.as_path(), overlay.as_path()),
+    };
+    let lower = tree.display().to_string();
     let upper = overlay.join("upper").display().to_string();
     let work = overlay.join("work").display().to_string();
     if [&lower, &upper, &work]
@@ -308,14 +334,29 @@ pub(crate) fn mount_app_root(
     }
     let data = std::ffi::CString::new(format!("lowerdir={lower},upperdir={upper},workdir={work}"))
         .map_err(|_| Stage1Error::Config("NUL in an overlay path".into()))?;
-    mounts::mount(
-        "overlay",
-        &fd,
-        "overlay",
-        MountFlags::empty(),
-        Some(&data),
-        &format!("the overlay root of app '{}'", p.name),
-    )?;
+    let mount_overlay = || {
+        mounts::mount(
+            "overlay",
+            &fd,
+            "overlay",
+            MountFlags::empty(),
+            Some(&data),
+            &format!("the overlay root of app '{}'", p.name),
+        )
+    };
+    match (userns, mounts::pod_root_id()) {
+        // The overlay works with its mounter's credentials: in-pod root's
+        // ids, which the idmapped layers map.
+        (Some(_), Some(id)) => mounts::as_pod_root(id, mount_overlay)?,
+        _ => mount_overlay()?,
+    }
+    // The overlay holds its own references to the layers.
+    if let Some((tree, ovl)) = &idmapped {
+        for layer in [tree, ovl] {
+            rustix::mount::unmount(layer, rustix::mount::UnmountFlags::DETACH)
+                .map_err(|e| setup_err(format!("unmount {}", layer.display()))(e.into()))?;
+        }
+    }
     Root::open(&stage1_root.join(target.trim_start_matches('/')))
 }
 
@@ -458,6 +499,7 @@ fn init(
     plans: &[AppPlan],
     app_cgroups: &[Vec<std::fs::File>],
     tty: Option<&OwnedFd>,
+    userns: Option<&OwnedFd>,
     report: &OwnedFd,
 ) -> Result<(), Stage1Error> {
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
@@ -473,6 +515,9 @@ fn init(
     .map_err(|e| setup_err("create the mount, UTS and IPC namespaces")(e.into()))?;
     mounts::make_private_rec()?;
 
+    if let Some(base) = runtime.private_users {
+        mounts::create_as(base);
+    }
     let stage1_root = pod.path.join("stage1");
     std::fs::create_dir_all(&stage1_root)
         .map_err(setup_err(format!("create {}", stage1_root.display())))?;
@@ -487,7 +532,7 @@ fn init(
         "the pod root",
     )?;
     for p in plans {
-        let app_root = mount_app_root(pod, &stage1_root, p)?;
+        let app_root = mount_app_root(pod, &stage1_root, p, userns)?;
         mounts::setup_kernel_filesystems(&app_root)?;
         finish_app_root(pod, &app_root, p)?;
     }
@@ -517,14 +562,14 @@ fn init(
                 None => Ok(()),
             };
             let error = match cgroups::join(cgroup).and(attached) {
-                Ok(()) => exec_app(p),
+                Ok(()) => exec_app(p, userns),
                 Err(e) => e,
             };
             send(
                 report,
                 &Report::AppError {
                     app: p.name.clone(),
-                    error: error.to_string(),
+                    error: error.describe(),
                 },
             );
             std::process::exit(match error {
@@ -549,19 +594,22 @@ fn init(
 
 /// In the forked app process: enter its root, drop privileges, exec.
 /// Returns only on failure.
-fn exec_app(p: &AppPlan) -> Stage1Error {
-    match prepare_app(p) {
+fn exec_app(p: &AppPlan, userns: Option<&OwnedFd>) -> Stage1Error {
+    match prepare_app(p, userns) {
         Ok(cmd) => cmd,
         Err(e) => e,
     }
 }
 
-fn prepare_app(p: &AppPlan) -> Result<Stage1Error, Stage1Error> {
+fn prepare_app(p: &AppPlan, userns: Option<&OwnedFd>) -> Result<Stage1Error, Stage1Error> {
     // SAFETY: the app process is single-threaded; FILES is not unshared.
     unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS) }
         .map_err(|e| setup_err("create the app's mount namespace")(e.into()))?;
     mounts::make_private_rec()?;
     mounts::pivot_into(Path::new(&format!("/apps/{}/rootfs", p.name)))?;
+    if let Some(userns) = userns {
+        crate::userns::join(userns)?;
+    }
     let handler = |name: &str| {
         p.app
             .event_handlers

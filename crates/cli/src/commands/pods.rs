@@ -54,6 +54,13 @@ pub struct PodArgs {
     #[arg(long)]
     interactive: bool,
 
+    /// Run the pod in a user namespace of its own: root in the pod is an
+    /// unprivileged host uid (a 65536-id block chosen from the pod UUID),
+    /// image files appear owned by their in-pod ids through idmapped
+    /// mounts. Host volumes keep their host owners. `ns` flavor only.
+    #[arg(long)]
+    private_users: bool,
+
     /// Most processes the pod may run at once (cgroup pids.max).
     #[arg(long, value_name = "N")]
     pids_limit: Option<u64>,
@@ -238,6 +245,9 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         );
     }
     let mut specs = parse_apps(&args.images)?;
+    if args.private_users && args.stage1 != "ns" {
+        bail!("--private-users needs the ns flavor (--stage1=ns)");
+    }
     if args.interactive {
         if specs.len() != 1 {
             bail!("--interactive works with exactly one image");
@@ -298,6 +308,7 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         debug: global.debug,
         pids_limit: args.pids_limit,
         interactive: args.interactive,
+        private_users: args.private_users,
     };
     let pod = prepare(&pods(global), &request)?;
     if let Some(file) = &args.uuid_file_save {

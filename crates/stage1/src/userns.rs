@@ -1,0 +1,134 @@
+//! `--private-users`: the pod's user namespace and the idmapped mounts
+//! that show image files with their in-pod owners.
+//!
+//! Init stays in the host user namespace (it owns the pod's mount, pid,
+//! UTS and IPC namespaces, so all setup keeps working); each app joins the
+//! pod's user namespace last, after its root is built, so root in the app
+//! has capabilities only over that user namespace and owns nothing else.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+use rustix::mount::{MoveMountFlags, OpenTreeFlags};
+use rustix::thread::{LinkNameSpaceType, UnshareFlags};
+
+use crate::Stage1Error;
+use crate::ns::setup_err;
+
+/// `MOUNT_ATTR_IDMAP` from <linux/mount.h>.
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// `struct mount_attr` from <linux/mount.h>.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Creates a user namespace mapping ids `0..size` to `base..base+size` and
+/// returns a descriptor of it. A short-lived child unshares it; this
+/// process (privileged in the parent namespace) writes the maps.
+pub fn create(base: u32, size: u32) -> Result<OwnedFd, Stage1Error> {
+    let (ready_r, ready_w) = pipe()?;
+    let (done_r, done_w) = pipe()?;
+    // SAFETY: single-threaded caller; the child only unshares, writes a
+    // byte, reads a byte and exits.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(setup_err("fork the user namespace holder")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    if child == 0 {
+        drop(ready_r);
+        drop(done_w);
+        // SAFETY: the child is single-threaded; FILES is not unshared.
+        let ok = unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER) }.is_ok();
+        let _ = std::fs::File::from(ready_w).write_all(&[u8::from(ok)]);
+        let _ = std::fs::File::from(done_r).read(&mut [0u8]);
+        // SAFETY: _exit is always safe to call; no destructors needed.
+        unsafe { libc::_exit(0) };
+    }
+    drop(ready_w);
+    drop(done_r);
+    let result = (|| {
+        let mut byte = [0u8];
+        std::fs::File::from(ready_r)
+            .read_exact(&mut byte)
+            .map_err(setup_err("wait for the user namespace holder"))?;
+        if byte[0] != 1 {
+            return Err(Stage1Error::Config(
+                "cannot create a user namespace (is user.max_user_namespaces 0?)".into(),
+            ));
+        }
+        let map = format!("0 {base} {size}\n");
+        for file in ["uid_map", "gid_map"] {
+            let path = format!("/proc/{child}/{file}");
+            std::fs::write(&path, &map).map_err(setup_err(format!("write {path}")))?;
+        }
+        let path = format!("/proc/{child}/ns/user");
+        std::fs::File::open(&path)
+            .map(OwnedFd::from)
+            .map_err(setup_err(format!("open {path}")))
+    })();
+    drop(done_w);
+    let mut status = 0;
+    // SAFETY: waits for our own child with a valid status pointer.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    result
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), Stage1Error> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| setup_err("create a pipe")(e.into()))
+}
+
+/// Mounts `source` again at `target` (an existing directory), with file
+/// ownership seen through `userns`'s id map.
+pub fn bind_idmapped(source: &Path, target: &Path, userns: &OwnedFd) -> Result<(), Stage1Error> {
+    let what = |step: &str| format!("{step} an idmapped mount of {}", source.display());
+    let tree = rustix::mount::open_tree(
+        rustix::fs::CWD,
+        source,
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )
+    .map_err(|e| setup_err(what("open"))(e.into()))?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    // SAFETY: mount_setattr on a descriptor we own, with an empty path,
+    // AT_EMPTY_PATH and a correctly sized struct mount_attr.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(setup_err(what("idmap"))(std::io::Error::last_os_error()));
+    }
+    rustix::mount::move_mount(
+        tree.as_fd(),
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| setup_err(what("attach"))(e.into()))
+}
+
+/// Joins the user namespace `userns` (the last namespace an app joins).
+pub fn join(userns: &OwnedFd) -> Result<(), Stage1Error> {
+    rustix::thread::move_into_link_name_space(userns.as_fd(), Some(LinkNameSpaceType::User))
+        .map_err(|e| setup_err("join the pod's user namespace")(e.into()))
+}
