@@ -47,4 +47,7 @@ fn ace_validator_passes_all_but_the_metadata_checks() {
     // The implicit empty volume for the `database` mount point works too.
     let (out, err, _) = ace(&[]);
     check(&out, &err);
+    // And in a user namespace of the pod's own.
+    let (out, err, _) = ace(&["--private-users"]);
+    check(&out, &err);
 }

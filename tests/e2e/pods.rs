@@ -770,6 +770,32 @@ fn private_users_map_pod_root_to_an_unprivileged_host_uid() {
     );
     assert!(!text.contains("SYSCTL-WRITABLE"), "{text}");
     assert!(text.contains("NoNewPrivs:\t1"), "{text}");
+    // Host volumes are not idmapped: host root's files show as `nobody`.
+    // A non-root app user is mapped too.
+    let host = tmp.path().join("hostdir");
+    std::fs::create_dir_all(&host).unwrap();
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--insecure-options=image", "--private-users"])
+            .arg(format!("--volume=h,kind=host,source={}", host.display()))
+            .arg(&aci)
+            .args([
+                "--mount=volume=h,target=/host",
+                "--user=1000",
+                "--group=1000",
+                "--exec=/bin/sh",
+                "--",
+                "-c",
+                "stat -c 'vol=%u' /host; id -u; (echo x > /host/new) 2>/dev/null && echo VOL-WRITABLE; \
+                 (echo x > /root-owned) 2>/dev/null && echo ROOT-WRITABLE; stat -c 'bin=%u' /bin/busybox",
+            ]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("vol=65534\n1000\n"), "{text}");
+    assert!(!text.contains("VOL-WRITABLE"), "{text}");
+    assert!(!text.contains("ROOT-WRITABLE"), "{text}");
+    assert!(text.contains("bin=0"), "{text}");
     // `enter` joins the pod's user namespace too.
     let out = output(
         skiff_in(tmp.path())

@@ -390,8 +390,26 @@ fn volume_source(pod: &Pod, v: &skiff_spec::pod::Volume) -> Result<PathBuf, Stag
             .unwrap_or(0o755);
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode))
             .map_err(setup_err(format!("set the mode of volume '{}'", v.name)))?;
-        let uid = v.uid.and_then(|u| u32::try_from(u).ok());
-        let gid = v.gid.and_then(|g| u32::try_from(g).ok());
+        let (mut uid, mut gid) = (
+            v.uid.and_then(|u| u32::try_from(u).ok()),
+            v.gid.and_then(|g| u32::try_from(g).ok()),
+        );
+        // In a user namespace the pod's ids are host ids shifted by its base.
+        if let Some(base) = mounts::pod_root_id() {
+            let shift = |id: Option<u32>| {
+                Some(id.unwrap_or(0))
+                    .filter(|id| *id < skiff_pod::USERNS_SIZE)
+                    .map(|id| base + id)
+                    .ok_or_else(|| {
+                        Stage1Error::Config(format!(
+                            "volume '{}': uid/gid must be below {} with --private-users",
+                            v.name,
+                            skiff_pod::USERNS_SIZE
+                        ))
+                    })
+            };
+            (uid, gid) = (Some(shift(uid)?), Some(shift(gid)?));
+        }
         std::os::unix::fs::chown(&dir, uid, gid)
             .map_err(setup_err(format!("set the owner of volume '{}'", v.name)))?;
     }
