@@ -837,3 +837,67 @@ fn private_users_map_pod_root_to_an_unprivileged_host_uid() {
     drop(_guard);
     assert_eq!(mounts(), before, "pods leave no mounts behind");
 }
+
+#[test]
+fn no_overlay_gives_each_app_a_private_copy_of_its_tree() {
+    let before = mounts();
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = layout_aci(tmp.path());
+    // The root's filesystem type (field 9 of mountinfo, after the "-").
+    let script = "awk '$5 == \"/\" { for (i = 7; $i != \"-\"; i++); print $(i+1) }' /proc/self/mountinfo; \
+                  echo data > /written; stat -c 'owner=%u' /bin/busybox; cat /written";
+    for (extra, fs) in [
+        (&[][..], "overlay"),
+        (&["--no-overlay"][..], "ext4"),
+        (&["--no-overlay", "--private-users"][..], "ext4"),
+    ] {
+        let out = output(
+            skiff_in(tmp.path())
+                .args(["run", "--insecure-options=image"])
+                .args(extra)
+                .arg(&aci)
+                .args(["--exec=/bin/sh", "--", "-c", script]),
+        );
+        assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        let host_fs = fs == "ext4";
+        let first = text.lines().next().unwrap_or("");
+        assert!(
+            if host_fs {
+                first != "overlay" && !first.is_empty()
+            } else {
+                first == fs
+            },
+            "{extra:?}: {text}"
+        );
+        assert!(text.ends_with("\nowner=0\ndata\n"), "{extra:?}: {text}");
+    }
+    // The store's tree is untouched; the copies live in the pods' dirs.
+    let written: Vec<_> = walkdir(&tmp.path().join("data"))
+        .into_iter()
+        .filter(|p| p.ends_with("written"))
+        .collect();
+    let copies = written
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("/copy/busybox/"))
+        .count();
+    assert_eq!((written.len(), copies), (3, 2), "{written:?}");
+    drop(_guard);
+    assert_eq!(mounts(), before, "pods leave no mounts behind");
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let path = e.path();
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                found.extend(walkdir(&path));
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}

@@ -124,6 +124,9 @@ pub struct Runtime {
     /// container ids 0..65536 map to `base..base+65536`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_users: Option<u32>,
+    /// Apps' roots are copies of their trees instead of overlays.
+    #[serde(default)]
+    pub no_overlay: bool,
 }
 
 /// Ids mapped into a pod's user namespace.

@@ -66,6 +66,8 @@ pub struct PodRequest {
     pub interactive: bool,
     /// Run the pod in a user namespace of its own.
     pub private_users: bool,
+    /// Copy the apps' trees instead of using overlayfs.
+    pub no_overlay: bool,
 }
 
 fn config(reason: String) -> PodError {
@@ -369,6 +371,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
             private_users: req
                 .private_users
                 .then(|| crate::private_users_base(&pod.uuid)),
+            no_overlay: req.no_overlay,
         })?;
         images.sort();
         images.dedup();
@@ -440,6 +443,7 @@ mod tests {
             pids_limit: None,
             interactive: false,
             private_users: false,
+            no_overlay: false,
         };
         let pod = prepare(&pods, &req).unwrap();
         assert_eq!(pod.state, State::Prepared);

@@ -17,6 +17,7 @@
 
 pub mod app;
 pub mod cgroups;
+pub mod copy;
 pub mod enter;
 pub mod fly;
 pub mod mounts;

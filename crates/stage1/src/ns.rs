@@ -56,6 +56,8 @@ pub struct AppPlan {
     pub tree: PathBuf,
     pub read_only: bool,
     pub mounts: Vec<PlannedMount>,
+    /// `--no-overlay`: the root is a copy of the tree, not an overlay.
+    pub copy: bool,
 }
 
 /// A volume mounted into an app.
@@ -116,6 +118,7 @@ pub fn plan(pod: &Pod) -> Result<(PodManifest, Runtime, Vec<AppPlan>), Stage1Err
             tree: rt.tree.clone(),
             read_only: ra.read_only_root_fs,
             mounts,
+            copy: runtime.no_overlay,
         });
     }
     if plans.is_empty() {
@@ -130,7 +133,7 @@ pub fn plan(pod: &Pod) -> Result<(PodManifest, Runtime, Vec<AppPlan>), Stage1Err
 #[allow(clippy::print_stderr)]
 pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stage1Error> {
     let (_manifest, runtime, plans) = plan(&pod)?;
-    for p in &plans {
+    for p in plans.iter().filter(|p| !p.copy) {
         for sub in ["upper", "work"] {
             let dir = pod.path.join("overlay").join(&p.name).join(sub);
             std::fs::create_dir_all(&dir).map_err(|e| Stage1Error::Setup {
@@ -297,6 +300,9 @@ pub(crate) fn mount_app_root(
 ) -> Result<Root, Stage1Error> {
     let target = format!("/apps/{}/rootfs", p.name);
     let fd = Root::open(stage1_root)?.resolve(Path::new(&target), true, false)?;
+    if p.copy {
+        return mount_copied_root(pod, stage1_root, p, &target, &fd, userns);
+    }
     let overlay = pod.path.join("overlay").join(&p.name);
     for sub in ["upper", "work"] {
         let dir = overlay.join(sub);
@@ -358,6 +364,45 @@ pub(crate) fn mount_app_root(
         }
     }
     Root::open(&stage1_root.join(target.trim_start_matches('/')))
+}
+
+/// `--no-overlay`: copies the tree to `copy/<app>` in the pod dir (once)
+/// and binds it (idmapped with `--private-users`) as the app's root.
+fn mount_copied_root(
+    pod: &Pod,
+    stage1_root: &Path,
+    p: &AppPlan,
+    target: &str,
+    fd: &OwnedFd,
+    userns: Option<&OwnedFd>,
+) -> Result<Root, Stage1Error> {
+    let copies = pod.path.join("copy");
+    let copy = copies.join(&p.name);
+    if !copy.exists() {
+        std::fs::create_dir_all(&copies)
+            .map_err(setup_err(format!("create {}", copies.display())))?;
+        // Copied under a temporary name so that an interrupted copy is
+        // never taken for a complete one.
+        let partial = copies.join(format!(".partial-{}", p.name));
+        let _ = std::fs::remove_dir_all(&partial);
+        crate::copy::copy_tree(&p.tree, &partial)
+            .and_then(|()| std::fs::rename(&partial, &copy))
+            .map_err(setup_err(format!(
+                "copy the root of app '{}' (--no-overlay)",
+                p.name
+            )))?;
+    }
+    let mounted = stage1_root.join(target.trim_start_matches('/'));
+    match userns {
+        Some(userns) => crate::userns::bind_idmapped(&copy, &mounted, userns)?,
+        None => mounts::bind(
+            &copy.display().to_string(),
+            fd,
+            false,
+            &format!("the copied root of app '{}'", p.name),
+        )?,
+    }
+    Root::open(&mounted)
 }
 
 /// Volumes, then read-only if asked (after every mount point exists).

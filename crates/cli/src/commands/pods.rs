@@ -61,6 +61,13 @@ pub struct PodArgs {
     #[arg(long)]
     private_users: bool,
 
+    /// Give each app a private copy of its image's tree instead of an
+    /// overlayfs (for hosts where overlayfs is missing or the pod dir's
+    /// filesystem cannot be an overlay upper layer). Slower to start and
+    /// uses disk for each pod.
+    #[arg(long)]
+    no_overlay: bool,
+
     /// Most processes the pod may run at once (cgroup pids.max).
     #[arg(long, value_name = "N")]
     pids_limit: Option<u64>,
@@ -309,6 +316,7 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         pids_limit: args.pids_limit,
         interactive: args.interactive,
         private_users: args.private_users,
+        no_overlay: args.no_overlay,
     };
     let pod = prepare(&pods(global), &request)?;
     if let Some(file) = &args.uuid_file_save {

@@ -1,0 +1,89 @@
+//! `--no-overlay`: an app's root as a private copy of the rendered tree,
+//! for hosts whose filesystem cannot be an overlayfs upper layer.
+//!
+//! The tree comes from the store (validated at import: no device nodes,
+//! no paths outside the root); symlinks are copied as symlinks, never
+//! followed, and owners and modes are kept.
+
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Copies the directory tree `src` to `dst` (which must not exist).
+pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
+    let meta = std::fs::symlink_metadata(src)?;
+    // Filled while owner-writable, given its real mode and owner after.
+    std::fs::create_dir(dst)?;
+    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let (from, to) = (entry.path(), dst.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_tree(&from, &to)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+            let m = std::fs::symlink_metadata(&from)?;
+            std::os::unix::fs::lchown(&to, Some(m.uid()), Some(m.gid()))?;
+        } else if kind.is_file() {
+            copy_file(&from, &to)?;
+        }
+        // Anything else (fifo, socket, device) is not in a rendered tree;
+        // it is skipped rather than recreated.
+    }
+    finish(dst, &meta)
+}
+
+fn copy_file(from: &Path, to: &Path) -> io::Result<()> {
+    let mut src = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(from)?;
+    let meta = src.metadata()?;
+    let mut dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(to)?;
+    io::copy(&mut src, &mut dst)?;
+    drop(dst);
+    finish(to, &meta)
+}
+
+/// Owner first: chown clears setuid/setgid bits, the mode sets them back.
+fn finish(path: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_files_dirs_symlinks_and_modes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(src.join("bin")).unwrap();
+        std::fs::write(src.join("bin/tool"), b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(src.join("bin/tool"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::os::unix::fs::symlink("/etc/outside", src.join("link")).unwrap();
+        std::fs::create_dir(src.join("ro")).unwrap();
+        std::fs::write(src.join("ro/file"), b"x").unwrap();
+        std::fs::set_permissions(src.join("ro"), std::fs::Permissions::from_mode(0o555)).unwrap();
+        let dst = tmp.path().join("dst");
+        copy_tree(&src, &dst).unwrap();
+        assert_eq!(std::fs::read(dst.join("bin/tool")).unwrap(), b"#!/bin/sh\n");
+        let mode = |p: &str| std::fs::symlink_metadata(dst.join(p)).unwrap().mode() & 0o7777;
+        assert_eq!(mode("bin/tool"), 0o755);
+        assert_eq!(mode("ro"), 0o555);
+        assert_eq!(
+            std::fs::read_link(dst.join("link")).unwrap(),
+            Path::new("/etc/outside")
+        );
+        assert_eq!(std::fs::read(dst.join("ro/file")).unwrap(), b"x");
+        // An existing destination is refused, never merged into.
+        assert!(copy_tree(&src, &dst).is_err());
+    }
+}
