@@ -901,3 +901,39 @@ fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+#[test]
+fn without_a_usable_overlay_upper_layer_no_overlay_still_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path();
+    for d in ["lower", "upper", "work", "merged"] {
+        std::fs::create_dir(base.join(d)).unwrap();
+    }
+    let aci = layout_aci(base);
+    // An overlayfs cannot be the upper layer of another overlay. The pods'
+    // directory is put on one inside a private mount namespace, so that
+    // the mount is gone with it whatever happens (and other tests never
+    // see it).
+    let script = r#"
+        set -u
+        mount -t overlay overlay -o "lowerdir=$B/lower,upperdir=$B/upper,workdir=$B/work" "$B/merged" || exit 99
+        export SKIFF_DIR="$B/merged/data"
+        s() { "$SKIFF" --local-config "$B/merged/etc" --system-config "$B/merged/usr" "$@"; }
+        s run --insecure-options=image "$ACI" --exec=/bin/sh -- -c 'echo ran' >"$B/out1" 2>"$B/err1"; echo $? >"$B/rc1"
+        s run --insecure-options=image --no-overlay "$ACI" --exec=/bin/sh -- -c 'echo ran' >"$B/out2" 2>"$B/err2"; echo $? >"$B/rc2"
+        s gc --grace-period=0s
+    "#;
+    let out = output(
+        std::process::Command::new("unshare")
+            .args(["--mount", "--propagation=private", "sh", "-c", script])
+            .env("B", base)
+            .env("ACI", &aci)
+            .env("SKIFF", skiff().get_program()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let read = |f: &str| std::fs::read_to_string(base.join(f)).unwrap_or_default();
+    assert_eq!(read("rc1").trim(), "125", "{}", read("err1"));
+    assert!(read("err1").contains("--no-overlay"), "{}", read("err1"));
+    assert_eq!(read("rc2").trim(), "0", "{}", read("err2"));
+    assert_eq!(read("out2"), "ran\n");
+}

@@ -353,9 +353,15 @@ pub(crate) fn mount_app_root(
     match (userns, mounts::pod_root_id()) {
         // The overlay works with its mounter's credentials: in-pod root's
         // ids, which the idmapped layers map.
-        (Some(_), Some(id)) => mounts::as_pod_root(id, mount_overlay)?,
-        _ => mount_overlay()?,
+        (Some(_), Some(id)) => mounts::as_pod_root(id, mount_overlay),
+        _ => mount_overlay(),
     }
+    .map_err(|e| {
+        Stage1Error::Config(format!(
+            "{} (without overlayfs support here, run with --no-overlay)",
+            e.describe()
+        ))
+    })?;
     // The overlay holds its own references to the layers.
     if let Some((tree, ovl)) = &idmapped {
         for layer in [tree, ovl] {
