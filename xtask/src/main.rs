@@ -208,10 +208,43 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     step("cargo build --release (skiff and skiff-stage1)");
     run(cargo(root).args(["build", "--release", "--workspace", "--bins", "--quiet"]))?;
     step("cargo test (unit, differential against actool, end-to-end)");
+    let before = leftovers();
     run(cargo(root)
         .args(["test", "--release", "--workspace"])
         .args(extra)
-        .env("SKIFF_APPC_TOOLS", &tools))
+        .env("SKIFF_APPC_TOOLS", &tools))?;
+    step("checking that the suite left no mount or pod cgroup behind");
+    let after = leftovers();
+    let leaked: Vec<&String> = after.iter().filter(|m| !before.contains(m)).collect();
+    if !leaked.is_empty() {
+        bail!("the test suite left these behind: {leaked:?}");
+    }
+    println!("none: {} mounts before and after", after.len());
+    Ok(())
+}
+
+/// The host's mount points (from /proc/self/mountinfo) and pod cgroups
+/// (`skiff/<uuid>` in every hierarchy).
+fn leftovers() -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(|m| format!("mount {m}")))
+        .collect();
+    for hierarchy in [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/pids",
+    ] {
+        let dir = Path::new(hierarchy).join("skiff");
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                found.push(format!("cgroup {}", entry.path().display()));
+            }
+        }
+    }
+    found.sort();
+    found
 }
 
 fn demo(root: &Path) -> Result<()> {
