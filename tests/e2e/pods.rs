@@ -697,19 +697,24 @@ fn interactive_pods_get_a_terminal_of_their_own() {
     let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     // `script` gives skiff a terminal; the input arrives once the shell runs.
-    let cmd = format!(
-        "SKIFF_DIR={}/data {} run --insecure-options=image --interactive {} --exec=/bin/sh 2>/dev/null",
-        tmp.path().display(),
-        env!("CARGO_BIN_EXE_skiff"),
-        aci.display()
-    );
-    let out = output(std::process::Command::new("sh").arg("-c").arg(format!(
-        "(sleep 1; printf 'echo answer-$((6*7)); [ -t 0 ] && echo stdin-is-a-tty\\nexit 3\\n') | script -qec \"{cmd}\" /dev/null"
+    // Also in a user namespace, where host-owned ttys would be `nobody`'s.
+    for extra in ["", "--private-users"] {
+        let cmd = format!(
+            "SKIFF_DIR={}/data {} run --insecure-options=image --interactive {extra} {} --exec=/bin/sh 2>/dev/null",
+            tmp.path().display(),
+            env!("CARGO_BIN_EXE_skiff"),
+            aci.display()
+        );
+        let out = output(std::process::Command::new("sh").arg("-c").arg(format!(
+        "(sleep 1; printf 'echo answer-$((6*7)); [ -t 0 ] && echo stdin-is-a-tty; echo name=$(tty)\\nexit 3\\n') | script -qec \"{cmd}\" /dev/null"
     )));
-    let text = stdout(&out);
-    assert!(text.contains("answer-42"), "{text}");
-    assert!(text.contains("stdin-is-a-tty"), "{text}");
-    assert_eq!(out.status.code(), Some(3), "{text}");
+        let text = stdout(&out);
+        assert!(text.contains("answer-42"), "{text}");
+        assert!(text.contains("stdin-is-a-tty"), "{text}");
+        // The terminal comes from the pod's own devpts instance.
+        assert!(text.contains("name=/dev/pts/0"), "{text}");
+        assert_eq!(out.status.code(), Some(3), "{text}");
+    }
     // Without a terminal, --interactive is refused clearly.
     let out = output(
         skiff_in(tmp.path())

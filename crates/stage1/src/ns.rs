@@ -153,8 +153,10 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         runtime.pids_limit,
     )?;
     let (init_cgroup, app_cgroups) = pod_cgroups.open_joins()?;
-    let pty = if runtime.interactive {
-        Some(crate::tty::open()?)
+    // With --interactive init makes the pty in the app's devpts and passes
+    // the master back over this channel.
+    let pty_channel = if runtime.interactive {
+        Some(crate::tty::channel()?)
     } else {
         None
     };
@@ -189,14 +191,14 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     if child == 0 {
         drop(read_end);
         drop(lock);
-        let slave = pty.map(|p| p.slave); // the master stays with the supervisor
+        let pty_channel = pty_channel.map(|(_, init_end)| init_end);
         let code = match cgroups::join(&init_cgroup).and_then(|()| {
             init(
                 &pod,
                 &runtime,
                 &plans,
                 &app_cgroups,
-                slave.as_ref(),
+                pty_channel.as_ref(),
                 userns.as_ref(),
                 &write_end,
             )
@@ -231,10 +233,14 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         Ok(Report::Error(e)) => setup_error = Some(e),
         Err(_) => {}
     };
-    match &pty {
-        Some(pty) => {
+    let master = pty_channel.and_then(|(supervisor_end, init_end)| {
+        drop(init_end);
+        crate::tty::receive_master(&supervisor_end)
+    });
+    match &master {
+        Some(master) => {
             let raw = crate::tty::RawMode::enter();
-            crate::tty::relay(&pty.master, &read_end, &mut on_line);
+            crate::tty::relay(master, &read_end, &mut on_line);
             drop(raw);
         }
         None => {
@@ -567,7 +573,7 @@ fn init(
     runtime: &Runtime,
     plans: &[AppPlan],
     app_cgroups: &[Vec<std::fs::File>],
-    tty: Option<&OwnedFd>,
+    pty_channel: Option<&OwnedFd>,
     userns: Option<&OwnedFd>,
     report: &OwnedFd,
 ) -> Result<(), Stage1Error> {
@@ -600,10 +606,16 @@ fn init(
         Some(c"mode=755"),
         "the pod root",
     )?;
+    let mut tty = None;
     for p in plans {
         let app_root = mount_app_root(pod, &stage1_root, p, userns)?;
         mounts::setup_kernel_filesystems(&app_root)?;
         finish_app_root(pod, &app_root, p)?;
+        if let (Some(channel), None) = (pty_channel, &tty) {
+            let pty = crate::tty::open_in(&app_root)?;
+            crate::tty::send_master(channel, &pty.master)?;
+            tty = Some(pty.slave);
+        }
     }
     rustix::system::sethostname(runtime.hostname.as_bytes())
         .map_err(|e| setup_err(format!("set the hostname '{}'", runtime.hostname))(e.into()))?;
@@ -626,7 +638,7 @@ fn init(
             continue;
         }
         if pid == 0 {
-            let attached = match tty {
+            let attached = match &tty {
                 Some(slave) => crate::tty::attach(slave),
                 None => Ok(()),
             };

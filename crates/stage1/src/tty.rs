@@ -24,41 +24,96 @@ fn os_err(what: &str) -> Stage1Error {
     }
 }
 
-/// Opens a pty sized like the user's terminal on stdin.
-pub fn open() -> Result<Pty, Stage1Error> {
-    let (mut master, mut slave) = (-1, -1);
-    // SAFETY: a zeroed winsize is valid; TIOCGWINSZ fills it from stdin.
-    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: ioctl on stdin with a valid winsize pointer.
-    let have_size = unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut size) } == 0;
-    let size_ptr = if have_size {
-        &size as *const libc::winsize
-    } else {
-        std::ptr::null()
-    };
-    // SAFETY: openpty writes two fds into valid pointers; name and termios
-    // may be null.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            size_ptr,
+/// In the pod's init: a pty from the app's own devpts instance (so the app
+/// sees `/dev/pts/0`, as `tty` expects). The master goes to the supervisor
+/// with [`send_master`]; the slave stays for the app.
+pub fn open_in(root: &crate::mounts::Root) -> Result<Pty, Stage1Error> {
+    let ptmx = root.resolve(std::path::Path::new("/dev/pts/ptmx"), false, true)?;
+    let master = rustix::fs::open(
+        crate::mounts::fd_path(&ptmx),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Stage1Error::Setup {
+        what: "open the pod's /dev/pts/ptmx".into(),
+        source: e.into(),
+    })?;
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads an int; TIOCGPTPEER opens the peer of a
+    // master we own and returns a new fd (or -1).
+    let slave = unsafe {
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) != 0 {
+            return Err(os_err("unlock the pod's pseudo-terminal"));
+        }
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
         )
     };
-    if rc != 0 {
-        return Err(os_err("open a pseudo-terminal"));
+    if slave < 0 {
+        return Err(os_err("open the pod's pseudo-terminal"));
     }
-    // SAFETY: openpty returned two new fds that we now own.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    rustix::io::fcntl_setfd(&master, rustix::io::FdFlags::CLOEXEC).map_err(|e| {
-        Stage1Error::Setup {
-            what: "set CLOEXEC".into(),
-            source: e.into(),
-        }
-    })?;
+    // SAFETY: TIOCGPTPEER returned a new fd that we now own.
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
     Ok(Pty { master, slave })
+}
+
+/// A connected pair of Unix sockets to pass the pty master over.
+pub fn channel() -> Result<(OwnedFd, OwnedFd), Stage1Error> {
+    rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Stage1Error::Setup {
+        what: "create the terminal channel".into(),
+        source: e.into(),
+    })
+}
+
+/// Sends `master` over `socket` (SCM_RIGHTS).
+pub fn send_master(socket: &OwnedFd, master: &OwnedFd) -> Result<(), Stage1Error> {
+    use std::mem::MaybeUninit;
+    use std::os::fd::AsFd;
+    let fds = [master.as_fd()];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+    control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
+    rustix::net::sendmsg(
+        socket,
+        &[std::io::IoSlice::new(b"p")],
+        &mut control,
+        rustix::net::SendFlags::empty(),
+    )
+    .map(drop)
+    .map_err(|e| Stage1Error::Setup {
+        what: "pass the terminal to the supervisor".into(),
+        source: e.into(),
+    })
+}
+
+/// Receives the pty master from init; `None` if init ended without one
+/// (its setup failed: the status pipe says why).
+pub fn receive_master(socket: &OwnedFd) -> Option<OwnedFd> {
+    use std::mem::MaybeUninit;
+    let mut byte = [0u8; 1];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+    let received = rustix::net::recvmsg(
+        socket,
+        &mut [std::io::IoSliceMut::new(&mut byte)],
+        &mut control,
+        rustix::net::RecvFlags::CMSG_CLOEXEC,
+    );
+    if !matches!(received, Ok(ref m) if m.bytes == 1) {
+        return None;
+    }
+    control.drain().find_map(|msg| match msg {
+        rustix::net::RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+        _ => None,
+    })
 }
 
 /// In the app process: a new session whose controlling terminal is the pty.
@@ -153,6 +208,7 @@ fn copy_once(from: &OwnedFd, to: i32, buf: &mut [u8]) -> bool {
 /// `status` to `on_line`, until `status` closes (the pod ended).
 pub fn relay(master: &OwnedFd, status: &OwnedFd, on_line: &mut dyn FnMut(&str)) {
     install_winch();
+    RESIZED.store(true, Ordering::Relaxed); // start with the user's size
     // SAFETY: dup of stdin gives an fd we own.
     let stdin = unsafe { OwnedFd::from_raw_fd(libc::dup(0)) };
     let mut stdin_open = true;
