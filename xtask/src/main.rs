@@ -434,6 +434,16 @@ fn demo(root: &Path) -> Result<()> {
         "-c",
         "echo hostname: $(hostname); echo processes: $(ls /proc | grep -c '^[0-9]'); grep -E 'NoNewPrivs|Seccomp:|CapEff' /proc/self/status",
     ]))?;
+    step("skiff run --private-users: root in the pod is an unprivileged host uid");
+    run(sk().args([
+        "run",
+        "--private-users",
+        "example.com/busybox:1.0",
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "echo uid inside: $(id -u); echo 'uid map (inside outside count):' $(cat /proc/self/uid_map); ls -ln /bin/busybox",
+    ]))?;
     step("the exit status of the app is skiff run's (expected: 3)");
     let status = sk()
         .args([
