@@ -13,6 +13,9 @@ use skiff_store::{ArchivePolicy, Store};
 /// Where the benchmark works: tmpfs (CPU-bound numbers).
 const WORK: &str = "/dev/shm/skiff-bench";
 
+/// Idle time before each cold run of `bench start`.
+const COLD_IDLE: Duration = Duration::from_millis(200);
+
 /// Copies regular files, directories and symlinks from `sources` into
 /// `dest` until `budget` bytes of file content are copied; returns bytes.
 fn sample_tree(sources: &[&str], dest: &Path, budget: u64) -> Result<u64> {
@@ -342,7 +345,7 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
     };
     // Prepared pods, made ahead (untimed).
     let mut prepared = Vec::new();
-    for _ in 0..runs {
+    for _ in 0..runs * 2 {
         let out = Command::new(&skiff)
             .arg("--dir")
             .arg(&data)
@@ -358,28 +361,8 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
         }
         prepared.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
     }
-    let mut rows: Vec<Row> = vec![
-        Row {
-            name: "skiff run-prepared (prepared pod)",
-            times: Vec::new(),
-        },
-        Row {
-            name: "skiff run (cached image)",
-            times: Vec::new(),
-        },
-        Row {
-            name: "crun run",
-            times: Vec::new(),
-        },
-        Row {
-            name: "runc run",
-            times: Vec::new(),
-        },
-        Row {
-            name: "crun's hybrid-cgroup wrapper alone",
-            times: Vec::new(),
-        },
-    ];
+    let mut warm = start_rows();
+    let mut cold = start_rows();
     let crun_cmd = |id: &str| -> Command {
         let mut c = if hybrid {
             // crun refuses hybrid cgroup hosts; hide the empty v2 mount (machine-notes.md).
@@ -399,15 +382,21 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
         c
     };
     let scenarios = if hybrid { 5 } else { 4 };
-    for (round, uuid) in prepared.iter().enumerate() {
+    for round in 0..runs {
         let timed = |cmd: &mut Command| -> Result<Duration> {
             let start = Instant::now();
             run_quiet(cmd)?;
             Ok(start.elapsed())
         };
         // Rotate the order each round so no scenario always runs first.
-        for k in 0..scenarios {
+        // Warm: back to back. Cold: after an idle pause, so the first
+        // cgroup migration waits a whole RCU grace period (performance.md).
+        for (k, is_cold) in (0..scenarios * 2).map(|k| (k % scenarios, k >= scenarios)) {
             let which = (round + k) % scenarios;
+            let uuid = &prepared[round * 2 + usize::from(is_cold)];
+            if is_cold {
+                std::thread::sleep(COLD_IDLE);
+            }
             let took = match which {
                 0 => timed(sk().args(["run-prepared", uuid]))?,
                 1 => timed(sk().args(["run", "--pull-policy=never", "example.com/true:1.0"]))?,
@@ -428,49 +417,22 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
                     "umount /sys/fs/cgroup/unified && exec true",
                 ]))?,
             };
+            let rows = if is_cold { &mut cold } else { &mut warm };
             rows[which].times.push(took);
         }
     }
-    if !hybrid {
-        rows.pop();
-    }
-    for row in &mut rows {
-        row.times.sort();
-    }
-    let crun = rows[2].median();
-    let wrapper = rows.get(4).map(Row::median).unwrap_or_default();
-    let crun_net = crun.saturating_sub(wrapper);
+    let mut json = Vec::new();
     println!(
         "\nbench start: /bin/true in a busybox rootfs, {runs} runs each, alternating, data on tmpfs"
     );
-    println!("\n| scenario | min | median | max | ratio to crun run |");
-    println!("|---|---|---|---|---|");
-    let mut json = Vec::new();
-    for row in &rows {
-        let ratio = row.median().as_secs_f64() / crun_net.as_secs_f64().max(1e-9);
-        println!(
-            "| {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2}× |",
-            row.name,
-            row.times[0].as_secs_f64() * 1e3,
-            row.median().as_secs_f64() * 1e3,
-            row.times[row.times.len() - 1].as_secs_f64() * 1e3,
-            ratio
-        );
-        json.push(format!(
-            "{{\"scenario\":{:?},\"min_ms\":{:.3},\"median_ms\":{:.3},\"max_ms\":{:.3},\"ratio_to_crun\":{:.3}}}",
-            row.name,
-            row.times[0].as_secs_f64() * 1e3,
-            row.median().as_secs_f64() * 1e3,
-            row.times[row.times.len() - 1].as_secs_f64() * 1e3,
-            ratio
-        ));
-    }
-    if hybrid {
-        println!(
-            "\ncrun run is measured inside `unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec crun …'` \
-             (crun 1.8 refuses hybrid cgroup hosts); ratios use crun's median minus the wrapper's ({:.2} ms).",
-            wrapper.as_secs_f64() * 1e3
-        );
+    for (title, rows) in [
+        ("warm (back to back)", &mut warm),
+        ("cold (after 200 ms idle)", &mut cold),
+    ] {
+        if !hybrid {
+            rows.pop();
+        }
+        json.extend(print_start_table(title, rows, hybrid));
     }
     let dir = root.join("target/bench");
     std::fs::create_dir_all(&dir)?;
@@ -482,4 +444,70 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
     let _ = sk().args(["gc", "--grace-period=0s"]).status();
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+fn start_rows() -> Vec<Row> {
+    vec![
+        Row {
+            name: "skiff run-prepared (prepared pod)",
+            times: Vec::new(),
+        },
+        Row {
+            name: "skiff run (cached image)",
+            times: Vec::new(),
+        },
+        Row {
+            name: "crun run",
+            times: Vec::new(),
+        },
+        Row {
+            name: "runc run",
+            times: Vec::new(),
+        },
+        Row {
+            name: "crun's hybrid-cgroup wrapper alone",
+            times: Vec::new(),
+        },
+    ]
+}
+
+/// Prints one table of `bench start` (ratios to crun net of its wrapper)
+/// and returns its rows as JSON objects.
+fn print_start_table(title: &str, rows: &mut [Row], hybrid: bool) -> Vec<String> {
+    for row in rows.iter_mut() {
+        row.times.sort();
+    }
+    let crun = rows[2].median();
+    let wrapper = rows.get(4).map(Row::median).unwrap_or_default();
+    let crun_net = crun.saturating_sub(wrapper);
+    println!("\n{title}:\n\n| scenario | min | median | max | ratio to crun run |");
+    println!("|---|---|---|---|---|");
+    let mut json = Vec::new();
+    for row in rows.iter() {
+        let ratio = row.median().as_secs_f64() / crun_net.as_secs_f64().max(1e-9);
+        println!(
+            "| {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2}× |",
+            row.name,
+            row.times[0].as_secs_f64() * 1e3,
+            row.median().as_secs_f64() * 1e3,
+            row.times[row.times.len() - 1].as_secs_f64() * 1e3,
+            ratio
+        );
+        json.push(format!(
+            "{{\"mode\":{title:?},\"scenario\":{:?},\"min_ms\":{:.3},\"median_ms\":{:.3},\"max_ms\":{:.3},\"ratio_to_crun\":{:.3}}}",
+            row.name,
+            row.times[0].as_secs_f64() * 1e3,
+            row.median().as_secs_f64() * 1e3,
+            row.times[row.times.len() - 1].as_secs_f64() * 1e3,
+            ratio
+        ));
+    }
+    if hybrid {
+        println!(
+            "\n({title}) crun run is measured inside `unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec crun …'` \
+             (crun 1.8 refuses hybrid cgroup hosts); ratios use crun's median minus the wrapper's ({:.2} ms).",
+            wrapper.as_secs_f64() * 1e3
+        );
+    }
+    json
 }
