@@ -89,8 +89,11 @@ enum Command {
     },
     /// Stop running pods (SIGTERM to every app; --force: SIGKILL).
     Stop {
+        /// Pods to stop (unambiguous UUID prefixes accepted).
         #[arg(required = true, value_name = "UUID")]
         uuids: Vec<String>,
+        /// Kill the pod at once (SIGKILL to its init, taking every app
+        /// with it) instead of asking its apps to end (SIGTERM).
         #[arg(long)]
         force: bool,
     },
