@@ -51,16 +51,6 @@ pub enum Stage1Error {
     Pod(String),
 }
 
-impl Stage1Error {
-    /// The message with its cause, for reports that cross the status pipe.
-    pub fn describe(&self) -> String {
-        match std::error::Error::source(self) {
-            Some(source) => format!("{self}: {source}"),
-            None => self.to_string(),
-        }
-    }
-}
-
 /// An error and its causes on one line.
 pub fn error_line(err: &dyn std::error::Error) -> String {
     let mut line = err.to_string();

@@ -133,15 +133,6 @@ pub fn plan(pod: &Pod) -> Result<(PodManifest, Runtime, Vec<AppPlan>), Stage1Err
 #[allow(clippy::print_stderr)]
 pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stage1Error> {
     let (_manifest, runtime, plans) = plan(&pod)?;
-    for p in plans.iter().filter(|p| !p.copy) {
-        for sub in ["upper", "work"] {
-            let dir = pod.path.join("overlay").join(&p.name).join(sub);
-            std::fs::create_dir_all(&dir).map_err(|e| Stage1Error::Setup {
-                what: format!("create {}", dir.display()),
-                source: e,
-            })?;
-        }
-    }
     let limits: Vec<(String, cgroups::Limits)> = plans
         .iter()
         .map(|p| (p.name.clone(), cgroups::limits(&p.app)))
@@ -205,7 +196,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         }) {
             Ok(()) => 0,
             Err(e) => {
-                send(&write_end, &Report::Error(e.describe()));
+                send(&write_end, &Report::Error(crate::error_line(&e)));
                 EXIT_SETUP_FAILED
             }
         };
@@ -356,16 +347,16 @@ pub(crate) fn mount_app_root(
             &format!("the overlay root of app '{}'", p.name),
         )
     };
-    match (userns, mounts::pod_root_id()) {
+    match userns.and(mounts::pod_root_id()) {
         // The overlay works with its mounter's credentials: in-pod root's
         // ids, which the idmapped layers map.
-        (Some(_), Some(id)) => mounts::as_pod_root(id, mount_overlay),
-        _ => mount_overlay(),
+        Some(id) => mounts::as_pod_root(id, mount_overlay),
+        None => mount_overlay(),
     }
     .map_err(|e| {
         Stage1Error::Config(format!(
             "{} (without overlayfs support here, run with --no-overlay)",
-            e.describe()
+            crate::error_line(&e)
         ))
     })?;
     // The overlay holds its own references to the layers.
@@ -650,7 +641,7 @@ fn init(
                 report,
                 &Report::AppError {
                     app: p.name.clone(),
-                    error: error.describe(),
+                    error: crate::error_line(&error),
                 },
             );
             std::process::exit(match error {
