@@ -306,15 +306,7 @@ pub fn join(files: &[File]) -> Result<(), Stage1Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn app(isolators: &str) -> App {
-        skiff_spec::parse_image_manifest(
-            format!(r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"a","app":{{"exec":["/x"],"user":"0","group":"0","isolators":[{isolators}]}}}}"#).as_bytes(),
-        )
-        .unwrap()
-        .app
-        .unwrap()
-    }
+    use crate::test_app as app;
 
     #[test]
     fn limits_from_isolators() {

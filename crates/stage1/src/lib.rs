@@ -63,6 +63,17 @@ pub fn error_line(err: &dyn std::error::Error) -> String {
     line
 }
 
+/// An app with these isolators (a JSON list body), for unit tests.
+#[cfg(test)]
+pub(crate) fn test_app(isolators: &str) -> skiff_spec::App {
+    skiff_spec::parse_image_manifest(
+        format!(r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"a","app":{{"exec":["/x"],"user":"0","group":"0","isolators":[{isolators}]}}}}"#).as_bytes(),
+    )
+    .unwrap()
+    .app
+    .unwrap()
+}
+
 /// The exit status a shell would show for a `waitpid` status: the code,
 /// or 128 + the signal that killed the process.
 pub fn exit_code(status: i32) -> i32 {

@@ -298,6 +298,7 @@ pub fn install(program: &[Insn]) -> Result<(), Stage1Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_app as app;
 
     /// Runs the BPF program on a syscall, as the kernel would.
     fn eval(p: &[Insn], arch: u32, nr: u32, arg0: u32) -> u32 {
@@ -327,15 +328,6 @@ mod tests {
                 other => panic!("unexpected opcode {other:#x}"),
             }
         }
-    }
-
-    fn app(isolators: &str) -> App {
-        skiff_spec::parse_image_manifest(
-            format!(r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"a","app":{{"exec":["/x"],"user":"0","group":"0","isolators":[{isolators}]}}}}"#).as_bytes(),
-        )
-        .unwrap()
-        .app
-        .unwrap()
     }
 
     #[test]
