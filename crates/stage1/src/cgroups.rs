@@ -294,11 +294,18 @@ fn remove_dir(dir: &Path) {
 
 /// Joins the calling process to the cgroups behind `files`.
 pub fn join(files: &[File]) -> Result<(), Stage1Error> {
+    move_into(files, 0)
+}
+
+/// Moves the process `pid` (0: the caller) into the cgroups behind `files`.
+pub fn move_into(files: &[File], pid: i32) -> Result<(), Stage1Error> {
+    let pid = pid.to_string();
     for mut f in files {
-        f.write_all(b"0").map_err(|e| Stage1Error::Setup {
-            what: "join the pod's cgroup".to_string(),
-            source: e,
-        })?;
+        f.write_all(pid.as_bytes())
+            .map_err(|e| Stage1Error::Setup {
+                what: "join the pod's cgroup".to_string(),
+                source: e,
+            })?;
     }
     Ok(())
 }

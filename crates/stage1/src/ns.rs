@@ -182,18 +182,17 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     if child == 0 {
         drop(read_end);
         drop(lock);
+        drop(init_cgroup);
         let pty_channel = pty_channel.map(|(_, init_end)| init_end);
-        let code = match cgroups::join(&init_cgroup).and_then(|()| {
-            init(
-                &pod,
-                &runtime,
-                &plans,
-                &app_cgroups,
-                pty_channel.as_ref(),
-                userns.as_ref(),
-                &write_end,
-            )
-        }) {
+        let code = match init(
+            &pod,
+            &runtime,
+            &plans,
+            &app_cgroups,
+            pty_channel.as_ref(),
+            userns.as_ref(),
+            &write_end,
+        ) {
             Ok(()) => 0,
             Err(e) => {
                 send(&write_end, &Report::Error(crate::error_line(&e)));
@@ -203,12 +202,22 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         std::process::exit(code);
     }
     drop(write_end);
+    // Init is moved into the pod's cgroup from here, while it sets up its
+    // mounts: the first cgroup migration after an idle spell waits for an
+    // RCU grace period (docs/performance.md), which this overlaps with
+    // init's work instead of adding to it. The apps join their own cgroups
+    // themselves, before exec, so no app runs outside its limits.
+    let mut setup_error = cgroups::move_into(&init_cgroup, child).err().map(|e| {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child, libc::SIGKILL) };
+        crate::error_line(&e)
+    });
+    drop(init_cgroup);
     forward_to(child);
     let _ = std::fs::write(pod.path.join("pid"), child.to_string());
     let _ = pod.stamp("started");
 
     let mut first_status = None;
-    let mut setup_error = None;
     let mut on_line = |line: &str| match serde_json::from_str::<Report>(line) {
         Ok(Report::Exit { app, status }) => {
             let dir = pod.path.join("apps").join(&app);
