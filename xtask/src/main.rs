@@ -29,6 +29,16 @@ const PACKAGES: &[(&str, &str)] = &[
     ("ca-certificates", "HTTPS to the package registries"),
     ("crun", "peer runtime measured by cargo xtask bench"),
     ("runc", "peer runtime measured by cargo xtask bench"),
+    (
+        "containernetworking-plugins",
+        "CNI plugins (bridge, host-local, portmap) for pod networks",
+    ),
+    (
+        "iptables",
+        "NAT and port forwarding rules made by the CNI plugins",
+    ),
+    ("iproute2", "network checks in tests"),
+    ("curl", "port-forwarding checks in tests"),
 ];
 
 fn main() -> std::process::ExitCode {

@@ -1,0 +1,76 @@
+//! Pod networking for skiff, the way rkt did it: standard CNI plugins
+//! (Debian's `containernetworking-plugins`) driven by a CNI 1.0 runtime
+//! written here.
+//!
+//! * [`config`]: network configurations (`net.d/*.conf(list)`, the built-in
+//!   `default`), validated before any plugin runs.
+//! * [`plugin`]: one plugin invocation (`CNI_*` environment, JSON on stdin,
+//!   a result or an error object on stdout).
+//! * [`attach`]: ADD/CHECK/DEL of whole conflists for a pod, with rollback so
+//!   a failed ADD leaves nothing behind.
+//! * [`netns`]: persistent network namespaces (bind-mounted nsfs files).
+//! * [`files`]: the pod's `/etc/hosts` and `/etc/resolv.conf`.
+
+pub mod attach;
+pub mod config;
+pub mod files;
+mod ifreq;
+pub mod netns;
+pub mod plugin;
+
+pub use attach::{Attachment, PortMapping};
+pub use config::NetworkConfig;
+
+/// Where CNI plugins are looked for unless `SKIFF_CNI_PATH` says otherwise.
+pub const DEFAULT_CNI_PATH: &[&str] = &["/usr/lib/cni", "/opt/cni/bin"];
+
+/// Where skiff keeps its pods' network namespaces.
+pub const NETNS_DIR: &str = "/run/skiff/netns";
+
+/// Errors of pod networking; each names the network or file concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("{file}: {problem}")]
+    Config { file: String, problem: String },
+    #[error(
+        "unknown network '{0}' (built in: default, host, none; others come from net.d/*.conflist)"
+    )]
+    UnknownNetwork(String),
+    #[error(
+        "network '{network}': CNI plugin '{plugin}' not found in {path} (install containernetworking-plugins or set SKIFF_CNI_PATH)"
+    )]
+    PluginNotFound {
+        network: String,
+        plugin: String,
+        path: String,
+    },
+    #[error("network '{network}': plugin {plugin} {command} failed: {message}")]
+    Plugin {
+        network: String,
+        plugin: String,
+        command: String,
+        message: String,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {
+    let what = what.into();
+    move |source| NetError::Io { what, source }
+}
+
+/// The plugin search path: `SKIFF_CNI_PATH` (colon-separated) or the default.
+pub fn cni_path() -> Vec<std::path::PathBuf> {
+    match std::env::var_os("SKIFF_CNI_PATH") {
+        Some(p) if !p.is_empty() => std::env::split_paths(&p).collect(),
+        _ => DEFAULT_CNI_PATH
+            .iter()
+            .map(std::path::PathBuf::from)
+            .collect(),
+    }
+}
