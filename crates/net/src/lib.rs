@@ -10,6 +10,7 @@
 //!   a failed ADD leaves nothing behind.
 //! * [`netns`]: persistent network namespaces (bind-mounted nsfs files).
 //! * [`files`]: the pod's `/etc/hosts` and `/etc/resolv.conf`.
+//! * [`record`]: what a pod has set up, for teardown and `skiff status`.
 
 pub mod attach;
 pub mod config;
@@ -17,6 +18,8 @@ pub mod files;
 mod ifreq;
 pub mod netns;
 pub mod plugin;
+pub mod portmap;
+pub mod record;
 
 pub use attach::{Attachment, PortMapping};
 pub use config::NetworkConfig;

@@ -127,6 +127,74 @@ pub struct Runtime {
     /// Apps' roots are copies of their trees instead of overlays.
     #[serde(default)]
     pub no_overlay: bool,
+    /// Networking (pods written before it existed used the host's).
+    #[serde(default)]
+    pub net: PodNet,
+}
+
+/// The pod's networking: resolved by stage0, set up and torn down by stage1.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodNet {
+    pub mode: NetMode,
+    /// With `private`: the CNI networks, in interface order (eth0, eth1, ...).
+    #[serde(default)]
+    pub networks: Vec<skiff_net::Attachment>,
+    /// Ports forwarded from the host (by the first network with portmap).
+    #[serde(default)]
+    pub ports: Vec<skiff_net::PortMapping>,
+    /// Where the CNI plugins are.
+    #[serde(default)]
+    pub cni_path: Vec<PathBuf>,
+    #[serde(default)]
+    pub dns: Dns,
+    /// `--hosts-entry=IP=NAME` lines.
+    #[serde(default)]
+    pub hosts_entries: Vec<(String, String)>,
+    /// `--hosts-entry=host`: start from the host's /etc/hosts.
+    #[serde(default)]
+    pub hosts_from_host: bool,
+}
+
+/// Which network namespace a pod gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetMode {
+    /// The host's own namespace (`--net=host`, and the `fly` flavor).
+    #[default]
+    Host,
+    /// A private namespace with only `lo` (`--net=none`).
+    None,
+    /// A private namespace attached to CNI networks.
+    Private,
+}
+
+/// The pod's /etc/resolv.conf.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dns {
+    pub mode: DnsMode,
+    #[serde(default)]
+    pub servers: Vec<String>,
+    #[serde(default)]
+    pub search: Vec<String>,
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsMode {
+    /// Name servers from the CNI result, else the host's (without loopback
+    /// ones on a private network).
+    #[default]
+    Default,
+    /// A copy of the host's resolv.conf (`--dns=host`).
+    Host,
+    /// The image's own file (`--dns=none`).
+    None,
+    /// Generated from `--dns=IP`, `--dns-search`, `--dns-opt`.
+    Explicit,
 }
 
 /// Ids mapped into a pod's user namespace.

@@ -68,6 +68,9 @@ pub struct PodRequest {
     pub private_users: bool,
     /// Copy the apps' trees instead of using overlayfs.
     pub no_overlay: bool,
+    pub net: crate::PodNet,
+    /// `--port` flags, for the pod manifest's `ports`.
+    pub exposed_ports: Vec<skiff_spec::pod::ExposedPort>,
 }
 
 fn config(reason: String) -> PodError {
@@ -292,6 +295,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
     }
     let mut manifest = PodManifest {
         volumes: req.volumes.clone(),
+        ports: req.exposed_ports.clone(),
         ..PodManifest::default()
     };
     let mut runtime_apps = Vec::new();
@@ -372,6 +376,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
                 .private_users
                 .then(|| crate::private_users_base(&pod.uuid)),
             no_overlay: req.no_overlay,
+            net: req.net.clone(),
         })?;
         images.sort();
         images.dedup();
@@ -444,6 +449,8 @@ mod tests {
             interactive: false,
             private_users: false,
             no_overlay: false,
+            net: crate::PodNet::default(),
+            exposed_ports: Vec::new(),
         };
         let pod = prepare(&pods, &req).unwrap();
         assert_eq!(pod.state, State::Prepared);

@@ -281,6 +281,24 @@ impl PodCgroups {
     }
 }
 
+/// Removes whatever is left of pod `uuid`'s cgroups (after a crashed
+/// stage1): its app cgroups, then the pod level.
+pub fn remove_leftovers(root: &Path, uuid: &str) {
+    let cg = PodCgroups {
+        hierarchy: detect(root),
+        uuid: uuid.to_string(),
+        apps: Vec::new(),
+    };
+    for dir in cg.pod_dirs() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_dir(&entry.path());
+            }
+        }
+        remove_dir(&dir);
+    }
+}
+
 fn remove_dir(dir: &Path) {
     for _ in 0..100 {
         match std::fs::remove_dir(dir) {

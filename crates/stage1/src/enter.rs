@@ -90,13 +90,14 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32, Stage1
     } else {
         None
     };
-    // Join the namespaces: pid (for the child), IPC, UTS from init; the
+    // Join the namespaces: pid (for the child), IPC, UTS, network from init; the
     // mount namespace (and so the root) of the app itself; its user
     // namespace last (joining it gives up privilege over the others).
     for (proc_pid, ns, kind) in [
         (init, "pid", LinkNameSpaceType::ProcessID),
         (init, "ipc", LinkNameSpaceType::InterProcessCommunication),
         (init, "uts", LinkNameSpaceType::HostNameAndNISDomainName),
+        (init, "net", LinkNameSpaceType::Network),
         (pid, "mnt", LinkNameSpaceType::Mount),
     ] {
         let path = format!("/proc/{proc_pid}/ns/{ns}");

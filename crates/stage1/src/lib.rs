@@ -21,6 +21,7 @@ pub mod copy;
 pub mod enter;
 pub mod fly;
 pub mod mounts;
+pub mod net;
 pub mod ns;
 pub mod seccomp;
 pub mod syscalls;
@@ -49,6 +50,8 @@ pub enum Stage1Error {
     },
     #[error("{0}")]
     Pod(String),
+    #[error(transparent)]
+    Net(#[from] skiff_net::NetError),
 }
 
 /// An error and its causes on one line.

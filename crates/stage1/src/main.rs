@@ -14,7 +14,7 @@ use skiff_stage1::{EXIT_SETUP_FAILED, error_line, fly, ns};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: skiff-stage1 run [--debug] --lock-fd=N <pod-dir>   (started by skiff; see docs/stage1.md)"
+        "usage: skiff-stage1 run [--debug] --lock-fd=N <pod-dir> | enter [--app=NAME] <pod-dir> [-- CMD...] | gc <pod-dir>   (started by skiff; see docs/stage1.md)"
     );
     ExitCode::from(EXIT_SETUP_FAILED as u8)
 }
@@ -58,10 +58,40 @@ fn enter(args: &[String]) -> ExitCode {
     }
 }
 
+/// `skiff-stage1 gc <pod-dir>`: releases what an exited pod may still hold
+/// (its networks, namespace and cgroups); idempotent.
+fn gc(args: &[String]) -> ExitCode {
+    let [pod_dir] = args else {
+        return usage();
+    };
+    let pod_dir = PathBuf::from(pod_dir);
+    let uuid = pod_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    skiff_stage1::cgroups::remove_leftovers(
+        std::path::Path::new(skiff_stage1::cgroups::ROOT),
+        &uuid,
+    );
+    match skiff_stage1::net::tear_down(&pod_dir, &uuid) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "skiff: pod {uuid}: cannot remove its networks: {}",
+                error_line(&e)
+            );
+            ExitCode::from(EXIT_SETUP_FAILED as u8)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("enter") {
         return enter(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("gc") {
+        return gc(&args[1..]);
     }
     if args.first().map(String::as_str) != Some("run") {
         return usage();

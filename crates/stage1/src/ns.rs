@@ -163,36 +163,52 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         Some(base) => Some(crate::userns::create(base, skiff_pod::USERNS_SIZE)?),
         None => None,
     };
-    // SAFETY: stage1 is single-threaded here and NEWPID only affects the
-    // children created afterwards; FILES is not unshared.
-    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWPID) }.map_err(|e| {
-        Stage1Error::Setup {
+    // Networking before the pid namespace: CNI plugins must not become
+    // processes of the pod.
+    let undo = |e: Stage1Error| {
+        let _ = crate::net::tear_down(&pod.path, &pod.uuid);
+        pod_cgroups.remove();
+        e
+    };
+    let netns = crate::net::set_up(&pod, &runtime).map_err(undo)?;
+    // The supervisor's own children after the pod's (CNI DEL at the end)
+    // must not land in the pod's pid namespace, which is gone by then.
+    let host_pidns = std::fs::File::open("/proc/self/ns/pid")
+        .map_err(setup_err("open the host's pid namespace"))
+        .map_err(undo)?;
+    // SAFETY: stage1 is single-threaded here (the CNI helpers' threads are
+    // joined) and NEWPID only affects the children created afterwards;
+    // FILES is not unshared.
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWPID) }
+        .map_err(|e| Stage1Error::Setup {
             what: "create the pid namespace".into(),
             source: e.into(),
-        }
-    })?;
+        })
+        .map_err(undo)?;
     // SAFETY: single-threaded process: the child may run arbitrary code.
     let child = unsafe { libc::fork() };
     if child < 0 {
-        return Err(Stage1Error::Setup {
+        return Err(undo(Stage1Error::Setup {
             what: "fork the pod init".into(),
             source: std::io::Error::last_os_error(),
-        });
+        }));
     }
     if child == 0 {
         drop(read_end);
         drop(lock);
         drop(init_cgroup);
         let pty_channel = pty_channel.map(|(_, init_end)| init_end);
-        let code = match init(
-            &pod,
-            &runtime,
-            &plans,
-            &app_cgroups,
-            pty_channel.as_ref(),
-            userns.as_ref(),
-            &write_end,
-        ) {
+        let code = match join_netns(netns.as_ref()).and_then(|()| {
+            init(
+                &pod,
+                &runtime,
+                &plans,
+                &app_cgroups,
+                pty_channel.as_ref(),
+                userns.as_ref(),
+                &write_end,
+            )
+        }) {
             Ok(()) => 0,
             Err(e) => {
                 send(&write_end, &Report::Error(crate::error_line(&e)));
@@ -202,6 +218,13 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         std::process::exit(code);
     }
     drop(write_end);
+    if let Err(e) = rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&host_pidns),
+        Some(rustix::thread::LinkNameSpaceType::ProcessID),
+    ) {
+        eprintln!("skiff: cannot return to the host's pid namespace: {e}");
+    }
+    drop(host_pidns);
     // Init is moved into the pod's cgroup from here, while it sets up its
     // mounts: the first cgroup migration after an idle spell waits for an
     // RCU grace period (docs/performance.md), which this overlaps with
@@ -282,6 +305,14 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
             );
         }
     }
+    drop(netns);
+    if let Err(e) = crate::net::tear_down(&pod.path, &pod.uuid) {
+        eprintln!(
+            "skiff: pod {}: removing its networks failed (skiff gc retries): {}",
+            pod.uuid,
+            crate::error_line(&e)
+        );
+    }
     pod_cgroups.remove();
     let _ = pod.stamp("exited");
     let _ = pod.move_to(pods, State::ExitedGarbage);
@@ -289,6 +320,19 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         return Err(Stage1Error::Pod(e));
     }
     Ok(first_status.unwrap_or(EXIT_SETUP_FAILED))
+}
+
+/// Moves init into the pod's network namespace (before it makes its other
+/// namespaces, while it still holds the host's capabilities).
+fn join_netns(netns: Option<&std::fs::File>) -> Result<(), Stage1Error> {
+    match netns {
+        Some(ns) => rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(ns),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .map_err(|e| setup_err("join the pod's network namespace")(e.into())),
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn setup_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Stage1Error {
@@ -421,6 +465,15 @@ fn mount_copied_root(
 pub(crate) fn finish_app_root(pod: &Pod, app_root: &Root, p: &AppPlan) -> Result<(), Stage1Error> {
     for m in &p.mounts {
         mount_volume(pod, app_root, m)?;
+    }
+    for (source, target) in crate::net::etc_files(&pod.path) {
+        let what = format!("the pod's {target}");
+        let fd = app_root.resolve(Path::new(target), true, true)?;
+        mounts::bind(&source.display().to_string(), &fd, false, &what)?;
+        if p.read_only {
+            let mounted = app_root.resolve(Path::new(target), false, true)?;
+            mounts::remount_bind(&mounted, MountFlags::RDONLY, &what)?;
+        }
     }
     if p.read_only {
         rustix::mount::mount_remount(&app_root.path, MountFlags::RDONLY, "").map_err(|e| {

@@ -2,6 +2,7 @@
 
 pub mod fetch;
 pub mod image;
+pub mod network;
 pub mod pods;
 pub mod trust;
 pub mod version;

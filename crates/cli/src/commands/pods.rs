@@ -25,10 +25,8 @@ pub struct PodArgs {
     #[arg(long, default_value = "ns", value_name = "FLAVOR")]
     stage1: String,
 
-    /// Network: only `host` is available yet (CNI networks arrive with the
-    /// networking milestone).
-    #[arg(long, default_value = "host", value_name = "NET")]
-    net: String,
+    #[command(flatten)]
+    net: crate::commands::network::NetArgs,
 
     /// The pod's hostname (default: skiff-<first 8 digits of the uuid>).
     #[arg(long)]
@@ -245,12 +243,6 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
             args.stage1
         );
     }
-    if args.net != "host" {
-        bail!(
-            "--net={}: only --net=host is available yet (CNI networking is a later milestone)",
-            args.net
-        );
-    }
     let mut specs = parse_apps(&args.images)?;
     if args.private_users && args.stage1 != "ns" {
         bail!("--private-users needs the ns flavor (--stage1=ns)");
@@ -306,6 +298,12 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
             .map(|s| s.lines().map(str::to_string).collect())
             .unwrap_or_default();
     }
+    let manifests: Vec<_> = specs
+        .iter()
+        .filter_map(|s| s.request.manifest.as_ref())
+        .collect();
+    let (net, exposed_ports) =
+        crate::commands::network::resolve(global, &args.net, &args.stage1, &manifests)?;
     let request = PodRequest {
         apps: specs.into_iter().map(|s| s.request).collect(),
         volumes,
@@ -317,6 +315,8 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         interactive: args.interactive,
         private_users: args.private_users,
         no_overlay: args.no_overlay,
+        net,
+        exposed_ports,
     };
     let pod = prepare(&pods(global), &request)?;
     if let Some(file) = &args.uuid_file_save {
@@ -468,6 +468,44 @@ fn app_names(pod: &Pod) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// The pod's networks with their addresses, while it has them: `(name,
+/// ifname, ips)`; none for host networking or once torn down.
+fn networks(pod: &Pod) -> Vec<(String, String, Vec<String>)> {
+    skiff_net::record::read(&pod.path)
+        .map(|info| {
+            info.networks
+                .iter()
+                .map(|a| {
+                    let ips = a.ips().iter().map(|ip| ip.to_string()).collect();
+                    (a.name.clone(), a.ifname.clone(), ips)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `default:ip4=172.16.28.2` per network, as rkt printed them.
+fn networks_text(pod: &Pod) -> String {
+    networks(pod)
+        .iter()
+        .map(|(name, _, ips)| {
+            let addrs: Vec<String> = ips
+                .iter()
+                .map(|ip| {
+                    let v = if ip.contains(':') { "ip6" } else { "ip4" };
+                    format!("{v}={ip}")
+                })
+                .collect();
+            if addrs.is_empty() {
+                name.clone()
+            } else {
+                format!("{name}:{}", addrs.join(","))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn pod_json(pod: &Pod) -> serde_json::Value {
     let apps: Vec<_> = app_names(pod)
         .into_iter()
@@ -481,6 +519,10 @@ fn pod_json(pod: &Pod) -> serde_json::Value {
         "exited": pod.exited(),
         "pid": pod.pid(),
         "apps": apps,
+        "networks": networks(pod)
+            .into_iter()
+            .map(|(name, ifname, ips)| serde_json::json!({"name": name, "ifname": ifname, "ips": ips}))
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -498,8 +540,8 @@ pub fn list(
     }
     if !no_legend {
         println!(
-            "{:<36} {:<16} {:<32} {:<9} CREATED",
-            "UUID", "APP", "IMAGE NAME", "STATE"
+            "{:<36} {:<16} {:<32} {:<9} {:<20} NETWORKS",
+            "UUID", "APP", "IMAGE NAME", "STATE", "CREATED"
         );
     }
     for pod in &pods {
@@ -511,12 +553,13 @@ pub fn list(
         let apps = app_names(pod);
         let (app, image) = apps.first().cloned().unwrap_or_default();
         println!(
-            "{:<36} {:<16} {:<32} {:<9} {}",
+            "{:<36} {:<16} {:<32} {:<9} {:<20} {}",
             uuid,
             app,
             image,
             pod.display_state(),
-            human_time(pod.created())
+            human_time(pod.created()),
+            networks_text(pod)
         );
         for (app, image) in apps.iter().skip(1) {
             println!("{:<36} {:<16} {:<32}", "", app, image);
@@ -553,6 +596,10 @@ pub fn status(
     }
     if let Some(e) = pod.exited() {
         println!("exited={e}");
+    }
+    let nets = networks_text(&pod);
+    if !nets.is_empty() {
+        println!("networks={nets}");
     }
     for (app, _) in app_names(&pod) {
         if let Some(code) = pod.app_exit(&app) {
@@ -619,7 +666,31 @@ fn unmount_under(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs stage1's `gc` on an exited pod: it releases what the pod may still
+/// hold after a crash (networks, network namespace, cgroups).
+fn stage1_gc(pod: &Pod) -> anyhow::Result<()> {
+    if !pod.path.join("runtime.json").exists() {
+        return Ok(());
+    }
+    let out = Command::new(stage1_path()?)
+        .arg("gc")
+        .arg(&pod.path)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run stage1 gc")?;
+    if !out.status.success() {
+        bail!(
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .trim_start_matches("skiff: ")
+        );
+    }
+    Ok(())
+}
+
 fn remove_pod(pods: &Pods, mut pod: Pod) -> anyhow::Result<()> {
+    stage1_gc(&pod)?;
     if pod.state != State::Garbage {
         pod.move_to(pods, State::Garbage)?;
     }
@@ -664,6 +735,15 @@ pub fn gc(
             }
             pod.move_to(&pods, State::ExitedGarbage)?;
         }
+        // Networks left by a crashed stage1 are released at once, not
+        // after the grace period.
+        if pod.state == State::ExitedGarbage
+            && pod.path.join("net/info.json").exists()
+            && let Some(_lock) = pod.try_lock()?
+            && let Err(e) = stage1_gc(&pod)
+        {
+            eprintln!("{e:#}");
+        }
         let expired = match pod.state {
             State::ExitedGarbage => now - pod.exited().unwrap_or(0) >= grace.as_secs() as i64,
             State::Prepared => now - pod.created() >= expire_prepared.as_secs() as i64,
@@ -675,7 +755,10 @@ pub fn gc(
                 continue;
             };
             let id = pod.uuid.clone();
-            remove_pod(&pods, pod)?;
+            if let Err(e) = remove_pod(&pods, pod) {
+                eprintln!("pod {id} kept: {e:#}");
+                continue;
+            }
             println!("{id}");
             removed += 1;
         }

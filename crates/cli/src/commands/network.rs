@@ -1,0 +1,332 @@
+//! Pod networking flags (`--net`, `--port`, `--dns*`, `--hosts-entry`),
+//! resolved into the pod's [`PodNet`] before anything runs: unknown
+//! networks, broken configurations and bad values fail here.
+
+use std::net::IpAddr;
+
+use anyhow::bail;
+use clap::Args;
+use skiff_net::{PortMapping, config, files};
+use skiff_pod::{Dns, DnsMode, NetMode, PodNet};
+use skiff_spec::image::ImageManifest;
+use skiff_spec::pod::ExposedPort;
+
+use crate::config::GlobalArgs;
+
+#[derive(Args, Debug, Default)]
+pub struct NetArgs {
+    /// Networks: `default` (a private bridge with NAT, the default for the
+    /// ns flavor), `host` (the host's network), `none` (only loopback), or
+    /// names of CNI configs in net.d/ (local config first, then system
+    /// config), each optionally with CNI_ARGS: NAME:K=V[;K=V]. Several
+    /// networks (comma-separated or repeated) get eth0, eth1, ...
+    #[arg(long, value_name = "NETS")]
+    net: Vec<String>,
+
+    /// Forward a host port to an app's named port (from its image
+    /// manifest): NAME:[HOSTIP:]HOSTPORT. Needs a network with the portmap
+    /// plugin (the default network has it).
+    #[arg(long = "port", value_name = "PORT")]
+    ports: Vec<String>,
+
+    /// Name server for the pod's /etc/resolv.conf (repeatable), or `host`
+    /// (copy the host's file) or `none` (keep the image's). Default: the
+    /// network's DNS, else the host's name servers (loopback ones left out
+    /// on a private network).
+    #[arg(long, value_name = "IP|host|none")]
+    dns: Vec<String>,
+
+    /// Search domain for /etc/resolv.conf (repeatable).
+    #[arg(long, value_name = "DOMAIN")]
+    dns_search: Vec<String>,
+
+    /// Resolver option for /etc/resolv.conf, e.g. ndots:2 (repeatable).
+    #[arg(long, value_name = "OPT")]
+    dns_opt: Vec<String>,
+
+    /// Extra /etc/hosts line IP=HOSTNAME (repeatable), or `host` to start
+    /// from the host's /etc/hosts.
+    #[arg(long, value_name = "IP=HOST|host")]
+    hosts_entry: Vec<String>,
+}
+
+/// `--net` values split into (name, CNI_ARGS): commas separate networks,
+/// and a `K=V` part after `NAME:K=V` continues that network's arguments.
+/// A `--net` entry: the network's name and its CNI_ARGS.
+type NetFlag = (String, Vec<(String, String)>);
+
+fn parse_nets(values: &[String]) -> anyhow::Result<Vec<NetFlag>> {
+    let mut nets: Vec<NetFlag> = Vec::new();
+    for part in values.iter().flat_map(|v| v.split(',')) {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let (name, args) = match part.split_once(':') {
+            Some((name, args)) => (Some(name), args),
+            None if part.contains('=') => (None, part),
+            None => (Some(part), ""),
+        };
+        if let Some(name) = name {
+            nets.push((name.to_string(), Vec::new()));
+        }
+        let Some((_, list)) = nets.last_mut() else {
+            bail!("--net={part}: a network name must come before its arguments");
+        };
+        for kv in args.split(';').filter(|kv| !kv.is_empty()) {
+            let Some((k, v)) = kv.split_once('=') else {
+                bail!("--net: {kv:?} is not a K=V argument");
+            };
+            let ok = |s: &str| !s.is_empty() && !s.contains(|c: char| c.is_control() || c == ';');
+            if !ok(k) || !ok(v) || k.contains('=') {
+                bail!("--net: {kv:?} is not a valid CNI argument");
+            }
+            list.push((k.to_string(), v.to_string()));
+        }
+    }
+    Ok(nets)
+}
+
+/// `--port=NAME:[HOSTIP:]HOSTPORT` against the apps' named ports.
+fn parse_port(
+    flag: &str,
+    manifests: &[&ImageManifest],
+) -> anyhow::Result<(PortMapping, ExposedPort)> {
+    let (name, rest) = flag
+        .split_once(':')
+        .ok_or_else(|| anyhow::anyhow!("--port={flag}: expected NAME:[HOSTIP:]HOSTPORT"))?;
+    let (host_ip, host_port) = match rest.rsplit_once(':') {
+        Some((ip, port)) => {
+            let ip: IpAddr = ip
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--port={flag}: {ip:?} is not an IP address"))?;
+            (Some(ip), port)
+        }
+        None => (None, rest),
+    };
+    let host_port: u16 =
+        host_port.parse().ok().filter(|p| *p > 0).ok_or_else(|| {
+            anyhow::anyhow!("--port={flag}: {host_port:?} is not a port (1-65535)")
+        })?;
+    let port = manifests
+        .iter()
+        .filter_map(|m| m.app.as_ref())
+        .flat_map(|a| a.ports.iter())
+        .find(|p| p.name.as_str() == name)
+        .ok_or_else(|| {
+            let known: Vec<String> = manifests
+                .iter()
+                .filter_map(|m| m.app.as_ref())
+                .flat_map(|a| a.ports.iter().map(|p| p.name.as_str().to_string()))
+                .collect();
+            anyhow::anyhow!(
+                "--port={flag}: no app has a port named {name:?} (ports: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })?;
+    let container_port = u16::try_from(port.port).map_err(|_| {
+        anyhow::anyhow!(
+            "--port={flag}: the image's port {} is out of range",
+            port.port
+        )
+    })?;
+    let mapping = PortMapping {
+        host_port,
+        container_port,
+        protocol: port.protocol.clone(),
+        host_ip: host_ip.map(|ip| ip.to_string()),
+    };
+    let exposed = ExposedPort {
+        name: port.name.clone(),
+        host_port: u64::from(host_port),
+        host_ip,
+        pod_port: None,
+    };
+    Ok((mapping, exposed))
+}
+
+/// Resolves the flags for a pod of `flavor` whose apps come from
+/// `manifests`; also returns the pod manifest's exposed ports.
+pub fn resolve(
+    global: &GlobalArgs,
+    args: &NetArgs,
+    flavor: &str,
+    manifests: &[&ImageManifest],
+) -> anyhow::Result<(PodNet, Vec<ExposedPort>)> {
+    let mut nets = parse_nets(&args.net)?;
+    if nets.is_empty() {
+        let default = if flavor == "fly" { "host" } else { "default" };
+        nets.push((default.to_string(), Vec::new()));
+    }
+    let special = nets
+        .iter()
+        .find(|(n, _)| n == "host" || n == "none")
+        .map(|(n, _)| n.clone());
+    let mode = match special.as_deref() {
+        Some(s) if nets.len() > 1 => bail!("--net={s} cannot be combined with other networks"),
+        Some(_) if nets.iter().any(|(_, a)| !a.is_empty()) => {
+            bail!("--net=host and --net=none take no arguments")
+        }
+        Some("host") => NetMode::Host,
+        Some(_) => NetMode::None,
+        None => NetMode::Private,
+    };
+    if flavor == "fly" && mode != NetMode::Host {
+        bail!("the fly flavor uses the host's network: use --net=host (or no --net)");
+    }
+    let dirs = [
+        global.local_config.join("net.d"),
+        global.system_config.join("net.d"),
+    ];
+    let mut networks = Vec::new();
+    if mode == NetMode::Private {
+        for (i, (name, cni_args)) in nets.into_iter().enumerate() {
+            if networks
+                .iter()
+                .any(|a: &skiff_net::Attachment| a.name == name)
+            {
+                bail!("--net: network {name:?} is given twice");
+            }
+            let config = config::load(&name, &dirs)?;
+            networks.push(skiff_net::attach::attachment(
+                &config,
+                &format!("eth{i}"),
+                cni_args,
+            ));
+        }
+    }
+    let mut ports = Vec::new();
+    let mut exposed = Vec::new();
+    for flag in &args.ports {
+        let (mapping, e) = parse_port(flag, manifests)?;
+        if ports.iter().any(|p: &PortMapping| {
+            p.host_port == mapping.host_port && p.protocol == mapping.protocol
+        }) {
+            bail!(
+                "--port={flag}: host port {} is forwarded twice",
+                mapping.host_port
+            );
+        }
+        ports.push(mapping);
+        exposed.push(e);
+    }
+    if !ports.is_empty() {
+        let forwards = networks.iter().any(|a| {
+            a.config["plugins"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["capabilities"]["portMappings"].as_bool() == Some(true))
+        });
+        if !forwards {
+            bail!(
+                "--port needs a network with the portmap plugin (\"capabilities\": {{\"portMappings\": true}}); \
+                 the default network has one, host and none do not"
+            );
+        }
+    }
+    Ok((
+        PodNet {
+            mode,
+            networks,
+            ports,
+            cni_path: skiff_net::cni_path(),
+            dns: dns(args)?,
+            hosts_entries: args
+                .hosts_entry
+                .iter()
+                .filter(|e| *e != "host")
+                .map(|e| files::parse_hosts_entry(e).map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<_>>()?,
+            hosts_from_host: args.hosts_entry.iter().any(|e| e == "host"),
+        },
+        exposed,
+    ))
+}
+
+fn dns(args: &NetArgs) -> anyhow::Result<Dns> {
+    for d in &args.dns_search {
+        files::check_domain(d).map_err(|e| anyhow::anyhow!("--dns-search: {e}"))?;
+    }
+    for o in &args.dns_opt {
+        files::check_option(o).map_err(|e| anyhow::anyhow!("--dns-opt: {e}"))?;
+    }
+    let special = args.dns.iter().find(|d| *d == "host" || *d == "none");
+    let mode = match special.map(String::as_str) {
+        Some(s)
+            if args.dns.len() > 1 || !args.dns_search.is_empty() || !args.dns_opt.is_empty() =>
+        {
+            bail!("--dns={s} cannot be combined with other --dns, --dns-search or --dns-opt values")
+        }
+        Some("host") => DnsMode::Host,
+        Some(_) => DnsMode::None,
+        None if args.dns.is_empty() && args.dns_search.is_empty() && args.dns_opt.is_empty() => {
+            DnsMode::Default
+        }
+        None => DnsMode::Explicit,
+    };
+    let mut servers = Vec::new();
+    if mode == DnsMode::Explicit {
+        for d in &args.dns {
+            let ip: IpAddr = d
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--dns={d}: not an IP address, host or none"))?;
+            servers.push(ip.to_string());
+        }
+    }
+    Ok(Dns {
+        mode,
+        servers,
+        search: args.dns_search.clone(),
+        options: args.dns_opt.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn net_lists_with_cni_args() {
+        let nets = parse_nets(&s(&["default:IP=172.16.28.9;X=1,mynet", "other:A=b,C=d"])).unwrap();
+        assert_eq!(nets.len(), 3);
+        assert_eq!(nets[0].0, "default");
+        assert_eq!(
+            nets[0].1,
+            vec![
+                ("IP".into(), "172.16.28.9".into()),
+                ("X".into(), "1".into())
+            ]
+        );
+        assert_eq!(nets[1], ("mynet".into(), vec![]));
+        assert_eq!(nets[2].1.len(), 2);
+        assert!(parse_nets(&s(&["A=b"])).is_err());
+        assert!(parse_nets(&s(&["n:novalue"])).is_err());
+    }
+
+    #[test]
+    fn dns_flags() {
+        let mut a = NetArgs::default();
+        assert_eq!(dns(&a).unwrap().mode, DnsMode::Default);
+        a.dns = s(&["10.0.0.53"]);
+        a.dns_search = s(&["corp.example"]);
+        let d = dns(&a).unwrap();
+        assert_eq!((d.mode, d.servers), (DnsMode::Explicit, s(&["10.0.0.53"])));
+        a.dns = s(&["host", "1.1.1.1"]);
+        assert!(dns(&a).is_err());
+        a.dns = s(&["dns.example"]);
+        assert!(dns(&a).is_err());
+        a.dns = s(&["1.1.1.1"]);
+        a.dns_search = s(&["bad domain"]);
+        assert!(dns(&a).is_err());
+    }
+}
