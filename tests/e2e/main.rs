@@ -10,5 +10,6 @@ mod differential;
 mod fetch;
 mod hostile;
 mod image_cli;
+mod net;
 mod pods;
 mod server;

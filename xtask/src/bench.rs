@@ -351,7 +351,13 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
             .arg(&data)
             .arg("--local-config")
             .arg(work.join("etc"))
-            .args(["prepare", "--pull-policy=never", "example.com/true:1.0"])
+            // Like the peers' bundle: no network namespace.
+            .args([
+                "prepare",
+                "--net=host",
+                "--pull-policy=never",
+                "example.com/true:1.0",
+            ])
             .output()?;
         if !out.status.success() {
             bail!(
@@ -399,7 +405,12 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
             }
             let took = match which {
                 0 => timed(sk().args(["run-prepared", uuid]))?,
-                1 => timed(sk().args(["run", "--pull-policy=never", "example.com/true:1.0"]))?,
+                1 => timed(sk().args([
+                    "run",
+                    "--net=host",
+                    "--pull-policy=never",
+                    "example.com/true:1.0",
+                ]))?,
                 2 => timed(&mut crun_cmd(&next_id()))?,
                 3 => timed(
                     Command::new("runc")

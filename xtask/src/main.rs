@@ -223,18 +223,20 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         .args(["test", "--release", "--workspace"])
         .args(extra)
         .env("SKIFF_APPC_TOOLS", &tools))?;
-    step("checking that the suite left no mount or pod cgroup behind");
+    step(
+        "checking that the suite left no mount, pod cgroup, network namespace, CNI rule, lease or veth behind",
+    );
     let after = leftovers();
     let leaked: Vec<&String> = after.iter().filter(|m| !before.contains(m)).collect();
     if !leaked.is_empty() {
         bail!("the test suite left these behind: {leaked:?}");
     }
-    println!("none: {} mounts before and after", after.len());
+    println!("none: {} mounts and other items before and after", after.len());
     Ok(())
 }
 
-/// The host's mount points (from /proc/self/mountinfo) and pod cgroups
-/// (`skiff/<uuid>` in every hierarchy).
+/// The host's mount points (from /proc/self/mountinfo), pod cgroups
+/// (`skiff/<uuid>` in every hierarchy) and what pod networks make.
 fn leftovers() -> Vec<String> {
     let mut found: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
@@ -251,6 +253,49 @@ fn leftovers() -> Vec<String> {
             if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                 found.push(format!("cgroup {}", entry.path().display()));
             }
+        }
+    }
+    // Pod networking: namespaces, CNI iptables rules, host-local leases,
+    // veth pairs.
+    for entry in std::fs::read_dir("/run/skiff/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        found.push(format!("netns {}", entry.path().display()));
+    }
+    if let Ok(out) = Command::new("iptables-save").output() {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if line.starts_with("-A") && line.contains("CNI") {
+                found.push(format!("iptables {line}"));
+            }
+        }
+    }
+    for net in std::fs::read_dir("/run/skiff/ipam")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for lease in std::fs::read_dir(net.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = lease.file_name().to_string_lossy().into_owned();
+            if name != "lock" && !name.starts_with("last_reserved_ip") {
+                found.push(format!("lease {}", lease.path().display()));
+            }
+        }
+    }
+    if let Ok(out) = Command::new("ip")
+        .args(["-o", "link", "show", "type", "veth"])
+        .output()
+    {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            found.push(format!(
+                "link {}",
+                line.split(':').nth(1).unwrap_or(line).trim()
+            ));
         }
     }
     found.sort();

@@ -169,12 +169,16 @@ impl PodNetwork<'_> {
     }
 
     /// DELs one network, plugins in reverse; every plugin is asked even
-    /// when an earlier one failed. DEL of what is already gone succeeds.
+    /// when an earlier one failed. DEL of what is already gone succeeds; a
+    /// plugin that is not installed has nothing to delete.
     pub fn del(&self, a: &Attachment) -> Result<(), NetError> {
         let mut first_error = None;
         for plugin in Self::plugins(&a.config).iter().rev() {
-            if let Err(e) = self.run(a, Verb::Del, plugin, a.result.as_ref()) {
-                first_error.get_or_insert(e);
+            match self.run(a, Verb::Del, plugin, a.result.as_ref()) {
+                Ok(_) | Err(NetError::PluginNotFound { .. }) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
         first_error.map_or(Ok(()), Err)

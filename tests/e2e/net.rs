@@ -1,0 +1,414 @@
+//! Pod networking with Debian's CNI plugins: the default bridge network,
+//! pod-to-pod traffic, port forwarding from the host, none/host, DNS and
+//! hosts files, teardown after stop, gc and a killed stage1, bad configs.
+//! Only addresses of this machine are used (loopback and the pods' own).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// A busybox ACI whose app has a port named `http` (8080/tcp).
+fn web_aci(dir: &Path) -> PathBuf {
+    let aci = dir.join("web.aci");
+    busybox_aci(dir, "example.com/web", &aci);
+    let layout = dir.join("layout-example.com_web");
+    std::fs::write(
+        layout.join("manifest"),
+        BUSYBOX_MANIFEST
+            .replace("example.com/busybox", "example.com/web")
+            .replace(
+                r#""group": "0"}"#,
+                r#""group": "0", "ports": [{"name": "http", "protocol": "tcp", "port": 8080}]}"#,
+            ),
+    )
+    .unwrap();
+    let built = output(
+        skiff()
+            .args(["image", "build", "--overwrite"])
+            .arg(&layout)
+            .arg(&aci),
+    );
+    assert!(built.status.success(), "{}", stderr(&built));
+    aci
+}
+
+fn sh(root: &Path, aci: &Path, net: &[&str], script: &str) -> std::process::Output {
+    output(
+        skiff_in(root)
+            .args(["run", "--insecure-options=image"])
+            .args(net)
+            .arg(aci)
+            .args(["--exec=/bin/sh", "--", "-c", script]),
+    )
+}
+
+/// Starts a detached busybox httpd pod serving /etc on port 8080.
+fn start_httpd(root: &Path, aci: &Path, extra: &[&str]) -> String {
+    let out = output(
+        skiff_in(root)
+            .args(["run", "--detach", "--insecure-options=image"])
+            .args(extra)
+            .arg(aci)
+            .args([
+                "--exec=/bin/busybox",
+                "--",
+                "httpd",
+                "-f",
+                "-p",
+                "8080",
+                "-h",
+                "/etc",
+            ]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).trim().to_string()
+}
+
+/// The pod's first IPv4 address from `skiff status`.
+fn pod_ip(root: &Path, uuid: &str) -> String {
+    let out = output(skiff_in(root).args(["status", uuid]));
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("networks="))
+        .unwrap_or_else(|| panic!("no networks in status: {text}"));
+    line.split("ip4=")
+        .nth(1)
+        .and_then(|s| s.split([',', ' ']).next())
+        .unwrap_or_else(|| panic!("no ip4 in {line}"))
+        .to_string()
+}
+
+/// Host state that a pod's networking could leave behind, as lines that
+/// name the pod (iptables rules carry its id, host-local leases its id).
+fn traces_of(uuid: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let nat = Command::new("iptables-save").output().unwrap();
+    for line in String::from_utf8_lossy(&nat.stdout).lines() {
+        if line.contains(uuid) {
+            found.push(format!("iptables: {line}"));
+        }
+    }
+    for net in std::fs::read_dir("/run/skiff/ipam")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for lease in std::fs::read_dir(net.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if std::fs::read_to_string(lease.path())
+                .unwrap_or_default()
+                .contains(uuid)
+            {
+                found.push(format!("lease: {}", lease.path().display()));
+            }
+        }
+    }
+    let ns = Path::new("/run/skiff/netns").join(uuid);
+    if ns.exists() {
+        found.push(format!("netns: {}", ns.display()));
+    }
+    found
+}
+
+fn wait_exited(root: &Path, uuid: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let out = output(skiff_in(root).args(["status", uuid]));
+        if !stdout(&out).contains("state=running") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("pod {uuid} still running");
+}
+
+#[test]
+fn default_network_pod_to_pod_and_port_forwarding() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = web_aci(tmp.path());
+    let port = 18000 + (std::process::id() % 1000) as u16;
+    let uuid = start_httpd(tmp.path(), &aci, &[&format!("--port=http:{port}")]);
+    let ip = pod_ip(tmp.path(), &uuid);
+    assert!(
+        ip.starts_with("172.16.") || ip.starts_with("10.88.") || ip.starts_with("192.168."),
+        "{ip}"
+    );
+    let listed = stdout(&output(skiff_in(tmp.path()).args(["list", "--full"])));
+    assert!(listed.contains(&format!("default:ip4={ip}")), "{listed}");
+
+    // A second pod on the same network: its address, its gateway (the host
+    // side of the bridge), and the first pod's web server.
+    let out = sh(
+        tmp.path(),
+        &aci,
+        &[],
+        &format!(
+            "/bin/busybox ip -o -4 addr show eth0; gw=$(/bin/busybox ip route | /bin/busybox awk '/default/ {{print $3}}'); \
+             /bin/busybox ping -c1 -W2 $gw >/dev/null && echo GATEWAY-OK; \
+             /bin/busybox wget -q -O - http://{ip}:8080/passwd"
+        ),
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("eth0") && text.contains("GATEWAY-OK"),
+        "{text}"
+    );
+    assert!(
+        text.contains("root:x:0:0"),
+        "second pod did not reach {ip}: {text}"
+    );
+
+    // From the host through the forwarded port on 127.0.0.1.
+    let curl = Command::new("curl")
+        .args(["-s", "--max-time", "5"])
+        .arg(format!("http://127.0.0.1:{port}/passwd"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&curl.stdout).contains("root:x:0:0"),
+        "curl 127.0.0.1:{port}: {curl:?}"
+    );
+
+    // stop + gc: nothing of the pod is left.
+    assert!(
+        output(skiff_in(tmp.path()).args(["stop", &uuid]))
+            .status
+            .success()
+    );
+    assert!(
+        output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]))
+            .status
+            .success()
+    );
+    assert_eq!(traces_of(&uuid), Vec::<String>::new());
+}
+
+#[test]
+fn a_killed_stage1_is_cleaned_up_by_gc() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = web_aci(tmp.path());
+    let uuid = start_httpd(tmp.path(), &aci, &[]);
+    let ip = pod_ip(tmp.path(), &uuid);
+    assert!(!traces_of(&uuid).is_empty());
+    // SIGKILL the supervisor (stage1, the parent of the pod's init): it
+    // cannot tear anything down.
+    let status = stdout(&output(skiff_in(tmp.path()).args(["status", &uuid])));
+    let init = status
+        .lines()
+        .find_map(|l| l.strip_prefix("pid="))
+        .unwrap_or_else(|| panic!("no pid in {status}"));
+    let proc_status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+    let supervisor = proc_status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let comm = std::fs::read_to_string(format!("/proc/{supervisor}/comm")).unwrap();
+    assert_eq!(comm.trim(), "skiff-stage1");
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &supervisor])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_exited(tmp.path(), &uuid);
+    assert!(
+        !traces_of(&uuid).is_empty(),
+        "nothing left to clean after a SIGKILL: the test would prove nothing"
+    );
+    let gc = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    assert_eq!(traces_of(&uuid), Vec::<String>::new(), "after gc ({ip})");
+}
+
+#[test]
+fn none_has_only_loopback_and_host_sees_the_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = web_aci(tmp.path());
+    let out = sh(tmp.path(), &aci, &["--net=none"], "/bin/busybox ip -o link");
+    let links = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(links.contains(": lo:") && links.contains("UP"), "{links}");
+    assert_eq!(links.lines().count(), 1, "{links}");
+
+    let host_links = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    let first_host_if = host_links
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .find(|n| *n != "lo")
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_string();
+    let out = sh(tmp.path(), &aci, &["--net=host"], "/bin/busybox ip -o link");
+    assert!(
+        stdout(&out).contains(&format!(": {first_host_if}")),
+        "--net=host pod does not see {first_host_if}: {}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn dns_hostname_and_hosts_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = web_aci(tmp.path());
+    let out = sh(
+        tmp.path(),
+        &aci,
+        &[
+            "--hostname=web1",
+            "--dns=192.0.2.53",
+            "--dns-search=corp.example",
+            "--dns-opt=ndots:2",
+            "--hosts-entry=192.0.2.10=db.corp.example",
+        ],
+        "/bin/busybox cat /etc/resolv.conf /etc/hosts; /bin/busybox hostname",
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for want in [
+        "nameserver 192.0.2.53",
+        "search corp.example",
+        "options ndots:2",
+        "192.0.2.10\tdb.corp.example",
+        "\tweb1\n",
+        "127.0.0.1\tlocalhost",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in {text}");
+    }
+    assert!(text.trim_end().ends_with("web1"), "{text}");
+    // Bad values are refused before anything runs.
+    for bad in [
+        "--dns=not-an-ip",
+        "--dns-search=bad domain",
+        "--hosts-entry=db=1.2.3.4",
+        "--port=nosuch:80",
+    ] {
+        let out = sh(tmp.path(), &aci, &[bad], "true");
+        assert_refused(&out, bad);
+    }
+}
+
+#[test]
+fn bad_network_configs_are_refused_and_leave_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = web_aci(tmp.path());
+    let netd = tmp.path().join("etc/net.d");
+    std::fs::create_dir_all(&netd).unwrap();
+    let bridge = format!("skt{}", std::process::id() % 100_000);
+    // A working first plugin, then one that does not exist: the bridge's
+    // ADD must be undone.
+    std::fs::write(
+        netd.join("10-halfway.conflist"),
+        format!(
+            r#"{{"cniVersion":"1.0.0","name":"halfway","plugins":[
+                {{"type":"bridge","bridge":"{bridge}","isGateway":true,"ipMasq":true,
+                  "ipam":{{"type":"host-local","ranges":[[{{"subnet":"10.231.20.0/24"}}]],"dataDir":"/run/skiff/ipam"}}}},
+                {{"type":"no-such-plugin"}}]}}"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(netd.join("broken.conflist"), "{ \"name\": ").unwrap();
+    // A range with room for one pod.
+    std::fs::write(
+        netd.join("20-tiny.conflist"),
+        format!(
+            r#"{{"cniVersion":"1.0.0","name":"tiny","plugins":[
+                {{"type":"bridge","bridge":"{bridge}t","isGateway":true,
+                  "ipam":{{"type":"host-local","ranges":[[{{"subnet":"10.231.21.0/30"}}]],"dataDir":"/run/skiff/ipam"}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    let _bridges = DeleteLinks(vec![bridge.clone(), format!("{bridge}t")]);
+    let out = sh(tmp.path(), &aci, &["--net=halfway"], "true");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("no-such-plugin") && err.contains("not found"),
+        "{err}"
+    );
+    let leftovers = |ip_prefix: &str| {
+        let nat = Command::new("iptables-save").output().unwrap();
+        let rules = String::from_utf8_lossy(&nat.stdout)
+            .matches(ip_prefix)
+            .count();
+        let leases = std::fs::read_dir("/run/skiff/ipam/halfway")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(ip_prefix))
+            .count();
+        rules + leases
+    };
+    assert_eq!(
+        leftovers("10.231.20."),
+        0,
+        "a failed ADD left rules or leases"
+    );
+    for uuid in pod_uuids(tmp.path()) {
+        assert_eq!(traces_of(&uuid), Vec::<String>::new(), "failed pod {uuid}");
+    }
+
+    let out = sh(tmp.path(), &aci, &["--net=broken"], "true");
+    assert_refused(&out, "malformed net.d file");
+    assert!(
+        stderr(&out).contains("broken.conflist") && stderr(&out).contains("malformed JSON"),
+        "{}",
+        stderr(&out)
+    );
+
+    let first = start_httpd(tmp.path(), &aci, &["--net=tiny"]);
+    let out = sh(tmp.path(), &aci, &["--net=tiny"], "true");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("network 'tiny'") && err.contains("bridge"),
+        "{err}"
+    );
+    let _ = output(skiff_in(tmp.path()).args(["stop", &first]));
+    let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+    assert_eq!(traces_of(&first), Vec::<String>::new());
+}
+
+/// Deletes host links (test bridges) when dropped.
+struct DeleteLinks(Vec<String>);
+
+impl Drop for DeleteLinks {
+    fn drop(&mut self) {
+        for link in &self.0 {
+            let _ = Command::new("ip").args(["link", "del", link]).status();
+        }
+    }
+}
+
+fn pod_uuids(root: &Path) -> Vec<String> {
+    let out = output(skiff_in(root).args(["list", "--format=json"]));
+    let pods: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    pods.as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["uuid"].as_str().map(str::to_string))
+        .collect()
+}
