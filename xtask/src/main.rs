@@ -231,7 +231,10 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     if !leaked.is_empty() {
         bail!("the test suite left these behind: {leaked:?}");
     }
-    println!("none: {} mounts and other items before and after", after.len());
+    println!(
+        "none: {} mounts and other items before and after",
+        after.len()
+    );
     Ok(())
 }
 
@@ -321,7 +324,7 @@ fn demo(root: &Path) -> Result<()> {
         bin.join("busybox"),
     )?;
     for tool in [
-        "sh", "echo", "ls", "cat", "id", "hostname", "sleep", "true", "grep", "ps",
+        "sh", "echo", "ls", "cat", "id", "hostname", "sleep", "true", "grep", "ps", "ip",
     ] {
         std::os::unix::fs::symlink("busybox", bin.join(tool))?;
     }
@@ -489,6 +492,27 @@ fn demo(root: &Path) -> Result<()> {
         "-c",
         "echo hostname: $(hostname); echo processes: $(ls /proc | grep -c '^[0-9]'); grep -E 'NoNewPrivs|Seccomp:|CapEff' /proc/self/status",
     ]))?;
+    step(
+        "networking: the pod's own interface and address on the default CNI network (a bridge with NAT)",
+    );
+    run(sk().args([
+        "run",
+        "example.com/busybox:1.0",
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "ip -o -4 addr show; ip route; cat /etc/hosts",
+    ]))?;
+    step("skiff run --net=none: only loopback");
+    run(sk().args([
+        "run",
+        "--net=none",
+        "example.com/busybox:1.0",
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "ip -o link",
+    ]))?;
     step("skiff run --private-users: root in the pod is an unprivileged host uid");
     run(sk().args([
         "run",
@@ -521,7 +545,7 @@ fn demo(root: &Path) -> Result<()> {
     run(Command::new(&skiff).arg("version"))?;
     println!(
         "\ndemo done: an image built, validated, signed, trusted, fetched, rendered and run \
-         as isolated pods."
+         as isolated pods with their own networks."
     );
     Ok(())
 }
