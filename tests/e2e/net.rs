@@ -412,3 +412,55 @@ fn pod_uuids(root: &Path) -> Vec<String> {
         .filter_map(|p| p["uuid"].as_str().map(str::to_string))
         .collect()
 }
+
+#[test]
+fn several_networks_get_eth0_eth1_and_enter_sees_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = web_aci(tmp.path());
+    let netd = tmp.path().join("etc/net.d");
+    std::fs::create_dir_all(&netd).unwrap();
+    let bridge = format!("sku{}", std::process::id() % 100_000);
+    let _bridges = DeleteLinks(vec![bridge.clone()]);
+    std::fs::write(
+        netd.join("backend.conf"),
+        format!(
+            r#"{{"cniVersion":"1.0.0","name":"backend","type":"bridge","bridge":"{bridge}",
+                "isGateway":true,
+                "ipam":{{"type":"host-local","ranges":[[{{"subnet":"10.231.30.0/24"}}]],"dataDir":"/run/skiff/ipam"}}}}"#
+        ),
+    )
+    .unwrap();
+    let uuid = start_httpd(tmp.path(), &aci, &["--net=default,backend", "--dns=host"]);
+    let status = stdout(&output(skiff_in(tmp.path()).args(["status", &uuid])));
+    assert!(
+        status.contains("default:ip4=") && status.contains("backend:ip4=10.231.30."),
+        "{status}"
+    );
+    let out = output(skiff_in(tmp.path()).args([
+        "enter",
+        &uuid,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "/bin/busybox ip -o -4 addr; /bin/busybox cat /etc/resolv.conf",
+    ]));
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        text.contains("eth0") && text.contains("eth1") && text.contains("10.231.30."),
+        "{text}"
+    );
+    // --dns=host: the host's resolv.conf as it is.
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    if let Some(line) = host.lines().find(|l| l.starts_with("nameserver")) {
+        assert!(text.contains(line), "{text}");
+    }
+    assert!(
+        output(skiff_in(tmp.path()).args(["stop", &uuid]))
+            .status
+            .success()
+    );
+    let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+    assert_eq!(traces_of(&uuid), Vec::<String>::new());
+}
