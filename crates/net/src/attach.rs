@@ -185,6 +185,16 @@ impl PodNetwork<'_> {
     }
 }
 
+/// Whether a conflist has a plugin that takes `portMappings` (where a pod's
+/// forwarded ports go: the first such network).
+pub fn forwards_ports(config: &Value) -> bool {
+    config["plugins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|p| p["capabilities"]["portMappings"].as_bool() == Some(true))
+}
+
 /// A new attachment of `config` as interface `ifname`.
 pub fn attachment(config: &NetworkConfig, ifname: &str, args: Vec<(String, String)>) -> Attachment {
     Attachment {

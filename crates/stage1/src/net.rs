@@ -9,8 +9,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-use skiff_net::attach::PodNetwork;
+use skiff_net::attach::{PodNetwork, forwards_ports};
 use skiff_net::record::{self, NetInfo};
 use skiff_net::{Attachment, files, netns};
 use skiff_pod::{DnsMode, NetMode, Pod, Runtime};
@@ -20,15 +19,6 @@ use crate::ns::setup_err;
 
 fn dir(pod: &Path) -> PathBuf {
     record::dir(pod)
-}
-
-/// Whether a conflist has a plugin that takes `portMappings`.
-fn forwards_ports(config: &Value) -> bool {
-    config["plugins"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|p| p["capabilities"]["portMappings"].as_bool() == Some(true))
 }
 
 /// Sets the pod's networking up; returns its network namespace to join

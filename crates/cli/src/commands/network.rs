@@ -216,13 +216,9 @@ pub fn resolve(
         exposed.push(e);
     }
     if !ports.is_empty() {
-        let forwards = networks.iter().any(|a| {
-            a.config["plugins"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|p| p["capabilities"]["portMappings"].as_bool() == Some(true))
-        });
+        let forwards = networks
+            .iter()
+            .any(|a| skiff_net::attach::forwards_ports(&a.config));
         if !forwards {
             bail!(
                 "--port needs a network with the portmap plugin (\"capabilities\": {{\"portMappings\": true}}); \
