@@ -119,6 +119,10 @@ enum Command {
     /// Work with images: list, inspect, build, validate, export, gc.
     #[command(subcommand)]
     Image(commands::image::ImageCommand),
+    /// Serve the appc metadata API to pods: per-pod identity (HMAC signing
+    /// and verification) and pod/app metadata. Optional and separate: pods
+    /// started while it runs get AC_METADATA_URL; it runs no pods.
+    MetadataService(commands::metadata::MetadataArgs),
     /// Print the skiff version and the appc spec version it implements.
     Version,
 }
@@ -143,7 +147,14 @@ fn init_logging(debug: bool) {
         Targets::new().with_default(LevelFilter::DEBUG)
     } else {
         Targets::new().with_default(LevelFilter::WARN).with_targets(
-            ["skiff", "skiff_fetch", "skiff_store", "skiff_trust"].map(|t| (t, LevelFilter::INFO)),
+            [
+                "skiff",
+                "skiff_fetch",
+                "skiff_store",
+                "skiff_trust",
+                "skiff_metadata",
+            ]
+            .map(|t| (t, LevelFilter::INFO)),
         )
     };
     tracing_subscriber::registry()
@@ -191,6 +202,7 @@ fn main() -> ExitCode {
         Command::Fetch(args) => commands::fetch::run(&cli.global, args),
         Command::Trust(args) => commands::trust::run(&cli.global, args),
         Command::Image(cmd) => commands::image::run(&cli.global, cmd),
+        Command::MetadataService(args) => commands::metadata::run(&cli.global, args),
         Command::Version => commands::version::run(),
     };
     match result {

@@ -57,6 +57,17 @@ impl Attachment {
             .collect()
     }
 
+    /// The gateway of the pod's first address on this network (the host
+    /// side of a bridge network), from the ADD result.
+    pub fn gateway(&self) -> Option<IpAddr> {
+        self.result
+            .as_ref()?
+            .get("ips")?
+            .as_array()?
+            .iter()
+            .find_map(|ip| ip.get("gateway")?.as_str()?.parse().ok())
+    }
+
     /// Name servers, search domains and options the plugins returned.
     pub fn dns(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
         let list = |key: &str| -> Vec<String> {
@@ -228,6 +239,7 @@ mod tests {
             ]
         );
         assert_eq!(a.dns().0, vec!["10.0.0.53"]);
+        assert_eq!(a.gateway(), Some("172.16.28.1".parse().unwrap()));
         assert_eq!(a.dns().1, vec!["pod.local"]);
     }
 

@@ -386,6 +386,20 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
             path,
             source,
         })?;
+        // Each app's image manifest, for the metadata service.
+        let dir = pod.path.join("image-manifests");
+        for (app, app_req) in manifest.apps.iter().zip(&req.apps) {
+            if let Some(m) = &app_req.manifest {
+                let path = dir.join(format!("{}.json", app.name.as_str()));
+                std::fs::create_dir_all(&dir)
+                    .and_then(|()| std::fs::write(&path, to_pretty_json(m)))
+                    .map_err(|source| PodError::Io {
+                        action: "write",
+                        path,
+                        source,
+                    })?;
+            }
+        }
         pod.move_to(pods, State::Prepared)
     })();
     if let Err(e) = result {

@@ -20,6 +20,7 @@ pub mod cgroups;
 pub mod copy;
 pub mod enter;
 pub mod fly;
+pub mod mds;
 pub mod mounts;
 pub mod net;
 pub mod ns;

@@ -132,7 +132,7 @@ pub fn plan(pod: &Pod) -> Result<(PodManifest, Runtime, Vec<AppPlan>), Stage1Err
 // reported there, as they happen.
 #[allow(clippy::print_stderr)]
 pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stage1Error> {
-    let (_manifest, runtime, plans) = plan(&pod)?;
+    let (_manifest, runtime, mut plans) = plan(&pod)?;
     let limits: Vec<(String, cgroups::Limits)> = plans
         .iter()
         .map(|p| (p.name.clone(), cgroups::limits(&p.app)))
@@ -171,6 +171,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         e
     };
     let netns = crate::net::set_up(&pod, &runtime).map_err(undo)?;
+    let registered = crate::mds::register(&pod, &runtime, &mut plans);
     // The supervisor's own children after the pod's (CNI DEL at the end)
     // must not land in the pod's pid namespace, which is gone by then.
     let host_pidns = std::fs::File::open("/proc/self/ns/pid")
@@ -306,6 +307,9 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         }
     }
     drop(netns);
+    if let Some(r) = registered {
+        r.unregister();
+    }
     if let Err(e) = crate::net::tear_down(&pod.path, &pod.uuid) {
         eprintln!(
             "skiff: pod {}: removing its networks failed (skiff gc retries): {}",

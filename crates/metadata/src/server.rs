@@ -1,0 +1,224 @@
+//! `skiff metadata-service`: a separate, optional long-running process (it
+//! runs no pods). Registration arrives on a root-only Unix socket under the
+//! data dir; pods call the HTTP API on TCP.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, UnixListener, UnixStream};
+
+use crate::api::{self, Shared};
+use crate::protocol::{self, Reply, Request};
+use crate::state::State;
+
+/// Largest request body pods may send (sign/verify forms).
+const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// skiff's data dir: the registration socket and state live under it,
+    /// and running pods are found in it.
+    pub data_dir: PathBuf,
+    /// Where pods reach the API (port 0: any free port).
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("a metadata service already runs for {0}")]
+    AlreadyRunning(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+    let what = what.into();
+    move |source| ServerError::Io { what, source }
+}
+
+/// Whether pod `uuid` of `data_dir` is running: its stage1 holds the lock
+/// on `pods/run/<uuid>`.
+fn pod_running(data_dir: &std::path::Path, uuid: &str) -> bool {
+    let Ok(dir) = std::fs::File::open(data_dir.join("pods/run").join(uuid)) else {
+        return false;
+    };
+    rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
+}
+
+/// Runs the service until SIGTERM or SIGINT.
+pub fn run(config: Config) -> Result<(), ServerError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io("start the async runtime"))?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> Result<(), ServerError> {
+    let socket = protocol::socket_path(&config.data_dir);
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        return Err(ServerError::AlreadyRunning(
+            config.data_dir.display().to_string(),
+        ));
+    }
+    let tcp = TcpListener::bind(config.listen)
+        .await
+        .map_err(io(format!("listen on {}", config.listen)))?;
+    let port = tcp
+        .local_addr()
+        .map_err(io("read the bound address"))?
+        .port();
+    let data_dir = config.data_dir.clone();
+    let state = State::open(&protocol::state_dir(&config.data_dir), port, |uuid| {
+        pod_running(&data_dir, uuid)
+    })
+    .map_err(io(format!(
+        "open the state in {}",
+        protocol::state_dir(&config.data_dir).display()
+    )))?;
+    let _ = std::fs::remove_file(&socket);
+    let unix =
+        UnixListener::bind(&socket).map_err(io(format!("listen on {}", socket.display())))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(io("restrict the registration socket"))?;
+    tracing::info!(
+        port,
+        socket = %socket.display(),
+        pods = state.len(),
+        "metadata service listening"
+    );
+    drop_capabilities();
+    let shared: Shared = Arc::new(Mutex::new(state));
+
+    let app = Router::new()
+        .fallback(api::handle)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(shared.clone());
+    let registrations = tokio::spawn(accept_registrations(unix, shared.clone()));
+    let result = axum::serve(tcp, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    registrations.abort();
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("metadata service stopped");
+    result.map_err(io("serve HTTP"))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// After binding, the service needs no capability: its files are root's
+/// own (owner permissions suffice) and its ports are bound.
+fn drop_capabilities() {
+    for set in [
+        caps::CapSet::Effective,
+        caps::CapSet::Permitted,
+        caps::CapSet::Inheritable,
+        caps::CapSet::Ambient,
+    ] {
+        if let Err(e) = caps::clear(None, set) {
+            tracing::warn!("cannot drop capabilities ({set:?}): {e}");
+        }
+    }
+    let _ = rustix::thread::set_no_new_privs(true);
+}
+
+async fn accept_registrations(listener: UnixListener, shared: Shared) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = registration(stream, shared).await {
+                tracing::warn!("registration connection: {e}");
+            }
+        });
+    }
+}
+
+async fn registration(stream: UnixStream, shared: Shared) -> std::io::Result<()> {
+    let root = stream.peer_cred().map(|c| c.uid() == 0).unwrap_or(false);
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read.take(protocol::MAX_MESSAGE))
+        .read_line(&mut line)
+        .await?;
+    let reply = if !root {
+        Reply {
+            error: Some("only root (stage1) may register pods".into()),
+            ..Reply::default()
+        }
+    } else {
+        match serde_json::from_str::<Request>(&line) {
+            Err(e) => Reply {
+                error: Some(format!("malformed request: {e}")),
+                ..Reply::default()
+            },
+            Ok(request) => handle_request(request, &shared),
+        }
+    };
+    let mut out = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    write.write_all(&out).await
+}
+
+fn handle_request(request: Request, shared: &Shared) -> Reply {
+    let Ok(mut state) = shared.lock() else {
+        return Reply {
+            error: Some("internal error".into()),
+            ..Reply::default()
+        };
+    };
+    match request {
+        Request::Register(reg) => {
+            let uuid = reg.uuid.clone();
+            if crate::state::uuid_bytes(&uuid).is_none() {
+                return Reply {
+                    error: Some(format!("{uuid:?} is not a UUID")),
+                    ..Reply::default()
+                };
+            }
+            match state.register(reg) {
+                Ok(token) => {
+                    tracing::info!(pod = %uuid, "registered");
+                    Reply {
+                        token: Some(token),
+                        port: Some(state.port),
+                        error: None,
+                    }
+                }
+                Err(e) => Reply {
+                    error: Some(format!("cannot record the pod: {e}")),
+                    ..Reply::default()
+                },
+            }
+        }
+        Request::Unregister { uuid } => {
+            if state.unregister(&uuid) {
+                tracing::info!(pod = %uuid, "unregistered");
+            }
+            Reply::default()
+        }
+    }
+}
