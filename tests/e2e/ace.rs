@@ -1,6 +1,6 @@
 //! The appc ACE validator (main + sidekick in one pod, built by
-//! shared/tools/build-appc-tools.sh): every check that does not need the
-//! metadata service passes under the `ns` stage1 with `--net=host`.
+//! shared/tools/build-appc-tools.sh) under the `ns` stage1: in full with
+//! the metadata service running, and every other check without it.
 
 use crate::common::*;
 
@@ -50,4 +50,29 @@ fn ace_validator_passes_all_but_the_metadata_checks() {
     // And in a user namespace of the pod's own.
     let (out, err, _) = ace(&["--private-users"]);
     check(&out, &err);
+}
+
+#[test]
+fn ace_validator_passes_in_full_with_the_metadata_service() {
+    let tools = appc_tools();
+    for net in ["--net=default", "--net=host"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let _guard = PodsGuard { root: tmp.path() };
+        let _mds = crate::metadata::Mds::start(tmp.path(), 0);
+        let out = output(
+            skiff_in(tmp.path())
+                .args(["run", "--insecure-options=image", net])
+                .arg(tools.join("ace-validator-main.aci"))
+                .arg(tools.join("ace-validator-sidekick.aci")),
+        );
+        let (text, err) = (stdout(&out), stderr(&out));
+        for ok in ["prestart OK", "main OK", "sidekick OK", "poststop OK"] {
+            assert!(
+                text.lines().any(|l| l == ok),
+                "{net}: missing '{ok}': {text}\n{err}"
+            );
+        }
+        assert!(!err.contains("==>"), "{net}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{net}: {err}");
+    }
 }

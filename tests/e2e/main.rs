@@ -10,6 +10,7 @@ mod differential;
 mod fetch;
 mod hostile;
 mod image_cli;
+mod metadata;
 mod net;
 mod pods;
 mod server;

@@ -1,0 +1,263 @@
+//! The metadata service: per-pod identity (sign as yourself, anyone
+//! verifies), tokens bound to their pod, a restart that keeps signatures
+//! and tokens working, 1,000 concurrent requests from several pods, and
+//! pods that start without a service.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::common::*;
+
+/// A `skiff metadata-service` for one test's data dir, stopped on drop.
+pub struct Mds {
+    child: Child,
+    pub port: u16,
+}
+
+impl Mds {
+    /// Starts the service on `port` (0: any free one) and waits until it
+    /// listens.
+    pub fn start(root: &Path, port: u16) -> Mds {
+        let mut child = skiff_in(root)
+            .args(["metadata-service", &format!("--listen-port={port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("metadata-service exited before listening"))
+                .unwrap();
+            if let Some(p) = line.split("port=").nth(1) {
+                break p.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        };
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Mds { child, port }
+    }
+
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for Mds {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+const H: &str = "--header 'Metadata-Flavor: AppContainer'";
+
+fn bb(root: &Path) -> std::path::PathBuf {
+    let aci = root.join("bb.aci");
+    if !aci.exists() {
+        busybox_aci(root, "example.com/busybox", &aci);
+    }
+    aci
+}
+
+fn in_pod(root: &Path, script: &str) -> String {
+    let out = output(
+        skiff_in(root)
+            .args(["run", "--insecure-options=image"])
+            .arg(bb(root))
+            .args(["--exec=/bin/sh", "--", "-c", script]),
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    stdout(&out).trim().to_string()
+}
+
+fn enter(root: &Path, uuid: &str, script: &str) -> String {
+    let out = output(skiff_in(root).args(["enter", uuid, "/bin/sh", "-c", script]));
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    stdout(&out).trim().to_string()
+}
+
+fn wget(url: &str, post: Option<&str>) -> String {
+    let post = post.map_or(String::new(), |p| format!("--post-data '{p}'"));
+    format!("/bin/busybox wget -q -O - {H} {post} \"{url}\"")
+}
+
+#[test]
+fn pods_sign_as_themselves_verify_each_other_and_keep_it_across_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let mds = Mds::start(tmp.path(), 0);
+    // Pod A runs on; its URL (with its token) is in its console log.
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--detach", "--insecure-options=image"])
+            .arg(bb(tmp.path()))
+            .args([
+                "--exec=/bin/sh",
+                "--",
+                "-c",
+                "echo URL=$AC_METADATA_URL; exec /bin/busybox sleep 600",
+            ]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let a = stdout(&out).trim().to_string();
+    let log = tmp.path().join("data/pods/run").join(&a).join("stage1.log");
+    let mut url_a = String::new();
+    for _ in 0..100 {
+        url_a = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("URL="))
+            .unwrap_or_default()
+            .to_string();
+        if !url_a.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        url_a.starts_with("http://"),
+        "pod A has no AC_METADATA_URL: {url_a:?}"
+    );
+    let m_a = format!("{url_a}/acMetadata/v1");
+    let uuid_a = enter(tmp.path(), &a, &wget(&format!("{m_a}/pod/uuid"), None));
+    assert_eq!(uuid_a, a);
+    let sig = enter(
+        tmp.path(),
+        &a,
+        &wget(&format!("{m_a}/pod/hmac/sign"), Some("content=hello")),
+    );
+    assert!(sig.len() > 40, "{sig}");
+    let sig_enc: String = sig
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+
+    // Pod B verifies A's signature with A's uuid; a changed content or
+    // another uuid fails; A's token is useless from B.
+    let verify = |content: &str, uuid: &str| {
+        in_pod(
+            tmp.path(),
+            &format!(
+                "{} >/dev/null && echo VERIFIED || echo REFUSED",
+                wget(
+                    "$AC_METADATA_URL/acMetadata/v1/pod/hmac/verify",
+                    Some(&format!(
+                        "content={content}&uuid={uuid}&signature={sig_enc}"
+                    ))
+                )
+            ),
+        )
+    };
+    assert_eq!(verify("hello", &a), "VERIFIED");
+    assert_eq!(verify("hellO", &a), "REFUSED");
+    assert_eq!(
+        verify("hello", "00000000-0000-0000-0000-000000000000"),
+        "REFUSED"
+    );
+    let stolen = in_pod(
+        tmp.path(),
+        &format!(
+            "{} && echo LEAK; {} && echo LEAK; echo done",
+            wget(&format!("{m_a}/pod/manifest"), None),
+            wget(&format!("{m_a}/pod/hmac/sign"), Some("content=forged"))
+        ),
+    );
+    assert_eq!(stolen, "done", "pod B used pod A's token");
+    // From the host: no token, a wrong token, or no Metadata-Flavor header.
+    let base = url_a.rsplit_once('/').unwrap().0.to_string();
+    for (url, header) in [
+        (format!("{base}/acMetadata/v1/pod/uuid"), true),
+        (
+            format!("{base}/0123456789abcdef0123456789abcdef/acMetadata/v1/pod/uuid"),
+            true,
+        ),
+        (format!("{m_a}/pod/uuid"), false),
+    ] {
+        let mut curl = Command::new("curl");
+        curl.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ]);
+        if header {
+            curl.args(["-H", "Metadata-Flavor: AppContainer"]);
+        }
+        let code = String::from_utf8_lossy(&curl.arg(&url).output().unwrap().stdout).into_owned();
+        assert!(
+            ["400", "401", "404"].contains(&code.as_str()),
+            "{url}: HTTP {code}"
+        );
+    }
+
+    // A restart keeps the key and the registrations: A still signs, with
+    // the same URL, and the signature is the same.
+    let port = mds.port;
+    mds.stop();
+    let _mds = Mds::start(tmp.path(), port);
+    let again = enter(
+        tmp.path(),
+        &a,
+        &wget(&format!("{m_a}/pod/hmac/sign"), Some("content=hello")),
+    );
+    assert_eq!(again, sig, "signature changed across a restart");
+    assert_eq!(verify("hello", &a), "VERIFIED");
+}
+
+#[test]
+fn a_thousand_concurrent_requests_from_several_pods() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let _mds = Mds::start(tmp.path(), 0);
+    bb(tmp.path());
+    let script = format!(
+        "ok=0; i=0; while [ $i -lt 250 ]; do {} >/dev/null && ok=$((ok+1)); i=$((i+1)); done; echo $ok",
+        wget("$AC_METADATA_URL/acMetadata/v1/pod/uuid", None)
+    );
+    let root = tmp.path().to_path_buf();
+    let pods: Vec<_> = (0..4)
+        .map(|_| {
+            let (root, script) = (root.clone(), script.clone());
+            std::thread::spawn(move || in_pod(&root, &script))
+        })
+        .collect();
+    let answered: u32 = pods
+        .into_iter()
+        .map(|t| t.join().unwrap().parse::<u32>().unwrap())
+        .sum();
+    assert_eq!(answered, 1000, "requests without an answer");
+}
+
+#[test]
+fn without_a_service_pods_start_and_say_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let out = in_pod(tmp.path(), "echo \"url=[$AC_METADATA_URL]\"");
+    assert_eq!(out, "url=[]");
+    let why: Vec<String> = std::fs::read_dir(tmp.path().join("data/pods/exited-garbage"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path().join("metadata")).unwrap_or_default())
+        .collect();
+    assert!(
+        why.iter().any(|w| w.contains("no metadata service runs")),
+        "{why:?}"
+    );
+}
