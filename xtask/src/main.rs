@@ -72,11 +72,15 @@ fn real_main() -> Result<()> {
             match which.as_slice() {
                 ["import"] => bench::import(&root, quick),
                 ["start"] => bench::start(&root, quick),
+                ["metadata"] => bench::metadata(&root, quick),
                 [] | ["all"] => {
                     bench::import(&root, quick)?;
-                    bench::start(&root, quick)
+                    bench::start(&root, quick)?;
+                    bench::metadata(&root, quick)
                 }
-                other => bail!("unknown benchmark {other:?} (available: import, start, all)"),
+                other => {
+                    bail!("unknown benchmark {other:?} (available: import, start, metadata, all)")
+                }
             }
         }
         _ => {
@@ -87,7 +91,7 @@ fn real_main() -> Result<()> {
                  demo        build skiff, then build, validate and inspect a sample image\n  \
                  test        deps + appc reference tools + fmt + clippy + the whole test suite\n  \
                  appc-tools  build the reference actool and ACE validator images (cached)\n  \
-                 bench [all|import|start] [--quick]  skiff against its peers, same run"
+                 bench [all|import|start|metadata] [--quick]  skiff against its peers, same run"
             );
             bail!("no or unknown xtask command")
         }
