@@ -45,16 +45,17 @@ fn error(code: StatusCode, msg: &str) -> Response {
 }
 
 /// Same-address check: a pod on a private network must call from its own
-/// address (an IPv4 peer may show as IPv4-mapped IPv6).
+/// address, a pod on the host's network from a loopback address (an IPv4
+/// peer may show as IPv4-mapped IPv6).
 fn from_pod(record: &PodRecord, peer: IpAddr) -> bool {
-    let Some(ip) = &record.registration.ip else {
-        return true;
-    };
     let peer = match peer {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
         v4 => v4,
     };
-    ip.parse::<IpAddr>().is_ok_and(|ip| ip == peer)
+    match &record.registration.ip {
+        Some(ip) => ip.parse::<IpAddr>().is_ok_and(|ip| ip == peer),
+        None => peer.is_loopback(),
+    }
 }
 
 /// Annotations `Set` (appc): replace by name in place, else append.
