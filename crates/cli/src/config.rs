@@ -45,6 +45,16 @@ pub struct GlobalArgs {
     /// their fingerprints for review).
     #[arg(long, global = true)]
     pub trust_keys_from_https: bool,
+
+    /// Credentials for docker:// registries, USER:PASSWORD (default: the
+    /// registry's entry in ~/.docker/config.json, if any).
+    #[arg(long, global = true, value_name = "USER:PASSWORD")]
+    pub creds: Option<String>,
+
+    /// Architecture to take from multi-platform docker:// images (amd64,
+    /// arm64, ...; default: this machine's).
+    #[arg(long, global = true, value_name = "ARCH")]
+    pub arch: Option<String>,
 }
 
 impl GlobalArgs {
@@ -60,6 +70,17 @@ impl GlobalArgs {
 
     pub fn keystore(&self) -> skiff_trust::Keystore {
         skiff_trust::Keystore::new(&self.local_config, &self.system_config)
+    }
+
+    /// `--creds` split into user and password.
+    pub fn creds(&self) -> anyhow::Result<Option<(String, String)>> {
+        match &self.creds {
+            None => Ok(None),
+            Some(c) => match c.split_once(':') {
+                Some((u, p)) if !u.is_empty() => Ok(Some((u.to_string(), p.to_string()))),
+                _ => anyhow::bail!("--creds: expected USER:PASSWORD"),
+            },
+        }
     }
 
     /// A CA bundle to use instead of the system one (`SSL_CERT_FILE`).

@@ -134,7 +134,14 @@ impl Http {
         }
     }
 
-    fn send(
+    /// Whether plain HTTP is allowed (`--insecure-options=http`).
+    pub fn allows_http(&self) -> bool {
+        self.options.allow_http
+    }
+
+    /// A GET with `headers`, retried on transient failures; any status is
+    /// returned.
+    pub(crate) fn send(
         &self,
         url: &str,
         headers: &[(&str, String)],
@@ -309,7 +316,7 @@ impl Http {
         })
     }
 
-    fn progress_bar(&self, what: &str, total: Option<u64>, done: u64) -> ProgressBar {
+    pub(crate) fn progress_bar(&self, what: &str, total: Option<u64>, done: u64) -> ProgressBar {
         if !self.options.progress {
             return ProgressBar::hidden();
         }

@@ -13,6 +13,7 @@
 //! file, the signature is checked against that file, and only then is it
 //! committed (which hashes and checks the archive).
 
+pub mod docker;
 pub mod http;
 pub mod options;
 
@@ -93,14 +94,18 @@ pub enum Source {
     File(PathBuf),
     Url(String),
     Name(AppName),
+    Docker(docker::DockerRef),
 }
 
 /// Classifies an image reference as `skiff fetch` sees it.
 pub fn classify(input: &str) -> Result<Source, FetchError> {
-    for scheme in ["docker://", "oci:", "oci-archive:"] {
+    if input.starts_with("docker://") {
+        return docker::DockerRef::parse(input).map(Source::Docker);
+    }
+    for scheme in ["oci:", "oci-archive:"] {
         if input.starts_with(scheme) {
             return Err(FetchError::Unsupported(format!(
-                "'{input}': {scheme} images are not supported yet (OCI/Docker interop is a later milestone)"
+                "'{input}': {scheme} images are not supported yet"
             )));
         }
     }
@@ -150,6 +155,11 @@ pub struct FetchOptions {
     pub trust_keys_from_https: bool,
     /// A signature file for the first image, instead of looking beside it.
     pub signature: Option<PathBuf>,
+    /// Registry credentials (`--creds`, else ~/.docker/config.json).
+    pub creds: Option<(String, String)>,
+    /// The architecture to pick from a multi-platform image (OCI names:
+    /// amd64, arm64, ...); default: this machine's.
+    pub arch: Option<String>,
 }
 
 /// The result of fetching one reference.
@@ -214,6 +224,7 @@ impl Fetcher<'_> {
                 self.fetch_url(&url, None, self.options.signature.as_deref(), None)?
             }
             Source::Name(app) => self.fetch_name(&app)?,
+            Source::Docker(r) => self.fetch_docker(&r)?,
         };
         self.fetch_dependencies(&fetched.manifest, 0)?;
         self.store.render(&fetched.id)?;

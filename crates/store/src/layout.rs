@@ -44,6 +44,12 @@ impl Layout {
         self.blobs().join(id.hex())
     }
 
+    /// OCI/Docker layers as downloaded, by their sha256 digest (a cache:
+    /// a shared layer is downloaded once).
+    pub fn layers(&self) -> PathBuf {
+        self.root.join("cas/blobs/sha256")
+    }
+
     pub fn tmp(&self) -> PathBuf {
         self.root.join("cas/tmp")
     }

@@ -78,7 +78,13 @@ impl Store {
     /// Opens (creating if needed) the store under `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let layout = layout::Layout::new(data_dir);
-        for dir in [layout.blobs(), layout.tmp(), layout.trees(), layout.locks()] {
+        for dir in [
+            layout.blobs(),
+            layout.layers(),
+            layout.tmp(),
+            layout.trees(),
+            layout.locks(),
+        ] {
             std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         }
         // Opening sets WAL mode and migrates the schema; SQLite answers

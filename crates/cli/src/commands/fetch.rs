@@ -114,6 +114,8 @@ pub fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<ExitCode> {
         },
         trust_keys_from_https: global.trust_keys_from_https,
         signature: args.signature.clone(),
+        creds: global.creds()?,
+        arch: global.arch.clone(),
     };
     let review = TerminalReview {
         skip: args.skip_fingerprint_review,

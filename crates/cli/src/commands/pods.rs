@@ -277,6 +277,8 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         archive_policy: ArchivePolicy::default(),
         trust_keys_from_https: global.trust_keys_from_https,
         signature: None,
+        creds: global.creds()?,
+        arch: global.arch.clone(),
     };
     let review = TerminalReview { skip: false };
     let fetcher = Fetcher {

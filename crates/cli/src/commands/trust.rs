@@ -137,6 +137,8 @@ pub fn run(global: &GlobalArgs, args: TrustArgs) -> anyhow::Result<ExitCode> {
             archive_policy: Default::default(),
             trust_keys_from_https: true,
             signature: None,
+            creds: global.creds()?,
+            arch: global.arch.clone(),
         };
         let fetcher = Fetcher {
             store: &store,

@@ -1,0 +1,9 @@
+//! OCI and Docker images: `docker://` references pulled from registries
+//! (the OCI distribution API) and converted to appc images.
+
+pub mod convert;
+pub mod pull;
+pub mod reference;
+pub mod registry;
+
+pub use reference::DockerRef;

@@ -1,0 +1,238 @@
+//! `skiff fetch docker://…`: resolve the manifest (an index picks the
+//! platform), download the config and each layer not already cached —
+//! verified by digest before it is kept — and import the squashed appc
+//! image.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use skiff_store::ArchivePolicy;
+use skiff_store::db::RemoteRecord;
+
+use super::convert::{self, Layer};
+use super::reference::DockerRef;
+use super::registry::{self, Registry};
+use crate::{FetchError, Fetched, Fetcher, PullPolicy};
+
+/// OCI architecture of this machine.
+pub fn default_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    }
+}
+
+/// Credentials for `registry` from ~/.docker/config.json (`auths`).
+pub fn docker_config_creds(registry: &str) -> Option<(String, String)> {
+    let home = std::env::var_os("HOME")?;
+    let text = std::fs::read(Path::new(&home).join(".docker/config.json")).ok()?;
+    let v: Value = serde_json::from_slice(&text).ok()?;
+    let auths = v.get("auths")?.as_object()?;
+    let entry = auths.iter().find(|(k, _)| {
+        let host = k
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or("");
+        host == registry
+            || (registry == super::reference::DOCKER_HUB
+                && (host == "index.docker.io" || host == "docker.io"))
+    })?;
+    let auth = entry.1.get("auth")?.as_str()?;
+    let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, auth).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+fn bad(what: &str, reason: impl Into<String>) -> FetchError {
+    FetchError::Http {
+        url: what.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Picks the manifest for `arch` (linux) from an index.
+fn pick_platform(index: &[u8], arch: &str, what: &str) -> Result<String, FetchError> {
+    let v: Value =
+        serde_json::from_slice(index).map_err(|e| bad(what, format!("malformed index: {e}")))?;
+    let manifests = v["manifests"].as_array().cloned().unwrap_or_default();
+    let found = manifests.iter().find(|m| {
+        m["platform"]["os"].as_str() == Some("linux")
+            && m["platform"]["architecture"].as_str() == Some(arch)
+    });
+    match found.and_then(|m| m["digest"].as_str()) {
+        Some(d) => Ok(d.to_string()),
+        None => {
+            let have: Vec<String> = manifests
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{}/{}",
+                        m["platform"]["os"].as_str().unwrap_or("?"),
+                        m["platform"]["architecture"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            Err(bad(
+                what,
+                format!(
+                    "no linux/{arch} image in the index (it has: {}); choose one with --arch",
+                    have.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+fn digest_hex(digest: &str, what: &str) -> Result<String, FetchError> {
+    digest
+        .strip_prefix("sha256:")
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_string)
+        .ok_or_else(|| bad(what, format!("unsupported digest {digest:?}")))
+}
+
+impl Fetcher<'_> {
+    pub(crate) fn fetch_docker(&self, r: &DockerRef) -> Result<Fetched, FetchError> {
+        let shown = r.display();
+        if !self.options.insecure.image {
+            return Err(FetchError::Unsupported(format!(
+                "{shown}: Docker/OCI images carry no appc signature, so skiff cannot verify who made it; \
+                 fetch it with --insecure-options=image to accept it unverified"
+            )));
+        }
+        tracing::warn!("not checking the signature of {shown} (--insecure-options=image)");
+        let remote = self.store.index().remote(&shown)?;
+        let cached = match &remote {
+            Some(rec) => self.cached(&rec.image_id)?,
+            None => None,
+        };
+        match (cached, self.options.pull_policy) {
+            (Some(hit), PullPolicy::New | PullPolicy::Never) => return Ok(hit),
+            (None, PullPolicy::Never) => return Err(FetchError::NotInStore(shown)),
+            _ => {}
+        }
+        let creds = self
+            .options
+            .creds
+            .clone()
+            .or_else(|| docker_config_creds(&r.registry));
+        let mut reg = Registry::new(self.http, r, creds);
+        let (mut body, mut media_type, mut digest) = reg.manifest(r.reference())?;
+        if media_type == registry::OCI_INDEX || media_type == registry::DOCKER_LIST {
+            let arch = self
+                .options
+                .arch
+                .clone()
+                .unwrap_or_else(|| default_arch().to_string());
+            let chosen = pick_platform(&body, &arch, &shown)?;
+            (body, media_type, digest) = reg.manifest(&chosen)?;
+        }
+        if media_type != registry::OCI_MANIFEST && media_type != registry::DOCKER_MANIFEST {
+            return Err(bad(
+                &shown,
+                format!("unsupported manifest type {media_type:?}"),
+            ));
+        }
+        let manifest: Value = serde_json::from_slice(&body)
+            .map_err(|e| bad(&shown, format!("malformed manifest: {e}")))?;
+        let config_digest = manifest["config"]["digest"]
+            .as_str()
+            .ok_or_else(|| bad(&shown, "the manifest has no config"))?;
+        digest_hex(config_digest, &shown)?;
+        let config_bytes = reg.small_blob(config_digest, &self.store.layout().tmp())?;
+        let config: Value = serde_json::from_slice(&config_bytes)
+            .map_err(|e| bad(&shown, format!("malformed image config: {e}")))?;
+        let mut layers = Vec::new();
+        for l in manifest["layers"].as_array().into_iter().flatten() {
+            let d = l["digest"]
+                .as_str()
+                .ok_or_else(|| bad(&shown, "a layer without a digest"))?;
+            let path = self.layer(&mut reg, d, &shown)?;
+            layers.push(Layer {
+                path,
+                media_type: l["mediaType"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        let fetched = self.import_layers(
+            r.aci_name().as_str(),
+            r.tag.as_deref(),
+            &config,
+            &layers,
+            &shown,
+            &digest,
+        )?;
+        self.store.index().set_remote(&RemoteRecord {
+            url: shown,
+            image_id: fetched.id.clone(),
+            etag: Some(digest),
+            max_age: 0,
+            download_time: skiff_store::db::now(),
+        })?;
+        Ok(fetched)
+    }
+
+    /// The cached layer `digest`, downloaded (and verified) if missing.
+    fn layer(
+        &self,
+        reg: &mut Registry<'_>,
+        digest: &str,
+        what: &str,
+    ) -> Result<PathBuf, FetchError> {
+        let hex = digest_hex(digest, what)?;
+        let path = self.store.layout().layers().join(&hex);
+        if path.is_file() {
+            tracing::info!(digest, "layer already downloaded");
+            return Ok(path);
+        }
+        let tmp = self.store.layout().tmp();
+        let io = |e: std::io::Error| FetchError::Io {
+            path: tmp.clone(),
+            source: e,
+        };
+        let mut file = tempfile::NamedTempFile::new_in(&tmp).map_err(io)?;
+        let short = &hex[..12];
+        reg.blob_to(digest, file.as_file_mut(), &format!("layer {short}"))?;
+        file.as_file().sync_all().map_err(io)?;
+        file.persist(&path).map_err(|e| io(e.error))?;
+        Ok(path)
+    }
+
+    /// Squashes `layers` into an ACI, imports and returns it.
+    pub(crate) fn import_layers(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        config: &Value,
+        layers: &[Layer],
+        origin: &str,
+        digest: &str,
+    ) -> Result<Fetched, FetchError> {
+        let manifest = convert::image_manifest(name, version, config, origin, digest);
+        let staged = self.store.stage()?;
+        let writer = std::io::BufWriter::with_capacity(1 << 20, staged.file());
+        let mut writer = convert::write_aci(writer, &manifest, layers)?;
+        std::io::Write::flush(&mut writer).map_err(|source| FetchError::Io {
+            path: staged.path().to_path_buf(),
+            source,
+        })?;
+        drop(writer);
+        // Distribution images have setuid files (su, passwd, ping); pods
+        // run with no_new_privs, which makes the bit inert.
+        let policy = ArchivePolicy {
+            allow_setuid: true,
+            ..self.options.archive_policy.clone()
+        };
+        let imported = self.store.commit(staged, &policy)?;
+        Ok(Fetched {
+            id: imported.id,
+            manifest: imported.manifest,
+            verified: None,
+            cached: false,
+        })
+    }
+}
