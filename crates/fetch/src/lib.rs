@@ -630,7 +630,11 @@ mod tests {
         ));
         assert!(matches!(
             classify("docker://busybox"),
-            Err(FetchError::Unsupported(_))
+            Ok(Source::Docker(_))
+        ));
+        assert!(matches!(
+            classify("docker://Bad/Name"),
+            Err(FetchError::BadReference { .. })
         ));
         assert!(matches!(
             classify("Bad Name"),
