@@ -12,5 +12,6 @@ mod hostile;
 mod image_cli;
 mod metadata;
 mod net;
+mod oci;
 mod pods;
 mod server;

@@ -39,6 +39,16 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("iproute2", "network checks in tests"),
     ("curl", "port-forwarding checks in tests"),
+    (
+        "docker-registry",
+        "a local OCI registry for docker:// tests",
+    ),
+    ("skopeo", "pushes test images; the pull benchmark's peer"),
+    ("umoci", "builds test OCI images; the pull benchmark's peer"),
+    (
+        "apache2-utils",
+        "htpasswd for the registry's Basic auth in tests",
+    ),
 ];
 
 fn main() -> std::process::ExitCode {

@@ -175,17 +175,38 @@ pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The digest of the OCI/Docker manifest an image was converted from.
+fn origin_digest(img: &skiff_store::ImageRecord) -> Option<String> {
+    let m: serde_json::Value = serde_json::from_slice(&img.manifest).ok()?;
+    m["annotations"]
+        .as_array()?
+        .iter()
+        .find(|a| a["name"] == skiff_fetch::docker::convert::DIGEST_ANNOTATION)?["value"]
+        .as_str()
+        .map(str::to_string)
+}
+
 fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
     let images = global.store()?.images()?;
     if let ListFormat::Json = args.format {
-        println!("{}", serde_json::to_string_pretty(&images)?);
+        let rows: Vec<serde_json::Value> = images
+            .iter()
+            .map(|img| {
+                let mut v = serde_json::to_value(img).unwrap_or_default();
+                if let Some(d) = origin_digest(img) {
+                    v["originDigest"] = serde_json::Value::String(d);
+                }
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     let width = if args.full { 135 } else { 39 };
     if !args.no_legend {
         println!(
-            "{:<width$} {:<40} {:>10} {:<20} LAST USED",
-            "ID", "NAME", "SIZE", "IMPORTED"
+            "{:<width$} {:<40} {:>10} {:<20} {:<20} ORIGIN",
+            "ID", "NAME", "SIZE", "IMPORTED", "LAST USED"
         );
     }
     for img in &images {
@@ -198,13 +219,21 @@ fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
             .labels
             .get("version")
             .map_or(String::new(), |v| format!(":{v}"));
+        let origin = origin_digest(img).map_or(String::new(), |d| {
+            if args.full {
+                d
+            } else {
+                d.chars().take(19).collect()
+            }
+        });
         println!(
-            "{:<width$} {:<40} {:>10} {:<20} {}",
+            "{:<width$} {:<40} {:>10} {:<20} {:<20} {}",
             id,
             format!("{}{version}", img.name),
             human_size(img.blob_size),
             human_time(img.import_time),
-            human_time(img.last_used)
+            human_time(img.last_used),
+            origin
         );
     }
     Ok(ExitCode::SUCCESS)

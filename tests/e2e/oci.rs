@@ -1,0 +1,489 @@
+//! docker:// images from a real registry (Debian's docker-registry, started
+//! here on 127.0.0.1), built locally with tar + umoci and pushed with skopeo:
+//! layering with whiteouts, a multi-arch index, Basic auth, the layer cache,
+//! and a registry answer with a flipped byte.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn sh(cmd: &str) {
+    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A docker-registry on 127.0.0.1, killed on drop.
+pub struct Registry {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// With `user`: htpasswd Basic auth for that user (password "secret").
+    pub fn start(user: Option<&str>) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let auth = match user {
+            Some(u) => {
+                let file = dir.path().join("htpasswd");
+                sh(&format!("htpasswd -Bbc {} {u} secret", file.display()));
+                format!(
+                    "auth: {{htpasswd: {{realm: skiff-test, path: {}}}}}\n",
+                    file.display()
+                )
+            }
+            None => String::new(),
+        };
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\n\
+                 storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
+                 http: {{addr: 127.0.0.1:{port}}}\n{auth}",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// Pushes `oci:LAYOUT:TAG` as `REPO:TAG`.
+    pub fn push(&self, layout: &Path, tag: &str, repo: &str, all: bool) {
+        sh(&format!(
+            "skopeo copy {} --dest-tls-verify=false --dest-creds=alice:secret oci:{}:{tag} docker://127.0.0.1:{}/{repo}:{tag}",
+            if all { "--all" } else { "" },
+            layout.display(),
+            self.port
+        ));
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An OCI layout with tag `v1`: layer 1 has busybox, /etc/{a,b}, a hard
+/// link and /data/{x,y}; layer 2 deletes /etc/a (whiteout), makes /data
+/// opaque with only z, adds /etc/new. With `second`: tag `v2` shares
+/// layer 1 and adds a third layer.
+pub fn layered_image(dir: &Path, second: bool) -> PathBuf {
+    let l1 = dir.join("l1");
+    let l2 = dir.join("l2");
+    std::fs::create_dir_all(l1.join("bin")).unwrap();
+    std::fs::create_dir_all(l1.join("etc")).unwrap();
+    std::fs::create_dir_all(l1.join("data")).unwrap();
+    std::fs::copy(
+        std::fs::canonicalize("/bin/busybox").unwrap(),
+        l1.join("bin/busybox"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("busybox", l1.join("bin/sh")).unwrap();
+    for (f, c) in [
+        ("etc/a", "a"),
+        ("etc/b", "b"),
+        ("data/x", "x"),
+        ("data/y", "y"),
+    ] {
+        std::fs::write(l1.join(f), c).unwrap();
+    }
+    std::fs::hard_link(l1.join("etc/b"), l1.join("etc/b-link")).unwrap();
+    std::fs::create_dir_all(l2.join("etc")).unwrap();
+    std::fs::create_dir_all(l2.join("data")).unwrap();
+    std::fs::write(l2.join("etc/.wh.a"), "").unwrap();
+    std::fs::write(l2.join("data/.wh..wh..opq"), "").unwrap();
+    std::fs::write(l2.join("data/z"), "z").unwrap();
+    std::fs::write(l2.join("etc/new"), "new").unwrap();
+    let layout = dir.join("oci");
+    let d = dir.display();
+    sh(&format!(
+        "cd {d} && tar -C l1 -cf l1.tar . && tar -C l2 -cf l2.tar . && umoci init --layout oci && \
+         umoci new --image oci:v1 && umoci raw add-layer --image oci:v1 l1.tar && \
+         umoci raw add-layer --image oci:v1 l2.tar && \
+         umoci config --image oci:v1 --config.cmd /bin/sh --config.env FOO=bar \
+           --config.workingdir /etc --config.exposedports 8080/tcp --config.label org.example.team=core"
+    ));
+    if second {
+        std::fs::create_dir_all(dir.join("l3/etc")).unwrap();
+        std::fs::write(dir.join("l3/etc/third"), "3").unwrap();
+        sh(&format!(
+            "cd {d} && tar -C l3 -cf l3.tar . && umoci new --image oci:v2 && \
+             umoci raw add-layer --image oci:v2 l1.tar && umoci raw add-layer --image oci:v2 l3.tar && \
+             umoci config --image oci:v2 --config.cmd /bin/sh"
+        ));
+    }
+    layout
+}
+
+fn skiff_fetch(root: &Path, extra: &[&str], image: &str) -> std::process::Output {
+    output(
+        skiff_in(root)
+            .args(["--insecure-options=image,http"])
+            .args(extra)
+            .args(["fetch", image]),
+    )
+}
+
+#[test]
+fn docker_images_run_with_their_layers_whiteouts_and_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let reg = Registry::start(None);
+    let layout = layered_image(tmp.path(), false);
+    reg.push(&layout, "v1", "test/layered", false);
+    let image = format!("docker://127.0.0.1:{}/test/layered:v1", reg.port);
+
+    // Unsigned: refused unless asked for.
+    let out = output(skiff_in(tmp.path()).args(["--insecure-options=http", "fetch", &image]));
+    assert_refused(&out, "docker:// without --insecure-options=image");
+    assert!(
+        stderr(&out).contains("--insecure-options=image"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["--insecure-options=image,http", "run", &image])
+            .args([
+                "--exec=/bin/sh",
+                "--",
+                "-c",
+                "pwd; echo FOO=$FOO; ls /etc /data; cat /etc/b-link; echo; cat /data/z; echo; \
+                 /bin/busybox stat -c %i /etc/b /etc/b-link; test -e /etc/a && echo A-STILL-THERE; \
+                 test -e /data/x && echo X-STILL-THERE; true",
+            ]),
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.starts_with("/etc\nFOO=bar\n"), "{text}");
+    assert!(
+        !text.contains("STILL-THERE"),
+        "whiteouts not applied: {text}"
+    );
+    assert!(
+        text.contains("/data:\nz\n"),
+        "opaque dir not emptied: {text}"
+    );
+    assert!(text.contains("new") && text.contains("b-link"), "{text}");
+    let inodes: Vec<&str> = text.lines().rev().take(2).collect();
+    assert_eq!(inodes[0], inodes[1], "hard link lost: {text}");
+
+    // The manifest records the origin and its digest; the list shows it.
+    let name = format!("127.0.0.1-{}/test/layered:v1", reg.port);
+    let m = stdout(&output(skiff_in(tmp.path()).args([
+        "image",
+        "cat-manifest",
+        &name,
+    ])));
+    let digest = String::from_utf8_lossy(
+        &Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+            .arg(&image)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    assert!(
+        m.contains(&digest) && m.contains("org.example.team"),
+        "{digest}: {m}"
+    );
+    assert!(m.contains("\"8080-tcp\""), "{m}");
+    let list = image_list(tmp.path());
+    assert!(
+        list.contains(&digest),
+        "image list does not show the origin digest: {list}"
+    );
+}
+
+/// A proxy in front of the registry that counts blob requests and, when
+/// asked, flips the last byte of every blob it passes on.
+struct Proxy {
+    port: u16,
+    blob_requests: Arc<AtomicUsize>,
+}
+
+impl Proxy {
+    fn start(upstream: u16, flip: bool) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let blob_requests = Arc::new(AtomicUsize::new(0));
+        let counter = blob_requests.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let _ = relay(client, upstream, flip, &counter);
+                });
+            }
+        });
+        Proxy {
+            port,
+            blob_requests,
+        }
+    }
+}
+
+fn relay(
+    mut client: TcpStream,
+    upstream: u16,
+    flip: bool,
+    blobs: &AtomicUsize,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let end = line == "\r\n";
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            head.push(line);
+        }
+        if end {
+            break;
+        }
+    }
+    let is_blob = head[0].contains("/blobs/sha256:") && head[0].starts_with("GET");
+    if is_blob {
+        blobs.fetch_add(1, Ordering::SeqCst);
+    }
+    let last = head.len() - 1;
+    head.insert(last, "Connection: close\r\n".into());
+    let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+    up.write_all(head.concat().as_bytes())?;
+    let mut answer = Vec::new();
+    up.read_to_end(&mut answer)?;
+    let ok = answer.starts_with(b"HTTP/1.1 200");
+    if flip && is_blob && ok && answer.last().is_some() {
+        let i = answer.len() - 1;
+        answer[i] ^= 0x01;
+    }
+    client.write_all(&answer)
+}
+
+#[test]
+fn shared_layers_download_once_and_a_flipped_byte_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start(None);
+    let layout = layered_image(tmp.path(), true);
+    reg.push(&layout, "v1", "test/shared", false);
+    reg.push(&layout, "v2", "test/shared", false);
+    let proxy = Proxy::start(reg.port, false);
+    let out = skiff_fetch(
+        tmp.path(),
+        &[],
+        &format!("docker://127.0.0.1:{}/test/shared:v1", proxy.port),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = proxy.blob_requests.load(Ordering::SeqCst);
+    assert_eq!(first, 3, "config + 2 layers");
+    let out = skiff_fetch(
+        tmp.path(),
+        &[],
+        &format!("docker://127.0.0.1:{}/test/shared:v2", proxy.port),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        proxy.blob_requests.load(Ordering::SeqCst) - first,
+        2,
+        "v2 should download its config and its own layer only, not the shared one"
+    );
+
+    // Through a proxy that flips a byte of every blob: refused, and the
+    // store gains nothing (no image, no layer, no leftover download).
+    let fresh = tempfile::tempdir().unwrap();
+    let flipper = Proxy::start(reg.port, true);
+    let before = image_list(fresh.path());
+    let out = skiff_fetch(
+        fresh.path(),
+        &[],
+        &format!("docker://127.0.0.1:{}/test/shared:v1", flipper.port),
+    );
+    assert_refused(&out, "flipped blob");
+    assert!(stderr(&out).contains("digest"), "{}", stderr(&out));
+    assert_eq!(image_list(fresh.path()), before);
+    let cas = fresh.path().join("data/cas");
+    for sub in ["blobs/sha256", "blobs/sha512", "tmp"] {
+        let left: Vec<_> = std::fs::read_dir(cas.join(sub))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(
+            left.is_empty(),
+            "{sub} not empty after a refused fetch: {left:?}"
+        );
+    }
+}
+
+#[test]
+fn basic_auth_from_creds_or_docker_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start(Some("alice"));
+    let layout = layered_image(tmp.path(), false);
+    reg.push(&layout, "v1", "private/app", false);
+    let image = format!("docker://127.0.0.1:{}/private/app:v1", reg.port);
+    let out = output(skiff_in(tmp.path()).env("HOME", tmp.path()).args([
+        "--insecure-options=image,http",
+        "fetch",
+        &image,
+    ]));
+    assert_refused(&out, "no credentials");
+    assert!(stderr(&out).contains("--creds"), "{}", stderr(&out));
+    let out = output(skiff_in(tmp.path()).env("HOME", tmp.path()).args([
+        "--insecure-options=image,http",
+        "--creds=alice:wrong",
+        "fetch",
+        &image,
+    ]));
+    assert_refused(&out, "wrong password");
+    let out = output(skiff_in(tmp.path()).env("HOME", tmp.path()).args([
+        "--insecure-options=image,http",
+        "--creds=alice:secret",
+        "fetch",
+        &image,
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // From ~/.docker/config.json.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(other.path().join(".docker")).unwrap();
+    std::fs::write(
+        other.path().join(".docker/config.json"),
+        format!(
+            r#"{{"auths":{{"127.0.0.1:{}":{{"auth":"YWxpY2U6c2VjcmV0"}}}}}}"#,
+            reg.port
+        ),
+    )
+    .unwrap();
+    let out = output(skiff_in(other.path()).env("HOME", other.path()).args([
+        "--insecure-options=image,http",
+        "fetch",
+        &image,
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_multi_arch_index_gives_the_machines_platform_or_arch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start(None);
+    let d = tmp.path();
+    // Two single-layer images, amd64 and arm64, each with a marker file,
+    // and an index over both.
+    for arch in ["amd64", "arm64"] {
+        let l = d.join(format!("l-{arch}"));
+        std::fs::create_dir_all(l.join("etc")).unwrap();
+        std::fs::write(l.join("etc/arch"), arch).unwrap();
+    }
+    sh(&format!(
+        "cd {} && umoci init --layout oci && \
+         for a in amd64 arm64; do tar -C l-$a -cf l-$a.tar . && umoci new --image oci:$a && \
+         umoci raw add-layer --image oci:$a l-$a.tar && umoci config --image oci:$a --architecture $a --os linux --config.cmd /bin/sh; done",
+        d.display()
+    ));
+    let index_path = d.join("oci/index.json");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let mut entries = Vec::new();
+    for m in index["manifests"].as_array().unwrap() {
+        let arch = m["annotations"]["org.opencontainers.image.ref.name"]
+            .as_str()
+            .unwrap();
+        let mut e = m.clone();
+        e.as_object_mut().unwrap().remove("annotations");
+        e["platform"] = serde_json::json!({"os": "linux", "architecture": arch});
+        entries.push(e);
+    }
+    let inner = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries
+    }))
+    .unwrap();
+    let digest = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&inner)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    std::fs::write(d.join("oci/blobs/sha256").join(&digest), &inner).unwrap();
+    let mut outer = index.clone();
+    outer["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": format!("sha256:{digest}"), "size": inner.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "multi"}
+        }));
+    std::fs::write(&index_path, serde_json::to_vec(&outer).unwrap()).unwrap();
+    reg.push(&d.join("oci"), "multi", "test/multi", true);
+    let image = format!("docker://127.0.0.1:{}/test/multi:multi", reg.port);
+    for (flags, want) in [(vec![], "amd64"), (vec!["--arch=arm64"], "arm64")] {
+        let root = tempfile::tempdir().unwrap();
+        let out = skiff_fetch(root.path(), &flags, &image);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let tree = root.path().join("tree");
+        let out = output(
+            skiff_in(root.path())
+                .args([
+                    "image",
+                    "render",
+                    "--rootfs-only",
+                    &format!("127.0.0.1-{}/test/multi:multi", reg.port),
+                ])
+                .arg(&tree),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            std::fs::read_to_string(tree.join("etc/arch")).unwrap(),
+            want
+        );
+    }
+    let out = skiff_fetch(tmp.path(), &["--arch=s390x"], &image);
+    assert_refused(&out, "missing platform");
+    assert!(
+        stderr(&out).contains("linux/amd64") && stderr(&out).contains("--arch"),
+        "{}",
+        stderr(&out)
+    );
+}
