@@ -487,3 +487,78 @@ fn a_multi_arch_index_gives_the_machines_platform_or_arch() {
         stderr(&out)
     );
 }
+
+#[test]
+fn oci_layouts_and_archives_in_and_exported_layouts_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let layout = layered_image(tmp.path(), false);
+    let root = tmp.path();
+    // In: an OCI layout and an archive of it.
+    let out = output(
+        skiff_in(root)
+            .args(["--insecure-options=image", "fetch"])
+            .arg(format!("oci:{}:v1", layout.display())),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    sh(&format!(
+        "cd {} && tar -cf {}/layout.tar .",
+        layout.display(),
+        root.display()
+    ));
+    let out = output(
+        skiff_in(root)
+            .args(["--insecure-options=image", "fetch"])
+            .arg(format!("oci-archive:{}/layout.tar:v1", root.display())),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = output(
+        skiff_in(root)
+            .args(["--insecure-options=image", "fetch"])
+            .arg(format!("oci:{}:nope", layout.display())),
+    );
+    assert_refused(&out, "unknown ref");
+    assert!(stderr(&out).contains("it has: v1"), "{}", stderr(&out));
+
+    // Out: an OCI layout that skopeo and umoci read, with the same files.
+    let exported = root.join("exported");
+    let out = output(
+        skiff_in(root)
+            .args(["image", "export", "--format=oci", "oci/oci:v1"])
+            .arg(&exported),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let inspect = Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci:{}:v1", exported.display()))
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "skopeo inspect: {}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        text.contains("FOO=bar") && text.contains("\"Architecture\": \"amd64\""),
+        "{text}"
+    );
+    let bundle = root.join("bundle");
+    let unpack = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:v1", exported.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        unpack.status.success(),
+        "umoci unpack: {}",
+        String::from_utf8_lossy(&unpack.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/data/z")).unwrap(),
+        "z"
+    );
+    assert!(!bundle.join("rootfs/etc/a").exists());
+    assert!(bundle.join("rootfs/bin/busybox").is_file());
+}

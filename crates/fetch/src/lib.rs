@@ -95,6 +95,10 @@ pub enum Source {
     Url(String),
     Name(AppName),
     Docker(docker::DockerRef),
+    /// `oci:DIR[:REF]`.
+    OciLayout(String),
+    /// `oci-archive:FILE[:REF]`.
+    OciArchive(String),
 }
 
 /// Classifies an image reference as `skiff fetch` sees it.
@@ -102,12 +106,11 @@ pub fn classify(input: &str) -> Result<Source, FetchError> {
     if input.starts_with("docker://") {
         return docker::DockerRef::parse(input).map(Source::Docker);
     }
-    for scheme in ["oci:", "oci-archive:"] {
-        if input.starts_with(scheme) {
-            return Err(FetchError::Unsupported(format!(
-                "'{input}': {scheme} images are not supported yet"
-            )));
-        }
+    if let Some(spec) = input.strip_prefix("oci:") {
+        return Ok(Source::OciLayout(spec.to_string()));
+    }
+    if let Some(spec) = input.strip_prefix("oci-archive:") {
+        return Ok(Source::OciArchive(spec.to_string()));
     }
     if let Some(path) = input.strip_prefix("file://") {
         return Ok(Source::File(PathBuf::from(path)));
@@ -225,6 +228,8 @@ impl Fetcher<'_> {
             }
             Source::Name(app) => self.fetch_name(&app)?,
             Source::Docker(r) => self.fetch_docker(&r)?,
+            Source::OciLayout(spec) => self.fetch_layout(&spec, false)?,
+            Source::OciArchive(spec) => self.fetch_layout(&spec, true)?,
         };
         self.fetch_dependencies(&fetched.manifest, 0)?;
         self.store.render(&fetched.id)?;

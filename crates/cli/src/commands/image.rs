@@ -58,6 +58,12 @@ pub enum ImageCommand {
         /// Replace OUT if it exists.
         #[arg(long)]
         overwrite: bool,
+        /// `aci`: the stored ACI as is (OUT is a file); `oci`: an OCI image
+        /// layout directory with the image as pods see it (with its
+        /// dependencies), tagged with its version label (or `latest`), for
+        /// skopeo, umoci, podman.
+        #[arg(long, default_value = "aci", value_parser = ["aci", "oci"])]
+        format: String,
     },
     /// Unpack one stored image (without its dependencies) into a new directory.
     Extract(UnpackArgs),
@@ -169,6 +175,13 @@ pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             image,
             out,
             overwrite,
+            format,
+        } if format == "oci" => export_oci(global, &image, &out, overwrite),
+        ImageCommand::Export {
+            image,
+            out,
+            overwrite,
+            ..
         } => export(global, &image, &out, overwrite),
         ImageCommand::Extract(args) => unpack(global, &args, false),
         ImageCommand::Render(args) => unpack(global, &args, true),
@@ -268,6 +281,50 @@ fn verify(global: &GlobalArgs, images: &[String]) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn export_oci(
+    global: &GlobalArgs,
+    image: &str,
+    out: &Path,
+    overwrite: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = global.store()?;
+    let rec = store.resolve(image)?;
+    if out.exists() && !overwrite {
+        anyhow::bail!(
+            "{} already exists (use --overwrite to replace it)",
+            out.display()
+        );
+    }
+    let manifest = skiff_spec::parse_image_manifest(&rec.manifest)
+        .map_err(|e| anyhow::anyhow!("the stored manifest of {}: {e}", rec.name))?;
+    let tree = store.render(&rec.id)?;
+    let tag = rec
+        .labels
+        .get("version")
+        .cloned()
+        .unwrap_or_else(|| "latest".into());
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::tempdir_in(parent)
+        .with_context(|| format!("cannot write in {}", parent.display()))?;
+    skiff_fetch::docker::export::write_layout(&tree.join("rootfs"), &manifest, &tag, tmp.path())?;
+    if out.exists() {
+        std::fs::remove_dir_all(out)
+            .with_context(|| format!("cannot replace {}", out.display()))?;
+    }
+    let kept = tmp.keep();
+    std::fs::rename(&kept, out).with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!(
+        "exported {} ({}) as an OCI layout to {} (ref {tag})",
+        rec.name,
+        rec.id.short(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn export(

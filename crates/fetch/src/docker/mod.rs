@@ -2,6 +2,8 @@
 //! (the OCI distribution API) and converted to appc images.
 
 pub mod convert;
+pub mod export;
+pub mod layout;
 pub mod pull;
 pub mod reference;
 pub mod registry;

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use sha2::Digest;
 use skiff_store::ArchivePolicy;
 use skiff_store::db::RemoteRecord;
 
@@ -56,7 +57,7 @@ fn bad(what: &str, reason: impl Into<String>) -> FetchError {
 }
 
 /// Picks the manifest for `arch` (linux) from an index.
-fn pick_platform(index: &[u8], arch: &str, what: &str) -> Result<String, FetchError> {
+pub(crate) fn pick_platform(index: &[u8], arch: &str, what: &str) -> Result<String, FetchError> {
     let v: Value =
         serde_json::from_slice(index).map_err(|e| bad(what, format!("malformed index: {e}")))?;
     let manifests = v["manifests"].as_array().cloned().unwrap_or_default();
@@ -152,7 +153,7 @@ impl Fetcher<'_> {
             let d = l["digest"]
                 .as_str()
                 .ok_or_else(|| bad(&shown, "a layer without a digest"))?;
-            let path = self.layer(&mut reg, d, &shown)?;
+            let path = self.layer(&mut reg, d)?;
             layers.push(Layer {
                 path,
                 media_type: l["mediaType"].as_str().unwrap_or("").to_string(),
@@ -177,16 +178,29 @@ impl Fetcher<'_> {
     }
 
     /// The cached layer `digest`, downloaded (and verified) if missing.
-    fn layer(
+    fn layer(&self, reg: &mut Registry<'_>, digest: &str) -> Result<PathBuf, FetchError> {
+        let short = digest
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect::<String>();
+        let label = format!("layer {short}");
+        self.cache_layer(digest, &mut |out| {
+            reg.blob_to(digest, out, &label).map(drop)
+        })
+    }
+
+    /// The cached layer `digest`; if missing, `fill` writes it to a
+    /// temporary file whose content must have that digest to be kept.
+    pub(crate) fn cache_layer(
         &self,
-        reg: &mut Registry<'_>,
         digest: &str,
-        what: &str,
+        fill: &mut dyn FnMut(&mut std::fs::File) -> Result<(), FetchError>,
     ) -> Result<PathBuf, FetchError> {
-        let hex = digest_hex(digest, what)?;
+        let hex = digest_hex(digest, digest)?;
         let path = self.store.layout().layers().join(&hex);
         if path.is_file() {
-            tracing::info!(digest, "layer already downloaded");
+            tracing::debug!(digest, "layer already in the cache");
             return Ok(path);
         }
         let tmp = self.store.layout().tmp();
@@ -195,8 +209,19 @@ impl Fetcher<'_> {
             source: e,
         };
         let mut file = tempfile::NamedTempFile::new_in(&tmp).map_err(io)?;
-        let short = &hex[..12];
-        reg.blob_to(digest, file.as_file_mut(), &format!("layer {short}"))?;
+        fill(file.as_file_mut())?;
+        // Check the digest of what was written (a download is also checked
+        // while it streams; a local blob only here).
+        let mut reader = std::io::BufReader::new(file.reopen().map_err(io)?);
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut reader, &mut hasher).map_err(io)?;
+        let got = format!("{:x}", sha2::Digest::finalize(hasher));
+        if got != hex {
+            return Err(bad(
+                digest,
+                format!("the layer's content has digest sha256:{got}: refused, nothing stored"),
+            ));
+        }
         file.as_file().sync_all().map_err(io)?;
         file.persist(&path).map_err(|e| io(e.error))?;
         Ok(path)
