@@ -562,3 +562,100 @@ fn oci_layouts_and_archives_in_and_exported_layouts_out() {
     assert!(!bundle.join("rootfs/etc/a").exists());
     assert!(bundle.join("rootfs/bin/busybox").is_file());
 }
+
+/// What a pod's app sees of its environment (the hostname is set).
+const ENVIRONMENT: &str = "id; pwd; hostname; env | sort | grep -v '^AC_METADATA_URL='; \
+    grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status; ls /; cat /etc/hosts | grep -c localhost";
+
+#[test]
+fn the_same_pod_under_ns_crun_and_runc_sees_the_same_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = tmp.path().join("bb.aci");
+    busybox_aci(tmp.path(), "example.com/busybox", &aci);
+    for app_flags in [
+        vec!["--set-env=GREETING=hello"],
+        vec![
+            "--user=1000",
+            "--group=1000",
+            "--working-dir=/etc",
+            "--cap-retain=CAP_NET_BIND_SERVICE,CAP_CHOWN",
+        ],
+    ] {
+        let mut seen = Vec::new();
+        for flavor in [
+            vec!["--stage1=ns"],
+            vec!["--stage1=oci"],
+            vec!["--stage1=oci", "--oci-runtime=runc"],
+        ] {
+            let out = output(
+                skiff_in(tmp.path())
+                    .args(["run", "--insecure-options=image", "--hostname=same"])
+                    .args(&flavor)
+                    .arg(&aci)
+                    .args(&app_flags)
+                    .args(["--exec=/bin/busybox", "--", "sh", "-c", ENVIRONMENT]),
+            );
+            assert!(out.status.success(), "{flavor:?}: {}", stderr(&out));
+            seen.push((flavor, stdout(&out)));
+        }
+        for (flavor, text) in &seen[1..] {
+            assert_eq!(
+                text, &seen[0].1,
+                "{flavor:?} differs from ns ({app_flags:?})"
+            );
+        }
+        assert!(
+            seen[0].1.contains("Seccomp:\t2") && seen[0].1.contains("NoNewPrivs:\t1"),
+            "{}",
+            seen[0].1
+        );
+    }
+    // Exit status, stop and gc behave as for ns.
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--insecure-options=image", "--stage1=oci"])
+            .arg(&aci)
+            .args(["--exec=/bin/sh", "--", "-c", "exit 7"]),
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let out = output(
+        skiff_in(tmp.path())
+            .args([
+                "run",
+                "--detach",
+                "--insecure-options=image",
+                "--stage1=oci",
+            ])
+            .arg(&aci)
+            .args([
+                "--exec=/bin/sh",
+                "--",
+                "-c",
+                "trap 'exit 3' TERM; while true; do /bin/busybox sleep 0.1; done",
+            ]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    assert!(
+        output(skiff_in(tmp.path()).args(["stop", &uuid]))
+            .status
+            .success()
+    );
+    let status = stdout(&output(skiff_in(tmp.path()).args(["status", &uuid])));
+    assert!(
+        status.contains("state=exited") && status.contains("app-busybox=3"),
+        "{status}"
+    );
+    let out = output(
+        skiff_in(tmp.path())
+            .args([
+                "run",
+                "--stage1=oci",
+                "--oci-runtime=/no/such/runtime",
+                "--insecure-options=image",
+            ])
+            .arg(&aci),
+    );
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+}

@@ -127,6 +127,10 @@ pub struct Runtime {
     /// Apps' roots are copies of their trees instead of overlays.
     #[serde(default)]
     pub no_overlay: bool,
+    /// The OCI runtime of the `oci` flavor (a name in PATH or a path;
+    /// default crun).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci_runtime: Option<String>,
     /// Networking (pods written before it existed used the host's).
     #[serde(default)]
     pub net: PodNet,

@@ -69,6 +69,8 @@ pub struct PodRequest {
     /// Copy the apps' trees instead of using overlayfs.
     pub no_overlay: bool,
     pub net: crate::PodNet,
+    /// `--oci-runtime` for the oci flavor.
+    pub oci_runtime: Option<String>,
     /// `--port` flags, for the pod manifest's `ports`.
     pub exposed_ports: Vec<skiff_spec::pod::ExposedPort>,
 }
@@ -377,6 +379,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
                 .then(|| crate::private_users_base(&pod.uuid)),
             no_overlay: req.no_overlay,
             net: req.net.clone(),
+            oci_runtime: req.oci_runtime.clone(),
         })?;
         images.sort();
         images.dedup();
@@ -464,6 +467,7 @@ mod tests {
             private_users: false,
             no_overlay: false,
             net: crate::PodNet::default(),
+            oci_runtime: None,
             exposed_ports: Vec::new(),
         };
         let pod = prepare(&pods, &req).unwrap();

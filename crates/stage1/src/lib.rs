@@ -24,6 +24,7 @@ pub mod mds;
 pub mod mounts;
 pub mod net;
 pub mod ns;
+pub mod oci;
 pub mod seccomp;
 pub mod syscalls;
 pub mod tty;

@@ -137,6 +137,7 @@ fn main() -> ExitCode {
     let flavor = pod.runtime().map(|r| r.flavor).unwrap_or_default();
     let result = match flavor.as_str() {
         "fly" => fly::run(&pods, pod, lock),
+        "oci" => skiff_stage1::oci::run(&pods, pod, lock),
         _ => ns::run(&pods, pod, lock),
     };
     match result {

@@ -489,7 +489,10 @@ pub(crate) fn finish_app_root(pod: &Pod, app_root: &Root, p: &AppPlan) -> Result
 
 /// The host directory behind a volume (an empty volume lives in the pod
 /// directory, made on first use with its mode and owner).
-fn volume_source(pod: &Pod, v: &skiff_spec::pod::Volume) -> Result<PathBuf, Stage1Error> {
+pub(crate) fn volume_source(
+    pod: &Pod,
+    v: &skiff_spec::pod::Volume,
+) -> Result<PathBuf, Stage1Error> {
     if v.kind == "host" {
         return Ok(PathBuf::from(&v.source));
     }
@@ -567,7 +570,7 @@ extern "C" fn forward_to_init(sig: libc::c_int) {
 /// In the supervisor: Ctrl-C, `kill` and hang-ups go to the pod's init
 /// (which passes them to the apps) instead of killing the supervisor, so
 /// the pod is always stopped cleanly and its status recorded.
-fn forward_to(init: i32) {
+pub(crate) fn forward_to(init: i32) {
     INIT_PID.store(init, std::sync::atomic::Ordering::Relaxed);
     for sig in TERMINATION_SIGNALS {
         // SAFETY: a zeroed sigaction with a valid handler that only reads an

@@ -19,11 +19,17 @@ use crate::format::human_time;
 
 #[derive(Args, Debug)]
 pub struct PodArgs {
-    /// Isolation flavor: `ns` (namespaces, the default) or `fly` (chroot
-    /// only, host namespaces, full privileges: for trusted system tools).
-    /// (`oci` and `kvm` arrive later.)
+    /// Isolation flavor: `ns` (namespaces, the default), `fly` (chroot
+    /// only, host namespaces, full privileges: for trusted system tools) or
+    /// `oci` (an OCI runtime bundle run by crun or runc; one app per pod).
+    /// (`kvm` arrives later.)
     #[arg(long, default_value = "ns", value_name = "FLAVOR")]
     stage1: String,
+
+    /// The OCI runtime of `--stage1=oci`: a name in PATH or a path
+    /// (default crun; runc works too).
+    #[arg(long, value_name = "RUNTIME")]
+    oci_runtime: Option<String>,
 
     #[command(flatten)]
     net: crate::commands::network::NetArgs,
@@ -237,11 +243,14 @@ fn pods(global: &GlobalArgs) -> Pods {
 
 /// Fetches (if needed) and renders the images, then writes a prepared pod.
 fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
-    if args.stage1 != "ns" && args.stage1 != "fly" {
+    if !["ns", "fly", "oci"].contains(&args.stage1.as_str()) {
         bail!(
-            "--stage1={}: the available flavors are ns and fly (oci and kvm arrive later)",
+            "--stage1={}: the available flavors are ns, fly and oci (kvm arrives later)",
             args.stage1
         );
+    }
+    if args.oci_runtime.is_some() && args.stage1 != "oci" {
+        bail!("--oci-runtime goes with --stage1=oci");
     }
     let mut specs = parse_apps(&args.images)?;
     if args.private_users && args.stage1 != "ns" {
@@ -318,6 +327,7 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         private_users: args.private_users,
         no_overlay: args.no_overlay,
         net,
+        oci_runtime: args.oci_runtime.clone(),
         exposed_ports,
     };
     let pod = prepare(&pods(global), &request)?;

@@ -1,0 +1,368 @@
+//! The `oci` flavor: the pod's app as an OCI runtime bundle run by an
+//! installed OCI runtime — crun (the default) or runc (`--oci-runtime`).
+//!
+//! The supervisor (this process) sets up networking and the metadata
+//! registration exactly as `ns` does, writes `<pod>/oci/config.json` from
+//! the pod manifest (namespaces, mounts, capabilities, seccomp,
+//! no_new_privs, rlimits, cgroup limits, env, user, cwd), and runs
+//! `<runtime> run` in a child with a private mount namespace in which it
+//! mounts the app's overlay root at `<pod>/oci/rootfs`. The pod's `pid` is
+//! the app's (the container's init): `skiff stop` signals the app itself
+//! — which, as its container's pid 1, ignores SIGTERM unless it handles it,
+//! as under Docker — and `--force` kills it. The runtime's exit status is
+//! the app's.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use skiff_pod::{NetMode, Pod, Pods, State};
+
+use crate::ns::{self, AppPlan, setup_err};
+use crate::{EXIT_SETUP_FAILED, Stage1Error, app, cgroups};
+
+/// The runtime's path: as given, or found in PATH.
+fn runtime_path(name: &str) -> Result<PathBuf, Stage1Error> {
+    if name.contains('/') {
+        return Ok(PathBuf::from(name));
+    }
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_else(|| {
+            vec![
+                "/usr/sbin".into(),
+                "/usr/bin".into(),
+                "/sbin".into(),
+                "/bin".into(),
+            ]
+        })
+        .into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            Stage1Error::Config(format!(
+                "OCI runtime '{name}' not found (install crun or runc, or give --oci-runtime=PATH)"
+            ))
+        })
+}
+
+fn seccomp(p: &AppPlan) -> Value {
+    use skiff_spec::isolator::{IsolatorValue, SECCOMP_RETAIN_SET};
+    for iso in &p.app.isolators {
+        if let IsolatorValue::Seccomp(s) = &iso.value {
+            let errno = if s.errno.is_empty() {
+                "EPERM"
+            } else {
+                s.errno.as_str()
+            };
+            let errno_ret = match errno {
+                "ENOSYS" => libc::ENOSYS,
+                "EACCES" => libc::EACCES,
+                _ => libc::EPERM,
+            };
+            return match iso.name.as_str() {
+                SECCOMP_RETAIN_SET => json!({
+                    "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": errno_ret,
+                    "architectures": ["SCMP_ARCH_X86_64"],
+                    "syscalls": [{"names": s.set, "action": "SCMP_ACT_ALLOW"}],
+                }),
+                _ => json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "architectures": ["SCMP_ARCH_X86_64"],
+                    "syscalls": [{"names": s.set, "action": "SCMP_ACT_ERRNO", "errnoRet": errno_ret}],
+                }),
+            };
+        }
+    }
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{
+            "names": crate::seccomp::DEFAULT_DENY,
+            "action": "SCMP_ACT_ERRNO",
+            "errnoRet": libc::EPERM,
+        }],
+    })
+}
+
+/// config.json for the pod's (single) app.
+fn config(pod: &Pod, runtime: &skiff_pod::Runtime, p: &AppPlan) -> Result<Value, Stage1Error> {
+    let creds = app::credentials(&p.app, &p.tree)?;
+    let mut env = app::environment(&p.app, &p.name);
+    if !env.iter().any(|(k, _)| k == "HOME") {
+        env.push(("HOME".into(), creds.home.clone()));
+    }
+    let caps: Vec<String> = {
+        let mut v: Vec<String> = app::capabilities(&p.app)?
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    // As `ns` does: root keeps the set in effective, permitted and
+    // inheritable; other users start with none (the bounding set limits).
+    let (effective, permitted, inheritable) = if creds.uid == 0 {
+        (caps.clone(), caps.clone(), caps.clone())
+    } else {
+        (Vec::new(), Vec::new(), Vec::new())
+    };
+    let cwd = if p.app.working_directory.is_empty() {
+        "/".to_string()
+    } else {
+        p.app.working_directory.clone()
+    };
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+    ];
+    for m in &p.mounts {
+        let source = ns::volume_source(pod, &m.volume)?;
+        let mut options = vec![if m.volume.recursive.unwrap_or(false) {
+            "rbind"
+        } else {
+            "bind"
+        }];
+        if m.read_only {
+            options.push("ro");
+        }
+        mounts.push(
+            json!({"destination": m.target, "type": "bind", "source": source, "options": options}),
+        );
+    }
+    for (source, target) in crate::net::etc_files(&pod.path) {
+        let mut options = vec!["bind"];
+        if p.read_only {
+            options.push("ro");
+        }
+        mounts.push(
+            json!({"destination": target, "type": "bind", "source": source, "options": options}),
+        );
+    }
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
+    if runtime.net.mode != NetMode::Host {
+        namespaces.push(json!({"type": "network", "path": skiff_net::netns::path_for(&pod.uuid)}));
+    }
+    let limits = cgroups::limits(&p.app);
+    let mut resources = json!({});
+    if let Some(m) = limits.memory_bytes {
+        resources["memory"] = json!({"limit": m});
+    }
+    if let Some(c) = limits.cpu_millis {
+        resources["cpu"] = json!({"quota": (c * 100).max(1000), "period": 100_000});
+    }
+    if let Some(s) = limits.cpu_shares {
+        resources["cpu"]["shares"] = json!(s);
+    }
+    if let Some(max) = runtime.pids_limit {
+        resources["pids"] = json!({"limit": max});
+    }
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .unwrap_or(ns::NOFILE_SOFT);
+    Ok(json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": creds.uid, "gid": creds.gid, "additionalGids": creds.groups},
+            "args": p.app.exec,
+            "env": env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+            "cwd": cwd,
+            "capabilities": {"bounding": caps, "effective": effective, "permitted": permitted, "inheritable": inheritable},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile.min(ns::NOFILE_SOFT)}],
+            "noNewPrivileges": app::no_new_privileges(&p.app),
+        },
+        "root": {"path": "rootfs", "readonly": p.read_only},
+        "hostname": runtime.hostname,
+        "mounts": mounts,
+        "linux": {
+            "namespaces": namespaces,
+            "cgroupsPath": format!("/skiff/{}", pod.uuid),
+            "resources": resources,
+            "seccomp": seccomp(p),
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+        },
+    }))
+}
+
+/// Whether this host mixes cgroup v1 controllers with a v2 mount (which
+/// crun 1.8 refuses; machine-notes: hide the v2 mount from it).
+fn hybrid_cgroups() -> bool {
+    Path::new("/sys/fs/cgroup/unified").exists()
+        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// In the child: a private mount namespace with the app's overlay root at
+/// `<pod>/oci/rootfs`, then exec the runtime. Returns only on failure.
+fn exec_runtime(pod: &Pod, p: &AppPlan, runtime: &Path, id: &str) -> Stage1Error {
+    let result = (|| -> Result<std::io::Error, Stage1Error> {
+        // SAFETY: the child is single-threaded; FILES is not unshared.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+            .map_err(|e| setup_err("create a mount namespace for the runtime")(e.into()))?;
+        crate::mounts::make_private_rec()?;
+        if hybrid_cgroups()
+            && runtime
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().contains("crun"))
+        {
+            let _ = rustix::mount::unmount(
+                "/sys/fs/cgroup/unified",
+                rustix::mount::UnmountFlags::DETACH,
+            );
+        }
+        let bundle = pod.path.join("oci");
+        let rootfs = bundle.join("rootfs");
+        let overlay = pod.path.join("overlay").join(&p.name);
+        for d in [rootfs.clone(), overlay.join("upper"), overlay.join("work")] {
+            std::fs::create_dir_all(&d).map_err(setup_err(format!("create {}", d.display())))?;
+        }
+        let options = std::ffi::CString::new(format!(
+            "lowerdir={},upperdir={},workdir={}",
+            p.tree.display(),
+            overlay.join("upper").display(),
+            overlay.join("work").display()
+        ))
+        .map_err(|_| Stage1Error::Config("a path with a NUL byte".into()))?;
+        rustix::mount::mount(
+            "overlay",
+            &rootfs,
+            "overlay",
+            rustix::mount::MountFlags::empty(),
+            Some(options.as_c_str()),
+        )
+        .map_err(|e| setup_err(format!("mount the overlay root of app '{}'", p.name))(e.into()))?;
+        Ok(std::process::Command::new(runtime)
+            .arg("--root")
+            .arg(bundle.join("state"))
+            .args(["run", "--pid-file"])
+            .arg(bundle.join("container.pid"))
+            .arg("--bundle")
+            .arg(&bundle)
+            .arg(id)
+            .exec())
+    })();
+    match result {
+        Ok(e) => Stage1Error::Exec {
+            program: runtime.display().to_string(),
+            source: e,
+        },
+        Err(e) => e,
+    }
+}
+
+/// Runs the pod; returns the app's exit status.
+#[allow(clippy::print_stderr)]
+pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stage1Error> {
+    let (_manifest, runtime, mut plans) = ns::plan(&pod)?;
+    if plans.len() != 1 {
+        return Err(Stage1Error::Config(format!(
+            "the oci flavor runs one app per pod (this pod has {}); use --stage1=ns for several",
+            plans.len()
+        )));
+    }
+    let oci_runtime = runtime_path(runtime.oci_runtime.as_deref().unwrap_or("crun"))?;
+    let netns = crate::net::set_up(&pod, &runtime)?;
+    drop(netns);
+    let registered = crate::mds::register(&pod, &runtime, &mut plans);
+    let p = &plans[0];
+    let undo = |e: Stage1Error| {
+        let _ = crate::net::tear_down(&pod.path, &pod.uuid);
+        e
+    };
+    let bundle = pod.path.join("oci");
+    std::fs::create_dir_all(&bundle)
+        .map_err(setup_err(format!("create {}", bundle.display())))
+        .map_err(undo)?;
+    let config = config(&pod, &runtime, p).map_err(undo)?;
+    std::fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec_pretty(&config).unwrap_or_default(),
+    )
+    .map_err(setup_err("write config.json"))
+    .map_err(undo)?;
+    let id = format!("skiff-{}", pod.uuid);
+    // SAFETY: stage1 is single-threaded here; the child only sets up its
+    // mount namespace and execs.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(undo(setup_err("fork the OCI runtime")(
+            std::io::Error::last_os_error(),
+        )));
+    }
+    if child == 0 {
+        drop(lock);
+        let e = exec_runtime(&pod, p, &oci_runtime, &id);
+        eprintln!("skiff: pod failed to start: {}", crate::error_line(&e));
+        std::process::exit(EXIT_SETUP_FAILED);
+    }
+    ns::forward_to(child);
+    // The pod's pid is the app's (the container's init, from the
+    // runtime's --pid-file): `skiff stop` signals the app itself, and
+    // `--force` kills it and so its whole pid namespace.
+    let pid_file = bundle.join("container.pid");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut wstatus = 0;
+    let mut exited = false;
+    loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            let _ = std::fs::write(pod.path.join("pid"), pid.to_string());
+            break;
+        }
+        // SAFETY: waitpid on our own child with a valid status pointer.
+        if unsafe { libc::waitpid(child, &mut wstatus, libc::WNOHANG) } == child {
+            exited = true;
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = std::fs::write(pod.path.join("pid"), child.to_string());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = pod.stamp("started");
+    if !exited {
+        // SAFETY: waitpid on our own child with a valid status pointer.
+        unsafe { libc::waitpid(child, &mut wstatus, 0) };
+    }
+    let code = crate::exit_code(wstatus);
+    let dir = pod.path.join("apps").join(&p.name);
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("exit"), code.to_string());
+    // What the runtime may have left after a crash of its own.
+    let _ = std::process::Command::new(&oci_runtime)
+        .arg("--root")
+        .arg(bundle.join("state"))
+        .args(["delete", "--force", &id])
+        .stderr(std::process::Stdio::null())
+        .status();
+    cgroups::remove_leftovers(Path::new(cgroups::ROOT), &pod.uuid);
+    if let Some(r) = registered {
+        r.unregister();
+    }
+    if let Err(e) = crate::net::tear_down(&pod.path, &pod.uuid) {
+        eprintln!(
+            "skiff: pod {}: removing its networks failed (skiff gc retries): {}",
+            pod.uuid,
+            crate::error_line(&e)
+        );
+    }
+    let _ = pod.stamp("exited");
+    let _ = pod.move_to(pods, State::ExitedGarbage);
+    Ok(code)
+}
