@@ -659,3 +659,49 @@ fn the_same_pod_under_ns_crun_and_runc_sees_the_same_environment() {
     );
     assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
 }
+
+#[test]
+fn hostile_layers_are_refused_and_the_store_stays_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // One layer with a device node, one whose entry climbs out with "..".
+    let script = r#"
+import tarfile, io, sys
+def layer(path, build):
+    with tarfile.open(path, "w") as t:
+        build(t)
+def dev(t):
+    i = tarfile.TarInfo("dev/evil"); i.type = tarfile.CHRTYPE; i.devmajor = 1; i.devminor = 3; t.addfile(i)
+def escape(t):
+    data = b"owned"
+    i = tarfile.TarInfo("etc/../../escaped"); i.size = len(data); t.addfile(i, io.BytesIO(data))
+layer(sys.argv[1] + "/dev.tar", dev)
+layer(sys.argv[1] + "/escape.tar", escape)
+"#;
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(d)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    sh(&format!(
+        "cd {} && umoci init --layout oci && for l in dev escape; do umoci new --image oci:$l && \
+         umoci raw add-layer --image oci:$l $l.tar; done",
+        d.display()
+    ));
+    for (tag, why) in [("dev", "device node"), ("escape", "leaves the root")] {
+        let before = image_list(d);
+        let out = output(
+            skiff_in(d)
+                .args(["--insecure-options=image", "fetch"])
+                .arg(format!("oci:{}/oci:{tag}", d.display())),
+        );
+        assert_refused(&out, tag);
+        assert!(stderr(&out).contains(why), "{tag}: {}", stderr(&out));
+        assert_eq!(image_list(d), before);
+        let tmp_left = std::fs::read_dir(d.join("data/cas/tmp")).unwrap().count();
+        assert_eq!(tmp_left, 0, "{tag}: staging files left");
+    }
+    assert!(!d.join("escaped").exists() && !d.join("data/escaped").exists());
+}

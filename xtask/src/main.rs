@@ -83,14 +83,16 @@ fn real_main() -> Result<()> {
                 ["import"] => bench::import(&root, quick),
                 ["start"] => bench::start(&root, quick),
                 ["metadata"] => bench::metadata(&root, quick),
+                ["pull"] => bench::pull(&root, quick),
                 [] | ["all"] => {
                     bench::import(&root, quick)?;
                     bench::start(&root, quick)?;
+                    bench::pull(&root, quick)?;
                     bench::metadata(&root, quick)
                 }
-                other => {
-                    bail!("unknown benchmark {other:?} (available: import, start, metadata, all)")
-                }
+                other => bail!(
+                    "unknown benchmark {other:?} (available: import, start, pull, metadata, all)"
+                ),
             }
         }
         _ => {
@@ -101,7 +103,7 @@ fn real_main() -> Result<()> {
                  demo        build skiff, then build, validate and inspect a sample image\n  \
                  test        deps + appc reference tools + fmt + clippy + the whole test suite\n  \
                  appc-tools  build the reference actool and ACE validator images (cached)\n  \
-                 bench [all|import|start|metadata] [--quick]  skiff against its peers, same run"
+                 bench [all|import|start|pull|metadata] [--quick]  skiff against its peers, same run"
             );
             bail!("no or unknown xtask command")
         }

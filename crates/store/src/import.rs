@@ -81,6 +81,48 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// Writes to the staging file and to the checker's pipe.
+struct Tee<W: Write> {
+    file: W,
+    pipe: Option<io::PipeWriter>,
+    written: u64,
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        if let Some(pipe) = &mut self.pipe
+            && pipe.write_all(&buf[..n]).is_err()
+        {
+            // The checker's verdict is the error to report.
+            self.pipe = None;
+        }
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Decompresses, hashes and validates an image, applying the policy to
+/// every entry.
+fn check<R: Read>(
+    input: R,
+    policy: &ArchivePolicy,
+) -> Result<skiff_spec::aci::AciInfo, StoreError> {
+    let count = Arc::new(AtomicU64::new(0));
+    let counting = Counting {
+        inner: input,
+        count: count.clone(),
+    };
+    let mut checker = EntryChecker::new(policy);
+    validate_aci_with(counting, &mut |entry| {
+        checker.check(entry, count.load(Ordering::Relaxed))
+    })
+    .map_err(StoreError::InvalidImage)
+}
+
 /// Size and compression of a stored blob.
 fn describe_blob(path: &Path) -> Result<(u64, String), StoreError> {
     let mut file = File::open(path).map_err(io_err("read", path))?;
@@ -141,11 +183,7 @@ impl Store {
     }
 
     /// Checks a staged image and moves it into the store (see the module docs).
-    pub fn commit(
-        &self,
-        mut staged: Staged,
-        policy: &ArchivePolicy,
-    ) -> Result<Imported, StoreError> {
+    pub fn commit(&self, staged: Staged, policy: &ArchivePolicy) -> Result<Imported, StoreError> {
         let path = staged.path.clone();
         let mut file = staged.file().try_clone().map_err(io_err("read", &path))?;
         file.rewind().map_err(io_err("read", &path))?;
@@ -157,18 +195,58 @@ impl Store {
             .map_err(io_err("read", &path))?;
         file.rewind().map_err(io_err("read", &path))?;
         let compression = compression_of(&head);
+        let info = check(BufReader::with_capacity(1 << 16, file), policy)?;
+        self.publish(staged, info, blob_size, compression)
+    }
 
-        let count = Arc::new(AtomicU64::new(0));
-        let counting = Counting {
-            inner: BufReader::with_capacity(1 << 16, file),
-            count: count.clone(),
-        };
-        let mut checker = EntryChecker::new(policy);
-        let info = validate_aci_with(counting, &mut |entry| {
-            checker.check(entry, count.load(Ordering::Relaxed))
-        })
-        .map_err(StoreError::InvalidImage)?;
+    /// Imports the uncompressed ACI that `produce` writes: the bytes go to
+    /// a staging file and, at the same time, through the checks on a
+    /// second thread (one pass instead of write-then-read).
+    pub fn import_streamed(
+        &self,
+        policy: &ArchivePolicy,
+        produce: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<Imported, StoreError> {
+        let staged = self.stage()?;
+        let path = staged.path.clone();
+        let (reader, pipe) = io::pipe().map_err(io_err("create a pipe for", &path))?;
+        let (written, info) = std::thread::scope(|scope| {
+            let checker = scope.spawn(move || {
+                let mut input = BufReader::with_capacity(1 << 16, reader);
+                let checked = check(&mut input, policy);
+                // Read to the end whatever the verdict, so the writer never
+                // meets a closed pipe (SIGPIPE).
+                let _ = io::copy(&mut input, &mut io::sink());
+                checked
+            });
+            let mut tee = Tee {
+                file: io::BufWriter::with_capacity(1 << 20, staged.file()),
+                pipe: Some(pipe),
+                written: 0,
+            };
+            let produced = produce(&mut tee).and_then(|()| tee.flush());
+            let written = tee.written;
+            // Closing the pipe ends the checker's input.
+            drop(tee);
+            let info = checker.join().unwrap_or_else(|_| {
+                Err(StoreError::InvalidImage(skiff_spec::aci::AciError::Io(
+                    io::Error::other("the checker thread panicked"),
+                )))
+            });
+            (produced.map(|()| written), info)
+        });
+        let written = written.map_err(io_err("write", &path))?;
+        self.publish(staged, info?, written, "none".to_string())
+    }
 
+    fn publish(
+        &self,
+        mut staged: Staged,
+        info: skiff_spec::aci::AciInfo,
+        blob_size: u64,
+        compression: String,
+    ) -> Result<Imported, StoreError> {
+        let path = staged.path.clone();
         staged.file().sync_all().map_err(io_err("sync", &path))?;
         let manifest_json = skiff_spec::to_pretty_json(&info.manifest).into_bytes();
         let record = ImageRecord {

@@ -238,21 +238,22 @@ impl Fetcher<'_> {
         digest: &str,
     ) -> Result<Fetched, FetchError> {
         let manifest = convert::image_manifest(name, version, config, origin, digest);
-        let staged = self.store.stage()?;
-        let writer = std::io::BufWriter::with_capacity(1 << 20, staged.file());
-        let mut writer = convert::write_aci(writer, &manifest, layers)?;
-        std::io::Write::flush(&mut writer).map_err(|source| FetchError::Io {
-            path: staged.path().to_path_buf(),
-            source,
-        })?;
-        drop(writer);
         // Distribution images have setuid files (su, passwd, ping); pods
         // run with no_new_privs, which makes the bit inert.
         let policy = ArchivePolicy {
             allow_setuid: true,
             ..self.options.archive_policy.clone()
         };
-        let imported = self.store.commit(staged, &policy)?;
+        let mut conversion = Ok(());
+        let imported = self.store.import_streamed(&policy, |out| {
+            conversion = convert::write_aci(out, &manifest, layers).map(drop);
+            conversion
+                .as_ref()
+                .map(drop)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        });
+        conversion?;
+        let imported = imported?;
         Ok(Fetched {
             id: imported.id,
             manifest: imported.manifest,
