@@ -345,7 +345,7 @@ fn shared_layers_download_once_and_a_flipped_byte_is_refused() {
     assert!(stderr(&out).contains("digest"), "{}", stderr(&out));
     assert_eq!(image_list(fresh.path()), before);
     let cas = fresh.path().join("data/cas");
-    for sub in ["blobs/sha256", "blobs/sha512", "tmp"] {
+    for sub in ["blobs/sha256", "blobs/sha512", "tmp", "tmp-layers"] {
         let left: Vec<_> = std::fs::read_dir(cas.join(sub))
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();

@@ -134,6 +134,39 @@ pub fn classify(input: &str) -> Result<Source, FetchError> {
         })
 }
 
+/// A stored image by ID (prefix), name[:version], or the `docker://`,
+/// `oci:` or `oci-archive:` reference it was fetched from.
+pub fn resolve_stored(store: &Store, query: &str) -> Result<skiff_store::ImageRecord, FetchError> {
+    let origin = match classify(query) {
+        Ok(Source::Docker(r)) => Some(r.display()),
+        Ok(Source::OciLayout(spec)) | Ok(Source::OciArchive(spec)) => {
+            let scheme = if query.starts_with("oci:") {
+                "oci"
+            } else {
+                "oci-archive"
+            };
+            let (path, reference) = docker::layout::split_ref(&spec);
+            let path = std::fs::canonicalize(&path).unwrap_or(path);
+            Some(format!(
+                "{scheme}:{}{}",
+                path.display(),
+                reference.map_or(String::new(), |r| format!(":{r}"))
+            ))
+        }
+        _ => None,
+    };
+    match origin {
+        Some(url) => {
+            let remote = store
+                .index()
+                .remote(&url)?
+                .ok_or_else(|| FetchError::NotInStore(url.clone()))?;
+            Ok(store.resolve(remote.image_id.as_str())?)
+        }
+        None => Ok(store.resolve(query)?),
+    }
+}
+
 /// A key found by discovery, shown to the user before it is trusted.
 #[derive(Debug, Clone)]
 pub struct KeyCandidate {

@@ -29,6 +29,8 @@ pub struct GcReport {
     pub images: Vec<String>,
     pub trees: usize,
     pub kept_in_use: usize,
+    /// Cached OCI/Docker layers not used within the grace period.
+    pub layers: usize,
 }
 
 /// One problem found by [`Store::verify`].
@@ -144,6 +146,28 @@ impl Store {
                 report.images.push(row.id.to_string());
             } else {
                 live.insert(row.id.hex().to_string());
+            }
+        }
+
+        // Cached layers: kept while used within the grace period (a fetch
+        // that finds one in the cache touches it).
+        let older_than = |path: &std::path::Path, age: Duration| {
+            std::fs::symlink_metadata(path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|a| a >= age))
+        };
+        for path in entries(&layout.layers())? {
+            if grace.is_zero() || older_than(&path, grace) {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => report.layers += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err("remove", &path)(e)),
+                }
+            }
+        }
+        for path in entries(&layout.layers_tmp())? {
+            if older_than(&path, Duration::from_secs(24 * 3600)) {
+                let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
             }
         }
 

@@ -50,6 +50,12 @@ impl Layout {
         self.root.join("cas/blobs/sha256")
     }
 
+    /// Layer downloads and unpacked OCI archives in progress (gc removes
+    /// what is older than a day).
+    pub fn layers_tmp(&self) -> PathBuf {
+        self.root.join("cas/tmp-layers")
+    }
+
     pub fn tmp(&self) -> PathBuf {
         self.root.join("cas/tmp")
     }

@@ -81,6 +81,7 @@ impl Store {
         for dir in [
             layout.blobs(),
             layout.layers(),
+            layout.layers_tmp(),
             layout.tmp(),
             layout.trees(),
             layout.locks(),

@@ -149,7 +149,7 @@ pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
         ImageCommand::Rm { images } => {
             let store = global.store()?;
             for image in &images {
-                let rec = store.resolve(image)?;
+                let rec = skiff_fetch::resolve_stored(&store, image)?;
                 store.remove(&rec.id)?;
                 println!("{}", rec.id);
             }
@@ -161,9 +161,10 @@ pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
                 println!("{id}");
             }
             eprintln!(
-                "removed {} image(s), {} tree(s), {} unfinished import(s), {} orphan blob(s); kept {} image(s) used by pods",
+                "removed {} image(s), {} tree(s), {} cached layer(s), {} unfinished import(s), {} orphan blob(s); kept {} image(s) used by pods",
                 report.images.len(),
                 report.trees,
+                report.layers,
                 report.staging_files,
                 report.orphan_blobs,
                 report.kept_in_use
@@ -256,7 +257,7 @@ fn verify(global: &GlobalArgs, images: &[String]) -> anyhow::Result<ExitCode> {
     let store = global.store()?;
     let wanted: Vec<String> = images
         .iter()
-        .map(|i| store.resolve(i).map(|r| r.id.to_string()))
+        .map(|i| skiff_fetch::resolve_stored(&store, i).map(|r| r.id.to_string()))
         .collect::<Result<_, _>>()?;
     let (checked, problems) = store.verify()?;
     let problems: Vec<_> = problems
@@ -290,7 +291,7 @@ fn export_oci(
     overwrite: bool,
 ) -> anyhow::Result<ExitCode> {
     let store = global.store()?;
-    let rec = store.resolve(image)?;
+    let rec = skiff_fetch::resolve_stored(&store, image)?;
     if out.exists() && !overwrite {
         anyhow::bail!(
             "{} already exists (use --overwrite to replace it)",
@@ -334,7 +335,7 @@ fn export(
     overwrite: bool,
 ) -> anyhow::Result<ExitCode> {
     let store = global.store()?;
-    let rec = store.resolve(image)?;
+    let rec = skiff_fetch::resolve_stored(&store, image)?;
     if !overwrite && out.exists() {
         anyhow::bail!(
             "{} already exists (use --overwrite to replace it)",
@@ -367,7 +368,7 @@ fn unpack(
     with_dependencies: bool,
 ) -> anyhow::Result<ExitCode> {
     let store = global.store()?;
-    let rec = store.resolve(&args.image)?;
+    let rec = skiff_fetch::resolve_stored(&store, &args.image)?;
     store.extract_to(&rec.id, &args.target, with_dependencies, args.rootfs_only)?;
     eprintln!(
         "{} {} into {}",
@@ -489,7 +490,7 @@ fn validate(files: &[PathBuf]) -> ExitCode {
 fn cat_manifest(global: &GlobalArgs, image: &str) -> anyhow::Result<ExitCode> {
     let aci = Path::new(image);
     if !aci.is_file() {
-        let rec = global.store()?.resolve(image)?;
+        let rec = skiff_fetch::resolve_stored(&global.store()?, image)?;
         let manifest =
             parse_image_manifest(&rec.manifest).context("the stored manifest is invalid")?;
         println!("{}", to_pretty_json(&manifest));

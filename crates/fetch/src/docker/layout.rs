@@ -127,12 +127,13 @@ impl Fetcher<'_> {
         })?;
         let unpacked;
         let layout = if archive {
-            unpacked = tempfile::tempdir_in(self.store.layout().tmp()).map_err(|source| {
-                FetchError::Io {
-                    path: self.store.layout().tmp(),
-                    source,
-                }
-            })?;
+            unpacked =
+                tempfile::tempdir_in(self.store.layout().layers_tmp()).map_err(|source| {
+                    FetchError::Io {
+                        path: self.store.layout().layers_tmp(),
+                        source,
+                    }
+                })?;
             unpack_archive(&path, unpacked.path())?;
             unpacked.path().to_path_buf()
         } else {

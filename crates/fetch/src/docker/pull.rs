@@ -145,7 +145,7 @@ impl Fetcher<'_> {
             .as_str()
             .ok_or_else(|| bad(&shown, "the manifest has no config"))?;
         digest_hex(config_digest, &shown)?;
-        let config_bytes = reg.small_blob(config_digest, &self.store.layout().tmp())?;
+        let config_bytes = reg.small_blob(config_digest, &self.store.layout().layers_tmp())?;
         let config: Value = serde_json::from_slice(&config_bytes)
             .map_err(|e| bad(&shown, format!("malformed image config: {e}")))?;
         let mut layers = Vec::new();
@@ -201,9 +201,13 @@ impl Fetcher<'_> {
         let path = self.store.layout().layers().join(&hex);
         if path.is_file() {
             tracing::debug!(digest, "layer already in the cache");
+            // Used now: image gc keeps layers used within its grace period.
+            if let Ok(f) = std::fs::File::options().write(true).open(&path) {
+                let _ = f.set_modified(std::time::SystemTime::now());
+            }
             return Ok(path);
         }
-        let tmp = self.store.layout().tmp();
+        let tmp = self.store.layout().layers_tmp();
         let io = |e: std::io::Error| FetchError::Io {
             path: tmp.clone(),
             source: e,
