@@ -357,7 +357,7 @@ fn shared_layers_download_once_and_a_flipped_byte_is_refused() {
 }
 
 #[test]
-fn basic_auth_from_creds_or_docker_config() {
+fn basic_auth_from_creds_auth_d_or_docker_config() {
     let tmp = tempfile::tempdir().unwrap();
     let reg = Registry::start(Some("alice"));
     let layout = layered_image(tmp.path(), false);
@@ -384,6 +384,23 @@ fn basic_auth_from_creds_or_docker_config() {
         &image,
     ]));
     assert!(out.status.success(), "{}", stderr(&out));
+    // From auth.d (rkt's dockerAuth format) under the local config dir.
+    let third = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(third.path().join("etc/auth.d")).unwrap();
+    std::fs::write(
+        third.path().join("etc/auth.d/registry.json"),
+        format!(
+            r#"{{"rktKind":"dockerAuth","rktVersion":"v1","registries":["127.0.0.1:{}"],"credentials":{{"user":"alice","password":"secret"}}}}"#,
+            reg.port
+        ),
+    )
+    .unwrap();
+    let out = output(skiff_in(third.path()).env("HOME", third.path()).args([
+        "--insecure-options=image,http",
+        "fetch",
+        &image,
+    ]));
+    assert!(out.status.success(), "auth.d: {}", stderr(&out));
     // From ~/.docker/config.json.
     let other = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(other.path().join(".docker")).unwrap();

@@ -83,6 +83,14 @@ impl GlobalArgs {
         }
     }
 
+    /// Where registry credentials are looked for (`auth.d`).
+    pub fn auth_dirs(&self) -> Vec<PathBuf> {
+        vec![
+            self.local_config.join("auth.d"),
+            self.system_config.join("auth.d"),
+        ]
+    }
+
     /// A CA bundle to use instead of the system one (`SSL_CERT_FILE`).
     pub fn ca_file(&self) -> Option<PathBuf> {
         std::env::var_os("SSL_CERT_FILE").map(PathBuf::from)

@@ -191,8 +191,11 @@ pub struct FetchOptions {
     pub trust_keys_from_https: bool,
     /// A signature file for the first image, instead of looking beside it.
     pub signature: Option<PathBuf>,
-    /// Registry credentials (`--creds`, else ~/.docker/config.json).
+    /// Registry credentials (`--creds`; else `auth.d`, else
+    /// ~/.docker/config.json).
     pub creds: Option<(String, String)>,
+    /// `auth.d` directories with registry credentials (local config first).
+    pub auth_dirs: Vec<PathBuf>,
     /// The architecture to pick from a multi-platform image (OCI names:
     /// amd64, arm64, ...); default: this machine's.
     pub arch: Option<String>,

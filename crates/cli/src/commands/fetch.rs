@@ -115,6 +115,7 @@ pub fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<ExitCode> {
         trust_keys_from_https: global.trust_keys_from_https,
         signature: args.signature.clone(),
         creds: global.creds()?,
+        auth_dirs: global.auth_dirs(),
         arch: global.arch.clone(),
     };
     let review = TerminalReview {

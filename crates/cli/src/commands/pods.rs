@@ -287,6 +287,7 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         trust_keys_from_https: global.trust_keys_from_https,
         signature: None,
         creds: global.creds()?,
+        auth_dirs: global.auth_dirs(),
         arch: global.arch.clone(),
     };
     let review = TerminalReview { skip: false };

@@ -138,6 +138,7 @@ pub fn run(global: &GlobalArgs, args: TrustArgs) -> anyhow::Result<ExitCode> {
             trust_keys_from_https: true,
             signature: None,
             creds: global.creds()?,
+            auth_dirs: global.auth_dirs(),
             arch: global.arch.clone(),
         };
         let fetcher = Fetcher {

@@ -25,6 +25,47 @@ pub fn default_arch() -> &'static str {
     }
 }
 
+/// Credentials for `registry` from `auth.d/*.json` files in rkt's format:
+/// `{"rktKind": "dockerAuth", "rktVersion": "v1", "registries": [HOST...],
+/// "credentials": {"user": U, "password": P}}` (`"skiffKind"` also works).
+pub fn auth_d_creds(dirs: &[PathBuf], registry: &str) -> Option<(String, String)> {
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        files.sort();
+        for file in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "json"))
+        {
+            let Some(v) = std::fs::read(file)
+                .ok()
+                .and_then(|t| serde_json::from_slice::<Value>(&t).ok())
+            else {
+                tracing::warn!("{}: not JSON; ignored", file.display());
+                continue;
+            };
+            let kind = v
+                .get("rktKind")
+                .or_else(|| v.get("skiffKind"))
+                .and_then(Value::as_str);
+            let covers = v["registries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| r.as_str() == Some(registry));
+            if kind == Some("dockerAuth") && covers {
+                let c = &v["credentials"];
+                if let (Some(u), Some(p)) = (c["user"].as_str(), c["password"].as_str()) {
+                    return Some((u.to_string(), p.to_string()));
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Credentials for `registry` from ~/.docker/config.json (`auths`).
 pub fn docker_config_creds(registry: &str) -> Option<(String, String)> {
     let home = std::env::var_os("HOME")?;
@@ -121,6 +162,7 @@ impl Fetcher<'_> {
             .options
             .creds
             .clone()
+            .or_else(|| auth_d_creds(&self.options.auth_dirs, &r.registry))
             .or_else(|| docker_config_creds(&r.registry));
         let mut reg = Registry::new(self.http, r, creds);
         let (mut body, mut media_type, mut digest) = reg.manifest(r.reference())?;
