@@ -5,6 +5,7 @@
 //! for all of them keeps compile time down.
 
 mod ace;
+mod audit;
 mod common;
 mod differential;
 mod fetch;

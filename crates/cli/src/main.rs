@@ -119,6 +119,9 @@ enum Command {
     /// Work with images: list, inspect, build, validate, export, gc.
     #[command(subcommand)]
     Image(commands::image::ImageCommand),
+    /// Make keys for signing images.
+    #[command(subcommand)]
+    Key(commands::key::KeyCommand),
     /// Serve the appc metadata API to pods: per-pod identity (HMAC signing
     /// and verification) and pod/app metadata. Optional and separate: pods
     /// started while it runs get AC_METADATA_URL; it runs no pods.
@@ -202,6 +205,7 @@ fn main() -> ExitCode {
         Command::Fetch(args) => commands::fetch::run(&cli.global, args),
         Command::Trust(args) => commands::trust::run(&cli.global, args),
         Command::Image(cmd) => commands::image::run(&cli.global, cmd),
+        Command::Key(cmd) => commands::key::run(cmd),
         Command::MetadataService(args) => commands::metadata::run(&cli.global, args),
         Command::Version => commands::version::run(),
     };

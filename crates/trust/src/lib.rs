@@ -13,6 +13,7 @@
 //! `example.com/etcd`.
 
 pub mod keystore;
+pub mod sign;
 pub mod verify;
 
 pub use keystore::{Keystore, Scope, TrustedKey};

@@ -65,6 +65,18 @@ pub enum ImageCommand {
         #[arg(long, default_value = "aci", value_parser = ["aci", "oci"])]
         format: String,
     },
+    /// Sign an image file: an armored detached OpenPGP signature (what
+    /// `skiff fetch` looks for beside it, and `gpg --verify` checks).
+    Sign {
+        aci: PathBuf,
+        /// The secret key (armored or binary, no passphrase), e.g. from
+        /// `skiff key generate`.
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the signature (default ACI.asc).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Unpack one stored image (without its dependencies) into a new directory.
     Extract(UnpackArgs),
     /// Unpack a stored image with its dependencies (as pods see it) into a new directory.
@@ -184,6 +196,7 @@ pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             overwrite,
             ..
         } => export(global, &image, &out, overwrite),
+        ImageCommand::Sign { aci, key, out } => sign(&aci, &key, out),
         ImageCommand::Extract(args) => unpack(global, &args, false),
         ImageCommand::Render(args) => unpack(global, &args, true),
     }
@@ -282,6 +295,24 @@ fn verify(global: &GlobalArgs, images: &[String]) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn sign(aci: &Path, key: &Path, out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let key_bytes = std::fs::read(key).with_context(|| format!("cannot read {}", key.display()))?;
+    let file = File::open(aci).with_context(|| format!("cannot read {}", aci.display()))?;
+    skiff_spec::aci::read_manifest_bytes(std::io::BufReader::new(
+        File::open(aci).with_context(|| format!("cannot read {}", aci.display()))?,
+    ))
+    .map_err(|e| anyhow::anyhow!("{}: not an image: {e}", aci.display()))?;
+    let signature = skiff_trust::sign::sign_detached(&key_bytes, std::io::BufReader::new(file))?;
+    let out = out.unwrap_or_else(|| {
+        let mut name = aci.as_os_str().to_owned();
+        name.push(".asc");
+        PathBuf::from(name)
+    });
+    std::fs::write(&out, signature).with_context(|| format!("cannot write {}", out.display()))?;
+    eprintln!("signed {} -> {}", aci.display(), out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn export_oci(

@@ -2,6 +2,7 @@
 
 pub mod fetch;
 pub mod image;
+pub mod key;
 pub mod metadata;
 pub mod network;
 pub mod pods;
