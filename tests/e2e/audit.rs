@@ -103,3 +103,139 @@ fn skiff_keys_and_signatures_work_with_gpg_and_fetch() {
     );
     assert_refused(&out, "public key as secret");
 }
+
+/// The python of target/pyenv (CycloneDX's validator), made by `cargo
+/// xtask test`.
+fn test_python() -> std::path::PathBuf {
+    let python = std::env::var_os("SKIFF_TEST_PYTHON").map_or_else(
+        || {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/pyenv/bin/python")
+        },
+        std::path::PathBuf::from,
+    );
+    assert!(
+        python.is_file(),
+        "{} is missing: run `cargo xtask test` (it makes target/pyenv) or set SKIFF_TEST_PYTHON",
+        python.display()
+    );
+    python
+}
+
+#[test]
+fn the_sbom_of_a_real_dpkg_database_lists_every_package_and_validates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let layout = d.join("layout");
+    busybox_layout(&layout);
+    // The host's own dpkg database (every package of this Debian machine)
+    // and os-release as a symlink, as Debian has it.
+    std::fs::create_dir_all(layout.join("rootfs/var/lib/dpkg")).unwrap();
+    std::fs::copy(
+        "/var/lib/dpkg/status",
+        layout.join("rootfs/var/lib/dpkg/status"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(layout.join("rootfs/usr/lib")).unwrap();
+    std::fs::copy(
+        "/usr/lib/os-release",
+        layout.join("rootfs/usr/lib/os-release"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "../usr/lib/os-release",
+        layout.join("rootfs/etc/os-release"),
+    )
+    .unwrap();
+    let aci = d.join("deb.aci");
+    let out = output(skiff().args(["image", "build"]).arg(&layout).arg(&aci));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let want: std::collections::BTreeSet<(String, String)> = String::from_utf8_lossy(
+        &Command::new("dpkg-query")
+            .args(["-W", "-f=${db:Status-Abbrev} ${Package} ${Version}\n"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .lines()
+    .filter(|l| l.starts_with("ii"))
+    .filter_map(|l| {
+        let mut f = l.split_whitespace().skip(1);
+        Some((f.next()?.to_string(), f.next()?.to_string()))
+    })
+    .collect();
+    assert!(
+        want.len() > 100,
+        "too few host packages to be a real test: {}",
+        want.len()
+    );
+
+    // From the ACI file, and from the store (the rendered tree): the same.
+    let from_file = output(
+        skiff()
+            .args(["image", "audit", "--format=cyclonedx"])
+            .arg(&aci),
+    );
+    assert!(from_file.status.success(), "{}", stderr(&from_file));
+    let out = output(
+        skiff_in(d)
+            .args(["--insecure-options=image", "fetch"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let from_store = output(skiff_in(d).args([
+        "image",
+        "audit",
+        "--format=cyclonedx",
+        "example.com/busybox:1.0",
+    ]));
+    assert!(from_store.status.success(), "{}", stderr(&from_store));
+    for out in [&from_file, &from_store] {
+        let sbom: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let got: std::collections::BTreeSet<(String, String)> = sbom["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_string(),
+                    c["version"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "the SBOM's packages differ from dpkg-query's");
+        let purl = sbom["components"][0]["purl"].as_str().unwrap();
+        assert!(
+            purl.starts_with("pkg:deb/debian/") && purl.contains("distro=debian-"),
+            "{purl}"
+        );
+        // The official CycloneDX 1.5 schema (strict) accepts it.
+        let file = d.join("sbom.json");
+        std::fs::write(&file, &out.stdout).unwrap();
+        let check = Command::new(test_python())
+            .arg("-c")
+            .arg(
+                "import sys\n\
+                 from cyclonedx.validation.json import JsonStrictValidator\n\
+                 from cyclonedx.schema import SchemaVersion\n\
+                 err = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())\n\
+                 sys.exit(f'invalid: {err}' if err else 0)",
+            )
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+    // A table for people.
+    let table = output(skiff().args(["image", "audit"]).arg(&aci));
+    assert!(
+        stdout(&table).contains("libc6") && stderr(&table).contains("debian"),
+        "{}",
+        stderr(&table)
+    );
+}

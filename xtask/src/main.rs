@@ -199,6 +199,30 @@ fn appc_tools(root: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// Python packages the tests use, pinned: CycloneDX's own library, whose
+/// strict validator carries the official CycloneDX 1.5 JSON schema.
+const PYTHON_PACKAGES: &[&str] = &["cyclonedx-python-lib[json-validation]==11.12.0"];
+
+/// A virtualenv in target/pyenv with [`PYTHON_PACKAGES`] (from PyPI),
+/// made once; returns its python.
+fn python_tools(root: &Path) -> Result<PathBuf> {
+    let env = root.join("target/pyenv");
+    let python = env.join("bin/python");
+    let stamp = env.join(".packages");
+    let want = PYTHON_PACKAGES.join("\n");
+    if python.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
+        return Ok(python);
+    }
+    step("making target/pyenv with the CycloneDX schema validator (pip, PyPI)");
+    let _ = std::fs::remove_dir_all(&env);
+    run(Command::new("python3").args(["-m", "venv"]).arg(&env))?;
+    run(Command::new(env.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .args(PYTHON_PACKAGES))?;
+    std::fs::write(&stamp, want)?;
+    Ok(python)
+}
+
 /// A small, stable content hash for cache stamps.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -215,6 +239,7 @@ fn cargo(root: &Path) -> Command {
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     deps()?;
     let tools = appc_tools(root)?;
+    let python = python_tools(root)?;
     step("cargo fmt --check");
     run(cargo(root).args(["fmt", "--all", "--", "--check"]))?;
     step("cargo clippy --all-targets -- -D warnings");
@@ -238,7 +263,8 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     run(cargo(root)
         .args(["test", "--release", "--workspace"])
         .args(extra)
-        .env("SKIFF_APPC_TOOLS", &tools))?;
+        .env("SKIFF_APPC_TOOLS", &tools)
+        .env("SKIFF_TEST_PYTHON", &python))?;
     step(
         "checking that the suite left no mount, pod cgroup, network namespace, CNI rule, lease or veth behind",
     );

@@ -65,6 +65,15 @@ pub enum ImageCommand {
         #[arg(long, default_value = "aci", value_parser = ["aci", "oci"])]
         format: String,
     },
+    /// What is inside an image: its packages (from dpkg's and apk's
+    /// databases) as a table, JSON or a CycloneDX 1.5 SBOM. IMAGE is an
+    /// image in the store (with its dependencies, as pods see it) or an
+    /// ACI file (that image alone).
+    Audit {
+        image: String,
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "cyclonedx"])]
+        format: String,
+    },
     /// Sign an image file: an armored detached OpenPGP signature (what
     /// `skiff fetch` looks for beside it, and `gpg --verify` checks).
     Sign {
@@ -197,6 +206,7 @@ pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             ..
         } => export(global, &image, &out, overwrite),
         ImageCommand::Sign { aci, key, out } => sign(&aci, &key, out),
+        ImageCommand::Audit { image, format } => audit(global, &image, &format),
         ImageCommand::Extract(args) => unpack(global, &args, false),
         ImageCommand::Render(args) => unpack(global, &args, true),
     }
@@ -295,6 +305,70 @@ fn verify(global: &GlobalArgs, images: &[String]) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn audit(global: &GlobalArgs, image: &str, format: &str) -> anyhow::Result<ExitCode> {
+    let (inventory, name, version) = if Path::new(image).is_file() {
+        let manifest = skiff_spec::aci::read_manifest_bytes(std::io::BufReader::new(
+            File::open(image).with_context(|| format!("cannot read {image}"))?,
+        ))
+        .map_err(|e| anyhow::anyhow!("{image}: not an image: {e}"))?;
+        let m = skiff_spec::parse_image_manifest(&manifest)
+            .map_err(|e| anyhow::anyhow!("{image}: {e}"))?;
+        let version = m
+            .labels
+            .iter()
+            .find(|l| l.name.as_str() == "version")
+            .map(|l| l.value.clone());
+        (
+            skiff_audit::source::from_aci(Path::new(image))?,
+            m.name.to_string(),
+            version,
+        )
+    } else {
+        let store = global.store()?;
+        let rec = skiff_fetch::resolve_stored(&store, image)?;
+        let tree = store.render(&rec.id)?;
+        let version = rec.labels.get("version").cloned();
+        (
+            skiff_audit::source::from_tree(&tree.join("rootfs"))?,
+            rec.name.clone(),
+            version,
+        )
+    };
+    match format {
+        "json" => println!("{}", serde_json::to_string_pretty(&inventory)?),
+        "cyclonedx" => {
+            let sbom = skiff_audit::sbom::cyclonedx(
+                &inventory,
+                &name,
+                version.as_deref(),
+                &skiff_pod::new_uuid()?,
+                &skiff_audit::sbom::rfc3339(skiff_pod::now()),
+            );
+            println!("{}", serde_json::to_string_pretty(&sbom)?);
+        }
+        _ => {
+            println!("{:<40} {:<32} {:<6} ARCH", "PACKAGE", "VERSION", "TYPE");
+            for p in &inventory.packages {
+                println!(
+                    "{:<40} {:<32} {:<6} {}",
+                    p.name,
+                    p.version,
+                    format!("{:?}", p.ecosystem).to_ascii_lowercase(),
+                    p.arch.as_deref().unwrap_or("")
+                );
+            }
+            let distro = inventory
+                .distro
+                .as_ref()
+                .map_or("unknown distribution".to_string(), |(id, v)| {
+                    format!("{id} {v}")
+                });
+            eprintln!("{} package(s); {distro}", inventory.packages.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn sign(aci: &Path, key: &Path, out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
