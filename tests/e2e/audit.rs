@@ -239,3 +239,133 @@ fn the_sbom_of_a_real_dpkg_database_lists_every_package_and_validates() {
         stderr(&table)
     );
 }
+
+/// A dpkg status with versions chosen around the fixture advisories'
+/// edges: `+debNuM` suffixes, `~` backports, an epoch, and a Debian 11
+/// advisory that must not match.
+const EDGE_STATUS: &str = "\
+Package: libc6\nStatus: install ok installed\nSource: glibc\nVersion: 2.36-9+deb12u2\nArchitecture: amd64\n\n\
+Package: libssl3\nStatus: install ok installed\nSource: openssl\nVersion: 3.0.11-1~deb12u2\nArchitecture: amd64\n\n\
+Package: curl\nStatus: install ok installed\nVersion: 7.88.1-10+deb12u4\nArchitecture: amd64\n\n\
+Package: login\nStatus: install ok installed\nSource: shadow (1:4.13+dfsg1-1)\nVersion: 1:4.13+dfsg1-1+b1\nArchitecture: amd64\n\n\
+Package: libxml2\nStatus: install ok installed\nVersion: 2.9.14+dfsg-1.3~deb12u1\nArchitecture: amd64\n\n\
+Package: tar\nStatus: install ok installed\nVersion: 1.34+dfsg-1.2+deb12u1\nArchitecture: amd64\n";
+
+/// package, advisory, severity, score, fixed version.
+type Expected = (String, String, String, Option<f64>, Option<String>);
+
+#[test]
+fn osv_advisories_match_exactly_the_affected_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let layout = d.join("layout");
+    busybox_layout(&layout);
+    std::fs::create_dir_all(layout.join("rootfs/var/lib/dpkg")).unwrap();
+    std::fs::write(layout.join("rootfs/var/lib/dpkg/status"), EDGE_STATUS).unwrap();
+    std::fs::write(
+        layout.join("rootfs/etc/os-release"),
+        "ID=debian\nVERSION_ID=\"12\"\n",
+    )
+    .unwrap();
+    let aci = d.join("edge.aci");
+    assert!(
+        output(skiff().args(["image", "build"]).arg(&layout).arg(&aci))
+            .status
+            .success()
+    );
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/osv");
+    let out = output(skiff_in(d).args(["vuln-db", "import"]).arg(&fixtures));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("imported 8"), "{}", stderr(&out));
+
+    let out = output(
+        skiff_in(d)
+            .args(["image", "audit", "--format=json"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got: Vec<Expected> = v["vulnerabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["package"].as_str().unwrap().to_string(),
+                f["id"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+                f["score"].as_f64(),
+                f["fixed"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    let want = vec![
+        (
+            "curl".into(),
+            "DSA-5587-1".into(),
+            "medium".into(),
+            Some(6.5),
+            Some("7.88.1-10+deb12u5".into()),
+        ),
+        (
+            "libc6".into(),
+            "DSA-5514-1".into(),
+            "high".into(),
+            Some(7.8),
+            Some("2.36-9+deb12u3".into()),
+        ),
+        (
+            "libxml2".into(),
+            "DEBIAN-CVE-2024-25062".into(),
+            "high".into(),
+            Some(7.5),
+            Some("2.9.14+dfsg-1.3".into()),
+        ),
+        (
+            "login".into(),
+            "DEBIAN-CVE-2023-4641".into(),
+            "medium".into(),
+            Some(5.5),
+            Some("1:4.13+dfsg1-1+deb12u1".into()),
+        ),
+    ];
+    assert_eq!(got, want);
+
+    // The same findings in the SBOM, which CycloneDX's validator accepts.
+    let out = output(
+        skiff_in(d)
+            .args(["image", "audit", "--format=cyclonedx"])
+            .arg(&aci),
+    );
+    let sbom: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sbom["vulnerabilities"].as_array().unwrap().len(), 4);
+    let file = d.join("sbom.json");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let check = Command::new(test_python())
+        .arg("-c")
+        .arg(
+            "import sys\n\
+             from cyclonedx.validation.json import JsonStrictValidator\n\
+             from cyclonedx.schema import SchemaVersion\n\
+             err = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())\n\
+             sys.exit(f'invalid: {err}' if err else 0)",
+        )
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // A broken advisory file is named.
+    std::fs::write(d.join("bad.json"), "{\"summary\": 1}").unwrap();
+    let out = output(
+        skiff_in(d)
+            .args(["vuln-db", "import"])
+            .arg(d.join("bad.json")),
+    );
+    assert_refused(&out, "not an advisory");
+    assert!(stderr(&out).contains("bad.json"), "{}", stderr(&out));
+}

@@ -7,9 +7,11 @@
 //! * [`source`]: reading those files from a tree or straight from an ACI.
 //! * [`sbom`]: CycloneDX and purls.
 
+pub mod osv;
 pub mod packages;
 pub mod sbom;
 pub mod source;
+pub mod version;
 
 pub use packages::{Ecosystem, Package};
 

@@ -67,6 +67,62 @@ pub fn rfc3339(secs: i64) -> String {
     )
 }
 
+/// A severity as CycloneDX names them.
+fn cdx_severity(s: &str) -> &'static str {
+    match s {
+        "critical" => "critical",
+        "high" => "high",
+        "medium" | "moderate" => "medium",
+        "low" | "unimportant" => "low",
+        "none" => "none",
+        _ => "unknown",
+    }
+}
+
+/// The `vulnerabilities` of an SBOM: each finding, rated, affecting its
+/// package's component.
+pub fn vulnerabilities(inventory: &Inventory, findings: &[crate::osv::Finding]) -> Value {
+    let list: Vec<Value> = findings
+        .iter()
+        .map(|f| {
+            let affects: Vec<Value> = inventory
+                .packages
+                .iter()
+                .filter(|p| p.name == f.package && p.version == f.version)
+                .map(|p| json!({"ref": purl(p, inventory.distro.as_ref())}))
+                .collect();
+            let mut rating = json!({"severity": cdx_severity(&f.severity)});
+            if let Some(score) = f.score {
+                rating["score"] = json!(score);
+                rating["method"] = json!("CVSSv31");
+            }
+            let mut v = json!({
+                "bom-ref": format!("{}:{}", f.id, f.package),
+                "id": f.id,
+                "source": {"name": "OSV", "url": format!("https://osv.dev/vulnerability/{}", f.id)},
+                "ratings": [rating],
+                "affects": affects,
+            });
+            if !f.summary.is_empty() {
+                v["description"] = json!(f.summary);
+            }
+            if let Some(fixed) = &f.fixed {
+                v["recommendation"] = json!(format!("upgrade {} to {fixed} or later", f.package));
+            }
+            if !f.aliases.is_empty() {
+                v["references"] = json!(
+                    f.aliases
+                        .iter()
+                        .map(|a| json!({"id": a, "source": {"name": "NVD"}}))
+                        .collect::<Vec<_>>()
+                );
+            }
+            v
+        })
+        .collect();
+    Value::Array(list)
+}
+
 /// The SBOM of `inventory` for the image called `name` (`version`).
 pub fn cyclonedx(
     inventory: &Inventory,

@@ -119,6 +119,10 @@ enum Command {
     /// Work with images: list, inspect, build, validate, export, gc.
     #[command(subcommand)]
     Image(commands::image::ImageCommand),
+    /// The offline vulnerability database `skiff image audit` matches
+    /// against.
+    #[command(subcommand)]
+    VulnDb(commands::vulndb::VulnDbCommand),
     /// Make keys for signing images.
     #[command(subcommand)]
     Key(commands::key::KeyCommand),
@@ -206,6 +210,7 @@ fn main() -> ExitCode {
         Command::Trust(args) => commands::trust::run(&cli.global, args),
         Command::Image(cmd) => commands::image::run(&cli.global, cmd),
         Command::Key(cmd) => commands::key::run(cmd),
+        Command::VulnDb(cmd) => commands::vulndb::run(&cli.global, cmd),
         Command::MetadataService(args) => commands::metadata::run(&cli.global, args),
         Command::Version => commands::version::run(),
     };

@@ -336,16 +336,33 @@ fn audit(global: &GlobalArgs, image: &str, format: &str) -> anyhow::Result<ExitC
             version,
         )
     };
+    // Findings, when a vulnerability database has been imported.
+    let db_path = global.dir.join("vuln/osv.sqlite");
+    let findings = if db_path.exists() {
+        let conn = skiff_audit::osv::open(&db_path)?;
+        Some(skiff_audit::osv::findings(&conn, &inventory)?)
+    } else {
+        None
+    };
     match format {
-        "json" => println!("{}", serde_json::to_string_pretty(&inventory)?),
+        "json" => {
+            let mut v = serde_json::to_value(&inventory)?;
+            if let Some(f) = &findings {
+                v["vulnerabilities"] = serde_json::to_value(f)?;
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
         "cyclonedx" => {
-            let sbom = skiff_audit::sbom::cyclonedx(
+            let mut sbom = skiff_audit::sbom::cyclonedx(
                 &inventory,
                 &name,
                 version.as_deref(),
                 &skiff_pod::new_uuid()?,
                 &skiff_audit::sbom::rfc3339(skiff_pod::now()),
             );
+            if let Some(f) = &findings {
+                sbom["vulnerabilities"] = skiff_audit::sbom::vulnerabilities(&inventory, f);
+            }
             println!("{}", serde_json::to_string_pretty(&sbom)?);
         }
         _ => {
@@ -366,6 +383,31 @@ fn audit(global: &GlobalArgs, image: &str, format: &str) -> anyhow::Result<ExitC
                     format!("{id} {v}")
                 });
             eprintln!("{} package(s); {distro}", inventory.packages.len());
+            match &findings {
+                None => eprintln!(
+                    "no vulnerability database: import OSV advisories with `skiff vuln-db import DIR`"
+                ),
+                Some(f) => {
+                    if !f.is_empty() {
+                        println!(
+                            "\n{:<22} {:<28} {:<9} {:<6} {:<24} ALIASES",
+                            "ADVISORY", "PACKAGE", "SEVERITY", "SCORE", "FIXED IN"
+                        );
+                    }
+                    for v in f {
+                        println!(
+                            "{:<22} {:<28} {:<9} {:<6} {:<24} {}",
+                            v.id,
+                            format!("{} {}", v.package, v.version),
+                            v.severity,
+                            v.score.map_or(String::new(), |s| format!("{s:.1}")),
+                            v.fixed.as_deref().unwrap_or("-"),
+                            v.aliases.join(",")
+                        );
+                    }
+                    eprintln!("{} known vulnerabilit(ies)", f.len());
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -8,3 +8,4 @@ pub mod network;
 pub mod pods;
 pub mod trust;
 pub mod version;
+pub mod vulndb;
