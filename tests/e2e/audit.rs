@@ -369,3 +369,144 @@ fn osv_advisories_match_exactly_the_affected_versions() {
     assert_refused(&out, "not an advisory");
     assert!(stderr(&out).contains("bad.json"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_policy_refuses_vulnerable_unsigned_or_untrusted_images_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let d = tmp.path();
+    let layout = d.join("layout");
+    busybox_layout(&layout);
+    std::fs::create_dir_all(layout.join("rootfs/var/lib/dpkg")).unwrap();
+    std::fs::write(layout.join("rootfs/var/lib/dpkg/status"), EDGE_STATUS).unwrap();
+    std::fs::write(
+        layout.join("rootfs/etc/os-release"),
+        "ID=debian\nVERSION_ID=\"12\"\n",
+    )
+    .unwrap();
+    let aci = d.join("edge.aci");
+    assert!(
+        output(skiff().args(["image", "build"]).arg(&layout).arg(&aci))
+            .status
+            .success()
+    );
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/osv");
+    let policy = d.join("policy.toml");
+
+    // max-severity without a database: refused, saying what to do.
+    std::fs::write(&policy, "max-severity = \"high\"\n").unwrap();
+    let run = |extra: &[&str]| {
+        output(
+            skiff_in(d)
+                .arg("--policy")
+                .arg(&policy)
+                .args(["run", "--insecure-options=image"])
+                .args(extra)
+                .arg(&aci)
+                .args(["--exec=/bin/sh", "--", "-c", "true"]),
+        )
+    };
+    let out = run(&[]);
+    assert_refused(&out, "no database");
+    assert!(
+        stderr(&out).contains("skiff vuln-db import"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        output(skiff_in(d).args(["vuln-db", "import"]).arg(&fixtures))
+            .status
+            .success()
+    );
+    let out = run(&[]);
+    assert_refused(&out, "high vulnerabilities");
+    let err = stderr(&out);
+    assert!(
+        err.contains("DSA-5514-1")
+            && err.contains("DEBIAN-CVE-2024-25062")
+            && !err.contains("DSA-5587-1"),
+        "{err}"
+    );
+    // critical only: the image passes and runs.
+    std::fs::write(&policy, "max-severity = \"critical\"\n").unwrap();
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // require-signature: an unsigned image is refused even with
+    // --insecure-options=image, which the message says.
+    std::fs::write(&policy, "require-signature = true\n").unwrap();
+    let out = run(&[]);
+    assert_refused(&out, "unsigned");
+    assert!(
+        stderr(&out).contains("does not override a policy"),
+        "{}",
+        stderr(&out)
+    );
+    // Signed by a trusted key: allowed.
+    assert!(
+        output(skiff().args(["key", "generate", "--out"]).arg(d.join("k")))
+            .status
+            .success()
+    );
+    assert!(
+        output(
+            skiff()
+                .args(["image", "sign"])
+                .arg(&aci)
+                .arg("--key")
+                .arg(d.join("k.sec.asc"))
+        )
+        .status
+        .success()
+    );
+    let trust = output(
+        skiff_in(d)
+            .args([
+                "trust",
+                "--prefix",
+                "example.com/busybox",
+                "--skip-fingerprint-review",
+            ])
+            .arg(d.join("k.pub.asc")),
+    );
+    assert!(trust.status.success(), "{}", stderr(&trust));
+    let out = output(
+        skiff_in(d)
+            .arg("--policy")
+            .arg(&policy)
+            .args(["fetch", "--pull-policy=update"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // trusted-prefixes: refused at fetch, and a refused new image does not
+    // stay in the store.
+    std::fs::write(&policy, "trusted-prefixes = [\"registry.example.org/\"]\n").unwrap();
+    let other = d.join("other.aci");
+    busybox_aci(d, "example.com/other", &other);
+    let before = image_list(d);
+    let out = output(
+        skiff_in(d)
+            .arg("--policy")
+            .arg(&policy)
+            .args(["--insecure-options=image", "fetch"])
+            .arg(&other),
+    );
+    assert_refused(&out, "untrusted prefix");
+    assert!(
+        stderr(&out).contains("not under a trusted prefix"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(image_list(d), before);
+    // A malformed policy is an error naming it.
+    std::fs::write(&policy, "max-severity = \"dreadful\"\n").unwrap();
+    let out = run(&[]);
+    assert_refused(&out, "bad policy");
+    assert!(
+        stderr(&out).contains("policy.toml") && stderr(&out).contains("max-severity"),
+        "{}",
+        stderr(&out)
+    );
+}

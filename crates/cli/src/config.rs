@@ -55,6 +55,12 @@ pub struct GlobalArgs {
     /// arm64, ...; default: this machine's).
     #[arg(long, global = true, value_name = "ARCH")]
     pub arch: Option<String>,
+
+    /// A run policy to enforce (default: policy.toml in the local config
+    /// dir, if there is one): refuse images with known vulnerabilities of
+    /// a severity, unsigned ones, or ones outside trusted name prefixes.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
 }
 
 impl GlobalArgs {

@@ -9,6 +9,7 @@
 mod commands;
 mod config;
 mod format;
+mod policy;
 
 use std::process::ExitCode;
 

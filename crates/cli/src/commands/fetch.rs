@@ -128,10 +128,21 @@ pub fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<ExitCode> {
         options: &options,
         review: &review,
     };
+    let policy = crate::policy::load(global)?;
     for image in &args.images {
         let fetched = fetcher
             .fetch(image)
             .with_context(|| format!("cannot fetch {image}"))?;
+        if let Some(policy) = &policy {
+            let rec = store.resolve(fetched.id.as_str())?;
+            if let Err(e) = policy.enforce(global, &store, &rec) {
+                // What the policy refuses does not stay in the store.
+                if !fetched.cached {
+                    let _ = store.remove(&fetched.id);
+                }
+                return Err(e);
+            }
+        }
         if let Some(v) = &fetched.verified {
             let who = v
                 .user_ids

@@ -298,10 +298,14 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         options: &options,
         review: &review,
     };
+    let policy = crate::policy::load(global)?;
     for spec in &mut specs {
         let fetched = fetcher
             .fetch(&spec.image)
             .with_context(|| format!("cannot fetch {}", spec.image))?;
+        if let Some(policy) = &policy {
+            policy.enforce(global, &store, &store.resolve(fetched.id.as_str())?)?;
+        }
         let tree = store.render(&fetched.id)?;
         spec.request.image_id = fetched.id.to_string();
         spec.request.manifest = Some(fetched.manifest);

@@ -1,0 +1,143 @@
+//! The run policy: `<local-config>/policy.toml` (default
+//! /etc/skiff/policy.toml) or `--policy FILE`, checked by `skiff fetch`,
+//! `run` and `prepare` for every image before it is used.
+//!
+//! ```toml
+//! # refuse images with a known vulnerability of this severity or worse
+//! # (low, medium, high, critical); needs `skiff vuln-db import`
+//! max-severity = "high"
+//! # refuse images no trusted key signed
+//! require-signature = true
+//! # refuse images whose names are not under one of these
+//! trusted-prefixes = ["example.com/", "registry.example.org/team/"]
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use skiff_store::{ImageRecord, Store};
+
+use crate::config::GlobalArgs;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Policy {
+    pub max_severity: Option<String>,
+    #[serde(default)]
+    pub require_signature: bool,
+    pub trusted_prefixes: Option<Vec<String>>,
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+const SEVERITIES: &[&str] = &["low", "medium", "high", "critical"];
+
+fn rank(severity: &str) -> Option<usize> {
+    SEVERITIES.iter().position(|s| *s == severity)
+}
+
+/// The policy in force: `--policy`, else `<local-config>/policy.toml` if
+/// it exists, else none.
+pub fn load(global: &GlobalArgs) -> anyhow::Result<Option<Policy>> {
+    let path = match &global.policy {
+        Some(p) => p.clone(),
+        None => {
+            let p = global.local_config.join("policy.toml");
+            if !p.exists() {
+                return Ok(None);
+            }
+            p
+        }
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the policy {}", path.display()))?;
+    let mut policy: Policy = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+    if let Some(s) = &policy.max_severity
+        && rank(s).is_none()
+    {
+        bail!(
+            "{}: max-severity must be one of {}",
+            path.display(),
+            SEVERITIES.join(", ")
+        );
+    }
+    policy.path = path;
+    Ok(Some(policy))
+}
+
+impl Policy {
+    /// Why the policy refuses the stored image `rec` (empty: allowed).
+    pub fn reasons(
+        &self,
+        global: &GlobalArgs,
+        store: &Store,
+        rec: &ImageRecord,
+    ) -> anyhow::Result<Vec<String>> {
+        let mut reasons = Vec::new();
+        if let Some(prefixes) = &self.trusted_prefixes
+            && !prefixes.iter().any(|p| rec.name.starts_with(p.as_str()))
+        {
+            reasons.push(format!(
+                "{} is not under a trusted prefix ({})",
+                rec.name,
+                prefixes.join(", ")
+            ));
+        }
+        if self.require_signature && store.index().signers(&rec.id)?.is_empty() {
+            let note = if global.insecure_options.image {
+                " (--insecure-options=image does not override a policy)"
+            } else {
+                ""
+            };
+            reasons.push(format!("no trusted key signed it{note}"));
+        }
+        if let Some(max) = &self.max_severity {
+            let db = global.dir.join("vuln/osv.sqlite");
+            if !db.exists() {
+                reasons.push(
+                    "max-severity needs a vulnerability database: import OSV advisories with `skiff vuln-db import`"
+                        .to_string(),
+                );
+            } else {
+                let tree = store.render(&rec.id)?;
+                let inventory = skiff_audit::source::from_tree(&tree.join("rootfs"))?;
+                let conn = skiff_audit::osv::open(&db)?;
+                let limit = rank(max).unwrap_or(0);
+                let bad: Vec<String> = skiff_audit::osv::findings(&conn, &inventory)?
+                    .into_iter()
+                    .filter(|f| rank(&f.severity).is_some_and(|r| r >= limit))
+                    .map(|f| format!("{} ({} {}, {})", f.id, f.package, f.version, f.severity))
+                    .collect();
+                if !bad.is_empty() {
+                    reasons.push(format!(
+                        "{} vulnerabilit(ies) of severity {max} or worse: {}",
+                        bad.len(),
+                        bad.join("; ")
+                    ));
+                }
+            }
+        }
+        Ok(reasons)
+    }
+
+    /// Fails with every reason if the policy refuses `rec`.
+    pub fn enforce(
+        &self,
+        global: &GlobalArgs,
+        store: &Store,
+        rec: &ImageRecord,
+    ) -> anyhow::Result<()> {
+        let reasons = self.reasons(global, store, rec)?;
+        if !reasons.is_empty() {
+            bail!(
+                "the policy {} refuses {}: {}",
+                self.path.display(),
+                rec.name,
+                reasons.join("; ")
+            );
+        }
+        Ok(())
+    }
+}
