@@ -510,3 +510,65 @@ fn a_policy_refuses_vulnerable_unsigned_or_untrusted_images_and_says_why() {
         stderr(&out)
     );
 }
+
+#[test]
+fn image_build_writes_the_manifest_from_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let d = tmp.path();
+    let layout = d.join("layout");
+    busybox_layout(&layout);
+    std::fs::remove_file(layout.join("manifest")).unwrap();
+    let aci = d.join("flags.aci");
+    let out = output(
+        skiff()
+            .args(["image", "build"])
+            .arg(&layout)
+            .arg(&aci)
+            .args([
+                "--name=example.com/flags",
+                "--label=version=2.0",
+                "--exec=/bin/sh -c env",
+                "--env=GREETING=hello",
+                "--port=http:tcp:8080",
+                "--mount-point=data:/data",
+                "--annotation=authors=skiff",
+                "--working-dir=/etc",
+            ]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let check = actool().arg("validate").arg(&aci).output().unwrap();
+    assert!(
+        check.status.success(),
+        "actool: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let m = stdout(&output(skiff().args(["image", "cat-manifest"]).arg(&aci)));
+    for want in [
+        "\"example.com/flags\"",
+        "\"8080\"",
+        "\"/data\"",
+        "\"authors\"",
+        "\"/etc\"",
+    ] {
+        let want = want.replace("\"8080\"", "8080");
+        assert!(m.contains(&want), "{want} missing: {m}");
+    }
+    let out = output(
+        skiff_in(d)
+            .args(["run", "--insecure-options=image"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("GREETING=hello"), "{}", stdout(&out));
+    // Without a manifest and without --name there is nothing to build.
+    let out = output(
+        skiff()
+            .args(["image", "build", "--overwrite"])
+            .arg(&layout)
+            .arg(&aci)
+            .arg("--env=A=1"),
+    );
+    assert_refused(&out, "no name");
+    assert!(stderr(&out).contains("--name"), "{}", stderr(&out));
+}

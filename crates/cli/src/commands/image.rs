@@ -146,6 +146,181 @@ pub struct BuildArgs {
     /// Record all files as owned by root (uid 0, gid 0).
     #[arg(long)]
     owner_root: bool,
+    /// The image name (with these options DIR needs no `manifest`; with
+    /// one, they change it).
+    #[arg(long)]
+    name: Option<String>,
+    /// A label NAME=VALUE (repeatable; os and arch default to this machine's).
+    #[arg(long = "label", value_name = "NAME=VALUE")]
+    labels: Vec<String>,
+    /// The app's command: words separated by spaces, or a JSON array.
+    #[arg(long)]
+    exec: Option<String>,
+    /// The app's user and group (default 0).
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long)]
+    group: Option<String>,
+    /// The app's working directory.
+    #[arg(long)]
+    working_dir: Option<String>,
+    /// An environment variable NAME=VALUE (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    envs: Vec<String>,
+    /// A port NAME:PROTOCOL:PORT, e.g. http:tcp:8080 (repeatable).
+    #[arg(long = "port", value_name = "NAME:PROTOCOL:PORT")]
+    ports: Vec<String>,
+    /// A mount point NAME:PATH[:ro] (repeatable).
+    #[arg(long = "mount-point", value_name = "NAME:PATH[:ro]")]
+    mount_points: Vec<String>,
+    /// A dependency IMAGE[,LABEL=VALUE...] (repeatable).
+    #[arg(long = "dependency", value_name = "IMAGE[,LABEL=VALUE]")]
+    dependencies: Vec<String>,
+    /// An annotation NAME=VALUE (repeatable).
+    #[arg(long = "annotation", value_name = "NAME=VALUE")]
+    annotations: Vec<String>,
+}
+
+impl BuildArgs {
+    /// The manifest the flags describe, on top of the layout's (if any);
+    /// None when no manifest flag is given.
+    fn manifest(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        use serde_json::{Value, json};
+        let any_flag = self.name.is_some()
+            || !self.labels.is_empty()
+            || self.exec.is_some()
+            || self.user.is_some()
+            || self.group.is_some()
+            || self.working_dir.is_some()
+            || !self.envs.is_empty()
+            || !self.ports.is_empty()
+            || !self.mount_points.is_empty()
+            || !self.dependencies.is_empty()
+            || !self.annotations.is_empty();
+        if !any_flag {
+            return Ok(None);
+        }
+        let pair = |flag: &str, s: &str| -> anyhow::Result<(String, String)> {
+            s.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("--{flag}={s}: expected NAME=VALUE"))
+        };
+        let path = self.layout.join("manifest");
+        let mut m: Value = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            Err(_) => {
+                let name = self.name.clone().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{} has no manifest: give at least --name",
+                        self.layout.display()
+                    )
+                })?;
+                let [(_, os), (_, arch)] = skiff_fetch::default_os_arch();
+                json!({"acKind": "ImageManifest", "acVersion": "0.8.11", "name": name,
+                       "labels": [{"name": "os", "value": os}, {"name": "arch", "value": arch}]})
+            }
+        };
+        if let Some(n) = &self.name {
+            m["name"] = json!(n);
+        }
+        let set_named = |list: &mut Value, name: &str, entry: Value| {
+            if !list.is_array() {
+                *list = json!([]);
+            }
+            if let Some(arr) = list.as_array_mut() {
+                arr.retain(|e| e["name"] != name);
+                arr.push(entry);
+            }
+        };
+        for l in &self.labels {
+            let (k, v) = pair("label", l)?;
+            set_named(&mut m["labels"], &k, json!({"name": k, "value": v}));
+        }
+        for a in &self.annotations {
+            let (k, v) = pair("annotation", a)?;
+            set_named(&mut m["annotations"], &k, json!({"name": k, "value": v}));
+        }
+        let app_flags = self.exec.is_some()
+            || self.user.is_some()
+            || self.group.is_some()
+            || self.working_dir.is_some()
+            || !self.envs.is_empty()
+            || !self.ports.is_empty()
+            || !self.mount_points.is_empty();
+        if app_flags {
+            if !m["app"].is_object() {
+                m["app"] = json!({"user": "0", "group": "0"});
+            }
+            let app = &mut m["app"];
+            if let Some(e) = &self.exec {
+                let exec: Vec<String> = if e.trim_start().starts_with('[') {
+                    serde_json::from_str(e).map_err(|err| anyhow::anyhow!("--exec: {err}"))?
+                } else {
+                    e.split_whitespace().map(str::to_string).collect()
+                };
+                app["exec"] = json!(exec);
+            }
+            if let Some(u) = &self.user {
+                app["user"] = json!(u);
+            }
+            if let Some(g) = &self.group {
+                app["group"] = json!(g);
+            }
+            if let Some(w) = &self.working_dir {
+                app["workingDirectory"] = json!(w);
+            }
+            for e in &self.envs {
+                let (k, v) = pair("env", e)?;
+                set_named(&mut app["environment"], &k, json!({"name": k, "value": v}));
+            }
+            for p in &self.ports {
+                let parts: Vec<&str> = p.split(':').collect();
+                let [name, protocol, port] = parts.as_slice() else {
+                    anyhow::bail!("--port={p}: expected NAME:PROTOCOL:PORT");
+                };
+                let port: u64 = port
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--port={p}: bad port"))?;
+                set_named(
+                    &mut app["ports"],
+                    name,
+                    json!({"name": name, "protocol": protocol, "port": port}),
+                );
+            }
+            for mp in &self.mount_points {
+                let parts: Vec<&str> = mp.split(':').collect();
+                let (name, path, ro) = match parts.as_slice() {
+                    [n, p] => (*n, *p, false),
+                    [n, p, "ro"] => (*n, *p, true),
+                    _ => anyhow::bail!("--mount-point={mp}: expected NAME:PATH[:ro]"),
+                };
+                set_named(
+                    &mut app["mountPoints"],
+                    name,
+                    json!({"name": name, "path": path, "readOnly": ro}),
+                );
+            }
+        }
+        for d in &self.dependencies {
+            let mut parts = d.split(',');
+            let image = parts.next().unwrap_or_default();
+            let labels = parts
+                .map(|l| pair("dependency", l).map(|(k, v)| json!({"name": k, "value": v})))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut dep = json!({"imageName": image});
+            if !labels.is_empty() {
+                dep["labels"] = json!(labels);
+            }
+            if !m["dependencies"].is_array() {
+                m["dependencies"] = json!([]);
+            }
+            if let Some(arr) = m["dependencies"].as_array_mut() {
+                arr.push(dep);
+            }
+        }
+        Ok(Some(serde_json::to_vec_pretty(&m)?))
+    }
 }
 
 #[derive(Args)]
@@ -539,6 +714,7 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             CompressionArg::None => Compression::None,
         },
         owner_root: args.owner_root,
+        manifest: args.manifest()?,
     };
     let built = build_aci_file(&args.layout, &args.out, &options, args.overwrite)?;
     eprintln!(

@@ -46,6 +46,9 @@ pub struct BuildOptions {
     pub compression: Compression,
     /// Record every file as owned by root (0:0), as `actool build --owner-root`.
     pub owner_root: bool,
+    /// The manifest to use instead of the layout's `manifest` file (which
+    /// may then be absent).
+    pub manifest: Option<Vec<u8>>,
 }
 
 impl Default for BuildOptions {
@@ -53,12 +56,21 @@ impl Default for BuildOptions {
         BuildOptions {
             compression: Compression::Gzip,
             owner_root: false,
+            manifest: None,
         }
     }
 }
 
 /// Reads and validates the layout's manifest and checks the top level.
 pub fn read_layout(dir: &Path) -> Result<(ImageManifest, Vec<u8>), BuildError> {
+    read_layout_with(dir, None)
+}
+
+/// [`read_layout`] with `manifest` instead of the layout's file.
+pub fn read_layout_with(
+    dir: &Path,
+    manifest: Option<&[u8]>,
+) -> Result<(ImageManifest, Vec<u8>), BuildError> {
     let read_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| BuildError::ReadLayout { path, source }
@@ -82,7 +94,10 @@ pub fn read_layout(dir: &Path) -> Result<(ImageManifest, Vec<u8>), BuildError> {
         }
     }
     let manifest_path = dir.join("manifest");
-    let bytes = fs::read(&manifest_path).map_err(read_err(&manifest_path))?;
+    let bytes = match manifest {
+        Some(m) => m.to_vec(),
+        None => fs::read(&manifest_path).map_err(read_err(&manifest_path))?,
+    };
     let manifest = parse_image_manifest(&bytes).map_err(|source| BuildError::Manifest {
         path: manifest_path,
         source,
@@ -104,7 +119,7 @@ pub fn build_aci<W: Write>(
     out: W,
     options: &BuildOptions,
 ) -> Result<Built, BuildError> {
-    let (manifest, manifest_bytes) = read_layout(dir)?;
+    let (manifest, manifest_bytes) = read_layout_with(dir, options.manifest.as_deref())?;
     let sink = match options.compression {
         Compression::None => Sink::Plain(out),
         Compression::Gzip => Sink::Gzip(flate2::write::GzEncoder::new(
@@ -122,11 +137,16 @@ pub fn build_aci<W: Write>(
         hasher: Sha512::new(),
     });
     tar.follow_symlinks(false);
-    let manifest_meta =
-        fs::metadata(dir.join("manifest")).map_err(|source| BuildError::ReadLayout {
-            path: dir.join("manifest"),
-            source,
-        })?;
+    // The manifest's time: its file's, or (given as an option) the rootfs'.
+    let timed = if options.manifest.is_some() {
+        dir.join("rootfs")
+    } else {
+        dir.join("manifest")
+    };
+    let manifest_meta = fs::metadata(&timed).map_err(|source| BuildError::ReadLayout {
+        path: timed.clone(),
+        source,
+    })?;
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(tar::EntryType::Regular);
     header.set_size(manifest_bytes.len() as u64);
