@@ -20,7 +20,7 @@ pub enum ImageCommand {
     /// `rootfs/` directory. Modes, owners, symlinks, hard links and device
     /// nodes are kept. The file is written atomically. Prints the image ID
     /// (SHA-512 of the uncompressed tar) on stdout.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Validate image manifests, pod manifests, ACI files and image layouts.
     ///
     /// Each FILE may be a JSON manifest (image or pod, by its acKind), an
@@ -338,7 +338,7 @@ pub struct CatManifestArgs {
 
 pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        ImageCommand::Build(args) => build(args),
+        ImageCommand::Build(args) => build(*args),
         ImageCommand::Validate(args) => Ok(validate(&args.files)),
         ImageCommand::CatManifest(args) => cat_manifest(global, &args.image),
         ImageCommand::List(args) => list(global, &args),
