@@ -49,6 +49,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "apache2-utils",
         "htpasswd for the registry's Basic auth in tests",
     ),
+    (
+        "debootstrap",
+        "the Debian minbase image of cargo xtask bench audit",
+    ),
 ];
 
 fn main() -> std::process::ExitCode {
@@ -84,14 +88,16 @@ fn real_main() -> Result<()> {
                 ["start"] => bench::start(&root, quick),
                 ["metadata"] => bench::metadata(&root, quick),
                 ["pull"] => bench::pull(&root, quick),
+                ["audit"] => bench::audit(&root, quick),
                 [] | ["all"] => {
                     bench::import(&root, quick)?;
                     bench::start(&root, quick)?;
                     bench::pull(&root, quick)?;
-                    bench::metadata(&root, quick)
+                    bench::metadata(&root, quick)?;
+                    bench::audit(&root, quick)
                 }
                 other => bail!(
-                    "unknown benchmark {other:?} (available: import, start, pull, metadata, all)"
+                    "unknown benchmark {other:?} (available: import, start, pull, metadata, audit, all)"
                 ),
             }
         }
@@ -103,7 +109,7 @@ fn real_main() -> Result<()> {
                  demo        build skiff, then build, validate and inspect a sample image\n  \
                  test        deps + appc reference tools + fmt + clippy + the whole test suite\n  \
                  appc-tools  build the reference actool and ACE validator images (cached)\n  \
-                 bench [all|import|start|pull|metadata] [--quick]  skiff against its peers, same run"
+                 bench [all|import|start|pull|metadata|audit] [--quick]  skiff against its peers, same run"
             );
             bail!("no or unknown xtask command")
         }
