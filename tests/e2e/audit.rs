@@ -572,3 +572,131 @@ fn image_build_writes_the_manifest_from_flags() {
     assert_refused(&out, "no name");
     assert!(stderr(&out).contains("--name"), "{}", stderr(&out));
 }
+
+#[test]
+fn go_modules_in_binaries_are_listed_and_matched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // A Go module with a local dependency, built offline.
+    std::fs::create_dir_all(d.join("lib")).unwrap();
+    std::fs::create_dir_all(d.join("hello")).unwrap();
+    std::fs::write(d.join("lib/go.mod"), "module example.com/lib\n\ngo 1.19\n").unwrap();
+    std::fs::write(
+        d.join("lib/lib.go"),
+        "package lib\n\nfunc Greeting() string { return \"hi\" }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("hello/go.mod"),
+        "module example.com/hello\n\ngo 1.19\n\nrequire example.com/lib v1.2.3\n\nreplace example.com/lib => ../lib\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("hello/main.go"),
+        "package main\n\nimport (\n\t\"fmt\"\n\t\"example.com/lib\"\n)\n\nfunc main() { fmt.Println(lib.Greeting()) }\n",
+    )
+    .unwrap();
+    let layout = d.join("layout");
+    busybox_layout(&layout);
+    let go = |args: &[&str], dir: &std::path::Path| {
+        Command::new("go")
+            .args(args)
+            .current_dir(dir)
+            .env("GOPATH", d.join("gopath"))
+            .env("GOCACHE", d.join("gocache"))
+            .env("GOPROXY", "off")
+            .env("GOFLAGS", "-mod=mod")
+            .env("CGO_ENABLED", "0")
+            .output()
+            .unwrap()
+    };
+    let built = go(
+        &[
+            "build",
+            "-o",
+            layout.join("rootfs/bin/hello").to_str().unwrap(),
+            ".",
+        ],
+        &d.join("hello"),
+    );
+    assert!(
+        built.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let go_version = String::from_utf8_lossy(&go(&["env", "GOVERSION"], d).stdout)
+        .trim()
+        .trim_start_matches("go")
+        .to_string();
+    let aci = d.join("go.aci");
+    assert!(
+        output(skiff().args(["image", "build"]).arg(&layout).arg(&aci))
+            .status
+            .success()
+    );
+    let out = output(
+        skiff_in(d)
+            .args(["image", "audit", "--format=json"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pkgs: Vec<(String, String, String)> = v["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["ecosystem"].as_str().unwrap().to_string(),
+                p["name"].as_str().unwrap().to_string(),
+                p["version"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        pkgs.contains(&("go".into(), "stdlib".into(), go_version.clone())),
+        "{pkgs:?}"
+    );
+    assert!(
+        pkgs.iter()
+            .any(|(e, n, _)| e == "go" && n == "example.com/lib"),
+        "{pkgs:?}"
+    );
+    // The Go advisory for the toolchain's net/http matches Debian's Go.
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/osv-go");
+    assert!(
+        output(skiff_in(d).args(["vuln-db", "import"]).arg(&fixtures))
+            .status
+            .success()
+    );
+    let out = output(
+        skiff_in(d)
+            .args(["image", "audit", "--format=json"])
+            .arg(&aci),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = v["vulnerabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["id"].as_str())
+        .collect();
+    let affected = skiff_semver_lt(&go_version, "1.19.11")
+        || (!go_version.starts_with("1.19") && skiff_semver_lt(&go_version, "1.20.6"));
+    assert_eq!(
+        ids.contains(&"GO-2023-1878"),
+        affected,
+        "go {go_version}: {ids:?}"
+    );
+}
+
+/// `a < b` for plain dotted versions.
+fn skiff_semver_lt(a: &str, b: &str) -> bool {
+    let parse = |v: &str| {
+        v.split('.')
+            .map(|n| n.parse::<u64>().unwrap_or(0))
+            .collect::<Vec<_>>()
+    };
+    parse(a) < parse(b)
+}

@@ -7,6 +7,7 @@
 //! * [`source`]: reading those files from a tree or straight from an ACI.
 //! * [`sbom`]: CycloneDX and purls.
 
+pub mod gobuild;
 pub mod osv;
 pub mod packages;
 pub mod sbom;

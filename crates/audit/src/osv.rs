@@ -109,11 +109,13 @@ fn ecosystem_matches(eco: &str, p: &Package, distro: Option<&(String, String)>) 
     let ours = match p.ecosystem {
         Ecosystem::Deb => "Debian",
         Ecosystem::Apk => "Alpine",
+        Ecosystem::Go => "Go",
     };
     if !base.eq_ignore_ascii_case(ours) {
         return false;
     }
     match (release, distro) {
+        _ if p.ecosystem == Ecosystem::Go => true,
         ("", _) | (_, None) => true,
         (r, Some((_, v))) => {
             // Alpine releases are named v3.19; os-release says 3.19.1.
@@ -127,6 +129,7 @@ fn compare(eco: Ecosystem, a: &str, b: &str) -> Ordering {
     match eco {
         Ecosystem::Deb => dpkg_cmp(a, b),
         Ecosystem::Apk => apk_cmp(a, b),
+        Ecosystem::Go => semver_cmp(a, b),
     }
 }
 

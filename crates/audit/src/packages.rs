@@ -8,6 +8,8 @@ use serde::Serialize;
 pub enum Ecosystem {
     Deb,
     Apk,
+    /// Go modules (and the Go toolchain as `stdlib`) compiled into binaries.
+    Go,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]

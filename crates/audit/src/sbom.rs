@@ -21,6 +21,11 @@ pub fn purl(p: &Package, distro: Option<&(String, String)>) -> String {
     let (kind, namespace) = match p.ecosystem {
         Ecosystem::Deb => ("deb", distro.map_or("debian", |d| d.0.as_str())),
         Ecosystem::Apk => ("apk", distro.map_or("alpine", |d| d.0.as_str())),
+        // pkg:golang/github.com/x/y@v1.2.3: the path's slashes stay.
+        Ecosystem::Go => {
+            let path: Vec<String> = p.name.split('/').map(pct).collect();
+            return format!("pkg:golang/{}@{}", path.join("/"), pct(&p.version));
+        }
     };
     let mut qualifiers = Vec::new();
     if let Some(a) = &p.arch {

@@ -11,6 +11,40 @@ use crate::{AuditError, Inventory};
 /// Largest package database file read.
 const MAX_FILE: u64 = 64 << 20;
 
+/// Largest executable searched for Go build information.
+const MAX_BINARY: u64 = 512 << 20;
+
+/// Go modules of the executable ELF files under `dir` (symlinks are not
+/// followed; the tree is the store's own).
+fn go_modules_in(dir: &Path, out: &mut Vec<crate::Package>) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(meta) = e.path().symlink_metadata() else {
+            continue;
+        };
+        if meta.is_dir() {
+            go_modules_in(&e.path(), out);
+        } else if meta.is_file()
+            && meta.permissions().mode() & 0o111 != 0
+            && meta.len() <= MAX_BINARY
+        {
+            let mut head = [0u8; 4];
+            let Ok(mut f) = std::fs::File::open(e.path()) else {
+                continue;
+            };
+            if f.read_exact(&mut head).is_ok() && &head == b"\x7fELF" {
+                let mut bytes = head.to_vec();
+                if f.read_to_end(&mut bytes).is_ok() {
+                    out.extend(crate::gobuild::modules(&bytes));
+                }
+            }
+        }
+    }
+}
+
 const OS_RELEASE: &[&str] = &["etc/os-release", "usr/lib/os-release"];
 const DPKG_STATUS: &str = "var/lib/dpkg/status";
 const DPKG_STATUS_D: &str = "var/lib/dpkg/status.d/";
@@ -67,6 +101,7 @@ pub fn from_tree(root: &Path) -> Result<Inventory, AuditError> {
     if let Some(t) = read_in_root(&dir, APK_INSTALLED) {
         inv.packages.extend(parse_apk(&t));
     }
+    go_modules_in(root, &mut inv.packages);
     Ok(finish(inv))
 }
 
@@ -102,6 +137,16 @@ pub fn from_aci(path: &Path) -> Result<Inventory, AuditError> {
         let Some(rel) = raw.trim_start_matches("./").strip_prefix("rootfs/") else {
             continue;
         };
+        let executable = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
+        if executable && entry.size() > 4 && entry.size() <= MAX_BINARY {
+            let mut head = [0u8; 4];
+            if entry.read_exact(&mut head).is_ok() && &head == b"\x7fELF" {
+                let mut bytes = head.to_vec();
+                entry.read_to_end(&mut bytes).map_err(bad)?;
+                inv.packages.extend(crate::gobuild::modules(&bytes));
+            }
+            continue;
+        }
         let rel = rel.to_string();
         let wanted = rel == DPKG_STATUS
             || rel == APK_INSTALLED
