@@ -664,7 +664,7 @@ fn go_modules_in_binaries_are_listed_and_matched() {
     );
     // The Go advisory for the toolchain's net/http matches Debian's Go.
     let fixtures =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/osv-go");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/osv-binaries");
     assert!(
         output(skiff_in(d).args(["vuln-db", "import"]).arg(&fixtures))
             .status
@@ -699,4 +699,83 @@ fn skiff_semver_lt(a: &str, b: &str) -> bool {
             .collect::<Vec<_>>()
     };
     parse(a) < parse(b)
+}
+
+#[test]
+fn rust_crates_recorded_by_cargo_auditable_are_listed_and_matched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let layout = d.join("layout");
+    busybox_layout(&layout);
+    // A `.dep-v0` section as cargo auditable writes it (zlib-compressed
+    // JSON), added to an executable with objcopy.
+    let script = r#"
+import json, sys, zlib
+deps = {"packages": [
+  {"name": "hello", "version": "0.1.0", "source": "local", "root": True, "dependencies": [1]},
+  {"name": "smallvec", "version": "1.6.0", "source": "crates.io"},
+  {"name": "cc", "version": "1.0.83", "source": "crates.io", "kind": "build"}]}
+open(sys.argv[1], "wb").write(zlib.compress(json.dumps(deps).encode()))
+"#;
+    assert!(
+        Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(d.join("dep.z"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let bin = layout.join("rootfs/bin/hello-rust");
+    let status = Command::new("objcopy")
+        .arg(format!(
+            "--add-section=.dep-v0={}",
+            d.join("dep.z").display()
+        ))
+        .arg(std::fs::canonicalize("/bin/busybox").unwrap())
+        .arg(&bin)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let aci = d.join("rust.aci");
+    assert!(
+        output(skiff().args(["image", "build"]).arg(&layout).arg(&aci))
+            .status
+            .success()
+    );
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/osv-binaries");
+    assert!(
+        output(skiff_in(d).args(["vuln-db", "import"]).arg(&fixtures))
+            .status
+            .success()
+    );
+    let out = output(
+        skiff_in(d)
+            .args(["image", "audit", "--format=cyclonedx"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sbom: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let purls: Vec<&str> = sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["purl"].as_str())
+        .collect();
+    assert!(
+        purls.contains(&"pkg:cargo/smallvec@1.6.0") && purls.contains(&"pkg:cargo/hello@0.1.0"),
+        "{purls:?}"
+    );
+    assert!(
+        !purls.iter().any(|p| p.contains("/cc@")),
+        "build-only crates are not in the binary: {purls:?}"
+    );
+    let ids: Vec<&str> = sbom["vulnerabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["id"].as_str())
+        .collect();
+    assert_eq!(ids, vec!["RUSTSEC-2021-0003"]);
 }

@@ -1,6 +1,7 @@
-//! Go modules compiled into binaries: the `.go.buildinfo` section of an
-//! ELF executable (Go 1.18 and later) names the Go version, the main
-//! module and every dependency with its version.
+//! Dependencies compiled into binaries: the `.go.buildinfo` section of a
+//! Go executable (Go 1.18 and later: the Go version, the main module and
+//! every dependency) and the `.dep-v0` section `cargo auditable` puts in
+//! Rust executables (zlib-compressed JSON of the crates).
 
 use crate::{Ecosystem, Package};
 
@@ -21,7 +22,7 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 }
 
 /// The bytes of section `name` of a 64-bit little-endian ELF file.
-fn elf_section<'a>(elf: &'a [u8], name: &str) -> Option<&'a [u8]> {
+pub(crate) fn elf_section<'a>(elf: &'a [u8], name: &str) -> Option<&'a [u8]> {
     if elf.get(..4)? != b"\x7fELF" || *elf.get(4)? != 2 || *elf.get(5)? != 1 {
         return None;
     }
@@ -99,6 +100,39 @@ pub fn modules(elf: &[u8]) -> Vec<Package> {
         }
     }
     out
+}
+
+/// The crates of a Rust binary built with `cargo auditable`.
+pub fn crates(elf: &[u8]) -> Vec<Package> {
+    use std::io::Read;
+    let Some(section) = elf_section(elf, ".dep-v0") else {
+        return Vec::new();
+    };
+    let mut json = Vec::new();
+    let decoder = flate2::read::ZlibDecoder::new(section);
+    // The section is small; a bomb stops at 16 MiB.
+    if decoder.take(16 << 20).read_to_end(&mut json).is_err() {
+        return Vec::new();
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&json) else {
+        return Vec::new();
+    };
+    v["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        // Build-time-only crates are not in the binary.
+        .filter(|p| p["kind"].as_str() != Some("build"))
+        .filter_map(|p| {
+            Some(Package {
+                ecosystem: Ecosystem::Crates,
+                name: p["name"].as_str()?.to_string(),
+                version: p["version"].as_str()?.to_string(),
+                arch: None,
+                source: None,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

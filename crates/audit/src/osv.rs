@@ -110,12 +110,13 @@ fn ecosystem_matches(eco: &str, p: &Package, distro: Option<&(String, String)>) 
         Ecosystem::Deb => "Debian",
         Ecosystem::Apk => "Alpine",
         Ecosystem::Go => "Go",
+        Ecosystem::Crates => "crates.io",
     };
     if !base.eq_ignore_ascii_case(ours) {
         return false;
     }
     match (release, distro) {
-        _ if p.ecosystem == Ecosystem::Go => true,
+        _ if matches!(p.ecosystem, Ecosystem::Go | Ecosystem::Crates) => true,
         ("", _) | (_, None) => true,
         (r, Some((_, v))) => {
             // Alpine releases are named v3.19; os-release says 3.19.1.
@@ -129,7 +130,7 @@ fn compare(eco: Ecosystem, a: &str, b: &str) -> Ordering {
     match eco {
         Ecosystem::Deb => dpkg_cmp(a, b),
         Ecosystem::Apk => apk_cmp(a, b),
-        Ecosystem::Go => semver_cmp(a, b),
+        Ecosystem::Go | Ecosystem::Crates => semver_cmp(a, b),
     }
 }
 

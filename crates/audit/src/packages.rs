@@ -10,6 +10,8 @@ pub enum Ecosystem {
     Apk,
     /// Go modules (and the Go toolchain as `stdlib`) compiled into binaries.
     Go,
+    /// Rust crates recorded by `cargo auditable` in binaries.
+    Crates,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]

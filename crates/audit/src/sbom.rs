@@ -22,6 +22,7 @@ pub fn purl(p: &Package, distro: Option<&(String, String)>) -> String {
         Ecosystem::Deb => ("deb", distro.map_or("debian", |d| d.0.as_str())),
         Ecosystem::Apk => ("apk", distro.map_or("alpine", |d| d.0.as_str())),
         // pkg:golang/github.com/x/y@v1.2.3: the path's slashes stay.
+        Ecosystem::Crates => return format!("pkg:cargo/{}@{}", pct(&p.name), pct(&p.version)),
         Ecosystem::Go => {
             let path: Vec<String> = p.name.split('/').map(pct).collect();
             return format!("pkg:golang/{}@{}", path.join("/"), pct(&p.version));

@@ -39,6 +39,7 @@ fn go_modules_in(dir: &Path, out: &mut Vec<crate::Package>) {
                 let mut bytes = head.to_vec();
                 if f.read_to_end(&mut bytes).is_ok() {
                     out.extend(crate::gobuild::modules(&bytes));
+                    out.extend(crate::gobuild::crates(&bytes));
                 }
             }
         }
@@ -144,6 +145,7 @@ pub fn from_aci(path: &Path) -> Result<Inventory, AuditError> {
                 let mut bytes = head.to_vec();
                 entry.read_to_end(&mut bytes).map_err(bad)?;
                 inv.packages.extend(crate::gobuild::modules(&bytes));
+                inv.packages.extend(crate::gobuild::crates(&bytes));
             }
             continue;
         }
