@@ -779,3 +779,83 @@ open(sys.argv[1], "wb").write(zlib.compress(json.dumps(deps).encode()))
         .collect();
     assert_eq!(ids, vec!["RUSTSEC-2021-0003"]);
 }
+
+#[test]
+fn rpm_databases_are_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // A real rpm, built and installed into the image's rpmdb.sqlite with
+    // rpm's own tools.
+    std::fs::create_dir_all(d.join("top/SPECS")).unwrap();
+    std::fs::write(
+        d.join("top/SPECS/hello.spec"),
+        "Name: skiff-hello\nVersion: 1.2.3\nRelease: 4.el9\nEpoch: 2\nSummary: test\nLicense: MIT\nBuildArch: noarch\n\
+         %description\ntest\n%install\nmkdir -p %{buildroot}/usr/share/skiff-hello\necho hi > %{buildroot}/usr/share/skiff-hello/file\n\
+         %files\n/usr/share/skiff-hello/file\n",
+    )
+    .unwrap();
+    let built = Command::new("rpmbuild")
+        .arg("--define")
+        .arg(format!("_topdir {}", d.join("top").display()))
+        .args(["-bb"])
+        .arg(d.join("top/SPECS/hello.spec"))
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "rpmbuild: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let layout = d.join("layout");
+    busybox_layout(&layout);
+    std::fs::write(
+        layout.join("rootfs/etc/os-release"),
+        "ID=\"rocky\"\nVERSION_ID=\"9.3\"\n",
+    )
+    .unwrap();
+    let rpm = |args: &[&str]| {
+        Command::new("rpm")
+            .arg("--root")
+            .arg(layout.join("rootfs"))
+            .args(["--dbpath", "/var/lib/rpm", "--define", "_db_backend sqlite"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(rpm(&["--initdb"]).status.success());
+    let file = d.join("top/RPMS/noarch/skiff-hello-1.2.3-4.el9.noarch.rpm");
+    let installed = rpm(&["--nodeps", "-i", file.to_str().unwrap()]);
+    assert!(
+        installed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    let aci = d.join("rpm.aci");
+    assert!(
+        output(skiff().args(["image", "build"]).arg(&layout).arg(&aci))
+            .status
+            .success()
+    );
+    let out = output(
+        skiff_in(d)
+            .args(["--insecure-options=image", "fetch"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for target in [aci.to_str().unwrap(), "example.com/busybox:1.0"] {
+        let out = output(skiff_in(d).args(["image", "audit", "--format=cyclonedx", target]));
+        assert!(out.status.success(), "{}", stderr(&out));
+        let sbom: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let c = &sbom["components"][0];
+        assert_eq!(
+            (c["name"].as_str(), c["version"].as_str()),
+            (Some("skiff-hello"), Some("2:1.2.3-4.el9")),
+            "{target}"
+        );
+        assert_eq!(
+            c["purl"].as_str(),
+            Some("pkg:rpm/rocky/skiff-hello@1.2.3-4.el9?epoch=2&arch=noarch&distro=rocky-9.3"),
+            "{target}"
+        );
+    }
+}

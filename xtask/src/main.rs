@@ -53,6 +53,7 @@ const PACKAGES: &[(&str, &str)] = &[
         "debootstrap",
         "the Debian minbase image of cargo xtask bench audit",
     ),
+    ("rpm", "builds an rpm database for the audit tests"),
 ];
 
 fn main() -> std::process::ExitCode {

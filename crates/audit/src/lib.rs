@@ -10,6 +10,7 @@
 pub mod gobuild;
 pub mod osv;
 pub mod packages;
+pub mod rpm;
 pub mod sbom;
 pub mod source;
 pub mod version;

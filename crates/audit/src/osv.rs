@@ -111,6 +111,8 @@ fn ecosystem_matches(eco: &str, p: &Package, distro: Option<&(String, String)>) 
         Ecosystem::Apk => "Alpine",
         Ecosystem::Go => "Go",
         Ecosystem::Crates => "crates.io",
+        // rpm version ordering is not implemented: no rpm matching yet.
+        Ecosystem::Rpm => return false,
     };
     if !base.eq_ignore_ascii_case(ours) {
         return false;
@@ -131,6 +133,7 @@ fn compare(eco: Ecosystem, a: &str, b: &str) -> Ordering {
         Ecosystem::Deb => dpkg_cmp(a, b),
         Ecosystem::Apk => apk_cmp(a, b),
         Ecosystem::Go | Ecosystem::Crates => semver_cmp(a, b),
+        Ecosystem::Rpm => a.cmp(b),
     }
 }
 

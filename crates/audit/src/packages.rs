@@ -12,6 +12,8 @@ pub enum Ecosystem {
     Go,
     /// Rust crates recorded by `cargo auditable` in binaries.
     Crates,
+    /// rpm packages (rpmdb.sqlite).
+    Rpm,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]

@@ -21,14 +21,23 @@ pub fn purl(p: &Package, distro: Option<&(String, String)>) -> String {
     let (kind, namespace) = match p.ecosystem {
         Ecosystem::Deb => ("deb", distro.map_or("debian", |d| d.0.as_str())),
         Ecosystem::Apk => ("apk", distro.map_or("alpine", |d| d.0.as_str())),
-        // pkg:golang/github.com/x/y@v1.2.3: the path's slashes stay.
+        Ecosystem::Rpm => ("rpm", distro.map_or("redhat", |d| d.0.as_str())),
         Ecosystem::Crates => return format!("pkg:cargo/{}@{}", pct(&p.name), pct(&p.version)),
+        // pkg:golang/github.com/x/y@v1.2.3: the path's slashes stay.
         Ecosystem::Go => {
             let path: Vec<String> = p.name.split('/').map(pct).collect();
             return format!("pkg:golang/{}@{}", path.join("/"), pct(&p.version));
         }
     };
     let mut qualifiers = Vec::new();
+    // rpm's epoch is a qualifier in package URLs, not part of the version.
+    let mut version = p.version.as_str();
+    if p.ecosystem == Ecosystem::Rpm
+        && let Some((epoch, rest)) = p.version.split_once(':')
+    {
+        qualifiers.push(format!("epoch={}", pct(epoch)));
+        version = rest;
+    }
     if let Some(a) = &p.arch {
         qualifiers.push(format!("arch={}", pct(a)));
     }
@@ -42,7 +51,7 @@ pub fn purl(p: &Package, distro: Option<&(String, String)>) -> String {
         "pkg:{kind}/{}/{}@{}",
         pct(namespace),
         pct(&p.name),
-        pct(&p.version)
+        pct(version)
     );
     if !qualifiers.is_empty() {
         s.push('?');

@@ -50,6 +50,10 @@ const OS_RELEASE: &[&str] = &["etc/os-release", "usr/lib/os-release"];
 const DPKG_STATUS: &str = "var/lib/dpkg/status";
 const DPKG_STATUS_D: &str = "var/lib/dpkg/status.d/";
 const APK_INSTALLED: &str = "lib/apk/db/installed";
+const RPMDB: &[&str] = &[
+    "var/lib/rpm/rpmdb.sqlite",
+    "usr/lib/sysimage/rpm/rpmdb.sqlite",
+];
 
 fn finish(mut inv: Inventory) -> Inventory {
     inv.packages.sort();
@@ -102,6 +106,21 @@ pub fn from_tree(root: &Path) -> Result<Inventory, AuditError> {
     if let Some(t) = read_in_root(&dir, APK_INSTALLED) {
         inv.packages.extend(parse_apk(&t));
     }
+    for db in RPMDB {
+        // Opened inside the root; SQLite reads it through the fd.
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        if let Ok(fd) = rustix::fs::openat2(
+            &dir,
+            *db,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
+        ) {
+            let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+            inv.packages
+                .extend(crate::rpm::parse_rpmdb(Path::new(&path)));
+        }
+    }
     go_modules_in(root, &mut inv.packages);
     Ok(finish(inv))
 }
@@ -150,6 +169,13 @@ pub fn from_aci(path: &Path) -> Result<Inventory, AuditError> {
             continue;
         }
         let rel = rel.to_string();
+        if RPMDB.contains(&rel.as_str()) {
+            // SQLite needs a file: copy it out (size-limited).
+            let mut tmp = tempfile::NamedTempFile::new().map_err(bad)?;
+            std::io::copy(&mut (&mut entry).take(MAX_BINARY), tmp.as_file_mut()).map_err(bad)?;
+            inv.packages.extend(crate::rpm::parse_rpmdb(tmp.path()));
+            continue;
+        }
         let wanted = rel == DPKG_STATUS
             || rel == APK_INSTALLED
             || OS_RELEASE.contains(&rel.as_str())
