@@ -995,3 +995,243 @@ pub fn audit(root: &Path, quick: bool) -> Result<()> {
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
+
+/// Resident and proportional memory of a process, in KiB (from
+/// /proc/PID/smaps_rollup).
+fn rss_pss_kib(pid: &str) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("Rss:"), field("Pss:"))
+}
+
+/// `cargo xtask bench density [--quick]`: N idle pods (`sleep` from
+/// busybox, `--detach`, host network) — N = 100 (quick) or 100, 500, 1000 —
+/// started one after another: start rate, that all N run, the memory of
+/// each pod's stage1 supervisor and init, the pods' kernel memory (cgroup
+/// v1 kmem), then everything stopped and collected; against `crun run -d`
+/// of the same rootfs at the same N.
+pub fn density(root: &Path, quick: bool) -> Result<()> {
+    let sizes: &[usize] = if quick { &[100] } else { &[100, 500, 1000] };
+    let work = PathBuf::from(WORK).join("density");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(work.join("layout/rootfs/bin"))?;
+    std::fs::copy(
+        std::fs::canonicalize("/bin/busybox")?,
+        work.join("layout/rootfs/bin/busybox"),
+    )?;
+    std::os::unix::fs::symlink("busybox", work.join("layout/rootfs/bin/sleep"))?;
+    let skiff = root.join("target/release/skiff");
+    let aci = work.join("sleep.aci");
+    run_quiet(
+        Command::new(&skiff)
+            .args([
+                "image",
+                "build",
+                "--name=example.com/sleep",
+                "--label=version=1",
+                "--exec=/bin/sleep 3600",
+            ])
+            .arg(work.join("layout"))
+            .arg(&aci)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    )?;
+    let data = work.join("data");
+    let sk = || {
+        let mut c = Command::new(&skiff);
+        c.arg("--dir").arg(&data);
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    run_quiet(sk().args(["--insecure-options=image", "fetch"]).arg(&aci))?;
+    // The peers' bundle.
+    let bundle = work.join("bundle");
+    std::fs::create_dir_all(&bundle)?;
+    run_quiet(
+        Command::new("cp")
+            .arg("-a")
+            .arg(work.join("layout/rootfs"))
+            .arg(bundle.join("rootfs")),
+    )?;
+    run_quiet(Command::new("crun").arg("spec").current_dir(&bundle))?;
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json"))?)?;
+    spec["process"]["terminal"] = serde_json::Value::Bool(false);
+    spec["process"]["args"] = serde_json::json!(["/bin/sleep", "3600"]);
+    if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
+        ns.retain(|n| n["type"] != "network");
+    }
+    std::fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec_pretty(&spec)?,
+    )?;
+    let hybrid = Path::new("/sys/fs/cgroup/unified").exists()
+        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let crun_root = work.join("crun-state");
+
+    println!(
+        "\nbench density: idle busybox pods started one after another (host network), then stopped\n"
+    );
+    println!(
+        "| N | runtime | start rate | all running | supervisor RSS / PSS per pod | init RSS per pod | kernel memory per pod |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut json = Vec::new();
+    for &n in sizes {
+        // skiff
+        let start = Instant::now();
+        for _ in 0..n {
+            run_quiet(sk().args([
+                "run",
+                "--detach",
+                "--net=host",
+                "--pull-policy=never",
+                "example.com/sleep:1",
+            ]))?;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let list = Command::new(&skiff)
+            .arg("--dir")
+            .arg(&data)
+            .args(["list", "--format=json"])
+            .output()?;
+        let pods: serde_json::Value = serde_json::from_slice(&list.stdout)?;
+        let running: Vec<String> = pods
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["state"] == "running")
+            .filter_map(|p| p["pid"].as_i64().map(|x| x.to_string()))
+            .collect();
+        let (mut sup_rss, mut sup_pss, mut init_rss, mut kmem) = (0u64, 0u64, 0u64, 0u64);
+        for pid in &running {
+            let (r, _) = rss_pss_kib(pid);
+            init_rss += r;
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            if let Some(ppid) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("PPid:"))
+                .map(str::trim)
+            {
+                let (r, p) = rss_pss_kib(ppid);
+                sup_rss += r;
+                sup_pss += p;
+            }
+        }
+        for p in pods.as_array().into_iter().flatten() {
+            let uuid = p["uuid"].as_str().unwrap_or_default();
+            let f = format!("/sys/fs/cgroup/memory/skiff/{uuid}/memory.kmem.usage_in_bytes");
+            kmem += std::fs::read_to_string(f)
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        let per = |x: u64| x as f64 / running.len().max(1) as f64 / 1024.0;
+        println!(
+            "| {n} | skiff (ns) | {:.0} pods/s | {}/{n} | {:.2} / {:.2} MiB | {:.2} MiB | {:.2} MiB |",
+            n as f64 / secs,
+            running.len(),
+            per(sup_rss),
+            per(sup_pss),
+            per(init_rss),
+            kmem as f64 / running.len().max(1) as f64 / 1048576.0
+        );
+        json.push(format!(
+            "{{\"n\":{n},\"runtime\":\"skiff\",\"pods_per_s\":{:.1},\"running\":{},\"supervisor_rss_mib\":{:.3},\"supervisor_pss_mib\":{:.3}}}",
+            n as f64 / secs,
+            running.len(),
+            per(sup_rss),
+            per(sup_pss)
+        ));
+        for p in pods.as_array().into_iter().flatten() {
+            if let Some(uuid) = p["uuid"].as_str() {
+                let _ = sk().args(["stop", "--force", uuid]).status();
+            }
+        }
+        run_quiet(sk().args(["gc", "--grace-period=0s"]))?;
+
+        // crun
+        let start = Instant::now();
+        for i in 0..n {
+            let id = format!("skiff-density-{i}");
+            let mut c = if hybrid {
+                let mut c = Command::new("unshare");
+                c.args(["-m", "sh", "-c"]).arg(format!(
+                    "umount /sys/fs/cgroup/unified && exec crun --root {} run -d -b {} {id}",
+                    crun_root.display(),
+                    bundle.display()
+                ));
+                c
+            } else {
+                let mut c = Command::new("crun");
+                c.arg("--root")
+                    .arg(&crun_root)
+                    .args(["run", "-d", "-b"])
+                    .arg(&bundle)
+                    .arg(&id);
+                c
+            };
+            run_quiet(
+                c.stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null()),
+            )?;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let listed = Command::new("crun")
+            .arg("--root")
+            .arg(&crun_root)
+            .args(["list", "-q"])
+            .output()?;
+        let ids: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        println!(
+            "| {n} | crun run -d | {:.0} pods/s | {}/{n} | (no supervisor) | | |",
+            n as f64 / secs,
+            ids.len()
+        );
+        json.push(format!(
+            "{{\"n\":{n},\"runtime\":\"crun\",\"pods_per_s\":{:.1},\"running\":{}}}",
+            n as f64 / secs,
+            ids.len()
+        ));
+        for id in &ids {
+            let _ = Command::new("crun")
+                .arg("--root")
+                .arg(&crun_root)
+                .args(["kill", id, "KILL"])
+                .status();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        for id in &ids {
+            let _ = Command::new("crun")
+                .arg("--root")
+                .arg(&crun_root)
+                .args(["delete", "--force", id])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+    println!("\npodman: not measured (not installed by cargo xtask deps).");
+    let left = Command::new(&skiff)
+        .arg("--dir")
+        .arg(&data)
+        .args(["list", "--format=json"])
+        .output()?;
+    let left: serde_json::Value = serde_json::from_slice(&left.stdout)?;
+    if left.as_array().is_some_and(|a| !a.is_empty()) {
+        bail!("pods left after the density run: {left}");
+    }
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("density.json"), format!("[{}]\n", json.join(",")))?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}

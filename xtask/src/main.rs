@@ -82,7 +82,7 @@ fn real_main() -> Result<()> {
                 .filter(|a| !a.starts_with("--"))
                 .collect();
             step("building skiff (cargo build --release)");
-            run(cargo(&root).args(["build", "--release", "--quiet", "--bin", "skiff"]))?;
+            run(cargo(&root).args(["build", "--release", "--quiet", "--workspace", "--bins"]))?;
             deps()?;
             match which.as_slice() {
                 ["import"] => bench::import(&root, quick),
@@ -90,15 +90,17 @@ fn real_main() -> Result<()> {
                 ["metadata"] => bench::metadata(&root, quick),
                 ["pull"] => bench::pull(&root, quick),
                 ["audit"] => bench::audit(&root, quick),
+                ["density"] => bench::density(&root, quick),
                 [] | ["all"] => {
                     bench::import(&root, quick)?;
                     bench::start(&root, quick)?;
                     bench::pull(&root, quick)?;
                     bench::metadata(&root, quick)?;
-                    bench::audit(&root, quick)
+                    bench::audit(&root, quick)?;
+                    bench::density(&root, quick)
                 }
                 other => bail!(
-                    "unknown benchmark {other:?} (available: import, start, pull, metadata, audit, all)"
+                    "unknown benchmark {other:?} (available: import, start, pull, metadata, audit, density, all)"
                 ),
             }
         }
@@ -110,7 +112,7 @@ fn real_main() -> Result<()> {
                  demo        build skiff, then build, validate and inspect a sample image\n  \
                  test        deps + appc reference tools + fmt + clippy + the whole test suite\n  \
                  appc-tools  build the reference actool and ACE validator images (cached)\n  \
-                 bench [all|import|start|pull|metadata|audit] [--quick]  skiff against its peers, same run"
+                 bench [all|import|start|pull|metadata|audit|density] [--quick]  skiff against its peers, same run"
             );
             bail!("no or unknown xtask command")
         }
