@@ -452,9 +452,74 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
         format!("{{\"runs\":{runs},\"rows\":[{}]}}\n", json.join(",")),
     )?;
     println!("wrote {}", dir.join("start.json").display());
+    let svg = dir.join("start.svg");
+    std::fs::write(&svg, start_plot(&[("warm", &warm), ("cold", &cold)]))?;
+    println!("wrote {} (start-time distributions)", svg.display());
     let _ = sk().args(["gc", "--grace-period=0s"]).status();
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// An SVG strip plot of start times: one band per scenario and mode, a
+/// dot per run, the median as a bar, on a shared millisecond axis.
+fn start_plot(groups: &[(&str, &Vec<Row>)]) -> String {
+    let (left, width, band) = (380.0, 600.0, 26.0);
+    let max_ms = groups
+        .iter()
+        .flat_map(|(_, rows)| rows.iter().flat_map(|r| r.times.iter()))
+        .map(|t| t.as_secs_f64() * 1e3)
+        .fold(1.0f64, f64::max);
+    let x = |ms: f64| left + ms / max_ms * width;
+    let lines: usize = groups.iter().map(|(_, rows)| rows.len()).sum();
+    let height = 40.0 + band * lines as f64 + 30.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <text x=\"10\" y=\"20\" font-size=\"14\">start to exit of /bin/true (ms), each dot one run, bar = median</text>\n",
+        left + width + 40.0
+    );
+    let mut y = 40.0;
+    for (mode, rows) in groups {
+        for row in rows.iter() {
+            svg.push_str(&format!(
+                "<text x=\"10\" y=\"{}\">{mode}: {}</text>\n",
+                y + 15.0,
+                row.name
+            ));
+            for t in &row.times {
+                svg.push_str(&format!(
+                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"#3366cc\" fill-opacity=\"0.5\"/>\n",
+                    x(t.as_secs_f64() * 1e3),
+                    y + 11.0
+                ));
+            }
+            if !row.times.is_empty() {
+                let mut sorted = row.times.clone();
+                sorted.sort();
+                let m = x(sorted[sorted.len() / 2].as_secs_f64() * 1e3);
+                svg.push_str(&format!(
+                    "<line x1=\"{m:.1}\" x2=\"{m:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#cc3333\" stroke-width=\"2\"/>\n",
+                    y + 2.0,
+                    y + 20.0
+                ));
+            }
+            y += band;
+        }
+    }
+    let axis = y + 10.0;
+    svg.push_str(&format!(
+        "<line x1=\"{left}\" x2=\"{}\" y1=\"{axis}\" y2=\"{axis}\" stroke=\"black\"/>\n",
+        left + width
+    ));
+    for i in 0..=5 {
+        let ms = max_ms * f64::from(i) / 5.0;
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{ms:.0}</text>\n",
+            x(ms),
+            axis + 15.0
+        ));
+    }
+    svg.push_str("</svg>\n");
+    svg
 }
 
 fn start_rows() -> Vec<Row> {
@@ -1234,4 +1299,32 @@ pub fn density(root: &Path, quick: bool) -> Result<()> {
     std::fs::write(out.join("density.json"), format!("[{}]\n", json.join(",")))?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_start_plot_has_a_dot_per_run_and_a_median_per_row() {
+        let rows = vec![
+            Row {
+                name: "a",
+                times: vec![
+                    Duration::from_millis(5),
+                    Duration::from_millis(7),
+                    Duration::from_millis(6),
+                ],
+            },
+            Row {
+                name: "b",
+                times: vec![Duration::from_millis(9)],
+            },
+        ];
+        let svg = start_plot(&[("warm", &rows)]);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<circle").count(), 4);
+        assert_eq!(svg.matches("stroke=\"#cc3333\"").count(), 2);
+        assert!(svg.contains("warm: a") && svg.contains("warm: b"));
+    }
 }
