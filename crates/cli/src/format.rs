@@ -15,24 +15,9 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
-/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC): the RFC 3339
+/// form with a space for the `T` and without the `Z`.
 pub fn human_time(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let stamp = skiff_audit::sbom::rfc3339(secs);
+    stamp.trim_end_matches('Z').replacen('T', " ", 1)
 }
