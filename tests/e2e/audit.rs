@@ -211,25 +211,7 @@ fn the_sbom_of_a_real_dpkg_database_lists_every_package_and_validates() {
             "{purl}"
         );
         // The official CycloneDX 1.5 schema (strict) accepts it.
-        let file = d.join("sbom.json");
-        std::fs::write(&file, &out.stdout).unwrap();
-        let check = Command::new(test_python())
-            .arg("-c")
-            .arg(
-                "import sys\n\
-                 from cyclonedx.validation.json import JsonStrictValidator\n\
-                 from cyclonedx.schema import SchemaVersion\n\
-                 err = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())\n\
-                 sys.exit(f'invalid: {err}' if err else 0)",
-            )
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "{}",
-            String::from_utf8_lossy(&check.stderr)
-        );
+        assert_valid_cyclonedx(d, &out.stdout);
     }
     // A table for people.
     let table = output(skiff().args(["image", "audit"]).arg(&aci));
@@ -251,13 +233,9 @@ Package: login\nStatus: install ok installed\nSource: shadow (1:4.13+dfsg1-1)\nV
 Package: libxml2\nStatus: install ok installed\nVersion: 2.9.14+dfsg-1.3~deb12u1\nArchitecture: amd64\n\n\
 Package: tar\nStatus: install ok installed\nVersion: 1.34+dfsg-1.2+deb12u1\nArchitecture: amd64\n";
 
-/// package, advisory, severity, score, fixed version.
-type Expected = (String, String, String, Option<f64>, Option<String>);
-
-#[test]
-fn osv_advisories_match_exactly_the_affected_versions() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
+/// The ACI of a busybox layout with [`EDGE_STATUS`] as its dpkg database
+/// and Debian 12's os-release, in `d`.
+fn edge_image(d: &std::path::Path) -> std::path::PathBuf {
     let layout = d.join("layout");
     busybox_layout(&layout);
     std::fs::create_dir_all(layout.join("rootfs/var/lib/dpkg")).unwrap();
@@ -273,6 +251,40 @@ fn osv_advisories_match_exactly_the_affected_versions() {
             .status
             .success()
     );
+    aci
+}
+
+/// Asserts that CycloneDX's own strict 1.5 validator accepts `sbom`.
+fn assert_valid_cyclonedx(d: &std::path::Path, sbom: &[u8]) {
+    let file = d.join("sbom.json");
+    std::fs::write(&file, sbom).unwrap();
+    let check = Command::new(test_python())
+        .arg("-c")
+        .arg(
+            "import sys\n\
+             from cyclonedx.validation.json import JsonStrictValidator\n\
+             from cyclonedx.schema import SchemaVersion\n\
+             err = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())\n\
+             sys.exit(f'invalid: {err}' if err else 0)",
+        )
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+/// package, advisory, severity, score, fixed version.
+type Expected = (String, String, String, Option<f64>, Option<String>);
+
+#[test]
+fn osv_advisories_match_exactly_the_affected_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let aci = edge_image(d);
     let fixtures =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/osv");
     let out = output(skiff_in(d).args(["vuln-db", "import"]).arg(&fixtures));
@@ -340,25 +352,7 @@ fn osv_advisories_match_exactly_the_affected_versions() {
     );
     let sbom: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(sbom["vulnerabilities"].as_array().unwrap().len(), 4);
-    let file = d.join("sbom.json");
-    std::fs::write(&file, &out.stdout).unwrap();
-    let check = Command::new(test_python())
-        .arg("-c")
-        .arg(
-            "import sys\n\
-             from cyclonedx.validation.json import JsonStrictValidator\n\
-             from cyclonedx.schema import SchemaVersion\n\
-             err = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())\n\
-             sys.exit(f'invalid: {err}' if err else 0)",
-        )
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    assert_valid_cyclonedx(d, &out.stdout);
     // A broken advisory file is named.
     std::fs::write(d.join("bad.json"), "{\"summary\": 1}").unwrap();
     let out = output(
@@ -375,21 +369,7 @@ fn a_policy_refuses_vulnerable_unsigned_or_untrusted_images_and_says_why() {
     let tmp = tempfile::tempdir().unwrap();
     let _guard = PodsGuard { root: tmp.path() };
     let d = tmp.path();
-    let layout = d.join("layout");
-    busybox_layout(&layout);
-    std::fs::create_dir_all(layout.join("rootfs/var/lib/dpkg")).unwrap();
-    std::fs::write(layout.join("rootfs/var/lib/dpkg/status"), EDGE_STATUS).unwrap();
-    std::fs::write(
-        layout.join("rootfs/etc/os-release"),
-        "ID=debian\nVERSION_ID=\"12\"\n",
-    )
-    .unwrap();
-    let aci = d.join("edge.aci");
-    assert!(
-        output(skiff().args(["image", "build"]).arg(&layout).arg(&aci))
-            .status
-            .success()
-    );
+    let aci = edge_image(d);
     let fixtures =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/osv");
     let policy = d.join("policy.toml");
