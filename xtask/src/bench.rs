@@ -66,6 +66,39 @@ fn time<F: FnMut() -> Result<()>>(
     Ok(times)
 }
 
+/// The peers' OCI bundle at `bundle`: crun's default spec on a copy of
+/// `rootfs`, running `args`, without a network namespace (skiff's pods in
+/// these benchmarks use the host's).
+fn peer_bundle(bundle: &Path, rootfs: &Path, args: &[&str]) -> Result<()> {
+    std::fs::create_dir_all(bundle)?;
+    run_quiet(
+        Command::new("cp")
+            .arg("-a")
+            .arg(rootfs)
+            .arg(bundle.join("rootfs")),
+    )?;
+    run_quiet(Command::new("crun").arg("spec").current_dir(bundle))?;
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json"))?)?;
+    spec["process"]["terminal"] = serde_json::Value::Bool(false);
+    spec["process"]["args"] = serde_json::json!(args);
+    if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
+        ns.retain(|n| n["type"] != "network");
+    }
+    std::fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec_pretty(&spec)?,
+    )?;
+    Ok(())
+}
+
+/// cgroup v1 controllers with a v2 mount beside them (crun 1.8 refuses
+/// such hosts; machine-notes.md).
+fn hybrid_cgroups() -> bool {
+    Path::new("/sys/fs/cgroup/unified").exists()
+        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
 fn run_quiet(cmd: &mut Command) -> Result<()> {
     let status = cmd
         .status()
@@ -309,35 +342,15 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
     )?;
     run_quiet(sk().args(["--insecure-options=image", "fetch"]).arg(&aci))?;
 
-    // The peers' bundle: crun's default spec on a copy of the rendered tree,
-    // with the process /bin/true and no network namespace (skiff uses the host's).
+    // The peers run a copy of the rendered tree.
     let trees = std::fs::read_dir(data.join("trees"))?
         .filter_map(|e| e.ok())
         .find(|e| !e.file_name().to_string_lossy().starts_with('.'));
     let tree = trees.context("no rendered tree")?.path().join("rootfs");
     let bundle = work.join("bundle");
-    std::fs::create_dir_all(&bundle)?;
-    run_quiet(
-        Command::new("cp")
-            .arg("-a")
-            .arg(&tree)
-            .arg(bundle.join("rootfs")),
-    )?;
-    run_quiet(Command::new("crun").arg("spec").current_dir(&bundle))?;
-    let mut spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("config.json"))?)?;
-    spec["process"]["terminal"] = serde_json::Value::Bool(false);
-    spec["process"]["args"] = serde_json::json!(["/bin/true"]);
-    if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
-        ns.retain(|n| n["type"] != "network");
-    }
-    std::fs::write(
-        bundle.join("config.json"),
-        serde_json::to_vec_pretty(&spec)?,
-    )?;
+    peer_bundle(&bundle, &tree, &["/bin/true"])?;
 
-    let hybrid = Path::new("/sys/fs/cgroup/unified").exists()
-        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let hybrid = hybrid_cgroups();
     let mut counter = 0u64;
     let mut next_id = || {
         counter += 1;
@@ -1117,27 +1130,12 @@ pub fn density(root: &Path, quick: bool) -> Result<()> {
     run_quiet(sk().args(["--insecure-options=image", "fetch"]).arg(&aci))?;
     // The peers' bundle.
     let bundle = work.join("bundle");
-    std::fs::create_dir_all(&bundle)?;
-    run_quiet(
-        Command::new("cp")
-            .arg("-a")
-            .arg(work.join("layout/rootfs"))
-            .arg(bundle.join("rootfs")),
+    peer_bundle(
+        &bundle,
+        &work.join("layout/rootfs"),
+        &["/bin/sleep", "3600"],
     )?;
-    run_quiet(Command::new("crun").arg("spec").current_dir(&bundle))?;
-    let mut spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("config.json"))?)?;
-    spec["process"]["terminal"] = serde_json::Value::Bool(false);
-    spec["process"]["args"] = serde_json::json!(["/bin/sleep", "3600"]);
-    if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
-        ns.retain(|n| n["type"] != "network");
-    }
-    std::fs::write(
-        bundle.join("config.json"),
-        serde_json::to_vec_pretty(&spec)?,
-    )?;
-    let hybrid = Path::new("/sys/fs/cgroup/unified").exists()
-        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let hybrid = hybrid_cgroups();
     let crun_root = work.join("crun-state");
 
     println!(
