@@ -17,15 +17,13 @@ use skiff_pod::{DnsMode, NetMode, Pod, Runtime};
 use crate::Stage1Error;
 use crate::ns::setup_err;
 
-fn dir(pod: &Path) -> PathBuf {
-    record::dir(pod)
-}
-
 /// Sets the pod's networking up; returns its network namespace to join
 /// (none with host networking). On failure nothing is left behind.
 pub fn set_up(pod: &Pod, runtime: &Runtime) -> Result<Option<File>, Stage1Error> {
-    std::fs::create_dir_all(dir(&pod.path))
-        .map_err(setup_err(format!("create {}", dir(&pod.path).display())))?;
+    std::fs::create_dir_all(record::dir(&pod.path)).map_err(setup_err(format!(
+        "create {}",
+        record::dir(&pod.path).display()
+    )))?;
     if runtime.net.mode == NetMode::Host {
         write_etc_files(pod, runtime, &[])?;
         return Ok(None);
@@ -166,7 +164,7 @@ fn write_etc_files(
             }
         }
     };
-    let d = dir(&pod.path);
+    let d = record::dir(&pod.path);
     std::fs::write(d.join("hosts"), hosts).map_err(setup_err("write the pod's hosts file"))?;
     match resolv {
         Some(text) => std::fs::write(d.join("resolv.conf"), text)
@@ -182,7 +180,7 @@ fn write_etc_files(
 pub fn etc_files(pod: &Path) -> Vec<(PathBuf, &'static str)> {
     [("hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf")]
         .into_iter()
-        .map(|(f, target)| (dir(pod).join(f), target))
+        .map(|(f, target)| (record::dir(pod).join(f), target))
         .filter(|(f, _)| f.is_file())
         .collect()
 }

@@ -606,6 +606,21 @@ fn sign(aci: &Path, key: &Path, out: Option<PathBuf>) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+/// The directory an export writes its temporary output in (beside
+/// `out`); refuses an existing `out` without `--overwrite`.
+fn output_parent(out: &Path, overwrite: bool) -> anyhow::Result<&Path> {
+    if !overwrite && out.exists() {
+        anyhow::bail!(
+            "{} already exists (use --overwrite to replace it)",
+            out.display()
+        );
+    }
+    Ok(out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new(".")))
+}
+
 fn export_oci(
     global: &GlobalArgs,
     image: &str,
@@ -614,12 +629,7 @@ fn export_oci(
 ) -> anyhow::Result<ExitCode> {
     let store = global.store()?;
     let rec = skiff_fetch::resolve_stored(&store, image)?;
-    if out.exists() && !overwrite {
-        anyhow::bail!(
-            "{} already exists (use --overwrite to replace it)",
-            out.display()
-        );
-    }
+    let parent = output_parent(out, overwrite)?;
     let manifest = skiff_spec::parse_image_manifest(&rec.manifest)
         .map_err(|e| anyhow::anyhow!("the stored manifest of {}: {e}", rec.name))?;
     let tree = store.render(&rec.id)?;
@@ -628,10 +638,6 @@ fn export_oci(
         .get("version")
         .cloned()
         .unwrap_or_else(|| "latest".into());
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
     let tmp = tempfile::tempdir_in(parent)
         .with_context(|| format!("cannot write in {}", parent.display()))?;
     skiff_fetch::docker::export::write_layout(&tree.join("rootfs"), &manifest, &tag, tmp.path())?;
@@ -658,16 +664,7 @@ fn export(
 ) -> anyhow::Result<ExitCode> {
     let store = global.store()?;
     let rec = skiff_fetch::resolve_stored(&store, image)?;
-    if !overwrite && out.exists() {
-        anyhow::bail!(
-            "{} already exists (use --overwrite to replace it)",
-            out.display()
-        );
-    }
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = output_parent(out, overwrite)?;
     let mut tmp = tempfile::NamedTempFile::new_in(parent)
         .with_context(|| format!("cannot write in {}", parent.display()))?;
     let mut blob = File::open(store.blob_path(&rec.id)).context("cannot read the stored image")?;
