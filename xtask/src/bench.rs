@@ -77,6 +77,8 @@ fn peer_bundle(bundle: &Path, rootfs: &Path, args: &[&str]) -> Result<()> {
             .arg(rootfs)
             .arg(bundle.join("rootfs")),
     )?;
+    // systemd-nspawn refuses a tree without /usr.
+    std::fs::create_dir_all(bundle.join("rootfs/usr"))?;
     run_quiet(Command::new("crun").arg("spec").current_dir(bundle))?;
     let mut spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bundle.join("config.json"))?)?;
@@ -301,7 +303,8 @@ pub fn import(root: &Path, quick: bool) -> Result<()> {
 
 /// `bench start`: start→exit of `/bin/true` in a busybox rootfs: a prepared
 /// skiff pod (`skiff run-prepared`), `skiff run` of a cached image, and the
-/// peers crun and runc on a copy of the same rootfs, alternating, on tmpfs.
+/// peers crun, runc, bwrap, systemd-nspawn and podman on a copy of the same
+/// rootfs, alternating, on tmpfs.
 pub fn start(root: &Path, quick: bool) -> Result<()> {
     let runs = if quick { 20 } else { 50 };
     let work = PathBuf::from(WORK).join("start");
@@ -380,10 +383,13 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
         }
         prepared.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
     }
-    let mut warm = start_rows();
-    let mut cold = start_rows();
+    let quiet = |mut c: Command| -> Command {
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
     let crun_cmd = |id: &str| -> Command {
-        let mut c = if hybrid {
+        if hybrid {
             // crun refuses hybrid cgroup hosts; hide the empty v2 mount (machine-notes.md).
             let mut c = Command::new("unshare");
             c.args(["-m", "sh", "-c"]).arg(format!(
@@ -395,54 +401,153 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
             let mut c = Command::new("crun");
             c.arg("run").arg("-b").arg(&bundle).arg(id);
             c
-        };
-        c.stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        c
+        }
     };
-    let scenarios = if hybrid { 5 } else { 4 };
-    for round in 0..runs {
-        let timed = |cmd: &mut Command| -> Result<Duration> {
-            let start = Instant::now();
-            run_quiet(cmd)?;
-            Ok(start.elapsed())
-        };
-        // Rotate the order each round so no scenario always runs first.
-        // Warm: back to back. Cold: after an idle pause, so the first
-        // cgroup migration waits a whole RCU grace period (performance.md).
-        for (k, is_cold) in (0..scenarios * 2).map(|k| (k % scenarios, k >= scenarios)) {
-            let which = (round + k) % scenarios;
-            let uuid = &prepared[round * 2 + usize::from(is_cold)];
-            if is_cold {
-                std::thread::sleep(COLD_IDLE);
-            }
-            let took = match which {
-                0 => timed(sk().args(["run-prepared", uuid]))?,
-                1 => timed(sk().args([
+    let peer_root = bundle.join("rootfs");
+    let podman_state = work.join("podman");
+    // Each scenario: its row name and the command of one run (`id` names
+    // the container, `uuid` a prepared pod).
+    type RunCommand<'a> = Box<dyn Fn(&str, &str) -> Command + 'a>;
+    type Scenario<'a> = (&'static str, RunCommand<'a>);
+    let mut scenarios: Vec<Scenario> = vec![
+        (
+            "skiff run-prepared (prepared pod)",
+            Box::new(|_, uuid| {
+                let mut c = sk();
+                c.args(["run-prepared", uuid]);
+                c
+            }),
+        ),
+        (
+            "skiff run (cached image)",
+            Box::new(|_, _| {
+                let mut c = sk();
+                c.args([
                     "run",
                     "--net=host",
                     "--pull-policy=never",
                     "example.com/true:1.0",
-                ]))?,
-                2 => timed(&mut crun_cmd(&next_id()))?,
-                3 => timed(
-                    Command::new("runc")
-                        .arg("run")
-                        .arg("-b")
-                        .arg(&bundle)
-                        .arg(next_id())
-                        .stdout(std::process::Stdio::null())
-                        .stderr(std::process::Stdio::null()),
-                )?,
-                _ => timed(Command::new("unshare").args([
+                ]);
+                c
+            }),
+        ),
+        (CRUN_ROW, Box::new(|id, _| quiet(crun_cmd(id)))),
+        (
+            "runc run",
+            Box::new(|id, _| {
+                let mut c = Command::new("runc");
+                c.arg("run").arg("-b").arg(&bundle).arg(id);
+                quiet(c)
+            }),
+        ),
+    ];
+    let mut missing = Vec::new();
+    // Peers whose exit leaves work behind (podman's conmon runs `podman
+    // container cleanup` after the container exits; nspawn's teardown)
+    // are measured in a phase of their own so it does not bleed into
+    // the light scenarios' runs.
+    let mut heavy: Vec<Scenario> = Vec::new();
+    for (peer, name) in [
+        ("bwrap", "bwrap (pid, ipc, uts, cgroup namespaces)"),
+        ("systemd-nspawn", "systemd-nspawn --register=no"),
+        ("podman", "podman run --rootfs (runc, host network)"),
+    ] {
+        if !installed(peer) {
+            missing.push(peer);
+            continue;
+        }
+        let run: RunCommand = match peer {
+            "bwrap" => Box::new(|_, _| {
+                let mut c = Command::new("bwrap");
+                c.arg("--bind")
+                    .arg(&peer_root)
+                    .args(["/", "--proc", "/proc", "--dev", "/dev"])
+                    .args(["--unshare-ipc", "--unshare-pid", "--unshare-uts"])
+                    .args(["--unshare-cgroup-try", "--die-with-parent", "/bin/true"]);
+                quiet(c)
+            }),
+            "systemd-nspawn" => Box::new(|_, _| {
+                // machine-notes.md: needs /usr in the tree, and no registration here.
+                let mut c = Command::new("systemd-nspawn");
+                c.args(["-q", "--keep-unit", "--register=no", "-D"])
+                    .arg(&peer_root)
+                    .arg("/bin/true");
+                quiet(c)
+            }),
+            _ => Box::new(|_, _| {
+                // crun 1.8 refuses hybrid hosts under podman too; runc works. The
+                // default rlimits exceed this machine's hard limits (machine-notes.md).
+                let mut c = Command::new("podman");
+                c.arg("--root")
+                    .arg(podman_state.join("root"))
+                    .arg("--runroot")
+                    .arg(podman_state.join("run"))
+                    .args(["--runtime", "runc", "--cgroup-manager=cgroupfs"])
+                    .args(["run", "--rm", "--network=host"])
+                    .args([
+                        "--ulimit",
+                        "nofile=1024:1024",
+                        "--ulimit",
+                        "nproc=4096:4096",
+                    ])
+                    .arg("--rootfs")
+                    .arg(&peer_root)
+                    .arg("/bin/true");
+                quiet(c)
+            }),
+        };
+        if peer == "bwrap" {
+            scenarios.push((name, run));
+        } else {
+            heavy.push((name, run));
+        }
+    }
+    if hybrid {
+        scenarios.push((
+            WRAPPER_ROW,
+            Box::new(|_, _| {
+                let mut c = Command::new("unshare");
+                c.args([
                     "-m",
                     "sh",
                     "-c",
                     "umount /sys/fs/cgroup/unified && exec true",
-                ]))?,
-            };
-            let rows = if is_cold { &mut cold } else { &mut warm };
-            rows[which].times.push(took);
+                ]);
+                c
+            }),
+        ));
+    }
+    let split = scenarios.len();
+    scenarios.extend(heavy);
+    let rows = || -> Vec<Row> {
+        scenarios
+            .iter()
+            .map(|(name, _)| Row {
+                name,
+                times: Vec::new(),
+            })
+            .collect()
+    };
+    let (mut warm, mut cold) = (rows(), rows());
+    for phase in [0..split, split..scenarios.len()] {
+        let count = phase.len();
+        for round in 0..runs {
+            // Rotate the order each round so no scenario always runs first.
+            // Warm: back to back. Cold: after an idle pause, so the first
+            // cgroup migration waits a whole RCU grace period (performance.md).
+            for (k, is_cold) in (0..count * 2).map(|k| (k % count, k >= count)) {
+                let which = phase.start + (round + k) % count;
+                let uuid = &prepared[round * 2 + usize::from(is_cold)];
+                if is_cold {
+                    std::thread::sleep(COLD_IDLE);
+                }
+                let mut cmd = (scenarios[which].1)(&next_id(), uuid);
+                let start = Instant::now();
+                run_quiet(&mut cmd)?;
+                let took = start.elapsed();
+                let rows = if is_cold { &mut cold } else { &mut warm };
+                rows[which].times.push(took);
+            }
         }
     }
     let mut json = Vec::new();
@@ -453,10 +558,10 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
         ("warm (back to back)", &mut warm),
         ("cold (after 200 ms idle)", &mut cold),
     ] {
-        if !hybrid {
-            rows.pop();
-        }
-        json.extend(print_start_table(title, rows, hybrid));
+        json.extend(print_start_table(title, rows)?);
+    }
+    for peer in missing {
+        println!("{peer}: not measured (not installed; cargo xtask deps installs it)");
     }
     let dir = root.join("target/bench");
     std::fs::create_dir_all(&dir)?;
@@ -535,39 +640,28 @@ fn start_plot(groups: &[(&str, &Vec<Row>)]) -> String {
     svg
 }
 
-fn start_rows() -> Vec<Row> {
-    vec![
-        Row {
-            name: "skiff run-prepared (prepared pod)",
-            times: Vec::new(),
-        },
-        Row {
-            name: "skiff run (cached image)",
-            times: Vec::new(),
-        },
-        Row {
-            name: "crun run",
-            times: Vec::new(),
-        },
-        Row {
-            name: "runc run",
-            times: Vec::new(),
-        },
-        Row {
-            name: "crun's hybrid-cgroup wrapper alone",
-            times: Vec::new(),
-        },
-    ]
+/// The row every `bench start` ratio is taken against.
+const CRUN_ROW: &str = "crun run";
+/// crun's hybrid-cgroup wrapper alone, subtracted from crun's median.
+const WRAPPER_ROW: &str = "crun's hybrid-cgroup wrapper alone";
+
+/// Whether `program` is on PATH.
+fn installed(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 /// Prints one table of `bench start` (ratios to crun net of its wrapper)
 /// and returns its rows as JSON objects.
-fn print_start_table(title: &str, rows: &mut [Row], hybrid: bool) -> Vec<String> {
+fn print_start_table(title: &str, rows: &mut [Row]) -> Result<Vec<String>> {
     for row in rows.iter_mut() {
         row.times.sort();
     }
-    let crun = rows[2].median();
-    let wrapper = rows.get(4).map(Row::median).unwrap_or_default();
+    let median_of = |name: &str| rows.iter().find(|r| r.name == name).map(Row::median);
+    let crun = median_of(CRUN_ROW).context("no crun row")?;
+    let wrapper = median_of(WRAPPER_ROW);
+    let hybrid = wrapper.is_some();
+    let wrapper = wrapper.unwrap_or_default();
     let crun_net = crun.saturating_sub(wrapper);
     println!("\n{title}:\n\n| scenario | min | median | max | ratio to crun run |");
     println!("|---|---|---|---|---|");
@@ -598,7 +692,7 @@ fn print_start_table(title: &str, rows: &mut [Row], hybrid: bool) -> Vec<String>
             wrapper.as_secs_f64() * 1e3
         );
     }
-    json
+    Ok(json)
 }
 
 /// One keep-alive HTTP/1.1 exchange on `stream`; returns the status code.
@@ -1076,6 +1170,93 @@ pub fn audit(root: &Path, quick: bool) -> Result<()> {
 
 /// Resident and proportional memory of a process, in KiB (from
 /// /proc/PID/smaps_rollup).
+/// One density row for `podman run -d` (runc, host network) of `rootfs`
+/// at `n`: start rate, running count, RSS/PSS of each container's
+/// `conmon` (podman's per-container supervisor); then all removed.
+fn podman_density(work: &Path, rootfs: &Path, n: usize) -> Result<String> {
+    let state = work.join("podman");
+    let podman = || {
+        let mut c = Command::new("podman");
+        c.arg("--root")
+            .arg(state.join("root"))
+            .arg("--runroot")
+            .arg(state.join("run"))
+            .args(["--runtime", "runc", "--cgroup-manager=cgroupfs"]);
+        c
+    };
+    let start = Instant::now();
+    for i in 0..n {
+        run_quiet(
+            podman()
+                .args(["run", "-d", "--network=host", "--name"])
+                .arg(format!("skiff-density-{i}"))
+                // This machine's hard limits are below podman's defaults.
+                .args([
+                    "--ulimit",
+                    "nofile=1024:1024",
+                    "--ulimit",
+                    "nproc=4096:4096",
+                ])
+                .arg("--rootfs")
+                .arg(rootfs)
+                .args(["/bin/sleep", "3600"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        )?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let ps = podman().args(["ps", "-q"]).output()?;
+    let running = String::from_utf8_lossy(&ps.stdout).lines().count();
+    // conmon processes of this podman state only.
+    let marker = state.display().to_string();
+    let conmons = conmon_pids(&marker)?;
+    let (mut rss, mut pss) = (0u64, 0u64);
+    for pid in &conmons {
+        let (r, p) = rss_pss_kib(pid);
+        rss += r;
+        pss += p;
+    }
+    let per = |x: u64| x as f64 / conmons.len().max(1) as f64 / 1024.0;
+    println!(
+        "| {n} | podman run -d (runc) | {:.0} pods/s | {running}/{n} | {:.2} / {:.2} MiB (conmon) | | |",
+        n as f64 / secs,
+        per(rss),
+        per(pss)
+    );
+    let _ = podman()
+        .args(["rm", "--force", "--all", "--time=0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    // Each conmon exits on its own after its container is gone.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !conmon_pids(&marker)?.is_empty() {
+        if Instant::now() > deadline {
+            bail!("podman's conmon processes still running 60 s after podman rm");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(format!(
+        "{{\"n\":{n},\"runtime\":\"podman\",\"pods_per_s\":{:.1},\"running\":{running},\"supervisor_rss_mib\":{:.3},\"supervisor_pss_mib\":{:.3}}}",
+        n as f64 / secs,
+        per(rss),
+        per(pss)
+    ))
+}
+
+/// Pids of the `conmon` processes whose command line mentions `marker`.
+fn conmon_pids(marker: &str) -> Result<Vec<String>> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc")?.filter_map(|e| e.ok()) {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.starts_with("/usr/bin/conmon") && cmdline.contains(marker) {
+            pids.push(entry.file_name().to_string_lossy().to_string());
+        }
+    }
+    Ok(pids)
+}
+
 fn rss_pss_kib(pid: &str) -> (u64, u64) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     let field = |name: &str| {
@@ -1092,7 +1273,7 @@ fn rss_pss_kib(pid: &str) -> (u64, u64) {
 /// started one after another: start rate, that all N run, the memory of
 /// each pod's stage1 supervisor and init, the pods' kernel memory (cgroup
 /// v1 kmem), then everything stopped and collected; against `crun run -d`
-/// of the same rootfs at the same N.
+/// and `podman run -d` of the same rootfs at the same N.
 pub fn density(root: &Path, quick: bool) -> Result<()> {
     let sizes: &[usize] = if quick { &[100] } else { &[100, 500, 1000] };
     let work = PathBuf::from(WORK).join("density");
@@ -1137,6 +1318,7 @@ pub fn density(root: &Path, quick: bool) -> Result<()> {
     )?;
     let hybrid = hybrid_cgroups();
     let crun_root = work.join("crun-state");
+    let podman_measured = installed("podman");
 
     println!(
         "\nbench density: idle busybox pods started one after another (host network), then stopped\n"
@@ -1281,8 +1463,13 @@ pub fn density(root: &Path, quick: bool) -> Result<()> {
                 .stderr(std::process::Stdio::null())
                 .status();
         }
+        if podman_measured {
+            json.push(podman_density(&work, &bundle.join("rootfs"), n)?);
+        }
     }
-    println!("\npodman: not measured (not installed by cargo xtask deps).");
+    if !podman_measured {
+        println!("\npodman: not measured (not installed; cargo xtask deps installs it).");
+    }
     let left = Command::new(&skiff)
         .arg("--dir")
         .arg(&data)

@@ -30,6 +30,18 @@ const PACKAGES: &[(&str, &str)] = &[
     ("crun", "peer runtime measured by cargo xtask bench"),
     ("runc", "peer runtime measured by cargo xtask bench"),
     (
+        "bubblewrap",
+        "peer sandbox measured by cargo xtask bench start",
+    ),
+    (
+        "systemd-container",
+        "systemd-nspawn, peer runtime measured by cargo xtask bench start",
+    ),
+    (
+        "podman",
+        "peer runtime measured by cargo xtask bench start and density",
+    ),
+    (
         "containernetworking-plugins",
         "CNI plugins (bridge, host-local, portmap) for pod networks",
     ),
