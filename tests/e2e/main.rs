@@ -11,6 +11,7 @@ mod differential;
 mod fetch;
 mod hostile;
 mod image_cli;
+mod kvm;
 mod metadata;
 mod net;
 mod oci;

@@ -573,6 +573,7 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
     let svg = dir.join("start.svg");
     std::fs::write(&svg, start_plot(&[("warm", &warm), ("cold", &cold)]))?;
     println!("wrote {} (start-time distributions)", svg.display());
+    unmount_under(&podman_state)?;
     let _ = sk().args(["gc", "--grace-period=0s"]).status();
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
@@ -1236,12 +1237,30 @@ fn podman_density(work: &Path, rootfs: &Path, n: usize) -> Result<String> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    unmount_under(&state)?;
     Ok(format!(
         "{{\"n\":{n},\"runtime\":\"podman\",\"pods_per_s\":{:.1},\"running\":{running},\"supervisor_rss_mib\":{:.3},\"supervisor_pss_mib\":{:.3}}}",
         n as f64 / secs,
         per(rss),
         per(pss)
     ))
+}
+
+/// Unmounts whatever is mounted under `dir`, deepest first (podman keeps
+/// its storage directory mounted after its containers are gone).
+fn unmount_under(dir: &Path) -> Result<()> {
+    let prefix = dir.display().to_string();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let mut points: Vec<&str> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        run_quiet(Command::new("umount").args(["-l", p]))?;
+    }
+    Ok(())
 }
 
 /// Pids of the `conmon` processes whose command line mentions `marker`.

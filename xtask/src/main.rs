@@ -42,6 +42,15 @@ const PACKAGES: &[(&str, &str)] = &[
         "peer runtime measured by cargo xtask bench start and density",
     ),
     (
+        "qemu-system-x86",
+        "the virtual machines of the kvm flavor (QEMU microvm)",
+    ),
+    (
+        "linux-image-amd64",
+        "the guest kernel and modules of the kvm flavor",
+    ),
+    ("binutils", "objcopy strips the kvm flavor's guest init"),
+    (
         "containernetworking-plugins",
         "CNI plugins (bridge, host-local, portmap) for pod networks",
     ),

@@ -106,7 +106,7 @@ impl State {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Runtime {
-    /// Isolation flavor: `ns` or `fly`.
+    /// Isolation flavor: `ns`, `fly`, `oci` or `kvm`.
     pub flavor: String,
     pub hostname: String,
     /// Per app (in pod manifest order): the rendered tree's `rootfs`.
@@ -134,6 +134,9 @@ pub struct Runtime {
     /// Networking (pods written before it existed used the host's).
     #[serde(default)]
     pub net: PodNet,
+    /// Flavor options (`--stage1-opt=KEY=VALUE`), checked by stage0.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub stage1_options: std::collections::BTreeMap<String, String>,
 }
 
 /// The pod's networking: resolved by stage0, set up and torn down by stage1.

@@ -71,6 +71,8 @@ pub struct PodRequest {
     pub net: crate::PodNet,
     /// `--oci-runtime` for the oci flavor.
     pub oci_runtime: Option<String>,
+    /// Flavor options (`--stage1-opt`), already checked.
+    pub stage1_options: std::collections::BTreeMap<String, String>,
     /// `--port` flags, for the pod manifest's `ports`.
     pub exposed_ports: Vec<skiff_spec::pod::ExposedPort>,
 }
@@ -380,6 +382,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
             no_overlay: req.no_overlay,
             net: req.net.clone(),
             oci_runtime: req.oci_runtime.clone(),
+            stage1_options: req.stage1_options.clone(),
         })?;
         images.sort();
         images.dedup();
@@ -468,6 +471,7 @@ mod tests {
             no_overlay: false,
             net: crate::PodNet::default(),
             oci_runtime: None,
+            stage1_options: Default::default(),
             exposed_ports: Vec::new(),
         };
         let pod = prepare(&pods, &req).unwrap();

@@ -8,6 +8,7 @@
 //!   pod's init, app start-up).
 //! * [`mounts`]: mounts on targets resolved inside the app's root
 //!   (openat2 RESOLVE_IN_ROOT), /proc, /sys, /dev, masked paths.
+//! * [`kvm`]: the `kvm` flavor (a VM per pod) and its guest init.
 //! * [`cgroups`]: the pod's control groups (v1/v2) and resource limits.
 //! * [`app`]: environment, users and groups, capabilities of an app.
 //! * [`seccomp`]: the BPF filter (default deny-list, appc isolators); [`syscalls`]: x86_64 numbers.
@@ -20,6 +21,7 @@ pub mod cgroups;
 pub mod copy;
 pub mod enter;
 pub mod fly;
+pub mod kvm;
 pub mod mds;
 pub mod mounts;
 pub mod net;

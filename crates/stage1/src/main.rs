@@ -49,6 +49,13 @@ fn enter(args: &[String]) -> ExitCode {
         state: State::Run,
         path: pod_dir,
     };
+    if pod.runtime().is_ok_and(|r| r.flavor == "kvm") {
+        eprintln!(
+            "skiff: cannot enter pod {}: entering a kvm pod is not implemented yet",
+            pod.uuid
+        );
+        return ExitCode::from(EXIT_SETUP_FAILED as u8);
+    }
     match skiff_stage1::enter::enter(&pod, app.as_deref(), &cmd) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
@@ -86,6 +93,9 @@ fn gc(args: &[String]) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    if skiff_stage1::kvm::guest::is_guest_init() {
+        skiff_stage1::kvm::guest::main();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("enter") {
         return enter(&args[1..]);
@@ -138,6 +148,7 @@ fn main() -> ExitCode {
     let result = match flavor.as_str() {
         "fly" => fly::run(&pods, pod, lock),
         "oci" => skiff_stage1::oci::run(&pods, pod, lock),
+        "kvm" => skiff_stage1::kvm::run(&pods, pod, lock),
         _ => ns::run(&pods, pod, lock),
     };
     match result {

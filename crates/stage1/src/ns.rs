@@ -32,7 +32,7 @@ use crate::{EXIT_SETUP_FAILED, Stage1Error, app, cgroups};
 /// A message from the pod's init to the supervisor (one JSON line).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-enum Report {
+pub(crate) enum Report {
     /// Setup failed; the pod did not start.
     Error(String),
     /// An app could not be started.
@@ -41,7 +41,7 @@ enum Report {
     Exit { app: String, status: i32 },
 }
 
-fn send(fd: &OwnedFd, report: &Report) {
+pub(crate) fn send(fd: &OwnedFd, report: &Report) {
     if let Ok(mut line) = serde_json::to_vec(report) {
         line.push(b'\n');
         let _ = rustix::io::write(fd, &line);
@@ -242,20 +242,14 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     let _ = pod.stamp("started");
 
     let mut first_status = None;
-    let mut on_line = |line: &str| match serde_json::from_str::<Report>(line) {
-        Ok(Report::Exit { app, status }) => {
-            let dir = pod.path.join("apps").join(&app);
-            let _ = std::fs::create_dir_all(&dir);
-            let _ = std::fs::write(dir.join("exit"), status.to_string());
-            if app == plans[0].name {
-                first_status = Some(status);
-            }
-        }
-        Ok(Report::AppError { app, error }) => {
-            eprintln!("skiff: app '{app}' of pod {}: {error}", pod.uuid);
-        }
-        Ok(Report::Error(e)) => setup_error = Some(e),
-        Err(_) => {}
+    let mut on_line = |line: &str| {
+        record(
+            &pod,
+            &plans[0].name,
+            line,
+            &mut first_status,
+            &mut setup_error,
+        )
     };
     let master = pty_channel.and_then(|(supervisor_end, init_end)| {
         drop(init_end);
@@ -324,6 +318,34 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         return Err(Stage1Error::Pod(e));
     }
     Ok(first_status.unwrap_or(EXIT_SETUP_FAILED))
+}
+
+/// Records one report line of the pod's init: an app's exit status in
+/// `apps/<app>/exit` (and in `first_status` for `first_app`), an app's start
+/// error on stderr, a setup error in `setup_error`.
+#[allow(clippy::print_stderr)]
+pub(crate) fn record(
+    pod: &Pod,
+    first_app: &str,
+    line: &str,
+    first_status: &mut Option<i32>,
+    setup_error: &mut Option<String>,
+) {
+    match serde_json::from_str::<Report>(line) {
+        Ok(Report::Exit { app, status }) => {
+            let dir = pod.path.join("apps").join(&app);
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join("exit"), status.to_string());
+            if app == first_app {
+                *first_status = Some(status);
+            }
+        }
+        Ok(Report::AppError { app, error }) => {
+            eprintln!("skiff: app '{app}' of pod {}: {error}", pod.uuid);
+        }
+        Ok(Report::Error(e)) => *setup_error = Some(e),
+        Err(_) => {}
+    }
 }
 
 /// Moves init into the pod's network namespace (before it makes its other
@@ -680,6 +702,21 @@ fn init(
     rustix::system::sethostname(runtime.hostname.as_bytes())
         .map_err(|e| setup_err(format!("set the hostname '{}'", runtime.hostname))(e.into()))?;
     mounts::pivot_into(&stage1_root)?;
+    run_apps(plans, app_cgroups, tty.as_ref(), userns, report);
+    Ok(())
+}
+
+/// In the pod's init, its root in place (`/apps/<app>/rootfs` each): starts
+/// every app in its cgroups (`tty` as its terminal if given) and reaps every
+/// process of the pod until the apps are done, reporting each app's start
+/// error and exit status on `report`.
+pub(crate) fn run_apps(
+    plans: &[AppPlan],
+    app_cgroups: &[Vec<std::fs::File>],
+    tty: Option<&OwnedFd>,
+    userns: Option<&OwnedFd>,
+    report: &OwnedFd,
+) {
     install_forwarding();
     unblock_termination();
 
@@ -698,7 +735,7 @@ fn init(
             continue;
         }
         if pid == 0 {
-            let attached = match &tty {
+            let attached = match tty {
                 Some(slave) => crate::tty::attach(slave),
                 None => Ok(()),
             };
@@ -730,7 +767,6 @@ fn init(
             },
         );
     });
-    Ok(())
 }
 
 /// In the forked app process: enter its root, drop privileges, exec.

@@ -28,6 +28,15 @@ fn runtime_path(name: &str) -> Result<PathBuf, Stage1Error> {
     if name.contains('/') {
         return Ok(PathBuf::from(name));
     }
+    find_in_path(name).ok_or_else(|| {
+        Stage1Error::Config(format!(
+            "OCI runtime '{name}' not found (install crun or runc, or give --oci-runtime=PATH)"
+        ))
+    })
+}
+
+/// `name` in PATH (or the usual system directories without one).
+pub(crate) fn find_in_path(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_else(|| {
@@ -41,11 +50,6 @@ fn runtime_path(name: &str) -> Result<PathBuf, Stage1Error> {
         .into_iter()
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-        .ok_or_else(|| {
-            Stage1Error::Config(format!(
-                "OCI runtime '{name}' not found (install crun or runc, or give --oci-runtime=PATH)"
-            ))
-        })
 }
 
 fn seccomp(p: &AppPlan) -> Value {

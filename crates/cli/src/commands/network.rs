@@ -160,7 +160,12 @@ pub fn resolve(
 ) -> anyhow::Result<(PodNet, Vec<ExposedPort>)> {
     let mut nets = parse_nets(&args.net)?;
     if nets.is_empty() {
-        let default = if flavor == "fly" { "host" } else { "default" };
+        let default = match flavor {
+            "fly" => "host",
+            // Until the kvm flavor has pod networking.
+            "kvm" => "none",
+            _ => "default",
+        };
         nets.push((default.to_string(), Vec::new()));
     }
     let special = nets
@@ -178,6 +183,9 @@ pub fn resolve(
     };
     if flavor == "fly" && mode != NetMode::Host {
         bail!("the fly flavor uses the host's network: use --net=host (or no --net)");
+    }
+    if flavor == "kvm" && mode != NetMode::None {
+        bail!("the kvm flavor has no pod networking yet: use --net=none (or no --net)");
     }
     let dirs = [
         global.local_config.join("net.d"),

@@ -20,11 +20,18 @@ use crate::format::human_time;
 #[derive(Args, Debug)]
 pub struct PodArgs {
     /// Isolation flavor: `ns` (namespaces, the default), `fly` (chroot
-    /// only, host namespaces, full privileges: for trusted system tools) or
-    /// `oci` (an OCI runtime bundle run by crun or runc; one app per pod).
-    /// (`kvm` arrives later.)
+    /// only, host namespaces, full privileges: for trusted system tools),
+    /// `oci` (an OCI runtime bundle run by crun or runc; one app per pod)
+    /// or `kvm` (a virtual machine per pod with its own kernel; QEMU with
+    /// KVM, or TCG where KVM cannot run the guest).
     #[arg(long, default_value = "ns", value_name = "FLAVOR")]
     stage1: String,
+
+    /// A flavor option, KEY=VALUE (repeatable). kvm: accel=auto|kvm|tcg
+    /// (default auto: KVM if a probe guest boots under it, else TCG),
+    /// kernel=PATH (default: the newest /boot/vmlinuz-*).
+    #[arg(long = "stage1-opt", value_name = "KEY=VALUE")]
+    stage1_opts: Vec<String>,
 
     /// The OCI runtime of `--stage1=oci`: a name in PATH or a path
     /// (default crun; runc works too).
@@ -237,18 +244,44 @@ fn parse_mount(flag: &str) -> anyhow::Result<(String, String)> {
     }
 }
 
+/// `--stage1-opt` values, checked against what `flavor` takes.
+fn stage1_options(
+    flavor: &str,
+    opts: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut options = std::collections::BTreeMap::new();
+    for opt in opts {
+        let Some((key, value)) = opt.split_once('=') else {
+            bail!("--stage1-opt={opt}: use KEY=VALUE");
+        };
+        match (flavor, key) {
+            ("kvm", "accel") if ["auto", "kvm", "tcg"].contains(&value) => {}
+            ("kvm", "accel") => bail!("--stage1-opt=accel={value}: use auto, kvm or tcg"),
+            ("kvm", "kernel") if Path::new(value).is_file() => {}
+            ("kvm", "kernel") => bail!("--stage1-opt=kernel={value}: no such file"),
+            ("kvm", _) => bail!("--stage1-opt={opt}: the kvm flavor takes accel= and kernel="),
+            _ => bail!("--stage1-opt={opt}: the {flavor} flavor takes no options"),
+        }
+        if options.insert(key.to_string(), value.to_string()).is_some() {
+            bail!("--stage1-opt: {key} is given twice");
+        }
+    }
+    Ok(options)
+}
+
 fn pods(global: &GlobalArgs) -> Pods {
     Pods::new(&global.dir)
 }
 
 /// Fetches (if needed) and renders the images, then writes a prepared pod.
 fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
-    if !["ns", "fly", "oci"].contains(&args.stage1.as_str()) {
+    if !["ns", "fly", "oci", "kvm"].contains(&args.stage1.as_str()) {
         bail!(
-            "--stage1={}: the available flavors are ns, fly and oci (kvm arrives later)",
+            "--stage1={}: the available flavors are ns, fly, oci and kvm",
             args.stage1
         );
     }
+    let stage1_options = stage1_options(&args.stage1, &args.stage1_opts)?;
     if args.oci_runtime.is_some() && args.stage1 != "oci" {
         bail!("--oci-runtime goes with --stage1=oci");
     }
@@ -333,6 +366,7 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         no_overlay: args.no_overlay,
         net,
         oci_runtime: args.oci_runtime.clone(),
+        stage1_options,
         exposed_ports,
     };
     let pod = prepare(&pods(global), &request)?;

@@ -1,0 +1,247 @@
+//! The guest init: this binary as pid 1 of the pod's virtual machine. It
+//! loads the initramfs' modules, mounts the pod share (`skiff`, with
+//! `guest.json`) and each app's root (`app<N>`, the overlay root the host
+//! prepared, volumes included) over 9p, then starts the apps exactly as the
+//! `ns` flavor's init does (same code: environment, user, groups, working
+//! directory, capabilities, seccomp, no_new_privs, event handlers), writes
+//! their exit statuses to the share's `status` and powers the VM off.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{Mode, OFlags};
+use rustix::mount::MountFlags;
+
+use super::{GuestConfig, PROBE_MARKER, SHARE_TAG, STATUS_FILE};
+use crate::Stage1Error;
+use crate::mounts::Root;
+use crate::ns::{self, AppPlan, Report, setup_err};
+
+/// Whether this process is the guest init: pid 1 started as `/init`.
+pub fn is_guest_init() -> bool {
+    std::process::id() == 1 && std::env::args().next().as_deref() == Some("/init")
+}
+
+/// Runs the guest and powers it off; never returns.
+#[allow(clippy::print_stderr)]
+pub fn main() -> ! {
+    let mut report = None;
+    if let Err(e) = run(&mut report) {
+        let line = crate::error_line(&e);
+        eprintln!("skiff guest: {line}");
+        if let Some(fd) = &report {
+            ns::send(fd, &Report::Error(line));
+        }
+    }
+    drop(report);
+    rustix::fs::sync();
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if cmdline.split_whitespace().any(|w| w == "quiet") {
+        // The kernel's "reboot: Power down" (an emergency-level message)
+        // is not the apps' output.
+        let _ = std::fs::write("/proc/sys/kernel/printk", "0");
+    }
+    // SAFETY: pid 1 of the VM powering it off after syncing its files.
+    unsafe { libc::reboot(libc::RB_POWER_OFF) };
+    // Unreachable unless reboot failed; pid 1 must not exit.
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+fn mount(
+    source: &str,
+    target: &str,
+    fstype: &str,
+    flags: MountFlags,
+    data: &str,
+) -> Result<(), Stage1Error> {
+    let data = std::ffi::CString::new(data)
+        .map_err(|_| Stage1Error::Config("NUL in mount data".into()))?;
+    rustix::mount::mount(source, target, fstype, flags, Some(data.as_c_str()))
+        .map_err(|e| setup_err(format!("mount {fstype} on {target}"))(e.into()))
+}
+
+fn run(report: &mut Option<OwnedFd>) -> Result<(), Stage1Error> {
+    mount(
+        "devtmpfs",
+        "/dev",
+        "devtmpfs",
+        MountFlags::NOSUID,
+        "mode=0755",
+    )?;
+    console_on_stdio()?;
+    mount(
+        "proc",
+        "/proc",
+        "proc",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        "",
+    )?;
+    mount(
+        "sysfs",
+        "/sys",
+        "sysfs",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        "",
+    )?;
+    load_modules()?;
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if cmdline.split_whitespace().any(|w| w == "skiff.probe") {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stdout(),
+            format!("{PROBE_MARKER}\n").as_bytes(),
+        );
+        return Ok(());
+    }
+    mount(
+        SHARE_TAG,
+        "/skiff",
+        "9p",
+        MountFlags::empty(),
+        "trans=virtio,version=9p2000.L,cache=none",
+    )?;
+    *report = Some(
+        rustix::fs::open(
+            Path::new("/skiff").join(STATUS_FILE),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| setup_err("open the pod share's status file")(e.into()))?,
+    );
+    let config: GuestConfig = serde_json::from_slice(
+        &std::fs::read("/skiff/guest.json")
+            .map_err(setup_err("read the pod share's guest.json"))?,
+    )
+    .map_err(|e| Stage1Error::Config(format!("guest.json: {e}")))?;
+    switch_root()?;
+    let mut plans = Vec::new();
+    for (i, app) in config.apps.iter().enumerate() {
+        let manifest = skiff_spec::parse_image_manifest(app.manifest.to_string().as_bytes())
+            .map_err(|e| Stage1Error::Config(format!("guest.json: app '{}': {e}", app.name)))?;
+        let target = format!("/apps/{}/rootfs", app.name);
+        std::fs::create_dir_all(&target).map_err(setup_err(format!("create {target}")))?;
+        // cache=mmap: shared writable mappings work, nothing is cached
+        // beyond what they need (the host may change files too).
+        mount(
+            &format!("app{i}"),
+            &target,
+            "9p",
+            MountFlags::empty(),
+            "trans=virtio,version=9p2000.L,cache=mmap,msize=524288",
+        )?;
+        crate::mounts::setup_kernel_filesystems(&Root::open(Path::new(&target))?)?;
+        plans.push(AppPlan {
+            name: app.name.clone(),
+            app: manifest.app.unwrap_or_default(),
+            tree: target.into(),
+            read_only: false,
+            mounts: Vec::new(),
+            copy: false,
+        });
+    }
+    rustix::system::sethostname(config.hostname.as_bytes())
+        .map_err(|e| setup_err(format!("set the hostname '{}'", config.hostname))(e.into()))?;
+    let console = if config.interactive {
+        Some(
+            rustix::io::dup(std::io::stdout().as_fd())
+                .map_err(|e| setup_err("dup the console")(e.into()))?,
+        )
+    } else {
+        raw_output(std::io::stdout().as_fd())?;
+        stderr_on_virtio_console()?;
+        None
+    };
+    let no_cgroups: Vec<Vec<std::fs::File>> = plans.iter().map(|_| Vec::new()).collect();
+    if let Some(report) = report.as_ref() {
+        ns::run_apps(&plans, &no_cgroups, console.as_ref(), None, report);
+    }
+    Ok(())
+}
+
+/// The kernel may start init without stdio: the console on 0, 1 and 2.
+fn console_on_stdio() -> Result<(), Stage1Error> {
+    let console = rustix::fs::open("/dev/console", OFlags::RDWR | OFlags::NOCTTY, Mode::empty())
+        .map_err(|e| setup_err("open /dev/console")(e.into()))?;
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors of pid 1.
+        if unsafe { libc::dup2(console.as_raw_fd(), fd) } < 0 {
+            return Err(setup_err("attach the console")(
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    if console.as_raw_fd() < 3 {
+        std::mem::forget(console);
+    }
+    Ok(())
+}
+
+/// The virtio console (QEMU passes it to the host's stderr) as fd 2.
+fn stderr_on_virtio_console() -> Result<(), Stage1Error> {
+    let line = rustix::fs::open("/dev/hvc0", OFlags::WRONLY | OFlags::NOCTTY, Mode::empty())
+        .map_err(|e| setup_err("open /dev/hvc0 for the apps' stderr")(e.into()))?;
+    raw_output(line.as_fd())?;
+    // SAFETY: dup2 onto stderr of pid 1; `line` stays open until dropped.
+    if unsafe { libc::dup2(line.as_raw_fd(), 2) } < 0 {
+        return Err(setup_err("attach stderr")(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Apps' output reaches the host byte for byte (no `\n` → `\r\n`).
+fn raw_output(out: std::os::fd::BorrowedFd) -> Result<(), Stage1Error> {
+    let mut t = rustix::termios::tcgetattr(out)
+        .map_err(|e| setup_err("read the console's modes")(e.into()))?;
+    t.output_modes.remove(rustix::termios::OutputModes::OPOST);
+    t.local_modes.remove(rustix::termios::LocalModes::ECHO);
+    rustix::termios::tcsetattr(out, rustix::termios::OptionalActions::Now, &t)
+        .map_err(|e| setup_err("set the console's modes")(e.into()))
+}
+
+/// Loads `/modules/*` in name order (the host numbered them so that each
+/// comes after its dependencies).
+fn load_modules() -> Result<(), Stage1Error> {
+    let mut names: Vec<_> = std::fs::read_dir("/modules")
+        .map_err(setup_err("read /modules"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
+    names.sort();
+    for path in names {
+        let file =
+            std::fs::File::open(&path).map_err(setup_err(format!("open {}", path.display())))?;
+        // SAFETY: finit_module with an open module file and empty params.
+        let r = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), c"".as_ptr(), 0) };
+        if r != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
+            return Err(setup_err(format!(
+                "load the kernel module {}",
+                path.display()
+            ))(std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+/// Makes a tmpfs the root (the initramfs cannot be pivoted away from, and
+/// apps pivot into their roots): /dev, /proc, /sys and /skiff move along.
+fn switch_root() -> Result<(), Stage1Error> {
+    mount(
+        "tmpfs",
+        "/newroot",
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        "mode=0755",
+    )?;
+    for dir in ["dev", "proc", "sys", "skiff"] {
+        let target = format!("/newroot/{dir}");
+        std::fs::create_dir_all(&target).map_err(setup_err(format!("create {target}")))?;
+        rustix::mount::mount_move(format!("/{dir}"), &target)
+            .map_err(|e| setup_err(format!("move /{dir}"))(e.into()))?;
+    }
+    rustix::process::chdir("/newroot").map_err(|e| setup_err("enter the new root")(e.into()))?;
+    rustix::mount::mount_move(".", "/")
+        .map_err(|e| setup_err("move the new root onto /")(e.into()))?;
+    rustix::process::chroot(".").map_err(|e| setup_err("chroot into the new root")(e.into()))?;
+    rustix::process::chdir("/").map_err(|e| setup_err("chdir /")(e.into()))
+}

@@ -1,0 +1,411 @@
+//! The `kvm` flavor: each pod in a virtual machine of its own, with its own
+//! kernel (docs/stage1.md, "kvm").
+//!
+//! The supervisor (this process) prepares each app's root exactly as `ns`
+//! does — the overlay of the rendered tree, volumes, /etc/hosts and
+//! resolv.conf — in a private mount namespace, and exports them to the
+//! guest over virtio-9p, with a per-pod share (`<pod>/kvm/share`: the
+//! guest's `guest.json` in, the apps' exit statuses out). QEMU (`-M
+//! microvm`) boots the host's distribution kernel with an initramfs whose
+//! init is this binary ([`guest`]): it starts the apps with the `ns` code
+//! and powers the VM off when they are done. The console (the VM's serial
+//! line) is the apps' stdin and stdout, a virtio console their stderr
+//! (with `--interactive`, the serial console is all three). KVM runs the guest when it
+//! can, QEMU's TCG otherwise ([`accel`]).
+
+pub mod accel;
+pub mod guest;
+pub mod image;
+
+use std::io::BufRead;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use serde::{Deserialize, Serialize};
+use skiff_pod::{NetMode, Pod, Pods, State};
+
+use crate::ns::{self, setup_err};
+use crate::{EXIT_SETUP_FAILED, Stage1Error, cgroups};
+
+/// The 9p tag of the pod share.
+pub const SHARE_TAG: &str = "skiff";
+/// The share's file of report lines (one JSON object per line, as `ns`'s
+/// init sends them to its supervisor).
+pub const STATUS_FILE: &str = "status";
+/// What the probe guest prints before powering off.
+pub const PROBE_MARKER: &str = "skiff-probe-ok";
+
+/// VM size without memory isolators.
+pub const DEFAULT_MEMORY_MIB: u64 = 256;
+/// Added to the apps' memory limits for the guest kernel and init.
+pub const KERNEL_MEMORY_MIB: u64 = 64;
+
+/// What the guest init needs, in the share's `guest.json`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GuestConfig {
+    pub hostname: String,
+    /// Give the (single) app the console as its terminal.
+    pub interactive: bool,
+    /// In pod manifest order; app N's root is the 9p tag `app<N>`.
+    pub apps: Vec<GuestApp>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GuestApp {
+    pub name: String,
+    /// The effective app as an image manifest (name: the app's name).
+    pub manifest: serde_json::Value,
+}
+
+/// A QEMU `-fsdev`/`-device` value: commas in it are doubled.
+fn qemu_escape(path: &Path) -> String {
+    path.display().to_string().replace(',', ",,")
+}
+
+/// The host CPU's clock in kHz, for `tsc_early_khz` (microvm's guest
+/// kernel hangs calibrating the TSC without it).
+fn tsc_khz() -> u64 {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("cpu MHz"))
+                .and_then(|l| l.split(':').nth(1))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .map(|mhz| (mhz * 1000.0) as u64)
+        .filter(|k| *k > 0)
+        .unwrap_or(2_600_000)
+}
+
+/// QEMU booting `image` (no devices but the serial console on stdio).
+pub fn qemu_command(
+    image: &GuestImage,
+    accel: &str,
+    memory_mib: u64,
+    cpus: u64,
+    extra_cmdline: &str,
+) -> Result<Command, Stage1Error> {
+    let qemu = crate::oci::find_in_path("qemu-system-x86_64").ok_or_else(|| {
+        Stage1Error::Config(
+            "qemu-system-x86_64 not found: install qemu-system-x86 (cargo xtask deps does)".into(),
+        )
+    })?;
+    let khz = tsc_khz();
+    let cmdline = format!(
+        "console=ttyS0 panic=-1 tsc_early_khz={khz} lpj={} tsc=reliable no_timer_check \
+         pci=off nokaslr mitigations=off rdinit=/init {extra_cmdline}",
+        khz * 4
+    );
+    let mut cmd = Command::new(qemu);
+    cmd.args(["-M", "microvm,x-option-roms=off", "-accel", accel])
+        .args(["-cpu", if accel == "kvm" { "host" } else { "max" }])
+        .arg("-m")
+        .arg(format!("{memory_mib}M"))
+        .arg("-smp")
+        .arg(cpus.to_string())
+        .args(["-nodefaults", "-no-user-config", "-display", "none"])
+        .args(["-no-reboot", "-chardev", "stdio,id=con,signal=off"])
+        .args(["-serial", "chardev:con"])
+        // A virtio console (hvc0) is the apps' stderr: QEMU's own stderr,
+        // reopened (appending, so a log file is not truncated). microvm
+        // has a single serial line.
+        .args(["-chardev", "file,id=err,path=/proc/self/fd/2,append=on"])
+        .args(["-device", "virtio-serial-device,max_ports=1"])
+        .args(["-device", "virtconsole,chardev=err"])
+        .arg("-kernel")
+        .arg(&image.kernel)
+        .arg("-initrd")
+        .arg(&image.initrd)
+        .arg("-append")
+        .arg(cmdline.trim());
+    Ok(cmd)
+}
+
+use image::GuestImage;
+
+/// Adds a virtio-9p export of `path` with `tag`.
+fn export(cmd: &mut Command, id: &str, path: &Path, tag: &str) {
+    cmd.arg("-fsdev")
+        .arg(format!(
+            "local,id={id},path={},security_model=passthrough,multidevs=remap",
+            qemu_escape(path)
+        ))
+        .arg("-device")
+        .arg(format!("virtio-9p-device,fsdev={id},mount_tag={tag}"));
+}
+
+/// The VM's memory and vCPUs from the apps' isolators.
+fn vm_size(plans: &[ns::AppPlan]) -> (u64, u64) {
+    let limits: Vec<cgroups::Limits> = plans.iter().map(|p| cgroups::limits(&p.app)).collect();
+    let memory = if limits.iter().any(|l| l.memory_bytes.is_some()) {
+        let apps: i128 = limits.iter().filter_map(|l| l.memory_bytes).sum();
+        let apps = u64::try_from(apps).unwrap_or(0);
+        (apps.div_ceil(1 << 20) + KERNEL_MEMORY_MIB).max(128)
+    } else {
+        DEFAULT_MEMORY_MIB
+    };
+    let millis: i128 = limits.iter().filter_map(|l| l.cpu_millis).sum();
+    let millis = u64::try_from(millis).unwrap_or(0);
+    let host = std::thread::available_parallelism()
+        .map(|n| n.get() as u64)
+        .unwrap_or(1);
+    let cpus = millis.div_ceil(1000).clamp(1, host);
+    (memory, cpus)
+}
+
+/// The last termination signal the supervisor passed on to QEMU.
+static STOPPED_BY: AtomicI32 = AtomicI32::new(0);
+static QEMU_PID: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn stop_vm(sig: libc::c_int) {
+    STOPPED_BY.store(sig, Ordering::Relaxed);
+    let pid = QEMU_PID.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+}
+
+/// `skiff stop` signals the supervisor (the pod's pid): it powers the VM
+/// off (QEMU ends on SIGTERM) and records the signal as the apps' end.
+fn stop_vm_on_signals(qemu: i32) {
+    QEMU_PID.store(qemu, Ordering::Relaxed);
+    for sig in ns::TERMINATION_SIGNALS {
+        // SAFETY: a zeroed sigaction with a valid handler that only stores
+        // atomics and calls kill(2).
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = stop_vm as *const () as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Writes the share: `guest.json`, an empty `status`.
+fn write_share(
+    share: &Path,
+    runtime: &skiff_pod::Runtime,
+    plans: &[ns::AppPlan],
+) -> Result<(), Stage1Error> {
+    std::fs::create_dir_all(share).map_err(setup_err(format!("create {}", share.display())))?;
+    let apps = plans
+        .iter()
+        .map(|p| {
+            let mut manifest = serde_json::json!({
+                "acKind": "ImageManifest",
+                "acVersion": "0.8.11",
+                "name": p.name,
+            });
+            manifest["app"] = serde_json::to_value(&p.app)
+                .map_err(|e| Stage1Error::Config(format!("app '{}': {e}", p.name)))?;
+            Ok(GuestApp {
+                name: p.name.clone(),
+                manifest,
+            })
+        })
+        .collect::<Result<Vec<_>, Stage1Error>>()?;
+    let config = GuestConfig {
+        hostname: runtime.hostname.clone(),
+        interactive: runtime.interactive,
+        apps,
+    };
+    std::fs::write(
+        share.join("guest.json"),
+        serde_json::to_vec_pretty(&config).unwrap_or_default(),
+    )
+    .map_err(setup_err("write guest.json"))?;
+    std::fs::write(share.join(STATUS_FILE), "").map_err(setup_err("create the status file"))
+}
+
+/// In the child: the apps' roots in a private mount namespace, then QEMU.
+/// Returns only on failure.
+fn exec_vm(pod: &Pod, plans: &[ns::AppPlan], mut qemu: Command) -> Stage1Error {
+    let result = (|| -> Result<std::io::Error, Stage1Error> {
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+            .map_err(|e| setup_err("set the parent-death signal")(e.into()))?;
+        // SAFETY: the child is single-threaded; FILES is not unshared.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+            .map_err(|e| setup_err("create a mount namespace for the VM")(e.into()))?;
+        crate::mounts::make_private_rec()?;
+        let root = pod.path.join("kvm").join("root");
+        std::fs::create_dir_all(&root).map_err(setup_err(format!("create {}", root.display())))?;
+        rustix::mount::mount(
+            "tmpfs",
+            &root,
+            "tmpfs",
+            rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
+            Some(c"mode=755"),
+        )
+        .map_err(|e| setup_err("mount the VM's export root")(e.into()))?;
+        for (i, p) in plans.iter().enumerate() {
+            let app_root = ns::mount_app_root(pod, &root, p, None)?;
+            ns::finish_app_root(pod, &app_root, p)?;
+            export(
+                &mut qemu,
+                &format!("app{i}"),
+                &app_root.path,
+                &format!("app{i}"),
+            );
+        }
+        export(
+            &mut qemu,
+            "share",
+            &pod.path.join("kvm").join("share"),
+            SHARE_TAG,
+        );
+        Ok(qemu.exec())
+    })();
+    match result {
+        Ok(e) => Stage1Error::Exec {
+            program: "qemu-system-x86_64".into(),
+            source: e,
+        },
+        Err(e) => e,
+    }
+}
+
+/// `<data>` from `<data>/pods/run/<uuid>`.
+fn data_dir(pod: &Pod) -> Result<PathBuf, Stage1Error> {
+    pod.path
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .ok_or_else(|| Stage1Error::Config("the pod dir is not in a data dir".into()))
+}
+
+/// Runs the pod; returns the first app's exit status.
+#[allow(clippy::print_stderr)]
+pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stage1Error> {
+    let (_manifest, runtime, plans) = ns::plan(&pod)?;
+    if runtime.net.mode != NetMode::None {
+        return Err(Stage1Error::Config(
+            "the kvm flavor has no pod networking yet: run it with --net=none".into(),
+        ));
+    }
+    let option = |k: &str| runtime.stage1_options.get(k).map(String::as_str);
+    let choice = accel::Choice::parse(option("accel"))?;
+    let data = data_dir(&pod)?;
+    let (kernel, release) = image::find_kernel(option("kernel"))?;
+    let image = image::ensure(&data, &kernel, &release)?;
+    let picked = accel::pick(&data, &image, choice)?;
+    if picked.probed || runtime.debug {
+        eprintln!("skiff: kvm: using {} ({})", picked.accel, picked.why);
+    }
+    let kvm_dir = pod.path.join("kvm");
+    let share = kvm_dir.join("share");
+    write_share(&share, &runtime, &plans)?;
+    let _ = std::fs::write(
+        kvm_dir.join("accel"),
+        format!("{}: {}\n", picked.accel, picked.why),
+    );
+    let (memory, cpus) = vm_size(&plans);
+    let extra = if runtime.debug {
+        ""
+    } else {
+        "quiet loglevel=1"
+    };
+    let mut qemu = qemu_command(&image, picked.accel, memory, cpus, extra)?;
+    if !runtime.interactive {
+        qemu.stdin(std::process::Stdio::null());
+    }
+    // SAFETY: stage1 is single-threaded here; the child only mounts and execs.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(setup_err("fork the VM")(std::io::Error::last_os_error()));
+    }
+    if child == 0 {
+        drop(lock);
+        let e = exec_vm(&pod, &plans, qemu);
+        eprintln!("skiff: pod failed to start: {}", crate::error_line(&e));
+        std::process::exit(EXIT_SETUP_FAILED);
+    }
+    stop_vm_on_signals(child);
+    let _ = std::fs::write(pod.path.join("pid"), std::process::id().to_string());
+    let _ = pod.stamp("started");
+    let mut wstatus = 0;
+    loop {
+        // SAFETY: waitpid on our own child with a valid status pointer.
+        let r = unsafe { libc::waitpid(child, &mut wstatus, 0) };
+        if r == child || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break;
+        }
+    }
+    let (mut first_status, mut setup_error) = (None, None);
+    if let Ok(file) = std::fs::File::open(share.join(STATUS_FILE)) {
+        for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+            ns::record(
+                &pod,
+                &plans[0].name,
+                &line,
+                &mut first_status,
+                &mut setup_error,
+            );
+        }
+    }
+    // Apps that did not report ended with the VM: stopped (the signal), or
+    // the VM failed.
+    let stopped = STOPPED_BY.load(Ordering::Relaxed);
+    let vm_code = crate::exit_code(wstatus);
+    for p in &plans {
+        if pod.app_exit(&p.name).is_none() {
+            let code = if stopped > 0 {
+                128 + stopped
+            } else {
+                if setup_error.is_none() {
+                    setup_error = Some(format!(
+                        "the virtual machine ended before app '{}' did (qemu exit status {vm_code}; \
+                         run with --debug to see the guest kernel's messages)",
+                        p.name
+                    ));
+                }
+                continue;
+            };
+            let dir = pod.path.join("apps").join(&p.name);
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join("exit"), code.to_string());
+            if p.name == plans[0].name {
+                first_status = Some(code);
+            }
+        }
+    }
+    let _ = pod.stamp("exited");
+    let _ = pod.move_to(pods, State::ExitedGarbage);
+    if let Some(e) = setup_error {
+        return Err(Stage1Error::Pod(e));
+    }
+    Ok(first_status.unwrap_or(EXIT_SETUP_FAILED))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commas_in_qemu_paths_are_doubled() {
+        assert_eq!(qemu_escape(Path::new("/a,b/c")), "/a,,b/c");
+    }
+
+    #[test]
+    fn vm_size_follows_the_isolators() {
+        let plan = |isolators: &str| ns::AppPlan {
+            name: "a".into(),
+            app: crate::test_app(isolators),
+            tree: PathBuf::new(),
+            read_only: false,
+            mounts: Vec::new(),
+            copy: false,
+        };
+        assert_eq!(vm_size(&[plan("")]), (DEFAULT_MEMORY_MIB, 1));
+        let limited = plan(r#"{"name":"resource/memory","value":{"limit":"512Mi"}}"#);
+        let bytes = cgroups::limits(&limited.app).memory_bytes.unwrap();
+        assert_eq!(bytes, 512 << 20);
+        assert_eq!(vm_size(&[limited]).0, 512 + KERNEL_MEMORY_MIB);
+    }
+}

@@ -1,0 +1,254 @@
+//! The kvm flavor: pods in QEMU virtual machines with the host's
+//! distribution kernel (TCG where KVM cannot run it, as on hosts whose
+//! /dev/kvm is kvm_pvm). The same pod manifest runs under `ns` and `kvm`
+//! and must see the same environment, user and directory, with its own
+//! kernel under kvm.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// The app: reports what it sees, uses its volumes, exits 7.
+const SCRIPT: &str = r#"#!/bin/sh
+echo "kernel=$(uname -r)"
+echo "id=$(id)"
+echo "pwd=$(pwd)"
+env | sort
+cat /data/from-host
+echo "written by $(id -u)" > /data/from-pod-$FLAVOR && echo wrote
+echo x > /ro/nope 2>/dev/null || echo ro-refused
+exit 7
+"#;
+
+fn layout(dir: &Path) {
+    busybox_layout(dir);
+    let bin = dir.join("rootfs/bin");
+    for tool in ["uname", "id", "pwd", "env", "sort", "cat", "echo", "sleep"] {
+        std::os::unix::fs::symlink("busybox", bin.join(tool)).unwrap();
+    }
+    std::fs::write(bin.join("report"), SCRIPT).unwrap();
+    std::fs::write(bin.join("idle"), "#!/bin/sh\necho idle\nexec sleep 600\n").unwrap();
+    let status = std::process::Command::new("chmod")
+        .arg("755")
+        .arg(bin.join("report"))
+        .arg(bin.join("idle"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::create_dir_all(dir.join("rootfs/work")).unwrap();
+}
+
+fn build(root: &Path, dir: &Path) {
+    let aci = root.join("kvm.aci");
+    let built = output(
+        skiff()
+            .args([
+                "image",
+                "build",
+                "--name=example.com/kvm-test",
+                "--label=version=1",
+                "--exec=/bin/report",
+            ])
+            .arg(dir)
+            .arg(&aci),
+    );
+    assert!(built.status.success(), "{}", stderr(&built));
+    let fetched = output(
+        skiff_in(root)
+            .args(["--insecure-options=image", "fetch"])
+            .arg(&aci),
+    );
+    assert!(fetched.status.success(), "{}", stderr(&fetched));
+}
+
+fn run_flavor(root: &Path, flavor: &str, extra: &[&str]) -> std::process::Output {
+    let data = root.join("vol");
+    let ro = root.join("ro");
+    output(
+        skiff_in(root)
+            .args(["run", "--net=none"])
+            .arg(format!("--stage1={flavor}"))
+            .arg(format!("--volume=data,kind=host,source={}", data.display()))
+            .arg(format!(
+                "--volume=ro,kind=host,source={},readOnly=true",
+                ro.display()
+            ))
+            .args(extra)
+            .args([
+                "example.com/kvm-test:1",
+                "--user=65534",
+                "--working-dir=/work",
+                "--mount=volume=data,target=/data",
+                "--mount=volume=ro,target=/ro",
+            ])
+            .arg(format!("--set-env=FLAVOR={flavor}")),
+    )
+}
+
+fn host_release() -> String {
+    rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn kvm_pods_run_in_their_own_kernel_and_see_what_ns_pods_see() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    layout(&root.join("layout"));
+    build(root, &root.join("layout"));
+    std::fs::create_dir_all(root.join("vol")).unwrap();
+    std::fs::create_dir_all(root.join("ro")).unwrap();
+    std::fs::set_permissions(
+        root.join("vol"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    std::fs::write(root.join("vol/from-host"), "hello from the host\n").unwrap();
+
+    let kvm = run_flavor(root, "kvm", &[]);
+    let ns = run_flavor(root, "ns", &[]);
+    eprintln!("kvm stderr: {}", stderr(&kvm));
+    assert_eq!(kvm.status.code(), Some(7), "{}", stderr(&kvm));
+    assert_eq!(ns.status.code(), Some(7), "{}", stderr(&ns));
+    let (kvm_out, ns_out) = (stdout(&kvm), stdout(&ns));
+    // Its own kernel: not the host's.
+    let kernel = kvm_out
+        .lines()
+        .find_map(|l| l.strip_prefix("kernel="))
+        .unwrap_or_default();
+    assert!(!kernel.is_empty(), "{kvm_out}");
+    assert_ne!(kernel, host_release(), "{kvm_out}");
+    assert!(
+        Path::new("/boot")
+            .join(format!("vmlinuz-{kernel}"))
+            .exists(),
+        "guest kernel {kernel} is not one of /boot's"
+    );
+    // Everything else as under ns (the flavor's name aside).
+    let same = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| !l.starts_with("kernel="))
+            .map(|l| {
+                l.replace("FLAVOR=kvm", "FLAVOR=")
+                    .replace("FLAVOR=ns", "FLAVOR=")
+            })
+            .collect()
+    };
+    assert_eq!(same(&kvm_out), same(&ns_out));
+    assert!(kvm_out.contains("id=uid=65534"), "{kvm_out}");
+    assert!(kvm_out.contains("pwd=/work"), "{kvm_out}");
+    assert!(kvm_out.contains("hello from the host"), "{kvm_out}");
+    assert!(kvm_out.contains("AC_APP_NAME=kvm-test"), "{kvm_out}");
+    assert!(kvm_out.contains("ro-refused"), "{kvm_out}");
+    assert!(!kvm_out.contains('\r'), "the console adds carriage returns");
+    // The writable volume got the guest's file, owned by the app's user.
+    let written = root.join("vol/from-pod-kvm");
+    assert_eq!(
+        std::fs::read_to_string(&written).unwrap(),
+        "written by 65534\n"
+    );
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&written).unwrap());
+    assert_eq!(owner, 65534);
+    assert_eq!(std::fs::read_dir(root.join("ro")).unwrap().count(), 0);
+
+    // KVM itself: used where a probe guest boots under it; otherwise an
+    // explicit accel=kvm is refused with the reason (and the case skipped).
+    let forced = run_flavor(root, "kvm", &["--stage1-opt=accel=kvm"]);
+    if forced.status.code() == Some(7) {
+        assert!(stdout(&forced).contains("id=uid=65534"));
+    } else {
+        let err = stderr(&forced);
+        assert_eq!(forced.status.code(), Some(125), "{err}");
+        assert!(
+            err.contains("accel=kvm: KVM cannot run the guest on this host:"),
+            "{err}"
+        );
+        eprintln!("KVM case skipped: {}", err.trim());
+    }
+}
+
+#[test]
+fn skiff_stop_powers_a_kvm_pod_off_and_bad_options_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    layout(&root.join("layout"));
+    build(root, &root.join("layout"));
+
+    let out = output(skiff_in(root).args([
+        "run",
+        "--detach",
+        "--stage1=kvm",
+        "example.com/kvm-test:1",
+        "--exec=/bin/idle",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    let pod_dir = root.join("data/pods/run").join(&uuid);
+    let qemu_of_pod = || -> usize {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .map(|c| {
+                        let c = String::from_utf8_lossy(&c);
+                        c.starts_with("/usr/bin/qemu-system") && c.contains(uuid.as_str())
+                    })
+                    .unwrap_or(false)
+            })
+            .count()
+    };
+    // Wait for the app to be up in the guest (the pod's apps/<app> exit
+    // file would appear if it had ended).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while qemu_of_pod() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(qemu_of_pod(), 1, "no VM for pod {uuid}");
+    assert!(pod_dir.join("kvm/accel").exists());
+    std::thread::sleep(Duration::from_secs(3));
+    let stopped = output(skiff_in(root).args(["stop", &uuid]));
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    assert_eq!(qemu_of_pod(), 0);
+    let status = stdout(&output(skiff_in(root).args(["status", &uuid])));
+    assert!(status.contains("state=exited"), "{status}");
+    assert!(status.contains("app-kvm-test=143"), "{status}");
+
+    for (flag, message) in [
+        (
+            "--stage1-opt=accel=hvf",
+            "--stage1-opt=accel=hvf: use auto, kvm or tcg",
+        ),
+        (
+            "--stage1-opt=memory=1G",
+            "the kvm flavor takes accel= and kernel=",
+        ),
+        (
+            "--stage1-opt=kernel=/nonexistent",
+            "--stage1-opt=kernel=/nonexistent: no such file",
+        ),
+    ] {
+        let out =
+            output(skiff_in(root).args(["run", "--stage1=kvm", flag, "example.com/kvm-test:1"]));
+        assert_refused(&out, message);
+    }
+    let out = output(skiff_in(root).args([
+        "run",
+        "--stage1=kvm",
+        "--net=default",
+        "example.com/kvm-test:1",
+    ]));
+    assert_refused(&out, "the kvm flavor has no pod networking yet");
+    let out = output(skiff_in(root).args([
+        "run",
+        "--stage1=ns",
+        "--stage1-opt=accel=tcg",
+        "example.com/kvm-test:1",
+    ]));
+    assert_refused(&out, "the ns flavor takes no options");
+}
