@@ -21,10 +21,20 @@ echo x > /ro/nope 2>/dev/null || echo ro-refused
 exit 7
 "#;
 
+/// The network check: its addresses, the gateway answers.
+const NET_SCRIPT: &str = r#"#!/bin/sh
+ip -4 -o addr show
+gw=$(ip route | awk '/default/ {print $3}')
+ping -c 1 -W 10 "$gw" >/dev/null && echo "gateway $gw answers"
+"#;
+
 fn layout(dir: &Path) {
     busybox_layout(dir);
     let bin = dir.join("rootfs/bin");
-    for tool in ["uname", "id", "pwd", "env", "sort", "cat", "echo", "sleep"] {
+    std::fs::write(bin.join("netcheck"), NET_SCRIPT).unwrap();
+    for tool in [
+        "uname", "id", "pwd", "env", "sort", "cat", "echo", "sleep", "ip", "awk", "ping",
+    ] {
         std::os::unix::fs::symlink("busybox", bin.join(tool)).unwrap();
     }
     std::fs::write(bin.join("report"), SCRIPT).unwrap();
@@ -33,6 +43,7 @@ fn layout(dir: &Path) {
         .arg("755")
         .arg(bin.join("report"))
         .arg(bin.join("idle"))
+        .arg(bin.join("netcheck"))
         .status()
         .unwrap();
     assert!(status.success());
@@ -240,10 +251,10 @@ fn skiff_stop_powers_a_kvm_pod_off_and_bad_options_are_refused() {
     let out = output(skiff_in(root).args([
         "run",
         "--stage1=kvm",
-        "--net=default",
+        "--net=host",
         "example.com/kvm-test:1",
     ]));
-    assert_refused(&out, "the kvm flavor has no pod networking yet");
+    assert_refused(&out, "a VM cannot share the host's network");
     let out = output(skiff_in(root).args([
         "run",
         "--stage1=ns",
@@ -251,4 +262,34 @@ fn skiff_stop_powers_a_kvm_pod_off_and_bad_options_are_refused() {
         "example.com/kvm-test:1",
     ]));
     assert_refused(&out, "the ns flavor takes no options");
+}
+
+#[test]
+fn kvm_pods_are_on_the_pod_network_through_their_tap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    layout(&root.join("layout"));
+    build(root, &root.join("layout"));
+    let out = output(skiff_in(root).args([
+        "run",
+        "--stage1=kvm",
+        "example.com/kvm-test:1",
+        "--exec=/bin/netcheck",
+    ]));
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}\n{text}", stderr(&out));
+    // The default network's address on the guest's own card, which has
+    // the CNI interface's name, and the gateway (the host) answers.
+    let eth0 = text
+        .lines()
+        .find(|l| l.contains(" eth0 ") && l.contains("inet "))
+        .unwrap_or_else(|| panic!("no eth0 address: {text}"));
+    assert!(
+        ["inet 172.16.", "inet 10.88.", "inet 192.168.228."]
+            .iter()
+            .any(|p| eth0.contains(p)),
+        "{eth0}"
+    );
+    assert!(text.contains("answers"), "{text}");
 }

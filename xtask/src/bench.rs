@@ -322,28 +322,7 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
             .stderr(std::process::Stdio::null());
         c
     };
-    // The image: busybox-static with /bin/true.
-    let layout = work.join("layout");
-    std::fs::create_dir_all(layout.join("rootfs/bin"))?;
-    std::fs::copy(
-        std::fs::canonicalize("/bin/busybox")?,
-        layout.join("rootfs/bin/busybox"),
-    )?;
-    std::os::unix::fs::symlink("busybox", layout.join("rootfs/bin/true"))?;
-    std::fs::write(
-        layout.join("manifest"),
-        r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/true","labels":[{"name":"version","value":"1.0"},{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}],"app":{"exec":["/bin/true"],"user":"0","group":"0"}}"#,
-    )?;
-    let aci = work.join("true.aci");
-    run_quiet(
-        Command::new(&skiff)
-            .args(["image", "build", "--compression=none"])
-            .arg(&layout)
-            .arg(&aci)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
-    )?;
-    run_quiet(sk().args(["--insecure-options=image", "fetch"]).arg(&aci))?;
+    fetch_true_image(&skiff, &work, sk())?;
 
     // The peers run a copy of the rendered tree.
     let trees = std::fs::read_dir(data.join("trees"))?
@@ -574,6 +553,184 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
     std::fs::write(&svg, start_plot(&[("warm", &warm), ("cold", &cold)]))?;
     println!("wrote {} (start-time distributions)", svg.display());
     unmount_under(&podman_state)?;
+    let _ = sk().args(["gc", "--grace-period=0s"]).status();
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+/// Builds `example.com/true:1.0` (busybox-static's /bin/true) in `work`
+/// and fetches it with `fetch` (skiff with the benchmark's data dir).
+fn fetch_true_image(skiff: &Path, work: &Path, mut fetch: Command) -> Result<()> {
+    let layout = work.join("layout");
+    std::fs::create_dir_all(layout.join("rootfs/bin"))?;
+    std::fs::copy(
+        std::fs::canonicalize("/bin/busybox")?,
+        layout.join("rootfs/bin/busybox"),
+    )?;
+    std::os::unix::fs::symlink("busybox", layout.join("rootfs/bin/true"))?;
+    std::fs::write(
+        layout.join("manifest"),
+        r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/true","labels":[{"name":"version","value":"1.0"},{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}],"app":{"exec":["/bin/true"],"user":"0","group":"0"}}"#,
+    )?;
+    let aci = work.join("true.aci");
+    run_quiet(
+        Command::new(skiff)
+            .args(["image", "build", "--compression=none"])
+            .arg(&layout)
+            .arg(&aci)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    )?;
+    run_quiet(fetch.args(["--insecure-options=image", "fetch"]).arg(&aci))
+}
+
+/// The file in `dir` whose name starts with `prefix`.
+fn find_prefixed(dir: &Path, prefix: &str) -> Result<PathBuf> {
+    std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .with_context(|| format!("no {prefix}* in {}", dir.display()))
+}
+
+/// `bench start --stage1=kvm`: start→exit of `/bin/true` in a kvm pod
+/// (`skiff run` of a cached image, `--net=none`) against a bare QEMU
+/// boot-to-poweroff of the same guest kernel and initramfs with the same
+/// accelerator (the guest init's probe mode: it prints a marker and powers
+/// off), alternating.
+pub fn start_kvm(root: &Path, quick: bool) -> Result<()> {
+    let runs = if quick { 5 } else { 10 };
+    let work = PathBuf::from(WORK).join("start-kvm");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let skiff = root.join("target/release/skiff");
+    let data = work.join("data");
+    let sk = || {
+        let mut c = Command::new(&skiff);
+        c.arg("--dir").arg(&data);
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    fetch_true_image(&skiff, &work, sk())?;
+    let kvm_run = || {
+        let mut c = sk();
+        c.args([
+            "run",
+            "--stage1=kvm",
+            "--net=none",
+            "--pull-policy=never",
+            "example.com/true:1.0",
+        ]);
+        c
+    };
+    // Untimed: builds the guest image and decides the accelerator.
+    run_quiet(&mut kvm_run())?;
+    let kvm = data.join("kvm");
+    let guest = find_prefixed(&kvm, "guest-")?;
+    let verdict: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(find_prefixed(&kvm, "accel-guest-")?)?)?;
+    let accel = if verdict["usable"] == true {
+        "kvm"
+    } else {
+        "tcg"
+    };
+    let reason = verdict["reason"].as_str().unwrap_or_default().to_string();
+    // The same machine as skiff's (crates/stage1/src/kvm/mod.rs), without
+    // the pod's 9p exports.
+    let khz = std::fs::read_to_string("/proc/cpuinfo")?
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|mhz| (mhz * 1000.0) as u64)
+        .unwrap_or(2_600_000);
+    let bare = || {
+        let mut c = Command::new("qemu-system-x86_64");
+        c.args(["-M", "microvm,x-option-roms=off", "-accel", accel])
+            .args(["-cpu", if accel == "kvm" { "host" } else { "max" }])
+            .args(["-m", "256M", "-smp", "2", "-nodefaults", "-no-user-config"])
+            .args(["-display", "none", "-no-reboot"])
+            .args([
+                "-chardev",
+                "stdio,id=con,signal=off",
+                "-serial",
+                "chardev:con",
+            ])
+            .args(["-chardev", "file,id=err,path=/proc/self/fd/2,append=on"])
+            .args(["-device", "virtio-serial-device,max_ports=1"])
+            .args(["-device", "virtconsole,chardev=err"])
+            .arg("-kernel")
+            .arg(guest.join("vmlinux"))
+            .arg("-initrd")
+            .arg(guest.join("initrd.cpio"))
+            .arg("-append")
+            .arg(format!(
+                "console=ttyS0 panic=-1 tsc_early_khz={khz} lpj={} tsc=reliable no_timer_check \
+                 pci=off nokaslr mitigations=off rdinit=/init quiet loglevel=1 skiff.probe",
+                khz * 4
+            ))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    let mut rows = [
+        Row {
+            name: "skiff run --stage1=kvm (cached image, --net=none)",
+            times: Vec::new(),
+        },
+        Row {
+            name: "bare QEMU boot to poweroff (same kernel, initramfs, accel)",
+            times: Vec::new(),
+        },
+    ];
+    for round in 0..runs {
+        for k in 0..2 {
+            let which = (round + k) % 2;
+            let mut cmd = if which == 0 { kvm_run() } else { bare() };
+            let start = Instant::now();
+            run_quiet(&mut cmd)?;
+            rows[which].times.push(start.elapsed());
+        }
+    }
+    for row in rows.iter_mut() {
+        row.times.sort();
+    }
+    let bare_median = rows[1].median().as_secs_f64();
+    println!(
+        "\nbench start --stage1=kvm: /bin/true, {runs} runs each, alternating; accelerator {accel} ({reason})\n"
+    );
+    println!("| scenario | min | median | max | ratio to bare boot |");
+    println!("|---|---|---|---|---|");
+    let mut json = Vec::new();
+    for row in &rows {
+        let ratio = row.median().as_secs_f64() / bare_median.max(1e-9);
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "| {} | {:.0} ms | {:.0} ms | {:.0} ms | {ratio:.2}× |",
+            row.name,
+            ms(row.times[0]),
+            ms(row.median()),
+            ms(row.times[row.times.len() - 1])
+        );
+        json.push(format!(
+            "{{\"scenario\":{:?},\"min_ms\":{:.1},\"median_ms\":{:.1},\"max_ms\":{:.1},\"ratio_to_bare\":{ratio:.3}}}",
+            row.name,
+            ms(row.times[0]),
+            ms(row.median()),
+            ms(row.times[row.times.len() - 1])
+        ));
+    }
+    let dir = root.join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("start-kvm.json"),
+        format!(
+            "{{\"accel\":{accel:?},\"reason\":{reason:?},\"runs\":{runs},\"rows\":[{}]}}\n",
+            json.join(",")
+        ),
+    )?;
     let _ = sk().args(["gc", "--grace-period=0s"]).status();
     let _ = std::fs::remove_dir_all(&work);
     Ok(())

@@ -97,6 +97,13 @@ fn real_main() -> Result<()> {
         Some("appc-tools") => appc_tools(&root).map(|_| ()),
         Some("bench") => {
             let quick = args.iter().any(|a| a == "--quick");
+            let kvm = args.iter().any(|a| a == "--stage1=kvm");
+            if let Some(flag) = args[1..]
+                .iter()
+                .find(|a| a.starts_with("--") && *a != "--quick" && *a != "--stage1=kvm")
+            {
+                bail!("bench: unknown flag {flag} (flags: --quick, --stage1=kvm with start)");
+            }
             let which: Vec<&str> = args[1..]
                 .iter()
                 .map(String::as_str)
@@ -107,6 +114,7 @@ fn real_main() -> Result<()> {
             deps()?;
             match which.as_slice() {
                 ["import"] => bench::import(&root, quick),
+                ["start"] if kvm => bench::start_kvm(&root, quick),
                 ["start"] => bench::start(&root, quick),
                 ["metadata"] => bench::metadata(&root, quick),
                 ["pull"] => bench::pull(&root, quick),
@@ -115,6 +123,7 @@ fn real_main() -> Result<()> {
                 [] | ["all"] => {
                     bench::import(&root, quick)?;
                     bench::start(&root, quick)?;
+                    bench::start_kvm(&root, quick)?;
                     bench::pull(&root, quick)?;
                     bench::metadata(&root, quick)?;
                     bench::audit(&root, quick)?;
@@ -133,7 +142,7 @@ fn real_main() -> Result<()> {
                  demo        build skiff, then build, validate and inspect a sample image\n  \
                  test        deps + appc reference tools + fmt + clippy + the whole test suite\n  \
                  appc-tools  build the reference actool and ACE validator images (cached)\n  \
-                 bench [all|import|start|pull|metadata|audit|density] [--quick]  skiff against its peers, same run"
+                 bench [all|import|start|pull|metadata|audit|density] [--quick] [--stage1=kvm]  skiff against its peers, same run"
             );
             bail!("no or unknown xtask command")
         }
@@ -293,6 +302,12 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     run(cargo(root)
         .args(["test", "--release", "--workspace"])
         .args(extra)
+        .env("SKIFF_APPC_TOOLS", &tools)
+        .env("SKIFF_TEST_PYTHON", &python))?;
+    step("cargo test: the timing-sensitive end-to-end tests, one at a time on a quiet machine");
+    run(cargo(root)
+        .args(["test", "--release", "-p", "skiff", "--test", "e2e"])
+        .args(["--", "--ignored", "--test-threads=1"])
         .env("SKIFF_APPC_TOOLS", &tools)
         .env("SKIFF_TEST_PYTHON", &python))?;
     step(

@@ -68,6 +68,30 @@ impl Attachment {
             .find_map(|ip| ip.get("gateway")?.as_str()?.parse().ok())
     }
 
+    /// The pod-side interface's MAC address and its addresses (with
+    /// prefix lengths), from the ADD result: what a VM's own network card
+    /// takes over.
+    pub fn pod_interface(&self) -> Option<(String, Vec<String>)> {
+        let result = self.result.as_ref()?;
+        let interfaces = result.get("interfaces")?.as_array()?;
+        let index = interfaces.iter().position(|i| {
+            i.get("name").and_then(Value::as_str) == Some(self.ifname.as_str())
+                && i.get("sandbox")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty())
+        })?;
+        let mac = interfaces[index].get("mac")?.as_str()?.to_string();
+        let addresses = result
+            .get("ips")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|ip| ip.get("interface").and_then(Value::as_u64) == Some(index as u64))
+            .filter_map(|ip| ip.get("address")?.as_str().map(str::to_string))
+            .collect();
+        Some((mac, addresses))
+    }
+
     /// Name servers, search domains and options the plugins returned.
     pub fn dns(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
         let list = |key: &str| -> Vec<String> {

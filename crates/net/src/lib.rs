@@ -15,7 +15,7 @@
 pub mod attach;
 pub mod config;
 pub mod files;
-mod ifreq;
+pub mod ifreq;
 pub mod netns;
 pub mod plugin;
 pub mod portmap;

@@ -350,7 +350,7 @@ pub(crate) fn record(
 
 /// Moves init into the pod's network namespace (before it makes its other
 /// namespaces, while it still holds the host's capabilities).
-fn join_netns(netns: Option<&std::fs::File>) -> Result<(), Stage1Error> {
+pub(crate) fn join_netns(netns: Option<&std::fs::File>) -> Result<(), Stage1Error> {
     match netns {
         Some(ns) => rustix::thread::move_into_link_name_space(
             std::os::fd::AsFd::as_fd(ns),
@@ -489,8 +489,23 @@ fn mount_copied_root(
 
 /// Volumes, then read-only if asked (after every mount point exists).
 pub(crate) fn finish_app_root(pod: &Pod, app_root: &Root, p: &AppPlan) -> Result<(), Stage1Error> {
+    finish_app_root_with(pod, app_root, p, &|_| false)
+}
+
+/// [`finish_app_root`], except that the volumes `elsewhere` picks only get
+/// their mount point: another party mounts them (the kvm guest).
+pub(crate) fn finish_app_root_with(
+    pod: &Pod,
+    app_root: &Root,
+    p: &AppPlan,
+    elsewhere: &dyn Fn(&PlannedMount) -> bool,
+) -> Result<(), Stage1Error> {
     for m in &p.mounts {
-        mount_volume(pod, app_root, m)?;
+        if elsewhere(m) {
+            app_root.resolve(Path::new(&m.target), true, false)?;
+        } else {
+            mount_volume(pod, app_root, m)?;
+        }
     }
     for (source, target) in crate::net::etc_files(&pod.path) {
         let what = format!("the pod's {target}");

@@ -160,12 +160,7 @@ pub fn resolve(
 ) -> anyhow::Result<(PodNet, Vec<ExposedPort>)> {
     let mut nets = parse_nets(&args.net)?;
     if nets.is_empty() {
-        let default = match flavor {
-            "fly" => "host",
-            // Until the kvm flavor has pod networking.
-            "kvm" => "none",
-            _ => "default",
-        };
+        let default = if flavor == "fly" { "host" } else { "default" };
         nets.push((default.to_string(), Vec::new()));
     }
     let special = nets
@@ -184,8 +179,10 @@ pub fn resolve(
     if flavor == "fly" && mode != NetMode::Host {
         bail!("the fly flavor uses the host's network: use --net=host (or no --net)");
     }
-    if flavor == "kvm" && mode != NetMode::None {
-        bail!("the kvm flavor has no pod networking yet: use --net=none (or no --net)");
+    if flavor == "kvm" && mode == NetMode::Host {
+        bail!(
+            "a VM cannot share the host's network (--net=host): use --net=default, a named network or none"
+        );
     }
     let dirs = [
         global.local_config.join("net.d"),

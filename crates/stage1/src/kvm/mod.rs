@@ -16,6 +16,7 @@
 pub mod accel;
 pub mod guest;
 pub mod image;
+pub mod net;
 
 use std::io::BufRead;
 use std::os::fd::OwnedFd;
@@ -40,6 +41,12 @@ pub const PROBE_MARKER: &str = "skiff-probe-ok";
 
 /// VM size without memory isolators.
 pub const DEFAULT_MEMORY_MIB: u64 = 256;
+/// vCPUs without cpu isolators (at most the host's count). Two, because
+/// under TCG a single vCPU is too slow for multi-threaded runtimes: a Go
+/// app's first HTTP request takes longer than the 100 ms the ACE
+/// validator allows its metadata requests (measured: fails 3 of 3 with one
+/// vCPU, passes 3 of 3 with two; boot time unchanged).
+pub const DEFAULT_CPUS: u64 = 2;
 /// Added to the apps' memory limits for the guest kernel and init.
 pub const KERNEL_MEMORY_MIB: u64 = 64;
 
@@ -51,6 +58,9 @@ pub struct GuestConfig {
     pub interactive: bool,
     /// In pod manifest order; app N's root is the 9p tag `app<N>`.
     pub apps: Vec<GuestApp>,
+    /// The pod's networks as the guest's cards (none with `--net=none`).
+    #[serde(default)]
+    pub network: net::GuestNetwork,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -58,6 +68,42 @@ pub struct GuestApp {
     pub name: String,
     /// The effective app as an image manifest (name: the app's name).
     pub manifest: serde_json::Value,
+    /// Directory volumes, each its own 9p export, mounted by the guest (so
+    /// that they are mount points there, as the ACE requires). File
+    /// volumes are bound into the root on the host.
+    #[serde(default)]
+    pub volumes: Vec<GuestVolume>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GuestVolume {
+    pub tag: String,
+    pub target: String,
+    pub read_only: bool,
+    /// The host directory exported (not part of guest.json).
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+/// The directory volumes of each app (in plan order), sources made.
+fn guest_volumes(pod: &Pod, plans: &[ns::AppPlan]) -> Result<Vec<Vec<GuestVolume>>, Stage1Error> {
+    let mut all = Vec::new();
+    for (i, p) in plans.iter().enumerate() {
+        let mut volumes = Vec::new();
+        for (j, m) in p.mounts.iter().enumerate() {
+            let source = ns::volume_source(pod, &m.volume)?;
+            if source.is_dir() {
+                volumes.push(GuestVolume {
+                    tag: format!("vol{i}.{j}"),
+                    target: m.target.clone(),
+                    read_only: m.read_only,
+                    source,
+                });
+            }
+        }
+        all.push(volumes);
+    }
+    Ok(all)
 }
 
 /// A QEMU `-fsdev`/`-device` value: commas in it are doubled.
@@ -128,10 +174,11 @@ pub fn qemu_command(
 use image::GuestImage;
 
 /// Adds a virtio-9p export of `path` with `tag`.
-fn export(cmd: &mut Command, id: &str, path: &Path, tag: &str) {
+fn export(cmd: &mut Command, id: &str, path: &Path, tag: &str, read_only: bool) {
+    let ro = if read_only { ",readonly=on" } else { "" };
     cmd.arg("-fsdev")
         .arg(format!(
-            "local,id={id},path={},security_model=passthrough,multidevs=remap",
+            "local,id={id},path={},security_model=passthrough,multidevs=remap{ro}",
             qemu_escape(path)
         ))
         .arg("-device")
@@ -153,7 +200,11 @@ fn vm_size(plans: &[ns::AppPlan]) -> (u64, u64) {
     let host = std::thread::available_parallelism()
         .map(|n| n.get() as u64)
         .unwrap_or(1);
-    let cpus = millis.div_ceil(1000).clamp(1, host);
+    let cpus = if millis == 0 {
+        DEFAULT_CPUS.min(host)
+    } else {
+        millis.div_ceil(1000).clamp(1, host)
+    };
     (memory, cpus)
 }
 
@@ -192,11 +243,14 @@ fn write_share(
     share: &Path,
     runtime: &skiff_pod::Runtime,
     plans: &[ns::AppPlan],
+    volumes: &[Vec<GuestVolume>],
+    network: net::GuestNetwork,
 ) -> Result<(), Stage1Error> {
     std::fs::create_dir_all(share).map_err(setup_err(format!("create {}", share.display())))?;
     let apps = plans
         .iter()
-        .map(|p| {
+        .zip(volumes)
+        .map(|(p, volumes)| {
             let mut manifest = serde_json::json!({
                 "acKind": "ImageManifest",
                 "acVersion": "0.8.11",
@@ -207,6 +261,7 @@ fn write_share(
             Ok(GuestApp {
                 name: p.name.clone(),
                 manifest,
+                volumes: volumes.clone(),
             })
         })
         .collect::<Result<Vec<_>, Stage1Error>>()?;
@@ -214,6 +269,7 @@ fn write_share(
         hostname: runtime.hostname.clone(),
         interactive: runtime.interactive,
         apps,
+        network,
     };
     std::fs::write(
         share.join("guest.json"),
@@ -223,12 +279,24 @@ fn write_share(
     std::fs::write(share.join(STATUS_FILE), "").map_err(setup_err("create the status file"))
 }
 
-/// In the child: the apps' roots in a private mount namespace, then QEMU.
-/// Returns only on failure.
-fn exec_vm(pod: &Pod, plans: &[ns::AppPlan], mut qemu: Command) -> Stage1Error {
+/// In the child: the pod's network namespace with a tap per card, the
+/// apps' roots in a private mount namespace, then QEMU. Returns only on
+/// failure.
+fn exec_vm(
+    pod: &Pod,
+    plans: &[ns::AppPlan],
+    volumes: &[Vec<GuestVolume>],
+    mut qemu: Command,
+    netns: Option<&std::fs::File>,
+    network: &net::GuestNetwork,
+) -> Stage1Error {
     let result = (|| -> Result<std::io::Error, Stage1Error> {
         rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
             .map_err(|e| setup_err("set the parent-death signal")(e.into()))?;
+        ns::join_netns(netns)?;
+        if !network.interfaces.is_empty() {
+            qemu.args(net::connect_taps(network)?);
+        }
         // SAFETY: the child is single-threaded; FILES is not unshared.
         unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
             .map_err(|e| setup_err("create a mount namespace for the VM")(e.into()))?;
@@ -243,22 +311,18 @@ fn exec_vm(pod: &Pod, plans: &[ns::AppPlan], mut qemu: Command) -> Stage1Error {
             Some(c"mode=755"),
         )
         .map_err(|e| setup_err("mount the VM's export root")(e.into()))?;
-        for (i, p) in plans.iter().enumerate() {
+        for ((i, p), volumes) in plans.iter().enumerate().zip(volumes) {
             let app_root = ns::mount_app_root(pod, &root, p, None)?;
-            ns::finish_app_root(pod, &app_root, p)?;
-            export(
-                &mut qemu,
-                &format!("app{i}"),
-                &app_root.path,
-                &format!("app{i}"),
-            );
+            let in_guest = |m: &ns::PlannedMount| volumes.iter().any(|v| v.target == m.target);
+            ns::finish_app_root_with(pod, &app_root, p, &in_guest)?;
+            let tag = format!("app{i}");
+            export(&mut qemu, &tag, &app_root.path, &tag, false);
+            for v in volumes {
+                export(&mut qemu, &v.tag, &v.source, &v.tag, v.read_only);
+            }
         }
-        export(
-            &mut qemu,
-            "share",
-            &pod.path.join("kvm").join("share"),
-            SHARE_TAG,
-        );
+        let share = pod.path.join("kvm").join("share");
+        export(&mut qemu, "share", &share, SHARE_TAG, false);
         Ok(qemu.exec())
     })();
     match result {
@@ -283,10 +347,10 @@ fn data_dir(pod: &Pod) -> Result<PathBuf, Stage1Error> {
 /// Runs the pod; returns the first app's exit status.
 #[allow(clippy::print_stderr)]
 pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stage1Error> {
-    let (_manifest, runtime, plans) = ns::plan(&pod)?;
-    if runtime.net.mode != NetMode::None {
+    let (_manifest, runtime, mut plans) = ns::plan(&pod)?;
+    if runtime.net.mode == NetMode::Host {
         return Err(Stage1Error::Config(
-            "the kvm flavor has no pod networking yet: run it with --net=none".into(),
+            "a VM cannot share the host's network (--net=host): use --net=default, a named network or none".into(),
         ));
     }
     let option = |k: &str| runtime.stage1_options.get(k).map(String::as_str);
@@ -298,75 +362,137 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     if picked.probed || runtime.debug {
         eprintln!("skiff: kvm: using {} ({})", picked.accel, picked.why);
     }
-    let kvm_dir = pod.path.join("kvm");
-    let share = kvm_dir.join("share");
-    write_share(&share, &runtime, &plans)?;
-    let _ = std::fs::write(
-        kvm_dir.join("accel"),
-        format!("{}: {}\n", picked.accel, picked.why),
-    );
-    let (memory, cpus) = vm_size(&plans);
-    let extra = if runtime.debug {
-        ""
-    } else {
-        "quiet loglevel=1"
+    let netns = crate::net::set_up(&pod, &runtime)?;
+    let registered = crate::mds::register(&pod, &runtime, &mut plans);
+    let vm = Vm {
+        pod: &pod,
+        runtime: &runtime,
+        plans: &plans,
+        image: &image,
+        accel: &picked,
     };
-    let mut qemu = qemu_command(&image, picked.accel, memory, cpus, extra)?;
-    if !runtime.interactive {
-        qemu.stdin(std::process::Stdio::null());
+    let result = vm.boot(netns.as_ref(), lock);
+    drop(netns);
+    if let Some(r) = registered {
+        r.unregister();
     }
-    // SAFETY: stage1 is single-threaded here; the child only mounts and execs.
-    let child = unsafe { libc::fork() };
-    if child < 0 {
-        return Err(setup_err("fork the VM")(std::io::Error::last_os_error()));
+    if let Err(e) = crate::net::tear_down(&pod.path, &pod.uuid) {
+        eprintln!(
+            "skiff: pod {}: removing its networks failed (skiff gc retries): {}",
+            pod.uuid,
+            crate::error_line(&e)
+        );
     }
-    if child == 0 {
-        drop(lock);
-        let e = exec_vm(&pod, &plans, qemu);
-        eprintln!("skiff: pod failed to start: {}", crate::error_line(&e));
-        std::process::exit(EXIT_SETUP_FAILED);
-    }
-    stop_vm_on_signals(child);
-    let _ = std::fs::write(pod.path.join("pid"), std::process::id().to_string());
-    let _ = pod.stamp("started");
-    let mut wstatus = 0;
-    loop {
-        // SAFETY: waitpid on our own child with a valid status pointer.
-        let r = unsafe { libc::waitpid(child, &mut wstatus, 0) };
-        if r == child || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            break;
+    let _ = pod.stamp("exited");
+    let _ = pod.move_to(pods, State::ExitedGarbage);
+    result
+}
+
+/// One pod's VM, ready to boot.
+struct Vm<'a> {
+    pod: &'a Pod,
+    runtime: &'a skiff_pod::Runtime,
+    plans: &'a [ns::AppPlan],
+    image: &'a GuestImage,
+    accel: &'a accel::Picked,
+}
+
+impl Vm<'_> {
+    /// Boots the VM, waits for it to end and records the apps' statuses.
+    #[allow(clippy::print_stderr)]
+    fn boot(
+        &self,
+        netns: Option<&std::fs::File>,
+        lock: Option<OwnedFd>,
+    ) -> Result<i32, Stage1Error> {
+        let (pod, plans) = (self.pod, self.plans);
+        let network = match netns {
+            Some(_) => net::guest_network(
+                &skiff_net::record::read(&pod.path)
+                    .map(|i| i.networks)
+                    .unwrap_or_default(),
+            )?,
+            None => net::GuestNetwork::default(),
+        };
+        let kvm_dir = pod.path.join("kvm");
+        let share = kvm_dir.join("share");
+        let volumes = guest_volumes(pod, plans)?;
+        write_share(&share, self.runtime, plans, &volumes, network.clone())?;
+        let _ = std::fs::write(
+            kvm_dir.join("accel"),
+            format!("{}: {}\n", self.accel.accel, self.accel.why),
+        );
+        let (memory, cpus) = vm_size(plans);
+        let extra = if self.runtime.debug {
+            ""
+        } else {
+            "quiet loglevel=1"
+        };
+        let mut qemu = qemu_command(self.image, self.accel.accel, memory, cpus, extra)?;
+        if !self.runtime.interactive {
+            qemu.stdin(std::process::Stdio::null());
         }
-    }
-    let (mut first_status, mut setup_error) = (None, None);
-    if let Ok(file) = std::fs::File::open(share.join(STATUS_FILE)) {
-        for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
-            ns::record(
-                &pod,
-                &plans[0].name,
-                &line,
-                &mut first_status,
-                &mut setup_error,
-            );
+        // SAFETY: stage1 is single-threaded here; the child only sets up
+        // its namespaces and mounts, and execs.
+        let child = unsafe { libc::fork() };
+        if child < 0 {
+            return Err(setup_err("fork the VM")(std::io::Error::last_os_error()));
         }
+        if child == 0 {
+            drop(lock);
+            let e = exec_vm(pod, plans, &volumes, qemu, netns, &network);
+            eprintln!("skiff: pod failed to start: {}", crate::error_line(&e));
+            std::process::exit(EXIT_SETUP_FAILED);
+        }
+        stop_vm_on_signals(child);
+        let _ = std::fs::write(pod.path.join("pid"), std::process::id().to_string());
+        let _ = pod.stamp("started");
+        let mut wstatus = 0;
+        loop {
+            // SAFETY: waitpid on our own child with a valid status pointer.
+            let r = unsafe { libc::waitpid(child, &mut wstatus, 0) };
+            if r == child || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
+            }
+        }
+        self.statuses(&share, crate::exit_code(wstatus))
     }
-    // Apps that did not report ended with the VM: stopped (the signal), or
-    // the VM failed.
-    let stopped = STOPPED_BY.load(Ordering::Relaxed);
-    let vm_code = crate::exit_code(wstatus);
-    for p in &plans {
-        if pod.app_exit(&p.name).is_none() {
-            let code = if stopped > 0 {
-                128 + stopped
-            } else {
-                if setup_error.is_none() {
-                    setup_error = Some(format!(
+
+    /// The apps' statuses from the share; those that did not report ended
+    /// with the VM: stopped (by the signal), or the VM failed.
+    fn statuses(&self, share: &Path, vm_code: i32) -> Result<i32, Stage1Error> {
+        let (pod, plans) = (self.pod, self.plans);
+        let (mut first_status, mut setup_error) = (None, None);
+        if let Ok(file) = std::fs::File::open(share.join(STATUS_FILE)) {
+            for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+                ns::record(
+                    pod,
+                    &plans[0].name,
+                    &line,
+                    &mut first_status,
+                    &mut setup_error,
+                );
+            }
+        }
+        let stopped = STOPPED_BY.load(Ordering::Relaxed);
+        for p in plans {
+            if pod.app_exit(&p.name).is_some() {
+                continue;
+            }
+            if stopped == 0 {
+                if vm_code == EXIT_SETUP_FAILED {
+                    // The child said why on stderr already.
+                    return Ok(EXIT_SETUP_FAILED);
+                }
+                return Err(Stage1Error::Pod(setup_error.unwrap_or_else(|| {
+                    format!(
                         "the virtual machine ended before app '{}' did (qemu exit status {vm_code}; \
                          run with --debug to see the guest kernel's messages)",
                         p.name
-                    ));
-                }
-                continue;
-            };
+                    )
+                })));
+            }
+            let code = 128 + stopped;
             let dir = pod.path.join("apps").join(&p.name);
             let _ = std::fs::create_dir_all(&dir);
             let _ = std::fs::write(dir.join("exit"), code.to_string());
@@ -374,13 +500,11 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
                 first_status = Some(code);
             }
         }
+        if let Some(e) = setup_error {
+            return Err(Stage1Error::Pod(e));
+        }
+        Ok(first_status.unwrap_or(EXIT_SETUP_FAILED))
     }
-    let _ = pod.stamp("exited");
-    let _ = pod.move_to(pods, State::ExitedGarbage);
-    if let Some(e) = setup_error {
-        return Err(Stage1Error::Pod(e));
-    }
-    Ok(first_status.unwrap_or(EXIT_SETUP_FAILED))
 }
 
 #[cfg(test)]
@@ -402,7 +526,13 @@ mod tests {
             mounts: Vec::new(),
             copy: false,
         };
-        assert_eq!(vm_size(&[plan("")]), (DEFAULT_MEMORY_MIB, 1));
+        let host = std::thread::available_parallelism().unwrap().get() as u64;
+        assert_eq!(
+            vm_size(&[plan("")]),
+            (DEFAULT_MEMORY_MIB, DEFAULT_CPUS.min(host))
+        );
+        let one = plan(r#"{"name":"resource/cpu","value":{"limit":"500m"}}"#);
+        assert_eq!(vm_size(&[one]).1, 1);
         let limited = plan(r#"{"name":"resource/memory","value":{"limit":"512Mi"}}"#);
         let bytes = cgroups::limits(&limited.app).memory_bytes.unwrap();
         assert_eq!(bytes, 512 << 20);
