@@ -86,6 +86,8 @@ fn run_flavor(root: &Path, flavor: &str, extra: &[&str]) -> std::process::Output
                 ro.display()
             ))
             .args(extra)
+            // Pod-level environment (rkt's); the image's own value wins.
+            .args(["--set-env=POD_LEVEL=yes", "--set-env=FLAVOR=overridden"])
             .args([
                 "example.com/kvm-test:1",
                 "--user=65534",
@@ -154,6 +156,8 @@ fn kvm_pods_run_in_their_own_kernel_and_see_what_ns_pods_see() {
     assert!(kvm_out.contains("pwd=/work"), "{kvm_out}");
     assert!(kvm_out.contains("hello from the host"), "{kvm_out}");
     assert!(kvm_out.contains("AC_APP_NAME=kvm-test"), "{kvm_out}");
+    assert!(kvm_out.contains("POD_LEVEL=yes"), "{kvm_out}");
+    assert!(kvm_out.contains("FLAVOR=kvm"), "{kvm_out}");
     assert!(kvm_out.contains("ro-refused"), "{kvm_out}");
     assert!(!kvm_out.contains('\r'), "the console adds carriage returns");
     // The writable volume got the guest's file, owned by the app's user.

@@ -79,6 +79,11 @@ pub struct PodArgs {
     #[arg(long)]
     no_overlay: bool,
 
+    /// An environment variable for every app, NAME=VALUE (repeatable; as
+    /// rkt's). An image's own --set-env, after the image, wins.
+    #[arg(long = "set-env", value_name = "NAME=VALUE")]
+    set_env: Vec<String>,
+
     /// Most processes the pod may run at once (cgroup pids.max).
     #[arg(long, value_name = "N")]
     pids_limit: Option<u64>,
@@ -286,6 +291,19 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         bail!("--oci-runtime goes with --stage1=oci");
     }
     let mut specs = parse_apps(&args.images)?;
+    let pod_env = args
+        .set_env
+        .iter()
+        .map(|e| {
+            e.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("--set-env {e}: use NAME=VALUE"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for spec in &mut specs {
+        let own = std::mem::take(&mut spec.request.env);
+        spec.request.env = pod_env.iter().cloned().chain(own).collect();
+    }
     if args.private_users && args.stage1 != "ns" {
         bail!("--private-users needs the ns flavor (--stage1=ns)");
     }
