@@ -99,6 +99,23 @@ fn run_flavor(root: &Path, flavor: &str, extra: &[&str]) -> std::process::Output
     )
 }
 
+/// How many QEMU processes run the pod `uuid` (its paths are in their
+/// command lines).
+fn vms_of(uuid: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.starts_with("/usr/bin/qemu-system") && c.contains(uuid)
+                })
+                .unwrap_or(false)
+        })
+        .count()
+}
+
 fn host_release() -> String {
     rustix::system::uname()
         .release()
@@ -204,20 +221,7 @@ fn skiff_stop_powers_a_kvm_pod_off_and_bad_options_are_refused() {
     assert!(out.status.success(), "{}", stderr(&out));
     let uuid = stdout(&out).trim().to_string();
     let pod_dir = root.join("data/pods/run").join(&uuid);
-    let qemu_of_pod = || -> usize {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| {
-                std::fs::read(e.path().join("cmdline"))
-                    .map(|c| {
-                        let c = String::from_utf8_lossy(&c);
-                        c.starts_with("/usr/bin/qemu-system") && c.contains(uuid.as_str())
-                    })
-                    .unwrap_or(false)
-            })
-            .count()
-    };
+    let qemu_of_pod = || vms_of(&uuid);
     // Wait for the app to be up in the guest (the pod's apps/<app> exit
     // file would appear if it had ended).
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -233,6 +237,30 @@ fn skiff_stop_powers_a_kvm_pod_off_and_bad_options_are_refused() {
     let status = stdout(&output(skiff_in(root).args(["status", &uuid])));
     assert!(status.contains("state=exited"), "{status}");
     assert!(status.contains("app-kvm-test=143"), "{status}");
+
+    // --force kills the supervisor, and QEMU with it; gc removes the
+    // pod's network (namespace, CNI rules, lease).
+    let out = output(skiff_in(root).args([
+        "run",
+        "--detach",
+        "--stage1=kvm",
+        "example.com/kvm-test:1",
+        "--exec=/bin/idle",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let forced = stdout(&out).trim().to_string();
+    let netns = Path::new("/run/skiff/netns").join(&forced);
+    assert!(netns.exists(), "no network namespace for {forced}");
+    let killed = output(skiff_in(root).args(["stop", "--force", &forced]));
+    assert!(killed.status.success(), "{}", stderr(&killed));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while vms_of(&forced) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(vms_of(&forced), 0, "QEMU outlived its killed supervisor");
+    let gc = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    assert!(!netns.exists(), "gc left {}", netns.display());
 
     for (flag, message) in [
         (
@@ -296,4 +324,29 @@ fn kvm_pods_are_on_the_pod_network_through_their_tap() {
         "{eth0}"
     );
     assert!(text.contains("answers"), "{text}");
+}
+
+#[test]
+fn kvm_interactive_pods_use_the_console_as_their_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    layout(&root.join("layout"));
+    build(root, &root.join("layout"));
+    // `script` gives skiff a terminal; the input waits in it while the VM
+    // boots.
+    let cmd = format!(
+        "SKIFF_DIR={}/data {} run --stage1=kvm --net=none --interactive example.com/kvm-test:1 --exec=/bin/sh 2>/dev/null",
+        root.display(),
+        env!("CARGO_BIN_EXE_skiff"),
+    );
+    let out = output(std::process::Command::new("sh").arg("-c").arg(format!(
+        "(sleep 8; printf 'echo answer-$((6*7)); [ -t 0 ] && echo stdin-is-a-tty\\nexit 3\\n') | script -qec \"{cmd}\" /dev/null"
+    )));
+    let text = stdout(&out);
+    assert!(text.contains("answer-42"), "{text}");
+    assert!(text.contains("stdin-is-a-tty"), "{text}");
+    // One line ending per line: the guest adds no carriage return of its own.
+    assert!(!text.contains("\r\r\n"), "{text:?}");
+    assert_eq!(out.status.code(), Some(3), "{text}");
 }

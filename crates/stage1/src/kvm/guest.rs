@@ -168,13 +168,15 @@ fn run(report: &mut Option<OwnedFd>) -> Result<(), Stage1Error> {
     }
     rustix::system::sethostname(config.hostname.as_bytes())
         .map_err(|e| setup_err(format!("set the hostname '{}'", config.hostname))(e.into()))?;
+    // QEMU keeps output processing on in the user's terminal: the guest
+    // side adds no `\r` of its own.
+    raw_output(std::io::stdout().as_fd(), config.interactive)?;
     let console = if config.interactive {
         Some(
             rustix::io::dup(std::io::stdout().as_fd())
                 .map_err(|e| setup_err("dup the console")(e.into()))?,
         )
     } else {
-        raw_output(std::io::stdout().as_fd())?;
         stderr_on_virtio_console()?;
         None
     };
@@ -207,7 +209,7 @@ fn console_on_stdio() -> Result<(), Stage1Error> {
 fn stderr_on_virtio_console() -> Result<(), Stage1Error> {
     let line = rustix::fs::open("/dev/hvc0", OFlags::WRONLY | OFlags::NOCTTY, Mode::empty())
         .map_err(|e| setup_err("open /dev/hvc0 for the apps' stderr")(e.into()))?;
-    raw_output(line.as_fd())?;
+    raw_output(line.as_fd(), false)?;
     // SAFETY: dup2 onto stderr of pid 1; `line` stays open until dropped.
     if unsafe { libc::dup2(line.as_raw_fd(), 2) } < 0 {
         return Err(setup_err("attach stderr")(std::io::Error::last_os_error()));
@@ -215,12 +217,15 @@ fn stderr_on_virtio_console() -> Result<(), Stage1Error> {
     Ok(())
 }
 
-/// Apps' output reaches the host byte for byte (no `\n` → `\r\n`).
-fn raw_output(out: std::os::fd::BorrowedFd) -> Result<(), Stage1Error> {
+/// Apps' output reaches the host byte for byte (no `\n` → `\r\n`);
+/// input is echoed only on a terminal the user types on.
+fn raw_output(out: std::os::fd::BorrowedFd, echo: bool) -> Result<(), Stage1Error> {
     let mut t = rustix::termios::tcgetattr(out)
         .map_err(|e| setup_err("read the console's modes")(e.into()))?;
     t.output_modes.remove(rustix::termios::OutputModes::OPOST);
-    t.local_modes.remove(rustix::termios::LocalModes::ECHO);
+    if !echo {
+        t.local_modes.remove(rustix::termios::LocalModes::ECHO);
+    }
     rustix::termios::tcsetattr(out, rustix::termios::OptionalActions::Now, &t)
         .map_err(|e| setup_err("set the console's modes")(e.into()))
 }
