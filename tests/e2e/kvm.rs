@@ -350,3 +350,49 @@ fn kvm_interactive_pods_use_the_console_as_their_terminal() {
     assert!(!text.contains("\r\r\n"), "{text:?}");
     assert_eq!(out.status.code(), Some(3), "{text}");
 }
+
+#[test]
+fn skiff_enter_runs_commands_in_a_kvm_pods_app() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    layout(&root.join("layout"));
+    build(root, &root.join("layout"));
+    let out = output(skiff_in(root).args([
+        "run",
+        "--detach",
+        "--stage1=kvm",
+        "--net=none",
+        "example.com/kvm-test:1",
+        "--exec=/bin/idle",
+        "--user=65534",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    // The guest answers once it is up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let entered = loop {
+        let out = output(skiff_in(root).args([
+            "enter",
+            &uuid,
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo kernel=$(uname -r) app=$AC_APP_NAME id=$(id -u); echo to-stderr >&2; exit 4",
+        ]));
+        if out.status.code() == Some(4) || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let text = stdout(&entered);
+    assert_eq!(entered.status.code(), Some(4), "{text}{}", stderr(&entered));
+    assert!(!text.contains(&host_release()), "{text}");
+    assert!(text.contains("app=kvm-test id=65534"), "{text}");
+    assert!(stderr(&entered).contains("to-stderr"), "{}", stderr(&entered));
+    let missing = output(skiff_in(root).args(["enter", &uuid, "--", "/bin/nonexistent"]));
+    assert_eq!(missing.status.code(), Some(127));
+    assert!(stderr(&missing).contains("/bin/nonexistent"), "{}", stderr(&missing));
+    let stopped = output(skiff_in(root).args(["stop", &uuid]));
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+}

@@ -49,14 +49,12 @@ fn enter(args: &[String]) -> ExitCode {
         state: State::Run,
         path: pod_dir,
     };
-    if pod.runtime().is_ok_and(|r| r.flavor == "kvm") {
-        eprintln!(
-            "skiff: cannot enter pod {}: entering a kvm pod is not implemented yet",
-            pod.uuid
-        );
-        return ExitCode::from(EXIT_SETUP_FAILED as u8);
-    }
-    match skiff_stage1::enter::enter(&pod, app.as_deref(), &cmd) {
+    let entered = if pod.runtime().is_ok_and(|r| r.flavor == "kvm") {
+        skiff_stage1::kvm::enter::enter(&pod.path, app.as_deref(), &cmd)
+    } else {
+        skiff_stage1::enter::enter(&pod, app.as_deref(), &cmd)
+    };
+    match entered {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("skiff: cannot enter the pod: {}", error_line(&e));

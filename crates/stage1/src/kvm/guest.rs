@@ -180,6 +180,7 @@ fn run(report: &mut Option<OwnedFd>) -> Result<(), Stage1Error> {
         stderr_on_virtio_console()?;
         None
     };
+    super::enter::spawn_server(&plans)?;
     let no_cgroups: Vec<Vec<std::fs::File>> = plans.iter().map(|_| Vec::new()).collect();
     if let Some(report) = report.as_ref() {
         ns::run_apps(&plans, &no_cgroups, console.as_ref(), None, report);

@@ -14,6 +14,7 @@
 //! can, QEMU's TCG otherwise ([`accel`]).
 
 pub mod accel;
+pub mod enter;
 pub mod guest;
 pub mod image;
 pub mod net;
@@ -160,7 +161,7 @@ pub fn qemu_command(
         // reopened (appending, so a log file is not truncated). microvm
         // has a single serial line.
         .args(["-chardev", "file,id=err,path=/proc/self/fd/2,append=on"])
-        .args(["-device", "virtio-serial-device,max_ports=1"])
+        .args(["-device", "virtio-serial-device,max_ports=2"])
         .args(["-device", "virtconsole,chardev=err"])
         .arg("-kernel")
         .arg(&image.kernel)
@@ -429,6 +430,17 @@ impl Vm<'_> {
             "quiet loglevel=1"
         };
         let mut qemu = qemu_command(self.image, self.accel.accel, memory, cpus, extra)?;
+        // The channel of `skiff enter` (a unix socket path has at most 107
+        // bytes; without it the pod runs, and enter says it cannot reach it).
+        let enter = enter::socket_path(&pod.path);
+        if enter.as_os_str().len() < 100 {
+            qemu.arg("-chardev")
+                .arg(format!(
+                    "socket,id=enter,path={},server=on,wait=off",
+                    qemu_escape(&enter)
+                ))
+                .args(["-device", "virtserialport,chardev=enter,name=skiff.enter"]);
+        }
         if !self.runtime.interactive {
             qemu.stdin(std::process::Stdio::null());
         }
