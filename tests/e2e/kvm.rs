@@ -389,10 +389,18 @@ fn skiff_enter_runs_commands_in_a_kvm_pods_app() {
     assert_eq!(entered.status.code(), Some(4), "{text}{}", stderr(&entered));
     assert!(!text.contains(&host_release()), "{text}");
     assert!(text.contains("app=kvm-test id=65534"), "{text}");
-    assert!(stderr(&entered).contains("to-stderr"), "{}", stderr(&entered));
+    assert!(
+        stderr(&entered).contains("to-stderr"),
+        "{}",
+        stderr(&entered)
+    );
     let missing = output(skiff_in(root).args(["enter", &uuid, "--", "/bin/nonexistent"]));
     assert_eq!(missing.status.code(), Some(127));
-    assert!(stderr(&missing).contains("/bin/nonexistent"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("/bin/nonexistent"),
+        "{}",
+        stderr(&missing)
+    );
     let stopped = output(skiff_in(root).args(["stop", &uuid]));
     assert!(stopped.status.success(), "{}", stderr(&stopped));
 }

@@ -114,6 +114,7 @@ fn guest_port() -> Option<PathBuf> {
 
 /// Guest side: forks the server (it lives until the VM powers off).
 pub fn spawn_server(plans: &[AppPlan]) -> Result<(), Stage1Error> {
+    super::guest::wait_for("the enter port", || guest_port().is_some())?;
     let Some(port) = guest_port() else {
         return Ok(());
     };

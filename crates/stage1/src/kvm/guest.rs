@@ -180,7 +180,9 @@ fn run(report: &mut Option<OwnedFd>) -> Result<(), Stage1Error> {
         stderr_on_virtio_console()?;
         None
     };
-    super::enter::spawn_server(&plans)?;
+    if config.enter {
+        super::enter::spawn_server(&plans)?;
+    }
     let no_cgroups: Vec<Vec<std::fs::File>> = plans.iter().map(|_| Vec::new()).collect();
     if let Some(report) = report.as_ref() {
         ns::run_apps(&plans, &no_cgroups, console.as_ref(), None, report);
@@ -206,8 +208,24 @@ fn console_on_stdio() -> Result<(), Stage1Error> {
     Ok(())
 }
 
+/// Waits until `ready` holds: virtio-serial ports (the stderr console,
+/// the enter channel) are added after their driver loaded, asynchronously.
+pub(crate) fn wait_for(what: &str, ready: impl Fn() -> bool) -> Result<(), Stage1Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ready() {
+        if std::time::Instant::now() > deadline {
+            return Err(Stage1Error::Config(format!(
+                "{what} did not appear in the VM"
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Ok(())
+}
+
 /// The virtio console (QEMU passes it to the host's stderr) as fd 2.
 fn stderr_on_virtio_console() -> Result<(), Stage1Error> {
+    wait_for("/dev/hvc0", || Path::new("/dev/hvc0").exists())?;
     let line = rustix::fs::open("/dev/hvc0", OFlags::WRONLY | OFlags::NOCTTY, Mode::empty())
         .map_err(|e| setup_err("open /dev/hvc0 for the apps' stderr")(e.into()))?;
     raw_output(line.as_fd(), false)?;

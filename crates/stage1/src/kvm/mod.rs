@@ -40,6 +40,10 @@ pub const STATUS_FILE: &str = "status";
 /// What the probe guest prints before powering off.
 pub const PROBE_MARKER: &str = "skiff-probe-ok";
 
+/// The longest path of `<pod>/kvm/enter.sock` QEMU is given (a unix
+/// socket's path has at most 107 bytes).
+const ENTER_PATH_MAX: usize = 100;
+
 /// VM size without memory isolators.
 pub const DEFAULT_MEMORY_MIB: u64 = 256;
 /// vCPUs without cpu isolators (at most the host's count). Two, because
@@ -62,6 +66,9 @@ pub struct GuestConfig {
     /// The pod's networks as the guest's cards (none with `--net=none`).
     #[serde(default)]
     pub network: net::GuestNetwork,
+    /// Whether QEMU has the `skiff enter` port.
+    #[serde(default)]
+    pub enter: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -246,6 +253,7 @@ fn write_share(
     plans: &[ns::AppPlan],
     volumes: &[Vec<GuestVolume>],
     network: net::GuestNetwork,
+    enter: bool,
 ) -> Result<(), Stage1Error> {
     std::fs::create_dir_all(share).map_err(setup_err(format!("create {}", share.display())))?;
     let apps = plans
@@ -271,6 +279,7 @@ fn write_share(
         interactive: runtime.interactive,
         apps,
         network,
+        enter,
     };
     std::fs::write(
         share.join("guest.json"),
@@ -418,7 +427,18 @@ impl Vm<'_> {
         let kvm_dir = pod.path.join("kvm");
         let share = kvm_dir.join("share");
         let volumes = guest_volumes(pod, plans)?;
-        write_share(&share, self.runtime, plans, &volumes, network.clone())?;
+        // The channel of `skiff enter` (a unix socket path has at most 107
+        // bytes; without it the pod runs, and enter says it cannot reach it).
+        let enter_socket = enter::socket_path(&pod.path);
+        let has_enter = enter_socket.as_os_str().len() < ENTER_PATH_MAX;
+        write_share(
+            &share,
+            self.runtime,
+            plans,
+            &volumes,
+            network.clone(),
+            has_enter,
+        )?;
         let _ = std::fs::write(
             kvm_dir.join("accel"),
             format!("{}: {}\n", self.accel.accel, self.accel.why),
@@ -430,14 +450,11 @@ impl Vm<'_> {
             "quiet loglevel=1"
         };
         let mut qemu = qemu_command(self.image, self.accel.accel, memory, cpus, extra)?;
-        // The channel of `skiff enter` (a unix socket path has at most 107
-        // bytes; without it the pod runs, and enter says it cannot reach it).
-        let enter = enter::socket_path(&pod.path);
-        if enter.as_os_str().len() < 100 {
+        if has_enter {
             qemu.arg("-chardev")
                 .arg(format!(
                     "socket,id=enter,path={},server=on,wait=off",
-                    qemu_escape(&enter)
+                    qemu_escape(&enter_socket)
                 ))
                 .args(["-device", "virtserialport,chardev=enter,name=skiff.enter"]);
         }
