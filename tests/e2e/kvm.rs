@@ -73,6 +73,26 @@ fn build(root: &Path, dir: &Path) {
     assert!(fetched.status.success(), "{}", stderr(&fetched));
 }
 
+/// A data dir with the test image fetched.
+fn fixture() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    layout(&tmp.path().join("layout"));
+    build(tmp.path(), &tmp.path().join("layout"));
+    tmp
+}
+
+/// Starts the idle app in a detached kvm pod; returns its uuid.
+fn run_detached(root: &Path, app_options: &[&str]) -> String {
+    let out = output(
+        skiff_in(root)
+            .args(["run", "--detach", "--stage1=kvm", "example.com/kvm-test:1"])
+            .arg("--exec=/bin/idle")
+            .args(app_options),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).trim().to_string()
+}
+
 fn run_flavor(root: &Path, flavor: &str, extra: &[&str]) -> std::process::Output {
     let data = root.join("vol");
     let ro = root.join("ro");
@@ -125,11 +145,9 @@ fn host_release() -> String {
 
 #[test]
 fn kvm_pods_run_in_their_own_kernel_and_see_what_ns_pods_see() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = fixture();
     let root = tmp.path();
     let _guard = PodsGuard { root };
-    layout(&root.join("layout"));
-    build(root, &root.join("layout"));
     std::fs::create_dir_all(root.join("vol")).unwrap();
     std::fs::create_dir_all(root.join("ro")).unwrap();
     std::fs::set_permissions(
@@ -205,21 +223,11 @@ fn kvm_pods_run_in_their_own_kernel_and_see_what_ns_pods_see() {
 
 #[test]
 fn skiff_stop_powers_a_kvm_pod_off_and_bad_options_are_refused() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = fixture();
     let root = tmp.path();
     let _guard = PodsGuard { root };
-    layout(&root.join("layout"));
-    build(root, &root.join("layout"));
 
-    let out = output(skiff_in(root).args([
-        "run",
-        "--detach",
-        "--stage1=kvm",
-        "example.com/kvm-test:1",
-        "--exec=/bin/idle",
-    ]));
-    assert!(out.status.success(), "{}", stderr(&out));
-    let uuid = stdout(&out).trim().to_string();
+    let uuid = run_detached(root, &[]);
     let pod_dir = root.join("data/pods/run").join(&uuid);
     let qemu_of_pod = || vms_of(&uuid);
     // Wait for the app to be up in the guest (the pod's apps/<app> exit
@@ -240,15 +248,7 @@ fn skiff_stop_powers_a_kvm_pod_off_and_bad_options_are_refused() {
 
     // --force kills the supervisor, and QEMU with it; gc removes the
     // pod's network (namespace, CNI rules, lease).
-    let out = output(skiff_in(root).args([
-        "run",
-        "--detach",
-        "--stage1=kvm",
-        "example.com/kvm-test:1",
-        "--exec=/bin/idle",
-    ]));
-    assert!(out.status.success(), "{}", stderr(&out));
-    let forced = stdout(&out).trim().to_string();
+    let forced = run_detached(root, &[]);
     let netns = Path::new("/run/skiff/netns").join(&forced);
     assert!(netns.exists(), "no network namespace for {forced}");
     let killed = output(skiff_in(root).args(["stop", "--force", &forced]));
@@ -298,11 +298,9 @@ fn skiff_stop_powers_a_kvm_pod_off_and_bad_options_are_refused() {
 
 #[test]
 fn kvm_pods_are_on_the_pod_network_through_their_tap() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = fixture();
     let root = tmp.path();
     let _guard = PodsGuard { root };
-    layout(&root.join("layout"));
-    build(root, &root.join("layout"));
     let out = output(skiff_in(root).args([
         "run",
         "--stage1=kvm",
@@ -328,11 +326,9 @@ fn kvm_pods_are_on_the_pod_network_through_their_tap() {
 
 #[test]
 fn kvm_interactive_pods_use_the_console_as_their_terminal() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = fixture();
     let root = tmp.path();
     let _guard = PodsGuard { root };
-    layout(&root.join("layout"));
-    build(root, &root.join("layout"));
     // `script` gives skiff a terminal; the input waits in it while the VM
     // boots.
     let cmd = format!(
@@ -353,22 +349,10 @@ fn kvm_interactive_pods_use_the_console_as_their_terminal() {
 
 #[test]
 fn skiff_enter_runs_commands_in_a_kvm_pods_app() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = fixture();
     let root = tmp.path();
     let _guard = PodsGuard { root };
-    layout(&root.join("layout"));
-    build(root, &root.join("layout"));
-    let out = output(skiff_in(root).args([
-        "run",
-        "--detach",
-        "--stage1=kvm",
-        "--net=none",
-        "example.com/kvm-test:1",
-        "--exec=/bin/idle",
-        "--user=65534",
-    ]));
-    assert!(out.status.success(), "{}", stderr(&out));
-    let uuid = stdout(&out).trim().to_string();
+    let uuid = run_detached(root, &["--user=65534"]);
     // The guest answers once it is up.
     let deadline = Instant::now() + Duration::from_secs(60);
     let entered = loop {

@@ -120,6 +120,22 @@ impl Row {
     fn median(&self) -> Duration {
         self.times[self.times.len() / 2]
     }
+
+    /// Prints the (sorted) row as `| name | min | median | max | ratio |`
+    /// in whole milliseconds; returns the ratio of its median to
+    /// `reference` seconds.
+    fn print_with_ratio(&self, reference: f64) -> f64 {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let ratio = self.median().as_secs_f64() / reference.max(1e-9);
+        println!(
+            "| {} | {:.0} ms | {:.0} ms | {:.0} ms | {ratio:.2}× |",
+            self.name,
+            ms(self.times[0]),
+            ms(self.median()),
+            ms(self.times[self.times.len() - 1])
+        );
+        ratio
+    }
 }
 
 pub fn import(root: &Path, quick: bool) -> Result<()> {
@@ -705,15 +721,8 @@ pub fn start_kvm(root: &Path, quick: bool) -> Result<()> {
     println!("|---|---|---|---|---|");
     let mut json = Vec::new();
     for row in &rows {
-        let ratio = row.median().as_secs_f64() / bare_median.max(1e-9);
+        let ratio = row.print_with_ratio(bare_median);
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        println!(
-            "| {} | {:.0} ms | {:.0} ms | {:.0} ms | {ratio:.2}× |",
-            row.name,
-            ms(row.times[0]),
-            ms(row.median()),
-            ms(row.times[row.times.len() - 1])
-        );
         json.push(format!(
             "{{\"scenario\":{:?},\"min_ms\":{:.1},\"median_ms\":{:.1},\"max_ms\":{:.1},\"ratio_to_bare\":{ratio:.3}}}",
             row.name,
@@ -1145,14 +1154,7 @@ pub fn pull(root: &Path, quick: bool) -> Result<()> {
         let mut json = Vec::new();
         for r in &rows {
             let ms = |d: Duration| d.as_secs_f64() * 1e3;
-            let ratio = r.median().as_secs_f64() / peer.max(1e-9);
-            println!(
-                "| {} | {:.0} ms | {:.0} ms | {:.0} ms | {ratio:.2}× |",
-                r.name,
-                ms(r.times[0]),
-                ms(r.median()),
-                ms(r.times[r.times.len() - 1])
-            );
+            let ratio = r.print_with_ratio(peer);
             json.push(format!(
                 "{{\"scenario\":{:?},\"median_ms\":{:.1},\"ratio\":{ratio:.3}}}",
                 r.name,

@@ -301,19 +301,8 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         }
     }
     drop(netns);
-    if let Some(r) = registered {
-        r.unregister();
-    }
-    if let Err(e) = crate::net::tear_down(&pod.path, &pod.uuid) {
-        eprintln!(
-            "skiff: pod {}: removing its networks failed (skiff gc retries): {}",
-            pod.uuid,
-            crate::error_line(&e)
-        );
-    }
     pod_cgroups.remove();
-    let _ = pod.stamp("exited");
-    let _ = pod.move_to(pods, State::ExitedGarbage);
+    end_pod(pods, &mut pod, registered);
     if let Some(e) = setup_error {
         return Err(Stage1Error::Pod(e));
     }
@@ -346,6 +335,25 @@ pub(crate) fn record(
         Ok(Report::Error(e)) => *setup_error = Some(e),
         Err(_) => {}
     }
+}
+
+/// The end of every flavor's supervisor: unregister from the metadata
+/// service, delete the pod's networks (gc retries a failure), stamp the
+/// exit and move the pod to exited-garbage.
+#[allow(clippy::print_stderr)]
+pub(crate) fn end_pod(pods: &Pods, pod: &mut Pod, registered: Option<crate::mds::Registered>) {
+    if let Some(r) = registered {
+        r.unregister();
+    }
+    if let Err(e) = crate::net::tear_down(&pod.path, &pod.uuid) {
+        eprintln!(
+            "skiff: pod {}: removing its networks failed (skiff gc retries): {}",
+            pod.uuid,
+            crate::error_line(&e)
+        );
+    }
+    let _ = pod.stamp("exited");
+    let _ = pod.move_to(pods, State::ExitedGarbage);
 }
 
 /// Moves init into the pod's network namespace (before it makes its other
@@ -609,18 +617,24 @@ extern "C" fn forward_to_init(sig: libc::c_int) {
 /// the pod is always stopped cleanly and its status recorded.
 pub(crate) fn forward_to(init: i32) {
     INIT_PID.store(init, std::sync::atomic::Ordering::Relaxed);
+    on_termination(forward_to_init);
+    unblock_termination();
+}
+
+/// Installs `handler` (which must only do async-signal-safe things: read
+/// or store atomics, call kill(2)) for the [`TERMINATION_SIGNALS`].
+pub(crate) fn on_termination(handler: extern "C" fn(libc::c_int)) {
     for sig in TERMINATION_SIGNALS {
-        // SAFETY: a zeroed sigaction with a valid handler that only reads an
-        // atomic and calls kill(2).
+        // SAFETY: a zeroed sigaction with a valid handler that only does
+        // async-signal-safe work (the callers' contract).
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = forward_to_init as *const () as usize;
+            action.sa_sigaction = handler as *const () as usize;
             action.sa_flags = libc::SA_RESTART;
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(sig, &action, std::ptr::null_mut());
         }
     }
-    unblock_termination();
 }
 
 /// The signals that stop a pod.

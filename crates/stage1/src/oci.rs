@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use skiff_pod::{NetMode, Pod, Pods, State};
+use skiff_pod::{NetMode, Pod, Pods};
 
 use crate::ns::{self, AppPlan, setup_err};
 use crate::{EXIT_SETUP_FAILED, Stage1Error, app, cgroups};
@@ -356,17 +356,6 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         .stderr(std::process::Stdio::null())
         .status();
     cgroups::remove_leftovers(Path::new(cgroups::ROOT), &pod.uuid);
-    if let Some(r) = registered {
-        r.unregister();
-    }
-    if let Err(e) = crate::net::tear_down(&pod.path, &pod.uuid) {
-        eprintln!(
-            "skiff: pod {}: removing its networks failed (skiff gc retries): {}",
-            pod.uuid,
-            crate::error_line(&e)
-        );
-    }
-    let _ = pod.stamp("exited");
-    let _ = pod.move_to(pods, State::ExitedGarbage);
+    ns::end_pod(pods, &mut pod, registered);
     Ok(code)
 }

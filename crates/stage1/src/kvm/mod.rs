@@ -27,7 +27,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use serde::{Deserialize, Serialize};
-use skiff_pod::{NetMode, Pod, Pods, State};
+use skiff_pod::{NetMode, Pod, Pods};
 
 use crate::ns::{self, setup_err};
 use crate::{EXIT_SETUP_FAILED, Stage1Error, cgroups};
@@ -233,17 +233,7 @@ extern "C" fn stop_vm(sig: libc::c_int) {
 /// off (QEMU ends on SIGTERM) and records the signal as the apps' end.
 fn stop_vm_on_signals(qemu: i32) {
     QEMU_PID.store(qemu, Ordering::Relaxed);
-    for sig in ns::TERMINATION_SIGNALS {
-        // SAFETY: a zeroed sigaction with a valid handler that only stores
-        // atomics and calls kill(2).
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = stop_vm as *const () as usize;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
-    }
+    ns::on_termination(stop_vm);
 }
 
 /// Writes the share: `guest.json`, an empty `status`.
@@ -383,18 +373,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     };
     let result = vm.boot(netns.as_ref(), lock);
     drop(netns);
-    if let Some(r) = registered {
-        r.unregister();
-    }
-    if let Err(e) = crate::net::tear_down(&pod.path, &pod.uuid) {
-        eprintln!(
-            "skiff: pod {}: removing its networks failed (skiff gc retries): {}",
-            pod.uuid,
-            crate::error_line(&e)
-        );
-    }
-    let _ = pod.stamp("exited");
-    let _ = pod.move_to(pods, State::ExitedGarbage);
+    ns::end_pod(pods, &mut pod, registered);
     result
 }
 
