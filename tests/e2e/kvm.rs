@@ -33,7 +33,7 @@ fn layout(dir: &Path) {
     let bin = dir.join("rootfs/bin");
     std::fs::write(bin.join("netcheck"), NET_SCRIPT).unwrap();
     for tool in [
-        "uname", "id", "pwd", "env", "sort", "cat", "echo", "sleep", "ip", "awk", "ping",
+        "uname", "id", "pwd", "env", "sort", "cat", "echo", "sleep", "ip", "awk", "ping", "httpd",
     ] {
         std::os::unix::fs::symlink("busybox", bin.join(tool)).unwrap();
     }
@@ -48,6 +48,8 @@ fn layout(dir: &Path) {
         .unwrap();
     assert!(status.success());
     std::fs::create_dir_all(dir.join("rootfs/work")).unwrap();
+    std::fs::create_dir_all(dir.join("rootfs/www")).unwrap();
+    std::fs::write(dir.join("rootfs/www/index.html"), "served from the VM\n").unwrap();
 }
 
 fn build(root: &Path, dir: &Path) {
@@ -60,6 +62,7 @@ fn build(root: &Path, dir: &Path) {
                 "--name=example.com/kvm-test",
                 "--label=version=1",
                 "--exec=/bin/report",
+                "--port=http:tcp:80",
             ])
             .arg(dir)
             .arg(&aci),
@@ -322,6 +325,34 @@ fn kvm_pods_are_on_the_pod_network_through_their_tap() {
         "{eth0}"
     );
     assert!(text.contains("answers"), "{text}");
+
+    // A forwarded port reaches a server in the guest.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = output(
+        skiff_in(root)
+            .args(["run", "--detach", "--stage1=kvm"])
+            .arg(format!("--port=http:{port}"))
+            .args(["example.com/kvm-test:1", "--exec=/bin/httpd", "--"])
+            .args(["-f", "-p", "80", "-h", "/www"]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    let url = format!("http://127.0.0.1:{port}/");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let served = loop {
+        let got = output(std::process::Command::new("curl").args(["-s", "-m", "5", &url]));
+        if stdout(&got).contains("served from the VM") || Instant::now() > deadline {
+            break stdout(&got);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(served.contains("served from the VM"), "{url}: {served:?}");
+    let stopped = output(skiff_in(root).args(["stop", &uuid]));
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
 }
 
 #[test]
