@@ -101,6 +101,22 @@ fn hybrid_cgroups() -> bool {
         && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
+/// `skiff --dir DATA` with its output discarded.
+fn quiet_skiff(skiff: &Path, data: &Path) -> Command {
+    let mut c = Command::new(skiff);
+    c.arg("--dir")
+        .arg(data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    c
+}
+
+/// Removes the benchmarks' scratch directory once every benchmark cleaned
+/// up after itself (it is left when one failed, for a look).
+pub fn remove_scratch() {
+    let _ = std::fs::remove_dir(WORK);
+}
+
 fn run_quiet(cmd: &mut Command) -> Result<()> {
     let status = cmd
         .status()
@@ -329,13 +345,8 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
     let skiff = root.join("target/release/skiff");
     let data = work.join("data");
     let sk = || {
-        let mut c = Command::new(&skiff);
-        c.arg("--dir")
-            .arg(&data)
-            .arg("--local-config")
-            .arg(work.join("etc"));
-        c.stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+        let mut c = quiet_skiff(&skiff, &data);
+        c.arg("--local-config").arg(work.join("etc"));
         c
     };
     fetch_true_image(&skiff, &work, sk())?;
@@ -621,13 +632,7 @@ pub fn start_kvm(root: &Path, quick: bool) -> Result<()> {
     std::fs::create_dir_all(&work)?;
     let skiff = root.join("target/release/skiff");
     let data = work.join("data");
-    let sk = || {
-        let mut c = Command::new(&skiff);
-        c.arg("--dir").arg(&data);
-        c.stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        c
-    };
+    let sk = || quiet_skiff(&skiff, &data);
     fetch_true_image(&skiff, &work, sk())?;
     let kvm_run = || {
         let mut c = sk();
@@ -1241,13 +1246,8 @@ pub fn audit(root: &Path, quick: bool) -> Result<()> {
             .stderr(std::process::Stdio::null()),
     )?;
     std::fs::remove_dir_all(work.join("layout"))?;
-    let sk = || {
-        let mut c = Command::new(&skiff);
-        c.arg("--dir").arg(work.join("data"));
-        c.stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        c
-    };
+    let data = work.join("data");
+    let sk = || quiet_skiff(&skiff, &data);
     // Debian has setuid programs (su, passwd, mount).
     run_quiet(
         sk().args(["--insecure-options=image", "fetch", "--allow-setuid"])
@@ -1479,13 +1479,7 @@ pub fn density(root: &Path, quick: bool) -> Result<()> {
             .stderr(std::process::Stdio::null()),
     )?;
     let data = work.join("data");
-    let sk = || {
-        let mut c = Command::new(&skiff);
-        c.arg("--dir").arg(&data);
-        c.stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        c
-    };
+    let sk = || quiet_skiff(&skiff, &data);
     run_quiet(sk().args(["--insecure-options=image", "fetch"]).arg(&aci))?;
     // The peers' bundle.
     let bundle = work.join("bundle");

@@ -112,7 +112,7 @@ fn real_main() -> Result<()> {
             step("building skiff (cargo build --release)");
             run(cargo(&root).args(["build", "--release", "--quiet", "--workspace", "--bins"]))?;
             deps()?;
-            match which.as_slice() {
+            let result = match which.as_slice() {
                 ["import"] => bench::import(&root, quick),
                 ["start"] if kvm => bench::start_kvm(&root, quick),
                 ["start"] => bench::start(&root, quick),
@@ -132,7 +132,9 @@ fn real_main() -> Result<()> {
                 other => bail!(
                     "unknown benchmark {other:?} (available: import, start, pull, metadata, audit, density, all)"
                 ),
-            }
+            };
+            bench::remove_scratch();
+            result
         }
         _ => {
             eprintln!(
