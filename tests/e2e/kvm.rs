@@ -248,6 +248,12 @@ fn skiff_stop_powers_a_kvm_pod_off_and_bad_options_are_refused() {
     let status = stdout(&output(skiff_in(root).args(["status", &uuid])));
     assert!(status.contains("state=exited"), "{status}");
     assert!(status.contains("app-kvm-test=143"), "{status}");
+    // Which accelerator ran the VM, and why.
+    assert!(status.contains("flavor=kvm"), "{status}");
+    assert!(
+        status.contains("accel=tcg: ") || status.contains("accel=kvm: "),
+        "{status}"
+    );
 
     // --force kills the supervisor, and QEMU with it; gc removes the
     // pod's network (namespace, CNI rules, lease).

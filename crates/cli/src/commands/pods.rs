@@ -575,6 +575,19 @@ fn networks_text(pod: &Pod) -> String {
         .join(" ")
 }
 
+/// The pod's isolation flavor, from runtime.json.
+fn flavor(pod: &Pod) -> Option<String> {
+    pod.runtime().ok().map(|r| r.flavor)
+}
+
+/// The accelerator a kvm pod's VM uses, and why (`<pod>/kvm/accel`).
+fn accel(pod: &Pod) -> Option<String> {
+    std::fs::read_to_string(pod.path.join("kvm").join("accel"))
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
 fn pod_json(pod: &Pod) -> serde_json::Value {
     let apps: Vec<_> = app_names(pod)
         .into_iter()
@@ -587,6 +600,8 @@ fn pod_json(pod: &Pod) -> serde_json::Value {
         "started": pod.started(),
         "exited": pod.exited(),
         "pid": pod.pid(),
+        "flavor": flavor(pod),
+        "accel": accel(pod),
         "apps": apps,
         "networks": networks(pod)
             .into_iter()
@@ -656,6 +671,12 @@ pub fn status(
         return Ok(ExitCode::SUCCESS);
     }
     println!("state={}", pod.display_state());
+    if let Some(f) = flavor(&pod) {
+        println!("flavor={f}");
+    }
+    if let Some(a) = accel(&pod) {
+        println!("accel={a}");
+    }
     println!("created={}", pod.created());
     if let Some(s) = pod.started() {
         println!("started={s}");
