@@ -101,6 +101,19 @@ fn hybrid_cgroups() -> bool {
         && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
+/// `skiff image build FLAGS LAYOUT ACI` with its output discarded.
+fn build_image(skiff: &Path, flags: &[&str], layout: &Path, aci: &Path) -> Result<()> {
+    run_quiet(
+        Command::new(skiff)
+            .args(["image", "build"])
+            .args(flags)
+            .arg(layout)
+            .arg(aci)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    )
+}
+
 /// `skiff --dir DATA` with its output discarded.
 fn quiet_skiff(skiff: &Path, data: &Path) -> Command {
     let mut c = Command::new(skiff);
@@ -600,14 +613,7 @@ fn fetch_true_image(skiff: &Path, work: &Path, mut fetch: Command) -> Result<()>
         r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/true","labels":[{"name":"version","value":"1.0"},{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}],"app":{"exec":["/bin/true"],"user":"0","group":"0"}}"#,
     )?;
     let aci = work.join("true.aci");
-    run_quiet(
-        Command::new(skiff)
-            .args(["image", "build", "--compression=none"])
-            .arg(&layout)
-            .arg(&aci)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
-    )?;
+    build_image(skiff, &["--compression=none"], &layout, &aci)?;
     run_quiet(fetch.args(["--insecure-options=image", "fetch"]).arg(&aci))
 }
 
@@ -1232,18 +1238,11 @@ pub fn audit(root: &Path, quick: bool) -> Result<()> {
     std::fs::create_dir(&dev)?;
     let skiff = root.join("target/release/skiff");
     let aci = work.join("minbase.aci");
-    run_quiet(
-        Command::new(&skiff)
-            .args([
-                "image",
-                "build",
-                "--name=example.com/minbase",
-                "--label=version=12",
-            ])
-            .arg(work.join("layout"))
-            .arg(&aci)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
+    build_image(
+        &skiff,
+        &["--name=example.com/minbase", "--label=version=12"],
+        &work.join("layout"),
+        &aci,
     )?;
     std::fs::remove_dir_all(work.join("layout"))?;
     let data = work.join("data");
@@ -1464,19 +1463,15 @@ pub fn density(root: &Path, quick: bool) -> Result<()> {
     std::os::unix::fs::symlink("busybox", work.join("layout/rootfs/bin/sleep"))?;
     let skiff = root.join("target/release/skiff");
     let aci = work.join("sleep.aci");
-    run_quiet(
-        Command::new(&skiff)
-            .args([
-                "image",
-                "build",
-                "--name=example.com/sleep",
-                "--label=version=1",
-                "--exec=/bin/sleep 3600",
-            ])
-            .arg(work.join("layout"))
-            .arg(&aci)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
+    build_image(
+        &skiff,
+        &[
+            "--name=example.com/sleep",
+            "--label=version=1",
+            "--exec=/bin/sleep 3600",
+        ],
+        &work.join("layout"),
+        &aci,
     )?;
     let data = work.join("data");
     let sk = || quiet_skiff(&skiff, &data);
