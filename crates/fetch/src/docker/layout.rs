@@ -6,7 +6,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use skiff_store::db::RemoteRecord;
 
 use super::convert::Layer;
 use super::registry::{self, sha256_digest};
@@ -236,21 +235,13 @@ impl Fetcher<'_> {
                 }
             })
             .collect();
-        let fetched = self.import_layers(
+        self.import_layers(
             &name,
             reference.as_deref(),
             &config,
             &layers,
             &origin,
             &digest,
-        )?;
-        self.store.index().set_remote(&RemoteRecord {
-            url: origin,
-            image_id: fetched.id.clone(),
-            etag: Some(digest),
-            max_age: 0,
-            download_time: skiff_store::db::now(),
-        })?;
-        Ok(fetched)
+        )
     }
 }

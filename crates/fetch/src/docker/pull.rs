@@ -201,22 +201,14 @@ impl Fetcher<'_> {
                 media_type: l["mediaType"].as_str().unwrap_or("").to_string(),
             });
         }
-        let fetched = self.import_layers(
+        self.import_layers(
             r.aci_name().as_str(),
             r.tag.as_deref(),
             &config,
             &layers,
             &shown,
             &digest,
-        )?;
-        self.store.index().set_remote(&RemoteRecord {
-            url: shown,
-            image_id: fetched.id.clone(),
-            etag: Some(digest),
-            max_age: 0,
-            download_time: skiff_store::db::now(),
-        })?;
-        Ok(fetched)
+        )
     }
 
     /// The cached layer `digest`, downloaded (and verified) if missing.
@@ -273,7 +265,8 @@ impl Fetcher<'_> {
         Ok(path)
     }
 
-    /// Squashes `layers` into an ACI, imports and returns it.
+    /// Squashes `layers` into an ACI, imports it, records it as fetched
+    /// from `origin` at `digest`, and returns it.
     pub(crate) fn import_layers(
         &self,
         name: &str,
@@ -300,6 +293,15 @@ impl Fetcher<'_> {
         });
         conversion?;
         let imported = imported?;
+        // Remembered by origin and digest: `skiff image list` shows where
+        // it came from, and image commands accept that reference.
+        self.store.index().set_remote(&RemoteRecord {
+            url: origin.to_string(),
+            image_id: imported.id.clone(),
+            etag: Some(digest.to_string()),
+            max_age: 0,
+            download_time: skiff_store::db::now(),
+        })?;
         Ok(Fetched {
             id: imported.id,
             manifest: imported.manifest,
