@@ -58,6 +58,11 @@ pub enum Stage1Error {
     Net(#[from] skiff_net::NetError),
 }
 
+/// The data dir of the pod dir `<data>/pods/<state>/<uuid>`.
+pub fn data_dir(pod_dir: &std::path::Path) -> Option<&std::path::Path> {
+    pod_dir.parent()?.parent()?.parent()
+}
+
 /// An error and its causes on one line.
 pub fn error_line(err: &dyn std::error::Error) -> String {
     let mut line = err.to_string();

@@ -125,12 +125,7 @@ fn main() -> ExitCode {
     else {
         return usage();
     };
-    // The pods directory is two levels up: pods/run/<uuid>.
-    let Some(data_dir) = pod_dir
-        .parent()
-        .and_then(|p| p.parent())
-        .and_then(|p| p.parent())
-    else {
+    let Some(data_dir) = skiff_stage1::data_dir(&pod_dir) else {
         return usage();
     };
     // SAFETY: stage0 passes the pod-lock fd it opened and left open across

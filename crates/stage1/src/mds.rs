@@ -6,7 +6,7 @@
 //! `--debug`).
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use skiff_metadata::protocol::{self, AppImage, Registration};
 use skiff_pod::{NetMode, Pod, Runtime};
@@ -27,10 +27,6 @@ impl Registered {
 }
 
 /// `<data>` from `<data>/pods/run/<uuid>`.
-fn data_dir(pod: &Path) -> Option<PathBuf> {
-    Some(pod.parent()?.parent()?.parent()?.to_path_buf())
-}
-
 #[allow(clippy::print_stderr)]
 fn note(pod: &Pod, runtime: &Runtime, text: &str) {
     let _ = std::fs::write(pod.path.join("metadata"), format!("{text}\n"));
@@ -73,7 +69,7 @@ pub fn register(pod: &Pod, runtime: &Runtime, plans: &mut [AppPlan]) -> Option<R
             }
         }
     };
-    let data_dir = data_dir(&pod.path)?;
+    let data_dir = crate::data_dir(&pod.path)?.to_path_buf();
     let manifest = std::fs::read_to_string(pod.manifest_path()).ok()?;
     let apps = plans
         .iter()

@@ -2,16 +2,18 @@
 //! kernel (docs/stage1.md, "kvm").
 //!
 //! The supervisor (this process) prepares each app's root exactly as `ns`
-//! does — the overlay of the rendered tree, volumes, /etc/hosts and
+//! does — the overlay of the rendered tree, file volumes, /etc/hosts and
 //! resolv.conf — in a private mount namespace, and exports them to the
-//! guest over virtio-9p, with a per-pod share (`<pod>/kvm/share`: the
-//! guest's `guest.json` in, the apps' exit statuses out). QEMU (`-M
-//! microvm`) boots the host's distribution kernel with an initramfs whose
-//! init is this binary ([`guest`]): it starts the apps with the `ns` code
-//! and powers the VM off when they are done. The console (the VM's serial
-//! line) is the apps' stdin and stdout, a virtio console their stderr
-//! (with `--interactive`, the serial console is all three). KVM runs the guest when it
-//! can, QEMU's TCG otherwise ([`accel`]).
+//! guest over virtio-9p (directory volumes too, each on its own), with a
+//! per-pod share (`<pod>/kvm/share`: the guest's `guest.json` in, the apps'
+//! exit statuses out). QEMU (`-M microvm`) boots the host's distribution
+//! kernel with an initramfs whose init is this binary ([`guest`]): it
+//! starts the apps with the `ns` code and powers the VM off when they are
+//! done. The console (the VM's serial line) is the apps' stdin and stdout,
+//! a virtio console their stderr (with `--interactive`, the serial console
+//! is all three). Pod networks reach the guest through taps ([`net`]),
+//! `skiff enter` through a virtio-serial port ([`enter`]). KVM runs the
+//! guest when it can, QEMU's TCG otherwise ([`accel`]).
 
 pub mod accel;
 pub mod enter;
@@ -31,6 +33,7 @@ use skiff_pod::{NetMode, Pod, Pods};
 
 use crate::ns::{self, setup_err};
 use crate::{EXIT_SETUP_FAILED, Stage1Error, cgroups};
+use image::GuestImage;
 
 /// The 9p tag of the pod share.
 pub const SHARE_TAG: &str = "skiff";
@@ -135,7 +138,8 @@ fn tsc_khz() -> u64 {
         .unwrap_or(2_600_000)
 }
 
-/// QEMU booting `image` (no devices but the serial console on stdio).
+/// QEMU booting `image`: the serial console on stdio and a virtio console
+/// on stderr; the caller adds the pod's devices.
 pub fn qemu_command(
     image: &GuestImage,
     accel: &str,
@@ -178,8 +182,6 @@ pub fn qemu_command(
         .arg(cmdline.trim());
     Ok(cmd)
 }
-
-use image::GuestImage;
 
 /// Adds a virtio-9p export of `path` with `tag`.
 fn export(cmd: &mut Command, id: &str, path: &Path, tag: &str, read_only: bool) {
@@ -334,16 +336,6 @@ fn exec_vm(
     }
 }
 
-/// `<data>` from `<data>/pods/run/<uuid>`.
-fn data_dir(pod: &Pod) -> Result<PathBuf, Stage1Error> {
-    pod.path
-        .parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .ok_or_else(|| Stage1Error::Config("the pod dir is not in a data dir".into()))
-}
-
 /// Runs the pod; returns the first app's exit status.
 #[allow(clippy::print_stderr)]
 pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stage1Error> {
@@ -355,7 +347,9 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     }
     let option = |k: &str| runtime.stage1_options.get(k).map(String::as_str);
     let choice = accel::Choice::parse(option("accel"))?;
-    let data = data_dir(&pod)?;
+    let data = crate::data_dir(&pod.path)
+        .ok_or_else(|| Stage1Error::Config("the pod dir is not in a data dir".into()))?
+        .to_path_buf();
     let (kernel, release) = image::find_kernel(option("kernel"))?;
     let image = image::ensure(&data, &kernel, &release)?;
     let picked = accel::pick(&data, &image, choice)?;
