@@ -470,6 +470,14 @@ impl Pod {
         read_i64(&self.path.join("apps").join(app).join("exit")).map(|c| c as i32)
     }
 
+    /// Records an app's exit status (what [`Pod::app_exit`] reads);
+    /// best effort, as stage1 records it while the pod ends.
+    pub fn set_app_exit(&self, app: &str, code: i32) {
+        let dir = self.path.join("apps").join(app);
+        let _ = fs::create_dir_all(&dir);
+        let _ = fs::write(dir.join("exit"), code.to_string());
+    }
+
     /// Records a timestamp file (`started`, `exited`).
     pub fn stamp(&self, what: &str) -> Result<(), PodError> {
         let path = self.path.join(what);

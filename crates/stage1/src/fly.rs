@@ -142,9 +142,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     }
     let mut first = None;
     crate::reap(&children, |name, code| {
-        let dir = pod.path.join("apps").join(name);
-        let _ = std::fs::create_dir_all(&dir);
-        let _ = std::fs::write(dir.join("exit"), code.to_string());
+        pod.set_app_exit(name, code);
         if name == plans[0].name {
             first = Some(code);
         }

@@ -279,9 +279,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         let code = crate::exit_code(wstatus);
         for p in &plans {
             if pod.app_exit(&p.name).is_none() {
-                let dir = pod.path.join("apps").join(&p.name);
-                let _ = std::fs::create_dir_all(&dir);
-                let _ = std::fs::write(dir.join("exit"), code.to_string());
+                pod.set_app_exit(&p.name, code);
                 if p.name == plans[0].name {
                     first_status = Some(code);
                 }
@@ -322,9 +320,7 @@ pub(crate) fn record(
 ) {
     match serde_json::from_str::<Report>(line) {
         Ok(Report::Exit { app, status }) => {
-            let dir = pod.path.join("apps").join(&app);
-            let _ = std::fs::create_dir_all(&dir);
-            let _ = std::fs::write(dir.join("exit"), status.to_string());
+            pod.set_app_exit(&app, status);
             if app == first_app {
                 *first_status = Some(status);
             }

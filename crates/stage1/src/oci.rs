@@ -345,9 +345,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         unsafe { libc::waitpid(child, &mut wstatus, 0) };
     }
     let code = crate::exit_code(wstatus);
-    let dir = pod.path.join("apps").join(&p.name);
-    let _ = std::fs::create_dir_all(&dir);
-    let _ = std::fs::write(dir.join("exit"), code.to_string());
+    pod.set_app_exit(&p.name, code);
     // What the runtime may have left after a crash of its own.
     let _ = std::process::Command::new(&oci_runtime)
         .arg("--root")

@@ -495,9 +495,7 @@ impl Vm<'_> {
                 })));
             }
             let code = 128 + stopped;
-            let dir = pod.path.join("apps").join(&p.name);
-            let _ = std::fs::create_dir_all(&dir);
-            let _ = std::fs::write(dir.join("exit"), code.to_string());
+            pod.set_app_exit(&p.name, code);
             if p.name == plans[0].name {
                 first_status = Some(code);
             }
