@@ -285,10 +285,7 @@ fn osv_advisories_match_exactly_the_affected_versions() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let aci = edge_image(d);
-    let fixtures =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/osv");
-    let out = output(skiff_in(d).args(["vuln-db", "import"]).arg(&fixtures));
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = import_advisories(d, "osv");
     assert!(stderr(&out).contains("imported 8"), "{}", stderr(&out));
 
     let out = output(
@@ -364,14 +361,23 @@ fn osv_advisories_match_exactly_the_affected_versions() {
     assert!(stderr(&out).contains("bad.json"), "{}", stderr(&out));
 }
 
+/// `skiff vuln-db import` of tests/fixtures/`fixture` into `d`'s store,
+/// which must succeed.
+fn import_advisories(d: &std::path::Path, fixture: &str) -> std::process::Output {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(fixture);
+    let out = output(skiff_in(d).args(["vuln-db", "import"]).arg(&dir));
+    assert!(out.status.success(), "{}", stderr(&out));
+    out
+}
+
 #[test]
 fn a_policy_refuses_vulnerable_unsigned_or_untrusted_images_and_says_why() {
     let tmp = tempfile::tempdir().unwrap();
     let _guard = PodsGuard { root: tmp.path() };
     let d = tmp.path();
     let aci = edge_image(d);
-    let fixtures =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/osv");
     let policy = d.join("policy.toml");
 
     // max-severity without a database: refused, saying what to do.
@@ -394,11 +400,7 @@ fn a_policy_refuses_vulnerable_unsigned_or_untrusted_images_and_says_why() {
         "{}",
         stderr(&out)
     );
-    assert!(
-        output(skiff_in(d).args(["vuln-db", "import"]).arg(&fixtures))
-            .status
-            .success()
-    );
+    import_advisories(d, "osv");
     let out = run(&[]);
     assert_refused(&out, "high vulnerabilities");
     let err = stderr(&out);
@@ -643,13 +645,7 @@ fn go_modules_in_binaries_are_listed_and_matched() {
         "{pkgs:?}"
     );
     // The Go advisory for the toolchain's net/http matches Debian's Go.
-    let fixtures =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/osv-binaries");
-    assert!(
-        output(skiff_in(d).args(["vuln-db", "import"]).arg(&fixtures))
-            .status
-            .success()
-    );
+    import_advisories(d, "osv-binaries");
     let out = output(
         skiff_in(d)
             .args(["image", "audit", "--format=json"])
@@ -723,13 +719,7 @@ open(sys.argv[1], "wb").write(zlib.compress(json.dumps(deps).encode()))
             .status
             .success()
     );
-    let fixtures =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/osv-binaries");
-    assert!(
-        output(skiff_in(d).args(["vuln-db", "import"]).arg(&fixtures))
-            .status
-            .success()
-    );
+    import_advisories(d, "osv-binaries");
     let out = output(
         skiff_in(d)
             .args(["image", "audit", "--format=cyclonedx"])
