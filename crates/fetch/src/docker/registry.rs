@@ -2,6 +2,7 @@
 //! negotiation of the media types), blobs verified by digest while they
 //! stream, and auth — Basic, or a Bearer token from the realm a 401 names.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -65,15 +66,16 @@ fn bearer_params(header: &str) -> Option<Vec<(String, String)>> {
     Some(params)
 }
 
+/// Everything but RFC 3986's unreserved characters.
+const RESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes a query value (unreserved characters stay).
 fn percent(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    utf8_percent_encode(s, RESERVED).to_string()
 }
 
 impl<'a> Registry<'a> {
