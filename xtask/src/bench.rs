@@ -101,6 +101,15 @@ fn hybrid_cgroups() -> bool {
         && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
+/// Writes `body` to `target/bench/<file>`; returns its path.
+fn write_result(root: &Path, file: &str, body: String) -> Result<PathBuf> {
+    let dir = root.join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(file);
+    std::fs::write(&path, body)?;
+    Ok(path)
+}
+
 /// `skiff image build FLAGS LAYOUT ACI` with its output discarded.
 fn build_image(skiff: &Path, flags: &[&str], layout: &Path, aci: &Path) -> Result<()> {
     run_quiet(
@@ -332,16 +341,15 @@ pub fn import(root: &Path, quick: bool) -> Result<()> {
             ratio.map_or("null".to_string(), |r| format!("{r:.3}"))
         ));
     }
-    let dir = root.join("target/bench");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("import.json"),
+    let written = write_result(
+        root,
+        "import.json",
         format!(
             "{{\"tar_bytes\":{tar_bytes},\"runs\":{runs},\"rows\":[{}]}}\n",
             json.join(",")
         ),
     )?;
-    println!("\nwrote {}", dir.join("import.json").display());
+    println!("\nwrote {}", written.display());
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
@@ -582,15 +590,17 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
     for peer in missing {
         println!("{peer}: not measured (not installed; cargo xtask deps installs it)");
     }
-    let dir = root.join("target/bench");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("start.json"),
+    let written = write_result(
+        root,
+        "start.json",
         format!("{{\"runs\":{runs},\"rows\":[{}]}}\n", json.join(",")),
     )?;
-    println!("wrote {}", dir.join("start.json").display());
-    let svg = dir.join("start.svg");
-    std::fs::write(&svg, start_plot(&[("warm", &warm), ("cold", &cold)]))?;
+    println!("wrote {}", written.display());
+    let svg = write_result(
+        root,
+        "start.svg",
+        start_plot(&[("warm", &warm), ("cold", &cold)]),
+    )?;
     println!("wrote {} (start-time distributions)", svg.display());
     unmount_under(&podman_state)?;
     let _ = sk().args(["gc", "--grace-period=0s"]).status();
@@ -742,10 +752,9 @@ pub fn start_kvm(root: &Path, quick: bool) -> Result<()> {
             ms(row.times[row.times.len() - 1])
         ));
     }
-    let dir = root.join("target/bench");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("start-kvm.json"),
+    write_result(
+        root,
+        "start-kvm.json",
         format!(
             "{{\"accel\":{accel:?},\"reason\":{reason:?},\"runs\":{runs},\"rows\":[{}]}}\n",
             json.join(",")
@@ -997,10 +1006,8 @@ pub fn metadata(root: &Path, quick: bool) -> Result<()> {
                 bail!("{errors} requests failed");
             }
         }
-        let out = root.join("target/bench");
-        std::fs::create_dir_all(&out)?;
-        std::fs::write(out.join("metadata.json"), format!("[{}]\n", json.join(",")))?;
-        println!("wrote {}", out.join("metadata.json").display());
+        let written = write_result(root, "metadata.json", format!("[{}]\n", json.join(",")))?;
+        println!("wrote {}", written.display());
         Ok(())
     })();
     let _ = Command::new("kill")
@@ -1172,10 +1179,8 @@ pub fn pull(root: &Path, quick: bool) -> Result<()> {
                 ms(r.median())
             ));
         }
-        let out = root.join("target/bench");
-        std::fs::create_dir_all(&out)?;
-        std::fs::write(out.join("pull.json"), format!("[{}]\n", json.join(",")))?;
-        println!("wrote {}", out.join("pull.json").display());
+        let written = write_result(root, "pull.json", format!("[{}]\n", json.join(",")))?;
+        println!("wrote {}", written.display());
         Ok(())
     })();
     let _ = registry.kill();
@@ -1320,9 +1325,7 @@ pub fn audit(root: &Path, quick: bool) -> Result<()> {
             ms(r.median())
         ));
     }
-    let out = root.join("target/bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("audit.json"), format!("[{}]\n", json.join(",")))?;
+    write_result(root, "audit.json", format!("[{}]\n", json.join(",")))?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
@@ -1646,9 +1649,7 @@ pub fn density(root: &Path, quick: bool) -> Result<()> {
     if left.as_array().is_some_and(|a| !a.is_empty()) {
         bail!("pods left after the density run: {left}");
     }
-    let out = root.join("target/bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("density.json"), format!("[{}]\n", json.join(",")))?;
+    write_result(root, "density.json", format!("[{}]\n", json.join(",")))?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
