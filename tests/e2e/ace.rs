@@ -1,5 +1,5 @@
 //! The appc ACE validator (main + sidekick in one pod, built by
-//! shared/tools/build-appc-tools.sh) under the `ns` stage1: in full with
+//! `cargo xtask appc-tools`) under the `ns` stage1: in full with
 //! the metadata service running, and every other check without it; and
 //! in full under the `kvm` stage1.
 

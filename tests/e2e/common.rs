@@ -8,7 +8,7 @@ pub fn skiff() -> Command {
     Command::new(env!("CARGO_BIN_EXE_skiff"))
 }
 
-/// The reference tools built by shared/tools/build-appc-tools.sh.
+/// The reference tools built by `cargo xtask appc-tools`.
 pub fn appc_tools() -> PathBuf {
     let dir = std::env::var_os("SKIFF_APPC_TOOLS").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/appc-tools"),
@@ -208,5 +208,102 @@ impl Drop for PodsGuard<'_> {
             }
         }
         let _ = output(skiff_in(self.root).args(["gc", "--grace-period=0s"]));
+    }
+}
+
+/// A command on a terminal of its own (`script` gives it a pty), driven as
+/// a user would: wait until it shows something, then type. Nothing is sent
+/// on a timer, so a slow machine changes only how long the test takes.
+pub struct Terminal {
+    child: std::process::Child,
+    input: Option<std::process::ChildStdin>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Terminal {
+    /// Starts the shell command line `cmd` on a new terminal.
+    pub fn start(cmd: &str) -> Terminal {
+        let mut child = Command::new("script")
+            .args(["-qec", cmd, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("cannot start script (util-linux)");
+        let input = child.stdin.take();
+        let mut out = child.stdout.take().expect("piped stdout");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let reader = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Terminal {
+            child,
+            input,
+            seen,
+            reader: Some(reader),
+        }
+    }
+
+    /// What the terminal showed so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until the terminal shows `what`; fails the test if the
+    /// command ends first (or shows nothing of it for ten minutes, a
+    /// hang, not a slow machine).
+    pub fn wait_for(&mut self, what: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        while !self.text().contains(what) {
+            let ended = self.child.try_wait().unwrap().is_some();
+            assert!(
+                !ended && std::time::Instant::now() < deadline,
+                "never showed {what:?}: {:?}",
+                self.text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Types `text`.
+    pub fn send(&mut self, text: &str) {
+        use std::io::Write;
+        let input = self.input.as_mut().expect("input still open");
+        input.write_all(text.as_bytes()).unwrap();
+        input.flush().unwrap();
+    }
+
+    /// Waits for the command to end; returns what it showed and its status.
+    pub fn finish(mut self) -> (String, Option<i32>) {
+        let status = self.child.wait().unwrap();
+        self.input = None;
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        (self.text(), status.code())
+    }
+}
+
+/// Polls `probe` until it returns something. The limit (ten minutes) only
+/// catches a hang: how long the state takes to arrive is not asserted.
+pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

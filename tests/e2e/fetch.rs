@@ -235,7 +235,25 @@ fn tampered_unsigned_and_wrongly_signed_images_are_refused() {
         Some("\"v2\""),
         "application/octet-stream",
     );
-    refused_and_unchanged(&site, &["fetch", "127.0.0.2/busybox:1.0"], "tampered");
+    refused_and_unchanged(
+        &site,
+        &["fetch", "127.0.0.2/busybox:1.0"],
+        "signature check failed for 127.0.0.2/busybox: the signature by key",
+    );
+    refused_and_unchanged(
+        &site,
+        &["fetch", "127.0.0.2/busybox:1.0"],
+        "does not match the image: it was changed after it was signed",
+    );
+    // In skiff's words only; the OpenPGP library's detail is for --debug.
+    let out = run(&site, &["fetch", "127.0.0.2/busybox:1.0"]);
+    assert!(!stderr(&out).contains("assert"), "{}", stderr(&out));
+    let out = run(&site, &["--debug", "fetch", "127.0.0.2/busybox:1.0"]);
+    assert!(
+        stderr(&out).contains("OpenPGP verification failed"),
+        "{}",
+        stderr(&out)
+    );
 
     // Signed by a key nobody trusts.
     let stranger = Gpg::new("Stranger <x@example.com>", "ed25519");

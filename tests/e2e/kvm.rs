@@ -5,7 +5,6 @@
 //! kernel under kvm.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use crate::common::*;
 
@@ -235,13 +234,15 @@ fn skiff_stop_powers_a_kvm_pod_off_and_bad_options_are_refused() {
     let qemu_of_pod = || vms_of(&uuid);
     // Wait for the app to be up in the guest (the pod's apps/<app> exit
     // file would appear if it had ended).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while qemu_of_pod() == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(qemu_of_pod(), 1, "no VM for pod {uuid}");
+    eventually("the pod's VM runs", || (qemu_of_pod() > 0).then_some(()));
+    assert_eq!(qemu_of_pod(), 1, "not one VM for pod {uuid}");
     assert!(pod_dir.join("kvm/accel").exists());
-    std::thread::sleep(Duration::from_secs(3));
+    // The app runs once it has said so on the console (the pod's log).
+    let log = pod_dir.join("stage1.log");
+    eventually("the app says it runs", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("idle").then_some(())
+    });
     let stopped = output(skiff_in(root).args(["stop", &uuid]));
     assert!(stopped.status.success(), "{}", stderr(&stopped));
     assert_eq!(qemu_of_pod(), 0);
@@ -262,11 +263,10 @@ fn skiff_stop_powers_a_kvm_pod_off_and_bad_options_are_refused() {
     assert!(netns.exists(), "no network namespace for {forced}");
     let killed = output(skiff_in(root).args(["stop", "--force", &forced]));
     assert!(killed.status.success(), "{}", stderr(&killed));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while vms_of(&forced) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(vms_of(&forced), 0, "QEMU outlived its killed supervisor");
+    // QEMU ends with its supervisor (it is killed with it).
+    eventually("QEMU ends with its killed supervisor", || {
+        (vms_of(&forced) == 0).then_some(())
+    });
     let gc = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
     assert!(gc.status.success(), "{}", stderr(&gc));
     assert!(!netns.exists(), "gc left {}", netns.display());
@@ -348,14 +348,10 @@ fn kvm_pods_are_on_the_pod_network_through_their_tap() {
     assert!(out.status.success(), "{}", stderr(&out));
     let uuid = stdout(&out).trim().to_string();
     let url = format!("http://127.0.0.1:{port}/");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let served = loop {
+    let served = eventually("httpd in the VM answers", || {
         let got = output(std::process::Command::new("curl").args(["-s", "-m", "5", &url]));
-        if stdout(&got).contains("served from the VM") || Instant::now() > deadline {
-            break stdout(&got);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+        Some(stdout(&got)).filter(|text| text.contains("served from the VM"))
+    });
     assert!(served.contains("served from the VM"), "{url}: {served:?}");
     let stopped = output(skiff_in(root).args(["stop", &uuid]));
     assert!(stopped.status.success(), "{}", stderr(&stopped));
@@ -366,22 +362,21 @@ fn kvm_interactive_pods_use_the_console_as_their_terminal() {
     let tmp = fixture();
     let root = tmp.path();
     let _guard = PodsGuard { root };
-    // `script` gives skiff a terminal; the input waits in it while the VM
-    // boots.
-    let cmd = format!(
-        "SKIFF_DIR={}/data {} run --stage1=kvm --net=none --interactive example.com/kvm-test:1 --exec=/bin/sh 2>/dev/null",
+    // A terminal for skiff; the input is typed once the guest's shell shows
+    // its prompt, however long the boot takes.
+    let mut term = Terminal::start(&format!(
+        "SKIFF_DIR={}/data {} run --stage1=kvm --net=none --interactive --set-env=PS1=ready-for-input: example.com/kvm-test:1 --exec=/bin/sh 2>/dev/null",
         root.display(),
         env!("CARGO_BIN_EXE_skiff"),
-    );
-    let out = output(std::process::Command::new("sh").arg("-c").arg(format!(
-        "(sleep 8; printf 'echo answer-$((6*7)); [ -t 0 ] && echo stdin-is-a-tty\\nexit 3\\n') | script -qec \"{cmd}\" /dev/null"
-    )));
-    let text = stdout(&out);
+    ));
+    term.wait_for("ready-for-input:");
+    term.send("echo answer-$((6*7)); [ -t 0 ] && echo stdin-is-a-tty\nexit 3\n");
+    let (text, code) = term.finish();
     assert!(text.contains("answer-42"), "{text}");
     assert!(text.contains("stdin-is-a-tty"), "{text}");
     // One line ending per line: the guest adds no carriage return of its own.
     assert!(!text.contains("\r\r\n"), "{text:?}");
-    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert_eq!(code, Some(3), "{text}");
 }
 
 #[test]
@@ -391,8 +386,7 @@ fn skiff_enter_runs_commands_in_a_kvm_pods_app() {
     let _guard = PodsGuard { root };
     let uuid = run_detached(root, &["--user=65534"]);
     // The guest answers once it is up.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let entered = loop {
+    let entered = eventually("skiff enter reaches the guest", || {
         let out = output(skiff_in(root).args([
             "enter",
             &uuid,
@@ -401,11 +395,8 @@ fn skiff_enter_runs_commands_in_a_kvm_pods_app() {
             "-c",
             "echo kernel=$(uname -r) app=$AC_APP_NAME id=$(id -u); echo to-stderr >&2; exit 4",
         ]));
-        if out.status.code() == Some(4) || Instant::now() > deadline {
-            break out;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+        Some(out).filter(|out| out.status.code() == Some(4))
+    });
     let text = stdout(&entered);
     assert_eq!(entered.status.code(), Some(4), "{text}{}", stderr(&entered));
     assert!(!text.contains(&host_release()), "{text}");

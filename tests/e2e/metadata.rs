@@ -116,19 +116,13 @@ fn pods_sign_as_themselves_verify_each_other_and_keep_it_across_a_restart() {
     assert!(out.status.success(), "{}", stderr(&out));
     let a = stdout(&out).trim().to_string();
     let log = tmp.path().join("data/pods/run").join(&a).join("stage1.log");
-    let mut url_a = String::new();
-    for _ in 0..100 {
-        url_a = std::fs::read_to_string(&log)
+    let url_a = eventually("pod A prints its URL", || {
+        std::fs::read_to_string(&log)
             .unwrap_or_default()
             .lines()
             .find_map(|l| l.strip_prefix("URL="))
-            .unwrap_or_default()
-            .to_string();
-        if !url_a.is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+            .map(str::to_string)
+    });
     assert!(
         url_a.starts_with("http://"),
         "pod A has no AC_METADATA_URL: {url_a:?}"

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use crate::common::*;
 
@@ -117,15 +116,10 @@ fn traces_of(uuid: &str) -> Vec<String> {
 }
 
 fn wait_exited(root: &Path, uuid: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
+    eventually(&format!("pod {uuid} exits"), || {
         let out = output(skiff_in(root).args(["status", uuid]));
-        if !stdout(&out).contains("state=running") {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("pod {uuid} still running");
+        (!stdout(&out).contains("state=running")).then_some(())
+    });
 }
 
 #[test]

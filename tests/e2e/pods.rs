@@ -268,15 +268,10 @@ fn enter_runs_inside_a_running_pod() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let uuid = stdout(&out).trim().to_string();
-    let mut seen = String::new();
-    for _ in 0..100 {
+    let seen = eventually("the app wrote /marker", || {
         let out = output(skiff_in(tmp.path()).args(["enter", &uuid[..8], "/bin/sh", "-c", "cat /marker; hostname; grep -E 'NoNewPrivs|Seccomp:' /proc/self/status; echo $AC_APP_NAME"]));
-        seen = stdout(&out);
-        if seen.contains("marker") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+        Some(stdout(&out)).filter(|seen| seen.contains("marker"))
+    });
     assert!(seen.contains("marker\ninside\n"), "{seen}");
     assert!(
         seen.contains("NoNewPrivs:\t1") && seen.contains("Seccomp:\t2") && seen.contains("busybox"),
@@ -418,7 +413,7 @@ fn volumes_are_shared_bound_and_read_only_when_asked() {
                    "cat /host/from-host; echo; (echo x > /host/new) 2>/dev/null && echo HOST-WRITABLE; echo one > /shared/one"])
             .arg("---")
             .arg(&aci)
-            .args(["--name=second", "--exec=/bin/sh", "--", "-c", "i=0; while [ ! -e /shared/one ] && [ $i -lt 100 ]; do i=$((i+1)); /bin/busybox usleep 20000; done; cat /shared/one"]),
+            .args(["--name=second", "--exec=/bin/sh", "--", "-c", "i=0; while [ ! -e /shared/one ] && [ $i -lt 30000 ]; do i=$((i+1)); /bin/busybox usleep 20000; done; cat /shared/one"]),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -445,26 +440,28 @@ fn ctrl_c_stops_the_pod_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
-    let child = skiff_in(tmp.path())
+    let mut child = skiff_in(tmp.path())
         .args(["run", "--insecure-options=image"])
         .arg(&aci)
-        .args(["--exec=/bin/busybox", "--", "sleep", "30"])
-        .stdout(Stdio::null())
+        .args([
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            "echo up; exec /bin/busybox sleep 600",
+        ])
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until the app runs, then interrupt `skiff run` as a terminal would.
-    for _ in 0..400 {
-        let json = stdout(&output(
-            skiff_in(tmp.path()).args(["list", "--format=json"]),
-        ));
-        let started = json.contains("\"pid\": ") && !json.contains("\"pid\": null");
-        if started && json.contains("running") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Wait until the app says it runs, then interrupt `skiff run` as a
+    // terminal would.
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first, "up\n");
     let _ = std::process::Command::new("kill")
         .arg("-INT")
         .arg(child.id().to_string())
@@ -509,18 +506,13 @@ fn two_pods_do_not_see_each_other() {
     };
     let (a, b) = (start("alpha"), start("beta"));
     let look = |uuid: &str| -> String {
-        let mut text = String::new();
-        for _ in 0..100 {
-            text = stdout(&output(skiff_in(tmp.path()).args([
+        eventually("the app wrote its marker", || {
+            let text = stdout(&output(skiff_in(tmp.path()).args([
                 "enter", uuid, "/bin/sh", "-c",
                 "ls /; for p in /proc/[0-9]*; do cat $p/cmdline 2>/dev/null | tr '\\0' ' '; echo; done",
             ])));
-            if text.contains("alpha") || text.contains("beta") {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        text
+            Some(text).filter(|t| t.contains("alpha") || t.contains("beta"))
+        })
     };
     let (seen_a, seen_b) = (look(&a), look(&b));
     assert!(
@@ -679,8 +671,15 @@ fn pids_and_open_file_limits() {
         skiff_in(tmp.path())
             .args(["run", "--pids-limit=6", "--insecure-options=image"])
             .arg(&aci)
+            // The forks run in a subshell (a failed fork ends a
+            // non-interactive shell) whose stderr is a file; the sleeps
+            // that started are counted and killed with builtins only, so
+            // the outcome does not depend on how fast anything runs.
             .args(["--exec=/bin/sh", "--", "-c",
-                   "ulimit -n; for i in 1 2 3 4 5 6 7 8; do /bin/busybox sleep 5 & done 2>&1 | grep -c fork; wait"]),
+                   "ulimit -n; \
+                    ( for i in 1 2 3 4 5 6 7 8; do /bin/busybox sleep 600 & echo $! >> /pids; done ) 2>/err; \
+                    n=0; while read p; do kill $p; n=$((n+1)); done < /pids; wait; \
+                    echo started=$n; grep -c fork /err"]),
     );
     let text = stdout(&out);
     let mut lines = text.lines();
@@ -689,12 +688,20 @@ fn pids_and_open_file_limits() {
         .maximum
         .unwrap_or(u64::MAX);
     assert_eq!(nofile, host_hard.min(65536));
-    // The sleeps outlast the loop even on a loaded machine (with 1 s, the
-    // first ones could end before the last fork, under the kvm tests' load).
-    let refused: u32 = lines.next().unwrap_or("0").trim().parse().unwrap_or(0);
+    let started: u32 = lines
+        .next()
+        .and_then(|l| l.strip_prefix("started="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of started sleeps: {text} {}", stderr(&out)));
     assert!(
-        refused >= 1,
-        "the pids limit did not refuse a fork: {text} {}",
+        started < 8,
+        "the pids limit let all 8 forks through: {text}"
+    );
+    let refused: u32 = lines.next().unwrap_or("0").trim().parse().unwrap_or(0);
+    assert_eq!(
+        refused,
+        1,
+        "the refused fork was not reported once: {text} {}",
         stderr(&out)
     );
     let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
@@ -705,24 +712,26 @@ fn interactive_pods_get_a_terminal_of_their_own() {
     let tmp = tempfile::tempdir().unwrap();
     let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
-    // `script` gives skiff a terminal; the input arrives once the shell runs.
-    // Also in a user namespace, where host-owned ttys would be `nobody`'s.
+    // A terminal for skiff; the input is typed once the pod's shell shows
+    // its prompt. Also in a user namespace, where host-owned ttys would be
+    // `nobody`'s.
     for extra in ["", "--private-users"] {
-        let cmd = format!(
-            "SKIFF_DIR={}/data {} run --insecure-options=image --interactive {extra} {} --exec=/bin/sh 2>/dev/null",
+        let mut term = Terminal::start(&format!(
+            "SKIFF_DIR={}/data {} run --insecure-options=image --interactive --set-env=PS1=ready-for-input: {extra} {} --exec=/bin/sh 2>/dev/null",
             tmp.path().display(),
             env!("CARGO_BIN_EXE_skiff"),
             aci.display()
+        ));
+        term.wait_for("ready-for-input:");
+        term.send(
+            "echo answer-$((6*7)); [ -t 0 ] && echo stdin-is-a-tty; echo name=$(tty)\nexit 3\n",
         );
-        let out = output(std::process::Command::new("sh").arg("-c").arg(format!(
-        "(sleep 1; printf 'echo answer-$((6*7)); [ -t 0 ] && echo stdin-is-a-tty; echo name=$(tty)\\nexit 3\\n') | script -qec \"{cmd}\" /dev/null"
-    )));
-        let text = stdout(&out);
+        let (text, code) = term.finish();
         assert!(text.contains("answer-42"), "{text}");
         assert!(text.contains("stdin-is-a-tty"), "{text}");
         // The terminal comes from the pod's own devpts instance.
         assert!(text.contains("name=/dev/pts/0"), "{text}");
-        assert_eq!(out.status.code(), Some(3), "{text}");
+        assert_eq!(code, Some(3), "{text}");
     }
     // Without a terminal, --interactive is refused clearly.
     let out = output(
@@ -825,8 +834,7 @@ fn private_users_map_pod_root_to_an_unprivileged_host_uid() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let uuid = stdout(&out).trim().to_string();
-    let mut seen = String::new();
-    for _ in 0..100 {
+    let seen = eventually("skiff enter reaches the app", || {
         let out = output(skiff_in(tmp.path()).args([
             "enter",
             &uuid,
@@ -834,12 +842,8 @@ fn private_users_map_pod_root_to_an_unprivileged_host_uid() {
             "cat",
             "/proc/self/uid_map",
         ]));
-        seen = format!("{}{}", stdout(&out), stderr(&out));
-        if out.status.success() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+        Some(format!("{}{}", stdout(&out), stderr(&out))).filter(|_| out.status.success())
+    });
     let map: Vec<&str> = seen
         .lines()
         .last()
@@ -950,4 +954,48 @@ fn without_a_usable_overlay_upper_layer_no_overlay_still_runs() {
     assert!(read("err1").contains("--no-overlay"), "{}", read("err1"));
     assert_eq!(read("rc2").trim(), "0", "{}", read("err2"));
     assert_eq!(read("out2"), "ran\n");
+}
+
+#[test]
+fn a_skiff_without_its_stage1_says_how_to_get_one_and_makes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = layout_aci(tmp.path());
+    // A copy of skiff alone, as a hand-copied binary would be.
+    let bin = tmp.path().join("prefix/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let alone = bin.join("skiff");
+    std::fs::copy(env!("CARGO_BIN_EXE_skiff"), &alone).unwrap();
+    let run = |extra: &[&str]| {
+        output(
+            std::process::Command::new(&alone)
+                .env("SKIFF_DIR", tmp.path().join("data"))
+                .args(extra)
+                .args(["run", "--insecure-options=image", "--net=none"])
+                .arg(&aci),
+        )
+    };
+    let out = run(&[]);
+    assert_refused(&out, "run without a stage1");
+    let err = stderr(&out);
+    for part in [
+        &format!("{}/skiff-stage1", bin.display()),
+        &format!(
+            "{}/lib/skiff/stage1/skiff-stage1",
+            tmp.path().join("prefix").display()
+        ),
+        "cargo install --path crates/cli",
+        "--stage1-path",
+    ] {
+        assert!(err.contains(part), "{part} not in: {err}");
+    }
+    // Refused before anything was made.
+    let listed = stdout(&output(skiff_in(tmp.path()).args(["list", "--no-legend"])));
+    assert!(listed.trim().is_empty(), "a pod was left: {listed}");
+    // Named explicitly, the same binary runs pods.
+    let stage1 = std::path::Path::new(env!("CARGO_BIN_EXE_skiff")).with_file_name("skiff-stage1");
+    let out = run(&[&format!("--stage1-path={}", stage1.display())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("hello"), "{}", stdout(&out));
+    let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
 }

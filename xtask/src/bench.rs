@@ -176,7 +176,7 @@ impl Row {
     }
 }
 
-pub fn import(root: &Path, quick: bool) -> Result<()> {
+pub fn import(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     let budget: u64 = if quick { 50 << 20 } else { 200 << 20 };
     let runs = if quick { 3 } else { 7 };
     let work = PathBuf::from(WORK);
@@ -193,18 +193,17 @@ pub fn import(root: &Path, quick: bool) -> Result<()> {
         layout.join("manifest"),
         r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/bench","labels":[{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}]}"#,
     )?;
-    let skiff = root.join("target/release/skiff");
     let aci = work.join("bench.aci");
     let aci_gz = work.join("bench.aci.gz");
     run_quiet(
-        Command::new(&skiff)
+        Command::new(skiff)
             .args(["image", "build", "--compression=none", "--owner-root"])
             .arg(&layout)
             .arg(&aci)
             .stdout(std::process::Stdio::null()),
     )?;
     run_quiet(
-        Command::new(&skiff)
+        Command::new(skiff)
             .args(["image", "build", "--compression=gzip", "--owner-root"])
             .arg(&layout)
             .arg(&aci_gz)
@@ -358,19 +357,18 @@ pub fn import(root: &Path, quick: bool) -> Result<()> {
 /// skiff pod (`skiff run-prepared`), `skiff run` of a cached image, and the
 /// peers crun, runc, bwrap, systemd-nspawn and podman on a copy of the same
 /// rootfs, alternating, on tmpfs.
-pub fn start(root: &Path, quick: bool) -> Result<()> {
+pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     let runs = if quick { 20 } else { 50 };
     let work = PathBuf::from(WORK).join("start");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let skiff = root.join("target/release/skiff");
     let data = work.join("data");
     let sk = || {
-        let mut c = quiet_skiff(&skiff, &data);
+        let mut c = quiet_skiff(skiff, &data);
         c.arg("--local-config").arg(work.join("etc"));
         c
     };
-    fetch_true_image(&skiff, &work, sk())?;
+    fetch_true_image(skiff, &work, sk())?;
 
     // The peers run a copy of the rendered tree.
     let trees = std::fs::read_dir(data.join("trees"))?
@@ -389,7 +387,7 @@ pub fn start(root: &Path, quick: bool) -> Result<()> {
     // Prepared pods, made ahead (untimed).
     let mut prepared = Vec::new();
     for _ in 0..runs * 2 {
-        let out = Command::new(&skiff)
+        let out = Command::new(skiff)
             .arg("--dir")
             .arg(&data)
             .arg("--local-config")
@@ -641,15 +639,14 @@ fn find_prefixed(dir: &Path, prefix: &str) -> Result<PathBuf> {
 /// boot-to-poweroff of the same guest kernel and initramfs with the same
 /// accelerator (the guest init's probe mode: it prints a marker and powers
 /// off), alternating.
-pub fn start_kvm(root: &Path, quick: bool) -> Result<()> {
+pub fn start_kvm(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     let runs = if quick { 5 } else { 10 };
     let work = PathBuf::from(WORK).join("start-kvm");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let skiff = root.join("target/release/skiff");
     let data = work.join("data");
-    let sk = || quiet_skiff(&skiff, &data);
-    fetch_true_image(&skiff, &work, sk())?;
+    let sk = || quiet_skiff(skiff, &data);
+    fetch_true_image(skiff, &work, sk())?;
     let kvm_run = || {
         let mut c = sk();
         c.args([
@@ -916,13 +913,12 @@ fn http_exchange(
 /// `cargo xtask bench metadata [--quick]`: requests/s of the metadata
 /// service (GET pod/uuid and POST pod/hmac/sign) from several concurrent
 /// keep-alive clients on 127.0.0.1, for a registered host-network pod.
-pub fn metadata(root: &Path, quick: bool) -> Result<()> {
+pub fn metadata(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     use std::io::BufRead;
     let work = PathBuf::from(WORK).join("metadata");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let skiff = root.join("target/release/skiff");
-    let mut service = Command::new(&skiff)
+    let mut service = Command::new(skiff)
         .arg("--dir")
         .arg(work.join("data"))
         .args([
@@ -1022,7 +1018,7 @@ pub fn metadata(root: &Path, quick: bool) -> Result<()> {
 /// from a local docker-registry into a fresh store and rendered (skiff
 /// fetch) against `skopeo copy` to an OCI layout + `umoci unpack`, the same
 /// work for the peers, alternating, data on tmpfs.
-pub fn pull(root: &Path, quick: bool) -> Result<()> {
+pub fn pull(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     let budget: u64 = if quick { 60 << 20 } else { 200 << 20 };
     let runs = if quick { 2 } else { 5 };
     let work = PathBuf::from(WORK).join("pull");
@@ -1110,7 +1106,6 @@ pub fn pull(root: &Path, quick: bool) -> Result<()> {
                 .stdout(std::process::Stdio::null()),
         )?;
         std::fs::remove_dir_all(&layout)?;
-        let skiff = root.join("target/release/skiff");
         let mut rows = vec![
             Row {
                 name: "skiff fetch (pull, verify, squash, import, render)",
@@ -1130,7 +1125,7 @@ pub fn pull(root: &Path, quick: bool) -> Result<()> {
                 let start = Instant::now();
                 if which == 0 {
                     run_quiet(
-                        Command::new(&skiff)
+                        Command::new(skiff)
                             .arg("--dir")
                             .arg(scratch.join("data"))
                             .args(["--insecure-options=image,http", "fetch", &remote])
@@ -1224,7 +1219,7 @@ fn minbase(root: &Path) -> Result<PathBuf> {
 /// `cargo xtask bench audit [--quick]`: `skiff image audit` of a Debian
 /// minbase image (SBOM plus OSV matching), from the store and from the ACI
 /// file. Goal: under 1 s.
-pub fn audit(root: &Path, quick: bool) -> Result<()> {
+pub fn audit(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     let runs = if quick { 3 } else { 10 };
     let tarball = minbase(root)?;
     let work = PathBuf::from(WORK).join("audit");
@@ -1241,17 +1236,16 @@ pub fn audit(root: &Path, quick: bool) -> Result<()> {
     let dev = work.join("layout/rootfs/dev");
     std::fs::remove_dir_all(&dev)?;
     std::fs::create_dir(&dev)?;
-    let skiff = root.join("target/release/skiff");
     let aci = work.join("minbase.aci");
     build_image(
-        &skiff,
+        skiff,
         &["--name=example.com/minbase", "--label=version=12"],
         &work.join("layout"),
         &aci,
     )?;
     std::fs::remove_dir_all(work.join("layout"))?;
     let data = work.join("data");
-    let sk = || quiet_skiff(&skiff, &data);
+    let sk = || quiet_skiff(skiff, &data);
     // Debian has setuid programs (su, passwd, mount).
     run_quiet(
         sk().args(["--insecure-options=image", "fetch", "--allow-setuid"])
@@ -1290,7 +1284,7 @@ pub fn audit(root: &Path, quick: bool) -> Result<()> {
             row.times.push(start.elapsed());
         }
     }
-    let packages = Command::new(&skiff)
+    let packages = Command::new(skiff)
         .arg("--dir")
         .arg(work.join("data"))
         .args(["image", "audit", "--format=json", "example.com/minbase:12"])
@@ -1454,7 +1448,7 @@ fn rss_pss_kib(pid: &str) -> (u64, u64) {
 /// each pod's stage1 supervisor and init, the pods' kernel memory (cgroup
 /// v1 kmem), then everything stopped and collected; against `crun run -d`
 /// and `podman run -d` of the same rootfs at the same N.
-pub fn density(root: &Path, quick: bool) -> Result<()> {
+pub fn density(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     let sizes: &[usize] = if quick { &[100] } else { &[100, 500, 1000] };
     let work = PathBuf::from(WORK).join("density");
     let _ = std::fs::remove_dir_all(&work);
@@ -1464,10 +1458,9 @@ pub fn density(root: &Path, quick: bool) -> Result<()> {
         work.join("layout/rootfs/bin/busybox"),
     )?;
     std::os::unix::fs::symlink("busybox", work.join("layout/rootfs/bin/sleep"))?;
-    let skiff = root.join("target/release/skiff");
     let aci = work.join("sleep.aci");
     build_image(
-        &skiff,
+        skiff,
         &[
             "--name=example.com/sleep",
             "--label=version=1",
@@ -1477,7 +1470,7 @@ pub fn density(root: &Path, quick: bool) -> Result<()> {
         &aci,
     )?;
     let data = work.join("data");
-    let sk = || quiet_skiff(&skiff, &data);
+    let sk = || quiet_skiff(skiff, &data);
     run_quiet(sk().args(["--insecure-options=image", "fetch"]).arg(&aci))?;
     // The peers' bundle.
     let bundle = work.join("bundle");
@@ -1511,7 +1504,7 @@ pub fn density(root: &Path, quick: bool) -> Result<()> {
             ]))?;
         }
         let secs = start.elapsed().as_secs_f64();
-        let list = Command::new(&skiff)
+        let list = Command::new(skiff)
             .arg("--dir")
             .arg(&data)
             .args(["list", "--format=json"])
@@ -1640,7 +1633,7 @@ pub fn density(root: &Path, quick: bool) -> Result<()> {
     if !podman_measured {
         println!("\npodman: not measured (not installed; cargo xtask deps installs it).");
     }
-    let left = Command::new(&skiff)
+    let left = Command::new(skiff)
         .arg("--dir")
         .arg(&data)
         .args(["list", "--format=json"])

@@ -6,9 +6,14 @@
 //!
 //! Everything builds with the release profile (see .cargo/config.toml), so the
 //! workspace is compiled once for the demo, the tests and the acceptance scripts.
+//! Every command builds every binary it runs ([`build::Binaries`]) and needs
+//! nothing beside the project: the appc reference tools are built here too
+//! ([`appc_tools`]).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod appc_tools;
 mod bench;
+mod build;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -94,7 +99,7 @@ fn real_main() -> Result<()> {
         Some("deps") => deps(),
         Some("demo") => demo(&root),
         Some("test") => test(&root, &args[1..]),
-        Some("appc-tools") => appc_tools(&root).map(|_| ()),
+        Some("appc-tools") => appc_tools::ensure(&root).map(|_| ()),
         Some("bench") => {
             let quick = args.iter().any(|a| a == "--quick");
             let kvm = args.iter().any(|a| a == "--stage1=kvm");
@@ -109,25 +114,25 @@ fn real_main() -> Result<()> {
                 .map(String::as_str)
                 .filter(|a| !a.starts_with("--"))
                 .collect();
-            step("building skiff (cargo build --release)");
-            run(cargo(&root).args(["build", "--release", "--quiet", "--workspace", "--bins"]))?;
+            let binaries = build::Binaries::build(&root)?;
+            let skiff = binaries.skiff()?;
             deps()?;
             let result = match which.as_slice() {
-                ["import"] => bench::import(&root, quick),
-                ["start"] if kvm => bench::start_kvm(&root, quick),
-                ["start"] => bench::start(&root, quick),
-                ["metadata"] => bench::metadata(&root, quick),
-                ["pull"] => bench::pull(&root, quick),
-                ["audit"] => bench::audit(&root, quick),
-                ["density"] => bench::density(&root, quick),
+                ["import"] => bench::import(&root, skiff, quick),
+                ["start"] if kvm => bench::start_kvm(&root, skiff, quick),
+                ["start"] => bench::start(&root, skiff, quick),
+                ["metadata"] => bench::metadata(&root, skiff, quick),
+                ["pull"] => bench::pull(&root, skiff, quick),
+                ["audit"] => bench::audit(&root, skiff, quick),
+                ["density"] => bench::density(&root, skiff, quick),
                 [] | ["all"] => {
-                    bench::import(&root, quick)?;
-                    bench::start(&root, quick)?;
-                    bench::start_kvm(&root, quick)?;
-                    bench::pull(&root, quick)?;
-                    bench::metadata(&root, quick)?;
-                    bench::audit(&root, quick)?;
-                    bench::density(&root, quick)
+                    bench::import(&root, skiff, quick)?;
+                    bench::start(&root, skiff, quick)?;
+                    bench::start_kvm(&root, skiff, quick)?;
+                    bench::pull(&root, skiff, quick)?;
+                    bench::metadata(&root, skiff, quick)?;
+                    bench::audit(&root, skiff, quick)?;
+                    bench::density(&root, skiff, quick)
                 }
                 other => bail!(
                     "unknown benchmark {other:?} (available: import, start, pull, metadata, audit, density, all)"
@@ -143,7 +148,7 @@ fn real_main() -> Result<()> {
                  deps        install the Debian packages skiff needs (apt-get; only missing ones)\n  \
                  demo        build skiff, then build, validate and inspect a sample image\n  \
                  test        deps + appc reference tools + fmt + clippy + the whole test suite\n  \
-                 appc-tools  build the reference actool and ACE validator images (cached)\n  \
+                 appc-tools  build the reference actool and ACE validator images (cached, from Debian's appc sources)\n  \
                  bench [all|import|start|pull|metadata|audit|density] [--quick] [--stage1=kvm]  skiff against its peers, same run"
             );
             bail!("no or unknown xtask command")
@@ -159,7 +164,7 @@ fn project_root() -> Result<PathBuf> {
         .context("xtask has no parent directory")
 }
 
-fn step(what: &str) {
+pub(crate) fn step(what: &str) {
     println!("\n==> {what}");
 }
 
@@ -203,43 +208,6 @@ fn deps() -> Result<()> {
         .args(&missing))
 }
 
-/// Builds actool and the ACE validator ACIs with the team's script, once
-/// (cached in target/appc-tools, rebuilt when the script changes).
-fn appc_tools(root: &Path) -> Result<PathBuf> {
-    let out = root.join("target/appc-tools");
-    let script = root.join("../shared/tools/build-appc-tools.sh");
-    let script_text = std::fs::read(&script).with_context(|| {
-        format!(
-            "cannot read {} (is ../shared beside the project?)",
-            script.display()
-        )
-    })?;
-    let stamp = out.join(".script-stamp");
-    let want = format!("{:x}", fnv1a(&script_text));
-    let actool = out.join("bin/actool");
-    if actool.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
-        return Ok(out);
-    }
-    step(
-        "building the reference appc tools (actool, ACE validator) with shared/tools/build-appc-tools.sh",
-    );
-    let log = root.join("target/appc-tools.log");
-    std::fs::create_dir_all(root.join("target"))?;
-    let log_file = std::fs::File::create(&log)?;
-    let status = Command::new("bash")
-        .arg(&script)
-        .arg(&out)
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .status()
-        .context("failed to run build-appc-tools.sh")?;
-    if !status.success() {
-        bail!("build-appc-tools.sh failed; see {}", log.display());
-    }
-    std::fs::write(&stamp, want)?;
-    Ok(out)
-}
-
 /// Python packages the tests use, pinned: CycloneDX's own library, whose
 /// strict validator carries the official CycloneDX 1.5 JSON schema.
 const PYTHON_PACKAGES: &[&str] = &["cyclonedx-python-lib[json-validation]==11.12.0"];
@@ -265,13 +233,13 @@ fn python_tools(root: &Path) -> Result<PathBuf> {
 }
 
 /// A small, stable content hash for cache stamps.
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
-fn cargo(root: &Path) -> Command {
+pub(crate) fn cargo(root: &Path) -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root);
     cmd
@@ -279,7 +247,7 @@ fn cargo(root: &Path) -> Command {
 
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     deps()?;
-    let tools = appc_tools(root)?;
+    let tools = appc_tools::ensure(root)?;
     let python = python_tools(root)?;
     step("cargo fmt --check");
     run(cargo(root).args(["fmt", "--all", "--", "--check"]))?;
@@ -294,11 +262,10 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    // The end-to-end tests run skiff-stage1 beside skiff; `cargo test` builds
-    // only the binaries of the package under test, so build them all first
-    // (same profile: nothing is compiled twice).
-    step("cargo build --release (skiff and skiff-stage1)");
-    run(cargo(root).args(["build", "--release", "--workspace", "--bins", "--quiet"]))?;
+    // The same build step as the demo's and the benchmarks' (same profile:
+    // `cargo test` compiles nothing of it again), with its guard: skiff's
+    // stage1 comes from the same build.
+    build::Binaries::build(root)?;
     step("cargo test (unit, differential against actool, end-to-end)");
     let before = leftovers();
     run(cargo(root)
@@ -396,9 +363,8 @@ fn leftovers() -> Vec<String> {
 
 fn demo(root: &Path) -> Result<()> {
     deps()?;
-    step("building skiff (cargo build --release)");
-    run(cargo(root).args(["build", "--release", "--quiet", "--bin", "skiff"]))?;
-    let skiff = root.join("target/release/skiff");
+    let binaries = build::Binaries::build(root)?;
+    let skiff = binaries.skiff()?.to_path_buf();
     let work = root.join("target/demo");
     let layout = work.join("busybox-layout");
     if work.exists() {

@@ -56,6 +56,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "ARCH")]
     pub arch: Option<String>,
 
+    /// The stage1 program to run pods with (default: skiff-stage1 beside
+    /// skiff, then <prefix>/lib/skiff/stage1/, then /usr/lib/skiff/stage1/).
+    #[arg(long, global = true, env = "SKIFF_STAGE1_PATH", value_name = "FILE")]
+    pub stage1_path: Option<PathBuf>,
+
     /// A run policy to enforce (default: policy.toml in the local config
     /// dir, if there is one): refuse images with known vulnerabilities of
     /// a severity, unsigned ones, or ones outside trusted name prefixes.

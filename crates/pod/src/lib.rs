@@ -31,6 +31,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 pub mod prepare;
+pub mod stage1;
 
 use serde::{Deserialize, Serialize};
 

@@ -20,6 +20,7 @@ pub mod app;
 pub mod cgroups;
 pub mod copy;
 pub mod enter;
+pub mod entry;
 pub mod fly;
 pub mod kvm;
 pub mod mds;

@@ -44,6 +44,18 @@ pub enum TrustError {
          trust the signer with `skiff trust --prefix {image} KEY`"
     )]
     Untrusted { image: String, issuer: String },
-    #[error("the signature by key {fingerprint} does not match the image: {reason}")]
+    #[error("the signature by key {fingerprint} cannot be accepted: {reason}")]
     Invalid { fingerprint: String, reason: String },
+    /// The signature's math does not hold for these bytes. The library's
+    /// own words are logged at debug level (`--debug`), not shown.
+    #[error(
+        "the signature by key {fingerprint}{} does not match the image: it was changed after \
+         it was signed, or the signature is for another file",
+        signer.as_deref().map(|s| format!(" ({s})")).unwrap_or_default()
+    )]
+    Mismatch {
+        image: String,
+        fingerprint: String,
+        signer: Option<String>,
+    },
 }

@@ -117,7 +117,15 @@ fn gnupg_ed25519_and_rsa4096_subkey_signatures_verify() {
     std::fs::write(&tampered, bytes).unwrap();
     let keys = ks.keys_for("example.com/app").unwrap();
     let err = verify_detached("example.com/app", &keys, &sig, &tampered).unwrap_err();
-    assert!(matches!(err, TrustError::Invalid { .. }), "{err}");
+    assert!(matches!(err, TrustError::Mismatch { .. }), "{err}");
+    // In skiff's words, naming key and image; none of the library's.
+    let text = err.to_string();
+    assert!(
+        text.contains(&ed) && text.contains("'example.com/app'"),
+        "{text}"
+    );
+    assert!(text.contains("changed after it was signed"), "{text}");
+    assert!(!text.contains("assert") && !text.contains("left"), "{text}");
 
     // The Ed25519 key is trusted for example.com/app only, by whole segments.
     for other in ["example.com/other", "example.com/application"] {

@@ -213,9 +213,12 @@ pub fn verify_detached(
                 ),
             };
             result.map_err(|e| {
-                invalid(format!(
-                    "bad signature ({e}); the image may have been tampered with"
-                ))
+                tracing::debug!(image, key = %signed_by, "OpenPGP verification failed: {e}");
+                TrustError::Mismatch {
+                    image: image.to_string(),
+                    fingerprint: trusted.fingerprint.clone(),
+                    signer: trusted.user_ids.first().cloned(),
+                }
             })?;
             return Ok(Verified {
                 fingerprint: trusted.fingerprint.clone(),

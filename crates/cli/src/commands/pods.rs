@@ -395,23 +395,19 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
     Ok(pod)
 }
 
-fn stage1_path() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("cannot find the skiff binary")?;
-    let stage1 = exe.with_file_name("skiff-stage1");
-    if !stage1.is_file() {
-        bail!(
-            "stage1 not found at {} (it is built with skiff)",
-            stage1.display()
-        );
-    }
-    Ok(stage1)
+fn stage1_path(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+    Ok(skiff_pod::stage1::locate(global.stage1_path.as_deref())?)
 }
 
 /// Locks the pod, moves it to `run` and hands it to stage1: by exec (the
 /// `skiff` process becomes the pod's supervisor) or, detached, as a new
 /// session whose output goes to `<pod>/stage1.log`.
-fn start(global: &GlobalArgs, mut pod: Pod, detach: bool) -> anyhow::Result<ExitCode> {
-    let stage1 = stage1_path()?;
+fn start(
+    global: &GlobalArgs,
+    stage1: &Path,
+    mut pod: Pod,
+    detach: bool,
+) -> anyhow::Result<ExitCode> {
     let pods = pods(global);
     let lock = pod.lock()?;
     pod.move_to(&pods, State::Run)?;
@@ -420,7 +416,7 @@ fn start(global: &GlobalArgs, mut pod: Pod, detach: bool) -> anyhow::Result<Exit
     rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::empty())
         .context("cannot pass the pod lock to stage1")?;
     let fd = file.as_raw_fd();
-    let mut cmd = Command::new(&stage1);
+    let mut cmd = Command::new(stage1);
     cmd.arg("run").arg(format!("--lock-fd={fd}"));
     if global.debug {
         cmd.arg("--debug");
@@ -492,7 +488,7 @@ pub fn enter(
     if !pod.is_running() {
         bail!("pod {} is {}, not running", pod.uuid, pod.display_state());
     }
-    let mut command = Command::new(stage1_path()?);
+    let mut command = Command::new(stage1_path(global)?);
     command.arg("enter");
     if let Some(app) = app {
         command.arg(format!("--app={app}"));
@@ -503,8 +499,10 @@ pub fn enter(
 }
 
 pub fn run(global: &GlobalArgs, args: RunArgs, detach: DetachArgs) -> anyhow::Result<ExitCode> {
+    // Found before anything is made: without it no pod can run.
+    let stage1 = stage1_path(global)?;
     let pod = prepare_pod(global, &args.pod)?;
-    start(global, pod, detach.detach)
+    start(global, &stage1, pod, detach.detach)
 }
 
 pub fn prepare_only(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -522,7 +520,7 @@ pub fn run_prepared(
     if pod.state != State::Prepared {
         bail!("pod {} is {}, not prepared", pod.uuid, pod.display_state());
     }
-    start(global, pod, detach.detach)
+    start(global, &stage1_path(global)?, pod, detach.detach)
 }
 
 #[derive(Clone, Copy, ValueEnum, Debug)]
@@ -758,11 +756,11 @@ fn unmount_under(dir: &Path) -> anyhow::Result<()> {
 
 /// Runs stage1's `gc` on an exited pod: it releases what the pod may still
 /// hold after a crash (networks, network namespace, cgroups).
-fn stage1_gc(pod: &Pod) -> anyhow::Result<()> {
+fn stage1_gc(global: &GlobalArgs, pod: &Pod) -> anyhow::Result<()> {
     if !pod.path.join("runtime.json").exists() {
         return Ok(());
     }
-    let out = Command::new(stage1_path()?)
+    let out = Command::new(stage1_path(global)?)
         .arg("gc")
         .arg(&pod.path)
         .stdin(Stdio::null())
@@ -779,8 +777,8 @@ fn stage1_gc(pod: &Pod) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn remove_pod(pods: &Pods, mut pod: Pod) -> anyhow::Result<()> {
-    stage1_gc(&pod)?;
+fn remove_pod(global: &GlobalArgs, pods: &Pods, mut pod: Pod) -> anyhow::Result<()> {
+    stage1_gc(global, &pod)?;
     if pod.state != State::Garbage {
         pod.move_to(pods, State::Garbage)?;
     }
@@ -800,7 +798,7 @@ pub fn rm(global: &GlobalArgs, uuids: &[String]) -> anyhow::Result<ExitCode> {
             bail!("pod {} is in use", pod.uuid);
         };
         let id = pod.uuid.clone();
-        remove_pod(&pods, pod)?;
+        remove_pod(global, &pods, pod)?;
         println!("{id}");
     }
     Ok(ExitCode::SUCCESS)
@@ -830,7 +828,7 @@ pub fn gc(
         if pod.state == State::ExitedGarbage
             && pod.path.join("net/info.json").exists()
             && let Some(_lock) = pod.try_lock()?
-            && let Err(e) = stage1_gc(&pod)
+            && let Err(e) = stage1_gc(global, &pod)
         {
             eprintln!("{e:#}");
         }
@@ -845,7 +843,7 @@ pub fn gc(
                 continue;
             };
             let id = pod.uuid.clone();
-            if let Err(e) = remove_pod(&pods, pod) {
+            if let Err(e) = remove_pod(global, &pods, pod) {
                 eprintln!("pod {id} kept: {e:#}");
                 continue;
             }

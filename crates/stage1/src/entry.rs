@@ -1,4 +1,7 @@
-//! `skiff-stage1`: see docs/stage1.md for the contract.
+//! The `skiff-stage1` program's command line (see docs/stage1.md for the
+//! contract). The binary itself is built by the `skiff` package
+//! (crates/cli/src/bin/skiff-stage1.rs), so that everything that installs
+//! `skiff` (a workspace build, `cargo install`) installs its stage1 too.
 //!
 //! ```text
 //! skiff-stage1 run [--debug] --lock-fd=N <pod-dir>
@@ -9,8 +12,8 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::{EXIT_SETUP_FAILED, error_line, fly, ns};
 use skiff_pod::{Pod, Pods, State};
-use skiff_stage1::{EXIT_SETUP_FAILED, error_line, fly, ns};
 
 fn usage() -> ExitCode {
     eprintln!(
@@ -50,9 +53,9 @@ fn enter(args: &[String]) -> ExitCode {
         path: pod_dir,
     };
     let entered = if pod.runtime().is_ok_and(|r| r.flavor == "kvm") {
-        skiff_stage1::kvm::enter::enter(&pod.path, app.as_deref(), &cmd)
+        crate::kvm::enter::enter(&pod.path, app.as_deref(), &cmd)
     } else {
-        skiff_stage1::enter::enter(&pod, app.as_deref(), &cmd)
+        crate::enter::enter(&pod, app.as_deref(), &cmd)
     };
     match entered {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
@@ -74,11 +77,8 @@ fn gc(args: &[String]) -> ExitCode {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    skiff_stage1::cgroups::remove_leftovers(
-        std::path::Path::new(skiff_stage1::cgroups::ROOT),
-        &uuid,
-    );
-    match skiff_stage1::net::tear_down(&pod_dir, &uuid) {
+    crate::cgroups::remove_leftovers(std::path::Path::new(crate::cgroups::ROOT), &uuid);
+    match crate::net::tear_down(&pod_dir, &uuid) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!(
@@ -90,9 +90,10 @@ fn gc(args: &[String]) -> ExitCode {
     }
 }
 
-fn main() -> ExitCode {
-    if skiff_stage1::kvm::guest::is_guest_init() {
-        skiff_stage1::kvm::guest::main();
+/// The whole program: `main` of the `skiff-stage1` binary.
+pub fn main() -> ExitCode {
+    if crate::kvm::guest::is_guest_init() {
+        crate::kvm::guest::main();
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("enter") {
@@ -125,7 +126,7 @@ fn main() -> ExitCode {
     else {
         return usage();
     };
-    let Some(data_dir) = skiff_stage1::data_dir(&pod_dir) else {
+    let Some(data_dir) = crate::data_dir(&pod_dir) else {
         return usage();
     };
     // SAFETY: stage0 passes the pod-lock fd it opened and left open across
@@ -137,12 +138,25 @@ fn main() -> ExitCode {
         state: State::Run,
         path: pod_dir.clone(),
     };
-    let flavor = pod.runtime().map(|r| r.flavor).unwrap_or_default();
+    let flavor = match pod.runtime() {
+        Ok(runtime) => runtime.flavor,
+        Err(e) => {
+            eprintln!("skiff: pod failed to start: {}", error_line(&e));
+            return ExitCode::from(EXIT_SETUP_FAILED as u8);
+        }
+    };
     let result = match flavor.as_str() {
+        "ns" => ns::run(&pods, pod, lock),
         "fly" => fly::run(&pods, pod, lock),
-        "oci" => skiff_stage1::oci::run(&pods, pod, lock),
-        "kvm" => skiff_stage1::kvm::run(&pods, pod, lock),
-        _ => ns::run(&pods, pod, lock),
+        "oci" => crate::oci::run(&pods, pod, lock),
+        "kvm" => crate::kvm::run(&pods, pod, lock),
+        other => {
+            eprintln!(
+                "skiff: pod failed to start: unknown stage1 flavor '{other}' in {} (this stage1 runs ns, fly, oci and kvm)",
+                pod.path.display()
+            );
+            return ExitCode::from(EXIT_SETUP_FAILED as u8);
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

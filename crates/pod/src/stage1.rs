@@ -1,0 +1,133 @@
+//! Where the stage1 program is. skiff hands every pod to `skiff-stage1`;
+//! a skiff that cannot find it cannot run pods, so the search is fixed and
+//! the refusal says how to get one for each way skiff is installed.
+//!
+//! Search order (the first that exists wins):
+//! 1. the path the user gave (`--stage1-path`, `SKIFF_STAGE1_PATH`): only it;
+//! 2. beside the running `skiff` (a workspace build, `cargo install`);
+//! 3. `<prefix>/lib/skiff/stage1/skiff-stage1` for `skiff` in `<prefix>/bin`
+//!    (a package or `make install`-style layout);
+//! 4. the directory compiled in with `SKIFF_STAGE1_DIR` at build time,
+//!    by default [`DEFAULT_DIR`].
+
+use std::path::{Path, PathBuf};
+
+/// The stage1 program's file name.
+pub const BINARY: &str = "skiff-stage1";
+
+/// Where a distribution package puts stage1 unless the build says otherwise.
+pub const DEFAULT_DIR: &str = "/usr/lib/skiff/stage1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Stage1NotFound {
+    #[error(
+        "the stage1 given with --stage1-path (or SKIFF_STAGE1_PATH) is not a file: {}",
+        .0.display()
+    )]
+    Explicit(PathBuf),
+    #[error(
+        "{BINARY} not found (looked at {}); skiff cannot run pods without it: built from \
+         source, `cargo build --release --workspace` puts it beside skiff; \
+         `cargo install --path crates/cli` installs both; from a package, reinstall the \
+         package (it ships {DEFAULT_DIR}/{BINARY}); or name one with --stage1-path",
+        list(.0)
+    )]
+    Missing(Vec<PathBuf>),
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Finds stage1 for the running program (see the module docs).
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, Stage1NotFound> {
+    let exe = std::env::current_exe().ok();
+    let compiled = option_env!("SKIFF_STAGE1_DIR").unwrap_or(DEFAULT_DIR);
+    locate_from(explicit, exe.as_deref(), Path::new(compiled))
+}
+
+/// [`locate`] with the running program and the compiled-in directory given.
+pub fn locate_from(
+    explicit: Option<&Path>,
+    exe: Option<&Path>,
+    compiled_dir: &Path,
+) -> Result<PathBuf, Stage1NotFound> {
+    if let Some(path) = explicit {
+        return if path.is_file() {
+            Ok(path.to_path_buf())
+        } else {
+            Err(Stage1NotFound::Explicit(path.to_path_buf()))
+        };
+    }
+    let mut candidates = Vec::new();
+    if let Some(dir) = exe.and_then(Path::parent) {
+        candidates.push(dir.join(BINARY));
+        if let Some(prefix) = dir.parent() {
+            candidates.push(prefix.join("lib/skiff/stage1").join(BINARY));
+        }
+    }
+    candidates.push(compiled_dir.join(BINARY));
+    candidates.dedup();
+    match candidates.iter().find(|p| p.is_file()) {
+        Some(found) => Ok(found.clone()),
+        None => Err(Stage1NotFound::Missing(candidates)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(path: &Path) {
+        std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+        std::fs::write(path, "").expect("write");
+    }
+
+    #[test]
+    fn beside_the_binary_then_the_prefix_then_the_compiled_dir() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let exe = tmp.path().join("usr/bin/skiff");
+        let compiled = tmp.path().join("opt/stage1");
+        let found = |tmp: &Path| locate_from(None, Some(&tmp.join("usr/bin/skiff")), &compiled);
+        assert!(matches!(found(tmp.path()), Err(Stage1NotFound::Missing(l)) if l.len() == 3));
+        touch(&compiled.join(BINARY));
+        assert_eq!(found(tmp.path()).ok(), Some(compiled.join(BINARY)));
+        let packaged = tmp.path().join("usr/lib/skiff/stage1").join(BINARY);
+        touch(&packaged);
+        assert_eq!(found(tmp.path()).ok(), Some(packaged));
+        let beside = exe.with_file_name(BINARY);
+        touch(&beside);
+        assert_eq!(found(tmp.path()).ok(), Some(beside.clone()));
+        // An explicit path is the only one tried.
+        let other = tmp.path().join("nowhere");
+        assert!(matches!(
+            locate_from(Some(&other), Some(&exe), &compiled),
+            Err(Stage1NotFound::Explicit(_))
+        ));
+        assert_eq!(
+            locate_from(Some(&beside), Some(&exe), &compiled).ok(),
+            Some(beside)
+        );
+    }
+
+    #[test]
+    fn the_refusal_names_every_place_and_every_way_to_get_one() {
+        let err = locate_from(None, Some(Path::new("/x/bin/skiff")), Path::new("/y"))
+            .expect_err("nothing there");
+        let text = err.to_string();
+        for part in [
+            "/x/bin/skiff-stage1",
+            "/x/lib/skiff/stage1/skiff-stage1",
+            "/y/skiff-stage1",
+            "cargo install",
+            "--stage1-path",
+            "package",
+        ] {
+            assert!(text.contains(part), "{part} missing from: {text}");
+        }
+    }
+}
