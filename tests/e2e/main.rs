@@ -8,6 +8,7 @@ mod ace;
 mod audit;
 mod common;
 mod differential;
+mod escape;
 mod fetch;
 mod hostile;
 mod image_cli;

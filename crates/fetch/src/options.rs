@@ -17,10 +17,15 @@ pub struct InsecureOptions {
     /// Skip on-disk verification before running (skiff verifies hashes at
     /// import and renders at fetch time, so there is nothing to skip).
     pub ondisk: bool,
+    /// Grant images' capability isolators as written (more than the
+    /// default set; `no-new-privileges: false`).
+    pub capabilities: bool,
+    /// Let images' seccomp isolators replace the default filter.
+    pub seccomp: bool,
 }
 
 pub const INSECURE_OPTION_NAMES: &str =
-    "none, image, tls, http, pubkey, ondisk, all-fetch, all-run, all";
+    "none, image, tls, http, pubkey, ondisk, capabilities, seccomp, all-fetch, all-run, all";
 
 impl FromStr for InsecureOptions {
     type Err = String;
@@ -35,13 +40,19 @@ impl FromStr for InsecureOptions {
                 "http" => o.http = true,
                 "pubkey" => o.pubkey = true,
                 "ondisk" => o.ondisk = true,
+                "capabilities" => o.capabilities = true,
+                "seccomp" => o.seccomp = true,
                 "all-fetch" => {
                     o.image = true;
                     o.tls = true;
                     o.http = true;
                     o.pubkey = true;
                 }
-                "all-run" => o.ondisk = true,
+                "all-run" => {
+                    o.ondisk = true;
+                    o.capabilities = true;
+                    o.seccomp = true;
+                }
                 "all" => {
                     o = InsecureOptions {
                         image: true,
@@ -49,6 +60,8 @@ impl FromStr for InsecureOptions {
                         http: true,
                         pubkey: true,
                         ondisk: true,
+                        capabilities: true,
+                        seccomp: true,
                     }
                 }
                 other => {
@@ -80,6 +93,14 @@ impl InsecureOptions {
         }
         if self.ondisk {
             w.push("--insecure-options=ondisk: accepted; skiff verifies images once at import, so nothing is skipped on run");
+        }
+        if self.capabilities {
+            w.push("--insecure-options=capabilities: images' capability isolators are granted as written, beyond the default set");
+        }
+        if self.seccomp {
+            w.push(
+                "--insecure-options=seccomp: images' seccomp isolators replace the default filter",
+            );
         }
         w
     }
@@ -133,6 +154,9 @@ mod tests {
         assert!(o.image && o.tls && !o.http);
         let all: InsecureOptions = "all-fetch".parse().unwrap();
         assert!(all.image && all.tls && all.http && all.pubkey && !all.ondisk);
+        assert!(!all.capabilities && !all.seccomp);
+        let run: InsecureOptions = "all-run".parse().unwrap();
+        assert!(run.ondisk && run.capabilities && run.seccomp && !run.image);
         assert!("bogus".parse::<InsecureOptions>().is_err());
         assert_eq!(
             "".parse::<InsecureOptions>().unwrap(),

@@ -31,6 +31,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 pub mod prepare;
+pub mod privileges;
 pub mod stage1;
 
 use serde::{Deserialize, Serialize};
@@ -224,6 +225,10 @@ pub struct RuntimeApp {
     pub image_name: String,
     /// Absolute path of the rendered root filesystem (read-only lower layer).
     pub tree: PathBuf,
+    /// What the user granted beyond what the image can take (none in pods
+    /// written before grants existed).
+    #[serde(default)]
+    pub grants: privileges::Grants,
 }
 
 /// Unix time now.

@@ -14,7 +14,13 @@ use skiff_spec::pod::{Mount, RuntimeApp as ManifestApp, RuntimeImage, Volume};
 use skiff_spec::quantity::Quantity;
 use skiff_spec::{AcIdentifier, AcName, App, ImageManifest, PodManifest, to_pretty_json};
 
+use crate::privileges::Grants;
 use crate::{Pod, PodError, Pods, Runtime, RuntimeApp, State};
+
+/// The grants of one app of `req`.
+pub fn app_grants(req: &PodRequest, app: &AppRequest) -> Grants {
+    Grants::for_app(req.grants, app.cap_retain.is_some(), app.seccomp.is_some())
+}
 
 /// One app of a pod to prepare.
 #[derive(Debug, Clone, Default)]
@@ -55,6 +61,9 @@ pub struct AppRequest {
 #[derive(Debug, Clone)]
 pub struct PodRequest {
     pub apps: Vec<AppRequest>,
+    /// Privileges granted to every app beyond what images can take
+    /// (`--insecure-options=capabilities,seccomp`).
+    pub grants: Grants,
     /// `--volume` flags.
     pub volumes: Vec<Volume>,
     /// `--mount` flags given before the first image: for every app.
@@ -353,6 +362,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
             image_id: app_req.image_id.clone(),
             image_name,
             tree: app_req.tree.clone(),
+            grants: app_grants(req, app_req),
         });
         images.extend(app_req.tree_images.iter().cloned());
         images.push(app_req.image_id.clone());
@@ -460,6 +470,7 @@ mod tests {
                 tree: dir.path().join("tree"),
                 ..AppRequest::default()
             }],
+            grants: Grants::default(),
             volumes: Vec::new(),
             mounts: Vec::new(),
             flavor: "ns".into(),

@@ -10,28 +10,12 @@ use skiff_spec::isolator::{
     CAPABILITIES_REMOVE_SET, CAPABILITIES_RETAIN_SET, IsolatorValue, NO_NEW_PRIVILEGES,
 };
 
+use skiff_pod::privileges::{DEFAULT_CAPABILITIES, Grants, capability_name};
+
 use crate::Stage1Error;
 
 /// The PATH an app gets when its image sets none (the ACE requires it).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// appc's default capability set (the ACE "os/linux/capabilities-retain-set" default).
-pub const DEFAULT_CAPS: [Capability; 14] = [
-    Capability::CAP_AUDIT_WRITE,
-    Capability::CAP_CHOWN,
-    Capability::CAP_DAC_OVERRIDE,
-    Capability::CAP_FSETID,
-    Capability::CAP_FOWNER,
-    Capability::CAP_KILL,
-    Capability::CAP_MKNOD,
-    Capability::CAP_NET_RAW,
-    Capability::CAP_NET_BIND_SERVICE,
-    Capability::CAP_SETUID,
-    Capability::CAP_SETGID,
-    Capability::CAP_SETPCAP,
-    Capability::CAP_SETFCAP,
-    Capability::CAP_SYS_CHROOT,
-];
 
 /// The environment of an app, in order: the image's (and the pod's
 /// overrides, already merged into `app`), then `AC_APP_NAME`, and `PATH`
@@ -50,29 +34,33 @@ pub fn environment(app: &App, app_name: &str) -> Vec<(String, String)> {
     env
 }
 
-/// Capabilities an app keeps: the default set, or the retain set if the
-/// app has one, minus any remove set.
-pub fn capabilities(app: &App) -> Result<CapsHashSet, Stage1Error> {
+/// Capabilities an app keeps: the default set, or its retain set — within
+/// the default set unless the user granted more — minus any remove set
+/// (see [`skiff_pod::privileges`]).
+pub fn capabilities(app: &App, grants: Grants) -> Result<CapsHashSet, Stage1Error> {
     let parse = |names: &[String]| -> Result<Vec<Capability>, Stage1Error> {
         names
             .iter()
             .map(|n| {
-                let upper = n.to_ascii_uppercase();
-                let full = if upper.starts_with("CAP_") {
-                    upper
-                } else {
-                    format!("CAP_{upper}")
-                };
-                full.parse::<Capability>()
+                capability_name(n)
+                    .parse::<Capability>()
                     .map_err(|_| Stage1Error::Config(format!("unknown capability '{n}'")))
             })
             .collect()
     };
-    let mut set: CapsHashSet = DEFAULT_CAPS.into_iter().collect();
+    let default: CapsHashSet = parse(&DEFAULT_CAPABILITIES.map(str::to_string))?
+        .into_iter()
+        .collect();
+    let mut set = default.clone();
     for iso in &app.isolators {
         if let IsolatorValue::Capabilities(names) = &iso.value {
             match iso.name.as_str() {
-                CAPABILITIES_RETAIN_SET => set = parse(names)?.into_iter().collect(),
+                CAPABILITIES_RETAIN_SET => {
+                    set = parse(names)?
+                        .into_iter()
+                        .filter(|c| grants.capabilities || default.contains(c))
+                        .collect();
+                }
                 CAPABILITIES_REMOVE_SET => {
                     for cap in parse(names)? {
                         set.remove(&cap);
@@ -85,11 +73,13 @@ pub fn capabilities(app: &App) -> Result<CapsHashSet, Stage1Error> {
     Ok(set)
 }
 
-/// appc apps always run with no_new_privs unless an isolator says false.
-pub fn no_new_privileges(app: &App) -> bool {
-    !app.isolators.iter().any(|i| {
-        i.name.as_str() == NO_NEW_PRIVILEGES && i.value == IsolatorValue::NoNewPrivileges(false)
-    })
+/// appc apps always run with no_new_privs; an isolator saying false counts
+/// only when the user granted it.
+pub fn no_new_privileges(app: &App, grants: Grants) -> bool {
+    !(grants.new_privileges
+        && app.isolators.iter().any(|i| {
+            i.name.as_str() == NO_NEW_PRIVILEGES && i.value == IsolatorValue::NoNewPrivileges(false)
+        }))
 }
 
 /// A resolved user: uid, primary gid, home.
@@ -191,19 +181,48 @@ mod tests {
 
     #[test]
     fn capability_isolators() {
+        let none = Grants::default();
         let a = app(r#"{"exec":["/x"],"user":"0","group":"0"}"#);
-        assert_eq!(capabilities(&a).unwrap().len(), 14);
+        assert_eq!(capabilities(&a, none).unwrap().len(), 14);
         let a = app(r#"{"exec":["/x"],"user":"0","group":"0","isolators":[
             {"name":"os/linux/capabilities-retain-set","value":{"set":["CAP_NET_ADMIN","chown"]}}]}"#);
+        // An image keeps only what the default set has ...
         assert_eq!(
-            capabilities(&a).unwrap(),
+            capabilities(&a, none).unwrap(),
+            [Capability::CAP_CHOWN].into_iter().collect::<CapsHashSet>()
+        );
+        // ... unless the user granted its set as written.
+        let granted = Grants {
+            capabilities: true,
+            ..Grants::default()
+        };
+        assert_eq!(
+            capabilities(&a, granted).unwrap(),
             [Capability::CAP_CHOWN, Capability::CAP_NET_ADMIN]
                 .into_iter()
                 .collect::<CapsHashSet>()
         );
         let a = app(r#"{"exec":["/x"],"user":"0","group":"0","isolators":[
             {"name":"os/linux/capabilities-remove-set","value":{"set":["CAP_NET_RAW"]}}]}"#);
-        assert!(!capabilities(&a).unwrap().contains(&Capability::CAP_NET_RAW));
+        assert!(
+            !capabilities(&a, none)
+                .unwrap()
+                .contains(&Capability::CAP_NET_RAW)
+        );
+    }
+
+    #[test]
+    fn no_new_privs_is_lifted_only_by_the_user() {
+        let a = app(r#"{"exec":["/x"],"user":"0","group":"0","isolators":[
+            {"name":"os/linux/no-new-privileges","value":false}]}"#);
+        assert!(no_new_privileges(&a, Grants::default()));
+        let granted = Grants {
+            new_privileges: true,
+            ..Grants::default()
+        };
+        assert!(!no_new_privileges(&a, granted));
+        let plain = app(r#"{"exec":["/x"],"user":"0","group":"0"}"#);
+        assert!(no_new_privileges(&plain, granted));
     }
 
     #[test]

@@ -115,7 +115,7 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32, Stage1
     if let Some(userns) = &userns {
         crate::userns::join(userns)?;
     }
-    run_as(target, &argv, Confinement::Confined)
+    run_as(target, &argv, Confinement::Confined(target.grants))
 }
 
 /// Forks `argv` as the app, waits, returns its status.

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use rustix::mount::MountFlags;
 use rustix::thread::UnshareFlags;
 use serde::{Deserialize, Serialize};
+use skiff_pod::privileges::Grants;
 use skiff_pod::{Pod, Pods, Runtime, State};
 use skiff_spec::{App, PodManifest};
 
@@ -58,6 +59,8 @@ pub struct AppPlan {
     pub mounts: Vec<PlannedMount>,
     /// `--no-overlay`: the root is a copy of the tree, not an overlay.
     pub copy: bool,
+    /// What the user granted beyond what the image can take.
+    pub grants: Grants,
 }
 
 /// A volume mounted into an app.
@@ -116,6 +119,7 @@ pub fn plan(pod: &Pod) -> Result<(PodManifest, Runtime, Vec<AppPlan>), Stage1Err
             name: ra.name.to_string(),
             app,
             tree: rt.tree.clone(),
+            grants: rt.grants,
             read_only: ra.read_only_root_fs,
             mounts,
             copy: runtime.no_overlay,
@@ -821,7 +825,7 @@ fn prepare_app(p: &AppPlan, userns: Option<&OwnedFd>) -> Result<Stage1Error, Sta
     };
     let (pre_start, post_stop) = (handler("pre-start"), handler("post-stop"));
     if pre_start.is_none() && post_stop.is_none() {
-        return become_app(&p.app, &p.name, &p.app.exec);
+        return become_app(p, &p.app.exec);
     }
     // With event handlers this process stays as the app's keeper: it runs
     // pre-start, the app, then post-stop, all in the app's root and with
@@ -905,7 +909,7 @@ fn run_child(p: &AppPlan, argv: &[String]) -> Result<i32, Stage1Error> {
         return Err(setup_err("fork")(std::io::Error::last_os_error()));
     }
     if pid == 0 {
-        let code = match become_app(&p.app, &p.name, argv) {
+        let code = match become_app(p, argv) {
             Ok(Stage1Error::Exec { .. }) => 127,
             _ => EXIT_SETUP_FAILED,
         };
@@ -926,15 +930,16 @@ fn run_child(p: &AppPlan, argv: &[String]) -> Result<i32, Stage1Error> {
 /// app's seccomp filter, capabilities, user and groups, no_new_privs and
 /// working directory, then execute `argv` with the app's environment.
 /// Returns only on failure. Used to start apps and by `skiff enter`.
-pub fn become_app(app: &App, name: &str, argv: &[String]) -> Result<Stage1Error, Stage1Error> {
-    become_with(app, name, argv, Confinement::Confined)
+pub fn become_app(p: &AppPlan, argv: &[String]) -> Result<Stage1Error, Stage1Error> {
+    become_with(&p.app, &p.name, argv, Confinement::Confined(p.grants))
 }
 
 /// How much of the app's confinement `become` applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Confinement {
-    /// Seccomp filter, capability bounding set, no_new_privs (`ns`).
-    Confined,
+    /// Seccomp filter, capability bounding set, no_new_privs (`ns`), with
+    /// what the user granted beyond what the image can take.
+    Confined(Grants),
     /// Only user, groups, directory and environment (`fly`: privileged tools).
     Privileged,
 }
@@ -947,19 +952,22 @@ pub fn become_with(
     confinement: Confinement,
 ) -> Result<Stage1Error, Stage1Error> {
     let creds = app::credentials(app, Path::new("/"))?;
-    let keep = if confinement == Confinement::Confined {
-        app::capabilities(app)?
-    } else {
-        Default::default()
+    let grants = match confinement {
+        Confinement::Confined(grants) => Some(grants),
+        Confinement::Privileged => None,
     };
-    if confinement == Confinement::Confined {
+    let keep = match grants {
+        Some(grants) => app::capabilities(app, grants)?,
+        None => Default::default(),
+    };
+    if let Some(grants) = grants {
         // Built first so that a bad isolator fails before anything changes;
         // installed while CAP_SYS_ADMIN is still held (needed without
         // no_new_privs), and it blocks nothing used before exec.
-        let filter = crate::seccomp::program(&crate::seccomp::policy(app)?);
+        let filter = crate::seccomp::program(&crate::seccomp::policy(app, grants)?);
         crate::seccomp::install(&filter)?;
     }
-    if confinement == Confinement::Confined {
+    if grants.is_some() {
         for cap in caps::all() {
             if !keep.contains(&cap) {
                 caps::drop(None, caps::CapSet::Bounding, cap).map_err(|e| {
@@ -982,7 +990,7 @@ pub fn become_with(
             creds.uid, creds.gid
         ))(std::io::Error::last_os_error()));
     }
-    if confinement == Confinement::Confined {
+    if grants.is_some() {
         let set: caps::CapsHashSet = if creds.uid == 0 {
             keep.clone()
         } else {
@@ -1000,7 +1008,7 @@ pub fn become_with(
         }
     }
     let _ = caps::clear(None, caps::CapSet::Ambient);
-    if confinement == Confinement::Confined && app::no_new_privileges(app) {
+    if grants.is_some_and(|grants| app::no_new_privileges(app, grants)) {
         rustix::thread::set_no_new_privs(true)
             .map_err(|e| setup_err("set no_new_privs")(e.into()))?;
     }

@@ -52,43 +52,53 @@ pub(crate) fn find_in_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn seccomp(p: &AppPlan) -> Value {
-    use skiff_spec::isolator::{IsolatorValue, SECCOMP_RETAIN_SET};
-    for iso in &p.app.isolators {
-        if let IsolatorValue::Seccomp(s) = &iso.value {
-            let errno = if s.errno.is_empty() {
-                "EPERM"
-            } else {
-                s.errno.as_str()
-            };
-            let errno_ret = match errno {
-                "ENOSYS" => libc::ENOSYS,
-                "EACCES" => libc::EACCES,
-                _ => libc::EPERM,
-            };
-            return match iso.name.as_str() {
-                SECCOMP_RETAIN_SET => json!({
-                    "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": errno_ret,
-                    "architectures": ["SCMP_ARCH_X86_64"],
-                    "syscalls": [{"names": s.set, "action": "SCMP_ACT_ALLOW"}],
-                }),
-                _ => json!({
-                    "defaultAction": "SCMP_ACT_ALLOW",
-                    "architectures": ["SCMP_ARCH_X86_64"],
-                    "syscalls": [{"names": s.set, "action": "SCMP_ACT_ERRNO", "errnoRet": errno_ret}],
-                }),
-            };
+/// The OCI form of the app's seccomp policy (the same [`crate::seccomp::policy`]
+/// as `ns`): the deny-list with the argument guards on `clone` and
+/// `clone3`, then the allow-list if there is one. `personality` is not
+/// filtered by argument here (an OCI deny-list rule cannot say "none of
+/// these values").
+fn seccomp(p: &AppPlan) -> Result<Value, Stage1Error> {
+    use crate::seccomp::{CLONE_NAMESPACE_FLAGS, RET_ERRNO, RET_KILL_PROCESS};
+    let policy = crate::seccomp::policy(&p.app, p.grants)?;
+    let action = |ret: u32| -> Value {
+        if ret == RET_KILL_PROCESS {
+            json!({"action": "SCMP_ACT_KILL_PROCESS"})
+        } else {
+            json!({"action": "SCMP_ACT_ERRNO", "errnoRet": ret & !RET_ERRNO})
+        }
+    };
+    let mut rules = Vec::new();
+    if policy.guard_args {
+        rules.push(
+            json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}),
+        );
+        for bit in 0..32 {
+            let flag = 1u64 << bit;
+            if u64::from(CLONE_NAMESPACE_FLAGS) & flag != 0 {
+                rules.push(json!({
+                    "names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
+                    "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
+                }));
+            }
         }
     }
-    json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": ["SCMP_ARCH_X86_64"],
-        "syscalls": [{
-            "names": crate::seccomp::DEFAULT_DENY,
-            "action": "SCMP_ACT_ERRNO",
-            "errnoRet": libc::EPERM,
-        }],
-    })
+    for (name, ret) in &policy.deny {
+        let mut rule = action(*ret);
+        rule["names"] = json!([name]);
+        rules.push(rule);
+    }
+    let mut profile =
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"]});
+    if let Some((names, ret)) = &policy.allow_only {
+        rules.push(json!({"names": names, "action": "SCMP_ACT_ALLOW"}));
+        let default = action(*ret);
+        profile["defaultAction"] = default["action"].clone();
+        if let Some(errno) = default.get("errnoRet") {
+            profile["defaultErrnoRet"] = errno.clone();
+        }
+    }
+    profile["syscalls"] = Value::Array(rules);
+    Ok(profile)
 }
 
 /// config.json for the pod's (single) app.
@@ -99,7 +109,7 @@ fn config(pod: &Pod, runtime: &skiff_pod::Runtime, p: &AppPlan) -> Result<Value,
         env.push(("HOME".into(), creds.home.clone()));
     }
     let caps: Vec<String> = {
-        let mut v: Vec<String> = app::capabilities(&p.app)?
+        let mut v: Vec<String> = app::capabilities(&p.app, p.grants)?
             .iter()
             .map(|c| c.to_string())
             .collect();
@@ -185,7 +195,7 @@ fn config(pod: &Pod, runtime: &skiff_pod::Runtime, p: &AppPlan) -> Result<Value,
             "cwd": cwd,
             "capabilities": {"bounding": caps, "effective": effective, "permitted": permitted, "inheritable": inheritable},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile.min(ns::NOFILE_SOFT)}],
-            "noNewPrivileges": app::no_new_privileges(&p.app),
+            "noNewPrivileges": app::no_new_privileges(&p.app, p.grants),
         },
         "root": {"path": "rootfs", "readonly": p.read_only},
         "hostname": runtime.hostname,
@@ -194,7 +204,7 @@ fn config(pod: &Pod, runtime: &skiff_pod::Runtime, p: &AppPlan) -> Result<Value,
             "namespaces": namespaces,
             "cgroupsPath": format!("/skiff/{}", pod.uuid),
             "resources": resources,
-            "seccomp": seccomp(p),
+            "seccomp": seccomp(p)?,
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                 "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],

@@ -5,16 +5,21 @@
 //!   `process_vm_*`, BPF, perf, clock setting, … fail with `EPERM`; `clone`
 //!   with namespace flags fails with `EPERM`; `clone3` fails with `ENOSYS`
 //!   so C libraries fall back to `clone`, whose flags can be checked.
-//! * `os/linux/seccomp-remove-set` replaces the deny-list with its `set`;
-//!   `os/linux/seccomp-retain-set` allows only its `set`. Their `errno`
-//!   (e.g. `ENOSYS`) is returned for a filtered call; without one the
-//!   process is killed (`SECCOMP_RET_KILL_PROCESS`), as appc specifies.
+//!   `personality` takes only the personas Docker's profile allows.
+//! * An app's `os/linux/seccomp-remove-set` adds its `set` to the
+//!   deny-list; `os/linux/seccomp-retain-set` allows only its `set`, after
+//!   the deny-list. Only when the user granted it (`--seccomp`,
+//!   `--insecure-options=seccomp`: [`Grants::seccomp`]) does an isolator
+//!   replace the default filter. Their `errno` (e.g. `ENOSYS`) is returned
+//!   for a filtered call; without one the process is killed
+//!   (`SECCOMP_RET_KILL_PROCESS`), as appc specifies.
 //! * Only the native x86_64 ABI is allowed: i386 and x32 system calls are
 //!   refused, since the same numbers mean other calls there.
 //!
 //! Each rule is `jeq nr; ret ACTION`, so lists of any length work (BPF
 //! jumps are limited to 255 instructions).
 
+use skiff_pod::privileges::Grants;
 use skiff_spec::App;
 use skiff_spec::isolator::{IsolatorValue, SECCOMP_REMOVE_SET, SECCOMP_RETAIN_SET};
 
@@ -24,8 +29,8 @@ use crate::syscalls;
 const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
-const RET_KILL_PROCESS: u32 = 0x8000_0000;
-const RET_ERRNO: u32 = 0x0005_0000;
+pub const RET_KILL_PROCESS: u32 = 0x8000_0000;
+pub const RET_ERRNO: u32 = 0x0005_0000;
 const RET_ALLOW: u32 = 0x7fff_0000;
 
 // BPF opcodes.
@@ -76,6 +81,7 @@ pub const DEFAULT_DENY: &[&str] = &[
     "open_by_handle_at",
     "open_tree",
     "perf_event_open",
+    "pidfd_getfd",
     "pivot_root",
     "process_vm_readv",
     "process_vm_writev",
@@ -91,6 +97,7 @@ pub const DEFAULT_DENY: &[&str] = &[
     "swapoff",
     "swapon",
     "sysfs",
+    "syslog",
     "_sysctl",
     "umount2",
     "unshare",
@@ -101,7 +108,11 @@ pub const DEFAULT_DENY: &[&str] = &[
 ];
 
 /// Namespace flags `clone` may not use under the default filter.
-const CLONE_NAMESPACE_FLAGS: u32 = 0x7E02_0000; // NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET
+pub const CLONE_NAMESPACE_FLAGS: u32 = 0x7E02_0000; // NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET
+
+/// The `personality(2)` arguments the default filter allows (Docker's
+/// profile): PER_LINUX, PER_LINUX32, UNAME26 with each, and the query.
+pub const PERSONALITIES: [u32; 5] = [0x0, 0x8, 0x2_0000, 0x2_0008, 0xffff_ffff];
 
 /// One BPF instruction (`struct sock_filter`).
 #[repr(C)]
@@ -161,17 +172,19 @@ fn errno_number(name: &str) -> Option<u32> {
     u32::try_from(n).ok()
 }
 
-/// What the filter does.
+/// What the filter does, in order: the argument guards, the deny-list
+/// (first match wins), then the allow-list if there is one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Policy {
-    /// Everything allowed except these (with the action for them).
-    Deny {
-        syscalls: Vec<u32>,
-        action: u32,
-        check_clone: bool,
-    },
-    /// Only these allowed; everything else gets the action.
-    Allow { syscalls: Vec<u32>, action: u32 },
+pub struct Policy {
+    /// The default filter's argument checks: `clone` without namespace
+    /// flags, `clone3` refused with `ENOSYS` (C libraries fall back to
+    /// `clone`), `personality` only with [`PERSONALITIES`].
+    pub guard_args: bool,
+    /// Calls refused, each with its action (`RET_ERRNO | errno` or
+    /// [`RET_KILL_PROCESS`]).
+    pub deny: Vec<(String, u32)>,
+    /// Only these calls allowed after the deny-list; the rest get the action.
+    pub allow_only: Option<(Vec<String>, u32)>,
 }
 
 fn numbers(names: &[String]) -> Result<Vec<u32>, Stage1Error> {
@@ -194,38 +207,56 @@ fn action(errno: &str) -> Result<u32, Stage1Error> {
     })
 }
 
-/// The policy for an app: its seccomp isolator, or the default deny-list.
-pub fn policy(app: &App) -> Result<Policy, Stage1Error> {
-    for iso in &app.isolators {
-        if let IsolatorValue::Seccomp(s) = &iso.value {
-            return match iso.name.as_str() {
-                SECCOMP_RETAIN_SET => Ok(Policy::Allow {
-                    syscalls: numbers(&s.set)?,
-                    action: action(&s.errno)?,
-                }),
-                SECCOMP_REMOVE_SET => Ok(Policy::Deny {
-                    syscalls: numbers(&s.set)?,
-                    action: action(&s.errno)?,
-                    check_clone: false,
-                }),
-                _ => continue,
-            };
+/// The policy for an app (see the module docs): the default filter with
+/// the app's isolator on top, or the isolator alone if the user granted it.
+pub fn policy(app: &App, grants: Grants) -> Result<Policy, Stage1Error> {
+    let isolator = app.isolators.iter().find_map(|iso| match &iso.value {
+        IsolatorValue::Seccomp(s)
+            if [SECCOMP_RETAIN_SET, SECCOMP_REMOVE_SET].contains(&iso.name.as_str()) =>
+        {
+            Some((iso.name.as_str() == SECCOMP_RETAIN_SET, s))
         }
+        _ => None,
+    });
+    let checked = |names: &[String]| -> Result<Vec<String>, Stage1Error> {
+        numbers(names)?;
+        Ok(names.to_vec())
+    };
+    let mut policy = if isolator.is_some() && grants.seccomp {
+        Policy {
+            guard_args: false,
+            deny: Vec::new(),
+            allow_only: None,
+        }
+    } else {
+        let eperm = RET_ERRNO | libc::EPERM as u32;
+        Policy {
+            guard_args: true,
+            deny: DEFAULT_DENY
+                .iter()
+                .filter(|n| syscalls::number(n).is_some())
+                .map(|n| (n.to_string(), eperm))
+                .collect(),
+            allow_only: None,
+        }
+    };
+    match isolator {
+        Some((true, s)) => policy.allow_only = Some((checked(&s.set)?, action(&s.errno)?)),
+        Some((false, s)) => {
+            let action = action(&s.errno)?;
+            policy
+                .deny
+                .extend(checked(&s.set)?.into_iter().map(|n| (n, action)));
+        }
+        None => {}
     }
-    let syscalls = DEFAULT_DENY
-        .iter()
-        .filter_map(|n| syscalls::number(n))
-        .collect();
-    Ok(Policy::Deny {
-        syscalls,
-        action: RET_ERRNO | libc::EPERM as u32,
-        check_clone: true,
-    })
+    Ok(policy)
 }
 
 /// The BPF program for a policy.
 pub fn program(policy: &Policy) -> Vec<Insn> {
     let refuse = RET_ERRNO | libc::EPERM as u32;
+    let nr = |name: &str| syscalls::number(name).unwrap_or(u32::MAX);
     let mut p = vec![
         stmt(LD_W_ABS, OFFSET_ARCH),
         jump(JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
@@ -238,34 +269,35 @@ pub fn program(policy: &Policy) -> Vec<Insn> {
         p.push(jump(JEQ_K, nr, 0, 1));
         p.push(stmt(RET_K, ret));
     };
-    match policy {
-        Policy::Deny {
-            syscalls,
-            action,
-            check_clone,
-        } => {
-            if *check_clone {
-                let clone = syscalls::number("clone").unwrap_or(56);
-                let clone3 = syscalls::number("clone3").unwrap_or(435);
-                rule(&mut p, clone3, RET_ERRNO | libc::ENOSYS as u32);
-                // clone: refuse namespace flags in arg 0.
-                p.push(jump(JEQ_K, clone, 0, 4));
-                p.push(stmt(LD_W_ABS, OFFSET_ARG0_LOW));
-                p.push(jump(JSET_K, CLONE_NAMESPACE_FLAGS, 0, 1));
-                p.push(stmt(RET_K, refuse));
-                p.push(stmt(RET_K, RET_ALLOW));
-            }
-            for nr in syscalls {
-                rule(&mut p, *nr, *action);
-            }
-            p.push(stmt(RET_K, RET_ALLOW));
+    if policy.guard_args {
+        rule(&mut p, nr("clone3"), RET_ERRNO | libc::ENOSYS as u32);
+        // clone: refuse namespace flags in arg 0, then reload the number.
+        p.push(jump(JEQ_K, nr("clone"), 0, 4));
+        p.push(stmt(LD_W_ABS, OFFSET_ARG0_LOW));
+        p.push(jump(JSET_K, CLONE_NAMESPACE_FLAGS, 0, 1));
+        p.push(stmt(RET_K, refuse));
+        p.push(stmt(LD_W_ABS, OFFSET_NR));
+        // personality: only the allowed personas, then reload the number.
+        let n = PERSONALITIES.len() as u8;
+        p.push(jump(JEQ_K, nr("personality"), 0, n + 3));
+        p.push(stmt(LD_W_ABS, OFFSET_ARG0_LOW));
+        for (i, persona) in PERSONALITIES.iter().enumerate() {
+            p.push(jump(JEQ_K, *persona, n - i as u8, 0));
         }
-        Policy::Allow { syscalls, action } => {
-            for nr in syscalls {
-                rule(&mut p, *nr, RET_ALLOW);
+        p.push(stmt(RET_K, refuse));
+        p.push(stmt(LD_W_ABS, OFFSET_NR));
+    }
+    for (name, action) in &policy.deny {
+        rule(&mut p, nr(name), *action);
+    }
+    match &policy.allow_only {
+        Some((names, action)) => {
+            for name in names {
+                rule(&mut p, nr(name), RET_ALLOW);
             }
             p.push(stmt(RET_K, *action));
         }
+        None => p.push(stmt(RET_K, RET_ALLOW)),
     }
     p
 }
@@ -332,7 +364,7 @@ mod tests {
 
     #[test]
     fn default_filter_refuses_dangerous_calls() {
-        let p = program(&policy(&app("")).unwrap());
+        let p = program(&policy(&app(""), Grants::default()).unwrap());
         let nr = |n| syscalls::number(n).unwrap();
         let eperm = RET_ERRNO | libc::EPERM as u32;
         for denied in [
@@ -381,25 +413,91 @@ mod tests {
     }
 
     #[test]
-    fn isolators_choose_the_policy() {
-        let p = program(&policy(&app(r#"{"name":"os/linux/seccomp-retain-set","value":{"set":["read","exit_group"],"errno":"ENOSYS"}}"#)).unwrap());
+    fn personality_takes_only_the_allowed_personas() {
+        let p = program(&policy(&app(""), Grants::default()).unwrap());
+        let personality = syscalls::number("personality").unwrap();
+        let eperm = RET_ERRNO | libc::EPERM as u32;
+        for allowed in PERSONALITIES {
+            assert_eq!(eval(&p, AUDIT_ARCH_X86_64, personality, allowed), RET_ALLOW);
+        }
+        // ADDR_NO_RANDOMIZE (turns off ASLR), READ_IMPLIES_EXEC.
+        for refused in [0x0004_0000, 0x0040_0000] {
+            assert_eq!(eval(&p, AUDIT_ARCH_X86_64, personality, refused), eperm);
+        }
+        for new in ["pidfd_getfd", "syslog"] {
+            let nr = syscalls::number(new).unwrap();
+            assert_eq!(eval(&p, AUDIT_ARCH_X86_64, nr, 0), eperm, "{new}");
+        }
+    }
+
+    #[test]
+    fn an_image_can_only_add_to_the_default_filter() {
+        let none = Grants::default();
+        let mount = syscalls::number("mount").unwrap();
+        let eperm = RET_ERRNO | libc::EPERM as u32;
+        // A remove-set naming a harmless call does not open `mount`.
+        let p = program(
+            &policy(
+                &app(r#"{"name":"os/linux/seccomp-remove-set","value":{"set":["getpid"]}}"#),
+                none,
+            )
+            .unwrap(),
+        );
+        assert_eq!(eval(&p, AUDIT_ARCH_X86_64, mount, 0), eperm);
+        let getpid = syscalls::number("getpid").unwrap();
+        assert_eq!(eval(&p, AUDIT_ARCH_X86_64, getpid, 0), RET_KILL_PROCESS);
+        assert_eq!(
+            eval(
+                &p,
+                AUDIT_ARCH_X86_64,
+                syscalls::number("clone").unwrap(),
+                0x1000_0000
+            ),
+            eperm,
+            "CLONE_NEWUSER stays refused"
+        );
+        // A retain-set naming `mount` does not open it either.
+        let p = program(
+            &policy(
+                &app(r#"{"name":"os/linux/seccomp-retain-set","value":{"set":["mount","read"],"errno":"ENOSYS"}}"#),
+                none,
+            )
+            .unwrap(),
+        );
+        assert_eq!(eval(&p, AUDIT_ARCH_X86_64, mount, 0), eperm);
+        assert_eq!(eval(&p, AUDIT_ARCH_X86_64, 0, 0), RET_ALLOW);
+        assert_eq!(
+            eval(&p, AUDIT_ARCH_X86_64, 1, 0),
+            RET_ERRNO | libc::ENOSYS as u32
+        );
+    }
+
+    #[test]
+    fn granted_isolators_choose_the_policy() {
+        let granted = Grants {
+            seccomp: true,
+            ..Grants::default()
+        };
+        let p = program(&policy(&app(r#"{"name":"os/linux/seccomp-retain-set","value":{"set":["read","exit_group"],"errno":"ENOSYS"}}"#), granted).unwrap());
         assert_eq!(eval(&p, AUDIT_ARCH_X86_64, 0, 0), RET_ALLOW);
         assert_eq!(
             eval(&p, AUDIT_ARCH_X86_64, 1, 0),
             RET_ERRNO | libc::ENOSYS as u32
         );
         let p = program(
-            &policy(&app(
-                r#"{"name":"os/linux/seccomp-remove-set","value":{"set":["write"]}}"#,
-            ))
+            &policy(
+                &app(r#"{"name":"os/linux/seccomp-remove-set","value":{"set":["write"]}}"#),
+                granted,
+            )
             .unwrap(),
         );
         assert_eq!(eval(&p, AUDIT_ARCH_X86_64, 1, 0), RET_KILL_PROCESS);
         assert_eq!(eval(&p, AUDIT_ARCH_X86_64, 0, 0), RET_ALLOW);
         assert!(
-            policy(&app(
-                r#"{"name":"os/linux/seccomp-remove-set","value":{"set":["nosuchcall"]}}"#
-            ))
+            policy(
+                &app(r#"{"name":"os/linux/seccomp-remove-set","value":{"set":["nosuchcall"]}}"#),
+                Grants::default()
+            )
             .is_err()
         );
     }

@@ -371,8 +371,15 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         .collect();
     let (net, exposed_ports) =
         crate::commands::network::resolve(global, &args.net, &args.stage1, &manifests)?;
+    let insecure = global.insecure_options;
+    let grants = skiff_pod::privileges::Grants {
+        capabilities: insecure.capabilities,
+        new_privileges: insecure.capabilities,
+        seccomp: insecure.seccomp,
+    };
     let request = PodRequest {
         apps: specs.into_iter().map(|s| s.request).collect(),
+        grants,
         volumes,
         mounts,
         flavor: args.stage1.clone(),
@@ -387,6 +394,19 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         stage1_options,
         exposed_ports,
     };
+    // What images asked for and do not get, said before the pod starts.
+    for app in &request.apps {
+        let Some(manifest) = &app.manifest else {
+            continue;
+        };
+        let Some(image_app) = &manifest.app else {
+            continue;
+        };
+        let app_grants = skiff_pod::prepare::app_grants(&request, app);
+        for line in skiff_pod::privileges::refused(image_app, app_grants) {
+            eprintln!("skiff: image {}: {line}", manifest.name);
+        }
+    }
     let pod = prepare(&pods(global), &request)?;
     if let Some(file) = &args.uuid_file_save {
         std::fs::write(file, format!("{}\n", pod.uuid))

@@ -234,7 +234,7 @@ fn child(p: &AppPlan, argv: &[String], out: &OwnedFd, err: &OwnedFd) -> Stage1Er
             .map_err(|e| setup_err("create a mount namespace")(e.into()))?;
         crate::mounts::make_private_rec()?;
         crate::mounts::pivot_into(Path::new(&format!("/apps/{}/rootfs", p.name)))?;
-        ns::become_app(&p.app, &p.name, argv)
+        ns::become_app(p, argv)
     })();
     match result {
         Ok(e) | Err(e) => e,

@@ -164,6 +164,7 @@ fn run(report: &mut Option<OwnedFd>) -> Result<(), Stage1Error> {
             read_only: false,
             mounts: Vec::new(),
             copy: false,
+            grants: app.grants,
         });
     }
     rustix::system::sethostname(config.hostname.as_bytes())

@@ -84,6 +84,9 @@ pub struct GuestApp {
     /// volumes are bound into the root on the host.
     #[serde(default)]
     pub volumes: Vec<GuestVolume>,
+    /// What the user granted beyond what the image can take.
+    #[serde(default)]
+    pub grants: skiff_pod::privileges::Grants,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -263,6 +266,7 @@ fn write_share(
                 name: p.name.clone(),
                 manifest,
                 volumes: volumes.clone(),
+                grants: p.grants,
             })
         })
         .collect::<Result<Vec<_>, Stage1Error>>()?;
@@ -525,6 +529,7 @@ mod tests {
             read_only: false,
             mounts: Vec::new(),
             copy: false,
+            grants: Default::default(),
         };
         let host = std::thread::available_parallelism().unwrap().get() as u64;
         assert_eq!(

@@ -1,0 +1,133 @@
+//! The host escapes of the default configuration (the security issue),
+//! each performed for real by a hostile image made here: the test fails if
+//! the attack works. Run under the `ns` and `oci` flavors where the
+//! flavor can be affected.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+
+/// An image of busybox whose app is `app` (JSON of the manifest's `app`).
+fn hostile_image(dir: &Path, app: &str) -> PathBuf {
+    let layout = dir.join("hostile-layout");
+    if !layout.exists() {
+        busybox_layout(&layout);
+    }
+    std::fs::write(
+        layout.join("manifest"),
+        format!(
+            r#"{{"acKind": "ImageManifest", "acVersion": "0.8.11", "name": "example.com/hostile",
+               "labels": [{{"name": "os", "value": "linux"}}, {{"name": "arch", "value": "amd64"}}],
+               "app": {app}}}"#
+        ),
+    )
+    .unwrap();
+    let aci = dir.join("hostile.aci");
+    let built = output(
+        skiff()
+            .args(["image", "build", "--overwrite"])
+            .arg(&layout)
+            .arg(&aci),
+    );
+    assert!(built.status.success(), "{}", stderr(&built));
+    aci
+}
+
+/// Runs the image's app as a pod of `flavor`, no network, unsigned
+/// images accepted (and `insecure`, more checks skipped).
+fn run_pod(root: &Path, flavor: &str, insecure: &str, aci: &Path) -> std::process::Output {
+    output(
+        skiff_in(root)
+            .arg(format!("--insecure-options=image{insecure}"))
+            .args(["run", "--net=none"])
+            .arg(format!("--stage1={flavor}"))
+            .arg(aci),
+    )
+}
+
+/// The classic cgroup v1 `release_agent` escape: mount a cgroup
+/// hierarchy, point its release agent at a script in the pod's upper
+/// layer and empty a cgroup, so the host's kernel runs the script as root.
+const RELEASE_AGENT_ESCAPE: &str = r#"
+b=/bin/busybox
+$b mkdir -p /cg
+if $b mount -t cgroup -o memory cgroup /cg 2>/dev/null; then
+  echo MOUNTED
+  [ "$1" = probe ] && exit 0
+  upper=$($b sed -n 's/.* \/ overlay .*upperdir=\([^,]*\).*/\1/p' /proc/mounts | $b head -1)
+  printf '#!/bin/sh\necho escaped > %s\n' "$MARKER" > /payload
+  $b chmod +x /payload
+  $b mkdir -p /cg/skiff-escape
+  echo 1 > /cg/skiff-escape/notify_on_release
+  echo "$upper/payload" > /cg/release_agent && echo AGENT-SET
+  $b sh -c 'echo $$ > /cg/skiff-escape/cgroup.procs'
+  $b sleep 1
+  $b rmdir /cg/skiff-escape
+fi
+echo done
+"#;
+
+fn escape_app(mode: &str, marker: &Path) -> String {
+    let script = serde_json::to_string(RELEASE_AGENT_ESCAPE).unwrap();
+    format!(
+        r#"{{"exec": ["/bin/sh", "-c", {script}, "sh", "{mode}"], "user": "0", "group": "0",
+            "environment": [{{"name": "MARKER", "value": "{}"}}],
+            "isolators": [
+              {{"name": "os/linux/capabilities-retain-set", "value": {{"set": ["CAP_SYS_ADMIN", "CAP_CHOWN"]}}}},
+              {{"name": "os/linux/seccomp-remove-set", "value": {{"set": ["acct"], "errno": "EPERM"}}}},
+              {{"name": "os/linux/no-new-privileges", "value": false}}
+            ]}}"#,
+        marker.display()
+    )
+}
+
+#[test]
+fn an_image_cannot_grant_itself_privileges() {
+    for flavor in ["ns", "oci"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let _guard = PodsGuard { root };
+        let marker = root.join("escaped");
+        let aci = hostile_image(root, &escape_app("attack", &marker));
+        let out = run_pod(root, flavor, "", &aci);
+        let text = stdout(&out);
+        assert!(
+            text.contains("done"),
+            "{flavor}: the app did not run: {text} {}",
+            stderr(&out)
+        );
+        assert!(
+            !text.contains("MOUNTED"),
+            "{flavor}: the image mounted a cgroup hierarchy: {text}"
+        );
+        assert!(
+            !text.contains("AGENT-SET"),
+            "{flavor}: the image set a release agent: {text}"
+        );
+        assert!(
+            !marker.exists(),
+            "{flavor}: the host ran the image's program"
+        );
+        // What was asked and refused is said, with the flag that grants it.
+        let err = stderr(&out);
+        for said in [
+            "CAP_SYS_ADMIN (in os/linux/capabilities-retain-set) not granted",
+            "added to the default seccomp filter",
+            "no-new-privileges: false ignored",
+        ] {
+            assert!(err.contains(said), "{flavor}: '{said}' not in: {err}");
+        }
+
+        // The test can fail: with the user's explicit grant, the same image
+        // mounts the hierarchy (and stops there).
+        let aci = hostile_image(root, &escape_app("probe", &marker));
+        let out = run_pod(root, flavor, ",capabilities,seccomp", &aci);
+        assert!(
+            stdout(&out).contains("MOUNTED"),
+            "{flavor}: granted, the probe should mount: {} {}",
+            stdout(&out),
+            stderr(&out)
+        );
+        let _ = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
+    }
+}
