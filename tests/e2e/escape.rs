@@ -131,3 +131,66 @@ fn an_image_cannot_grant_itself_privileges() {
         let _ = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
     }
 }
+
+/// Makes device nodes (the host's root disk, /dev/kvm, loop0, /dev/mem)
+/// in every place a pod can write, then tries to read each.
+const DEVICE_ATTACK: &str = r#"
+b=/bin/busybox
+for dir in /dev /dev/shm / /vol /tmp; do
+  $b mkdir -p $dir
+  for spec in "disk b $DISK" "kvm c 10 232" "loop b 7 0" "mem c 1 1"; do
+    set -- $spec
+    node=$dir/skiff-$1
+    $b mknod $node $2 $3 $4 2>/dev/null && echo "MADE $node"
+    $b dd if=$node of=/dev/null bs=1 count=1 2>/dev/null && echo "OPENED $node"
+  done
+done
+$b dd if=/dev/zero of=/dev/null bs=1 count=1 2>/dev/null && echo "ALLOWED /dev/zero"
+$b dd if=/dev/urandom of=/dev/null bs=1 count=1 2>/dev/null && echo "ALLOWED /dev/urandom"
+echo done
+"#;
+
+#[test]
+fn device_nodes_made_in_a_pod_cannot_be_opened() {
+    // The device of the host's root file system, as a pod would guess it.
+    let dev = rustix::fs::stat("/").unwrap().st_dev;
+    let disk = format!("{} {}", rustix::fs::major(dev), rustix::fs::minor(dev));
+    for flavor in ["ns", "oci"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let _guard = PodsGuard { root };
+        let vol = root.join("vol");
+        std::fs::create_dir_all(&vol).unwrap();
+        let script = serde_json::to_string(DEVICE_ATTACK).unwrap();
+        let aci = hostile_image(
+            root,
+            &format!(
+                r#"{{"exec": ["/bin/sh", "-c", {script}], "user": "0", "group": "0",
+                    "environment": [{{"name": "DISK", "value": "{disk}"}}]}}"#
+            ),
+        );
+        let out = output(
+            skiff_in(root)
+                .args(["--insecure-options=image", "run", "--net=none"])
+                .arg(format!("--stage1={flavor}"))
+                .arg(format!("--volume=vol,kind=host,source={}", vol.display()))
+                .arg(&aci)
+                .arg("--mount=volume=vol,target=/vol"),
+        );
+        let text = stdout(&out);
+        assert!(text.contains("done"), "{flavor}: {text} {}", stderr(&out));
+        // The check can see an open: the allowed devices open.
+        assert!(
+            text.contains("ALLOWED /dev/zero") && text.contains("ALLOWED /dev/urandom"),
+            "{flavor}: {text}"
+        );
+        let opened: Vec<&str> = text.lines().filter(|l| l.starts_with("OPENED")).collect();
+        assert!(
+            opened.is_empty(),
+            "{flavor}: a pod opened device nodes it made: {opened:?}"
+        );
+        // Nodes may be made (as in Docker), so the attack really ran.
+        assert!(text.contains("MADE /dev/skiff-disk"), "{flavor}: {text}");
+        let _ = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
+    }
+}

@@ -306,6 +306,8 @@ fn leftovers() -> Vec<String> {
         "/sys/fs/cgroup",
         "/sys/fs/cgroup/memory",
         "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup/devices",
+        "/sys/fs/cgroup/unified",
     ] {
         let dir = Path::new(hierarchy).join("skiff");
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {

@@ -30,6 +30,13 @@ pub enum Hierarchy {
 
 const V1_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
 
+/// The v1 device controller, used where the host mounts it.
+const V1_DEVICES: &str = "devices";
+
+fn v1_devices(root: &Path) -> bool {
+    root.join(V1_DEVICES).join("cgroup.procs").exists()
+}
+
 /// Where the host mounts its cgroups.
 pub const ROOT: &str = "/sys/fs/cgroup";
 
@@ -97,6 +104,7 @@ impl PodCgroups {
             Hierarchy::V2(root) => vec![root.join("skiff").join(&self.uuid)],
             Hierarchy::V1(root) => V1_CONTROLLERS
                 .iter()
+                .chain(v1_devices(root).then_some(&V1_DEVICES))
                 .map(|c| root.join(c).join("skiff").join(&self.uuid))
                 .collect(),
             Hierarchy::None => Vec::new(),
@@ -143,6 +151,17 @@ impl PodCgroups {
         }
         for dir in cg.init_dirs() {
             mkdir(&dir)?;
+        }
+        // The device policy, at the pod level before any app cgroup
+        // exists (v1 children start with their parent's rules).
+        if let Hierarchy::V1(root) = &cg.hierarchy
+            && v1_devices(root)
+        {
+            let dir = root.join(V1_DEVICES).join("skiff").join(uuid);
+            write(&dir.join("devices.deny"), "a")?;
+            for rule in &crate::devices::ALLOWED {
+                write(&dir.join("devices.allow"), &rule.v1_line())?;
+            }
         }
         for (name, limits) in apps {
             for dir in cg.app_dirs(name) {
@@ -310,6 +329,19 @@ fn remove_dir(dir: &Path) {
     }
 }
 
+/// Moves the calling process into the cgroups of app `app` of pod `uuid`
+/// (for `skiff enter`: what it runs has the app's limits and device
+/// policy).
+pub fn join_app(root: &Path, uuid: &str, app: &str) -> Result<(), Stage1Error> {
+    let cg = PodCgroups {
+        hierarchy: detect(root),
+        uuid: uuid.to_string(),
+        apps: Vec::new(),
+    };
+    let files = PodCgroups::open_procs(cg.app_dirs(app))?;
+    join(&files)
+}
+
 /// Joins the calling process to the cgroups behind `files`.
 pub fn join(files: &[File]) -> Result<(), Stage1Error> {
     move_into(files, 0)
@@ -351,7 +383,7 @@ mod tests {
     #[test]
     fn v1_layout_in_a_fake_root() {
         let root = tempfile::tempdir().unwrap();
-        for c in V1_CONTROLLERS {
+        for c in V1_CONTROLLERS.iter().chain([&V1_DEVICES]) {
             std::fs::create_dir_all(root.path().join(c)).unwrap();
             std::fs::write(root.path().join(c).join("cgroup.procs"), "").unwrap();
         }
@@ -377,5 +409,17 @@ mod tests {
             std::fs::read_to_string(root.path().join("cpu/skiff/u/web/cpu.cfs_quota_us")).unwrap();
         assert_eq!(quota, "25000");
         assert_eq!(cg.oom_kills("web"), 0);
+        // The device policy is set at the pod level (each rule is its own
+        // write; the kernel keeps them all, a plain file the last).
+        let devices = root.path().join("devices/skiff/u");
+        assert_eq!(
+            std::fs::read_to_string(devices.join("devices.deny")).unwrap(),
+            "a"
+        );
+        assert_eq!(
+            std::fs::read_to_string(devices.join("devices.allow")).unwrap(),
+            "c 136:* rwm"
+        );
+        assert!(devices.join("web").is_dir());
     }
 }

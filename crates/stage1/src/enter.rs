@@ -90,6 +90,13 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32, Stage1
     } else {
         None
     };
+    // The app's cgroups first (while /sys/fs/cgroup is the host's): what
+    // runs here has the app's limits and device policy.
+    crate::cgroups::join_app(
+        std::path::Path::new(crate::cgroups::ROOT),
+        &pod.uuid,
+        &target.name,
+    )?;
     // Join the namespaces: pid (for the child), IPC, UTS, network from init; the
     // mount namespace (and so the root) of the app itself; its user
     // namespace last (joining it gives up privilege over the others).

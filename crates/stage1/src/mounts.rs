@@ -187,6 +187,54 @@ pub fn bind(
     mount(source, target, "", flags, None, what)
 }
 
+/// `MOUNT_ATTR_*` of mount_setattr(2).
+pub const ATTR_RDONLY: u64 = 0x1;
+pub const ATTR_NODEV: u64 = 0x4;
+
+/// Sets `attrs` (`ATTR_*`) on the mount at `target` and, with `recursive`,
+/// on every mount beneath it (mount_setattr(2), Linux 5.12+): a read-only
+/// recursive volume leaves no writable submount.
+pub fn set_attrs(
+    target: &OwnedFd,
+    attrs: u64,
+    recursive: bool,
+    what: &str,
+) -> Result<(), Stage1Error> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: attrs,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+    // SAFETY: mount_setattr on an fd we own, with an empty path and a
+    // fully initialised `struct mount_attr` of the size we pass.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(Stage1Error::Setup {
+            what: format!("set the mount options of {what}"),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
 /// Remounts a bind mount with `flags` (e.g. read-only).
 pub fn remount_bind(target: &OwnedFd, flags: MountFlags, what: &str) -> Result<(), Stage1Error> {
     rustix::mount::mount_remount(fd_path(target).as_str(), MountFlags::BIND | flags, "")
@@ -248,11 +296,13 @@ pub fn setup_kernel_filesystems(root: &Root) -> Result<(), Stage1Error> {
     )?;
 
     let dev_fd = root.resolve(Path::new("/dev"), true, false)?;
+    // nodev: a node made in /dev cannot be opened; the allowed devices
+    // are bind mounts of the host's nodes, mounts of their own.
     mount(
         "tmpfs",
         &dev_fd,
         "tmpfs",
-        MountFlags::NOSUID | MountFlags::NOEXEC,
+        MountFlags::NOSUID | MountFlags::NOEXEC | MountFlags::NODEV,
         Some(c"mode=755,size=65536k"),
         "/dev",
     )?;

@@ -375,8 +375,26 @@ pub(crate) fn setup_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) 
 }
 
 /// Mounts an app's overlay root at `<stage1_root>/apps/<app>/rootfs`
-/// (lower: the rendered tree; upper/work: `overlay/<app>` in the pod dir).
+/// (lower: the rendered tree; upper/work: `overlay/<app>` in the pod dir),
+/// `nodev`: device nodes in the root (made by the app or brought by the
+/// image) cannot be opened.
 pub(crate) fn mount_app_root(
+    pod: &Pod,
+    stage1_root: &Path,
+    p: &AppPlan,
+    userns: Option<&OwnedFd>,
+) -> Result<Root, Stage1Error> {
+    let root = mount_app_root_dev(pod, stage1_root, p, userns)?;
+    mounts::set_attrs(
+        &root.fd,
+        mounts::ATTR_NODEV,
+        false,
+        &format!("the root of app '{}'", p.name),
+    )?;
+    Ok(root)
+}
+
+fn mount_app_root_dev(
     pod: &Pod,
     stage1_root: &Path,
     p: &AppPlan,
@@ -592,10 +610,10 @@ fn mount_volume(pod: &Pod, root: &Root, m: &PlannedMount) -> Result<(), Stage1Er
     let target = root.resolve(Path::new(&m.target), true, is_file)?;
     let recursive = m.volume.recursive.unwrap_or(false);
     mounts::bind(&source.display().to_string(), &target, recursive, &what)?;
-    if m.read_only {
-        let mounted = root.resolve(Path::new(&m.target), false, is_file)?;
-        mounts::remount_bind(&mounted, MountFlags::RDONLY, &what)?;
-    }
+    // nodev, and read-only when asked, on the volume and every submount.
+    let mounted = root.resolve(Path::new(&m.target), false, is_file)?;
+    let ro = if m.read_only { mounts::ATTR_RDONLY } else { 0 };
+    mounts::set_attrs(&mounted, mounts::ATTR_NODEV | ro, recursive, &what)?;
     Ok(())
 }
 

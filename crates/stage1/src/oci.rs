@@ -138,13 +138,16 @@ fn config(pod: &Pod, runtime: &skiff_pod::Runtime, p: &AppPlan) -> Result<Value,
     ];
     for m in &p.mounts {
         let source = ns::volume_source(pod, &m.volume)?;
-        let mut options = vec![if m.volume.recursive.unwrap_or(false) {
-            "rbind"
+        // nodev, and read-only when asked, on every submount too
+        // (runtime-spec's recursive "rro"/"rnodev": mount_setattr).
+        let recursive = m.volume.recursive.unwrap_or(false);
+        let mut options = if recursive {
+            vec!["rbind", "rnodev"]
         } else {
-            "bind"
-        }];
+            vec!["bind", "nodev"]
+        };
         if m.read_only {
-            options.push("ro");
+            options.push(if recursive { "rro" } else { "ro" });
         }
         mounts.push(
             json!({"destination": m.target, "type": "bind", "source": source, "options": options}),
@@ -169,7 +172,8 @@ fn config(pod: &Pod, runtime: &skiff_pod::Runtime, p: &AppPlan) -> Result<Value,
         namespaces.push(json!({"type": "network", "path": skiff_net::netns::path_for(&pod.uuid)}));
     }
     let limits = cgroups::limits(&p.app);
-    let mut resources = json!({});
+    // Default-deny devices with the usual allow-list (docs/security.md).
+    let mut resources = json!({"devices": crate::devices::oci_rules()});
     if let Some(m) = limits.memory_bytes {
         resources["memory"] = json!({"limit": m});
     }
@@ -250,11 +254,12 @@ fn exec_runtime(pod: &Pod, p: &AppPlan, runtime: &Path, id: &str) -> Stage1Error
             overlay.join("work").display()
         ))
         .map_err(|_| Stage1Error::Config("a path with a NUL byte".into()))?;
+        // nodev: nodes made in the root cannot be opened.
         rustix::mount::mount(
             "overlay",
             &rootfs,
             "overlay",
-            rustix::mount::MountFlags::empty(),
+            rustix::mount::MountFlags::NODEV,
             Some(options.as_c_str()),
         )
         .map_err(|e| setup_err(format!("mount the overlay root of app '{}'", p.name))(e.into()))?;

@@ -118,12 +118,10 @@ fn gnupg_ed25519_and_rsa4096_subkey_signatures_verify() {
     let keys = ks.keys_for("example.com/app").unwrap();
     let err = verify_detached("example.com/app", &keys, &sig, &tampered).unwrap_err();
     assert!(matches!(err, TrustError::Mismatch { .. }), "{err}");
-    // In skiff's words, naming key and image; none of the library's.
+    // In skiff's words, naming the key (the caller names the image); none
+    // of the library's.
     let text = err.to_string();
-    assert!(
-        text.contains(&ed) && text.contains("'example.com/app'"),
-        "{text}"
-    );
+    assert!(text.contains(&ed), "{text}");
     assert!(text.contains("changed after it was signed"), "{text}");
     assert!(!text.contains("assert") && !text.contains("left"), "{text}");
 
