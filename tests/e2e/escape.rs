@@ -194,3 +194,176 @@ fn device_nodes_made_in_a_pod_cannot_be_opened() {
         let _ = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
     }
 }
+
+/// Lists every fd past stdio the app holds, with where it leads.
+const FD_LEAK_PROBE: &str = r#"
+for fd in /proc/$$/fd/*; do
+  n=${fd##*/}
+  [ "$n" -gt 2 ] || continue
+  target=$(/bin/busybox readlink $fd)
+  # The shell's own fds are the script it reads; anything else leaked.
+  case "$target" in pipe:*|/dev/*|*/proc/*) ;; *) echo "LEAK $n $target";; esac
+  /bin/busybox cat $fd/../../../../../../../../../etc/hostname 2>/dev/null && echo "HOST-READ via $n"
+done
+echo done
+"#;
+
+#[test]
+fn an_image_filter_cannot_keep_host_fds_open() {
+    for flavor in ["ns", "oci"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let _guard = PodsGuard { root };
+        let script = serde_json::to_string(FD_LEAK_PROBE).unwrap();
+        // Refusing close_range would leave stage1's fds open in the app.
+        let aci = hostile_image(
+            root,
+            &format!(
+                r#"{{"exec": ["/bin/sh", "-c", {script}], "user": "0", "group": "0",
+                    "isolators": [{{"name": "os/linux/seccomp-remove-set",
+                                    "value": {{"set": ["close_range"], "errno": "EPERM"}}}}]}}"#
+            ),
+        );
+        let out = run_pod(root, flavor, "", &aci);
+        let text = stdout(&out);
+        assert!(text.contains("done"), "{flavor}: {text} {}", stderr(&out));
+        assert!(
+            !text.contains("LEAK") && !text.contains("HOST-READ"),
+            "{flavor}: {text}"
+        );
+        let _ = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
+    }
+}
+
+/// Pushes a command line into the input of the terminal on stdin
+/// (TIOCSTI), as a hostile app would to have the caller's shell run it.
+const TIOCSTI_ATTACK: &str = r#"
+#include <stdio.h>
+#include <sys/ioctl.h>
+int main(void) {
+    const char *line = "echo INJECTED-BY-THE-POD\n";
+    int pushed = 0;
+    for (const char *c = line; *c; c++)
+        if (ioctl(0, TIOCSTI, c) == 0) pushed++;
+    FILE *tty = fopen("/dev/tty", "w");
+    printf("pushed=%d dev-tty=%s\n", pushed, tty ? "opened" : "refused");
+    return 0;
+}
+"#;
+
+/// The attack program, compiled static into an image's /sti.
+fn tiocsti_image(root: &Path) -> PathBuf {
+    let src = root.join("sti.c");
+    std::fs::write(&src, TIOCSTI_ATTACK).unwrap();
+    let layout = root.join("hostile-layout");
+    busybox_layout(&layout);
+    let built = output(
+        std::process::Command::new("gcc")
+            .args(["-static", "-O", "-o"])
+            .arg(layout.join("rootfs/sti"))
+            .arg(&src),
+    );
+    assert!(built.status.success(), "gcc: {}", stderr(&built));
+    hostile_image(
+        root,
+        r#"{"exec": ["/bin/busybox", "sleep", "600"], "user": "0", "group": "0"}"#,
+    )
+}
+
+#[test]
+fn pod_processes_cannot_type_into_the_callers_terminal() {
+    let skiff = env!("CARGO_BIN_EXE_skiff");
+    for flavor in ["ns", "oci"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let _guard = PodsGuard { root };
+        let aci = tiocsti_image(root);
+        let data = root.join("data");
+        // The app itself, on the caller's terminal (no --interactive).
+        let term = Terminal::start(&format!(
+            "SKIFF_DIR={} {skiff} --insecure-options=image run --net=none --stage1={flavor} {} --exec=/sti",
+            data.display(),
+            aci.display()
+        ));
+        let (text, code) = term.finish();
+        assert_eq!(code, Some(0), "{flavor}: {text}");
+        assert!(
+            text.contains("pushed=0 dev-tty=refused"),
+            "{flavor}: the app drove the caller's terminal: {text}"
+        );
+        // A command run by `skiff enter`, on the caller's terminal.
+        if flavor == "ns" {
+            let out = output(
+                skiff_in(root)
+                    .args(["--insecure-options=image", "run", "--detach", "--net=none"])
+                    .arg(&aci),
+            );
+            assert!(out.status.success(), "{}", stderr(&out));
+            let uuid = stdout(&out).trim().to_string();
+            let term = Terminal::start(&format!(
+                "SKIFF_DIR={} {skiff} enter {uuid} /sti",
+                data.display()
+            ));
+            let (text, code) = term.finish();
+            assert_eq!(code, Some(0), "enter: {text}");
+            assert!(
+                text.contains("pushed=0 dev-tty=refused"),
+                "enter: the command drove the caller's terminal: {text}"
+            );
+        }
+        // The check can fail: on the same terminal, outside any pod.
+        let term = Terminal::start(&format!(
+            "{} < /dev/tty",
+            root.join("hostile-layout/rootfs/sti").display()
+        ));
+        let (text, _) = term.finish();
+        assert!(text.contains("dev-tty=opened"), "{text}");
+    }
+}
+
+/// Unmounts a test's host mount when dropped, also on failure.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+#[test]
+fn recursive_read_only_volumes_have_no_writable_submount() {
+    for flavor in ["ns", "oci"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let _guard = PodsGuard { root };
+        // A host directory with a file system mounted inside it.
+        let source = root.join("source");
+        let sub = source.join("sub");
+        std::fs::create_dir_all(&sub).unwrap();
+        rustix::mount::mount("tmpfs", &sub, "tmpfs", rustix::mount::MountFlags::empty(), None)
+            .unwrap();
+        let _unmount = Unmount(sub.clone());
+        let aci = hostile_image(
+            root,
+            r#"{"exec": ["/bin/sh", "-c", "echo x > /v/top && echo WROTE-TOP; echo x > /v/sub/below && echo WROTE-SUBMOUNT; echo done"], "user": "0", "group": "0"}"#,
+        );
+        let out = output(
+            skiff_in(root)
+                .args(["--insecure-options=image", "run", "--net=none"])
+                .arg(format!("--stage1={flavor}"))
+                .arg(format!(
+                    "--volume=v,kind=host,source={},readOnly=true,recursive=true",
+                    source.display()
+                ))
+                .arg(&aci)
+                .arg("--mount=volume=v,target=/v"),
+        );
+        let text = stdout(&out);
+        assert!(text.contains("done"), "{flavor}: {text} {}", stderr(&out));
+        assert!(!text.contains("WROTE"), "{flavor}: {text}");
+        assert!(!source.join("top").exists() && !sub.join("below").exists(), "{flavor}");
+        // The check can fail: the same submount is writable from the host.
+        std::fs::write(sub.join("below"), "host").unwrap();
+        let _ = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
+    }
+}

@@ -80,6 +80,11 @@ const PACKAGES: &[(&str, &str)] = &[
         "the Debian minbase image of cargo xtask bench audit",
     ),
     ("rpm", "builds an rpm database for the audit tests"),
+    (
+        "gcc",
+        "compiles the static attack programs of the security tests (TIOCSTI)",
+    ),
+    ("libc6-dev", "static libc for those programs"),
 ];
 
 fn main() -> std::process::ExitCode {

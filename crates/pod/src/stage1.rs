@@ -57,10 +57,11 @@ pub fn locate_from(
     compiled_dir: &Path,
 ) -> Result<PathBuf, Stage1NotFound> {
     if let Some(path) = explicit {
-        return if path.is_file() {
-            Ok(path.to_path_buf())
-        } else {
-            Err(Stage1NotFound::Explicit(path.to_path_buf()))
+        // Absolute, so that the file checked is the file run (a bare name
+        // would be looked up in PATH when run).
+        return match std::fs::canonicalize(path) {
+            Ok(found) if found.is_file() => Ok(found),
+            _ => Err(Stage1NotFound::Explicit(path.to_path_buf())),
         };
     }
     let mut candidates = Vec::new();
@@ -110,7 +111,7 @@ mod tests {
         ));
         assert_eq!(
             locate_from(Some(&beside), Some(&exe), &compiled).ok(),
-            Some(beside)
+            std::fs::canonicalize(&beside).ok()
         );
     }
 

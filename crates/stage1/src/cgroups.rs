@@ -33,8 +33,20 @@ const V1_CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
 /// The v1 device controller, used where the host mounts it.
 const V1_DEVICES: &str = "devices";
 
+/// The unified hierarchy of a hybrid host (no controllers, but device
+/// programs work there too: pods join it for a second device policy).
+const V1_UNIFIED: &str = "unified";
+
 fn v1_devices(root: &Path) -> bool {
     root.join(V1_DEVICES).join("cgroup.procs").exists()
+}
+
+/// The hierarchies a v1 pod joins beyond [`V1_CONTROLLERS`], where mounted.
+fn v1_optional(root: &Path) -> Vec<&'static str> {
+    [V1_DEVICES, V1_UNIFIED]
+        .into_iter()
+        .filter(|h| root.join(h).join("cgroup.procs").exists())
+        .collect()
 }
 
 /// Where the host mounts its cgroups.
@@ -103,8 +115,8 @@ impl PodCgroups {
         match &self.hierarchy {
             Hierarchy::V2(root) => vec![root.join("skiff").join(&self.uuid)],
             Hierarchy::V1(root) => V1_CONTROLLERS
-                .iter()
-                .chain(v1_devices(root).then_some(&V1_DEVICES))
+                .into_iter()
+                .chain(v1_optional(root))
                 .map(|c| root.join(c).join("skiff").join(&self.uuid))
                 .collect(),
             Hierarchy::None => Vec::new(),
@@ -153,15 +165,23 @@ impl PodCgroups {
             mkdir(&dir)?;
         }
         // The device policy, at the pod level before any app cgroup
-        // exists (v1 children start with their parent's rules).
-        if let Hierarchy::V1(root) = &cg.hierarchy
-            && v1_devices(root)
-        {
-            let dir = root.join(V1_DEVICES).join("skiff").join(uuid);
-            write(&dir.join("devices.deny"), "a")?;
-            for rule in &crate::devices::ALLOWED {
-                write(&dir.join("devices.allow"), &rule.v1_line())?;
+        // exists (v1 children start with their parent's rules; device
+        // programs apply to every descendant).
+        match &cg.hierarchy {
+            Hierarchy::V2(root) => crate::devbpf::attach(&root.join("skiff").join(uuid))?,
+            Hierarchy::V1(root) => {
+                if v1_devices(root) {
+                    let dir = root.join(V1_DEVICES).join("skiff").join(uuid);
+                    write(&dir.join("devices.deny"), "a")?;
+                    for rule in &crate::devices::ALLOWED {
+                        write(&dir.join("devices.allow"), &rule.v1_line())?;
+                    }
+                }
+                if v1_optional(root).contains(&V1_UNIFIED) {
+                    crate::devbpf::attach(&root.join(V1_UNIFIED).join("skiff").join(uuid))?;
+                }
             }
+            Hierarchy::None => {}
         }
         for (name, limits) in apps {
             for dir in cg.app_dirs(name) {

@@ -1,8 +1,9 @@
 //! The pod's device policy: default deny, with the usual allow-list.
 //!
 //! A pod's processes may open only the devices of a minimal /dev — null,
-//! zero, full, random, urandom, tty, console, the pod's own ptys and ptmx
-//! — and may make device nodes (as in Docker) but not open them. The same
+//! zero, full, random, urandom, tty, the pod's own ptys and ptmx — and may
+//! make device nodes (as in Docker) but not open them. The host's console
+//! is not among them: a pod's `/dev/console` is `/dev/null`. The same
 //! list is written three ways: v1 `devices` cgroup rules, the OCI
 //! `linux.resources.devices` of the `oci` flavor, and (on the unified
 //! hierarchy) a `BPF_PROG_TYPE_CGROUP_DEVICE` program ([`crate::devbpf`]).
@@ -41,7 +42,7 @@ const fn char_dev(major: u32, minor: Option<u32>) -> Rule {
 }
 
 /// What a pod may use; everything else is refused.
-pub const ALLOWED: [Rule; 11] = [
+pub const ALLOWED: [Rule; 10] = [
     // Making nodes of any device (opening them is another matter).
     Rule {
         kind: Kind::Char,
@@ -61,7 +62,6 @@ pub const ALLOWED: [Rule; 11] = [
     char_dev(1, Some(8)), // random
     char_dev(1, Some(9)), // urandom
     char_dev(5, Some(0)), // tty
-    char_dev(5, Some(1)), // console
     char_dev(5, Some(2)), // ptmx
     char_dev(136, None),  // the pod's ptys (devpts)
 ];
@@ -136,6 +136,6 @@ mod tests {
             oci[3],
             serde_json::json!({"allow": true, "access": "rwm", "type": "c", "major": 1, "minor": 3})
         );
-        assert!(oci[11].get("minor").is_none());
+        assert!(oci[10].get("minor").is_none());
     }
 }

@@ -35,6 +35,27 @@ fn app_pid(init: i32, name: &str) -> Result<i32, Stage1Error> {
     )))
 }
 
+/// Before anything of the pod is touched: this process becomes
+/// non-dumpable (a pod process cannot read its memory, environment, fds or
+/// `/proc/<pid>/exe`; exec makes the command dumpable again) and closes
+/// every fd the caller passed beyond stdio.
+pub fn shield_caller() -> Result<(), Stage1Error> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(|e| Stage1Error::Setup {
+            what: "make the entering process non-dumpable".to_string(),
+            source: e.into(),
+        })?;
+    // SAFETY: close_range(3, ~0, 0) closes fds this process does not use
+    // (stage1 `enter` opens its own after this).
+    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } != 0 {
+        return Err(Stage1Error::Setup {
+            what: "close the caller's file descriptors".to_string(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
 /// Runs `cmd` (default `/bin/sh`) in the pod's app `app` (default: the
 /// first); returns its exit status.
 pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32, Stage1Error> {
@@ -140,7 +161,15 @@ fn run_as(
         });
     }
     if child == 0 {
-        let code = match become_with(&target.app, &target.name, argv, confinement) {
+        // Away from the caller's terminal (it stays the command's stdio):
+        // a pod process cannot type into the caller's shell.
+        let session = match confinement {
+            Confinement::Confined(_) => crate::tty::new_session(),
+            Confinement::Privileged => Ok(()),
+        };
+        let code = match session
+            .and_then(|()| become_with(&target.app, &target.name, argv, confinement))
+        {
             Ok(Stage1Error::Exec { program, source }) => {
                 let _ = std::io::Write::write_all(
                     &mut std::io::stderr(),
@@ -158,8 +187,13 @@ fn run_as(
         };
         std::process::exit(code);
     }
+    // Ctrl-C and the like reach the command, which has left the caller's
+    // session (and so its terminal's signals).
+    crate::ns::forward_to(child);
     let mut status = 0;
     // SAFETY: waits for our own child with a valid status pointer.
-    unsafe { libc::waitpid(child, &mut status, 0) };
+    while unsafe { libc::waitpid(child, &mut status, 0) } < 0
+        && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+    {}
     Ok(crate::exit_code(status))
 }

@@ -52,6 +52,10 @@ fn enter(args: &[String]) -> ExitCode {
         state: State::Run,
         path: pod_dir,
     };
+    if let Err(e) = crate::enter::shield_caller() {
+        eprintln!("skiff: cannot enter the pod: {}", error_line(&e));
+        return ExitCode::from(EXIT_SETUP_FAILED as u8);
+    }
     let entered = if pod.runtime().is_ok_and(|r| r.flavor == "kvm") {
         crate::kvm::enter::enter(&pod.path, app.as_deref(), &cmd)
     } else {

@@ -19,6 +19,7 @@
 pub mod app;
 pub mod cgroups;
 pub mod copy;
+pub mod devbpf;
 pub mod devices;
 pub mod enter;
 pub mod entry;

@@ -100,7 +100,7 @@ impl Root {
     /// are made on the way.
     pub fn resolve(&self, path: &Path, create: bool, file: bool) -> Result<OwnedFd, Stage1Error> {
         let what = || format!("resolve {} in {}", path.display(), self.path.display());
-        let mut dir = rustix::io::dup(&self.fd).map_err(err(what()))?;
+        let mut dir = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0).map_err(err(what()))?;
         let parts: Vec<_> = path
             .components()
             .filter_map(|c| match c {
@@ -251,10 +251,9 @@ pub fn make_private_rec() -> Result<(), Stage1Error> {
     .map_err(err("make / private".to_string()))
 }
 
-/// Host device nodes a pod gets (bind-mounted; the minimal appc /dev).
-pub const DEVICES: [&str; 7] = [
-    "null", "zero", "full", "random", "urandom", "tty", "console",
-];
+/// Host device nodes a pod gets (bind-mounted; the minimal appc /dev,
+/// with `console` apart: see [`setup_kernel_filesystems`]).
+pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 /// Paths under /proc and /sys that are hidden (like Docker's defaults).
 pub const MASKED: [&str; 9] = [
@@ -281,7 +280,9 @@ pub const READ_ONLY: [&str; 6] = [
 
 /// /proc, a read-only /sys, a minimal /dev (device nodes, pts, shm,
 /// mqueue, the usual symlinks), masked and read-only paths, in `root`.
-pub fn setup_kernel_filesystems(root: &Root) -> Result<(), Stage1Error> {
+/// `/dev/console` is a bind of `console`: `/dev/null` for pods on the host
+/// (the host's console is the host's), the VM's own console in a guest.
+pub fn setup_kernel_filesystems(root: &Root, console: &str) -> Result<(), Stage1Error> {
     let nosuid_nodev_noexec = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     let proc_fd = root.resolve(Path::new("/proc"), true, false)?;
     mount("proc", &proc_fd, "proc", nosuid_nodev_noexec, None, "/proc")?;
@@ -306,14 +307,13 @@ pub fn setup_kernel_filesystems(root: &Root) -> Result<(), Stage1Error> {
         Some(c"mode=755,size=65536k"),
         "/dev",
     )?;
-    for dev in DEVICES {
+    let sources = DEVICES
+        .iter()
+        .map(|dev| (format!("/dev/{dev}"), *dev))
+        .chain([(console.to_string(), "console")]);
+    for (source, dev) in sources {
         let target = root.resolve(&Path::new("/dev").join(dev), true, true)?;
-        bind(
-            &format!("/dev/{dev}"),
-            &target,
-            false,
-            &format!("/dev/{dev}"),
-        )?;
+        bind(&source, &target, false, &format!("/dev/{dev}"))?;
     }
     let pts = root.resolve(Path::new("/dev/pts"), true, false)?;
     mount(

@@ -543,9 +543,13 @@ pub(crate) fn finish_app_root_with(
         }
     }
     if p.read_only {
-        rustix::mount::mount_remount(&app_root.path, MountFlags::RDONLY, "").map_err(|e| {
-            setup_err(format!("make the root of app '{}' read-only", p.name))(e.into())
-        })?;
+        // Read-only, and still nodev (a plain remount would reset it).
+        mounts::set_attrs(
+            &app_root.fd,
+            mounts::ATTR_RDONLY | mounts::ATTR_NODEV,
+            false,
+            &format!("the root of app '{}'", p.name),
+        )?;
     }
     Ok(())
 }
@@ -726,7 +730,10 @@ fn init(
     std::fs::create_dir_all(&stage1_root)
         .map_err(setup_err(format!("create {}", stage1_root.display())))?;
     let root = Root::open(&stage1_root)?;
-    let stage1_fd = rustix::io::dup(&root.fd).map_err(|e| setup_err("dup")(e.into()))?;
+    // Close-on-exec like every fd init holds: no app may inherit a
+    // handle on the host's file system.
+    let stage1_fd =
+        rustix::io::fcntl_dupfd_cloexec(&root.fd, 0).map_err(|e| setup_err("dup")(e.into()))?;
     mounts::mount(
         "tmpfs",
         &stage1_fd,
@@ -738,7 +745,7 @@ fn init(
     let mut tty = None;
     for p in plans {
         let app_root = mount_app_root(pod, &stage1_root, p, userns)?;
-        mounts::setup_kernel_filesystems(&app_root)?;
+        mounts::setup_kernel_filesystems(&app_root, "/dev/null")?;
         finish_app_root(pod, &app_root, p)?;
         if let (Some(channel), None) = (pty_channel, &tty) {
             let pty = crate::tty::open_in(&app_root)?;
@@ -784,7 +791,7 @@ pub(crate) fn run_apps(
         if pid == 0 {
             let attached = match tty {
                 Some(slave) => crate::tty::attach(slave),
-                None => Ok(()),
+                None => crate::tty::new_session(),
             };
             let error = match cgroups::join(cgroup).and(attached) {
                 Ok(()) => exec_app(p, userns),
@@ -978,12 +985,36 @@ pub fn become_with(
         Some(grants) => app::capabilities(app, grants)?,
         None => Default::default(),
     };
-    if let Some(grants) = grants {
-        // Built first so that a bad isolator fails before anything changes;
-        // installed while CAP_SYS_ADMIN is still held (needed without
-        // no_new_privs), and it blocks nothing used before exec.
-        let filter = crate::seccomp::program(&crate::seccomp::policy(app, grants)?);
-        crate::seccomp::install(&filter)?;
+    // Nothing but stdio may reach the app (CVE-2024-21626): every other fd
+    // is marked close-on-exec first, before any filter of the app's could
+    // refuse the call, and a failure stops the app.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc != 0 {
+        return Err(setup_err("mark inherited fds close-on-exec")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // The filter is built first, so that a bad isolator fails before
+    // anything changes. It is installed last, just before exec, so that
+    // no set-up call can be filtered; only without no_new_privs (granted
+    // by the user) must it be installed while CAP_SYS_ADMIN is held.
+    let no_new_privs = grants.is_some_and(|grants| app::no_new_privileges(app, grants));
+    let filter = match grants {
+        Some(grants) => Some(crate::seccomp::program(&crate::seccomp::policy(
+            app, grants,
+        )?)),
+        None => None,
+    };
+    if let (Some(filter), false) = (&filter, no_new_privs) {
+        crate::seccomp::install(filter)?;
     }
     if grants.is_some() {
         for cap in caps::all() {
@@ -1026,7 +1057,7 @@ pub fn become_with(
         }
     }
     let _ = caps::clear(None, caps::CapSet::Ambient);
-    if grants.is_some_and(|grants| app::no_new_privileges(app, grants)) {
+    if no_new_privs {
         rustix::thread::set_no_new_privs(true)
             .map_err(|e| setup_err("set no_new_privs")(e.into()))?;
     }
@@ -1037,17 +1068,6 @@ pub fn become_with(
     };
     std::env::set_current_dir(cwd)
         .map_err(setup_err(format!("enter the working directory {cwd}")))?;
-    // Nothing but stdio may reach the app (CVE-2024-21626): mark every
-    // other fd close-on-exec (the status pipe already is).
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
 
     reset_signals();
     set_default_rlimits();
@@ -1058,6 +1078,9 @@ pub fn become_with(
     let Some((program, args)) = argv.split_first() else {
         return Err(Stage1Error::Config(format!("app '{name}' has no exec")));
     };
+    if let (Some(filter), true) = (&filter, no_new_privs) {
+        crate::seccomp::install(filter)?;
+    }
     let error = std::process::Command::new(program)
         .args(args)
         .env_clear()

@@ -116,6 +116,18 @@ pub fn receive_master(socket: &OwnedFd) -> Option<OwnedFd> {
     })
 }
 
+/// In an app process without a pty of its own: a new session with no
+/// controlling terminal, so the caller's terminal (still its stdio) cannot
+/// be driven as one (TIOCSTI needs the caller's controlling terminal or
+/// CAP_SYS_ADMIN; `/dev/tty` does not open).
+pub fn new_session() -> Result<(), Stage1Error> {
+    // SAFETY: setsid(2) in a single-threaded child that leads no group.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(os_err("start a session of its own"));
+    }
+    Ok(())
+}
+
 /// In the app process: a new session whose controlling terminal is the pty.
 pub fn attach(slave: &OwnedFd) -> Result<(), Stage1Error> {
     // SAFETY: setsid, TIOCSCTTY and dup2 on fds we own, in a single-threaded child.

@@ -514,6 +514,9 @@ pub fn enter(
         command.arg(format!("--app={app}"));
     }
     command.arg(&pod.path).arg("--").args(cmd);
+    // The caller's environment (its secrets) never reaches the process
+    // that joins the pod; the command gets the app's.
+    command.env_clear();
     let err = command.exec();
     bail!("cannot start stage1: {err}")
 }

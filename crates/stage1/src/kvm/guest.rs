@@ -156,7 +156,7 @@ fn run(report: &mut Option<OwnedFd>) -> Result<(), Stage1Error> {
                 &format!("volume {} of app '{}'", v.target, app.name),
             )?;
         }
-        crate::mounts::setup_kernel_filesystems(&root)?;
+        crate::mounts::setup_kernel_filesystems(&root, "/dev/console")?;
         plans.push(AppPlan {
             name: app.name.clone(),
             app: manifest.app.unwrap_or_default(),
