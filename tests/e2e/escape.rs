@@ -340,8 +340,14 @@ fn recursive_read_only_volumes_have_no_writable_submount() {
         let source = root.join("source");
         let sub = source.join("sub");
         std::fs::create_dir_all(&sub).unwrap();
-        rustix::mount::mount("tmpfs", &sub, "tmpfs", rustix::mount::MountFlags::empty(), None)
-            .unwrap();
+        rustix::mount::mount(
+            "tmpfs",
+            &sub,
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            None,
+        )
+        .unwrap();
         let _unmount = Unmount(sub.clone());
         let aci = hostile_image(
             root,
@@ -361,7 +367,10 @@ fn recursive_read_only_volumes_have_no_writable_submount() {
         let text = stdout(&out);
         assert!(text.contains("done"), "{flavor}: {text} {}", stderr(&out));
         assert!(!text.contains("WROTE"), "{flavor}: {text}");
-        assert!(!source.join("top").exists() && !sub.join("below").exists(), "{flavor}");
+        assert!(
+            !source.join("top").exists() && !sub.join("below").exists(),
+            "{flavor}"
+        );
         // The check can fail: the same submount is writable from the host.
         std::fs::write(sub.join("below"), "host").unwrap();
         let _ = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
