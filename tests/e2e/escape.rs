@@ -376,3 +376,80 @@ fn recursive_read_only_volumes_have_no_writable_submount() {
         let _ = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
     }
 }
+
+#[test]
+fn what_a_pod_writes_is_out_of_reach_of_local_users() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    // Others may reach the test's directory (as they may reach
+    // /var/lib): only skiff's own permissions stand in the way.
+    std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let aci = hostile_image(
+        root,
+        r#"{"exec": ["/bin/sh", "-c", "/bin/busybox mkdir /suid && /bin/busybox cp /bin/busybox /suid/id && /bin/busybox chmod 4755 /suid/id && echo made"], "user": "0", "group": "0"}"#,
+    );
+    for users in ["", "--private-users"] {
+        let mut run = skiff_in(root);
+        run.args(["--insecure-options=image", "run", "--net=none"]);
+        if !users.is_empty() {
+            run.arg(users);
+        }
+        let out = output(run.arg(&aci));
+        assert!(stdout(&out).contains("made"), "{users}: {}", stderr(&out));
+    }
+    // Each pod's setuid copy is on disk in its upper layer ...
+    let mut copies = Vec::new();
+    let mut stack = vec![root.join("data/pods")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else if entry.path().ends_with("suid/id") {
+                copies.push(entry.path());
+            }
+        }
+    }
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    let as_nobody = |args: &[&std::ffi::OsStr]| {
+        output(
+            std::process::Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .args(args),
+        )
+    };
+    for copy in &copies {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(copy).unwrap();
+        assert!(meta.mode() & 0o4000 != 0, "{}", copy.display());
+        // ... and no other user can run it to become root.
+        let cmd = format!("exec {} -u", copy.display());
+        let out = as_nobody(&["/bin/sh".as_ref(), "-c".as_ref(), cmd.as_ref()]);
+        assert!(
+            !out.status.success() && !stdout(&out).contains('0'),
+            "nobody ran {}: {}",
+            copy.display(),
+            stdout(&out)
+        );
+        assert!(
+            stderr(&out).contains("Permission denied"),
+            "{}",
+            stderr(&out)
+        );
+        // With --private-users the copy belongs to the pod's root on disk.
+        if copy.to_string_lossy().contains("overlay") && meta.uid() != 0 {
+            assert!(meta.uid() >= 1 << 20, "{}", meta.uid());
+        }
+    }
+    let owners: Vec<u32> = copies
+        .iter()
+        .map(|c| std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(c).unwrap()))
+        .collect();
+    assert!(
+        owners.contains(&0) && owners.iter().any(|o| *o >= 1 << 20),
+        "{owners:?}"
+    );
+    // The barrier is the data directory: nobody cannot even list it.
+    let out = as_nobody(&["/bin/ls".as_ref(), root.join("data").as_os_str()]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+}

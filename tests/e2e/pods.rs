@@ -793,6 +793,11 @@ fn private_users_map_pod_root_to_an_unprivileged_host_uid() {
     );
     assert!(!text.contains("SYSCTL-WRITABLE"), "{text}");
     assert!(text.contains("NoNewPrivs:\t1"), "{text}");
+    // On disk, what pod root wrote belongs to the pod's host id, not to
+    // host root.
+    let written = glob_one(&tmp.path().join("data/pods"), "written");
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&written).unwrap());
+    assert_eq!(u64::from(owner), maps[0][1], "{}", written.display());
     // Host volumes are not idmapped: host root's files show as `nobody`.
     // A non-root app user is mapped too.
     let host = tmp.path().join("hostdir");
@@ -998,4 +1003,22 @@ fn a_skiff_without_its_stage1_says_how_to_get_one_and_makes_nothing() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("hello"), "{}", stdout(&out));
     let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+}
+
+/// The one file called `name` under `dir` (searched recursively).
+fn glob_one(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            } else if entry.file_name() == name {
+                found.push(path);
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "{name} under {}: {found:?}", dir.display());
+    found.remove(0)
 }

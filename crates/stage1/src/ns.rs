@@ -410,25 +410,31 @@ fn mount_app_root_dev(
         let dir = overlay.join(sub);
         std::fs::create_dir_all(&dir).map_err(setup_err(format!("create {}", dir.display())))?;
     }
-    // With a user namespace the layers are idmapped mounts of the tree and
-    // the overlay dir, so in-pod ids read and write as on-disk ids.
+    // With a user namespace the tree (shared, on disk with the image's
+    // ids) is an idmapped mount, so in-pod ids read as on-disk ids; the
+    // upper layer is the pod's alone and stores what the pod writes under
+    // the shifted host ids (a setuid-root file made in the pod is owned
+    // by the pod's unprivileged root on disk, not by host root).
     let idmapped = match userns {
         Some(userns) => {
-            let dir = stage1_root.join(".idmap").join(&p.name);
-            let (tree, ovl) = (dir.join("lower"), dir.join("overlay"));
-            for d in [&tree, &ovl] {
-                std::fs::create_dir_all(d).map_err(setup_err(format!("create {}", d.display())))?;
-            }
+            let tree = stage1_root.join(".idmap").join(&p.name).join("lower");
+            std::fs::create_dir_all(&tree)
+                .map_err(setup_err(format!("create {}", tree.display())))?;
             crate::userns::bind_idmapped(&p.tree, &tree, userns)?;
-            crate::userns::bind_idmapped(&overlay, &ovl, userns)?;
-            Some((tree, ovl))
+            if let Some(base) = mounts::pod_root_id() {
+                for sub in ["upper", "work"] {
+                    let dir = overlay.join(sub);
+                    std::os::unix::fs::chown(&dir, Some(base), Some(base)).map_err(setup_err(
+                        format!("give {} to the pod's root", dir.display()),
+                    ))?;
+                }
+            }
+            Some(tree)
         }
         None => None,
     };
-    let (tree, overlay) = match &idmapped {
-        Some((tree, ovl)) => (tree.as_path(), ovl.as_path()),
-        None => (p.tree.as_path(), overlay.as_path()),
-    };
+    let tree = idmapped.as_deref().unwrap_or(p.tree.as_path());
+    let overlay = overlay.as_path();
     let lower = tree.display().to_string();
     let upper = overlay.join("upper").display().to_string();
     let work = overlay.join("work").display().to_string();
@@ -464,12 +470,10 @@ fn mount_app_root_dev(
             crate::error_line(&e)
         ))
     })?;
-    // The overlay holds its own references to the layers.
-    if let Some((tree, ovl)) = &idmapped {
-        for layer in [tree, ovl] {
-            rustix::mount::unmount(layer, rustix::mount::UnmountFlags::DETACH)
-                .map_err(|e| setup_err(format!("unmount {}", layer.display()))(e.into()))?;
-        }
+    // The overlay holds its own reference to the layer.
+    if let Some(layer) = &idmapped {
+        rustix::mount::unmount(layer, rustix::mount::UnmountFlags::DETACH)
+            .map_err(|e| setup_err(format!("unmount {}", layer.display()))(e.into()))?;
     }
     Root::open(&stage1_root.join(target.trim_start_matches('/')))
 }

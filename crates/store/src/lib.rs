@@ -74,9 +74,26 @@ pub struct Store {
     index: db::Index,
 }
 
+/// Makes `dir` (the data directory) reachable by its owner only: what
+/// pods write (setuid copies, device nodes, secrets in their layers) and
+/// rendered trees must not be reachable by other local users through it
+/// (the CVE-2021-41091 class). A directory of another owner is left as it
+/// is; one of ours with group or other bits is tightened.
+pub fn private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+    let meta = std::fs::metadata(dir).map_err(io_err("inspect", dir))?;
+    if meta.uid() == rustix::process::geteuid().as_raw() && meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_err("restrict the permissions of", dir))?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the store under `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        private_dir(data_dir)?;
         let layout = layout::Layout::new(data_dir);
         for dir in [
             layout.blobs(),
