@@ -453,3 +453,57 @@ fn what_a_pod_writes_is_out_of_reach_of_local_users() {
     let out = as_nobody(&["/bin/ls".as_ref(), root.join("data").as_os_str()]);
     assert!(!out.status.success(), "{}", stdout(&out));
 }
+
+#[test]
+fn an_app_cannot_pass_itself_off_as_another_for_enter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let aci = hostile_image(
+        root,
+        r#"{"exec": ["/bin/busybox", "sleep", "600"], "user": "0", "group": "0"}"#,
+    );
+    // App `aa` claims to be `bb` (and drops the name it was given).
+    let out = output(
+        skiff_in(root)
+            .args(["--insecure-options=image", "run", "--detach", "--net=none"])
+            .arg(&aci)
+            .args([
+                "--name=aa",
+                "--exec=/bin/sh",
+                "--",
+                "-c",
+                "echo aa > /marker; exec /bin/busybox env -i AC_APP_NAME=bb /bin/busybox sleep 600",
+            ])
+            .arg("---")
+            .arg(&aci)
+            .args([
+                "--name=bb",
+                "--exec=/bin/sh",
+                "--",
+                "-c",
+                "echo bb > /marker; exec /bin/busybox sleep 600",
+            ]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    for app in ["aa", "bb"] {
+        let seen = eventually(&format!("enter reaches app {app}"), || {
+            let out = output(skiff_in(root).args([
+                "enter",
+                &format!("--app={app}"),
+                &uuid,
+                "/bin/busybox",
+                "cat",
+                "/marker",
+            ]));
+            Some(stdout(&out)).filter(|s| !s.is_empty())
+        });
+        assert_eq!(
+            seen.trim(),
+            app,
+            "skiff enter --app={app} ran in another app's root"
+        );
+    }
+    let _ = output(skiff_in(root).args(["stop", &uuid]));
+}

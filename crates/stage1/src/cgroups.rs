@@ -349,6 +349,28 @@ fn remove_dir(dir: &Path) {
     }
 }
 
+/// The processes (host pids) in app `app`'s cgroup of pod `uuid`: which
+/// processes are the app's, as stage1 placed them (an app cannot move
+/// itself, nor forge this as it can its environment).
+pub fn app_pids(root: &Path, uuid: &str, app: &str) -> Result<Vec<i32>, Stage1Error> {
+    let cg = PodCgroups {
+        hierarchy: detect(root),
+        uuid: uuid.to_string(),
+        apps: Vec::new(),
+    };
+    let Some(dir) = cg.app_dirs(app).into_iter().next() else {
+        return Err(Stage1Error::Config(
+            "this host has no cgroups: skiff cannot tell the pod's apps apart".to_string(),
+        ));
+    };
+    let path = dir.join("cgroup.procs");
+    let text = std::fs::read_to_string(&path).map_err(|e| Stage1Error::Setup {
+        what: format!("read {}", path.display()),
+        source: e,
+    })?;
+    Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
 /// Moves the calling process into the cgroups of app `app` of pod `uuid`
 /// (for `skiff enter`: what it runs has the app's limits and device
 /// policy).

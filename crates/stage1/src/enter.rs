@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::os::fd::AsFd;
+use std::path::Path;
 
 use rustix::thread::LinkNameSpaceType;
 use skiff_pod::Pod;
@@ -10,29 +11,21 @@ use skiff_pod::Pod;
 use crate::ns::{Confinement, become_with, plan};
 use crate::{EXIT_SETUP_FAILED, Stage1Error};
 
-/// Finds the host pid of the app `name` among the pod init's children (by
-/// the `AC_APP_NAME` in their environment).
-fn app_pid(init: i32, name: &str) -> Result<i32, Stage1Error> {
-    let children =
-        std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).map_err(|e| {
-            Stage1Error::Setup {
-                what: format!("list the processes of pod init {init}"),
-                source: e,
-            }
-        })?;
-    let want = format!("AC_APP_NAME={name}");
-    for pid in children
-        .split_whitespace()
-        .filter_map(|p| p.parse::<i32>().ok())
-    {
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        if environ.split(|b| *b == 0).any(|v| v == want.as_bytes()) {
-            return Ok(pid);
-        }
-    }
-    Err(Stage1Error::Config(format!(
-        "app '{name}' is not running in this pod"
-    )))
+/// Finds the host pid of app `name` of pod `uuid`: the process stage1
+/// started for it (a child of the pod's init) in the app's own cgroup.
+/// Not by what the app can change itself (its environment, its name).
+fn app_pid(uuid: &str, init: i32, name: &str) -> Result<i32, Stage1Error> {
+    let pids = crate::cgroups::app_pids(Path::new(crate::cgroups::ROOT), uuid, name)?;
+    let parent = |pid: i32| -> Option<i32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The fields after the command (which may hold spaces and parens).
+        let rest = &stat[stat.rfind(')')? + 1..];
+        rest.split_whitespace().nth(1)?.parse().ok()
+    };
+    pids.iter()
+        .copied()
+        .find(|pid| parent(*pid) == Some(init))
+        .ok_or_else(|| Stage1Error::Config(format!("app '{name}' is not running in this pod")))
 }
 
 /// Before anything of the pod is touched: this process becomes
@@ -92,7 +85,7 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32, Stage1
     let init = pod
         .pid()
         .ok_or_else(|| Stage1Error::Config("the pod has not started (no pid)".to_string()))?;
-    let pid = app_pid(init, &target.name)?;
+    let pid = app_pid(&pod.uuid, init, &target.name)?;
     // Opened before the mount namespace changes what /proc shows.
     let private_users = pod
         .runtime()
