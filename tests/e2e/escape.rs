@@ -507,3 +507,128 @@ fn an_app_cannot_pass_itself_off_as_another_for_enter() {
     }
     let _ = output(skiff_in(root).args(["stop", &uuid]));
 }
+
+/// An image of busybox named `name` (with `deps` as its dependencies).
+fn named_image(dir: &Path, name: &str, deps: &str) -> PathBuf {
+    let layout = dir.join(format!("layout-{}", name.replace('/', "_")));
+    busybox_layout(&layout);
+    std::fs::write(
+        layout.join("manifest"),
+        format!(
+            r#"{{"acKind": "ImageManifest", "acVersion": "0.8.11", "name": "{name}",
+               "labels": [{{"name": "os", "value": "linux"}}, {{"name": "arch", "value": "amd64"}}],
+               "app": {{"exec": ["/bin/sh", "-c", "echo ran"], "user": "0", "group": "0"}},
+               "dependencies": [{deps}]}}"#
+        ),
+    )
+    .unwrap();
+    let aci = dir.join(format!("{}.aci", name.replace('/', "_")));
+    let built = output(skiff().args(["image", "build"]).arg(&layout).arg(&aci));
+    assert!(built.status.success(), "{}", stderr(&built));
+    aci
+}
+
+#[test]
+fn the_run_policy_holds_for_every_image_and_whole_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let _guard = PodsGuard { root: d };
+    // A key trusted for example.com signs what the test says is signed.
+    assert!(
+        output(skiff().args(["key", "generate", "--out"]).arg(d.join("k")))
+            .status
+            .success()
+    );
+    let trust = output(
+        skiff_in(d)
+            .args([
+                "trust",
+                "--prefix",
+                "example.com",
+                "--skip-fingerprint-review",
+            ])
+            .arg(d.join("k.pub.asc")),
+    );
+    assert!(trust.status.success(), "{}", stderr(&trust));
+    let sign = |aci: &Path| {
+        let out = output(
+            skiff()
+                .args(["image", "sign"])
+                .arg(aci)
+                .arg("--key")
+                .arg(d.join("k.sec.asc")),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    let policy = d.join("policy.toml");
+    let with_policy = |args: &[&str], image: &Path| {
+        output(
+            skiff_in(d)
+                .arg("--policy")
+                .arg(&policy)
+                .args(args)
+                .arg(image),
+        )
+    };
+
+    // An unsigned dependency, already in the store, under a signed image.
+    let dep = named_image(d, "example.com/dep", "");
+    let fetched = output(
+        skiff_in(d)
+            .args(["--insecure-options=image", "fetch"])
+            .arg(&dep),
+    );
+    assert!(fetched.status.success(), "{}", stderr(&fetched));
+    let top = named_image(d, "example.com/top", r#"{"imageName": "example.com/dep"}"#);
+    sign(&top);
+    std::fs::write(&policy, "require-signature = true\n").unwrap();
+    let before = image_list(d);
+    for command in [&["run", "--net=none"][..], &["prepare", "--net=none"]] {
+        let out = with_policy(command, &top);
+        assert_refused(&out, "unsigned dependency");
+        assert!(
+            stderr(&out).contains("refuses example.com/dep")
+                && stderr(&out).contains("no trusted key signed it"),
+            "{command:?}: {}",
+            stderr(&out)
+        );
+        assert_eq!(image_list(d), before, "{command:?} kept a refused image");
+    }
+    // The check can fail: signed all the way down, the same pod runs.
+    let list = output(skiff_in(d).args(["image", "rm", "example.com/dep"]));
+    assert!(list.status.success(), "{}", stderr(&list));
+    sign(&dep);
+    assert!(output(skiff_in(d).arg("fetch").arg(&dep)).status.success());
+    let out = with_policy(&["run", "--net=none"], &top);
+    assert!(stdout(&out).contains("ran"), "{}", stderr(&out));
+
+    // Prefixes are whole path segments ...
+    std::fs::write(&policy, "trusted-prefixes = [\"example.com/pri\"]\n").unwrap();
+    let private = named_image(d, "example.com/private", "");
+    sign(&private);
+    let out = with_policy(&["run", "--net=none"], &private);
+    assert_refused(&out, "example.com/pri admits example.com/private");
+    assert!(
+        stderr(&out).contains("not under a trusted prefix"),
+        "{}",
+        stderr(&out)
+    );
+    // ... and a name must be vouched for by a signature, not only claimed.
+    std::fs::write(&policy, "trusted-prefixes = [\"example.com/\"]\n").unwrap();
+    let claimed = named_image(d, "example.com/claimed", "");
+    let out = output(
+        skiff_in(d)
+            .arg("--policy")
+            .arg(&policy)
+            .args(["--insecure-options=image", "run", "--net=none"])
+            .arg(&claimed),
+    );
+    assert_refused(&out, "a claimed name");
+    assert!(stderr(&out).contains("only claimed"), "{}", stderr(&out));
+    let out = with_policy(&["run", "--net=none"], &private);
+    assert!(
+        stdout(&out).contains("ran"),
+        "signed and under the prefix: {}",
+        stderr(&out)
+    );
+}

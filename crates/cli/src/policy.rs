@@ -8,9 +8,13 @@
 //! max-severity = "high"
 //! # refuse images no trusted key signed
 //! require-signature = true
-//! # refuse images whose names are not under one of these
+//! # refuse images whose names are not under one of these (whole path
+//! # segments), as vouched for by a trusted key whose scope covers the name
 //! trusted-prefixes = ["example.com/", "registry.example.org/team/"]
 //! ```
+//!
+//! The policy holds for every image of a pod's tree: the image run and
+//! each of its dependencies.
 
 use std::path::PathBuf;
 
@@ -76,14 +80,20 @@ impl Policy {
         rec: &ImageRecord,
     ) -> anyhow::Result<Vec<String>> {
         let mut reasons = Vec::new();
-        if let Some(prefixes) = &self.trusted_prefixes
-            && !prefixes.iter().any(|p| rec.name.starts_with(p.as_str()))
-        {
-            reasons.push(format!(
-                "{} is not under a trusted prefix ({})",
-                rec.name,
-                prefixes.join(", ")
-            ));
+        if let Some(prefixes) = &self.trusted_prefixes {
+            if !prefixes.iter().any(|p| under_prefix(&rec.name, p)) {
+                reasons.push(format!(
+                    "{} is not under a trusted prefix ({})",
+                    rec.name,
+                    prefixes.join(", ")
+                ));
+            } else if !self.name_vouched(global, store, rec)? {
+                reasons.push(format!(
+                    "its name {} is only claimed: no key trusted for that name signed it \
+                     (trusted-prefixes admits names that a signature vouches for)",
+                    rec.name
+                ));
+            }
         }
         if self.require_signature && store.index().signers(&rec.id)?.is_empty() {
             let note = if global.insecure_options.image {
@@ -122,6 +132,62 @@ impl Policy {
         Ok(reasons)
     }
 
+    /// Whether a key trusted for `rec`'s name signed it: the name is then
+    /// the signer's word, not only the image's.
+    fn name_vouched(
+        &self,
+        global: &GlobalArgs,
+        store: &Store,
+        rec: &ImageRecord,
+    ) -> anyhow::Result<bool> {
+        let signers = store.index().signers(&rec.id)?;
+        if signers.is_empty() {
+            return Ok(false);
+        }
+        let keys = global.keystore().keys_for(&rec.name)?;
+        Ok(keys.iter().any(|k| signers.contains(&k.fingerprint)))
+    }
+
+    /// [`Policy::enforce_tree`]; when the policy refuses, the images the
+    /// store did not hold `before` (what the refused fetch added) are
+    /// removed again: a refused image leaves the store as it was.
+    pub fn admit(
+        &self,
+        global: &GlobalArgs,
+        store: &Store,
+        top: &skiff_spec::ImageId,
+        before: &std::collections::BTreeSet<String>,
+    ) -> anyhow::Result<()> {
+        let verdict = self.enforce_tree(global, store, top);
+        if verdict.is_err() {
+            for rec in store.images()? {
+                if !before.contains(rec.id.as_str()) {
+                    let _ = store.remove(&rec.id);
+                }
+            }
+        }
+        verdict
+    }
+
+    /// Fails with every reason if the policy refuses the image `top` or
+    /// any image of its tree (its dependencies).
+    pub fn enforce_tree(
+        &self,
+        global: &GlobalArgs,
+        store: &Store,
+        top: &skiff_spec::ImageId,
+    ) -> anyhow::Result<()> {
+        let ids: Vec<skiff_spec::ImageId> = match store.dependency_layers(top)? {
+            Ok(layers) => layers.into_iter().map(|l| l.id).collect(),
+            // Rendering will say which are missing; judge what is here.
+            Err(_) => vec![top.clone()],
+        };
+        for id in ids {
+            self.enforce(global, store, &store.resolve(id.as_str())?)?;
+        }
+        Ok(())
+    }
+
     /// Fails with every reason if the policy refuses `rec`.
     pub fn enforce(
         &self,
@@ -139,5 +205,39 @@ impl Policy {
             );
         }
         Ok(())
+    }
+}
+
+/// The IDs of the images in the store now.
+pub fn snapshot(store: &Store) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    Ok(store
+        .images()?
+        .into_iter()
+        .map(|r| r.id.as_str().to_string())
+        .collect())
+}
+
+/// Whether `name` is `prefix` or below it, by whole path segments
+/// (`example.com/pri` does not admit `example.com/priv`).
+fn under_prefix(name: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    name == prefix
+        || name
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::under_prefix;
+
+    #[test]
+    fn prefixes_match_whole_path_segments() {
+        assert!(under_prefix("example.com/priv/app", "example.com/priv"));
+        assert!(under_prefix("example.com/priv/app", "example.com/priv/"));
+        assert!(under_prefix("example.com/priv", "example.com/priv"));
+        assert!(!under_prefix("example.com/private", "example.com/priv"));
+        assert!(!under_prefix("example.com/priv", "example.com/pri"));
+        assert!(!under_prefix("example.comx/a", "example.com/"));
     }
 }

@@ -130,18 +130,17 @@ pub fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<ExitCode> {
     };
     let policy = crate::policy::load(global)?;
     for image in &args.images {
+        let before = match &policy {
+            Some(_) => crate::policy::snapshot(&store)?,
+            None => Default::default(),
+        };
         let fetched = fetcher
             .fetch(image)
             .with_context(|| format!("cannot fetch {image}"))?;
+        // What the policy refuses (the image or a dependency) does not
+        // stay in the store.
         if let Some(policy) = &policy {
-            let rec = store.resolve(fetched.id.as_str())?;
-            if let Err(e) = policy.enforce(global, &store, &rec) {
-                // What the policy refuses does not stay in the store.
-                if !fetched.cached {
-                    let _ = store.remove(&fetched.id);
-                }
-                return Err(e);
-            }
+            policy.admit(global, &store, &fetched.id, &before)?;
         }
         if let Some(v) = &fetched.verified {
             let who = v

@@ -351,11 +351,15 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
     };
     let policy = crate::policy::load(global)?;
     for spec in &mut specs {
+        let before = match &policy {
+            Some(_) => crate::policy::snapshot(&store)?,
+            None => Default::default(),
+        };
         let fetched = fetcher
             .fetch(&spec.image)
             .with_context(|| format!("cannot fetch {}", spec.image))?;
         if let Some(policy) = &policy {
-            policy.enforce(global, &store, &store.resolve(fetched.id.as_str())?)?;
+            policy.admit(global, &store, &fetched.id, &before)?;
         }
         let tree = store.render(&fetched.id)?;
         spec.request.image_id = fetched.id.to_string();
