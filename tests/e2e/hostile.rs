@@ -114,8 +114,13 @@ fn write_aci(out: &Path, manifest: &str, entries: &[Raw]) {
 
 /// A PAX extended header entry setting `path` for the next entry.
 fn pax_path(path: &str) -> Raw {
+    pax_record("path", path)
+}
+
+/// A PAX extended header entry with one `key=value` record.
+fn pax_record(key: &str, value: &str) -> Raw {
     let record = {
-        let body = format!(" path={path}\n");
+        let body = format!(" {key}={value}\n");
         let mut len = body.len() + 2;
         if (len + len.to_string().len() - 2).to_string().len() != len.to_string().len() {
             len += 1;
@@ -286,6 +291,22 @@ fn cases() -> Vec<Case> {
             "file-replaces-symlink",
             vec![symlink("rootfs/l", "/etc/passwd"), file("rootfs/l")],
             "rootfs/l",
+        ),
+        case(
+            "xattr-overlay-redirect",
+            vec![
+                pax_record("SCHILY.xattr.trusted.overlay.redirect", "/etc"),
+                dir("rootfs/x"),
+            ],
+            "rootfs/x",
+        ),
+        case(
+            "xattr-file-capabilities",
+            vec![
+                pax_record("SCHILY.xattr.security.capability", "caps"),
+                file("rootfs/ping"),
+            ],
+            "rootfs/ping",
         ),
         case(
             "pax-path-escape",

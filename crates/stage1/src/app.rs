@@ -26,8 +26,10 @@ pub fn environment(app: &App, app_name: &str) -> Vec<(String, String)> {
         .iter()
         .map(|v| (v.name.clone(), v.value.clone()))
         .collect();
-    env.retain(|(k, _)| k != "AC_APP_NAME");
+    env.retain(|(k, _)| k != "AC_APP_NAME" && k != "container");
     env.push(("AC_APP_NAME".to_string(), app_name.to_string()));
+    // The ACE's "container" variable: the name of the runtime.
+    env.push(("container".to_string(), "skiff".to_string()));
     if !env.iter().any(|(k, _)| k == "PATH") {
         env.push(("PATH".to_string(), DEFAULT_PATH.to_string()));
     }
@@ -175,6 +177,7 @@ mod tests {
         );
         let env = environment(&a, "web");
         assert!(env.contains(&("AC_APP_NAME".into(), "web".into())));
+        assert!(env.contains(&("container".into(), "skiff".into())));
         assert!(env.contains(&("PATH".into(), DEFAULT_PATH.into())));
         assert!(env.contains(&("FOO".into(), "1".into())));
     }

@@ -256,7 +256,7 @@ pub fn make_private_rec() -> Result<(), Stage1Error> {
 pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 /// Paths under /proc and /sys that are hidden (like Docker's defaults).
-pub const MASKED: [&str; 9] = [
+pub const MASKED: [&str; 10] = [
     "/proc/kcore",
     "/proc/keys",
     "/proc/timer_list",
@@ -266,6 +266,8 @@ pub const MASKED: [&str; 9] = [
     "/proc/scsi",
     "/sys/firmware",
     "/proc/interrupts",
+    // RAPL energy counters: a side channel on what the host computes.
+    "/sys/devices/virtual/powercap",
 ];
 
 /// Paths under /proc made read-only.

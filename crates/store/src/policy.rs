@@ -165,6 +165,25 @@ impl<'p> EntryChecker<'p> {
             EntryType::XGlobalHeader => return Ok(()),
             other => return Err(format!("unsupported entry type {other:?}")),
         };
+        for name in &entry.xattrs {
+            let allowed = name.starts_with("user.")
+                || name == "system.posix_acl_access"
+                || name == "system.posix_acl_default";
+            // File capabilities raise privileges on exec, like setuid.
+            if name == "security.capability" {
+                if !p.allow_setuid {
+                    return Err(
+                        "file capabilities (security.capability); allow with --allow-setuid"
+                            .to_string(),
+                    );
+                }
+            } else if !allowed {
+                return Err(format!(
+                    "extended attribute '{name}' (images may carry user.*, POSIX ACLs and, \
+                     with --allow-setuid, security.capability)"
+                ));
+            }
+        }
         if kind != Seen::Dir && kind != Seen::Symlink && entry.mode & 0o6000 != 0 && !p.allow_setuid
         {
             return Err(format!(
@@ -196,6 +215,7 @@ mod tests {
             uid: 0,
             gid: 0,
             link_target: link.map(str::to_string),
+            xattrs: Vec::new(),
         }
     }
 
@@ -206,6 +226,31 @@ mod tests {
             c.check(e, 1 << 20)?;
         }
         Ok(())
+    }
+
+    #[test]
+    fn extended_attributes_from_an_allow_list() {
+        let with = |name: &str| EntryInfo {
+            xattrs: vec![name.to_string()],
+            ..entry("rootfs/f", EntryType::Regular, 0o644, None)
+        };
+        assert!(run(&[with("user.mime_type")]).is_ok());
+        assert!(run(&[with("system.posix_acl_access")]).is_ok());
+        for refused in [
+            "trusted.overlay.redirect",
+            "security.selinux",
+            "security.ima",
+        ] {
+            assert!(run(&[with(refused)]).is_err(), "{refused}");
+        }
+        // File capabilities count as setuid.
+        assert!(run(&[with("security.capability")]).is_err());
+        let policy = ArchivePolicy {
+            allow_setuid: true,
+            ..ArchivePolicy::default()
+        };
+        let mut c = EntryChecker::new(&policy);
+        assert!(c.check(&with("security.capability"), 1 << 20).is_ok());
     }
 
     #[test]

@@ -199,6 +199,8 @@ pub struct EntryInfo {
     pub gid: u64,
     /// Target of a symlink or hard link.
     pub link_target: Option<String>,
+    /// Names of its extended attributes (`SCHILY.xattr.*` PAX records).
+    pub xattrs: Vec<String>,
 }
 
 /// Reads an ACI from `input` (any compression), checks it as `actool
@@ -236,6 +238,21 @@ pub fn validate_aci_with<R: Read>(
             let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let name = clean_path(&raw_name);
             last.clone_from(&raw_name);
+            let xattrs = entry
+                .pax_extensions()
+                .ok()
+                .flatten()
+                .map(|pax| {
+                    pax.filter_map(Result::ok)
+                        .filter_map(|ext| {
+                            ext.key()
+                                .ok()
+                                .and_then(|k| k.strip_prefix("SCHILY.xattr."))
+                                .map(str::to_string)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             let header = entry.header();
             let info = EntryInfo {
                 raw_path: raw_name.clone(),
@@ -248,6 +265,7 @@ pub fn validate_aci_with<R: Read>(
                 link_target: entry
                     .link_name_bytes()
                     .map(|b| String::from_utf8_lossy(&b).into_owned()),
+                xattrs,
             };
             visit(&info).map_err(|reason| AciError::Refused {
                 entry: raw_name.clone(),
