@@ -225,6 +225,12 @@ fn tampered_unsigned_and_wrongly_signed_images_are_refused() {
     );
 
     trust(&site, NAME, &site.gpg.public_key());
+    // A download larger than the largest image allowed stops there.
+    refused_and_unchanged(
+        &site,
+        &["fetch", "--max-image-size=1000", "127.0.0.2/busybox:1.0"],
+        "larger than 1000 bytes",
+    );
     // Tampered image with the original signature.
     let mut tampered = site.aci.clone();
     let at = tampered.len() / 2;

@@ -31,6 +31,20 @@ pub struct HttpOptions {
     pub progress: bool,
 }
 
+/// Refuses a download past `limit` bytes.
+pub fn within_limit(url: &str, bytes: u64, limit: u64) -> Result<(), FetchError> {
+    if bytes > limit {
+        return Err(FetchError::Http {
+            url: url.to_string(),
+            reason: format!(
+                "the download is larger than {limit} bytes, the largest image allowed \
+                 (--max-image-size raises it)"
+            ),
+        });
+    }
+    Ok(())
+}
+
 pub struct Http {
     agent: ureq::Agent,
     options: HttpOptions,
@@ -218,13 +232,15 @@ impl Http {
 
     /// Downloads `url` into `file` (from its start), conditionally on
     /// `etag`; retries transient failures, resuming with a Range request
-    /// when the server supports it. `Ok(None)` for a 404.
+    /// when the server supports it. `Ok(None)` for a 404. Stops at `limit`
+    /// bytes (a server may not fill the disk).
     pub fn download(
         &self,
         url: &str,
         file: &File,
         etag: Option<&str>,
         what: &str,
+        limit: u64,
     ) -> Result<Option<Download>, FetchError> {
         self.check_scheme(url)?;
         let io_err = |e: io::Error| FetchError::Http {
@@ -274,6 +290,7 @@ impl Http {
             let total = header("content-length")
                 .and_then(|v| v.parse::<u64>().ok())
                 .map(|n| n + written);
+            within_limit(url, total.unwrap_or(0), limit)?;
             let mut out = file.try_clone().map_err(io_err)?;
             out.set_len(written).map_err(io_err)?;
             out.seek(SeekFrom::Start(written)).map_err(io_err)?;
@@ -289,12 +306,16 @@ impl Http {
                         }
                         written += n as u64;
                         bar.set_position(written);
+                        if written > limit {
+                            break Ok(());
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => break Err(e),
                 }
             };
             bar.finish_and_clear();
+            within_limit(url, written, limit)?;
             match result {
                 Ok(()) if total.is_none_or(|t| t == written) => {
                     return Ok(Some(Download::Downloaded {

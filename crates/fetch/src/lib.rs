@@ -449,10 +449,13 @@ impl Fetcher<'_> {
             .and_then(|r| r.etag.clone());
         let staged = self.store.stage()?;
         let what = url.rsplit('/').next().unwrap_or(url).to_string();
-        match self
-            .http
-            .download(url, staged.file(), etag.as_deref(), &what)?
-        {
+        match self.http.download(
+            url,
+            staged.file(),
+            etag.as_deref(),
+            &what,
+            self.options.archive_policy.max_bytes,
+        )? {
             None => Err(FetchError::NotFound(url.to_string())),
             Some(Download::NotModified { max_age }) => {
                 let (Some(hit), Some(mut r)) = (cached, remote) else {

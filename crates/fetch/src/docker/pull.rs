@@ -220,7 +220,8 @@ impl Fetcher<'_> {
             .collect::<String>();
         let label = format!("layer {short}");
         self.cache_layer(digest, &mut |out| {
-            reg.blob_to(digest, out, &label).map(drop)
+            reg.blob_to(digest, out, &label, self.options.archive_policy.max_bytes)
+                .map(drop)
         })
     }
 

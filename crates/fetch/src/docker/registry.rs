@@ -164,6 +164,8 @@ impl<'a> Registry<'a> {
             reason: "Bearer challenge without a realm".into(),
         })?;
         self.http.check_scheme(realm)?;
+        let creds = self.basic();
+        credentials_may_go_to(realm, creds.is_some())?;
         let mut query = Vec::new();
         if let Some(service) = get("service") {
             query.push(format!("service={}", percent(service)));
@@ -174,7 +176,7 @@ impl<'a> Registry<'a> {
         query.push(format!("scope={}", percent(&scope)));
         let token_url = format!("{realm}?{}", query.join("&"));
         let mut headers = Vec::new();
-        if let Some(b) = self.basic() {
+        if let Some(b) = creds {
             headers.push(("Authorization", b));
         }
         let resp = self.http.send(&token_url, &headers)?;
@@ -248,6 +250,7 @@ impl<'a> Registry<'a> {
         digest: &str,
         out: &mut std::fs::File,
         what: &str,
+        limit: u64,
     ) -> Result<u64, FetchError> {
         let path = format!("{}/blobs/{digest}", self.repo);
         let url = format!("{}/v2/{path}", self.base);
@@ -261,6 +264,7 @@ impl<'a> Registry<'a> {
             .get("content-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
+        crate::http::within_limit(&url, total.unwrap_or(0), limit)?;
         let bar = self.http.progress_bar(what, total, 0);
         let mut reader = resp.into_body().into_reader();
         let mut hasher = Sha256::new();
@@ -281,6 +285,7 @@ impl<'a> Registry<'a> {
             out.write_all(&buf[..n]).map_err(io)?;
             written += n as u64;
             bar.set_position(written);
+            crate::http::within_limit(&url, written, limit)?;
         }
         bar.finish_and_clear();
         let got = format!("sha256:{}", hex(&hasher.finalize()));
@@ -302,7 +307,7 @@ impl<'a> Registry<'a> {
             source: e,
         };
         let mut file = tempfile::tempfile_in(tmp).map_err(io)?;
-        let n = self.blob_to(digest, &mut file, "config")?;
+        let n = self.blob_to(digest, &mut file, "config", MAX_MANIFEST)?;
         if n > MAX_MANIFEST {
             return Err(FetchError::Http {
                 url: digest.to_string(),
@@ -335,6 +340,22 @@ fn read_limited(resp: ureq::http::Response<ureq::Body>, url: &str) -> Result<Vec
     Ok(body)
 }
 
+/// Credentials go to the token realm a registry names (often another
+/// host, as Docker Hub's auth.docker.io) only over HTTPS, whatever
+/// `--insecure-options` says: a plain-HTTP realm would hand them to
+/// anyone on the path.
+fn credentials_may_go_to(realm: &str, with_credentials: bool) -> Result<(), FetchError> {
+    if with_credentials && !realm.starts_with("https://") {
+        return Err(FetchError::Http {
+            url: realm.to_string(),
+            reason: "the registry asks for credentials to be sent to a token service that is \
+                     not HTTPS; skiff sends credentials only over HTTPS"
+                .to_string(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +372,14 @@ mod tests {
         );
         assert_eq!(p[2].1, "repository:library/busybox:pull");
         assert!(bearer_params("Basic realm=x").is_none());
+    }
+
+    #[test]
+    fn credentials_go_only_to_https_realms() {
+        assert!(credentials_may_go_to("https://auth.example.org/token", true).is_ok());
+        assert!(credentials_may_go_to("http://auth.example.org/token", false).is_ok());
+        let err = credentials_may_go_to("http://evil.example/token", true).unwrap_err();
+        assert!(err.to_string().contains("only over HTTPS"), "{err}");
         assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
         assert_eq!(base64(b"ab"), "YWI=");
         assert_eq!(base64(b"a"), "YQ==");
