@@ -632,3 +632,37 @@ fn the_run_policy_holds_for_every_image_and_whole_names() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_pod_sees_its_own_cgroup_tree_read_only() {
+    for flavor in ["ns", "oci"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let _guard = PodsGuard { root };
+        let aci = hostile_image(
+            root,
+            r#"{"exec": ["/bin/sh", "-c", "cat /proc/self/cgroup; echo limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); (echo /x > /sys/fs/cgroup/memory/release_agent) 2>/dev/null && echo AGENT-WRITABLE; /bin/busybox mkdir /sys/fs/cgroup/memory/child 2>/dev/null && echo CGROUP-MADE; echo done"], "user": "0", "group": "0"}"#,
+        );
+        let out = output(
+            skiff_in(root)
+                .args(["--insecure-options=image", "run", "--net=none"])
+                .arg(format!("--stage1={flavor}"))
+                .arg(&aci)
+                .arg("--memory=64M"),
+        );
+        let text = stdout(&out);
+        assert!(text.contains("done"), "{flavor}: {text} {}", stderr(&out));
+        // Its own tree: no host path (skiff/<uuid>) in sight ...
+        assert!(
+            !text.contains("skiff"),
+            "{flavor}: the host's cgroup paths show: {text}"
+        );
+        // ... with its limits where a program looks for them, read-only.
+        assert!(text.contains("limit=64000000"), "{flavor}: {text}");
+        assert!(
+            !text.contains("AGENT-WRITABLE") && !text.contains("CGROUP-MADE"),
+            "{flavor}: {text}"
+        );
+        let _ = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
+    }
+}

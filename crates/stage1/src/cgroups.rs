@@ -349,6 +349,110 @@ fn remove_dir(dir: &Path) {
     }
 }
 
+/// The hierarchies a pod's apps see at `/sys/fs/cgroup`: those skiff put
+/// them in (others would show the host's whole tree), as (mount point
+/// under /sys/fs/cgroup, file system type, mount options). Read from the
+/// host before the pod's init leaves the host's mounts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodView {
+    /// The unified hierarchy alone at /sys/fs/cgroup (cgroup v2).
+    unified: bool,
+    /// v1: one entry per hierarchy, on a tmpfs at /sys/fs/cgroup.
+    v1: Vec<(String, &'static str, String)>,
+}
+
+impl PodView {
+    pub fn detect(root: &Path) -> PodView {
+        match detect(root) {
+            Hierarchy::V2(_) => PodView {
+                unified: true,
+                v1: Vec::new(),
+            },
+            Hierarchy::V1(root) => PodView {
+                unified: false,
+                v1: V1_CONTROLLERS
+                    .into_iter()
+                    .chain(v1_optional(&root))
+                    .map(|h| {
+                        if h == V1_UNIFIED {
+                            return (h.to_string(), "cgroup2", String::new());
+                        }
+                        // `cpu` is often a link to `cpu,cpuacct`: mount the
+                        // hierarchy by its whole set of controllers.
+                        let name = std::fs::canonicalize(root.join(h))
+                            .ok()
+                            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                            .unwrap_or_else(|| h.to_string());
+                        (name.clone(), "cgroup", name)
+                    })
+                    .collect(),
+            },
+            Hierarchy::None => PodView::default(),
+        }
+    }
+
+    /// In an app process that joined its cgroups and has a mount namespace
+    /// of its own: a cgroup namespace rooted at the app's cgroups, and the
+    /// pod's hierarchies mounted read-only at `<root>/sys/fs/cgroup`, so the
+    /// app sees its own tree and limits there, not the host's paths.
+    pub fn mount(&self, app_root: &crate::mounts::Root) -> Result<(), Stage1Error> {
+        use rustix::mount::MountFlags;
+        // SAFETY: unshare(CLONE_NEWCGROUP) in a single-threaded app process.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
+            .map_err(|e| Stage1Error::Setup {
+                what: "create the app's cgroup namespace".to_string(),
+                source: e.into(),
+            })?;
+        let base = Path::new("/sys/fs/cgroup");
+        let hidden = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+        if self.unified {
+            let target = app_root.resolve(base, false, false)?;
+            return crate::mounts::mount(
+                "cgroup2",
+                &target,
+                "cgroup2",
+                MountFlags::RDONLY | hidden,
+                None,
+                "the app's cgroup tree",
+            );
+        }
+        if self.v1.is_empty() {
+            return Ok(());
+        }
+        let target = app_root.resolve(base, false, false)?;
+        crate::mounts::mount(
+            "tmpfs",
+            &target,
+            "tmpfs",
+            hidden,
+            Some(c"mode=755,size=64k"),
+            "/sys/fs/cgroup",
+        )?;
+        for (dir, fstype, options) in &self.v1 {
+            let point = app_root.resolve(&base.join(dir), true, false)?;
+            let options = std::ffi::CString::new(options.as_str())
+                .map_err(|_| Stage1Error::Config(format!("bad cgroup hierarchy {dir}")))?;
+            let data = (!options.is_empty()).then_some(options.as_c_str());
+            crate::mounts::mount(
+                "cgroup",
+                &point,
+                fstype,
+                MountFlags::RDONLY | hidden,
+                data,
+                &format!("the app's cgroup hierarchy {dir}"),
+            )?;
+        }
+        // The tmpfs holds only the mount points: read-only too.
+        let mounted = app_root.resolve(base, false, false)?;
+        crate::mounts::set_attrs(
+            &mounted,
+            crate::mounts::ATTR_RDONLY,
+            false,
+            "/sys/fs/cgroup",
+        )
+    }
+}
+
 /// The processes (host pids) in app `app`'s cgroup of pod `uuid`: which
 /// processes are the app's, as stage1 placed them (an app cannot move
 /// itself, nor forge this as it can its environment).

@@ -112,20 +112,29 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32, Stage1
         &target.name,
     )?;
     // Join the namespaces: pid (for the child), IPC, UTS, network from init; the
-    // mount namespace (and so the root) of the app itself; its user
+    // mount and cgroup namespaces (and so the root) of the app itself; its user
     // namespace last (joining it gives up privilege over the others).
-    for (proc_pid, ns, kind) in [
+    // All opened first: after the mount namespace, /proc is the pod's.
+    let namespaces = [
         (init, "pid", LinkNameSpaceType::ProcessID),
         (init, "ipc", LinkNameSpaceType::InterProcessCommunication),
         (init, "uts", LinkNameSpaceType::HostNameAndNISDomainName),
         (init, "net", LinkNameSpaceType::Network),
+        (pid, "cgroup", LinkNameSpaceType::ControlGroup),
         (pid, "mnt", LinkNameSpaceType::Mount),
-    ] {
+    ]
+    .into_iter()
+    .map(|(proc_pid, ns, kind)| {
         let path = format!("/proc/{proc_pid}/ns/{ns}");
-        let file = File::open(&path).map_err(|e| Stage1Error::Setup {
-            what: format!("open {path}"),
-            source: e,
-        })?;
+        File::open(&path)
+            .map(|file| (file, ns, kind))
+            .map_err(|e| Stage1Error::Setup {
+                what: format!("open {path}"),
+                source: e,
+            })
+    })
+    .collect::<Result<Vec<_>, _>>()?;
+    for (file, ns, kind) in namespaces {
         rustix::thread::move_into_link_name_space(file.as_fd(), Some(kind)).map_err(|e| {
             Stage1Error::Setup {
                 what: format!("join the {ns} namespace of the pod"),

@@ -730,6 +730,9 @@ fn init(
     if let Some(base) = runtime.private_users {
         mounts::create_as(base);
     }
+    // What the apps will see of their cgroups, read while the host's
+    // /sys/fs/cgroup is still in view.
+    let cgroup_view = cgroups::PodView::detect(Path::new(cgroups::ROOT));
     let stage1_root = pod.path.join("stage1");
     std::fs::create_dir_all(&stage1_root)
         .map_err(setup_err(format!("create {}", stage1_root.display())))?;
@@ -760,7 +763,14 @@ fn init(
     rustix::system::sethostname(runtime.hostname.as_bytes())
         .map_err(|e| setup_err(format!("set the hostname '{}'", runtime.hostname))(e.into()))?;
     mounts::pivot_into(&stage1_root)?;
-    run_apps(plans, app_cgroups, tty.as_ref(), userns, report);
+    run_apps(
+        plans,
+        app_cgroups,
+        Some(&cgroup_view),
+        tty.as_ref(),
+        userns,
+        report,
+    );
     Ok(())
 }
 
@@ -771,6 +781,7 @@ fn init(
 pub(crate) fn run_apps(
     plans: &[AppPlan],
     app_cgroups: &[Vec<std::fs::File>],
+    cgroup_view: Option<&cgroups::PodView>,
     tty: Option<&OwnedFd>,
     userns: Option<&OwnedFd>,
     report: &OwnedFd,
@@ -798,7 +809,7 @@ pub(crate) fn run_apps(
                 None => crate::tty::new_session(),
             };
             let error = match cgroups::join(cgroup).and(attached) {
-                Ok(()) => exec_app(p, userns),
+                Ok(()) => exec_app(p, cgroup_view, userns),
                 Err(e) => e,
             };
             send(
@@ -829,19 +840,30 @@ pub(crate) fn run_apps(
 
 /// In the forked app process: enter its root, drop privileges, exec.
 /// Returns only on failure.
-fn exec_app(p: &AppPlan, userns: Option<&OwnedFd>) -> Stage1Error {
-    match prepare_app(p, userns) {
+fn exec_app(
+    p: &AppPlan,
+    cgroup_view: Option<&cgroups::PodView>,
+    userns: Option<&OwnedFd>,
+) -> Stage1Error {
+    match prepare_app(p, cgroup_view, userns) {
         Ok(cmd) => cmd,
         Err(e) => e,
     }
 }
 
-fn prepare_app(p: &AppPlan, userns: Option<&OwnedFd>) -> Result<Stage1Error, Stage1Error> {
+fn prepare_app(
+    p: &AppPlan,
+    cgroup_view: Option<&cgroups::PodView>,
+    userns: Option<&OwnedFd>,
+) -> Result<Stage1Error, Stage1Error> {
     // SAFETY: the app process is single-threaded; FILES is not unshared.
     unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS) }
         .map_err(|e| setup_err("create the app's mount namespace")(e.into()))?;
     mounts::make_private_rec()?;
     mounts::pivot_into(Path::new(&format!("/apps/{}/rootfs", p.name)))?;
+    if let Some(view) = cgroup_view {
+        view.mount(&Root::open(Path::new("/"))?)?;
+    }
     if let Some(userns) = userns {
         crate::userns::join(userns)?;
     }

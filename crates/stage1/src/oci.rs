@@ -135,6 +135,8 @@ fn config(pod: &Pod, runtime: &skiff_pod::Runtime, p: &AppPlan) -> Result<Value,
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        // The app's own cgroup tree (in its cgroup namespace), read-only.
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
     ];
     for m in &p.mounts {
         let source = ns::volume_source(pod, &m.volume)?;
@@ -167,6 +169,7 @@ fn config(pod: &Pod, runtime: &skiff_pod::Runtime, p: &AppPlan) -> Result<Value,
         json!({"type": "ipc"}),
         json!({"type": "uts"}),
         json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
     ];
     if runtime.net.mode != NetMode::Host {
         namespaces.push(json!({"type": "network", "path": skiff_net::netns::path_for(&pod.uuid)}));
