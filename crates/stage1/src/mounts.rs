@@ -190,6 +190,7 @@ pub fn bind(
 /// `MOUNT_ATTR_*` of mount_setattr(2).
 pub const ATTR_RDONLY: u64 = 0x1;
 pub const ATTR_NODEV: u64 = 0x4;
+pub const ATTR_IDMAP: u64 = 0x0010_0000;
 
 /// Sets `attrs` (`ATTR_*`) on the mount at `target` and, with `recursive`,
 /// on every mount beneath it (mount_setattr(2), Linux 5.12+): a read-only
@@ -200,6 +201,21 @@ pub fn set_attrs(
     recursive: bool,
     what: &str,
 ) -> Result<(), Stage1Error> {
+    mount_setattr(target, attrs, recursive, None).map_err(|source| Stage1Error::Setup {
+        what: format!("set the mount options of {what}"),
+        source,
+    })
+}
+
+/// mount_setattr(2) on the mount behind `target` (an fd, empty path):
+/// sets `attrs`, with `userns` the user namespace of `ATTR_IDMAP`.
+pub fn mount_setattr(
+    target: &impl AsRawFd,
+    attrs: u64,
+    recursive: bool,
+    userns: Option<&OwnedFd>,
+) -> std::io::Result<()> {
+    /// `struct mount_attr` from <linux/mount.h>.
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -211,11 +227,11 @@ pub fn set_attrs(
         attr_set: attrs,
         attr_clr: 0,
         propagation: 0,
-        userns_fd: 0,
+        userns_fd: userns.map_or(0, |fd| fd.as_raw_fd() as u64),
     };
     let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
-    // SAFETY: mount_setattr on an fd we own, with an empty path and a
-    // fully initialised `struct mount_attr` of the size we pass.
+    // SAFETY: mount_setattr on an fd the caller holds, with an empty path
+    // and a fully initialised `struct mount_attr` of the size we pass.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
@@ -227,10 +243,7 @@ pub fn set_attrs(
         )
     };
     if rc != 0 {
-        return Err(Stage1Error::Setup {
-            what: format!("set the mount options of {what}"),
-            source: std::io::Error::last_os_error(),
-        });
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! has capabilities only over that user namespace and owns nothing else.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use rustix::mount::{MoveMountFlags, OpenTreeFlags};
@@ -15,18 +15,6 @@ use rustix::thread::{LinkNameSpaceType, UnshareFlags};
 
 use crate::Stage1Error;
 use crate::ns::setup_err;
-
-/// `MOUNT_ATTR_IDMAP` from <linux/mount.h>.
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-
-/// `struct mount_attr` from <linux/mount.h>.
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
 
 /// Creates a user namespace mapping ids `0..size` to `base..base+size` and
 /// returns a descriptor of it. A short-lived child unshares it; this
@@ -96,27 +84,8 @@ pub fn bind_idmapped(source: &Path, target: &Path, userns: &OwnedFd) -> Result<(
         OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
     )
     .map_err(|e| setup_err(what("open"))(e.into()))?;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    // SAFETY: mount_setattr on a descriptor we own, with an empty path,
-    // AT_EMPTY_PATH and a correctly sized struct mount_attr.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(setup_err(what("idmap"))(std::io::Error::last_os_error()));
-    }
+    crate::mounts::mount_setattr(&tree, crate::mounts::ATTR_IDMAP, false, Some(userns))
+        .map_err(setup_err(what("idmap")))?;
     rustix::mount::move_mount(
         tree.as_fd(),
         "",
