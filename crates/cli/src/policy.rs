@@ -148,9 +148,11 @@ impl Policy {
         Ok(keys.iter().any(|k| signers.contains(&k.fingerprint)))
     }
 
-    /// [`Policy::enforce_tree`]; when the policy refuses, the images the
-    /// store did not hold `before` (what the refused fetch added) are
-    /// removed again: a refused image leaves the store as it was.
+    /// Enforces the policy on every image of the tree that `top` renders
+    /// to (the very layers a pod gets: the rendered tree lists them, so a
+    /// tree rendered before the policy existed is judged by what is in it).
+    /// When the policy refuses, the images of that tree the store did not
+    /// hold `before` (what the refused fetch added) are removed again.
     pub fn admit(
         &self,
         global: &GlobalArgs,
@@ -158,34 +160,24 @@ impl Policy {
         top: &skiff_spec::ImageId,
         before: &std::collections::BTreeSet<String>,
     ) -> anyhow::Result<()> {
-        let verdict = self.enforce_tree(global, store, top);
+        let tree = store.render(top)?;
+        let listed = tree.join("images");
+        let ids: Vec<String> = std::fs::read_to_string(&listed)
+            .with_context(|| format!("cannot read {}", listed.display()))?
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let verdict = ids
+            .iter()
+            .try_for_each(|id| self.enforce(global, store, &store.resolve(id)?));
         if verdict.is_err() {
-            for rec in store.images()? {
-                if !before.contains(rec.id.as_str()) {
+            for id in ids.iter().filter(|id| !before.contains(id.as_str())) {
+                if let Ok(rec) = store.resolve(id) {
                     let _ = store.remove(&rec.id);
                 }
             }
         }
         verdict
-    }
-
-    /// Fails with every reason if the policy refuses the image `top` or
-    /// any image of its tree (its dependencies).
-    pub fn enforce_tree(
-        &self,
-        global: &GlobalArgs,
-        store: &Store,
-        top: &skiff_spec::ImageId,
-    ) -> anyhow::Result<()> {
-        let ids: Vec<skiff_spec::ImageId> = match store.dependency_layers(top)? {
-            Ok(layers) => layers.into_iter().map(|l| l.id).collect(),
-            // Rendering will say which are missing; judge what is here.
-            Err(_) => vec![top.clone()],
-        };
-        for id in ids {
-            self.enforce(global, store, &store.resolve(id.as_str())?)?;
-        }
-        Ok(())
     }
 
     /// Fails with every reason if the policy refuses `rec`.

@@ -43,13 +43,14 @@ pub fn pod_root_id() -> Option<u32> {
     Some(CREATE_AS.load(Ordering::Relaxed)).filter(|id| *id != u32::MAX)
 }
 
-/// Runs `create`; if the caller's ids are unmapped in the target's idmapped
-/// mount, runs it again as in-pod root.
+/// Runs `create` as in-pod root when the pod has a user namespace: what
+/// stage1 makes in an app's root (mount points, /etc) then belongs to the
+/// pod's root, in idmapped trees and in the upper layer (stored under the
+/// shifted ids) alike.
 fn create_mapped<T>(create: impl Fn() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
-    let id = CREATE_AS.load(Ordering::Relaxed);
-    match create() {
-        Err(rustix::io::Errno::OVERFLOW) if id != u32::MAX => as_pod_root(id, create),
-        other => other,
+    match CREATE_AS.load(Ordering::Relaxed) {
+        u32::MAX => create(),
+        id => as_pod_root(id, create),
     }
 }
 

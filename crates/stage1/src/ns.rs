@@ -539,6 +539,12 @@ pub(crate) fn finish_app_root_with(
     }
     for (source, target) in crate::net::etc_files(&pod.path) {
         let what = format!("the pod's {target}");
+        // The pod's root owns its /etc/hosts and resolv.conf, in a user
+        // namespace too.
+        if let Some(base) = mounts::pod_root_id() {
+            std::os::unix::fs::chown(&source, Some(base), Some(base))
+                .map_err(setup_err(format!("give {what} to the pod's root")))?;
+        }
         let fd = app_root.resolve(Path::new(target), true, true)?;
         mounts::bind(&source.display().to_string(), &fd, false, &what)?;
         if p.read_only {

@@ -420,14 +420,7 @@ impl Extractor {
                 )?;
                 let mut file = File::from(fd);
                 io::copy(entry, &mut file)?;
-                for (key, value) in xattrs(entry)? {
-                    rustix::fs::fsetxattr(
-                        file.as_fd(),
-                        key.as_str(),
-                        &value,
-                        rustix::fs::XattrFlags::empty(),
-                    )?;
-                }
+                let attributes = xattrs(entry)?;
                 if self.as_root {
                     rustix::fs::fchown(
                         &file,
@@ -435,8 +428,17 @@ impl Extractor {
                         Some(rustix::fs::Gid::from_raw(gid as u32)),
                     )?;
                 }
-                // After chown, which clears setuid bits.
+                // After chown, which clears setuid bits and file
+                // capabilities (security.capability).
                 rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
+                for (key, value) in attributes {
+                    rustix::fs::fsetxattr(
+                        file.as_fd(),
+                        key.as_str(),
+                        &value,
+                        rustix::fs::XattrFlags::empty(),
+                    )?;
+                }
                 rustix::fs::futimens(&file, &mtime_stamp(mtime))?;
             }
             EntryType::Symlink => {

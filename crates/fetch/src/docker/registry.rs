@@ -91,9 +91,20 @@ impl<'a> Registry<'a> {
     }
 
     fn basic(&self) -> Option<String> {
-        self.creds
-            .as_ref()
-            .map(|(u, p)| format!("Basic {}", base64(format!("{u}:{p}").as_bytes())))
+        let creds = self.creds.as_ref()?;
+        // Only a plain-HTTP registry (--insecure-options=http) gets them in
+        // clear; the user is told, once per use.
+        if !self.base.starts_with("https://") {
+            tracing::warn!(
+                registry = %self.base,
+                "sending the registry's credentials over plain HTTP (--insecure-options=http): anyone on the path can read them"
+            );
+        }
+        let (user, password) = creds;
+        Some(format!(
+            "Basic {}",
+            base64(format!("{user}:{password}").as_bytes())
+        ))
     }
 
     /// GET `path` (under /v2/), authenticating once if the registry asks.
