@@ -719,3 +719,77 @@ layer(sys.argv[1] + "/escape.tar", escape)
     }
     assert!(!d.join("escaped").exists() && !d.join("data/escaped").exists());
 }
+
+#[test]
+fn a_refused_layer_stops_the_conversion_before_it_fills_the_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // 256 MiB of zeros: a small gzip layer that unpacks far past the limit.
+    let script = r#"
+import tarfile, io, sys
+class Zeros(io.RawIOBase):
+    def __init__(self, n): self.left = n
+    def readable(self): return True
+    def readinto(self, b):
+        n = min(len(b), self.left); b[:n] = bytes(n); self.left -= n; return n
+with tarfile.open(sys.argv[1] + "/bomb.tar", "w") as t:
+    i = tarfile.TarInfo("zeros"); i.size = 256 << 20; t.addfile(i, io.BufferedReader(Zeros(i.size)))
+"#;
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(d)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    sh(&format!(
+        "cd {} && umoci init --layout oci && umoci new --image oci:bomb && \
+         umoci raw add-layer --image oci:bomb bomb.tar && rm bomb.tar",
+        d.display()
+    ));
+    let before = image_list(d);
+    let mut child = skiff_in(d)
+        .args([
+            "--insecure-options=image",
+            "fetch",
+            "--max-image-size=20000000",
+        ])
+        .arg(format!("oci:{}/oci:bomb", d.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // What the fetch wrote, as the kernel counts it, while it runs.
+    let io = format!("/proc/{}/io", child.id());
+    let mut most_written = 0u64;
+    let status = loop {
+        if let Some(text) = std::fs::read_to_string(&io).ok() {
+            let wchar = text
+                .lines()
+                .find_map(|l| l.strip_prefix("wchar: "))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0);
+            most_written = most_written.max(wchar);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("expands to more than 20000000 bytes"), "{err}");
+    assert_eq!(image_list(d), before);
+    // Refused at the entry's header: the conversion stops there instead of
+    // writing the 256 MiB to staging (and as much again to the checker).
+    assert!(
+        most_written < 64 << 20,
+        "the refused fetch wrote {most_written} bytes: {err}"
+    );
+}

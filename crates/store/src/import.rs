@@ -17,7 +17,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use skiff_spec::aci::{FileType, detect_file_type, validate_aci_with};
 use skiff_spec::{ImageId, ImageManifest};
@@ -82,14 +82,29 @@ impl<R: Read> Read for Counting<R> {
 }
 
 /// Writes to the staging file and to the checker's pipe.
-struct Tee<W: Write> {
+/// What a producer's writes fail with once the checker refused the image
+/// (the checker's verdict is the error to report).
+pub const STOPPED: &str = "stopped: the image was refused";
+
+struct Tee<'a, W: Write> {
     file: W,
     pipe: Option<io::PipeWriter>,
     written: u64,
+    /// Set by the checker once it refused the image: the producer stops
+    /// (a converted OCI image must not fill the disk past the verdict).
+    refused: &'a AtomicBool,
+    /// Most bytes a stream of an image the policy admits can take.
+    limit: u64,
 }
 
-impl<W: Write> Write for Tee<W> {
+impl<W: Write> Write for Tee<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.refused.load(Ordering::Relaxed) {
+            return Err(io::Error::other(STOPPED));
+        }
+        if self.written > self.limit {
+            return Err(io::Error::other("the image is larger than the limit"));
+        }
         let n = self.file.write(buf)?;
         if let Some(pipe) = &mut self.pipe
             && pipe.write_all(&buf[..n]).is_err()
@@ -210,10 +225,19 @@ impl Store {
         let staged = self.stage()?;
         let path = staged.path.clone();
         let (reader, pipe) = io::pipe().map_err(io_err("create a pipe for", &path))?;
+        let refused = AtomicBool::new(false);
+        // The entries' bytes plus their headers and padding.
+        let limit = policy
+            .max_bytes
+            .saturating_add(policy.max_entries.saturating_mul(1024));
         let (written, info) = std::thread::scope(|scope| {
+            let refused = &refused;
             let checker = scope.spawn(move || {
                 let mut input = BufReader::with_capacity(1 << 16, reader);
                 let checked = check(&mut input, policy);
+                if checked.is_err() {
+                    refused.store(true, Ordering::Relaxed);
+                }
                 // Read to the end whatever the verdict, so the writer never
                 // meets a closed pipe (SIGPIPE).
                 let _ = io::copy(&mut input, &mut io::sink());
@@ -223,6 +247,8 @@ impl Store {
                 file: io::BufWriter::with_capacity(1 << 20, staged.file()),
                 pipe: Some(pipe),
                 written: 0,
+                refused,
+                limit,
             };
             let produced = produce(&mut tee).and_then(|()| tee.flush());
             let written = tee.written;
@@ -235,8 +261,10 @@ impl Store {
             });
             (produced.map(|()| written), info)
         });
+        // The checker's verdict first: it is why the producer stopped.
+        let info = info?;
         let written = written.map_err(io_err("write", &path))?;
-        self.publish(staged, info?, written, "none".to_string())
+        self.publish(staged, info, written, "none".to_string())
     }
 
     fn publish(

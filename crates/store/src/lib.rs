@@ -28,7 +28,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use db::{ImageRecord, RemoteRecord};
-pub use import::{Imported, Staged};
+pub use import::{Imported, STOPPED, Staged};
 pub use policy::ArchivePolicy;
 use skiff_spec::ImageId;
 

@@ -292,8 +292,18 @@ impl Fetcher<'_> {
                 .map(drop)
                 .map_err(|e| std::io::Error::other(e.to_string()))
         });
-        conversion?;
-        let imported = imported?;
+        // When the store refused the image, the conversion was stopped:
+        // the store's verdict is the reason.
+        let stopped = conversion
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains(skiff_store::STOPPED));
+        let imported = match (stopped, imported) {
+            (true, Err(verdict)) => return Err(verdict.into()),
+            (_, imported) => {
+                conversion?;
+                imported?
+            }
+        };
         // Remembered by origin and digest: `skiff image list` shows where
         // it came from, and image commands accept that reference.
         self.store.index().set_remote(&RemoteRecord {
