@@ -763,7 +763,7 @@ with tarfile.open(sys.argv[1] + "/bomb.tar", "w") as t:
     let io = format!("/proc/{}/io", child.id());
     let mut most_written = 0u64;
     let status = loop {
-        if let Some(text) = std::fs::read_to_string(&io).ok() {
+        if let Ok(text) = std::fs::read_to_string(&io) {
             let wchar = text
                 .lines()
                 .find_map(|l| l.strip_prefix("wchar: "))
