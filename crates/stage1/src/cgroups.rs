@@ -41,11 +41,14 @@ fn v1_devices(root: &Path) -> bool {
     root.join(V1_DEVICES).join("cgroup.procs").exists()
 }
 
-/// The hierarchies a v1 pod joins beyond [`V1_CONTROLLERS`], where mounted.
+/// The hierarchy a v1 pod joins beyond [`V1_CONTROLLERS`] for its device
+/// policy: the `devices` controller where mounted, else the unified
+/// hierarchy of a hybrid host (with a device program), else none.
 fn v1_optional(root: &Path) -> Vec<&'static str> {
     [V1_DEVICES, V1_UNIFIED]
         .into_iter()
-        .filter(|h| root.join(h).join("cgroup.procs").exists())
+        .find(|h| root.join(h).join("cgroup.procs").exists())
+        .into_iter()
         .collect()
 }
 
