@@ -362,15 +362,17 @@ fn kvm_interactive_pods_use_the_console_as_their_terminal() {
     let tmp = fixture();
     let root = tmp.path();
     let _guard = PodsGuard { root };
-    // A terminal for skiff; the input is typed once the guest's shell shows
-    // its prompt, however long the boot takes.
+    // A terminal for skiff; the input is typed once the guest's app says
+    // it reads (a shell's `read`, not its line editor, which queries the
+    // terminal in ways a test's terminal does not answer), however long
+    // the boot takes.
     let mut term = Terminal::start(&format!(
-        "SKIFF_DIR={}/data {} run --stage1=kvm --net=none --interactive --set-env=PS1=ready-for-input: example.com/kvm-test:1 --exec=/bin/sh 2>/dev/null",
+        "SKIFF_DIR={}/data {} run --stage1=kvm --net=none --interactive example.com/kvm-test:1 --exec=/bin/sh -- -c 'echo ready-for-input:; read line; eval \"$line\"; exit 3' 2>/dev/null",
         root.display(),
         env!("CARGO_BIN_EXE_skiff"),
     ));
     term.wait_for("ready-for-input:");
-    term.send("echo answer-$((6*7)); [ -t 0 ] && echo stdin-is-a-tty\nexit 3\n");
+    term.send("echo answer-$((6*7)); [ -t 0 ] && echo stdin-is-a-tty\n");
     let (text, code) = term.finish();
     assert!(text.contains("answer-42"), "{text}");
     assert!(text.contains("stdin-is-a-tty"), "{text}");

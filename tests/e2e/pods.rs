@@ -712,20 +712,19 @@ fn interactive_pods_get_a_terminal_of_their_own() {
     let tmp = tempfile::tempdir().unwrap();
     let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
-    // A terminal for skiff; the input is typed once the pod's shell shows
-    // its prompt. Also in a user namespace, where host-owned ttys would be
-    // `nobody`'s.
+    // A terminal for skiff; the input is typed once the pod's app says it
+    // reads (a shell's `read`, not its line editor, which queries the
+    // terminal in ways a test's terminal does not answer). Also in a user
+    // namespace, where host-owned ttys would be `nobody`'s.
     for extra in ["", "--private-users"] {
         let mut term = Terminal::start(&format!(
-            "SKIFF_DIR={}/data {} run --insecure-options=image --interactive --set-env=PS1=ready-for-input: {extra} {} --exec=/bin/sh 2>/dev/null",
+            "SKIFF_DIR={}/data {} run --insecure-options=image --interactive {extra} {} --exec=/bin/sh -- -c 'echo ready-for-input:; read line; eval \"$line\"; exit 3' 2>/dev/null",
             tmp.path().display(),
             env!("CARGO_BIN_EXE_skiff"),
             aci.display()
         ));
         term.wait_for("ready-for-input:");
-        term.send(
-            "echo answer-$((6*7)); [ -t 0 ] && echo stdin-is-a-tty; echo name=$(tty)\nexit 3\n",
-        );
+        term.send("echo answer-$((6*7)); [ -t 0 ] && echo stdin-is-a-tty; echo name=$(tty)\n");
         let (text, code) = term.finish();
         assert!(text.contains("answer-42"), "{text}");
         assert!(text.contains("stdin-is-a-tty"), "{text}");

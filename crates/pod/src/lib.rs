@@ -214,7 +214,21 @@ pub const USERNS_SIZE: u32 = 65536;
 /// ordinary host users and subuid ranges).
 pub fn private_users_base(uuid: &str) -> u32 {
     let n = u32::from_str_radix(uuid.get(..4).unwrap_or("0"), 16).unwrap_or(0);
-    USERNS_SIZE * (16 + n % 32000)
+    USERNS_SIZE * (16 + n % PRIVATE_USERS_BLOCKS)
+}
+
+/// How many id blocks `--private-users` pods are given from.
+const PRIVATE_USERS_BLOCKS: u32 = 32000;
+
+/// The first free id block for pod `uuid`: its own
+/// ([`private_users_base`]) unless a pod that may still run (prepared,
+/// running) holds it, then the next free one. `in_use` are the bases of
+/// those pods. Two pods never share host ids.
+pub fn free_private_users_base(uuid: &str, in_use: &[u32]) -> Option<u32> {
+    let first = private_users_base(uuid) / USERNS_SIZE - 16;
+    (0..PRIVATE_USERS_BLOCKS)
+        .map(|i| USERNS_SIZE * (16 + (first + i) % PRIVATE_USERS_BLOCKS))
+        .find(|base| !in_use.contains(base))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -299,6 +313,26 @@ impl Pods {
 
     pub fn state_dir(&self, state: State) -> PathBuf {
         self.root.join(state.dir_name())
+    }
+
+    /// Runs `f` holding the lock that orders id-range choices, with the
+    /// `--private-users` bases of every pod that may still run.
+    pub fn with_private_users<T>(
+        &self,
+        f: impl FnOnce(&[u32]) -> Result<T, PodError>,
+    ) -> Result<T, PodError> {
+        fs::create_dir_all(&self.root).map_err(io_err("create", &self.root))?;
+        let path = self.root.join("private-users.lock");
+        let file = File::create(&path).map_err(io_err("create", &path))?;
+        rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io_err("lock", &path)(e.into()))?;
+        let in_use: Vec<u32> = self
+            .all()?
+            .iter()
+            .filter(|p| matches!(p.state, State::Prepare | State::Prepared | State::Run))
+            .filter_map(|p| p.runtime().ok()?.private_users)
+            .collect();
+        f(&in_use)
     }
 
     /// Creates a new pod in `prepare` (via `embryo`).

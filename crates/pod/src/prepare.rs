@@ -379,21 +379,31 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
             path,
             source,
         })?;
-        pod.write_runtime(&Runtime {
+        let runtime = |private_users| Runtime {
             flavor: req.flavor.clone(),
-            hostname,
-            apps: runtime_apps,
+            hostname: hostname.clone(),
+            apps: runtime_apps.clone(),
             debug: req.debug,
             pids_limit: req.pids_limit,
             interactive: req.interactive,
-            private_users: req
-                .private_users
-                .then(|| crate::private_users_base(&pod.uuid)),
+            private_users,
             no_overlay: req.no_overlay,
             net: req.net.clone(),
             oci_runtime: req.oci_runtime.clone(),
             stage1_options: req.stage1_options.clone(),
-        })?;
+        };
+        if req.private_users {
+            // Chosen and recorded (in runtime.json) under one lock: no two
+            // pods that may run share host ids.
+            pods.with_private_users(|in_use| {
+                let base = crate::free_private_users_base(&pod.uuid, in_use).ok_or_else(|| {
+                    config("every --private-users id range is in use".to_string())
+                })?;
+                pod.write_runtime(&runtime(Some(base)))
+            })?;
+        } else {
+            pod.write_runtime(&runtime(None))?;
+        }
         images.sort();
         images.dedup();
         let path = pod.path.join("images");
@@ -491,5 +501,30 @@ mod tests {
             skiff_spec::parse_pod_manifest(&std::fs::read(pod.manifest_path()).unwrap()).unwrap();
         assert_eq!(m.apps[0].name.as_str(), "web-server");
         assert_eq!(pod.runtime().unwrap().apps[0].tree, dir.path().join("tree"));
+
+        // A --private-users pod's range is on record for the next choice.
+        let private = PodRequest {
+            private_users: true,
+            ..req
+        };
+        let pod = prepare(&pods, &private).unwrap();
+        let base = pod.runtime().unwrap().private_users.unwrap();
+        let in_use = pods
+            .with_private_users(|in_use| Ok(in_use.to_vec()))
+            .unwrap();
+        assert_eq!(in_use, vec![base]);
+    }
+
+    #[test]
+    fn a_taken_id_range_moves_to_the_next_free_one() {
+        let uuid = "0001aaaa-0000-4000-8000-000000000000";
+        let own = crate::private_users_base(uuid);
+        assert_eq!(crate::free_private_users_base(uuid, &[]), Some(own));
+        let next = crate::free_private_users_base(uuid, &[own]).unwrap();
+        assert_eq!(next, own + crate::USERNS_SIZE);
+        assert_eq!(
+            crate::free_private_users_base(uuid, &[own, next]),
+            Some(own + 2 * crate::USERNS_SIZE)
+        );
     }
 }
