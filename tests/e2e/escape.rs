@@ -666,3 +666,51 @@ fn a_pod_sees_its_own_cgroup_tree_read_only() {
         let _ = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
     }
 }
+
+#[test]
+fn image_extract_cannot_be_redirected_by_a_symlink_race() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let aci = named_image(root, "example.com/extract", "");
+    let fetched = output(
+        skiff_in(root)
+            .args(["--insecure-options=image", "fetch"])
+            .arg(&aci),
+    );
+    assert!(fetched.status.success(), "{}", stderr(&fetched));
+    // Another user's swap: whenever `rootfs` appears in the destination,
+    // it is moved away and replaced by a symlink to a directory of theirs.
+    let sentinel = root.join("elsewhere");
+    std::fs::create_dir_all(&sentinel).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for round in 0..20 {
+        let dest = root.join(format!("out-{round}"));
+        std::fs::create_dir_all(&dest).unwrap();
+        let attacker = {
+            let (dest, sentinel, stop) = (dest.clone(), sentinel.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let rootfs = dest.join("rootfs");
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if rootfs.is_dir() && !rootfs.is_symlink() {
+                        let _ = std::fs::rename(&rootfs, dest.join("moved"));
+                        let _ = std::os::unix::fs::symlink(&sentinel, &rootfs);
+                        return;
+                    }
+                }
+            })
+        };
+        let _ = output(
+            skiff_in(root)
+                .args(["image", "extract", "example.com/extract"])
+                .arg(&dest),
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        attacker.join().unwrap();
+        stop.store(false, std::sync::atomic::Ordering::Relaxed);
+        let written: Vec<_> = std::fs::read_dir(&sentinel).unwrap().collect();
+        assert!(
+            written.is_empty(),
+            "round {round}: the extraction went through the symlink"
+        );
+    }
+}

@@ -174,7 +174,14 @@ impl Store {
         let _ = std::fs::remove_dir_all(&work);
         let result = (|| {
             std::fs::create_dir_all(work.join("rootfs")).map_err(io_err("create", &work))?;
-            extract_layers(self, &layers, &work.join("rootfs"))?;
+            let rootfs = work.join("rootfs");
+            let root = rustix::fs::open(
+                &rootfs,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| io_err("open", &rootfs)(e.into()))?;
+            extract_layers(self, &layers, root)?;
             let deps: Vec<&str> = layers.iter().map(|l| l.id.as_str()).collect();
             std::fs::write(work.join("images"), deps.join("\n") + "\n")
                 .map_err(io_err("write", &work))?;
@@ -242,13 +249,13 @@ struct Extractor {
     dirs: Vec<DirMeta>,
 }
 
-fn extract_layers(store: &Store, layers: &[RenderLayer], rootfs: &Path) -> Result<(), StoreError> {
-    let root = rustix::fs::open(
-        rootfs,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| io_err("open", rootfs)(e.into()))?;
+/// Unpacks `layers` into the directory `root` (an fd: everything below it
+/// is made with `openat`-family calls that never follow a symlink).
+fn extract_layers(
+    store: &Store,
+    layers: &[RenderLayer],
+    root: std::os::fd::OwnedFd,
+) -> Result<(), StoreError> {
     let mut ex = Extractor {
         root,
         as_root: rustix::process::geteuid().is_root(),
@@ -293,8 +300,10 @@ fn extract_layers(store: &Store, layers: &[RenderLayer], rootfs: &Path) -> Resul
                 .map_err(|e| render_err(format!("cannot create '{name}': {e}")))?;
         }
     }
-    ex.finish_dirs()
-        .map_err(|e| io_err("set directory metadata in", rootfs)(e))
+    ex.finish_dirs().map_err(|e| StoreError::Render {
+        image: layers.first().map_or(String::new(), |l| l.id.to_string()),
+        reason: format!("cannot set directory metadata: {e}"),
+    })
 }
 
 fn split_parent(rel: &str) -> (&str, &str) {
@@ -550,9 +559,22 @@ impl Store {
         with_dependencies: bool,
         rootfs_only: bool,
     ) -> Result<(), StoreError> {
-        let not_empty = std::fs::read_dir(dest)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false);
+        // The destination is the user's path, as given; everything in it is
+        // made relative to it without following symlinks (another user who
+        // can write there cannot redirect the extraction).
+        std::fs::create_dir_all(dest).map_err(io_err("create", dest))?;
+        let dir = rustix::fs::open(
+            dest,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err("open", dest)(e.into()))?;
+        let listing =
+            rustix::fs::Dir::read_from(&dir).map_err(|e| io_err("list", dest)(e.into()))?;
+        let not_empty = listing.filter_map(Result::ok).any(|entry| {
+            let name = entry.file_name().to_bytes();
+            name != b"." && name != b".."
+        });
         if not_empty {
             return Err(StoreError::Render {
                 image: id.to_string(),
@@ -579,20 +601,39 @@ impl Store {
                 level: 0,
             }]
         };
-        let rootfs = if rootfs_only {
-            dest.to_path_buf()
+        let nofollow = OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let root = if rootfs_only {
+            rustix::fs::openat(
+                &dir,
+                ".",
+                OFlags::PATH | OFlags::DIRECTORY | nofollow,
+                Mode::empty(),
+            )
         } else {
-            dest.join("rootfs")
-        };
-        std::fs::create_dir_all(&rootfs).map_err(io_err("create", &rootfs))?;
-        if !rootfs_only {
             let rec = self
                 .index()
                 .image(id)?
                 .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
             let path = dest.join("manifest");
-            std::fs::write(&path, &rec.manifest).map_err(io_err("write", &path))?;
+            let manifest = rustix::fs::openat(
+                &dir,
+                "manifest",
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | nofollow,
+                Mode::from_raw_mode(0o644),
+            )
+            .map_err(|e| io_err("create", &path)(e.into()))?;
+            std::io::Write::write_all(&mut File::from(manifest), &rec.manifest)
+                .map_err(io_err("write", &path))?;
+            rustix::fs::mkdirat(&dir, "rootfs", Mode::from_raw_mode(0o755)).and_then(|()| {
+                rustix::fs::openat(
+                    &dir,
+                    "rootfs",
+                    OFlags::PATH | OFlags::DIRECTORY | nofollow,
+                    Mode::empty(),
+                )
+            })
         }
-        extract_layers(self, &layers, &rootfs)
+        .map_err(|e| io_err("create", &dest.join("rootfs"))(e.into()))?;
+        extract_layers(self, &layers, root)
     }
 }
