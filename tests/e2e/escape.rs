@@ -714,3 +714,24 @@ fn image_extract_cannot_be_redirected_by_a_symlink_race() {
         );
     }
 }
+
+#[test]
+fn the_pods_init_shows_no_host_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let aci = hostile_image(
+        root,
+        r#"{"exec": ["/bin/sh", "-c", "cat /proc/1/cmdline /proc/1/comm; echo; echo done"], "user": "0", "group": "0"}"#,
+    );
+    let out = run_pod(root, "ns", "", &aci);
+    let text = stdout(&out);
+    assert!(text.contains("done"), "{text} {}", stderr(&out));
+    assert!(text.contains("skiff-init"), "{text:?}");
+    let host = root.to_string_lossy();
+    assert!(
+        !text.contains(host.as_ref()) && !text.contains("pods/run"),
+        "{text:?}"
+    );
+    let _ = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
+}

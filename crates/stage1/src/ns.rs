@@ -711,6 +711,43 @@ fn install_forwarding() {
 }
 
 /// The pod's pid 1: namespaces, filesystems, apps, reaping.
+/// Overwrites this process's argument area (what `/proc/<pid>/cmdline`
+/// shows) with "skiff-init": the pod's processes see that as their pid 1,
+/// not stage1's command line, which names host paths. Best effort.
+fn hide_host_cmdline() {
+    use std::io::{Seek, SeekFrom, Write};
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the command (which may hold spaces and parens): the
+    // first is field 3; arg_start and arg_end are fields 48 and 49.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    let (Some(start), Some(end)) = (field(48), field(49)) else {
+        return;
+    };
+    let Some(len) = end.checked_sub(start).and_then(|l| usize::try_from(l).ok()) else {
+        return;
+    };
+    let mut area = vec![0u8; len];
+    let name = b"skiff-init";
+    let n = name.len().min(len.saturating_sub(1));
+    area[..n].copy_from_slice(&name[..n]);
+    let _ = rustix::thread::set_name(c"skiff-init");
+    // Our own memory, through the kernel (no pointer into it is held).
+    if let Ok(mut mem) = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/mem")
+    {
+        let _ = mem
+            .seek(SeekFrom::Start(start))
+            .and_then(|_| mem.write_all(&area));
+    }
+}
+
 fn init(
     pod: &Pod,
     runtime: &Runtime,
@@ -722,6 +759,7 @@ fn init(
 ) -> Result<(), Stage1Error> {
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
         .map_err(|e| setup_err("make init non-dumpable")(e.into()))?;
+    hide_host_cmdline();
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .map_err(|e| setup_err("set the parent-death signal")(e.into()))?;
     // SAFETY: init is single-threaded; FILES is not unshared.
