@@ -34,6 +34,11 @@ pub fn main() -> ! {
         }
     }
     drop(report);
+    // What the apps wrote last is still in the console's queues (the
+    // emulated UART sends a byte at a time): powering off now would drop
+    // it. Wait until it is sent.
+    let _ = rustix::termios::tcdrain(std::io::stdout());
+    let _ = rustix::termios::tcdrain(std::io::stderr());
     rustix::fs::sync();
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     if cmdline.split_whitespace().any(|w| w == "quiet") {
