@@ -37,10 +37,6 @@ const V1_DEVICES: &str = "devices";
 /// programs work there too: pods join it for a second device policy).
 const V1_UNIFIED: &str = "unified";
 
-fn v1_devices(root: &Path) -> bool {
-    root.join(V1_DEVICES).join("cgroup.procs").exists()
-}
-
 /// The hierarchy a v1 pod joins beyond [`V1_CONTROLLERS`] for its device
 /// policy: the `devices` controller where mounted, else the unified
 /// hierarchy of a hybrid host (with a device program), else none.
@@ -94,6 +90,9 @@ pub fn limits(app: &App) -> Limits {
 #[derive(Debug)]
 pub struct PodCgroups {
     hierarchy: Hierarchy,
+    /// v1: the device-policy hierarchy joined beyond [`V1_CONTROLLERS`]
+    /// ([`v1_optional`], looked up once).
+    v1_extra: Vec<&'static str>,
     uuid: String,
     apps: Vec<String>,
 }
@@ -113,13 +112,28 @@ fn mkdir(path: &Path) -> Result<(), Stage1Error> {
 }
 
 impl PodCgroups {
+    /// The cgroups of pod `uuid` with `apps` under the host's `root`.
+    fn new(root: &Path, uuid: &str, apps: Vec<String>) -> PodCgroups {
+        let hierarchy = detect(root);
+        let v1_extra = match &hierarchy {
+            Hierarchy::V1(root) => v1_optional(root),
+            _ => Vec::new(),
+        };
+        PodCgroups {
+            hierarchy,
+            v1_extra,
+            uuid: uuid.to_string(),
+            apps,
+        }
+    }
+
     /// The pod's directories for `controller` (v1) or the unified tree (v2).
     fn pod_dirs(&self) -> Vec<PathBuf> {
         match &self.hierarchy {
             Hierarchy::V2(root) => vec![root.join("skiff").join(&self.uuid)],
             Hierarchy::V1(root) => V1_CONTROLLERS
-                .into_iter()
-                .chain(v1_optional(root))
+                .iter()
+                .chain(&self.v1_extra)
                 .map(|c| root.join(c).join("skiff").join(&self.uuid))
                 .collect(),
             Hierarchy::None => Vec::new(),
@@ -147,12 +161,7 @@ impl PodCgroups {
         apps: &[(String, Limits)],
         pids_limit: Option<u64>,
     ) -> Result<PodCgroups, Stage1Error> {
-        let hierarchy = detect(root);
-        let cg = PodCgroups {
-            hierarchy,
-            uuid: uuid.to_string(),
-            apps: apps.iter().map(|(n, _)| n.clone()).collect(),
-        };
+        let cg = PodCgroups::new(root, uuid, apps.iter().map(|(n, _)| n.clone()).collect());
         if let Hierarchy::V2(root) = &cg.hierarchy {
             // Controllers must be enabled on the way down.
             mkdir(&root.join("skiff").join(uuid))?;
@@ -172,18 +181,19 @@ impl PodCgroups {
         // programs apply to every descendant).
         match &cg.hierarchy {
             Hierarchy::V2(root) => crate::devbpf::attach(&root.join("skiff").join(uuid))?,
-            Hierarchy::V1(root) => {
-                if v1_devices(root) {
+            Hierarchy::V1(root) => match cg.v1_extra.first() {
+                Some(&V1_DEVICES) => {
                     let dir = root.join(V1_DEVICES).join("skiff").join(uuid);
                     write(&dir.join("devices.deny"), "a")?;
                     for rule in &crate::devices::ALLOWED {
                         write(&dir.join("devices.allow"), &rule.v1_line())?;
                     }
                 }
-                if v1_optional(root).contains(&V1_UNIFIED) {
+                Some(&V1_UNIFIED) => {
                     crate::devbpf::attach(&root.join(V1_UNIFIED).join("skiff").join(uuid))?;
                 }
-            }
+                _ => {}
+            },
             Hierarchy::None => {}
         }
         for (name, limits) in apps {
@@ -326,11 +336,7 @@ impl PodCgroups {
 /// Removes whatever is left of pod `uuid`'s cgroups (after a crashed
 /// stage1): its app cgroups, then the pod level.
 pub fn remove_leftovers(root: &Path, uuid: &str) {
-    let cg = PodCgroups {
-        hierarchy: detect(root),
-        uuid: uuid.to_string(),
-        apps: Vec::new(),
-    };
+    let cg = PodCgroups::new(root, uuid, Vec::new());
     for dir in cg.pod_dirs() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
@@ -460,11 +466,7 @@ impl PodView {
 /// processes are the app's, as stage1 placed them (an app cannot move
 /// itself, nor forge this as it can its environment).
 pub fn app_pids(root: &Path, uuid: &str, app: &str) -> Result<Vec<i32>, Stage1Error> {
-    let cg = PodCgroups {
-        hierarchy: detect(root),
-        uuid: uuid.to_string(),
-        apps: Vec::new(),
-    };
+    let cg = PodCgroups::new(root, uuid, Vec::new());
     let Some(dir) = cg.app_dirs(app).into_iter().next() else {
         return Err(Stage1Error::Config(
             "this host has no cgroups: skiff cannot tell the pod's apps apart".to_string(),
@@ -482,11 +484,7 @@ pub fn app_pids(root: &Path, uuid: &str, app: &str) -> Result<Vec<i32>, Stage1Er
 /// (for `skiff enter`: what it runs has the app's limits and device
 /// policy).
 pub fn join_app(root: &Path, uuid: &str, app: &str) -> Result<(), Stage1Error> {
-    let cg = PodCgroups {
-        hierarchy: detect(root),
-        uuid: uuid.to_string(),
-        apps: Vec::new(),
-    };
+    let cg = PodCgroups::new(root, uuid, Vec::new());
     let files = PodCgroups::open_procs(cg.app_dirs(app))?;
     join(&files)
 }
