@@ -16,11 +16,9 @@ use crate::{EXIT_SETUP_FAILED, Stage1Error};
 /// Not by what the app can change itself (its environment, its name).
 fn app_pid(uuid: &str, init: i32, name: &str) -> Result<i32, Stage1Error> {
     let pids = crate::cgroups::app_pids(Path::new(crate::cgroups::ROOT), uuid, name)?;
+    // Field 4 of /proc/<pid>/stat: the parent.
     let parent = |pid: i32| -> Option<i32> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // The fields after the command (which may hold spaces and parens).
-        let rest = &stat[stat.rfind(')')? + 1..];
-        rest.split_whitespace().nth(1)?.parse().ok()
+        i32::try_from(*crate::proc_stat(&pid.to_string())?.get(4)?).ok()
     };
     pids.iter()
         .copied()

@@ -716,17 +716,11 @@ fn install_forwarding() {
 /// not stage1's command line, which names host paths. Best effort.
 fn hide_host_cmdline() {
     use std::io::{Seek, SeekFrom, Write};
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    // arg_start and arg_end are fields 48 and 49 of /proc/self/stat.
+    let Some(fields) = crate::proc_stat("self") else {
         return;
     };
-    // Fields after the command (which may hold spaces and parens): the
-    // first is field 3; arg_start and arg_end are fields 48 and 49.
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-        return;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
-    let (Some(start), Some(end)) = (field(48), field(49)) else {
+    let (Some(&start), Some(&end)) = (fields.get(48), fields.get(49)) else {
         return;
     };
     let Some(len) = end.checked_sub(start).and_then(|l| usize::try_from(l).ok()) else {
