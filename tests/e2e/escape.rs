@@ -236,17 +236,30 @@ fn an_image_filter_cannot_keep_host_fds_open() {
 }
 
 /// Pushes a command line into the input of the terminal on stdin
-/// (TIOCSTI), as a hostile app would to have the caller's shell run it.
+/// (TIOCSTI), as a hostile app would to have the caller's shell run it,
+/// opens /dev/tty, and turns off the echo of any terminal on its stdio
+/// (which would outlive the pod).
 const TIOCSTI_ATTACK: &str = r#"
 #include <stdio.h>
 #include <sys/ioctl.h>
+#include <termios.h>
+#include <unistd.h>
 int main(void) {
     const char *line = "echo INJECTED-BY-THE-POD\n";
-    int pushed = 0;
+    int pushed = 0, ttys = 0, changed = 0;
     for (const char *c = line; *c; c++)
         if (ioctl(0, TIOCSTI, c) == 0) pushed++;
     FILE *tty = fopen("/dev/tty", "w");
-    printf("pushed=%d dev-tty=%s\n", pushed, tty ? "opened" : "refused");
+    for (int fd = 0; fd < 3; fd++) {
+        struct termios t;
+        if (!isatty(fd)) continue;
+        ttys++;
+        if (tcgetattr(fd, &t) == 0) {
+            t.c_lflag &= ~ECHO;
+            if (tcsetattr(fd, TCSANOW, &t) == 0) changed++;
+        }
+    }
+    printf("pushed=%d dev-tty=%s ttys=%d changed=%d\n", pushed, tty ? "opened" : "refused", ttys, changed);
     return 0;
 }
 "#;
@@ -270,6 +283,14 @@ fn tiocsti_image(root: &Path) -> PathBuf {
     )
 }
 
+/// What the attack program prints when nothing of the caller's terminal
+/// reached it.
+const NO_TERMINAL: &str = "pushed=0 dev-tty=refused ttys=0 changed=0";
+
+/// `skiff run` (no --interactive) and `skiff enter` (no --tty) on a
+/// terminal: the pod gets pipes, never the terminal itself (it can neither
+/// type into it, nor open it, nor change its modes), and still reads what
+/// the user types and shows what it writes, on stdout and stderr.
 #[test]
 fn pod_processes_cannot_type_into_the_callers_terminal() {
     let skiff = env!("CARGO_BIN_EXE_skiff");
@@ -279,17 +300,27 @@ fn pod_processes_cannot_type_into_the_callers_terminal() {
         let _guard = PodsGuard { root };
         let aci = tiocsti_image(root);
         let data = root.join("data");
-        // The app itself, on the caller's terminal (no --interactive).
-        let term = Terminal::start(&format!(
-            "SKIFF_DIR={} {skiff} --insecure-options=image run --net=none --stage1={flavor} {} --exec=/sti",
+        // The app itself, on the caller's terminal (no --interactive); the
+        // terminal's echo is checked after the pod ended.
+        let mut term = Terminal::start(&format!(
+            "SKIFF_DIR={} {skiff} --insecure-options=image run --net=none --stage1={flavor} {} --exec=/bin/busybox -- sh -c '/sti; echo ready-for-input:; read line; echo got-$line; echo to-stderr >&2; exit 4'; echo exit=$?; stty -a",
             data.display(),
             aci.display()
         ));
+        term.wait_for("ready-for-input:");
+        term.send("typed-by-the-user\n");
         let (text, code) = term.finish();
         assert_eq!(code, Some(0), "{flavor}: {text}");
         assert!(
-            text.contains("pushed=0 dev-tty=refused"),
+            text.contains(NO_TERMINAL),
             "{flavor}: the app drove the caller's terminal: {text}"
+        );
+        assert!(text.contains("got-typed-by-the-user"), "{flavor}: {text}");
+        assert!(text.contains("to-stderr"), "{flavor}: {text}");
+        assert!(text.contains("exit=4"), "{flavor}: {text}");
+        assert!(
+            text.contains(" echo ") && !text.contains("-echo "),
+            "{flavor}: the terminal's echo was turned off: {text}"
         );
         // A command run by `skiff enter`, on the caller's terminal.
         if flavor == "ns" {
@@ -307,9 +338,43 @@ fn pod_processes_cannot_type_into_the_callers_terminal() {
             let (text, code) = term.finish();
             assert_eq!(code, Some(0), "enter: {text}");
             assert!(
-                text.contains("pushed=0 dev-tty=refused"),
+                text.contains(NO_TERMINAL),
                 "enter: the command drove the caller's terminal: {text}"
             );
+            // enter --tty: a terminal of the pod's own devpts, not the
+            // caller's (the one TIOCSTI reaches is the command's own).
+            let mut term = Terminal::start(&format!(
+                "SKIFF_DIR={} {skiff} enter -t {uuid} /bin/busybox sh -c 'echo ready-for-input:; read line; eval \"$line\"; exit 5'; echo exit=$?",
+                data.display()
+            ));
+            term.wait_for("ready-for-input:");
+            term.send("echo pts=$(stat -L -c %d /proc/self/fd/0)/$(stat -c %d /dev/pts/ptmx) name=$(tty)\n");
+            let (text, code) = term.finish();
+            assert_eq!(code, Some(0), "enter -t: {text}");
+            assert!(text.contains("exit=5"), "enter -t: {text}");
+            // The answer, not the echo of the typed line.
+            let pts = text
+                .match_indices("pts=")
+                .map(|(at, _)| &text[at + 4..])
+                .find(|t| t.starts_with(|c: char| c.is_ascii_digit()))
+                .and_then(|t| t.split_whitespace().next())
+                .unwrap_or_default()
+                .to_string();
+            let (own, pods) = pts.split_once('/').unwrap_or_default();
+            assert!(
+                !own.is_empty() && own == pods,
+                "enter -t: not a terminal of the pod's devpts ({pts}): {text}"
+            );
+            assert!(text.contains("name=/dev/pts/0"), "enter -t: {text}");
+            // Without a terminal, --tty is refused before anything happens.
+            let out = output(skiff_in(root).args(["enter", "--tty", &uuid, "/bin/true"]));
+            assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+            assert!(
+                stderr(&out).contains("--tty needs a terminal"),
+                "{}",
+                stderr(&out)
+            );
+            let _ = output(skiff_in(root).args(["stop", "--force", &uuid]));
         }
         // The check can fail: on the same terminal, outside any pod.
         let term = Terminal::start(&format!(
@@ -317,7 +382,7 @@ fn pod_processes_cannot_type_into_the_callers_terminal() {
             root.join("hostile-layout/rootfs/sti").display()
         ));
         let (text, _) = term.finish();
-        assert!(text.contains("dev-tty=opened"), "{text}");
+        assert!(text.contains("dev-tty=opened ttys=3 changed=3"), "{text}");
     }
 }
 

@@ -82,6 +82,12 @@ enum Command {
         /// The app to enter (default: the pod's first app).
         #[arg(long)]
         app: Option<String>,
+        /// Give the command a terminal: a pseudo-terminal of the pod's own
+        /// devpts, relayed to yours (which is in raw mode meanwhile), as
+        /// `run --interactive` does. Without it, the command's stdio is
+        /// yours, through pipes where it is a terminal.
+        #[arg(short = 't', long)]
+        tty: bool,
         /// Pod UUID (or a unique prefix).
         uuid: String,
         /// Command and arguments.
@@ -198,9 +204,12 @@ fn main() -> ExitCode {
         Command::Status { uuid, wait, format } => {
             commands::pods::status(&cli.global, &uuid, wait, format)
         }
-        Command::Enter { app, uuid, cmd } => {
-            commands::pods::enter(&cli.global, &uuid, app.as_deref(), &cmd)
-        }
+        Command::Enter {
+            app,
+            tty,
+            uuid,
+            cmd,
+        } => commands::pods::enter(&cli.global, &uuid, app.as_deref(), tty, &cmd),
         Command::Stop { uuids, force } => commands::pods::stop(&cli.global, &uuids, force),
         Command::Rm { uuids } => commands::pods::rm(&cli.global, &uuids),
         Command::Gc {

@@ -47,9 +47,30 @@ pub fn shield_caller() -> Result<(), Stage1Error> {
     Ok(())
 }
 
+/// How the entered command is connected to the caller's terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Terminal {
+    /// Its stdio is the caller's, through pipes where they are terminals
+    /// (see [`crate::stdio`]).
+    Caller,
+    /// A pseudo-terminal of the pod's own devpts (`enter --tty`), relayed
+    /// to the caller's terminal in raw mode, as with `run --interactive`.
+    Pty,
+}
+
 /// Runs `cmd` (default `/bin/sh`) in the pod's app `app` (default: the
 /// first); returns its exit status.
-pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32, Stage1Error> {
+pub fn enter(
+    pod: &Pod,
+    app: Option<&str>,
+    cmd: &[String],
+    terminal: Terminal,
+) -> Result<i32, Stage1Error> {
+    if terminal == Terminal::Pty && !rustix::termios::isatty(rustix::stdio::stdin()) {
+        return Err(Stage1Error::Config(
+            "--tty needs a terminal on stdin (run it from a terminal, or leave out --tty)".into(),
+        ));
+    }
     let (_, _, plans) = plan(pod)?;
     let target = match app {
         Some(name) => plans
@@ -65,6 +86,12 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32, Stage1
         cmd.to_vec()
     };
     if fly {
+        if terminal == Terminal::Pty {
+            return Err(Stage1Error::Config(
+                "--tty is not available for fly pods (they have no devpts of their own); leave it out"
+                    .into(),
+            ));
+        }
         let root = pod
             .path
             .join("stage1/apps")
@@ -78,7 +105,7 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32, Stage1
             what: "chdir /".into(),
             source: e.into(),
         })?;
-        return run_as(target, &argv, Confinement::Privileged);
+        return run_as(target, &argv, Confinement::Privileged, terminal);
     }
     let init = pod
         .pid()
@@ -143,7 +170,12 @@ pub fn enter(pod: &Pod, app: Option<&str>, cmd: &[String]) -> Result<i32, Stage1
     if let Some(userns) = &userns {
         crate::userns::join(userns)?;
     }
-    run_as(target, &argv, Confinement::Confined(target.grants))
+    run_as(
+        target,
+        &argv,
+        Confinement::Confined(target.grants),
+        terminal,
+    )
 }
 
 /// Forks `argv` as the app, waits, returns its status.
@@ -151,7 +183,17 @@ fn run_as(
     target: &crate::ns::AppPlan,
     argv: &[String],
     confinement: Confinement,
+    terminal: Terminal,
 ) -> Result<i32, Stage1Error> {
+    let confined = matches!(confinement, Confinement::Confined(_));
+    // --tty: the child makes the pty in the pod's devpts and passes the
+    // master back; otherwise the caller's terminal reaches a confined
+    // command only through pipes.
+    let (channel, pipes) = match terminal {
+        Terminal::Pty => (Some(crate::tty::channel()?), None),
+        Terminal::Caller if confined => (None, crate::stdio::Pipes::for_terminals()?),
+        Terminal::Caller => (None, None),
+    };
     // SAFETY: stage1 is single-threaded; the child only execs.
     let child = unsafe { libc::fork() };
     if child < 0 {
@@ -161,13 +203,26 @@ fn run_as(
         });
     }
     if child == 0 {
-        // Away from the caller's terminal (it stays the command's stdio):
-        // a pod process cannot type into the caller's shell.
-        let session = match confinement {
-            Confinement::Confined(_) => crate::tty::new_session(),
-            Confinement::Privileged => Ok(()),
-        };
-        let code = match session
+        let terminal = (|| -> Result<(), Stage1Error> {
+            if let Some(pipes) = pipes {
+                pipes.attach()?;
+            }
+            match (&channel, confined) {
+                (Some((_, child_end)), _) => {
+                    // In the pod's pid namespace, so the pod's /proc
+                    // resolves the pty's path.
+                    let root = crate::mounts::Root::open(Path::new("/"))?;
+                    let pty = crate::tty::open_in(&root)?;
+                    crate::tty::send_master(child_end, &pty.master)?;
+                    crate::tty::attach(&pty.slave)
+                }
+                // Away from the caller's terminal: a pod process cannot
+                // type into the caller's shell.
+                (None, true) => crate::tty::new_session(),
+                (None, false) => Ok(()),
+            }
+        })();
+        let code = match terminal
             .and_then(|()| become_with(&target.app, &target.name, argv, confinement))
         {
             Ok(Stage1Error::Exec { program, source }) => {
@@ -190,10 +245,33 @@ fn run_as(
     // Ctrl-C and the like reach the command, which has left the caller's
     // session (and so its terminal's signals).
     crate::ns::forward_to(child);
+    // On this thread: this process cannot start threads, its children
+    // going to the pod's pid namespace.
+    let relayed = (|| -> Result<(), Stage1Error> {
+        if let Some((parent_end, child_end)) = channel {
+            drop(child_end);
+            // None: the child failed before it had a pty (it said why).
+            if let Some(master) = crate::tty::receive_master(&parent_end) {
+                let exited = crate::stdio::watch(child)?;
+                let raw = crate::tty::RawMode::enter();
+                crate::tty::relay(&master, &exited, None);
+                drop(raw);
+            }
+        }
+        match pipes {
+            Some(pipes) => pipes.copy_until_exit(child),
+            None => Ok(()),
+        }
+    })();
+    if relayed.is_err() {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child, libc::SIGKILL) };
+    }
     let mut status = 0;
     // SAFETY: waits for our own child with a valid status pointer.
     while unsafe { libc::waitpid(child, &mut status, 0) } < 0
         && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
     {}
+    relayed?;
     Ok(crate::exit_code(status))
 }

@@ -17,16 +17,17 @@ use skiff_pod::{Pod, Pods, State};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: skiff-stage1 run [--debug] --lock-fd=N <pod-dir> | enter [--app=NAME] <pod-dir> [-- CMD...] | gc <pod-dir>   (started by skiff; see docs/stage1.md)"
+        "usage: skiff-stage1 run [--debug] --lock-fd=N <pod-dir> | enter [--app=NAME] [--tty] <pod-dir> [-- CMD...] | gc <pod-dir>   (started by skiff; see docs/stage1.md)"
     );
     ExitCode::from(EXIT_SETUP_FAILED as u8)
 }
 
-/// `skiff-stage1 enter [--app=NAME] <pod-dir> [-- CMD...]`
+/// `skiff-stage1 enter [--app=NAME] [--tty] <pod-dir> [-- CMD...]`
 fn enter(args: &[String]) -> ExitCode {
     let mut app = None;
     let mut pod_dir = None;
     let mut cmd = Vec::new();
+    let mut terminal = crate::enter::Terminal::Caller;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         if arg == "--" {
@@ -34,6 +35,8 @@ fn enter(args: &[String]) -> ExitCode {
             break;
         } else if let Some(name) = arg.strip_prefix("--app=") {
             app = Some(name.to_string());
+        } else if arg == "--tty" {
+            terminal = crate::enter::Terminal::Pty;
         } else if !arg.starts_with("--") {
             pod_dir = Some(PathBuf::from(arg));
         } else {
@@ -57,9 +60,16 @@ fn enter(args: &[String]) -> ExitCode {
         return ExitCode::from(EXIT_SETUP_FAILED as u8);
     }
     let entered = if pod.runtime().is_ok_and(|r| r.flavor == "kvm") {
-        crate::kvm::enter::enter(&pod.path, app.as_deref(), &cmd)
+        if terminal == crate::enter::Terminal::Pty {
+            Err(crate::Stage1Error::Config(
+                "--tty is not available for kvm pods yet (enter relays output only); leave it out"
+                    .into(),
+            ))
+        } else {
+            crate::kvm::enter::enter(&pod.path, app.as_deref(), &cmd)
+        }
     } else {
-        crate::enter::enter(&pod, app.as_deref(), &cmd)
+        crate::enter::enter(&pod, app.as_deref(), &cmd, terminal)
     };
     match entered {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

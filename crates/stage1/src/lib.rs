@@ -11,6 +11,8 @@
 //! * [`kvm`]: the `kvm` flavor (a VM per pod) and its guest init.
 //! * [`cgroups`]: the pod's control groups (v1/v2) and resource limits.
 //! * [`app`]: environment, users and groups, capabilities of an app.
+//! * [`stdio`]: pipes in place of the caller's terminal, copied by the supervisor;
+//!   [`tty`]: the pod's own pty (`--interactive`, `enter --tty`).
 //! * [`seccomp`]: the BPF filter (default deny-list, appc isolators); [`syscalls`]: x86_64 numbers.
 //!
 //! `unsafe` is confined to the syscalls std and rustix do not wrap safely
@@ -31,6 +33,7 @@ pub mod net;
 pub mod ns;
 pub mod oci;
 pub mod seccomp;
+pub mod stdio;
 pub mod syscalls;
 pub mod tty;
 pub mod userns;

@@ -150,10 +150,12 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     let (init_cgroup, app_cgroups) = pod_cgroups.open_joins()?;
     // With --interactive init makes the pty in the app's devpts and passes
     // the master back over this channel.
-    let pty_channel = if runtime.interactive {
-        Some(crate::tty::channel()?)
+    // Otherwise the caller's terminal, if stdio is one, reaches the pod
+    // only through pipes.
+    let (pty_channel, pipes) = if runtime.interactive {
+        (Some(crate::tty::channel()?), None)
     } else {
-        None
+        (None, crate::stdio::Pipes::for_terminals()?)
     };
     let (read_end, write_end) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| {
@@ -203,17 +205,23 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         drop(lock);
         drop(init_cgroup);
         let pty_channel = pty_channel.map(|(_, init_end)| init_end);
-        let code = match join_netns(netns.as_ref()).and_then(|()| {
-            init(
-                &pod,
-                &runtime,
-                &plans,
-                &app_cgroups,
-                pty_channel.as_ref(),
-                userns.as_ref(),
-                &write_end,
-            )
-        }) {
+        let attached = match pipes {
+            Some(pipes) => pipes.attach(),
+            None => Ok(()),
+        };
+        let code = match attached
+            .and_then(|()| join_netns(netns.as_ref()))
+            .and_then(|()| {
+                init(
+                    &pod,
+                    &runtime,
+                    &plans,
+                    &app_cgroups,
+                    pty_channel.as_ref(),
+                    userns.as_ref(),
+                    &write_end,
+                )
+            }) {
             Ok(()) => 0,
             Err(e) => {
                 send(&write_end, &Report::Error(crate::error_line(&e)));
@@ -242,6 +250,15 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     });
     drop(init_cgroup);
     forward_to(child);
+    let copying = match pipes.map(|pipes| pipes.start(child)).transpose() {
+        Ok(copying) => copying,
+        Err(e) => {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            setup_error.get_or_insert(crate::error_line(&e));
+            None
+        }
+    };
     let _ = std::fs::write(pod.path.join("pid"), child.to_string());
     let _ = pod.stamp("started");
 
@@ -262,7 +279,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     match &master {
         Some(master) => {
             let raw = crate::tty::RawMode::enter();
-            crate::tty::relay(master, &read_end, &mut on_line);
+            crate::tty::relay(master, &read_end, Some(&mut on_line));
             drop(raw);
         }
         None => {
@@ -277,6 +294,9 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     let mut wstatus = 0;
     // SAFETY: waitpid on our own child with a valid status pointer.
     unsafe { libc::waitpid(child, &mut wstatus, 0) };
+    if let Some(copying) = copying {
+        copying.finish();
+    }
     // Init killed (`skiff stop --force`) takes its apps with it before it
     // can report them: they ended by the same signal.
     if libc::WIFSIGNALED(wstatus) {

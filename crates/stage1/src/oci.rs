@@ -317,6 +317,9 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     .map_err(setup_err("write config.json"))
     .map_err(undo)?;
     let id = format!("skiff-{}", pod.uuid);
+    // The caller's terminal, if stdio is one, reaches the container only
+    // through pipes (the runtime's own messages pass through them too).
+    let pipes = crate::stdio::Pipes::for_terminals().map_err(undo)?;
     // SAFETY: stage1 is single-threaded here; the child only sets up its
     // mount namespace and execs.
     let child = unsafe { libc::fork() };
@@ -327,11 +330,23 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     }
     if child == 0 {
         drop(lock);
-        let e = exec_runtime(&pod, p, &oci_runtime, &id);
+        let e = match pipes.map(crate::stdio::Pipes::attach).transpose() {
+            Ok(_) => exec_runtime(&pod, p, &oci_runtime, &id),
+            Err(e) => e,
+        };
         eprintln!("skiff: pod failed to start: {}", crate::error_line(&e));
         std::process::exit(EXIT_SETUP_FAILED);
     }
     ns::forward_to(child);
+    let copying = match pipes.map(|pipes| pipes.start(child)).transpose() {
+        Ok(copying) => copying,
+        Err(e) => {
+            eprintln!("skiff: {}", crate::error_line(&e));
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            None
+        }
+    };
     // The pod's pid is the app's (the container's init, from the
     // runtime's --pid-file): `skiff stop` signals the app itself, and
     // `--force` kills it and so its whole pid namespace.
@@ -362,6 +377,9 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     if !exited {
         // SAFETY: waitpid on our own child with a valid status pointer.
         unsafe { libc::waitpid(child, &mut wstatus, 0) };
+    }
+    if let Some(copying) = copying {
+        copying.finish();
     }
     let code = crate::exit_code(wstatus);
     pod.set_app_exit(&p.name, code);

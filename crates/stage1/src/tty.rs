@@ -216,9 +216,12 @@ fn copy_once(from: &OwnedFd, to: i32, buf: &mut [u8]) -> bool {
     }
 }
 
-/// Relays stdin → pty and pty → stdout while feeding status lines from
-/// `status` to `on_line`, until `status` closes (the pod ended).
-pub fn relay(master: &OwnedFd, status: &OwnedFd, on_line: &mut dyn FnMut(&str)) {
+/// Relays stdin → pty and pty → stdout until `end` says the pod or
+/// command ended: with `on_line`, `end` is init's status pipe, whose lines
+/// go to `on_line` until it closes; without, a pidfd of the command, which
+/// is readable once it exited.
+pub fn relay(master: &OwnedFd, end: &OwnedFd, mut on_line: Option<&mut dyn FnMut(&str)>) {
+    let status = end;
     install_winch();
     RESIZED.store(true, Ordering::Relaxed); // start with the user's size
     // SAFETY: dup of stdin gives an fd we own.
@@ -273,6 +276,11 @@ pub fn relay(master: &OwnedFd, status: &OwnedFd, on_line: &mut dyn FnMut(&str)) 
             i += 1;
         }
         if ready[i] {
+            let Some(on_line) = on_line.as_mut() else {
+                // The command exited: pass on what it still wrote.
+                while master_open && poll_readable(master) && copy_once(master, 1, &mut buf) {}
+                return;
+            };
             match rustix::io::read(status, &mut buf) {
                 Ok(0) | Err(_) => {
                     // The pod ended: pass on what the app still wrote.

@@ -506,6 +506,7 @@ pub fn enter(
     global: &GlobalArgs,
     uuid: &str,
     app: Option<&str>,
+    tty: bool,
     cmd: &[String],
 ) -> anyhow::Result<ExitCode> {
     let pod = pods(global).find(uuid)?;
@@ -516,6 +517,9 @@ pub fn enter(
     command.arg("enter");
     if let Some(app) = app {
         command.arg(format!("--app={app}"));
+    }
+    if tty {
+        command.arg("--tty");
     }
     command.arg(&pod.path).arg("--").args(cmd);
     // The caller's environment (its secrets) never reaches the process
