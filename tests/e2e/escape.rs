@@ -264,16 +264,18 @@ int main(void) {
 }
 "#;
 
-/// The attack program, compiled static into an image's /sti.
-fn tiocsti_image(root: &Path) -> PathBuf {
-    let src = root.join("sti.c");
-    std::fs::write(&src, TIOCSTI_ATTACK).unwrap();
+/// An image with busybox and the C program `source`, compiled static to
+/// `/<name>` (also run outside the pod, as the tests' control, from
+/// `<root>/hostile-layout/rootfs/<name>`).
+fn c_program_image(root: &Path, name: &str, source: &str) -> PathBuf {
+    let src = root.join(format!("{name}.c"));
+    std::fs::write(&src, source).unwrap();
     let layout = root.join("hostile-layout");
     busybox_layout(&layout);
     let built = output(
         std::process::Command::new("gcc")
             .args(["-static", "-O", "-o"])
-            .arg(layout.join("rootfs/sti"))
+            .arg(layout.join("rootfs").join(name))
             .arg(&src),
     );
     assert!(built.status.success(), "gcc: {}", stderr(&built));
@@ -281,6 +283,58 @@ fn tiocsti_image(root: &Path) -> PathBuf {
         root,
         r#"{"exec": ["/bin/busybox", "sleep", "600"], "user": "0", "group": "0"}"#,
     )
+}
+
+/// The attack program, compiled static into an image's /sti.
+fn tiocsti_image(root: &Path) -> PathBuf {
+    c_program_image(root, "sti", TIOCSTI_ATTACK)
+}
+
+/// Turns off address space randomization for what the pod runs next
+/// (`setarch -R`), then queries the persona, as any program may.
+const PERSONALITY_ATTACK: &str = r#"
+#include <stdio.h>
+#include <sys/personality.h>
+int main(void) {
+    int set = personality(ADDR_NO_RANDOMIZE);
+    int now = personality(0xffffffff);
+    printf("no-randomize=%s query=%s\n", set == -1 ? "refused" : "set",
+           now == -1 ? "refused" : (now & ADDR_NO_RANDOMIZE) ? "randomization-off" : "ok");
+    return 0;
+}
+"#;
+
+#[test]
+fn personality_takes_only_the_usual_personas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let aci = c_program_image(root, "persona", PERSONALITY_ATTACK);
+    for flavor in ["ns", "oci"] {
+        let out = output(
+            skiff_in(root)
+                .args(["--insecure-options=image", "run", "--net=none"])
+                .arg(format!("--stage1={flavor}"))
+                .arg(&aci)
+                .arg("--exec=/persona"),
+        );
+        assert!(out.status.success(), "{flavor}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains("no-randomize=refused query=ok"),
+            "{flavor}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+    // The check can fail: outside any pod.
+    let out = output(&mut std::process::Command::new(
+        root.join("hostile-layout/rootfs/persona"),
+    ));
+    assert!(
+        stdout(&out).contains("no-randomize=set query=randomization-off"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 /// What the attack program prints when nothing of the caller's terminal

@@ -52,11 +52,42 @@ pub(crate) fn find_in_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The personas `personality(2)` refuses under the default filter, as
+/// OCI argument conditions: the values the kernel sees (the low 32 bits of
+/// the argument) outside [`crate::seccomp::PERSONALITIES`], covered by
+/// aligned blocks, each `(mask, value)` for one `SCMP_CMP_MASKED_EQ`
+/// condition. A rule may compare an argument once, so "none of these
+/// values" becomes one refusing rule per block.
+fn refused_personas() -> Vec<(u64, u64)> {
+    let mut allowed: Vec<u64> = crate::seccomp::PERSONALITIES
+        .iter()
+        .map(|p| u64::from(*p))
+        .collect();
+    allowed.sort_unstable();
+    let mut blocks = Vec::new();
+    let mut next = 0u64;
+    for a in allowed.into_iter().chain([1u64 << 32]) {
+        // Cover [next, a) with the largest aligned blocks that fit.
+        while next < a {
+            let mut size = if next == 0 {
+                1u64 << 32
+            } else {
+                1u64 << next.trailing_zeros()
+            };
+            while next + size > a {
+                size >>= 1;
+            }
+            blocks.push((0xffff_ffff & !(size - 1), next));
+            next += size;
+        }
+        next = a + 1;
+    }
+    blocks
+}
+
 /// The OCI form of the app's seccomp policy (the same [`crate::seccomp::policy`]
-/// as `ns`): the deny-list with the argument guards on `clone` and
-/// `clone3`, then the allow-list if there is one. `personality` is not
-/// filtered by argument here (an OCI deny-list rule cannot say "none of
-/// these values").
+/// as `ns`): the deny-list with the argument guards on `clone`, `clone3`
+/// and `personality`, then the allow-list if there is one.
 fn seccomp(p: &AppPlan) -> Result<Value, Stage1Error> {
     use crate::seccomp::{CLONE_NAMESPACE_FLAGS, RET_ERRNO, RET_KILL_PROCESS};
     let policy = crate::seccomp::policy(&p.app, p.grants)?;
@@ -80,6 +111,13 @@ fn seccomp(p: &AppPlan) -> Result<Value, Stage1Error> {
                     "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
                 }));
             }
+        }
+        for (mask, value) in refused_personas() {
+            rules.push(json!({
+                "names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
+                // (argument & value) == valueTwo, as libseccomp's datum_a and datum_b.
+                "args": [{"index": 0, "value": mask, "valueTwo": value, "op": "SCMP_CMP_MASKED_EQ"}],
+            }));
         }
     }
     for (name, ret) in &policy.deny {
@@ -393,4 +431,57 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     cgroups::remove_leftovers(Path::new(cgroups::ROOT), &pod.uuid);
     ns::end_pod(pods, &mut pod, registered);
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_personas;
+    use crate::seccomp::PERSONALITIES;
+
+    fn refused(blocks: &[(u64, u64)], persona: u64) -> bool {
+        blocks.iter().any(|(mask, value)| persona & mask == *value)
+    }
+
+    #[test]
+    fn the_refused_personas_are_exactly_those_not_allowed() {
+        let blocks = refused_personas();
+        // Disjoint blocks whose sizes add up to every 32-bit value but the
+        // allowed ones: together with the checks below, an exact cover.
+        let total: u64 = blocks
+            .iter()
+            .map(|(mask, _)| (!mask & 0xffff_ffff) + 1)
+            .sum();
+        assert_eq!(total, (1u64 << 32) - PERSONALITIES.len() as u64);
+        for (i, (mask, value)) in blocks.iter().enumerate() {
+            assert_eq!(value & !mask, 0, "unaligned block {value:#x}");
+            for (other_mask, other) in &blocks[i + 1..] {
+                let wider = mask & other_mask;
+                assert_ne!(
+                    value & wider,
+                    other & wider,
+                    "overlap {value:#x} {other:#x}"
+                );
+            }
+        }
+        for allowed in PERSONALITIES {
+            assert!(!refused(&blocks, u64::from(allowed)), "{allowed:#x}");
+            // The kernel sees the low 32 bits only.
+            assert!(!refused(&blocks, u64::from(allowed) | 1 << 40));
+        }
+        // ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, PER_BSD, neighbours.
+        for persona in [
+            0x4_0000,
+            0x40_0000,
+            0x6,
+            1,
+            7,
+            9,
+            0x2_0001,
+            0x2_0009,
+            0xffff_fffe,
+        ] {
+            assert!(refused(&blocks, persona), "{persona:#x}");
+        }
+        assert!(blocks.len() < 100, "{} rules", blocks.len());
+    }
 }
