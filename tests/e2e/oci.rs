@@ -177,6 +177,41 @@ fn docker_images_run_with_their_layers_whiteouts_and_config() {
         stderr(&out)
     );
 
+    // The size limit holds for the whole image, not each layer: a limit
+    // above every layer but below their sum refuses it before any download.
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let sizes: Vec<u64> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["size"].as_u64().unwrap())
+        .collect();
+    let largest = *sizes.iter().max().unwrap();
+    assert!(sizes.iter().sum::<u64>() > largest + 1, "{sizes:?}");
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["--insecure-options=image,http", "fetch"])
+            .arg(format!("--max-image-size={}", largest + 1))
+            .arg(&image),
+    );
+    assert_refused(&out, "layers over the image size limit together");
+    assert!(
+        stderr(&out).contains("more than the largest image allowed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        std::fs::read_dir(tmp.path().join("data/cas/blobs/sha256"))
+            .map(|d| d.filter_map(Result::ok).all(|e| !e.path().is_file()))
+            .unwrap_or(true),
+        "a layer was downloaded"
+    );
+
     let out = output(
         skiff_in(tmp.path())
             .args(["--insecure-options=image,http", "run", &image])
@@ -792,4 +827,30 @@ with tarfile.open(sys.argv[1] + "/bomb.tar", "w") as t:
         most_written < 64 << 20,
         "the refused fetch wrote {most_written} bytes: {err}"
     );
+    // Within the size limit, the layer's inflation itself (what the gzip
+    // decoder produced against what it consumed) refuses it, naming the
+    // option that lifts the limit.
+    let out = output(
+        skiff_in(d)
+            .args(["--insecure-options=image", "fetch"])
+            .arg(format!("oci:{}/oci:bomb", d.display())),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refused as a decompression bomb (--max-decompression-ratio"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(image_list(d), before);
+    // And the user can lift it.
+    let out = output(
+        skiff_in(d)
+            .args([
+                "--insecure-options=image",
+                "fetch",
+                "--max-decompression-ratio=100000",
+            ])
+            .arg(format!("oci:{}/oci:bomb", d.display())),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
 }

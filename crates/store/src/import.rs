@@ -216,12 +216,19 @@ impl Store {
 
     /// Imports the uncompressed ACI that `produce` writes: the bytes go to
     /// a staging file and, at the same time, through the checks on a
-    /// second thread (one pass instead of write-then-read).
+    /// second thread (one pass instead of write-then-read). The stream is
+    /// not compressed, so the decompression ratio is the producer's to
+    /// check (the OCI converter checks each layer's real inflation); every
+    /// other limit of `policy` holds.
     pub fn import_streamed(
         &self,
         policy: &ArchivePolicy,
         produce: impl FnOnce(&mut dyn Write) -> io::Result<()>,
     ) -> Result<Imported, StoreError> {
+        let policy = &ArchivePolicy {
+            max_ratio: u64::MAX,
+            ..policy.clone()
+        };
         let staged = self.stage()?;
         let path = staged.path.clone();
         let (reader, pipe) = io::pipe().map_err(io_err("create a pipe for", &path))?;

@@ -4,9 +4,11 @@
 //! `.wh..wh..opq` empties a directory of what lower layers put in it — and
 //! the config becomes the image manifest.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use serde_json::{Value, json};
 
@@ -157,8 +159,52 @@ pub fn image_manifest(
     })
 }
 
-/// A layer's entries, decompressed by media type.
-fn open_layer(layer: &Layer) -> Result<Box<dyn Read>, FetchError> {
+/// Counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// A decompressed layer that stops once what it inflated to exceeds
+/// `max_ratio` times the compressed bytes the decoder really consumed
+/// (past [`skiff_store::policy::RATIO_GRACE`]): a small layer of zeros
+/// never fills the disk of the conversion.
+struct Inflation<R> {
+    inner: R,
+    compressed: Rc<Cell<u64>>,
+    inflated: u64,
+    max_ratio: u64,
+    layer: String,
+}
+
+impl<R: Read> Read for Inflation<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.inflated += n as u64;
+        let compressed = self.compressed.get().max(1);
+        if self.inflated > skiff_store::policy::RATIO_GRACE
+            && self.inflated / compressed > self.max_ratio
+        {
+            return Err(std::io::Error::other(format!(
+                "layer {} inflates to more than {} times its compressed size ({} bytes from {compressed}): \
+                 refused as a decompression bomb (--max-decompression-ratio raises the limit)",
+                self.layer, self.max_ratio, self.inflated
+            )));
+        }
+        Ok(n)
+    }
+}
+
+/// A layer's entries, decompressed by media type, within `max_ratio`.
+fn open_layer(layer: &Layer, max_ratio: u64) -> Result<Box<dyn Read>, FetchError> {
     let file = std::fs::File::open(&layer.path).map_err(|source| FetchError::Io {
         path: layer.path.clone(),
         source,
@@ -172,7 +218,22 @@ fn open_layer(layer: &Layer) -> Result<Box<dyn Read>, FetchError> {
         ));
     }
     if mt.ends_with("gzip") || mt.ends_with("+gzip") {
-        Ok(Box::new(flate2::read::GzDecoder::new(reader)))
+        let compressed = Rc::new(Cell::new(0));
+        let counted = Counted {
+            inner: reader,
+            count: compressed.clone(),
+        };
+        Ok(Box::new(Inflation {
+            inner: flate2::read::GzDecoder::new(counted),
+            compressed,
+            inflated: 0,
+            max_ratio,
+            layer: layer
+                .path
+                .file_name()
+                .map(|n| format!("sha256:{}", n.to_string_lossy()))
+                .unwrap_or_else(|| layer.path.display().to_string()),
+        }))
     } else {
         Ok(Box::new(reader))
     }
@@ -198,8 +259,14 @@ fn ancestors(path: &str) -> impl Iterator<Item = &str> {
     path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
-/// Writes the squashed ACI (uncompressed) for `layers` (bottom first).
-pub fn write_aci<W: Write>(out: W, manifest: &Value, layers: &[Layer]) -> Result<W, FetchError> {
+/// Writes the squashed ACI (uncompressed) for `layers` (bottom first);
+/// a layer that inflates more than `max_ratio` times stops it.
+pub fn write_aci<W: Write>(
+    out: W,
+    manifest: &Value,
+    layers: &[Layer],
+    max_ratio: u64,
+) -> Result<W, FetchError> {
     let mut builder = tar::Builder::new(out);
     builder.mode(tar::HeaderMode::Complete);
     let write_err = |e: std::io::Error| bad("the converted image", e.to_string());
@@ -232,7 +299,7 @@ pub fn write_aci<W: Write>(out: W, manifest: &Value, layers: &[Layer]) -> Result
     let mut links: Vec<(tar::Header, String, String)> = Vec::new();
     for layer in layers.iter().rev() {
         let (mut new_hidden, mut new_opaque) = (Vec::new(), Vec::new());
-        let mut archive = tar::Archive::new(open_layer(layer)?);
+        let mut archive = tar::Archive::new(open_layer(layer, max_ratio)?);
         let entries = archive
             .entries()
             .map_err(|e| bad(&layer.path.display().to_string(), e.to_string()))?;

@@ -190,12 +190,36 @@ impl Fetcher<'_> {
         let config_bytes = reg.small_blob(config_digest, &self.store.layout().layers_tmp())?;
         let config: Value = serde_json::from_slice(&config_bytes)
             .map_err(|e| bad(&shown, format!("malformed image config: {e}")))?;
+        // The whole image's compressed bytes within the largest image
+        // allowed (they are never more than what it unpacks to): refused
+        // before any layer is downloaded when the manifest says so, and
+        // each download stops at what is left.
+        let limit = self.options.archive_policy.max_bytes;
+        let declared: u64 = manifest["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| l["size"].as_u64().unwrap_or(0))
+            .fold(0, u64::saturating_add);
+        if declared > limit {
+            return Err(bad(
+                &shown,
+                format!(
+                    "the image's layers are {declared} bytes, more than the largest image allowed \
+                     ({limit} bytes; --max-image-size raises it): refused, nothing downloaded"
+                ),
+            ));
+        }
+        let mut used = 0u64;
         let mut layers = Vec::new();
         for l in manifest["layers"].as_array().into_iter().flatten() {
             let d = l["digest"]
                 .as_str()
                 .ok_or_else(|| bad(&shown, "a layer without a digest"))?;
-            let path = self.layer(&mut reg, d)?;
+            let path = self.layer(&mut reg, d, limit - used.min(limit))?;
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            used = used.saturating_add(size);
+            crate::http::within_limit(&shown, used, limit)?;
             layers.push(Layer {
                 path,
                 media_type: l["mediaType"].as_str().unwrap_or("").to_string(),
@@ -211,8 +235,14 @@ impl Fetcher<'_> {
         )
     }
 
-    /// The cached layer `digest`, downloaded (and verified) if missing.
-    fn layer(&self, reg: &mut Registry<'_>, digest: &str) -> Result<PathBuf, FetchError> {
+    /// The cached layer `digest`, downloaded (and verified) if missing,
+    /// up to `limit` bytes.
+    fn layer(
+        &self,
+        reg: &mut Registry<'_>,
+        digest: &str,
+        limit: u64,
+    ) -> Result<PathBuf, FetchError> {
         let short = digest
             .trim_start_matches("sha256:")
             .chars()
@@ -220,8 +250,7 @@ impl Fetcher<'_> {
             .collect::<String>();
         let label = format!("layer {short}");
         self.cache_layer(digest, &mut |out| {
-            reg.blob_to(digest, out, &label, self.options.archive_policy.max_bytes)
-                .map(drop)
+            reg.blob_to(digest, out, &label, limit).map(drop)
         })
     }
 
@@ -286,7 +315,7 @@ impl Fetcher<'_> {
         };
         let mut conversion = Ok(());
         let imported = self.store.import_streamed(&policy, |out| {
-            conversion = convert::write_aci(out, &manifest, layers).map(drop);
+            conversion = convert::write_aci(out, &manifest, layers, policy.max_ratio).map(drop);
             conversion
                 .as_ref()
                 .map(drop)
