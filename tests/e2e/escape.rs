@@ -854,3 +854,40 @@ fn the_pods_init_shows_no_host_path() {
     );
     let _ = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
 }
+
+/// `/proc/timer_list` (masked: a bind of `/dev/null`) and `/proc/sys`
+/// (read-only) as a pod sees them: hidden by default, as they are only
+/// with `--insecure-options=paths`, which says so.
+#[test]
+fn kernel_paths_stay_masked_unless_the_user_says_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let script = "b=/bin/busybox; echo timer=$($b wc -c < /proc/timer_list) \
+                  sysro=$($b grep ' /proc/sys ' /proc/mounts | $b grep -c ' ro,')";
+    let app = serde_json::json!({
+        "exec": ["/bin/busybox", "sh", "-c", script], "user": "0", "group": "0"
+    });
+    let aci = hostile_image(root, &app.to_string());
+    for flavor in ["ns", "oci"] {
+        let out = run_pod(root, flavor, "", &aci);
+        assert!(out.status.success(), "{flavor}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains("timer=0 sysro=1"),
+            "{flavor}: the kernel's paths were not hidden: {}",
+            stdout(&out)
+        );
+        let out = run_pod(root, flavor, ",paths", &aci);
+        assert!(out.status.success(), "{flavor}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains("sysro=0") && !text.contains("timer=0 "),
+            "{flavor}: --insecure-options=paths: {text}"
+        );
+        assert!(
+            stderr(&out).contains("--insecure-options=paths: /proc and /sys paths"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}

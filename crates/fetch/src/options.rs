@@ -22,10 +22,12 @@ pub struct InsecureOptions {
     pub capabilities: bool,
     /// Let images' seccomp isolators replace the default filter.
     pub seccomp: bool,
+    /// Leave the kernel's paths under /proc and /sys unmasked and writable.
+    pub paths: bool,
 }
 
 pub const INSECURE_OPTION_NAMES: &str =
-    "none, image, tls, http, pubkey, ondisk, capabilities, seccomp, all-fetch, all-run, all";
+    "none, image, tls, http, pubkey, ondisk, capabilities, seccomp, paths, all-fetch, all-run, all";
 
 impl FromStr for InsecureOptions {
     type Err = String;
@@ -42,6 +44,7 @@ impl FromStr for InsecureOptions {
                 "ondisk" => o.ondisk = true,
                 "capabilities" => o.capabilities = true,
                 "seccomp" => o.seccomp = true,
+                "paths" => o.paths = true,
                 "all-fetch" => {
                     o.image = true;
                     o.tls = true;
@@ -52,6 +55,7 @@ impl FromStr for InsecureOptions {
                     o.ondisk = true;
                     o.capabilities = true;
                     o.seccomp = true;
+                    o.paths = true;
                 }
                 "all" => {
                     o = InsecureOptions {
@@ -62,6 +66,7 @@ impl FromStr for InsecureOptions {
                         ondisk: true,
                         capabilities: true,
                         seccomp: true,
+                        paths: true,
                     }
                 }
                 other => {
@@ -101,6 +106,9 @@ impl InsecureOptions {
             w.push(
                 "--insecure-options=seccomp: images' seccomp isolators replace the default filter",
             );
+        }
+        if self.paths {
+            w.push("--insecure-options=paths: /proc and /sys paths are neither masked nor read-only; a pod's root can read host kernel data and change host kernel settings");
         }
         w
     }
@@ -156,7 +164,8 @@ mod tests {
         assert!(all.image && all.tls && all.http && all.pubkey && !all.ondisk);
         assert!(!all.capabilities && !all.seccomp);
         let run: InsecureOptions = "all-run".parse().unwrap();
-        assert!(run.ondisk && run.capabilities && run.seccomp && !run.image);
+        assert!(run.ondisk && run.capabilities && run.seccomp && run.paths && !run.image);
+        assert!(!all.paths && "paths".parse::<InsecureOptions>().unwrap().paths);
         assert!("bogus".parse::<InsecureOptions>().is_err());
         assert_eq!(
             "".parse::<InsecureOptions>().unwrap(),

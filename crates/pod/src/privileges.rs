@@ -50,6 +50,11 @@ pub struct Grants {
     /// The app's seccomp isolator replaces the default filter.
     #[serde(default)]
     pub seccomp: bool,
+    /// The kernel's paths under /proc and /sys that pods get masked or
+    /// read-only (`/proc/kcore`, `/proc/sys`, …) are left as they are
+    /// (`--insecure-options=paths`, as rkt).
+    #[serde(default)]
+    pub paths: bool,
 }
 
 impl Grants {
@@ -61,6 +66,7 @@ impl Grants {
             capabilities: pod.capabilities || cap_retain_given,
             new_privileges: pod.new_privileges,
             seccomp: pod.seccomp || seccomp_given,
+            paths: pod.paths,
         }
     }
 }
@@ -165,6 +171,7 @@ mod tests {
             capabilities: true,
             new_privileges: true,
             seccomp: true,
+            paths: false,
         };
         assert!(refused(&hostile, all).is_empty());
         // Asking for less is not worth a word.

@@ -294,11 +294,34 @@ pub const READ_ONLY: [&str; 6] = [
     "/proc/asound",
 ];
 
+/// Whether the kernel's sensitive paths are hidden ([`MASKED`] and
+/// [`READ_ONLY`]); `Unmasked` only with `--insecure-options=paths`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelPaths {
+    Masked,
+    Unmasked,
+}
+
+impl KernelPaths {
+    pub fn of(grants: skiff_pod::privileges::Grants) -> KernelPaths {
+        if grants.paths {
+            KernelPaths::Unmasked
+        } else {
+            KernelPaths::Masked
+        }
+    }
+}
+
 /// /proc, a read-only /sys, a minimal /dev (device nodes, pts, shm,
-/// mqueue, the usual symlinks), masked and read-only paths, in `root`.
-/// `/dev/console` is a bind of `console`: `/dev/null` for pods on the host
-/// (the host's console is the host's), the VM's own console in a guest.
-pub fn setup_kernel_filesystems(root: &Root, console: &str) -> Result<(), Stage1Error> {
+/// mqueue, the usual symlinks), masked and read-only paths (unless
+/// `paths` says otherwise), in `root`. `/dev/console` is a bind of
+/// `console`: `/dev/null` for pods on the host (the host's console is the
+/// host's), the VM's own console in a guest.
+pub fn setup_kernel_filesystems(
+    root: &Root,
+    console: &str,
+    paths: KernelPaths,
+) -> Result<(), Stage1Error> {
     let nosuid_nodev_noexec = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     let proc_fd = root.resolve(Path::new("/proc"), true, false)?;
     mount("proc", &proc_fd, "proc", nosuid_nodev_noexec, None, "/proc")?;
@@ -379,6 +402,9 @@ pub fn setup_kernel_filesystems(root: &Root, console: &str) -> Result<(), Stage1
         }
     }
 
+    if paths == KernelPaths::Unmasked {
+        return Ok(());
+    }
     for path in MASKED {
         let target = match root.resolve(Path::new(path), false, true) {
             Ok(fd) => fd,

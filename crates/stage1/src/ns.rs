@@ -810,7 +810,11 @@ fn init(
     let mut tty = None;
     for p in plans {
         let app_root = mount_app_root(pod, &stage1_root, p, userns)?;
-        mounts::setup_kernel_filesystems(&app_root, "/dev/null")?;
+        mounts::setup_kernel_filesystems(
+            &app_root,
+            "/dev/null",
+            mounts::KernelPaths::of(p.grants),
+        )?;
         finish_app_root(pod, &app_root, p)?;
         if let (Some(channel), None) = (pty_channel, &tty) {
             let pty = crate::tty::open_in(&app_root)?;

@@ -230,7 +230,7 @@ fn config(pod: &Pod, runtime: &skiff_pod::Runtime, p: &AppPlan) -> Result<Value,
     let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .maximum
         .unwrap_or(ns::NOFILE_SOFT);
-    Ok(json!({
+    let mut config = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -250,12 +250,14 @@ fn config(pod: &Pod, runtime: &skiff_pod::Runtime, p: &AppPlan) -> Result<Value,
             "cgroupsPath": format!("/skiff/{}", pod.uuid),
             "resources": resources,
             "seccomp": seccomp(p)?,
-            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
-                "/sys/devices/virtual/powercap"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
         },
-    }))
+    });
+    // The same lists as `ns`, unless the user said --insecure-options=paths.
+    if !p.grants.paths {
+        config["linux"]["maskedPaths"] = json!(crate::mounts::MASKED);
+        config["linux"]["readonlyPaths"] = json!(crate::mounts::READ_ONLY);
+    }
+    Ok(config)
 }
 
 /// Whether this host mixes cgroup v1 controllers with a v2 mount (which

@@ -380,6 +380,7 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         capabilities: insecure.capabilities,
         new_privileges: insecure.capabilities,
         seccomp: insecure.seccomp,
+        paths: insecure.paths,
     };
     let request = PodRequest {
         apps: specs.into_iter().map(|s| s.request).collect(),

@@ -161,7 +161,11 @@ fn run(report: &mut Option<OwnedFd>) -> Result<(), Stage1Error> {
                 &format!("volume {} of app '{}'", v.target, app.name),
             )?;
         }
-        crate::mounts::setup_kernel_filesystems(&root, "/dev/console")?;
+        crate::mounts::setup_kernel_filesystems(
+            &root,
+            "/dev/console",
+            crate::mounts::KernelPaths::of(app.grants),
+        )?;
         plans.push(AppPlan {
             name: app.name.clone(),
             app: manifest.app.unwrap_or_default(),
