@@ -3,14 +3,37 @@
 //!
 //! The tree comes from the store (validated at import: no device nodes,
 //! no paths outside the root); symlinks are copied as symlinks, never
-//! followed, and owners and modes are kept.
+//! followed, and owners and modes are kept — shifted into the pod's id
+//! range with `--private-users`, so that what the pod owns is on disk
+//! under its unprivileged ids, never host root's.
 
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+/// How on-disk owners of the copy relate to those of the tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owners {
+    /// As in the tree.
+    Kept,
+    /// Shifted by the pod's first host id: in-pod id `n` below
+    /// [`skiff_pod::USERNS_SIZE`] is `base + n` on disk; ids the pod's
+    /// namespace does not map become its `nobody` (65534).
+    Shifted { base: u32 },
+}
+
+impl Owners {
+    fn id(self, id: u32) -> u32 {
+        match self {
+            Owners::Kept => id,
+            Owners::Shifted { base } if id < skiff_pod::USERNS_SIZE => base + id,
+            Owners::Shifted { base } => base + 65534,
+        }
+    }
+}
+
 /// Copies the directory tree `src` to `dst` (which must not exist).
-pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
+pub fn copy_tree(src: &Path, dst: &Path, owners: Owners) -> io::Result<()> {
     let meta = std::fs::symlink_metadata(src)?;
     // Filled while owner-writable, given its real mode and owner after.
     std::fs::create_dir(dst)?;
@@ -20,21 +43,21 @@ pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
         let (from, to) = (entry.path(), dst.join(entry.file_name()));
         let kind = entry.file_type()?;
         if kind.is_dir() {
-            copy_tree(&from, &to)?;
+            copy_tree(&from, &to, owners)?;
         } else if kind.is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
             let m = std::fs::symlink_metadata(&from)?;
-            std::os::unix::fs::lchown(&to, Some(m.uid()), Some(m.gid()))?;
+            std::os::unix::fs::lchown(&to, Some(owners.id(m.uid())), Some(owners.id(m.gid())))?;
         } else if kind.is_file() {
-            copy_file(&from, &to)?;
+            copy_file(&from, &to, owners)?;
         }
         // Anything else (fifo, socket, device) is not in a rendered tree;
         // it is skipped rather than recreated.
     }
-    finish(dst, &meta)
+    finish(dst, &meta, owners)
 }
 
-fn copy_file(from: &Path, to: &Path) -> io::Result<()> {
+fn copy_file(from: &Path, to: &Path, owners: Owners) -> io::Result<()> {
     let mut src = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -47,12 +70,16 @@ fn copy_file(from: &Path, to: &Path) -> io::Result<()> {
         .open(to)?;
     io::copy(&mut src, &mut dst)?;
     drop(dst);
-    finish(to, &meta)
+    finish(to, &meta, owners)
 }
 
 /// Owner first: chown clears setuid/setgid bits, the mode sets them back.
-fn finish(path: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
-    std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))?;
+fn finish(path: &Path, meta: &std::fs::Metadata, owners: Owners) -> io::Result<()> {
+    std::os::unix::fs::lchown(
+        path,
+        Some(owners.id(meta.uid())),
+        Some(owners.id(meta.gid())),
+    )?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
 }
 
@@ -73,7 +100,7 @@ mod tests {
         std::fs::write(src.join("ro/file"), b"x").unwrap();
         std::fs::set_permissions(src.join("ro"), std::fs::Permissions::from_mode(0o555)).unwrap();
         let dst = tmp.path().join("dst");
-        copy_tree(&src, &dst).unwrap();
+        copy_tree(&src, &dst, Owners::Kept).unwrap();
         assert_eq!(std::fs::read(dst.join("bin/tool")).unwrap(), b"#!/bin/sh\n");
         let mode = |p: &str| std::fs::symlink_metadata(dst.join(p)).unwrap().mode() & 0o7777;
         assert_eq!(mode("bin/tool"), 0o755);
@@ -84,6 +111,27 @@ mod tests {
         );
         assert_eq!(std::fs::read(dst.join("ro/file")).unwrap(), b"x");
         // An existing destination is refused, never merged into.
-        assert!(copy_tree(&src, &dst).is_err());
+        assert!(copy_tree(&src, &dst, Owners::Kept).is_err());
+        // Shifted: root's files belong to the pod's root on disk, setuid
+        // bits survive the chown, unmapped ids become the pod's nobody.
+        std::fs::set_permissions(
+            src.join("bin/tool"),
+            std::fs::Permissions::from_mode(0o4755),
+        )
+        .unwrap();
+        std::os::unix::fs::lchown(src.join("ro/file"), Some(70000), Some(1)).unwrap();
+        let shifted = tmp.path().join("shifted");
+        copy_tree(&src, &shifted, Owners::Shifted { base: 1 << 20 }).unwrap();
+        let meta = |p: &str| std::fs::symlink_metadata(shifted.join(p)).unwrap();
+        assert_eq!(
+            (meta("bin/tool").uid(), meta("bin/tool").gid()),
+            (1 << 20, 1 << 20)
+        );
+        assert_eq!(meta("bin/tool").mode() & 0o7777, 0o4755);
+        assert_eq!(meta("link").uid(), 1 << 20);
+        assert_eq!(
+            (meta("ro/file").uid(), meta("ro/file").gid()),
+            ((1 << 20) + 65534, (1 << 20) + 1)
+        );
     }
 }

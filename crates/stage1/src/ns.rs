@@ -499,7 +499,9 @@ fn mount_app_root_dev(
 }
 
 /// `--no-overlay`: copies the tree to `copy/<app>` in the pod dir (once)
-/// and binds it (idmapped with `--private-users`) as the app's root.
+/// and binds it as the app's root. With `--private-users` the copy's
+/// owners are shifted into the pod's range (what the pod writes there is
+/// on disk under its own unprivileged ids, as in an overlay's upper).
 fn mount_copied_root(
     pod: &Pod,
     stage1_root: &Path,
@@ -517,7 +519,11 @@ fn mount_copied_root(
         // never taken for a complete one.
         let partial = copies.join(format!(".partial-{}", p.name));
         let _ = std::fs::remove_dir_all(&partial);
-        crate::copy::copy_tree(&p.tree, &partial)
+        let owners = match (userns, mounts::pod_root_id()) {
+            (Some(_), Some(base)) => crate::copy::Owners::Shifted { base },
+            _ => crate::copy::Owners::Kept,
+        };
+        crate::copy::copy_tree(&p.tree, &partial, owners)
             .and_then(|()| std::fs::rename(&partial, &copy))
             .map_err(setup_err(format!(
                 "copy the root of app '{}' (--no-overlay)",
@@ -525,15 +531,12 @@ fn mount_copied_root(
             )))?;
     }
     let mounted = stage1_root.join(target.trim_start_matches('/'));
-    match userns {
-        Some(userns) => crate::userns::bind_idmapped(&copy, &mounted, userns)?,
-        None => mounts::bind(
-            &copy.display().to_string(),
-            fd,
-            false,
-            &format!("the copied root of app '{}'", p.name),
-        )?,
-    }
+    mounts::bind(
+        &copy.display().to_string(),
+        fd,
+        false,
+        &format!("the copied root of app '{}'", p.name),
+    )?;
     Root::open(&mounted)
 }
 
