@@ -895,3 +895,69 @@ fn kernel_paths_stay_masked_unless_the_user_says_paths() {
         );
     }
 }
+
+/// `--device=/dev/fuse`: the one way past the device policy is the user's
+/// word, for the device named; a pod without it has no /dev/fuse, and
+/// with it still cannot open another device (a node of `loop0` it makes). Bad `--device` values are refused before
+/// any pod exists.
+#[test]
+fn only_the_devices_the_user_passes_can_be_opened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let script = "b=/bin/busybox; \
+                  if [ -c /dev/fuse ] && (exec 3<>/dev/fuse) 2>/dev/null; then echo fuse=opened; else echo fuse=refused; fi; \
+                  $b mknod /dev/made-loop b 7 0 2>/dev/null; \
+                  if [ -b /dev/made-loop ] && (exec 3<>/dev/made-loop) 2>/dev/null; then echo made=opened; else echo made=refused; fi";
+    let app = serde_json::json!({
+        "exec": ["/bin/busybox", "sh", "-c", script], "user": "0", "group": "0"
+    });
+    let aci = hostile_image(root, &app.to_string());
+    for flavor in ["ns", "oci"] {
+        let run = |extra: &[&str]| {
+            output(
+                skiff_in(root)
+                    .args(["--insecure-options=image", "run", "--net=none"])
+                    .arg(format!("--stage1={flavor}"))
+                    .args(extra)
+                    .arg(&aci),
+            )
+        };
+        let out = run(&[]);
+        assert!(out.status.success(), "{flavor}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains("fuse=refused\nmade=refused"),
+            "{flavor}: {}",
+            stdout(&out)
+        );
+        let out = run(&["--device=/dev/fuse"]);
+        assert!(out.status.success(), "{flavor}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains("fuse=opened\nmade=refused"),
+            "{flavor} --device=/dev/fuse: {}",
+            stdout(&out)
+        );
+    }
+    let pods = || stdout(&output(skiff_in(root).args(["list", "--format=json"])));
+    let before = pods();
+    for (args, message) in [
+        (vec!["--device=/etc/passwd"], "absolute path under /dev"),
+        (vec!["--device=/dev/no-such-device"], "/dev/no-such-device"),
+        (vec!["--device=/dev/net"], "not a device node"),
+        (vec!["--device=/dev/null"], "already has it"),
+        (
+            vec!["--device=/dev/fuse", "--stage1=kvm"],
+            "--stage1=ns or oci",
+        ),
+    ] {
+        let out = output(
+            skiff_in(root)
+                .args(["--insecure-options=image", "run", "--net=none"])
+                .args(&args)
+                .arg(&aci),
+        );
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(pods(), before);
+}

@@ -30,6 +30,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
+pub mod devices;
 pub mod prepare;
 pub mod privileges;
 pub mod stage1;
@@ -139,6 +140,9 @@ pub struct Runtime {
     /// Flavor options (`--stage1-opt=KEY=VALUE`), checked by stage0.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub stage1_options: std::collections::BTreeMap<String, String>,
+    /// Host devices the user passed (`--device`), beyond the minimal /dev.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<devices::PodDevice>,
 }
 
 /// The pod's networking: resolved by stage0, set up and torn down by stage1.

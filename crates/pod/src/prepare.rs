@@ -84,6 +84,8 @@ pub struct PodRequest {
     pub stage1_options: std::collections::BTreeMap<String, String>,
     /// `--port` flags, for the pod manifest's `ports`.
     pub exposed_ports: Vec<skiff_spec::pod::ExposedPort>,
+    /// `--device` flags, already checked.
+    pub devices: Vec<crate::devices::PodDevice>,
 }
 
 fn config(reason: String) -> PodError {
@@ -391,6 +393,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
             net: req.net.clone(),
             oci_runtime: req.oci_runtime.clone(),
             stage1_options: req.stage1_options.clone(),
+            devices: req.devices.clone(),
         };
         if req.private_users {
             // Chosen and recorded (in runtime.json) under one lock: no two
@@ -494,6 +497,7 @@ mod tests {
             oci_runtime: None,
             stage1_options: Default::default(),
             exposed_ports: Vec::new(),
+            devices: Vec::new(),
         };
         let pod = prepare(&pods, &req).unwrap();
         assert_eq!(pod.state, State::Prepared);

@@ -153,13 +153,14 @@ impl PodCgroups {
         }
     }
 
-    /// Creates the pod's cgroups with each app's limits and the pod's
-    /// process limit.
+    /// Creates the pod's cgroups with each app's limits, the pod's
+    /// process limit and its device allow-list.
     pub fn create(
         root: &Path,
         uuid: &str,
         apps: &[(String, Limits)],
         pids_limit: Option<u64>,
+        devices: &[crate::devices::Rule],
     ) -> Result<PodCgroups, Stage1Error> {
         let cg = PodCgroups::new(root, uuid, apps.iter().map(|(n, _)| n.clone()).collect());
         if let Hierarchy::V2(root) = &cg.hierarchy {
@@ -180,17 +181,20 @@ impl PodCgroups {
         // exists (v1 children start with their parent's rules; device
         // programs apply to every descendant).
         match &cg.hierarchy {
-            Hierarchy::V2(root) => crate::devbpf::attach(&root.join("skiff").join(uuid))?,
+            Hierarchy::V2(root) => crate::devbpf::attach(&root.join("skiff").join(uuid), devices)?,
             Hierarchy::V1(root) => match cg.v1_extra.first() {
                 Some(&V1_DEVICES) => {
                     let dir = root.join(V1_DEVICES).join("skiff").join(uuid);
                     write(&dir.join("devices.deny"), "a")?;
-                    for rule in &crate::devices::ALLOWED {
+                    for rule in devices {
                         write(&dir.join("devices.allow"), &rule.v1_line())?;
                     }
                 }
                 Some(&V1_UNIFIED) => {
-                    crate::devbpf::attach(&root.join(V1_UNIFIED).join("skiff").join(uuid))?;
+                    crate::devbpf::attach(
+                        &root.join(V1_UNIFIED).join("skiff").join(uuid),
+                        devices,
+                    )?;
                 }
                 _ => {}
             },
@@ -543,7 +547,14 @@ mod tests {
             cpu_millis: Some(250),
             cpu_shares: None,
         };
-        let cg = PodCgroups::create(root.path(), "u", &[("web".into(), l)], Some(64)).unwrap();
+        let cg = PodCgroups::create(
+            root.path(),
+            "u",
+            &[("web".into(), l)],
+            Some(64),
+            &crate::devices::ALLOWED,
+        )
+        .unwrap();
         assert_eq!(
             std::fs::read_to_string(root.path().join("pids/skiff/u/pids.max")).unwrap(),
             "64"

@@ -1,5 +1,5 @@
 //! The device policy on the unified cgroup hierarchy: a
-//! `BPF_PROG_TYPE_CGROUP_DEVICE` program built from [`crate::devices::ALLOWED`]
+//! `BPF_PROG_TYPE_CGROUP_DEVICE` program built from the pod's allow-list ([`crate::devices::allowed`])
 //! and attached to the pod's cgroup (cgroup v2 has no `devices.allow`).
 //!
 //! The program is eBPF, assembled here (as crun does): for each rule, a
@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use crate::Stage1Error;
-use crate::devices::{ALLOWED, Kind, MKNOD, READ, Rule, WRITE};
+use crate::devices::{Kind, MKNOD, READ, Rule, WRITE};
 
 /// One eBPF instruction (`struct bpf_insn`).
 #[repr(C)]
@@ -168,12 +168,12 @@ fn bpf_err(what: &str) -> Stage1Error {
     }
 }
 
-/// Loads the device program for [`ALLOWED`] and attaches it to the cgroup
+/// Loads the device program for `allowed` and attaches it to the cgroup
 /// directory `cgroup` (with other programs of its ancestors, all of which
 /// must allow). It stays attached after this process exits, until the
 /// cgroup is removed.
-pub fn attach(cgroup: &Path) -> Result<(), Stage1Error> {
-    let program = program(&ALLOWED);
+pub fn attach(cgroup: &Path, allowed: &[Rule]) -> Result<(), Stage1Error> {
+    let program = program(allowed);
     let mut name = [0u8; 16];
     name[..12].copy_from_slice(b"skiff_device");
     let load = ProgLoad {
@@ -235,6 +235,7 @@ pub fn attach(cgroup: &Path) -> Result<(), Stage1Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::ALLOWED;
 
     /// Runs the program on a device access, as the kernel would.
     fn eval(p: &[Insn], kind: i32, access: i32, major: u32, minor: u32) -> u64 {
@@ -345,7 +346,7 @@ mod tests {
         };
         // /dev/kmsg: not on the allow-list, and present in every kernel.
         let (null, mem) = (node("null", 3), node("kmsg", 11));
-        let result = attach(&cgroup).map(|()| {
+        let result = attach(&cgroup, &ALLOWED).map(|()| {
             (
                 opens(&null, Some(cgroup.as_path())),
                 opens(&mem, Some(cgroup.as_path())),

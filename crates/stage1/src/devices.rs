@@ -8,6 +8,8 @@
 //! `linux.resources.devices` of the `oci` flavor, and (on the unified
 //! hierarchy) a `BPF_PROG_TYPE_CGROUP_DEVICE` program ([`crate::devbpf`]).
 //! Every mount a pod can write to is also `nodev` ([`crate::mounts`]).
+//! Devices the user passes with `--device` are added to the list
+//! ([`allowed`]) and bound into the pod's /dev.
 
 /// Block or character device, or both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,10 +114,29 @@ impl Rule {
     }
 }
 
+/// The pod's allow-list: [`ALLOWED`] and the devices the user passed
+/// (`--device`), each readable and writable.
+pub fn allowed(passed: &[skiff_pod::devices::PodDevice]) -> Vec<Rule> {
+    use skiff_pod::devices::DeviceKind;
+    ALLOWED
+        .iter()
+        .copied()
+        .chain(passed.iter().map(|d| Rule {
+            kind: match d.kind {
+                DeviceKind::Char => Kind::Char,
+                DeviceKind::Block => Kind::Block,
+            },
+            major: Some(d.major),
+            minor: Some(d.minor),
+            access: ALL,
+        }))
+        .collect()
+}
+
 /// The OCI device list: deny everything, then the allow-list.
-pub fn oci_rules() -> serde_json::Value {
+pub fn oci_rules(allowed: &[Rule]) -> serde_json::Value {
     let mut rules = vec![serde_json::json!({"allow": false, "access": "rwm"})];
-    rules.extend(ALLOWED.iter().map(Rule::oci));
+    rules.extend(allowed.iter().map(Rule::oci));
     serde_json::Value::Array(rules)
 }
 
@@ -130,7 +151,7 @@ mod tests {
         assert_eq!(lines[1], "b *:* m");
         assert!(lines.contains(&"c 1:3 rwm".to_string()));
         assert!(lines.contains(&"c 136:* rwm".to_string()));
-        let oci = oci_rules();
+        let oci = oci_rules(&ALLOWED);
         assert_eq!(oci[0], serde_json::json!({"allow": false, "access": "rwm"}));
         assert_eq!(
             oci[3],

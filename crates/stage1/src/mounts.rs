@@ -321,6 +321,7 @@ pub fn setup_kernel_filesystems(
     root: &Root,
     console: &str,
     paths: KernelPaths,
+    passed: &[skiff_pod::devices::PodDevice],
 ) -> Result<(), Stage1Error> {
     let nosuid_nodev_noexec = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     let proc_fd = root.resolve(Path::new("/proc"), true, false)?;
@@ -353,6 +354,12 @@ pub fn setup_kernel_filesystems(
     for (source, dev) in sources {
         let target = root.resolve(&Path::new("/dev").join(dev), true, true)?;
         bind(&source, &target, false, &format!("/dev/{dev}"))?;
+    }
+    // Devices the user passed (`--device`), at their host paths.
+    for device in passed {
+        let shown = device.path.display().to_string();
+        let target = root.resolve(&device.path, true, true)?;
+        bind(&shown, &target, false, &shown)?;
     }
     let pts = root.resolve(Path::new("/dev/pts"), true, false)?;
     mount(

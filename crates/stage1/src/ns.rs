@@ -146,6 +146,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         &pod.uuid,
         &limits,
         runtime.pids_limit,
+        &crate::devices::allowed(&runtime.devices),
     )?;
     let (init_cgroup, app_cgroups) = pod_cgroups.open_joins()?;
     // With --interactive init makes the pty in the app's devpts and passes
@@ -817,6 +818,7 @@ fn init(
             &app_root,
             "/dev/null",
             mounts::KernelPaths::of(p.grants),
+            &runtime.devices,
         )?;
         finish_app_root(pod, &app_root, p)?;
         if let (Some(channel), None) = (pty_channel, &tty) {

@@ -214,7 +214,8 @@ fn config(pod: &Pod, runtime: &skiff_pod::Runtime, p: &AppPlan) -> Result<Value,
     }
     let limits = cgroups::limits(&p.app);
     // Default-deny devices with the usual allow-list (docs/security.md).
-    let mut resources = json!({"devices": crate::devices::oci_rules()});
+    let allowed = crate::devices::allowed(&runtime.devices);
+    let mut resources = json!({"devices": crate::devices::oci_rules(&allowed)});
     if let Some(m) = limits.memory_bytes {
         resources["memory"] = json!({"limit": m});
     }
@@ -252,6 +253,20 @@ fn config(pod: &Pod, runtime: &skiff_pod::Runtime, p: &AppPlan) -> Result<Value,
             "seccomp": seccomp(p)?,
         },
     });
+    // The devices the user passed, made by the runtime in the pod's /dev.
+    if !runtime.devices.is_empty() {
+        config["linux"]["devices"] = runtime
+            .devices
+            .iter()
+            .map(|d| {
+                json!({
+                    "path": d.path,
+                    "type": if d.kind == skiff_pod::devices::DeviceKind::Block { "b" } else { "c" },
+                    "major": d.major, "minor": d.minor, "fileMode": d.mode, "uid": 0, "gid": 0,
+                })
+            })
+            .collect();
+    }
     // The same lists as `ns`, unless the user said --insecure-options=paths.
     if !p.grants.paths {
         config["linux"]["maskedPaths"] = json!(crate::mounts::MASKED);

@@ -88,6 +88,13 @@ pub struct PodArgs {
     #[arg(long, value_name = "N")]
     pids_limit: Option<u64>,
 
+    /// Give the pod a host device node, at the same path (repeatable;
+    /// `ns` and `oci` flavors), e.g. --device=/dev/fuse: the device policy,
+    /// which otherwise lets a pod open only its minimal /dev, lets it read
+    /// and write that device.
+    #[arg(long = "device", value_name = "PATH")]
+    devices: Vec<String>,
+
     /// Write the pod's UUID to this file.
     #[arg(long, value_name = "FILE")]
     uuid_file_save: Option<PathBuf>,
@@ -307,6 +314,16 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
     if args.private_users && args.stage1 != "ns" {
         bail!("--private-users needs the ns flavor (--stage1=ns)");
     }
+    if !args.devices.is_empty() && args.stage1 != "ns" && args.stage1 != "oci" {
+        bail!(
+            "--device works with --stage1=ns or oci (a kvm pod has the VM's devices, a fly pod the host's)"
+        );
+    }
+    let devices = args
+        .devices
+        .iter()
+        .map(|d| skiff_pod::devices::PodDevice::at(d))
+        .collect::<Result<Vec<_>, _>>()?;
     if args.interactive {
         if specs.len() != 1 {
             bail!("--interactive works with exactly one image");
@@ -391,6 +408,7 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         hostname: args.hostname.clone(),
         debug: global.debug,
         pids_limit: args.pids_limit,
+        devices,
         interactive: args.interactive,
         private_users: args.private_users,
         no_overlay: args.no_overlay,

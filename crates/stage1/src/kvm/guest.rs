@@ -165,6 +165,7 @@ fn run(report: &mut Option<OwnedFd>) -> Result<(), Stage1Error> {
             &root,
             "/dev/console",
             crate::mounts::KernelPaths::of(app.grants),
+            &[],
         )?;
         plans.push(AppPlan {
             name: app.name.clone(),
