@@ -291,47 +291,79 @@ fn tiocsti_image(root: &Path) -> PathBuf {
 }
 
 /// Turns off address space randomization for what the pod runs next
-/// (`setarch -R`), then queries the persona, as any program may.
+/// (`setarch -R`), queries the persona, as any program may, and makes a
+/// user namespace with a raw `clone`.
 const PERSONALITY_ATTACK: &str = r#"
+#define _GNU_SOURCE
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/personality.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 int main(void) {
     int set = personality(ADDR_NO_RANDOMIZE);
     int now = personality(0xffffffff);
-    printf("no-randomize=%s query=%s\n", set == -1 ? "refused" : "set",
-           now == -1 ? "refused" : (now & ADDR_NO_RANDOMIZE) ? "randomization-off" : "ok");
+    long child = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
+    if (child == 0) _exit(0);
+    if (child > 0) waitpid(child, 0, 0);
+    printf("no-randomize=%s query=%s newuser=%s\n", set == -1 ? "refused" : "set",
+           now == -1 ? "refused" : (now & ADDR_NO_RANDOMIZE) ? "randomization-off" : "ok",
+           child > 0 ? "made" : "refused");
     return 0;
 }
 "#;
+
+/// What a static C program needs, plus the calls the attack wants.
+const RETAIN_FOR_ATTACK: &str = r#"["execve", "brk", "arch_prctl", "set_tid_address", "set_robust_list",
+    "rseq", "prlimit64", "mprotect", "uname", "readlink", "readlinkat", "getrandom", "write", "writev",
+    "exit_group", "exit", "newfstatat", "fstat", "ioctl", "mmap", "munmap", "futex", "rt_sigprocmask",
+    "rt_sigaction", "wait4", "getpid", "personality", "clone", "clone3", "unshare"]"#;
 
 #[test]
 fn personality_takes_only_the_usual_personas() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let _guard = PodsGuard { root };
-    let aci = c_program_image(root, "persona", PERSONALITY_ATTACK);
+    let plain = c_program_image(root, "persona", PERSONALITY_ATTACK);
+    let plain_copy = root.join("plain.aci");
+    std::fs::rename(&plain, &plain_copy).unwrap();
+    // The same program in an image whose retain-set names the guarded
+    // calls: applied on top of the default filter, it must not lift it.
+    let retaining = hostile_image(
+        root,
+        &format!(
+            r#"{{"exec": ["/persona"], "user": "0", "group": "0",
+                "isolators": [{{"name": "os/linux/seccomp-retain-set",
+                                "value": {{"set": {RETAIN_FOR_ATTACK}, "errno": "ENOSYS"}}}}]}}"#
+        ),
+    );
     for flavor in ["ns", "oci"] {
-        let out = output(
-            skiff_in(root)
-                .args(["--insecure-options=image", "run", "--net=none"])
-                .arg(format!("--stage1={flavor}"))
-                .arg(&aci)
-                .arg("--exec=/persona"),
-        );
-        assert!(out.status.success(), "{flavor}: {}", stderr(&out));
-        assert!(
-            stdout(&out).contains("no-randomize=refused query=ok"),
-            "{flavor}: {}{}",
-            stdout(&out),
-            stderr(&out)
-        );
+        for aci in [&plain_copy, &retaining] {
+            let out = output(
+                skiff_in(root)
+                    .args(["--insecure-options=image", "run", "--net=none"])
+                    .arg(format!("--stage1={flavor}"))
+                    .arg(aci)
+                    .arg("--exec=/persona"),
+            );
+            assert!(out.status.success(), "{flavor}: {}", stderr(&out));
+            assert!(
+                stdout(&out).contains("no-randomize=refused query=ok newuser=refused"),
+                "{flavor} {}: {}{}",
+                aci.display(),
+                stdout(&out),
+                stderr(&out)
+            );
+        }
     }
     // The check can fail: outside any pod.
     let out = output(&mut std::process::Command::new(
         root.join("hostile-layout/rootfs/persona"),
     ));
     assert!(
-        stdout(&out).contains("no-randomize=set query=randomization-off"),
+        stdout(&out).contains("no-randomize=set query=randomization-off newuser=made"),
         "{}",
         stdout(&out)
     );

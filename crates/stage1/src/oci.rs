@@ -87,7 +87,12 @@ fn refused_personas() -> Vec<(u64, u64)> {
 
 /// The OCI form of the app's seccomp policy (the same [`crate::seccomp::policy`]
 /// as `ns`): the deny-list with the argument guards on `clone`, `clone3`
-/// and `personality`, then the allow-list if there is one.
+/// and `personality`, then the allow-list if there is one. libseccomp lets
+/// an unconditional rule replace the conditional ones of the same call, so
+/// under the default filter the allow-list never names a guarded or denied
+/// call outright: `clone` and `personality` are allowed only with the
+/// arguments the guards let through (an image's retain-set must not lift
+/// them, as it does not under `ns`).
 fn seccomp(p: &AppPlan) -> Result<Value, Stage1Error> {
     use crate::seccomp::{CLONE_NAMESPACE_FLAGS, RET_ERRNO, RET_KILL_PROCESS};
     let policy = crate::seccomp::policy(&p.app, p.grants)?;
@@ -128,7 +133,27 @@ fn seccomp(p: &AppPlan) -> Result<Value, Stage1Error> {
     let mut profile =
         json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"]});
     if let Some((names, ret)) = &policy.allow_only {
-        rules.push(json!({"names": names, "action": "SCMP_ACT_ALLOW"}));
+        let guarded = |n: &str| {
+            policy.guard_args
+                && (["clone", "clone3", "personality"].contains(&n)
+                    || policy.deny.iter().any(|(d, _)| d == n))
+        };
+        let plain: Vec<&String> = names.iter().filter(|n| !guarded(n)).collect();
+        rules.push(json!({"names": plain, "action": "SCMP_ACT_ALLOW"}));
+        if policy.guard_args && names.iter().any(|n| n == "clone") {
+            rules.push(json!({
+                "names": ["clone"], "action": "SCMP_ACT_ALLOW",
+                "args": [{"index": 0, "value": CLONE_NAMESPACE_FLAGS, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}],
+            }));
+        }
+        if policy.guard_args && names.iter().any(|n| n == "personality") {
+            for persona in crate::seccomp::PERSONALITIES {
+                rules.push(json!({
+                    "names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                    "args": [{"index": 0, "value": 0xffff_ffffu32, "valueTwo": persona, "op": "SCMP_CMP_MASKED_EQ"}],
+                }));
+            }
+        }
         let default = action(*ret);
         profile["defaultAction"] = default["action"].clone();
         if let Some(errno) = default.get("errnoRet") {
@@ -454,6 +479,70 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
 mod tests {
     use super::refused_personas;
     use crate::seccomp::PERSONALITIES;
+
+    #[test]
+    fn an_image_retain_set_does_not_lift_the_guards() {
+        let manifest = serde_json::json!({
+            "acKind": "ImageManifest", "acVersion": "0.8.11", "name": "a",
+            "app": {"exec": ["/x"], "user": "0", "group": "0",
+                "isolators": [{"name": "os/linux/seccomp-retain-set",
+                    "value": {"set": ["read", "clone", "clone3", "personality", "unshare", "mount"], "errno": "ENOSYS"}}]},
+        });
+        let app = skiff_spec::parse_image_manifest(manifest.to_string().as_bytes())
+            .unwrap()
+            .app
+            .unwrap();
+        let plan = crate::ns::AppPlan {
+            name: "a".into(),
+            app,
+            tree: "/".into(),
+            grants: Default::default(),
+            read_only: false,
+            mounts: Vec::new(),
+            copy: false,
+        };
+        let profile = super::seccomp(&plan).unwrap();
+        let rules = profile["syscalls"].as_array().unwrap();
+        let allowed: Vec<&serde_json::Value> = rules
+            .iter()
+            .filter(|r| r["action"] == "SCMP_ACT_ALLOW")
+            .collect();
+        for rule in &allowed {
+            let names = rule["names"].as_array().unwrap();
+            let guarded = ["clone", "clone3", "personality", "unshare", "mount"];
+            if rule.get("args").is_none() {
+                assert!(
+                    names
+                        .iter()
+                        .all(|n| !guarded.contains(&n.as_str().unwrap())),
+                    "{rule}"
+                );
+            }
+        }
+        assert!(allowed.iter().any(|r| r["names"][0] == "read"));
+        let conditional = |name: &str| {
+            allowed
+                .iter()
+                .filter(|r| r["names"][0] == name && r.get("args").is_some())
+                .count()
+        };
+        assert_eq!(conditional("clone"), 1);
+        assert_eq!(conditional("personality"), PERSONALITIES.len());
+        // The user's --seccomp makes the retain-set the whole filter.
+        let granted = crate::ns::AppPlan {
+            grants: skiff_pod::privileges::Grants {
+                seccomp: true,
+                ..Default::default()
+            },
+            ..plan
+        };
+        let profile = super::seccomp(&granted).unwrap();
+        let names = &profile["syscalls"].as_array().unwrap()[0]["names"];
+        assert!(
+            names.as_array().unwrap().iter().any(|n| n == "unshare"),
+            "{profile}"
+        );
+    }
 
     fn refused(blocks: &[(u64, u64)], persona: u64) -> bool {
         blocks.iter().any(|(mask, value)| persona & mask == *value)
