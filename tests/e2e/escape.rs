@@ -993,3 +993,116 @@ fn only_the_devices_the_user_passes_can_be_opened() {
     }
     assert_eq!(pods(), before);
 }
+
+/// A pod process reopening its stdio through `/proc/self/fd/N`: a file
+/// the caller opened for appending (`>> out.log`) must not be truncated,
+/// and a directory on stdin must not lead to its parent on the host; the
+/// output still arrives in the file. `skiff run` (ns, oci) and `skiff enter`.
+#[test]
+fn pod_processes_cannot_reopen_the_callers_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let inner = root.join("given-dir");
+    std::fs::create_dir_all(&inner).unwrap();
+    std::fs::write(root.join("parent-marker-file"), "").unwrap();
+    let attack = "b=/bin/busybox; $b ls /proc/self/fd/0/.. 2>&1; \
+                  echo TRUNCATED > /proc/self/fd/1; echo ATTACK-DONE";
+    let app = serde_json::json!({
+        "exec": ["/bin/busybox", "sh", "-c", attack], "user": "0", "group": "0"
+    });
+    let aci = hostile_image(root, &app.to_string());
+    let log = root.join("out.log");
+    let check = |what: &str| {
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.starts_with("SECRET-BEFORE\n"),
+            "{what}: truncated: {text:?}"
+        );
+        assert!(
+            text.contains("ATTACK-DONE"),
+            "{what}: output lost: {text:?}"
+        );
+        assert!(
+            !text.contains("parent-marker-file"),
+            "{what}: reached the host directory: {text:?}"
+        );
+    };
+    let streams = || {
+        std::fs::write(&log, "SECRET-BEFORE\n").unwrap();
+        let out = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        (std::fs::File::open(&inner).unwrap(), out)
+    };
+    for flavor in ["ns", "oci"] {
+        let (dir, out) = streams();
+        let status = skiff_in(root)
+            .args(["--insecure-options=image", "run", "--net=none"])
+            .arg(format!("--stage1={flavor}"))
+            .arg(&aci)
+            .stdin(dir)
+            .stdout(out)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{flavor}");
+        check(flavor);
+    }
+    // skiff enter, into a running pod.
+    let out = output(
+        skiff_in(root)
+            .args(["--insecure-options=image", "run", "--detach", "--net=none"])
+            .arg(&aci)
+            .args(["--exec=/bin/busybox", "--", "sleep", "600"]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    let (dir, out) = streams();
+    let status = skiff_in(root)
+        .args(["enter", &uuid, "/bin/busybox", "sh", "-c", attack])
+        .stdin(dir)
+        .stdout(out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    check("enter");
+    // A command that leaves a writer behind: enter still returns once the
+    // command has exited (a hang, not a slow machine, if it does not).
+    let (dir, out) = streams();
+    let mut child = skiff_in(root)
+        .args(["enter", &uuid, "/bin/busybox", "sh", "-c"])
+        .arg("(while :; do echo x; /bin/busybox sleep 0.02; done) & echo ATTACK-DONE")
+        .stdin(dir)
+        .stdout(out)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "enter never returned");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success());
+    let _ = output(skiff_in(root).args(["stop", "--force", &uuid]));
+    // The check can fail: the same commands outside any pod.
+    let (dir, out) = streams();
+    let status = std::process::Command::new("/bin/sh")
+        .args(["-c", &attack.replace("$b ", "")])
+        .stdin(dir)
+        .stdout(out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("TRUNCATED"), "{text:?}");
+    let listed = output(
+        std::process::Command::new("/bin/ls")
+            .arg("/proc/self/fd/0/..")
+            .stdin(std::fs::File::open(&inner).unwrap()),
+    );
+    assert!(
+        stdout(&listed).contains("parent-marker-file"),
+        "{}",
+        stdout(&listed)
+    );
+}

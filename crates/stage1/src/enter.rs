@@ -187,11 +187,11 @@ fn run_as(
 ) -> Result<i32, Stage1Error> {
     let confined = matches!(confinement, Confinement::Confined(_));
     // --tty: the child makes the pty in the pod's devpts and passes the
-    // master back; otherwise the caller's terminal reaches a confined
-    // command only through pipes.
+    // master back; otherwise the caller's terminal and files reach a
+    // confined command only through pipes (crate::stdio).
     let (channel, pipes) = match terminal {
         Terminal::Pty => (Some(crate::tty::channel()?), None),
-        Terminal::Caller if confined => (None, crate::stdio::Pipes::for_terminals()?),
+        Terminal::Caller if confined => (None, crate::stdio::Pipes::for_caller()?),
         Terminal::Caller => (None, None),
     };
     // SAFETY: stage1 is single-threaded; the child only execs.

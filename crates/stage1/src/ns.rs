@@ -151,12 +151,12 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     let (init_cgroup, app_cgroups) = pod_cgroups.open_joins()?;
     // With --interactive init makes the pty in the app's devpts and passes
     // the master back over this channel.
-    // Otherwise the caller's terminal, if stdio is one, reaches the pod
-    // only through pipes.
+    // Otherwise the caller's terminal and files reach the pod only through
+    // pipes (crate::stdio).
     let (pty_channel, pipes) = if runtime.interactive {
         (Some(crate::tty::channel()?), None)
     } else {
-        (None, crate::stdio::Pipes::for_terminals()?)
+        (None, crate::stdio::Pipes::for_caller()?)
     };
     let (read_end, write_end) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| {

@@ -397,9 +397,9 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     .map_err(setup_err("write config.json"))
     .map_err(undo)?;
     let id = format!("skiff-{}", pod.uuid);
-    // The caller's terminal, if stdio is one, reaches the container only
-    // through pipes (the runtime's own messages pass through them too).
-    let pipes = crate::stdio::Pipes::for_terminals().map_err(undo)?;
+    // The caller's terminal and files reach the container only through
+    // pipes (crate::stdio; the runtime's own messages pass through them too).
+    let pipes = crate::stdio::Pipes::for_caller().map_err(undo)?;
     // SAFETY: stage1 is single-threaded here; the child only sets up its
     // mount namespace and execs.
     let child = unsafe { libc::fork() };

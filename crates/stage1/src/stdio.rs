@@ -1,17 +1,26 @@
-//! The caller's terminal never reaches a pod process. When stdin, stdout or
-//! stderr of `skiff run` (or `skiff enter`) is a terminal and the command
-//! has no pty of its own (`--interactive`, `enter --tty`), the pod gets a
-//! pipe in its place and the supervisor copies between the two, as podman
-//! does without `-t`. A pod process then cannot change the terminal's
-//! modes or size, read it after the pod ended, or push input into it
-//! (TIOCSTI), whatever the kernel allows on terminals.
+//! The caller's terminal and files never reach a pod process. When stdin,
+//! stdout or stderr of `skiff run` (or `skiff enter`) is a terminal, and
+//! the command has no pty of its own (`--interactive`, `enter --tty`), the
+//! pod gets a pipe in its place and the supervisor copies between the two,
+//! as podman does without `-t`. A pod process then cannot change the
+//! terminal's modes or size, read it after the pod ended, or push input
+//! into it (TIOCSTI), whatever the kernel allows on terminals.
 //!
-//! Streams that are not terminals (files, pipes, /dev/null) are passed as
-//! they are. The copy runs on a thread of the supervisor until the process
-//! it serves (the pod's init, the entered command) has exited, then passes
-//! on what is still buffered. Input is read only while the supervisor is in
-//! the terminal's foreground process group, so a pod started with `&`
-//! keeps running instead of being stopped by SIGTTIN.
+//! Regular files and directories (`> out.log`, `< dir`, a detached pod's
+//! log) get pipes too: a pod process could reopen its own stdio through
+//! `/proc/self/fd/N` with more access than it was given (read a file
+//! opened for appending, truncate it) and walk out of a directory fd
+//! (`/proc/self/fd/0/..`). Pipes, sockets and other character devices
+//! (/dev/null) are passed as they are: reopening them gives nothing more.
+//! When stdout and stderr are the same file or terminal, one pipe serves
+//! both, so their interleaving is kept.
+//!
+//! The copy runs on a thread of the supervisor until the process it
+//! serves (the pod's init, the entered command) has exited, then passes on
+//! what is still buffered, for at most half a second (a process left
+//! behind may keep writing). Terminal input is read only while the
+//! supervisor is in the terminal's foreground process group, so a pod
+//! started with `&` keeps running instead of being stopped by SIGTTIN.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::thread::JoinHandle;
@@ -28,7 +37,7 @@ fn setup(what: &str) -> impl FnOnce(rustix::io::Errno) -> Stage1Error + '_ {
     }
 }
 
-/// Pipes standing in for those of fds 0, 1, 2 that are terminals.
+/// Pipes standing in for those of fds 0, 1, 2 that are terminals or files.
 pub struct Pipes {
     /// The ends the pod gets, by fd number.
     pod: [Option<OwnedFd>; 3],
@@ -46,21 +55,54 @@ fn own(n: usize) -> BorrowedFd<'static> {
     }
 }
 
+/// Whether the pod may hold the caller's fd `n` itself (see the module
+/// documentation); a closed fd is left closed.
+fn passed_as_is(n: usize) -> bool {
+    use rustix::fs::FileType;
+    if rustix::termios::isatty(own(n)) {
+        return false;
+    }
+    match rustix::fs::fstat(own(n)) {
+        Ok(stat) => matches!(
+            FileType::from_raw_mode(stat.st_mode),
+            FileType::Fifo | FileType::Socket | FileType::CharacterDevice
+        ),
+        Err(_) => true,
+    }
+}
+
+/// Whether stdout and stderr are the same file (or terminal).
+fn same_output() -> bool {
+    match (rustix::fs::fstat(own(1)), rustix::fs::fstat(own(2))) {
+        (Ok(out), Ok(err)) => (out.st_dev, out.st_ino) == (err.st_dev, err.st_ino),
+        _ => false,
+    }
+}
+
 impl Pipes {
-    /// Pipes for the standard streams that are terminals; `None` when none is.
-    pub fn for_terminals() -> Result<Option<Pipes>, Stage1Error> {
+    /// Pipes for the standard streams a pod must not hold itself; `None`
+    /// when there is none.
+    pub fn for_caller() -> Result<Option<Pipes>, Stage1Error> {
         let mut pipes = Pipes {
             pod: [None, None, None],
             supervisor: [None, None, None],
         };
         let mut any = false;
         for n in 0..3 {
-            if !rustix::termios::isatty(own(n)) {
+            if passed_as_is(n) {
                 continue;
             }
             any = true;
+            if n == 2 && pipes.pod[1].is_some() && same_output() {
+                let shared = pipes.pod[1].as_ref().map(|out| {
+                    rustix::io::fcntl_dupfd_cloexec(out, 3)
+                        .map_err(setup("share the output pipe with stderr"))
+                });
+                pipes.pod[2] = shared.transpose()?;
+                continue;
+            }
             let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-                .map_err(setup("create a pipe for the caller's terminal"))?;
+                .map_err(setup("create a pipe for the caller's stdio"))?;
             let (pod, supervisor) = if n == 0 {
                 // A full pipe must not stall the copy of the app's output.
                 rustix::fs::fcntl_setfl(&write, OFlags::NONBLOCK)
@@ -87,7 +129,7 @@ impl Pipes {
                 1 => rustix::stdio::dup2_stdout(&end),
                 _ => rustix::stdio::dup2_stderr(&end),
             }
-            .map_err(setup("put a pipe in place of the caller's terminal"))?;
+            .map_err(setup("put a pipe in place of the caller's stdio"))?;
         }
         Ok(())
     }
@@ -257,16 +299,17 @@ fn copy(mut input: Option<OwnedFd>, mut outputs: [Option<OwnedFd>; 2], exited: &
 }
 
 /// After the process exited: passes on what its pipes still hold, until
-/// they end or stay empty for a moment (a process it left behind may keep
-/// one open).
+/// they end, stay empty for a moment, or half a second has passed (a
+/// process it left behind may keep one open and keep writing).
 fn drain(outputs: &[Option<OwnedFd>; 2], buf: &mut [u8]) {
     const MOMENT: Timespec = Timespec {
         tv_sec: 0,
         tv_nsec: 50_000_000,
     };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
     for (i, out) in outputs.iter().enumerate() {
         let Some(out) = out else { continue };
-        loop {
+        while std::time::Instant::now() < deadline {
             let mut fds = [PollFd::new(out, PollFlags::IN)];
             let ready = matches!(rustix::event::poll(&mut fds, Some(&MOMENT)), Ok(n) if n > 0);
             if !ready || !pass_on(out, own(i + 1), buf) {
