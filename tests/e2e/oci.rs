@@ -842,6 +842,11 @@ with tarfile.open(sys.argv[1] + "/bomb.tar", "w") as t:
         stderr(&out)
     );
     assert_eq!(image_list(d), before);
+    // A refused image leaves none of its layers in the layer cache.
+    let cached = std::fs::read_dir(d.join("data/cas/blobs/sha256"))
+        .map(|dir| dir.filter_map(Result::ok).count())
+        .unwrap_or(0);
+    assert_eq!(cached, 0, "layers of a refused image stayed");
     // And the user can lift it.
     let out = output(
         skiff_in(d)

@@ -797,6 +797,9 @@ fn private_users_map_pod_root_to_an_unprivileged_host_uid() {
     let written = glob_one(&tmp.path().join("data/pods"), "written");
     let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&written).unwrap());
     assert_eq!(u64::from(owner), maps[0][1], "{}", written.display());
+    // The id allocation's lock beside the pod states does not stop image gc.
+    let gc = output(skiff_in(tmp.path()).args(["image", "gc"]));
+    assert!(gc.status.success(), "{}", stderr(&gc));
     // Host volumes are not idmapped: host root's files show as `nobody`.
     // A non-root app user is mapped too.
     let host = tmp.path().join("hostdir");

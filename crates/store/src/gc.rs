@@ -68,7 +68,9 @@ impl Store {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if !states.is_empty() && !states.contains(&name.as_str()) {
+            // pods/ also holds the pods' own files (locks): only state
+            // directories hold pods.
+            if (!states.is_empty() && !states.contains(&name.as_str())) || !state.is_dir() {
                 continue;
             }
             for pod in entries(&state)? {

@@ -159,7 +159,16 @@ pub fn image_manifest(
     })
 }
 
-/// Counts the bytes read through it.
+/// What the image's layers consumed and produced so far, together: the
+/// ratio is the image's, and its grace is counted once (twenty small
+/// bombs, each under the grace, are one big bomb).
+#[derive(Clone, Default)]
+struct Inflated {
+    compressed: Rc<Cell<u64>>,
+    produced: Rc<Cell<u64>>,
+}
+
+/// Counts the bytes read through it into `count`.
 struct Counted<R> {
     inner: R,
     count: Rc<Cell<u64>>,
@@ -173,14 +182,13 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-/// A decompressed layer that stops once what it inflated to exceeds
-/// `max_ratio` times the compressed bytes the decoder really consumed
-/// (past [`skiff_store::policy::RATIO_GRACE`]): a small layer of zeros
-/// never fills the disk of the conversion.
+/// A decompressed layer that stops once what the image's layers inflated
+/// to exceeds `max_ratio` times the compressed bytes their decoders really
+/// consumed (past [`skiff_store::policy::RATIO_GRACE`]): a small layer of
+/// zeros never fills the disk of the conversion.
 struct Inflation<R> {
     inner: R,
-    compressed: Rc<Cell<u64>>,
-    inflated: u64,
+    totals: Inflated,
     max_ratio: u64,
     layer: String,
 }
@@ -188,23 +196,28 @@ struct Inflation<R> {
 impl<R: Read> Read for Inflation<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.inflated += n as u64;
-        let compressed = self.compressed.get().max(1);
-        if self.inflated > skiff_store::policy::RATIO_GRACE
-            && self.inflated / compressed > self.max_ratio
-        {
+        let produced = self.totals.produced.get() + n as u64;
+        self.totals.produced.set(produced);
+        let compressed = self.totals.compressed.get().max(1);
+        if produced > skiff_store::policy::RATIO_GRACE && produced / compressed > self.max_ratio {
             return Err(std::io::Error::other(format!(
-                "layer {} inflates to more than {} times its compressed size ({} bytes from {compressed}): \
-                 refused as a decompression bomb (--max-decompression-ratio raises the limit)",
-                self.layer, self.max_ratio, self.inflated
+                "the image inflates to more than {} times its compressed size ({produced} bytes \
+                 from {compressed}, at layer {}): refused as a decompression bomb \
+                 (--max-decompression-ratio raises the limit)",
+                self.max_ratio, self.layer
             )));
         }
         Ok(n)
     }
 }
 
-/// A layer's entries, decompressed by media type, within `max_ratio`.
-fn open_layer(layer: &Layer, max_ratio: u64) -> Result<Box<dyn Read>, FetchError> {
+/// A layer's entries, decompressed by media type (every member of a
+/// gzip stream, as other runtimes read them), counted in `totals`.
+fn open_layer(
+    layer: &Layer,
+    totals: &Inflated,
+    max_ratio: u64,
+) -> Result<Box<dyn Read>, FetchError> {
     let file = std::fs::File::open(&layer.path).map_err(|source| FetchError::Io {
         path: layer.path.clone(),
         source,
@@ -217,26 +230,27 @@ fn open_layer(layer: &Layer, max_ratio: u64) -> Result<Box<dyn Read>, FetchError
             "zstd-compressed layers are not supported",
         ));
     }
-    if mt.ends_with("gzip") || mt.ends_with("+gzip") {
-        let compressed = Rc::new(Cell::new(0));
-        let counted = Counted {
-            inner: reader,
-            count: compressed.clone(),
-        };
-        Ok(Box::new(Inflation {
-            inner: flate2::read::GzDecoder::new(counted),
-            compressed,
-            inflated: 0,
-            max_ratio,
-            layer: layer
-                .path
-                .file_name()
-                .map(|n| format!("sha256:{}", n.to_string_lossy()))
-                .unwrap_or_else(|| layer.path.display().to_string()),
-        }))
+    let counted = Counted {
+        inner: reader,
+        count: totals.compressed.clone(),
+    };
+    let name = layer
+        .path
+        .file_name()
+        .map(|n| format!("sha256:{}", n.to_string_lossy()))
+        .unwrap_or_else(|| layer.path.display().to_string());
+    let inner: Box<dyn Read> = if mt.ends_with("gzip") || mt.ends_with("+gzip") {
+        Box::new(flate2::read::MultiGzDecoder::new(counted))
     } else {
-        Ok(Box::new(reader))
-    }
+        // Uncompressed: counted on both sides (ratio 1).
+        Box::new(counted)
+    };
+    Ok(Box::new(Inflation {
+        inner,
+        totals: totals.clone(),
+        max_ratio,
+        layer: name,
+    }))
 }
 
 /// A layer entry's path, relative, without `./`; `..` is refused.
@@ -297,9 +311,10 @@ pub fn write_aci<W: Write>(
     let mut opaque: HashSet<String> = HashSet::new();
     // Hard links go last, when every target has been written.
     let mut links: Vec<(tar::Header, String, String)> = Vec::new();
+    let totals = Inflated::default();
     for layer in layers.iter().rev() {
         let (mut new_hidden, mut new_opaque) = (Vec::new(), Vec::new());
-        let mut archive = tar::Archive::new(open_layer(layer, max_ratio)?);
+        let mut archive = tar::Archive::new(open_layer(layer, &totals, max_ratio)?);
         let entries = archive
             .entries()
             .map_err(|e| bad(&layer.path.display().to_string(), e.to_string()))?;
@@ -378,4 +393,61 @@ pub fn write_aci<W: Write>(
             .map_err(write_err)?;
     }
     builder.into_inner().map_err(write_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gzip layer with one file of `mib` MiB of zeros, `members` gzip
+    /// members long (concatenated, as `cat a.gz b.gz` makes).
+    fn zeros_layer(dir: &Path, name: &str, mib: usize, members: usize) -> Layer {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size((mib << 20) as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(
+            &mut header,
+            name,
+            std::io::repeat(0).take((mib << 20) as u64),
+        )
+        .unwrap();
+        let bytes = tar.into_inner().unwrap();
+        let mut out = Vec::new();
+        for part in bytes.chunks(bytes.len().div_ceil(members)) {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            gz.write_all(part).unwrap();
+            out.extend(gz.finish().unwrap());
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, out).unwrap();
+        Layer {
+            path,
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+        }
+    }
+
+    #[test]
+    fn small_bombs_add_up_to_one_and_every_gzip_member_counts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let manifest = json!({"acKind": "ImageManifest"});
+        // Each layer is under the grace; together they are not.
+        let layers: Vec<Layer> = (0..3)
+            .map(|i| zeros_layer(tmp.path(), &format!("l{i}"), 40, 1))
+            .collect();
+        let err = write_aci(std::io::sink(), &manifest, &layers, 250)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("decompression bomb"), "{err:?}");
+        // One layer under the grace converts, all of it.
+        let one = [zeros_layer(tmp.path(), "single", 40, 1)];
+        let out = write_aci(Vec::new(), &manifest, &one, 250).unwrap();
+        assert!(out.len() > 40 << 20);
+        // A layer in two gzip members: the second member is read too.
+        let split = [zeros_layer(tmp.path(), "split", 8, 2)];
+        let out = write_aci(Vec::new(), &manifest, &split, 250).unwrap();
+        assert!(out.len() > 8 << 20, "{}", out.len());
+    }
 }

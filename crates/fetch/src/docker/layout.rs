@@ -206,16 +206,21 @@ impl Fetcher<'_> {
         let config: Value = serde_json::from_slice(&read_doc(&layout, &config_digest)?)
             .map_err(|e| bad(&path, format!("malformed image config: {e}")))?;
         let mut layers = Vec::new();
+        let mut new = super::pull::NewLayers::default();
         for l in doc["layers"].as_array().into_iter().flatten() {
             let d = l["digest"].as_str().unwrap_or("");
             let source = blob_path(&layout, d)?;
-            let cached = self.cache_layer(d, &mut |out| {
-                let mut f =
-                    std::fs::File::open(&source).map_err(|e| bad(&source, e.to_string()))?;
-                std::io::copy(&mut f, out)
-                    .map(drop)
-                    .map_err(|e| bad(&source, e.to_string()))
-            })?;
+            let cached = self.cache_layer(
+                d,
+                &mut |out| {
+                    let mut f =
+                        std::fs::File::open(&source).map_err(|e| bad(&source, e.to_string()))?;
+                    std::io::copy(&mut f, out)
+                        .map(drop)
+                        .map_err(|e| bad(&source, e.to_string()))
+                },
+                &mut new,
+            )?;
             layers.push(Layer {
                 path: cached,
                 media_type: l["mediaType"].as_str().unwrap_or("").to_string(),
@@ -235,13 +240,15 @@ impl Fetcher<'_> {
                 }
             })
             .collect();
-        self.import_layers(
+        let fetched = self.import_layers(
             &name,
             reference.as_deref(),
             &config,
             &layers,
             &origin,
             &digest,
-        )
+        )?;
+        new.keep();
+        Ok(fetched)
     }
 }

@@ -138,6 +138,28 @@ fn digest_hex(digest: &str, what: &str) -> Result<String, FetchError> {
         .ok_or_else(|| bad(what, format!("unsupported digest {digest:?}")))
 }
 
+/// Layers a fetch added to the layer cache; removed again when dropped
+/// unless the image they make was imported ([`NewLayers::keep`]), so a
+/// refused image leaves none of its layers behind. (A concurrent fetch
+/// that found one of them cached then fails cleanly and can be rerun.)
+#[derive(Default)]
+pub(crate) struct NewLayers(Vec<PathBuf>);
+
+impl NewLayers {
+    /// The image was imported: its layers stay cached.
+    pub(crate) fn keep(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for NewLayers {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 impl Fetcher<'_> {
     pub(crate) fn fetch_docker(&self, r: &DockerRef) -> Result<Fetched, FetchError> {
         let shown = r.display();
@@ -212,11 +234,12 @@ impl Fetcher<'_> {
         }
         let mut used = 0u64;
         let mut layers = Vec::new();
+        let mut new = NewLayers::default();
         for l in manifest["layers"].as_array().into_iter().flatten() {
             let d = l["digest"]
                 .as_str()
                 .ok_or_else(|| bad(&shown, "a layer without a digest"))?;
-            let path = self.layer(&mut reg, d, limit - used.min(limit))?;
+            let path = self.layer(&mut reg, d, limit - used.min(limit), &mut new)?;
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             used = used.saturating_add(size);
             crate::http::within_limit(&shown, used, limit)?;
@@ -225,14 +248,16 @@ impl Fetcher<'_> {
                 media_type: l["mediaType"].as_str().unwrap_or("").to_string(),
             });
         }
-        self.import_layers(
+        let fetched = self.import_layers(
             r.aci_name().as_str(),
             r.tag.as_deref(),
             &config,
             &layers,
             &shown,
             &digest,
-        )
+        )?;
+        new.keep();
+        Ok(fetched)
     }
 
     /// The cached layer `digest`, downloaded (and verified) if missing,
@@ -242,6 +267,7 @@ impl Fetcher<'_> {
         reg: &mut Registry<'_>,
         digest: &str,
         limit: u64,
+        new: &mut NewLayers,
     ) -> Result<PathBuf, FetchError> {
         let short = digest
             .trim_start_matches("sha256:")
@@ -249,17 +275,21 @@ impl Fetcher<'_> {
             .take(12)
             .collect::<String>();
         let label = format!("layer {short}");
-        self.cache_layer(digest, &mut |out| {
-            reg.blob_to(digest, out, &label, limit).map(drop)
-        })
+        self.cache_layer(
+            digest,
+            &mut |out| reg.blob_to(digest, out, &label, limit).map(drop),
+            new,
+        )
     }
 
     /// The cached layer `digest`; if missing, `fill` writes it to a
-    /// temporary file whose content must have that digest to be kept.
+    /// temporary file whose content must have that digest to be kept, and
+    /// it is recorded in `new`.
     pub(crate) fn cache_layer(
         &self,
         digest: &str,
         fill: &mut dyn FnMut(&mut std::fs::File) -> Result<(), FetchError>,
+        new: &mut NewLayers,
     ) -> Result<PathBuf, FetchError> {
         let hex = digest_hex(digest, digest)?;
         let path = self.store.layout().layers().join(&hex);
@@ -292,6 +322,7 @@ impl Fetcher<'_> {
         }
         file.as_file().sync_all().map_err(io)?;
         file.persist(&path).map_err(|e| io(e.error))?;
+        new.0.push(path.clone());
         Ok(path)
     }
 
