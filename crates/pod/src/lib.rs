@@ -105,12 +105,57 @@ impl State {
     }
 }
 
+/// How stage1 isolates a pod (`--stage1=FLAVOR`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    /// Namespaces, overlay roots, the pod's own init (the default).
+    #[default]
+    Ns,
+    /// chroot only, host namespaces, full privileges: for trusted tools.
+    Fly,
+    /// An OCI runtime bundle run by crun or runc; one app per pod.
+    Oci,
+    /// A virtual machine per pod with its own kernel.
+    Kvm,
+}
+
+impl Flavor {
+    pub const ALL: [Flavor; 4] = [Flavor::Ns, Flavor::Fly, Flavor::Oci, Flavor::Kvm];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flavor::Ns => "ns",
+            Flavor::Fly => "fly",
+            Flavor::Oci => "oci",
+            Flavor::Kvm => "kvm",
+        }
+    }
+}
+
+impl std::fmt::Display for Flavor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Flavor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Flavor, String> {
+        Flavor::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| format!("no flavor '{s}': the flavors are ns, fly, oci and kvm"))
+    }
+}
+
 /// What stage1 needs beyond the pod manifest (written by stage0).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Runtime {
-    /// Isolation flavor: `ns`, `fly`, `oci` or `kvm`.
-    pub flavor: String,
+    /// Isolation flavor (an unknown one makes the file invalid).
+    pub flavor: Flavor,
     pub hostname: String,
     /// Per app (in pod manifest order): the rendered tree's `rootfs`.
     pub apps: Vec<RuntimeApp>,
@@ -544,6 +589,29 @@ impl Pod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flavors_parse_print_and_refuse_unknown_ones() {
+        for f in Flavor::ALL {
+            assert_eq!(f.as_str().parse::<Flavor>(), Ok(f));
+            assert_eq!(serde_json::to_string(&f).unwrap(), format!("\"{f}\""));
+        }
+        assert!(
+            "nspawn"
+                .parse::<Flavor>()
+                .unwrap_err()
+                .contains("ns, fly, oci and kvm")
+        );
+        // A pod whose runtime.json names an unknown flavor is invalid,
+        // never run as another flavor.
+        let bad = r#"{"flavor": "bogus", "hostname": "h", "apps": []}"#;
+        assert!(serde_json::from_str::<Runtime>(bad).is_err());
+        let good = r#"{"flavor": "oci", "hostname": "h", "apps": []}"#;
+        assert_eq!(
+            serde_json::from_str::<Runtime>(good).unwrap().flavor,
+            Flavor::Oci
+        );
+    }
 
     #[test]
     fn pods_move_and_lock() {

@@ -68,7 +68,7 @@ pub struct PodRequest {
     pub volumes: Vec<Volume>,
     /// `--mount` flags given before the first image: for every app.
     pub mounts: Vec<(String, String)>,
-    pub flavor: String,
+    pub flavor: crate::Flavor,
     pub hostname: Option<String>,
     pub debug: bool,
     pub pids_limit: Option<u64>,
@@ -382,7 +382,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
             source,
         })?;
         let runtime = |private_users| Runtime {
-            flavor: req.flavor.clone(),
+            flavor: req.flavor,
             hostname: hostname.clone(),
             apps: runtime_apps.clone(),
             debug: req.debug,
@@ -486,7 +486,7 @@ mod tests {
             grants: Grants::default(),
             volumes: Vec::new(),
             mounts: Vec::new(),
-            flavor: "ns".into(),
+            flavor: crate::Flavor::Ns,
             hostname: None,
             debug: false,
             pids_limit: None,

@@ -79,7 +79,10 @@ pub fn enter(
             .ok_or_else(|| Stage1Error::Config(format!("the pod has no app '{name}'")))?,
         None => &plans[0],
     };
-    let fly = pod.runtime().map(|r| r.flavor == "fly").unwrap_or(false);
+    let fly = pod
+        .runtime()
+        .map(|r| r.flavor == skiff_pod::Flavor::Fly)
+        .unwrap_or(false);
     let argv: Vec<String> = if cmd.is_empty() {
         vec!["/bin/sh".to_string()]
     } else {

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::{EXIT_SETUP_FAILED, error_line, fly, ns};
-use skiff_pod::{Pod, Pods, State};
+use skiff_pod::{Flavor, Pod, Pods, State};
 
 fn usage() -> ExitCode {
     eprintln!(
@@ -59,7 +59,7 @@ fn enter(args: &[String]) -> ExitCode {
         eprintln!("skiff: cannot enter the pod: {}", error_line(&e));
         return ExitCode::from(EXIT_SETUP_FAILED as u8);
     }
-    let entered = if pod.runtime().is_ok_and(|r| r.flavor == "kvm") {
+    let entered = if pod.runtime().is_ok_and(|r| r.flavor == Flavor::Kvm) {
         if terminal == crate::enter::Terminal::Pty {
             Err(crate::Stage1Error::Config(
                 "--tty is not available for kvm pods yet (enter relays output only); leave it out"
@@ -159,18 +159,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_SETUP_FAILED as u8);
         }
     };
-    let result = match flavor.as_str() {
-        "ns" => ns::run(&pods, pod, lock),
-        "fly" => fly::run(&pods, pod, lock),
-        "oci" => crate::oci::run(&pods, pod, lock),
-        "kvm" => crate::kvm::run(&pods, pod, lock),
-        other => {
-            eprintln!(
-                "skiff: pod failed to start: unknown stage1 flavor '{other}' in {} (this stage1 runs ns, fly, oci and kvm)",
-                pod.path.display()
-            );
-            return ExitCode::from(EXIT_SETUP_FAILED as u8);
-        }
+    let result = match flavor {
+        Flavor::Ns => ns::run(&pods, pod, lock),
+        Flavor::Fly => fly::run(&pods, pod, lock),
+        Flavor::Oci => crate::oci::run(&pods, pod, lock),
+        Flavor::Kvm => crate::kvm::run(&pods, pod, lock),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

@@ -155,12 +155,16 @@ fn parse_port(
 pub fn resolve(
     global: &GlobalArgs,
     args: &NetArgs,
-    flavor: &str,
+    flavor: skiff_pod::Flavor,
     manifests: &[&ImageManifest],
 ) -> anyhow::Result<(PodNet, Vec<ExposedPort>)> {
     let mut nets = parse_nets(&args.net)?;
     if nets.is_empty() {
-        let default = if flavor == "fly" { "host" } else { "default" };
+        let default = if flavor == skiff_pod::Flavor::Fly {
+            "host"
+        } else {
+            "default"
+        };
         nets.push((default.to_string(), Vec::new()));
     }
     let special = nets
@@ -176,10 +180,10 @@ pub fn resolve(
         Some(_) => NetMode::None,
         None => NetMode::Private,
     };
-    if flavor == "fly" && mode != NetMode::Host {
+    if flavor == skiff_pod::Flavor::Fly && mode != NetMode::Host {
         bail!("the fly flavor uses the host's network: use --net=host (or no --net)");
     }
-    if flavor == "kvm" && mode == NetMode::Host {
+    if flavor == skiff_pod::Flavor::Kvm && mode == NetMode::Host {
         bail!(
             "a VM cannot share the host's network (--net=host): use --net=default, a named network or none"
         );

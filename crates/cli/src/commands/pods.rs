@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use skiff_fetch::{FetchOptions, Fetcher, PullPolicy};
 use skiff_pod::prepare::{AppRequest, PodRequest, prepare};
-use skiff_pod::{Pod, Pods, State};
+use skiff_pod::{Flavor, Pod, Pods, State};
 use skiff_store::ArchivePolicy;
 
 use crate::commands::fetch::{TerminalReview, http, warn_insecure};
@@ -25,7 +25,7 @@ pub struct PodArgs {
     /// or `kvm` (a virtual machine per pod with its own kernel; QEMU with
     /// KVM, or TCG where KVM cannot run the guest).
     #[arg(long, default_value = "ns", value_name = "FLAVOR")]
-    stage1: String,
+    stage1: Flavor,
 
     /// A flavor option, KEY=VALUE (repeatable). kvm: accel=auto|kvm|tcg
     /// (default auto: KVM if a probe guest boots under it, else TCG),
@@ -258,7 +258,7 @@ fn parse_mount(flag: &str) -> anyhow::Result<(String, String)> {
 
 /// `--stage1-opt` values, checked against what `flavor` takes.
 fn stage1_options(
-    flavor: &str,
+    flavor: Flavor,
     opts: &[String],
 ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
     let mut options = std::collections::BTreeMap::new();
@@ -267,11 +267,13 @@ fn stage1_options(
             bail!("--stage1-opt={opt}: use KEY=VALUE");
         };
         match (flavor, key) {
-            ("kvm", "accel") if ["auto", "kvm", "tcg"].contains(&value) => {}
-            ("kvm", "accel") => bail!("--stage1-opt=accel={value}: use auto, kvm or tcg"),
-            ("kvm", "kernel") if Path::new(value).is_file() => {}
-            ("kvm", "kernel") => bail!("--stage1-opt=kernel={value}: no such file"),
-            ("kvm", _) => bail!("--stage1-opt={opt}: the kvm flavor takes accel= and kernel="),
+            (Flavor::Kvm, "accel") if ["auto", "kvm", "tcg"].contains(&value) => {}
+            (Flavor::Kvm, "accel") => bail!("--stage1-opt=accel={value}: use auto, kvm or tcg"),
+            (Flavor::Kvm, "kernel") if Path::new(value).is_file() => {}
+            (Flavor::Kvm, "kernel") => bail!("--stage1-opt=kernel={value}: no such file"),
+            (Flavor::Kvm, _) => {
+                bail!("--stage1-opt={opt}: the kvm flavor takes accel= and kernel=")
+            }
             _ => bail!("--stage1-opt={opt}: the {flavor} flavor takes no options"),
         }
         if options.insert(key.to_string(), value.to_string()).is_some() {
@@ -287,14 +289,8 @@ fn pods(global: &GlobalArgs) -> Pods {
 
 /// Fetches (if needed) and renders the images, then writes a prepared pod.
 fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
-    if !["ns", "fly", "oci", "kvm"].contains(&args.stage1.as_str()) {
-        bail!(
-            "--stage1={}: the available flavors are ns, fly, oci and kvm",
-            args.stage1
-        );
-    }
-    let stage1_options = stage1_options(&args.stage1, &args.stage1_opts)?;
-    if args.oci_runtime.is_some() && args.stage1 != "oci" {
+    let stage1_options = stage1_options(args.stage1, &args.stage1_opts)?;
+    if args.oci_runtime.is_some() && args.stage1 != Flavor::Oci {
         bail!("--oci-runtime goes with --stage1=oci");
     }
     let mut specs = parse_apps(&args.images)?;
@@ -311,10 +307,10 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         let own = std::mem::take(&mut spec.request.env);
         spec.request.env = pod_env.iter().cloned().chain(own).collect();
     }
-    if args.private_users && args.stage1 != "ns" {
+    if args.private_users && args.stage1 != Flavor::Ns {
         bail!("--private-users needs the ns flavor (--stage1=ns)");
     }
-    if !args.devices.is_empty() && args.stage1 != "ns" && args.stage1 != "oci" {
+    if !args.devices.is_empty() && ![Flavor::Ns, Flavor::Oci].contains(&args.stage1) {
         bail!(
             "--device works with --stage1=ns or oci (a kvm pod has the VM's devices, a fly pod the host's)"
         );
@@ -391,7 +387,7 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         .filter_map(|s| s.request.manifest.as_ref())
         .collect();
     let (net, exposed_ports) =
-        crate::commands::network::resolve(global, &args.net, &args.stage1, &manifests)?;
+        crate::commands::network::resolve(global, &args.net, args.stage1, &manifests)?;
     let insecure = global.insecure_options;
     let grants = skiff_pod::privileges::Grants {
         capabilities: insecure.capabilities,
@@ -404,7 +400,7 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         grants,
         volumes,
         mounts,
-        flavor: args.stage1.clone(),
+        flavor: args.stage1,
         hostname: args.hostname.clone(),
         debug: global.debug,
         pids_limit: args.pids_limit,
@@ -624,7 +620,7 @@ fn networks_text(pod: &Pod) -> String {
 }
 
 /// The pod's isolation flavor, from runtime.json.
-fn flavor(pod: &Pod) -> Option<String> {
+fn flavor(pod: &Pod) -> Option<Flavor> {
     pod.runtime().ok().map(|r| r.flavor)
 }
 
