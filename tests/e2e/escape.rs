@@ -1106,3 +1106,56 @@ fn pod_processes_cannot_reopen_the_callers_files() {
         stdout(&listed)
     );
 }
+
+/// With `--cap-retain=CAP_SYS_PTRACE` (a debugging grant that must stay
+/// inside the pod), a pod process may reopen what the pod's init holds
+/// through /proc/1/fd and read its environment. Init holds nothing of the
+/// host: not the caller's fds, no host directory (whose `..` leads out),
+/// and none of the caller's environment.
+#[test]
+fn the_pods_init_holds_nothing_of_the_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    std::fs::write(root.join("host-secret"), "HOST-SECRET-CONTENT\n").unwrap();
+    let probe = "b=/bin/busybox; for f in /proc/1/fd/*; do n=${f##*/}; [ $n -le 2 ] && continue; \
+                 echo fd $n: $($b readlink $f); [ -f $f ] && $b head -c 200 $f; \
+                 [ -d $f ] && $b ls -a $f/.. $f/../..; done 2>&1; \
+                 $b tr '\\0' '\\n' < /proc/1/environ; echo PROBE-DONE";
+    let app = serde_json::json!({
+        "exec": ["/bin/busybox", "sh", "-c", probe], "user": "0", "group": "0"
+    });
+    let aci = hostile_image(root, &app.to_string());
+    // The caller has the secret open as fd 3 (and a token in its
+    // environment) when it runs skiff.
+    let out = output(
+        std::process::Command::new("/bin/sh")
+            .args(["-c", "exec \"$@\" 3<\"$SECRET\"", "sh"])
+            .arg(env!("CARGO_BIN_EXE_skiff"))
+            .env("SECRET", root.join("host-secret"))
+            .env("SKIFF_DIR", root.join("data"))
+            .env("CALLER_TOKEN", "TOKEN-VALUE-123")
+            .arg("--local-config")
+            .arg(root.join("etc"))
+            .arg("--system-config")
+            .arg(root.join("usr"))
+            .args(["--insecure-options=image", "run", "--net=none"])
+            .arg(&aci)
+            .arg("--cap-retain=CAP_SYS_PTRACE"),
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("PROBE-DONE"), "{text}");
+    // The probe could read init (the check can fail) ...
+    assert!(text.contains("PATH="), "the probe cannot read init: {text}");
+    // ... and found nothing of the host or the caller.
+    for leak in [
+        "HOST-SECRET-CONTENT",
+        "TOKEN-VALUE-123",
+        "runtime.json",
+        "stage1",
+        "SKIFF_DIR",
+    ] {
+        assert!(!text.contains(leak), "init leaked {leak}: {text}");
+    }
+}

@@ -36,15 +36,7 @@ pub fn shield_caller() -> Result<(), Stage1Error> {
             what: "make the entering process non-dumpable".to_string(),
             source: e.into(),
         })?;
-    // SAFETY: close_range(3, ~0, 0) closes fds this process does not use
-    // (stage1 `enter` opens its own after this).
-    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } != 0 {
-        return Err(Stage1Error::Setup {
-            what: "close the caller's file descriptors".to_string(),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(())
+    crate::close_inherited_fds(None)
 }
 
 /// How the entered command is connected to the caller's terminal.

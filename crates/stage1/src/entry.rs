@@ -143,6 +143,10 @@ pub fn main() -> ExitCode {
     let Some(data_dir) = crate::data_dir(&pod_dir) else {
         return usage();
     };
+    if let Err(e) = crate::close_inherited_fds(lock_fd.and_then(|fd| u32::try_from(fd).ok())) {
+        eprintln!("skiff: pod failed to start: {}", error_line(&e));
+        return ExitCode::from(EXIT_SETUP_FAILED as u8);
+    }
     // SAFETY: stage0 passes the pod-lock fd it opened and left open across
     // exec; we take ownership of it exactly once.
     let lock = lock_fd.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });

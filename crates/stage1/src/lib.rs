@@ -86,6 +86,30 @@ pub(crate) fn proc_stat(pid: &str) -> Option<Vec<u64>> {
     Some(fields)
 }
 
+/// Closes every fd from 3 up that this process inherited but `keep`: what
+/// the caller had open (files, directories, sockets) reaches neither the
+/// pod nor its init, which a pod process allowed to trace it could read.
+pub fn close_inherited_fds(keep: Option<u32>) -> Result<(), Stage1Error> {
+    let ranges = match keep {
+        Some(k) if k >= 3 => [(3, k - 1), (k.saturating_add(1), u32::MAX)],
+        _ => [(3, u32::MAX), (1, 0)],
+    };
+    for (first, last) in ranges {
+        if first > last {
+            continue;
+        }
+        // SAFETY: close_range(2) closes fds nothing in this process owns
+        // yet (it runs first, before any fd is opened, and skips `keep`).
+        if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) } != 0 {
+            return Err(Stage1Error::Setup {
+                what: "close the caller's file descriptors".to_string(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+    }
+    Ok(())
+}
+
 pub fn error_line(err: &dyn std::error::Error) -> String {
     let mut line = err.to_string();
     let mut source = err.source();

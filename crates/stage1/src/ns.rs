@@ -202,27 +202,32 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         }));
     }
     if child == 0 {
+        // Init lives on next to the apps: it keeps no handle on the host
+        // beyond what starting them needs (a pod process allowed to trace
+        // it, `--cap-retain=CAP_SYS_PTRACE`, could reopen any through
+        // /proc/1/fd), and drops those once they are started.
         drop(read_end);
         drop(lock);
         drop(init_cgroup);
+        drop(host_pidns);
         let pty_channel = pty_channel.map(|(_, init_end)| init_end);
         let attached = match pipes {
             Some(pipes) => pipes.attach(),
             None => Ok(()),
         };
-        let code = match attached
-            .and_then(|()| join_netns(netns.as_ref()))
-            .and_then(|()| {
-                init(
-                    &pod,
-                    &runtime,
-                    &plans,
-                    &app_cgroups,
-                    pty_channel.as_ref(),
-                    userns.as_ref(),
-                    &write_end,
-                )
-            }) {
+        let joined = attached.and_then(|()| join_netns(netns.as_ref()));
+        drop(netns);
+        let code = match joined.and_then(|()| {
+            init(
+                &pod,
+                &runtime,
+                &plans,
+                app_cgroups,
+                pty_channel,
+                userns,
+                &write_end,
+            )
+        }) {
             Ok(()) => 0,
             Err(e) => {
                 send(&write_end, &Report::Error(crate::error_line(&e)));
@@ -770,9 +775,9 @@ fn init(
     pod: &Pod,
     runtime: &Runtime,
     plans: &[AppPlan],
-    app_cgroups: &[Vec<std::fs::File>],
-    pty_channel: Option<&OwnedFd>,
-    userns: Option<&OwnedFd>,
+    app_cgroups: Vec<Vec<std::fs::File>>,
+    pty_channel: Option<OwnedFd>,
+    userns: Option<OwnedFd>,
     report: &OwnedFd,
 ) -> Result<(), Stage1Error> {
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
@@ -813,7 +818,7 @@ fn init(
     )?;
     let mut tty = None;
     for p in plans {
-        let app_root = mount_app_root(pod, &stage1_root, p, userns)?;
+        let app_root = mount_app_root(pod, &stage1_root, p, userns.as_ref())?;
         mounts::setup_kernel_filesystems(
             &app_root,
             "/dev/null",
@@ -821,7 +826,7 @@ fn init(
             &runtime.devices,
         )?;
         finish_app_root(pod, &app_root, p)?;
-        if let (Some(channel), None) = (pty_channel, &tty) {
+        if let (Some(channel), None) = (&pty_channel, &tty) {
             let pty = crate::tty::open_in(&app_root)?;
             crate::tty::send_master(channel, &pty.master)?;
             tty = Some(pty.slave);
@@ -830,34 +835,34 @@ fn init(
     rustix::system::sethostname(runtime.hostname.as_bytes())
         .map_err(|e| setup_err(format!("set the hostname '{}'", runtime.hostname))(e.into()))?;
     mounts::pivot_into(&stage1_root)?;
-    run_apps(
-        plans,
-        app_cgroups,
-        Some(&cgroup_view),
-        tty.as_ref(),
-        userns,
-        report,
-    );
+    // The pod root's handles name the host's directory of it: `..` of
+    // either leads out of the pod.
+    drop(stage1_fd);
+    drop(root);
+    drop(pty_channel);
+    run_apps(plans, app_cgroups, Some(&cgroup_view), tty, userns, report);
     Ok(())
 }
 
 /// In the pod's init, its root in place (`/apps/<app>/rootfs` each): starts
 /// every app in its cgroups (`tty` as its terminal if given) and reaps every
 /// process of the pod until the apps are done, reporting each app's start
-/// error and exit status on `report`.
+/// error and exit status on `report`. The cgroup, terminal and user
+/// namespace handles are closed once every app has started: while the
+/// apps run, init holds only `report` and its stdio.
 pub(crate) fn run_apps(
     plans: &[AppPlan],
-    app_cgroups: &[Vec<std::fs::File>],
+    app_cgroups: Vec<Vec<std::fs::File>>,
     cgroup_view: Option<&cgroups::PodView>,
-    tty: Option<&OwnedFd>,
-    userns: Option<&OwnedFd>,
+    tty: Option<OwnedFd>,
+    userns: Option<OwnedFd>,
     report: &OwnedFd,
 ) {
     install_forwarding();
     unblock_termination();
 
     let mut children = Vec::new();
-    for (p, cgroup) in plans.iter().zip(app_cgroups) {
+    for (p, cgroup) in plans.iter().zip(&app_cgroups) {
         // SAFETY: init is single-threaded.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
@@ -871,12 +876,12 @@ pub(crate) fn run_apps(
             continue;
         }
         if pid == 0 {
-            let attached = match tty {
+            let attached = match &tty {
                 Some(slave) => crate::tty::attach(slave),
                 None => crate::tty::new_session(),
             };
             let error = match cgroups::join(cgroup).and(attached) {
-                Ok(()) => exec_app(p, cgroup_view, userns),
+                Ok(()) => exec_app(p, cgroup_view, userns.as_ref()),
                 Err(e) => e,
             };
             send(
@@ -893,6 +898,9 @@ pub(crate) fn run_apps(
         }
         children.push((pid, p.name.clone()));
     }
+    drop(app_cgroups);
+    drop(tty);
+    drop(userns);
     // Reap every process of the pod until the apps are done.
     crate::reap(&children, |name, code| {
         send(

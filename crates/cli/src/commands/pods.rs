@@ -457,6 +457,16 @@ fn start(
     let fd = file.as_raw_fd();
     let mut cmd = Command::new(stage1);
     cmd.arg("run").arg(format!("--lock-fd={fd}"));
+    // The caller's environment (its tokens, paths) stays out of the pod's
+    // init, which a pod process allowed to trace it could read: stage1
+    // gets what it uses (PATH for the OCI runtime and CNI plugins, the CNI
+    // plugin directory).
+    cmd.env_clear();
+    for name in ["PATH", "SKIFF_CNI_PATH"] {
+        if let Some(value) = std::env::var_os(name) {
+            cmd.env(name, value);
+        }
+    }
     if global.debug {
         cmd.arg("--debug");
     }

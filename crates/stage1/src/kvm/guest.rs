@@ -196,7 +196,7 @@ fn run(report: &mut Option<OwnedFd>) -> Result<(), Stage1Error> {
     }
     let no_cgroups: Vec<Vec<std::fs::File>> = plans.iter().map(|_| Vec::new()).collect();
     if let Some(report) = report.as_ref() {
-        ns::run_apps(&plans, &no_cgroups, None, console.as_ref(), None, report);
+        ns::run_apps(&plans, no_cgroups, None, console, None, report);
     }
     Ok(())
 }
