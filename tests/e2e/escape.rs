@@ -1046,6 +1046,24 @@ fn pod_processes_cannot_reopen_the_callers_files() {
         assert!(status.success(), "{flavor}");
         check(flavor);
     }
+    // A device other than null and its kind on stdin: the pod gets a
+    // pipe, not the device's fd (whose ioctls the device policy would not
+    // see); /dev/null itself is passed as it is.
+    for (device, expected) in [("/dev/fuse", "pipe:"), ("/dev/null", "/dev/null")] {
+        let out = output(
+            skiff_in(root)
+                .args(["--insecure-options=image", "run", "--net=none"])
+                .arg(&aci)
+                .args(["--exec=/bin/busybox", "--", "readlink", "/proc/self/fd/0"])
+                .stdin(std::fs::File::open(device).unwrap()),
+        );
+        assert!(out.status.success(), "{device}: {}", stderr(&out));
+        assert!(
+            stdout(&out).starts_with(expected),
+            "{device}: {}",
+            stdout(&out)
+        );
+    }
     // skiff enter, into a running pod.
     let out = output(
         skiff_in(root)

@@ -10,8 +10,10 @@
 //! log) get pipes too: a pod process could reopen its own stdio through
 //! `/proc/self/fd/N` with more access than it was given (read a file
 //! opened for appending, truncate it) and walk out of a directory fd
-//! (`/proc/self/fd/0/..`). Pipes, sockets and other character devices
-//! (/dev/null) are passed as they are: reopening them gives nothing more.
+//! (`/proc/self/fd/0/..`), and an open device other than null, zero, full,
+//! random and urandom (`< /dev/kvm`) would take its ioctls past the device
+//! policy. Pipes, sockets and those five devices are passed as they are:
+//! reopening them gives nothing more.
 //! When stdout and stderr are the same file or terminal, one pipe serves
 //! both, so their interleaving is kept.
 //!
@@ -63,10 +65,17 @@ fn passed_as_is(n: usize) -> bool {
         return false;
     }
     match rustix::fs::fstat(own(n)) {
-        Ok(stat) => matches!(
-            FileType::from_raw_mode(stat.st_mode),
-            FileType::Fifo | FileType::Socket | FileType::CharacterDevice
-        ),
+        Ok(stat) => match FileType::from_raw_mode(stat.st_mode) {
+            FileType::Fifo | FileType::Socket => true,
+            // null, zero, full, random, urandom: what every pod has. An
+            // open fd of another device (`< /dev/kvm`) would take its
+            // ioctls past the device policy.
+            FileType::CharacterDevice => {
+                rustix::fs::major(stat.st_rdev) == 1
+                    && [3, 5, 7, 8, 9].contains(&rustix::fs::minor(stat.st_rdev))
+            }
+            _ => false,
+        },
         Err(_) => true,
     }
 }

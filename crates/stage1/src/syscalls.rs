@@ -1,9 +1,14 @@
 //! x86_64 system call numbers by name, generated from Linux's
-//! `asm/unistd_64.h` (linux-libc-dev 6.1, Debian 12). Used to turn the names
-//! in seccomp isolators and profiles into numbers.
+//! `asm/unistd_64.h` (linux-libc-dev 6.1, Debian 12), with the calls added
+//! up to Linux 6.17 (451 `cachestat` to 469 `file_setattr`). Used to turn
+//! the names in seccomp isolators and profiles into numbers; the default
+//! filter refuses every number above the last one ([`LAST`]).
+
+/// The highest number in [`SYSCALLS`].
+pub const LAST: u32 = 469;
 
 /// (name, number), sorted by name.
-pub const SYSCALLS: [(&str, u32); 362] = [
+pub const SYSCALLS: [(&str, u32); 381] = [
     ("_sysctl", 156),
     ("accept", 43),
     ("accept4", 288),
@@ -17,6 +22,7 @@ pub const SYSCALLS: [(&str, u32); 362] = [
     ("bind", 49),
     ("bpf", 321),
     ("brk", 12),
+    ("cachestat", 451),
     ("capget", 125),
     ("capset", 126),
     ("chdir", 80),
@@ -63,11 +69,14 @@ pub const SYSCALLS: [(&str, u32); 362] = [
     ("fchdir", 81),
     ("fchmod", 91),
     ("fchmodat", 268),
+    ("fchmodat2", 452),
     ("fchown", 93),
     ("fchownat", 260),
     ("fcntl", 72),
     ("fdatasync", 75),
     ("fgetxattr", 193),
+    ("file_getattr", 468),
+    ("file_setattr", 469),
     ("finit_module", 313),
     ("flistxattr", 196),
     ("flock", 73),
@@ -83,7 +92,10 @@ pub const SYSCALLS: [(&str, u32); 362] = [
     ("fsync", 74),
     ("ftruncate", 77),
     ("futex", 202),
+    ("futex_requeue", 456),
+    ("futex_wait", 455),
     ("futex_waitv", 449),
+    ("futex_wake", 454),
     ("futimesat", 261),
     ("get_kernel_syms", 177),
     ("get_mempolicy", 239),
@@ -117,6 +129,7 @@ pub const SYSCALLS: [(&str, u32); 362] = [
     ("gettimeofday", 96),
     ("getuid", 102),
     ("getxattr", 191),
+    ("getxattrat", 464),
     ("init_module", 175),
     ("inotify_add_watch", 254),
     ("inotify_init", 253),
@@ -149,14 +162,20 @@ pub const SYSCALLS: [(&str, u32); 362] = [
     ("link", 86),
     ("linkat", 265),
     ("listen", 50),
+    ("listmount", 458),
     ("listxattr", 194),
+    ("listxattrat", 465),
     ("llistxattr", 195),
     ("lookup_dcookie", 212),
     ("lremovexattr", 198),
     ("lseek", 8),
     ("lsetxattr", 189),
+    ("lsm_get_self_attr", 459),
+    ("lsm_list_modules", 461),
+    ("lsm_set_self_attr", 460),
     ("lstat", 6),
     ("madvise", 28),
+    ("map_shadow_stack", 453),
     ("mbind", 237),
     ("membarrier", 324),
     ("memfd_create", 319),
@@ -184,6 +203,7 @@ pub const SYSCALLS: [(&str, u32); 362] = [
     ("mq_timedsend", 242),
     ("mq_unlink", 241),
     ("mremap", 25),
+    ("mseal", 462),
     ("msgctl", 71),
     ("msgget", 68),
     ("msgrcv", 70),
@@ -199,6 +219,7 @@ pub const SYSCALLS: [(&str, u32); 362] = [
     ("open", 2),
     ("open_by_handle_at", 304),
     ("open_tree", 428),
+    ("open_tree_attr", 467),
     ("openat", 257),
     ("openat2", 437),
     ("pause", 34),
@@ -244,6 +265,7 @@ pub const SYSCALLS: [(&str, u32); 362] = [
     ("recvmsg", 47),
     ("remap_file_pages", 216),
     ("removexattr", 197),
+    ("removexattrat", 466),
     ("rename", 82),
     ("renameat", 264),
     ("renameat2", 316),
@@ -307,6 +329,7 @@ pub const SYSCALLS: [(&str, u32); 362] = [
     ("settimeofday", 164),
     ("setuid", 105),
     ("setxattr", 188),
+    ("setxattrat", 463),
     ("shmat", 30),
     ("shmctl", 31),
     ("shmdt", 67),
@@ -320,6 +343,7 @@ pub const SYSCALLS: [(&str, u32); 362] = [
     ("splice", 275),
     ("stat", 4),
     ("statfs", 137),
+    ("statmount", 457),
     ("statx", 332),
     ("swapoff", 168),
     ("swapon", 167),

@@ -207,9 +207,15 @@ impl Fetcher<'_> {
             .map_err(|e| bad(&path, format!("malformed image config: {e}")))?;
         let mut layers = Vec::new();
         let mut new = super::pull::NewLayers::default();
+        // Held to the largest image allowed, as downloads are.
+        let limit = self.options.archive_policy.max_bytes;
+        let mut used = 0u64;
         for l in doc["layers"].as_array().into_iter().flatten() {
             let d = l["digest"].as_str().unwrap_or("");
             let source = blob_path(&layout, d)?;
+            let size = std::fs::metadata(&source).map(|m| m.len()).unwrap_or(0);
+            used = used.saturating_add(size);
+            crate::http::within_limit(&path.display().to_string(), used, limit)?;
             let cached = self.cache_layer(
                 d,
                 &mut |out| {
