@@ -179,11 +179,7 @@ fn init_logging(debug: bool) {
 /// Dies quietly on a closed stdout (`skiff image list | head`), as Unix
 /// tools do, instead of panicking in `println!`.
 fn restore_sigpipe() {
-    // SAFETY: called first thing in main, before any thread exists; setting
-    // the default disposition of SIGPIPE has no memory-safety preconditions.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    skiff_stage1::sys::signal::set_default(&[libc::SIGPIPE]);
 }
 
 fn main() -> ExitCode {

@@ -189,15 +189,11 @@ fn run_as(
         Terminal::Caller if confined => (None, crate::stdio::Pipes::for_caller()?),
         Terminal::Caller => (None, None),
     };
-    // SAFETY: stage1 is single-threaded; the child only execs.
-    let child = unsafe { libc::fork() };
-    if child < 0 {
-        return Err(Stage1Error::Setup {
-            what: "fork".to_string(),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    if child == 0 {
+    let forked = crate::sys::process::fork().map_err(|source| Stage1Error::Setup {
+        what: "fork".to_string(),
+        source,
+    })?;
+    if forked == crate::sys::process::Forked::Child {
         let terminal = (|| -> Result<(), Stage1Error> {
             if let Some(pipes) = pipes {
                 pipes.attach()?;
@@ -237,6 +233,9 @@ fn run_as(
         };
         std::process::exit(code);
     }
+    let crate::sys::process::Forked::Parent(child) = forked else {
+        unreachable!("the child exited above")
+    };
     // Ctrl-C and the like reach the command, which has left the caller's
     // session (and so its terminal's signals).
     crate::ns::forward_to(child);
@@ -259,14 +258,9 @@ fn run_as(
         }
     })();
     if relayed.is_err() {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(child, libc::SIGKILL) };
+        crate::sys::process::kill(child, libc::SIGKILL);
     }
-    let mut status = 0;
-    // SAFETY: waits for our own child with a valid status pointer.
-    while unsafe { libc::waitpid(child, &mut status, 0) } < 0
-        && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-    {}
+    let status = crate::sys::process::wait(child).unwrap_or(0);
     relayed?;
     Ok(crate::exit_code(status))
 }

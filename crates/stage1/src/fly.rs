@@ -27,26 +27,13 @@ extern "C" fn forward(sig: libc::c_int) {
     for slot in &APP_PIDS {
         let pid = slot.load(Ordering::Relaxed);
         if pid > 0 {
-            // SAFETY: kill(2) is async-signal-safe.
-            unsafe {
-                libc::kill(pid, sig);
-            }
+            crate::sys::process::kill(pid, sig);
         }
     }
 }
 
 fn install_forwarding() {
-    for sig in ns::TERMINATION_SIGNALS {
-        // SAFETY: a zeroed sigaction with a valid handler that only reads
-        // atomics and calls kill(2).
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = forward as *const () as usize;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
-    }
+    ns::on_termination(forward);
 }
 
 /// Unmounts every mount under `dir`, deepest first.
@@ -104,16 +91,14 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     install_forwarding();
     let mut children = Vec::new();
     for (i, p) in plans.iter().enumerate() {
-        // SAFETY: the supervisor is single-threaded.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            eprintln!(
-                "skiff: cannot start app '{}': {}",
-                p.name,
-                std::io::Error::last_os_error()
-            );
-            continue;
-        }
+        let pid = match crate::sys::process::fork() {
+            Ok(crate::sys::process::Forked::Parent(pid)) => pid,
+            Ok(crate::sys::process::Forked::Child) => 0,
+            Err(e) => {
+                eprintln!("skiff: cannot start app '{}': {e}", p.name);
+                continue;
+            }
+        };
         if pid == 0 {
             drop(lock);
             let root = stage1_root.join("apps").join(&p.name).join("rootfs");

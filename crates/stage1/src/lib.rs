@@ -34,6 +34,7 @@ pub mod ns;
 pub mod oci;
 pub mod seccomp;
 pub mod stdio;
+pub mod sys;
 pub mod syscalls;
 pub mod tty;
 pub mod userns;
@@ -98,14 +99,10 @@ pub fn close_inherited_fds(keep: Option<u32>) -> Result<(), Stage1Error> {
         if first > last {
             continue;
         }
-        // SAFETY: close_range(2) closes fds nothing in this process owns
-        // yet (it runs first, before any fd is opened, and skips `keep`).
-        if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) } != 0 {
-            return Err(Stage1Error::Setup {
-                what: "close the caller's file descriptors".to_string(),
-                source: std::io::Error::last_os_error(),
-            });
-        }
+        sys::process::close_range(first, last).map_err(|source| Stage1Error::Setup {
+            what: "close the caller's file descriptors".to_string(),
+            source,
+        })?;
     }
     Ok(())
 }
@@ -148,15 +145,9 @@ pub fn exit_code(status: i32) -> i32 {
 pub fn reap(children: &[(i32, String)], mut on_exit: impl FnMut(&str, i32)) {
     let mut remaining = children.len();
     while remaining > 0 {
-        let mut status = 0;
-        // SAFETY: waits for any child with a valid status pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if pid < 0 {
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
+        let Some((pid, status)) = sys::process::wait_any() else {
             break;
-        }
+        };
         if let Some((_, name)) = children.iter().find(|(p, _)| *p == pid) {
             on_exit(name, exit_code(status));
             remaining -= 1;

@@ -15,6 +15,7 @@
 //! and moves the pod to `exited-garbage`. Mounts live only in the pod's
 //! namespaces and disappear with its last process.
 
+use crate::sys::{self, process::Forked};
 use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
@@ -193,15 +194,13 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
             source: e.into(),
         })
         .map_err(undo)?;
-    // SAFETY: single-threaded process: the child may run arbitrary code.
-    let child = unsafe { libc::fork() };
-    if child < 0 {
-        return Err(undo(Stage1Error::Setup {
+    let forked = sys::process::fork().map_err(|source| {
+        undo(Stage1Error::Setup {
             what: "fork the pod init".into(),
-            source: std::io::Error::last_os_error(),
-        }));
-    }
-    if child == 0 {
+            source,
+        })
+    })?;
+    if forked == Forked::Child {
         // Init lives on next to the apps: it keeps no handle on the host
         // beyond what starting them needs (a pod process allowed to trace
         // it, `--cap-retain=CAP_SYS_PTRACE`, could reopen any through
@@ -236,6 +235,9 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         };
         std::process::exit(code);
     }
+    let Forked::Parent(child) = forked else {
+        unreachable!("the child exited above")
+    };
     drop(write_end);
     if let Err(e) = rustix::thread::move_into_link_name_space(
         std::os::fd::AsFd::as_fd(&host_pidns),
@@ -250,8 +252,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     // init's work instead of adding to it. The apps join their own cgroups
     // themselves, before exec, so no app runs outside its limits.
     let mut setup_error = cgroups::move_into(&init_cgroup, child).err().map(|e| {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(child, libc::SIGKILL) };
+        sys::process::kill(child, libc::SIGKILL);
         crate::error_line(&e)
     });
     drop(init_cgroup);
@@ -259,8 +260,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     let copying = match pipes.map(|pipes| pipes.start(child)).transpose() {
         Ok(copying) => copying,
         Err(e) => {
-            // SAFETY: kill(2) on our own child.
-            unsafe { libc::kill(child, libc::SIGKILL) };
+            sys::process::kill(child, libc::SIGKILL);
             setup_error.get_or_insert(crate::error_line(&e));
             None
         }
@@ -297,9 +297,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
             }
         }
     }
-    let mut wstatus = 0;
-    // SAFETY: waitpid on our own child with a valid status pointer.
-    unsafe { libc::waitpid(child, &mut wstatus, 0) };
+    let wstatus = sys::process::wait(child).unwrap_or(0);
     if let Some(copying) = copying {
         copying.finish();
     }
@@ -666,10 +664,7 @@ static INIT_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::ne
 extern "C" fn forward_to_init(sig: libc::c_int) {
     let pid = INIT_PID.load(std::sync::atomic::Ordering::Relaxed);
     if pid > 0 {
-        // SAFETY: kill(2) is async-signal-safe.
-        unsafe {
-            libc::kill(pid, sig);
-        }
+        sys::process::kill(pid, sig);
     }
 }
 
@@ -682,20 +677,9 @@ pub(crate) fn forward_to(init: i32) {
     unblock_termination();
 }
 
-/// Installs `handler` (which must only do async-signal-safe things: read
-/// or store atomics, call kill(2)) for the [`TERMINATION_SIGNALS`].
-pub(crate) fn on_termination(handler: extern "C" fn(libc::c_int)) {
-    for sig in TERMINATION_SIGNALS {
-        // SAFETY: a zeroed sigaction with a valid handler that only does
-        // async-signal-safe work (the callers' contract).
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = handler as *const () as usize;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
-    }
+/// Installs `handler` for the [`TERMINATION_SIGNALS`].
+pub(crate) fn on_termination(handler: sys::signal::Handler) {
+    sys::signal::on(&TERMINATION_SIGNALS, handler, true);
 }
 
 /// The signals that stop a pod.
@@ -705,38 +689,17 @@ pub const TERMINATION_SIGNALS: [libc::c_int; 4] =
 /// Stage0 blocks these before exec-ing stage1 (the mask survives exec), so
 /// that a Ctrl-C before the handlers are in place waits for them.
 fn unblock_termination() {
-    // SAFETY: building a signal set from valid numbers and unblocking it.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in TERMINATION_SIGNALS {
-            libc::sigaddset(&mut set, sig);
-        }
-        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-    }
+    sys::signal::set_blocked(&TERMINATION_SIGNALS, false);
 }
 
-/// Forwards termination signals from pid 1 to every process of the pod.
+/// Forwards termination signals from pid 1 to every process of the pod
+/// (-1: every process this pid-1 init may signal, the pod's).
 extern "C" fn forward_signal(sig: libc::c_int) {
-    // SAFETY: kill(2) is async-signal-safe; -1 means every process this
-    // pid-1 init may signal, i.e. the pod's processes.
-    unsafe {
-        libc::kill(-1, sig);
-    }
+    sys::process::kill(-1, sig);
 }
 
 fn install_forwarding() {
-    for sig in TERMINATION_SIGNALS {
-        // SAFETY: a zeroed sigaction with a valid handler and an empty mask
-        // is a valid argument; the handler only calls kill(2).
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = forward_signal as *const () as usize;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
-    }
+    on_termination(forward_signal);
 }
 
 /// The pod's pid 1: namespaces, filesystems, apps, reaping.
@@ -840,7 +803,14 @@ fn init(
     drop(stage1_fd);
     drop(root);
     drop(pty_channel);
-    run_apps(plans, app_cgroups, Some(&cgroup_view), tty, userns, report);
+    run_apps(
+        plans,
+        app_cgroups,
+        Some(&cgroup_view),
+        tty.map(crate::tty::AppTerminal::OwnSession),
+        userns,
+        report,
+    );
     Ok(())
 }
 
@@ -854,7 +824,7 @@ pub(crate) fn run_apps(
     plans: &[AppPlan],
     app_cgroups: Vec<Vec<std::fs::File>>,
     cgroup_view: Option<&cgroups::PodView>,
-    tty: Option<OwnedFd>,
+    tty: Option<crate::tty::AppTerminal>,
     userns: Option<OwnedFd>,
     report: &OwnedFd,
 ) {
@@ -863,39 +833,40 @@ pub(crate) fn run_apps(
 
     let mut children = Vec::new();
     for (p, cgroup) in plans.iter().zip(&app_cgroups) {
-        // SAFETY: init is single-threaded.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            send(
-                report,
-                &Report::AppError {
-                    app: p.name.clone(),
-                    error: std::io::Error::last_os_error().to_string(),
-                },
-            );
-            continue;
-        }
-        if pid == 0 {
-            let attached = match &tty {
-                Some(slave) => crate::tty::attach(slave),
-                None => crate::tty::new_session(),
-            };
-            let error = match cgroups::join(cgroup).and(attached) {
-                Ok(()) => exec_app(p, cgroup_view, userns.as_ref()),
-                Err(e) => e,
-            };
-            send(
-                report,
-                &Report::AppError {
-                    app: p.name.clone(),
-                    error: crate::error_line(&error),
-                },
-            );
-            std::process::exit(match error {
-                Stage1Error::Exec { .. } => 127,
-                _ => EXIT_SETUP_FAILED,
-            });
-        }
+        let pid = match sys::process::fork() {
+            Ok(Forked::Parent(pid)) => pid,
+            Ok(Forked::Child) => {
+                let attached = match &tty {
+                    Some(terminal) => terminal.attach(),
+                    None => crate::tty::new_session(),
+                };
+                let error = match cgroups::join(cgroup).and(attached) {
+                    Ok(()) => exec_app(p, cgroup_view, userns.as_ref()),
+                    Err(e) => e,
+                };
+                send(
+                    report,
+                    &Report::AppError {
+                        app: p.name.clone(),
+                        error: crate::error_line(&error),
+                    },
+                );
+                std::process::exit(match error {
+                    Stage1Error::Exec { .. } => 127,
+                    _ => EXIT_SETUP_FAILED,
+                });
+            }
+            Err(e) => {
+                send(
+                    report,
+                    &Report::AppError {
+                        app: p.name.clone(),
+                        error: e.to_string(),
+                    },
+                );
+                continue;
+            }
+        };
         children.push((pid, p.name.clone()));
     }
     drop(app_cgroups);
@@ -994,21 +965,7 @@ fn set_default_rlimits() {
 /// Apps start with every signal at its default action and none blocked,
 /// whatever `skiff` inherited (a shell's background job ignores SIGINT).
 fn reset_signals() {
-    for sig in 1..libc::SIGRTMIN() {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: setting the default disposition of a valid signal number.
-        unsafe {
-            libc::signal(sig, libc::SIG_DFL);
-        }
-    }
-    // SAFETY: an empty, initialized set unblocks everything.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
+    sys::signal::reset_all();
 }
 
 /// Does nothing: lets the keeper outlive a SIGTERM sent to every process
@@ -1016,40 +973,25 @@ fn reset_signals() {
 extern "C" fn ignore_signal(_: libc::c_int) {}
 
 fn ignore_termination() {
-    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-        // SAFETY: a zeroed sigaction with a valid no-op handler.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = ignore_signal as *const () as usize;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
-    }
+    sys::signal::on(
+        &[libc::SIGTERM, libc::SIGINT, libc::SIGHUP],
+        ignore_signal,
+        false,
+    );
 }
 
 /// Forks, runs `argv` as the app would run, waits: returns its status.
 fn run_child(p: &AppPlan, argv: &[String]) -> Result<i32, Stage1Error> {
-    // SAFETY: the keeper is single-threaded.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(setup_err("fork")(std::io::Error::last_os_error()));
-    }
-    if pid == 0 {
-        let code = match become_app(p, argv) {
-            Ok(Stage1Error::Exec { .. }) => 127,
-            _ => EXIT_SETUP_FAILED,
-        };
-        std::process::exit(code);
-    }
-    let mut status = 0;
-    loop {
-        // SAFETY: waits for our own child with a valid status pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            break;
+    match sys::process::fork().map_err(setup_err("fork"))? {
+        Forked::Child => {
+            let code = match become_app(p, argv) {
+                Ok(Stage1Error::Exec { .. }) => 127,
+                _ => EXIT_SETUP_FAILED,
+            };
+            std::process::exit(code);
         }
+        Forked::Parent(pid) => Ok(crate::exit_code(sys::process::wait(pid).unwrap_or(0))),
     }
-    Ok(crate::exit_code(status))
 }
 
 /// In a process already inside the app's root and namespaces: apply the

@@ -400,15 +400,10 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     // The caller's terminal and files reach the container only through
     // pipes (crate::stdio; the runtime's own messages pass through them too).
     let pipes = crate::stdio::Pipes::for_caller().map_err(undo)?;
-    // SAFETY: stage1 is single-threaded here; the child only sets up its
-    // mount namespace and execs.
-    let child = unsafe { libc::fork() };
-    if child < 0 {
-        return Err(undo(setup_err("fork the OCI runtime")(
-            std::io::Error::last_os_error(),
-        )));
-    }
-    if child == 0 {
+    let forked = crate::sys::process::fork()
+        .map_err(setup_err("fork the OCI runtime"))
+        .map_err(undo)?;
+    if forked == crate::sys::process::Forked::Child {
         drop(lock);
         let e = match pipes.map(crate::stdio::Pipes::attach).transpose() {
             Ok(_) => exec_runtime(&pod, p, &oci_runtime, &id),
@@ -417,13 +412,15 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         eprintln!("skiff: pod failed to start: {}", crate::error_line(&e));
         std::process::exit(EXIT_SETUP_FAILED);
     }
+    let crate::sys::process::Forked::Parent(child) = forked else {
+        unreachable!("the child exited above")
+    };
     ns::forward_to(child);
     let copying = match pipes.map(|pipes| pipes.start(child)).transpose() {
         Ok(copying) => copying,
         Err(e) => {
             eprintln!("skiff: {}", crate::error_line(&e));
-            // SAFETY: kill(2) on our own child.
-            unsafe { libc::kill(child, libc::SIGKILL) };
+            crate::sys::process::kill(child, libc::SIGKILL);
             None
         }
     };
@@ -442,8 +439,8 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
             let _ = std::fs::write(pod.path.join("pid"), pid.to_string());
             break;
         }
-        // SAFETY: waitpid on our own child with a valid status pointer.
-        if unsafe { libc::waitpid(child, &mut wstatus, libc::WNOHANG) } == child {
+        if let Some(status) = crate::sys::process::try_wait(child) {
+            wstatus = status;
             exited = true;
             break;
         }
@@ -455,8 +452,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     }
     let _ = pod.stamp("started");
     if !exited {
-        // SAFETY: waitpid on our own child with a valid status pointer.
-        unsafe { libc::waitpid(child, &mut wstatus, 0) };
+        wstatus = crate::sys::process::wait(child).unwrap_or(0);
     }
     if let Some(copying) = copying {
         copying.finish();

@@ -25,7 +25,6 @@
 //! started with `&` keeps running instead of being stopped by SIGTTIN.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::thread::JoinHandle;
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::fs::OFlags;
@@ -160,13 +159,12 @@ impl Pipes {
         drop(self.pod);
         let exited = watch(child)?;
         let [input, output, errors] = self.supervisor;
-        let thread = std::thread::Builder::new()
-            .name("stdio".into())
-            .spawn(move || copy(input, [output, errors], &exited))
-            .map_err(|e| Stage1Error::Setup {
-                what: "start copying the caller's terminal".into(),
-                source: e,
-            })?;
+        let thread =
+            crate::sys::thread::spawn("stdio", move || copy(input, [output, errors], &exited))
+                .map_err(|e| Stage1Error::Setup {
+                    what: "start copying the caller's terminal".into(),
+                    source: e,
+                })?;
         Ok(Copying(thread))
     }
 }
@@ -180,12 +178,12 @@ pub fn watch(child: i32) -> Result<OwnedFd, Stage1Error> {
 }
 
 /// The copy running; [`Copying::finish`] waits for its end.
-pub struct Copying(JoinHandle<()>);
+pub struct Copying(crate::sys::thread::Joined<()>);
 
 impl Copying {
     /// Waits until what the pod wrote is passed on (after it exited).
     pub fn finish(self) {
-        let _ = self.0.join();
+        self.0.join();
     }
 }
 

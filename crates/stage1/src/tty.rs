@@ -128,6 +128,68 @@ pub fn new_session() -> Result<(), Stage1Error> {
     Ok(())
 }
 
+/// The terminal an app gets.
+pub enum AppTerminal {
+    /// A pty of the pod's devpts: the app leads a session of its own with
+    /// it as controlling terminal.
+    OwnSession(OwnedFd),
+    /// The VM's console (kvm guest), whose controlling process stays the
+    /// guest's init ([`control`]): the app is its foreground process group
+    /// (Ctrl-C reaches it) but not a session leader, so its exit does not
+    /// hang the console up — which would drop output the emulated UART has
+    /// not sent yet.
+    ConsoleForeground(OwnedFd),
+}
+
+impl AppTerminal {
+    /// In the app process: the terminal as stdio, as described above.
+    pub fn attach(&self) -> Result<(), Stage1Error> {
+        match self {
+            AppTerminal::OwnSession(slave) => attach(slave),
+            AppTerminal::ConsoleForeground(console) => attach_foreground(console),
+        }
+    }
+}
+
+/// In the guest's init: the console becomes its controlling terminal.
+pub fn control(console: &OwnedFd) -> Result<(), Stage1Error> {
+    // Pid 1 starts in no session of its own; EPERM means it leads one.
+    match rustix::process::setsid() {
+        Ok(_) | Err(rustix::io::Errno::PERM) => {}
+        Err(e) => {
+            return Err(Stage1Error::Setup {
+                what: "start init's session".into(),
+                source: e.into(),
+            });
+        }
+    }
+    rustix::process::ioctl_tiocsctty(console).map_err(|e| Stage1Error::Setup {
+        what: "make the console init's controlling terminal".into(),
+        source: e.into(),
+    })
+}
+
+/// In the app process: a process group of its own, the foreground one of
+/// the console (init's controlling terminal), and the console as stdio.
+fn attach_foreground(console: &OwnedFd) -> Result<(), Stage1Error> {
+    let setup = |what: &str| {
+        let what = what.to_string();
+        move |e: rustix::io::Errno| Stage1Error::Setup {
+            what,
+            source: e.into(),
+        }
+    };
+    rustix::process::setpgid(None, None).map_err(setup("start a process group"))?;
+    // A background group changing the foreground one gets SIGTTOU; the
+    // app's signals are reset to their defaults before it runs.
+    crate::sys::signal::ignore(&[libc::SIGTTOU]);
+    rustix::termios::tcsetpgrp(console, rustix::process::getpid())
+        .map_err(setup("take the console's foreground"))?;
+    rustix::stdio::dup2_stdin(console).map_err(setup("attach the console"))?;
+    rustix::stdio::dup2_stdout(console).map_err(setup("attach the console"))?;
+    rustix::stdio::dup2_stderr(console).map_err(setup("attach the console"))
+}
+
 /// In the app process: a new session whose controlling terminal is the pty.
 pub fn attach(slave: &OwnedFd) -> Result<(), Stage1Error> {
     // SAFETY: setsid, TIOCSCTTY and dup2 on fds we own, in a single-threaded child.
@@ -188,14 +250,7 @@ impl Drop for RawMode {
 }
 
 fn install_winch() {
-    // SAFETY: a zeroed sigaction with a handler that only stores an atomic.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_winch as *const () as usize;
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGWINCH, &action, std::ptr::null_mut());
-    }
+    crate::sys::signal::on(&[libc::SIGWINCH], on_winch, true);
 }
 
 fn copy_once(from: &OwnedFd, to: i32, buf: &mut [u8]) -> bool {

@@ -22,24 +22,20 @@ use crate::ns::setup_err;
 pub fn create(base: u32, size: u32) -> Result<OwnedFd, Stage1Error> {
     let (ready_r, ready_w) = pipe()?;
     let (done_r, done_w) = pipe()?;
-    // SAFETY: single-threaded caller; the child only unshares, writes a
-    // byte, reads a byte and exits.
-    let child = unsafe { libc::fork() };
-    if child < 0 {
-        return Err(setup_err("fork the user namespace holder")(
-            std::io::Error::last_os_error(),
-        ));
-    }
-    if child == 0 {
+    let forked =
+        crate::sys::process::fork().map_err(setup_err("fork the user namespace holder"))?;
+    if forked == crate::sys::process::Forked::Child {
         drop(ready_r);
         drop(done_w);
         // SAFETY: the child is single-threaded; FILES is not unshared.
         let ok = unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER) }.is_ok();
         let _ = std::fs::File::from(ready_w).write_all(&[u8::from(ok)]);
         let _ = std::fs::File::from(done_r).read(&mut [0u8]);
-        // SAFETY: _exit is always safe to call; no destructors needed.
-        unsafe { libc::_exit(0) };
+        crate::sys::process::exit_now(0);
     }
+    let crate::sys::process::Forked::Parent(child) = forked else {
+        unreachable!("the child exited above")
+    };
     drop(ready_w);
     drop(done_r);
     let result = (|| {
@@ -63,9 +59,7 @@ pub fn create(base: u32, size: u32) -> Result<OwnedFd, Stage1Error> {
             .map_err(setup_err(format!("open {path}")))
     })();
     drop(done_w);
-    let mut status = 0;
-    // SAFETY: waits for our own child with a valid status pointer.
-    unsafe { libc::waitpid(child, &mut status, 0) };
+    crate::sys::process::wait(child);
     result
 }
 

@@ -515,15 +515,7 @@ fn start(
 /// mask across exec) has its handlers in place and unblocks them: a Ctrl-C
 /// at start-up then stops the pod cleanly instead of killing its supervisor.
 fn block_termination_signals() {
-    // SAFETY: building a signal set from valid numbers and blocking it.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
-            libc::sigaddset(&mut set, sig);
-        }
-        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
+    skiff_stage1::sys::signal::set_blocked(&skiff_stage1::ns::TERMINATION_SIGNALS, true);
 }
 
 /// Runs a command in a running pod (through stage1's `enter`).

@@ -118,14 +118,9 @@ pub fn spawn_server(plans: &[AppPlan]) -> Result<(), Stage1Error> {
     let Some(port) = guest_port() else {
         return Ok(());
     };
-    // SAFETY: the guest init is single-threaded; the child only serves.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(setup_err("fork the enter server")(
-            std::io::Error::last_os_error(),
-        ));
-    }
-    if pid == 0 {
+    if crate::sys::process::fork().map_err(setup_err("fork the enter server"))?
+        == crate::sys::process::Forked::Child
+    {
         serve(&port, plans);
         std::process::exit(0);
     }
@@ -193,12 +188,8 @@ fn run(req: &Request, plans: &[AppPlan], port: &mut std::fs::File) -> Result<i32
     };
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    // SAFETY: the server is single-threaded; the child only sets up and execs.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(setup_err("fork")(std::io::Error::last_os_error()));
-    }
-    if pid == 0 {
+    let forked = crate::sys::process::fork().map_err(setup_err("fork"))?;
+    if forked == crate::sys::process::Forked::Child {
         let e = child(p, &req.argv, &out_w, &err_w);
         let _ = rustix::io::write(
             &err_w,
@@ -210,12 +201,13 @@ fn run(req: &Request, plans: &[AppPlan], port: &mut std::fs::File) -> Result<i32
         };
         std::process::exit(code);
     }
+    let crate::sys::process::Forked::Parent(pid) = forked else {
+        unreachable!("the child exited above")
+    };
     drop(out_w);
     drop(err_w);
     relay(&[(out_r, STDOUT), (err_r, STDERR)], port);
-    let mut status = 0;
-    // SAFETY: waitpid on our own child with a valid status pointer.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let status = crate::sys::process::wait(pid).unwrap_or(0);
     Ok(crate::exit_code(status))
 }
 

@@ -196,7 +196,11 @@ fn run(report: &mut Option<OwnedFd>) -> Result<(), Stage1Error> {
     }
     let no_cgroups: Vec<Vec<std::fs::File>> = plans.iter().map(|_| Vec::new()).collect();
     if let Some(report) = report.as_ref() {
-        ns::run_apps(&plans, no_cgroups, None, console, None, report);
+        if let Some(console) = &console {
+            crate::tty::control(console)?;
+        }
+        let terminal = console.map(crate::tty::AppTerminal::ConsoleForeground);
+        ns::run_apps(&plans, no_cgroups, None, terminal, None, report);
     }
     Ok(())
 }

@@ -229,8 +229,7 @@ extern "C" fn stop_vm(sig: libc::c_int) {
     STOPPED_BY.store(sig, Ordering::Relaxed);
     let pid = QEMU_PID.load(Ordering::Relaxed);
     if pid > 0 {
-        // SAFETY: kill(2) is async-signal-safe.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        crate::sys::process::kill(pid, libc::SIGTERM);
     }
 }
 
@@ -438,29 +437,19 @@ impl Vm<'_> {
         if !self.runtime.interactive {
             qemu.stdin(std::process::Stdio::null());
         }
-        // SAFETY: stage1 is single-threaded here; the child only sets up
-        // its namespaces and mounts, and execs.
-        let child = unsafe { libc::fork() };
-        if child < 0 {
-            return Err(setup_err("fork the VM")(std::io::Error::last_os_error()));
-        }
-        if child == 0 {
-            drop(lock);
-            let e = exec_vm(pod, plans, &volumes, qemu, netns, &network);
-            eprintln!("skiff: pod failed to start: {}", crate::error_line(&e));
-            std::process::exit(EXIT_SETUP_FAILED);
-        }
+        let child = match crate::sys::process::fork().map_err(setup_err("fork the VM"))? {
+            crate::sys::process::Forked::Parent(child) => child,
+            crate::sys::process::Forked::Child => {
+                drop(lock);
+                let e = exec_vm(pod, plans, &volumes, qemu, netns, &network);
+                eprintln!("skiff: pod failed to start: {}", crate::error_line(&e));
+                std::process::exit(EXIT_SETUP_FAILED);
+            }
+        };
         stop_vm_on_signals(child);
         let _ = std::fs::write(pod.path.join("pid"), std::process::id().to_string());
         let _ = pod.stamp("started");
-        let mut wstatus = 0;
-        loop {
-            // SAFETY: waitpid on our own child with a valid status pointer.
-            let r = unsafe { libc::waitpid(child, &mut wstatus, 0) };
-            if r == child || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                break;
-            }
-        }
+        let wstatus = crate::sys::process::wait(child).unwrap_or(0);
         self.statuses(&share, crate::exit_code(wstatus))
     }
 

@@ -1,0 +1,93 @@
+//! Processes: fork, wait, kill, immediate exit, inherited fds.
+
+use std::sync::atomic::Ordering;
+
+/// Which side of a [`fork`] this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    Child,
+    /// The parent, with the child's pid.
+    Parent(i32),
+}
+
+/// Forks this process. Refused while a thread started by
+/// [`super::thread::spawn`] runs (stage1 starts threads no other way), so
+/// the child never inherits a lock another thread held.
+pub fn fork() -> std::io::Result<Forked> {
+    if super::thread::RUNNING.load(Ordering::SeqCst) > 0 {
+        return Err(std::io::Error::other("cannot fork while a thread runs"));
+    }
+    // SAFETY: no other thread runs in this process (checked above), so the
+    // child's copy of memory holds no lock taken by another thread.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// Waits for child `pid` (through interruptions); its raw wait status, or
+/// `None` if it is not a child of this process.
+pub fn wait(pid: i32) -> Option<i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid with a valid pointer to a local status.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            return Some(status);
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return None;
+    }
+}
+
+/// The raw wait status of child `pid` if it has ended, without waiting.
+pub fn try_wait(pid: i32) -> Option<i32> {
+    let mut status = 0;
+    // SAFETY: waitpid with a valid pointer to a local status.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    (r == pid).then_some(status)
+}
+
+/// Waits for any child: its pid and raw wait status; `None` when there is
+/// none left (or on another error).
+pub fn wait_any() -> Option<(i32, i32)> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid with a valid pointer to a local status.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid > 0 {
+            return Some((pid, status));
+        }
+        if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return None;
+    }
+}
+
+/// Sends `sig` to `pid` (`-1`: every process this one may signal);
+/// async-signal-safe, for handlers. False if it failed.
+pub fn kill(pid: i32, sig: i32) -> bool {
+    // SAFETY: kill(2) takes plain integers and touches no memory.
+    unsafe { libc::kill(pid, sig) == 0 }
+}
+
+/// Ends this process at once with `code`: no destructors, no flushing
+/// (a forked child must not run its parent's).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit(2) ends the process; nothing after it runs.
+    unsafe { libc::_exit(code) }
+}
+
+/// Closes fds `first..=last`.
+pub fn close_range(first: u32, last: u32) -> std::io::Result<()> {
+    // SAFETY: close_range(2) takes plain integers; callers close only fds
+    // nothing in this process owns (inherited ones, before any is opened).
+    if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

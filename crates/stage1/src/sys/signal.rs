@@ -1,0 +1,77 @@
+//! Signals: handlers for groups of signals, the blocked mask, defaults.
+
+/// A signal handler: it may only do async-signal-safe work (read or store
+/// atomics, [`super::process::kill`]).
+pub type Handler = extern "C" fn(libc::c_int);
+
+/// Installs `handler` for each of `signals`, restarting interrupted calls
+/// when `restart`.
+pub fn on(signals: &[libc::c_int], handler: Handler, restart: bool) {
+    for &sig in signals {
+        // SAFETY: a zeroed sigaction is valid; it gets a handler of the
+        // right type, an empty mask and flags; sigaction only reads it.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = handler as *const () as usize;
+            action.sa_flags = if restart { libc::SA_RESTART } else { 0 };
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Blocks (or unblocks) `signals` for this thread.
+pub fn set_blocked(signals: &[libc::c_int], blocked: bool) {
+    // SAFETY: a zeroed sigset_t, initialized by sigemptyset and filled
+    // with valid signal numbers, is a valid argument to sigprocmask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &sig in signals {
+            libc::sigaddset(&mut set, sig);
+        }
+        let how = if blocked {
+            libc::SIG_BLOCK
+        } else {
+            libc::SIG_UNBLOCK
+        };
+        libc::sigprocmask(how, &set, std::ptr::null_mut());
+    }
+}
+
+/// `signals` ignored.
+pub fn ignore(signals: &[libc::c_int]) {
+    for &sig in signals {
+        // SAFETY: ignoring a signal number has no memory-safety
+        // preconditions (an invalid number fails with EINVAL).
+        unsafe {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+    }
+}
+
+/// `signals` back to their default actions.
+pub fn set_default(signals: &[libc::c_int]) {
+    for &sig in signals {
+        // SAFETY: setting the default disposition of a signal number has no
+        // memory-safety preconditions (an invalid number fails with EINVAL).
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+}
+
+/// Every signal at its default action and none blocked (what an app
+/// starts with, whatever stage1 inherited).
+pub fn reset_all() {
+    let all: Vec<libc::c_int> = (1..libc::SIGRTMIN())
+        .filter(|&sig| sig != libc::SIGKILL && sig != libc::SIGSTOP)
+        .collect();
+    set_default(&all);
+    // SAFETY: an empty, initialized set unblocks everything.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
