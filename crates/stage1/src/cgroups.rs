@@ -410,12 +410,12 @@ impl PodView {
     /// app sees its own tree and limits there, not the host's paths.
     pub fn mount(&self, app_root: &crate::mounts::Root) -> Result<(), Stage1Error> {
         use rustix::mount::MountFlags;
-        // SAFETY: unshare(CLONE_NEWCGROUP) in a single-threaded app process.
-        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
-            .map_err(|e| Stage1Error::Setup {
+        crate::sys::process::unshare(rustix::thread::UnshareFlags::NEWCGROUP).map_err(|e| {
+            Stage1Error::Setup {
                 what: "create the app's cgroup namespace".to_string(),
                 source: e.into(),
-            })?;
+            }
+        })?;
         let base = Path::new("/sys/fs/cgroup");
         let hidden = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
         if self.unified {

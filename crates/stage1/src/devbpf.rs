@@ -7,22 +7,13 @@
 //! major and minor match, and jumps to the next block otherwise; after the
 //! last block, "deny". The kernel's verifier checks it at load time.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use crate::Stage1Error;
 use crate::devices::{Kind, MKNOD, READ, Rule, WRITE};
 
-/// One eBPF instruction (`struct bpf_insn`).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Insn {
-    pub code: u8,
-    /// dst_reg in the low nibble, src_reg in the high one.
-    pub regs: u8,
-    pub off: i16,
-    pub imm: i32,
-}
+pub use crate::sys::bpf::Insn;
 
 // Opcodes.
 const LDX_W_MEM: u8 = 0x61; // BPF_LDX | BPF_W | BPF_MEM
@@ -128,108 +119,29 @@ pub fn program(rules: &[Rule]) -> Vec<Insn> {
     p
 }
 
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_PROG_ATTACH: libc::c_long = 8;
-const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
-const BPF_CGROUP_DEVICE: u32 = 6;
-const BPF_F_ALLOW_MULTI: u32 = 2;
-
-/// The leading fields of `union bpf_attr` for BPF_PROG_LOAD.
-#[repr(C)]
-#[derive(Default)]
-struct ProgLoad {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
-    prog_name: [u8; 16],
-    prog_ifindex: u32,
-    expected_attach_type: u32,
-}
-
-/// The fields of `union bpf_attr` for BPF_PROG_ATTACH.
-#[repr(C)]
-struct ProgAttach {
-    target_fd: u32,
-    attach_bpf_fd: u32,
-    attach_type: u32,
-    attach_flags: u32,
-}
-
-fn bpf_err(what: &str) -> Stage1Error {
-    Stage1Error::Setup {
-        what: what.to_string(),
-        source: std::io::Error::last_os_error(),
-    }
-}
-
 /// Loads the device program for `allowed` and attaches it to the cgroup
 /// directory `cgroup` (with other programs of its ancestors, all of which
 /// must allow). It stays attached after this process exits, until the
 /// cgroup is removed.
 pub fn attach(cgroup: &Path, allowed: &[Rule]) -> Result<(), Stage1Error> {
     let program = program(allowed);
-    let mut name = [0u8; 16];
-    name[..12].copy_from_slice(b"skiff_device");
-    let load = ProgLoad {
-        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt: program.len() as u32,
-        insns: program.as_ptr() as u64,
-        license: c"Apache-2.0".as_ptr() as u64,
-        prog_name: name,
-        expected_attach_type: BPF_CGROUP_DEVICE,
-        ..ProgLoad::default()
-    };
-    // SAFETY: bpf(BPF_PROG_LOAD) with an attr of the size we pass, whose
-    // pointers (instructions, license) outlive the call; the kernel copies
-    // them. A non-negative result is a new fd we own.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &load as *const ProgLoad,
-            std::mem::size_of::<ProgLoad>(),
-        )
-    };
-    if fd < 0 {
-        return Err(bpf_err(
-            "load the device policy (a BPF cgroup device program)",
-        ));
-    }
-    // SAFETY: `fd` was just returned by the kernel and is owned by no one else.
-    let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let prog =
+        crate::sys::bpf::load_device_program(&program, "skiff_device").map_err(|source| {
+            Stage1Error::Setup {
+                what: "load the device policy (a BPF cgroup device program)".to_string(),
+                source,
+            }
+        })?;
     let dir = std::fs::File::open(cgroup).map_err(|e| Stage1Error::Setup {
         what: format!("open the cgroup {}", cgroup.display()),
         source: e,
     })?;
-    let attach = ProgAttach {
-        target_fd: dir.as_raw_fd() as u32,
-        attach_bpf_fd: prog.as_raw_fd() as u32,
-        attach_type: BPF_CGROUP_DEVICE,
-        attach_flags: BPF_F_ALLOW_MULTI,
-    };
-    // SAFETY: bpf(BPF_PROG_ATTACH) with a fully initialised attr of the
-    // size we pass and two fds we hold open for the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_ATTACH,
-            &attach as *const ProgAttach,
-            std::mem::size_of::<ProgAttach>(),
-        )
-    };
-    if rc != 0 {
-        return Err(bpf_err(&format!(
-            "attach the device policy to {}",
-            cgroup.display()
-        )));
-    }
-    Ok(())
+    crate::sys::bpf::attach_device_program(dir.as_fd(), prog.as_fd()).map_err(|source| {
+        Stage1Error::Setup {
+            what: format!("attach the device policy to {}", cgroup.display()),
+            source,
+        }
+    })
 }
 
 #[cfg(test)]

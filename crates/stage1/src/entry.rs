@@ -8,7 +8,6 @@
 //! ```
 #![allow(clippy::print_stderr)]
 
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -147,9 +146,7 @@ pub fn main() -> ExitCode {
         eprintln!("skiff: pod failed to start: {}", error_line(&e));
         return ExitCode::from(EXIT_SETUP_FAILED as u8);
     }
-    // SAFETY: stage0 passes the pod-lock fd it opened and left open across
-    // exec; we take ownership of it exactly once.
-    let lock = lock_fd.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
+    let lock = lock_fd.and_then(crate::sys::process::take_inherited_fd);
     let pods = Pods::new(data_dir);
     let pod = Pod {
         uuid,

@@ -15,8 +15,10 @@
 //!   [`tty`]: the pod's own pty (`--interactive`, `enter --tty`).
 //! * [`seccomp`]: the BPF filter (default deny-list, appc isolators); [`syscalls`]: x86_64 numbers.
 //!
-//! `unsafe` is confined to the syscalls std and rustix do not wrap safely
-//! (fork, unshare, set*id, sigaction); each block says why it is sound.
+//! * [`sys`]: the system-call seam, the only module with `unsafe` (fork,
+//!   waits, signals, unshare, set*id, mount_setattr, seccomp, bpf); each
+//!   block says why it is sound, and clippy.toml disallows the raw calls
+//!   elsewhere.
 
 pub mod app;
 pub mod cgroups;

@@ -8,7 +8,7 @@
 //! said (the technique runc uses).
 
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -57,22 +57,15 @@ fn create_mapped<T>(create: impl Fn() -> rustix::io::Result<T>) -> rustix::io::R
 /// Runs `f` with filesystem ids `id` (in-pod root on the host) and every
 /// capability still effective; restores filesystem ids 0 after.
 pub fn as_pod_root<T>(id: u32, f: impl FnOnce() -> T) -> T {
-    // SAFETY: setfsuid/setfsgid only change this thread's filesystem ids.
-    unsafe {
-        libc::setfsgid(id);
-        libc::setfsuid(id);
-    }
+    crate::sys::ids::set_fs_ids(id);
     // Changing the fsuid from 0 clears the filesystem capabilities from the
     // effective set; they are still permitted.
     if let Ok(permitted) = caps::read(None, caps::CapSet::Permitted) {
         let _ = caps::set(None, caps::CapSet::Effective, &permitted);
     }
     let result = f();
-    // SAFETY: as above; back to 0 also restores the effective capabilities.
-    unsafe {
-        libc::setfsuid(0);
-        libc::setfsgid(0);
-    }
+    // Back to 0 also restores the effective capabilities.
+    crate::sys::ids::set_fs_ids(0);
     result
 }
 
@@ -211,42 +204,17 @@ pub fn set_attrs(
 /// mount_setattr(2) on the mount behind `target` (an fd, empty path):
 /// sets `attrs`, with `userns` the user namespace of `ATTR_IDMAP`.
 pub fn mount_setattr(
-    target: &impl AsRawFd,
+    target: &impl AsFd,
     attrs: u64,
     recursive: bool,
     userns: Option<&OwnedFd>,
 ) -> std::io::Result<()> {
-    /// `struct mount_attr` from <linux/mount.h>.
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    let attr = MountAttr {
-        attr_set: attrs,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.map_or(0, |fd| fd.as_raw_fd() as u64),
-    };
-    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
-    // SAFETY: mount_setattr on an fd the caller holds, with an empty path
-    // and a fully initialised `struct mount_attr` of the size we pass.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            target.as_raw_fd(),
-            c"".as_ptr(),
-            flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    crate::sys::mount::mount_setattr(
+        target.as_fd(),
+        attrs,
+        recursive,
+        userns.map(|fd| fd.as_fd()),
+    )
 }
 
 /// Remounts a bind mount with `flags` (e.g. read-only).

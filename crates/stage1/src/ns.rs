@@ -185,10 +185,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     let host_pidns = std::fs::File::open("/proc/self/ns/pid")
         .map_err(setup_err("open the host's pid namespace"))
         .map_err(undo)?;
-    // SAFETY: stage1 is single-threaded here (the CNI helpers' threads are
-    // joined) and NEWPID only affects the children created afterwards;
-    // FILES is not unshared.
-    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWPID) }
+    crate::sys::process::unshare(UnshareFlags::NEWPID)
         .map_err(|e| Stage1Error::Setup {
             what: "create the pid namespace".into(),
             source: e.into(),
@@ -748,13 +745,8 @@ fn init(
     hide_host_cmdline();
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .map_err(|e| setup_err("set the parent-death signal")(e.into()))?;
-    // SAFETY: init is single-threaded; FILES is not unshared.
-    unsafe {
-        rustix::thread::unshare_unsafe(
-            UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC,
-        )
-    }
-    .map_err(|e| setup_err("create the mount, UTS and IPC namespaces")(e.into()))?;
+    crate::sys::process::unshare(UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC)
+        .map_err(|e| setup_err("create the mount, UTS and IPC namespaces")(e.into()))?;
     mounts::make_private_rec()?;
 
     if let Some(base) = runtime.private_users {
@@ -902,8 +894,7 @@ fn prepare_app(
     cgroup_view: Option<&cgroups::PodView>,
     userns: Option<&OwnedFd>,
 ) -> Result<Stage1Error, Stage1Error> {
-    // SAFETY: the app process is single-threaded; FILES is not unshared.
-    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS) }
+    crate::sys::process::unshare(UnshareFlags::NEWNS)
         .map_err(|e| setup_err("create the app's mount namespace")(e.into()))?;
     mounts::make_private_rec()?;
     mounts::pivot_into(Path::new(&format!("/apps/{}/rootfs", p.name)))?;
@@ -1031,20 +1022,8 @@ pub fn become_with(
     // Nothing but stdio may reach the app (CVE-2024-21626): every other fd
     // is marked close-on-exec first, before any filter of the app's could
     // refuse the call, and a failure stops the app.
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if rc != 0 {
-        return Err(setup_err("mark inherited fds close-on-exec")(
-            std::io::Error::last_os_error(),
-        ));
-    }
+    sys::process::close_range_on_exec(3, u32::MAX)
+        .map_err(setup_err("mark inherited fds close-on-exec"))?;
     // The filter is built first, so that a bad isolator fails before
     // anything changes. It is installed last, just before exec, so that
     // no set-up call can be filtered; only without no_new_privs (granted
@@ -1068,20 +1047,10 @@ pub fn become_with(
             }
         }
     }
-    let groups: Vec<libc::gid_t> = creds.groups.clone();
-    // SAFETY: setgroups/setresgid/setresuid with valid arguments in a
-    // single-threaded process; failures are checked.
-    let failed = unsafe {
-        libc::setgroups(groups.len(), groups.as_ptr()) != 0
-            || libc::setresgid(creds.gid, creds.gid, creds.gid) != 0
-            || libc::setresuid(creds.uid, creds.uid, creds.uid) != 0
-    };
-    if failed {
-        return Err(setup_err(format!(
-            "switch to uid {} gid {}",
-            creds.uid, creds.gid
-        ))(std::io::Error::last_os_error()));
-    }
+    sys::ids::set_credentials(&creds.groups, creds.gid, creds.uid).map_err(setup_err(format!(
+        "switch to uid {} gid {}",
+        creds.uid, creds.gid
+    )))?;
     if grants.is_some() {
         let set: caps::CapsHashSet = if creds.uid == 0 {
             keep.clone()

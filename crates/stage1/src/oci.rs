@@ -311,8 +311,7 @@ fn hybrid_cgroups() -> bool {
 /// `<pod>/oci/rootfs`, then exec the runtime. Returns only on failure.
 fn exec_runtime(pod: &Pod, p: &AppPlan, runtime: &Path, id: &str) -> Stage1Error {
     let result = (|| -> Result<std::io::Error, Stage1Error> {
-        // SAFETY: the child is single-threaded; FILES is not unshared.
-        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+        crate::sys::process::unshare(rustix::thread::UnshareFlags::NEWNS)
             .map_err(|e| setup_err("create a mount namespace for the runtime")(e.into()))?;
         crate::mounts::make_private_rec()?;
         if hybrid_cgroups()

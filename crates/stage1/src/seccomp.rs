@@ -121,15 +121,7 @@ pub const CLONE_NAMESPACE_FLAGS: u32 = 0x7E02_0000; // NEWNS|NEWCGROUP|NEWUTS|NE
 /// profile): PER_LINUX, PER_LINUX32, UNAME26 with each, and the query.
 pub const PERSONALITIES: [u32; 5] = [0x0, 0x8, 0x2_0000, 0x2_0008, 0xffff_ffff];
 
-/// One BPF instruction (`struct sock_filter`).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Insn {
-    pub code: u16,
-    pub jt: u8,
-    pub jf: u8,
-    pub k: u32,
-}
+pub use crate::sys::seccomp::Insn;
 
 fn stmt(code: u16, k: u32) -> Insn {
     Insn {
@@ -317,27 +309,10 @@ pub fn program(policy: &Policy) -> Vec<Insn> {
 
 /// Installs the filter on the calling thread (inherited across exec).
 pub fn install(program: &[Insn]) -> Result<(), Stage1Error> {
-    #[repr(C)]
-    struct SockFprog {
-        len: u16,
-        filter: *const Insn,
-    }
-    let len = u16::try_from(program.len())
-        .map_err(|_| Stage1Error::Config("seccomp filter too long".to_string()))?;
-    let prog = SockFprog {
-        len,
-        filter: program.as_ptr(),
-    };
-    // SAFETY: `prog` points at `program`, which outlives the call; the
-    // kernel copies the filter. SECCOMP_SET_MODE_FILTER = 1, flags 0.
-    let rc = unsafe { libc::syscall(libc::SYS_seccomp, 1, 0, &prog as *const SockFprog) };
-    if rc != 0 {
-        return Err(Stage1Error::Setup {
-            what: "install the seccomp filter".to_string(),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(())
+    crate::sys::seccomp::install(program).map_err(|source| Stage1Error::Setup {
+        what: "install the seccomp filter".to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]

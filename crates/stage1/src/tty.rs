@@ -6,7 +6,7 @@
 //! The app never holds the user's terminal itself, so it cannot push input
 //! into the user's shell (TIOCSTI) or read it after the pod ends.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::Stage1Error;
@@ -17,10 +17,10 @@ pub struct Pty {
     pub slave: OwnedFd,
 }
 
-fn os_err(what: &str) -> Stage1Error {
-    Stage1Error::Setup {
+fn errno(what: &str) -> impl FnOnce(rustix::io::Errno) -> Stage1Error + '_ {
+    move |e| Stage1Error::Setup {
         what: what.to_string(),
-        source: std::io::Error::last_os_error(),
+        source: e.into(),
     }
 }
 
@@ -38,24 +38,13 @@ pub fn open_in(root: &crate::mounts::Root) -> Result<Pty, Stage1Error> {
         what: "open the pod's /dev/pts/ptmx".into(),
         source: e.into(),
     })?;
-    let unlock: libc::c_int = 0;
-    // SAFETY: TIOCSPTLCK reads an int; TIOCGPTPEER opens the peer of a
-    // master we own and returns a new fd (or -1).
-    let slave = unsafe {
-        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) != 0 {
-            return Err(os_err("unlock the pod's pseudo-terminal"));
-        }
-        libc::ioctl(
-            master.as_raw_fd(),
-            libc::TIOCGPTPEER,
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        )
-    };
-    if slave < 0 {
-        return Err(os_err("open the pod's pseudo-terminal"));
-    }
-    // SAFETY: TIOCGPTPEER returned a new fd that we now own.
-    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    rustix::pty::unlockpt(&master).map_err(errno("unlock the pod's pseudo-terminal"))?;
+    use rustix::pty::OpenptFlags;
+    let slave = rustix::pty::ioctl_tiocgptpeer(
+        &master,
+        OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC,
+    )
+    .map_err(errno("open the pod's pseudo-terminal"))?;
     Ok(Pty { master, slave })
 }
 
@@ -121,11 +110,9 @@ pub fn receive_master(socket: &OwnedFd) -> Option<OwnedFd> {
 /// be driven as one (TIOCSTI needs the caller's controlling terminal or
 /// CAP_SYS_ADMIN; `/dev/tty` does not open).
 pub fn new_session() -> Result<(), Stage1Error> {
-    // SAFETY: setsid(2) in a single-threaded child that leads no group.
-    if unsafe { libc::setsid() } < 0 {
-        return Err(os_err("start a session of its own"));
-    }
-    Ok(())
+    rustix::process::setsid()
+        .map(drop)
+        .map_err(errno("start a session of its own"))
 }
 
 /// The terminal an app gets.
@@ -192,20 +179,14 @@ fn attach_foreground(console: &OwnedFd) -> Result<(), Stage1Error> {
 
 /// In the app process: a new session whose controlling terminal is the pty.
 pub fn attach(slave: &OwnedFd) -> Result<(), Stage1Error> {
-    // SAFETY: setsid, TIOCSCTTY and dup2 on fds we own, in a single-threaded child.
-    unsafe {
-        if libc::setsid() < 0 {
-            return Err(os_err("start a session for the terminal"));
-        }
-        if libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) != 0 {
-            return Err(os_err("make the pty the controlling terminal"));
-        }
-        for fd in 0..3 {
-            if libc::dup2(slave.as_raw_fd(), fd) < 0 {
-                return Err(os_err("attach the pty to stdio"));
-            }
-        }
-    }
+    rustix::process::setsid().map_err(errno("start a session for the terminal"))?;
+    rustix::process::ioctl_tiocsctty(slave)
+        .map_err(errno("make the pty the controlling terminal"))?;
+    let attach = errno("attach the pty to stdio");
+    rustix::stdio::dup2_stdin(slave)
+        .and_then(|()| rustix::stdio::dup2_stdout(slave))
+        .and_then(|()| rustix::stdio::dup2_stderr(slave))
+        .map_err(attach)?;
     Ok(())
 }
 
@@ -217,23 +198,19 @@ extern "C" fn on_winch(_: libc::c_int) {
 
 /// The user's terminal in raw mode until dropped.
 pub struct RawMode {
-    saved: Option<libc::termios>,
+    saved: Option<rustix::termios::Termios>,
 }
 
 impl RawMode {
     pub fn enter() -> RawMode {
-        // SAFETY: termios is plain data; tcgetattr fills it.
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: valid fd and pointer.
-        if unsafe { libc::tcgetattr(0, &mut t) } != 0 {
+        use rustix::termios::OptionalActions;
+        let stdin = rustix::stdio::stdin();
+        let Ok(saved) = rustix::termios::tcgetattr(stdin) else {
             return RawMode { saved: None };
-        }
-        let saved = t;
-        // SAFETY: cfmakeraw edits the struct; tcsetattr applies it to stdin.
-        unsafe {
-            libc::cfmakeraw(&mut t);
-            libc::tcsetattr(0, libc::TCSANOW, &t);
-        }
+        };
+        let mut raw = saved.clone();
+        raw.make_raw();
+        let _ = rustix::termios::tcsetattr(stdin, OptionalActions::Now, &raw);
         RawMode { saved: Some(saved) }
     }
 }
@@ -241,10 +218,11 @@ impl RawMode {
 impl Drop for RawMode {
     fn drop(&mut self) {
         if let Some(t) = &self.saved {
-            // SAFETY: restores the attributes read in `enter`.
-            unsafe {
-                libc::tcsetattr(0, libc::TCSANOW, t);
-            }
+            let _ = rustix::termios::tcsetattr(
+                rustix::stdio::stdin(),
+                rustix::termios::OptionalActions::Now,
+                t,
+            );
         }
     }
 }
@@ -253,18 +231,16 @@ fn install_winch() {
     crate::sys::signal::on(&[libc::SIGWINCH], on_winch, true);
 }
 
-fn copy_once(from: &OwnedFd, to: i32, buf: &mut [u8]) -> bool {
+fn copy_once(from: &OwnedFd, to: impl std::os::fd::AsFd, buf: &mut [u8]) -> bool {
     match rustix::io::read(from, &mut *buf) {
         Ok(0) | Err(_) => false,
         Ok(n) => {
             let mut done = 0;
             while done < n {
-                // SAFETY: writing initialized bytes of `buf` to a valid fd.
-                let w = unsafe { libc::write(to, buf[done..n].as_ptr().cast(), n - done) };
-                if w <= 0 {
-                    return false;
+                match rustix::io::write(&to, &buf[done..n]) {
+                    Ok(0) | Err(_) => return false,
+                    Ok(w) => done += w,
                 }
-                done += w as usize;
             }
             true
         }
@@ -279,21 +255,18 @@ pub fn relay(master: &OwnedFd, end: &OwnedFd, mut on_line: Option<&mut dyn FnMut
     let status = end;
     install_winch();
     RESIZED.store(true, Ordering::Relaxed); // start with the user's size
-    // SAFETY: dup of stdin gives an fd we own.
-    let stdin = unsafe { OwnedFd::from_raw_fd(libc::dup(0)) };
+    let Ok(stdin) = rustix::io::dup(rustix::stdio::stdin()) else {
+        return;
+    };
     let mut stdin_open = true;
     let mut master_open = true;
     let mut pending = String::new();
     let mut buf = vec![0u8; 1 << 14];
     loop {
-        if RESIZED.swap(false, Ordering::Relaxed) {
-            // SAFETY: copy the window size from stdin to the pty master.
-            unsafe {
-                let mut size: libc::winsize = std::mem::zeroed();
-                if libc::ioctl(0, libc::TIOCGWINSZ, &mut size) == 0 {
-                    libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size);
-                }
-            }
+        if RESIZED.swap(false, Ordering::Relaxed)
+            && let Ok(size) = rustix::termios::tcgetwinsize(rustix::stdio::stdin())
+        {
+            let _ = rustix::termios::tcsetwinsize(master, size);
         }
         let mut fds = Vec::new();
         if stdin_open {
@@ -319,13 +292,13 @@ pub fn relay(master: &OwnedFd, end: &OwnedFd, mut on_line: Option<&mut dyn FnMut
         drop(fds);
         let mut i = 0;
         if stdin_open {
-            if ready[i] && !copy_once(&stdin, master.as_raw_fd(), &mut buf) {
+            if ready[i] && !copy_once(&stdin, master, &mut buf) {
                 stdin_open = false;
             }
             i += 1;
         }
         if master_open {
-            if ready[i] && !copy_once(master, 1, &mut buf) {
+            if ready[i] && !copy_once(master, rustix::stdio::stdout(), &mut buf) {
                 master_open = false;
             }
             i += 1;
@@ -333,13 +306,20 @@ pub fn relay(master: &OwnedFd, end: &OwnedFd, mut on_line: Option<&mut dyn FnMut
         if ready[i] {
             let Some(on_line) = on_line.as_mut() else {
                 // The command exited: pass on what it still wrote.
-                while master_open && poll_readable(master) && copy_once(master, 1, &mut buf) {}
+                while master_open
+                    && poll_readable(master)
+                    && copy_once(master, rustix::stdio::stdout(), &mut buf)
+                {}
                 return;
             };
             match rustix::io::read(status, &mut buf) {
                 Ok(0) | Err(_) => {
                     // The pod ended: pass on what the app still wrote.
-                    while master_open && poll_readable(master) && copy_once(master, 1, &mut buf) {}
+                    while master_open
+                        && poll_readable(master)
+                        && copy_once(master, rustix::stdio::stdout(), &mut buf)
+                    {
+                    }
                     return;
                 }
                 Ok(n) => {

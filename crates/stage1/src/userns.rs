@@ -27,8 +27,7 @@ pub fn create(base: u32, size: u32) -> Result<OwnedFd, Stage1Error> {
     if forked == crate::sys::process::Forked::Child {
         drop(ready_r);
         drop(done_w);
-        // SAFETY: the child is single-threaded; FILES is not unshared.
-        let ok = unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER) }.is_ok();
+        let ok = crate::sys::process::unshare(UnshareFlags::NEWUSER).is_ok();
         let _ = std::fs::File::from(ready_w).write_all(&[u8::from(ok)]);
         let _ = std::fs::File::from(done_r).read(&mut [0u8]);
         crate::sys::process::exit_now(0);

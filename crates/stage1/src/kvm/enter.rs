@@ -9,7 +9,7 @@
 //! then the exit status (an i32). One `enter` at a time per pod.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -215,14 +215,11 @@ fn run(req: &Request, plans: &[AppPlan], port: &mut std::fs::File) -> Result<i32
 fn child(p: &AppPlan, argv: &[String], out: &OwnedFd, err: &OwnedFd) -> Stage1Error {
     let result = (|| -> Result<Stage1Error, Stage1Error> {
         let null = std::fs::File::open("/dev/null").map_err(setup_err("open /dev/null"))?;
-        for (fd, target) in [(null.as_fd(), 0), (out.as_fd(), 1), (err.as_fd(), 2)] {
-            // SAFETY: dup2 onto the standard descriptors of this child.
-            if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&fd), target) } < 0 {
-                return Err(setup_err("attach stdio")(std::io::Error::last_os_error()));
-            }
-        }
-        // SAFETY: single-threaded child; FILES is not unshared.
-        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+        rustix::stdio::dup2_stdin(&null)
+            .and_then(|()| rustix::stdio::dup2_stdout(out))
+            .and_then(|()| rustix::stdio::dup2_stderr(err))
+            .map_err(|e| setup_err("attach stdio")(e.into()))?;
+        crate::sys::process::unshare(rustix::thread::UnshareFlags::NEWNS)
             .map_err(|e| setup_err("create a mount namespace")(e.into()))?;
         crate::mounts::make_private_rec()?;
         crate::mounts::pivot_into(Path::new(&format!("/apps/{}/rootfs", p.name)))?;

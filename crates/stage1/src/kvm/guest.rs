@@ -46,8 +46,7 @@ pub fn main() -> ! {
         // is not the apps' output.
         let _ = std::fs::write("/proc/sys/kernel/printk", "0");
     }
-    // SAFETY: pid 1 of the VM powering it off after syncing its files.
-    unsafe { libc::reboot(libc::RB_POWER_OFF) };
+    let _ = rustix::system::reboot(rustix::system::RebootCommand::PowerOff);
     // Unreachable unless reboot failed; pid 1 must not exit.
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));
@@ -209,15 +208,14 @@ fn run(report: &mut Option<OwnedFd>) -> Result<(), Stage1Error> {
 fn console_on_stdio() -> Result<(), Stage1Error> {
     let console = rustix::fs::open("/dev/console", OFlags::RDWR | OFlags::NOCTTY, Mode::empty())
         .map_err(|e| setup_err("open /dev/console")(e.into()))?;
-    for fd in 0..3 {
-        // SAFETY: dup2 onto the standard descriptors of pid 1.
-        if unsafe { libc::dup2(console.as_raw_fd(), fd) } < 0 {
-            return Err(setup_err("attach the console")(
-                std::io::Error::last_os_error(),
-            ));
-        }
-    }
-    if console.as_raw_fd() < 3 {
+    // If the console itself was opened as 0, 1 or 2, dup2 onto it is a
+    // no-op and dropping `console` below would close that stdio again.
+    let on_stdio = console.as_raw_fd() < 3;
+    rustix::stdio::dup2_stdin(&console)
+        .and_then(|()| rustix::stdio::dup2_stdout(&console))
+        .and_then(|()| rustix::stdio::dup2_stderr(&console))
+        .map_err(|e| setup_err("attach the console")(e.into()))?;
+    if on_stdio {
         std::mem::forget(console);
     }
     Ok(())
@@ -244,10 +242,7 @@ fn stderr_on_virtio_console() -> Result<(), Stage1Error> {
     let line = rustix::fs::open("/dev/hvc0", OFlags::WRONLY | OFlags::NOCTTY, Mode::empty())
         .map_err(|e| setup_err("open /dev/hvc0 for the apps' stderr")(e.into()))?;
     raw_output(line.as_fd(), false)?;
-    // SAFETY: dup2 onto stderr of pid 1; `line` stays open until dropped.
-    if unsafe { libc::dup2(line.as_raw_fd(), 2) } < 0 {
-        return Err(setup_err("attach stderr")(std::io::Error::last_os_error()));
-    }
+    rustix::stdio::dup2_stderr(&line).map_err(|e| setup_err("attach stderr")(e.into()))?;
     Ok(())
 }
 
@@ -276,13 +271,14 @@ fn load_modules() -> Result<(), Stage1Error> {
     for path in names {
         let file =
             std::fs::File::open(&path).map_err(setup_err(format!("open {}", path.display())))?;
-        // SAFETY: finit_module with an open module file and empty params.
-        let r = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), c"".as_ptr(), 0) };
-        if r != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
-            return Err(setup_err(format!(
-                "load the kernel module {}",
-                path.display()
-            ))(std::io::Error::last_os_error()));
+        match rustix::system::finit_module(&file, c"", 0) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => {
+                return Err(setup_err(format!(
+                    "load the kernel module {}",
+                    path.display()
+                ))(e.into()));
+            }
         }
     }
     Ok(())

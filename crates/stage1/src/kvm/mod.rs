@@ -302,8 +302,7 @@ fn exec_vm(
         if !network.interfaces.is_empty() {
             qemu.args(net::connect_taps(network)?);
         }
-        // SAFETY: the child is single-threaded; FILES is not unshared.
-        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+        crate::sys::process::unshare(rustix::thread::UnshareFlags::NEWNS)
             .map_err(|e| setup_err("create a mount namespace for the VM")(e.into()))?;
         crate::mounts::make_private_rec()?;
         let root = pod.path.join("kvm").join("root");

@@ -7,10 +7,17 @@
 //! * [`signal`]: handlers for groups of signals, masks, default dispositions.
 //! * [`thread`]: the only way stage1 starts threads (counted: [`process::fork`]
 //!   refuses while one runs).
+//! * [`ids`]: filesystem ids, an app's credentials.
+//! * [`mount`]: `mount_setattr`. [`seccomp`]: installing a filter.
+//!   [`bpf`]: loading and attaching the device program.
 
 // The one place allowed to call them (clippy.toml's disallowed-methods).
 #![allow(clippy::disallowed_methods)]
 
+pub mod bpf;
+pub mod ids;
+pub mod mount;
 pub mod process;
+pub mod seccomp;
 pub mod signal;
 pub mod thread;

@@ -91,3 +91,44 @@ pub fn close_range(first: u32, last: u32) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Marks fds `first..=last` close-on-exec (nothing else changes).
+pub fn close_range_on_exec(first: u32, last: u32) -> std::io::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets fd flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            last,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The fd `fd` that stage0 left open across exec for this process (the
+/// pod lock), owned from now on; `None` the second time (a number can be
+/// taken once per process).
+pub fn take_inherited_fd(fd: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::sync::atomic::AtomicBool;
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    if fd < 3 || TAKEN.swap(true, Ordering::SeqCst) {
+        return None;
+    }
+    // SAFETY: stage0 passes an fd it opened and left open across exec;
+    // nothing in this process owns it, and it is taken at most once.
+    Some(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+/// unshare(2) of namespaces (never the fd table: `FILES` is refused, which
+/// is what makes this sound with other threads holding fds).
+pub fn unshare(flags: rustix::thread::UnshareFlags) -> rustix::io::Result<()> {
+    if flags.contains(rustix::thread::UnshareFlags::FILES) {
+        return Err(rustix::io::Errno::INVAL);
+    }
+    // SAFETY: without CLONE_FILES no fd of this process changes meaning.
+    unsafe { rustix::thread::unshare_unsafe(flags) }
+}
