@@ -36,20 +36,9 @@ fn install_forwarding() {
     ns::on_termination(forward);
 }
 
-/// Unmounts every mount under `dir`, deepest first.
+/// Unmounts every mount under `dir`, deepest first (best effort).
 pub fn unmount_all_under(dir: &Path) {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let prefix = format!("{}/", dir.display());
-    let mut points: Vec<String> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| p.starts_with(&prefix))
-        .map(str::to_string)
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for p in points {
-        let _ = rustix::mount::unmount(p.as_str(), rustix::mount::UnmountFlags::DETACH);
-    }
+    let _ = skiff_pod::mounts::unmount_under(dir);
 }
 
 fn bind_host(root: &mounts::Root, path: &str) -> Result<(), Stage1Error> {

@@ -109,6 +109,7 @@ pub fn close_inherited_fds(keep: Option<u32>) -> Result<(), Stage1Error> {
     Ok(())
 }
 
+/// An error and its causes on one line (`skiff` prints its own the same way).
 pub fn error_line(err: &dyn std::error::Error) -> String {
     let mut line = err.to_string();
     let mut source = err.source();

@@ -733,20 +733,8 @@ fn validate_layout(dir: &Path) -> Result<String, Vec<String>> {
             .into_iter()
             .map(|l| format!("invalid image manifest: {l}"))
             .collect()),
-        Err(other) => Err(vec![error_line(&other)]),
+        Err(other) => Err(vec![skiff_stage1::error_line(&other)]),
     }
-}
-
-/// An error and its causes on one line.
-fn error_line(err: &dyn std::error::Error) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
 }
 
 /// Checks one file (or layout directory); returns its description or one

@@ -787,19 +787,8 @@ pub fn stop(global: &GlobalArgs, uuids: &[String], force: bool) -> anyhow::Resul
 /// Unmounts anything still mounted under `dir` (deepest first): normally
 /// nothing, as pod mounts live in the pod's own namespace.
 fn unmount_under(dir: &Path) -> anyhow::Result<()> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let prefix = dir.display().to_string();
-    let mut points: Vec<&str> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| p.starts_with(&prefix))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for p in points {
-        rustix::mount::unmount(p, rustix::mount::UnmountFlags::DETACH)
-            .with_context(|| format!("cannot unmount {p}"))?;
-    }
-    Ok(())
+    skiff_pod::mounts::unmount_under(dir)
+        .map_err(|(point, e)| anyhow::anyhow!("cannot unmount {}: {e}", point.display()))
 }
 
 /// Runs stage1's `gc` on an exited pod: it releases what the pod may still
