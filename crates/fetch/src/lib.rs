@@ -220,6 +220,28 @@ pub struct Fetcher<'a> {
     pub review: &'a dyn KeyReview,
 }
 
+/// What fetching works with, owned in one place; [`FetchSession::fetcher`]
+/// lends it out.
+pub struct FetchSession<R: KeyReview> {
+    pub store: Store,
+    pub keystore: Keystore,
+    pub http: Http,
+    pub options: FetchOptions,
+    pub review: R,
+}
+
+impl<R: KeyReview> FetchSession<R> {
+    pub fn fetcher(&self) -> Fetcher<'_> {
+        Fetcher {
+            store: &self.store,
+            keystore: &self.keystore,
+            http: &self.http,
+            options: &self.options,
+            review: &self.review,
+        }
+    }
+}
+
 /// Default os/arch labels for discovery, from the machine we run on.
 pub fn default_os_arch() -> [(&'static str, &'static str); 2] {
     let arch = match std::env::consts::ARCH {

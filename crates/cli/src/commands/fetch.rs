@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use skiff_fetch::{FetchOptions, Fetcher, Http, HttpOptions, KeyCandidate, KeyReview, PullPolicy};
+use skiff_fetch::{
+    FetchOptions, FetchSession, Http, HttpOptions, KeyCandidate, KeyReview, PullPolicy,
+};
 use skiff_store::ArchivePolicy;
 
 use crate::config::GlobalArgs;
@@ -91,6 +93,37 @@ pub fn http(global: &GlobalArgs) -> anyhow::Result<Http> {
     })?)
 }
 
+/// The fetch options of the global flags, for `pull_policy`; commands
+/// change the fields they have flags for.
+pub fn options(global: &GlobalArgs, pull_policy: PullPolicy) -> anyhow::Result<FetchOptions> {
+    Ok(FetchOptions {
+        insecure: global.insecure_options,
+        pull_policy,
+        archive_policy: ArchivePolicy::default(),
+        trust_keys_from_https: global.trust_keys_from_https,
+        signature: None,
+        creds: global.creds()?,
+        auth_dirs: global.auth_dirs(),
+        arch: global.arch.clone(),
+    })
+}
+
+/// Store, keystore and HTTP client of the global flags, with `options`
+/// and `review`: the one place a fetch is set up.
+pub fn session(
+    global: &GlobalArgs,
+    options: FetchOptions,
+    review: TerminalReview,
+) -> anyhow::Result<FetchSession<TerminalReview>> {
+    Ok(FetchSession {
+        store: global.store()?,
+        keystore: global.keystore(),
+        http: http(global)?,
+        options,
+        review,
+    })
+}
+
 pub fn warn_insecure(global: &GlobalArgs) {
     for warning in global.insecure_options.warnings() {
         eprintln!("warning: {warning}");
@@ -99,12 +132,7 @@ pub fn warn_insecure(global: &GlobalArgs) {
 
 pub fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<ExitCode> {
     warn_insecure(global);
-    let store = global.store()?;
-    let keystore = global.keystore();
-    let http = http(global)?;
     let options = FetchOptions {
-        insecure: global.insecure_options,
-        pull_policy: args.pull_policy,
         archive_policy: ArchivePolicy {
             allow_setuid: args.allow_setuid,
             allow_devices: args.allow_devices,
@@ -112,26 +140,19 @@ pub fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<ExitCode> {
             max_entries: args.max_image_entries,
             max_ratio: args.max_decompression_ratio,
         },
-        trust_keys_from_https: global.trust_keys_from_https,
         signature: args.signature.clone(),
-        creds: global.creds()?,
-        auth_dirs: global.auth_dirs(),
-        arch: global.arch.clone(),
+        ..options(global, args.pull_policy)?
     };
     let review = TerminalReview {
         skip: args.skip_fingerprint_review,
     };
-    let fetcher = Fetcher {
-        store: &store,
-        keystore: &keystore,
-        http: &http,
-        options: &options,
-        review: &review,
-    };
+    let session = session(global, options, review)?;
+    let fetcher = session.fetcher();
+    let store = &session.store;
     let policy = crate::policy::load(global)?;
     for image in &args.images {
         let before = match &policy {
-            Some(_) => crate::policy::snapshot(&store)?,
+            Some(_) => crate::policy::snapshot(store)?,
             None => Default::default(),
         };
         let fetched = fetcher
@@ -140,7 +161,7 @@ pub fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<ExitCode> {
         // What the policy refuses (the image or a dependency) does not
         // stay in the store.
         if let Some(policy) = &policy {
-            policy.admit(global, &store, &fetched.id, &before)?;
+            policy.admit(global, store, &fetched.id, &before)?;
         }
         if let Some(v) = &fetched.verified {
             let who = v

@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use skiff_fetch::{FetchOptions, Fetcher, PullPolicy};
+use skiff_fetch::PullPolicy;
 use skiff_pod::prepare::{AppRequest, PodRequest, prepare};
 use skiff_pod::{Flavor, Pod, Pods, State};
-use skiff_store::ArchivePolicy;
 
-use crate::commands::fetch::{TerminalReview, http, warn_insecure};
+use crate::commands::fetch::{TerminalReview, warn_insecure};
 use crate::config::GlobalArgs;
 use crate::format::human_time;
 
@@ -341,38 +340,24 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         .map(|m| parse_mount(m))
         .collect::<anyhow::Result<Vec<_>>>()?;
     warn_insecure(global);
-    let store = global.store()?;
-    let keystore = global.keystore();
-    let http = http(global)?;
-    let options = FetchOptions {
-        insecure: global.insecure_options,
-        pull_policy: args.pull_policy,
-        archive_policy: ArchivePolicy::default(),
-        trust_keys_from_https: global.trust_keys_from_https,
-        signature: None,
-        creds: global.creds()?,
-        auth_dirs: global.auth_dirs(),
-        arch: global.arch.clone(),
-    };
-    let review = TerminalReview { skip: false };
-    let fetcher = Fetcher {
-        store: &store,
-        keystore: &keystore,
-        http: &http,
-        options: &options,
-        review: &review,
-    };
+    let session = crate::commands::fetch::session(
+        global,
+        crate::commands::fetch::options(global, args.pull_policy)?,
+        TerminalReview { skip: false },
+    )?;
+    let fetcher = session.fetcher();
+    let store = &session.store;
     let policy = crate::policy::load(global)?;
     for spec in &mut specs {
         let before = match &policy {
-            Some(_) => crate::policy::snapshot(&store)?,
+            Some(_) => crate::policy::snapshot(store)?,
             None => Default::default(),
         };
         let fetched = fetcher
             .fetch(&spec.image)
             .with_context(|| format!("cannot fetch {}", spec.image))?;
         if let Some(policy) = &policy {
-            policy.admit(global, &store, &fetched.id, &before)?;
+            policy.admit(global, store, &fetched.id, &before)?;
         }
         let tree = store.render(&fetched.id)?;
         spec.request.image_id = fetched.id.to_string();

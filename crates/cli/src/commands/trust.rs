@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use skiff_fetch::{FetchOptions, Fetcher, KeyCandidate, KeyReview};
+use skiff_fetch::{FetchOptions, KeyCandidate, KeyReview};
 use skiff_spec::discovery::AppName;
 use skiff_trust::Scope;
 use skiff_trust::keystore::{fingerprint, parse_keys, user_ids};
@@ -129,25 +129,12 @@ pub fn run(global: &GlobalArgs, args: TrustArgs) -> anyhow::Result<ExitCode> {
         let Scope::Prefix(prefix) = &scope else {
             bail!("--root needs a key file or URL");
         };
-        let store = global.store()?;
-        let http = http(global)?;
         let options = FetchOptions {
-            insecure: global.insecure_options,
-            pull_policy: skiff_fetch::PullPolicy::Update,
-            archive_policy: Default::default(),
             trust_keys_from_https: true,
-            signature: None,
-            creds: global.creds()?,
-            auth_dirs: global.auth_dirs(),
-            arch: global.arch.clone(),
+            ..crate::commands::fetch::options(global, skiff_fetch::PullPolicy::Update)?
         };
-        let fetcher = Fetcher {
-            store: &store,
-            keystore: &keystore,
-            http: &http,
-            options: &options,
-            review: &review,
-        };
+        let session = crate::commands::fetch::session(global, options, review)?;
+        let fetcher = session.fetcher();
         let app =
             AppName::parse(prefix).map_err(|e| anyhow::anyhow!("bad prefix '{prefix}': {e}"))?;
         let added = fetcher
