@@ -106,6 +106,21 @@ impl State {
     }
 }
 
+/// Notes stage1 keeps in a pod's directory for `skiff status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodNote {
+    /// kvm: the accelerator the VM uses and why (`kvm/accel`).
+    Accel,
+}
+
+impl PodNote {
+    fn file(self) -> &'static str {
+        match self {
+            PodNote::Accel => "kvm/accel",
+        }
+    }
+}
+
 /// How stage1 isolates a pod (`--stage1=FLAVOR`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -553,6 +568,29 @@ impl Pod {
 
     pub fn pid(&self) -> Option<i32> {
         read_i64(&self.path.join("pid")).map(|p| p as i32)
+    }
+
+    /// Records the pod's pid (host namespace; written by stage1 once the
+    /// pod runs: its init, or the process `skiff stop` signals).
+    pub fn set_pid(&self, pid: i32) {
+        let _ = fs::write(self.path.join("pid"), pid.to_string());
+    }
+
+    /// What the pod's stage1 notes for `skiff status` (one line; the kvm
+    /// flavor's accelerator and why), and reads back.
+    pub fn set_note(&self, note: PodNote, text: &str) {
+        let path = self.path.join(note.file());
+        if let Some(dir) = path.parent() {
+            let _ = fs::create_dir_all(dir);
+        }
+        let _ = fs::write(path, format!("{}\n", text.trim()));
+    }
+
+    pub fn note(&self, note: PodNote) -> Option<String> {
+        fs::read_to_string(self.path.join(note.file()))
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
     }
 
     /// Exit status of an app, once stage1 recorded it.

@@ -75,7 +75,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         unmount_all_under(&stage1_root);
         return Err(e);
     }
-    let _ = std::fs::write(pod.path.join("pid"), std::process::id().to_string());
+    pod.set_pid(std::process::id() as i32);
     let _ = pod.stamp("started");
     install_forwarding();
     let mut children = Vec::new();

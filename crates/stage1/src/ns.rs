@@ -262,7 +262,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
             None
         }
     };
-    let _ = std::fs::write(pod.path.join("pid"), child.to_string());
+    pod.set_pid(child);
     let _ = pod.stamp("started");
 
     let mut first_status = None;

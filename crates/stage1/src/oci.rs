@@ -435,7 +435,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
             .ok()
             .and_then(|t| t.trim().parse::<i32>().ok())
         {
-            let _ = std::fs::write(pod.path.join("pid"), pid.to_string());
+            pod.set_pid(pid);
             break;
         }
         if let Some(status) = crate::sys::process::try_wait(child) {
@@ -444,7 +444,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
             break;
         }
         if Instant::now() > deadline {
-            let _ = std::fs::write(pod.path.join("pid"), child.to_string());
+            pod.set_pid(child);
             break;
         }
         std::thread::sleep(Duration::from_millis(2));

@@ -611,12 +611,9 @@ fn flavor(pod: &Pod) -> Option<Flavor> {
     pod.runtime().ok().map(|r| r.flavor)
 }
 
-/// The accelerator a kvm pod's VM uses, and why (`<pod>/kvm/accel`).
+/// The accelerator a kvm pod's VM uses, and why.
 fn accel(pod: &Pod) -> Option<String> {
-    std::fs::read_to_string(pod.path.join("kvm").join("accel"))
-        .ok()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
+    pod.note(skiff_pod::PodNote::Accel)
 }
 
 fn pod_json(pod: &Pod) -> serde_json::Value {

@@ -414,9 +414,9 @@ impl Vm<'_> {
             network.clone(),
             has_enter,
         )?;
-        let _ = std::fs::write(
-            kvm_dir.join("accel"),
-            format!("{}: {}\n", self.accel.accel, self.accel.why),
+        pod.set_note(
+            skiff_pod::PodNote::Accel,
+            &format!("{}: {}", self.accel.accel, self.accel.why),
         );
         let (memory, cpus) = vm_size(plans);
         let extra = if self.runtime.debug {
@@ -446,7 +446,7 @@ impl Vm<'_> {
             }
         };
         stop_vm_on_signals(child);
-        let _ = std::fs::write(pod.path.join("pid"), std::process::id().to_string());
+        pod.set_pid(std::process::id() as i32);
         let _ = pod.stamp("started");
         let wstatus = crate::sys::process::wait(child).unwrap_or(0);
         self.statuses(&share, crate::exit_code(wstatus))
