@@ -72,7 +72,7 @@ pub enum FetchError {
         #[source]
         source: TrustError,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Trust(#[from] TrustError),
     #[error("{0} is not in the store and --pull-policy=never forbids downloading it")]
     NotInStore(String),
@@ -680,6 +680,24 @@ impl Fetcher<'_> {
 
 #[cfg(test)]
 mod tests {
+    /// The error and its causes on one line, as `skiff` prints them.
+    fn chain(err: &dyn std::error::Error) -> String {
+        let mut line = err.to_string();
+        let mut source = err.source();
+        while let Some(cause) = source {
+            line.push_str(": ");
+            line.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        line
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let trust = FetchError::from(TrustError::BadKey("no packet".into()));
+        let line = chain(&trust);
+        assert_eq!(line.matches("no packet").count(), 1, "{line}");
+    }
     use super::*;
 
     #[test]

@@ -67,7 +67,7 @@ pub struct Reply {
 pub enum ClientError {
     #[error("no metadata service runs for this data dir ({0}); start `skiff metadata-service`")]
     NotRunning(String),
-    #[error("metadata service: {0}")]
+    #[error("cannot talk to the metadata service")]
     Io(#[from] std::io::Error),
     #[error("metadata service refused: {0}")]
     Refused(String),
