@@ -1103,3 +1103,127 @@ pub fn become_with(
         source: error,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pod directory with `manifest` as its pod manifest and a
+    /// runtime.json for apps `apps` (name, tree).
+    fn pod_dir(dir: &Path, manifest: &str, runtime_apps: &[(&str, &str)], extra: &str) -> Pod {
+        std::fs::write(dir.join("pod"), manifest).unwrap();
+        let apps: Vec<String> = runtime_apps
+            .iter()
+            .map(|(name, tree)| {
+                format!(r#"{{"name":"{name}","imageId":"sha512-aa","imageName":"example.com/{name}","tree":"{tree}"}}"#)
+            })
+            .collect();
+        std::fs::write(
+            dir.join("runtime.json"),
+            format!(
+                r#"{{"flavor":"ns","hostname":"h","apps":[{}]{extra}}}"#,
+                apps.join(",")
+            ),
+        )
+        .unwrap();
+        Pod {
+            uuid: "u".into(),
+            state: skiff_pod::State::Run,
+            path: dir.to_path_buf(),
+        }
+    }
+
+    const TWO_APPS: &str = r#"{"acKind":"PodManifest","acVersion":"0.8.11",
+        "apps":[
+          {"name":"web","image":{"id":"sha512-aa"},
+           "app":{"exec":["/web"],"user":"0","group":"0",
+                  "mountPoints":[{"name":"data","path":"/data","readOnly":true}]},
+           "mounts":[{"volume":"data","path":"/data"}],"readOnlyRootFS":true},
+          {"name":"db","image":{"id":"sha512-bb"},
+           "app":{"exec":["/db"],"user":"0","group":"0"},
+           "mounts":[{"volume":"data","path":"/var/db"}]}],
+        "volumes":[{"name":"data","kind":"empty"}]}"#;
+
+    #[test]
+    fn plans_follow_the_manifest_and_runtime() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pod = pod_dir(
+            tmp.path(),
+            TWO_APPS,
+            &[("web", "/trees/web"), ("db", "/trees/db")],
+            r#","noOverlay":true"#,
+        );
+        let (_, runtime, plans) = plan(&pod).unwrap();
+        assert_eq!(runtime.flavor, skiff_pod::Flavor::Ns);
+        let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["web", "db"]);
+        assert_eq!(plans[0].tree, Path::new("/trees/web"));
+        assert!(plans[0].read_only && !plans[1].read_only);
+        assert!(plans.iter().all(|p| p.copy));
+        // The image's read-only mount point makes web's volume read-only;
+        // db mounts the same volume writable.
+        assert_eq!(plans[0].mounts[0].target, "/data");
+        assert!(plans[0].mounts[0].read_only);
+        assert_eq!(plans[1].mounts[0].target, "/var/db");
+        assert!(!plans[1].mounts[0].read_only);
+    }
+
+    #[test]
+    fn inconsistent_pods_are_refused_with_the_reason() {
+        let tmp = tempfile::tempdir().unwrap();
+        // runtime.json lacks an app of the manifest.
+        let pod = pod_dir(tmp.path(), TWO_APPS, &[("web", "/t")], "");
+        let err = plan(&pod).err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(err, "runtime.json has no app 'db'");
+        // An app mounting a volume the pod does not define.
+        let undefined = TWO_APPS.replace(
+            r#""volumes":[{"name":"data","kind":"empty"}]"#,
+            r#""volumes":[]"#,
+        );
+        let pod = pod_dir(tmp.path(), &undefined, &[("web", "/t"), ("db", "/t")], "");
+        let err = plan(&pod).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains("mounts volume 'data', which the pod does not define"),
+            "{err}"
+        );
+        // An unknown flavor: an invalid runtime.json, never another flavor.
+        std::fs::write(
+            tmp.path().join("runtime.json"),
+            r#"{"flavor":"nspawn","hostname":"h","apps":[]}"#,
+        )
+        .unwrap();
+        let err = plan(&pod).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("nspawn"), "{err}");
+        // No manifest at all.
+        std::fs::remove_file(tmp.path().join("pod")).unwrap();
+        let err = plan(&pod).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.starts_with("cannot read the pod manifest"), "{err}");
+    }
+
+    #[test]
+    fn report_lines_record_exits_and_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pod = pod_dir(tmp.path(), TWO_APPS, &[("web", "/t"), ("db", "/t")], "");
+        let (mut first, mut setup) = (None, None);
+        let exit = serde_json::to_string(&Report::Exit {
+            app: "web".into(),
+            status: 3,
+        })
+        .unwrap();
+        record(&pod, "web", &exit, &mut first, &mut setup);
+        let other = serde_json::to_string(&Report::Exit {
+            app: "db".into(),
+            status: 0,
+        })
+        .unwrap();
+        record(&pod, "web", &other, &mut first, &mut setup);
+        assert_eq!(first, Some(3));
+        assert_eq!(
+            (pod.app_exit("web"), pod.app_exit("db")),
+            (Some(3), Some(0))
+        );
+        let error = serde_json::to_string(&Report::Error("failed to mount x".into())).unwrap();
+        record(&pod, "web", &error, &mut first, &mut setup);
+        assert_eq!(setup.as_deref(), Some("failed to mount x"));
+    }
+}
