@@ -1,0 +1,224 @@
+//! `cargo xtask bench`: each benchmark measures skiff against peers doing
+//! the same work in the same run and prints ratios (docs/performance.md).
+//!
+//! * [`import`]: import and render throughput against sha512sum and tar.
+//! * [`start`]: pod start to exit against crun, runc, bwrap, nspawn, podman
+//!   (and `--stage1=kvm`).
+//! * [`metadata`]: the metadata service under concurrent requests.
+//! * [`pull`]: a registry pull into a fresh store against `skopeo copy`
+//!   and `umoci unpack`.
+//! * [`audit`]: `skiff image audit` of a Debian minbase image.
+//! * [`density`]: idle pods per host, memory per pod.
+//!
+//! This module holds what they share: scratch space on tmpfs, timing,
+//! OCI bundles for the peers, result files.
+
+mod audit;
+mod density;
+mod import;
+mod metadata;
+mod pull;
+mod start;
+
+pub use audit::audit;
+pub use density::density;
+pub use import::import;
+pub use metadata::metadata;
+pub use pull::pull;
+pub use start::{start, start_kvm};
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use skiff_store::{ArchivePolicy, Store};
+
+/// Where the benchmark works: tmpfs (CPU-bound numbers).
+const WORK: &str = "/dev/shm/skiff-bench";
+
+/// Idle time before each cold run of `bench start`.
+const COLD_IDLE: Duration = Duration::from_millis(200);
+
+/// Copies regular files, directories and symlinks from `sources` into
+/// `dest` until `budget` bytes of file content are copied; returns bytes.
+fn sample_tree(sources: &[&str], dest: &Path, budget: u64) -> Result<u64> {
+    let mut copied = 0u64;
+    let mut stack: Vec<(PathBuf, PathBuf)> = sources
+        .iter()
+        .map(|s| (PathBuf::from(s), dest.join(s.trim_start_matches('/'))))
+        .collect();
+    stack.reverse();
+    while let Some((src, dst)) = stack.pop() {
+        if copied >= budget {
+            break;
+        }
+        let meta = std::fs::symlink_metadata(&src)?;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&src)?;
+            let _ = std::os::unix::fs::symlink(target, &dst);
+        } else if meta.is_dir() {
+            std::fs::create_dir_all(&dst)?;
+            let mut children: Vec<_> = std::fs::read_dir(&src)?
+                .filter_map(|e| e.ok().map(|e| e.file_name()))
+                .collect();
+            children.sort();
+            for child in children.into_iter().rev() {
+                stack.push((src.join(&child), dst.join(&child)));
+            }
+        } else if meta.is_file() {
+            std::fs::copy(&src, &dst)?;
+            copied += meta.len();
+        }
+    }
+    Ok(copied)
+}
+
+fn time<F: FnMut() -> Result<()>>(
+    runs: usize,
+    mut setup: impl FnMut() -> Result<()>,
+    mut f: F,
+) -> Result<Vec<Duration>> {
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        setup()?;
+        let start = Instant::now();
+        f()?;
+        times.push(start.elapsed());
+    }
+    times.sort();
+    Ok(times)
+}
+
+/// The peers' OCI bundle at `bundle`: crun's default spec on a copy of
+/// `rootfs`, running `args`, without a network namespace (skiff's pods in
+/// these benchmarks use the host's).
+fn peer_bundle(bundle: &Path, rootfs: &Path, args: &[&str]) -> Result<()> {
+    std::fs::create_dir_all(bundle)?;
+    run_quiet(
+        Command::new("cp")
+            .arg("-a")
+            .arg(rootfs)
+            .arg(bundle.join("rootfs")),
+    )?;
+    // systemd-nspawn refuses a tree without /usr.
+    std::fs::create_dir_all(bundle.join("rootfs/usr"))?;
+    run_quiet(Command::new("crun").arg("spec").current_dir(bundle))?;
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json"))?)?;
+    spec["process"]["terminal"] = serde_json::Value::Bool(false);
+    spec["process"]["args"] = serde_json::json!(args);
+    if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
+        ns.retain(|n| n["type"] != "network");
+    }
+    std::fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec_pretty(&spec)?,
+    )?;
+    Ok(())
+}
+
+/// cgroup v1 controllers with a v2 mount beside them (crun 1.8 refuses
+/// such hosts; machine-notes.md).
+fn hybrid_cgroups() -> bool {
+    Path::new("/sys/fs/cgroup/unified").exists()
+        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// Writes `body` to `target/bench/<file>`; returns its path.
+fn write_result(root: &Path, file: &str, body: String) -> Result<PathBuf> {
+    let dir = root.join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(file);
+    std::fs::write(&path, body)?;
+    Ok(path)
+}
+
+/// `skiff image build FLAGS LAYOUT ACI` with its output discarded.
+fn build_image(skiff: &Path, flags: &[&str], layout: &Path, aci: &Path) -> Result<()> {
+    run_quiet(
+        Command::new(skiff)
+            .args(["image", "build"])
+            .args(flags)
+            .arg(layout)
+            .arg(aci)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    )
+}
+
+/// `skiff --dir DATA` with its output discarded.
+fn quiet_skiff(skiff: &Path, data: &Path) -> Command {
+    let mut c = Command::new(skiff);
+    c.arg("--dir")
+        .arg(data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    c
+}
+
+/// Removes the benchmarks' scratch directory once every benchmark cleaned
+/// up after itself (it is left when one failed, for a look).
+pub fn remove_scratch() {
+    let _ = std::fs::remove_dir(WORK);
+}
+
+fn run_quiet(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed");
+    }
+    Ok(())
+}
+
+struct Row {
+    name: &'static str,
+    times: Vec<Duration>,
+}
+
+impl Row {
+    fn median(&self) -> Duration {
+        self.times[self.times.len() / 2]
+    }
+
+    /// Prints the (sorted) row as `| name | min | median | max | ratio |`
+    /// in whole milliseconds; returns the ratio of its median to
+    /// `reference` seconds.
+    fn print_with_ratio(&self, reference: f64) -> f64 {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let ratio = self.median().as_secs_f64() / reference.max(1e-9);
+        println!(
+            "| {} | {:.0} ms | {:.0} ms | {:.0} ms | {ratio:.2}× |",
+            self.name,
+            ms(self.times[0]),
+            ms(self.median()),
+            ms(self.times[self.times.len() - 1])
+        );
+        ratio
+    }
+}
+
+/// Whether `program` is on PATH.
+fn installed(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// Unmounts whatever is mounted under `dir`, deepest first (podman keeps
+/// its storage directory mounted after its containers are gone).
+fn unmount_under(dir: &Path) -> Result<()> {
+    let prefix = dir.display().to_string();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let mut points: Vec<&str> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        run_quiet(Command::new("umount").args(["-l", p]))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,552 @@
+//! `cargo xtask bench start [--stage1=kvm]`: pod start to exit, warm and
+//! cold, against the peers, with a table and a plot.
+
+use super::*;
+
+/// `bench start`: start→exit of `/bin/true` in a busybox rootfs: a prepared
+/// skiff pod (`skiff run-prepared`), `skiff run` of a cached image, and the
+/// peers crun, runc, bwrap, systemd-nspawn and podman on a copy of the same
+/// rootfs, alternating, on tmpfs.
+pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
+    let runs = if quick { 20 } else { 50 };
+    let work = PathBuf::from(WORK).join("start");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let data = work.join("data");
+    let sk = || {
+        let mut c = quiet_skiff(skiff, &data);
+        c.arg("--local-config").arg(work.join("etc"));
+        c
+    };
+    fetch_true_image(skiff, &work, sk())?;
+
+    // The peers run a copy of the rendered tree.
+    let trees = std::fs::read_dir(data.join("trees"))?
+        .filter_map(|e| e.ok())
+        .find(|e| !e.file_name().to_string_lossy().starts_with('.'));
+    let tree = trees.context("no rendered tree")?.path().join("rootfs");
+    let bundle = work.join("bundle");
+    peer_bundle(&bundle, &tree, &["/bin/true"])?;
+
+    let hybrid = hybrid_cgroups();
+    let mut counter = 0u64;
+    let mut next_id = || {
+        counter += 1;
+        format!("skiff-bench-{}-{counter}", std::process::id())
+    };
+    // Prepared pods, made ahead (untimed).
+    let mut prepared = Vec::new();
+    for _ in 0..runs * 2 {
+        let out = Command::new(skiff)
+            .arg("--dir")
+            .arg(&data)
+            .arg("--local-config")
+            .arg(work.join("etc"))
+            // Like the peers' bundle: no network namespace.
+            .args([
+                "prepare",
+                "--net=host",
+                "--pull-policy=never",
+                "example.com/true:1.0",
+            ])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "skiff prepare failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        prepared.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    let quiet = |mut c: Command| -> Command {
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    let crun_cmd = |id: &str| -> Command {
+        if hybrid {
+            // crun refuses hybrid cgroup hosts; hide the empty v2 mount (machine-notes.md).
+            let mut c = Command::new("unshare");
+            c.args(["-m", "sh", "-c"]).arg(format!(
+                "umount /sys/fs/cgroup/unified && exec crun run -b {} {id}",
+                bundle.display()
+            ));
+            c
+        } else {
+            let mut c = Command::new("crun");
+            c.arg("run").arg("-b").arg(&bundle).arg(id);
+            c
+        }
+    };
+    let peer_root = bundle.join("rootfs");
+    let podman_state = work.join("podman");
+    // Each scenario: its row name and the command of one run (`id` names
+    // the container, `uuid` a prepared pod).
+    type RunCommand<'a> = Box<dyn Fn(&str, &str) -> Command + 'a>;
+    type Scenario<'a> = (&'static str, RunCommand<'a>);
+    let mut scenarios: Vec<Scenario> = vec![
+        (
+            "skiff run-prepared (prepared pod)",
+            Box::new(|_, uuid| {
+                let mut c = sk();
+                c.args(["run-prepared", uuid]);
+                c
+            }),
+        ),
+        (
+            "skiff run (cached image)",
+            Box::new(|_, _| {
+                let mut c = sk();
+                c.args([
+                    "run",
+                    "--net=host",
+                    "--pull-policy=never",
+                    "example.com/true:1.0",
+                ]);
+                c
+            }),
+        ),
+        (CRUN_ROW, Box::new(|id, _| quiet(crun_cmd(id)))),
+    ];
+    let mut missing = Vec::new();
+    // Peers whose exit leaves work behind (podman's conmon runs `podman
+    // container cleanup` after the container exits; nspawn's teardown;
+    // runc's: a prepared skiff pod measured 6.5 ms alternating with crun
+    // and 8.3 ms alternating with runc) are measured in a phase of their
+    // own so it does not bleed into the light scenarios' runs.
+    let mut heavy: Vec<Scenario> = vec![(
+        "runc run",
+        Box::new(|id, _| {
+            let mut c = Command::new("runc");
+            c.arg("run").arg("-b").arg(&bundle).arg(id);
+            quiet(c)
+        }),
+    )];
+    for (peer, name) in [
+        ("bwrap", "bwrap (pid, ipc, uts, cgroup namespaces)"),
+        ("systemd-nspawn", "systemd-nspawn --register=no"),
+        ("podman", "podman run --rootfs (runc, host network)"),
+    ] {
+        if !installed(peer) {
+            missing.push(peer);
+            continue;
+        }
+        let run: RunCommand = match peer {
+            "bwrap" => Box::new(|_, _| {
+                let mut c = Command::new("bwrap");
+                c.arg("--bind")
+                    .arg(&peer_root)
+                    .args(["/", "--proc", "/proc", "--dev", "/dev"])
+                    .args(["--unshare-ipc", "--unshare-pid", "--unshare-uts"])
+                    .args(["--unshare-cgroup-try", "--die-with-parent", "/bin/true"]);
+                quiet(c)
+            }),
+            "systemd-nspawn" => Box::new(|_, _| {
+                // machine-notes.md: needs /usr in the tree, and no registration here.
+                let mut c = Command::new("systemd-nspawn");
+                c.args(["-q", "--keep-unit", "--register=no", "-D"])
+                    .arg(&peer_root)
+                    .arg("/bin/true");
+                quiet(c)
+            }),
+            _ => Box::new(|_, _| {
+                // crun 1.8 refuses hybrid hosts under podman too; runc works. The
+                // default rlimits exceed this machine's hard limits (machine-notes.md).
+                let mut c = Command::new("podman");
+                c.arg("--root")
+                    .arg(podman_state.join("root"))
+                    .arg("--runroot")
+                    .arg(podman_state.join("run"))
+                    .args(["--runtime", "runc", "--cgroup-manager=cgroupfs"])
+                    .args(["run", "--rm", "--network=host"])
+                    .args([
+                        "--ulimit",
+                        "nofile=1024:1024",
+                        "--ulimit",
+                        "nproc=4096:4096",
+                    ])
+                    .arg("--rootfs")
+                    .arg(&peer_root)
+                    .arg("/bin/true");
+                quiet(c)
+            }),
+        };
+        if peer == "bwrap" {
+            scenarios.push((name, run));
+        } else {
+            heavy.push((name, run));
+        }
+    }
+    if hybrid {
+        scenarios.push((
+            WRAPPER_ROW,
+            Box::new(|_, _| {
+                let mut c = Command::new("unshare");
+                c.args([
+                    "-m",
+                    "sh",
+                    "-c",
+                    "umount /sys/fs/cgroup/unified && exec true",
+                ]);
+                c
+            }),
+        ));
+    }
+    let split = scenarios.len();
+    scenarios.extend(heavy);
+    let rows = || -> Vec<Row> {
+        scenarios
+            .iter()
+            .map(|(name, _)| Row {
+                name,
+                times: Vec::new(),
+            })
+            .collect()
+    };
+    let (mut warm, mut cold) = (rows(), rows());
+    for phase in [0..split, split..scenarios.len()] {
+        let count = phase.len();
+        for round in 0..runs {
+            // Rotate the order each round so no scenario always runs first.
+            // Warm: back to back. Cold: after an idle pause, so the first
+            // cgroup migration waits a whole RCU grace period (performance.md).
+            for (k, is_cold) in (0..count * 2).map(|k| (k % count, k >= count)) {
+                let which = phase.start + (round + k) % count;
+                let uuid = &prepared[round * 2 + usize::from(is_cold)];
+                if is_cold {
+                    std::thread::sleep(COLD_IDLE);
+                }
+                let mut cmd = (scenarios[which].1)(&next_id(), uuid);
+                let start = Instant::now();
+                run_quiet(&mut cmd)?;
+                let took = start.elapsed();
+                let rows = if is_cold { &mut cold } else { &mut warm };
+                rows[which].times.push(took);
+            }
+        }
+    }
+    let mut json = Vec::new();
+    println!(
+        "\nbench start: /bin/true in a busybox rootfs, {runs} runs each, alternating, data on tmpfs"
+    );
+    for (title, rows) in [
+        ("warm (back to back)", &mut warm),
+        ("cold (after 200 ms idle)", &mut cold),
+    ] {
+        json.extend(print_start_table(title, rows)?);
+    }
+    for peer in missing {
+        println!("{peer}: not measured (not installed; cargo xtask deps installs it)");
+    }
+    let written = write_result(
+        root,
+        "start.json",
+        format!("{{\"runs\":{runs},\"rows\":[{}]}}\n", json.join(",")),
+    )?;
+    println!("wrote {}", written.display());
+    let svg = write_result(
+        root,
+        "start.svg",
+        start_plot(&[("warm", &warm), ("cold", &cold)]),
+    )?;
+    println!("wrote {} (start-time distributions)", svg.display());
+    unmount_under(&podman_state)?;
+    let _ = sk().args(["gc", "--grace-period=0s"]).status();
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+/// Builds `example.com/true:1.0` (busybox-static's /bin/true) in `work`
+/// and fetches it with `fetch` (skiff with the benchmark's data dir).
+fn fetch_true_image(skiff: &Path, work: &Path, mut fetch: Command) -> Result<()> {
+    let layout = work.join("layout");
+    std::fs::create_dir_all(layout.join("rootfs/bin"))?;
+    std::fs::copy(
+        std::fs::canonicalize("/bin/busybox")?,
+        layout.join("rootfs/bin/busybox"),
+    )?;
+    std::os::unix::fs::symlink("busybox", layout.join("rootfs/bin/true"))?;
+    std::fs::write(
+        layout.join("manifest"),
+        r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/true","labels":[{"name":"version","value":"1.0"},{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}],"app":{"exec":["/bin/true"],"user":"0","group":"0"}}"#,
+    )?;
+    let aci = work.join("true.aci");
+    build_image(skiff, &["--compression=none"], &layout, &aci)?;
+    run_quiet(fetch.args(["--insecure-options=image", "fetch"]).arg(&aci))
+}
+
+/// The file in `dir` whose name starts with `prefix`.
+fn find_prefixed(dir: &Path, prefix: &str) -> Result<PathBuf> {
+    std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .with_context(|| format!("no {prefix}* in {}", dir.display()))
+}
+
+/// `bench start --stage1=kvm`: start→exit of `/bin/true` in a kvm pod
+/// (`skiff run` of a cached image, `--net=none`) against a bare QEMU
+/// boot-to-poweroff of the same guest kernel and initramfs with the same
+/// accelerator (the guest init's probe mode: it prints a marker and powers
+/// off), alternating.
+pub fn start_kvm(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
+    let runs = if quick { 5 } else { 10 };
+    let work = PathBuf::from(WORK).join("start-kvm");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let data = work.join("data");
+    let sk = || quiet_skiff(skiff, &data);
+    fetch_true_image(skiff, &work, sk())?;
+    let kvm_run = || {
+        let mut c = sk();
+        c.args([
+            "run",
+            "--stage1=kvm",
+            "--net=none",
+            "--pull-policy=never",
+            "example.com/true:1.0",
+        ]);
+        c
+    };
+    // Untimed: builds the guest image and decides the accelerator.
+    run_quiet(&mut kvm_run())?;
+    let kvm = data.join("kvm");
+    let guest = find_prefixed(&kvm, "guest-")?;
+    let verdict: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(find_prefixed(&kvm, "accel-guest-")?)?)?;
+    let accel = if verdict["usable"] == true {
+        "kvm"
+    } else {
+        "tcg"
+    };
+    let reason = verdict["reason"].as_str().unwrap_or_default().to_string();
+    // The same machine as skiff's (crates/stage1/src/kvm/mod.rs), without
+    // the pod's 9p exports.
+    let khz = std::fs::read_to_string("/proc/cpuinfo")?
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|mhz| (mhz * 1000.0) as u64)
+        .unwrap_or(2_600_000);
+    let bare = || {
+        let mut c = Command::new("qemu-system-x86_64");
+        c.args(["-M", "microvm,x-option-roms=off", "-accel", accel])
+            .args(["-cpu", if accel == "kvm" { "host" } else { "max" }])
+            .args(["-m", "256M", "-smp", "2", "-nodefaults", "-no-user-config"])
+            .args(["-display", "none", "-no-reboot"])
+            .args([
+                "-chardev",
+                "stdio,id=con,signal=off",
+                "-serial",
+                "chardev:con",
+            ])
+            .args(["-chardev", "file,id=err,path=/proc/self/fd/2,append=on"])
+            .args(["-device", "virtio-serial-device,max_ports=1"])
+            .args(["-device", "virtconsole,chardev=err"])
+            .arg("-kernel")
+            .arg(guest.join("vmlinux"))
+            .arg("-initrd")
+            .arg(guest.join("initrd.cpio"))
+            .arg("-append")
+            .arg(format!(
+                "console=ttyS0 panic=-1 tsc_early_khz={khz} lpj={} tsc=reliable no_timer_check \
+                 pci=off nokaslr mitigations=off rdinit=/init quiet loglevel=1 skiff.probe",
+                khz * 4
+            ))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    let mut rows = [
+        Row {
+            name: "skiff run --stage1=kvm (cached image, --net=none)",
+            times: Vec::new(),
+        },
+        Row {
+            name: "bare QEMU boot to poweroff (same kernel, initramfs, accel)",
+            times: Vec::new(),
+        },
+    ];
+    for round in 0..runs {
+        for k in 0..2 {
+            let which = (round + k) % 2;
+            let mut cmd = if which == 0 { kvm_run() } else { bare() };
+            let start = Instant::now();
+            run_quiet(&mut cmd)?;
+            rows[which].times.push(start.elapsed());
+        }
+    }
+    for row in rows.iter_mut() {
+        row.times.sort();
+    }
+    let bare_median = rows[1].median().as_secs_f64();
+    println!(
+        "\nbench start --stage1=kvm: /bin/true, {runs} runs each, alternating; accelerator {accel} ({reason})\n"
+    );
+    println!("| scenario | min | median | max | ratio to bare boot |");
+    println!("|---|---|---|---|---|");
+    let mut json = Vec::new();
+    for row in &rows {
+        let ratio = row.print_with_ratio(bare_median);
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        json.push(format!(
+            "{{\"scenario\":{:?},\"min_ms\":{:.1},\"median_ms\":{:.1},\"max_ms\":{:.1},\"ratio_to_bare\":{ratio:.3}}}",
+            row.name,
+            ms(row.times[0]),
+            ms(row.median()),
+            ms(row.times[row.times.len() - 1])
+        ));
+    }
+    write_result(
+        root,
+        "start-kvm.json",
+        format!(
+            "{{\"accel\":{accel:?},\"reason\":{reason:?},\"runs\":{runs},\"rows\":[{}]}}\n",
+            json.join(",")
+        ),
+    )?;
+    let _ = sk().args(["gc", "--grace-period=0s"]).status();
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+/// An SVG strip plot of start times: one band per scenario and mode, a
+/// dot per run, the median as a bar, on a shared millisecond axis.
+fn start_plot(groups: &[(&str, &Vec<Row>)]) -> String {
+    let (left, width, band) = (380.0, 600.0, 26.0);
+    let max_ms = groups
+        .iter()
+        .flat_map(|(_, rows)| rows.iter().flat_map(|r| r.times.iter()))
+        .map(|t| t.as_secs_f64() * 1e3)
+        .fold(1.0f64, f64::max);
+    let x = |ms: f64| left + ms / max_ms * width;
+    let lines: usize = groups.iter().map(|(_, rows)| rows.len()).sum();
+    let height = 40.0 + band * lines as f64 + 30.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <text x=\"10\" y=\"20\" font-size=\"14\">start to exit of /bin/true (ms), each dot one run, bar = median</text>\n",
+        left + width + 40.0
+    );
+    let mut y = 40.0;
+    for (mode, rows) in groups {
+        for row in rows.iter() {
+            svg.push_str(&format!(
+                "<text x=\"10\" y=\"{}\">{mode}: {}</text>\n",
+                y + 15.0,
+                row.name
+            ));
+            for t in &row.times {
+                svg.push_str(&format!(
+                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"#3366cc\" fill-opacity=\"0.5\"/>\n",
+                    x(t.as_secs_f64() * 1e3),
+                    y + 11.0
+                ));
+            }
+            if !row.times.is_empty() {
+                let mut sorted = row.times.clone();
+                sorted.sort();
+                let m = x(sorted[sorted.len() / 2].as_secs_f64() * 1e3);
+                svg.push_str(&format!(
+                    "<line x1=\"{m:.1}\" x2=\"{m:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#cc3333\" stroke-width=\"2\"/>\n",
+                    y + 2.0,
+                    y + 20.0
+                ));
+            }
+            y += band;
+        }
+    }
+    let axis = y + 10.0;
+    svg.push_str(&format!(
+        "<line x1=\"{left}\" x2=\"{}\" y1=\"{axis}\" y2=\"{axis}\" stroke=\"black\"/>\n",
+        left + width
+    ));
+    for i in 0..=5 {
+        let ms = max_ms * f64::from(i) / 5.0;
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{ms:.0}</text>\n",
+            x(ms),
+            axis + 15.0
+        ));
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// The row every `bench start` ratio is taken against.
+const CRUN_ROW: &str = "crun run";
+/// crun's hybrid-cgroup wrapper alone, subtracted from crun's median.
+const WRAPPER_ROW: &str = "crun's hybrid-cgroup wrapper alone";
+
+/// Prints one table of `bench start` (ratios to crun net of its wrapper)
+/// and returns its rows as JSON objects.
+fn print_start_table(title: &str, rows: &mut [Row]) -> Result<Vec<String>> {
+    for row in rows.iter_mut() {
+        row.times.sort();
+    }
+    let median_of = |name: &str| rows.iter().find(|r| r.name == name).map(Row::median);
+    let crun = median_of(CRUN_ROW).context("no crun row")?;
+    let wrapper = median_of(WRAPPER_ROW);
+    let hybrid = wrapper.is_some();
+    let wrapper = wrapper.unwrap_or_default();
+    let crun_net = crun.saturating_sub(wrapper);
+    println!("\n{title}:\n\n| scenario | min | median | max | ratio to crun run |");
+    println!("|---|---|---|---|---|");
+    let mut json = Vec::new();
+    for row in rows.iter() {
+        let ratio = row.median().as_secs_f64() / crun_net.as_secs_f64().max(1e-9);
+        println!(
+            "| {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2}× |",
+            row.name,
+            row.times[0].as_secs_f64() * 1e3,
+            row.median().as_secs_f64() * 1e3,
+            row.times[row.times.len() - 1].as_secs_f64() * 1e3,
+            ratio
+        );
+        json.push(format!(
+            "{{\"mode\":{title:?},\"scenario\":{:?},\"min_ms\":{:.3},\"median_ms\":{:.3},\"max_ms\":{:.3},\"ratio_to_crun\":{:.3}}}",
+            row.name,
+            row.times[0].as_secs_f64() * 1e3,
+            row.median().as_secs_f64() * 1e3,
+            row.times[row.times.len() - 1].as_secs_f64() * 1e3,
+            ratio
+        ));
+    }
+    if hybrid {
+        println!(
+            "\n({title}) crun run is measured inside `unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec crun …'` \
+             (crun 1.8 refuses hybrid cgroup hosts); ratios use crun's median minus the wrapper's ({:.2} ms).",
+            wrapper.as_secs_f64() * 1e3
+        );
+    }
+    Ok(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_start_plot_has_a_dot_per_run_and_a_median_per_row() {
+        let rows = vec![
+            Row {
+                name: "a",
+                times: vec![
+                    Duration::from_millis(5),
+                    Duration::from_millis(7),
+                    Duration::from_millis(6),
+                ],
+            },
+            Row {
+                name: "b",
+                times: vec![Duration::from_millis(9)],
+            },
+        ];
+        let svg = start_plot(&[("warm", &rows)]);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<circle").count(), 4);
+        assert_eq!(svg.matches("stroke=\"#cc3333\"").count(), 2);
+        assert!(svg.contains("warm: a") && svg.contains("warm: b"));
+    }
+}
