@@ -171,9 +171,10 @@ impl Policy {
             .iter()
             .try_for_each(|id| self.enforce(global, store, &store.resolve(id)?));
         if verdict.is_err() {
+            let pods = skiff_pod::Pods::new(&global.dir);
             for id in ids.iter().filter(|id| !before.contains(id.as_str())) {
                 if let Ok(rec) = store.resolve(id) {
-                    let _ = store.remove(&rec.id);
+                    let _ = store.remove(&rec.id, || pods.images_in_use(true));
                 }
             }
         }

@@ -370,6 +370,43 @@ impl PodLock {
 }
 
 impl Pods {
+    /// Image IDs used by pods (their manifests' apps and every image of
+    /// their rendered trees, `<pod>/images`): every pod's, or with
+    /// `live_only` those that may still run (being prepared, prepared,
+    /// running). For the store's gc and `image rm`.
+    pub fn images_in_use(
+        &self,
+        live_only: bool,
+    ) -> std::io::Result<std::collections::HashSet<String>> {
+        let mut used = std::collections::HashSet::new();
+        for state in State::ALL {
+            let live = matches!(
+                state,
+                State::Embryo | State::Prepare | State::Prepared | State::Run
+            );
+            if live_only && !live {
+                continue;
+            }
+            let dir = self.root.join(state.dir_name());
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for pod in entries.filter_map(Result::ok).map(|e| e.path()) {
+                if let Ok(bytes) = fs::read(pod.join("pod"))
+                    && let Ok(manifest) = skiff_spec::parse_pod_manifest(&bytes)
+                {
+                    used.extend(manifest.apps.iter().map(|a| a.image.id.to_string()));
+                }
+                if let Ok(list) = fs::read_to_string(pod.join("images")) {
+                    used.extend(list.lines().map(str::to_string));
+                }
+            }
+        }
+        Ok(used)
+    }
+
     pub fn new(data_dir: &Path) -> Self {
         Pods {
             root: data_dir.join("pods"),

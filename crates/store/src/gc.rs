@@ -49,48 +49,14 @@ fn entries(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, StoreError>
 }
 
 impl Store {
-    /// Image IDs named in pod manifests under `pods/<state>/<uuid>/pod`.
-    pub fn images_in_use(&self) -> Result<HashSet<String>, StoreError> {
-        self.images_used_by_pods(&[])
-    }
-
-    /// Image IDs used by pods that may still run (being prepared, prepared
-    /// or running), as opposed to exited ones.
-    pub fn images_used_by_live_pods(&self) -> Result<HashSet<String>, StoreError> {
-        self.images_used_by_pods(&["embryo", "prepare", "prepared", "run"])
-    }
-
-    /// Image IDs used by the pods in `states` (every state if empty).
-    fn images_used_by_pods(&self, states: &[&str]) -> Result<HashSet<String>, StoreError> {
-        let mut used = HashSet::new();
-        for state in entries(&self.layout().pods())? {
-            let name = state
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            // pods/ also holds the pods' own files (locks): only state
-            // directories hold pods.
-            if (!states.is_empty() && !states.contains(&name.as_str())) || !state.is_dir() {
-                continue;
-            }
-            for pod in entries(&state)? {
-                if let Ok(bytes) = std::fs::read(pod.join("pod"))
-                    && let Ok(manifest) = skiff_spec::parse_pod_manifest(&bytes)
-                {
-                    used.extend(manifest.apps.iter().map(|a| a.image.id.to_string()));
-                }
-                // A pod may record every image of its rendered trees.
-                if let Ok(list) = std::fs::read_to_string(pod.join("images")) {
-                    used.extend(list.lines().map(str::to_string));
-                }
-            }
-        }
-        Ok(used)
-    }
-
     /// Collects garbage; images unused for longer than `grace` are removed
-    /// unless a pod references them.
-    pub fn gc(&self, grace: Duration) -> Result<GcReport, StoreError> {
+    /// unless a pod references them: `in_use` (the pods' images, from
+    /// `skiff_pod::Pods::images_in_use`) is asked under the store's lock.
+    pub fn gc(
+        &self,
+        grace: Duration,
+        in_use: impl FnOnce() -> io::Result<HashSet<String>>,
+    ) -> Result<GcReport, StoreError> {
         let layout = self.layout();
         let lock_path = layout.store_lock();
         let _lock = FileLock::exclusive(&lock_path).map_err(io_err("lock", &lock_path))?;
@@ -131,7 +97,7 @@ impl Store {
             }
         }
 
-        let in_use = self.images_in_use()?;
+        let in_use = in_use().map_err(io_err("list the images pods use", &layout.pods()))?;
         let cutoff = now() - grace.as_secs() as i64;
         let mut live = HashSet::new();
         for row in &rows {

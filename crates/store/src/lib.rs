@@ -179,11 +179,19 @@ impl Store {
 
     /// Removes an image from the index, then its blob (its rendered tree
     /// goes at the next gc, once no pod uses it). Refused while a prepared
-    /// or running pod uses the image.
-    pub fn remove(&self, id: &ImageId) -> Result<(), StoreError> {
+    /// or running pod uses the image: `live_in_use` (the images of pods
+    /// that may still run, `skiff_pod::Pods::images_in_use(true)`) is asked
+    /// under the store's lock.
+    pub fn remove(
+        &self,
+        id: &ImageId,
+        live_in_use: impl FnOnce() -> io::Result<std::collections::HashSet<String>>,
+    ) -> Result<(), StoreError> {
         let _guard = lock::FileLock::exclusive(&self.layout.store_lock())
             .map_err(io_err("lock", &self.layout.store_lock()))?;
-        if self.images_used_by_live_pods()?.contains(id.as_str()) {
+        let live =
+            live_in_use().map_err(io_err("list the images pods use", &self.layout.pods()))?;
+        if live.contains(id.as_str()) {
             return Err(StoreError::InUse(id.to_string()));
         }
         if !self.index.remove_image(id)? {

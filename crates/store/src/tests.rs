@@ -195,13 +195,15 @@ fn gc_removes_leftovers_and_old_images_but_not_fresh_ones() {
     std::fs::write(&orphan, b"x").unwrap();
     // A live import's staging file is kept.
     let live = store.stage().unwrap();
-    let report = store.gc(Duration::from_secs(3600)).unwrap();
+    let report = store
+        .gc(Duration::from_secs(3600), || in_use(&store, false))
+        .unwrap();
     assert_eq!((report.staging_files, report.orphan_blobs), (1, 1));
     assert!(live.path().exists());
     assert!(report.images.is_empty());
     assert_eq!(store.images().unwrap().len(), 1);
     drop(live);
-    let report = store.gc(Duration::ZERO).unwrap();
+    let report = store.gc(Duration::ZERO, || in_use(&store, false)).unwrap();
     assert_eq!(report.images, [id.to_string()]);
     assert!(store.images().unwrap().is_empty());
     assert!(!store.layout().tree(&id).exists());
@@ -256,7 +258,7 @@ fn gc_keeps_images_referenced_by_pods() {
         ),
     )
     .unwrap();
-    let report = store.gc(Duration::ZERO).unwrap();
+    let report = store.gc(Duration::ZERO, || in_use(&store, false)).unwrap();
     assert_eq!(report.images, [unused.to_string()]);
     assert_eq!(report.kept_in_use, 1);
     assert!(store.resolve("example.com/used").is_ok());
@@ -279,7 +281,10 @@ fn images_of_live_pods_cannot_be_removed_and_their_trees_survive_gc() {
         .join("prepared/11111111-0000-4000-8000-000000000000");
     std::fs::create_dir_all(&pod).unwrap();
     std::fs::write(pod.join("images"), format!("{id}\n")).unwrap();
-    assert!(matches!(store.remove(&id), Err(StoreError::InUse(_))));
+    assert!(matches!(
+        store.remove(&id, || in_use(&store, true)),
+        Err(StoreError::InUse(_))
+    ));
     // Once the pod has exited, the image may go, but its tree stays while
     // the pod exists.
     let exited = store
@@ -288,10 +293,17 @@ fn images_of_live_pods_cannot_be_removed_and_their_trees_survive_gc() {
         .join("exited-garbage/11111111-0000-4000-8000-000000000000");
     std::fs::create_dir_all(exited.parent().unwrap()).unwrap();
     std::fs::rename(&pod, &exited).unwrap();
-    store.remove(&id).unwrap();
-    store.gc(Duration::ZERO).unwrap();
+    store.remove(&id, || in_use(&store, true)).unwrap();
+    store.gc(Duration::ZERO, || in_use(&store, false)).unwrap();
     assert!(store.layout().tree(&id).exists());
     std::fs::remove_dir_all(&exited).unwrap();
-    store.gc(Duration::ZERO).unwrap();
+    store.gc(Duration::ZERO, || in_use(&store, false)).unwrap();
     assert!(!store.layout().tree(&id).exists());
+}
+
+/// What `skiff_pod::Pods::images_in_use` answers for the pods under the
+/// store's data dir (the store's callers pass it in).
+fn in_use(store: &Store, live_only: bool) -> std::io::Result<std::collections::HashSet<String>> {
+    let data_dir = store.layout().pods().parent().unwrap().to_path_buf();
+    skiff_pod::Pods::new(&data_dir).images_in_use(live_only)
 }

@@ -344,15 +344,19 @@ pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
         ImageCommand::List(args) => list(global, &args),
         ImageCommand::Rm { images } => {
             let store = global.store()?;
+            let pods = skiff_pod::Pods::new(&global.dir);
             for image in &images {
                 let rec = skiff_fetch::resolve_stored(&store, image)?;
-                store.remove(&rec.id)?;
+                store.remove(&rec.id, || pods.images_in_use(true))?;
                 println!("{}", rec.id);
             }
             Ok(ExitCode::SUCCESS)
         }
         ImageCommand::Gc { grace_period } => {
-            let report = global.store()?.gc(grace_period)?;
+            let pods = skiff_pod::Pods::new(&global.dir);
+            let report = global
+                .store()?
+                .gc(grace_period, || pods.images_in_use(false))?;
             for id in &report.images {
                 println!("{id}");
             }
