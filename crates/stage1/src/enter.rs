@@ -105,7 +105,21 @@ pub fn enter(
     let init = pod
         .pid()
         .ok_or_else(|| Stage1Error::Config("the pod has not started (no pid)".to_string()))?;
-    let pid = app_pid(&pod.uuid, init, &target.name)?;
+    // Right after `run --detach` returns the app may still be starting
+    // (init sets up its root first): wait for it a little, unless it
+    // already ended.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let pid = loop {
+        match app_pid(&pod.uuid, init, &target.name) {
+            Ok(pid) => break pid,
+            Err(e)
+                if std::time::Instant::now() > deadline || pod.app_exit(&target.name).is_some() =>
+            {
+                return Err(e);
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    };
     // Opened before the mount namespace changes what /proc shows.
     let private_users = pod
         .runtime()
