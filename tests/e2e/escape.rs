@@ -1139,7 +1139,7 @@ fn the_pods_init_holds_nothing_of_the_host() {
     let probe = "b=/bin/busybox; for f in /proc/1/fd/*; do n=${f##*/}; [ $n -le 2 ] && continue; \
                  echo fd $n: $($b readlink $f); [ -f $f ] && $b head -c 200 $f; \
                  [ -d $f ] && $b ls -a $f/.. $f/../..; done 2>&1; \
-                 $b tr '\\0' '\\n' < /proc/1/environ; echo PROBE-DONE";
+                 $b tr '\\0' '\\n' < /proc/1/environ; $b grep CapEff /proc/1/status; echo PROBE-DONE";
     let app = serde_json::json!({
         "exec": ["/bin/busybox", "sh", "-c", probe], "user": "0", "group": "0"
     });
@@ -1166,6 +1166,9 @@ fn the_pods_init_holds_nothing_of_the_host() {
     assert!(text.contains("PROBE-DONE"), "{text}");
     // The probe could read init (the check can fail) ...
     assert!(text.contains("PATH="), "the probe cannot read init: {text}");
+    // Init kept only CAP_KILL once the apps ran: code a tracing pod
+    // process runs in it has no privilege over the host.
+    assert!(text.contains("CapEff:\t0000000000000020"), "{text}");
     // ... and found nothing of the host or the caller.
     for leak in [
         "HOST-SECRET-CONTENT",

@@ -802,6 +802,7 @@ fn init(
         tty.map(crate::tty::AppTerminal::OwnSession),
         userns,
         report,
+        AfterStart::KeepOnlyKill,
     );
     Ok(())
 }
@@ -819,6 +820,7 @@ pub(crate) fn run_apps(
     tty: Option<crate::tty::AppTerminal>,
     userns: Option<OwnedFd>,
     report: &OwnedFd,
+    after_start: AfterStart,
 ) {
     install_forwarding();
     unblock_termination();
@@ -864,6 +866,9 @@ pub(crate) fn run_apps(
     drop(app_cgroups);
     drop(tty);
     drop(userns);
+    if after_start == AfterStart::KeepOnlyKill {
+        keep_only_kill();
+    }
     // Reap every process of the pod until the apps are done.
     crate::reap(&children, |name, code| {
         send(
@@ -874,6 +879,31 @@ pub(crate) fn run_apps(
             },
         );
     });
+}
+
+/// What init keeps of its capabilities once the apps have started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterStart {
+    /// All (the kvm guest's init still powers the VM off).
+    KeepAll,
+    /// Only CAP_KILL, to pass signals on: a pod process allowed to trace
+    /// init (`--cap-retain=CAP_SYS_PTRACE`) could run code in it, which
+    /// must then have no privilege over the host.
+    KeepOnlyKill,
+}
+
+/// Drops every capability of this process but CAP_KILL, bounding set
+/// included (best effort: init goes on reaping whatever happens).
+fn keep_only_kill() {
+    let kill: caps::CapsHashSet = [caps::Capability::CAP_KILL].into_iter().collect();
+    for cap in caps::all() {
+        if cap != caps::Capability::CAP_KILL {
+            let _ = caps::drop(None, caps::CapSet::Bounding, cap);
+        }
+    }
+    let _ = caps::set(None, caps::CapSet::Inheritable, &caps::CapsHashSet::new());
+    let _ = caps::set(None, caps::CapSet::Effective, &kill);
+    let _ = caps::set(None, caps::CapSet::Permitted, &kill);
 }
 
 /// In the forked app process: enter its root, drop privileges, exec.

@@ -199,7 +199,15 @@ fn run(report: &mut Option<OwnedFd>) -> Result<(), Stage1Error> {
             crate::tty::control(console)?;
         }
         let terminal = console.map(crate::tty::AppTerminal::ConsoleForeground);
-        ns::run_apps(&plans, no_cgroups, None, terminal, None, report);
+        ns::run_apps(
+            &plans,
+            no_cgroups,
+            None,
+            terminal,
+            None,
+            report,
+            ns::AfterStart::KeepAll,
+        );
     }
     Ok(())
 }
