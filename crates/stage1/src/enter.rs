@@ -207,48 +207,48 @@ fn run_as(
         what: "fork".to_string(),
         source,
     })?;
-    if forked == crate::sys::process::Forked::Child {
-        let terminal = (|| -> Result<(), Stage1Error> {
-            if let Some(pipes) = pipes {
-                pipes.attach()?;
-            }
-            match (&channel, confined) {
-                (Some((_, child_end)), _) => {
-                    // In the pod's pid namespace, so the pod's /proc
-                    // resolves the pty's path.
-                    let root = crate::mounts::Root::open(Path::new("/"))?;
-                    let pty = crate::tty::open_in(&root)?;
-                    crate::tty::send_master(child_end, &pty.master)?;
-                    crate::tty::attach(&pty.slave)
+    let child = match forked {
+        crate::sys::process::Forked::Parent(child) => child,
+        crate::sys::process::Forked::Child => {
+            let terminal = (|| -> Result<(), Stage1Error> {
+                if let Some(pipes) = pipes {
+                    pipes.attach()?;
                 }
-                // Away from the caller's terminal: a pod process cannot
-                // type into the caller's shell.
-                (None, true) => crate::tty::new_session(),
-                (None, false) => Ok(()),
-            }
-        })();
-        let code = match terminal
-            .and_then(|()| become_with(&target.app, &target.name, argv, confinement))
-        {
-            Ok(Stage1Error::Exec { program, source }) => {
-                let _ = std::io::Write::write_all(
-                    &mut std::io::stderr(),
-                    format!("skiff: cannot execute {program}: {source}\n").as_bytes(),
-                );
-                127
-            }
-            Ok(other) | Err(other) => {
-                let _ = std::io::Write::write_all(
-                    &mut std::io::stderr(),
-                    format!("skiff: cannot enter the pod: {other}\n").as_bytes(),
-                );
-                EXIT_SETUP_FAILED
-            }
-        };
-        std::process::exit(code);
-    }
-    let crate::sys::process::Forked::Parent(child) = forked else {
-        unreachable!("the child exited above")
+                match (&channel, confined) {
+                    (Some((_, child_end)), _) => {
+                        // In the pod's pid namespace, so the pod's /proc
+                        // resolves the pty's path.
+                        let root = crate::mounts::Root::open(Path::new("/"))?;
+                        let pty = crate::tty::open_in(&root)?;
+                        crate::tty::send_master(child_end, &pty.master)?;
+                        crate::tty::attach(&pty.slave)
+                    }
+                    // Away from the caller's terminal: a pod process cannot
+                    // type into the caller's shell.
+                    (None, true) => crate::tty::new_session(),
+                    (None, false) => Ok(()),
+                }
+            })();
+            let code = match terminal
+                .and_then(|()| become_with(&target.app, &target.name, argv, confinement))
+            {
+                Ok(Stage1Error::Exec { program, source }) => {
+                    let _ = std::io::Write::write_all(
+                        &mut std::io::stderr(),
+                        format!("skiff: cannot execute {program}: {source}\n").as_bytes(),
+                    );
+                    127
+                }
+                Ok(other) | Err(other) => {
+                    let _ = std::io::Write::write_all(
+                        &mut std::io::stderr(),
+                        format!("skiff: cannot enter the pod: {other}\n").as_bytes(),
+                    );
+                    EXIT_SETUP_FAILED
+                }
+            };
+            std::process::exit(code);
+        }
     };
     // Ctrl-C and the like reach the command, which has left the caller's
     // session (and so its terminal's signals).

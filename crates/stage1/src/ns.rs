@@ -197,43 +197,43 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
             source,
         })
     })?;
-    if forked == Forked::Child {
-        // Init lives on next to the apps: it keeps no handle on the host
-        // beyond what starting them needs (a pod process allowed to trace
-        // it, `--cap-retain=CAP_SYS_PTRACE`, could reopen any through
-        // /proc/1/fd), and drops those once they are started.
-        drop(read_end);
-        drop(lock);
-        drop(init_cgroup);
-        drop(host_pidns);
-        let pty_channel = pty_channel.map(|(_, init_end)| init_end);
-        let attached = match pipes {
-            Some(pipes) => pipes.attach(),
-            None => Ok(()),
-        };
-        let joined = attached.and_then(|()| join_netns(netns.as_ref()));
-        drop(netns);
-        let code = match joined.and_then(|()| {
-            init(
-                &pod,
-                &runtime,
-                &plans,
-                app_cgroups,
-                pty_channel,
-                userns,
-                &write_end,
-            )
-        }) {
-            Ok(()) => 0,
-            Err(e) => {
-                send(&write_end, &Report::Error(crate::error_line(&e)));
-                EXIT_SETUP_FAILED
-            }
-        };
-        std::process::exit(code);
-    }
-    let Forked::Parent(child) = forked else {
-        unreachable!("the child exited above")
+    let child = match forked {
+        Forked::Parent(child) => child,
+        Forked::Child => {
+            // Init lives on next to the apps: it keeps no handle on the host
+            // beyond what starting them needs (a pod process allowed to trace
+            // it, `--cap-retain=CAP_SYS_PTRACE`, could reopen any through
+            // /proc/1/fd), and drops those once they are started.
+            drop(read_end);
+            drop(lock);
+            drop(init_cgroup);
+            drop(host_pidns);
+            let pty_channel = pty_channel.map(|(_, init_end)| init_end);
+            let attached = match pipes {
+                Some(pipes) => pipes.attach(),
+                None => Ok(()),
+            };
+            let joined = attached.and_then(|()| join_netns(netns.as_ref()));
+            drop(netns);
+            let code = match joined.and_then(|()| {
+                init(
+                    &pod,
+                    &runtime,
+                    &plans,
+                    app_cgroups,
+                    pty_channel,
+                    userns,
+                    &write_end,
+                )
+            }) {
+                Ok(()) => 0,
+                Err(e) => {
+                    send(&write_end, &Report::Error(crate::error_line(&e)));
+                    EXIT_SETUP_FAILED
+                }
+            };
+            std::process::exit(code);
+        }
     };
     drop(write_end);
     if let Err(e) = rustix::thread::move_into_link_name_space(

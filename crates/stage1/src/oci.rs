@@ -402,17 +402,17 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     let forked = crate::sys::process::fork()
         .map_err(setup_err("fork the OCI runtime"))
         .map_err(undo)?;
-    if forked == crate::sys::process::Forked::Child {
-        drop(lock);
-        let e = match pipes.map(crate::stdio::Pipes::attach).transpose() {
-            Ok(_) => exec_runtime(&pod, p, &oci_runtime, &id),
-            Err(e) => e,
-        };
-        eprintln!("skiff: pod failed to start: {}", crate::error_line(&e));
-        std::process::exit(EXIT_SETUP_FAILED);
-    }
-    let crate::sys::process::Forked::Parent(child) = forked else {
-        unreachable!("the child exited above")
+    let child = match forked {
+        crate::sys::process::Forked::Parent(child) => child,
+        crate::sys::process::Forked::Child => {
+            drop(lock);
+            let e = match pipes.map(crate::stdio::Pipes::attach).transpose() {
+                Ok(_) => exec_runtime(&pod, p, &oci_runtime, &id),
+                Err(e) => e,
+            };
+            eprintln!("skiff: pod failed to start: {}", crate::error_line(&e));
+            std::process::exit(EXIT_SETUP_FAILED);
+        }
     };
     ns::forward_to(child);
     let copying = match pipes.map(|pipes| pipes.start(child)).transpose() {

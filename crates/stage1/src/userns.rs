@@ -24,16 +24,16 @@ pub fn create(base: u32, size: u32) -> Result<OwnedFd, Stage1Error> {
     let (done_r, done_w) = pipe()?;
     let forked =
         crate::sys::process::fork().map_err(setup_err("fork the user namespace holder"))?;
-    if forked == crate::sys::process::Forked::Child {
-        drop(ready_r);
-        drop(done_w);
-        let ok = crate::sys::process::unshare(UnshareFlags::NEWUSER).is_ok();
-        let _ = std::fs::File::from(ready_w).write_all(&[u8::from(ok)]);
-        let _ = std::fs::File::from(done_r).read(&mut [0u8]);
-        crate::sys::process::exit_now(0);
-    }
-    let crate::sys::process::Forked::Parent(child) = forked else {
-        unreachable!("the child exited above")
+    let child = match forked {
+        crate::sys::process::Forked::Parent(child) => child,
+        crate::sys::process::Forked::Child => {
+            drop(ready_r);
+            drop(done_w);
+            let ok = crate::sys::process::unshare(UnshareFlags::NEWUSER).is_ok();
+            let _ = std::fs::File::from(ready_w).write_all(&[u8::from(ok)]);
+            let _ = std::fs::File::from(done_r).read(&mut [0u8]);
+            crate::sys::process::exit_now(0);
+        }
     };
     drop(ready_w);
     drop(done_r);

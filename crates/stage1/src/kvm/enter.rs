@@ -189,20 +189,20 @@ fn run(req: &Request, plans: &[AppPlan], port: &mut std::fs::File) -> Result<i32
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let forked = crate::sys::process::fork().map_err(setup_err("fork"))?;
-    if forked == crate::sys::process::Forked::Child {
-        let e = child(p, &req.argv, &out_w, &err_w);
-        let _ = rustix::io::write(
-            &err_w,
-            format!("skiff: {}\n", crate::error_line(&e)).as_bytes(),
-        );
-        let code = match e {
-            Stage1Error::Exec { .. } => 127,
-            _ => EXIT_SETUP_FAILED,
-        };
-        std::process::exit(code);
-    }
-    let crate::sys::process::Forked::Parent(pid) = forked else {
-        unreachable!("the child exited above")
+    let pid = match forked {
+        crate::sys::process::Forked::Parent(pid) => pid,
+        crate::sys::process::Forked::Child => {
+            let e = child(p, &req.argv, &out_w, &err_w);
+            let _ = rustix::io::write(
+                &err_w,
+                format!("skiff: {}\n", crate::error_line(&e)).as_bytes(),
+            );
+            let code = match e {
+                Stage1Error::Exec { .. } => 127,
+                _ => EXIT_SETUP_FAILED,
+            };
+            std::process::exit(code);
+        }
     };
     drop(out_w);
     drop(err_w);
