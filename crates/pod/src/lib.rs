@@ -632,15 +632,25 @@ impl Pod {
 
     /// Exit status of an app, once stage1 recorded it.
     pub fn app_exit(&self, app: &str) -> Option<i32> {
-        read_i64(&self.path.join("apps").join(app).join("exit")).map(|c| c as i32)
+        read_i64(&self.app_dir(app)?.join("exit")).map(|c| c as i32)
     }
 
     /// Records an app's exit status (what [`Pod::app_exit`] reads);
-    /// best effort, as stage1 records it while the pod ends.
+    /// best effort, as stage1 records it while the pod ends. A name that is
+    /// no app name (`..`, a path) records nothing.
     pub fn set_app_exit(&self, app: &str, code: i32) {
-        let dir = self.path.join("apps").join(app);
+        let Some(dir) = self.app_dir(app) else {
+            return;
+        };
         let _ = fs::create_dir_all(&dir);
         let _ = fs::write(dir.join("exit"), code.to_string());
+    }
+
+    /// `apps/<app>` of the pod, for a valid app name only: the name may come
+    /// from inside the pod (init's reports).
+    fn app_dir(&self, app: &str) -> Option<PathBuf> {
+        skiff_spec::AcName::new(app).ok()?;
+        Some(self.path.join("apps").join(app))
     }
 
     /// Records a timestamp file (`started`, `exited`).
@@ -710,6 +720,21 @@ mod tests {
         drop(lock);
         assert!(!pod.is_running());
         assert!(matches!(pods.find("ffffffff"), Err(PodError::NotFound(_))));
+    }
+
+    #[test]
+    fn app_exits_are_kept_only_under_valid_app_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let pods = Pods::new(dir.path());
+        let pod = pods.create().unwrap();
+        pod.set_app_exit("web", 3);
+        assert_eq!(pod.app_exit("web"), Some(3));
+        for bad in ["../../escaped", "/abs", "..", "a/b", ""] {
+            pod.set_app_exit(bad, 1);
+            assert_eq!(pod.app_exit(bad), None, "{bad}");
+        }
+        assert!(!dir.path().join("escaped").exists());
+        assert!(!pod.path.join("apps").join("a").exists());
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod mounts;
 pub mod net;
 pub mod ns;
 pub mod oci;
+pub(crate) mod report;
 pub mod seccomp;
 pub mod stdio;
 pub mod sys;

@@ -16,39 +16,19 @@
 //! namespaces and disappear with its last process.
 
 use crate::sys::{self, process::Forked};
-use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use rustix::mount::MountFlags;
 use rustix::thread::UnshareFlags;
-use serde::{Deserialize, Serialize};
 use skiff_pod::privileges::Grants;
 use skiff_pod::{Pod, Pods, Runtime, State};
 use skiff_spec::{App, PodManifest};
 
 use crate::mounts::{self, Root};
-use crate::{EXIT_SETUP_FAILED, Stage1Error, app, cgroups};
-
-/// A message from the pod's init to the supervisor (one JSON line).
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) enum Report {
-    /// Setup failed; the pod did not start.
-    Error(String),
-    /// An app could not be started.
-    AppError { app: String, error: String },
-    /// An app ended with this status (128+signal when killed).
-    Exit { app: String, status: i32 },
-}
-
-pub(crate) fn send(fd: &OwnedFd, report: &Report) {
-    if let Ok(mut line) = serde_json::to_vec(report) {
-        line.push(b'\n');
-        let _ = rustix::io::write(fd, &line);
-    }
-}
+use crate::report::{self, Report, send};
+use crate::{EXIT_SETUP_FAILED, Stage1Error, app, cgroups, seccomp};
 
 /// One app as the pod runs it: the pod manifest's app with the image's
 /// app as default.
@@ -266,15 +246,9 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     let _ = pod.stamp("started");
 
     let mut first_status = None;
-    let mut on_line = |line: &str| {
-        record(
-            &pod,
-            &plans[0].name,
-            line,
-            &mut first_status,
-            &mut setup_error,
-        )
-    };
+    let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
+    let mut on_line =
+        |line: &str| report::record(&pod, &names, line, &mut first_status, &mut setup_error);
     let master = pty_channel.and_then(|(supervisor_end, init_end)| {
         drop(init_end);
         crate::tty::receive_master(&supervisor_end)
@@ -286,12 +260,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
             drop(raw);
         }
         None => {
-            for line in BufReader::new(std::fs::File::from(read_end))
-                .lines()
-                .map_while(Result::ok)
-            {
-                on_line(&line);
-            }
+            report::read_lines(std::fs::File::from(read_end), u64::MAX, &mut on_line);
         }
     }
     let wstatus = sys::process::wait(child).unwrap_or(0);
@@ -330,32 +299,6 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         return Err(Stage1Error::Pod(e));
     }
     Ok(first_status.unwrap_or(EXIT_SETUP_FAILED))
-}
-
-/// Records one report line of the pod's init: an app's exit status in
-/// `apps/<app>/exit` (and in `first_status` for `first_app`), an app's start
-/// error on stderr, a setup error in `setup_error`.
-#[allow(clippy::print_stderr)]
-pub(crate) fn record(
-    pod: &Pod,
-    first_app: &str,
-    line: &str,
-    first_status: &mut Option<i32>,
-    setup_error: &mut Option<String>,
-) {
-    match serde_json::from_str::<Report>(line) {
-        Ok(Report::Exit { app, status }) => {
-            pod.set_app_exit(&app, status);
-            if app == first_app {
-                *first_status = Some(status);
-            }
-        }
-        Ok(Report::AppError { app, error }) => {
-            eprintln!("skiff: app '{app}' of pod {}: {error}", pod.uuid);
-        }
-        Ok(Report::Error(e)) => *setup_error = Some(e),
-        Err(_) => {}
-    }
 }
 
 /// The end of every flavor's supervisor: unregister from the metadata
@@ -868,6 +811,18 @@ pub(crate) fn run_apps(
     drop(userns);
     if after_start == AfterStart::KeepOnlyKill {
         keep_only_kill();
+        if let Err(e) = confine_init() {
+            // Init must not go on holding more than it needs while pod
+            // processes may trace it: end the pod instead.
+            send(
+                report,
+                &Report::Error(format!(
+                    "init could not confine itself once the apps started ({}): the pod was stopped",
+                    crate::error_line(&e)
+                )),
+            );
+            let _ = sys::process::kill(-1, libc::SIGKILL);
+        }
     }
     // Reap every process of the pod until the apps are done.
     crate::reap(&children, |name, code| {
@@ -904,6 +859,14 @@ fn keep_only_kill() {
     let _ = caps::set(None, caps::CapSet::Inheritable, &caps::CapsHashSet::new());
     let _ = caps::set(None, caps::CapSet::Effective, &kill);
     let _ = caps::set(None, caps::CapSet::Permitted, &kill);
+}
+
+/// Limits init to the calls it makes while the apps run
+/// ([`seccomp::INIT_AFTER_START`]; no new privileges).
+fn confine_init() -> Result<(), Stage1Error> {
+    rustix::thread::set_no_new_privs(true)
+        .map_err(|e| setup_err("set no_new_privs on init")(e.into()))?;
+    seccomp::install(&seccomp::program(&seccomp::init_after_start()))
 }
 
 /// In the forked app process: enter its root, drop privileges, exec.
@@ -1060,13 +1023,11 @@ pub fn become_with(
     // by the user) must it be installed while CAP_SYS_ADMIN is held.
     let no_new_privs = grants.is_some_and(|grants| app::no_new_privileges(app, grants));
     let filter = match grants {
-        Some(grants) => Some(crate::seccomp::program(&crate::seccomp::policy(
-            app, grants,
-        )?)),
+        Some(grants) => Some(seccomp::program(&seccomp::policy(app, grants)?)),
         None => None,
     };
     if let (Some(filter), false) = (&filter, no_new_privs) {
-        crate::seccomp::install(filter)?;
+        seccomp::install(filter)?;
     }
     if grants.is_some() {
         for cap in caps::all() {
@@ -1121,7 +1082,7 @@ pub fn become_with(
         return Err(Stage1Error::Config(format!("app '{name}' has no exec")));
     };
     if let (Some(filter), true) = (&filter, no_new_privs) {
-        crate::seccomp::install(filter)?;
+        seccomp::install(filter)?;
     }
     let error = std::process::Command::new(program)
         .args(args)
@@ -1240,20 +1201,20 @@ mod tests {
             status: 3,
         })
         .unwrap();
-        record(&pod, "web", &exit, &mut first, &mut setup);
+        report::record(&pod, &["web", "db"], &exit, &mut first, &mut setup);
         let other = serde_json::to_string(&Report::Exit {
             app: "db".into(),
             status: 0,
         })
         .unwrap();
-        record(&pod, "web", &other, &mut first, &mut setup);
+        report::record(&pod, &["web", "db"], &other, &mut first, &mut setup);
         assert_eq!(first, Some(3));
         assert_eq!(
             (pod.app_exit("web"), pod.app_exit("db")),
             (Some(3), Some(0))
         );
         let error = serde_json::to_string(&Report::Error("failed to mount x".into())).unwrap();
-        record(&pod, "web", &error, &mut first, &mut setup);
+        report::record(&pod, &["web", "db"], &error, &mut first, &mut setup);
         assert_eq!(setup.as_deref(), Some("failed to mount x"));
     }
 }

@@ -252,6 +252,55 @@ pub fn policy(app: &App, grants: Grants) -> Result<Policy, Stage1Error> {
     Ok(policy)
 }
 
+/// The only calls the pod's init may make once its apps have started
+/// (waiting, passing signals on, writing reports, memory, exiting): code
+/// that a pod process granted `CAP_SYS_PTRACE` runs in init (through
+/// `/proc/1/mem`) can then open, create or mount nothing.
+pub const INIT_AFTER_START: &[&str] = &[
+    "brk",
+    "clock_gettime",
+    "clock_nanosleep",
+    "close",
+    "exit",
+    "exit_group",
+    "futex",
+    "getpid",
+    "getrandom",
+    "gettid",
+    "kill",
+    "madvise",
+    "mmap",
+    "mprotect",
+    "mremap",
+    "munmap",
+    "nanosleep",
+    "read",
+    "restart_syscall",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "sched_yield",
+    "sigaltstack",
+    "tgkill",
+    "wait4",
+    "waitid",
+    "write",
+    "writev",
+];
+
+/// The policy of init once its apps have started: [`INIT_AFTER_START`],
+/// every other call refused with `EPERM`.
+pub fn init_after_start() -> Policy {
+    Policy {
+        guard_args: false,
+        deny: Vec::new(),
+        allow_only: Some((
+            INIT_AFTER_START.iter().map(|n| n.to_string()).collect(),
+            RET_ERRNO | libc::EPERM as u32,
+        )),
+    }
+}
+
 /// The BPF program for a policy.
 pub fn program(policy: &Policy) -> Vec<Insn> {
     let refuse = RET_ERRNO | libc::EPERM as u32;
@@ -348,6 +397,48 @@ mod tests {
                 other => panic!("unexpected opcode {other:#x}"),
             }
         }
+    }
+
+    #[test]
+    fn init_after_start_may_only_wait_signal_and_report() {
+        let p = program(&init_after_start());
+        let nr = |n| syscalls::number(n).unwrap();
+        let eperm = RET_ERRNO | libc::EPERM as u32;
+        for allowed in INIT_AFTER_START {
+            assert_eq!(
+                eval(&p, AUDIT_ARCH_X86_64, nr(allowed), 0),
+                RET_ALLOW,
+                "{allowed}"
+            );
+        }
+        for denied in [
+            "openat",
+            "open",
+            "mkdirat",
+            "execve",
+            "mount",
+            "ptrace",
+            "clone",
+            "clone3",
+            "socket",
+            "setns",
+            "unshare",
+            "ioctl",
+            "process_vm_writev",
+            "fork",
+        ] {
+            assert_eq!(
+                eval(&p, AUDIT_ARCH_X86_64, nr(denied), 0),
+                eperm,
+                "{denied}"
+            );
+        }
+        assert_eq!(eval(&p, 0x4000_0003, nr("wait4"), 0), eperm, "i386");
+        assert_eq!(
+            eval(&p, AUDIT_ARCH_X86_64, nr("write") | X32_SYSCALL_BIT, 0),
+            eperm,
+            "x32"
+        );
     }
 
     #[test]

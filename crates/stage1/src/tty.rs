@@ -260,7 +260,7 @@ pub fn relay(master: &OwnedFd, end: &OwnedFd, mut on_line: Option<&mut dyn FnMut
     };
     let mut stdin_open = true;
     let mut master_open = true;
-    let mut pending = String::new();
+    let mut pending = crate::report::LineBuffer::default();
     let mut buf = vec![0u8; 1 << 14];
     loop {
         if RESIZED.swap(false, Ordering::Relaxed)
@@ -323,11 +323,7 @@ pub fn relay(master: &OwnedFd, end: &OwnedFd, mut on_line: Option<&mut dyn FnMut
                     return;
                 }
                 Ok(n) => {
-                    pending.push_str(&String::from_utf8_lossy(&buf[..n]));
-                    while let Some(end) = pending.find('\n') {
-                        let line: String = pending.drain(..=end).collect();
-                        on_line(line.trim_end());
-                    }
+                    pending.push(&buf[..n], *on_line);
                 }
             }
         }

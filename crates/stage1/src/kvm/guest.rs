@@ -15,7 +15,8 @@ use rustix::mount::MountFlags;
 use super::{GuestConfig, PROBE_MARKER, SHARE_TAG, STATUS_FILE};
 use crate::Stage1Error;
 use crate::mounts::Root;
-use crate::ns::{self, AppPlan, Report, setup_err};
+use crate::ns::{self, AppPlan, setup_err};
+use crate::report::{self, Report};
 
 /// Whether this process is the guest init: pid 1 started as `/init`.
 pub fn is_guest_init() -> bool {
@@ -30,7 +31,7 @@ pub fn main() -> ! {
         let line = crate::error_line(&e);
         eprintln!("skiff guest: {line}");
         if let Some(fd) = &report {
-            ns::send(fd, &Report::Error(line));
+            report::send(fd, &Report::Error(line));
         }
     }
     drop(report);

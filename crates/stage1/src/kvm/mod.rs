@@ -21,7 +21,6 @@ pub mod guest;
 pub mod image;
 pub mod net;
 
-use std::io::BufRead;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -32,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use skiff_pod::{NetMode, Pod, Pods};
 
 use crate::ns::{self, setup_err};
+use crate::report;
 use crate::{EXIT_SETUP_FAILED, Stage1Error, cgroups};
 use image::GuestImage;
 
@@ -118,6 +118,21 @@ fn guest_volumes(pod: &Pod, plans: &[ns::AppPlan]) -> Result<Vec<Vec<GuestVolume
         all.push(volumes);
     }
     Ok(all)
+}
+
+/// The most of the status file the host reads.
+const MAX_STATUS: u64 = 1 << 20;
+
+/// The share's status file, if it is a regular file (not followed if a
+/// symlink; not waited on if a FIFO).
+fn open_status(path: &Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    file.metadata().ok()?.is_file().then_some(file)
 }
 
 /// A QEMU `-fsdev`/`-device` value: commas in it are doubled.
@@ -457,16 +472,13 @@ impl Vm<'_> {
     fn statuses(&self, share: &Path, vm_code: i32) -> Result<i32, Stage1Error> {
         let (pod, plans) = (self.pod, self.plans);
         let (mut first_status, mut setup_error) = (None, None);
-        if let Ok(file) = std::fs::File::open(share.join(STATUS_FILE)) {
-            for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
-                ns::record(
-                    pod,
-                    &plans[0].name,
-                    &line,
-                    &mut first_status,
-                    &mut setup_error,
-                );
-            }
+        // The guest writes the share: the status file may be anything
+        // (a symlink to a host file, a FIFO, endless).
+        if let Some(file) = open_status(&share.join(STATUS_FILE)) {
+            let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
+            report::read_lines(file, MAX_STATUS, &mut |line| {
+                report::record(pod, &names, line, &mut first_status, &mut setup_error)
+            });
         }
         let stopped = STOPPED_BY.load(Ordering::Relaxed);
         for p in plans {
@@ -502,6 +514,24 @@ impl Vm<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_status_file_is_read_only_if_regular() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        std::fs::write(dir.join("host-secret"), "x").unwrap();
+        std::fs::write(dir.join("status"), "{}\n").unwrap();
+        assert!(open_status(&dir.join("status")).is_some());
+        std::os::unix::fs::symlink(dir.join("host-secret"), dir.join("link")).unwrap();
+        assert!(
+            open_status(&dir.join("link")).is_none(),
+            "a symlink is followed"
+        );
+        rustix::fs::mkfifoat(rustix::fs::CWD, dir.join("fifo"), rustix::fs::Mode::RWXU).unwrap();
+        assert!(open_status(&dir.join("fifo")).is_none(), "a FIFO is read");
+        std::fs::create_dir(dir.join("dir")).unwrap();
+        assert!(open_status(&dir.join("dir")).is_none());
+    }
 
     #[test]
     fn commas_in_qemu_paths_are_doubled() {

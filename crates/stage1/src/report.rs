@@ -1,0 +1,169 @@
+//! What the pod's init tells its supervisor: one JSON [`Report`] per line,
+//! over a pipe (`ns`) or the share's status file (`kvm`, written by the
+//! guest).
+//!
+//! The supervisor runs on the host with its privileges, and what writes
+//! the lines is inside the pod: a VM's guest kernel, or code a pod process
+//! allowed to trace init (`--cap-retain=CAP_SYS_PTRACE`) runs there. So
+//! every line is hostile: lines are bounded ([`MAX_LINE`]), and a report
+//! counts only for an app the pod has.
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+
+use serde::{Deserialize, Serialize};
+use skiff_pod::Pod;
+
+/// A message from the pod's init to the supervisor (one JSON line).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) enum Report {
+    /// Setup failed; the pod did not start.
+    Error(String),
+    /// An app could not be started.
+    AppError { app: String, error: String },
+    /// An app ended with this status (128+signal when killed).
+    Exit { app: String, status: i32 },
+}
+
+/// The longest report line kept; longer ones are dropped whole.
+pub(crate) const MAX_LINE: usize = 64 * 1024;
+
+/// Writes one report (best effort: the supervisor may be gone).
+pub(crate) fn send(fd: &OwnedFd, report: &Report) {
+    if let Ok(mut line) = serde_json::to_vec(report) {
+        line.push(b'\n');
+        let _ = rustix::io::write(fd, &line);
+    }
+}
+
+/// Splits bytes as they arrive into lines of at most [`MAX_LINE`] bytes:
+/// a longer line is dropped up to its newline, so memory stays bounded
+/// whatever the writer sends.
+#[derive(Debug, Default)]
+pub(crate) struct LineBuffer {
+    pending: Vec<u8>,
+    dropping: bool,
+}
+
+impl LineBuffer {
+    /// Adds `bytes`, calling `on_line` for every line completed.
+    pub(crate) fn push(&mut self, mut bytes: &[u8], on_line: &mut dyn FnMut(&str)) {
+        while let Some(end) = bytes.iter().position(|b| *b == b'\n') {
+            if !self.dropping && self.pending.len() + end <= MAX_LINE {
+                self.pending.extend_from_slice(&bytes[..end]);
+                on_line(String::from_utf8_lossy(&self.pending).trim_end());
+            }
+            self.pending.clear();
+            self.dropping = false;
+            bytes = &bytes[end + 1..];
+        }
+        if !self.dropping {
+            if self.pending.len() + bytes.len() > MAX_LINE {
+                self.pending.clear();
+                self.dropping = true;
+            } else {
+                self.pending.extend_from_slice(bytes);
+            }
+        }
+    }
+}
+
+/// Reads `reader` to its end (or an error), at most `limit` bytes,
+/// calling `on_line` for every line.
+pub(crate) fn read_lines(reader: impl Read, limit: u64, on_line: &mut dyn FnMut(&str)) {
+    let mut reader = reader.take(limit);
+    let mut lines = LineBuffer::default();
+    let mut buf = [0u8; 8192];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => lines.push(&buf[..n], on_line),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Records one report line: an app's exit status in `apps/<app>/exit`
+/// (and in `first_status` for the first of `apps`), an app's start error
+/// on stderr, a setup error in `setup_error`. Reports naming an app the pod
+/// does not have, and lines that are no report, are ignored.
+#[allow(clippy::print_stderr)]
+pub(crate) fn record(
+    pod: &Pod,
+    apps: &[&str],
+    line: &str,
+    first_status: &mut Option<i32>,
+    setup_error: &mut Option<String>,
+) {
+    let known = |app: &str| apps.contains(&app);
+    match serde_json::from_str::<Report>(line) {
+        Ok(Report::Exit { app, status }) if known(&app) => {
+            pod.set_app_exit(&app, status);
+            if apps.first() == Some(&app.as_str()) {
+                *first_status = Some(status);
+            }
+        }
+        Ok(Report::AppError { app, error }) if known(&app) => {
+            eprintln!(
+                "skiff: app '{app}' of pod {}: {}",
+                pod.uuid,
+                printable(&error)
+            );
+        }
+        Ok(Report::Error(e)) => *setup_error = Some(printable(&e)),
+        _ => {}
+    }
+}
+
+/// `text` without control characters (it is printed on the caller's
+/// terminal).
+fn printable(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_of(chunks: &[&[u8]]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = LineBuffer::default();
+        for chunk in chunks {
+            buf.push(chunk, &mut |l| out.push(l.to_string()));
+        }
+        out
+    }
+
+    #[test]
+    fn lines_are_split_across_chunks() {
+        assert_eq!(
+            lines_of(&[b"one\ntw", b"o\n", b"three"]),
+            vec!["one".to_string(), "two".to_string()]
+        );
+    }
+
+    #[test]
+    fn an_endless_line_is_dropped_and_memory_stays_bounded() {
+        let big = vec![b'x'; MAX_LINE / 2 + 1];
+        let mut buf = LineBuffer::default();
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            buf.push(&big, &mut |l| out.push(l.to_string()));
+            assert!(buf.pending.len() <= MAX_LINE);
+        }
+        buf.push(b"tail\nnext\n", &mut |l| out.push(l.to_string()));
+        assert_eq!(out, vec!["next".to_string()]);
+        // A line of exactly MAX_LINE bytes is kept.
+        let exact = [vec![b'y'; MAX_LINE], b"\n".to_vec()].concat();
+        assert_eq!(lines_of(&[&exact[..10], &exact[10..]]).len(), 1);
+    }
+
+    #[test]
+    fn read_lines_stops_at_the_limit() {
+        let mut out = Vec::new();
+        read_lines(&b"a\nb\nc\n"[..], 4, &mut |l| out.push(l.to_string()));
+        assert_eq!(out, vec!["a".to_string(), "b".to_string()]);
+    }
+}
