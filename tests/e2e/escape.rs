@@ -1188,8 +1188,9 @@ fn the_pods_init_holds_nothing_of_the_host() {
 /// stores what `getpid`, `mkdirat("/injected")` and `openat("/apps")`
 /// returned below init's stack pointer, writes a forged exit report naming
 /// the app `../../../../../forged` (which would be written outside the pod
-/// directory) on each of its first fds, then waits until the pod is empty
-/// and exits. Prints `getpid=.. mkdirat=.. openat=..` as init saw them.
+/// directory) on each of its first fds, signals its process group
+/// (`kill(0, SIGUSR2)`: that must not reach the caller's), then waits until
+/// the pod is empty and exits. Prints `getpid=.. mkdirat=.. openat=..` as init saw them.
 const INIT_INJECTION_ATTACK: &str = r#"
 #include <fcntl.h>
 #include <stdio.h>
@@ -1226,6 +1227,10 @@ __asm__(
     "  inc %ebx\n"
     "  cmp $20, %ebx\n"
     "  jne 2b\n"
+    "  mov $62, %eax\n"           /* kill(0, SIGUSR2): init's process group */
+    "  xor %edi, %edi\n"
+    "  mov $12, %esi\n"
+    "  syscall\n"
     "1:\n"
     "  mov $61, %eax\n"            /* wait4(-1, 0, 0, 0) until ECHILD */
     "  mov $-1, %rdi\n"
@@ -1288,10 +1293,13 @@ int main(void) {
 
 #[test]
 fn code_injected_into_init_can_do_nothing_but_wait_and_signal() {
+    use std::os::unix::process::CommandExt;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let _guard = PodsGuard { root };
     let aci = c_program_image(root, "inject", INIT_INJECTION_ATTACK);
+    // skiff in a process group of its own: the one init's kill(0) would
+    // reach if init shared it.
     let out = output(
         std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
             .env("SKIFF_DIR", root.join("data"))
@@ -1301,7 +1309,14 @@ fn code_injected_into_init_can_do_nothing_but_wait_and_signal() {
             .arg(root.join("usr"))
             .args(["--insecure-options=image", "run", "--net=none"])
             .arg(&aci)
-            .args(["--cap-retain=CAP_SYS_PTRACE", "--exec=/inject"]),
+            .args(["--cap-retain=CAP_SYS_PTRACE", "--exec=/inject"])
+            .process_group(0),
+    );
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        None,
+        "init's kill(0) reached skiff: {}",
+        stdout(&out)
     );
     let text = stdout(&out);
     // The injection itself worked (the check can fail): the code ran as
@@ -1322,5 +1337,42 @@ fn code_injected_into_init_can_do_nothing_but_wait_and_signal() {
     assert!(
         !root.join("forged").exists(),
         "a forged report wrote on the host: {text}"
+    );
+}
+
+#[test]
+fn an_apps_event_handler_keeper_is_confined_like_the_app() {
+    // With event handlers a process stays as the app's parent to run them:
+    // a pod process that can trace it (CAP_SYS_PTRACE) must find it no
+    // more privileged than itself.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let probe = "b=/bin/busybox; f='^(Uid|Gid|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):'; \
+                 $b grep -E \"$f\" /proc/$PPID/status > /keeper; \
+                 $b grep -E \"$f\" /proc/self/status > /app; \
+                 $b cat /keeper; $b cmp /keeper /app && echo SAME";
+    let app = serde_json::json!({
+        "exec": ["/bin/busybox", "sh", "-c", probe], "user": "0", "group": "0",
+        "eventHandlers": [{"name": "post-stop", "exec": ["/bin/busybox", "true"]}]
+    });
+    let aci = hostile_image(root, &app.to_string());
+    let out = output(
+        std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .env("SKIFF_DIR", root.join("data"))
+            .arg("--local-config")
+            .arg(root.join("etc"))
+            .arg("--system-config")
+            .arg(root.join("usr"))
+            .args(["--insecure-options=image", "run", "--net=none"])
+            .arg(&aci)
+            .arg("--cap-retain=CAP_SYS_PTRACE"),
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("Seccomp:\t2"), "{text}");
+    assert!(
+        text.contains("SAME"),
+        "the keeper differs from the app: {text}"
     );
 }

@@ -93,8 +93,60 @@ pub struct Credentials {
     pub home: String,
 }
 
-fn lookup(file: &Path, name: &str, id_field: usize) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(file).ok()?;
+/// The most of an image's /etc/passwd or /etc/group read.
+const MAX_ACCOUNTS_FILE: u64 = 1 << 20;
+
+/// A text file of an app's root `root`, as the image has it: resolved
+/// inside `root` (its symlinks cannot lead out: `oci` reads it on the
+/// host), only if a regular file (a FIFO would hang, a device's open runs
+/// its driver), at most [`MAX_ACCOUNTS_FILE`] bytes.
+fn read_in_root(root: &Path, rel: &str) -> Option<String> {
+    use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+    use std::io::Read;
+    let dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    let regular = |fd: &std::os::fd::OwnedFd| {
+        rustix::fs::fstat(fd)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
+    };
+    let found = rustix::fs::openat2(
+        &dir,
+        rel,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        resolve,
+    )
+    .ok()?;
+    if !regular(&found) {
+        return None;
+    }
+    let file = rustix::fs::openat2(
+        &dir,
+        rel,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+        Mode::empty(),
+        resolve,
+    )
+    .ok()?;
+    if !regular(&file) {
+        return None;
+    }
+    let mut text = String::new();
+    std::fs::File::from(file)
+        .take(MAX_ACCOUNTS_FILE + 1)
+        .read_to_string(&mut text)
+        .ok()?;
+    // A longer file is refused whole: a cut line could still match.
+    (text.len() as u64 <= MAX_ACCOUNTS_FILE).then_some(text)
+}
+
+fn lookup(root: &Path, file: &str, name: &str, id_field: usize) -> Option<Vec<String>> {
+    let text = read_in_root(root, file)?;
     text.lines()
         .map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>())
         .find(|f| f.len() > id_field && f[0] == name)
@@ -103,12 +155,10 @@ fn lookup(file: &Path, name: &str, id_field: usize) -> Option<Vec<String>> {
 /// Resolves `app.user` / `app.group` (names or numbers) in the app root
 /// `root` (usually `/` after entering it), plus supplementary groups.
 pub fn credentials(app: &App, root: &Path) -> Result<Credentials, Stage1Error> {
-    let passwd = root.join("etc/passwd");
-    let group = root.join("etc/group");
     let (uid, mut home) = match app.user.parse::<u32>() {
         Ok(uid) => (uid, None),
         Err(_) => {
-            let entry = lookup(&passwd, &app.user, 2).ok_or_else(|| {
+            let entry = lookup(root, "etc/passwd", &app.user, 2).ok_or_else(|| {
                 Stage1Error::Config(format!(
                     "user '{}' is not in the image's /etc/passwd",
                     app.user
@@ -123,7 +173,7 @@ pub fn credentials(app: &App, root: &Path) -> Result<Credentials, Stage1Error> {
     let gid = match app.group.parse::<u32>() {
         Ok(gid) => gid,
         Err(_) => {
-            let entry = lookup(&group, &app.group, 2).ok_or_else(|| {
+            let entry = lookup(root, "etc/group", &app.group, 2).ok_or_else(|| {
                 Stage1Error::Config(format!(
                     "group '{}' is not in the image's /etc/group",
                     app.group
@@ -135,7 +185,7 @@ pub fn credentials(app: &App, root: &Path) -> Result<Credentials, Stage1Error> {
         }
     };
     if home.is_none() {
-        home = std::fs::read_to_string(&passwd).ok().and_then(|t| {
+        home = read_in_root(root, "etc/passwd").and_then(|t| {
             t.lines()
                 .map(|l| l.split(':').collect::<Vec<_>>())
                 .find(|f| f.len() > 5 && f[2] == uid.to_string())
@@ -246,5 +296,34 @@ mod tests {
         );
         let a = app(r#"{"exec":["/x"],"user":"nobody","group":"0"}"#);
         assert!(credentials(&a, root.path()).is_err());
+    }
+
+    #[test]
+    fn account_files_are_read_inside_the_root_and_only_if_regular() {
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(
+            host.path().join("passwd"),
+            "web:x:1000:1000::/srv:/bin/sh\n",
+        )
+        .unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let etc = root.path().join("etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        // An absolute symlink resolves inside the root, not on the host.
+        std::os::unix::fs::symlink(host.path().join("passwd"), etc.join("passwd")).unwrap();
+        let a = app(r#"{"exec":["/x"],"user":"web","group":"0"}"#);
+        assert!(
+            credentials(&a, root.path()).is_err(),
+            "followed out of the root"
+        );
+        std::fs::remove_file(etc.join("passwd")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", etc.join("passwd")).unwrap();
+        assert!(credentials(&a, root.path()).is_err());
+        std::fs::remove_file(etc.join("passwd")).unwrap();
+        rustix::fs::mkfifoat(rustix::fs::CWD, etc.join("passwd"), rustix::fs::Mode::RWXU).unwrap();
+        assert!(
+            credentials(&a, root.path()).is_err(),
+            "a FIFO must not hang"
+        );
     }
 }

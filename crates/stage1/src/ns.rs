@@ -189,8 +189,15 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
             drop(init_cgroup);
             drop(host_pidns);
             let pty_channel = pty_channel.map(|(_, init_end)| init_end);
+            // Its own session: init's `kill(0, …)` (code a tracing pod
+            // process runs in it could call it) would otherwise reach the
+            // caller's process group outside the pod.
+            let _ = rustix::process::setsid();
             let attached = match pipes {
                 Some(pipes) => pipes.attach(),
+                // With --interactive the app gets a pty of the pod's own;
+                // init keeps nothing of the caller's terminal.
+                None if runtime.interactive => crate::stdio::null_stdio(),
                 None => Ok(()),
             };
             let joined = attached.and_then(|()| join_netns(netns.as_ref()));
@@ -245,10 +252,8 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     pod.set_pid(child);
     let _ = pod.stamp("started");
 
-    let mut first_status = None;
-    let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
-    let mut on_line =
-        |line: &str| report::record(&pod, &names, line, &mut first_status, &mut setup_error);
+    let mut recorder = report::Recorder::new(&pod, plans.iter().map(|p| p.name.as_str()).collect());
+    let mut on_line = |line: &str| recorder.line(line);
     let master = pty_channel.and_then(|(supervisor_end, init_end)| {
         drop(init_end);
         crate::tty::receive_master(&supervisor_end)
@@ -262,6 +267,10 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         None => {
             report::read_lines(std::fs::File::from(read_end), u64::MAX, &mut on_line);
         }
+    }
+    let mut first_status = recorder.first_status;
+    if let Some(e) = recorder.setup_error {
+        setup_error.get_or_insert(e);
     }
     let wstatus = sys::process::wait(child).unwrap_or(0);
     if let Some(copying) = copying {
@@ -768,11 +777,29 @@ pub(crate) fn run_apps(
     install_forwarding();
     unblock_termination();
 
+    // The apps wait at this gate until init has given up its privileges:
+    // none runs while init could still be made to use them.
+    let (gate_in, gate_out) = match rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) {
+        Ok(gate) => gate,
+        Err(e) => {
+            send(
+                report,
+                &Report::Error(format!("cannot create the apps' start gate: {e}")),
+            );
+            return;
+        }
+    };
+    let mut gate_out = Some(gate_out);
     let mut children = Vec::new();
     for (p, cgroup) in plans.iter().zip(&app_cgroups) {
         let pid = match sys::process::fork() {
             Ok(Forked::Parent(pid)) => pid,
             Ok(Forked::Child) => {
+                // A stop while it waits is for the app it becomes (its
+                // signals are reset, and unblocked, before exec).
+                sys::signal::set_blocked(&TERMINATION_SIGNALS, true);
+                drop(gate_out.take());
+                wait_for_gate(&gate_in);
                 let attached = match &tty {
                     Some(terminal) => terminal.attach(),
                     None => crate::tty::new_session(),
@@ -824,6 +851,8 @@ pub(crate) fn run_apps(
             let _ = sys::process::kill(-1, libc::SIGKILL);
         }
     }
+    drop(gate_in);
+    drop(gate_out);
     // Reap every process of the pod until the apps are done.
     crate::reap(&children, |name, code| {
         send(
@@ -834,6 +863,18 @@ pub(crate) fn run_apps(
             },
         );
     });
+}
+
+/// Blocks until the write end of `gate` is closed everywhere.
+fn wait_for_gate(gate: &OwnedFd) {
+    let mut byte = [0u8; 1];
+    loop {
+        match rustix::io::read(gate, &mut byte) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Ok(n) if n > 0 => continue,
+            _ => return,
+        }
+    }
 }
 
 /// What init keeps of its capabilities once the apps have started.
@@ -910,9 +951,13 @@ fn prepare_app(
     }
     // With event handlers this process stays as the app's keeper: it runs
     // pre-start, the app, then post-stop, all in the app's root and with
-    // its restrictions, and exits with the app's status.
+    // its restrictions, and exits with the app's status. The keeper takes
+    // the app's confinement itself first (credentials, capabilities,
+    // seccomp filter): a pod process that can trace it gains nothing.
+    let mut became = confine_as(&p.app, &p.name, Confinement::Confined(p.grants))?;
+    became.seal()?;
     if let Some(exec) = pre_start {
-        let status = run_child(p, &exec)?;
+        let status = became.run(&exec)?;
         if status != 0 {
             return Err(Stage1Error::Config(format!(
                 "the pre-start handler of app '{}' failed with status {status}",
@@ -921,9 +966,9 @@ fn prepare_app(
         }
     }
     ignore_termination();
-    let status = run_child(p, &p.app.exec)?;
+    let status = became.run(&p.app.exec)?;
     if let Some(exec) = post_stop {
-        let _ = run_child(p, &exec);
+        let _ = became.run(&exec);
     }
     std::process::exit(status);
 }
@@ -964,20 +1009,6 @@ fn ignore_termination() {
     );
 }
 
-/// Forks, runs `argv` as the app would run, waits: returns its status.
-fn run_child(p: &AppPlan, argv: &[String]) -> Result<i32, Stage1Error> {
-    match sys::process::fork().map_err(setup_err("fork"))? {
-        Forked::Child => {
-            let code = match become_app(p, argv) {
-                Ok(Stage1Error::Exec { .. }) => 127,
-                _ => EXIT_SETUP_FAILED,
-            };
-            std::process::exit(code);
-        }
-        Forked::Parent(pid) => Ok(crate::exit_code(sys::process::wait(pid).unwrap_or(0))),
-    }
-}
-
 /// In a process already inside the app's root and namespaces: apply the
 /// app's seccomp filter, capabilities, user and groups, no_new_privs and
 /// working directory, then execute `argv` with the app's environment.
@@ -1003,6 +1034,22 @@ pub fn become_with(
     argv: &[String],
     confinement: Confinement,
 ) -> Result<Stage1Error, Stage1Error> {
+    let mut became = confine_as(app, name, confinement)?;
+    became.seal()?;
+    became.exec(argv)
+}
+
+/// A process confined as an app (all but a seccomp filter that must come
+/// last: [`Became::seal`]), ready to execute its programs.
+pub struct Became {
+    name: String,
+    env: Vec<(String, String)>,
+    late_filter: Option<Vec<seccomp::Insn>>,
+}
+
+/// Applies the app's capabilities, user and groups, no_new_privs,
+/// working directory, signals and limits to this process.
+pub fn confine_as(app: &App, name: &str, confinement: Confinement) -> Result<Became, Stage1Error> {
     let creds = app::credentials(app, Path::new("/"))?;
     let grants = match confinement {
         Confinement::Confined(grants) => Some(grants),
@@ -1026,9 +1073,13 @@ pub fn become_with(
         Some(grants) => Some(seccomp::program(&seccomp::policy(app, grants)?)),
         None => None,
     };
-    if let (Some(filter), false) = (&filter, no_new_privs) {
-        seccomp::install(filter)?;
-    }
+    let late_filter = match (filter, no_new_privs) {
+        (Some(filter), false) => {
+            seccomp::install(&filter)?;
+            None
+        }
+        (filter, _) => filter,
+    };
     if grants.is_some() {
         for cap in caps::all() {
             if !keep.contains(&cap) {
@@ -1078,21 +1129,55 @@ pub fn become_with(
     if !env.iter().any(|(k, _)| k == "HOME") {
         env.push(("HOME".to_string(), creds.home.clone()));
     }
-    let Some((program, args)) = argv.split_first() else {
-        return Err(Stage1Error::Config(format!("app '{name}' has no exec")));
-    };
-    if let (Some(filter), true) = (&filter, no_new_privs) {
-        seccomp::install(filter)?;
-    }
-    let error = std::process::Command::new(program)
-        .args(args)
-        .env_clear()
-        .envs(env)
-        .exec();
-    Ok(Stage1Error::Exec {
-        program: program.clone(),
-        source: error,
+    Ok(Became {
+        name: name.to_string(),
+        env,
+        late_filter,
     })
+}
+
+impl Became {
+    /// Installs the seccomp filter left for last: from here on this
+    /// process can make only the calls the app can.
+    pub fn seal(&mut self) -> Result<(), Stage1Error> {
+        match self.late_filter.take() {
+            Some(filter) => seccomp::install(&filter),
+            None => Ok(()),
+        }
+    }
+
+    /// Executes `argv` with the app's environment; returns only on failure.
+    pub fn exec(&self, argv: &[String]) -> Result<Stage1Error, Stage1Error> {
+        let Some((program, args)) = argv.split_first() else {
+            return Err(Stage1Error::Config(format!(
+                "app '{}' has no exec",
+                self.name
+            )));
+        };
+        let error = std::process::Command::new(program)
+            .args(args)
+            .env_clear()
+            .envs(self.env.iter().cloned())
+            .exec();
+        Ok(Stage1Error::Exec {
+            program: program.clone(),
+            source: error,
+        })
+    }
+
+    /// Forks, executes `argv` in the child, waits: returns its status.
+    fn run(&self, argv: &[String]) -> Result<i32, Stage1Error> {
+        match sys::process::fork().map_err(setup_err("fork"))? {
+            Forked::Child => {
+                let code = match self.exec(argv) {
+                    Ok(Stage1Error::Exec { .. }) => 127,
+                    _ => EXIT_SETUP_FAILED,
+                };
+                std::process::exit(code);
+            }
+            Forked::Parent(pid) => Ok(crate::exit_code(sys::process::wait(pid).unwrap_or(0))),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1195,26 +1280,28 @@ mod tests {
     fn report_lines_record_exits_and_errors() {
         let tmp = tempfile::tempdir().unwrap();
         let pod = pod_dir(tmp.path(), TWO_APPS, &[("web", "/t"), ("db", "/t")], "");
-        let (mut first, mut setup) = (None, None);
-        let exit = serde_json::to_string(&Report::Exit {
-            app: "web".into(),
-            status: 3,
-        })
-        .unwrap();
-        report::record(&pod, &["web", "db"], &exit, &mut first, &mut setup);
-        let other = serde_json::to_string(&Report::Exit {
-            app: "db".into(),
-            status: 0,
-        })
-        .unwrap();
-        report::record(&pod, &["web", "db"], &other, &mut first, &mut setup);
-        assert_eq!(first, Some(3));
+        let mut recorder = report::Recorder::new(&pod, vec!["web", "db"]);
+        let exit = |app: &str, status| {
+            serde_json::to_string(&Report::Exit {
+                app: app.into(),
+                status,
+            })
+            .unwrap()
+        };
+        recorder.line(&exit("web", 3));
+        recorder.line(&exit("db", 0));
+        // A second report for an app, and one for an app the pod does not
+        // have, count for nothing.
+        recorder.line(&exit("web", 9));
+        recorder.line(&exit("../../x", 1));
+        assert_eq!(recorder.first_status, Some(3));
         assert_eq!(
             (pod.app_exit("web"), pod.app_exit("db")),
             (Some(3), Some(0))
         );
         let error = serde_json::to_string(&Report::Error("failed to mount x".into())).unwrap();
-        report::record(&pod, &["web", "db"], &error, &mut first, &mut setup);
-        assert_eq!(setup.as_deref(), Some("failed to mount x"));
+        recorder.line(&error);
+        recorder.line(&serde_json::to_string(&Report::Error("later".into())).unwrap());
+        assert_eq!(recorder.setup_error.as_deref(), Some("failed to mount x"));
     }
 }

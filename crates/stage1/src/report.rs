@@ -85,42 +85,85 @@ pub(crate) fn read_lines(reader: impl Read, limit: u64, on_line: &mut dyn FnMut(
     }
 }
 
-/// Records one report line: an app's exit status in `apps/<app>/exit`
-/// (and in `first_status` for the first of `apps`), an app's start error
-/// on stderr, a setup error in `setup_error`. Reports naming an app the pod
-/// does not have, and lines that are no report, are ignored.
-#[allow(clippy::print_stderr)]
-pub(crate) fn record(
-    pod: &Pod,
-    apps: &[&str],
-    line: &str,
-    first_status: &mut Option<i32>,
-    setup_error: &mut Option<String>,
-) {
-    let known = |app: &str| apps.contains(&app);
-    match serde_json::from_str::<Report>(line) {
-        Ok(Report::Exit { app, status }) if known(&app) => {
-            pod.set_app_exit(&app, status);
-            if apps.first() == Some(&app.as_str()) {
-                *first_status = Some(status);
+/// What the supervisor makes of init's report lines: each app's exit
+/// status (in `apps/<app>/exit`), start errors (on stderr), a setup error.
+/// Reports naming an app the pod does not have, a second report of the
+/// same kind for an app, and lines that are no report are ignored: a
+/// hostile writer can make the host do no more than once per app.
+pub(crate) struct Recorder<'a> {
+    pod: &'a Pod,
+    apps: Vec<&'a str>,
+    exited: Vec<bool>,
+    failed: Vec<bool>,
+    /// The first app's exit status, once reported.
+    pub(crate) first_status: Option<i32>,
+    /// The setup error, if init reported one (the first only).
+    pub(crate) setup_error: Option<String>,
+}
+
+impl<'a> Recorder<'a> {
+    /// For `pod`, whose apps are `apps` (the first is the one whose status
+    /// `skiff run` returns).
+    pub(crate) fn new(pod: &'a Pod, apps: Vec<&'a str>) -> Self {
+        let n = apps.len();
+        Self {
+            pod,
+            apps,
+            exited: vec![false; n],
+            failed: vec![false; n],
+            first_status: None,
+            setup_error: None,
+        }
+    }
+
+    /// Records one line.
+    #[allow(clippy::print_stderr)]
+    pub(crate) fn line(&mut self, line: &str) {
+        let index = |app: &str| self.apps.iter().position(|a| *a == app);
+        match serde_json::from_str::<Report>(line) {
+            Ok(Report::Exit { app, status }) => {
+                let Some(i) = index(&app).filter(|i| !self.exited[*i]) else {
+                    return;
+                };
+                self.exited[i] = true;
+                self.pod.set_app_exit(&app, status);
+                if i == 0 {
+                    self.first_status = Some(status);
+                }
             }
+            Ok(Report::AppError { app, error }) => {
+                let Some(i) = index(&app).filter(|i| !self.failed[*i]) else {
+                    return;
+                };
+                self.failed[i] = true;
+                eprintln!(
+                    "skiff: app '{app}' of pod {}: {}",
+                    self.pod.uuid,
+                    printable(&error)
+                );
+            }
+            Ok(Report::Error(e)) if self.setup_error.is_none() => {
+                self.setup_error = Some(printable(&e));
+            }
+            _ => {}
         }
-        Ok(Report::AppError { app, error }) if known(&app) => {
-            eprintln!(
-                "skiff: app '{app}' of pod {}: {}",
-                pod.uuid,
-                printable(&error)
-            );
-        }
-        Ok(Report::Error(e)) => *setup_error = Some(printable(&e)),
-        _ => {}
     }
 }
 
-/// `text` without control characters (it is printed on the caller's
+/// `text` without control characters, bidirectional overrides, line
+/// separators or zero-width characters (it is printed on the caller's
 /// terminal).
 fn printable(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).collect()
+    const BIDI: [std::ops::RangeInclusive<char>; 5] = [
+        '\u{200b}'..='\u{200f}',
+        '\u{2028}'..='\u{202e}',
+        '\u{2066}'..='\u{2069}',
+        '\u{061c}'..='\u{061c}',
+        '\u{feff}'..='\u{feff}',
+    ];
+    text.chars()
+        .filter(|c| !c.is_control() && !BIDI.iter().any(|r| r.contains(c)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -158,6 +201,11 @@ mod tests {
         // A line of exactly MAX_LINE bytes is kept.
         let exact = [vec![b'y'; MAX_LINE], b"\n".to_vec()].concat();
         assert_eq!(lines_of(&[&exact[..10], &exact[10..]]).len(), 1);
+    }
+
+    #[test]
+    fn printable_drops_controls_and_bidi_overrides() {
+        assert_eq!(printable("a\u{1b}[2Jb\u{202e}c\td"), "a[2Jbcd");
     }
 
     #[test]

@@ -87,6 +87,24 @@ fn same_output() -> bool {
     }
 }
 
+/// Puts /dev/null in place of this process's stdin, stdout and stderr.
+pub fn null_stdio() -> Result<(), Stage1Error> {
+    let null = rustix::fs::open(
+        "/dev/null",
+        OFlags::RDWR | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(setup("open /dev/null"))?;
+    for dup in [
+        rustix::stdio::dup2_stdin,
+        rustix::stdio::dup2_stdout,
+        rustix::stdio::dup2_stderr,
+    ] {
+        dup(&null).map_err(setup("put /dev/null in place of the caller's stdio"))?;
+    }
+    Ok(())
+}
+
 impl Pipes {
     /// Pipes for the standard streams a pod must not hold itself; `None`
     /// when there is none.

@@ -123,10 +123,15 @@ fn guest_volumes(pod: &Pod, plans: &[ns::AppPlan]) -> Result<Vec<Vec<GuestVolume
 /// The most of the status file the host reads.
 const MAX_STATUS: u64 = 1 << 20;
 
-/// The share's status file, if it is a regular file (not followed if a
-/// symlink; not waited on if a FIFO).
+/// The share's status file, if it is a regular file: a symlink is not
+/// followed, and a FIFO or a device node (the guest can make those in a
+/// passthrough share) is not opened at all (opening a device runs its
+/// driver). QEMU has exited: nothing changes the share meanwhile.
 fn open_status(path: &Path) -> Option<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
+    if !std::fs::symlink_metadata(path).ok()?.is_file() {
+        return None;
+    }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -471,15 +476,14 @@ impl Vm<'_> {
     /// with the VM: stopped (by the signal), or the VM failed.
     fn statuses(&self, share: &Path, vm_code: i32) -> Result<i32, Stage1Error> {
         let (pod, plans) = (self.pod, self.plans);
-        let (mut first_status, mut setup_error) = (None, None);
         // The guest writes the share: the status file may be anything
-        // (a symlink to a host file, a FIFO, endless).
+        // (a symlink to a host file, a FIFO, a device, endless).
+        let mut recorder =
+            report::Recorder::new(pod, plans.iter().map(|p| p.name.as_str()).collect());
         if let Some(file) = open_status(&share.join(STATUS_FILE)) {
-            let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
-            report::read_lines(file, MAX_STATUS, &mut |line| {
-                report::record(pod, &names, line, &mut first_status, &mut setup_error)
-            });
+            report::read_lines(file, MAX_STATUS, &mut |line| recorder.line(line));
         }
+        let (mut first_status, setup_error) = (recorder.first_status, recorder.setup_error);
         let stopped = STOPPED_BY.load(Ordering::Relaxed);
         for p in plans {
             if pod.app_exit(&p.name).is_some() {
