@@ -58,6 +58,50 @@ impl Drop for Staged {
     }
 }
 
+/// A locked staging file in `tmp` made unnamed and then linked in; `None`
+/// where the file system (or a missing /proc) does not allow it.
+fn stage_unnamed(tmp: &Path) -> io::Result<Option<Staged>> {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::io::Errno;
+    use std::hash::{BuildHasher, Hasher};
+    use std::os::fd::AsRawFd;
+    let file = match rustix::fs::open(
+        tmp,
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::RUSR | Mode::WUSR,
+    ) {
+        Ok(fd) => File::from(fd),
+        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    file.lock()?;
+    let fd_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    for _ in 0..16 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let path = tmp.join(format!("{STAGE_PREFIX}{:016x}", h.finish()));
+        match rustix::fs::linkat(
+            rustix::fs::CWD,
+            fd_path.as_str(),
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::AtFlags::SYMLINK_FOLLOW,
+        ) {
+            Ok(()) => {
+                return Ok(Some(Staged {
+                    lock: FileLock::lock_file(file, &path)?,
+                    path,
+                    keep: false,
+                }));
+            }
+            Err(Errno::EXIST) => continue,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(io::Error::from(io::ErrorKind::AlreadyExists))
+}
+
 /// The result of a commit.
 #[derive(Debug, Clone)]
 pub struct Imported {
@@ -161,8 +205,17 @@ impl Store {
     /// A new, locked staging file in `cas/tmp`.
     pub fn stage(&self) -> Result<Staged, StoreError> {
         let tmp = self.layout().tmp();
-        // Created under a name gc leaves alone, locked, then renamed: gc
-        // never sees an unlocked `stage-*` file that is still in use.
+        // Made unnamed (O_TMPFILE), locked, then linked in as `stage-*`: an
+        // importer killed at any instant leaves nothing, or a `stage-*` file
+        // whose lock died with it (gc removes it).
+        if let Some(staged) =
+            stage_unnamed(&tmp).map_err(io_err("create a staging file in", &tmp))?
+        {
+            return Ok(staged);
+        }
+        // Where the file system has no O_TMPFILE: created under a name gc
+        // leaves alone for a while, locked, then renamed: gc never sees an
+        // unlocked `stage-*` file that is still in use.
         let (file, new_path) = tempfile::Builder::new()
             .prefix(NEW_PREFIX)
             .tempfile_in(&tmp)

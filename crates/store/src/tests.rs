@@ -193,8 +193,17 @@ fn gc_removes_leftovers_and_old_images_but_not_fresh_ones() {
     std::fs::write(store.layout().tmp().join("stage-dead"), b"x").unwrap();
     let orphan = store.layout().blobs().join("0".repeat(128));
     std::fs::write(&orphan, b"x").unwrap();
-    // A live import's staging file is kept.
+    // A live import's staging file is kept (it is named and locked from
+    // the start: no unlocked name an importer killed early could leave).
     let live = store.stage().unwrap();
+    let name = live
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(name.starts_with("stage-"), "{name}");
+    assert_eq!(std::fs::read_dir(store.layout().tmp()).unwrap().count(), 2);
     let report = store
         .gc(Duration::from_secs(3600), || in_use(&store, false))
         .unwrap();
