@@ -16,5 +16,6 @@ mod kvm;
 mod metadata;
 mod net;
 mod oci;
+mod ops;
 mod pods;
 mod server;

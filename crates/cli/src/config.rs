@@ -69,42 +69,41 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
-    pub fn store(&self) -> anyhow::Result<skiff_store::Store> {
-        use anyhow::Context;
-        skiff_store::Store::open(&self.dir).with_context(|| {
-            format!(
-                "cannot open the store in {} (are you root? see --dir)",
-                self.dir.display()
-            )
+    /// The operations' settings of these options.
+    pub fn settings(&self) -> anyhow::Result<skiff_ops::Settings> {
+        let creds = match &self.creds {
+            None => None,
+            Some(c) => match c.split_once(':') {
+                Some((u, p)) if !u.is_empty() => Some((u.to_string(), p.to_string())),
+                _ => anyhow::bail!("--creds: expected USER:PASSWORD"),
+            },
+        };
+        Ok(skiff_ops::Settings {
+            dir: self.dir.clone(),
+            local_config: self.local_config.clone(),
+            system_config: self.system_config.clone(),
+            insecure: self.insecure_options,
+            trust_keys_from_https: self.trust_keys_from_https,
+            creds,
+            arch: self.arch.clone(),
+            stage1_path: self.stage1_path.clone(),
+            policy: self.policy.clone(),
+            ca_file: std::env::var_os("SSL_CERT_FILE").map(PathBuf::from),
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            debug: self.debug,
         })
     }
 
-    pub fn keystore(&self) -> skiff_trust::Keystore {
-        skiff_trust::Keystore::new(&self.local_config, &self.system_config)
+    /// What operations run against.
+    pub fn context(&self) -> anyhow::Result<skiff_ops::Context> {
+        Ok(skiff_ops::Context::new(self.settings()?))
     }
 
-    /// `--creds` split into user and password.
-    pub fn creds(&self) -> anyhow::Result<Option<(String, String)>> {
-        match &self.creds {
-            None => Ok(None),
-            Some(c) => match c.split_once(':') {
-                Some((u, p)) if !u.is_empty() => Ok(Some((u.to_string(), p.to_string()))),
-                _ => anyhow::bail!("--creds: expected USER:PASSWORD"),
-            },
+    /// Says on stderr which checks these options skip.
+    pub fn warn_insecure(&self) {
+        for warning in self.insecure_options.warnings() {
+            eprintln!("warning: {warning}");
         }
-    }
-
-    /// Where registry credentials are looked for (`auth.d`).
-    pub fn auth_dirs(&self) -> Vec<PathBuf> {
-        vec![
-            self.local_config.join("auth.d"),
-            self.system_config.join("auth.d"),
-        ]
-    }
-
-    /// A CA bundle to use instead of the system one (`SSL_CERT_FILE`).
-    pub fn ca_file(&self) -> Option<PathBuf> {
-        std::env::var_os("SSL_CERT_FILE").map(PathBuf::from)
     }
 }
 

@@ -9,7 +9,8 @@
 mod commands;
 mod config;
 mod format;
-mod policy;
+mod net_args;
+mod review;
 
 use std::process::ExitCode;
 

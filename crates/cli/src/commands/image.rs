@@ -343,7 +343,7 @@ pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
         ImageCommand::CatManifest(args) => cat_manifest(global, &args.image),
         ImageCommand::List(args) => list(global, &args),
         ImageCommand::Rm { images } => {
-            let store = global.store()?;
+            let store = global.context()?.store()?;
             let pods = skiff_pod::Pods::new(&global.dir);
             for image in &images {
                 let rec = skiff_fetch::resolve_stored(&store, image)?;
@@ -353,8 +353,9 @@ pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ImageCommand::Gc { grace_period } => {
-            let pods = skiff_pod::Pods::new(&global.dir);
-            let report = global
+            let ctx = global.context()?;
+            let pods = ctx.pods();
+            let report = ctx
                 .store()?
                 .gc(grace_period, || pods.images_in_use(false))?;
             for id in &report.images {
@@ -403,7 +404,7 @@ fn origin_digest(img: &skiff_store::ImageRecord) -> Option<String> {
 }
 
 fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
-    let images = global.store()?.images()?;
+    let images = global.context()?.store()?.images()?;
     if let ListFormat::Json = args.format {
         let rows: Vec<serde_json::Value> = images
             .iter()
@@ -456,7 +457,7 @@ fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn verify(global: &GlobalArgs, images: &[String]) -> anyhow::Result<ExitCode> {
-    let store = global.store()?;
+    let store = global.context()?.store()?;
     let wanted: Vec<String> = images
         .iter()
         .map(|i| skiff_fetch::resolve_stored(&store, i).map(|r| r.id.to_string()))
@@ -505,7 +506,7 @@ fn audit(global: &GlobalArgs, image: &str, format: &str) -> anyhow::Result<ExitC
             version,
         )
     } else {
-        let store = global.store()?;
+        let store = global.context()?.store()?;
         let rec = skiff_fetch::resolve_stored(&store, image)?;
         let tree = store.render(&rec.id)?;
         let version = rec.labels.get("version").cloned();
@@ -631,7 +632,7 @@ fn export_oci(
     out: &Path,
     overwrite: bool,
 ) -> anyhow::Result<ExitCode> {
-    let store = global.store()?;
+    let store = global.context()?.store()?;
     let rec = skiff_fetch::resolve_stored(&store, image)?;
     let parent = output_parent(out, overwrite)?;
     let manifest = skiff_spec::parse_image_manifest(&rec.manifest)
@@ -666,7 +667,7 @@ fn export(
     out: &Path,
     overwrite: bool,
 ) -> anyhow::Result<ExitCode> {
-    let store = global.store()?;
+    let store = global.context()?.store()?;
     let rec = skiff_fetch::resolve_stored(&store, image)?;
     let parent = output_parent(out, overwrite)?;
     let mut tmp = tempfile::NamedTempFile::new_in(parent)
@@ -690,7 +691,7 @@ fn unpack(
     args: &UnpackArgs,
     with_dependencies: bool,
 ) -> anyhow::Result<ExitCode> {
-    let store = global.store()?;
+    let store = global.context()?.store()?;
     let rec = skiff_fetch::resolve_stored(&store, &args.image)?;
     store.extract_to(&rec.id, &args.target, with_dependencies, args.rootfs_only)?;
     eprintln!(
@@ -802,7 +803,7 @@ fn validate(files: &[PathBuf]) -> ExitCode {
 fn cat_manifest(global: &GlobalArgs, image: &str) -> anyhow::Result<ExitCode> {
     let aci = Path::new(image);
     if !aci.is_file() {
-        let rec = skiff_fetch::resolve_stored(&global.store()?, image)?;
+        let rec = skiff_fetch::resolve_stored(&global.context()?.store()?, image)?;
         let manifest =
             parse_image_manifest(&rec.manifest).context("the stored manifest is invalid")?;
         println!("{}", to_pretty_json(&manifest));

@@ -4,7 +4,6 @@ pub mod fetch;
 pub mod image;
 pub mod key;
 pub mod metadata;
-pub mod network;
 pub mod pods;
 pub mod trust;
 pub mod version;

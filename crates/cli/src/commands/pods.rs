@@ -1,20 +1,21 @@
-//! Pod commands: run, prepare, run-prepared, list, status, stop, rm, gc.
+//! Pod commands: run, prepare, run-prepared, enter, list, status, stop,
+//! rm, gc. Arguments in, `skiff_ops` call, output.
 
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use skiff_fetch::PullPolicy;
-use skiff_pod::prepare::{AppRequest, PodRequest, prepare};
-use skiff_pod::{Flavor, Pod, Pods, State};
+use skiff_ops::pods::{PodInfo, Stopped};
+use skiff_ops::run::{AppSpec, Prepared, RunOptions, Start};
+use skiff_pod::Flavor;
+use skiff_pod::prepare::AppRequest;
 
-use crate::commands::fetch::{TerminalReview, warn_insecure};
 use crate::config::GlobalArgs;
 use crate::format::human_time;
+use crate::review::TerminalReview;
 
 #[derive(Args, Debug)]
 pub struct PodArgs {
@@ -38,7 +39,7 @@ pub struct PodArgs {
     oci_runtime: Option<String>,
 
     #[command(flatten)]
-    net: crate::commands::network::NetArgs,
+    net: crate::net_args::NetArgs,
 
     /// The pod's hostname (default: skiff-<first 8 digits of the uuid>).
     #[arg(long)]
@@ -128,13 +129,6 @@ pub struct DetachArgs {
     pub detach: bool,
 }
 
-/// One image of `skiff run` with its options.
-#[derive(Debug, Default)]
-struct AppSpec {
-    image: String,
-    request: AppRequest,
-}
-
 /// Parses rkt's grammar: `IMAGE [--opt...] [-- args...] [--- IMAGE ...]`.
 fn parse_apps(rest: &[String]) -> anyhow::Result<Vec<AppSpec>> {
     let mut apps: Vec<AppSpec> = Vec::new();
@@ -218,12 +212,7 @@ fn parse_apps(rest: &[String]) -> anyhow::Result<Vec<AppSpec>> {
                     }
                 }
                 "cpu" => r.cpu = Some(value),
-                "set-env" => {
-                    let (k, v) = value
-                        .split_once('=')
-                        .with_context(|| format!("--set-env {value}: use NAME=VALUE"))?;
-                    r.env.push((k.to_string(), v.to_string()));
-                }
+                "set-env" => r.env.push(parse_env("--set-env", &value)?),
                 other => bail!("unknown per-image option --{other} (see skiff run --help)"),
             }
             continue;
@@ -255,78 +244,22 @@ fn parse_mount(flag: &str) -> anyhow::Result<(String, String)> {
     }
 }
 
-/// `--stage1-opt` values, checked against what `flavor` takes.
-fn stage1_options(
-    flavor: Flavor,
-    opts: &[String],
-) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
-    let mut options = std::collections::BTreeMap::new();
-    for opt in opts {
-        let Some((key, value)) = opt.split_once('=') else {
-            bail!("--stage1-opt={opt}: use KEY=VALUE");
-        };
-        match (flavor, key) {
-            (Flavor::Kvm, "accel") if ["auto", "kvm", "tcg"].contains(&value) => {}
-            (Flavor::Kvm, "accel") => bail!("--stage1-opt=accel={value}: use auto, kvm or tcg"),
-            (Flavor::Kvm, "kernel") if Path::new(value).is_file() => {}
-            (Flavor::Kvm, "kernel") => bail!("--stage1-opt=kernel={value}: no such file"),
-            (Flavor::Kvm, _) => {
-                bail!("--stage1-opt={opt}: the kvm flavor takes accel= and kernel=")
-            }
-            _ => bail!("--stage1-opt={opt}: the {flavor} flavor takes no options"),
-        }
-        if options.insert(key.to_string(), value.to_string()).is_some() {
-            bail!("--stage1-opt: {key} is given twice");
-        }
-    }
-    Ok(options)
+/// `NAME=VALUE`.
+fn parse_env(flag: &str, value: &str) -> anyhow::Result<(String, String)> {
+    value
+        .split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .with_context(|| format!("{flag} {value}: use NAME=VALUE"))
 }
 
-fn pods(global: &GlobalArgs) -> Pods {
-    Pods::new(&global.dir)
-}
-
-/// Fetches (if needed) and renders the images, then writes a prepared pod.
-fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
-    let stage1_options = stage1_options(args.stage1, &args.stage1_opts)?;
-    if args.oci_runtime.is_some() && args.stage1 != Flavor::Oci {
-        bail!("--oci-runtime goes with --stage1=oci");
-    }
-    let mut specs = parse_apps(&args.images)?;
-    let pod_env = args
+/// The operation's options of the arguments.
+fn run_options(args: &PodArgs) -> anyhow::Result<RunOptions> {
+    let apps = parse_apps(&args.images)?;
+    let env = args
         .set_env
         .iter()
-        .map(|e| {
-            e.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .with_context(|| format!("--set-env {e}: use NAME=VALUE"))
-        })
+        .map(|e| parse_env("--set-env", e))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    for spec in &mut specs {
-        let own = std::mem::take(&mut spec.request.env);
-        spec.request.env = pod_env.iter().cloned().chain(own).collect();
-    }
-    if args.private_users && args.stage1 != Flavor::Ns {
-        bail!("--private-users needs the ns flavor (--stage1=ns)");
-    }
-    if !args.devices.is_empty() && ![Flavor::Ns, Flavor::Oci].contains(&args.stage1) {
-        bail!(
-            "--device works with --stage1=ns or oci (a kvm pod has the VM's devices, a fly pod the host's)"
-        );
-    }
-    let devices = args
-        .devices
-        .iter()
-        .map(|d| skiff_pod::devices::PodDevice::at(d))
-        .collect::<Result<Vec<_>, _>>()?;
-    if args.interactive {
-        if specs.len() != 1 {
-            bail!("--interactive works with exactly one image");
-        }
-        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-            bail!("--interactive needs a terminal on stdin");
-        }
-    }
     let volumes = args
         .volumes
         .iter()
@@ -339,168 +272,71 @@ fn prepare_pod(global: &GlobalArgs, args: &PodArgs) -> anyhow::Result<Pod> {
         .iter()
         .map(|m| parse_mount(m))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    warn_insecure(global);
-    let session = crate::commands::fetch::session(
-        global,
-        crate::commands::fetch::options(global, args.pull_policy)?,
-        TerminalReview { skip: false },
-    )?;
-    let fetcher = session.fetcher();
-    let store = &session.store;
-    let policy = crate::policy::load(global)?;
-    for spec in &mut specs {
-        let before = match &policy {
-            Some(_) => crate::policy::snapshot(store)?,
-            None => Default::default(),
-        };
-        let fetched = fetcher
-            .fetch(&spec.image)
-            .with_context(|| format!("cannot fetch {}", spec.image))?;
-        if let Some(policy) = &policy {
-            policy.admit(global, store, &fetched.id, &before)?;
-        }
-        let tree = store.render(&fetched.id)?;
-        spec.request.image_id = fetched.id.to_string();
-        spec.request.manifest = Some(fetched.manifest);
-        spec.request.tree = tree.join("rootfs");
-        spec.request.tree_images = std::fs::read_to_string(tree.join("images"))
-            .map(|s| s.lines().map(str::to_string).collect())
-            .unwrap_or_default();
-    }
-    let manifests: Vec<_> = specs
-        .iter()
-        .filter_map(|s| s.request.manifest.as_ref())
-        .collect();
-    let (net, exposed_ports) =
-        crate::commands::network::resolve(global, &args.net, args.stage1, &manifests)?;
-    let insecure = global.insecure_options;
-    let grants = skiff_pod::privileges::Grants {
-        capabilities: insecure.capabilities,
-        new_privileges: insecure.capabilities,
-        seccomp: insecure.seccomp,
-        paths: insecure.paths,
-    };
-    let request = PodRequest {
-        apps: specs.into_iter().map(|s| s.request).collect(),
-        grants,
+    Ok(RunOptions {
+        flavor: args.stage1,
+        stage1_options: args.stage1_opts.clone(),
+        oci_runtime: args.oci_runtime.clone(),
+        net: args.net.options(),
+        hostname: args.hostname.clone(),
+        pull_policy: args.pull_policy,
         volumes,
         mounts,
-        flavor: args.stage1,
-        hostname: args.hostname.clone(),
-        debug: global.debug,
-        pids_limit: args.pids_limit,
-        devices,
         interactive: args.interactive,
         private_users: args.private_users,
         no_overlay: args.no_overlay,
-        net,
-        oci_runtime: args.oci_runtime.clone(),
-        stage1_options,
-        exposed_ports,
-    };
-    // What images asked for and do not get, said before the pod starts.
-    for app in &request.apps {
-        let Some(manifest) = &app.manifest else {
-            continue;
-        };
-        let Some(image_app) = &manifest.app else {
-            continue;
-        };
-        let app_grants = skiff_pod::prepare::app_grants(&request, app);
-        for line in skiff_pod::privileges::refused(image_app, app_grants) {
-            eprintln!("skiff: image {}: {line}", manifest.name);
-        }
-    }
-    let pod = prepare(&pods(global), &request)?;
-    if let Some(file) = &args.uuid_file_save {
-        std::fs::write(file, format!("{}\n", pod.uuid))
-            .with_context(|| format!("cannot write {}", file.display()))?;
-    }
-    Ok(pod)
+        env,
+        pids_limit: args.pids_limit,
+        devices: args.devices.clone(),
+        uuid_file: args.uuid_file_save.clone(),
+        apps,
+    })
 }
 
-fn stage1_path(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
-    Ok(skiff_pod::stage1::locate(global.stage1_path.as_deref())?)
+/// Says what the images asked for and do not get.
+fn say_refused(prepared: &Prepared) {
+    for line in &prepared.refused_privileges {
+        eprintln!("skiff: {line}");
+    }
 }
 
-/// Locks the pod, moves it to `run` and hands it to stage1: by exec (the
-/// `skiff` process becomes the pod's supervisor) or, detached, as a new
-/// session whose output goes to `<pod>/stage1.log`.
-fn start(
-    global: &GlobalArgs,
-    stage1: &Path,
-    mut pod: Pod,
-    detach: bool,
-) -> anyhow::Result<ExitCode> {
-    let pods = pods(global);
-    let lock = pod.lock()?;
-    pod.move_to(&pods, State::Run)?;
-    // The locked directory fd stays open across exec for stage1 to hold.
-    let file = lock.into_file();
-    rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::empty())
-        .context("cannot pass the pod lock to stage1")?;
-    let fd = file.as_raw_fd();
-    let mut cmd = Command::new(stage1);
-    cmd.arg("run").arg(format!("--lock-fd={fd}"));
-    // The caller's environment (its tokens, paths) stays out of the pod's
-    // init, which a pod process allowed to trace it could read: stage1
-    // gets what it uses (PATH for the OCI runtime and CNI plugins, the CNI
-    // plugin directory).
-    cmd.env_clear();
-    for name in ["PATH", "SKIFF_CNI_PATH"] {
-        if let Some(value) = std::env::var_os(name) {
-            cmd.env(name, value);
-        }
+fn start_mode(detach: &DetachArgs) -> Start {
+    if detach.detach {
+        Start::Detached
+    } else {
+        Start::Foreground
     }
-    if global.debug {
-        cmd.arg("--debug");
-    }
-    cmd.arg(&pod.path);
-    if !detach {
-        block_termination_signals();
-        let err = cmd.exec();
-        bail!("cannot start stage1 {}: {err}", stage1.display());
-    }
-    let log = std::fs::File::create(pod.path.join("stage1.log"))
-        .context("cannot create the stage1 log")?;
-    cmd.stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0);
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {}", stage1.display()))?;
-    drop(file); // stage1 holds its own copy of the lock
+}
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let current = pods.find(&pod.uuid)?;
-        if current.pid().is_some() || current.state != State::Run {
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            bail!(
-                "the pod's stage1 exited at once ({status}); see {}",
-                pod.path.join("stage1.log").display()
-            );
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the pod did not start within 20 s; see {}",
-                pod.path.join("stage1.log").display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+pub fn run(global: &GlobalArgs, args: RunArgs, detach: DetachArgs) -> anyhow::Result<ExitCode> {
+    let opts = run_options(&args.pod)?;
+    global.warn_insecure();
+    let ctx = global.context()?;
+    let review = TerminalReview { skip: false };
+    let pod = skiff_ops::run::run(&ctx, &opts, review, start_mode(&detach), say_refused)?;
     println!("{}", pod.uuid);
     Ok(ExitCode::SUCCESS)
 }
 
-/// Blocks SIGINT/SIGTERM/SIGHUP/SIGQUIT until stage1 (which inherits the
-/// mask across exec) has its handlers in place and unblocks them: a Ctrl-C
-/// at start-up then stops the pod cleanly instead of killing its supervisor.
-fn block_termination_signals() {
-    skiff_stage1::sys::signal::set_blocked(&skiff_stage1::ns::TERMINATION_SIGNALS, true);
+pub fn prepare_only(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let opts = run_options(&args.pod)?;
+    global.warn_insecure();
+    let prepared =
+        skiff_ops::run::prepare(&global.context()?, &opts, TerminalReview { skip: false })?;
+    say_refused(&prepared);
+    println!("{}", prepared.pod.uuid);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_prepared(
+    global: &GlobalArgs,
+    uuid: &str,
+    detach: DetachArgs,
+) -> anyhow::Result<ExitCode> {
+    let ctx = global.context()?;
+    let pod = skiff_ops::run::find_prepared(&ctx, uuid)?;
+    let pod = skiff_ops::run::start(&ctx, &ctx.stage1()?, pod, start_mode(&detach))?;
+    println!("{}", pod.uuid);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs a command in a running pod (through stage1's `enter`).
@@ -511,49 +347,7 @@ pub fn enter(
     tty: bool,
     cmd: &[String],
 ) -> anyhow::Result<ExitCode> {
-    let pod = pods(global).find(uuid)?;
-    if !pod.is_running() {
-        bail!("pod {} is {}, not running", pod.uuid, pod.display_state());
-    }
-    let mut command = Command::new(stage1_path(global)?);
-    command.arg("enter");
-    if let Some(app) = app {
-        command.arg(format!("--app={app}"));
-    }
-    if tty {
-        command.arg("--tty");
-    }
-    command.arg(&pod.path).arg("--").args(cmd);
-    // The caller's environment (its secrets) never reaches the process
-    // that joins the pod; the command gets the app's.
-    command.env_clear();
-    let err = command.exec();
-    bail!("cannot start stage1: {err}")
-}
-
-pub fn run(global: &GlobalArgs, args: RunArgs, detach: DetachArgs) -> anyhow::Result<ExitCode> {
-    // Found before anything is made: without it no pod can run.
-    let stage1 = stage1_path(global)?;
-    let pod = prepare_pod(global, &args.pod)?;
-    start(global, &stage1, pod, detach.detach)
-}
-
-pub fn prepare_only(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let pod = prepare_pod(global, &args.pod)?;
-    println!("{}", pod.uuid);
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn run_prepared(
-    global: &GlobalArgs,
-    uuid: &str,
-    detach: DetachArgs,
-) -> anyhow::Result<ExitCode> {
-    let pod = pods(global).find(uuid)?;
-    if pod.state != State::Prepared {
-        bail!("pod {} is {}, not prepared", pod.uuid, pod.display_state());
-    }
-    start(global, &stage1_path(global)?, pod, detach.detach)
+    Err(skiff_ops::run::enter(&global.context()?, uuid, app, tty, cmd).into())
 }
 
 #[derive(Clone, Copy, ValueEnum, Debug)]
@@ -562,34 +356,13 @@ pub enum Format {
     Json,
 }
 
-fn app_names(pod: &Pod) -> Vec<(String, String)> {
-    pod.runtime()
-        .map(|r| r.apps.into_iter().map(|a| (a.name, a.image_name)).collect())
-        .unwrap_or_default()
-}
-
-/// The pod's networks with their addresses, while it has them: `(name,
-/// ifname, ips)`; none for host networking or once torn down.
-fn networks(pod: &Pod) -> Vec<(String, String, Vec<String>)> {
-    skiff_net::record::read(&pod.path)
-        .map(|info| {
-            info.networks
-                .iter()
-                .map(|a| {
-                    let ips = a.ips().iter().map(|ip| ip.to_string()).collect();
-                    (a.name.clone(), a.ifname.clone(), ips)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// `default:ip4=172.16.28.2` per network, as rkt printed them.
-fn networks_text(pod: &Pod) -> String {
-    networks(pod)
+fn networks_text(info: &PodInfo) -> String {
+    info.networks
         .iter()
-        .map(|(name, _, ips)| {
-            let addrs: Vec<String> = ips
+        .map(|net| {
+            let addrs: Vec<String> = net
+                .ips
                 .iter()
                 .map(|ip| {
                     let v = if ip.contains(':') { "ip6" } else { "ip4" };
@@ -597,45 +370,13 @@ fn networks_text(pod: &Pod) -> String {
                 })
                 .collect();
             if addrs.is_empty() {
-                name.clone()
+                net.name.clone()
             } else {
-                format!("{name}:{}", addrs.join(","))
+                format!("{}:{}", net.name, addrs.join(","))
             }
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// The pod's isolation flavor, from runtime.json.
-fn flavor(pod: &Pod) -> Option<Flavor> {
-    pod.runtime().ok().map(|r| r.flavor)
-}
-
-/// The accelerator a kvm pod's VM uses, and why.
-fn accel(pod: &Pod) -> Option<String> {
-    pod.note(skiff_pod::PodNote::Accel)
-}
-
-fn pod_json(pod: &Pod) -> serde_json::Value {
-    let apps: Vec<_> = app_names(pod)
-        .into_iter()
-        .map(|(name, image)| serde_json::json!({"name": name, "image": image, "exitCode": pod.app_exit(&name)}))
-        .collect();
-    serde_json::json!({
-        "uuid": pod.uuid,
-        "state": pod.display_state(),
-        "created": pod.created(),
-        "started": pod.started(),
-        "exited": pod.exited(),
-        "pid": pod.pid(),
-        "flavor": flavor(pod),
-        "accel": accel(pod),
-        "apps": apps,
-        "networks": networks(pod)
-            .into_iter()
-            .map(|(name, ifname, ips)| serde_json::json!({"name": name, "ifname": ifname, "ips": ips}))
-            .collect::<Vec<_>>(),
-    })
 }
 
 pub fn list(
@@ -644,10 +385,9 @@ pub fn list(
     no_legend: bool,
     full: bool,
 ) -> anyhow::Result<ExitCode> {
-    let pods = pods(global).all()?;
+    let pods = skiff_ops::pods::list(&global.context()?)?;
     if let Format::Json = format {
-        let all: Vec<_> = pods.iter().map(pod_json).collect();
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        println!("{}", serde_json::to_string_pretty(&pods)?);
         return Ok(ExitCode::SUCCESS);
     }
     if !no_legend {
@@ -662,19 +402,22 @@ pub fn list(
         } else {
             &pod.uuid[..8]
         };
-        let apps = app_names(pod);
-        let (app, image) = apps.first().cloned().unwrap_or_default();
+        let (app, image) = pod
+            .apps
+            .first()
+            .map(|a| (a.name.as_str(), a.image.as_str()))
+            .unwrap_or_default();
         println!(
             "{:<36} {:<16} {:<32} {:<9} {:<20} {}",
             uuid,
             app,
             image,
-            pod.display_state(),
-            human_time(pod.created()),
+            pod.state,
+            human_time(pod.created),
             networks_text(pod)
         );
-        for (app, image) in apps.iter().skip(1) {
-            println!("{:<36} {:<16} {:<32}", "", app, image);
+        for a in pod.apps.iter().skip(1) {
+            println!("{:<36} {:<16} {:<32}", "", a.name, a.image);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -686,77 +429,54 @@ pub fn status(
     wait: bool,
     format: Format,
 ) -> anyhow::Result<ExitCode> {
-    let pods = pods(global);
-    let mut pod = pods.find(uuid)?;
-    if wait {
-        while pod.is_running() || matches!(pod.state, State::Embryo | State::Prepare) {
-            std::thread::sleep(Duration::from_millis(50));
-            pod = pods.find(&pod.uuid)?;
-        }
-    }
+    let pod = skiff_ops::pods::status(&global.context()?, uuid, wait)?;
     if let Format::Json = format {
-        println!("{}", serde_json::to_string_pretty(&pod_json(&pod))?);
+        println!("{}", serde_json::to_string_pretty(&pod)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("state={}", pod.display_state());
-    if let Some(f) = flavor(&pod) {
+    println!("state={}", pod.state);
+    if let Some(f) = pod.flavor {
         println!("flavor={f}");
     }
-    if let Some(a) = accel(&pod) {
+    if let Some(a) = &pod.accel {
         println!("accel={a}");
     }
-    println!("created={}", pod.created());
-    if let Some(s) = pod.started() {
+    println!("created={}", pod.created);
+    if let Some(s) = pod.started {
         println!("started={s}");
     }
-    if let Some(p) = pod.pid() {
+    if let Some(p) = pod.pid {
         println!("pid={p}");
     }
-    if let Some(e) = pod.exited() {
+    if let Some(e) = pod.exited {
         println!("exited={e}");
     }
     let nets = networks_text(&pod);
     if !nets.is_empty() {
         println!("networks={nets}");
     }
-    for (app, _) in app_names(&pod) {
-        if let Some(code) = pod.app_exit(&app) {
-            println!("app-{app}={code}");
+    for app in &pod.apps {
+        if let Some(code) = app.exit_code {
+            println!("app-{}={code}", app.name);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn stop(global: &GlobalArgs, uuids: &[String], force: bool) -> anyhow::Result<ExitCode> {
-    let pods = pods(global);
+    let ctx = global.context()?;
     let mut failed = false;
     for uuid in uuids {
-        let pod = pods.find(uuid)?;
-        if !pod.is_running() {
-            eprintln!("pod {} is not running", pod.uuid);
-            failed = true;
-            continue;
-        }
-        let pid = pod
-            .pid()
-            .with_context(|| format!("pod {} has no pid yet", pod.uuid))?;
-        let signal = if force {
-            rustix::process::Signal::KILL
-        } else {
-            rustix::process::Signal::TERM
-        };
-        let target = rustix::process::Pid::from_raw(pid).context("bad pid")?;
-        rustix::process::kill_process(target, signal)
-            .with_context(|| format!("cannot signal pod {}", pod.uuid))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while pods.find(&pod.uuid)?.is_running() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if pods.find(&pod.uuid)?.is_running() {
-            eprintln!("pod {} did not stop within 10 s (use --force)", pod.uuid);
-            failed = true;
-        } else {
-            println!("{}", pod.uuid);
+        match skiff_ops::pods::stop(&ctx, uuid, force)? {
+            Stopped::Stopped(id) => println!("{id}"),
+            Stopped::NotRunning(id) => {
+                eprintln!("pod {id} is not running");
+                failed = true;
+            }
+            Stopped::StillRunning(id) => {
+                eprintln!("pod {id} did not stop within 10 s (use --force)");
+                failed = true;
+            }
         }
     }
     Ok(if failed {
@@ -766,59 +486,10 @@ pub fn stop(global: &GlobalArgs, uuids: &[String], force: bool) -> anyhow::Resul
     })
 }
 
-/// Unmounts anything still mounted under `dir` (deepest first): normally
-/// nothing, as pod mounts live in the pod's own namespace.
-fn unmount_under(dir: &Path) -> anyhow::Result<()> {
-    skiff_pod::mounts::unmount_under(dir)
-        .map_err(|(point, e)| anyhow::anyhow!("cannot unmount {}: {e}", point.display()))
-}
-
-/// Runs stage1's `gc` on an exited pod: it releases what the pod may still
-/// hold after a crash (networks, network namespace, cgroups).
-fn stage1_gc(global: &GlobalArgs, pod: &Pod) -> anyhow::Result<()> {
-    if !pod.path.join("runtime.json").exists() {
-        return Ok(());
-    }
-    let out = Command::new(stage1_path(global)?)
-        .arg("gc")
-        .arg(&pod.path)
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run stage1 gc")?;
-    if !out.status.success() {
-        bail!(
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-                .trim()
-                .trim_start_matches("skiff: ")
-        );
-    }
-    Ok(())
-}
-
-fn remove_pod(global: &GlobalArgs, pods: &Pods, mut pod: Pod) -> anyhow::Result<()> {
-    stage1_gc(global, &pod)?;
-    if pod.state != State::Garbage {
-        pod.move_to(pods, State::Garbage)?;
-    }
-    unmount_under(&pod.path)?;
-    std::fs::remove_dir_all(&pod.path)
-        .with_context(|| format!("cannot remove {}", pod.path.display()))
-}
-
 pub fn rm(global: &GlobalArgs, uuids: &[String]) -> anyhow::Result<ExitCode> {
-    let pods = pods(global);
+    let ctx = global.context()?;
     for uuid in uuids {
-        let pod = pods.find(uuid)?;
-        if pod.is_running() || matches!(pod.state, State::Embryo | State::Prepare) {
-            bail!("pod {} is {}: stop it first", pod.uuid, pod.display_state());
-        }
-        let Some(_lock) = pod.try_lock()? else {
-            bail!("pod {} is in use", pod.uuid);
-        };
-        let id = pod.uuid.clone();
-        remove_pod(global, &pods, pod)?;
-        println!("{id}");
+        println!("{}", skiff_ops::pods::rm(&ctx, uuid)?);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -828,49 +499,14 @@ pub fn gc(
     grace: Duration,
     expire_prepared: Duration,
 ) -> anyhow::Result<ExitCode> {
-    let pods = pods(global);
-    let now = skiff_pod::now();
-    let mut removed = 0;
-    for mut pod in pods.all()? {
-        // A `run` pod whose stage1 is gone (crashed or killed) has exited.
-        if pod.state == State::Run {
-            let Some(_lock) = pod.try_lock()? else {
-                continue;
-            };
-            if pod.exited().is_none() {
-                let _ = pod.stamp("exited");
-            }
-            pod.move_to(&pods, State::ExitedGarbage)?;
-        }
-        // Networks left by a crashed stage1 are released at once, not
-        // after the grace period.
-        if pod.state == State::ExitedGarbage
-            && pod.path.join("net/info.json").exists()
-            && let Some(_lock) = pod.try_lock()?
-            && let Err(e) = stage1_gc(global, &pod)
-        {
-            eprintln!("{e:#}");
-        }
-        let expired = match pod.state {
-            State::ExitedGarbage => now - pod.exited().unwrap_or(0) >= grace.as_secs() as i64,
-            State::Prepared => now - pod.created() >= expire_prepared.as_secs() as i64,
-            State::Garbage => true,
-            _ => false,
-        };
-        if expired {
-            let Some(_lock) = pod.try_lock()? else {
-                continue;
-            };
-            let id = pod.uuid.clone();
-            if let Err(e) = remove_pod(global, &pods, pod) {
-                eprintln!("pod {id} kept: {e:#}");
-                continue;
-            }
-            println!("{id}");
-            removed += 1;
-        }
+    let done = skiff_ops::pods::gc(&global.context()?, grace, expire_prepared)?;
+    for problem in &done.problems {
+        eprintln!("{problem}");
     }
-    eprintln!("removed {removed} pod(s)");
+    for id in &done.removed {
+        println!("{id}");
+    }
+    eprintln!("removed {} pod(s)", done.removed.len());
     Ok(ExitCode::SUCCESS)
 }
 

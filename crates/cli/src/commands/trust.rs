@@ -7,8 +7,8 @@ use skiff_spec::discovery::AppName;
 use skiff_trust::Scope;
 use skiff_trust::keystore::{fingerprint, parse_keys, user_ids};
 
-use crate::commands::fetch::{TerminalReview, http, warn_insecure};
 use crate::config::GlobalArgs;
+use crate::review::TerminalReview;
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -58,7 +58,8 @@ enum Format {
 }
 
 pub fn run(global: &GlobalArgs, args: TrustArgs) -> anyhow::Result<ExitCode> {
-    let keystore = global.keystore();
+    let ctx = global.context()?;
+    let keystore = ctx.keystore();
     match args.command {
         Some(TrustCommand::List { format }) => {
             let keys = keystore.list()?;
@@ -121,7 +122,7 @@ pub fn run(global: &GlobalArgs, args: TrustArgs) -> anyhow::Result<ExitCode> {
             "say what the keys are trusted for: --prefix PREFIX or --root (see skiff trust --help)"
         ),
     };
-    warn_insecure(global);
+    global.warn_insecure();
     let review = TerminalReview {
         skip: args.skip_fingerprint_review,
     };
@@ -131,9 +132,9 @@ pub fn run(global: &GlobalArgs, args: TrustArgs) -> anyhow::Result<ExitCode> {
         };
         let options = FetchOptions {
             trust_keys_from_https: true,
-            ..crate::commands::fetch::options(global, skiff_fetch::PullPolicy::Update)?
+            ..ctx.fetch_options(skiff_fetch::PullPolicy::Update)
         };
-        let session = crate::commands::fetch::session(global, options, review)?;
+        let session = ctx.fetch_session(options, review)?;
         let fetcher = session.fetcher();
         let app =
             AppName::parse(prefix).map_err(|e| anyhow::anyhow!("bad prefix '{prefix}': {e}"))?;
@@ -146,7 +147,7 @@ pub fn run(global: &GlobalArgs, args: TrustArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{added} key(s) trusted for {scope}");
         return Ok(ExitCode::SUCCESS);
     }
-    let http = http(global)?;
+    let http = ctx.http()?;
     for location in &args.keys {
         let bytes = if location.starts_with("https://") || location.starts_with("http://") {
             if location.starts_with("http://") && !global.insecure_options.pubkey {

@@ -18,11 +18,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
 use serde::Deserialize;
 use skiff_store::{ImageRecord, Store};
 
-use crate::config::GlobalArgs;
+use crate::error::{io, refused};
+use crate::{Context, OpsError};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -43,11 +43,11 @@ fn rank(severity: &str) -> Option<usize> {
 
 /// The policy in force: `--policy`, else `<local-config>/policy.toml` if
 /// it exists, else none.
-pub fn load(global: &GlobalArgs) -> anyhow::Result<Option<Policy>> {
-    let path = match &global.policy {
+pub fn load(ctx: &Context) -> Result<Option<Policy>, OpsError> {
+    let path = match &ctx.settings.policy {
         Some(p) => p.clone(),
         None => {
-            let p = global.local_config.join("policy.toml");
+            let p = ctx.settings.local_config.join("policy.toml");
             if !p.exists() {
                 return Ok(None);
             }
@@ -55,17 +55,17 @@ pub fn load(global: &GlobalArgs) -> anyhow::Result<Option<Policy>> {
         }
     };
     let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read the policy {}", path.display()))?;
+        .map_err(io(format!("read the policy {}", path.display())))?;
     let mut policy: Policy = toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+        .map_err(|e| refused(format!("{}: {}", path.display(), e.message())))?;
     if let Some(s) = &policy.max_severity
         && rank(s).is_none()
     {
-        bail!(
+        return Err(refused(format!(
             "{}: max-severity must be one of {}",
             path.display(),
             SEVERITIES.join(", ")
-        );
+        )));
     }
     policy.path = path;
     Ok(Some(policy))
@@ -75,10 +75,10 @@ impl Policy {
     /// Why the policy refuses the stored image `rec` (empty: allowed).
     pub fn reasons(
         &self,
-        global: &GlobalArgs,
+        ctx: &Context,
         store: &Store,
         rec: &ImageRecord,
-    ) -> anyhow::Result<Vec<String>> {
+    ) -> Result<Vec<String>, OpsError> {
         let mut reasons = Vec::new();
         if let Some(prefixes) = &self.trusted_prefixes {
             if !prefixes.iter().any(|p| under_prefix(&rec.name, p)) {
@@ -87,7 +87,7 @@ impl Policy {
                     rec.name,
                     prefixes.join(", ")
                 ));
-            } else if !self.name_vouched(global, store, rec)? {
+            } else if !self.name_vouched(ctx, store, rec)? {
                 reasons.push(format!(
                     "its name {} is only claimed: no key trusted for that name signed it \
                      (trusted-prefixes admits names that a signature vouches for)",
@@ -96,7 +96,7 @@ impl Policy {
             }
         }
         if self.require_signature && store.index().signers(&rec.id)?.is_empty() {
-            let note = if global.insecure_options.image {
+            let note = if ctx.settings.insecure.image {
                 " (--insecure-options=image does not override a policy)"
             } else {
                 ""
@@ -104,7 +104,7 @@ impl Policy {
             reasons.push(format!("no trusted key signed it{note}"));
         }
         if let Some(max) = &self.max_severity {
-            let db = global.dir.join("vuln/osv.sqlite");
+            let db = ctx.dir().join("vuln/osv.sqlite");
             if !db.exists() {
                 reasons.push(
                     "max-severity needs a vulnerability database: import OSV advisories with `skiff vuln-db import`"
@@ -136,15 +136,15 @@ impl Policy {
     /// the signer's word, not only the image's.
     fn name_vouched(
         &self,
-        global: &GlobalArgs,
+        ctx: &Context,
         store: &Store,
         rec: &ImageRecord,
-    ) -> anyhow::Result<bool> {
+    ) -> Result<bool, OpsError> {
         let signers = store.index().signers(&rec.id)?;
         if signers.is_empty() {
             return Ok(false);
         }
-        let keys = global.keystore().keys_for(&rec.name)?;
+        let keys = ctx.keystore().keys_for(&rec.name)?;
         Ok(keys.iter().any(|k| signers.contains(&k.fingerprint)))
     }
 
@@ -155,23 +155,23 @@ impl Policy {
     /// hold `before` (what the refused fetch added) are removed again.
     pub fn admit(
         &self,
-        global: &GlobalArgs,
+        ctx: &Context,
         store: &Store,
         top: &skiff_spec::ImageId,
         before: &std::collections::BTreeSet<String>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), OpsError> {
         let tree = store.render(top)?;
         let listed = tree.join("images");
         let ids: Vec<String> = std::fs::read_to_string(&listed)
-            .with_context(|| format!("cannot read {}", listed.display()))?
+            .map_err(io(format!("read {}", listed.display())))?
             .lines()
             .map(str::to_string)
             .collect();
         let verdict = ids
             .iter()
-            .try_for_each(|id| self.enforce(global, store, &store.resolve(id)?));
+            .try_for_each(|id| self.enforce(ctx, store, &store.resolve(id)?));
         if verdict.is_err() {
-            let pods = skiff_pod::Pods::new(&global.dir);
+            let pods = ctx.pods();
             for id in ids.iter().filter(|id| !before.contains(id.as_str())) {
                 if let Ok(rec) = store.resolve(id) {
                     let _ = store.remove(&rec.id, || pods.images_in_use(true));
@@ -182,27 +182,22 @@ impl Policy {
     }
 
     /// Fails with every reason if the policy refuses `rec`.
-    pub fn enforce(
-        &self,
-        global: &GlobalArgs,
-        store: &Store,
-        rec: &ImageRecord,
-    ) -> anyhow::Result<()> {
-        let reasons = self.reasons(global, store, rec)?;
+    pub fn enforce(&self, ctx: &Context, store: &Store, rec: &ImageRecord) -> Result<(), OpsError> {
+        let reasons = self.reasons(ctx, store, rec)?;
         if !reasons.is_empty() {
-            bail!(
+            return Err(refused(format!(
                 "the policy {} refuses {}: {}",
                 self.path.display(),
                 rec.name,
                 reasons.join("; ")
-            );
+            )));
         }
         Ok(())
     }
 }
 
 /// The IDs of the images in the store now.
-pub fn snapshot(store: &Store) -> anyhow::Result<std::collections::BTreeSet<String>> {
+pub fn snapshot(store: &Store) -> Result<std::collections::BTreeSet<String>, OpsError> {
     Ok(store
         .images()?
         .into_iter()

@@ -1,53 +1,34 @@
-//! Pod networking flags (`--net`, `--port`, `--dns*`, `--hosts-entry`),
+//! Pod networking options (`--net`, `--port`, `--dns*`, `--hosts-entry`),
 //! resolved into the pod's [`PodNet`] before anything runs: unknown
 //! networks, broken configurations and bad values fail here.
 
 use std::net::IpAddr;
 
-use anyhow::bail;
-use clap::Args;
 use skiff_net::{PortMapping, config, files};
 use skiff_pod::{Dns, DnsMode, NetMode, PodNet};
 use skiff_spec::image::ImageManifest;
 use skiff_spec::pod::ExposedPort;
 
-use crate::config::GlobalArgs;
+use crate::error::refused;
+use crate::refuse;
+use crate::{Context, OpsError};
 
-#[derive(Args, Debug, Default)]
-pub struct NetArgs {
-    /// Networks: `default` (a private bridge with NAT, the default for the
-    /// ns flavor), `host` (the host's network), `none` (only loopback), or
-    /// names of CNI configs in net.d/ (local config first, then system
-    /// config), each optionally with CNI_ARGS: NAME:K=V[;K=V]. Several
-    /// networks (comma-separated or repeated) get eth0, eth1, ...
-    #[arg(long, value_name = "NETS")]
-    net: Vec<String>,
-
-    /// Forward a host port to an app's named port (from its image
-    /// manifest): NAME:[HOSTIP:]HOSTPORT. Needs a network with the portmap
-    /// plugin (the default network has it).
-    #[arg(long = "port", value_name = "PORT")]
-    ports: Vec<String>,
-
-    /// Name server for the pod's /etc/resolv.conf (repeatable), or `host`
-    /// (copy the host's file) or `none` (keep the image's). Default: the
-    /// network's DNS, else the host's name servers (loopback ones left out
-    /// on a private network).
-    #[arg(long, value_name = "IP|host|none")]
-    dns: Vec<String>,
-
-    /// Search domain for /etc/resolv.conf (repeatable).
-    #[arg(long, value_name = "DOMAIN")]
-    dns_search: Vec<String>,
-
-    /// Resolver option for /etc/resolv.conf, e.g. ndots:2 (repeatable).
-    #[arg(long, value_name = "OPT")]
-    dns_opt: Vec<String>,
-
-    /// Extra /etc/hosts line IP=HOSTNAME (repeatable), or `host` to start
-    /// from the host's /etc/hosts.
-    #[arg(long, value_name = "IP=HOST|host")]
-    hosts_entry: Vec<String>,
+/// A pod's networking as asked (each field as its command-line option).
+#[derive(Debug, Default, Clone)]
+pub struct NetOptions {
+    /// `--net`: `default`, `host`, `none` or named networks, each
+    /// optionally with CNI_ARGS (`NAME:K=V[;K=V]`); comma-separated.
+    pub net: Vec<String>,
+    /// `--port`: `NAME:[HOSTIP:]HOSTPORT`.
+    pub ports: Vec<String>,
+    /// `--dns`: IP, `host` or `none`.
+    pub dns: Vec<String>,
+    /// `--dns-search`.
+    pub dns_search: Vec<String>,
+    /// `--dns-opt`.
+    pub dns_opt: Vec<String>,
+    /// `--hosts-entry`: `IP=HOSTNAME` or `host`.
+    pub hosts_entry: Vec<String>,
 }
 
 /// `--net` values split into (name, CNI_ARGS): commas separate networks,
@@ -55,7 +36,7 @@ pub struct NetArgs {
 /// A `--net` entry: the network's name and its CNI_ARGS.
 type NetFlag = (String, Vec<(String, String)>);
 
-fn parse_nets(values: &[String]) -> anyhow::Result<Vec<NetFlag>> {
+fn parse_nets(values: &[String]) -> Result<Vec<NetFlag>, OpsError> {
     let mut nets: Vec<NetFlag> = Vec::new();
     for part in values.iter().flat_map(|v| v.split(',')) {
         let part = part.trim();
@@ -71,15 +52,17 @@ fn parse_nets(values: &[String]) -> anyhow::Result<Vec<NetFlag>> {
             nets.push((name.to_string(), Vec::new()));
         }
         let Some((_, list)) = nets.last_mut() else {
-            bail!("--net={part}: a network name must come before its arguments");
+            return Err(refuse!(
+                "--net={part}: a network name must come before its arguments"
+            ));
         };
         for kv in args.split(';').filter(|kv| !kv.is_empty()) {
             let Some((k, v)) = kv.split_once('=') else {
-                bail!("--net: {kv:?} is not a K=V argument");
+                return Err(refuse!("--net: {kv:?} is not a K=V argument"));
             };
             let ok = |s: &str| !s.is_empty() && !s.contains(|c: char| c.is_control() || c == ';');
             if !ok(k) || !ok(v) || k.contains('=') {
-                bail!("--net: {kv:?} is not a valid CNI argument");
+                return Err(refuse!("--net: {kv:?} is not a valid CNI argument"));
             }
             list.push((k.to_string(), v.to_string()));
         }
@@ -91,24 +74,25 @@ fn parse_nets(values: &[String]) -> anyhow::Result<Vec<NetFlag>> {
 fn parse_port(
     flag: &str,
     manifests: &[&ImageManifest],
-) -> anyhow::Result<(PortMapping, ExposedPort)> {
+) -> Result<(PortMapping, ExposedPort), OpsError> {
     let (name, rest) = flag
         .split_once(':')
-        .ok_or_else(|| anyhow::anyhow!("--port={flag}: expected NAME:[HOSTIP:]HOSTPORT"))?;
+        .ok_or_else(|| refuse!("--port={flag}: expected NAME:[HOSTIP:]HOSTPORT"))?;
     let (host_ip, host_port) = match rest.rsplit_once(':') {
         Some((ip, port)) => {
             let ip: IpAddr = ip
                 .trim_matches(|c| c == '[' || c == ']')
                 .parse()
-                .map_err(|_| anyhow::anyhow!("--port={flag}: {ip:?} is not an IP address"))?;
+                .map_err(|_| refuse!("--port={flag}: {ip:?} is not an IP address"))?;
             (Some(ip), port)
         }
         None => (None, rest),
     };
-    let host_port: u16 =
-        host_port.parse().ok().filter(|p| *p > 0).ok_or_else(|| {
-            anyhow::anyhow!("--port={flag}: {host_port:?} is not a port (1-65535)")
-        })?;
+    let host_port: u16 = host_port
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| refuse!("--port={flag}: {host_port:?} is not a port (1-65535)"))?;
     let port = manifests
         .iter()
         .filter_map(|m| m.app.as_ref())
@@ -120,7 +104,7 @@ fn parse_port(
                 .filter_map(|m| m.app.as_ref())
                 .flat_map(|a| a.ports.iter().map(|p| p.name.as_str().to_string()))
                 .collect();
-            anyhow::anyhow!(
+            refuse!(
                 "--port={flag}: no app has a port named {name:?} (ports: {})",
                 if known.is_empty() {
                     "none".to_string()
@@ -130,7 +114,7 @@ fn parse_port(
             )
         })?;
     let container_port = u16::try_from(port.port).map_err(|_| {
-        anyhow::anyhow!(
+        refuse!(
             "--port={flag}: the image's port {} is out of range",
             port.port
         )
@@ -153,11 +137,11 @@ fn parse_port(
 /// Resolves the flags for a pod of `flavor` whose apps come from
 /// `manifests`; also returns the pod manifest's exposed ports.
 pub fn resolve(
-    global: &GlobalArgs,
-    args: &NetArgs,
+    ctx: &Context,
+    args: &NetOptions,
     flavor: skiff_pod::Flavor,
     manifests: &[&ImageManifest],
-) -> anyhow::Result<(PodNet, Vec<ExposedPort>)> {
+) -> Result<(PodNet, Vec<ExposedPort>), OpsError> {
     let mut nets = parse_nets(&args.net)?;
     if nets.is_empty() {
         let default = if flavor == skiff_pod::Flavor::Fly {
@@ -172,26 +156,27 @@ pub fn resolve(
         .find(|(n, _)| n == "host" || n == "none")
         .map(|(n, _)| n.clone());
     let mode = match special.as_deref() {
-        Some(s) if nets.len() > 1 => bail!("--net={s} cannot be combined with other networks"),
+        Some(s) if nets.len() > 1 => {
+            return Err(refuse!("--net={s} cannot be combined with other networks"));
+        }
         Some(_) if nets.iter().any(|(_, a)| !a.is_empty()) => {
-            bail!("--net=host and --net=none take no arguments")
+            return Err(refuse!("--net=host and --net=none take no arguments"));
         }
         Some("host") => NetMode::Host,
         Some(_) => NetMode::None,
         None => NetMode::Private,
     };
     if flavor == skiff_pod::Flavor::Fly && mode != NetMode::Host {
-        bail!("the fly flavor uses the host's network: use --net=host (or no --net)");
+        return Err(refuse!(
+            "the fly flavor uses the host's network: use --net=host (or no --net)"
+        ));
     }
     if flavor == skiff_pod::Flavor::Kvm && mode == NetMode::Host {
-        bail!(
+        return Err(refuse!(
             "a VM cannot share the host's network (--net=host): use --net=default, a named network or none"
-        );
+        ));
     }
-    let dirs = [
-        global.local_config.join("net.d"),
-        global.system_config.join("net.d"),
-    ];
+    let dirs = ctx.net_dirs();
     let mut networks = Vec::new();
     if mode == NetMode::Private {
         for (i, (name, cni_args)) in nets.into_iter().enumerate() {
@@ -199,7 +184,7 @@ pub fn resolve(
                 .iter()
                 .any(|a: &skiff_net::Attachment| a.name == name)
             {
-                bail!("--net: network {name:?} is given twice");
+                return Err(refuse!("--net: network {name:?} is given twice"));
             }
             let config = config::load(&name, &dirs)?;
             networks.push(skiff_net::attach::attachment(
@@ -216,10 +201,10 @@ pub fn resolve(
         if ports.iter().any(|p: &PortMapping| {
             p.host_port == mapping.host_port && p.protocol == mapping.protocol
         }) {
-            bail!(
+            return Err(refuse!(
                 "--port={flag}: host port {} is forwarded twice",
                 mapping.host_port
-            );
+            ));
         }
         ports.push(mapping);
         exposed.push(e);
@@ -229,10 +214,10 @@ pub fn resolve(
             .iter()
             .any(|a| skiff_net::attach::forwards_ports(&a.config));
         if !forwards {
-            bail!(
+            return Err(refuse!(
                 "--port needs a network with the portmap plugin (\"capabilities\": {{\"portMappings\": true}}); \
                  the default network has one, host and none do not"
-            );
+            ));
         }
     }
     Ok((
@@ -246,27 +231,29 @@ pub fn resolve(
                 .hosts_entry
                 .iter()
                 .filter(|e| *e != "host")
-                .map(|e| files::parse_hosts_entry(e).map_err(anyhow::Error::msg))
-                .collect::<anyhow::Result<_>>()?,
+                .map(|e| files::parse_hosts_entry(e).map_err(refused))
+                .collect::<Result<_, OpsError>>()?,
             hosts_from_host: args.hosts_entry.iter().any(|e| e == "host"),
         },
         exposed,
     ))
 }
 
-fn dns(args: &NetArgs) -> anyhow::Result<Dns> {
+fn dns(args: &NetOptions) -> Result<Dns, OpsError> {
     for d in &args.dns_search {
-        files::check_domain(d).map_err(|e| anyhow::anyhow!("--dns-search: {e}"))?;
+        files::check_domain(d).map_err(|e| refuse!("--dns-search: {e}"))?;
     }
     for o in &args.dns_opt {
-        files::check_option(o).map_err(|e| anyhow::anyhow!("--dns-opt: {e}"))?;
+        files::check_option(o).map_err(|e| refuse!("--dns-opt: {e}"))?;
     }
     let special = args.dns.iter().find(|d| *d == "host" || *d == "none");
     let mode = match special.map(String::as_str) {
         Some(s)
             if args.dns.len() > 1 || !args.dns_search.is_empty() || !args.dns_opt.is_empty() =>
         {
-            bail!("--dns={s} cannot be combined with other --dns, --dns-search or --dns-opt values")
+            return Err(refuse!(
+                "--dns={s} cannot be combined with other --dns, --dns-search or --dns-opt values"
+            ));
         }
         Some("host") => DnsMode::Host,
         Some(_) => DnsMode::None,
@@ -280,7 +267,7 @@ fn dns(args: &NetArgs) -> anyhow::Result<Dns> {
         for d in &args.dns {
             let ip: IpAddr = d
                 .parse()
-                .map_err(|_| anyhow::anyhow!("--dns={d}: not an IP address, host or none"))?;
+                .map_err(|_| refuse!("--dns={d}: not an IP address, host or none"))?;
             servers.push(ip.to_string());
         }
     }
@@ -320,7 +307,7 @@ mod tests {
 
     #[test]
     fn dns_flags() {
-        let mut a = NetArgs::default();
+        let mut a = NetOptions::default();
         assert_eq!(dns(&a).unwrap().mode, DnsMode::Default);
         a.dns = s(&["10.0.0.53"]);
         a.dns_search = s(&["corp.example"]);

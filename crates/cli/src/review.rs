@@ -1,0 +1,34 @@
+//! Reviewing keys that discovery found, on the terminal.
+
+use std::io::IsTerminal;
+
+use skiff_fetch::{KeyCandidate, KeyReview};
+
+/// Asks on the terminal before trusting a discovered key.
+pub struct TerminalReview {
+    pub skip: bool,
+}
+
+impl KeyReview for TerminalReview {
+    fn approve(&self, key: &KeyCandidate) -> bool {
+        eprintln!("key for prefix {} from {}:", key.prefix, key.location);
+        eprintln!("  fingerprint {}", key.fingerprint);
+        for uid in &key.user_ids {
+            eprintln!("  user id     {uid}");
+        }
+        if self.skip {
+            eprintln!("trusting it (--skip-fingerprint-review)");
+            return true;
+        }
+        if !std::io::stdin().is_terminal() {
+            eprintln!(
+                "not trusting it: no terminal to confirm on (pass --skip-fingerprint-review to accept)"
+            );
+            return false;
+        }
+        eprint!("Are you sure you want to trust this key (yes/no)? ");
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        matches!(answer.trim().to_ascii_lowercase().as_str(), "yes" | "y")
+    }
+}

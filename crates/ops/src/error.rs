@@ -1,0 +1,61 @@
+//! The errors of the operations: each names the step that failed; causes
+//! are in `source()` (printed once, by the caller).
+
+use std::path::PathBuf;
+
+use skiff_fetch::FetchError;
+use skiff_pod::PodError;
+use skiff_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// The request cannot be done as asked: the message says why and what
+    /// to do instead. Nothing was made.
+    #[error("{0}")]
+    Refused(String),
+    #[error("cannot {what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the store in {} (are you root? see --dir)", dir.display())]
+    OpenStore {
+        dir: PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    #[error("cannot fetch {image}")]
+    Fetch {
+        image: String,
+        #[source]
+        source: FetchError,
+    },
+    #[error(transparent)]
+    FetchSetup(FetchError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pod(#[from] PodError),
+    #[error(transparent)]
+    Net(#[from] skiff_net::NetError),
+    #[error(transparent)]
+    Device(#[from] skiff_pod::devices::DeviceError),
+    #[error(transparent)]
+    Stage1(#[from] skiff_pod::stage1::Stage1NotFound),
+    #[error(transparent)]
+    Audit(#[from] skiff_audit::AuditError),
+    #[error(transparent)]
+    Trust(#[from] skiff_trust::TrustError),
+}
+
+/// A refusal with this message.
+pub(crate) fn refused(message: impl Into<String>) -> OpsError {
+    OpsError::Refused(message.into())
+}
+
+/// Maps an I/O error to [`OpsError::Io`] for `what` ("read /x").
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> OpsError {
+    let what = what.into();
+    move |source| OpsError::Io { what, source }
+}

@@ -1,0 +1,30 @@
+//! skiff's operations: what `skiff run`, `prepare`, `stop`, `rm`, `gc`,
+//! `fetch`, … do, over typed options and a [`Context`], for any program
+//! (the command line in crates/cli only parses, converts and prints).
+//!
+//! - [`context`]: the settings and the one place store, pods, keystore and
+//!   fetch sessions are built.
+//! - [`run`]: fetch and render a pod's images, prepare it, start it.
+//! - [`pods`]: what a pod is ([`pods::PodInfo`]), stop, rm, gc.
+//! - [`fetch`]: images into the store, under the run policy.
+//! - [`network`]: a pod's networking options, resolved.
+//! - [`policy`]: the run policy (vulnerabilities, signatures, prefixes).
+
+pub mod context;
+pub mod error;
+pub mod fetch;
+pub mod network;
+pub mod pods;
+pub mod policy;
+pub mod run;
+
+pub use context::{Context, Settings};
+pub use error::OpsError;
+
+/// An [`OpsError::Refused`] with a formatted message.
+#[macro_export]
+macro_rules! refuse {
+    ($($arg:tt)*) => {
+        $crate::error::OpsError::Refused(format!($($arg)*))
+    };
+}

@@ -1,0 +1,259 @@
+//! What a pod is ([`PodInfo`]: state, apps, networks), and ending pods:
+//! stop, rm, gc.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use skiff_pod::{Flavor, Pod, Pods, State};
+
+use crate::error::io;
+use crate::{Context, OpsError, refuse};
+
+/// An app of a pod.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppInfo {
+    pub name: String,
+    pub image: String,
+    /// Once it ended.
+    pub exit_code: Option<i32>,
+}
+
+/// A network a pod is attached to, while it is.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetInfo {
+    pub name: String,
+    pub ifname: String,
+    pub ips: Vec<String>,
+}
+
+/// A pod as `skiff list` and `skiff status` show it (also their JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct PodInfo {
+    pub uuid: String,
+    pub state: &'static str,
+    pub created: i64,
+    pub started: Option<i64>,
+    pub exited: Option<i64>,
+    pub pid: Option<i32>,
+    pub flavor: Option<Flavor>,
+    /// The accelerator a kvm pod's VM uses, and why.
+    pub accel: Option<String>,
+    pub apps: Vec<AppInfo>,
+    pub networks: Vec<NetInfo>,
+}
+
+impl PodInfo {
+    pub fn of(pod: &Pod) -> Self {
+        let runtime = pod.runtime().ok();
+        let apps = runtime
+            .as_ref()
+            .map(|r| {
+                r.apps
+                    .iter()
+                    .map(|a| AppInfo {
+                        name: a.name.clone(),
+                        image: a.image_name.clone(),
+                        exit_code: pod.app_exit(&a.name),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let networks = skiff_net::record::read(&pod.path)
+            .map(|info| {
+                info.networks
+                    .iter()
+                    .map(|a| NetInfo {
+                        name: a.name.clone(),
+                        ifname: a.ifname.clone(),
+                        ips: a.ips().iter().map(|ip| ip.to_string()).collect(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            uuid: pod.uuid.clone(),
+            state: pod.display_state(),
+            created: pod.created(),
+            started: pod.started(),
+            exited: pod.exited(),
+            pid: pod.pid(),
+            flavor: runtime.map(|r| r.flavor),
+            accel: pod.note(skiff_pod::PodNote::Accel),
+            apps,
+            networks,
+        }
+    }
+}
+
+/// Every pod.
+pub fn list(ctx: &Context) -> Result<Vec<PodInfo>, OpsError> {
+    Ok(ctx.pods().all()?.iter().map(PodInfo::of).collect())
+}
+
+/// The pod `uuid` (a unique prefix will do); with `wait`, once it ended.
+pub fn status(ctx: &Context, uuid: &str, wait: bool) -> Result<PodInfo, OpsError> {
+    let pods = ctx.pods();
+    let mut pod = pods.find(uuid)?;
+    if wait {
+        while pod.is_running() || matches!(pod.state, State::Embryo | State::Prepare) {
+            std::thread::sleep(Duration::from_millis(50));
+            pod = pods.find(&pod.uuid)?;
+        }
+    }
+    Ok(PodInfo::of(&pod))
+}
+
+/// How a stop ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// The pod stopped (its UUID).
+    Stopped(String),
+    /// The pod was not running.
+    NotRunning(String),
+    /// The pod still ran 10 s after the signal.
+    StillRunning(String),
+}
+
+/// Stops the pod `uuid`: SIGTERM to its supervisor (SIGKILL with
+/// `force`), then waits up to 10 s.
+pub fn stop(ctx: &Context, uuid: &str, force: bool) -> Result<Stopped, OpsError> {
+    let pods = ctx.pods();
+    let pod = pods.find(uuid)?;
+    if !pod.is_running() {
+        return Ok(Stopped::NotRunning(pod.uuid));
+    }
+    let pid = pod
+        .pid()
+        .ok_or_else(|| refuse!("pod {} has no pid yet", pod.uuid))?;
+    let signal = if force {
+        rustix::process::Signal::KILL
+    } else {
+        rustix::process::Signal::TERM
+    };
+    let target = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| refuse!("pod {}: bad pid {pid}", pod.uuid))?;
+    rustix::process::kill_process(target, signal)
+        .map_err(|e| io(format!("signal pod {}", pod.uuid))(e.into()))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pods.find(&pod.uuid)?.is_running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(if pods.find(&pod.uuid)?.is_running() {
+        Stopped::StillRunning(pod.uuid)
+    } else {
+        Stopped::Stopped(pod.uuid)
+    })
+}
+
+/// Runs stage1's `gc` on an exited pod: it releases what the pod may still
+/// hold after a crash (networks, network namespace, cgroups).
+fn stage1_gc(ctx: &Context, pod: &Pod) -> Result<(), OpsError> {
+    if !pod.path.join("runtime.json").exists() {
+        return Ok(());
+    }
+    let out = Command::new(ctx.stage1()?)
+        .arg("gc")
+        .arg(&pod.path)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(io("run stage1 gc"))?;
+    if !out.status.success() {
+        return Err(refuse!(
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+                .trim()
+                .trim_start_matches("skiff: ")
+        ));
+    }
+    Ok(())
+}
+
+fn remove_pod(ctx: &Context, pods: &Pods, mut pod: Pod) -> Result<(), OpsError> {
+    stage1_gc(ctx, &pod)?;
+    if pod.state != State::Garbage {
+        pod.move_to(pods, State::Garbage)?;
+    }
+    skiff_pod::mounts::unmount_under(&pod.path)
+        .map_err(|(point, e)| io(format!("unmount {}", point.display()))(e))?;
+    std::fs::remove_dir_all(&pod.path).map_err(io(format!("remove {}", pod.path.display())))
+}
+
+/// Removes the pod `uuid`, which must have ended; returns its UUID.
+pub fn rm(ctx: &Context, uuid: &str) -> Result<String, OpsError> {
+    let pods = ctx.pods();
+    let pod = pods.find(uuid)?;
+    if pod.is_running() || matches!(pod.state, State::Embryo | State::Prepare) {
+        return Err(refuse!(
+            "pod {} is {}: stop it first",
+            pod.uuid,
+            pod.display_state()
+        ));
+    }
+    let Some(_lock) = pod.try_lock()? else {
+        return Err(refuse!("pod {} is in use", pod.uuid));
+    };
+    let id = pod.uuid.clone();
+    remove_pod(ctx, &pods, pod)?;
+    Ok(id)
+}
+
+/// What a pod gc did.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Pods removed.
+    pub removed: Vec<String>,
+    /// Problems that did not stop the collection, one line each.
+    pub problems: Vec<String>,
+}
+
+/// Collects pods: a `run` pod whose stage1 is gone has exited; exited pods
+/// older than `grace` and prepared ones older than `expire_prepared` are
+/// removed (networks a crashed stage1 left are released at once).
+pub fn gc(
+    ctx: &Context,
+    grace: Duration,
+    expire_prepared: Duration,
+) -> Result<Collected, OpsError> {
+    let pods = ctx.pods();
+    let now = skiff_pod::now();
+    let mut done = Collected::default();
+    for mut pod in pods.all()? {
+        if pod.state == State::Run {
+            let Some(_lock) = pod.try_lock()? else {
+                continue;
+            };
+            if pod.exited().is_none() {
+                let _ = pod.stamp("exited");
+            }
+            pod.move_to(&pods, State::ExitedGarbage)?;
+        }
+        if pod.state == State::ExitedGarbage
+            && pod.path.join("net/info.json").exists()
+            && let Some(_lock) = pod.try_lock()?
+            && let Err(e) = stage1_gc(ctx, &pod)
+        {
+            done.problems.push(skiff_stage1::error_line(&e));
+        }
+        let expired = match pod.state {
+            State::ExitedGarbage => now - pod.exited().unwrap_or(0) >= grace.as_secs() as i64,
+            State::Prepared => now - pod.created() >= expire_prepared.as_secs() as i64,
+            State::Garbage => true,
+            _ => false,
+        };
+        if expired {
+            let Some(_lock) = pod.try_lock()? else {
+                continue;
+            };
+            let id = pod.uuid.clone();
+            if let Err(e) = remove_pod(ctx, &pods, pod) {
+                done.problems
+                    .push(format!("pod {id} kept: {}", skiff_stage1::error_line(&e)));
+                continue;
+            }
+            done.removed.push(id);
+        }
+    }
+    Ok(done)
+}

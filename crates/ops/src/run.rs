@@ -1,0 +1,412 @@
+//! Running pods: fetch and render each image (under the run policy),
+//! resolve networking, write a prepared pod, and hand it to stage1 — in
+//! the foreground (this process becomes the pod's supervisor) or detached.
+
+use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use skiff_fetch::{KeyReview, PullPolicy};
+use skiff_pod::prepare::{AppRequest, PodRequest};
+use skiff_pod::{Flavor, Pod, State};
+use skiff_spec::pod::Volume;
+
+use crate::error::io;
+use crate::network::NetOptions;
+use crate::{Context, OpsError, refuse};
+
+/// One image of a pod with its own options.
+#[derive(Debug, Default, Clone)]
+pub struct AppSpec {
+    /// What to fetch: a name, URL, path or image ID.
+    pub image: String,
+    /// The app's own options (the image, manifest and tree are filled in
+    /// when the image is fetched and rendered).
+    pub request: AppRequest,
+}
+
+/// A pod as asked for (each field as its `skiff run` option).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub flavor: Flavor,
+    /// `--stage1-opt` values, KEY=VALUE, checked against the flavor.
+    pub stage1_options: Vec<String>,
+    pub oci_runtime: Option<String>,
+    pub net: NetOptions,
+    pub hostname: Option<String>,
+    pub pull_policy: PullPolicy,
+    pub volumes: Vec<Volume>,
+    /// Volumes mounted into every app: (volume, target).
+    pub mounts: Vec<(String, String)>,
+    pub interactive: bool,
+    pub private_users: bool,
+    pub no_overlay: bool,
+    /// Environment for every app (an app's own wins).
+    pub env: Vec<(String, String)>,
+    pub pids_limit: Option<u64>,
+    /// Host device nodes the pod may use.
+    pub devices: Vec<String>,
+    /// Write the pod's UUID here once it is prepared.
+    pub uuid_file: Option<PathBuf>,
+    pub apps: Vec<AppSpec>,
+}
+
+impl RunOptions {
+    /// A pod of `apps` with every other option at its default.
+    pub fn new(apps: Vec<AppSpec>) -> Self {
+        Self {
+            flavor: Flavor::Ns,
+            stage1_options: Vec::new(),
+            oci_runtime: None,
+            net: NetOptions::default(),
+            hostname: None,
+            pull_policy: PullPolicy::New,
+            volumes: Vec::new(),
+            mounts: Vec::new(),
+            interactive: false,
+            private_users: false,
+            no_overlay: false,
+            env: Vec::new(),
+            pids_limit: None,
+            devices: Vec::new(),
+            uuid_file: None,
+            apps,
+        }
+    }
+}
+
+/// A prepared pod, with what its images asked for and do not get (one
+/// line each, to say before the pod starts).
+#[derive(Debug)]
+pub struct Prepared {
+    pub pod: Pod,
+    pub refused_privileges: Vec<String>,
+}
+
+/// How a pod starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// This process becomes the pod's supervisor ([`start`] returns only
+    /// on failure).
+    Foreground,
+    /// A new session supervises it; output goes to `<pod>/stage1.log`.
+    Detached,
+}
+
+/// `--stage1-opt` values, checked against what `flavor` takes.
+fn stage1_options(flavor: Flavor, opts: &[String]) -> Result<BTreeMap<String, String>, OpsError> {
+    let mut options = BTreeMap::new();
+    for opt in opts {
+        let Some((key, value)) = opt.split_once('=') else {
+            return Err(refuse!("--stage1-opt={opt}: use KEY=VALUE"));
+        };
+        match (flavor, key) {
+            (Flavor::Kvm, "accel") if ["auto", "kvm", "tcg"].contains(&value) => {}
+            (Flavor::Kvm, "accel") => {
+                return Err(refuse!("--stage1-opt=accel={value}: use auto, kvm or tcg"));
+            }
+            (Flavor::Kvm, "kernel") if Path::new(value).is_file() => {}
+            (Flavor::Kvm, "kernel") => {
+                return Err(refuse!("--stage1-opt=kernel={value}: no such file"));
+            }
+            (Flavor::Kvm, _) => {
+                return Err(refuse!(
+                    "--stage1-opt={opt}: the kvm flavor takes accel= and kernel="
+                ));
+            }
+            _ => {
+                return Err(refuse!(
+                    "--stage1-opt={opt}: the {flavor} flavor takes no options"
+                ));
+            }
+        }
+        if options.insert(key.to_string(), value.to_string()).is_some() {
+            return Err(refuse!("--stage1-opt: {key} is given twice"));
+        }
+    }
+    Ok(options)
+}
+
+/// Checks the options that need no image, before anything is fetched.
+fn check(opts: &RunOptions) -> Result<(), OpsError> {
+    if opts.apps.is_empty() {
+        return Err(refuse!("no image to run"));
+    }
+    if opts.oci_runtime.is_some() && opts.flavor != Flavor::Oci {
+        return Err(refuse!("--oci-runtime goes with --stage1=oci"));
+    }
+    if opts.private_users && opts.flavor != Flavor::Ns {
+        return Err(refuse!("--private-users needs the ns flavor (--stage1=ns)"));
+    }
+    if !opts.devices.is_empty() && ![Flavor::Ns, Flavor::Oci].contains(&opts.flavor) {
+        return Err(refuse!(
+            "--device works with --stage1=ns or oci (a kvm pod has the VM's devices, a fly pod the host's)"
+        ));
+    }
+    if opts.interactive {
+        if opts.apps.len() != 1 {
+            return Err(refuse!("--interactive works with exactly one image"));
+        }
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return Err(refuse!("--interactive needs a terminal on stdin"));
+        }
+    }
+    Ok(())
+}
+
+/// Fetches (if needed) and renders the images, then writes a prepared pod.
+pub fn prepare<R: KeyReview>(
+    ctx: &Context,
+    opts: &RunOptions,
+    review: R,
+) -> Result<Prepared, OpsError> {
+    check(opts)?;
+    let stage1_options = stage1_options(opts.flavor, &opts.stage1_options)?;
+    let devices = opts
+        .devices
+        .iter()
+        .map(|d| skiff_pod::devices::PodDevice::at(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut apps = opts.apps.clone();
+    for app in &mut apps {
+        let own = std::mem::take(&mut app.request.env);
+        app.request.env = opts.env.iter().cloned().chain(own).collect();
+    }
+    let fetching = crate::fetch::Fetching::new(ctx, ctx.fetch_options(opts.pull_policy), review)?;
+    let store = fetching.store();
+    for app in &mut apps {
+        let fetched = fetching.fetch(ctx, &app.image)?;
+        let tree = store.render(&fetched.id)?;
+        app.request.image_id = fetched.id.to_string();
+        app.request.manifest = Some(fetched.manifest);
+        app.request.tree = tree.join("rootfs");
+        app.request.tree_images = std::fs::read_to_string(tree.join("images"))
+            .map(|s| s.lines().map(str::to_string).collect())
+            .unwrap_or_default();
+    }
+    let manifests: Vec<_> = apps
+        .iter()
+        .filter_map(|a| a.request.manifest.as_ref())
+        .collect();
+    let (net, exposed_ports) = crate::network::resolve(ctx, &opts.net, opts.flavor, &manifests)?;
+    let insecure = ctx.settings.insecure;
+    let grants = skiff_pod::privileges::Grants {
+        capabilities: insecure.capabilities,
+        new_privileges: insecure.capabilities,
+        seccomp: insecure.seccomp,
+        paths: insecure.paths,
+    };
+    let request = PodRequest {
+        apps: apps.into_iter().map(|a| a.request).collect(),
+        grants,
+        volumes: opts.volumes.clone(),
+        mounts: opts.mounts.clone(),
+        flavor: opts.flavor,
+        hostname: opts.hostname.clone(),
+        debug: ctx.settings.debug,
+        pids_limit: opts.pids_limit,
+        devices,
+        interactive: opts.interactive,
+        private_users: opts.private_users,
+        no_overlay: opts.no_overlay,
+        net,
+        oci_runtime: opts.oci_runtime.clone(),
+        stage1_options,
+        exposed_ports,
+    };
+    // What images asked for and do not get.
+    let mut refused_privileges = Vec::new();
+    for app in &request.apps {
+        let Some(manifest) = &app.manifest else {
+            continue;
+        };
+        let Some(image_app) = &manifest.app else {
+            continue;
+        };
+        let app_grants = skiff_pod::prepare::app_grants(&request, app);
+        for line in skiff_pod::privileges::refused(image_app, app_grants) {
+            refused_privileges.push(format!("image {}: {line}", manifest.name));
+        }
+    }
+    let pod = skiff_pod::prepare::prepare(&ctx.pods(), &request)?;
+    if let Some(file) = &opts.uuid_file {
+        std::fs::write(file, format!("{}\n", pod.uuid))
+            .map_err(io(format!("write {}", file.display())))?;
+    }
+    Ok(Prepared {
+        pod,
+        refused_privileges,
+    })
+}
+
+/// The prepared pod `uuid` (a unique prefix will do).
+pub fn find_prepared(ctx: &Context, uuid: &str) -> Result<Pod, OpsError> {
+    let pod = ctx.pods().find(uuid)?;
+    if pod.state != State::Prepared {
+        return Err(refuse!(
+            "pod {} is {}, not prepared",
+            pod.uuid,
+            pod.display_state()
+        ));
+    }
+    Ok(pod)
+}
+
+/// Locks the pod, moves it to `run` and hands it to the stage1 program
+/// `stage1` (see [`Start`]). Returns the pod once it runs (detached);
+/// in the foreground, returns only on failure.
+pub fn start(ctx: &Context, stage1: &Path, mut pod: Pod, how: Start) -> Result<Pod, OpsError> {
+    let pods = ctx.pods();
+    let lock = pod.lock()?;
+    pod.move_to(&pods, State::Run)?;
+    // The locked directory fd stays open across exec for stage1 to hold.
+    let file = lock.into_file();
+    rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::empty())
+        .map_err(|e| io("pass the pod lock to stage1")(e.into()))?;
+    let fd = file.as_raw_fd();
+    let mut cmd = Command::new(stage1);
+    cmd.arg("run").arg(format!("--lock-fd={fd}"));
+    // The caller's environment (its tokens, paths) stays out of the pod's
+    // init, which a pod process allowed to trace it could read: stage1
+    // gets what it uses (PATH for the OCI runtime and CNI plugins, the CNI
+    // plugin directory).
+    cmd.env_clear();
+    for name in ["PATH", "SKIFF_CNI_PATH"] {
+        if let Some(value) = std::env::var_os(name) {
+            cmd.env(name, value);
+        }
+    }
+    if ctx.settings.debug {
+        cmd.arg("--debug");
+    }
+    cmd.arg(&pod.path);
+    if how == Start::Foreground {
+        block_termination_signals();
+        let err = cmd.exec();
+        return Err(io(format!("start stage1 {}", stage1.display()))(err));
+    }
+    let log_path = pod.path.join("stage1.log");
+    let log = std::fs::File::create(&log_path).map_err(io("create the stage1 log"))?;
+    let log_err = log.try_clone().map_err(io("create the stage1 log"))?;
+    cmd.stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .map_err(io(format!("start {}", stage1.display())))?;
+    drop(file); // stage1 holds its own copy of the lock
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let current = pods.find(&pod.uuid)?;
+        if current.pid().is_some() || current.state != State::Run {
+            return Ok(current);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(refuse!(
+                "the pod's stage1 exited at once ({status}); see {}",
+                log_path.display()
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(refuse!(
+                "the pod did not start within 20 s; see {}",
+                log_path.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Blocks SIGINT/SIGTERM/SIGHUP/SIGQUIT until stage1 (which inherits the
+/// mask across exec) has its handlers in place and unblocks them: a Ctrl-C
+/// at start-up then stops the pod cleanly instead of killing its supervisor.
+fn block_termination_signals() {
+    skiff_stage1::sys::signal::set_blocked(&skiff_stage1::ns::TERMINATION_SIGNALS, true);
+}
+
+/// `skiff run`: finds stage1 (before anything is made: without it no pod
+/// can run), prepares the pod and starts it.
+pub fn run<R: KeyReview>(
+    ctx: &Context,
+    opts: &RunOptions,
+    review: R,
+    how: Start,
+    on_prepared: impl FnOnce(&Prepared),
+) -> Result<Pod, OpsError> {
+    let stage1 = ctx.stage1()?;
+    let prepared = prepare(ctx, opts, review)?;
+    on_prepared(&prepared);
+    start(ctx, &stage1, prepared.pod, how)
+}
+
+/// Runs `cmd` in the running pod `uuid` (through stage1's `enter`, which
+/// replaces this process): returns only on failure.
+pub fn enter(ctx: &Context, uuid: &str, app: Option<&str>, tty: bool, cmd: &[String]) -> OpsError {
+    let pod = match ctx.pods().find(uuid) {
+        Ok(pod) => pod,
+        Err(e) => return e.into(),
+    };
+    if !pod.is_running() {
+        return refuse!("pod {} is {}, not running", pod.uuid, pod.display_state());
+    }
+    let stage1 = match ctx.stage1() {
+        Ok(path) => path,
+        Err(e) => return e,
+    };
+    let mut command = Command::new(stage1);
+    command.arg("enter");
+    if let Some(app) = app {
+        command.arg(format!("--app={app}"));
+    }
+    if tty {
+        command.arg("--tty");
+    }
+    command.arg(&pod.path).arg("--").args(cmd);
+    // The caller's environment (its secrets) never reaches the process
+    // that joins the pod; the command gets the app's.
+    command.env_clear();
+    io("start stage1")(command.exec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage1_options_are_checked_against_the_flavor() {
+        let o = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            stage1_options(Flavor::Kvm, &o(&["accel=tcg"])).unwrap()["accel"],
+            "tcg"
+        );
+        for (flavor, bad) in [
+            (Flavor::Kvm, "accel=fast"),
+            (Flavor::Kvm, "kernel=/nonexistent"),
+            (Flavor::Kvm, "memory=1G"),
+            (Flavor::Ns, "accel=tcg"),
+            (Flavor::Kvm, "accel"),
+        ] {
+            assert!(stage1_options(flavor, &o(&[bad])).is_err(), "{bad}");
+        }
+        assert!(stage1_options(Flavor::Kvm, &o(&["accel=tcg", "accel=kvm"])).is_err());
+    }
+
+    #[test]
+    fn options_needing_no_image_are_refused_first() {
+        let app = AppSpec {
+            image: "example.com/app".into(),
+            ..AppSpec::default()
+        };
+        let mut opts = RunOptions::new(vec![app]);
+        assert!(check(&opts).is_ok());
+        opts.private_users = true;
+        opts.flavor = Flavor::Fly;
+        assert!(check(&opts).is_err());
+        assert!(check(&RunOptions::new(Vec::new())).is_err());
+    }
+}
