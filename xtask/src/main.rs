@@ -250,6 +250,37 @@ pub(crate) fn cargo(root: &Path) -> Command {
     cmd
 }
 
+/// `cargo deny check` (deny.toml) when cargo-deny is installed; offline:
+/// advisories only from a RustSec database already on this machine.
+fn cargo_deny(root: &Path) -> Result<()> {
+    let installed = cargo(root)
+        .args(["deny", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        println!(
+            "cargo-deny is not installed: skipping `cargo deny check` (cargo install --locked cargo-deny)"
+        );
+        return Ok(());
+    }
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    let have_db = home.is_some_and(|h| h.join("advisory-dbs").is_dir());
+    let mut checks = vec!["licenses", "bans", "sources"];
+    if have_db {
+        checks.push("advisories");
+    } else {
+        println!("no RustSec database here (`cargo deny fetch`): advisories not checked");
+    }
+    step("cargo deny check");
+    run(cargo(root)
+        .args(["deny", "--offline", "check", "--disable-fetch"])
+        .args(checks))
+}
+
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     deps()?;
     let tools = appc_tools::ensure(root)?;
@@ -267,6 +298,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    cargo_deny(root)?;
     // The same build step as the demo's and the benchmarks' (same profile:
     // `cargo test` compiles nothing of it again), with its guard: skiff's
     // stage1 comes from the same build.

@@ -326,7 +326,7 @@ pub fn start(ctx: &Context, stage1: &Path, mut pod: Pod, how: Start) -> Result<P
 /// mask across exec) has its handlers in place and unblocks them: a Ctrl-C
 /// at start-up then stops the pod cleanly instead of killing its supervisor.
 fn block_termination_signals() {
-    skiff_stage1::sys::signal::set_blocked(&skiff_stage1::ns::TERMINATION_SIGNALS, true);
+    skiff_stage1::sys::signal::set_blocked(&skiff_stage1::supervise::TERMINATION_SIGNALS, true);
 }
 
 /// `skiff run`: finds stage1 (before anything is made: without it no pod

@@ -8,7 +8,9 @@ use std::path::Path;
 use rustix::thread::LinkNameSpaceType;
 use skiff_pod::Pod;
 
-use crate::ns::{Confinement, become_with, plan};
+use crate::confine::Confinement;
+use crate::confine::become_with;
+use crate::plan::plan;
 use crate::{EXIT_SETUP_FAILED, Stage1Error};
 
 /// Finds the host pid of app `name` of pod `uuid`: the process stage1
@@ -189,7 +191,7 @@ pub fn enter(
 
 /// Forks `argv` as the app, waits, returns its status.
 fn run_as(
-    target: &crate::ns::AppPlan,
+    target: &crate::plan::AppPlan,
     argv: &[String],
     confinement: Confinement,
     terminal: Terminal,
@@ -252,7 +254,7 @@ fn run_as(
     };
     // Ctrl-C and the like reach the command, which has left the caller's
     // session (and so its terminal's signals).
-    crate::ns::forward_to(child);
+    crate::supervise::forward_to(child);
     // On this thread: this process cannot start threads, its children
     // going to the pod's pid namespace.
     let relayed = (|| -> Result<(), Stage1Error> {

@@ -2,45 +2,55 @@
 //! running pod and supervises it until it ends. The contract between
 //! stage0 (`skiff`) and stage1 is documented in docs/stage1.md.
 //!
-//! Map of the crate:
-//! * [`fly`]: the `fly` flavor (chroot, host namespaces, privileged).
-//! * [`ns`]: the `ns` flavor (namespaces, overlay roots, pivot_root, the
-//!   pod's init, app start-up).
-//! * [`mounts`]: mounts on targets resolved inside the app's root
-//!   (openat2 RESOLVE_IN_ROOT), /proc, /sys, /dev, masked paths.
-//! * [`kvm`]: the `kvm` flavor (a VM per pod) and its guest init.
-//! * [`cgroups`]: the pod's control groups (v1/v2) and resource limits.
-//! * [`app`]: environment, users and groups, capabilities of an app.
-//! * [`stdio`]: pipes in place of the caller's terminal, copied by the supervisor;
-//!   [`tty`]: the pod's own pty (`--interactive`, `enter --tty`).
-//! * [`seccomp`]: the BPF filter (default deny-list, appc isolators); [`syscalls`]: x86_64 numbers.
-//!
+//! Map of the crate, from the top down (a module uses only those below it):
+//! * [`flavor`]: [`ns`] (namespaces, overlay roots, pivot_root, the pod's
+//!   init), [`fly`] (chroot, host namespaces, privileged), [`oci`] (a
+//!   bundle run by crun or runc), [`kvm`] (a VM per pod and its guest
+//!   init); no flavor imports another. [`entry`] dispatches on the flavor;
+//!   [`enter`] runs a command in a running pod.
+//! * [`plan`]: what a pod runs ([`plan::AppPlan`]); [`supervise`]: signals,
+//!   network namespace and the end of a pod, for every flavor; `report`:
+//!   init's report lines (hostile input to the supervisor).
+//! * [`apps`]: the pod init's app loop (start gate, keepers, reaping, init's
+//!   own confinement); [`approot`]: app roots and volumes; [`confine`]:
+//!   becoming an app (credentials, capabilities, seccomp, exec).
+//! * Kernel concerns: [`mounts`] (targets resolved inside the app's root,
+//!   /proc, /sys, /dev, masked paths), [`cgroups`] (v1/v2, limits),
+//!   [`devices`]/[`devbpf`] (the device policy), [`userns`], [`net`],
+//!   [`mds`] (metadata registration), [`seccomp`] (the BPF filter;
+//!   [`syscalls`]: x86_64 numbers), [`app`] (environment, users, groups,
+//!   capabilities), [`stdio`] (pipes for the caller's terminal) and
+//!   [`tty`] (the pod's own pty), [`copy`] (shifted copies).
 //! * [`sys`]: the system-call seam, the only module with `unsafe` (fork,
 //!   waits, signals, unshare, set*id, mount_setattr, seccomp, bpf); each
 //!   block says why it is sound, and clippy.toml disallows the raw calls
 //!   elsewhere.
 
 pub mod app;
+pub mod approot;
+pub mod apps;
 pub mod cgroups;
+pub mod confine;
 pub mod copy;
 pub mod devbpf;
 pub mod devices;
 pub mod enter;
 pub mod entry;
-pub mod fly;
-pub mod kvm;
+pub mod flavor;
 pub mod mds;
 pub mod mounts;
 pub mod net;
-pub mod ns;
-pub mod oci;
+pub mod plan;
 pub(crate) mod report;
 pub mod seccomp;
 pub mod stdio;
+pub mod supervise;
 pub mod sys;
 pub mod syscalls;
 pub mod tty;
 pub mod userns;
+
+pub use flavor::{fly, kvm, ns, oci};
 
 /// Exit status of stage1 (and so of `skiff run`) when the pod could not be
 /// set up; the reason is printed on stderr.
@@ -157,4 +167,28 @@ pub fn reap(children: &[(i32, String)], mut on_exit: impl FnMut(&str, i32)) {
             remaining -= 1;
         }
     }
+}
+
+/// Maps an I/O error of the step `what` ("create /x") to
+/// [`Stage1Error::Setup`].
+pub(crate) fn setup_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Stage1Error {
+    let what = what.into();
+    move |source| Stage1Error::Setup { what, source }
+}
+
+/// `name` in PATH (or the usual system directories without one).
+pub(crate) fn find_in_path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_else(|| {
+            vec![
+                "/usr/sbin".into(),
+                "/usr/bin".into(),
+                "/sbin".into(),
+                "/bin".into(),
+            ]
+        })
+        .into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }

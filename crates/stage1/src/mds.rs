@@ -12,7 +12,7 @@ use skiff_metadata::protocol::{self, AppImage, Registration};
 use skiff_pod::{NetMode, Pod, Runtime};
 use skiff_spec::image::EnvVar;
 
-use crate::ns::AppPlan;
+use crate::plan::AppPlan;
 
 /// A pod registered with the service (unregistered at exit).
 pub struct Registered {

@@ -15,7 +15,7 @@ use skiff_net::{Attachment, files, netns};
 use skiff_pod::{DnsMode, NetMode, Pod, Runtime};
 
 use crate::Stage1Error;
-use crate::ns::setup_err;
+use crate::setup_err;
 
 /// Sets the pod's networking up; returns its network namespace to join
 /// (none with host networking). On failure nothing is left behind.

@@ -204,6 +204,35 @@ mod tests {
     }
 
     #[test]
+    fn report_lines_record_exits_and_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pod = skiff_pod::Pods::new(tmp.path()).create().unwrap();
+        let mut recorder = Recorder::new(&pod, vec!["web", "db"]);
+        let exit = |app: &str, status| {
+            serde_json::to_string(&Report::Exit {
+                app: app.into(),
+                status,
+            })
+            .unwrap()
+        };
+        recorder.line(&exit("web", 3));
+        recorder.line(&exit("db", 0));
+        // A second report for an app, and one for an app the pod does not
+        // have, count for nothing.
+        recorder.line(&exit("web", 9));
+        recorder.line(&exit("../../x", 1));
+        assert_eq!(recorder.first_status, Some(3));
+        assert_eq!(
+            (pod.app_exit("web"), pod.app_exit("db")),
+            (Some(3), Some(0))
+        );
+        let error = serde_json::to_string(&Report::Error("failed to mount x".into())).unwrap();
+        recorder.line(&error);
+        recorder.line(&serde_json::to_string(&Report::Error("later".into())).unwrap());
+        assert_eq!(recorder.setup_error.as_deref(), Some("failed to mount x"));
+    }
+
+    #[test]
     fn printable_drops_controls_and_bidi_overrides() {
         assert_eq!(printable("a\u{1b}[2Jb\u{202e}c\td"), "a[2Jbcd");
     }

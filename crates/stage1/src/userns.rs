@@ -14,7 +14,7 @@ use rustix::mount::{MoveMountFlags, OpenTreeFlags};
 use rustix::thread::{LinkNameSpaceType, UnshareFlags};
 
 use crate::Stage1Error;
-use crate::ns::setup_err;
+use crate::setup_err;
 
 /// Creates a user namespace mapping ids `0..size` to `base..base+size` and
 /// returns a descriptor of it. A short-lived child unshares it; this

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use skiff_pod::{NetMode, Pod, Pods};
 
-use crate::ns::{self, AppPlan, setup_err};
+use crate::plan::AppPlan;
+use crate::setup_err;
 use crate::{EXIT_SETUP_FAILED, Stage1Error, app, cgroups};
 
 /// The runtime's path: as given, or found in PATH.
@@ -28,28 +29,11 @@ fn runtime_path(name: &str) -> Result<PathBuf, Stage1Error> {
     if name.contains('/') {
         return Ok(PathBuf::from(name));
     }
-    find_in_path(name).ok_or_else(|| {
+    crate::find_in_path(name).ok_or_else(|| {
         Stage1Error::Config(format!(
             "OCI runtime '{name}' not found (install crun or runc, or give --oci-runtime=PATH)"
         ))
     })
-}
-
-/// `name` in PATH (or the usual system directories without one).
-pub(crate) fn find_in_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_else(|| {
-            vec![
-                "/usr/sbin".into(),
-                "/usr/bin".into(),
-                "/sbin".into(),
-                "/bin".into(),
-            ]
-        })
-        .into_iter()
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 /// The personas `personality(2)` refuses under the default filter, as
@@ -202,7 +186,7 @@ fn config(pod: &Pod, runtime: &skiff_pod::Runtime, p: &AppPlan) -> Result<Value,
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
     ];
     for m in &p.mounts {
-        let source = ns::volume_source(pod, &m.volume)?;
+        let source = crate::approot::volume_source(pod, &m.volume)?;
         // nodev, and read-only when asked, on every submount too
         // (runtime-spec's recursive "rro"/"rnodev": mount_setattr).
         let recursive = m.volume.recursive.unwrap_or(false);
@@ -255,7 +239,7 @@ fn config(pod: &Pod, runtime: &skiff_pod::Runtime, p: &AppPlan) -> Result<Value,
     }
     let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .maximum
-        .unwrap_or(ns::NOFILE_SOFT);
+        .unwrap_or(crate::confine::NOFILE_SOFT);
     let mut config = json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -265,7 +249,7 @@ fn config(pod: &Pod, runtime: &skiff_pod::Runtime, p: &AppPlan) -> Result<Value,
             "env": env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
             "cwd": cwd,
             "capabilities": {"bounding": caps, "effective": effective, "permitted": permitted, "inheritable": inheritable},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile.min(ns::NOFILE_SOFT)}],
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile.min(crate::confine::NOFILE_SOFT)}],
             "noNewPrivileges": app::no_new_privileges(&p.app, p.grants),
         },
         "root": {"path": "rootfs", "readonly": p.read_only},
@@ -368,7 +352,7 @@ fn exec_runtime(pod: &Pod, p: &AppPlan, runtime: &Path, id: &str) -> Stage1Error
 /// Runs the pod; returns the app's exit status.
 #[allow(clippy::print_stderr)]
 pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stage1Error> {
-    let (_manifest, runtime, mut plans) = ns::plan(&pod)?;
+    let (_manifest, runtime, mut plans) = crate::plan::plan(&pod)?;
     if plans.len() != 1 {
         return Err(Stage1Error::Config(format!(
             "the oci flavor runs one app per pod (this pod has {}); use --stage1=ns for several",
@@ -414,7 +398,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
             std::process::exit(EXIT_SETUP_FAILED);
         }
     };
-    ns::forward_to(child);
+    crate::supervise::forward_to(child);
     let copying = match pipes.map(|pipes| pipes.start(child)).transpose() {
         Ok(copying) => copying,
         Err(e) => {
@@ -466,7 +450,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         .stderr(std::process::Stdio::null())
         .status();
     cgroups::remove_leftovers(Path::new(cgroups::ROOT), &pod.uuid);
-    ns::end_pod(pods, &mut pod, registered);
+    crate::supervise::end_pod(pods, &mut pod, registered);
     Ok(code)
 }
 
@@ -487,7 +471,7 @@ mod tests {
             .unwrap()
             .app
             .unwrap();
-        let plan = crate::ns::AppPlan {
+        let plan = crate::plan::AppPlan {
             name: "a".into(),
             app,
             tree: "/".into(),
@@ -524,7 +508,7 @@ mod tests {
         assert_eq!(conditional("clone"), 1);
         assert_eq!(conditional("personality"), PERSONALITIES.len());
         // The user's --seccomp makes the retain-set the whole filter.
-        let granted = crate::ns::AppPlan {
+        let granted = crate::plan::AppPlan {
             grants: skiff_pod::privileges::Grants {
                 seccomp: true,
                 ..Default::default()

@@ -30,8 +30,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use serde::{Deserialize, Serialize};
 use skiff_pod::{NetMode, Pod, Pods};
 
-use crate::ns::{self, setup_err};
 use crate::report;
+use crate::setup_err;
 use crate::{EXIT_SETUP_FAILED, Stage1Error, cgroups};
 use image::GuestImage;
 
@@ -100,12 +100,15 @@ pub struct GuestVolume {
 }
 
 /// The directory volumes of each app (in plan order), sources made.
-fn guest_volumes(pod: &Pod, plans: &[ns::AppPlan]) -> Result<Vec<Vec<GuestVolume>>, Stage1Error> {
+fn guest_volumes(
+    pod: &Pod,
+    plans: &[crate::plan::AppPlan],
+) -> Result<Vec<Vec<GuestVolume>>, Stage1Error> {
     let mut all = Vec::new();
     for (i, p) in plans.iter().enumerate() {
         let mut volumes = Vec::new();
         for (j, m) in p.mounts.iter().enumerate() {
-            let source = ns::volume_source(pod, &m.volume)?;
+            let source = crate::approot::volume_source(pod, &m.volume)?;
             if source.is_dir() {
                 volumes.push(GuestVolume {
                     tag: format!("vol{i}.{j}"),
@@ -170,7 +173,7 @@ pub fn qemu_command(
     cpus: u64,
     extra_cmdline: &str,
 ) -> Result<Command, Stage1Error> {
-    let qemu = crate::oci::find_in_path("qemu-system-x86_64").ok_or_else(|| {
+    let qemu = crate::find_in_path("qemu-system-x86_64").ok_or_else(|| {
         Stage1Error::Config(
             "qemu-system-x86_64 not found: install qemu-system-x86 (cargo xtask deps does)".into(),
         )
@@ -219,7 +222,7 @@ fn export(cmd: &mut Command, id: &str, path: &Path, tag: &str, read_only: bool) 
 }
 
 /// The VM's memory and vCPUs from the apps' isolators.
-fn vm_size(plans: &[ns::AppPlan]) -> (u64, u64) {
+fn vm_size(plans: &[crate::plan::AppPlan]) -> (u64, u64) {
     let limits: Vec<cgroups::Limits> = plans.iter().map(|p| cgroups::limits(&p.app)).collect();
     let memory = if limits.iter().any(|l| l.memory_bytes.is_some()) {
         let apps: i128 = limits.iter().filter_map(|l| l.memory_bytes).sum();
@@ -257,14 +260,14 @@ extern "C" fn stop_vm(sig: libc::c_int) {
 /// off (QEMU ends on SIGTERM) and records the signal as the apps' end.
 fn stop_vm_on_signals(qemu: i32) {
     QEMU_PID.store(qemu, Ordering::Relaxed);
-    ns::on_termination(stop_vm);
+    crate::supervise::on_termination(stop_vm);
 }
 
 /// Writes the share: `guest.json`, an empty `status`.
 fn write_share(
     share: &Path,
     runtime: &skiff_pod::Runtime,
-    plans: &[ns::AppPlan],
+    plans: &[crate::plan::AppPlan],
     volumes: &[Vec<GuestVolume>],
     network: net::GuestNetwork,
     enter: bool,
@@ -309,7 +312,7 @@ fn write_share(
 /// failure.
 fn exec_vm(
     pod: &Pod,
-    plans: &[ns::AppPlan],
+    plans: &[crate::plan::AppPlan],
     volumes: &[Vec<GuestVolume>],
     mut qemu: Command,
     netns: Option<&std::fs::File>,
@@ -318,7 +321,7 @@ fn exec_vm(
     let result = (|| -> Result<std::io::Error, Stage1Error> {
         rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
             .map_err(|e| setup_err("set the parent-death signal")(e.into()))?;
-        ns::join_netns(netns)?;
+        crate::supervise::join_netns(netns)?;
         if !network.interfaces.is_empty() {
             qemu.args(net::connect_taps(network)?);
         }
@@ -336,9 +339,10 @@ fn exec_vm(
         )
         .map_err(|e| setup_err("mount the VM's export root")(e.into()))?;
         for ((i, p), volumes) in plans.iter().enumerate().zip(volumes) {
-            let app_root = ns::mount_app_root(pod, &root, p, None)?;
-            let in_guest = |m: &ns::PlannedMount| volumes.iter().any(|v| v.target == m.target);
-            ns::finish_app_root_with(pod, &app_root, p, &in_guest)?;
+            let app_root = crate::approot::mount_app_root(pod, &root, p, None)?;
+            let in_guest =
+                |m: &crate::plan::PlannedMount| volumes.iter().any(|v| v.target == m.target);
+            crate::approot::finish_app_root_with(pod, &app_root, p, &in_guest)?;
             let tag = format!("app{i}");
             export(&mut qemu, &tag, &app_root.path, &tag, false);
             for v in volumes {
@@ -361,7 +365,7 @@ fn exec_vm(
 /// Runs the pod; returns the first app's exit status.
 #[allow(clippy::print_stderr)]
 pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stage1Error> {
-    let (_manifest, runtime, mut plans) = ns::plan(&pod)?;
+    let (_manifest, runtime, mut plans) = crate::plan::plan(&pod)?;
     if runtime.net.mode == NetMode::Host {
         return Err(Stage1Error::Config(
             "a VM cannot share the host's network (--net=host): use --net=default, a named network or none".into(),
@@ -389,7 +393,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     };
     let result = vm.boot(netns.as_ref(), lock);
     drop(netns);
-    ns::end_pod(pods, &mut pod, registered);
+    crate::supervise::end_pod(pods, &mut pod, registered);
     result
 }
 
@@ -397,7 +401,7 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
 struct Vm<'a> {
     pod: &'a Pod,
     runtime: &'a skiff_pod::Runtime,
-    plans: &'a [ns::AppPlan],
+    plans: &'a [crate::plan::AppPlan],
     image: &'a GuestImage,
     accel: &'a accel::Picked,
 }
@@ -544,7 +548,7 @@ mod tests {
 
     #[test]
     fn vm_size_follows_the_isolators() {
-        let plan = |isolators: &str| ns::AppPlan {
+        let plan = |isolators: &str| crate::plan::AppPlan {
             name: "a".into(),
             app: crate::test_app(isolators),
             tree: PathBuf::new(),

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ns::{self, AppPlan, setup_err};
+use crate::plan::AppPlan;
+use crate::setup_err;
 use crate::{EXIT_SETUP_FAILED, Stage1Error};
 
 /// The port's name in the guest (/sys/class/virtio-ports/*/name).
@@ -223,7 +224,7 @@ fn child(p: &AppPlan, argv: &[String], out: &OwnedFd, err: &OwnedFd) -> Stage1Er
             .map_err(|e| setup_err("create a mount namespace")(e.into()))?;
         crate::mounts::make_private_rec()?;
         crate::mounts::pivot_into(Path::new(&format!("/apps/{}/rootfs", p.name)))?;
-        ns::become_app(p, argv)
+        crate::confine::become_app(p, argv)
     })();
     match result {
         Ok(e) | Err(e) => e,

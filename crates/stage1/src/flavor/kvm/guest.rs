@@ -15,8 +15,9 @@ use rustix::mount::MountFlags;
 use super::{GuestConfig, PROBE_MARKER, SHARE_TAG, STATUS_FILE};
 use crate::Stage1Error;
 use crate::mounts::Root;
-use crate::ns::{self, AppPlan, setup_err};
+use crate::plan::AppPlan;
 use crate::report::{self, Report};
+use crate::setup_err;
 
 /// Whether this process is the guest init: pid 1 started as `/init`.
 pub fn is_guest_init() -> bool {
@@ -200,14 +201,14 @@ fn run(report: &mut Option<OwnedFd>) -> Result<(), Stage1Error> {
             crate::tty::control(console)?;
         }
         let terminal = console.map(crate::tty::AppTerminal::ConsoleForeground);
-        ns::run_apps(
+        crate::apps::run_apps(
             &plans,
             no_cgroups,
             None,
             terminal,
             None,
             report,
-            ns::AfterStart::KeepAll,
+            crate::apps::AfterStart::KeepAll,
         );
     }
     Ok(())

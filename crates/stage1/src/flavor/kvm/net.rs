@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use skiff_net::Attachment;
 
 use crate::Stage1Error;
-use crate::ns::setup_err;
+use crate::setup_err;
 
 /// One network card of the guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

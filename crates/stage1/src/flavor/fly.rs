@@ -15,8 +15,12 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use skiff_pod::{Pod, Pods, State};
 
+use crate::approot::finish_app_root;
+use crate::approot::mount_app_root;
+use crate::confine::Confinement;
 use crate::mounts;
-use crate::ns::{self, AppPlan, Confinement, finish_app_root, mount_app_root, setup_err};
+use crate::plan::AppPlan;
+use crate::setup_err;
 use crate::{EXIT_SETUP_FAILED, Stage1Error};
 
 const MAX_APPS: usize = 64;
@@ -33,7 +37,7 @@ extern "C" fn forward(sig: libc::c_int) {
 }
 
 fn install_forwarding() {
-    ns::on_termination(forward);
+    crate::supervise::on_termination(forward);
 }
 
 /// Unmounts every mount under `dir`, deepest first (best effort).
@@ -64,7 +68,7 @@ fn setup(pod: &Pod, plans: &[AppPlan]) -> Result<(), Stage1Error> {
 // The supervisor's stderr is the pod's console.
 #[allow(clippy::print_stderr)]
 pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stage1Error> {
-    let (_manifest, _runtime, plans) = ns::plan(&pod)?;
+    let (_manifest, _runtime, plans) = crate::plan::plan(&pod)?;
     if plans.len() > MAX_APPS {
         return Err(Stage1Error::Config(format!(
             "the fly flavor runs at most {MAX_APPS} apps"
@@ -97,7 +101,12 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
                     rustix::process::chdir("/").map_err(|e| setup_err("chdir /")(e.into()))
                 })
                 .and_then(|()| {
-                    ns::become_with(&p.app, &p.name, &p.app.exec, Confinement::Privileged)
+                    crate::confine::become_with(
+                        &p.app,
+                        &p.name,
+                        &p.app.exec,
+                        Confinement::Privileged,
+                    )
                 });
             let (code, error) = match result {
                 Ok(e @ Stage1Error::Exec { .. }) => (127, e),

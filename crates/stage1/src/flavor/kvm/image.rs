@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::Stage1Error;
-use crate::ns::setup_err;
+use crate::setup_err;
 
 /// Bump when the initramfs layout changes, so old caches are not used.
 const LAYOUT_VERSION: u32 = 2;

@@ -1,0 +1,256 @@
+//! The pod init's app loop, shared by the `ns` init and the `kvm` guest's
+//! init: start every app (behind a gate until init has confined itself),
+//! then reap and report. An app with event handlers has a keeper that runs
+//! them, confined like the app.
+
+use crate::confine::Confinement;
+use crate::confine::become_app;
+use crate::confine::confine_as;
+use crate::mounts::{self, Root};
+use crate::plan::AppPlan;
+use crate::report::{Report, send};
+use crate::setup_err;
+use crate::supervise::TERMINATION_SIGNALS;
+use crate::supervise::on_termination;
+use crate::supervise::unblock_termination;
+use crate::sys::{self, process::Forked};
+use crate::{EXIT_SETUP_FAILED, Stage1Error, cgroups, seccomp};
+use rustix::thread::UnshareFlags;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+/// Forwards termination signals from pid 1 to every process of the pod
+/// (-1: every process this pid-1 init may signal, the pod's).
+extern "C" fn forward_signal(sig: libc::c_int) {
+    sys::process::kill(-1, sig);
+}
+
+fn install_forwarding() {
+    on_termination(forward_signal);
+}
+
+/// In the pod's init, its root in place (`/apps/<app>/rootfs` each): starts
+/// every app in its cgroups (`tty` as its terminal if given) and reaps every
+/// process of the pod until the apps are done, reporting each app's start
+/// error and exit status on `report`. The cgroup, terminal and user
+/// namespace handles are closed once every app has started: while the
+/// apps run, init holds only `report` and its stdio.
+pub(crate) fn run_apps(
+    plans: &[AppPlan],
+    app_cgroups: Vec<Vec<std::fs::File>>,
+    cgroup_view: Option<&cgroups::PodView>,
+    tty: Option<crate::tty::AppTerminal>,
+    userns: Option<OwnedFd>,
+    report: &OwnedFd,
+    after_start: AfterStart,
+) {
+    install_forwarding();
+    unblock_termination();
+
+    // The apps wait at this gate until init has given up its privileges:
+    // none runs while init could still be made to use them.
+    let (gate_in, gate_out) = match rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) {
+        Ok(gate) => gate,
+        Err(e) => {
+            send(
+                report,
+                &Report::Error(format!("cannot create the apps' start gate: {e}")),
+            );
+            return;
+        }
+    };
+    let mut gate_out = Some(gate_out);
+    let mut children = Vec::new();
+    for (p, cgroup) in plans.iter().zip(&app_cgroups) {
+        let pid = match sys::process::fork() {
+            Ok(Forked::Parent(pid)) => pid,
+            Ok(Forked::Child) => {
+                // A stop while it waits is for the app it becomes (its
+                // signals are reset, and unblocked, before exec).
+                sys::signal::set_blocked(&TERMINATION_SIGNALS, true);
+                drop(gate_out.take());
+                wait_for_gate(&gate_in);
+                let attached = match &tty {
+                    Some(terminal) => terminal.attach(),
+                    None => crate::tty::new_session(),
+                };
+                let error = match cgroups::join(cgroup).and(attached) {
+                    Ok(()) => exec_app(p, cgroup_view, userns.as_ref()),
+                    Err(e) => e,
+                };
+                send(
+                    report,
+                    &Report::AppError {
+                        app: p.name.clone(),
+                        error: crate::error_line(&error),
+                    },
+                );
+                std::process::exit(match error {
+                    Stage1Error::Exec { .. } => 127,
+                    _ => EXIT_SETUP_FAILED,
+                });
+            }
+            Err(e) => {
+                send(
+                    report,
+                    &Report::AppError {
+                        app: p.name.clone(),
+                        error: e.to_string(),
+                    },
+                );
+                continue;
+            }
+        };
+        children.push((pid, p.name.clone()));
+    }
+    drop(app_cgroups);
+    drop(tty);
+    drop(userns);
+    if after_start == AfterStart::KeepOnlyKill {
+        keep_only_kill();
+        if let Err(e) = confine_init() {
+            // Init must not go on holding more than it needs while pod
+            // processes may trace it: end the pod instead.
+            send(
+                report,
+                &Report::Error(format!(
+                    "init could not confine itself once the apps started ({}): the pod was stopped",
+                    crate::error_line(&e)
+                )),
+            );
+            let _ = sys::process::kill(-1, libc::SIGKILL);
+        }
+    }
+    drop(gate_in);
+    drop(gate_out);
+    // Reap every process of the pod until the apps are done.
+    crate::reap(&children, |name, code| {
+        send(
+            report,
+            &Report::Exit {
+                app: name.to_string(),
+                status: code,
+            },
+        );
+    });
+}
+
+/// Blocks until the write end of `gate` is closed everywhere.
+fn wait_for_gate(gate: &OwnedFd) {
+    let mut byte = [0u8; 1];
+    loop {
+        match rustix::io::read(gate, &mut byte) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Ok(n) if n > 0 => continue,
+            _ => return,
+        }
+    }
+}
+
+/// What init keeps of its capabilities once the apps have started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterStart {
+    /// All (the kvm guest's init still powers the VM off).
+    KeepAll,
+    /// Only CAP_KILL, to pass signals on: a pod process allowed to trace
+    /// init (`--cap-retain=CAP_SYS_PTRACE`) could run code in it, which
+    /// must then have no privilege over the host.
+    KeepOnlyKill,
+}
+
+/// Drops every capability of this process but CAP_KILL, bounding set
+/// included (best effort: init goes on reaping whatever happens).
+fn keep_only_kill() {
+    let kill: caps::CapsHashSet = [caps::Capability::CAP_KILL].into_iter().collect();
+    for cap in caps::all() {
+        if cap != caps::Capability::CAP_KILL {
+            let _ = caps::drop(None, caps::CapSet::Bounding, cap);
+        }
+    }
+    let _ = caps::set(None, caps::CapSet::Inheritable, &caps::CapsHashSet::new());
+    let _ = caps::set(None, caps::CapSet::Effective, &kill);
+    let _ = caps::set(None, caps::CapSet::Permitted, &kill);
+}
+
+/// Limits init to the calls it makes while the apps run
+/// ([`seccomp::INIT_AFTER_START`]; no new privileges).
+fn confine_init() -> Result<(), Stage1Error> {
+    rustix::thread::set_no_new_privs(true)
+        .map_err(|e| setup_err("set no_new_privs on init")(e.into()))?;
+    seccomp::install(&seccomp::program(&seccomp::init_after_start()))
+}
+
+/// In the forked app process: enter its root, drop privileges, exec.
+/// Returns only on failure.
+fn exec_app(
+    p: &AppPlan,
+    cgroup_view: Option<&cgroups::PodView>,
+    userns: Option<&OwnedFd>,
+) -> Stage1Error {
+    match prepare_app(p, cgroup_view, userns) {
+        Ok(cmd) => cmd,
+        Err(e) => e,
+    }
+}
+
+fn prepare_app(
+    p: &AppPlan,
+    cgroup_view: Option<&cgroups::PodView>,
+    userns: Option<&OwnedFd>,
+) -> Result<Stage1Error, Stage1Error> {
+    crate::sys::process::unshare(UnshareFlags::NEWNS)
+        .map_err(|e| setup_err("create the app's mount namespace")(e.into()))?;
+    mounts::make_private_rec()?;
+    mounts::pivot_into(Path::new(&format!("/apps/{}/rootfs", p.name)))?;
+    if let Some(view) = cgroup_view {
+        view.mount(&Root::open(Path::new("/"))?)?;
+    }
+    if let Some(userns) = userns {
+        crate::userns::join(userns)?;
+    }
+    let handler = |name: &str| {
+        p.app
+            .event_handlers
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| h.exec.clone())
+    };
+    let (pre_start, post_stop) = (handler("pre-start"), handler("post-stop"));
+    if pre_start.is_none() && post_stop.is_none() {
+        return become_app(p, &p.app.exec);
+    }
+    // With event handlers this process stays as the app's keeper: it runs
+    // pre-start, the app, then post-stop, all in the app's root and with
+    // its restrictions, and exits with the app's status. The keeper takes
+    // the app's confinement itself first (credentials, capabilities,
+    // seccomp filter): a pod process that can trace it gains nothing.
+    let mut became = confine_as(&p.app, &p.name, Confinement::Confined(p.grants))?;
+    became.seal()?;
+    if let Some(exec) = pre_start {
+        let status = became.run(&exec)?;
+        if status != 0 {
+            return Err(Stage1Error::Config(format!(
+                "the pre-start handler of app '{}' failed with status {status}",
+                p.name
+            )));
+        }
+    }
+    ignore_termination();
+    let status = became.run(&p.app.exec)?;
+    if let Some(exec) = post_stop {
+        let _ = became.run(&exec);
+    }
+    std::process::exit(status);
+}
+
+/// Does nothing: lets the keeper outlive a SIGTERM sent to every process
+/// (its child resets the handler on exec).
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+fn ignore_termination() {
+    sys::signal::on(
+        &[libc::SIGTERM, libc::SIGINT, libc::SIGHUP],
+        ignore_signal,
+        false,
+    );
+}

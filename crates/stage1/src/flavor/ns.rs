@@ -1,0 +1,345 @@
+//! The `ns` flavor: a pod in new mount, pid, UTS and IPC namespaces.
+//!
+//! Processes (see docs/stage1.md):
+//!
+//! ```text
+//! stage1 supervisor (the `skiff run` process after exec; host namespaces)
+//!   └─ pod init (pid 1 of the pod; its own mount/UTS/IPC namespaces;
+//!        │        root = a tmpfs holding only the apps' roots)
+//!        ├─ app "a" (own mount namespace, root = a's overlay)
+//!        └─ app "b"
+//! ```
+//!
+//! The supervisor writes the pod's pid, waits for init, records every
+//! app's exit status (reported by init over a pipe, with setup errors)
+//! and moves the pod to `exited-garbage`. Mounts live only in the pod's
+//! namespaces and disappear with its last process.
+
+use crate::sys::{self, process::Forked};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use rustix::mount::MountFlags;
+use rustix::thread::UnshareFlags;
+use skiff_pod::{Pod, Pods, Runtime};
+
+use crate::mounts::{self, Root};
+use crate::report::{self, Report, send};
+use crate::{EXIT_SETUP_FAILED, Stage1Error, cgroups};
+
+use crate::approot::finish_app_root;
+use crate::approot::mount_app_root;
+use crate::apps::AfterStart;
+use crate::apps::run_apps;
+use crate::plan::AppPlan;
+use crate::plan::plan;
+use crate::setup_err;
+use crate::supervise::end_pod;
+use crate::supervise::forward_to;
+use crate::supervise::join_netns;
+
+/// Runs the pod; returns the exit status for `skiff run` (the first app's).
+// The supervisor's stderr is the pod's console: app start failures are
+// reported there, as they happen.
+#[allow(clippy::print_stderr)]
+pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stage1Error> {
+    let (_manifest, runtime, mut plans) = plan(&pod)?;
+    let limits: Vec<(String, cgroups::Limits)> = plans
+        .iter()
+        .map(|p| (p.name.clone(), cgroups::limits(&p.app)))
+        .collect();
+    let pod_cgroups = cgroups::PodCgroups::create(
+        Path::new(cgroups::ROOT),
+        &pod.uuid,
+        &limits,
+        runtime.pids_limit,
+        &crate::devices::allowed(&runtime.devices),
+    )?;
+    let (init_cgroup, app_cgroups) = pod_cgroups.open_joins()?;
+    // With --interactive init makes the pty in the app's devpts and passes
+    // the master back over this channel.
+    // Otherwise the caller's terminal and files reach the pod only through
+    // pipes (crate::stdio).
+    let (pty_channel, pipes) = if runtime.interactive {
+        (Some(crate::tty::channel()?), None)
+    } else {
+        (None, crate::stdio::Pipes::for_caller()?)
+    };
+    let (read_end, write_end) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| {
+            Stage1Error::Setup {
+                what: "create the status pipe".into(),
+                source: e.into(),
+            }
+        })?;
+    // Made here, in the host pid namespace, where /proc shows its holder.
+    let userns = match runtime.private_users {
+        Some(base) => Some(crate::userns::create(base, skiff_pod::USERNS_SIZE)?),
+        None => None,
+    };
+    // Networking before the pid namespace: CNI plugins must not become
+    // processes of the pod.
+    let undo = |e: Stage1Error| {
+        let _ = crate::net::tear_down(&pod.path, &pod.uuid);
+        pod_cgroups.remove();
+        e
+    };
+    let netns = crate::net::set_up(&pod, &runtime).map_err(undo)?;
+    let registered = crate::mds::register(&pod, &runtime, &mut plans);
+    // The supervisor's own children after the pod's (CNI DEL at the end)
+    // must not land in the pod's pid namespace, which is gone by then.
+    let host_pidns = std::fs::File::open("/proc/self/ns/pid")
+        .map_err(setup_err("open the host's pid namespace"))
+        .map_err(undo)?;
+    crate::sys::process::unshare(UnshareFlags::NEWPID)
+        .map_err(|e| Stage1Error::Setup {
+            what: "create the pid namespace".into(),
+            source: e.into(),
+        })
+        .map_err(undo)?;
+    let forked = sys::process::fork().map_err(|source| {
+        undo(Stage1Error::Setup {
+            what: "fork the pod init".into(),
+            source,
+        })
+    })?;
+    let child = match forked {
+        Forked::Parent(child) => child,
+        Forked::Child => {
+            // Init lives on next to the apps: it keeps no handle on the host
+            // beyond what starting them needs (a pod process allowed to trace
+            // it, `--cap-retain=CAP_SYS_PTRACE`, could reopen any through
+            // /proc/1/fd), and drops those once they are started.
+            drop(read_end);
+            drop(lock);
+            drop(init_cgroup);
+            drop(host_pidns);
+            let pty_channel = pty_channel.map(|(_, init_end)| init_end);
+            // Its own session: init's `kill(0, …)` (code a tracing pod
+            // process runs in it could call it) would otherwise reach the
+            // caller's process group outside the pod.
+            let _ = rustix::process::setsid();
+            let attached = match pipes {
+                Some(pipes) => pipes.attach(),
+                // With --interactive the app gets a pty of the pod's own;
+                // init keeps nothing of the caller's terminal.
+                None if runtime.interactive => crate::stdio::null_stdio(),
+                None => Ok(()),
+            };
+            let joined = attached.and_then(|()| join_netns(netns.as_ref()));
+            drop(netns);
+            let code = match joined.and_then(|()| {
+                init(
+                    &pod,
+                    &runtime,
+                    &plans,
+                    app_cgroups,
+                    pty_channel,
+                    userns,
+                    &write_end,
+                )
+            }) {
+                Ok(()) => 0,
+                Err(e) => {
+                    send(&write_end, &Report::Error(crate::error_line(&e)));
+                    EXIT_SETUP_FAILED
+                }
+            };
+            std::process::exit(code);
+        }
+    };
+    drop(write_end);
+    if let Err(e) = rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&host_pidns),
+        Some(rustix::thread::LinkNameSpaceType::ProcessID),
+    ) {
+        eprintln!("skiff: cannot return to the host's pid namespace: {e}");
+    }
+    drop(host_pidns);
+    // Init is moved into the pod's cgroup from here, while it sets up its
+    // mounts: the first cgroup migration after an idle spell waits for an
+    // RCU grace period (docs/performance.md), which this overlaps with
+    // init's work instead of adding to it. The apps join their own cgroups
+    // themselves, before exec, so no app runs outside its limits.
+    let mut setup_error = cgroups::move_into(&init_cgroup, child).err().map(|e| {
+        sys::process::kill(child, libc::SIGKILL);
+        crate::error_line(&e)
+    });
+    drop(init_cgroup);
+    forward_to(child);
+    let copying = match pipes.map(|pipes| pipes.start(child)).transpose() {
+        Ok(copying) => copying,
+        Err(e) => {
+            sys::process::kill(child, libc::SIGKILL);
+            setup_error.get_or_insert(crate::error_line(&e));
+            None
+        }
+    };
+    pod.set_pid(child);
+    let _ = pod.stamp("started");
+
+    let mut recorder = report::Recorder::new(&pod, plans.iter().map(|p| p.name.as_str()).collect());
+    let mut on_line = |line: &str| recorder.line(line);
+    let master = pty_channel.and_then(|(supervisor_end, init_end)| {
+        drop(init_end);
+        crate::tty::receive_master(&supervisor_end)
+    });
+    match &master {
+        Some(master) => {
+            let raw = crate::tty::RawMode::enter();
+            crate::tty::relay(master, &read_end, Some(&mut on_line));
+            drop(raw);
+        }
+        None => {
+            report::read_lines(std::fs::File::from(read_end), u64::MAX, &mut on_line);
+        }
+    }
+    let mut first_status = recorder.first_status;
+    if let Some(e) = recorder.setup_error {
+        setup_error.get_or_insert(e);
+    }
+    let wstatus = sys::process::wait(child).unwrap_or(0);
+    if let Some(copying) = copying {
+        copying.finish();
+    }
+    // Init killed (`skiff stop --force`) takes its apps with it before it
+    // can report them: they ended by the same signal.
+    if libc::WIFSIGNALED(wstatus) {
+        let code = crate::exit_code(wstatus);
+        for p in &plans {
+            if pod.app_exit(&p.name).is_none() {
+                pod.set_app_exit(&p.name, code);
+                if p.name == plans[0].name {
+                    first_status = Some(code);
+                }
+            }
+        }
+    }
+    for p in &plans {
+        let kills = pod_cgroups.oom_kills(&p.name);
+        if kills > 0 {
+            let dir = pod.path.join("apps").join(&p.name);
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join("oom"), kills.to_string());
+            eprintln!(
+                "skiff: app '{}' of pod {} was killed for exceeding its memory limit",
+                p.name, pod.uuid
+            );
+        }
+    }
+    drop(netns);
+    pod_cgroups.remove();
+    end_pod(pods, &mut pod, registered);
+    if let Some(e) = setup_error {
+        return Err(Stage1Error::Pod(e));
+    }
+    Ok(first_status.unwrap_or(EXIT_SETUP_FAILED))
+}
+
+/// The pod's pid 1: namespaces, filesystems, apps, reaping.
+/// Overwrites this process's argument area (what `/proc/<pid>/cmdline`
+/// shows) with "skiff-init": the pod's processes see that as their pid 1,
+/// not stage1's command line, which names host paths. Best effort.
+fn hide_host_cmdline() {
+    use std::io::{Seek, SeekFrom, Write};
+    // arg_start and arg_end are fields 48 and 49 of /proc/self/stat.
+    let Some(fields) = crate::proc_stat("self") else {
+        return;
+    };
+    let (Some(&start), Some(&end)) = (fields.get(48), fields.get(49)) else {
+        return;
+    };
+    let Some(len) = end.checked_sub(start).and_then(|l| usize::try_from(l).ok()) else {
+        return;
+    };
+    let mut area = vec![0u8; len];
+    let name = b"skiff-init";
+    let n = name.len().min(len.saturating_sub(1));
+    area[..n].copy_from_slice(&name[..n]);
+    let _ = rustix::thread::set_name(c"skiff-init");
+    // Our own memory, through the kernel (no pointer into it is held).
+    if let Ok(mut mem) = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/mem")
+    {
+        let _ = mem
+            .seek(SeekFrom::Start(start))
+            .and_then(|_| mem.write_all(&area));
+    }
+}
+
+pub(crate) fn init(
+    pod: &Pod,
+    runtime: &Runtime,
+    plans: &[AppPlan],
+    app_cgroups: Vec<Vec<std::fs::File>>,
+    pty_channel: Option<OwnedFd>,
+    userns: Option<OwnedFd>,
+    report: &OwnedFd,
+) -> Result<(), Stage1Error> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(|e| setup_err("make init non-dumpable")(e.into()))?;
+    hide_host_cmdline();
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(|e| setup_err("set the parent-death signal")(e.into()))?;
+    crate::sys::process::unshare(UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC)
+        .map_err(|e| setup_err("create the mount, UTS and IPC namespaces")(e.into()))?;
+    mounts::make_private_rec()?;
+
+    if let Some(base) = runtime.private_users {
+        mounts::create_as(base);
+    }
+    // What the apps will see of their cgroups, read while the host's
+    // /sys/fs/cgroup is still in view.
+    let cgroup_view = cgroups::PodView::detect(Path::new(cgroups::ROOT));
+    let stage1_root = pod.path.join("stage1");
+    std::fs::create_dir_all(&stage1_root)
+        .map_err(setup_err(format!("create {}", stage1_root.display())))?;
+    let root = Root::open(&stage1_root)?;
+    // Close-on-exec like every fd init holds: no app may inherit a
+    // handle on the host's file system.
+    let stage1_fd =
+        rustix::io::fcntl_dupfd_cloexec(&root.fd, 0).map_err(|e| setup_err("dup")(e.into()))?;
+    mounts::mount(
+        "tmpfs",
+        &stage1_fd,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        Some(c"mode=755"),
+        "the pod root",
+    )?;
+    let mut tty = None;
+    for p in plans {
+        let app_root = mount_app_root(pod, &stage1_root, p, userns.as_ref())?;
+        mounts::setup_kernel_filesystems(
+            &app_root,
+            "/dev/null",
+            mounts::KernelPaths::of(p.grants),
+            &runtime.devices,
+        )?;
+        finish_app_root(pod, &app_root, p)?;
+        if let (Some(channel), None) = (&pty_channel, &tty) {
+            let pty = crate::tty::open_in(&app_root)?;
+            crate::tty::send_master(channel, &pty.master)?;
+            tty = Some(pty.slave);
+        }
+    }
+    rustix::system::sethostname(runtime.hostname.as_bytes())
+        .map_err(|e| setup_err(format!("set the hostname '{}'", runtime.hostname))(e.into()))?;
+    mounts::pivot_into(&stage1_root)?;
+    // The pod root's handles name the host's directory of it: `..` of
+    // either leads out of the pod.
+    drop(stage1_fd);
+    drop(root);
+    drop(pty_channel);
+    run_apps(
+        plans,
+        app_cgroups,
+        Some(&cgroup_view),
+        tty.map(crate::tty::AppTerminal::OwnSession),
+        userns,
+        report,
+        AfterStart::KeepOnlyKill,
+    );
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! The supervisor's part that every flavor shares: passing termination
+//! signals on to the pod, joining the pod's network namespace, and ending
+//! the pod (unregister, networks, exited-garbage).
+
+use crate::Stage1Error;
+use crate::setup_err;
+use crate::sys;
+use skiff_pod::{Pod, Pods, State};
+
+/// The end of every flavor's supervisor: unregister from the metadata
+/// service, delete the pod's networks (gc retries a failure), stamp the
+/// exit and move the pod to exited-garbage.
+#[allow(clippy::print_stderr)]
+pub(crate) fn end_pod(pods: &Pods, pod: &mut Pod, registered: Option<crate::mds::Registered>) {
+    if let Some(r) = registered {
+        r.unregister();
+    }
+    if let Err(e) = crate::net::tear_down(&pod.path, &pod.uuid) {
+        eprintln!(
+            "skiff: pod {}: removing its networks failed (skiff gc retries): {}",
+            pod.uuid,
+            crate::error_line(&e)
+        );
+    }
+    let _ = pod.stamp("exited");
+    let _ = pod.move_to(pods, State::ExitedGarbage);
+}
+
+/// Moves init into the pod's network namespace (before it makes its other
+/// namespaces, while it still holds the host's capabilities).
+pub(crate) fn join_netns(netns: Option<&std::fs::File>) -> Result<(), Stage1Error> {
+    match netns {
+        Some(ns) => rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(ns),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .map_err(|e| setup_err("join the pod's network namespace")(e.into())),
+        None => Ok(()),
+    }
+}
+
+/// The pod init's pid, for the supervisor's signal handler.
+static INIT_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward_to_init(sig: libc::c_int) {
+    let pid = INIT_PID.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        sys::process::kill(pid, sig);
+    }
+}
+
+/// In the supervisor: Ctrl-C, `kill` and hang-ups go to the pod's init
+/// (which passes them to the apps) instead of killing the supervisor, so
+/// the pod is always stopped cleanly and its status recorded.
+pub(crate) fn forward_to(init: i32) {
+    INIT_PID.store(init, std::sync::atomic::Ordering::Relaxed);
+    on_termination(forward_to_init);
+    unblock_termination();
+}
+
+/// Installs `handler` for the [`TERMINATION_SIGNALS`].
+pub(crate) fn on_termination(handler: sys::signal::Handler) {
+    sys::signal::on(&TERMINATION_SIGNALS, handler, true);
+}
+
+/// The signals that stop a pod.
+pub const TERMINATION_SIGNALS: [libc::c_int; 4] =
+    [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
+
+/// Stage0 blocks these before exec-ing stage1 (the mask survives exec), so
+/// that a Ctrl-C before the handlers are in place waits for them.
+pub(crate) fn unblock_termination() {
+    sys::signal::set_blocked(&TERMINATION_SIGNALS, false);
+}
