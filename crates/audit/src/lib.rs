@@ -19,12 +19,8 @@ pub use packages::{Ecosystem, Package};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] skiff_io::IoError),
     #[error("{0}")]
     Image(String),
 }

@@ -35,10 +35,7 @@ fn db_err(e: rusqlite::Error) -> AuditError {
 /// Opens (creating) the database at `path`.
 pub fn open(path: &Path) -> Result<Connection, AuditError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| AuditError::Io {
-            what: format!("create {}", dir.display()),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(skiff_io::io_err_at("create", dir))?;
     }
     let conn = Connection::open(path).map_err(db_err)?;
     conn.execute_batch(
@@ -59,10 +56,7 @@ pub fn import(conn: &mut Connection, path: &Path) -> Result<usize, AuditError> {
     let mut stack = vec![path.to_path_buf()];
     while let Some(p) = stack.pop() {
         if p.is_dir() {
-            let entries = std::fs::read_dir(&p).map_err(|source| AuditError::Io {
-                what: format!("list {}", p.display()),
-                source,
-            })?;
+            let entries = std::fs::read_dir(&p).map_err(skiff_io::io_err_at("list", &p))?;
             stack.extend(entries.flatten().map(|e| e.path()));
         } else if p.extension().is_some_and(|e| e == "json") {
             files.push(p);

@@ -82,10 +82,7 @@ fn read_in_root(root: &std::fs::File, rel: &str) -> Option<String> {
 
 /// The inventory of a rendered tree (a root filesystem directory).
 pub fn from_tree(root: &Path) -> Result<Inventory, AuditError> {
-    let dir = std::fs::File::open(root).map_err(|source| AuditError::Io {
-        what: format!("open {}", root.display()),
-        source,
-    })?;
+    let dir = std::fs::File::open(root).map_err(skiff_io::io_err_at("open", root))?;
     let mut inv = Inventory {
         distro: OS_RELEASE
             .iter()
@@ -127,10 +124,7 @@ pub fn from_tree(root: &Path) -> Result<Inventory, AuditError> {
 
 /// The inventory of an ACI file (the image alone, without dependencies).
 pub fn from_aci(path: &Path) -> Result<Inventory, AuditError> {
-    let io = |what: &str| {
-        let what = format!("{what} {}", path.display());
-        move |source| AuditError::Io { what, source }
-    };
+    let io = |action: &str| skiff_io::io_err_at(action, path);
     let mut file = std::fs::File::open(path).map_err(io("open"))?;
     let mut magic = [0u8; 6];
     let n = file.read(&mut magic).map_err(io("read"))?;

@@ -45,6 +45,8 @@ pub enum FetchError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Write(#[from] skiff_io::IoError),
     #[error("TLS setup: {0}")]
     Tls(String),
     #[error("cannot fetch {url}: {reason}")]

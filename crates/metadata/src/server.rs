@@ -30,20 +30,13 @@ pub struct Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] skiff_io::IoError),
     #[error("a metadata service already runs for {0}")]
     AlreadyRunning(String),
 }
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
-    let what = what.into();
-    move |source| ServerError::Io { what, source }
-}
+use skiff_io::io_err as io;
 
 /// Whether pod `uuid` of `data_dir` is running: its stage1 holds the lock
 /// on `pods/run/<uuid>`.
@@ -110,7 +103,7 @@ async fn serve(config: Config) -> Result<(), ServerError> {
     registrations.abort();
     let _ = std::fs::remove_file(&socket);
     tracing::info!("metadata service stopped");
-    result.map_err(io("serve HTTP"))
+    Ok(result.map_err(io("serve HTTP"))?)
 }
 
 async fn shutdown_signal() {

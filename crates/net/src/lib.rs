@@ -54,18 +54,11 @@ pub enum NetError {
         command: String,
         message: String,
     },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] skiff_io::IoError),
 }
 
-pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {
-    let what = what.into();
-    move |source| NetError::Io { what, source }
-}
+pub(crate) use skiff_io::io_err;
 
 /// The plugin search path: `SKIFF_CNI_PATH` (colon-separated) or the default.
 pub fn cni_path() -> Vec<std::path::PathBuf> {

@@ -24,16 +24,19 @@ pub fn create(path: &Path) -> Result<(), NetError> {
     // restored below before anything else runs on it.
     let made = unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNET) };
     let set_up = made
-        .map_err(|e| io_err("create a network namespace")(e.into()))
+        .map_err(|e| NetError::from(io_err("create a network namespace")(e.into())))
         .and_then(|()| {
             rustix::mount::mount_bind("/proc/thread-self/ns/net", path).map_err(|e| {
-                io_err(format!("bind the network namespace to {}", path.display()))(e.into())
+                NetError::from(io_err(format!(
+                    "bind the network namespace to {}",
+                    path.display()
+                ))(e.into()))
             })
         })
         .and_then(|()| loopback_up())
         .and_then(|()| {
             std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")
-                .map_err(io_err("open low ports in the pod's network namespace"))
+                .map_err(|e| io_err("open low ports in the pod's network namespace")(e).into())
         });
     let back = rustix::thread::move_into_link_name_space(
         original.as_fd(),
@@ -41,7 +44,7 @@ pub fn create(path: &Path) -> Result<(), NetError> {
     );
     if let Err(e) = back {
         // Still in the pod's namespace: nothing done here would be right.
-        return Err(io_err("return to the host network namespace")(e.into()));
+        return Err(io_err("return to the host network namespace")(e.into()).into());
     }
     if let Err(e) = set_up {
         remove(path);
@@ -58,7 +61,7 @@ fn loopback_up() -> Result<(), NetError> {
         None,
     )
     .map_err(|e| io_err("open a socket to configure lo")(e.into()))?;
-    crate::ifreq::set_up(sock.as_fd(), "lo").map_err(io_err("bring lo up"))
+    Ok(crate::ifreq::set_up(sock.as_fd(), "lo").map_err(io_err("bring lo up"))?)
 }
 
 /// Unbinds and removes a namespace made by [`create`]; what is already

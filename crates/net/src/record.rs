@@ -29,13 +29,11 @@ pub fn read(pod: &Path) -> Option<NetInfo> {
 pub fn write(pod: &Path, info: &NetInfo) -> Result<(), NetError> {
     let path = dir(pod).join("info.json");
     let tmp = dir(pod).join(".info.json.tmp");
-    let text = serde_json::to_vec_pretty(info).map_err(|e| NetError::Io {
-        what: "encode the network record".into(),
-        source: e.into(),
-    })?;
-    std::fs::write(&tmp, text)
+    let text = serde_json::to_vec_pretty(info)
+        .map_err(|e| io_err("encode the network record")(e.into()))?;
+    Ok(std::fs::write(&tmp, text)
         .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(io_err(format!("write {}", path.display())))
+        .map_err(io_err(format!("write {}", path.display())))?)
 }
 
 /// Removes the record (after a complete teardown).

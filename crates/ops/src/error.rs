@@ -13,12 +13,8 @@ pub enum OpsError {
     /// to do instead. Nothing was made.
     #[error("{0}")]
     Refused(String),
-    #[error("cannot {what}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] skiff_io::IoError),
     #[error("cannot open the store in {} (are you root? see --dir)", dir.display())]
     OpenStore {
         dir: PathBuf,
@@ -47,6 +43,14 @@ pub enum OpsError {
     Audit(#[from] skiff_audit::AuditError),
     #[error(transparent)]
     Trust(#[from] skiff_trust::TrustError),
+    #[error("{location}")]
+    Key {
+        location: String,
+        #[source]
+        source: skiff_trust::TrustError,
+    },
+    #[error(transparent)]
+    Build(#[from] skiff_spec::aci::build::BuildError),
 }
 
 /// A refusal with this message.
@@ -54,8 +58,4 @@ pub(crate) fn refused(message: impl Into<String>) -> OpsError {
     OpsError::Refused(message.into())
 }
 
-/// Maps an I/O error to [`OpsError::Io`] for `what` ("read /x").
-pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> OpsError {
-    let what = what.into();
-    move |source| OpsError::Io { what, source }
-}
+pub(crate) use skiff_io::io_err as io;

@@ -7,16 +7,23 @@
 //! - [`run`]: fetch and render a pod's images, prepare it, start it.
 //! - [`pods`]: what a pod is ([`pods::PodInfo`]), stop, rm, gc.
 //! - [`fetch`]: images into the store, under the run policy.
+//! - [`image`]: images in the store (list, rm, gc, verify, audit, export,
+//!   extract, render) and as files (build, sign, validate, manifest).
 //! - [`network`]: a pod's networking options, resolved.
 //! - [`policy`]: the run policy (vulnerabilities, signatures, prefixes).
+//! - [`trust`]: trusted keys (list, rm, add, discover) and signing keys.
+//! - [`vulndb`]: the vulnerability database (OSV advisories).
 
 pub mod context;
 pub mod error;
 pub mod fetch;
+pub mod image;
 pub mod network;
 pub mod pods;
 pub mod policy;
 pub mod run;
+pub mod trust;
+pub mod vulndb;
 
 pub use context::{Context, Settings};
 pub use error::OpsError;

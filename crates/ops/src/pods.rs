@@ -177,7 +177,7 @@ fn remove_pod(ctx: &Context, pods: &Pods, mut pod: Pod) -> Result<(), OpsError> 
     }
     skiff_pod::mounts::unmount_under(&pod.path)
         .map_err(|(point, e)| io(format!("unmount {}", point.display()))(e))?;
-    std::fs::remove_dir_all(&pod.path).map_err(io(format!("remove {}", pod.path.display())))
+    Ok(std::fs::remove_dir_all(&pod.path).map_err(io(format!("remove {}", pod.path.display())))?)
 }
 
 /// Removes the pod `uuid`, which must have ended; returns its UUID.

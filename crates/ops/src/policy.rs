@@ -104,7 +104,7 @@ impl Policy {
             reasons.push(format!("no trusted key signed it{note}"));
         }
         if let Some(max) = &self.max_severity {
-            let db = ctx.dir().join("vuln/osv.sqlite");
+            let db = crate::vulndb::path(ctx);
             if !db.exists() {
                 reasons.push(
                     "max-severity needs a vulnerability database: import OSV advisories with `skiff vuln-db import`"
@@ -112,7 +112,7 @@ impl Policy {
                 );
             } else {
                 let tree = store.render(&rec.id)?;
-                let inventory = skiff_audit::source::from_tree(&tree.join("rootfs"))?;
+                let inventory = skiff_audit::source::from_tree(&tree.rootfs())?;
                 let conn = skiff_audit::osv::open(&db)?;
                 let limit = rank(max).unwrap_or(0);
                 let bad: Vec<String> = skiff_audit::osv::findings(&conn, &inventory)?
@@ -160,13 +160,7 @@ impl Policy {
         top: &skiff_spec::ImageId,
         before: &std::collections::BTreeSet<String>,
     ) -> Result<(), OpsError> {
-        let tree = store.render(top)?;
-        let listed = tree.join("images");
-        let ids: Vec<String> = std::fs::read_to_string(&listed)
-            .map_err(io(format!("read {}", listed.display())))?
-            .lines()
-            .map(str::to_string)
-            .collect();
+        let ids = store.render(top)?.images()?;
         let verdict = ids
             .iter()
             .try_for_each(|id| self.enforce(ctx, store, &store.resolve(id)?));

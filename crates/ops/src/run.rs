@@ -182,10 +182,8 @@ pub fn prepare<R: KeyReview>(
         let tree = store.render(&fetched.id)?;
         app.request.image_id = fetched.id.to_string();
         app.request.manifest = Some(fetched.manifest);
-        app.request.tree = tree.join("rootfs");
-        app.request.tree_images = std::fs::read_to_string(tree.join("images"))
-            .map(|s| s.lines().map(str::to_string).collect())
-            .unwrap_or_default();
+        app.request.tree = tree.rootfs();
+        app.request.tree_images = tree.images().unwrap_or_default();
     }
     let manifests: Vec<_> = apps
         .iter()
@@ -286,7 +284,7 @@ pub fn start(ctx: &Context, stage1: &Path, mut pod: Pod, how: Start) -> Result<P
     if how == Start::Foreground {
         block_termination_signals();
         let err = cmd.exec();
-        return Err(io(format!("start stage1 {}", stage1.display()))(err));
+        return Err(io(format!("start stage1 {}", stage1.display()))(err).into());
     }
     let log_path = pod.path.join("stage1.log");
     let log = std::fs::File::create(&log_path).map_err(io("create the stage1 log"))?;
@@ -370,7 +368,7 @@ pub fn enter(ctx: &Context, uuid: &str, app: Option<&str>, tty: bool, cmd: &[Str
     // The caller's environment (its secrets) never reaches the process
     // that joins the pod; the command gets the app's.
     command.env_clear();
-    io("start stage1")(command.exec())
+    io("start stage1")(command.exec()).into()
 }
 
 #[cfg(test)]

@@ -40,13 +40,8 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
-    #[error("cannot {action} {}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] skiff_io::IoError),
     #[error("no pod matches '{0}' (see `skiff list`)")]
     NotFound(String),
     #[error("'{query}' matches several pods: {}", matches.join(", "))]
@@ -63,14 +58,7 @@ pub enum PodError {
     Invalid(String),
 }
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PodError {
-    let path = path.to_path_buf();
-    move |source| PodError::Io {
-        action,
-        path,
-        source,
-    }
-}
+pub(crate) use skiff_io::io_err_at as io_err;
 
 /// The states a pod directory moves through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -464,7 +452,7 @@ impl Pods {
             let entries = match fs::read_dir(&dir) {
                 Ok(e) => e,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("list", &dir)(e)),
+                Err(e) => return Err(io_err("list", &dir)(e).into()),
             };
             for entry in entries.flatten() {
                 let uuid = entry.file_name().to_string_lossy().into_owned();
@@ -540,7 +528,7 @@ impl Pod {
     }
 
     fn open_dir(&self) -> Result<File, PodError> {
-        File::open(&self.path).map_err(io_err("open", &self.path))
+        Ok(File::open(&self.path).map_err(io_err("open", &self.path))?)
     }
 
     /// Waits for the exclusive lock.
@@ -560,7 +548,7 @@ impl Pod {
         ) {
             Ok(()) => Ok(Some(PodLock { file })),
             Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-            Err(e) => Err(io_err("lock", &self.path)(e.into())),
+            Err(e) => Err(io_err("lock", &self.path)(e.into()).into()),
         }
     }
 
@@ -588,7 +576,7 @@ impl Pod {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        fs::write(&path, json).map_err(io_err("write", &path))
+        Ok(fs::write(&path, json).map_err(io_err("write", &path))?)
     }
 
     pub fn created(&self) -> i64 {
@@ -656,7 +644,7 @@ impl Pod {
     /// Records a timestamp file (`started`, `exited`).
     pub fn stamp(&self, what: &str) -> Result<(), PodError> {
         let path = self.path.join(what);
-        fs::write(&path, now().to_string()).map_err(io_err("write", &path))
+        Ok(fs::write(&path, now().to_string()).map_err(io_err("write", &path))?)
     }
 
     /// The state to show: `running`, `exited` (also for a `run` pod whose

@@ -376,11 +376,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
         .unwrap_or_else(|| format!("skiff-{}", &pod.uuid[..8]));
     let result = (|| {
         let path = pod.manifest_path();
-        std::fs::write(&path, to_pretty_json(&manifest)).map_err(|source| PodError::Io {
-            action: "write",
-            path,
-            source,
-        })?;
+        std::fs::write(&path, to_pretty_json(&manifest)).map_err(crate::io_err("write", &path))?;
         let runtime = |private_users| Runtime {
             flavor: req.flavor,
             hostname: hostname.clone(),
@@ -410,11 +406,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
         images.sort();
         images.dedup();
         let path = pod.path.join("images");
-        std::fs::write(&path, images.join("\n") + "\n").map_err(|source| PodError::Io {
-            action: "write",
-            path,
-            source,
-        })?;
+        std::fs::write(&path, images.join("\n") + "\n").map_err(crate::io_err("write", &path))?;
         // Each app's image manifest, for the metadata service.
         let dir = pod.path.join("image-manifests");
         for (app, app_req) in manifest.apps.iter().zip(&req.apps) {
@@ -422,11 +414,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
                 let path = dir.join(format!("{}.json", app.name.as_str()));
                 std::fs::create_dir_all(&dir)
                     .and_then(|()| std::fs::write(&path, to_pretty_json(m)))
-                    .map_err(|source| PodError::Io {
-                        action: "write",
-                        path,
-                        source,
-                    })?;
+                    .map_err(crate::io_err("write", &path))?;
             }
         }
         pod.move_to(pods, State::Prepared)

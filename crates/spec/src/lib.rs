@@ -9,6 +9,7 @@
 //! * [`isolator`]: the standard isolators and their value rules.
 //! * [`image`] / [`pod`]: image and pod manifests.
 //! * [`manifest`]: parse-and-validate entry points and their errors.
+//! * [`edit`]: typed changes to an image manifest (`skiff image build`).
 //! * [`id`]: strict `sha512-<128 hex>` image IDs.
 //! * [`discovery`]: image names with labels, discovery meta tags, templates.
 //! * [`aci`]: ACI detection, decompression, validation, image IDs, building.
@@ -21,6 +22,7 @@
 pub mod aci;
 mod decode;
 pub mod discovery;
+pub mod edit;
 mod gocompat;
 pub mod id;
 pub mod image;

@@ -44,7 +44,7 @@ fn entries(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, StoreError>
     match std::fs::read_dir(dir) {
         Ok(rd) => Ok(rd.filter_map(|e| e.ok().map(|e| e.path())).collect()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(io_err("list", dir)(e)),
+        Err(e) => Err(io_err("list", dir)(e).into()),
     }
 }
 
@@ -79,7 +79,7 @@ impl Store {
                 match std::fs::remove_file(&path) {
                     Ok(()) => report.staging_files += 1,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_err("remove", &path)(e)),
+                    Err(e) => return Err(io_err("remove", &path)(e).into()),
                 }
             }
         }
@@ -129,7 +129,7 @@ impl Store {
                 match std::fs::remove_file(&path) {
                     Ok(()) => report.layers += 1,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_err("remove", &path)(e)),
+                    Err(e) => return Err(io_err("remove", &path)(e).into()),
                 }
             }
         }

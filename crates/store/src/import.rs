@@ -379,7 +379,7 @@ impl Store {
                 record.blob_size = size;
                 record.compression = compression;
             }
-            Err(e) => return Err(io_err("move into the store", &blob)(e.into())),
+            Err(e) => return Err(io_err("move into the store", &blob)(e.into()).into()),
         }
         let newly_added = self.index().insert_image(&record)?;
         if !newly_added {

@@ -30,17 +30,13 @@ use std::path::{Path, PathBuf};
 pub use db::{ImageRecord, RemoteRecord};
 pub use import::{Imported, STOPPED, Staged};
 pub use policy::ArchivePolicy;
+pub use render::RenderedTree;
 use skiff_spec::ImageId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot {action} {}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] skiff_io::IoError),
     #[error("store index error: {0}")]
     Index(String),
     #[error("invalid image")]
@@ -59,14 +55,7 @@ pub enum StoreError {
     Render { image: String, reason: String },
 }
 
-pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
-    let path = path.to_path_buf();
-    move |source| StoreError::Io {
-        action,
-        path,
-        source,
-    }
-}
+pub(crate) use skiff_io::io_err_at as io_err;
 
 /// The store in one data directory.
 pub struct Store {
@@ -201,7 +190,7 @@ impl Store {
         match std::fs::remove_file(&blob) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("remove", &blob)(e)),
+            Err(e) => return Err(io_err("remove", &blob)(e).into()),
         }
         Ok(())
     }

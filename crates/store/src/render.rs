@@ -137,20 +137,19 @@ impl Store {
     }
 
     /// Renders `id` (and its dependencies, which must be in the store) into
-    /// `trees/<hex>`, unless already rendered; returns the tree directory
-    /// (its `rootfs` is the image's root filesystem).
-    pub fn render(&self, id: &ImageId) -> Result<PathBuf, StoreError> {
+    /// `trees/<hex>`, unless already rendered.
+    pub fn render(&self, id: &ImageId) -> Result<RenderedTree, StoreError> {
         let layout = self.layout();
         let tree = layout.tree(id);
         let ready = tree.join("ready");
         if ready.exists() {
             self.index().touch(id)?;
-            return Ok(tree);
+            return Ok(RenderedTree { dir: tree });
         }
         let lock_path = layout.tree_lock(id);
         let _lock = FileLock::exclusive(&lock_path).map_err(io_err("lock", &lock_path))?;
         if ready.exists() {
-            return Ok(tree);
+            return Ok(RenderedTree { dir: tree });
         }
         let layers = match self.dependency_layers(id)? {
             Ok(layers) => layers,
@@ -172,7 +171,7 @@ impl Store {
             .trees()
             .join(format!(".render-{}-{}", id.hex(), std::process::id()));
         let _ = std::fs::remove_dir_all(&work);
-        let result = (|| {
+        let result = (|| -> Result<(), StoreError> {
             std::fs::create_dir_all(work.join("rootfs")).map_err(io_err("create", &work))?;
             let rootfs = work.join("rootfs");
             let root = rustix::fs::open(
@@ -190,14 +189,42 @@ impl Store {
                 std::fs::remove_dir_all(&tree)
                     .map_err(io_err("remove the unfinished tree", &tree))?;
             }
-            std::fs::rename(&work, &tree).map_err(io_err("move into place", &tree))
+            Ok(std::fs::rename(&work, &tree).map_err(io_err("move into place", &tree))?)
         })();
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&work);
         }
         result?;
         self.index().touch(id)?;
-        Ok(tree)
+        Ok(RenderedTree { dir: tree })
+    }
+}
+
+/// A rendered image: `trees/<hex>`, complete (its `ready` marker is
+/// written last): the root filesystem of the image over its dependencies,
+/// and the list of the images whose layers make it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedTree {
+    dir: PathBuf,
+}
+
+impl RenderedTree {
+    /// The tree's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The image's root filesystem.
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    /// The IDs of the images whose layers make the tree (dependencies
+    /// first, the image last).
+    pub fn images(&self) -> Result<Vec<String>, StoreError> {
+        let path = self.dir.join("images");
+        let text = std::fs::read_to_string(&path).map_err(io_err("read", &path))?;
+        Ok(text.lines().map(str::to_string).collect())
     }
 }
 

@@ -119,7 +119,7 @@ fn imports_resolves_renders_and_verifies() {
     assert!(store.resolve("sha512-ab").is_err());
 
     let tree = store.render(&app_id).unwrap();
-    let rootfs = tree.join("rootfs");
+    let rootfs = tree.rootfs();
     assert_eq!(
         std::fs::read(rootfs.join("etc/shared")).unwrap(),
         b"from app"
@@ -174,7 +174,7 @@ fn path_whitelist_filters_dependencies() {
         &[file("rootfs/mine", b"m")],
     );
     let id = store.import(app.as_slice(), &policy).unwrap().id;
-    let rootfs = store.render(&id).unwrap().join("rootfs");
+    let rootfs = store.render(&id).unwrap().rootfs();
     assert!(rootfs.join("keep").exists());
     assert!(rootfs.join("mine").exists());
     assert!(!rootfs.join("drop").exists());

@@ -130,14 +130,7 @@ pub struct Keystore {
     system: PathBuf,
 }
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> TrustError {
-    let path = path.to_path_buf();
-    move |source| TrustError::Io {
-        action,
-        path,
-        source,
-    }
-}
+use skiff_io::io_err_at as io_err;
 
 impl Keystore {
     /// `local_config` is e.g. `/etc/skiff`, `system_config` `/usr/lib/skiff`.
@@ -189,7 +182,7 @@ impl Keystore {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("read", &prefixes)(e)),
+            Err(e) => return Err(io_err("read", &prefixes)(e).into()),
         }
         Ok(out)
     }
@@ -208,7 +201,7 @@ impl Keystore {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("read", dir)(e)),
+            Err(e) => return Err(io_err("read", dir)(e).into()),
         }
         out.sort();
         Ok(out)

@@ -24,13 +24,8 @@ mod tests;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
-    #[error("cannot {action} {}", path.display())]
-    Io {
-        action: &'static str,
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] skiff_io::IoError),
     #[error("not an OpenPGP public key: {0}")]
     BadKey(String),
     #[error("not an OpenPGP signature: {0}")]

@@ -196,11 +196,7 @@ pub fn verify_detached(
             {
                 return Err(invalid(problem));
             }
-            let file = File::open(data).map_err(|source| TrustError::Io {
-                action: "read",
-                path: data.to_path_buf(),
-                source,
-            })?;
+            let file = File::open(data).map_err(skiff_io::io_err_at("read", data))?;
             let reader = BufReader::with_capacity(1 << 16, file);
             let (result, signed_by) = match subkey {
                 Some(sub) => (

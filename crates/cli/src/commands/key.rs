@@ -1,11 +1,8 @@
 //! `skiff key generate`: an Ed25519 OpenPGP key pair for signing images.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Subcommand;
 
 #[derive(Subcommand, Debug)]
@@ -26,26 +23,8 @@ pub enum KeyCommand {
 pub fn run(cmd: KeyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         KeyCommand::Generate { out, uid } => {
-            let key = skiff_trust::sign::generate_key(&uid)?;
-            let with = |ext: &str| {
-                let mut name = out.clone().into_os_string();
-                name.push(ext);
-                PathBuf::from(name)
-            };
-            let (secret, public) = (with(".sec.asc"), with(".pub.asc"));
-            for (path, text, mode) in [(&secret, &key.secret, 0o600), (&public, &key.public, 0o644)]
-            {
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(mode)
-                    .open(path)
-                    .with_context(|| {
-                        format!("cannot create {} (it must not exist yet)", path.display())
-                    })?;
-                f.write_all(text.as_bytes())
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
+            let key = skiff_ops::trust::generate_key(&out, &uid)?;
+            let (secret, public) = (&key.secret, &key.public);
             println!("{}", key.fingerprint);
             eprintln!(
                 "secret key: {} (keep it private)\npublic key: {}",

@@ -1,11 +1,8 @@
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
-use skiff_fetch::{FetchOptions, KeyCandidate, KeyReview};
-use skiff_spec::discovery::AppName;
 use skiff_trust::Scope;
-use skiff_trust::keystore::{fingerprint, parse_keys, user_ids};
 
 use crate::config::GlobalArgs;
 use crate::review::TerminalReview;
@@ -59,10 +56,9 @@ enum Format {
 
 pub fn run(global: &GlobalArgs, args: TrustArgs) -> anyhow::Result<ExitCode> {
     let ctx = global.context()?;
-    let keystore = ctx.keystore();
     match args.command {
         Some(TrustCommand::List { format }) => {
-            let keys = keystore.list()?;
+            let keys = skiff_ops::trust::list(&ctx)?;
             match format {
                 Format::Json => {
                     let rows: Vec<_> = keys
@@ -104,7 +100,7 @@ pub fn run(global: &GlobalArgs, args: TrustArgs) -> anyhow::Result<ExitCode> {
         }
         Some(TrustCommand::Rm { fingerprints }) => {
             for f in &fingerprints {
-                for removed in keystore.remove(f)? {
+                for removed in skiff_ops::trust::remove(&ctx, f)? {
                     eprintln!(
                         "no longer trusted: {} for {}",
                         removed.fingerprint, removed.scope
@@ -130,56 +126,17 @@ pub fn run(global: &GlobalArgs, args: TrustArgs) -> anyhow::Result<ExitCode> {
         let Scope::Prefix(prefix) = &scope else {
             bail!("--root needs a key file or URL");
         };
-        let options = FetchOptions {
-            trust_keys_from_https: true,
-            ..ctx.fetch_options(skiff_fetch::PullPolicy::Update)
-        };
-        let session = ctx.fetch_session(options, review)?;
-        let fetcher = session.fetcher();
-        let app =
-            AppName::parse(prefix).map_err(|e| anyhow::anyhow!("bad prefix '{prefix}': {e}"))?;
-        let added = fetcher
-            .trust_discovered_keys(&app)
-            .with_context(|| format!("cannot discover keys for {prefix}"))?;
-        if added == 0 {
-            bail!("no key was trusted for {prefix}");
-        }
+        let added = skiff_ops::trust::discover(&ctx, prefix, review)?;
         eprintln!("{added} key(s) trusted for {scope}");
         return Ok(ExitCode::SUCCESS);
     }
-    let http = ctx.http()?;
-    for location in &args.keys {
-        let bytes = if location.starts_with("https://") || location.starts_with("http://") {
-            if location.starts_with("http://") && !global.insecure_options.pubkey {
-                bail!("{location}: keys over plain HTTP need --insecure-options=pubkey");
-            }
-            http.get_small(location, 1 << 20)?
-        } else {
-            std::fs::read(location).with_context(|| format!("cannot read key file {location}"))?
-        };
-        let keys = parse_keys(&bytes).with_context(|| location.clone())?;
-        for key in keys {
-            let candidate = KeyCandidate {
-                prefix: match &scope {
-                    Scope::Root => "(all images)".into(),
-                    Scope::Prefix(p) => p.clone(),
-                },
-                location: location.clone(),
-                fingerprint: fingerprint(&key),
-                user_ids: user_ids(&key),
-            };
-            if !review.approve(&candidate) {
-                bail!("key {} not trusted", candidate.fingerprint);
-            }
-            for added in keystore.add(std::slice::from_ref(&key), &scope)? {
-                eprintln!(
-                    "trusted {} for {} ({})",
-                    added.fingerprint,
-                    added.scope,
-                    added.path.display()
-                );
-            }
-        }
-    }
+    skiff_ops::trust::add(&ctx, &scope, &args.keys, &review, |added| {
+        eprintln!(
+            "trusted {} for {} ({})",
+            added.fingerprint,
+            added.scope,
+            added.path.display()
+        );
+    })?;
     Ok(ExitCode::SUCCESS)
 }

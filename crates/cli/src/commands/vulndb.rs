@@ -21,13 +21,12 @@ pub enum VulnDbCommand {
 pub fn run(global: &GlobalArgs, cmd: VulnDbCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         VulnDbCommand::Import { paths } => {
-            let db = global.dir.join("vuln/osv.sqlite");
-            let mut conn = skiff_audit::osv::open(&db)?;
-            let mut total = 0;
-            for p in &paths {
-                total += skiff_audit::osv::import(&mut conn, p)?;
-            }
-            eprintln!("imported {total} advisory(ies) into {}", db.display());
+            let ctx = global.context()?;
+            let total = skiff_ops::vulndb::import(&ctx, &paths)?;
+            eprintln!(
+                "imported {total} advisory(ies) into {}",
+                skiff_ops::vulndb::path(&ctx).display()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -11,11 +11,9 @@ use skiff_spec::image::ImageManifest;
 
 use crate::FetchError;
 
-fn io(path: &Path) -> impl Fn(std::io::Error) -> FetchError + '_ {
-    move |source| FetchError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+/// The failure of writing `path` (or into it).
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> skiff_io::IoError + use<> {
+    skiff_io::io_err_at("write", path)
 }
 
 /// A writer that hashes what passes through it.
@@ -172,5 +170,6 @@ pub fn write_layout(
         &path,
         serde_json::to_vec_pretty(&index).map_err(|e| io(out)(e.into()))?,
     )
-    .map_err(io(&path))
+    .map_err(io(&path))?;
+    Ok(())
 }

@@ -1,0 +1,386 @@
+//! Images in the store: list, remove, collect, verify, audit, export,
+//! extract and render; and images as files: build, sign, validate, read
+//! the manifest.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use skiff_spec::ImageId;
+use skiff_spec::aci::build::{BuildError, read_layout};
+use skiff_spec::aci::{FileType, detect_file_type, read_manifest_bytes, validate_aci};
+use skiff_spec::image::ImageManifest;
+use skiff_spec::{Manifest, parse_image_manifest, parse_manifest};
+use skiff_store::ImageRecord;
+use skiff_store::gc::{GcReport, VerifyProblem};
+
+use crate::error::io;
+use crate::{Context, OpsError, refuse};
+
+/// A stored image as `skiff image list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageInfo {
+    #[serde(flatten)]
+    pub record: ImageRecord,
+    /// The digest of the OCI/Docker manifest it was converted from.
+    #[serde(rename = "originDigest", skip_serializing_if = "Option::is_none")]
+    pub origin_digest: Option<String>,
+}
+
+fn origin_digest(img: &ImageRecord) -> Option<String> {
+    let m: serde_json::Value = serde_json::from_slice(&img.manifest).ok()?;
+    m["annotations"]
+        .as_array()?
+        .iter()
+        .find(|a| a["name"] == skiff_fetch::docker::convert::DIGEST_ANNOTATION)?["value"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The stored image `query` names (name, ID or reference).
+pub fn find(ctx: &Context, query: &str) -> Result<ImageRecord, OpsError> {
+    skiff_fetch::resolve_stored(&ctx.store()?, query).map_err(OpsError::FetchSetup)
+}
+
+/// Every stored image.
+pub fn list(ctx: &Context) -> Result<Vec<ImageInfo>, OpsError> {
+    Ok(ctx
+        .store()?
+        .images()?
+        .into_iter()
+        .map(|record| ImageInfo {
+            origin_digest: origin_digest(&record),
+            record,
+        })
+        .collect())
+}
+
+/// Removes the stored image `query` names, unless a pod uses it.
+pub fn remove(ctx: &Context, query: &str) -> Result<ImageId, OpsError> {
+    let store = ctx.store()?;
+    let rec = skiff_fetch::resolve_stored(&store, query).map_err(OpsError::FetchSetup)?;
+    let pods = ctx.pods();
+    store.remove(&rec.id, || pods.images_in_use(true))?;
+    Ok(rec.id)
+}
+
+/// Collects images unused for `grace`, and what imports left behind.
+pub fn gc(ctx: &Context, grace: Duration) -> Result<GcReport, OpsError> {
+    let pods = ctx.pods();
+    Ok(ctx.store()?.gc(grace, || pods.images_in_use(false))?)
+}
+
+/// What a verification found.
+#[derive(Debug)]
+pub struct Verification {
+    /// Images checked.
+    pub checked: usize,
+    /// Images whose blobs do not match their IDs.
+    pub problems: Vec<VerifyProblem>,
+}
+
+/// Checks that every blob (or those of `images`) matches its ID.
+pub fn verify(ctx: &Context, images: &[String]) -> Result<Verification, OpsError> {
+    let store = ctx.store()?;
+    let wanted: Vec<String> = images
+        .iter()
+        .map(|i| skiff_fetch::resolve_stored(&store, i).map(|r| r.id.to_string()))
+        .collect::<Result<_, _>>()
+        .map_err(OpsError::FetchSetup)?;
+    let (checked, problems) = store.verify()?;
+    let problems = problems
+        .into_iter()
+        .filter(|p| wanted.is_empty() || wanted.contains(&p.image))
+        .collect();
+    Ok(Verification {
+        checked: if wanted.is_empty() {
+            checked
+        } else {
+            wanted.len()
+        },
+        problems,
+    })
+}
+
+/// What is inside an image, and what is known to be wrong with it.
+#[derive(Debug)]
+pub struct Audit {
+    pub inventory: skiff_audit::Inventory,
+    pub name: String,
+    pub version: Option<String>,
+    /// Known vulnerabilities, when a vulnerability database was imported.
+    pub findings: Option<Vec<skiff_audit::osv::Finding>>,
+}
+
+impl Audit {
+    /// A CycloneDX SBOM of the image (with its vulnerabilities, if known).
+    pub fn cyclonedx(&self) -> Result<serde_json::Value, OpsError> {
+        let uuid = skiff_pod::new_uuid().map_err(io("make a serial number"))?;
+        let mut sbom = skiff_audit::sbom::cyclonedx(
+            &self.inventory,
+            &self.name,
+            self.version.as_deref(),
+            &uuid,
+            &skiff_audit::sbom::rfc3339(skiff_pod::now()),
+        );
+        if let Some(f) = &self.findings {
+            sbom["vulnerabilities"] = skiff_audit::sbom::vulnerabilities(&self.inventory, f);
+        }
+        Ok(sbom)
+    }
+}
+
+/// Audits an ACI file, or the stored image `image` names.
+pub fn audit(ctx: &Context, image: &str) -> Result<Audit, OpsError> {
+    let (inventory, name, version) = if Path::new(image).is_file() {
+        let file = File::open(image).map_err(io(format!("read {image}")))?;
+        let manifest = read_manifest_bytes(BufReader::new(file))
+            .map_err(|e| refuse!("{image}: not an image: {e}"))?;
+        let m = parse_image_manifest(&manifest).map_err(|e| refuse!("{image}: {e}"))?;
+        let version = m
+            .labels
+            .iter()
+            .find(|l| l.name.as_str() == "version")
+            .map(|l| l.value.clone());
+        (
+            skiff_audit::source::from_aci(Path::new(image))?,
+            m.name.to_string(),
+            version,
+        )
+    } else {
+        let store = ctx.store()?;
+        let rec = skiff_fetch::resolve_stored(&store, image).map_err(OpsError::FetchSetup)?;
+        let tree = store.render(&rec.id)?;
+        (
+            skiff_audit::source::from_tree(&tree.rootfs())?,
+            rec.name.clone(),
+            rec.labels.get("version").cloned(),
+        )
+    };
+    let db_path = crate::vulndb::path(ctx);
+    let findings = if db_path.exists() {
+        let conn = skiff_audit::osv::open(&db_path)?;
+        Some(skiff_audit::osv::findings(&conn, &inventory)?)
+    } else {
+        None
+    };
+    Ok(Audit {
+        inventory,
+        name,
+        version,
+        findings,
+    })
+}
+
+/// Signs the ACI `aci` with the secret key in `key`; writes the armored
+/// signature to `out` (default: `<aci>.asc`) and returns where.
+pub fn sign(aci: &Path, key: &Path, out: Option<PathBuf>) -> Result<PathBuf, OpsError> {
+    let key_bytes = std::fs::read(key).map_err(io(format!("read {}", key.display())))?;
+    let open = || File::open(aci).map_err(io(format!("read {}", aci.display())));
+    read_manifest_bytes(BufReader::new(open()?))
+        .map_err(|e| refuse!("{}: not an image: {e}", aci.display()))?;
+    let signature = skiff_trust::sign::sign_detached(&key_bytes, BufReader::new(open()?))?;
+    let out = out.unwrap_or_else(|| {
+        let mut name = aci.as_os_str().to_owned();
+        name.push(".asc");
+        PathBuf::from(name)
+    });
+    std::fs::write(&out, signature).map_err(io(format!("write {}", out.display())))?;
+    Ok(out)
+}
+
+/// What `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// The ACI as stored.
+    Aci,
+    /// An OCI image layout (a directory).
+    Oci,
+}
+
+/// What was exported.
+#[derive(Debug)]
+pub struct Exported {
+    pub record: ImageRecord,
+    /// The layout's reference (OCI only).
+    pub tag: Option<String>,
+}
+
+/// The directory an export writes its temporary output in (beside
+/// `out`); refuses an existing `out` without `overwrite`.
+fn output_parent(out: &Path, overwrite: bool) -> Result<&Path, OpsError> {
+    if !overwrite && out.exists() {
+        return Err(refuse!(
+            "{} already exists (use --overwrite to replace it)",
+            out.display()
+        ));
+    }
+    Ok(out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new(".")))
+}
+
+/// Writes the stored image `image` names to `out`, whole or not at all.
+pub fn export(
+    ctx: &Context,
+    image: &str,
+    out: &Path,
+    overwrite: bool,
+    format: ExportFormat,
+) -> Result<Exported, OpsError> {
+    let store = ctx.store()?;
+    let rec = skiff_fetch::resolve_stored(&store, image).map_err(OpsError::FetchSetup)?;
+    let parent = output_parent(out, overwrite)?;
+    let write_in = || io(format!("write in {}", parent.display()));
+    if format == ExportFormat::Aci {
+        let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(write_in())?;
+        let mut blob = File::open(store.blob_path(&rec.id)).map_err(io("read the stored image"))?;
+        std::io::copy(&mut blob, tmp.as_file_mut()).map_err(io("write the export"))?;
+        tmp.as_file().sync_all().map_err(io("write the export"))?;
+        tmp.persist(out)
+            .map_err(|e| io(format!("write {}", out.display()))(e.error))?;
+        return Ok(Exported {
+            record: rec,
+            tag: None,
+        });
+    }
+    let manifest: ImageManifest = parse_image_manifest(&rec.manifest)
+        .map_err(|e| refuse!("the stored manifest of {}: {e}", rec.name))?;
+    let tree = store.render(&rec.id)?;
+    let tag = rec
+        .labels
+        .get("version")
+        .cloned()
+        .unwrap_or_else(|| "latest".into());
+    let tmp = tempfile::tempdir_in(parent).map_err(write_in())?;
+    skiff_fetch::docker::export::write_layout(&tree.rootfs(), &manifest, &tag, tmp.path())
+        .map_err(OpsError::FetchSetup)?;
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(io(format!("replace {}", out.display())))?;
+    }
+    let kept = tmp.keep();
+    std::fs::rename(&kept, out).map_err(io(format!("write {}", out.display())))?;
+    Ok(Exported {
+        record: rec,
+        tag: Some(tag),
+    })
+}
+
+/// Writes the stored image `image` names into `target`: its own files
+/// (`with_dependencies` false) or rendered with its dependencies;
+/// `rootfs_only` leaves out the manifest.
+pub fn unpack(
+    ctx: &Context,
+    image: &str,
+    target: &Path,
+    with_dependencies: bool,
+    rootfs_only: bool,
+) -> Result<ImageRecord, OpsError> {
+    let store = ctx.store()?;
+    let rec = skiff_fetch::resolve_stored(&store, image).map_err(OpsError::FetchSetup)?;
+    store.extract_to(&rec.id, target, with_dependencies, rootfs_only)?;
+    Ok(rec)
+}
+
+/// The image manifest of an ACI file, or of the stored image `image` names.
+pub fn manifest(ctx: &Context, image: &str) -> Result<ImageManifest, OpsError> {
+    let aci = Path::new(image);
+    if !aci.is_file() {
+        let rec = find(ctx, image)?;
+        return parse_image_manifest(&rec.manifest)
+            .map_err(|e| refuse!("the stored manifest of {} is invalid: {e}", rec.name));
+    }
+    let file = File::open(aci).map_err(io(format!("open {}", aci.display())))?;
+    let bytes = read_manifest_bytes(BufReader::new(file))
+        .map_err(|e| refuse!("cannot read {}: {e}", aci.display()))?;
+    parse_image_manifest(&bytes)
+        .map_err(|e| refuse!("{} has an invalid image manifest: {e}", aci.display()))
+}
+
+/// Checks an image layout directory (`manifest` + `rootfs/`).
+fn validate_layout(dir: &Path) -> Result<String, Vec<String>> {
+    match read_layout(dir) {
+        Ok((manifest, _)) => Ok(format!("valid image layout, {}", manifest.name)),
+        Err(BuildError::Manifest { source, .. }) => Err(source
+            .lines()
+            .into_iter()
+            .map(|l| format!("invalid image manifest: {l}"))
+            .collect()),
+        Err(other) => Err(vec![skiff_stage1::error_line(&other)]),
+    }
+}
+
+/// Checks a manifest, ACI or image layout directory: what it is, or one
+/// line per problem.
+pub fn validate(path: &Path) -> Result<String, Vec<String>> {
+    if path.is_dir() {
+        return validate_layout(path);
+    }
+    let mut file = File::open(path).map_err(|e| vec![format!("cannot open: {e}")])?;
+    let mut head = Vec::with_capacity(512);
+    (&mut file)
+        .take(512)
+        .read_to_end(&mut head)
+        .map_err(|e| vec![format!("cannot read: {e}")])?;
+    let rest = BufReader::new(file);
+    match detect_file_type(&head) {
+        FileType::Archive(_) => {
+            let info =
+                validate_aci(std::io::Cursor::new(head).chain(rest)).map_err(|e| e.lines())?;
+            Ok(format!(
+                "valid ACI, {} {}",
+                info.manifest.name, info.image_id
+            ))
+        }
+        FileType::Text => {
+            let mut bytes = head;
+            BufReader::new(rest)
+                .read_to_end(&mut bytes)
+                .map_err(|e| vec![format!("cannot read: {e}")])?;
+            match parse_manifest(&bytes).map_err(|e| e.lines())? {
+                Manifest::Image(m) => Ok(format!("valid ImageManifest {}", m.name)),
+                Manifest::Pod(m) => Ok(format!("valid PodManifest with {} app(s)", m.apps.len())),
+            }
+        }
+        FileType::Unknown => Err(vec![
+            "unrecognized file type (expected a JSON manifest or an ACI)".to_string(),
+        ]),
+    }
+}
+
+/// Builds the ACI `out` from the image layout `layout`, its manifest
+/// changed by `edit` (or made by it, where the layout has none).
+pub fn build(
+    layout: &Path,
+    out: &Path,
+    compression: skiff_spec::aci::Compression,
+    owner_root: bool,
+    edit: &skiff_spec::edit::ManifestEdit,
+    overwrite: bool,
+) -> Result<skiff_spec::aci::build::Built, OpsError> {
+    let manifest = if edit.is_empty() {
+        None
+    } else {
+        let path = layout.join("manifest");
+        let base = std::fs::read(&path).ok();
+        let edited = edit
+            .apply(base.as_deref(), &skiff_fetch::default_os_arch())
+            .map_err(|e| match e {
+                skiff_spec::edit::EditError::NoName => {
+                    refuse!("{} has no manifest: give at least --name", layout.display())
+                }
+                other => refuse!("{}: {other}", path.display()),
+            })?;
+        Some(edited)
+    };
+    let options = skiff_spec::aci::build::BuildOptions {
+        compression,
+        owner_root,
+        manifest,
+    };
+    skiff_spec::aci::build::build_aci_file(layout, out, &options, overwrite)
+        .map_err(|e| refuse!("{}", skiff_stage1::error_line(&e)))
+}
