@@ -1301,12 +1301,7 @@ fn code_injected_into_init_can_do_nothing_but_wait_and_signal() {
     // skiff in a process group of its own: the one init's kill(0) would
     // reach if init shared it.
     let out = output(
-        std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .env("SKIFF_DIR", root.join("data"))
-            .arg("--local-config")
-            .arg(root.join("etc"))
-            .arg("--system-config")
-            .arg(root.join("usr"))
+        skiff_in(root)
             .args(["--insecure-options=image", "run", "--net=none"])
             .arg(&aci)
             .args(["--cap-retain=CAP_SYS_PTRACE", "--exec=/inject"])
@@ -1358,12 +1353,7 @@ fn an_apps_event_handler_keeper_is_confined_like_the_app() {
     });
     let aci = hostile_image(root, &app.to_string());
     let out = output(
-        std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .env("SKIFF_DIR", root.join("data"))
-            .arg("--local-config")
-            .arg(root.join("etc"))
-            .arg("--system-config")
-            .arg(root.join("usr"))
+        skiff_in(root)
             .args(["--insecure-options=image", "run", "--net=none"])
             .arg(&aci)
             .arg("--cap-retain=CAP_SYS_PTRACE"),

@@ -225,9 +225,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             // One line: the error and its causes.
-            let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
-            let line = chain
-                .join(": ")
+            let line = skiff_stage1::error_line(err.as_ref())
                 .split_whitespace()
                 .collect::<Vec<_>>()
                 .join(" ");

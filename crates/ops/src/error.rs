@@ -9,10 +9,31 @@ use skiff_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
-    /// The request cannot be done as asked: the message says why and what
-    /// to do instead. Nothing was made.
+    /// The request cannot be done as asked, or a step failed: the message
+    /// says why (and, for bad input, what to do instead; bad input is
+    /// refused before anything is made).
     #[error("{0}")]
     Refused(String),
+    /// An image or manifest that cannot be read or is invalid.
+    #[error("{what}")]
+    Image {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A manifest `image build` cannot edit.
+    #[error("{}", path.display())]
+    Edit {
+        path: PathBuf,
+        #[source]
+        source: skiff_spec::edit::EditError,
+    },
+    #[error("cannot discover keys for {prefix}")]
+    Discover {
+        prefix: String,
+        #[source]
+        source: FetchError,
+    },
     #[error(transparent)]
     Io(#[from] skiff_io::IoError),
     #[error("cannot open the store in {} (are you root? see --dir)", dir.display())]

@@ -17,9 +17,11 @@ impl<R: KeyReview> Fetching<R> {
     /// Fetches with `options`, asking `review` before trusting a
     /// discovered key.
     pub fn new(ctx: &Context, options: FetchOptions, review: R) -> Result<Self, OpsError> {
+        // The policy first: a bad one is refused before the store is made.
+        let policy = crate::policy::load(ctx)?;
         Ok(Self {
             session: ctx.fetch_session(options, review)?,
-            policy: crate::policy::load(ctx)?,
+            policy,
         })
     }
 

@@ -41,7 +41,14 @@ fn origin_digest(img: &ImageRecord) -> Option<String> {
 
 /// The stored image `query` names (name, ID or reference).
 pub fn find(ctx: &Context, query: &str) -> Result<ImageRecord, OpsError> {
-    skiff_fetch::resolve_stored(&ctx.store()?, query).map_err(OpsError::FetchSetup)
+    Ok(stored(ctx, query)?.1)
+}
+
+/// The store and the image `query` names in it.
+fn stored(ctx: &Context, query: &str) -> Result<(skiff_store::Store, ImageRecord), OpsError> {
+    let store = ctx.store()?;
+    let rec = skiff_fetch::resolve_stored(&store, query).map_err(OpsError::FetchSetup)?;
+    Ok((store, rec))
 }
 
 /// Every stored image.
@@ -59,8 +66,7 @@ pub fn list(ctx: &Context) -> Result<Vec<ImageInfo>, OpsError> {
 
 /// Removes the stored image `query` names, unless a pod uses it.
 pub fn remove(ctx: &Context, query: &str) -> Result<ImageId, OpsError> {
-    let store = ctx.store()?;
-    let rec = skiff_fetch::resolve_stored(&store, query).map_err(OpsError::FetchSetup)?;
+    let (store, rec) = stored(ctx, query)?;
     let pods = ctx.pods();
     store.remove(&rec.id, || pods.images_in_use(true))?;
     Ok(rec.id)
@@ -150,8 +156,7 @@ pub fn audit(ctx: &Context, image: &str) -> Result<Audit, OpsError> {
             version,
         )
     } else {
-        let store = ctx.store()?;
-        let rec = skiff_fetch::resolve_stored(&store, image).map_err(OpsError::FetchSetup)?;
+        let (store, rec) = stored(ctx, image)?;
         let tree = store.render(&rec.id)?;
         (
             skiff_audit::source::from_tree(&tree.rootfs())?,
@@ -231,8 +236,7 @@ pub fn export(
     overwrite: bool,
     format: ExportFormat,
 ) -> Result<Exported, OpsError> {
-    let store = ctx.store()?;
-    let rec = skiff_fetch::resolve_stored(&store, image).map_err(OpsError::FetchSetup)?;
+    let (store, rec) = stored(ctx, image)?;
     let parent = output_parent(out, overwrite)?;
     let write_in = || io(format!("write in {}", parent.display()));
     if format == ExportFormat::Aci {
@@ -279,8 +283,7 @@ pub fn unpack(
     with_dependencies: bool,
     rootfs_only: bool,
 ) -> Result<ImageRecord, OpsError> {
-    let store = ctx.store()?;
-    let rec = skiff_fetch::resolve_stored(&store, image).map_err(OpsError::FetchSetup)?;
+    let (store, rec) = stored(ctx, image)?;
     store.extract_to(&rec.id, target, with_dependencies, rootfs_only)?;
     Ok(rec)
 }
@@ -290,14 +293,20 @@ pub fn manifest(ctx: &Context, image: &str) -> Result<ImageManifest, OpsError> {
     let aci = Path::new(image);
     if !aci.is_file() {
         let rec = find(ctx, image)?;
-        return parse_image_manifest(&rec.manifest)
-            .map_err(|e| refuse!("the stored manifest of {} is invalid: {e}", rec.name));
+        return parse_image_manifest(&rec.manifest).map_err(|e| OpsError::Image {
+            what: "the stored manifest is invalid".to_string(),
+            source: Box::new(e),
+        });
     }
     let file = File::open(aci).map_err(io(format!("open {}", aci.display())))?;
-    let bytes = read_manifest_bytes(BufReader::new(file))
-        .map_err(|e| refuse!("cannot read {}: {e}", aci.display()))?;
-    parse_image_manifest(&bytes)
-        .map_err(|e| refuse!("{} has an invalid image manifest: {e}", aci.display()))
+    let bytes = read_manifest_bytes(BufReader::new(file)).map_err(|e| OpsError::Image {
+        what: format!("cannot read {}", aci.display()),
+        source: Box::new(e),
+    })?;
+    parse_image_manifest(&bytes).map_err(|e| OpsError::Image {
+        what: format!("{} has an invalid image manifest", aci.display()),
+        source: Box::new(e),
+    })
 }
 
 /// Checks an image layout directory (`manifest` + `rootfs/`).
@@ -372,7 +381,7 @@ pub fn build(
                 skiff_spec::edit::EditError::NoName => {
                     refuse!("{} has no manifest: give at least --name", layout.display())
                 }
-                other => refuse!("{}: {other}", path.display()),
+                source => OpsError::Edit { path, source },
             })?;
         Some(edited)
     };
@@ -381,6 +390,7 @@ pub fn build(
         owner_root,
         manifest,
     };
-    skiff_spec::aci::build::build_aci_file(layout, out, &options, overwrite)
-        .map_err(|e| refuse!("{}", skiff_stage1::error_line(&e)))
+    Ok(skiff_spec::aci::build::build_aci_file(
+        layout, out, &options, overwrite,
+    )?)
 }

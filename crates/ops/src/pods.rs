@@ -199,26 +199,29 @@ pub fn rm(ctx: &Context, uuid: &str) -> Result<String, OpsError> {
     Ok(id)
 }
 
-/// What a pod gc did.
-#[derive(Debug, Default)]
-pub struct Collected {
-    /// Pods removed.
-    pub removed: Vec<String>,
-    /// Problems that did not stop the collection, one line each.
-    pub problems: Vec<String>,
+/// What a pod gc does, as it happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Collected {
+    /// This pod was removed.
+    Removed(String),
+    /// A problem that does not stop the collection (one line).
+    Problem(String),
 }
 
 /// Collects pods: a `run` pod whose stage1 is gone has exited; exited pods
 /// older than `grace` and prepared ones older than `expire_prepared` are
-/// removed (networks a crashed stage1 left are released at once).
+/// removed (networks a crashed stage1 left are released at once). Tells
+/// `on` each removal and problem as it happens; returns how many pods it
+/// removed.
 pub fn gc(
     ctx: &Context,
     grace: Duration,
     expire_prepared: Duration,
-) -> Result<Collected, OpsError> {
+    mut on: impl FnMut(Collected),
+) -> Result<usize, OpsError> {
     let pods = ctx.pods();
     let now = skiff_pod::now();
-    let mut done = Collected::default();
+    let mut removed = 0;
     for mut pod in pods.all()? {
         if pod.state == State::Run {
             let Some(_lock) = pod.try_lock()? else {
@@ -234,7 +237,7 @@ pub fn gc(
             && let Some(_lock) = pod.try_lock()?
             && let Err(e) = stage1_gc(ctx, &pod)
         {
-            done.problems.push(skiff_stage1::error_line(&e));
+            on(Collected::Problem(skiff_stage1::error_line(&e)));
         }
         let expired = match pod.state {
             State::ExitedGarbage => now - pod.exited().unwrap_or(0) >= grace.as_secs() as i64,
@@ -248,12 +251,15 @@ pub fn gc(
             };
             let id = pod.uuid.clone();
             if let Err(e) = remove_pod(ctx, &pods, pod) {
-                done.problems
-                    .push(format!("pod {id} kept: {}", skiff_stage1::error_line(&e)));
+                on(Collected::Problem(format!(
+                    "pod {id} kept: {}",
+                    skiff_stage1::error_line(&e)
+                )));
                 continue;
             }
-            done.removed.push(id);
+            on(Collected::Removed(id));
+            removed += 1;
         }
     }
-    Ok(done)
+    Ok(removed)
 }

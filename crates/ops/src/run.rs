@@ -78,14 +78,6 @@ impl RunOptions {
     }
 }
 
-/// A prepared pod, with what its images asked for and do not get (one
-/// line each, to say before the pod starts).
-#[derive(Debug)]
-pub struct Prepared {
-    pub pod: Pod,
-    pub refused_privileges: Vec<String>,
-}
-
 /// How a pod starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
@@ -157,14 +149,24 @@ fn check(opts: &RunOptions) -> Result<(), OpsError> {
     Ok(())
 }
 
-/// Fetches (if needed) and renders the images, then writes a prepared pod.
+/// Fetches (if needed) and renders the images, then writes a prepared pod;
+/// tells `refused` what the images asked for and do not get (one line
+/// each) before the pod is written.
 pub fn prepare<R: KeyReview>(
     ctx: &Context,
     opts: &RunOptions,
     review: R,
-) -> Result<Prepared, OpsError> {
+    mut refused: impl FnMut(&str),
+) -> Result<Pod, OpsError> {
     check(opts)?;
     let stage1_options = stage1_options(opts.flavor, &opts.stage1_options)?;
+    // The network options but ports (which need the images' manifests),
+    // checked before anything is fetched.
+    let no_ports = NetOptions {
+        ports: Vec::new(),
+        ..opts.net.clone()
+    };
+    crate::network::resolve(ctx, &no_ports, opts.flavor, &[])?;
     let devices = opts
         .devices
         .iter()
@@ -215,8 +217,7 @@ pub fn prepare<R: KeyReview>(
         stage1_options,
         exposed_ports,
     };
-    // What images asked for and do not get.
-    let mut refused_privileges = Vec::new();
+    // What images asked for and do not get, said before the pod exists.
     for app in &request.apps {
         let Some(manifest) = &app.manifest else {
             continue;
@@ -226,7 +227,7 @@ pub fn prepare<R: KeyReview>(
         };
         let app_grants = skiff_pod::prepare::app_grants(&request, app);
         for line in skiff_pod::privileges::refused(image_app, app_grants) {
-            refused_privileges.push(format!("image {}: {line}", manifest.name));
+            refused(&format!("image {}: {line}", manifest.name));
         }
     }
     let pod = skiff_pod::prepare::prepare(&ctx.pods(), &request)?;
@@ -234,10 +235,7 @@ pub fn prepare<R: KeyReview>(
         std::fs::write(file, format!("{}\n", pod.uuid))
             .map_err(io(format!("write {}", file.display())))?;
     }
-    Ok(Prepared {
-        pod,
-        refused_privileges,
-    })
+    Ok(pod)
 }
 
 /// The prepared pod `uuid` (a unique prefix will do).
@@ -257,6 +255,13 @@ pub fn find_prepared(ctx: &Context, uuid: &str) -> Result<Pod, OpsError> {
 /// `stage1` (see [`Start`]). Returns the pod once it runs (detached);
 /// in the foreground, returns only on failure.
 pub fn start(ctx: &Context, stage1: &Path, mut pod: Pod, how: Start) -> Result<Pod, OpsError> {
+    if pod.state != State::Prepared {
+        return Err(refuse!(
+            "pod {} is {}, not prepared",
+            pod.uuid,
+            pod.display_state()
+        ));
+    }
     let pods = ctx.pods();
     let lock = pod.lock()?;
     pod.move_to(&pods, State::Run)?;
@@ -334,12 +339,11 @@ pub fn run<R: KeyReview>(
     opts: &RunOptions,
     review: R,
     how: Start,
-    on_prepared: impl FnOnce(&Prepared),
+    refused: impl FnMut(&str),
 ) -> Result<Pod, OpsError> {
     let stage1 = ctx.stage1()?;
-    let prepared = prepare(ctx, opts, review)?;
-    on_prepared(&prepared);
-    start(ctx, &stage1, prepared.pod, how)
+    let pod = prepare(ctx, opts, review, refused)?;
+    start(ctx, &stage1, pod, how)
 }
 
 /// Runs `cmd` in the running pod `uuid` (through stage1's `enter`, which

@@ -32,8 +32,8 @@ pub fn discover<R: KeyReview>(ctx: &Context, prefix: &str, review: R) -> Result<
     let added = session
         .fetcher()
         .trust_discovered_keys(&app)
-        .map_err(|source| OpsError::Fetch {
-            image: format!("the keys of {prefix}"),
+        .map_err(|source| OpsError::Discover {
+            prefix: prefix.to_string(),
             source,
         })?;
     if added == 0 {
@@ -52,15 +52,19 @@ pub fn add<R: KeyReview>(
     review: &R,
     mut on_added: impl FnMut(&TrustedKey),
 ) -> Result<(), OpsError> {
+    // Every location checked before any key is trusted.
+    if let Some(plain) = locations
+        .iter()
+        .find(|l| l.starts_with("http://") && !ctx.settings.insecure.pubkey)
+    {
+        return Err(refuse!(
+            "{plain}: keys over plain HTTP need --insecure-options=pubkey"
+        ));
+    }
     let http = ctx.http()?;
     let keystore = ctx.keystore();
     for location in locations {
         let bytes = if location.starts_with("https://") || location.starts_with("http://") {
-            if location.starts_with("http://") && !ctx.settings.insecure.pubkey {
-                return Err(refuse!(
-                    "{location}: keys over plain HTTP need --insecure-options=pubkey"
-                ));
-            }
             http.get_small(location, 1 << 20)
                 .map_err(OpsError::FetchSetup)?
         } else {

@@ -67,8 +67,10 @@ pub struct ManifestEdit {
 /// Why an edit cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum EditError {
-    #[error("the manifest to edit is not JSON: {0}")]
+    #[error("the manifest to edit is not JSON")]
     NotJson(#[source] serde_json::Error),
+    #[error("the manifest to edit is not a JSON object")]
+    NotAnObject,
     #[error("a new manifest needs a name")]
     NoName,
 }
@@ -100,7 +102,10 @@ impl ManifestEdit {
         default_labels: &[(&str, &str)],
     ) -> Result<Vec<u8>, EditError> {
         let mut m: Value = match base {
-            Some(bytes) => serde_json::from_slice(bytes).map_err(EditError::NotJson)?,
+            Some(bytes) => match serde_json::from_slice(bytes).map_err(EditError::NotJson)? {
+                object @ Value::Object(_) => object,
+                _ => return Err(EditError::NotAnObject),
+            },
             None => {
                 let name = self.name.as_ref().ok_or(EditError::NoName)?;
                 let labels: Vec<Value> = default_labels
@@ -226,6 +231,11 @@ mod tests {
         assert!(matches!(
             ManifestEdit::default().apply(None, &[]),
             Err(EditError::NoName)
+        ));
+        // A base that is JSON but not an object is refused, not indexed.
+        assert!(matches!(
+            edit.apply(Some(b"[1, 2]"), &[]),
+            Err(EditError::NotAnObject)
         ));
     }
 }

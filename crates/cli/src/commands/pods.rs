@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use skiff_fetch::PullPolicy;
-use skiff_ops::pods::{PodInfo, Stopped};
-use skiff_ops::run::{AppSpec, Prepared, RunOptions, Start};
+use skiff_ops::pods::{Collected, PodInfo, Stopped};
+use skiff_ops::run::{AppSpec, RunOptions, Start};
 use skiff_pod::Flavor;
 use skiff_pod::prepare::AppRequest;
 
@@ -292,11 +292,9 @@ fn run_options(args: &PodArgs) -> anyhow::Result<RunOptions> {
     })
 }
 
-/// Says what the images asked for and do not get.
-fn say_refused(prepared: &Prepared) {
-    for line in &prepared.refused_privileges {
-        eprintln!("skiff: {line}");
-    }
+/// Says what an image asked for and does not get.
+fn say_refused(line: &str) {
+    eprintln!("skiff: {line}");
 }
 
 fn start_mode(detach: &DetachArgs) -> Start {
@@ -320,10 +318,13 @@ pub fn run(global: &GlobalArgs, args: RunArgs, detach: DetachArgs) -> anyhow::Re
 pub fn prepare_only(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let opts = run_options(&args.pod)?;
     global.warn_insecure();
-    let prepared =
-        skiff_ops::run::prepare(&global.context()?, &opts, TerminalReview { skip: false })?;
-    say_refused(&prepared);
-    println!("{}", prepared.pod.uuid);
+    let pod = skiff_ops::run::prepare(
+        &global.context()?,
+        &opts,
+        TerminalReview { skip: false },
+        say_refused,
+    )?;
+    println!("{}", pod.uuid);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -499,14 +500,17 @@ pub fn gc(
     grace: Duration,
     expire_prepared: Duration,
 ) -> anyhow::Result<ExitCode> {
-    let done = skiff_ops::pods::gc(&global.context()?, grace, expire_prepared)?;
-    for problem in &done.problems {
-        eprintln!("{problem}");
-    }
-    for id in &done.removed {
-        println!("{id}");
-    }
-    eprintln!("removed {} pod(s)", done.removed.len());
+    let removed =
+        skiff_ops::pods::gc(
+            &global.context()?,
+            grace,
+            expire_prepared,
+            |event| match event {
+                Collected::Removed(id) => println!("{id}"),
+                Collected::Problem(line) => eprintln!("{line}"),
+            },
+        )?;
+    eprintln!("removed {removed} pod(s)");
     Ok(ExitCode::SUCCESS)
 }
 
