@@ -1024,3 +1024,40 @@ fn glob_one(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
     assert_eq!(found.len(), 1, "{name} under {}: {found:?}", dir.display());
     found.remove(0)
 }
+
+#[test]
+fn bad_network_options_and_a_bad_policy_are_refused_before_any_image_is_fetched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let aci = root.join("app.aci");
+    busybox_aci(root, "example.com/early", &aci);
+    let run = |extra: &[&str]| {
+        output(
+            skiff_in(root)
+                .args(["--insecure-options=image", "run"])
+                .args(extra)
+                .arg(&aci),
+        )
+    };
+    // Checked without the image (only --port needs its manifest).
+    for (flags, what) in [
+        (&["--net=no-such-network"][..], "no-such-network"),
+        (&["--dns=not-an-ip"][..], "--dns"),
+        (&["--net=host", "--stage1=kvm"][..], "--net=host"),
+    ] {
+        let out = run(flags);
+        assert_refused(&out, &format!("{flags:?}"));
+        assert!(stderr(&out).contains(what), "{flags:?}: {}", stderr(&out));
+        assert!(
+            !root.join("data/cas").exists(),
+            "{flags:?}: the store was made (and the image fetched) before the refusal"
+        );
+    }
+    // A malformed run policy: refused before the store is created.
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/policy.toml"), "max-severity = 3\n").unwrap();
+    let out = run(&["--net=none"]);
+    assert_refused(&out, "a malformed policy");
+    assert!(stderr(&out).contains("policy.toml"), "{}", stderr(&out));
+    assert!(!root.join("data/cas").exists(), "the store was made");
+}
