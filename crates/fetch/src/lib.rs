@@ -39,14 +39,9 @@ pub enum FetchError {
     Unsupported(String),
     #[error("bad image reference '{input}': {reason}")]
     BadReference { input: String, reason: String },
-    #[error("cannot read {}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// An I/O step that failed (with the cause as its source).
     #[error(transparent)]
-    Write(#[from] skiff_io::IoError),
+    IoStep(#[from] skiff_io::IoError),
     #[error("TLS setup: {0}")]
     Tls(String),
     #[error("cannot fetch {url}: {reason}")]
@@ -258,17 +253,11 @@ pub fn default_os_arch() -> [(&'static str, &'static str); 2] {
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, FetchError> {
-    std::fs::read(path).map_err(|source| FetchError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    Ok(std::fs::read(path).map_err(skiff_io::io_err_at("read", path))?)
 }
 
 fn manifest_of_staged(path: &Path) -> Result<ImageManifest, FetchError> {
-    let file = std::fs::File::open(path).map_err(|source| FetchError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let file = std::fs::File::open(path).map_err(skiff_io::io_err_at("read", path))?;
     let bytes = skiff_spec::aci::read_manifest_bytes(std::io::BufReader::new(file))
         .map_err(|e| FetchError::Store(StoreError::InvalidImage(e)))?;
     parse_image_manifest(&bytes).map_err(|e| {
@@ -383,18 +372,12 @@ impl Fetcher<'_> {
     fn fetch_file(&self, path: &Path, signature: Option<&Path>) -> Result<Fetched, FetchError> {
         let staged = self.store.stage()?;
         {
-            let mut src = std::fs::File::open(path).map_err(|source| FetchError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            let mut dst = staged.file().try_clone().map_err(|source| FetchError::Io {
-                path: staged.path().to_path_buf(),
-                source,
-            })?;
-            std::io::copy(&mut src, &mut dst).map_err(|source| FetchError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            let mut src = std::fs::File::open(path).map_err(skiff_io::io_err_at("read", path))?;
+            let mut dst = staged
+                .file()
+                .try_clone()
+                .map_err(skiff_io::io_err_at("read", staged.path()))?;
+            std::io::copy(&mut src, &mut dst).map_err(skiff_io::io_err_at("read", path))?;
         }
         let sig_path = signature.map_or_else(
             || PathBuf::from(format!("{}.asc", path.display())),

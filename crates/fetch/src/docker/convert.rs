@@ -218,10 +218,8 @@ fn open_layer(
     totals: &Inflated,
     max_ratio: u64,
 ) -> Result<Box<dyn Read>, FetchError> {
-    let file = std::fs::File::open(&layer.path).map_err(|source| FetchError::Io {
-        path: layer.path.clone(),
-        source,
-    })?;
+    let file =
+        std::fs::File::open(&layer.path).map_err(skiff_io::io_err_at("read", &layer.path))?;
     let reader = std::io::BufReader::with_capacity(1 << 16, file);
     let mt = layer.media_type.as_str();
     if mt.ends_with("+zstd") || mt.ends_with(".zstd") {

@@ -49,17 +49,11 @@ fn blob_path(layout: &Path, digest: &str) -> Result<PathBuf, FetchError> {
 /// A small document blob, verified.
 fn read_doc(layout: &Path, digest: &str) -> Result<Vec<u8>, FetchError> {
     let path = blob_path(layout, digest)?;
-    let file = std::fs::File::open(&path).map_err(|source| FetchError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let file = std::fs::File::open(&path).map_err(skiff_io::io_err_at("read", &path))?;
     let mut bytes = Vec::new();
     file.take(MAX_DOC + 1)
         .read_to_end(&mut bytes)
-        .map_err(|source| FetchError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        .map_err(skiff_io::io_err_at("read", &path))?;
     if bytes.len() as u64 > MAX_DOC {
         return Err(bad(&path, "larger than 4 MiB"));
     }
@@ -75,10 +69,8 @@ fn read_doc(layout: &Path, digest: &str) -> Result<Vec<u8>, FetchError> {
 /// Extracts an OCI archive's `index.json` and `blobs/sha256/*` (regular
 /// files only; nothing else is written) into `dir`.
 fn unpack_archive(archive: &Path, dir: &Path) -> Result<(), FetchError> {
-    let io = |source| FetchError::Io {
-        path: archive.to_path_buf(),
-        source,
-    };
+    let io =
+        |source: std::io::Error| FetchError::from(skiff_io::io_err_at("read", archive)(source));
     let file = std::fs::File::open(archive).map_err(io)?;
     std::fs::create_dir_all(dir.join("blobs/sha256")).map_err(io)?;
     let mut tar = tar::Archive::new(std::io::BufReader::new(file));
@@ -120,18 +112,15 @@ impl Fetcher<'_> {
             )));
         }
         let (path, reference) = split_ref(spec);
-        let path = std::fs::canonicalize(&path).map_err(|source| FetchError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let path = std::fs::canonicalize(&path).map_err(skiff_io::io_err_at("read", &path))?;
         let unpacked;
         let layout = if archive {
             unpacked =
                 tempfile::tempdir_in(self.store.layout().layers_tmp()).map_err(|source| {
-                    FetchError::Io {
-                        path: self.store.layout().layers_tmp(),
-                        source,
-                    }
+                    FetchError::from(skiff_io::io_err_at(
+                        "read",
+                        &self.store.layout().layers_tmp(),
+                    )(source))
                 })?;
             unpack_archive(&path, unpacked.path())?;
             unpacked.path().to_path_buf()

@@ -302,10 +302,7 @@ impl Fetcher<'_> {
             return Ok(path);
         }
         let tmp = self.store.layout().layers_tmp();
-        let io = |e: std::io::Error| FetchError::Io {
-            path: tmp.clone(),
-            source: e,
-        };
+        let io = |e: std::io::Error| FetchError::from(skiff_io::io_err_at("read", &tmp)(e));
         let mut file = tempfile::NamedTempFile::new_in(&tmp).map_err(io)?;
         fill(file.as_file_mut())?;
         // Check the digest of what was written (a download is also checked

@@ -313,10 +313,7 @@ impl<'a> Registry<'a> {
 
     /// A small blob (an image config), verified.
     pub fn small_blob(&mut self, digest: &str, tmp: &Path) -> Result<Vec<u8>, FetchError> {
-        let io = |e: std::io::Error| FetchError::Io {
-            path: tmp.to_path_buf(),
-            source: e,
-        };
+        let io = |e: std::io::Error| FetchError::from(skiff_io::io_err_at("read", tmp)(e));
         let mut file = tempfile::tempfile_in(tmp).map_err(io)?;
         let n = self.blob_to(digest, &mut file, "config", MAX_MANIFEST)?;
         if n > MAX_MANIFEST {
