@@ -1366,3 +1366,51 @@ fn an_apps_event_handler_keeper_is_confined_like_the_app() {
         "the keeper differs from the app: {text}"
     );
 }
+
+#[test]
+fn an_image_that_retains_only_its_own_calls_can_still_have_event_handlers() {
+    // The image's retain-set leaves out fork and wait: its app never
+    // needs them, but the keeper that runs its handlers does. The keeper
+    // gets them; the app runs under the image's exact filter.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let app = serde_json::json!({
+        "exec": ["/bin/busybox", "echo", "app-ran"], "user": "0", "group": "0",
+        "eventHandlers": [{"name": "post-stop", "exec": ["/bin/busybox", "true"]}],
+        "isolators": [{"name": "os/linux/seccomp-retain-set", "value": {
+            "set": ["execve", "write", "exit", "exit_group", "brk", "mmap", "munmap",
+                    "mprotect", "arch_prctl", "set_tid_address", "rt_sigaction",
+                    "rt_sigprocmask", "getuid", "geteuid", "getpid", "ioctl", "read",
+                    "close", "fstat", "newfstatat", "prlimit64", "uname"],
+            "errno": "ENOSYS"}}]
+    });
+    let aci = hostile_image(root, &app.to_string());
+    let out = output(
+        skiff_in(root)
+            .args(["--insecure-options=image", "run", "--net=none"])
+            .arg(&aci),
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("app-ran"), "{text}{}", stderr(&out));
+    // The app itself was held to the retain-set: a call outside it fails.
+    let probe = serde_json::json!({
+        "exec": ["/bin/busybox", "sh", "-c", "/bin/busybox true && echo forked"], "user": "0", "group": "0",
+        "eventHandlers": [{"name": "post-stop", "exec": ["/bin/busybox", "true"]}],
+        "isolators": [{"name": "os/linux/seccomp-remove-set", "value": {
+            "set": ["clone", "fork", "vfork", "clone3"], "errno": "EPERM"}}]
+    });
+    let aci = hostile_image(root, &probe.to_string());
+    let out = output(
+        skiff_in(root)
+            .args(["--insecure-options=image", "run", "--net=none"])
+            .arg(&aci),
+    );
+    assert!(
+        !stdout(&out).contains("forked"),
+        "the app forked under a filter that removes fork: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}

@@ -222,10 +222,11 @@ fn prepare_app(
     // With event handlers this process stays as the app's keeper: it runs
     // pre-start, the app, then post-stop, all in the app's root and with
     // its restrictions, and exits with the app's status. The keeper takes
-    // the app's confinement itself first (credentials, capabilities,
-    // seccomp filter): a pod process that can trace it gains nothing.
+    // the app's confinement itself first (credentials, capabilities, the
+    // app's seccomp filter plus forking and waiting): a pod process that
+    // can trace it gains no privilege.
     let mut became = confine_as(&p.app, &p.name, Confinement::Confined(p.grants))?;
-    became.seal()?;
+    became.seal_as_keeper()?;
     if let Some(exec) = pre_start {
         let status = became.run(&exec)?;
         if status != 0 {

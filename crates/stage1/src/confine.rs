@@ -71,6 +71,10 @@ pub struct Became {
     name: String,
     env: Vec<(String, String)>,
     late_filter: Option<Vec<seccomp::Insn>>,
+    /// The filter of a keeper ([`seccomp::for_keeper`]), with the late one.
+    keeper_filter: Option<Vec<seccomp::Insn>>,
+    /// What each child installs before exec, once the keeper is sealed.
+    child_filter: Option<Vec<seccomp::Insn>>,
 }
 
 /// Applies the app's capabilities, user and groups, no_new_privs,
@@ -95,9 +99,14 @@ pub fn confine_as(app: &App, name: &str, confinement: Confinement) -> Result<Bec
     // no set-up call can be filtered; only without no_new_privs (granted
     // by the user) must it be installed while CAP_SYS_ADMIN is held.
     let no_new_privs = grants.is_some_and(|grants| app::no_new_privileges(app, grants));
-    let filter = match grants {
-        Some(grants) => Some(seccomp::program(&seccomp::policy(app, grants)?)),
+    let policy = match grants {
+        Some(grants) => Some(seccomp::policy(app, grants)?),
         None => None,
+    };
+    let filter = policy.as_ref().map(seccomp::program);
+    let keeper_filter = match (&policy, no_new_privs) {
+        (Some(policy), true) => Some(seccomp::program(&seccomp::for_keeper(policy))),
+        _ => None,
     };
     let late_filter = match (filter, no_new_privs) {
         (Some(filter), false) => {
@@ -159,6 +168,8 @@ pub fn confine_as(app: &App, name: &str, confinement: Confinement) -> Result<Bec
         name: name.to_string(),
         env,
         late_filter,
+        keeper_filter,
+        child_filter: None,
     })
 }
 
@@ -169,6 +180,21 @@ impl Became {
         match self.late_filter.take() {
             Some(filter) => seccomp::install(&filter),
             None => Ok(()),
+        }
+    }
+
+    /// As [`Became::seal`], for a keeper that starts the app's programs
+    /// ([`Became::run`]): its own filter allows forking and waiting too
+    /// ([`seccomp::KEEPER_CALLS`]); each child installs the app's exact
+    /// filter before exec.
+    pub fn seal_as_keeper(&mut self) -> Result<(), Stage1Error> {
+        match self.keeper_filter.take() {
+            Some(keeper) => {
+                seccomp::install(&keeper)?;
+                self.child_filter = self.late_filter.take();
+                Ok(())
+            }
+            None => self.seal(),
         }
     }
 
@@ -195,7 +221,11 @@ impl Became {
     pub(crate) fn run(&self, argv: &[String]) -> Result<i32, Stage1Error> {
         match sys::process::fork().map_err(setup_err("fork"))? {
             Forked::Child => {
-                let code = match self.exec(argv) {
+                let sealed = match &self.child_filter {
+                    Some(filter) => seccomp::install(filter),
+                    None => Ok(()),
+                };
+                let code = match sealed.and_then(|()| self.exec(argv)) {
                     Ok(Stage1Error::Exec { .. }) => 127,
                     _ => EXIT_SETUP_FAILED,
                 };

@@ -301,6 +301,55 @@ pub fn init_after_start() -> Policy {
     }
 }
 
+/// What an app's keeper (the process that runs its event handlers and the
+/// app, confined like the app) calls between starting them: fork, wait,
+/// signals, the app's own filter for each child, exit. An image's
+/// `seccomp-retain-set` or `-remove-set` that leaves these out still gets
+/// them in its keeper; each child runs under the image's exact filter.
+pub const KEEPER_CALLS: &[&str] = &[
+    "brk",
+    "clone",
+    "close",
+    "execve",
+    "exit",
+    "exit_group",
+    "fork",
+    "futex",
+    "getpid",
+    "gettid",
+    "madvise",
+    "mmap",
+    "mprotect",
+    "munmap",
+    "read",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "seccomp",
+    "set_robust_list",
+    "vfork",
+    "wait4",
+    "waitid",
+    "write",
+];
+
+/// The policy of an app's keeper: the app's, with [`KEEPER_CALLS`] allowed
+/// (the argument guards stay).
+pub fn for_keeper(app: &Policy) -> Policy {
+    let mut keeper = app.clone();
+    keeper
+        .deny
+        .retain(|(name, _)| !KEEPER_CALLS.contains(&name.as_str()));
+    if let Some((names, _)) = &mut keeper.allow_only {
+        for call in KEEPER_CALLS {
+            if !names.iter().any(|n| n == call) {
+                names.push(call.to_string());
+            }
+        }
+    }
+    keeper
+}
+
 /// The BPF program for a policy.
 pub fn program(policy: &Policy) -> Vec<Insn> {
     let refuse = RET_ERRNO | libc::EPERM as u32;
@@ -397,6 +446,48 @@ mod tests {
                 other => panic!("unexpected opcode {other:#x}"),
             }
         }
+    }
+
+    #[test]
+    fn a_keeper_may_fork_and_wait_whatever_its_image_retains() {
+        let eperm = RET_ERRNO | libc::EPERM as u32;
+        let nr = |n| syscalls::number(n).unwrap();
+        let app_policy = Policy {
+            guard_args: true,
+            deny: vec![("wait4".into(), eperm), ("mount".into(), eperm)],
+            allow_only: Some((vec!["write".into(), "execve".into()], eperm)),
+        };
+        let app_prog = program(&app_policy);
+        let keeper = program(&for_keeper(&app_policy));
+        for call in ["clone", "wait4", "seccomp", "exit_group"] {
+            assert_eq!(
+                eval(&app_prog, AUDIT_ARCH_X86_64, nr(call), 0),
+                eperm,
+                "{call}"
+            );
+            assert_eq!(
+                eval(&keeper, AUDIT_ARCH_X86_64, nr(call), 0),
+                RET_ALLOW,
+                "{call}"
+            );
+        }
+        // Nothing else is added, and the argument guards stay.
+        for call in ["mount", "openat", "ptrace"] {
+            assert_eq!(
+                eval(&keeper, AUDIT_ARCH_X86_64, nr(call), 0),
+                eperm,
+                "{call}"
+            );
+        }
+        assert_eq!(
+            eval(
+                &keeper,
+                AUDIT_ARCH_X86_64,
+                nr("clone"),
+                CLONE_NAMESPACE_FLAGS
+            ),
+            eperm
+        );
     }
 
     #[test]
