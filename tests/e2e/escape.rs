@@ -1396,7 +1396,7 @@ fn an_image_that_retains_only_its_own_calls_can_still_have_event_handlers() {
     assert!(text.contains("app-ran"), "{text}{}", stderr(&out));
     // The app itself was held to the retain-set: a call outside it fails.
     let probe = serde_json::json!({
-        "exec": ["/bin/busybox", "sh", "-c", "/bin/busybox true && echo forked"], "user": "0", "group": "0",
+                "exec": ["/bin/busybox", "sh", "-c", "echo probe-ran; /bin/busybox true && echo forked"], "user": "0", "group": "0",
         "eventHandlers": [{"name": "post-stop", "exec": ["/bin/busybox", "true"]}],
         "isolators": [{"name": "os/linux/seccomp-remove-set", "value": {
             "set": ["clone", "fork", "vfork", "clone3"], "errno": "EPERM"}}]
@@ -1406,6 +1406,12 @@ fn an_image_that_retains_only_its_own_calls_can_still_have_event_handlers() {
         skiff_in(root)
             .args(["--insecure-options=image", "run", "--net=none"])
             .arg(&aci),
+    );
+    assert!(
+        stdout(&out).contains("probe-ran"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
     );
     assert!(
         !stdout(&out).contains("forked"),

@@ -334,7 +334,8 @@ pub const KEEPER_CALLS: &[&str] = &[
 ];
 
 /// The policy of an app's keeper: the app's, with [`KEEPER_CALLS`] allowed
-/// (the argument guards stay).
+/// (its argument guards, where it has them, stay: a policy the user
+/// replaced with `--seccomp` has none).
 pub fn for_keeper(app: &Policy) -> Policy {
     let mut keeper = app.clone();
     keeper
