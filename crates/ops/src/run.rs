@@ -238,9 +238,8 @@ pub fn prepare<R: KeyReview>(
     Ok(pod)
 }
 
-/// The prepared pod `uuid` (a unique prefix will do).
-pub fn find_prepared(ctx: &Context, uuid: &str) -> Result<Pod, OpsError> {
-    let pod = ctx.pods().find(uuid)?;
+/// Refuses a pod that is not prepared (not startable).
+fn check_prepared(pod: &Pod) -> Result<(), OpsError> {
     if pod.state != State::Prepared {
         return Err(refuse!(
             "pod {} is {}, not prepared",
@@ -248,20 +247,22 @@ pub fn find_prepared(ctx: &Context, uuid: &str) -> Result<Pod, OpsError> {
             pod.display_state()
         ));
     }
-    Ok(pod)
+    Ok(())
+}
+
+/// `skiff run-prepared`: starts the prepared pod `uuid` (a unique prefix
+/// will do; see [`start`]).
+pub fn start_prepared(ctx: &Context, uuid: &str, how: Start) -> Result<Pod, OpsError> {
+    let pod = ctx.pods().find(uuid)?;
+    check_prepared(&pod)?;
+    start(ctx, &ctx.stage1()?, pod, how)
 }
 
 /// Locks the pod, moves it to `run` and hands it to the stage1 program
 /// `stage1` (see [`Start`]). Returns the pod once it runs (detached);
 /// in the foreground, returns only on failure.
 pub fn start(ctx: &Context, stage1: &Path, mut pod: Pod, how: Start) -> Result<Pod, OpsError> {
-    if pod.state != State::Prepared {
-        return Err(refuse!(
-            "pod {} is {}, not prepared",
-            pod.uuid,
-            pod.display_state()
-        ));
-    }
+    check_prepared(&pod)?;
     let pods = ctx.pods();
     let lock = pod.lock()?;
     pod.move_to(&pods, State::Run)?;

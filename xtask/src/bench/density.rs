@@ -22,13 +22,7 @@ fn podman_density(work: &Path, rootfs: &Path, n: usize) -> Result<String> {
             podman()
                 .args(["run", "-d", "--network=host", "--name"])
                 .arg(format!("skiff-density-{i}"))
-                // This machine's hard limits are below podman's defaults.
-                .args([
-                    "--ulimit",
-                    "nofile=1024:1024",
-                    "--ulimit",
-                    "nproc=4096:4096",
-                ])
+                .args(PODMAN_ULIMITS)
                 .arg("--rootfs")
                 .arg(rootfs)
                 .args(["/bin/sleep", "3600"])

@@ -148,6 +148,15 @@ fn build_image(skiff: &Path, flags: &[&str], layout: &Path, aci: &Path) -> Resul
 }
 
 /// `skiff --dir DATA` with its output discarded.
+/// podman's `--ulimit`s for this machine, whose hard limits are below
+/// podman's defaults.
+const PODMAN_ULIMITS: [&str; 4] = [
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=4096:4096",
+];
+
 fn quiet_skiff(skiff: &Path, data: &Path) -> Command {
     let mut c = Command::new(skiff);
     c.arg("--dir")

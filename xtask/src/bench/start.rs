@@ -222,12 +222,7 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
                     .arg(podman_state.join("run"))
                     .args(["--runtime", "runc", "--cgroup-manager=cgroupfs"])
                     .args(["run", "--rm", "--network=host"])
-                    .args([
-                        "--ulimit",
-                        "nofile=1024:1024",
-                        "--ulimit",
-                        "nproc=4096:4096",
-                    ])
+                    .args(PODMAN_ULIMITS)
                     .arg("--rootfs")
                     .arg(&peer_root)
                     .arg("/bin/true");

@@ -333,9 +333,7 @@ pub fn run_prepared(
     uuid: &str,
     detach: DetachArgs,
 ) -> anyhow::Result<ExitCode> {
-    let ctx = global.context()?;
-    let pod = skiff_ops::run::find_prepared(&ctx, uuid)?;
-    let pod = skiff_ops::run::start(&ctx, &ctx.stage1()?, pod, start_mode(&detach))?;
+    let pod = skiff_ops::run::start_prepared(&global.context()?, uuid, start_mode(&detach))?;
     println!("{}", pod.uuid);
     Ok(ExitCode::SUCCESS)
 }
