@@ -36,6 +36,7 @@ pub mod devbpf;
 pub mod devices;
 pub mod enter;
 pub mod entry;
+pub mod filter;
 pub mod flavor;
 pub mod mds;
 pub mod mounts;

@@ -52,7 +52,7 @@ extern "C" fn forward_to_init(sig: libc::c_int) {
 /// In the supervisor: Ctrl-C, `kill` and hang-ups go to the pod's init
 /// (which passes them to the apps) instead of killing the supervisor, so
 /// the pod is always stopped cleanly and its status recorded.
-pub(crate) fn forward_to(init: i32) {
+pub fn forward_to(init: i32) {
     INIT_PID.store(init, std::sync::atomic::Ordering::Relaxed);
     on_termination(forward_to_init);
     unblock_termination();

@@ -20,12 +20,38 @@ pub fn mount_setattr(
     recursive: bool,
     userns: Option<BorrowedFd<'_>>,
 ) -> std::io::Result<()> {
-    let attr = MountAttr {
-        attr_set: attrs,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.map_or(0, |fd| fd.as_raw_fd() as u64),
-    };
+    setattr(
+        target,
+        MountAttr {
+            attr_set: attrs,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: userns.map_or(0, |fd| fd.as_raw_fd() as u64),
+        },
+        recursive,
+    )
+}
+
+/// mount_setattr clearing `attrs` (`MOUNT_ATTR_*`) on the mount behind
+/// `target` (and every submount when `recursive`).
+pub fn mount_setattr_clear(
+    target: BorrowedFd<'_>,
+    attrs: u64,
+    recursive: bool,
+) -> std::io::Result<()> {
+    setattr(
+        target,
+        MountAttr {
+            attr_set: 0,
+            attr_clr: attrs,
+            propagation: 0,
+            userns_fd: 0,
+        },
+        recursive,
+    )
+}
+
+fn setattr(target: BorrowedFd<'_>, attr: MountAttr, recursive: bool) -> std::io::Result<()> {
     let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
     // SAFETY: mount_setattr on a borrowed fd, with an empty path and a
     // fully initialised `struct mount_attr` of the size we pass.

@@ -13,6 +13,11 @@ pub struct Insn {
 /// Installs `program` as this thread's seccomp filter (mode filter, no
 /// flags).
 pub fn install(program: &[Insn]) -> std::io::Result<()> {
+    install_with_flags(program, 0)
+}
+
+/// [`install`] with `SECCOMP_FILTER_FLAG_*` flags (log, spec_allow, …).
+pub fn install_with_flags(program: &[Insn], flags: u32) -> std::io::Result<()> {
     #[repr(C)]
     struct SockFprog {
         len: u16,
@@ -24,8 +29,9 @@ pub fn install(program: &[Insn]) -> std::io::Result<()> {
         filter: program.as_ptr(),
     };
     // SAFETY: `prog` points at `program`, which outlives the call; the
-    // kernel copies the filter. SECCOMP_SET_MODE_FILTER = 1, flags 0.
-    let rc = unsafe { libc::syscall(libc::SYS_seccomp, 1, 0, &prog as *const SockFprog) };
+    // kernel copies the filter. SECCOMP_SET_MODE_FILTER = 1; flags are
+    // plain bits the kernel checks.
+    let rc = unsafe { libc::syscall(libc::SYS_seccomp, 1, flags, &prog as *const SockFprog) };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }

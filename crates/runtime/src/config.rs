@@ -1,0 +1,250 @@
+//! A bundle's config.json, read and checked before anything is made: what
+//! the runtime-spec says a runtime MUST refuse (unknown capabilities or
+//! rlimits, duplicates, relative hook paths, …) is refused here with the
+//! field named.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+
+use crate::{Result, RuntimeError};
+
+/// The largest config.json read (a config is a few KiB; hostile input must
+/// not exhaust memory).
+const MAX_CONFIG: u64 = 16 << 20;
+
+/// A checked configuration and where its bundle is.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub spec: Spec,
+    /// The root filesystem, absolute.
+    pub rootfs: PathBuf,
+}
+
+fn invalid(bundle: &Path, message: impl Into<String>) -> RuntimeError {
+    RuntimeError::Config {
+        bundle: bundle.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Reads `<bundle>/config.json` and checks it.
+pub fn load(bundle: &Path) -> Result<Bundle> {
+    let dir = std::path::absolute(bundle).map_err(crate::io_err(format!(
+        "resolve the bundle {}",
+        bundle.display()
+    )))?;
+    let path = dir.join("config.json");
+    let file = std::fs::File::open(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            RuntimeError::Invalid(format!(
+                "no config.json in the bundle {} (pass the bundle directory with --bundle, or create one with `skiff-runtime spec`)",
+                dir.display()
+            ))
+        } else {
+            crate::io_err(format!("read {}", path.display()))(e)
+        }
+    })?;
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_CONFIG + 1), &mut text)
+        .map_err(crate::io_err(format!("read {}", path.display())))?;
+    if text.len() as u64 > MAX_CONFIG {
+        return Err(invalid(&dir, "larger than 16 MiB"));
+    }
+    let spec = parse(&dir, &text)?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| invalid(&dir, "no root (root.path names the root filesystem)"))?;
+    let rootfs =
+        std::fs::canonicalize(dir.join(root.path())).unwrap_or_else(|_| dir.join(root.path()));
+    if !rootfs.is_dir() {
+        return Err(invalid(
+            &dir,
+            format!("root.path {} is not a directory", rootfs.display()),
+        ));
+    }
+    Ok(Bundle { dir, spec, rootfs })
+}
+
+/// Parses and checks a config (also for `update` and tests).
+pub fn parse(bundle: &Path, text: &[u8]) -> Result<Spec> {
+    let spec: Spec = serde_json::from_slice(text).map_err(|e| invalid(bundle, e.to_string()))?;
+    check(bundle, &spec)?;
+    Ok(spec)
+}
+
+fn check(bundle: &Path, spec: &Spec) -> Result<()> {
+    let version = spec.version();
+    if !version.starts_with("1.") {
+        return Err(invalid(
+            bundle,
+            format!(
+                "ociVersion '{version}' is not supported (skiff-runtime implements runtime-spec 1.x)"
+            ),
+        ));
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| invalid(bundle, "no process: a container needs process.args"))?;
+    check_process(process).map_err(|m| invalid(bundle, m))?;
+    if let Some(linux) = spec.linux() {
+        let mut seen = HashSet::new();
+        for ns in linux.namespaces().iter().flatten() {
+            if !seen.insert(ns.typ()) {
+                return Err(invalid(
+                    bundle,
+                    format!("linux.namespaces lists {:?} twice", ns.typ()),
+                ));
+            }
+            if let Some(path) = ns.path()
+                && !path.is_absolute()
+            {
+                return Err(invalid(
+                    bundle,
+                    format!(
+                        "the path of the {:?} namespace, {}, is not absolute",
+                        ns.typ(),
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        let has_userns = seen.contains(&LinuxNamespaceType::User);
+        let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+            || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+        if maps && !has_userns {
+            return Err(invalid(
+                bundle,
+                "uidMappings/gidMappings need a user namespace in linux.namespaces",
+            ));
+        }
+        for sysctl in linux.sysctl().iter().flatten().map(|(k, _)| k) {
+            if sysctl.is_empty() || sysctl.contains("..") || sysctl.starts_with('/') {
+                return Err(invalid(bundle, format!("bad sysctl name '{sysctl}'")));
+            }
+        }
+        for p in linux
+            .masked_paths()
+            .iter()
+            .flatten()
+            .chain(linux.readonly_paths().iter().flatten())
+        {
+            if !p.starts_with('/') {
+                return Err(invalid(
+                    bundle,
+                    format!("masked and read-only paths must be absolute: '{p}'"),
+                ));
+            }
+        }
+    }
+    if let Some(hooks) = spec.hooks() {
+        let all = [
+            hooks.prestart(),
+            hooks.create_runtime(),
+            hooks.create_container(),
+            hooks.start_container(),
+            hooks.poststart(),
+            hooks.poststop(),
+        ];
+        for hook in all.into_iter().flatten().flatten() {
+            if !hook.path().is_absolute() {
+                return Err(invalid(
+                    bundle,
+                    format!("hook path {} is not absolute", hook.path().display()),
+                ));
+            }
+        }
+    }
+    for m in spec.mounts().iter().flatten() {
+        if m.destination().as_os_str().is_empty() {
+            return Err(invalid(bundle, "a mount has no destination"));
+        }
+    }
+    Ok(())
+}
+
+/// What the runtime-spec requires of a process (also for `exec`'s
+/// process.json).
+pub fn check_process(process: &Process) -> Result<(), String> {
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err("process.args is empty: name the program to run".into());
+    }
+    if !process.cwd().is_absolute() {
+        return Err(format!(
+            "process.cwd {} is not absolute",
+            process.cwd().display()
+        ));
+    }
+    let mut types = Vec::new();
+    for limit in process.rlimits().iter().flatten() {
+        if types.contains(&limit.typ()) {
+            return Err(format!("process.rlimits lists {:?} twice", limit.typ()));
+        }
+        types.push(limit.typ());
+        if limit.soft() > limit.hard() {
+            return Err(format!(
+                "process.rlimits {:?}: soft limit {} above the hard limit {}",
+                limit.typ(),
+                limit.soft(),
+                limit.hard()
+            ));
+        }
+    }
+    for var in process.env().iter().flatten() {
+        if !var.contains('=') {
+            return Err(format!("process.env entry '{var}' is not NAME=VALUE"));
+        }
+    }
+    Ok(())
+}
+
+/// A process.json for `exec`.
+pub fn parse_process(text: &[u8]) -> Result<Process> {
+    let process: Process = serde_json::from_slice(text)
+        .map_err(|e| RuntimeError::Invalid(format!("process JSON: {e}")))?;
+    check_process(&process).map_err(|m| RuntimeError::Invalid(format!("process JSON: {m}")))?;
+    Ok(process)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(process: &str) -> Vec<u8> {
+        format!(r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"process":{process}}}"#)
+            .into_bytes()
+    }
+
+    #[test]
+    fn refuses_what_the_spec_says_must_fail() {
+        let b = Path::new("/b");
+        let ok = config(r#"{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}}"#);
+        assert!(parse(b, &ok).is_ok());
+        for (bad, why) in [
+            (
+                r#"{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},"capabilities":{"bounding":["CAP_TEST"]}}"#,
+                "CAP_TEST",
+            ),
+            (
+                r#"{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},"rlimits":[{"type":"RLIMIT_TEST","soft":1,"hard":1}]}"#,
+                "RLIMIT_TEST",
+            ),
+            (
+                r#"{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},"rlimits":[{"type":"RLIMIT_NOFILE","soft":1,"hard":1},{"type":"RLIMIT_NOFILE","soft":2,"hard":2}]}"#,
+                "twice",
+            ),
+            (
+                r#"{"cwd":"rel","args":["sh"],"user":{"uid":0,"gid":0}}"#,
+                "not absolute",
+            ),
+            (r#"{"cwd":"/","args":[],"user":{"uid":0,"gid":0}}"#, "empty"),
+        ] {
+            let err = parse(b, &config(bad)).unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+        }
+    }
+}

@@ -1,0 +1,543 @@
+//! The operations on a container, as runtime-spec's runtime.md and runc's
+//! command line define them.
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources};
+use skiff_stage1::sys::{self, process::Forked};
+
+use crate::cgroup::Cgroup;
+use crate::config::Bundle;
+use crate::init::Launch;
+use crate::namespaces::Plan;
+use crate::process::Prepared;
+use crate::state::{Dir, Saved, Status};
+use crate::sync::Msg;
+use crate::{Result, RuntimeError, errno, hooks, io_err};
+
+/// `create`'s options beyond the bundle.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    pub systemd_cgroup: bool,
+}
+
+/// Writes a pid file atomically (containerd reads it as soon as the
+/// command returns).
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, pid.to_string()).map_err(io_err(format!("write {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(io_err(format!("write the pid file {}", path.display())))
+}
+
+/// Whether `create` must run from a sealed copy of the binary: when the
+/// container joins an existing pid namespace ([`crate::selfexe`]).
+pub fn joins_pid_namespace(bundle: &Bundle) -> bool {
+    bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_some())
+        })
+}
+
+/// Creates the container: its init waits for `start`. Returns its pid.
+pub fn create(root: &Path, id: &str, bundle: &Bundle, opts: &CreateOptions) -> Result<i32> {
+    let dir = Dir::new(root, id)?;
+    let spec = &bundle.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| RuntimeError::Invalid("config.json has no process".into()))?;
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal != opts.console_socket.is_some() {
+        return Err(RuntimeError::Invalid(if terminal {
+            "process.terminal is true: pass --console-socket (a Unix socket that receives the terminal)".into()
+        } else {
+            "--console-socket was given but process.terminal is false".into()
+        }));
+    }
+    let linux = spec.linux().clone().unwrap_or_default();
+    if opts.systemd_cgroup && !Path::new("/run/systemd/system").is_dir() {
+        return Err(RuntimeError::Unsupported(
+            "--systemd-cgroup: systemd is not running on this host (no /run/systemd/system); leave the flag out to manage cgroups directly".into(),
+        ));
+    }
+    let prepared = Prepared::new(process, linux.seccomp().as_ref(), opts.preserve_fds)?;
+    let cgroup = Cgroup::resolve(linux.cgroups_path().as_deref(), id, opts.systemd_cgroup)?;
+    let plan = Plan::of(linux.namespaces().as_deref().unwrap_or_default())?;
+    dir.create(root)?;
+    let mut init_pid = None;
+    let result = create_in(&dir, bundle, opts, prepared, &cgroup, plan, &mut init_pid);
+    if result.is_err() {
+        if let Some(pid) = init_pid {
+            sys::process::kill(pid, libc::SIGKILL);
+        }
+        cgroup.remove();
+        let _ = dir.remove();
+    }
+    result
+}
+
+fn create_in(
+    dir: &Dir,
+    bundle: &Bundle,
+    opts: &CreateOptions,
+    prepared: Prepared,
+    cgroup: &Cgroup,
+    plan: Plan,
+    init_pid: &mut Option<i32>,
+) -> Result<i32> {
+    let spec = &bundle.spec;
+    let linux = spec.linux().clone().unwrap_or_default();
+    cgroup.create()?;
+    if let Some(res) = linux.resources() {
+        cgroup.apply(res)?;
+    }
+    let cgroup_procs = cgroup.procs_files()?;
+    let fifo_path = dir.fifo();
+    // Writable by the container's root (which a user namespace may map to
+    // another host user), readable only by root.
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo_path,
+        rustix::fs::Mode::from_raw_mode(0o622),
+    )
+    .map_err(errno(format!("create {}", fifo_path.display())))?;
+    rustix::fs::chmod(&fifo_path, rustix::fs::Mode::from_raw_mode(0o622))
+        .map_err(errno(format!("set the mode of {}", fifo_path.display())))?;
+    if let Some((uid, gid)) = root_ids(&linux) {
+        rustix::fs::chown(
+            &fifo_path,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        )
+        .map_err(errno(format!("set the owner of {}", fifo_path.display())))?;
+    }
+    let fifo = rustix::fs::open(
+        &fifo_path,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(errno(format!("open {}", fifo_path.display())))?;
+    let console = opts
+        .console_socket
+        .as_deref()
+        .map(crate::console::connect)
+        .transpose()?;
+    let created = crate::state::now_rfc3339();
+    let mut saved = Saved {
+        id: dir.id.clone(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        pid: 0,
+        start_time: 0,
+        created,
+        cgroups: cgroup.dirs.clone(),
+        config: spec.clone(),
+        own_mount_ns: plan.creates(LinuxNamespaceType::Mount)
+            || plan.joins(LinuxNamespaceType::Mount),
+    };
+    let mut state = saved.oci_state(Status::Created);
+    state["status"] = "created".into();
+    let new_userns = plan.creates(LinuxNamespaceType::User);
+    let (mut parent, child) = crate::sync::pair()?;
+    let launch = Launch {
+        bundle,
+        plan,
+        cgroup,
+        cgroup_procs,
+        fifo,
+        console,
+        prepared,
+        no_pivot: opts.no_pivot,
+        state: state.clone(),
+    };
+    let intermediate = match sys::process::fork().map_err(io_err("fork"))? {
+        Forked::Child => {
+            drop(parent);
+            crate::init::intermediate(launch, child)
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop(child);
+    drop(launch);
+    let hooks = spec.hooks().clone().unwrap_or_default();
+    loop {
+        match parent.recv()? {
+            Some(Msg::UserNs) if new_userns => {
+                let uids = linux.uid_mappings().clone().unwrap_or_default();
+                let gids = linux.gid_mappings().clone().unwrap_or_default();
+                crate::namespaces::write_maps(intermediate, &uids, &gids)?;
+                parent.send(&Msg::Go)?;
+            }
+            Some(Msg::Pid(pid)) if init_pid.is_none() => {
+                *init_pid = Some(pid);
+                sys::process::wait(intermediate);
+                parent.send(&Msg::Go)?;
+            }
+            Some(Msg::Hooks) if init_pid.is_some() => {
+                state["pid"] = init_pid.unwrap_or(0).into();
+                hooks::run(
+                    "prestart",
+                    hooks.prestart().as_deref().unwrap_or_default(),
+                    &state,
+                )?;
+                hooks::run(
+                    "createRuntime",
+                    hooks.create_runtime().as_deref().unwrap_or_default(),
+                    &state,
+                )?;
+                parent.send(&Msg::Go)?;
+            }
+            Some(Msg::Ready) if init_pid.is_some() => break,
+            Some(Msg::Error(e)) => {
+                if init_pid.is_none() {
+                    sys::process::wait(intermediate);
+                }
+                return Err(RuntimeError::Init(e));
+            }
+            None => {
+                if init_pid.is_none() {
+                    sys::process::wait(intermediate);
+                }
+                return Err(RuntimeError::Init(
+                    "the container's init ended during setup".into(),
+                ));
+            }
+            Some(_) => {
+                return Err(RuntimeError::Init(
+                    "the container's init sent a message out of order".into(),
+                ));
+            }
+        }
+    }
+    let pid = init_pid.unwrap_or(0);
+    let (start_time, _) = crate::state::process_start(pid)
+        .ok_or_else(|| RuntimeError::Init("the container's init ended during setup".into()))?;
+    saved.pid = pid;
+    saved.start_time = start_time;
+    dir.save(&saved)?;
+    if let Some(path) = &opts.pid_file {
+        write_pid_file(path, pid)?;
+    }
+    Ok(pid)
+}
+
+/// The host uid and gid of the container's root when a user namespace
+/// maps it.
+fn root_ids(linux: &oci_spec::runtime::Linux) -> Option<(u32, u32)> {
+    let host = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.iter()
+            .flatten()
+            .find(|m| m.container_id() == 0)
+            .map(|m| m.host_id())
+    };
+    Some((host(linux.uid_mappings())?, host(linux.gid_mappings())?))
+}
+
+/// Starts a created container: its init execs the process.
+pub fn start(root: &Path, id: &str) -> Result<()> {
+    let dir = Dir::new(root, id)?;
+    let _lock = dir.lock()?;
+    let saved = dir.load()?;
+    let status = saved.status(&dir);
+    if status != Status::Created {
+        return Err(RuntimeError::WrongState {
+            id: id.into(),
+            status: status.to_string(),
+            what: "only a created container can be started".into(),
+        });
+    }
+    let fifo = rustix::fs::open(
+        dir.fifo(),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(errno("open exec.fifo"))?;
+    loop {
+        let mut fds = [rustix::event::PollFd::new(
+            &fifo,
+            rustix::event::PollFlags::IN,
+        )];
+        let timeout = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 100_000_000,
+        };
+        let _ = rustix::event::poll(&mut fds, Some(&timeout));
+        let mut byte = [0u8; 1];
+        match rustix::io::read(&fifo, &mut byte) {
+            Ok(1) => break,
+            Ok(_) | Err(rustix::io::Errno::AGAIN) => {}
+            Err(e) => return Err(errno("read exec.fifo")(e)),
+        }
+        if !saved.alive() {
+            return Err(RuntimeError::Init(format!(
+                "the init of container '{id}' ended before it started"
+            )));
+        }
+    }
+    let _ = std::fs::remove_file(dir.fifo());
+    let hooks = saved.config.hooks().clone().unwrap_or_default();
+    hooks::run_warn(
+        "poststart",
+        hooks.poststart().as_deref().unwrap_or_default(),
+        &saved.oci_state(Status::Running),
+    );
+    Ok(())
+}
+
+/// The runtime-spec state of a container.
+pub fn state(root: &Path, id: &str) -> Result<serde_json::Value> {
+    let dir = Dir::new(root, id)?;
+    let saved = dir.load()?;
+    Ok(saved.oci_state(saved.status(&dir)))
+}
+
+/// Sends `signal` to the container's init (or, with `all`, to every
+/// process of its cgroup).
+pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
+    let dir = Dir::new(root, id)?;
+    let saved = dir.load()?;
+    let status = saved.status(&dir);
+    if status == Status::Stopped {
+        return Err(RuntimeError::WrongState {
+            id: id.into(),
+            status: status.to_string(),
+            what: "there is no process to signal".into(),
+        });
+    }
+    if all {
+        let cgroup = Cgroup::from_dirs(&saved.cgroups);
+        let pids = cgroup.pids();
+        for pid in &pids {
+            sys::process::kill(*pid, signal);
+        }
+        if pids.is_empty() {
+            signal_init(&saved, signal)?;
+        }
+        if signal == libc::SIGKILL && status == Status::Paused {
+            let _ = cgroup.freeze(false);
+        }
+        return Ok(());
+    }
+    signal_init(&saved, signal)
+}
+
+fn signal_init(saved: &Saved, signal: i32) -> Result<()> {
+    // A pidfd names this process even if the pid is reused after the
+    // check below.
+    let pidfd = rustix::process::Pid::from_raw(saved.pid)
+        .map(|pid| rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()))
+        .transpose()
+        .ok()
+        .flatten();
+    if !saved.alive() {
+        return Err(RuntimeError::WrongState {
+            id: saved.id.clone(),
+            status: "stopped".into(),
+            what: "there is no process to signal".into(),
+        });
+    }
+    let sig = rustix::process::Signal::from_named_raw(signal);
+    match (pidfd, sig) {
+        (Some(fd), Some(sig)) => rustix::process::pidfd_send_signal(fd.as_fd(), sig)
+            .map_err(errno(format!("signal the container's init ({signal})"))),
+        _ => {
+            if sys::process::kill(saved.pid, signal) {
+                Ok(())
+            } else {
+                Err(RuntimeError::Io {
+                    what: format!("signal the container's init ({signal})"),
+                    source: std::io::Error::last_os_error(),
+                })
+            }
+        }
+    }
+}
+
+/// Deletes a container: stopped ones (and created ones, whose init is
+/// killed) at once, running ones only with `force` (killing every
+/// process). Runs the poststop hooks.
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let dir = Dir::new(root, id)?;
+    let saved = match dir.load() {
+        Ok(saved) => saved,
+        Err(RuntimeError::NotFound(_)) if dir.path.exists() => {
+            // An aborted create left a directory without a state.
+            dir.remove()?;
+            return Ok(());
+        }
+        Err(RuntimeError::NotFound(_)) if force => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let _lock = dir.lock()?;
+    let cgroup = Cgroup::from_dirs(&saved.cgroups);
+    let status = saved.status(&dir);
+    match status {
+        Status::Stopped => {}
+        Status::Created => kill_all(&saved, &cgroup),
+        Status::Running | Status::Paused if force => kill_all(&saved, &cgroup),
+        _ => {
+            return Err(RuntimeError::WrongState {
+                id: id.into(),
+                status: status.to_string(),
+                what: "stop it first (kill), or delete it with --force".into(),
+            });
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (saved.alive() || !cgroup.pids().is_empty()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if !saved.own_mount_ns {
+        crate::init::unmount_under(&saved.rootfs);
+    }
+    cgroup.remove();
+    let hooks = saved.config.hooks().clone().unwrap_or_default();
+    hooks::run_warn(
+        "poststop",
+        hooks.poststop().as_deref().unwrap_or_default(),
+        &saved.oci_state(Status::Stopped),
+    );
+    dir.remove()
+}
+
+fn kill_all(saved: &Saved, cgroup: &Cgroup) {
+    let pids = cgroup.pids();
+    for pid in &pids {
+        sys::process::kill(*pid, libc::SIGKILL);
+    }
+    if saved.alive() {
+        let _ = signal_init(saved, libc::SIGKILL);
+    }
+    if cgroup.frozen() {
+        let _ = cgroup.freeze(false);
+    }
+}
+
+/// The pids of the container's processes.
+pub fn ps(root: &Path, id: &str) -> Result<Vec<i32>> {
+    let dir = Dir::new(root, id)?;
+    let saved = dir.load()?;
+    let mut pids = Cgroup::from_dirs(&saved.cgroups).pids();
+    if pids.is_empty() && saved.alive() {
+        pids.push(saved.pid);
+    }
+    Ok(pids)
+}
+
+/// Freezes (`pause`) or thaws (`resume`) the container.
+pub fn pause(root: &Path, id: &str, on: bool) -> Result<()> {
+    let dir = Dir::new(root, id)?;
+    let _lock = dir.lock()?;
+    let saved = dir.load()?;
+    let status = saved.status(&dir);
+    let expected = if on { Status::Running } else { Status::Paused };
+    if status != expected {
+        return Err(RuntimeError::WrongState {
+            id: id.into(),
+            status: status.to_string(),
+            what: format!(
+                "only a {expected} container can be {}",
+                if on { "paused" } else { "resumed" }
+            ),
+        });
+    }
+    Cgroup::from_dirs(&saved.cgroups).freeze(on)
+}
+
+/// Applies new resources to a container and records them.
+pub fn update(root: &Path, id: &str, resources: &LinuxResources) -> Result<()> {
+    let dir = Dir::new(root, id)?;
+    let _lock = dir.lock()?;
+    let mut saved = dir.load()?;
+    let status = saved.status(&dir);
+    if status == Status::Stopped {
+        return Err(RuntimeError::WrongState {
+            id: id.into(),
+            status: status.to_string(),
+            what: "a stopped container cannot be updated".into(),
+        });
+    }
+    Cgroup::from_dirs(&saved.cgroups).apply(resources)?;
+    let mut linux = saved.config.linux().clone().unwrap_or_default();
+    linux.set_resources(Some(resources.clone()));
+    saved.config.set_linux(Some(linux));
+    dir.save(&saved)
+}
+
+/// `run`: create, start and (unless detached) wait for the container and
+/// delete it; returns its exit status.
+pub fn run(
+    root: &Path,
+    id: &str,
+    bundle: &Bundle,
+    opts: &CreateOptions,
+    detach: bool,
+) -> Result<i32> {
+    if !detach {
+        rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+            .map_err(errno("become a subreaper"))?;
+    }
+    let pid = create(root, id, bundle, opts)?;
+    if let Err(e) = start(root, id) {
+        let _ = delete(root, id, true);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    skiff_stage1::supervise::forward_to(pid);
+    let code = sys::process::wait(pid).map_or(1, skiff_stage1::exit_code);
+    delete(root, id, true)?;
+    Ok(code)
+}
+
+/// One line of `list`.
+pub struct Listed {
+    pub id: String,
+    pub pid: i32,
+    pub status: Status,
+    pub bundle: PathBuf,
+    pub created: String,
+}
+
+pub fn list(root: &Path) -> Vec<Listed> {
+    crate::state::list(root)
+        .into_iter()
+        .filter_map(|id| {
+            let dir = Dir::new(root, &id).ok()?;
+            let saved = dir.load().ok()?;
+            let status = saved.status(&dir);
+            Some(Listed {
+                id,
+                pid: if status == Status::Stopped {
+                    0
+                } else {
+                    saved.pid
+                },
+                status,
+                bundle: saved.bundle,
+                created: saved.created,
+            })
+        })
+        .collect()
+}

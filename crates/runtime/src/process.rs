@@ -1,0 +1,261 @@
+//! Becoming the configured process, in a process already inside the
+//! container's namespaces and root: rlimits, OOM score, user and groups,
+//! the five capability sets, no_new_privs, AppArmor/SELinux, the seccomp
+//! profile (last, or while privileged when no_new_privs is off), the
+//! working directory, then exec with the process's environment. Used by
+//! the container's init and by `exec`.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+
+use oci_spec::runtime::{Capabilities, LinuxSeccomp, PosixRlimitType, Process};
+use rustix::process::{Resource, Rlimit};
+
+use crate::{Result, RuntimeError, errno, io_err};
+
+/// What is checked and compiled before the process changes anything.
+pub struct Prepared {
+    process: Process,
+    seccomp: Option<crate::seccomp::Compiled>,
+    preserve_fds: u32,
+}
+
+fn resource(t: PosixRlimitType) -> Resource {
+    match t {
+        PosixRlimitType::RlimitCpu => Resource::Cpu,
+        PosixRlimitType::RlimitFsize => Resource::Fsize,
+        PosixRlimitType::RlimitData => Resource::Data,
+        PosixRlimitType::RlimitStack => Resource::Stack,
+        PosixRlimitType::RlimitCore => Resource::Core,
+        PosixRlimitType::RlimitRss => Resource::Rss,
+        PosixRlimitType::RlimitNproc => Resource::Nproc,
+        PosixRlimitType::RlimitNofile => Resource::Nofile,
+        PosixRlimitType::RlimitMemlock => Resource::Memlock,
+        PosixRlimitType::RlimitAs => Resource::As,
+        PosixRlimitType::RlimitLocks => Resource::Locks,
+        PosixRlimitType::RlimitSigpending => Resource::Sigpending,
+        PosixRlimitType::RlimitMsgqueue => Resource::Msgqueue,
+        PosixRlimitType::RlimitNice => Resource::Nice,
+        PosixRlimitType::RlimitRtprio => Resource::Rtprio,
+        PosixRlimitType::RlimitRttime => Resource::Rttime,
+    }
+}
+
+fn to_caps(set: &Option<Capabilities>) -> Result<caps::CapsHashSet> {
+    set.iter()
+        .flatten()
+        .map(|c| {
+            format!("CAP_{c}").parse::<caps::Capability>().map_err(|_| {
+                RuntimeError::Unsupported(format!("capability CAP_{c} is not known to this build"))
+            })
+        })
+        .collect()
+}
+
+/// Whether the host runs AppArmor.
+pub fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
+}
+
+/// Whether the host runs SELinux.
+pub fn selinux_enabled() -> bool {
+    Path::new("/sys/fs/selinux/enforce").exists()
+}
+
+impl Prepared {
+    /// Checks what can be checked before anything changes: the seccomp
+    /// profile compiles, capabilities are known, the LSMs asked for exist.
+    pub fn new(
+        process: &Process,
+        seccomp: Option<&LinuxSeccomp>,
+        preserve_fds: u32,
+    ) -> Result<Prepared> {
+        let seccomp = seccomp.map(crate::seccomp::compile).transpose()?;
+        if let Some(c) = process.capabilities() {
+            for set in [
+                c.bounding(),
+                c.effective(),
+                c.inheritable(),
+                c.permitted(),
+                c.ambient(),
+            ] {
+                to_caps(set)?;
+            }
+        }
+        if let Some(profile) = process
+            .apparmor_profile()
+            .as_ref()
+            .filter(|p| !p.is_empty())
+            && !apparmor_enabled()
+        {
+            return Err(RuntimeError::Unsupported(format!(
+                "the AppArmor profile '{profile}' was asked for, but AppArmor is not enabled on this host (remove process.apparmorProfile, or enable AppArmor)"
+            )));
+        }
+        if process.scheduler().is_some() {
+            return Err(RuntimeError::Unsupported(
+                "process.scheduler is not supported by skiff-runtime".into(),
+            ));
+        }
+        if process.io_priority().is_some() {
+            return Err(RuntimeError::Unsupported(
+                "process.ioPriority is not supported by skiff-runtime".into(),
+            ));
+        }
+        Ok(Prepared {
+            process: process.clone(),
+            seccomp,
+            preserve_fds,
+        })
+    }
+
+    pub fn process(&self) -> &Process {
+        &self.process
+    }
+
+    /// Sets the rlimits (before privileges are dropped: raising a hard
+    /// limit needs CAP_SYS_RESOURCE).
+    pub fn set_rlimits(&self) -> Result<()> {
+        for limit in self.process.rlimits().iter().flatten() {
+            let value = |v: u64| if v == u64::MAX { None } else { Some(v) };
+            rustix::process::setrlimit(
+                resource(limit.typ()),
+                Rlimit {
+                    current: value(limit.soft()),
+                    maximum: value(limit.hard()),
+                },
+            )
+            .map_err(errno(format!("set the rlimit {:?}", limit.typ())))?;
+        }
+        Ok(())
+    }
+
+    /// Everything but the exec; then [`Prepared::exec`].
+    pub fn become_process(&self) -> Result<()> {
+        let p = &self.process;
+        self.set_rlimits()?;
+        if let Some(adj) = p.oom_score_adj() {
+            std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+                .map_err(io_err(format!("set the OOM score adjustment {adj}")))?;
+        }
+        // Nothing but stdio (and --preserve-fds) reaches the process.
+        skiff_stage1::sys::process::close_range_on_exec(3 + self.preserve_fds, u32::MAX)
+            .map_err(io_err("mark inherited fds close-on-exec"))?;
+        let nnp = p.no_new_privileges().unwrap_or(false);
+        if !nnp && let Some(filter) = &self.seccomp {
+            crate::seccomp::install(filter)?;
+        }
+        if let Some(profile) = p.apparmor_profile().as_ref().filter(|s| !s.is_empty()) {
+            std::fs::write("/proc/self/attr/apparmor/exec", format!("exec {profile}"))
+                .or_else(|_| std::fs::write("/proc/self/attr/exec", format!("exec {profile}")))
+                .map_err(io_err(format!("set the AppArmor profile {profile}")))?;
+        }
+        if let Some(label) = p.selinux_label().as_ref().filter(|s| !s.is_empty()) {
+            if selinux_enabled() {
+                std::fs::write("/proc/self/attr/exec", label)
+                    .map_err(io_err(format!("set the SELinux label {label}")))?;
+            } else {
+                crate::log::warn(&format!(
+                    "SELinux is not enabled on this host: the label '{label}' is not applied"
+                ));
+            }
+        }
+        let empty = oci_spec::runtime::LinuxCapabilities::default();
+        let c = p.capabilities().as_ref().unwrap_or(&empty);
+        let bounding = to_caps(c.bounding())?;
+        for cap in caps::all() {
+            if !bounding.contains(&cap) {
+                match caps::drop(None, caps::CapSet::Bounding, cap) {
+                    Ok(()) => {}
+                    // Capabilities this kernel does not have.
+                    Err(_) if !caps::runtime::thread_all_supported().contains(&cap) => {}
+                    Err(e) => {
+                        return Err(RuntimeError::Init(format!(
+                            "cannot drop {cap} from the bounding set: {e}"
+                        )));
+                    }
+                }
+            }
+        }
+        let user = p.user();
+        rustix::thread::set_keep_capabilities(true).map_err(errno("keep capabilities"))?;
+        let groups: Vec<u32> = user.additional_gids().clone().unwrap_or_default();
+        skiff_stage1::sys::ids::set_credentials(&groups, user.gid(), user.uid()).map_err(
+            io_err(format!("switch to uid {} gid {}", user.uid(), user.gid())),
+        )?;
+        rustix::thread::set_keep_capabilities(false).map_err(errno("keep capabilities"))?;
+        let capset = |which, set: &caps::CapsHashSet| {
+            caps::set(None, which, set)
+                .map_err(|e| RuntimeError::Init(format!("cannot set capabilities: {e}")))
+        };
+        let permitted = caps::read(None, caps::CapSet::Permitted)
+            .map_err(|e| RuntimeError::Init(format!("cannot read capabilities: {e}")))?;
+        capset(caps::CapSet::Effective, &permitted)?;
+        capset(caps::CapSet::Inheritable, &to_caps(c.inheritable())?)?;
+        capset(caps::CapSet::Effective, &to_caps(c.effective())?)?;
+        capset(caps::CapSet::Permitted, &to_caps(c.permitted())?)?;
+        let _ = caps::clear(None, caps::CapSet::Ambient);
+        for cap in to_caps(c.ambient())? {
+            caps::raise(None, caps::CapSet::Ambient, cap).map_err(|e| {
+                RuntimeError::Init(format!(
+                    "cannot raise the ambient capability {cap} (it must be permitted and inheritable): {e}"
+                ))
+            })?;
+        }
+        if nnp {
+            rustix::thread::set_no_new_privs(true).map_err(errno("set no_new_privs"))?;
+        }
+        if let Some(mask) = user.umask() {
+            rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask & 0o777));
+        }
+        std::env::set_current_dir(p.cwd()).map_err(io_err(format!(
+            "enter the working directory {}",
+            p.cwd().display()
+        )))?;
+        skiff_stage1::sys::signal::reset_all();
+        if nnp && let Some(filter) = &self.seccomp {
+            crate::seccomp::install(filter)?;
+        }
+        Ok(())
+    }
+
+    /// Executes the process; returns only on failure.
+    pub fn exec(&self) -> RuntimeError {
+        let p = &self.process;
+        let args = p.args().clone().unwrap_or_default();
+        let Some((program, rest)) = args.split_first() else {
+            return RuntimeError::Invalid("process.args is empty".into());
+        };
+        let mut env: Vec<(String, String)> = p
+            .env()
+            .iter()
+            .flatten()
+            .filter_map(|v| {
+                v.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        if !env.iter().any(|(k, _)| k == "HOME") {
+            env.push(("HOME".into(), home_of(p.user().uid())));
+        }
+        let err = std::process::Command::new(program)
+            .args(rest)
+            .env_clear()
+            .envs(env)
+            .exec();
+        RuntimeError::Init(format!("cannot execute {program}: {err}"))
+    }
+}
+
+/// The home directory of `uid` in the container's /etc/passwd, or `/`.
+fn home_of(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
+        })
+        .unwrap_or_else(|| "/".into())
+}

@@ -1,0 +1,54 @@
+//! /proc/self/exe protection (CVE-2019-5736): a process of skiff-runtime
+//! that joins a pid namespace where container processes already run (`exec`,
+//! or a container sharing another's pid namespace) is visible to them, and
+//! one allowed to trace it could open its `/proc/<pid>/exe` — the host's
+//! binary — and overwrite it once it is no longer being executed. Such
+//! commands therefore re-execute themselves from a sealed memfd copy
+//! first: what `/proc/<pid>/exe` names then is that copy, which cannot be
+//! written. (Containers with a new pid namespace have no other process in
+//! it while the runtime's code runs there.) The runtime's process in the
+//! container is also non-dumpable until it execs.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+
+use rustix::fs::{MemfdFlags, SealFlags};
+
+use crate::{Result, errno, io_err};
+
+const NAME: &str = "skiff-runtime";
+
+/// Whether this process already runs from the sealed copy.
+pub fn is_sealed_copy() -> bool {
+    std::fs::read_link("/proc/self/exe")
+        .is_ok_and(|p| p.to_string_lossy().starts_with(&format!("/memfd:{NAME}")))
+}
+
+/// Re-executes this process (same arguments and environment) from a
+/// sealed memfd copy of its binary, unless it already runs from one.
+/// Returns only on failure.
+pub fn reexec_sealed() -> Result<()> {
+    if is_sealed_copy() {
+        return Ok(());
+    }
+    let memfd = rustix::fs::memfd_create(NAME, MemfdFlags::ALLOW_SEALING | MemfdFlags::CLOEXEC)
+        .map_err(errno("create a memfd for the sealed binary"))?;
+    let mut src = std::fs::File::open("/proc/self/exe").map_err(io_err("open /proc/self/exe"))?;
+    let mut dst = std::fs::File::from(memfd);
+    std::io::copy(&mut src, &mut dst).map_err(io_err("copy the binary into a memfd"))?;
+    rustix::fs::fcntl_add_seals(
+        &dst,
+        SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
+    )
+    .map_err(errno("seal the memfd"))?;
+    // Close-on-exec: the kernel opens the binary by this path before it
+    // closes the fds, so the new image holds no fd of it.
+    let path = format!("/proc/self/fd/{}", dst.as_raw_fd());
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| NAME.into());
+    let err = std::process::Command::new(&path)
+        .arg0(arg0)
+        .args(args)
+        .exec();
+    Err(io_err("re-execute from the sealed copy")(err))
+}

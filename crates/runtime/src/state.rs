@@ -1,0 +1,278 @@
+//! A container's state directory, `<root>/<id>`: `state.json` (what
+//! create recorded), `exec.fifo` while the container is created but not
+//! started, and a lock file. The status is read from the kernel each time
+//! (is the init process, identified by pid *and* start time, alive? is
+//! its cgroup frozen?), never trusted from a file.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, RuntimeError, io_err};
+
+pub const STATE_FILE: &str = "state.json";
+pub const EXEC_FIFO: &str = "exec.fifo";
+const LOCK_FILE: &str = "lock";
+
+/// What `create` records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Saved {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub pid: i32,
+    /// Field 22 of /proc/<pid>/stat when created: a later process with the
+    /// same pid is not this container.
+    pub start_time: u64,
+    /// RFC 3339.
+    pub created: String,
+    /// The container's cgroup directories (one per v1 hierarchy, or one).
+    pub cgroups: Vec<PathBuf>,
+    /// The configuration as created (`update` changes its resources).
+    pub config: Spec,
+    /// Whether the container has its own mount namespace (without one its
+    /// mounts live in the host's and `delete` removes them).
+    pub own_mount_ns: bool,
+}
+
+/// A container's status, as runtime-spec names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A container ID: letters, digits, `_`, `+`, `-`, `.`; not `.` or `..`
+/// (it names a directory under the state root).
+pub fn check_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(RuntimeError::Invalid(format!(
+            "bad container ID '{}': use letters, digits, '_', '+', '-' and '.' (at most 1024)",
+            id.escape_debug()
+        )))
+    }
+}
+
+/// The state directory of one container.
+#[derive(Debug, Clone)]
+pub struct Dir {
+    pub id: String,
+    pub path: PathBuf,
+}
+
+/// An exclusive lock on a container's state, held until dropped.
+pub struct Lock(#[allow(dead_code)] File);
+
+impl Dir {
+    pub fn new(root: &Path, id: &str) -> Result<Dir> {
+        check_id(id)?;
+        Ok(Dir {
+            id: id.to_string(),
+            path: root.join(id),
+        })
+    }
+
+    pub fn fifo(&self) -> PathBuf {
+        self.path.join(EXEC_FIFO)
+    }
+
+    /// Makes the directory; refused if the container exists.
+    pub fn create(&self, root: &Path) -> Result<()> {
+        std::fs::create_dir_all(root).map_err(io_err(format!("create {}", root.display())))?;
+        use std::os::unix::fs::DirBuilderExt;
+        match std::fs::DirBuilder::new().mode(0o711).create(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(RuntimeError::Exists(self.id.clone()))
+            }
+            Err(e) => Err(io_err(format!("create {}", self.path.display()))(e)),
+        }
+    }
+
+    /// Takes the container's lock (waits for another operation on it).
+    pub fn lock(&self) -> Result<Lock> {
+        let path = self.path.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    RuntimeError::NotFound(self.id.clone())
+                } else {
+                    io_err(format!("open {}", path.display()))(e)
+                }
+            })?;
+        rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockExclusive)
+            .map_err(crate::errno(format!("lock {}", path.display())))?;
+        Ok(Lock(file))
+    }
+
+    pub fn save(&self, saved: &Saved) -> Result<()> {
+        let text = serde_json::to_vec(saved).map_err(|e| RuntimeError::Io {
+            what: "encode the state".into(),
+            source: std::io::Error::other(e),
+        })?;
+        let tmp = self.path.join(".state.json.tmp");
+        std::fs::write(&tmp, text).map_err(io_err(format!("write {}", tmp.display())))?;
+        std::fs::rename(&tmp, self.path.join(STATE_FILE))
+            .map_err(io_err(format!("write the state of {}", self.id)))
+    }
+
+    pub fn load(&self) -> Result<Saved> {
+        let path = self.path.join(STATE_FILE);
+        let text = match std::fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(RuntimeError::NotFound(self.id.clone()));
+            }
+            Err(e) => return Err(io_err(format!("read {}", path.display()))(e)),
+        };
+        serde_json::from_slice(&text).map_err(|e| {
+            RuntimeError::Invalid(format!(
+                "the state of container '{}' ({}) is damaged: {e}; remove it with `delete --force`",
+                self.id,
+                path.display()
+            ))
+        })
+    }
+
+    /// Removes the directory and everything in it.
+    pub fn remove(&self) -> Result<()> {
+        match std::fs::remove_dir_all(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(format!("remove {}", self.path.display()))(e)),
+        }
+    }
+}
+
+/// Field 22 (start time) of /proc/<pid>/stat and whether the process is
+/// a zombie or dead; `None` if there is no such process.
+pub fn process_start(pid: i32) -> Option<(u64, bool)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); field 22 is index 19.
+    let state = fields.first()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((start, matches!(*state, "Z" | "X" | "x")))
+}
+
+impl Saved {
+    /// Whether the init process still runs (not a zombie).
+    pub fn alive(&self) -> bool {
+        self.pid > 0
+            && matches!(process_start(self.pid), Some((start, false)) if start == self.start_time)
+    }
+
+    /// The status, from the kernel.
+    pub fn status(&self, dir: &Dir) -> Status {
+        if !self.alive() {
+            Status::Stopped
+        } else if dir.fifo().exists() {
+            Status::Created
+        } else if crate::cgroup::Cgroup::from_dirs(&self.cgroups).frozen() {
+            Status::Paused
+        } else {
+            Status::Running
+        }
+    }
+
+    /// The runtime-spec state (`state` prints it; hooks read it on stdin),
+    /// with runc's extra fields (rootfs, created) that containerd reads.
+    pub fn oci_state(&self, status: Status) -> serde_json::Value {
+        let annotations = self.config.annotations().clone().unwrap_or_default();
+        let mut state = serde_json::json!({
+            "ociVersion": self.config.version(),
+            "id": self.id,
+            "status": status.name(),
+            "bundle": self.bundle,
+            "rootfs": self.rootfs,
+            "created": self.created,
+            "annotations": annotations,
+        });
+        if status != Status::Stopped {
+            state["pid"] = self.pid.into();
+        } else {
+            state["pid"] = 0.into();
+        }
+        state
+    }
+}
+
+/// Now, RFC 3339 with nanoseconds (as runc writes `created`).
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Every container ID under `root`.
+pub fn list(root: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join(STATE_FILE).exists())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_cannot_leave_the_root() {
+        for bad in ["", ".", "..", "a/b", "../x", "a b", "a\0b"] {
+            assert!(check_id(bad).is_err(), "{bad:?}");
+        }
+        for good in ["abc", "a.b-c_d+1", "0123456789abcdef"] {
+            check_id(good).unwrap();
+        }
+    }
+
+    #[test]
+    fn own_process_is_alive_with_its_start_time() {
+        let pid = std::process::id() as i32;
+        let (start, zombie) = process_start(pid).unwrap();
+        assert!(!zombie);
+        assert!(process_start(i32::MAX).is_none());
+        let _ = start;
+    }
+}
