@@ -18,4 +18,5 @@ mod net;
 mod oci;
 mod ops;
 mod pods;
+mod runtime;
 mod server;

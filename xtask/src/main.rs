@@ -14,6 +14,7 @@
 mod appc_tools;
 mod bench;
 mod build;
+mod runtime_tools;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -105,6 +106,11 @@ fn real_main() -> Result<()> {
         Some("demo") => demo(&root),
         Some("test") => test(&root, &args[1..]),
         Some("appc-tools") => appc_tools::ensure(&root).map(|_| ()),
+        Some("runtime-tools") => {
+            deps()?;
+            let binaries = build::Binaries::build(&root)?;
+            runtime_tools::run(&root, binaries.get("skiff-runtime")?)
+        }
         Some("bench") => {
             let quick = args.iter().any(|a| a == "--quick");
             let kvm = args.iter().any(|a| a == "--stage1=kvm");
@@ -154,6 +160,7 @@ fn real_main() -> Result<()> {
                  demo        build skiff, then build, validate and inspect a sample image\n  \
                  test        deps + appc reference tools + fmt + clippy + the whole test suite\n  \
                  appc-tools  build the reference actool and ACE validator images (cached, from Debian's appc sources)\n  \
+                 runtime-tools  the OCI runtime-tools compliance suite against skiff-runtime (needs ../shared)\n  \
                  bench [all|import|start|pull|metadata|audit|density] [--quick] [--stage1=kvm]  skiff against its peers, same run"
             );
             bail!("no or unknown xtask command")
@@ -173,7 +180,7 @@ pub(crate) fn step(what: &str) {
     println!("\n==> {what}");
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}").replace('"', "");
     let status = cmd
         .status()
@@ -302,7 +309,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     // The same build step as the demo's and the benchmarks' (same profile:
     // `cargo test` compiles nothing of it again), with its guard: skiff's
     // stage1 comes from the same build.
-    build::Binaries::build(root)?;
+    let binaries = build::Binaries::build(root)?;
     step("cargo test (unit, differential against actool, end-to-end)");
     let before = leftovers();
     run(cargo(root)
@@ -316,6 +323,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         .args(["--", "--ignored", "--test-threads=1"])
         .env("SKIFF_APPC_TOOLS", &tools)
         .env("SKIFF_TEST_PYTHON", &python))?;
+    runtime_tools::run(root, binaries.get("skiff-runtime")?)?;
     step(
         "checking that the suite left no mount, pod cgroup, network namespace, CNI rule, lease or veth behind",
     );
@@ -346,10 +354,12 @@ fn leftovers() -> Vec<String> {
         "/sys/fs/cgroup/devices",
         "/sys/fs/cgroup/unified",
     ] {
-        let dir = Path::new(hierarchy).join("skiff");
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                found.push(format!("cgroup {}", entry.path().display()));
+        for parent in ["skiff", "skiff-runtime"] {
+            let dir = Path::new(hierarchy).join(parent);
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    found.push(format!("cgroup {}", entry.path().display()));
+                }
             }
         }
     }

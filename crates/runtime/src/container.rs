@@ -152,6 +152,7 @@ fn create_in(
         created,
         cgroups: cgroup.dirs.clone(),
         config: spec.clone(),
+        runtime_exe: (0, 0),
         own_mount_ns: plan.creates(LinuxNamespaceType::Mount)
             || plan.joins(LinuxNamespaceType::Mount),
     };
@@ -234,6 +235,7 @@ fn create_in(
         .ok_or_else(|| RuntimeError::Init("the container's init ended during setup".into()))?;
     saved.pid = pid;
     saved.start_time = start_time;
+    saved.runtime_exe = crate::state::exe_id(pid).unwrap_or((0, 0));
     dir.save(&saved)?;
     if let Some(path) = &opts.pid_file {
         write_pid_file(path, pid)?;
@@ -296,11 +298,19 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     }
     let _ = std::fs::remove_file(dir.fifo());
     let hooks = saved.config.hooks().clone().unwrap_or_default();
-    hooks::run_warn(
-        "poststart",
-        hooks.poststart().as_deref().unwrap_or_default(),
-        &saved.oci_state(Status::Running),
-    );
+    let poststart = hooks.poststart().as_deref().unwrap_or_default();
+    if !poststart.is_empty() {
+        // Poststart hooks run once the process is executed: when init's
+        // executable is no longer the runtime's (or init is gone).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while saved.alive()
+            && crate::state::exe_id(saved.pid) == Some(saved.runtime_exe)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        hooks::run_warn("poststart", poststart, &saved.oci_state(Status::Running));
+    }
     Ok(())
 }
 

@@ -73,6 +73,8 @@ impl Prepared {
     ) -> Result<Prepared> {
         let seccomp = seccomp.map(crate::seccomp::compile).transpose()?;
         if let Some(c) = process.capabilities() {
+            let held = caps::read(None, caps::CapSet::Bounding)
+                .map_err(|e| RuntimeError::Init(format!("cannot read capabilities: {e}")))?;
             for set in [
                 c.bounding(),
                 c.effective(),
@@ -80,7 +82,13 @@ impl Prepared {
                 c.permitted(),
                 c.ambient(),
             ] {
-                to_caps(set)?;
+                // What this process cannot hold it cannot grant: refused
+                // now, not when the container's process starts.
+                if let Some(cap) = to_caps(set)?.into_iter().find(|c| !held.contains(c)) {
+                    return Err(RuntimeError::Unsupported(format!(
+                        "{cap} is not in this host's capability bounding set: it cannot be granted (remove it from process.capabilities)"
+                    )));
+                }
             }
         }
         if let Some(profile) = process

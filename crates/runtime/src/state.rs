@@ -33,6 +33,11 @@ pub struct Saved {
     pub cgroups: Vec<PathBuf>,
     /// The configuration as created (`update` changes its resources).
     pub config: Spec,
+    /// Device and inode of the init's executable before it execs the
+    /// process (the runtime's binary): `start` waits for it to change
+    /// before the poststart hooks.
+    #[serde(default)]
+    pub runtime_exe: (u64, u64),
     /// Whether the container has its own mount namespace (without one its
     /// mounts live in the host's and `delete` removes them).
     pub own_mount_ns: bool,
@@ -231,6 +236,13 @@ impl Saved {
         }
         state
     }
+}
+
+/// Device and inode of `/proc/<pid>/exe`.
+pub fn exe_id(pid: i32) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(format!("/proc/{pid}/exe")).ok()?;
+    Some((m.dev(), m.ino()))
 }
 
 /// Now, RFC 3339 with nanoseconds (as runc writes `created`).

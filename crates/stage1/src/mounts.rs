@@ -9,6 +9,7 @@
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -91,18 +92,22 @@ impl Root {
 
     /// Opens `path` (absolute, inside the root) as an `O_PATH` fd; with
     /// `create`, missing directories (or a final empty file when `file`)
-    /// are made on the way.
+    /// are made on the way — also where a symlink in the root points, as
+    /// long as that is inside the root (a dangling `/var/run -> /run`).
     pub fn resolve(&self, path: &Path, create: bool, file: bool) -> Result<OwnedFd, Stage1Error> {
         let what = || format!("resolve {} in {}", path.display(), self.path.display());
-        let mut dir = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0).map_err(err(what()))?;
-        let parts: Vec<_> = path
+        let mut parts: Vec<std::ffi::OsString> = path
             .components()
             .filter_map(|c| match c {
                 Component::Normal(p) => Some(p.to_owned()),
                 _ => None,
             })
             .collect();
-        for (i, part) in parts.iter().enumerate() {
+        // Symlinks followed to make their targets (as the kernel's limit).
+        let mut links = 40;
+        let mut dir = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0).map_err(err(what()))?;
+        let mut i = 0;
+        while i < parts.len() {
             let last = i + 1 == parts.len();
             let how = OFlags::PATH
                 | OFlags::CLOEXEC
@@ -113,9 +118,26 @@ impl Root {
                 };
             // Resolve from the root each time so that symlinks stay inside it.
             let sofar: PathBuf = parts[..=i].iter().collect();
+            let part = parts[i].clone();
             match rustix::fs::openat2(&self.fd, &sofar, how, Mode::empty(), in_root()) {
                 Ok(fd) => dir = fd,
                 Err(rustix::io::Errno::NOENT) if create => {
+                    // A dangling symlink: make what it points at instead
+                    // (its text resolved inside the root).
+                    if let Ok(target) = rustix::fs::readlinkat(&dir, part.as_os_str(), Vec::new()) {
+                        links -= 1;
+                        if links == 0 {
+                            return Err(err(what())(rustix::io::Errno::LOOP));
+                        }
+                        parts = relink(
+                            &parts[..i],
+                            Path::new(std::ffi::OsStr::from_bytes(target.as_bytes())),
+                            &parts[i + 1..],
+                        );
+                        i = 0;
+                        dir = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0).map_err(err(what()))?;
+                        continue;
+                    }
                     if last && file {
                         create_mapped(|| {
                             rustix::fs::openat2(
@@ -144,9 +166,35 @@ impl Root {
                 }
                 Err(e) => return Err(err(what())(e)),
             }
+            i += 1;
         }
         Ok(dir)
     }
+}
+
+/// The components of `before/target/after` inside a root: an absolute
+/// `target` starts at the root, `..` stops there.
+fn relink(
+    before: &[std::ffi::OsString],
+    target: &Path,
+    after: &[std::ffi::OsString],
+) -> Vec<std::ffi::OsString> {
+    let mut parts: Vec<std::ffi::OsString> = if target.is_absolute() {
+        Vec::new()
+    } else {
+        before.to_vec()
+    };
+    for c in target.components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_owned()),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    parts.extend(after.iter().cloned());
+    parts
 }
 
 /// The `/proc/self/fd/<n>` path that names `fd`.
@@ -421,4 +469,27 @@ pub fn pivot_into(new_root: &Path) -> Result<(), Stage1Error> {
     rustix::mount::unmount(".", UnmountFlags::DETACH)
         .map_err(err("detach the old root".to_string()))?;
     rustix::process::chdir("/").map_err(err("chdir /".to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dangling_symlinks_are_made_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("var")).unwrap();
+        let outside = dir.path().join("outside");
+        std::os::unix::fs::symlink("../run", root.join("var/run")).unwrap();
+        std::os::unix::fs::symlink("../../../../outside/x", root.join("escape")).unwrap();
+        std::os::unix::fs::symlink("/loop", root.join("loop")).unwrap();
+        let r = Root::open(&root).unwrap();
+        r.resolve(Path::new("/var/run/lock"), true, false).unwrap();
+        assert!(root.join("run/lock").is_dir());
+        r.resolve(Path::new("/escape/y"), true, true).unwrap();
+        assert!(root.join("outside/x/y").is_file());
+        assert!(!outside.exists());
+        assert!(r.resolve(Path::new("/loop"), true, false).is_err());
+    }
 }

@@ -137,9 +137,6 @@ enum Command {
     Spec {
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
-        /// Not supported (see issue #20).
-        #[arg(long)]
-        rootless: bool,
     },
     /// List containers.
     List {
@@ -426,12 +423,7 @@ fn run(cli: Cli) -> Result<i32, RuntimeError> {
             container::update(root, &args.id, &resources)?;
         }
         Command::Features => print_json(&skiff_runtime::features::document()),
-        Command::Spec { bundle, rootless } => {
-            if rootless {
-                return Err(RuntimeError::Unsupported(
-                    "spec --rootless is not supported yet".into(),
-                ));
-            }
+        Command::Spec { bundle } => {
             let path = bundle.join("config.json");
             if path.exists() {
                 return Err(RuntimeError::Invalid(format!(

@@ -1,0 +1,413 @@
+//! `skiff-runtime`, the OCI runtime: its lifecycle on real bundles, and the
+//! attacks a hostile bundle or container would try.
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::common::{assert_refused, eventually, output, stderr, stdout};
+
+fn runtime(root: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skiff-runtime"));
+    cmd.arg("--root").arg(root);
+    cmd
+}
+
+const APPLETS: [&str; 14] = [
+    "sh", "sleep", "echo", "cat", "ls", "chmod", "unshare", "true", "id", "hostname", "mkdir",
+    "readlink", "touch", "grep",
+];
+
+/// A bundle with a busybox rootfs and `skiff-runtime spec`'s config,
+/// changed by `edit`.
+struct Bundle {
+    dir: tempfile::TempDir,
+}
+
+impl Bundle {
+    fn new(root: &Path, args: &[&str], edit: impl FnOnce(&mut serde_json::Value)) -> Bundle {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("rootfs/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::copy(
+            std::fs::canonicalize("/bin/busybox").unwrap(),
+            bin.join("busybox"),
+        )
+        .unwrap();
+        for applet in APPLETS {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+        }
+        for d in ["proc", "sys", "dev", "etc", "tmp"] {
+            std::fs::create_dir_all(dir.path().join("rootfs").join(d)).unwrap();
+        }
+        let out = output(runtime(root).args(["spec", "--bundle"]).arg(dir.path()));
+        assert!(out.status.success(), "spec: {}", stderr(&out));
+        let path = dir.path().join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        config["process"]["terminal"] = false.into();
+        config["process"]["args"] = serde_json::json!(args);
+        edit(&mut config);
+        std::fs::write(&path, config.to_string()).unwrap();
+        Bundle { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A state root that deletes whatever containers a failed test left.
+struct Root {
+    dir: tempfile::TempDir,
+}
+
+impl Root {
+    fn new() -> Root {
+        Root {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        let out = output(runtime(self.path()).args(["list", "-q"]));
+        for id in stdout(&out).lines() {
+            let _ = output(runtime(self.path()).args(["delete", "--force", id]));
+        }
+    }
+}
+
+fn state(root: &Path, id: &str) -> serde_json::Value {
+    let out = output(runtime(root).args(["state", id]));
+    assert!(out.status.success(), "state: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `create` with the container's stdout in `log` (its stdio is the
+/// caller's, as with runc: a pipe would stay open until the container
+/// ends).
+fn create(root: &Path, bundle: &Bundle, id: &str, log: &Path) {
+    let errors = bundle.path().join("create.err");
+    let status = runtime(root)
+        .args(["create", "--bundle"])
+        .arg(bundle.path())
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(std::fs::File::create(&errors).unwrap())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "create: {}",
+        std::fs::read_to_string(&errors).unwrap_or_default()
+    );
+}
+
+fn cgroup_exists(name: &str) -> bool {
+    [
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup",
+    ]
+    .iter()
+    .any(|h| Path::new(h).join("skiff-runtime").join(name).exists())
+}
+
+#[test]
+fn a_container_lives_through_create_start_exec_pause_kill_and_delete() {
+    let root = Root::new();
+    let bundle = Bundle::new(
+        root.path(),
+        &["sh", "-c", "echo started; exec sleep 1000"],
+        |_| {},
+    );
+    let log = bundle.path().join("out");
+    create(root.path(), &bundle, "life", &log);
+    let s = state(root.path(), "life");
+    assert_eq!(s["status"], "created", "{s}");
+    let pid = s["pid"].as_i64().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    assert!(cgroup_exists("life"));
+    // Created, not started: the process has not run yet.
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "");
+
+    let out = output(runtime(root.path()).args(["start", "life"]));
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    eventually("the container's output", || {
+        (std::fs::read_to_string(&log).unwrap() == "started\n").then_some(())
+    });
+    assert_eq!(state(root.path(), "life")["status"], "running");
+
+    // exec: a new process in the container's namespaces and root, with the
+    // container's hostname; its exit status comes back.
+    let out = output(runtime(root.path()).args(["exec", "life", "hostname"]));
+    assert!(out.status.success(), "exec: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "skiff");
+    let out = output(runtime(root.path()).args(["exec", "life", "sh", "-c", "exit 3"]));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = output(runtime(root.path()).args(["ps", "--format", "json", "life"]));
+    let pids: Vec<i64> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(pids.contains(&pid), "{pids:?}");
+
+    let out = output(runtime(root.path()).args(["pause", "life"]));
+    assert!(out.status.success(), "pause: {}", stderr(&out));
+    assert_eq!(state(root.path(), "life")["status"], "paused");
+    let out = output(runtime(root.path()).args(["resume", "life"]));
+    assert!(out.status.success(), "resume: {}", stderr(&out));
+    assert_eq!(state(root.path(), "life")["status"], "running");
+
+    // A running container is not deleted without --force.
+    let out = output(runtime(root.path()).args(["delete", "life"]));
+    assert_refused(&out, "delete of a running container");
+    let out = output(runtime(root.path()).args(["kill", "life", "KILL"]));
+    assert!(out.status.success(), "kill: {}", stderr(&out));
+    eventually("the container to stop", || {
+        (state(root.path(), "life")["status"] == "stopped").then_some(())
+    });
+    let out = output(runtime(root.path()).args(["kill", "life", "TERM"]));
+    assert_refused(&out, "kill of a stopped container");
+    let out = output(runtime(root.path()).args(["delete", "life"]));
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+    let out = output(runtime(root.path()).args(["state", "life"]));
+    assert_refused(&out, "state of a deleted container");
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    assert!(!cgroup_exists("life"));
+}
+
+#[test]
+fn run_returns_the_exit_status_and_leaves_nothing() {
+    let root = Root::new();
+    let bundle = Bundle::new(root.path(), &["sh", "-c", "exit 7"], |_| {});
+    let out = output(
+        runtime(root.path())
+            .args(["run", "--bundle"])
+            .arg(bundle.path())
+            .arg("seven"),
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert!(!root.path().join("seven").exists());
+    assert!(!cgroup_exists("seven"));
+}
+
+/// Bad input is refused with one line, before a state directory or a
+/// cgroup exists.
+#[test]
+fn hostile_configs_and_ids_are_refused_before_anything_is_made() {
+    let root = Root::new();
+    type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "caps",
+            Box::new(|c| {
+                c["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_NOPE"])
+            }),
+            "CAP_NOPE",
+        ),
+        (
+            "cgpath",
+            Box::new(|c| c["linux"]["cgroupsPath"] = "/a/../../../etc".into()),
+            "'..'",
+        ),
+        (
+            "sysctl",
+            Box::new(|c| c["linux"]["sysctl"] = serde_json::json!({"../../x": "1"})),
+            "sysctl",
+        ),
+        (
+            "notify",
+            Box::new(|c| {
+                c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_NOTIFY"})
+            }),
+            "NOTIFY",
+        ),
+        (
+            "relhook",
+            Box::new(|c| c["hooks"] = serde_json::json!({"prestart": [{"path": "rel/hook"}]})),
+            "not absolute",
+        ),
+    ];
+    for (id, edit, why) in cases {
+        let bundle = Bundle::new(root.path(), &["true"], edit);
+        let out = output(
+            runtime(root.path())
+                .args(["create", "--bundle"])
+                .arg(bundle.path())
+                .arg(id),
+        );
+        assert_refused(&out, id);
+        assert!(stderr(&out).contains(why), "{id}: {}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1, "{id}: {}", stderr(&out));
+        assert!(!root.path().join(id).exists(), "{id}: state left behind");
+        assert!(!cgroup_exists(id), "{id}: cgroup left behind");
+    }
+    let bundle = Bundle::new(root.path(), &["true"], |_| {});
+    for id in ["../escape", "a/b", ".."] {
+        let out = output(
+            runtime(root.path())
+                .args(["create", "--bundle"])
+                .arg(bundle.path())
+                .arg(id),
+        );
+        assert_refused(&out, id);
+        assert!(
+            stderr(&out).contains("bad container ID"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+}
+
+/// A mount whose destination is a symlink out of the rootfs lands inside
+/// the rootfs, never on the host.
+#[test]
+fn mount_destinations_cannot_leave_the_rootfs() {
+    let root = Root::new();
+    let outside = tempfile::tempdir().unwrap();
+    let target: PathBuf = outside.path().join("victim");
+    std::fs::create_dir(&target).unwrap();
+    let t = target.display().to_string();
+    let bundle = Bundle::new(
+        root.path(),
+        &["sh", "-c", "touch /escape/written; ls /escape"],
+        |c| {
+            c["mounts"].as_array_mut().unwrap().push(
+                serde_json::json!({"destination": "/escape", "type": "tmpfs", "source": "tmpfs"}),
+            );
+        },
+    );
+    std::os::unix::fs::symlink(
+        format!("../../../../../../../../..{t}"),
+        bundle.path().join("rootfs/escape"),
+    )
+    .unwrap();
+    let out = output(
+        runtime(root.path())
+            .args(["run", "--bundle"])
+            .arg(bundle.path())
+            .arg("escape"),
+    );
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "written");
+    assert_eq!(
+        std::fs::read_dir(&target).unwrap().count(),
+        0,
+        "the host's directory was written"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&t), "a mount landed on the host: {t}");
+}
+
+/// What the caller had open does not reach the container (CVE-2024-21626:
+/// a leaked directory fd is a way out of the rootfs).
+#[test]
+fn the_callers_open_files_do_not_reach_the_container() {
+    let root = Root::new();
+    let bundle = Bundle::new(root.path(), &["ls", "/proc/self/fd"], |_| {});
+    let opened = std::fs::File::open("/").unwrap();
+    let leaked = rustix::io::fcntl_dupfd_cloexec(&opened, 50).unwrap();
+    let fd = leaked.as_raw_fd();
+    rustix::io::fcntl_setfd(&leaked, rustix::io::FdFlags::empty()).unwrap();
+    let out = output(
+        runtime(root.path())
+            .args(["run", "--bundle"])
+            .arg(bundle.path())
+            .arg("fds"),
+    );
+    drop(leaked);
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    let text = stdout(&out);
+    let fds: Vec<&str> = text.split_whitespace().collect();
+    assert!(
+        !fds.contains(&fd.to_string().as_str()),
+        "fd {fd} leaked: {fds:?}"
+    );
+    assert!(fds.len() <= 4, "unexpected fds: {fds:?}");
+}
+
+/// The OCI seccomp profile is enforced, argument conditions included: a
+/// denied call fails with its errno, `clone` with namespace flags is
+/// refused while plain `clone` (fork) works.
+#[test]
+fn seccomp_profiles_are_enforced_with_their_argument_conditions() {
+    let root = Root::new();
+    let profile = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {"names": ["chmod", "fchmodat", "fchmodat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+            {"names": ["unshare"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+            {"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+             "args": [{"index": 0, "value": 0x10000000u64, "valueTwo": 0x10000000u64, "op": "SCMP_CMP_MASKED_EQ"}]}
+        ]
+    });
+    let bundle = Bundle::new(
+        root.path(),
+        &[
+            "sh",
+            "-c",
+            "chmod 600 /tmp 2>&1; unshare -U true 2>&1; (echo forked); echo done",
+        ],
+        |c| {
+            c["linux"]["seccomp"] = profile;
+            c["process"]["capabilities"]["bounding"] =
+                serde_json::json!(["CAP_SYS_ADMIN", "CAP_FOWNER"]);
+            c["process"]["capabilities"]["effective"] =
+                serde_json::json!(["CAP_SYS_ADMIN", "CAP_FOWNER"]);
+            c["process"]["capabilities"]["permitted"] =
+                serde_json::json!(["CAP_SYS_ADMIN", "CAP_FOWNER"]);
+        },
+    );
+    let out = output(
+        runtime(root.path())
+            .args(["run", "--bundle"])
+            .arg(bundle.path())
+            .arg("seccomp"),
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "run: {} {text}", stderr(&out));
+    assert!(
+        text.contains("chmod") && text.contains("Operation not permitted"),
+        "{text}"
+    );
+    assert!(text.contains("unshare"), "{text}");
+    assert!(text.contains("forked") && text.contains("done"), "{text}");
+    assert_eq!(text.matches("Operation not permitted").count(), 2, "{text}");
+}
+
+/// `exec` enters a pid namespace where container processes run: it runs
+/// from a sealed copy of the binary, so /proc/<pid>/exe of its processes
+/// is not the host's skiff-runtime (CVE-2019-5736).
+#[test]
+fn exec_runs_from_a_sealed_copy_of_the_binary() {
+    let root = Root::new();
+    let bundle = Bundle::new(root.path(), &["sleep", "1000"], |_| {});
+    create(root.path(), &bundle, "sealed", &bundle.path().join("out"));
+    let out = output(runtime(root.path()).args(["start", "sealed"]));
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    let mut exec = runtime(root.path())
+        .args(["exec", "sealed", "sleep", "1000"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = exec.id();
+    let exe = eventually("exec's process to settle", || {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+        exe.to_string_lossy().starts_with("/memfd:").then_some(exe)
+    });
+    // The copy cannot be written.
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{pid}/exe"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"));
+    assert!(written.is_err(), "the sealed copy {exe:?} is writable");
+    let _ = exec.kill();
+    let _ = exec.wait();
+    let out = output(runtime(root.path()).args(["delete", "--force", "sealed"]));
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+}
