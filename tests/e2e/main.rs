@@ -7,6 +7,7 @@
 mod ace;
 mod audit;
 mod common;
+mod containerd;
 mod differential;
 mod escape;
 mod fetch;

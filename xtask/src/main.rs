@@ -34,6 +34,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("bzip2", "bzip2-compressed ACIs in tests"),
     ("ca-certificates", "HTTPS to the package registries"),
     ("crun", "peer runtime measured by cargo xtask bench"),
+    (
+        "containerd",
+        "runs containers with skiff-runtime as the runc shim's binary (tests, bench)",
+    ),
     ("runc", "peer runtime measured by cargo xtask bench"),
     (
         "bubblewrap",
