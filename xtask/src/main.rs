@@ -140,6 +140,7 @@ fn real_main() -> Result<()> {
                 ["pull"] => bench::pull(&root, skiff, quick),
                 ["audit"] => bench::audit(&root, skiff, quick),
                 ["density"] => bench::density(&root, skiff, quick),
+                ["containerd"] => bench::containerd(&root, binaries.get("skiff-runtime")?, quick),
                 [] | ["all"] => {
                     bench::import(&root, skiff, quick)?;
                     bench::start(&root, skiff, quick)?;
@@ -147,10 +148,11 @@ fn real_main() -> Result<()> {
                     bench::pull(&root, skiff, quick)?;
                     bench::metadata(&root, skiff, quick)?;
                     bench::audit(&root, skiff, quick)?;
+                    bench::containerd(&root, binaries.get("skiff-runtime")?, quick)?;
                     bench::density(&root, skiff, quick)
                 }
                 other => bail!(
-                    "unknown benchmark {other:?} (available: import, start, pull, metadata, audit, density, all)"
+                    "unknown benchmark {other:?} (available: import, start, pull, metadata, audit, density, containerd, all)"
                 ),
             };
             bench::remove_scratch();
@@ -165,7 +167,7 @@ fn real_main() -> Result<()> {
                  test        deps + appc reference tools + fmt + clippy + the whole test suite\n  \
                  appc-tools  build the reference actool and ACE validator images (cached, from Debian's appc sources)\n  \
                  runtime-tools  the OCI runtime-tools compliance suite against skiff-runtime (needs ../shared)\n  \
-                 bench [all|import|start|pull|metadata|audit|density] [--quick] [--stage1=kvm]  skiff against its peers, same run"
+                 bench [all|import|start|pull|metadata|audit|density|containerd] [--quick] [--stage1=kvm]  skiff against its peers, same run"
             );
             bail!("no or unknown xtask command")
         }

@@ -9,11 +9,14 @@
 //!   and `umoci unpack`.
 //! * [`audit`]: `skiff image audit` of a Debian minbase image.
 //! * [`density`]: idle pods per host, memory per pod.
+//! * [`containerd`]: `ctr run` with skiff-runtime, runc and crun as the
+//!   runc shim's binary.
 //!
 //! This module holds what they share: scratch space on tmpfs, timing,
 //! OCI bundles for the peers, result files.
 
 mod audit;
+mod containerd;
 mod density;
 mod import;
 mod metadata;
@@ -21,6 +24,7 @@ mod pull;
 mod start;
 
 pub use audit::audit;
+pub use containerd::containerd;
 pub use density::density;
 pub use import::import;
 pub use metadata::metadata;
