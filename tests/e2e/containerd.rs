@@ -21,7 +21,8 @@ fn sh(cmd: &str) {
 }
 
 /// An OCI image archive of busybox (`sh`, `echo`, `sleep`, …) made with
-/// tar and umoci.
+/// tar and umoci: tag `latest` runs `sh`, tag `pause` sleeps (a pod
+/// sandbox's image). The layout is `dir/oci`.
 pub fn busybox_archive(dir: &Path) -> PathBuf {
     let rootfs = dir.join("rootfs/bin");
     std::fs::create_dir_all(&rootfs).unwrap();
@@ -30,14 +31,19 @@ pub fn busybox_archive(dir: &Path) -> PathBuf {
         rootfs.join("busybox"),
     )
     .unwrap();
-    for applet in ["sh", "echo", "cat", "sleep", "true", "hostname", "ls", "id"] {
+    for applet in [
+        "sh", "echo", "cat", "sleep", "true", "hostname", "ls", "id", "readlink", "ip", "unshare",
+    ] {
         std::os::unix::fs::symlink("busybox", rootfs.join(applet)).unwrap();
     }
     let d = dir.display();
     sh(&format!(
         "cd {d} && tar -C rootfs -cf layer.tar . && umoci init --layout oci && \
          umoci new --image oci:latest && umoci raw add-layer --image oci:latest layer.tar && \
-         umoci config --image oci:latest --config.cmd /bin/sh && (cd oci && tar -cf ../busybox.tar .)"
+         umoci config --image oci:latest --config.cmd /bin/sh && \
+         umoci new --image oci:pause && umoci raw add-layer --image oci:pause layer.tar && \
+         umoci config --image oci:pause --config.entrypoint /bin/sleep --config.cmd 2147483647 && \
+         (cd oci && tar -cf ../busybox.tar .)"
     ));
     dir.join("busybox.tar")
 }

@@ -8,6 +8,7 @@ mod ace;
 mod audit;
 mod common;
 mod containerd;
+mod cri;
 mod differential;
 mod escape;
 mod fetch;

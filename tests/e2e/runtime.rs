@@ -411,3 +411,234 @@ fn exec_runs_from_a_sealed_copy_of_the_binary() {
     let out = output(runtime(root.path()).args(["delete", "--force", "sealed"]));
     assert!(out.status.success(), "delete: {}", stderr(&out));
 }
+
+fn run_in(root: &Path, bundle: &Bundle, id: &str) -> std::process::Output {
+    output(
+        runtime(root)
+            .args(["run", "--bundle"])
+            .arg(bundle.path())
+            .arg(id)
+            .stdin(Stdio::null()),
+    )
+}
+
+/// A volume whose destination is a symlink into /proc (here
+/// `/data -> /proc/self/fd`) would cover the runtime's own fds, which it
+/// uses after pivot_root; such a destination is refused.
+#[test]
+fn mounts_into_proc_through_symlinks_are_refused() {
+    let root = Root::new();
+    let volume = tempfile::tempdir().unwrap();
+    let v = volume.path().display().to_string();
+    let bundle = Bundle::new(root.path(), &["true"], |c| {
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+            "destination": "/data", "type": "bind", "source": v, "options": ["rbind"]
+        }));
+    });
+    std::os::unix::fs::symlink("/proc/self/fd", bundle.path().join("rootfs/data")).unwrap();
+    let out = run_in(root.path(), &bundle, "procfd");
+    assert_refused(&out, "a volume into /proc");
+    assert!(stderr(&out).contains("inside /proc"), "{}", stderr(&out));
+    assert!(!root.path().join("procfd").exists());
+}
+
+/// An x86-64 ELF that calls i386 `mkdir("/tmp/pwn32", 0755)` through
+/// `int 0x80`, then exits 0.
+fn int80_mkdir_elf() -> Vec<u8> {
+    const BASE: u64 = 0x40_0000;
+    let code_off = 64 + 56;
+    let mut code: Vec<u8> = Vec::new();
+    let path_addr = (BASE as usize + code_off + 26) as u32;
+    code.extend([0xb8, 39, 0, 0, 0]); // mov eax, 39 (i386 mkdir)
+    code.push(0xbb); // mov ebx, path
+    code.extend(path_addr.to_le_bytes());
+    code.extend([0xb9, 0xed, 0x01, 0, 0]); // mov ecx, 0755
+    code.extend([0xcd, 0x80]); // int 0x80
+    code.extend([0xb8, 60, 0, 0, 0]); // mov eax, 60 (exit)
+    code.extend([0x31, 0xff]); // xor edi, edi
+    code.extend([0x0f, 0x05]); // syscall
+    assert_eq!(code.len(), 26);
+    code.extend(b"/tmp/pwn32\0");
+    let total = (code_off + code.len()) as u64;
+    let mut elf = Vec::new();
+    elf.extend(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
+    elf.extend(2u16.to_le_bytes()); // ET_EXEC
+    elf.extend(62u16.to_le_bytes()); // x86-64
+    elf.extend(1u32.to_le_bytes());
+    elf.extend((BASE + code_off as u64).to_le_bytes()); // entry
+    elf.extend(64u64.to_le_bytes()); // phoff
+    elf.extend(0u64.to_le_bytes()); // shoff
+    elf.extend(0u32.to_le_bytes());
+    elf.extend(64u16.to_le_bytes());
+    elf.extend(56u16.to_le_bytes());
+    elf.extend(1u16.to_le_bytes());
+    elf.extend([0, 0, 0, 0, 0, 0]);
+    elf.extend(1u32.to_le_bytes()); // PT_LOAD
+    elf.extend(5u32.to_le_bytes()); // R+X
+    elf.extend(0u64.to_le_bytes());
+    elf.extend(BASE.to_le_bytes());
+    elf.extend(BASE.to_le_bytes());
+    elf.extend(total.to_le_bytes());
+    elf.extend(total.to_le_bytes());
+    elf.extend(0x1000u64.to_le_bytes());
+    elf.extend(code);
+    elf
+}
+
+/// A default-allow profile that denies mkdir cannot be bypassed through
+/// the i386 ABI (`int 0x80`): calls of other ABIs kill the process.
+#[test]
+fn seccomp_cannot_be_bypassed_through_the_i386_abi() {
+    let root = Root::new();
+    let profile = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+    });
+    let bundle = Bundle::new(
+        root.path(),
+        &["sh", "-c", "/int80; ls -d /tmp/pwn32 2>&1; echo end"],
+        |c| c["linux"]["seccomp"] = profile,
+    );
+    let elf = bundle.path().join("rootfs/int80");
+    std::fs::write(&elf, int80_mkdir_elf()).unwrap();
+    std::fs::set_permissions(&elf, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = run_in(root.path(), &bundle, "int80");
+    let text = stdout(&out);
+    assert!(text.contains("end"), "{text} {}", stderr(&out));
+    assert!(text.contains("No such file"), "the i386 mkdir ran: {text}");
+    assert!(!bundle.path().join("rootfs/tmp/pwn32").exists());
+}
+
+/// `exec` into a created container is refused: its init still runs the
+/// runtime's binary in the container's pid namespace (CVE-2019-5736).
+#[test]
+fn exec_into_a_created_container_is_refused() {
+    let root = Root::new();
+    let bundle = Bundle::new(root.path(), &["true"], |_| {});
+    create(root.path(), &bundle, "early", &bundle.path().join("out"));
+    let out = output(runtime(root.path()).args(["exec", "early", "true"]));
+    assert_refused(&out, "exec into a created container");
+    assert!(stderr(&out).contains("start it first"), "{}", stderr(&out));
+    let out = output(runtime(root.path()).args(["delete", "early"]));
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+}
+
+/// Sysctls outside the container's namespaces, a cgroup that already holds
+/// processes and a `cwd` through a magic link are refused; /dev bound from
+/// a host directory gets no device nodes; state is root's only.
+#[test]
+fn host_sysctls_shared_cgroups_magic_cwd_and_bound_dev_are_refused() {
+    let root = Root::new();
+    let bundle = Bundle::new(root.path(), &["true"], |c| {
+        c["linux"]["sysctl"] = serde_json::json!({"kernel.core_pattern": "|/evil"});
+    });
+    let out = run_in(root.path(), &bundle, "sysctl");
+    assert_refused(&out, "kernel.core_pattern");
+    assert!(stderr(&out).contains("not namespaced"), "{}", stderr(&out));
+
+    // A cgroup with a process in it.
+    let shared = Path::new("/sys/fs/cgroup/pids/skiff-e2e-shared");
+    std::fs::create_dir_all(shared).unwrap();
+    let mut victim = Command::new("sleep").arg("1000").spawn().unwrap();
+    std::fs::write(shared.join("cgroup.procs"), victim.id().to_string()).unwrap();
+    let bundle = Bundle::new(root.path(), &["true"], |c| {
+        c["linux"]["cgroupsPath"] = "/skiff-e2e-shared".into();
+    });
+    let out = run_in(root.path(), &bundle, "shared");
+    let alive = victim.try_wait().unwrap().is_none();
+    let _ = victim.kill();
+    let _ = victim.wait();
+    let _ = std::fs::remove_dir(shared);
+    assert_refused(&out, "a cgroup holding processes");
+    assert!(
+        stderr(&out).contains("already holds processes"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(alive, "the runtime killed a process it does not own");
+
+    // cwd through /proc/self/fd of an fd the caller leaked.
+    let opened = std::fs::File::open("/").unwrap();
+    let leaked = rustix::io::fcntl_dupfd_cloexec(&opened, 60).unwrap();
+    rustix::io::fcntl_setfd(&leaked, rustix::io::FdFlags::empty()).unwrap();
+    let bundle = Bundle::new(root.path(), &["ls", "."], |c| {
+        c["process"]["cwd"] = "/proc/self/fd/60".into();
+    });
+    let out = run_in(root.path(), &bundle, "cwd");
+    drop(leaked);
+    assert!(
+        !out.status.success(),
+        "cwd through a magic link worked: {}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("etc"), "{}", stdout(&out));
+
+    // /dev as a bind of a host directory: nothing is made in it.
+    let hostdev = tempfile::tempdir().unwrap();
+    std::fs::write(hostdev.path().join("sda"), "host file").unwrap();
+    let h = hostdev.path().display().to_string();
+    let bundle = Bundle::new(root.path(), &["true"], |c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| !m["destination"].as_str().unwrap().starts_with("/dev"));
+        mounts.insert(
+            1,
+            serde_json::json!({"destination": "/dev", "type": "bind", "source": h}),
+        );
+        c["linux"]["devices"] = serde_json::json!([
+            {"path": "/dev/sda", "type": "b", "major": 8, "minor": 0, "fileMode": 438}
+        ]);
+    });
+    let _ = run_in(root.path(), &bundle, "bounddev");
+    let names: Vec<_> = std::fs::read_dir(hostdev.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("sda")]);
+    assert_eq!(
+        std::fs::read_to_string(hostdev.path().join("sda")).unwrap(),
+        "host file"
+    );
+
+    // The state is root's only.
+    use std::os::unix::fs::PermissionsExt;
+    let bundle = Bundle::new(root.path(), &["true"], |_| {});
+    create(root.path(), &bundle, "perm", &bundle.path().join("out"));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&root.path().join("perm")), 0o700);
+    assert_eq!(mode(&root.path().join("perm/state.json")), 0o600);
+    let out = output(runtime(root.path()).args(["delete", "perm"]));
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+}
+
+/// A container without a pid namespace of its own: what its init left
+/// running is killed by `delete`, with the cgroup.
+#[test]
+fn delete_kills_what_a_stopped_container_left_running() {
+    let root = Root::new();
+    let bundle = Bundle::new(
+        root.path(),
+        &["sh", "-c", "sleep 987654 >/dev/null 2>&1 & echo $!"],
+        |c| {
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|n| n["type"] != "pid");
+        },
+    );
+    let out = run_in(root.path(), &bundle, "orphans");
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    let pid: i32 = stdout(&out).trim().parse().unwrap();
+    let gone = !Path::new(&format!("/proc/{pid}")).exists()
+        || std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .map_or(true, |c| !c.contains("987654"));
+    if !gone {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid).unwrap(),
+            rustix::process::Signal::KILL,
+        )
+        .ok();
+    }
+    assert!(gone, "the container's background process outlived delete");
+    assert!(!cgroup_exists("orphans"));
+}

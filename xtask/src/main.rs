@@ -35,6 +35,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("ca-certificates", "HTTPS to the package registries"),
     ("crun", "peer runtime measured by cargo xtask bench"),
     (
+        "protobuf-compiler",
+        "protoc, for the Kubernetes CRI client of the tests (k8s-cri)",
+    ),
+    (
         "containerd",
         "runs containers with skiff-runtime as the runc shim's binary (tests, bench)",
     ),

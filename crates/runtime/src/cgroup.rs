@@ -136,6 +136,12 @@ fn systemd_path(spec: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+fn root_refused() -> RuntimeError {
+    RuntimeError::Invalid(
+        "cgroupsPath names the root cgroup: give the container a cgroup of its own".into(),
+    )
+}
+
 /// `path` below `base`, refusing `..` (a cgroupsPath cannot climb out of
 /// the hierarchy).
 fn below(base: &Path, path: &Path) -> Result<PathBuf> {
@@ -173,12 +179,16 @@ impl Cgroup {
         match host::detect(Path::new(host::ROOT)) {
             Hierarchy::V2(root) => {
                 let base = if path.is_absolute() {
-                    root
+                    root.clone()
                 } else {
                     below(&root, &own_cgroup(""))?
                 };
+                let dir = below(&base, &path)?;
+                if dir == root {
+                    return Err(root_refused());
+                }
                 Ok(Cgroup {
-                    dirs: vec![below(&base, &path)?],
+                    dirs: vec![dir],
                     v2: true,
                 })
             }
@@ -190,7 +200,11 @@ impl Cgroup {
                     } else {
                         below(&h.mount, &own_cgroup(&h.controllers))?
                     };
-                    dirs.push(below(&base, &path)?);
+                    let dir = below(&base, &path)?;
+                    if dir == h.mount {
+                        return Err(root_refused());
+                    }
+                    dirs.push(dir);
                 }
                 Ok(Cgroup { dirs, v2: false })
             }
@@ -232,8 +246,20 @@ impl Cgroup {
     }
 
     /// Makes the directories (v1 cpuset levels get their parent's CPUs and
-    /// memory nodes; v2 levels get the controllers enabled).
+    /// memory nodes; v2 levels get the controllers enabled). A cgroup that
+    /// already holds processes is refused: `kill --all` and `delete` act on
+    /// every process of the container's cgroup.
     pub fn create(&self) -> Result<()> {
+        for dir in &self.dirs {
+            let mut pids = Vec::new();
+            collect_pids(dir, &mut pids);
+            if !pids.is_empty() {
+                return Err(RuntimeError::Invalid(format!(
+                    "the cgroup {} already holds processes: give the container an empty or new cgroupsPath",
+                    dir.display()
+                )));
+            }
+        }
         for dir in &self.dirs {
             let mut missing = Vec::new();
             let mut d = dir.as_path();
@@ -587,7 +613,7 @@ impl Cgroup {
             )?;
         }
         for (key, value) in res.unified().iter().flatten() {
-            if key.contains('/') || key.starts_with('.') {
+            if key.contains('/') || key.starts_with('.') || key.starts_with("cgroup.") {
                 return Err(RuntimeError::Invalid(format!(
                     "linux.resources.unified key '{key}' is not a cgroup file name"
                 )));

@@ -123,9 +123,10 @@ fn check(bundle: &Path, spec: &Spec) -> Result<()> {
             ));
         }
         for sysctl in linux.sysctl().iter().flatten().map(|(k, _)| k) {
-            if sysctl.is_empty() || sysctl.contains("..") || sysctl.starts_with('/') {
+            if sysctl.is_empty() || sysctl.contains("..") || sysctl.contains('/') {
                 return Err(invalid(bundle, format!("bad sysctl name '{sysctl}'")));
             }
+            check_sysctl(sysctl, &seen).map_err(|m| invalid(bundle, m))?;
         }
         for p in linux
             .masked_paths()
@@ -165,6 +166,40 @@ fn check(bundle: &Path, spec: &Spec) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The sysctls a container may set: only those of a namespace it has of
+/// its own (IPC, network, UTS), as runc allows; any other would change the
+/// host (`kernel.core_pattern` runs a program as host root).
+fn check_sysctl(name: &str, namespaces: &HashSet<LinuxNamespaceType>) -> Result<(), String> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let needs = if IPC.contains(&name) || name.starts_with("fs.mqueue.") {
+        LinuxNamespaceType::Ipc
+    } else if name.starts_with("net.") {
+        LinuxNamespaceType::Network
+    } else if name == "kernel.hostname" || name == "kernel.domainname" {
+        LinuxNamespaceType::Uts
+    } else {
+        return Err(format!(
+            "sysctl {name} is not namespaced: setting it would change the host (only IPC, network and UTS sysctls are allowed)"
+        ));
+    };
+    if namespaces.contains(&needs) {
+        Ok(())
+    } else {
+        Err(format!(
+            "sysctl {name} needs a {needs:?} namespace of the container's own (add it to linux.namespaces)"
+        ))
+    }
 }
 
 /// What the runtime-spec requires of a process (also for `exec`'s

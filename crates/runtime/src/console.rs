@@ -8,7 +8,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use skiff_stage1::mounts::{Root, fd_path};
+use skiff_stage1::mounts::Root;
 
 use crate::{Result, RuntimeError, errno, io_err};
 
@@ -22,12 +22,35 @@ pub fn connect(path: &Path) -> Result<OwnedFd> {
     Ok(OwnedFd::from(stream))
 }
 
-/// In the container (after pivot_root): makes the pty, binds its slave on
-/// /dev/console when `console` is set, passes the master over `socket` and
-/// returns the slave.
+/// In the container (after pivot_root): makes the pty from the container's
+/// devpts (checked to be devpts, reached without symlinks), binds its slave
+/// on /dev/console when `console` is set, passes the master over `socket`
+/// and returns the slave.
 pub fn open(socket: &OwnedFd, size: Option<(u64, u64)>, console: bool) -> Result<OwnedFd> {
-    let root = Root::open(Path::new("/"))?;
-    let pty = skiff_stage1::tty::open_in(&root)?;
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let master = rustix::fs::openat2(
+        rustix::fs::CWD,
+        "/dev/pts/ptmx",
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(errno(
+        "open /dev/pts/ptmx (mount devpts with newinstance on /dev/pts)",
+    ))?;
+    if !rustix::fs::fstatfs(&master).is_ok_and(|st| st.f_type == DEVPTS_SUPER_MAGIC) {
+        return Err(RuntimeError::Invalid(
+            "/dev/pts/ptmx in the container is not on devpts: refused".into(),
+        ));
+    }
+    rustix::pty::unlockpt(&master).map_err(errno("unlock the pseudo-terminal"))?;
+    let slave = rustix::pty::ioctl_tiocgptpeer(
+        &master,
+        rustix::pty::OpenptFlags::RDWR
+            | rustix::pty::OpenptFlags::NOCTTY
+            | rustix::pty::OpenptFlags::CLOEXEC,
+    )
+    .map_err(errno("open the pseudo-terminal"))?;
     if let Some((height, width)) = size {
         let ws = rustix::termios::Winsize {
             ws_row: u16::try_from(height).unwrap_or(u16::MAX),
@@ -35,24 +58,20 @@ pub fn open(socket: &OwnedFd, size: Option<(u64, u64)>, console: bool) -> Result
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
-        rustix::termios::tcsetwinsize(&pty.slave, ws).map_err(errno("set the terminal's size"))?;
+        rustix::termios::tcsetwinsize(&slave, ws).map_err(errno("set the terminal's size"))?;
     }
     if console {
+        let root = Root::open(Path::new("/"))?;
         let target = root.resolve(Path::new("/dev/console"), true, true)?;
-        rustix::mount::mount(
-            fd_path(&pty.slave).as_str(),
-            fd_path(&target).as_str(),
-            "",
-            rustix::mount::MountFlags::BIND,
-            None,
-        )
-        .map_err(errno("bind the terminal on /dev/console"))?;
+        crate::fdmount::bind(&slave, &target, false, "/dev/console")?;
     }
-    skiff_stage1::tty::send_master(socket, &pty.master).map_err(|e| {
+    skiff_stage1::tty::send_master(socket, &master).map_err(|e| {
         RuntimeError::Init(format!(
             "cannot pass the terminal over the console socket: {}",
             crate::error_line(&e)
         ))
     })?;
-    Ok(pty.slave)
+    Ok(slave)
 }
+
+const DEVPTS_SUPER_MAGIC: rustix::fs::FsWord = 0x1cd1;

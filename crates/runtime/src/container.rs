@@ -40,14 +40,29 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
             .map(|n| n.to_string_lossy())
             .unwrap_or_default()
     ));
-    std::fs::write(&tmp, pid.to_string()).map_err(io_err(format!("write {}", tmp.display())))?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::remove_file(&tmp);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(pid.to_string().as_bytes()))
+            .map_err(io_err(format!("write {}", tmp.display())))?;
+    }
     std::fs::rename(&tmp, path).map_err(io_err(format!("write the pid file {}", path.display())))
 }
 
-/// Whether `create` must run from a sealed copy of the binary: when the
-/// container joins an existing pid namespace ([`crate::selfexe`]).
-pub fn joins_pid_namespace(bundle: &Bundle) -> bool {
-    bundle
+/// Whether `create` must run from a sealed copy of the binary
+/// ([`crate::selfexe`]): when other processes than init run in the
+/// container's pid namespace while init still runs the runtime's code —
+/// the container joins an existing pid namespace, or startContainer hooks
+/// (programs of the container's image, run as root) run there.
+pub fn needs_sealed_binary(bundle: &Bundle) -> bool {
+    let joins_pid = bundle
         .spec
         .linux()
         .as_ref()
@@ -55,7 +70,14 @@ pub fn joins_pid_namespace(bundle: &Bundle) -> bool {
         .is_some_and(|ns| {
             ns.iter()
                 .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_some())
-        })
+        });
+    let start_hooks = bundle
+        .spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().as_ref())
+        .is_some_and(|h| !h.is_empty());
+    joins_pid || start_hooks
 }
 
 /// Creates the container: its init waits for `start`. Returns its pid.
@@ -112,31 +134,15 @@ fn create_in(
         cgroup.apply(res)?;
     }
     let cgroup_procs = cgroup.procs_files()?;
-    let fifo_path = dir.fifo();
-    // Writable by the container's root (which a user namespace may map to
-    // another host user), readable only by root.
-    rustix::fs::mkfifoat(
-        rustix::fs::CWD,
-        &fifo_path,
-        rustix::fs::Mode::from_raw_mode(0o622),
-    )
-    .map_err(errno(format!("create {}", fifo_path.display())))?;
-    rustix::fs::chmod(&fifo_path, rustix::fs::Mode::from_raw_mode(0o622))
-        .map_err(errno(format!("set the mode of {}", fifo_path.display())))?;
-    if let Some((uid, gid)) = root_ids(&linux) {
-        rustix::fs::chown(
-            &fifo_path,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-        )
-        .map_err(errno(format!("set the owner of {}", fifo_path.display())))?;
-    }
-    let fifo = rustix::fs::open(
-        &fifo_path,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(errno(format!("open {}", fifo_path.display())))?;
+    // Init waits in accept() on this socket until `start` connects (its
+    // path is outside the container's root; only root may connect).
+    let dir_fd = dir.open()?;
+    let start_socket =
+        std::os::unix::net::UnixListener::bind(dir.short_path(&dir_fd, crate::state::START_SOCKET))
+            .map_err(io_err(format!("create {}", dir.start_socket().display())))?;
+    rustix::fs::chmod(dir.start_socket(), rustix::fs::Mode::from_raw_mode(0o600)).map_err(
+        errno(format!("set the mode of {}", dir.start_socket().display())),
+    )?;
     let console = opts
         .console_socket
         .as_deref()
@@ -165,7 +171,7 @@ fn create_in(
         plan,
         cgroup,
         cgroup_procs,
-        fifo,
+        start_socket,
         console,
         prepared,
         no_pivot: opts.no_pivot,
@@ -243,18 +249,6 @@ fn create_in(
     Ok(pid)
 }
 
-/// The host uid and gid of the container's root when a user namespace
-/// maps it.
-fn root_ids(linux: &oci_spec::runtime::Linux) -> Option<(u32, u32)> {
-    let host = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
-        maps.iter()
-            .flatten()
-            .find(|m| m.container_id() == 0)
-            .map(|m| m.host_id())
-    };
-    Some((host(linux.uid_mappings())?, host(linux.gid_mappings())?))
-}
-
 /// Starts a created container: its init execs the process.
 pub fn start(root: &Path, id: &str) -> Result<()> {
     let dir = Dir::new(root, id)?;
@@ -268,27 +262,34 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
             what: "only a created container can be started".into(),
         });
     }
-    let fifo = rustix::fs::open(
-        dir.fifo(),
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
+    let dir_fd = dir.open()?;
+    let mut conn = std::os::unix::net::UnixStream::connect(
+        dir.short_path(&dir_fd, crate::state::START_SOCKET),
     )
-    .map_err(errno("open exec.fifo"))?;
+    .map_err(|e| {
+        RuntimeError::Init(format!(
+            "the init of container '{id}' is not waiting for start ({e})"
+        ))
+    })?;
+    conn.set_read_timeout(Some(Duration::from_millis(100)))
+        .map_err(io_err("set a timeout"))?;
     loop {
-        let mut fds = [rustix::event::PollFd::new(
-            &fifo,
-            rustix::event::PollFlags::IN,
-        )];
-        let timeout = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: 100_000_000,
-        };
-        let _ = rustix::event::poll(&mut fds, Some(&timeout));
         let mut byte = [0u8; 1];
-        match rustix::io::read(&fifo, &mut byte) {
+        match std::io::Read::read(&mut conn, &mut byte) {
             Ok(1) => break,
-            Ok(_) | Err(rustix::io::Errno::AGAIN) => {}
-            Err(e) => return Err(errno("read exec.fifo")(e)),
+            Ok(_) => {
+                return Err(RuntimeError::Init(format!(
+                    "the init of container '{id}' ended before it started"
+                )));
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(io_err("hear from the container's init")(e)),
         }
         if !saved.alive() {
             return Err(RuntimeError::Init(format!(
@@ -296,7 +297,7 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
             )));
         }
     }
-    let _ = std::fs::remove_file(dir.fifo());
+    let _ = std::fs::remove_file(dir.start_socket());
     let hooks = saved.config.hooks().clone().unwrap_or_default();
     let poststart = hooks.poststart().as_deref().unwrap_or_default();
     if !poststart.is_empty() {
@@ -402,7 +403,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let cgroup = Cgroup::from_dirs(&saved.cgroups);
     let status = saved.status(&dir);
     match status {
-        Status::Stopped => {}
+        // Processes of a container without a pid namespace of its own may
+        // outlive its init.
+        Status::Stopped => kill_all(&saved, &cgroup),
         Status::Created => kill_all(&saved, &cgroup),
         Status::Running | Status::Paused if force => kill_all(&saved, &cgroup),
         _ => {
@@ -430,16 +433,25 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     dir.remove()
 }
 
+/// SIGKILL to every process of the container, frozen first so that none
+/// forks away meanwhile, until the cgroup is empty.
 fn kill_all(saved: &Saved, cgroup: &Cgroup) {
-    let pids = cgroup.pids();
-    for pid in &pids {
-        sys::process::kill(*pid, libc::SIGKILL);
-    }
     if saved.alive() {
         let _ = signal_init(saved, libc::SIGKILL);
     }
-    if cgroup.frozen() {
-        let _ = cgroup.freeze(false);
+    for _ in 0..100 {
+        let pids = cgroup.pids();
+        if pids.is_empty() {
+            break;
+        }
+        let frozen = cgroup.freeze(true).is_ok();
+        for pid in &cgroup.pids() {
+            sys::process::kill(*pid, libc::SIGKILL);
+        }
+        if frozen || cgroup.frozen() {
+            let _ = cgroup.freeze(false);
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

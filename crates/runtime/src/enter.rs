@@ -26,20 +26,56 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// The process was given on the command line (not with --process):
+    /// what it does not set comes from the container's process, as with
+    /// runc — no_new_privs, capabilities, AppArmor and SELinux labels.
+    pub inherit: bool,
+}
+
+/// `process` with what it leaves unset taken from the container's.
+fn inherited(mut process: Process, container: Option<&Process>) -> Process {
+    let Some(c) = container else {
+        return process;
+    };
+    if c.no_new_privileges() == Some(true) {
+        process.set_no_new_privileges(Some(true));
+    }
+    if process.capabilities().is_none() {
+        process.set_capabilities(c.capabilities().clone());
+    }
+    if process.apparmor_profile().is_none() {
+        process.set_apparmor_profile(c.apparmor_profile().clone());
+    }
+    if process.selinux_label().is_none() {
+        process.set_selinux_label(c.selinux_label().clone());
+    }
+    process
 }
 
 /// Runs the process; returns its exit status (0 when detached).
 pub fn exec(dir: &Dir, opts: ExecOptions) -> Result<i32> {
     let saved = dir.load()?;
+    // A pidfd names the container's init even if it ends and its pid is
+    // reused while its namespaces are opened below; checked again after.
+    let pidfd = rustix::process::Pid::from_raw(saved.pid).and_then(|pid| {
+        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+    });
     let status = saved.status(dir);
-    if !matches!(status, Status::Running | Status::Created) {
+    // Not a created container: its init still runs the runtime's binary
+    // (not a sealed copy) in the container's pid namespace.
+    if status != Status::Running || pidfd.is_none() {
         return Err(RuntimeError::WrongState {
             id: dir.id.clone(),
             status: status.to_string(),
-            what: "exec needs a created or running container".into(),
+            what: "exec needs a running container (start it first)".into(),
         });
     }
-    let terminal = opts.process.terminal().unwrap_or(false);
+    let process = if opts.inherit {
+        inherited(opts.process.clone(), saved.config.process().as_ref())
+    } else {
+        opts.process.clone()
+    };
+    let terminal = process.terminal().unwrap_or(false);
     if terminal != opts.console_socket.is_some() {
         return Err(RuntimeError::Invalid(
             "a terminal (--tty, process.terminal) needs --console-socket, and --console-socket needs a terminal".into(),
@@ -50,11 +86,19 @@ pub fn exec(dir: &Dir, opts: ExecOptions) -> Result<i32> {
         .linux()
         .as_ref()
         .and_then(|l| l.seccomp().clone());
-    let prepared = Prepared::new(&opts.process, seccomp.as_ref(), opts.preserve_fds)?;
+    let prepared = Prepared::new(&process, seccomp.as_ref(), opts.preserve_fds)?;
     let plan = Plan::of_process(saved.pid)?;
     let root = File::open(format!("/proc/{}/root", saved.pid))
         .map_err(io_err("open the container's root"))?;
     let procs = Cgroup::from_dirs(&saved.cgroups).procs_files()?;
+    if !saved.alive() {
+        return Err(RuntimeError::WrongState {
+            id: dir.id.clone(),
+            status: "stopped".into(),
+            what: "exec needs a running container".into(),
+        });
+    }
+    drop(pidfd);
     let console = opts
         .console_socket
         .as_deref()

@@ -48,29 +48,38 @@ fn run_one(kind: &str, hook: &Hook, state: &serde_json::Value) -> Result<()> {
     let mut child = cmd
         .spawn()
         .map_err(|e| failed(format!("cannot run it: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its stdin is not a failure.
-        let _ = stdin.write_all(state.to_string().as_bytes());
-    }
+    // Written by a thread: a hook that does not read a large state must
+    // not block the runtime past its timeout (not reading is no failure).
+    let writer = child.stdin.take().map(|mut stdin| {
+        let text = state.to_string();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(text.as_bytes());
+        })
+    });
     let deadline = hook
         .timeout()
         .filter(|t| *t > 0)
         .map(|t| Instant::now() + Duration::from_secs(t as u64));
-    loop {
+    let result = loop {
         match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(failed(format!("it failed ({status})"))),
+            Ok(Some(status)) if status.success() => break Ok(()),
+            Ok(Some(status)) => break Err(failed(format!("it failed ({status})"))),
             Ok(None) => {}
-            Err(e) => return Err(failed(format!("cannot wait for it: {e}"))),
+            Err(e) => break Err(failed(format!("cannot wait for it: {e}"))),
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(failed(format!(
+            break Err(failed(format!(
                 "it did not finish within its timeout of {} s",
                 hook.timeout().unwrap_or(0)
             )));
         }
         std::thread::sleep(Duration::from_millis(5));
+    };
+    // The hook is gone: its end of the pipe is closed, so the writer ends.
+    if let Some(writer) = writer {
+        let _ = writer.join();
     }
+    result
 }

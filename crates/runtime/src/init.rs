@@ -15,7 +15,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
@@ -34,7 +34,7 @@ pub struct Launch<'a> {
     pub plan: Plan,
     pub cgroup: &'a Cgroup,
     pub cgroup_procs: Vec<File>,
-    pub fifo: OwnedFd,
+    pub start_socket: std::os::unix::net::UnixListener,
     pub console: Option<OwnedFd>,
     pub prepared: Prepared,
     pub no_pivot: bool,
@@ -124,9 +124,10 @@ fn set_up(
     let mut state = launch.state.clone();
     state["pid"] = host_pid.into();
     let in_userns = plan.creates(LinuxNamespaceType::User) || plan.joins(LinuxNamespaceType::User);
+    // In a joined mount namespace the root's propagation is not changed
+    // and there is no pivot_root (other processes share it): chroot.
     let new_mount_ns = plan.creates(LinuxNamespaceType::Mount);
-    let own_mount_ns = new_mount_ns || plan.joins(LinuxNamespaceType::Mount);
-    if own_mount_ns {
+    if new_mount_ns {
         rootfs::prepare(rootfs, linux.rootfs_propagation().as_deref())?;
     }
     rootfs::mount_all(&rootfs::Setup {
@@ -150,7 +151,10 @@ fn set_up(
         h.create_container().as_deref().unwrap_or_default(),
         &state,
     )?;
-    rootfs::enter(rootfs, launch.no_pivot, own_mount_ns)?;
+    // Detached copies of the host's /dev/null, one per masked path, made
+    // while it is in view: files are masked with them after the pivot.
+    let nulls = rootfs::null_mounts(spec)?;
+    rootfs::enter(rootfs, launch.no_pivot, new_mount_ns)?;
     let process = launch.prepared.process();
     let slave = match &launch.console {
         Some(socket) => Some(crate::console::open(
@@ -160,7 +164,7 @@ fn set_up(
         )?),
         None => None,
     };
-    rootfs::finalize(spec)?;
+    rootfs::finalize(spec, nulls)?;
     if let Some(hostname) = spec.hostname() {
         if !plan.creates(LinuxNamespaceType::Uts) && !plan.joins(LinuxNamespaceType::Uts) {
             return Err(RuntimeError::Invalid(
@@ -186,17 +190,13 @@ fn wait_and_exec(
     mut state: serde_json::Value,
 ) -> RuntimeError {
     let result = (|| -> Result<()> {
-        // The fifo's host path is gone after pivot_root: reopen the O_PATH
-        // fd for writing through /proc (blocks until `start` reads).
-        let path = format!("/proc/self/fd/{}", launch.fifo.as_raw_fd());
-        let fifo = rustix::fs::open(
-            path.as_str(),
-            rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(errno("open exec.fifo (is /proc mounted in the container?)"))?;
-        rustix::io::write(&fifo, b"0").map_err(errno("signal the start"))?;
-        drop(fifo);
+        // `start` connects; it hears one byte once this process goes on.
+        let (mut conn, _) = launch
+            .start_socket
+            .accept()
+            .map_err(io_err("wait for start"))?;
+        conn.write_all(b"0").map_err(io_err("answer start"))?;
+        drop(conn);
         state["status"] = "running".into();
         let h = spec.hooks().clone().unwrap_or_default();
         hooks::run(

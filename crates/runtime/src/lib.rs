@@ -23,6 +23,7 @@ pub mod config;
 pub mod console;
 pub mod container;
 pub mod enter;
+pub mod fdmount;
 pub mod features;
 pub mod hooks;
 pub mod init;

@@ -143,10 +143,31 @@ impl Prepared {
     pub fn become_process(&self) -> Result<()> {
         let p = &self.process;
         self.set_rlimits()?;
-        if let Some(adj) = p.oom_score_adj() {
-            std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-                .map_err(io_err(format!("set the OOM score adjustment {adj}")))?;
+        let lsm = p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty())
+            || (p.selinux_label().as_ref().is_some_and(|s| !s.is_empty()) && selinux_enabled());
+        // /proc as checked procfs (a volume over /proc/<pid>/attr would
+        // take the label's write: CVE-2019-16884).
+        let proc = if p.oom_score_adj().is_some() || lsm {
+            Some(crate::fdmount::Proc::open()?)
+        } else {
+            None
+        };
+        let own = crate::fdmount::Proc::own();
+        if let (Some(adj), Some(proc)) = (p.oom_score_adj(), &proc) {
+            proc.write(&format!("{own}/oom_score_adj"), &adj.to_string())?;
         }
+        // The working directory, resolved inside the root (no magic link:
+        // `cwd: /proc/self/fd/N` must not lead out), entered once the user
+        // is switched.
+        let cwd = skiff_stage1::mounts::Root::open(std::path::Path::new("/"))?
+            .resolve(p.cwd(), false, false)
+            .map_err(|e| {
+                RuntimeError::Invalid(format!(
+                    "process.cwd {}: {}",
+                    p.cwd().display(),
+                    crate::error_line(&e)
+                ))
+            })?;
         // Nothing but stdio (and --preserve-fds) reaches the process.
         skiff_stage1::sys::process::close_range_on_exec(3 + self.preserve_fds, u32::MAX)
             .map_err(io_err("mark inherited fds close-on-exec"))?;
@@ -154,15 +175,17 @@ impl Prepared {
         if !nnp && let Some(filter) = &self.seccomp {
             crate::seccomp::install(filter)?;
         }
-        if let Some(profile) = p.apparmor_profile().as_ref().filter(|s| !s.is_empty()) {
-            std::fs::write("/proc/self/attr/apparmor/exec", format!("exec {profile}"))
-                .or_else(|_| std::fs::write("/proc/self/attr/exec", format!("exec {profile}")))
-                .map_err(io_err(format!("set the AppArmor profile {profile}")))?;
+        if let (Some(profile), Some(proc)) = (
+            p.apparmor_profile().as_ref().filter(|s| !s.is_empty()),
+            &proc,
+        ) {
+            let value = format!("exec {profile}");
+            proc.write(&format!("{own}/attr/apparmor/exec"), &value)
+                .or_else(|_| proc.write(&format!("{own}/attr/exec"), &value))?;
         }
         if let Some(label) = p.selinux_label().as_ref().filter(|s| !s.is_empty()) {
-            if selinux_enabled() {
-                std::fs::write("/proc/self/attr/exec", label)
-                    .map_err(io_err(format!("set the SELinux label {label}")))?;
+            if let Some(proc) = proc.as_ref().filter(|_| selinux_enabled()) {
+                proc.write(&format!("{own}/attr/exec"), label)?;
             } else {
                 crate::log::warn(&format!(
                     "SELinux is not enabled on this host: the label '{label}' is not applied"
@@ -217,7 +240,7 @@ impl Prepared {
         if let Some(mask) = user.umask() {
             rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask & 0o777));
         }
-        std::env::set_current_dir(p.cwd()).map_err(io_err(format!(
+        rustix::process::fchdir(&cwd).map_err(errno(format!(
             "enter the working directory {}",
             p.cwd().display()
         )))?;

@@ -192,6 +192,35 @@ fn source_path(bundle: &Path, source: &Path) -> PathBuf {
     }
 }
 
+/// Files of /proc that may be bind-mounted over (lxcfs's, as runc allows).
+const PROC_ALLOWED: [&str; 10] = [
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+/// Refuses a mount whose target is inside a procfs (a symlink
+/// `/data -> /proc/self/fd` would put a volume over the runtime's own
+/// file descriptors, or `/proc/<pid>/attr`).
+fn check_target(target: &OwnedFd, dest: &Path, bind: bool) -> Result<()> {
+    if crate::fdmount::on_procfs(target)
+        && !(bind && PROC_ALLOWED.iter().any(|p| Path::new(p) == dest))
+    {
+        return Err(RuntimeError::Invalid(format!(
+            "the mount destination {} is inside /proc (through a symlink?): refused",
+            dest.display()
+        )));
+    }
+    Ok(())
+}
+
 fn mount_one(setup: &Setup, root: &Root, m: &Mount) -> Result<()> {
     let dest = m.destination();
     let what = dest.display().to_string();
@@ -207,6 +236,7 @@ fn mount_one(setup: &Setup, root: &Root, m: &Mount) -> Result<()> {
             source.display()
         )))?;
         let target = root.resolve(dest, true, !meta.is_dir())?;
+        check_target(&target, dest, true)?;
         let flags = MountFlags::BIND
             | if o.recursive {
                 MountFlags::REC
@@ -228,6 +258,7 @@ fn mount_one(setup: &Setup, root: &Root, m: &Mount) -> Result<()> {
         return Ok(());
     }
     let target = root.resolve(dest, true, false)?;
+    check_target(&target, dest, false)?;
     let source = m
         .source()
         .as_ref()
@@ -395,14 +426,16 @@ const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
     ("tty", 5, 0),
 ];
 
-/// Whether /dev is a bind of the host's (then nothing is made in it).
+/// Whether /dev is a bind mount (of the host's, or any directory): then
+/// no node is made in it, as runc does.
 pub fn dev_is_bound(spec: &Spec) -> bool {
     spec.mounts().iter().flatten().any(|m| {
         m.destination() == Path::new("/dev")
-            && m.options()
-                .iter()
-                .flatten()
-                .any(|o| o == "bind" || o == "rbind")
+            && (m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind"))
     })
 }
 
@@ -415,39 +448,40 @@ pub fn make_devices(spec: &Spec, rootfs: &Path, in_userns: bool) -> Result<()> {
         .as_ref()
         .and_then(|l| l.devices().clone())
         .unwrap_or_default();
-    if !dev_is_bound(spec) {
-        for (name, major, minor) in DEFAULT_DEVICES {
-            let path = PathBuf::from("/dev").join(name);
-            if configured.iter().any(|d| d.path() == &path) {
-                continue;
-            }
-            make_node(
-                &root,
-                &path,
-                'c',
-                major,
-                minor,
-                0o666,
-                Some((0, 0)),
-                in_userns,
-            )?;
+    if dev_is_bound(spec) {
+        return Ok(());
+    }
+    for (name, major, minor) in DEFAULT_DEVICES {
+        let path = PathBuf::from("/dev").join(name);
+        if configured.iter().any(|d| d.path() == &path) {
+            continue;
         }
-        let dev = root.resolve(Path::new("/dev"), true, false)?;
-        for (link, target) in [
-            ("fd", "/proc/self/fd"),
-            ("stdin", "/proc/self/fd/0"),
-            ("stdout", "/proc/self/fd/1"),
-            ("stderr", "/proc/self/fd/2"),
-            ("ptmx", "pts/ptmx"),
-        ] {
-            match rustix::fs::symlinkat(target, &dev, link) {
-                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                Err(e) => return Err(errno(format!("create /dev/{link}"))(e)),
-            }
+        make_node(
+            &root,
+            &path,
+            'c',
+            major,
+            minor,
+            0o666,
+            Some((0, 0)),
+            in_userns,
+        )?;
+    }
+    let dev = root.resolve(Path::new("/dev"), true, false)?;
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        match rustix::fs::symlinkat(target, &dev, link) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(errno(format!("create /dev/{link}"))(e)),
         }
-        if Path::new("/proc/kcore").exists() {
-            let _ = rustix::fs::symlinkat("/proc/kcore", &dev, "core");
-        }
+    }
+    if Path::new("/proc/kcore").exists() {
+        let _ = rustix::fs::symlinkat("/proc/kcore", &dev, "core");
     }
     for d in &configured {
         let kind = match d.typ() {
@@ -475,6 +509,40 @@ pub fn make_devices(spec: &Spec, rootfs: &Path, in_userns: bool) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The host's node of device `major:minor` (`/dev/char/M:m`, or a node
+/// directly in /dev where udev made no such links).
+fn host_device(kind: char, major: u64, minor: u64) -> Option<PathBuf> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let rdev = rustix::fs::makedev(major as u32, minor as u32);
+    let matches = |p: &Path| {
+        std::fs::symlink_metadata(p).is_ok_and(|m| {
+            let t = m.file_type();
+            m.rdev() == rdev
+                && if kind == 'b' {
+                    t.is_block_device()
+                } else {
+                    t.is_char_device()
+                }
+        })
+    };
+    let linked = Path::new(if kind == 'b' {
+        "/dev/block"
+    } else {
+        "/dev/char"
+    })
+    .join(format!("{major}:{minor}"));
+    if let Ok(target) = std::fs::canonicalize(&linked)
+        && matches(&target)
+    {
+        return Some(target);
+    }
+    std::fs::read_dir("/dev")
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| matches(p))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -512,8 +580,10 @@ fn make_node(
     .map_err(errno(format!("open the directory of {what}")))?;
     let _ = rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty());
     if in_userns && kind != 'p' {
-        // A file to bind the host's node onto.
-        let host = Path::new("/dev").join(name);
+        // A file to bind the host's node (found by its numbers) onto.
+        let host = host_device(kind, major, minor).ok_or_else(|| {
+            RuntimeError::Invalid(format!("the host has no device {major}:{minor} for {what}"))
+        })?;
         let f = rustix::fs::openat(
             &dir,
             name,
@@ -565,11 +635,12 @@ fn make_node(
     Ok(())
 }
 
-/// `pivot_root` into the rootfs (or, with `--no-pivot` or without a mount
-/// namespace of its own, `chroot`; with --no-pivot after moving the rootfs
-/// onto `/`).
-pub fn enter(rootfs: &Path, no_pivot: bool, own_mount_ns: bool) -> Result<()> {
-    if !own_mount_ns {
+/// `pivot_root` into the rootfs (or, with `--no-pivot`, in a joined mount
+/// namespace or without a mount namespace of its own, `chroot`; with
+/// --no-pivot after moving the rootfs onto `/`). pivot_root in a namespace
+/// other processes share would move their root too.
+pub fn enter(rootfs: &Path, no_pivot: bool, new_mount_ns: bool) -> Result<()> {
+    if !new_mount_ns {
         rustix::process::chdir(rootfs).map_err(errno(format!("enter {}", rootfs.display())))?;
         rustix::process::chroot(".").map_err(errno("chroot into the rootfs"))?;
         return rustix::process::chdir("/").map_err(errno("chdir /"));
@@ -585,12 +656,15 @@ pub fn enter(rootfs: &Path, no_pivot: bool, own_mount_ns: bool) -> Result<()> {
 }
 
 /// After the pivot: the root read-only, read-only and masked paths,
-/// sysctls, the root's propagation.
-pub fn finalize(spec: &Spec) -> Result<()> {
+/// sysctls, the root's propagation. No path through /proc is trusted here
+/// ([`crate::fdmount`]); `nulls` are [`null_mounts`], for masking files.
+pub fn finalize(spec: &Spec, mut nulls: Vec<OwnedFd>) -> Result<()> {
     let linux = spec.linux().clone().unwrap_or_default();
-    for (key, value) in linux.sysctl().iter().flatten() {
-        let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
-        std::fs::write(&path, value).map_err(io_err(format!("set the sysctl {key} to {value}")))?;
+    if let Some(sysctls) = linux.sysctl().as_ref().filter(|s| !s.is_empty()) {
+        let proc = crate::fdmount::Proc::open()?;
+        for (key, value) in sysctls {
+            proc.write(&format!("sys/{}", key.replace('.', "/")), value)?;
+        }
     }
     let root = Root::open(Path::new("/"))?;
     for p in linux.readonly_paths().iter().flatten() {
@@ -598,21 +672,14 @@ pub fn finalize(spec: &Spec) -> Result<()> {
         let Ok(target) = root.resolve(path, false, true) else {
             continue;
         };
-        rustix::mount::mount(
-            fd_path(&target).as_str(),
-            fd_path(&target).as_str(),
-            "",
-            MountFlags::BIND | MountFlags::REC,
-            None,
-        )
-        .map_err(errno(format!("bind {p} read-only")))?;
+        crate::fdmount::bind(&target, &target, true, p)?;
         let mounted = root.resolve(path, false, true)?;
-        let flags = locked_flags(&mounted)
-            | MountFlags::RDONLY
-            | MountFlags::NOSUID
-            | MountFlags::NODEV
-            | MountFlags::NOEXEC;
-        mounts::remount_bind(&mounted, flags, p)?;
+        mounts::set_attrs(
+            &mounted,
+            mounts::ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
+            true,
+            p,
+        )?;
     }
     for p in linux.masked_paths().iter().flatten() {
         let path = Path::new(p);
@@ -622,23 +689,9 @@ pub fn finalize(spec: &Spec) -> Result<()> {
         let is_dir = rustix::fs::fstat(&target)
             .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir());
         if is_dir {
-            rustix::mount::mount(
-                "tmpfs",
-                fd_path(&target).as_str(),
-                "tmpfs",
-                MountFlags::RDONLY,
-                None,
-            )
-            .map_err(errno(format!("mask {p}")))?;
-        } else {
-            rustix::mount::mount(
-                "/dev/null",
-                fd_path(&target).as_str(),
-                "",
-                MountFlags::BIND,
-                None,
-            )
-            .map_err(errno(format!("mask {p}")))?;
+            crate::fdmount::empty_tmpfs(&target, p)?;
+        } else if let Some(null) = nulls.pop() {
+            crate::fdmount::attach(&null, &target, p)?;
         }
     }
     if spec
@@ -664,6 +717,27 @@ pub fn finalize(spec: &Spec) -> Result<()> {
             .map_err(errno(format!("make the root {prop}")))?;
     }
     Ok(())
+}
+
+/// Detached mounts of the host's /dev/null (`open_tree` clones), one per
+/// masked path: made before pivot_root, attached after it.
+pub fn null_mounts(spec: &Spec) -> Result<Vec<OwnedFd>> {
+    let count = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.masked_paths().as_ref())
+        .map_or(0, Vec::len);
+    (0..count)
+        .map(|_| {
+            rustix::mount::open_tree(
+                rustix::fs::CWD,
+                "/dev/null",
+                rustix::mount::OpenTreeFlags::OPEN_TREE_CLONE
+                    | rustix::mount::OpenTreeFlags::OPEN_TREE_CLOEXEC,
+            )
+            .map_err(errno("copy /dev/null for masked paths"))
+        })
+        .collect()
 }
 
 fn locked_root() -> MountFlags {

@@ -2,9 +2,11 @@
 //! Localhost profiles are this JSON) compiled with
 //! `skiff_stage1::filter` and installed through stage1's seam.
 //!
-//! * Only the native x86_64 ABI runs: calls of the i386 and x32 ABIs get
-//!   the default action whatever `architectures` lists (their numbers mean
-//!   other calls; the profile's rules name x86_64 calls).
+//! * Only the native x86_64 ABI runs: a call of the i386 (`int 0x80`) or
+//!   x32 ABI kills the process whatever `architectures` lists (their
+//!   numbers mean other calls, so the profile's x86_64 rules cannot apply
+//!   to them; a default-allow profile would otherwise allow every call it
+//!   denies, through the other ABI).
 //! * Names this build does not know (newer or other-architecture calls)
 //!   are skipped, as libseccomp-based runtimes skip them.
 //! * `SCMP_ACT_NOTIFY` (a listener process) is refused: not implemented.
@@ -108,7 +110,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Compiled> {
     let program = filter::compile(&Filter {
         rules,
         default,
-        foreign_arch: default,
+        foreign_arch: filter::RET_KILL_PROCESS,
     })
     .map_err(|e| RuntimeError::Invalid(format!("seccomp profile: {e}")))?;
     let mut flags = 0u32;

@@ -1,6 +1,7 @@
-//! A container's state directory, `<root>/<id>`: `state.json` (what
-//! create recorded), `exec.fifo` while the container is created but not
-//! started, and a lock file. The status is read from the kernel each time
+//! A container's state directory, `<root>/<id>` (0700): `state.json` (what
+//! create recorded; 0600, it holds the process's environment),
+//! `exec.sock` while the container is created but not started (its init
+//! waits in `accept` on it), and a lock file. The status is read from the kernel each time
 //! (is the init process, identified by pid *and* start time, alive? is
 //! its cgroup frozen?), never trusted from a file.
 
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Result, RuntimeError, io_err};
 
 pub const STATE_FILE: &str = "state.json";
-pub const EXEC_FIFO: &str = "exec.fifo";
+pub const START_SOCKET: &str = "exec.sock";
 const LOCK_FILE: &str = "lock";
 
 /// What `create` records.
@@ -108,15 +109,37 @@ impl Dir {
         })
     }
 
-    pub fn fifo(&self) -> PathBuf {
-        self.path.join(EXEC_FIFO)
+    /// The socket `start` connects to.
+    pub fn start_socket(&self) -> PathBuf {
+        self.path.join(START_SOCKET)
+    }
+
+    /// A path of `name` in the directory that is short enough for a Unix
+    /// socket address whatever the root's length (through an fd of it).
+    pub fn short_path(&self, dir: &std::os::fd::OwnedFd, name: &str) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))
+    }
+
+    /// The directory, open (`O_PATH`).
+    pub fn open(&self) -> Result<std::os::fd::OwnedFd> {
+        rustix::fs::open(
+            &self.path,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(crate::errno(format!("open {}", self.path.display())))
     }
 
     /// Makes the directory; refused if the container exists.
     pub fn create(&self, root: &Path) -> Result<()> {
-        std::fs::create_dir_all(root).map_err(io_err(format!("create {}", root.display())))?;
         use std::os::unix::fs::DirBuilderExt;
-        match std::fs::DirBuilder::new().mode(0o711).create(&self.path) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(io_err(format!("create {}", root.display())))?;
+        match std::fs::DirBuilder::new().mode(0o700).create(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 Err(RuntimeError::Exists(self.id.clone()))
@@ -151,7 +174,19 @@ impl Dir {
             source: std::io::Error::other(e),
         })?;
         let tmp = self.path.join(".state.json.tmp");
-        std::fs::write(&tmp, text).map_err(io_err(format!("write {}", tmp.display())))?;
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::remove_file(&tmp);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)
+                .and_then(|mut f| f.write_all(&text))
+                .map_err(io_err(format!("write {}", tmp.display())))?;
+        }
         std::fs::rename(&tmp, self.path.join(STATE_FILE))
             .map_err(io_err(format!("write the state of {}", self.id)))
     }
@@ -207,7 +242,7 @@ impl Saved {
     pub fn status(&self, dir: &Dir) -> Status {
         if !self.alive() {
             Status::Stopped
-        } else if dir.fifo().exists() {
+        } else if dir.start_socket().exists() {
             Status::Created
         } else if crate::cgroup::Cgroup::from_dirs(&self.cgroups).frozen() {
             Status::Paused

@@ -87,6 +87,8 @@ pub enum FilterError {
     TooLong(usize),
     #[error("argument index {0} in a seccomp rule is out of range (0-5)")]
     BadArg(u8),
+    #[error("a seccomp rule has too many conditions (more than 255 instructions)")]
+    RuleTooLong,
 }
 
 fn stmt(code: u16, k: u32) -> Insn {
@@ -118,22 +120,22 @@ impl Block {
     fn jump(&mut self, code: u16, k: u32, jt: Target, jf: Target) {
         self.code.push((stmt(code, k), jt, jf));
     }
-    /// The instructions, with `Fail` jumps resolved to the block's end.
-    fn finish(self) -> Vec<Insn> {
+    /// The instructions, with `Fail` jumps resolved to the block's end;
+    /// refused when that is out of a conditional jump's reach.
+    fn finish(self) -> Result<Vec<Insn>, FilterError> {
         let len = self.code.len();
         self.code
             .into_iter()
             .enumerate()
             .map(|(i, (mut insn, jt, jf))| {
                 let resolve = |t: Target| match t {
-                    Target::Next => 0,
-                    Target::Skip(n) => n,
-                    // Conditions of one rule are a few dozen instructions.
-                    Target::Fail => u8::try_from(len - i - 1).unwrap_or(u8::MAX),
+                    Target::Next => Ok(0),
+                    Target::Skip(n) => Ok(n),
+                    Target::Fail => u8::try_from(len - i - 1).map_err(|_| FilterError::RuleTooLong),
                 };
-                insn.jt = resolve(jt);
-                insn.jf = resolve(jf);
-                insn
+                insn.jt = resolve(jt)?;
+                insn.jf = resolve(jf)?;
+                Ok(insn)
             })
             .collect()
     }
@@ -232,7 +234,7 @@ pub fn compile(filter: &Filter) -> Result<Vec<Insn>, FilterError> {
                 condition(&mut b, cond);
             }
             b.stmt(RET_K, rule.action);
-            block.extend(b.finish());
+            block.extend(b.finish()?);
         }
         if !unconditional {
             block.push(stmt(RET_K, filter.default));
@@ -456,5 +458,23 @@ mod tests {
             foreign_arch: EPERM,
         };
         assert!(matches!(compile(&huge), Err(FilterError::TooLong(_))));
+        // A rule whose failed condition would have to jump over more than
+        // 255 instructions is refused, not cut short.
+        let long = Filter {
+            rules: vec![Rule {
+                nr: 83,
+                conds: (0..70)
+                    .map(|i| Cond {
+                        arg: 1,
+                        cmp: Cmp::Eq,
+                        value: if i < 64 { 0o1234 } else { 0o777 },
+                    })
+                    .collect(),
+                action: RET_ALLOW,
+            }],
+            default: EPERM,
+            foreign_arch: EPERM,
+        };
+        assert_eq!(compile(&long), Err(FilterError::RuleTooLong));
     }
 }

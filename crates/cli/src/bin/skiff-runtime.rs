@@ -226,11 +226,12 @@ fn create_options(args: &CreateArgs, systemd_cgroup: bool) -> CreateOptions {
     }
 }
 
-/// The bundle, re-executing from a sealed copy first when it joins an
-/// existing pid namespace.
+/// The bundle, re-executing from a sealed copy first when the container's
+/// pid namespace will hold other processes while its init runs the
+/// runtime's code.
 fn load_bundle(dir: &Path) -> Result<config::Bundle, RuntimeError> {
     let bundle = config::load(dir)?;
-    if container::joins_pid_namespace(&bundle) {
+    if container::needs_sealed_binary(&bundle) {
         skiff_runtime::selfexe::reexec_sealed()?;
     }
     Ok(bundle)
@@ -392,6 +393,7 @@ fn run(cli: Cli) -> Result<i32, RuntimeError> {
                     pid_file: args.pid_file.clone(),
                     console_socket: args.console_socket.clone(),
                     preserve_fds: args.preserve_fds,
+                    inherit: args.process.is_none(),
                 },
             );
         }
@@ -404,11 +406,16 @@ fn run(cli: Cli) -> Result<i32, RuntimeError> {
                     for pid in pids {
                         let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
                             .map(|c| {
+                                // The container's bytes: no control
+                                // characters reach the terminal.
                                 String::from_utf8_lossy(&c)
                                     .split('\0')
                                     .filter(|s| !s.is_empty())
                                     .collect::<Vec<_>>()
                                     .join(" ")
+                                    .chars()
+                                    .map(|ch| if ch.is_control() { '?' } else { ch })
+                                    .collect::<String>()
                             })
                             .unwrap_or_default();
                         println!("{pid:>8} {cmd}");
