@@ -144,6 +144,14 @@ impl Drop for Containerd {
             ])
             .status();
         let _ = std::fs::remove_dir_all(Path::new("/run/containerd/runc").join(&self.namespace));
+        // ctr puts containers in the cgroup /<namespace>/<id>: the parent.
+        for entry in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(entry.path().join(&self.namespace));
+        }
     }
 }
 

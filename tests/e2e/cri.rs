@@ -130,6 +130,7 @@ fn kubernetes_cri_runs_a_pod_with_the_skiff_runtime_class() {
     let config = format!(
         "[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"docker.io/library/busybox:pause\"\n\
          [plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = \"/usr/lib/cni\"\n  conf_dir = \"{}\"\n\
+         [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\
          [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.skiff]\n  runtime_type = \"io.containerd.runc.v2\"\n\
          [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.skiff.options]\n  BinaryName = \"{}\"\n\
          [plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"127.0.0.1:{}\"]\n  endpoint = [\"http://127.0.0.1:{}\"]\n",

@@ -328,12 +328,11 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
     let dir = Dir::new(root, id)?;
     let saved = dir.load()?;
     let status = saved.status(&dir);
-    if status == Status::Stopped {
-        return Err(RuntimeError::WrongState {
-            id: id.into(),
-            status: status.to_string(),
-            what: "there is no process to signal".into(),
-        });
+    // `--all` also reaches what a stopped init left behind (containerd's
+    // shim sends it when the init of a container in a shared pid
+    // namespace has exited).
+    if status == Status::Stopped && !all {
+        return Err(not_running(id));
     }
     if all {
         let cgroup = Cgroup::from_dirs(&saved.cgroups);
@@ -341,7 +340,7 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
         for pid in &pids {
             sys::process::kill(*pid, signal);
         }
-        if pids.is_empty() {
+        if pids.is_empty() && status != Status::Stopped {
             signal_init(&saved, signal)?;
         }
         if signal == libc::SIGKILL && status == Status::Paused {
@@ -350,6 +349,17 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
         return Ok(());
     }
     signal_init(&saved, signal)
+}
+
+/// A stopped container has no process to signal. containerd's shim
+/// recognises the words "container not running" (runc's) and takes the
+/// container as already stopped.
+fn not_running(id: &str) -> RuntimeError {
+    RuntimeError::WrongState {
+        id: id.into(),
+        status: "stopped".into(),
+        what: "container not running (there is no process to signal)".into(),
+    }
 }
 
 fn signal_init(saved: &Saved, signal: i32) -> Result<()> {
@@ -361,11 +371,7 @@ fn signal_init(saved: &Saved, signal: i32) -> Result<()> {
         .ok()
         .flatten();
     if !saved.alive() {
-        return Err(RuntimeError::WrongState {
-            id: saved.id.clone(),
-            status: "stopped".into(),
-            what: "there is no process to signal".into(),
-        });
+        return Err(not_running(&saved.id));
     }
     let sig = rustix::process::Signal::from_named_raw(signal);
     match (pidfd, sig) {

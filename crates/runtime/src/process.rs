@@ -154,7 +154,20 @@ impl Prepared {
         };
         let own = crate::fdmount::Proc::own();
         if let (Some(adj), Some(proc)) = (p.oom_score_adj(), &proc) {
-            proc.write(&format!("{own}/oom_score_adj"), &adj.to_string())?;
+            match proc.write(&format!("{own}/oom_score_adj"), &adj.to_string()) {
+                Ok(()) => {}
+                // Lowering it needs CAP_SYS_RESOURCE, which some hosts
+                // withhold from everyone: the process then stays as likely
+                // to be OOM-killed as before (never more privileged).
+                Err(RuntimeError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::PermissionDenied =>
+                {
+                    crate::log::warn(&format!(
+                        "cannot lower the OOM score adjustment to {adj} (no CAP_SYS_RESOURCE on this host): left as it was"
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
         }
         // The working directory, resolved inside the root (no magic link:
         // `cwd: /proc/self/fd/N` must not lead out), entered once the user
