@@ -6,18 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::common::{eventually, output, stderr, stdout};
+use crate::oci::sh;
 
 pub fn skiff_runtime() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_skiff-runtime"))
-}
-
-fn sh(cmd: &str) {
-    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// An OCI image archive of busybox (`sh`, `echo`, `sleep`, …) made with

@@ -20,7 +20,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn sh(cmd: &str) {
+/// Runs a shell command; its failure fails the test.
+pub fn sh(cmd: &str) {
     let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
     assert!(
         out.status.success(),

@@ -642,3 +642,81 @@ fn delete_kills_what_a_stopped_container_left_running() {
     assert!(gone, "the container's background process outlived delete");
     assert!(!cgroup_exists("orphans"));
 }
+
+/// Second review: a bind reaching /dev through a symlink gets no device
+/// nodes; a sysctl of a "joined" namespace that is the host's is refused;
+/// a pid namespace whose init has not started cannot be joined; the host's
+/// own mount namespace cannot be joined.
+#[test]
+fn dev_through_symlinks_host_namespaces_and_unstarted_pid_namespaces_are_refused() {
+    let root = Root::new();
+    // /data -> /dev and a host directory bound on /data.
+    let hostdir = tempfile::tempdir().unwrap();
+    std::fs::write(hostdir.path().join("null"), "host file").unwrap();
+    let h = hostdir.path().display().to_string();
+    let bundle = Bundle::new(root.path(), &["true"], |c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(serde_json::json!({"destination": "/data", "type": "bind", "source": h, "options": ["rbind"]}));
+        c["linux"]["devices"] = serde_json::json!([
+            {"path": "/dev/sda", "type": "b", "major": 8, "minor": 0, "fileMode": 438}
+        ]);
+    });
+    std::fs::remove_dir_all(bundle.path().join("rootfs/dev")).ok();
+    std::os::unix::fs::symlink("/dev", bundle.path().join("rootfs/data")).unwrap();
+    let out = run_in(root.path(), &bundle, "devlink");
+    assert!(
+        !out.status.success(),
+        "devices were made through /data -> /dev"
+    );
+    assert_eq!(
+        std::fs::read_to_string(hostdir.path().join("null")).unwrap(),
+        "host file"
+    );
+    assert!(!hostdir.path().join("sda").exists());
+
+    // The host's network namespace "joined" by path, with a net sysctl.
+    let bundle = Bundle::new(root.path(), &["true"], |c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "network");
+        ns.push(serde_json::json!({"type": "network", "path": "/proc/self/ns/net"}));
+        c["linux"]["sysctl"] = serde_json::json!({"net.core.somaxconn": "4097"});
+    });
+    let before = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
+    let out = run_in(root.path(), &bundle, "hostnet");
+    assert_refused(&out, "a sysctl of the host's network namespace");
+    assert!(stderr(&out).contains("is the host's"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap(),
+        before
+    );
+
+    // Joining the pid namespace of a created, not started container.
+    let first = Bundle::new(root.path(), &["sleep", "1000"], |_| {});
+    create(root.path(), &first, "first", &first.path().join("out"));
+    let pid = state(root.path(), "first")["pid"].as_i64().unwrap();
+    let joiner = Bundle::new(root.path(), &["true"], |c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "pid");
+        ns.push(serde_json::json!({"type": "pid", "path": format!("/proc/{pid}/ns/pid")}));
+    });
+    let out = run_in(root.path(), &joiner, "joiner");
+    assert_refused(&out, "joining an unstarted container's pid namespace");
+    assert!(stderr(&out).contains("start it first"), "{}", stderr(&out));
+    let out = output(runtime(root.path()).args(["delete", "first"]));
+    assert!(out.status.success(), "delete: {}", stderr(&out));
+
+    // Joining the host's own mount namespace (pivot_root there would
+    // re-root the host's processes) is refused.
+    let bundle = Bundle::new(root.path(), &["true"], |c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "mount");
+        ns.push(serde_json::json!({"type": "mount", "path": "/proc/self/ns/mnt"}));
+    });
+    let out = run_in(root.path(), &bundle, "hostmnt");
+    assert_refused(&out, "joining the host's mount namespace");
+    assert!(stderr(&out).contains("is the host's"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_link("/proc/self/root").unwrap(),
+        PathBuf::from("/")
+    );
+}

@@ -168,6 +168,17 @@ fn check(bundle: &Path, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
+/// The namespace a sysctl belongs to (for [`check_sysctl`]'s callers).
+pub fn sysctl_namespace(name: &str) -> Option<LinuxNamespaceType> {
+    if name.starts_with("net.") {
+        Some(LinuxNamespaceType::Network)
+    } else if name.starts_with("kernel.") || name.starts_with("fs.mqueue.") {
+        Some(LinuxNamespaceType::Ipc)
+    } else {
+        None
+    }
+}
+
 /// The sysctls a container may set: only those of a namespace it has of
 /// its own (IPC, network, UTS), as runc allows; any other would change the
 /// host (`kernel.core_pattern` runs a program as host root).
@@ -187,7 +198,9 @@ fn check_sysctl(name: &str, namespaces: &HashSet<LinuxNamespaceType>) -> Result<
     } else if name.starts_with("net.") {
         LinuxNamespaceType::Network
     } else if name == "kernel.hostname" || name == "kernel.domainname" {
-        LinuxNamespaceType::Uts
+        return Err(format!(
+            "sysctl {name}: set the container's names with hostname and domainname instead"
+        ));
     } else {
         return Err(format!(
             "sysctl {name} is not namespaced: setting it would change the host (only IPC, network and UTS sysctls are allowed)"

@@ -30,30 +30,7 @@ pub struct CreateOptions {
 /// Writes a pid file atomically (containerd reads it as soon as the
 /// command returns).
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let _ = std::fs::remove_file(&tmp);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(pid.to_string().as_bytes()))
-            .map_err(io_err(format!("write {}", tmp.display())))?;
-    }
-    std::fs::rename(&tmp, path).map_err(io_err(format!("write the pid file {}", path.display())))
+    crate::state::replace_file(path, pid.to_string().as_bytes(), 0o644)
 }
 
 /// Whether `create` must run from a sealed copy of the binary
@@ -105,6 +82,26 @@ pub fn create(root: &Path, id: &str, bundle: &Bundle, opts: &CreateOptions) -> R
     let prepared = Prepared::new(process, linux.seccomp().as_ref(), opts.preserve_fds)?;
     let cgroup = Cgroup::resolve(linux.cgroups_path().as_deref(), id, opts.systemd_cgroup)?;
     let plan = Plan::of(linux.namespaces().as_deref().unwrap_or_default())?;
+    // A namespace "joined" by the path of the host's own is the host's:
+    // its sysctls are the host's.
+    for name in linux.sysctl().iter().flatten().map(|(k, _)| k) {
+        if let Some(t) = crate::config::sysctl_namespace(name)
+            && plan.joins_own(t)
+        {
+            return Err(RuntimeError::Invalid(format!(
+                "sysctl {name}: the container's {} namespace is the host's; setting it would change the host",
+                crate::namespaces::proc_name(t)
+            )));
+        }
+    }
+    if plan.joins(LinuxNamespaceType::Pid) {
+        crate::selfexe::check_pid_namespace(&plan)?;
+    }
+    if plan.joins_own(LinuxNamespaceType::Mount) {
+        return Err(RuntimeError::Invalid(
+            "the mount namespace to join is the host's: pivot_root there would move the host's processes into the container's root".into(),
+        ));
+    }
     dir.create(root)?;
     let mut init_pid = None;
     let result = create_in(&dir, bundle, opts, prepared, &cgroup, plan, &mut init_pid);
@@ -271,6 +268,9 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
             "the init of container '{id}' is not waiting for start ({e})"
         ))
     })?;
+    // Gone at once: a `start` that dies from here leaves a running
+    // container, not one that says "created".
+    let _ = std::fs::remove_file(dir.start_socket());
     conn.set_read_timeout(Some(Duration::from_millis(100)))
         .map_err(io_err("set a timeout"))?;
     loop {
@@ -450,13 +450,13 @@ fn kill_all(saved: &Saved, cgroup: &Cgroup) {
         if pids.is_empty() {
             break;
         }
-        let frozen = cgroup.freeze(true).is_ok();
+        let _ = cgroup.freeze(true);
         for pid in &cgroup.pids() {
             sys::process::kill(*pid, libc::SIGKILL);
         }
-        if frozen || cgroup.frozen() {
-            let _ = cgroup.freeze(false);
-        }
+        // Thawed whatever the freeze did (a FREEZING cgroup too): frozen
+        // processes do not die of SIGKILL on v1.
+        let _ = cgroup.freeze(false);
         std::thread::sleep(Duration::from_millis(2));
     }
 }

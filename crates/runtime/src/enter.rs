@@ -30,13 +30,18 @@ pub struct ExecOptions {
     /// what it does not set comes from the container's process, as with
     /// runc — no_new_privs, capabilities, AppArmor and SELinux labels.
     pub inherit: bool,
+    /// With `inherit`: whether the user was given (else the container's).
+    pub user_given: bool,
 }
 
 /// `process` with what it leaves unset taken from the container's.
-fn inherited(mut process: Process, container: Option<&Process>) -> Process {
+fn inherited(mut process: Process, container: Option<&Process>, user_given: bool) -> Process {
     let Some(c) = container else {
         return process;
     };
+    if !user_given {
+        process.set_user(c.user().clone());
+    }
     if c.no_new_privileges() == Some(true) {
         process.set_no_new_privileges(Some(true));
     }
@@ -71,7 +76,11 @@ pub fn exec(dir: &Dir, opts: ExecOptions) -> Result<i32> {
         });
     }
     let process = if opts.inherit {
-        inherited(opts.process.clone(), saved.config.process().as_ref())
+        inherited(
+            opts.process.clone(),
+            saved.config.process().as_ref(),
+            opts.user_given,
+        )
     } else {
         opts.process.clone()
     };

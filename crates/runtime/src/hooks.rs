@@ -77,9 +77,8 @@ fn run_one(kind: &str, hook: &Hook, state: &serde_json::Value) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    // The hook is gone: its end of the pipe is closed, so the writer ends.
-    if let Some(writer) = writer {
-        let _ = writer.join();
-    }
+    // Not joined: a child the hook left holding its stdin could keep the
+    // writer blocked; it ends with this process.
+    drop(writer);
     result
 }

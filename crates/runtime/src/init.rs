@@ -124,13 +124,16 @@ fn set_up(
     let mut state = launch.state.clone();
     state["pid"] = host_pid.into();
     let in_userns = plan.creates(LinuxNamespaceType::User) || plan.joins(LinuxNamespaceType::User);
-    // In a joined mount namespace the root's propagation is not changed
-    // and there is no pivot_root (other processes share it): chroot.
-    let new_mount_ns = plan.creates(LinuxNamespaceType::Mount);
+    // A joined mount namespace is pivoted in, as runc does: its other
+    // processes move into the container's root with it (joining the
+    // caller's own is refused by `create`). A chroot instead would be
+    // escaped with CAP_SYS_CHROOT.
+    let new_mount_ns =
+        plan.creates(LinuxNamespaceType::Mount) || plan.joins(LinuxNamespaceType::Mount);
     if new_mount_ns {
         rootfs::prepare(rootfs, linux.rootfs_propagation().as_deref())?;
     }
-    rootfs::mount_all(&rootfs::Setup {
+    let dev_mount = rootfs::mount_all(&rootfs::Setup {
         spec,
         bundle: &launch.bundle.dir,
         rootfs,
@@ -138,7 +141,7 @@ fn set_up(
         cgroup: launch.cgroup,
         new_cgroupns: plan.creates(LinuxNamespaceType::Cgroup),
     })?;
-    rootfs::make_devices(spec, rootfs, in_userns)?;
+    rootfs::make_devices(spec, rootfs, in_userns, dev_mount)?;
     let h = spec.hooks().clone().unwrap_or_default();
     let runtime_hooks =
         h.prestart().iter().flatten().count() + h.create_runtime().iter().flatten().count();
@@ -195,7 +198,8 @@ fn wait_and_exec(
             .start_socket
             .accept()
             .map_err(io_err("wait for start"))?;
-        conn.write_all(b"0").map_err(io_err("answer start"))?;
+        // `start` may have gone meanwhile: the container starts anyway.
+        let _ = conn.write_all(b"0");
         drop(conn);
         state["status"] = "running".into();
         let h = spec.hooks().clone().unwrap_or_default();

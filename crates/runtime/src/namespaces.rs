@@ -114,6 +114,25 @@ impl Plan {
         Ok(plan)
     }
 
+    /// Whether the namespace of type `t` joined by path is this process's
+    /// own (the host's, for `create`).
+    pub fn joins_own(&self, t: LinuxNamespaceType) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let ours = std::fs::metadata(format!("/proc/self/ns/{}", proc_name(t)));
+        self.join.iter().any(|(j, file)| {
+            *j == t
+                && match (file.metadata(), &ours) {
+                    (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+                    _ => false,
+                }
+        })
+    }
+
+    /// The open file of the namespace of type `t` joined by path.
+    pub fn joined_file(&self, t: LinuxNamespaceType) -> Option<&File> {
+        self.join.iter().find(|(j, _)| *j == t).map(|(_, f)| f)
+    }
+
     pub fn creates(&self, t: LinuxNamespaceType) -> bool {
         self.new.contains(&t)
     }

@@ -16,6 +16,9 @@ use crate::{Result, RuntimeError, errno, io_err};
 /// What is checked and compiled before the process changes anything.
 pub struct Prepared {
     process: Process,
+    /// Whether the host runs SELinux, read on the host (the container's
+    /// /sys may show an empty /sys/fs/selinux).
+    selinux: bool,
     seccomp: Option<crate::seccomp::Compiled>,
     preserve_fds: u32,
 }
@@ -113,6 +116,7 @@ impl Prepared {
         }
         Ok(Prepared {
             process: process.clone(),
+            selinux: selinux_enabled(),
             seccomp,
             preserve_fds,
         })
@@ -144,7 +148,7 @@ impl Prepared {
         let p = &self.process;
         self.set_rlimits()?;
         let lsm = p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty())
-            || (p.selinux_label().as_ref().is_some_and(|s| !s.is_empty()) && selinux_enabled());
+            || (p.selinux_label().as_ref().is_some_and(|s| !s.is_empty()) && self.selinux);
         // /proc as checked procfs (a volume over /proc/<pid>/attr would
         // take the label's write: CVE-2019-16884).
         let proc = if p.oom_score_adj().is_some() || lsm {
@@ -197,7 +201,7 @@ impl Prepared {
                 .or_else(|_| proc.write(&format!("{own}/attr/exec"), &value))?;
         }
         if let Some(label) = p.selinux_label().as_ref().filter(|s| !s.is_empty()) {
-            if let Some(proc) = proc.as_ref().filter(|_| selinux_enabled()) {
+            if let Some(proc) = proc.as_ref().filter(|_| self.selinux) {
                 proc.write(&format!("{own}/attr/exec"), label)?;
             } else {
                 crate::log::warn(&format!(

@@ -175,13 +175,40 @@ pub fn prepare(rootfs: &Path, propagation: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// The config's mounts, in order.
-pub fn mount_all(setup: &Setup) -> Result<()> {
+/// The config's mounts, in order. Returns the mount id of the tmpfs the
+/// config mounted on /dev, if it did: devices are made only there.
+pub fn mount_all(setup: &Setup) -> Result<Option<u64>> {
     let root = Root::open(setup.rootfs)?;
+    let mut dev = None;
     for m in setup.spec.mounts().iter().flatten() {
         mount_one(setup, &root, m)?;
+        let tmpfs = m.typ().as_deref() == Some("tmpfs")
+            && !m
+                .options()
+                .iter()
+                .flatten()
+                .any(|o| o == "bind" || o == "rbind");
+        if tmpfs && m.destination() == Path::new("/dev") {
+            dev = Some(mount_id(&root.resolve(Path::new("/dev"), false, false)?)?);
+        } else if m.destination().starts_with("/dev") && m.destination() != Path::new("/dev") {
+            // A mount inside /dev stays; one on /dev itself replaces ours.
+        } else if m.destination() == Path::new("/dev") {
+            dev = None;
+        }
     }
-    Ok(())
+    Ok(dev)
+}
+
+/// The id of the mount `fd` is on.
+fn mount_id(fd: &OwnedFd) -> Result<u64> {
+    rustix::fs::statx(
+        fd,
+        "",
+        rustix::fs::AtFlags::EMPTY_PATH,
+        rustix::fs::StatxFlags::MNT_ID,
+    )
+    .map(|st| st.stx_mnt_id)
+    .map_err(errno("read a mount id"))
 }
 
 fn source_path(bundle: &Path, source: &Path) -> PathBuf {
@@ -353,6 +380,7 @@ fn mount_cgroup(setup: &Setup, root: &Root, dest: &Path, o: &Options) -> Result<
     let ro = o.flags.contains(MountFlags::RDONLY);
     let base = o.flags & (MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC);
     let target = root.resolve(dest, true, false)?;
+    check_target(&target, dest, false)?;
     if setup.cgroup.is_v2() {
         if setup.new_cgroupns {
             rustix::mount::mount(
@@ -441,16 +469,37 @@ pub fn dev_is_bound(spec: &Spec) -> bool {
 
 /// Default devices, the config's devices and /dev's symlinks. In a user
 /// namespace nodes cannot be made: the host's are bound instead.
-pub fn make_devices(spec: &Spec, rootfs: &Path, in_userns: bool) -> Result<()> {
+pub fn make_devices(
+    spec: &Spec,
+    rootfs: &Path,
+    in_userns: bool,
+    dev_mount: Option<u64>,
+) -> Result<()> {
     let root = Root::open(rootfs)?;
     let configured: Vec<LinuxDevice> = spec
         .linux()
         .as_ref()
         .and_then(|l| l.devices().clone())
         .unwrap_or_default();
-    if dev_is_bound(spec) {
-        return Ok(());
+    // Nodes are made only in the tmpfs the config mounted on /dev, as the
+    // path resolves now: a bind of a host directory on /dev, or on a
+    // symlink to it (`/data -> /dev`), gets none.
+    let ours = match dev_mount {
+        Some(id) if !dev_is_bound(spec) => {
+            let dev = root.resolve(Path::new("/dev"), false, false)?;
+            mount_id(&dev)? == id
+        }
+        _ => false,
+    };
+    if !ours {
+        if configured.is_empty() {
+            return Ok(());
+        }
+        return Err(RuntimeError::Invalid(
+            "linux.devices are made only in a tmpfs the config mounts on /dev (and nothing else mounted over it)".into(),
+        ));
     }
+    let dev_mount = dev_mount.unwrap_or(0);
     for (name, major, minor) in DEFAULT_DEVICES {
         let path = PathBuf::from("/dev").join(name);
         if configured.iter().any(|d| d.path() == &path) {
@@ -458,6 +507,7 @@ pub fn make_devices(spec: &Spec, rootfs: &Path, in_userns: bool) -> Result<()> {
         }
         make_node(
             &root,
+            dev_mount,
             &path,
             'c',
             major,
@@ -497,12 +547,21 @@ pub fn make_devices(spec: &Spec, rootfs: &Path, in_userns: bool) -> Result<()> {
         };
         let mode = d.file_mode().unwrap_or(0o666);
         let owner = Some((d.uid().unwrap_or(0), d.gid().unwrap_or(0)));
+        let number = |n: i64| {
+            u32::try_from(n).map(u64::from).map_err(|_| {
+                RuntimeError::Invalid(format!(
+                    "device {}: {n} is not a device number",
+                    d.path().display()
+                ))
+            })
+        };
         make_node(
             &root,
+            dev_mount,
             d.path(),
             kind,
-            d.major() as u64,
-            d.minor() as u64,
+            number(d.major())?,
+            number(d.minor())?,
             mode,
             owner,
             in_userns,
@@ -548,6 +607,7 @@ fn host_device(kind: char, major: u64, minor: u64) -> Option<PathBuf> {
 #[allow(clippy::too_many_arguments)]
 fn make_node(
     root: &Root,
+    dev_mount: u64,
     path: &Path,
     kind: char,
     major: u64,
@@ -557,13 +617,14 @@ fn make_node(
     in_userns: bool,
 ) -> Result<()> {
     let what = path.display().to_string();
-    if !path.is_absolute()
+    if !path.starts_with("/dev")
+        || path == Path::new("/dev")
         || path
             .components()
             .any(|c| c == std::path::Component::ParentDir)
     {
         return Err(RuntimeError::Invalid(format!(
-            "device path {what} must be absolute, without '..'"
+            "device path {what} must be under /dev, without '..'"
         )));
     }
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
@@ -578,6 +639,13 @@ fn make_node(
         Mode::empty(),
     )
     .map_err(errno(format!("open the directory of {what}")))?;
+    // Only in the /dev tmpfs of the container (a mount inside /dev may be
+    // a host directory): there replacing what is in the way is safe.
+    if mount_id(&dir)? != dev_mount {
+        return Err(RuntimeError::Invalid(format!(
+            "device {what}: its directory is not in the container's /dev tmpfs"
+        )));
+    }
     let _ = rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty());
     if in_userns && kind != 'p' {
         // A file to bind the host's node (found by its numbers) onto.

@@ -24,6 +24,55 @@ pub fn is_sealed_copy() -> bool {
         .is_ok_and(|p| p.to_string_lossy().starts_with(&format!("/memfd:{NAME}")))
 }
 
+/// Environment variable naming `dev:ino` of the binary a sealed copy was
+/// made from.
+const ORIGIN: &str = "_SKIFF_RUNTIME_ORIGIN";
+
+/// `(dev, ino)` of the runtime's binary on disk (before any sealed copy).
+pub fn origin() -> Option<(u64, u64)> {
+    if let Some(v) = std::env::var_os(ORIGIN) {
+        let v = v.to_string_lossy().into_owned();
+        let (d, i) = v.split_once(':')?;
+        return Some((d.parse().ok()?, i.parse().ok()?));
+    }
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata("/proc/self/exe").ok()?;
+    Some((m.dev(), m.ino()))
+}
+
+/// Refuses to join a pid namespace where a process still runs the
+/// runtime's binary unsealed (the init of a created, not started
+/// container): a process of the joining container could open its
+/// /proc/<pid>/exe — the host's binary — and write it once it execs.
+pub fn check_pid_namespace(plan: &crate::namespaces::Plan) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(ns) = plan.joined_file(oci_spec::runtime::LinuxNamespaceType::Pid) else {
+        return Ok(());
+    };
+    let Ok(target) = ns.metadata() else {
+        return Ok(());
+    };
+    let Some(binary) = origin() else {
+        return Ok(());
+    };
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let path = entry.path();
+        let same_ns = std::fs::metadata(path.join("ns/pid"))
+            .is_ok_and(|m| (m.dev(), m.ino()) == (target.dev(), target.ino()));
+        if !same_ns {
+            continue;
+        }
+        let unsealed =
+            std::fs::metadata(path.join("exe")).is_ok_and(|m| (m.dev(), m.ino()) == binary);
+        if unsealed {
+            return Err(crate::RuntimeError::Invalid(
+                "the pid namespace to join holds a container that is created but not started (its init still runs the runtime): start it first".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Re-executes this process (same arguments and environment) from a
 /// sealed memfd copy of its binary, unless it already runs from one.
 /// Returns only on failure.
@@ -46,9 +95,11 @@ pub fn reexec_sealed() -> Result<()> {
     let path = format!("/proc/self/fd/{}", dst.as_raw_fd());
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_else(|| NAME.into());
-    let err = std::process::Command::new(&path)
-        .arg0(arg0)
-        .args(args)
-        .exec();
+    let mut cmd = std::process::Command::new(&path);
+    cmd.arg0(arg0).args(args);
+    if let Some((dev, ino)) = origin() {
+        cmd.env(ORIGIN, format!("{dev}:{ino}"));
+    }
+    let err = cmd.exec();
     Err(io_err("re-execute from the sealed copy")(err))
 }

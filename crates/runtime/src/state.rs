@@ -173,22 +173,7 @@ impl Dir {
             what: "encode the state".into(),
             source: std::io::Error::other(e),
         })?;
-        let tmp = self.path.join(".state.json.tmp");
-        {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let _ = std::fs::remove_file(&tmp);
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)
-                .and_then(|mut f| f.write_all(&text))
-                .map_err(io_err(format!("write {}", tmp.display())))?;
-        }
-        std::fs::rename(&tmp, self.path.join(STATE_FILE))
-            .map_err(io_err(format!("write the state of {}", self.id)))
+        replace_file(&self.path.join(STATE_FILE), &text, 0o600)
     }
 
     pub fn load(&self) -> Result<Saved> {
@@ -217,6 +202,32 @@ impl Dir {
             Err(e) => Err(io_err(format!("remove {}", self.path.display()))(e)),
         }
     }
+}
+
+/// Writes `path` whole or not at all: a new temporary file beside it
+/// (never through a symlink, never an existing file), then a rename.
+pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(io_err(format!("write {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(io_err(format!("write {}", path.display())))
 }
 
 /// Field 22 (start time) of /proc/<pid>/stat and whether the process is

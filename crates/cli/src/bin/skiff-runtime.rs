@@ -394,6 +394,7 @@ fn run(cli: Cli) -> Result<i32, RuntimeError> {
                     console_socket: args.console_socket.clone(),
                     preserve_fds: args.preserve_fds,
                     inherit: args.process.is_none(),
+                    user_given: args.user.is_some(),
                 },
             );
         }
