@@ -409,10 +409,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let cgroup = Cgroup::from_dirs(&saved.cgroups);
     let status = saved.status(&dir);
     match status {
-        // Processes of a container without a pid namespace of its own may
-        // outlive its init.
-        Status::Stopped => kill_all(&saved, &cgroup),
-        Status::Created => kill_all(&saved, &cgroup),
+        // A created container's init is killed; processes of a stopped
+        // container without a pid namespace of its own may outlive its init.
+        Status::Stopped | Status::Created => kill_all(&saved, &cgroup),
         Status::Running | Status::Paused if force => kill_all(&saved, &cgroup),
         _ => {
             return Err(RuntimeError::WrongState {

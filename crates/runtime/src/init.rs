@@ -220,18 +220,11 @@ fn wait_and_exec(
 }
 
 /// Unmounts every mount under `root` (what a container without its own
-/// mount namespace left in the host's).
+/// mount namespace left in the host's), deepest first, going on past a
+/// failure.
 pub fn unmount_under(root: &Path) {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let mut points: Vec<&str> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| Path::new(p).starts_with(root))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for p in points {
-        let _ = rustix::mount::unmount(p, rustix::mount::UnmountFlags::DETACH);
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for point in skiff_pod::mounts::mount_points_under(&info, root) {
+        let _ = rustix::mount::unmount(&point, rustix::mount::UnmountFlags::DETACH);
     }
 }

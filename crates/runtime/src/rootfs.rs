@@ -182,18 +182,19 @@ pub fn mount_all(setup: &Setup) -> Result<Option<u64>> {
     let mut dev = None;
     for m in setup.spec.mounts().iter().flatten() {
         mount_one(setup, &root, m)?;
-        let tmpfs = m.typ().as_deref() == Some("tmpfs")
-            && !m
-                .options()
-                .iter()
-                .flatten()
-                .any(|o| o == "bind" || o == "rbind");
-        if tmpfs && m.destination() == Path::new("/dev") {
-            dev = Some(mount_id(&root.resolve(Path::new("/dev"), false, false)?)?);
-        } else if m.destination().starts_with("/dev") && m.destination() != Path::new("/dev") {
-            // A mount inside /dev stays; one on /dev itself replaces ours.
-        } else if m.destination() == Path::new("/dev") {
-            dev = None;
+        // The last mount on /dev itself decides; mounts inside it do not.
+        if m.destination() == Path::new("/dev") {
+            let tmpfs = m.typ().as_deref() == Some("tmpfs")
+                && !m
+                    .options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind");
+            dev = if tmpfs {
+                Some(mount_id(&root.resolve(Path::new("/dev"), false, false)?)?)
+            } else {
+                None
+            };
         }
     }
     Ok(dev)
