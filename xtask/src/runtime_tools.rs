@@ -4,9 +4,10 @@
 //! repository), run by `run-runtime-tools.sh`. Without `../shared` the
 //! suite is skipped, saying so.
 //!
-//! The gate: at least as many passing test files as crun, the best peer
-//! on this machine kind (`../shared/reference/runtime-tools-baseline.md`);
-//! every test crun passes passes; every test that does not pass is named
+//! The gate: at least as many passing test files and ok test points as
+//! crun, the best peer on this machine kind
+//! (`../shared/reference/runtime-tools-baseline.md`); every test crun passes
+//! passes; every test that does not pass is named
 //! in docs/oci-runtime.md with its reason.
 
 use std::path::{Path, PathBuf};
@@ -131,6 +132,13 @@ fn gate(root: &Path, ours: &[Outcome]) -> Result<()> {
             "{} test files pass, fewer than crun's {}",
             passed(ours),
             passed(&crun)
+        ));
+    }
+    if points(ours) < points(&crun) {
+        problems.push(format!(
+            "{} ok test points, fewer than crun's {}",
+            points(ours),
+            points(&crun)
         ));
     }
     for c in crun.iter().filter(|c| c.status == "PASS") {

@@ -1,7 +1,8 @@
 //! A bundle's config.json, read and checked before anything is made: what
-//! the runtime-spec says a runtime MUST refuse (unknown capabilities or
-//! rlimits, duplicates, relative hook paths, …) is refused here with the
-//! field named.
+//! the runtime-spec says a runtime MUST refuse (unknown rlimits, duplicates,
+//! relative hook paths, …) is refused here with the field named; unknown
+//! capabilities are dropped with a warning, as the spec says
+//! ([`crate::capabilities`]).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -53,7 +54,11 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
     if text.len() as u64 > MAX_CONFIG {
         return Err(invalid(&dir, "larger than 16 MiB"));
     }
-    let spec = parse(&dir, &text)?;
+    let mut spec = parse(&dir, &text)?;
+    if let Some(mut process) = spec.process().clone() {
+        crate::capabilities::drop_ungrantable(&mut process)?;
+        spec.set_process(Some(process));
+    }
     let root = spec
         .root()
         .as_ref()
@@ -71,7 +76,12 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
 
 /// Parses and checks a config (also for `update` and tests).
 pub fn parse(bundle: &Path, text: &[u8]) -> Result<Spec> {
-    let spec: Spec = serde_json::from_slice(text).map_err(|e| invalid(bundle, e.to_string()))?;
+    let mut value: serde_json::Value =
+        serde_json::from_slice(text).map_err(|e| invalid(bundle, e.to_string()))?;
+    if let Some(process) = value.get_mut("process") {
+        crate::capabilities::warn_unknown(&crate::capabilities::strip_unknown(process));
+    }
+    let spec: Spec = serde_json::from_value(value).map_err(|e| invalid(bundle, e.to_string()))?;
     check(bundle, &spec)?;
     Ok(spec)
 }
@@ -252,7 +262,10 @@ pub fn check_process(process: &Process) -> Result<(), String> {
 
 /// A process.json for `exec`.
 pub fn parse_process(text: &[u8]) -> Result<Process> {
-    let process: Process = serde_json::from_slice(text)
+    let mut value: serde_json::Value = serde_json::from_slice(text)
+        .map_err(|e| RuntimeError::Invalid(format!("process JSON: {e}")))?;
+    crate::capabilities::warn_unknown(&crate::capabilities::strip_unknown(&mut value));
+    let process: Process = serde_json::from_value(value)
         .map_err(|e| RuntimeError::Invalid(format!("process JSON: {e}")))?;
     check_process(&process).map_err(|m| RuntimeError::Invalid(format!("process JSON: {m}")))?;
     Ok(process)
@@ -272,11 +285,22 @@ mod tests {
         let b = Path::new("/b");
         let ok = config(r#"{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}}"#);
         assert!(parse(b, &ok).is_ok());
+        // An unknown capability is not granted, not refused (runtime-spec
+        // since #1094).
+        let unknown = config(
+            r#"{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},"capabilities":{"bounding":["CAP_TEST","CAP_KILL"]}}"#,
+        );
+        let spec = parse(b, &unknown).unwrap();
+        let bounding = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().as_ref())
+            .and_then(|c| c.bounding().clone());
+        assert_eq!(
+            bounding,
+            Some([oci_spec::runtime::Capability::Kill].into_iter().collect())
+        );
         for (bad, why) in [
-            (
-                r#"{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},"capabilities":{"bounding":["CAP_TEST"]}}"#,
-                "CAP_TEST",
-            ),
             (
                 r#"{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},"rlimits":[{"type":"RLIMIT_TEST","soft":1,"hard":1}]}"#,
                 "RLIMIT_TEST",
@@ -294,5 +318,16 @@ mod tests {
             let err = parse(b, &config(bad)).unwrap_err().to_string();
             assert!(err.contains(why), "{err}");
         }
+    }
+
+    #[test]
+    fn exec_processes_drop_unknown_capabilities_too() {
+        let p = parse_process(
+            br#"{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},"capabilities":{"ambient":["CAP_TEST"],"effective":["CAP_CHOWN"]}}"#,
+        )
+        .unwrap();
+        let c = p.capabilities().clone().unwrap();
+        assert_eq!(c.ambient().as_ref().map(|s| s.len()), Some(0));
+        assert_eq!(c.effective().as_ref().map(|s| s.len()), Some(1));
     }
 }

@@ -75,7 +75,7 @@ pub fn exec(dir: &Dir, opts: ExecOptions) -> Result<i32> {
             what: "exec needs a running container (start it first)".into(),
         });
     }
-    let process = if opts.inherit {
+    let mut process = if opts.inherit {
         inherited(
             opts.process.clone(),
             saved.config.process().as_ref(),
@@ -84,6 +84,7 @@ pub fn exec(dir: &Dir, opts: ExecOptions) -> Result<i32> {
     } else {
         opts.process.clone()
     };
+    crate::capabilities::drop_ungrantable(&mut process)?;
     let terminal = process.terminal().unwrap_or(false);
     if terminal != opts.console_socket.is_some() {
         return Err(RuntimeError::Invalid(

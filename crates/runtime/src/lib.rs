@@ -18,6 +18,7 @@
 //!   process and init talking), [`config`] (config.json read and checked),
 //!   [`selfexe`] (running from a sealed copy of the binary).
 
+pub mod capabilities;
 pub mod cgroup;
 pub mod config;
 pub mod console;

@@ -68,32 +68,14 @@ pub fn selinux_enabled() -> bool {
 
 impl Prepared {
     /// Checks what can be checked before anything changes: the seccomp
-    /// profile compiles, capabilities are known, the LSMs asked for exist.
+    /// profile compiles, the LSMs asked for exist. (Capabilities that
+    /// cannot be granted were dropped when the config was read.)
     pub fn new(
         process: &Process,
         seccomp: Option<&LinuxSeccomp>,
         preserve_fds: u32,
     ) -> Result<Prepared> {
         let seccomp = seccomp.map(crate::seccomp::compile).transpose()?;
-        if let Some(c) = process.capabilities() {
-            let held = caps::read(None, caps::CapSet::Bounding)
-                .map_err(|e| RuntimeError::Init(format!("cannot read capabilities: {e}")))?;
-            for set in [
-                c.bounding(),
-                c.effective(),
-                c.inheritable(),
-                c.permitted(),
-                c.ambient(),
-            ] {
-                // What this process cannot hold it cannot grant: refused
-                // now, not when the container's process starts.
-                if let Some(cap) = to_caps(set)?.into_iter().find(|c| !held.contains(c)) {
-                    return Err(RuntimeError::Unsupported(format!(
-                        "{cap} is not in this host's capability bounding set: it cannot be granted (remove it from process.capabilities)"
-                    )));
-                }
-            }
-        }
         if let Some(profile) = process
             .apparmor_profile()
             .as_ref()

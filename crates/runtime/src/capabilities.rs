@@ -1,0 +1,153 @@
+//! Capabilities a config asks for but that cannot be granted. runtime-spec
+//! (config.md, since opencontainers/runtime-spec#1094): "Any value which
+//! cannot be mapped to a relevant kernel interface, or cannot be granted
+//! otherwise MUST be logged as a warning by the runtime. Runtimes SHOULD NOT
+//! fail if the container configuration requests capabilities that cannot be
+//! granted". runc, crun and youki warn and go on; so does skiff-runtime. Not
+//! granting a capability only takes privilege away, so this is safe: the
+//! container gets less than it asked for, never more.
+
+use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process};
+
+use crate::{Result, RuntimeError};
+
+/// The five sets' names in config.json.
+const SETS: [&str; 5] = [
+    "bounding",
+    "effective",
+    "inheritable",
+    "permitted",
+    "ambient",
+];
+
+/// Removes from a process object (JSON, before it is typed) the capability
+/// names this build does not know, and returns them. Entries that are not
+/// strings are left for the typed parse to refuse.
+pub fn strip_unknown(process: &mut serde_json::Value) -> Vec<String> {
+    let mut unknown = Vec::new();
+    let Some(sets) = process
+        .get_mut("capabilities")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return unknown;
+    };
+    for set in SETS {
+        if let Some(names) = sets.get_mut(set).and_then(serde_json::Value::as_array_mut) {
+            names.retain(|name| match name.as_str() {
+                Some(text) if serde_json::from_value::<Capability>(name.clone()).is_err() => {
+                    if !unknown.iter().any(|u| u == text) {
+                        unknown.push(text.to_string());
+                    }
+                    false
+                }
+                _ => true,
+            });
+        }
+    }
+    unknown
+}
+
+/// Warns about names [`strip_unknown`] removed.
+pub fn warn_unknown(unknown: &[String]) {
+    if !unknown.is_empty() {
+        crate::log::warn(&format!(
+            "ignoring capabilities this runtime does not know: {} (they are not granted)",
+            unknown.join(", ")
+        ));
+    }
+}
+
+/// Removes from every set of `process` the capabilities this process does
+/// not hold in its own bounding set (what it does not hold it cannot grant),
+/// warning once about them.
+pub fn drop_ungrantable(process: &mut Process) -> Result<()> {
+    let Some(mut c) = process.capabilities().clone() else {
+        return Ok(());
+    };
+    let held = caps::read(None, caps::CapSet::Bounding)
+        .map_err(|e| RuntimeError::Init(format!("cannot read capabilities: {e}")))?;
+    let dropped = retain(&mut c, |cap| {
+        format!("CAP_{cap}")
+            .parse::<caps::Capability>()
+            .is_ok_and(|k| held.contains(&k))
+    });
+    if !dropped.is_empty() {
+        crate::log::warn(&format!(
+            "ignoring capabilities not in this host's bounding set, which cannot be granted: {}",
+            dropped.join(", ")
+        ));
+        process.set_capabilities(Some(c));
+    }
+    Ok(())
+}
+
+/// Keeps in every set what `keep` accepts; returns the names of what it
+/// removed, each once, sorted.
+fn retain(c: &mut LinuxCapabilities, keep: impl Fn(&Capability) -> bool) -> Vec<String> {
+    let mut removed = std::collections::BTreeSet::new();
+    let mut filter = |set: &Option<Capabilities>| -> Option<Capabilities> {
+        set.as_ref().map(|s| {
+            s.iter()
+                .filter(|cap| {
+                    let k = keep(cap);
+                    if !k {
+                        removed.insert(format!("CAP_{cap}"));
+                    }
+                    k
+                })
+                .copied()
+                .collect()
+        })
+    };
+    let bounding = filter(c.bounding());
+    let effective = filter(c.effective());
+    let inheritable = filter(c.inheritable());
+    let permitted = filter(c.permitted());
+    let ambient = filter(c.ambient());
+    c.set_bounding(bounding)
+        .set_effective(effective)
+        .set_inheritable(inheritable)
+        .set_permitted(permitted)
+        .set_ambient(ambient);
+    removed.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_names_are_removed_and_named_once() {
+        let mut p = serde_json::json!({"capabilities": {
+            "bounding": ["CAP_CHOWN", "CAP_TEST", "CAP_KILL"],
+            "effective": ["CAP_TEST", "CAP_NOPE"],
+            "ambient": [7],
+        }});
+        assert_eq!(strip_unknown(&mut p), ["CAP_TEST", "CAP_NOPE"]);
+        assert_eq!(
+            p["capabilities"]["bounding"],
+            serde_json::json!(["CAP_CHOWN", "CAP_KILL"])
+        );
+        assert_eq!(p["capabilities"]["effective"], serde_json::json!([]));
+        // Not a name: left for the typed parse to refuse.
+        assert_eq!(p["capabilities"]["ambient"], serde_json::json!([7]));
+        let mut none = serde_json::json!({"args": ["sh"]});
+        assert!(strip_unknown(&mut none).is_empty());
+    }
+
+    #[test]
+    fn retain_filters_every_set() {
+        let mut c: LinuxCapabilities = serde_json::from_value(serde_json::json!({
+            "bounding": ["CAP_CHOWN", "CAP_SYS_RESOURCE"],
+            "permitted": ["CAP_SYS_RESOURCE"],
+            "ambient": ["CAP_KILL"],
+        }))
+        .unwrap();
+        let removed = retain(&mut c, |cap| *cap != Capability::SysResource);
+        assert_eq!(removed, ["CAP_SYS_RESOURCE"]);
+        assert_eq!(c.bounding().as_ref().map(|s| s.len()), Some(1));
+        assert_eq!(c.permitted().as_ref().map(|s| s.len()), Some(0));
+        assert_eq!(c.ambient().as_ref().map(|s| s.len()), Some(1));
+        assert!(c.effective().is_none());
+    }
+}
