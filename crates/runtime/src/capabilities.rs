@@ -20,21 +20,58 @@ const SETS: [&str; 5] = [
     "ambient",
 ];
 
+/// The most names one set may list: Linux has 41 capabilities; a longer
+/// list is not a mistake but an attempt (hostile input), refused.
+const MAX_NAMES: usize = 64;
+
+/// The most unknown names a warning spells out.
+const MAX_NAMED: usize = 8;
+
+/// No capability in any set (what a process without `capabilities` gets;
+/// oci-spec's `Default` would give three).
+pub fn none() -> LinuxCapabilities {
+    let mut c = LinuxCapabilities::default();
+    c.set_bounding(None)
+        .set_effective(None)
+        .set_inheritable(None)
+        .set_permitted(None)
+        .set_ambient(None);
+    c
+}
+
+/// Whether `name` is a capability's canonical name (`CAP_SYS_ADMIN`, as
+/// capabilities(7) and runc spell it): oci-spec also takes `sys_admin`,
+/// `CAP_CAP_SYS_ADMIN` and Unicode case variants, which would slip past a
+/// policy that checks names; those are treated as unknown.
+fn canonical(name: &serde_json::Value) -> bool {
+    serde_json::from_value::<Capability>(name.clone())
+        .ok()
+        .and_then(|c| serde_json::to_value(c).ok())
+        .is_some_and(|c| &c == name)
+}
+
 /// Removes from a process object (JSON, before it is typed) the capability
-/// names this build does not know, and returns them. Entries that are not
-/// strings are left for the typed parse to refuse.
-pub fn strip_unknown(process: &mut serde_json::Value) -> Vec<String> {
+/// names this build does not know, and returns them (each once). Entries
+/// that are not strings are left for the typed parse to refuse; a set
+/// longer than any real one is refused.
+pub fn strip_unknown(process: &mut serde_json::Value) -> std::result::Result<Vec<String>, String> {
     let mut unknown = Vec::new();
     let Some(sets) = process
         .get_mut("capabilities")
         .and_then(serde_json::Value::as_object_mut)
     else {
-        return unknown;
+        return Ok(unknown);
     };
     for set in SETS {
         if let Some(names) = sets.get_mut(set).and_then(serde_json::Value::as_array_mut) {
+            if names.len() > MAX_NAMES {
+                return Err(format!(
+                    "process.capabilities.{set} lists {} names; Linux has 41 capabilities (list each at most once)",
+                    names.len()
+                ));
+            }
             names.retain(|name| match name.as_str() {
-                Some(text) if serde_json::from_value::<Capability>(name.clone()).is_err() => {
+                Some(text) if !canonical(name) => {
                     if !unknown.iter().any(|u| u == text) {
                         unknown.push(text.to_string());
                     }
@@ -44,17 +81,28 @@ pub fn strip_unknown(process: &mut serde_json::Value) -> Vec<String> {
             });
         }
     }
-    unknown
+    Ok(unknown)
 }
 
-/// Warns about names [`strip_unknown`] removed.
+/// Warns about names [`strip_unknown`] removed, quoted (they are the
+/// config's text: no control characters reach a terminal or a log line)
+/// and at most [`MAX_NAMED`] of them.
 pub fn warn_unknown(unknown: &[String]) {
-    if !unknown.is_empty() {
-        crate::log::warn(&format!(
-            "ignoring capabilities this runtime does not know: {} (they are not granted)",
-            unknown.join(", ")
-        ));
+    if unknown.is_empty() {
+        return;
     }
+    let mut named: Vec<String> = unknown
+        .iter()
+        .take(MAX_NAMED)
+        .map(|n| format!("{:?}", n.chars().take(64).collect::<String>()))
+        .collect();
+    if unknown.len() > MAX_NAMED {
+        named.push(format!("and {} more", unknown.len() - MAX_NAMED));
+    }
+    crate::log::warn(&format!(
+        "ignoring capabilities this runtime does not know: {} (they are not granted; names are spelled CAP_CHOWN, as in capabilities(7))",
+        named.join(", ")
+    ));
 }
 
 /// Removes from every set of `process` the capabilities this process does
@@ -72,6 +120,7 @@ pub fn drop_ungrantable(process: &mut Process) -> Result<()> {
             .is_ok_and(|k| held.contains(&k))
     });
     if !dropped.is_empty() {
+        // Canonical names (from the typed value): nothing to quote.
         crate::log::warn(&format!(
             "ignoring capabilities not in this host's bounding set, which cannot be granted: {}",
             dropped.join(", ")
@@ -123,7 +172,7 @@ mod tests {
             "effective": ["CAP_TEST", "CAP_NOPE"],
             "ambient": [7],
         }});
-        assert_eq!(strip_unknown(&mut p), ["CAP_TEST", "CAP_NOPE"]);
+        assert_eq!(strip_unknown(&mut p).unwrap(), ["CAP_TEST", "CAP_NOPE"]);
         assert_eq!(
             p["capabilities"]["bounding"],
             serde_json::json!(["CAP_CHOWN", "CAP_KILL"])
@@ -132,7 +181,41 @@ mod tests {
         // Not a name: left for the typed parse to refuse.
         assert_eq!(p["capabilities"]["ambient"], serde_json::json!([7]));
         let mut none = serde_json::json!({"args": ["sh"]});
-        assert!(strip_unknown(&mut none).is_empty());
+        assert!(strip_unknown(&mut none).unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_canonical_names_count() {
+        let mut p = serde_json::json!({"capabilities": {"bounding": [
+            "CAP_SYS_ADMIN", "sys_admin", "CAP_CAP_SYS_ADMIN", "cap_sys_admin", "CAP_\u{17f}YS_ADMIN"
+        ]}});
+        assert_eq!(strip_unknown(&mut p).unwrap().len(), 4);
+        assert_eq!(
+            p["capabilities"]["bounding"],
+            serde_json::json!(["CAP_SYS_ADMIN"])
+        );
+    }
+
+    #[test]
+    fn absurdly_long_sets_are_refused() {
+        let names: Vec<String> = (0..100_000).map(|i| format!("A{i}")).collect();
+        let mut p = serde_json::json!({"capabilities": {"ambient": names}});
+        let err = strip_unknown(&mut p).unwrap_err();
+        assert!(err.contains("ambient lists 100000 names"), "{err}");
+    }
+
+    #[test]
+    fn none_has_no_capability_in_any_set() {
+        let c = none();
+        for set in [
+            c.bounding(),
+            c.effective(),
+            c.inheritable(),
+            c.permitted(),
+            c.ambient(),
+        ] {
+            assert!(set.is_none());
+        }
     }
 
     #[test]

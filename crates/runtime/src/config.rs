@@ -76,10 +76,11 @@ pub fn load(bundle: &Path) -> Result<Bundle> {
 
 /// Parses and checks a config (also for `update` and tests).
 pub fn parse(bundle: &Path, text: &[u8]) -> Result<Spec> {
-    let mut value: serde_json::Value =
-        serde_json::from_slice(text).map_err(|e| invalid(bundle, e.to_string()))?;
+    let mut value = json_without_duplicate_keys(text).map_err(|e| invalid(bundle, e))?;
     if let Some(process) = value.get_mut("process") {
-        crate::capabilities::warn_unknown(&crate::capabilities::strip_unknown(process));
+        let unknown =
+            crate::capabilities::strip_unknown(process).map_err(|e| invalid(bundle, e))?;
+        crate::capabilities::warn_unknown(&unknown);
     }
     let spec: Spec = serde_json::from_value(value).map_err(|e| invalid(bundle, e.to_string()))?;
     check(bundle, &spec)?;
@@ -260,11 +261,81 @@ pub fn check_process(process: &Process) -> Result<(), String> {
     Ok(())
 }
 
+/// JSON text as a value, refusing an object that has a key twice: serde
+/// would take the last one silently, where a tool that checked the config
+/// may have read the first (`"capabilities": {…}, "capabilities": {…}`).
+fn json_without_duplicate_keys(text: &[u8]) -> std::result::Result<serde_json::Value, String> {
+    serde_json::from_slice::<unique::Unique>(text).map_err(|e| e.to_string())?;
+    serde_json::from_slice(text).map_err(|e| e.to_string())
+}
+
+mod unique {
+    //! A JSON document walked only to find an object with a key twice.
+    use std::collections::HashSet;
+    use std::fmt;
+
+    use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    pub struct Unique;
+
+    impl<'de> Deserialize<'de> for Unique {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(UniqueVisitor)
+        }
+    }
+
+    struct UniqueVisitor;
+
+    impl<'de> Visitor<'de> for UniqueVisitor {
+        type Value = Unique;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_unit<E>(self) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+            while seq.next_element::<Unique>()?.is_some() {}
+            Ok(Unique)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+            let mut keys = HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !keys.insert(key.clone()) {
+                    return Err(de::Error::custom(format!(
+                        "the key '{}' appears twice in one object (say it once)",
+                        key.escape_debug()
+                    )));
+                }
+                map.next_value::<Unique>()?;
+            }
+            Ok(Unique)
+        }
+    }
+}
+
 /// A process.json for `exec`.
 pub fn parse_process(text: &[u8]) -> Result<Process> {
-    let mut value: serde_json::Value = serde_json::from_slice(text)
-        .map_err(|e| RuntimeError::Invalid(format!("process JSON: {e}")))?;
-    crate::capabilities::warn_unknown(&crate::capabilities::strip_unknown(&mut value));
+    let invalid = |e| RuntimeError::Invalid(format!("process JSON: {e}"));
+    let mut value = json_without_duplicate_keys(text).map_err(invalid)?;
+    let unknown = crate::capabilities::strip_unknown(&mut value).map_err(invalid)?;
+    crate::capabilities::warn_unknown(&unknown);
     let process: Process = serde_json::from_value(value)
         .map_err(|e| RuntimeError::Invalid(format!("process JSON: {e}")))?;
     check_process(&process).map_err(|m| RuntimeError::Invalid(format!("process JSON: {m}")))?;
@@ -314,6 +385,10 @@ mod tests {
                 "not absolute",
             ),
             (r#"{"cwd":"/","args":[],"user":{"uid":0,"gid":0}}"#, "empty"),
+            (
+                r#"{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},"capabilities":{"bounding":[]},"capabilities":{"bounding":["CAP_SYS_ADMIN"]}}"#,
+                "appears twice",
+            ),
         ] {
             let err = parse(b, &config(bad)).unwrap_err().to_string();
             assert!(err.contains(why), "{err}");

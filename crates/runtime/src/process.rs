@@ -191,8 +191,8 @@ impl Prepared {
                 ));
             }
         }
-        let empty = oci_spec::runtime::LinuxCapabilities::default();
-        let c = p.capabilities().as_ref().unwrap_or(&empty);
+        let none = crate::capabilities::none();
+        let c = p.capabilities().as_ref().unwrap_or(&none);
         let bounding = to_caps(c.bounding())?;
         for cap in caps::all() {
             if !bounding.contains(&cap) {
