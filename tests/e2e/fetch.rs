@@ -7,15 +7,15 @@ use std::process::Output;
 use crate::common::*;
 use crate::server::{Server, TestCa};
 
-const IP: &str = "127.0.0.2";
-const NAME: &str = "127.0.0.2/busybox";
-const ACI_PATH: &str = "/images/busybox-1.0-linux-amd64.aci";
+pub const IP: &str = "127.0.0.2";
+pub const NAME: &str = "127.0.0.2/busybox";
+pub const ACI_PATH: &str = "/images/busybox-1.0-linux-amd64.aci";
 
-struct Site {
+pub struct Site {
     server: Server,
-    root: tempfile::TempDir,
-    ca_file: std::path::PathBuf,
-    gpg: Gpg,
+    pub root: tempfile::TempDir,
+    pub ca_file: std::path::PathBuf,
+    pub gpg: Gpg,
     aci: Vec<u8>,
     /// Last, so the server stops before the next test may bind the port.
     _serial: std::sync::MutexGuard<'static, ()>,
@@ -44,7 +44,7 @@ fn discovery_page(prefix: &str, template: &str, keys: &str) -> Vec<u8> {
 }
 
 /// A site at https://127.0.0.2 serving a signed busybox ACI by discovery.
-fn site() -> Site {
+pub fn site() -> Site {
     let serial = serial();
     let root = tempfile::tempdir().unwrap();
     let ca = TestCa::new(IP);
@@ -84,7 +84,7 @@ fn site() -> Site {
     }
 }
 
-fn run(site: &Site, args: &[&str]) -> Output {
+pub fn run(site: &Site, args: &[&str]) -> Output {
     output(
         skiff_in(site.root.path())
             .env("SSL_CERT_FILE", &site.ca_file)

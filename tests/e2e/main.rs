@@ -20,5 +20,7 @@ mod net;
 mod oci;
 mod ops;
 mod pods;
+mod rootless;
 mod runtime;
 mod server;
+mod users;

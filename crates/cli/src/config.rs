@@ -12,19 +12,17 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub debug: bool,
 
-    /// Data directory: image store, rendered trees, pods.
-    #[arg(
-        long,
-        global = true,
-        env = "SKIFF_DIR",
-        default_value = "/var/lib/skiff",
-        value_name = "DIR"
-    )]
-    pub dir: PathBuf,
+    /// Data directory: image store, rendered trees, pods [default: root's
+    /// /var/lib/skiff; another user's $XDG_DATA_HOME/skiff, that is
+    /// ~/.local/share/skiff].
+    #[arg(long, global = true, env = "SKIFF_DIR", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 
-    /// Local configuration (trusted keys, networks); written by `skiff trust`.
-    #[arg(long, global = true, default_value = "/etc/skiff", value_name = "DIR")]
-    pub local_config: PathBuf,
+    /// Local configuration (trusted keys, networks, policy); written by
+    /// `skiff trust` [default: root's /etc/skiff; another user's
+    /// $XDG_CONFIG_HOME/skiff, that is ~/.config/skiff].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub local_config: Option<PathBuf>,
 
     /// Vendor configuration, read-only, overridden by the local one.
     #[arg(
@@ -78,9 +76,19 @@ impl GlobalArgs {
                 _ => anyhow::bail!("--creds: expected USER:PASSWORD"),
             },
         };
+        let (dir, local_config) = match (&self.dir, &self.local_config) {
+            (Some(dir), Some(config)) => (dir.clone(), config.clone()),
+            (dir, config) => {
+                let user = skiff_ops::locations::Locations::of_this_user()?;
+                (
+                    dir.clone().unwrap_or(user.data),
+                    config.clone().unwrap_or(user.config),
+                )
+            }
+        };
         Ok(skiff_ops::Settings {
-            dir: self.dir.clone(),
-            local_config: self.local_config.clone(),
+            dir,
+            local_config,
             system_config: self.system_config.clone(),
             insecure: self.insecure_options,
             trust_keys_from_https: self.trust_keys_from_https,

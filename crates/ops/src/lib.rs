@@ -9,6 +9,7 @@
 //! - [`fetch`]: images into the store, under the run policy.
 //! - [`image`]: images in the store (list, rm, gc, verify, audit, export,
 //!   extract, render) and as files (build, sign, validate, manifest).
+//! - [`locations`]: where a user's data and configuration are by default.
 //! - [`network`]: a pod's networking options, resolved.
 //! - [`policy`]: the run policy (vulnerabilities, signatures, prefixes).
 //! - [`trust`]: trusted keys (list, rm, add, discover) and signing keys.
@@ -18,6 +19,7 @@ pub mod context;
 pub mod error;
 pub mod fetch;
 pub mod image;
+pub mod locations;
 pub mod network;
 pub mod pods;
 pub mod policy;
