@@ -2,7 +2,8 @@
 //! own trust, signed fetches over HTTPS discovery; pods are refused until
 //! rootless pods exist, saying so; root's store is out of its reach.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 use crate::common::*;
 use crate::fetch;
@@ -88,4 +89,105 @@ fn an_ordinary_user_trusts_and_fetches_in_its_own_directories() {
         "{}",
         stderr(&out)
     );
+}
+
+/// An unsigned ACI whose files have owners other than root: uid:gid
+/// 1234:2345 for etc/owned, 1000:1000 for home.
+fn owners_aci(path: &Path) {
+    let mut tar = tar::Builder::new(std::fs::File::create(path).unwrap());
+    let mut add =
+        |name: &str, data: &[u8], kind: tar::EntryType, owner: u64, group: u64, mode: u32| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(data.len() as u64);
+            h.set_uid(owner);
+            h.set_gid(group);
+            h.set_mode(mode);
+            tar.append_data(&mut h, name, data).unwrap();
+        };
+    let manifest = br#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/owners","labels":[{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}]}"#;
+    add("manifest", manifest, tar::EntryType::Regular, 0, 0, 0o644);
+    add("rootfs", b"", tar::EntryType::Directory, 0, 0, 0o755);
+    add("rootfs/etc", b"", tar::EntryType::Directory, 0, 0, 0o755);
+    add(
+        "rootfs/etc/owned",
+        b"x",
+        tar::EntryType::Regular,
+        1234,
+        2345,
+        0o644,
+    );
+    add(
+        "rootfs/home",
+        b"",
+        tar::EntryType::Directory,
+        1000,
+        1000,
+        0o750,
+    );
+    tar.finish().unwrap();
+}
+
+fn tree_of(user: &TestUser, id: &str) -> PathBuf {
+    user.home()
+        .join(".local/share/skiff/trees")
+        .join(id.trim().trim_start_matches("sha512-"))
+        .join("rootfs")
+}
+
+/// An ordinary user's commands run as root of a user namespace of its own
+/// with its subordinate ids (newuidmap/newgidmap): rendered files keep
+/// their in-image owners, shifted into the user's range, and the user can
+/// remove them again. Without subordinate ids: one id, a warning saying
+/// what is lost and how to add a range, every file the user's.
+#[test]
+fn images_keep_their_owners_in_the_users_subordinate_range() {
+    let user = TestUser::new("owners");
+    let (start, _) = user.subordinate_uids();
+    let aci = user.home().join("owners.aci");
+    owners_aci(&aci);
+    user.give(&aci);
+    let fetch = |user: &TestUser| {
+        let out = output(
+            user.skiff()
+                .args(["fetch", "--insecure-options=image"])
+                .arg(&aci),
+        );
+        assert!(out.status.success(), "fetch: {}", stderr(&out));
+        out
+    };
+    let out = fetch(&user);
+    assert!(!stderr(&out).contains("single id"), "{}", stderr(&out));
+    let tree = tree_of(&user, &stdout(&out));
+    let owner = |p: &str| {
+        let m = std::fs::symlink_metadata(tree.join(p)).unwrap();
+        (m.uid(), m.gid())
+    };
+    // In-image id N is host id start + N - 1 (0 is the user itself).
+    assert_eq!(owner("etc/owned"), (start + 1233, start + 2344));
+    assert_eq!(owner("home"), (start + 999, start + 999));
+    assert_eq!(owner("etc"), (user.uid, user.gid));
+    // What the user's namespace made, the user can remove.
+    for args in [&["image", "rm", "example.com/owners"][..], &["image", "gc"]] {
+        let out = output(user.skiff().args(args));
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    assert!(!tree.exists(), "{} is left", tree.display());
+
+    user.without_subordinate_ids();
+    let out = fetch(&user);
+    assert!(
+        stderr(&out).contains("has no subordinate ids")
+            && stderr(&out).contains("usermod --add-subuids"),
+        "{}",
+        stderr(&out)
+    );
+    let tree = tree_of(&user, &stdout(&out));
+    assert_eq!(owner_of(&tree.join("etc/owned")), (user.uid, user.gid));
+    assert_eq!(user.foreign_files(), Vec::<PathBuf>::new());
+}
+
+fn owner_of(path: &Path) -> (u32, u32) {
+    let m = std::fs::symlink_metadata(path).unwrap();
+    (m.uid(), m.gid())
 }

@@ -61,6 +61,45 @@ impl TestUser {
         user
     }
 
+    /// The user's first subordinate uid range (start, count): useradd
+    /// gives one (login.defs' SUB_UID_COUNT); added if it did not.
+    pub fn subordinate_uids(&self) -> (u32, u32) {
+        if let Some(range) = self.range("/etc/subuid") {
+            return range;
+        }
+        let start = 1_000_000_000 + (self.uid % 1000) * 65536;
+        let ids = format!("{start}-{}", start + 65535);
+        let out = output(
+            Command::new("usermod")
+                .args(["--add-subuids", &ids, "--add-subgids", &ids])
+                .arg(&self.name),
+        );
+        assert!(out.status.success(), "usermod: {}", stderr(&out));
+        self.range("/etc/subuid").unwrap()
+    }
+
+    /// Takes the user's subordinate ranges away.
+    pub fn without_subordinate_ids(&self) {
+        for (file, flag) in [
+            ("/etc/subuid", "--del-subuids"),
+            ("/etc/subgid", "--del-subgids"),
+        ] {
+            while let Some((start, count)) = self.range(file) {
+                let ids = format!("{start}-{}", start + count - 1);
+                let out = output(Command::new("usermod").args([flag, &ids]).arg(&self.name));
+                assert!(out.status.success(), "usermod: {}", stderr(&out));
+            }
+        }
+    }
+
+    fn range(&self, file: &str) -> Option<(u32, u32)> {
+        std::fs::read_to_string(file).ok()?.lines().find_map(|l| {
+            let mut f = l.split(':');
+            (f.next()? == self.name).then_some(())?;
+            Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+        })
+    }
+
     pub fn home(&self) -> &Path {
         self.home.path()
     }

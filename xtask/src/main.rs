@@ -44,6 +44,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("runc", "peer runtime measured by cargo xtask bench"),
     (
+        "uidmap",
+        "newuidmap/newgidmap: an ordinary user's user namespace from /etc/subuid (rootless)",
+    ),
+    (
         "bubblewrap",
         "peer sandbox measured by cargo xtask bench start",
     ),

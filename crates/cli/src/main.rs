@@ -187,6 +187,18 @@ fn main() -> ExitCode {
     restore_sigpipe();
     let cli = Cli::parse();
     init_logging(cli.global.debug);
+    // An ordinary user's command runs as root of the user's own user
+    // namespace (docs/rootless.md); before anything starts a thread.
+    if !matches!(cli.command, Command::Version) {
+        match skiff_ops::rootless::enter(|w| eprintln!("skiff: warning: {w}")) {
+            Ok(None) => {}
+            Ok(Some(status)) => return ExitCode::from(u8::try_from(status).unwrap_or(1)),
+            Err(err) => {
+                eprintln!("skiff: error: {err}");
+                return ExitCode::from(125);
+            }
+        }
+    }
     let result = match cli.command {
         Command::Run { detach, args } => commands::pods::run(&cli.global, args, detach),
         Command::Prepare { args } => commands::pods::prepare_only(&cli.global, args),

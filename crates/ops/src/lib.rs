@@ -11,6 +11,8 @@
 //!   extract, render) and as files (build, sign, validate, manifest).
 //! - [`locations`]: where a user's data and configuration are by default.
 //! - [`network`]: a pod's networking options, resolved.
+//! - [`rootless`]: an ordinary user's commands in a user namespace of
+//!   their own (subordinate ids through newuidmap/newgidmap).
 //! - [`policy`]: the run policy (vulnerabilities, signatures, prefixes).
 //! - [`trust`]: trusted keys (list, rm, add, discover) and signing keys.
 //! - [`vulndb`]: the vulnerability database (OSV advisories).
@@ -23,6 +25,7 @@ pub mod locations;
 pub mod network;
 pub mod pods;
 pub mod policy;
+pub mod rootless;
 pub mod run;
 pub mod trust;
 pub mod vulndb;

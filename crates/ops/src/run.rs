@@ -124,7 +124,7 @@ fn stage1_options(flavor: Flavor, opts: &[String]) -> Result<BTreeMap<String, St
 
 /// Checks the options that need no image, before anything is fetched.
 fn check(opts: &RunOptions) -> Result<(), OpsError> {
-    if !rustix::process::geteuid().is_root() {
+    if !crate::rootless::is_host_root() {
         return Err(refuse!(
             "pods cannot run as an ordinary user yet (rootless pods: user namespaces from /etc/subuid and a user-mode network are not implemented); run them as root. fetch, image, trust, audit and metadata-service work as any user, in its own directories (docs/rootless.md)"
         ));

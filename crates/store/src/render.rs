@@ -269,9 +269,72 @@ struct DirMeta {
     mtime: u64,
 }
 
+/// Whose the files of a rendered tree are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owners {
+    /// As in the image: root, or root of a user namespace that maps these
+    /// ranges of ids (first id inside, count), as an ordinary user's
+    /// namespace maps its subordinate ids (docs/rootless.md).
+    Kept {
+        uids: Vec<(u32, u32)>,
+        gids: Vec<(u32, u32)>,
+    },
+    /// This process's, all of them: an ordinary user, or a namespace of a
+    /// single id, cannot give files away.
+    Own,
+}
+
+impl Owners {
+    fn of_this_process() -> Owners {
+        if !rustix::process::geteuid().is_root() {
+            return Owners::Own;
+        }
+        let read = |file: &str| std::fs::read_to_string(file).unwrap_or_default();
+        let (uids, gids) = (
+            id_ranges(&read("/proc/self/uid_map")),
+            id_ranges(&read("/proc/self/gid_map")),
+        );
+        let ids = |r: &[(u32, u32)]| r.iter().map(|(_, n)| u64::from(*n)).sum::<u64>();
+        if ids(&uids) <= 1 || ids(&gids) <= 1 {
+            return Owners::Own;
+        }
+        Owners::Kept { uids, gids }
+    }
+
+    /// Whether to give a file to `uid`:`gid`; an id the namespace does not
+    /// map is an error that says how to get it mapped.
+    fn give(&self, path: &str, uid: u64, gid: u64) -> io::Result<bool> {
+        let Owners::Kept { uids, gids } = self else {
+            return Ok(false);
+        };
+        let mapped = |ranges: &[(u32, u32)], id: u64| {
+            ranges
+                .iter()
+                .any(|(first, n)| id >= u64::from(*first) && id < u64::from(*first) + u64::from(*n))
+        };
+        if mapped(uids, uid) && mapped(gids, gid) {
+            return Ok(true);
+        }
+        Err(io::Error::other(format!(
+            "{path} is owned by {uid}:{gid}, an id this user's namespace does not map (it has this user's id and subordinate ids 1-65535; an image whose files have higher ids needs a larger range in /etc/subuid and /etc/subgid)"
+        )))
+    }
+}
+
+/// The ranges (first id inside, count) of a /proc/<pid>/uid_map text.
+fn id_ranges(map: &str) -> Vec<(u32, u32)> {
+    map.lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace().map(|v| v.parse::<u32>().ok());
+            let (inside, _outside, count) = (f.next()??, f.next()??, f.next()??);
+            Some((inside, count))
+        })
+        .collect()
+}
+
 struct Extractor {
     root: OwnedFd,
-    as_root: bool,
+    owners: Owners,
     all: HashMap<String, Kind>,
     dirs: Vec<DirMeta>,
 }
@@ -285,7 +348,7 @@ fn extract_layers(
 ) -> Result<(), StoreError> {
     let mut ex = Extractor {
         root,
-        as_root: rustix::process::geteuid().is_root(),
+        owners: Owners::of_this_process(),
         all: HashMap::new(),
         dirs: Vec::new(),
     };
@@ -408,7 +471,7 @@ impl Extractor {
         let (parent, name) = split_parent(rel);
         let dir = self.dir(parent)?;
         let owner = |fd: &OwnedFd, name: &str, follow: AtFlags| -> io::Result<()> {
-            if self.as_root {
+            if self.owners.give(rel, uid, gid)? {
                 rustix::fs::chownat(
                     fd,
                     name,
@@ -457,7 +520,7 @@ impl Extractor {
                 let mut file = File::from(fd);
                 io::copy(entry, &mut file)?;
                 let attributes = xattrs(entry)?;
-                if self.as_root {
+                if self.owners.give(rel, uid, gid)? {
                     rustix::fs::fchown(
                         &file,
                         Some(rustix::fs::Uid::from_raw(uid as u32)),
@@ -536,7 +599,7 @@ impl Extractor {
         for d in &self.dirs {
             let (parent, name) = split_parent(&d.path);
             let dir = self.dir(parent)?;
-            if self.as_root {
+            if self.owners.give(&d.path, d.uid, d.gid)? {
                 rustix::fs::chownat(
                     &dir,
                     name,
@@ -662,5 +725,29 @@ impl Store {
         }
         .map_err(|e| io_err("create", &dest.join("rootfs"))(e.into()))?;
         extract_layers(self, &layers, root)
+    }
+}
+
+#[cfg(test)]
+mod owner_tests {
+    use super::*;
+
+    #[test]
+    fn owners_are_kept_only_where_the_namespace_maps_them() {
+        assert_eq!(
+            id_ranges("         0          0 4294967295\n"),
+            [(0, u32::MAX)]
+        );
+        let rootless = id_ranges("0 1000 1\n1 100000 65535\n");
+        assert_eq!(rootless, [(0, 1), (1, 65535)]);
+        let owners = Owners::Kept {
+            uids: rootless.clone(),
+            gids: rootless,
+        };
+        assert!(owners.give("etc/passwd", 0, 0).unwrap());
+        assert!(owners.give("home/app", 1000, 65535).unwrap());
+        let err = owners.give("opt/x", 70000, 0).unwrap_err().to_string();
+        assert!(err.contains("opt/x is owned by 70000:0"), "{err}");
+        assert!(!Owners::Own.give("a", 5, 5).unwrap());
     }
 }

@@ -11,6 +11,19 @@ pub fn set_fs_ids(id: u32) {
     }
 }
 
+/// Real/effective/saved gid and uid, supplementary groups left as they
+/// are (in a user namespace whose setgroups is denied, they cannot change).
+pub fn set_ids(gid: u32, uid: u32) -> std::io::Result<()> {
+    // SAFETY: setresgid/setresuid take plain integers. The caller is
+    // single-threaded (it runs before any thread is started).
+    let failed =
+        unsafe { libc::setresgid(gid, gid, gid) != 0 || libc::setresuid(uid, uid, uid) != 0 };
+    if failed {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Supplementary groups, then real/effective/saved gid and uid.
 pub fn set_credentials(groups: &[u32], gid: u32, uid: u32) -> std::io::Result<()> {
     // SAFETY: setgroups reads `groups.len()` ids from a live slice;

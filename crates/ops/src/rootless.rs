@@ -1,0 +1,281 @@
+//! An ordinary user's skiff runs in a user namespace of its own, as podman
+//! does: the user is root there (uid 0 inside is the user's uid outside)
+//! and ids 1–65535 inside are the user's subordinate ids from /etc/subuid
+//! and /etc/subgid, mapped by the standard setuid helpers `newuidmap` and
+//! `newgidmap` (Debian's `uidmap`). So images are rendered with their
+//! in-image owners (shifted into the subordinate range on disk) and the
+//! user can remove what was rendered, without any root process or helper
+//! of skiff's own.
+//!
+//! How: the command the user typed (the parent) starts itself again (the
+//! child) with a socket; the child unshares a user namespace and says so;
+//! the parent writes the child's id maps with newuidmap/newgidmap (or,
+//! without subordinate ranges or the helpers, a single-id map of the user,
+//! with a warning); the child becomes root in the namespace and runs the
+//! command; the parent passes signals on, waits and exits as the child did.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::OpsError;
+
+/// Names the child's end of the socket (a file descriptor number).
+const SYNC_FD: &str = "SKIFF_USERNS_SYNC_FD";
+
+/// How many subordinate ids are mapped (in-pod 1–65535).
+pub const SUBORDINATE_IDS: u32 = 65535;
+
+/// The user this process runs for when it is root of the user's namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostIds {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+static ENTERED: OnceLock<HostIds> = OnceLock::new();
+
+/// The user outside, when this process has entered the user's namespace
+/// (it is root inside, but acts for that user: its directories, its keys).
+pub fn entered() -> Option<HostIds> {
+    ENTERED.get().copied()
+}
+
+/// Whether this process is root of the host (not an ordinary user, nor
+/// root of an ordinary user's namespace).
+pub fn is_host_root() -> bool {
+    rustix::process::geteuid().is_root() && entered().is_none()
+}
+
+/// One range of subordinate ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub start: u32,
+    pub count: u32,
+}
+
+/// The first range of `user` (name or uid) in /etc/subuid-format `text`.
+pub fn subordinate_range(text: &str, name: Option<&str>, id: u32) -> Option<Range> {
+    text.lines().find_map(|line| {
+        let mut fields = line.trim().split(':');
+        let (who, start, count) = (fields.next()?, fields.next()?, fields.next()?);
+        if Some(who) != name && who != id.to_string() {
+            return None;
+        }
+        let range = Range {
+            start: start.parse().ok()?,
+            count: count.parse().ok()?,
+        };
+        (range.count > 0).then_some(range)
+    })
+}
+
+/// The name of `uid` in /etc/passwd-format `text`.
+pub fn user_name(text: &str, uid: u32) -> Option<String> {
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid).then(|| name.to_string())
+    })
+}
+
+/// What the parent maps for the child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Maps {
+    /// The user's id to 0, subordinate ids to 1….
+    Subordinate { uids: Range, gids: Range },
+    /// Only the user's id, to 0; why, for the warning.
+    Single(String),
+}
+
+fn plan(ids: HostIds) -> Maps {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let name = user_name(&read("/etc/passwd"), ids.uid);
+    let uids = subordinate_range(&read("/etc/subuid"), name.as_deref(), ids.uid);
+    let gids = subordinate_range(&read("/etc/subgid"), name.as_deref(), ids.uid);
+    let who = name.unwrap_or_else(|| ids.uid.to_string());
+    let helpers = ["newuidmap", "newgidmap"]
+        .iter()
+        .all(|h| find_program(h).is_some());
+    match (uids, gids) {
+        (Some(uids), Some(gids)) if helpers => Maps::Subordinate { uids, gids },
+        (Some(_), Some(_)) => {
+            Maps::Single("newuidmap and newgidmap are not installed (Debian package uidmap)".into())
+        }
+        _ => Maps::Single(format!(
+            "{who} has no subordinate ids in /etc/subuid and /etc/subgid (add a range: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {who})"
+        )),
+    }
+}
+
+fn find_program(name: &str) -> Option<std::path::PathBuf> {
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// Runs this command in the user's namespace when an ordinary user runs
+/// it: returns the exit status to exit with (this process was the
+/// parent), or `None` to go on (root, or this process is the child and is
+/// now root in the namespace). `warn` hears what is lost without
+/// subordinate ids. Call before any thread is started.
+pub fn enter(warn: impl FnOnce(&str)) -> Result<Option<i32>, OpsError> {
+    if let Some(fd) = std::env::var(SYNC_FD).ok().and_then(|v| v.parse().ok())
+        && let Some(sync) = skiff_stage1::sys::process::take_inherited_fd(fd)
+        && is_parents_socket(&sync)
+    {
+        return become_root(sync).map(|()| None);
+    }
+    let uid = rustix::process::geteuid().as_raw();
+    if uid == 0 {
+        return Ok(None);
+    }
+    let ids = HostIds {
+        uid,
+        gid: rustix::process::getegid().as_raw(),
+    };
+    run_child(ids, warn).map(Some)
+}
+
+fn setup_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> OpsError {
+    let what = what.into();
+    move |e| OpsError::Refused(format!("cannot enter this user's namespace: {what}: {e}"))
+}
+
+/// The inherited fd is a socket whose other end is this process's
+/// parent (not a stray variable in the environment of another program).
+fn is_parents_socket(sync: &OwnedFd) -> bool {
+    rustix::net::sockopt::socket_peercred(sync)
+        .is_ok_and(|cred| Some(cred.pid) == rustix::process::getppid())
+}
+
+fn become_root(sync: OwnedFd) -> Result<(), OpsError> {
+    let mut sync = UnixStream::from(sync);
+    let host = HostIds {
+        uid: rustix::process::geteuid().as_raw(),
+        gid: rustix::process::getegid().as_raw(),
+    };
+    skiff_stage1::sys::process::unshare(rustix::thread::UnshareFlags::NEWUSER)
+        .map_err(|e| setup_err("unshare a user namespace")(e.into()))?;
+    sync.write_all(b"u").map_err(setup_err("tell the parent"))?;
+    let mut answer = [0u8; 1];
+    sync.read_exact(&mut answer)
+        .map_err(setup_err("wait for the id maps"))?;
+    if answer != *b"m" {
+        // The parent said why; it exits with the failure.
+        std::process::exit(125);
+    }
+    skiff_stage1::sys::ids::set_ids(0, 0).map_err(setup_err("become root in it"))?;
+    let _ = ENTERED.set(host);
+    Ok(())
+}
+
+fn run_child(ids: HostIds, warn: impl FnOnce(&str)) -> Result<i32, OpsError> {
+    let (mut ours, theirs) = UnixStream::pair().map_err(setup_err("make a socket pair"))?;
+    // The child's end crosses exec; nothing else runs in this process yet.
+    rustix::io::fcntl_setfd(theirs.as_fd(), rustix::io::FdFlags::empty())
+        .map_err(|e| setup_err("pass a socket on")(e.into()))?;
+    let exe = std::env::current_exe().map_err(setup_err("find this program"))?;
+    let mut child = Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(SYNC_FD, theirs.as_raw_fd().to_string())
+        .spawn()
+        .map_err(setup_err("start this program again"))?;
+    drop(theirs);
+    skiff_stage1::supervise::forward_to(child.id() as i32);
+    let mut ready = [0u8; 1];
+    if ours.read_exact(&mut ready).is_ok() && ready == *b"u" {
+        let pid = child.id();
+        match write_maps(pid, ids, &plan(ids), warn) {
+            Ok(()) => ours.write_all(b"m").map_err(setup_err("tell the child"))?,
+            Err(e) => {
+                let _ = ours.write_all(b"x");
+                let _ = child.wait();
+                return Err(e);
+            }
+        }
+    }
+    drop(ours);
+    let status = child.wait().map_err(setup_err("wait for the command"))?;
+    Ok(std::os::unix::process::ExitStatusExt::signal(&status)
+        .map_or(status.code().unwrap_or(1), |s| 128 + s))
+}
+
+fn write_maps(
+    pid: u32,
+    ids: HostIds,
+    maps: &Maps,
+    warn: impl FnOnce(&str),
+) -> Result<(), OpsError> {
+    match maps {
+        Maps::Subordinate { uids, gids } => {
+            for (helper, own, range) in [("newuidmap", ids.uid, uids), ("newgidmap", ids.gid, gids)]
+            {
+                let count = range.count.min(SUBORDINATE_IDS);
+                let out = Command::new(find_program(helper).unwrap_or_else(|| helper.into()))
+                    .arg(pid.to_string())
+                    .args(["0", &own.to_string(), "1"])
+                    .args(["1", &range.start.to_string(), &count.to_string()])
+                    .output()
+                    .map_err(setup_err(format!("run {helper}")))?;
+                if !out.status.success() {
+                    return Err(OpsError::Refused(format!(
+                        "cannot enter this user's namespace: {helper} failed: {} (check /etc/subuid and /etc/subgid)",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )));
+                }
+            }
+        }
+        Maps::Single(why) => {
+            warn(&format!(
+                "{why}; running with a single id: every file in an image is owned by root in the pod, and apps that switch to another user fail"
+            ));
+            let proc = Path::new("/proc").join(pid.to_string());
+            for (file, text) in [
+                ("uid_map", format!("0 {} 1\n", ids.uid)),
+                ("setgroups", "deny".to_string()),
+                ("gid_map", format!("0 {} 1\n", ids.gid)),
+            ] {
+                std::fs::write(proc.join(file), text)
+                    .map_err(setup_err(format!("write {file}")))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subordinate_ranges_by_name_or_uid() {
+        let text = "alice:100000:65536\n1001:200000:65536\nbob:0:0\nbad line\n";
+        assert_eq!(
+            subordinate_range(text, Some("alice"), 1000),
+            Some(Range {
+                start: 100000,
+                count: 65536
+            })
+        );
+        assert_eq!(
+            subordinate_range(text, Some("carol"), 1001).map(|r| r.start),
+            Some(200000)
+        );
+        // An empty range is no range.
+        assert_eq!(subordinate_range(text, Some("bob"), 1002), None);
+        assert_eq!(subordinate_range(text, None, 4242), None);
+    }
+
+    #[test]
+    fn names_from_passwd() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+        assert_eq!(user_name(passwd, 1000).as_deref(), Some("alice"));
+        assert_eq!(user_name(passwd, 7), None);
+    }
+}
