@@ -73,7 +73,7 @@ fn an_ordinary_user_trusts_and_fetches_in_its_own_directories() {
     );
 
     // Root's store, even where the user can reach its directory, is not
-    // readable: root's data directory is its own (0700).
+    // the user's: refused (it is root's own and 0700).
     std::fs::set_permissions(site.root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = fetch::run(&site, &["image", "list"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -85,7 +85,7 @@ fn an_ordinary_user_trusts_and_fetches_in_its_own_directories() {
     );
     assert_refused(&out, "the user listing root's store");
     assert!(
-        stderr(&out).contains("ermission denied"),
+        stderr(&out).contains("is not this user's"),
         "{}",
         stderr(&out)
     );
@@ -125,6 +125,14 @@ fn owners_aci(path: &Path) {
         1000,
         0o750,
     );
+    add(
+        "rootfs/su",
+        b"#!/bin/sh\n",
+        tar::EntryType::Regular,
+        0,
+        0,
+        0o4755,
+    );
     tar.finish().unwrap();
 }
 
@@ -150,7 +158,7 @@ fn images_keep_their_owners_in_the_users_subordinate_range() {
     let fetch = |user: &TestUser| {
         let out = output(
             user.skiff()
-                .args(["fetch", "--insecure-options=image"])
+                .args(["fetch", "--insecure-options=image", "--allow-setuid"])
                 .arg(&aci),
         );
         assert!(out.status.success(), "fetch: {}", stderr(&out));
@@ -167,6 +175,23 @@ fn images_keep_their_owners_in_the_users_subordinate_range() {
     assert_eq!(owner("etc/owned"), (start + 1233, start + 2344));
     assert_eq!(owner("home"), (start + 999, start + 999));
     assert_eq!(owner("etc"), (user.uid, user.gid));
+    let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+    assert_eq!(
+        mode(&tree.join("su")),
+        0o4755,
+        "in the store: as in the image"
+    );
+    // Extracted to a directory of the user's (which other users may reach),
+    // a setuid file is not setuid: it would be any local user's way into
+    // the user's ids.
+    let out = output(
+        user.skiff()
+            .args(["image", "extract", "example.com/owners"])
+            .arg(user.home().join("out")),
+    );
+    assert!(out.status.success(), "extract: {}", stderr(&out));
+    assert_eq!(mode(&user.home().join("out/rootfs/su")), 0o755);
+    std::fs::remove_dir_all(user.home().join("out")).unwrap();
     // What the user's namespace made, the user can remove.
     for args in [&["image", "rm", "example.com/owners"][..], &["image", "gc"]] {
         let out = output(user.skiff().args(args));

@@ -36,7 +36,7 @@ pub enum OpsError {
     },
     #[error(transparent)]
     Io(#[from] skiff_io::IoError),
-    #[error("cannot open the store in {} (are you root? see --dir)", dir.display())]
+    #[error("cannot open the store in {}", dir.display())]
     OpenStore {
         dir: PathBuf,
         #[source]

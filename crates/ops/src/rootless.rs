@@ -44,10 +44,22 @@ pub fn entered() -> Option<HostIds> {
     ENTERED.get().copied()
 }
 
-/// Whether this process is root of the host (not an ordinary user, nor
-/// root of an ordinary user's namespace).
+/// Whether this process is root of the host: uid 0 in the initial user
+/// namespace (not an ordinary user, nor root of a user's namespace, ours
+/// or another tool's such as `unshare -r`).
 pub fn is_host_root() -> bool {
-    rustix::process::geteuid().is_root() && entered().is_none()
+    static INITIAL: OnceLock<bool> = OnceLock::new();
+    rustix::process::geteuid().is_root()
+        && entered().is_none()
+        && *INITIAL.get_or_init(|| {
+            std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| is_identity_map(&m))
+        })
+}
+
+/// Whether a uid_map text is the initial namespace's (all ids, unshifted).
+fn is_identity_map(map: &str) -> bool {
+    let fields: Vec<&str> = map.split_whitespace().collect();
+    fields == ["0", "0", "4294967295"]
 }
 
 /// One range of subordinate ids.
@@ -125,11 +137,17 @@ fn find_program(name: &str) -> Option<std::path::PathBuf> {
 /// now root in the namespace). `warn` hears what is lost without
 /// subordinate ids. Call before any thread is started.
 pub fn enter(warn: impl FnOnce(&str)) -> Result<Option<i32>, OpsError> {
-    if let Some(fd) = std::env::var(SYNC_FD).ok().and_then(|v| v.parse().ok())
+    if let Some(fd) = std::env::var(SYNC_FD).ok().and_then(|v| v.parse::<i32>().ok())
+        // Only a socket is taken (taking an fd closes it when dropped).
+        && std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
         && let Some(sync) = skiff_stage1::sys::process::take_inherited_fd(fd)
-        && is_parents_socket(&sync)
     {
-        return become_root(sync).map(|()| None);
+        if is_parents_socket(&sync) {
+            return become_root(sync).map(|()| None);
+        }
+        // Not ours: left open, as it was.
+        let _ = std::os::fd::IntoRawFd::into_raw_fd(sync);
     }
     let uid = rustix::process::geteuid().as_raw();
     if uid == 0 {
@@ -155,6 +173,18 @@ fn is_parents_socket(sync: &OwnedFd) -> bool {
 }
 
 fn become_root(sync: OwnedFd) -> Result<(), OpsError> {
+    // The socket goes no further than this process (not to stage1, CNI
+    // plugins or pods).
+    rustix::io::fcntl_setfd(&sync, rustix::io::FdFlags::CLOEXEC)
+        .map_err(|e| setup_err("keep the socket")(e.into()))?;
+    let parent = rustix::process::getppid();
+    // If the command the user typed dies, so does this one (not an orphan
+    // holding locks and the terminal); it may have died already.
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(|e| setup_err("follow the parent")(e.into()))?;
+    if rustix::process::getppid() != parent {
+        std::process::exit(125);
+    }
     let mut sync = UnixStream::from(sync);
     let host = HostIds {
         uid: rustix::process::geteuid().as_raw(),
@@ -180,14 +210,26 @@ fn run_child(ids: HostIds, warn: impl FnOnce(&str)) -> Result<i32, OpsError> {
     // The child's end crosses exec; nothing else runs in this process yet.
     rustix::io::fcntl_setfd(theirs.as_fd(), rustix::io::FdFlags::empty())
         .map_err(|e| setup_err("pass a socket on")(e.into()))?;
-    let exe = std::env::current_exe().map_err(setup_err("find this program"))?;
-    let mut child = Command::new(exe)
-        .args(std::env::args_os().skip(1))
+    // This very program (its inode, not a path that could be swapped),
+    // with the name it was called by.
+    let mut args = std::env::args_os();
+    let mut child = Command::new("/proc/self/exe");
+    if let Some(name) = args.next() {
+        std::os::unix::process::CommandExt::arg0(&mut child, name);
+    }
+    let mut child = child
+        .args(args)
         .env(SYNC_FD, theirs.as_raw_fd().to_string())
         .spawn()
         .map_err(setup_err("start this program again"))?;
     drop(theirs);
+    // SIGTERM and SIGHUP sent to this process go on to the child; Ctrl-C
+    // and Ctrl-\ from the terminal reach it directly (same process group).
     skiff_stage1::supervise::forward_to(child.id() as i32);
+    skiff_stage1::sys::signal::ignore(&[
+        rustix::process::Signal::INT.as_raw(),
+        rustix::process::Signal::QUIT.as_raw(),
+    ]);
     let mut ready = [0u8; 1];
     if ours.read_exact(&mut ready).is_ok() && ready == *b"u" {
         let pid = child.id();
@@ -270,6 +312,13 @@ mod tests {
         // An empty range is no range.
         assert_eq!(subordinate_range(text, Some("bob"), 1002), None);
         assert_eq!(subordinate_range(text, None, 4242), None);
+    }
+
+    #[test]
+    fn only_the_initial_namespace_is_the_hosts() {
+        assert!(is_identity_map("         0          0 4294967295\n"));
+        assert!(!is_identity_map("0 1000 1\n1 100000 65535\n"));
+        assert!(!is_identity_map("0 0 65536\n"));
     }
 
     #[test]

@@ -53,6 +53,11 @@ pub enum StoreError {
     InUse(String),
     #[error("cannot render {image}: {reason}")]
     Render { image: String, reason: String },
+    #[error(
+        "the data directory {} is not this user's (its owner is uid {owner}): whoever owns it could change the store; choose a directory of your own with --dir",
+        dir.display()
+    )]
+    ForeignDir { dir: PathBuf, owner: u32 },
 }
 
 pub(crate) use skiff_io::io_err_at as io_err;
@@ -66,13 +71,20 @@ pub struct Store {
 /// Makes `dir` (the data directory) reachable by its owner only: what
 /// pods write (setuid copies, device nodes, secrets in their layers) and
 /// rendered trees must not be reachable by other local users through it
-/// (the CVE-2021-41091 class). A directory of another owner is left as it
-/// is; one of ours with group or other bits is tightened.
+/// (the CVE-2021-41091 class). One of ours with group or other bits is
+/// tightened; a directory of another owner (who could swap what is in it)
+/// is refused.
 pub fn private_dir(dir: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
     let meta = std::fs::metadata(dir).map_err(io_err("inspect", dir))?;
-    if meta.uid() == rustix::process::geteuid().as_raw() && meta.mode() & 0o077 != 0 {
+    if meta.uid() != rustix::process::geteuid().as_raw() {
+        return Err(StoreError::ForeignDir {
+            dir: dir.to_path_buf(),
+            owner: meta.uid(),
+        });
+    }
+    if meta.mode() & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(io_err("restrict the permissions of", dir))?;
     }

@@ -180,7 +180,7 @@ impl Store {
                 Mode::empty(),
             )
             .map_err(|e| io_err("open", &rootfs)(e.into()))?;
-            extract_layers(self, &layers, root)?;
+            extract_layers(self, &layers, root, Privileges::Kept)?;
             let deps: Vec<&str> = layers.iter().map(|l| l.id.as_str()).collect();
             std::fs::write(work.join("images"), deps.join("\n") + "\n")
                 .map_err(io_err("write", &work))?;
@@ -332,9 +332,21 @@ fn id_ranges(map: &str) -> Vec<(u32, u32)> {
         .collect()
 }
 
+/// Whether files keep the privileges an image gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Privileges {
+    /// setuid/setgid bits and file capabilities as in the image: trees in
+    /// the store (a 0700 data directory; pods decide with --allow-setuid).
+    Kept,
+    /// Dropped: a tree extracted to a path of the user's, which other
+    /// local users may reach (a setuid shell there would be theirs to run).
+    Dropped,
+}
+
 struct Extractor {
     root: OwnedFd,
     owners: Owners,
+    privileges: Privileges,
     all: HashMap<String, Kind>,
     dirs: Vec<DirMeta>,
 }
@@ -345,10 +357,12 @@ fn extract_layers(
     store: &Store,
     layers: &[RenderLayer],
     root: std::os::fd::OwnedFd,
+    privileges: Privileges,
 ) -> Result<(), StoreError> {
     let mut ex = Extractor {
         root,
         owners: Owners::of_this_process(),
+        privileges,
         all: HashMap::new(),
         dirs: Vec::new(),
     };
@@ -519,7 +533,12 @@ impl Extractor {
                 )?;
                 let mut file = File::from(fd);
                 io::copy(entry, &mut file)?;
-                let attributes = xattrs(entry)?;
+                let mut attributes = xattrs(entry)?;
+                let mut mode = mode;
+                if self.privileges == Privileges::Dropped {
+                    mode &= !0o6000;
+                    attributes.retain(|(key, _)| key != "security.capability");
+                }
                 if self.owners.give(rel, uid, gid)? {
                     rustix::fs::fchown(
                         &file,
@@ -724,7 +743,7 @@ impl Store {
             })
         }
         .map_err(|e| io_err("create", &dest.join("rootfs"))(e.into()))?;
-        extract_layers(self, &layers, root)
+        extract_layers(self, &layers, root, Privileges::Dropped)
     }
 }
 

@@ -83,7 +83,10 @@ pub enum ImageCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Unpack one stored image (without its dependencies) into a new directory.
+    /// Unpack one stored image (without its dependencies) into a new
+    /// directory. Files lose setuid/setgid bits and file capabilities: the
+    /// directory is outside the private store, where other users may reach
+    /// them.
     Extract(UnpackArgs),
     /// Unpack a stored image with its dependencies (as pods see it) into a new directory.
     Render(UnpackArgs),
