@@ -54,15 +54,16 @@ fn an_ordinary_user_trusts_and_fetches_in_its_own_directories() {
     assert!(keys.is_dir(), "no trusted keys in {}", keys.display());
     assert_eq!(user.foreign_files(), Vec::<std::path::PathBuf>::new());
 
-    // A pod: refused, saying why, before anything is made.
+    // A pod on the default network: refused, saying why, before anything
+    // is made.
     let out = output(
         user.skiff()
             .env("SSL_CERT_FILE", &ca)
             .args(["run", "127.0.0.2/busybox:1.0"]),
     );
-    assert_refused(&out, "run as an ordinary user");
+    assert_refused(&out, "a pod on the default network as an ordinary user");
     assert!(
-        stderr(&out).contains("pods cannot run as an ordinary user yet"),
+        stderr(&out).contains("need --net=none for now"),
         "{}",
         stderr(&out)
     );
@@ -215,4 +216,136 @@ fn images_keep_their_owners_in_the_users_subordinate_range() {
 fn owner_of(path: &Path) -> (u32, u32) {
     let m = std::fs::symlink_metadata(path).unwrap();
     (m.uid(), m.gid())
+}
+
+/// An ordinary user's pod (`--net=none`): its apps run as root of the
+/// user's namespace (the user outside, nothing more), the exit status comes
+/// back, a detached pod is listed (by the user, not by root), stopped and
+/// collected with nothing left; what needs root is refused before anything
+/// is made.
+#[test]
+fn an_ordinary_user_runs_stops_and_collects_pods() {
+    let user = TestUser::new("pods");
+    let (start, _) = user.subordinate_uids();
+    let build = tempfile::tempdir().unwrap();
+    let aci = user.home().join("busybox.aci");
+    busybox_aci(build.path(), "example.com/busybox", &aci);
+    user.give(&aci);
+    let run = |args: &[&str]| {
+        output(
+            user.skiff()
+                .args(["--insecure-options=image", "run", "--net=none"])
+                .args(args),
+        )
+    };
+    let out = run(&[
+        aci.to_str().unwrap(),
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "id -u; cat /proc/self/uid_map; echo hello > /tmp/x; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "run: {}", stderr(&out));
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("0"), "{text}");
+    let maps: Vec<Vec<u64>> = lines
+        .take(2)
+        .map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(
+        maps,
+        [
+            vec![0, u64::from(user.uid), 1],
+            vec![1, u64::from(start), 65535]
+        ],
+        "{text}"
+    );
+
+    // Detached: listed by the user, not by root; stopped and collected.
+    let out = output(
+        user.skiff()
+            .args(["--insecure-options=image", "run", "--detach", "--net=none"])
+            .arg(&aci)
+            .args(["--exec=/bin/busybox", "--", "sleep", "1000"]),
+    );
+    assert!(out.status.success(), "run --detach: {}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    let out = output(user.skiff().args(["list", "--format=json"]));
+    assert!(stdout(&out).contains(&uuid), "{}", stdout(&out));
+    let root_dir = tempfile::tempdir().unwrap();
+    let out = output(skiff_in(root_dir.path()).args(["list", "--format=json"]));
+    assert!(!stdout(&out).contains(&uuid), "root lists the user's pod");
+    let out = output(user.skiff().args(["enter", &uuid, "/bin/true"]));
+    assert_refused(&out, "enter (not implemented yet)");
+    assert!(
+        stderr(&out).contains("not implemented yet"),
+        "{}",
+        stderr(&out)
+    );
+    let out = output(user.skiff().args(["stop", &uuid]));
+    assert!(out.status.success(), "stop: {}", stderr(&out));
+    eventually("the pod to exit", || {
+        let out = output(user.skiff().args(["status", &uuid]));
+        stdout(&out).contains("state=exited").then_some(())
+    });
+    let out = output(user.skiff().args(["gc", "--grace-period=0"]));
+    assert!(out.status.success(), "gc: {}", stderr(&out));
+    let out = output(user.skiff().args(["list", "--format=json"]));
+    assert_eq!(stdout(&out).trim(), "[]");
+    let left = || {
+        let out = output(std::process::Command::new("ps").args([
+            "-o",
+            "pid,stat,args",
+            "-u",
+            &user.name,
+        ]));
+        stdout(&out)
+            .lines()
+            .skip(1)
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let left_after = (0..100).find_map(|_| {
+        let procs = left();
+        if procs.is_empty() {
+            return Some(procs);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        None
+    });
+    assert_eq!(
+        left_after,
+        Some(Vec::new()),
+        "the user's processes are left: {:?}",
+        left()
+    );
+    // Nothing in the home is owned by an id outside the user and its range.
+    let outside: Vec<PathBuf> = user
+        .foreign_files()
+        .into_iter()
+        .filter(|p| {
+            let uid = std::fs::symlink_metadata(p).unwrap().uid();
+            !(start..start + 65535).contains(&uid)
+        })
+        .collect();
+    assert_eq!(outside, Vec::<PathBuf>::new());
+
+    // What needs root: refused before anything is made.
+    let image = aci.to_str().unwrap();
+    for (args, why) in [
+        (vec![image, "--memory=64M"], "need cgroups"),
+        (vec!["--pids-limit=10", image], "need cgroups"),
+        (
+            vec!["--private-users", image],
+            "already in the user's own namespace",
+        ),
+        (vec!["--stage1=fly", image], "ns flavor"),
+    ] {
+        let out = run(&args);
+        assert_refused(&out, &format!("{args:?}"));
+        assert!(stderr(&out).contains(why), "{args:?}: {}", stderr(&out));
+    }
+    let out = output(user.skiff().args(["list", "--format=json"]));
+    assert_eq!(stdout(&out).trim(), "[]", "a refused pod was made");
 }

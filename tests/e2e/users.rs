@@ -18,7 +18,7 @@ pub struct TestUser {
 
 fn remove_user(name: &str) {
     // Nothing of the user may outlive it.
-    let _ = Command::new("pkill").args(["-KILL", "-u", name]).status();
+    let _ = output(Command::new("pkill").args(["-KILL", "-u", name]));
     let _ = output(Command::new("userdel").arg(name));
 }
 

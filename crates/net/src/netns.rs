@@ -53,6 +53,30 @@ pub fn create(path: &Path) -> Result<(), NetError> {
     Ok(())
 }
 
+/// A network namespace held only by the returned handle (no bind mount,
+/// which needs root of the host's mount namespace): an ordinary user's
+/// pod with `--net=none`; `lo` up and low ports open, as [`create`]. Made
+/// on a thread of its own that ends with it: root of a user's namespace
+/// cannot return to the host's network namespace.
+pub fn create_unbound() -> Result<File, NetError> {
+    std::thread::spawn(|| {
+        // SAFETY: NEWNET changes only this thread's network namespace, and
+        // the thread ends right after.
+        unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNET) }
+            .map_err(|e| NetError::from(io_err("create a network namespace")(e.into())))?;
+        let file = File::open("/proc/thread-self/ns/net")
+            .map_err(io_err("open the new network namespace"))?;
+        loopback_up()?;
+        std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0")
+            .map_err(io_err("open low ports in the pod's network namespace"))?;
+        Ok(file)
+    })
+    .join()
+    .unwrap_or_else(|_| {
+        Err(io_err("create a network namespace")(std::io::Error::other("the thread failed")).into())
+    })
+}
+
 /// Brings the calling thread's `lo` up.
 fn loopback_up() -> Result<(), NetError> {
     let sock = rustix::net::socket(

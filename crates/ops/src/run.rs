@@ -125,9 +125,7 @@ fn stage1_options(flavor: Flavor, opts: &[String]) -> Result<BTreeMap<String, St
 /// Checks the options that need no image, before anything is fetched.
 fn check(opts: &RunOptions) -> Result<(), OpsError> {
     if !crate::rootless::is_host_root() {
-        return Err(refuse!(
-            "pods cannot run as an ordinary user yet (rootless pods: user namespaces from /etc/subuid and a user-mode network are not implemented); run them as root. fetch, image, trust, audit and metadata-service work as any user, in its own directories (docs/rootless.md)"
-        ));
+        check_rootless(opts)?;
     }
     if opts.apps.is_empty() {
         return Err(refuse!("no image to run"));
@@ -150,6 +148,45 @@ fn check(opts: &RunOptions) -> Result<(), OpsError> {
         if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             return Err(refuse!("--interactive needs a terminal on stdin"));
         }
+    }
+    Ok(())
+}
+
+/// What an ordinary user's pod (in the user's namespace) can have today
+/// (docs/rootless.md): refused with the reason before anything is made.
+fn check_rootless(opts: &RunOptions) -> Result<(), OpsError> {
+    if crate::rootless::entered().is_none() {
+        return Err(refuse!(
+            "an ordinary user's pods run in the user's own namespace, and this skiff is in another one (run skiff as the user itself, not under `unshare -r` or in a container)"
+        ));
+    }
+    if opts.flavor != Flavor::Ns {
+        return Err(refuse!(
+            "an ordinary user's pods use the ns flavor (the fly, oci and kvm flavors need root)"
+        ));
+    }
+    if opts.private_users {
+        return Err(refuse!(
+            "--private-users: an ordinary user's pod is already in the user's own namespace, with its subordinate ids"
+        ));
+    }
+    if !opts.devices.is_empty() {
+        return Err(refuse!("--device needs root"));
+    }
+    let limits = opts.pids_limit.is_some()
+        || opts
+            .apps
+            .iter()
+            .any(|a| a.request.memory.is_some() || a.request.cpu.is_some());
+    if limits {
+        return Err(refuse!(
+            "--memory, --cpu and --pids-limit need cgroups that an ordinary user can write, and this host delegates none to users (docs/rootless.md): run without them, or as root"
+        ));
+    }
+    if opts.net.net != ["none"] || !opts.net.ports.is_empty() {
+        return Err(refuse!(
+            "an ordinary user's pods need --net=none for now: the default network needs root, and user-mode networking (pasta) is not implemented yet"
+        ));
     }
     Ok(())
 }
@@ -221,6 +258,7 @@ pub fn prepare<R: KeyReview>(
         oci_runtime: opts.oci_runtime.clone(),
         stage1_options,
         exposed_ports,
+        rootless: !crate::rootless::is_host_root(),
     };
     // What images asked for and do not get, said before the pod exists.
     for app in &request.apps {
@@ -233,6 +271,18 @@ pub fn prepare<R: KeyReview>(
         let app_grants = skiff_pod::prepare::app_grants(&request, app);
         for line in skiff_pod::privileges::refused(image_app, app_grants) {
             refused(&format!("image {}: {line}", manifest.name));
+        }
+        if !crate::rootless::is_host_root() {
+            for iso in image_app
+                .isolators
+                .iter()
+                .filter(|i| i.name.as_str().starts_with("resource/"))
+            {
+                refused(&format!(
+                    "image {}: {} is not applied (an ordinary user's pod has no cgroups here)",
+                    manifest.name, iso.name
+                ));
+            }
         }
     }
     let pod = skiff_pod::prepare::prepare(&ctx.pods(), &request)?;
@@ -361,6 +411,11 @@ pub fn enter(ctx: &Context, uuid: &str, app: Option<&str>, tty: bool, cmd: &[Str
     };
     if !pod.is_running() {
         return refuse!("pod {} is {}, not running", pod.uuid, pod.display_state());
+    }
+    if !crate::rootless::is_host_root() {
+        return refuse!(
+            "entering an ordinary user's pod is not implemented yet (it needs joining the pod's own user namespace; docs/rootless.md)"
+        );
     }
     let stage1 = match ctx.stage1() {
         Ok(path) => path,

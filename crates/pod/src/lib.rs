@@ -192,6 +192,11 @@ pub struct Runtime {
     /// Host devices the user passed (`--device`), beyond the minimal /dev.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<devices::PodDevice>,
+    /// An ordinary user's pod: stage1 runs as root of the user's own user
+    /// namespace and makes no cgroups and no persistent network namespace
+    /// (docs/rootless.md).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rootless: bool,
 }
 
 /// The pod's networking: resolved by stage0, set up and torn down by stage1.

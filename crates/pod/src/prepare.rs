@@ -86,6 +86,8 @@ pub struct PodRequest {
     pub exposed_ports: Vec<skiff_spec::pod::ExposedPort>,
     /// `--device` flags, already checked.
     pub devices: Vec<crate::devices::PodDevice>,
+    /// An ordinary user's pod (see [`crate::Runtime::rootless`]).
+    pub rootless: bool,
 }
 
 fn config(reason: String) -> PodError {
@@ -390,6 +392,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
             oci_runtime: req.oci_runtime.clone(),
             stage1_options: req.stage1_options.clone(),
             devices: req.devices.clone(),
+            rootless: req.rootless,
         };
         if req.private_users {
             // Chosen and recorded (in runtime.json) under one lock: no two
@@ -486,6 +489,7 @@ mod tests {
             stage1_options: Default::default(),
             exposed_ports: Vec::new(),
             devices: Vec::new(),
+            rootless: false,
         };
         let pod = prepare(&pods, &req).unwrap();
         assert_eq!(pod.state, State::Prepared);

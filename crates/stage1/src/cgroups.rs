@@ -153,6 +153,18 @@ impl PodCgroups {
         }
     }
 
+    /// No cgroups: an ordinary user's pod, which can write none here (its
+    /// limits are refused by stage0; image isolators are announced as not
+    /// applied).
+    pub fn none(uuid: &str, apps: Vec<String>) -> PodCgroups {
+        PodCgroups {
+            hierarchy: Hierarchy::None,
+            v1_extra: Vec::new(),
+            uuid: uuid.to_string(),
+            apps,
+        }
+    }
+
     /// Creates the pod's cgroups with each app's limits, the pod's
     /// process limit and its device allow-list.
     pub fn create(

@@ -28,6 +28,12 @@ pub fn set_up(pod: &Pod, runtime: &Runtime) -> Result<Option<File>, Stage1Error>
         write_etc_files(pod, runtime, &[])?;
         return Ok(None);
     }
+    if runtime.rootless {
+        // An ordinary user's pod: --net=none only (stage0 refuses the rest),
+        // in a namespace that lives as long as the pod's processes.
+        write_etc_files(pod, runtime, &[])?;
+        return Ok(Some(netns::create_unbound()?));
+    }
     let path = netns::path_for(&pod.uuid);
     let mut info = NetInfo {
         netns: path.clone(),

@@ -48,13 +48,17 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         .iter()
         .map(|p| (p.name.clone(), cgroups::limits(&p.app)))
         .collect();
-    let pod_cgroups = cgroups::PodCgroups::create(
-        Path::new(cgroups::ROOT),
-        &pod.uuid,
-        &limits,
-        runtime.pids_limit,
-        &crate::devices::allowed(&runtime.devices),
-    )?;
+    let pod_cgroups = if runtime.rootless {
+        cgroups::PodCgroups::none(&pod.uuid, plans.iter().map(|p| p.name.clone()).collect())
+    } else {
+        cgroups::PodCgroups::create(
+            Path::new(cgroups::ROOT),
+            &pod.uuid,
+            &limits,
+            runtime.pids_limit,
+            &crate::devices::allowed(&runtime.devices),
+        )?
+    };
     let (init_cgroup, app_cgroups) = pod_cgroups.open_joins()?;
     // With --interactive init makes the pty in the app's devpts and passes
     // the master back over this channel.
@@ -86,20 +90,11 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     };
     let netns = crate::net::set_up(&pod, &runtime).map_err(undo)?;
     let registered = crate::mds::register(&pod, &runtime, &mut plans);
-    // The supervisor's own children after the pod's (CNI DEL at the end)
-    // must not land in the pod's pid namespace, which is gone by then.
-    let host_pidns = std::fs::File::open("/proc/self/ns/pid")
-        .map_err(setup_err("open the host's pid namespace"))
-        .map_err(undo)?;
-    crate::sys::process::unshare(UnshareFlags::NEWPID)
-        .map_err(|e| Stage1Error::Setup {
-            what: "create the pid namespace".into(),
-            source: e.into(),
-        })
-        .map_err(undo)?;
-    let forked = sys::process::fork().map_err(|source| {
+    // Init is pid 1 of a new pid namespace; the supervisor stays in its
+    // own, so its later threads and children (CNI DEL at the end) do too.
+    let forked = sys::process::fork_in_new_pid_namespace().map_err(|source| {
         undo(Stage1Error::Setup {
-            what: "fork the pod init".into(),
+            what: "fork the pod init in a new pid namespace".into(),
             source,
         })
     })?;
@@ -113,7 +108,6 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
             drop(read_end);
             drop(lock);
             drop(init_cgroup);
-            drop(host_pidns);
             let pty_channel = pty_channel.map(|(_, init_end)| init_end);
             // Its own session: init's `kill(0, …)` (code a tracing pod
             // process runs in it could call it) would otherwise reach the
@@ -149,13 +143,6 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         }
     };
     drop(write_end);
-    if let Err(e) = rustix::thread::move_into_link_name_space(
-        std::os::fd::AsFd::as_fd(&host_pidns),
-        Some(rustix::thread::LinkNameSpaceType::ProcessID),
-    ) {
-        eprintln!("skiff: cannot return to the host's pid namespace: {e}");
-    }
-    drop(host_pidns);
     // Init is moved into the pod's cgroup from here, while it sets up its
     // mounts: the first cgroup migration after an idle spell waits for an
     // RCU grace period (docs/performance.md), which this overlaps with
@@ -291,7 +278,11 @@ pub(crate) fn init(
     }
     // What the apps will see of their cgroups, read while the host's
     // /sys/fs/cgroup is still in view.
-    let cgroup_view = cgroups::PodView::detect(Path::new(cgroups::ROOT));
+    let cgroup_view = if runtime.rootless {
+        cgroups::PodView::default()
+    } else {
+        cgroups::PodView::detect(Path::new(cgroups::ROOT))
+    };
     let stage1_root = pod.path.join("stage1");
     std::fs::create_dir_all(&stage1_root)
         .map_err(setup_err(format!("create {}", stage1_root.display())))?;

@@ -26,6 +26,27 @@ pub fn fork() -> std::io::Result<Forked> {
     }
 }
 
+/// Forks this process into a new pid namespace (the child is its pid 1);
+/// this process stays where it is, and so do its later threads and
+/// children (unshare(CLONE_NEWPID) would send those into the new namespace,
+/// and returning needs privilege over the host's, which root of a user's
+/// namespace lacks). Refused while a thread runs, as [`fork`].
+pub fn fork_in_new_pid_namespace() -> std::io::Result<Forked> {
+    if super::thread::RUNNING.load(Ordering::SeqCst) > 0 {
+        return Err(std::io::Error::other("cannot fork while a thread runs"));
+    }
+    let flags = (libc::CLONE_NEWPID | libc::SIGCHLD) as libc::c_ulong;
+    // SAFETY: clone with only CLONE_NEWPID and the exit signal, and no new
+    // stack (0), is fork into a new pid namespace: the child continues on
+    // a copy-on-write copy of this stack. No other thread runs (checked
+    // above), so the child's memory holds no lock another thread took.
+    match unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) } {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as i32)),
+    }
+}
+
 /// Waits for child `pid` (through interruptions); its raw wait status, or
 /// `None` if it is not a child of this process.
 pub fn wait(pid: i32) -> Option<i32> {
