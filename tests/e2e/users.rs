@@ -16,9 +16,37 @@ pub struct TestUser {
     home: tempfile::TempDir,
 }
 
+/// The processes of uid `uid` (from /proc: no procps needed): pid and
+/// command line.
+pub fn processes_of(uid: u32) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let real = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok());
+        if real == Some(uid) {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            found.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+        }
+    }
+    found
+}
+
 fn remove_user(name: &str) {
     // Nothing of the user may outlive it.
-    let _ = output(Command::new("pkill").args(["-KILL", "-u", name]));
+    let uid = output(Command::new("id").arg("-u").arg(name));
+    if let Ok(uid) = String::from_utf8_lossy(&uid.stdout).trim().parse::<u32>() {
+        for (pid, _) in processes_of(uid) {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
     let _ = output(Command::new("userdel").arg(name));
 }
 

@@ -339,7 +339,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         .env("SKIFF_TEST_PYTHON", &python))?;
     runtime_tools::run(root, binaries.get("skiff-runtime")?)?;
     step(
-        "checking that the suite left no mount, pod cgroup, network namespace, CNI rule, lease or veth behind",
+        "checking that the suite left no mount, pod cgroup, network namespace, CNI rule, lease, veth or test user behind",
     );
     let after = leftovers();
     let leaked: Vec<&String> = after.iter().filter(|m| !before.contains(m)).collect();
@@ -375,6 +375,24 @@ fn leftovers() -> Vec<String> {
                     found.push(format!("cgroup {}", entry.path().display()));
                 }
             }
+        }
+    }
+    // Rootless tests' users (tests/e2e/users.rs): accounts, subordinate
+    // ranges, homes.
+    for file in ["/etc/passwd", "/etc/subuid", "/etc/subgid"] {
+        for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
+            if line.starts_with("skiff-e2e-") {
+                found.push(format!("{file} {line}"));
+            }
+        }
+    }
+    for entry in std::fs::read_dir("/tmp").into_iter().flatten().flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("skiff-e2e-home-")
+        {
+            found.push(format!("home {}", entry.path().display()));
         }
     }
     // Pod networking: namespaces, CNI iptables rules, host-local leases,
