@@ -210,6 +210,18 @@ fn images_keep_their_owners_in_the_users_subordinate_range() {
     );
     let tree = tree_of(&user, &stdout(&out));
     assert_eq!(owner_of(&tree.join("etc/owned")), (user.uid, user.gid));
+    // Pods need subordinate ids: refused, saying how to add them.
+    let out = output(
+        user.skiff()
+            .args(["--insecure-options=image", "run", "--net=none"])
+            .arg(&aci),
+    );
+    assert_refused(&out, "a pod of a user without subordinate ids");
+    assert!(
+        stderr(&out).contains("need subordinate ids"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(user.foreign_files(), Vec::<PathBuf>::new());
 }
 
@@ -276,6 +288,21 @@ fn an_ordinary_user_runs_stops_and_collects_pods() {
     let root_dir = tempfile::tempdir().unwrap();
     let out = output(skiff_in(root_dir.path()).args(["list", "--format=json"]));
     assert!(!stdout(&out).contains(&uuid), "root lists the user's pod");
+    // Root pointed at the user's data directory trusts none of it: its pod
+    // records would make root act on files the user chose.
+    let user_data = user.home().join(".local/share/skiff");
+    for args in [&["list"][..], &["gc"], &["stop", &uuid]] {
+        let out = output(skiff().arg("--dir").arg(&user_data).args(args));
+        assert_refused(
+            &out,
+            &format!("root's {args:?} in the user's data directory"),
+        );
+        assert!(
+            stderr(&out).contains("is not this user's"),
+            "{}",
+            stderr(&out)
+        );
+    }
     let out = output(user.skiff().args(["enter", &uuid, "/bin/true"]));
     assert_refused(&out, "enter (not implemented yet)");
     assert!(
@@ -333,4 +360,33 @@ fn an_ordinary_user_runs_stops_and_collects_pods() {
     }
     let out = output(user.skiff().args(["list", "--format=json"]));
     assert_eq!(stdout(&out).trim(), "[]", "a refused pod was made");
+
+    // A root pod whose record claims to be a user's is refused by stage1
+    // (it would run without cgroups and device policy).
+    let root_pods = tempfile::tempdir().unwrap();
+    let out = output(
+        skiff_in(root_pods.path())
+            .args(["--insecure-options=image", "prepare", "--net=none"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "prepare: {}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    let record = root_pods
+        .path()
+        .join("data/pods/prepared")
+        .join(&uuid)
+        .join("runtime.json");
+    let mut runtime: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    runtime["rootless"] = true.into();
+    std::fs::write(&record, runtime.to_string()).unwrap();
+    let out = output(skiff_in(root_pods.path()).args(["run-prepared", &uuid]));
+    assert!(!out.status.success(), "a root pod ran as a user's");
+    assert!(
+        stderr(&out).contains("prepared by a user other than root"),
+        "{}",
+        stderr(&out)
+    );
+    let out = output(skiff_in(root_pods.path()).args(["gc", "--grace-period=0"]));
+    assert!(out.status.success(), "gc: {}", stderr(&out));
 }

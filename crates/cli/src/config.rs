@@ -104,7 +104,7 @@ impl GlobalArgs {
 
     /// What operations run against.
     pub fn context(&self) -> anyhow::Result<skiff_ops::Context> {
-        Ok(skiff_ops::Context::new(self.settings()?))
+        Ok(skiff_ops::Context::checked(self.settings()?)?)
     }
 
     /// Says on stderr which checks these options skip.

@@ -73,6 +73,16 @@ impl Context {
         Self { settings }
     }
 
+    /// A context for a command: refused if the data directory exists and
+    /// is another user's (its pods and records would be trusted).
+    pub fn checked(settings: Settings) -> Result<Self, OpsError> {
+        skiff_store::own_dir(&settings.dir).map_err(|source| OpsError::OpenStore {
+            dir: settings.dir.clone(),
+            source,
+        })?;
+        Ok(Self { settings })
+    }
+
     pub fn dir(&self) -> &Path {
         &self.settings.dir
     }

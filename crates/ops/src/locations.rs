@@ -36,9 +36,11 @@ impl Locations {
     /// The locations of the user running this process, from its
     /// environment.
     pub fn of_this_user() -> Result<Locations, LocationError> {
-        // Root of the user's own namespace acts for the user.
-        let root = rustix::process::geteuid().is_root() && crate::rootless::entered().is_none();
-        Self::resolve(root, |name| std::env::var_os(name))
+        // Root of the user's own namespace (or of any other) acts for the
+        // user: only root of the host gets the system's paths.
+        Self::resolve(crate::rootless::is_host_root(), |name| {
+            std::env::var_os(name)
+        })
     }
 
     /// The locations of root (`is_root`) or of a user whose environment

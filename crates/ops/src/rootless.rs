@@ -48,18 +48,19 @@ pub fn entered() -> Option<HostIds> {
 /// namespace (not an ordinary user, nor root of a user's namespace, ours
 /// or another tool's such as `unshare -r`).
 pub fn is_host_root() -> bool {
-    static INITIAL: OnceLock<bool> = OnceLock::new();
-    rustix::process::geteuid().is_root()
-        && entered().is_none()
-        && *INITIAL.get_or_init(|| {
-            std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| is_identity_map(&m))
-        })
+    static HOST_ROOT: OnceLock<bool> = OnceLock::new();
+    entered().is_none() && *HOST_ROOT.get_or_init(skiff_stage1::userns::is_host_root)
 }
 
-/// Whether a uid_map text is the initial namespace's (all ids, unshifted).
-fn is_identity_map(map: &str) -> bool {
-    let fields: Vec<&str> = map.split_whitespace().collect();
-    fields == ["0", "0", "4294967295"]
+/// Whether this process is in a user namespace that maps a single id (an
+/// ordinary user without subordinate ranges).
+pub fn single_id() -> bool {
+    let ids: u64 = std::fs::read_to_string("/proc/self/uid_map")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .sum();
+    ids <= 1
 }
 
 /// One range of subordinate ids.
@@ -312,13 +313,6 @@ mod tests {
         // An empty range is no range.
         assert_eq!(subordinate_range(text, Some("bob"), 1002), None);
         assert_eq!(subordinate_range(text, None, 4242), None);
-    }
-
-    #[test]
-    fn only_the_initial_namespace_is_the_hosts() {
-        assert!(is_identity_map("         0          0 4294967295\n"));
-        assert!(!is_identity_map("0 1000 1\n1 100000 65535\n"));
-        assert!(!is_identity_map("0 0 65536\n"));
     }
 
     #[test]

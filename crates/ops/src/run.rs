@@ -165,6 +165,11 @@ fn check_rootless(opts: &RunOptions) -> Result<(), OpsError> {
             "an ordinary user's pods use the ns flavor (the fly, oci and kvm flavors need root)"
         ));
     }
+    if crate::rootless::single_id() {
+        return Err(refuse!(
+            "an ordinary user's pods need subordinate ids (a pod's /dev/pts and its apps' groups need more ids than the user's own): add a range with `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER`"
+        ));
+    }
     if opts.private_users {
         return Err(refuse!(
             "--private-users: an ordinary user's pod is already in the user's own namespace, with its subordinate ids"

@@ -95,6 +95,10 @@ pub fn tear_down(pod: &Path, uuid: &str) -> Result<(), Stage1Error> {
     let (cni_path, ports) = runtime
         .map(|r| (r.net.cni_path, r.net.ports))
         .unwrap_or_else(|| (skiff_net::cni_path(), Vec::new()));
+    // The namespace is where stage1 binds it for this pod, whatever the
+    // record says (a record is a file in the pod's directory: unbinding and
+    // unlinking a path taken from it would act on any file).
+    let path = netns::path_for(uuid);
     let port_network = info.networks.iter().position(|a| forwards_ports(&a.config));
     let lock = match ports.is_empty() {
         true => None,
@@ -104,7 +108,7 @@ pub fn tear_down(pod: &Path, uuid: &str) -> Result<(), Stage1Error> {
     for (i, a) in info.networks.iter().enumerate().rev() {
         let cni = PodNetwork {
             container_id: uuid,
-            netns: &info.netns,
+            netns: &path,
             cni_path: &cni_path,
             ports: if Some(i) == port_network { &ports } else { &[] },
         };
@@ -120,7 +124,7 @@ pub fn tear_down(pod: &Path, uuid: &str) -> Result<(), Stage1Error> {
         // addresses whose NAT rules it removes.
         Some(e) => Err(e.into()),
         None => {
-            netns::remove(&info.netns);
+            netns::remove(&path);
             record::remove(pod);
             Ok(())
         }

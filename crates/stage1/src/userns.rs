@@ -16,6 +16,15 @@ use rustix::thread::{LinkNameSpaceType, UnshareFlags};
 use crate::Stage1Error;
 use crate::setup_err;
 
+/// Whether this process is root of the host: uid 0 in the initial user
+/// namespace (its uid_map maps every id unshifted). Root of an ordinary
+/// user's namespace (a rootless pod's stage1) is not.
+pub fn is_host_root() -> bool {
+    rustix::process::geteuid().is_root()
+        && std::fs::read_to_string("/proc/self/uid_map")
+            .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+}
+
 /// Creates a user namespace mapping ids `0..size` to `base..base+size` and
 /// returns a descriptor of it. A short-lived child unshares it; this
 /// process (privileged in the parent namespace) writes the maps.

@@ -78,17 +78,30 @@ pub fn private_dir(dir: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
     let meta = std::fs::metadata(dir).map_err(io_err("inspect", dir))?;
-    if meta.uid() != rustix::process::geteuid().as_raw() {
-        return Err(StoreError::ForeignDir {
-            dir: dir.to_path_buf(),
-            owner: meta.uid(),
-        });
-    }
+    own_dir(dir)?;
     if meta.mode() & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(io_err("restrict the permissions of", dir))?;
     }
     Ok(())
+}
+
+/// Refuses a data directory (if it exists) whose owner is not this
+/// process's user: whoever owns it could swap the store, the pods' files
+/// and records under it (for root: make it act on their files).
+pub fn own_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.uid() != rustix::process::geteuid().as_raw() => {
+            Err(StoreError::ForeignDir {
+                dir: dir.to_path_buf(),
+                owner: meta.uid(),
+            })
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("inspect", dir)(e).into()),
+    }
 }
 
 impl Store {

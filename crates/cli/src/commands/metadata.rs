@@ -23,7 +23,7 @@ pub struct MetadataArgs {
 
 pub fn run(global: &GlobalArgs, args: MetadataArgs) -> anyhow::Result<ExitCode> {
     skiff_metadata::server::run(skiff_metadata::server::Config {
-        data_dir: global.settings()?.dir,
+        data_dir: global.context()?.settings.dir,
         listen: SocketAddr::new(args.listen_address, args.listen_port),
     })?;
     Ok(ExitCode::SUCCESS)

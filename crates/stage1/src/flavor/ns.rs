@@ -44,6 +44,21 @@ use crate::supervise::join_netns;
 #[allow(clippy::print_stderr)]
 pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stage1Error> {
     let (_manifest, runtime, mut plans) = plan(&pod)?;
+    // A pod is an ordinary user's exactly when this stage1 is not root of
+    // the host: a record saying otherwise is refused (a root pod must not
+    // run without cgroups and device policy).
+    if runtime.rootless == crate::userns::is_host_root() {
+        return Err(Stage1Error::Config(format!(
+            "pod {} was prepared {} root, and stage1 runs {} it: prepare it again as the user who runs it",
+            pod.uuid,
+            if runtime.rootless {
+                "by a user other than"
+            } else {
+                "by"
+            },
+            if runtime.rootless { "as" } else { "without" },
+        )));
+    }
     let limits: Vec<(String, cgroups::Limits)> = plans
         .iter()
         .map(|p| (p.name.clone(), cgroups::limits(&p.app)))
