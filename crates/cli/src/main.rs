@@ -58,6 +58,10 @@ enum Command {
         uuid: String,
     },
     /// List pods.
+    ///
+    /// The pods in this user's data directory (root's /var/lib/skiff; an
+    /// ordinary user's ~/.local/share/skiff). Another user's pods are in
+    /// theirs and never listed here: run `skiff list` as that user.
     List {
         #[arg(long, value_enum, default_value = "table")]
         format: commands::pods::Format,
