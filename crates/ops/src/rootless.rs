@@ -55,12 +55,8 @@ pub fn is_host_root() -> bool {
 /// Whether this process is in a user namespace that maps a single id (an
 /// ordinary user without subordinate ranges).
 pub fn single_id() -> bool {
-    let ids: u64 = std::fs::read_to_string("/proc/self/uid_map")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
-        .sum();
-    ids <= 1
+    use skiff_pod::idmap;
+    idmap::total(&idmap::of_this_process(idmap::Ids::Uid)) <= 1
 }
 
 /// One range of subordinate ids.

@@ -31,6 +31,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 pub mod devices;
+pub mod idmap;
 pub mod mounts;
 pub mod prepare;
 pub mod privileges;

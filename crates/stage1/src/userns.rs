@@ -21,8 +21,9 @@ use crate::setup_err;
 /// user's namespace (a rootless pod's stage1) is not.
 pub fn is_host_root() -> bool {
     rustix::process::geteuid().is_root()
-        && std::fs::read_to_string("/proc/self/uid_map")
-            .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+        && skiff_pod::idmap::is_initial(&skiff_pod::idmap::of_this_process(
+            skiff_pod::idmap::Ids::Uid,
+        ))
 }
 
 /// Creates a user namespace mapping ids `0..size` to `base..base+size` and

@@ -77,8 +77,9 @@ pub struct Store {
 pub fn private_dir(dir: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
-    let meta = std::fs::metadata(dir).map_err(io_err("inspect", dir))?;
-    own_dir(dir)?;
+    let Some(meta) = own_dir(dir)? else {
+        return Err(io_err("inspect", dir)(io::ErrorKind::NotFound.into()).into());
+    };
     if meta.mode() & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(io_err("restrict the permissions of", dir))?;
@@ -88,8 +89,9 @@ pub fn private_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// Refuses a data directory (if it exists) whose owner is not this
 /// process's user: whoever owns it could swap the store, the pods' files
-/// and records under it (for root: make it act on their files).
-pub fn own_dir(dir: &Path) -> Result<(), StoreError> {
+/// and records under it (for root: make it act on their files). Its
+/// metadata, if it exists.
+pub fn own_dir(dir: &Path) -> Result<Option<std::fs::Metadata>, StoreError> {
     use std::os::unix::fs::MetadataExt;
     match std::fs::metadata(dir) {
         Ok(meta) if meta.uid() != rustix::process::geteuid().as_raw() => {
@@ -98,8 +100,8 @@ pub fn own_dir(dir: &Path) -> Result<(), StoreError> {
                 owner: meta.uid(),
             })
         }
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Ok(meta) => Ok(Some(meta)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err("inspect", dir)(e).into()),
     }
 }

@@ -48,15 +48,13 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     // the host: a record saying otherwise is refused (a root pod must not
     // run without cgroups and device policy).
     if runtime.rootless == crate::userns::is_host_root() {
+        let (prepared, runs) = match runtime.rootless {
+            true => ("by a user other than", "as"),
+            false => ("by", "without"),
+        };
         return Err(Stage1Error::Config(format!(
-            "pod {} was prepared {} root, and stage1 runs {} it: prepare it again as the user who runs it",
-            pod.uuid,
-            if runtime.rootless {
-                "by a user other than"
-            } else {
-                "by"
-            },
-            if runtime.rootless { "as" } else { "without" },
+            "pod {} was prepared {prepared} root, and stage1 runs {runs} it: prepare it again as the user who runs it",
+            pod.uuid
         )));
     }
     let limits: Vec<(String, cgroups::Limits)> = plans
