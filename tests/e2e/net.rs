@@ -9,7 +9,7 @@ use std::process::Command;
 use crate::common::*;
 
 /// A busybox ACI whose app has a port named `http` (8080/tcp).
-fn web_aci(dir: &Path) -> PathBuf {
+pub fn web_aci(dir: &Path) -> PathBuf {
     let aci = dir.join("web.aci");
     busybox_aci(dir, "example.com/web", &aci);
     let layout = dir.join("layout-example.com_web");

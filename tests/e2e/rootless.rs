@@ -1,6 +1,8 @@
 //! skiff as an ordinary user (docs/rootless.md): its own directories, its
-//! own trust, signed fetches over HTTPS discovery; pods are refused until
-//! rootless pods exist, saying so; root's store is out of its reach.
+//! own trust, signed fetches over HTTPS discovery, pods in its own user
+//! namespace on its user-mode network (pasta) or none, entered, stopped and
+//! collected; the ACE validator with its own metadata service; root's store
+//! and pods out of its reach, and its out of root's listing.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -54,24 +56,48 @@ fn an_ordinary_user_trusts_and_fetches_in_its_own_directories() {
     assert!(keys.is_dir(), "no trusted keys in {}", keys.display());
     assert_eq!(user.foreign_files(), Vec::<std::path::PathBuf>::new());
 
-    // A pod on the default network: refused, saying why, before anything
-    // is made.
-    let out = output(
-        user.skiff()
-            .env("SSL_CERT_FILE", &ca)
-            .args(["run", "127.0.0.2/busybox:1.0"]),
+    // The signed image runs on the user's default network (user-mode,
+    // through pasta) and downloads from a server on the host's loopback,
+    // which it reaches through its gateway address only when asked for.
+    let port = free_port();
+    let server = crate::server::Server::start("127.0.0.1", port, None);
+    server.put(
+        "/greeting",
+        b"hello from the host\n".to_vec(),
+        None,
+        "text/plain",
     );
-    assert_refused(&out, "a pod on the default network as an ordinary user");
-    assert!(
-        stderr(&out).contains("need --net=none for now"),
-        "{}",
-        stderr(&out)
+    let script = format!(
+        "gw=$(ip route | awk '/^default/ {{print $3}}'); timeout -s KILL 5 wget -q -O - http://$gw:{port}/greeting"
     );
-    assert!(
-        !data.join("pods").exists()
-            || std::fs::read_dir(data.join("pods/prepare"))
-                .map_or(true, |mut d| d.next().is_none())
-    );
+    let pod = |net: &str| {
+        output(
+            user.skiff()
+                .env("SSL_CERT_FILE", &ca)
+                .args([
+                    "run",
+                    net,
+                    "127.0.0.2/busybox:1.0",
+                    "--exec=/bin/sh",
+                    "--",
+                    "-c",
+                ])
+                .arg(&script),
+        )
+    };
+    let out = pod("--net=default:host-loopback=true");
+    assert!(out.status.success(), "download: {}", stderr(&out));
+    assert_eq!(stdout(&out), "hello from the host\n", "{}", stderr(&out));
+    assert_eq!(server.requests("/greeting"), 1);
+    // The attack: without host-loopback=true a pod must not reach what
+    // listens on the host's loopback only.
+    let out = pod("--net=default");
+    assert!(!out.status.success(), "the host's loopback was reachable");
+    assert!(!stdout(&out).contains("hello"), "{}", stdout(&out));
+    assert_eq!(server.requests("/greeting"), 1);
+    let out = output(user.skiff().args(["gc", "--grace-period=0"]));
+    assert!(out.status.success(), "gc: {}", stderr(&out));
+    drop(server);
 
     // Root's store, even where the user can reach its directory, is not
     // the user's: refused (it is root's own and 0700).
@@ -303,13 +329,8 @@ fn an_ordinary_user_runs_stops_and_collects_pods() {
             stderr(&out)
         );
     }
-    let out = output(user.skiff().args(["enter", &uuid, "/bin/true"]));
-    assert_refused(&out, "enter (not implemented yet)");
-    assert!(
-        stderr(&out).contains("not implemented yet"),
-        "{}",
-        stderr(&out)
-    );
+    let out = output(user.skiff().args(["enter", &uuid, "/bin/busybox", "true"]));
+    assert!(out.status.success(), "enter: {}", stderr(&out));
     let out = output(user.skiff().args(["stop", &uuid]));
     assert!(out.status.success(), "stop: {}", stderr(&out));
     eventually("the pod to exit", || {
@@ -389,4 +410,195 @@ fn an_ordinary_user_runs_stops_and_collects_pods() {
     );
     let out = output(skiff_in(root_pods.path()).args(["gc", "--grace-period=0"]));
     assert!(out.status.success(), "gc: {}", stderr(&out));
+}
+
+/// A free TCP port on the host's loopback, of 1024 or above.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The body of `http://127.0.0.1:port/path` (HTTP/1.0), if it answers.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    (head.split_whitespace().nth(1) == Some("200")).then(|| body.to_string())
+}
+
+/// The user's metadata service, stopped when dropped.
+struct UserMds(std::process::Child);
+
+impl UserMds {
+    fn start(user: &TestUser) -> UserMds {
+        use std::io::BufRead;
+        let mut child = user
+            .skiff()
+            .arg("metadata-service")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let listening = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("listening"));
+        assert!(listening, "the user's metadata service did not start");
+        std::thread::spawn(move || for _ in lines {});
+        UserMds(child)
+    }
+}
+
+impl Drop for UserMds {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_ordinary_users_pod_serves_a_port_is_entered_and_passes_the_ace_validator() {
+    let user = TestUser::new("net");
+    let (start, _) = user.subordinate_uids();
+    let build = tempfile::tempdir().unwrap();
+    let aci = user.copy_in(&crate::net::web_aci(build.path()));
+    let run = |args: &[&str]| {
+        output(
+            user.skiff()
+                .args(["--insecure-options=image", "run"])
+                .args(args),
+        )
+    };
+
+    // A detached web server on the default network, its port forwarded
+    // from the host.
+    let port = free_port();
+    let out = run(&[
+        "--detach",
+        &format!("--port=http:{port}"),
+        aci.to_str().unwrap(),
+        "--exec=/bin/busybox",
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/etc",
+    ]);
+    assert!(out.status.success(), "run --detach: {}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    let body = eventually("the pod's port to answer on the host", || {
+        http_get(port, "/passwd")
+    });
+    assert!(body.contains("root:x:0:0"), "{body}");
+
+    // Entered: root of the user's namespace, with the app's confinement.
+    let out = output(user.skiff().args([
+        "enter",
+        &uuid,
+        "/bin/sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; hostname",
+    ]));
+    assert!(out.status.success(), "enter: {}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["0"], "{text}");
+    assert_eq!(lines[1], ["0", &user.uid.to_string(), "1"], "{text}");
+    assert_eq!(lines[2], ["1", &start.to_string(), "65535"], "{text}");
+    assert_eq!(lines[3], ["NoNewPrivs:", "1"], "{text}");
+    assert_eq!(lines[4], ["Seccomp:", "2"], "{text}");
+    assert_eq!(
+        lines[5],
+        [format!("skiff-{}", &uuid[..8]).as_str()],
+        "{text}"
+    );
+    let out = output(
+        user.skiff()
+            .args(["enter", "--app=nope", &uuid, "/bin/true"]),
+    );
+    assert!(
+        !out.status.success() && stderr(&out).contains("the pod has no app 'nope'"),
+        "enter --app=nope: {}",
+        stderr(&out)
+    );
+
+    // What an ordinary user's network cannot do: refused before the pod
+    // exists.
+    let image = aci.to_str().unwrap();
+    for (args, why) in [
+        (vec!["--port=http:80", image], "below"),
+        (vec!["--net=mynet", image], "named CNI networks need root"),
+        (
+            vec!["--net=default:IP=10.1.1.1", image],
+            "takes only host-loopback",
+        ),
+        (vec!["--net=host", image], "not implemented"),
+    ] {
+        let out = run(&args);
+        assert_refused(&out, &format!("{args:?}"));
+        assert!(stderr(&out).contains(why), "{args:?}: {}", stderr(&out));
+    }
+
+    let out = output(user.skiff().args(["stop", &uuid]));
+    assert!(out.status.success(), "stop: {}", stderr(&out));
+    eventually("the pod to exit", || {
+        let out = output(user.skiff().args(["status", &uuid]));
+        stdout(&out).contains("state=exited").then_some(())
+    });
+    assert!(
+        http_get(port, "/passwd").is_none(),
+        "the port is still forwarded"
+    );
+
+    // The ACE validator, with the user's own metadata service.
+    let tools = appc_tools();
+    let main = user.copy_in(&tools.join("ace-validator-main.aci"));
+    let sidekick = user.copy_in(&tools.join("ace-validator-sidekick.aci"));
+    let mds = UserMds::start(&user);
+    let out = output(
+        user.skiff()
+            .args(["--insecure-options=image", "run"])
+            .arg(&main)
+            .arg(&sidekick),
+    );
+    drop(mds);
+    let (text, err) = (stdout(&out), stderr(&out));
+    for ok in ["prestart OK", "main OK", "sidekick OK", "poststop OK"] {
+        assert!(
+            text.lines().any(|l| l == ok),
+            "missing '{ok}': {text}\n{err}"
+        );
+    }
+    assert!(!err.contains("==>"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+
+    // Collected: no process (pasta included), no file of the user's or its
+    // range outside its home.
+    let out = output(user.skiff().args(["gc", "--grace-period=0"]));
+    assert!(out.status.success(), "gc: {}", stderr(&out));
+    let out = output(user.skiff().args(["list", "--format=json"]));
+    assert_eq!(stdout(&out).trim(), "[]");
+    eventually("the user's processes to end", || {
+        crate::users::processes_of(user.uid)
+            .is_empty()
+            .then_some(())
+    });
+    assert_eq!(user.files_outside_home(), Vec::<PathBuf>::new());
 }

@@ -175,6 +175,30 @@ impl TestUser {
 
     /// Paths under the home that are not the user's (there must be none
     /// outside its subordinate range).
+    /// Files outside the home in the places a process leaves files behind
+    /// (/tmp, /var/tmp, /dev/shm, /run) that belong to the user or to its
+    /// subordinate range: there must be none.
+    pub fn files_outside_home(&self) -> Vec<PathBuf> {
+        let (start, count) = self.range("/etc/subuid").unwrap_or((u32::MAX - 1, 0));
+        let out = output(
+            Command::new("find")
+                .args(["/tmp", "/var/tmp", "/dev/shm", "/run", "-xdev"])
+                .arg("-path")
+                .arg(self.home())
+                .args(["-prune", "-o", "(", "-uid"])
+                .arg(self.uid.to_string())
+                .args(["-o", "(", "-uid"])
+                .arg(format!("+{}", start.saturating_sub(1)))
+                .arg("-uid")
+                .arg(format!("-{}", start.saturating_add(count)))
+                .args([")", ")", "-print"]),
+        );
+        crate::common::stdout(&out)
+            .lines()
+            .map(PathBuf::from)
+            .collect()
+    }
+
     pub fn foreign_files(&self) -> Vec<PathBuf> {
         let mut foreign = Vec::new();
         let mut stack = vec![self.home().to_path_buf()];

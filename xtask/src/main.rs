@@ -48,6 +48,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "newuidmap/newgidmap: an ordinary user's user namespace from /etc/subuid (rootless)",
     ),
     (
+        "passt",
+        "pasta, an ordinary user's default (user-mode) pod network (rootless)",
+    ),
+    (
         "bubblewrap",
         "peer sandbox measured by cargo xtask bench start",
     ),

@@ -192,8 +192,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.debug);
     // An ordinary user's command runs as root of the user's own user
-    // namespace (docs/rootless.md); before anything starts a thread.
-    if !matches!(cli.command, Command::Version) {
+    // namespace (docs/rootless.md); before anything starts a thread. Not
+    // `enter`: it joins the pod's own user namespace, which only the user,
+    // outside any, may do.
+    if !matches!(cli.command, Command::Version | Command::Enter { .. }) {
         match skiff_ops::rootless::enter(|w| eprintln!("skiff: warning: {w}")) {
             Ok(None) => {}
             Ok(Some(status)) => return ExitCode::from(u8::try_from(status).unwrap_or(1)),

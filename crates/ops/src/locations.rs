@@ -74,6 +74,23 @@ impl Locations {
     }
 }
 
+/// Where `skiff metadata-service` listens unless told: root on every
+/// address at the well-known port (pods on CNI networks come in through
+/// their gateway address); any other user on the host's loopback at a free
+/// port (pods on the user-mode network come in through a port pasta
+/// forwards from their own loopback; stage1 learns the port when it
+/// registers a pod), so two users' services never collide.
+pub fn metadata_listen(is_root: bool) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    match is_root {
+        true => SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            skiff_metadata::DEFAULT_PORT,
+        ),
+        false => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,6 +166,13 @@ pub fn resolve(
         Some(_) => NetMode::None,
         None => NetMode::Private,
     };
+    // An ordinary user's default network is a user-mode one (pasta): CNI
+    // bridges, addresses and NAT rules are root's.
+    let rootless = !crate::rootless::is_host_root();
+    let (mode, host_loopback) = match mode {
+        NetMode::Private if rootless => (NetMode::User, user_network(&nets)?),
+        other => (other, false),
+    };
     if flavor == skiff_pod::Flavor::Fly && mode != NetMode::Host {
         return Err(refuse!(
             "the fly flavor uses the host's network: use --net=host (or no --net)"
@@ -209,7 +216,9 @@ pub fn resolve(
         ports.push(mapping);
         exposed.push(e);
     }
-    if !ports.is_empty() {
+    if mode == NetMode::User {
+        check_user_ports(&ports)?;
+    } else if !ports.is_empty() {
         let forwards = networks
             .iter()
             .any(|a| skiff_net::attach::forwards_ports(&a.config));
@@ -234,9 +243,64 @@ pub fn resolve(
                 .map(|e| files::parse_hosts_entry(e).map_err(refused))
                 .collect::<Result<_, OpsError>>()?,
             hosts_from_host: args.hosts_entry.iter().any(|e| e == "host"),
+            host_loopback,
         },
         exposed,
     ))
+}
+
+/// An ordinary user's `--net` naming networks: only `default`, the
+/// user-mode network, with its one argument `host-loopback=true|false`
+/// (whether the pod reaches the host's loopback through its gateway
+/// address; off by default, as in rootless podman and Docker). Whether the
+/// network is there is asked first.
+fn user_network(nets: &[NetFlag]) -> Result<bool, OpsError> {
+    let [(name, args)] = nets else {
+        return Err(refuse!("{NAMED_NETWORKS}"));
+    };
+    if name != "default" {
+        return Err(refuse!("{NAMED_NETWORKS}"));
+    }
+    let mut host_loopback = false;
+    for (k, v) in args {
+        host_loopback = match (k.as_str(), v.as_str()) {
+            ("host-loopback", "true") => true,
+            ("host-loopback", "false") => false,
+            _ => {
+                return Err(refuse!(
+                    "--net=default:{k}={v}: an ordinary user's default network takes only host-loopback=true or host-loopback=false"
+                ));
+            }
+        };
+    }
+    if skiff_stage1::find_in_path(USER_NETWORK_HELPER).is_none() {
+        return Err(refuse!(
+            "an ordinary user's default network needs pasta, which is not installed: install the passt package (apt-get install passt), or run with --net=none"
+        ));
+    }
+    Ok(host_loopback)
+}
+
+const NAMED_NETWORKS: &str = "an ordinary user's pods use the default network (user-mode, through pasta) or none: named CNI networks need root";
+
+/// The program of an ordinary user's default network.
+pub const USER_NETWORK_HELPER: &str = "pasta";
+
+/// Ports an ordinary user forwards are ports the user may bind on the host:
+/// at or above the host's `net.ipv4.ip_unprivileged_port_start` (1024
+/// unless changed).
+fn check_user_ports(ports: &[PortMapping]) -> Result<(), OpsError> {
+    let first = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|t| t.trim().parse::<u16>().ok())
+        .unwrap_or(1024);
+    if let Some(p) = ports.iter().find(|p| p.host_port < first) {
+        return Err(refuse!(
+            "--port: host port {} is below {first}, which only root may bind on this host: forward a port of {first} or above",
+            p.host_port
+        ));
+    }
+    Ok(())
 }
 
 fn dns(args: &NetOptions) -> Result<Dns, OpsError> {

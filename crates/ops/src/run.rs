@@ -188,9 +188,14 @@ fn check_rootless(opts: &RunOptions) -> Result<(), OpsError> {
             "--memory, --cpu and --pids-limit need cgroups that an ordinary user can write, and this host delegates none to users (docs/rootless.md): run without them, or as root"
         ));
     }
-    if opts.net.net != ["none"] || !opts.net.ports.is_empty() {
+    if opts
+        .net
+        .net
+        .iter()
+        .any(|n| n.split(',').any(|n| n.trim() == "host"))
+    {
         return Err(refuse!(
-            "an ordinary user's pods need --net=none for now: the default network needs root, and user-mode networking (pasta) is not implemented yet"
+            "--net=host is not implemented for an ordinary user's pods yet: use the default network (user-mode, with --port for host ports of 1024 and above) or --net=none"
         ));
     }
     Ok(())
@@ -417,9 +422,11 @@ pub fn enter(ctx: &Context, uuid: &str, app: Option<&str>, tty: bool, cmd: &[Str
     if !pod.is_running() {
         return refuse!("pod {} is {}, not running", pod.uuid, pod.display_state());
     }
-    if !crate::rootless::is_host_root() {
+    if crate::rootless::entered().is_some() {
+        // The pod's user namespace is a sibling of this one: only the user
+        // itself, outside any, may join it.
         return refuse!(
-            "entering an ordinary user's pod is not implemented yet (it needs joining the pod's own user namespace; docs/rootless.md)"
+            "skiff enter runs as the user itself, outside a user namespace of skiff's (an internal error: report it)"
         );
     }
     let stage1 = match ctx.stage1() {

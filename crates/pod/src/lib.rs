@@ -222,6 +222,10 @@ pub struct PodNet {
     /// `--hosts-entry=host`: start from the host's /etc/hosts.
     #[serde(default)]
     pub hosts_from_host: bool,
+    /// With `user`: the pod reaches the host's loopback through its
+    /// gateway address (`--net=default:host-loopback=true`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_loopback: bool,
 }
 
 /// Which network namespace a pod gets.
@@ -235,6 +239,9 @@ pub enum NetMode {
     None,
     /// A private namespace attached to CNI networks.
     Private,
+    /// A private namespace with a user-mode network: an ordinary user's
+    /// default network (pasta, started and stopped by stage1).
+    User,
 }
 
 /// The pod's /etc/resolv.conf.
@@ -638,6 +645,22 @@ impl Pod {
         };
         let _ = fs::create_dir_all(&dir);
         let _ = fs::write(dir.join("exit"), code.to_string());
+    }
+
+    /// Records the pid of an app's process in the pod's pid namespace, as
+    /// the pod's init reported it (best effort, as [`Pod::set_app_exit`]).
+    pub fn set_app_pid(&self, app: &str, pid: i32) {
+        let Some(dir) = self.app_dir(app) else {
+            return;
+        };
+        let _ = fs::create_dir_all(&dir);
+        let _ = fs::write(dir.join("pid"), pid.to_string());
+    }
+
+    /// An app's pid in the pod's pid namespace (what
+    /// [`Pod::set_app_pid`] recorded).
+    pub fn app_pid(&self, app: &str) -> Option<i32> {
+        read_i64(&self.app_dir(app)?.join("pid")).and_then(|p| i32::try_from(p).ok())
     }
 
     /// `apps/<app>` of the pod, for a valid app name only: the name may come

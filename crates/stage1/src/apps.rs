@@ -101,6 +101,13 @@ pub(crate) fn run_apps(
                 continue;
             }
         };
+        send(
+            report,
+            &Report::Started {
+                app: p.name.clone(),
+                pid,
+            },
+        );
         children.push((pid, p.name.clone()));
     }
     drop(app_cgroups);

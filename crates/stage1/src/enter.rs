@@ -28,6 +28,43 @@ fn app_pid(uuid: &str, init: i32, name: &str) -> Result<i32, Stage1Error> {
         .ok_or_else(|| Stage1Error::Config(format!("app '{name}' is not running in this pod")))
 }
 
+/// Finds the host pid of app `name` of a pod without cgroups (an ordinary
+/// user's): the child of the pod's init whose pid in the pod's namespace is
+/// the one init reported for the app when it started it.
+fn reported_app_pid(pod: &Pod, init: i32, name: &str) -> Result<i32, Stage1Error> {
+    let not_running = || Stage1Error::Config(format!("app '{name}' is not running in this pod"));
+    let inner = pod.app_pid(name).ok_or_else(not_running)?;
+    let dir = std::fs::read_dir("/proc").map_err(|e| Stage1Error::Setup {
+        what: "read /proc".to_string(),
+        source: e,
+    })?;
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(str::split_whitespace)
+        };
+        let parent = field("PPid:").and_then(|mut f| f.next()?.parse::<i32>().ok());
+        // NSpid: the pid in each pid namespace, from this one inwards.
+        let innermost = field("NSpid:").and_then(|f| f.last()?.parse::<i32>().ok());
+        if parent == Some(init) && innermost == Some(inner) {
+            return Ok(pid);
+        }
+    }
+    Err(not_running())
+}
+
 /// Before anything of the pod is touched: this process becomes
 /// non-dumpable (a pod process cannot read its memory, environment, fds or
 /// `/proc/<pid>/exe`; exec makes the command dumpable again) and closes
@@ -110,9 +147,15 @@ pub fn enter(
     // Right after `run --detach` returns the app may still be starting
     // (init sets up its root first): wait for it a little, unless it
     // already ended.
+    let runtime = pod.runtime().ok();
+    let rootless = runtime.as_ref().is_some_and(|r| r.rootless);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let pid = loop {
-        match app_pid(&pod.uuid, init, &target.name) {
+        let found = match rootless {
+            true => reported_app_pid(pod, init, &target.name),
+            false => app_pid(&pod.uuid, init, &target.name),
+        };
+        match found {
             Ok(pid) => break pid,
             Err(e)
                 if std::time::Instant::now() > deadline || pod.app_exit(&target.name).is_some() =>
@@ -123,11 +166,8 @@ pub fn enter(
         }
     };
     // Opened before the mount namespace changes what /proc shows.
-    let private_users = pod
-        .runtime()
-        .map(|r| r.private_users.is_some())
-        .unwrap_or(false);
-    let userns = if private_users {
+    let private_users = runtime.as_ref().is_some_and(|r| r.private_users.is_some());
+    let userns = if private_users || rootless {
         let path = format!("/proc/{pid}/ns/user");
         Some(
             File::open(&path)
@@ -140,13 +180,22 @@ pub fn enter(
     } else {
         None
     };
-    // The app's cgroups first (while /sys/fs/cgroup is the host's): what
-    // runs here has the app's limits and device policy.
-    crate::cgroups::join_app(
-        std::path::Path::new(crate::cgroups::ROOT),
-        &pod.uuid,
-        &target.name,
-    )?;
+    // An ordinary user's pod: its user namespace owns the others, and only
+    // joining it first gives this process (the user, outside) the
+    // privilege to join them. It has no cgroups to join.
+    if rootless {
+        if let Some(userns) = &userns {
+            crate::userns::join(userns)?;
+        }
+    } else {
+        // The app's cgroups first (while /sys/fs/cgroup is the host's): what
+        // runs here has the app's limits and device policy.
+        crate::cgroups::join_app(
+            std::path::Path::new(crate::cgroups::ROOT),
+            &pod.uuid,
+            &target.name,
+        )?;
+    }
     // Join the namespaces: pid (for the child), IPC, UTS, network from init; the
     // mount and cgroup namespaces (and so the root) of the app itself; its user
     // namespace last (joining it gives up privilege over the others).
@@ -178,7 +227,7 @@ pub fn enter(
             }
         })?;
     }
-    if let Some(userns) = &userns {
+    if let (Some(userns), false) = (&userns, rootless) {
         crate::userns::join(userns)?;
     }
     run_as(

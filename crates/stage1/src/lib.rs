@@ -49,6 +49,7 @@ pub mod supervise;
 pub mod sys;
 pub mod syscalls;
 pub mod tty;
+pub mod usernet;
 pub mod userns;
 
 pub use flavor::{fly, kvm, ns, oci};
@@ -178,7 +179,7 @@ pub(crate) fn setup_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) 
 }
 
 /// `name` in PATH (or the usual system directories without one).
-pub(crate) fn find_in_path(name: &str) -> Option<std::path::PathBuf> {
+pub fn find_in_path(name: &str) -> Option<std::path::PathBuf> {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_else(|| {

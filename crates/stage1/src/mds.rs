@@ -18,6 +18,8 @@ use crate::plan::AppPlan;
 pub struct Registered {
     data_dir: PathBuf,
     uuid: String,
+    /// The service's port.
+    pub port: u16,
 }
 
 impl Registered {
@@ -39,7 +41,9 @@ fn note(pod: &Pod, runtime: &Runtime, text: &str) {
 pub fn register(pod: &Pod, runtime: &Runtime, plans: &mut [AppPlan]) -> Option<Registered> {
     // Where the pod reaches the host, and where its requests come from.
     let (host, pod_ip): (IpAddr, Option<IpAddr>) = match runtime.net.mode {
-        NetMode::Host => (IpAddr::from([127, 0, 0, 1]), None),
+        // A user-mode network forwards the port on the pod's own loopback
+        // to the host's (crate::usernet); requests come from there.
+        NetMode::Host | NetMode::User => (IpAddr::from([127, 0, 0, 1]), None),
         NetMode::None => {
             note(
                 pod,
@@ -118,5 +122,6 @@ pub fn register(pod: &Pod, runtime: &Runtime, plans: &mut [AppPlan]) -> Option<R
     Some(Registered {
         data_dir,
         uuid: pod.uuid.clone(),
+        port,
     })
 }

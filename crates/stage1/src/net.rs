@@ -28,11 +28,24 @@ pub fn set_up(pod: &Pod, runtime: &Runtime) -> Result<Option<File>, Stage1Error>
         write_etc_files(pod, runtime, &[])?;
         return Ok(None);
     }
-    if runtime.rootless {
-        // An ordinary user's pod: --net=none only (stage0 refuses the rest),
-        // in a namespace that lives as long as the pod's processes.
-        write_etc_files(pod, runtime, &[])?;
-        return Ok(Some(netns::create_unbound()?));
+    match (runtime.net.mode, runtime.rootless) {
+        // An ordinary user's pod with --net=none: a namespace that lives as
+        // long as the pod's processes.
+        (NetMode::None, true) => {
+            write_etc_files(pod, runtime, &[])?;
+            return Ok(Some(netns::create_unbound()?));
+        }
+        (NetMode::User, _) => {
+            return Err(Stage1Error::Config(
+                "the user-mode network is for an ordinary user's pods of the ns flavor".into(),
+            ));
+        }
+        (_, true) => {
+            return Err(Stage1Error::Config(
+                "an ordinary user's pods have the user-mode network or none: CNI networks need root".into(),
+            ));
+        }
+        _ => {}
     }
     let path = netns::path_for(&pod.uuid);
     let mut info = NetInfo {
@@ -133,7 +146,7 @@ pub fn tear_down(pod: &Path, uuid: &str) -> Result<(), Stage1Error> {
 
 /// Writes `<pod>/net/hosts` and (unless the image's own is kept)
 /// `<pod>/net/resolv.conf`.
-fn write_etc_files(
+pub(crate) fn write_etc_files(
     pod: &Pod,
     runtime: &Runtime,
     networks: &[Attachment],

@@ -24,6 +24,9 @@ pub(crate) enum Report {
     AppError { app: String, error: String },
     /// An app ended with this status (128+signal when killed).
     Exit { app: String, status: i32 },
+    /// An app's process was started: its pid in the pod's pid namespace
+    /// (what `enter` finds it by where the pod has no cgroups).
+    Started { app: String, pid: i32 },
 }
 
 /// The longest report line kept; longer ones are dropped whole.
@@ -141,6 +144,9 @@ impl<'a> Recorder<'a> {
                     self.pod.uuid,
                     printable(&error)
                 );
+            }
+            Ok(Report::Started { app, pid }) if index(&app).is_some() => {
+                self.pod.set_app_pid(&app, pid);
             }
             Ok(Report::Error(e)) if self.setup_error.is_none() => {
                 self.setup_error = Some(printable(&e));

@@ -10,21 +10,29 @@ use crate::config::GlobalArgs;
 #[derive(Args, Debug)]
 pub struct MetadataArgs {
     /// TCP port pods reach the service on (0: any free port; stage1 learns
-    /// the port when it registers a pod).
-    #[arg(long, default_value_t = skiff_metadata::DEFAULT_PORT)]
-    listen_port: u16,
+    /// the port when it registers a pod) [default: root's 18112; another
+    /// user's 0]
+    #[arg(long)]
+    listen_port: Option<u16>,
 
     /// Address to listen on. Pods on CNI networks reach the host at their
-    /// gateway address, pods on the host network at 127.0.0.1; every
-    /// request must carry its pod's secret token.
-    #[arg(long, default_value = "0.0.0.0")]
-    listen_address: IpAddr,
+    /// gateway address, pods on the host network at 127.0.0.1, an ordinary
+    /// user's pods on the user-mode network at their own 127.0.0.1 (pasta
+    /// forwards the port to the host's); every request must carry its
+    /// pod's secret token [default: root's 0.0.0.0; another user's
+    /// 127.0.0.1]
+    #[arg(long)]
+    listen_address: Option<IpAddr>,
 }
 
 pub fn run(global: &GlobalArgs, args: MetadataArgs) -> anyhow::Result<ExitCode> {
+    let default = skiff_ops::locations::metadata_listen(skiff_ops::rootless::is_host_root());
     skiff_metadata::server::run(skiff_metadata::server::Config {
         data_dir: global.context()?.settings.dir,
-        listen: SocketAddr::new(args.listen_address, args.listen_port),
+        listen: SocketAddr::new(
+            args.listen_address.unwrap_or(default.ip()),
+            args.listen_port.unwrap_or(default.port()),
+        ),
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -101,16 +101,48 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         pod_cgroups.remove();
         e
     };
-    let netns = crate::net::set_up(&pod, &runtime).map_err(undo)?;
-    let registered = crate::mds::register(&pod, &runtime, &mut plans);
+    // A user-mode network forwards the metadata service's port into the
+    // pod: registered first, to know it.
+    let user_mode = runtime.net.mode == skiff_pod::NetMode::User;
+    let early = match user_mode {
+        true => crate::mds::register(&pod, &runtime, &mut plans),
+        false => None,
+    };
+    let networked = match user_mode {
+        true => crate::usernet::set_up(&pod, &runtime, early.as_ref().map(|r| r.port))
+            .map(|(netns, user_net)| (Some(netns), Some(user_net))),
+        false => crate::net::set_up(&pod, &runtime).map(|netns| (netns, None)),
+    };
+    let (netns, user_net) = match networked {
+        Ok(n) => n,
+        Err(e) => {
+            if let Some(r) = early {
+                r.unregister();
+            }
+            return Err(undo(e));
+        }
+    };
+    let registered = match user_mode {
+        true => early,
+        false => crate::mds::register(&pod, &runtime, &mut plans),
+    };
     // Init is pid 1 of a new pid namespace; the supervisor stays in its
     // own, so its later threads and children (CNI DEL at the end) do too.
-    let forked = sys::process::fork_in_new_pid_namespace().map_err(|source| {
-        undo(Stage1Error::Setup {
-            what: "fork the pod init in a new pid namespace".into(),
-            source,
-        })
-    })?;
+    let forked = match sys::process::fork_in_new_pid_namespace() {
+        Ok(forked) => forked,
+        Err(source) => {
+            if let Some(user_net) = user_net {
+                user_net.stop();
+            }
+            if let Some(r) = registered {
+                r.unregister();
+            }
+            return Err(undo(Stage1Error::Setup {
+                what: "fork the pod init in a new pid namespace".into(),
+                source,
+            }));
+        }
+    };
     let child = match forked {
         Forked::Parent(child) => child,
         Forked::Child => {
@@ -228,6 +260,9 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         }
     }
     drop(netns);
+    if let Some(user_net) = user_net {
+        user_net.stop();
+    }
     pod_cgroups.remove();
     end_pod(pods, &mut pod, registered);
     if let Some(e) = setup_error {

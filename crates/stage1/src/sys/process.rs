@@ -153,3 +153,40 @@ pub fn unshare(flags: rustix::thread::UnshareFlags) -> rustix::io::Result<()> {
     // SAFETY: without CLONE_FILES no fd of this process changes meaning.
     unsafe { rustix::thread::unshare_unsafe(flags) }
 }
+
+/// Makes the process `cmd` starts get SIGKILL when the calling thread ends
+/// (a helper that must not outlive the supervisor which started it).
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = rustix::process::getpid();
+    // SAFETY: between fork and exec the closure only makes two
+    // async-signal-safe system calls (prctl, getppid) and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            // The parent may have ended before the signal was armed.
+            match rustix::process::getppid() {
+                Some(p) if p == parent => Ok(()),
+                _ => Err(std::io::Error::other("the parent ended")),
+            }
+        });
+    }
+}
+
+/// Leaves `fd` open, under the same number, in the program `cmd` starts
+/// (as `/proc/self/fd/N` there); this process's copy stays close-on-exec.
+/// The caller keeps `fd` open until the program has started.
+pub fn inherit_fd(cmd: &mut std::process::Command, fd: std::os::fd::BorrowedFd<'_>) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let raw = fd.as_raw_fd();
+    // SAFETY: between fork and exec the closure only clears FD_CLOEXEC on
+    // the child's copy of an fd the caller keeps open (fcntl is
+    // async-signal-safe) and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || match libc::fcntl(raw, libc::F_SETFD, 0) {
+            -1 => Err(std::io::Error::last_os_error()),
+            _ => Ok(()),
+        });
+    }
+}
