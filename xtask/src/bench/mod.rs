@@ -21,6 +21,7 @@ mod density;
 mod import;
 mod metadata;
 mod pull;
+mod rootless;
 mod start;
 
 pub use audit::audit;

@@ -126,6 +126,13 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     };
     let peer_root = bundle.join("rootfs");
     let podman_state = work.join("podman");
+    // An ordinary user's prepared pods, and podman as that user.
+    let rootless = rootless::set_up(&work, skiff, &work.join("true.aci"), &tree, runs * 2)?;
+    let user_pods: std::collections::HashMap<String, String> = prepared
+        .iter()
+        .cloned()
+        .zip(rootless.prepared.iter().cloned())
+        .collect();
     // Each scenario: its row name and the command of one run (`id` names
     // the container, `uuid` a prepared pod).
     type RunCommand<'a> = Box<dyn Fn(&str, &str) -> Command + 'a>;
@@ -185,6 +192,21 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
             quiet(c)
         }),
     )];
+    heavy.push((
+        "skiff run-prepared as a user (rootless, --net=none)",
+        Box::new(|_, uuid| {
+            let mut c = rootless.user.command(&rootless.skiff);
+            c.arg("run-prepared")
+                .arg(user_pods.get(uuid).map_or("", String::as_str));
+            quiet(c)
+        }),
+    ));
+    if rootless.podman {
+        heavy.push((
+            "podman run --rootfs as the user (rootless, runc, no network)",
+            Box::new(|_, _| rootless::podman(&rootless.user, &rootless.rootfs)),
+        ));
+    }
     for (peer, name) in [
         ("bwrap", "bwrap (pid, ipc, uts, cgroup namespaces)"),
         ("systemd-nspawn", "systemd-nspawn --register=no"),
@@ -296,6 +318,10 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     for peer in missing {
         println!("{peer}: not measured (not installed; cargo xtask deps installs it)");
     }
+    if !rootless.podman {
+        println!("podman as a user: not measured (it does not run rootless here)");
+    }
+    rootless.clean_up()?;
     let written = write_result(
         root,
         "start.json",
