@@ -435,8 +435,8 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     (head.split_whitespace().nth(1) == Some("200")).then(|| body.to_string())
 }
 
-/// The user's metadata service, stopped when dropped.
-struct UserMds(std::process::Child);
+/// The user's metadata service (and its port), stopped when dropped.
+struct UserMds(std::process::Child, u16);
 
 impl UserMds {
     fn start(user: &TestUser) -> UserMds {
@@ -449,14 +449,32 @@ impl UserMds {
             .spawn()
             .unwrap();
         let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let listening = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .any(|l| l.contains("listening"));
-        assert!(listening, "the user's metadata service did not start");
+        let port = lines.by_ref().map_while(Result::ok).find_map(|l| {
+            l.split("port=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        });
+        let port = port.expect("the user's metadata service did not start");
         std::thread::spawn(move || for _ in lines {});
-        UserMds(child)
+        UserMds(child, port)
     }
+}
+
+/// `busybox wget` of a metadata URL as `uid`: whether it answered.
+fn metadata_answers(uid: u32, url: &str) -> bool {
+    output(
+        std::process::Command::new("setpriv")
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={uid}"))
+            .args(["--clear-groups", "busybox", "wget", "-q", "-O", "-"])
+            .args(["--header", "Metadata-Flavor: AppContainer"])
+            .arg(format!("{url}/acMetadata/v1/pod/uuid")),
+    )
+    .status
+    .success()
 }
 
 impl Drop for UserMds {
@@ -549,7 +567,6 @@ fn an_ordinary_users_pod_serves_a_port_is_entered_and_passes_the_ace_validator()
             vec!["--net=default:IP=10.1.1.1", image],
             "takes only host-loopback",
         ),
-        (vec!["--net=host", image], "not implemented"),
     ] {
         let out = run(&args);
         assert_refused(&out, &format!("{args:?}"));
@@ -566,6 +583,91 @@ fn an_ordinary_users_pod_serves_a_port_is_entered_and_passes_the_ace_validator()
         http_get(port, "/passwd").is_none(),
         "the port is still forwarded"
     );
+
+    // --net=host: the host's interfaces, and its /sys bound read-only (a
+    // sysfs of its own is refused for a namespace the user does not own).
+    let out = run(&[
+        "--net=host",
+        image,
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "ls /sys/class/net; touch /sys/class/x 2>/dev/null || echo read-only",
+    ]);
+    assert!(out.status.success(), "--net=host: {}", stderr(&out));
+    let seen: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    for host in std::fs::read_dir("/sys/class/net").unwrap().flatten() {
+        let name = host.file_name().to_string_lossy().into_owned();
+        assert!(seen.contains(&name), "{name} not in the pod: {seen:?}");
+    }
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("read-only"),
+        "{seen:?}"
+    );
+
+    // The attack on the loopback: a raw (packet) socket could hand pasta
+    // frames for 127.0.0.1, so a pod on the default network has no
+    // CAP_NET_RAW (arping needs a packet socket); with host-loopback=true
+    // (the loopback open anyway) it keeps it.
+    let arping = "gw=$(ip route | awk '/^default/ {print $3}'); arping -c 1 -w 2 -I eth0 $gw";
+    for (net, works) in [
+        ("--net=default", false),
+        ("--net=default:host-loopback=true", true),
+    ] {
+        let out = run(&[net, image, "--exec=/bin/sh", "--", "-c", arping]);
+        assert_eq!(out.status.success(), works, "{net}: {}", stderr(&out));
+        if !works {
+            assert!(
+                stderr(&out).contains("Operation not permitted"),
+                "{}",
+                stderr(&out)
+            );
+        }
+    }
+
+    // The user's metadata service: a pod's token works only from the
+    // user's own sockets (pasta's), not from another user's who learnt it;
+    // a restart keeps the port the pods' networks forward.
+    let mds = UserMds::start(&user);
+    let out = run(&[
+        "--detach",
+        image,
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "echo $AC_METADATA_URL > /url; exec sleep 1000",
+    ]);
+    assert!(out.status.success(), "run --detach: {}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    let url = eventually("the pod's metadata URL", || {
+        let out = output(
+            user.skiff()
+                .args(["enter", &uuid, "/bin/busybox", "cat", "/url"]),
+        );
+        let url = stdout(&out).trim().to_string();
+        url.starts_with("http://127.0.0.1:").then_some(url)
+    });
+    assert!(url.contains(&format!(":{}/", mds.1)), "{url}");
+    assert!(
+        metadata_answers(user.uid, &url),
+        "the user's own request was refused"
+    );
+    assert!(
+        !metadata_answers(65534, &url),
+        "another user's request with the token answered"
+    );
+    let port = mds.1;
+    drop(mds);
+    let mds = UserMds::start(&user);
+    assert_eq!(mds.1, port, "the restarted service moved");
+    assert!(
+        metadata_answers(user.uid, &url),
+        "the token is lost after a restart"
+    );
+    drop(mds);
+    let out = output(user.skiff().args(["stop", &uuid]));
+    assert!(out.status.success(), "stop: {}", stderr(&out));
 
     // The ACE validator, with the user's own metadata service.
     let tools = appc_tools();

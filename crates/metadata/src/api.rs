@@ -97,6 +97,11 @@ pub async fn handle(
     let Some(pod) = state.pod(token).filter(|p| from_pod(p, peer.ip())) else {
         return status(StatusCode::UNAUTHORIZED);
     };
+    if pod.registration.forwarded
+        && crate::peer::socket_uid(peer, state.port) != Some(rustix::process::geteuid().as_raw())
+    {
+        return status(StatusCode::UNAUTHORIZED);
+    }
     if headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("AppContainer") {
         return error(
             StatusCode::BAD_REQUEST,

@@ -12,6 +12,8 @@ pub mod protocol;
 #[cfg(feature = "server")]
 mod api;
 #[cfg(feature = "server")]
+mod peer;
+#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 mod state;

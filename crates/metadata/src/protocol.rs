@@ -42,6 +42,11 @@ pub struct Registration {
     /// The pod's address on its first network: requests with its token must
     /// come from there. None with host networking.
     pub ip: Option<String>,
+    /// The pod reaches the service through its user-mode network (pasta
+    /// forwards the port from the pod's loopback): requests with its token
+    /// must come from a socket of the service's own user.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forwarded: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -63,9 +63,7 @@ async fn serve(config: Config) -> Result<(), ServerError> {
             config.data_dir.display().to_string(),
         ));
     }
-    let tcp = TcpListener::bind(config.listen)
-        .await
-        .map_err(io(format!("listen on {}", config.listen)))?;
+    let tcp = listen(&config).await?;
     let port = tcp
         .local_addr()
         .map_err(io("read the bound address"))?
@@ -78,6 +76,9 @@ async fn serve(config: Config) -> Result<(), ServerError> {
         "open the state in {}",
         protocol::state_dir(&config.data_dir).display()
     )))?;
+    if let Err(e) = std::fs::write(port_file(&config.data_dir), format!("{port}\n")) {
+        tracing::warn!("cannot record the port ({e}): a restart will pick another");
+    }
     let _ = std::fs::remove_file(&socket);
     let unix =
         UnixListener::bind(&socket).map_err(io(format!("listen on {}", socket.display())))?;
@@ -104,6 +105,37 @@ async fn serve(config: Config) -> Result<(), ServerError> {
     let _ = std::fs::remove_file(&socket);
     tracing::info!("metadata service stopped");
     Ok(result.map_err(io("serve HTTP"))?)
+}
+
+/// Where the port of the last run is kept.
+fn port_file(data_dir: &std::path::Path) -> std::path::PathBuf {
+    protocol::state_dir(data_dir).join("port")
+}
+
+/// Binds the service's port. Asked for any free port (0), it takes the one
+/// of its last run again if it can: running pods reach the service at the
+/// port they were registered with (a user-mode network forwards exactly
+/// that one), so a restart must not move it.
+async fn listen(config: &Config) -> Result<TcpListener, ServerError> {
+    let last = match config.listen.port() {
+        0 => std::fs::read_to_string(port_file(&config.data_dir))
+            .ok()
+            .and_then(|t| t.trim().parse::<u16>().ok())
+            .filter(|p| *p != 0),
+        _ => None,
+    };
+    if let Some(port) = last {
+        let at = SocketAddr::new(config.listen.ip(), port);
+        match TcpListener::bind(at).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => tracing::warn!(
+                "the port of the last run, {port}, is taken ({e}): listening on another; pods registered before cannot reach this service"
+            ),
+        }
+    }
+    Ok(TcpListener::bind(config.listen)
+        .await
+        .map_err(io(format!("listen on {}", config.listen)))?)
 }
 
 async fn shutdown_signal() {

@@ -178,6 +178,7 @@ mod tests {
             manifest: "{}".into(),
             apps: vec![],
             ip: None,
+            forwarded: false,
         }
     }
 

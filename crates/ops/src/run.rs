@@ -188,16 +188,6 @@ fn check_rootless(opts: &RunOptions) -> Result<(), OpsError> {
             "--memory, --cpu and --pids-limit need cgroups that an ordinary user can write, and this host delegates none to users (docs/rootless.md): run without them, or as root"
         ));
     }
-    if opts
-        .net
-        .net
-        .iter()
-        .any(|n| n.split(',').any(|n| n.trim() == "host"))
-    {
-        return Err(refuse!(
-            "--net=host is not implemented for an ordinary user's pods yet: use the default network (user-mode, with --port for host ports of 1024 and above) or --net=none"
-        ));
-    }
     Ok(())
 }
 
@@ -271,6 +261,19 @@ pub fn prepare<R: KeyReview>(
         rootless: !crate::rootless::is_host_root(),
     };
     // What images asked for and do not get, said before the pod exists.
+    if skiff_stage1::plan::loopback_closed(request.rootless, &request.net) {
+        for app in &request.apps {
+            let asked = app.cap_retain.iter().flatten().filter(|c| {
+                skiff_stage1::plan::RAW_NETWORK
+                    .contains(&skiff_pod::privileges::capability_name(c).as_str())
+            });
+            for cap in asked {
+                refused(&format!(
+                    "{cap} is removed: with it a pod on an ordinary user's default network could reach the host's loopback (--net=default:host-loopback=true keeps it)"
+                ));
+            }
+        }
+    }
     for app in &request.apps {
         let Some(manifest) = &app.manifest else {
             continue;

@@ -33,6 +33,11 @@ fn app_pid(uuid: &str, init: i32, name: &str) -> Result<i32, Stage1Error> {
 /// the one init reported for the app when it started it.
 fn reported_app_pid(pod: &Pod, init: i32, name: &str) -> Result<i32, Stage1Error> {
     let not_running = || Stage1Error::Config(format!("app '{name}' is not running in this pod"));
+    // An app that ended is not looked for: another process of the pod may
+    // have its pid by now.
+    if pod.app_exit(name).is_some() {
+        return Err(not_running());
+    }
     let inner = pod.app_pid(name).ok_or_else(not_running)?;
     let dir = std::fs::read_dir("/proc").map_err(|e| Stage1Error::Setup {
         what: "read /proc".to_string(),

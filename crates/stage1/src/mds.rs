@@ -94,6 +94,7 @@ pub fn register(pod: &Pod, runtime: &Runtime, plans: &mut [AppPlan]) -> Option<R
         manifest,
         apps,
         ip: pod_ip.map(|ip| ip.to_string()),
+        forwarded: runtime.net.mode == NetMode::User,
     };
     let (token, port) = match protocol::register(&data_dir, registration) {
         Ok(answer) => answer,

@@ -231,7 +231,9 @@ pub fn bind(
 
 /// `MOUNT_ATTR_*` of mount_setattr(2).
 pub const ATTR_RDONLY: u64 = 0x1;
+pub const ATTR_NOSUID: u64 = 0x2;
 pub const ATTR_NODEV: u64 = 0x4;
+pub const ATTR_NOEXEC: u64 = 0x8;
 pub const ATTR_IDMAP: u64 = 0x0010_0000;
 
 /// Sets `attrs` (`ATTR_*`) on the mount at `target` and, with `recursive`,
@@ -328,6 +330,17 @@ impl KernelPaths {
     }
 }
 
+/// Where an app's read-only /sys comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sys {
+    /// A sysfs of its own (showing the pod's network namespace).
+    Mount,
+    /// The host's /sys, bound read-only with everything under it: an
+    /// ordinary user's pod on the host's network, whose namespace the
+    /// user's does not own, so the kernel refuses it a sysfs of its own.
+    HostBind,
+}
+
 /// /proc, a read-only /sys, a minimal /dev (device nodes, pts, shm,
 /// mqueue, the usual symlinks), masked and read-only paths (unless
 /// `paths` says otherwise), in `root`. `/dev/console` is a bind of
@@ -338,19 +351,28 @@ pub fn setup_kernel_filesystems(
     console: &str,
     paths: KernelPaths,
     passed: &[skiff_pod::devices::PodDevice],
+    sys: Sys,
 ) -> Result<(), Stage1Error> {
     let nosuid_nodev_noexec = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     let proc_fd = root.resolve(Path::new("/proc"), true, false)?;
     mount("proc", &proc_fd, "proc", nosuid_nodev_noexec, None, "/proc")?;
     let sys_fd = root.resolve(Path::new("/sys"), true, false)?;
-    mount(
-        "sysfs",
-        &sys_fd,
-        "sysfs",
-        MountFlags::RDONLY | nosuid_nodev_noexec,
-        None,
-        "/sys",
-    )?;
+    match sys {
+        Sys::Mount => mount(
+            "sysfs",
+            &sys_fd,
+            "sysfs",
+            MountFlags::RDONLY | nosuid_nodev_noexec,
+            None,
+            "/sys",
+        )?,
+        Sys::HostBind => {
+            bind("/sys", &sys_fd, true, "/sys")?;
+            let bound = root.resolve(Path::new("/sys"), true, false)?;
+            let attrs = ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC;
+            set_attrs(&bound, attrs, true, "/sys")?;
+        }
+    }
 
     let dev_fd = root.resolve(Path::new("/dev"), true, false)?;
     // nodev: a node made in /dev cannot be opened; the allowed devices

@@ -3,8 +3,9 @@
 
 use crate::Stage1Error;
 use skiff_pod::privileges::Grants;
-use skiff_pod::{Pod, Runtime};
-use skiff_spec::{App, PodManifest};
+use skiff_pod::{NetMode, Pod, PodNet, Runtime};
+use skiff_spec::isolator::{CAPABILITIES_REMOVE_SET, Isolator, IsolatorValue};
+use skiff_spec::{AcIdentifier, App, PodManifest};
 use std::path::PathBuf;
 
 /// One app as the pod runs it: the pod manifest's app with the image's
@@ -43,12 +44,15 @@ pub fn plan(pod: &Pod) -> Result<(PodManifest, Runtime, Vec<AppPlan>), Stage1Err
             .iter()
             .find(|a| a.name == ra.name.as_str())
             .ok_or_else(|| Stage1Error::Config(format!("runtime.json has no app '{}'", ra.name)))?;
-        let app = ra.app.clone().ok_or_else(|| {
+        let mut app = ra.app.clone().ok_or_else(|| {
             Stage1Error::Config(format!(
                 "app '{}' has no exec (stage0 writes the effective app)",
                 ra.name
             ))
         })?;
+        if loopback_closed(runtime.rootless, &runtime.net) {
+            app.isolators.push(without_raw_network()?);
+        }
         let mut mounts = Vec::new();
         for m in &ra.mounts {
             let volume = manifest
@@ -87,6 +91,26 @@ pub fn plan(pod: &Pod) -> Result<(PodManifest, Runtime, Vec<AppPlan>), Stage1Err
         return Err(Stage1Error::Config("the pod has no apps".to_string()));
     }
     Ok((manifest, runtime, plans))
+}
+
+/// Whether the pod is on an ordinary user's user-mode network that keeps
+/// the host's loopback out of its reach (`host-loopback` not given).
+pub fn loopback_closed(rootless: bool, net: &PodNet) -> bool {
+    rootless && net.mode == NetMode::User && !net.host_loopback
+}
+
+/// Capabilities a pod on such a network must not have: with raw or packet
+/// sockets an app could hand pasta frames addressed to 127.0.0.1 (pasta
+/// forwards them to the host's loopback), and with NET_ADMIN reconfigure
+/// what pasta sees. Removed last, whatever the image or the user asked for.
+pub const RAW_NETWORK: [&str; 2] = ["CAP_NET_RAW", "CAP_NET_ADMIN"];
+
+fn without_raw_network() -> Result<Isolator, Stage1Error> {
+    Ok(Isolator {
+        name: AcIdentifier::new(CAPABILITIES_REMOVE_SET)
+            .map_err(|e| Stage1Error::Config(format!("capabilities remove set: {e}")))?,
+        value: IsolatorValue::Capabilities(RAW_NETWORK.map(String::from).to_vec()),
+    })
 }
 
 #[cfg(test)]

@@ -152,7 +152,7 @@ fn start(args: &Args, netns: BorrowedFd<'_>, log: &Path) -> Result<UserNet, Stag
         .stdout(std::process::Stdio::null())
         .stderr(stderr);
     crate::sys::process::die_with_parent(&mut cmd);
-    crate::sys::process::inherit_fd(&mut cmd, netns);
+    crate::sys::process::inherit_only_fd(&mut cmd, netns);
     let child = cmd
         .spawn()
         .map_err(setup_err(format!("start {}", program.display())))?;

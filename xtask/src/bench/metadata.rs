@@ -69,6 +69,7 @@ pub fn metadata(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
                 manifest: r#"{"acVersion":"0.8.11","acKind":"PodManifest","apps":[]}"#.into(),
                 apps: vec![],
                 ip: None,
+                forwarded: false,
             },
         )?;
         let clients = 8;

@@ -355,6 +355,10 @@ pub(crate) fn init(
             "/dev/null",
             mounts::KernelPaths::of(p.grants),
             &runtime.devices,
+            match (runtime.rootless, runtime.net.mode) {
+                (true, skiff_pod::NetMode::Host) => mounts::Sys::HostBind,
+                _ => mounts::Sys::Mount,
+            },
         )?;
         finish_app_root(pod, &app_root, p)?;
         if let (Some(channel), None) = (&pty_channel, &tty) {

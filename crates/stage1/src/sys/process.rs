@@ -174,19 +174,29 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
 }
 
 /// Leaves `fd` open, under the same number, in the program `cmd` starts
-/// (as `/proc/self/fd/N` there); this process's copy stays close-on-exec.
-/// The caller keeps `fd` open until the program has started.
-pub fn inherit_fd(cmd: &mut std::process::Command, fd: std::os::fd::BorrowedFd<'_>) {
+/// (as `/proc/self/fd/N` there), and no other fd of this process beyond
+/// stdio (such as the pod lock stage0 passed); this process's copies stay
+/// as they are. The caller keeps `fd` open until the program has started.
+pub fn inherit_only_fd(cmd: &mut std::process::Command, fd: std::os::fd::BorrowedFd<'_>) {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
     let raw = fd.as_raw_fd();
-    // SAFETY: between fork and exec the closure only clears FD_CLOEXEC on
-    // the child's copy of an fd the caller keeps open (fcntl is
-    // async-signal-safe) and allocates nothing.
+    // SAFETY: between fork and exec the closure only changes fd flags of
+    // the child's own fd table (close_range with CLOSE_RANGE_CLOEXEC, then
+    // fcntl on an fd the caller keeps open), both async-signal-safe, and
+    // allocates nothing.
     unsafe {
-        cmd.pre_exec(move || match libc::fcntl(raw, libc::F_SETFD, 0) {
-            -1 => Err(std::io::Error::last_os_error()),
-            _ => Ok(()),
+        cmd.pre_exec(move || {
+            let rc = libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            if rc != 0 || libc::fcntl(raw, libc::F_SETFD, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
         });
     }
 }

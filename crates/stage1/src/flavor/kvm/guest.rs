@@ -167,6 +167,7 @@ fn run(report: &mut Option<OwnedFd>) -> Result<(), Stage1Error> {
             "/dev/console",
             crate::mounts::KernelPaths::of(app.grants),
             &[],
+            crate::mounts::Sys::Mount,
         )?;
         plans.push(AppPlan {
             name: app.name.clone(),
