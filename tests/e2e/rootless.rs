@@ -364,6 +364,47 @@ fn an_ordinary_user_runs_stops_and_collects_pods() {
         .collect();
     assert_eq!(outside, Vec::<PathBuf>::new());
 
+    // A host volume of the user's: written by the pod's root, the user's
+    // file on the host.
+    let shared = user.home().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    user.give(&shared);
+    let volume = format!("--volume=v,kind=host,source={}", shared.display());
+    let out = run(&[
+        &volume,
+        aci.to_str().unwrap(),
+        "--mount=volume=v,target=/v",
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "echo from-the-pod > /v/f",
+    ]);
+    assert!(out.status.success(), "host volume: {}", stderr(&out));
+    assert_eq!(owner_of(&shared.join("f")), (user.uid, user.gid));
+    let out = output(user.skiff().args(["gc", "--grace-period=0"]));
+    assert!(out.status.success(), "gc: {}", stderr(&out));
+    // prepare, run-prepared (with --no-overlay: copied app roots) and rm.
+    let out = output(
+        user.skiff()
+            .args([
+                "--insecure-options=image",
+                "prepare",
+                "--net=none",
+                "--no-overlay",
+            ])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "prepare: {}", stderr(&out));
+    let prepared = stdout(&out).trim().to_string();
+    let out = output(user.skiff().args(["run-prepared", &prepared]));
+    assert_eq!(stdout(&out), "hello\n", "run-prepared: {}", stderr(&out));
+    let out = output(user.skiff().args(["rm", &prepared]));
+    assert!(out.status.success(), "rm: {}", stderr(&out));
+    // One the user may not read (root's, 0700): refused before the pod.
+    let private = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let private_volume = format!("--volume=v,kind=host,source={}", private.path().display());
+
     // What needs root: refused before anything is made.
     let image = aci.to_str().unwrap();
     for (args, why) in [
@@ -374,6 +415,7 @@ fn an_ordinary_user_runs_stops_and_collects_pods() {
             "already in the user's own namespace",
         ),
         (vec!["--stage1=fly", image], "ns flavor"),
+        (vec![&private_volume, image], "may not read"),
     ] {
         let out = run(&args);
         assert_refused(&out, &format!("{args:?}"));

@@ -188,6 +188,24 @@ fn check_rootless(opts: &RunOptions) -> Result<(), OpsError> {
             "--memory, --cpu and --pids-limit need cgroups that an ordinary user can write, and this host delegates none to users (docs/rootless.md): run without them, or as root"
         ));
     }
+    // Host volumes only where the user may read (the kernel would refuse
+    // the pod later anyway; said here, before anything is made). access(2)
+    // as root of the user's namespace grants nothing over files whose
+    // owner the namespace does not map: it answers for the user.
+    for v in opts.volumes.iter().filter(|v| v.kind == "host") {
+        let path = std::path::Path::new(&v.source);
+        let mut need = rustix::fs::Access::READ_OK;
+        if path.is_dir() {
+            need |= rustix::fs::Access::EXEC_OK;
+        }
+        if rustix::fs::access(path, need).is_err() {
+            return Err(refuse!(
+                "volume {}: this user may not read {} (an ordinary user's pod gets only host volumes the user may read)",
+                v.name,
+                v.source
+            ));
+        }
+    }
     Ok(())
 }
 
