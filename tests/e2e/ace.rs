@@ -86,14 +86,19 @@ fn full_ace(cases: &[[&str; 2]]) {
                 .arg(tools.join("ace-validator-main.aci"))
                 .arg(tools.join("ace-validator-sidekick.aci")),
         );
-        let (text, err) = (stdout(&out), stderr(&out));
-        for ok in ["prestart OK", "main OK", "sidekick OK", "poststop OK"] {
-            assert!(
-                text.lines().any(|l| l == ok),
-                "{net}: missing '{ok}': {text}\n{err}"
-            );
-        }
-        assert!(!err.contains("==>"), "{net}: {err}");
-        assert_eq!(out.status.code(), Some(0), "{net}: {err}");
+        assert_passed_in_full(&out, &net);
     }
+}
+
+/// Every check of the validator passed, the metadata ones included.
+pub fn assert_passed_in_full(out: &std::process::Output, what: &str) {
+    let (text, err) = (stdout(out), stderr(out));
+    for ok in ["prestart OK", "main OK", "sidekick OK", "poststop OK"] {
+        assert!(
+            text.lines().any(|l| l == ok),
+            "{what}: missing '{ok}': {text}\n{err}"
+        );
+    }
+    assert!(!err.contains("==>"), "{what}: {err}");
+    assert_eq!(out.status.code(), Some(0), "{what}: {err}");
 }

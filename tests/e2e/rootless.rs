@@ -723,15 +723,7 @@ fn an_ordinary_users_pod_serves_a_port_is_entered_and_passes_the_ace_validator()
             .arg(&sidekick),
     );
     drop(mds);
-    let (text, err) = (stdout(&out), stderr(&out));
-    for ok in ["prestart OK", "main OK", "sidekick OK", "poststop OK"] {
-        assert!(
-            text.lines().any(|l| l == ok),
-            "missing '{ok}': {text}\n{err}"
-        );
-    }
-    assert!(!err.contains("==>"), "{err}");
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    crate::ace::assert_passed_in_full(&out, "as an ordinary user");
 
     // Collected: no process (pasta included), no file of the user's or its
     // range outside its home.

@@ -10,13 +10,17 @@ pub struct NetArgs {
     /// ns flavor), `host` (the host's network), `none` (only loopback), or
     /// names of CNI configs in net.d/ (local config first, then system
     /// config), each optionally with CNI_ARGS: NAME:K=V[;K=V]. Several
-    /// networks (comma-separated or repeated) get eth0, eth1, ...
+    /// networks (comma-separated or repeated) get eth0, eth1, ... For an
+    /// ordinary user `default` is a user-mode network (pasta) that keeps
+    /// the host's loopback out of reach unless `default:host-loopback=true`;
+    /// named networks need root.
     #[arg(long, value_name = "NETS")]
     net: Vec<String>,
 
     /// Forward a host port to an app's named port (from its image
     /// manifest): NAME:[HOSTIP:]HOSTPORT. Needs a network with the portmap
-    /// plugin (the default network has it).
+    /// plugin (the default network has it); an ordinary user forwards host
+    /// ports of 1024 and above.
     #[arg(long = "port", value_name = "PORT")]
     ports: Vec<String>,
 
