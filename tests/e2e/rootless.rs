@@ -668,37 +668,89 @@ fn an_ordinary_users_pod_serves_a_port_is_entered_and_passes_the_ace_validator()
         }
     }
 
+    // The same without any capability: a socket bound to eth0
+    // (SO_BINDTODEVICE) sends packets for 127.0.0.1 or ::1 out to pasta,
+    // which would carry them to the host's loopback; the pod's filter
+    // rules keep them in. With host-loopback=true they arrive (the probe
+    // works).
+    for (net, arrives) in [
+        ("--net=default", false),
+        ("--net=default:host-loopback=true", true),
+    ] {
+        let out = run(&[
+            "--detach",
+            net,
+            image,
+            "--exec=/bin/busybox",
+            "--",
+            "sleep",
+            "31337",
+        ]);
+        assert!(out.status.success(), "{net}: {}", stderr(&out));
+        let uuid = stdout(&out).trim().to_string();
+        let app = eventually("the pod's app", || {
+            crate::users::processes_of(user.uid)
+                .into_iter()
+                .find(|(pid, _)| {
+                    std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| c.ends_with(b"sleep\x0031337\x00"))
+                })
+                .map(|(pid, _)| pid)
+        });
+        for listen in ["127.0.0.1:0", "[::1]:0"] {
+            let host = std::net::UdpSocket::bind(listen).unwrap();
+            host.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .unwrap();
+            let to = host.local_addr().unwrap();
+            let sent = send_bound_to_eth0(&format!("/proc/{app}/ns/net"), to);
+            let mut buf = [0u8; 64];
+            let got = host.recv_from(&mut buf).is_ok();
+            assert_eq!(got, arrives, "{net}: to {to} (sent: {sent:?})");
+        }
+        let out = output(user.skiff().args(["stop", &uuid]));
+        assert!(out.status.success(), "stop: {}", stderr(&out));
+    }
+
     // The user's metadata service: a pod's token works only from the
     // user's own sockets (pasta's), not from another user's who learnt it;
     // a restart keeps the port the pods' networks forward.
     let mds = UserMds::start(&user);
-    let out = run(&[
-        "--detach",
-        image,
-        "--exec=/bin/sh",
-        "--",
-        "-c",
-        "echo $AC_METADATA_URL > /url; exec sleep 1000",
-    ]);
-    assert!(out.status.success(), "run --detach: {}", stderr(&out));
-    let uuid = stdout(&out).trim().to_string();
-    let url = eventually("the pod's metadata URL", || {
-        let out = output(
-            user.skiff()
-                .args(["enter", &uuid, "/bin/busybox", "cat", "/url"]),
+    let mut urls = Vec::new();
+    for net in ["--net=default", "--net=host"] {
+        let out = run(&[
+            "--detach",
+            net,
+            image,
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            "echo $AC_METADATA_URL > /url; exec sleep 1000",
+        ]);
+        assert!(out.status.success(), "run --detach {net}: {}", stderr(&out));
+        let uuid = stdout(&out).trim().to_string();
+        let url = eventually("the pod's metadata URL", || {
+            let out = output(
+                user.skiff()
+                    .args(["enter", &uuid, "/bin/busybox", "cat", "/url"]),
+            );
+            let url = stdout(&out).trim().to_string();
+            url.starts_with("http://127.0.0.1:").then_some(url)
+        });
+        assert!(url.contains(&format!(":{}/", mds.1)), "{net}: {url}");
+        assert!(
+            metadata_answers(user.uid, &url),
+            "{net}: the user's own request was refused"
         );
-        let url = stdout(&out).trim().to_string();
-        url.starts_with("http://127.0.0.1:").then_some(url)
-    });
-    assert!(url.contains(&format!(":{}/", mds.1)), "{url}");
-    assert!(
-        metadata_answers(user.uid, &url),
-        "the user's own request was refused"
-    );
-    assert!(
-        !metadata_answers(65534, &url),
-        "another user's request with the token answered"
-    );
+        assert!(
+            !metadata_answers(65534, &url),
+            "{net}: another user's request with the token answered"
+        );
+        urls.push((uuid, url));
+    }
+    let (uuid, url) = urls.remove(0);
+    let (host_uuid, _) = urls.remove(0);
+    let out = output(user.skiff().args(["stop", &host_uuid]));
+    assert!(out.status.success(), "stop: {}", stderr(&out));
     let port = mds.1;
     drop(mds);
     let mds = UserMds::start(&user);
@@ -737,4 +789,23 @@ fn an_ordinary_users_pod_serves_a_port_is_entered_and_passes_the_ace_validator()
             .then_some(())
     });
     assert_eq!(user.files_outside_home(), Vec::<PathBuf>::new());
+}
+
+/// Sends one UDP datagram to `to` from the network namespace at `netns`,
+/// on a socket bound to its `eth0` (what any pod process may do).
+fn send_bound_to_eth0(netns: &str, to: std::net::SocketAddr) -> std::io::Result<usize> {
+    use std::os::fd::AsFd;
+    let ns = std::fs::File::open(netns)?;
+    std::thread::spawn(move || {
+        rustix::thread::move_into_link_name_space(
+            ns.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )?;
+        let socket =
+            socket2::Socket::new(socket2::Domain::for_address(to), socket2::Type::DGRAM, None)?;
+        socket.bind_device(Some(b"eth0"))?;
+        socket.send_to(b"from-the-pod", &to.into())
+    })
+    .join()
+    .unwrap_or_else(|_| Err(std::io::Error::other("the probe thread failed")))
 }

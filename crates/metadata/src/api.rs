@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::Value;
 
+use crate::protocol::Registration;
 use crate::state::{self, PodRecord};
 
 pub type Shared = Arc<Mutex<state::State>>;
@@ -58,6 +59,22 @@ fn from_pod(record: &PodRecord, peer: IpAddr) -> bool {
     }
 }
 
+/// Owner check for an ordinary user's pods (whose requests come from the
+/// host's loopback, where every local user can connect): the client
+/// socket must be the service user's own (a user-mode network's pasta), or
+/// one of an id the service's user namespace maps (a pod on the host's
+/// network: the user or its subordinate ids, never another user's).
+fn from_owner(reg: &Registration, peer: SocketAddr, service: SocketAddr) -> bool {
+    if !reg.forwarded && !reg.mapped_peer {
+        return true;
+    }
+    match crate::peer::socket_uid(peer, service) {
+        Some(uid) if reg.forwarded => uid == rustix::process::geteuid().as_raw(),
+        Some(uid) => uid != crate::peer::overflow_uid(),
+        None => false,
+    }
+}
+
 /// Annotations `Set` (appc): replace by name in place, else append.
 fn merge_annotations(base: &Value, overrides: &Value) -> Value {
     let mut out: Vec<Value> = base.as_array().cloned().unwrap_or_default();
@@ -97,9 +114,11 @@ pub async fn handle(
     let Some(pod) = state.pod(token).filter(|p| from_pod(p, peer.ip())) else {
         return status(StatusCode::UNAUTHORIZED);
     };
-    if pod.registration.forwarded
-        && crate::peer::socket_uid(peer, state.port) != Some(rustix::process::geteuid().as_raw())
-    {
+    if !from_owner(
+        &pod.registration,
+        peer,
+        SocketAddr::new(state.ip, state.port),
+    ) {
         return status(StatusCode::UNAUTHORIZED);
     }
     if headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("AppContainer") {

@@ -47,6 +47,12 @@ pub struct Registration {
     /// must come from a socket of the service's own user.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forwarded: bool,
+    /// An ordinary user's pod on the host's network: requests with its
+    /// token must come from a socket whose owner the service's user
+    /// namespace maps (the user or its subordinate ids), not another
+    /// user's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mapped_peer: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -79,6 +79,8 @@ async fn serve(config: Config) -> Result<(), ServerError> {
     if let Err(e) = std::fs::write(port_file(&config.data_dir), format!("{port}\n")) {
         tracing::warn!("cannot record the port ({e}): a restart will pick another");
     }
+    let mut state = state;
+    state.ip = config.listen.ip();
     let _ = std::fs::remove_file(&socket);
     let unix =
         UnixListener::bind(&socket).map_err(io(format!("listen on {}", socket.display())))?;

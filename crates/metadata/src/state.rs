@@ -27,6 +27,8 @@ pub struct State {
     /// Pods by token.
     pods: HashMap<String, PodRecord>,
     pub port: u16,
+    /// The address the service listens on (unspecified: every address).
+    pub ip: std::net::IpAddr,
 }
 
 fn random_bytes(n: usize) -> std::io::Result<Vec<u8>> {
@@ -107,6 +109,7 @@ impl State {
             key,
             pods,
             port,
+            ip: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         })
     }
 
@@ -179,6 +182,7 @@ mod tests {
             apps: vec![],
             ip: None,
             forwarded: false,
+            mapped_peer: false,
         }
     }
 

@@ -28,6 +28,18 @@ fn app_pid(uuid: &str, init: i32, name: &str) -> Result<i32, Stage1Error> {
         .ok_or_else(|| Stage1Error::Config(format!("app '{name}' is not running in this pod")))
 }
 
+/// Whether `file` is this process's own namespace of type `ns`.
+fn same_namespace(file: &File, ns: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(theirs), Ok(ours)) = (
+        file.metadata(),
+        std::fs::metadata(format!("/proc/self/ns/{ns}")),
+    ) else {
+        return false;
+    };
+    (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino())
+}
+
 /// Finds the host pid of app `name` of a pod without cgroups (an ordinary
 /// user's): the child of the pod's init whose pid in the pod's namespace is
 /// the one init reported for the app when it started it.
@@ -225,6 +237,12 @@ pub fn enter(
     })
     .collect::<Result<Vec<_>, _>>()?;
     for (file, ns, kind) in namespaces {
+        // One this process is in already (the host's network, for a pod
+        // with --net=host): nothing to join, and an ordinary user could not
+        // join the host's own.
+        if same_namespace(&file, ns) {
+            continue;
+        }
         rustix::thread::move_into_link_name_space(file.as_fd(), Some(kind)).map_err(|e| {
             Stage1Error::Setup {
                 what: format!("join the {ns} namespace of the pod"),

@@ -95,6 +95,7 @@ pub fn register(pod: &Pod, runtime: &Runtime, plans: &mut [AppPlan]) -> Option<R
         apps,
         ip: pod_ip.map(|ip| ip.to_string()),
         forwarded: runtime.net.mode == NetMode::User,
+        mapped_peer: runtime.rootless && runtime.net.mode == NetMode::Host,
     };
     let (token, port) = match protocol::register(&data_dir, registration) {
         Ok(answer) => answer,

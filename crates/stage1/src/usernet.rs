@@ -62,6 +62,9 @@ pub fn set_up(
     std::fs::create_dir_all(&dir).map_err(setup_err(format!("create {}", dir.display())))?;
     crate::net::write_etc_files(pod, runtime, &[])?;
     let netns = skiff_net::netns::create_unbound()?;
+    if !runtime.net.host_loopback {
+        close_loopback(netns.as_fd())?;
+    }
     // pasta opens the namespace as its own inherited fd: it keeps fewer
     // capabilities than the supervisor, so the kernel would not let it
     // open anything of the supervisor's through /proc/<pid>.
@@ -74,6 +77,58 @@ pub fn set_up(
     };
     let user_net = start(&args, netns.as_fd(), &dir.join("pasta.log"))?;
     Ok((netns, user_net))
+}
+
+/// The filter rules that keep the pod's packets for the loopback on its
+/// own `lo`. pasta forwards whatever reaches it through the pod's `eth0`,
+/// and a packet addressed to 127.0.0.1 or ::1 does, without any capability,
+/// when a socket is bound to the device (SO_BINDTODEVICE) or names it
+/// (IP_PKTINFO): pasta would carry it to the host's loopback. The pod cannot
+/// take the rules away (it has no CAP_NET_ADMIN, crate::plan).
+const LOOPBACK_RULES: [(&str, &str); 2] = [("iptables", "127.0.0.0/8"), ("ip6tables", "::1/128")];
+
+fn close_loopback(netns: BorrowedFd<'_>) -> Result<(), Stage1Error> {
+    for (program, loopback) in LOOPBACK_RULES {
+        // An ordinary user's PATH often lacks the sbin directories.
+        let path = crate::find_in_path(program)
+            .or_else(|| {
+                ["/usr/sbin", "/sbin"]
+                    .map(|d| Path::new(d).join(program))
+                    .into_iter()
+                    .find(|p| p.is_file())
+            })
+            .ok_or_else(|| {
+            Stage1Error::Config(format!(
+                "the user-mode network needs {program} to keep the host's loopback out of the pod's reach: install the iptables package, or run with --net=none"
+            ))
+        })?;
+        let mut cmd = std::process::Command::new(&path);
+        cmd.args([
+            "-I", "OUTPUT", "!", "-o", "lo", "-d", loopback, "-j", "DROP",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+        crate::sys::process::in_network_namespace(&mut cmd, netns);
+        let out = cmd
+            .output()
+            .map_err(setup_err(format!("run {}", path.display())))?;
+        if !out.status.success() {
+            let said = String::from_utf8_lossy(&out.stderr);
+            let line: String = said
+                .lines()
+                .next()
+                .unwrap_or("it said nothing")
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(300)
+                .collect();
+            return Err(Stage1Error::Config(format!(
+                "{program} could not keep the host's loopback out of the pod's network: {line}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What pasta is told.

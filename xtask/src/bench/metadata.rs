@@ -70,6 +70,7 @@ pub fn metadata(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
                 apps: vec![],
                 ip: None,
                 forwarded: false,
+                mapped_peer: false,
             },
         )?;
         let clients = 8;

@@ -167,7 +167,8 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
             // The parent may have ended before the signal was armed.
             match rustix::process::getppid() {
                 Some(p) if p == parent => Ok(()),
-                _ => Err(std::io::Error::other("the parent ended")),
+                // No allocation between fork and exec: a plain errno.
+                _ => Err(std::io::Error::from_raw_os_error(libc::ESRCH)),
             }
         });
     }
@@ -197,6 +198,23 @@ pub fn inherit_only_fd(cmd: &mut std::process::Command, fd: std::os::fd::Borrowe
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
+        });
+    }
+}
+
+/// Runs the program `cmd` starts in the network namespace `netns` (which
+/// the caller keeps open until it has started).
+pub fn in_network_namespace(cmd: &mut std::process::Command, netns: std::os::fd::BorrowedFd<'_>) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let raw = netns.as_raw_fd();
+    // SAFETY: between fork and exec the closure makes one async-signal-safe
+    // system call (setns on an fd the caller keeps open) and allocates
+    // nothing.
+    unsafe {
+        cmd.pre_exec(move || match libc::setns(raw, libc::CLONE_NEWNET) {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
         });
     }
 }
