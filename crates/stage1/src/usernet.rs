@@ -236,7 +236,7 @@ fn start(args: &Args, netns: BorrowedFd<'_>, log: &Path) -> Result<UserNet, Stag
             )));
         }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(10));
+        pause = (pause * 2).min(Duration::from_millis(1));
     }
 }
 
