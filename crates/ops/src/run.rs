@@ -185,7 +185,7 @@ fn check_rootless(opts: &RunOptions) -> Result<(), OpsError> {
             .any(|a| a.request.memory.is_some() || a.request.cpu.is_some());
     if limits {
         return Err(refuse!(
-            "--memory, --cpu and --pids-limit need cgroups that an ordinary user can write, and this host delegates none to users (docs/rootless.md): run without them, or as root"
+            "--memory, --cpu and --pids-limit need cgroups, and limits for an ordinary user's pods are not implemented yet (they need a cgroup v2 subtree delegated to the user; docs/rootless.md): run without them, or as root"
         ));
     }
     // Host volumes only where the user may read (the kernel would refuse
