@@ -1061,3 +1061,46 @@ fn bad_network_options_and_a_bad_policy_are_refused_before_any_image_is_fetched(
     assert!(stderr(&out).contains("policy.toml"), "{}", stderr(&out));
     assert!(!root.join("data/cas").exists(), "the store was made");
 }
+
+/// `stop --timeout`: SIGTERM, and SIGKILL for a pod whose app ignores it
+/// once the timeout has passed; stopping a pod that is not running is done
+/// (exit 0, as podman).
+#[test]
+fn stop_escalates_to_sigkill_and_is_a_no_op_on_an_exited_pod() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = tmp.path().join("busybox.aci");
+    busybox_aci(tmp.path(), "example.com/busybox", &aci);
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--insecure-options=image", "--net=none", "--detach"])
+            .arg(&aci)
+            .args([
+                "--exec=/bin/sh",
+                "--",
+                "-c",
+                "trap '' TERM; echo ready > /ready; sleep 1000",
+            ]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    eventually("the app to ignore SIGTERM", || {
+        let out =
+            output(skiff_in(tmp.path()).args(["enter", &uuid, "/bin/busybox", "cat", "/ready"]));
+        stdout(&out).contains("ready").then_some(())
+    });
+    let out = output(skiff_in(tmp.path()).args(["stop", "--timeout=1", &uuid]));
+    assert!(out.status.success(), "stop: {}", stderr(&out));
+    assert!(stderr(&out).contains("killed"), "{}", stderr(&out));
+    let out = output(skiff_in(tmp.path()).args(["status", &uuid]));
+    let text = stdout(&out);
+    assert!(
+        text.contains("state=exited") && text.contains("app-busybox=137"),
+        "{text}"
+    );
+    // Again: nothing to do, and no error.
+    let out = output(skiff_in(tmp.path()).args(["stop", &uuid]));
+    assert!(out.status.success(), "second stop: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), uuid);
+    assert!(stderr(&out).contains("not running"), "{}", stderr(&out));
+}

@@ -105,9 +105,14 @@ enum Command {
         #[arg(required = true, value_name = "UUID")]
         uuids: Vec<String>,
         /// Kill the pod at once (SIGKILL to its init, taking every app
-        /// with it) instead of asking its apps to end (SIGTERM).
+        /// with it) instead of asking its apps to end (SIGTERM); the same
+        /// as --timeout=0.
         #[arg(long)]
         force: bool,
+        /// Seconds the apps get to end after SIGTERM before SIGKILL ends
+        /// the pod (as podman's and rkt's stop).
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        timeout: u64,
     },
     /// Remove exited or prepared pods now.
     Rm {
@@ -225,7 +230,17 @@ fn main() -> ExitCode {
             uuid,
             cmd,
         } => commands::pods::enter(&cli.global, &uuid, app.as_deref(), tty, &cmd),
-        Command::Stop { uuids, force } => commands::pods::stop(&cli.global, &uuids, force),
+        Command::Stop {
+            uuids,
+            force,
+            timeout,
+        } => {
+            let wait = match force {
+                true => std::time::Duration::ZERO,
+                false => std::time::Duration::from_secs(timeout),
+            };
+            commands::pods::stop(&cli.global, &uuids, wait)
+        }
         Command::Rm { uuids } => commands::pods::rm(&cli.global, &uuids),
         Command::Gc {
             grace_period,

@@ -108,17 +108,24 @@ pub fn status(ctx: &Context, uuid: &str, wait: bool) -> Result<PodInfo, OpsError
 /// How a stop ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stopped {
-    /// The pod stopped (its UUID).
-    Stopped(String),
-    /// The pod was not running.
+    /// The pod stopped (its UUID); `killed`: only once SIGKILL followed the
+    /// SIGTERM its apps did not end on in time.
+    Stopped { uuid: String, killed: bool },
+    /// The pod was not running (exited, or prepared and never run): nothing
+    /// to do.
     NotRunning(String),
-    /// The pod still ran 10 s after the signal.
+    /// The pod still ran after SIGKILL (its init could not be reaped).
     StillRunning(String),
 }
 
-/// Stops the pod `uuid`: SIGTERM to its supervisor (SIGKILL with
-/// `force`), then waits up to 10 s.
-pub fn stop(ctx: &Context, uuid: &str, force: bool) -> Result<Stopped, OpsError> {
+/// How long `stop` waits for a pod killed with SIGKILL to be recorded as
+/// exited.
+const AFTER_KILL: Duration = Duration::from_secs(10);
+
+/// Stops the pod `uuid`: SIGTERM to its init (which passes it to every
+/// app), then, if the pod still runs after `timeout`, SIGKILL (which takes
+/// every app with it); a zero timeout kills at once. As podman and rkt.
+pub fn stop(ctx: &Context, uuid: &str, timeout: Duration) -> Result<Stopped, OpsError> {
     let pods = ctx.pods();
     let pod = pods.find(uuid)?;
     if !pod.is_running() {
@@ -127,23 +134,46 @@ pub fn stop(ctx: &Context, uuid: &str, force: bool) -> Result<Stopped, OpsError>
     let pid = pod
         .pid()
         .ok_or_else(|| refuse!("pod {} has no pid yet", pod.uuid))?;
-    let signal = if force {
-        rustix::process::Signal::KILL
-    } else {
-        rustix::process::Signal::TERM
-    };
     let target = rustix::process::Pid::from_raw(pid)
         .ok_or_else(|| refuse!("pod {}: bad pid {pid}", pod.uuid))?;
-    rustix::process::kill_process(target, signal)
-        .map_err(|e| io(format!("signal pod {}", pod.uuid))(e.into()))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while pods.find(&pod.uuid)?.is_running() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
+    let signal = |signal| {
+        rustix::process::kill_process(target, signal)
+            .map_err(|e| io(format!("signal pod {}", pod.uuid))(e.into()))
+    };
+    let ended_within = |wait: Duration| -> Result<bool, OpsError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if !pods.find(&pod.uuid)?.is_running() {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    if !timeout.is_zero() {
+        signal(rustix::process::Signal::TERM)?;
+        if ended_within(timeout)? {
+            return Ok(Stopped::Stopped {
+                uuid: pod.uuid,
+                killed: false,
+            });
+        }
     }
-    Ok(if pods.find(&pod.uuid)?.is_running() {
-        Stopped::StillRunning(pod.uuid)
+    // Gone in the meantime: nothing left to kill.
+    if let Err(e) = signal(rustix::process::Signal::KILL)
+        && pods.find(&pod.uuid)?.is_running()
+    {
+        return Err(e.into());
+    }
+    Ok(if ended_within(AFTER_KILL)? {
+        Stopped::Stopped {
+            uuid: pod.uuid,
+            killed: true,
+        }
     } else {
-        Stopped::Stopped(pod.uuid)
+        Stopped::StillRunning(pod.uuid)
     })
 }
 

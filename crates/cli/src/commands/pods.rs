@@ -462,18 +462,27 @@ pub fn status(
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn stop(global: &GlobalArgs, uuids: &[String], force: bool) -> anyhow::Result<ExitCode> {
+pub fn stop(global: &GlobalArgs, uuids: &[String], timeout: Duration) -> anyhow::Result<ExitCode> {
     let ctx = global.context()?;
     let mut failed = false;
     for uuid in uuids {
-        match skiff_ops::pods::stop(&ctx, uuid, force)? {
-            Stopped::Stopped(id) => println!("{id}"),
-            Stopped::NotRunning(id) => {
-                eprintln!("pod {id} is not running");
-                failed = true;
+        match skiff_ops::pods::stop(&ctx, uuid, timeout)? {
+            Stopped::Stopped { uuid, killed } => {
+                if killed && !timeout.is_zero() {
+                    eprintln!(
+                        "pod {uuid} did not end within {} s of SIGTERM: killed",
+                        timeout.as_secs()
+                    );
+                }
+                println!("{uuid}");
             }
-            Stopped::StillRunning(id) => {
-                eprintln!("pod {id} did not stop within 10 s (use --force)");
+            // As podman: stopping a pod that is not running is done.
+            Stopped::NotRunning(uuid) => {
+                eprintln!("pod {uuid} is not running");
+                println!("{uuid}");
+            }
+            Stopped::StillRunning(uuid) => {
+                eprintln!("pod {uuid} still runs after SIGKILL");
                 failed = true;
             }
         }
