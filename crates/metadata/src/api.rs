@@ -114,11 +114,7 @@ pub async fn handle(
     let Some(pod) = state.pod(token).filter(|p| from_pod(p, peer.ip())) else {
         return status(StatusCode::UNAUTHORIZED);
     };
-    if !from_owner(
-        &pod.registration,
-        peer,
-        SocketAddr::new(state.ip, state.port),
-    ) {
+    if !from_owner(&pod.registration, peer, state.listen) {
         return status(StatusCode::UNAUTHORIZED);
     }
     if headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("AppContainer") {

@@ -64,12 +64,10 @@ async fn serve(config: Config) -> Result<(), ServerError> {
         ));
     }
     let tcp = listen(&config).await?;
-    let port = tcp
-        .local_addr()
-        .map_err(io("read the bound address"))?
-        .port();
+    let listen = tcp.local_addr().map_err(io("read the bound address"))?;
+    let port = listen.port();
     let data_dir = config.data_dir.clone();
-    let state = State::open(&protocol::state_dir(&config.data_dir), port, |uuid| {
+    let state = State::open(&protocol::state_dir(&config.data_dir), listen, |uuid| {
         pod_running(&data_dir, uuid)
     })
     .map_err(io(format!(
@@ -79,8 +77,6 @@ async fn serve(config: Config) -> Result<(), ServerError> {
     if let Err(e) = std::fs::write(port_file(&config.data_dir), format!("{port}\n")) {
         tracing::warn!("cannot record the port ({e}): a restart will pick another");
     }
-    let mut state = state;
-    state.ip = config.listen.ip();
     let _ = std::fs::remove_file(&socket);
     let unix =
         UnixListener::bind(&socket).map_err(io(format!("listen on {}", socket.display())))?;
@@ -231,7 +227,7 @@ fn handle_request(request: Request, shared: &Shared) -> Reply {
                     tracing::info!(pod = %uuid, "registered");
                     Reply {
                         token: Some(token),
-                        port: Some(state.port),
+                        port: Some(state.listen.port()),
                         error: None,
                     }
                 }

@@ -26,9 +26,8 @@ pub struct State {
     key: Vec<u8>,
     /// Pods by token.
     pods: HashMap<String, PodRecord>,
-    pub port: u16,
-    /// The address the service listens on (unspecified: every address).
-    pub ip: std::net::IpAddr,
+    /// Where the service listens (an unspecified address: every one).
+    pub listen: std::net::SocketAddr,
 }
 
 fn random_bytes(n: usize) -> std::io::Result<Vec<u8>> {
@@ -74,7 +73,11 @@ pub fn uuid_bytes(uuid: &str) -> Option<[u8; 16]> {
 impl State {
     /// Opens (or creates) the state in `dir`, keeping only the pods for
     /// which `running(uuid)` holds.
-    pub fn open(dir: &Path, port: u16, running: impl Fn(&str) -> bool) -> std::io::Result<State> {
+    pub fn open(
+        dir: &Path,
+        listen: std::net::SocketAddr,
+        running: impl Fn(&str) -> bool,
+    ) -> std::io::Result<State> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -108,8 +111,7 @@ impl State {
             dir: dir.to_path_buf(),
             key,
             pods,
-            port,
-            ip: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            listen,
         })
     }
 
@@ -175,6 +177,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    const LISTEN: std::net::SocketAddr =
+        std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
+
     fn reg(uuid: &str) -> Registration {
         Registration {
             uuid: uuid.into(),
@@ -191,7 +196,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = uuid_bytes("11111111-2222-3333-4444-555555555555").unwrap();
         let b = uuid_bytes("11111111222233334444555555555556").unwrap();
-        let mut s = State::open(dir.path(), 1, |_| true).unwrap();
+        let mut s = State::open(dir.path(), LISTEN, |_| true).unwrap();
         let token = s
             .register(reg("11111111-2222-3333-4444-555555555555"))
             .unwrap();
@@ -200,7 +205,7 @@ mod tests {
         assert!(!s.verify(&a, b"hellO", &sig));
         assert!(!s.verify(&b, b"hello", &sig));
         drop(s);
-        let s = State::open(dir.path(), 1, |_| true).unwrap();
+        let s = State::open(dir.path(), LISTEN, |_| true).unwrap();
         assert!(s.verify(&a, b"hello", &sig), "key not kept");
         assert!(s.pod(&token).is_some(), "registration not kept");
         let mode = std::fs::metadata(dir.path().join("hmac.key")).unwrap();
@@ -209,7 +214,7 @@ mod tests {
             0o600
         );
         // Pods that stopped meanwhile are forgotten.
-        let s = State::open(dir.path(), 1, |_| false).unwrap();
+        let s = State::open(dir.path(), LISTEN, |_| false).unwrap();
         assert!(s.pod(&token).is_none());
         assert_eq!(s.len(), 0);
     }

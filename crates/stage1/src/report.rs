@@ -159,7 +159,7 @@ impl<'a> Recorder<'a> {
 /// `text` without control characters, bidirectional overrides, line
 /// separators or zero-width characters (it is printed on the caller's
 /// terminal).
-fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     const BIDI: [std::ops::RangeInclusive<char>; 5] = [
         '\u{200b}'..='\u{200f}',
         '\u{2028}'..='\u{202e}',

@@ -115,16 +115,9 @@ fn close_loopback(netns: BorrowedFd<'_>) -> Result<(), Stage1Error> {
             .map_err(setup_err(format!("run {}", path.display())))?;
         if !out.status.success() {
             let said = String::from_utf8_lossy(&out.stderr);
-            let line: String = said
-                .lines()
-                .next()
-                .unwrap_or("it said nothing")
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(300)
-                .collect();
             return Err(Stage1Error::Config(format!(
-                "{program} could not keep the host's loopback out of the pod's network: {line}"
+                "{program} could not keep the host's loopback out of the pod's network: {}",
+                shown(said.lines().next())
             )));
         }
     }
@@ -252,11 +245,20 @@ fn describe(status: i32) -> String {
 /// standard error that it has no syslog).
 fn last_error(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
-        .map(str::trim)
-        .rfind(|l| !l.is_empty() && !l.starts_with("Failed to send"))
-        .map(|l| l.chars().filter(|c| !c.is_control()).take(300).collect())
-        .unwrap_or_else(|| "it said nothing".into())
+    shown(
+        text.lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty() && !l.starts_with("Failed to send")),
+    )
+}
+
+/// A helper's line as an error shows it: printable, at most 300
+/// characters.
+fn shown(line: Option<&str>) -> String {
+    match line {
+        Some(l) => crate::report::printable(l).chars().take(300).collect(),
+        None => "it said nothing".into(),
+    }
 }
 
 #[cfg(test)]

@@ -101,30 +101,26 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         pod_cgroups.remove();
         e
     };
-    // A user-mode network forwards the metadata service's port into the
-    // pod: registered first, to know it.
-    let user_mode = runtime.net.mode == skiff_pod::NetMode::User;
-    let early = match user_mode {
-        true => crate::mds::register(&pod, &runtime, &mut plans),
-        false => None,
-    };
-    let networked = match user_mode {
-        true => crate::usernet::set_up(&pod, &runtime, early.as_ref().map(|r| r.port))
-            .map(|(netns, user_net)| (Some(netns), Some(user_net))),
-        false => crate::net::set_up(&pod, &runtime).map(|netns| (netns, None)),
-    };
-    let (netns, user_net) = match networked {
-        Ok(n) => n,
-        Err(e) => {
-            if let Some(r) = early {
-                r.unregister();
+    let (netns, user_net, registered) = if runtime.net.mode == skiff_pod::NetMode::User {
+        // A user-mode network forwards the metadata service's port into
+        // the pod: registered first, to know it.
+        let registered = crate::mds::register(&pod, &runtime, &mut plans);
+        match crate::usernet::set_up(&pod, &runtime, registered.as_ref().map(|r| r.port)) {
+            Ok((netns, user_net)) => (Some(netns), Some(user_net), registered),
+            Err(e) => {
+                if let Some(r) = registered {
+                    r.unregister();
+                }
+                return Err(undo(e));
             }
-            return Err(undo(e));
         }
-    };
-    let registered = match user_mode {
-        true => early,
-        false => crate::mds::register(&pod, &runtime, &mut plans),
+    } else {
+        let netns = crate::net::set_up(&pod, &runtime).map_err(undo)?;
+        (
+            netns,
+            None,
+            crate::mds::register(&pod, &runtime, &mut plans),
+        )
     };
     // Init is pid 1 of a new pid namespace; the supervisor stays in its
     // own, so its later threads and children (CNI DEL at the end) do too.
