@@ -177,6 +177,26 @@ pub fn remove_scratch() {
     let _ = std::fs::remove_dir(WORK);
 }
 
+/// Prepares `n` pods with the `skiff … prepare …` command `prepare` makes
+/// (untimed set-up): their UUIDs. `who` names the skiff in an error.
+fn prepare_pods(n: usize, who: &str, prepare: impl Fn() -> Command) -> Result<Vec<String>> {
+    let mut prepared = Vec::with_capacity(n);
+    for _ in 0..n {
+        let out = prepare()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "{who} skiff prepare failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        prepared.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    Ok(prepared)
+}
+
 fn run_quiet(cmd: &mut Command) -> Result<()> {
     let status = cmd
         .status()

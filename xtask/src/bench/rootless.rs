@@ -132,21 +132,12 @@ pub fn set_up(work: &Path, skiff: &Path, aci: &Path, rootfs: &Path, n: usize) ->
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null()),
     )?;
-    let mut prepared = Vec::new();
-    for _ in 0..n {
-        let out = user
-            .command(&skiff)
-            .args(["prepare", "--net=none", "--pull-policy=never"])
-            .arg("example.com/true:1.0")
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "skiff prepare as a user failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        prepared.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
-    }
+    let prepared = prepare_pods(n, "the user's", || {
+        let mut c = user.command(&skiff);
+        c.args(["prepare", "--net=none", "--pull-policy=never"])
+            .arg("example.com/true:1.0");
+        c
+    })?;
     let podman = installed("podman") && podman_runs(&user, &user.home.join("rootfs"));
     Ok(Rootless {
         rootfs: user.home.join("rootfs"),

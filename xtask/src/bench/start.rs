@@ -45,30 +45,23 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
         counter += 1;
         format!("skiff-bench-{}-{counter}", std::process::id())
     };
-    // Prepared pods, made ahead (untimed).
-    let mut prepared = Vec::new();
-    for _ in 0..runs * 2 {
-        let out = Command::new(skiff)
-            .arg("--dir")
+    // Prepared pods, made ahead (untimed); like the peers' bundle, with no
+    // network namespace.
+    let prepare = [
+        "prepare",
+        "--net=host",
+        "--pull-policy=never",
+        "example.com/true:1.0",
+    ];
+    let prepared = prepare_pods(runs * 2, "the", || {
+        let mut c = Command::new(skiff);
+        c.arg("--dir")
             .arg(&data)
             .arg("--local-config")
             .arg(work.join("etc"))
-            // Like the peers' bundle: no network namespace.
-            .args([
-                "prepare",
-                "--net=host",
-                "--pull-policy=never",
-                "example.com/true:1.0",
-            ])
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "skiff prepare failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        prepared.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
-    }
+            .args(prepare);
+        c
+    })?;
     // A baseline build to compare with side by side
     // (`SKIFF_BENCH_BASELINE=DIR`: its `skiff`, with `skiff-stage1` beside
     // it), in a data directory of its own with the same image and pods.
@@ -87,22 +80,12 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
                 .args(["--insecure-options=image", "fetch"])
                 .arg(work.join("true.aci")),
         )?;
-        for uuid in &prepared {
-            let out = bsk()
-                .args([
-                    "prepare",
-                    "--net=host",
-                    "--pull-policy=never",
-                    "example.com/true:1.0",
-                ])
-                .stdout(std::process::Stdio::piped())
-                .output()?;
-            if !out.status.success() {
-                bail!("the baseline's skiff prepare failed");
-            }
-            let b = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            baseline_pods.insert(uuid.clone(), b);
-        }
+        let pods = prepare_pods(prepared.len(), "the baseline's", || {
+            let mut c = bsk();
+            c.args(prepare);
+            c
+        })?;
+        baseline_pods.extend(prepared.iter().cloned().zip(pods));
     }
     let quiet = |mut c: Command| -> Command {
         c.stdout(std::process::Stdio::null())
