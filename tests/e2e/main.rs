@@ -15,6 +15,7 @@ mod fetch;
 mod hostile;
 mod image_cli;
 mod kvm;
+mod logs;
 mod metadata;
 mod net;
 mod oci;

@@ -99,6 +99,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         cmd: Vec<String>,
     },
+    /// Print a pod's app output (stdout to stdout, stderr to stderr), kept
+    /// per app in rotating files until the pod is collected.
+    Logs(commands::logs::LogsArgs),
     /// Stop running pods (SIGTERM to every app; --force: SIGKILL).
     Stop {
         /// Pods to stop (unambiguous UUID prefixes accepted).
@@ -241,6 +244,7 @@ fn main() -> ExitCode {
             };
             commands::pods::stop(&cli.global, &uuids, wait)
         }
+        Command::Logs(args) => commands::logs::run(&cli.global, args),
         Command::Rm { uuids } => commands::pods::rm(&cli.global, &uuids),
         Command::Gc {
             grace_period,

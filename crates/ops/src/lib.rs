@@ -9,6 +9,7 @@
 //! - [`fetch`]: images into the store, under the run policy.
 //! - [`image`]: images in the store (list, rm, gc, verify, audit, export,
 //!   extract, render) and as files (build, sign, validate, manifest).
+//! - [`logs`]: a pod's app output, read back (`skiff logs`).
 //! - [`locations`]: where a user's data and configuration are by default.
 //! - [`network`]: a pod's networking options, resolved.
 //! - [`rootless`]: an ordinary user's commands in a user namespace of
@@ -22,6 +23,7 @@ pub mod error;
 pub mod fetch;
 pub mod image;
 pub mod locations;
+pub mod logs;
 pub mod network;
 pub mod pods;
 pub mod policy;

@@ -51,6 +51,8 @@ pub struct RunOptions {
     pub devices: Vec<String>,
     /// Write the pod's UUID here once it is prepared.
     pub uuid_file: Option<PathBuf>,
+    /// How much of each app's output its log keeps.
+    pub logs: skiff_pod::logs::Limits,
     pub apps: Vec<AppSpec>,
 }
 
@@ -73,6 +75,7 @@ impl RunOptions {
             pids_limit: None,
             devices: Vec::new(),
             uuid_file: None,
+            logs: skiff_pod::logs::Limits::default(),
             apps,
         }
     }
@@ -277,6 +280,7 @@ pub fn prepare<R: KeyReview>(
         stage1_options,
         exposed_ports,
         rootless: !crate::rootless::is_host_root(),
+        logs: opts.logs,
     };
     // What images asked for and do not get, said before the pod exists.
     if skiff_stage1::plan::loopback_closed(request.rootless, &request.net) {
@@ -378,6 +382,7 @@ pub fn start(ctx: &Context, stage1: &Path, mut pod: Pod, how: Start) -> Result<P
         let err = cmd.exec();
         return Err(io(format!("start stage1 {}", stage1.display()))(err).into());
     }
+    cmd.arg("--detached");
     let log_path = pod.path.join("stage1.log");
     let log = std::fs::File::create(&log_path).map_err(io("create the stage1 log"))?;
     let log_err = log.try_clone().map_err(io("create the stage1 log"))?;

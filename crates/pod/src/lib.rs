@@ -19,6 +19,7 @@
 //! <pod>/created, started, exited   Unix times, written when they happen
 //! <pod>/pid                   pid (host namespace) of the pod's init, written by stage1
 //! <pod>/apps/<app>/exit       the app's exit status (or 128+signal), written by stage1
+//! <pod>/logs/<app>.log[.N]   the app's output (see [`logs`]), written by stage1
 //! <pod>/apps/<app>/rootfs     the app's root (an overlay mount inside the pod only)
 //! <pod>/overlay/<app>/{upper,work}   the app's writable layer
 //! ```
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 
 pub mod devices;
 pub mod idmap;
+pub mod logs;
 pub mod mounts;
 pub mod prepare;
 pub mod privileges;
@@ -198,6 +200,10 @@ pub struct Runtime {
     /// (docs/rootless.md).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rootless: bool,
+    /// How much of each app's output its log keeps (`--log-max-size`,
+    /// `--log-max-files`).
+    #[serde(default)]
+    pub logs: logs::Limits,
 }
 
 /// The pod's networking: resolved by stage0, set up and torn down by stage1.

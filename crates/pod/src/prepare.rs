@@ -88,6 +88,8 @@ pub struct PodRequest {
     pub devices: Vec<crate::devices::PodDevice>,
     /// An ordinary user's pod (see [`crate::Runtime::rootless`]).
     pub rootless: bool,
+    /// How much of each app's output is kept.
+    pub logs: crate::logs::Limits,
 }
 
 fn config(reason: String) -> PodError {
@@ -393,6 +395,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
             stage1_options: req.stage1_options.clone(),
             devices: req.devices.clone(),
             rootless: req.rootless,
+            logs: req.logs,
         };
         if req.private_users {
             // Chosen and recorded (in runtime.json) under one lock: no two
@@ -490,6 +493,7 @@ mod tests {
             exposed_ports: Vec::new(),
             devices: Vec::new(),
             rootless: false,
+            logs: crate::logs::Limits::default(),
         };
         let pod = prepare(&pods, &req).unwrap();
         assert_eq!(pod.state, State::Prepared);

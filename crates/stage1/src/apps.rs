@@ -30,20 +30,25 @@ fn install_forwarding() {
 }
 
 /// In the pod's init, its root in place (`/apps/<app>/rootfs` each): starts
-/// every app in its cgroups (`tty` as its terminal if given) and reaps every
+/// every app in its cgroups (`tty` as its terminal if given, else its
+/// `outputs` as its stdout and stderr if given) and reaps every
 /// process of the pod until the apps are done, reporting each app's start
 /// error and exit status on `report`. The cgroup, terminal and user
 /// namespace handles are closed once every app has started: while the
 /// apps run, init holds only `report` and its stdio.
 pub(crate) fn run_apps(
     plans: &[AppPlan],
-    app_cgroups: Vec<Vec<std::fs::File>>,
+    handles: ForApps,
     cgroup_view: Option<&cgroups::PodView>,
-    tty: Option<crate::tty::AppTerminal>,
-    userns: Option<OwnedFd>,
     report: &OwnedFd,
     after_start: AfterStart,
 ) {
+    let ForApps {
+        cgroups: app_cgroups,
+        tty,
+        outputs,
+        userns,
+    } = handles;
     install_forwarding();
     unblock_termination();
 
@@ -61,7 +66,7 @@ pub(crate) fn run_apps(
     };
     let mut gate_out = Some(gate_out);
     let mut children = Vec::new();
-    for (p, cgroup) in plans.iter().zip(&app_cgroups) {
+    for (i, (p, cgroup)) in plans.iter().zip(&app_cgroups).enumerate() {
         let pid = match sys::process::fork() {
             Ok(Forked::Parent(pid)) => pid,
             Ok(Forked::Child) => {
@@ -70,10 +75,12 @@ pub(crate) fn run_apps(
                 sys::signal::set_blocked(&TERMINATION_SIGNALS, true);
                 drop(gate_out.take());
                 wait_for_gate(&gate_in);
+                let output = outputs.as_ref().and_then(|o| o.get(i));
                 let attached = match &tty {
                     Some(terminal) => terminal.attach(),
                     None => crate::tty::new_session(),
-                };
+                }
+                .and_then(|()| output.map_or(Ok(()), crate::logger::AppOutput::attach));
                 let error = match cgroups::join(cgroup).and(attached) {
                     Ok(()) => exec_app(p, cgroup_view, userns.as_ref()),
                     Err(e) => e,
@@ -112,6 +119,7 @@ pub(crate) fn run_apps(
     }
     drop(app_cgroups);
     drop(tty);
+    drop(outputs);
     drop(userns);
     if after_start == AfterStart::KeepOnlyKill {
         keep_only_kill();
@@ -140,6 +148,19 @@ pub(crate) fn run_apps(
             },
         );
     });
+}
+
+/// What init starts the apps with, and closes once they have started.
+#[derive(Default)]
+pub(crate) struct ForApps {
+    /// Each app's cgroups to join (in plan order).
+    pub cgroups: Vec<Vec<std::fs::File>>,
+    /// The app's terminal (one app only).
+    pub tty: Option<crate::tty::AppTerminal>,
+    /// Without a terminal: each app's stdout and stderr (the logger's pipes).
+    pub outputs: Option<Vec<crate::logger::AppOutput>>,
+    /// The pod's user namespace (`--private-users`).
+    pub userns: Option<OwnedFd>,
 }
 
 /// Blocks until the write end of `gate` is closed everywhere.

@@ -4,7 +4,7 @@
 //! `skiff` (a workspace build, `cargo install`) installs its stage1 too.
 //!
 //! ```text
-//! skiff-stage1 run [--debug] --lock-fd=N <pod-dir>
+//! skiff-stage1 run [--debug] [--detached] --lock-fd=N <pod-dir>
 //! ```
 #![allow(clippy::print_stderr)]
 
@@ -120,9 +120,12 @@ pub fn main() -> ExitCode {
     }
     let mut lock_fd = None;
     let mut pod_dir = None;
+    let mut detached = false;
     for arg in &args[1..] {
         if let Some(n) = arg.strip_prefix("--lock-fd=") {
             lock_fd = n.parse::<i32>().ok();
+        } else if arg == "--detached" {
+            detached = true;
         } else if arg == "--debug" {
         } else if !arg.starts_with("--") {
             pod_dir = Some(PathBuf::from(arg));
@@ -160,11 +163,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_SETUP_FAILED as u8);
         }
     };
+    let launch = crate::supervise::Launch { lock, detached };
     let result = match flavor {
-        Flavor::Ns => ns::run(&pods, pod, lock),
-        Flavor::Fly => fly::run(&pods, pod, lock),
-        Flavor::Oci => crate::oci::run(&pods, pod, lock),
-        Flavor::Kvm => crate::kvm::run(&pods, pod, lock),
+        Flavor::Ns => ns::run(&pods, pod, launch),
+        Flavor::Fly => fly::run(&pods, pod, launch),
+        Flavor::Oci => crate::oci::run(&pods, pod, launch),
+        Flavor::Kvm => crate::kvm::run(&pods, pod, launch),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

@@ -38,6 +38,8 @@ pub mod enter;
 pub mod entry;
 pub mod filter;
 pub mod flavor;
+pub mod journal;
+pub mod logger;
 pub mod mds;
 pub mod mounts;
 pub mod net;

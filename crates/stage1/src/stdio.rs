@@ -89,18 +89,30 @@ fn same_output() -> bool {
 
 /// Puts /dev/null in place of this process's stdin, stdout and stderr.
 pub fn null_stdio() -> Result<(), Stage1Error> {
+    null_on(&[0, 1, 2])
+}
+
+/// Puts /dev/null in place of this process's stdout and stderr (the pod's
+/// init, whose apps write to the logger).
+pub fn null_output() -> Result<(), Stage1Error> {
+    null_on(&[1, 2])
+}
+
+/// Puts /dev/null in place of this process's fds `streams` (of 0, 1, 2).
+fn null_on(streams: &[usize]) -> Result<(), Stage1Error> {
     let null = rustix::fs::open(
         "/dev/null",
         OFlags::RDWR | OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
     .map_err(setup("open /dev/null"))?;
-    for dup in [
-        rustix::stdio::dup2_stdin,
-        rustix::stdio::dup2_stdout,
-        rustix::stdio::dup2_stderr,
-    ] {
-        dup(&null).map_err(setup("put /dev/null in place of the caller's stdio"))?;
+    for &n in streams {
+        match n {
+            0 => rustix::stdio::dup2_stdin(&null),
+            1 => rustix::stdio::dup2_stdout(&null),
+            _ => rustix::stdio::dup2_stderr(&null),
+        }
+        .map_err(setup("put /dev/null in place of the caller's stdio"))?;
     }
     Ok(())
 }
@@ -109,12 +121,22 @@ impl Pipes {
     /// Pipes for the standard streams a pod must not hold itself; `None`
     /// when there is none.
     pub fn for_caller() -> Result<Option<Pipes>, Stage1Error> {
+        Self::for_streams(&[0, 1, 2])
+    }
+
+    /// [`Pipes::for_caller`] for stdin only: a pod's apps write to the
+    /// logger's pipes (crate::logger), which passes their output on.
+    pub fn for_input() -> Result<Option<Pipes>, Stage1Error> {
+        Self::for_streams(&[0])
+    }
+
+    fn for_streams(streams: &[usize]) -> Result<Option<Pipes>, Stage1Error> {
         let mut pipes = Pipes {
             pod: [None, None, None],
             supervisor: [None, None, None],
         };
         let mut any = false;
-        for n in 0..3 {
+        for &n in streams {
             if passed_as_is(n) {
                 continue;
             }

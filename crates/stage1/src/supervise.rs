@@ -7,6 +7,15 @@ use crate::setup_err;
 use crate::sys;
 use skiff_pod::{Pod, Pods, State};
 
+/// What stage0 hands a flavor's supervisor beyond the pod.
+pub struct Launch {
+    /// The pod's lock, held as long as the pod runs.
+    pub lock: Option<std::os::fd::OwnedFd>,
+    /// `skiff run --detach`: the apps' output goes only to their logs,
+    /// not on to this process's stdout and stderr (the stage1.log).
+    pub detached: bool,
+}
+
 /// The end of every flavor's supervisor: unregister from the metadata
 /// service, delete the pod's networks (gc retries a failure), stamp the
 /// exit and move the pod to exited-garbage.

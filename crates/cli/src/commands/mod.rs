@@ -3,6 +3,7 @@
 pub mod fetch;
 pub mod image;
 pub mod key;
+pub mod logs;
 pub mod metadata;
 pub mod pods;
 pub mod trust;

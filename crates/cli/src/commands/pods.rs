@@ -95,6 +95,16 @@ pub struct PodArgs {
     #[arg(long = "device", value_name = "PATH")]
     devices: Vec<String>,
 
+    /// Rotate each app's log file when it reaches this size (a quantity:
+    /// 10Mi, 20M; default 10Mi, at least 128Ki).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    log_max_size: Option<u64>,
+
+    /// How many log files each app keeps, the current one included
+    /// (default 5: at most 50 MiB of output per app by default).
+    #[arg(long, value_name = "N")]
+    log_max_files: Option<u32>,
+
     /// Write the pod's UUID to this file.
     #[arg(long, value_name = "FILE")]
     uuid_file_save: Option<PathBuf>,
@@ -228,6 +238,17 @@ fn parse_apps(rest: &[String]) -> anyhow::Result<Vec<AppSpec>> {
     Ok(apps)
 }
 
+/// A size in bytes, as a quantity (`10Mi`, `20M`, `131072`).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let bytes = skiff_spec::quantity::Quantity::parse(text)
+        .ok()
+        .and_then(|q| q.to_scaled(0))
+        .and_then(|n| u64::try_from(n).ok());
+    bytes.ok_or_else(|| {
+        format!("'{text}' is not a size: use bytes or a quantity such as 10Mi or 20M")
+    })
+}
+
 /// `volume=NAME,target=/PATH`.
 fn parse_mount(flag: &str) -> anyhow::Result<(String, String)> {
     let (mut volume, mut target) = (None, None);
@@ -288,6 +309,13 @@ fn run_options(args: &PodArgs) -> anyhow::Result<RunOptions> {
         pids_limit: args.pids_limit,
         devices: args.devices.clone(),
         uuid_file: args.uuid_file_save.clone(),
+        logs: skiff_pod::logs::Limits::new(
+            args.log_max_size
+                .unwrap_or(skiff_pod::logs::Limits::DEFAULT_MAX_SIZE),
+            args.log_max_files
+                .unwrap_or(skiff_pod::logs::Limits::DEFAULT_MAX_FILES),
+        )
+        .map_err(anyhow::Error::msg)?,
         apps,
     })
 }

@@ -9,7 +9,6 @@
 //! everything it mounted (these mounts are in the host's namespace; `skiff
 //! gc` unmounts what a crashed supervisor left).
 
-use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -67,8 +66,13 @@ fn setup(pod: &Pod, plans: &[AppPlan]) -> Result<(), Stage1Error> {
 /// Runs the pod; returns the first app's exit status.
 // The supervisor's stderr is the pod's console.
 #[allow(clippy::print_stderr)]
-pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stage1Error> {
-    let (_manifest, _runtime, plans) = crate::plan::plan(&pod)?;
+pub fn run(
+    pods: &Pods,
+    mut pod: Pod,
+    launch: crate::supervise::Launch,
+) -> Result<i32, Stage1Error> {
+    let lock = launch.lock;
+    let (_manifest, runtime, plans) = crate::plan::plan(&pod)?;
     if plans.len() > MAX_APPS {
         return Err(Stage1Error::Config(format!(
             "the fly flavor runs at most {MAX_APPS} apps"
@@ -79,6 +83,15 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         unmount_all_under(&stage1_root);
         return Err(e);
     }
+    let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+    let (outputs, logger) = match crate::logger::pipes(&pod, runtime.logs, &names, !launch.detached)
+    {
+        Ok(made) => made,
+        Err(e) => {
+            unmount_all_under(&stage1_root);
+            return Err(e);
+        }
+    };
     pod.set_pid(std::process::id() as i32);
     let _ = pod.stamp("started");
     install_forwarding();
@@ -95,8 +108,13 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         if pid == 0 {
             drop(lock);
             let root = stage1_root.join("apps").join(&p.name).join("rootfs");
-            let result = rustix::process::chroot(&root)
-                .map_err(|e| setup_err(format!("chroot into {}", root.display()))(e.into()))
+            let result = outputs
+                .get(i)
+                .map_or(Ok(()), crate::logger::AppOutput::attach)
+                .and_then(|()| {
+                    rustix::process::chroot(&root)
+                        .map_err(|e| setup_err(format!("chroot into {}", root.display()))(e.into()))
+                })
                 .and_then(|()| {
                     rustix::process::chdir("/").map_err(|e| setup_err("chdir /")(e.into()))
                 })
@@ -123,6 +141,15 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         APP_PIDS[i].store(pid, Ordering::Relaxed);
         children.push((pid, p.name.clone()));
     }
+    // The apps hold their output pipes now: the logger sees their end.
+    drop(outputs);
+    let logging = match logger.start() {
+        Ok(logging) => Some(logging),
+        Err(e) => {
+            eprintln!("skiff: pod {}: {}", pod.uuid, crate::error_line(&e));
+            None
+        }
+    };
     let mut first = None;
     crate::reap(&children, |name, code| {
         pod.set_app_exit(name, code);
@@ -130,6 +157,9 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
             first = Some(code);
         }
     });
+    if let Some(logging) = logging {
+        logging.finish();
+    }
     unmount_all_under(&stage1_root);
     let _ = pod.stamp("exited");
     let _ = pod.move_to(pods, State::ExitedGarbage);

@@ -42,7 +42,12 @@ use crate::supervise::join_netns;
 // The supervisor's stderr is the pod's console: app start failures are
 // reported there, as they happen.
 #[allow(clippy::print_stderr)]
-pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stage1Error> {
+pub fn run(
+    pods: &Pods,
+    mut pod: Pod,
+    launch: crate::supervise::Launch,
+) -> Result<i32, Stage1Error> {
+    let lock = launch.lock;
     let (_manifest, runtime, mut plans) = plan(&pod)?;
     // A pod is an ordinary user's exactly when this stage1 is not root of
     // the host: a record saying otherwise is refused (a root pod must not
@@ -57,6 +62,15 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
             pod.uuid
         )));
     }
+    // Every app writes to pipes of its own, read by the logger; with
+    // --interactive the app's terminal is relayed instead (not logged).
+    let (outputs, logger) = if runtime.interactive {
+        (None, None)
+    } else {
+        let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+        let (outputs, logger) = crate::logger::pipes(&pod, runtime.logs, &names, !launch.detached)?;
+        (Some(outputs), Some(logger))
+    };
     let limits: Vec<(String, cgroups::Limits)> = plans
         .iter()
         .map(|p| (p.name.clone(), cgroups::limits(&p.app)))
@@ -75,12 +89,12 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     let (init_cgroup, app_cgroups) = pod_cgroups.open_joins()?;
     // With --interactive init makes the pty in the app's devpts and passes
     // the master back over this channel.
-    // Otherwise the caller's terminal and files reach the pod only through
-    // pipes (crate::stdio).
+    // Otherwise the caller's terminal or file on stdin reaches the pod only
+    // through a pipe (crate::stdio).
     let (pty_channel, pipes) = if runtime.interactive {
         (Some(crate::tty::channel()?), None)
     } else {
-        (None, crate::stdio::Pipes::for_caller()?)
+        (None, crate::stdio::Pipes::for_input()?)
     };
     let (read_end, write_end) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| {
@@ -149,30 +163,31 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
             drop(read_end);
             drop(lock);
             drop(init_cgroup);
+            drop(logger);
             let pty_channel = pty_channel.map(|(_, init_end)| init_end);
             // Its own session: init's `kill(0, …)` (code a tracing pod
             // process runs in it could call it) would otherwise reach the
             // caller's process group outside the pod.
             let _ = rustix::process::setsid();
             let attached = match pipes {
-                Some(pipes) => pipes.attach(),
+                Some(pipes) => pipes.attach().and_then(|()| crate::stdio::null_output()),
                 // With --interactive the app gets a pty of the pod's own;
                 // init keeps nothing of the caller's terminal.
                 None if runtime.interactive => crate::stdio::null_stdio(),
-                None => Ok(()),
+                // The apps write to the logger; init itself reports on
+                // its pipe.
+                None => crate::stdio::null_output(),
             };
             let joined = attached.and_then(|()| join_netns(netns.as_ref()));
             drop(netns);
             let code = match joined.and_then(|()| {
-                init(
-                    &pod,
-                    &runtime,
-                    &plans,
-                    app_cgroups,
-                    pty_channel,
+                let handles = crate::apps::ForApps {
+                    cgroups: app_cgroups,
+                    tty: None,
+                    outputs,
                     userns,
-                    &write_end,
-                )
+                };
+                init(&pod, &runtime, &plans, handles, pty_channel, &write_end)
             }) {
                 Ok(()) => 0,
                 Err(e) => {
@@ -184,6 +199,9 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         }
     };
     drop(write_end);
+    // The apps' ends of their output pipes are init's alone: the logger
+    // sees the end of an app's output when the app's processes are gone.
+    drop(outputs);
     // Init is moved into the pod's cgroup from here, while it sets up its
     // mounts: the first cgroup migration after an idle spell waits for an
     // RCU grace period (docs/performance.md), which this overlaps with
@@ -197,6 +215,14 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     forward_to(child);
     let copying = match pipes.map(|pipes| pipes.start(child)).transpose() {
         Ok(copying) => copying,
+        Err(e) => {
+            sys::process::kill(child, libc::SIGKILL);
+            setup_error.get_or_insert(crate::error_line(&e));
+            None
+        }
+    };
+    let logging = match logger.map(crate::logger::Logger::start).transpose() {
+        Ok(logging) => logging,
         Err(e) => {
             sys::process::kill(child, libc::SIGKILL);
             setup_error.get_or_insert(crate::error_line(&e));
@@ -229,6 +255,9 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     let wstatus = sys::process::wait(child).unwrap_or(0);
     if let Some(copying) = copying {
         copying.finish();
+    }
+    if let Some(logging) = logging {
+        logging.finish();
     }
     // Init killed (`skiff stop --force`) takes its apps with it before it
     // can report them: they ended by the same signal.
@@ -303,9 +332,8 @@ pub(crate) fn init(
     pod: &Pod,
     runtime: &Runtime,
     plans: &[AppPlan],
-    app_cgroups: Vec<Vec<std::fs::File>>,
+    mut handles: crate::apps::ForApps,
     pty_channel: Option<OwnedFd>,
-    userns: Option<OwnedFd>,
     report: &OwnedFd,
 ) -> Result<(), Stage1Error> {
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
@@ -345,7 +373,7 @@ pub(crate) fn init(
     )?;
     let mut tty = None;
     for p in plans {
-        let app_root = mount_app_root(pod, &stage1_root, p, userns.as_ref())?;
+        let app_root = mount_app_root(pod, &stage1_root, p, handles.userns.as_ref())?;
         mounts::setup_kernel_filesystems(
             &app_root,
             "/dev/null",
@@ -371,12 +399,11 @@ pub(crate) fn init(
     drop(stage1_fd);
     drop(root);
     drop(pty_channel);
+    handles.tty = tty.map(crate::tty::AppTerminal::OwnSession);
     run_apps(
         plans,
-        app_cgroups,
+        handles,
         Some(&cgroup_view),
-        tty.map(crate::tty::AppTerminal::OwnSession),
-        userns,
         report,
         AfterStart::KeepOnlyKill,
     );

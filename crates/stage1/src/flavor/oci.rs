@@ -12,7 +12,6 @@
 //! as under Docker — and `--force` kills it. The runtime's exit status is
 //! the app's.
 
-use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -351,7 +350,12 @@ fn exec_runtime(pod: &Pod, p: &AppPlan, runtime: &Path, id: &str) -> Stage1Error
 
 /// Runs the pod; returns the app's exit status.
 #[allow(clippy::print_stderr)]
-pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stage1Error> {
+pub fn run(
+    pods: &Pods,
+    mut pod: Pod,
+    launch: crate::supervise::Launch,
+) -> Result<i32, Stage1Error> {
+    let lock = launch.lock;
     let (_manifest, runtime, mut plans) = crate::plan::plan(&pod)?;
     if plans.len() != 1 {
         return Err(Stage1Error::Config(format!(
@@ -380,9 +384,17 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     .map_err(setup_err("write config.json"))
     .map_err(undo)?;
     let id = format!("skiff-{}", pod.uuid);
-    // The caller's terminal and files reach the container only through
-    // pipes (crate::stdio; the runtime's own messages pass through them too).
-    let pipes = crate::stdio::Pipes::for_caller().map_err(undo)?;
+    // The caller's terminal or file on stdin reaches the container only
+    // through a pipe (crate::stdio); the app writes to the logger (the
+    // runtime's own messages too).
+    let pipes = crate::stdio::Pipes::for_input().map_err(undo)?;
+    let (outputs, logger) = crate::logger::pipes(
+        &pod,
+        runtime.logs,
+        std::slice::from_ref(&p.name),
+        !launch.detached,
+    )
+    .map_err(undo)?;
     let forked = crate::sys::process::fork()
         .map_err(setup_err("fork the OCI runtime"))
         .map_err(undo)?;
@@ -390,15 +402,33 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
         crate::sys::process::Forked::Parent(child) => child,
         crate::sys::process::Forked::Child => {
             drop(lock);
-            let e = match pipes.map(crate::stdio::Pipes::attach).transpose() {
-                Ok(_) => exec_runtime(&pod, p, &oci_runtime, &id),
+            drop(logger);
+            let attached = pipes
+                .map(crate::stdio::Pipes::attach)
+                .transpose()
+                .and_then(|_| {
+                    outputs
+                        .first()
+                        .map_or(Ok(()), crate::logger::AppOutput::attach)
+                });
+            let e = match attached {
+                Ok(()) => exec_runtime(&pod, p, &oci_runtime, &id),
                 Err(e) => e,
             };
             eprintln!("skiff: pod failed to start: {}", crate::error_line(&e));
             std::process::exit(EXIT_SETUP_FAILED);
         }
     };
+    drop(outputs);
     crate::supervise::forward_to(child);
+    let logging = match logger.start() {
+        Ok(logging) => Some(logging),
+        Err(e) => {
+            eprintln!("skiff: pod {}: {}", pod.uuid, crate::error_line(&e));
+            crate::sys::process::kill(child, libc::SIGKILL);
+            None
+        }
+    };
     let copying = match pipes.map(|pipes| pipes.start(child)).transpose() {
         Ok(copying) => copying,
         Err(e) => {
@@ -439,6 +469,9 @@ pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stag
     }
     if let Some(copying) = copying {
         copying.finish();
+    }
+    if let Some(logging) = logging {
+        logging.finish();
     }
     let code = crate::exit_code(wstatus);
     pod.set_app_exit(&p.name, code);

@@ -202,11 +202,14 @@ fn run(report: &mut Option<OwnedFd>) -> Result<(), Stage1Error> {
             crate::tty::control(console)?;
         }
         let terminal = console.map(crate::tty::AppTerminal::ConsoleForeground);
+        let handles = crate::apps::ForApps {
+            cgroups: no_cgroups,
+            tty: terminal,
+            ..Default::default()
+        };
         crate::apps::run_apps(
             &plans,
-            no_cgroups,
-            None,
-            terminal,
+            handles,
             None,
             report,
             crate::apps::AfterStart::KeepAll,

@@ -364,7 +364,12 @@ fn exec_vm(
 
 /// Runs the pod; returns the first app's exit status.
 #[allow(clippy::print_stderr)]
-pub fn run(pods: &Pods, mut pod: Pod, lock: Option<OwnedFd>) -> Result<i32, Stage1Error> {
+pub fn run(
+    pods: &Pods,
+    mut pod: Pod,
+    launch: crate::supervise::Launch,
+) -> Result<i32, Stage1Error> {
+    let lock = launch.lock;
     let (_manifest, runtime, mut plans) = crate::plan::plan(&pod)?;
     if runtime.net.mode == NetMode::Host {
         return Err(Stage1Error::Config(
