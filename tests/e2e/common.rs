@@ -182,6 +182,23 @@ pub fn skiff_in(root: &Path) -> Command {
     cmd
 }
 
+/// `cmd` as a shell command line, with the environment it sets.
+pub fn shell_line(cmd: &Command) -> String {
+    let q = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    let mut line = String::new();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            line.push_str(&format!("{}={} ", k.to_string_lossy(), q(v)));
+        }
+    }
+    line.push_str(&q(cmd.get_program()));
+    for a in cmd.get_args() {
+        line.push(' ');
+        line.push_str(&q(a));
+    }
+    line
+}
+
 /// The store's image list as JSON text (to compare before/after).
 pub fn image_list(root: &Path) -> String {
     let out = output(skiff_in(root).args(["image", "list", "--format", "json"]));

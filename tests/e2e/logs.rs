@@ -90,6 +90,30 @@ fn a_detached_pods_output_is_read_back_per_app_and_stream() {
         "{stamp}"
     );
 
+    // On a terminal, what could fool it is shown escaped: a carriage
+    // return that would hide `evil | ` behind a forged app name, escape
+    // sequences.
+    let uuid2 = run_detached(
+        tmp.path(),
+        &[],
+        &[
+            aci,
+            "--name=evil",
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            "printf '\\rtalker | forged\\033]0;title\\007\\n'",
+        ],
+    );
+    let mut logs_cmd = skiff_in(tmp.path());
+    logs_cmd.args(["logs", "--follow", &uuid2]);
+    let (shown, status) = Terminal::start(&shell_line(&logs_cmd)).finish();
+    assert_eq!(status, Some(0), "{shown}");
+    assert!(
+        shown.contains("\\x0dtalker | forged\\x1b]0;title\\x07"),
+        "{shown:?}"
+    );
+    assert!(!shown.contains('\u{1b}'), "{shown:?}");
     for (args, says) in [
         (
             ["--app=nope", &uuid],
@@ -212,21 +236,7 @@ fn app_output_reaches_a_running_journald_with_pod_and_app_fields() {
             "-c",
             "echo to-the-journal; echo trouble >&2",
         ]);
-    // The shell line of that command, with its environment.
-    let mut line = String::new();
-    for (k, v) in skiff_cmd.get_envs() {
-        if let Some(v) = v {
-            line.push_str(&format!(
-                "{}='{}' ",
-                k.to_string_lossy(),
-                v.to_string_lossy()
-            ));
-        }
-    }
-    line.push_str(&format!("'{}'", skiff_cmd.get_program().to_string_lossy()));
-    for a in skiff_cmd.get_args() {
-        line.push_str(&format!(" '{}'", a.to_string_lossy()));
-    }
+    let line = shell_line(&skiff_cmd);
     let journal_dir = tmp.path().join("journal-pid");
     let script = format!(
         "set -e
@@ -270,7 +280,7 @@ kill $(cat '{pid}')",
     let out_record = find("to-the-journal");
     assert_eq!(out_record["SKIFF_POD_UUID"], uuid.trim());
     assert_eq!(out_record["SKIFF_APP"], "web");
-    assert_eq!(out_record["SYSLOG_IDENTIFIER"], "web");
+    assert_eq!(out_record["SYSLOG_IDENTIFIER"], "skiff-web");
     assert_eq!(out_record["SKIFF_STREAM"], "stdout");
     assert_eq!(out_record["PRIORITY"], "6");
     let err_record = find("trouble");

@@ -24,4 +24,5 @@ mod pods;
 mod rootless;
 mod runtime;
 mod server;
+mod systemd;
 mod users;

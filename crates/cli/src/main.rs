@@ -99,6 +99,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         cmd: Vec<String>,
     },
+    /// Generate files for other tools: systemd units.
+    #[command(subcommand)]
+    Generate(commands::generate::GenerateCommand),
     /// Print a pod's app output (stdout to stdout, stderr to stderr), kept
     /// per app in rotating files until the pod is collected.
     Logs(commands::logs::LogsArgs),
@@ -244,6 +247,7 @@ fn main() -> ExitCode {
             };
             commands::pods::stop(&cli.global, &uuids, wait)
         }
+        Command::Generate(cmd) => commands::generate::run(&cli.global, cmd),
         Command::Logs(args) => commands::logs::run(&cli.global, args),
         Command::Rm { uuids } => commands::pods::rm(&cli.global, &uuids),
         Command::Gc {

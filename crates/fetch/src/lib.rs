@@ -73,6 +73,10 @@ pub enum FetchError {
     Trust(#[from] TrustError),
     #[error("{0} is not in the store and --pull-policy=never forbids downloading it")]
     NotInStore(String),
+    #[error(
+        "no image with ID {0} is in the store (an ID names a stored image: fetch the image by name or file first, see `skiff image list`)"
+    )]
+    IdNotInStore(String),
     #[error("{asked} resolved to an image called {got}{labels}")]
     WrongImage {
         asked: String,
@@ -96,6 +100,9 @@ pub enum Source {
     OciLayout(String),
     /// `oci-archive:FILE[:REF]`.
     OciArchive(String),
+    /// `sha512-HEX`: an image already in the store, by its ID (a unique
+    /// prefix of 8 or more hex digits).
+    Id(String),
 }
 
 /// Classifies an image reference as `skiff fetch` sees it.
@@ -122,6 +129,9 @@ pub fn classify(input: &str) -> Result<Source, FetchError> {
         || path.is_file()
     {
         return Ok(Source::File(path.to_path_buf()));
+    }
+    if input.starts_with("sha512-") {
+        return Ok(Source::Id(input.to_string()));
     }
     AppName::parse(input)
         .map(Source::Name)
@@ -279,6 +289,7 @@ impl Fetcher<'_> {
             Source::Docker(r) => self.fetch_docker(&r)?,
             Source::OciLayout(spec) => self.fetch_layout(&spec, false)?,
             Source::OciArchive(spec) => self.fetch_layout(&spec, true)?,
+            Source::Id(id) => self.fetch_id(&id)?,
         };
         self.fetch_dependencies(&fetched.manifest, 0)?;
         self.store.render(&fetched.id)?;
@@ -402,6 +413,18 @@ impl Fetcher<'_> {
             verified,
             cached: false,
         })
+    }
+
+    /// An image in the store by its ID: it was verified (or admitted
+    /// with --insecure-options=image) when it was fetched, as the images a
+    /// name finds in the store.
+    fn fetch_id(&self, query: &str) -> Result<Fetched, FetchError> {
+        let rec = match self.store.resolve(query) {
+            Err(StoreError::NotFound(_)) => return Err(FetchError::IdNotInStore(query.into())),
+            other => other?,
+        };
+        self.cached(&rec.id)?
+            .ok_or_else(|| FetchError::IdNotInStore(query.into()))
     }
 
     fn cached(&self, id: &ImageId) -> Result<Option<Fetched>, FetchError> {

@@ -19,13 +19,16 @@ use crate::state::State;
 /// Largest request body pods may send (sign/verify forms).
 const MAX_BODY: usize = 64 * 1024;
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Config {
     /// skiff's data dir: the registration socket and state live under it,
     /// and running pods are found in it.
     pub data_dir: PathBuf,
     /// Where pods reach the API (port 0: any free port).
     pub listen: SocketAddr,
+    /// A listening socket from systemd's socket activation, used instead
+    /// of `listen`.
+    pub activated: Option<std::os::fd::OwnedFd>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,10 @@ pub enum ServerError {
     Io(#[from] skiff_io::IoError),
     #[error("a metadata service already runs for {0}")]
     AlreadyRunning(String),
+    #[error(
+        "the socket systemd passed is not a listening TCP socket: give the .socket unit ListenStream=ADDRESS:PORT"
+    )]
+    Activation,
 }
 
 use skiff_io::io_err as io;
@@ -56,14 +63,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     runtime.block_on(serve(config))
 }
 
-async fn serve(config: Config) -> Result<(), ServerError> {
+async fn serve(mut config: Config) -> Result<(), ServerError> {
     let socket = protocol::socket_path(&config.data_dir);
     if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
         return Err(ServerError::AlreadyRunning(
             config.data_dir.display().to_string(),
         ));
     }
-    let tcp = listen(&config).await?;
+    let tcp = listen(&mut config).await?;
     let listen = tcp.local_addr().map_err(io("read the bound address"))?;
     let port = listen.port();
     let data_dir = config.data_dir.clone();
@@ -114,7 +121,22 @@ fn port_file(data_dir: &std::path::Path) -> std::path::PathBuf {
 /// of its last run again if it can: running pods reach the service at the
 /// port they were registered with (a user-mode network forwards exactly
 /// that one), so a restart must not move it.
-async fn listen(config: &Config) -> Result<TcpListener, ServerError> {
+async fn listen(config: &mut Config) -> Result<TcpListener, ServerError> {
+    if let Some(fd) = config.activated.take() {
+        use rustix::net::{AddressFamily, sockopt};
+        let tcp = matches!(
+            sockopt::socket_domain(&fd),
+            Ok(AddressFamily::INET | AddressFamily::INET6)
+        ) && sockopt::socket_acceptconn(&fd).unwrap_or(false);
+        if !tcp {
+            return Err(ServerError::Activation);
+        }
+        let listener = std::net::TcpListener::from(fd);
+        listener
+            .set_nonblocking(true)
+            .map_err(io("use the activated socket"))?;
+        return Ok(TcpListener::from_std(listener).map_err(io("use the activated socket"))?);
+    }
     let last = match config.listen.port() {
         0 => std::fs::read_to_string(port_file(&config.data_dir))
             .ok()

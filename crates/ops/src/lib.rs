@@ -7,6 +7,7 @@
 //! - [`run`]: fetch and render a pod's images, prepare it, start it.
 //! - [`pods`]: what a pod is ([`pods::PodInfo`]), stop, rm, gc.
 //! - [`fetch`]: images into the store, under the run policy.
+//! - [`generate`]: systemd units for a pod or an image.
 //! - [`image`]: images in the store (list, rm, gc, verify, audit, export,
 //!   extract, render) and as files (build, sign, validate, manifest).
 //! - [`logs`]: a pod's app output, read back (`skiff logs`).
@@ -14,6 +15,7 @@
 //! - [`network`]: a pod's networking options, resolved.
 //! - [`rootless`]: an ordinary user's commands in a user namespace of
 //!   their own (subordinate ids through newuidmap/newgidmap).
+//! - [`service`]: what systemd hands `skiff run` (notification, sockets).
 //! - [`policy`]: the run policy (vulnerabilities, signatures, prefixes).
 //! - [`trust`]: trusted keys (list, rm, add, discover) and signing keys.
 //! - [`vulndb`]: the vulnerability database (OSV advisories).
@@ -21,6 +23,7 @@
 pub mod context;
 pub mod error;
 pub mod fetch;
+pub mod generate;
 pub mod image;
 pub mod locations;
 pub mod logs;
@@ -29,6 +32,7 @@ pub mod pods;
 pub mod policy;
 pub mod rootless;
 pub mod run;
+pub mod service;
 pub mod trust;
 pub mod vulndb;
 

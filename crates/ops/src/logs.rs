@@ -150,15 +150,25 @@ fn merge(lines: &mut [Line]) {
 /// earlier pieces of a line whose rest is shown are shown too.
 fn tail(lines: Vec<Line>, n: usize) -> Vec<Line> {
     let mut start = lines.len().saturating_sub(n);
-    let same = |a: &Line, b: &Line| a.app == b.app && a.entry.stream == b.entry.stream;
-    // Widen while a shown entry continues a piece before the shown ones.
-    while let Some(j) = (start..lines.len()).find_map(|i| {
-        lines[..start]
-            .iter()
-            .rposition(|l| same(l, &lines[i]))
-            .filter(|&j| lines[j].entry.partial)
-    }) {
-        start = j;
+    // One pass back: the streams whose entry before the shown ones is yet
+    // to be looked at, and those passed over since the start last moved.
+    let key = |l: &Line| (l.app.clone(), l.entry.stream);
+    let mut open: std::collections::HashSet<_> = lines[start..].iter().map(key).collect();
+    let mut passed = Vec::new();
+    for i in (0..start).rev() {
+        if open.is_empty() {
+            break;
+        }
+        let k = key(&lines[i]);
+        if !open.contains(&k) {
+            passed.push(k);
+        } else if lines[i].entry.partial {
+            // A piece of a line shown: shown too, with what lies between.
+            start = i;
+            open.extend(passed.drain(..));
+        } else {
+            open.remove(&k);
+        }
     }
     lines.into_iter().skip(start).collect()
 }
@@ -217,7 +227,12 @@ pub fn read(
         let files = logs::files(&pod.path, app, limits);
         let current = logs::file(&pod.path, app, 0);
         for path in files.iter().filter(|p| **p != current) {
-            let bytes = std::fs::read(path).map_err(io(format!("read {}", path.display())))?;
+            let bytes = match std::fs::read(path) {
+                Ok(bytes) => bytes,
+                // Rotated away meanwhile.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(format!("read {}", path.display()))(e).into()),
+            };
             parse_into(app, &bytes, &mut lines);
         }
         let mut reader = Reader {

@@ -345,6 +345,7 @@ fn check_prepared(pod: &Pod) -> Result<(), OpsError> {
 pub fn start_prepared(ctx: &Context, uuid: &str, how: Start) -> Result<Pod, OpsError> {
     let pod = ctx.pods().find(uuid)?;
     check_prepared(&pod)?;
+    check_activation(pod.runtime()?.flavor)?;
     start(ctx, &ctx.stage1()?, pod, how)
 }
 
@@ -376,6 +377,7 @@ pub fn start(ctx: &Context, stage1: &Path, mut pod: Pod, how: Start) -> Result<P
     if ctx.settings.debug {
         cmd.arg("--debug");
     }
+    cmd.args(crate::service::ServiceEnv::from_env().stage1_args());
     cmd.arg(&pod.path);
     if how == Start::Foreground {
         block_termination_signals();
@@ -434,8 +436,21 @@ pub fn run<R: KeyReview>(
     refused: impl FnMut(&str),
 ) -> Result<Pod, OpsError> {
     let stage1 = ctx.stage1()?;
+    check_activation(opts.flavor)?;
     let pod = prepare(ctx, opts, review, refused)?;
     start(ctx, &stage1, pod, how)
+}
+
+/// Socket activation reaches the apps of the `ns` and `fly` flavors only:
+/// refused for the others before anything is made.
+fn check_activation(flavor: Flavor) -> Result<(), OpsError> {
+    let service = crate::service::ServiceEnv::from_env();
+    if service.listen_fds > 0 && matches!(flavor, Flavor::Oci | Flavor::Kvm) {
+        return Err(refuse!(
+            "socket activation (LISTEN_FDS) is not implemented for the {flavor} flavor: use --stage1=ns or fly"
+        ));
+    }
+    Ok(())
 }
 
 /// Runs `cmd` in the running pod `uuid` (through stage1's `enter`, which

@@ -164,6 +164,43 @@ pub fn encode(out: &mut Vec<u8>, stamp: &str, stream: Stream, bytes: &[u8]) {
     }
 }
 
+/// Whether `c` may change what a terminal shows beyond itself: control
+/// characters (escape sequences, carriage return), bidirectional
+/// overrides, line separators and zero-width characters.
+pub fn unsafe_on_terminal(c: char) -> bool {
+    const HIDDEN: [std::ops::RangeInclusive<char>; 5] = [
+        '\u{200b}'..='\u{200f}',
+        '\u{2028}'..='\u{202e}',
+        '\u{2066}'..='\u{2069}',
+        '\u{061c}'..='\u{061c}',
+        '\u{feff}'..='\u{feff}',
+    ];
+    c.is_control() || HIDDEN.iter().any(|r| r.contains(&c))
+}
+
+/// An app's output as shown on a terminal: what [`unsafe_on_terminal`]
+/// names, and bytes that are not UTF-8, written as visible escapes
+/// (`\x1b`, `\u{202e}`); tabs kept.
+pub fn visible(bytes: &[u8]) -> Vec<u8> {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c != '\t' && unsafe_on_terminal(c) {
+                match u32::from(c) {
+                    n if n < 0x100 => out.push_str(&format!("\\x{n:02x}")),
+                    n => out.push_str(&format!("\\u{{{n:x}}}")),
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out.into_bytes()
+}
+
 /// One entry of a log file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -229,6 +266,16 @@ mod tests {
         assert_eq!(entries[2].content, b"two three");
         assert!(entries[3].partial && !entries[2].partial);
         assert_eq!(entries[3].stream, Stream::Stderr);
+    }
+
+    #[test]
+    fn what_could_fool_a_terminal_is_shown_escaped() {
+        assert_eq!(
+            visible(b"\rweb | ok\x1b[2J\ttab \xff"),
+            b"\\x0dweb | ok\\x1b[2J\ttab \\xff".to_vec()
+        );
+        assert_eq!(visible("a\u{202e}b".as_bytes()), b"a\\u{202e}b".to_vec());
+        assert_eq!(visible("plain é".as_bytes()), "plain é".as_bytes().to_vec());
     }
 
     #[test]

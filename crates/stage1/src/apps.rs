@@ -48,6 +48,7 @@ pub(crate) fn run_apps(
         tty,
         outputs,
         userns,
+        activation,
     } = handles;
     install_forwarding();
     unblock_termination();
@@ -80,7 +81,8 @@ pub(crate) fn run_apps(
                     Some(terminal) => terminal.attach(),
                     None => crate::tty::new_session(),
                 }
-                .and_then(|()| output.map_or(Ok(()), crate::logger::AppOutput::attach));
+                .and_then(|()| output.map_or(Ok(()), crate::logger::AppOutput::attach))
+                .and_then(|()| activation.as_ref().map_or(Ok(()), |a| a.attach(i)));
                 let error = match cgroups::join(cgroup).and(attached) {
                     Ok(()) => exec_app(p, cgroup_view, userns.as_ref()),
                     Err(e) => e,
@@ -120,6 +122,7 @@ pub(crate) fn run_apps(
     drop(app_cgroups);
     drop(tty);
     drop(outputs);
+    drop(activation);
     drop(userns);
     if after_start == AfterStart::KeepOnlyKill {
         keep_only_kill();
@@ -161,6 +164,8 @@ pub(crate) struct ForApps {
     pub outputs: Option<Vec<crate::logger::AppOutput>>,
     /// The pod's user namespace (`--private-users`).
     pub userns: Option<OwnedFd>,
+    /// Sockets from systemd's socket activation, for the apps that get them.
+    pub activation: Option<crate::systemd::Activation>,
 }
 
 /// Blocks until the write end of `gate` is closed everywhere.

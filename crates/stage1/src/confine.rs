@@ -89,10 +89,12 @@ pub fn confine_as(app: &App, name: &str, confinement: Confinement) -> Result<Bec
         Some(grants) => app::capabilities(app, grants)?,
         None => Default::default(),
     };
-    // Nothing but stdio may reach the app (CVE-2024-21626): every other fd
+    // Nothing but stdio (and the sockets of socket activation, for an app
+    // that gets them) may reach the app (CVE-2024-21626): every other fd
     // is marked close-on-exec first, before any filter of the app's could
     // refuse the call, and a failure stops the app.
-    sys::process::close_range_on_exec(3, u32::MAX)
+    let first = 3u32.saturating_add(crate::systemd::passed_fds());
+    sys::process::close_range_on_exec(first, u32::MAX)
         .map_err(setup_err("mark inherited fds close-on-exec"))?;
     // The filter is built first, so that a bad isolator fails before
     // anything changes. It is installed last, just before exec, so that
@@ -206,11 +208,17 @@ impl Became {
                 self.name
             )));
         };
-        let error = std::process::Command::new(program)
+        let mut command = std::process::Command::new(program);
+        command
             .args(args)
             .env_clear()
-            .envs(self.env.iter().cloned())
-            .exec();
+            .envs(self.env.iter().cloned());
+        // Socket activation names the process that is to use the sockets:
+        // this one, in the pod's pid namespace.
+        if crate::systemd::passed_fds() > 0 {
+            command.env("LISTEN_PID", std::process::id().to_string());
+        }
+        let error = command.exec();
         Ok(Stage1Error::Exec {
             program: program.clone(),
             source: error,

@@ -92,7 +92,7 @@ pub fn shield_caller() -> Result<(), Stage1Error> {
             what: "make the entering process non-dumpable".to_string(),
             source: e.into(),
         })?;
-    crate::close_inherited_fds(None)
+    crate::close_inherited_fds(&[])
 }
 
 /// How the entered command is connected to the caller's terminal.

@@ -4,7 +4,7 @@
 //! `skiff` (a workspace build, `cargo install`) installs its stage1 too.
 //!
 //! ```text
-//! skiff-stage1 run [--debug] [--detached] --lock-fd=N <pod-dir>
+//! skiff-stage1 run [--debug] [--detached] [--notify-socket=PATH] [--listen-fds=N [--listen-fdnames=A:B]] --lock-fd=N <pod-dir>
 //! ```
 #![allow(clippy::print_stderr)]
 
@@ -103,6 +103,10 @@ fn gc(args: &[String]) -> ExitCode {
     }
 }
 
+/// The most sockets systemd's socket activation passes on (as its own
+/// limit on a unit's sockets is far below).
+const MAX_LISTEN_FDS: u32 = 1024;
+
 /// The whole program: `main` of the `skiff-stage1` binary.
 pub fn main() -> ExitCode {
     if crate::kvm::guest::is_guest_init() {
@@ -121,11 +125,23 @@ pub fn main() -> ExitCode {
     let mut lock_fd = None;
     let mut pod_dir = None;
     let mut detached = false;
+    let mut notify = None;
+    let mut listen_fds = 0u32;
+    let mut listen_names = None;
     for arg in &args[1..] {
         if let Some(n) = arg.strip_prefix("--lock-fd=") {
             lock_fd = n.parse::<i32>().ok();
         } else if arg == "--detached" {
             detached = true;
+        } else if let Some(socket) = arg.strip_prefix("--notify-socket=") {
+            notify = crate::systemd::Notifier::new(socket);
+        } else if let Some(n) = arg.strip_prefix("--listen-fds=") {
+            let Ok(n) = n.parse::<u32>() else {
+                return usage();
+            };
+            listen_fds = n.min(MAX_LISTEN_FDS);
+        } else if let Some(names) = arg.strip_prefix("--listen-fdnames=") {
+            listen_names = Some(names.to_string());
         } else if arg == "--debug" {
         } else if !arg.starts_with("--") {
             pod_dir = Some(PathBuf::from(arg));
@@ -145,11 +161,27 @@ pub fn main() -> ExitCode {
     let Some(data_dir) = crate::data_dir(&pod_dir) else {
         return usage();
     };
-    if let Err(e) = crate::close_inherited_fds(lock_fd.and_then(|fd| u32::try_from(fd).ok())) {
+    let first = crate::systemd::FIRST_FD as u32;
+    let keep: Vec<u32> = lock_fd
+        .and_then(|fd| u32::try_from(fd).ok())
+        .into_iter()
+        .chain(first..first + listen_fds)
+        .collect();
+    if let Err(e) = crate::close_inherited_fds(&keep) {
         eprintln!("skiff: pod failed to start: {}", error_line(&e));
         return ExitCode::from(EXIT_SETUP_FAILED as u8);
     }
     let lock = lock_fd.and_then(crate::sys::process::take_inherited_fd);
+    let listen = match listen_fds {
+        0 => None,
+        n => match crate::systemd::ListenFds::take(n, listen_names) {
+            Ok(fds) => Some(fds),
+            Err(e) => {
+                eprintln!("skiff: pod failed to start: {}", error_line(&e));
+                return ExitCode::from(EXIT_SETUP_FAILED as u8);
+            }
+        },
+    };
     let pods = Pods::new(data_dir);
     let pod = Pod {
         uuid,
@@ -163,7 +195,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_SETUP_FAILED as u8);
         }
     };
-    let launch = crate::supervise::Launch { lock, detached };
+    let launch = crate::supervise::Launch {
+        lock,
+        detached,
+        notify,
+        listen,
+    };
     let result = match flavor {
         Flavor::Ns => ns::run(&pods, pod, launch),
         Flavor::Fly => fly::run(&pods, pod, launch),

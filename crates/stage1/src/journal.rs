@@ -45,7 +45,13 @@ pub fn message(uuid: &str, app: &str, stream: Stream, line: &[u8]) -> Vec<u8> {
         Stream::Stderr => b"3",
     };
     field(&mut out, "PRIORITY", priority);
-    field(&mut out, "SYSLOG_IDENTIFIER", app.as_bytes());
+    // Marked as skiff's: an image cannot pass for a host service (an app
+    // named `sshd` logs as `skiff-sshd`).
+    field(
+        &mut out,
+        "SYSLOG_IDENTIFIER",
+        format!("skiff-{app}").as_bytes(),
+    );
     field(&mut out, "SKIFF_POD_UUID", uuid.as_bytes());
     field(&mut out, "SKIFF_APP", app.as_bytes());
     field(&mut out, "SKIFF_STREAM", stream.as_str().as_bytes());
@@ -98,7 +104,7 @@ mod tests {
         let text = String::from_utf8(message("u-1", "web", Stream::Stderr, b"oops")).unwrap();
         assert_eq!(
             text,
-            "MESSAGE=oops\nPRIORITY=3\nSYSLOG_IDENTIFIER=web\nSKIFF_POD_UUID=u-1\nSKIFF_APP=web\nSKIFF_STREAM=stderr\n"
+            "MESSAGE=oops\nPRIORITY=3\nSYSLOG_IDENTIFIER=skiff-web\nSKIFF_POD_UUID=u-1\nSKIFF_APP=web\nSKIFF_STREAM=stderr\n"
         );
     }
 }

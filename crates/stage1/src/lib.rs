@@ -38,6 +38,7 @@ pub mod enter;
 pub mod entry;
 pub mod filter;
 pub mod flavor;
+pub mod forward;
 pub mod journal;
 pub mod logger;
 pub mod mds;
@@ -50,6 +51,7 @@ pub mod stdio;
 pub mod supervise;
 pub mod sys;
 pub mod syscalls;
+pub mod systemd;
 pub mod tty;
 pub mod usernet;
 pub mod userns;
@@ -107,19 +109,27 @@ pub(crate) fn proc_stat(pid: &str) -> Option<Vec<u64>> {
 /// Closes every fd from 3 up that this process inherited but `keep`: what
 /// the caller had open (files, directories, sockets) reaches neither the
 /// pod nor its init, which a pod process allowed to trace it could read.
-pub fn close_inherited_fds(keep: Option<u32>) -> Result<(), Stage1Error> {
-    let ranges = match keep {
-        Some(k) if k >= 3 => [(3, k - 1), (k.saturating_add(1), u32::MAX)],
-        _ => [(3, u32::MAX), (1, 0)],
-    };
-    for (first, last) in ranges {
-        if first > last {
-            continue;
+pub fn close_inherited_fds(keep: &[u32]) -> Result<(), Stage1Error> {
+    let mut keep: Vec<u32> = keep.iter().copied().filter(|&k| k >= 3).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    // The ranges between the fds kept, from 3 on.
+    let mut first = 3u32;
+    for k in keep.into_iter().map(Some).chain([None]) {
+        let last = match k {
+            Some(k) => k - 1,
+            None => u32::MAX,
+        };
+        if first <= last {
+            sys::process::close_range(first, last).map_err(|source| Stage1Error::Setup {
+                what: "close the caller's file descriptors".to_string(),
+                source,
+            })?;
         }
-        sys::process::close_range(first, last).map_err(|source| Stage1Error::Setup {
-            what: "close the caller's file descriptors".to_string(),
-            source,
-        })?;
+        match k {
+            Some(k) => first = k.saturating_add(1),
+            None => break,
+        }
     }
     Ok(())
 }

@@ -16,7 +16,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 use skiff_pod::logs::{self, Limits, Stream};
 
 use crate::Stage1Error;
+use crate::forward::{Sink, Written};
 use crate::journal::Journal;
 
 fn setup(what: &str) -> impl FnOnce(rustix::io::Errno) -> Stage1Error + '_ {
@@ -145,6 +146,11 @@ impl Logger {
         let mut sources: Vec<Option<Source>> = self.sources.into_iter().map(Some).collect();
         let mut buf = vec![0u8; logs::READ_SIZE];
         let mut draining: Option<Instant> = None;
+        // The caller's stdout and stderr, while they take output.
+        let mut sinks = match self.forward {
+            true => [Some(Sink::of(1)), Some(Sink::of(2))],
+            false => [None, None],
+        };
         const MOMENT: Timespec = Timespec {
             tv_sec: 0,
             tv_nsec: 50_000_000,
@@ -176,7 +182,7 @@ impl Logger {
             let revents: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
             drop(fds);
             if draining.is_none() && revents.last() == Some(&true) {
-                draining = Some(Instant::now() + Duration::from_millis(500));
+                draining = Some(Instant::now() + DRAIN);
             }
             for (slot, ready) in slots.into_iter().zip(revents) {
                 if !ready {
@@ -207,12 +213,33 @@ impl Logger {
                         }
                     }
                 }
-                if self.forward {
-                    let to = match stream {
-                        Stream::Stdout => rustix::stdio::stdout(),
-                        Stream::Stderr => rustix::stdio::stderr(),
-                    };
-                    write_all(to, bytes);
+                let n = match stream {
+                    Stream::Stdout => 0,
+                    Stream::Stderr => 1,
+                };
+                let written = sinks[n]
+                    .as_ref()
+                    .map(|sink| sink.write(bytes, stop, &mut draining, DRAIN));
+                match written {
+                    None | Some(Written::Done) => {}
+                    Some(Written::Gone) => {
+                        // As if the apps held the caller's pipe: their
+                        // next write gets SIGPIPE.
+                        sinks[n] = None;
+                        for s in sources.iter_mut() {
+                            if s.as_ref().is_some_and(|s| s.stream == stream) {
+                                *s = None;
+                            }
+                        }
+                    }
+                    Some(Written::GaveUp) => {
+                        sinks = [None, None];
+                        say(&format!(
+                            "pod {}: the reader of the pod's output took nothing for {} ms after the pod ended: the rest is only in its logs",
+                            self.uuid,
+                            DRAIN.as_millis()
+                        ));
+                    }
                 }
             }
         }
@@ -234,17 +261,9 @@ fn say(message: &str) {
     eprintln!("skiff: {message}");
 }
 
-/// Writes all of `bytes` to fd `to`; gives up when it is gone.
-fn write_all(to: BorrowedFd<'_>, mut bytes: &[u8]) {
-    while !bytes.is_empty() {
-        match rustix::io::write(to, bytes) {
-            Ok(0) => return,
-            Ok(n) => bytes = &bytes[n..],
-            Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return,
-        }
-    }
-}
+/// How long the logger goes on once the pod has ended: for output still
+/// in the pipes, and for a slow reader of the caller's.
+const DRAIN: Duration = Duration::from_millis(500);
 
 /// The logger running; [`Logging::finish`] ends it.
 pub struct Logging {

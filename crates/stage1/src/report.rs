@@ -98,6 +98,7 @@ pub(crate) struct Recorder<'a> {
     apps: Vec<&'a str>,
     exited: Vec<bool>,
     failed: Vec<bool>,
+    started: Vec<bool>,
     /// The first app's exit status, once reported.
     pub(crate) first_status: Option<i32>,
     /// The setup error, if init reported one (the first only).
@@ -114,9 +115,15 @@ impl<'a> Recorder<'a> {
             apps,
             exited: vec![false; n],
             failed: vec![false; n],
+            started: vec![false; n],
             first_status: None,
             setup_error: None,
         }
+    }
+
+    /// Whether every app was reported started.
+    pub(crate) fn all_started(&self) -> bool {
+        self.started.iter().all(|s| *s)
     }
 
     /// Records one line.
@@ -146,6 +153,9 @@ impl<'a> Recorder<'a> {
                 );
             }
             Ok(Report::Started { app, pid }) if index(&app).is_some() => {
+                if let Some(i) = index(&app) {
+                    self.started[i] = true;
+                }
                 self.pod.set_app_pid(&app, pid);
             }
             Ok(Report::Error(e)) if self.setup_error.is_none() => {
@@ -160,15 +170,8 @@ impl<'a> Recorder<'a> {
 /// separators or zero-width characters (it is printed on the caller's
 /// terminal).
 pub(crate) fn printable(text: &str) -> String {
-    const BIDI: [std::ops::RangeInclusive<char>; 5] = [
-        '\u{200b}'..='\u{200f}',
-        '\u{2028}'..='\u{202e}',
-        '\u{2066}'..='\u{2069}',
-        '\u{061c}'..='\u{061c}',
-        '\u{feff}'..='\u{feff}',
-    ];
     text.chars()
-        .filter(|c| !c.is_control() && !BIDI.iter().any(|r| r.contains(c)))
+        .filter(|c| !skiff_pod::logs::unsafe_on_terminal(*c))
         .collect()
 }
 

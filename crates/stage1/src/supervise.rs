@@ -14,6 +14,36 @@ pub struct Launch {
     /// `skiff run --detach`: the apps' output goes only to their logs,
     /// not on to this process's stdout and stderr (the stage1.log).
     pub detached: bool,
+    /// systemd's notification socket (`Type=notify` units).
+    pub notify: Option<crate::systemd::Notifier>,
+    /// Sockets from systemd's socket activation, for the apps.
+    pub listen: Option<crate::systemd::ListenFds>,
+}
+
+impl Launch {
+    /// Refuses socket activation for a flavor that does not pass it on.
+    pub(crate) fn refuse_listen_fds(&self, flavor: &str) -> Result<(), Stage1Error> {
+        match &self.listen {
+            Some(_) => Err(Stage1Error::Config(format!(
+                "socket activation is not implemented for the {flavor} flavor: use --stage1=ns or fly"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Tells systemd (if it asked) that every app has started.
+    pub(crate) fn ready(&self) {
+        if let Some(n) = &self.notify {
+            n.ready();
+        }
+    }
+
+    /// Tells systemd (if it asked) that the pod is ending.
+    pub(crate) fn stopping(&self) {
+        if let Some(n) = &self.notify {
+            n.stopping();
+        }
+    }
 }
 
 /// The end of every flavor's supervisor: unregister from the metadata

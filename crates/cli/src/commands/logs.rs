@@ -41,6 +41,10 @@ struct Printer {
     inside: HashMap<(String, Stream), ()>,
     prefix_apps: bool,
     timestamps: bool,
+    /// stdout and stderr are terminals: output is shown with what could
+    /// fool one (escape sequences, a carriage return that hides the app's
+    /// name) escaped.
+    terminal: [bool; 2],
 }
 
 impl Printer {
@@ -59,7 +63,14 @@ impl Printer {
                 text.extend_from_slice(b" | ");
             }
         }
-        text.extend_from_slice(&line.entry.content);
+        let n = match line.entry.stream {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
+        };
+        match self.terminal[n] {
+            true => text.extend_from_slice(&skiff_pod::logs::visible(&line.entry.content)),
+            false => text.extend_from_slice(&line.entry.content),
+        }
         if line.entry.partial {
             self.inside.insert(key, ());
         } else {
@@ -90,6 +101,10 @@ pub fn run(global: &GlobalArgs, args: LogsArgs) -> anyhow::Result<ExitCode> {
     let mut printer = Printer {
         prefix_apps: args.app.is_none() && skiff_ops::logs::app_count(&ctx, &args.uuid)? > 1,
         timestamps: args.timestamps,
+        terminal: [
+            std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ],
         ..Printer::default()
     };
     skiff_ops::logs::read(&ctx, &args.uuid, &opts, |line| printer.print(line))?;

@@ -3,6 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Args;
 
 use crate::config::GlobalArgs;
@@ -27,7 +28,20 @@ pub struct MetadataArgs {
 
 pub fn run(global: &GlobalArgs, args: MetadataArgs) -> anyhow::Result<ExitCode> {
     let default = skiff_ops::locations::metadata_listen(skiff_ops::rootless::is_host_root());
+    // Started by a .socket unit: its socket is fd 3 (docs/systemd.md).
+    let activated = match skiff_ops::service::ServiceEnv::from_env().listen_fds {
+        0 => None,
+        1 => Some(
+            skiff_stage1::sys::process::take_listen_fds(3, 1)
+                .and_then(|mut fds| fds.pop())
+                .context("LISTEN_FDS=1, but fd 3 is not open")?,
+        ),
+        n => anyhow::bail!(
+            "systemd passed {n} sockets (LISTEN_FDS): the metadata service listens on one"
+        ),
+    };
     skiff_metadata::server::run(skiff_metadata::server::Config {
+        activated,
         data_dir: global.context()?.settings.dir,
         listen: SocketAddr::new(
             args.listen_address.unwrap_or(default.ip()),

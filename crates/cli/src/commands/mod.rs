@@ -1,6 +1,7 @@
 //! One module per command group: arguments in, one library call, output.
 
 pub mod fetch;
+pub mod generate;
 pub mod image;
 pub mod key;
 pub mod logs;

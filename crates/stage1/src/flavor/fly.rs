@@ -69,10 +69,14 @@ fn setup(pod: &Pod, plans: &[AppPlan]) -> Result<(), Stage1Error> {
 pub fn run(
     pods: &Pods,
     mut pod: Pod,
-    launch: crate::supervise::Launch,
+    mut launch: crate::supervise::Launch,
 ) -> Result<i32, Stage1Error> {
-    let lock = launch.lock;
-    let (_manifest, runtime, plans) = crate::plan::plan(&pod)?;
+    let lock = launch.lock.take();
+    let (_manifest, runtime, mut plans) = crate::plan::plan(&pod)?;
+    let activation = launch
+        .listen
+        .take()
+        .map(|fds| crate::systemd::Activation::new(fds, &mut plans));
     if plans.len() > MAX_APPS {
         return Err(Stage1Error::Config(format!(
             "the fly flavor runs at most {MAX_APPS} apps"
@@ -111,6 +115,7 @@ pub fn run(
             let result = outputs
                 .get(i)
                 .map_or(Ok(()), crate::logger::AppOutput::attach)
+                .and_then(|()| activation.as_ref().map_or(Ok(()), |a| a.attach(i)))
                 .and_then(|()| {
                     rustix::process::chroot(&root)
                         .map_err(|e| setup_err(format!("chroot into {}", root.display()))(e.into()))
@@ -141,8 +146,11 @@ pub fn run(
         APP_PIDS[i].store(pid, Ordering::Relaxed);
         children.push((pid, p.name.clone()));
     }
-    // The apps hold their output pipes now: the logger sees their end.
+    // The apps hold their output pipes (and sockets) now: the logger sees
+    // their end.
     drop(outputs);
+    drop(activation);
+    launch.ready();
     let logging = match logger.start() {
         Ok(logging) => Some(logging),
         Err(e) => {
@@ -157,6 +165,7 @@ pub fn run(
             first = Some(code);
         }
     });
+    launch.stopping();
     if let Some(logging) = logging {
         logging.finish();
     }

@@ -45,9 +45,9 @@ use crate::supervise::join_netns;
 pub fn run(
     pods: &Pods,
     mut pod: Pod,
-    launch: crate::supervise::Launch,
+    mut launch: crate::supervise::Launch,
 ) -> Result<i32, Stage1Error> {
-    let lock = launch.lock;
+    let lock = launch.lock.take();
     let (_manifest, runtime, mut plans) = plan(&pod)?;
     // A pod is an ordinary user's exactly when this stage1 is not root of
     // the host: a record saying otherwise is refused (a root pod must not
@@ -62,6 +62,10 @@ pub fn run(
             pod.uuid
         )));
     }
+    let activation = launch
+        .listen
+        .take()
+        .map(|fds| crate::systemd::Activation::new(fds, &mut plans));
     // Every app writes to pipes of its own, read by the logger; with
     // --interactive the app's terminal is relayed instead (not logged).
     let (outputs, logger) = if runtime.interactive {
@@ -186,6 +190,7 @@ pub fn run(
                     tty: None,
                     outputs,
                     userns,
+                    activation,
                 };
                 init(&pod, &runtime, &plans, handles, pty_channel, &write_end)
             }) {
@@ -202,6 +207,7 @@ pub fn run(
     // The apps' ends of their output pipes are init's alone: the logger
     // sees the end of an app's output when the app's processes are gone.
     drop(outputs);
+    drop(activation);
     // Init is moved into the pod's cgroup from here, while it sets up its
     // mounts: the first cgroup migration after an idle spell waits for an
     // RCU grace period (docs/performance.md), which this overlaps with
@@ -233,7 +239,14 @@ pub fn run(
     let _ = pod.stamp("started");
 
     let mut recorder = report::Recorder::new(&pod, plans.iter().map(|p| p.name.as_str()).collect());
-    let mut on_line = |line: &str| recorder.line(line);
+    let mut ready = false;
+    let mut on_line = |line: &str| {
+        recorder.line(line);
+        if !ready && recorder.all_started() {
+            ready = true;
+            launch.ready();
+        }
+    };
     let master = pty_channel.and_then(|(supervisor_end, init_end)| {
         drop(init_end);
         crate::tty::receive_master(&supervisor_end)
@@ -248,6 +261,7 @@ pub fn run(
             report::read_lines(std::fs::File::from(read_end), u64::MAX, &mut on_line);
         }
     }
+    launch.stopping();
     let mut first_status = recorder.first_status;
     if let Some(e) = recorder.setup_error {
         setup_error.get_or_insert(e);

@@ -353,9 +353,10 @@ fn exec_runtime(pod: &Pod, p: &AppPlan, runtime: &Path, id: &str) -> Stage1Error
 pub fn run(
     pods: &Pods,
     mut pod: Pod,
-    launch: crate::supervise::Launch,
+    mut launch: crate::supervise::Launch,
 ) -> Result<i32, Stage1Error> {
-    let lock = launch.lock;
+    let lock = launch.lock.take();
+    launch.refuse_listen_fds("oci")?;
     let (_manifest, runtime, mut plans) = crate::plan::plan(&pod)?;
     if plans.len() != 1 {
         return Err(Stage1Error::Config(format!(
@@ -465,8 +466,10 @@ pub fn run(
     }
     let _ = pod.stamp("started");
     if !exited {
+        launch.ready();
         wstatus = crate::sys::process::wait(child).unwrap_or(0);
     }
+    launch.stopping();
     if let Some(copying) = copying {
         copying.finish();
     }

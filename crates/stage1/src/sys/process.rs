@@ -144,6 +144,31 @@ pub fn take_inherited_fd(fd: i32) -> Option<std::os::fd::OwnedFd> {
     Some(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }
 
+/// Takes fds `first..first + count`, which systemd's socket activation
+/// passed and stage0 left open across exec (at most once per process);
+/// `None` if one of them is not open.
+pub fn take_listen_fds(first: i32, count: i32) -> Option<Vec<std::os::fd::OwnedFd>> {
+    use std::sync::atomic::AtomicBool;
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    if first < 3 || count < 0 || TAKEN.swap(true, Ordering::SeqCst) {
+        return None;
+    }
+    let last = first.checked_add(count)?;
+    let mut fds = Vec::new();
+    for fd in first..last {
+        // SAFETY: F_GETFD only asks whether `fd` is open; no memory is
+        // involved and nothing is changed.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return None;
+        }
+        // SAFETY: `fd` is open, was left open across exec for this process
+        // by stage0, and nothing in this process owns it (stage1 opens
+        // nothing before taking it, and takes it once).
+        fds.push(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) });
+    }
+    Some(fds)
+}
+
 /// unshare(2) of namespaces (never the fd table: `FILES` is refused, which
 /// is what makes this sound with other threads holding fds).
 pub fn unshare(flags: rustix::thread::UnshareFlags) -> rustix::io::Result<()> {

@@ -367,9 +367,10 @@ fn exec_vm(
 pub fn run(
     pods: &Pods,
     mut pod: Pod,
-    launch: crate::supervise::Launch,
+    mut launch: crate::supervise::Launch,
 ) -> Result<i32, Stage1Error> {
-    let lock = launch.lock;
+    let lock = launch.lock.take();
+    launch.refuse_listen_fds("kvm")?;
     let (_manifest, runtime, mut plans) = crate::plan::plan(&pod)?;
     if runtime.net.mode == NetMode::Host {
         return Err(Stage1Error::Config(
@@ -396,7 +397,7 @@ pub fn run(
         image: &image,
         accel: &picked,
     };
-    let result = vm.boot(netns.as_ref(), lock);
+    let result = vm.boot(netns.as_ref(), lock, &launch);
     drop(netns);
     crate::supervise::end_pod(pods, &mut pod, registered);
     result
@@ -418,6 +419,7 @@ impl Vm<'_> {
         &self,
         netns: Option<&std::fs::File>,
         lock: Option<OwnedFd>,
+        launch: &crate::supervise::Launch,
     ) -> Result<i32, Stage1Error> {
         let (pod, plans) = (self.pod, self.plans);
         let network = match netns {
@@ -477,7 +479,10 @@ impl Vm<'_> {
         stop_vm_on_signals(child);
         pod.set_pid(std::process::id() as i32);
         let _ = pod.stamp("started");
+        // The VM is booting its apps: as ready as the host can tell.
+        launch.ready();
         let wstatus = crate::sys::process::wait(child).unwrap_or(0);
+        launch.stopping();
         self.statuses(&share, crate::exit_code(wstatus))
     }
 
