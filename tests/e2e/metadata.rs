@@ -101,7 +101,7 @@ fn pods_sign_as_themselves_verify_each_other_and_keep_it_across_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let _guard = PodsGuard { root: tmp.path() };
     let mds = Mds::start(tmp.path(), 0);
-    // Pod A runs on; its URL (with its token) is in its console log.
+    // Pod A runs on; its URL (with its token) is in its log.
     let out = output(
         skiff_in(tmp.path())
             .args(["run", "--detach", "--insecure-options=image"])
@@ -115,10 +115,8 @@ fn pods_sign_as_themselves_verify_each_other_and_keep_it_across_a_restart() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let a = stdout(&out).trim().to_string();
-    let log = tmp.path().join("data/pods/run").join(&a).join("stage1.log");
     let url_a = eventually("pod A prints its URL", || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
+        stdout(&output(skiff_in(tmp.path()).args(["logs", &a])))
             .lines()
             .find_map(|l| l.strip_prefix("URL="))
             .map(str::to_string)

@@ -187,9 +187,10 @@ fn systemd_socket_activate_hands_a_listening_socket_to_the_pods_httpd() {
     assert_eq!(field("extra"), "none", "{body}");
 }
 
-/// `skiff generate systemd` for an image (with a socket unit) and for a
-/// pod: `systemd-analyze verify` accepts the units, the image is pinned by
-/// its full ID, and the service is Type=notify.
+/// `skiff generate systemd` for an image (with a socket unit):
+/// `systemd-analyze verify` accepts the units, the image is pinned by its
+/// full ID, and the service is Type=notify. A pod, and a socket address
+/// that would inject lines into the unit, are refused.
 #[test]
 fn generated_units_pass_systemd_analyze_verify() {
     let tmp = tempfile::tempdir().unwrap();
@@ -219,43 +220,25 @@ fn generated_units_pass_systemd_analyze_verify() {
     assert!(service.contains(&format!(" run {id}\n")), "{service}");
     assert!(units.join("skiff-busybox.socket").exists());
 
-    // A pod with a volume, a name and arguments that need quoting.
+    // A pod: refused (its manifest's values cannot safely become flags).
     let out = output(
         skiff_in(tmp.path())
             .args(["prepare", "--insecure-options=image", "--net=none"])
-            .arg("--volume=data,kind=empty,mode=0700")
-            .arg(&id)
-            .args([
-                "--name=worker",
-                "--mount=volume=data,target=/data",
-                "--exec=/bin/sh",
-                "--",
-                "-c",
-                "echo \"100% $HOME\"",
-            ]),
+            .arg(&id),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let uuid = stdout(&out).trim().to_string();
-    let out = output(
-        skiff_in(tmp.path())
-            .current_dir(&units)
-            .args(["generate", "systemd", "--files", &uuid]),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let service = std::fs::read_to_string(units.join("skiff-worker.service")).unwrap();
-    assert!(
-        service.contains("\"echo \\\"100%% $$HOME\\\"\""),
-        "{service}"
-    );
-    assert!(
-        service.contains("--volume=data,kind=empty,mode=0700"),
-        "{service}"
-    );
-    for unit in [
-        "skiff-busybox.service",
-        "skiff-busybox.socket",
-        "skiff-worker.service",
-    ] {
+    let out = output(skiff_in(tmp.path()).args(["generate", "systemd", &uuid]));
+    assert_refused(&out, "generate from a pod");
+    assert!(stderr(&out).contains("not implemented"), "{}", stderr(&out));
+    let out = output(skiff_in(tmp.path()).args([
+        "generate",
+        "systemd",
+        "--socket=8080\nExecStartPre=/bin/evil",
+        "example.com/busybox",
+    ]));
+    assert_refused(&out, "a socket address with a newline");
+    for unit in ["skiff-busybox.service", "skiff-busybox.socket"] {
         let verify = output(
             Command::new("systemd-analyze")
                 .arg("verify")
@@ -266,5 +249,46 @@ fn generated_units_pass_systemd_analyze_verify() {
             "{unit}: {}",
             stderr(&verify)
         );
+    }
+}
+
+/// What LISTEN_FDS names must be systemd's sockets, open, below the pod's
+/// lock: a directory (whose `..` leads out of any pod), a file, or a
+/// closed fd is refused before anything is made.
+#[test]
+fn listen_fds_that_are_not_open_sockets_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = tmp.path().join("busybox.aci");
+    busybox_aci(tmp.path(), "example.com/busybox", &aci);
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, "host file").unwrap();
+    let mut run = skiff_in(tmp.path());
+    run.args(["run", "--insecure-options=image", "--net=none"])
+        .arg(&aci)
+        .args([
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            "cat /proc/self/fd/3/etc/hostname",
+        ]);
+    let line = shell_line(&run);
+    for (fds, says) in [
+        ("exec 3</", "fd 3 is a Directory"),
+        (
+            &format!("exec 3<>'{}'", secret.display()) as &str,
+            "fd 3 is a RegularFile",
+        ),
+        (":", "fd 3 is not open"),
+    ] {
+        let out = output(
+            Command::new("bash")
+                .arg("-c")
+                .arg(format!("{fds}; exec env LISTEN_FDS=1 LISTEN_PID=$$ {line}")),
+        );
+        assert_refused(&out, says);
+        assert!(stderr(&out).contains(says), "{says}: {}", stderr(&out));
+        let list = output(skiff_in(tmp.path()).args(["list", "--format=json"]));
+        assert_eq!(stdout(&list).trim(), "[]", "{says}: a pod was made");
     }
 }

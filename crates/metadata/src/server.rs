@@ -123,6 +123,8 @@ fn port_file(data_dir: &std::path::Path) -> std::path::PathBuf {
 /// that one), so a restart must not move it.
 async fn listen(config: &mut Config) -> Result<TcpListener, ServerError> {
     if let Some(fd) = config.activated.take() {
+        rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)
+            .map_err(|e| io("use the activated socket")(e.into()))?;
         use rustix::net::{AddressFamily, sockopt};
         let tcp = matches!(
             sockopt::socket_domain(&fd),

@@ -1,5 +1,5 @@
-//! `skiff generate systemd`: a unit that runs a pod like an existing one
-//! (or an image) under systemd, images pinned by ID (docs/systemd.md).
+//! `skiff generate systemd`: a unit that runs an image under systemd,
+//! pinned by ID (docs/systemd.md).
 //!
 //! The service is `Type=notify` (stage1 sends `READY=1` once every app has
 //! started), `KillMode=mixed` (`systemctl stop` sends SIGTERM to the
@@ -9,9 +9,6 @@
 
 use std::path::Path;
 
-use skiff_pod::{Flavor, NetMode, Pod};
-use skiff_spec::pod::PodManifest;
-
 use crate::{Context, OpsError, refuse};
 
 /// What to generate.
@@ -20,7 +17,7 @@ pub struct UnitOptions {
     /// `ListenStream=` of a `.socket` unit (`8080`, `127.0.0.1:8080`,
     /// `/run/web.sock`).
     pub socket: Option<String>,
-    /// The units' name (default `skiff-<first app>`).
+    /// The units' name (default `skiff-<the image's last name segment>`).
     pub name: Option<String>,
 }
 
@@ -49,7 +46,9 @@ fn quote(arg: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
+            // systemd ends a line at any of \n, \r, NUL: every control
+            // character is written as an escape it decodes.
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c) & 0xff)),
             c => out.push(c),
         }
     }
@@ -69,129 +68,37 @@ fn unit_name(text: &str) -> String {
     format!("skiff-{}", name.trim_matches('-'))
 }
 
-/// `skiff run`'s arguments for a pod like `pod`.
-fn pod_args(pod: &Pod) -> Result<(Vec<String>, String), OpsError> {
-    let runtime = pod.runtime()?;
-    let bytes = std::fs::read(pod.manifest_path()).map_err(crate::error::io(format!(
-        "read {}",
-        pod.manifest_path().display()
-    )))?;
-    let manifest: PodManifest = skiff_spec::parse_pod_manifest(&bytes)
-        .map_err(|e| refuse!("pod {}: bad pod manifest: {e}", pod.uuid))?;
-    let mut args = Vec::new();
-    if runtime.flavor != Flavor::Ns {
-        args.push(format!("--stage1={}", runtime.flavor));
-    }
-    match runtime.net.mode {
-        NetMode::Host if runtime.flavor != Flavor::Fly => args.push("--net=host".into()),
-        NetMode::None => args.push("--net=none".into()),
-        NetMode::Private => {
-            let names: Vec<&str> = runtime
-                .net
-                .networks
-                .iter()
-                .map(|n| n.name.as_str())
-                .collect();
-            if names != ["default"] {
-                args.push(format!("--net={}", names.join(",")));
-            }
-        }
-        _ => {}
-    }
-    for port in &manifest.ports {
-        let ip = port.host_ip.map(|ip| format!("{ip}:")).unwrap_or_default();
-        args.push(format!(
-            "--port={}:{ip}{}",
-            port.name.as_str(),
-            port.host_port
-        ));
-    }
-    for v in &manifest.volumes {
-        let mut flag = format!("--volume={},kind={}", v.name.as_str(), v.kind);
-        if !v.source.is_empty() {
-            flag.push_str(&format!(",source={}", v.source));
-        }
-        for (key, value) in [
-            ("readOnly", v.read_only.map(|b| b.to_string())),
-            ("recursive", v.recursive.map(|b| b.to_string())),
-            ("mode", v.mode.clone()),
-            ("uid", v.uid.map(|n| n.to_string())),
-            ("gid", v.gid.map(|n| n.to_string())),
-        ] {
-            if let Some(value) = value {
-                flag.push_str(&format!(",{key}={value}"));
-            }
-        }
-        args.push(flag);
-    }
-    if runtime.logs != skiff_pod::logs::Limits::default() {
-        args.push(format!("--log-max-size={}", runtime.logs.max_size));
-        args.push(format!("--log-max-files={}", runtime.logs.max_files));
-    }
-    for (i, app) in manifest.apps.iter().enumerate() {
-        if i > 0 {
-            args.push("---".into());
-        }
-        args.push(app.image.id.as_str().to_string());
-        args.push(format!("--name={}", app.name.as_str()));
-        for m in &app.mounts {
-            args.push(format!(
-                "--mount=volume={},target={}",
-                m.volume.as_str(),
-                m.path
-            ));
-        }
-        if let Some(effective) = &app.app {
-            for (flag, value) in [
-                ("--user", &effective.user),
-                ("--group", &effective.group),
-                ("--working-dir", &effective.working_directory),
-            ] {
-                if !value.is_empty() {
-                    args.push(format!("{flag}={value}"));
-                }
-            }
-            if let Some((exec, rest)) = effective.exec.split_first() {
-                args.push(format!("--exec={exec}"));
-                args.push("--".into());
-                args.extend(rest.iter().cloned());
-            }
-        }
-    }
-    let first = manifest
-        .apps
-        .first()
-        .map(|a| a.name.as_str().to_string())
-        .unwrap_or_else(|| pod.uuid[..8].to_string());
-    Ok((args, first))
-}
-
 /// The units for `target`: a pod (UUID or prefix) or a stored image (ID,
 /// name[:version]).
 pub fn systemd(ctx: &Context, target: &str, opts: &UnitOptions) -> Result<Units, OpsError> {
-    let (args, base, what) = match ctx.pods().find(target) {
-        Ok(pod) => {
-            let (args, first) = pod_args(&pod)?;
-            (args, first, format!("pod {}", pod.uuid))
-        }
-        Err(_) => {
-            let store = ctx.store()?;
-            let image = skiff_fetch::resolve_stored(&store, target).map_err(|e| {
-                refuse!("'{target}' is neither a pod nor an image in the store ({e})")
-            })?;
-            let base = image
-                .name
-                .rsplit('/')
-                .next()
-                .unwrap_or(&image.name)
-                .to_string();
-            (
-                vec![image.id.to_string()],
-                base,
-                format!("image {} ({})", image.name, image.id.short()),
-            )
-        }
-    };
+    if let Some(address) = &opts.socket
+        && (address.is_empty() || address.chars().any(|c| c.is_control() || c.is_whitespace()))
+    {
+        return Err(refuse!(
+            "--socket={address:?}: give one address (8080, 127.0.0.1:8080, /run/app.sock) without spaces or control characters"
+        ));
+    }
+    if let Ok(pod) = ctx.pods().find(target) {
+        // Turning a pod's manifest back into `skiff run` flags would let an
+        // image's own values (arguments, mount paths) become flags, and
+        // would drop restrictions that have no flag: refused until units
+        // can run a pinned pod manifest.
+        return Err(refuse!(
+            "generating a unit from pod {} is not implemented: generate it from the pod's image (skiff generate systemd IMAGE) and add the pod's options to ExecStart=",
+            pod.uuid
+        ));
+    }
+    let store = ctx.store()?;
+    let image = skiff_fetch::resolve_stored(&store, target)
+        .map_err(|e| refuse!("'{target}' is neither a pod nor an image in the store ({e})"))?;
+    let base = image
+        .name
+        .rsplit('/')
+        .next()
+        .unwrap_or(&image.name)
+        .to_string();
+    let what = format!("image {} ({})", image.name, image.id.short());
+    let args = vec![image.id.to_string()];
     let name = match &opts.name {
         Some(name) => unit_name(name.strip_prefix("skiff-").unwrap_or(name)),
         None => unit_name(&base),
@@ -280,6 +187,7 @@ mod tests {
         assert_eq!(quote("$HOME"), "$$HOME");
         assert_eq!(quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
         assert_eq!(quote(""), "\"\"");
+        assert_eq!(quote("a\r\nb"), "\"a\\x0d\\x0ab\"");
     }
 
     #[test]

@@ -357,8 +357,14 @@ pub fn start(ctx: &Context, stage1: &Path, mut pod: Pod, how: Start) -> Result<P
     let pods = ctx.pods();
     let lock = pod.lock()?;
     pod.move_to(&pods, State::Run)?;
-    // The locked directory fd stays open across exec for stage1 to hold.
-    let file = lock.into_file();
+    // The locked directory fd stays open across exec for stage1 to hold,
+    // above the sockets of socket activation (fds 3..).
+    let service = crate::service::ServiceEnv::from_env();
+    service.check()?;
+    let file = std::fs::File::from(
+        rustix::io::fcntl_dupfd_cloexec(lock.into_file(), 3 + service.listen_fds as i32)
+            .map_err(|e| io("pass the pod lock to stage1")(e.into()))?,
+    );
     rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::empty())
         .map_err(|e| io("pass the pod lock to stage1")(e.into()))?;
     let fd = file.as_raw_fd();
@@ -377,7 +383,7 @@ pub fn start(ctx: &Context, stage1: &Path, mut pod: Pod, how: Start) -> Result<P
     if ctx.settings.debug {
         cmd.arg("--debug");
     }
-    cmd.args(crate::service::ServiceEnv::from_env().stage1_args());
+    cmd.args(service.stage1_args());
     cmd.arg(&pod.path);
     if how == Start::Foreground {
         block_termination_signals();
@@ -445,6 +451,7 @@ pub fn run<R: KeyReview>(
 /// refused for the others before anything is made.
 fn check_activation(flavor: Flavor) -> Result<(), OpsError> {
     let service = crate::service::ServiceEnv::from_env();
+    service.check()?;
     if service.listen_fds > 0 && matches!(flavor, Flavor::Oci | Flavor::Kvm) {
         return Err(refuse!(
             "socket activation (LISTEN_FDS) is not implemented for the {flavor} flavor: use --stage1=ns or fly"

@@ -43,6 +43,33 @@ impl ServiceEnv {
         }
     }
 
+    /// Checks the sockets before anything is made: fds 3.. are open and
+    /// each is a socket or a FIFO (what systemd's ListenStream=,
+    /// ListenDatagram=, ListenFIFO= pass). Anything else — a directory, a
+    /// file opened by whoever set LISTEN_FDS — would reach the apps.
+    pub fn check(&self) -> Result<(), crate::OpsError> {
+        use rustix::fs::FileType;
+        for fd in 3..3 + self.listen_fds {
+            let kind = skiff_stage1::sys::process::open_fd_type(fd as i32);
+            match kind {
+                Some(FileType::Socket | FileType::Fifo) => {}
+                Some(other) => {
+                    return Err(crate::refuse!(
+                        "LISTEN_FDS={}: fd {fd} is a {other:?}, not a socket or FIFO: only sockets from systemd's socket activation are passed to pods",
+                        self.listen_fds
+                    ));
+                }
+                None => {
+                    return Err(crate::refuse!(
+                        "LISTEN_FDS={}: fd {fd} is not open",
+                        self.listen_fds
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The arguments that hand these to stage1's `run`.
     pub fn stage1_args(&self) -> Vec<String> {
         let mut args = Vec::new();

@@ -162,6 +162,16 @@ pub fn main() -> ExitCode {
         return usage();
     };
     let first = crate::systemd::FIRST_FD as u32;
+    // The lock is stage0's, above the sockets: one fd is never both.
+    if let Some(fd) = lock_fd
+        && listen_fds > 0
+        && (first as i32..(first + listen_fds) as i32).contains(&fd)
+    {
+        eprintln!(
+            "skiff: pod failed to start: the pod's lock fd {fd} is among the activated sockets"
+        );
+        return ExitCode::from(EXIT_SETUP_FAILED as u8);
+    }
     let keep: Vec<u32> = lock_fd
         .and_then(|fd| u32::try_from(fd).ok())
         .into_iter()

@@ -89,6 +89,16 @@ impl ListenFds {
                 ))
             })?;
         for fd in &fds {
+            let kind =
+                rustix::fs::fstat(fd).map(|s| rustix::fs::FileType::from_raw_mode(s.st_mode));
+            if !matches!(
+                kind,
+                Ok(rustix::fs::FileType::Socket | rustix::fs::FileType::Fifo)
+            ) {
+                return Err(Stage1Error::Config(
+                    "socket activation passed an fd that is not a socket or FIFO: refused (it would reach the apps)".into(),
+                ));
+            }
             rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC).map_err(|e| {
                 Stage1Error::Setup {
                     what: "take the activated sockets".into(),

@@ -9,9 +9,8 @@ use crate::config::GlobalArgs;
 
 #[derive(Subcommand, Debug)]
 pub enum GenerateCommand {
-    /// Print a systemd service (Type=notify) that runs a pod like POD, or
-    /// IMAGE, with images pinned by ID; with --socket, a .socket unit too
-    /// (see docs/systemd.md).
+    /// Print a systemd service (Type=notify) that runs IMAGE pinned by its
+    /// ID; with --socket, a .socket unit too (see docs/systemd.md).
     Systemd(SystemdArgs),
 }
 
@@ -23,15 +22,15 @@ pub struct SystemdArgs {
     /// its first app.
     #[arg(long, value_name = "ADDR")]
     socket: Option<String>,
-    /// The units' name (default: skiff-<first app> for a pod,
-    /// skiff-<image's last name segment> for an image).
+    /// The units' name (default: skiff-<image's last name segment>).
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
     /// Write NAME.service (and NAME.socket) into the current directory
     /// instead of printing them.
     #[arg(long)]
     files: bool,
-    /// A pod (UUID or unique prefix) or an image in the store (ID, name).
+    /// An image in the store (ID, name[:version]). A pod is refused for
+    /// now (docs/systemd.md).
     target: String,
 }
 

@@ -144,6 +144,22 @@ pub fn take_inherited_fd(fd: i32) -> Option<std::os::fd::OwnedFd> {
     Some(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }
 
+/// The type of fd `fd` of this process if it is open (without taking it).
+pub fn open_fd_type(fd: i32) -> Option<rustix::fs::FileType> {
+    if fd < 0 {
+        return None;
+    }
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes `fd`'s metadata into `stat`, which is ours and
+    // large enough; a closed fd gives EBADF.
+    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: fstat succeeded, so it filled `stat`.
+    let stat = unsafe { stat.assume_init() };
+    Some(rustix::fs::FileType::from_raw_mode(stat.st_mode))
+}
+
 /// Takes fds `first..first + count`, which systemd's socket activation
 /// passed and stage0 left open across exec (at most once per process);
 /// `None` if one of them is not open.
