@@ -69,25 +69,55 @@ fn ace_validator_passes_in_full_with_the_metadata_service() {
 #[test]
 #[ignore = "timing-sensitive under TCG: cargo xtask test runs it alone"]
 fn ace_validator_passes_in_full_under_kvm() {
-    full_ace(&[["--net=default", "--stage1=kvm"]]);
+    // Each attempt is a whole run of the validator; under TCG its fixed
+    // 100 ms per metadata request is missed now and then (the VM's clock
+    // and network are emulated), so a few attempts are allowed: one full
+    // pass shows conformance, and a real failure fails every attempt.
+    const ATTEMPTS: usize = 3;
+    for attempt in 1..=ATTEMPTS {
+        let out = ace_run(&["--net=default", "--stage1=kvm"]);
+        if attempt == ATTEMPTS || passed_in_full(&out) {
+            assert_passed_in_full(&out, "--net=default --stage1=kvm");
+            return;
+        }
+        eprintln!(
+            "kvm ACE attempt {attempt} missed a check (TCG timing?): {}",
+            stdout(&out)
+        );
+    }
+}
+
+/// One run of the validator's two apps in a pod with `flags`, the metadata
+/// service running.
+fn ace_run(flags: &[&str]) -> std::process::Output {
+    let tools = appc_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let _mds = crate::metadata::Mds::start(tmp.path(), 0);
+    output(
+        skiff_in(tmp.path())
+            .args(["run", "--insecure-options=image"])
+            .args(flags)
+            .arg(tools.join("ace-validator-main.aci"))
+            .arg(tools.join("ace-validator-sidekick.aci")),
+    )
 }
 
 fn full_ace(cases: &[[&str; 2]]) {
-    let tools = appc_tools();
     for flags in cases {
-        let net = flags.join(" ");
-        let tmp = tempfile::tempdir().unwrap();
-        let _guard = PodsGuard { root: tmp.path() };
-        let _mds = crate::metadata::Mds::start(tmp.path(), 0);
-        let out = output(
-            skiff_in(tmp.path())
-                .args(["run", "--insecure-options=image"])
-                .args(flags)
-                .arg(tools.join("ace-validator-main.aci"))
-                .arg(tools.join("ace-validator-sidekick.aci")),
-        );
-        assert_passed_in_full(&out, &net);
+        let out = ace_run(flags);
+        assert_passed_in_full(&out, &flags.join(" "));
     }
+}
+
+/// Whether every check of the validator passed.
+fn passed_in_full(out: &std::process::Output) -> bool {
+    let text = stdout(out);
+    ["prestart OK", "main OK", "sidekick OK", "poststop OK"]
+        .iter()
+        .all(|ok| text.lines().any(|l| l == *ok))
+        && !stderr(out).contains("==>")
+        && out.status.code() == Some(0)
 }
 
 /// Every check of the validator passed, the metadata ones included.

@@ -152,6 +152,7 @@ fn real_main() -> Result<()> {
                 ["pull"] => bench::pull(&root, skiff, quick),
                 ["audit"] => bench::audit(&root, skiff, quick),
                 ["density"] => bench::density(&root, skiff, quick),
+                ["logs"] => bench::logs(&root, skiff, quick),
                 ["containerd"] => bench::containerd(&root, binaries.get("skiff-runtime")?, quick),
                 [] | ["all"] => {
                     bench::import(&root, skiff, quick)?;
@@ -161,10 +162,11 @@ fn real_main() -> Result<()> {
                     bench::metadata(&root, skiff, quick)?;
                     bench::audit(&root, skiff, quick)?;
                     bench::containerd(&root, binaries.get("skiff-runtime")?, quick)?;
+                    bench::logs(&root, skiff, quick)?;
                     bench::density(&root, skiff, quick)
                 }
                 other => bail!(
-                    "unknown benchmark {other:?} (available: import, start, pull, metadata, audit, density, containerd, all)"
+                    "unknown benchmark {other:?} (available: import, start, pull, metadata, audit, density, containerd, logs, all)"
                 ),
             };
             bench::remove_scratch();

@@ -9,6 +9,8 @@
 //!   and `umoci unpack`.
 //! * [`audit`]: `skiff image audit` of a Debian minbase image.
 //! * [`density`]: idle pods per host, memory per pod.
+//! * [`logs`]: an app's output through skiff's logger against /dev/null
+//!   and podman's k8s-file logger.
 //! * [`containerd`]: `ctr run` with skiff-runtime, runc and crun as the
 //!   runc shim's binary.
 //!
@@ -19,6 +21,7 @@ mod audit;
 mod containerd;
 mod density;
 mod import;
+mod logs;
 mod metadata;
 mod pull;
 mod rootless;
@@ -28,6 +31,7 @@ pub use audit::audit;
 pub use containerd::containerd;
 pub use density::density;
 pub use import::import;
+pub use logs::logs;
 pub use metadata::metadata;
 pub use pull::pull;
 pub use start::{start, start_kvm};
