@@ -22,17 +22,7 @@ pub fn logs(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     let sk = || quiet_skiff(skiff, &data);
 
     let layout = work.join("layout");
-    std::fs::create_dir_all(layout.join("rootfs/bin"))?;
-    std::fs::create_dir_all(layout.join("rootfs/usr"))?;
-    std::fs::copy(
-        std::fs::canonicalize("/bin/busybox")?,
-        layout.join("rootfs/bin/busybox"),
-    )?;
-    std::os::unix::fs::symlink("busybox", layout.join("rootfs/bin/sh"))?;
-    std::fs::write(
-        layout.join("manifest"),
-        r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/writer","labels":[{"name":"version","value":"1.0"},{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}],"app":{"exec":["/bin/sh"],"user":"0","group":"0"}}"#,
-    )?;
+    busybox_layout(&layout, "writer", "/bin/sh", &["sh"])?;
     let aci = work.join("writer.aci");
     build_image(skiff, &["--compression=none"], &layout, &aci)?;
     run_quiet(sk().args(["--insecure-options=image", "fetch"]).arg(&aci))?;

@@ -143,6 +143,29 @@ fn write_result(root: &Path, file: &str, body: String) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// An image layout at `layout`: busybox-static as /bin/busybox, `links`
+/// to it in /bin, an empty /usr, and a manifest naming
+/// `example.com/<name>:1.0` that runs `exec`.
+fn busybox_layout(layout: &Path, name: &str, exec: &str, links: &[&str]) -> Result<()> {
+    std::fs::create_dir_all(layout.join("rootfs/bin"))?;
+    std::fs::create_dir_all(layout.join("rootfs/usr"))?;
+    std::fs::copy(
+        std::fs::canonicalize("/bin/busybox")?,
+        layout.join("rootfs/bin/busybox"),
+    )?;
+    for link in links {
+        std::os::unix::fs::symlink("busybox", layout.join("rootfs/bin").join(link))?;
+    }
+    let manifest = serde_json::json!({
+        "acKind": "ImageManifest", "acVersion": "0.8.11", "name": format!("example.com/{name}"),
+        "labels": [{"name": "version", "value": "1.0"}, {"name": "os", "value": "linux"},
+                   {"name": "arch", "value": "amd64"}],
+        "app": {"exec": [exec], "user": "0", "group": "0"},
+    });
+    std::fs::write(layout.join("manifest"), manifest.to_string())?;
+    Ok(())
+}
+
 /// `skiff image build FLAGS LAYOUT ACI` with its output discarded.
 fn build_image(skiff: &Path, flags: &[&str], layout: &Path, aci: &Path) -> Result<()> {
     run_quiet(

@@ -327,16 +327,7 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
 /// and fetches it with `fetch` (skiff with the benchmark's data dir).
 fn fetch_true_image(skiff: &Path, work: &Path, mut fetch: Command) -> Result<()> {
     let layout = work.join("layout");
-    std::fs::create_dir_all(layout.join("rootfs/bin"))?;
-    std::fs::copy(
-        std::fs::canonicalize("/bin/busybox")?,
-        layout.join("rootfs/bin/busybox"),
-    )?;
-    std::os::unix::fs::symlink("busybox", layout.join("rootfs/bin/true"))?;
-    std::fs::write(
-        layout.join("manifest"),
-        r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/true","labels":[{"name":"version","value":"1.0"},{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}],"app":{"exec":["/bin/true"],"user":"0","group":"0"}}"#,
-    )?;
+    busybox_layout(&layout, "true", "/bin/true", &["true"])?;
     let aci = work.join("true.aci");
     build_image(skiff, &["--compression=none"], &layout, &aci)?;
     run_quiet(fetch.args(["--insecure-options=image", "fetch"]).arg(&aci))
