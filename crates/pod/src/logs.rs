@@ -106,6 +106,14 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// 0 for stdout, 1 for stderr (fd 1 and 2 less one).
+    pub fn index(self) -> usize {
+        match self {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Stream::Stdout => "stdout",

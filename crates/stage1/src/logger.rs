@@ -27,13 +27,7 @@ use skiff_pod::logs::{self, Limits, Stream};
 use crate::Stage1Error;
 use crate::forward::{Sink, Written};
 use crate::journal::Journal;
-
-fn setup(what: &str) -> impl FnOnce(rustix::io::Errno) -> Stage1Error + '_ {
-    move |e| Stage1Error::Setup {
-        what: what.to_string(),
-        source: e.into(),
-    }
-}
+use crate::stdio::setup;
 
 /// The ends of an app's output pipes the app gets, as its fds 1 and 2.
 pub struct AppOutput {
@@ -213,10 +207,7 @@ impl Logger {
                         }
                     }
                 }
-                let n = match stream {
-                    Stream::Stdout => 0,
-                    Stream::Stderr => 1,
-                };
+                let n = stream.index();
                 let written = sinks[n]
                     .as_ref()
                     .map(|sink| sink.write(bytes, stop, &mut draining, DRAIN));

@@ -31,7 +31,8 @@ use rustix::fs::OFlags;
 
 use crate::Stage1Error;
 
-fn setup(what: &str) -> impl FnOnce(rustix::io::Errno) -> Stage1Error + '_ {
+/// A failed call of `what` as a set-up error (for rustix's errors).
+pub(crate) fn setup(what: &str) -> impl FnOnce(rustix::io::Errno) -> Stage1Error + '_ {
     move |e| Stage1Error::Setup {
         what: what.to_string(),
         source: e.into(),

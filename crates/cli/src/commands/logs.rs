@@ -63,10 +63,7 @@ impl Printer {
                 text.extend_from_slice(b" | ");
             }
         }
-        let n = match line.entry.stream {
-            Stream::Stdout => 0,
-            Stream::Stderr => 1,
-        };
+        let n = line.entry.stream.index();
         match self.terminal[n] {
             true => text.extend_from_slice(&skiff_pod::logs::visible(&line.entry.content)),
             false => text.extend_from_slice(&line.entry.content),
