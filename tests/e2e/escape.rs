@@ -418,7 +418,7 @@ fn pod_processes_cannot_type_into_the_callers_terminal() {
             assert!(out.status.success(), "{}", stderr(&out));
             let uuid = stdout(&out).trim().to_string();
             let term = Terminal::start(&format!(
-                "SKIFF_DIR={} {skiff} enter {uuid} /sti",
+                "SKIFF_DIR={} {skiff} enter -i {uuid} /sti",
                 data.display()
             ));
             let (text, code) = term.finish();
@@ -1075,7 +1075,7 @@ fn pod_processes_cannot_reopen_the_callers_files() {
     let uuid = stdout(&out).trim().to_string();
     let (dir, out) = streams();
     let status = skiff_in(root)
-        .args(["enter", &uuid, "/bin/busybox", "sh", "-c", attack])
+        .args(["enter", "-i", &uuid, "/bin/busybox", "sh", "-c", attack])
         .stdin(dir)
         .stdout(out)
         .status()
@@ -1086,7 +1086,7 @@ fn pod_processes_cannot_reopen_the_callers_files() {
     // command has exited (a hang, not a slow machine, if it does not).
     let (dir, out) = streams();
     let mut child = skiff_in(root)
-        .args(["enter", &uuid, "/bin/busybox", "sh", "-c"])
+        .args(["enter", "-i", &uuid, "/bin/busybox", "sh", "-c"])
         .arg("(while :; do echo x; /bin/busybox sleep 0.02; done) & echo ATTACK-DONE")
         .stdin(dir)
         .stdout(out)

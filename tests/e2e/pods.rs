@@ -279,6 +279,43 @@ fn enter_runs_inside_a_running_pod() {
     );
     let out = output(skiff_in(tmp.path()).args(["enter", &uuid, "/bin/sh", "-c", "exit 5"]));
     assert_eq!(out.status.code(), Some(5));
+    // As another user (a number the image does not name: group 0), with
+    // more environment and another directory; stdin only with -i.
+    let enter_with = |args: &[&str], input: &str| {
+        let mut child = skiff_in(tmp.path())
+            .arg("enter")
+            .args(args)
+            .arg(&uuid)
+            .args(["/bin/sh", "-c", "id -u; id -g; echo $GREETING; pwd; cat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        // A command that does not read its stdin may end first.
+        let _ = stdin.write_all(input.as_bytes());
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+    let out = enter_with(
+        &["--user=1234", "-e", "GREETING=hi", "--workdir=/etc"],
+        "typed\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1234\n0\nhi\n/etc\n", "{}", stderr(&out));
+    let out = enter_with(&["-i", "-u", "root:42"], "typed\n");
+    assert_eq!(stdout(&out), "0\n42\n\n/\ntyped\n", "{}", stderr(&out));
+    for (bad, what) in [
+        ("--user=nosuchuser", "not in the image's /etc/passwd"),
+        ("--workdir=relative", "absolute path"),
+        ("--env=NOVALUE", "NAME=VALUE"),
+    ] {
+        let out = enter_with(&[bad], "");
+        assert!(!out.status.success(), "{bad}");
+        assert!(stderr(&out).contains(what), "{bad}: {}", stderr(&out));
+    }
     // `status --wait` returns once the pod has exited.
     let waiter = skiff_in(tmp.path())
         .args(["status", "--wait", &uuid])
@@ -349,6 +386,22 @@ fn memory_limits_kill_and_read_only_roots_refuse_writes() {
         skiff_in(tmp.path()).args(["list", "--format=json"]),
     ));
     assert!(status.contains("\"exitCode\": 137"), "{status}");
+    // The kill is in the pod's health: JSON, the list's EXIT column and
+    // status.
+    assert!(status.contains("\"oomKills\": 1"), "{status}");
+    let listed = stdout(&output(skiff_in(tmp.path()).args(["list", "--no-legend"])));
+    assert!(listed.contains(" 137 oom "), "{listed}");
+    let uuid = stdout(&output(skiff_in(tmp.path()).args([
+        "list",
+        "--full",
+        "--no-legend",
+    ])))
+    .split_whitespace()
+    .next()
+    .unwrap()
+    .to_string();
+    let text = stdout(&output(skiff_in(tmp.path()).args(["status", &uuid])));
+    assert!(text.contains("app-busybox-oom-kills=1"), "{text}");
     let out = run_sh(
         tmp.path(),
         &aci,

@@ -83,28 +83,26 @@ enum Command {
         format: commands::pods::Format,
     },
     /// Run a command inside a running pod's app (default: /bin/sh).
-    Enter {
-        /// The app to enter (default: the pod's first app).
-        #[arg(long)]
-        app: Option<String>,
-        /// Give the command a terminal: a pseudo-terminal of the pod's own
-        /// devpts, relayed to yours (which is in raw mode meanwhile), as
-        /// `run --interactive` does. Without it, the command's stdio is
-        /// yours, through pipes where it is a terminal.
-        #[arg(short = 't', long)]
-        tty: bool,
-        /// Pod UUID (or a unique prefix).
-        uuid: String,
-        /// Command and arguments.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        cmd: Vec<String>,
-    },
+    Enter(commands::pods::EnterArgs),
     /// Generate files for other tools: systemd units.
     #[command(subcommand)]
     Generate(commands::generate::GenerateCommand),
     /// Print a pod's app output (stdout to stdout, stderr to stderr), kept
     /// per app in rotating files until the pod is collected.
     Logs(commands::logs::LogsArgs),
+    /// Show a running pod's processes: app, pid in the pod and on the
+    /// host, user id in the pod, memory, CPU time, command line.
+    Top(commands::inspect::TopArgs),
+    /// Show what a running pod uses, in total and per app: CPU (percent of
+    /// one CPU over --interval, and time), memory and processes from its
+    /// cgroups, with their limits.
+    Stats(commands::inspect::StatsArgs),
+    /// Copy files between the host and a running pod's app: skiff cp
+    /// UUID:PATH HOST-PATH, or skiff cp HOST-PATH UUID:PATH. Paths in the
+    /// pod resolve inside the app's root as the app sees them (symlinks
+    /// cannot lead out of it); directories are copied whole; what comes
+    /// out loses set-id bits and belongs to you.
+    Cp(commands::inspect::CpArgs),
     /// Stop running pods (SIGTERM to every app; --force: SIGKILL).
     Stop {
         /// Pods to stop (unambiguous UUID prefixes accepted).
@@ -206,7 +204,7 @@ fn main() -> ExitCode {
     // namespace (docs/rootless.md); before anything starts a thread. Not
     // `enter`: it joins the pod's own user namespace, which only the user,
     // outside any, may do.
-    if !matches!(cli.command, Command::Version | Command::Enter { .. }) {
+    if !matches!(cli.command, Command::Version | Command::Enter(_)) {
         match skiff_ops::rootless::enter(|w| eprintln!("skiff: warning: {w}")) {
             Ok(None) => {}
             Ok(Some(status)) => return ExitCode::from(u8::try_from(status).unwrap_or(1)),
@@ -230,12 +228,7 @@ fn main() -> ExitCode {
         Command::Status { uuid, wait, format } => {
             commands::pods::status(&cli.global, &uuid, wait, format)
         }
-        Command::Enter {
-            app,
-            tty,
-            uuid,
-            cmd,
-        } => commands::pods::enter(&cli.global, &uuid, app.as_deref(), tty, &cmd),
+        Command::Enter(args) => commands::pods::enter(&cli.global, args),
         Command::Stop {
             uuids,
             force,
@@ -249,6 +242,9 @@ fn main() -> ExitCode {
         }
         Command::Generate(cmd) => commands::generate::run(&cli.global, cmd),
         Command::Logs(args) => commands::logs::run(&cli.global, args),
+        Command::Top(args) => commands::inspect::top(&cli.global, args),
+        Command::Stats(args) => commands::inspect::stats(&cli.global, args),
+        Command::Cp(args) => commands::inspect::cp(&cli.global, args),
         Command::Rm { uuids } => commands::pods::rm(&cli.global, &uuids),
         Command::Gc {
             grace_period,

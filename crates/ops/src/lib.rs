@@ -5,6 +5,8 @@
 //! - [`context`]: the settings and the one place store, pods, keystore and
 //!   fetch sessions are built.
 //! - [`run`]: fetch and render a pod's images, prepare it, start it.
+//! - [`copy`]: files between the host and a running pod (`skiff cp`).
+//! - [`enter`]: a command in a running pod's app.
 //! - [`pods`]: what a pod is ([`pods::PodInfo`]), stop, rm, gc.
 //! - [`fetch`]: images into the store, under the run policy.
 //! - [`generate`]: systemd units for a pod or an image.
@@ -15,12 +17,16 @@
 //! - [`network`]: a pod's networking options, resolved.
 //! - [`rootless`]: an ordinary user's commands in a user namespace of
 //!   their own (subordinate ids through newuidmap/newgidmap).
+//! - [`procs`], [`stats`]: a running pod's processes and what it uses
+//!   (`skiff top`, `skiff stats`).
 //! - [`service`]: what systemd hands `skiff run` (notification, sockets).
 //! - [`policy`]: the run policy (vulnerabilities, signatures, prefixes).
 //! - [`trust`]: trusted keys (list, rm, add, discover) and signing keys.
 //! - [`vulndb`]: the vulnerability database (OSV advisories).
 
 pub mod context;
+pub mod copy;
+pub mod enter;
 pub mod error;
 pub mod fetch;
 pub mod generate;
@@ -30,9 +36,11 @@ pub mod logs;
 pub mod network;
 pub mod pods;
 pub mod policy;
+pub mod procs;
 pub mod rootless;
 pub mod run;
 pub mod service;
+pub mod stats;
 pub mod trust;
 pub mod vulndb;
 

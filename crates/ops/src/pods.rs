@@ -18,6 +18,40 @@ pub struct AppInfo {
     pub image: String,
     /// Once it ended.
     pub exit_code: Option<i32>,
+    /// How many times it was started again (`--restart`).
+    pub restarts: u64,
+    /// The last runs that were followed by a restart, oldest first.
+    pub runs: Vec<RunInfo>,
+    /// OOM kills in its cgroup (recorded as the pod ended).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom_kills: Option<u64>,
+}
+
+impl AppInfo {
+    /// Whether the kernel killed a process of the app for lack of memory.
+    pub fn oom_killed(&self) -> bool {
+        self.oom_kills.is_some_and(|n| n > 0)
+    }
+}
+
+/// An ended run of an app that was started again.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunInfo {
+    pub status: i32,
+    #[serde(serialize_with = "as_rfc3339")]
+    pub ended: i64,
+}
+
+/// Times in JSON as RFC 3339, as in the text output.
+fn as_rfc3339<S: serde::Serializer>(secs: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&skiff_pod::rfc3339(*secs))
+}
+
+fn as_rfc3339_opt<S: serde::Serializer>(secs: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match secs {
+        Some(secs) => as_rfc3339(secs, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// A network a pod is attached to, while it is.
@@ -33,8 +67,12 @@ pub struct NetInfo {
 pub struct PodInfo {
     pub uuid: String,
     pub state: &'static str,
+    /// Unix times (RFC 3339 in JSON).
+    #[serde(serialize_with = "as_rfc3339")]
     pub created: i64,
+    #[serde(serialize_with = "as_rfc3339_opt")]
     pub started: Option<i64>,
+    #[serde(serialize_with = "as_rfc3339_opt")]
     pub exited: Option<i64>,
     pub pid: Option<i32>,
     pub flavor: Option<Flavor>,
@@ -52,10 +90,23 @@ impl PodInfo {
             .map(|r| {
                 r.apps
                     .iter()
-                    .map(|a| AppInfo {
-                        name: a.name.clone(),
-                        image: a.image_name.clone(),
-                        exit_code: pod.app_exit(&a.name),
+                    .map(|a| {
+                        let runs = pod.app_runs(&a.name);
+                        AppInfo {
+                            name: a.name.clone(),
+                            image: a.image_name.clone(),
+                            exit_code: pod.app_exit(&a.name),
+                            restarts: runs.count,
+                            runs: runs
+                                .last
+                                .iter()
+                                .map(|r| RunInfo {
+                                    status: r.status,
+                                    ended: r.ended,
+                                })
+                                .collect(),
+                            oom_kills: pod.app_oom_kills(&a.name),
+                        }
                     })
                     .collect()
             })

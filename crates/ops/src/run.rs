@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use skiff_fetch::{KeyReview, PullPolicy};
 use skiff_pod::prepare::{AppRequest, PodRequest};
+use skiff_pod::restart::Restart;
 use skiff_pod::{Flavor, Pod, State};
 use skiff_spec::pod::Volume;
 
@@ -53,6 +54,8 @@ pub struct RunOptions {
     pub uuid_file: Option<PathBuf>,
     /// How much of each app's output its log keeps.
     pub logs: skiff_pod::logs::Limits,
+    /// When an app that ended is started again.
+    pub restart: Restart,
     pub apps: Vec<AppSpec>,
 }
 
@@ -76,6 +79,7 @@ impl RunOptions {
             devices: Vec::new(),
             uuid_file: None,
             logs: skiff_pod::logs::Limits::default(),
+            restart: Restart::No,
             apps,
         }
     }
@@ -142,6 +146,14 @@ fn check(opts: &RunOptions) -> Result<(), OpsError> {
     if !opts.devices.is_empty() && ![Flavor::Ns, Flavor::Oci].contains(&opts.flavor) {
         return Err(refuse!(
             "--device works with --stage1=ns or oci (a kvm pod has the VM's devices, a fly pod the host's)"
+        ));
+    }
+    // The ns flavor's init starts apps again through their keepers; the
+    // others have no such process yet.
+    if !opts.restart.is_no() && opts.flavor != Flavor::Ns {
+        return Err(refuse!(
+            "--restart is not implemented for the {} flavor yet: use --stage1=ns, or a systemd unit with Restart= (skiff generate systemd)",
+            opts.flavor
         ));
     }
     if opts.interactive {
@@ -281,6 +293,7 @@ pub fn prepare<R: KeyReview>(
         exposed_ports,
         rootless: !crate::rootless::is_host_root(),
         logs: opts.logs,
+        restart: opts.restart,
     };
     // What images asked for and do not get, said before the pod exists.
     if skiff_stage1::plan::loopback_closed(request.rootless, &request.net) {
@@ -458,42 +471,6 @@ fn check_activation(flavor: Flavor) -> Result<(), OpsError> {
         ));
     }
     Ok(())
-}
-
-/// Runs `cmd` in the running pod `uuid` (through stage1's `enter`, which
-/// replaces this process): returns only on failure.
-pub fn enter(ctx: &Context, uuid: &str, app: Option<&str>, tty: bool, cmd: &[String]) -> OpsError {
-    let pod = match ctx.pods().find(uuid) {
-        Ok(pod) => pod,
-        Err(e) => return e.into(),
-    };
-    if !pod.is_running() {
-        return refuse!("pod {} is {}, not running", pod.uuid, pod.display_state());
-    }
-    if crate::rootless::entered().is_some() {
-        // The pod's user namespace is a sibling of this one: only the user
-        // itself, outside any, may join it.
-        return refuse!(
-            "skiff enter runs as the user itself, outside a user namespace of skiff's (an internal error: report it)"
-        );
-    }
-    let stage1 = match ctx.stage1() {
-        Ok(path) => path,
-        Err(e) => return e,
-    };
-    let mut command = Command::new(stage1);
-    command.arg("enter");
-    if let Some(app) = app {
-        command.arg(format!("--app={app}"));
-    }
-    if tty {
-        command.arg("--tty");
-    }
-    command.arg(&pod.path).arg("--").args(cmd);
-    // The caller's environment (its secrets) never reaches the process
-    // that joins the pod; the command gets the app's.
-    command.env_clear();
-    io("start stage1")(command.exec()).into()
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@
 //! <pod>/created, started, exited   Unix times, written when they happen
 //! <pod>/pid                   pid (host namespace) of the pod's init, written by stage1
 //! <pod>/apps/<app>/exit       the app's exit status (or 128+signal), written by stage1
+//! <pod>/apps/<app>/runs       earlier runs of a restarted app (see [`restart`]), by stage1
+//! <pod>/apps/<app>/oom        OOM kills in the app's cgroup, by stage1 as the pod ends
 //! <pod>/logs/<app>.log[.N]   the app's output (see [`logs`]), written by stage1
 //! <pod>/apps/<app>/rootfs     the app's root (an overlay mount inside the pod only)
 //! <pod>/overlay/<app>/{upper,work}   the app's writable layer
@@ -37,6 +39,7 @@ pub mod logs;
 pub mod mounts;
 pub mod prepare;
 pub mod privileges;
+pub mod restart;
 pub mod stage1;
 
 use serde::{Deserialize, Serialize};
@@ -204,6 +207,9 @@ pub struct Runtime {
     /// `--log-max-files`).
     #[serde(default)]
     pub logs: logs::Limits,
+    /// When an app that ended is started again (`--restart`).
+    #[serde(default, skip_serializing_if = "restart::Restart::is_no")]
+    pub restart: restart::Restart,
 }
 
 /// The pod's networking: resolved by stage0, set up and torn down by stage1.
@@ -323,6 +329,17 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// Unix time `secs` as RFC 3339 in UTC (`2026-12-02T14:39:17Z`).
+pub fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| secs.to_string())
 }
 
 /// A random version-4 UUID.
@@ -651,6 +668,44 @@ impl Pod {
         };
         let _ = fs::create_dir_all(&dir);
         let _ = fs::write(dir.join("exit"), code.to_string());
+    }
+
+    /// The runs of an app that were followed by a restart (`--restart`).
+    pub fn app_runs(&self, app: &str) -> restart::Runs {
+        self.app_dir(app)
+            .map(|dir| restart::Runs::read(&dir.join("runs")))
+            .unwrap_or_default()
+    }
+
+    /// Records a run of an app that is being restarted (best effort, as
+    /// [`Pod::set_app_exit`]).
+    pub fn add_app_run(&self, app: &str, status: i32) {
+        let Some(dir) = self.app_dir(app) else {
+            return;
+        };
+        let _ = fs::create_dir_all(&dir);
+        let path = dir.join("runs");
+        let mut runs = restart::Runs::read(&path);
+        runs.add(restart::Run {
+            status,
+            ended: now(),
+        });
+        let _ = runs.write(&path);
+    }
+
+    /// Records how many OOM kills an app's cgroup counted (best effort).
+    pub fn set_app_oom_kills(&self, app: &str, kills: u64) {
+        let Some(dir) = self.app_dir(app) else {
+            return;
+        };
+        let _ = fs::create_dir_all(&dir);
+        let _ = fs::write(dir.join("oom"), kills.to_string());
+    }
+
+    /// OOM kills counted in an app's cgroup while the pod ran (recorded by
+    /// stage1 as the pod ended; none if there were none).
+    pub fn app_oom_kills(&self, app: &str) -> Option<u64> {
+        read_i64(&self.app_dir(app)?.join("oom")).and_then(|n| u64::try_from(n).ok())
     }
 
     /// Records the pid of an app's process in the pod's pid namespace, as

@@ -90,6 +90,8 @@ pub struct PodRequest {
     pub rootless: bool,
     /// How much of each app's output is kept.
     pub logs: crate::logs::Limits,
+    /// When an app that ended is started again.
+    pub restart: crate::restart::Restart,
 }
 
 fn config(reason: String) -> PodError {
@@ -396,6 +398,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
             devices: req.devices.clone(),
             rootless: req.rootless,
             logs: req.logs,
+            restart: req.restart,
         };
         if req.private_users {
             // Chosen and recorded (in runtime.json) under one lock: no two
@@ -494,6 +497,7 @@ mod tests {
             devices: Vec::new(),
             rootless: false,
             logs: crate::logs::Limits::default(),
+            restart: crate::restart::Restart::No,
         };
         let pod = prepare(&pods, &req).unwrap();
         assert_eq!(pod.state, State::Prepared);

@@ -152,6 +152,17 @@ fn lookup(root: &Path, file: &str, name: &str, id_field: usize) -> Option<Vec<St
         .find(|f| f.len() > id_field && f[0] == name)
 }
 
+/// The primary group (its number) of `user`, a name or a uid, in the
+/// root's /etc/passwd.
+pub fn primary_group(root: &Path, user: &str) -> Option<String> {
+    let numeric = user.parse::<u32>().is_ok();
+    read_in_root(root, "etc/passwd")?
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && if numeric { f[2] == user } else { f[0] == user })
+        .map(|f| f[3].to_string())
+}
+
 /// Resolves `app.user` / `app.group` (names or numbers) in the app root
 /// `root` (usually `/` after entering it), plus supplementary groups.
 pub fn credentials(app: &App, root: &Path) -> Result<Credentials, Stage1Error> {
@@ -295,7 +306,11 @@ mod tests {
             (1000, 1000, vec![1000, 5, 6], "/srv")
         );
         let a = app(r#"{"exec":["/x"],"user":"nobody","group":"0"}"#);
-        assert!(credentials(&a, root.path()).is_err());
+        assert!(credentials(&a, root.path()).is_err()); // `enter --user` without a group: the user's primary group.
+        assert_eq!(primary_group(root.path(), "web").as_deref(), Some("1000"));
+        assert_eq!(primary_group(root.path(), "1000").as_deref(), Some("1000"));
+        assert_eq!(primary_group(root.path(), "4242"), None);
+        assert_eq!(primary_group(root.path(), "nobody"), None);
     }
 
     #[test]

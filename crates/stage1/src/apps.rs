@@ -1,8 +1,9 @@
 //! The pod init's app loop, shared by the `ns` init and the `kvm` guest's
 //! init: start every app (behind a gate until init has confined itself),
-//! then reap and report. An app with event handlers has a keeper that runs
-//! them, confined like the app.
+//! then reap and report. An app with event handlers or a restart policy
+//! has a keeper that runs them and starts it again, confined like the app.
 
+use crate::confine::Became;
 use crate::confine::Confinement;
 use crate::confine::become_app;
 use crate::confine::confine_as;
@@ -16,8 +17,11 @@ use crate::supervise::unblock_termination;
 use crate::sys::{self, process::Forked};
 use crate::{EXIT_SETUP_FAILED, Stage1Error, cgroups, seccomp};
 use rustix::thread::UnshareFlags;
+use skiff_pod::restart::{self, Restart};
 use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 /// Forwards termination signals from pid 1 to every process of the pod
 /// (-1: every process this pid-1 init may signal, the pod's).
@@ -49,6 +53,7 @@ pub(crate) fn run_apps(
         outputs,
         userns,
         activation,
+        restart,
     } = handles;
     install_forwarding();
     unblock_termination();
@@ -84,7 +89,9 @@ pub(crate) fn run_apps(
                 .and_then(|()| output.map_or(Ok(()), crate::logger::AppOutput::attach))
                 .and_then(|()| activation.as_ref().map_or(Ok(()), |a| a.attach(i)));
                 let error = match cgroups::join(cgroup).and(attached) {
-                    Ok(()) => exec_app(p, cgroup_view, userns.as_ref()),
+                    Ok(()) => {
+                        exec_app(p, cgroup_view, userns.as_ref(), Keeping { restart, report })
+                    }
                     Err(e) => e,
                 };
                 send(
@@ -166,6 +173,16 @@ pub(crate) struct ForApps {
     pub userns: Option<OwnedFd>,
     /// Sockets from systemd's socket activation, for the apps that get them.
     pub activation: Option<crate::systemd::Activation>,
+    /// When an app that ended is started again (`--restart`).
+    pub restart: Restart,
+}
+
+/// What an app's keeper needs beyond the app: its restart policy, and
+/// where it reports the runs it restarts.
+#[derive(Clone, Copy)]
+struct Keeping<'a> {
+    restart: Restart,
+    report: &'a OwnedFd,
 }
 
 /// Blocks until the write end of `gate` is closed everywhere.
@@ -219,8 +236,9 @@ fn exec_app(
     p: &AppPlan,
     cgroup_view: Option<&cgroups::PodView>,
     userns: Option<&OwnedFd>,
+    keeping: Keeping,
 ) -> Stage1Error {
-    match prepare_app(p, cgroup_view, userns) {
+    match prepare_app(p, cgroup_view, userns, keeping) {
         Ok(cmd) => cmd,
         Err(e) => e,
     }
@@ -230,6 +248,7 @@ fn prepare_app(
     p: &AppPlan,
     cgroup_view: Option<&cgroups::PodView>,
     userns: Option<&OwnedFd>,
+    keeping: Keeping,
 ) -> Result<Stage1Error, Stage1Error> {
     crate::sys::process::unshare(UnshareFlags::NEWNS)
         .map_err(|e| setup_err("create the app's mount namespace")(e.into()))?;
@@ -249,12 +268,15 @@ fn prepare_app(
             .map(|h| h.exec.clone())
     };
     let (pre_start, post_stop) = (handler("pre-start"), handler("post-stop"));
-    if pre_start.is_none() && post_stop.is_none() {
+    if pre_start.is_none() && post_stop.is_none() && keeping.restart.is_no() {
         return become_app(p, &p.app.exec);
     }
-    // With event handlers this process stays as the app's keeper: it runs
-    // pre-start, the app, then post-stop, all in the app's root and with
-    // its restrictions, and exits with the app's status. The keeper takes
+    // With event handlers or a restart policy this process stays as the
+    // app's keeper: it runs pre-start, the app (again, as the policy says,
+    // until the pod is stopped), then post-stop, all in the app's root and
+    // with its restrictions, and exits with the app's last status. The
+    // keeper's reports are no more trusted than the app (the supervisor
+    // bounds what it does for them: crate::report). The keeper takes
     // the app's confinement itself first (credentials, capabilities, the
     // app's seccomp filter plus forking and waiting): a pod process that
     // can trace it gains no privilege.
@@ -269,22 +291,68 @@ fn prepare_app(
             )));
         }
     }
-    ignore_termination();
-    let status = became.run(&p.app.exec)?;
+    note_termination();
+    let status = keep(p, &became, keeping)?;
     if let Some(exec) = post_stop {
         let _ = became.run(&exec);
     }
     std::process::exit(status);
 }
 
-/// Does nothing: lets the keeper outlive a SIGTERM sent to every process
-/// (its child resets the handler on exec).
-extern "C" fn ignore_signal(_: libc::c_int) {}
+/// Runs the app, and again as its restart policy says, waiting longer
+/// after each quick failure ([`restart::backoff`]), until it is not to be
+/// restarted or the pod is stopped. Each run followed by a restart is
+/// reported; returns the last run's status.
+fn keep(p: &AppPlan, became: &Became, keeping: Keeping) -> Result<i32, Stage1Error> {
+    let mut restarts = 0u32;
+    let mut wait = None;
+    loop {
+        let began = Instant::now();
+        let status = became.run(&p.app.exec)?;
+        if STOPPED.load(Ordering::SeqCst) || !keeping.restart.again(status, restarts) {
+            return Ok(status);
+        }
+        let next = restart::backoff(wait, began.elapsed());
+        wait = Some(next);
+        if stopped_within(next) {
+            return Ok(status);
+        }
+        // Reported as the app starts again: a run that ended the app (a
+        // stop during the wait) is its exit status, not a restart.
+        send(
+            keeping.report,
+            &Report::Restart {
+                app: p.name.clone(),
+                status,
+            },
+        );
+        restarts = restarts.saturating_add(1);
+    }
+}
 
-fn ignore_termination() {
-    sys::signal::on(
-        &[libc::SIGTERM, libc::SIGINT, libc::SIGHUP],
-        ignore_signal,
-        false,
-    );
+/// Set once the keeper is told to stop (a termination signal): no restart
+/// follows.
+static STOPPED: AtomicBool = AtomicBool::new(false);
+
+/// Notes a stop: the keeper outlives a SIGTERM sent to every process, to
+/// run post-stop, and restarts nothing after it (its child resets the
+/// handler on exec).
+extern "C" fn note_stop(_: libc::c_int) {
+    STOPPED.store(true, Ordering::SeqCst);
+}
+
+fn note_termination() {
+    sys::signal::on(&TERMINATION_SIGNALS, note_stop, true);
+}
+
+/// Waits `wait` unless the pod is stopped first (or was already):
+/// whether it was.
+fn stopped_within(wait: std::time::Duration) -> bool {
+    // Blocked while the flag is checked, so a stop in between is taken by
+    // the wait rather than lost.
+    sys::signal::set_blocked(&TERMINATION_SIGNALS, true);
+    let stopped = STOPPED.load(Ordering::SeqCst)
+        || sys::signal::timed_wait(&TERMINATION_SIGNALS, wait).is_some();
+    sys::signal::set_blocked(&TERMINATION_SIGNALS, false);
+    stopped
 }

@@ -496,6 +496,72 @@ pub fn app_pids(root: &Path, uuid: &str, app: &str) -> Result<Vec<i32>, Stage1Er
     Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
 }
 
+/// What a pod's cgroup (or one app's) counts, where the host's
+/// hierarchy has it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Memory in use, bytes, without inactive file cache (as docker and
+    /// podman count it).
+    pub memory: Option<u64>,
+    pub memory_limit: Option<u64>,
+    pub pids: Option<u64>,
+    pub pids_limit: Option<u64>,
+    /// CPU time, microseconds (cgroup v2's cpu.stat; v1's cpu controller
+    /// does not count it).
+    pub cpu_usec: Option<u64>,
+}
+
+/// The usage of pod `uuid`'s cgroup, or of its app `app`'s, under the
+/// host's `root`.
+pub fn usage(root: &Path, uuid: &str, app: Option<&str>) -> Usage {
+    let cg = PodCgroups::new(root, uuid, Vec::new());
+    let read = |dir: &Path, file: &str| std::fs::read_to_string(dir.join(file)).ok();
+    let number = |text: Option<String>| text.and_then(|t| t.trim().parse::<u64>().ok());
+    let keyed = |text: Option<String>, key: &str| {
+        text.and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix(key)
+                    .and_then(|v| v.strip_prefix(' '))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+        })
+    };
+    let at = |base: PathBuf| match app {
+        Some(app) => base.join(app),
+        None => base,
+    };
+    match &cg.hierarchy {
+        Hierarchy::V2(root) => {
+            let dir = at(root.join("skiff").join(uuid));
+            let memory = number(read(&dir, "memory.current"));
+            let inactive = keyed(read(&dir, "memory.stat"), "inactive_file").unwrap_or(0);
+            Usage {
+                memory: memory.map(|m| m.saturating_sub(inactive)),
+                memory_limit: number(read(&dir, "memory.max")),
+                pids: number(read(&dir, "pids.current")),
+                pids_limit: number(read(&dir, "pids.max")),
+                cpu_usec: keyed(read(&dir, "cpu.stat"), "usage_usec"),
+            }
+        }
+        Hierarchy::V1(root) => {
+            let memory = at(root.join("memory/skiff").join(uuid));
+            let pids = at(root.join("pids/skiff").join(uuid));
+            let inactive = keyed(read(&memory, "memory.stat"), "total_inactive_file").unwrap_or(0);
+            Usage {
+                memory: number(read(&memory, "memory.usage_in_bytes"))
+                    .map(|m| m.saturating_sub(inactive)),
+                // v1 writes "no limit" as the largest page-aligned value.
+                memory_limit: number(read(&memory, "memory.limit_in_bytes"))
+                    .filter(|l| *l < 1 << 62),
+                pids: number(read(&pids, "pids.current")),
+                pids_limit: number(read(&pids, "pids.max")),
+                cpu_usec: None,
+            }
+        }
+        Hierarchy::None => Usage::default(),
+    }
+}
+
 /// Moves the calling process into the cgroups of app `app` of pod `uuid`
 /// (for `skiff enter`: what it runs has the app's limits and device
 /// policy).
@@ -579,6 +645,22 @@ mod tests {
             std::fs::read_to_string(root.path().join("cpu/skiff/u/web/cpu.cfs_quota_us")).unwrap();
         assert_eq!(quota, "25000");
         assert_eq!(cg.oom_kills("web"), 0);
+        // Usage as stats reads it: the app's limit, the pod's pids.
+        let web = root.path().join("memory/skiff/u/web");
+        std::fs::write(web.join("memory.usage_in_bytes"), "5000\n").unwrap();
+        std::fs::write(
+            web.join("memory.stat"),
+            "cache 10\ntotal_inactive_file 1000\n",
+        )
+        .unwrap();
+        std::fs::write(root.path().join("pids/skiff/u/pids.current"), "3\n").unwrap();
+        let app = usage(root.path(), "u", Some("web"));
+        assert_eq!(
+            (app.memory, app.memory_limit, app.cpu_usec),
+            (Some(4000), Some(1 << 25), None)
+        );
+        let pod = usage(root.path(), "u", None);
+        assert_eq!((pod.pids, pod.pids_limit), (Some(3), Some(64)));
         // The device policy is set at the pod level (each rule is its own
         // write; the kernel keeps them all, a plain file the last).
         let devices = root.path().join("devices/skiff/u");

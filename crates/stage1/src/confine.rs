@@ -226,9 +226,20 @@ impl Became {
     }
 
     /// Forks, executes `argv` in the child, waits: returns its status.
+    /// A stop that arrives between the fork and the exec is the child's:
+    /// the termination signals stay blocked across the fork, and the
+    /// child takes their default actions before it unblocks them.
     pub(crate) fn run(&self, argv: &[String]) -> Result<i32, Stage1Error> {
-        match sys::process::fork().map_err(setup_err("fork"))? {
+        let signals = crate::supervise::TERMINATION_SIGNALS;
+        sys::signal::set_blocked(&signals, true);
+        let forked = sys::process::fork();
+        if !matches!(forked, Ok(Forked::Child)) {
+            sys::signal::set_blocked(&signals, false);
+        }
+        match forked.map_err(setup_err("fork"))? {
             Forked::Child => {
+                sys::signal::set_default(&signals);
+                sys::signal::set_blocked(&signals, false);
                 let sealed = match &self.child_filter {
                     Some(filter) => seccomp::install(filter),
                     None => Ok(()),

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use rustix::thread::LinkNameSpaceType;
 use skiff_pod::Pod;
+use skiff_spec::App;
 
 use crate::confine::Confinement;
 use crate::confine::become_with;
@@ -26,6 +27,15 @@ fn app_pid(uuid: &str, init: i32, name: &str) -> Result<i32, Stage1Error> {
         .copied()
         .find(|pid| parent(*pid) == Some(init))
         .ok_or_else(|| Stage1Error::Config(format!("app '{name}' is not running in this pod")))
+}
+
+/// The host pid of the running app `name` of the ns pod whose init is
+/// `init`: what stage1 recorded, not what the app says of itself.
+pub fn running_app_pid(pod: &Pod, init: i32, name: &str) -> Result<i32, Stage1Error> {
+    match pod.runtime().is_ok_and(|r| r.rootless) {
+        true => reported_app_pid(pod, init, name),
+        false => app_pid(&pod.uuid, init, name),
+    }
 }
 
 /// Whether `file` is this process's own namespace of type `ns`.
@@ -96,34 +106,94 @@ pub fn shield_caller() -> Result<(), Stage1Error> {
 }
 
 /// How the entered command is connected to the caller's terminal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Terminal {
     /// Its stdio is the caller's, through pipes where they are terminals
     /// (see [`crate::stdio`]).
+    #[default]
     Caller,
     /// A pseudo-terminal of the pod's own devpts (`enter --tty`), relayed
     /// to the caller's terminal in raw mode, as with `run --interactive`.
     Pty,
 }
 
-/// Runs `cmd` (default `/bin/sh`) in the pod's app `app` (default: the
-/// first); returns its exit status.
-pub fn enter(
-    pod: &Pod,
-    app: Option<&str>,
-    cmd: &[String],
-    terminal: Terminal,
-) -> Result<i32, Stage1Error> {
+/// What the entered command gets of the app and of the caller
+/// (`skiff enter`'s options; stage0 checked their form).
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The app (default: the pod's first).
+    pub app: Option<String>,
+    pub terminal: Terminal,
+    /// The caller's stdin reaches the command; otherwise /dev/null.
+    pub interactive: bool,
+    /// USER[:GROUP] instead of the app's.
+    pub user: Option<String>,
+    /// Variables over the app's environment.
+    pub env: Vec<(String, String)>,
+    /// The working directory instead of the app's.
+    pub workdir: Option<String>,
+}
+
+impl Options {
+    /// The first option that needs more than relaying output (what a kvm
+    /// pod's enter does), if any.
+    pub fn beyond_output(&self) -> Option<&'static str> {
+        [
+            (self.terminal == Terminal::Pty, "--tty"),
+            (self.interactive, "--interactive"),
+            (self.user.is_some(), "--user"),
+            (!self.env.is_empty(), "--env"),
+            (self.workdir.is_some(), "--workdir"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+
+    /// The app as the command runs: with the user, environment and working
+    /// directory asked for. Names are resolved in the app's root, where
+    /// this process is by now.
+    fn applied_to(&self, app: &App) -> App {
+        let mut app = app.clone();
+        if let Some(spec) = &self.user {
+            let (user, group) = match spec.split_once(':') {
+                Some((user, group)) => (user, Some(group.to_string())),
+                None => (spec.as_str(), None),
+            };
+            app.user = user.to_string();
+            app.group = group.unwrap_or_else(|| {
+                crate::app::primary_group(Path::new("/"), user).unwrap_or_else(|| "0".to_string())
+            });
+            // The app's extra groups are its user's, not this one's.
+            app.supplementary_gids.clear();
+        }
+        for (name, value) in &self.env {
+            app.environment.retain(|v| v.name != *name);
+            app.environment.push(skiff_spec::image::EnvVar {
+                name: name.clone(),
+                value: value.clone(),
+            });
+        }
+        if let Some(dir) = &self.workdir {
+            app.working_directory = dir.clone();
+        }
+        app
+    }
+}
+
+/// Runs `cmd` (default `/bin/sh`) in the pod's app `options.app` (default:
+/// the first); returns its exit status.
+pub fn enter(pod: &Pod, options: &Options, cmd: &[String]) -> Result<i32, Stage1Error> {
+    let terminal = options.terminal;
     if terminal == Terminal::Pty && !rustix::termios::isatty(rustix::stdio::stdin()) {
         return Err(Stage1Error::Config(
             "--tty needs a terminal on stdin (run it from a terminal, or leave out --tty)".into(),
         ));
     }
     let (_, _, plans) = plan(pod)?;
-    let target = match app {
+    let target = match &options.app {
         Some(name) => plans
             .iter()
-            .find(|p| p.name == name)
+            .find(|p| p.name == *name)
             .ok_or_else(|| Stage1Error::Config(format!("the pod has no app '{name}'")))?,
         None => &plans[0],
     };
@@ -156,7 +226,8 @@ pub fn enter(
             what: "chdir /".into(),
             source: e.into(),
         })?;
-        return run_as(target, &argv, Confinement::Privileged, terminal);
+        let app = options.applied_to(&target.app);
+        return run_as(&app, &target.name, &argv, Confinement::Privileged, options);
     }
     let init = pod
         .pid()
@@ -168,11 +239,7 @@ pub fn enter(
     let rootless = runtime.as_ref().is_some_and(|r| r.rootless);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let pid = loop {
-        let found = match rootless {
-            true => reported_app_pid(pod, init, &target.name),
-            false => app_pid(&pod.uuid, init, &target.name),
-        };
-        match found {
+        match running_app_pid(pod, init, &target.name) {
             Ok(pid) => break pid,
             Err(e)
                 if std::time::Instant::now() > deadline || pod.app_exit(&target.name).is_some() =>
@@ -253,30 +320,37 @@ pub fn enter(
     if let (Some(userns), false) = (&userns, rootless) {
         crate::userns::join(userns)?;
     }
+    let app = options.applied_to(&target.app);
     run_as(
-        target,
+        &app,
+        &target.name,
         &argv,
         Confinement::Confined(target.grants),
-        terminal,
+        options,
     )
 }
 
-/// Forks `argv` as the app, waits, returns its status.
+/// Forks `argv` as `app` (named `name`), waits, returns its status.
 fn run_as(
-    target: &crate::plan::AppPlan,
+    app: &App,
+    name: &str,
     argv: &[String],
     confinement: Confinement,
-    terminal: Terminal,
+    options: &Options,
 ) -> Result<i32, Stage1Error> {
     let confined = matches!(confinement, Confinement::Confined(_));
+    let input = options.interactive;
     // --tty: the child makes the pty in the pod's devpts and passes the
     // master back; otherwise the caller's terminal and files reach a
-    // confined command only through pipes (crate::stdio).
-    let (channel, pipes) = match terminal {
+    // confined command only through pipes (crate::stdio), and its stdin
+    // only with --interactive.
+    let (channel, pipes) = match options.terminal {
         Terminal::Pty => (Some(crate::tty::channel()?), None),
-        Terminal::Caller if confined => (None, crate::stdio::Pipes::for_caller()?),
+        Terminal::Caller if confined && input => (None, crate::stdio::Pipes::for_caller()?),
+        Terminal::Caller if confined => (None, crate::stdio::Pipes::for_output()?),
         Terminal::Caller => (None, None),
     };
+    let null_input = options.terminal == Terminal::Caller && !input;
     let forked = crate::sys::process::fork().map_err(|source| Stage1Error::Setup {
         what: "fork".to_string(),
         source,
@@ -287,6 +361,9 @@ fn run_as(
             let terminal = (|| -> Result<(), Stage1Error> {
                 if let Some(pipes) = pipes {
                     pipes.attach()?;
+                }
+                if null_input {
+                    crate::stdio::null_input()?;
                 }
                 match (&channel, confined) {
                     (Some((_, child_end)), _) => {
@@ -303,9 +380,7 @@ fn run_as(
                     (None, false) => Ok(()),
                 }
             })();
-            let code = match terminal
-                .and_then(|()| become_with(&target.app, &target.name, argv, confinement))
-            {
+            let code = match terminal.and_then(|()| become_with(app, name, argv, confinement)) {
                 Ok(Stage1Error::Exec { program, source }) => {
                     let _ = std::io::Write::write_all(
                         &mut std::io::stderr(),

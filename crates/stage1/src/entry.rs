@@ -16,26 +16,36 @@ use skiff_pod::{Flavor, Pod, Pods, State};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: skiff-stage1 run [--debug] --lock-fd=N <pod-dir> | enter [--app=NAME] [--tty] <pod-dir> [-- CMD...] | gc <pod-dir>   (started by skiff; see docs/stage1.md)"
+        "usage: skiff-stage1 run [--debug] --lock-fd=N <pod-dir> | enter [--app=NAME] [--tty] [--interactive] [--user=U[:G]] [--env=N=V] [--workdir=DIR] <pod-dir> [-- CMD...] | gc <pod-dir>   (started by skiff; see docs/stage1.md)"
     );
     ExitCode::from(EXIT_SETUP_FAILED as u8)
 }
 
-/// `skiff-stage1 enter [--app=NAME] [--tty] <pod-dir> [-- CMD...]`
+/// `skiff-stage1 enter [--app=NAME] [--tty] [--interactive] [--user=USER[:GROUP]]
+/// [--env=NAME=VALUE]... [--workdir=DIR] <pod-dir> [-- CMD...]`
 fn enter(args: &[String]) -> ExitCode {
-    let mut app = None;
+    let mut options = crate::enter::Options::default();
     let mut pod_dir = None;
     let mut cmd = Vec::new();
-    let mut terminal = crate::enter::Terminal::Caller;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         if arg == "--" {
             cmd = it.cloned().collect();
             break;
         } else if let Some(name) = arg.strip_prefix("--app=") {
-            app = Some(name.to_string());
+            options.app = Some(name.to_string());
         } else if arg == "--tty" {
-            terminal = crate::enter::Terminal::Pty;
+            options.terminal = crate::enter::Terminal::Pty;
+        } else if arg == "--interactive" {
+            options.interactive = true;
+        } else if let Some(user) = arg.strip_prefix("--user=") {
+            options.user = Some(user.to_string());
+        } else if let Some((name, value)) =
+            arg.strip_prefix("--env=").and_then(|e| e.split_once('='))
+        {
+            options.env.push((name.to_string(), value.to_string()));
+        } else if let Some(dir) = arg.strip_prefix("--workdir=") {
+            options.workdir = Some(dir.to_string());
         } else if !arg.starts_with("--") {
             pod_dir = Some(PathBuf::from(arg));
         } else {
@@ -59,16 +69,14 @@ fn enter(args: &[String]) -> ExitCode {
         return ExitCode::from(EXIT_SETUP_FAILED as u8);
     }
     let entered = if pod.runtime().is_ok_and(|r| r.flavor == Flavor::Kvm) {
-        if terminal == crate::enter::Terminal::Pty {
-            Err(crate::Stage1Error::Config(
-                "--tty is not available for kvm pods yet (enter relays output only); leave it out"
-                    .into(),
-            ))
-        } else {
-            crate::kvm::enter::enter(&pod.path, app.as_deref(), &cmd)
+        match options.beyond_output() {
+            Some(what) => Err(crate::Stage1Error::Config(format!(
+                "{what} is not available for kvm pods yet (enter relays output only); leave it out"
+            ))),
+            None => crate::kvm::enter::enter(&pod.path, options.app.as_deref(), &cmd),
         }
     } else {
-        crate::enter::enter(&pod, app.as_deref(), &cmd, terminal)
+        crate::enter::enter(&pod, &options, &cmd)
     };
     match entered {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

@@ -93,7 +93,7 @@ pub fn data_dir(pod_dir: &std::path::Path) -> Option<&std::path::Path> {
 /// The numeric fields of `/proc/<pid>/stat` (`pid`: a number or "self"),
 /// by the kernel's numbering: `fields[n]` is field `n`, from 4 on (the
 /// command before them may hold spaces and parentheses).
-pub(crate) fn proc_stat(pid: &str) -> Option<Vec<u64>> {
+pub fn proc_stat(pid: &str) -> Option<Vec<u64>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     // Fields 0–3 as 0 (field 3 is the state letter, not a number).

@@ -10,6 +10,7 @@
 
 use std::io::Read;
 use std::os::fd::OwnedFd;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use skiff_pod::Pod;
@@ -27,7 +28,16 @@ pub(crate) enum Report {
     /// An app's process was started: its pid in the pod's pid namespace
     /// (what `enter` finds it by where the pod has no cgroups).
     Started { app: String, pid: i32 },
+    /// A run of an app ended with this status and the app is started again
+    /// (`--restart`; sent by its keeper).
+    Restart { app: String, status: i32 },
 }
+
+/// Restart reports of one app closer together than this are ignored (a
+/// keeper waits at least [`skiff_pod::restart::FIRST_BACKOFF`] between
+/// runs): a hostile keeper cannot make the supervisor write the record
+/// more than 20 times a second.
+const MIN_RESTART_GAP: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The longest report line kept; longer ones are dropped whole.
 pub(crate) const MAX_LINE: usize = 64 * 1024;
@@ -99,6 +109,10 @@ pub(crate) struct Recorder<'a> {
     exited: Vec<bool>,
     failed: Vec<bool>,
     started: Vec<bool>,
+    /// Whether the pod restarts apps, and when each app's last restart was
+    /// recorded.
+    restarts: bool,
+    last_restart: Vec<Option<Instant>>,
     /// The first app's exit status, once reported.
     pub(crate) first_status: Option<i32>,
     /// The setup error, if init reported one (the first only).
@@ -116,9 +130,17 @@ impl<'a> Recorder<'a> {
             exited: vec![false; n],
             failed: vec![false; n],
             started: vec![false; n],
+            restarts: false,
+            last_restart: vec![None; n],
             first_status: None,
             setup_error: None,
         }
+    }
+
+    /// For a pod with a restart policy: restart reports are recorded.
+    pub(crate) fn restarting(mut self, restarts: bool) -> Self {
+        self.restarts = restarts;
+        self
     }
 
     /// Whether every app was reported started.
@@ -157,6 +179,21 @@ impl<'a> Recorder<'a> {
                     self.started[i] = true;
                 }
                 self.pod.set_app_pid(&app, pid);
+            }
+            // Restarts come once per back-off (at least FIRST_BACKOFF
+            // apart): one sooner is not the keeper's, and is ignored.
+            Ok(Report::Restart { app, status }) if self.restarts => {
+                let Some(i) = index(&app).filter(|i| !self.exited[*i]) else {
+                    return;
+                };
+                let now = Instant::now();
+                if self.last_restart[i]
+                    .is_some_and(|last| now.duration_since(last) < MIN_RESTART_GAP)
+                {
+                    return;
+                }
+                self.last_restart[i] = Some(now);
+                self.pod.add_app_run(&app, status);
             }
             Ok(Report::Error(e)) if self.setup_error.is_none() => {
                 self.setup_error = Some(printable(&e));
@@ -239,6 +276,33 @@ mod tests {
         recorder.line(&error);
         recorder.line(&serde_json::to_string(&Report::Error("later".into())).unwrap());
         assert_eq!(recorder.setup_error.as_deref(), Some("failed to mount x"));
+    }
+
+    #[test]
+    fn restarts_count_only_where_the_pod_restarts_and_not_too_often() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pod = skiff_pod::Pods::new(tmp.path()).create().unwrap();
+        let restart = |app: &str, status| {
+            serde_json::to_string(&Report::Restart {
+                app: app.into(),
+                status,
+            })
+            .unwrap()
+        };
+        let mut recorder = Recorder::new(&pod, vec!["web"]);
+        recorder.line(&restart("web", 1));
+        assert_eq!(pod.app_runs("web").count, 0, "no --restart: ignored");
+        let mut recorder = recorder.restarting(true);
+        for _ in 0..100 {
+            recorder.line(&restart("web", 1));
+        }
+        recorder.line(&restart("../x", 1));
+        assert_eq!(pod.app_runs("web").count, 1, "a flood counts once");
+        recorder.last_restart[0] = Some(Instant::now() - MIN_RESTART_GAP);
+        recorder.line(&restart("web", 2));
+        let runs = pod.app_runs("web");
+        assert_eq!(runs.count, 2);
+        assert_eq!(runs.last[1].status, 2);
     }
 
     #[test]

@@ -303,11 +303,13 @@ pub fn init_after_start() -> Policy {
 
 /// What an app's keeper (the process that runs its event handlers and the
 /// app, confined like the app) calls between starting them: fork, wait,
-/// signals, the app's own filter for each child, exit. An image's
+/// signals (and waiting for one before a restart), the time, the app's own
+/// filter for each child, exit. An image's
 /// `seccomp-retain-set` or `-remove-set` that leaves these out still gets
 /// them in its keeper; each child runs under the image's exact filter.
 pub const KEEPER_CALLS: &[&str] = &[
     "brk",
+    "clock_gettime",
     "clone",
     "close",
     "execve",
@@ -325,6 +327,7 @@ pub const KEEPER_CALLS: &[&str] = &[
     "rt_sigaction",
     "rt_sigprocmask",
     "rt_sigreturn",
+    "rt_sigtimedwait",
     "seccomp",
     "set_robust_list",
     "vfork",

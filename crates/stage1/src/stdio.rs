@@ -93,6 +93,11 @@ pub fn null_stdio() -> Result<(), Stage1Error> {
     null_on(&[0, 1, 2])
 }
 
+/// Puts /dev/null in place of this process's stdin.
+pub fn null_input() -> Result<(), Stage1Error> {
+    null_on(&[0])
+}
+
 /// Puts /dev/null in place of this process's stdout and stderr (the pod's
 /// init, whose apps write to the logger).
 pub fn null_output() -> Result<(), Stage1Error> {
@@ -123,6 +128,12 @@ impl Pipes {
     /// when there is none.
     pub fn for_caller() -> Result<Option<Pipes>, Stage1Error> {
         Self::for_streams(&[0, 1, 2])
+    }
+
+    /// [`Pipes::for_caller`] for stdout and stderr only: a command whose
+    /// stdin is /dev/null (`enter` without `--interactive`).
+    pub fn for_output() -> Result<Option<Pipes>, Stage1Error> {
+        Self::for_streams(&[1, 2])
     }
 
     /// [`Pipes::for_caller`] for stdin only: a pod's apps write to the

@@ -3,6 +3,7 @@
 pub mod fetch;
 pub mod generate;
 pub mod image;
+pub mod inspect;
 pub mod key;
 pub mod logs;
 pub mod metadata;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use skiff_fetch::PullPolicy;
-use skiff_ops::pods::{Collected, PodInfo, Stopped};
+use skiff_ops::pods::{AppInfo, Collected, PodInfo, Stopped};
 use skiff_ops::run::{AppSpec, RunOptions, Start};
 use skiff_pod::Flavor;
 use skiff_pod::prepare::AppRequest;
@@ -104,6 +104,15 @@ pub struct PodArgs {
     /// (default 5: at most 50 MiB of output per app by default).
     #[arg(long, value_name = "N")]
     log_max_files: Option<u32>,
+
+    /// Start an app again when it ends: no (the default), on-failure
+    /// (a status other than 0), on-failure:N (at most N times) or always.
+    /// The wait before each restart doubles from 100 ms up to 30 s, and
+    /// goes back to 100 ms after a run of 10 s or more; a stop is never
+    /// followed by a restart. `skiff status` shows every run's exit status.
+    /// ns flavor.
+    #[arg(long, value_name = "POLICY", default_value = "no")]
+    restart: skiff_pod::restart::Restart,
 
     /// Write the pod's UUID to this file.
     #[arg(long, value_name = "FILE")]
@@ -316,6 +325,7 @@ fn run_options(args: &PodArgs) -> anyhow::Result<RunOptions> {
                 .unwrap_or(skiff_pod::logs::Limits::DEFAULT_MAX_FILES),
         )
         .map_err(anyhow::Error::msg)?,
+        restart: args.restart,
         apps,
     })
 }
@@ -366,15 +376,59 @@ pub fn run_prepared(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs a command in a running pod (through stage1's `enter`).
-pub fn enter(
-    global: &GlobalArgs,
-    uuid: &str,
-    app: Option<&str>,
+#[derive(Args, Debug)]
+pub struct EnterArgs {
+    /// The app to enter (default: the pod's first app).
+    #[arg(long)]
+    app: Option<String>,
+    /// Give the command a terminal: a pseudo-terminal of the pod's own
+    /// devpts, relayed to yours (which is in raw mode meanwhile; window
+    /// size changes follow), as `run --interactive` does. What you type
+    /// reaches it. Without it, the command's stdout and stderr are yours,
+    /// through pipes where they are terminals.
+    #[arg(short = 't', long)]
     tty: bool,
-    cmd: &[String],
-) -> anyhow::Result<ExitCode> {
-    Err(skiff_ops::run::enter(&global.context()?, uuid, app, tty, cmd).into())
+    /// Keep stdin open: your stdin reaches the command (through a pipe
+    /// where it is a terminal). Without it (and without --tty) the command
+    /// reads /dev/null.
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Run as USER[:GROUP] of the app's /etc/passwd and /etc/group (names
+    /// or numbers) instead of the app's user. Without a group: the user's
+    /// primary group, or 0 for a number not in /etc/passwd. The command
+    /// keeps the app's confinement (capabilities only as root).
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
+    user: Option<String>,
+    /// An environment variable for the command, over the app's,
+    /// NAME=VALUE (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    env: Vec<String>,
+    /// The command's working directory in the app's root (default: the
+    /// app's).
+    #[arg(short = 'w', long, value_name = "DIR")]
+    workdir: Option<String>,
+    /// Pod UUID (or a unique prefix).
+    uuid: String,
+    /// Command and arguments (default /bin/sh).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    cmd: Vec<String>,
+}
+
+/// Runs a command in a running pod (through stage1's `enter`).
+pub fn enter(global: &GlobalArgs, args: EnterArgs) -> anyhow::Result<ExitCode> {
+    let options = skiff_ops::enter::EnterOptions {
+        app: args.app,
+        tty: args.tty,
+        interactive: args.interactive,
+        user: args.user,
+        env: args
+            .env
+            .iter()
+            .map(|e| parse_env("--env", e))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        workdir: args.workdir,
+    };
+    Err(skiff_ops::enter::enter(&global.context()?, &args.uuid, &options, &args.cmd).into())
 }
 
 #[derive(Clone, Copy, ValueEnum, Debug)]
@@ -406,6 +460,19 @@ fn networks_text(info: &PodInfo) -> String {
         .join(" ")
 }
 
+/// How an app ended, for `list`: its exit status (`-` while it runs), an
+/// OOM kill, its restarts.
+fn app_outcome(app: &AppInfo) -> String {
+    let mut parts = vec![app.exit_code.map_or("-".to_string(), |c| c.to_string())];
+    if app.oom_killed() {
+        parts.push("oom".to_string());
+    }
+    if app.restarts > 0 {
+        parts.push(format!("+{}", app.restarts));
+    }
+    parts.join(" ")
+}
+
 pub fn list(
     global: &GlobalArgs,
     format: Format,
@@ -419,8 +486,8 @@ pub fn list(
     }
     if !no_legend {
         println!(
-            "{:<36} {:<16} {:<32} {:<9} {:<20} NETWORKS",
-            "UUID", "APP", "IMAGE NAME", "STATE", "CREATED"
+            "{:<36} {:<16} {:<32} {:<9} {:<12} {:<20} NETWORKS",
+            "UUID", "APP", "IMAGE NAME", "STATE", "EXIT", "CREATED"
         );
     }
     for pod in &pods {
@@ -429,22 +496,30 @@ pub fn list(
         } else {
             &pod.uuid[..8]
         };
-        let (app, image) = pod
+        let (app, image, outcome) = pod
             .apps
             .first()
-            .map(|a| (a.name.as_str(), a.image.as_str()))
+            .map(|a| (a.name.as_str(), a.image.as_str(), app_outcome(a)))
             .unwrap_or_default();
         println!(
-            "{:<36} {:<16} {:<32} {:<9} {:<20} {}",
+            "{:<36} {:<16} {:<32} {:<9} {:<12} {:<20} {}",
             uuid,
             app,
             image,
             pod.state,
+            outcome,
             human_time(pod.created),
             networks_text(pod)
         );
         for a in pod.apps.iter().skip(1) {
-            println!("{:<36} {:<16} {:<32}", "", a.name, a.image);
+            println!(
+                "{:<36} {:<16} {:<32} {:<9} {}",
+                "",
+                a.name,
+                a.image,
+                "",
+                app_outcome(a)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -468,15 +543,15 @@ pub fn status(
     if let Some(a) = &pod.accel {
         println!("accel={a}");
     }
-    println!("created={}", pod.created);
+    println!("created={}", skiff_pod::rfc3339(pod.created));
     if let Some(s) = pod.started {
-        println!("started={s}");
+        println!("started={}", skiff_pod::rfc3339(s));
     }
     if let Some(p) = pod.pid {
         println!("pid={p}");
     }
     if let Some(e) = pod.exited {
-        println!("exited={e}");
+        println!("exited={}", skiff_pod::rfc3339(e));
     }
     let nets = networks_text(&pod);
     if !nets.is_empty() {
@@ -485,6 +560,16 @@ pub fn status(
     for app in &pod.apps {
         if let Some(code) = app.exit_code {
             println!("app-{}={code}", app.name);
+        }
+        if app.restarts > 0 {
+            let runs: Vec<String> = app.runs.iter().map(|r| r.status.to_string()).collect();
+            println!("app-{}-restarts={}", app.name, app.restarts);
+            // The statuses of the runs that were followed by a restart
+            // (the last ones kept), oldest first.
+            println!("app-{}-runs={}", app.name, runs.join(","));
+        }
+        if let Some(kills) = app.oom_kills.filter(|n| *n > 0) {
+            println!("app-{}-oom-kills={kills}", app.name);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -191,6 +191,7 @@ pub fn run(
                     outputs,
                     userns,
                     activation,
+                    restart: runtime.restart,
                 };
                 init(&pod, &runtime, &plans, handles, pty_channel, &write_end)
             }) {
@@ -238,7 +239,8 @@ pub fn run(
     pod.set_pid(child);
     let _ = pod.stamp("started");
 
-    let mut recorder = report::Recorder::new(&pod, plans.iter().map(|p| p.name.as_str()).collect());
+    let mut recorder = report::Recorder::new(&pod, plans.iter().map(|p| p.name.as_str()).collect())
+        .restarting(!runtime.restart.is_no());
     let mut ready = false;
     let mut on_line = |line: &str| {
         recorder.line(line);
@@ -289,9 +291,7 @@ pub fn run(
     for p in &plans {
         let kills = pod_cgroups.oom_kills(&p.name);
         if kills > 0 {
-            let dir = pod.path.join("apps").join(&p.name);
-            let _ = std::fs::create_dir_all(&dir);
-            let _ = std::fs::write(dir.join("oom"), kills.to_string());
+            pod.set_app_oom_kills(&p.name, kills);
             eprintln!(
                 "skiff: app '{}' of pod {} was killed for exceeding its memory limit",
                 p.name, pod.uuid

@@ -50,6 +50,37 @@ pub fn ignore(signals: &[libc::c_int]) {
     }
 }
 
+/// Waits up to `timeout` for one of `signals`, which the caller has
+/// blocked: the signal taken, or None once the time is up.
+pub fn timed_wait(signals: &[libc::c_int], timeout: std::time::Duration) -> Option<libc::c_int> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let wait = libc::timespec {
+            tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_nsec: libc::c_long::from(left.subsec_nanos()),
+        };
+        // SAFETY: a zeroed sigset_t initialized by sigemptyset and filled
+        // with valid signal numbers, a null info pointer (allowed) and a
+        // valid timespec; sigtimedwait only reads them.
+        let taken = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for &sig in signals {
+                libc::sigaddset(&mut set, sig);
+            }
+            libc::sigtimedwait(&set, std::ptr::null_mut(), &wait)
+        };
+        if taken > 0 {
+            return Some(taken);
+        }
+        let interrupted = std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR);
+        if !interrupted || left.is_zero() {
+            return None;
+        }
+    }
+}
+
 /// `signals` back to their default actions.
 pub fn set_default(signals: &[libc::c_int]) {
     for &sig in signals {
