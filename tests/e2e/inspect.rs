@@ -124,7 +124,9 @@ fn cp_copies_both_ways_and_symlinks_cannot_lead_out_of_the_app_root() {
          chmod 4755 /data/tool && ln -s {host_path} /escape && \
          ln -s ../../../../../../../../..{host_path}/secret /climb && \
          ln -s ../sub/file /data/links/inside && ln -s ../../../../../../../..{host_path}/secret /data/links/out && \
-         ln -s {host_path}/secret /data/links/abs && echo ready > /ready && \
+         ln -s {host_path}/secret /data/links/abs && mkdir /data/d && ln -s .. /data/d/s && \
+         ln -s d/s/d/s/d/s/d/s/../../../../../../../../../..{host_path} /data/chain && \
+         echo ready > /ready && \
          exec /bin/busybox sleep 600"
     );
     let uuid = run_detached(
@@ -160,13 +162,39 @@ fn cp_copies_both_ways_and_symlinks_cannot_lead_out_of_the_app_root() {
         std::fs::read_to_string(links.join("inside")).unwrap(),
         "pod-data\n"
     );
-    for skipped in ["out", "abs"] {
+    for skipped in ["out", "abs", "../chain"] {
         assert!(
             std::fs::symlink_metadata(links.join(skipped)).is_err(),
             "the symlink {skipped} came out"
         );
     }
     assert!(stderr(&out).contains("skipped"), "{}", stderr(&out));
+    // Whatever came out resolves inside the copy, if at all.
+    let mut dirs = vec![out_dir.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if let Ok(real) = std::fs::canonicalize(&path) {
+                assert!(
+                    real.starts_with(&out_dir),
+                    "{} leads to {}",
+                    path.display(),
+                    real.display()
+                );
+            }
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(path);
+            }
+        }
+    }
+    // A host symlink where the copy makes a directory is not written
+    // through.
+    let again = tmp.path().join("again");
+    std::fs::create_dir_all(again.join("data")).unwrap();
+    std::os::unix::fs::symlink(&host, again.join("data/sub")).unwrap();
+    let out = cp(&format!("{uuid}:/data"), again.to_str().unwrap());
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(!host.join("file").exists(), "written through a symlink");
 
     // Reading through the pod's symlinks reaches nothing of the host's.
     // The kernel's files a pod sees are the host's kernel's: not copied.

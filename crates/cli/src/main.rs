@@ -266,6 +266,10 @@ fn main() -> ExitCode {
                 .split_whitespace()
                 .collect::<Vec<_>>()
                 .join(" ");
+            // Errors may carry what a pod or an image chose (file names,
+            // messages): nothing in them may drive the terminal.
+            let line =
+                String::from_utf8_lossy(&skiff_pod::logs::visible(line.as_bytes())).into_owned();
             eprintln!("skiff: error: {line}");
             ExitCode::FAILURE
         }

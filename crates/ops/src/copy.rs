@@ -72,8 +72,10 @@ pub fn cp(
             let source = in_root(&root.fd, path, OFlags::PATH)
                 .map_err(|e| refuse!("{path} in the pod: {e}"))?;
             let name = base_name(path)?;
+            let target = host_target(dest, &name)?;
+            let (parent, name) = host_parent(&target)?;
             let mut copied = Copied::default();
-            out_of_pod(&source, path, &host_target(dest, &name)?, 0, &mut copied)?;
+            out_of_pod(&source, path, &parent, &name, &target, 0, &mut copied)?;
             Ok(copied)
         }
         (Endpoint::Host(source), Endpoint::Pod { uuid, path }) => {
@@ -136,24 +138,37 @@ impl AppRoot {
                 pod.uuid
             ));
         }
-        let dir = match runtime.flavor {
+        let fd = match runtime.flavor {
             Flavor::Kvm => {
                 return Err(refuse!(
                     "skiff cp cannot reach into a kvm pod's VM: use skiff enter {} with cat",
                     pod.uuid
                 ));
             }
-            Flavor::Fly => pod.path.join("stage1/apps").join(&name).join("rootfs"),
+            Flavor::Fly => open_root(&pod.path.join("stage1/apps").join(&name).join("rootfs"))
+                .map_err(|e| refuse!("cannot open the root of app '{name}': {e}"))?,
             Flavor::Ns | Flavor::Oci => {
-                PathBuf::from(format!("/proc/{}/root", app_pid(&pod, &name)?))
+                // The process is held (a pidfd) while its root is opened, and
+                // checked to be the app's before and alive after: its pid
+                // cannot have been reused for another's in between.
+                let pid = app_pid(&pod, &name)?;
+                let gone = || refuse!("app '{name}' ended or restarted meanwhile: try again");
+                let held = rustix::process::Pid::from_raw(pid)
+                    .and_then(|p| {
+                        rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+                    })
+                    .ok_or_else(gone)?;
+                if app_pid(&pod, &name)? != pid {
+                    return Err(gone());
+                }
+                let fd = open_root(Path::new(&format!("/proc/{pid}/root")))
+                    .map_err(|e| refuse!("cannot open the root of app '{name}': {e}"))?;
+                if exited(&held) {
+                    return Err(gone());
+                }
+                fd
             }
         };
-        let fd = rustix::fs::open(
-            &dir,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| refuse!("cannot open the root of app '{name}': {e}"))?;
         let owner = runtime.private_users.map(|base| (base, base));
         Ok(AppRoot { fd, owner })
     }
@@ -176,6 +191,27 @@ impl AppRoot {
             .map_err(|e| refuse!("{parent} in the pod: {e}"))?;
         Ok((dir, PathBuf::from(last)))
     }
+}
+
+fn open_root(dir: &Path) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Whether the process of `pidfd` has exited (its pidfd is readable).
+fn exited(pidfd: &OwnedFd) -> bool {
+    let mut fds = [rustix::event::PollFd::new(
+        pidfd,
+        rustix::event::PollFlags::IN,
+    )];
+    let now = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    !matches!(rustix::event::poll(&mut fds, Some(&now)), Ok(0))
 }
 
 /// The host pid of app `name`: the ns flavor's app process as stage1
@@ -254,6 +290,68 @@ fn not_kernel_fs(fd: &OwnedFd, shown: &str) -> Result<(), OpsError> {
     }
 }
 
+/// The directory of host path `target`, opened (the user's path, followed
+/// as given), and its last component: everything below is made relative
+/// to this handle, never through a host path again.
+fn host_parent(target: &Path) -> Result<(OwnedFd, std::ffi::OsString), OpsError> {
+    let name = target
+        .file_name()
+        .ok_or_else(|| refuse!("{}: name a file or directory", target.display()))?;
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let fd = rustix::fs::open(
+        parent,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| refuse!("{}: {e}", parent.display()))?;
+    Ok((fd, name.to_os_string()))
+}
+
+/// Opens `name` in `dir` to be written as a regular file: made with `mode`
+/// if missing (then `true`), else truncated if it is a regular file. A
+/// symlink, FIFO or device there is refused, never followed or waited on.
+fn open_for_writing(dir: &OwnedFd, name: &OsStr, mode: u32) -> rustix::io::Result<(OwnedFd, bool)> {
+    let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    match rustix::fs::openat(
+        dir,
+        name,
+        flags | OFlags::CREATE | OFlags::EXCL,
+        Mode::from_raw_mode(mode),
+    ) {
+        Ok(fd) => Ok((fd, true)),
+        Err(rustix::io::Errno::EXIST) => {
+            let fd = rustix::fs::openat(dir, name, flags, Mode::empty())?;
+            let stat = rustix::fs::fstat(&fd)?;
+            if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+                return Err(rustix::io::Errno::EXIST);
+            }
+            rustix::fs::ftruncate(&fd, 0)?;
+            Ok((fd, false))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes directory `name` in `dir` (then `true`), or takes the one there
+/// if it is a directory, not a symlink to one; opened for reading.
+fn make_dir(dir: &OwnedFd, name: &OsStr, mode: u32) -> rustix::io::Result<(OwnedFd, bool)> {
+    let created = match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode)) {
+        Ok(()) => true,
+        Err(rustix::io::Errno::EXIST) => false,
+        Err(e) => return Err(e),
+    };
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok((fd, created))
+}
+
 /// Reopens the file `opath` (an O_PATH fd) for reading: the same inode,
 /// whatever the pod renamed meanwhile.
 fn reopen(opath: &OwnedFd, flags: OFlags) -> rustix::io::Result<OwnedFd> {
@@ -264,11 +362,13 @@ fn reopen(opath: &OwnedFd, flags: OFlags) -> rustix::io::Result<OwnedFd> {
     )
 }
 
-/// Copies the pod entry `source` (O_PATH, `shown` in messages) to the
-/// host path `dest`.
+/// Copies the pod entry `source` (O_PATH, `shown` in messages) into the
+/// host directory `dir` as `name` (`dest` in messages).
 fn out_of_pod(
     source: &OwnedFd,
     shown: &str,
+    dir: &OwnedFd,
+    name: &OsStr,
     dest: &Path,
     depth: usize,
     copied: &mut Copied,
@@ -277,22 +377,13 @@ fn out_of_pod(
     let stat = rustix::fs::fstat(source).map_err(|e| refuse!("{shown}: {e}"))?;
     // Set-id and sticky bits do not leave the pod.
     let mode = stat.st_mode & 0o777;
+    let failed = |e: rustix::io::Errno| refuse!("{}: {e}", dest.display());
     match FileType::from_raw_mode(stat.st_mode) {
         FileType::RegularFile => {
             let file =
                 File::from(reopen(source, OFlags::RDONLY).map_err(|e| refuse!("{shown}: {e}"))?);
-            let mut out = std::fs::OpenOptions::new();
-            std::os::unix::fs::OpenOptionsExt::custom_flags(
-                &mut out,
-                OFlags::NOFOLLOW.bits() as i32,
-            );
-            std::os::unix::fs::OpenOptionsExt::mode(&mut out, mode);
-            let mut out = out
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(dest)
-                .map_err(|e| refuse!("{}: {e}", dest.display()))?;
+            let (out, _) = open_for_writing(dir, name, mode).map_err(failed)?;
+            let mut out = File::from(out);
             let bytes = std::io::copy(&mut &file, &mut out).map_err(|e| refuse!("{shown}: {e}"))?;
             out.flush()
                 .map_err(|e| refuse!("{}: {e}", dest.display()))?;
@@ -310,24 +401,20 @@ fn out_of_pod(
                 ));
                 return Ok(());
             }
-            std::os::unix::fs::symlink(target, dest)
-                .map_err(|e| refuse!("{}: {e}", dest.display()))?;
+            rustix::fs::symlinkat(target, dir, name).map_err(failed)?;
             copied.files += 1;
         }
         FileType::Directory if depth < MAX_DEPTH => {
-            match std::fs::create_dir(dest) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dest.is_dir() => {}
-                Err(e) => return Err(refuse!("{}: {e}", dest.display())),
-            }
-            let dir = reopen(source, OFlags::RDONLY | OFlags::DIRECTORY)
+            // Owner-only while it fills; the pod's mode at the end.
+            let (made, _) = make_dir(dir, name, 0o700).map_err(failed)?;
+            let source_dir = reopen(source, OFlags::RDONLY | OFlags::DIRECTORY)
                 .map_err(|e| refuse!("{shown}: {e}"))?;
-            let names = entries(&dir).map_err(|e| refuse!("{shown}: {e}"))?;
-            for name in names {
+            let names = entries(&source_dir).map_err(|e| refuse!("{shown}: {e}"))?;
+            for child_name in names {
                 // One component, not followed: nothing to resolve.
                 let child = match rustix::fs::openat(
-                    &dir,
-                    name.as_os_str(),
+                    &source_dir,
+                    child_name.as_os_str(),
                     OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                     Mode::empty(),
                 ) {
@@ -335,11 +422,18 @@ fn out_of_pod(
                     // Gone meanwhile (the pod runs).
                     Err(_) => continue,
                 };
-                let shown = format!("{}/{}", shown.trim_end_matches('/'), name.display());
-                out_of_pod(&child, &shown, &dest.join(&name), depth + 1, copied)?;
+                let shown = format!("{}/{}", shown.trim_end_matches('/'), child_name.display());
+                out_of_pod(
+                    &child,
+                    &shown,
+                    &made,
+                    child_name.as_os_str(),
+                    &dest.join(&child_name),
+                    depth + 1,
+                    copied,
+                )?;
             }
-            std::fs::set_permissions(dest, std::os::unix::fs::PermissionsExt::from_mode(mode))
-                .map_err(|e| refuse!("{}: {e}", dest.display()))?;
+            rustix::fs::fchmod(&made, Mode::from_raw_mode(mode)).map_err(failed)?;
         }
         FileType::Directory => copied
             .skipped
@@ -352,25 +446,23 @@ fn out_of_pod(
 }
 
 /// Whether a symlink `depth` levels below the top of a copy (1: in the top
-/// directory) with `target` points inside the copy: relative, and never
-/// climbing above the top directory.
+/// directory) with `target` points inside the copy: relative, some `..`
+/// first that climb no higher than the top directory, then only names.
+/// (A `..` after a name could climb out through a symlink the pod made
+/// for that name; names below stay inside, whatever symlinks they are.)
 fn stays_within(target: &Path, depth: usize) -> bool {
     use std::path::Component;
-    let Some(mut level) = depth.checked_sub(1) else {
-        return false;
-    };
+    let mut climbs = 0;
+    let mut descended = false;
     for component in target.components() {
         match component {
-            Component::Normal(_) => level += 1,
             Component::CurDir => {}
-            Component::ParentDir => match level.checked_sub(1) {
-                Some(up) => level = up,
-                None => return false,
-            },
-            Component::RootDir | Component::Prefix(_) => return false,
+            Component::ParentDir if !descended => climbs += 1,
+            Component::Normal(_) => descended = true,
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return false,
         }
     }
-    true
+    depth > 0 && climbs < depth && (descended || climbs > 0)
 }
 
 /// The names in directory `dir` but `.` and `..`.
@@ -400,42 +492,32 @@ fn into_pod(
     use std::os::unix::fs::MetadataExt;
     let shown = || format!("{} in the pod", name.display());
     not_kernel_fs(parent, &shown())?;
-    let mode = Mode::from_raw_mode(meta.mode() & 0o777);
+    let mode = meta.mode() & 0o777;
     let file_type = meta.file_type();
-    let made: OwnedFd = if file_type.is_file() {
-        // What is there already must be a regular file: opened without
-        // following, without blocking on a FIFO, and checked.
-        let fd = rustix::fs::openat(
-            parent,
-            name.as_os_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-            mode,
-        )
-        .map_err(|e| refuse!("{}: {e}", shown()))?;
-        let stat = rustix::fs::fstat(&fd).map_err(|e| refuse!("{}: {e}", shown()))?;
-        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-            return Err(refuse!("{}: not a regular file; not replaced", shown()));
-        }
-        rustix::fs::ftruncate(&fd, 0).map_err(|e| refuse!("{}: {e}", shown()))?;
+    let failed = |e: rustix::io::Errno| refuse!("{}: {e}", shown());
+    // Only what this copy made changes owner: an existing file or
+    // directory (a host volume's, say) keeps its own.
+    let (made, created): (OwnedFd, bool) = if file_type.is_file() {
+        let (fd, created) = open_for_writing(parent, name.as_os_str(), mode).map_err(failed)?;
         let mut input = File::open(source).map_err(|e| refuse!("{}: {e}", source.display()))?;
         let mut out = File::from(fd);
         let bytes = std::io::copy(&mut input, &mut out).map_err(|e| refuse!("{}: {e}", shown()))?;
         copied.files += 1;
         copied.bytes += bytes;
-        OwnedFd::from(out)
+        (OwnedFd::from(out), created)
     } else if file_type.is_symlink() {
         let target =
             std::fs::read_link(source).map_err(|e| refuse!("{}: {e}", source.display()))?;
-        rustix::fs::symlinkat(&target, parent, name.as_os_str())
-            .map_err(|e| refuse!("{}: {e}", shown()))?;
+        rustix::fs::symlinkat(&target, parent, name.as_os_str()).map_err(failed)?;
         copied.files += 1;
-        rustix::fs::openat(
+        let fd = rustix::fs::openat(
             parent,
             name.as_os_str(),
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| refuse!("{}: {e}", shown()))?
+        .map_err(failed)?;
+        (fd, true)
     } else if file_type.is_dir() {
         if depth >= MAX_DEPTH {
             copied.skipped.push(format!(
@@ -444,17 +526,8 @@ fn into_pod(
             ));
             return Ok(());
         }
-        match rustix::fs::mkdirat(parent, name.as_os_str(), mode) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => return Err(refuse!("{}: {e}", shown())),
-        }
-        let dir = rustix::fs::openat(
-            parent,
-            name.as_os_str(),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| refuse!("{}: not a directory ({e})", shown()))?;
+        let (dir, created) = make_dir(parent, name.as_os_str(), mode)
+            .map_err(|e| refuse!("{}: not a directory ({e})", shown()))?;
         for entry in std::fs::read_dir(source).map_err(|e| refuse!("{}: {e}", source.display()))? {
             let entry = entry.map_err(|e| refuse!("{}: {e}", source.display()))?;
             let meta = entry
@@ -470,7 +543,7 @@ fn into_pod(
                 copied,
             )?;
         }
-        dir
+        (dir, created)
     } else {
         copied.skipped.push(format!(
             "{}: only files, directories and symlinks are copied",
@@ -478,6 +551,9 @@ fn into_pod(
         ));
         return Ok(());
     };
+    if !created {
+        return Ok(());
+    }
     if let Some((uid, gid)) = owner {
         let ids = (
             rustix::fs::Uid::from_raw(uid),
@@ -540,10 +616,15 @@ mod tests {
     fn only_symlinks_inside_the_copy_come_out() {
         assert!(stays_within(Path::new("file"), 1));
         assert!(stays_within(Path::new("../sub/file"), 2));
-        assert!(stays_within(Path::new("./a/../b"), 1));
+        assert!(stays_within(Path::new("./a/./b"), 1));
+        assert!(stays_within(Path::new(".."), 2));
         assert!(!stays_within(Path::new("../file"), 1));
         assert!(!stays_within(Path::new("a/../../x"), 1));
         assert!(!stays_within(Path::new("/etc/passwd"), 3));
+        // A `..` after a name, which a symlink of the pod's could turn
+        // into a climb (d/s -> .. then d/s/d/s/../../..).
+        assert!(!stays_within(Path::new("d/s/d/s/../../../x"), 1));
+        assert!(!stays_within(Path::new("a/../b"), 3));
         // The copy's top itself: nothing it points at is copied.
         assert!(!stays_within(Path::new("file"), 0));
     }
@@ -573,8 +654,18 @@ mod tests {
             rustix::fs::open(root.path(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
         let source = in_root(&fd, "/tree", OFlags::PATH | OFlags::NOFOLLOW).unwrap();
         let out = tempfile::tempdir().unwrap();
+        let (dir, name) = host_parent(&out.path().join("tree")).unwrap();
         let mut copied = Copied::default();
-        out_of_pod(&source, "/tree", &out.path().join("tree"), 0, &mut copied).unwrap();
+        out_of_pod(
+            &source,
+            "/tree",
+            &dir,
+            &name,
+            &out.path().join("tree"),
+            0,
+            &mut copied,
+        )
+        .unwrap();
         let mode = std::fs::metadata(out.path().join("tree/tool"))
             .unwrap()
             .permissions()

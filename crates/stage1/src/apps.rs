@@ -18,7 +18,7 @@ use crate::sys::{self, process::Forked};
 use crate::{EXIT_SETUP_FAILED, Stage1Error, cgroups, seccomp};
 use rustix::thread::UnshareFlags;
 use skiff_pod::restart::{self, Restart};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -279,7 +279,12 @@ fn prepare_app(
     // bounds what it does for them: crate::report). The keeper takes
     // the app's confinement itself first (credentials, capabilities, the
     // app's seccomp filter plus forking and waiting): a pod process that
-    // can trace it gains no privilege.
+    // can trace it gains no privilege. It keeps no handle but its stdio,
+    // the sockets of socket activation and its report pipe (init's
+    // handles on the host's cgroups and the other apps' sockets close).
+    let mut kept: Vec<u32> = (3..3 + crate::systemd::passed_fds()).collect();
+    kept.extend(u32::try_from(keeping.report.as_raw_fd()).ok());
+    crate::close_inherited_fds(&kept)?;
     let mut became = confine_as(&p.app, &p.name, Confinement::Confined(p.grants))?;
     became.seal_as_keeper()?;
     if let Some(exec) = pre_start {
@@ -304,11 +309,28 @@ fn prepare_app(
 /// restarted or the pod is stopped. Each run followed by a restart is
 /// reported; returns the last run's status.
 fn keep(p: &AppPlan, became: &Became, keeping: Keeping) -> Result<i32, Stage1Error> {
+    // A stop before the first run: the app ends as SIGTERM would end it.
+    let mut status = 128 + libc::SIGTERM;
     let mut restarts = 0u32;
     let mut wait = None;
     loop {
         let began = Instant::now();
-        let status = became.run(&p.app.exec)?;
+        let Some(pid) = became.spawn(&p.app.exec, Some(&STOPPED))? else {
+            return Ok(status);
+        };
+        // Reported once the app runs again: a run that ended the app (a
+        // stop during the wait) is its exit status, not a restart.
+        if wait.is_some() {
+            send(
+                keeping.report,
+                &Report::Restart {
+                    app: p.name.clone(),
+                    status,
+                },
+            );
+            restarts = restarts.saturating_add(1);
+        }
+        status = Became::wait(pid);
         if STOPPED.load(Ordering::SeqCst) || !keeping.restart.again(status, restarts) {
             return Ok(status);
         }
@@ -317,16 +339,6 @@ fn keep(p: &AppPlan, became: &Became, keeping: Keeping) -> Result<i32, Stage1Err
         if stopped_within(next) {
             return Ok(status);
         }
-        // Reported as the app starts again: a run that ended the app (a
-        // stop during the wait) is its exit status, not a restart.
-        send(
-            keeping.report,
-            &Report::Restart {
-                app: p.name.clone(),
-                status,
-            },
-        );
-        restarts = restarts.saturating_add(1);
     }
 }
 

@@ -10,6 +10,7 @@ use skiff_pod::privileges::Grants;
 use skiff_spec::App;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The open-files limit of apps: 65536 (or the host's hard limit if lower;
 /// a process cannot raise its hard limits without CAP_SYS_RESOURCE, which
@@ -226,14 +227,41 @@ impl Became {
     }
 
     /// Forks, executes `argv` in the child, waits: returns its status.
-    /// A stop that arrives between the fork and the exec is the child's:
-    /// the termination signals stay blocked across the fork, and the
-    /// child takes their default actions before it unblocks them.
     pub(crate) fn run(&self, argv: &[String]) -> Result<i32, Stage1Error> {
+        match self.spawn(argv, None)? {
+            Some(pid) => Ok(Self::wait(pid)),
+            None => Ok(EXIT_SETUP_FAILED),
+        }
+    }
+
+    /// The exit status of child `pid`, once it ended.
+    pub(crate) fn wait(pid: i32) -> i32 {
+        crate::exit_code(sys::process::wait(pid).unwrap_or(0))
+    }
+
+    /// Forks and executes `argv` in the child (its termination signals at
+    /// their default actions, the app's filter installed): its pid. With
+    /// `stop` (a keeper's flag, set by its termination handler), nothing
+    /// starts once a stop arrived (None), and a stop that arrives while the
+    /// child starts is passed on to it: the signals stay blocked from the
+    /// check through the fork (a signal pending then is this process's
+    /// only), and the child unblocks them once their actions are the
+    /// defaults.
+    pub(crate) fn spawn(
+        &self,
+        argv: &[String],
+        stop: Option<&AtomicBool>,
+    ) -> Result<Option<i32>, Stage1Error> {
         let signals = crate::supervise::TERMINATION_SIGNALS;
+        let stopped = || stop.is_some_and(|s| s.load(Ordering::SeqCst));
         sys::signal::set_blocked(&signals, true);
+        if stopped() {
+            sys::signal::set_blocked(&signals, false);
+            return Ok(None);
+        }
         let forked = sys::process::fork();
         if !matches!(forked, Ok(Forked::Child)) {
+            // A stop pending now runs the handler, which sets the flag.
             sys::signal::set_blocked(&signals, false);
         }
         match forked.map_err(setup_err("fork"))? {
@@ -250,7 +278,12 @@ impl Became {
                 };
                 std::process::exit(code);
             }
-            Forked::Parent(pid) => Ok(crate::exit_code(sys::process::wait(pid).unwrap_or(0))),
+            Forked::Parent(pid) => {
+                if stopped() {
+                    sys::process::kill(pid, libc::SIGTERM);
+                }
+                Ok(Some(pid))
+            }
         }
     }
 }

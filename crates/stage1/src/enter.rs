@@ -189,6 +189,12 @@ pub fn enter(pod: &Pod, options: &Options, cmd: &[String]) -> Result<i32, Stage1
             "--tty needs a terminal on stdin (run it from a terminal, or leave out --tty)".into(),
         ));
     }
+    // Without -i the command reads /dev/null: the host's, opened before
+    // anything of the pod is joined.
+    let null_input = match options.terminal == Terminal::Caller && !options.interactive {
+        true => Some(crate::stdio::open_null()?),
+        false => None,
+    };
     let (_, _, plans) = plan(pod)?;
     let target = match &options.app {
         Some(name) => plans
@@ -227,7 +233,14 @@ pub fn enter(pod: &Pod, options: &Options, cmd: &[String]) -> Result<i32, Stage1
             source: e.into(),
         })?;
         let app = options.applied_to(&target.app);
-        return run_as(&app, &target.name, &argv, Confinement::Privileged, options);
+        return run_as(
+            &app,
+            &target.name,
+            &argv,
+            Confinement::Privileged,
+            options,
+            null_input,
+        );
     }
     let init = pod
         .pid()
@@ -327,6 +340,7 @@ pub fn enter(pod: &Pod, options: &Options, cmd: &[String]) -> Result<i32, Stage1
         &argv,
         Confinement::Confined(target.grants),
         options,
+        null_input,
     )
 }
 
@@ -337,6 +351,7 @@ fn run_as(
     argv: &[String],
     confinement: Confinement,
     options: &Options,
+    null_input: Option<std::os::fd::OwnedFd>,
 ) -> Result<i32, Stage1Error> {
     let confined = matches!(confinement, Confinement::Confined(_));
     let input = options.interactive;
@@ -350,7 +365,6 @@ fn run_as(
         Terminal::Caller if confined => (None, crate::stdio::Pipes::for_output()?),
         Terminal::Caller => (None, None),
     };
-    let null_input = options.terminal == Terminal::Caller && !input;
     let forked = crate::sys::process::fork().map_err(|source| Stage1Error::Setup {
         what: "fork".to_string(),
         source,
@@ -362,8 +376,9 @@ fn run_as(
                 if let Some(pipes) = pipes {
                     pipes.attach()?;
                 }
-                if null_input {
-                    crate::stdio::null_input()?;
+                if let Some(null) = &null_input {
+                    rustix::stdio::dup2_stdin(null)
+                        .map_err(|e| crate::setup_err("put /dev/null on stdin")(e.into()))?;
                 }
                 match (&channel, confined) {
                     (Some((_, child_end)), _) => {

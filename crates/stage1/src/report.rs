@@ -174,10 +174,12 @@ impl<'a> Recorder<'a> {
                     printable(&error)
                 );
             }
-            Ok(Report::Started { app, pid }) if index(&app).is_some() => {
-                if let Some(i) = index(&app) {
-                    self.started[i] = true;
-                }
+            // Once per app: init reports each start once.
+            Ok(Report::Started { app, pid }) => {
+                let Some(i) = index(&app).filter(|i| !self.started[*i]) else {
+                    return;
+                };
+                self.started[i] = true;
                 self.pod.set_app_pid(&app, pid);
             }
             // Restarts come once per back-off (at least FIRST_BACKOFF

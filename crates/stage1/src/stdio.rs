@@ -93,9 +93,14 @@ pub fn null_stdio() -> Result<(), Stage1Error> {
     null_on(&[0, 1, 2])
 }
 
-/// Puts /dev/null in place of this process's stdin.
-pub fn null_input() -> Result<(), Stage1Error> {
-    null_on(&[0])
+/// /dev/null, opened for reading and writing.
+pub fn open_null() -> Result<OwnedFd, Stage1Error> {
+    rustix::fs::open(
+        "/dev/null",
+        OFlags::RDWR | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(setup("open /dev/null"))
 }
 
 /// Puts /dev/null in place of this process's stdout and stderr (the pod's
@@ -106,12 +111,7 @@ pub fn null_output() -> Result<(), Stage1Error> {
 
 /// Puts /dev/null in place of this process's fds `streams` (of 0, 1, 2).
 fn null_on(streams: &[usize]) -> Result<(), Stage1Error> {
-    let null = rustix::fs::open(
-        "/dev/null",
-        OFlags::RDWR | OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(setup("open /dev/null"))?;
+    let null = open_null()?;
     for &n in streams {
         match n {
             0 => rustix::stdio::dup2_stdin(&null),
