@@ -6,6 +6,7 @@
 
 mod ace;
 mod audit;
+mod cli_parity;
 mod common;
 mod containerd;
 mod cri;

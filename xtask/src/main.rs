@@ -337,7 +337,9 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         .args(extra)
         .env("SKIFF_APPC_TOOLS", &tools)
         .env("SKIFF_TEST_PYTHON", &python))?;
-    step("cargo test: the timing-sensitive end-to-end tests, one at a time on a quiet machine");
+    step(
+        "cargo test: the timing-sensitive and heavy end-to-end tests, one at a time on a quiet machine",
+    );
     run(cargo(root)
         .args(["test", "--release", "-p", "skiff", "--test", "e2e"])
         .args(["--", "--ignored", "--test-threads=1"])

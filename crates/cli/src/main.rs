@@ -11,6 +11,7 @@ mod config;
 mod format;
 mod net_args;
 mod review;
+mod suggest;
 
 use std::process::ExitCode;
 

@@ -156,6 +156,11 @@ fn check(opts: &RunOptions) -> Result<(), OpsError> {
             opts.flavor
         ));
     }
+    if let Some(name) = &opts.hostname
+        && let Some(why) = hostname_problem(name)
+    {
+        return Err(refuse!("--hostname={name}: {why}"));
+    }
     if opts.interactive {
         if opts.apps.len() != 1 {
             return Err(refuse!("--interactive works with exactly one image"));
@@ -165,6 +170,54 @@ fn check(opts: &RunOptions) -> Result<(), OpsError> {
         }
     }
     Ok(())
+}
+
+/// The isolators of an image's app that skiff reads but does not enforce,
+/// one line each (said before the pod starts, never ignored silently).
+fn not_enforced(app: &skiff_spec::App) -> Vec<String> {
+    use skiff_spec::isolator::{self as iso, IsolatorValue};
+    app.isolators
+        .iter()
+        .filter_map(|i| {
+            let name = i.name.as_str();
+            match (&i.value, name) {
+                (IsolatorValue::OomScoreAdj(v), _) if *v < 0 => Some(format!(
+                    "{name} {v} is not applied: a lower OOM score is a privilege an image does not get (a higher one is applied)"
+                )),
+                (
+                    _,
+                    iso::SELINUX_CONTEXT
+                    | iso::APPARMOR_PROFILE
+                    | iso::UNIX_SYSCTL
+                    | iso::RESOURCE_BLOCK_BANDWIDTH
+                    | iso::RESOURCE_BLOCK_IOPS
+                    | iso::RESOURCE_NETWORK_BANDWIDTH,
+                ) => Some(format!("{name} is not enforced by skiff")),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Why `name` is no hostname (RFC 1123: dot-separated labels of letters,
+/// digits and inner hyphens, each at most 63 characters, 253 in all).
+fn hostname_problem(name: &str) -> Option<&'static str> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.is_empty() || name.len() > 253 {
+        Some("a hostname has 1 to 253 characters")
+    } else if !name.split('.').all(label_ok) {
+        Some(
+            "use letters, digits and hyphens in dot-separated labels (a hyphen neither first nor last)",
+        )
+    } else {
+        None
+    }
 }
 
 /// What an ordinary user's pod (in the user's namespace) can have today
@@ -320,6 +373,9 @@ pub fn prepare<R: KeyReview>(
         for line in skiff_pod::privileges::refused(image_app, app_grants) {
             refused(&format!("image {}: {line}", manifest.name));
         }
+        for line in not_enforced(image_app) {
+            refused(&format!("image {}: {line}", manifest.name));
+        }
         if !crate::rootless::is_host_root() {
             for iso in image_app
                 .isolators
@@ -333,12 +389,46 @@ pub fn prepare<R: KeyReview>(
             }
         }
     }
+    check_apps(&request)?;
     let pod = skiff_pod::prepare::prepare(&ctx.pods(), &request)?;
     if let Some(file) = &opts.uuid_file {
         std::fs::write(file, format!("{}\n", pod.uuid))
             .map_err(io(format!("write {}", file.display())))?;
     }
     Ok(pod)
+}
+
+/// Checks what stage1 would otherwise find wrong only once the pod exists:
+/// each app's capability names, its user and group in its image's
+/// /etc/passwd and /etc/group, the sources of host volumes.
+fn check_apps(request: &PodRequest) -> Result<(), OpsError> {
+    for volume in &request.volumes {
+        if volume.kind == "host" && !Path::new(&volume.source).exists() {
+            return Err(refuse!(
+                "volume {}: its source {} does not exist (create it, or use kind=empty)",
+                volume.name,
+                volume.source
+            ));
+        }
+    }
+    for app_req in &request.apps {
+        let app = skiff_pod::prepare::effective_app(app_req)?;
+        let name = app_req
+            .manifest
+            .as_ref()
+            .map_or(String::new(), |m| m.name.to_string());
+        let problem = |e: skiff_stage1::Stage1Error| {
+            refuse!("image {name}: {}", skiff_stage1::error_line(&e))
+        };
+        skiff_stage1::app::capabilities(&app, skiff_pod::prepare::app_grants(request, app_req))
+            .map_err(problem)?;
+        // Names resolve in the image's own files, read as stage1 reads
+        // them (inside its root only).
+        if !app_req.tree.as_os_str().is_empty() {
+            skiff_stage1::app::credentials(&app, &app_req.tree).map_err(problem)?;
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a pod that is not prepared (not startable).
@@ -508,5 +598,9 @@ mod tests {
         opts.flavor = Flavor::Fly;
         assert!(check(&opts).is_err());
         assert!(check(&RunOptions::new(Vec::new())).is_err());
+        for bad in ["bad host!", "-lead", "a..b", ""] {
+            assert!(hostname_problem(bad).is_some(), "{bad}");
+        }
+        assert!(hostname_problem("web-1.example.org").is_none());
     }
 }

@@ -208,7 +208,29 @@ pub fn effective_app(req: &AppRequest) -> Result<App, PodError> {
     }
     for (isolator, limit) in [(RESOURCE_MEMORY, &req.memory), (RESOURCE_CPU, &req.cpu)] {
         if let Some(limit) = limit {
-            let quantity = Quantity::parse(limit).map_err(config)?;
+            let flag = if isolator == RESOURCE_MEMORY {
+                "--memory"
+            } else {
+                "--cpu"
+            };
+            let quantity =
+                Quantity::parse(limit).map_err(|why| config(format!("{flag}={limit}: {why}")))?;
+            // The smallest unit (a byte, a millicore) at least: zero or
+            // less is no limit a cgroup takes.
+            let smallest = match isolator == RESOURCE_MEMORY {
+                true => quantity.to_scaled(0),
+                false => quantity.to_scaled(3),
+            };
+            if smallest.is_none_or(|n| n < 1) {
+                return Err(config(format!(
+                    "{flag}={limit}: a limit must be more than zero (e.g. {})",
+                    if isolator == RESOURCE_MEMORY {
+                        "64M"
+                    } else {
+                        "500m"
+                    }
+                )));
+            }
             app.isolators.retain(|i| i.name.as_str() != isolator);
             app.isolators.push(Isolator {
                 name: AcIdentifier::new(isolator).map_err(config)?,

@@ -306,7 +306,8 @@ mod tests {
             (1000, 1000, vec![1000, 5, 6], "/srv")
         );
         let a = app(r#"{"exec":["/x"],"user":"nobody","group":"0"}"#);
-        assert!(credentials(&a, root.path()).is_err()); // `enter --user` without a group: the user's primary group.
+        assert!(credentials(&a, root.path()).is_err());
+        // `enter --user` without a group: the user's primary group.
         assert_eq!(primary_group(root.path(), "web").as_deref(), Some("1000"));
         assert_eq!(primary_group(root.path(), "1000").as_deref(), Some("1000"));
         assert_eq!(primary_group(root.path(), "4242"), None);

@@ -30,6 +30,29 @@ fn set_default_rlimits() {
     );
 }
 
+/// The image's `os/linux/oom-score-adj`, where it makes the app easier to
+/// kill than it is (never harder: that is a privilege an image does not
+/// get, and stage0 says so).
+fn raise_oom_score(app: &App) -> Result<(), Stage1Error> {
+    let Some(wanted) = app.isolators.iter().find_map(|i| match &i.value {
+        skiff_spec::isolator::IsolatorValue::OomScoreAdj(v) => Some(*v),
+        _ => None,
+    }) else {
+        return Ok(());
+    };
+    let path = "/proc/self/oom_score_adj";
+    let current: i64 = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0);
+    if wanted <= current {
+        return Ok(());
+    }
+    std::fs::write(path, wanted.to_string()).map_err(setup_err(format!(
+        "set the app's OOM score adjustment to {wanted}"
+    )))
+}
+
 /// Apps start with every signal at its default action and none blocked,
 /// whatever `skiff` inherited (a shell's background job ignores SIGINT).
 fn reset_signals() {
@@ -162,6 +185,7 @@ pub fn confine_as(app: &App, name: &str, confinement: Confinement) -> Result<Bec
         .map_err(setup_err(format!("enter the working directory {cwd}")))?;
 
     reset_signals();
+    raise_oom_score(app)?;
     set_default_rlimits();
     let mut env = app::environment(app, name);
     if !env.iter().any(|(k, _)| k == "HOME") {

@@ -176,10 +176,14 @@ fn check<R: Read>(
         count: count.clone(),
     };
     let mut checker = EntryChecker::new(policy);
-    validate_aci_with(counting, &mut |entry| {
+    let info = validate_aci_with(counting, &mut |entry| {
         checker.check(entry, count.load(Ordering::Relaxed))
     })
-    .map_err(StoreError::InvalidImage)
+    .map_err(StoreError::InvalidImage)?;
+    checker
+        .finish(count.load(Ordering::Relaxed))
+        .map_err(StoreError::Refused)?;
+    Ok(info)
 }
 
 /// Size and compression of a stored blob.

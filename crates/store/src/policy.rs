@@ -16,8 +16,11 @@ pub struct ArchivePolicy {
     /// Largest total of uncompressed entry sizes.
     pub max_bytes: u64,
     pub max_entries: u64,
-    /// Largest uncompressed/compressed ratio, checked once more than
-    /// [`RATIO_GRACE`] bytes have been declared.
+    /// Largest uncompressed/compressed ratio: what the entries read whole
+    /// inflated to against the compressed bytes read for them, checked at
+    /// each entry and at the end once more than [`RATIO_GRACE`] bytes have
+    /// come out (a large entry of incompressible data is not a bomb because
+    /// its header comes before its bytes).
     pub max_ratio: u64,
     /// Allow character and block device nodes.
     pub allow_devices: bool,
@@ -75,6 +78,23 @@ fn components(raw: &str) -> Result<Vec<&str>, String> {
 }
 
 impl<'p> EntryChecker<'p> {
+    /// Once the whole archive was read (`compressed` bytes): the ratio of
+    /// everything it inflated to.
+    pub fn finish(&self, compressed: u64) -> Result<(), String> {
+        self.check_ratio(compressed)
+    }
+
+    fn check_ratio(&self, compressed: u64) -> Result<(), String> {
+        let p = self.policy;
+        if self.bytes > RATIO_GRACE && self.bytes / compressed.max(1) > p.max_ratio {
+            return Err(format!(
+                "decompression bomb: {} bytes inflated from {compressed} compressed bytes, more than {} times (skiff fetch --max-decompression-ratio=N takes a larger ratio)",
+                self.bytes, p.max_ratio
+            ));
+        }
+        Ok(())
+    }
+
     pub fn new(policy: &'p ArchivePolicy) -> Self {
         EntryChecker {
             policy,
@@ -88,6 +108,8 @@ impl<'p> EntryChecker<'p> {
     /// the archive have been read so far (for the ratio limit).
     pub fn check(&mut self, entry: &EntryInfo, compressed_read: u64) -> Result<(), String> {
         let p = self.policy;
+        // Every entry before this one has been read whole.
+        self.check_ratio(compressed_read)?;
         self.entries += 1;
         if self.entries > p.max_entries {
             return Err(format!(
@@ -100,12 +122,6 @@ impl<'p> EntryChecker<'p> {
             return Err(format!(
                 "the archive expands to more than {} bytes (limit)",
                 p.max_bytes
-            ));
-        }
-        if self.bytes > RATIO_GRACE && self.bytes / compressed_read.max(1) > p.max_ratio {
-            return Err(format!(
-                "decompression bomb: {} bytes from {compressed_read} compressed (ratio above {})",
-                self.bytes, p.max_ratio
             ));
         }
         let parts = components(&entry.raw_path)?;
@@ -306,10 +322,18 @@ mod tests {
         let mut c = EntryChecker::new(&policy);
         let mut big = entry("rootfs/big", EntryType::Regular, 0o644, None);
         big.size = 1 << 30;
-        assert!(
-            c.check(&big, 1 << 20)
-                .unwrap_err()
-                .contains("decompression bomb")
-        );
+        // Its header comes before its bytes: no verdict yet.
+        c.check(&big, 1 << 20).unwrap();
+        // Read whole from 1 MiB: a bomb, at the next entry or the end.
+        let next = entry("rootfs/next", EntryType::Regular, 0o644, None);
+        let refused = c.check(&next, 1 << 20).unwrap_err();
+        assert!(refused.contains("decompression bomb"), "{refused}");
+        assert!(refused.contains("--max-decompression-ratio"), "{refused}");
+        assert!(c.finish(1 << 20).is_err());
+        // The same gigabyte from 900 MiB (random data) is no bomb.
+        let mut c = EntryChecker::new(&policy);
+        c.check(&big, 1 << 20).unwrap();
+        c.check(&next, 900 << 20).unwrap();
+        assert!(c.finish(900 << 20).is_ok());
     }
 }

@@ -153,7 +153,8 @@ pub struct BuildArgs {
     /// A label NAME=VALUE (repeatable; os and arch default to this machine's).
     #[arg(long = "label", value_name = "NAME=VALUE")]
     labels: Vec<String>,
-    /// The app's command: words separated by spaces, or a JSON array.
+    /// The app's command: shell words (quotes group, as in a shell:
+    /// "/bin/sh -c 'echo x'"), or a JSON array.
     #[arg(long)]
     exec: Option<String>,
     /// The app's user and group (default 0).
@@ -196,7 +197,12 @@ impl BuildArgs {
             Some(e) if e.trim_start().starts_with('[') => {
                 Some(serde_json::from_str(e).map_err(|err| anyhow::anyhow!("--exec: {err}"))?)
             }
-            Some(e) => Some(e.split_whitespace().map(str::to_string).collect()),
+            // Shell words: quotes group, as a shell would read the line.
+            Some(e) => Some(shlex::split(e).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--exec {e}: unbalanced quotes or a trailing backslash (or give a JSON array)"
+                )
+            })?),
             None => None,
         };
         let ports = self

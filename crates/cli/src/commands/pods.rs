@@ -148,6 +148,68 @@ pub struct DetachArgs {
     pub detach: bool,
 }
 
+/// The options that come after an image (rkt's per-app options).
+const PER_IMAGE: [&str; 14] = [
+    "exec",
+    "name",
+    "user",
+    "group",
+    "working-dir",
+    "mount",
+    "memory",
+    "cap-retain",
+    "cap-remove",
+    "seccomp",
+    "set-env-file",
+    "cpu",
+    "set-env",
+    "readonly-rootfs",
+];
+
+/// The long options of `skiff run` itself (before the first image).
+fn pod_options() -> Vec<String> {
+    use clap::Args as _;
+    let command = RunArgs::augment_args(DetachArgs::augment_args(
+        crate::config::GlobalArgs::augment_args(clap::Command::new("run")),
+    ));
+    command
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect()
+}
+
+/// The error for option `given` (as typed) that is not one where it
+/// stands: a pod option after an image, a per-image one before any, a
+/// docker habit, or a typo with clap's "did you mean".
+fn unknown_option(given: &str, after_image: bool) -> anyhow::Error {
+    let name = given.trim_start_matches('-');
+    let name = name.split('=').next().unwrap_or(name);
+    let pod = pod_options();
+    if after_image && pod.iter().any(|p| p == name) {
+        return anyhow::anyhow!(
+            "--{name} is an option of the pod: put it before the first image (skiff run --{name} IMAGE)"
+        );
+    }
+    if !after_image && PER_IMAGE.contains(&name) {
+        return anyhow::anyhow!(
+            "--{name} must follow an image (per-image options come after the image)"
+        );
+    }
+    let known: Vec<&str> = PER_IMAGE
+        .iter()
+        .copied()
+        .chain(pod.iter().map(String::as_str))
+        .collect();
+    let hint = match crate::suggest::habit(given.split('=').next().unwrap_or(given)) {
+        Some(ours) => format!(" (skiff's is {ours})"),
+        None => match crate::suggest::closest(name, known) {
+            Some(close) => format!(" (did you mean --{close}?)"),
+            None => " (see skiff run --help)".to_string(),
+        },
+    };
+    anyhow::anyhow!("unknown option {given}{hint}")
+}
+
 /// Parses rkt's grammar: `IMAGE [--opt...] [-- args...] [--- IMAGE ...]`.
 fn parse_apps(rest: &[String]) -> anyhow::Result<Vec<AppSpec>> {
     let mut apps: Vec<AppSpec> = Vec::new();
@@ -178,17 +240,22 @@ fn parse_apps(rest: &[String]) -> anyhow::Result<Vec<AppSpec>> {
             in_args = true;
             continue;
         }
+        // A single dash is no image reference: a short option out of
+        // another runtime's habit.
+        if tok.starts_with('-') && !tok.starts_with("--") && tok.len() > 1 {
+            return Err(unknown_option(tok, !apps.is_empty()));
+        }
         if let Some(flag) = tok.strip_prefix("--") {
             let Some(app) = apps.last_mut() else {
-                bail!(
-                    "--{} must follow an image (per-image options come after the image)",
-                    flag.split('=').next().unwrap_or(flag)
-                );
+                return Err(unknown_option(tok, false));
             };
             let (name, inline) = match flag.split_once('=') {
                 Some((n, v)) => (n, Some(v.to_string())),
                 None => (flag, None),
             };
+            if !PER_IMAGE.contains(&name) {
+                return Err(unknown_option(tok, true));
+            }
             if name == "readonly-rootfs" {
                 app.request.read_only_rootfs = inline.as_deref().is_none_or(|v| v == "true");
                 continue;
@@ -232,7 +299,7 @@ fn parse_apps(rest: &[String]) -> anyhow::Result<Vec<AppSpec>> {
                 }
                 "cpu" => r.cpu = Some(value),
                 "set-env" => r.env.push(parse_env("--set-env", &value)?),
-                other => bail!("unknown per-image option --{other} (see skiff run --help)"),
+                _ => return Err(unknown_option(tok, true)),
             }
             continue;
         }
@@ -664,6 +731,18 @@ mod tests {
         assert_eq!(apps[2].image, "img3");
         assert!(parse_apps(&s(&["--exec=/x", "img"])).is_err());
         assert!(parse_apps(&s(&["img", "--bogus=1"])).is_err());
+        let message = |v: &[&str]| parse_apps(&s(v)).unwrap_err().to_string();
+        assert_eq!(
+            message(&["--detatch", "img"]),
+            "unknown option --detatch (did you mean --detach?)"
+        );
+        assert_eq!(
+            message(&["img", "--memroy=5M"]),
+            "unknown option --memroy=5M (did you mean --memory?)"
+        );
+        assert!(message(&["img", "-e", "FOO=1"]).contains("skiff's is --set-env"));
+        assert!(message(&["img", "--detach"]).contains("option of the pod"));
+        assert!(message(&["--memory=5M", "img"]).contains("must follow an image"));
         assert!(parse_apps(&s(&[])).is_err());
     }
 }

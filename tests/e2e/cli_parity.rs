@@ -1,0 +1,307 @@
+//! What new users of skiff trip over, typed as they would: typos in
+//! options, another runtime's short options, values that can only fail
+//! later, an `--exec` with quotes, isolators skiff does not enforce. Each
+//! is refused (or said) before anything is made.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+
+fn image_with_app(dir: &Path, app: &str) -> PathBuf {
+    let layout = dir.join("layout");
+    if !layout.exists() {
+        busybox_layout(&layout);
+    }
+    std::fs::write(
+        layout.join("manifest"),
+        format!(
+            r#"{{"acKind": "ImageManifest", "acVersion": "0.8.11", "name": "example.com/parity",
+               "labels": [{{"name": "os", "value": "linux"}}, {{"name": "arch", "value": "amd64"}}],
+               "app": {app}}}"#
+        ),
+    )
+    .unwrap();
+    let aci = dir.join("parity.aci");
+    let built = output(
+        skiff()
+            .args(["image", "build", "--overwrite"])
+            .arg(&layout)
+            .arg(&aci),
+    );
+    assert!(built.status.success(), "{}", stderr(&built));
+    aci
+}
+
+fn no_pods(root: &Path, what: &str) {
+    let listed = output(skiff_in(root).args(["list", "--no-legend"]));
+    assert_eq!(stdout(&listed), "", "{what}: a pod was made");
+}
+
+/// Typos and other runtimes' options: "unknown option" with what was
+/// meant, and no pod.
+#[test]
+fn mistyped_options_say_what_was_meant() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = tmp.path().join("busybox.aci");
+    busybox_aci(tmp.path(), "example.com/busybox", &aci);
+    let aci = aci.to_str().unwrap();
+    for (args, said) in [
+        (
+            vec!["--detatch", aci],
+            "unknown option --detatch (did you mean --detach?)",
+        ),
+        (
+            vec![aci, "--memroy=5M"],
+            "unknown option --memroy=5M (did you mean --memory?)",
+        ),
+        (
+            vec![aci, "-e", "FOO=1"],
+            "unknown option -e (skiff's is --set-env)",
+        ),
+        (vec![aci, "--net=none"], "--net is an option of the pod"),
+    ] {
+        let out = output(
+            skiff_in(tmp.path())
+                .args(["run", "--insecure-options=image"])
+                .args(&args),
+        );
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(said), "{args:?}: {}", stderr(&out));
+        no_pods(tmp.path(), &format!("{args:?}"));
+    }
+}
+
+/// Values that used to fail only once the pod existed (or never): refused
+/// first, nothing left in `list`.
+#[test]
+fn values_that_would_fail_later_are_refused_before_the_pod_exists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = tmp.path().join("busybox.aci");
+    busybox_aci(tmp.path(), "example.com/busybox", &aci);
+    let aci = aci.to_str().unwrap();
+    let missing = tmp.path().join("no-such-dir");
+    let volume = format!("--volume=data,kind=host,source={}", missing.display());
+    for (args, said) in [
+        (vec![aci, "--memory=-5M"], "a limit must be more than zero"),
+        (vec![aci, "--memory=0"], "a limit must be more than zero"),
+        (vec![aci, "--cpu=0"], "a limit must be more than zero"),
+        (
+            vec![aci, "--cap-retain=CAP_BOGUS"],
+            "unknown capability 'CAP_BOGUS'",
+        ),
+        (
+            vec![aci, "--user=nosuchuser"],
+            "not in the image's /etc/passwd",
+        ),
+        (
+            vec![aci, "--group=nosuchgroup"],
+            "not in the image's /etc/group",
+        ),
+        (vec![volume.as_str(), aci], "does not exist"),
+        (vec!["--hostname=bad host!", aci], "--hostname=bad host!"),
+    ] {
+        let out = output(
+            skiff_in(tmp.path())
+                .args(["run", "--insecure-options=image", "--net=none"])
+                .args(&args)
+                .args(["--exec=/bin/true"]),
+        );
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(said), "{args:?}: {}", stderr(&out));
+        no_pods(tmp.path(), &format!("{args:?}"));
+    }
+    assert!(!missing.exists());
+    let out = output(skiff_in(tmp.path()).args(["vuln-db", "import", "/nonexistent"]));
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("no such file"), "{}", stderr(&out));
+    assert!(
+        !tmp.path().join("data/vuln").exists(),
+        "a database was made"
+    );
+}
+
+/// `image build --exec` reads shell words: quotes group.
+#[test]
+fn build_exec_takes_shell_words() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let layout = tmp.path().join("layout");
+    busybox_layout(&layout);
+    let aci = tmp.path().join("words.aci");
+    let built = output(
+        skiff()
+            .args(["image", "build", "--overwrite", "--name=example.com/words"])
+            .arg("--exec=/bin/sh -c 'echo two words'")
+            .arg(&layout)
+            .arg(&aci),
+    );
+    assert!(built.status.success(), "{}", stderr(&built));
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--insecure-options=image", "--net=none"])
+            .arg(&aci),
+    );
+    assert_eq!(stdout(&out), "two words\n", "{}", stderr(&out));
+    let bad = output(
+        skiff()
+            .args(["image", "build", "--overwrite", "--exec=/bin/sh -c 'open"])
+            .arg(&layout)
+            .arg(&aci),
+    );
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("unbalanced quotes"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+/// Isolators skiff reads but does not enforce are said, not ignored; a
+/// higher OOM score is applied, a lower one is not (a privilege).
+#[test]
+fn isolators_not_enforced_are_said_and_a_higher_oom_score_is_applied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = image_with_app(
+        tmp.path(),
+        r#"{"exec": ["/bin/busybox", "cat", "/proc/self/oom_score_adj"], "user": "0", "group": "0",
+            "isolators": [
+              {"name": "os/linux/oom-score-adj", "value": 500},
+              {"name": "os/unix/sysctl", "value": {"net.ipv4.ip_forward": "1"}},
+              {"name": "os/linux/selinux-context", "value": {"user": "u", "role": "r", "type": "t", "level": "s0"}}
+            ]}"#,
+    );
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--insecure-options=image", "--net=none"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "500\n", "{}", stderr(&out));
+    let err = stderr(&out);
+    for said in [
+        "os/unix/sysctl is not enforced",
+        "os/linux/selinux-context is not enforced",
+    ] {
+        assert!(err.contains(said), "{said}: {err}");
+    }
+    let aci = image_with_app(
+        tmp.path(),
+        r#"{"exec": ["/bin/busybox", "cat", "/proc/self/oom_score_adj"], "user": "0", "group": "0",
+            "isolators": [{"name": "os/linux/oom-score-adj", "value": -500}]}"#,
+    );
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--insecure-options=image", "--net=none"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ne!(stdout(&out), "-500\n", "an image lowered its OOM score");
+    assert!(
+        stderr(&out).contains("a lower OOM score is a privilege"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Writes `len` bytes that do not compress (xorshift64*) to `path`.
+fn write_random(path: &Path, len: u64, seed: u64) {
+    use std::io::Write;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut state = seed | 1;
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for chunk in block.chunks_exact_mut(8) {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            chunk.copy_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+        }
+        let n = left.min(block.len() as u64) as usize;
+        file.write_all(&block[..n]).unwrap();
+        left -= n as u64;
+    }
+    file.flush().unwrap();
+}
+
+/// A 2 GiB image whose 1.5 GiB file is random data (model weights, a
+/// database) fetches and runs: its ratio is about 1. A real bomb (zeros)
+/// is still refused, naming the option that takes a larger ratio.
+#[test]
+#[ignore = "2 GiB through gzip, import and render: cargo xtask test runs it alone, after the parallel suite"]
+fn a_two_gib_image_of_random_data_fetches_and_a_bomb_does_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let layout = tmp.path().join("big");
+    busybox_layout(&layout);
+    write_random(&layout.join("rootfs/weights"), 1536 << 20, 1);
+    for i in 0..8 {
+        write_random(&layout.join(format!("rootfs/part-{i}")), 64 << 20, 2 + i);
+    }
+    let aci = tmp.path().join("big.aci");
+    let built = output(
+        skiff()
+            .args([
+                "image",
+                "build",
+                "--name=example.com/big",
+                "--compression=gzip",
+            ])
+            .arg(&layout)
+            .arg(&aci),
+    );
+    assert!(built.status.success(), "{}", stderr(&built));
+    std::fs::remove_dir_all(&layout).unwrap();
+    let fetched = output(
+        skiff_in(tmp.path())
+            .args(["fetch", "--insecure-options=image"])
+            .arg(&aci),
+    );
+    assert!(fetched.status.success(), "{}", stderr(&fetched));
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--insecure-options=image", "--net=none"])
+            .arg(&aci)
+            .args(["--exec=/bin/busybox", "--", "stat", "-c", "%s", "/weights"]),
+    );
+    assert_eq!(
+        stdout(&out),
+        format!("{}\n", 1536u64 << 20),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(&aci).unwrap();
+
+    let layout = tmp.path().join("bomb");
+    busybox_layout(&layout);
+    let zeros = std::fs::File::create(layout.join("rootfs/zeros")).unwrap();
+    // 1 GiB from about 2 MiB (busybox and the zeros): past 250 times.
+    zeros.set_len(1 << 30).unwrap();
+    let bomb = tmp.path().join("bomb.aci");
+    let built = output(
+        skiff()
+            .args([
+                "image",
+                "build",
+                "--name=example.com/bomb",
+                "--compression=gzip",
+            ])
+            .arg(&layout)
+            .arg(&bomb),
+    );
+    assert!(built.status.success(), "{}", stderr(&built));
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["fetch", "--insecure-options=image"])
+            .arg(&bomb),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("decompression bomb") && err.contains("--max-decompression-ratio"),
+        "{err}"
+    );
+}
