@@ -305,3 +305,102 @@ fn a_two_gib_image_of_random_data_fetches_and_a_bomb_does_not() {
         "{err}"
     );
 }
+
+/// rkt's spellings and files: `--uuid-file` on status, enter, stop and
+/// rm; `status --wait-ready`; `cat-manifest`; pod-level `--set-env-file`
+/// and `--inherit-env`; `--caps-retain`, `--user-annotation`,
+/// `--user-label`.
+#[test]
+fn rkt_flags_and_uuid_files_work_as_in_rkt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = tmp.path().join("busybox.aci");
+    busybox_aci(tmp.path(), "example.com/busybox", &aci);
+    let uuid_file = tmp.path().join("pod.uuid");
+    let env_file = tmp.path().join("env");
+    std::fs::write(&env_file, "# comment\nFROM_FILE=file-value\n\n").unwrap();
+    let out = output(
+        skiff_in(tmp.path())
+            .env("FROM_HOST", "host-value")
+            .args([
+                "run",
+                "--insecure-options=image",
+                "--net=none",
+                "--detach",
+                "--inherit-env",
+            ])
+            .arg(format!("--uuid-file-save={}", uuid_file.display()))
+            .arg(format!("--set-env-file={}", env_file.display()))
+            .arg(&aci)
+            .args([
+                "--caps-retain=CAP_CHOWN,CAP_KILL",
+                "--user-annotation=team=infra",
+                "--user-label=tier=web",
+                "--exec=/bin/sh",
+                "--",
+                "-c",
+                "echo $FROM_FILE $FROM_HOST; exec /bin/busybox sleep 600",
+            ]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    let with_file = |command: &[&str]| {
+        output(
+            skiff_in(tmp.path())
+                .args(command)
+                .arg(format!("--uuid-file={}", uuid_file.display())),
+        )
+    };
+    let ready = with_file(&["status", "--wait-ready"]);
+    assert!(ready.status.success(), "{}", stderr(&ready));
+    assert!(stdout(&ready).contains("\nready=20"), "{}", stdout(&ready));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&with_file(&["cat-manifest"]).stdout).unwrap();
+    let app = &manifest["apps"][0]["app"];
+    assert_eq!(app["userAnnotations"]["team"], "infra", "{manifest}");
+    assert_eq!(app["userLabels"]["tier"], "web", "{manifest}");
+    assert!(manifest.to_string().contains("CAP_CHOWN"), "{manifest}");
+    let entered = output(
+        skiff_in(tmp.path())
+            .arg("enter")
+            .arg(format!("--uuid-file={}", uuid_file.display()))
+            .args([
+                "/bin/sh",
+                "-c",
+                "echo $FROM_FILE; grep CapBnd /proc/self/status",
+            ]),
+    );
+    assert!(
+        stdout(&entered).starts_with("file-value\n"),
+        "{}",
+        stderr(&entered)
+    );
+    // CAP_CHOWN (0) and CAP_KILL (5) only.
+    assert!(
+        stdout(&entered).contains("0000000000000021"),
+        "{}",
+        stdout(&entered)
+    );
+    let logs = stdout(&output(skiff_in(tmp.path()).args(["logs", &uuid])));
+    assert_eq!(logs, "file-value host-value\n");
+    let stopped = with_file(&["stop"]);
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    let removed = with_file(&["rm"]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    no_pods(tmp.path(), "rm --uuid-file");
+}
+
+/// `skiff completion bash` prints a script bash loads.
+#[test]
+fn completions_load_in_bash() {
+    let binary = env!("CARGO_BIN_EXE_skiff");
+    let out = output(std::process::Command::new("bash").arg("-c").arg(format!(
+        "source <('{binary}' completion bash) && complete -p skiff"
+    )));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("skiff"), "{}", stdout(&out));
+    for shell in ["zsh", "fish"] {
+        let out = output(skiff().args(["completion", shell]));
+        assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
+    }
+}

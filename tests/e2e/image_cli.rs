@@ -18,6 +18,31 @@ fn version_names_skiff_and_appc() {
         "{text}"
     );
     assert!(text.contains("appc version 0.8.11"), "{text}");
+    // What it was built from and with, and what it runs pods with.
+    let json: serde_json::Value =
+        serde_json::from_slice(&output(skiff().args(["version", "--format=json"])).stdout).unwrap();
+    assert!(
+        json["rustc"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("rustc ")),
+        "{json}"
+    );
+    assert!(
+        json["built"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{json}"
+    );
+    assert_eq!(
+        json["flavors"],
+        serde_json::json!(["ns", "fly", "oci", "kvm"])
+    );
+    assert!(
+        json["stage1"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("skiff-stage1")),
+        "{json}"
+    );
+    let commit = json["commit"].as_str().unwrap_or_default();
+    assert!(!commit.is_empty(), "{json}");
 }
 
 #[test]

@@ -46,7 +46,7 @@ fn a_pod_runs_through_the_library() {
     .unwrap();
     assert!(said.is_empty(), "busybox asks for nothing: {said:?}");
 
-    let info = skiff_ops::pods::status(&ctx, &pod.uuid, true).unwrap();
+    let info = skiff_ops::pods::status(&ctx, &pod.uuid, skiff_ops::pods::Wait::Exited).unwrap();
     assert_eq!(info.state, "exited");
     assert_eq!(info.apps.len(), 1);
     assert_eq!(info.apps[0].exit_code, Some(7));

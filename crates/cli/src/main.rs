@@ -13,6 +13,7 @@ mod net_args;
 mod review;
 mod suggest;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -76,10 +77,18 @@ enum Command {
     /// Show a pod's state, times, pid and exit statuses.
     Status {
         /// Pod UUID (or a unique prefix).
-        uuid: String,
+        #[arg(required_unless_present = "uuid_file")]
+        uuid: Option<String>,
+        /// Read the pod's UUID from this file (as --uuid-file-save wrote it).
+        #[arg(long, value_name = "FILE")]
+        uuid_file: Option<PathBuf>,
         /// Wait until the pod has exited.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "wait_ready")]
         wait: bool,
+        /// Wait until every app of the pod has started (what systemd's
+        /// READY=1 says); fails if the pod ends first.
+        #[arg(long)]
+        wait_ready: bool,
         #[arg(long, value_enum, default_value = "table")]
         format: commands::pods::Format,
     },
@@ -107,8 +116,11 @@ enum Command {
     /// Stop running pods (SIGTERM to every app; --force: SIGKILL).
     Stop {
         /// Pods to stop (unambiguous UUID prefixes accepted).
-        #[arg(required = true, value_name = "UUID")]
+        #[arg(required_unless_present = "uuid_file", value_name = "UUID")]
         uuids: Vec<String>,
+        /// Read the pod's UUID from this file (as --uuid-file-save wrote it).
+        #[arg(long, value_name = "FILE")]
+        uuid_file: Option<PathBuf>,
         /// Kill the pod at once (SIGKILL to its init, taking every app
         /// with it) instead of asking its apps to end (SIGTERM); the same
         /// as --timeout=0.
@@ -121,8 +133,21 @@ enum Command {
     },
     /// Remove exited or prepared pods now.
     Rm {
-        #[arg(required = true, value_name = "UUID")]
+        #[arg(required_unless_present = "uuid_file", value_name = "UUID")]
         uuids: Vec<String>,
+        /// Read the pod's UUID from this file (as --uuid-file-save wrote it).
+        #[arg(long, value_name = "FILE")]
+        uuid_file: Option<PathBuf>,
+    },
+    /// Print a pod's manifest (rkt's cat-manifest): every app as it runs,
+    /// with the image's app and the options given.
+    CatManifest {
+        /// Pod UUID (or a unique prefix).
+        #[arg(required_unless_present = "uuid_file")]
+        uuid: Option<String>,
+        /// Read the pod's UUID from this file (as --uuid-file-save wrote it).
+        #[arg(long, value_name = "FILE")]
+        uuid_file: Option<PathBuf>,
     },
     /// Remove pods that exited longer ago than the grace period, and prepared
     /// pods never run.
@@ -152,8 +177,19 @@ enum Command {
     /// and verification) and pod/app metadata. Optional and separate: pods
     /// started while it runs get AC_METADATA_URL; it runs no pods.
     MetadataService(commands::metadata::MetadataArgs),
-    /// Print the skiff version and the appc spec version it implements.
-    Version,
+    /// Print the skiff version, the appc spec version it implements, its
+    /// commit, build date and compiler, its flavors and its stage1.
+    Version {
+        #[arg(long, value_enum, default_value = "table")]
+        format: commands::pods::Format,
+    },
+    /// Print a shell completion script: bash, zsh, fish, elvish or
+    /// powershell (e.g. `skiff completion bash > /etc/bash_completion.d/skiff`,
+    /// or `source <(skiff completion bash)`).
+    Completion {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn init_logging(debug: bool) {
@@ -205,7 +241,10 @@ fn main() -> ExitCode {
     // namespace (docs/rootless.md); before anything starts a thread. Not
     // `enter`: it joins the pod's own user namespace, which only the user,
     // outside any, may do.
-    if !matches!(cli.command, Command::Version | Command::Enter(_)) {
+    if !matches!(
+        cli.command,
+        Command::Version { .. } | Command::Enter(_) | Command::Completion { .. }
+    ) {
         match skiff_ops::rootless::enter(|w| eprintln!("skiff: warning: {w}")) {
             Ok(None) => {}
             Ok(Some(status)) => return ExitCode::from(u8::try_from(status).unwrap_or(1)),
@@ -226,12 +265,29 @@ fn main() -> ExitCode {
             no_legend,
             full,
         } => commands::pods::list(&cli.global, format, no_legend, full),
-        Command::Status { uuid, wait, format } => {
-            commands::pods::status(&cli.global, &uuid, wait, format)
+        Command::Status {
+            uuid,
+            uuid_file,
+            wait,
+            wait_ready,
+            format,
+        } => {
+            let wait = match (wait, wait_ready) {
+                (true, _) => skiff_ops::pods::Wait::Exited,
+                (false, true) => skiff_ops::pods::Wait::Ready,
+                (false, false) => skiff_ops::pods::Wait::No,
+            };
+            commands::pods::pod_uuid(uuid, uuid_file.as_deref())
+                .and_then(|uuid| commands::pods::status(&cli.global, &uuid, wait, format))
+        }
+        Command::CatManifest { uuid, uuid_file } => {
+            commands::pods::pod_uuid(uuid, uuid_file.as_deref())
+                .and_then(|uuid| commands::pods::cat_manifest(&cli.global, &uuid))
         }
         Command::Enter(args) => commands::pods::enter(&cli.global, args),
         Command::Stop {
             uuids,
+            uuid_file,
             force,
             timeout,
         } => {
@@ -239,14 +295,16 @@ fn main() -> ExitCode {
                 true => std::time::Duration::ZERO,
                 false => std::time::Duration::from_secs(timeout),
             };
-            commands::pods::stop(&cli.global, &uuids, wait)
+            with_uuid_file(uuids, uuid_file)
+                .and_then(|uuids| commands::pods::stop(&cli.global, &uuids, wait))
         }
         Command::Generate(cmd) => commands::generate::run(&cli.global, cmd),
         Command::Logs(args) => commands::logs::run(&cli.global, args),
         Command::Top(args) => commands::inspect::top(&cli.global, args),
         Command::Stats(args) => commands::inspect::stats(&cli.global, args),
         Command::Cp(args) => commands::inspect::cp(&cli.global, args),
-        Command::Rm { uuids } => commands::pods::rm(&cli.global, &uuids),
+        Command::Rm { uuids, uuid_file } => with_uuid_file(uuids, uuid_file)
+            .and_then(|uuids| commands::pods::rm(&cli.global, &uuids)),
         Command::Gc {
             grace_period,
             expire_prepared,
@@ -257,7 +315,12 @@ fn main() -> ExitCode {
         Command::Key(cmd) => commands::key::run(cmd),
         Command::VulnDb(cmd) => commands::vulndb::run(&cli.global, cmd),
         Command::MetadataService(args) => commands::metadata::run(&cli.global, args),
-        Command::Version => commands::version::run(),
+        Command::Version { format } => commands::version::run(&cli.global, format),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "skiff", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -275,4 +338,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `uuids`, plus the one in `uuid_file` if given.
+fn with_uuid_file(
+    mut uuids: Vec<String>,
+    uuid_file: Option<PathBuf>,
+) -> anyhow::Result<Vec<String>> {
+    if uuid_file.is_some() {
+        uuids.push(commands::pods::pod_uuid(None, uuid_file.as_deref())?);
+    }
+    Ok(uuids)
 }

@@ -72,6 +72,9 @@ pub struct PodInfo {
     pub created: i64,
     #[serde(serialize_with = "as_rfc3339_opt")]
     pub started: Option<i64>,
+    /// When every app had started.
+    #[serde(serialize_with = "as_rfc3339_opt")]
+    pub ready: Option<i64>,
     #[serde(serialize_with = "as_rfc3339_opt")]
     pub exited: Option<i64>,
     pub pid: Option<i32>,
@@ -128,6 +131,7 @@ impl PodInfo {
             state: pod.display_state(),
             created: pod.created(),
             started: pod.started(),
+            ready: pod.ready(),
             exited: pod.exited(),
             pid: pod.pid(),
             flavor: runtime.map(|r| r.flavor),
@@ -143,17 +147,42 @@ pub fn list(ctx: &Context) -> Result<Vec<PodInfo>, OpsError> {
     Ok(ctx.pods().all()?.iter().map(PodInfo::of).collect())
 }
 
-/// The pod `uuid` (a unique prefix will do); with `wait`, once it ended.
-pub fn status(ctx: &Context, uuid: &str, wait: bool) -> Result<PodInfo, OpsError> {
+/// What `status` waits for before it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Nothing: the pod as it is.
+    No,
+    /// The pod has ended (`--wait`).
+    Exited,
+    /// Every app has started, or the pod ended first (`--wait-ready`).
+    Ready,
+}
+
+/// The pod `uuid` (a unique prefix will do), once `wait` holds.
+pub fn status(ctx: &Context, uuid: &str, wait: Wait) -> Result<PodInfo, OpsError> {
     let pods = ctx.pods();
     let mut pod = pods.find(uuid)?;
-    if wait {
-        while pod.is_running() || matches!(pod.state, State::Embryo | State::Prepare) {
-            std::thread::sleep(Duration::from_millis(50));
-            pod = pods.find(&pod.uuid)?;
+    let pending = |pod: &Pod| {
+        let going = pod.is_running() || matches!(pod.state, State::Embryo | State::Prepare);
+        match wait {
+            Wait::No => false,
+            Wait::Exited => going,
+            Wait::Ready => going && pod.ready().is_none(),
         }
+    };
+    while pending(&pod) {
+        std::thread::sleep(Duration::from_millis(50));
+        pod = pods.find(&pod.uuid)?;
     }
     Ok(PodInfo::of(&pod))
+}
+
+/// The pod manifest of pod `uuid` (rkt's `cat-manifest`), as stage0 wrote
+/// it: every app with the image's app and the user's changes.
+pub fn manifest(ctx: &Context, uuid: &str) -> Result<String, OpsError> {
+    let pod = ctx.pods().find(uuid)?;
+    let path = pod.manifest_path();
+    Ok(std::fs::read_to_string(&path).map_err(io(format!("read {}", path.display())))?)
 }
 
 /// How a stop ended.

@@ -47,6 +47,9 @@ pub struct RunOptions {
     pub no_overlay: bool,
     /// Environment for every app (an app's own wins).
     pub env: Vec<(String, String)>,
+    /// `--inherit-env`: the caller's environment, for every variable
+    /// neither the image nor an option sets.
+    pub inherited_env: Vec<(String, String)>,
     pub pids_limit: Option<u64>,
     /// Host device nodes the pod may use.
     pub devices: Vec<String>,
@@ -75,6 +78,7 @@ impl RunOptions {
             private_users: false,
             no_overlay: false,
             env: Vec::new(),
+            inherited_env: Vec::new(),
             pids_limit: None,
             devices: Vec::new(),
             uuid_file: None,
@@ -314,6 +318,23 @@ pub fn prepare<R: KeyReview>(
         app.request.manifest = Some(fetched.manifest);
         app.request.tree = tree.rootfs();
         app.request.tree_images = tree.images().unwrap_or_default();
+        // Inherited variables come first, so that everything else wins;
+        // the image's own are kept.
+        let image_env: Vec<&str> = app
+            .request
+            .manifest
+            .iter()
+            .filter_map(|m| m.app.as_ref())
+            .flat_map(|a| a.environment.iter().map(|v| v.name.as_str()))
+            .collect();
+        let inherited: Vec<(String, String)> = opts
+            .inherited_env
+            .iter()
+            .filter(|(name, _)| !image_env.contains(&name.as_str()))
+            .cloned()
+            .collect();
+        let own = std::mem::take(&mut app.request.env);
+        app.request.env = inherited.into_iter().chain(own).collect();
     }
     let manifests: Vec<_> = apps
         .iter()

@@ -16,7 +16,7 @@
 //! <pod>/pod                   the pod manifest (appc PodManifest)
 //! <pod>/runtime.json          what stage1 needs beyond the manifest (see [`Runtime`])
 //! <pod>/images                the image IDs of every rendered tree used (for image gc)
-//! <pod>/created, started, exited   Unix times, written when they happen
+//! <pod>/created, started, ready, exited   Unix times, written when they happen
 //! <pod>/pid                   pid (host namespace) of the pod's init, written by stage1
 //! <pod>/apps/<app>/exit       the app's exit status (or 128+signal), written by stage1
 //! <pod>/apps/<app>/runs       earlier runs of a restarted app (see [`restart`]), by stage1
@@ -731,7 +731,13 @@ impl Pod {
         Some(self.path.join("apps").join(app))
     }
 
-    /// Records a timestamp file (`started`, `exited`).
+    /// When every app of the pod had started (Unix time; stage1 records it
+    /// as it tells systemd READY=1).
+    pub fn ready(&self) -> Option<i64> {
+        read_i64(&self.path.join("ready"))
+    }
+
+    /// Records a timestamp file (`started`, `ready`, `exited`).
     pub fn stamp(&self, what: &str) -> Result<(), PodError> {
         let path = self.path.join(what);
         Ok(fs::write(&path, now().to_string()).map_err(io_err("write", &path))?)

@@ -55,6 +55,10 @@ pub struct AppRequest {
     pub cap_remove: Option<Vec<String>>,
     /// `--seccomp=mode=retain|remove[,errno=E],SYSCALL,...`.
     pub seccomp: Option<String>,
+    /// `--user-annotation NAME=VALUE` and `--user-label NAME=VALUE` (rkt's):
+    /// the app's userAnnotations and userLabels, over the image's.
+    pub user_annotations: Vec<(String, String)>,
+    pub user_labels: Vec<(String, String)>,
 }
 
 /// A pod to prepare.
@@ -241,6 +245,12 @@ pub fn effective_app(req: &AppRequest) -> Result<App, PodError> {
                 }),
             });
         }
+    }
+    for (name, value) in &req.user_annotations {
+        app.user_annotations.insert(name.clone(), value.clone());
+    }
+    for (name, value) in &req.user_labels {
+        app.user_labels.insert(name.clone(), value.clone());
     }
     for (name, value) in &req.env {
         match app.environment.iter_mut().find(|v| &v.name == name) {

@@ -31,8 +31,10 @@ impl Launch {
         }
     }
 
-    /// Tells systemd (if it asked) that every app has started.
-    pub(crate) fn ready(&self) {
+    /// Records that every app of `pod` has started (`skiff status
+    /// --wait-ready`) and tells systemd, if it asked.
+    pub(crate) fn ready(&self, pod: &Pod) {
+        let _ = pod.stamp("ready");
         if let Some(n) = &self.notify {
             n.ready();
         }

@@ -84,6 +84,16 @@ pub struct PodArgs {
     #[arg(long = "set-env", value_name = "NAME=VALUE")]
     set_env: Vec<String>,
 
+    /// Environment variables for every app from a file of NAME=VALUE lines
+    /// (repeatable; as rkt's); --set-env wins over it.
+    #[arg(long = "set-env-file", value_name = "FILE")]
+    set_env_file: Vec<String>,
+
+    /// Every app starts with this process's environment (as rkt's
+    /// --inherit-env); --set-env, --set-env-file and the image's own win.
+    #[arg(long)]
+    inherit_env: bool,
+
     /// Most processes the pod may run at once (cgroup pids.max).
     #[arg(long, value_name = "N")]
     pids_limit: Option<u64>,
@@ -124,7 +134,9 @@ pub struct PodArgs {
     /// --working-dir=DIR, --set-env=NAME=VALUE, --readonly-rootfs,
     /// --memory=LIMIT (e.g. 64M), --cpu=LIMIT (e.g. 500m),
     /// --mount=volume=NAME,target=/PATH, --set-env-file=FILE,
-    /// --cap-retain=CAP,... --cap-remove=CAP,...,
+    /// --cap-retain=CAP,... --cap-remove=CAP,... (rkt's --caps-retain,
+    /// --caps-remove too), --user-annotation=NAME=VALUE,
+    /// --user-label=NAME=VALUE,
     /// --seccomp=mode=retain|remove[,errno=ENOSYS],SYSCALL,...
     #[arg(
         trailing_var_arg = true,
@@ -149,7 +161,7 @@ pub struct DetachArgs {
 }
 
 /// The options that come after an image (rkt's per-app options).
-const PER_IMAGE: [&str; 14] = [
+const PER_IMAGE: [&str; 18] = [
     "exec",
     "name",
     "user",
@@ -164,6 +176,10 @@ const PER_IMAGE: [&str; 14] = [
     "cpu",
     "set-env",
     "readonly-rootfs",
+    "caps-retain",
+    "caps-remove",
+    "user-annotation",
+    "user-label",
 ];
 
 /// The long options of `skiff run` itself (before the first image).
@@ -280,23 +296,19 @@ fn parse_apps(rest: &[String]) -> anyhow::Result<Vec<AppSpec>> {
                 "working-dir" => r.working_dir = Some(value),
                 "mount" => r.mounts.push(parse_mount(&value)?),
                 "memory" => r.memory = Some(value),
-                "cap-retain" => r.cap_retain = Some(value.split(',').map(str::to_string).collect()),
-                "cap-remove" => r.cap_remove = Some(value.split(',').map(str::to_string).collect()),
-                "seccomp" => r.seccomp = Some(value),
-                "set-env-file" => {
-                    let text = std::fs::read_to_string(&value)
-                        .with_context(|| format!("cannot read --set-env-file {value}"))?;
-                    for line in text
-                        .lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    {
-                        let (k, v) = line
-                            .split_once('=')
-                            .with_context(|| format!("{value}: '{line}' is not NAME=VALUE"))?;
-                        r.env.push((k.to_string(), v.to_string()));
-                    }
+                // rkt spells them caps-.
+                "cap-retain" | "caps-retain" => {
+                    r.cap_retain = Some(value.split(',').map(str::to_string).collect())
                 }
+                "cap-remove" | "caps-remove" => {
+                    r.cap_remove = Some(value.split(',').map(str::to_string).collect())
+                }
+                "seccomp" => r.seccomp = Some(value),
+                "set-env-file" => r.env.extend(read_env_file(&value)?),
+                "user-annotation" => r
+                    .user_annotations
+                    .push(parse_env("--user-annotation", &value)?),
+                "user-label" => r.user_labels.push(parse_env("--user-label", &value)?),
                 "cpu" => r.cpu = Some(value),
                 "set-env" => r.env.push(parse_env("--set-env", &value)?),
                 _ => return Err(unknown_option(tok, true)),
@@ -341,6 +353,22 @@ fn parse_mount(flag: &str) -> anyhow::Result<(String, String)> {
     }
 }
 
+/// The NAME=VALUE lines of an environment file (`--set-env-file`; blank
+/// lines and `#` comments skipped).
+fn read_env_file(path: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --set-env-file {path}"))?;
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|line| {
+            line.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("{path}: '{line}' is not NAME=VALUE"))
+        })
+        .collect()
+}
+
 /// `NAME=VALUE`.
 fn parse_env(flag: &str, value: &str) -> anyhow::Result<(String, String)> {
     value
@@ -352,11 +380,14 @@ fn parse_env(flag: &str, value: &str) -> anyhow::Result<(String, String)> {
 /// The operation's options of the arguments.
 fn run_options(args: &PodArgs) -> anyhow::Result<RunOptions> {
     let apps = parse_apps(&args.images)?;
-    let env = args
-        .set_env
-        .iter()
-        .map(|e| parse_env("--set-env", e))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Later entries win: the files, then --set-env.
+    let mut env: Vec<(String, String)> = Vec::new();
+    for file in &args.set_env_file {
+        env.extend(read_env_file(file)?);
+    }
+    for e in &args.set_env {
+        env.push(parse_env("--set-env", e)?);
+    }
     let volumes = args
         .volumes
         .iter()
@@ -382,6 +413,10 @@ fn run_options(args: &PodArgs) -> anyhow::Result<RunOptions> {
         private_users: args.private_users,
         no_overlay: args.no_overlay,
         env,
+        inherited_env: match args.inherit_env {
+            true => std::env::vars().collect(),
+            false => Vec::new(),
+        },
         pids_limit: args.pids_limit,
         devices: args.devices.clone(),
         uuid_file: args.uuid_file_save.clone(),
@@ -474,8 +509,12 @@ pub struct EnterArgs {
     /// app's).
     #[arg(short = 'w', long, value_name = "DIR")]
     workdir: Option<String>,
+    /// Read the pod's UUID from this file (as --uuid-file-save wrote it);
+    /// then every argument is the command.
+    #[arg(long, value_name = "FILE")]
+    uuid_file: Option<PathBuf>,
     /// Pod UUID (or a unique prefix).
-    uuid: String,
+    uuid: Option<String>,
     /// Command and arguments (default /bin/sh).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     cmd: Vec<String>,
@@ -495,7 +534,20 @@ pub fn enter(global: &GlobalArgs, args: EnterArgs) -> anyhow::Result<ExitCode> {
             .collect::<anyhow::Result<Vec<_>>>()?,
         workdir: args.workdir,
     };
-    Err(skiff_ops::enter::enter(&global.context()?, &args.uuid, &options, &args.cmd).into())
+    // With --uuid-file the first word is the command's.
+    let (uuid, cmd) = match &args.uuid_file {
+        Some(_) => {
+            let cmd = args
+                .uuid
+                .iter()
+                .cloned()
+                .chain(args.cmd)
+                .collect::<Vec<_>>();
+            (pod_uuid(None, args.uuid_file.as_deref())?, cmd)
+        }
+        None => (pod_uuid(args.uuid, None)?, args.cmd),
+    };
+    Err(skiff_ops::enter::enter(&global.context()?, &uuid, &options, &cmd).into())
 }
 
 #[derive(Clone, Copy, ValueEnum, Debug)]
@@ -592,13 +644,45 @@ pub fn list(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The pod a command is about: its UUID (or a unique prefix), or the file
+/// `--uuid-file-save` wrote it to (rkt's `--uuid-file`).
+pub fn pod_uuid(
+    uuid: Option<String>,
+    uuid_file: Option<&std::path::Path>,
+) -> anyhow::Result<String> {
+    match (uuid, uuid_file) {
+        (Some(_), Some(_)) => bail!("give the pod's UUID or --uuid-file, not both"),
+        (Some(uuid), None) => Ok(uuid),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read --uuid-file {}", file.display()))?;
+            let uuid = text.trim();
+            if uuid.is_empty() || uuid.contains(char::is_whitespace) {
+                bail!(
+                    "--uuid-file {}: expected one pod UUID (as --uuid-file-save writes it)",
+                    file.display()
+                );
+            }
+            Ok(uuid.to_string())
+        }
+        (None, None) => bail!("give the pod's UUID (or --uuid-file=FILE)"),
+    }
+}
+
 pub fn status(
     global: &GlobalArgs,
     uuid: &str,
-    wait: bool,
+    wait: skiff_ops::pods::Wait,
     format: Format,
 ) -> anyhow::Result<ExitCode> {
     let pod = skiff_ops::pods::status(&global.context()?, uuid, wait)?;
+    if wait == skiff_ops::pods::Wait::Ready && pod.ready.is_none() {
+        bail!(
+            "pod {} is {}: it ended before every app had started",
+            pod.uuid,
+            pod.state
+        );
+    }
     if let Format::Json = format {
         println!("{}", serde_json::to_string_pretty(&pod)?);
         return Ok(ExitCode::SUCCESS);
@@ -613,6 +697,9 @@ pub fn status(
     println!("created={}", skiff_pod::rfc3339(pod.created));
     if let Some(s) = pod.started {
         println!("started={}", skiff_pod::rfc3339(s));
+    }
+    if let Some(r) = pod.ready {
+        println!("ready={}", skiff_pod::rfc3339(r));
     }
     if let Some(p) = pod.pid {
         println!("pid={p}");
@@ -639,6 +726,14 @@ pub fn status(
             println!("app-{}-oom-kills={kills}", app.name);
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a pod's manifest.
+pub fn cat_manifest(global: &GlobalArgs, uuid: &str) -> anyhow::Result<ExitCode> {
+    let text = skiff_ops::pods::manifest(&global.context()?, uuid)?;
+    print!("{}", text.trim_end());
+    println!();
     Ok(ExitCode::SUCCESS)
 }
 

@@ -150,7 +150,7 @@ pub fn run(
     // their end.
     drop(outputs);
     drop(activation);
-    launch.ready();
+    launch.ready(&pod);
     let logging = match logger.start() {
         Ok(logging) => Some(logging),
         Err(e) => {

@@ -246,7 +246,7 @@ pub fn run(
         recorder.line(line);
         if !ready && recorder.all_started() {
             ready = true;
-            launch.ready();
+            launch.ready(&pod);
         }
     };
     let master = pty_channel.and_then(|(supervisor_end, init_end)| {

@@ -466,7 +466,7 @@ pub fn run(
     }
     let _ = pod.stamp("started");
     if !exited {
-        launch.ready();
+        launch.ready(&pod);
         wstatus = crate::sys::process::wait(child).unwrap_or(0);
     }
     launch.stopping();

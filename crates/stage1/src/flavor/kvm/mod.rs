@@ -480,7 +480,7 @@ impl Vm<'_> {
         pod.set_pid(std::process::id() as i32);
         let _ = pod.stamp("started");
         // The VM is booting its apps: as ready as the host can tell.
-        launch.ready();
+        launch.ready(pod);
         let wstatus = crate::sys::process::wait(child).unwrap_or(0);
         launch.stopping();
         self.statuses(&share, crate::exit_code(wstatus))
