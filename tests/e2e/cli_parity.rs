@@ -3,34 +3,9 @@
 //! later, an `--exec` with quotes, isolators skiff does not enforce. Each
 //! is refused (or said) before anything is made.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::common::*;
-
-fn image_with_app(dir: &Path, app: &str) -> PathBuf {
-    let layout = dir.join("layout");
-    if !layout.exists() {
-        busybox_layout(&layout);
-    }
-    std::fs::write(
-        layout.join("manifest"),
-        format!(
-            r#"{{"acKind": "ImageManifest", "acVersion": "0.8.11", "name": "example.com/parity",
-               "labels": [{{"name": "os", "value": "linux"}}, {{"name": "arch", "value": "amd64"}}],
-               "app": {app}}}"#
-        ),
-    )
-    .unwrap();
-    let aci = dir.join("parity.aci");
-    let built = output(
-        skiff()
-            .args(["image", "build", "--overwrite"])
-            .arg(&layout)
-            .arg(&aci),
-    );
-    assert!(built.status.success(), "{}", stderr(&built));
-    aci
-}
 
 fn no_pods(root: &Path, what: &str) {
     let listed = output(skiff_in(root).args(["list", "--no-legend"]));
@@ -166,6 +141,7 @@ fn isolators_not_enforced_are_said_and_a_higher_oom_score_is_applied() {
     let _guard = PodsGuard { root: tmp.path() };
     let aci = image_with_app(
         tmp.path(),
+        "example.com/parity",
         r#"{"exec": ["/bin/busybox", "cat", "/proc/self/oom_score_adj"], "user": "0", "group": "0",
             "isolators": [
               {"name": "os/linux/oom-score-adj", "value": 500},
@@ -189,6 +165,7 @@ fn isolators_not_enforced_are_said_and_a_higher_oom_score_is_applied() {
     }
     let aci = image_with_app(
         tmp.path(),
+        "example.com/parity",
         r#"{"exec": ["/bin/busybox", "cat", "/proc/self/oom_score_adj"], "user": "0", "group": "0",
             "isolators": [{"name": "os/linux/oom-score-adj", "value": -500}]}"#,
     );

@@ -171,6 +171,46 @@ pub fn busybox_aci(dir: &Path, name: &str, out: &Path) {
     assert!(built.status.success(), "{}", stderr(&built));
 }
 
+/// `skiff run --detach` of `args` (pod options, images and theirs),
+/// unsigned images allowed and no network: the pod's UUID.
+pub fn run_detached(root: &Path, args: &[&str]) -> String {
+    let out = output(
+        skiff_in(root)
+            .args(["run", "--insecure-options=image", "--net=none", "--detach"])
+            .args(args),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).trim().to_string()
+}
+
+/// An ACI of busybox named `name` whose app is `app` (the JSON of the
+/// manifest's `app`), built in `dir` (its layout is reused by later calls).
+pub fn image_with_app(dir: &Path, name: &str, app: &str) -> PathBuf {
+    let file = name.replace('/', "_");
+    let layout = dir.join(format!("layout-{file}"));
+    if !layout.exists() {
+        busybox_layout(&layout);
+    }
+    std::fs::write(
+        layout.join("manifest"),
+        format!(
+            r#"{{"acKind": "ImageManifest", "acVersion": "0.8.11", "name": "{name}",
+               "labels": [{{"name": "os", "value": "linux"}}, {{"name": "arch", "value": "amd64"}}],
+               "app": {app}}}"#
+        ),
+    )
+    .unwrap();
+    let aci = dir.join(format!("{file}.aci"));
+    let built = output(
+        skiff()
+            .args(["image", "build", "--overwrite"])
+            .arg(&layout)
+            .arg(&aci),
+    );
+    assert!(built.status.success(), "{}", stderr(&built));
+    aci
+}
+
 /// `skiff` with its data and config under `root`.
 pub fn skiff_in(root: &Path) -> Command {
     let mut cmd = skiff();

@@ -9,28 +9,7 @@ use crate::common::*;
 
 /// An image of busybox whose app is `app` (JSON of the manifest's `app`).
 fn hostile_image(dir: &Path, app: &str) -> PathBuf {
-    let layout = dir.join("hostile-layout");
-    if !layout.exists() {
-        busybox_layout(&layout);
-    }
-    std::fs::write(
-        layout.join("manifest"),
-        format!(
-            r#"{{"acKind": "ImageManifest", "acVersion": "0.8.11", "name": "example.com/hostile",
-               "labels": [{{"name": "os", "value": "linux"}}, {{"name": "arch", "value": "amd64"}}],
-               "app": {app}}}"#
-        ),
-    )
-    .unwrap();
-    let aci = dir.join("hostile.aci");
-    let built = output(
-        skiff()
-            .args(["image", "build", "--overwrite"])
-            .arg(&layout)
-            .arg(&aci),
-    );
-    assert!(built.status.success(), "{}", stderr(&built));
-    aci
+    image_with_app(dir, "example.com/hostile", app)
 }
 
 /// Runs the image's app as a pod of `flavor`, no network, unsigned

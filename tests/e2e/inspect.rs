@@ -7,16 +7,6 @@ use std::path::Path;
 
 use crate::common::*;
 
-fn run_detached(root: &Path, args: &[&str]) -> String {
-    let out = output(
-        skiff_in(root)
-            .args(["run", "--insecure-options=image", "--net=none", "--detach"])
-            .args(args),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out).trim().to_string()
-}
-
 fn json(root: &Path, args: &[&str]) -> serde_json::Value {
     let out = output(skiff_in(root).args(args));
     assert!(out.status.success(), "{args:?}: {}", stderr(&out));

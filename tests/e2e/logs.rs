@@ -8,15 +8,9 @@ use std::process::{Command, Stdio};
 
 use crate::common::*;
 
-fn run_detached(root: &Path, pod_flags: &[&str], apps: &[&str]) -> String {
-    let out = output(
-        skiff_in(root)
-            .args(["run", "--insecure-options=image", "--net=none", "--detach"])
-            .args(pod_flags)
-            .args(apps),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out).trim().to_string()
+fn run_detached_with(root: &Path, pod_flags: &[&str], apps: &[&str]) -> String {
+    let args: Vec<&str> = pod_flags.iter().chain(apps).copied().collect();
+    run_detached(root, &args)
 }
 
 fn logs(root: &Path, args: &[&str]) -> std::process::Output {
@@ -38,7 +32,7 @@ fn a_detached_pods_output_is_read_back_per_app_and_stream() {
     let aci = aci.to_str().unwrap();
     let talker =
         "i=1; while [ $i -le 5 ]; do echo out-$i; echo err-$i >&2; i=$((i+1)); sleep 0.3; done";
-    let uuid = run_detached(
+    let uuid = run_detached_with(
         tmp.path(),
         &[],
         &[
@@ -93,7 +87,7 @@ fn a_detached_pods_output_is_read_back_per_app_and_stream() {
     // On a terminal, what could fool it is shown escaped: a carriage
     // return that would hide `evil | ` behind a forged app name, escape
     // sequences.
-    let uuid2 = run_detached(
+    let uuid2 = run_detached_with(
         tmp.path(),
         &[],
         &[

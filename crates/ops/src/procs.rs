@@ -85,17 +85,7 @@ pub fn of_pod(pod: &Pod) -> Result<Vec<Process>, OpsError> {
     let ticks = rustix::param::clock_ticks_per_second().max(1);
     let mut found = Vec::new();
     let mut parents = Vec::new();
-    for entry in std::fs::read_dir("/proc")
-        .map_err(crate::error::io("read /proc"))?
-        .flatten()
-    {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for pid in skiff_stage1::proc_pids().map_err(crate::error::io("read /proc"))? {
         let Some(stat) = skiff_stage1::proc_stat(&pid.to_string()) else {
             continue;
         };

@@ -186,7 +186,7 @@ fn not_enforced(app: &skiff_spec::App) -> Vec<String> {
             let name = i.name.as_str();
             match (&i.value, name) {
                 (IsolatorValue::OomScoreAdj(v), _) if *v < 0 => Some(format!(
-                    "{name} {v} is not applied: a lower OOM score is a privilege an image does not get (a higher one is applied)"
+                    "{name} {v} is applied only where the pod's OOM score is lower already: a lower OOM score is a privilege an image does not get (a higher one is applied)"
                 )),
                 (
                     _,

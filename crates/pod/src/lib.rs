@@ -508,6 +508,10 @@ impl Pods {
     /// The pod whose UUID is or starts with `query`.
     pub fn find(&self, query: &str) -> Result<Pod, PodError> {
         let query = query.trim().to_ascii_lowercase();
+        // Only what a UUID is made of: nothing that names a path.
+        if !query.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            return Err(PodError::NotFound(query));
+        }
         // A full UUID: look in each state directory, no listing needed.
         if query.len() == 36 {
             for state in State::ALL {
@@ -663,11 +667,7 @@ impl Pod {
     /// best effort, as stage1 records it while the pod ends. A name that is
     /// no app name (`..`, a path) records nothing.
     pub fn set_app_exit(&self, app: &str, code: i32) {
-        let Some(dir) = self.app_dir(app) else {
-            return;
-        };
-        let _ = fs::create_dir_all(&dir);
-        let _ = fs::write(dir.join("exit"), code.to_string());
+        self.write_app_file(app, "exit", &code.to_string());
     }
 
     /// The runs of an app that were followed by a restart (`--restart`).
@@ -680,10 +680,9 @@ impl Pod {
     /// Records a run of an app that is being restarted (best effort, as
     /// [`Pod::set_app_exit`]).
     pub fn add_app_run(&self, app: &str, status: i32) {
-        let Some(dir) = self.app_dir(app) else {
+        let Some(dir) = self.made_app_dir(app) else {
             return;
         };
-        let _ = fs::create_dir_all(&dir);
         let path = dir.join("runs");
         let mut runs = restart::Runs::read(&path);
         runs.add(restart::Run {
@@ -695,11 +694,7 @@ impl Pod {
 
     /// Records how many OOM kills an app's cgroup counted (best effort).
     pub fn set_app_oom_kills(&self, app: &str, kills: u64) {
-        let Some(dir) = self.app_dir(app) else {
-            return;
-        };
-        let _ = fs::create_dir_all(&dir);
-        let _ = fs::write(dir.join("oom"), kills.to_string());
+        self.write_app_file(app, "oom", &kills.to_string());
     }
 
     /// OOM kills counted in an app's cgroup while the pod ran (recorded by
@@ -711,17 +706,28 @@ impl Pod {
     /// Records the pid of an app's process in the pod's pid namespace, as
     /// the pod's init reported it (best effort, as [`Pod::set_app_exit`]).
     pub fn set_app_pid(&self, app: &str, pid: i32) {
-        let Some(dir) = self.app_dir(app) else {
-            return;
-        };
-        let _ = fs::create_dir_all(&dir);
-        let _ = fs::write(dir.join("pid"), pid.to_string());
+        self.write_app_file(app, "pid", &pid.to_string());
     }
 
     /// An app's pid in the pod's pid namespace (what
     /// [`Pod::set_app_pid`] recorded).
     pub fn app_pid(&self, app: &str) -> Option<i32> {
         read_i64(&self.app_dir(app)?.join("pid")).and_then(|p| i32::try_from(p).ok())
+    }
+
+    /// [`Pod::app_dir`], made if missing (best effort).
+    fn made_app_dir(&self, app: &str) -> Option<PathBuf> {
+        let dir = self.app_dir(app)?;
+        let _ = fs::create_dir_all(&dir);
+        Some(dir)
+    }
+
+    /// Writes `text` to `apps/<app>/<file>` (best effort: stage1 records
+    /// these while the pod ends).
+    fn write_app_file(&self, app: &str, file: &str, text: &str) {
+        if let Some(dir) = self.made_app_dir(app) {
+            let _ = fs::write(dir.join(file), text);
+        }
     }
 
     /// `apps/<app>` of the pod, for a valid app name only: the name may come

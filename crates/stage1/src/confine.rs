@@ -41,10 +41,13 @@ fn raise_oom_score(app: &App) -> Result<(), Stage1Error> {
         return Ok(());
     };
     let path = "/proc/self/oom_score_adj";
-    let current: i64 = std::fs::read_to_string(path)
+    // Unreadable: left as it is (it could only be lowered by mistake).
+    let Some(current) = std::fs::read_to_string(path)
         .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(0);
+        .and_then(|t| t.trim().parse::<i64>().ok())
+    else {
+        return Ok(());
+    };
     if wanted <= current {
         return Ok(());
     }
@@ -150,6 +153,9 @@ pub fn confine_as(app: &App, name: &str, confinement: Confinement) -> Result<Bec
             }
         }
     }
+    // While this process is still root: a non-root app could not open its
+    // own oom_score_adj once its credentials changed.
+    raise_oom_score(app)?;
     sys::ids::set_credentials(&creds.groups, creds.gid, creds.uid).map_err(setup_err(format!(
         "switch to uid {} gid {}",
         creds.uid, creds.gid
@@ -185,7 +191,6 @@ pub fn confine_as(app: &App, name: &str, confinement: Confinement) -> Result<Bec
         .map_err(setup_err(format!("enter the working directory {cwd}")))?;
 
     reset_signals();
-    raise_oom_score(app)?;
     set_default_rlimits();
     let mut env = app::environment(app, name);
     if !env.iter().any(|(k, _)| k == "HOME") {

@@ -61,18 +61,11 @@ fn reported_app_pid(pod: &Pod, init: i32, name: &str) -> Result<i32, Stage1Error
         return Err(not_running());
     }
     let inner = pod.app_pid(name).ok_or_else(not_running)?;
-    let dir = std::fs::read_dir("/proc").map_err(|e| Stage1Error::Setup {
+    let pids = crate::proc_pids().map_err(|e| Stage1Error::Setup {
         what: "read /proc".to_string(),
         source: e,
     })?;
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for pid in pids {
         let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
             continue;
         };

@@ -90,6 +90,16 @@ pub fn data_dir(pod_dir: &std::path::Path) -> Option<&std::path::Path> {
 }
 
 /// An error and its causes on one line.
+/// The pids of every process /proc shows (entries that are numbers).
+pub fn proc_pids() -> std::io::Result<impl Iterator<Item = i32>> {
+    Ok(std::fs::read_dir("/proc")?.flatten().filter_map(|entry| {
+        entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+    }))
+}
+
 /// The numeric fields of `/proc/<pid>/stat` (`pid`: a number or "self"),
 /// by the kernel's numbering: `fields[n]` is field `n`, from 4 on (the
 /// command before them may hold spaces and parentheses).

@@ -16,10 +16,9 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use skiff_spec::aci::{FileType, detect_file_type, validate_aci_with};
+use skiff_spec::aci::{FileType, detect_file_type, validate_aci_limited};
 use skiff_spec::{ImageId, ImageManifest};
 
 use crate::db::{ImageRecord, now};
@@ -111,20 +110,6 @@ pub struct Imported {
     pub newly_added: bool,
 }
 
-/// Counts the bytes read through it (the compressed size so far).
-struct Counting<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
 /// Writes to the staging file and to the checker's pipe.
 /// What a producer's writes fail with once the checker refused the image
 /// (the checker's verdict is the error to report).
@@ -170,20 +155,9 @@ fn check<R: Read>(
     input: R,
     policy: &ArchivePolicy,
 ) -> Result<skiff_spec::aci::AciInfo, StoreError> {
-    let count = Arc::new(AtomicU64::new(0));
-    let counting = Counting {
-        inner: input,
-        count: count.clone(),
-    };
     let mut checker = EntryChecker::new(policy);
-    let info = validate_aci_with(counting, &mut |entry| {
-        checker.check(entry, count.load(Ordering::Relaxed))
-    })
-    .map_err(StoreError::InvalidImage)?;
-    checker
-        .finish(count.load(Ordering::Relaxed))
-        .map_err(StoreError::Refused)?;
-    Ok(info)
+    validate_aci_limited(input, policy.inflation(), &mut |entry| checker.check(entry))
+        .map_err(StoreError::InvalidImage)
 }
 
 /// Size and compression of a stored blob.

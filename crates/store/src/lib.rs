@@ -41,9 +41,6 @@ pub enum StoreError {
     Index(String),
     #[error("invalid image")]
     InvalidImage(#[source] skiff_spec::aci::AciError),
-    /// The archive as a whole breaks the archive policy.
-    #[error("image refused: {0}")]
-    Refused(String),
     #[error("no image matches '{0}' (see `skiff image list`)")]
     NotFound(String),
     #[error("'{query}' is ambiguous: it matches {}", ids.join(", "))]

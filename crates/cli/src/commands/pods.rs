@@ -353,6 +353,34 @@ fn parse_mount(flag: &str) -> anyhow::Result<(String, String)> {
     }
 }
 
+/// This process's environment as `--inherit-env` passes it on: without
+/// what skiff, systemd and the metadata service set for skiff itself (a
+/// pod's identity, sockets, internal handles), and without variables that
+/// are not UTF-8 (said).
+fn inheritable_env() -> Vec<(String, String)> {
+    let ours = |name: &str| {
+        ["SKIFF_", "LISTEN_", "AC_"]
+            .iter()
+            .any(|p| name.starts_with(p))
+            || name == "NOTIFY_SOCKET"
+    };
+    std::env::vars_os()
+        .filter_map(
+            |(name, value)| match (name.into_string(), value.into_string()) {
+                (Ok(name), Ok(value)) => Some((name, value)),
+                (name, _) => {
+                    eprintln!(
+                        "skiff: warning: --inherit-env: {} is not UTF-8: not passed on",
+                        name.unwrap_or_else(|n| n.to_string_lossy().into_owned())
+                    );
+                    None
+                }
+            },
+        )
+        .filter(|(name, _)| !ours(name))
+        .collect()
+}
+
 /// The NAME=VALUE lines of an environment file (`--set-env-file`; blank
 /// lines and `#` comments skipped).
 fn read_env_file(path: &str) -> anyhow::Result<Vec<(String, String)>> {
@@ -414,7 +442,7 @@ fn run_options(args: &PodArgs) -> anyhow::Result<RunOptions> {
         no_overlay: args.no_overlay,
         env,
         inherited_env: match args.inherit_env {
-            true => std::env::vars().collect(),
+            true => inheritable_env(),
             false => Vec::new(),
         },
         pids_limit: args.pids_limit,
@@ -657,7 +685,10 @@ pub fn pod_uuid(
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read --uuid-file {}", file.display()))?;
             let uuid = text.trim();
-            if uuid.is_empty() || uuid.contains(char::is_whitespace) {
+            if uuid.is_empty()
+                || uuid.len() > 36
+                || !uuid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+            {
                 bail!(
                     "--uuid-file {}: expected one pod UUID (as --uuid-file-save writes it)",
                     file.display()

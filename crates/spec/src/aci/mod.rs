@@ -4,6 +4,7 @@
 //! building an ACI from an image layout directory ([`build`]).
 
 pub mod build;
+pub mod inflation;
 
 use std::io::{self, Read};
 
@@ -84,6 +85,9 @@ pub enum AciError {
     Refused { entry: String, reason: String },
     #[error("invalid image manifest")]
     Manifest(#[from] ManifestError),
+    /// Past the [`inflation::Limits`] as it inflated.
+    #[error("image refused: {0}")]
+    Inflation(String),
 }
 
 impl AciError {
@@ -216,7 +220,47 @@ pub fn validate_aci_with<R: Read>(
     input: R,
     visit: &mut dyn FnMut(&EntryInfo) -> Result<(), String>,
 ) -> Result<AciInfo, AciError> {
-    let mut hashing = HashingReader::new(decompress(input)?);
+    validate_stream(decompress(input)?, visit)
+}
+
+/// [`validate_aci_with`] within `limits`: what the archive inflates to is
+/// measured as it inflates (headers, extended records, data and anything
+/// after the tar's end), and the read that crosses a limit stops it.
+pub fn validate_aci_limited<R: Read>(
+    input: R,
+    limits: inflation::Limits,
+    visit: &mut dyn FnMut(&EntryInfo) -> Result<(), String>,
+) -> Result<AciInfo, AciError> {
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+    let compressed = Rc::new(Cell::new(0));
+    let verdict = Rc::new(RefCell::new(None));
+    let counted = inflation::Counted {
+        inner: input,
+        count: compressed.clone(),
+    };
+    let guarded = inflation::Guarded {
+        inner: decompress(counted)?,
+        compressed,
+        produced: 0,
+        limits,
+        verdict: verdict.clone(),
+    };
+    let result = validate_stream(guarded, visit);
+    // Whatever error the crossing read turned into, the verdict is what
+    // happened.
+    match verdict.take() {
+        Some(why) => Err(AciError::Inflation(why)),
+        None => result,
+    }
+}
+
+/// [`validate_aci_with`] of a decompressed stream.
+fn validate_stream(
+    stream: impl Read,
+    visit: &mut dyn FnMut(&EntryInfo) -> Result<(), String>,
+) -> Result<AciInfo, AciError> {
+    let mut hashing = HashingReader::new(stream);
     let mut manifest: Option<Vec<u8>> = None;
     let mut rootfs_seen = false;
     let mut seen = std::collections::HashSet::new();
@@ -259,7 +303,9 @@ pub fn validate_aci_with<R: Read>(
                 path: name.clone(),
                 kind: header.entry_type(),
                 mode: header.mode().unwrap_or(0),
-                size: header.size().unwrap_or(0),
+                // The size the entry really has (a PAX `size` record
+                // overrides the header's field).
+                size: entry.size(),
                 uid: header.uid().unwrap_or(0),
                 gid: header.gid().unwrap_or(0),
                 link_target: entry
