@@ -17,10 +17,11 @@ fn main() {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let rustc = output(&rustc, &["--version"]).unwrap_or_else(|| "unknown".into());
     // Reproducible builds set SOURCE_DATE_EPOCH; otherwise the commit's date.
-    let date = std::env::var("SOURCE_DATE_EPOCH")
+    let date: i64 = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .or_else(|| output("git", &["log", "-1", "--format=%ct"]))
-        .unwrap_or_else(|| "0".into());
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0);
     println!("cargo:rustc-env=SKIFF_COMMIT={commit}");
     println!("cargo:rustc-env=SKIFF_RUSTC={rustc}");
     println!("cargo:rustc-env=SKIFF_BUILD_EPOCH={date}");

@@ -245,11 +245,11 @@ int main(void) {
 
 /// An image with busybox and the C program `source`, compiled static to
 /// `/<name>` (also run outside the pod, as the tests' control, from
-/// `<root>/hostile-layout/rootfs/<name>`).
+/// `<root>/layout-example.com_hostile/rootfs/<name>`).
 fn c_program_image(root: &Path, name: &str, source: &str) -> PathBuf {
     let src = root.join(format!("{name}.c"));
     std::fs::write(&src, source).unwrap();
-    let layout = root.join("hostile-layout");
+    let layout = root.join("layout-example.com_hostile");
     busybox_layout(&layout);
     let built = output(
         std::process::Command::new("gcc")
@@ -339,7 +339,7 @@ fn personality_takes_only_the_usual_personas() {
     }
     // The check can fail: outside any pod.
     let out = output(&mut std::process::Command::new(
-        root.join("hostile-layout/rootfs/persona"),
+        root.join("layout-example.com_hostile/rootfs/persona"),
     ));
     assert!(
         stdout(&out).contains("no-randomize=set query=randomization-off newuser=made"),
@@ -444,7 +444,7 @@ fn pod_processes_cannot_type_into_the_callers_terminal() {
         // The check can fail: on the same terminal, outside any pod.
         let term = Terminal::start(&format!(
             "{} < /dev/tty",
-            root.join("hostile-layout/rootfs/sti").display()
+            root.join("layout-example.com_hostile/rootfs/sti").display()
         ));
         let (text, _) = term.finish();
         assert!(text.contains("dev-tty=opened ttys=3 changed=3"), "{text}");

@@ -444,8 +444,17 @@ fn check_apps(request: &PodRequest) -> Result<(), OpsError> {
         skiff_stage1::app::capabilities(&app, skiff_pod::prepare::app_grants(request, app_req))
             .map_err(problem)?;
         // Names resolve in the image's own files, read as stage1 reads
-        // them (inside its root only).
-        if !app_req.tree.as_os_str().is_empty() {
+        // them (inside its root only) — unless a volume over /etc brings
+        // the account files, which only stage1 sees.
+        let etc = |target: &str| target == "/etc" || target.starts_with("/etc/");
+        let volume_over_etc = request
+            .mounts
+            .iter()
+            .chain(&app_req.mounts)
+            .map(|(_, target)| target.as_str())
+            .chain(app.mount_points.iter().map(|m| m.path.as_str()))
+            .any(etc);
+        if !app_req.tree.as_os_str().is_empty() && !volume_over_etc {
             skiff_stage1::app::credentials(&app, &app_req.tree).map_err(problem)?;
         }
     }
