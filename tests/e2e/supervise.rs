@@ -108,20 +108,17 @@ fn always_restarts_until_the_pod_is_stopped() {
     let _guard = PodsGuard { root: tmp.path() };
     let aci = tmp.path().join("busybox.aci");
     busybox_aci(tmp.path(), "example.com/busybox", &aci);
-    let out = output(
-        skiff_in(tmp.path())
-            .args([
-                "run",
-                "--insecure-options=image",
-                "--net=none",
-                "--detach",
-                "--restart=always",
-            ])
-            .arg(&aci)
-            .args(["--exec=/bin/sh", "--", "-c", "echo tick; sleep 0.2"]),
+    let uuid = run_detached(
+        tmp.path(),
+        &[
+            "--restart=always",
+            aci.to_str().unwrap(),
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            "echo tick; sleep 0.2",
+        ],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let uuid = stdout(&out).trim().to_string();
     eventually("two restarts", || {
         let json = status_json(tmp.path(), &uuid);
         (json["apps"][0]["restarts"].as_u64() >= Some(2)).then_some(())

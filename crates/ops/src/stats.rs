@@ -42,31 +42,42 @@ pub struct PodStats {
     pub apps: Vec<Usage>,
 }
 
-/// One sample of CPU time (seconds) for the pod and each app.
-struct CpuSample {
+/// One reading of the pod (`None`) and each app: their cgroups, and their
+/// CPU time in seconds (from cgroup v2, else their processes).
+struct Sample {
     at: Instant,
-    pod: f64,
-    apps: Vec<f64>,
+    scopes: Vec<(Option<String>, skiff_stage1::cgroups::Usage, f64)>,
 }
 
-fn sample(uuid: &str, apps: &[String], processes: &[Process]) -> CpuSample {
+fn sample(uuid: &str, apps: &[String], processes: &[Process]) -> Sample {
     let root = Path::new(skiff_stage1::cgroups::ROOT);
-    let from_procs = |app: Option<&str>| -> f64 {
-        processes
-            .iter()
-            .filter(|p| app.is_none() || p.app.as_deref() == app)
-            .map(|p| p.cpu_seconds)
-            .sum()
-    };
-    let cpu = |app: Option<&str>| match skiff_stage1::cgroups::usage(root, uuid, app).cpu_usec {
-        Some(usec) => usec as f64 / 1e6,
-        None => from_procs(app),
-    };
-    CpuSample {
+    let scopes = std::iter::once(None)
+        .chain(apps.iter().map(|a| Some(a.clone())))
+        .map(|app| {
+            let cgroup = skiff_stage1::cgroups::usage(root, uuid, app.as_deref());
+            let cpu = match cgroup.cpu_usec {
+                Some(usec) => usec as f64 / 1e6,
+                None => of_scope(processes, app.as_deref())
+                    .map(|p| p.cpu_seconds)
+                    .sum(),
+            };
+            (app, cgroup, cpu)
+        })
+        .collect();
+    Sample {
         at: Instant::now(),
-        pod: cpu(None),
-        apps: apps.iter().map(|a| cpu(Some(a))).collect(),
+        scopes,
     }
+}
+
+/// The processes of `app` (all of them for the pod).
+fn of_scope<'a>(
+    processes: &'a [Process],
+    app: Option<&'a str>,
+) -> impl Iterator<Item = &'a Process> {
+    processes
+        .iter()
+        .filter(move |p| app.is_none() || p.app.as_deref() == app)
 }
 
 /// The usage of the running pod `uuid`, CPU use measured over `interval`.
@@ -78,36 +89,33 @@ pub fn stats(ctx: &Context, uuid: &str, interval: Duration) -> Result<PodStats, 
     let processes = procs::of_pod(&pod)?;
     let second = sample(&pod.uuid, &apps, &processes);
     let elapsed = second.at.duration_since(first.at).as_secs_f64().max(1e-3);
-    let percent =
-        |before: f64, after: f64| ((after - before).max(0.0) / elapsed * 1000.0).round() / 10.0;
-    let root = Path::new(skiff_stage1::cgroups::ROOT);
-    let usage = |app: Option<&str>, before: f64, after: f64| {
-        let cgroup = skiff_stage1::cgroups::usage(root, &pod.uuid, app);
-        let mine: Vec<&Process> = processes
+    let mut usages =
+        first
+            .scopes
             .iter()
-            .filter(|p| app.is_none() || p.app.as_deref() == app)
-            .collect();
-        Usage {
-            app: app.map(str::to_string),
-            cpu_seconds: after,
-            cpu_percent: percent(before, after),
-            // Without cgroups (an ordinary user's pod, fly): the
-            // processes' resident memory, shared pages counted in each.
-            memory: cgroup
-                .memory
-                .or_else(|| Some(mine.iter().map(|p| p.rss).sum())),
-            memory_limit: cgroup.memory_limit,
-            pids: cgroup.pids.unwrap_or(mine.len() as u64),
-            pids_limit: cgroup.pids_limit,
-        }
+            .zip(second.scopes)
+            .map(|((_, _, before), (app, cgroup, after))| {
+                let mine: Vec<&Process> = of_scope(&processes, app.as_deref()).collect();
+                Usage {
+                    cpu_seconds: after,
+                    cpu_percent: ((after - before).max(0.0) / elapsed * 1000.0).round() / 10.0,
+                    // Without cgroups (an ordinary user's pod, fly): the
+                    // processes' resident memory, shared pages counted in each.
+                    memory: cgroup
+                        .memory
+                        .or_else(|| Some(mine.iter().map(|p| p.rss).sum())),
+                    memory_limit: cgroup.memory_limit,
+                    pids: cgroup.pids.unwrap_or(mine.len() as u64),
+                    pids_limit: cgroup.pids_limit,
+                    app,
+                }
+            });
+    let Some(whole) = usages.next() else {
+        return Err(crate::refuse!("pod {} has no usage to show", pod.uuid));
     };
     Ok(PodStats {
         uuid: pod.uuid.clone(),
-        pod: usage(None, first.pod, second.pod),
-        apps: apps
-            .iter()
-            .enumerate()
-            .map(|(i, a)| usage(Some(a), first.apps[i], second.apps[i]))
-            .collect(),
+        pod: whole,
+        apps: usages.collect(),
     })
 }
