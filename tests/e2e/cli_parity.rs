@@ -4,6 +4,7 @@
 //! is refused (or said) before anything is made.
 
 use std::path::Path;
+use std::process::Command;
 
 use crate::common::*;
 
@@ -32,7 +33,7 @@ fn mistyped_options_say_what_was_meant() {
         ),
         (
             vec![aci, "-e", "FOO=1"],
-            "unknown option -e (skiff's is --set-env)",
+            "-e is an option of the pod: put it before the first image",
         ),
         (vec![aci, "--net=none"], "--net is an option of the pod"),
     ] {
@@ -380,4 +381,156 @@ fn completions_load_in_bash() {
         let out = output(skiff().args(["completion", shell]));
         assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
     }
+}
+
+/// podman's short options where podman has them: `-d -e -v -q --rm`
+/// (`-p` is in the network tests), and `-q` of the listings.
+#[test]
+fn podman_short_options_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = tmp.path().join("busybox.aci");
+    busybox_aci(tmp.path(), "example.com/busybox", &aci);
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("file"), "from-host\n").unwrap();
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "-d", "-e", "FOO=bar", "--net=none", "--insecure-options=image"])
+            .arg("-v")
+            .arg(format!("{}:/mnt:ro", shared.display()))
+            .arg(&aci)
+            .args([
+                "--exec=/bin/sh",
+                "--",
+                "-c",
+                "echo $FOO; /bin/busybox cat /mnt/file; /bin/busybox touch /mnt/x 2>/dev/null || echo read-only; exec /bin/busybox sleep 600",
+            ]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    let listed = stdout(&output(skiff_in(tmp.path()).args(["list", "-q"])));
+    assert_eq!(listed, format!("{uuid}\n"));
+    let logs = eventually("the app wrote its lines", || {
+        let logs = stdout(&output(skiff_in(tmp.path()).args(["logs", &uuid])));
+        logs.contains("read-only").then_some(logs)
+    });
+    assert_eq!(logs, "bar\nfrom-host\nread-only\n");
+    assert!(!shared.join("x").exists());
+    let stopped = output(skiff_in(tmp.path()).args(["stop", &uuid]));
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    let removed = output(skiff_in(tmp.path()).args(["rm", &uuid]));
+    assert!(removed.status.success(), "{}", stderr(&removed));
+
+    // --rm: the pod is gone once it has ended, its status with it.
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--rm", "--net=none", "--insecure-options=image"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hello\n");
+    no_pods(tmp.path(), "run --rm");
+    let pods_dir = tmp.path().join("data/pods");
+    let left: Vec<_> = walk_names(&pods_dir);
+    assert!(left.is_empty(), "left in {}: {left:?}", pods_dir.display());
+
+    let out = output(
+        skiff_in(tmp.path())
+            .args([
+                "run",
+                "--net=none",
+                "--insecure-options=image",
+                "-v",
+                "data:/mnt",
+            ])
+            .arg(&aci),
+    );
+    assert_refused(&out, "-v with a named volume");
+    assert!(
+        stderr(&out).contains("not an absolute host path"),
+        "{}",
+        stderr(&out)
+    );
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--rm", "--stage1=fly", "--insecure-options=image"])
+            .arg(&aci),
+    );
+    assert_refused(&out, "--rm with the fly flavor");
+
+    let ids = stdout(&output(skiff_in(tmp.path()).args(["image", "list", "-q"])));
+    assert!(
+        ids.lines().count() == 1 && ids.starts_with("sha512-") && ids.trim().len() == 135,
+        "{ids}"
+    );
+}
+
+/// The names of the pod directories under `dir` (every state).
+fn walk_names(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for state in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for pod in std::fs::read_dir(state.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            names.push(pod.path().display().to_string());
+        }
+    }
+    names
+}
+
+/// Man pages from the clap definitions render with man(1); the metadata
+/// service's units pass `systemd-analyze verify`.
+#[test]
+fn man_pages_render_and_metadata_units_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let man = tmp.path().join("man");
+    let out = output(skiff().args(["generate", "man"]).arg(&man));
+    assert!(out.status.success(), "{}", stderr(&out));
+    for page in [
+        "skiff.1",
+        "skiff-run.1",
+        "skiff-image-list.1",
+        "skiff-export.1",
+    ] {
+        assert!(man.join(page).is_file(), "{page}: {}", stdout(&out));
+    }
+    let rendered = output(
+        Command::new("man")
+            .env("MANWIDTH", "100")
+            .arg("-l")
+            .arg(man.join("skiff-run.1")),
+    );
+    assert!(rendered.status.success(), "{}", stderr(&rendered));
+    let text = stdout(&rendered);
+    assert!(text.contains("pod-manifest"), "{text}");
+
+    let units = tmp.path().join("units");
+    std::fs::create_dir(&units).unwrap();
+    let out = output(skiff_in(tmp.path()).current_dir(&units).args([
+        "generate",
+        "metadata-service",
+        "--files",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    for unit in ["skiff-metadata.service", "skiff-metadata.socket"] {
+        let verify = output(
+            Command::new("systemd-analyze")
+                .arg("verify")
+                .arg(units.join(unit)),
+        );
+        assert!(
+            verify.status.success() && stderr(&verify).trim().is_empty(),
+            "{unit}: {}",
+            stderr(&verify)
+        );
+    }
+    let out = output(skiff_in(tmp.path()).args([
+        "generate",
+        "metadata-service",
+        "--listen=18112\nExecStartPre=/bin/evil",
+    ]));
+    assert_refused(&out, "a listen address with a newline");
 }

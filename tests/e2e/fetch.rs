@@ -423,3 +423,48 @@ fn interrupted_downloads_resume() {
     let out = run(&site, &["image", "verify"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// rkt's auth.d `basic` and `oauth` entries: a site that answers 401
+/// without its header serves the image once the entry names it; a wrong
+/// password is refused with the status and leaves the store unchanged.
+#[test]
+fn auth_d_basic_and_oauth_credentials_reach_their_host() {
+    let site = site();
+    trust(&site, NAME, &site.gpg.public_key());
+    let auth_d = site.root.path().join("etc/auth.d");
+    std::fs::create_dir_all(&auth_d).unwrap();
+    let entry = |kind: &str, credentials: &str| {
+        format!(
+            r#"{{"rktKind": "auth", "rktVersion": "v1", "domains": ["{IP}"], "type": "{kind}", "credentials": {credentials}}}"#
+        )
+    };
+    // alice:s3cret
+    site.server().state.lock().unwrap().required_auth = Some("Basic YWxpY2U6czNjcmV0".into());
+    refused_and_unchanged(&site, &["fetch", "127.0.0.2/busybox:1.0"], "401");
+    std::fs::write(
+        auth_d.join("site.json"),
+        entry("basic", r#"{"user": "alice", "password": "wrong"}"#),
+    )
+    .unwrap();
+    refused_and_unchanged(&site, &["fetch", "127.0.0.2/busybox:1.0"], "401");
+    std::fs::write(
+        auth_d.join("site.json"),
+        entry("basic", r#"{"user": "alice", "password": "s3cret"}"#),
+    )
+    .unwrap();
+    let out = run(&site, &["fetch", "127.0.0.2/busybox:1.0"]);
+    assert!(out.status.success(), "basic: {}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    let removed = run(&site, &["image", "rm", &id]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+
+    site.server().state.lock().unwrap().required_auth = Some("Bearer tok-123".into());
+    std::fs::write(
+        auth_d.join("site.json"),
+        entry("oauth", r#"{"token": "tok-123"}"#),
+    )
+    .unwrap();
+    let out = run(&site, &["fetch", "127.0.0.2/busybox:1.0"]);
+    assert!(out.status.success(), "oauth: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), id);
+}

@@ -22,6 +22,7 @@ mod metadata;
 mod net;
 mod oci;
 mod ops;
+mod pod_manifest;
 mod pods;
 mod rootless;
 mod runtime;

@@ -458,3 +458,60 @@ fn several_networks_get_eth0_eth1_and_enter_sees_them() {
     let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
     assert_eq!(traces_of(&uuid), Vec::<String>::new());
 }
+
+/// podman's `-p HOSTPORT:PODPORT` forwards to a port no image names (the
+/// pod manifest records it as a podPort), and `--dns-domain` writes
+/// resolv.conf's `domain` beside the network's name servers.
+#[test]
+fn numeric_ports_and_dns_domain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = tmp.path().join("busybox.aci");
+    busybox_aci(tmp.path(), "example.com/busybox", &aci);
+    let port = 19000 + (std::process::id() % 1000) as u16;
+    let uuid = start_httpd(tmp.path(), &aci, &["-p", &format!("{port}:8080/tcp")]);
+    let curl = eventually("the forwarded port answers", || {
+        let curl = Command::new("curl")
+            .args(["-s", "--max-time", "5"])
+            .arg(format!("http://127.0.0.1:{port}/passwd"))
+            .output()
+            .unwrap();
+        curl.status.success().then_some(curl)
+    });
+    assert!(
+        String::from_utf8_lossy(&curl.stdout).contains("root:x:0:0"),
+        "{curl:?}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&output(skiff_in(tmp.path()).args(["cat-manifest", &uuid])).stdout)
+            .unwrap();
+    let exposed = &manifest["ports"][0];
+    assert_eq!(exposed["hostPort"], port, "{manifest}");
+    assert_eq!(exposed["podPort"]["port"], 8080, "{manifest}");
+    let stopped = output(skiff_in(tmp.path()).args(["stop", &uuid]));
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+
+    for (flag, why) in [
+        ("8080:0", "not a port"),
+        ("80:8080/sctp", "use tcp or udp"),
+        ("nosuch:80", "no app has a port named"),
+        ("bad!name:80", "no port name"),
+    ] {
+        let out = sh(tmp.path(), &aci, &[&format!("--port={flag}")], "true");
+        assert_refused(&out, flag);
+        assert!(stderr(&out).contains(why), "{flag}: {}", stderr(&out));
+    }
+
+    let out = sh(
+        tmp.path(),
+        &aci,
+        &["--dns-domain=corp.example"],
+        "cat /etc/resolv.conf",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let resolv = stdout(&out);
+    assert!(resolv.contains("domain corp.example\n"), "{resolv}");
+    assert!(resolv.contains("nameserver "), "{resolv}");
+    let out = sh(tmp.path(), &aci, &["--dns-domain=bad domain"], "true");
+    assert_refused(&out, "a domain with a space");
+}

@@ -62,6 +62,8 @@ pub struct State {
     pub full_bodies: HashMap<String, usize>,
     /// Paths whose next answer is cut after this many bytes (once).
     pub cut_once: HashMap<String, usize>,
+    /// The `Authorization` header every request must carry (401 if not).
+    pub required_auth: Option<String>,
 }
 
 pub struct Server {
@@ -192,6 +194,13 @@ fn serve<S: Read + Write>(stream: &mut S, state: &Mutex<State>) {
     let (resource, cut) = {
         let mut st = state.lock().unwrap();
         *st.requests.entry(path.clone()).or_default() += 1;
+        if st.required_auth.is_some() && st.required_auth.as_ref() != headers.get("authorization") {
+            drop(st);
+            let _ = stream.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            return;
+        }
         let cut = st.cut_once.remove(&path);
         (st.files.get(&path).cloned(), cut)
     };

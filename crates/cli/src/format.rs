@@ -21,3 +21,17 @@ pub fn human_time(secs: i64) -> String {
     let stamp = skiff_audit::sbom::rfc3339(secs);
     stamp.trim_end_matches('Z').replacen('T', " ", 1)
 }
+
+/// Text a pod chose (a command line, a file name), safe to print: controls,
+/// escape sequences and bidirectional overrides become `?`.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if skiff_pod::logs::unsafe_on_terminal(c) {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
+}

@@ -30,7 +30,7 @@ use clap::{Parser, Subcommand};
     propagate_version = true,
     max_term_width = 100
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     global: config::GlobalArgs,
 
@@ -73,6 +73,9 @@ enum Command {
         /// Show full UUIDs.
         #[arg(long)]
         full: bool,
+        /// Print only the pods' full UUIDs, one a line (podman's -q).
+        #[arg(long, short = 'q', conflicts_with = "format")]
+        quiet: bool,
     },
     /// Show a pod's state, times, pid and exit statuses.
     Status {
@@ -94,7 +97,7 @@ enum Command {
     },
     /// Run a command inside a running pod's app (default: /bin/sh).
     Enter(commands::pods::EnterArgs),
-    /// Generate files for other tools: systemd units.
+    /// Generate files for other tools: systemd units, man pages.
     #[command(subcommand)]
     Generate(commands::generate::GenerateCommand),
     /// Print a pod's app output (stdout to stdout, stderr to stderr), kept
@@ -148,6 +151,22 @@ enum Command {
         /// Read the pod's UUID from this file (as --uuid-file-save wrote it).
         #[arg(long, value_name = "FILE")]
         uuid_file: Option<PathBuf>,
+    },
+    /// Write an app of a pod that is not running as an ACI (rkt's export):
+    /// its image's files with what the app changed, under the image's
+    /// manifest; unsigned. Device nodes, FIFOs and sockets the app made
+    /// are left out (and named).
+    Export {
+        /// Pod UUID (or a unique prefix).
+        uuid: String,
+        /// The ACI file to write.
+        out: PathBuf,
+        /// The app to export (needed when the pod has several).
+        #[arg(long, value_name = "NAME")]
+        app: Option<String>,
+        /// Replace OUT if it exists.
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Remove pods that exited longer ago than the grace period, and prepared
     /// pods never run.
@@ -264,7 +283,8 @@ fn main() -> ExitCode {
             format,
             no_legend,
             full,
-        } => commands::pods::list(&cli.global, format, no_legend, full),
+            quiet,
+        } => commands::pods::list(&cli.global, format, no_legend, full, quiet),
         Command::Status {
             uuid,
             uuid_file,
@@ -285,6 +305,12 @@ fn main() -> ExitCode {
                 .and_then(|uuid| commands::pods::cat_manifest(&cli.global, &uuid))
         }
         Command::Enter(args) => commands::pods::enter(&cli.global, args),
+        Command::Export {
+            uuid,
+            out,
+            app,
+            overwrite,
+        } => commands::pods::export(&cli.global, &uuid, app.as_deref(), &out, overwrite),
         Command::Stop {
             uuids,
             uuid_file,

@@ -17,11 +17,13 @@ pub struct NetArgs {
     #[arg(long, value_name = "NETS")]
     net: Vec<String>,
 
-    /// Forward a host port to an app's named port (from its image
-    /// manifest): NAME:[HOSTIP:]HOSTPORT. Needs a network with the portmap
-    /// plugin (the default network has it); an ordinary user forwards host
-    /// ports of 1024 and above.
-    #[arg(long = "port", value_name = "PORT")]
+    /// Forward a host port to the pod: NAME:[HOSTIP:]HOSTPORT to an app's
+    /// named port (from its image manifest), or
+    /// [HOSTIP:]HOSTPORT:PODPORT[/tcp|/udp] to a port number (an IPv6
+    /// HOSTIP in brackets). Needs a network with the portmap plugin (the
+    /// default network has it); an ordinary user forwards host ports of
+    /// 1024 and above.
+    #[arg(long = "port", short = 'p', value_name = "PORT")]
     ports: Vec<String>,
 
     /// Name server for the pod's /etc/resolv.conf (repeatable), or `host`
@@ -43,6 +45,11 @@ pub struct NetArgs {
     /// from the host's /etc/hosts.
     #[arg(long, value_name = "IP=HOST|host")]
     hosts_entry: Vec<String>,
+
+    /// The pod's local domain: resolv.conf's `domain` line (with the
+    /// network's or --dns name servers).
+    #[arg(long, value_name = "DOMAIN")]
+    dns_domain: Option<String>,
 }
 
 impl NetArgs {
@@ -54,6 +61,7 @@ impl NetArgs {
             dns_search: self.dns_search.clone(),
             dns_opt: self.dns_opt.clone(),
             hosts_entry: self.hosts_entry.clone(),
+            dns_domain: self.dns_domain.clone(),
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct HttpOptions {
     pub allow_http: bool,
     /// Show a progress bar for downloads.
     pub progress: bool,
+    /// auth.d credentials for appc hosts ([`crate::auth`]).
+    pub auth: Vec<crate::auth::HostAuth>,
 }
 
 /// Refuses a download past `limit` bytes.
@@ -169,6 +171,12 @@ impl Http {
             let mut req = self.agent.get(url);
             for (k, v) in headers {
                 req = req.header(*k, v.as_str());
+            }
+            let own = headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+            if !own && let Some(auth) = crate::auth::header_for(&self.options.auth, url) {
+                req = req.header("Authorization", auth);
             }
             match req.call() {
                 Ok(resp) if transient(resp.status().as_u16()) => {

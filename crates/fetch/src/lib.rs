@@ -13,6 +13,7 @@
 //! file, the signature is checked against that file, and only then is it
 //! committed (which hashes and checks the archive).
 
+pub mod auth;
 pub mod docker;
 pub mod http;
 pub mod options;

@@ -125,8 +125,17 @@ impl Context {
             insecure_tls: self.settings.insecure.tls,
             allow_http: self.settings.insecure.http,
             progress: self.settings.progress,
+            auth: skiff_fetch::auth::load(&self.auth_dirs()),
         })
         .map_err(OpsError::FetchSetup)
+    }
+
+    /// Where credentials are configured (local first).
+    pub fn auth_dirs(&self) -> Vec<PathBuf> {
+        vec![
+            self.settings.local_config.join("auth.d"),
+            self.settings.system_config.join("auth.d"),
+        ]
     }
 
     /// The fetch options of the settings, for `pull_policy`; operations
@@ -139,10 +148,7 @@ impl Context {
             trust_keys_from_https: self.settings.trust_keys_from_https,
             signature: None,
             creds: self.settings.creds.clone(),
-            auth_dirs: vec![
-                self.settings.local_config.join("auth.d"),
-                self.settings.system_config.join("auth.d"),
-            ],
+            auth_dirs: self.auth_dirs(),
             arch: self.settings.arch.clone(),
         }
     }

@@ -7,6 +7,7 @@
 //! - [`run`]: fetch and render a pod's images, prepare it, start it.
 //! - [`copy`]: files between the host and a running pod (`skiff cp`).
 //! - [`enter`]: a command in a running pod's app.
+//! - [`export`]: an app of a pod as an ACI (`skiff export`).
 //! - [`pods`]: what a pod is ([`pods::PodInfo`]), stop, rm, gc.
 //! - [`fetch`]: images into the store, under the run policy.
 //! - [`generate`]: systemd units for a pod or an image.
@@ -15,6 +16,7 @@
 //! - [`logs`]: a pod's app output, read back (`skiff logs`).
 //! - [`locations`]: where a user's data and configuration are by default.
 //! - [`network`]: a pod's networking options, resolved.
+//! - [`pod_manifest`]: a whole pod from the user's appc pod manifest.
 //! - [`rootless`]: an ordinary user's commands in a user namespace of
 //!   their own (subordinate ids through newuidmap/newgidmap).
 //! - [`procs`], [`stats`]: a running pod's processes and what it uses
@@ -28,12 +30,14 @@ pub mod context;
 pub mod copy;
 pub mod enter;
 pub mod error;
+pub mod export;
 pub mod fetch;
 pub mod generate;
 pub mod image;
 pub mod locations;
 pub mod logs;
 pub mod network;
+pub mod pod_manifest;
 pub mod pods;
 pub mod policy;
 pub mod procs;

@@ -29,6 +29,8 @@ pub struct NetOptions {
     pub dns_opt: Vec<String>,
     /// `--hosts-entry`: `IP=HOSTNAME` or `host`.
     pub hosts_entry: Vec<String>,
+    /// `--dns-domain`: the pod's local domain (resolv.conf's `domain`).
+    pub dns_domain: Option<String>,
 }
 
 /// `--net` values split into (name, CNI_ARGS): commas separate networks,
@@ -70,68 +72,170 @@ fn parse_nets(values: &[String]) -> Result<Vec<NetFlag>, OpsError> {
     Ok(nets)
 }
 
-/// `--port=NAME:[HOSTIP:]HOSTPORT` against the apps' named ports.
-fn parse_port(
-    flag: &str,
-    manifests: &[&ImageManifest],
-) -> Result<(PortMapping, ExposedPort), OpsError> {
-    let (name, rest) = flag
-        .split_once(':')
-        .ok_or_else(|| refuse!("--port={flag}: expected NAME:[HOSTIP:]HOSTPORT"))?;
-    let (host_ip, host_port) = match rest.rsplit_once(':') {
-        Some((ip, port)) => {
-            let ip: IpAddr = ip
-                .trim_matches(|c| c == '[' || c == ']')
-                .parse()
-                .map_err(|_| refuse!("--port={flag}: {ip:?} is not an IP address"))?;
-            (Some(ip), port)
-        }
-        None => (None, rest),
-    };
-    let host_port: u16 = host_port
-        .parse()
+/// What a `--port` forwards to: an app's named port, or a port number of
+/// the pod's (`/tcp` unless `/udp`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortTarget {
+    Named(String),
+    Number { port: u16, protocol: String },
+}
+
+/// One `--port`: a host port (on one host address, or all) and what it
+/// forwards to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRequest {
+    pub target: PortTarget,
+    pub host_ip: Option<IpAddr>,
+    pub host_port: u16,
+}
+
+const PORT_FORMS: &str =
+    "expected NAME:[HOSTIP:]HOSTPORT (an app's named port) or [HOSTIP:]HOSTPORT:PODPORT[/tcp|/udp]";
+
+fn port_number(flag: &str, text: &str) -> Result<u16, OpsError> {
+    text.parse()
         .ok()
         .filter(|p| *p > 0)
-        .ok_or_else(|| refuse!("--port={flag}: {host_port:?} is not a port (1-65535)"))?;
-    let port = manifests
-        .iter()
-        .filter_map(|m| m.app.as_ref())
-        .flat_map(|a| a.ports.iter())
-        .find(|p| p.name.as_str() == name)
-        .ok_or_else(|| {
-            let known: Vec<String> = manifests
-                .iter()
-                .filter_map(|m| m.app.as_ref())
-                .flat_map(|a| a.ports.iter().map(|p| p.name.as_str().to_string()))
-                .collect();
-            refuse!(
-                "--port={flag}: no app has a port named {name:?} (ports: {})",
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            )
-        })?;
-    let container_port = u16::try_from(port.port).map_err(|_| {
-        refuse!(
-            "--port={flag}: the image's port {} is out of range",
-            port.port
-        )
-    })?;
-    let mapping = PortMapping {
-        host_port,
-        container_port,
-        protocol: port.protocol.clone(),
-        host_ip: host_ip.map(|ip| ip.to_string()),
-    };
-    let exposed = ExposedPort {
-        name: port.name.clone(),
-        host_port: u64::from(host_port),
-        host_ip,
-        pod_port: None,
-    };
-    Ok((mapping, exposed))
+        .ok_or_else(|| refuse!("--port={flag}: {text:?} is not a port (1-65535)"))
+}
+
+fn host_ip(flag: &str, text: &str) -> Result<IpAddr, OpsError> {
+    text.strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text)
+        .parse()
+        .map_err(|_| refuse!("--port={flag}: {text:?} is not an IP address"))
+}
+
+impl PortRequest {
+    /// `NAME:[HOSTIP:]HOSTPORT` (rkt's) or `[HOSTIP:]HOSTPORT:PODPORT[/PROTO]`
+    /// (podman's `-p`); an IPv6 host address is written in brackets. A
+    /// first part that is a number or an address makes the numeric form
+    /// (a port named by digits only is read as a number).
+    pub fn parse(flag: &str) -> Result<PortRequest, OpsError> {
+        let (first, rest) = flag
+            .split_once(':')
+            .ok_or_else(|| refuse!("--port={flag}: {PORT_FORMS}"))?;
+        let numeric = first.parse::<u16>().is_ok() || first.starts_with('[') || first.contains('.');
+        if !numeric {
+            skiff_spec::AcName::new(first)
+                .map_err(|_| refuse!("--port={flag}: {first:?} is no port name; {PORT_FORMS}"))?;
+            let (host_ip, host_port) = match rest.rsplit_once(':') {
+                Some((ip, port)) => (Some(host_ip(flag, ip)?), port),
+                None => (None, rest),
+            };
+            return Ok(PortRequest {
+                target: PortTarget::Named(first.to_string()),
+                host_ip,
+                host_port: port_number(flag, host_port)?,
+            });
+        }
+        let (host, pod) = flag
+            .rsplit_once(':')
+            .ok_or_else(|| refuse!("--port={flag}: {PORT_FORMS}"))?;
+        let (pod, protocol) = match pod.split_once('/') {
+            Some((p, proto @ ("tcp" | "udp"))) => (p, proto),
+            Some((_, proto)) => {
+                return Err(refuse!("--port={flag}: protocol {proto:?}: use tcp or udp"));
+            }
+            None => (pod, "tcp"),
+        };
+        let (host_ip, host_port) = match host.rsplit_once(':') {
+            Some((ip, port)) => (Some(host_ip(flag, ip)?), port),
+            None => (None, host),
+        };
+        Ok(PortRequest {
+            target: PortTarget::Number {
+                port: port_number(flag, pod)?,
+                protocol: protocol.to_string(),
+            },
+            host_ip,
+            host_port: port_number(flag, host_port)?,
+        })
+    }
+
+    /// The request as its flag (for messages).
+    pub fn flag(&self) -> String {
+        let host = match self.host_ip {
+            Some(IpAddr::V6(ip)) => format!("[{ip}]:{}", self.host_port),
+            Some(ip) => format!("{ip}:{}", self.host_port),
+            None => self.host_port.to_string(),
+        };
+        match &self.target {
+            PortTarget::Named(name) => format!("{name}:{host}"),
+            PortTarget::Number { port, protocol } => format!("{host}:{port}/{protocol}"),
+        }
+    }
+
+    /// The port mapping and the pod manifest's exposed port, the named
+    /// port looked up in the apps' `manifests`.
+    fn resolve(
+        &self,
+        manifests: &[&ImageManifest],
+    ) -> Result<(PortMapping, ExposedPort), OpsError> {
+        let flag = self.flag();
+        let (name, container_port, protocol, pod_port) = match &self.target {
+            PortTarget::Number { port, protocol } => {
+                let name = skiff_spec::AcName::new(&format!("{protocol}-{port}"))
+                    .map_err(|e| refuse!("--port={flag}: {e}"))?;
+                let pod_port = skiff_spec::image::Port {
+                    name: name.clone(),
+                    protocol: protocol.clone(),
+                    port: u64::from(*port),
+                    count: 1,
+                    socket_activated: false,
+                };
+                (name, *port, protocol.clone(), Some(pod_port))
+            }
+            PortTarget::Named(name) => {
+                let port = manifests
+                    .iter()
+                    .filter_map(|m| m.app.as_ref())
+                    .flat_map(|a| a.ports.iter())
+                    .find(|p| p.name.as_str() == name)
+                    .ok_or_else(|| {
+                        let known: Vec<String> = manifests
+                            .iter()
+                            .filter_map(|m| m.app.as_ref())
+                            .flat_map(|a| a.ports.iter().map(|p| p.name.as_str().to_string()))
+                            .collect();
+                        refuse!(
+                            "--port={flag}: no app has a port named {name:?} (ports: {}; or forward a number: HOSTPORT:PODPORT)",
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        )
+                    })?;
+                let container_port = u16::try_from(port.port).map_err(|_| {
+                    refuse!(
+                        "--port={flag}: the image's port {} is out of range",
+                        port.port
+                    )
+                })?;
+                (
+                    port.name.clone(),
+                    container_port,
+                    port.protocol.clone(),
+                    None,
+                )
+            }
+        };
+        let mapping = PortMapping {
+            host_port: self.host_port,
+            container_port,
+            protocol,
+            host_ip: self.host_ip.map(|ip| ip.to_string()),
+        };
+        let exposed = ExposedPort {
+            name,
+            host_port: u64::from(self.host_port),
+            host_ip: self.host_ip,
+            pod_port,
+        };
+        Ok((mapping, exposed))
+    }
 }
 
 /// Resolves the flags for a pod of `flavor` whose apps come from
@@ -204,7 +308,7 @@ pub fn resolve(
     let mut ports = Vec::new();
     let mut exposed = Vec::new();
     for flag in &args.ports {
-        let (mapping, e) = parse_port(flag, manifests)?;
+        let (mapping, e) = PortRequest::parse(flag)?.resolve(manifests)?;
         if ports.iter().any(|p: &PortMapping| {
             p.host_port == mapping.host_port && p.protocol == mapping.protocol
         }) {
@@ -310,20 +414,21 @@ fn dns(args: &NetOptions) -> Result<Dns, OpsError> {
     for o in &args.dns_opt {
         files::check_option(o).map_err(|e| refuse!("--dns-opt: {e}"))?;
     }
+    if let Some(d) = &args.dns_domain {
+        files::check_domain(d).map_err(|e| refuse!("--dns-domain: {e}"))?;
+    }
+    let explicit =
+        !args.dns_search.is_empty() || !args.dns_opt.is_empty() || args.dns_domain.is_some();
     let special = args.dns.iter().find(|d| *d == "host" || *d == "none");
     let mode = match special.map(String::as_str) {
-        Some(s)
-            if args.dns.len() > 1 || !args.dns_search.is_empty() || !args.dns_opt.is_empty() =>
-        {
+        Some(s) if args.dns.len() > 1 || explicit => {
             return Err(refuse!(
-                "--dns={s} cannot be combined with other --dns, --dns-search or --dns-opt values"
+                "--dns={s} cannot be combined with other --dns, --dns-search, --dns-opt or --dns-domain values"
             ));
         }
         Some("host") => DnsMode::Host,
         Some(_) => DnsMode::None,
-        None if args.dns.is_empty() && args.dns_search.is_empty() && args.dns_opt.is_empty() => {
-            DnsMode::Default
-        }
+        None if args.dns.is_empty() && !explicit => DnsMode::Default,
         None => DnsMode::Explicit,
     };
     let mut servers = Vec::new();
@@ -340,6 +445,7 @@ fn dns(args: &NetOptions) -> Result<Dns, OpsError> {
         servers,
         search: args.dns_search.clone(),
         options: args.dns_opt.clone(),
+        domain: args.dns_domain.clone(),
     })
 }
 

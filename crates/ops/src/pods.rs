@@ -163,7 +163,7 @@ pub fn status(ctx: &Context, uuid: &str, wait: Wait) -> Result<PodInfo, OpsError
     let pods = ctx.pods();
     let mut pod = pods.find(uuid)?;
     let pending = |pod: &Pod| {
-        let going = pod.is_running() || matches!(pod.state, State::Embryo | State::Prepare);
+        let going = pod.is_running() || pod.is_preparing();
         match wait {
             Wait::No => false,
             Wait::Exited => going,
@@ -294,7 +294,7 @@ fn remove_pod(ctx: &Context, pods: &Pods, mut pod: Pod) -> Result<(), OpsError> 
 pub fn rm(ctx: &Context, uuid: &str) -> Result<String, OpsError> {
     let pods = ctx.pods();
     let pod = pods.find(uuid)?;
-    if pod.is_running() || matches!(pod.state, State::Embryo | State::Prepare) {
+    if pod.is_running() || pod.is_preparing() {
         return Err(refuse!(
             "pod {} is {}: stop it first",
             pod.uuid,

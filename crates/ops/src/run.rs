@@ -24,6 +24,9 @@ use crate::{Context, OpsError, refuse};
 pub struct AppSpec {
     /// What to fetch: a name, URL, path or image ID.
     pub image: String,
+    /// The image's name as a pod manifest gives it beside the ID: the
+    /// image fetched must have it.
+    pub expected_name: Option<String>,
     /// The app's own options (the image, manifest and tree are filled in
     /// when the image is fetched and rendered).
     pub request: AppRequest,
@@ -59,6 +62,11 @@ pub struct RunOptions {
     pub logs: skiff_pod::logs::Limits,
     /// When an app that ended is started again.
     pub restart: Restart,
+    /// `--pod-manifest`: the pod's apps, volumes, ports and pod-level
+    /// fields from this appc pod manifest (then `apps` is empty).
+    pub pod_manifest: Option<PathBuf>,
+    /// `--rm`: the pod is removed once it has ended.
+    pub remove: bool,
     pub apps: Vec<AppSpec>,
 }
 
@@ -84,6 +92,8 @@ impl RunOptions {
             uuid_file: None,
             logs: skiff_pod::logs::Limits::default(),
             restart: Restart::No,
+            pod_manifest: None,
+            remove: false,
             apps,
         }
     }
@@ -158,6 +168,11 @@ fn check(opts: &RunOptions) -> Result<(), OpsError> {
         return Err(refuse!(
             "--restart is not implemented for the {} flavor yet: use --stage1=ns, or a systemd unit with Restart= (skiff generate systemd)",
             opts.flavor
+        ));
+    }
+    if opts.remove && opts.flavor == Flavor::Fly {
+        return Err(refuse!(
+            "--rm is not implemented for the fly flavor (its stage1 becomes the app): remove the pod with skiff rm"
         ));
     }
     if let Some(name) = &opts.hostname
@@ -290,6 +305,11 @@ pub fn prepare<R: KeyReview>(
     review: R,
     mut refused: impl FnMut(&str),
 ) -> Result<Pod, OpsError> {
+    let (opts, pod_fields) = match &opts.pod_manifest {
+        Some(path) => crate::pod_manifest::apply(opts, crate::pod_manifest::read(path)?)?,
+        None => (opts.clone(), skiff_pod::prepare::PodFields::default()),
+    };
+    let opts = &opts;
     check(opts)?;
     let stage1_options = stage1_options(opts.flavor, &opts.stage1_options)?;
     // The network options but ports (which need the images' manifests),
@@ -313,6 +333,15 @@ pub fn prepare<R: KeyReview>(
     let store = fetching.store();
     for app in &mut apps {
         let fetched = fetching.fetch(ctx, &app.image)?;
+        if let Some(expected) = &app.expected_name
+            && fetched.manifest.name.as_str() != expected
+        {
+            return Err(refuse!(
+                "--pod-manifest: image {} is {}, not {expected} as the manifest says",
+                app.image,
+                fetched.manifest.name
+            ));
+        }
         let tree = store.render(&fetched.id)?;
         app.request.image_id = fetched.id.to_string();
         app.request.manifest = Some(fetched.manifest);
@@ -368,6 +397,8 @@ pub fn prepare<R: KeyReview>(
         rootless: !crate::rootless::is_host_root(),
         logs: opts.logs,
         restart: opts.restart,
+        pod: pod_fields,
+        remove: opts.remove,
     };
     // What images asked for and do not get, said before the pod exists.
     if skiff_stage1::plan::loopback_closed(request.rootless, &request.net) {
@@ -387,7 +418,7 @@ pub fn prepare<R: KeyReview>(
         let Some(manifest) = &app.manifest else {
             continue;
         };
-        let Some(image_app) = &manifest.app else {
+        let Some(image_app) = app.app.as_ref().or(manifest.app.as_ref()) else {
             continue;
         };
         let app_grants = skiff_pod::prepare::app_grants(&request, app);

@@ -210,6 +210,9 @@ pub struct Runtime {
     /// When an app that ended is started again (`--restart`).
     #[serde(default, skip_serializing_if = "restart::Restart::is_no")]
     pub restart: restart::Restart,
+    /// `--rm`: stage1 removes the pod once it has ended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remove: bool,
 }
 
 /// The pod's networking: resolved by stage0, set up and torn down by stage1.
@@ -267,6 +270,9 @@ pub struct Dns {
     pub search: Vec<String>,
     #[serde(default)]
     pub options: Vec<String>,
+    /// `--dns-domain`: resolv.conf's `domain` line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -595,6 +601,14 @@ impl Pod {
     /// True if the pod is in `run` and its stage1 holds the lock.
     pub fn is_running(&self) -> bool {
         self.state == State::Run && matches!(self.try_lock(), Ok(None))
+    }
+
+    /// True if the pod is being prepared: in `embryo` or `prepare` with
+    /// its preparer holding the lock (or made just now, before it could
+    /// take it). A pod a killed `prepare` left behind is not.
+    pub fn is_preparing(&self) -> bool {
+        matches!(self.state, State::Embryo | State::Prepare)
+            && (matches!(self.try_lock(), Ok(None)) || now() - self.created() < 10)
     }
 
     pub fn manifest_path(&self) -> PathBuf {

@@ -9,7 +9,7 @@ use skiff_spec::isolator::{
     CAPABILITIES_REMOVE_SET, CAPABILITIES_RETAIN_SET, Isolator, IsolatorValue, RESOURCE_CPU,
     RESOURCE_MEMORY, Resource, SECCOMP_REMOVE_SET, SECCOMP_RETAIN_SET, SeccompSet,
 };
-use skiff_spec::labels::Hash;
+use skiff_spec::labels::{Annotation, Hash};
 use skiff_spec::pod::{Mount, RuntimeApp as ManifestApp, RuntimeImage, Volume};
 use skiff_spec::quantity::Quantity;
 use skiff_spec::{AcIdentifier, AcName, App, ImageManifest, PodManifest, to_pretty_json};
@@ -17,9 +17,20 @@ use skiff_spec::{AcIdentifier, AcName, App, ImageManifest, PodManifest, to_prett
 use crate::privileges::Grants;
 use crate::{Pod, PodError, Pods, Runtime, RuntimeApp, State};
 
-/// The grants of one app of `req`.
+/// The grants of one app of `req`: a capability or seccomp set the user
+/// wrote (a flag, or the app of the user's own pod manifest) applies as
+/// written.
 pub fn app_grants(req: &PodRequest, app: &AppRequest) -> Grants {
-    Grants::for_app(req.grants, app.cap_retain.is_some(), app.seccomp.is_some())
+    let written = |names: &[&str]| {
+        app.app
+            .as_ref()
+            .is_some_and(|a| a.isolators.iter().any(|i| names.contains(&i.name.as_str())))
+    };
+    Grants::for_app(
+        req.grants,
+        app.cap_retain.is_some() || written(&[CAPABILITIES_RETAIN_SET]),
+        app.seccomp.is_some() || written(&[SECCOMP_RETAIN_SET, SECCOMP_REMOVE_SET]),
+    )
 }
 
 /// One app of a pod to prepare.
@@ -27,6 +38,11 @@ pub fn app_grants(req: &PodRequest, app: &AppRequest) -> Grants {
 pub struct AppRequest {
     pub image_id: String,
     pub manifest: Option<ImageManifest>,
+    /// The app as the user's pod manifest (`--pod-manifest`) writes it: it
+    /// replaces the image's app; the options below still apply over it.
+    pub app: Option<App>,
+    /// The pod manifest's annotations of this app.
+    pub annotations: Vec<Annotation>,
     /// The rendered tree's rootfs.
     pub tree: PathBuf,
     /// Image IDs of every layer of the rendered tree (for image gc).
@@ -96,6 +112,20 @@ pub struct PodRequest {
     pub logs: crate::logs::Limits,
     /// When an app that ended is started again.
     pub restart: crate::restart::Restart,
+    /// What a pod manifest (`--pod-manifest`) says of the whole pod.
+    pub pod: PodFields,
+    /// `--rm`: removed once it has ended.
+    pub remove: bool,
+}
+
+/// The pod-level fields of a user's pod manifest, kept in the pod's.
+#[derive(Debug, Clone, Default)]
+pub struct PodFields {
+    /// Pod-level isolators (resource limits of the whole pod).
+    pub isolators: Vec<Isolator>,
+    pub annotations: Vec<Annotation>,
+    pub user_annotations: std::collections::BTreeMap<String, String>,
+    pub user_labels: std::collections::BTreeMap<String, String>,
 }
 
 fn config(reason: String) -> PodError {
@@ -127,7 +157,10 @@ pub fn default_app_name(image_name: &str) -> String {
 
 /// The app as it will run: the image's app with the request's overrides.
 pub fn effective_app(req: &AppRequest) -> Result<App, PodError> {
-    let image_app = req.manifest.as_ref().and_then(|m| m.app.clone());
+    let image_app = req
+        .app
+        .clone()
+        .or_else(|| req.manifest.as_ref().and_then(|m| m.app.clone()));
     let mut app = match (image_app, &req.exec) {
         (Some(app), _) => app,
         (None, Some(_)) => App {
@@ -349,6 +382,10 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
     let mut manifest = PodManifest {
         volumes: req.volumes.clone(),
         ports: req.exposed_ports.clone(),
+        isolators: req.pod.isolators.clone(),
+        annotations: req.pod.annotations.clone(),
+        user_annotations: req.pod.user_annotations.clone(),
+        user_labels: req.pod.user_labels.clone(),
         ..PodManifest::default()
     };
     let mut runtime_apps = Vec::new();
@@ -395,7 +432,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
             app: Some(app),
             read_only_root_fs: app_req.read_only_rootfs,
             mounts,
-            annotations: Vec::new(),
+            annotations: app_req.annotations.clone(),
         });
         runtime_apps.push(RuntimeApp {
             name: name.clone(),
@@ -408,6 +445,9 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
         images.push(app_req.image_id.clone());
     }
     let mut pod = pods.create()?;
+    // Held until the pod is prepared: `status --wait` tells a pod being
+    // prepared from one a killed prepare left.
+    let _preparing = pod.lock()?;
     let hostname = req
         .hostname
         .clone()
@@ -431,6 +471,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
             rootless: req.rootless,
             logs: req.logs,
             restart: req.restart,
+            remove: req.remove,
         };
         if req.private_users {
             // Chosen and recorded (in runtime.json) under one lock: no two
@@ -530,6 +571,8 @@ mod tests {
             rootless: false,
             logs: crate::logs::Limits::default(),
             restart: crate::restart::Restart::No,
+            pod: PodFields::default(),
+            remove: false,
         };
         let pod = prepare(&pods, &req).unwrap();
         assert_eq!(pod.state, State::Prepared);

@@ -70,8 +70,14 @@ pub struct Limits {
 }
 
 pub fn limits(app: &App) -> Limits {
+    limits_of(&app.isolators)
+}
+
+/// The limits `isolators` set (an app's, or a pod manifest's pod-level
+/// ones, which limit the whole pod).
+pub fn limits_of(isolators: &[skiff_spec::isolator::Isolator]) -> Limits {
     let mut l = Limits::default();
-    for iso in &app.isolators {
+    for iso in isolators {
         match (&iso.value, iso.name.as_str()) {
             (IsolatorValue::Resource(r), RESOURCE_MEMORY) => {
                 l.memory_bytes = r.limit.as_ref().and_then(|q| q.to_scaled(0));
@@ -170,6 +176,7 @@ impl PodCgroups {
     pub fn create(
         root: &Path,
         uuid: &str,
+        pod: &Limits,
         apps: &[(String, Limits)],
         pids_limit: Option<u64>,
         devices: &[crate::devices::Rule],
@@ -212,11 +219,12 @@ impl PodCgroups {
             },
             Hierarchy::None => {}
         }
+        cg.apply(None, pod)?;
         for (name, limits) in apps {
             for dir in cg.app_dirs(name) {
                 mkdir(&dir)?;
             }
-            cg.apply(name, limits)?;
+            cg.apply(Some(name), limits)?;
         }
         if let Some(max) = pids_limit {
             let dir = match &cg.hierarchy {
@@ -233,7 +241,9 @@ impl PodCgroups {
         Ok(cg)
     }
 
-    fn apply(&self, app: &str, l: &Limits) -> Result<(), Stage1Error> {
+    /// Writes `l` into an app's cgroups, or the pod's (`None`).
+    fn apply(&self, app: Option<&str>, l: &Limits) -> Result<(), Stage1Error> {
+        let app = app.unwrap_or("");
         match &self.hierarchy {
             Hierarchy::V2(root) => {
                 let dir = root.join("skiff").join(&self.uuid).join(app);
@@ -625,9 +635,14 @@ mod tests {
             cpu_millis: Some(250),
             cpu_shares: None,
         };
+        let pod = Limits {
+            memory_bytes: Some(1 << 26),
+            ..Limits::default()
+        };
         let cg = PodCgroups::create(
             root.path(),
             "u",
+            &pod,
             &[("web".into(), l)],
             Some(64),
             &crate::devices::ALLOWED,
@@ -641,6 +656,10 @@ mod tests {
             std::fs::read_to_string(root.path().join("memory/skiff/u/web/memory.limit_in_bytes"))
                 .unwrap();
         assert_eq!(mem, (1 << 25).to_string());
+        let pod_mem =
+            std::fs::read_to_string(root.path().join("memory/skiff/u/memory.limit_in_bytes"))
+                .unwrap();
+        assert_eq!(pod_mem, (1 << 26).to_string());
         let quota =
             std::fs::read_to_string(root.path().join("cpu/skiff/u/web/cpu.cfs_quota_us")).unwrap();
         assert_eq!(quota, "25000");

@@ -20,6 +20,9 @@ pub enum Owners {
     /// [`skiff_pod::USERNS_SIZE`] is `base + n` on disk; ids the pod's
     /// namespace does not map become its `nobody` (65534).
     Shifted { base: u32 },
+    /// The other way (a `--private-users` pod's upper layer read back):
+    /// on-disk `base + n` is in-pod `n`; other ids become 65534.
+    Unshifted { base: u32 },
 }
 
 impl Owners {
@@ -28,6 +31,10 @@ impl Owners {
             Owners::Kept => id,
             Owners::Shifted { base } if id < skiff_pod::USERNS_SIZE => base + id,
             Owners::Shifted { base } => base + 65534,
+            Owners::Unshifted { base } => id
+                .checked_sub(base)
+                .filter(|n| *n < skiff_pod::USERNS_SIZE)
+                .unwrap_or(65534),
         }
     }
 }
@@ -55,6 +62,91 @@ pub fn copy_tree(src: &Path, dst: &Path, owners: Owners) -> io::Result<()> {
         // it is skipped rather than recreated.
     }
     finish(dst, &meta, owners)
+}
+
+/// What [`apply_upper`] left out: paths (relative to the root) of device
+/// nodes, FIFOs and sockets an app made, which an image does not hold.
+pub type Skipped = Vec<std::path::PathBuf>;
+
+/// Lays an overlayfs upper layer `upper` (what an app wrote) over `dst`,
+/// a copy of the lower tree: whiteouts (0/0 character devices) delete,
+/// opaque directories replace, everything else is copied over what is
+/// there — never following a symlink of either side. An upper layer with
+/// redirected directories or metadata-only copies (overlay features that
+/// need the lower layer to read) is refused.
+pub fn apply_upper(upper: &Path, dst: &Path, owners: Owners) -> io::Result<Skipped> {
+    let mut skipped = Vec::new();
+    apply_upper_at(upper, dst, Path::new(""), owners, &mut skipped)?;
+    Ok(skipped)
+}
+
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut buf = [0u8; 256];
+    match rustix::fs::lgetxattr(path, name, &mut buf[..]) {
+        Ok(n) => Some(buf[..n.min(buf.len())].to_vec()),
+        Err(_) => None,
+    }
+}
+
+fn remove_any(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn apply_upper_at(
+    upper: &Path,
+    dst: &Path,
+    rel: &Path,
+    owners: Owners,
+    skipped: &mut Skipped,
+) -> io::Result<()> {
+    for entry in std::fs::read_dir(upper)? {
+        let entry = entry?;
+        let (from, to) = (entry.path(), dst.join(entry.file_name()));
+        let meta = std::fs::symlink_metadata(&from)?;
+        let kind = meta.file_type();
+        for feature in ["trusted.overlay.redirect", "trusted.overlay.metacopy"] {
+            if xattr(&from, feature).is_some() {
+                return Err(io::Error::other(format!(
+                    "{} uses the overlay feature {feature}: cannot be read without its lower layer",
+                    rel.join(entry.file_name()).display()
+                )));
+            }
+        }
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_char_device() && meta.rdev() == 0 {
+            remove_any(&to)?;
+        } else if kind.is_dir() {
+            let opaque = xattr(&from, "trusted.overlay.opaque").as_deref() == Some(b"y");
+            let is_dir = std::fs::symlink_metadata(&to).is_ok_and(|m| m.is_dir());
+            if opaque || !is_dir {
+                remove_any(&to)?;
+                std::fs::create_dir(&to)?;
+            }
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o700))?;
+            apply_upper_at(&from, &to, &rel.join(entry.file_name()), owners, skipped)?;
+            finish(&to, &meta, owners)?;
+        } else if kind.is_symlink() {
+            remove_any(&to)?;
+            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+            std::os::unix::fs::lchown(
+                &to,
+                Some(owners.id(meta.uid())),
+                Some(owners.id(meta.gid())),
+            )?;
+        } else if kind.is_file() {
+            remove_any(&to)?;
+            copy_file(&from, &to, owners)?;
+        } else {
+            remove_any(&to)?;
+            skipped.push(rel.join(entry.file_name()));
+        }
+    }
+    Ok(())
 }
 
 fn copy_file(from: &Path, to: &Path, owners: Owners) -> io::Result<()> {

@@ -165,11 +165,34 @@ pub(crate) fn write_etc_files(
     let resolv = match net.dns.mode {
         DnsMode::None => None,
         DnsMode::Host => host_resolv(),
-        DnsMode::Explicit => Some(files::resolv_conf(
-            &net.dns.servers,
-            &net.dns.search,
-            &net.dns.options,
-        )),
+        DnsMode::Explicit => {
+            // --dns-search, --dns-opt or --dns-domain without --dns keep the
+            // name servers the pod would have had.
+            let mut servers = net.dns.servers.clone();
+            if servers.is_empty() {
+                servers = networks.iter().flat_map(|a| a.dns().0).collect();
+            }
+            if servers.is_empty() {
+                let host = host_resolv().unwrap_or_default();
+                let host = match net.mode {
+                    NetMode::Host => Some(host),
+                    _ => files::filter_loopback_servers(&host),
+                };
+                servers = host
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("nameserver"))
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+            }
+            Some(files::resolv_conf(
+                net.dns.domain.as_deref(),
+                &servers,
+                &net.dns.search,
+                &net.dns.options,
+            ))
+        }
         DnsMode::Default => {
             let (mut servers, mut search, mut options) = (Vec::new(), Vec::new(), Vec::new());
             for a in networks {
@@ -179,7 +202,7 @@ pub(crate) fn write_etc_files(
                 options.extend(o);
             }
             if !servers.is_empty() {
-                Some(files::resolv_conf(&servers, &search, &options))
+                Some(files::resolv_conf(None, &servers, &search, &options))
             } else if net.mode == NetMode::Host {
                 host_resolv()
             } else {

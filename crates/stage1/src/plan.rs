@@ -37,6 +37,12 @@ pub fn plan(pod: &Pod) -> Result<(PodManifest, Runtime, Vec<AppPlan>), Stage1Err
     let runtime = pod
         .runtime()
         .map_err(|e| Stage1Error::Config(e.to_string()))?;
+    if !manifest.isolators.is_empty() && runtime.flavor != skiff_pod::Flavor::Ns {
+        return Err(Stage1Error::Config(format!(
+            "pod-level isolators are applied by the ns flavor only, and this pod is {}",
+            runtime.flavor
+        )));
+    }
     let mut plans = Vec::new();
     for ra in &manifest.apps {
         let rt = runtime

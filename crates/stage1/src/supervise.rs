@@ -52,7 +52,12 @@ impl Launch {
 /// service, delete the pod's networks (gc retries a failure), stamp the
 /// exit and move the pod to exited-garbage.
 #[allow(clippy::print_stderr)]
-pub(crate) fn end_pod(pods: &Pods, pod: &mut Pod, registered: Option<crate::mds::Registered>) {
+pub(crate) fn end_pod(
+    pods: &Pods,
+    pod: &mut Pod,
+    registered: Option<crate::mds::Registered>,
+    remove: bool,
+) {
     if let Some(r) = registered {
         r.unregister();
     }
@@ -65,6 +70,21 @@ pub(crate) fn end_pod(pods: &Pods, pod: &mut Pod, registered: Option<crate::mds:
     }
     let _ = pod.stamp("exited");
     let _ = pod.move_to(pods, State::ExitedGarbage);
+    if remove && let Err(e) = remove_pod(pods, pod) {
+        eprintln!(
+            "skiff: pod {}: --rm: cannot remove it (skiff gc removes it later): {e}",
+            pod.uuid
+        );
+    }
+}
+
+/// `--rm`: the ended pod's directory goes, with what is mounted under it.
+fn remove_pod(pods: &Pods, pod: &mut Pod) -> Result<(), String> {
+    pod.move_to(pods, State::Garbage)
+        .map_err(|e| e.to_string())?;
+    skiff_pod::mounts::unmount_under(&pod.path)
+        .map_err(|(point, e)| format!("unmount {}: {e}", point.display()))?;
+    std::fs::remove_dir_all(&pod.path).map_err(|e| format!("remove {}: {e}", pod.path.display()))
 }
 
 /// Moves init into the pod's network namespace (before it makes its other

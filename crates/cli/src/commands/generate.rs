@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use skiff_ops::generate::UnitOptions;
 
@@ -12,6 +13,25 @@ pub enum GenerateCommand {
     /// Print a systemd service (Type=notify) that runs IMAGE pinned by its
     /// ID; with --socket, a .socket unit too (see docs/systemd.md).
     Systemd(SystemdArgs),
+    /// Write man pages for skiff and each of its commands (skiff.1,
+    /// skiff-run.1, skiff-image-list.1, …) into DIR, from the same
+    /// definitions as --help.
+    /// Print a socket and a service unit that run the metadata service
+    /// of this data dir under systemd (socket-activated).
+    MetadataService {
+        /// The socket unit's ListenStream= (default 18112: every address,
+        /// as the service's own default).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Write skiff-metadata.service and .socket into the current
+        /// directory instead of printing them.
+        #[arg(long)]
+        files: bool,
+    },
+    Man {
+        /// The directory to write into (made if missing).
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -34,15 +54,60 @@ pub struct SystemdArgs {
     target: String,
 }
 
+/// Writes the man page of `cmd` (named `name`) and of each subcommand
+/// (`name-sub`) into `dir`; returns the files written.
+pub fn man_pages(
+    cmd: &clap::Command,
+    name: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let page = cmd
+        .clone()
+        .name(name.to_string())
+        .bin_name(name.replace('-', " "));
+    let path = dir.join(format!("{name}.1"));
+    let mut text = Vec::new();
+    clap_mangen::Man::new(page.clone()).render(&mut text)?;
+    std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+    let mut written = vec![path];
+    for sub in page
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        written.extend(man_pages(sub, &format!("{name}-{}", sub.get_name()), dir)?);
+    }
+    Ok(written)
+}
+
 pub fn run(global: &GlobalArgs, cmd: GenerateCommand) -> anyhow::Result<ExitCode> {
-    let GenerateCommand::Systemd(args) = cmd;
+    let args = match cmd {
+        GenerateCommand::Systemd(args) => args,
+        GenerateCommand::MetadataService { listen, files } => {
+            let units =
+                skiff_ops::generate::metadata_service(&global.context()?, listen.as_deref())?;
+            return print_units(&units, files);
+        }
+        GenerateCommand::Man { dir } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            let mut cli = <crate::Cli as clap::CommandFactory>::command();
+            cli.build();
+            let written = man_pages(&cli, "skiff", &dir)?;
+            println!("{} man pages in {}", written.len(), dir.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let opts = UnitOptions {
         socket: args.socket,
         name: args.name,
     };
     let units = skiff_ops::generate::systemd(&global.context()?, &args.target, &opts)?;
-    if args.files {
-        for path in skiff_ops::generate::write(&units, std::path::Path::new("."))? {
+    print_units(&units, args.files)
+}
+
+/// Prints the units, or writes them into the current directory.
+fn print_units(units: &skiff_ops::generate::Units, files: bool) -> anyhow::Result<ExitCode> {
+    if files {
+        for path in skiff_ops::generate::write(units, std::path::Path::new("."))? {
             println!("{}", path.display());
         }
         return Ok(ExitCode::SUCCESS);

@@ -102,6 +102,9 @@ pub struct ListArgs {
     /// Show full image IDs.
     #[arg(long)]
     full: bool,
+    /// Print only the full image IDs, one a line (podman's -q).
+    #[arg(long, short = 'q', conflicts_with = "format")]
+    quiet: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -336,6 +339,12 @@ pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
 
 fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
     let images = skiff_ops::image::list(&global.context()?)?;
+    if args.quiet {
+        for info in &images {
+            println!("{}", info.record.id);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if let ListFormat::Json = args.format {
         println!("{}", serde_json::to_string_pretty(&images)?);
         return Ok(ExitCode::SUCCESS);

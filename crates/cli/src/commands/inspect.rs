@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::commands::pods::Format;
 use crate::config::GlobalArgs;
-use crate::format::human_size;
+use crate::format::{human_size, printable};
 
 #[derive(Args, Debug)]
 pub struct TopArgs {
@@ -56,20 +56,6 @@ pub fn cp(global: &GlobalArgs, args: CpArgs) -> anyhow::Result<ExitCode> {
         human_size(copied.bytes)
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// What a pod process chose as its command line, safe to print: controls,
-/// escape sequences and bidirectional overrides become `?`.
-fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if skiff_pod::logs::unsafe_on_terminal(c) {
-                '?'
-            } else {
-                c
-            }
-        })
-        .collect()
 }
 
 pub fn top(global: &GlobalArgs, args: TopArgs) -> anyhow::Result<ExitCode> {

@@ -61,9 +61,26 @@ pub struct PodArgs {
     mounts: Vec<String>,
 
     /// Give the app a terminal of its own, relayed to this one (one app
-    /// only; needs a terminal on stdin).
-    #[arg(long)]
+    /// only; needs a terminal on stdin). `-t` as podman's.
+    #[arg(long, short = 't')]
     interactive: bool,
+
+    /// Keep stdin open for the pod (podman's -i): skiff always passes
+    /// stdin to the first app, so this changes nothing; `-it` is
+    /// --interactive.
+    #[arg(short = 'i')]
+    keep_stdin: bool,
+
+    /// Bind a host path into every app (podman's -v): SRC:DST[:ro|:rw],
+    /// both absolute; a host volume plus a mount (see --volume for rkt's
+    /// form).
+    #[arg(long = "bind", short = 'v', value_name = "SRC:DST[:ro]")]
+    binds: Vec<String>,
+
+    /// Remove the pod once it has ended (its status and logs go with it),
+    /// as podman's --rm. Not for the fly flavor.
+    #[arg(long = "rm")]
+    remove: bool,
 
     /// Run the pod in a user namespace of its own: root in the pod is an
     /// unprivileged host uid (a 65536-id block chosen from the pod UUID),
@@ -81,7 +98,7 @@ pub struct PodArgs {
 
     /// An environment variable for every app, NAME=VALUE (repeatable; as
     /// rkt's). An image's own --set-env, after the image, wins.
-    #[arg(long = "set-env", value_name = "NAME=VALUE")]
+    #[arg(long = "set-env", short = 'e', value_name = "NAME=VALUE")]
     set_env: Vec<String>,
 
     /// Environment variables for every app from a file of NAME=VALUE lines
@@ -128,6 +145,15 @@ pub struct PodArgs {
     #[arg(long, value_name = "FILE")]
     uuid_file_save: Option<PathBuf>,
 
+    /// Run the pod an appc pod manifest describes (as rkt's): its apps
+    /// (each an image of the store, by ID; the app as written, or the
+    /// image's), volumes, ports, annotations and pod-level memory and CPU
+    /// limits. Give no image then; pod options still apply. The manifest is
+    /// your own word, as the command line: its apps' capability and
+    /// seccomp sets apply as written.
+    #[arg(long, value_name = "FILE")]
+    pod_manifest: Option<PathBuf>,
+
     /// Images to run, each followed by its own options, then `-- ARGS` for
     /// its arguments; `---` ends an image's arguments. Per-image options:
     /// --exec=PATH, --name=NAME, --user=USER, --group=GROUP,
@@ -141,7 +167,7 @@ pub struct PodArgs {
     #[arg(
         trailing_var_arg = true,
         allow_hyphen_values = true,
-        required = true,
+        required_unless_present = "pod_manifest",
         value_name = "IMAGE [OPTIONS] [-- ARGS]"
     )]
     images: Vec<String>,
@@ -156,7 +182,7 @@ pub struct RunArgs {
 #[derive(Args, Debug)]
 pub struct DetachArgs {
     /// Return once the pod is running; it stays supervised by its own stage1.
-    #[arg(long)]
+    #[arg(long, short = 'd')]
     pub detach: bool,
 }
 
@@ -182,7 +208,8 @@ const PER_IMAGE: [&str; 18] = [
     "user-label",
 ];
 
-/// The long options of `skiff run` itself (before the first image).
+/// The options of `skiff run` itself (before the first image): long
+/// names, and short ones as `-x`.
 fn pod_options() -> Vec<String> {
     use clap::Args as _;
     let command = RunArgs::augment_args(DetachArgs::augment_args(
@@ -190,7 +217,12 @@ fn pod_options() -> Vec<String> {
     ));
     command
         .get_arguments()
-        .filter_map(|a| a.get_long().map(str::to_string))
+        .flat_map(|a| {
+            a.get_long()
+                .map(str::to_string)
+                .into_iter()
+                .chain(a.get_short().map(|c| format!("-{c}")))
+        })
         .collect()
 }
 
@@ -201,6 +233,13 @@ fn unknown_option(given: &str, after_image: bool) -> anyhow::Error {
     let name = given.trim_start_matches('-');
     let name = name.split('=').next().unwrap_or(name);
     let pod = pod_options();
+    let short = given.split('=').next().unwrap_or(given);
+    if after_image && !given.starts_with("--") && short.len() == 2 && pod.iter().any(|p| p == short)
+    {
+        return anyhow::anyhow!(
+            "{short} is an option of the pod: put it before the first image (skiff run {short} … IMAGE)"
+        );
+    }
     if after_image && pod.iter().any(|p| p == name) {
         return anyhow::anyhow!(
             "--{name} is an option of the pod: put it before the first image (skiff run --{name} IMAGE)"
@@ -317,6 +356,7 @@ fn parse_apps(rest: &[String]) -> anyhow::Result<Vec<AppSpec>> {
         }
         apps.push(AppSpec {
             image: tok.clone(),
+            expected_name: None,
             request: AppRequest::default(),
         });
     }
@@ -335,6 +375,38 @@ fn parse_size(text: &str) -> Result<u64, String> {
     bytes.ok_or_else(|| {
         format!("'{text}' is not a size: use bytes or a quantity such as 10Mi or 20M")
     })
+}
+
+/// podman's `-v SRC:DST[:ro|:rw]` as a host volume `bind-N` and its target.
+fn parse_bind(n: usize, flag: &str) -> anyhow::Result<(skiff_spec::pod::Volume, String)> {
+    let parts: Vec<&str> = flag.split(':').collect();
+    let (source, target, read_only) = match parts.as_slice() {
+        [s, t] => (*s, *t, false),
+        [s, t, "ro"] => (*s, *t, true),
+        [s, t, "rw"] => (*s, *t, false),
+        [_, _, o] => bail!("-v {flag}: option {o:?}: use ro or rw"),
+        _ => bail!("-v {flag}: use SRC:DST[:ro|:rw]"),
+    };
+    if !source.starts_with('/') {
+        bail!(
+            "-v {flag}: {source:?} is not an absolute host path (named volumes are not supported: use --volume=NAME,kind=empty and --mount)"
+        );
+    }
+    if !target.starts_with('/') {
+        bail!("-v {flag}: the target {target:?} must be an absolute path");
+    }
+    let name = skiff_spec::AcName::new(&format!("bind-{n}")).map_err(anyhow::Error::msg)?;
+    let volume = skiff_spec::pod::Volume {
+        name,
+        kind: "host".to_string(),
+        source: source.to_string(),
+        read_only: Some(read_only),
+        recursive: None,
+        mode: None,
+        uid: None,
+        gid: None,
+    };
+    Ok((volume, target.to_string()))
 }
 
 /// `volume=NAME,target=/PATH`.
@@ -407,7 +479,13 @@ fn parse_env(flag: &str, value: &str) -> anyhow::Result<(String, String)> {
 
 /// The operation's options of the arguments.
 fn run_options(args: &PodArgs) -> anyhow::Result<RunOptions> {
-    let apps = parse_apps(&args.images)?;
+    let apps = match (&args.pod_manifest, args.images.is_empty()) {
+        (Some(_), true) => Vec::new(),
+        (Some(_), false) => bail!(
+            "--pod-manifest names the pod's images and apps: give no image on the command line"
+        ),
+        (None, _) => parse_apps(&args.images)?,
+    };
     // Later entries win: the files, then --set-env.
     let mut env: Vec<(String, String)> = Vec::new();
     for file in &args.set_env_file {
@@ -423,11 +501,17 @@ fn run_options(args: &PodArgs) -> anyhow::Result<RunOptions> {
             skiff_spec::pod::volume_from_flag(v).map_err(|e| anyhow::anyhow!("--volume {v}: {e}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mounts = args
+    let mut volumes = volumes;
+    let mut mounts = args
         .mounts
         .iter()
         .map(|m| parse_mount(m))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    for (i, bind) in args.binds.iter().enumerate() {
+        let (volume, target) = parse_bind(i, bind)?;
+        mounts.push((volume.name.to_string(), target));
+        volumes.push(volume);
+    }
     Ok(RunOptions {
         flavor: args.stage1,
         stage1_options: args.stage1_opts.clone(),
@@ -456,6 +540,8 @@ fn run_options(args: &PodArgs) -> anyhow::Result<RunOptions> {
         )
         .map_err(anyhow::Error::msg)?,
         restart: args.restart,
+        pod_manifest: args.pod_manifest.clone(),
+        remove: args.remove,
         apps,
     })
 }
@@ -625,8 +711,15 @@ pub fn list(
     format: Format,
     no_legend: bool,
     full: bool,
+    quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let pods = skiff_ops::pods::list(&global.context()?)?;
+    if quiet {
+        for pod in &pods {
+            println!("{}", pod.uuid);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Format::Json = format {
         println!("{}", serde_json::to_string_pretty(&pods)?);
         return Ok(ExitCode::SUCCESS);
@@ -787,6 +880,30 @@ pub fn cat_manifest(global: &GlobalArgs, uuid: &str) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn export(
+    global: &GlobalArgs,
+    uuid: &str,
+    app: Option<&str>,
+    out: &std::path::Path,
+    overwrite: bool,
+) -> anyhow::Result<ExitCode> {
+    let done = skiff_ops::export::export(&global.context()?, uuid, app, out, overwrite)?;
+    for path in &done.skipped {
+        eprintln!(
+            "skiff: warning: {} is not a file, directory or symlink: left out",
+            crate::format::printable(&format!("/{}", path.display()))
+        );
+    }
+    println!(
+        "exported app {} of pod {} to {} ({})",
+        done.app,
+        done.uuid,
+        out.display(),
+        done.image_id
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn stop(global: &GlobalArgs, uuids: &[String], timeout: Duration) -> anyhow::Result<ExitCode> {
     let ctx = global.context()?;
     let mut failed = false;
@@ -898,7 +1015,8 @@ mod tests {
             message(&["img", "--memroy=5M"]),
             "unknown option --memroy=5M (did you mean --memory?)"
         );
-        assert!(message(&["img", "-e", "FOO=1"]).contains("skiff's is --set-env"));
+        assert!(message(&["img", "-e", "FOO=1"]).contains("-e is an option of the pod"));
+        assert!(message(&["img", "-u", "1000"]).contains("skiff's is --user"));
         assert!(message(&["img", "--detach"]).contains("option of the pod"));
         assert!(message(&["--memory=5M", "img"]).contains("must follow an image"));
         assert!(parse_apps(&s(&[])).is_err());

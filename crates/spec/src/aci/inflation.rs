@@ -3,6 +3,13 @@
 //! really consumed, and against a ceiling. Headers, extended (PAX, GNU
 //! long-name) records, entry data and anything after the tar's end all
 //! count: nothing in the stream is declared rather than measured.
+//!
+//! The tar reader holds an extended record (PAX, GNU long name or link)
+//! in memory whole before the entry it describes: every 512-byte block of
+//! the stream that is a valid tar header of such a record is looked at as
+//! it passes, and one larger than [`MAX_EXTENSION`] is refused before the
+//! tar reader reads it — wherever it stands (no tracking of the archive's
+//! structure that an archive could lead astray).
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read};
@@ -17,6 +24,44 @@ pub struct Limits {
     /// than `grace` bytes came out (small runs of zeros are harmless).
     pub max_ratio: u64,
     pub grace: u64,
+}
+
+/// The largest extended record (PAX header, GNU long name or link) taken:
+/// real ones are a few hundred bytes, a path at most 4 KiB.
+pub const MAX_EXTENSION: u64 = 1 << 20;
+
+/// Why `block` (512 bytes at a block boundary of the stream) is refused:
+/// a valid tar header of an extended record larger than [`MAX_EXTENSION`].
+fn oversized_extension(block: &[u8; 512]) -> Option<String> {
+    let header = tar::Header::from_byte_slice(block);
+    let kind = header.entry_type();
+    let extension = kind.is_pax_global_extensions()
+        || kind.is_pax_local_extensions()
+        || kind.is_gnu_longname()
+        || kind.is_gnu_longlink();
+    if !extension {
+        return None;
+    }
+    let computed: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    if header.cksum().ok() != Some(computed) {
+        return None;
+    }
+    let size = header.entry_size().ok()?;
+    (size > MAX_EXTENSION).then(|| {
+        format!(
+            "a tar extended record (PAX or long name) of {size} bytes: more than {MAX_EXTENSION} is no real archive's"
+        )
+    })
 }
 
 /// Counts the compressed bytes a decompressor consumes.
@@ -45,9 +90,58 @@ pub(crate) struct Guarded<R> {
     pub(crate) produced: u64,
     pub(crate) limits: Limits,
     pub(crate) verdict: Verdict,
+    /// The block being filled (its first `produced % 512` bytes).
+    pub(crate) block: Box<[u8; 512]>,
 }
 
 impl<R: Read> Guarded<R> {
+    /// Guards `inner`, whose input `compressed` counts.
+    pub(crate) fn new(
+        inner: R,
+        compressed: Rc<Cell<u64>>,
+        limits: Limits,
+        verdict: Verdict,
+    ) -> Self {
+        Guarded {
+            inner,
+            compressed,
+            produced: 0,
+            limits,
+            verdict,
+            block: Box::new([0; 512]),
+        }
+    }
+
+    /// Looks at each block `out` completes (`out` follows the
+    /// `produced` bytes already seen).
+    fn scan(&mut self, out: &[u8]) -> Option<String> {
+        let mut at = (self.produced % 512) as usize;
+        let mut rest = out;
+        while !rest.is_empty() {
+            if at == 0 && rest.len() >= 512 {
+                let (block, tail) = rest.split_at(512);
+                if let Ok(block) = <&[u8; 512]>::try_from(block)
+                    && let Some(why) = oversized_extension(block)
+                {
+                    return Some(why);
+                }
+                rest = tail;
+                continue;
+            }
+            let take = rest.len().min(512 - at);
+            self.block[at..at + take].copy_from_slice(&rest[..take]);
+            at += take;
+            rest = &rest[take..];
+            if at == 512 {
+                if let Some(why) = oversized_extension(&self.block) {
+                    return Some(why);
+                }
+                at = 0;
+            }
+        }
+        None
+    }
+
     fn judge(&self) -> Option<String> {
         let Limits {
             max_bytes,
@@ -76,8 +170,9 @@ impl<R: Read> Read for Guarded<R> {
             return Err(io::Error::other(why.clone()));
         }
         let n = self.inner.read(buf)?;
+        let scanned = self.scan(&buf[..n]);
         self.produced = self.produced.saturating_add(n as u64);
-        if let Some(why) = self.judge() {
+        if let Some(why) = scanned.or_else(|| self.judge()) {
             *self.verdict.borrow_mut() = Some(why.clone());
             return Err(io::Error::other(why));
         }
@@ -95,13 +190,12 @@ mod tests {
         limits: Limits,
     ) -> (Guarded<io::Cursor<Vec<u8>>>, Verdict) {
         let verdict = Rc::new(RefCell::new(None));
-        let g = Guarded {
-            inner: io::Cursor::new(data),
-            compressed: Rc::new(Cell::new(compressed)),
-            produced: 0,
+        let g = Guarded::new(
+            io::Cursor::new(data),
+            Rc::new(Cell::new(compressed)),
             limits,
-            verdict: verdict.clone(),
-        };
+            verdict.clone(),
+        );
         (g, verdict)
     }
 
@@ -132,6 +226,68 @@ mod tests {
                 .borrow()
                 .as_ref()
                 .is_some_and(|v| v.contains("--max-image-size"))
+        );
+    }
+
+    /// A tar with an extended record of `size` bytes before `manifest`.
+    fn tar_with_extension(kind: tar::EntryType, size: usize) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut ext = tar::Header::new_ustar();
+        ext.set_entry_type(kind);
+        ext.set_path("ext").unwrap();
+        ext.set_size(size as u64);
+        ext.set_cksum();
+        // One PAX record of exactly `size` bytes: "SIZE comment=xx…x\n".
+        let mut data = format!("{size} comment=").into_bytes();
+        data.resize(size - 1, b'x');
+        data.push(b'\n');
+        builder.append(&ext, data.as_slice()).unwrap();
+        let mut file = tar::Header::new_ustar();
+        file.set_path("manifest").unwrap();
+        file.set_size(2);
+        file.set_mode(0o644);
+        file.set_cksum();
+        builder.append(&file, &b"{}"[..]).unwrap();
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn oversized_extended_records_are_refused_before_the_tar_reader_holds_them() {
+        for kind in [
+            tar::EntryType::XHeader,
+            tar::EntryType::XGlobalHeader,
+            tar::EntryType::GNULongName,
+            tar::EntryType::GNULongLink,
+        ] {
+            let big = tar_with_extension(kind, (MAX_EXTENSION + 1) as usize);
+            // Read in odd-sized pieces: block boundaries fall mid-read.
+            let (g, verdict) = guarded(
+                big,
+                1 << 40,
+                Limits {
+                    max_bytes: u64::MAX,
+                    max_ratio: u64::MAX,
+                    grace: u64::MAX,
+                },
+            );
+            let mut reader = io::BufReader::with_capacity(333, g);
+            assert!(io::copy(&mut reader, &mut io::sink()).is_err(), "{kind:?}");
+            assert!(
+                verdict
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|v| v.contains("extended record")),
+                "{kind:?}"
+            );
+            let bytes = tar_with_extension(kind, (MAX_EXTENSION + 1) as usize);
+            let err = crate::aci::read_manifest_bytes(bytes.as_slice()).unwrap_err();
+            assert!(err.to_string().contains("extended record"), "{err}");
+        }
+        // A real-sized record passes.
+        let small = tar_with_extension(tar::EntryType::XHeader, 100);
+        assert_eq!(
+            crate::aci::read_manifest_bytes(small.as_slice()).unwrap(),
+            b"{}"
         );
     }
 }

@@ -239,13 +239,8 @@ pub fn validate_aci_limited<R: Read>(
         inner: input,
         count: compressed.clone(),
     };
-    let guarded = inflation::Guarded {
-        inner: decompress(counted)?,
-        compressed,
-        produced: 0,
-        limits,
-        verdict: verdict.clone(),
-    };
+    let guarded =
+        inflation::Guarded::new(decompress(counted)?, compressed, limits, verdict.clone());
     let result = validate_stream(guarded, visit);
     // Whatever error the crossing read turned into, the verdict is what
     // happened.
@@ -377,7 +372,32 @@ fn validate_stream(
 
 /// Returns the raw bytes of the first `manifest` entry of an ACI.
 pub fn read_manifest_bytes<R: Read>(input: R) -> Result<Vec<u8>, AciError> {
-    let mut archive = tar::Archive::new(decompress(input)?);
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+    // No inflation limits here (the full read has them), but the same
+    // watch on extended records: this runs before any signature check.
+    let unlimited = inflation::Limits {
+        max_bytes: u64::MAX,
+        max_ratio: u64::MAX,
+        grace: u64::MAX,
+    };
+    let verdict = Rc::new(RefCell::new(None));
+    let guarded = inflation::Guarded::new(
+        decompress(input)?,
+        Rc::new(Cell::new(0)),
+        unlimited,
+        verdict.clone(),
+    );
+    let result = find_manifest(guarded);
+    match verdict.take() {
+        Some(why) => Err(AciError::Inflation(why)),
+        None => result,
+    }
+}
+
+/// The manifest entry's bytes of a decompressed ACI stream.
+fn find_manifest<R: Read>(input: R) -> Result<Vec<u8>, AciError> {
+    let mut archive = tar::Archive::new(input);
     let entries = archive
         .entries()
         .map_err(|e| AciError::Corrupt(e.to_string()))?;

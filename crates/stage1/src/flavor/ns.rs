@@ -48,7 +48,7 @@ pub fn run(
     mut launch: crate::supervise::Launch,
 ) -> Result<i32, Stage1Error> {
     let lock = launch.lock.take();
-    let (_manifest, runtime, mut plans) = plan(&pod)?;
+    let (manifest, runtime, mut plans) = plan(&pod)?;
     // A pod is an ordinary user's exactly when this stage1 is not root of
     // the host: a record saying otherwise is refused (a root pod must not
     // run without cgroups and device policy).
@@ -85,6 +85,7 @@ pub fn run(
         cgroups::PodCgroups::create(
             Path::new(cgroups::ROOT),
             &pod.uuid,
+            &cgroups::limits_of(&manifest.isolators),
             &limits,
             runtime.pids_limit,
             &crate::devices::allowed(&runtime.devices),
@@ -303,7 +304,7 @@ pub fn run(
         user_net.stop();
     }
     pod_cgroups.remove();
-    end_pod(pods, &mut pod, registered);
+    end_pod(pods, &mut pod, registered, runtime.remove);
     if let Some(e) = setup_error {
         return Err(Stage1Error::Pod(e));
     }

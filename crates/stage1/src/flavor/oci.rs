@@ -486,7 +486,7 @@ pub fn run(
         .stderr(std::process::Stdio::null())
         .status();
     cgroups::remove_leftovers(Path::new(cgroups::ROOT), &pod.uuid);
-    crate::supervise::end_pod(pods, &mut pod, registered);
+    crate::supervise::end_pod(pods, &mut pod, registered, runtime.remove);
     Ok(code)
 }
 

@@ -399,7 +399,7 @@ pub fn run(
     };
     let result = vm.boot(netns.as_ref(), lock, &launch);
     drop(netns);
-    crate::supervise::end_pod(pods, &mut pod, registered);
+    crate::supervise::end_pod(pods, &mut pod, registered, runtime.remove);
     result
 }
 
