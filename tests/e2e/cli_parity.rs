@@ -515,18 +515,7 @@ fn man_pages_render_and_metadata_units_verify() {
         "--files",
     ]));
     assert!(out.status.success(), "{}", stderr(&out));
-    for unit in ["skiff-metadata.service", "skiff-metadata.socket"] {
-        let verify = output(
-            Command::new("systemd-analyze")
-                .arg("verify")
-                .arg(units.join(unit)),
-        );
-        assert!(
-            verify.status.success() && stderr(&verify).trim().is_empty(),
-            "{unit}: {}",
-            stderr(&verify)
-        );
-    }
+    assert_units_verify(&units, &["skiff-metadata.service", "skiff-metadata.socket"]);
     let out = output(skiff_in(tmp.path()).args([
         "generate",
         "metadata-service",

@@ -364,3 +364,20 @@ pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// `systemd-analyze verify` accepts each of `units` (files in `dir`)
+/// without a word.
+pub fn assert_units_verify(dir: &Path, units: &[&str]) {
+    for unit in units {
+        let verify = output(
+            Command::new("systemd-analyze")
+                .arg("verify")
+                .arg(dir.join(unit)),
+        );
+        assert!(
+            verify.status.success() && stderr(&verify).trim().is_empty(),
+            "{unit}: {}",
+            stderr(&verify)
+        );
+    }
+}

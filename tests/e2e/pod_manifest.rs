@@ -151,6 +151,35 @@ fn a_pod_manifest_with_two_apps_and_a_pod_level_limit_runs() {
         assert!(stderr(&out).contains(why), "{why}: {}", stderr(&out));
         assert_eq!(pod_count(tmp.path()), before, "{why}: a pod was made");
     }
+    // A file named like the pinned ID (an impostor with the same name)
+    // in the working directory is not the stored image.
+    let impostor_dir = tmp.path().join("cwd");
+    std::fs::create_dir(&impostor_dir).unwrap();
+    std::fs::copy(&reader, impostor_dir.join(&writer_id)).unwrap();
+    std::fs::write(
+        &file,
+        manifest("[]", "example.com/reader")
+            .replace(&writer_id, &format!("sha512-{}", "1".repeat(128))),
+    )
+    .unwrap();
+    std::fs::copy(
+        &reader,
+        impostor_dir.join(format!("sha512-{}", "1".repeat(128))),
+    )
+    .unwrap();
+    let out = output(
+        skiff_in(tmp.path())
+            .current_dir(&impostor_dir)
+            .args(["prepare", "--net=none", "--insecure-options=image"])
+            .arg(format!("--pod-manifest={}", file.display())),
+    );
+    assert_refused(&out, "a file named like the pinned ID");
+    assert!(
+        stderr(&out).contains("not in the store"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(pod_count(tmp.path()), before, "an impostor file made a pod");
     std::fs::write(&file, manifest("[]", "example.com/writer")).unwrap();
     let out = output(
         skiff_in(tmp.path())

@@ -238,18 +238,7 @@ fn generated_units_pass_systemd_analyze_verify() {
         "example.com/busybox",
     ]));
     assert_refused(&out, "a socket address with a newline");
-    for unit in ["skiff-busybox.service", "skiff-busybox.socket"] {
-        let verify = output(
-            Command::new("systemd-analyze")
-                .arg("verify")
-                .arg(units.join(unit)),
-        );
-        assert!(
-            verify.status.success() && stderr(&verify).trim().is_empty(),
-            "{unit}: {}",
-            stderr(&verify)
-        );
-    }
+    assert_units_verify(&units, &["skiff-busybox.service", "skiff-busybox.socket"]);
 }
 
 /// What LISTEN_FDS names must be systemd's sockets, open, below the pod's

@@ -62,6 +62,7 @@ impl NetArgs {
             dns_opt: self.dns_opt.clone(),
             hosts_entry: self.hosts_entry.clone(),
             dns_domain: self.dns_domain.clone(),
+            manifest_ports: Vec::new(),
         }
     }
 }

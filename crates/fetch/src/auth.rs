@@ -26,16 +26,9 @@ impl std::fmt::Debug for HostAuth {
     }
 }
 
-/// The header of one auth.d document, if it is an `auth` one (other kinds,
-/// `dockerAuth`, are for registries); a broken one is said and skipped.
+/// The header of one `auth` document (`dockerAuth` ones are for
+/// registries); a broken one is said and skipped.
 fn parse(v: &Value, file: &std::path::Path) -> Option<HostAuth> {
-    let kind = v
-        .get("rktKind")
-        .or_else(|| v.get("skiffKind"))
-        .and_then(Value::as_str);
-    if kind != Some("auth") {
-        return None;
-    }
     let domains: Vec<String> = v["domains"]
         .as_array()
         .into_iter()
@@ -76,9 +69,10 @@ fn parse(v: &Value, file: &std::path::Path) -> Option<HostAuth> {
     Some(HostAuth { domains, header })
 }
 
-/// Every `auth` entry of the `*.json` files in `dirs` (in order: the
-/// first entry naming a host wins).
-pub fn load(dirs: &[PathBuf]) -> Vec<HostAuth> {
+/// The documents of kind `kind` (`rktKind` or `skiffKind`) of the
+/// `*.json` files in `dirs`, in order (local config first, files by name),
+/// with their files; a file that is not JSON is said and skipped.
+pub fn documents(dirs: &[PathBuf], kind: &str) -> Vec<(PathBuf, Value)> {
     let mut found = Vec::new();
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -87,19 +81,36 @@ pub fn load(dirs: &[PathBuf]) -> Vec<HostAuth> {
         let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
         files.sort();
         for file in files
-            .iter()
+            .into_iter()
             .filter(|f| f.extension().is_some_and(|e| e == "json"))
         {
-            match std::fs::read(file)
+            let Some(v) = std::fs::read(&file)
                 .ok()
                 .and_then(|t| serde_json::from_slice::<Value>(&t).ok())
-            {
-                Some(v) => found.extend(parse(&v, file)),
-                None => tracing::warn!("{}: not JSON; ignored", file.display()),
+            else {
+                tracing::warn!("{}: not JSON; ignored", file.display());
+                continue;
+            };
+            let of_kind = v
+                .get("rktKind")
+                .or_else(|| v.get("skiffKind"))
+                .and_then(Value::as_str)
+                == Some(kind);
+            if of_kind {
+                found.push((file, v));
             }
         }
     }
     found
+}
+
+/// Every `auth` entry of the `*.json` files in `dirs` (in order: the
+/// first entry naming a host wins).
+pub fn load(dirs: &[PathBuf]) -> Vec<HostAuth> {
+    documents(dirs, "auth")
+        .iter()
+        .filter_map(|(file, v)| parse(v, file))
+        .collect()
 }
 
 /// The `Authorization` header for `url`: an HTTPS URL whose host (on port

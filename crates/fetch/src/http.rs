@@ -175,7 +175,12 @@ impl Http {
             let own = headers
                 .iter()
                 .any(|(k, _)| k.eq_ignore_ascii_case("authorization"));
-            if !own && let Some(auth) = crate::auth::header_for(&self.options.auth, url) {
+            // Not to a server whose certificate is not checked
+            // (--insecure-options=tls): anyone in between would get them.
+            if !own
+                && !self.options.insecure_tls
+                && let Some(auth) = crate::auth::header_for(&self.options.auth, url)
+            {
                 req = req.header("Authorization", auth);
             }
             match req.call() {

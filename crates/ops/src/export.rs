@@ -41,6 +41,14 @@ pub fn export(
             pod.uuid
         ));
     }
+    // Held to the end: the pod cannot be started (or collected) while its
+    // layers are read.
+    let Some(_lock) = pod.try_lock()? else {
+        return Err(refuse!(
+            "pod {} is in use: try again once it is not",
+            pod.uuid
+        ));
+    };
     if !overwrite && std::fs::symlink_metadata(out).is_ok() {
         return Err(refuse!(
             "{} already exists (use --overwrite to replace it)",
@@ -110,8 +118,11 @@ pub fn export(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // 0700: the copy holds the app's setuid files with their real owners
+    // (root's, for a --private-users pod's root) until the ACI is written.
     let layout = tempfile::Builder::new()
         .prefix(".skiff-export-")
+        .permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700))
         .tempdir_in(&parent)
         .map_err(io(format!("write in {}", parent.display())))?;
     let rootfs = layout.path().join("rootfs");

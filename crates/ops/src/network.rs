@@ -31,6 +31,8 @@ pub struct NetOptions {
     pub hosts_entry: Vec<String>,
     /// `--dns-domain`: the pod's local domain (resolv.conf's `domain`).
     pub dns_domain: Option<String>,
+    /// The ports of a pod manifest (`--pod-manifest`), after `ports`.
+    pub manifest_ports: Vec<PortRequest>,
 }
 
 /// `--net` values split into (name, CNI_ARGS): commas separate networks,
@@ -307,8 +309,15 @@ pub fn resolve(
     }
     let mut ports = Vec::new();
     let mut exposed = Vec::new();
-    for flag in &args.ports {
-        let (mapping, e) = PortRequest::parse(flag)?.resolve(manifests)?;
+    let requests = args
+        .ports
+        .iter()
+        .map(|flag| PortRequest::parse(flag))
+        .chain(args.manifest_ports.iter().cloned().map(Ok));
+    for request in requests {
+        let request = request?;
+        let flag = request.flag();
+        let (mapping, e) = request.resolve(manifests)?;
         if ports.iter().any(|p: &PortMapping| {
             p.host_port == mapping.host_port && p.protocol == mapping.protocol
         }) {

@@ -71,6 +71,7 @@ pub fn apply(
         out.apps.push(AppSpec {
             image: ra.image.id.to_string(),
             expected_name: ra.image.name.as_ref().map(ToString::to_string),
+            pinned: true,
             request: AppRequest {
                 name: Some(ra.name.to_string()),
                 app: ra.app.clone(),
@@ -120,14 +121,11 @@ pub fn apply(
                     port.host_port
                 )
             })?;
-        out.net.ports.push(
-            PortRequest {
-                target,
-                host_ip: port.host_ip,
-                host_port,
-            }
-            .flag(),
-        );
+        out.net.manifest_ports.push(PortRequest {
+            target,
+            host_ip: port.host_ip,
+            host_port,
+        });
     }
     for iso in &manifest.isolators {
         let limit = match (iso.name.as_str(), &iso.value) {

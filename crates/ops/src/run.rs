@@ -27,6 +27,9 @@ pub struct AppSpec {
     /// The image's name as a pod manifest gives it beside the ID: the
     /// image fetched must have it.
     pub expected_name: Option<String>,
+    /// `image` is an ID a pod manifest pins: the image must be the stored
+    /// one of that ID (not a file of that name, nothing fetched).
+    pub pinned: bool,
     /// The app's own options (the image, manifest and tree are filled in
     /// when the image is fetched and rendered).
     pub request: AppRequest,
@@ -316,6 +319,7 @@ pub fn prepare<R: KeyReview>(
     // checked before anything is fetched.
     let no_ports = NetOptions {
         ports: Vec::new(),
+        manifest_ports: Vec::new(),
         ..opts.net.clone()
     };
     crate::network::resolve(ctx, &no_ports, opts.flavor, &[])?;
@@ -332,7 +336,21 @@ pub fn prepare<R: KeyReview>(
     let fetching = crate::fetch::Fetching::new(ctx, ctx.fetch_options(opts.pull_policy), review)?;
     let store = fetching.store();
     for app in &mut apps {
+        let stored = |id: &str| store.resolve(id).is_ok_and(|r| r.id.to_string() == id);
+        if app.pinned && !stored(&app.image) {
+            return Err(refuse!(
+                "--pod-manifest: image {} is not in the store: fetch it first (the manifest pins it by ID)",
+                app.image
+            ));
+        }
         let fetched = fetching.fetch(ctx, &app.image)?;
+        if app.pinned && fetched.id.to_string() != app.image {
+            return Err(refuse!(
+                "--pod-manifest: {} resolved to image {}, not the one the manifest pins",
+                app.image,
+                fetched.id
+            ));
+        }
         if let Some(expected) = &app.expected_name
             && fetched.manifest.name.as_str() != expected
         {
@@ -567,7 +585,13 @@ pub fn start(ctx: &Context, stage1: &Path, mut pod: Pod, how: Start) -> Result<P
         .map_err(io(format!("start {}", stage1.display())))?;
     drop(file); // stage1 holds its own copy of the lock
 
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // A kvm pod's stage1 may first boot a probe guest (up to 20 s where
+    // /dev/kvm cannot run it) before its own guest.
+    let patience = match pod.runtime().map(|r| r.flavor) {
+        Ok(Flavor::Kvm) => 90,
+        _ => 20,
+    };
+    let deadline = Instant::now() + Duration::from_secs(patience);
     loop {
         let current = pods.find(&pod.uuid)?;
         if current.pid().is_some() || current.state != State::Run {
@@ -581,7 +605,7 @@ pub fn start(ctx: &Context, stage1: &Path, mut pod: Pod, how: Start) -> Result<P
         }
         if Instant::now() > deadline {
             return Err(refuse!(
-                "the pod did not start within 20 s; see {}",
+                "the pod did not start within {patience} s; see {}",
                 log_path.display()
             ));
         }

@@ -608,7 +608,8 @@ impl Pod {
     /// take it). A pod a killed `prepare` left behind is not.
     pub fn is_preparing(&self) -> bool {
         matches!(self.state, State::Embryo | State::Prepare)
-            && (matches!(self.try_lock(), Ok(None)) || now() - self.created() < 10)
+            && (matches!(self.try_lock(), Ok(None))
+                || now() - read_i64(&self.path.join("created")).unwrap_or_else(now) < 10)
     }
 
     pub fn manifest_path(&self) -> PathBuf {

@@ -84,7 +84,10 @@ fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let mut buf = [0u8; 256];
     match rustix::fs::lgetxattr(path, name, &mut buf[..]) {
         Ok(n) => Some(buf[..n.min(buf.len())].to_vec()),
-        Err(_) => None,
+        Err(rustix::io::Errno::NODATA) => None,
+        // Too long to read here (ERANGE) or unreadable: there all the
+        // same, never taken for absent.
+        Err(_) => Some(Vec::new()),
     }
 }
 

@@ -357,6 +357,7 @@ fn parse_apps(rest: &[String]) -> anyhow::Result<Vec<AppSpec>> {
         apps.push(AppSpec {
             image: tok.clone(),
             expected_name: None,
+            pinned: false,
             request: AppRequest::default(),
         });
     }

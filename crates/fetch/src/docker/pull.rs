@@ -29,41 +29,20 @@ pub fn default_arch() -> &'static str {
 /// `{"rktKind": "dockerAuth", "rktVersion": "v1", "registries": [HOST...],
 /// "credentials": {"user": U, "password": P}}` (`"skiffKind"` also works).
 pub fn auth_d_creds(dirs: &[PathBuf], registry: &str) -> Option<(String, String)> {
-    for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-        files.sort();
-        for file in files
-            .iter()
-            .filter(|f| f.extension().is_some_and(|e| e == "json"))
-        {
-            let Some(v) = std::fs::read(file)
-                .ok()
-                .and_then(|t| serde_json::from_slice::<Value>(&t).ok())
-            else {
-                tracing::warn!("{}: not JSON; ignored", file.display());
-                continue;
-            };
-            let kind = v
-                .get("rktKind")
-                .or_else(|| v.get("skiffKind"))
-                .and_then(Value::as_str);
+    crate::auth::documents(dirs, "dockerAuth")
+        .into_iter()
+        .find_map(|(_, v)| {
             let covers = v["registries"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .any(|r| r.as_str() == Some(registry));
-            if kind == Some("dockerAuth") && covers {
-                let c = &v["credentials"];
-                if let (Some(u), Some(p)) = (c["user"].as_str(), c["password"].as_str()) {
-                    return Some((u.to_string(), p.to_string()));
-                }
+            let c = &v["credentials"];
+            match (covers, c["user"].as_str(), c["password"].as_str()) {
+                (true, Some(u), Some(p)) => Some((u.to_string(), p.to_string())),
+                _ => None,
             }
-        }
-    }
-    None
+        })
 }
 
 /// Credentials for `registry` from ~/.docker/config.json (`auths`).

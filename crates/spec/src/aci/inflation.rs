@@ -39,7 +39,7 @@ fn oversized_extension(block: &[u8; 512]) -> Option<String> {
         || kind.is_pax_local_extensions()
         || kind.is_gnu_longname()
         || kind.is_gnu_longlink();
-    if !extension {
+    if !extension && !kind.is_gnu_sparse() {
         return None;
     }
     let computed: u32 = block
@@ -55,6 +55,12 @@ fn oversized_extension(block: &[u8; 512]) -> Option<String> {
         .sum();
     if header.cksum().ok() != Some(computed) {
         return None;
+    }
+    if kind.is_gnu_sparse() {
+        // The tar reader follows a sparse entry's extension blocks as
+        // long as they say more follow, keeping each: no image has one
+        // (they are refused as entries too).
+        return Some("a GNU sparse file: images hold no sparse entries".to_string());
     }
     let size = header.entry_size().ok()?;
     (size > MAX_EXTENSION).then(|| {
@@ -283,6 +289,10 @@ mod tests {
             let err = crate::aci::read_manifest_bytes(bytes.as_slice()).unwrap_err();
             assert!(err.to_string().contains("extended record"), "{err}");
         }
+        // A GNU sparse header, whatever its size.
+        let sparse = tar_with_extension(tar::EntryType::GNUSparse, 100);
+        let err = crate::aci::read_manifest_bytes(sparse.as_slice()).unwrap_err();
+        assert!(err.to_string().contains("sparse"), "{err}");
         // A real-sized record passes.
         let small = tar_with_extension(tar::EntryType::XHeader, 100);
         assert_eq!(
