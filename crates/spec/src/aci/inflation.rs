@@ -60,7 +60,12 @@ fn oversized_extension(block: &[u8; 512]) -> Option<String> {
         // The tar reader follows a sparse entry's extension blocks as
         // long as they say more follow, keeping each: no image has one
         // (they are refused as entries too).
-        return Some("a GNU sparse file: images hold no sparse entries".to_string());
+        let path = String::from_utf8_lossy(&header.path_bytes())
+            .escape_debug()
+            .to_string();
+        return Some(format!(
+            "a GNU sparse file ({path}): images hold no sparse entries"
+        ));
     }
     let size = header.entry_size().ok()?;
     (size > MAX_EXTENSION).then(|| {
