@@ -27,6 +27,17 @@ pub fn resolv_conf(
     out
 }
 
+/// The name servers a `resolv.conf` lists, in order.
+pub fn nameservers(resolv: &str) -> Vec<String> {
+    resolv
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some("nameserver")).then(|| words.next().map(str::to_string))?
+        })
+        .collect()
+}
+
 /// The host's `resolv.conf` for a pod on a private network: loopback name
 /// servers (a local caching resolver) are unreachable from there, so they
 /// are dropped; `None` when no name server is left.
@@ -145,6 +156,12 @@ mod tests {
             filter_loopback_servers("nameserver 127.0.0.53\nnameserver 9.9.9.9\nsearch x\n")
                 .as_deref(),
             Some("nameserver 9.9.9.9\nsearch x\n")
+        );
+        assert_eq!(
+            nameservers(
+                "# x\nnameserver 10.0.0.1\nnameserverx 1.1.1.1\n  nameserver  9.9.9.9 # c\nsearch a\n"
+            ),
+            ["10.0.0.1", "9.9.9.9"]
         );
     }
 

@@ -137,12 +137,7 @@ pub fn apply(
                 ));
             }
         };
-        let scale = if iso.name.as_str() == RESOURCE_MEMORY {
-            0
-        } else {
-            3
-        };
-        if limit.and_then(|q| q.to_scaled(scale)).is_none_or(|n| n < 1) {
+        if !limit.is_some_and(|q| skiff_pod::prepare::limit_above_zero(iso.name.as_str(), q)) {
             return Err(refuse!(
                 "--pod-manifest: pod-level isolator {} needs a limit of more than zero",
                 iso.name

@@ -282,12 +282,7 @@ fn stage1_gc(ctx: &Context, pod: &Pod) -> Result<(), OpsError> {
 
 fn remove_pod(ctx: &Context, pods: &Pods, mut pod: Pod) -> Result<(), OpsError> {
     stage1_gc(ctx, &pod)?;
-    if pod.state != State::Garbage {
-        pod.move_to(pods, State::Garbage)?;
-    }
-    skiff_pod::mounts::unmount_under(&pod.path)
-        .map_err(|(point, e)| io(format!("unmount {}", point.display()))(e))?;
-    Ok(std::fs::remove_dir_all(&pod.path).map_err(io(format!("remove {}", pod.path.display())))?)
+    Ok(pod.remove(pods)?)
 }
 
 /// Removes the pod `uuid`, which must have ended; returns its UUID.

@@ -603,6 +603,17 @@ impl Pod {
         self.state == State::Run && matches!(self.try_lock(), Ok(None))
     }
 
+    /// Removes the pod's directory, with what is mounted under it, moving
+    /// it to `garbage` first (so that an interrupted removal is finished by
+    /// gc). The caller has released its networks and cgroups.
+    pub fn remove(&mut self, pods: &Pods) -> Result<(), PodError> {
+        if self.state != State::Garbage {
+            self.move_to(pods, State::Garbage)?;
+        }
+        mounts::unmount_under(&self.path).map_err(|(point, e)| io_err("unmount", &point)(e))?;
+        Ok(fs::remove_dir_all(&self.path).map_err(io_err("remove", &self.path))?)
+    }
+
     /// True if the pod is being prepared: in `embryo` or `prepare` with
     /// its preparer holding the lock (or made just now, before it could
     /// take it). A pod a killed `prepare` left behind is not.

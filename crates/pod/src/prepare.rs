@@ -252,13 +252,7 @@ pub fn effective_app(req: &AppRequest) -> Result<App, PodError> {
             };
             let quantity =
                 Quantity::parse(limit).map_err(|why| config(format!("{flag}={limit}: {why}")))?;
-            // The smallest unit (a byte, a millicore) at least: zero or
-            // less is no limit a cgroup takes.
-            let smallest = match isolator == RESOURCE_MEMORY {
-                true => quantity.to_scaled(0),
-                false => quantity.to_scaled(3),
-            };
-            if smallest.is_none_or(|n| n < 1) {
+            if !limit_above_zero(isolator, &quantity) {
                 return Err(config(format!(
                     "{flag}={limit}: a limit must be more than zero (e.g. {})",
                     if isolator == RESOURCE_MEMORY {
@@ -295,6 +289,14 @@ pub fn effective_app(req: &AppRequest) -> Result<App, PodError> {
         }
     }
     Ok(app)
+}
+
+/// Whether `limit` of the resource isolator `isolator` (memory or CPU) is
+/// at least its smallest unit (a byte, a millicore): zero or less is no
+/// limit a cgroup takes.
+pub fn limit_above_zero(isolator: &str, limit: &Quantity) -> bool {
+    let scale = if isolator == RESOURCE_MEMORY { 0 } else { 3 };
+    limit.to_scaled(scale).is_some_and(|n| n >= 1)
 }
 
 /// The mounts of an app: the explicit `--mount`s, then one per image

@@ -52,9 +52,7 @@ pub fn copy_tree(src: &Path, dst: &Path, owners: Owners) -> io::Result<()> {
         if kind.is_dir() {
             copy_tree(&from, &to, owners)?;
         } else if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
-            let m = std::fs::symlink_metadata(&from)?;
-            std::os::unix::fs::lchown(&to, Some(owners.id(m.uid())), Some(owners.id(m.gid())))?;
+            copy_symlink(&from, &to, &std::fs::symlink_metadata(&from)?, owners)?;
         } else if kind.is_file() {
             copy_file(&from, &to, owners)?;
         }
@@ -135,12 +133,7 @@ fn apply_upper_at(
             finish(&to, &meta, owners)?;
         } else if kind.is_symlink() {
             remove_any(&to)?;
-            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
-            std::os::unix::fs::lchown(
-                &to,
-                Some(owners.id(meta.uid())),
-                Some(owners.id(meta.gid())),
-            )?;
+            copy_symlink(&from, &to, &meta, owners)?;
         } else if kind.is_file() {
             remove_any(&to)?;
             copy_file(&from, &to, owners)?;
@@ -150,6 +143,18 @@ fn apply_upper_at(
         }
     }
     Ok(())
+}
+
+/// The symlink `from` (with metadata `meta`) as a new symlink `to`, never
+/// followed, owned as `owners` says.
+fn copy_symlink(
+    from: &Path,
+    to: &Path,
+    meta: &std::fs::Metadata,
+    owners: Owners,
+) -> io::Result<()> {
+    std::os::unix::fs::symlink(std::fs::read_link(from)?, to)?;
+    std::os::unix::fs::lchown(to, Some(owners.id(meta.uid())), Some(owners.id(meta.gid())))
 }
 
 fn copy_file(from: &Path, to: &Path, owners: Owners) -> io::Result<()> {

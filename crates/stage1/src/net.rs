@@ -178,13 +178,7 @@ pub(crate) fn write_etc_files(
                     NetMode::Host => Some(host),
                     _ => files::filter_loopback_servers(&host),
                 };
-                servers = host
-                    .unwrap_or_default()
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("nameserver"))
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect();
+                servers = files::nameservers(&host.unwrap_or_default());
             }
             Some(files::resolv_conf(
                 net.dns.domain.as_deref(),

@@ -70,21 +70,12 @@ pub(crate) fn end_pod(
     }
     let _ = pod.stamp("exited");
     let _ = pod.move_to(pods, State::ExitedGarbage);
-    if remove && let Err(e) = remove_pod(pods, pod) {
+    if remove && let Err(e) = pod.remove(pods) {
         eprintln!(
             "skiff: pod {}: --rm: cannot remove it (skiff gc removes it later): {e}",
             pod.uuid
         );
     }
-}
-
-/// `--rm`: the ended pod's directory goes, with what is mounted under it.
-fn remove_pod(pods: &Pods, pod: &mut Pod) -> Result<(), String> {
-    pod.move_to(pods, State::Garbage)
-        .map_err(|e| e.to_string())?;
-    skiff_pod::mounts::unmount_under(&pod.path)
-        .map_err(|(point, e)| format!("unmount {}: {e}", point.display()))?;
-    std::fs::remove_dir_all(&pod.path).map_err(|e| format!("remove {}: {e}", pod.path.display()))
 }
 
 /// Moves init into the pod's network namespace (before it makes its other
