@@ -5,30 +5,44 @@
 
 use crate::common::*;
 
-fn ace(extra: &[&str]) -> (String, String, Option<i32>) {
+/// One run of the validator's two apps in a pod of the data dir under
+/// `root` with `flags`; the pod is collected afterwards.
+fn validator_in(root: &std::path::Path, flags: &[&str]) -> std::process::Output {
     let tools = appc_tools();
-    let tmp = tempfile::tempdir().unwrap();
     let out = output(
-        skiff_in(tmp.path())
-            .args(["run", "--insecure-options=image", "--net=host"])
-            .args(extra)
+        skiff_in(root)
+            .args(["run", "--insecure-options=image"])
+            .args(flags)
             .arg(tools.join("ace-validator-main.aci"))
             .arg(tools.join("ace-validator-sidekick.aci")),
     );
-    let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+    let _ = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
+    out
+}
+
+fn ace(extra: &[&str]) -> (String, String, Option<i32>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let flags: Vec<&str> = ["--net=host"].iter().chain(extra).copied().collect();
+    let out = validator_in(tmp.path(), &flags);
     (stdout(&out), stderr(&out), out.status.code())
 }
 
-fn check(stdout: &str, stderr: &str) {
+/// Asserts that prestart, sidekick and poststop passed; returns main's
+/// failures (the `==>` lines).
+fn main_failures<'a>(stdout: &str, stderr: &'a str) -> Vec<&'a str> {
     for ok in ["prestart OK", "sidekick OK", "poststop OK"] {
         assert!(
             stdout.lines().any(|l| l == ok),
             "missing '{ok}': {stdout}\n{stderr}"
         );
     }
+    stderr.lines().filter(|l| l.starts_with("==>")).collect()
+}
+
+fn check(stdout: &str, stderr: &str) {
     // main checks PATH, cwd, env, the /db mount, AC_APP_NAME and the shared
     // volume before the metadata service; only the latter may fail here.
-    let failures: Vec<&str> = stderr.lines().filter(|l| l.starts_with("==>")).collect();
+    let failures = main_failures(stdout, stderr);
     assert!(
         failures
             .iter()
@@ -77,24 +91,12 @@ fn ace_validator_passes_in_full_with_the_metadata_service() {
 fn ace_validator_passes_in_full_under_kvm() {
     // The attempts share a data dir: KVM is probed once.
     const ATTEMPTS: usize = 3;
-    let tools = appc_tools();
     let tmp = tempfile::tempdir().unwrap();
     let _guard = PodsGuard { root: tmp.path() };
     let _mds = crate::metadata::Mds::start(tmp.path(), 0);
     let mut tcg = false;
     for attempt in 1..=ATTEMPTS {
-        let out = output(
-            skiff_in(tmp.path())
-                .args([
-                    "run",
-                    "--insecure-options=image",
-                    "--net=default",
-                    "--stage1=kvm",
-                ])
-                .arg(tools.join("ace-validator-main.aci"))
-                .arg(tools.join("ace-validator-sidekick.aci")),
-        );
-        let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+        let out = validator_in(tmp.path(), &["--net=default", "--stage1=kvm"]);
         if passed_in_full(&out) {
             return;
         }
@@ -115,13 +117,7 @@ fn ace_validator_passes_in_full_under_kvm() {
 /// validator's time (its HTTP client's deadline).
 fn assert_only_metadata_deadlines(out: &std::process::Output) {
     let (text, err) = (stdout(out), stderr(out));
-    for ok in ["prestart OK", "sidekick OK", "poststop OK"] {
-        assert!(
-            text.lines().any(|l| l == ok),
-            "missing '{ok}': {text}\n{err}"
-        );
-    }
-    let failures: Vec<&str> = err.lines().filter(|l| l.starts_with("==>")).collect();
+    let failures = main_failures(&text, &err);
     assert!(
         !failures.is_empty()
             && failures.iter().all(|l| {
@@ -134,17 +130,10 @@ fn assert_only_metadata_deadlines(out: &std::process::Output) {
 /// One run of the validator's two apps in a pod with `flags`, the metadata
 /// service running.
 fn ace_run(flags: &[&str]) -> std::process::Output {
-    let tools = appc_tools();
     let tmp = tempfile::tempdir().unwrap();
     let _guard = PodsGuard { root: tmp.path() };
     let _mds = crate::metadata::Mds::start(tmp.path(), 0);
-    output(
-        skiff_in(tmp.path())
-            .args(["run", "--insecure-options=image"])
-            .args(flags)
-            .arg(tools.join("ace-validator-main.aci"))
-            .arg(tools.join("ace-validator-sidekick.aci")),
-    )
+    validator_in(tmp.path(), flags)
 }
 
 fn full_ace(cases: &[[&str; 2]]) {
