@@ -523,3 +523,272 @@ fn man_pages_render_and_metadata_units_verify() {
     ]));
     assert_refused(&out, "a listen address with a newline");
 }
+
+/// Keys of `value` that are not camelCase, with their paths. The maps
+/// whose keys are data (label, annotation and environment names) are not
+/// looked into.
+fn non_camel_keys(value: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    const DATA_MAPS: [&str; 5] = [
+        "labels",
+        "annotations",
+        "environment",
+        "userAnnotations",
+        "userLabels",
+    ];
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                let camel = key.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                    && key.chars().all(|c| c.is_ascii_alphanumeric());
+                if !camel {
+                    out.push(format!("{path}.{key}"));
+                }
+                if !DATA_MAPS.contains(&key.as_str()) {
+                    non_camel_keys(v, &format!("{path}.{key}"), out);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                non_camel_keys(v, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The string values of keys named `key` anywhere in `value`.
+fn values_of<'a>(value: &'a serde_json::Value, key: &str, out: &mut Vec<&'a serde_json::Value>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                if k == key {
+                    out.push(v);
+                }
+                values_of(v, key, out);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| values_of(v, key, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn json_keys_are_camel_case_times_have_a_zone_and_tables_say_how_long_ago() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let aci = root.join("busybox.aci");
+    busybox_aci(root, "example.com/busybox", &aci);
+    let out = output(
+        skiff_in(root)
+            .args(["run", "-d", "--net=none", "--insecure-options=image"])
+            .arg(&aci)
+            .args(["--exec=/bin/busybox", "--", "sleep", "600"]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = output(skiff_in(root).args(args));
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", stdout(&out)))
+    };
+    let documents = [
+        json(&["list", "--format=json"]),
+        json(&["status", &uuid, "--format=json"]),
+        json(&["top", &uuid, "--format=json"]),
+        json(&["stats", &uuid, "--format=json"]),
+        json(&["image", "list", "--format=json"]),
+        json(&["image", "inspect", "example.com/busybox"]),
+        json(&["trust", "list", "--format=json"]),
+        json(&["version", "--format=json"]),
+    ];
+    let mut bad = Vec::new();
+    for doc in &documents {
+        non_camel_keys(doc, "", &mut bad);
+    }
+    assert!(bad.is_empty(), "keys not in camelCase: {bad:?}");
+    // Times are RFC 3339 with a zone.
+    let mut times = Vec::new();
+    for key in ["created", "started", "importTime", "lastUsed"] {
+        for doc in &documents {
+            values_of(doc, key, &mut times);
+        }
+    }
+    assert!(times.len() >= 5, "{times:?}");
+    for t in times {
+        let t = t
+            .as_str()
+            .unwrap_or_else(|| panic!("a time that is not text: {t}"));
+        assert!(
+            t.len() == 20 && t.as_bytes()[10] == b'T' && t.ends_with('Z'),
+            "not RFC 3339 UTC: {t}"
+        );
+    }
+    let inspected = &documents[5][0];
+    assert_eq!(inspected["name"], "example.com/busybox");
+    assert_eq!(inspected["manifest"]["acKind"], "ImageManifest");
+    // Tables say how long ago.
+    for args in [&["list"][..], &["image", "list"]] {
+        let table = stdout(&output(skiff_in(root).args(args)));
+        assert!(
+            table.contains(" ago ") || table.contains("just now"),
+            "{args:?}: {table}"
+        );
+    }
+    let missing = output(skiff_in(root).args(["image", "inspect", "example.com/nothing"]));
+    assert_refused(&missing, "image inspect of an image not stored");
+    let stopped = output(skiff_in(root).args(["stop", &uuid]));
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+}
+
+/// Whether `text` has an SGR escape (a color or a style): `ESC [ digits m`.
+fn has_color(text: &str) -> bool {
+    text.split('\u{1b}').skip(1).any(|rest| {
+        rest.strip_prefix('[').is_some_and(|r| {
+            let end = r.find(|c: char| !c.is_ascii_digit() && c != ';');
+            end.is_some_and(|i| r[i..].starts_with('m'))
+        })
+    })
+}
+
+/// On a terminal, every long operation (build, local import, render,
+/// export of an image and of a pod) draws a progress bar and warnings are
+/// colored, in one style; `NO_COLOR` takes the colors away, not the bars;
+/// on a pipe there is neither. `--debug` traces each step with how long
+/// it took.
+#[test]
+fn long_operations_show_progress_on_a_terminal_only_and_debug_times_each_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let layout = root.join("layout");
+    busybox_layout(&layout);
+    // Large enough that each step takes a moment; the bar is drawn on its
+    // first bytes whatever the speed.
+    write_random(&layout.join("rootfs/data"), 48 << 20, 7);
+    let aci = root.join("big.aci");
+    let exported = root.join("exported.aci");
+    let pod_export = root.join("pod.aci");
+    // Each step and the bars it draws (fetch renders too).
+    let steps = |no_color: bool| -> Vec<(&'static [&'static str], Command)> {
+        let mut build = skiff();
+        build
+            .args(["image", "build", "--overwrite", "--name=example.com/big"])
+            .arg(&layout)
+            .arg(&aci);
+        let mut fetch = skiff_in(root);
+        fetch.args(["fetch", "--insecure-options=image"]).arg(&aci);
+        let mut run = skiff_in(root);
+        run.args([
+            "run",
+            "--insecure-options=image",
+            "--net=none",
+            "--uuid-file-save",
+        ])
+        .arg(root.join("uuid"))
+        .arg(&aci)
+        .args(["--exec=/bin/busybox", "--", "true"]);
+        let mut export = skiff_in(root);
+        export
+            .args(["image", "export", "--overwrite", "example.com/big"])
+            .arg(&exported);
+        let mut cmds = vec![
+            (&["building big.aci"][..], build),
+            (&["importing", "rendering example.com/big"], fetch),
+            (&["exporting example.com/big"], export),
+            (&[], run),
+        ];
+        for (_, cmd) in &mut cmds {
+            if no_color {
+                cmd.env("NO_COLOR", "1");
+            }
+        }
+        cmds
+    };
+    for no_color in [false, true] {
+        // A fresh store each round: the import and the render happen again.
+        let _ = std::fs::remove_dir_all(root.join("data"));
+        for (bars, cmd) in steps(no_color) {
+            let (shown, status) = Terminal::start(&shell_line(&cmd)).finish();
+            assert_eq!(status, Some(0), "{shown}");
+            for bar in bars {
+                assert!(
+                    shown.contains(&format!("{bar} [")) && shown.contains("B/s"),
+                    "no {bar:?} bar: {shown:?}"
+                );
+            }
+            if no_color {
+                assert!(!has_color(&shown), "NO_COLOR=1: {shown:?}");
+            }
+            // Fetch and run are told to skip the signature: a warning.
+            if bars.is_empty() || bars[0] == "importing" {
+                let warning = if no_color {
+                    "skiff: warning: "
+                } else {
+                    "skiff: \u{1b}[1;33mwarning: \u{1b}[0m"
+                };
+                assert!(shown.contains(warning), "{shown:?}");
+            }
+        }
+    }
+    let uuid = std::fs::read_to_string(root.join("uuid")).unwrap();
+    let mut export = skiff_in(root);
+    export.args(["export", uuid.trim()]).arg(&pod_export);
+    let (shown, status) = Terminal::start(&shell_line(&export)).finish();
+    assert_eq!(status, Some(0), "{shown}");
+    assert!(shown.contains("exporting "), "no bar: {shown:?}");
+
+    // On a pipe: the same work, no bar, no escape, one warning style.
+    let _ = std::fs::remove_dir_all(root.join("data"));
+    for (bars, mut cmd) in steps(false) {
+        let out = output(&mut cmd);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            !bars.iter().any(|bar| err.contains(bar))
+                && !err.contains('\u{1b}')
+                && !err.contains('\r'),
+            "a bar or an escape on a pipe: {err:?}"
+        );
+        for line in err.lines().filter(|l| l.to_lowercase().contains("warn")) {
+            assert!(
+                line.starts_with("skiff: warning: "),
+                "a warning not in skiff's style: {line:?}"
+            );
+        }
+    }
+
+    // --debug: each step with its duration, in order.
+    let _ = std::fs::remove_dir_all(root.join("data"));
+    let out = output(
+        skiff_in(root)
+            .args(["--debug", "run", "--insecure-options=image", "--net=none"])
+            .arg(&aci)
+            .args(["--exec=/bin/busybox", "--", "true"]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let mut at = 0;
+    for step in ["fetch", "render", "prepare"] {
+        let line = err
+            .lines()
+            .enumerate()
+            .skip(at)
+            .find(|(_, l)| {
+                l.starts_with("skiff: debug: +")
+                    && l.contains(&format!(" ms {step}"))
+                    && l.contains(" took ")
+                    && l.ends_with(" ms")
+            })
+            .unwrap_or_else(|| panic!("no timing of {step} after line {at}: {err}"));
+        at = line.0;
+    }
+    assert!(
+        err.lines()
+            .any(|l| l.contains("[fetch > verify]") || l.contains(" ms verify")),
+        "no verify step: {err}"
+    );
+    assert!(err.contains("exec "), "stage1's exec not traced: {err}");
+}

@@ -110,7 +110,7 @@ impl GlobalArgs {
     /// Says on stderr which checks these options skip.
     pub fn warn_insecure(&self) {
         for warning in self.insecure_options.warnings() {
-            eprintln!("warning: {warning}");
+            crate::log::warning(warning);
         }
     }
 }

@@ -15,11 +15,33 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
-/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC): the RFC 3339
-/// form with a space for the `T` and without the `Z`.
+/// How long ago `secs` (since the epoch) was, as tables show times:
+/// "just now", "3 minutes ago", "2 days ago"; a time ahead of the clock is
+/// "in the future".
 pub fn human_time(secs: i64) -> String {
-    let stamp = skiff_audit::sbom::rfc3339(secs);
-    stamp.trim_end_matches('Z').replacen('T', " ", 1)
+    ago(skiff_pod::now() - secs)
+}
+
+fn ago(elapsed: i64) -> String {
+    const UNITS: [(i64, &str); 6] = [
+        (365 * 86_400, "year"),
+        (30 * 86_400, "month"),
+        (7 * 86_400, "week"),
+        (86_400, "day"),
+        (3_600, "hour"),
+        (60, "minute"),
+    ];
+    if elapsed < 0 {
+        return "in the future".to_string();
+    }
+    if elapsed < 5 {
+        return "just now".to_string();
+    }
+    let (n, unit) = UNITS
+        .iter()
+        .find(|(len, _)| elapsed >= *len)
+        .map_or((elapsed, "second"), |(len, unit)| (elapsed / len, *unit));
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
 }
 
 /// Text a pod chose (a command line, a file name), safe to print: controls,
@@ -34,4 +56,64 @@ pub fn printable(text: &str) -> String {
             }
         })
         .collect()
+}
+
+/// JSON with what could drive a terminal (C1 controls, bidirectional
+/// overrides: an image chooses its annotations, labels and environment)
+/// written as `\uXXXX` escapes. They can only stand inside strings, where
+/// the escape means the same; serde_json escaped C0 controls already.
+pub fn json_for_terminal(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c != '\n' && skiff_pod::logs::unsafe_on_terminal(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Prints `value` as indented JSON, safe on a terminal.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!(
+        "{}",
+        json_for_terminal(&serde_json::to_string_pretty(value)?)
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_print_without_terminal_controls_and_stay_json() {
+        let json =
+            serde_json::to_string_pretty(&serde_json::json!({"a": "x\u{202e}y\u{9b}z\n"})).unwrap();
+        let shown = json_for_terminal(&json);
+        assert!(
+            !shown.contains('\u{202e}') && !shown.contains('\u{9b}'),
+            "{shown}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(back["a"], "x\u{202e}y\u{9b}z\n");
+    }
+
+    #[test]
+    fn times_read_as_how_long_ago() {
+        assert_eq!(ago(-3), "in the future");
+        assert_eq!(ago(0), "just now");
+        assert_eq!(ago(42), "42 seconds ago");
+        assert_eq!(ago(60), "1 minute ago");
+        assert_eq!(ago(3 * 60 + 59), "3 minutes ago");
+        assert_eq!(ago(2 * 3600), "2 hours ago");
+        assert_eq!(ago(86_400 + 5), "1 day ago");
+        assert_eq!(ago(15 * 86_400), "2 weeks ago");
+        assert_eq!(ago(61 * 86_400), "2 months ago");
+        assert_eq!(ago(800 * 86_400), "2 years ago");
+    }
 }

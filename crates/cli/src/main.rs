@@ -9,6 +9,7 @@
 mod commands;
 mod config;
 mod format;
+mod log;
 mod net_args;
 mod review;
 mod suggest;
@@ -211,41 +212,6 @@ enum Command {
     },
 }
 
-fn init_logging(debug: bool) {
-    use tracing_subscriber::filter::{LevelFilter, Targets};
-    use tracing_subscriber::prelude::*;
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .without_time();
-    // SKIFF_LOG takes full EnvFilter directives; the default is a plain
-    // target filter (no regex to compile on every start: pods start fast).
-    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG") {
-        tracing_subscriber::registry()
-            .with(fmt.with_filter(filter))
-            .init();
-        return;
-    }
-    let filter = if debug {
-        Targets::new().with_default(LevelFilter::DEBUG)
-    } else {
-        Targets::new().with_default(LevelFilter::WARN).with_targets(
-            [
-                "skiff",
-                "skiff_fetch",
-                "skiff_store",
-                "skiff_trust",
-                "skiff_metadata",
-            ]
-            .map(|t| (t, LevelFilter::INFO)),
-        )
-    };
-    tracing_subscriber::registry()
-        .with(fmt.with_filter(filter))
-        .init();
-}
-
 /// Dies quietly on a closed stdout (`skiff image list | head`), as Unix
 /// tools do, instead of panicking in `println!`.
 fn restore_sigpipe() {
@@ -255,7 +221,7 @@ fn restore_sigpipe() {
 fn main() -> ExitCode {
     restore_sigpipe();
     let cli = Cli::parse();
-    init_logging(cli.global.debug);
+    log::init(cli.global.debug);
     // An ordinary user's command runs as root of the user's own user
     // namespace (docs/rootless.md); before anything starts a thread. Not
     // `enter`: it joins the pod's own user namespace, which only the user,
@@ -264,11 +230,11 @@ fn main() -> ExitCode {
         cli.command,
         Command::Version { .. } | Command::Enter(_) | Command::Completion { .. }
     ) {
-        match skiff_ops::rootless::enter(|w| eprintln!("skiff: warning: {w}")) {
+        match skiff_ops::rootless::enter(log::warning) {
             Ok(None) => {}
             Ok(Some(status)) => return ExitCode::from(u8::try_from(status).unwrap_or(1)),
             Err(err) => {
-                eprintln!("skiff: error: {err}");
+                log::error(&err.to_string());
                 return ExitCode::from(125);
             }
         }
@@ -360,7 +326,7 @@ fn main() -> ExitCode {
             // messages): nothing in them may drive the terminal.
             let line =
                 String::from_utf8_lossy(&skiff_pod::logs::visible(line.as_bytes())).into_owned();
-            eprintln!("skiff: error: {line}");
+            log::error(&line);
             ExitCode::FAILURE
         }
     }

@@ -7,7 +7,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use crate::FetchError;
@@ -351,20 +351,7 @@ impl Http {
     }
 
     pub(crate) fn progress_bar(&self, what: &str, total: Option<u64>, done: u64) -> ProgressBar {
-        if !self.options.progress {
-            return ProgressBar::hidden();
-        }
-        let bar = match total {
-            Some(t) => ProgressBar::new(t),
-            None => ProgressBar::no_length(),
-        };
-        let style = ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-        bar.set_style(style);
-        bar.set_message(what.to_string());
+        let bar = skiff_io::progress::bar(self.options.progress, what, total);
         bar.set_position(done);
         bar
     }

@@ -338,6 +338,7 @@ impl Fetcher<'_> {
         looked_at: &str,
         discovery: Option<&AppName>,
     ) -> Result<Option<Verified>, FetchError> {
+        let _step = tracing::debug_span!("verify", signature = looked_at).entered();
         let manifest = manifest_of_staged(staged)?;
         let name = manifest.name.to_string();
         if self.options.insecure.image {

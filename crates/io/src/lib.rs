@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+pub mod progress;
+
 /// An I/O step that failed: "cannot {step}", caused by `source`.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot {step}")]

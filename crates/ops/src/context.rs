@@ -89,10 +89,12 @@ impl Context {
 
     /// The image store (created if missing).
     pub fn store(&self) -> Result<Store, OpsError> {
-        Store::open(&self.settings.dir).map_err(|source| OpsError::OpenStore {
-            dir: self.settings.dir.clone(),
-            source,
-        })
+        Store::open(&self.settings.dir)
+            .map(|store| store.show_progress(self.settings.progress))
+            .map_err(|source| OpsError::OpenStore {
+                dir: self.settings.dir.clone(),
+                source,
+            })
     }
 
     pub fn pods(&self) -> Pods {

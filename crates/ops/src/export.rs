@@ -142,6 +142,10 @@ pub fn export(
         compression: Compression::Gzip,
         owner_root: false,
         manifest: Some(manifest),
+        progress: ctx
+            .settings
+            .progress
+            .then(|| format!("exporting {}", chosen.name)),
     };
     let built = build_aci_file(layout.path(), out, &options, overwrite)?;
     Ok(PodExport {

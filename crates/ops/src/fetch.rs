@@ -31,6 +31,7 @@ impl<R: KeyReview> Fetching<R> {
 
     /// Fetches `image` (and its dependencies) and holds them to the policy.
     pub fn fetch(&self, ctx: &Context, image: &str) -> Result<Fetched, OpsError> {
+        let _step = tracing::debug_span!("fetch", image).entered();
         let store = &self.session.store;
         let before = match &self.policy {
             Some(_) => crate::policy::snapshot(store)?,

@@ -19,14 +19,56 @@ use skiff_store::gc::{GcReport, VerifyProblem};
 use crate::error::io;
 use crate::{Context, OpsError, refuse};
 
-/// A stored image as `skiff image list` shows it.
-#[derive(Debug, Clone, Serialize)]
+/// A stored image as `skiff image list` and `skiff image inspect` show it
+/// (their JSON: camelCase keys, RFC 3339 times).
+#[derive(Debug, Clone)]
 pub struct ImageInfo {
-    #[serde(flatten)]
     pub record: ImageRecord,
     /// The digest of the OCI/Docker manifest it was converted from.
-    #[serde(rename = "originDigest", skip_serializing_if = "Option::is_none")]
     pub origin_digest: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ImageJson<'a> {
+    id: &'a str,
+    name: &'a str,
+    labels: &'a std::collections::BTreeMap<String, String>,
+    blob_size: u64,
+    size: u64,
+    compression: &'a str,
+    #[serde(serialize_with = "crate::pods::as_rfc3339")]
+    import_time: i64,
+    #[serde(serialize_with = "crate::pods::as_rfc3339")]
+    last_used: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin_digest: Option<&'a str>,
+}
+
+impl Serialize for ImageInfo {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = &self.record;
+        ImageJson {
+            id: r.id.as_str(),
+            name: &r.name,
+            labels: &r.labels,
+            blob_size: r.blob_size,
+            size: r.size,
+            compression: &r.compression,
+            import_time: r.import_time,
+            last_used: r.last_used,
+            origin_digest: self.origin_digest.as_deref(),
+        }
+        .serialize(s)
+    }
+}
+
+/// `skiff image inspect`: a stored image and its manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageDetails {
+    #[serde(flatten)]
+    pub info: ImageInfo,
+    pub manifest: serde_json::Value,
 }
 
 fn origin_digest(img: &ImageRecord) -> Option<String> {
@@ -62,6 +104,20 @@ pub fn list(ctx: &Context) -> Result<Vec<ImageInfo>, OpsError> {
             record,
         })
         .collect())
+}
+
+/// The stored image `query` names, with its manifest.
+pub fn inspect(ctx: &Context, query: &str) -> Result<ImageDetails, OpsError> {
+    let record = find(ctx, query)?;
+    let manifest = serde_json::from_slice(&record.manifest)
+        .map_err(|e| refuse!("image {}: its stored manifest is not JSON: {e}", record.id))?;
+    Ok(ImageDetails {
+        info: ImageInfo {
+            origin_digest: origin_digest(&record),
+            record,
+        },
+        manifest,
+    })
 }
 
 /// Removes the stored image `query` names, unless a pod uses it.
@@ -241,8 +297,15 @@ pub fn export(
     let write_in = || io(format!("write in {}", parent.display()));
     if format == ExportFormat::Aci {
         let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(write_in())?;
-        let mut blob = File::open(store.blob_path(&rec.id)).map_err(io("read the stored image"))?;
-        std::io::copy(&mut blob, tmp.as_file_mut()).map_err(io("write the export"))?;
+        let blob = File::open(store.blob_path(&rec.id)).map_err(io("read the stored image"))?;
+        let bar = skiff_io::progress::bar(
+            ctx.settings.progress,
+            &format!("exporting {}", rec.name),
+            Some(rec.blob_size),
+        );
+        std::io::copy(&mut bar.wrap_read(blob), tmp.as_file_mut())
+            .map_err(io("write the export"))?;
+        drop(bar);
         tmp.as_file().sync_all().map_err(io("write the export"))?;
         tmp.persist(out)
             .map_err(|e| io(format!("write {}", out.display()))(e.error))?;
@@ -369,6 +432,7 @@ pub fn build(
     owner_root: bool,
     edit: &skiff_spec::edit::ManifestEdit,
     overwrite: bool,
+    progress: bool,
 ) -> Result<skiff_spec::aci::build::Built, OpsError> {
     let manifest = if edit.is_empty() {
         None
@@ -389,6 +453,10 @@ pub fn build(
         compression,
         owner_root,
         manifest,
+        progress: progress.then(|| {
+            let file = out.file_name().map_or(out.as_os_str(), |f| f);
+            format!("building {}", Path::new(file).display())
+        }),
     };
     Ok(skiff_spec::aci::build::build_aci_file(
         layout, out, &options, overwrite,

@@ -43,7 +43,7 @@ pub struct RunInfo {
 }
 
 /// Times in JSON as RFC 3339, as in the text output.
-fn as_rfc3339<S: serde::Serializer>(secs: &i64, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn as_rfc3339<S: serde::Serializer>(secs: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&skiff_pod::rfc3339(*secs))
 }
 

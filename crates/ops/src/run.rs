@@ -460,7 +460,10 @@ pub fn prepare<R: KeyReview>(
         }
     }
     check_apps(&request)?;
-    let pod = skiff_pod::prepare::prepare(&ctx.pods(), &request)?;
+    let pod = {
+        let _step = tracing::debug_span!("prepare").entered();
+        skiff_pod::prepare::prepare(&ctx.pods(), &request)?
+    };
     if let Some(file) = &opts.uuid_file {
         std::fs::write(file, format!("{}\n", pod.uuid))
             .map_err(io(format!("write {}", file.display())))?;
@@ -569,10 +572,12 @@ pub fn start(ctx: &Context, stage1: &Path, mut pod: Pod, how: Start) -> Result<P
     cmd.arg(&pod.path);
     if how == Start::Foreground {
         block_termination_signals();
+        tracing::debug!(pod = %pod.uuid, "exec {}", stage1.display());
         let err = cmd.exec();
         return Err(io(format!("start stage1 {}", stage1.display()))(err).into());
     }
     cmd.arg("--detached");
+    tracing::debug!(pod = %pod.uuid, "start {} (detached)", stage1.display());
     let log_path = pod.path.join("stage1.log");
     let log = std::fs::File::create(&log_path).map_err(io("create the stage1 log"))?;
     let log_err = log.try_clone().map_err(io("create the stage1 log"))?;

@@ -241,7 +241,12 @@ impl Store {
             .map_err(io_err("read", &path))?;
         file.rewind().map_err(io_err("read", &path))?;
         let compression = compression_of(&head);
-        let info = check(BufReader::with_capacity(1 << 16, file), policy)?;
+        let bar = skiff_io::progress::bar(self.progress, "importing", Some(blob_size));
+        let info = check(
+            BufReader::with_capacity(1 << 16, bar.wrap_read(file)),
+            policy,
+        )?;
+        drop(bar);
         self.publish(staged, info, blob_size, compression)
     }
 

@@ -66,6 +66,8 @@ pub(crate) use skiff_io::io_err_at as io_err;
 pub struct Store {
     layout: layout::Layout,
     index: db::Index,
+    /// Show progress bars on a terminal for imports and renders.
+    progress: bool,
 }
 
 /// Makes `dir` (the data directory) reachable by its owner only: what
@@ -128,7 +130,18 @@ impl Store {
         let guard = lock::FileLock::exclusive(&init_lock).map_err(io_err("lock", &init_lock))?;
         let index = db::Index::open(&layout.db())?;
         drop(guard);
-        Ok(Store { layout, index })
+        Ok(Store {
+            layout,
+            index,
+            progress: false,
+        })
+    }
+
+    /// Shows a progress bar (on stderr, when it is a terminal) while an
+    /// image is checked on import and while a tree is rendered.
+    pub fn show_progress(mut self, shown: bool) -> Self {
+        self.progress = shown;
+        self
     }
 
     pub fn layout(&self) -> &layout::Layout {

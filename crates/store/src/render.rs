@@ -139,6 +139,7 @@ impl Store {
     /// Renders `id` (and its dependencies, which must be in the store) into
     /// `trees/<hex>`, unless already rendered.
     pub fn render(&self, id: &ImageId) -> Result<RenderedTree, StoreError> {
+        let _step = tracing::debug_span!("render", image = %id.short()).entered();
         let layout = self.layout();
         let tree = layout.tree(id);
         let ready = tree.join("ready");
@@ -366,6 +367,15 @@ fn extract_layers(
         all: HashMap::new(),
         dirs: Vec::new(),
     };
+    let total = layers
+        .iter()
+        .filter_map(|l| std::fs::metadata(store.blob_path(&l.id)).ok())
+        .map(|m| m.len())
+        .sum();
+    let what = layers
+        .first()
+        .map_or_else(String::new, |l| format!("rendering {}", l.manifest.name));
+    let bar = skiff_io::progress::bar(store.progress, &what, Some(total));
     for (pos, layer) in layers.iter().enumerate() {
         let upper = upper_whitelist(layers, pos);
         let own = whitelist(&layer.manifest);
@@ -375,7 +385,7 @@ fn extract_layers(
             image: layer.id.to_string(),
             reason,
         };
-        let stream = decompress(BufReader::with_capacity(1 << 16, file))
+        let stream = decompress(BufReader::with_capacity(1 << 16, bar.wrap_read(file)))
             .map_err(|e| render_err(e.to_string()))?;
         let mut archive = tar::Archive::new(stream);
         let entries = archive.entries().map_err(|e| render_err(e.to_string()))?;

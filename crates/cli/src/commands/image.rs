@@ -4,10 +4,9 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 use skiff_spec::aci::Compression;
 use skiff_spec::edit::{AppEdit, DependencyEdit, ManifestEdit, MountPointEdit, PortEdit};
-use skiff_spec::to_pretty_json;
 
 use crate::config::GlobalArgs;
-use crate::format::{human_size, human_time};
+use crate::format::{human_size, human_time, print_json};
 
 #[derive(Subcommand)]
 pub enum ImageCommand {
@@ -29,6 +28,14 @@ pub enum ImageCommand {
     CatManifest(CatManifestArgs),
     /// List the images in the store.
     List(ListArgs),
+    /// Show stored images as a JSON array (podman's image inspect): ID,
+    /// name, labels, sizes, import and last-use times, the digest of the
+    /// OCI manifest it came from, and the image manifest.
+    Inspect {
+        /// Image IDs (or unique prefixes) or names (`name[:version]`).
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
     /// Remove images from the store.
     Rm {
         /// Image IDs (or unique prefixes) or names (`name[:version]`).
@@ -292,7 +299,7 @@ pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
         ImageCommand::Validate(args) => Ok(validate(&args.files)),
         ImageCommand::CatManifest(args) => {
             let manifest = skiff_ops::image::manifest(&global.context()?, &args.image)?;
-            println!("{}", to_pretty_json(&manifest));
+            print_json(&manifest)?;
             Ok(ExitCode::SUCCESS)
         }
         ImageCommand::List(args) => list(global, &args),
@@ -301,6 +308,15 @@ pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             for image in &images {
                 println!("{}", skiff_ops::image::remove(&ctx, image)?);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCommand::Inspect { images } => {
+            let ctx = global.context()?;
+            let mut details = Vec::with_capacity(images.len());
+            for image in &images {
+                details.push(skiff_ops::image::inspect(&ctx, image)?);
+            }
+            print_json(&details)?;
             Ok(ExitCode::SUCCESS)
         }
         ImageCommand::Gc { grace_period } => {
@@ -346,7 +362,7 @@ fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let ListFormat::Json = args.format {
-        println!("{}", serde_json::to_string_pretty(&images)?);
+        print_json(&images)?;
         return Ok(ExitCode::SUCCESS);
     }
     let width = if args.full { 135 } else { 39 };
@@ -414,10 +430,10 @@ fn audit(global: &GlobalArgs, image: &str, format: &str) -> anyhow::Result<ExitC
             if let Some(f) = &audit.findings {
                 v["vulnerabilities"] = serde_json::to_value(f)?;
             }
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            print_json(&v)?;
         }
         "cyclonedx" => {
-            println!("{}", serde_json::to_string_pretty(&audit.cyclonedx()?)?);
+            print_json(&audit.cyclonedx()?)?;
         }
         _ => {
             println!("{:<40} {:<32} {:<6} ARCH", "PACKAGE", "VERSION", "TYPE");
@@ -537,6 +553,7 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         args.owner_root,
         &args.edit()?,
         args.overwrite,
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
     )?;
     eprintln!(
         "built {} ({}, {} compression)",

@@ -61,7 +61,7 @@ pub fn cp(global: &GlobalArgs, args: CpArgs) -> anyhow::Result<ExitCode> {
 pub fn top(global: &GlobalArgs, args: TopArgs) -> anyhow::Result<ExitCode> {
     let processes = skiff_ops::stats::top(&global.context()?, &args.uuid)?;
     if let Format::Json = args.format {
-        println!("{}", serde_json::to_string_pretty(&processes)?);
+        crate::format::print_json(&processes)?;
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -92,7 +92,7 @@ fn cpu_time(seconds: f64) -> String {
 pub fn stats(global: &GlobalArgs, args: StatsArgs) -> anyhow::Result<ExitCode> {
     let stats = skiff_ops::stats::stats(&global.context()?, &args.uuid, args.interval)?;
     if let Format::Json = args.format {
-        println!("{}", serde_json::to_string_pretty(&stats)?);
+        crate::format::print_json(&stats)?;
         return Ok(ExitCode::SUCCESS);
     }
     println!(

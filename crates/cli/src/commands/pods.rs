@@ -14,7 +14,7 @@ use skiff_pod::Flavor;
 use skiff_pod::prepare::AppRequest;
 
 use crate::config::GlobalArgs;
-use crate::format::human_time;
+use crate::format::{human_time, print_json};
 use crate::review::TerminalReview;
 
 #[derive(Args, Debug)]
@@ -442,10 +442,10 @@ fn inheritable_env() -> Vec<(String, String)> {
             |(name, value)| match (name.into_string(), value.into_string()) {
                 (Ok(name), Ok(value)) => Some((name, value)),
                 (name, _) => {
-                    eprintln!(
-                        "skiff: warning: --inherit-env: {} is not UTF-8: not passed on",
+                    crate::log::warning(&format!(
+                        "--inherit-env: {} is not UTF-8: not passed on",
                         name.unwrap_or_else(|n| n.to_string_lossy().into_owned())
-                    );
+                    ));
                     None
                 }
             },
@@ -722,7 +722,7 @@ pub fn list(
         return Ok(ExitCode::SUCCESS);
     }
     if let Format::Json = format {
-        println!("{}", serde_json::to_string_pretty(&pods)?);
+        print_json(&pods)?;
         return Ok(ExitCode::SUCCESS);
     }
     if !no_legend {
@@ -809,7 +809,7 @@ pub fn status(
         );
     }
     if let Format::Json = format {
-        println!("{}", serde_json::to_string_pretty(&pod)?);
+        print_json(&pod)?;
         return Ok(ExitCode::SUCCESS);
     }
     println!("state={}", pod.state);
@@ -854,29 +854,10 @@ pub fn status(
     Ok(ExitCode::SUCCESS)
 }
 
-/// JSON with what could drive a terminal (C1 controls, bidirectional
-/// overrides: an image chooses its annotations, labels and environment)
-/// written as `\uXXXX` escapes. They can only stand inside strings, where
-/// the escape means the same; serde_json escaped C0 controls already.
-fn json_for_terminal(json: &str) -> String {
-    let mut out = String::with_capacity(json.len());
-    for c in json.chars() {
-        if c != '\n' && skiff_pod::logs::unsafe_on_terminal(c) {
-            let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units) {
-                out.push_str(&format!("\\u{unit:04x}"));
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Prints a pod's manifest.
 pub fn cat_manifest(global: &GlobalArgs, uuid: &str) -> anyhow::Result<ExitCode> {
     let text = skiff_ops::pods::manifest(&global.context()?, uuid)?;
-    print!("{}", json_for_terminal(text.trim_end()));
+    print!("{}", crate::format::json_for_terminal(text.trim_end()));
     println!();
     Ok(ExitCode::SUCCESS)
 }
@@ -970,19 +951,6 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
-    }
-
-    #[test]
-    fn manifests_print_without_terminal_controls_and_stay_json() {
-        let json =
-            serde_json::to_string_pretty(&serde_json::json!({"a": "x\u{202e}y\u{9b}z\n"})).unwrap();
-        let shown = json_for_terminal(&json);
-        assert!(
-            !shown.contains('\u{202e}') && !shown.contains('\u{9b}'),
-            "{shown}"
-        );
-        let back: serde_json::Value = serde_json::from_str(&shown).unwrap();
-        assert_eq!(back["a"], "x\u{202e}y\u{9b}z\n");
     }
 
     #[test]

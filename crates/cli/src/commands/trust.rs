@@ -73,7 +73,7 @@ pub fn run(global: &GlobalArgs, args: TrustArgs) -> anyhow::Result<ExitCode> {
                             })
                         })
                         .collect();
-                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                    crate::format::print_json(&rows)?;
                 }
                 Format::Table => {
                     println!(

@@ -35,7 +35,7 @@ pub fn run(global: &GlobalArgs, format: Format) -> anyhow::Result<ExitCode> {
         stage1,
     };
     if let Format::Json = format {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::format::print_json(&v)?;
         return Ok(ExitCode::SUCCESS);
     }
     println!("skiff version {}", v.version);

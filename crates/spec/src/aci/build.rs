@@ -49,6 +49,9 @@ pub struct BuildOptions {
     /// The manifest to use instead of the layout's `manifest` file (which
     /// may then be absent).
     pub manifest: Option<Vec<u8>>,
+    /// A progress bar with this label over the files' bytes (drawn on
+    /// stderr when it is a terminal).
+    pub progress: Option<String>,
 }
 
 impl Default for BuildOptions {
@@ -57,6 +60,7 @@ impl Default for BuildOptions {
             compression: Compression::Gzip,
             owner_root: false,
             manifest: None,
+            progress: None,
         }
     }
 }
@@ -154,12 +158,18 @@ pub fn build_aci<W: Write>(
     header.set_mtime(u64::try_from(manifest_meta.mtime()).unwrap_or(0));
     tar.append_data(&mut header, "manifest", manifest_bytes.as_slice())
         .map_err(BuildError::Write)?;
+    let rootfs = dir.join("rootfs");
+    let bar = match &options.progress {
+        Some(what) => skiff_io::progress::bar(true, what, Some(file_bytes(&rootfs))),
+        None => skiff_io::progress::bar(false, "", None),
+    };
     let mut walker = Walker {
         tar: &mut tar,
         options,
         links: HashMap::new(),
+        bar,
     };
-    walker.add(&dir.join("rootfs"), Path::new("rootfs"))?;
+    walker.add(&rootfs, Path::new("rootfs"))?;
     let hashing = tar.into_inner().map_err(BuildError::Write)?;
     let image_id = ImageId::from_digest(&hashing.hasher.finalize());
     let mut out = hashing.inner.finish().map_err(BuildError::Write)?;
@@ -265,11 +275,38 @@ fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     Ok(out)
 }
 
+/// The bytes of the regular files under `dir` (each hard-linked file
+/// once), for the build's progress bar; what cannot be read counts 0.
+fn file_bytes(dir: &Path) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() && (meta.nlink() == 1 || seen.insert((meta.dev(), meta.ino())))
+            {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
 struct Walker<'a, W: Write> {
     tar: &'a mut tar::Builder<W>,
     options: &'a BuildOptions,
     /// (dev, inode) → first archived path, for hard links.
     links: HashMap<(u64, u64), PathBuf>,
+    /// Advanced by the files' bytes as they are archived.
+    bar: skiff_io::progress::ProgressBar,
 }
 
 impl<W: Write> Walker<'_, W> {
@@ -343,7 +380,7 @@ impl<W: Write> Walker<'_, W> {
             let file = fs::File::open(path).map_err(read_err)?;
             return self
                 .tar
-                .append_data(&mut header, name, file)
+                .append_data(&mut header, name, self.bar.wrap_read(file))
                 .map_err(BuildError::Write);
         }
         if ft.is_dir() {
