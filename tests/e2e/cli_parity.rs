@@ -792,3 +792,73 @@ fn long_operations_show_progress_on_a_terminal_only_and_debug_times_each_step() 
     );
     assert!(err.contains("exec "), "stage1's exec not traced: {err}");
 }
+
+/// rkt's per-app `--cpu-shares`, `--oom-score-adj`, `--supplementary-gids`
+/// and `--environment` apply to the app they follow (and only to it);
+/// values the kernel would refuse, and a lower OOM score (a privilege),
+/// are refused before the pod exists.
+#[test]
+fn rkt_per_app_resource_flags_apply() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let aci = root.join("busybox.aci");
+    busybox_aci(root, "example.com/busybox", &aci);
+    let show = "cat /proc/self/oom_score_adj; cat /sys/fs/cgroup/cpu/cpu.shares; id -G; echo $E";
+    let out = output(
+        skiff_in(root)
+            .args(["run", "--insecure-options=image", "--net=none"])
+            .arg(&aci)
+            .args([
+                "--name=tuned",
+                "--user=0",
+                "--group=0",
+                "--cpu-shares=512",
+                "--oom-score-adj=700",
+                "--supplementary-gids=5,6",
+                "--environment=E=set",
+                "--exec=/bin/sh",
+                "--",
+                "-c",
+                show,
+                "---",
+            ])
+            .arg(&aci)
+            .args([
+                "--name=plain",
+                "--user=0",
+                "--group=0",
+                "--exec=/bin/sh",
+                "--",
+                "-c",
+            ])
+            .arg(format!("sleep 1; {show}")),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("700\n512\n0 5 6\nset\n"), "{text}");
+    let mut plain = text.replace("700\n512\n0 5 6\nset\n", "");
+    plain.retain(|c| c != '\r');
+    assert!(!plain.contains("700") && !plain.contains("5 6"), "{text}");
+    let collected = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
+    assert!(collected.status.success(), "{}", stderr(&collected));
+    no_pods(root, "gc");
+
+    for (flag, why) in [
+        ("--cpu-shares=1", "between 2 and 262144"),
+        ("--cpu-shares=many", "not a whole number"),
+        ("--oom-score-adj=-500", "a lower score is a privilege"),
+        ("--oom-score-adj=1001", "give 0 to 1000"),
+        ("--supplementary-gids=5,-1", "not a group ID"),
+    ] {
+        let out = output(
+            skiff_in(root)
+                .args(["run", "--insecure-options=image", "--net=none"])
+                .arg(&aci)
+                .args([flag, "--exec=/bin/true"]),
+        );
+        assert_refused(&out, flag);
+        assert!(stderr(&out).contains(why), "{flag}: {}", stderr(&out));
+        no_pods(root, flag);
+    }
+}

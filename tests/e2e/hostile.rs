@@ -563,3 +563,74 @@ fn fetches_killed_at_random_points_never_leave_half_imports() {
         .collect();
     assert!(trees.is_empty(), "gc left trees: {trees:?}");
 }
+
+/// A tar that begins with a PAX extended record declaring 2 GiB (the tar
+/// reader would hold it whole in memory): as an ACI given to `image
+/// audit`, as an `oci-archive:` and as a layer of an `oci:` layout, each
+/// is refused at that header, naming it, and nothing is stored.
+#[test]
+fn oversized_extended_records_are_refused_in_audit_oci_archives_and_layers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let script = r#"
+import gzip, hashlib, json, os, sys, tarfile
+d = sys.argv[1]
+h = tarfile.TarInfo("PaxHeaders/huge"); h.type = tarfile.XHDTYPE; h.size = 2 << 30
+hostile = h.tobuf(format=tarfile.USTAR_FORMAT) + b"\0" * 4096
+open(d + "/hostile.tar", "wb").write(hostile)
+open(d + "/hostile.aci", "wb").write(gzip.compress(hostile))
+def blob(data):
+    digest = hashlib.sha256(data).hexdigest()
+    os.makedirs(d + "/oci/blobs/sha256", exist_ok=True)
+    open(d + "/oci/blobs/sha256/" + digest, "wb").write(data)
+    return {"digest": "sha256:" + digest, "size": len(data)}
+layer = gzip.compress(hostile)
+config = json.dumps({"architecture": "amd64", "os": "linux",
+    "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(hostile).hexdigest()]},
+    "config": {"Cmd": ["/bin/sh"]}}).encode()
+manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": dict(blob(config), mediaType="application/vnd.oci.image.config.v1+json"),
+    "layers": [dict(blob(layer), mediaType="application/vnd.oci.image.layer.v1.tar+gzip")]}).encode()
+index = {"schemaVersion": 2, "manifests": [dict(blob(manifest),
+    mediaType="application/vnd.oci.image.manifest.v1+json",
+    annotations={"org.opencontainers.image.ref.name": "v1"})]}
+json.dump(index, open(d + "/oci/index.json", "w"))
+json.dump({"imageLayoutVersion": "1.0.0"}, open(d + "/oci/oci-layout", "w"))
+"#;
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(d)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let audit = output(
+        skiff_in(d)
+            .args(["image", "audit"])
+            .arg(d.join("hostile.aci")),
+    );
+    assert_refused(&audit, "image audit of the hostile ACI");
+    assert!(
+        stderr(&audit).contains("extended record"),
+        "{}",
+        stderr(&audit)
+    );
+    for image in [
+        format!("oci-archive:{}", d.join("hostile.tar").display()),
+        format!("oci:{}:v1", d.join("oci").display()),
+    ] {
+        let before = image_list(d);
+        let out = output(
+            skiff_in(d)
+                .args(["--insecure-options=image", "fetch"])
+                .arg(&image),
+        );
+        assert_refused(&out, &image);
+        assert!(
+            stderr(&out).contains("extended record"),
+            "{image}: {}",
+            stderr(&out)
+        );
+        assert_eq!(image_list(d), before, "{image}");
+    }
+}

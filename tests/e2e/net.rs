@@ -460,7 +460,8 @@ fn several_networks_get_eth0_eth1_and_enter_sees_them() {
 }
 
 /// podman's `-p HOSTPORT:PODPORT` forwards to a port no image names (the
-/// pod manifest records it as a podPort), and `--dns-domain` writes
+/// pod manifest records it as a podPort), `-p PODPORT` from a free host
+/// port, and `--dns-domain` writes
 /// resolv.conf's `domain` beside the network's name servers.
 #[test]
 fn numeric_ports_and_dns_domain() {
@@ -491,8 +492,53 @@ fn numeric_ports_and_dns_domain() {
     let stopped = output(skiff_in(tmp.path()).args(["stop", &uuid]));
     assert!(stopped.status.success(), "{}", stderr(&stopped));
 
+    // `-p PODPORT`: a free host port, said on stderr and by status.
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "-d", "--insecure-options=image", "-p", "8080"])
+            .arg(&aci)
+            .args([
+                "--exec=/bin/busybox",
+                "--",
+                "httpd",
+                "-f",
+                "-p",
+                "8080",
+                "-h",
+                "/etc",
+            ]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    let said: u16 = stderr(&out)
+        .split("forwarding host port ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no chosen port said: {}", stderr(&out)));
+    let status = stdout(&output(skiff_in(tmp.path()).args(["status", &uuid])));
+    assert!(
+        status.contains(&format!("port-tcp-8080={said}\n")),
+        "{status}"
+    );
+    let curl = eventually("the chosen port answers", || {
+        let curl = Command::new("curl")
+            .args(["-s", "--max-time", "5"])
+            .arg(format!("http://127.0.0.1:{said}/passwd"))
+            .output()
+            .unwrap();
+        curl.status.success().then_some(curl)
+    });
+    assert!(
+        String::from_utf8_lossy(&curl.stdout).contains("root:x:0:0"),
+        "{curl:?}"
+    );
+    let stopped = output(skiff_in(tmp.path()).args(["stop", &uuid]));
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+
     for (flag, why) in [
         ("8080:0", "not a port"),
+        ("0", "not a port"),
         ("80:8080/sctp", "use tcp or udp"),
         ("nosuch:80", "no app has a port named"),
         ("bad!name:80", "no port name"),

@@ -122,6 +122,7 @@ fn real_main() -> Result<()> {
         Some("demo") => demo(&root),
         Some("test") => test(&root, &args[1..]),
         Some("appc-tools") => appc_tools::ensure(&root).map(|_| ()),
+        Some("package") => package(&root, true),
         Some("runtime-tools") => {
             deps()?;
             let binaries = build::Binaries::build(&root)?;
@@ -179,6 +180,7 @@ fn real_main() -> Result<()> {
                  deps        install the Debian packages skiff needs (apt-get; only missing ones)\n  \
                  demo        build skiff, then build, validate and inspect a sample image\n  \
                  test        deps + appc reference tools + fmt + clippy + the whole test suite\n  \
+                 package     cargo package for every crate, each compiled from its package (a second, debug build)\n  \
                  appc-tools  build the reference actool and ACE validator images (cached, from Debian's appc sources)\n  \
                  runtime-tools  the OCI runtime-tools compliance suite against skiff-runtime (needs ../shared)\n  \
                  bench [all|import|start|pull|metadata|audit|density|containerd] [--quick] [--stage1=kvm]  skiff against its peers, same run"
@@ -308,6 +310,32 @@ fn cargo_deny(root: &Path) -> Result<()> {
         .args(checks))
 }
 
+/// `cargo package` for every published crate: each builds from what it
+/// would upload (its own files, dependencies by version). `verify` also
+/// compiles each package as crates.io would: a second, debug build of the
+/// whole tree, so the test suite packages without it and `cargo xtask
+/// package` runs it in full.
+fn package(root: &Path, verify: bool) -> Result<()> {
+    step(if verify {
+        "cargo package (every crate, each compiled from its package)"
+    } else {
+        "cargo package --no-verify (every crate: manifests, versions, files)"
+    });
+    let mut cmd = cargo(root);
+    cmd.args([
+        "package",
+        "--workspace",
+        "--exclude",
+        "xtask",
+        "--allow-dirty",
+        "--offline",
+    ]);
+    if !verify {
+        cmd.arg("--no-verify");
+    }
+    run(&mut cmd)
+}
+
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     deps()?;
     let tools = appc_tools::ensure(root)?;
@@ -326,6 +354,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         "warnings",
     ]))?;
     cargo_deny(root)?;
+    package(root, false)?;
     // The same build step as the demo's and the benchmarks' (same profile:
     // `cargo test` compiles nothing of it again), with its guard: skiff's
     // stage1 comes from the same build.

@@ -136,7 +136,8 @@ pub fn from_aci(path: &Path) -> Result<Inventory, AuditError> {
         [b'B', b'Z', b'h', ..] => Box::new(bzip2::read::BzDecoder::new(reader)),
         _ => Box::new(reader),
     };
-    let mut archive = tar::Archive::new(input);
+    // Untrusted: the tar reader is kept from holding a huge extended record.
+    let mut archive = tar::Archive::new(skiff_spec::aci::inflation::ExtensionWatch::new(input));
     let bad = |e: std::io::Error| {
         AuditError::Image(format!("{}: not a readable ACI: {e}", path.display()))
     };

@@ -20,7 +20,8 @@ pub struct NetArgs {
     /// Forward a host port to the pod: NAME:[HOSTIP:]HOSTPORT to an app's
     /// named port (from its image manifest), or
     /// [HOSTIP:]HOSTPORT:PODPORT[/tcp|/udp] to a port number (an IPv6
-    /// HOSTIP in brackets). Needs a network with the portmap plugin (the
+    /// HOSTIP in brackets), or PODPORT[/tcp|/udp] from a free host port
+    /// (said on stderr; `skiff status` shows it as port-NAME). Needs a network with the portmap plugin (the
     /// default network has it); an ordinary user forwards host ports of
     /// 1024 and above.
     #[arg(long = "port", short = 'p', value_name = "PORT")]

@@ -91,14 +91,25 @@ pub struct PortRequest {
     pub host_port: u16,
 }
 
-const PORT_FORMS: &str =
-    "expected NAME:[HOSTIP:]HOSTPORT (an app's named port) or [HOSTIP:]HOSTPORT:PODPORT[/tcp|/udp]";
+const PORT_FORMS: &str = "expected NAME:[HOSTIP:]HOSTPORT (an app's named port), [HOSTIP:]HOSTPORT:PODPORT[/tcp|/udp] or PODPORT[/tcp|/udp] (a free host port)";
 
 fn port_number(flag: &str, text: &str) -> Result<u16, OpsError> {
     text.parse()
         .ok()
         .filter(|p| *p > 0)
         .ok_or_else(|| refuse!("--port={flag}: {text:?} is not a port (1-65535)"))
+}
+
+/// `PODPORT[/tcp|/udp]`: the port and its protocol (tcp unless said).
+fn pod_port(flag: &str, text: &str) -> Result<(u16, String), OpsError> {
+    let (port, protocol) = match text.split_once('/') {
+        Some((p, proto @ ("tcp" | "udp"))) => (p, proto),
+        Some((_, proto)) => {
+            return Err(refuse!("--port={flag}: protocol {proto:?}: use tcp or udp"));
+        }
+        None => (text, "tcp"),
+    };
+    Ok((port_number(flag, port)?, protocol.to_string()))
 }
 
 fn host_ip(flag: &str, text: &str) -> Result<IpAddr, OpsError> {
@@ -110,14 +121,20 @@ fn host_ip(flag: &str, text: &str) -> Result<IpAddr, OpsError> {
 }
 
 impl PortRequest {
-    /// `NAME:[HOSTIP:]HOSTPORT` (rkt's) or `[HOSTIP:]HOSTPORT:PODPORT[/PROTO]`
-    /// (podman's `-p`); an IPv6 host address is written in brackets. A
-    /// first part that is a number or an address makes the numeric form
-    /// (a port named by digits only is read as a number).
+    /// `NAME:[HOSTIP:]HOSTPORT` (rkt's), `[HOSTIP:]HOSTPORT:PODPORT[/PROTO]`
+    /// or `PODPORT[/PROTO]` (podman's `-p`; a free host port is chosen,
+    /// `host_port` 0 until then); an IPv6 host address is written in
+    /// brackets. A first part that is a number or an address makes the
+    /// numeric form (a port named by digits only is read as a number).
     pub fn parse(flag: &str) -> Result<PortRequest, OpsError> {
-        let (first, rest) = flag
-            .split_once(':')
-            .ok_or_else(|| refuse!("--port={flag}: {PORT_FORMS}"))?;
+        let Some((first, rest)) = flag.split_once(':') else {
+            let (port, protocol) = pod_port(flag, flag)?;
+            return Ok(PortRequest {
+                target: PortTarget::Number { port, protocol },
+                host_ip: None,
+                host_port: 0,
+            });
+        };
         let numeric = first.parse::<u16>().is_ok() || first.starts_with('[') || first.contains('.');
         if !numeric {
             skiff_spec::AcName::new(first)
@@ -135,29 +152,64 @@ impl PortRequest {
         let (host, pod) = flag
             .rsplit_once(':')
             .ok_or_else(|| refuse!("--port={flag}: {PORT_FORMS}"))?;
-        let (pod, protocol) = match pod.split_once('/') {
-            Some((p, proto @ ("tcp" | "udp"))) => (p, proto),
-            Some((_, proto)) => {
-                return Err(refuse!("--port={flag}: protocol {proto:?}: use tcp or udp"));
-            }
-            None => (pod, "tcp"),
-        };
+        let (port, protocol) = pod_port(flag, pod)?;
         let (host_ip, host_port) = match host.rsplit_once(':') {
             Some((ip, port)) => (Some(host_ip(flag, ip)?), port),
             None => (None, host),
         };
         Ok(PortRequest {
-            target: PortTarget::Number {
-                port: port_number(flag, pod)?,
-                protocol: protocol.to_string(),
-            },
+            target: PortTarget::Number { port, protocol },
             host_ip,
             host_port: port_number(flag, host_port)?,
         })
     }
 
+    /// Whether the host port is still to be chosen (`-p PODPORT`).
+    pub fn host_port_chosen_later(&self) -> bool {
+        self.host_port == 0
+    }
+
+    /// Chooses a free host port (what the kernel gives a socket bound to
+    /// port 0 on the host address, then closed) unless one was asked for
+    /// or it is in `taken`. Another program may bind it before the pod's
+    /// forward does, as with podman: the forward then fails, naming it.
+    fn choose_host_port(&mut self, taken: &[PortMapping]) -> Result<(), OpsError> {
+        if self.host_port != 0 {
+            return Ok(());
+        }
+        let PortTarget::Number { protocol, .. } = &self.target else {
+            return Ok(());
+        };
+        let ip = self
+            .host_ip
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let flag = self.flag();
+        for _ in 0..16 {
+            let addr = std::net::SocketAddr::new(ip, 0);
+            let bound = if protocol == "udp" {
+                std::net::UdpSocket::bind(addr).and_then(|s| s.local_addr())
+            } else {
+                std::net::TcpListener::bind(addr).and_then(|s| s.local_addr())
+            };
+            let port = bound
+                .map_err(|e| refuse!("--port={flag}: no free host port on {ip}: {e}"))?
+                .port();
+            if !taken
+                .iter()
+                .any(|p| p.host_port == port && &p.protocol == protocol)
+            {
+                self.host_port = port;
+                return Ok(());
+            }
+        }
+        Err(refuse!("--port={flag}: no free host port on {ip}"))
+    }
+
     /// The request as its flag (for messages).
     pub fn flag(&self) -> String {
+        if let (0, PortTarget::Number { port, protocol }) = (self.host_port, &self.target) {
+            return format!("{port}/{protocol}");
+        }
         let host = match self.host_ip {
             Some(IpAddr::V6(ip)) => format!("[{ip}]:{}", self.host_port),
             Some(ip) => format!("{ip}:{}", self.host_port),
@@ -315,7 +367,19 @@ pub fn resolve(
         .map(|flag| PortRequest::parse(flag))
         .chain(args.manifest_ports.iter().cloned().map(Ok));
     for request in requests {
-        let request = request?;
+        let mut request = request?;
+        let chosen = request.host_port_chosen_later();
+        request.choose_host_port(&ports)?;
+        if chosen {
+            tracing::info!(
+                "forwarding host port {} to the pod's port {}",
+                request.host_port,
+                match &request.target {
+                    PortTarget::Number { port, protocol } => format!("{port}/{protocol}"),
+                    PortTarget::Named(name) => name.clone(),
+                }
+            );
+        }
         let flag = request.flag();
         let (mapping, e) = request.resolve(manifests)?;
         if ports.iter().any(|p: &PortMapping| {
@@ -464,6 +528,29 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn a_pod_port_alone_gets_a_free_host_port() {
+        let mut udp = PortRequest::parse("53/udp").unwrap();
+        assert!(udp.host_port_chosen_later());
+        assert_eq!(udp.flag(), "53/udp");
+        udp.choose_host_port(&[]).unwrap();
+        assert_ne!(udp.host_port, 0);
+        let mut tcp = PortRequest::parse("80").unwrap();
+        tcp.choose_host_port(&[]).unwrap();
+        assert_eq!(
+            tcp.target,
+            PortTarget::Number {
+                port: 80,
+                protocol: "tcp".into()
+            }
+        );
+        // Chosen ports are free: something else can bind them now.
+        assert!(std::net::TcpListener::bind(("0.0.0.0", tcp.host_port)).is_ok());
+        for bad in ["0", "80/sctp", "http"] {
+            assert!(PortRequest::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -62,6 +62,46 @@ pub struct NetInfo {
     pub ips: Vec<String>,
 }
 
+/// A host port forwarded to a pod (`--port`), from its pod manifest.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortInfo {
+    /// The port's name (the image's, or `PROTO-PORT` for a number).
+    pub name: String,
+    #[serde(rename = "hostIP", skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<std::net::IpAddr>,
+    pub host_port: u64,
+}
+
+impl PortInfo {
+    /// `[HOSTIP:]HOSTPORT`, an IPv6 address in brackets.
+    pub fn host(&self) -> String {
+        match self.host_ip {
+            Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{}", self.host_port),
+            Some(ip) => format!("{ip}:{}", self.host_port),
+            None => self.host_port.to_string(),
+        }
+    }
+}
+
+/// The ports `pod`'s manifest forwards (none if it cannot be read).
+fn ports_of(pod: &Pod) -> Vec<PortInfo> {
+    std::fs::read(pod.manifest_path())
+        .ok()
+        .and_then(|bytes| skiff_spec::parse_pod_manifest(&bytes).ok())
+        .map(|m| {
+            m.ports
+                .iter()
+                .map(|p| PortInfo {
+                    name: p.name.as_str().to_string(),
+                    host_ip: p.host_ip,
+                    host_port: p.host_port,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A pod as `skiff list` and `skiff status` show it (also their JSON).
 #[derive(Debug, Clone, Serialize)]
 pub struct PodInfo {
@@ -83,6 +123,7 @@ pub struct PodInfo {
     pub accel: Option<String>,
     pub apps: Vec<AppInfo>,
     pub networks: Vec<NetInfo>,
+    pub ports: Vec<PortInfo>,
 }
 
 impl PodInfo {
@@ -138,6 +179,7 @@ impl PodInfo {
             accel: pod.note(skiff_pod::PodNote::Accel),
             apps,
             networks,
+            ports: ports_of(pod),
         }
     }
 }

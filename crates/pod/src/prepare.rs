@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use skiff_spec::image::EnvVar;
 use skiff_spec::isolator::{
-    CAPABILITIES_REMOVE_SET, CAPABILITIES_RETAIN_SET, Isolator, IsolatorValue, RESOURCE_CPU,
-    RESOURCE_MEMORY, Resource, SECCOMP_REMOVE_SET, SECCOMP_RETAIN_SET, SeccompSet,
+    CAPABILITIES_REMOVE_SET, CAPABILITIES_RETAIN_SET, CPU_SHARES, Isolator, IsolatorValue,
+    OOM_SCORE_ADJ, RESOURCE_CPU, RESOURCE_MEMORY, Resource, SECCOMP_REMOVE_SET, SECCOMP_RETAIN_SET,
+    SeccompSet,
 };
 use skiff_spec::labels::{Annotation, Hash};
 use skiff_spec::pod::{Mount, RuntimeApp as ManifestApp, RuntimeImage, Volume};
@@ -63,6 +64,15 @@ pub struct AppRequest {
     pub memory: Option<String>,
     /// `--cpu`: a resource/cpu limit (e.g. `500m`), replacing the image's.
     pub cpu: Option<String>,
+    /// `--cpu-shares`: the app's relative CPU weight (2 to 262144), the
+    /// `os/linux/cpu-shares` isolator, replacing the image's.
+    pub cpu_shares: Option<i64>,
+    /// `--oom-score-adj`: how much easier the kernel kills the app when
+    /// memory runs out (0 to 1000; only ever raised), the
+    /// `os/linux/oom-score-adj` isolator, replacing the image's.
+    pub oom_score_adj: Option<i64>,
+    /// `--supplementary-gids`: the app's extra groups, replacing the image's.
+    pub supplementary_gids: Option<Vec<i64>>,
     /// `--mount=volume=NAME,target=PATH` for this app: (volume, target).
     pub mounts: Vec<(String, String)>,
     /// `--cap-retain`: the only capabilities kept (replaces the image's isolator).
@@ -242,6 +252,33 @@ pub fn effective_app(req: &AppRequest) -> Result<App, PodError> {
             _ => (SECCOMP_REMOVE_SET, SECCOMP_RETAIN_SET),
         };
         replace(name, IsolatorValue::Seccomp(value), &[other])?;
+    }
+    if let Some(shares) = req.cpu_shares {
+        if !(2..=262_144).contains(&shares) {
+            return Err(config(format!(
+                "--cpu-shares={shares}: a CPU weight is between 2 and 262144 (1024 is the default)"
+            )));
+        }
+        replace(CPU_SHARES, IsolatorValue::CpuShares(shares), &[])?;
+    }
+    if let Some(adj) = req.oom_score_adj {
+        if !(0..=1000).contains(&adj) {
+            return Err(config(format!(
+                "--oom-score-adj={adj}: give 0 to 1000; skiff only makes a pod easier to kill (a lower score is a privilege: set it on skiff itself, e.g. systemd's OOMScoreAdjust=)"
+            )));
+        }
+        replace(OOM_SCORE_ADJ, IsolatorValue::OomScoreAdj(adj), &[])?;
+    }
+    if let Some(gids) = &req.supplementary_gids {
+        if let Some(bad) = gids
+            .iter()
+            .find(|g| !(0..=i64::from(u32::MAX - 1)).contains(*g))
+        {
+            return Err(config(format!(
+                "--supplementary-gids: {bad} is not a group ID (0 to 4294967294)"
+            )));
+        }
+        app.supplementary_gids = gids.clone();
     }
     for (isolator, limit) in [(RESOURCE_MEMORY, &req.memory), (RESOURCE_CPU, &req.cpu)] {
         if let Some(limit) = limit {

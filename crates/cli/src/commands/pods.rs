@@ -159,10 +159,11 @@ pub struct PodArgs {
     /// --exec=PATH, --name=NAME, --user=USER, --group=GROUP,
     /// --working-dir=DIR, --set-env=NAME=VALUE, --readonly-rootfs,
     /// --memory=LIMIT (e.g. 64M), --cpu=LIMIT (e.g. 500m),
-    /// --mount=volume=NAME,target=/PATH, --set-env-file=FILE,
+    /// --cpu-shares=WEIGHT (2-262144), --oom-score-adj=N (0-1000: easier to
+    /// kill, never harder), --supplementary-gids=GID,..., --mount=volume=NAME,target=/PATH, --set-env-file=FILE,
     /// --cap-retain=CAP,... --cap-remove=CAP,... (rkt's --caps-retain,
     /// --caps-remove too), --user-annotation=NAME=VALUE,
-    /// --user-label=NAME=VALUE,
+    /// --user-label=NAME=VALUE, --environment=NAME=VALUE (as --set-env),
     /// --seccomp=mode=retain|remove[,errno=ENOSYS],SYSCALL,...
     #[arg(
         trailing_var_arg = true,
@@ -187,7 +188,7 @@ pub struct DetachArgs {
 }
 
 /// The options that come after an image (rkt's per-app options).
-const PER_IMAGE: [&str; 18] = [
+const PER_IMAGE: [&str; 22] = [
     "exec",
     "name",
     "user",
@@ -206,6 +207,10 @@ const PER_IMAGE: [&str; 18] = [
     "caps-remove",
     "user-annotation",
     "user-label",
+    "cpu-shares",
+    "oom-score-adj",
+    "supplementary-gids",
+    "environment",
 ];
 
 /// The options of `skiff run` itself (before the first image): long
@@ -349,7 +354,19 @@ fn parse_apps(rest: &[String]) -> anyhow::Result<Vec<AppSpec>> {
                     .push(parse_env("--user-annotation", &value)?),
                 "user-label" => r.user_labels.push(parse_env("--user-label", &value)?),
                 "cpu" => r.cpu = Some(value),
-                "set-env" => r.env.push(parse_env("--set-env", &value)?),
+                "cpu-shares" => r.cpu_shares = Some(integer("--cpu-shares", &value)?),
+                "oom-score-adj" => r.oom_score_adj = Some(integer("--oom-score-adj", &value)?),
+                "supplementary-gids" => {
+                    r.supplementary_gids = Some(
+                        value
+                            .split(',')
+                            .filter(|g| !g.is_empty())
+                            .map(|g| integer("--supplementary-gids", g))
+                            .collect::<anyhow::Result<_>>()?,
+                    )
+                }
+                // rkt's app add spells --set-env so.
+                "set-env" | "environment" => r.env.push(parse_env(&format!("--{name}"), &value)?),
                 _ => return Err(unknown_option(tok, true)),
             }
             continue;
@@ -365,6 +382,13 @@ fn parse_apps(rest: &[String]) -> anyhow::Result<Vec<AppSpec>> {
         bail!("no image to run");
     }
     Ok(apps)
+}
+
+/// The integer value of `flag`.
+fn integer(flag: &str, text: &str) -> anyhow::Result<i64> {
+    text.trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{flag}={text}: not a whole number"))
 }
 
 /// A size in bytes, as a quantity (`10Mi`, `20M`, `131072`).
@@ -835,6 +859,9 @@ pub fn status(
     let nets = networks_text(&pod);
     if !nets.is_empty() {
         println!("networks={nets}");
+    }
+    for port in &pod.ports {
+        println!("port-{}={}", port.name, port.host());
     }
     for app in &pod.apps {
         if let Some(code) = app.exit_code {

@@ -243,12 +243,15 @@ fn open_layer(
         // Uncompressed: counted on both sides (ratio 1).
         Box::new(counted)
     };
-    Ok(Box::new(Inflation {
-        inner,
-        totals: totals.clone(),
-        max_ratio,
-        layer: name,
-    }))
+    // The tar reader is kept from holding a huge extended record.
+    Ok(Box::new(skiff_spec::aci::inflation::ExtensionWatch::new(
+        Inflation {
+            inner,
+            totals: totals.clone(),
+            max_ratio,
+            layer: name,
+        },
+    )))
 }
 
 /// A layer entry's path, relative, without `./`; `..` is refused.

@@ -73,7 +73,9 @@ fn unpack_archive(archive: &Path, dir: &Path) -> Result<(), FetchError> {
         |source: std::io::Error| FetchError::from(skiff_io::io_err_at("read", archive)(source));
     let file = std::fs::File::open(archive).map_err(io)?;
     std::fs::create_dir_all(dir.join("blobs/sha256")).map_err(io)?;
-    let mut tar = tar::Archive::new(std::io::BufReader::new(file));
+    let mut tar = tar::Archive::new(skiff_spec::aci::inflation::ExtensionWatch::new(
+        std::io::BufReader::new(file),
+    ));
     for entry in tar.entries().map_err(io)? {
         let mut entry = entry.map_err(io)?;
         if !entry.header().entry_type().is_file() {

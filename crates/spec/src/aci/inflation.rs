@@ -75,6 +75,38 @@ fn oversized_extension(block: &[u8; 512]) -> Option<String> {
     })
 }
 
+/// No limit on what a stream inflates to (only the watch on extended
+/// records stays).
+pub(crate) const UNLIMITED: Limits = Limits {
+    max_bytes: u64::MAX,
+    max_ratio: u64::MAX,
+    grace: u64::MAX,
+};
+
+/// A decompressed tar stream watched for what the tar reader would hold
+/// in memory whole: an extended record larger than [`MAX_EXTENSION`], or
+/// a GNU sparse header. The read that meets one fails, saying why. For tar
+/// streams with no inflation limits of their own (an audited file, an OCI
+/// archive) or with theirs elsewhere (docker layers).
+pub struct ExtensionWatch<R>(Guarded<R>);
+
+impl<R: Read> ExtensionWatch<R> {
+    pub fn new(tar_stream: R) -> Self {
+        ExtensionWatch(Guarded::new(
+            tar_stream,
+            Rc::new(Cell::new(0)),
+            UNLIMITED,
+            Rc::new(RefCell::new(None)),
+        ))
+    }
+}
+
+impl<R: Read> Read for ExtensionWatch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
 /// Counts the compressed bytes a decompressor consumes.
 pub(crate) struct Counted<R> {
     pub(crate) inner: R,
@@ -260,6 +292,28 @@ mod tests {
         file.set_cksum();
         builder.append(&file, &b"{}"[..]).unwrap();
         builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn the_watch_stops_a_tar_reader_at_an_oversized_record_and_passes_the_rest() {
+        let read_all = |bytes: Vec<u8>| -> Result<Vec<String>, String> {
+            let mut archive = tar::Archive::new(ExtensionWatch::new(bytes.as_slice()));
+            let mut names = Vec::new();
+            for entry in archive.entries().map_err(|e| e.to_string())? {
+                let entry = entry.map_err(|e| e.to_string())?;
+                names.push(String::from_utf8_lossy(&entry.path_bytes()).into_owned());
+            }
+            Ok(names)
+        };
+        let big = (MAX_EXTENSION + 1) as usize;
+        let err = read_all(tar_with_extension(tar::EntryType::XHeader, big)).unwrap_err();
+        assert!(err.contains("extended record"), "{err}");
+        let err = read_all(tar_with_extension(tar::EntryType::GNUSparse, 100)).unwrap_err();
+        assert!(err.contains("sparse"), "{err}");
+        assert_eq!(
+            read_all(tar_with_extension(tar::EntryType::XHeader, 600)),
+            Ok(vec!["manifest".to_string()])
+        );
     }
 
     #[test]

@@ -376,16 +376,11 @@ pub fn read_manifest_bytes<R: Read>(input: R) -> Result<Vec<u8>, AciError> {
     use std::rc::Rc;
     // No inflation limits here (the full read has them), but the same
     // watch on extended records: this runs before any signature check.
-    let unlimited = inflation::Limits {
-        max_bytes: u64::MAX,
-        max_ratio: u64::MAX,
-        grace: u64::MAX,
-    };
     let verdict = Rc::new(RefCell::new(None));
     let guarded = inflation::Guarded::new(
         decompress(input)?,
         Rc::new(Cell::new(0)),
-        unlimited,
+        inflation::UNLIMITED,
         verdict.clone(),
     );
     let result = find_manifest(guarded);
