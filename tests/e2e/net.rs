@@ -561,3 +561,108 @@ fn numeric_ports_and_dns_domain() {
     let out = sh(tmp.path(), &aci, &["--dns-domain=bad domain"], "true");
     assert_refused(&out, "a domain with a space");
 }
+
+/// rkt's `default-restricted`: a pod reaches the host (its address on the
+/// network's own bridge) and nothing else — no default route, no way to
+/// the default network — and takes no forwarded ports.
+#[test]
+fn the_restricted_network_reaches_the_host_and_nothing_else() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = tmp.path().join("busybox.aci");
+    busybox_aci(tmp.path(), "example.com/busybox", &aci);
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heard = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).unwrap();
+        text
+    });
+    let script = format!(
+        "gw=$(ip -4 addr show eth0 | sed -n 's/.*inet \\([0-9.]*\\)\\.[0-9]*\\/.*/\\1.1/p'); \
+         echo gateway=$gw; ip route; \
+         echo hello | nc -w 10 $gw {port} && echo reached-host; \
+         nc -w 3 1.1.1.1 80 </dev/null 2>&1; \
+         nc -w 3 172.16.28.1 80 </dev/null 2>&1; true"
+    );
+    let out = sh(tmp.path(), &aci, &["--net=default-restricted"], &script);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("reached-host"), "{text}");
+    assert_eq!(heard.join().unwrap(), "hello\n");
+    assert!(!text.contains("default"), "a default route: {text}");
+    assert_eq!(
+        text.matches("Network is unreachable").count(),
+        2,
+        "the outside or the default network reached: {text}"
+    );
+    let out = sh(
+        tmp.path(),
+        &aci,
+        &["--net=default-restricted", "--port=18099:80"],
+        "true",
+    );
+    assert_refused(&out, "--port on default-restricted");
+}
+
+/// Puts `net.ipv6.conf.all.forwarding` back as it was.
+struct Ipv6Forwarding(String);
+
+impl Drop for Ipv6Forwarding {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", &self.0);
+    }
+}
+
+/// On a host that forwards IPv6, the default network is dual-stack: the
+/// pod has an address of fd73:6b69:6666::/64 and a default route, and the
+/// host reaches it over IPv6. (Changes a host setting for its duration:
+/// run alone.)
+#[test]
+#[ignore = "turns on the host's IPv6 forwarding for a while: cargo xtask test runs it alone, after the parallel suite"]
+fn the_default_network_has_ipv6_when_the_host_forwards_it() {
+    let path = "/proc/sys/net/ipv6/conf/all/forwarding";
+    let _restore = Ipv6Forwarding(std::fs::read_to_string(path).unwrap());
+    std::fs::write(path, "1").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = tmp.path().join("busybox.aci");
+    busybox_aci(tmp.path(), "example.com/busybox", &aci);
+    let uuid = start_httpd(tmp.path(), &aci, &[]);
+    let status = stdout(&output(skiff_in(tmp.path()).args(["status", &uuid])));
+    let address = status
+        .split("ip6=")
+        .nth(1)
+        .and_then(|rest| rest.split([',', '\n']).next())
+        .unwrap_or_else(|| panic!("no IPv6 address: {status}"))
+        .to_string();
+    assert!(address.starts_with("fd73:6b69:6666:"), "{status}");
+    let routes = output(skiff_in(tmp.path()).args(["enter", &uuid]).args([
+        "/bin/busybox",
+        "ip",
+        "-6",
+        "route",
+    ]));
+    assert!(
+        stdout(&routes).contains("default via fd73:6b69:6666::1"),
+        "{}{}",
+        stdout(&routes),
+        stderr(&routes)
+    );
+    let curl = eventually("the pod answers over IPv6", || {
+        let curl = Command::new("curl")
+            .args(["-s", "-g", "--max-time", "5"])
+            .arg(format!("http://[{address}]:8080/passwd"))
+            .output()
+            .unwrap();
+        curl.status.success().then_some(curl)
+    });
+    assert!(
+        String::from_utf8_lossy(&curl.stdout).contains("root:x:0:0"),
+        "{curl:?}"
+    );
+    let stopped = output(skiff_in(tmp.path()).args(["stop", &uuid]));
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+}

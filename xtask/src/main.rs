@@ -441,10 +441,27 @@ fn leftovers() -> Vec<String> {
     {
         found.push(format!("netns {}", entry.path().display()));
     }
-    if let Ok(out) = Command::new("iptables-save").output() {
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            if line.starts_with("-A") && line.contains("CNI") {
-                found.push(format!("iptables {line}"));
+    // Rules that name a pod's chain (CNI-<hash>, CNI-DN-<hash>, …); the
+    // portmap plugin's shared CNI-HOSTPORT-* chains and their jumps stay
+    // by design, as in every CNI host.
+    let per_pod = |line: &str| {
+        line.starts_with("-A")
+            && line
+                .split(|c: char| c.is_whitespace() || c == '"')
+                .any(|w| {
+                    w.starts_with("CNI-")
+                        && !matches!(
+                            w,
+                            "CNI-HOSTPORT-DNAT" | "CNI-HOSTPORT-MASQ" | "CNI-HOSTPORT-SETMARK"
+                        )
+                })
+    };
+    for tool in ["iptables-save", "ip6tables-save"] {
+        if let Ok(out) = Command::new(tool).output() {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                if per_pod(line) {
+                    found.push(format!("{tool} {line}"));
+                }
             }
         }
     }

@@ -7,7 +7,9 @@ use skiff_ops::network::NetOptions;
 #[derive(Args, Debug, Default)]
 pub struct NetArgs {
     /// Networks: `default` (a private bridge with NAT, the default for the
-    /// ns flavor), `host` (the host's network), `none` (only loopback), or
+    /// ns flavor; dual-stack where the host forwards IPv6),
+    /// `default-restricted` (a private bridge that reaches only the host),
+    /// `host` (the host's network), `none` (only loopback), or
     /// names of CNI configs in net.d/ (local config first, then system
     /// config), each optionally with CNI_ARGS: NAME:K=V[;K=V]. Several
     /// networks (comma-separated or repeated) get eth0, eth1, ... For an
@@ -21,9 +23,9 @@ pub struct NetArgs {
     /// named port (from its image manifest), or
     /// [HOSTIP:]HOSTPORT:PODPORT[/tcp|/udp] to a port number (an IPv6
     /// HOSTIP in brackets), or PODPORT[/tcp|/udp] from a free host port
-    /// (said on stderr; `skiff status` shows it as port-NAME). Needs a network with the portmap plugin (the
-    /// default network has it); an ordinary user forwards host ports of
-    /// 1024 and above.
+    /// (said on stderr; `skiff status` shows it as port-NAME). Needs a
+    /// network with the portmap plugin (the default network has it); an
+    /// ordinary user forwards host ports of 1024 and above.
     #[arg(long = "port", short = 'p', value_name = "PORT")]
     ports: Vec<String>,
 

@@ -12,6 +12,9 @@ use crate::NetError;
 /// The bridge of the built-in `default` network.
 pub const DEFAULT_BRIDGE: &str = "skiff0";
 
+/// The bridge of the built-in `default-restricted` network.
+pub const RESTRICTED_BRIDGE: &str = "skiff1";
+
 /// Where host-local keeps the leases of the built-in network: on tmpfs, as
 /// the pods and their addresses do not outlive a reboot.
 pub const DEFAULT_IPAM_DIR: &str = "/run/skiff/ipam";
@@ -25,6 +28,19 @@ const DEFAULT_SUBNETS: &[[u8; 3]] = &[
     [10, 88, 28],
     [10, 88, 29],
     [192, 168, 228],
+];
+
+/// The IPv6 subnet of the built-in network (a unique local /64, "skiff"
+/// in its global ID), given when the host routes IPv6 already.
+pub const DEFAULT_SUBNET6: &str = "fd73:6b69:6666::/64";
+
+/// Subnets tried for the built-in `default-restricted` network.
+const RESTRICTED_SUBNETS: &[[u8; 3]] = &[
+    [172, 17, 28],
+    [172, 17, 29],
+    [10, 89, 28],
+    [10, 89, 29],
+    [192, 168, 229],
 ];
 
 /// Network names that are not CNI configurations.
@@ -218,8 +234,10 @@ pub fn load(name: &str, dirs: &[PathBuf]) -> Result<NetworkConfig, NetError> {
             }
         }
     }
-    if name == "default" {
-        return default_network();
+    match name {
+        "default" => return default_network(),
+        "default-restricted" => return restricted_network(),
+        _ => {}
     }
     Err(first_error.unwrap_or_else(|| NetError::UnknownNetwork(name.to_string())))
 }
@@ -227,11 +245,11 @@ pub fn load(name: &str, dirs: &[PathBuf]) -> Result<NetworkConfig, NetError> {
 /// The built-in `default` network: a bridge with NAT, host-local addresses
 /// on a private /24 that no host route covers, and port forwarding.
 pub fn default_network() -> Result<NetworkConfig, NetError> {
-    let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
-    let subnet = default_subnet(&routes).ok_or_else(|| NetError::Config {
-        file: "built-in network 'default'".into(),
-        problem: "every candidate subnet overlaps a host route; define 'default' in net.d".into(),
-    })?;
+    let subnet = free_subnet("default", DEFAULT_BRIDGE, DEFAULT_SUBNETS)?;
+    let mut ranges = vec![serde_json::json!([{"subnet": subnet}])];
+    if host_routes_ipv6() {
+        ranges.push(serde_json::json!([{"subnet": DEFAULT_SUBNET6}]));
+    }
     let value = serde_json::json!({
         "cniVersion": "1.0.0",
         "name": "default",
@@ -244,7 +262,7 @@ pub fn default_network() -> Result<NetworkConfig, NetError> {
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",
-                    "ranges": [[{"subnet": subnet}]],
+                    "ranges": ranges,
                     "dataDir": DEFAULT_IPAM_DIR,
                 }
             },
@@ -252,6 +270,52 @@ pub fn default_network() -> Result<NetworkConfig, NetError> {
         ]
     });
     NetworkConfig::from_json("built-in", value)
+}
+
+/// Whether the host forwards IPv6 (`net.ipv6.conf.all.forwarding` is 1
+/// and IPv6 is not disabled): then the default network is dual-stack.
+/// skiff does not turn forwarding on itself: on a host that takes its
+/// IPv6 route from router advertisements, forwarding stops accepting
+/// them (unless `accept_ra=2`), which would cut the host off.
+pub fn host_routes_ipv6() -> bool {
+    let on = |path: &str| std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1");
+    on("/proc/sys/net/ipv6/conf/all/forwarding") && !on("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+}
+
+/// The built-in `default-restricted` network (rkt's): a bridge of its own
+/// where pods reach the host (its address on the bridge, the gateway:
+/// the metadata service, for one) and each other, and nothing else — no
+/// default route, no NAT, no port forwarding.
+pub fn restricted_network() -> Result<NetworkConfig, NetError> {
+    let subnet = free_subnet("default-restricted", RESTRICTED_BRIDGE, RESTRICTED_SUBNETS)?;
+    let value = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "default-restricted",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": RESTRICTED_BRIDGE,
+                "isGateway": true,
+                "ipMasq": false,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": subnet}]],
+                    "dataDir": DEFAULT_IPAM_DIR,
+                }
+            }
+        ]
+    });
+    NetworkConfig::from_json("built-in", value)
+}
+
+/// The subnet of the built-in network `name` on `bridge`, from `candidates`.
+fn free_subnet(name: &str, bridge: &str, candidates: &[[u8; 3]]) -> Result<String, NetError> {
+    let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    pick_subnet(&routes, bridge, candidates).ok_or_else(|| NetError::Config {
+        file: format!("built-in network '{name}'"),
+        problem: format!("every candidate subnet overlaps a host route; define '{name}' in net.d"),
+    })
 }
 
 /// One IPv4 route of `/proc/net/route`.
@@ -278,18 +342,19 @@ fn parse_routes(table: &str) -> Vec<Route> {
         .collect()
 }
 
-/// The built-in network's subnet: the one already on its bridge, else the
-/// first candidate that overlaps no host route (the default route aside).
-fn default_subnet(route_table: &str) -> Option<String> {
+/// A built-in network's subnet: the one already on its `bridge`, else the
+/// first of `candidates` that overlaps no host route (the default route
+/// aside).
+fn pick_subnet(route_table: &str, bridge: &str, candidates: &[[u8; 3]]) -> Option<String> {
     let routes = parse_routes(route_table);
     let cidr = |net: u32| format!("{}/24", Ipv4Addr::from(net));
     if let Some(r) = routes
         .iter()
-        .find(|r| r.iface == DEFAULT_BRIDGE && r.mask == 0xffff_ff00)
+        .find(|r| r.iface == bridge && r.mask == 0xffff_ff00)
     {
         return Some(cidr(r.dest));
     }
-    DEFAULT_SUBNETS
+    candidates
         .iter()
         .map(|[a, b, c]| u32::from(Ipv4Addr::new(*a, *b, *c, 0)))
         .find(|&net| {
@@ -311,6 +376,7 @@ mod tests {
 
     #[test]
     fn default_subnet_avoids_host_routes_and_reuses_its_bridge() {
+        let default_subnet = |table: &str| pick_subnet(table, DEFAULT_BRIDGE, DEFAULT_SUBNETS);
         assert_eq!(default_subnet(TABLE).as_deref(), Some("172.16.28.0/24"));
         // A host route covering 172.16.0.0/12 rules out every 172.16 candidate.
         let busy = format!("{TABLE}eth1\t000010AC\t00000000\t0001\t0\t0\t0\t0000F0FF\t0\t0\t0\n");
@@ -318,6 +384,11 @@ mod tests {
         // Our bridge already has a subnet: keep it.
         let ours = format!("{TABLE}skiff0\t001E10AC\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n");
         assert_eq!(default_subnet(&ours).as_deref(), Some("172.16.30.0/24"));
+        // The restricted network has its own bridge and subnets.
+        assert_eq!(
+            pick_subnet(&ours, RESTRICTED_BRIDGE, RESTRICTED_SUBNETS).as_deref(),
+            Some("172.17.28.0/24")
+        );
     }
 
     #[test]
@@ -392,5 +463,13 @@ mod tests {
             load("default", &[]).unwrap().plugin_types(),
             vec!["bridge", "portmap"]
         );
+        // No route out, no NAT, no forwarded ports.
+        let restricted = load("default-restricted", &[]).unwrap();
+        assert_eq!(restricted.plugin_types(), vec!["bridge"]);
+        let bridge = &restricted.plugins[0];
+        assert_eq!(bridge["bridge"], RESTRICTED_BRIDGE);
+        assert_eq!(bridge["ipMasq"], false);
+        assert!(bridge.get("isDefaultGateway").is_none());
+        assert!(bridge["ipam"].get("routes").is_none());
     }
 }
