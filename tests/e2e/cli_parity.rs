@@ -77,6 +77,12 @@ fn values_that_would_fail_later_are_refused_before_the_pod_exists() {
         ),
         (vec![volume.as_str(), aci], "does not exist"),
         (vec!["--hostname=bad host!", aci], "--hostname=bad host!"),
+        (vec![aci, "--set-env==x"], "must not be empty"),
+        (
+            vec![aci, "--environment=A B=1"],
+            "not a valid variable name",
+        ),
+        (vec!["--set-env=$(id)=1", aci], "not a valid variable name"),
     ] {
         let out = output(
             skiff_in(tmp.path())
@@ -206,7 +212,8 @@ fn write_random(path: &Path, len: u64, seed: u64) {
 }
 
 /// A 2 GiB image whose 1.5 GiB file is random data (model weights, a
-/// database) fetches and runs: its ratio is about 1. A real bomb (zeros)
+/// database) fetches and runs, as an ACI and as an OCI layout: its ratio
+/// is about 1. A real bomb (zeros)
 /// is still refused, naming the option that takes a larger ratio.
 #[test]
 #[ignore = "2 GiB through gzip, import and render: cargo xtask test runs it alone, after the parallel suite"]
@@ -252,6 +259,43 @@ fn a_two_gib_image_of_random_data_fetches_and_a_bomb_does_not() {
         stderr(&out)
     );
     std::fs::remove_file(&aci).unwrap();
+
+    // The same image as an OCI layout (one 2 GiB gzip layer) fetches too.
+    let layout = tmp.path().join("big-oci");
+    let exported = output(
+        skiff_in(tmp.path())
+            .args(["image", "export", "--format=oci", "example.com/big"])
+            .arg(&layout),
+    );
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    // Room for the OCI copy: the ACI's blob and tree go first.
+    for args in [
+        &["gc", "--grace-period=0s"][..],
+        &["image", "rm", "example.com/big"],
+        &["image", "gc", "--grace-period=0s"],
+    ] {
+        let _ = output(skiff_in(tmp.path()).args(args));
+    }
+    let fetched = output(
+        skiff_in(tmp.path())
+            .args(["fetch", "--insecure-options=image"])
+            .arg(format!("oci:{}", layout.display())),
+    );
+    assert!(fetched.status.success(), "oci: {}", stderr(&fetched));
+    std::fs::remove_dir_all(&layout).unwrap();
+    let id = stdout(&fetched).trim().to_string();
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--insecure-options=image", "--net=none"])
+            .arg(&id)
+            .args(["--exec=/bin/busybox", "--", "stat", "-c", "%s", "/weights"]),
+    );
+    assert_eq!(
+        stdout(&out),
+        format!("{}\n", 1536u64 << 20),
+        "oci: {}",
+        stderr(&out)
+    );
 
     let layout = tmp.path().join("bomb");
     busybox_layout(&layout);
@@ -860,5 +904,92 @@ fn rkt_per_app_resource_flags_apply() {
         assert_refused(&out, flag);
         assert!(stderr(&out).contains(why), "{flag}: {}", stderr(&out));
         no_pods(root, flag);
+    }
+}
+
+/// Whether `text` holds anything that would drive a terminal or forge a
+/// line of skiff's: ESC, BEL, CR, C1 controls, a line that is a message.
+fn drives_a_terminal(text: &str) -> bool {
+    text.chars().any(|c| {
+        matches!(
+            c,
+            '\u{1b}' | '\u{7}' | '\r' | '\u{80}'..='\u{9f}' | '\u{202e}'
+        )
+    }) || text.lines().any(|l| l.starts_with("skiff: error: forged"))
+}
+
+/// Text an image or a file name carries never reaches the terminal raw:
+/// an image's label in `image list`, its package database and os-release
+/// in `image audit`, a file name in `image build`'s warning, an image
+/// file's name in `--debug`'s step lines. Each holds escape sequences and
+/// a forged `skiff: error:` line.
+#[test]
+fn text_from_images_and_file_names_cannot_drive_the_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let line = "x\u{1b}]0;T\u{7}\u{1b}[2J\r\u{9b}31m\u{202e}";
+    let forged = format!("{line}\nskiff: error: forged");
+    let layout = root.join("layout");
+    busybox_layout(&layout);
+    let manifest = BUSYBOX_MANIFEST.replace(
+        r#""name": "example.com/busybox","#,
+        &format!(
+            r#""name": "example.com/hostile", "annotations": [{{"name": "note", "value": {}}}],"#,
+            serde_json::to_string(&forged).unwrap()
+        ),
+    );
+    let mut manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    manifest["labels"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|l| l["name"] != "version");
+    manifest["labels"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "version", "value": forged}));
+    std::fs::write(layout.join("manifest"), manifest.to_string()).unwrap();
+    let dpkg = layout.join("rootfs/var/lib/dpkg");
+    std::fs::create_dir_all(&dpkg).unwrap();
+    std::fs::write(
+        dpkg.join("status"),
+        format!("Package: pkg{line}\nStatus: install ok installed\nVersion: 1{line}\nArchitecture: amd64{line}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("rootfs/etc/os-release"),
+        format!("ID=evil{line}\nVERSION_ID=1{line}\n"),
+    )
+    .unwrap();
+    let socket = layout.join(format!("rootfs/{}", forged.replace('/', "_")));
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let aci = root.join(format!("e{}.aci", forged.replace('/', "_")));
+    let built = output(
+        skiff()
+            .args(["image", "build", "--overwrite"])
+            .arg(&layout)
+            .arg(&aci),
+    );
+    assert!(built.status.success(), "{}", stderr(&built));
+    assert!(stderr(&built).contains("warning"), "{}", stderr(&built));
+    let fetched = output(
+        skiff_in(root)
+            .args(["--debug", "--insecure-options=image", "fetch"])
+            .arg(&aci),
+    );
+    assert!(fetched.status.success(), "{}", stderr(&fetched));
+    let audit = output(skiff_in(root).args(["image", "audit"]).arg(&aci));
+    assert!(audit.status.success(), "{}", stderr(&audit));
+    assert!(stdout(&audit).contains("pkg"), "{}", stdout(&audit));
+    let list = output(skiff_in(root).args(["image", "list"]));
+    assert!(list.status.success(), "{}", stderr(&list));
+    for (what, text) in [
+        ("build's warning", stderr(&built)),
+        ("fetch --debug", stderr(&fetched)),
+        ("audit's table", stdout(&audit)),
+        ("audit's summary", stderr(&audit)),
+        ("image list", stdout(&list)),
+    ] {
+        assert!(!drives_a_terminal(&text), "{what}: {text:?}");
     }
 }

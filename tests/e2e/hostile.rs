@@ -330,6 +330,11 @@ fn cases() -> Vec<Case> {
             "rootfs/sparse",
         ),
         case("size-bomb", vec![huge], "rootfs/huge"),
+        case(
+            "path-longer-than-linux-takes",
+            vec![gnu_longname(&"rootfs/a".repeat(700)), file("rootfs/x")],
+            "more than 4096",
+        ),
         // Zeros through gzip's fastest level inflate about 230 times: past
         // a ratio of 100, measured as they inflate.
         Case {
@@ -567,35 +572,45 @@ fn fetches_killed_at_random_points_never_leave_half_imports() {
 /// A tar that begins with a PAX extended record declaring 2 GiB (the tar
 /// reader would hold it whole in memory): as an ACI given to `image
 /// audit`, as an `oci-archive:` and as a layer of an `oci:` layout, each
-/// is refused at that header, naming it, and nothing is stored.
+/// is refused at that header, naming it, and nothing is stored. A layer
+/// entry with a path longer than Linux takes (5,000 bytes) is refused too
+/// (the ancestor checks of such paths cost seconds each).
 #[test]
 fn oversized_extended_records_are_refused_in_audit_oci_archives_and_layers() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let script = r#"
-import gzip, hashlib, json, os, sys, tarfile
+import gzip, hashlib, io, json, os, sys, tarfile
 d = sys.argv[1]
 h = tarfile.TarInfo("PaxHeaders/huge"); h.type = tarfile.XHDTYPE; h.size = 2 << 30
 hostile = h.tobuf(format=tarfile.USTAR_FORMAT) + b"\0" * 4096
 open(d + "/hostile.tar", "wb").write(hostile)
 open(d + "/hostile.aci", "wb").write(gzip.compress(hostile))
-def blob(data):
-    digest = hashlib.sha256(data).hexdigest()
-    os.makedirs(d + "/oci/blobs/sha256", exist_ok=True)
-    open(d + "/oci/blobs/sha256/" + digest, "wb").write(data)
-    return {"digest": "sha256:" + digest, "size": len(data)}
-layer = gzip.compress(hostile)
-config = json.dumps({"architecture": "amd64", "os": "linux",
-    "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(hostile).hexdigest()]},
-    "config": {"Cmd": ["/bin/sh"]}}).encode()
-manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-    "config": dict(blob(config), mediaType="application/vnd.oci.image.config.v1+json"),
-    "layers": [dict(blob(layer), mediaType="application/vnd.oci.image.layer.v1.tar+gzip")]}).encode()
-index = {"schemaVersion": 2, "manifests": [dict(blob(manifest),
-    mediaType="application/vnd.oci.image.manifest.v1+json",
-    annotations={"org.opencontainers.image.ref.name": "v1"})]}
-json.dump(index, open(d + "/oci/index.json", "w"))
-json.dump({"imageLayoutVersion": "1.0.0"}, open(d + "/oci/oci-layout", "w"))
+def layout(name, tar):
+    def blob(data):
+        digest = hashlib.sha256(data).hexdigest()
+        os.makedirs(d + "/" + name + "/blobs/sha256", exist_ok=True)
+        open(d + "/" + name + "/blobs/sha256/" + digest, "wb").write(data)
+        return {"digest": "sha256:" + digest, "size": len(data)}
+    layer = gzip.compress(tar)
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(tar).hexdigest()]},
+        "config": {"Cmd": ["/bin/sh"]}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": dict(blob(config), mediaType="application/vnd.oci.image.config.v1+json"),
+        "layers": [dict(blob(layer), mediaType="application/vnd.oci.image.layer.v1.tar+gzip")]}).encode()
+    index = {"schemaVersion": 2, "manifests": [dict(blob(manifest),
+        mediaType="application/vnd.oci.image.manifest.v1+json",
+        annotations={"org.opencontainers.image.ref.name": "v1"})]}
+    json.dump(index, open(d + "/" + name + "/index.json", "w"))
+    json.dump({"imageLayoutVersion": "1.0.0"}, open(d + "/" + name + "/oci-layout", "w"))
+layout("oci", hostile)
+# A path of 5,000 bytes (a GNU long name): more than any path has.
+out = io.BytesIO()
+with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as t:
+    info = tarfile.TarInfo("a/" * 2500 + "x"); info.size = 1
+    t.addfile(info, io.BytesIO(b"x"))
+layout("oci-long", out.getvalue())
 "#;
     let status = Command::new("python3")
         .arg("-c")
@@ -615,9 +630,19 @@ json.dump({"imageLayoutVersion": "1.0.0"}, open(d + "/oci/oci-layout", "w"))
         "{}",
         stderr(&audit)
     );
-    for image in [
-        format!("oci-archive:{}", d.join("hostile.tar").display()),
-        format!("oci:{}:v1", d.join("oci").display()),
+    for (image, why) in [
+        (
+            format!("oci-archive:{}", d.join("hostile.tar").display()),
+            "extended record",
+        ),
+        (
+            format!("oci:{}:v1", d.join("oci").display()),
+            "extended record",
+        ),
+        (
+            format!("oci:{}:v1", d.join("oci-long").display()),
+            "a path of 5001 bytes",
+        ),
     ] {
         let before = image_list(d);
         let out = output(
@@ -626,11 +651,7 @@ json.dump({"imageLayoutVersion": "1.0.0"}, open(d + "/oci/oci-layout", "w"))
                 .arg(&image),
         );
         assert_refused(&out, &image);
-        assert!(
-            stderr(&out).contains("extended record"),
-            "{image}: {}",
-            stderr(&out)
-        );
+        assert!(stderr(&out).contains(why), "{image}: {}", stderr(&out));
         assert_eq!(image_list(d), before, "{image}");
     }
 }

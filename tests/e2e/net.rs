@@ -495,7 +495,15 @@ fn numeric_ports_and_dns_domain() {
     // `-p PODPORT`: a free host port, said on stderr and by status.
     let out = output(
         skiff_in(tmp.path())
-            .args(["run", "-d", "--insecure-options=image", "-p", "8080"])
+            .args([
+                "run",
+                "-d",
+                "--insecure-options=image",
+                "-p",
+                "8080",
+                "-p",
+                "8080",
+            ])
             .arg(&aci)
             .args([
                 "--exec=/bin/busybox",
@@ -517,8 +525,14 @@ fn numeric_ports_and_dns_domain() {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no chosen port said: {}", stderr(&out)));
     let status = stdout(&output(skiff_in(tmp.path()).args(["status", &uuid])));
+    // Two host ports to one pod port: one line, both on it.
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("port-tcp-8080="))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(status.matches("port-tcp-8080=").count(), 1, "{status}");
     assert!(
-        status.contains(&format!("port-tcp-8080={said}\n")),
+        line.contains(&said.to_string()) && line.contains(','),
         "{status}"
     );
     let curl = eventually("the chosen port answers", || {
@@ -539,6 +553,7 @@ fn numeric_ports_and_dns_domain() {
     for (flag, why) in [
         ("8080:0", "not a port"),
         ("0", "not a port"),
+        ("[::1]", "an address needs ports"),
         ("80:8080/sctp", "use tcp or udp"),
         ("nosuch:80", "no app has a port named"),
         ("bad!name:80", "no port name"),
@@ -547,6 +562,15 @@ fn numeric_ports_and_dns_domain() {
         assert_refused(&out, flag);
         assert!(stderr(&out).contains(why), "{flag}: {}", stderr(&out));
     }
+
+    // Refused for want of a network that forwards: no port announced.
+    let out = sh(tmp.path(), &aci, &["--net=none", "-p", "8080"], "true");
+    assert_refused(&out, "-p on --net=none");
+    assert!(
+        !stderr(&out).contains("forwarding host port"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = sh(
         tmp.path(),

@@ -30,6 +30,14 @@ pub fn color_on_stderr() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// `text` on one line with nothing a terminal would act on: controls
+/// (newlines too) and hidden characters written as visible escapes.
+/// Messages and fields carry names, paths and URLs from images and
+/// servers: none may move the cursor or start a forged line.
+fn one_line(text: &str) -> String {
+    String::from_utf8_lossy(&skiff_pod::logs::visible(text.as_bytes())).into_owned()
+}
+
 /// The prefix of a message at `level`, colored when `color`.
 fn prefix(level: Level, color: bool) -> String {
     let (label, style) = match level {
@@ -49,12 +57,20 @@ fn prefix(level: Level, color: bool) -> String {
 /// A warning printed outside tracing (before it is set up, or by code
 /// that reports through a callback), in the same style.
 pub fn warning(text: &str) {
-    eprintln!("{}{text}", prefix(Level::WARN, color_on_stderr()));
+    eprintln!(
+        "{}{}",
+        prefix(Level::WARN, color_on_stderr()),
+        one_line(text)
+    );
 }
 
 /// An error line, in the same style.
 pub fn error(text: &str) {
-    eprintln!("{}{text}", prefix(Level::ERROR, color_on_stderr()));
+    eprintln!(
+        "{}{}",
+        prefix(Level::ERROR, color_on_stderr()),
+        one_line(text)
+    );
 }
 
 /// Events as `skiff: [level: ]message field=value …`; debug lines carry
@@ -94,7 +110,12 @@ impl Visit for FieldText {
         if !self.0.is_empty() {
             self.0.push(' ');
         }
-        let _ = write!(self.0, "{}={value:?}", field.name());
+        let _ = write!(
+            self.0,
+            "{}={}",
+            field.name(),
+            one_line(&format!("{value:?}"))
+        );
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
@@ -153,12 +174,24 @@ where
 /// `debug`, everything and each step's timing; `SKIFF_LOG` (EnvFilter
 /// directives) overrides both.
 pub fn init(debug: bool) {
+    use tracing_subscriber::field::MakeExt;
     use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
     let _ = STARTED.set(Instant::now());
+    // Every field (the message too) on one line, without controls.
+    let fields = tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let text = one_line(&format!("{value:?}"));
+        if field.name() == "message" {
+            write!(writer, "{text}")
+        } else {
+            write!(writer, "{}={text}", field.name())
+        }
+    })
+    .delimited(" ");
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(color_on_stderr())
+        .fmt_fields(fields)
         .event_format(Lines);
     // SKIFF_LOG takes full EnvFilter directives; the default is a plain
     // target filter (no regex to compile on every start: pods start fast).

@@ -152,6 +152,11 @@ impl PortRequest {
         let (host, pod) = flag
             .rsplit_once(':')
             .ok_or_else(|| refuse!("--port={flag}: {PORT_FORMS}"))?;
+        if pod.contains(']') {
+            return Err(refuse!(
+                "--port={flag}: an address needs ports: {PORT_FORMS}"
+            ));
+        }
         let (port, protocol) = pod_port(flag, pod)?;
         let (host_ip, host_port) = match host.rsplit_once(':') {
             Some((ip, port)) => (Some(host_ip(flag, ip)?), port),
@@ -359,15 +364,30 @@ pub fn resolve(
             ));
         }
     }
-    let mut ports = Vec::new();
-    let mut exposed = Vec::new();
     let requests = args
         .ports
         .iter()
         .map(|flag| PortRequest::parse(flag))
-        .chain(args.manifest_ports.iter().cloned().map(Ok));
-    for request in requests {
-        let mut request = request?;
+        .chain(args.manifest_ports.iter().cloned().map(Ok))
+        .collect::<Result<Vec<_>, _>>()?;
+    if mode != NetMode::User && !requests.is_empty() {
+        let forwards = networks
+            .iter()
+            .any(|a| skiff_net::attach::forwards_ports(&a.config));
+        if !forwards {
+            return Err(refuse!(
+                "--port needs a network with the portmap plugin (\"capabilities\": {{\"portMappings\": true}}); \
+                 the default network has one, host, none and default-restricted do not"
+            ));
+        }
+    }
+    // Host ports asked for first: a free one is then chosen among the rest.
+    let (later, asked): (Vec<_>, Vec<_>) = requests
+        .into_iter()
+        .partition(PortRequest::host_port_chosen_later);
+    let mut ports = Vec::new();
+    let mut exposed = Vec::new();
+    for mut request in asked.into_iter().chain(later) {
         let chosen = request.host_port_chosen_later();
         request.choose_host_port(&ports)?;
         if chosen {
@@ -395,16 +415,6 @@ pub fn resolve(
     }
     if mode == NetMode::User {
         check_user_ports(&ports)?;
-    } else if !ports.is_empty() {
-        let forwards = networks
-            .iter()
-            .any(|a| skiff_net::attach::forwards_ports(&a.config));
-        if !forwards {
-            return Err(refuse!(
-                "--port needs a network with the portmap plugin (\"capabilities\": {{\"portMappings\": true}}); \
-                 the default network has one, host and none do not"
-            ));
-        }
     }
     Ok((
         PodNet {

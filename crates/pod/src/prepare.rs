@@ -317,6 +317,9 @@ pub fn effective_app(req: &AppRequest) -> Result<App, PodError> {
         app.user_labels.insert(name.clone(), value.clone());
     }
     for (name, value) in &req.env {
+        if let Some(why) = skiff_spec::image::env_name_problem(name) {
+            return Err(config(format!("environment variable {name:?}: {why}")));
+        }
         match app.environment.iter_mut().find(|v| &v.name == name) {
             Some(v) => v.value = value.clone(),
             None => app.environment.push(EnvVar {

@@ -321,7 +321,8 @@ fn decode_event_handler(ctx: &mut Ctx, node: &Node, field: &str) -> EventHandler
     handler
 }
 
-fn env_name_problem(name: &str) -> Option<String> {
+/// Why `name` is no environment variable name an app may have.
+pub fn env_name_problem(name: &str) -> Option<String> {
     let mut chars = name.chars();
     let first_ok = chars
         .next()

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use skiff_spec::aci::EntryInfo;
+use skiff_spec::aci::paths::PathSet;
 use tar::EntryType;
 
 /// Limits and permissions for image archives. The defaults refuse device
@@ -74,6 +75,10 @@ pub struct EntryChecker<'p> {
     entries: u64,
     bytes: u64,
     seen: HashMap<String, Seen>,
+    /// The symlinks and the other entries that are not directories, for
+    /// the ancestor check (one pass over each path).
+    symlinks: PathSet,
+    not_dirs: PathSet,
 }
 
 /// Splits a raw entry path into its components, refusing absolute paths and
@@ -99,6 +104,8 @@ impl<'p> EntryChecker<'p> {
             entries: 0,
             bytes: 0,
             seen: HashMap::new(),
+            symlinks: PathSet::new(),
+            not_dirs: PathSet::new(),
         }
     }
 
@@ -125,20 +132,20 @@ impl<'p> EntryChecker<'p> {
         if path.is_empty() {
             return Ok(());
         }
-        // Every proper ancestor must be a directory, never a symlink or file.
-        for i in 1..parts.len() {
-            let ancestor = parts[..i].join("/");
-            match self.seen.get(&ancestor) {
-                Some(Seen::Symlink) => {
-                    return Err(format!(
-                        "would be written through the symlink '{ancestor}' (symlink-then-write escape)"
-                    ));
-                }
-                Some(Seen::File | Seen::Other) => {
-                    return Err(format!("its parent '{ancestor}' is not a directory"));
-                }
-                _ => {}
+        // Every proper ancestor must be a directory, never a symlink or
+        // file (the shortest offender is named).
+        let symlink = self.symlinks.ancestor_of(&path);
+        let not_dir = self.not_dirs.ancestor_of(&path);
+        match (symlink, not_dir) {
+            (Some(link), other) if other.is_none_or(|o| link.len() < o.len()) => {
+                return Err(format!(
+                    "would be written through the symlink '{link}' (symlink-then-write escape)"
+                ));
             }
+            (_, Some(ancestor)) => {
+                return Err(format!("its parent '{ancestor}' is not a directory"));
+            }
+            _ => {}
         }
         let kind = match entry.kind {
             EntryType::Directory => Seen::Dir,
@@ -208,7 +215,16 @@ impl<'p> EntryChecker<'p> {
             Some(_) => return Err("duplicate entry".to_string()),
             None => {}
         }
-        self.seen.insert(path.clone(), kind);
+        match kind {
+            Seen::Dir => {}
+            Seen::Symlink => {
+                self.symlinks.insert(&path);
+            }
+            Seen::File | Seen::Other => {
+                self.not_dirs.insert(&path);
+            }
+        }
+        self.seen.insert(path, kind);
         Ok(())
     }
 }

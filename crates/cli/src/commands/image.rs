@@ -6,7 +6,7 @@ use skiff_spec::aci::Compression;
 use skiff_spec::edit::{AppEdit, DependencyEdit, ManifestEdit, MountPointEdit, PortEdit};
 
 use crate::config::GlobalArgs;
-use crate::format::{human_size, human_time, print_json};
+use crate::format::{human_size, human_time, print_json, printable};
 
 #[derive(Subcommand)]
 pub enum ImageCommand {
@@ -390,14 +390,15 @@ fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
                 d.chars().take(19).collect()
             }
         });
+        // Labels and the origin are the image's words: no terminal controls.
         println!(
             "{:<width$} {:<40} {:>10} {:<20} {:<20} {}",
             id,
-            format!("{}{version}", img.name),
+            printable(&format!("{}{version}", img.name)),
             human_size(img.blob_size),
             human_time(img.import_time),
             human_time(img.last_used),
-            origin
+            printable(&origin)
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -438,12 +439,13 @@ fn audit(global: &GlobalArgs, image: &str, format: &str) -> anyhow::Result<ExitC
         _ => {
             println!("{:<40} {:<32} {:<6} ARCH", "PACKAGE", "VERSION", "TYPE");
             for p in &inventory.packages {
+                // Package databases are the image's words.
                 println!(
                     "{:<40} {:<32} {:<6} {}",
-                    p.name,
-                    p.version,
+                    printable(&p.name),
+                    printable(&p.version),
                     format!("{:?}", p.ecosystem).to_ascii_lowercase(),
-                    p.arch.as_deref().unwrap_or("")
+                    printable(p.arch.as_deref().unwrap_or(""))
                 );
             }
             let distro = inventory
@@ -452,7 +454,11 @@ fn audit(global: &GlobalArgs, image: &str, format: &str) -> anyhow::Result<ExitC
                 .map_or("unknown distribution".to_string(), |(id, v)| {
                     format!("{id} {v}")
                 });
-            eprintln!("{} package(s); {distro}", inventory.packages.len());
+            eprintln!(
+                "{} package(s); {}",
+                inventory.packages.len(),
+                printable(&distro)
+            );
             match &audit.findings {
                 None => eprintln!(
                     "no vulnerability database: import OSV advisories with `skiff vuln-db import DIR`"
@@ -467,12 +473,12 @@ fn audit(global: &GlobalArgs, image: &str, format: &str) -> anyhow::Result<ExitC
                     for v in f {
                         println!(
                             "{:<22} {:<28} {:<9} {:<6} {:<24} {}",
-                            v.id,
-                            format!("{} {}", v.package, v.version),
-                            v.severity,
+                            printable(&v.id),
+                            printable(&format!("{} {}", v.package, v.version)),
+                            printable(&v.severity),
                             v.score.map_or(String::new(), |s| format!("{s:.1}")),
-                            v.fixed.as_deref().unwrap_or("-"),
-                            v.aliases.join(",")
+                            printable(v.fixed.as_deref().unwrap_or("-")),
+                            printable(&v.aliases.join(","))
                         );
                     }
                     eprintln!("{} known vulnerabilit(ies)", f.len());
@@ -557,7 +563,7 @@ fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     )?;
     eprintln!(
         "built {} ({}, {} compression)",
-        args.out.display(),
+        printable(&args.out.display().to_string()),
         built.manifest.name,
         compression.name()
     );
@@ -569,11 +575,11 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     let mut ok = true;
     for path in files {
         match skiff_ops::image::validate(path) {
-            Ok(what) => println!("{}: {what}", path.display()),
+            Ok(what) => println!("{}: {}", path.display(), printable(&what.to_string())),
             Err(problems) => {
                 ok = false;
                 for problem in problems {
-                    eprintln!("{}: {problem}", path.display());
+                    eprintln!("{}: {}", path.display(), printable(&problem.to_string()));
                 }
             }
         }

@@ -475,6 +475,15 @@ fn inheritable_env() -> Vec<(String, String)> {
             },
         )
         .filter(|(name, _)| !ours(name))
+        .filter(
+            |(name, _)| match skiff_spec::image::env_name_problem(name) {
+                Some(why) => {
+                    crate::log::warning(&format!("--inherit-env: {why}: not passed on"));
+                    false
+                }
+                None => true,
+            },
+        )
         .collect()
 }
 
@@ -860,8 +869,19 @@ pub fn status(
     if !nets.is_empty() {
         println!("networks={nets}");
     }
-    for port in &pod.ports {
-        println!("port-{}={}", port.name, port.host());
+    // One line per port name (a pod port forwarded from two host ports
+    // has both on its line).
+    let mut names: Vec<&str> = pod.ports.iter().map(|p| p.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        let hosts: Vec<String> = pod
+            .ports
+            .iter()
+            .filter(|p| p.name == name)
+            .map(|p| p.host())
+            .collect();
+        println!("port-{name}={}", hosts.join(","));
     }
     for app in &pod.apps {
         if let Some(code) = app.exit_code {

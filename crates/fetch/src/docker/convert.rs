@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use serde_json::{Value, json};
+use skiff_spec::aci::paths::PathSet;
 
 use crate::FetchError;
 
@@ -256,6 +257,12 @@ fn open_layer(
 
 /// A layer entry's path, relative, without `./`; `..` is refused.
 fn clean(raw: &[u8], layer: &Path) -> Result<String, FetchError> {
+    if let Some(why) = skiff_spec::aci::paths::too_long(raw) {
+        return Err(bad(
+            &layer.display().to_string(),
+            format!("layer entry refused: {why}"),
+        ));
+    }
     let s = String::from_utf8_lossy(raw);
     let parts: Vec<&str> = s
         .split('/')
@@ -268,10 +275,6 @@ fn clean(raw: &[u8], layer: &Path) -> Result<String, FetchError> {
         ));
     }
     Ok(parts.join("/"))
-}
-
-fn ancestors(path: &str) -> impl Iterator<Item = &str> {
-    path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
 /// Writes the squashed ACI (uncompressed) for `layers` (bottom first);
@@ -305,11 +308,12 @@ pub fn write_aci<W: Write>(
         .map_err(write_err)?;
 
     // Paths emitted so far (from upper layers), and which are not dirs.
+    // (PathSets: each entry's ancestors are looked up in one pass.)
     let mut emitted: HashSet<String> = HashSet::new();
-    let mut non_dirs: HashSet<String> = HashSet::new();
+    let mut non_dirs = PathSet::new();
     // Hidden by whiteouts of upper layers; directories made opaque by them.
-    let mut hidden: HashSet<String> = HashSet::new();
-    let mut opaque: HashSet<String> = HashSet::new();
+    let mut hidden = PathSet::new();
+    let mut opaque = PathSet::new();
     // Hard links go last, when every target has been written.
     let mut links: Vec<(tar::Header, String, String)> = Vec::new();
     let totals = Inflated::default();
@@ -344,8 +348,9 @@ pub fn write_aci<W: Write>(
             }
             let shadowed = emitted.contains(&path)
                 || hidden.contains(&path)
-                || ancestors(&path)
-                    .any(|a| hidden.contains(a) || opaque.contains(a) || non_dirs.contains(a));
+                || hidden.ancestor_of(&path).is_some()
+                || opaque.ancestor_of(&path).is_some()
+                || non_dirs.ancestor_of(&path).is_some();
             if shadowed {
                 continue;
             }
@@ -374,13 +379,17 @@ pub fn write_aci<W: Write>(
                     .append_data(&mut header, &full, &mut entry)
                     .map_err(write_err)?;
             }
-            emitted.insert(path.clone());
             if !kind.is_dir() {
-                non_dirs.insert(path);
+                non_dirs.insert(&path);
             }
+            emitted.insert(path);
         }
-        hidden.extend(new_hidden);
-        opaque.extend(new_opaque);
+        for path in new_hidden {
+            hidden.insert(&path);
+        }
+        for path in new_opaque {
+            opaque.insert(&path);
+        }
     }
     for (mut header, path, target) in links {
         // A link whose target an upper layer removed or replaced by a

@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod inflation;
+pub mod paths;
 
 use std::io::{self, Read};
 
@@ -274,6 +275,21 @@ fn validate_stream(
                     format!("{e} (in the entry after '{last}')")
                 })
             })?;
+            let too_long = paths::too_long(&entry.path_bytes()).or_else(|| {
+                entry
+                    .link_name_bytes()
+                    .and_then(|target| paths::too_long(&target))
+            });
+            if let Some(reason) = too_long {
+                let start = String::from_utf8_lossy(&entry.path_bytes())
+                    .chars()
+                    .take(64)
+                    .collect::<String>();
+                return Err(AciError::Refused {
+                    entry: format!("{start}…"),
+                    reason,
+                });
+            }
             let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let name = clean_path(&raw_name);
             last.clone_from(&raw_name);
