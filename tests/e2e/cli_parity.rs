@@ -993,3 +993,96 @@ fn text_from_images_and_file_names_cannot_drive_the_terminal() {
         assert!(!drives_a_terminal(&text), "{what}: {text:?}");
     }
 }
+
+/// A key's user ID (in trust's review, `trust list` and a verified
+/// fetch), capability names an image asks for, and a working directory
+/// `skiff enter` fails on reach the terminal without controls.
+#[test]
+fn words_of_keys_and_pods_cannot_drive_the_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let line = "x\u{1b}]0;T\u{7}\u{1b}[2J\r\u{9b}31m";
+    let gpg = Gpg::new(
+        &format!("Evil {line}\nskiff: error: forged <e@example.com>"),
+        "ed25519",
+    );
+    let key = root.join("key.asc");
+    std::fs::write(&key, gpg.public_key()).unwrap();
+    let trusted = output(
+        skiff_in(root)
+            .args([
+                "trust",
+                "--skip-fingerprint-review",
+                "--prefix=example.com/evil",
+            ])
+            .arg(&key),
+    );
+    assert!(trusted.status.success(), "{}", stderr(&trusted));
+    let listed = output(skiff_in(root).args(["trust", "list"]));
+    assert!(listed.status.success(), "{}", stderr(&listed));
+
+    // A signed image whose app asks for a capability with a hostile
+    // name and works in a directory with one.
+    let workdir = format!("/w{line}\nskiff: error: forged");
+    let app = serde_json::json!({
+        "exec": ["/bin/sh", "-c", "rmdir /w*; exec sleep 600"],
+        "user": "0", "group": "0",
+        "workingDirectory": workdir,
+    });
+    let aci = image_with_app(root, "example.com/evil/app", &app.to_string());
+    let layout = root.join("layout-example.com_evil_app");
+    std::fs::create_dir_all(layout.join(format!("rootfs{workdir}"))).unwrap();
+    let built = output(
+        skiff()
+            .args(["image", "build", "--overwrite"])
+            .arg(&layout)
+            .arg(&aci),
+    );
+    assert!(built.status.success(), "{}", stderr(&built));
+    let mut signature = aci.clone().into_os_string();
+    signature.push(".asc");
+    std::fs::write(&signature, gpg.sign(&aci)).unwrap();
+    let fetched = output(skiff_in(root).arg("fetch").arg(&aci));
+    assert!(fetched.status.success(), "{}", stderr(&fetched));
+    assert!(
+        stderr(&fetched).contains("verified"),
+        "{}",
+        stderr(&fetched)
+    );
+    let ran = output(skiff_in(root).args(["run", "-d", "--net=none"]).arg(&aci));
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let uuid = stdout(&ran).trim().to_string();
+    let caps = serde_json::json!({
+        "exec": ["/bin/true"], "user": "0", "group": "0",
+        "isolators": [{"name": "os/linux/capabilities-retain-set",
+                       "value": {"set": ["CAP_CHOWN", format!("CAP_SYS_ADMIN{line}\nskiff: error: forged")]}}]
+    });
+    let caps_aci = image_with_app(root, "example.com/evil/caps", &caps.to_string());
+    let asked = output(
+        skiff_in(root)
+            .args(["prepare", "--net=none", "--insecure-options=image"])
+            .arg(&caps_aci),
+    );
+    assert_refused(&asked, "an unknown capability");
+    let entered = eventually("the working directory is gone", || {
+        let out = output(skiff_in(root).args(["enter", &uuid, "/bin/busybox", "true"]));
+        (!out.status.success()).then_some(out)
+    });
+    assert!(
+        stderr(&entered).contains("working directory"),
+        "{}",
+        stderr(&entered)
+    );
+    for (what, text) in [
+        ("trust's review", stderr(&trusted)),
+        ("trust list", stdout(&listed)),
+        ("a verified fetch", stderr(&fetched)),
+        ("prepare's capability notice", stderr(&asked)),
+        ("enter's error", stderr(&entered)),
+    ] {
+        assert!(!drives_a_terminal(&text), "{what}: {text:?}");
+    }
+    let stopped = output(skiff_in(root).args(["stop", "--force", &uuid]));
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+}

@@ -131,6 +131,11 @@ fn pax_record(key: &str, value: &str) -> Raw {
     entry("PaxHeader", b'x', 0o644, record.as_bytes(), "")
 }
 
+/// A file whose path may be longer than a tar header holds.
+fn long_file(path: &str) -> Vec<Raw> {
+    vec![gnu_longname(path), file(path)]
+}
+
 /// A GNU long-name entry for the next entry.
 fn gnu_longname(path: &str) -> Raw {
     let mut data = path.as_bytes().to_vec();
@@ -330,6 +335,23 @@ fn cases() -> Vec<Case> {
             "rootfs/sparse",
         ),
         case("size-bomb", vec![huge], "rootfs/huge"),
+        case(
+            "directory-bomb",
+            (0..20)
+                .flat_map(|i| long_file(&format!("rootfs/{i}/{}f", "a/".repeat(600))))
+                .collect(),
+            "a directory bomb",
+        ),
+        case(
+            "name-longer-than-linux-takes",
+            long_file(&format!("rootfs/{}", "n".repeat(300))),
+            "more than 255",
+        ),
+        case(
+            "symlink-over-a-made-directory",
+            vec![file("rootfs/d/x"), symlink("rootfs/d", "/etc")],
+            "replaces the directory",
+        ),
         case(
             "path-longer-than-linux-takes",
             vec![gnu_longname(&"rootfs/a".repeat(700)), file("rootfs/x")],

@@ -4,6 +4,8 @@ use std::io::IsTerminal;
 
 use skiff_fetch::{KeyCandidate, KeyReview};
 
+use crate::format::printable;
+
 /// Asks on the terminal before trusting a discovered key.
 pub struct TerminalReview {
     pub skip: bool,
@@ -11,10 +13,15 @@ pub struct TerminalReview {
 
 impl KeyReview for TerminalReview {
     fn approve(&self, key: &KeyCandidate) -> bool {
-        eprintln!("key for prefix {} from {}:", key.prefix, key.location);
+        // The key and the server chose these words: no terminal controls.
+        eprintln!(
+            "key for prefix {} from {}:",
+            printable(&key.prefix),
+            printable(&key.location)
+        );
         eprintln!("  fingerprint {}", key.fingerprint);
         for uid in &key.user_ids {
-            eprintln!("  user id     {uid}");
+            eprintln!("  user id     {}", printable(uid));
         }
         if self.skip {
             eprintln!("trusting it (--skip-fingerprint-review)");

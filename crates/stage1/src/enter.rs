@@ -392,14 +392,23 @@ fn run_as(
                 Ok(Stage1Error::Exec { program, source }) => {
                     let _ = std::io::Write::write_all(
                         &mut std::io::stderr(),
-                        format!("skiff: cannot execute {program}: {source}\n").as_bytes(),
+                        format!(
+                            "skiff: cannot execute {}\n",
+                            crate::error_line(&Stage1Error::Exec { program, source })
+                                .trim_start_matches("cannot execute ")
+                        )
+                        .as_bytes(),
                     );
                     127
                 }
                 Ok(other) | Err(other) => {
                     let _ = std::io::Write::write_all(
                         &mut std::io::stderr(),
-                        format!("skiff: cannot enter the pod: {other}\n").as_bytes(),
+                        format!(
+                            "skiff: cannot enter the pod: {}\n",
+                            crate::error_line(&other)
+                        )
+                        .as_bytes(),
                     );
                     EXIT_SETUP_FAILED
                 }

@@ -153,7 +153,9 @@ pub fn error_line(err: &dyn std::error::Error) -> String {
         line.push_str(&cause.to_string());
         source = cause.source();
     }
-    line
+    // Causes quote paths, names and programs of images and pods: one line,
+    // nothing a terminal acts on.
+    String::from_utf8_lossy(&skiff_pod::logs::visible(line.as_bytes())).into_owned()
 }
 
 /// An app with these isolators (a JSON list body), for unit tests.

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use skiff_spec::aci::EntryInfo;
-use skiff_spec::aci::paths::PathSet;
+use skiff_spec::aci::paths::{DirCounter, PathSet};
 use tar::EntryType;
 
 /// Limits and permissions for image archives. The defaults refuse device
@@ -31,6 +31,15 @@ pub struct ArchivePolicy {
 /// Below this many uncompressed bytes the ratio is not checked (small files
 /// of zeros compress extremely well and are harmless).
 pub const RATIO_GRACE: u64 = 64 << 20;
+
+/// The most bytes an archive's paths and link targets may add up to: the
+/// checks remember every path (a million files of 120-byte paths are
+/// 120 MB; without a limit, two million 4 KiB paths would take 24 GB).
+pub const MAX_PATH_BYTES: u64 = 256 << 20;
+
+/// Directories without entries of their own an archive may make beyond
+/// twice its entries.
+pub const MAX_IMPLICIT_DIRS: u64 = 10_000;
 
 impl ArchivePolicy {
     /// What the archive's stream may inflate to: the entries' bytes plus
@@ -79,6 +88,12 @@ pub struct EntryChecker<'p> {
     /// the ancestor check (one pass over each path).
     symlinks: PathSet,
     not_dirs: PathSet,
+    /// Every directory the entries make, named or not (`a/b/c` makes `a`
+    /// and `a/b`): each counts as an entry.
+    dirs: DirCounter,
+    /// Directories made without an entry of their own.
+    implicit: u64,
+    path_bytes: u64,
 }
 
 /// Splits a raw entry path into its components, refusing absolute paths and
@@ -106,6 +121,9 @@ impl<'p> EntryChecker<'p> {
             seen: HashMap::new(),
             symlinks: PathSet::new(),
             not_dirs: PathSet::new(),
+            dirs: DirCounter::new(),
+            implicit: 0,
+            path_bytes: 0,
         }
     }
 
@@ -127,10 +145,38 @@ impl<'p> EntryChecker<'p> {
                 p.max_bytes
             ));
         }
+        self.path_bytes = self.path_bytes.saturating_add(
+            (entry.raw_path.len() + entry.link_target.as_ref().map_or(0, String::len)) as u64,
+        );
+        if self.path_bytes > MAX_PATH_BYTES {
+            return Err(format!(
+                "the archive's paths add up to more than {MAX_PATH_BYTES} bytes (no real image's)"
+            ));
+        }
         let parts = components(&entry.raw_path)?;
         let path = parts.join("/");
         if path.is_empty() {
             return Ok(());
+        }
+        // The directories it makes count as entries (a few bytes of path
+        // can make thousands of them), and may not outnumber the entries
+        // by much: real archives without directory entries have fewer
+        // directories than files.
+        let made = self.dirs.add(&path, false);
+        self.implicit += made;
+        self.entries += made;
+        if self.entries > p.max_entries {
+            return Err(format!(
+                "more than {} entries in the archive (directories its paths make included)",
+                p.max_entries
+            ));
+        }
+        let explicit = self.entries - self.implicit;
+        if self.implicit > 2 * explicit + MAX_IMPLICIT_DIRS {
+            return Err(format!(
+                "its paths make {} directories that have no entry, more than twice the entries plus {MAX_IMPLICIT_DIRS} (a directory bomb)",
+                self.implicit
+            ));
         }
         // Every proper ancestor must be a directory, never a symlink or
         // file (the shortest offender is named).
@@ -213,10 +259,15 @@ impl<'p> EntryChecker<'p> {
         match self.seen.get(&path) {
             Some(Seen::Dir) if kind == Seen::Dir => {}
             Some(_) => return Err("duplicate entry".to_string()),
+            None if kind != Seen::Dir && self.dirs.contains(&path) => {
+                return Err("replaces the directory that earlier entries are in".to_string());
+            }
             None => {}
         }
         match kind {
-            Seen::Dir => {}
+            Seen::Dir => {
+                self.dirs.add(&path, true);
+            }
             Seen::Symlink => {
                 self.symlinks.insert(&path);
             }
@@ -319,7 +370,9 @@ mod tests {
             ..ArchivePolicy::default()
         };
         let mut c = EntryChecker::new(&policy);
-        for i in 0..3 {
+        c.check(&entry("rootfs", EntryType::Directory, 0o755, None))
+            .unwrap();
+        for i in 0..2 {
             c.check(&entry(
                 &format!("rootfs/{i}"),
                 EntryType::Regular,
@@ -332,6 +385,28 @@ mod tests {
             c.check(&entry("rootfs/x", EntryType::Regular, 0o644, None))
                 .is_err()
         );
+        // Directories a path makes count: one entry, 2,000 of them.
+        let policy = ArchivePolicy {
+            max_entries: 1000,
+            ..ArchivePolicy::default()
+        };
+        let mut c = EntryChecker::new(&policy);
+        let deep = format!("rootfs/{}f", "a/".repeat(2000));
+        let err = c
+            .check(&entry(&deep, EntryType::Regular, 0o644, None))
+            .unwrap_err();
+        assert!(err.contains("directories its paths make"), "{err}");
+        // A file or symlink where earlier entries made a directory.
+        let defaults = ArchivePolicy::default();
+        let mut c = EntryChecker::new(&defaults);
+        c.check(&entry("rootfs/d/x", EntryType::Regular, 0o644, None))
+            .unwrap();
+        for kind in [EntryType::Symlink, EntryType::Regular] {
+            let err = c
+                .check(&entry("rootfs/d", kind, 0o777, Some("/etc")))
+                .unwrap_err();
+            assert!(err.contains("replaces the directory"), "{err}");
+        }
         let policy = ArchivePolicy {
             max_bytes: 1000,
             ..ArchivePolicy::default()

@@ -349,6 +349,9 @@ struct Extractor {
     owners: Owners,
     privileges: Privileges,
     all: HashMap<String, Kind>,
+    /// The entries of `all` that are not directories, for the ancestor
+    /// check (one pass over each path).
+    non_dirs: skiff_spec::aci::paths::PathSet,
     dirs: Vec<DirMeta>,
 }
 
@@ -365,6 +368,7 @@ fn extract_layers(
         owners: Owners::of_this_process(),
         privileges,
         all: HashMap::new(),
+        non_dirs: skiff_spec::aci::paths::PathSet::new(),
         dirs: Vec::new(),
     };
     let total = layers
@@ -449,17 +453,12 @@ fn mtime_stamp(secs: u64) -> Timestamps {
 
 impl Extractor {
     fn under_non_dir(&self, rel: &str) -> bool {
-        let mut parent = rel;
-        while let Some(i) = parent.rfind('/') {
-            parent = &parent[..i];
-            if self.all.get(parent) == Some(&Kind::NonDir) {
-                return true;
-            }
-        }
-        false
+        self.non_dirs.ancestor_of(rel).is_some()
     }
 
-    /// Opens (creating missing directories) the directory `rel` beneath the root.
+    /// Opens (creating missing directories) the directory `rel` beneath
+    /// the root: one lookup when it exists, else one step per component
+    /// (a missing chain of N directories costs N steps, not N²).
     fn dir(&self, rel: &str) -> io::Result<OwnedFd> {
         if rel.is_empty() {
             return Ok(rustix::io::dup(&self.root)?);
@@ -468,19 +467,21 @@ impl Extractor {
         match rustix::fs::openat2(&self.root, rel, how, Mode::empty(), beneath()) {
             Ok(fd) => Ok(fd),
             Err(rustix::io::Errno::NOENT) => {
-                let (parent, name) = split_parent(rel);
-                let parent_fd = self.dir(parent)?;
-                match rustix::fs::mkdirat(&parent_fd, name, Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                    Err(e) => return Err(e.into()),
+                let mut fd = rustix::io::dup(&self.root)?;
+                for name in rel.split('/') {
+                    fd = match rustix::fs::openat2(&fd, name, how, Mode::empty(), beneath()) {
+                        Ok(next) => next,
+                        Err(rustix::io::Errno::NOENT) => {
+                            match rustix::fs::mkdirat(&fd, name, Mode::from_raw_mode(0o755)) {
+                                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                                Err(e) => return Err(e.into()),
+                            }
+                            rustix::fs::openat2(&fd, name, how, Mode::empty(), beneath())?
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                 }
-                Ok(rustix::fs::openat2(
-                    &parent_fd,
-                    name,
-                    how,
-                    Mode::empty(),
-                    beneath(),
-                )?)
+                Ok(fd)
             }
             Err(e) => Err(e.into()),
         }
@@ -618,6 +619,7 @@ impl Extractor {
             }
         }
         self.all.insert(rel.to_string(), Kind::NonDir);
+        self.non_dirs.insert(rel);
         Ok(())
     }
 

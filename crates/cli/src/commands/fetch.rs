@@ -73,10 +73,9 @@ pub fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<ExitCode> {
     for image in &args.images {
         let fetched = fetching.fetch(&ctx, image)?;
         if let Some(v) = &fetched.verified {
-            let who = v
-                .user_ids
-                .first()
-                .map_or(String::new(), |u| format!(" ({u})"));
+            let who = v.user_ids.first().map_or(String::new(), |u| {
+                format!(" ({})", crate::format::printable(u))
+            });
             eprintln!(
                 "signature of {} verified: key {}{who}, trusted for {}",
                 fetched.manifest.name, v.fingerprint, v.scope

@@ -580,9 +580,10 @@ fn run_options(args: &PodArgs) -> anyhow::Result<RunOptions> {
     })
 }
 
-/// Says what an image asked for and does not get.
+/// Says what an image asked for and does not get (its words on one line,
+/// without controls).
 fn say_refused(line: &str) {
-    eprintln!("skiff: {line}");
+    crate::log::warning(line);
 }
 
 fn start_mode(detach: &DetachArgs) -> Start {

@@ -89,9 +89,9 @@ pub fn run(global: &GlobalArgs, args: TrustArgs) -> anyhow::Result<ExitCode> {
                         println!(
                             "{:<42} {:<32} {:<7} {}",
                             k.fingerprint,
-                            scope,
+                            crate::format::printable(&scope),
                             source,
-                            k.user_ids.join(", ")
+                            crate::format::printable(&k.user_ids.join(", "))
                         );
                     }
                 }

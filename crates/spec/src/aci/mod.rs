@@ -279,14 +279,14 @@ fn validate_stream(
                 entry
                     .link_name_bytes()
                     .and_then(|target| paths::too_long(&target))
+                    .map(|why| format!("its link target: {why}"))
             });
             if let Some(reason) = too_long {
-                let start = String::from_utf8_lossy(&entry.path_bytes())
-                    .chars()
-                    .take(64)
-                    .collect::<String>();
+                let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+                let start: String = name.chars().take(64).collect();
+                let more = if start.len() < name.len() { "…" } else { "" };
                 return Err(AciError::Refused {
-                    entry: format!("{start}…"),
+                    entry: format!("{start}{more}"),
                     reason,
                 });
             }

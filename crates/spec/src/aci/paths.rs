@@ -11,17 +11,79 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 /// `PATH_MAX`. No image can hold a longer one (rendering it fails).
 pub const MAX_PATH: usize = 4096;
 
-/// Why `path` (an entry's path or link target) is refused, if it is: longer
-/// than [`MAX_PATH`]. The message quotes only its start.
+/// The longest name in a path, in bytes: Linux's `NAME_MAX`.
+pub const MAX_NAME: usize = 255;
+
+/// Why `path` (an entry's path or link target) is refused, if it is:
+/// longer than [`MAX_PATH`], or with a name longer than [`MAX_NAME`].
+/// The message quotes only the start.
 pub fn too_long(path: &[u8]) -> Option<String> {
-    (path.len() > MAX_PATH).then(|| {
-        let start = String::from_utf8_lossy(&path[..64]);
-        format!(
-            "a path of {} bytes ({:?}…): more than {MAX_PATH}, the most a path has on Linux",
+    let quoted = |bytes: &[u8]| {
+        let end = bytes.len().min(64);
+        let more = if end < bytes.len() { "…" } else { "" };
+        format!("{:?}{more}", String::from_utf8_lossy(&bytes[..end]))
+    };
+    if path.len() > MAX_PATH {
+        return Some(format!(
+            "a path of {} bytes ({}): more than {MAX_PATH}, the most a path has on Linux",
             path.len(),
-            start
-        )
-    })
+            quoted(path)
+        ));
+    }
+    path.split(|b| *b == b'/')
+        .find(|name| name.len() > MAX_NAME)
+        .map(|name| {
+            format!(
+                "a name of {} bytes ({}): more than {MAX_NAME}, the most a file name has on Linux",
+                name.len(),
+                quoted(name)
+            )
+        })
+}
+
+/// Counts directories: each ancestor of each path once, in one pass over
+/// the path (keyed hashes, compared by hash alone: a collision, one in
+/// 2^64, would count a directory too few).
+#[derive(Debug, Default)]
+pub struct DirCounter {
+    keys: RandomState,
+    seen: std::collections::HashSet<u64>,
+}
+
+impl DirCounter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Notes the proper ancestors of `path` (normalized) and the path
+    /// itself when `dir`; returns how many were new.
+    pub fn add(&mut self, path: &str, dir: bool) -> u64 {
+        let mut hasher = self.keys.build_hasher();
+        let mut new = 0;
+        let mut start = 0;
+        for (end, _) in path.match_indices('/') {
+            hasher.write(&path.as_bytes()[start..end]);
+            new += u64::from(self.seen.insert(hasher.clone().finish()));
+            start = end;
+        }
+        if dir {
+            hasher.write(&path.as_bytes()[start..]);
+            new += u64::from(self.seen.insert(hasher.finish()));
+        }
+        new
+    }
+
+    /// Whether `path` was noted (as a directory or an ancestor).
+    pub fn contains(&self, path: &str) -> bool {
+        let mut hasher = self.keys.build_hasher();
+        let mut start = 0;
+        for (end, _) in path.match_indices('/') {
+            hasher.write(&path.as_bytes()[start..end]);
+            start = end;
+        }
+        hasher.write(&path.as_bytes()[start..]);
+        self.seen.contains(&hasher.finish())
+    }
 }
 
 /// A set of normalized paths (`a/b/c`: no leading, trailing or doubled
@@ -129,9 +191,24 @@ mod tests {
     }
 
     #[test]
-    fn long_paths_are_refused_quoting_their_start() {
-        assert_eq!(too_long(&[b'a'; MAX_PATH]), None);
-        let why = too_long(&[b'a'; MAX_PATH + 1]).unwrap();
+    fn long_paths_and_names_are_refused_quoting_their_start() {
+        let name = "n".repeat(MAX_NAME);
+        let path = vec![name.as_str(); 16].join("/");
+        assert_eq!(too_long(path.as_bytes()), None);
+        let why = too_long(format!("{path}/x").as_bytes()).unwrap();
         assert!(why.contains("4097 bytes") && why.len() < 200, "{why}");
+        let why = too_long(format!("a/{name}n/b").as_bytes()).unwrap();
+        assert!(why.contains("a name of 256 bytes"), "{why}");
+        assert!(too_long(b"usr/bin/env").is_none());
+    }
+
+    #[test]
+    fn directories_are_counted_once_each() {
+        let mut dirs = DirCounter::new();
+        assert_eq!(dirs.add("a/b/c/file", false), 3);
+        assert_eq!(dirs.add("a/b/d", true), 1);
+        assert_eq!(dirs.add("a/b/d/e", false), 0);
+        assert!(dirs.contains("a/b") && dirs.contains("a/b/d"));
+        assert!(!dirs.contains("a/b/c/file") && !dirs.contains("a/b/e"));
     }
 }
