@@ -240,24 +240,29 @@ fn a_two_gib_image_of_random_data_fetches_and_a_bomb_does_not() {
     );
     assert!(built.status.success(), "{}", stderr(&built));
     std::fs::remove_dir_all(&layout).unwrap();
-    let fetched = output(
-        skiff_in(tmp.path())
-            .args(["fetch", "--insecure-options=image"])
-            .arg(&aci),
-    );
-    assert!(fetched.status.success(), "{}", stderr(&fetched));
-    let out = output(
-        skiff_in(tmp.path())
-            .args(["run", "--insecure-options=image", "--net=none"])
-            .arg(&aci)
-            .args(["--exec=/bin/busybox", "--", "stat", "-c", "%s", "/weights"]),
-    );
-    assert_eq!(
-        stdout(&out),
-        format!("{}\n", 1536u64 << 20),
-        "{}",
-        stderr(&out)
-    );
+    // Fetched, then run: the file is whole.
+    let fetch_and_run = |image: &str| {
+        let fetched = output(
+            skiff_in(tmp.path())
+                .args(["fetch", "--insecure-options=image"])
+                .arg(image),
+        );
+        assert!(fetched.status.success(), "{image}: {}", stderr(&fetched));
+        let id = stdout(&fetched).trim().to_string();
+        let out = output(
+            skiff_in(tmp.path())
+                .args(["run", "--insecure-options=image", "--net=none"])
+                .arg(&id)
+                .args(["--exec=/bin/busybox", "--", "stat", "-c", "%s", "/weights"]),
+        );
+        assert_eq!(
+            stdout(&out),
+            format!("{}\n", 1536u64 << 20),
+            "{image}: {}",
+            stderr(&out)
+        );
+    };
+    fetch_and_run(aci.to_str().unwrap());
     std::fs::remove_file(&aci).unwrap();
 
     // The same image as an OCI layout (one 2 GiB gzip layer) fetches too.
@@ -276,26 +281,8 @@ fn a_two_gib_image_of_random_data_fetches_and_a_bomb_does_not() {
     ] {
         let _ = output(skiff_in(tmp.path()).args(args));
     }
-    let fetched = output(
-        skiff_in(tmp.path())
-            .args(["fetch", "--insecure-options=image"])
-            .arg(format!("oci:{}", layout.display())),
-    );
-    assert!(fetched.status.success(), "oci: {}", stderr(&fetched));
+    fetch_and_run(&format!("oci:{}", layout.display()));
     std::fs::remove_dir_all(&layout).unwrap();
-    let id = stdout(&fetched).trim().to_string();
-    let out = output(
-        skiff_in(tmp.path())
-            .args(["run", "--insecure-options=image", "--net=none"])
-            .arg(&id)
-            .args(["--exec=/bin/busybox", "--", "stat", "-c", "%s", "/weights"]),
-    );
-    assert_eq!(
-        stdout(&out),
-        format!("{}\n", 1536u64 << 20),
-        "oci: {}",
-        stderr(&out)
-    );
 
     let layout = tmp.path().join("bomb");
     busybox_layout(&layout);
@@ -964,14 +951,8 @@ fn text_from_images_and_file_names_cannot_drive_the_terminal() {
     let socket = layout.join(format!("rootfs/{}", forged.replace('/', "_")));
     let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     let aci = root.join(format!("e{}.aci", forged.replace('/', "_")));
-    let built = output(
-        skiff()
-            .args(["image", "build", "--overwrite"])
-            .arg(&layout)
-            .arg(&aci),
-    );
-    assert!(built.status.success(), "{}", stderr(&built));
-    assert!(stderr(&built).contains("warning"), "{}", stderr(&built));
+    let built = build_image(&layout, &aci);
+    assert!(built.contains("warning"), "{built}");
     let fetched = output(
         skiff_in(root)
             .args(["--debug", "--insecure-options=image", "fetch"])
@@ -984,7 +965,7 @@ fn text_from_images_and_file_names_cannot_drive_the_terminal() {
     let list = output(skiff_in(root).args(["image", "list"]));
     assert!(list.status.success(), "{}", stderr(&list));
     for (what, text) in [
-        ("build's warning", stderr(&built)),
+        ("build's warning", built),
         ("fetch --debug", stderr(&fetched)),
         ("audit's table", stdout(&audit)),
         ("audit's summary", stderr(&audit)),
@@ -1033,13 +1014,7 @@ fn words_of_keys_and_pods_cannot_drive_the_terminal() {
     let aci = image_with_app(root, "example.com/evil/app", &app.to_string());
     let layout = root.join("layout-example.com_evil_app");
     std::fs::create_dir_all(layout.join(format!("rootfs{workdir}"))).unwrap();
-    let built = output(
-        skiff()
-            .args(["image", "build", "--overwrite"])
-            .arg(&layout)
-            .arg(&aci),
-    );
-    assert!(built.status.success(), "{}", stderr(&built));
+    build_image(&layout, &aci);
     let mut signature = aci.clone().into_os_string();
     signature.push(".asc");
     std::fs::write(&signature, gpg.sign(&aci)).unwrap();

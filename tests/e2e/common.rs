@@ -162,13 +162,7 @@ pub fn busybox_aci(dir: &Path, name: &str, out: &Path) {
         BUSYBOX_MANIFEST.replace("example.com/busybox", name),
     )
     .unwrap();
-    let built = output(
-        skiff()
-            .args(["image", "build", "--overwrite"])
-            .arg(&layout)
-            .arg(out),
-    );
-    assert!(built.status.success(), "{}", stderr(&built));
+    build_image(&layout, out);
 }
 
 /// `skiff run --detach` of `args` (pod options, images and theirs),
@@ -201,14 +195,21 @@ pub fn image_with_app(dir: &Path, name: &str, app: &str) -> PathBuf {
     )
     .unwrap();
     let aci = dir.join(format!("{file}.aci"));
+    build_image(&layout, &aci);
+    aci
+}
+
+/// `skiff image build --overwrite LAYOUT OUT`, which must succeed; what
+/// it said on stderr.
+pub fn build_image(layout: &Path, out: &Path) -> String {
     let built = output(
         skiff()
             .args(["image", "build", "--overwrite"])
-            .arg(&layout)
-            .arg(&aci),
+            .arg(layout)
+            .arg(out),
     );
     assert!(built.status.success(), "{}", stderr(&built));
-    aci
+    stderr(&built)
 }
 
 /// `skiff` with its data and config under `root`.

@@ -45,7 +45,14 @@ fn sh(root: &Path, aci: &Path, net: &[&str], script: &str) -> std::process::Outp
 
 /// Starts a detached busybox httpd pod serving /etc on port 8080.
 fn start_httpd(root: &Path, aci: &Path, extra: &[&str]) -> String {
-    let out = output(
+    let out = httpd_output(root, aci, extra);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).trim().to_string()
+}
+
+/// What `skiff run --detach` of a busybox httpd pod said.
+fn httpd_output(root: &Path, aci: &Path, extra: &[&str]) -> std::process::Output {
+    output(
         skiff_in(root)
             .args(["run", "--detach", "--insecure-options=image"])
             .args(extra)
@@ -60,9 +67,7 @@ fn start_httpd(root: &Path, aci: &Path, extra: &[&str]) -> String {
                 "-h",
                 "/etc",
             ]),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out).trim().to_string()
+    )
 }
 
 /// The pod's first IPv4 address from `skiff status`.
@@ -471,18 +476,22 @@ fn numeric_ports_and_dns_domain() {
     busybox_aci(tmp.path(), "example.com/busybox", &aci);
     let port = 19000 + (std::process::id() % 1000) as u16;
     let uuid = start_httpd(tmp.path(), &aci, &["-p", &format!("{port}:8080/tcp")]);
-    let curl = eventually("the forwarded port answers", || {
-        let curl = Command::new("curl")
-            .args(["-s", "--max-time", "5"])
-            .arg(format!("http://127.0.0.1:{port}/passwd"))
-            .output()
-            .unwrap();
-        curl.status.success().then_some(curl)
-    });
-    assert!(
-        String::from_utf8_lossy(&curl.stdout).contains("root:x:0:0"),
-        "{curl:?}"
-    );
+    // The pod's /etc/passwd through host port `port` of the loopback.
+    let serves_passwd = |port: u16| {
+        let curl = eventually("the forwarded port answers", || {
+            let curl = Command::new("curl")
+                .args(["-s", "--max-time", "5"])
+                .arg(format!("http://127.0.0.1:{port}/passwd"))
+                .output()
+                .unwrap();
+            curl.status.success().then_some(curl)
+        });
+        assert!(
+            String::from_utf8_lossy(&curl.stdout).contains("root:x:0:0"),
+            "{curl:?}"
+        );
+    };
+    serves_passwd(port);
     let manifest: serde_json::Value =
         serde_json::from_slice(&output(skiff_in(tmp.path()).args(["cat-manifest", &uuid])).stdout)
             .unwrap();
@@ -493,29 +502,7 @@ fn numeric_ports_and_dns_domain() {
     assert!(stopped.status.success(), "{}", stderr(&stopped));
 
     // `-p PODPORT`: a free host port, said on stderr and by status.
-    let out = output(
-        skiff_in(tmp.path())
-            .args([
-                "run",
-                "-d",
-                "--insecure-options=image",
-                "-p",
-                "8080",
-                "-p",
-                "8080",
-            ])
-            .arg(&aci)
-            .args([
-                "--exec=/bin/busybox",
-                "--",
-                "httpd",
-                "-f",
-                "-p",
-                "8080",
-                "-h",
-                "/etc",
-            ]),
-    );
+    let out = httpd_output(tmp.path(), &aci, &["-p", "8080", "-p", "8080"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let uuid = stdout(&out).trim().to_string();
     let said: u16 = stderr(&out)
@@ -535,18 +522,7 @@ fn numeric_ports_and_dns_domain() {
         line.contains(&said.to_string()) && line.contains(','),
         "{status}"
     );
-    let curl = eventually("the chosen port answers", || {
-        let curl = Command::new("curl")
-            .args(["-s", "--max-time", "5"])
-            .arg(format!("http://127.0.0.1:{said}/passwd"))
-            .output()
-            .unwrap();
-        curl.status.success().then_some(curl)
-    });
-    assert!(
-        String::from_utf8_lossy(&curl.stdout).contains("root:x:0:0"),
-        "{curl:?}"
-    );
+    serves_passwd(said);
     let stopped = output(skiff_in(tmp.path()).args(["stop", &uuid]));
     assert!(stopped.status.success(), "{}", stderr(&stopped));
 
