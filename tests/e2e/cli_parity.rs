@@ -964,12 +964,15 @@ fn text_from_images_and_file_names_cannot_drive_the_terminal() {
     assert!(stdout(&audit).contains("pkg"), "{}", stdout(&audit));
     let list = output(skiff_in(root).args(["image", "list"]));
     assert!(list.status.success(), "{}", stderr(&list));
+    let validated = output(skiff().args(["image", "validate"]).arg(&aci));
+    assert!(validated.status.success(), "{}", stderr(&validated));
     for (what, text) in [
         ("build's warning", built),
         ("fetch --debug", stderr(&fetched)),
         ("audit's table", stdout(&audit)),
         ("audit's summary", stderr(&audit)),
         ("image list", stdout(&list)),
+        ("image validate", stdout(&validated)),
     ] {
         assert!(!drives_a_terminal(&text), "{what}: {text:?}");
     }

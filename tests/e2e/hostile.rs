@@ -677,3 +677,61 @@ layout("oci-long", out.getvalue())
         assert_eq!(image_list(d), before, "{image}");
     }
 }
+
+/// An image's directories win over its dependency's files: where the top
+/// image has `x/pwned` and `y/z` (with no entries for `x` and `y`), the
+/// dependency's symlink `x` (pointing out of the tree) and file `y` are
+/// left out; the render succeeds and nothing is written outside. A PAX
+/// global header among the entries is no file.
+#[test]
+fn an_images_directories_win_over_its_dependencys_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let outside = d.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let base = d.join("base.aci");
+    write_aci(
+        &base,
+        &MANIFEST.replace("example.com/hostile", "example.com/base"),
+        &[
+            symlink("rootfs/x", &outside.to_string_lossy()),
+            file("rootfs/y"),
+        ],
+    );
+    let top = d.join("top.aci");
+    let mut global = pax_record("comment", "global");
+    global.kind = b'g';
+    global.name = b"rootfs/g".to_vec();
+    write_aci(
+        &top,
+        &MANIFEST.replace(
+            r#""name":"example.com/hostile","#,
+            r#""name":"example.com/top","dependencies":[{"imageName":"example.com/base"}],"#,
+        ),
+        &[global, file("rootfs/x/pwned"), file("rootfs/y/z")],
+    );
+    for aci in [&base, &top] {
+        let out = output(
+            skiff_in(d)
+                .args(["--insecure-options=image", "fetch"])
+                .arg(aci),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let tree = d.join("tree");
+    let out = output(
+        skiff_in(d)
+            .args(["image", "render", "example.com/top"])
+            .arg(&tree),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rootfs = tree.join("rootfs");
+    assert!(
+        std::fs::symlink_metadata(rootfs.join("x"))
+            .unwrap()
+            .is_dir()
+    );
+    assert!(rootfs.join("x/pwned").is_file() && rootfs.join("y/z").is_file());
+    assert!(!rootfs.join("g").exists());
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+}

@@ -860,3 +860,61 @@ with tarfile.open(sys.argv[1] + "/bomb.tar", "w") as t:
     );
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// An upper layer's directory wins over a lower layer's file or symlink at
+/// its path even when the layer has no entry for the directory (only
+/// entries beneath it), as Docker does.
+#[test]
+fn an_upper_layers_directories_win_without_entries_of_their_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let script = r#"
+import io, sys, tarfile
+def layer(path, entries):
+    with tarfile.open(path, "w") as t:
+        for name, kind, data in entries:
+            i = tarfile.TarInfo(name)
+            if kind == "link":
+                i.type = tarfile.SYMTYPE; i.linkname = data; t.addfile(i)
+            else:
+                i.size = len(data); t.addfile(i, io.BytesIO(data))
+layer(sys.argv[1] + "/lower.tar", [("etc/conf", "file", b"old"), ("lib", "link", "usr/lib")])
+layer(sys.argv[1] + "/upper.tar", [("etc/conf/x", "file", b"x"), ("lib/foo", "file", b"foo")])
+"#;
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(d)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    sh(&format!(
+        "cd {} && umoci init --layout oci && umoci new --image oci:v1 && \
+         umoci raw add-layer --image oci:v1 lower.tar && umoci raw add-layer --image oci:v1 upper.tar",
+        d.display()
+    ));
+    let out = output(
+        skiff_in(d)
+            .args(["--insecure-options=image", "fetch"])
+            .arg(format!("oci:{}/oci:v1", d.display())),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    let tree = d.join("tree");
+    let out = output(skiff_in(d).args(["image", "render", &id]).arg(&tree));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rootfs = tree.join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/conf/x")).unwrap(),
+        "x"
+    );
+    assert!(
+        std::fs::symlink_metadata(rootfs.join("lib"))
+            .unwrap()
+            .is_dir()
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("lib/foo")).unwrap(),
+        "foo"
+    );
+}

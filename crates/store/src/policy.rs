@@ -32,10 +32,7 @@ pub struct ArchivePolicy {
 /// of zeros compress extremely well and are harmless).
 pub const RATIO_GRACE: u64 = 64 << 20;
 
-/// The most bytes an archive's paths and link targets may add up to: the
-/// checks remember every path (a million files of 120-byte paths are
-/// 120 MB; without a limit, two million 4 KiB paths would take 24 GB).
-pub const MAX_PATH_BYTES: u64 = 256 << 20;
+pub use skiff_spec::aci::paths::MAX_PATH_BYTES;
 
 /// Directories without entries of their own an archive may make beyond
 /// twice its entries.
@@ -259,8 +256,13 @@ impl<'p> EntryChecker<'p> {
         match self.seen.get(&path) {
             Some(Seen::Dir) if kind == Seen::Dir => {}
             Some(_) => return Err("duplicate entry".to_string()),
-            None if kind != Seen::Dir && self.dirs.contains(&path) => {
-                return Err("replaces the directory that earlier entries are in".to_string());
+            None if self.dirs.contains(&path) => {
+                if kind != Seen::Dir {
+                    return Err("replaces the directory that earlier entries are in".to_string());
+                }
+                // The entry of a directory its files made: counted once.
+                self.implicit = self.implicit.saturating_sub(1);
+                self.entries = self.entries.saturating_sub(1);
             }
             None => {}
         }
@@ -396,6 +398,26 @@ mod tests {
             .check(&entry(&deep, EntryType::Regular, 0o644, None))
             .unwrap_err();
         assert!(err.contains("directories its paths make"), "{err}");
+        // Directories named after their files count once, in any order.
+        let policy = ArchivePolicy {
+            max_entries: 4,
+            ..ArchivePolicy::default()
+        };
+        for order in [
+            ["rootfs", "rootfs/a", "rootfs/a/f"],
+            ["rootfs/a/f", "rootfs/a", "rootfs"],
+        ] {
+            let mut c = EntryChecker::new(&policy);
+            for path in order {
+                let kind = if path.ends_with('f') {
+                    EntryType::Regular
+                } else {
+                    EntryType::Directory
+                };
+                c.check(&entry(path, kind, 0o755, None)).unwrap();
+            }
+            assert_eq!(c.entries, 3, "{order:?}");
+        }
         // A file or symlink where earlier entries made a directory.
         let defaults = ArchivePolicy::default();
         let mut c = EntryChecker::new(&defaults);

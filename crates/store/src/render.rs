@@ -352,6 +352,8 @@ struct Extractor {
     /// The entries of `all` that are not directories, for the ancestor
     /// check (one pass over each path).
     non_dirs: skiff_spec::aci::paths::PathSet,
+    /// Every directory made: named by an entry or a parent of one.
+    made_dirs: skiff_spec::aci::paths::DirCounter,
     dirs: Vec<DirMeta>,
 }
 
@@ -369,6 +371,7 @@ fn extract_layers(
         privileges,
         all: HashMap::new(),
         non_dirs: skiff_spec::aci::paths::PathSet::new(),
+        made_dirs: skiff_spec::aci::paths::DirCounter::new(),
         dirs: Vec::new(),
     };
     let total = layers
@@ -400,6 +403,17 @@ fn extract_layers(
                 continue;
             };
             let kind = entry.header().entry_type();
+            // A PAX global header is no file (the tar reader reads local
+            // ones itself).
+            if kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
+                continue;
+            }
+            // Where an upper image made a directory (a parent of its
+            // entries, with or without an entry of its own), a lower
+            // image's file or symlink does not go.
+            if !kind.is_dir() && ex.made_dirs.contains(rel) {
+                continue;
+            }
             if !kind.is_dir()
                 && let Some(own) = &own
                 && !own.contains(&name)
@@ -416,6 +430,7 @@ fn extract_layers(
             }
             ex.add(&mut entry, rel)
                 .map_err(|e| render_err(format!("cannot create '{name}': {e}")))?;
+            ex.made_dirs.add(rel, kind.is_dir());
         }
     }
     ex.finish_dirs().map_err(|e| StoreError::Render {
@@ -467,19 +482,35 @@ impl Extractor {
         match rustix::fs::openat2(&self.root, rel, how, Mode::empty(), beneath()) {
             Ok(fd) => Ok(fd),
             Err(rustix::io::Errno::NOENT) => {
-                let mut fd = rustix::io::dup(&self.root)?;
-                for name in rel.split('/') {
-                    fd = match rustix::fs::openat2(&fd, name, how, Mode::empty(), beneath()) {
-                        Ok(next) => next,
-                        Err(rustix::io::Errno::NOENT) => {
-                            match rustix::fs::mkdirat(&fd, name, Mode::from_raw_mode(0o755)) {
-                                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                                Err(e) => return Err(e.into()),
-                            }
-                            rustix::fs::openat2(&fd, name, how, Mode::empty(), beneath())?
+                // The deepest ancestor that exists (usually the parent),
+                // then the missing tail made one component at a time.
+                let mut base = None;
+                for (end, _) in rel.rmatch_indices('/') {
+                    match rustix::fs::openat2(
+                        &self.root,
+                        &rel[..end],
+                        how,
+                        Mode::empty(),
+                        beneath(),
+                    ) {
+                        Ok(fd) => {
+                            base = Some((fd, end + 1));
+                            break;
                         }
+                        Err(rustix::io::Errno::NOENT) => {}
                         Err(e) => return Err(e.into()),
-                    };
+                    }
+                }
+                let (mut fd, start) = match base {
+                    Some(found) => found,
+                    None => (rustix::io::dup(&self.root)?, 0),
+                };
+                for name in rel[start..].split('/') {
+                    match rustix::fs::mkdirat(&fd, name, Mode::from_raw_mode(0o755)) {
+                        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    fd = rustix::fs::openat2(&fd, name, how, Mode::empty(), beneath())?;
                 }
                 Ok(fd)
             }

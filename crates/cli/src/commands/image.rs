@@ -344,7 +344,10 @@ pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
         } => export(global, &image, &out, overwrite, &format),
         ImageCommand::Sign { aci, key, out } => {
             let out = skiff_ops::image::sign(&aci, &key, out)?;
-            eprintln!("signed {} -> {}", aci.display(), out.display());
+            eprintln!(
+                "{}",
+                printable(&format!("signed {} -> {}", aci.display(), out.display()))
+            );
             Ok(ExitCode::SUCCESS)
         }
         ImageCommand::Audit { image, format } => audit(global, &image, &format),
@@ -503,20 +506,21 @@ fn export(
     };
     let done = skiff_ops::image::export(&global.context()?, image, out, overwrite, format)?;
     let rec = &done.record;
-    match &done.tag {
-        Some(tag) => eprintln!(
+    let said = match &done.tag {
+        Some(tag) => format!(
             "exported {} ({}) as an OCI layout to {} (ref {tag})",
             rec.name,
             rec.id.short(),
             out.display()
         ),
-        None => eprintln!(
+        None => format!(
             "exported {} ({}) to {}",
             rec.name,
             rec.id.short(),
             out.display()
         ),
-    }
+    };
+    eprintln!("{}", printable(&said));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -532,7 +536,7 @@ fn unpack(
         with_dependencies,
         args.rootfs_only,
     )?;
-    eprintln!(
+    let said = format!(
         "{} {} into {}",
         if with_dependencies {
             "rendered"
@@ -542,6 +546,7 @@ fn unpack(
         rec.name,
         args.target.display()
     );
+    eprintln!("{}", printable(&said));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -575,11 +580,11 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     let mut ok = true;
     for path in files {
         match skiff_ops::image::validate(path) {
-            Ok(what) => println!("{}: {}", path.display(), printable(&what.to_string())),
+            Ok(what) => println!("{}", printable(&format!("{}: {what}", path.display()))),
             Err(problems) => {
                 ok = false;
                 for problem in problems {
-                    eprintln!("{}: {}", path.display(), printable(&problem.to_string()));
+                    eprintln!("{}", printable(&format!("{}: {problem}", path.display())));
                 }
             }
         }

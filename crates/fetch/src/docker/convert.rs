@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use serde_json::{Value, json};
-use skiff_spec::aci::paths::PathSet;
+use skiff_spec::aci::paths::{DirCounter, MAX_PATH_BYTES, PathSet};
 
 use crate::FetchError;
 
@@ -314,6 +314,11 @@ pub fn write_aci<W: Write>(
     // Hidden by whiteouts of upper layers; directories made opaque by them.
     let mut hidden = PathSet::new();
     let mut opaque = PathSet::new();
+    // Directories emitted, named or parents of what was: a lower layer's
+    // file or symlink there is shadowed (an upper layer's directory wins).
+    let mut made_dirs = DirCounter::new();
+    // Every entry's path counts (whiteouts too, which are remembered).
+    let mut path_bytes: u64 = 0;
     // Hard links go last, when every target has been written.
     let mut links: Vec<(tar::Header, String, String)> = Vec::new();
     let totals = Inflated::default();
@@ -327,6 +332,15 @@ pub fn write_aci<W: Write>(
             let mut entry =
                 entry.map_err(|e| bad(&layer.path.display().to_string(), e.to_string()))?;
             let path = clean(&entry.path_bytes(), &layer.path)?;
+            path_bytes = path_bytes.saturating_add(path.len() as u64);
+            if path_bytes > MAX_PATH_BYTES {
+                return Err(bad(
+                    &layer.path.display().to_string(),
+                    format!(
+                        "the layers' paths add up to more than {MAX_PATH_BYTES} bytes (no real image's)"
+                    ),
+                ));
+            }
             if path.is_empty() {
                 continue;
             }
@@ -346,15 +360,16 @@ pub fn write_aci<W: Write>(
                 });
                 continue;
             }
+            let kind = entry.header().entry_type();
             let shadowed = emitted.contains(&path)
                 || hidden.contains(&path)
                 || hidden.ancestor_of(&path).is_some()
                 || opaque.ancestor_of(&path).is_some()
-                || non_dirs.ancestor_of(&path).is_some();
+                || non_dirs.ancestor_of(&path).is_some()
+                || (!kind.is_dir() && made_dirs.contains(&path));
             if shadowed {
                 continue;
             }
-            let kind = entry.header().entry_type();
             let mut header = entry.header().clone();
             let full = format!("rootfs/{path}");
             if kind.is_hard_link() {
@@ -382,6 +397,7 @@ pub fn write_aci<W: Write>(
             if !kind.is_dir() {
                 non_dirs.insert(&path);
             }
+            made_dirs.add(&path, kind.is_dir());
             emitted.insert(path);
         }
         for path in new_hidden {

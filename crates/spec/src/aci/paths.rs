@@ -11,6 +11,11 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 /// `PATH_MAX`. No image can hold a longer one (rendering it fails).
 pub const MAX_PATH: usize = 4096;
 
+/// The most bytes an archive's paths and link targets may add up to: the
+/// checks remember every path (a million files of 120-byte paths are
+/// 120 MB; without a limit, two million 4 KiB paths would take 24 GB).
+pub const MAX_PATH_BYTES: u64 = 256 << 20;
+
 /// The longest name in a path, in bytes: Linux's `NAME_MAX`.
 pub const MAX_NAME: usize = 255;
 
