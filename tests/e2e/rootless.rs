@@ -529,6 +529,7 @@ impl Drop for UserMds {
 }
 
 #[test]
+#[ignore = "the ACE validator's metadata client has a fixed 100 ms deadline (missed once under a loaded parallel suite): cargo xtask test runs it alone, after the parallel suite"]
 fn an_ordinary_users_pod_serves_a_port_is_entered_and_passes_the_ace_validator() {
     let user = TestUser::new("net");
     let (start, _) = user.subordinate_uids();
