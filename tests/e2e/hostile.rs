@@ -681,8 +681,8 @@ layout("oci-long", out.getvalue())
 /// An image's directories win over its dependency's files: where the top
 /// image has `x/pwned` and `y/z` (with no entries for `x` and `y`), the
 /// dependency's symlink `x` (pointing out of the tree) and file `y` are
-/// left out; the render succeeds and nothing is written outside. A PAX
-/// global header among the entries is no file.
+/// left out (a hard link to such a file too); the render succeeds and
+/// nothing is written outside. A PAX global header is no file.
 #[test]
 fn an_images_directories_win_over_its_dependencys_files() {
     let tmp = tempfile::tempdir().unwrap();
@@ -696,6 +696,8 @@ fn an_images_directories_win_over_its_dependencys_files() {
         &[
             symlink("rootfs/x", &outside.to_string_lossy()),
             file("rootfs/y"),
+            file("rootfs/a"),
+            hardlink("rootfs/b", "rootfs/a"),
         ],
     );
     let top = d.join("top.aci");
@@ -708,7 +710,12 @@ fn an_images_directories_win_over_its_dependencys_files() {
             r#""name":"example.com/hostile","#,
             r#""name":"example.com/top","dependencies":[{"imageName":"example.com/base"}],"#,
         ),
-        &[global, file("rootfs/x/pwned"), file("rootfs/y/z")],
+        &[
+            global,
+            file("rootfs/x/pwned"),
+            file("rootfs/y/z"),
+            file("rootfs/a/inner"),
+        ],
     );
     for aci in [&base, &top] {
         let out = output(
@@ -733,5 +740,7 @@ fn an_images_directories_win_over_its_dependencys_files() {
     );
     assert!(rootfs.join("x/pwned").is_file() && rootfs.join("y/z").is_file());
     assert!(!rootfs.join("g").exists());
+    // The dependency's hard link to its shadowed file goes with it.
+    assert!(rootfs.join("a/inner").is_file() && !rootfs.join("b").exists());
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
 }

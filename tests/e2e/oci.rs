@@ -878,8 +878,8 @@ def layer(path, entries):
                 i.type = tarfile.SYMTYPE; i.linkname = data; t.addfile(i)
             else:
                 i.size = len(data); t.addfile(i, io.BytesIO(data))
-layer(sys.argv[1] + "/lower.tar", [("etc/conf", "file", b"old"), ("lib", "link", "usr/lib")])
-layer(sys.argv[1] + "/upper.tar", [("etc/conf/x", "file", b"x"), ("lib/foo", "file", b"foo")])
+layer(sys.argv[1] + "/lower.tar", [("etc/conf", "file", b"old"), ("lib", "link", "usr/lib"), ("s", "link", "/tmp")])
+layer(sys.argv[1] + "/upper.tar", [("etc/conf/x", "file", b"x"), ("lib/foo", "file", b"foo"), ("s/.wh.gone", "file", b"")])
 "#;
     let status = Command::new("python3")
         .arg("-c")
@@ -916,5 +916,11 @@ layer(sys.argv[1] + "/upper.tar", [("etc/conf/x", "file", b"x"), ("lib/foo", "fi
     assert_eq!(
         std::fs::read_to_string(rootfs.join("lib/foo")).unwrap(),
         "foo"
+    );
+    // A whiteout's parent is the upper layer's directory: the lower
+    // symlink is gone (the directory itself has no entry to make it).
+    assert!(
+        std::fs::symlink_metadata(rootfs.join("s")).is_err(),
+        "the lower symlink s stayed"
     );
 }

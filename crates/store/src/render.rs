@@ -482,10 +482,22 @@ impl Extractor {
         match rustix::fs::openat2(&self.root, rel, how, Mode::empty(), beneath()) {
             Ok(fd) => Ok(fd),
             Err(rustix::io::Errno::NOENT) => {
-                // The deepest ancestor that exists (usually the parent),
-                // then the missing tail made one component at a time.
-                let mut base = None;
+                // The deepest ancestor made so far (known without a
+                // system call), then the missing tail one component at a
+                // time; if that ancestor cannot be opened, the deepest that
+                // exists.
+                let mut base = self
+                    .made_dirs
+                    .deepest_known_ancestor(&format!("{rel}/"))
+                    .and_then(|end| {
+                        rustix::fs::openat2(&self.root, &rel[..end], how, Mode::empty(), beneath())
+                            .ok()
+                            .map(|fd| (fd, end + 1))
+                    });
                 for (end, _) in rel.rmatch_indices('/') {
+                    if base.is_some() {
+                        break;
+                    }
                     match rustix::fs::openat2(
                         &self.root,
                         &rel[..end],
@@ -626,9 +638,10 @@ impl Extractor {
                     )));
                 };
                 if self.all.get(target_rel) != Some(&Kind::NonDir) {
-                    return Err(io::Error::other(format!(
-                        "hard link to '{target}', which was not extracted"
-                    )));
+                    // Its target was left out (an upper image's directory
+                    // or whitelist won): so is the link, as the converter
+                    // does. (Import made sure it was a file of its image.)
+                    return Ok(());
                 }
                 let (tparent, tname) = split_parent(target_rel);
                 let tdir = self.dir(tparent)?;

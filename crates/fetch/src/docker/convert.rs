@@ -332,12 +332,16 @@ pub fn write_aci<W: Write>(
             let mut entry =
                 entry.map_err(|e| bad(&layer.path.display().to_string(), e.to_string()))?;
             let path = clean(&entry.path_bytes(), &layer.path)?;
-            path_bytes = path_bytes.saturating_add(path.len() as u64);
+            // What is remembered of an entry: its path, its link target,
+            // and 64 bytes of bookkeeping (many tiny entries cost more
+            // than their names).
+            let target_len = entry.link_name_bytes().map_or(0, |t| t.len());
+            path_bytes = path_bytes.saturating_add((path.len() + target_len + 64) as u64);
             if path_bytes > MAX_PATH_BYTES {
                 return Err(bad(
                     &layer.path.display().to_string(),
                     format!(
-                        "the layers' paths add up to more than {MAX_PATH_BYTES} bytes (no real image's)"
+                        "the layers' entries and paths take more than {MAX_PATH_BYTES} bytes to keep track of (no real image's)"
                     ),
                 ));
             }
@@ -348,6 +352,11 @@ pub fn write_aci<W: Write>(
                 Some((p, n)) => (p.to_string(), n.to_string()),
                 None => (String::new(), path.clone()),
             };
+            // A whiteout's or an opaque marker's parent is a directory of
+            // this layer: it wins over a lower file or symlink there.
+            if name.starts_with(".wh.") && !parent.is_empty() {
+                made_dirs.add(&parent, true);
+            }
             if name == ".wh..wh..opq" {
                 new_opaque.push(parent);
                 continue;

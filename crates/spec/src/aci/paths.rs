@@ -78,6 +78,22 @@ impl DirCounter {
         new
     }
 
+    /// The longest proper ancestor of `path` that was noted, as the
+    /// length of its prefix: found in one pass over the path.
+    pub fn deepest_known_ancestor(&self, path: &str) -> Option<usize> {
+        let mut hasher = self.keys.build_hasher();
+        let mut start = 0;
+        let mut deepest = None;
+        for (end, _) in path.match_indices('/') {
+            hasher.write(&path.as_bytes()[start..end]);
+            if self.seen.contains(&hasher.clone().finish()) {
+                deepest = Some(end);
+            }
+            start = end;
+        }
+        deepest
+    }
+
     /// Whether `path` was noted (as a directory or an ancestor).
     pub fn contains(&self, path: &str) -> bool {
         let mut hasher = self.keys.build_hasher();
@@ -215,5 +231,7 @@ mod tests {
         assert_eq!(dirs.add("a/b/d/e", false), 0);
         assert!(dirs.contains("a/b") && dirs.contains("a/b/d"));
         assert!(!dirs.contains("a/b/c/file") && !dirs.contains("a/b/e"));
+        assert_eq!(dirs.deepest_known_ancestor("a/b/d/x/y"), Some(5));
+        assert_eq!(dirs.deepest_known_ancestor("q/r"), None);
     }
 }
