@@ -100,6 +100,15 @@ fn port_number(flag: &str, text: &str) -> Result<u16, OpsError> {
         .ok_or_else(|| refuse!("--port={flag}: {text:?} is not a port (1-65535)"))
 }
 
+/// `[HOSTIP:]HOSTPORT` as the flags write it, an IPv6 address in brackets.
+pub(crate) fn host_and_port(ip: Option<IpAddr>, port: u64) -> String {
+    match ip {
+        Some(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
+        Some(ip) => format!("{ip}:{port}"),
+        None => port.to_string(),
+    }
+}
+
 /// `PODPORT[/tcp|/udp]`: the port and its protocol (tcp unless said).
 fn pod_port(flag: &str, text: &str) -> Result<(u16, String), OpsError> {
     let (port, protocol) = match text.split_once('/') {
@@ -179,7 +188,7 @@ impl PortRequest {
     /// or it is in `taken`. Another program may bind it before the pod's
     /// forward does, as with podman: the forward then fails, naming it.
     fn choose_host_port(&mut self, taken: &[PortMapping]) -> Result<(), OpsError> {
-        if self.host_port != 0 {
+        if !self.host_port_chosen_later() {
             return Ok(());
         }
         let PortTarget::Number { protocol, .. } = &self.target else {
@@ -215,11 +224,7 @@ impl PortRequest {
         if let (0, PortTarget::Number { port, protocol }) = (self.host_port, &self.target) {
             return format!("{port}/{protocol}");
         }
-        let host = match self.host_ip {
-            Some(IpAddr::V6(ip)) => format!("[{ip}]:{}", self.host_port),
-            Some(ip) => format!("{ip}:{}", self.host_port),
-            None => self.host_port.to_string(),
-        };
+        let host = host_and_port(self.host_ip, self.host_port.into());
         match &self.target {
             PortTarget::Named(name) => format!("{name}:{host}"),
             PortTarget::Number { port, protocol } => format!("{host}:{port}/{protocol}"),
@@ -388,16 +393,13 @@ pub fn resolve(
     let mut ports = Vec::new();
     let mut exposed = Vec::new();
     for mut request in asked.into_iter().chain(later) {
-        let chosen = request.host_port_chosen_later();
+        // Before a port is chosen, the flag is the pod's port (`80/tcp`).
+        let pod_port = request.host_port_chosen_later().then(|| request.flag());
         request.choose_host_port(&ports)?;
-        if chosen {
+        if let Some(pod_port) = pod_port {
             tracing::info!(
-                "forwarding host port {} to the pod's port {}",
-                request.host_port,
-                match &request.target {
-                    PortTarget::Number { port, protocol } => format!("{port}/{protocol}"),
-                    PortTarget::Named(name) => name.clone(),
-                }
+                "forwarding host port {} to the pod's port {pod_port}",
+                request.host_port
             );
         }
         let flag = request.flag();

@@ -76,11 +76,7 @@ pub struct PortInfo {
 impl PortInfo {
     /// `[HOSTIP:]HOSTPORT`, an IPv6 address in brackets.
     pub fn host(&self) -> String {
-        match self.host_ip {
-            Some(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{}", self.host_port),
-            Some(ip) => format!("{ip}:{}", self.host_port),
-            None => self.host_port.to_string(),
-        }
+        crate::network::host_and_port(self.host_ip, self.host_port)
     }
 }
 

@@ -281,16 +281,19 @@ fn validate_stream(
                     .and_then(|target| paths::too_long(&target))
                     .map(|why| format!("its link target: {why}"))
             });
+            let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             if let Some(reason) = too_long {
-                let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-                let start: String = name.chars().take(64).collect();
-                let more = if start.len() < name.len() { "…" } else { "" };
+                let start: String = raw_name.chars().take(64).collect();
+                let more = if start.len() < raw_name.len() {
+                    "…"
+                } else {
+                    ""
+                };
                 return Err(AciError::Refused {
                     entry: format!("{start}{more}"),
                     reason,
                 });
             }
-            let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let name = clean_path(&raw_name);
             last.clone_from(&raw_name);
             let xattrs = entry

@@ -63,48 +63,62 @@ impl DirCounter {
     /// Notes the proper ancestors of `path` (normalized) and the path
     /// itself when `dir`; returns how many were new.
     pub fn add(&mut self, path: &str, dir: bool) -> u64 {
-        let mut hasher = self.keys.build_hasher();
         let mut new = 0;
-        let mut start = 0;
-        for (end, _) in path.match_indices('/') {
-            hasher.write(&path.as_bytes()[start..end]);
-            new += u64::from(self.seen.insert(hasher.clone().finish()));
-            start = end;
-        }
-        if dir {
-            hasher.write(&path.as_bytes()[start..]);
-            new += u64::from(self.seen.insert(hasher.finish()));
-        }
+        let seen = &mut self.seen;
+        prefix_hashes(&self.keys, path, |end, hash| {
+            if end < path.len() || dir {
+                new += u64::from(seen.insert(hash));
+            }
+            false
+        });
         new
     }
 
     /// The longest proper ancestor of `path` that was noted, as the
     /// length of its prefix: found in one pass over the path.
     pub fn deepest_known_ancestor(&self, path: &str) -> Option<usize> {
-        let mut hasher = self.keys.build_hasher();
-        let mut start = 0;
         let mut deepest = None;
-        for (end, _) in path.match_indices('/') {
-            hasher.write(&path.as_bytes()[start..end]);
-            if self.seen.contains(&hasher.clone().finish()) {
+        prefix_hashes(&self.keys, path, |end, hash| {
+            if end < path.len() && self.seen.contains(&hash) {
                 deepest = Some(end);
             }
-            start = end;
-        }
+            false
+        });
         deepest
     }
 
     /// Whether `path` was noted (as a directory or an ancestor).
     pub fn contains(&self, path: &str) -> bool {
-        let mut hasher = self.keys.build_hasher();
-        let mut start = 0;
-        for (end, _) in path.match_indices('/') {
-            hasher.write(&path.as_bytes()[start..end]);
-            start = end;
-        }
-        hasher.write(&path.as_bytes()[start..]);
-        self.seen.contains(&hasher.finish())
+        self.seen.contains(&hash_of(&self.keys, path))
     }
+}
+
+/// Calls `found(end, hash)` for each proper ancestor of `path` (its bytes
+/// up to `end`, a `/`), shortest first, then for `path` itself (`end` =
+/// its length), hashing the path once; stops when `found` returns true.
+/// A prefix hashes the same whether alone or as part of a longer path.
+fn prefix_hashes(keys: &RandomState, path: &str, mut found: impl FnMut(usize, u64) -> bool) {
+    let mut hasher = keys.build_hasher();
+    let mut start = 0;
+    for (end, _) in path.match_indices('/') {
+        hasher.write(&path.as_bytes()[start..end]);
+        if found(end, hasher.clone().finish()) {
+            return;
+        }
+        start = end;
+    }
+    hasher.write(&path.as_bytes()[start..]);
+    found(path.len(), hasher.finish());
+}
+
+/// The hash of the whole of `path`, as [`prefix_hashes`] gives it.
+fn hash_of(keys: &RandomState, path: &str) -> u64 {
+    let mut whole = 0;
+    prefix_hashes(keys, path, |end, hash| {
+        whole = hash;
+        end == path.len()
+    });
+    whole
 }
 
 /// A set of normalized paths (`a/b/c`: no leading, trailing or doubled
@@ -120,32 +134,6 @@ impl PathSet {
         Self::default()
     }
 
-    /// Calls `found(end, hash)` for each proper ancestor of `path` (its
-    /// bytes up to `end`, a `/`), shortest first, then for `path` itself
-    /// (`end` = its length); stops when `found` returns true.
-    fn prefixes(&self, path: &str, mut found: impl FnMut(usize, u64) -> bool) {
-        let mut hasher = self.keys.build_hasher();
-        let mut start = 0;
-        for (end, _) in path.match_indices('/') {
-            hasher.write(&path.as_bytes()[start..end]);
-            if found(end, hasher.clone().finish()) {
-                return;
-            }
-            start = end;
-        }
-        hasher.write(&path.as_bytes()[start..]);
-        found(path.len(), hasher.finish());
-    }
-
-    fn hash(&self, path: &str) -> u64 {
-        let mut whole = 0;
-        self.prefixes(path, |end, hash| {
-            whole = hash;
-            end == path.len()
-        });
-        whole
-    }
-
     fn holds(&self, hash: u64, path: &str) -> bool {
         self.by_hash
             .get(&hash)
@@ -154,7 +142,7 @@ impl PathSet {
 
     /// Adds `path`; false if it was there.
     pub fn insert(&mut self, path: &str) -> bool {
-        let hash = self.hash(path);
+        let hash = hash_of(&self.keys, path);
         if self.holds(hash, path) {
             return false;
         }
@@ -163,13 +151,13 @@ impl PathSet {
     }
 
     pub fn contains(&self, path: &str) -> bool {
-        self.holds(self.hash(path), path)
+        self.holds(hash_of(&self.keys, path), path)
     }
 
     /// The shortest proper ancestor of `path` in the set.
     pub fn ancestor_of<'a>(&self, path: &'a str) -> Option<&'a str> {
         let mut hit = None;
-        self.prefixes(path, |end, hash| {
+        prefix_hashes(&self.keys, path, |end, hash| {
             if end < path.len() && self.holds(hash, &path[..end]) {
                 hit = Some(&path[..end]);
             }
