@@ -21,6 +21,7 @@ mod logs;
 mod metadata;
 mod net;
 mod oci;
+mod oci_trust;
 mod ops;
 mod pod_manifest;
 mod pods;

@@ -87,6 +87,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "a local OCI registry for docker:// tests",
     ),
     ("skopeo", "pushes test images; the pull benchmark's peer"),
+    (
+        "python3-cryptography",
+        "an independent cosign signer in the OCI trust tests",
+    ),
     ("umoci", "builds test OCI images; the pull benchmark's peer"),
     (
         "apache2-utils",

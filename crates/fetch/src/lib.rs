@@ -61,6 +61,17 @@ pub enum FetchError {
     )]
     MissingSignature { image: String, looked_at: String },
     #[error(
+        "no signature for {image} (looked for {looked_at}); sign it with `skiff image sign \
+         --format=cosign` or `cosign sign`, or fetch it without checking with \
+         --insecure-options=image"
+    )]
+    MissingImageSignature { image: String, looked_at: String },
+    #[error(
+        "no cosign key is trusted for {image}: trust its signer with `skiff trust --prefix \
+         {image} cosign.pub`, or fetch it unverified with --insecure-options=image"
+    )]
+    NoTrustedCosignKeys { image: String },
+    #[error(
         "no key is trusted for {image}: trust its signer with `skiff trust --prefix {image} KEY`"
     )]
     NoTrustedKeys { image: String },
@@ -679,7 +690,8 @@ impl Fetcher<'_> {
                     user_ids: skiff_trust::keystore::user_ids(&key),
                 };
                 if self.review.approve(&candidate) {
-                    self.keystore.add(std::slice::from_ref(&key), &scope)?;
+                    self.keystore
+                        .add(&[skiff_trust::PublicKey::OpenPgp(Box::new(key))], &scope)?;
                     added += 1;
                 }
             }

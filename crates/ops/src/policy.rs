@@ -200,13 +200,10 @@ pub fn snapshot(store: &Store) -> Result<std::collections::BTreeSet<String>, Ops
 }
 
 /// Whether `name` is `prefix` or below it, by whole path segments
-/// (`example.com/pri` does not admit `example.com/priv`).
+/// (`example.com/pri` does not admit `example.com/priv`), as a trust scope
+/// (a registry's `host:port` covers the `host-port` of its images' names).
 fn under_prefix(name: &str, prefix: &str) -> bool {
-    let prefix = prefix.trim_end_matches('/');
-    name == prefix
-        || name
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.starts_with('/'))
+    skiff_trust::Scope::Prefix(prefix.trim_end_matches('/').to_string()).covers(name)
 }
 
 #[cfg(test)]
@@ -221,5 +218,9 @@ mod tests {
         assert!(!under_prefix("example.com/private", "example.com/priv"));
         assert!(!under_prefix("example.com/priv", "example.com/pri"));
         assert!(!under_prefix("example.comx/a", "example.com/"));
+        assert!(under_prefix(
+            "127.0.0.1-5000/team/app",
+            "127.0.0.1:5000/team/"
+        ));
     }
 }

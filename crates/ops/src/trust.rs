@@ -4,7 +4,7 @@
 use skiff_fetch::{KeyCandidate, KeyReview};
 use skiff_spec::discovery::AppName;
 use skiff_trust::Scope;
-use skiff_trust::keystore::{TrustedKey, fingerprint, parse_keys, user_ids};
+use skiff_trust::keystore::{TrustedKey, parse_any};
 
 use crate::error::io;
 use crate::{Context, OpsError, refuse};
@@ -70,7 +70,7 @@ pub fn add<R: KeyReview>(
         } else {
             std::fs::read(location).map_err(io(format!("read key file {location}")))?
         };
-        let keys = parse_keys(&bytes).map_err(|source| OpsError::Key {
+        let keys = parse_any(&bytes).map_err(|source| OpsError::Key {
             location: location.clone(),
             source,
         })?;
@@ -81,8 +81,8 @@ pub fn add<R: KeyReview>(
                     Scope::Prefix(p) => p.clone(),
                 },
                 location: location.clone(),
-                fingerprint: fingerprint(&key),
-                user_ids: user_ids(&key),
+                fingerprint: key.fingerprint(),
+                user_ids: key.user_ids(),
             };
             if !review.approve(&candidate) {
                 return Err(refuse!("key {} not trusted", candidate.fingerprint));

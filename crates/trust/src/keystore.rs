@@ -19,6 +19,7 @@ use pgp::types::KeyDetails;
 use skiff_spec::AcIdentifier;
 
 use crate::TrustError;
+use crate::cosign::CosignKey;
 
 /// What a key is trusted for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,26 +30,25 @@ pub enum Scope {
 
 impl Scope {
     /// Checks a prefix: an image name or the start of one (`example.com/`
-    /// style trailing slashes are dropped).
+    /// style trailing slashes are dropped). A docker reference's registry
+    /// may have a port (`registry.example.org:5000/team`).
     pub fn prefix(prefix: &str) -> Result<Scope, TrustError> {
         let trimmed = prefix.trim_end_matches('/');
-        AcIdentifier::new(trimmed).map_err(|reason| TrustError::BadPrefix {
+        AcIdentifier::new(&appc_form(trimmed)).map_err(|reason| TrustError::BadPrefix {
             prefix: prefix.to_string(),
             reason,
         })?;
         Ok(Scope::Prefix(trimmed.to_string()))
     }
 
-    /// Whether this scope covers the image `name` (whole path segments only).
+    /// Whether this scope covers the image `name` (whole path segments
+    /// only): an appc name, or a docker repository (`host:port/path`),
+    /// whose appc name has `-` for the port's `:`.
     pub fn covers(&self, name: &str) -> bool {
+        let under = |p: &str| name == p || name.strip_prefix(p).is_some_and(|r| r.starts_with('/'));
         match self {
             Scope::Root => true,
-            Scope::Prefix(p) => {
-                name == p
-                    || name
-                        .strip_prefix(p.as_str())
-                        .is_some_and(|r| r.starts_with('/'))
-            }
+            Scope::Prefix(p) => under(p) || under(&appc_form(p)),
         }
     }
 
@@ -69,6 +69,95 @@ impl std::fmt::Display for Scope {
     }
 }
 
+/// A public key: OpenPGP (appc images, containers' simple signing) or
+/// cosign's PEM (OCI images).
+#[derive(Debug, Clone)]
+pub enum PublicKey {
+    OpenPgp(Box<SignedPublicKey>),
+    Cosign(CosignKey),
+}
+
+impl PublicKey {
+    pub fn openpgp(&self) -> Option<&SignedPublicKey> {
+        match self {
+            PublicKey::OpenPgp(k) => Some(k),
+            PublicKey::Cosign(_) => None,
+        }
+    }
+
+    pub fn cosign(&self) -> Option<&CosignKey> {
+        match self {
+            PublicKey::Cosign(k) => Some(k),
+            PublicKey::OpenPgp(_) => None,
+        }
+    }
+
+    /// Lower-case hex: the OpenPGP fingerprint, or the SHA-256 of a
+    /// cosign key's SubjectPublicKeyInfo.
+    pub fn fingerprint(&self) -> String {
+        match self {
+            PublicKey::OpenPgp(k) => fingerprint(k),
+            PublicKey::Cosign(k) => k.fingerprint(),
+        }
+    }
+
+    /// The OpenPGP user IDs; for a cosign key (which names no one), its type.
+    pub fn user_ids(&self) -> Vec<String> {
+        match self {
+            PublicKey::OpenPgp(k) => user_ids(k),
+            PublicKey::Cosign(k) => vec![format!("cosign {} key", k.algorithm())],
+        }
+    }
+
+    /// `openpgp` or `cosign`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PublicKey::OpenPgp(_) => "openpgp",
+            PublicKey::Cosign(_) => "cosign",
+        }
+    }
+
+    /// The key as stored: armored OpenPGP or PEM.
+    fn file_text(&self) -> Result<Vec<u8>, TrustError> {
+        match self {
+            PublicKey::OpenPgp(k) => k
+                .to_armored_bytes(Default::default())
+                .map_err(|e| TrustError::BadKey(e.to_string())),
+            PublicKey::Cosign(k) => Ok(k.to_pem().into_bytes()),
+        }
+    }
+}
+
+/// Parses the keys in a key file: a PEM public key (cosign), or one or
+/// more OpenPGP keys, armored or binary.
+pub fn parse_any(bytes: &[u8]) -> Result<Vec<PublicKey>, TrustError> {
+    if crate::cosign::is_pem_public_key(bytes) {
+        return Ok(vec![PublicKey::Cosign(CosignKey::from_pem(bytes)?)]);
+    }
+    Ok(parse_keys(bytes)?
+        .into_iter()
+        .map(|k| PublicKey::OpenPgp(Box::new(k)))
+        .collect())
+}
+
+/// A prefix as appc names spell it: a registry's `host:port` becomes
+/// `host-port`, as skiff names converted docker images.
+fn appc_form(prefix: &str) -> String {
+    let (first, rest) = prefix
+        .split_once('/')
+        .map_or((prefix, None), |(f, r)| (f, Some(r)));
+    let first = match first.split_once(':') {
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{host}-{port}")
+        }
+        _ => first.to_string(),
+    };
+    match rest {
+        Some(r) => format!("{first}/{r}"),
+        None => first,
+    }
+}
+
 /// A key in the keystore.
 #[derive(Debug, Clone)]
 pub struct TrustedKey {
@@ -79,7 +168,7 @@ pub struct TrustedKey {
     /// True for vendor keys (system config).
     pub vendor: bool,
     pub user_ids: Vec<String>,
-    pub key: SignedPublicKey,
+    pub key: PublicKey,
 }
 
 /// Parses every OpenPGP object of type `T` in `bytes`, armored or binary.
@@ -142,19 +231,13 @@ impl Keystore {
     }
 
     /// Stores `keys` as trusted for `scope`; returns what was added.
-    pub fn add(
-        &self,
-        keys: &[SignedPublicKey],
-        scope: &Scope,
-    ) -> Result<Vec<TrustedKey>, TrustError> {
+    pub fn add(&self, keys: &[PublicKey], scope: &Scope) -> Result<Vec<TrustedKey>, TrustError> {
         let dir = scope.dir(&self.local);
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         let mut added = Vec::new();
         for key in keys {
-            let fpr = fingerprint(key);
-            let armored = key
-                .to_armored_bytes(Default::default())
-                .map_err(|e| TrustError::BadKey(e.to_string()))?;
+            let fpr = key.fingerprint();
+            let armored = key.file_text()?;
             let path = dir.join(&fpr);
             let tmp = dir.join(format!(".{fpr}.tmp"));
             fs::write(&tmp, &armored).map_err(io_err("write", &tmp))?;
@@ -164,7 +247,7 @@ impl Keystore {
                 scope: scope.clone(),
                 path,
                 vendor: false,
-                user_ids: user_ids(key),
+                user_ids: key.user_ids(),
                 key: key.clone(),
             });
         }
@@ -229,15 +312,15 @@ impl Keystore {
                         continue;
                     }
                     let bytes = fs::read(&path).map_err(io_err("read", &path))?;
-                    let parsed = parse_keys(&bytes)
+                    let parsed = parse_any(&bytes)
                         .map_err(|e| TrustError::BadKey(format!("{}: {e}", path.display())))?;
                     for key in parsed {
                         keys.push(TrustedKey {
-                            fingerprint: fingerprint(&key),
+                            fingerprint: key.fingerprint(),
                             scope: scope.clone(),
                             path: path.clone(),
                             vendor,
-                            user_ids: user_ids(&key),
+                            user_ids: key.user_ids(),
                             key,
                         });
                     }
@@ -301,6 +384,13 @@ mod tests {
         assert!(!p.covers("example.co"));
         assert!(Scope::Root.covers("anything"));
         assert!(Scope::prefix("Bad/Prefix").is_err());
+        let registry = Scope::prefix("127.0.0.1:5000/team/").unwrap();
+        assert!(registry.covers("127.0.0.1:5000/team/app"));
+        assert!(registry.covers("127.0.0.1-5000/team/app"));
+        assert!(!registry.covers("127.0.0.1:5000/teams"));
+        assert!(!registry.covers("127.0.0.1:50001/team/app"));
+        assert!(Scope::prefix("host:port/x").is_err());
+        assert!(Scope::prefix("a:1:2/x").is_err());
         assert_eq!(
             Scope::prefix("example.com/").unwrap(),
             Scope::Prefix("example.com".into())

@@ -4,6 +4,8 @@
 //! Map of the crate:
 //! * [`keystore`]: the keystore directories (`/etc/skiff/trustedkeys`, vendor
 //!   keys in `/usr/lib/skiff/trustedkeys`), scopes, masking.
+//! * [`cosign`]: cosign's PEM keys and the signatures it attaches to OCI
+//!   images (simple-signing payloads).
 //! * [`verify`]: signature checks (issuer lookup, subkey bindings, expiry,
 //!   revocation, weak digests and keys).
 //!
@@ -12,11 +14,12 @@
 //! boundary: a key for `example.com/et` covers `example.com/et/cd` but not
 //! `example.com/etcd`.
 
+pub mod cosign;
 pub mod keystore;
 pub mod sign;
 pub mod verify;
 
-pub use keystore::{Keystore, Scope, TrustedKey};
+pub use keystore::{Keystore, PublicKey, Scope, TrustedKey};
 pub use verify::Verified;
 
 #[cfg(test)]
@@ -39,6 +42,11 @@ pub enum TrustError {
          trust the signer with `skiff trust --prefix {image} KEY`"
     )]
     Untrusted { image: String, issuer: String },
+    #[error(
+        "none of its {signatures} signature(s) verifies with the {keys} cosign key(s) trusted \
+         for it: it was signed by another key, or changed after it was signed"
+    )]
+    NoValidSignature { signatures: usize, keys: usize },
     #[error("the signature by key {fingerprint} cannot be accepted: {reason}")]
     Invalid { fingerprint: String, reason: String },
     /// The signature's math does not hold for these bytes. The library's

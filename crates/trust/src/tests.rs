@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::TrustError;
-use crate::keystore::{Keystore, Scope, parse_keys};
+use crate::keystore::{Keystore, Scope, parse_any, parse_keys};
 use crate::verify::verify_detached;
 
 struct Gpg {
@@ -93,9 +93,9 @@ fn gnupg_ed25519_and_rsa4096_subkey_signatures_verify() {
     std::fs::write(&data, vec![7u8; 100_000]).unwrap();
     let (_d, ks) = keystore();
     let prefix = Scope::prefix("example.com/app").unwrap();
-    ks.add(&parse_keys(&gpg.export(&ed)).unwrap(), &prefix)
+    ks.add(&parse_any(&gpg.export(&ed)).unwrap(), &prefix)
         .unwrap();
-    ks.add(&parse_keys(&gpg.export(&rsa)).unwrap(), &Scope::Root)
+    ks.add(&parse_any(&gpg.export(&rsa)).unwrap(), &Scope::Root)
         .unwrap();
     assert_eq!(ks.list().unwrap().len(), 2);
 
@@ -163,7 +163,7 @@ fn empty_local_file_masks_a_vendor_key() {
     let dir = tempfile::tempdir().unwrap();
     let vendor = Keystore::new(&dir.path().join("usr"), &dir.path().join("none"));
     vendor
-        .add(&parse_keys(&gpg.export(&fpr)).unwrap(), &Scope::Root)
+        .add(&parse_any(&gpg.export(&fpr)).unwrap(), &Scope::Root)
         .unwrap();
     let ks = Keystore::new(&dir.path().join("etc"), &dir.path().join("usr"));
     let listed = ks.list().unwrap();

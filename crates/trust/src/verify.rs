@@ -96,10 +96,9 @@ fn weak_key(params: &PublicParams) -> Option<String> {
 
 /// The checks on the signing (sub)key; `None` when it may sign.
 fn signing_key_problem(
-    trusted: &TrustedKey,
+    primary: &SignedPublicKey,
     subkey: Option<&SignedPublicSubKey>,
 ) -> Option<String> {
-    let primary = &trusted.key;
     if !primary.details.revocation_signatures.is_empty() {
         return Some("the key has been revoked".to_string());
     }
@@ -179,7 +178,9 @@ pub fn verify_detached(
         let sig = &detached.signature;
         issuer = issuer_text(sig);
         for trusted in keys {
-            let primary = &trusted.key;
+            let Some(primary) = trusted.key.openpgp() else {
+                continue;
+            };
             let subkey = primary
                 .public_subkeys
                 .iter()
@@ -192,7 +193,7 @@ pub fn verify_detached(
                 reason,
             };
             if let Some(problem) =
-                signature_problem(sig).or_else(|| signing_key_problem(trusted, subkey))
+                signature_problem(sig).or_else(|| signing_key_problem(primary, subkey))
             {
                 return Err(invalid(problem));
             }

@@ -14,7 +14,9 @@ pub struct TrustArgs {
     command: Option<TrustCommand>,
 
     /// Trust the keys for images whose name is PREFIX or starts with PREFIX/
-    /// (whole path segments).
+    /// (whole path segments). For docker:// images the name is the
+    /// repository: registry.example.org[:PORT]/team/app (Docker Hub's is
+    /// docker.io/library/NAME).
     #[arg(long, value_name = "PREFIX", conflicts_with = "root")]
     prefix: Option<String>,
 
@@ -26,7 +28,9 @@ pub struct TrustArgs {
     #[arg(long)]
     skip_fingerprint_review: bool,
 
-    /// Key files or https URLs (armored or binary OpenPGP public keys). With
+    /// Key files or https URLs: armored or binary OpenPGP public keys (appc
+    /// images; containers' simple signing), or a cosign public key in PEM
+    /// (ECDSA P-256 or Ed25519: docker:// images signed with cosign). With
     /// --prefix and no key, the keys are discovered from the prefix
     /// (`ac-discovery-pubkeys`).
     #[arg(value_name = "KEY")]
@@ -66,6 +70,7 @@ pub fn run(global: &GlobalArgs, args: TrustArgs) -> anyhow::Result<ExitCode> {
                         .map(|k| {
                             serde_json::json!({
                                 "fingerprint": k.fingerprint,
+                                "type": k.key.kind(),
                                 "scope": match &k.scope { Scope::Root => "root".to_string(), Scope::Prefix(p) => p.clone() },
                                 "userIds": k.user_ids,
                                 "vendor": k.vendor,

@@ -7,5 +7,6 @@ pub mod layout;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod signatures;
 
 pub use reference::DockerRef;

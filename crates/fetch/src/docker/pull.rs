@@ -13,6 +13,7 @@ use skiff_store::db::RemoteRecord;
 use super::convert::{self, Layer};
 use super::reference::DockerRef;
 use super::registry::{self, Registry};
+use super::signatures;
 use crate::{FetchError, Fetched, Fetcher, PullPolicy};
 
 /// OCI architecture of this machine.
@@ -142,17 +143,26 @@ impl Drop for NewLayers {
 impl Fetcher<'_> {
     pub(crate) fn fetch_docker(&self, r: &DockerRef) -> Result<Fetched, FetchError> {
         let shown = r.display();
-        if !self.options.insecure.image {
-            return Err(FetchError::Unsupported(format!(
-                "{shown}: Docker/OCI images carry no appc signature, so skiff cannot verify who made it; \
-                 fetch it with --insecure-options=image to accept it unverified"
-            )));
-        }
-        tracing::warn!("not checking the signature of {shown} (--insecure-options=image)");
+        let insecure = self.options.insecure.image;
+        let repository = skiff_trust::cosign::repository(&shown)
+            .ok_or_else(|| bad(&shown, "not a docker repository"))?;
         let remote = self.store.index().remote(&shown)?;
         let cached = match &remote {
             Some(rec) => self.cached(&rec.image_id)?,
             None => None,
+        };
+        // A stored copy stands in for the registry's only if it was
+        // verified by a key trusted now (or the user accepts it unverified).
+        let cached = match cached {
+            Some(hit) if insecure || self.vouched(&hit.id, &repository)? => Some(hit),
+            Some(_) if self.options.pull_policy == PullPolicy::Never => {
+                return Err(FetchError::Unsupported(format!(
+                    "{shown} is in the store, but no key trusted for {repository} vouched for it; \
+                     fetch it again to check its signature, or accept it with \
+                     --insecure-options=image"
+                )));
+            }
+            _ => None,
         };
         match (cached, self.options.pull_policy) {
             (Some(hit), PullPolicy::New | PullPolicy::Never) => return Ok(hit),
@@ -167,6 +177,8 @@ impl Fetcher<'_> {
             .or_else(|| docker_config_creds(&r.registry));
         let mut reg = Registry::new(self.http, r, creds);
         let (mut body, mut media_type, mut digest) = reg.manifest(r.reference())?;
+        // The digests a signature may name: the index's and the platform's.
+        let mut digests = vec![digest.clone()];
         if media_type == registry::OCI_INDEX || media_type == registry::DOCKER_LIST {
             let arch = self
                 .options
@@ -175,7 +187,14 @@ impl Fetcher<'_> {
                 .unwrap_or_else(|| default_arch().to_string());
             let chosen = pick_platform(&body, &arch, &shown)?;
             (body, media_type, digest) = reg.manifest(&chosen)?;
+            digests.push(digest.clone());
         }
+        let verified = if insecure {
+            tracing::warn!("not checking the signature of {shown} (--insecure-options=image)");
+            None
+        } else {
+            Some(self.verify_docker(&mut reg, &shown, &repository, &digests)?)
+        };
         if media_type != registry::OCI_MANIFEST && media_type != registry::DOCKER_MANIFEST {
             return Err(bad(
                 &shown,
@@ -188,7 +207,12 @@ impl Fetcher<'_> {
             .as_str()
             .ok_or_else(|| bad(&shown, "the manifest has no config"))?;
         digest_hex(config_digest, &shown)?;
-        let config_bytes = reg.small_blob(config_digest, &self.store.layout().layers_tmp())?;
+        let config_bytes = reg.small_blob(
+            config_digest,
+            &self.store.layout().layers_tmp(),
+            "config",
+            registry::MAX_MANIFEST,
+        )?;
         let config: Value = serde_json::from_slice(&config_bytes)
             .map_err(|e| bad(&shown, format!("malformed image config: {e}")))?;
         // The whole image's compressed bytes within the largest image
@@ -227,7 +251,7 @@ impl Fetcher<'_> {
                 media_type: l["mediaType"].as_str().unwrap_or("").to_string(),
             });
         }
-        let fetched = self.import_layers(
+        let mut fetched = self.import_layers(
             r.aci_name().as_str(),
             r.tag.as_deref(),
             &config,
@@ -235,8 +259,96 @@ impl Fetcher<'_> {
             &shown,
             &digest,
         )?;
+        if let Some((v, record)) = verified {
+            self.store
+                .index()
+                .add_signature(&fetched.id, &v.fingerprint, &record)?;
+            fetched.verified = Some(v);
+        }
         new.keep();
         Ok(fetched)
+    }
+
+    /// Whether a key trusted for `repository` now verified the stored
+    /// image `id` when it was fetched.
+    fn vouched(&self, id: &skiff_spec::ImageId, repository: &str) -> Result<bool, FetchError> {
+        let signers = self.store.index().signers(id)?;
+        Ok(!signers.is_empty()
+            && self
+                .keystore
+                .keys_for(repository)?
+                .iter()
+                .any(|k| signers.contains(&k.fingerprint)))
+    }
+
+    /// Checks the cosign signatures of the manifest `digests` with the
+    /// keys trusted for `repository`; returns who signed and the record
+    /// kept in the store (the payload and signature that verified).
+    fn verify_docker(
+        &self,
+        reg: &mut Registry<'_>,
+        shown: &str,
+        repository: &str,
+        digests: &[String],
+    ) -> Result<(skiff_trust::Verified, Vec<u8>), FetchError> {
+        let _step = tracing::debug_span!("verify", image = shown).entered();
+        let keys = self.keystore.keys_for(repository)?;
+        if !keys.iter().any(|k| k.key.cosign().is_some()) {
+            return Err(FetchError::NoTrustedCosignKeys {
+                image: repository.to_string(),
+            });
+        }
+        let (found, looked_at) =
+            signatures::cosign_signatures(reg, digests, &self.store.layout().layers_tmp())?;
+        if found.is_empty() {
+            return Err(FetchError::MissingImageSignature {
+                image: shown.to_string(),
+                looked_at: looked_at.join(", "),
+            });
+        }
+        let sigs: Vec<skiff_trust::cosign::Signature<'_>> = found
+            .iter()
+            .map(|f| skiff_trust::cosign::Signature {
+                payload: &f.payload,
+                signature: &f.signature,
+            })
+            .collect();
+        let expected = skiff_trust::cosign::Expected {
+            repository,
+            digests,
+        };
+        let verified = skiff_trust::cosign::verify(&keys, &sigs, &expected).map_err(|source| {
+            FetchError::Signature {
+                image: shown.to_string(),
+                source,
+            }
+        })?;
+        tracing::info!(
+            "verified {shown}: signed by cosign key {} (trusted for {})",
+            verified.fingerprint,
+            verified.scope
+        );
+        let found = found
+            .iter()
+            .zip(&sigs)
+            .find(|(_, s)| {
+                keys.iter()
+                    .filter(|k| k.fingerprint == verified.fingerprint)
+                    .filter_map(|k| k.key.cosign())
+                    .any(|k| k.verifies(s.payload, s.signature))
+            })
+            .map(|(f, _)| f);
+        let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b);
+        let record = found.map_or_else(Vec::new, |f| {
+            serde_json::json!({
+                "format": "cosign",
+                "payload": b64(&f.payload),
+                "signature": b64(&f.signature),
+            })
+            .to_string()
+            .into_bytes()
+        });
+        Ok((verified, record))
     }
 
     /// The cached layer `digest`, downloaded (and verified) if missing,

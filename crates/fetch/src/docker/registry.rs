@@ -13,7 +13,7 @@ use crate::FetchError;
 use crate::http::Http;
 
 /// Largest manifest or config read.
-const MAX_MANIFEST: u64 = 4 << 20;
+pub const MAX_MANIFEST: u64 = 4 << 20;
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -217,6 +217,16 @@ impl<'a> Registry<'a> {
     /// digest. Fetched by digest, the bytes must have that digest.
     pub fn manifest(&mut self, reference: &str) -> Result<(Vec<u8>, String, String), FetchError> {
         let path = format!("{}/manifests/{reference}", self.repo);
+        self.manifest_if_any(reference)?
+            .ok_or_else(|| FetchError::NotFound(format!("{}/v2/{path}", self.base)))
+    }
+
+    /// [`Registry::manifest`], `None` if the registry has none by that name.
+    pub fn manifest_if_any(
+        &mut self,
+        reference: &str,
+    ) -> Result<Option<(Vec<u8>, String, String)>, FetchError> {
+        let path = format!("{}/manifests/{reference}", self.repo);
         let resp = self.get(
             &path,
             &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST],
@@ -224,7 +234,7 @@ impl<'a> Registry<'a> {
         let url = format!("{}/v2/{path}", self.base);
         let status = resp.status().as_u16();
         if status == 404 {
-            return Err(FetchError::NotFound(url));
+            return Ok(None);
         }
         if status != 200 {
             return Err(FetchError::Status { url, status });
@@ -251,7 +261,7 @@ impl<'a> Registry<'a> {
             .ok()
             .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string))
             .unwrap_or(content_type);
-        Ok((body, media_type, digest))
+        Ok(Some((body, media_type, digest)))
     }
 
     /// Downloads blob `digest` into `out`, hashing as it streams; fails,
@@ -311,15 +321,22 @@ impl<'a> Registry<'a> {
         Ok(written)
     }
 
-    /// A small blob (an image config), verified.
-    pub fn small_blob(&mut self, digest: &str, tmp: &Path) -> Result<Vec<u8>, FetchError> {
+    /// A small blob (an image config, a signature payload) of at most
+    /// `limit` bytes, verified.
+    pub fn small_blob(
+        &mut self,
+        digest: &str,
+        tmp: &Path,
+        what: &str,
+        limit: u64,
+    ) -> Result<Vec<u8>, FetchError> {
         let io = |e: std::io::Error| FetchError::from(skiff_io::io_err_at("read", tmp)(e));
         let mut file = tempfile::tempfile_in(tmp).map_err(io)?;
-        let n = self.blob_to(digest, &mut file, "config", MAX_MANIFEST)?;
-        if n > MAX_MANIFEST {
+        let n = self.blob_to(digest, &mut file, what, limit)?;
+        if n > limit {
             return Err(FetchError::Http {
                 url: digest.to_string(),
-                reason: format!("image config larger than {MAX_MANIFEST} bytes"),
+                reason: format!("{what} larger than {limit} bytes"),
             });
         }
         let mut bytes = Vec::new();
