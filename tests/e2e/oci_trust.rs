@@ -183,3 +183,216 @@ fn cosign_signatures_made_by_another_tool_verify_and_forgeries_are_refused() {
         stderr(&out)
     );
 }
+
+/// `skiff` with registry credentials for the test registry.
+fn with_creds(root: &Path) -> Command {
+    let mut cmd = skiff_in(root);
+    cmd.args(["--insecure-options=http", "--creds=alice:secret"]);
+    cmd
+}
+
+#[test]
+fn images_pushed_and_signed_by_skiff_verify_elsewhere_and_other_tools_read_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let host_b = root.join("b");
+    std::fs::create_dir_all(&host_b).unwrap();
+    let _guard = PodsGuard { root };
+    let _guard_b = PodsGuard { root: &host_b };
+    let reg = Registry::start(Some("alice"));
+    let host = format!("127.0.0.1:{}", reg.port);
+
+    // An ACI with a 20 MB file of random bytes: its layer goes up in chunks.
+    let layout = root.join("layout");
+    busybox_layout(&layout);
+    let big = layout.join("rootfs/big");
+    let status = Command::new("dd")
+        .args(["if=/dev/urandom", "bs=1M", "count=20", "status=none"])
+        .arg(format!("of={}", big.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let aci = root.join("busybox.aci");
+    build_image(&layout, &aci);
+    let out = output(
+        skiff_in(root)
+            .args(["fetch", "--insecure-options=image"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let dest = format!("docker://{host}/skiff/busybox:1.0");
+    let out = output(with_creds(root).args(["image", "push", "example.com/busybox", &dest]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let digest = stdout(&out).trim().to_string();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    assert!(stderr(&out).contains("as an OCI image"), "{}", stderr(&out));
+    // POST, three 8 MiB PATCHes, PUT.
+    assert!(stderr(&out).contains("in 5 requests"), "{}", stderr(&out));
+
+    // skopeo reads what skiff pushed, and copies it.
+    let inspect = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--creds=alice:secret"])
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "skopeo inspect: {}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let inspected: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(inspected["Digest"], digest.as_str());
+    let copied = root.join("copied");
+    let copy = Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            "--src-creds=alice:secret",
+        ])
+        .arg(&dest)
+        .arg(format!("oci:{}:1.0", copied.display()))
+        .output()
+        .unwrap();
+    assert!(
+        copy.status.success(),
+        "skopeo copy: {}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+
+    // Pushed again: every blob is already there.
+    let out = output(with_creds(root).args(["image", "push", "example.com/busybox", &dest]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("0 blob(s) uploaded (0 bytes), 2 already there"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A cosign key made by skiff, encrypted as cosign does; skiff signs.
+    let keys = root.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let prefix = keys.join("ci");
+    let out = output(
+        skiff()
+            .env("COSIGN_PASSWORD", "s3cret")
+            .args(["key", "generate", "--type=cosign", "--out"])
+            .arg(&prefix),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let secret = keys.join("ci.key");
+    let public = keys.join("ci.pub");
+    let mode = std::fs::metadata(&secret).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let sign = |password: &str| {
+        output(
+            with_creds(root)
+                .env("COSIGN_PASSWORD", password)
+                .args(["image", "sign", "--format=cosign", "--key"])
+                .arg(&secret)
+                .arg(&dest),
+        )
+    };
+    let out = sign("wrong");
+    assert_refused(&out, "a wrong key password");
+    assert!(stderr(&out).contains("wrong password"), "{}", stderr(&out));
+    let out = sign("s3cret");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Python's cryptography verifies skiff's signature as cosign lays it
+    // out, and opens skiff's encrypted key.
+    let py_env = |cmd: &mut Command| {
+        cmd.env("REGISTRY_CREDS", "alice:secret")
+            .env("COSIGN_PASSWORD", "s3cret");
+    };
+    let mut verify = Command::new("/usr/bin/python3");
+    verify
+        .arg(fixture_signer())
+        .args(["verify", &host, "skiff/busybox", "1.0"])
+        .arg(&public);
+    py_env(&mut verify);
+    let verified = verify.output().unwrap();
+    assert!(
+        verified.status.success(),
+        "Python's check of skiff's signature: {}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let mut decrypt = Command::new("/usr/bin/python3");
+    decrypt
+        .arg(fixture_signer())
+        .arg("decrypt")
+        .arg(&secret)
+        .arg(keys.join("opened.pem"));
+    py_env(&mut decrypt);
+    let opened = decrypt.output().unwrap();
+    assert!(
+        opened.status.success(),
+        "Python opens skiff's encrypted key: {}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+
+    // Another host trusts the public key: it fetches and runs the image
+    // without --insecure-options=image, byte for byte.
+    let out = output(
+        skiff_in(&host_b)
+            .args([
+                "trust",
+                "--skip-fingerprint-review",
+                "--prefix",
+                &format!("{host}/skiff"),
+            ])
+            .arg(&public),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = output(
+        with_creds(&host_b)
+            .args(["run", "--net=none", &dest])
+            .args(["--exec=/bin/busybox", "--", "sha256sum", "/big"]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let want =
+        String::from_utf8_lossy(&Command::new("sha256sum").arg(&big).output().unwrap().stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+    assert!(
+        stdout(&out).starts_with(&want),
+        "{} vs {want}",
+        stdout(&out)
+    );
+
+    // Pushed on from that host: as it came (the same digest, the blobs
+    // mounted from the repository they are in), so the signature holds.
+    let copy = format!("docker://{host}/skiff/copy:1.0");
+    let out = output(with_creds(&host_b).args(["image", "push", &dest, &copy]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), digest);
+    assert!(
+        stderr(&out).contains("as it was fetched") && stderr(&out).contains("2 mounted"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A second signature, by a key Python made, is added beside skiff's.
+    let py_key = keys.join("py.key");
+    let py_pub = keys.join("py.pub");
+    py(&[
+        "keygen",
+        "ed25519",
+        &py_key.display().to_string(),
+        &py_pub.display().to_string(),
+    ]);
+    let out = output(
+        with_creds(root)
+            .args(["image", "sign", "--format=cosign", "--key"])
+            .arg(&py_key)
+            .arg(&dest),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("2 signature(s)"), "{}", stderr(&out));
+}

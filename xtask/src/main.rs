@@ -91,6 +91,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "python3-cryptography",
         "an independent cosign signer in the OCI trust tests",
     ),
+    (
+        "python3-nacl",
+        "opens skiff's encrypted cosign keys in the OCI trust tests",
+    ),
     ("umoci", "builds test OCI images; the pull benchmark's peer"),
     (
         "apache2-utils",

@@ -214,6 +214,37 @@ impl Http {
         }))
     }
 
+    /// A HEAD, or a write (POST, PUT, PATCH) with `body`: sent once (a
+    /// retried write could apply twice); any status is returned.
+    pub(crate) fn send_once(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Option<&[u8]>,
+    ) -> Result<ureq::http::Response<ureq::Body>, FetchError> {
+        self.check_scheme(url)?;
+        let err = |reason: String| FetchError::Http {
+            url: url.to_string(),
+            reason,
+        };
+        let mut builder = ureq::http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            builder = builder.header(*k, v.as_str());
+        }
+        let sent = match body {
+            Some(b) => builder
+                .body(b)
+                .map_err(|e| err(e.to_string()))
+                .map(|r| self.agent.run(r)),
+            None => builder
+                .body(())
+                .map_err(|e| err(e.to_string()))
+                .map(|r| self.agent.run(r)),
+        }?;
+        sent.map_err(|e| err(e.to_string()))
+    }
+
     /// GETs a small document (discovery page, key) of at most `limit` bytes.
     pub fn get_small(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
         self.check_scheme(url)?;

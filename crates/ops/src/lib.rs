@@ -41,6 +41,7 @@ pub mod pod_manifest;
 pub mod pods;
 pub mod policy;
 pub mod procs;
+pub mod registry;
 pub mod rootless;
 pub mod run;
 pub mod service;

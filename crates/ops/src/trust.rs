@@ -104,33 +104,65 @@ pub struct Generated {
     pub public: std::path::PathBuf,
 }
 
+/// Writes `text` to the new file `path` (it must not exist) with `mode`.
+fn write_new(path: &std::path::Path, text: &[u8], mode: u32) -> Result<(), OpsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io(format!(
+            "create {} (it must not exist yet)",
+            path.display()
+        )))?;
+    f.write_all(text)
+        .map_err(io(format!("write {}", path.display())))?;
+    Ok(())
+}
+
+/// `out` with `ext` appended.
+fn with_ext(out: &std::path::Path, ext: &str) -> std::path::PathBuf {
+    let mut name = out.as_os_str().to_owned();
+    name.push(ext);
+    std::path::PathBuf::from(name)
+}
+
 /// Generates an Ed25519 OpenPGP key pair for signing images; neither file
 /// may exist yet.
 pub fn generate_key(out: &std::path::Path, uid: &str) -> Result<Generated, OpsError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let key = skiff_trust::sign::generate_key(uid)?;
-    let with = |ext: &str| {
-        let mut name = out.as_os_str().to_owned();
-        name.push(ext);
-        std::path::PathBuf::from(name)
-    };
-    let (secret, public) = (with(".sec.asc"), with(".pub.asc"));
-    for (path, text, mode) in [(&secret, &key.secret, 0o600), (&public, &key.public, 0o644)] {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(path)
-            .map_err(io(format!(
-                "create {} (it must not exist yet)",
-                path.display()
-            )))?;
-        f.write_all(text.as_bytes())
-            .map_err(io(format!("write {}", path.display())))?;
-    }
+    let (secret, public) = (with_ext(out, ".sec.asc"), with_ext(out, ".pub.asc"));
+    // The public file first: a failure leaves no secret key behind.
+    write_new(&public, key.public.as_bytes(), 0o644)?;
+    write_new(&secret, key.secret.as_bytes(), 0o600)?;
     Ok(Generated {
         fingerprint: key.fingerprint,
+        secret,
+        public,
+    })
+}
+
+/// Generates a cosign key pair: `<out>.key` (mode 0600; encrypted as
+/// cosign does with `password`, else unencrypted PKCS#8) and `<out>.pub`
+/// (PEM); neither may exist yet.
+pub fn generate_cosign_key(
+    out: &std::path::Path,
+    algorithm: skiff_trust::cosign_key::Algorithm,
+    password: Option<&[u8]>,
+) -> Result<Generated, OpsError> {
+    use skiff_trust::cosign_key::CosignSigner;
+    let key = CosignSigner::generate(algorithm);
+    let secret_text = match password {
+        Some(p) => key.to_encrypted_pem(p)?,
+        None => key.to_pkcs8_pem()?,
+    };
+    let (secret, public) = (with_ext(out, ".key"), with_ext(out, ".pub"));
+    write_new(&public, key.public().to_pem().as_bytes(), 0o644)?;
+    write_new(&secret, secret_text.as_bytes(), 0o600)?;
+    Ok(Generated {
+        fingerprint: key.public().fingerprint(),
         secret,
         public,
     })

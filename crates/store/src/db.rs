@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 use skiff_spec::ImageId;
 
@@ -244,32 +244,44 @@ impl Index {
     }
 
     pub fn remote(&self, url: &str) -> Result<Option<RemoteRecord>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT url, image_id, etag, max_age, download_time FROM remotes WHERE url = ?1",
-                [url],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, i64>(4)?,
-                    ))
-                },
-            )
-            .optional()
-            .map_err(db_err)?
-            .map(|(url, id, etag, max_age, download_time)| {
-                Ok(RemoteRecord {
-                    url,
-                    image_id: ImageId::parse(&id).map_err(StoreError::Index)?,
-                    etag,
-                    max_age,
-                    download_time,
-                })
+        Ok(self.remotes_where("url = ?1", url)?.into_iter().next())
+    }
+
+    /// Where the image `id` was fetched from, newest first.
+    pub fn remotes_of(&self, id: &ImageId) -> Result<Vec<RemoteRecord>, StoreError> {
+        self.remotes_where("image_id = ?1 ORDER BY download_time DESC", id.as_str())
+    }
+
+    fn remotes_where(&self, condition: &str, value: &str) -> Result<Vec<RemoteRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT url, image_id, etag, max_age, download_time FROM remotes WHERE {condition}"
+            ))
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([value], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
             })
-            .transpose()
+            .map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (url, id, etag, max_age, download_time) = row.map_err(db_err)?;
+            out.push(RemoteRecord {
+                url,
+                image_id: ImageId::parse(&id).map_err(StoreError::Index)?,
+                etag,
+                max_age,
+                download_time,
+            });
+        }
+        Ok(out)
     }
 
     pub fn set_remote(&self, rec: &RemoteRecord) -> Result<(), StoreError> {

@@ -15,6 +15,7 @@
 //! `example.com/etcd`.
 
 pub mod cosign;
+pub mod cosign_key;
 pub mod keystore;
 pub mod sign;
 pub mod verify;

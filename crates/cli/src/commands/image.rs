@@ -78,17 +78,38 @@ pub enum ImageCommand {
         #[arg(long, default_value = "table", value_parser = ["table", "json", "cyclonedx"])]
         format: String,
     },
-    /// Sign an image file: an armored detached OpenPGP signature (what
-    /// `skiff fetch` looks for beside it, and `gpg --verify` checks).
+    /// Sign an image. `--format=openpgp` (default): an ACI file gets an
+    /// armored detached OpenPGP signature (ACI.asc, what `skiff fetch`
+    /// looks for beside it, and `gpg --verify` checks). `--format=cosign`:
+    /// the image a registry's tag names (docker://REGISTRY/REPO:TAG) gets a
+    /// cosign signature, attached in the registry as cosign does, that
+    /// `skiff fetch` and `cosign verify --key` check.
     Sign {
-        aci: PathBuf,
-        /// The secret key (armored or binary, no passphrase), e.g. from
-        /// `skiff key generate`.
+        /// An ACI file (openpgp), or docker://REGISTRY/REPO:TAG|@DIGEST (cosign).
+        #[arg(value_name = "ACI|docker://…")]
+        target: String,
+        /// The secret key: OpenPGP (armored or binary, no passphrase, e.g.
+        /// from `skiff key generate`), or a cosign private key (from `skiff
+        /// key generate --type=cosign` or `cosign generate-key-pair`; an
+        /// encrypted one takes its password from COSIGN_PASSWORD).
         #[arg(long)]
         key: PathBuf,
-        /// Where to write the signature (default ACI.asc).
+        #[arg(long, default_value = "openpgp", value_parser = ["openpgp", "cosign"])]
+        format: String,
+        /// Where to write the signature (openpgp; default ACI.asc).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Push a stored image to a registry (the OCI distribution API, with
+    /// --creds, auth.d or ~/.docker/config.json credentials). An image
+    /// fetched from a registry goes as it came (same manifest digest, so its
+    /// signatures still hold); any other goes as an OCI image of one layer
+    /// (what `image export --format=oci` writes). Blobs the registry has are
+    /// skipped, large ones uploaded in chunks.
+    Push {
+        image: String,
+        /// docker://REGISTRY/REPO:TAG
+        dest: String,
     },
     /// Unpack one stored image (without its dependencies) into a new
     /// directory. Files lose setuid/setgid bits and file capabilities: the
@@ -342,11 +363,62 @@ pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             overwrite,
             format,
         } => export(global, &image, &out, overwrite, &format),
-        ImageCommand::Sign { aci, key, out } => {
+        ImageCommand::Sign {
+            target,
+            key,
+            format,
+            out,
+        } => {
+            if format == "cosign" {
+                if out.is_some() {
+                    anyhow::bail!(
+                        "--out is for OpenPGP signatures: a cosign signature goes to the registry"
+                    );
+                }
+                let ctx = global.context()?;
+                let attached = skiff_ops::registry::sign_cosign(&ctx, &key, &target)?;
+                println!("{}", attached.tag);
+                eprintln!(
+                    "{}",
+                    printable(&format!(
+                        "signed {} ({}) with cosign key {}: {} signature(s) at {}",
+                        target,
+                        attached.digest,
+                        attached.fingerprint,
+                        attached.signatures,
+                        attached.tag
+                    ))
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let aci = PathBuf::from(&target);
             let out = skiff_ops::image::sign(&aci, &key, out)?;
             eprintln!(
                 "{}",
                 printable(&format!("signed {} -> {}", aci.display(), out.display()))
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCommand::Push { image, dest } => {
+            let report = skiff_ops::registry::push(&global.context()?, &image, &dest)?;
+            let p = &report.pushed;
+            println!("{}", p.digest);
+            eprintln!(
+                "{}",
+                printable(&format!(
+                    "pushed {} to {} {}: {} blob(s) uploaded ({} bytes), {} already there, {} mounted",
+                    report.record.name,
+                    report.dest,
+                    if report.as_fetched {
+                        "as it was fetched"
+                    } else {
+                        "as an OCI image"
+                    },
+                    p.uploaded,
+                    p.bytes,
+                    p.existing,
+                    p.mounted
+                ))
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -5,8 +5,11 @@ pub mod convert;
 pub mod export;
 pub mod layout;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod registry;
+pub mod sign;
 pub mod signatures;
+pub mod upload;
 
 pub use reference::DockerRef;

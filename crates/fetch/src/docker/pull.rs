@@ -46,6 +46,16 @@ pub fn auth_d_creds(dirs: &[PathBuf], registry: &str) -> Option<(String, String)
         })
 }
 
+/// Credentials for `registry`: `--creds`, else `auth.d`, else
+/// ~/.docker/config.json.
+pub fn creds_for(options: &crate::FetchOptions, registry: &str) -> Option<(String, String)> {
+    options
+        .creds
+        .clone()
+        .or_else(|| auth_d_creds(&options.auth_dirs, registry))
+        .or_else(|| docker_config_creds(registry))
+}
+
 /// Credentials for `registry` from ~/.docker/config.json (`auths`).
 pub fn docker_config_creds(registry: &str) -> Option<(String, String)> {
     let home = std::env::var_os("HOME")?;
@@ -169,13 +179,7 @@ impl Fetcher<'_> {
             (None, PullPolicy::Never) => return Err(FetchError::NotInStore(shown)),
             _ => {}
         }
-        let creds = self
-            .options
-            .creds
-            .clone()
-            .or_else(|| auth_d_creds(&self.options.auth_dirs, &r.registry))
-            .or_else(|| docker_config_creds(&r.registry));
-        let mut reg = Registry::new(self.http, r, creds);
+        let mut reg = Registry::new(self.http, r, creds_for(self.options, &r.registry));
         let (mut body, mut media_type, mut digest) = reg.manifest(r.reference())?;
         // The digests a signature may name: the index's and the platform's.
         let mut digests = vec![digest.clone()];
@@ -215,6 +219,21 @@ impl Fetcher<'_> {
         )?;
         let config: Value = serde_json::from_slice(&config_bytes)
             .map_err(|e| bad(&shown, format!("malformed image config: {e}")))?;
+        // The manifest and config are kept with the layers: `image push`
+        // sends the image as it came, with the digest its signatures name.
+        let mut new = NewLayers::default();
+        for (d, bytes) in [(digest.as_str(), &body), (config_digest, &config_bytes)] {
+            self.cache_layer(
+                d,
+                &mut |out| {
+                    std::io::Write::write_all(out, bytes).map_err(|e| {
+                        let tmp = self.store.layout().layers_tmp();
+                        FetchError::from(skiff_io::io_err_at("write in", &tmp)(e))
+                    })
+                },
+                &mut new,
+            )?;
+        }
         // The whole image's compressed bytes within the largest image
         // allowed (they are never more than what it unpacks to): refused
         // before any layer is downloaded when the manifest says so, and
@@ -237,7 +256,6 @@ impl Fetcher<'_> {
         }
         let mut used = 0u64;
         let mut layers = Vec::new();
-        let mut new = NewLayers::default();
         for l in manifest["layers"].as_array().into_iter().flatten() {
             let d = l["digest"]
                 .as_str()

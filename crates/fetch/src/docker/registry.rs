@@ -21,9 +21,10 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
 pub struct Registry<'a> {
-    http: &'a Http,
-    base: String,
-    repo: String,
+    pub(super) http: &'a Http,
+    /// `scheme://host[:port]`.
+    pub(super) base: String,
+    pub(super) repo: String,
     /// `user:password` for Basic auth (and for getting Bearer tokens).
     creds: Option<(String, String)>,
     /// The Authorization header that worked last.
@@ -74,7 +75,7 @@ const RESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// Percent-encodes a query value (unreserved characters stay).
-fn percent(s: &str) -> String {
+pub(super) fn percent(s: &str) -> String {
     utf8_percent_encode(s, RESERVED).to_string()
 }
 
@@ -107,6 +108,15 @@ impl<'a> Registry<'a> {
         ))
     }
 
+    /// `headers` with the Authorization header that worked last.
+    pub(super) fn headers<'h>(&self, headers: &[(&'h str, String)]) -> Vec<(&'h str, String)> {
+        let mut h = headers.to_vec();
+        if let Some(a) = &self.authorization {
+            h.push(("Authorization", a.clone()));
+        }
+        h
+    }
+
     /// GET `path` (under /v2/), authenticating once if the registry asks.
     fn get(
         &mut self,
@@ -118,17 +128,23 @@ impl<'a> Registry<'a> {
         if !accept.is_empty() {
             headers.push(("Accept", accept.join(", ")));
         }
-        let with_auth = |auth: &Option<String>| {
-            let mut h = headers.clone();
-            if let Some(a) = auth {
-                h.push(("Authorization", a.clone()));
-            }
-            h
-        };
-        let resp = self.http.send(&url, &with_auth(&self.authorization))?;
+        let resp = self.http.send(&url, &self.headers(&headers))?;
         if resp.status().as_u16() != 401 {
             return Ok(resp);
         }
+        self.authenticate(&url, &resp)?;
+        let resp = self.http.send(&url, &self.headers(&headers))?;
+        refused_credentials(&url, &resp)?;
+        Ok(resp)
+    }
+
+    /// Answers the challenge of a 401 to `url`: Basic with the credentials,
+    /// or a Bearer token from the realm it names.
+    pub(super) fn authenticate(
+        &mut self,
+        url: &str,
+        resp: &ureq::http::Response<ureq::Body>,
+    ) -> Result<(), FetchError> {
         let challenge = resp
             .headers()
             .get("www-authenticate")
@@ -138,28 +154,21 @@ impl<'a> Registry<'a> {
         self.authorization = if challenge.to_ascii_lowercase().starts_with("basic") {
             Some(self.basic().ok_or_else(|| {
                 FetchError::Http {
-                    url: url.clone(),
+                    url: url.to_string(),
                     reason: "the registry wants a user name and password (--creds=USER:PASSWORD, \
                          ~/.docker/config.json or /etc/skiff/auth.d)"
                         .into(),
                 }
             })?)
         } else if let Some(params) = bearer_params(&challenge) {
-            Some(format!("Bearer {}", self.token(&params, &url)?))
+            Some(format!("Bearer {}", self.token(&params, url)?))
         } else {
             return Err(FetchError::Http {
-                url,
+                url: url.to_string(),
                 reason: format!("unauthorized, with no usable challenge ({challenge:?})"),
             });
         };
-        let resp = self.http.send(&url, &with_auth(&self.authorization))?;
-        if resp.status().as_u16() == 401 {
-            return Err(FetchError::Http {
-                url,
-                reason: "the registry refused the credentials (HTTP 401)".into(),
-            });
-        }
-        Ok(resp)
+        Ok(())
     }
 
     /// A Bearer token from the challenge's realm.
@@ -346,7 +355,24 @@ impl<'a> Registry<'a> {
     }
 }
 
-fn read_limited(resp: ureq::http::Response<ureq::Body>, url: &str) -> Result<Vec<u8>, FetchError> {
+/// Refuses a second 401: the credentials given were not accepted.
+pub(super) fn refused_credentials(
+    url: &str,
+    resp: &ureq::http::Response<ureq::Body>,
+) -> Result<(), FetchError> {
+    if resp.status().as_u16() == 401 {
+        return Err(FetchError::Http {
+            url: url.to_string(),
+            reason: "the registry refused the credentials (HTTP 401)".into(),
+        });
+    }
+    Ok(())
+}
+
+pub(super) fn read_limited(
+    resp: ureq::http::Response<ureq::Body>,
+    url: &str,
+) -> Result<Vec<u8>, FetchError> {
     let mut body = Vec::new();
     resp.into_body()
         .into_reader()
