@@ -924,3 +924,42 @@ layer(sys.argv[1] + "/upper.tar", [("etc/conf/x", "file", b"x"), ("lib/foo", "fi
         "the lower symlink s stayed"
     );
 }
+
+#[test]
+fn zstd_layers_made_by_skopeo_fetch_and_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let reg = Registry::start(None);
+    let layout = layered_image(tmp.path(), false);
+    let image = format!("docker://127.0.0.1:{}/test/zstd:v1", reg.port);
+    sh(&format!(
+        "skopeo copy --quiet --format oci --dest-compress-format zstd --dest-tls-verify=false \
+         oci:{}:v1 {image}",
+        layout.display()
+    ));
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let types: Vec<&str> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.iter().all(|t| t.ends_with("+zstd")),
+        "skopeo wrote {types:?}"
+    );
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["--insecure-options=image,http", "run", "--net=none", &image])
+            .args(["--exec=/bin/sh", "--", "-c", "cat /etc/new /data/z; ls /etc"]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("newz"), "{text}");
+    assert!(!text.contains("\na\n"), "whiteout lost: {text}");
+}

@@ -212,8 +212,12 @@ impl<R: Read> Read for Inflation<R> {
     }
 }
 
+/// The largest zstd window a layer may use: 2^27 bytes (128 MiB).
+const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+
 /// A layer's entries, decompressed by media type (every member of a
-/// gzip stream, as other runtimes read them), counted in `totals`.
+/// gzip stream, every frame of a zstd one, as other runtimes read them),
+/// counted in `totals`.
 fn open_layer(
     layer: &Layer,
     totals: &Inflated,
@@ -223,12 +227,6 @@ fn open_layer(
         std::fs::File::open(&layer.path).map_err(skiff_io::io_err_at("read", &layer.path))?;
     let reader = std::io::BufReader::with_capacity(1 << 16, file);
     let mt = layer.media_type.as_str();
-    if mt.ends_with("+zstd") || mt.ends_with(".zstd") {
-        return Err(bad(
-            &layer.path.display().to_string(),
-            "zstd-compressed layers are not supported",
-        ));
-    }
     let counted = Counted {
         inner: reader,
         count: totals.compressed.clone(),
@@ -240,6 +238,18 @@ fn open_layer(
         .unwrap_or_else(|| layer.path.display().to_string());
     let inner: Box<dyn Read> = if mt.ends_with("gzip") || mt.ends_with("+gzip") {
         Box::new(flate2::read::MultiGzDecoder::new(counted))
+    } else if mt.ends_with("+zstd") || mt.ends_with(".zstd") {
+        // Every frame is read. A frame's window is at most 2^27 bytes
+        // (libzstd's default limit, said here so no default can widen it):
+        // a layer cannot make the decoder take more memory than that.
+        let mut decoder = zstd::stream::read::Decoder::with_buffer(
+            std::io::BufReader::with_capacity(1 << 16, counted),
+        )
+        .map_err(|e| bad(&name, format!("zstd: {e}")))?;
+        decoder
+            .window_log_max(ZSTD_WINDOW_LOG_MAX)
+            .map_err(|e| bad(&name, format!("zstd: {e}")))?;
+        Box::new(decoder)
     } else {
         // Uncompressed: counted on both sides (ratio 1).
         Box::new(counted)
@@ -437,6 +447,11 @@ mod tests {
     /// A gzip layer with one file of `mib` MiB of zeros, `members` gzip
     /// members long (concatenated, as `cat a.gz b.gz` makes).
     fn zeros_layer(dir: &Path, name: &str, mib: usize, members: usize) -> Layer {
+        compressed_zeros(dir, name, mib, members, false)
+    }
+
+    /// The same in zstd frames.
+    fn compressed_zeros(dir: &Path, name: &str, mib: usize, members: usize, zstd: bool) -> Layer {
         let mut tar = tar::Builder::new(Vec::new());
         let mut header = tar::Header::new_gnu();
         header.set_size((mib << 20) as u64);
@@ -451,16 +466,52 @@ mod tests {
         let bytes = tar.into_inner().unwrap();
         let mut out = Vec::new();
         for part in bytes.chunks(bytes.len().div_ceil(members)) {
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-            gz.write_all(part).unwrap();
-            out.extend(gz.finish().unwrap());
+            if zstd {
+                out.extend(zstd::stream::encode_all(part, 19).unwrap());
+            } else {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+                gz.write_all(part).unwrap();
+                out.extend(gz.finish().unwrap());
+            }
         }
         let path = dir.join(name);
         std::fs::write(&path, out).unwrap();
+        let kind = if zstd { "zstd" } else { "gzip" };
         Layer {
             path,
-            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+            media_type: format!("application/vnd.oci.image.layer.v1.tar+{kind}"),
         }
+    }
+
+    #[test]
+    fn zstd_layers_convert_every_frame_and_bombs_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let manifest = json!({"acKind": "ImageManifest"});
+        let two = [compressed_zeros(tmp.path(), "frames", 8, 2, true)];
+        let out = write_aci(Vec::new(), &manifest, &two, 250).unwrap();
+        assert!(out.len() > 8 << 20, "{}", out.len());
+        let bomb = [compressed_zeros(tmp.path(), "bomb", 200, 1, true)];
+        let err = write_aci(std::io::sink(), &manifest, &bomb, 250)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("decompression bomb"), "{err:?}");
+        // A frame that asks for a 2 GiB window is refused, not allocated.
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        encoder.window_log(31).unwrap();
+        encoder.long_distance_matching(true).unwrap();
+        encoder.write_all(&[0u8; 4096]).unwrap();
+        let path = tmp.path().join("wide");
+        std::fs::write(&path, encoder.finish().unwrap()).unwrap();
+        let wide = [Layer {
+            path,
+            media_type: "application/vnd.oci.image.layer.v1.tar+zstd".into(),
+        }];
+        let err = write_aci(std::io::sink(), &manifest, &wide, 250)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("Frame requires too much memory"), "{err:?}");
     }
 
     #[test]
