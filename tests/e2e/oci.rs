@@ -956,7 +956,12 @@ fn zstd_layers_made_by_skopeo_fetch_and_run() {
     let out = output(
         skiff_in(tmp.path())
             .args(["--insecure-options=image,http", "run", "--net=none", &image])
-            .args(["--exec=/bin/sh", "--", "-c", "cat /etc/new /data/z; ls /etc"]),
+            .args([
+                "--exec=/bin/sh",
+                "--",
+                "-c",
+                "cat /etc/new /data/z; ls /etc",
+            ]),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);

@@ -29,13 +29,15 @@ fn py(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Nothing of the image is in the store: no image, no layer.
+/// Nothing of the image is in the store: no image, no layer, no tree.
 fn assert_nothing_stored(root: &Path, what: &str) {
     assert_eq!(image_list(root).trim(), "[]", "{what}: an image was stored");
-    let layers: Vec<_> = std::fs::read_dir(root.join("data/cas/blobs/sha256"))
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(layers.is_empty(), "{what}: layers were stored: {layers:?}");
+    for dir in ["data/cas/blobs/sha256", "data/trees"] {
+        let left: Vec<_> = std::fs::read_dir(root.join(dir))
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{what}: left in the store: {left:?}");
+    }
 }
 
 fn fetch(root: &Path, image: &str) -> std::process::Output {
@@ -81,7 +83,7 @@ fn cosign_signatures_made_by_another_tool_verify_and_forgeries_are_refused() {
         root,
         &image,
         "no trusted key",
-        &format!("no cosign key is trusted for {host}/test/app"),
+        &format!("no key is trusted for {host}/test/app"),
     );
 
     let out = output(skiff_in(root).args([
@@ -137,6 +139,26 @@ fn cosign_signatures_made_by_another_tool_verify_and_forgeries_are_refused() {
 
     // Signed by the trusted key: fetched and run without --insecure-options=image.
     sign("a.key", &[]);
+    // But not by a policy for other names: refused, and what the fetch
+    // added is gone again.
+    let elsewhere = root.join("elsewhere.toml");
+    std::fs::write(
+        &elsewhere,
+        format!("trusted-prefixes = [\"{host}/test/other\"]\n"),
+    )
+    .unwrap();
+    let out = output(skiff_in(root).arg("--policy").arg(&elsewhere).args([
+        "--insecure-options=http",
+        "fetch",
+        &image,
+    ]));
+    assert_refused(&out, "a policy for other names");
+    assert!(
+        stderr(&out).contains("not under a trusted prefix"),
+        "{}",
+        stderr(&out)
+    );
+    assert_nothing_stored(root, "a policy for other names");
     let out = fetch(root, &image);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(

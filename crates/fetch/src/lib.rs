@@ -47,6 +47,8 @@ pub enum FetchError {
     Tls(String),
     #[error("cannot fetch {url}: {reason}")]
     Http { url: String, reason: String },
+    #[error("cannot push to {url}: {reason}")]
+    Push { url: String, reason: String },
     #[error("cannot fetch {url}: HTTP status {status}")]
     Status { url: String, status: u16 },
     #[error("{what}: not allowed without --insecure-options={option}")]
@@ -67,10 +69,13 @@ pub enum FetchError {
     )]
     MissingImageSignature { image: String, looked_at: String },
     #[error(
-        "no cosign key is trusted for {image}: trust its signer with `skiff trust --prefix \
-         {image} cosign.pub`, or fetch it unverified with --insecure-options=image"
+        "no key is trusted for {image}: trust its signer's cosign key with `skiff trust --prefix \
+         {image} cosign.pub` (or an OpenPGP key, with a lookaside for its simple-signing \
+         signatures in registries.d), or fetch it unverified with --insecure-options=image"
     )]
-    NoTrustedCosignKeys { image: String },
+    NoTrustedImageKeys { image: String },
+    #[error("no signature of {image} verifies: {}", reasons.join("; "))]
+    NotVerified { image: String, reasons: Vec<String> },
     #[error(
         "no key is trusted for {image}: trust its signer with `skiff trust --prefix {image} KEY`"
     )]
@@ -215,6 +220,9 @@ pub struct FetchOptions {
     pub creds: Option<(String, String)>,
     /// `auth.d` directories with registry credentials (local config first).
     pub auth_dirs: Vec<PathBuf>,
+    /// `registries.d` directories: where simple-signing signatures of
+    /// docker images are (local config first).
+    pub registries_dirs: Vec<PathBuf>,
     /// The architecture to pick from a multi-platform image (OCI names:
     /// amd64, arm64, ...); default: this machine's.
     pub arch: Option<String>,

@@ -151,6 +151,10 @@ impl Context {
             signature: None,
             creds: self.settings.creds.clone(),
             auth_dirs: self.auth_dirs(),
+            registries_dirs: vec![
+                self.settings.local_config.join("registries.d"),
+                self.settings.system_config.join("registries.d"),
+            ],
             arch: self.settings.arch.clone(),
         }
     }

@@ -81,17 +81,21 @@ impl Policy {
     ) -> Result<Vec<String>, OpsError> {
         let mut reasons = Vec::new();
         if let Some(prefixes) = &self.trusted_prefixes {
-            if !prefixes.iter().any(|p| under_prefix(&rec.name, p)) {
+            let names = names(store, rec)?;
+            let shown = names.join(", ");
+            let under: Vec<&String> = names
+                .iter()
+                .filter(|n| prefixes.iter().any(|p| under_prefix(n, p)))
+                .collect();
+            if under.is_empty() {
                 reasons.push(format!(
-                    "{} is not under a trusted prefix ({})",
-                    rec.name,
+                    "{shown} is not under a trusted prefix ({})",
                     prefixes.join(", ")
                 ));
-            } else if !self.name_vouched(ctx, store, rec)? {
+            } else if !self.name_vouched(ctx, store, rec, &under)? {
                 reasons.push(format!(
-                    "its name {} is only claimed: no key trusted for that name signed it \
-                     (trusted-prefixes admits names that a signature vouches for)",
-                    rec.name
+                    "its name {shown} is only claimed: no key trusted for that name signed it \
+                     (trusted-prefixes admits names that a signature vouches for)"
                 ));
             }
         }
@@ -132,20 +136,30 @@ impl Policy {
         Ok(reasons)
     }
 
-    /// Whether a key trusted for `rec`'s name signed it: the name is then
-    /// the signer's word, not only the image's.
+    /// Whether a key trusted for one of `names` (the image's) signed it:
+    /// the name is then the signer's word, not only the image's.
     fn name_vouched(
         &self,
         ctx: &Context,
         store: &Store,
         rec: &ImageRecord,
+        names: &[&String],
     ) -> Result<bool, OpsError> {
         let signers = store.index().signers(&rec.id)?;
         if signers.is_empty() {
             return Ok(false);
         }
-        let keys = ctx.keystore().keys_for(&rec.name)?;
-        Ok(keys.iter().any(|k| signers.contains(&k.fingerprint)))
+        let keystore = ctx.keystore();
+        for name in names {
+            if keystore
+                .keys_for(name)?
+                .iter()
+                .any(|k| signers.contains(&k.fingerprint))
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Enforces the policy on every image of the tree that `top` renders
@@ -158,7 +172,7 @@ impl Policy {
         ctx: &Context,
         store: &Store,
         top: &skiff_spec::ImageId,
-        before: &std::collections::BTreeSet<String>,
+        before: &Snapshot,
     ) -> Result<(), OpsError> {
         let ids = store.render(top)?.images()?;
         let verdict = ids
@@ -166,10 +180,14 @@ impl Policy {
             .try_for_each(|id| self.enforce(ctx, store, &store.resolve(id)?));
         if verdict.is_err() {
             let pods = ctx.pods();
-            for id in ids.iter().filter(|id| !before.contains(id.as_str())) {
+            for id in ids.iter().filter(|id| !before.images.contains(id.as_str())) {
                 if let Ok(rec) = store.resolve(id) {
                     let _ = store.remove(&rec.id, || pods.images_in_use(true));
                 }
+            }
+            // And the layers (manifests, configs) a docker:// fetch cached.
+            for name in layer_names(store).difference(&before.layers) {
+                let _ = std::fs::remove_file(store.layout().layers().join(name));
             }
         }
         verdict
@@ -190,18 +208,56 @@ impl Policy {
     }
 }
 
-/// The IDs of the images in the store now.
-pub fn snapshot(store: &Store) -> Result<std::collections::BTreeSet<String>, OpsError> {
-    Ok(store
-        .images()?
-        .into_iter()
-        .map(|r| r.id.as_str().to_string())
-        .collect())
+/// What the store held before a fetch: what a refusal removes is what
+/// the fetch added.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Image IDs.
+    pub images: std::collections::BTreeSet<String>,
+    /// Files in the layer cache.
+    pub layers: std::collections::BTreeSet<std::ffi::OsString>,
+}
+
+fn layer_names(store: &Store) -> std::collections::BTreeSet<std::ffi::OsString> {
+    std::fs::read_dir(store.layout().layers())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default()
+}
+
+/// The images and cached layers in the store now.
+pub fn snapshot(store: &Store) -> Result<Snapshot, OpsError> {
+    Ok(Snapshot {
+        images: store
+            .images()?
+            .into_iter()
+            .map(|r| r.id.as_str().to_string())
+            .collect(),
+        layers: layer_names(store),
+    })
+}
+
+/// The names the policy judges `rec` by: for an image fetched from a
+/// registry, the repositories it came from (`registry[:port]/path`, Docker
+/// Hub as `docker.io/…`: what its signature was checked for; its appc name
+/// has lost the difference between `:`, `_` and `-`); else its appc name.
+fn names(store: &Store, rec: &ImageRecord) -> Result<Vec<String>, OpsError> {
+    let mut names: Vec<String> = store
+        .index()
+        .remotes_of(&rec.id)?
+        .iter()
+        .filter(|r| r.url.starts_with("docker://"))
+        .filter_map(|r| skiff_trust::cosign::repository(&r.url))
+        .collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        names.push(rec.name.to_string());
+    }
+    Ok(names)
 }
 
 /// Whether `name` is `prefix` or below it, by whole path segments
-/// (`example.com/pri` does not admit `example.com/priv`), as a trust scope
-/// (a registry's `host:port` covers the `host-port` of its images' names).
+/// (`example.com/pri` does not admit `example.com/priv`), as a trust scope.
 fn under_prefix(name: &str, prefix: &str) -> bool {
     skiff_trust::Scope::Prefix(prefix.trim_end_matches('/').to_string()).covers(name)
 }
@@ -219,6 +275,10 @@ mod tests {
         assert!(!under_prefix("example.com/priv", "example.com/pri"));
         assert!(!under_prefix("example.comx/a", "example.com/"));
         assert!(under_prefix(
+            "127.0.0.1:5000/team/app",
+            "127.0.0.1:5000/team/"
+        ));
+        assert!(!under_prefix(
             "127.0.0.1-5000/team/app",
             "127.0.0.1:5000/team/"
         ));

@@ -111,7 +111,7 @@ fn cosign_password() -> Result<Vec<u8>, skiff_trust::TrustError> {
     std::env::var_os("COSIGN_PASSWORD")
         .map(|p| std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec())
         .ok_or_else(|| {
-            skiff_trust::TrustError::BadKey(
+            skiff_trust::TrustError::BadCosignKey(
                 "the cosign key is encrypted: give its password in COSIGN_PASSWORD".into(),
             )
         })

@@ -55,7 +55,7 @@ impl CosignKey {
     /// Reads a PEM `PUBLIC KEY` (ECDSA P-256 or Ed25519).
     pub fn from_pem(bytes: &[u8]) -> Result<CosignKey, TrustError> {
         let text = std::str::from_utf8(bytes)
-            .map_err(|_| TrustError::BadKey("a PEM public key is text".into()))?;
+            .map_err(|_| TrustError::BadCosignKey("a PEM public key is text".into()))?;
         let text = text.trim();
         if let Ok(k) = p256::ecdsa::VerifyingKey::from_public_key_pem(text) {
             return Ok(CosignKey::EcdsaP256(k));
@@ -63,7 +63,7 @@ impl CosignKey {
         if let Ok(k) = ed25519_dalek::VerifyingKey::from_public_key_pem(text) {
             return Ok(CosignKey::Ed25519(k));
         }
-        Err(TrustError::BadKey(
+        Err(TrustError::BadCosignKey(
             "not an ECDSA P-256 or Ed25519 public key in PEM (the cosign key types skiff \
              verifies)"
                 .into(),
@@ -186,13 +186,16 @@ pub fn repository(reference: &str) -> Option<String> {
     } else {
         path
     };
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     let ok = !registry.is_empty()
         && !path.is_empty()
         && path.split('/').all(|p| {
-            !p.is_empty()
-                && p.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
-                })
+            // A component starts and ends with a letter or digit: `.`
+            // and `..` are never one.
+            p.as_bytes().first().is_some_and(alnum)
+                && p.as_bytes().last().is_some_and(alnum)
+                && p.bytes()
+                    .all(|b| alnum(&b) || matches!(b, b'_' | b'.' | b'-'))
         });
     ok.then(|| format!("{registry}/{path}"))
 }
@@ -213,14 +216,37 @@ pub fn decode_signature(annotation: &str) -> Option<Vec<u8>> {
 
 /// What a verified payload must say: the image's repository
 /// ([`repository`]'s spelling) and the manifest digests that name it (the
-/// index and the platform's manifest, for a multi-platform image).
+/// index and the platform's manifest, for a multi-platform image); `tag`
+/// is the tag asked for, if any.
 pub struct Expected<'a> {
     pub repository: &'a str,
     pub digests: &'a [String],
+    pub tag: Option<&'a str>,
 }
 
-/// Why a payload a trusted key signed does not vouch for `expected`.
+/// The tag of a docker reference, if it has one.
+fn tag_of(reference: &str) -> Option<&str> {
+    let name = reference.split_once('@').map_or(reference, |(n, _)| n);
+    match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => Some(&name[i + 1..]),
+        _ => None,
+    }
+}
+
+/// Why a payload a trusted key signed does not vouch for `expected`, by
+/// cosign's rules: the repository must match, the tag is not signed.
 fn payload_problem(payload: &[u8], expected: &Expected<'_>) -> Option<String> {
+    claims_problem(payload, expected, false)
+}
+
+/// Why a signed payload does not vouch for `expected`. With `exact`
+/// (containers' `matchRepoDigestOrExact`, for simple signing): an image
+/// asked for by tag needs a signature for that very tag.
+pub(crate) fn claims_problem(
+    payload: &[u8],
+    expected: &Expected<'_>,
+    exact: bool,
+) -> Option<String> {
     let p: Payload = match serde_json::from_slice(payload) {
         Ok(p) => p,
         Err(e) => {
@@ -244,11 +270,20 @@ fn payload_problem(payload: &[u8], expected: &Expected<'_>) -> Option<String> {
         ));
     }
     match repository(&c.identity.docker_reference) {
-        Some(r) if r == expected.repository => None,
-        _ => Some(format!(
-            "it signs the image for repository {:?}, not {}",
-            c.identity.docker_reference, expected.repository
+        Some(r) if r == expected.repository => {}
+        _ => {
+            return Some(format!(
+                "it signs the image for repository {:?}, not {}",
+                c.identity.docker_reference, expected.repository
+            ));
+        }
+    }
+    match (exact, expected.tag) {
+        (true, Some(tag)) if tag_of(&c.identity.docker_reference) != Some(tag) => Some(format!(
+            "it signs {:?}, not tag {tag} (a signature names the tag it is for)",
+            c.identity.docker_reference
         )),
+        _ => None,
     }
 }
 
@@ -315,7 +350,14 @@ mod tests {
         ] {
             assert_eq!(repository(input).as_deref(), Some(want), "{input}");
         }
-        for bad in ["", "reg.example.org/", "reg.example.org/A", "a//b"] {
+        for bad in [
+            "",
+            "reg.example.org/",
+            "reg.example.org/A",
+            "a//b",
+            "r.org/a/../b",
+            "r.org/.",
+        ] {
             assert_eq!(repository(bad), None, "{bad}");
         }
     }
@@ -326,6 +368,7 @@ mod tests {
         let expected = Expected {
             repository: "reg.example.org/team/app",
             digests: &digests,
+            tag: Some("v1"),
         };
         assert_eq!(
             payload_problem(&payload("reg.example.org/team/app", &digests[0]), &expected),
@@ -347,5 +390,25 @@ mod tests {
         .unwrap();
         assert!(repo.contains("repository"), "{repo}");
         assert!(payload_problem(b"{}", &expected).is_some());
+        // Exact matching (simple signing) wants the tag asked for.
+        let atomic = |reference: &str| {
+            serde_json::json!({"critical": {"identity": {"docker-reference": reference},
+                "image": {"docker-manifest-digest": digests[0]}, "type": ATOMIC_PAYLOAD_TYPE}})
+            .to_string()
+        };
+        assert_eq!(
+            claims_problem(
+                atomic("reg.example.org/team/app:v1").as_bytes(),
+                &expected,
+                true
+            ),
+            None
+        );
+        for other in ["reg.example.org/team/app:v2", "reg.example.org/team/app"] {
+            let p = claims_problem(atomic(other).as_bytes(), &expected, true).unwrap();
+            assert!(p.contains("not tag v1"), "{p}");
+        }
+        assert_eq!(tag_of("127.0.0.1:5000/a/b"), None);
+        assert_eq!(tag_of("127.0.0.1:5000/a/b:t@sha256:00"), Some("t"));
     }
 }

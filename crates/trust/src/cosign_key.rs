@@ -26,8 +26,11 @@ const LEGACY_LABEL: &str = "ENCRYPTED COSIGN PRIVATE KEY";
 const SCRYPT_LOG_N: u8 = 15;
 const SCRYPT_R: u32 = 8;
 const SCRYPT_P: u32 = 1;
-/// The most scrypt work a key file may ask for (N = 2^20 takes 1 GiB).
-const MAX_SCRYPT_LOG_N: u8 = 20;
+/// The most memory scrypt may take for a key file (128·r·N bytes):
+/// 64 MiB, twice cosign's own 32 MiB.
+const MAX_SCRYPT_MEMORY: u64 = 64 << 20;
+/// The most parallel passes (cosign uses 1).
+const MAX_SCRYPT_P: u32 = 4;
 
 /// The algorithm of a new key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +74,7 @@ struct Cipher {
 }
 
 fn bad(reason: impl std::fmt::Display) -> TrustError {
-    TrustError::BadKey(format!("not a cosign private key: {reason}"))
+    TrustError::BadCosignKey(format!("not a usable cosign private key: {reason}"))
 }
 
 fn b64() -> base64::engine::GeneralPurpose {
@@ -203,13 +206,19 @@ impl CosignSigner {
                 }
                 let n = doc.kdf.params.N;
                 let log_n = u8::try_from(n.trailing_zeros()).unwrap_or(u8::MAX);
+                let memory = 128u64
+                    .saturating_mul(u64::from(doc.kdf.params.r))
+                    .saturating_mul(n);
                 if !n.is_power_of_two()
-                    || log_n > MAX_SCRYPT_LOG_N
-                    || doc.kdf.params.r > 32
-                    || doc.kdf.params.p > 16
+                    || n < 2
+                    || doc.kdf.params.r == 0
+                    || memory > MAX_SCRYPT_MEMORY
+                    || doc.kdf.params.p == 0
+                    || doc.kdf.params.p > MAX_SCRYPT_P
                 {
                     return Err(bad(format!(
-                        "scrypt parameters N={n} r={} p={} are out of range",
+                        "scrypt parameters N={n} r={} p={} are out of range (at most 64 MiB \
+                         and 4 passes)",
                         doc.kdf.params.r, doc.kdf.params.p
                     )));
                 }
@@ -229,7 +238,7 @@ impl CosignSigner {
                 let plain = XSalsa20Poly1305::new(Key::from_slice(&key))
                     .decrypt(Nonce::from_slice(&nonce), ciphertext.as_slice())
                     .map_err(|_| {
-                        TrustError::BadKey(
+                        TrustError::BadCosignKey(
                             "cannot decrypt the cosign private key: wrong password (set \
                              COSIGN_PASSWORD)"
                                 .into(),
@@ -258,7 +267,9 @@ mod tests {
             let back = CosignSigner::from_pem(pem.as_bytes(), || Ok(b"pw".to_vec())).unwrap();
             assert_eq!(back.public(), key.public());
             let wrong = CosignSigner::from_pem(pem.as_bytes(), || Ok(b"no".to_vec()));
-            assert!(matches!(wrong, Err(TrustError::BadKey(m)) if m.contains("wrong password")));
+            assert!(
+                matches!(wrong, Err(TrustError::BadCosignKey(m)) if m.contains("wrong password"))
+            );
             let sig = back.sign(b"payload");
             assert!(key.public().verifies(b"payload", &sig));
             assert!(!key.public().verifies(b"payload!", &sig));

@@ -42,13 +42,16 @@ impl Scope {
     }
 
     /// Whether this scope covers the image `name` (whole path segments
-    /// only): an appc name, or a docker repository (`host:port/path`),
-    /// whose appc name has `-` for the port's `:`.
+    /// only): an appc name, or a docker repository (`host[:port]/path`).
     pub fn covers(&self, name: &str) -> bool {
-        let under = |p: &str| name == p || name.strip_prefix(p).is_some_and(|r| r.starts_with('/'));
         match self {
             Scope::Root => true,
-            Scope::Prefix(p) => under(p) || under(&appc_form(p)),
+            Scope::Prefix(p) => {
+                name == p
+                    || name
+                        .strip_prefix(p.as_str())
+                        .is_some_and(|r| r.starts_with('/'))
+            }
         }
     }
 
@@ -140,8 +143,8 @@ pub fn parse_any(bytes: &[u8]) -> Result<Vec<PublicKey>, TrustError> {
         .collect())
 }
 
-/// A prefix as appc names spell it: a registry's `host:port` becomes
-/// `host-port`, as skiff names converted docker images.
+/// A prefix checked as an appc name: a registry's `host:port` as
+/// `host-port` (the only place a `:` may stand).
 fn appc_form(prefix: &str) -> String {
     let (first, rest) = prefix
         .split_once('/')
@@ -386,7 +389,7 @@ mod tests {
         assert!(Scope::prefix("Bad/Prefix").is_err());
         let registry = Scope::prefix("127.0.0.1:5000/team/").unwrap();
         assert!(registry.covers("127.0.0.1:5000/team/app"));
-        assert!(registry.covers("127.0.0.1-5000/team/app"));
+        assert!(!registry.covers("127.0.0.1-5000/team/app"));
         assert!(!registry.covers("127.0.0.1:5000/teams"));
         assert!(!registry.covers("127.0.0.1:50001/team/app"));
         assert!(Scope::prefix("host:port/x").is_err());

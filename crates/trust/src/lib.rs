@@ -6,6 +6,8 @@
 //!   keys in `/usr/lib/skiff/trustedkeys`), scopes, masking.
 //! * [`cosign`]: cosign's PEM keys and the signatures it attaches to OCI
 //!   images (simple-signing payloads).
+//! * [`simple_signing`]: containers/image's OpenPGP-signed documents for
+//!   OCI images (`skopeo copy --sign-by`).
 //! * [`verify`]: signature checks (issuer lookup, subkey bindings, expiry,
 //!   revocation, weak digests and keys).
 //!
@@ -18,6 +20,7 @@ pub mod cosign;
 pub mod cosign_key;
 pub mod keystore;
 pub mod sign;
+pub mod simple_signing;
 pub mod verify;
 
 pub use keystore::{Keystore, PublicKey, Scope, TrustedKey};
@@ -32,6 +35,8 @@ pub enum TrustError {
     Io(#[from] skiff_io::IoError),
     #[error("not an OpenPGP public key: {0}")]
     BadKey(String),
+    #[error("{0}")]
+    BadCosignKey(String),
     #[error("not an OpenPGP signature: {0}")]
     BadSignature(String),
     #[error("bad trust prefix '{prefix}': {reason}")]
@@ -48,6 +53,11 @@ pub enum TrustError {
          for it: it was signed by another key, or changed after it was signed"
     )]
     NoValidSignature { signatures: usize, keys: usize },
+    #[error(
+        "none of its {signatures} simple-signing signature(s) verifies with the {keys} OpenPGP \
+         key(s) trusted for it: it was signed by another key, or changed after it was signed"
+    )]
+    NoValidSimpleSignature { signatures: usize, keys: usize },
     #[error("the signature by key {fingerprint} cannot be accepted: {reason}")]
     Invalid { fingerprint: String, reason: String },
     /// The signature's math does not hold for these bytes. The library's

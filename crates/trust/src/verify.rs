@@ -95,7 +95,7 @@ fn weak_key(params: &PublicParams) -> Option<String> {
 }
 
 /// The checks on the signing (sub)key; `None` when it may sign.
-fn signing_key_problem(
+pub(crate) fn signing_key_problem(
     primary: &SignedPublicKey,
     subkey: Option<&SignedPublicSubKey>,
 ) -> Option<String> {
@@ -137,7 +137,7 @@ fn signing_key_problem(
     }
 }
 
-fn signature_problem(sig: &Signature) -> Option<String> {
+pub(crate) fn signature_problem(sig: &Signature) -> Option<String> {
     match sig.typ() {
         Some(SignatureType::Binary | SignatureType::Text) => {}
         other => return Some(format!("not a document signature ({other:?})")),

@@ -13,7 +13,7 @@ use skiff_store::db::RemoteRecord;
 use super::convert::{self, Layer};
 use super::reference::DockerRef;
 use super::registry::{self, Registry};
-use super::signatures;
+use super::{lookaside, signatures};
 use crate::{FetchError, Fetched, Fetcher, PullPolicy};
 
 /// OCI architecture of this machine.
@@ -78,6 +78,10 @@ pub fn docker_config_creds(registry: &str) -> Option<(String, String)> {
     let text = String::from_utf8(decoded).ok()?;
     let (u, p) = text.split_once(':')?;
     Some((u.to_string(), p.to_string()))
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
 }
 
 fn bad(what: &str, reason: impl Into<String>) -> FetchError {
@@ -197,7 +201,7 @@ impl Fetcher<'_> {
             tracing::warn!("not checking the signature of {shown} (--insecure-options=image)");
             None
         } else {
-            Some(self.verify_docker(&mut reg, &shown, &repository, &digests)?)
+            Some(self.verify_docker(&mut reg, r, &repository, &digests)?)
         };
         if media_type != registry::OCI_MANIFEST && media_type != registry::DOCKER_MANIFEST {
             return Err(bad(
@@ -299,25 +303,84 @@ impl Fetcher<'_> {
                 .any(|k| signers.contains(&k.fingerprint)))
     }
 
-    /// Checks the cosign signatures of the manifest `digests` with the
-    /// keys trusted for `repository`; returns who signed and the record
-    /// kept in the store (the payload and signature that verified).
+    /// Checks the signatures of the manifest `digests` with the keys
+    /// trusted for `repository`: cosign's in the registry (cosign keys),
+    /// then simple signing's in the lookaside (OpenPGP keys, when
+    /// registries.d names one). Returns who signed and the record kept in
+    /// the store (the signature that verified).
     fn verify_docker(
         &self,
         reg: &mut Registry<'_>,
-        shown: &str,
+        r: &DockerRef,
         repository: &str,
         digests: &[String],
     ) -> Result<(skiff_trust::Verified, Vec<u8>), FetchError> {
-        let _step = tracing::debug_span!("verify", image = shown).entered();
+        let shown = r.display();
+        let _step = tracing::debug_span!("verify", image = shown.as_str()).entered();
         let keys = self.keystore.keys_for(repository)?;
-        if !keys.iter().any(|k| k.key.cosign().is_some()) {
-            return Err(FetchError::NoTrustedCosignKeys {
+        let lookaside = lookaside::Lookaside::load(&self.options.registries_dirs);
+        let lookaside_url = lookaside.url_for(repository).map(str::to_string);
+        let cosign = keys.iter().any(|k| k.key.cosign().is_some());
+        let simple = keys.iter().any(|k| k.key.openpgp().is_some()) && lookaside_url.is_some();
+        if !cosign && !simple {
+            return Err(FetchError::NoTrustedImageKeys {
                 image: repository.to_string(),
             });
         }
-        let (found, looked_at) =
-            signatures::cosign_signatures(reg, digests, &self.store.layout().layers_tmp())?;
+        let expected = skiff_trust::cosign::Expected {
+            repository,
+            digests,
+            tag: if r.digest.is_some() {
+                None
+            } else {
+                r.tag.as_deref()
+            },
+        };
+        let mut failures = Vec::new();
+        if cosign {
+            match self.verify_cosign(reg, &shown, &keys, &expected) {
+                Ok(done) => return Ok(done),
+                Err(e) => failures.push(e),
+            }
+        }
+        if let (true, Some(url)) = (simple, &lookaside_url) {
+            match self.verify_simple(url, &shown, &keys, &expected) {
+                Ok(done) => return Ok(done),
+                Err(e) => failures.push(e),
+            }
+        }
+        if failures.len() == 1 {
+            return Err(failures.remove(0));
+        }
+        Err(FetchError::NotVerified {
+            image: shown,
+            reasons: failures
+                .iter()
+                .map(|e| {
+                    let mut text = e.to_string();
+                    let mut source = std::error::Error::source(e);
+                    while let Some(s) = source {
+                        text.push_str(&format!(": {s}"));
+                        source = s.source();
+                    }
+                    text
+                })
+                .collect(),
+        })
+    }
+
+    fn verify_cosign(
+        &self,
+        reg: &mut Registry<'_>,
+        shown: &str,
+        keys: &[skiff_trust::TrustedKey],
+        expected: &skiff_trust::cosign::Expected<'_>,
+    ) -> Result<(skiff_trust::Verified, Vec<u8>), FetchError> {
+        let (found, looked_at) = signatures::cosign_signatures(
+            reg,
+            expected.digests,
+            &self.store.layout().layers_tmp(),
+        )?;
         if found.is_empty() {
             return Err(FetchError::MissingImageSignature {
                 image: shown.to_string(),
@@ -331,11 +394,7 @@ impl Fetcher<'_> {
                 signature: &f.signature,
             })
             .collect();
-        let expected = skiff_trust::cosign::Expected {
-            repository,
-            digests,
-        };
-        let verified = skiff_trust::cosign::verify(&keys, &sigs, &expected).map_err(|source| {
+        let verified = skiff_trust::cosign::verify(keys, &sigs, expected).map_err(|source| {
             FetchError::Signature {
                 image: shown.to_string(),
                 source,
@@ -346,26 +405,63 @@ impl Fetcher<'_> {
             verified.fingerprint,
             verified.scope
         );
-        let found = found
-            .iter()
-            .zip(&sigs)
-            .find(|(_, s)| {
-                keys.iter()
-                    .filter(|k| k.fingerprint == verified.fingerprint)
-                    .filter_map(|k| k.key.cosign())
-                    .any(|k| k.verifies(s.payload, s.signature))
-            })
-            .map(|(f, _)| f);
-        let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b);
-        let record = found.map_or_else(Vec::new, |f| {
+        let used = sigs.iter().find(|s| {
+            keys.iter()
+                .filter(|k| k.fingerprint == verified.fingerprint)
+                .filter_map(|k| k.key.cosign())
+                .any(|k| k.verifies(s.payload, s.signature))
+        });
+        let record = used.map_or_else(Vec::new, |s| {
             serde_json::json!({
                 "format": "cosign",
-                "payload": b64(&f.payload),
-                "signature": b64(&f.signature),
+                "payload": b64(s.payload),
+                "signature": b64(s.signature),
             })
             .to_string()
             .into_bytes()
         });
+        Ok((verified, record))
+    }
+
+    fn verify_simple(
+        &self,
+        url: &str,
+        shown: &str,
+        keys: &[skiff_trust::TrustedKey],
+        expected: &skiff_trust::cosign::Expected<'_>,
+    ) -> Result<(skiff_trust::Verified, Vec<u8>), FetchError> {
+        let mut found = Vec::new();
+        let mut looked_at = Vec::new();
+        for digest in expected.digests {
+            let (mut sigs, at) =
+                lookaside::signatures(self.http, url, expected.repository, digest)?;
+            found.append(&mut sigs);
+            looked_at.push(at);
+        }
+        if found.is_empty() {
+            return Err(FetchError::MissingImageSignature {
+                image: shown.to_string(),
+                looked_at: looked_at.join(", "),
+            });
+        }
+        let verified =
+            skiff_trust::simple_signing::verify(keys, &found, expected).map_err(|source| {
+                FetchError::Signature {
+                    image: shown.to_string(),
+                    source,
+                }
+            })?;
+        tracing::info!(
+            "verified {shown}: simple signing by OpenPGP key {} (trusted for {})",
+            verified.fingerprint,
+            verified.scope
+        );
+        let record = serde_json::json!({
+            "format": "simple-signing",
+            "signatures": found.iter().map(|s| b64(s)).collect::<Vec<_>>(),
+        })
+        .to_string()
+        .into_bytes();
         Ok((verified, record))
     }
 

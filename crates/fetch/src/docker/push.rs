@@ -129,7 +129,7 @@ pub fn push(
         .tag
         .as_deref()
         .ok_or_else(|| bad(&dest.display(), "push to a tag (REPO:TAG), not a digest"))?;
-    let mut reg = Registry::new(http, dest, creds);
+    let mut reg = Registry::new(http, dest, creds).writer();
     let mut pushed = Pushed::default();
     for blob in &image.blobs {
         let short: String = blob

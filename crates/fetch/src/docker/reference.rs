@@ -73,16 +73,19 @@ impl DockerRef {
         } else {
             repo
         };
+        let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
         let ok = !repo.is_empty()
             && repo.split('/').all(|part| {
-                !part.is_empty()
-                    && part.chars().all(|c| {
-                        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-')
-                    })
+                part.as_bytes().first().is_some_and(alnum)
+                    && part.as_bytes().last().is_some_and(alnum)
+                    && part
+                        .bytes()
+                        .all(|b| alnum(&b) || matches!(b, b'_' | b'.' | b'-'))
             });
         if !ok {
             return Err(bad(
-                "a repository is lowercase letters, digits, '_', '.', '-' and '/'",
+                "a repository is '/'-separated parts of lowercase letters, digits, '_', '.', '-', \
+                 each starting and ending with a letter or digit",
             ));
         }
         let tag = match (&tag, &digest) {
@@ -160,6 +163,8 @@ mod tests {
             "docker://x@sha256:abc",
             "docker://x:bad tag",
             "docker://a//b",
+            "docker://reg.example.org/a/../b",
+            "docker://reg.example.org/.x",
             "busybox",
         ] {
             assert!(DockerRef::parse(bad).is_err(), "{bad}");

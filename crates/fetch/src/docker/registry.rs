@@ -29,6 +29,8 @@ pub struct Registry<'a> {
     creds: Option<(String, String)>,
     /// The Authorization header that worked last.
     authorization: Option<String>,
+    /// Tokens are asked for pull and push (a writer), else for pull.
+    push: bool,
 }
 
 /// `sha256:<hex>` of `bytes`.
@@ -88,7 +90,15 @@ impl<'a> Registry<'a> {
             repo: r.repo.clone(),
             creds,
             authorization: None,
+            push: false,
         }
+    }
+
+    /// A registry client that pushes: Bearer tokens are asked for
+    /// `pull,push` when the challenge names no scope.
+    pub fn writer(mut self) -> Self {
+        self.push = true;
+        self
     }
 
     fn basic(&self) -> Option<String> {
@@ -190,9 +200,10 @@ impl<'a> Registry<'a> {
         if let Some(service) = get("service") {
             query.push(format!("service={}", percent(service)));
         }
-        let scope = get("scope")
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("repository:{}:pull", self.repo));
+        let scope = get("scope").map(str::to_string).unwrap_or_else(|| {
+            let actions = if self.push { "pull,push" } else { "pull" };
+            format!("repository:{}:{actions}", self.repo)
+        });
         query.push(format!("scope={}", percent(&scope)));
         let token_url = format!("{realm}?{}", query.join("&"));
         let mut headers = Vec::new();
@@ -294,7 +305,7 @@ impl<'a> Registry<'a> {
             .get("content-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        crate::http::within_limit(&url, total.unwrap_or(0), limit)?;
+        within(&url, what, total.unwrap_or(0), limit)?;
         let bar = self.http.progress_bar(what, total, 0);
         let mut reader = resp.into_body().into_reader();
         let mut hasher = Sha256::new();
@@ -315,7 +326,7 @@ impl<'a> Registry<'a> {
             out.write_all(&buf[..n]).map_err(io)?;
             written += n as u64;
             bar.set_position(written);
-            crate::http::within_limit(&url, written, limit)?;
+            within(&url, what, written, limit)?;
         }
         bar.finish_and_clear();
         let got = format!("sha256:{}", hex(&hasher.finalize()));
@@ -353,6 +364,21 @@ impl<'a> Registry<'a> {
         file.read_to_end(&mut bytes).map_err(io)?;
         Ok(bytes)
     }
+}
+
+/// Refuses a blob past `limit` bytes: a layer by the image size limit,
+/// anything else (a config, a signature payload) by its own.
+fn within(url: &str, what: &str, bytes: u64, limit: u64) -> Result<(), FetchError> {
+    if what.starts_with("layer") {
+        return crate::http::within_limit(url, bytes, limit);
+    }
+    if bytes > limit {
+        return Err(FetchError::Http {
+            url: url.to_string(),
+            reason: format!("the {what} is larger than {limit} bytes: refused"),
+        });
+    }
+    Ok(())
 }
 
 /// Refuses a second 401: the credentials given were not accepted.

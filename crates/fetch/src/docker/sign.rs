@@ -42,8 +42,16 @@ pub fn attach_cosign(
         input: shown.clone(),
         reason: "not a docker repository".into(),
     })?;
-    let mut reg = Registry::new(http, dest, creds);
+    let mut reg = Registry::new(http, dest, creds).writer();
     let (_, _, digest) = reg.manifest(dest.reference())?;
+    if dest.digest.is_none() {
+        tracing::warn!(
+            "signing {digest}, the manifest the registry answers for {shown} now: to sign exactly \
+             the image you pushed or checked, sign {}/{}@DIGEST (what `skiff image push` printed)",
+            dest.registry,
+            dest.repo
+        );
+    }
     let payload = cosign::payload(&repository, &digest);
     let signature = b64(&signer.sign(&payload));
     let tag = signatures::signature_tag(&digest);

@@ -30,8 +30,9 @@ pub fn signature_tag(digest: &str) -> String {
     format!("{}.sig", digest.replacen(':', "-", 1))
 }
 
-/// The layers of a signature manifest that carry a payload and a
-/// signature: `(payload digest, signature)`; others are skipped.
+/// The layers of a signature manifest that carry a payload of at most
+/// [`MAX_PAYLOAD`] bytes and a signature: `(payload digest, signature)`,
+/// newest (last) first, at most [`MAX_SIGNATURES`]; others are skipped.
 pub fn signed_layers(manifest: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
     let v: Value = serde_json::from_slice(manifest)
         .map_err(|e| format!("malformed signature manifest: {e}"))?;
@@ -40,7 +41,9 @@ pub fn signed_layers(manifest: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> 
         .ok_or("a signature manifest without layers")?;
     Ok(layers
         .iter()
+        .rev()
         .filter(|l| l["mediaType"].as_str() == Some(SIMPLE_SIGNING))
+        .filter(|l| l["size"].as_u64().is_some_and(|n| n <= MAX_PAYLOAD))
         .filter_map(|l| {
             let digest = l["digest"].as_str()?;
             let sig = l["annotations"][SIGNATURE_ANNOTATION].as_str()?;
@@ -93,17 +96,27 @@ mod tests {
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "layers": [
-                {"mediaType": SIMPLE_SIGNING, "digest": "sha256:1",
+                {"mediaType": SIMPLE_SIGNING, "digest": "sha256:1", "size": 10,
                  "annotations": {SIGNATURE_ANNOTATION: "AAEC"}},
-                {"mediaType": "application/octet-stream", "digest": "sha256:2",
+                {"mediaType": "application/octet-stream", "digest": "sha256:2", "size": 10,
                  "annotations": {SIGNATURE_ANNOTATION: "AAEC"}},
-                {"mediaType": SIMPLE_SIGNING, "digest": "sha256:3"},
-                {"mediaType": SIMPLE_SIGNING, "digest": "sha256:4",
+                {"mediaType": SIMPLE_SIGNING, "digest": "sha256:3", "size": 10},
+                {"mediaType": SIMPLE_SIGNING, "digest": "sha256:4", "size": 10,
                  "annotations": {SIGNATURE_ANNOTATION: "not base64!"}},
+                {"mediaType": SIMPLE_SIGNING, "digest": "sha256:5", "size": MAX_PAYLOAD + 1,
+                 "annotations": {SIGNATURE_ANNOTATION: "AAEC"}},
+                {"mediaType": SIMPLE_SIGNING, "digest": "sha256:6", "size": 10,
+                 "annotations": {SIGNATURE_ANNOTATION: "AAED"}},
             ]
         });
         let layers = signed_layers(manifest.to_string().as_bytes()).unwrap_or_default();
-        assert_eq!(layers, vec![("sha256:1".to_string(), vec![0, 1, 2])]);
+        assert_eq!(
+            layers,
+            vec![
+                ("sha256:6".to_string(), vec![0, 1, 3]),
+                ("sha256:1".to_string(), vec![0, 1, 2])
+            ]
+        );
         assert!(signed_layers(b"[]").is_err());
     }
 }

@@ -23,6 +23,22 @@ pub enum BlobPushed {
     Uploaded { requests: usize },
 }
 
+/// Scheme, host (lower case) and port of a URL, the default port spelled out.
+fn origin(url: &str) -> Option<(String, String, u16)> {
+    let uri: ureq::http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let default = match scheme.as_str() {
+        "https" => 443,
+        "http" => 80,
+        _ => return None,
+    };
+    Some((
+        scheme,
+        uri.host()?.to_ascii_lowercase(),
+        uri.port_u16().unwrap_or(default),
+    ))
+}
+
 fn octets() -> (&'static str, String) {
     ("Content-Type", "application/octet-stream".to_string())
 }
@@ -65,7 +81,7 @@ impl Registry<'_> {
                     e["message"].as_str().unwrap_or("")
                 ))
             });
-        FetchError::Http {
+        FetchError::Push {
             url: url.to_string(),
             reason: match said {
                 Some(s) => format!("HTTP {status}: {}", s.trim()),
@@ -74,37 +90,37 @@ impl Registry<'_> {
         }
     }
 
-    /// Where an upload goes on: the `Location` of `resp`, on this registry.
-    /// A registry may not send the upload (and the credentials) elsewhere.
+    /// Where an upload goes on: the `Location` of `resp` (absolute, or
+    /// relative to `url`), on this registry. A registry may not send the
+    /// upload (and the credentials) to another server or to plain HTTP.
     fn location(
         &self,
         url: &str,
         resp: &ureq::http::Response<ureq::Body>,
     ) -> Result<String, FetchError> {
+        let refused = |reason: String| FetchError::Push {
+            url: url.to_string(),
+            reason,
+        };
         let location = resp
             .headers()
             .get("location")
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| FetchError::Http {
-                url: url.to_string(),
-                reason: "the registry started an upload without a Location".into(),
-            })?;
-        let absolute = if location.starts_with('/') {
+            .ok_or_else(|| refused("the registry started an upload without a Location".into()))?;
+        let absolute = if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_string()
+        } else if location.starts_with('/') {
             format!("{}{location}", self.base)
         } else {
-            location.to_string()
+            let path = url.split(['?', '#']).next().unwrap_or(url);
+            let dir = path.rsplit_once('/').map_or(path, |(d, _)| d);
+            format!("{dir}/{location}")
         };
-        let same_origin = absolute
-            .strip_prefix(self.base.as_str())
-            .is_some_and(|rest| rest.starts_with('/'));
-        if !same_origin {
-            return Err(FetchError::Http {
-                url: url.to_string(),
-                reason: format!(
-                    "the registry sent the upload to another server ({}); refused",
-                    location.chars().take(200).collect::<String>()
-                ),
-            });
+        if origin(&absolute).is_none() || origin(&absolute) != origin(&self.base) {
+            return Err(refused(format!(
+                "the registry sent the upload to another server ({}); refused",
+                location.chars().take(200).collect::<String>()
+            )));
         }
         Ok(absolute)
     }
@@ -252,5 +268,28 @@ impl Registry<'_> {
             return Err(self.failed(&url, resp));
         }
         Ok(sha256_digest(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin;
+
+    #[test]
+    fn origins_compare_normalized() {
+        assert_eq!(
+            origin("https://Reg.Example.org/v2/"),
+            origin("https://reg.example.org:443/x")
+        );
+        assert_ne!(
+            origin("http://reg.example.org/x"),
+            origin("https://reg.example.org/x")
+        );
+        assert_ne!(
+            origin("https://reg.example.org.evil/x"),
+            origin("https://reg.example.org/x")
+        );
+        assert_eq!(origin("ftp://reg.example.org/x"), None);
+        assert_eq!(origin("not a url"), None);
     }
 }
