@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::*;
-use crate::oci::{Registry, layered_image};
+use crate::oci::{Registry, layered_image, sh};
 
 fn fixture_signer() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/cosign/cosign_sign.py")
@@ -417,4 +417,226 @@ fn images_pushed_and_signed_by_skiff_verify_elsewhere_and_other_tools_read_them(
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("2 signature(s)"), "{}", stderr(&out));
+}
+
+/// A GnuPG home for skopeo's `--sign-by`; its agent is stopped on drop.
+struct GpgHome {
+    dir: tempfile::TempDir,
+}
+
+impl GpgHome {
+    fn new() -> GpgHome {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        GpgHome { dir }
+    }
+
+    fn gpg(&self, args: &[&str]) -> Vec<u8> {
+        let out = Command::new("gpg")
+            .env("GNUPGHOME", self.dir.path())
+            .args([
+                "--batch",
+                "--quiet",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// A signing key made at `created` (gpg's time format, or "now"),
+    /// valid for `expires` ("never", "1d"): its fingerprint.
+    fn key(&self, uid: &str, created: &str, expires: &str) -> String {
+        let mut args = vec![];
+        if created != "now" {
+            args.extend(["--faked-system-time", created]);
+        }
+        args.extend(["--quick-gen-key", uid, "ed25519", "sign", expires]);
+        self.gpg(&args);
+        let listing =
+            String::from_utf8_lossy(&self.gpg(&["--with-colons", "--list-keys", uid])).into_owned();
+        listing
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("fpr:")
+                    .map(|r| r.trim_matches(':').to_string())
+            })
+            .unwrap()
+    }
+
+    /// `skopeo copy --sign-by FPR` of `src` to `dest`, the signature
+    /// written to the lookaside directory `sigs`; with `at`, gpg signs as
+    /// if it were that time (for a key expired since).
+    fn skopeo_sign(&self, fpr: &str, src: &str, dest: &str, sigs: &Path, at: Option<&str>) {
+        let regd = self.dir.path().join("registries.d");
+        std::fs::create_dir_all(&regd).unwrap();
+        std::fs::write(
+            regd.join("default.yaml"),
+            format!(
+                "default-docker:\n  lookaside-staging: file://{}\n",
+                sigs.display()
+            ),
+        )
+        .unwrap();
+        let conf = self.dir.path().join("gpg.conf");
+        match at {
+            Some(t) => std::fs::write(&conf, format!("faked-system-time {t}\n")).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(&conf);
+            }
+        }
+        let out = Command::new("skopeo")
+            .env("GNUPGHOME", self.dir.path())
+            .arg("--registries.d")
+            .arg(&regd)
+            .args([
+                "copy",
+                "--quiet",
+                "--dest-tls-verify=false",
+                "--sign-by",
+                fpr,
+                src,
+                dest,
+            ])
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&conf);
+        assert!(
+            out.status.success(),
+            "skopeo --sign-by: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for GpgHome {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", self.dir.path())
+            .args(["--kill", "all"])
+            .status();
+    }
+}
+
+#[test]
+fn skopeo_sign_by_signatures_verify_via_the_lookaside_and_bad_keys_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let reg = Registry::start(None);
+    let host = format!("127.0.0.1:{}", reg.port);
+    let layout = layered_image(root, false);
+    let src = format!("oci:{}:v1", layout.display());
+    let gpg = GpgHome::new();
+    let sigs = root.join("sigstore");
+    let site = gpg.key("Site <site@example.org>", "now", "never");
+    // A key that expired yesterday, used while it was valid.
+    let old = gpg.key("Old <old@example.org>", "20200101T000000", "1d");
+    gpg.skopeo_sign(
+        &site,
+        &src,
+        &format!("docker://{host}/site/app:v1"),
+        &sigs,
+        None,
+    );
+    gpg.skopeo_sign(
+        &old,
+        &src,
+        &format!("docker://{host}/site/old:v1"),
+        &sigs,
+        Some("20200101T120000"),
+    );
+    // The same image under another tag, not signed for it.
+    sh(&format!(
+        "skopeo copy --quiet --dest-tls-verify=false {src} docker://{host}/site/app:v2"
+    ));
+
+    let regd = root.join("etc/registries.d");
+    std::fs::create_dir_all(&regd).unwrap();
+    std::fs::write(
+        regd.join("site.yaml"),
+        format!(
+            "docker:\n  {host}/site:\n    lookaside: file://{}\n",
+            sigs.display()
+        ),
+    )
+    .unwrap();
+    let trust = |fpr: &str| {
+        let key = root.join(format!("{fpr}.asc"));
+        std::fs::write(&key, gpg.gpg(&["--armor", "--export", fpr])).unwrap();
+        let out = output(
+            skiff_in(root)
+                .args(["trust", "--skip-fingerprint-review", "--prefix"])
+                .arg(format!("{host}/site"))
+                .arg(&key),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    trust(&site);
+    trust(&old);
+
+    refused_with(
+        root,
+        &format!("docker://{host}/site/old:v1"),
+        "a signature by an expired key",
+        "the key has expired",
+    );
+    refused_with(
+        root,
+        &format!("docker://{host}/site/app:v2"),
+        "a signature for another tag",
+        "not tag v2",
+    );
+
+    let image = format!("docker://{host}/site/app:v1");
+    let out = fetch(root, &image);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "simple signing by OpenPGP key {}",
+            site.to_lowercase()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let out = output(
+        skiff_in(root)
+            .args(["--insecure-options=http", "run", "--net=none", &image])
+            .args(["--exec=/bin/busybox", "--", "cat", "/etc/new"]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "new");
+
+    // Revoked: the key as published with its revocation.
+    let rev = gpg.dir.path().join(format!("openpgp-revocs.d/{site}.rev"));
+    let cert = std::fs::read_to_string(&rev)
+        .unwrap()
+        .replace(":-----BEGIN", "-----BEGIN");
+    let cert_file = root.join("revocation.asc");
+    std::fs::write(&cert_file, cert).unwrap();
+    gpg.gpg(&["--import", &cert_file.display().to_string()]);
+    let out = output(skiff_in(root).args(["image", "rm", &image]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = output(skiff_in(root).args(["image", "gc", "--grace-period=0s"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    trust(&site);
+    refused_with(
+        root,
+        &image,
+        "a signature by a revoked key",
+        "the key has been revoked",
+    );
 }

@@ -14,9 +14,10 @@
 //!
 //! (`sigstore:` is the older name of `lookaside:`; the `-staging` keys are
 //! for writers and ignored.) The most specific namespace wins. The
-//! signatures of manifest `sha256:HEX` of `REPO` are
-//! `<lookaside>/<REPO>@sha256=HEX/signature-1`, `-2`, … up to the first
-//! missing one.
+//! signatures of manifest `sha256:HEX` of `REGISTRY/PATH` are
+//! `<lookaside>/<PATH>@sha256=HEX/signature-1`, `-2`, … up to the first
+//! missing one (the registry is not part of it, as containers/image
+//! lays it out).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -122,15 +123,19 @@ impl Lookaside {
     }
 }
 
-/// The signatures in the lookaside at `base` for `repository` at `digest`
-/// (`sha256:HEX`), and where they were looked for.
+/// The signatures in the lookaside at `base` for `repository`
+/// (`REGISTRY/PATH`) at `digest` (`sha256:HEX`), and where they were
+/// looked for.
 pub fn signatures(
     http: &Http,
     base: &str,
     repository: &str,
     digest: &str,
 ) -> Result<(Vec<Vec<u8>>, String), FetchError> {
-    let dir = format!("{repository}@{}", digest.replacen(':', "=", 1));
+    let path = repository
+        .split_once('/')
+        .map_or(repository, |(_, path)| path);
+    let dir = format!("{path}@{}", digest.replacen(':', "=", 1));
     let mut found = Vec::new();
     let looked_at = format!("{base}/{dir}/signature-1");
     for n in 1..=MAX_SIGNATURES {
