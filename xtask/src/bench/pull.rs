@@ -4,8 +4,9 @@ use super::*;
 
 /// `cargo xtask bench pull [--quick]`: a ~200 MB three-layer image pulled
 /// from a local docker-registry into a fresh store and rendered (skiff
-/// fetch) against `skopeo copy` to an OCI layout + `umoci unpack`, the same
-/// work for the peers, alternating, data on tmpfs.
+/// fetch) — unverified, and verified with a cosign signature (so the cost of
+/// verification is measured) — against `skopeo copy` to an OCI layout +
+/// `umoci unpack`, the same work for the peers, alternating, data on tmpfs.
 pub fn pull(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     let budget: u64 = if quick { 60 << 20 } else { 200 << 20 };
     let runs = if quick { 2 } else { 5 };
@@ -94,9 +95,46 @@ pub fn pull(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
                 .stdout(std::process::Stdio::null()),
         )?;
         std::fs::remove_dir_all(&layout)?;
+        // A cosign key, trusted in one config, signs the image.
+        let etc = work.join("etc");
+        let key = work.join("cosign");
+        let skiff_with = |dir: &Path| {
+            let mut cmd = Command::new(skiff);
+            cmd.env("COSIGN_PASSWORD", "")
+                .arg("--dir")
+                .arg(dir)
+                .arg("--local-config")
+                .arg(&etc)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            cmd
+        };
+        let signer = work.join("signer");
+        run_quiet(
+            skiff_with(&signer)
+                .args(["key", "generate", "--type=cosign", "--out"])
+                .arg(&key),
+        )?;
+        run_quiet(
+            skiff_with(&signer)
+                .args(["--insecure-options=http", "image", "sign", "--format=cosign"])
+                .arg("--key")
+                .arg(work.join("cosign.key"))
+                .arg(&remote),
+        )?;
+        run_quiet(
+            skiff_with(&signer)
+                .args(["trust", "--skip-fingerprint-review", "--prefix"])
+                .arg(format!("127.0.0.1:{port}/bench"))
+                .arg(work.join("cosign.pub")),
+        )?;
         let mut rows = vec![
             Row {
-                name: "skiff fetch (pull, verify, squash, import, render)",
+                name: "skiff fetch, unverified (pull, squash, import, render)",
+                times: Vec::new(),
+            },
+            Row {
+                name: "skiff fetch, cosign signature verified",
                 times: Vec::new(),
             },
             Row {
@@ -106,20 +144,23 @@ pub fn pull(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
         ];
         let scratch = work.join("scratch");
         for round in 0..runs {
-            for k in 0..2 {
-                let which = (round + k) % 2;
+            for k in 0..3 {
+                let which = (round + k) % 3;
                 let _ = std::fs::remove_dir_all(&scratch);
                 std::fs::create_dir_all(&scratch)?;
                 let start = Instant::now();
                 if which == 0 {
-                    run_quiet(
-                        Command::new(skiff)
-                            .arg("--dir")
-                            .arg(scratch.join("data"))
-                            .args(["--insecure-options=image,http", "fetch", &remote])
-                            .stdout(std::process::Stdio::null())
-                            .stderr(std::process::Stdio::null()),
-                    )?;
+                    run_quiet(skiff_with(&scratch.join("data")).args([
+                        "--insecure-options=image,http",
+                        "fetch",
+                        &remote,
+                    ]))?;
+                } else if which == 1 {
+                    run_quiet(skiff_with(&scratch.join("data")).args([
+                        "--insecure-options=http",
+                        "fetch",
+                        &remote,
+                    ]))?;
                 } else {
                     let dir = scratch.join("oci");
                     run_quiet(
@@ -144,7 +185,7 @@ pub fn pull(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
         for r in &mut rows {
             r.times.sort();
         }
-        let peer = rows[1].median().as_secs_f64();
+        let peer = rows[2].median().as_secs_f64();
         println!(
             "\nbench pull: {:.0} MB of files in 3 layers from docker-registry on 127.0.0.1, {runs} runs each, alternating, on tmpfs\n",
             copied as f64 / 1e6
@@ -162,6 +203,11 @@ pub fn pull(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
                 ms(r.median())
             ));
         }
+        let cost = rows[1].median().as_secs_f64() / rows[0].median().as_secs_f64().max(1e-9);
+        println!("\ncost of verification: verified / unverified median = {cost:.3}");
+        json.push(format!(
+            "{{\"scenario\":\"verification cost (verified / unverified)\",\"ratio\":{cost:.3}}}"
+        ));
         let written = write_result(root, "pull.json", format!("[{}]\n", json.join(",")))?;
         println!("wrote {}", written.display());
         Ok(())
