@@ -117,7 +117,12 @@ pub fn pull(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
         )?;
         run_quiet(
             skiff_with(&signer)
-                .args(["--insecure-options=http", "image", "sign", "--format=cosign"])
+                .args([
+                    "--insecure-options=http",
+                    "image",
+                    "sign",
+                    "--format=cosign",
+                ])
                 .arg("--key")
                 .arg(work.join("cosign.key"))
                 .arg(&remote),
