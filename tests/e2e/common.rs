@@ -79,7 +79,8 @@ pub fn busybox_layout(dir: &Path) {
     std::fs::write(dir.join("manifest"), BUSYBOX_MANIFEST).unwrap();
 }
 
-/// A throw-away GnuPG home with one signing key.
+/// A throw-away GnuPG home with one signing key; its agent is stopped
+/// when dropped.
 pub struct Gpg {
     pub home: tempfile::TempDir,
     pub fingerprint: String,
@@ -88,26 +89,43 @@ pub struct Gpg {
 impl Gpg {
     /// `algo` is a gpg algorithm name (`ed25519`, `rsa4096`).
     pub fn new(uid: &str, algo: &str) -> Self {
+        let mut gpg = Gpg::empty();
+        gpg.fingerprint = gpg.key(uid, algo, "now", "never").to_lowercase();
+        gpg
+    }
+
+    /// A home without keys.
+    pub fn empty() -> Self {
         let home = tempfile::tempdir().unwrap();
         std::fs::set_permissions(
             home.path(),
             std::os::unix::fs::PermissionsExt::from_mode(0o700),
         )
         .unwrap();
-        let mut gpg = Gpg {
+        Gpg {
             home,
             fingerprint: String::new(),
-        };
-        gpg.run(&["--quick-gen-key", uid, algo, "sign", "never"]);
-        let listing = String::from_utf8(gpg.run(&["--with-colons", "--list-keys", uid])).unwrap();
-        gpg.fingerprint = listing
+        }
+    }
+
+    /// A new signing key made at `created` (gpg's `20200101T000000`, or
+    /// "now"), valid for `expires` ("never", "1d"): its fingerprint
+    /// (upper-case hex, as gpg prints it).
+    pub fn key(&self, uid: &str, algo: &str, created: &str, expires: &str) -> String {
+        let mut args = vec![];
+        if created != "now" {
+            args.extend(["--faked-system-time", created]);
+        }
+        args.extend(["--quick-gen-key", uid, algo, "sign", expires]);
+        self.run(&args);
+        let listing = String::from_utf8(self.run(&["--with-colons", "--list-keys", uid])).unwrap();
+        listing
             .lines()
             .find_map(|l| {
                 l.strip_prefix("fpr:")
-                    .map(|r| r.trim_matches(':').to_lowercase())
+                    .map(|r| r.trim_matches(':').to_string())
             })
-            .unwrap();
-        gpg
+            .unwrap()
     }
 
     pub fn run(&self, args: &[&str]) -> Vec<u8> {
@@ -148,6 +166,15 @@ impl Gpg {
             "-",
             &file.to_string_lossy(),
         ])
+    }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", self.home.path())
+            .args(["--kill", "all"])
+            .status();
     }
 }
 

@@ -417,118 +417,60 @@ fn images_pushed_and_signed_by_skiff_verify_elsewhere_and_other_tools_read_them(
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("2 signature(s)"), "{}", stderr(&out));
+    // The newest signature is by a key host B does not trust; its own
+    // key's signature is enough.
+    let out = output(with_creds(&host_b).args(["fetch", "--pull-policy=update", &dest]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("signed by cosign key"),
+        "{}",
+        stderr(&out)
+    );
 }
 
-/// A GnuPG home for skopeo's `--sign-by`; its agent is stopped on drop.
-struct GpgHome {
-    dir: tempfile::TempDir,
-}
-
-impl GpgHome {
-    fn new() -> GpgHome {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        )
-        .unwrap();
-        GpgHome { dir }
-    }
-
-    fn gpg(&self, args: &[&str]) -> Vec<u8> {
-        let out = Command::new("gpg")
-            .env("GNUPGHOME", self.dir.path())
-            .args([
-                "--batch",
-                "--quiet",
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase",
-                "",
-            ])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "gpg {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    }
-
-    /// A signing key made at `created` (gpg's time format, or "now"),
-    /// valid for `expires` ("never", "1d"): its fingerprint.
-    fn key(&self, uid: &str, created: &str, expires: &str) -> String {
-        let mut args = vec![];
-        if created != "now" {
-            args.extend(["--faked-system-time", created]);
+/// `skopeo copy --sign-by FPR` of `src` to `dest` with `gpg`'s keys, the
+/// signature written to the lookaside directory `sigs`; with `at`, gpg
+/// signs as if it were that time (for a key expired since).
+fn skopeo_sign(gpg: &Gpg, fpr: &str, src: &str, dest: &str, sigs: &Path, at: Option<&str>) {
+    let home = gpg.home.path();
+    let regd = home.join("registries.d");
+    std::fs::create_dir_all(&regd).unwrap();
+    std::fs::write(
+        regd.join("default.yaml"),
+        format!(
+            "default-docker:\n  lookaside-staging: file://{}\n",
+            sigs.display()
+        ),
+    )
+    .unwrap();
+    let conf = home.join("gpg.conf");
+    match at {
+        Some(t) => std::fs::write(&conf, format!("faked-system-time {t}\n")).unwrap(),
+        None => {
+            let _ = std::fs::remove_file(&conf);
         }
-        args.extend(["--quick-gen-key", uid, "ed25519", "sign", expires]);
-        self.gpg(&args);
-        let listing =
-            String::from_utf8_lossy(&self.gpg(&["--with-colons", "--list-keys", uid])).into_owned();
-        listing
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("fpr:")
-                    .map(|r| r.trim_matches(':').to_string())
-            })
-            .unwrap()
     }
-
-    /// `skopeo copy --sign-by FPR` of `src` to `dest`, the signature
-    /// written to the lookaside directory `sigs`; with `at`, gpg signs as
-    /// if it were that time (for a key expired since).
-    fn skopeo_sign(&self, fpr: &str, src: &str, dest: &str, sigs: &Path, at: Option<&str>) {
-        let regd = self.dir.path().join("registries.d");
-        std::fs::create_dir_all(&regd).unwrap();
-        std::fs::write(
-            regd.join("default.yaml"),
-            format!(
-                "default-docker:\n  lookaside-staging: file://{}\n",
-                sigs.display()
-            ),
-        )
+    let out = Command::new("skopeo")
+        .env("GNUPGHOME", home)
+        .arg("--registries.d")
+        .arg(&regd)
+        .args([
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--sign-by",
+            fpr,
+            src,
+            dest,
+        ])
+        .output()
         .unwrap();
-        let conf = self.dir.path().join("gpg.conf");
-        match at {
-            Some(t) => std::fs::write(&conf, format!("faked-system-time {t}\n")).unwrap(),
-            None => {
-                let _ = std::fs::remove_file(&conf);
-            }
-        }
-        let out = Command::new("skopeo")
-            .env("GNUPGHOME", self.dir.path())
-            .arg("--registries.d")
-            .arg(&regd)
-            .args([
-                "copy",
-                "--quiet",
-                "--dest-tls-verify=false",
-                "--sign-by",
-                fpr,
-                src,
-                dest,
-            ])
-            .output()
-            .unwrap();
-        let _ = std::fs::remove_file(&conf);
-        assert!(
-            out.status.success(),
-            "skopeo --sign-by: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for GpgHome {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .env("GNUPGHOME", self.dir.path())
-            .args(["--kill", "all"])
-            .status();
-    }
+    let _ = std::fs::remove_file(&conf);
+    assert!(
+        out.status.success(),
+        "skopeo --sign-by: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -540,19 +482,21 @@ fn skopeo_sign_by_signatures_verify_via_the_lookaside_and_bad_keys_are_refused()
     let host = format!("127.0.0.1:{}", reg.port);
     let layout = layered_image(root, false);
     let src = format!("oci:{}:v1", layout.display());
-    let gpg = GpgHome::new();
+    let gpg = Gpg::empty();
     let sigs = root.join("sigstore");
-    let site = gpg.key("Site <site@example.org>", "now", "never");
-    // A key that expired yesterday, used while it was valid.
-    let old = gpg.key("Old <old@example.org>", "20200101T000000", "1d");
-    gpg.skopeo_sign(
+    let site = gpg.key("Site <site@example.org>", "ed25519", "now", "never");
+    // A key that expired long ago, used while it was valid.
+    let old = gpg.key("Old <old@example.org>", "ed25519", "20200101T000000", "1d");
+    skopeo_sign(
+        &gpg,
         &site,
         &src,
         &format!("docker://{host}/site/app:v1"),
         &sigs,
         None,
     );
-    gpg.skopeo_sign(
+    skopeo_sign(
+        &gpg,
         &old,
         &src,
         &format!("docker://{host}/site/old:v1"),
@@ -576,7 +520,7 @@ fn skopeo_sign_by_signatures_verify_via_the_lookaside_and_bad_keys_are_refused()
     .unwrap();
     let trust = |fpr: &str| {
         let key = root.join(format!("{fpr}.asc"));
-        std::fs::write(&key, gpg.gpg(&["--armor", "--export", fpr])).unwrap();
+        std::fs::write(&key, gpg.run(&["--armor", "--export", fpr])).unwrap();
         let out = output(
             skiff_in(root)
                 .args(["trust", "--skip-fingerprint-review", "--prefix"])
@@ -620,15 +564,82 @@ fn skopeo_sign_by_signatures_verify_via_the_lookaside_and_bad_keys_are_refused()
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "new");
 
+    // The same signatures from an HTTPS lookaside.
+    let ca = crate::server::TestCa::new("127.0.0.23");
+    let ca_file = root.join("ca.pem");
+    ca.write_ca(&ca_file);
+    let server = crate::server::Server::start("127.0.0.23", 443, Some(&ca));
+    for dir in std::fs::read_dir(sigs.join("site")).unwrap().flatten() {
+        for file in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            let name = format!(
+                "/sigstore/site/{}/{}",
+                dir.file_name().to_string_lossy(),
+                file.file_name().to_string_lossy()
+            );
+            server.put(
+                &name,
+                std::fs::read(file.path()).unwrap(),
+                None,
+                "application/octet-stream",
+            );
+        }
+    }
+    std::fs::write(
+        regd.join("site.yaml"),
+        format!("docker:\n  {host}/site:\n    lookaside: https://127.0.0.23/sigstore\n"),
+    )
+    .unwrap();
+    let out = output(skiff_in(root).env("SSL_CERT_FILE", &ca_file).args([
+        "--insecure-options=http",
+        "fetch",
+        "--pull-policy=update",
+        &image,
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("simple signing by OpenPGP key"),
+        "{}",
+        stderr(&out)
+    );
+    drop(server);
+    std::fs::write(
+        regd.join("site.yaml"),
+        format!(
+            "docker:\n  {host}/site:\n    lookaside: file://{}\n",
+            sigs.display()
+        ),
+    )
+    .unwrap();
+
+    // A FIFO in the lookaside does not hang the fetch.
+    let old_dir = std::fs::read_dir(sigs.join("site"))
+        .unwrap()
+        .flatten()
+        .find(|d| d.file_name().to_string_lossy().starts_with("old@"))
+        .unwrap()
+        .path();
+    let status = Command::new("mkfifo")
+        .arg(old_dir.join("signature-2"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let before = image_list(root);
+    let out = fetch(root, &format!("docker://{host}/site/old:v1"));
+    assert_refused(&out, "a FIFO as a signature");
+    assert!(stderr(&out).contains("not a regular file"), "{}", stderr(&out));
+    assert_eq!(image_list(root), before);
+
     // Revoked: the key as published with its revocation.
-    let rev = gpg.dir.path().join(format!("openpgp-revocs.d/{site}.rev"));
+    let rev = gpg.home.path().join(format!("openpgp-revocs.d/{site}.rev"));
     let cert = std::fs::read_to_string(&rev)
         .unwrap()
         .replace(":-----BEGIN", "-----BEGIN");
     let cert_file = root.join("revocation.asc");
     std::fs::write(&cert_file, cert).unwrap();
-    gpg.gpg(&["--import", &cert_file.display().to_string()]);
+    gpg.run(&["--import", &cert_file.display().to_string()]);
     let out = output(skiff_in(root).args(["image", "rm", &image]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
     assert!(out.status.success(), "{}", stderr(&out));
     let out = output(skiff_in(root).args(["image", "gc", "--grace-period=0s"]));
     assert!(out.status.success(), "{}", stderr(&out));

@@ -205,16 +205,21 @@ pub fn init(debug: bool) {
     let filter = if debug {
         Targets::new().with_default(LevelFilter::DEBUG)
     } else {
-        Targets::new().with_default(LevelFilter::WARN).with_targets(
-            [
-                "skiff",
-                "skiff_fetch",
-                "skiff_store",
-                "skiff_trust",
-                "skiff_metadata",
-            ]
-            .map(|t| (t, LevelFilter::INFO)),
-        )
+        Targets::new()
+            .with_default(LevelFilter::WARN)
+            .with_targets(
+                [
+                    "skiff",
+                    "skiff_fetch",
+                    "skiff_store",
+                    "skiff_trust",
+                    "skiff_metadata",
+                ]
+                .map(|t| (t, LevelFilter::INFO)),
+            )
+            // rPGP warns about each malformed packet of a hostile signature,
+            // over many lines; skiff's own refusal says what matters.
+            .with_target("pgp", LevelFilter::ERROR)
     };
     tracing_subscriber::registry()
         .with(fmt.with_filter(filter))

@@ -69,38 +69,53 @@ fn parse(v: &Value, file: &std::path::Path) -> Option<HostAuth> {
     Some(HostAuth { domains, header })
 }
 
+/// The files of a configuration directory list (`auth.d`,
+/// `registries.d`) with one of `extensions`, in order: the directories as
+/// given (local config first), each one's files by name; missing
+/// directories are skipped.
+pub fn config_files(dirs: &[PathBuf], extensions: &[&str]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|f| {
+                f.extension()
+                    .is_some_and(|e| extensions.iter().any(|x| e == *x))
+            })
+            .collect();
+        files.sort();
+        out.append(&mut files);
+    }
+    out
+}
+
 /// The documents of kind `kind` (`rktKind` or `skiffKind`) of the
 /// `*.json` files in `dirs`, in order (local config first, files by name),
 /// with their files; a file that is not JSON is said and skipped.
 pub fn documents(dirs: &[PathBuf], kind: &str) -> Vec<(PathBuf, Value)> {
     let mut found = Vec::new();
-    for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else {
+    for file in config_files(dirs, &["json"]) {
+        let Some(v) = std::fs::read(&file)
+            .ok()
+            .and_then(|t| serde_json::from_slice::<Value>(&t).ok())
+        else {
+            tracing::warn!("{}: not JSON; ignored", file.display());
             continue;
         };
-        let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-        files.sort();
-        for file in files
-            .into_iter()
-            .filter(|f| f.extension().is_some_and(|e| e == "json"))
-        {
-            let Some(v) = std::fs::read(&file)
-                .ok()
-                .and_then(|t| serde_json::from_slice::<Value>(&t).ok())
-            else {
-                tracing::warn!("{}: not JSON; ignored", file.display());
-                continue;
-            };
-            let of_kind = v
-                .get("rktKind")
-                .or_else(|| v.get("skiffKind"))
-                .and_then(Value::as_str)
-                == Some(kind);
-            if of_kind {
-                found.push((file, v));
-            }
+        let of_kind = v
+            .get("rktKind")
+            .or_else(|| v.get("skiffKind"))
+            .and_then(Value::as_str)
+            == Some(kind);
+        if of_kind {
+            found.push((file, v));
         }
     }
+
     found
 }
 

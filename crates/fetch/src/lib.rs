@@ -74,6 +74,12 @@ pub enum FetchError {
          signatures in registries.d), or fetch it unverified with --insecure-options=image"
     )]
     NoTrustedImageKeys { image: String },
+    #[error(
+        "OpenPGP keys are trusted for {image}, but no lookaside for its simple-signing \
+         signatures is configured: name one in registries.d (see docs/trust.md), or trust its \
+         cosign key"
+    )]
+    NoLookaside { image: String },
     #[error("no signature of {image} verifies: {}", reasons.join("; "))]
     NotVerified { image: String, reasons: Vec<String> },
     #[error(
@@ -237,6 +243,9 @@ pub struct Fetched {
     pub verified: Option<Verified>,
     /// True if nothing was downloaded (store or cache was current).
     pub cached: bool,
+    /// Files this fetch added to the layer cache (layers, a manifest and
+    /// config): what a refusal after the fetch (the run policy) removes.
+    pub new_blobs: Vec<PathBuf>,
 }
 
 pub struct Fetcher<'a> {
@@ -433,6 +442,7 @@ impl Fetcher<'_> {
             manifest: imported.manifest,
             verified,
             cached: false,
+            new_blobs: Vec::new(),
         })
     }
 
@@ -465,6 +475,7 @@ impl Fetcher<'_> {
             manifest,
             verified: None,
             cached: true,
+            new_blobs: Vec::new(),
         }))
     }
 
@@ -554,6 +565,7 @@ impl Fetcher<'_> {
                     manifest: imported.manifest,
                     verified,
                     cached: false,
+                    new_blobs: Vec::new(),
                 })
             }
         }

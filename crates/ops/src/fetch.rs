@@ -46,7 +46,7 @@ impl<R: KeyReview> Fetching<R> {
                 source,
             })?;
         if let Some(policy) = &self.policy {
-            policy.admit(ctx, store, &fetched.id, &before)?;
+            policy.admit(ctx, store, &fetched.id, &before, &fetched.new_blobs)?;
         }
         Ok(fetched)
     }

@@ -166,13 +166,15 @@ impl Policy {
     /// to (the very layers a pod gets: the rendered tree lists them, so a
     /// tree rendered before the policy existed is judged by what is in it).
     /// When the policy refuses, the images of that tree the store did not
-    /// hold `before` (what the refused fetch added) are removed again.
+    /// hold `before` (what the refused fetch added), their tree and the
+    /// fetch's `new_blobs` are removed again.
     pub fn admit(
         &self,
         ctx: &Context,
         store: &Store,
         top: &skiff_spec::ImageId,
         before: &Snapshot,
+        new_blobs: &[std::path::PathBuf],
     ) -> Result<(), OpsError> {
         let ids = store.render(top)?.images()?;
         let verdict = ids
@@ -185,9 +187,16 @@ impl Policy {
                     let _ = store.remove(&rec.id, || pods.images_in_use(true));
                 }
             }
-            // And the layers (manifests, configs) a docker:// fetch cached.
-            for name in layer_names(store).difference(&before.layers) {
-                let _ = std::fs::remove_file(store.layout().layers().join(name));
+            // The tree rendered for it, unless a pod (even an exited one)
+            // uses it; `image gc` would take it later.
+            let used = pods.images_in_use(false).unwrap_or_default();
+            if !before.images.contains(top.as_str()) && !used.contains(top.as_str()) {
+                let _ = std::fs::remove_dir_all(store.layout().tree(top));
+            }
+            // And the files (layers, manifest, config) the fetch itself
+            // added to the layer cache.
+            for path in new_blobs {
+                let _ = std::fs::remove_file(path);
             }
         }
         verdict
@@ -208,23 +217,15 @@ impl Policy {
     }
 }
 
-/// What the store held before a fetch: what a refusal removes is what
-/// the fetch added.
+/// What the store held before a fetch: a refusal removes the images of
+/// the refused tree that were not there.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     /// Image IDs.
     pub images: std::collections::BTreeSet<String>,
-    /// Files in the layer cache.
-    pub layers: std::collections::BTreeSet<std::ffi::OsString>,
 }
 
-fn layer_names(store: &Store) -> std::collections::BTreeSet<std::ffi::OsString> {
-    std::fs::read_dir(store.layout().layers())
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default()
-}
-
-/// The images and cached layers in the store now.
+/// The images in the store now.
 pub fn snapshot(store: &Store) -> Result<Snapshot, OpsError> {
     Ok(Snapshot {
         images: store
@@ -232,7 +233,6 @@ pub fn snapshot(store: &Store) -> Result<Snapshot, OpsError> {
             .into_iter()
             .map(|r| r.id.as_str().to_string())
             .collect(),
-        layers: layer_names(store),
     })
 }
 

@@ -232,13 +232,6 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("remove", &blob)(e).into()),
         }
-        // Its rendered tree goes with it (no pod uses it: checked above).
-        let tree = self.layout.tree(id);
-        match std::fs::remove_dir_all(&tree) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("remove", &tree)(e).into()),
-        }
         Ok(())
     }
 }

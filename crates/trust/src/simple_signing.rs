@@ -68,12 +68,13 @@ pub fn verify(
         .filter_map(|k| k.key.openpgp().map(|p| (k, p)))
         .collect();
     let mut refused: Option<TrustError> = None;
+    let mut unusable: Option<String> = None;
     for bytes in signatures {
         let (content, message) = match open(bytes) {
             Ok(opened) => opened,
             Err(reason) => {
                 tracing::debug!("a simple-signing signature is unusable: {reason}");
-                refused.get_or_insert(TrustError::BadSignature(reason));
+                unusable.get_or_insert(reason);
                 continue;
             }
         };
@@ -98,20 +99,19 @@ pub fn verify(
                     });
                 }
                 Some(reason) => {
-                    // A refusal by a trusted key says more than a parse
-                    // failure of another signature.
-                    if !matches!(refused, Some(TrustError::Invalid { .. })) {
-                        refused = Some(TrustError::Invalid {
-                            fingerprint: trusted.fingerprint.clone(),
-                            reason,
-                        });
-                    }
+                    refused.get_or_insert(TrustError::Invalid {
+                        fingerprint: trusted.fingerprint.clone(),
+                        reason,
+                    });
                 }
             }
         }
     }
-    Err(match refused {
-        Some(e @ TrustError::Invalid { .. }) => e,
+    // A refusal by a trusted key says most; then, if no signature could
+    // even be read, why.
+    Err(match (refused, unusable) {
+        (Some(e), _) => e,
+        (None, Some(reason)) if signatures.len() == 1 => TrustError::BadSignature(reason),
         _ => TrustError::NoValidSimpleSignature {
             signatures: signatures.len(),
             keys: pgp_keys.len(),

@@ -237,7 +237,7 @@ impl Fetcher<'_> {
                 }
             })
             .collect();
-        let fetched = self.import_layers(
+        let mut fetched = self.import_layers(
             &name,
             reference.as_deref(),
             &config,
@@ -245,7 +245,7 @@ impl Fetcher<'_> {
             &origin,
             &digest,
         )?;
-        new.keep();
+        fetched.new_blobs = new.keep();
         Ok(fetched)
     }
 }

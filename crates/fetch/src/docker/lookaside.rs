@@ -66,42 +66,30 @@ impl Lookaside {
     /// both name); a file that is not valid is said and skipped.
     pub fn load(dirs: &[PathBuf]) -> Lookaside {
         let mut out = Lookaside::default();
-        for dir in dirs {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                continue;
-            };
-            let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-            files.sort();
-            for file in files
-                .iter()
-                .filter(|f| f.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-            {
-                let parsed = std::fs::read(file)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| serde_norway::from_slice::<File>(&t).map_err(|e| e.to_string()));
-                let doc = match parsed {
-                    Ok(doc) => doc,
-                    Err(e) => {
-                        tracing::warn!(
-                            "{}: not a registries.d file ({e}); ignored",
-                            file.display()
-                        );
-                        continue;
-                    }
-                };
-                for (ns, n) in doc.docker {
-                    let ns = ns.trim_end_matches('/').to_ascii_lowercase();
-                    if let Some(url) = n.url()
-                        && !out.namespaces.iter().any(|(have, _)| *have == ns)
-                    {
-                        out.namespaces.push((ns, url));
-                    }
+        for file in &crate::auth::config_files(dirs, &["yaml", "yml"]) {
+            let parsed = std::fs::read(file)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_norway::from_slice::<File>(&t).map_err(|e| e.to_string()));
+            let doc = match parsed {
+                Ok(doc) => doc,
+                Err(e) => {
+                    tracing::warn!("{}: not a registries.d file ({e}); ignored", file.display());
+                    continue;
                 }
-                if out.default.is_none() {
-                    out.default = doc.default_docker.and_then(|n| n.url());
+            };
+            for (ns, n) in doc.docker {
+                let ns = ns.trim_end_matches('/').to_ascii_lowercase();
+                if let Some(url) = n.url()
+                    && !out.namespaces.iter().any(|(have, _)| *have == ns)
+                {
+                    out.namespaces.push((ns, url));
                 }
             }
+            if out.default.is_none() {
+                out.default = doc.default_docker.and_then(|n| n.url());
+            }
         }
+
         out
     }
 
@@ -160,13 +148,30 @@ pub fn signatures(
 }
 
 /// A signature file of at most [`MAX_PAYLOAD`] bytes; `None` if missing.
+/// Only a regular file: a FIFO or device there would block or never end
+/// (opened without blocking, checked before it is read).
 fn read_small(path: &Path) -> Result<Option<Vec<u8>>, FetchError> {
     use std::io::Read;
-    let file = match std::fs::File::open(path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(skiff_io::io_err_at("read", path)(e).into()),
     };
+    let regular = file
+        .metadata()
+        .map_err(skiff_io::io_err_at("read", path))?
+        .is_file();
+    if !regular {
+        return Err(FetchError::Http {
+            url: path.display().to_string(),
+            reason: "not a regular file: refused as a signature".into(),
+        });
+    }
     let mut bytes = Vec::new();
     file.take(MAX_PAYLOAD + 1)
         .read_to_end(&mut bytes)

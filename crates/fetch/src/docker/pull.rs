@@ -140,9 +140,9 @@ fn digest_hex(digest: &str, what: &str) -> Result<String, FetchError> {
 pub(crate) struct NewLayers(Vec<PathBuf>);
 
 impl NewLayers {
-    /// The image was imported: its layers stay cached.
-    pub(crate) fn keep(mut self) {
-        self.0.clear();
+    /// The image was imported: its layers stay cached. Returns them.
+    pub(crate) fn keep(mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.0)
     }
 }
 
@@ -287,7 +287,7 @@ impl Fetcher<'_> {
                 .add_signature(&fetched.id, &v.fingerprint, &record)?;
             fetched.verified = Some(v);
         }
-        new.keep();
+        fetched.new_blobs = new.keep();
         Ok(fetched)
     }
 
@@ -323,8 +323,11 @@ impl Fetcher<'_> {
         let cosign = keys.iter().any(|k| k.key.cosign().is_some());
         let simple = keys.iter().any(|k| k.key.openpgp().is_some()) && lookaside_url.is_some();
         if !cosign && !simple {
-            return Err(FetchError::NoTrustedImageKeys {
-                image: repository.to_string(),
+            let image = repository.to_string();
+            return Err(if keys.iter().any(|k| k.key.openpgp().is_some()) {
+                FetchError::NoLookaside { image }
+            } else {
+                FetchError::NoTrustedImageKeys { image }
             });
         }
         let expected = skiff_trust::cosign::Expected {
@@ -580,6 +583,7 @@ impl Fetcher<'_> {
             manifest: imported.manifest,
             verified: None,
             cached: false,
+            new_blobs: Vec::new(),
         })
     }
 }
