@@ -626,7 +626,11 @@ fn skopeo_sign_by_signatures_verify_via_the_lookaside_and_bad_keys_are_refused()
     let before = image_list(root);
     let out = fetch(root, &format!("docker://{host}/site/old:v1"));
     assert_refused(&out, "a FIFO as a signature");
-    assert!(stderr(&out).contains("not a regular file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(image_list(root), before);
 
     // Revoked: the key as published with its revocation.
