@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::common::*;
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -41,7 +41,6 @@ impl Registry {
     /// With `user`: htpasswd Basic auth for that user (password "secret").
     pub fn start(user: Option<&str>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let auth = match user {
             Some(u) => {
                 let file = dir.path().join("htpasswd");
@@ -53,6 +52,12 @@ impl Registry {
             }
             None => String::new(),
         };
+        Registry::start_with(dir, &auth)
+    }
+
+    /// With `auth`, the `auth:` section of its configuration (YAML).
+    pub fn start_with(dir: tempfile::TempDir, auth: &str) -> Registry {
+        let port = free_port();
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,

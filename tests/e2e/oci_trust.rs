@@ -655,3 +655,140 @@ fn skopeo_sign_by_signatures_verify_via_the_lookaside_and_bad_keys_are_refused()
         "the key has been revoked",
     );
 }
+
+/// The Python token service of tests/fixtures/cosign/token_server.py,
+/// killed on drop.
+struct TokenService {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl TokenService {
+    fn start() -> TokenService {
+        let dir = tempfile::tempdir().unwrap();
+        let port = crate::oci::free_port();
+        let child = Command::new("/usr/bin/python3")
+            .arg(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../tests/fixtures/cosign/token_server.py"),
+            )
+            .arg(dir.path())
+            .arg(port.to_string())
+            .arg("alice:secret")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let ready = dir.path().join("ready");
+        eventually("the token service starts", || ready.exists().then_some(()));
+        TokenService { child, dir, port }
+    }
+}
+
+impl Drop for TokenService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_registry_with_bearer_tokens_takes_pushes_and_signatures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let host_b = root.join("b");
+    std::fs::create_dir_all(&host_b).unwrap();
+    let tokens = TokenService::start();
+    let reg_dir = tempfile::tempdir().unwrap();
+    let reg = Registry::start_with(
+        reg_dir,
+        &format!(
+            "auth: {{token: {{realm: \"https://127.0.0.1:{}/token\", service: skiff-test-registry, \
+             issuer: skiff-test-issuer, rootcertbundle: {}}}}}\n",
+            tokens.port,
+            tokens.dir.path().join("signer.pem").display()
+        ),
+    );
+    let host = format!("127.0.0.1:{}", reg.port);
+    let ca = tokens.dir.path().join("ca.pem");
+    let skiff_at = |dir: &Path| {
+        let mut cmd = with_creds(dir);
+        cmd.env("SSL_CERT_FILE", &ca).env("COSIGN_PASSWORD", "");
+        cmd
+    };
+    let aci = root.join("app.aci");
+    busybox_aci(root, "example.com/bearer", &aci);
+    let out = output(
+        skiff_in(root)
+            .args(["fetch", "--insecure-options=image"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dest = format!("docker://{host}/team/app:1");
+    let out = output(skiff_at(root).args(["image", "push", "example.com/bearer", &dest]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let digest = stdout(&out).trim().to_string();
+    // The token service was asked for push rights, over HTTPS, and the
+    // registry's own address never got the password in clear.
+    let log = std::fs::read_to_string(tokens.dir.path().join("log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("repository:team/app:") && l.contains("push")),
+        "{log}"
+    );
+    assert!(
+        !stderr(&out).contains("over plain HTTP"),
+        "{}",
+        stderr(&out)
+    );
+
+    let key = root.join("bearer");
+    let out = output(
+        skiff_at(root)
+            .args(["key", "generate", "--type=cosign", "--out"])
+            .arg(&key),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = output(
+        skiff_at(root)
+            .args(["image", "sign", "--format=cosign", "--key"])
+            .arg(root.join("bearer.key"))
+            .arg(format!("docker://{host}/team/app@{digest}")),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("signing sha256"),
+        "a digest is signed without a warning"
+    );
+
+    let out = output(
+        skiff_in(&host_b)
+            .args(["trust", "--skip-fingerprint-review", "--prefix"])
+            .arg(format!("{host}/team"))
+            .arg(root.join("bearer.pub")),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = output(skiff_at(&host_b).args(["fetch", &dest]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("signed by cosign key"),
+        "{}",
+        stderr(&out)
+    );
+    // Without the password the token service refuses, and so the fetch.
+    let out = output(
+        skiff_in(root)
+            .env("SSL_CERT_FILE", &ca)
+            .args([
+                "--insecure-options=http",
+                "--creds=alice:wrong",
+                "image",
+                "push",
+            ])
+            .args([
+                "example.com/bearer",
+                &format!("docker://{host}/team/other:1"),
+            ]),
+    );
+    assert_refused(&out, "a wrong password");
+}

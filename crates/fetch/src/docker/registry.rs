@@ -101,17 +101,23 @@ impl<'a> Registry<'a> {
         self
     }
 
+    /// The Basic header of the credentials, to send to the registry
+    /// itself: only a plain-HTTP registry (--insecure-options=http) gets
+    /// them in clear, and the user is told, once per use.
     fn basic(&self) -> Option<String> {
-        let creds = self.creds.as_ref()?;
-        // Only a plain-HTTP registry (--insecure-options=http) gets them in
-        // clear; the user is told, once per use.
+        let header = self.basic_header()?;
         if !self.base.starts_with("https://") {
             tracing::warn!(
                 registry = %self.base,
                 "sending the registry's credentials over plain HTTP (--insecure-options=http): anyone on the path can read them"
             );
         }
-        let (user, password) = creds;
+        Some(header)
+    }
+
+    /// The Basic header of the credentials, if any.
+    fn basic_header(&self) -> Option<String> {
+        let (user, password) = self.creds.as_ref()?;
         Some(format!(
             "Basic {}",
             base64(format!("{user}:{password}").as_bytes())
@@ -194,7 +200,8 @@ impl<'a> Registry<'a> {
             reason: "Bearer challenge without a realm".into(),
         })?;
         self.http.check_scheme(realm)?;
-        let creds = self.basic();
+        // To the token service, which credentials reach only over HTTPS.
+        let creds = self.basic_header();
         credentials_may_go_to(realm, creds.is_some())?;
         let mut query = Vec::new();
         if let Some(service) = get("service") {
