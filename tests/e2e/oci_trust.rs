@@ -86,6 +86,23 @@ fn cosign_signatures_made_by_another_tool_verify_and_forgeries_are_refused() {
         &format!("no key is trusted for {host}/test/app"),
     );
 
+    // --insecure-options=image does not get past a policy that wants a
+    // signature.
+    let strict = root.join("strict.toml");
+    std::fs::write(&strict, "require-signature = true\n").unwrap();
+    let out = output(skiff_in(root).arg("--policy").arg(&strict).args([
+        "--insecure-options=image,http",
+        "fetch",
+        &image,
+    ]));
+    assert_refused(&out, "an unverified image under require-signature");
+    assert!(
+        stderr(&out).contains("no trusted key signed it"),
+        "{}",
+        stderr(&out)
+    );
+    assert_nothing_stored(root, "an unverified image under require-signature");
+
     let out = output(skiff_in(root).args([
         "trust",
         "--skip-fingerprint-review",
