@@ -55,6 +55,17 @@ fn refused_with(root: &Path, image: &str, what: &str, expect: &str) {
     assert_nothing_stored(root, what);
 }
 
+/// `skiff --policy P ARGS` with `policy` refuses saying `expect`, and
+/// leaves nothing in the store.
+fn refused_by_policy(root: &Path, policy: &str, args: &[&str], expect: &str) {
+    let file = root.join("policy-under-test.toml");
+    std::fs::write(&file, policy).unwrap();
+    let out = output(skiff_in(root).arg("--policy").arg(&file).args(args));
+    assert_refused(&out, policy);
+    assert!(stderr(&out).contains(expect), "{policy}: {}", stderr(&out));
+    assert_nothing_stored(root, policy);
+}
+
 #[test]
 fn cosign_signatures_made_by_another_tool_verify_and_forgeries_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
@@ -88,20 +99,12 @@ fn cosign_signatures_made_by_another_tool_verify_and_forgeries_are_refused() {
 
     // --insecure-options=image does not get past a policy that wants a
     // signature.
-    let strict = root.join("strict.toml");
-    std::fs::write(&strict, "require-signature = true\n").unwrap();
-    let out = output(skiff_in(root).arg("--policy").arg(&strict).args([
-        "--insecure-options=image,http",
-        "fetch",
-        &image,
-    ]));
-    assert_refused(&out, "an unverified image under require-signature");
-    assert!(
-        stderr(&out).contains("no trusted key signed it"),
-        "{}",
-        stderr(&out)
+    refused_by_policy(
+        root,
+        "require-signature = true\n",
+        &["--insecure-options=image,http", "fetch", &image],
+        "no trusted key signed it",
     );
-    assert_nothing_stored(root, "an unverified image under require-signature");
 
     let out = output(skiff_in(root).args([
         "trust",
@@ -158,24 +161,12 @@ fn cosign_signatures_made_by_another_tool_verify_and_forgeries_are_refused() {
     sign("a.key", &[]);
     // But not by a policy for other names: refused, and what the fetch
     // added is gone again.
-    let elsewhere = root.join("elsewhere.toml");
-    std::fs::write(
-        &elsewhere,
-        format!("trusted-prefixes = [\"{host}/test/other\"]\n"),
-    )
-    .unwrap();
-    let out = output(skiff_in(root).arg("--policy").arg(&elsewhere).args([
-        "--insecure-options=http",
-        "fetch",
-        &image,
-    ]));
-    assert_refused(&out, "a policy for other names");
-    assert!(
-        stderr(&out).contains("not under a trusted prefix"),
-        "{}",
-        stderr(&out)
+    refused_by_policy(
+        root,
+        &format!("trusted-prefixes = [\"{host}/test/other\"]\n"),
+        &["--insecure-options=http", "fetch", &image],
+        "not under a trusted prefix",
     );
-    assert_nothing_stored(root, "a policy for other names");
     let out = fetch(root, &image);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(

@@ -306,14 +306,7 @@ pub fn verify(
                 continue;
             }
             match payload_problem(sig.payload, expected) {
-                None => {
-                    return Ok(Verified {
-                        fingerprint: trusted.fingerprint.clone(),
-                        signed_by: trusted.fingerprint.clone(),
-                        scope: trusted.scope.clone(),
-                        user_ids: trusted.user_ids.clone(),
-                    });
-                }
+                None => return Ok(Verified::by(trusted, trusted.fingerprint.clone())),
                 Some(reason) => {
                     refused.get_or_insert(TrustError::Invalid {
                         fingerprint: trusted.fingerprint.clone(),

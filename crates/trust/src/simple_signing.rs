@@ -91,12 +91,7 @@ pub fn verify(
                         || trusted.fingerprint.clone(),
                         |s| format!("{:x}", pgp::types::KeyDetails::fingerprint(&s.key)),
                     );
-                    return Ok(Verified {
-                        fingerprint: trusted.fingerprint.clone(),
-                        signed_by,
-                        scope: trusted.scope.clone(),
-                        user_ids: trusted.user_ids.clone(),
-                    });
+                    return Ok(Verified::by(trusted, signed_by));
                 }
                 Some(reason) => {
                     refused.get_or_insert(TrustError::Invalid {

@@ -35,6 +35,19 @@ pub struct Verified {
     pub user_ids: Vec<String>,
 }
 
+impl Verified {
+    /// Verified by `trusted`, the signature made by `signed_by` (its
+    /// fingerprint, or a subkey's).
+    pub fn by(trusted: &TrustedKey, signed_by: String) -> Verified {
+        Verified {
+            fingerprint: trusted.fingerprint.clone(),
+            signed_by,
+            scope: trusted.scope.clone(),
+            user_ids: trusted.user_ids.clone(),
+        }
+    }
+}
+
 fn parse_signatures(bytes: &[u8]) -> Result<Vec<DetachedSignature>, TrustError> {
     let sigs: Vec<DetachedSignature> =
         crate::keystore::parse_all(bytes).map_err(|e| TrustError::BadSignature(e.to_string()))?;
@@ -217,12 +230,7 @@ pub fn verify_detached(
                     signer: trusted.user_ids.first().cloned(),
                 }
             })?;
-            return Ok(Verified {
-                fingerprint: trusted.fingerprint.clone(),
-                signed_by,
-                scope: trusted.scope.clone(),
-                user_ids: trusted.user_ids.clone(),
-            });
+            return Ok(Verified::by(trusted, signed_by));
         }
     }
     Err(TrustError::Untrusted {
