@@ -92,7 +92,14 @@ impl Policy {
                     "{shown} is not under a trusted prefix ({})",
                     prefixes.join(", ")
                 ));
-            } else if !self.name_vouched(ctx, store, rec, &under)? {
+            } else if !skiff_fetch::docker::pull::vouched(
+                store,
+                &ctx.keystore(),
+                &rec.id,
+                &under.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+            )
+            .map_err(OpsError::FetchSetup)?
+            {
                 reasons.push(format!(
                     "its name {shown} is only claimed: no key trusted for that name signed it \
                      (trusted-prefixes admits names that a signature vouches for)"
@@ -134,32 +141,6 @@ impl Policy {
             }
         }
         Ok(reasons)
-    }
-
-    /// Whether a key trusted for one of `names` (the image's) signed it:
-    /// the name is then the signer's word, not only the image's.
-    fn name_vouched(
-        &self,
-        ctx: &Context,
-        store: &Store,
-        rec: &ImageRecord,
-        names: &[&String],
-    ) -> Result<bool, OpsError> {
-        let signers = store.index().signers(&rec.id)?;
-        if signers.is_empty() {
-            return Ok(false);
-        }
-        let keystore = ctx.keystore();
-        for name in names {
-            if keystore
-                .keys_for(name)?
-                .iter()
-                .any(|k| signers.contains(&k.fingerprint))
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
     }
 
     /// Enforces the policy on every image of the tree that `top` renders

@@ -289,24 +289,25 @@ pub(crate) fn claims_problem(
 
 /// Checks `signatures` against the cosign keys among `keys` (those trusted
 /// for the image); the first signature a trusted key made over a payload
-/// that names this image decides.
+/// that names this image decides. Returns who signed and which of
+/// `signatures` it was.
 pub fn verify(
     keys: &[TrustedKey],
     signatures: &[Signature<'_>],
     expected: &Expected<'_>,
-) -> Result<Verified, TrustError> {
+) -> Result<(Verified, usize), TrustError> {
     let cosign_keys: Vec<(&TrustedKey, &CosignKey)> = keys
         .iter()
         .filter_map(|k| k.key.cosign().map(|c| (k, c)))
         .collect();
     let mut refused: Option<TrustError> = None;
-    for sig in signatures {
+    for (i, sig) in signatures.iter().enumerate() {
         for (trusted, key) in &cosign_keys {
             if !key.verifies(sig.payload, sig.signature) {
                 continue;
             }
             match payload_problem(sig.payload, expected) {
-                None => return Ok(Verified::by(trusted, trusted.fingerprint.clone())),
+                None => return Ok((Verified::by(trusted, trusted.fingerprint.clone()), i)),
                 Some(reason) => {
                     refused.get_or_insert(TrustError::Invalid {
                         fingerprint: trusted.fingerprint.clone(),

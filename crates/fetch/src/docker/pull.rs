@@ -12,7 +12,7 @@ use skiff_store::db::RemoteRecord;
 
 use super::convert::{self, Layer};
 use super::reference::DockerRef;
-use super::registry::{self, Registry};
+use super::registry::{self, Registry, base64 as b64};
 use super::{lookaside, signatures};
 use crate::{FetchError, Fetched, Fetcher, PullPolicy};
 
@@ -80,8 +80,29 @@ pub fn docker_config_creds(registry: &str) -> Option<(String, String)> {
     Some((u.to_string(), p.to_string()))
 }
 
-fn b64(bytes: &[u8]) -> String {
-    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
+/// Whether a key trusted now for one of `names` verified the stored image
+/// `id` when it was fetched: the name is then the signer's word, not only
+/// the image's. (The run policy asks it too.)
+pub fn vouched(
+    store: &skiff_store::Store,
+    keystore: &skiff_trust::Keystore,
+    id: &skiff_spec::ImageId,
+    names: &[&str],
+) -> Result<bool, FetchError> {
+    let signers = store.index().signers(id)?;
+    if signers.is_empty() {
+        return Ok(false);
+    }
+    for name in names {
+        if keystore
+            .keys_for(name)?
+            .iter()
+            .any(|k| signers.contains(&k.fingerprint))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn bad(what: &str, reason: impl Into<String>) -> FetchError {
@@ -168,7 +189,11 @@ impl Fetcher<'_> {
         // A stored copy stands in for the registry's only if it was
         // verified by a key trusted now (or the user accepts it unverified).
         let cached = match cached {
-            Some(hit) if insecure || self.vouched(&hit.id, &repository)? => Some(hit),
+            Some(hit)
+                if insecure || vouched(self.store, self.keystore, &hit.id, &[&repository])? =>
+            {
+                Some(hit)
+            }
             Some(_) if self.options.pull_policy == PullPolicy::Never => {
                 return Err(FetchError::Unsupported(format!(
                     "{shown} is in the store, but no key trusted for {repository} vouched for it; \
@@ -291,18 +316,6 @@ impl Fetcher<'_> {
         Ok(fetched)
     }
 
-    /// Whether a key trusted for `repository` now verified the stored
-    /// image `id` when it was fetched.
-    fn vouched(&self, id: &skiff_spec::ImageId, repository: &str) -> Result<bool, FetchError> {
-        let signers = self.store.index().signers(id)?;
-        Ok(!signers.is_empty()
-            && self
-                .keystore
-                .keys_for(repository)?
-                .iter()
-                .any(|k| signers.contains(&k.fingerprint)))
-    }
-
     /// Checks the signatures of the manifest `digests` with the keys
     /// trusted for `repository`: cosign's in the registry (cosign keys),
     /// then simple signing's in the lookaside (OpenPGP keys, when
@@ -397,32 +410,26 @@ impl Fetcher<'_> {
                 signature: &f.signature,
             })
             .collect();
-        let verified = skiff_trust::cosign::verify(keys, &sigs, expected).map_err(|source| {
-            FetchError::Signature {
-                image: shown.to_string(),
-                source,
-            }
-        })?;
+        let (verified, used) =
+            skiff_trust::cosign::verify(keys, &sigs, expected).map_err(|source| {
+                FetchError::Signature {
+                    image: shown.to_string(),
+                    source,
+                }
+            })?;
         tracing::info!(
             "verified {shown}: signed by cosign key {} (trusted for {})",
             verified.fingerprint,
             verified.scope
         );
-        let used = sigs.iter().find(|s| {
-            keys.iter()
-                .filter(|k| k.fingerprint == verified.fingerprint)
-                .filter_map(|k| k.key.cosign())
-                .any(|k| k.verifies(s.payload, s.signature))
-        });
-        let record = used.map_or_else(Vec::new, |s| {
-            serde_json::json!({
-                "format": "cosign",
-                "payload": b64(s.payload),
-                "signature": b64(s.signature),
-            })
-            .to_string()
-            .into_bytes()
-        });
+        let s = &sigs[used];
+        let record = serde_json::json!({
+            "format": "cosign",
+            "payload": b64(s.payload),
+            "signature": b64(s.signature),
+        })
+        .to_string()
+        .into_bytes();
         Ok((verified, record))
     }
 

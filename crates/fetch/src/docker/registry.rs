@@ -42,7 +42,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn base64(input: &[u8]) -> String {
+/// Standard base64 with padding.
+pub(crate) fn base64(input: &[u8]) -> String {
     base64::Engine::encode(&base64::engine::general_purpose::STANDARD, input)
 }
 

@@ -8,7 +8,7 @@ use skiff_trust::cosign;
 use skiff_trust::cosign_key::CosignSigner;
 
 use super::reference::DockerRef;
-use super::registry::{self, Registry};
+use super::registry::{self, Registry, base64 as b64};
 use super::signatures::{self, SIGNATURE_ANNOTATION, SIMPLE_SIGNING};
 use crate::{FetchError, Http};
 
@@ -23,10 +23,6 @@ pub struct Attached {
     pub fingerprint: String,
     /// How many signatures the tag has now.
     pub signatures: usize,
-}
-
-fn b64(bytes: &[u8]) -> String {
-    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
 }
 
 /// Signs what `dest` names (its tag or digest) with `signer` and attaches
