@@ -25,6 +25,11 @@ impl Site {
     fn server(&self) -> &Server {
         &self.server
     }
+
+    /// The site goes away (its port stays reserved for this test).
+    pub fn go_offline(&mut self) {
+        self.server.shutdown();
+    }
 }
 
 /// Keeps the tests that serve on 127.0.0.2:443 from running at the same time.

@@ -25,6 +25,7 @@ mod oci_trust;
 mod ops;
 mod pod_manifest;
 mod pods;
+mod reliability;
 mod rootless;
 mod runtime;
 mod server;

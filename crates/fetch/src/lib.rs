@@ -405,7 +405,7 @@ impl Fetcher<'_> {
         signature: Option<&[u8]>,
     ) -> Result<(), FetchError> {
         if let (Some(v), Some(sig)) = (verified, signature) {
-            self.store.index().add_signature(id, &v.fingerprint, sig)?;
+            self.store.add_signature(id, &v.fingerprint, sig)?;
         }
         Ok(())
     }
@@ -529,7 +529,7 @@ impl Fetcher<'_> {
                 tracing::info!(url, "not modified since the last fetch; nothing downloaded");
                 r.download_time = skiff_store::db::now();
                 r.max_age = max_age;
-                self.store.index().set_remote(&r)?;
+                self.store.set_remote(&r)?;
                 Ok(hit)
             }
             Some(Download::Downloaded { etag, max_age, .. }) => {
@@ -553,7 +553,7 @@ impl Fetcher<'_> {
                     self.verify(staged.path(), signature.clone(), &looked_at, discovery)?;
                 let imported = self.store.commit(staged, &self.options.archive_policy)?;
                 self.record_signature(&imported.id, &verified, signature.as_deref())?;
-                self.store.index().set_remote(&RemoteRecord {
+                self.store.set_remote(&RemoteRecord {
                     url: url.to_string(),
                     image_id: imported.id.clone(),
                     etag,

@@ -134,6 +134,20 @@ pub fn gc(ctx: &Context, grace: Duration) -> Result<GcReport, OpsError> {
     Ok(ctx.store()?.gc(grace, || pods.images_in_use(false))?)
 }
 
+/// Checks the store (and with `repair` repairs it): see
+/// `skiff_store::fsck`.
+pub fn fsck(ctx: &Context, repair: bool) -> Result<skiff_store::fsck::FsckReport, OpsError> {
+    let pods = ctx.pods();
+    let dir = &ctx.settings.dir;
+    skiff_store::fsck::fsck(dir, repair, ctx.settings.progress, || {
+        pods.images_in_use(false)
+    })
+    .map_err(|source| OpsError::OpenStore {
+        dir: dir.clone(),
+        source,
+    })
+}
+
 /// What a verification found.
 #[derive(Debug)]
 pub struct Verification {

@@ -15,7 +15,9 @@ use skiff_spec::ImageId;
 
 use crate::StoreError;
 
-const SCHEMA_VERSION: i64 = 1;
+/// 2: remotes and signatures are also kept as files (`records`), so the
+/// index can be rebuilt; opening a version 1 index writes them.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS images (
@@ -83,6 +85,8 @@ pub fn now() -> i64 {
 
 pub struct Index {
     conn: Connection,
+    /// The schema version the file had when opened (0: new).
+    opened_at: i64,
 }
 
 fn db_err(e: rusqlite::Error) -> StoreError {
@@ -91,15 +95,30 @@ fn db_err(e: rusqlite::Error) -> StoreError {
 
 impl Index {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(db_err)?;
-        conn.busy_timeout(Duration::from_secs(30)).map_err(db_err)?;
+        let unreadable = |e: rusqlite::Error| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+                ) =>
+            {
+                StoreError::IndexUnreadable {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                }
+            }
+            e => db_err(e),
+        };
+        let conn = Connection::open(path).map_err(unreadable)?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(unreadable)?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_err)?;
+            .map_err(unreadable)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(db_err)?;
+            .map_err(unreadable)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(db_err)?;
+            .map_err(unreadable)?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::Index(format!(
                 "the index at {} has schema version {version}, newer than this skiff knows ({SCHEMA_VERSION}): upgrade skiff",
@@ -110,13 +129,86 @@ impl Index {
             conn.execute_batch(&format!(
                 "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
-            .map_err(db_err)?;
+            .map_err(unreadable)?;
         }
-        Ok(Index { conn })
+        Ok(Index {
+            conn,
+            opened_at: version,
+        })
+    }
+
+    /// The schema version the index had before this process opened it
+    /// (0 for a new index).
+    pub fn opened_at_version(&self) -> i64 {
+        self.opened_at
+    }
+
+    /// SQLite's own check of the file (`PRAGMA quick_check`): `None` if
+    /// sound, else what it found.
+    pub fn check(&self) -> Result<Option<String>, StoreError> {
+        let mut stmt = self.conn.prepare("PRAGMA quick_check").map_err(db_err)?;
+        let lines = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(db_err)?
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(db_err)?;
+        Ok(if lines.len() == 1 && lines[0] == "ok" {
+            None
+        } else {
+            Some(lines.join("; "))
+        })
+    }
+
+    /// Every remote row.
+    pub fn remotes(&self) -> Result<Vec<RemoteRecord>, StoreError> {
+        self.remotes_where("?1 IS NOT NULL ORDER BY url", "")
+    }
+
+    /// Every signature row: (image, fingerprint, bytes).
+    pub fn signatures(&self) -> Result<Vec<(ImageId, String, Vec<u8>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT image_id, fingerprint, signature FROM signatures ORDER BY image_id, fingerprint")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .map_err(db_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(id, fp, sig)| Ok((ImageId::parse(&id).map_err(StoreError::Index)?, fp, sig)))
+            .collect()
+    }
+
+    pub(crate) fn remove_remote(&self, url: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM remotes WHERE url = ?1", [url])
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub(crate) fn remove_signature(
+        &self,
+        id: &ImageId,
+        fingerprint: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "DELETE FROM signatures WHERE image_id = ?1 AND fingerprint = ?2",
+                params![id.as_str(), fingerprint],
+            )
+            .map_err(db_err)?;
+        Ok(())
     }
 
     /// Adds an image; returns false if it was already there.
-    pub fn insert_image(&self, rec: &ImageRecord) -> Result<bool, StoreError> {
+    pub(crate) fn insert_image(&self, rec: &ImageRecord) -> Result<bool, StoreError> {
         let labels = serde_json::to_string(&rec.labels).unwrap_or_else(|_| "{}".into());
         let n = self
             .conn
@@ -220,7 +312,7 @@ impl Index {
         )
     }
 
-    pub fn remove_image(&self, id: &ImageId) -> Result<bool, StoreError> {
+    pub(crate) fn remove_image(&self, id: &ImageId) -> Result<bool, StoreError> {
         let tx = self.conn.unchecked_transaction().map_err(db_err)?;
         let n = tx
             .execute("DELETE FROM images WHERE id = ?1", [id.as_str()])
@@ -284,7 +376,8 @@ impl Index {
         Ok(out)
     }
 
-    pub fn set_remote(&self, rec: &RemoteRecord) -> Result<(), StoreError> {
+    /// The row only: [`crate::Store::set_remote`] writes the record first.
+    pub(crate) fn set_remote(&self, rec: &RemoteRecord) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO remotes (url, image_id, etag, max_age, download_time)
@@ -301,7 +394,8 @@ impl Index {
         Ok(())
     }
 
-    pub fn add_signature(
+    /// The row only: [`crate::Store::add_signature`] writes the record first.
+    pub(crate) fn add_signature(
         &self,
         id: &ImageId,
         fingerprint: &str,

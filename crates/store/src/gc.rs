@@ -2,29 +2,33 @@
 //!
 //! gc holds `locks/store.lock` exclusively, so no import is between its
 //! rename and its index row while gc looks. It removes, in this order:
-//! staging files nobody holds (dead imports), blobs the index does not know
-//! (an import that died after its rename), index rows whose blob is gone,
+//! staging files nobody holds (dead imports), index rows whose blob is gone,
 //! images unused for longer than the grace period and not referenced by any
 //! pod, and rendered trees whose image is gone or unused, plus unfinished
-//! renders nobody holds.
+//! renders nobody holds. A blob the index does not list (an import that
+//! died after its rename, or a lost index) is indexed again, not removed.
 
 use std::collections::HashSet;
 use std::io::{self, BufReader};
 use std::time::Duration;
 
 use serde::Serialize;
-use skiff_spec::ImageId;
 use skiff_spec::aci::{HashingReader, decompress};
 
 use crate::db::now;
+use crate::fsck::{LAYER_TMP_AGE, check_blob, dead_render, dead_staging, older_than, remove_path};
 use crate::lock::FileLock;
+use crate::records::files_in;
 use crate::{Store, StoreError, io_err};
 
 /// What gc removed.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct GcReport {
     pub staging_files: usize,
-    pub orphan_blobs: usize,
+    /// Blobs without a row that were indexed again.
+    pub reindexed_blobs: usize,
+    /// Blobs without a row that are not the image their name says.
+    pub bad_blobs: usize,
     pub dangling_rows: usize,
     pub images: Vec<String>,
     pub trees: usize,
@@ -38,14 +42,6 @@ pub struct GcReport {
 pub struct VerifyProblem {
     pub image: String,
     pub problem: String,
-}
-
-fn entries(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, StoreError> {
-    match std::fs::read_dir(dir) {
-        Ok(rd) => Ok(rd.filter_map(|e| e.ok().map(|e| e.path())).collect()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(io_err("list", dir)(e).into()),
-    }
 }
 
 impl Store {
@@ -62,55 +58,54 @@ impl Store {
         let _lock = FileLock::exclusive(&lock_path).map_err(io_err("lock", &lock_path))?;
         let mut report = GcReport::default();
 
-        for path in entries(&layout.tmp())? {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let dead = if name.starts_with(crate::import::NEW_PREFIX) {
-                // Left by an importer that died within its first microseconds.
-                std::fs::metadata(&path)
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(600)))
-            } else {
-                matches!(FileLock::try_exclusive(&path), Ok(Some(_)))
-            };
-            if dead {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => report.staging_files += 1,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_err("remove", &path)(e).into()),
-                }
+        for path in files_in(&layout.tmp())? {
+            if dead_staging(&path) {
+                remove_path(&path)?;
+                report.staging_files += 1;
             }
         }
 
-        let rows = self.images()?;
-        let known: HashSet<String> = rows.iter().map(|r| r.id.hex().to_string()).collect();
-        for path in entries(&layout.blobs())? {
+        // A blob without a row is an import that died between its rename
+        // and its row, or an index that was lost: the blob is indexed
+        // again if it is the image its name says (the index is a cache),
+        // removed if not.
+        let known: HashSet<String> = self
+            .images()?
+            .iter()
+            .map(|r| r.id.hex().to_string())
+            .collect();
+        for path in files_in(&layout.blobs())? {
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if !known.contains(&name) {
-                std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
-                report.orphan_blobs += 1;
+            if known.contains(&name) {
+                continue;
+            }
+            match check_blob(&path) {
+                Ok(info) if info.image_id.hex() == name => {
+                    self.adopt(&path, &info)?;
+                    report.reindexed_blobs += 1;
+                }
+                _ => {
+                    remove_path(&path)?;
+                    report.bad_blobs += 1;
+                }
             }
         }
 
         let in_use = in_use().map_err(io_err("list the images pods use", &layout.pods()))?;
         let cutoff = now() - grace.as_secs() as i64;
         let mut live = HashSet::new();
-        for row in &rows {
+        for row in &self.images()? {
             if !layout.blob(&row.id).exists() {
-                self.index().remove_image(&row.id)?;
+                self.forget(&row.id)?;
                 report.dangling_rows += 1;
             } else if in_use.contains(row.id.as_str()) {
                 report.kept_in_use += 1;
                 live.insert(row.id.hex().to_string());
             } else if grace.is_zero() || row.last_used < cutoff {
-                self.index().remove_image(&row.id)?;
-                let blob = layout.blob(&row.id);
-                std::fs::remove_file(&blob).map_err(io_err("remove", &blob))?;
+                self.forget(&row.id)?;
                 report.images.push(row.id.to_string());
             } else {
                 live.insert(row.id.hex().to_string());
@@ -119,12 +114,7 @@ impl Store {
 
         // Cached layers: kept while used within the grace period (a fetch
         // that finds one in the cache touches it).
-        let older_than = |path: &std::path::Path, age: Duration| {
-            std::fs::symlink_metadata(path)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().is_ok_and(|a| a >= age))
-        };
-        for path in entries(&layout.layers())? {
+        for path in files_in(&layout.layers())? {
             if grace.is_zero() || older_than(&path, grace) {
                 match std::fs::remove_file(&path) {
                     Ok(()) => report.layers += 1,
@@ -133,33 +123,22 @@ impl Store {
                 }
             }
         }
-        for path in entries(&layout.layers_tmp())? {
-            if older_than(&path, Duration::from_secs(24 * 3600)) {
-                let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+        for path in files_in(&layout.layers_tmp())? {
+            if older_than(&path, LAYER_TMP_AGE) {
+                let _ = remove_path(&path);
             }
         }
 
-        for path in entries(&layout.trees())? {
+        for path in files_in(&layout.trees())? {
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let stale = if let Some(rest) = name.strip_prefix(".render-") {
-                // An unfinished render: stale if nobody holds its tree lock.
-                let hex = rest.split('-').next().unwrap_or_default();
-                let id = ImageId::parse(&format!("sha512-{hex}"));
-                match id {
-                    Ok(id) => matches!(
-                        FileLock::try_exclusive(&layout.tree_lock(&id)),
-                        Ok(Some(_)) | Err(_)
-                    ),
-                    Err(_) => true,
-                }
-            } else {
-                // Kept while its image is kept or any pod uses it.
-                let id = format!("sha512-{name}");
-                !live.contains(&name) && !in_use.contains(&id)
-            };
+            // An unfinished render is stale if nobody holds its tree lock;
+            // a tree is kept while its image is kept or any pod uses it.
+            let stale = dead_render(self, &name).unwrap_or_else(|| {
+                !live.contains(&name) && !in_use.contains(&format!("sha512-{name}"))
+            });
             if stale {
                 std::fs::remove_dir_all(&path).map_err(io_err("remove", &path))?;
                 report.trees += 1;

@@ -161,7 +161,7 @@ fn check<R: Read>(
 }
 
 /// Size and compression of a stored blob.
-fn describe_blob(path: &Path) -> Result<(u64, String), StoreError> {
+pub(crate) fn describe_blob(path: &Path) -> Result<(u64, String), StoreError> {
     let mut file = File::open(path).map_err(io_err("read", path))?;
     let size = file.metadata().map_err(io_err("read", path))?.len();
     let mut head = Vec::with_capacity(512);
@@ -176,6 +176,31 @@ fn compression_of(head: &[u8]) -> String {
     match detect_file_type(head) {
         FileType::Archive(c) => c.name().to_string(),
         _ => "unknown".to_string(),
+    }
+}
+
+/// The index row of a checked image.
+pub(crate) fn record_of(
+    info: &skiff_spec::aci::AciInfo,
+    blob_size: u64,
+    compression: String,
+    import_time: i64,
+) -> ImageRecord {
+    ImageRecord {
+        id: info.image_id.clone(),
+        name: info.manifest.name.to_string(),
+        labels: info
+            .manifest
+            .labels
+            .iter()
+            .map(|l| (l.name.to_string(), l.value.clone()))
+            .collect(),
+        manifest: skiff_spec::to_pretty_json(&info.manifest).into_bytes(),
+        blob_size,
+        size: info.size,
+        compression,
+        import_time,
+        last_used: now(),
     }
 }
 
@@ -319,23 +344,7 @@ impl Store {
     ) -> Result<Imported, StoreError> {
         let path = staged.path.clone();
         staged.file().sync_all().map_err(io_err("sync", &path))?;
-        let manifest_json = skiff_spec::to_pretty_json(&info.manifest).into_bytes();
-        let record = ImageRecord {
-            id: info.image_id.clone(),
-            name: info.manifest.name.to_string(),
-            labels: info
-                .manifest
-                .labels
-                .iter()
-                .map(|l| (l.name.to_string(), l.value.clone()))
-                .collect(),
-            manifest: manifest_json,
-            blob_size,
-            size: info.size,
-            compression,
-            import_time: now(),
-            last_used: now(),
-        };
+        let record = record_of(&info, blob_size, compression, now());
 
         let store_lock = self.layout().store_lock();
         let _guard = FileLock::shared(&store_lock).map_err(io_err("lock", &store_lock))?;

@@ -5,7 +5,10 @@
 //! cas/blobs/sha512/<hex>   image blobs exactly as imported (an ACI, any
 //!                          compression), named by the image ID: the SHA-512
 //!                          of the uncompressed tar
-//! cas/db.sqlite            the index (WAL mode); rebuildable from the blobs
+//! cas/db.sqlite            the index (WAL mode); a cache: rebuildable from
+//!                          the blobs and the records (`skiff image fsck --repair`)
+//! cas/records/             remotes and signatures, written before their rows
+//!                          (see [`crate::records`])
 //! cas/tmp/                 staging files of imports in progress, each
 //!                          flock-ed by its importer
 //! trees/<hex>/rootfs       rendered trees (image + dependencies), read-only
@@ -34,6 +37,10 @@ impl Layout {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    pub fn cas(&self) -> PathBuf {
+        self.root.join("cas")
     }
 
     pub fn blobs(&self) -> PathBuf {

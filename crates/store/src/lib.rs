@@ -7,17 +7,21 @@
 //! * [`policy`]: the hostile-archive policy checked while importing.
 //! * [`import`]: staging, verifying and committing images atomically.
 //! * [`render`]: rendering an image and its dependencies into a tree.
+//! * [`records`]: remotes and signatures as files, so the index is a cache.
 //! * [`gc`]: garbage collection and verification.
+//! * [`fsck`]: checking the store and repairing it (rebuilding the index).
 //!
 //! Every mutation is crash-safe: data is written to a staging file, synced
 //! and renamed into place before the index mentions it.
 
 pub mod db;
+pub mod fsck;
 pub mod gc;
 pub mod import;
 pub mod layout;
 pub mod lock;
 pub mod policy;
+pub mod records;
 pub mod render;
 
 #[cfg(test)]
@@ -39,6 +43,11 @@ pub enum StoreError {
     Io(#[from] skiff_io::IoError),
     #[error("store index error: {0}")]
     Index(String),
+    #[error(
+        "the store's index {} is unreadable ({reason}): rebuild it with `skiff image fsck --repair`",
+        path.display()
+    )]
+    IndexUnreadable { path: PathBuf, reason: String },
     #[error("invalid image")]
     InvalidImage(#[source] skiff_spec::aci::AciError),
     #[error("no image matches '{0}' (see `skiff image list`)")]
@@ -66,6 +75,7 @@ pub(crate) use skiff_io::io_err_at as io_err;
 pub struct Store {
     layout: layout::Layout,
     index: db::Index,
+    records: records::Records,
     /// Show progress bars on a terminal for imports and renders.
     progress: bool,
 }
@@ -129,12 +139,72 @@ impl Store {
         let init_lock = layout.locks().join("index.lock");
         let guard = lock::FileLock::exclusive(&init_lock).map_err(io_err("lock", &init_lock))?;
         let index = db::Index::open(&layout.db())?;
-        drop(guard);
-        Ok(Store {
+        let store = Store {
+            records: records::Records::new(&layout.cas()),
             layout,
             index,
             progress: false,
-        })
+        };
+        if store.index.opened_at_version() == 1 {
+            // Written by a skiff that kept remotes and signatures in the
+            // index only: they become records once.
+            store.write_records_of_index()?;
+        }
+        drop(guard);
+        Ok(store)
+    }
+
+    /// Writes a record for every remote and signature row (a migration,
+    /// and a repair).
+    fn write_records_of_index(&self) -> Result<(), StoreError> {
+        for remote in self.index.remotes()? {
+            self.records.write_remote(&remote)?;
+        }
+        for (id, fingerprint, signature) in self.index.signatures()? {
+            self.records
+                .write_signature(&id, &fingerprint, &signature)?;
+        }
+        Ok(())
+    }
+
+    /// Remembers what `rec.url` resolved to: the record file, then the row.
+    pub fn set_remote(&self, rec: &RemoteRecord) -> Result<(), StoreError> {
+        self.records.write_remote(rec)?;
+        self.index.set_remote(rec)
+    }
+
+    /// Remembers that the key `fingerprint` verified image `id` with
+    /// `signature`: the record file, then the row.
+    pub fn add_signature(
+        &self,
+        id: &ImageId,
+        fingerprint: &str,
+        signature: &[u8],
+    ) -> Result<(), StoreError> {
+        self.records.write_signature(id, fingerprint, signature)?;
+        self.index.add_signature(id, fingerprint, signature)
+    }
+
+    pub fn records(&self) -> &records::Records {
+        &self.records
+    }
+
+    /// Removes an image's row, blob and records (in that order: a crash
+    /// between leaves what gc or fsck finishes).
+    pub(crate) fn forget(&self, id: &ImageId) -> Result<bool, StoreError> {
+        let remotes = self.index.remotes_of(id)?;
+        let had_row = self.index.remove_image(id)?;
+        let blob = self.layout.blob(id);
+        match std::fs::remove_file(&blob) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("remove", &blob)(e).into()),
+        }
+        for remote in remotes {
+            self.records.remove_remote(&remote.url)?;
+        }
+        self.records.remove_signatures(id)?;
+        Ok(had_row)
     }
 
     /// Shows a progress bar (on stderr, when it is a terminal) while an
@@ -223,14 +293,8 @@ impl Store {
         if live.contains(id.as_str()) {
             return Err(StoreError::InUse(id.to_string()));
         }
-        if !self.index.remove_image(id)? {
+        if !self.forget(id)? {
             return Err(StoreError::NotFound(id.to_string()));
-        }
-        let blob = self.layout.blob(id);
-        match std::fs::remove_file(&blob) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("remove", &blob)(e).into()),
         }
         Ok(())
     }

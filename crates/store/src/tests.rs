@@ -189,7 +189,8 @@ fn gc_removes_leftovers_and_old_images_but_not_fresh_ones() {
         .unwrap()
         .id;
     store.render(&id).unwrap();
-    // Leftovers of a crashed import: an unlocked staging file and an unindexed blob.
+    // Leftovers of a crashed import: an unlocked staging file and an
+    // unindexed blob that is no image (one that is gets indexed again).
     std::fs::write(store.layout().tmp().join("stage-dead"), b"x").unwrap();
     let orphan = store.layout().blobs().join("0".repeat(128));
     std::fs::write(&orphan, b"x").unwrap();
@@ -207,7 +208,8 @@ fn gc_removes_leftovers_and_old_images_but_not_fresh_ones() {
     let report = store
         .gc(Duration::from_secs(3600), || in_use(&store, false))
         .unwrap();
-    assert_eq!((report.staging_files, report.orphan_blobs), (1, 1));
+    assert_eq!((report.staging_files, report.bad_blobs), (1, 1));
+    assert!(!orphan.exists());
     assert!(live.path().exists());
     assert!(report.images.is_empty());
     assert_eq!(store.images().unwrap().len(), 1);
@@ -315,4 +317,171 @@ fn images_of_live_pods_cannot_be_removed_and_their_trees_survive_gc() {
 fn in_use(store: &Store, live_only: bool) -> std::io::Result<std::collections::HashSet<String>> {
     let data_dir = store.layout().pods().parent().unwrap().to_path_buf();
     skiff_pod::Pods::new(&data_dir).images_in_use(live_only)
+}
+
+fn problems(report: &crate::fsck::FsckReport) -> Vec<crate::fsck::ProblemKind> {
+    let mut kinds: Vec<_> = report.problems.iter().map(|p| p.kind).collect();
+    kinds.sort_by_key(|k| format!("{k:?}"));
+    kinds
+}
+
+fn fsck(dir: &std::path::Path, repair: bool) -> crate::fsck::FsckReport {
+    crate::fsck::fsck(dir, repair, false, || Ok(Default::default())).unwrap()
+}
+
+/// An image with a remote and a signature, as a fetch leaves it.
+fn fetched(store: &Store, name: &str) -> crate::ImageId {
+    let id = store
+        .import(
+            aci(
+                &manifest(name, ""),
+                &[dir("rootfs"), file("rootfs/a", b"a")],
+            )
+            .as_slice(),
+            &ArchivePolicy::default(),
+        )
+        .unwrap()
+        .id;
+    store
+        .set_remote(&crate::RemoteRecord {
+            url: format!("https://{name}.aci"),
+            image_id: id.clone(),
+            etag: Some("\"e1\"".into()),
+            max_age: 60,
+            download_time: 1_700_000_000,
+        })
+        .unwrap();
+    store.add_signature(&id, "ABCDEF0123", b"sig").unwrap();
+    id
+}
+
+#[test]
+fn a_deleted_index_is_rebuilt_from_blobs_and_records() {
+    let (dir, store) = store();
+    let a = fetched(&store, "example.com/a");
+    let b = fetched(&store, "example.com/b");
+    store.render(&a).unwrap();
+    drop(store);
+    let clean = fsck(dir.path(), false);
+    assert!(clean.problems.is_empty(), "{:?}", clean.problems);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}/cas/db.sqlite{suffix}", dir.path().display()));
+    }
+    let found = fsck(dir.path(), false);
+    use crate::fsck::ProblemKind::*;
+    assert_eq!(
+        problems(&found),
+        [
+            BlobWithoutRow,
+            BlobWithoutRow,
+            RecordWithoutRow,
+            RecordWithoutRow,
+            RecordWithoutRow,
+            RecordWithoutRow
+        ]
+    );
+    assert_eq!(found.unrepaired(), 6);
+    let repaired = fsck(dir.path(), true);
+    assert_eq!(repaired.unrepaired(), 0);
+    assert!(fsck(dir.path(), false).problems.is_empty());
+    let store = Store::open(dir.path()).unwrap();
+    for id in [&a, &b] {
+        assert_eq!(store.index().signers(id).unwrap(), ["ABCDEF0123"]);
+        let remote = &store.index().remotes_of(id).unwrap()[0];
+        assert_eq!(
+            (remote.etag.as_deref(), remote.max_age),
+            (Some("\"e1\""), 60)
+        );
+    }
+    assert_eq!(store.resolve("example.com/a").unwrap().id, a);
+    assert!(store.render(&a).unwrap().rootfs().join("a").exists());
+}
+
+#[test]
+fn an_unreadable_index_is_refused_with_advice_and_rebuilt() {
+    let (dir, store) = store();
+    let a = fetched(&store, "example.com/a");
+    drop(store);
+    let db = dir.path().join("cas/db.sqlite");
+    let _ = std::fs::remove_file(dir.path().join("cas/db.sqlite-wal"));
+    std::fs::write(&db, vec![0x5a; 8192]).unwrap();
+    let err = Store::open(dir.path()).err().unwrap().to_string();
+    assert!(err.contains("skiff image fsck --repair"), "{err}");
+    let found = fsck(dir.path(), false);
+    assert_eq!(
+        problems(&found),
+        [crate::fsck::ProblemKind::IndexUnreadable]
+    );
+    assert_eq!(fsck(dir.path(), true).unrepaired(), 0);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.index().signers(&a).unwrap(), ["ABCDEF0123"]);
+}
+
+#[test]
+fn fsck_finds_and_removes_corruption_and_leftovers() {
+    let (dir, store) = store();
+    let a = fetched(&store, "example.com/a");
+    let b = fetched(&store, "example.com/b");
+    // One bit of a blob flipped; another blob gone; a layer that is not
+    // what its digest says; a tree without its marker; a dead import.
+    let blob = store.layout().blob(&a);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 20;
+    bytes[last] ^= 1;
+    std::fs::write(&blob, bytes).unwrap();
+    std::fs::remove_file(store.layout().blob(&b)).unwrap();
+    let layer = store.layout().layers().join("1".repeat(64));
+    std::fs::write(&layer, b"not it").unwrap();
+    let tree = store.layout().trees().join("f".repeat(128));
+    std::fs::create_dir_all(tree.join("rootfs")).unwrap();
+    std::fs::write(store.layout().tmp().join("stage-dead"), b"x").unwrap();
+    // A live import is left alone.
+    let live = store.stage().unwrap();
+    let found = fsck(dir.path(), false);
+    use crate::fsck::ProblemKind::*;
+    assert_eq!(
+        problems(&found),
+        [BadBlob, BadLayer, Leftover, RowWithoutBlob, UnfinishedTree]
+    );
+    assert_eq!(found.in_progress, 1);
+    let repaired = fsck(dir.path(), true);
+    assert_eq!(repaired.unrepaired(), 0);
+    assert!(live.path().exists());
+    assert!(!layer.exists() && !tree.exists() && !blob.exists());
+    assert!(fsck(dir.path(), false).problems.is_empty());
+    assert!(store.images().unwrap().is_empty());
+    // Their records went with them.
+    assert!(store.index().remotes().unwrap().is_empty());
+    assert!(store.records().remotes().unwrap().records.is_empty());
+    assert!(store.records().signatures().unwrap().records.is_empty());
+}
+
+#[test]
+fn an_index_of_the_first_schema_gets_its_records_when_opened() {
+    let (dir, store) = store();
+    let a = fetched(&store, "example.com/a");
+    drop(store);
+    std::fs::remove_dir_all(dir.path().join("cas/records")).unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("cas/db.sqlite")).unwrap();
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    drop(conn);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.records().remotes().unwrap().records.len(), 1);
+    assert_eq!(store.records().signatures().unwrap().records[0].image, a);
+    assert!(fsck(dir.path(), false).problems.is_empty());
+}
+
+#[test]
+fn gc_indexes_a_blob_whose_row_was_lost() {
+    let (dir, store) = store();
+    let a = fetched(&store, "example.com/a");
+    drop(store);
+    std::fs::remove_file(dir.path().join("cas/db.sqlite")).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("cas/db.sqlite-wal"));
+    let store = Store::open(dir.path()).unwrap();
+    let report = store
+        .gc(Duration::from_secs(3600), || in_use(&store, false))
+        .unwrap();
+    assert_eq!((report.reindexed_blobs, report.bad_blobs), (1, 0));
+    assert_eq!(store.resolve("example.com/a").unwrap().id, a);
 }

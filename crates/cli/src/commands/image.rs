@@ -49,6 +49,18 @@ pub enum ImageCommand {
         #[arg(long, default_value = "24h", value_parser = crate::config::parse_duration)]
         grace_period: std::time::Duration,
     },
+    /// Check the whole store: every blob hashes to its ID, the index and
+    /// the blobs agree, cached layers match their digests, rendered trees
+    /// are complete, and no dead process left files behind. Exits 1 if
+    /// problems remain. Pods keep running meanwhile.
+    Fsck {
+        /// Repair what is found: rows missing from the index are rebuilt
+        /// from the blobs and records (an unreadable index is moved aside
+        /// and rebuilt), corrupt blobs and layers, unfinished trees and
+        /// leftovers are removed.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Re-hash stored images and report any whose content no longer matches its ID.
     Verify {
         /// Images to check (default: all).
@@ -346,17 +358,18 @@ pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
                 println!("{id}");
             }
             eprintln!(
-                "removed {} image(s), {} tree(s), {} cached layer(s), {} unfinished import(s), {} orphan blob(s); kept {} image(s) used by pods",
+                "removed {} image(s), {} tree(s), {} cached layer(s), {} unfinished import(s); indexed {} blob(s) again; kept {} image(s) used by pods",
                 report.images.len(),
                 report.trees,
                 report.layers,
                 report.staging_files,
-                report.orphan_blobs,
+                report.reindexed_blobs,
                 report.kept_in_use
             );
             Ok(ExitCode::SUCCESS)
         }
         ImageCommand::Verify { images } => verify(global, &images),
+        ImageCommand::Fsck { repair } => fsck(global, repair),
         ImageCommand::Export {
             image,
             out,
@@ -477,6 +490,46 @@ fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn fsck(global: &GlobalArgs, repair: bool) -> anyhow::Result<ExitCode> {
+    let report = skiff_ops::image::fsck(&global.context()?, repair)?;
+    for p in &report.problems {
+        let kind = serde_json::to_value(p.kind)?;
+        println!(
+            "{}: {}: {} ({}{})",
+            kind.as_str().unwrap_or_default(),
+            printable(&p.subject),
+            printable(&p.detail),
+            if p.repaired { "repaired: " } else { "repair: " },
+            printable(&p.repair)
+        );
+    }
+    let left = report.unrepaired();
+    eprintln!(
+        "checked {} blob(s), {} index row(s), {} record(s), {} cached layer(s), {} tree(s) ({} import(s) or render(s) in progress left alone): {} problem(s){}",
+        report.blobs,
+        report.rows,
+        report.records,
+        report.layers,
+        report.trees,
+        report.in_progress,
+        report.problems.len(),
+        if report.problems.is_empty() {
+            String::new()
+        } else if left == 0 {
+            ", all repaired".to_string()
+        } else if repair {
+            format!(", {left} not repairable")
+        } else {
+            ", repair them with `skiff image fsck --repair`".to_string()
+        }
+    );
+    Ok(if left == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn verify(global: &GlobalArgs, images: &[String]) -> anyhow::Result<ExitCode> {

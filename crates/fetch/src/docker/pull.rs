@@ -308,7 +308,6 @@ impl Fetcher<'_> {
         )?;
         if let Some((v, record)) = verified {
             self.store
-                .index()
                 .add_signature(&fetched.id, &v.fingerprint, &record)?;
             fetched.verified = Some(v);
         }
@@ -578,7 +577,7 @@ impl Fetcher<'_> {
         };
         // Remembered by origin and digest: `skiff image list` shows where
         // it came from, and image commands accept that reference.
-        self.store.index().set_remote(&RemoteRecord {
+        self.store.set_remote(&RemoteRecord {
             url: origin.to_string(),
             image_id: imported.id.clone(),
             etag: Some(digest.to_string()),

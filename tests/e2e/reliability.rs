@@ -1,0 +1,143 @@
+//! Reliability: the store checks and repairs itself (`skiff image fsck`),
+//! and its index is a cache that can be lost without losing an image.
+
+use std::path::Path;
+
+use crate::common::*;
+use crate::fetch::{self, NAME};
+use crate::oci::Registry;
+
+fn fsck(root: &Path, repair: bool) -> std::process::Output {
+    let mut cmd = skiff_in(root);
+    cmd.args(["image", "fsck"]);
+    if repair {
+        cmd.arg("--repair");
+    }
+    output(&mut cmd)
+}
+
+fn remove_index(root: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(root.join(format!("data/cas/db.sqlite{suffix}")));
+    }
+}
+
+#[test]
+fn a_lost_index_is_rebuilt_and_every_image_still_fetches_offline_verified_and_runs() {
+    let mut site = fetch::site();
+    let root = site.root.path().to_path_buf();
+    let root = root.as_path();
+    let _pods = PodsGuard { root };
+    let key = root.join("signer.asc");
+    std::fs::write(&key, site.gpg.public_key()).unwrap();
+    let out = fetch::run(
+        &site,
+        &[
+            "trust",
+            "--prefix",
+            NAME,
+            "--skip-fingerprint-review",
+            &key.to_string_lossy(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A signed ACI by discovery over HTTPS.
+    let out = fetch::run(&site, &["fetch", "127.0.0.2/busybox:1.0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let aci_id = stdout(&out).trim().to_string();
+
+    // A docker image signed with a cosign key, pushed by skiff.
+    let registry = Registry::start(None);
+    let repo = format!("127.0.0.1:{}/rel/busybox", registry.port);
+    let dest = format!("docker://{repo}:v1");
+    let insecure = "--insecure-options=http";
+    let out = output(skiff_in(root).args([insecure, "image", "push", NAME, &dest]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let keys = root.join("cosign");
+    let out = output(
+        skiff()
+            .env("COSIGN_PASSWORD", "pw")
+            .args(["key", "generate", "--type=cosign", "--out"])
+            .arg(&keys),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = output(
+        skiff_in(root)
+            .env("COSIGN_PASSWORD", "pw")
+            .args([insecure, "image", "sign", "--format=cosign", "--key"])
+            .arg(root.join("cosign.key"))
+            .arg(&dest),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = output(
+        skiff_in(root)
+            .args(["trust", "--skip-fingerprint-review", "--prefix", &repo])
+            .arg(root.join("cosign.pub")),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = output(skiff_in(root).args([insecure, "fetch", &dest]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let docker_id = stdout(&out).trim().to_string();
+    assert!(
+        stderr(&out).contains("signed by cosign key"),
+        "{}",
+        stderr(&out)
+    );
+
+    let clean = fsck(root, false);
+    assert!(clean.status.success(), "{}", stderr(&clean));
+    assert!(
+        stderr(&clean).contains(": 0 problem(s)"),
+        "{}",
+        stderr(&clean)
+    );
+
+    // Both origins go away, and so does the index.
+    drop(registry);
+    site.go_offline();
+    remove_index(root);
+    let found = fsck(root, false);
+    assert_eq!(found.status.code(), Some(1), "{}", stderr(&found));
+    let text = stdout(&found);
+    for id in [&aci_id, &docker_id] {
+        assert!(text.contains(&format!("blob-without-row: {id}")), "{text}");
+    }
+    assert!(text.contains("record-without-row"), "{text}");
+    let repaired = fsck(root, true);
+    assert!(repaired.status.success(), "{}", stderr(&repaired));
+    assert!(
+        stderr(&repaired).contains("all repaired"),
+        "{}",
+        stderr(&repaired)
+    );
+    let again = fsck(root, false);
+    assert!(again.status.success(), "{}", stdout(&again));
+    assert!(
+        stderr(&again).contains(": 0 problem(s)"),
+        "{}",
+        stderr(&again)
+    );
+
+    // Offline: each reference resolves from the store as before, the
+    // docker image still counts as verified (its signature record came
+    // back), and both run.
+    let out = fetch::run(
+        &site,
+        &["fetch", "--pull-policy=never", "127.0.0.2/busybox:1.0"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), aci_id);
+    let out = output(skiff_in(root).args([insecure, "fetch", "--pull-policy=never", &dest]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), docker_id);
+    for image in ["127.0.0.2/busybox:1.0", dest.as_str()] {
+        let out = output(
+            skiff_in(root)
+                .env("SSL_CERT_FILE", &site.ca_file)
+                .args([insecure, "run", "--net=none", "--pull-policy=never", image])
+                .args(["--exec=/bin/busybox", "--", "echo", "ran"]),
+        );
+        assert!(out.status.success(), "{image}: {}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), "ran", "{image}");
+    }
+}
