@@ -141,3 +141,93 @@ fn a_lost_index_is_rebuilt_and_every_image_still_fetches_offline_verified_and_ru
         assert_eq!(stdout(&out).trim(), "ran", "{image}");
     }
 }
+
+fn pod_fsck(root: &Path, repair: bool) -> std::process::Output {
+    let mut cmd = skiff_in(root);
+    cmd.arg("fsck");
+    if repair {
+        cmd.arg("--repair");
+    }
+    output(&mut cmd)
+}
+
+/// The pid of the stage1 supervising pod `uuid` (the holder of its lock).
+fn stage1_of(uuid: &str) -> i32 {
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.first().is_some_and(|a| a.ends_with("skiff-stage1"))
+            && args.get(1).is_some_and(|a| a == "run")
+            && args.iter().any(|a| a.ends_with(uuid))
+        {
+            return pid;
+        }
+    }
+    panic!("no stage1 runs pod {uuid}");
+}
+
+#[test]
+fn a_pod_whose_stage1_was_killed_is_found_and_everything_it_held_released() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _pods = PodsGuard { root };
+    let aci = image_with_app(
+        root,
+        "example.com/sleeper",
+        r#"{"exec": ["/bin/busybox", "sleep", "600"], "user": "0", "group": "0"}"#,
+    );
+    // On the default network: a namespace, a lease, NAT rules, cgroups.
+    let out = output(
+        skiff_in(root)
+            .args(["run", "--insecure-options=image", "--detach"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    let clean = pod_fsck(root, false);
+    assert!(clean.status.success(), "{}", stdout(&clean));
+    assert!(
+        stderr(&clean).contains("1 running, left alone"),
+        "{}",
+        stderr(&clean)
+    );
+
+    let netns = Path::new("/run/skiff/netns").join(&uuid);
+    assert!(netns.exists());
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(stage1_of(&uuid)).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let found = eventually("the killed stage1's pod to be found", || {
+        let out = pod_fsck(root, false);
+        (out.status.code() == Some(1)).then_some(out)
+    });
+    assert!(
+        stdout(&found).contains(&format!("unrecorded-exit: {uuid}")),
+        "{}",
+        stdout(&found)
+    );
+    let repaired = pod_fsck(root, true);
+    assert!(repaired.status.success(), "{}", stdout(&repaired));
+    let text = stdout(&repaired);
+    for kind in [
+        "unrecorded-exit",
+        "network-not-released",
+        "leaked-netns",
+        "leaked-cgroup",
+    ] {
+        assert!(text.contains(&format!("{kind}: {uuid}")), "{kind}: {text}");
+    }
+    assert!(!netns.exists(), "the namespace is still there");
+    let again = pod_fsck(root, false);
+    assert!(again.status.success(), "{}", stdout(&again));
+    let out = output(skiff_in(root).args(["status", &uuid]));
+    assert!(stdout(&out).contains("state=exited"), "{}", stdout(&out));
+}

@@ -86,6 +86,36 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One problem an fsck found: `kind: subject: what is wrong (repair: …)`,
+/// on stdout.
+pub fn print_problem(kind: &str, subject: &str, detail: &str, repair: &str, repaired: bool) {
+    println!(
+        "{kind}: {}: {} ({}{})",
+        printable(subject),
+        printable(detail),
+        if repaired { "repaired: " } else { "repair: " },
+        printable(repair)
+    );
+}
+
+/// The end of an fsck's summary line: how many problems, and what now.
+pub fn problems_summary(
+    found: usize,
+    left: usize,
+    repairing: bool,
+    repair_command: &str,
+) -> String {
+    if found == 0 {
+        "0 problem(s)".to_string()
+    } else if left == 0 {
+        format!("{found} problem(s), all repaired")
+    } else if repairing {
+        format!("{found} problem(s), {left} not repaired")
+    } else {
+        format!("{found} problem(s): repair them with `{repair_command}`")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

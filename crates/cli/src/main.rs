@@ -179,6 +179,17 @@ enum Command {
         #[arg(long, default_value = "24h", value_parser = config::parse_duration)]
         expire_prepared: std::time::Duration,
     },
+    /// Check pods for what a killed process left half-way: pods a dead
+    /// `prepare` abandoned, pods whose stage1 died without recording the
+    /// exit, removals cut short, and networks, cgroups, network namespaces
+    /// and mounts still held by pods that no longer run. Exits 1 if
+    /// problems remain; running pods are left alone. The store has its
+    /// own: `skiff image fsck`.
+    Fsck {
+        /// Repair what is found (as gc would, at once).
+        #[arg(long)]
+        repair: bool,
+    },
     /// Fetch images into the store, verifying their signatures.
     Fetch(commands::fetch::FetchArgs),
     /// Manage the keys trusted to sign images.
@@ -301,6 +312,7 @@ fn main() -> ExitCode {
             grace_period,
             expire_prepared,
         } => commands::pods::gc(&cli.global, grace_period, expire_prepared),
+        Command::Fsck { repair } => commands::pods::fsck(&cli.global, repair),
         Command::Fetch(args) => commands::fetch::run(&cli.global, args),
         Command::Trust(args) => commands::trust::run(&cli.global, args),
         Command::Image(cmd) => commands::image::run(&cli.global, cmd),

@@ -9,6 +9,7 @@
 //! - [`enter`]: a command in a running pod's app.
 //! - [`export`]: an app of a pod as an ACI (`skiff export`).
 //! - [`pods`]: what a pod is ([`pods::PodInfo`]), stop, rm, gc.
+//! - [`fsck`]: pods left half-way by a killed process, and what they hold.
 //! - [`fetch`]: images into the store, under the run policy.
 //! - [`generate`]: systemd units for a pod or an image.
 //! - [`image`]: images in the store (list, rm, gc, verify, audit, export,
@@ -32,6 +33,7 @@ pub mod enter;
 pub mod error;
 pub mod export;
 pub mod fetch;
+pub mod fsck;
 pub mod generate;
 pub mod image;
 pub mod locations;

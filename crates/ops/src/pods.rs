@@ -297,7 +297,7 @@ pub fn stop(ctx: &Context, uuid: &str, timeout: Duration) -> Result<Stopped, Ops
 
 /// Runs stage1's `gc` on an exited pod: it releases what the pod may still
 /// hold after a crash (networks, network namespace, cgroups).
-fn stage1_gc(ctx: &Context, pod: &Pod) -> Result<(), OpsError> {
+pub(crate) fn stage1_gc(ctx: &Context, pod: &Pod) -> Result<(), OpsError> {
     if !pod.path.join("runtime.json").exists() {
         return Ok(());
     }
@@ -318,7 +318,7 @@ fn stage1_gc(ctx: &Context, pod: &Pod) -> Result<(), OpsError> {
     Ok(())
 }
 
-fn remove_pod(ctx: &Context, pods: &Pods, mut pod: Pod) -> Result<(), OpsError> {
+pub(crate) fn remove_pod(ctx: &Context, pods: &Pods, mut pod: Pod) -> Result<(), OpsError> {
     stage1_gc(ctx, &pod)?;
     Ok(pod.remove(pods)?)
 }
@@ -386,7 +386,10 @@ pub fn gc(
             State::ExitedGarbage => now - pod.exited().unwrap_or(0) >= grace.as_secs() as i64,
             State::Prepared => now - pod.created() >= expire_prepared.as_secs() as i64,
             State::Garbage => true,
-            _ => false,
+            // Left by a `prepare` or `run` that died before the pod was
+            // prepared: nothing will finish it.
+            State::Embryo | State::Prepare => !pod.is_preparing(),
+            State::Run => false,
         };
         if expired {
             let Some(_lock) = pod.try_lock()? else {

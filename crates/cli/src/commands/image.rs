@@ -495,35 +495,29 @@ fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
 fn fsck(global: &GlobalArgs, repair: bool) -> anyhow::Result<ExitCode> {
     let report = skiff_ops::image::fsck(&global.context()?, repair)?;
     for p in &report.problems {
-        let kind = serde_json::to_value(p.kind)?;
-        println!(
-            "{}: {}: {} ({}{})",
-            kind.as_str().unwrap_or_default(),
-            printable(&p.subject),
-            printable(&p.detail),
-            if p.repaired { "repaired: " } else { "repair: " },
-            printable(&p.repair)
+        crate::format::print_problem(
+            serde_json::to_value(p.kind)?.as_str().unwrap_or_default(),
+            &p.subject,
+            &p.detail,
+            &p.repair,
+            p.repaired,
         );
     }
     let left = report.unrepaired();
     eprintln!(
-        "checked {} blob(s), {} index row(s), {} record(s), {} cached layer(s), {} tree(s) ({} import(s) or render(s) in progress left alone): {} problem(s){}",
+        "checked {} blob(s), {} index row(s), {} record(s), {} cached layer(s), {} tree(s) ({} import(s) or render(s) in progress left alone): {}",
         report.blobs,
         report.rows,
         report.records,
         report.layers,
         report.trees,
         report.in_progress,
-        report.problems.len(),
-        if report.problems.is_empty() {
-            String::new()
-        } else if left == 0 {
-            ", all repaired".to_string()
-        } else if repair {
-            format!(", {left} not repairable")
-        } else {
-            ", repair them with `skiff image fsck --repair`".to_string()
-        }
+        crate::format::problems_summary(
+            report.problems.len(),
+            left,
+            repair,
+            "skiff image fsck --repair"
+        )
     );
     Ok(if left == 0 {
         ExitCode::SUCCESS

@@ -993,6 +993,31 @@ pub fn gc(
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn fsck(global: &GlobalArgs, repair: bool) -> anyhow::Result<ExitCode> {
+    let report = skiff_ops::fsck::fsck(&global.context()?, repair)?;
+    for p in &report.problems {
+        crate::format::print_problem(
+            serde_json::to_value(p.kind)?.as_str().unwrap_or_default(),
+            &p.subject,
+            &p.detail,
+            &p.repair,
+            p.repaired,
+        );
+    }
+    let left = report.unrepaired();
+    eprintln!(
+        "checked {} pod(s) ({} running, left alone): {}",
+        report.pods,
+        report.running,
+        crate::format::problems_summary(report.problems.len(), left, repair, "skiff fsck --repair")
+    );
+    Ok(if left == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
