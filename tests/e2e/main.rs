@@ -31,4 +31,5 @@ mod runtime;
 mod server;
 mod supervise;
 mod systemd;
+mod torture;
 mod users;

@@ -22,6 +22,43 @@ fn remove_index(root: &Path) {
     }
 }
 
+/// Pushes the stored `image` to `registry` as `path` (`repo:tag`) with
+/// skiff, signs it with a new cosign key and trusts that key for the
+/// repository: the `docker://` reference.
+pub fn push_signed(root: &Path, registry: &Registry, image: &str, path: &str) -> String {
+    let dest = format!("docker://127.0.0.1:{}/{path}", registry.port);
+    let repo = dest["docker://".len()..]
+        .rsplit_once(':')
+        .map(|(repo, _)| repo.to_string())
+        .unwrap();
+    let insecure = "--insecure-options=http";
+    let out = output(skiff_in(root).args([insecure, "image", "push", image, &dest]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let keys = root.join("cosign");
+    let out = output(
+        skiff()
+            .env("COSIGN_PASSWORD", "pw")
+            .args(["key", "generate", "--type=cosign", "--out"])
+            .arg(&keys),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = output(
+        skiff_in(root)
+            .env("COSIGN_PASSWORD", "pw")
+            .args([insecure, "image", "sign", "--format=cosign", "--key"])
+            .arg(root.join("cosign.key"))
+            .arg(&dest),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = output(
+        skiff_in(root)
+            .args(["trust", "--skip-fingerprint-review", "--prefix", &repo])
+            .arg(root.join("cosign.pub")),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    dest
+}
+
 #[test]
 fn a_lost_index_is_rebuilt_and_every_image_still_fetches_offline_verified_and_runs() {
     let mut site = fetch::site();
@@ -48,33 +85,8 @@ fn a_lost_index_is_rebuilt_and_every_image_still_fetches_offline_verified_and_ru
 
     // A docker image signed with a cosign key, pushed by skiff.
     let registry = Registry::start(None);
-    let repo = format!("127.0.0.1:{}/rel/busybox", registry.port);
-    let dest = format!("docker://{repo}:v1");
+    let dest = push_signed(root, &registry, NAME, "rel/busybox:v1");
     let insecure = "--insecure-options=http";
-    let out = output(skiff_in(root).args([insecure, "image", "push", NAME, &dest]));
-    assert!(out.status.success(), "{}", stderr(&out));
-    let keys = root.join("cosign");
-    let out = output(
-        skiff()
-            .env("COSIGN_PASSWORD", "pw")
-            .args(["key", "generate", "--type=cosign", "--out"])
-            .arg(&keys),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = output(
-        skiff_in(root)
-            .env("COSIGN_PASSWORD", "pw")
-            .args([insecure, "image", "sign", "--format=cosign", "--key"])
-            .arg(root.join("cosign.key"))
-            .arg(&dest),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = output(
-        skiff_in(root)
-            .args(["trust", "--skip-fingerprint-review", "--prefix", &repo])
-            .arg(root.join("cosign.pub")),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
     let out = output(skiff_in(root).args([insecure, "fetch", &dest]));
     assert!(out.status.success(), "{}", stderr(&out));
     let docker_id = stdout(&out).trim().to_string();

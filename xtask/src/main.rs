@@ -14,6 +14,7 @@
 mod appc_tools;
 mod bench;
 mod build;
+mod leftovers;
 mod runtime_tools;
 
 use std::path::{Path, PathBuf};
@@ -130,6 +131,7 @@ fn real_main() -> Result<()> {
         Some("demo") => demo(&root),
         Some("test") => test(&root, &args[1..]),
         Some("appc-tools") => appc_tools::ensure(&root).map(|_| ()),
+        Some("torture") => torture(&root, &args[1..]),
         Some("package") => package(&root, true),
         Some("runtime-tools") => {
             deps()?;
@@ -191,11 +193,67 @@ fn real_main() -> Result<()> {
                  package     cargo package for every crate, each compiled from its package (a second, debug build)\n  \
                  appc-tools  build the reference actool and ACE validator images (cached, from Debian's appc sources)\n  \
                  runtime-tools  the OCI runtime-tools compliance suite against skiff-runtime (needs ../shared)\n  \
+                 torture [--kills=200] [--concurrent=100] [--seed=N]  kill -9 skiff commands at random instants, then fsck, rerun, leak check; N commands at once\n  \
                  bench [all|import|start|pull|metadata|audit|density|containerd] [--quick] [--stage1=kvm]  skiff against its peers, same run"
             );
             bail!("no or unknown xtask command")
         }
     }
+}
+
+/// The crash torture of tests/e2e/torture.rs, long: at least 200 kills
+/// across every operation and 100 commands at once by default.
+fn torture(root: &Path, args: &[String]) -> Result<()> {
+    let mut kills = "200".to_string();
+    let mut concurrent = "100".to_string();
+    let mut seed = None;
+    for arg in args {
+        let number = |v: &str| -> Result<String> {
+            v.parse::<u64>()
+                .map(|n| n.to_string())
+                .with_context(|| format!("torture: {arg}: not a number"))
+        };
+        if let Some(v) = arg.strip_prefix("--kills=") {
+            kills = number(v)?;
+        } else if let Some(v) = arg.strip_prefix("--concurrent=") {
+            concurrent = number(v)?;
+        } else if let Some(v) = arg.strip_prefix("--seed=") {
+            seed = Some(number(v)?);
+        } else {
+            bail!("torture: unknown argument {arg} (flags: --kills=N, --concurrent=N, --seed=N)");
+        }
+    }
+    deps()?;
+    let tools = appc_tools::ensure(root)?;
+    build::Binaries::build(root)?;
+    step(&format!(
+        "crash torture: {kills} kills, {concurrent} commands at once"
+    ));
+    let before = leftovers::leftovers();
+    let mut cmd = cargo(root);
+    cmd.args(["test", "--release", "-p", "skiff", "--test", "e2e"])
+        .args([
+            "--",
+            "torture::",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SKIFF_APPC_TOOLS", &tools)
+        .env("SKIFF_TORTURE_KILLS", &kills)
+        .env("SKIFF_TORTURE_CONCURRENT", &concurrent);
+    if let Some(seed) = seed {
+        cmd.env("SKIFF_TORTURE_SEED", seed);
+    }
+    run(&mut cmd)?;
+    let leaked: Vec<String> = leftovers::leftovers()
+        .into_iter()
+        .filter(|l| !before.contains(l))
+        .collect();
+    if !leaked.is_empty() {
+        bail!("the torture left these behind: {leaked:?}");
+    }
+    Ok(())
 }
 
 fn project_root() -> Result<PathBuf> {
@@ -368,7 +426,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     // stage1 comes from the same build.
     let binaries = build::Binaries::build(root)?;
     step("cargo test (unit, differential against actool, end-to-end)");
-    let before = leftovers();
+    let before = leftovers::leftovers();
     run(cargo(root)
         .args(["test", "--release", "--workspace"])
         .args(extra)
@@ -386,7 +444,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     step(
         "checking that the suite left no mount, pod cgroup, network namespace, CNI rule, lease, veth or test user behind",
     );
-    let after = leftovers();
+    let after = leftovers::leftovers();
     let leaked: Vec<&String> = after.iter().filter(|m| !before.contains(m)).collect();
     if !leaked.is_empty() {
         bail!("the test suite left these behind: {leaked:?}");
@@ -396,112 +454,6 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         after.len()
     );
     Ok(())
-}
-
-/// The host's mount points (from /proc/self/mountinfo), pod cgroups
-/// (`skiff/<uuid>` in every hierarchy) and what pod networks make.
-fn leftovers() -> Vec<String> {
-    let mut found: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(|m| format!("mount {m}")))
-        .collect();
-    for hierarchy in [
-        "/sys/fs/cgroup",
-        "/sys/fs/cgroup/memory",
-        "/sys/fs/cgroup/pids",
-        "/sys/fs/cgroup/devices",
-        "/sys/fs/cgroup/unified",
-    ] {
-        for parent in ["skiff", "skiff-runtime"] {
-            let dir = Path::new(hierarchy).join(parent);
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    found.push(format!("cgroup {}", entry.path().display()));
-                }
-            }
-        }
-    }
-    // Rootless tests' users (tests/e2e/users.rs): accounts, subordinate
-    // ranges, homes.
-    for file in ["/etc/passwd", "/etc/subuid", "/etc/subgid"] {
-        for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
-            if line.starts_with("skiff-e2e-") {
-                found.push(format!("{file} {line}"));
-            }
-        }
-    }
-    for entry in std::fs::read_dir("/tmp").into_iter().flatten().flatten() {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with("skiff-e2e-home-")
-        {
-            found.push(format!("home {}", entry.path().display()));
-        }
-    }
-    // Pod networking: namespaces, CNI iptables rules, host-local leases,
-    // veth pairs.
-    for entry in std::fs::read_dir("/run/skiff/netns")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        found.push(format!("netns {}", entry.path().display()));
-    }
-    // Rules that name a pod's chain (CNI-<hash>, CNI-DN-<hash>, …); the
-    // portmap plugin's shared CNI-HOSTPORT-* chains and their jumps stay
-    // by design, as in every CNI host.
-    let per_pod = |line: &str| {
-        line.starts_with("-A")
-            && line
-                .split(|c: char| c.is_whitespace() || c == '"')
-                .any(|w| {
-                    w.starts_with("CNI-")
-                        && !matches!(
-                            w,
-                            "CNI-HOSTPORT-DNAT" | "CNI-HOSTPORT-MASQ" | "CNI-HOSTPORT-SETMARK"
-                        )
-                })
-    };
-    for tool in ["iptables-save", "ip6tables-save"] {
-        if let Ok(out) = Command::new(tool).output() {
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
-                if per_pod(line) {
-                    found.push(format!("{tool} {line}"));
-                }
-            }
-        }
-    }
-    for net in std::fs::read_dir("/run/skiff/ipam")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        for lease in std::fs::read_dir(net.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let name = lease.file_name().to_string_lossy().into_owned();
-            if name != "lock" && !name.starts_with("last_reserved_ip") {
-                found.push(format!("lease {}", lease.path().display()));
-            }
-        }
-    }
-    if let Ok(out) = Command::new("ip")
-        .args(["-o", "link", "show", "type", "veth"])
-        .output()
-    {
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            found.push(format!(
-                "link {}",
-                line.split(':').nth(1).unwrap_or(line).trim()
-            ));
-        }
-    }
-    found.sort();
-    found
 }
 
 fn demo(root: &Path) -> Result<()> {

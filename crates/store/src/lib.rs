@@ -167,10 +167,29 @@ impl Store {
         Ok(())
     }
 
+    /// Runs `write` under the store's lock (shared) if image `id` is still
+    /// in the store: a gc or `image rm` (exclusive) that removed it
+    /// meanwhile leaves nothing for a record to describe.
+    fn while_present(
+        &self,
+        id: &ImageId,
+        write: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let lock = self.layout.store_lock();
+        let _guard = lock::FileLock::shared(&lock).map_err(io_err("lock", &lock))?;
+        if self.index.image(id)?.is_none() {
+            tracing::debug!(image = %id.short(), "removed meanwhile: nothing recorded");
+            return Ok(());
+        }
+        write()
+    }
+
     /// Remembers what `rec.url` resolved to: the record file, then the row.
     pub fn set_remote(&self, rec: &RemoteRecord) -> Result<(), StoreError> {
-        self.records.write_remote(rec)?;
-        self.index.set_remote(rec)
+        self.while_present(&rec.image_id, || {
+            self.records.write_remote(rec)?;
+            self.index.set_remote(rec)
+        })
     }
 
     /// Remembers that the key `fingerprint` verified image `id` with
@@ -181,8 +200,10 @@ impl Store {
         fingerprint: &str,
         signature: &[u8],
     ) -> Result<(), StoreError> {
-        self.records.write_signature(id, fingerprint, signature)?;
-        self.index.add_signature(id, fingerprint, signature)
+        self.while_present(id, || {
+            self.records.write_signature(id, fingerprint, signature)?;
+            self.index.add_signature(id, fingerprint, signature)
+        })
     }
 
     pub fn records(&self) -> &records::Records {
