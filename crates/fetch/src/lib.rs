@@ -459,12 +459,13 @@ impl Fetcher<'_> {
     }
 
     fn cached(&self, id: &ImageId) -> Result<Option<Fetched>, FetchError> {
+        // Pinned: a concurrent image gc keeps it from here on.
+        if !self.store.pin(id)? {
+            return Ok(None);
+        }
         let Some(rec) = self.store.index().image(id)? else {
             return Ok(None);
         };
-        if !self.store.blob_path(id).exists() {
-            return Ok(None);
-        }
         let manifest = parse_image_manifest(&rec.manifest).map_err(|e| {
             FetchError::Store(StoreError::InvalidImage(
                 skiff_spec::aci::AciError::Manifest(e),

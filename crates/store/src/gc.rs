@@ -33,6 +33,8 @@ pub struct GcReport {
     pub images: Vec<String>,
     pub trees: usize,
     pub kept_in_use: usize,
+    /// Images kept because a skiff command in progress uses them.
+    pub kept_busy: usize,
     /// Cached OCI/Docker layers not used within the grace period.
     pub layers: usize,
 }
@@ -105,8 +107,17 @@ impl Store {
                 report.kept_in_use += 1;
                 live.insert(row.id.hex().to_string());
             } else if grace.is_zero() || row.last_used < cutoff {
-                self.forget(&row.id)?;
-                report.images.push(row.id.to_string());
+                match self.unpinned(&row.id)? {
+                    Some(_pin) => {
+                        self.forget(&row.id)?;
+                        report.images.push(row.id.to_string());
+                    }
+                    // A fetch, run or prepare in progress uses it.
+                    None => {
+                        report.kept_busy += 1;
+                        live.insert(row.id.hex().to_string());
+                    }
+                }
             } else {
                 live.insert(row.id.hex().to_string());
             }

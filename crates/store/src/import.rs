@@ -377,6 +377,8 @@ impl Store {
         if !newly_added {
             self.index().touch(&info.image_id)?;
         }
+        // Under the store's lock still: no gc between the row and the pin.
+        self.pin(&info.image_id)?;
         Ok(Imported {
             id: info.image_id,
             manifest: info.manifest,

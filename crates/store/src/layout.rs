@@ -15,6 +15,7 @@
 //! trees/<hex>/ready        written last: a tree without it is unfinished
 //! locks/store.lock         shared by importers, exclusive for gc
 //! locks/tree-<hex>.lock    held while a tree is rendered
+//! locks/pin-<hex>.lock     held shared by each process using the image
 //! pods/<state>/<uuid>/     pod directories (owned by the pod crate); gc
 //!                          reads their `pod` manifests to find images in use
 //! ```
@@ -85,6 +86,11 @@ impl Layout {
 
     pub fn store_lock(&self) -> PathBuf {
         self.locks().join("store.lock")
+    }
+
+    /// Held shared by each process using the image (see [`crate::pins`]).
+    pub fn pin(&self, id: &ImageId) -> PathBuf {
+        self.locks().join(format!("pin-{}.lock", id.hex()))
     }
 
     pub fn tree_lock(&self, id: &ImageId) -> PathBuf {

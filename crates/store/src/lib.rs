@@ -6,6 +6,7 @@
 //! * [`lock`]: `flock` file locks, the only inter-process coordination.
 //! * [`policy`]: the hostile-archive policy checked while importing.
 //! * [`import`]: staging, verifying and committing images atomically.
+//! * [`pins`]: images in use by a running skiff command, kept from gc.
 //! * [`render`]: rendering an image and its dependencies into a tree.
 //! * [`records`]: remotes and signatures as files, so the index is a cache.
 //! * [`gc`]: garbage collection and verification.
@@ -20,6 +21,7 @@ pub mod gc;
 pub mod import;
 pub mod layout;
 pub mod lock;
+pub mod pins;
 pub mod policy;
 pub mod records;
 pub mod render;
@@ -60,6 +62,10 @@ pub enum StoreError {
         "image {0} is used by a pod that is prepared or running (stop and remove the pod first)"
     )]
     InUse(String),
+    #[error(
+        "image {0} is in use by a skiff command in progress (a fetch, run or prepare): try again when it ends"
+    )]
+    Busy(String),
     #[error("cannot render {image}: {reason}")]
     Render { image: String, reason: String },
     #[error(
@@ -225,6 +231,9 @@ impl Store {
             self.records.remove_remote(&remote.url)?;
         }
         self.records.remove_signatures(id)?;
+        // A process that opened the pin before this unlink and locks it
+        // after finds the image gone (pins check once they hold).
+        let _ = std::fs::remove_file(self.layout.pin(id));
         Ok(had_row)
     }
 
@@ -314,6 +323,11 @@ impl Store {
         if live.contains(id.as_str()) {
             return Err(StoreError::InUse(id.to_string()));
         }
+        // This process is done with it; another's use keeps it.
+        self.release_pin(id);
+        let Some(_pin) = self.unpinned(id)? else {
+            return Err(StoreError::Busy(id.to_string()));
+        };
         if !self.forget(id)? {
             return Err(StoreError::NotFound(id.to_string()));
         }

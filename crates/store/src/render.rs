@@ -153,7 +153,13 @@ impl Store {
             return Ok(RenderedTree { dir: tree });
         }
         let layers = match self.dependency_layers(id)? {
-            Ok(layers) => layers,
+            Ok(layers) => {
+                // Kept from gc while their blobs are read.
+                if let Some(gone) = self.pin_all(layers.iter().map(|l| &l.id))? {
+                    return Err(StoreError::NotFound(gone.to_string()));
+                }
+                layers
+            }
             Err(missing) => {
                 let names: Vec<String> = missing
                     .iter()
@@ -186,11 +192,17 @@ impl Store {
             std::fs::write(work.join("images"), deps.join("\n") + "\n")
                 .map_err(io_err("write", &work))?;
             std::fs::write(work.join("ready"), b"").map_err(io_err("write", &work))?;
+            // On disk before it is in place: after a power loss a tree is
+            // whole or still `.render-*` (gc removes it), never a `ready`
+            // tree of empty files.
+            let dir = File::open(&work).map_err(io_err("open", &work))?;
+            rustix::fs::syncfs(&dir).map_err(|e| io_err("sync", &work)(e.into()))?;
             if tree.exists() {
                 std::fs::remove_dir_all(&tree)
                     .map_err(io_err("remove the unfinished tree", &tree))?;
             }
-            Ok(std::fs::rename(&work, &tree).map_err(io_err("move into place", &tree))?)
+            std::fs::rename(&work, &tree).map_err(io_err("move into place", &tree))?;
+            Ok(crate::records::sync_dir(&layout.trees())?)
         })();
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&work);

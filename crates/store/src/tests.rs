@@ -205,6 +205,7 @@ fn gc_removes_leftovers_and_old_images_but_not_fresh_ones() {
         .into_owned();
     assert!(name.starts_with("stage-"), "{name}");
     assert_eq!(std::fs::read_dir(store.layout().tmp()).unwrap().count(), 2);
+    store.release_pins();
     let report = store
         .gc(Duration::from_secs(3600), || in_use(&store, false))
         .unwrap();
@@ -214,6 +215,7 @@ fn gc_removes_leftovers_and_old_images_but_not_fresh_ones() {
     assert!(report.images.is_empty());
     assert_eq!(store.images().unwrap().len(), 1);
     drop(live);
+    store.release_pins();
     let report = store.gc(Duration::ZERO, || in_use(&store, false)).unwrap();
     assert_eq!(report.images, [id.to_string()]);
     assert!(store.images().unwrap().is_empty());
@@ -269,6 +271,7 @@ fn gc_keeps_images_referenced_by_pods() {
         ),
     )
     .unwrap();
+    store.release_pins();
     let report = store.gc(Duration::ZERO, || in_use(&store, false)).unwrap();
     assert_eq!(report.images, [unused.to_string()]);
     assert_eq!(report.kept_in_use, 1);
@@ -304,6 +307,7 @@ fn images_of_live_pods_cannot_be_removed_and_their_trees_survive_gc() {
         .join("exited-garbage/11111111-0000-4000-8000-000000000000");
     std::fs::create_dir_all(exited.parent().unwrap()).unwrap();
     std::fs::rename(&pod, &exited).unwrap();
+    store.release_pins();
     store.remove(&id, || in_use(&store, true)).unwrap();
     store.gc(Duration::ZERO, || in_use(&store, false)).unwrap();
     assert!(store.layout().tree(&id).exists());
@@ -479,9 +483,44 @@ fn gc_indexes_a_blob_whose_row_was_lost() {
     std::fs::remove_file(dir.path().join("cas/db.sqlite")).unwrap();
     let _ = std::fs::remove_file(dir.path().join("cas/db.sqlite-wal"));
     let store = Store::open(dir.path()).unwrap();
+    store.release_pins();
     let report = store
         .gc(Duration::from_secs(3600), || in_use(&store, false))
         .unwrap();
     assert_eq!((report.reindexed_blobs, report.bad_blobs), (1, 0));
     assert_eq!(store.resolve("example.com/a").unwrap().id, a);
+}
+
+#[test]
+fn an_image_a_command_in_progress_uses_is_kept_from_gc_and_rm() {
+    let (dir, store) = store();
+    let a = fetched(&store, "example.com/a");
+    // The importing process holds its pin (this one); another process
+    // collects: it must keep the image.
+    let other = Store::open(dir.path()).unwrap();
+    let report = other.gc(Duration::ZERO, || Ok(Default::default())).unwrap();
+    assert_eq!((report.images.len(), report.kept_busy), (0, 1));
+    store.release_pins();
+    // Another process's pin (flock(1) holding it shared) keeps it from rm;
+    // this process's own pin does not (it is done with the image).
+    let mut holder = std::process::Command::new("flock")
+        .args(["-s", "-o"])
+        .arg(store.layout().pin(&a))
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    let busy = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        matches!(
+            other.remove(&a, || Ok(Default::default())),
+            Err(StoreError::Busy(_))
+        )
+    });
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(busy, "rm removed an image another process had pinned");
+    let report = other.gc(Duration::ZERO, || Ok(Default::default())).unwrap();
+    assert_eq!(report.images, [a.to_string()]);
+    // A pin taken after the image went says so.
+    assert!(!store.pin(&a).unwrap());
 }

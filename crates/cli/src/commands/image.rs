@@ -358,13 +358,15 @@ pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
                 println!("{id}");
             }
             eprintln!(
-                "removed {} image(s), {} tree(s), {} cached layer(s), {} unfinished import(s); indexed {} blob(s) again; kept {} image(s) used by pods",
+                "removed {} image(s), {} tree(s), {} cached layer(s), {} unfinished import(s), {} blob(s) that were not their image; indexed {} blob(s) again; kept {} image(s) used by pods and {} by skiff commands in progress",
                 report.images.len(),
                 report.trees,
                 report.layers,
                 report.staging_files,
+                report.bad_blobs,
                 report.reindexed_blobs,
-                report.kept_in_use
+                report.kept_in_use,
+                report.kept_busy
             );
             Ok(ExitCode::SUCCESS)
         }
