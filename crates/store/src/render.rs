@@ -202,7 +202,7 @@ impl Store {
                     .map_err(io_err("remove the unfinished tree", &tree))?;
             }
             std::fs::rename(&work, &tree).map_err(io_err("move into place", &tree))?;
-            Ok(crate::records::sync_dir(&layout.trees())?)
+            crate::records::sync_dir(&layout.trees())
         })();
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&work);
