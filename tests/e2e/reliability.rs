@@ -243,3 +243,101 @@ fn a_pod_whose_stage1_was_killed_is_found_and_everything_it_held_released() {
     let out = output(skiff_in(root).args(["status", &uuid]));
     assert!(stdout(&out).contains("state=exited"), "{}", stdout(&out));
 }
+
+/// A tmpfs of `size` mounted at `dir`, unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_during_fetch_and_render_fails_cleanly_and_leaves_a_sound_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // 8 MiB of random bytes: the download itself does not fit in 6 MiB.
+    let layout = root.join("big");
+    busybox_layout(&layout);
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let random: Vec<u8> = (0..1 << 20)
+        .flat_map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(layout.join("rootfs/random"), &random).unwrap();
+    let big = root.join("big.aci");
+    build_image(&layout, &big);
+    // 24 MiB of zeros: a small download whose tree does not fit.
+    let layout = root.join("zeros");
+    busybox_layout(&layout);
+    std::fs::write(
+        layout.join("manifest"),
+        std::fs::read_to_string(root.join("big/manifest"))
+            .unwrap()
+            .replace("example.com/busybox", "example.com/zeros"),
+    )
+    .unwrap();
+    std::fs::write(layout.join("rootfs/zeros"), vec![0u8; 24 << 20]).unwrap();
+    let zeros = root.join("zeros.aci");
+    build_image(&layout, &zeros);
+    assert!(std::fs::metadata(&zeros).unwrap().len() < 2 << 20);
+
+    let _disk = SmallDisk::mount(&root.join("data"), "6m");
+    for (aci, step) in [(&big, "the download"), (&zeros, "the render")] {
+        let out = output(
+            skiff_in(root)
+                .args(["fetch", "--insecure-options=image"])
+                .arg(aci),
+        );
+        assert_refused(&out, step);
+        let err = stderr(&out);
+        assert!(
+            err.contains("No space left on device") && err.contains("the file system is full"),
+            "{step}: {err}"
+        );
+        assert!(
+            std::fs::read_dir(root.join("data/cas/tmp"))
+                .unwrap()
+                .next()
+                .is_none(),
+            "{step} left a staging file"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(root.join("data/trees"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(leftovers.is_empty(), "{step} left {leftovers:?}");
+        let check = fsck(root, false);
+        assert!(check.status.success(), "{step}: {}", stdout(&check));
+        assert!(
+            stderr(&check).contains(": 0 problem(s)"),
+            "{}",
+            stderr(&check)
+        );
+    }
+    // The image whose tree did not fit stays stored (its blob fit).
+    let out = output(skiff_in(root).args(["image", "list", "--quiet"]));
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+}

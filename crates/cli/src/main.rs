@@ -330,10 +330,15 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             // One line: the error and its causes.
-            let line = skiff_stage1::error_line(err.as_ref())
+            let mut line = skiff_stage1::error_line(err.as_ref())
                 .split_whitespace()
                 .collect::<Vec<_>>()
                 .join(" ");
+            if storage_full(err.as_ref()) {
+                line.push_str(
+                    " (the file system is full: free space, e.g. `skiff image gc` and `skiff gc`, or use a data directory elsewhere with --dir; what was left half-way is removed, and `skiff image fsck` checks the store)",
+                );
+            }
             // Errors may carry what a pod or an image chose (file names,
             // messages): nothing in them may drive the terminal.
             let line =
@@ -342,6 +347,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether a cause of `err` is a full file system (ENOSPC, EDQUOT).
+fn storage_full(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// `uuids`, plus the one in `uuid_file` if given.

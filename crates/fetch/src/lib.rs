@@ -418,7 +418,17 @@ impl Fetcher<'_> {
                 .file()
                 .try_clone()
                 .map_err(skiff_io::io_err_at("read", staged.path()))?;
-            std::io::copy(&mut src, &mut dst).map_err(skiff_io::io_err_at("read", path))?;
+            // Which side failed is the error: a full disk is not a bad file.
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = std::io::Read::read(&mut src, &mut buf)
+                    .map_err(skiff_io::io_err_at("read", path))?;
+                if n == 0 {
+                    break;
+                }
+                std::io::Write::write_all(&mut dst, &buf[..n])
+                    .map_err(skiff_io::io_err_at("write", staged.path()))?;
+            }
         }
         let sig_path = signature.map_or_else(
             || PathBuf::from(format!("{}.asc", path.display())),

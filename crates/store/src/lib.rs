@@ -66,6 +66,13 @@ pub enum StoreError {
         "image {0} is in use by a skiff command in progress (a fetch, run or prepare): try again when it ends"
     )]
     Busy(String),
+    #[error("cannot render {image}: {what}")]
+    RenderIo {
+        image: String,
+        what: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot render {image}: {reason}")]
     Render { image: String, reason: String },
     #[error(

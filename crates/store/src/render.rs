@@ -441,7 +441,11 @@ fn extract_layers(
                 continue;
             }
             ex.add(&mut entry, rel)
-                .map_err(|e| render_err(format!("cannot create '{name}': {e}")))?;
+                .map_err(|source| StoreError::RenderIo {
+                    image: layer.id.to_string(),
+                    what: format!("cannot create '{name}'"),
+                    source,
+                })?;
             ex.made_dirs.add(rel, kind.is_dir());
         }
     }
