@@ -326,3 +326,60 @@ fn kvm_pods_use_the_metadata_service_through_their_tap() {
         stderr(&out)
     );
 }
+
+#[test]
+fn slow_clients_cannot_starve_other_pods() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let mds = Mds::start(tmp.path(), 0);
+    bb(tmp.path());
+    // One address opens as many connections as it may, each starting a
+    // request it never finishes (slowloris): a byte now and then.
+    let mut slow: Vec<TcpStream> = Vec::new();
+    for _ in 0..600 {
+        let mut s = TcpStream::connect(("127.0.0.1", mds.port)).unwrap();
+        let _ = s.write_all(b"GET /x/acMetadata/v1/pod/uuid HTTP/1.1\r\nHost: a\r\n");
+        slow.push(s);
+    }
+    for s in &mut slow {
+        let _ = s.write_all(b"X");
+    }
+    // Those past the per-address limit were closed at once: a read ends
+    // (an open one times out without data).
+    let closed = slow
+        .iter()
+        .filter(|s| {
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            match (&mut &**s).read(&mut [0u8; 16]) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            }
+        })
+        .count();
+    assert!(closed >= 600 - 128, "only {closed} of 600 were refused");
+    // A pod (its own address) is answered meanwhile.
+    let answer = in_pod(
+        tmp.path(),
+        &wget("$AC_METADATA_URL/acMetadata/v1/pod/uuid", None),
+    );
+    assert_eq!(answer.len(), 36, "{answer}");
+    // And the slow ones are cut once idle: each read ends (the read
+    // timeout only keeps a broken service from hanging the test).
+    for s in &mut slow {
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut rest = Vec::new();
+        match s.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(e) => assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset,
+                "a slow connection was not cut"
+            ),
+        }
+    }
+}

@@ -98,7 +98,7 @@ fn annotation(list: &Value, name: &str) -> Response {
 
 pub async fn handle(
     State(shared): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(crate::listener::Peer(peer)): ConnectInfo<crate::listener::Peer>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,

@@ -6,11 +6,15 @@
 //! * `server` (feature `server`): the service — registrations, the HMAC
 //!   identity key, persistence across restarts, and the HTTP API under
 //!   `/<token>/acMetadata/v1` exactly as the appc spec names it.
+//! * `listener` (feature `server`): connection limits (in all, per address)
+//!   and the idle limit that keep one hostile pod from starving the others.
 
 pub mod protocol;
 
 #[cfg(feature = "server")]
 mod api;
+#[cfg(feature = "server")]
+mod listener;
 #[cfg(feature = "server")]
 mod peer;
 #[cfg(feature = "server")]

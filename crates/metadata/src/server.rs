@@ -54,8 +54,23 @@ fn pod_running(data_dir: &std::path::Path, uuid: &str) -> bool {
     rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
 }
 
+/// Every connection is a descriptor: the soft limit (often 1024) is raised
+/// to the hard one, so the connection limits of [`crate::listener`], not
+/// the descriptor limit, decide who is served.
+fn raise_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!("cannot raise the open file limit: {e}");
+        }
+    }
+}
+
 /// Runs the service until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), ServerError> {
+    raise_file_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -103,9 +118,13 @@ async fn serve(mut config: Config) -> Result<(), ServerError> {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared.clone());
     let registrations = tokio::spawn(accept_registrations(unix, shared.clone()));
-    let result = axum::serve(tcp, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let guarded = crate::listener::Guarded::new(tcp);
+    let result = axum::serve(
+        guarded,
+        app.into_make_service_with_connect_info::<crate::listener::Peer>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await;
     registrations.abort();
     let _ = std::fs::remove_file(&socket);
     tracing::info!("metadata service stopped");

@@ -1,0 +1,208 @@
+//! The service's TCP listener, guarded against clients that hold
+//! connections: every pod can reach the service, and a hostile one must not
+//! starve the others.
+//!
+//! - At most [`MAX_CONNECTIONS`] connections at once, and at most
+//!   [`MAX_PER_PEER`] from one address (a pod has its own): over either, a
+//!   new connection is closed at once.
+//! - A connection that has not had an answer for [`IDLE`] (a request sent a
+//!   byte a second, a keep-alive nobody uses) is closed.
+//!
+//! The service is one async task per connection, so a slow client holds
+//! only its own connection, never a thread.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, Sleep};
+
+/// Connections open at once, in all.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Connections open at once from one address.
+pub const MAX_PER_PEER: usize = 128;
+/// How long a connection may go without an answer.
+pub const IDLE: Duration = Duration::from_secs(10);
+
+/// Who is connected, by address.
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    by_peer: HashMap<IpAddr, usize>,
+}
+
+/// A [`TcpListener`] that enforces the limits above.
+pub struct Guarded {
+    inner: TcpListener,
+    counts: Arc<Mutex<Counts>>,
+}
+
+impl Guarded {
+    pub fn new(inner: TcpListener) -> Self {
+        Guarded {
+            inner,
+            counts: Arc::default(),
+        }
+    }
+
+    /// Counts a new connection from `peer`; false if a limit is reached.
+    fn admit(&self, peer: IpAddr) -> bool {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let from_peer = counts.by_peer.get(&peer).copied().unwrap_or(0);
+        if counts.total >= MAX_CONNECTIONS || from_peer >= MAX_PER_PEER {
+            return false;
+        }
+        counts.total += 1;
+        counts.by_peer.insert(peer, from_peer + 1);
+        true
+    }
+}
+
+/// The address a connection came from (`ConnectInfo<Peer>`).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Guarded>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Guarded>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl axum::serve::Listener for Guarded {
+    type Io = Connection;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, peer) = match self.inner.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors or the like: wait, as axum does.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if !self.admit(peer.ip()) {
+                tracing::debug!(%peer, "connection limit reached: closed");
+                drop(stream);
+                continue;
+            }
+            let connection = Connection {
+                stream,
+                peer: peer.ip(),
+                counts: self.counts.clone(),
+                idle: Box::pin(tokio::time::sleep(IDLE)),
+            };
+            return (connection, peer);
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// One admitted connection: uncounted when dropped, closed when idle.
+pub struct Connection {
+    stream: TcpStream,
+    peer: IpAddr,
+    counts: Arc<Mutex<Counts>>,
+    idle: Pin<Box<Sleep>>,
+}
+
+impl Connection {
+    fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
+        self.idle.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(n) = counts.by_peer.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                counts.by_peer.remove(&self.peer);
+            }
+        }
+    }
+}
+
+fn idle_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "no complete request within the idle limit",
+    )
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.timed_out(cx) {
+            return Poll::Ready(Err(idle_error()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written
+            && n > 0
+        {
+            // An answer went out: the client has its next IDLE.
+            let deadline = Instant::now() + IDLE;
+            self.idle.as_mut().reset(deadline);
+        }
+        written
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn limits_count_per_peer_and_in_all() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let guarded = Guarded::new(listener);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..MAX_PER_PEER {
+            assert!(guarded.admit(a));
+        }
+        assert!(!guarded.admit(a), "one address past its limit");
+        assert!(guarded.admit("10.0.0.2".parse().unwrap()));
+        let mut counts = guarded.counts.lock().unwrap();
+        counts.total = MAX_CONNECTIONS;
+        drop(counts);
+        assert!(
+            !guarded.admit("10.0.0.3".parse().unwrap()),
+            "past the total"
+        );
+    }
+}
