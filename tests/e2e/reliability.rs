@@ -341,3 +341,52 @@ fn a_full_disk_during_fetch_and_render_fails_cleanly_and_leaves_a_sound_store() 
     let out = output(skiff_in(root).args(["image", "list", "--quiet"]));
     assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
 }
+
+#[test]
+fn a_pod_out_of_pids_or_memory_still_has_its_exit_status_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _pods = PodsGuard { root };
+    let aci = image_with_app(
+        root,
+        "example.com/exhaust",
+        r#"{"exec": ["/bin/busybox", "true"], "user": "0", "group": "0"}"#,
+    );
+    let uuid_file = root.join("uuid");
+    let run = |pod_args: &[&str], app: &[&str], script: &str| {
+        let out = output(
+            skiff_in(root)
+                .args(["run", "--insecure-options=image", "--net=none"])
+                .arg(format!("--uuid-file-save={}", uuid_file.display()))
+                .args(pod_args)
+                .arg(&aci)
+                .args(app)
+                .args(["--exec=/bin/busybox", "--", "sh", "-c", script]),
+        );
+        let uuid = std::fs::read_to_string(&uuid_file).unwrap();
+        let status = output(skiff_in(root).args(["status", uuid.trim()]));
+        (out, stdout(&status))
+    };
+    // Every pid of the pod taken (the pod's pids.max), then exit 7.
+    let (out, status) = run(
+        &["--pids-limit=16"],
+        &[],
+        "( while :; do sleep 5 & done ) 2>/dev/null; exit 7",
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert!(status.contains("app-exhaust=7"), "{status}");
+    // More memory than the app may have: the kernel kills it; the
+    // status (137) and the OOM kill are recorded.
+    let (out, status) = run(
+        &[],
+        &["--memory=32M"],
+        "x=$(head -c 200000000 /dev/zero | tr '\\0' a); exit 0",
+    );
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert!(status.contains("app-exhaust=137"), "{status}");
+    assert!(
+        stderr(&out).contains("killed for exceeding its memory limit"),
+        "{}",
+        stderr(&out)
+    );
+}
