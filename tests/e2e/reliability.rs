@@ -242,6 +242,57 @@ fn a_pod_whose_stage1_was_killed_is_found_and_everything_it_held_released() {
     assert!(again.status.success(), "{}", stdout(&again));
     let out = output(skiff_in(root).args(["status", &uuid]));
     assert!(stdout(&out).contains("state=exited"), "{}", stdout(&out));
+
+    // A fly pod has no pod init: its app outlives a killed stage1, and
+    // the repair kills it before it detaches what the app runs in.
+    let out = output(
+        skiff_in(root)
+            .args([
+                "run",
+                "--insecure-options=image",
+                "--stage1=fly",
+                "--net=host",
+            ])
+            .arg("--detach")
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    let stage1 = stage1_of(&uuid);
+    let app = eventually("the fly app to start", || {
+        std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let ppid: i32 = stat
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == stage1).then_some(pid)
+        })
+    });
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(stage1).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let repaired = eventually("the killed fly stage1's pod to be repaired", || {
+        let out = pod_fsck(root, true);
+        stdout(&out)
+            .contains("unsupervised-processes")
+            .then_some(out)
+    });
+    assert!(repaired.status.success(), "{}", stdout(&repaired));
+    assert!(
+        !Path::new(&format!("/proc/{app}")).exists()
+            || std::fs::read_to_string(format!("/proc/{app}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "the fly app {app} still runs"
+    );
+    let again = pod_fsck(root, false);
+    assert!(again.status.success(), "{}", stdout(&again));
 }
 
 /// A tmpfs of `size` mounted at `dir`, unmounted on drop.

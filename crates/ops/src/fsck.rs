@@ -14,6 +14,8 @@
 //! - `unfinished-removal`: a pod in `garbage` whose removal was cut short;
 //! - `network-not-released`, `leaked-cgroup`, `leaked-netns`: an exited pod
 //!   that still has its networks, cgroups or network namespace;
+//! - `unsupervised-processes`: processes of a pod whose stage1 is gone
+//!   (a `fly` pod's apps have no pod init to take them along);
 //! - `leaked-mount`: a mount under a pod directory of a pod that does not
 //!   run (or under `pods/` with no pod at all).
 //!
@@ -35,6 +37,7 @@ pub enum PodProblemKind {
     AbandonedPod,
     UnrecordedExit,
     UnfinishedRemoval,
+    UnsupervisedProcesses,
     NetworkNotReleased,
     LeakedCgroup,
     LeakedNetns,
@@ -80,6 +83,23 @@ fn cgroup_dirs(uuid: &str) -> Vec<PathBuf> {
     dirs.into_iter().filter(|d| d.is_dir()).collect()
 }
 
+/// How many processes the pod cgroup `dir` and its app cgroups have.
+fn processes_in(dir: &Path) -> usize {
+    let count = |d: &Path| {
+        std::fs::read_to_string(d.join("cgroup.procs"))
+            .map(|p| p.lines().count())
+            .unwrap_or(0)
+    };
+    count(dir)
+        + std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| count(&e.path()))
+            .sum::<usize>()
+}
+
 fn mountinfo() -> String {
     std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()
 }
@@ -122,10 +142,16 @@ pub fn fsck(ctx: &Context, repair: bool) -> Result<PodsReport, OpsError> {
             continue;
         }
         // Nobody holds it from here on (a stage1 starting now would: take
-        // the lock for the repair's length).
-        let Some(_lock) = pod.try_lock()? else {
-            report.running += 1;
-            continue;
+        // the lock for the repair's length). A pod that moved or went
+        // since the listing is another command's business.
+        let _lock = match pod.try_lock() {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                report.running += 1;
+                continue;
+            }
+            Err(_) if !pod.path.exists() => continue,
+            Err(e) => return Err(e.into()),
         };
         match pod.state {
             State::Embryo | State::Prepare => {
@@ -179,16 +205,24 @@ pub fn fsck(ctx: &Context, repair: bool) -> Result<PodsReport, OpsError> {
         }
         // An exited (or prepared) pod holds nothing on the host.
         let mut release = Vec::new();
-        if pod.path.join("net/info.json").exists() {
+        if skiff_net::record::read(&pod.path).is_some_and(|info| !info.networks.is_empty()) {
             release.push((
                 PodProblemKind::NetworkNotReleased,
                 "its networks (CNI) are still set up".to_string(),
             ));
         }
         for dir in cgroup_dirs(&uuid) {
+            let procs = processes_in(&dir);
             release.push((
                 PodProblemKind::LeakedCgroup,
-                format!("cgroup {} remains", dir.display()),
+                if procs == 0 {
+                    format!("cgroup {} remains", dir.display())
+                } else {
+                    format!(
+                        "cgroup {} remains with {procs} process(es) of the pod still running unsupervised",
+                        dir.display()
+                    )
+                },
             ));
         }
         let netns = skiff_net::netns::path_for(&uuid);
@@ -206,10 +240,28 @@ pub fn fsck(ctx: &Context, repair: bool) -> Result<PodsReport, OpsError> {
                     kind,
                     &uuid,
                     detail,
-                    "released by stage1's gc",
+                    "released by stage1's gc (processes left in the pod's cgroups are killed)",
                     fixed.clone(),
                 );
             }
+        }
+        let orphans = skiff_pod::mounts::processes_rooted_under(&pod.path);
+        if !orphans.is_empty() {
+            let fixed = repair.then(|| {
+                skiff_pod::mounts::kill_processes_rooted_under(&pod.path);
+                Ok(())
+            });
+            add(
+                &mut report,
+                PodProblemKind::UnsupervisedProcesses,
+                &uuid,
+                format!(
+                    "{} process(es) of the pod still run without their stage1 (a fly pod's apps)",
+                    orphans.len()
+                ),
+                "killed",
+                fixed,
+            );
         }
         let mounts = skiff_pod::mounts::mount_points_under(&mountinfo(), &pod.path);
         for point in mounts {
@@ -224,10 +276,25 @@ pub fn fsck(ctx: &Context, repair: bool) -> Result<PodsReport, OpsError> {
             );
         }
     }
-    // Mounts under pods/ that belong to no pod directory at all.
+    // Mounts under pods/ that belong to no pod directory at all, read
+    // after the listing: a pod created or started since has its mounts,
+    // and is looked up again by the UUID in the path.
     let pods_dir = ctx.settings.dir.join("pods");
     for point in skiff_pod::mounts::mount_points_under(&mountinfo(), &pods_dir) {
         if known.iter().any(|p| point.starts_with(p)) {
+            continue;
+        }
+        let uuid = point
+            .strip_prefix(&pods_dir)
+            .ok()
+            .and_then(|rest| rest.iter().nth(1))
+            .map(|u| u.to_string_lossy().into_owned());
+        if let Some(pod) = uuid.and_then(|u| pods.find(&u).ok())
+            && (pod.is_running()
+                || pod.is_preparing()
+                || matches!(pod.state, State::Prepared | State::Run))
+        {
+            report.running += 1;
             continue;
         }
         let fixed = repair.then(|| detach(&point));

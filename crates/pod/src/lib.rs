@@ -610,6 +610,9 @@ impl Pod {
         if self.state != State::Garbage {
             self.move_to(pods, State::Garbage)?;
         }
+        // Nothing may still run in what is unmounted (the apps of a fly
+        // pod whose stage1 was killed).
+        mounts::kill_processes_rooted_under(&self.path);
         mounts::unmount_under(&self.path).map_err(|(point, e)| io_err("unmount", &point)(e))?;
         Ok(fs::remove_dir_all(&self.path).map_err(io_err("remove", &self.path))?)
     }

@@ -53,6 +53,43 @@ pub fn unmount_under(dir: &Path) -> Result<(), (PathBuf, std::io::Error)> {
     Ok(())
 }
 
+/// Processes whose root directory is at or below `dir` (the apps of a
+/// `fly` pod, which are chrooted into their trees and have no pod init
+/// whose death would take them along).
+pub fn processes_rooted_under(dir: &Path) -> Vec<rustix::process::Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let root = std::fs::read_link(e.path().join("root")).ok()?;
+            (root.starts_with(dir)).then_some(())?;
+            rustix::process::Pid::from_raw(pid)
+        })
+        .collect()
+}
+
+/// Kills (SIGKILL) the processes rooted at or below `dir`, a pod's
+/// directory whose stage1 is gone, and waits briefly for them to go; how
+/// many there were.
+pub fn kill_processes_rooted_under(dir: &Path) -> usize {
+    let first = processes_rooted_under(dir);
+    let mut left = first.clone();
+    for _ in 0..100 {
+        if left.is_empty() {
+            break;
+        }
+        for pid in &left {
+            let _ = rustix::process::kill_process(*pid, rustix::process::Signal::KILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        left = processes_rooted_under(dir);
+    }
+    first.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -360,16 +360,49 @@ impl PodCgroups {
 }
 
 /// Removes whatever is left of pod `uuid`'s cgroups (after a crashed
-/// stage1): its app cgroups, then the pod level.
+/// stage1): kills the processes still in them (the fly flavor's apps have
+/// no pod init whose death takes them along), then removes its app
+/// cgroups and the pod level. Only for a pod whose stage1 is gone.
 pub fn remove_leftovers(root: &Path, uuid: &str) {
     let cg = PodCgroups::new(root, uuid, Vec::new());
     for dir in cg.pod_dirs() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_dir(&entry.path());
-            }
+        let apps: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect();
+        for app in &apps {
+            kill_left(app);
+            remove_dir(app);
         }
+        kill_left(&dir);
         remove_dir(&dir);
+    }
+}
+
+/// Kills every process left in the cgroup `dir` and waits (briefly) until
+/// it is empty.
+fn kill_left(dir: &Path) {
+    let kill = dir.join("cgroup.kill");
+    if kill.exists() && std::fs::write(&kill, "1").is_ok() {
+        return;
+    }
+    for _ in 0..100 {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        let pids: Vec<rustix::process::Pid> = procs
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+            .filter_map(rustix::process::Pid::from_raw)
+            .collect();
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

@@ -125,16 +125,26 @@ impl Index {
                 path.display()
             )));
         }
-        if version < SCHEMA_VERSION {
+        if version == 0 {
             conn.execute_batch(&format!(
                 "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
             .map_err(unreadable)?;
         }
+        // Version 1 becomes 2 once the store has written its records
+        // ([`Index::mark_migrated`]): a crash before leaves it 1, and the
+        // next open writes them again.
         Ok(Index {
             conn,
             opened_at: version,
         })
+    }
+
+    /// Records the schema as current (after a migration's work is done).
+    pub(crate) fn mark_migrated(&self) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(db_err)
     }
 
     /// The schema version the index had before this process opened it

@@ -118,6 +118,11 @@ fn file_name(path: &Path) -> String {
 
 /// Whether a file in `cas/tmp` belongs to an importer that died.
 pub(crate) fn dead_staging(path: &Path) -> bool {
+    // Only skiff's regular files are staged; anything else (a FIFO would
+    // block the open below) is no import's.
+    if !std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file()) {
+        return true;
+    }
     if file_name(path).starts_with(crate::import::NEW_PREFIX) {
         older_than(path, NEW_STAGE_AGE)
     } else {
@@ -167,18 +172,32 @@ impl Findings {
         repair: &str,
         fix: &mut dyn FnMut() -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        if self.repair {
-            fix()?;
-        }
+        // A repair that fails is reported as such; the others go on.
+        let (repaired, repair) = match self.repair.then(fix) {
+            None => (false, repair.to_string()),
+            Some(Ok(())) => (true, repair.to_string()),
+            Some(Err(e)) => (false, format!("{repair} failed: {}", error_chain(&e))),
+        };
         self.problems.push(Problem {
             kind,
             subject,
             detail,
-            repair: repair.to_string(),
-            repaired: self.repair,
+            repair,
+            repaired,
         });
         Ok(())
     }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        line.push_str(": ");
+        line.push_str(&c.to_string());
+        cause = c.source();
+    }
+    line
 }
 
 /// What a blob turned out to be.
@@ -300,6 +319,26 @@ impl Store {
             repair,
             problems: std::mem::take(&mut report.problems),
         };
+
+        // What looked wrong before the lock is checked again under it
+        // (imports and removals wait for it now): a blob or layer removed
+        // and fetched again meanwhile is whole.
+        for (name, (path, checked)) in blobs.iter_mut() {
+            let bad = checked
+                .as_ref()
+                .map_or(true, |info| info.image_id.hex() != name);
+            if bad {
+                *checked = check_blob(path);
+            }
+        }
+        blobs.retain(|_, (path, checked)| checked.is_ok() || path.exists());
+        bad_layers.retain_mut(|(path, why)| match check_layer(path) {
+            Ok(()) => false,
+            Err(now) => {
+                *why = now;
+                path.exists()
+            }
+        });
 
         // Blobs against rows.
         let rows = self.images()?;

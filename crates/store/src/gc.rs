@@ -96,22 +96,19 @@ impl Store {
             }
         }
 
-        let in_use = in_use().map_err(io_err("list the images pods use", &layout.pods()))?;
+        // Candidates take their pins first, then the pods are asked: a
+        // command that released its pin (it execs stage1) made its pod
+        // before, so the pod is seen.
         let cutoff = now() - grace.as_secs() as i64;
         let mut live = HashSet::new();
-        for row in &self.images()? {
+        let mut candidates = Vec::new();
+        for row in self.images()? {
             if !layout.blob(&row.id).exists() {
                 self.forget(&row.id)?;
                 report.dangling_rows += 1;
-            } else if in_use.contains(row.id.as_str()) {
-                report.kept_in_use += 1;
-                live.insert(row.id.hex().to_string());
             } else if grace.is_zero() || row.last_used < cutoff {
                 match self.unpinned(&row.id)? {
-                    Some(_pin) => {
-                        self.forget(&row.id)?;
-                        report.images.push(row.id.to_string());
-                    }
+                    Some(pin) => candidates.push((row, pin)),
                     // A fetch, run or prepare in progress uses it.
                     None => {
                         report.kept_busy += 1;
@@ -122,6 +119,21 @@ impl Store {
                 live.insert(row.id.hex().to_string());
             }
         }
+        let in_use = in_use().map_err(io_err("list the images pods use", &layout.pods()))?;
+        for (row, _pin) in candidates {
+            if in_use.contains(row.id.as_str()) {
+                live.insert(row.id.hex().to_string());
+            } else {
+                self.forget(&row.id)?;
+                report.images.push(row.id.to_string());
+            }
+        }
+        report.kept_in_use = self
+            .images()?
+            .iter()
+            .filter(|r| in_use.contains(r.id.as_str()))
+            .count();
+        self.remove_strays()?;
 
         // Cached layers: kept while used within the grace period (a fetch
         // that finds one in the cache touches it).
@@ -156,6 +168,44 @@ impl Store {
             }
         }
         Ok(report)
+    }
+
+    /// Records and pin files of images the store no longer has (a crash in
+    /// a removal, a pin taken for an image that was gone). The caller holds
+    /// the store's lock exclusively.
+    fn remove_strays(&self) -> Result<(), StoreError> {
+        let indexed: HashSet<String> = self
+            .images()?
+            .iter()
+            .map(|r| r.id.hex().to_string())
+            .collect();
+        let records = self.records();
+        for (_, remote) in records.remotes()?.records {
+            if !indexed.contains(remote.image_id.hex()) {
+                records.remove_remote(&remote.url)?;
+            }
+        }
+        for signature in records.signatures()?.records {
+            if !indexed.contains(signature.image.hex()) {
+                records.remove_signatures(&signature.image)?;
+            }
+        }
+        for path in files_in(&self.layout().locks())? {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let Some(hex) = name
+                .strip_prefix("pin-")
+                .and_then(|n| n.strip_suffix(".lock"))
+            else {
+                continue;
+            };
+            if !indexed.contains(hex) && matches!(FileLock::try_exclusive(&path), Ok(Some(_))) {
+                remove_path(&path)?;
+            }
+        }
+        Ok(())
     }
 
     /// Re-hashes every blob and compares it with its image ID.

@@ -373,6 +373,11 @@ impl Store {
             }
             Err(e) => return Err(io_err("move into the store", &blob)(e.into()).into()),
         }
+        // Records left by a removal that crashed part-way describe another
+        // fetch of this image: a new import starts without them.
+        if self.index().image(&info.image_id)?.is_none() {
+            self.records().remove_signatures(&info.image_id)?;
+        }
         let newly_added = self.index().insert_image(&record)?;
         if !newly_added {
             self.index().touch(&info.image_id)?;

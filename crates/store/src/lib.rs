@@ -162,6 +162,7 @@ impl Store {
             // Written by a skiff that kept remotes and signatures in the
             // index only: they become records once.
             store.write_records_of_index()?;
+            store.index.mark_migrated()?;
         }
         drop(guard);
         Ok(store)
@@ -223,10 +224,16 @@ impl Store {
         &self.records
     }
 
-    /// Removes an image's row, blob and records (in that order: a crash
+    /// Removes an image's records, row and blob (in that order: a crash
     /// between leaves what gc or fsck finishes).
     pub(crate) fn forget(&self, id: &ImageId) -> Result<bool, StoreError> {
-        let remotes = self.index.remotes_of(id)?;
+        // Records first: a crash part-way leaves an image that lost its
+        // verified state (it is checked again when fetched), never records
+        // that a later import of the same ID would inherit.
+        for remote in self.index.remotes_of(id)? {
+            self.records.remove_remote(&remote.url)?;
+        }
+        self.records.remove_signatures(id)?;
         let had_row = self.index.remove_image(id)?;
         let blob = self.layout.blob(id);
         match std::fs::remove_file(&blob) {
@@ -234,12 +241,8 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("remove", &blob)(e).into()),
         }
-        for remote in remotes {
-            self.records.remove_remote(&remote.url)?;
-        }
-        self.records.remove_signatures(id)?;
         // A process that opened the pin before this unlink and locks it
-        // after finds the image gone (pins check once they hold).
+        // after finds the pin file replaced or the image gone.
         let _ = std::fs::remove_file(self.layout.pin(id));
         Ok(had_row)
     }
@@ -325,16 +328,18 @@ impl Store {
     ) -> Result<(), StoreError> {
         let _guard = lock::FileLock::exclusive(&self.layout.store_lock())
             .map_err(io_err("lock", &self.layout.store_lock()))?;
+        // This process is done with it; another's use keeps it. The pods
+        // are asked once the pin is held: a command that released its pin
+        // made its pod first.
+        self.release_pin(id);
+        let Some(_pin) = self.unpinned(id)? else {
+            return Err(StoreError::Busy(id.to_string()));
+        };
         let live =
             live_in_use().map_err(io_err("list the images pods use", &self.layout.pods()))?;
         if live.contains(id.as_str()) {
             return Err(StoreError::InUse(id.to_string()));
         }
-        // This process is done with it; another's use keeps it.
-        self.release_pin(id);
-        let Some(_pin) = self.unpinned(id)? else {
-            return Err(StoreError::Busy(id.to_string()));
-        };
         if !self.forget(id)? {
             return Err(StoreError::NotFound(id.to_string()));
         }

@@ -10,6 +10,7 @@
 //! cannot. Whoever pins checks the image is still there once the pin is
 //! held: a gc that removed it just before finds a pin taken too late.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -33,12 +34,24 @@ impl Store {
         if held().iter().any(|(held, _)| *held == path) {
             return Ok(self.index().image(id)?.is_some());
         }
-        let lock = FileLock::shared(&path).map_err(io_err("lock", &path))?;
-        if self.index().image(id)?.is_none() || !self.layout().blob(id).exists() {
-            return Ok(false);
+        // A gc that removed the image unlinks its pin file: a pin taken on
+        // the unlinked file would guard nothing, so the lock must be on
+        // the file the name still leads to.
+        for _ in 0..16 {
+            let lock = FileLock::shared(&path).map_err(io_err("lock", &path))?;
+            if self.index().image(id)?.is_none() || !self.layout().blob(id).exists() {
+                return Ok(false);
+            }
+            let same = match (lock.file().metadata(), std::fs::metadata(&path)) {
+                (Ok(held), Ok(named)) => held.ino() == named.ino() && held.dev() == named.dev(),
+                _ => false,
+            };
+            if same {
+                held().push((path, lock));
+                return Ok(true);
+            }
         }
-        held().push((path, lock));
-        Ok(true)
+        Err(io_err("lock", &path)(std::io::Error::other("its pin file kept being replaced")).into())
     }
 
     /// Pins every image of `ids`; the first that is gone, if any.

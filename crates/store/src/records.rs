@@ -213,10 +213,10 @@ impl Records {
                 });
                 continue;
             };
-            if !dir.is_dir() {
+            if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
                 bad.push(BadRecord {
                     path: dir,
-                    reason: "not a directory".into(),
+                    reason: "not a directory (or a symlink)".into(),
                 });
                 continue;
             }
@@ -225,7 +225,8 @@ impl Records {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                if name.starts_with(".tmp-") || fingerprint_name(&name).is_err() {
+                if name.starts_with(".tmp-") || fingerprint_name(&name).is_err() || !regular(&path)
+                {
                     bad.push(BadRecord {
                         path,
                         reason: "an unfinished record write or a stray file".into(),
@@ -250,7 +251,7 @@ impl Records {
 
     /// Removes a file or directory fsck found to be no record.
     pub fn remove_bad(&self, bad: &BadRecord) -> Result<(), StoreError> {
-        if bad.path.is_dir() {
+        if std::fs::symlink_metadata(&bad.path).is_ok_and(|m| m.is_dir()) {
             std::fs::remove_dir_all(&bad.path).map_err(io_err("remove", &bad.path))?;
             Ok(())
         } else {
@@ -259,7 +260,15 @@ impl Records {
     }
 }
 
+/// Whether `path` is a regular file itself (not through a symlink).
+fn regular(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+}
+
 fn read_remote(path: &Path) -> Result<RemoteRecord, String> {
+    if !regular(path) {
+        return Err("not a regular file".into());
+    }
     let bytes = std::fs::read(path).map_err(|e| format!("unreadable: {e}"))?;
     let file: RemoteFile =
         serde_json::from_slice(&bytes).map_err(|e| format!("not a remote record: {e}"))?;

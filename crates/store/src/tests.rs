@@ -524,3 +524,39 @@ fn an_image_a_command_in_progress_uses_is_kept_from_gc_and_rm() {
     // A pin taken after the image went says so.
     assert!(!store.pin(&a).unwrap());
 }
+
+#[test]
+fn fifos_and_symlinks_where_fsck_and_gc_look_are_leftovers_not_traps() {
+    let (dir, store) = store();
+    let a = fetched(&store, "example.com/a");
+    // A FIFO among the staging files would block an open for reading.
+    let fifo = store.layout().tmp().join("stage-fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // A signature "record" that is a symlink to a directory elsewhere.
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(elsewhere.path().join("ABCD"), b"not a record").unwrap();
+    let link = store.records().signatures_dir().join("e".repeat(128));
+    std::os::unix::fs::symlink(elsewhere.path(), &link).unwrap();
+    let found = fsck(dir.path(), false);
+    use crate::fsck::ProblemKind::*;
+    assert_eq!(problems(&found), [Leftover, StrayRecord]);
+    assert_eq!(fsck(dir.path(), true).unrepaired(), 0);
+    assert!(!fifo.exists() && std::fs::symlink_metadata(&link).is_err());
+    assert!(elsewhere.path().join("ABCD").exists(), "followed the link");
+    assert_eq!(store.index().signers(&a).unwrap(), ["ABCDEF0123"]);
+    // gc, too, takes a FIFO for a leftover instead of waiting on it.
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    store.release_pins();
+    let report = store
+        .gc(Duration::from_secs(3600), || Ok(Default::default()))
+        .unwrap();
+    assert_eq!(report.staging_files, 1);
+}
