@@ -86,16 +86,25 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One problem an fsck found: `kind: subject: what is wrong (repair: …)`,
-/// on stdout.
-pub fn print_problem(kind: &str, subject: &str, detail: &str, repair: &str, repaired: bool) {
-    println!(
-        "{kind}: {}: {} ({}{})",
-        printable(subject),
-        printable(detail),
-        if repaired { "repaired: " } else { "repair: " },
-        printable(repair)
-    );
+/// The problems an fsck found, one per line on stdout: `kind: subject:
+/// what is wrong (repair: …)`; how many are left unrepaired.
+pub fn print_problems<'a, K: serde::Serialize + 'a>(
+    problems: impl IntoIterator<Item = (&'a K, &'a str, &'a str, &'a str, bool)>,
+) -> anyhow::Result<usize> {
+    let mut left = 0;
+    for (kind, subject, detail, repair, repaired) in problems {
+        let kind = serde_json::to_value(kind)?;
+        println!(
+            "{}: {}: {} ({}{})",
+            kind.as_str().unwrap_or_default(),
+            printable(subject),
+            printable(detail),
+            if repaired { "repaired: " } else { "repair: " },
+            printable(repair)
+        );
+        left += usize::from(!repaired);
+    }
+    Ok(left)
 }
 
 /// The end of an fsck's summary line: how many problems, and what now.

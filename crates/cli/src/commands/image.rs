@@ -496,16 +496,15 @@ fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
 
 fn fsck(global: &GlobalArgs, repair: bool) -> anyhow::Result<ExitCode> {
     let report = skiff_ops::image::fsck(&global.context()?, repair)?;
-    for p in &report.problems {
-        crate::format::print_problem(
-            serde_json::to_value(p.kind)?.as_str().unwrap_or_default(),
-            &p.subject,
-            &p.detail,
-            &p.repair,
+    let left = crate::format::print_problems(report.problems.iter().map(|p| {
+        (
+            &p.kind,
+            p.subject.as_str(),
+            p.detail.as_str(),
+            p.repair.as_str(),
             p.repaired,
-        );
-    }
-    let left = report.unrepaired();
+        )
+    }))?;
     eprintln!(
         "checked {} blob(s), {} index row(s), {} record(s), {} cached layer(s), {} tree(s) ({} import(s) or render(s) in progress left alone): {}",
         report.blobs,

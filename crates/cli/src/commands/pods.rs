@@ -995,16 +995,15 @@ pub fn gc(
 
 pub fn fsck(global: &GlobalArgs, repair: bool) -> anyhow::Result<ExitCode> {
     let report = skiff_ops::fsck::fsck(&global.context()?, repair)?;
-    for p in &report.problems {
-        crate::format::print_problem(
-            serde_json::to_value(p.kind)?.as_str().unwrap_or_default(),
-            &p.subject,
-            &p.detail,
-            &p.repair,
+    let left = crate::format::print_problems(report.problems.iter().map(|p| {
+        (
+            &p.kind,
+            p.subject.as_str(),
+            p.detail.as_str(),
+            p.repair.as_str(),
             p.repaired,
-        );
-    }
-    let left = report.unrepaired();
+        )
+    }))?;
     eprintln!(
         "checked {} pod(s) ({} running, left alone): {}",
         report.pods,
