@@ -441,3 +441,46 @@ fn a_pod_out_of_pids_or_memory_still_has_its_exit_status_recorded() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_data_dir_given_through_a_symlink_or_relative_path_is_cleaned_up_like_any_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = tmp.path().join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    std::os::unix::fs::symlink(&real, tmp.path().join("link")).unwrap();
+    let aci = image_with_app(
+        tmp.path(),
+        "example.com/linked",
+        r#"{"exec": ["/bin/busybox", "true"], "user": "0", "group": "0"}"#,
+    );
+    let mounts_under_real = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(real.to_str().unwrap()))
+            .count()
+    };
+    for dir in [
+        tmp.path().join("link/data"),
+        std::path::PathBuf::from("data"),
+    ] {
+        let skiff_here = || {
+            let mut cmd = skiff();
+            cmd.current_dir(&real).env("SKIFF_DIR", &dir);
+            cmd
+        };
+        for flavor in ["--stage1=fly", "--stage1=ns"] {
+            let out = output(
+                skiff_here()
+                    .args(["run", "--insecure-options=image", "--net=host", flavor])
+                    .arg(&aci),
+            );
+            assert!(out.status.success(), "{dir:?} {flavor}: {}", stderr(&out));
+        }
+        let out = output(skiff_here().args(["gc", "--grace-period=0s"]));
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(mounts_under_real(), 0, "{dir:?}: mounts left after gc");
+        let out = output(skiff_here().arg("fsck"));
+        assert!(out.status.success(), "{}", stdout(&out));
+    }
+}

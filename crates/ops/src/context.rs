@@ -68,14 +68,37 @@ pub struct Context {
     pub settings: Settings,
 }
 
+/// `dir` absolute and without symlinks (those of its existing part): the
+/// kernel names mount points and process roots so, and a pod's mounts and
+/// processes are found by comparing with them.
+fn resolved(dir: &Path) -> PathBuf {
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(existing) {
+            return rest.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return absolute,
+        }
+    }
+}
+
 impl Context {
-    pub fn new(settings: Settings) -> Self {
+    pub fn new(mut settings: Settings) -> Self {
+        settings.dir = resolved(&settings.dir);
         Self { settings }
     }
 
     /// A context for a command: refused if the data directory exists and
     /// is another user's (its pods and records would be trusted).
-    pub fn checked(settings: Settings) -> Result<Self, OpsError> {
+    pub fn checked(mut settings: Settings) -> Result<Self, OpsError> {
+        settings.dir = resolved(&settings.dir);
         skiff_store::own_dir(&settings.dir).map_err(|source| OpsError::OpenStore {
             dir: settings.dir.clone(),
             source,

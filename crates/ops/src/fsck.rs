@@ -195,7 +195,8 @@ pub fn fsck(ctx: &Context, repair: bool) -> Result<PodsReport, OpsError> {
                     "marked exited (app statuses stage1 wrote are kept)",
                     fixed,
                 );
-                if !moved {
+                // Without --repair, what the repair would find next is shown too.
+                if repair && !moved {
                     continue;
                 }
             }
@@ -277,8 +278,9 @@ pub fn fsck(ctx: &Context, repair: bool) -> Result<PodsReport, OpsError> {
         }
     }
     // Mounts under pods/ that belong to no pod directory at all, read
-    // after the listing: a pod created or started since has its mounts,
-    // and is looked up again by the UUID in the path.
+    // after the listing. A pod created, started, stopped or collected since
+    // has its mounts and is another command's (or the next fsck's): only
+    // mounts of no pod at all are detached here.
     let pods_dir = ctx.settings.dir.join("pods");
     for point in skiff_pod::mounts::mount_points_under(&mountinfo(), &pods_dir) {
         if known.iter().any(|p| point.starts_with(p)) {
@@ -289,12 +291,7 @@ pub fn fsck(ctx: &Context, repair: bool) -> Result<PodsReport, OpsError> {
             .ok()
             .and_then(|rest| rest.iter().nth(1))
             .map(|u| u.to_string_lossy().into_owned());
-        if let Some(pod) = uuid.and_then(|u| pods.find(&u).ok())
-            && (pod.is_running()
-                || pod.is_preparing()
-                || matches!(pod.state, State::Prepared | State::Run))
-        {
-            report.running += 1;
+        if uuid.is_some_and(|u| pods.find(&u).is_ok()) {
             continue;
         }
         let fixed = repair.then(|| detach(&point));

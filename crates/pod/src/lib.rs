@@ -610,10 +610,22 @@ impl Pod {
         if self.state != State::Garbage {
             self.move_to(pods, State::Garbage)?;
         }
+        // Mount points and process roots are named by the kernel without
+        // symlinks: so must the pod's directory be, to be compared.
+        let real = fs::canonicalize(&self.path).map_err(io_err("resolve", &self.path))?;
         // Nothing may still run in what is unmounted (the apps of a fly
         // pod whose stage1 was killed).
-        mounts::kill_processes_rooted_under(&self.path);
-        mounts::unmount_under(&self.path).map_err(|(point, e)| io_err("unmount", &point)(e))?;
+        mounts::kill_processes_rooted_under(&real);
+        mounts::unmount_under(&real).map_err(|(point, e)| io_err("unmount", &point)(e))?;
+        // Never delete through a mount (a host /dev bound into a fly app).
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if let Some(point) = mounts::mount_points_under(&mountinfo, &real).first() {
+            return Err(PodError::Invalid(format!(
+                "pod {} not removed: {} is still mounted",
+                self.uuid,
+                point.display()
+            )));
+        }
         Ok(fs::remove_dir_all(&self.path).map_err(io_err("remove", &self.path))?)
     }
 

@@ -203,14 +203,30 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// What a blob turned out to be.
 type Checked = Result<AciInfo, String>;
 
+/// Opens a file the store made: a regular file, not through a symlink
+/// (a FIFO would block, a link would lead elsewhere).
+fn open_regular(path: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path)
+        .map_err(|e| format!("unreadable: {e}"))?;
+    match file.metadata() {
+        Ok(m) if m.is_file() => Ok(file),
+        Ok(_) => Err("not a regular file".into()),
+        Err(e) => Err(format!("unreadable: {e}")),
+    }
+}
+
 pub(crate) fn check_blob(path: &Path) -> Checked {
-    let file = std::fs::File::open(path).map_err(|e| format!("unreadable: {e}"))?;
+    let file = open_regular(path)?;
     validate_aci_with(BufReader::with_capacity(1 << 16, file), &mut |_| Ok(()))
         .map_err(|e| format!("not a valid image: {e}"))
 }
 
 fn check_layer(path: &Path) -> Result<(), String> {
-    let mut file = std::fs::File::open(path).map_err(|e| format!("unreadable: {e}"))?;
+    let mut file = open_regular(path)?;
     let mut hasher = Sha256::new();
     io::copy(&mut file, &mut hasher).map_err(|e| format!("unreadable: {e}"))?;
     let got = hex::encode(hasher.finalize());
