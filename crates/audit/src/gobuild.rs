@@ -9,16 +9,18 @@ const MAGIC: &[u8] = b"\xff Go buildinf:";
 
 fn u16_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from(u16::from_le_bytes(
-        b.get(at..at + 2)?.try_into().ok()?,
+        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
     )))
 }
 fn u32_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from(u32::from_le_bytes(
-        b.get(at..at + 4)?.try_into().ok()?,
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
     )))
 }
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 /// The bytes of section `name` of a 64-bit little-endian ELF file.
@@ -31,15 +33,17 @@ pub(crate) fn elf_section<'a>(elf: &'a [u8], name: &str) -> Option<&'a [u8]> {
     let shnum = usize::try_from(u16_at(elf, 0x3c)?).ok()?;
     let shstrndx = usize::try_from(u16_at(elf, 0x3e)?).ok()?;
     let header = |i: usize| shoff.checked_add(i.checked_mul(shentsize)?);
-    let strtab_off = usize::try_from(u64_at(elf, header(shstrndx)? + 0x18)?).ok()?;
+    // Offsets come from the file: every sum is checked (a file may put a
+    // header at the end of the address space).
+    let strtab_off = usize::try_from(u64_at(elf, header(shstrndx)?.checked_add(0x18)?)?).ok()?;
     for i in 0..shnum.min(4096) {
         let h = header(i)?;
         let name_off = usize::try_from(u32_at(elf, h)?).ok()?;
         let start = strtab_off.checked_add(name_off)?;
-        let end = start + elf.get(start..)?.iter().position(|&c| c == 0)?;
+        let end = start.checked_add(elf.get(start..)?.iter().position(|&c| c == 0)?)?;
         if elf.get(start..end)? == name.as_bytes() {
-            let off = usize::try_from(u64_at(elf, h + 0x18)?).ok()?;
-            let size = usize::try_from(u64_at(elf, h + 0x20)?).ok()?;
+            let off = usize::try_from(u64_at(elf, h.checked_add(0x18)?)?).ok()?;
+            let size = usize::try_from(u64_at(elf, h.checked_add(0x20)?)?).ok()?;
             return elf.get(off..off.checked_add(size)?);
         }
     }
@@ -138,6 +142,20 @@ pub fn crates(elf: &[u8]) -> Vec<Package> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `cargo xtask fuzz` (audit_elf): section headers at the end
+    /// of the address space overflowed an offset sum.
+    #[test]
+    fn section_headers_at_the_end_of_the_address_space_are_no_section() {
+        let crash = "7f454c460201010000000100000000000000000000020101000000010000000000000000000000ffffffffffffffffffffffffffff00000000000000000000000000ffffffffffffffffffffffffffff000000000000000000000000000000200000000000ffffffffffffffff30ffffffffffffffffffffff25ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff0000000000007f";
+        let bytes: Vec<u8> = (0..crash.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&crash[i..i + 2], 16).unwrap())
+            .collect();
+        assert!(modules(&bytes).is_empty());
+        assert!(crates(&bytes).is_empty());
+        assert_eq!(u64_at(&[0; 8], usize::MAX - 3), None);
+    }
 
     #[test]
     fn varints_and_non_go_files() {

@@ -156,8 +156,17 @@ fn check<R: Read>(
     policy: &ArchivePolicy,
 ) -> Result<skiff_spec::aci::AciInfo, StoreError> {
     let mut checker = EntryChecker::new(policy);
-    validate_aci_limited(input, policy.inflation(), &mut |entry| checker.check(entry))
-        .map_err(StoreError::InvalidImage)
+    let info = validate_aci_limited(input, policy.inflation(), &mut |entry| checker.check(entry))
+        .map_err(StoreError::InvalidImage)?;
+    // The index keeps the manifest as skiff writes it; what appc's parser
+    // lets through but cannot read back once written (a list entry with
+    // no "name" key gets an empty one) is refused here, not found
+    // unusable at render time.
+    let written = skiff_spec::to_pretty_json(&info.manifest);
+    if let Err(e) = skiff_spec::parse_image_manifest(written.as_bytes()) {
+        return Err(StoreError::UnstorableManifest(e.to_string()));
+    }
+    Ok(info)
 }
 
 /// Size and compression of a stored blob.

@@ -52,6 +52,10 @@ pub enum StoreError {
     IndexUnreadable { path: PathBuf, reason: String },
     #[error("invalid image")]
     InvalidImage(#[source] skiff_spec::aci::AciError),
+    #[error(
+        "the image manifest cannot be stored as written ({0}): an entry without a \"name\" key is accepted by appc's parser but is no name; give every label, dependency, isolator, port and annotation a name"
+    )]
+    UnstorableManifest(String),
     #[error("no image matches '{0}' (see `skiff image list`)")]
     NotFound(String),
     #[error("'{query}' is ambiguous: it matches {}", ids.join(", "))]

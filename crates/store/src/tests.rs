@@ -560,3 +560,18 @@ fn fifos_and_symlinks_where_fsck_and_gc_look_are_leftovers_not_traps() {
         .unwrap();
     assert_eq!(report.staging_files, 1);
 }
+
+#[test]
+fn a_manifest_that_cannot_be_read_back_once_written_is_refused_at_import() {
+    let (_dir, store) = store();
+    // Found by `cargo xtask fuzz` (image_manifest): a label with no "name"
+    // key passes appc's parser (as actool's) but is written back with an
+    // empty name, which no parser accepts: the image could not be rendered.
+    let nameless = manifest("example.com/a", "")
+        .replace(r#"{"name":"version","value":"1.0"}"#, r#"{"value":"1.0"}"#);
+    let err = store
+        .import(aci(&nameless, &[]).as_slice(), &ArchivePolicy::default())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnstorableManifest(_)), "{err}");
+    assert!(store.images().unwrap().is_empty());
+}
