@@ -296,6 +296,9 @@ impl Drop for PodsGuard<'_> {
     }
 }
 
+/// What [`Terminal`] prints after its command, to know it saw it all.
+const TERMINAL_DONE: &str = "[terminal-command-done]";
+
 /// A command on a terminal of its own (`script` gives it a pty), driven as
 /// a user would: wait until it shows something, then type. Nothing is sent
 /// on a timer, so a slow machine changes only how long the test takes.
@@ -308,9 +311,15 @@ pub struct Terminal {
 
 impl Terminal {
     /// Starts the shell command line `cmd` on a new terminal.
+    ///
+    /// The terminal is held open after `cmd` until [`Terminal::finish`]
+    /// has seen everything it printed: a pty's last output can be lost
+    /// when the command exits before it is read (it happened under a
+    /// loaded suite), so the line ends with a marker and a `read`.
     pub fn start(cmd: &str) -> Terminal {
+        let held = format!("{cmd}\ns=$?; echo; echo {TERMINAL_DONE}; read _; exit $s");
         let mut child = Command::new("script")
-            .args(["-qec", cmd, "/dev/null"])
+            .args(["-qec", &held, "/dev/null"])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -368,12 +377,22 @@ impl Terminal {
 
     /// Waits for the command to end; returns what it showed and its status.
     pub fn finish(mut self) -> (String, Option<i32>) {
+        self.wait_for(TERMINAL_DONE);
+        // What the command may have pushed into the terminal's input can
+        // end the `read` first: then nobody reads this line.
+        if let Some(mut input) = self.input.take() {
+            use std::io::Write;
+            let _ = input.write_all(b"\n").and_then(|()| input.flush());
+        }
         let status = self.child.wait().unwrap();
-        self.input = None;
         if let Some(reader) = self.reader.take() {
             reader.join().unwrap();
         }
-        (self.text(), status.code())
+        let mut shown = self.text();
+        if let Some(at) = shown.find(TERMINAL_DONE) {
+            shown.truncate(at);
+        }
+        (shown, status.code())
     }
 }
 
