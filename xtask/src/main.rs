@@ -14,6 +14,7 @@
 mod appc_tools;
 mod bench;
 mod build;
+mod fuzz;
 mod leftovers;
 mod runtime_tools;
 
@@ -132,7 +133,7 @@ fn real_main() -> Result<()> {
         Some("test") => test(&root, &args[1..]),
         Some("appc-tools") => appc_tools::ensure(&root).map(|_| ()),
         Some("torture") => torture(&root, &args[1..]),
-        Some("fuzz") => fuzz(&root, &args[1..]),
+        Some("fuzz") => fuzz::run(&root, &args[1..]),
         Some("package") => package(&root, true),
         Some("runtime-tools") => {
             deps()?;
@@ -194,101 +195,13 @@ fn real_main() -> Result<()> {
                  package     cargo package for every crate, each compiled from its package (a second, debug build)\n  \
                  appc-tools  build the reference actool and ACE validator images (cached, from Debian's appc sources)\n  \
                  runtime-tools  the OCI runtime-tools compliance suite against skiff-runtime (needs ../shared)\n  \
-                 fuzz [--time=SECONDS] [TARGET...]  every cargo-fuzz target of fuzz/ (nightly), SECONDS each (default 60), corpora in fuzz/corpus\n  \
+                 fuzz [--time=SECONDS] [TARGET...]  every cargo-fuzz target of fuzz/ (nightly) for SECONDS of CPU time each (default 60), corpora in fuzz/corpus\n  \
                  torture [--kills=200] [--concurrent=100] [--seed=N]  kill -9 skiff commands at random instants, then fsck, rerun, leak check; N commands at once\n  \
                  bench [all|import|start|pull|metadata|audit|density|containerd] [--quick] [--stage1=kvm]  skiff against its peers, same run"
             );
             bail!("no or unknown xtask command")
         }
     }
-}
-
-/// `cargo xtask fuzz [--time=SECONDS] [TARGET...]`: each target of
-/// fuzz/ (all by default) for SECONDS of libFuzzer time, from its checked-in
-/// corpus; a crash stops the run and names the input to turn into a
-/// regression test. Needs the nightly toolchain and cargo-fuzz (installed
-/// from crates.io if missing).
-fn fuzz(root: &Path, args: &[String]) -> Result<()> {
-    let mut seconds = 60u64;
-    let mut wanted = Vec::new();
-    for arg in args {
-        if let Some(v) = arg.strip_prefix("--time=") {
-            seconds = v
-                .parse()
-                .with_context(|| format!("fuzz: --time={v}: not a number of seconds"))?;
-        } else if arg.starts_with("--") {
-            bail!("fuzz: unknown flag {arg} (flags: --time=SECONDS)");
-        } else {
-            wanted.push(arg.clone());
-        }
-    }
-    let dir = root.join("fuzz");
-    let targets: Vec<String> = std::fs::read_dir(dir.join("fuzz_targets"))?
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .strip_suffix(".rs")
-                .map(str::to_string)
-        })
-        .filter(|t| wanted.is_empty() || wanted.contains(t))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    if let Some(unknown) = wanted.iter().find(|w| !targets.contains(w)) {
-        bail!("fuzz: no target {unknown} in fuzz/fuzz_targets");
-    }
-    let has_fuzz = Command::new("cargo")
-        .args(["fuzz", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_fuzz {
-        step("cargo install cargo-fuzz (from crates.io)");
-        run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
-    }
-    let nightly = Command::new("rustup")
-        .args(["run", "nightly", "rustc", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !nightly {
-        bail!("fuzz: the nightly toolchain is missing: rustup toolchain install nightly");
-    }
-    let mut summary = Vec::new();
-    for target in &targets {
-        step(&format!("fuzz {target} for {seconds} s"));
-        let corpus = dir.join("corpus").join(target);
-        std::fs::create_dir_all(&corpus)?;
-        // New inputs go to a scratch corpus: the checked-in one stays small.
-        let scratch = root.join("target/fuzz-corpus").join(target);
-        std::fs::create_dir_all(&scratch)?;
-        let started = std::time::Instant::now();
-        run(Command::new("cargo")
-            .current_dir(&dir)
-            .args(["+nightly", "fuzz", "run", target])
-            .arg(&scratch)
-            .arg(&corpus)
-            .args([
-                "--",
-                &format!("-max_total_time={seconds}"),
-                "-rss_limit_mb=2048",
-                "-timeout=20",
-                "-print_final_stats=1",
-            ]))
-        .with_context(|| {
-            format!(
-                "fuzz target {target} found a crash: its input is in fuzz/artifacts/{target}/; make it a regression test"
-            )
-        })?;
-        summary.push(format!(
-            "{target}: {:.0} s, no crash",
-            started.elapsed().as_secs_f64()
-        ));
-    }
-    step("fuzz summary");
-    for line in summary {
-        println!("{line}");
-    }
-    Ok(())
 }
 
 /// The crash torture of tests/e2e/torture.rs, long: at least 200 kills
