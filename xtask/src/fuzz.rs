@@ -1,6 +1,6 @@
 //! `cargo xtask fuzz [--time=SECONDS] [TARGET...]`: each cargo-fuzz target
 //! of fuzz/ (all by default) for at least SECONDS of CPU time, from its
-//! checked-in corpus. Every target is built once, before any runs, so one
+//! checked-in corpus. The targets are built once, before any runs, so one
 //! run fuzzes one version of the code. A crash does not stop the others:
 //! it is named at the end (its input is in fuzz/artifacts/TARGET/, to turn
 //! into a regression test) and the command fails. Needs the nightly
@@ -41,12 +41,24 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let dir = root.join("fuzz");
     let targets = targets(&dir, &wanted)?;
     tools()?;
-    step("cargo +nightly fuzz build (every target, once)");
-    run_cmd(
-        Command::new("cargo")
-            .current_dir(&dir)
-            .args(["+nightly", "fuzz", "build"]),
-    )?;
+    // Only the targets run are built: a run of others may be using theirs.
+    if wanted.is_empty() {
+        step("cargo +nightly fuzz build (every target, once)");
+        run_cmd(
+            Command::new("cargo")
+                .current_dir(&dir)
+                .args(["+nightly", "fuzz", "build"]),
+        )?;
+    } else {
+        for target in &targets {
+            step(&format!("cargo +nightly fuzz build {target}"));
+            run_cmd(
+                Command::new("cargo")
+                    .current_dir(&dir)
+                    .args(["+nightly", "fuzz", "build", target]),
+            )?;
+        }
+    }
     let bin_dir = dir.join("target").join(host_triple()?).join("release");
     let logs = root.join("target/fuzz-logs");
     std::fs::create_dir_all(&logs)?;

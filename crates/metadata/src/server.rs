@@ -113,10 +113,7 @@ async fn serve(mut config: Config) -> Result<(), ServerError> {
     drop_capabilities();
     let shared: Shared = Arc::new(Mutex::new(state));
 
-    let app = Router::new()
-        .fallback(api::handle)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(shared.clone());
+    let app = router(shared.clone());
     let registrations = tokio::spawn(accept_registrations(unix, shared.clone()));
     let guarded = crate::listener::Guarded::new(tcp);
     let result = axum::serve(
@@ -129,6 +126,15 @@ async fn serve(mut config: Config) -> Result<(), ServerError> {
     let _ = std::fs::remove_file(&socket);
     tracing::info!("metadata service stopped");
     Ok(result.map_err(io("serve HTTP"))?)
+}
+
+/// The HTTP API (the connection's [`crate::listener::Peer`] is needed by
+/// every route).
+fn router(shared: Shared) -> Router {
+    Router::new()
+        .fallback(api::handle)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(shared)
 }
 
 /// Where the port of the last run is kept.
@@ -230,23 +236,28 @@ async fn registration(stream: UnixStream, shared: Shared) -> std::io::Result<()>
     BufReader::new(read.take(protocol::MAX_MESSAGE))
         .read_line(&mut line)
         .await?;
-    let reply = if !root {
-        Reply {
-            error: Some("only root (stage1) may register pods".into()),
-            ..Reply::default()
-        }
-    } else {
-        match serde_json::from_str::<Request>(&line) {
-            Err(e) => Reply {
-                error: Some(format!("malformed request: {e}")),
-                ..Reply::default()
-            },
-            Ok(request) => handle_request(request, &shared),
-        }
-    };
+    let reply = answer_registration(&line, root, &shared);
     let mut out = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
     out.push(b'\n');
     write.write_all(&out).await
+}
+
+/// The reply to one registration line from a client that is root (stage1)
+/// or not.
+fn answer_registration(line: &str, root: bool, shared: &Shared) -> Reply {
+    if !root {
+        return Reply {
+            error: Some("only root (stage1) may register pods".into()),
+            ..Reply::default()
+        };
+    }
+    match serde_json::from_str::<Request>(line) {
+        Err(e) => Reply {
+            error: Some(format!("malformed request: {e}")),
+            ..Reply::default()
+        },
+        Ok(request) => handle_request(request, shared),
+    }
 }
 
 fn handle_request(request: Request, shared: &Shared) -> Reply {
@@ -286,5 +297,131 @@ fn handle_request(request: Request, shared: &Shared) -> Reply {
             }
             Reply::default()
         }
+    }
+}
+
+/// Entry points for the fuzz targets of fuzz/ (feature `fuzzing`, never
+/// in skiff's own build): the service's own code, fed bytes instead of
+/// sockets.
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use std::sync::OnceLock;
+
+    use super::{Reply, Request, Shared, State, answer_registration, router};
+    use crate::listener::Peer;
+    use crate::protocol::Registration;
+
+    /// Most response bytes read back from one exchange.
+    const MAX_RESPONSE: u64 = 1 << 20;
+
+    struct Service {
+        _dir: tempfile::TempDir,
+        shared: Shared,
+        token: String,
+        runtime: tokio::runtime::Runtime,
+    }
+
+    fn open(dir: &tempfile::TempDir) -> Shared {
+        let listen: std::net::SocketAddr = ([0, 0, 0, 0], crate::DEFAULT_PORT).into();
+        let state = State::open(dir.path(), listen, |_| true).expect("state in a temporary dir");
+        std::sync::Arc::new(std::sync::Mutex::new(state))
+    }
+
+    /// A service with one pod on the host's network, whose app has an
+    /// image with annotations.
+    fn service() -> &'static Service {
+        static SERVICE: OnceLock<Service> = OnceLock::new();
+        SERVICE.get_or_init(|| {
+            let dir = tempfile::tempdir().expect("a temporary dir");
+            let shared = open(&dir);
+            let manifest = r#"{"acKind":"PodManifest","acVersion":"0.8.11","apps":[{"name":"app","annotations":[{"name":"a","value":"pod"}]}],"annotations":[{"name":"p","value":"v"}]}"#;
+            let image = r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/app","annotations":[{"name":"a","value":"image"},{"name":"b","value":"image"}]}"#;
+            let token = shared
+                .lock()
+                .expect("fresh lock")
+                .register(Registration {
+                    uuid: "6f2c1a4e-0d3b-4c6a-9e8f-112233445566".into(),
+                    manifest: manifest.into(),
+                    apps: vec![crate::protocol::AppImage {
+                        name: "app".into(),
+                        image_id: format!("sha512-{}", "0".repeat(32)),
+                        manifest: image.into(),
+                    }],
+                    ip: None,
+                    forwarded: false,
+                    mapped_peer: false,
+                })
+                .expect("registration in a temporary dir");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            Service {
+                _dir: dir,
+                shared,
+                token,
+                runtime,
+            }
+        })
+    }
+
+    /// One HTTP/1 connection to the API from 127.0.0.1 that sends
+    /// `request` (where `TOKEN` stands for the registered pod's token),
+    /// then closes its side; returns what the service answered.
+    pub fn http(request: &[u8]) -> Vec<u8> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let service = service();
+        let mut bytes = Vec::with_capacity(request.len());
+        let mut rest = request;
+        while let Some(at) = rest.windows(5).position(|w| w == b"TOKEN") {
+            bytes.extend_from_slice(&rest[..at]);
+            bytes.extend_from_slice(service.token.as_bytes());
+            rest = &rest[at + 5..];
+        }
+        bytes.extend_from_slice(rest);
+        let peer = Peer(([127, 0, 0, 1], 40000).into());
+        let app = router(service.shared.clone())
+            .layer(axum::extract::connect_info::MockConnectInfo(peer));
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        service.runtime.block_on(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .half_close(true)
+                .serve_connection(
+                    hyper_util::rt::TokioIo::new(server),
+                    hyper_util::service::TowerToHyperService::new(app),
+                );
+            let talk = async move {
+                let _ = client.write_all(&bytes).await;
+                let _ = client.shutdown().await;
+                let mut answer = Vec::new();
+                let _ = (&mut client)
+                    .take(MAX_RESPONSE)
+                    .read_to_end(&mut answer)
+                    .await;
+                answer
+            };
+            let (_, answer) = tokio::join!(conn, talk);
+            answer
+        })
+    }
+
+    /// The reply to one registration line from root, on a service of its
+    /// own (whatever it registers is removed again).
+    pub fn registration(line: &[u8]) -> Reply {
+        static STATE: OnceLock<(tempfile::TempDir, Shared)> = OnceLock::new();
+        let (_, shared) = STATE.get_or_init(|| {
+            let dir = tempfile::tempdir().expect("a temporary dir");
+            let shared = open(&dir);
+            (dir, shared)
+        });
+        let line = String::from_utf8_lossy(line);
+        let reply = answer_registration(&line, true, shared);
+        if reply.token.is_some()
+            && let Ok(Request::Register(reg)) = serde_json::from_str::<Request>(&line)
+            && let Ok(mut state) = shared.lock()
+        {
+            state.unregister(&reg.uuid);
+        }
+        reply
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::convert::Layer;
+use super::manifest::Manifest;
 use super::registry::{self, sha256_digest};
 use crate::{FetchError, Fetched, Fetcher};
 
@@ -160,8 +161,7 @@ impl Fetcher<'_> {
         };
         let mut digest = entry["digest"].as_str().unwrap_or("").to_string();
         let mut body = read_doc(&layout, &digest)?;
-        let mut doc: Value =
-            serde_json::from_slice(&body).map_err(|e| bad(&path, e.to_string()))?;
+        let doc: Value = serde_json::from_slice(&body).map_err(|e| bad(&path, e.to_string()))?;
         let media = |d: &Value, fallback: &Value| {
             d["mediaType"]
                 .as_str()
@@ -176,10 +176,10 @@ impl Fetcher<'_> {
                 .arch
                 .clone()
                 .unwrap_or_else(|| super::pull::default_arch().to_string());
-            digest = super::pull::pick_platform(&body, &arch, &path.display().to_string())?;
+            digest = super::manifest::pick_platform(&body, &arch, &path.display().to_string())?;
             body = read_doc(&layout, &digest)?;
-            doc = serde_json::from_slice(&body).map_err(|e| bad(&path, e.to_string()))?;
         }
+        let manifest = Manifest::parse(&body, &path.display().to_string())?;
         let origin = format!(
             "{scheme}:{}{}",
             path.display(),
@@ -193,16 +193,15 @@ impl Fetcher<'_> {
         {
             return Ok(hit);
         }
-        let config_digest = doc["config"]["digest"].as_str().unwrap_or("").to_string();
-        let config: Value = serde_json::from_slice(&read_doc(&layout, &config_digest)?)
+        let config: Value = serde_json::from_slice(&read_doc(&layout, &manifest.config)?)
             .map_err(|e| bad(&path, format!("malformed image config: {e}")))?;
         let mut layers = Vec::new();
         let mut new = super::pull::NewLayers::default();
         // Held to the largest image allowed, as downloads are.
         let limit = self.options.archive_policy.max_bytes;
         let mut used = 0u64;
-        for l in doc["layers"].as_array().into_iter().flatten() {
-            let d = l["digest"].as_str().unwrap_or("");
+        for l in &manifest.layers {
+            let d = l.digest.as_str();
             let source = blob_path(&layout, d)?;
             let size = std::fs::metadata(&source).map(|m| m.len()).unwrap_or(0);
             used = used.saturating_add(size);
@@ -220,7 +219,7 @@ impl Fetcher<'_> {
             )?;
             layers.push(Layer {
                 path: cached,
-                media_type: l["mediaType"].as_str().unwrap_or("").to_string(),
+                media_type: l.media_type.clone(),
             });
         }
         let stem = path

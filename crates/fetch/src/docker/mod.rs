@@ -5,6 +5,7 @@ pub mod convert;
 pub mod export;
 pub mod layout;
 pub mod lookaside;
+pub mod manifest;
 pub mod pull;
 pub mod push;
 pub mod reference;

@@ -11,6 +11,7 @@ use skiff_store::ArchivePolicy;
 use skiff_store::db::RemoteRecord;
 
 use super::convert::{self, Layer};
+use super::manifest::{Manifest, digest_hex, pick_platform};
 use super::reference::DockerRef;
 use super::registry::{self, Registry, base64 as b64};
 use super::{lookaside, signatures};
@@ -112,47 +113,6 @@ fn bad(what: &str, reason: impl Into<String>) -> FetchError {
     }
 }
 
-/// Picks the manifest for `arch` (linux) from an index.
-pub(crate) fn pick_platform(index: &[u8], arch: &str, what: &str) -> Result<String, FetchError> {
-    let v: Value =
-        serde_json::from_slice(index).map_err(|e| bad(what, format!("malformed index: {e}")))?;
-    let manifests = v["manifests"].as_array().cloned().unwrap_or_default();
-    let found = manifests.iter().find(|m| {
-        m["platform"]["os"].as_str() == Some("linux")
-            && m["platform"]["architecture"].as_str() == Some(arch)
-    });
-    match found.and_then(|m| m["digest"].as_str()) {
-        Some(d) => Ok(d.to_string()),
-        None => {
-            let have: Vec<String> = manifests
-                .iter()
-                .map(|m| {
-                    format!(
-                        "{}/{}",
-                        m["platform"]["os"].as_str().unwrap_or("?"),
-                        m["platform"]["architecture"].as_str().unwrap_or("?")
-                    )
-                })
-                .collect();
-            Err(bad(
-                what,
-                format!(
-                    "no linux/{arch} image in the index (it has: {}); choose one with --arch",
-                    have.join(", ")
-                ),
-            ))
-        }
-    }
-}
-
-fn digest_hex(digest: &str, what: &str) -> Result<String, FetchError> {
-    digest
-        .strip_prefix("sha256:")
-        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_string)
-        .ok_or_else(|| bad(what, format!("unsupported digest {digest:?}")))
-}
-
 /// Layers a fetch added to the layer cache; removed again when dropped
 /// unless the image they make was imported ([`NewLayers::keep`]), so a
 /// refused image leaves none of its layers behind. (A concurrent fetch
@@ -234,12 +194,8 @@ impl Fetcher<'_> {
                 format!("unsupported manifest type {media_type:?}"),
             ));
         }
-        let manifest: Value = serde_json::from_slice(&body)
-            .map_err(|e| bad(&shown, format!("malformed manifest: {e}")))?;
-        let config_digest = manifest["config"]["digest"]
-            .as_str()
-            .ok_or_else(|| bad(&shown, "the manifest has no config"))?;
-        digest_hex(config_digest, &shown)?;
+        let manifest = Manifest::parse(&body, &shown)?;
+        let config_digest = manifest.config.as_str();
         let config_bytes = reg.small_blob(
             config_digest,
             &self.store.layout().layers_tmp(),
@@ -268,12 +224,7 @@ impl Fetcher<'_> {
         // before any layer is downloaded when the manifest says so, and
         // each download stops at what is left.
         let limit = self.options.archive_policy.max_bytes;
-        let declared: u64 = manifest["layers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|l| l["size"].as_u64().unwrap_or(0))
-            .fold(0, u64::saturating_add);
+        let declared = manifest.declared_size();
         if declared > limit {
             return Err(bad(
                 &shown,
@@ -285,17 +236,14 @@ impl Fetcher<'_> {
         }
         let mut used = 0u64;
         let mut layers = Vec::new();
-        for l in manifest["layers"].as_array().into_iter().flatten() {
-            let d = l["digest"]
-                .as_str()
-                .ok_or_else(|| bad(&shown, "a layer without a digest"))?;
-            let path = self.layer(&mut reg, d, limit - used.min(limit), &mut new)?;
+        for l in &manifest.layers {
+            let path = self.layer(&mut reg, &l.digest, limit - used.min(limit), &mut new)?;
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             used = used.saturating_add(size);
             crate::http::within_limit(&shown, used, limit)?;
             layers.push(Layer {
                 path,
-                media_type: l["mediaType"].as_str().unwrap_or("").to_string(),
+                media_type: l.media_type.clone(),
             });
         }
         let mut fetched = self.import_layers(
