@@ -28,6 +28,7 @@ use crate::oci::Registry;
 
 #[path = "../../xtask/src/leftovers.rs"]
 mod leftovers;
+mod power;
 
 /// xorshift64*: a seeded, replayable sequence.
 struct Rng(u64);
@@ -43,6 +44,20 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
+}
+
+/// `SKIFF_TORTURE_SEED`, or one from the clock (never 0).
+fn seed() -> u64 {
+    std::env::var("SKIFF_TORTURE_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        })
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -447,16 +462,7 @@ impl Drop for Cleanup {
 #[test]
 #[ignore = "heavy: runs in the serial phase of `cargo xtask test`; `cargo xtask torture` runs it long"]
 fn kill_9_at_random_instants_then_everything_is_repaired_and_nothing_lost() {
-    let seed = std::env::var("SKIFF_TORTURE_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let seed = seed();
     let kills = env_number("SKIFF_TORTURE_KILLS", 30) as usize;
     eprintln!("torture: seed {seed} (replay with SKIFF_TORTURE_SEED={seed}), {kills} kills");
     let mut bench = setup(seed);

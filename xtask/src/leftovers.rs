@@ -47,6 +47,20 @@ pub fn leftovers() -> Vec<String> {
             found.push(format!("home {}", entry.path().display()));
         }
     }
+    // Loop devices (the power-loss torture's disk).
+    for entry in std::fs::read_dir("/sys/block")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Ok(file) = std::fs::read_to_string(entry.path().join("loop/backing_file")) {
+            found.push(format!(
+                "loop {} {}",
+                entry.file_name().to_string_lossy(),
+                file.trim()
+            ));
+        }
+    }
     // Pod networking: namespaces, CNI iptables rules, host-local leases,
     // veth pairs.
     for entry in std::fs::read_dir("/run/skiff/netns")

@@ -83,6 +83,11 @@ const PACKAGES: &[(&str, &str)] = &[
         "NAT and port forwarding rules made by the CNI plugins",
     ),
     ("iproute2", "network checks in tests"),
+    (
+        "xfsprogs",
+        "xfs_io shuts a filesystem down mid-write: the power-loss torture",
+    ),
+    ("e2fsprogs", "mkfs.ext4: the power-loss torture's disk"),
     ("curl", "port-forwarding checks in tests"),
     (
         "docker-registry",
@@ -196,7 +201,7 @@ fn real_main() -> Result<()> {
                  appc-tools  build the reference actool and ACE validator images (cached, from Debian's appc sources)\n  \
                  runtime-tools  the OCI runtime-tools compliance suite against skiff-runtime (needs ../shared)\n  \
                  fuzz [--time=SECONDS] [TARGET...]  every cargo-fuzz target of fuzz/ (nightly) for SECONDS of CPU time each (default 60), corpora in fuzz/corpus\n  \
-                 torture [--kills=200] [--concurrent=100] [--seed=N]  kill -9 skiff commands at random instants, then fsck, rerun, leak check; N commands at once\n  \
+                 torture [--kills=200] [--concurrent=100] [--cuts=60] [--seed=N]  kill -9 skiff commands at random instants, then fsck, rerun, leak check; N commands at once; power cuts of the data dir's disk\n  \
                  bench [all|import|start|pull|metadata|audit|density|containerd] [--quick] [--stage1=kvm]  skiff against its peers, same run"
             );
             bail!("no or unknown xtask command")
@@ -205,10 +210,12 @@ fn real_main() -> Result<()> {
 }
 
 /// The crash torture of tests/e2e/torture.rs, long: at least 200 kills
-/// across every operation and 100 commands at once by default.
+/// across every operation, 100 commands at once and 60 power cuts by
+/// default.
 fn torture(root: &Path, args: &[String]) -> Result<()> {
     let mut kills = "200".to_string();
     let mut concurrent = "100".to_string();
+    let mut cuts = "60".to_string();
     let mut seed = None;
     for arg in args {
         let number = |v: &str| -> Result<String> {
@@ -220,17 +227,21 @@ fn torture(root: &Path, args: &[String]) -> Result<()> {
             kills = number(v)?;
         } else if let Some(v) = arg.strip_prefix("--concurrent=") {
             concurrent = number(v)?;
+        } else if let Some(v) = arg.strip_prefix("--cuts=") {
+            cuts = number(v)?;
         } else if let Some(v) = arg.strip_prefix("--seed=") {
             seed = Some(number(v)?);
         } else {
-            bail!("torture: unknown argument {arg} (flags: --kills=N, --concurrent=N, --seed=N)");
+            bail!(
+                "torture: unknown argument {arg} (flags: --kills=N, --concurrent=N, --cuts=N, --seed=N)"
+            );
         }
     }
     deps()?;
     let tools = appc_tools::ensure(root)?;
     build::Binaries::build(root)?;
     step(&format!(
-        "crash torture: {kills} kills, {concurrent} commands at once"
+        "crash torture: {kills} kills, {concurrent} commands at once, {cuts} power cuts"
     ));
     let before = leftovers::leftovers();
     let mut cmd = cargo(root);
@@ -244,7 +255,8 @@ fn torture(root: &Path, args: &[String]) -> Result<()> {
         ])
         .env("SKIFF_APPC_TOOLS", &tools)
         .env("SKIFF_TORTURE_KILLS", &kills)
-        .env("SKIFF_TORTURE_CONCURRENT", &concurrent);
+        .env("SKIFF_TORTURE_CONCURRENT", &concurrent)
+        .env("SKIFF_TORTURE_CUTS", &cuts);
     if let Some(seed) = seed {
         cmd.env("SKIFF_TORTURE_SEED", seed);
     }
