@@ -144,15 +144,15 @@ pub(crate) fn dead_render(store: &Store, name: &str) -> Option<bool> {
 }
 
 /// Removes a file or a directory tree; gone already is fine.
-pub(crate) fn remove_path(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn remove_path(path: &Path) -> Result<bool, StoreError> {
     let result = match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
         Ok(_) => std::fs::remove_file(path),
         Err(e) => Err(e),
     };
     match result {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(io_err("remove", path)(e).into()),
     }
 }
@@ -431,14 +431,14 @@ impl Store {
                         info.image_id.short()
                     ),
                     "removed",
-                    &mut || remove_path(path),
+                    &mut || remove_path(path).map(drop),
                 )?,
                 Err(why) => found.add(
                     ProblemKind::BadBlob,
                     path.display().to_string(),
                     why.to_string(),
                     "removed",
-                    &mut || remove_path(path),
+                    &mut || remove_path(path).map(drop),
                 )?,
             }
         }
@@ -448,7 +448,7 @@ impl Store {
                 path.display().to_string(),
                 why.to_string(),
                 "removed; a fetch downloads it again",
-                &mut || remove_path(path),
+                &mut || remove_path(path).map(drop),
             )?;
         }
 
@@ -553,11 +553,11 @@ impl Store {
                 )?;
             }
         }
-        let signature_rows: HashSet<(String, String)> = self
-            .index()
-            .signatures()?
-            .into_iter()
-            .map(|(id, fp, _)| (id.to_string(), fp))
+        // Read once: rows the loop below adds have their records.
+        let signatures = self.index().signatures()?;
+        let signature_rows: HashSet<(String, String)> = signatures
+            .iter()
+            .map(|(id, fp, _)| (id.to_string(), fp.clone()))
             .collect();
         let mut signature_records = HashSet::new();
         for crate::records::SignatureRecord {
@@ -591,7 +591,7 @@ impl Store {
                 )?;
             }
         }
-        for (id, fingerprint, signature) in self.index().signatures()? {
+        for (id, fingerprint, signature) in signatures {
             if signature_records.contains(&(id.to_string(), fingerprint.clone()))
                 || doomed.contains(id.hex())
             {
@@ -625,7 +625,7 @@ impl Store {
                     path.display().to_string(),
                     "a staging file of an import that did not finish".into(),
                     "removed",
-                    &mut || remove_path(&path),
+                    &mut || remove_path(&path).map(drop),
                 )?;
             } else {
                 report.in_progress += 1;
@@ -638,7 +638,7 @@ impl Store {
                     path.display().to_string(),
                     "a layer download untouched for a day".into(),
                     "removed",
-                    &mut || remove_path(&path),
+                    &mut || remove_path(&path).map(drop),
                 )?;
             } else {
                 report.in_progress += 1;
@@ -656,7 +656,7 @@ impl Store {
                         path.display().to_string(),
                         "a render whose process died".into(),
                         "removed",
-                        &mut || remove_path(&path),
+                        &mut || remove_path(&path).map(drop),
                     )?;
                 } else {
                     report.in_progress += 1;
@@ -687,7 +687,7 @@ impl Store {
                 path.display().to_string(),
                 detail.clone(),
                 "removed; rendered again when used",
-                &mut || remove_path(&path),
+                &mut || remove_path(&path).map(drop),
             )?;
         }
         report.problems = found.problems;

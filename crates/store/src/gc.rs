@@ -9,11 +9,10 @@
 //! died after its rename, or a lost index) is indexed again, not removed.
 
 use std::collections::HashSet;
-use std::io::{self, BufReader};
+use std::io;
 use std::time::Duration;
 
 use serde::Serialize;
-use skiff_spec::aci::{HashingReader, decompress};
 
 use crate::db::now;
 use crate::fsck::{LAYER_TMP_AGE, check_blob, dead_render, dead_staging, older_than, remove_path};
@@ -138,12 +137,8 @@ impl Store {
         // Cached layers: kept while used within the grace period (a fetch
         // that finds one in the cache touches it).
         for path in files_in(&layout.layers())? {
-            if grace.is_zero() || older_than(&path, grace) {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => report.layers += 1,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_err("remove", &path)(e).into()),
-                }
+            if (grace.is_zero() || older_than(&path, grace)) && remove_path(&path)? {
+                report.layers += 1;
             }
         }
         for path in files_in(&layout.layers_tmp())? {
@@ -208,24 +203,20 @@ impl Store {
         Ok(())
     }
 
-    /// Re-hashes every blob and compares it with its image ID.
+    /// Checks every indexed blob: a valid image that hashes to its ID.
     pub fn verify(&self) -> Result<(usize, Vec<VerifyProblem>), StoreError> {
         let mut problems = Vec::new();
         let rows = self.images()?;
         for row in &rows {
             let blob = self.layout().blob(&row.id);
-            let problem = match std::fs::File::open(&blob) {
-                Err(e) => Some(format!("blob {} cannot be read: {e}", blob.display())),
-                Ok(file) => match decompress(BufReader::with_capacity(1 << 16, file)) {
-                    Err(e) => Some(format!("blob is not an archive: {e}")),
-                    Ok(stream) => match HashingReader::new(stream).finish() {
-                        Err(e) => Some(format!("blob cannot be decompressed: {e}")),
-                        Ok((id, _)) if id != row.id => {
-                            Some(format!("content hashes to {}, not to its ID", id.short()))
-                        }
-                        Ok(_) => None,
-                    },
-                },
+            // The same check as fsck's: a valid image that hashes to its ID.
+            let problem = match check_blob(&blob) {
+                Err(reason) => Some(reason),
+                Ok(info) if info.image_id != row.id => Some(format!(
+                    "content hashes to {}, not to its ID",
+                    info.image_id.short()
+                )),
+                Ok(_) => None,
             };
             if let Some(problem) = problem {
                 problems.push(VerifyProblem {

@@ -239,12 +239,7 @@ impl Store {
         }
         self.records.remove_signatures(id)?;
         let had_row = self.index.remove_image(id)?;
-        let blob = self.layout.blob(id);
-        match std::fs::remove_file(&blob) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("remove", &blob)(e).into()),
-        }
+        fsck::remove_path(&self.layout.blob(id))?;
         // A process that opened the pin before this unlink and locks it
         // after finds the pin file replaced or the image gone.
         let _ = std::fs::remove_file(self.layout.pin(id));

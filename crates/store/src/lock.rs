@@ -63,6 +63,11 @@ impl FileLock {
         Self::try_exclusive_file(file, path)
     }
 
+    /// Like [`FileLock::try_exclusive`], creating `path` if missing.
+    pub fn try_exclusive_creating(path: &Path) -> io::Result<Option<Self>> {
+        Self::try_exclusive_file(open(path)?, path)
+    }
+
     /// Locks an open file exclusively, waiting.
     pub fn lock_file(file: File, path: &Path) -> io::Result<Self> {
         file.lock()?;

@@ -72,14 +72,7 @@ impl Store {
     /// while it holds this.
     pub(crate) fn unpinned(&self, id: &ImageId) -> Result<Option<FileLock>, StoreError> {
         let path = self.layout().pin(id);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_err("open", &path))?;
-        FileLock::try_exclusive_file(file, &path).map_err(|e| io_err("lock", &path)(e).into())
+        FileLock::try_exclusive_creating(&path).map_err(|e| io_err("lock", &path)(e).into())
     }
 
     /// Releases this process's pin on `id` (it is done with the image).

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use skiff_spec::ImageId;
 
 use crate::db::RemoteRecord;
+use crate::fsck::remove_path;
 use crate::{StoreError, io_err};
 
 /// The record files of one data directory.
@@ -72,14 +73,6 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         .and_then(|d| d.sync_all())
         .map_err(io_err("sync", dir))?;
     Ok(())
-}
-
-fn remove_if_there(path: &Path) -> Result<(), StoreError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err("remove", path)(e).into()),
-    }
 }
 
 /// The records of one kind, and the files among them that are not one.
@@ -144,7 +137,7 @@ impl Records {
     }
 
     pub fn remove_remote(&self, url: &str) -> Result<(), StoreError> {
-        remove_if_there(&self.remote_path(url))
+        remove_path(&self.remote_path(url)).map(drop)
     }
 
     pub fn write_signature(
@@ -161,12 +154,7 @@ impl Records {
 
     /// Removes the signature records of an image.
     pub fn remove_signatures(&self, id: &ImageId) -> Result<(), StoreError> {
-        let dir = self.signatures_of(id);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("remove", &dir)(e).into()),
-        }
+        remove_path(&self.signatures_of(id)).map(drop)
     }
 
     /// Every remote record, and the files that are not one.
@@ -255,7 +243,7 @@ impl Records {
             std::fs::remove_dir_all(&bad.path).map_err(io_err("remove", &bad.path))?;
             Ok(())
         } else {
-            remove_if_there(&bad.path)
+            remove_path(&bad.path).map(drop)
         }
     }
 }
