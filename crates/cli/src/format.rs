@@ -86,9 +86,30 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The problems an fsck found, one per line on stdout: `kind: subject:
-/// what is wrong (repair: …)`; how many are left unrepaired.
-pub fn print_problems<'a, K: serde::Serialize + 'a>(
+/// An fsck's ending: its problems, one per line on stdout (`kind: subject:
+/// what is wrong (repair: …)`), then `checked` and how many problems and
+/// what now on stderr; fails while any problem is left.
+pub fn finish_fsck<'a, K: serde::Serialize + 'a>(
+    problems: impl ExactSizeIterator<Item = (&'a K, &'a str, &'a str, &'a str, bool)>,
+    checked: &str,
+    repairing: bool,
+    repair_command: &str,
+) -> anyhow::Result<std::process::ExitCode> {
+    let found = problems.len();
+    let left = print_problems(problems)?;
+    eprintln!(
+        "{checked}: {}",
+        problems_summary(found, left, repairing, repair_command)
+    );
+    Ok(if left == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}
+
+/// Prints the problems; how many are left unrepaired.
+fn print_problems<'a, K: serde::Serialize + 'a>(
     problems: impl IntoIterator<Item = (&'a K, &'a str, &'a str, &'a str, bool)>,
 ) -> anyhow::Result<usize> {
     let mut left = 0;
@@ -108,12 +129,7 @@ pub fn print_problems<'a, K: serde::Serialize + 'a>(
 }
 
 /// The end of an fsck's summary line: how many problems, and what now.
-pub fn problems_summary(
-    found: usize,
-    left: usize,
-    repairing: bool,
-    repair_command: &str,
-) -> String {
+fn problems_summary(found: usize, left: usize, repairing: bool, repair_command: &str) -> String {
     if found == 0 {
         "0 problem(s)".to_string()
     } else if left == 0 {

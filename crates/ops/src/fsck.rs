@@ -22,7 +22,7 @@
 //! The repair is what gc does, at once: marks the exit, releases with
 //! stage1's `gc`, removes, detaches.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 use skiff_pod::State;
@@ -66,21 +66,6 @@ impl PodsReport {
     pub fn unrepaired(&self) -> usize {
         self.problems.iter().filter(|p| !p.repaired).count()
     }
-}
-
-/// The cgroup directories a pod may have (cgroup v2, or each v1 hierarchy).
-fn cgroup_dirs(uuid: &str) -> Vec<PathBuf> {
-    let root = Path::new(skiff_stage1::cgroups::ROOT);
-    let mut dirs = vec![root.join("skiff").join(uuid)];
-    if let Ok(entries) = std::fs::read_dir(root) {
-        for e in entries.flatten() {
-            let dir = e.path().join("skiff").join(uuid);
-            if !dirs.contains(&dir) {
-                dirs.push(dir);
-            }
-        }
-    }
-    dirs.into_iter().filter(|d| d.is_dir()).collect()
 }
 
 /// How many processes the pod cgroup `dir` and its app cgroups have.
@@ -212,7 +197,9 @@ pub fn fsck(ctx: &Context, repair: bool) -> Result<PodsReport, OpsError> {
                 "its networks (CNI) are still set up".to_string(),
             ));
         }
-        for dir in cgroup_dirs(&uuid) {
+        for dir in
+            skiff_stage1::cgroups::pod_dirs_found(Path::new(skiff_stage1::cgroups::ROOT), &uuid)
+        {
             let procs = processes_in(&dir);
             release.push((
                 PodProblemKind::LeakedCgroup,

@@ -75,7 +75,14 @@ pub fn processes_rooted_under(dir: &Path) -> Vec<rustix::process::Pid> {
 /// directory whose stage1 is gone, and waits briefly for them to go; how
 /// many there were.
 pub fn kill_processes_rooted_under(dir: &Path) -> usize {
-    let first = processes_rooted_under(dir);
+    kill_until_gone(|| processes_rooted_under(dir))
+}
+
+/// Sends SIGKILL to every process `find` returns, and again to what it
+/// returns then (a process may fork while the signals go out), until it
+/// returns none or a second has passed; how many it found first.
+pub fn kill_until_gone(mut find: impl FnMut() -> Vec<rustix::process::Pid>) -> usize {
+    let first = find();
     let mut left = first.clone();
     for _ in 0..100 {
         if left.is_empty() {
@@ -85,7 +92,7 @@ pub fn kill_processes_rooted_under(dir: &Path) -> usize {
             let _ = rustix::process::kill_process(*pid, rustix::process::Signal::KILL);
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
-        left = processes_rooted_under(dir);
+        left = find();
     }
     first.len()
 }

@@ -359,13 +359,26 @@ impl PodCgroups {
     }
 }
 
+/// The cgroup directories pod `uuid` has under `root`, as found there:
+/// the unified tree's, or one in each v1 hierarchy (those a pod was given
+/// by name included).
+pub fn pod_dirs_found(root: &Path, uuid: &str) -> Vec<PathBuf> {
+    let mut dirs = vec![root.join("skiff").join(uuid)];
+    for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let dir = e.path().join("skiff").join(uuid);
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    dirs.into_iter().filter(|d| d.is_dir()).collect()
+}
+
 /// Removes whatever is left of pod `uuid`'s cgroups (after a crashed
 /// stage1): kills the processes still in them (the fly flavor's apps have
 /// no pod init whose death takes them along), then removes its app
 /// cgroups and the pod level. Only for a pod whose stage1 is gone.
 pub fn remove_leftovers(root: &Path, uuid: &str) {
-    let cg = PodCgroups::new(root, uuid, Vec::new());
-    for dir in cg.pod_dirs() {
+    for dir in pod_dirs_found(root, uuid) {
         let apps: Vec<PathBuf> = std::fs::read_dir(&dir)
             .into_iter()
             .flatten()
@@ -389,21 +402,14 @@ fn kill_left(dir: &Path) {
     if kill.exists() && std::fs::write(&kill, "1").is_ok() {
         return;
     }
-    for _ in 0..100 {
-        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        let pids: Vec<rustix::process::Pid> = procs
+    skiff_pod::mounts::kill_until_gone(|| {
+        std::fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
             .lines()
             .filter_map(|l| l.trim().parse::<i32>().ok())
             .filter_map(rustix::process::Pid::from_raw)
-            .collect();
-        if pids.is_empty() {
-            return;
-        }
-        for pid in pids {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+            .collect()
+    });
 }
 
 fn remove_dir(dir: &Path) {

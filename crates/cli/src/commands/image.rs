@@ -496,7 +496,7 @@ fn list(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
 
 fn fsck(global: &GlobalArgs, repair: bool) -> anyhow::Result<ExitCode> {
     let report = skiff_ops::image::fsck(&global.context()?, repair)?;
-    let left = crate::format::print_problems(report.problems.iter().map(|p| {
+    let problems = report.problems.iter().map(|p| {
         (
             &p.kind,
             p.subject.as_str(),
@@ -504,27 +504,12 @@ fn fsck(global: &GlobalArgs, repair: bool) -> anyhow::Result<ExitCode> {
             p.repair.as_str(),
             p.repaired,
         )
-    }))?;
-    eprintln!(
-        "checked {} blob(s), {} index row(s), {} record(s), {} cached layer(s), {} tree(s) ({} import(s) or render(s) in progress left alone): {}",
-        report.blobs,
-        report.rows,
-        report.records,
-        report.layers,
-        report.trees,
-        report.in_progress,
-        crate::format::problems_summary(
-            report.problems.len(),
-            left,
-            repair,
-            "skiff image fsck --repair"
-        )
+    });
+    let checked = format!(
+        "checked {} blob(s), {} index row(s), {} record(s), {} cached layer(s), {} tree(s) ({} import(s) or render(s) in progress left alone)",
+        report.blobs, report.rows, report.records, report.layers, report.trees, report.in_progress,
     );
-    Ok(if left == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    crate::format::finish_fsck(problems, &checked, repair, "skiff image fsck --repair")
 }
 
 fn verify(global: &GlobalArgs, images: &[String]) -> anyhow::Result<ExitCode> {

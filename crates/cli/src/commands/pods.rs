@@ -995,7 +995,7 @@ pub fn gc(
 
 pub fn fsck(global: &GlobalArgs, repair: bool) -> anyhow::Result<ExitCode> {
     let report = skiff_ops::fsck::fsck(&global.context()?, repair)?;
-    let left = crate::format::print_problems(report.problems.iter().map(|p| {
+    let problems = report.problems.iter().map(|p| {
         (
             &p.kind,
             p.subject.as_str(),
@@ -1003,18 +1003,12 @@ pub fn fsck(global: &GlobalArgs, repair: bool) -> anyhow::Result<ExitCode> {
             p.repair.as_str(),
             p.repaired,
         )
-    }))?;
-    eprintln!(
-        "checked {} pod(s) ({} running, left alone): {}",
-        report.pods,
-        report.running,
-        crate::format::problems_summary(report.problems.len(), left, repair, "skiff fsck --repair")
+    });
+    let checked = format!(
+        "checked {} pod(s) ({} running, left alone)",
+        report.pods, report.running
     );
-    Ok(if left == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    crate::format::finish_fsck(problems, &checked, repair, "skiff fsck --repair")
 }
 
 #[cfg(test)]
