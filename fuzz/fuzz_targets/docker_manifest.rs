@@ -12,5 +12,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(d) = skiff_fetch::docker::manifest::pick_platform(data, "amd64", "fuzz") {
         assert!(skiff_fetch::docker::manifest::digest_hex(&d, "fuzz").is_ok());
     }
-    let _ = skiff_fetch::docker::signatures::signed_layers(data);
+    if let Ok(layers) = skiff_fetch::docker::signatures::signed_layers(data) {
+        for (digest, _) in &layers {
+            assert!(skiff_fetch::docker::manifest::digest_hex(digest, "fuzz").is_ok());
+        }
+    }
 });

@@ -358,6 +358,15 @@ impl Terminal {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
         while !self.text().contains(what) {
             let ended = self.child.try_wait().unwrap().is_some();
+            if ended {
+                // Its last output may still be on the way to the reader.
+                if let Some(reader) = self.reader.take() {
+                    reader.join().unwrap();
+                }
+                if self.text().contains(what) {
+                    return;
+                }
+            }
             assert!(
                 !ended && std::time::Instant::now() < deadline,
                 "never showed {what:?}: {:?}",

@@ -744,3 +744,131 @@ fn an_images_directories_win_over_its_dependencys_files() {
     assert!(rootfs.join("a/inner").is_file() && !rootfs.join("b").exists());
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
 }
+
+/// `cmd`'s output, or a failed test (and the command killed) if it takes
+/// more than two minutes: what it reads must not hang it.
+fn output_unless_hung(cmd: &mut Command) -> std::process::Output {
+    use std::io::Read;
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    child.stderr.take().unwrap().read_to_end(&mut err).unwrap();
+    std::process::Output {
+        status,
+        stdout: out,
+        stderr: err,
+    }
+}
+
+/// An OCI layout is somebody else's directory: a blob or index.json that
+/// is a symlink to an endless device, or a FIFO, is refused at once,
+/// without hanging, without filling the disk and without storing
+/// anything; the same layout with regular files fetches.
+#[test]
+fn special_files_in_an_oci_layout_are_refused_without_hanging_or_filling_the_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let script = r#"
+import gzip, hashlib, io, json, os, sys, tarfile
+d = sys.argv[1]
+out = io.BytesIO()
+with tarfile.open(fileobj=out, mode="w") as t:
+    info = tarfile.TarInfo("hello"); info.size = 3
+    t.addfile(info, io.BytesIO(b"hi\n"))
+tar = out.getvalue()
+names = {}
+def blob(data, name):
+    digest = hashlib.sha256(data).hexdigest()
+    os.makedirs(d + "/oci/blobs/sha256", exist_ok=True)
+    open(d + "/oci/blobs/sha256/" + digest, "wb").write(data)
+    names[name] = digest
+    return {"digest": "sha256:" + digest, "size": len(data)}
+config = json.dumps({"architecture": "amd64", "os": "linux",
+    "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(tar).hexdigest()]},
+    "config": {"Cmd": ["/hello"]}}).encode()
+manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": dict(blob(config, "config"), mediaType="application/vnd.oci.image.config.v1+json"),
+    "layers": [dict(blob(gzip.compress(tar), "layer"), mediaType="application/vnd.oci.image.layer.v1.tar+gzip")]}).encode()
+index = {"schemaVersion": 2, "manifests": [dict(blob(manifest, "manifest"),
+    mediaType="application/vnd.oci.image.manifest.v1+json",
+    annotations={"org.opencontainers.image.ref.name": "v1"})]}
+json.dump(index, open(d + "/oci/index.json", "w"))
+json.dump({"imageLayoutVersion": "1.0.0"}, open(d + "/oci/oci-layout", "w"))
+json.dump(names, open(d + "/names.json", "w"))
+"#;
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(d)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let names: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("names.json")).unwrap()).unwrap();
+    let oci = d.join("oci");
+    let image = format!("oci:{}:v1", oci.display());
+    let fetch = || {
+        output_unless_hung(
+            skiff_in(d)
+                .args(["--insecure-options=image", "fetch"])
+                .arg(&image),
+        )
+    };
+    let blob = |name: &str| oci.join("blobs/sha256").join(names[name].as_str().unwrap());
+    let fifo = |path: &Path| {
+        let status = Command::new("mkfifo").arg(path).status().unwrap();
+        assert!(status.success());
+    };
+    for (name, file, make) in [
+        ("layer", blob("layer"), "zero"),
+        ("layer", blob("layer"), "fifo"),
+        ("manifest", blob("manifest"), "fifo"),
+        ("config", blob("config"), "zero"),
+        ("index.json", oci.join("index.json"), "zero"),
+        ("index.json", oci.join("index.json"), "fifo"),
+    ] {
+        let kept = std::fs::read(&file).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        if make == "zero" {
+            std::os::unix::fs::symlink("/dev/zero", &file).unwrap();
+        } else {
+            fifo(&file);
+        }
+        let before = image_list(d);
+        let out = fetch();
+        assert_refused(&out, &format!("{name} as {make}"));
+        assert_eq!(image_list(d), before, "{name} as {make}");
+        let cached: u64 = ["data/cas/tmp-layers", "data/cas/layers"]
+            .iter()
+            .flat_map(|dir| {
+                std::fs::read_dir(d.join(dir))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+            })
+            .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+            .sum();
+        assert!(cached < 1 << 20, "{name} as {make}: {cached} bytes cached");
+        std::fs::remove_file(&file).unwrap();
+        std::fs::write(&file, kept).unwrap();
+    }
+    let out = fetch();
+    assert!(out.status.success(), "{}", stderr(&out));
+}

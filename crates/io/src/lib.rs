@@ -43,6 +43,26 @@ pub fn io_err_at(action: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Io
     io_err(format!("{action} {}", path.display()))
 }
 
+/// Opens `path` for reading only if it is a regular file: not through a
+/// symlink (`O_NOFOLLOW`), and without blocking on a FIFO or a device
+/// (`O_NONBLOCK`, then refused) — for files someone else may have placed.
+pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)?;
+    if file.metadata()?.is_file() {
+        Ok(file)
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

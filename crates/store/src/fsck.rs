@@ -206,17 +206,10 @@ type Checked = Result<AciInfo, String>;
 /// Opens a file the store made: a regular file, not through a symlink
 /// (a FIFO would block, a link would lead elsewhere).
 fn open_regular(path: &Path) -> Result<std::fs::File, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
-        .open(path)
-        .map_err(|e| format!("unreadable: {e}"))?;
-    match file.metadata() {
-        Ok(m) if m.is_file() => Ok(file),
-        Ok(_) => Err("not a regular file".into()),
-        Err(e) => Err(format!("unreadable: {e}")),
-    }
+    skiff_io::open_regular(path).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidInput => e.to_string(),
+        _ => format!("unreadable: {e}"),
+    })
 }
 
 pub(crate) fn check_blob(path: &Path) -> Checked {

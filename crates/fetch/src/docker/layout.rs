@@ -47,17 +47,23 @@ fn blob_path(layout: &Path, digest: &str) -> Result<PathBuf, FetchError> {
     Ok(layout.join("blobs/sha256").join(hex))
 }
 
-/// A small document blob, verified.
-fn read_doc(layout: &Path, digest: &str) -> Result<Vec<u8>, FetchError> {
-    let path = blob_path(layout, digest)?;
-    let file = std::fs::File::open(&path).map_err(skiff_io::io_err_at("read", &path))?;
+/// A small file of the layout (at most [`MAX_DOC`] bytes, a regular file).
+fn read_small(path: &Path) -> Result<Vec<u8>, FetchError> {
+    let file = skiff_io::open_regular(path).map_err(skiff_io::io_err_at("read", path))?;
     let mut bytes = Vec::new();
     file.take(MAX_DOC + 1)
         .read_to_end(&mut bytes)
-        .map_err(skiff_io::io_err_at("read", &path))?;
+        .map_err(skiff_io::io_err_at("read", path))?;
     if bytes.len() as u64 > MAX_DOC {
-        return Err(bad(&path, "larger than 4 MiB"));
+        return Err(bad(path, "larger than 4 MiB"));
     }
+    Ok(bytes)
+}
+
+/// A small document blob, verified.
+fn read_doc(layout: &Path, digest: &str) -> Result<Vec<u8>, FetchError> {
+    let path = blob_path(layout, digest)?;
+    let bytes = read_small(&path)?;
     if sha256_digest(&bytes) != digest {
         return Err(bad(
             &path,
@@ -131,7 +137,7 @@ impl Fetcher<'_> {
             path.clone()
         };
         let index_path = layout.join("index.json");
-        let index: Value = std::fs::read(&index_path)
+        let index: Value = read_small(&index_path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| bad(&path, "no readable index.json: not an OCI image layout"))?;
@@ -200,23 +206,27 @@ impl Fetcher<'_> {
         // Held to the largest image allowed, as downloads are.
         let limit = self.options.archive_policy.max_bytes;
         let mut used = 0u64;
+        let shown = path.display().to_string();
         for l in &manifest.layers {
             let d = l.digest.as_str();
             let source = blob_path(&layout, d)?;
-            let size = std::fs::metadata(&source).map(|m| m.len()).unwrap_or(0);
-            used = used.saturating_add(size);
-            crate::http::within_limit(&path.display().to_string(), used, limit)?;
+            let left = limit - used.min(limit);
             let cached = self.cache_layer(
                 d,
                 &mut |out| {
-                    let mut f =
-                        std::fs::File::open(&source).map_err(|e| bad(&source, e.to_string()))?;
-                    std::io::copy(&mut f, out)
-                        .map(drop)
-                        .map_err(|e| bad(&source, e.to_string()))
+                    let f =
+                        skiff_io::open_regular(&source).map_err(|e| bad(&source, e.to_string()))?;
+                    // No more than the limit leaves: a blob may be larger
+                    // than it was, or endless.
+                    let copied = std::io::copy(&mut f.take(left.saturating_add(1)), out)
+                        .map_err(|e| bad(&source, e.to_string()))?;
+                    crate::http::within_limit(&shown, used.saturating_add(copied), limit)
                 },
                 &mut new,
             )?;
+            let size = std::fs::metadata(&cached).map(|m| m.len()).unwrap_or(0);
+            used = used.saturating_add(size);
+            crate::http::within_limit(&shown, used, limit)?;
             layers.push(Layer {
                 path: cached,
                 media_type: l.media_type.clone(),

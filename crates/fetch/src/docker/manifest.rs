@@ -42,10 +42,16 @@ impl Manifest {
             .as_str()
             .ok_or_else(|| bad(what, "the manifest has no config"))?;
         digest_hex(config, what)?;
+        if v["manifests"].is_array() {
+            return Err(bad(
+                what,
+                "an index inside an index: unsupported (name the platform's manifest by its digest)",
+            ));
+        }
         let layers = v["layers"]
             .as_array()
-            .into_iter()
-            .flatten()
+            .ok_or_else(|| bad(what, "the manifest has no list of layers"))?
+            .iter()
             .map(|l| {
                 let digest = l["digest"]
                     .as_str()
@@ -109,11 +115,16 @@ pub fn pick_platform(index: &[u8], arch: &str, what: &str) -> Result<String, Fet
     }
 }
 
-/// The hex of a `sha256:<64 hex>` digest; anything else is refused.
+/// The hex of a `sha256:<64 lower-case hex>` digest (as OCI spells it);
+/// anything else is refused.
 pub fn digest_hex(digest: &str, what: &str) -> Result<String, FetchError> {
     digest
         .strip_prefix("sha256:")
-        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(|h| {
+            h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
         .map(str::to_string)
         .ok_or_else(|| bad(what, format!("unsupported digest {digest:?}")))
 }
@@ -139,6 +150,13 @@ mod tests {
             format!(r#"{{"config":{{"digest":"{A}"}},"layers":[{{"size":1}}]}}"#),
             format!(r#"{{"config":{{"digest":"{A}"}},"layers":[{{"digest":"sha256:../../x"}}]}}"#),
             r#"{"config":{"digest":"sha512:00"}}"#.to_string(),
+            format!(
+                r#"{{"config":{{"digest":"{}"}},"layers":[]}}"#,
+                A.to_uppercase().replace("SHA256", "sha256")
+            ),
+            format!(r#"{{"config":{{"digest":"{A}"}},"layers":{{"x":1}}}}"#),
+            format!(r#"{{"config":{{"digest":"{A}"}}}}"#),
+            format!(r#"{{"manifests":[],"config":{{"digest":"{A}"}},"layers":[]}}"#),
             "[".to_string(),
         ] {
             assert!(

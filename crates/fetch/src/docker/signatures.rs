@@ -30,7 +30,8 @@ pub fn signature_tag(digest: &str) -> String {
     format!("{}.sig", digest.replacen(':', "-", 1))
 }
 
-/// The layers of a signature manifest that carry a payload of at most
+/// The layers of a signature manifest that carry a payload (named by a
+/// sha256 digest) of at most
 /// [`MAX_PAYLOAD`] bytes and a signature: `(payload digest, signature)`,
 /// newest (last) first, at most [`MAX_SIGNATURES`]; others are skipped.
 pub fn signed_layers(manifest: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
@@ -45,7 +46,11 @@ pub fn signed_layers(manifest: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> 
         .filter(|l| l["mediaType"].as_str() == Some(SIMPLE_SIGNING))
         .filter(|l| l["size"].as_u64().is_some_and(|n| n <= MAX_PAYLOAD))
         .filter_map(|l| {
-            let digest = l["digest"].as_str()?;
+            // A digest is put into a URL: only a sha256 (a signature layer
+            // naming anything else is skipped, not fatal).
+            let digest = l["digest"]
+                .as_str()
+                .filter(|d| super::manifest::digest_hex(d, "").is_ok())?;
             let sig = l["annotations"][SIGNATURE_ANNOTATION].as_str()?;
             Some((digest.to_string(), cosign::decode_signature(sig)?))
         })
@@ -89,6 +94,7 @@ mod tests {
 
     #[test]
     fn signature_layers_and_tags() {
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
         assert_eq!(
             signature_tag(&format!("sha256:{}", "ab".repeat(32))),
             format!("sha256-{}.sig", "ab".repeat(32))
@@ -96,26 +102,26 @@ mod tests {
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "layers": [
-                {"mediaType": SIMPLE_SIGNING, "digest": "sha256:1", "size": 10,
+                {"mediaType": SIMPLE_SIGNING, "digest": d('1'), "size": 10,
                  "annotations": {SIGNATURE_ANNOTATION: "AAEC"}},
-                {"mediaType": "application/octet-stream", "digest": "sha256:2", "size": 10,
+                {"mediaType": "application/octet-stream", "digest": d('2'), "size": 10,
                  "annotations": {SIGNATURE_ANNOTATION: "AAEC"}},
-                {"mediaType": SIMPLE_SIGNING, "digest": "sha256:3", "size": 10},
-                {"mediaType": SIMPLE_SIGNING, "digest": "sha256:4", "size": 10,
+                {"mediaType": SIMPLE_SIGNING, "digest": d('3'), "size": 10},
+                {"mediaType": SIMPLE_SIGNING, "digest": d('4'), "size": 10,
                  "annotations": {SIGNATURE_ANNOTATION: "not base64!"}},
-                {"mediaType": SIMPLE_SIGNING, "digest": "sha256:5", "size": MAX_PAYLOAD + 1,
+                {"mediaType": SIMPLE_SIGNING, "digest": d('5'), "size": MAX_PAYLOAD + 1,
                  "annotations": {SIGNATURE_ANNOTATION: "AAEC"}},
-                {"mediaType": SIMPLE_SIGNING, "digest": "sha256:6", "size": 10,
+                {"mediaType": SIMPLE_SIGNING, "digest": d('6'), "size": 10,
                  "annotations": {SIGNATURE_ANNOTATION: "AAED"}},
+                // Put into a URL: only a sha256 digest.
+                {"mediaType": SIMPLE_SIGNING, "digest": "../../other/manifests/latest?x=", "size": 10,
+                 "annotations": {SIGNATURE_ANNOTATION: "AAEC"}},
             ]
         });
         let layers = signed_layers(manifest.to_string().as_bytes()).unwrap_or_default();
         assert_eq!(
             layers,
-            vec![
-                ("sha256:6".to_string(), vec![0, 1, 3]),
-                ("sha256:1".to_string(), vec![0, 1, 2])
-            ]
+            vec![(d('6'), vec![0, 1, 3]), (d('1'), vec![0, 1, 2])]
         );
         assert!(signed_layers(b"[]").is_err());
     }
