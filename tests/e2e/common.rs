@@ -250,6 +250,18 @@ pub fn skiff_in(root: &Path) -> Command {
     cmd
 }
 
+/// Runs the Python program `script` with `arg` (a test's directory, where
+/// it makes its fixtures); it must succeed.
+pub fn python(script: &str, arg: &Path) {
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(arg)
+        .status()
+        .expect("python3 runs");
+    assert!(status.success(), "the Python fixture script failed");
+}
+
 /// `cmd` as a shell command line, with the environment it sets.
 pub fn shell_line(cmd: &Command) -> String {
     let q = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));

@@ -634,13 +634,7 @@ with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as t:
     t.addfile(info, io.BytesIO(b"x"))
 layout("oci-long", out.getvalue())
 "#;
-    let status = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(d)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    python(script, d);
     let audit = output(
         skiff_in(d)
             .args(["image", "audit"])
@@ -813,13 +807,7 @@ json.dump(index, open(d + "/oci/index.json", "w"))
 json.dump({"imageLayoutVersion": "1.0.0"}, open(d + "/oci/oci-layout", "w"))
 json.dump(names, open(d + "/names.json", "w"))
 "#;
-    let status = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(d)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    python(script, d);
     let names: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("names.json")).unwrap()).unwrap();
     let oci = d.join("oci");

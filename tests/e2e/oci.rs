@@ -733,13 +733,7 @@ def escape(t):
 layer(sys.argv[1] + "/dev.tar", dev)
 layer(sys.argv[1] + "/escape.tar", escape)
 "#;
-    let status = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(d)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    python(script, d);
     sh(&format!(
         "cd {} && umoci init --layout oci && for l in dev escape; do umoci new --image oci:$l && \
          umoci raw add-layer --image oci:$l $l.tar; done",
@@ -776,13 +770,7 @@ class Zeros(io.RawIOBase):
 with tarfile.open(sys.argv[1] + "/bomb.tar", "w") as t:
     i = tarfile.TarInfo("zeros"); i.size = 256 << 20; t.addfile(i, io.BufferedReader(Zeros(i.size)))
 "#;
-    let status = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(d)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    python(script, d);
     sh(&format!(
         "cd {} && umoci init --layout oci && umoci new --image oci:bomb && \
          umoci raw add-layer --image oci:bomb bomb.tar && rm bomb.tar",
@@ -886,13 +874,7 @@ def layer(path, entries):
 layer(sys.argv[1] + "/lower.tar", [("etc/conf", "file", b"old"), ("lib", "link", "usr/lib"), ("s", "link", "/tmp")])
 layer(sys.argv[1] + "/upper.tar", [("etc/conf/x", "file", b"x"), ("lib/foo", "file", b"foo"), ("s/.wh.gone", "file", b"")])
 "#;
-    let status = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(d)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    python(script, d);
     sh(&format!(
         "cd {} && umoci init --layout oci && umoci new --image oci:v1 && \
          umoci raw add-layer --image oci:v1 lower.tar && umoci raw add-layer --image oci:v1 upper.tar",

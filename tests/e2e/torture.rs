@@ -253,39 +253,9 @@ impl Bench {
     /// The checks after a kill (see the module docs).
     fn check(&mut self, round: usize, op: Op, command: &[String]) {
         let context = format!("seed {} round {round} ({op:?})", self.seed);
-        let repaired = output(self.skiff().args(["image", "fsck", "--repair"]));
-        assert!(
-            repaired.status.success(),
-            "{context}: image fsck --repair left problems:\n{}{}",
-            stdout(&repaired),
-            stderr(&repaired)
-        );
-        let again = output(self.skiff().args(["image", "fsck"]));
-        assert!(
-            again.status.success() && stdout(&again).is_empty(),
-            "{context}: image fsck after the repair:\n{}{}",
-            stdout(&again),
-            stderr(&again)
-        );
-        let pods = output(self.skiff().args(["fsck", "--repair"]));
-        assert!(
-            pods.status.success(),
-            "{context}: fsck --repair left problems:\n{}{}",
-            stdout(&pods),
-            stderr(&pods)
-        );
-        for line in stdout(&repaired).lines().chain(stdout(&pods).lines()) {
-            let kind = line.split(':').next().unwrap_or_default().to_string();
-            *self.repaired.entry(kind).or_default() += 1;
-        }
-        let list = stdout(&self.must(&["image", "list", "--quiet"]));
-        for id in &self.expected {
-            assert!(
-                list.contains(id.as_str()),
-                "{context}: {id}, reported fetched, is gone after the kill and the repair:\n{}",
-                stdout(&repaired)
-            );
-        }
+        let mut repaired = std::mem::take(&mut self.repaired);
+        repair_everything(&|| self.skiff(), &context, &self.expected, &mut repaired);
+        self.repaired = repaired;
         // The operation again, whole (a removal that finished, or that the
         // repair finished, has nothing left to do).
         let args: Vec<&str> = command.iter().map(String::as_str).collect();
@@ -332,6 +302,52 @@ impl Bench {
         let now = leftovers::leftovers();
         let left: Vec<&String> = now.iter().filter(|l| !self.baseline.contains(l)).collect();
         assert!(left.is_empty(), "{context}: gc left these behind: {left:?}");
+    }
+}
+
+/// After a crash: `skiff image fsck --repair` and `skiff fsck --repair`
+/// repair all they find (counted by kind in `repaired`), after which the
+/// store's fsck finds nothing, and every image of `expected` (reported
+/// fetched before the crash) is still there. `skiff` makes the command.
+fn repair_everything(
+    skiff: &dyn Fn() -> Command,
+    context: &str,
+    expected: &BTreeSet<String>,
+    repaired: &mut BTreeMap<String, usize>,
+) {
+    let repair = output(skiff().args(["image", "fsck", "--repair"]));
+    assert!(
+        repair.status.success(),
+        "{context}: image fsck --repair left problems:\n{}{}",
+        stdout(&repair),
+        stderr(&repair)
+    );
+    let again = output(skiff().args(["image", "fsck"]));
+    assert!(
+        again.status.success() && stdout(&again).is_empty(),
+        "{context}: image fsck after the repair:\n{}{}",
+        stdout(&again),
+        stderr(&again)
+    );
+    let pods = output(skiff().args(["fsck", "--repair"]));
+    assert!(
+        pods.status.success(),
+        "{context}: fsck --repair left problems:\n{}{}",
+        stdout(&pods),
+        stderr(&pods)
+    );
+    for line in stdout(&repair).lines().chain(stdout(&pods).lines()) {
+        let kind = line.split(':').next().unwrap_or_default().to_string();
+        *repaired.entry(kind).or_default() += 1;
+    }
+    let list = output(skiff().args(["image", "list", "--quiet"]));
+    assert!(list.status.success(), "{context}: {}", stderr(&list));
+    for id in expected {
+        assert!(
+            stdout(&list).contains(id.as_str()),
+            "{context}: {id}, reported fetched, is gone after the crash and the repair:\n{}",
+            stdout(&repair)
+        );
     }
 }
 

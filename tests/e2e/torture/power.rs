@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{Rng, big_image, env_number, leftovers, seed, wait_group};
+use super::{Rng, big_image, env_number, leftovers, repair_everything, seed, wait_group};
 use crate::common::*;
 
 /// An ext4 filesystem in `image`, on a loop device, mounted at `dir`.
@@ -222,45 +222,17 @@ impl Bench {
     fn check(&mut self, round: usize, op: Op, command: &[String]) {
         let context = format!("seed {} cut {round} ({op:?})", self.seed);
         let root = self.root.clone();
-        let run = |args: &[&str]| output(skiff_in(&root).args(args));
-        let repaired = run(&["image", "fsck", "--repair"]);
-        assert!(
-            repaired.status.success(),
-            "{context}: image fsck --repair left problems:\n{}{}",
-            stdout(&repaired),
-            stderr(&repaired)
+        repair_everything(
+            &|| skiff_in(&root),
+            &context,
+            &self.expected,
+            &mut self.repaired,
         );
-        let again = run(&["image", "fsck"]);
-        assert!(
-            again.status.success() && stdout(&again).is_empty(),
-            "{context}: image fsck after the repair:\n{}{}",
-            stdout(&again),
-            stderr(&again)
-        );
-        let pods = run(&["fsck", "--repair"]);
-        assert!(
-            pods.status.success(),
-            "{context}: fsck --repair left problems:\n{}{}",
-            stdout(&pods),
-            stderr(&pods)
-        );
-        for line in stdout(&repaired).lines().chain(stdout(&pods).lines()) {
-            let kind = line.split(':').next().unwrap_or_default().to_string();
-            *self.repaired.entry(kind).or_default() += 1;
-        }
-        let list = self.must(&["image", "list", "--quiet"]);
-        for id in &self.expected {
-            assert!(
-                list.contains(id.as_str()),
-                "{context}: {id}, reported fetched before the power cut, is gone after it and the repair:\n{}",
-                stdout(&repaired)
-            );
-        }
         let args: Vec<&str> = command.iter().map(String::as_str).collect();
         let rerun = self.must(&args);
         self.account(op, &rerun);
         self.must(&["gc", "--grace-period=0s", "--expire-prepared=0s"]);
-        let check = run(&["fsck"]);
+        let check = output(skiff_in(&root).arg("fsck"));
         assert!(
             check.status.success(),
             "{context}: fsck after gc:\n{}",
