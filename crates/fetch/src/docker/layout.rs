@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::convert::Layer;
-use super::manifest::Manifest;
+use super::manifest::{Manifest, digest_hex};
 use super::registry::{self, sha256_digest};
 use crate::{FetchError, Fetched, Fetcher};
 
@@ -36,14 +36,7 @@ fn bad(what: &Path, reason: impl Into<String>) -> FetchError {
 }
 
 fn blob_path(layout: &Path, digest: &str) -> Result<PathBuf, FetchError> {
-    let hex = digest
-        .strip_prefix("sha256:")
-        .filter(|h| {
-            h.len() == 64
-                && h.bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        })
-        .ok_or_else(|| bad(layout, format!("unsupported digest {digest:?}")))?;
+    let hex = digest_hex(digest, &layout.display().to_string())?;
     Ok(layout.join("blobs/sha256").join(hex))
 }
 
