@@ -208,6 +208,11 @@ enum Command {
     /// and verification) and pod/app metadata. Optional and separate: pods
     /// started while it runs get AC_METADATA_URL; it runs no pods.
     MetadataService(commands::metadata::MetadataArgs),
+    /// Share this host's images with its peers: their ACIs, layers and
+    /// signatures, read-only over HTTP, by a confined unprivileged server.
+    /// Peers fetch with `skiff fetch --peer=URL` and still check every
+    /// signature (docs/distribution.md).
+    Serve(commands::serve::ServeArgs),
     /// Print the skiff version, the appc spec version it implements, its
     /// commit, build date and compiler, its flavors and its stage1.
     Version {
@@ -319,6 +324,7 @@ fn main() -> ExitCode {
         Command::Key(cmd) => commands::key::run(cmd),
         Command::VulnDb(cmd) => commands::vulndb::run(&cli.global, cmd),
         Command::MetadataService(args) => commands::metadata::run(&cli.global, args),
+        Command::Serve(args) => commands::serve::run(&cli.global, args),
         Command::Version { format } => commands::version::run(&cli.global, format),
         Command::Completion { shell } => {
             use clap::CommandFactory;

@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+#[cfg(feature = "listener")]
+pub mod listener;
 pub mod progress;
 
 /// An I/O step that failed: "cannot {step}", caused by `source`.

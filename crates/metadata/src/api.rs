@@ -98,7 +98,7 @@ fn annotation(list: &Value, name: &str) -> Response {
 
 pub async fn handle(
     State(shared): State<Shared>,
-    ConnectInfo(crate::listener::Peer(peer)): ConnectInfo<crate::listener::Peer>,
+    ConnectInfo(skiff_io::listener::Peer(peer)): ConnectInfo<skiff_io::listener::Peer>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,

@@ -55,7 +55,7 @@ fn pod_running(data_dir: &std::path::Path, uuid: &str) -> bool {
 }
 
 /// Every connection is a descriptor: the soft limit (often 1024) is raised
-/// to the hard one, so the connection limits of [`crate::listener`], not
+/// to the hard one, so the connection limits of [`crate::LIMITS`], not
 /// the descriptor limit, decide who is served.
 fn raise_file_limit() {
     use rustix::process::{Resource, getrlimit, setrlimit};
@@ -115,10 +115,10 @@ async fn serve(mut config: Config) -> Result<(), ServerError> {
 
     let app = router(shared.clone());
     let registrations = tokio::spawn(accept_registrations(unix, shared.clone()));
-    let guarded = crate::listener::Guarded::new(tcp);
+    let guarded = skiff_io::listener::Guarded::new(tcp, crate::LIMITS);
     let result = axum::serve(
         guarded,
-        app.into_make_service_with_connect_info::<crate::listener::Peer>(),
+        app.into_make_service_with_connect_info::<skiff_io::listener::Peer>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await;
@@ -128,7 +128,7 @@ async fn serve(mut config: Config) -> Result<(), ServerError> {
     Ok(result.map_err(io("serve HTTP"))?)
 }
 
-/// The HTTP API (the connection's [`crate::listener::Peer`] is needed by
+/// The HTTP API (the connection's [`skiff_io::listener::Peer`] is needed by
 /// every route).
 fn router(shared: Shared) -> Router {
     Router::new()
@@ -308,8 +308,8 @@ pub mod fuzzing {
     use std::sync::OnceLock;
 
     use super::{Reply, Request, Shared, State, answer_registration, router};
-    use crate::listener::Peer;
     use crate::protocol::Registration;
+    use skiff_io::listener::Peer;
 
     /// Most response bytes read back from one exchange.
     const MAX_RESPONSE: u64 = 1 << 20;

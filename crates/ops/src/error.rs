@@ -53,6 +53,8 @@ pub enum OpsError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
+    Serve(#[from] skiff_share::server::ServeError),
+    #[error(transparent)]
     Pod(#[from] PodError),
     #[error(transparent)]
     Net(#[from] skiff_net::NetError),

@@ -46,6 +46,7 @@ pub mod procs;
 pub mod registry;
 pub mod rootless;
 pub mod run;
+pub mod serve;
 pub mod service;
 pub mod stats;
 pub mod trust;

@@ -352,6 +352,7 @@ impl Store {
         compression: String,
     ) -> Result<Imported, StoreError> {
         let path = staged.path.clone();
+        crate::serving::share_file(staged.file(), &path)?;
         staged.file().sync_all().map_err(io_err("sync", &path))?;
         let record = record_of(&info, blob_size, compression, now());
 

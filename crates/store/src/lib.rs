@@ -25,6 +25,7 @@ pub mod pins;
 pub mod policy;
 pub mod records;
 pub mod render;
+pub mod serving;
 
 #[cfg(test)]
 mod tests;

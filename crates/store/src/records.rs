@@ -59,6 +59,7 @@ fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError>
         .tempfile_in(dir)
         .map_err(io_err("create a file in", dir))?;
     tmp.write_all(bytes).map_err(io_err("write", tmp.path()))?;
+    crate::serving::share_file(tmp.as_file(), tmp.path())?;
     tmp.as_file()
         .sync_all()
         .map_err(io_err("sync", tmp.path()))?;

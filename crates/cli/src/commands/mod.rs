@@ -8,6 +8,7 @@ pub mod key;
 pub mod logs;
 pub mod metadata;
 pub mod pods;
+pub mod serve;
 pub mod trust;
 pub mod version;
 pub mod vulndb;

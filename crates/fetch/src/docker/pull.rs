@@ -479,6 +479,7 @@ impl Fetcher<'_> {
                 format!("the layer's content has digest sha256:{got}: refused, nothing stored"),
             ));
         }
+        skiff_store::serving::share_file(file.as_file(), file.path())?;
         file.as_file().sync_all().map_err(io)?;
         file.persist(&path).map_err(|e| io(e.error))?;
         new.0.push(path.clone());

@@ -1,15 +1,15 @@
-//! The service's TCP listener, guarded against clients that hold
-//! connections: every pod can reach the service, and a hostile one must not
-//! starve the others.
+//! A TCP listener for skiff's HTTP services (the metadata service, `skiff
+//! serve`), guarded against clients that hold connections: every client
+//! can reach the service, and a hostile one must not starve the others.
 //!
-//! - At most [`MAX_CONNECTIONS`] connections at once, and at most
-//!   [`MAX_PER_PEER`] from one address (a pod has its own): over either, a
-//!   new connection is closed at once.
-//! - A connection that has not had an answer for [`IDLE`] (a request sent a
-//!   byte a second, a keep-alive nobody uses) is closed.
+//! - At most [`Limits::total`] connections at once, and at most
+//!   [`Limits::per_peer`] from one address: over either, a new connection
+//!   is closed at once.
+//! - A connection that has not had an answer for [`Limits::idle`] (a
+//!   request sent a byte a second, a keep-alive nobody uses) is closed.
 //!
-//! The service is one async task per connection, so a slow client holds
-//! only its own connection, never a thread.
+//! A service is one async task per connection, so a slow client holds only
+//! its own connection, never a thread.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,12 +24,16 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 
-/// Connections open at once, in all.
-pub const MAX_CONNECTIONS: usize = 4096;
-/// Connections open at once from one address.
-pub const MAX_PER_PEER: usize = 128;
-/// How long a connection may go without an answer.
-pub const IDLE: Duration = Duration::from_secs(10);
+/// A service's connection limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections open at once, in all.
+    pub total: usize,
+    /// Connections open at once from one address.
+    pub per_peer: usize,
+    /// How long a connection may go without an answer.
+    pub idle: Duration,
+}
 
 /// Who is connected, by address.
 #[derive(Default)]
@@ -41,13 +45,15 @@ struct Counts {
 /// A [`TcpListener`] that enforces the limits above.
 pub struct Guarded {
     inner: TcpListener,
+    limits: Limits,
     counts: Arc<Mutex<Counts>>,
 }
 
 impl Guarded {
-    pub fn new(inner: TcpListener) -> Self {
+    pub fn new(inner: TcpListener, limits: Limits) -> Self {
         Guarded {
             inner,
+            limits,
             counts: Arc::default(),
         }
     }
@@ -56,7 +62,7 @@ impl Guarded {
     fn admit(&self, peer: IpAddr) -> bool {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let from_peer = counts.by_peer.get(&peer).copied().unwrap_or(0);
-        if counts.total >= MAX_CONNECTIONS || from_peer >= MAX_PER_PEER {
+        if counts.total >= self.limits.total || from_peer >= self.limits.per_peer {
             return false;
         }
         counts.total += 1;
@@ -99,7 +105,8 @@ impl axum::serve::Listener for Guarded {
                 stream,
                 peer: peer.ip(),
                 counts: self.counts.clone(),
-                idle: Box::pin(tokio::time::sleep(IDLE)),
+                limit: self.limits.idle,
+                idle: Box::pin(tokio::time::sleep(self.limits.idle)),
             };
             return (connection, peer);
         }
@@ -115,6 +122,7 @@ pub struct Connection {
     stream: TcpStream,
     peer: IpAddr,
     counts: Arc<Mutex<Counts>>,
+    limit: Duration,
     idle: Pin<Box<Sleep>>,
 }
 
@@ -167,8 +175,8 @@ impl AsyncWrite for Connection {
         if let Poll::Ready(Ok(n)) = written
             && n > 0
         {
-            // An answer went out: the client has its next IDLE.
-            let deadline = Instant::now() + IDLE;
+            // An answer went out: the client has its next idle period.
+            let deadline = Instant::now() + self.limit;
             self.idle.as_mut().reset(deadline);
         }
         written
@@ -190,15 +198,20 @@ mod tests {
     #[tokio::test]
     async fn limits_count_per_peer_and_in_all() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let guarded = Guarded::new(listener);
+        let limits = Limits {
+            total: 200,
+            per_peer: 128,
+            idle: Duration::from_secs(1),
+        };
+        let guarded = Guarded::new(listener, limits);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
-        for _ in 0..MAX_PER_PEER {
+        for _ in 0..limits.per_peer {
             assert!(guarded.admit(a));
         }
         assert!(!guarded.admit(a), "one address past its limit");
         assert!(guarded.admit("10.0.0.2".parse().unwrap()));
         let mut counts = guarded.counts.lock().unwrap();
-        counts.total = MAX_CONNECTIONS;
+        counts.total = limits.total;
         drop(counts);
         assert!(
             !guarded.admit("10.0.0.3".parse().unwrap()),

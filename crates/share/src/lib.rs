@@ -1,0 +1,15 @@
+//! skiff-share: images from peers, verified, not trusted.
+//!
+//! * [`protocol`]: what a server answers and a fetch asks (offers, piece
+//!   lists, paths); always built, the fetch side uses it.
+//! * `server` (feature `server`): `skiff serve`, which shares a store's
+//!   ACIs, layers and signatures read-only over HTTP, confined to them.
+//!
+//! It reads (never writes) these paths of a data directory, as
+//! [`skiff_store`] lays them out: `cas/blobs/sha512/` (ACIs),
+//! `cas/blobs/sha256/` (layers) and `cas/records/signatures/`.
+
+pub mod protocol;
+
+#[cfg(feature = "server")]
+pub mod server;

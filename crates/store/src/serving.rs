@@ -1,0 +1,122 @@
+//! What `skiff serve` may read: the blobs, the cached layers and the
+//! signature records, and nothing else of the data directory.
+//!
+//! The server runs as an unprivileged user in a mount namespace that holds
+//! only these three directories, read-only. So their files are made
+//! readable to any user (0644, directories 0755): the data directory
+//! itself stays 0700, so no local user reaches them through it; only the
+//! server, which is given them by bind mounts, does. Every file the store
+//! writes there is created that way ([`share_file`]); [`prepare`] brings
+//! files written by an older skiff (0600) in line.
+
+use std::fs::{File, Permissions};
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::{StoreError, io_err, layout::Layout, records::Records};
+
+/// Mode of a shared file.
+const FILE_MODE: u32 = 0o644;
+/// Mode of a shared directory.
+const DIR_MODE: u32 = 0o755;
+
+/// The directories a server shares.
+#[derive(Debug, Clone)]
+pub struct ServedDirs {
+    /// `cas/blobs/sha512`: ACIs by image ID.
+    pub aci: PathBuf,
+    /// `cas/blobs/sha256`: layers by digest.
+    pub layers: PathBuf,
+    /// `cas/records/signatures`: `<image hex>/<fingerprint>`.
+    pub signatures: PathBuf,
+}
+
+/// Makes a file the store shares readable by the server.
+pub fn share_file(file: &File, path: &Path) -> Result<(), StoreError> {
+    file.set_permissions(Permissions::from_mode(FILE_MODE))
+        .map_err(io_err("set the permissions of", path))?;
+    Ok(())
+}
+
+/// The shared directories of the store in `data_dir` (created if missing),
+/// with every file and directory in them readable by the server. Files of
+/// another owner are left as they are (the server will not find them).
+pub fn prepare(data_dir: &Path) -> Result<ServedDirs, StoreError> {
+    crate::private_dir(data_dir)?;
+    let layout = Layout::new(data_dir);
+    let dirs = ServedDirs {
+        aci: layout.blobs(),
+        layers: layout.layers(),
+        signatures: Records::new(&layout.cas()).signatures_dir(),
+    };
+    for dir in [&dirs.aci, &dirs.layers, &dirs.signatures] {
+        std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        open_up(dir, 1)?;
+    }
+    Ok(dirs)
+}
+
+/// Sets the shared modes on `dir` and what is in it, `depth` levels down.
+fn open_up(dir: &Path, depth: u32) -> Result<(), StoreError> {
+    let me = rustix::process::geteuid().as_raw();
+    set_mode(dir, DIR_MODE, me)?;
+    let entries = std::fs::read_dir(dir).map_err(io_err("read", dir))?;
+    for entry in entries {
+        let entry = entry.map_err(io_err("read", dir))?;
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_file() {
+            set_mode(&path, FILE_MODE, me)?;
+        } else if kind.is_dir() && depth > 0 {
+            open_up(&path, depth - 1)?;
+        }
+    }
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32, me: u32) -> Result<(), StoreError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("inspect", path)(e).into()),
+    };
+    if meta.uid() != me || meta.file_type().is_symlink() || meta.mode() & 0o7777 == mode {
+        return Ok(());
+    }
+    std::fs::set_permissions(path, Permissions::from_mode(mode))
+        .map_err(io_err("set the permissions of", path))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_opens_up_shared_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let dirs = prepare(&data).unwrap();
+        let blob = dirs.aci.join("a".repeat(128));
+        std::fs::write(&blob, b"x").unwrap();
+        std::fs::set_permissions(&blob, Permissions::from_mode(0o600)).unwrap();
+        let sig_dir = dirs.signatures.join("a".repeat(128));
+        std::fs::create_dir_all(&sig_dir).unwrap();
+        std::fs::set_permissions(&sig_dir, Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(sig_dir.join("ABCD"), b"sig").unwrap();
+        std::fs::set_permissions(sig_dir.join("ABCD"), Permissions::from_mode(0o600)).unwrap();
+        let private = data.join("cas/db.sqlite");
+        std::fs::write(&private, b"db").unwrap();
+        std::fs::set_permissions(&private, Permissions::from_mode(0o600)).unwrap();
+        prepare(&data).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(&blob), 0o644);
+        assert_eq!(mode(&sig_dir), 0o755);
+        assert_eq!(mode(&sig_dir.join("ABCD")), 0o644);
+        assert_eq!(mode(&private), 0o600, "the index is not shared");
+        assert_eq!(mode(&data), 0o700, "the data directory stays private");
+    }
+}
