@@ -29,6 +29,7 @@ mod reliability;
 mod rootless;
 mod runtime;
 mod server;
+mod share;
 mod supervise;
 mod systemd;
 mod torture;

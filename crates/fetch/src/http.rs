@@ -64,7 +64,7 @@ pub enum Download {
     },
 }
 
-fn load_roots(path: &Path) -> Result<Vec<Certificate<'static>>, FetchError> {
+pub(crate) fn load_roots(path: &Path) -> Result<Vec<Certificate<'static>>, FetchError> {
     let pem = std::fs::read(path)
         .map_err(|e| FetchError::Tls(format!("cannot read CA bundle {}: {e}", path.display())))?;
     let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
@@ -148,6 +148,11 @@ impl Http {
                 "'{url}' is not an http(s) URL"
             )))
         }
+    }
+
+    /// The client for peers, with the same CA roots.
+    pub fn peer_client(&self) -> Result<crate::peers::PeerClient, FetchError> {
+        crate::peers::PeerClient::new(self.options.ca_file.clone(), self.options.insecure_tls)
     }
 
     /// Whether plain HTTP is allowed (`--insecure-options=http`).

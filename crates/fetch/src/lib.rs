@@ -17,6 +17,7 @@ pub mod auth;
 pub mod docker;
 pub mod http;
 pub mod options;
+pub mod peers;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -86,6 +87,11 @@ pub enum FetchError {
         "no key is trusted for {image}: trust its signer with `skiff trust --prefix {image} KEY`"
     )]
     NoTrustedKeys { image: String },
+    #[error(
+        "peers offer {image}, but none signed by a key trusted for it (see `skiff trust list`); \
+         fetch it from its origin, or trust its signer with `skiff trust --prefix {image} KEY`"
+    )]
+    UntrustedOffers { image: String },
     #[error("signature check failed for {image}")]
     Signature {
         image: String,
@@ -110,6 +116,8 @@ pub enum FetchError {
     TooDeep(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("{file}: {reason}")]
+    Config { file: PathBuf, reason: String },
 }
 
 /// Where an image comes from.
@@ -232,6 +240,11 @@ pub struct FetchOptions {
     /// The architecture to pick from a multi-platform image (OCI names:
     /// amd64, arm64, ...); default: this machine's.
     pub arch: Option<String>,
+    /// Peers (`skiff serve` on other hosts) to fetch appc images from
+    /// (`--peer`); see [`peers`].
+    pub peers: Vec<peers::PeerUrl>,
+    /// `peers.d` directories naming more peers (local config first).
+    pub peers_dirs: Vec<PathBuf>,
 }
 
 /// The result of fetching one reference.
@@ -652,31 +665,25 @@ impl Fetcher<'_> {
                 image: app.name.to_string(),
             });
         }
-        let found = self.discover(&app, false)?;
+        let found = match self.discover(&app, false) {
+            Ok(found) => found,
+            // The origin is away: peers may still have it.
+            Err(e) => {
+                if let Some(fetched) = self.fetch_from_peers(&app, None, None)? {
+                    return check_labels(&app, fetched);
+                }
+                return Err(e);
+            }
+        };
+        if !self.peers()?.is_empty()
+            && let Some(fetched) = self.fetch_named_from_peers(&app, &found)?
+        {
+            return check_labels(&app, fetched);
+        }
         let mut last = None;
         for endpoint in &found.endpoints {
             match self.fetch_url(&endpoint.aci, Some(&endpoint.asc), None, Some(&app)) {
-                Ok(fetched) => {
-                    let m = &fetched.manifest;
-                    let mismatched: Vec<String> = app
-                        .labels
-                        .iter()
-                        .filter(|(k, v)| m.label(k) != Some(v.as_str()))
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect();
-                    if m.name != app.name || !mismatched.is_empty() {
-                        return Err(FetchError::WrongImage {
-                            asked: app.to_string(),
-                            got: m.name.to_string(),
-                            labels: if mismatched.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" without labels {}", mismatched.join(","))
-                            },
-                        });
-                    }
-                    return Ok(fetched);
-                }
+                Ok(fetched) => return check_labels(&app, fetched),
                 Err(
                     e @ (FetchError::NotFound(_)
                     | FetchError::Http { .. }
@@ -686,6 +693,32 @@ impl Fetcher<'_> {
             }
         }
         Err(last.unwrap_or_else(|| FetchError::NotFound(app.to_string())))
+    }
+
+    /// With the origin up: its signature for the first endpoint, then the
+    /// peers holding exactly that image. `None`: the origin it is.
+    fn fetch_named_from_peers(
+        &self,
+        app: &AppName,
+        found: &Discovered,
+    ) -> Result<Option<Fetched>, FetchError> {
+        let Some(endpoint) = found.endpoints.first() else {
+            return Ok(None);
+        };
+        if self.options.insecure.image {
+            tracing::info!(
+                "peers are not asked without a signature to match (--insecure-options=image)"
+            );
+            return Ok(None);
+        }
+        let signature = match self.http.get_small(&endpoint.asc, SMALL_LIMIT) {
+            Ok(sig) => sig,
+            Err(e) => {
+                tracing::warn!("no signature from the origin ({e}): fetching from the origin");
+                return Ok(None);
+            }
+        };
+        self.fetch_from_peers(app, Some(&signature), Some(&endpoint.aci))
     }
 
     /// Fetches a key from a file path or URL.
@@ -729,6 +762,29 @@ impl Fetcher<'_> {
         }
         Ok(added)
     }
+}
+
+/// `fetched` if it is the image `app` names (name and every label).
+fn check_labels(app: &AppName, fetched: Fetched) -> Result<Fetched, FetchError> {
+    let m = &fetched.manifest;
+    let mismatched: Vec<String> = app
+        .labels
+        .iter()
+        .filter(|(k, v)| m.label(k) != Some(v.as_str()))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if m.name != app.name || !mismatched.is_empty() {
+        return Err(FetchError::WrongImage {
+            asked: app.to_string(),
+            got: m.name.to_string(),
+            labels: if mismatched.is_empty() {
+                String::new()
+            } else {
+                format!(" without labels {}", mismatched.join(","))
+            },
+        });
+    }
+    Ok(fetched)
 }
 
 #[cfg(test)]

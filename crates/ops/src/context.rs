@@ -179,6 +179,11 @@ impl Context {
                 self.settings.system_config.join("registries.d"),
             ],
             arch: self.settings.arch.clone(),
+            peers: Vec::new(),
+            peers_dirs: vec![
+                self.settings.local_config.join("peers.d"),
+                self.settings.system_config.join("peers.d"),
+            ],
         }
     }
 

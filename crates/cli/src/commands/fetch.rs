@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use skiff_fetch::peers::PeerUrl;
 use skiff_fetch::{FetchOptions, PullPolicy};
 use skiff_store::ArchivePolicy;
 
@@ -38,6 +39,13 @@ pub struct FetchArgs {
     #[arg(long)]
     allow_devices: bool,
 
+    /// A peer to fetch appc images from: what `skiff serve` on another host
+    /// prints, e.g. http://10.0.0.2:7440 (repeatable; with those of
+    /// peers.d). Peers are not trusted: every image is verified as from its
+    /// origin, which is used when no peer has it (docs/distribution.md).
+    #[arg(long = "peer", value_name = "URL", value_parser = parse_peer)]
+    peers: Vec<PeerUrl>,
+
     /// Refuse images that unpack to more than this many bytes.
     #[arg(long, value_name = "BYTES", default_value_t = ArchivePolicy::default().max_bytes)]
     max_image_size: u64,
@@ -52,6 +60,10 @@ pub struct FetchArgs {
     max_decompression_ratio: u64,
 }
 
+fn parse_peer(s: &str) -> Result<PeerUrl, String> {
+    PeerUrl::parse(s)
+}
+
 pub fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<ExitCode> {
     global.warn_insecure();
     let ctx = global.context()?;
@@ -64,6 +76,7 @@ pub fn run(global: &GlobalArgs, args: FetchArgs) -> anyhow::Result<ExitCode> {
             max_ratio: args.max_decompression_ratio,
         },
         signature: args.signature.clone(),
+        peers: args.peers.clone(),
         ..ctx.fetch_options(args.pull_policy)
     };
     let review = TerminalReview {

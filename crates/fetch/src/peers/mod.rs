@@ -1,0 +1,343 @@
+//! Fetching an appc image from peers (`skiff serve` on other hosts)
+//! instead of, or besides, its origin. Verify, don't trust:
+//!
+//! 1. What to fetch. With the origin up, discovery finds the image's URL
+//!    and its signature is fetched from the origin (small); peers holding
+//!    an image with exactly that signature are asked for it. With the
+//!    origin down, the peers' offers of the name and labels are taken, and
+//!    the signature comes from a peer.
+//! 2. The pieces ([`swarm`]) come from every peer that offers the image,
+//!    checked against a piece list as they arrive. The list itself comes
+//!    from one peer; if what it describes does not verify, that peer is
+//!    dropped and named, and another peer's list is used.
+//! 3. The image is checked exactly as a download from the origin: the
+//!    signature with the keys trusted for its name, then the archive at
+//!    import (its hash becomes its ID). Nothing a peer says can make a host
+//!    accept an image its own trust would refuse.
+//!
+//! * [`client`]: the HTTP client for peers (plain HTTP allowed, no
+//!   credentials, no redirects, short timeouts) and [`PeerUrl`].
+//! * [`swarm`]: one blob from several peers in parallel.
+//! * [`config`]: `peers.d` files.
+
+pub mod client;
+pub mod config;
+pub mod swarm;
+
+use skiff_share::protocol::{self, BlobRef, Kind, Offer, Offers, PieceList};
+use skiff_spec::ImageId;
+use skiff_spec::discovery::AppName;
+use skiff_store::RemoteRecord;
+
+pub use client::{PeerClient, PeerUrl};
+
+use crate::{FetchError, Fetched, Fetcher};
+
+/// Candidates (image IDs) tried from peers, at most.
+const MAX_CANDIDATES: usize = 3;
+/// Largest signature read from a peer.
+const MAX_SIGNATURE: u64 = 1 << 20;
+
+/// One image several peers offer.
+struct Candidate {
+    id: ImageId,
+    size: u64,
+    /// Who offers it, in the order the peers were given.
+    peers: Vec<PeerUrl>,
+    /// Fingerprints its offers name.
+    fingerprints: Vec<String>,
+}
+
+impl Fetcher<'_> {
+    /// The peers of this fetch: `--peer` ones first, then those of the
+    /// `peers.d` files.
+    pub(crate) fn peers(&self) -> Result<Vec<PeerUrl>, FetchError> {
+        let mut all = self.options.peers.clone();
+        for dir in &self.options.peers_dirs {
+            all.extend(config::load(dir)?);
+        }
+        Ok(merge(all))
+    }
+
+    /// Asks every peer which images called `app` it has.
+    fn offers(
+        &self,
+        client: &PeerClient,
+        peers: &[PeerUrl],
+        app: &AppName,
+    ) -> Vec<(PeerUrl, Offer)> {
+        let query = protocol::images_query(app.name.as_str(), &app.labels);
+        let mut found = Vec::new();
+        for peer in peers {
+            match client.get_json::<Offers>(peer, &query) {
+                Ok(offers) => {
+                    tracing::debug!(%peer, images = offers.images.len(), "offers");
+                    found.extend(offers.images.into_iter().map(|o| (peer.clone(), o)));
+                }
+                Err(e) => tracing::warn!("peer {peer} not used: {e}"),
+            }
+        }
+        found
+    }
+
+    /// Fetches `app` from peers: `Ok(None)` if none has it (or none could
+    /// send it), so the origin is the way left.
+    ///
+    /// `origin_signature` is the signature the origin has for the image at
+    /// `url`: then only peers holding exactly that image are used.
+    pub(crate) fn fetch_from_peers(
+        &self,
+        app: &AppName,
+        origin_signature: Option<&[u8]>,
+        url: Option<&str>,
+    ) -> Result<Option<Fetched>, FetchError> {
+        let peers = self.peers()?;
+        if peers.is_empty() {
+            return Ok(None);
+        }
+        let client = self.http.peer_client()?;
+        let trusted: Vec<String> = self
+            .keystore
+            .keys_for(app.name.as_str())?
+            .into_iter()
+            .map(|k| k.fingerprint.to_ascii_lowercase())
+            .collect();
+        let wanted = origin_signature.map(protocol::sha256_hex);
+        let mut candidates: Vec<Candidate> = Vec::new();
+        for (peer, offer) in self.offers(&client, &peers, app) {
+            // An offer is a claim: it only narrows the search.
+            let Ok(id) = ImageId::parse(&offer.id) else {
+                tracing::warn!("peer {peer} offered a bad image ID: ignored");
+                continue;
+            };
+            let matches_labels = app
+                .labels
+                .iter()
+                .all(|(k, v)| offer.labels.get(k) == Some(v));
+            if offer.name != app.name.as_str() || !matches_labels {
+                tracing::warn!("peer {peer} offered {} for {app}: ignored", offer.name);
+                continue;
+            }
+            if let Some(wanted) = &wanted
+                && !offer.signatures.iter().any(|s| &s.sha256 == wanted)
+            {
+                continue;
+            }
+            match candidates.iter_mut().find(|c| c.id == id) {
+                Some(c) => c.peers.push(peer),
+                None => candidates.push(Candidate {
+                    id,
+                    size: offer.size,
+                    peers: vec![peer],
+                    fingerprints: offer
+                        .signatures
+                        .iter()
+                        .map(|s| s.fingerprint.to_ascii_lowercase())
+                        .collect(),
+                }),
+            }
+        }
+        // The most widely held first.
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.peers.len()));
+        if candidates.is_empty() {
+            tracing::info!("no peer has {app}");
+            return Ok(None);
+        }
+        let mut last_error = None;
+        for candidate in candidates.iter().take(MAX_CANDIDATES) {
+            if let Some(hit) = self.cached(&candidate.id)? {
+                return Ok(Some(hit));
+            }
+            let signature = match origin_signature {
+                Some(sig) => Some((sig.to_vec(), url.unwrap_or("the origin").to_string())),
+                None if self.options.insecure.image => None,
+                None => match self.peer_signature(&client, candidate, &trusted) {
+                    Some(found) => Some(found),
+                    None => {
+                        tracing::warn!(
+                            image = %candidate.id.short(),
+                            "offered by peers, but not signed by a key trusted for {}",
+                            app.name
+                        );
+                        last_error = Some(FetchError::UntrustedOffers {
+                            image: app.name.to_string(),
+                        });
+                        continue;
+                    }
+                },
+            };
+            match self.fetch_candidate(&client, app, candidate, signature, url) {
+                Ok(Some(fetched)) => return Ok(Some(fetched)),
+                Ok(None) => {}
+                Err(e) => last_error = Some(e),
+            }
+        }
+        match (origin_signature, last_error) {
+            // The origin can still serve.
+            (Some(_), Some(e)) => {
+                tracing::warn!("peers could not serve {app} ({e}): fetching from the origin");
+                Ok(None)
+            }
+            (None, Some(e)) => Err(e),
+            (_, None) => Ok(None),
+        }
+    }
+
+    /// A signature of `candidate` by a trusted key, from a peer that
+    /// offers it, and where it came from.
+    fn peer_signature(
+        &self,
+        client: &PeerClient,
+        candidate: &Candidate,
+        trusted: &[String],
+    ) -> Option<(Vec<u8>, String)> {
+        let fingerprint = candidate
+            .fingerprints
+            .iter()
+            .find(|f| trusted.contains(f) && protocol::check_fingerprint(f).is_some())?;
+        let path = protocol::signature_path(candidate.id.hex(), fingerprint);
+        candidate
+            .peers
+            .iter()
+            .find_map(|peer| match client.get(peer, &path, None, MAX_SIGNATURE) {
+                Ok(sig) => Some((sig, peer.join(&path))),
+                Err(e) => {
+                    tracing::warn!("no signature from peer {peer}: {e}");
+                    None
+                }
+            })
+    }
+
+    /// Downloads one candidate from its peers, trying each peer's piece
+    /// list until what it describes verifies.
+    fn fetch_candidate(
+        &self,
+        client: &PeerClient,
+        app: &AppName,
+        candidate: &Candidate,
+        signature: Option<(Vec<u8>, String)>,
+        url: Option<&str>,
+    ) -> Result<Option<Fetched>, FetchError> {
+        let limit = self.options.archive_policy.max_bytes;
+        crate::http::within_limit(candidate.id.as_str(), candidate.size, limit)?;
+        let blob = BlobRef {
+            kind: Kind::Aci,
+            hex: candidate.id.hex().to_string(),
+        };
+        let mut sources = candidate.peers.clone();
+        let mut last_error = None;
+        while let Some(list_peer) = sources.first().cloned() {
+            let list: PieceList = match client.get_json(&list_peer, &blob.pieces_path()) {
+                Ok(list) => list,
+                Err(e) => {
+                    tracing::warn!("peer {list_peer} dropped: no piece list: {e}");
+                    sources.remove(0);
+                    continue;
+                }
+            };
+            if let Err(e) = list.check(candidate.size) {
+                tracing::warn!("peer {list_peer} dropped: its piece list is wrong: {e}");
+                sources.remove(0);
+                continue;
+            }
+            let staged = self.store.stage()?;
+            staged
+                .file()
+                .set_len(candidate.size)
+                .map_err(skiff_io::io_err_at("write", staged.path()))?;
+            tracing::info!(
+                image = %candidate.id.short(),
+                peers = sources.len(),
+                pieces = list.sha256.len(),
+                "fetching from peers"
+            );
+            let report = match swarm::download(client, &blob, &list, &sources, staged.file()) {
+                Ok(report) => report,
+                Err(incomplete) => {
+                    if let Some(e) = &incomplete.local {
+                        return Err(FetchError::Http {
+                            url: list_peer.to_string(),
+                            reason: format!("cannot write the download: {e}"),
+                        });
+                    }
+                    let dropped: Vec<&PeerUrl> =
+                        incomplete.report.dropped.iter().map(|(p, _)| p).collect();
+                    sources.retain(|p| !dropped.contains(&p));
+                    last_error = Some(FetchError::Http {
+                        url: list_peer.to_string(),
+                        reason: incomplete.to_string(),
+                    });
+                    continue;
+                }
+            };
+            for (peer, _) in &report.dropped {
+                sources.retain(|p| p != peer);
+            }
+            let (sig, looked_at) = match &signature {
+                Some((sig, at)) => (Some(sig.clone()), at.clone()),
+                None => (None, list_peer.to_string()),
+            };
+            let verified = match self.verify(staged.path(), sig.clone(), &looked_at, Some(app)) {
+                Ok(v) => v,
+                // The pieces matched this peer's list, yet the whole is not
+                // the signed image: the list lied.
+                Err(e @ (FetchError::Signature { .. } | FetchError::Store(_))) => {
+                    tracing::warn!(
+                        "peer {list_peer} dropped: the image its piece list describes does not verify ({e})"
+                    );
+                    sources.retain(|p| *p != list_peer);
+                    last_error = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let imported = self.store.commit(staged, &self.options.archive_policy)?;
+            if imported.id != candidate.id {
+                tracing::warn!(
+                    offered = %candidate.id.short(),
+                    got = %imported.id.short(),
+                    "peers offered one image ID and sent another (it verified, so it is kept)"
+                );
+            }
+            self.record_signature(&imported.id, &verified, sig.as_deref())?;
+            if let Some(url) = url {
+                self.store.set_remote(&RemoteRecord {
+                    url: url.to_string(),
+                    image_id: imported.id.clone(),
+                    etag: None,
+                    max_age: 0,
+                    download_time: skiff_store::db::now(),
+                })?;
+            }
+            let served: Vec<String> = report
+                .served
+                .iter()
+                .map(|(peer, (pieces, bytes))| format!("{peer}: {pieces} pieces, {bytes} bytes"))
+                .collect();
+            tracing::info!(image = %imported.id.short(), "fetched from peers ({})", served.join("; "));
+            return Ok(Some(Fetched {
+                id: imported.id,
+                manifest: imported.manifest,
+                verified,
+                cached: false,
+                new_blobs: Vec::new(),
+            }));
+        }
+        match last_error {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The peers of `--peer` flags and `peers.d` files, without repeats, in
+/// the order given.
+pub fn merge(lists: impl IntoIterator<Item = PeerUrl>) -> Vec<PeerUrl> {
+    let mut out: Vec<PeerUrl> = Vec::new();
+    for peer in lists {
+        if !out.contains(&peer) {
+            out.push(peer);
+        }
+    }
+    out
+}

@@ -1,0 +1,660 @@
+//! `skiff serve` and `skiff fetch --peer`: hosts (network namespaces on a
+//! bridge, each with its own data dir) fetch from each other when the
+//! origin is gone, and hostile peers (one corrupting pieces, one offering
+//! an image signed by an untrusted key, one lying about its signer) cannot
+//! make a host accept anything else; the server's confinement and what it
+//! refuses to answer.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::common::*;
+use crate::server::{Server, TestCa};
+
+/// A switch (a bridge in a namespace of its own), the origin's address on
+/// the host's side of it, and hosts in namespaces of their own.
+struct Lan {
+    id: String,
+    subnet: String,
+    hosts: Vec<String>,
+}
+
+fn ip(args: &[&str]) {
+    let out = output(Command::new("ip").args(args));
+    assert!(out.status.success(), "ip {args:?}: {}", stderr(&out));
+}
+
+impl Lan {
+    /// A LAN with `hosts` hosts at .11, .12, …; the origin at .1.
+    fn new(hosts: usize) -> Lan {
+        let pid = std::process::id();
+        let id = format!("{}", pid % 100_000);
+        let subnet = format!("10.231.{}", 20 + pid % 200);
+        let lan = Lan {
+            subnet: subnet.clone(),
+            hosts: (0..hosts).map(|i| format!("skh{i}-{id}")).collect(),
+            id: id.clone(),
+        };
+        let switch = lan.switch();
+        ip(&["netns", "add", &switch]);
+        ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &switch, "link", "set", "br0", "up"]);
+        let origin_if = format!("sko{id}");
+        ip(&[
+            "link", "add", &origin_if, "type", "veth", "peer", "name", "o0", "netns", &switch,
+        ]);
+        ip(&["addr", "add", &format!("{subnet}.1/24"), "dev", &origin_if]);
+        ip(&["link", "set", &origin_if, "up"]);
+        ip(&["-n", &switch, "link", "set", "o0", "master", "br0", "up"]);
+        for (i, host) in lan.hosts.iter().enumerate() {
+            ip(&["netns", "add", host]);
+            let port = format!("h{i}");
+            ip(&[
+                "-n", &switch, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+                "netns", host,
+            ]);
+            ip(&["-n", &switch, "link", "set", &port, "master", "br0", "up"]);
+            ip(&[
+                "-n",
+                host,
+                "addr",
+                "add",
+                &format!("{}/24", lan.host_ip(i)),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", host, "link", "set", "eth0", "up"]);
+            ip(&["-n", host, "link", "set", "lo", "up"]);
+        }
+        lan
+    }
+
+    fn switch(&self) -> String {
+        format!("sks-{}", self.id)
+    }
+
+    fn origin_ip(&self) -> String {
+        format!("{}.1", self.subnet)
+    }
+
+    fn host_ip(&self, i: usize) -> String {
+        format!("{}.{}", self.subnet, 11 + i)
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        // The veths go with their namespaces (the origin's with its peer).
+        for ns in self.hosts.iter().chain([&self.switch()]) {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// One host: its namespace and its own data and configuration.
+struct Host {
+    ns: String,
+    root: PathBuf,
+    ca_file: PathBuf,
+}
+
+impl Host {
+    fn skiff(&self) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns])
+            .arg(env!("CARGO_BIN_EXE_skiff"))
+            .arg("--dir")
+            .arg(self.root.join("data"))
+            .arg("--local-config")
+            .arg(self.root.join("etc"))
+            .arg("--system-config")
+            .arg(self.root.join("usr"))
+            .env("SSL_CERT_FILE", &self.ca_file);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        output(self.skiff().args(args))
+    }
+
+    fn trust(&self, prefix: &str, key: &[u8]) {
+        let file = self.root.join("key.asc");
+        std::fs::write(&file, key).unwrap();
+        let out = self.run(&[
+            "trust",
+            "--prefix",
+            prefix,
+            "--skip-fingerprint-review",
+            &file.to_string_lossy(),
+        ]);
+        assert!(out.status.success(), "trust: {}", stderr(&out));
+    }
+
+    /// The IDs of the images in the store.
+    fn images(&self) -> Vec<String> {
+        let out = self.run(&["image", "list", "--no-legend", "--full"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mut ids: Vec<String> = stdout(&out)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// `skiff serve` on `addr`, until dropped.
+    fn serve(&self, addr: &str) -> Serving {
+        serve(self.skiff().args(["serve", "--listen", addr]))
+    }
+}
+
+/// A running `skiff serve`: its URL; killed when dropped.
+struct Serving {
+    child: Child,
+    url: String,
+}
+
+fn serve(cmd: &mut Command) -> Serving {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if !line.starts_with("http://") {
+        let _ = child.kill();
+        let mut err = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+        panic!("skiff serve did not start: {line}{err}");
+    }
+    Serving {
+        child,
+        url: line.trim().to_string(),
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn discovery_page(name: &str, origin: &str) -> Vec<u8> {
+    format!(
+        "<html><head>\n\
+         <meta name=\"ac-discovery\" content=\"{name} https://{origin}/images/busybox-{{version}}-{{os}}-{{arch}}.{{ext}}\">\n\
+         <meta name=\"ac-discovery-pubkeys\" content=\"{name} https://{origin}/pubkeys.asc\">\n\
+         </head></html>\n"
+    )
+    .into_bytes()
+}
+
+/// A peer that passes everything through to `upstream` except the bodies
+/// of blob ranges, in which it flips a byte. Counts what it corrupted.
+struct CorruptingPeer {
+    stop: Arc<AtomicBool>,
+    corrupted: Arc<AtomicUsize>,
+    addr: SocketAddr,
+}
+
+impl CorruptingPeer {
+    fn start(ip: &str, upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let corrupted = Arc::new(AtomicUsize::new(0));
+        let (st, count) = (stop.clone(), corrupted.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let count = count.clone();
+                        std::thread::spawn(move || corrupt_one(client, upstream, &count));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        CorruptingPeer {
+            stop,
+            corrupted,
+            addr,
+        }
+    }
+}
+
+impl Drop for CorruptingPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One request: forwarded with `Connection: close`, the answer passed
+/// back, a blob's body with one byte flipped.
+fn corrupt_one(client: TcpStream, upstream: SocketAddr, count: &AtomicUsize) {
+    client.set_nonblocking(false).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            head.push(line);
+        }
+    }
+    let path = head[0].split(' ').nth(1).unwrap_or("").to_string();
+    let blob = path.starts_with("/skiff/v1/aci/") && path.len() == "/skiff/v1/aci/".len() + 128;
+    let mut up = TcpStream::connect(upstream).unwrap();
+    let request = format!("{}Connection: close\r\n\r\n", head.concat());
+    up.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    up.read_to_end(&mut answer).unwrap();
+    if blob
+        && let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n")
+        && answer.len() > end + 4
+    {
+        let body = end + 4;
+        let at = body + (answer.len() - body) / 2;
+        answer[at] ^= 0x5a;
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+    let mut client = client;
+    let _ = client.write_all(&answer);
+    let _ = client.shutdown(Shutdown::Both);
+}
+
+fn image_id(out: &Output) -> String {
+    assert!(out.status.success(), "fetch failed: {}", stderr(out));
+    stdout(out).trim().to_string()
+}
+
+/// A second key's image under the same name: an evil host has it, signed
+/// and trusted there, and serves it.
+fn evil_host(host: &Host, dir: &Path, name: &str) -> Vec<u8> {
+    let gpg = Gpg::new("Evil <evil@example.com>", "ed25519");
+    let layout = dir.join("evil-layout");
+    busybox_layout(&layout);
+    let manifest = BUSYBOX_MANIFEST
+        .replace("example.com/busybox", name)
+        .replace("echo hello", "echo evil");
+    std::fs::write(layout.join("manifest"), manifest).unwrap();
+    let aci = dir.join("evil.aci");
+    build_image(&layout, &aci);
+    std::fs::write(format!("{}.asc", aci.display()), gpg.sign(&aci)).unwrap();
+    host.trust(name, &gpg.public_key());
+    let out = host.run(&["fetch", &aci.to_string_lossy()]);
+    assert!(out.status.success(), "evil fetch: {}", stderr(&out));
+    gpg.public_key()
+}
+
+#[test]
+fn hosts_fetch_from_peers_when_the_origin_is_gone_and_hostile_peers_fail() {
+    let lan = Lan::new(4);
+    let dir = tempfile::tempdir().unwrap();
+    let origin = lan.origin_ip();
+    let name = format!("{origin}/busybox");
+    let wanted = format!("{name}:1.0");
+    let ca = TestCa::new(&origin);
+    let ca_file = dir.path().join("ca.pem");
+    ca.write_ca(&ca_file);
+    let hosts: Vec<Host> = lan
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            let root = dir.path().join(format!("host{i}"));
+            std::fs::create_dir_all(&root).unwrap();
+            Host {
+                ns: ns.clone(),
+                root,
+                ca_file: ca_file.clone(),
+            }
+        })
+        .collect();
+    let [h1, h2, h3, evil] = &hosts[..] else {
+        unreachable!()
+    };
+
+    // The origin: discovery, the image, its signature and key.
+    let gpg = Gpg::new("Origin <origin@example.com>", "ed25519");
+    let aci_file = dir.path().join("busybox.aci");
+    busybox_aci(dir.path(), &name, &aci_file);
+    let aci_path = "/images/busybox-1.0-linux-amd64.aci";
+    let mut site = Server::start(&origin, 443, Some(&ca));
+    site.put(
+        "/busybox?ac-discovery=1",
+        discovery_page(&name, &origin),
+        None,
+        "text/html",
+    );
+    site.put(
+        aci_path,
+        std::fs::read(&aci_file).unwrap(),
+        None,
+        "application/octet-stream",
+    );
+    site.put(
+        &format!("{aci_path}.asc"),
+        gpg.sign(&aci_file),
+        None,
+        "text/plain",
+    );
+    for host in &hosts[..3] {
+        host.trust(&name, &gpg.public_key());
+    }
+
+    // The first host fetches from the origin and serves.
+    let id = image_id(&h1.run(&["fetch", &wanted]));
+    assert_eq!(site.requests(aci_path), 1);
+    let h1_serving = h1.serve(&format!("{}:7440", lan.host_ip(0)));
+
+    // With the origin up, a peer that has the image serves it: the origin
+    // sends only the signature.
+    let out = h3.run(&["fetch", "--peer", &h1_serving.url, &wanted]);
+    assert_eq!(image_id(&out), id);
+    assert!(
+        stderr(&out).contains("fetched from peers"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        site.requests(aci_path),
+        1,
+        "the origin sent the image again"
+    );
+    let out = h3.run(&["image", "rm", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    site.shutdown();
+
+    // An evil host has an image of that name signed by a key the others do
+    // not trust.
+    let evil_key = evil_host(evil, dir.path(), &name);
+    let evil_serving = evil.serve(&format!("{}:7440", lan.host_ip(3)));
+    let before = h3.images();
+    let out = h3.run(&["fetch", "--peer", &evil_serving.url, &wanted]);
+    assert_refused(&out, "an image signed by an untrusted key");
+    assert!(
+        stderr(&out).contains("none signed by a key trusted"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(h3.images(), before, "the store changed");
+
+    // It lies about its signer (its record file named as the trusted key):
+    // the image is downloaded, and refused by the signature check.
+    let evil_data = evil.root.join("data/cas/records/signatures");
+    let trusted_fingerprint = fingerprint_of(h3, &name);
+    for sigs in std::fs::read_dir(&evil_data).unwrap() {
+        let sigs = sigs.unwrap().path();
+        for record in std::fs::read_dir(&sigs).unwrap() {
+            let record = record.unwrap().path();
+            std::fs::rename(&record, sigs.join(&trusted_fingerprint)).unwrap();
+        }
+    }
+    let out = h3.run(&["fetch", "--peer", &evil_serving.url, &wanted]);
+    assert_refused(&out, "an image whose signature does not verify");
+    assert!(stderr(&out).contains("signature"), "{}", stderr(&out));
+    assert_eq!(h3.images(), before, "the store changed");
+    let leftovers = std::fs::read_dir(h3.root.join("data/cas/tmp"))
+        .unwrap()
+        .count();
+    assert_eq!(leftovers, 0, "a refused peer download left staging files");
+    drop(evil_key);
+
+    // The origin is gone: the second host fetches from the first, with the
+    // lying evil peer listed first: the right image wins.
+    let out = h2.run(&[
+        "fetch",
+        "--peer",
+        &evil_serving.url,
+        "--peer",
+        &h1_serving.url,
+        &wanted,
+    ]);
+    assert_eq!(image_id(&out), id, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("signature of {name} verified")),
+        "{err}"
+    );
+
+    // A peer that corrupts pieces is dropped and named; the fetch completes
+    // from the honest one with the right image.
+    let upstream: SocketAddr = h1_serving
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let corrupting = CorruptingPeer::start(&origin, upstream);
+    let bad_url = format!("http://{}", corrupting.addr);
+    let out = h3.run(&[
+        "fetch",
+        "--peer",
+        &bad_url,
+        "--peer",
+        &h1_serving.url,
+        &wanted,
+    ]);
+    assert_eq!(image_id(&out), id, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        corrupting.corrupted.load(Ordering::Relaxed) > 0,
+        "nothing was corrupted: {err}"
+    );
+    assert!(
+        err.contains(&format!("peer {bad_url} dropped")) && err.contains("does not match"),
+        "the corrupting peer was not named: {err}"
+    );
+    for host in [h2, h3] {
+        let out = host.run(&["image", "verify"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
+
+/// The fingerprint of the key `host` trusts for `prefix`.
+fn fingerprint_of(host: &Host, prefix: &str) -> String {
+    let out = host.run(&["trust", "list", "--format=json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("trust list: {e}: {}", stderr(&out)));
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["scope"].as_str() == Some(prefix))
+        .and_then(|k| k["fingerprint"].as_str())
+        .unwrap_or_else(|| panic!("no key for {prefix}: {list}"))
+        .to_ascii_lowercase()
+}
+
+/// A raw HTTP/1.1 GET (or `method`) of `path` as written (no client
+/// normalises it): the status and the body.
+fn raw(addr: &str, method: &str, path: &str, headers: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in: {text}"));
+    let body = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(Vec::new(), |at| answer[at + 4..].to_vec());
+    (status, body)
+}
+
+/// Names, sizes and modification times of everything under `dir`.
+fn snapshot(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                stack.push(path.clone());
+            }
+            out.push(format!(
+                "{} {} {:?}",
+                path.display(),
+                meta.len(),
+                meta.modified().ok()
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn the_server_is_confined_and_answers_only_what_it_shares() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let aci = root.join("busybox.aci");
+    busybox_aci(root, "example.com/served", &aci);
+    let out = output(
+        skiff_in(root)
+            .args(["fetch", "--insecure-options=image"])
+            .arg(&aci),
+    );
+    let id = image_id(&out);
+    let hex = id.trim_start_matches("sha512-");
+    let data = root.join("data");
+    // Planted by whoever could write the store: never served.
+    let shadow = "a".repeat(128);
+    std::os::unix::fs::symlink("/etc/shadow", data.join("cas/blobs/sha512").join(&shadow)).unwrap();
+    let fifo = "b".repeat(64);
+    let made = output(Command::new("mkfifo").arg(data.join("cas/blobs/sha256").join(&fifo)));
+    assert!(made.status.success());
+    let sigs = data.join("cas/records/signatures").join("c".repeat(128));
+    std::fs::create_dir_all(&sigs).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", sigs.join("ABCD")).unwrap();
+
+    let serving = serve(skiff_in(root).args(["serve", "--listen", "127.0.0.1:0"]));
+    let before = snapshot(&data);
+    let pid = serving.child.id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    for want in [
+        "Uid:\t65534\t65534\t65534\t65534",
+        "Gid:\t65534\t65534\t65534\t65534",
+        "CapPrm:\t0000000000000000",
+        "CapEff:\t0000000000000000",
+        "CapBnd:\t0000000000000000",
+        "NoNewPrivs:\t1",
+    ] {
+        assert!(status.contains(want), "want {want} in:\n{status}");
+    }
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    assert_eq!(mounts.lines().count(), 4, "{mounts}");
+    for line in mounts.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert!(fields[5].starts_with("ro,"), "not read-only: {line}");
+        assert!(
+            fields[3] == "/"
+                || fields[3].ends_with("/cas/blobs/sha512")
+                || fields[3].ends_with("/cas/blobs/sha256")
+                || fields[3].ends_with("/cas/records/signatures"),
+            "the server sees more than it shares: {line}"
+        );
+    }
+
+    let addr = serving.url.trim_start_matches("http://").to_string();
+    let (code, body) = raw(&addr, "GET", &format!("/skiff/v1/aci/{hex}"), "");
+    assert_eq!(code, 200);
+    assert_eq!(
+        body,
+        std::fs::read(data.join("cas/blobs/sha512").join(hex)).unwrap()
+    );
+    let (code, body) = raw(
+        &addr,
+        "GET",
+        &format!("/skiff/v1/aci/{hex}"),
+        "Range: bytes=3-12\r\n",
+    );
+    assert_eq!((code, body.len()), (206, 10));
+    let (code, _) = raw(
+        &addr,
+        "GET",
+        &format!("/skiff/v1/aci/{hex}"),
+        "Range: bytes=99999999-\r\n",
+    );
+    assert_eq!(code, 416);
+    let (code, body) = raw(
+        &addr,
+        "GET",
+        "/skiff/v1/images?name=example.com%2Fserved",
+        "",
+    );
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&body).contains(&id));
+    for path in [
+        format!("/skiff/v1/aci/{shadow}"),
+        format!("/skiff/v1/layers/{fifo}"),
+        format!("/skiff/v1/layers/{fifo}/pieces"),
+        format!("/skiff/v1/aci/{}/signatures/ABCD", "c".repeat(128)),
+        "/skiff/v1/aci/../../db.sqlite".to_string(),
+        "/skiff/v1/aci/%2e%2e/%2e%2e/db.sqlite".to_string(),
+        format!("/skiff/v1/aci/{hex}/../../../db.sqlite"),
+        format!("/skiff/v1/aci/{}", hex.to_uppercase()),
+        "/skiff/v1/aci".to_string(),
+        "/skiff/v1/".to_string(),
+        "/".to_string(),
+        "/etc/passwd".to_string(),
+    ] {
+        let (code, body) = raw(&addr, "GET", &path, "");
+        assert_eq!(code, 404, "{path}: {}", String::from_utf8_lossy(&body));
+        assert!(!String::from_utf8_lossy(&body).contains("root:"), "{path}");
+    }
+    let (code, _) = raw(
+        &addr,
+        "PUT",
+        &format!("/skiff/v1/aci/{hex}"),
+        "Content-Length: 0\r\n",
+    );
+    assert_eq!(code, 405);
+    let (code, _) = raw(&addr, "GET", "/skiff/v1/images", "");
+    assert_eq!(code, 400, "an images query without a name");
+
+    // One address asking too fast is refused (429), and it recovers.
+    let refused = (0..800)
+        .filter(|_| raw(&addr, "GET", "/", "").0 == 429)
+        .count();
+    assert!(refused > 0, "800 requests at once were never limited");
+    assert_eq!(snapshot(&data), before, "serving changed the store");
+    drop(serving);
+
+    // Only the addresses --allow names are answered.
+    let only =
+        serve(skiff_in(root).args(["serve", "--listen", "127.0.0.1:0", "--allow", "10.0.0.0/8"]));
+    let addr = only.url.trim_start_matches("http://").to_string();
+    assert_eq!(
+        raw(&addr, "GET", &format!("/skiff/v1/aci/{hex}"), "").0,
+        403
+    );
+}
