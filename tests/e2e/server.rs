@@ -60,6 +60,10 @@ pub struct State {
     pub requests: HashMap<String, usize>,
     /// Full-body (200) answers per path.
     pub full_bodies: HashMap<String, usize>,
+    /// Body bytes sent per path (whole or ranges).
+    pub bytes_sent: HashMap<String, usize>,
+    /// Paths answered only after this delay (a distant origin).
+    pub slow: HashMap<String, std::time::Duration>,
     /// Paths whose next answer is cut after this many bytes (once).
     pub cut_once: HashMap<String, usize>,
     /// The `Authorization` header every request must carry (401 if not).
@@ -155,6 +159,25 @@ impl Server {
             .unwrap_or(&0)
     }
 
+    /// Answers `path` only after `delay` from now on.
+    pub fn slow_down(&self, path: &str, delay: std::time::Duration) {
+        self.state
+            .lock()
+            .unwrap()
+            .slow
+            .insert(path.to_string(), delay);
+    }
+
+    pub fn bytes_sent(&self, path: &str) -> usize {
+        *self
+            .state
+            .lock()
+            .unwrap()
+            .bytes_sent
+            .get(path)
+            .unwrap_or(&0)
+    }
+
     pub fn requests(&self, path: &str) -> usize {
         *self.state.lock().unwrap().requests.get(path).unwrap_or(&0)
     }
@@ -209,6 +232,12 @@ fn serve<S: Read + Write>(stream: &mut S, state: &Mutex<State>) {
             return;
         }
         let cut = st.cut_once.remove(&path);
+        let slow = st.slow.get(&path).copied();
+        drop(st);
+        if let Some(delay) = slow {
+            std::thread::sleep(delay);
+        }
+        let st = state.lock().unwrap();
         (st.files.get(&path).cloned(), cut)
     };
     let Some(res) = resource else {
@@ -229,15 +258,22 @@ fn serve<S: Read + Write>(stream: &mut S, state: &Mutex<State>) {
         );
         return;
     }
-    let range_start = headers
+    // `bytes=START-` or `bytes=START-END`, honoured if If-Range matches.
+    let range = headers
         .get("range")
         .and_then(|r| r.strip_prefix("bytes="))
-        .and_then(|r| r.strip_suffix('-'))
-        .and_then(|n| n.parse::<usize>().ok())
-        .filter(|_| headers.get("if-range") == res.etag.as_ref())
-        .filter(|n| *n < res.body.len());
-    let (status, body) = match range_start {
-        Some(start) => ("206 Partial Content", &res.body[start..]),
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| {
+            let start = a.parse::<usize>().ok()?;
+            let end = match b {
+                "" => res.body.len(),
+                b => (b.parse::<usize>().ok()? + 1).min(res.body.len()),
+            };
+            (start < end).then_some(start..end)
+        })
+        .filter(|_| headers.get("if-range") == res.etag.as_ref());
+    let (status, body) = match range {
+        Some(r) => ("206 Partial Content", &res.body[r]),
         None => {
             *state
                 .lock()
@@ -248,6 +284,12 @@ fn serve<S: Read + Write>(stream: &mut S, state: &Mutex<State>) {
             ("200 OK", &res.body[..])
         }
     };
+    *state
+        .lock()
+        .unwrap()
+        .bytes_sent
+        .entry(path.clone())
+        .or_default() += body.len();
     let _ = write!(
         stream,
         "HTTP/1.1 {status}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{etag_header}Connection: close\r\n\r\n",

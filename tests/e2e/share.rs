@@ -32,9 +32,12 @@ fn ip(args: &[&str]) {
 impl Lan {
     /// A LAN with `hosts` hosts at .11, .12, …; the origin at .1.
     fn new(hosts: usize) -> Lan {
+        // Tests run in parallel: each LAN its own names and subnet.
+        static LANS: AtomicUsize = AtomicUsize::new(0);
+        let n = LANS.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
-        let id = format!("{}", pid % 100_000);
-        let subnet = format!("10.231.{}", 20 + pid % 200);
+        let id = format!("{}{n}", pid % 100_000);
+        let subnet = format!("10.{}.{}", 230 + n % 20, pid % 250);
         let lan = Lan {
             subnet: subnet.clone(),
             hosts: (0..hosts).map(|i| format!("skh{i}-{id}")).collect(),
@@ -371,7 +374,7 @@ fn hosts_fetch_from_peers_when_the_origin_is_gone_and_hostile_peers_fail() {
     let out = h3.run(&["fetch", "--peer", &h1_serving.url, &wanted]);
     assert_eq!(image_id(&out), id);
     assert!(
-        stderr(&out).contains("fetched from peers"),
+        stderr(&out).contains("fetched in pieces (peer http"),
         "{}",
         stderr(&out)
     );
@@ -571,7 +574,7 @@ fn the_server_is_confined_and_answers_only_what_it_shares() {
         assert!(status.contains(want), "want {want} in:\n{status}");
     }
     let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
-    assert_eq!(mounts.lines().count(), 4, "{mounts}");
+    assert_eq!(mounts.lines().count(), 5, "{mounts}");
     for line in mounts.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
         assert!(fields[5].starts_with("ro,"), "not read-only: {line}");
@@ -579,7 +582,8 @@ fn the_server_is_confined_and_answers_only_what_it_shares() {
             fields[3] == "/"
                 || fields[3].ends_with("/cas/blobs/sha512")
                 || fields[3].ends_with("/cas/blobs/sha256")
-                || fields[3].ends_with("/cas/records/signatures"),
+                || fields[3].ends_with("/cas/records/signatures")
+                || fields[3].ends_with("/cas/partial"),
             "the server sees more than it shares: {line}"
         );
     }
@@ -657,4 +661,126 @@ fn the_server_is_confined_and_answers_only_what_it_shares() {
         raw(&addr, "GET", &format!("/skiff/v1/aci/{hex}"), "").0,
         403
     );
+}
+
+/// The hosts of `lan` with data under `dir`, trusting nothing yet.
+fn hosts_of(lan: &Lan, dir: &Path, ca_file: &Path) -> Vec<Host> {
+    lan.hosts
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            let root = dir.join(format!("host{i}"));
+            std::fs::create_dir_all(&root).unwrap();
+            Host {
+                ns: ns.clone(),
+                root,
+                ca_file: ca_file.to_path_buf(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_swarm_fetching_at_once_takes_each_piece_from_the_origin_about_once() {
+    let lan = Lan::new(3);
+    let dir = tempfile::tempdir().unwrap();
+    let origin = lan.origin_ip();
+    let name = format!("{origin}/busybox");
+    let wanted = format!("{name}:1.0");
+    let ca = TestCa::new(&origin);
+    let ca_file = dir.path().join("ca.pem");
+    ca.write_ca(&ca_file);
+    let hosts = hosts_of(&lan, dir.path(), &ca_file);
+
+    // The origin publishes the image, its signature and its piece list, and
+    // answers each request for the image only after a while (far away).
+    let gpg = Gpg::new("Origin <origin@example.com>", "ed25519");
+    let aci_file = dir.path().join("busybox.aci");
+    busybox_aci(dir.path(), &name, &aci_file);
+    let made = output(skiff().args(["image", "pieces"]).arg(&aci_file));
+    assert!(made.status.success(), "{}", stderr(&made));
+    let aci_path = "/images/busybox-1.0-linux-amd64.aci";
+    let size = std::fs::metadata(&aci_file).unwrap().len() as usize;
+    let site = Server::start(&origin, 443, Some(&ca));
+    site.put(
+        "/busybox?ac-discovery=1",
+        discovery_page(&name, &origin),
+        None,
+        "text/html",
+    );
+    site.put(
+        aci_path,
+        std::fs::read(&aci_file).unwrap(),
+        None,
+        "application/octet-stream",
+    );
+    site.put(
+        &format!("{aci_path}.asc"),
+        gpg.sign(&aci_file),
+        None,
+        "text/plain",
+    );
+    let pieces = std::fs::read(format!("{}.pieces", aci_file.display())).unwrap();
+    site.put(
+        &format!("{aci_path}.pieces"),
+        pieces,
+        None,
+        "application/json",
+    );
+    site.slow_down(aci_path, Duration::from_millis(300));
+
+    // Every host serves and lists the others in peers.d.
+    let serving: Vec<Serving> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| h.serve(&format!("{}:7440", lan.host_ip(i))))
+        .collect();
+    let urls: Vec<String> = serving.iter().map(|s| format!("\"{}\"", s.url)).collect();
+    for host in &hosts {
+        host.trust(&name, &gpg.public_key());
+        let peers_d = host.root.join("etc/peers.d");
+        std::fs::create_dir_all(&peers_d).unwrap();
+        std::fs::write(
+            peers_d.join("site.json"),
+            format!("{{\"peers\": [{}]}}", urls.join(", ")),
+        )
+        .unwrap();
+    }
+    let fetches: Vec<Child> = hosts
+        .iter()
+        .map(|h| {
+            h.skiff()
+                .args(["fetch", &wanted])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<Output> = fetches
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let ids: Vec<String> = outs.iter().map(image_id).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let from_members = outs
+        .iter()
+        .filter(|o| stderr(o).contains("fetched in pieces (peer http://"))
+        .count();
+    assert!(
+        from_members > 0,
+        "no host took a piece from another: {:?}",
+        outs.iter().map(stderr).collect::<Vec<_>>()
+    );
+    assert_eq!(site.full_bodies(aci_path), 0, "someone downloaded it whole");
+    let sent = site.bytes_sent(aci_path);
+    assert!(
+        sent <= 2 * size,
+        "the origin sent {sent} bytes of a {size}-byte image to 3 hosts"
+    );
+    for host in &hosts {
+        let out = host.run(&["image", "verify"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    drop(serving);
 }

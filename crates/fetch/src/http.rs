@@ -279,6 +279,42 @@ impl Http {
         Ok(body)
     }
 
+    /// GETs bytes `range` of `url` (which must answer 206 with exactly
+    /// them), at most `limit` bytes.
+    pub fn get_range(
+        &self,
+        url: &str,
+        range: std::ops::Range<u64>,
+        limit: u64,
+    ) -> Result<Vec<u8>, FetchError> {
+        self.check_scheme(url)?;
+        let header = format!("bytes={}-{}", range.start, range.end.saturating_sub(1));
+        let resp = self.send(url, &[("Range", header)])?;
+        let status = resp.status().as_u16();
+        if status != 206 {
+            return Err(FetchError::Status {
+                url: url.to_string(),
+                status,
+            });
+        }
+        let mut body = Vec::new();
+        resp.into_body()
+            .into_reader()
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut body)
+            .map_err(|e| FetchError::Http {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        if body.len() as u64 > limit {
+            return Err(FetchError::Http {
+                url: url.to_string(),
+                reason: format!("answer larger than {limit} bytes"),
+            });
+        }
+        Ok(body)
+    }
+
     /// Downloads `url` into `file` (from its start), conditionally on
     /// `etag`; retries transient failures, resuming with a Range request
     /// when the server supports it. `Ok(None)` for a 404. Stops at `limit`

@@ -718,7 +718,26 @@ impl Fetcher<'_> {
                 return Ok(None);
             }
         };
-        self.fetch_from_peers(app, Some(&signature), Some(&endpoint.aci))
+        // The origin's piece list, if it publishes one beside the image
+        // (`skiff image pieces`): then this host joins the swarm.
+        let pieces_url = format!("{}.pieces", endpoint.aci);
+        let list = match self
+            .http
+            .get_small(&pieces_url, skiff_share::protocol::MAX_DOCUMENT)
+        {
+            Ok(body) => match serde_json::from_slice::<skiff_share::protocol::PieceList>(&body) {
+                Ok(list) if list.check(list.size).is_ok() => Some(list),
+                _ => {
+                    tracing::warn!("{pieces_url} is not a piece list: ignored");
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        match list {
+            Some(list) => self.fetch_swarm(app, &list, &signature, &endpoint.aci),
+            None => self.fetch_from_peers(app, Some(&signature), Some(&endpoint.aci)),
+        }
     }
 
     /// Fetches a key from a file path or URL.

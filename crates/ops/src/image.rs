@@ -266,6 +266,31 @@ pub fn sign(aci: &Path, key: &Path, out: Option<PathBuf>) -> Result<PathBuf, Ops
     Ok(out)
 }
 
+/// Writes the piece list of the ACI file `aci` (to `out`, default
+/// ACI.pieces): published beside the image and its signature, it lets a
+/// site's hosts fetch the image as a swarm (docs/distribution.md).
+pub fn pieces(aci: &Path, out: Option<PathBuf>) -> Result<(PathBuf, usize), OpsError> {
+    let open = || File::open(aci).map_err(io(format!("read {}", aci.display())));
+    read_manifest_bytes(BufReader::new(open()?))
+        .map_err(|e| refuse!("{}: not an image: {e}", aci.display()))?;
+    let file = open()?;
+    let size = file
+        .metadata()
+        .map_err(io(format!("read {}", aci.display())))?
+        .len();
+    let list = skiff_share::protocol::PieceList::of(BufReader::new(file), size)
+        .map_err(io(format!("read {}", aci.display())))?;
+    let out = out.unwrap_or_else(|| {
+        let mut name = aci.as_os_str().to_owned();
+        name.push(".pieces");
+        PathBuf::from(name)
+    });
+    let json =
+        serde_json::to_vec(&list).map_err(|e| refuse!("cannot write the piece list: {e}"))?;
+    std::fs::write(&out, json).map_err(io(format!("write {}", out.display())))?;
+    Ok((out, list.sha256.len()))
+}
+
 /// What `export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportFormat {

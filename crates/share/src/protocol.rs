@@ -9,6 +9,10 @@
 //! aci/<hex>/signatures/<fingerprint>  the signature that verified it
 //! layers/<hex>                      an OCI/Docker layer by its sha256 digest; ranges
 //! layers/<hex>/pieces               its PieceList
+//! swarm/<key>                       a blob being fetched (or fetched), by the
+//!                                   SHA-256 of its piece list; ranges of pieces it has
+//! swarm/<key>/have                  which pieces: one byte each, b'1' has it,
+//!                                   b'2' fetching it, b'0' not
 //! ```
 //!
 //! Nothing a peer says is trusted: an offer only says where to look, a
@@ -80,6 +84,29 @@ impl BlobRef {
     pub fn pieces_path(&self) -> String {
         format!("{}/pieces", self.path())
     }
+}
+
+/// A piece a swarm member has.
+pub const HAS: u8 = b'1';
+/// A piece a swarm member is fetching.
+pub const FETCHING: u8 = b'2';
+/// A piece a swarm member does not have.
+pub const MISSING: u8 = b'0';
+
+/// The key of a blob in a swarm: the SHA-256 of its piece list, so the
+/// list names the blob's content before anyone has it.
+pub fn swarm_key(list: &PieceList) -> String {
+    sha256_hex(&serde_json::to_vec(list).unwrap_or_default())
+}
+
+/// A swarm blob's path.
+pub fn swarm_path(key: &str) -> String {
+    format!("{PREFIX}/swarm/{key}")
+}
+
+/// Its availability's path.
+pub fn have_path(key: &str) -> String {
+    format!("{}/have", swarm_path(key))
 }
 
 /// The path of an image's signature.
@@ -250,6 +277,21 @@ impl PieceList {
     pub fn range(&self, index: usize) -> std::ops::Range<u64> {
         let start = index as u64 * self.piece_size;
         start..(start + self.piece_size).min(self.size)
+    }
+
+    /// Whether pieces are cut as a server cuts them ([`piece_size_for`]):
+    /// only such lists are shared in a swarm, whose members derive the
+    /// piece size from the size.
+    pub fn standard(&self) -> bool {
+        self.piece_size == piece_size_for(self.size)
+    }
+
+    /// The pieces a byte range touches.
+    pub fn pieces_of(piece_size: u64, range: &std::ops::Range<u64>) -> std::ops::Range<usize> {
+        let piece_size = piece_size.max(1);
+        let first = range.start / piece_size;
+        let last = range.end.saturating_sub(1) / piece_size;
+        first as usize..last as usize + 1
     }
 
     /// Whether `bytes` are piece `index`.

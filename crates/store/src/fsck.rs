@@ -638,6 +638,16 @@ impl Store {
             }
         }
 
+        for path in crate::serving::stale_partials(layout.root())? {
+            found.add(
+                ProblemKind::Leftover,
+                path.display().to_string(),
+                "a download shared with a swarm whose fetch died or whose image is gone".into(),
+                "removed",
+                &mut || remove_path(&path).map(drop),
+            )?;
+        }
+
         // Trees.
         let in_use = in_use().map_err(io_err("list the images pods use", &layout.pods()))?;
         for path in files_in(&layout.trees())? {

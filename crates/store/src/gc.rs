@@ -146,6 +146,9 @@ impl Store {
                 let _ = remove_path(&path);
             }
         }
+        for path in crate::serving::stale_partials(layout.root())? {
+            let _ = remove_path(&path);
+        }
 
         for path in files_in(&layout.trees())? {
             let name = path

@@ -64,6 +64,12 @@ impl Layout {
         self.root.join("cas/tmp-layers")
     }
 
+    /// Downloads shared with a swarm while they happen (see
+    /// [`crate::serving::Partial`]).
+    pub fn partial(&self) -> PathBuf {
+        self.root.join("cas/partial")
+    }
+
     pub fn tmp(&self) -> PathBuf {
         self.root.join("cas/tmp")
     }

@@ -1,5 +1,6 @@
-//! What `skiff serve` may read: the blobs, the cached layers and the
-//! signature records, and nothing else of the data directory.
+//! What `skiff serve` may read: the blobs, the cached layers, the
+//! signature records and the downloads shared while they happen
+//! (`cas/partial/`), and nothing else of the data directory.
 //!
 //! The server runs as an unprivileged user in a mount namespace that holds
 //! only these three directories, read-only. So their files are made
@@ -30,6 +31,8 @@ pub struct ServedDirs {
     pub layers: PathBuf,
     /// `cas/records/signatures`: `<image hex>/<fingerprint>`.
     pub signatures: PathBuf,
+    /// `cas/partial`: [`Partial`] downloads.
+    pub partial: PathBuf,
 }
 
 /// Makes a file the store shares readable by the server.
@@ -49,12 +52,127 @@ pub fn prepare(data_dir: &Path) -> Result<ServedDirs, StoreError> {
         aci: layout.blobs(),
         layers: layout.layers(),
         signatures: Records::new(&layout.cas()).signatures_dir(),
+        partial: layout.partial(),
     };
-    for dir in [&dirs.aci, &dirs.layers, &dirs.signatures] {
+    for dir in [&dirs.aci, &dirs.layers, &dirs.signatures, &dirs.partial] {
         std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
         open_up(dir, 1)?;
     }
     Ok(dirs)
+}
+
+/// A download shared with a swarm while it happens, in `cas/partial/`:
+///
+/// ```text
+/// <key>        a hard link to the download's staging file (then, once
+///              imported, to its blob): the same inode, no copy
+/// <key>.have   one byte per piece (protocol::HAS, FETCHING, MISSING)
+/// ```
+///
+/// `key` is the SHA-256 of the piece list. A server serves a piece only if
+/// its byte says it is there and the file has another link (a staging
+/// file or a blob): once the image is removed (or the download died and
+/// its staging file went), it is a leftover, which gc and fsck remove.
+pub struct Partial {
+    data: PathBuf,
+    have_path: PathBuf,
+    have: File,
+    keep: bool,
+}
+
+/// Names of `cas/partial/` entries: the key is 64 lower-case hex digits.
+fn check_key(key: &str) -> bool {
+    key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl Partial {
+    /// Shares the download in `staged` (of `pieces` pieces) as `key`;
+    /// `None` if another download on this host already shares it.
+    pub fn publish(
+        data_dir: &Path,
+        key: &str,
+        staged: &Path,
+        pieces: usize,
+    ) -> Result<Option<Partial>, StoreError> {
+        if !check_key(key) {
+            return Err(StoreError::Index(format!("bad swarm key '{key}'")));
+        }
+        let dir = Layout::new(data_dir).partial();
+        std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let data = dir.join(key);
+        let have_path = dir.join(format!("{key}.have"));
+        match std::fs::hard_link(staged, &data) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
+            Err(e) => return Err(io_err("link", &data)(e).into()),
+        }
+        let mut partial = Partial {
+            data,
+            have_path: have_path.clone(),
+            have: File::create(&have_path).map_err(io_err("create", &have_path))?,
+            keep: false,
+        };
+        share_file(&partial.have, &have_path)?;
+        use std::io::Write;
+        partial
+            .have
+            .write_all(&vec![b'0'; pieces])
+            .map_err(io_err("write", &have_path))?;
+        Ok(Some(partial))
+    }
+
+    /// Marks piece `index` (`state`: one of the protocol's bytes).
+    pub fn mark(&self, index: usize, state: u8) {
+        use std::os::unix::fs::FileExt;
+        if let Err(e) = self.have.write_all_at(&[state], index as u64) {
+            tracing::debug!(
+                "cannot mark piece {index} in {}: {e}",
+                self.have_path.display()
+            );
+        }
+    }
+
+    /// The download was imported: its entries stay, so the swarm is served
+    /// from the blob they now share an inode with.
+    pub fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.have_path);
+            let _ = std::fs::remove_file(&self.data);
+        }
+    }
+}
+
+/// Entries of `cas/partial/` nothing else links to any more (their
+/// download died or their image was removed) and stray files.
+pub fn stale_partials(data_dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let dir = Layout::new(data_dir).partial();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("read", &dir)(e).into()),
+    };
+    let mut stale = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err("read", &dir))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let key = name.strip_suffix(".have").unwrap_or(&name);
+        let data = dir.join(key);
+        let live = check_key(key)
+            && std::fs::symlink_metadata(&data)
+                .is_ok_and(|m| m.file_type().is_file() && m.nlink() >= 2);
+        if !live {
+            stale.push(path);
+        }
+    }
+    stale.sort();
+    Ok(stale)
 }
 
 /// Sets the shared modes on `dir` and what is in it, `depth` levels down.

@@ -112,6 +112,17 @@ pub enum ImageCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Write the piece list of an ACI file (ACI.pieces): published beside
+    /// the image and its .asc, it lets a site's hosts fetch the image as a
+    /// swarm, each taking different pieces from the origin and the rest
+    /// from each other (docs/distribution.md).
+    Pieces {
+        /// The ACI file, exactly as published.
+        aci: PathBuf,
+        /// Where to write the list (default ACI.pieces).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Push a stored image to a registry (the OCI distribution API, with
     /// --creds, auth.d or ~/.docker/config.json credentials). An image
     /// fetched from a registry goes as it came (same manifest digest, so its
@@ -411,6 +422,19 @@ pub fn run(global: &GlobalArgs, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
             eprintln!(
                 "{}",
                 printable(&format!("signed {} -> {}", aci.display(), out.display()))
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCommand::Pieces { aci, out } => {
+            let (out, pieces) = skiff_ops::image::pieces(&aci, out)?;
+            eprintln!(
+                "{}",
+                printable(&format!(
+                    "{} pieces of {} -> {}",
+                    pieces,
+                    aci.display(),
+                    out.display()
+                ))
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -28,6 +28,7 @@ use skiff_share::protocol::{self, BlobRef, Kind, Offer, Offers, PieceList};
 use skiff_spec::ImageId;
 use skiff_spec::discovery::AppName;
 use skiff_store::RemoteRecord;
+use skiff_store::serving::Partial;
 
 pub use client::{PeerClient, PeerUrl};
 
@@ -80,6 +81,101 @@ impl Fetcher<'_> {
         found
     }
 
+    /// The images peers offer for `app` (with exactly the signature whose
+    /// SHA-256 is `wanted`, if given), each with the peers that have it.
+    fn candidates(
+        &self,
+        client: &PeerClient,
+        peers: &[PeerUrl],
+        app: &AppName,
+        wanted: Option<&str>,
+    ) -> Vec<Candidate> {
+        let mut candidates: Vec<Candidate> = Vec::new();
+        for (peer, offer) in self.offers(client, peers, app) {
+            // An offer is a claim: it only narrows the search.
+            let Ok(id) = ImageId::parse(&offer.id) else {
+                tracing::warn!("peer {peer} offered a bad image ID: ignored");
+                continue;
+            };
+            let matches_labels = app
+                .labels
+                .iter()
+                .all(|(k, v)| offer.labels.get(k) == Some(v));
+            if offer.name != app.name.as_str() || !matches_labels {
+                tracing::warn!("peer {peer} offered {} for {app}: ignored", offer.name);
+                continue;
+            }
+            if let Some(wanted) = wanted
+                && !offer.signatures.iter().any(|s| s.sha256 == wanted)
+            {
+                continue;
+            }
+            match candidates.iter_mut().find(|c| c.id == id) {
+                Some(c) => c.peers.push(peer),
+                None => candidates.push(Candidate {
+                    id,
+                    size: offer.size,
+                    peers: vec![peer],
+                    fingerprints: offer
+                        .signatures
+                        .iter()
+                        .map(|s| s.fingerprint.to_ascii_lowercase())
+                        .collect(),
+                }),
+            }
+        }
+        candidates
+    }
+
+    /// Fetches the image at `url` whose signature (from the origin) is
+    /// `signature` and whose piece list (from the origin too) is `list`,
+    /// as a member of the swarm: from peers that have it, peers fetching it
+    /// and the origin. `Ok(None)` if that failed: the origin it is.
+    pub(crate) fn fetch_swarm(
+        &self,
+        app: &AppName,
+        list: &PieceList,
+        signature: &[u8],
+        url: &str,
+    ) -> Result<Option<Fetched>, FetchError> {
+        let peers = self.peers()?;
+        let client = self.http.peer_client()?;
+        let wanted = protocol::sha256_hex(signature);
+        let holders = self.candidates(&client, &peers, app, Some(&wanted));
+        let mut sources = Vec::new();
+        for candidate in &holders {
+            if let Some(hit) = self.cached(&candidate.id)? {
+                return Ok(Some(hit));
+            }
+            if candidate.size == list.size {
+                sources.extend(candidate.peers.iter().map(|peer| {
+                    swarm::Source::Whole {
+                        peer: peer.clone(),
+                        path: BlobRef {
+                            kind: Kind::Aci,
+                            hex: candidate.id.hex().to_string(),
+                        }
+                        .path(),
+                    }
+                }));
+            }
+        }
+        sources.extend(self.members(list)?);
+        sources.push(swarm::Source::Origin {
+            url: url.to_string(),
+        });
+        let signature = Some((signature.to_vec(), url.to_string()));
+        match self.fetch_pieces(&client, app, list, sources, signature, Some(url))? {
+            Attempt::Fetched(fetched) => Ok(Some(*fetched)),
+            Attempt::Incomplete(_, e) | Attempt::NotVerified(e) => {
+                tracing::warn!(
+                    "the swarm could not fetch {app} ({e}): fetching it whole from the origin"
+                );
+                Ok(None)
+            }
+        }
+    }
+
     /// Fetches `app` from peers: `Ok(None)` if none has it (or none could
     /// send it), so the origin is the way left.
     ///
@@ -103,40 +199,7 @@ impl Fetcher<'_> {
             .map(|k| k.fingerprint.to_ascii_lowercase())
             .collect();
         let wanted = origin_signature.map(protocol::sha256_hex);
-        let mut candidates: Vec<Candidate> = Vec::new();
-        for (peer, offer) in self.offers(&client, &peers, app) {
-            // An offer is a claim: it only narrows the search.
-            let Ok(id) = ImageId::parse(&offer.id) else {
-                tracing::warn!("peer {peer} offered a bad image ID: ignored");
-                continue;
-            };
-            let matches_labels = app
-                .labels
-                .iter()
-                .all(|(k, v)| offer.labels.get(k) == Some(v));
-            if offer.name != app.name.as_str() || !matches_labels {
-                tracing::warn!("peer {peer} offered {} for {app}: ignored", offer.name);
-                continue;
-            }
-            if let Some(wanted) = &wanted
-                && !offer.signatures.iter().any(|s| &s.sha256 == wanted)
-            {
-                continue;
-            }
-            match candidates.iter_mut().find(|c| c.id == id) {
-                Some(c) => c.peers.push(peer),
-                None => candidates.push(Candidate {
-                    id,
-                    size: offer.size,
-                    peers: vec![peer],
-                    fingerprints: offer
-                        .signatures
-                        .iter()
-                        .map(|s| s.fingerprint.to_ascii_lowercase())
-                        .collect(),
-                }),
-            }
-        }
+        let mut candidates = self.candidates(&client, &peers, app, wanted.as_deref());
         // The most widely held first.
         candidates.sort_by_key(|c| std::cmp::Reverse(c.peers.len()));
         if candidates.is_empty() {
@@ -218,116 +281,182 @@ impl Fetcher<'_> {
         signature: Option<(Vec<u8>, String)>,
         url: Option<&str>,
     ) -> Result<Option<Fetched>, FetchError> {
-        let limit = self.options.archive_policy.max_bytes;
-        crate::http::within_limit(candidate.id.as_str(), candidate.size, limit)?;
         let blob = BlobRef {
             kind: Kind::Aci,
             hex: candidate.id.hex().to_string(),
         };
-        let mut sources = candidate.peers.clone();
+        let mut holders = candidate.peers.clone();
         let mut last_error = None;
-        while let Some(list_peer) = sources.first().cloned() {
+        while let Some(list_peer) = holders.first().cloned() {
             let list: PieceList = match client.get_json(&list_peer, &blob.pieces_path()) {
                 Ok(list) => list,
                 Err(e) => {
                     tracing::warn!("peer {list_peer} dropped: no piece list: {e}");
-                    sources.remove(0);
+                    holders.remove(0);
                     continue;
                 }
             };
             if let Err(e) = list.check(candidate.size) {
                 tracing::warn!("peer {list_peer} dropped: its piece list is wrong: {e}");
-                sources.remove(0);
+                holders.remove(0);
                 continue;
             }
-            let staged = self.store.stage()?;
-            staged
-                .file()
-                .set_len(candidate.size)
-                .map_err(skiff_io::io_err_at("write", staged.path()))?;
-            tracing::info!(
-                image = %candidate.id.short(),
-                peers = sources.len(),
-                pieces = list.sha256.len(),
-                "fetching from peers"
-            );
-            let report = match swarm::download(client, &blob, &list, &sources, staged.file()) {
-                Ok(report) => report,
-                Err(incomplete) => {
-                    if let Some(e) = &incomplete.local {
-                        return Err(FetchError::Http {
-                            url: list_peer.to_string(),
-                            reason: format!("cannot write the download: {e}"),
-                        });
+            let mut sources: Vec<swarm::Source> = holders
+                .iter()
+                .map(|peer| swarm::Source::Whole {
+                    peer: peer.clone(),
+                    path: blob.path(),
+                })
+                .collect();
+            sources.extend(self.members(&list)?);
+            match self.fetch_pieces(client, app, &list, sources, signature.clone(), url)? {
+                Attempt::Fetched(fetched) => return Ok(Some(*fetched)),
+                Attempt::Incomplete(report, e) => {
+                    for (source, _) in &report.dropped {
+                        holders.retain(
+                            |p| !matches!(source, swarm::Source::Whole { peer, .. } if peer == p),
+                        );
                     }
-                    let dropped: Vec<&PeerUrl> =
-                        incomplete.report.dropped.iter().map(|(p, _)| p).collect();
-                    sources.retain(|p| !dropped.contains(&p));
-                    last_error = Some(FetchError::Http {
-                        url: list_peer.to_string(),
-                        reason: incomplete.to_string(),
-                    });
-                    continue;
+                    last_error = Some(e);
                 }
-            };
-            for (peer, _) in &report.dropped {
-                sources.retain(|p| p != peer);
-            }
-            let (sig, looked_at) = match &signature {
-                Some((sig, at)) => (Some(sig.clone()), at.clone()),
-                None => (None, list_peer.to_string()),
-            };
-            let verified = match self.verify(staged.path(), sig.clone(), &looked_at, Some(app)) {
-                Ok(v) => v,
                 // The pieces matched this peer's list, yet the whole is not
                 // the signed image: the list lied.
-                Err(e @ (FetchError::Signature { .. } | FetchError::Store(_))) => {
+                Attempt::NotVerified(e) => {
                     tracing::warn!(
                         "peer {list_peer} dropped: the image its piece list describes does not verify ({e})"
                     );
-                    sources.retain(|p| *p != list_peer);
+                    holders.retain(|p| *p != list_peer);
                     last_error = Some(e);
-                    continue;
                 }
-                Err(e) => return Err(e),
-            };
-            let imported = self.store.commit(staged, &self.options.archive_policy)?;
-            if imported.id != candidate.id {
-                tracing::warn!(
-                    offered = %candidate.id.short(),
-                    got = %imported.id.short(),
-                    "peers offered one image ID and sent another (it verified, so it is kept)"
-                );
             }
-            self.record_signature(&imported.id, &verified, sig.as_deref())?;
-            if let Some(url) = url {
-                self.store.set_remote(&RemoteRecord {
-                    url: url.to_string(),
-                    image_id: imported.id.clone(),
-                    etag: None,
-                    max_age: 0,
-                    download_time: skiff_store::db::now(),
-                })?;
-            }
-            let served: Vec<String> = report
-                .served
-                .iter()
-                .map(|(peer, (pieces, bytes))| format!("{peer}: {pieces} pieces, {bytes} bytes"))
-                .collect();
-            tracing::info!(image = %imported.id.short(), "fetched from peers ({})", served.join("; "));
-            return Ok(Some(Fetched {
-                id: imported.id,
-                manifest: imported.manifest,
-                verified,
-                cached: false,
-                new_blobs: Vec::new(),
-            }));
         }
         match last_error {
             Some(e) => Err(e),
             None => Ok(None),
         }
     }
+
+    /// Every peer as a possible member of the swarm fetching what `list`
+    /// describes (only lists cut the standard way are shared).
+    fn members(&self, list: &PieceList) -> Result<Vec<swarm::Source>, FetchError> {
+        if !list.standard() {
+            return Ok(Vec::new());
+        }
+        let key = protocol::swarm_key(list);
+        Ok(self
+            .peers()?
+            .into_iter()
+            .map(|peer| swarm::Source::Member {
+                peer,
+                key: key.clone(),
+            })
+            .collect())
+    }
+
+    /// Fetches what `list` describes from `sources` into a staging file
+    /// (shared with the swarm as it arrives), verifies it with `signature`
+    /// and imports it.
+    pub(crate) fn fetch_pieces(
+        &self,
+        client: &PeerClient,
+        app: &AppName,
+        list: &PieceList,
+        sources: Vec<swarm::Source>,
+        signature: Option<(Vec<u8>, String)>,
+        url: Option<&str>,
+    ) -> Result<Attempt, FetchError> {
+        let limit = self.options.archive_policy.max_bytes;
+        crate::http::within_limit(url.unwrap_or("the peers' image"), list.size, limit)?;
+        let staged = self.store.stage()?;
+        staged
+            .file()
+            .set_len(list.size)
+            .map_err(skiff_io::io_err_at("write", staged.path()))?;
+        let partial = if list.standard() {
+            skiff_store::serving::share_file(staged.file(), staged.path())?;
+            Partial::publish(
+                self.store.layout().root(),
+                &protocol::swarm_key(list),
+                staged.path(),
+                list.sha256.len(),
+            )?
+        } else {
+            None
+        };
+        tracing::info!(
+            sources = sources.len(),
+            pieces = list.sha256.len(),
+            "fetching {app} in pieces"
+        );
+        let clients = swarm::Clients {
+            peers: client,
+            origin: self.http,
+        };
+        let report = match swarm::download(&clients, list, sources, staged.file(), partial.as_ref())
+        {
+            Ok(report) => report,
+            Err(incomplete) => {
+                if let Some(e) = &incomplete.local {
+                    return Err(FetchError::Http {
+                        url: staged.path().display().to_string(),
+                        reason: format!("cannot write the download: {e}"),
+                    });
+                }
+                let e = FetchError::Http {
+                    url: app.to_string(),
+                    reason: incomplete.to_string(),
+                };
+                return Ok(Attempt::Incomplete(incomplete.report, e));
+            }
+        };
+        let (sig, looked_at) = match signature {
+            Some((sig, at)) => (Some(sig), at),
+            None => (None, "the peers".to_string()),
+        };
+        let verified = match self.verify(staged.path(), sig.clone(), &looked_at, Some(app)) {
+            Ok(v) => v,
+            Err(e @ (FetchError::Signature { .. } | FetchError::Store(_))) => {
+                return Ok(Attempt::NotVerified(e));
+            }
+            Err(e) => return Err(e),
+        };
+        let imported = self.store.commit(staged, &self.options.archive_policy)?;
+        if let Some(p) = partial {
+            p.keep();
+        }
+        self.record_signature(&imported.id, &verified, sig.as_deref())?;
+        if let Some(url) = url {
+            self.store.set_remote(&RemoteRecord {
+                url: url.to_string(),
+                image_id: imported.id.clone(),
+                etag: None,
+                max_age: 0,
+                download_time: skiff_store::db::now(),
+            })?;
+        }
+        let served: Vec<String> = report
+            .served
+            .iter()
+            .map(|(from, (pieces, bytes))| format!("{from}: {pieces} pieces, {bytes} bytes"))
+            .collect();
+        tracing::info!(image = %imported.id.short(), "fetched in pieces ({})", served.join("; "));
+        Ok(Attempt::Fetched(Box::new(Fetched {
+            id: imported.id,
+            manifest: imported.manifest,
+            verified,
+            cached: false,
+            new_blobs: Vec::new(),
+        })))
+    }
+}
+
+/// How one try at a blob ended, short of an error no other source can fix.
+pub(crate) enum Attempt {
+    Fetched(Box<Fetched>),
+    /// No source could send every piece.
+    Incomplete(swarm::Report, FetchError),
+    /// Every piece matched the list, and the whole did not verify.
+    NotVerified(FetchError),
 }
 
 /// The peers of `--peer` flags and `peers.d` files, without repeats, in

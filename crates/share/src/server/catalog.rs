@@ -14,6 +14,8 @@ use crate::protocol::{BlobRef, Kind, Offer, OfferedSignature, Offers, PieceList,
 
 /// Piece lists kept in memory (each costs a full read of its blob).
 const PIECE_LISTS_KEPT: usize = 64;
+/// Largest piece map read (a piece list has at most this many pieces).
+const MAX_HAVE: u64 = 1 << 20;
 /// Largest signature file served.
 const MAX_SIGNATURE: u64 = 1 << 20;
 
@@ -77,6 +79,51 @@ impl Catalog {
         }
         kept.push_back((blob.clone(), list.clone()));
         Ok(list)
+    }
+
+    /// Which pieces of swarm blob `key` this host has.
+    pub fn have(&self, key: &str) -> io::Result<Vec<u8>> {
+        self.open_partial_file(key)?;
+        self.read_have(key)
+    }
+
+    /// A partial download's file and size: only while another link (its
+    /// staging file or its blob) keeps it alive.
+    pub fn open_partial_file(&self, key: &str) -> io::Result<(File, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        if Kind::Layer.check_hex(key).is_none() {
+            return Err(io::ErrorKind::NotFound.into());
+        }
+        let file = skiff_io::open_regular(&self.dirs.partial.join(key))?;
+        let meta = file.metadata()?;
+        if meta.nlink() < 2 {
+            return Err(io::ErrorKind::NotFound.into());
+        }
+        Ok((file, meta.len()))
+    }
+
+    /// Whether every piece of `range` of swarm blob `key` (of `size`
+    /// bytes) is here.
+    pub fn swarm_has(
+        &self,
+        key: &str,
+        size: u64,
+        range: &std::ops::Range<u64>,
+    ) -> io::Result<bool> {
+        let have = self.read_have(key)?;
+        let piece_size = crate::protocol::piece_size_for(size);
+        Ok(range.end <= size
+            && have.len() as u64 == size.div_ceil(piece_size)
+            && PieceList::pieces_of(piece_size, range)
+                .all(|i| have.get(i) == Some(&crate::protocol::HAS)))
+    }
+
+    fn read_have(&self, key: &str) -> io::Result<Vec<u8>> {
+        let mut have = Vec::new();
+        skiff_io::open_regular(&self.dirs.partial.join(format!("{key}.have")))?
+            .take(MAX_HAVE)
+            .read_to_end(&mut have)?;
+        Ok(have)
     }
 
     /// A signature record of image `hex` by key `fingerprint`.

@@ -1,6 +1,6 @@
 //! The server's confinement, set up once before it serves: a mount
 //! namespace whose root is an empty read-only tmpfs holding exactly the
-//! three shared directories, bound read-only (and nosuid, nodev, noexec);
+//! four shared directories, bound read-only (and nosuid, nodev, noexec);
 //! then no capabilities, no new privileges, and (when started as root) an
 //! unprivileged user. What a bug in the server could reach is what it
 //! serves anyway.
@@ -87,6 +87,7 @@ pub fn confine(dirs: &ServedDirs, user: ServeUser) -> Result<ServedDirs, Confine
         ("aci", open_dir(&dirs.aci)?),
         ("layers", open_dir(&dirs.layers)?),
         ("signatures", open_dir(&dirs.signatures)?),
+        ("partial", open_dir(&dirs.partial)?),
     ];
     let quiet = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     rustix::mount::mount(
@@ -132,7 +133,7 @@ pub fn confine(dirs: &ServedDirs, user: ServeUser) -> Result<ServedDirs, Confine
     rustix::mount::mount_remount("/", MountFlags::RDONLY | quiet, "")
         .map_err(sys("make the server's root read-only"))?;
     drop_privileges(root, user)?;
-    let [aci, layers, signatures]: [PathBuf; 3] = inside.try_into().map_err(|_| {
+    let [aci, layers, signatures, partial]: [PathBuf; 4] = inside.try_into().map_err(|_| {
         IoError::new(
             "bind the shared directories",
             std::io::ErrorKind::Other.into(),
@@ -142,6 +143,7 @@ pub fn confine(dirs: &ServedDirs, user: ServeUser) -> Result<ServedDirs, Confine
         aci,
         layers,
         signatures,
+        partial,
     })
 }
 

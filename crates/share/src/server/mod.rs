@@ -154,6 +154,13 @@ async fn handle(
     let parts: Vec<&str> = rest.split('/').collect();
     let answer = match parts.as_slice() {
         ["images"] => offers(&app, uri.query().unwrap_or("")).await,
+        ["swarm", key] => send_swarm(&app, key, &headers).await,
+        ["swarm", key, "have"] => match app.catalog.have(key) {
+            Ok(have) => {
+                ([(header::CONTENT_TYPE, "application/octet-stream")], have).into_response()
+            }
+            Err(_) => status(StatusCode::NOT_FOUND),
+        },
         [kind, hex] => match blob_ref(kind, hex) {
             Some(blob) => send_blob(&app, &blob, &headers).await,
             None => status(StatusCode::NOT_FOUND),
@@ -226,21 +233,48 @@ async fn pieces(app: &Arc<App>, blob: BlobRef) -> Response {
 }
 
 async fn send_blob(app: &Arc<App>, blob: &BlobRef, headers: &HeaderMap) -> Response {
-    let Ok((mut file, size)) = app.catalog.open(blob) else {
+    let Ok((file, size)) = app.catalog.open(blob) else {
         return status(StatusCode::NOT_FOUND);
     };
     let asked = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let (code, part) = match range::wanted(asked, size) {
-        range::Wanted::Whole => (StatusCode::OK, 0..size),
-        range::Wanted::Part(part) => (StatusCode::PARTIAL_CONTENT, part),
-        range::Wanted::Unsatisfiable => {
-            let mut refused = status(StatusCode::RANGE_NOT_SATISFIABLE);
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                refused.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
-            return refused;
-        }
+    match range::wanted(asked, size) {
+        range::Wanted::Whole => send_part(file, size, StatusCode::OK, 0..size),
+        range::Wanted::Part(part) => send_part(file, size, StatusCode::PARTIAL_CONTENT, part),
+        range::Wanted::Unsatisfiable => unsatisfiable(size),
+    }
+}
+
+/// A range of a blob a swarm is fetching: only pieces this host has.
+async fn send_swarm(app: &Arc<App>, key: &str, headers: &HeaderMap) -> Response {
+    let Ok((file, size)) = app.catalog.open_partial_file(key) else {
+        return status(StatusCode::NOT_FOUND);
     };
+    let asked = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    // A range is required: a whole partial download is no answer.
+    let range::Wanted::Part(part) = range::wanted(asked, size) else {
+        return unsatisfiable(size);
+    };
+    match app.catalog.swarm_has(key, size, &part) {
+        Ok(true) => send_part(file, size, StatusCode::PARTIAL_CONTENT, part),
+        _ => status(StatusCode::NOT_FOUND),
+    }
+}
+
+fn unsatisfiable(size: u64) -> Response {
+    let mut refused = status(StatusCode::RANGE_NOT_SATISFIABLE);
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+        refused.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    refused
+}
+
+/// Sends bytes `part` of `file` (`size` bytes in all).
+fn send_part(
+    mut file: std::fs::File,
+    size: u64,
+    code: StatusCode,
+    part: std::ops::Range<u64>,
+) -> Response {
     if file.seek(SeekFrom::Start(part.start)).is_err() {
         return status(StatusCode::INTERNAL_SERVER_ERROR);
     }
