@@ -272,6 +272,15 @@ fn serve<S: Read + Write>(stream: &mut S, state: &Mutex<State>) {
             (start < end).then_some(start..end)
         })
         .filter(|_| headers.get("if-range") == res.etag.as_ref());
+    if request_line.starts_with("HEAD ") {
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\n{etag_header}Connection: close\r\n\r\n",
+            res.content_type,
+            res.body.len()
+        );
+        return;
+    }
     let (status, body) = match range {
         Some(r) => ("206 Partial Content", &res.body[r]),
         None => {

@@ -366,7 +366,7 @@ fn hosts_fetch_from_peers_when_the_origin_is_gone_and_hostile_peers_fail() {
 
     // The first host fetches from the origin and serves.
     let id = image_id(&h1.run(&["fetch", &wanted]));
-    assert_eq!(site.requests(aci_path), 1);
+    assert_eq!(site.full_bodies(aci_path), 1);
     let h1_serving = h1.serve(&format!("{}:7440", lan.host_ip(0)));
 
     // With the origin up, a peer that has the image serves it: the origin
@@ -379,9 +379,10 @@ fn hosts_fetch_from_peers_when_the_origin_is_gone_and_hostile_peers_fail() {
         stderr(&out)
     );
     assert_eq!(
-        site.requests(aci_path),
+        site.full_bodies(aci_path),
         1,
-        "the origin sent the image again"
+        "the origin sent the image again: {}",
+        stderr(&out)
     );
     let out = h3.run(&["image", "rm", &id]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -172,6 +172,7 @@ fn real_main() -> Result<()> {
                 ["density"] => bench::density(&root, skiff, quick),
                 ["logs"] => bench::logs(&root, skiff, quick),
                 ["containerd"] => bench::containerd(&root, binaries.get("skiff-runtime")?, quick),
+                ["swarm"] => bench::swarm(&root, skiff, quick),
                 [] | ["all"] => {
                     bench::import(&root, skiff, quick)?;
                     bench::start(&root, skiff, quick)?;
@@ -181,10 +182,11 @@ fn real_main() -> Result<()> {
                     bench::audit(&root, skiff, quick)?;
                     bench::containerd(&root, binaries.get("skiff-runtime")?, quick)?;
                     bench::logs(&root, skiff, quick)?;
+                    bench::swarm(&root, skiff, quick)?;
                     bench::density(&root, skiff, quick)
                 }
                 other => bail!(
-                    "unknown benchmark {other:?} (available: import, start, pull, metadata, audit, density, containerd, logs, all)"
+                    "unknown benchmark {other:?} (available: import, start, pull, metadata, audit, density, containerd, logs, swarm, all)"
                 ),
             };
             bench::remove_scratch();

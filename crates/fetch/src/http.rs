@@ -279,6 +279,20 @@ impl Http {
         Ok(body)
     }
 
+    /// The size `url` has, from a HEAD's Content-Length (None if not said).
+    pub fn size_of(&self, url: &str) -> Option<u64> {
+        let resp = self.send_once("HEAD", url, &[], None).ok()?;
+        if resp.status().as_u16() != 200 {
+            return None;
+        }
+        resp.headers()
+            .get("content-length")?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()
+    }
+
     /// GETs bytes `range` of `url` (which must answer 206 with exactly
     /// them), at most `limit` bytes.
     pub fn get_range(

@@ -308,7 +308,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, FetchError> {
     Ok(std::fs::read(path).map_err(skiff_io::io_err_at("read", path))?)
 }
 
-fn manifest_of_staged(path: &Path) -> Result<ImageManifest, FetchError> {
+pub(crate) fn manifest_of_staged(path: &Path) -> Result<ImageManifest, FetchError> {
     let file = std::fs::File::open(path).map_err(skiff_io::io_err_at("read", path))?;
     let bytes = skiff_spec::aci::read_manifest_bytes(std::io::BufReader::new(file))
         .map_err(|e| FetchError::Store(StoreError::InvalidImage(e)))?;
@@ -669,7 +669,7 @@ impl Fetcher<'_> {
             Ok(found) => found,
             // The origin is away: peers may still have it.
             Err(e) => {
-                if let Some(fetched) = self.fetch_from_peers(&app, None, None)? {
+                if let Some(fetched) = self.fetch_from_peers(&app, None)? {
                     return check_labels(&app, fetched);
                 }
                 return Err(e);
@@ -718,6 +718,15 @@ impl Fetcher<'_> {
                 return Ok(None);
             }
         };
+        // Already here: an image stored with exactly that signature.
+        for (id, _, stored) in self.store.index().signatures()? {
+            if stored == signature
+                && let Some(hit) = self.cached(&id)?
+            {
+                tracing::info!("the origin's image is in the store: nothing fetched");
+                return Ok(Some(hit));
+            }
+        }
         // The origin's piece list, if it publishes one beside the image
         // (`skiff image pieces`): then this host joins the swarm.
         let pieces_url = format!("{}.pieces", endpoint.aci);
@@ -736,7 +745,19 @@ impl Fetcher<'_> {
         };
         match list {
             Some(list) => self.fetch_swarm(app, &list, &signature, &endpoint.aci),
-            None => self.fetch_from_peers(app, Some(&signature), Some(&endpoint.aci)),
+            None => {
+                // The origin's size bounds what a peer may send.
+                let Some(size) = self.http.size_of(&endpoint.aci) else {
+                    tracing::info!("the origin does not say the image's size: peers not asked");
+                    return Ok(None);
+                };
+                let origin = peers::Origin {
+                    signature: &signature,
+                    url: &endpoint.aci,
+                    size,
+                };
+                self.fetch_from_peers(app, Some(origin))
+            }
         }
     }
 
@@ -785,7 +806,12 @@ impl Fetcher<'_> {
 
 /// `fetched` if it is the image `app` names (name and every label).
 fn check_labels(app: &AppName, fetched: Fetched) -> Result<Fetched, FetchError> {
-    let m = &fetched.manifest;
+    check_manifest(app, &fetched.manifest)?;
+    Ok(fetched)
+}
+
+/// Whether `m` is the image `app` names (name and every label).
+pub(crate) fn check_manifest(app: &AppName, m: &ImageManifest) -> Result<(), FetchError> {
     let mismatched: Vec<String> = app
         .labels
         .iter()
@@ -803,7 +829,7 @@ fn check_labels(app: &AppName, fetched: Fetched) -> Result<Fetched, FetchError> 
             },
         });
     }
-    Ok(fetched)
+    Ok(())
 }
 
 #[cfg(test)]

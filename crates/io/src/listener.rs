@@ -33,6 +33,23 @@ pub struct Limits {
     pub per_peer: usize,
     /// How long a connection may go without an answer.
     pub idle: Duration,
+    /// IPv6 clients are counted per network of this prefix (one host
+    /// can hold a whole /64); 128 counts each address.
+    pub v6_prefix: u8,
+}
+
+/// Whom a connection from `ip` counts against: IPv4 (and IPv4-mapped)
+/// addresses each, IPv6 by their first `v6_prefix` bits.
+pub fn client_key(ip: IpAddr, v6_prefix: u8) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(v6_prefix.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
+        v4 => v4,
+    }
 }
 
 /// Who is connected, by address.
@@ -96,14 +113,15 @@ impl axum::serve::Listener for Guarded {
                     continue;
                 }
             };
-            if !self.admit(peer.ip()) {
+            let key = client_key(peer.ip(), self.limits.v6_prefix);
+            if !self.admit(key) {
                 tracing::debug!(%peer, "connection limit reached: closed");
                 drop(stream);
                 continue;
             }
             let connection = Connection {
                 stream,
-                peer: peer.ip(),
+                peer: key,
                 counts: self.counts.clone(),
                 limit: self.limits.idle,
                 idle: Box::pin(tokio::time::sleep(self.limits.idle)),
@@ -202,6 +220,7 @@ mod tests {
             total: 200,
             per_peer: 128,
             idle: Duration::from_secs(1),
+            v6_prefix: 64,
         };
         let guarded = Guarded::new(listener, limits);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
@@ -216,6 +235,15 @@ mod tests {
         assert!(
             !guarded.admit("10.0.0.3".parse().unwrap()),
             "past the total"
+        );
+        let a: IpAddr = "fd00::1".parse().unwrap();
+        let b: IpAddr = "fd00::2:3".parse().unwrap();
+        assert_eq!(client_key(a, 64), client_key(b, 64), "one /64");
+        assert_ne!(client_key(a, 128), client_key(b, 128));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_key(mapped, 64),
+            "10.0.0.1".parse::<IpAddr>().unwrap()
         );
     }
 }

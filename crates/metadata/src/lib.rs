@@ -28,6 +28,8 @@ pub const LIMITS: skiff_io::listener::Limits = skiff_io::listener::Limits {
     total: 4096,
     per_peer: 128,
     idle: std::time::Duration::from_secs(10),
+    // Pods on one bridge share a /64: each address is its own pod.
+    v6_prefix: 128,
 };
 
 /// The TCP port the service listens on by default (rkt's).

@@ -204,6 +204,15 @@ fn set_mode(path: &Path, mode: u32, me: u32) -> Result<(), StoreError> {
     if meta.uid() != me || meta.file_type().is_symlink() || meta.mode() & 0o7777 == mode {
         return Ok(());
     }
+    // A file with another name elsewhere (a hard link planted in the
+    // store) is not opened up: that name may be private.
+    if meta.is_file() && meta.nlink() > 1 {
+        tracing::warn!(
+            "{} has other links: not made readable to the server",
+            path.display()
+        );
+        return Ok(());
+    }
     std::fs::set_permissions(path, Permissions::from_mode(mode))
         .map_err(io_err("set the permissions of", path))?;
     Ok(())

@@ -13,6 +13,8 @@
 //!   and podman's k8s-file logger.
 //! * [`containerd`]: `ctr run` with skiff-runtime, runc and crun as the
 //!   runc shim's binary.
+//! * [`swarm`]: hosts fetching one image at once, from the origin alone
+//!   and as a swarm of peers.
 //!
 //! This module holds what they share: scratch space on tmpfs, timing,
 //! OCI bundles for the peers, result files.
@@ -26,6 +28,7 @@ mod metadata;
 mod pull;
 mod rootless;
 mod start;
+mod swarm;
 
 pub use audit::audit;
 pub use containerd::containerd;
@@ -35,6 +38,7 @@ pub use logs::logs;
 pub use metadata::metadata;
 pub use pull::pull;
 pub use start::{start, start_kvm};
+pub use swarm::swarm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -43,6 +43,12 @@ fn parse_user(s: &str) -> Result<ServeUser, String> {
     if user.uid == 0 || user.gid == 0 {
         return Err("the server must not run as root: choose another UID:GID".into());
     }
+    if user.uid == u32::MAX || user.gid == u32::MAX {
+        return Err(format!(
+            "{} is not a user or group ID (it means \"unchanged\")",
+            u32::MAX
+        ));
+    }
     Ok(user)
 }
 

@@ -36,6 +36,33 @@ impl PeerUrl {
         if host.contains(['/', '?', '#', '@', ' ']) || host.chars().any(char::is_control) {
             return Err(bad("only a host and port, no path, query or user"));
         }
+        // HOST, HOST:PORT, [V6] or [V6]:PORT.
+        let (name, port) = match host.strip_prefix('[') {
+            Some(v6) => {
+                let (addr, after) = v6.split_once(']').ok_or_else(|| bad("an unclosed ["))?;
+                addr.parse::<std::net::Ipv6Addr>()
+                    .map_err(|_| bad("not an IPv6 address in []"))?;
+                (
+                    addr,
+                    after
+                        .strip_prefix(':')
+                        .map(Some)
+                        .unwrap_or_else(|| (!after.is_empty()).then_some("x")),
+                )
+            }
+            None => match host.rsplit_once(':') {
+                Some((name, port)) => (name, Some(port)),
+                None => (host, None),
+            },
+        };
+        if name.is_empty() || name.contains(['[', ']', ':']) && !host.starts_with('[') {
+            return Err(bad("not a host name or address"));
+        }
+        if let Some(port) = port
+            && port.parse::<u16>().map_or(true, |p| p == 0)
+        {
+            return Err(bad("the port must be 1 to 65535"));
+        }
         Ok(PeerUrl(s.strip_suffix('/').unwrap_or(s).to_string()))
     }
 
@@ -85,9 +112,10 @@ impl PeerClient {
             .https_only(false)
             .http_status_as_error(false)
             .max_redirects(0)
-            .timeout_connect(Some(Duration::from_secs(5)))
-            .timeout_recv_response(Some(Duration::from_secs(15)))
-            .timeout_recv_body(Some(Duration::from_secs(60)))
+            // Short: another peer, or the origin, can serve instead.
+            .timeout_connect(Some(Duration::from_secs(3)))
+            .timeout_recv_response(Some(Duration::from_secs(10)))
+            .timeout_recv_body(Some(Duration::from_secs(30)))
             .user_agent(concat!("skiff/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
@@ -153,6 +181,8 @@ mod tests {
             "http://10.0.0.2:7440/x"
         );
         assert!(PeerUrl::parse("https://peer.example").is_ok());
+        assert!(PeerUrl::parse("http://[fd00::2]:7440").is_ok());
+        assert!(PeerUrl::parse("http://[fd00::2]").is_ok());
         for bad in [
             "10.0.0.2:7440",
             "ftp://x",
@@ -161,6 +191,11 @@ mod tests {
             "http://u@x",
             "http://x?q",
             "http://x y",
+            "http://[::1",
+            "http://x:99999",
+            "http://x:0",
+            "http://[::1]x",
+            "http://a:b:c",
         ] {
             assert!(PeerUrl::parse(bad).is_err(), "{bad}");
         }

@@ -41,11 +41,18 @@ pub fn load(dir: &Path) -> Result<Vec<PeerUrl>, FetchError> {
             file: file.clone(),
             reason,
         };
-        let meta = std::fs::metadata(&file).map_err(skiff_io::io_err_at("read", &file))?;
-        if meta.len() > MAX_FILE {
+        let mut text = Vec::new();
+        use std::io::Read;
+        skiff_io::open_regular(&file)
+            .and_then(|f| f.take(MAX_FILE + 1).read_to_end(&mut text))
+            .map_err(|e| {
+                bad(format!(
+                    "cannot read it ({e}); a peers.d file must be a regular file"
+                ))
+            })?;
+        if text.len() as u64 > MAX_FILE {
             return Err(bad(format!("larger than {MAX_FILE} bytes")));
         }
-        let text = std::fs::read(&file).map_err(skiff_io::io_err_at("read", &file))?;
         let parsed: PeersFile = serde_json::from_slice(&text).map_err(|e| {
             bad(format!(
                 "{e} (expected {{\"peers\": [\"http://HOST:PORT\", …]}})"

@@ -39,6 +39,13 @@ const MAX_CANDIDATES: usize = 3;
 /// Largest signature read from a peer.
 const MAX_SIGNATURE: u64 = 1 << 20;
 
+/// What the origin said about the image: its signature, URL and size.
+pub(crate) struct Origin<'a> {
+    pub signature: &'a [u8],
+    pub url: &'a str,
+    pub size: u64,
+}
+
 /// One image several peers offer.
 struct Candidate {
     id: ImageId,
@@ -144,9 +151,6 @@ impl Fetcher<'_> {
         let holders = self.candidates(&client, &peers, app, Some(&wanted));
         let mut sources = Vec::new();
         for candidate in &holders {
-            if let Some(hit) = self.cached(&candidate.id)? {
-                return Ok(Some(hit));
-            }
             if candidate.size == list.size {
                 sources.extend(candidate.peers.iter().map(|peer| {
                     swarm::Source::Whole {
@@ -179,14 +183,15 @@ impl Fetcher<'_> {
     /// Fetches `app` from peers: `Ok(None)` if none has it (or none could
     /// send it), so the origin is the way left.
     ///
-    /// `origin_signature` is the signature the origin has for the image at
-    /// `url`: then only peers holding exactly that image are used.
+    /// With `origin`, only peers holding exactly the image the origin
+    /// signed (and of its size) are used.
     pub(crate) fn fetch_from_peers(
         &self,
         app: &AppName,
-        origin_signature: Option<&[u8]>,
-        url: Option<&str>,
+        origin: Option<Origin<'_>>,
     ) -> Result<Option<Fetched>, FetchError> {
+        let origin_signature = origin.as_ref().map(|o| o.signature);
+        let url = origin.as_ref().map(|o| o.url);
         let peers = self.peers()?;
         if peers.is_empty() {
             return Ok(None);
@@ -200,6 +205,9 @@ impl Fetcher<'_> {
             .collect();
         let wanted = origin_signature.map(protocol::sha256_hex);
         let mut candidates = self.candidates(&client, &peers, app, wanted.as_deref());
+        if let Some(o) = &origin {
+            candidates.retain(|c| c.size == o.size);
+        }
         // The most widely held first.
         candidates.sort_by_key(|c| std::cmp::Reverse(c.peers.len()));
         if candidates.is_empty() {
@@ -208,7 +216,12 @@ impl Fetcher<'_> {
         }
         let mut last_error = None;
         for candidate in candidates.iter().take(MAX_CANDIDATES) {
-            if let Some(hit) = self.cached(&candidate.id)? {
+            // Stored already: only if it is what was asked for (an offer
+            // names an ID; it proves nothing about it).
+            if origin.is_none()
+                && let Some(hit) = self.cached(&candidate.id)?
+                && crate::check_manifest(app, &hit.manifest).is_ok()
+            {
                 return Ok(Some(hit));
             }
             let signature = match origin_signature {
@@ -321,6 +334,17 @@ impl Fetcher<'_> {
                 }
                 // The pieces matched this peer's list, yet the whole is not
                 // the signed image: the list lied.
+                // A signed image, but not the one asked for: every holder
+                // offered it under a false name or label.
+                Attempt::NotVerified(e @ FetchError::WrongImage { .. }) => {
+                    let named: Vec<String> = holders.iter().map(ToString::to_string).collect();
+                    tracing::warn!(
+                        "peers {} offered {} falsely: {e}",
+                        named.join(", "),
+                        candidate.id.short()
+                    );
+                    return Err(e);
+                }
                 Attempt::NotVerified(e) => {
                     tracing::warn!(
                         "peer {list_peer} dropped: the image its piece list describes does not verify ({e})"
@@ -420,6 +444,12 @@ impl Fetcher<'_> {
             }
             Err(e) => return Err(e),
         };
+        // Not another image its signer also signed (an older version, or
+        // another name under a wider key): refused before it is stored.
+        let manifest = crate::manifest_of_staged(staged.path())?;
+        if let Err(e) = crate::check_manifest(app, &manifest) {
+            return Ok(Attempt::NotVerified(e));
+        }
         let imported = self.store.commit(staged, &self.options.archive_policy)?;
         if let Some(p) = partial {
             p.keep();

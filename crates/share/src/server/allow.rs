@@ -72,10 +72,19 @@ impl FromStr for Cidr {
                 .filter(|p| *p <= max)
                 .ok_or_else(|| format!("'{s}': the prefix must be 0 to {max}"))?,
         };
-        Ok(Cidr {
-            addr: addr.to_canonical(),
-            prefix,
-        })
+        // An IPv4-mapped range (::ffff:a.b.c.d/N) is the IPv4 range it maps.
+        match addr.to_canonical() {
+            IpAddr::V4(v4) if addr.is_ipv6() => {
+                let prefix = prefix.checked_sub(96).ok_or_else(|| {
+                    format!("'{s}': an IPv4-mapped range needs a prefix of 96 to 128")
+                })?;
+                Ok(Cidr {
+                    addr: IpAddr::V4(v4),
+                    prefix,
+                })
+            }
+            addr => Ok(Cidr { addr, prefix }),
+        }
     }
 }
 
@@ -101,6 +110,12 @@ mod tests {
         assert!(one.contains("192.0.2.7".parse().unwrap()));
         assert!(!one.contains("192.0.2.8".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        let mapped: Cidr = "::ffff:10.9.9.9/128".parse().unwrap();
+        assert!(mapped.contains("10.9.9.9".parse().unwrap()));
+        assert!(!mapped.contains("127.0.0.1".parse().unwrap()));
+        let mapped: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(mapped.to_string(), "10.0.0.0/8");
+        assert!("::ffff:10.0.0.0/64".parse::<Cidr>().is_err());
         assert!("example.com/8".parse::<Cidr>().is_err());
         let site = Cidr::site_local();
         assert!(

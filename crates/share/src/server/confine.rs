@@ -61,6 +61,10 @@ pub fn confine(dirs: &ServedDirs, user: ServeUser) -> Result<ServedDirs, Confine
         return Err(ConfineError::Threads(threads));
     }
     let root = rustix::process::geteuid().is_root();
+    // Root of the host: it can become the serving user. Root of a user
+    // namespace (an ordinary user's skiff runs in one) keeps its IDs and
+    // drops its capabilities, as an ordinary user does in its own.
+    let host_root = root && initial_user_namespace();
     if root {
         unshare(UnshareFlags::NEWNS)?;
     } else {
@@ -132,7 +136,7 @@ pub fn confine(dirs: &ServedDirs, user: ServeUser) -> Result<ServedDirs, Confine
     std::env::set_current_dir("/").map_err(io_err("enter the server's root"))?;
     rustix::mount::mount_remount("/", MountFlags::RDONLY | quiet, "")
         .map_err(sys("make the server's root read-only"))?;
-    drop_privileges(root, user)?;
+    drop_privileges(host_root, user)?;
     let [aci, layers, signatures, partial]: [PathBuf; 4] = inside.try_into().map_err(|_| {
         IoError::new(
             "bind the shared directories",
@@ -145,6 +149,41 @@ pub fn confine(dirs: &ServedDirs, user: ServeUser) -> Result<ServedDirs, Confine
         signatures,
         partial,
     })
+}
+
+/// Whether this process is in the host's user namespace (all IDs mapped
+/// to themselves).
+fn initial_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|map| map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+}
+
+/// Closes the descriptors this process inherited (those without
+/// close-on-exec: skiff opens every one of its own with it), so the
+/// confined server holds nothing of the host's: a directory descriptor
+/// would lead out of its mount namespace.
+pub fn close_inherited() -> Result<(), IoError> {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map_err(io_err("read /proc/self/fd"))?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for raw in fds {
+        // SAFETY: `raw` was open when listed and is only borrowed to read
+        // its flags; a descriptor closed meanwhile (the listing's own)
+        // fails the call, which is ignored.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
+        match rustix::io::fcntl_getfd(fd) {
+            Ok(flags) if !flags.contains(rustix::io::FdFlags::CLOEXEC) => {
+                // SAFETY: an inherited descriptor (no close-on-exec), which
+                // nothing in this process owns or will close again.
+                unsafe { rustix::io::close(raw) };
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn open_dir(path: &Path) -> Result<OwnedFd, IoError> {
@@ -178,6 +217,18 @@ fn drop_privileges(root: bool, user: ServeUser) -> Result<(), IoError> {
             .map_err(sys(format!("become group {}", user.gid)))?;
         rustix::thread::set_thread_res_uid(uid, uid, uid)
             .map_err(sys(format!("become user {}", user.uid)))?;
+        let became = (
+            rustix::process::getuid().as_raw(),
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        );
+        if became != (user.uid, user.uid, user.gid, user.gid) {
+            return Err(IoError::new(
+                format!("become {}:{} (still {became:?})", user.uid, user.gid),
+                std::io::ErrorKind::PermissionDenied.into(),
+            ));
+        }
     }
     for set in [
         caps::CapSet::Effective,

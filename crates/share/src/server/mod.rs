@@ -39,6 +39,8 @@ pub const LIMITS: Limits = Limits {
     total: 1024,
     per_peer: 64,
     idle: Duration::from_secs(30),
+    // One host can hold a whole /64.
+    v6_prefix: 64,
 };
 /// Requests per second per address, and the burst allowed.
 pub const RATE: (u32, u32) = (200, 400);
@@ -80,6 +82,7 @@ pub fn run(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), Se
     listener
         .set_nonblocking(true)
         .map_err(io_err("set the listener non-blocking"))?;
+    confine::close_inherited()?;
     let dirs = confine::confine(&config.dirs, config.user)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -138,7 +141,10 @@ async fn handle(
         tracing::debug!(%peer, "not in --allow: refused");
         return status(StatusCode::FORBIDDEN);
     }
-    if !app.rate.admit(ip, Instant::now()) {
+    if !app.rate.admit(
+        skiff_io::listener::client_key(ip, LIMITS.v6_prefix),
+        Instant::now(),
+    ) {
         return status(StatusCode::TOO_MANY_REQUESTS);
     }
     if method != Method::GET && method != Method::HEAD {
