@@ -785,3 +785,150 @@ fn a_swarm_fetching_at_once_takes_each_piece_from_the_origin_about_once() {
     }
     drop(serving);
 }
+
+#[test]
+fn lying_peers_cannot_downgrade_a_fetch_or_plant_another_version() {
+    use sha2::Digest;
+    let lan = Lan::new(3);
+    let dir = tempfile::tempdir().unwrap();
+    let origin = lan.origin_ip();
+    let name = format!("{origin}/busybox");
+    let ca = TestCa::new(&origin);
+    let ca_file = dir.path().join("ca.pem");
+    ca.write_ca(&ca_file);
+    let hosts = hosts_of(&lan, dir.path(), &ca_file);
+    let [h1, victim, fresh] = &hosts[..] else {
+        unreachable!()
+    };
+
+    // The origin has 1.0 and, as latest, 2.0; both signed by its key.
+    let gpg = Gpg::new("Origin <origin@example.com>", "ed25519");
+    let v1 = dir.path().join("busybox.aci");
+    busybox_aci(dir.path(), &name, &v1);
+    let layout = dir.path().join("v2-layout");
+    busybox_layout(&layout);
+    let manifest = BUSYBOX_MANIFEST
+        .replace("example.com/busybox", &name)
+        .replace("\"1.0\"", "\"2.0\"");
+    std::fs::write(layout.join("manifest"), manifest).unwrap();
+    let v2 = dir.path().join("busybox-2.aci");
+    build_image(&layout, &v2);
+    let mut site = Server::start(&origin, 443, Some(&ca));
+    site.put(
+        "/busybox?ac-discovery=1",
+        discovery_page(&name, &origin),
+        None,
+        "text/html",
+    );
+    let (v1_sig, v2_sig) = (gpg.sign(&v1), gpg.sign(&v2));
+    for (file, version, sig) in [(&v1, "1.0", &v1_sig), (&v2, "latest", &v2_sig)] {
+        let path = format!("/images/busybox-{version}-linux-amd64.aci");
+        site.put(
+            &path,
+            std::fs::read(file).unwrap(),
+            None,
+            "application/octet-stream",
+        );
+        site.put(&format!("{path}.asc"), sig.clone(), None, "text/plain");
+    }
+    for host in &hosts {
+        host.trust(&name, &gpg.public_key());
+    }
+    let v1_id = image_id(&h1.run(&["fetch", &format!("{name}:1.0")]));
+    assert_eq!(
+        image_id(&victim.run(&["fetch", &format!("{name}:1.0")])),
+        v1_id
+    );
+    let fingerprint = fingerprint_of(victim, &name);
+    let v1_hex = v1_id.trim_start_matches("sha512-").to_string();
+    let v1_size = std::fs::metadata(&v1).unwrap().len();
+    let v2_size = std::fs::metadata(&v2).unwrap().len();
+
+    // A liar claims the victim's stored 1.0 carries the origin's signature
+    // of 2.0: the victim still gets 2.0, from the origin.
+    let liar = Server::start(&origin, 7450, None);
+    let liar_url = format!("http://{origin}:7450");
+    let offer = |version: &str, size: u64, sig: &[u8]| {
+        format!(
+            r#"{{"images":[{{"id":"{v1_id}","size":{size},"name":"{name}","labels":{{"arch":"amd64","os":"linux","version":"{version}"}},"signatures":[{{"fingerprint":"{fingerprint}","sha256":"{}"}}]}}]}}"#,
+            hex_of(&sha2::Sha256::digest(sig))
+        )
+        .into_bytes()
+    };
+    let query = |labels: &str| {
+        format!(
+            "/skiff/v1/images?name={}&arch=amd64&os=linux{labels}",
+            name.replace('/', "%2F")
+        )
+    };
+    liar.put(
+        &query(""),
+        offer("2.0", v2_size, &v2_sig),
+        None,
+        "application/json",
+    );
+    let out = victim.run(&["fetch", "--peer", &liar_url, &name]);
+    let got = image_id(&out);
+    assert_ne!(
+        got,
+        v1_id,
+        "a liar made the fetch return the stored 1.0: {}",
+        stderr(&out)
+    );
+    assert!(liar.requests(&query("")) > 0, "the liar was never asked");
+
+    // The origin is gone; the liar offers 1.0 (really signed) as 2.0, and
+    // serves it: refused before it is stored.
+    site.shutdown();
+    let h1_serving = h1.serve(&format!("{}:7440", lan.host_ip(0)));
+    let h1_addr = h1_serving.url.trim_start_matches("http://").to_string();
+    let (code, pieces) = raw(
+        &h1_addr,
+        "GET",
+        &format!("/skiff/v1/aci/{v1_hex}/pieces"),
+        "",
+    );
+    assert_eq!(code, 200);
+    liar.put(
+        &query("&version=2.0"),
+        offer("2.0", v1_size, &v1_sig),
+        None,
+        "application/json",
+    );
+    liar.put(
+        &format!("/skiff/v1/aci/{v1_hex}/pieces"),
+        pieces,
+        None,
+        "application/json",
+    );
+    liar.put(
+        &format!("/skiff/v1/aci/{v1_hex}"),
+        std::fs::read(&v1).unwrap(),
+        None,
+        "application/octet-stream",
+    );
+    liar.put(
+        &format!("/skiff/v1/aci/{v1_hex}/signatures/{fingerprint}"),
+        v1_sig.clone(),
+        None,
+        "text/plain",
+    );
+    let before = fresh.images();
+    let out = fresh.run(&["fetch", "--peer", &liar_url, &format!("{name}:2.0")]);
+    assert_refused(&out, "1.0 offered as 2.0");
+    let err = stderr(&out);
+    assert!(err.contains("without labels version=2.0"), "{err}");
+    assert!(
+        err.contains(&format!("peers {liar_url} offered")),
+        "the liar was not named: {err}"
+    );
+    assert_eq!(fresh.images(), before, "the other version was stored");
+    let leftovers = std::fs::read_dir(fresh.root.join("data/cas/tmp"))
+        .unwrap()
+        .count();
+    assert_eq!(leftovers, 0, "a refused download left staging files");
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
