@@ -932,3 +932,56 @@ fn lying_peers_cannot_downgrade_a_fetch_or_plant_another_version() {
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn docker_layers_come_from_peers_and_a_bad_layer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = crate::oci::Registry::start(None);
+    let layout = crate::oci::layered_image(dir.path(), false);
+    crate::oci::sh(&format!(
+        "skopeo copy --dest-tls-verify=false oci:{}:v1 docker://127.0.0.1:{}/share/app:v1",
+        layout.display(),
+        registry.port
+    ));
+    let image = format!("docker://127.0.0.1:{}/share/app:v1", registry.port);
+    let fetch = |root: &Path, peers: &[&str]| {
+        let mut cmd = skiff_in(root);
+        cmd.args(["--insecure-options=image,http", "fetch"]);
+        for p in peers {
+            cmd.args(["--peer", p]);
+        }
+        output(cmd.arg(&image))
+    };
+    let first = dir.path().join("first");
+    let id = image_id(&fetch(&first, &[]));
+    let serving = serve(skiff_in(&first).args(["serve", "--listen", "127.0.0.1:0"]));
+    let layers: Vec<String> = std::fs::read_dir(first.join("data/cas/blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!layers.is_empty());
+
+    // A peer that sends wrong bytes for every layer is named and skipped.
+    let port = crate::oci::free_port();
+    let liar = Server::start("127.0.0.1", port, None);
+    let liar_url = format!("http://127.0.0.1:{port}");
+    for hex in &layers {
+        liar.put(
+            &format!("/skiff/v1/layers/{hex}"),
+            b"not this layer".to_vec(),
+            None,
+            "application/octet-stream",
+        );
+    }
+    let second = dir.path().join("second");
+    let out = fetch(&second, &[&liar_url, &serving.url]);
+    assert_eq!(image_id(&out), id);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("peer {liar_url} dropped")),
+        "the lying peer was not named: {err}"
+    );
+    assert!(err.contains(&format!("from peer {}", serving.url)), "{err}");
+    let out = output(skiff_in(&second).args(["image", "verify"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -124,7 +124,9 @@ impl Http {
             .max_redirects(10)
             .timeout_connect(Some(Duration::from_secs(20)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
-            .timeout_recv_body(Some(Duration::from_secs(300)))
+            // No limit on a whole body (a large image on a slow link takes
+            // long); a server silent for a minute is given up on.
+            .timeout_per_read(Some(Duration::from_secs(60)))
             .user_agent(concat!("skiff/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();

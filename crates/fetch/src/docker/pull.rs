@@ -439,7 +439,14 @@ impl Fetcher<'_> {
         let label = format!("layer {short}");
         self.cache_layer(
             digest,
-            &mut |out| reg.blob_to(digest, out, &label, limit).map(drop),
+            &mut |out| {
+                // A peer first (the digest is the content address: what a
+                // peer sends is checked before it is kept), then the registry.
+                if self.layer_from_peers(digest, out, limit)? {
+                    return Ok(());
+                }
+                reg.blob_to(digest, out, &label, limit).map(drop)
+            },
             new,
         )
     }

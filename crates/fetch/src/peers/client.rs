@@ -115,7 +115,8 @@ impl PeerClient {
             // Short: another peer, or the origin, can serve instead.
             .timeout_connect(Some(Duration::from_secs(3)))
             .timeout_recv_response(Some(Duration::from_secs(10)))
-            .timeout_recv_body(Some(Duration::from_secs(30)))
+            .timeout_per_read(Some(Duration::from_secs(10)))
+            .timeout_recv_body(Some(Duration::from_secs(60)))
             .user_agent(concat!("skiff/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
@@ -156,6 +157,19 @@ impl PeerClient {
             return Err(PeerError::Bad(format!("answer larger than {limit} bytes")));
         }
         Ok(body)
+    }
+
+    /// GETs `path` of `peer` (200), its body to read.
+    pub fn get_stream(&self, peer: &PeerUrl, path: &str) -> Result<impl Read + use<>, PeerError> {
+        let resp = self
+            .agent
+            .get(peer.join(path))
+            .call()
+            .map_err(|e| PeerError::Transport(e.to_string()))?;
+        match resp.status().as_u16() {
+            200 => Ok(resp.into_body().into_reader()),
+            status => Err(PeerError::Status(status)),
+        }
     }
 
     /// GETs a JSON document of `peer`.

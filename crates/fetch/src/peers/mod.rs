@@ -30,7 +30,7 @@ use skiff_spec::discovery::AppName;
 use skiff_store::RemoteRecord;
 use skiff_store::serving::Partial;
 
-pub use client::{PeerClient, PeerUrl};
+pub use client::{PeerClient, PeerError, PeerUrl};
 
 use crate::{FetchError, Fetched, Fetcher};
 
@@ -358,6 +358,79 @@ impl Fetcher<'_> {
             Some(e) => Err(e),
             None => Ok(None),
         }
+    }
+
+    /// Writes layer `digest` (`sha256:<hex>`) into `out` from the first
+    /// peer that has it with the right content; false if none does (`out`
+    /// is then empty again).
+    pub(crate) fn layer_from_peers(
+        &self,
+        digest: &str,
+        out: &mut std::fs::File,
+        limit: u64,
+    ) -> Result<bool, FetchError> {
+        use sha2::Digest;
+        use std::io::{Seek, Write};
+        let Some(hex) = digest
+            .strip_prefix("sha256:")
+            .and_then(|h| Kind::Layer.check_hex(h))
+        else {
+            return Ok(false);
+        };
+        let peers = self.peers()?;
+        if peers.is_empty() {
+            return Ok(false);
+        }
+        let client = self.http.peer_client()?;
+        let blob = BlobRef {
+            kind: Kind::Layer,
+            hex: hex.to_string(),
+        };
+        let io = |e: std::io::Error| FetchError::from(skiff_io::IoError::new("write a layer", e));
+        for peer in &peers {
+            let body = match client.get_stream(peer, &blob.path()) {
+                Ok(body) => body,
+                Err(PeerError::Status(404)) => continue,
+                Err(e) => {
+                    tracing::debug!("peer {peer} not asked for {digest}: {e}");
+                    continue;
+                }
+            };
+            out.set_len(0).map_err(io)?;
+            out.rewind().map_err(io)?;
+            let mut hasher = sha2::Sha256::new();
+            let mut reader = std::io::Read::take(body, limit.saturating_add(1));
+            let mut buf = vec![0u8; 1 << 16];
+            let mut total = 0u64;
+            let copied: Result<(), String> = loop {
+                match std::io::Read::read(&mut reader, &mut buf) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        total += n as u64;
+                        if total > limit {
+                            break Err(format!("more than {limit} bytes"));
+                        }
+                        hasher.update(&buf[..n]);
+                        out.write_all(&buf[..n]).map_err(io)?;
+                    }
+                    Err(e) => break Err(e.to_string()),
+                }
+            };
+            let got = format!("{:x}", hasher.finalize());
+            match copied {
+                Ok(()) if got == hex => {
+                    tracing::info!("layer {} from peer {peer} ({total} bytes)", &hex[..12]);
+                    return Ok(true);
+                }
+                Ok(()) => tracing::warn!(
+                    "peer {peer} dropped: it sent layer {digest} with digest sha256:{got}"
+                ),
+                Err(e) => tracing::warn!("peer {peer} dropped: layer {digest}: {e}"),
+            }
+        }
+        out.set_len(0).map_err(io)?;
+        out.rewind().map_err(io)?;
+        Ok(false)
     }
 
     /// Every peer as a possible member of the swarm fetching what `list`
