@@ -125,6 +125,16 @@ impl Host {
         output(self.skiff().args(args))
     }
 
+    /// `skiff fetch --peer P… image`.
+    fn fetch_via(&self, peers: &[&str], image: &str) -> Output {
+        let mut cmd = self.skiff();
+        cmd.arg("fetch");
+        for p in peers {
+            cmd.args(["--peer", p]);
+        }
+        output(cmd.arg(image))
+    }
+
     fn trust(&self, prefix: &str, key: &[u8]) {
         let file = self.root.join("key.asc");
         std::fs::write(&file, key).unwrap();
@@ -308,58 +318,79 @@ fn evil_host(host: &Host, dir: &Path, name: &str) -> Vec<u8> {
     gpg.public_key()
 }
 
+/// The origin of a test: `https://<lan origin>` with discovery for
+/// `<origin>/busybox`, and version 1.0 of it signed by its key.
+struct Origin {
+    site: Server,
+    gpg: Gpg,
+    name: String,
+    /// `name:1.0`
+    wanted: String,
+    aci_file: PathBuf,
+    ca_file: PathBuf,
+}
+
+/// Where the origin serves version 1.0.
+const ACI_PATH: &str = "/images/busybox-1.0-linux-amd64.aci";
+
+impl Origin {
+    fn start(lan: &Lan, dir: &Path) -> Origin {
+        let origin = lan.origin_ip();
+        let name = format!("{origin}/busybox");
+        let ca = TestCa::new(&origin);
+        let ca_file = dir.join("ca.pem");
+        ca.write_ca(&ca_file);
+        let gpg = Gpg::new("Origin <origin@example.com>", "ed25519");
+        let aci_file = dir.join("busybox.aci");
+        busybox_aci(dir, &name, &aci_file);
+        let site = Server::start(&origin, 443, Some(&ca));
+        site.put(
+            "/busybox?ac-discovery=1",
+            discovery_page(&name, &origin),
+            None,
+            "text/html",
+        );
+        site.put(
+            ACI_PATH,
+            std::fs::read(&aci_file).unwrap(),
+            None,
+            "application/octet-stream",
+        );
+        site.put(
+            &format!("{ACI_PATH}.asc"),
+            gpg.sign(&aci_file),
+            None,
+            "text/plain",
+        );
+        Origin {
+            site,
+            gpg,
+            wanted: format!("{name}:1.0"),
+            name,
+            aci_file,
+            ca_file,
+        }
+    }
+}
+
 #[test]
 fn hosts_fetch_from_peers_when_the_origin_is_gone_and_hostile_peers_fail() {
     let lan = Lan::new(4);
     let dir = tempfile::tempdir().unwrap();
+    let Origin {
+        mut site,
+        gpg,
+        name,
+        wanted,
+        aci_file: _,
+        ca_file,
+    } = Origin::start(&lan, dir.path());
     let origin = lan.origin_ip();
-    let name = format!("{origin}/busybox");
-    let wanted = format!("{name}:1.0");
-    let ca = TestCa::new(&origin);
-    let ca_file = dir.path().join("ca.pem");
-    ca.write_ca(&ca_file);
-    let hosts: Vec<Host> = lan
-        .hosts
-        .iter()
-        .enumerate()
-        .map(|(i, ns)| {
-            let root = dir.path().join(format!("host{i}"));
-            std::fs::create_dir_all(&root).unwrap();
-            Host {
-                ns: ns.clone(),
-                root,
-                ca_file: ca_file.clone(),
-            }
-        })
-        .collect();
+    let aci_path = ACI_PATH;
+    let hosts = hosts_of(&lan, dir.path(), &ca_file);
     let [h1, h2, h3, evil] = &hosts[..] else {
         unreachable!()
     };
-
-    // The origin: discovery, the image, its signature and key.
-    let gpg = Gpg::new("Origin <origin@example.com>", "ed25519");
-    let aci_file = dir.path().join("busybox.aci");
-    busybox_aci(dir.path(), &name, &aci_file);
-    let aci_path = "/images/busybox-1.0-linux-amd64.aci";
-    let mut site = Server::start(&origin, 443, Some(&ca));
-    site.put(
-        "/busybox?ac-discovery=1",
-        discovery_page(&name, &origin),
-        None,
-        "text/html",
-    );
-    site.put(
-        aci_path,
-        std::fs::read(&aci_file).unwrap(),
-        None,
-        "application/octet-stream",
-    );
-    site.put(
-        &format!("{aci_path}.asc"),
-        gpg.sign(&aci_file),
-        None,
-        "text/plain",
-    );
     for host in &hosts[..3] {
         host.trust(&name, &gpg.public_key());
     }
@@ -426,14 +457,7 @@ fn hosts_fetch_from_peers_when_the_origin_is_gone_and_hostile_peers_fail() {
 
     // The origin is gone: the second host fetches from the first, with the
     // lying evil peer listed first: the right image wins.
-    let out = h2.run(&[
-        "fetch",
-        "--peer",
-        &evil_serving.url,
-        "--peer",
-        &h1_serving.url,
-        &wanted,
-    ]);
+    let out = h2.fetch_via(&[&evil_serving.url, &h1_serving.url], &wanted);
     assert_eq!(image_id(&out), id, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -450,14 +474,7 @@ fn hosts_fetch_from_peers_when_the_origin_is_gone_and_hostile_peers_fail() {
         .unwrap();
     let corrupting = CorruptingPeer::start(&origin, upstream);
     let bad_url = format!("http://{}", corrupting.addr);
-    let out = h3.run(&[
-        "fetch",
-        "--peer",
-        &bad_url,
-        "--peer",
-        &h1_serving.url,
-        &wanted,
-    ]);
+    let out = h3.fetch_via(&[&bad_url, &h1_serving.url], &wanted);
     assert_eq!(image_id(&out), id, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -685,42 +702,21 @@ fn hosts_of(lan: &Lan, dir: &Path, ca_file: &Path) -> Vec<Host> {
 fn a_swarm_fetching_at_once_takes_each_piece_from_the_origin_about_once() {
     let lan = Lan::new(3);
     let dir = tempfile::tempdir().unwrap();
-    let origin = lan.origin_ip();
-    let name = format!("{origin}/busybox");
-    let wanted = format!("{name}:1.0");
-    let ca = TestCa::new(&origin);
-    let ca_file = dir.path().join("ca.pem");
-    ca.write_ca(&ca_file);
-    let hosts = hosts_of(&lan, dir.path(), &ca_file);
-
     // The origin publishes the image, its signature and its piece list, and
     // answers each request for the image only after a while (far away).
-    let gpg = Gpg::new("Origin <origin@example.com>", "ed25519");
-    let aci_file = dir.path().join("busybox.aci");
-    busybox_aci(dir.path(), &name, &aci_file);
+    let Origin {
+        site,
+        gpg,
+        name,
+        wanted,
+        aci_file,
+        ca_file,
+    } = Origin::start(&lan, dir.path());
+    let hosts = hosts_of(&lan, dir.path(), &ca_file);
     let made = output(skiff().args(["image", "pieces"]).arg(&aci_file));
     assert!(made.status.success(), "{}", stderr(&made));
-    let aci_path = "/images/busybox-1.0-linux-amd64.aci";
+    let aci_path = ACI_PATH;
     let size = std::fs::metadata(&aci_file).unwrap().len() as usize;
-    let site = Server::start(&origin, 443, Some(&ca));
-    site.put(
-        "/busybox?ac-discovery=1",
-        discovery_page(&name, &origin),
-        None,
-        "text/html",
-    );
-    site.put(
-        aci_path,
-        std::fs::read(&aci_file).unwrap(),
-        None,
-        "application/octet-stream",
-    );
-    site.put(
-        &format!("{aci_path}.asc"),
-        gpg.sign(&aci_file),
-        None,
-        "text/plain",
-    );
     let pieces = std::fs::read(format!("{}.pieces", aci_file.display())).unwrap();
     site.put(
         &format!("{aci_path}.pieces"),

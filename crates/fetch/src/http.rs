@@ -254,19 +254,31 @@ impl Http {
 
     /// GETs a small document (discovery page, key) of at most `limit` bytes.
     pub fn get_small(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        self.get_expecting(url, &[], 200, limit)
+    }
+
+    /// GETs `url` with `headers`; the body of a `status` answer, at most
+    /// `limit` bytes.
+    fn get_expecting(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        status: u16,
+        limit: u64,
+    ) -> Result<Vec<u8>, FetchError> {
         self.check_scheme(url)?;
-        let resp = self.send(url, &[])?;
-        let status = resp.status().as_u16();
-        if status != 200 {
+        let resp = self.send(url, headers)?;
+        let got = resp.status().as_u16();
+        if got != status {
             return Err(FetchError::Status {
                 url: url.to_string(),
-                status,
+                status: got,
             });
         }
         let mut body = Vec::new();
         resp.into_body()
             .into_reader()
-            .take(limit + 1)
+            .take(limit.saturating_add(1))
             .read_to_end(&mut body)
             .map_err(|e| FetchError::Http {
                 url: url.to_string(),
@@ -303,32 +315,8 @@ impl Http {
         range: std::ops::Range<u64>,
         limit: u64,
     ) -> Result<Vec<u8>, FetchError> {
-        self.check_scheme(url)?;
         let header = format!("bytes={}-{}", range.start, range.end.saturating_sub(1));
-        let resp = self.send(url, &[("Range", header)])?;
-        let status = resp.status().as_u16();
-        if status != 206 {
-            return Err(FetchError::Status {
-                url: url.to_string(),
-                status,
-            });
-        }
-        let mut body = Vec::new();
-        resp.into_body()
-            .into_reader()
-            .take(limit.saturating_add(1))
-            .read_to_end(&mut body)
-            .map_err(|e| FetchError::Http {
-                url: url.to_string(),
-                reason: e.to_string(),
-            })?;
-        if body.len() as u64 > limit {
-            return Err(FetchError::Http {
-                url: url.to_string(),
-                reason: format!("answer larger than {limit} bytes"),
-            });
-        }
-        Ok(body)
+        self.get_expecting(url, &[("Range", header)], 206, limit)
     }
 
     /// Downloads `url` into `file` (from its start), conditionally on

@@ -88,6 +88,21 @@ impl Guarded {
     }
 }
 
+/// Resolves on SIGTERM or SIGINT: how a service is stopped.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
 /// The address a connection came from (`ConnectInfo<Peer>`).
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);

@@ -120,7 +120,7 @@ async fn serve(mut config: Config) -> Result<(), ServerError> {
         guarded,
         app.into_make_service_with_connect_info::<skiff_io::listener::Peer>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(skiff_io::listener::shutdown_signal())
     .await;
     registrations.abort();
     let _ = std::fs::remove_file(&socket);
@@ -183,20 +183,6 @@ async fn listen(config: &mut Config) -> Result<TcpListener, ServerError> {
     Ok(TcpListener::bind(config.listen)
         .await
         .map_err(io(format!("listen on {}", config.listen)))?)
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }
 
 /// After binding, the service needs no capability: its files are root's

@@ -103,26 +103,12 @@ pub fn run(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), Se
             Guarded::new(listener, LIMITS),
             router.into_make_service_with_connect_info::<Peer>(),
         )
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(skiff_io::listener::shutdown_signal())
         .await
         .map_err(io_err("serve HTTP"))?;
         tracing::info!("stopped serving");
         Ok(())
     })
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }
 
 fn status(code: StatusCode) -> Response {
