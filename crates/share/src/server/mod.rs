@@ -10,7 +10,7 @@
 pub mod allow;
 mod catalog;
 pub mod confine;
-mod range;
+pub mod range;
 mod rate;
 
 use std::collections::BTreeMap;
