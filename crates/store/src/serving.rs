@@ -101,8 +101,20 @@ impl Partial {
         std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         let data = dir.join(key);
         let have_path = dir.join(format!("{key}.have"));
-        match std::fs::hard_link(staged, &data) {
+        let mut linked = std::fs::hard_link(staged, &data);
+        if linked
+            .as_ref()
+            .is_err_and(|e| e.kind() == io::ErrorKind::AlreadyExists)
+            && std::fs::symlink_metadata(&data).is_ok_and(|m| m.nlink() == 1)
+        {
+            // Left by a fetch that died or an image since removed: replaced.
+            let _ = std::fs::remove_file(&have_path);
+            let _ = std::fs::remove_file(&data);
+            linked = std::fs::hard_link(staged, &data);
+        }
+        match linked {
             Ok(()) => {}
+            // Another fetch on this host shares it.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
             Err(e) => return Err(io_err("link", &data)(e).into()),
         }
@@ -245,5 +257,40 @@ mod tests {
         assert_eq!(mode(&sig_dir.join("ABCD")), 0o644);
         assert_eq!(mode(&private), 0o600, "the index is not shared");
         assert_eq!(mode(&data), 0o700, "the data directory stays private");
+    }
+
+    #[test]
+    fn partials_live_while_linked_and_are_replaced_or_removed_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        prepare(&data).unwrap();
+        let staged = dir.path().join("stage");
+        std::fs::write(&staged, b"0123456789").unwrap();
+        let key = "d".repeat(64);
+        let partial = Partial::publish(&data, &key, &staged, 3).unwrap().unwrap();
+        let have = data.join("cas/partial").join(format!("{key}.have"));
+        assert_eq!(std::fs::read(&have).unwrap(), b"000");
+        partial.mark(1, b'1');
+        assert_eq!(std::fs::read(&have).unwrap(), b"010");
+        assert!(
+            stale_partials(&data).unwrap().is_empty(),
+            "linked twice: live"
+        );
+        assert!(
+            Partial::publish(&data, &key, &staged, 3).unwrap().is_none(),
+            "one fetch shares a key at a time"
+        );
+        drop(partial);
+        assert!(!have.exists(), "an unfinished download is withdrawn");
+        // Kept, then its other link goes: stale, and replaced by a new fetch.
+        Partial::publish(&data, &key, &staged, 3)
+            .unwrap()
+            .unwrap()
+            .keep();
+        std::fs::remove_file(&staged).unwrap();
+        assert_eq!(stale_partials(&data).unwrap().len(), 2);
+        std::fs::write(&staged, b"x").unwrap();
+        assert!(Partial::publish(&data, &key, &staged, 1).unwrap().is_some());
+        assert!(Partial::publish(&data, "../x", &staged, 1).is_err());
     }
 }
