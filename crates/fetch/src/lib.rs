@@ -267,6 +267,8 @@ pub struct Fetcher<'a> {
     pub http: &'a Http,
     pub options: &'a FetchOptions,
     pub review: &'a dyn KeyReview,
+    /// Peers that failed this fetch (not asked again for its other layers).
+    pub failed_peers: std::sync::Mutex<Vec<peers::PeerUrl>>,
 }
 
 /// What fetching works with, owned in one place; [`FetchSession::fetcher`]
@@ -287,6 +289,7 @@ impl<R: KeyReview> FetchSession<R> {
             http: &self.http,
             options: &self.options,
             review: &self.review,
+            failed_peers: std::sync::Mutex::default(),
         }
     }
 }

@@ -64,14 +64,27 @@ pub struct Guarded {
     inner: TcpListener,
     limits: Limits,
     counts: Arc<Mutex<Counts>>,
+    /// Who may connect at all (others are closed before they count).
+    allow: Box<dyn Fn(IpAddr) -> bool + Send + Sync>,
 }
 
 impl Guarded {
     pub fn new(inner: TcpListener, limits: Limits) -> Self {
+        Self::allowing(inner, limits, |_| true)
+    }
+
+    /// Only clients `allow` accepts are kept; others are closed at once,
+    /// before they count against any limit.
+    pub fn allowing(
+        inner: TcpListener,
+        limits: Limits,
+        allow: impl Fn(IpAddr) -> bool + Send + Sync + 'static,
+    ) -> Self {
         Guarded {
             inner,
             limits,
             counts: Arc::default(),
+            allow: Box::new(allow),
         }
     }
 
@@ -128,6 +141,11 @@ impl axum::serve::Listener for Guarded {
                     continue;
                 }
             };
+            if !(self.allow)(peer.ip().to_canonical()) {
+                tracing::debug!(%peer, "not allowed: closed");
+                drop(stream);
+                continue;
+            }
             let key = client_key(peer.ip(), self.limits.v6_prefix);
             if !self.admit(key) {
                 tracing::debug!(%peer, "connection limit reached: closed");

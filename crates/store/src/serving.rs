@@ -118,18 +118,22 @@ impl Partial {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
             Err(e) => return Err(io_err("link", &data)(e).into()),
         }
-        let mut partial = Partial {
+        // The map appears whole (written aside, renamed in): a reader
+        // never sees it short.
+        let aside = dir.join(format!(".{key}.have.new"));
+        let have = File::create(&aside).map_err(io_err("create", &aside))?;
+        let partial = Partial {
             data,
             have_path: have_path.clone(),
-            have: File::create(&have_path).map_err(io_err("create", &have_path))?,
+            have,
             keep: false,
         };
-        share_file(&partial.have, &have_path)?;
+        share_file(&partial.have, &aside)?;
         use std::io::Write;
-        partial
-            .have
+        (&partial.have)
             .write_all(&vec![b'0'; pieces])
-            .map_err(io_err("write", &have_path))?;
+            .map_err(io_err("write", &aside))?;
+        std::fs::rename(&aside, &have_path).map_err(io_err("rename", &aside))?;
         Ok(Some(partial))
     }
 

@@ -387,12 +387,27 @@ impl Fetcher<'_> {
             hex: hex.to_string(),
         };
         let io = |e: std::io::Error| FetchError::from(skiff_io::IoError::new("write a layer", e));
+        let failed = |peer: &PeerUrl| {
+            self.failed_peers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(peer.clone());
+        };
         for peer in &peers {
+            if self
+                .failed_peers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(peer)
+            {
+                continue;
+            }
             let body = match client.get_stream(peer, &blob.path()) {
                 Ok(body) => body,
                 Err(PeerError::Status(404)) => continue,
                 Err(e) => {
-                    tracing::debug!("peer {peer} not asked for {digest}: {e}");
+                    tracing::warn!("peer {peer} dropped: {e}");
+                    failed(peer);
                     continue;
                 }
             };
@@ -427,6 +442,7 @@ impl Fetcher<'_> {
                 ),
                 Err(e) => tracing::warn!("peer {peer} dropped: layer {digest}: {e}"),
             }
+            failed(peer);
         }
         out.set_len(0).map_err(io)?;
         out.rewind().map_err(io)?;

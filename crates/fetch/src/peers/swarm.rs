@@ -95,6 +95,9 @@ struct SourceState {
     busy: usize,
     /// What a member has (protocol bytes); None: everything.
     have: Option<Vec<u8>>,
+    /// Since when a member has said it is fetching each piece: a claim
+    /// older than [`WAIT_FOR_MEMBERS`] is not waited for.
+    fetching_since: Vec<Option<Instant>>,
 }
 
 impl SourceState {
@@ -106,10 +109,31 @@ impl SourceState {
         }
     }
 
+    /// Whether it says it is fetching `piece`, and said so recently.
     fn fetching(&self, piece: usize) -> bool {
         self.have
             .as_ref()
             .is_some_and(|h| h.get(piece) == Some(&protocol::FETCHING))
+            && self
+                .fetching_since
+                .get(piece)
+                .copied()
+                .flatten()
+                .is_none_or(|since| since.elapsed() < WAIT_FOR_MEMBERS)
+    }
+
+    /// Takes a member's new map, keeping when each claim was first seen.
+    fn update(&mut self, have: Vec<u8>) {
+        self.fetching_since.resize(have.len(), None);
+        let now = Instant::now();
+        for (since, byte) in self.fetching_since.iter_mut().zip(&have) {
+            *since = match (*byte == protocol::FETCHING, *since) {
+                (true, Some(t)) => Some(t),
+                (true, None) => Some(now),
+                (false, _) => None,
+            };
+        }
+        self.have = Some(have);
     }
 }
 
@@ -145,8 +169,8 @@ impl State {
                 return Some((at, s));
             }
         }
-        // From the origin: first what no member has or is fetching; after
-        // a wait without progress, anything.
+        // From the origin: what no member has or has lately said it is
+        // fetching; after a wait without progress, anything.
         let origin = self
             .sources
             .iter()
@@ -206,6 +230,7 @@ pub fn download(
                     Source::Member { .. } => Some(Vec::new()),
                     _ => None,
                 },
+                fetching_since: Vec::new(),
                 source,
                 alive: true,
                 failures: 0,
@@ -270,8 +295,7 @@ fn poll(client: &PeerClient, total: usize, state: &Mutex<State>, wake: &Condvar)
                             matches!(*b, protocol::HAS | protocol::FETCHING | protocol::MISSING)
                         }) =>
                 {
-                    s.sources[i].have = Some(have);
-                    s.sources[i].failures = 0;
+                    s.sources[i].update(have);
                 }
                 Ok(_) => s.drop_source(i, "its piece map does not fit the piece list".into()),
                 // Not fetching it (yet): nothing to take from it now.
@@ -331,10 +355,15 @@ fn worker(
                     .peers
                     .get(peer, &protocol::swarm_path(key), Some(range.clone()), len)
             }
-            Source::Origin { url } => clients
-                .origin
-                .get_range(url, range.clone(), len)
-                .map_err(|e| PeerError::Transport(e.to_string())),
+            Source::Origin { url } => {
+                clients
+                    .origin
+                    .get_range(url, range.clone(), len)
+                    .map_err(|e| match e {
+                        crate::FetchError::Status { status, .. } => PeerError::Status(status),
+                        e => PeerError::Transport(e.to_string()),
+                    })
+            }
         };
         let outcome = match got {
             Ok(bytes) if list.matches(piece, &bytes) => out
@@ -343,6 +372,7 @@ fn worker(
                 .map_err(|e| Failure::Local(e.to_string())),
             Ok(_) => Err(Failure::BadPiece),
             Err(PeerError::Status(404)) => Err(Failure::Missing),
+            Err(PeerError::Status(200)) => Err(Failure::NoRanges),
             Err(e) => Err(Failure::Source(e.to_string())),
         };
         if let Some(p) = partial {
@@ -376,13 +406,25 @@ fn worker(
                 );
                 st.pending.insert(0, piece);
             }
-            // A member that does not have it after all (its map was old).
+            // A member that said it has the piece and has not: its map may
+            // have been old, but three times is a lie or a dead fetch.
             Err(Failure::Missing) if matches!(source, Source::Member { .. }) => {
                 if let Some(have) = st.sources[s].have.as_mut()
                     && let Some(b) = have.get_mut(piece)
                 {
                     *b = protocol::MISSING;
                 }
+                st.sources[s].failures += 1;
+                if st.sources[s].failures >= MAX_FAILURES {
+                    st.drop_source(
+                        s,
+                        format!("{MAX_FAILURES} pieces it said it had were not there"),
+                    );
+                }
+                st.pending.insert(0, piece);
+            }
+            Err(Failure::NoRanges) => {
+                st.drop_source(s, "it does not answer byte ranges".into());
                 st.pending.insert(0, piece);
             }
             Err(Failure::Missing) => {
@@ -405,6 +447,8 @@ enum Failure {
     Local(String),
     BadPiece,
     Missing,
+    /// A whole answer to a range request: no ranges from this source.
+    NoRanges,
     Source(String),
 }
 
@@ -438,6 +482,7 @@ mod tests {
             failures: 0,
             busy: 0,
             have: Some(have.to_vec()),
+            fetching_since: vec![None; have.len()],
         }
     }
 
@@ -450,6 +495,7 @@ mod tests {
             failures: 0,
             busy: 0,
             have: None,
+            fetching_since: Vec::new(),
         }
     }
 
@@ -479,6 +525,12 @@ mod tests {
         assert_eq!(st.next(), Some((0, 0)), "until the wait is over");
         st.sources[0].busy = ORIGIN_AT_ONCE;
         assert_eq!(st.next(), None, "the origin is busy");
+        // A claim to be fetching is waited for only so long, progress or not.
+        let mut st = state(vec![origin(), member(b"120")], vec![1]);
+        st.sources[1].fetching_since[1] = Some(Instant::now() - WAIT_FOR_MEMBERS * 2);
+        assert_eq!(st.next(), Some((0, 0)), "an old claim is not waited for");
+        st.sources[1].update(b"120".to_vec());
+        assert!(st.sources[1].fetching_since[1].is_some_and(|t| t.elapsed() > WAIT_FOR_MEMBERS));
     }
 
     #[test]

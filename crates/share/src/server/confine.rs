@@ -163,6 +163,31 @@ fn initial_user_namespace() -> bool {
 /// confined server holds nothing of the host's: a directory descriptor
 /// would lead out of its mount namespace.
 pub fn close_inherited() -> Result<(), IoError> {
+    // Standard descriptors stay, but not as a way out: one that is a
+    // directory (`< /`) becomes /dev/null.
+    let null = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(io_err("open /dev/null"))?;
+    let dirs = [0, 1, 2].map(|raw| {
+        // SAFETY: 0, 1 and 2 are only borrowed to read their type; a closed
+        // one fails the call.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
+        rustix::fs::fstat(fd).is_ok_and(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+        })
+    });
+    if dirs[0] {
+        rustix::stdio::dup2_stdin(&null).map_err(sys("replace stdin"))?;
+    }
+    if dirs[1] {
+        rustix::stdio::dup2_stdout(&null).map_err(sys("replace stdout"))?;
+    }
+    if dirs[2] {
+        rustix::stdio::dup2_stderr(&null).map_err(sys("replace stderr"))?;
+    }
+    drop(null);
     let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .map_err(io_err("read /proc/self/fd"))?
         .filter_map(Result::ok)

@@ -88,6 +88,7 @@ pub fn run(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), Se
         .enable_all()
         .build()
         .map_err(io_err("start the async runtime"))?;
+    let allow = config.allow.clone();
     let app = Arc::new(App {
         catalog: Catalog::new(dirs),
         allow: config.allow,
@@ -99,8 +100,11 @@ pub fn run(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), Se
             tokio::net::TcpListener::from_std(listener).map_err(io_err("use the listener"))?;
         ready(bound);
         let router = axum::Router::new().fallback(handle).with_state(app);
+        let allowed = allow.clone();
         axum::serve(
-            Guarded::new(listener, LIMITS),
+            Guarded::allowing(listener, LIMITS, move |ip| {
+                allowed.iter().any(|c| c.contains(ip))
+            }),
             router.into_make_service_with_connect_info::<Peer>(),
         )
         .with_graceful_shutdown(skiff_io::listener::shutdown_signal())
