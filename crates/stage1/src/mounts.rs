@@ -119,7 +119,7 @@ impl Root {
             // Resolve from the root each time so that symlinks stay inside it.
             let sofar: PathBuf = parts[..=i].iter().collect();
             let part = parts[i].clone();
-            match rustix::fs::openat2(&self.fd, &sofar, how, Mode::empty(), in_root()) {
+            match open_in_root(&self.fd, &sofar, how) {
                 Ok(fd) => dir = fd,
                 Err(rustix::io::Errno::NOENT) if create => {
                     // A dangling symlink: make what it points at instead
@@ -161,14 +161,27 @@ impl Root {
                             Err(e) => return Err(err(what())(e)),
                         }
                     }
-                    dir = rustix::fs::openat2(&self.fd, &sofar, how, Mode::empty(), in_root())
-                        .map_err(err(what()))?;
+                    dir = open_in_root(&self.fd, &sofar, how).map_err(err(what()))?;
                 }
                 Err(e) => return Err(err(what())(e)),
             }
             i += 1;
         }
         Ok(dir)
+    }
+}
+
+/// `openat2` of `path` under `root` with `RESOLVE_IN_ROOT`, again while it
+/// answers EAGAIN: the kernel says so when a rename or mount elsewhere
+/// raced with a `..` in the walk (it cannot then prove the walk stayed
+/// inside), which is not an answer about this path.
+fn open_in_root(root: &OwnedFd, path: &Path, how: OFlags) -> rustix::io::Result<OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(root, path, how, Mode::empty(), in_root()) {
+            Err(rustix::io::Errno::AGAIN) if tries < 64 => tries += 1,
+            other => return other,
+        }
     }
 }
 
