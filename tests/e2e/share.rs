@@ -988,3 +988,140 @@ fn docker_layers_come_from_peers_and_a_bad_layer_is_refused() {
     let out = output(skiff_in(&second).args(["image", "verify"]));
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// A multicast DNS answer announcing a skiff server `instance` at `port`
+/// on each of `addrs` (RFC 6762/6763: PTR, SRV, TXT and A records).
+fn mdns_answer(instance: &str, port: u16, addrs: &[std::net::Ipv4Addr]) -> Vec<u8> {
+    fn name(out: &mut Vec<u8>, name: &str) {
+        for label in name.split('.') {
+            out.push(label.len() as u8);
+            out.extend_from_slice(label.as_bytes());
+        }
+        out.push(0);
+    }
+    fn record(out: &mut Vec<u8>, owner: &str, kind: u16, class: u16, data: &[u8]) {
+        name(out, owner);
+        out.extend_from_slice(&kind.to_be_bytes());
+        out.extend_from_slice(&class.to_be_bytes());
+        out.extend_from_slice(&120u32.to_be_bytes());
+        out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        out.extend_from_slice(data);
+    }
+    let service = "_skiff._tcp.local";
+    let full = format!("{instance}.{service}");
+    let host = format!("{instance}.local");
+    let mut out = vec![0, 0, 0x84, 0, 0, 0];
+    out.extend_from_slice(&(3 + addrs.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    let mut ptr = Vec::new();
+    name(&mut ptr, &full);
+    record(&mut out, service, 12, 1, &ptr);
+    let mut srv = vec![0, 0, 0, 0];
+    srv.extend_from_slice(&port.to_be_bytes());
+    name(&mut srv, &host);
+    record(&mut out, &full, 33, 0x8001, &srv);
+    let txt = b"proto=/skiff/v1";
+    let mut data = vec![txt.len() as u8];
+    data.extend_from_slice(txt);
+    record(&mut out, &full, 16, 0x8001, &data);
+    for addr in addrs {
+        record(&mut out, &host, 1, 0x8001, &addr.octets());
+    }
+    out
+}
+
+/// Sends `answer` on the segment from inside namespace `ns` (as address
+/// `from`) every 100 ms until `stop`; how many were sent.
+fn announce_falsely(
+    ns: &str,
+    from: std::net::Ipv4Addr,
+    answer: Vec<u8>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    let netns = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+    std::thread::spawn(move || {
+        // Only this thread enters the namespace.
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&netns),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .unwrap();
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .unwrap();
+        socket.set_reuse_address(true).unwrap();
+        // Answers count only from port 5353.
+        let local = SocketAddr::from(([0, 0, 0, 0], 5353));
+        socket.bind(&local.into()).unwrap();
+        socket.set_multicast_if_v4(&from).unwrap();
+        let group = SocketAddr::from(([224, 0, 0, 251], 5353));
+        let mut sent = 0;
+        while !stop.load(Ordering::Relaxed) {
+            socket.send_to(&answer, &group.into()).unwrap();
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sent
+    })
+}
+
+#[test]
+fn hosts_find_each_other_on_the_segment_and_false_announcements_are_ignored() {
+    let lan = Lan::new(3);
+    let dir = tempfile::tempdir().unwrap();
+    let Origin {
+        mut site,
+        gpg,
+        name,
+        wanted,
+        aci_file: _,
+        ca_file,
+    } = Origin::start(&lan, dir.path());
+    let hosts = hosts_of(&lan, dir.path(), &ca_file);
+    let [h1, h2, evil] = &hosts[..] else {
+        unreachable!()
+    };
+    for host in [h1, h2] {
+        host.trust(&name, &gpg.public_key());
+    }
+    let id = image_id(&h1.run(&["fetch", &wanted]));
+    let h1_addr = format!("{}:7440", lan.host_ip(0));
+    // Announced on the segment; listening on every address.
+    let _serving = serve(
+        h1.skiff()
+            .args(["serve", "--mdns", "--listen", "0.0.0.0:7440"]),
+    );
+    site.shutdown();
+
+    // The second host names no peer: its peers.d only asks the segment.
+    let peers_d = h2.root.join("etc/peers.d");
+    std::fs::create_dir_all(&peers_d).unwrap();
+    std::fs::write(peers_d.join("site.json"), r#"{"mdns": true}"#).unwrap();
+    // Meanwhile another host announces servers at a loopback address, an
+    // address off the site and the fetching host's own address.
+    let own: std::net::Ipv4Addr = lan.host_ip(1).parse().unwrap();
+    let evil_ip: std::net::Ipv4Addr = lan.host_ip(2).parse().unwrap();
+    let answer = mdns_answer(
+        "skiff-evil",
+        7440,
+        &[[127, 0, 0, 1].into(), [8, 8, 8, 8].into(), own],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let announcer = announce_falsely(&evil.ns, evil_ip, answer, stop.clone());
+    let out = h2.run(&["fetch", &wanted]);
+    stop.store(true, Ordering::Relaxed);
+    let sent = announcer.join().unwrap();
+    assert!(sent > 0);
+    assert_eq!(image_id(&out), id, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("1 peer(s) answered on the local segment"),
+        "a false announcement was taken (or the true one missed): {err}"
+    );
+    assert!(err.contains(&format!("http://{h1_addr}")), "{err}");
+    let out = h2.run(&["image", "verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -267,8 +267,8 @@ pub struct Fetcher<'a> {
     pub http: &'a Http,
     pub options: &'a FetchOptions,
     pub review: &'a dyn KeyReview,
-    /// Peers that failed this fetch (not asked again for its other layers).
-    pub failed_peers: std::sync::Mutex<Vec<peers::PeerUrl>>,
+    /// The peers found for this fetch, and those that failed it.
+    pub peer_state: peers::PeerState,
 }
 
 /// What fetching works with, owned in one place; [`FetchSession::fetcher`]
@@ -289,7 +289,7 @@ impl<R: KeyReview> FetchSession<R> {
             http: &self.http,
             options: &self.options,
             review: &self.review,
-            failed_peers: std::sync::Mutex::default(),
+            peer_state: peers::PeerState::default(),
         }
     }
 }
@@ -678,7 +678,7 @@ impl Fetcher<'_> {
                 return Err(e);
             }
         };
-        if !self.peers()?.is_empty()
+        if self.may_have_peers()?
             && let Some(fetched) = self.fetch_named_from_peers(&app, &found)?
         {
             return check_labels(&app, fetched);

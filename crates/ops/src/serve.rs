@@ -12,6 +12,8 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     pub user: ServeUser,
     pub allow: Vec<Cidr>,
+    /// Announce the server on the local segment (mDNS).
+    pub mdns: bool,
 }
 
 /// Shares the store of `ctx` until SIGTERM or SIGINT; `ready` hears the
@@ -28,6 +30,7 @@ pub fn serve(
             dirs,
             user: options.user,
             allow: options.allow,
+            mdns: options.mdns,
         },
         ready,
     )?;

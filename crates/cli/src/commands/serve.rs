@@ -26,6 +26,12 @@ pub struct ServeArgs {
     /// only the shared directories [default: 65534:65534, nobody]
     #[arg(long, value_name = "UID:GID", value_parser = parse_user)]
     user: Option<ServeUser>,
+
+    /// Announce this server on the local segment (mDNS, as
+    /// _skiff._tcp.local.), so that hosts whose peers.d says
+    /// {"mdns": true} find it without a list
+    #[arg(long)]
+    mdns: bool,
 }
 
 fn parse_user(s: &str) -> Result<ServeUser, String> {
@@ -67,6 +73,7 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
             listen: args.listen,
             user: args.user.unwrap_or_default(),
             allow,
+            mdns: args.mdns,
         },
         |addr| {
             eprintln!(

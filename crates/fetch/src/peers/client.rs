@@ -19,6 +19,11 @@ use crate::FetchError;
 pub struct PeerUrl(String);
 
 impl PeerUrl {
+    /// The URL of a server found at `addr` (by mDNS).
+    pub fn from_addr(addr: std::net::SocketAddr) -> Self {
+        PeerUrl(format!("http://{addr}"))
+    }
+
     pub fn parse(s: &str) -> Result<Self, String> {
         let bad = |why: &str| {
             format!(
@@ -195,6 +200,10 @@ mod tests {
             "http://10.0.0.2:7440/x"
         );
         assert!(PeerUrl::parse("https://peer.example").is_ok());
+        for addr in ["10.0.0.2:7440", "[fd00::2]:7440"] {
+            let found = PeerUrl::from_addr(addr.parse().unwrap());
+            assert_eq!(PeerUrl::parse(&found.to_string()), Ok(found));
+        }
         assert!(PeerUrl::parse("http://[fd00::2]:7440").is_ok());
         assert!(PeerUrl::parse("http://[fd00::2]").is_ok());
         for bad in [

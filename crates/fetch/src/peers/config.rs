@@ -4,6 +4,13 @@
 //! ```json
 //! { "peers": ["http://10.0.0.2:7440", "http://10.0.0.3:7440"] }
 //! ```
+//!
+//! or, to find the site's servers on the local segment (those started with
+//! `skiff serve --mdns`), with or without a list:
+//!
+//! ```json
+//! { "mdns": true }
+//! ```
 
 use std::path::Path;
 
@@ -18,15 +25,27 @@ const MAX_FILE: u64 = 1 << 20;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PeersFile {
+    #[serde(default)]
     peers: Vec<String>,
+    #[serde(default)]
+    mdns: bool,
 }
 
-/// The peers named in `dir` (none if it does not exist), files in name
-/// order.
-pub fn load(dir: &Path) -> Result<Vec<PeerUrl>, FetchError> {
+/// What `peers.d` says.
+#[derive(Debug, Default)]
+pub struct Configured {
+    /// The peers named, in order.
+    pub peers: Vec<PeerUrl>,
+    /// Whether to ask the local segment too.
+    pub mdns: bool,
+}
+
+/// What the files of `dir` say (nothing if it does not exist), files in
+/// name order.
+pub fn load(dir: &Path) -> Result<Configured, FetchError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Configured::default()),
         Err(e) => return Err(skiff_io::io_err_at("read", dir)(e).into()),
     };
     let mut files: Vec<_> = entries
@@ -35,7 +54,7 @@ pub fn load(dir: &Path) -> Result<Vec<PeerUrl>, FetchError> {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     files.sort();
-    let mut peers = Vec::new();
+    let mut out = Configured::default();
     for file in files {
         let bad = |reason: String| FetchError::Config {
             file: file.clone(),
@@ -55,14 +74,15 @@ pub fn load(dir: &Path) -> Result<Vec<PeerUrl>, FetchError> {
         }
         let parsed: PeersFile = serde_json::from_slice(&text).map_err(|e| {
             bad(format!(
-                "{e} (expected {{\"peers\": [\"http://HOST:PORT\", …]}})"
+                "{e} (expected {{\"peers\": [\"http://HOST:PORT\", …], \"mdns\": true|false}})"
             ))
         })?;
         for peer in parsed.peers {
-            peers.push(PeerUrl::parse(&peer).map_err(bad)?);
+            out.peers.push(PeerUrl::parse(&peer).map_err(bad)?);
         }
+        out.mdns |= parsed.mdns;
     }
-    Ok(peers)
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -72,15 +92,22 @@ mod tests {
     #[test]
     fn reads_peer_files_and_names_a_bad_one() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(load(&dir.path().join("missing")).unwrap().is_empty());
+        assert!(load(&dir.path().join("missing")).unwrap().peers.is_empty());
         std::fs::write(
             dir.path().join("a.json"),
             r#"{"peers": ["http://10.0.0.2:7440", "https://p.example"]}"#,
         )
         .unwrap();
         std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
-        let peers = load(dir.path()).unwrap();
-        assert_eq!(peers.len(), 2);
+        let got = load(dir.path()).unwrap();
+        assert_eq!(got.peers.len(), 2);
+        assert!(!got.mdns);
+        std::fs::write(dir.path().join("m.json"), r#"{"mdns": true}"#).unwrap();
+        let got = load(dir.path()).unwrap();
+        assert_eq!((got.peers.len(), got.mdns), (2, true));
+        std::fs::write(dir.path().join("m.json"), r#"{"mdns": "yes"}"#).unwrap();
+        assert!(load(dir.path()).is_err());
+        std::fs::remove_file(dir.path().join("m.json")).unwrap();
         std::fs::write(dir.path().join("b.json"), r#"{"peers": ["10.0.0.3"]}"#).unwrap();
         let err = load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("b.json") && err.contains("http://"), "{err}");

@@ -34,6 +34,8 @@ pub use client::{PeerClient, PeerError, PeerUrl};
 
 use crate::{FetchError, Fetched, Fetcher};
 
+/// Peers asked for their offers at once.
+const ASKED_AT_ONCE: usize = 32;
 /// Candidates (image IDs) tried from peers, at most.
 const MAX_CANDIDATES: usize = 3;
 /// Largest signature read from a peer.
@@ -56,18 +58,74 @@ struct Candidate {
     fingerprints: Vec<String>,
 }
 
+/// What one fetch learns of its peers.
+#[derive(Default)]
+pub struct PeerState {
+    /// The peers, once listed (and found on the segment, with mDNS).
+    found: std::sync::OnceLock<Vec<PeerUrl>>,
+    /// Peers that failed this fetch (not asked again for its other layers).
+    failed: std::sync::Mutex<Vec<PeerUrl>>,
+}
+
+impl PeerState {
+    fn failed(&self) -> std::sync::MutexGuard<'_, Vec<PeerUrl>> {
+        self.failed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 impl Fetcher<'_> {
-    /// The peers of this fetch: `--peer` ones first, then those of the
-    /// `peers.d` files.
-    pub(crate) fn peers(&self) -> Result<Vec<PeerUrl>, FetchError> {
-        let mut all = self.options.peers.clone();
+    /// The configuration of this fetch's peers: `--peer` ones first, then
+    /// those of the `peers.d` files.
+    fn configured(&self) -> Result<config::Configured, FetchError> {
+        let mut all = config::Configured {
+            peers: self.options.peers.clone(),
+            mdns: false,
+        };
         for dir in &self.options.peers_dirs {
-            all.extend(config::load(dir)?);
+            let more = config::load(dir)?;
+            all.peers.extend(more.peers);
+            all.mdns |= more.mdns;
         }
-        Ok(merge(all))
+        Ok(all)
     }
 
-    /// Asks every peer which images called `app` it has.
+    /// Whether this fetch may have peers at all, without asking the
+    /// segment.
+    pub(crate) fn may_have_peers(&self) -> Result<bool, FetchError> {
+        if self.peer_state.found.get().is_some_and(|p| !p.is_empty()) {
+            return Ok(true);
+        }
+        let configured = self.configured()?;
+        Ok(configured.mdns || !configured.peers.is_empty())
+    }
+
+    /// The peers of this fetch: the configured ones, then those that
+    /// answer on the local segment if `peers.d` asks for mDNS (listened
+    /// for once per fetch, [`skiff_share::mdns::BROWSE`]).
+    pub(crate) fn peers(&self) -> Result<Vec<PeerUrl>, FetchError> {
+        if let Some(found) = self.peer_state.found.get() {
+            return Ok(found.clone());
+        }
+        let configured = self.configured()?;
+        let mut all = configured.peers;
+        if configured.mdns {
+            match skiff_share::mdns::browse(skiff_share::mdns::BROWSE) {
+                Ok(found) => {
+                    tracing::info!(
+                        "{} peer(s) answered on the local segment (mDNS)",
+                        found.len()
+                    );
+                    all.extend(found.into_iter().map(PeerUrl::from_addr));
+                }
+                Err(e) => tracing::warn!("no peers from the local segment: {e}"),
+            }
+        }
+        Ok(self.peer_state.found.get_or_init(|| merge(all)).clone())
+    }
+
+    /// Asks every peer which images called `app` it has, all at once (a
+    /// peer that does not answer costs its timeout once, not once per
+    /// peer after it).
     fn offers(
         &self,
         client: &PeerClient,
@@ -75,9 +133,22 @@ impl Fetcher<'_> {
         app: &AppName,
     ) -> Vec<(PeerUrl, Offer)> {
         let query = protocol::images_query(app.name.as_str(), &app.labels);
+        let mut answers = Vec::new();
+        for some in peers.chunks(ASKED_AT_ONCE) {
+            std::thread::scope(|scope| {
+                let asking: Vec<_> = some
+                    .iter()
+                    .map(|peer| {
+                        let query = &query;
+                        scope.spawn(move || (peer, client.get_json::<Offers>(peer, query)))
+                    })
+                    .collect();
+                answers.extend(asking.into_iter().filter_map(|t| t.join().ok()));
+            });
+        }
         let mut found = Vec::new();
-        for peer in peers {
-            match client.get_json::<Offers>(peer, &query) {
+        for (peer, answer) in answers {
+            match answer {
                 Ok(offers) => {
                     tracing::debug!(%peer, images = offers.images.len(), "offers");
                     found.extend(offers.images.into_iter().map(|o| (peer.clone(), o)));
@@ -387,19 +458,9 @@ impl Fetcher<'_> {
             hex: hex.to_string(),
         };
         let io = |e: std::io::Error| FetchError::from(skiff_io::IoError::new("write a layer", e));
-        let failed = |peer: &PeerUrl| {
-            self.failed_peers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(peer.clone());
-        };
+        let failed = |peer: &PeerUrl| self.peer_state.failed().push(peer.clone());
         for peer in &peers {
-            if self
-                .failed_peers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(peer)
-            {
+            if self.peer_state.failed().contains(peer) {
                 continue;
             }
             let body = match client.get_stream(peer, &blob.path()) {

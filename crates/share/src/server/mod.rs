@@ -4,10 +4,8 @@
 //! * [`confine`]: the mount namespace and user the server runs in.
 //! * [`range`]: `Range` headers.
 //! * [`rate`]: requests per second per address.
-//! * [`allow`]: which addresses may ask at all.
 //! * this file: the HTTP answers.
 
-pub mod allow;
 mod catalog;
 pub mod confine;
 pub mod range;
@@ -28,8 +26,8 @@ use skiff_io::{IoError, io_err};
 use skiff_store::serving::ServedDirs;
 use tokio::io::AsyncReadExt;
 
+pub use crate::cidr::Cidr;
 use crate::protocol::{BlobRef, Kind, PREFIX, check_fingerprint};
-pub use allow::Cidr;
 use catalog::Catalog;
 pub use confine::ServeUser;
 
@@ -53,6 +51,8 @@ pub enum ServeError {
     Io(#[from] IoError),
     #[error("cannot confine the server")]
     Confine(#[from] confine::ConfineError),
+    #[error("cannot announce the server (--mdns)")]
+    Announce(#[from] crate::mdns::MdnsError),
 }
 
 /// What `skiff serve` was asked.
@@ -62,6 +62,8 @@ pub struct ServeConfig {
     pub dirs: ServedDirs,
     pub user: ServeUser,
     pub allow: Vec<Cidr>,
+    /// Announce the server on the local segment (mDNS).
+    pub mdns: bool,
 }
 
 struct App {
@@ -84,6 +86,12 @@ pub fn run(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), Se
         .map_err(io_err("set the listener non-blocking"))?;
     confine::close_inherited()?;
     let dirs = confine::confine(&config.dirs, config.user)?;
+    // After confinement: the announcer is a thread, and runs confined too.
+    let announcement = if config.mdns {
+        Some(crate::mdns::Announcement::start(bound)?)
+    } else {
+        None
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -95,7 +103,7 @@ pub fn run(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), Se
         rate: rate::RateLimit::new(RATE.0, RATE.1),
         hashing: tokio::sync::Semaphore::new(HASHING_AT_ONCE),
     });
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listener =
             tokio::net::TcpListener::from_std(listener).map_err(io_err("use the listener"))?;
         ready(bound);
@@ -112,7 +120,11 @@ pub fn run(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), Se
         .map_err(io_err("serve HTTP"))?;
         tracing::info!("stopped serving");
         Ok(())
-    })
+    });
+    if let Some(announcement) = announcement {
+        announcement.stop();
+    }
+    served
 }
 
 fn status(code: StatusCode) -> Response {

@@ -1,7 +1,8 @@
-//! `--allow=CIDR`: the addresses a server answers. By default, only
-//! addresses of a site's own networks (loopback, private, link-local,
-//! shared and unique-local ranges): sharing a store with the internet takes
-//! an explicit `--allow`.
+//! Address ranges: `skiff serve --allow=CIDR` (the addresses a server
+//! answers) and the addresses mDNS may name. By default, only addresses of
+//! a site's own networks (loopback, private, link-local, shared and
+//! unique-local ranges): sharing a store with the internet takes an
+//! explicit `--allow`.
 
 use std::fmt;
 use std::net::IpAddr;
