@@ -322,6 +322,8 @@ fn evil_host(host: &Host, dir: &Path, name: &str) -> Vec<u8> {
 /// `<origin>/busybox`, and version 1.0 of it signed by its key.
 struct Origin {
     site: Server,
+    /// The CA of the origin's certificate (for its address, any port).
+    ca: TestCa,
     gpg: Gpg,
     name: String,
     /// `name:1.0`
@@ -364,6 +366,7 @@ impl Origin {
         );
         Origin {
             site,
+            ca,
             gpg,
             wanted: format!("{name}:1.0"),
             name,
@@ -384,6 +387,7 @@ fn hosts_fetch_from_peers_when_the_origin_is_gone_and_hostile_peers_fail() {
         wanted,
         aci_file: _,
         ca_file,
+        ..
     } = Origin::start(&lan, dir.path());
     let origin = lan.origin_ip();
     let aci_path = ACI_PATH;
@@ -718,6 +722,7 @@ fn a_swarm_fetching_at_once_takes_each_piece_from_the_origin_about_once() {
         wanted,
         aci_file,
         ca_file,
+        ..
     } = Origin::start(&lan, dir.path());
     let hosts = hosts_of(&lan, dir.path(), &ca_file);
     let made = output(skiff().args(["image", "pieces"]).arg(&aci_file));
@@ -1079,6 +1084,7 @@ fn hosts_find_each_other_on_the_segment_and_false_announcements_are_ignored() {
         wanted,
         aci_file: _,
         ca_file,
+        ..
     } = Origin::start(&lan, dir.path());
     let hosts = hosts_of(&lan, dir.path(), &ca_file);
     let [h1, h2, evil] = &hosts[..] else {
@@ -1124,4 +1130,137 @@ fn hosts_find_each_other_on_the_segment_and_false_announcements_are_ignored() {
     assert!(err.contains(&format!("http://{h1_addr}")), "{err}");
     let out = h2.run(&["image", "verify"]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn mirrors_and_several_templates_feed_a_fetch_and_a_lying_mirror_is_refused() {
+    let lan = Lan::new(4);
+    let dir = tempfile::tempdir().unwrap();
+    let Origin {
+        mut site,
+        ca,
+        gpg,
+        name,
+        wanted,
+        aci_file,
+        ca_file,
+    } = Origin::start(&lan, dir.path());
+    let origin = lan.origin_ip();
+    let hosts = hosts_of(&lan, dir.path(), &ca_file);
+    let [h1, h2, h3, victim] = &hosts[..] else {
+        unreachable!()
+    };
+    for host in &hosts {
+        host.trust(&name, &gpg.public_key());
+    }
+    // A mirror on another port has the image, its signature and its piece
+    // list, as the origin has; the origin's discovery page names both.
+    let made = output(skiff().args(["image", "pieces"]).arg(&aci_file));
+    assert!(made.status.success(), "{}", stderr(&made));
+    let pieces = std::fs::read(format!("{}.pieces", aci_file.display())).unwrap();
+    let mirror = Server::start(&origin, 8443, Some(&ca));
+    let signature = gpg.sign(&aci_file);
+    for server in [&site, &mirror] {
+        server.put(
+            ACI_PATH,
+            std::fs::read(&aci_file).unwrap(),
+            None,
+            "application/octet-stream",
+        );
+        server.put(
+            &format!("{ACI_PATH}.asc"),
+            signature.clone(),
+            None,
+            "text/plain",
+        );
+        server.put(
+            &format!("{ACI_PATH}.pieces"),
+            pieces.clone(),
+            None,
+            "application/json",
+        );
+    }
+    let template =
+        |host: &str| format!("https://{host}/images/busybox-{{version}}-{{os}}-{{arch}}.{{ext}}");
+    site.put(
+        "/busybox?ac-discovery=1",
+        format!(
+            "<html><head>\n\
+             <meta name=\"ac-discovery\" content=\"{name} {}\">\n\
+             <meta name=\"ac-discovery\" content=\"{name} {}\">\n\
+             </head></html>\n",
+            template(&origin),
+            template(&format!("{origin}:8443"))
+        )
+        .into_bytes(),
+        None,
+        "text/html",
+    );
+    // Both servers the page names send pieces of one swarm fetch (a peer
+    // is listed, with nothing yet).
+    let serving = h2.serve(&format!("{}:7440", lan.host_ip(1)));
+    let out = h1.fetch_via(&[&serving.url], &wanted);
+    let id = image_id(&out);
+    let (from_origin, from_mirror) = (site.bytes_sent(ACI_PATH), mirror.bytes_sent(ACI_PATH));
+    assert!(
+        from_origin > 0 && from_mirror > 0,
+        "origin sent {from_origin} bytes, the mirror {from_mirror}: {}",
+        stderr(&out)
+    );
+    assert_eq!(site.full_bodies(ACI_PATH) + mirror.full_bodies(ACI_PATH), 0);
+
+    // The origin is gone: a host whose mirrors.d names the mirror fetches
+    // from it.
+    site.shutdown();
+    let mirrors_file = format!(
+        r#"{{"mirrors": [{{"prefix": "{name}", "templates": ["{}"]}}]}}"#,
+        template(&format!("{origin}:8443"))
+    );
+    for host in [h3, victim] {
+        let mirrors_d = host.root.join("etc/mirrors.d");
+        std::fs::create_dir_all(&mirrors_d).unwrap();
+        std::fs::write(mirrors_d.join("site.json"), &mirrors_file).unwrap();
+    }
+    let out = h3.run(&["fetch", &wanted]);
+    assert_eq!(image_id(&out), id, "{}", stderr(&out));
+    assert!(stderr(&out).contains("mirrors.d"), "{}", stderr(&out));
+
+    // The mirror lies: at 1.0's address it serves 2.0, validly signed. It
+    // is refused before it is stored.
+    let layout = dir.path().join("v2-layout");
+    busybox_layout(&layout);
+    let manifest = BUSYBOX_MANIFEST
+        .replace("example.com/busybox", &name)
+        .replace("\"1.0\"", "\"2.0\"");
+    std::fs::write(layout.join("manifest"), manifest).unwrap();
+    let v2 = dir.path().join("busybox-2.aci");
+    build_image(&layout, &v2);
+    mirror.put(
+        ACI_PATH,
+        std::fs::read(&v2).unwrap(),
+        None,
+        "application/octet-stream",
+    );
+    mirror.put(
+        &format!("{ACI_PATH}.asc"),
+        gpg.sign(&v2),
+        None,
+        "text/plain",
+    );
+    let out = victim.run(&["fetch", &wanted]);
+    assert_refused(&out, "another version from a mirror");
+    assert!(
+        stderr(&out).contains("2.0") || stderr(&out).contains("version"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(victim.images().is_empty(), "the mirror's image was stored");
+    let leftovers = std::fs::read_dir(victim.root.join("data/cas/tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(leftovers, 0, "a refused mirror download left staging files");
+    for host in [h1, h3] {
+        let out = host.run(&["image", "verify"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
 }

@@ -14,8 +14,10 @@
 //! committed (which hashes and checks the archive).
 
 pub mod auth;
+mod confdir;
 pub mod docker;
 pub mod http;
+pub mod mirrors;
 pub mod options;
 pub mod peers;
 
@@ -245,6 +247,9 @@ pub struct FetchOptions {
     pub peers: Vec<peers::PeerUrl>,
     /// `peers.d` directories naming more peers (local config first).
     pub peers_dirs: Vec<PathBuf>,
+    /// `mirrors.d` directories naming more servers of a prefix's images
+    /// (local config first); see [`mirrors`].
+    pub mirrors_dirs: Vec<PathBuf>,
 }
 
 /// The result of fetching one reference.
@@ -578,6 +583,12 @@ impl Fetcher<'_> {
                 };
                 let verified =
                     self.verify(staged.path(), signature.clone(), &looked_at, discovery)?;
+                // Not another image its signer also signed (a mirror's
+                // older version, another name under a wider key): refused
+                // before it is stored.
+                if let Some(app) = discovery {
+                    check_manifest(app, &manifest_of_staged(staged.path())?)?;
+                }
                 let imported = self.store.commit(staged, &self.options.archive_policy)?;
                 self.record_signature(&imported.id, &verified, signature.as_deref())?;
                 self.store.set_remote(&RemoteRecord {
@@ -668,14 +679,29 @@ impl Fetcher<'_> {
                 image: app.name.to_string(),
             });
         }
+        let mirrored = mirrors::endpoints(&mirrors::load(&self.options.mirrors_dirs)?, &app);
         let found = match self.discover(&app, false) {
-            Ok(found) => found,
+            Ok(mut found) => {
+                for endpoint in mirrored {
+                    if !found.endpoints.contains(&endpoint) {
+                        found.endpoints.push(endpoint);
+                    }
+                }
+                found
+            }
             // The origin is away: peers may still have it.
-            Err(e) => {
+            Err(e) if mirrored.is_empty() => {
                 if let Some(fetched) = self.fetch_from_peers(&app, None)? {
                     return check_labels(&app, fetched);
                 }
                 return Err(e);
+            }
+            Err(e) => {
+                tracing::warn!("{e}: trying the mirrors of mirrors.d");
+                Discovered {
+                    endpoints: mirrored,
+                    public_keys: Vec::new(),
+                }
             }
         };
         if self.may_have_peers()?
@@ -684,42 +710,55 @@ impl Fetcher<'_> {
             return check_labels(&app, fetched);
         }
         let mut last = None;
+        // Whether every server was away (as opposed to "no such image").
+        let mut away = true;
         for endpoint in &found.endpoints {
             match self.fetch_url(&endpoint.aci, Some(&endpoint.asc), None, Some(&app)) {
                 Ok(fetched) => return check_labels(&app, fetched),
-                Err(
-                    e @ (FetchError::NotFound(_)
-                    | FetchError::Http { .. }
-                    | FetchError::Status { .. }),
-                ) => last = Some(e),
+                Err(e @ (FetchError::NotFound(_) | FetchError::Status { .. })) => {
+                    away &= matches!(e, FetchError::Status { status, .. } if status >= 500);
+                    last = Some(e);
+                }
+                Err(e @ FetchError::Http { .. }) => last = Some(e),
                 Err(e) => return Err(e),
             }
+        }
+        if away
+            && last.is_some()
+            && let Some(fetched) = self.fetch_from_peers(&app, None)?
+        {
+            return check_labels(&app, fetched);
         }
         Err(last.unwrap_or_else(|| FetchError::NotFound(app.to_string())))
     }
 
-    /// With the origin up: its signature for the first endpoint, then the
-    /// peers holding exactly that image. `None`: the origin it is.
+    /// With the origin up: the signature of the first endpoint that gives
+    /// one (the origin's, else a mirror's), then the peers holding exactly
+    /// that image. `None`: the origin it is.
     fn fetch_named_from_peers(
         &self,
         app: &AppName,
         found: &Discovered,
     ) -> Result<Option<Fetched>, FetchError> {
-        let Some(endpoint) = found.endpoints.first() else {
-            return Ok(None);
-        };
         if self.options.insecure.image {
             tracing::info!(
                 "peers are not asked without a signature to match (--insecure-options=image)"
             );
             return Ok(None);
         }
-        let signature = match self.http.get_small(&endpoint.asc, SMALL_LIMIT) {
-            Ok(sig) => sig,
-            Err(e) => {
-                tracing::warn!("no signature from the origin ({e}): fetching from the origin");
-                return Ok(None);
+        // The signature of the first server that gives one.
+        let mut signed = None;
+        for endpoint in &found.endpoints {
+            match self.http.get_small(&endpoint.asc, SMALL_LIMIT) {
+                Ok(sig) => {
+                    signed = Some((endpoint, sig));
+                    break;
+                }
+                Err(e) => tracing::warn!("no signature from {} ({e})", endpoint.asc),
             }
+        }
+        let Some((endpoint, signature)) = signed else {
+            return Ok(None);
         };
         // Already here: an image stored with exactly that signature.
         for (id, _, stored) in self.store.index().signatures()? {
@@ -747,7 +786,19 @@ impl Fetcher<'_> {
             Err(_) => None,
         };
         match list {
-            Some(list) => self.fetch_swarm(app, &list, &signature, &endpoint.aci),
+            Some(list) => {
+                // Every server of the image sends pieces; the one that
+                // signed first is recorded as where it came from.
+                let mut urls = vec![endpoint.aci.as_str()];
+                urls.extend(
+                    found
+                        .endpoints
+                        .iter()
+                        .map(|e| e.aci.as_str())
+                        .filter(|u| *u != endpoint.aci),
+                );
+                self.fetch_swarm(app, &list, &signature, &urls)
+            }
             None => {
                 // The origin's size bounds what a peer may send.
                 let Some(size) = self.http.size_of(&endpoint.aci) else {

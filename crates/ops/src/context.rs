@@ -184,6 +184,10 @@ impl Context {
                 self.settings.local_config.join("peers.d"),
                 self.settings.system_config.join("peers.d"),
             ],
+            mirrors_dirs: vec![
+                self.settings.local_config.join("mirrors.d"),
+                self.settings.system_config.join("mirrors.d"),
+            ],
         }
     }
 

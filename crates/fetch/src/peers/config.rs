@@ -19,9 +19,6 @@ use serde::Deserialize;
 use super::PeerUrl;
 use crate::FetchError;
 
-/// Largest peers.d file read.
-const MAX_FILE: u64 = 1 << 20;
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PeersFile {
@@ -43,42 +40,15 @@ pub struct Configured {
 /// What the files of `dir` say (nothing if it does not exist), files in
 /// name order.
 pub fn load(dir: &Path) -> Result<Configured, FetchError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Configured::default()),
-        Err(e) => return Err(skiff_io::io_err_at("read", dir)(e).into()),
-    };
-    let mut files: Vec<_> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
     let mut out = Configured::default();
-    for file in files {
-        let bad = |reason: String| FetchError::Config {
-            file: file.clone(),
-            reason,
-        };
-        let mut text = Vec::new();
-        use std::io::Read;
-        skiff_io::open_regular(&file)
-            .and_then(|f| f.take(MAX_FILE + 1).read_to_end(&mut text))
-            .map_err(|e| {
-                bad(format!(
-                    "cannot read it ({e}); a peers.d file must be a regular file"
-                ))
-            })?;
-        if text.len() as u64 > MAX_FILE {
-            return Err(bad(format!("larger than {MAX_FILE} bytes")));
-        }
-        let parsed: PeersFile = serde_json::from_slice(&text).map_err(|e| {
-            bad(format!(
-                "{e} (expected {{\"peers\": [\"http://HOST:PORT\", …], \"mdns\": true|false}})"
-            ))
-        })?;
+    let expected = r#"{"peers": ["http://HOST:PORT", …], "mdns": true|false}"#;
+    for (file, parsed) in crate::confdir::load::<PeersFile>(dir, expected)? {
         for peer in parsed.peers {
-            out.peers.push(PeerUrl::parse(&peer).map_err(bad)?);
+            out.peers
+                .push(PeerUrl::parse(&peer).map_err(|reason| FetchError::Config {
+                    file: file.clone(),
+                    reason,
+                })?);
         }
         out.mdns |= parsed.mdns;
     }

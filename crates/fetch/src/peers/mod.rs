@@ -205,17 +205,20 @@ impl Fetcher<'_> {
         candidates
     }
 
-    /// Fetches the image at `url` whose signature (from the origin) is
-    /// `signature` and whose piece list (from the origin too) is `list`,
-    /// as a member of the swarm: from peers that have it, peers fetching it
-    /// and the origin. `Ok(None)` if that failed: the origin it is.
+    /// Fetches the image at `urls` (the origin's first, where `signature`
+    /// and the piece list `list` came from; then its mirrors) as a member
+    /// of the swarm: from peers that have it, peers fetching it and the
+    /// servers at `urls`. `Ok(None)` if that failed: the origin it is.
     pub(crate) fn fetch_swarm(
         &self,
         app: &AppName,
         list: &PieceList,
         signature: &[u8],
-        url: &str,
+        urls: &[&str],
     ) -> Result<Option<Fetched>, FetchError> {
+        let Some(&url) = urls.first() else {
+            return Ok(None);
+        };
         let peers = self.peers()?;
         let client = self.http.peer_client()?;
         let wanted = protocol::sha256_hex(signature);
@@ -236,9 +239,9 @@ impl Fetcher<'_> {
             }
         }
         sources.extend(self.members(list)?);
-        sources.push(swarm::Source::Origin {
+        sources.extend(urls.iter().map(|url| swarm::Source::Origin {
             url: url.to_string(),
-        });
+        }));
         let signature = Some((signature.to_vec(), url.to_string()));
         match self.fetch_pieces(&client, app, list, sources, signature, Some(url))? {
             Attempt::Fetched(fetched) => Ok(Some(*fetched)),
