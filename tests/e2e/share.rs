@@ -969,27 +969,67 @@ fn docker_layers_come_from_peers_and_a_bad_layer_is_refused() {
         .collect();
     assert!(!layers.is_empty());
 
-    // A peer that sends wrong bytes for every layer is named and skipped.
-    let port = crate::oci::free_port();
-    let liar = Server::start("127.0.0.1", port, None);
-    let liar_url = format!("http://127.0.0.1:{port}");
-    for hex in &layers {
-        liar.put(
-            &format!("/skiff/v1/layers/{hex}"),
-            b"not this layer".to_vec(),
-            None,
-            "application/octet-stream",
+    // Two lying peers, for every layer: one offers the true piece list
+    // and sends other bytes; one offers a list of its own other bytes (each
+    // piece matches it, the whole is not the layer). Both are named and
+    // skipped; the layers come from the honest peer.
+    let honest = serving.url.trim_start_matches("http://").to_string();
+    let liar = |wrong_list: bool| {
+        let port = crate::oci::free_port();
+        let server = Server::start("127.0.0.1", port, None);
+        for hex in &layers {
+            let (status, list) = raw(
+                &honest,
+                "GET",
+                &format!("/skiff/v1/layers/{hex}/pieces"),
+                "",
+            );
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&list));
+            let mut list: serde_json::Value = serde_json::from_slice(&list).unwrap();
+            let size = list["size"].as_u64().unwrap() as usize;
+            let piece = list["piece_size"].as_u64().unwrap() as usize;
+            let other: Vec<u8> = (0..size).map(|i| (i * 7 + 3) as u8).collect();
+            if wrong_list {
+                list["sha256"] = other
+                    .chunks(piece)
+                    .map(|c| hex_of(&<sha2::Sha256 as sha2::Digest>::digest(c)))
+                    .collect();
+            }
+            server.put(
+                &format!("/skiff/v1/layers/{hex}/pieces"),
+                list.to_string().into_bytes(),
+                None,
+                "application/json",
+            );
+            server.put(
+                &format!("/skiff/v1/layers/{hex}"),
+                other,
+                None,
+                "application/octet-stream",
+            );
+        }
+        (server, format!("http://127.0.0.1:{port}"))
+    };
+    let (_wrong_bytes, wrong_bytes_url) = liar(false);
+    let (_wrong_list, wrong_list_url) = liar(true);
+    let second = dir.path().join("second");
+    let out = fetch(&second, &[&wrong_list_url, &wrong_bytes_url, &serving.url]);
+    assert_eq!(image_id(&out), id, "{}", stderr(&out));
+    let err = stderr(&out);
+    for liar in [&wrong_list_url, &wrong_bytes_url] {
+        assert!(
+            err.contains(&format!("peer {liar} dropped")),
+            "the lying peer {liar} was not named: {err}"
         );
     }
-    let second = dir.path().join("second");
-    let out = fetch(&second, &[&liar_url, &serving.url]);
-    assert_eq!(image_id(&out), id);
-    let err = stderr(&out);
     assert!(
-        err.contains(&format!("peer {liar_url} dropped")),
-        "the lying peer was not named: {err}"
+        err.contains("its piece list describes another blob"),
+        "{err}"
     );
-    assert!(err.contains(&format!("from peer {}", serving.url)), "{err}");
+    assert!(
+        err.contains(&format!("in pieces from peer {}", serving.url)),
+        "{err}"
+    );
     let out = output(skiff_in(&second).args(["image", "verify"]));
     assert!(out.status.success(), "{}", stderr(&out));
 }

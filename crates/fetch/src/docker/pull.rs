@@ -237,7 +237,13 @@ impl Fetcher<'_> {
         let mut used = 0u64;
         let mut layers = Vec::new();
         for l in &manifest.layers {
-            let path = self.layer(&mut reg, &l.digest, limit - used.min(limit), &mut new)?;
+            let path = self.layer(
+                &mut reg,
+                &l.digest,
+                l.size,
+                limit - used.min(limit),
+                &mut new,
+            )?;
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             used = used.saturating_add(size);
             crate::http::within_limit(&shown, used, limit)?;
@@ -422,12 +428,13 @@ impl Fetcher<'_> {
         Ok((verified, record))
     }
 
-    /// The cached layer `digest`, downloaded (and verified) if missing,
-    /// up to `limit` bytes.
+    /// The cached layer `digest` (`size` bytes as declared, 0 if not),
+    /// downloaded (and verified) if missing, up to `limit` bytes.
     fn layer(
         &self,
         reg: &mut Registry<'_>,
         digest: &str,
+        size: u64,
         limit: u64,
         new: &mut NewLayers,
     ) -> Result<PathBuf, FetchError> {
@@ -442,7 +449,7 @@ impl Fetcher<'_> {
             &mut |out| {
                 // A peer first (the digest is the content address: what a
                 // peer sends is checked before it is kept), then the registry.
-                if self.layer_from_peers(digest, out, limit)? {
+                if self.layer_from_peers(digest, size, out, limit)? {
                     return Ok(());
                 }
                 reg.blob_to(digest, out, &label, limit).map(drop)

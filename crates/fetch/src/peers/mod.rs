@@ -19,9 +19,11 @@
 //!   credentials, no redirects, short timeouts) and [`PeerUrl`].
 //! * [`swarm`]: one blob from several peers in parallel.
 //! * [`config`]: `peers.d` files.
+//! * [`layers`]: docker layers from peers.
 
 pub mod client;
 pub mod config;
+mod layers;
 pub mod swarm;
 
 use skiff_share::protocol::{self, BlobRef, Kind, Offer, Offers, PieceList};
@@ -123,9 +125,7 @@ impl Fetcher<'_> {
         Ok(self.peer_state.found.get_or_init(|| merge(all)).clone())
     }
 
-    /// Asks every peer which images called `app` it has, all at once (a
-    /// peer that does not answer costs its timeout once, not once per
-    /// peer after it).
+    /// Asks every peer which images called `app` it has, all at once.
     fn offers(
         &self,
         client: &PeerClient,
@@ -133,19 +133,7 @@ impl Fetcher<'_> {
         app: &AppName,
     ) -> Vec<(PeerUrl, Offer)> {
         let query = protocol::images_query(app.name.as_str(), &app.labels);
-        let mut answers = Vec::new();
-        for some in peers.chunks(ASKED_AT_ONCE) {
-            std::thread::scope(|scope| {
-                let asking: Vec<_> = some
-                    .iter()
-                    .map(|peer| {
-                        let query = &query;
-                        scope.spawn(move || (peer, client.get_json::<Offers>(peer, query)))
-                    })
-                    .collect();
-                answers.extend(asking.into_iter().filter_map(|t| t.join().ok()));
-            });
-        }
+        let answers = ask_all(peers, |peer| client.get_json::<Offers>(peer, &query));
         let mut found = Vec::new();
         for (peer, answer) in answers {
             match answer {
@@ -434,85 +422,6 @@ impl Fetcher<'_> {
         }
     }
 
-    /// Writes layer `digest` (`sha256:<hex>`) into `out` from the first
-    /// peer that has it with the right content; false if none does (`out`
-    /// is then empty again).
-    pub(crate) fn layer_from_peers(
-        &self,
-        digest: &str,
-        out: &mut std::fs::File,
-        limit: u64,
-    ) -> Result<bool, FetchError> {
-        use sha2::Digest;
-        use std::io::{Seek, Write};
-        let Some(hex) = digest
-            .strip_prefix("sha256:")
-            .and_then(|h| Kind::Layer.check_hex(h))
-        else {
-            return Ok(false);
-        };
-        let peers = self.peers()?;
-        if peers.is_empty() {
-            return Ok(false);
-        }
-        let client = self.http.peer_client()?;
-        let blob = BlobRef {
-            kind: Kind::Layer,
-            hex: hex.to_string(),
-        };
-        let io = |e: std::io::Error| FetchError::from(skiff_io::IoError::new("write a layer", e));
-        let failed = |peer: &PeerUrl| self.peer_state.failed().push(peer.clone());
-        for peer in &peers {
-            if self.peer_state.failed().contains(peer) {
-                continue;
-            }
-            let body = match client.get_stream(peer, &blob.path()) {
-                Ok(body) => body,
-                Err(PeerError::Status(404)) => continue,
-                Err(e) => {
-                    tracing::warn!("peer {peer} dropped: {e}");
-                    failed(peer);
-                    continue;
-                }
-            };
-            out.set_len(0).map_err(io)?;
-            out.rewind().map_err(io)?;
-            let mut hasher = sha2::Sha256::new();
-            let mut reader = std::io::Read::take(body, limit.saturating_add(1));
-            let mut buf = vec![0u8; 1 << 16];
-            let mut total = 0u64;
-            let copied: Result<(), String> = loop {
-                match std::io::Read::read(&mut reader, &mut buf) {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => {
-                        total += n as u64;
-                        if total > limit {
-                            break Err(format!("more than {limit} bytes"));
-                        }
-                        hasher.update(&buf[..n]);
-                        out.write_all(&buf[..n]).map_err(io)?;
-                    }
-                    Err(e) => break Err(e.to_string()),
-                }
-            };
-            let got = format!("{:x}", hasher.finalize());
-            match copied {
-                Ok(()) if got == hex => {
-                    tracing::info!("layer {} from peer {peer} ({total} bytes)", &hex[..12]);
-                    return Ok(true);
-                }
-                Ok(()) => tracing::warn!(
-                    "peer {peer} dropped: it sent layer {digest} with digest sha256:{got}"
-                ),
-                Err(e) => tracing::warn!("peer {peer} dropped: layer {digest}: {e}"),
-            }
-            failed(peer);
-        }
-        out.set_len(0).map_err(io)?;
-        out.rewind().map_err(io)?;
-        Ok(false)
-    }
-
     /// Every peer as a possible member of the swarm fetching what `list`
     /// describes (only lists cut the standard way are shared).
     fn members(&self, list: &PieceList) -> Result<Vec<swarm::Source>, FetchError> {
@@ -640,6 +549,29 @@ pub(crate) enum Attempt {
     Incomplete(swarm::Report, FetchError),
     /// Every piece matched the list, and the whole did not verify.
     NotVerified(FetchError),
+}
+
+/// `ask(peer)` for every peer, [`ASKED_AT_ONCE`] at a time (a peer that
+/// does not answer costs its timeout once, not once per peer after it),
+/// in the order of `peers`.
+pub(crate) fn ask_all<T: Send>(
+    peers: &[PeerUrl],
+    ask: impl Fn(&PeerUrl) -> T + Sync,
+) -> Vec<(&PeerUrl, T)> {
+    let mut answers = Vec::new();
+    for some in peers.chunks(ASKED_AT_ONCE) {
+        std::thread::scope(|scope| {
+            let asking: Vec<_> = some
+                .iter()
+                .map(|peer| {
+                    let ask = &ask;
+                    scope.spawn(move || (peer, ask(peer)))
+                })
+                .collect();
+            answers.extend(asking.into_iter().filter_map(|t| t.join().ok()));
+        });
+    }
+    answers
 }
 
 /// The peers of `--peer` flags and `peers.d` files, without repeats, in
