@@ -60,10 +60,9 @@ impl Kind {
     pub fn check_hex(self, hex: &str) -> Option<&str> {
         let len = match self {
             Kind::Aci => 128,
-            Kind::Layer => 64,
+            Kind::Layer => skiff_spec::id::SHA256_HEX_LEN,
         };
-        (hex.len() == len && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-            .then_some(hex)
+        skiff_spec::id::is_lower_hex(hex, len).then_some(hex)
     }
 }
 

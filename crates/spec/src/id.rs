@@ -11,6 +11,14 @@ pub struct ImageId(String);
 
 const PREFIX: &str = "sha512-";
 const HEX_LEN: usize = 128;
+/// Hex digits of a SHA-256 digest (layers, swarm keys, piece digests).
+pub const SHA256_HEX_LEN: usize = 64;
+
+/// Whether `s` is exactly `len` lower-case hex digits: the only spelling
+/// of a digest skiff accepts, so one digest has one file name.
+pub fn is_lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
 
 impl ImageId {
     /// Parses a full image ID.
@@ -18,7 +26,7 @@ impl ImageId {
         let hex = s
             .strip_prefix(PREFIX)
             .ok_or_else(|| format!("'{s}' is not an image ID: must start with '{PREFIX}'"))?;
-        if hex.len() != HEX_LEN || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if !is_lower_hex(hex, HEX_LEN) {
             return Err(format!(
                 "'{s}' is not an image ID: need {HEX_LEN} lower-case hex digits after '{PREFIX}'"
             ));

@@ -82,7 +82,7 @@ pub struct Partial {
 
 /// Names of `cas/partial/` entries: the key is 64 lower-case hex digits.
 fn check_key(key: &str) -> bool {
-    key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    skiff_spec::id::is_lower_hex(key, skiff_spec::id::SHA256_HEX_LEN)
 }
 
 impl Partial {

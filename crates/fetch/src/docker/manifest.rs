@@ -120,11 +120,7 @@ pub fn pick_platform(index: &[u8], arch: &str, what: &str) -> Result<String, Fet
 pub fn digest_hex(digest: &str, what: &str) -> Result<String, FetchError> {
     digest
         .strip_prefix("sha256:")
-        .filter(|h| {
-            h.len() == 64
-                && h.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        })
+        .filter(|h| skiff_spec::id::is_lower_hex(h, skiff_spec::id::SHA256_HEX_LEN))
         .map(str::to_string)
         .ok_or_else(|| bad(what, format!("unsupported digest {digest:?}")))
 }

@@ -30,11 +30,7 @@ impl DockerRef {
                 let hex = d
                     .strip_prefix("sha256:")
                     .ok_or_else(|| bad("only sha256 digests are supported"))?;
-                if hex.len() != 64
-                    || !hex
-                        .bytes()
-                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-                {
+                if !skiff_spec::id::is_lower_hex(hex, skiff_spec::id::SHA256_HEX_LEN) {
                     return Err(bad("a digest is sha256: and 64 lowercase hex digits"));
                 }
                 (n, Some(d.to_string()))
