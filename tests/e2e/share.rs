@@ -1147,13 +1147,19 @@ fn hosts_find_each_other_on_the_segment_and_false_announcements_are_ignored() {
     std::fs::create_dir_all(&peers_d).unwrap();
     std::fs::write(peers_d.join("site.json"), r#"{"mdns": true}"#).unwrap();
     // Meanwhile another host announces servers at a loopback address, an
-    // address off the site and the fetching host's own address.
+    // address off the site, a cloud metadata service's and the fetching
+    // host's own address.
     let own: std::net::Ipv4Addr = lan.host_ip(1).parse().unwrap();
     let evil_ip: std::net::Ipv4Addr = lan.host_ip(2).parse().unwrap();
     let answer = mdns_answer(
         "skiff-evil",
         7440,
-        &[[127, 0, 0, 1].into(), [8, 8, 8, 8].into(), own],
+        &[
+            [127, 0, 0, 1].into(),
+            [8, 8, 8, 8].into(),
+            [169, 254, 169, 254].into(),
+            own,
+        ],
     );
     let stop = Arc::new(AtomicBool::new(false));
     let announcer = announce_falsely(&evil.ns, evil_ip, answer, stop.clone());
@@ -1248,6 +1254,14 @@ fn mirrors_and_several_templates_feed_a_fetch_and_a_lying_mirror_is_refused() {
         stderr(&out)
     );
     assert_eq!(site.full_bodies(ACI_PATH) + mirror.full_bodies(ACI_PATH), 0);
+
+    // The origin answers that it has no signature: the mirror's is not
+    // taken instead (a mirror cannot choose the version while the origin
+    // answers), and the fetch fails as it would without mirrors.
+    site.remove(&format!("{ACI_PATH}.asc"));
+    let out = h3.fetch_via(&[&serving.url], &wanted);
+    assert_refused(&out, "a fetch whose origin has no signature");
+    assert!(h3.images().is_empty(), "{}", stderr(&out));
 
     // The origin is gone: a host whose mirrors.d names the mirror fetches
     // from it.

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
@@ -34,6 +34,26 @@ pub struct HttpOptions {
 }
 
 /// Refuses a download past `limit` bytes.
+/// The slowest a body may come on average, after its first minute: a
+/// server that trickles bytes (a hostile mirror) cannot hold a fetch for
+/// ever, 60 s of silence at a time.
+const MIN_RATE: u64 = 16 * 1024;
+const GRACE: Duration = Duration::from_secs(60);
+
+/// Whether `bytes` in the time since `started` is slower than allowed.
+fn too_slow(started: Instant, bytes: u64) -> bool {
+    let elapsed = started.elapsed();
+    elapsed > GRACE && bytes < (elapsed - GRACE).as_secs() * MIN_RATE
+}
+
+fn too_slow_reason() -> String {
+    format!(
+        "the server sends slower than {} KiB/s after its first {} s: given up",
+        MIN_RATE / 1024,
+        GRACE.as_secs()
+    )
+}
+
 pub fn within_limit(url: &str, bytes: u64, limit: u64) -> Result<(), FetchError> {
     if bytes > limit {
         return Err(FetchError::Http {
@@ -199,19 +219,21 @@ impl Http {
                 }
                 Ok(resp) => return Ok(resp),
                 Err(e) => {
-                    let err = FetchError::Http {
-                        url: url.to_string(),
-                        reason: e.to_string(),
-                    };
                     if !matches!(
                         e,
                         ureq::Error::Io(_)
                             | ureq::Error::Timeout(_)
                             | ureq::Error::ConnectionFailed
                     ) {
-                        return Err(err);
+                        return Err(FetchError::Http {
+                            url: url.to_string(),
+                            reason: e.to_string(),
+                        });
                     }
-                    last = Some(err);
+                    last = Some(FetchError::Unreachable {
+                        url: url.to_string(),
+                        reason: e.to_string(),
+                    });
                 }
             }
         }
@@ -276,14 +298,29 @@ impl Http {
             });
         }
         let mut body = Vec::new();
-        resp.into_body()
-            .into_reader()
-            .take(limit.saturating_add(1))
-            .read_to_end(&mut body)
-            .map_err(|e| FetchError::Http {
-                url: url.to_string(),
-                reason: e.to_string(),
-            })?;
+        let mut reader = resp.into_body().into_reader().take(limit.saturating_add(1));
+        let started = Instant::now();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(FetchError::Http {
+                        url: url.to_string(),
+                        reason: e.to_string(),
+                    });
+                }
+            };
+            body.extend_from_slice(&buf[..n]);
+            if too_slow(started, body.len() as u64) {
+                return Err(FetchError::Http {
+                    url: url.to_string(),
+                    reason: too_slow_reason(),
+                });
+            }
+        }
         if body.len() as u64 > limit {
             return Err(FetchError::Http {
                 url: url.to_string(),
@@ -386,6 +423,7 @@ impl Http {
             let bar = self.progress_bar(what, total, written);
             let mut reader = resp.into_body().into_reader();
             let mut buf = vec![0u8; 1 << 16];
+            let (started, resumed_at) = (Instant::now(), written);
             let result: io::Result<()> = loop {
                 match reader.read(&mut buf) {
                     Ok(0) => break Ok(()),
@@ -397,6 +435,9 @@ impl Http {
                         bar.set_position(written);
                         if written > limit {
                             break Ok(());
+                        }
+                        if too_slow(started, written - resumed_at) {
+                            break Err(io::Error::other(too_slow_reason()));
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -436,6 +477,15 @@ impl Http {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trickle_is_too_slow_after_the_grace() {
+        let ago = |s| Instant::now().checked_sub(Duration::from_secs(s)).unwrap();
+        assert!(!too_slow(Instant::now(), 0));
+        assert!(!too_slow(ago(59), 1));
+        assert!(too_slow(ago(120), 1));
+        assert!(!too_slow(ago(120), 60 * MIN_RATE));
+    }
 
     #[test]
     fn cache_control() {

@@ -50,6 +50,10 @@ pub enum FetchError {
     Tls(String),
     #[error("cannot fetch {url}: {reason}")]
     Http { url: String, reason: String },
+    /// No connection, or no answer, after retries: the server is away
+    /// (as opposed to answering wrongly).
+    #[error("cannot reach {url}: {reason}")]
+    Unreachable { url: String, reason: String },
     #[error("cannot push to {url}: {reason}")]
     Push { url: String, reason: String },
     #[error("cannot fetch {url}: HTTP status {status}")]
@@ -704,22 +708,35 @@ impl Fetcher<'_> {
                 }
             }
         };
+        let mut found = found;
+        if found.endpoints.len() > MAX_ENDPOINTS {
+            tracing::warn!(
+                "{} places serve {app}: only the first {MAX_ENDPOINTS} are used",
+                found.endpoints.len()
+            );
+            found.endpoints.truncate(MAX_ENDPOINTS);
+        }
         if self.may_have_peers()?
             && let Some(fetched) = self.fetch_named_from_peers(&app, &found)?
         {
             return check_labels(&app, fetched);
         }
         let mut last = None;
-        // Whether every server was away (as opposed to "no such image").
+        // Whether every server was away (no connection, no answer, 5xx),
+        // as opposed to answering "no such image" or wrongly.
         let mut away = true;
         for endpoint in &found.endpoints {
             match self.fetch_url(&endpoint.aci, Some(&endpoint.asc), None, Some(&app)) {
                 Ok(fetched) => return check_labels(&app, fetched),
-                Err(e @ (FetchError::NotFound(_) | FetchError::Status { .. })) => {
-                    away &= matches!(e, FetchError::Status { status, .. } if status >= 500);
+                Err(
+                    e @ (FetchError::NotFound(_)
+                    | FetchError::Status { .. }
+                    | FetchError::Http { .. }
+                    | FetchError::Unreachable { .. }),
+                ) => {
+                    away &= is_away(&e);
                     last = Some(e);
                 }
-                Err(e @ FetchError::Http { .. }) => last = Some(e),
                 Err(e) => return Err(e),
             }
         }
@@ -746,7 +763,9 @@ impl Fetcher<'_> {
             );
             return Ok(None);
         }
-        // The signature of the first server that gives one.
+        // The signature of the first server that gives one; the next
+        // server is asked only if one is away (a server that answers "no
+        // such signature" is not passed over for a mirror's).
         let mut signed = None;
         for endpoint in &found.endpoints {
             match self.http.get_small(&endpoint.asc, SMALL_LIMIT) {
@@ -754,7 +773,16 @@ impl Fetcher<'_> {
                     signed = Some((endpoint, sig));
                     break;
                 }
-                Err(e) => tracing::warn!("no signature from {} ({e})", endpoint.asc),
+                Err(e) if is_away(&e) => {
+                    tracing::warn!(
+                        "no signature from {} ({e}): trying the next server",
+                        endpoint.asc
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!("no signature from {} ({e}): peers not asked", endpoint.asc);
+                    return Ok(None);
+                }
             }
         }
         let Some((endpoint, signature)) = signed else {
@@ -859,6 +887,18 @@ impl Fetcher<'_> {
 }
 
 /// `fetched` if it is the image `app` names (name and every label).
+/// Endpoints (discovery templates and mirrors) one fetch uses, at most: a
+/// page with thousands cannot make it ask thousands of servers.
+const MAX_ENDPOINTS: usize = 8;
+
+/// Whether `e` says a server is away (no connection, no answer, or a
+/// server error), as opposed to an answer: then another server, or the
+/// peers, may be asked instead.
+fn is_away(e: &FetchError) -> bool {
+    matches!(e, FetchError::Unreachable { .. })
+        || matches!(e, FetchError::Status { status, .. } if *status >= 500)
+}
+
 fn check_labels(app: &AppName, fetched: Fetched) -> Result<Fetched, FetchError> {
     check_manifest(app, &fetched.manifest)?;
     Ok(fetched)

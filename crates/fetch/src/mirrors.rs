@@ -64,9 +64,21 @@ pub fn load(dirs: &[PathBuf]) -> Result<Vec<MetaTag>, FetchError> {
     Ok(tags)
 }
 
-/// The endpoints `tags` give `app` (those whose prefix it has).
+/// The endpoints `tags` give `app`: those whose prefix is the name or
+/// ends where one of its path segments does (`example.com` is not a prefix
+/// of `example.com.evil.net/app`).
 pub fn endpoints(tags: &[MetaTag], app: &AppName) -> Vec<AciEndpoint> {
-    discover(app, tags).endpoints
+    let name = app.name.as_str();
+    let mine: Vec<MetaTag> = tags
+        .iter()
+        .filter(|t| {
+            name.strip_prefix(t.prefix.as_str()).is_some_and(|rest| {
+                rest.is_empty() || t.prefix.ends_with('/') || rest.starts_with('/')
+            })
+        })
+        .cloned()
+        .collect();
+    discover(app, &mine).endpoints
 }
 
 fn check_template(template: &str) -> Result<(), String> {
@@ -116,6 +128,18 @@ mod tests {
         );
         let other = AppName::parse("other.org/app:1.0,os=linux,arch=amd64").unwrap();
         assert!(endpoints(&tags, &other).is_empty());
+        let cut = |prefix: &str, name: &str| {
+            let tag = MetaTag {
+                name: "ac-discovery".into(),
+                prefix: prefix.into(),
+                uri: "https://m/{name}.{ext}".into(),
+            };
+            endpoints(&[tag], &AppName::parse(name).unwrap()).len()
+        };
+        assert_eq!(cut("example.com", "example.com/app"), 1);
+        assert_eq!(cut("example.com/app", "example.com/app"), 1);
+        assert_eq!(cut("example.com", "example.com.evil.net/app"), 0);
+        assert_eq!(cut("example.com/ap", "example.com/app"), 0);
         for (bad, says) in [
             (
                 r#"{"mirrors": [{"prefix": "", "templates": []}]}"#,

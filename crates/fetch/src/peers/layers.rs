@@ -13,6 +13,9 @@ use super::client::PeerError;
 use super::{PeerUrl, ask_all, swarm};
 use crate::{FetchError, Fetcher};
 
+/// Piece lists of one layer tried, at most.
+const MAX_LISTS: usize = 2;
+
 impl Fetcher<'_> {
     /// Writes layer `digest` (`sha256:<hex>`, `size` bytes as the manifest
     /// declares, 0 if it does not) into `out` from the peers that have it;
@@ -76,7 +79,17 @@ impl Fetcher<'_> {
             peers: &client,
             origin: self.http,
         };
+        // Each list that lies costs a whole download: two, then the
+        // registry.
+        let mut lists_tried = 0;
         while let Some((list_peer, list)) = holders.first().cloned() {
+            if lists_tried == MAX_LISTS {
+                tracing::warn!(
+                    "layer {digest}: {MAX_LISTS} peers' piece lists failed: from the registry"
+                );
+                break;
+            }
+            lists_tried += 1;
             let sources = holders
                 .iter()
                 .filter(|(_, l)| l.size == list.size)

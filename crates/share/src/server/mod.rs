@@ -88,7 +88,10 @@ pub fn run(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), Se
     let dirs = confine::confine(&config.dirs, config.user)?;
     // After confinement: the announcer is a thread, and runs confined too.
     let announcement = if config.mdns {
-        Some(crate::mdns::Announcement::start(bound)?)
+        Some(crate::mdns::Announcement::start(
+            bound,
+            config.allow.clone(),
+        )?)
     } else {
         None
     };
