@@ -376,28 +376,34 @@ impl Origin {
     }
 }
 
+impl Origin {
+    /// The LAN's hosts, each trusting the origin's key for its name.
+    fn trusting_hosts(&self, lan: &Lan, dir: &Path) -> Vec<Host> {
+        let hosts = hosts_of(lan, dir, &self.ca_file);
+        for host in &hosts {
+            host.trust(&self.name, &self.gpg.public_key());
+        }
+        hosts
+    }
+}
+
 #[test]
 fn hosts_fetch_from_peers_when_the_origin_is_gone_and_hostile_peers_fail() {
     let lan = Lan::new(4);
     let dir = tempfile::tempdir().unwrap();
+    let started = Origin::start(&lan, dir.path());
+    let hosts = started.trusting_hosts(&lan, dir.path());
     let Origin {
         mut site,
-        gpg,
         name,
         wanted,
-        aci_file: _,
-        ca_file,
         ..
-    } = Origin::start(&lan, dir.path());
+    } = started;
     let origin = lan.origin_ip();
     let aci_path = ACI_PATH;
-    let hosts = hosts_of(&lan, dir.path(), &ca_file);
     let [h1, h2, h3, evil] = &hosts[..] else {
         unreachable!()
     };
-    for host in &hosts[..3] {
-        host.trust(&name, &gpg.public_key());
-    }
 
     // The first host fetches from the origin and serves.
     let id = image_id(&h1.run(&["fetch", &wanted]));
@@ -1117,22 +1123,14 @@ fn announce_falsely(
 fn hosts_find_each_other_on_the_segment_and_false_announcements_are_ignored() {
     let lan = Lan::new(3);
     let dir = tempfile::tempdir().unwrap();
+    let started = Origin::start(&lan, dir.path());
+    let hosts = started.trusting_hosts(&lan, dir.path());
     let Origin {
-        mut site,
-        gpg,
-        name,
-        wanted,
-        aci_file: _,
-        ca_file,
-        ..
-    } = Origin::start(&lan, dir.path());
-    let hosts = hosts_of(&lan, dir.path(), &ca_file);
+        mut site, wanted, ..
+    } = started;
     let [h1, h2, evil] = &hosts[..] else {
         unreachable!()
     };
-    for host in [h1, h2] {
-        host.trust(&name, &gpg.public_key());
-    }
     let id = image_id(&h1.run(&["fetch", &wanted]));
     let h1_addr = format!("{}:7440", lan.host_ip(0));
     // Announced on the segment; listening on every address.
@@ -1182,6 +1180,8 @@ fn hosts_find_each_other_on_the_segment_and_false_announcements_are_ignored() {
 fn mirrors_and_several_templates_feed_a_fetch_and_a_lying_mirror_is_refused() {
     let lan = Lan::new(4);
     let dir = tempfile::tempdir().unwrap();
+    let started = Origin::start(&lan, dir.path());
+    let hosts = started.trusting_hosts(&lan, dir.path());
     let Origin {
         mut site,
         ca,
@@ -1189,16 +1189,12 @@ fn mirrors_and_several_templates_feed_a_fetch_and_a_lying_mirror_is_refused() {
         name,
         wanted,
         aci_file,
-        ca_file,
-    } = Origin::start(&lan, dir.path());
+        ..
+    } = started;
     let origin = lan.origin_ip();
-    let hosts = hosts_of(&lan, dir.path(), &ca_file);
     let [h1, h2, h3, victim] = &hosts[..] else {
         unreachable!()
     };
-    for host in &hosts {
-        host.trust(&name, &gpg.public_key());
-    }
     // A mirror on another port has the image, its signature and its piece
     // list, as the origin has; the origin's discovery page names both.
     let made = output(skiff().args(["image", "pieces"]).arg(&aci_file));

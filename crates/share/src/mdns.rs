@@ -430,6 +430,46 @@ fn acceptable(ip: Ipv4Addr, port: u16, own: &[Subnet]) -> bool {
     private && port >= 1024 && !own.iter().any(|s| s.addr == ip)
 }
 
+/// Entry points for the fuzzer (feature `fuzzing`, which skiff's own
+/// build never enables).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    use super::*;
+
+    /// The servers a browse takes from `bytes` heard from a neighbour on
+    /// 10.0.0.0/16 (this host 10.0.0.1); each passes the filters.
+    pub fn answer(bytes: &[u8]) -> Vec<SocketAddr> {
+        let here = Subnet {
+            addr: Ipv4Addr::new(10, 0, 0, 1),
+            mask: Ipv4Addr::new(255, 255, 0, 0),
+        };
+        let mut heard = Heard::default();
+        if let Ok(packet) = Packet::parse(bytes) {
+            heard.take(&packet, here);
+        }
+        assert!(heard.instances.len() <= MAX_NAMES && heard.hosts.len() <= MAX_NAMES);
+        let found = heard.servers(&[here]);
+        for server in &found {
+            let SocketAddr::V4(v4) = server else {
+                panic!("{server}: not IPv4");
+            };
+            assert!(here.contains(*v4.ip()) && acceptable(*v4.ip(), v4.port(), &[here]));
+        }
+        assert!(found.len() <= MAX_FOUND);
+        found
+    }
+
+    /// Whether a server's responder answers `bytes`.
+    pub fn query(bytes: &[u8]) -> bool {
+        let records = Records {
+            instance: format!("skiff-abc.{SERVICE}"),
+            host: "skiff-abc.local".into(),
+            port: 7440,
+        };
+        Packet::parse(bytes).is_ok_and(|q| !q.has_flags(PacketFlag::RESPONSE) && records.asked(&q))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
