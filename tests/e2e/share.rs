@@ -428,6 +428,14 @@ fn hosts_fetch_from_peers_when_the_origin_is_gone_and_hostile_peers_fail() {
     let out = h3.run(&["image", "rm", &id]);
     assert!(out.status.success(), "{}", stderr(&out));
 
+    // The origin answers that it knows no such name: a peer cannot stand
+    // in (only for an origin that is away).
+    site.remove("/busybox?ac-discovery=1");
+    let out = h3.run(&["fetch", "--peer", &h1_serving.url, &wanted]);
+    assert_refused(&out, "a name the origin does not know");
+    assert!(stderr(&out).contains("discovery of"), "{}", stderr(&out));
+    assert!(h3.images().is_empty(), "{}", stderr(&out));
+
     site.shutdown();
 
     // An evil host has an image of that name signed by a key the others do
@@ -1081,11 +1089,13 @@ fn mdns_answer(instance: &str, port: u16, addrs: &[std::net::Ipv4Addr]) -> Vec<u
     out
 }
 
-/// Sends `answer` on the segment from inside namespace `ns` (as address
-/// `from`) every 100 ms until `stop`; how many were sent.
+/// Sends `answer` to `to` (the mDNS group, or one host) from inside
+/// namespace `ns` (as address `from`) every 100 ms until `stop`; how many
+/// were sent.
 fn announce_falsely(
     ns: &str,
     from: std::net::Ipv4Addr,
+    to: SocketAddr,
     answer: Vec<u8>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<usize> {
@@ -1108,10 +1118,9 @@ fn announce_falsely(
         let local = SocketAddr::from(([0, 0, 0, 0], 5353));
         socket.bind(&local.into()).unwrap();
         socket.set_multicast_if_v4(&from).unwrap();
-        let group = SocketAddr::from(([224, 0, 0, 251], 5353));
         let mut sent = 0;
         while !stop.load(Ordering::Relaxed) {
-            socket.send_to(&answer, &group.into()).unwrap();
+            socket.send_to(&answer, &to.into()).unwrap();
             sent += 1;
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -1133,6 +1142,13 @@ fn hosts_find_each_other_on_the_segment_and_false_announcements_are_ignored() {
     };
     let id = image_id(&h1.run(&["fetch", &wanted]));
     let h1_addr = format!("{}:7440", lan.host_ip(0));
+    // Both have a second subnet on their one interface: each joins the
+    // group once per interface, and names itself by the address it sends
+    // from.
+    for (i, host) in [h1, h2].iter().enumerate() {
+        let addr = format!("192.168.77.{}/24", 11 + i);
+        ip(&["-n", &host.ns, "addr", "add", &addr, "dev", "eth0"]);
+    }
     // Announced on the segment; listening on every address.
     let _serving = serve(
         h1.skiff()
@@ -1145,26 +1161,38 @@ fn hosts_find_each_other_on_the_segment_and_false_announcements_are_ignored() {
     std::fs::create_dir_all(&peers_d).unwrap();
     std::fs::write(peers_d.join("site.json"), r#"{"mdns": true}"#).unwrap();
     // Meanwhile another host announces servers at a loopback address, an
-    // address off the site, a cloud metadata service's and the fetching
-    // host's own address.
+    // address off the site, a cloud metadata service's, the fetching
+    // host's own address and another host's of the segment (the origin's,
+    // on another port): a host may announce only itself.
     let own: std::net::Ipv4Addr = lan.host_ip(1).parse().unwrap();
     let evil_ip: std::net::Ipv4Addr = lan.host_ip(2).parse().unwrap();
+    let neighbour: std::net::Ipv4Addr = lan.origin_ip().parse().unwrap();
     let answer = mdns_answer(
         "skiff-evil",
-        7440,
+        7441,
         &[
             [127, 0, 0, 1].into(),
             [8, 8, 8, 8].into(),
             [169, 254, 169, 254].into(),
             own,
+            neighbour,
         ],
     );
+    let group = SocketAddr::from(([224, 0, 0, 251], 5353));
     let stop = Arc::new(AtomicBool::new(false));
-    let announcer = announce_falsely(&evil.ns, evil_ip, answer, stop.clone());
+    let announcer = announce_falsely(&evil.ns, evil_ip, group, answer, stop.clone());
+    // And it announces itself, sending not to the group but to the
+    // fetching host alone, as a host off the segment could.
+    let unicast = announce_falsely(
+        &evil.ns,
+        evil_ip,
+        SocketAddr::from((own, 5353)),
+        mdns_answer("skiff-evil2", 7441, &[evil_ip]),
+        stop.clone(),
+    );
     let out = h2.run(&["fetch", &wanted]);
     stop.store(true, Ordering::Relaxed);
-    let sent = announcer.join().unwrap();
-    assert!(sent > 0);
+    assert!(announcer.join().unwrap() > 0 && unicast.join().unwrap() > 0);
     assert_eq!(image_id(&out), id, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(

@@ -33,27 +33,71 @@ pub struct HttpOptions {
     pub auth: Vec<crate::auth::HostAuth>,
 }
 
-/// Refuses a download past `limit` bytes.
-/// The slowest a body may come on average, after its first minute: a
-/// server that trickles bytes (a hostile mirror) cannot hold a fetch for
-/// ever, 60 s of silence at a time.
+/// The slowest a body may come, in each minute after its first: a
+/// server that trickles bytes (a hostile mirror, or one that starts fast
+/// and then slows) cannot hold a fetch for ever, 60 s of silence at a time.
 const MIN_RATE: u64 = 16 * 1024;
-const GRACE: Duration = Duration::from_secs(60);
+const WINDOW: Duration = Duration::from_secs(60);
 
-/// Whether `bytes` in the time since `started` is slower than allowed.
-fn too_slow(started: Instant, bytes: u64) -> bool {
-    let elapsed = started.elapsed();
-    elapsed > GRACE && bytes < (elapsed - GRACE).as_secs() * MIN_RATE
+/// Watches a body's pace, a window at a time: the first is a grace, each
+/// later one must bring [`MIN_RATE`] bytes a second.
+struct Pace {
+    window_start: Instant,
+    at_window_start: u64,
+    grace: bool,
+}
+
+impl Pace {
+    fn new(now: Instant) -> Self {
+        Pace {
+            window_start: now,
+            at_window_start: 0,
+            grace: true,
+        }
+    }
+
+    /// Whether the body, `total` bytes at `now`, has become too slow.
+    fn too_slow(&mut self, total: u64, now: Instant) -> bool {
+        let window = now.saturating_duration_since(self.window_start);
+        if window < WINDOW {
+            return false;
+        }
+        let brought = total.saturating_sub(self.at_window_start);
+        let slow = !self.grace && brought < window.as_secs().saturating_mul(MIN_RATE);
+        (self.window_start, self.at_window_start, self.grace) = (now, total, false);
+        slow
+    }
 }
 
 fn too_slow_reason() -> String {
     format!(
-        "the server sends slower than {} KiB/s after its first {} s: given up",
+        "the server sent less than {} KiB/s for {} s: given up",
         MIN_RATE / 1024,
-        GRACE.as_secs()
+        WINDOW.as_secs()
     )
 }
 
+/// What a failed request says about its server: unreachable (no
+/// connection, or one that broke: worth another try, and another server)
+/// or an error of the server's own (a certificate that does not verify,
+/// a broken answer: no retry, and no other server instead).
+fn send_error(url: &str, e: &ureq::Error) -> FetchError {
+    let unreachable = match e {
+        // TLS failures (rustls's) come through the connection's reads
+        // and writes as invalid data.
+        ureq::Error::Io(io) => io.kind() != io::ErrorKind::InvalidData,
+        ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed => true,
+        _ => false,
+    };
+    let (url, reason) = (url.to_string(), e.to_string());
+    if unreachable {
+        FetchError::Unreachable { url, reason }
+    } else {
+        FetchError::Http { url, reason }
+    }
+}
+
+/// Refuses a download past `limit` bytes.
 pub fn within_limit(url: &str, bytes: u64, limit: u64) -> Result<(), FetchError> {
     if bytes > limit {
         return Err(FetchError::Http {
@@ -219,21 +263,11 @@ impl Http {
                 }
                 Ok(resp) => return Ok(resp),
                 Err(e) => {
-                    if !matches!(
-                        e,
-                        ureq::Error::Io(_)
-                            | ureq::Error::Timeout(_)
-                            | ureq::Error::ConnectionFailed
-                    ) {
-                        return Err(FetchError::Http {
-                            url: url.to_string(),
-                            reason: e.to_string(),
-                        });
+                    let e = send_error(url, &e);
+                    if !matches!(e, FetchError::Unreachable { .. }) {
+                        return Err(e);
                     }
-                    last = Some(FetchError::Unreachable {
-                        url: url.to_string(),
-                        reason: e.to_string(),
-                    });
+                    last = Some(e);
                 }
             }
         }
@@ -299,7 +333,7 @@ impl Http {
         }
         let mut body = Vec::new();
         let mut reader = resp.into_body().into_reader().take(limit.saturating_add(1));
-        let started = Instant::now();
+        let mut pace = Pace::new(Instant::now());
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let n = match reader.read(&mut buf) {
@@ -314,7 +348,7 @@ impl Http {
                 }
             };
             body.extend_from_slice(&buf[..n]);
-            if too_slow(started, body.len() as u64) {
+            if pace.too_slow(body.len() as u64, Instant::now()) {
                 return Err(FetchError::Http {
                     url: url.to_string(),
                     reason: too_slow_reason(),
@@ -423,7 +457,7 @@ impl Http {
             let bar = self.progress_bar(what, total, written);
             let mut reader = resp.into_body().into_reader();
             let mut buf = vec![0u8; 1 << 16];
-            let (started, resumed_at) = (Instant::now(), written);
+            let (mut pace, resumed_at) = (Pace::new(Instant::now()), written);
             let result: io::Result<()> = loop {
                 match reader.read(&mut buf) {
                     Ok(0) => break Ok(()),
@@ -436,7 +470,7 @@ impl Http {
                         if written > limit {
                             break Ok(());
                         }
-                        if too_slow(started, written - resumed_at) {
+                        if pace.too_slow(written - resumed_at, Instant::now()) {
                             break Err(io::Error::other(too_slow_reason()));
                         }
                     }
@@ -479,12 +513,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_trickle_is_too_slow_after_the_grace() {
-        let ago = |s| Instant::now().checked_sub(Duration::from_secs(s)).unwrap();
-        assert!(!too_slow(Instant::now(), 0));
-        assert!(!too_slow(ago(59), 1));
-        assert!(too_slow(ago(120), 1));
-        assert!(!too_slow(ago(120), 60 * MIN_RATE));
+    fn a_trickle_is_too_slow_after_the_grace_even_after_a_fast_start() {
+        let start = Instant::now();
+        let at = |s| start + Duration::from_secs(s);
+        let mut pace = Pace::new(start);
+        // The first minute is a grace, however little it brings.
+        assert!(!pace.too_slow(0, at(30)));
+        assert!(!pace.too_slow(1, at(61)));
+        // Each later minute must bring its share…
+        assert!(!pace.too_slow(1 + 61 * MIN_RATE, at(122)));
+        // …a fast start does not pay for a trickle afterwards.
+        let mut pace = Pace::new(start);
+        let fast = 1 << 30;
+        assert!(!pace.too_slow(fast, at(60)));
+        assert!(
+            !pace.too_slow(fast + 10 * MIN_RATE, at(100)),
+            "within a minute"
+        );
+        assert!(pace.too_slow(fast + 10 * MIN_RATE, at(121)));
+    }
+
+    #[test]
+    fn tls_failures_are_the_servers_not_a_way_to_other_servers() {
+        let io = |kind| ureq::Error::Io(io::Error::new(kind, "x"));
+        let away = |e: &ureq::Error| matches!(send_error("u", e), FetchError::Unreachable { .. });
+        assert!(away(&io(io::ErrorKind::ConnectionRefused)));
+        assert!(away(&io(io::ErrorKind::ConnectionReset)));
+        assert!(away(&ureq::Error::ConnectionFailed));
+        // rustls reports a certificate that does not verify as invalid
+        // data on the connection.
+        assert!(!away(&io(io::ErrorKind::InvalidData)));
+        assert!(!away(&ureq::Error::TooManyRedirects));
     }
 
     #[test]

@@ -63,7 +63,13 @@ pub enum FetchError {
     #[error("no image found at {0}")]
     NotFound(String),
     #[error("discovery of {name} failed: {}", attempts.join("; "))]
-    Discovery { name: String, attempts: Vec<String> },
+    Discovery {
+        name: String,
+        attempts: Vec<String>,
+        /// Whether no server answered at all (each was away, as
+        /// [`is_away`] says): only then may peers stand in.
+        away: bool,
+    },
     #[error(
         "no signature for {image} (looked for {looked_at}); sign it with `gpg --armor --detach-sign`, \
          or fetch without checking with --insecure-options=image"
@@ -616,6 +622,7 @@ impl Fetcher<'_> {
     /// Discovery: the `ac-discovery` answers for `app`, walking up its prefixes.
     pub fn discover(&self, app: &AppName, want_keys: bool) -> Result<Discovered, FetchError> {
         let mut attempts = Vec::new();
+        let mut away = true;
         for prefix in app.prefixes() {
             let mut page = None;
             for scheme in ["https", "http"] {
@@ -628,10 +635,14 @@ impl Fetcher<'_> {
                         page = Some(body);
                         break;
                     }
-                    Err(e) => attempts.push(e.to_string()),
+                    Err(e) => {
+                        away &= is_away(&e);
+                        attempts.push(e.to_string());
+                    }
                 }
             }
             let Some(page) = page else { continue };
+            away = false;
             let found = discover(app, &meta_tags(&String::from_utf8_lossy(&page)));
             let enough = if want_keys {
                 !found.public_keys.is_empty()
@@ -652,6 +663,7 @@ impl Fetcher<'_> {
         }
         Err(FetchError::Discovery {
             name: app.to_string(),
+            away: away && !attempts.is_empty(),
             attempts,
         })
     }
@@ -693,9 +705,13 @@ impl Fetcher<'_> {
                 }
                 found
             }
-            // The origin is away: peers may still have it.
+            // The origin is away: peers may still have it. (Not when it
+            // answered, "no such name" or wrongly: a fetch does not get
+            // from peers what the origin would refuse.)
             Err(e) if mirrored.is_empty() => {
-                if let Some(fetched) = self.fetch_from_peers(&app, None)? {
+                if matches!(e, FetchError::Discovery { away: true, .. })
+                    && let Some(fetched) = self.fetch_from_peers(&app, None)?
+                {
                     return check_labels(&app, fetched);
                 }
                 return Err(e);

@@ -100,6 +100,9 @@ pub fn run(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), Se
         .build()
         .map_err(io_err("start the async runtime"))?;
     let allow = config.allow.clone();
+    let withdraw = announcement
+        .as_ref()
+        .map(crate::mdns::Announcement::withdraw);
     let app = Arc::new(App {
         catalog: Catalog::new(dirs),
         allow: config.allow,
@@ -118,7 +121,13 @@ pub fn run(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), Se
             }),
             router.into_make_service_with_connect_info::<Peer>(),
         )
-        .with_graceful_shutdown(skiff_io::listener::shutdown_signal())
+        .with_graceful_shutdown(async move {
+            skiff_io::listener::shutdown_signal().await;
+            // Goodbye at once: peers stop asking while transfers finish.
+            if let Some(withdraw) = withdraw {
+                withdraw.now();
+            }
+        })
         .await
         .map_err(io_err("serve HTTP"))?;
         tracing::info!("stopped serving");
