@@ -805,10 +805,8 @@ impl Fetcher<'_> {
             return Ok(None);
         };
         // Already here: an image stored with exactly that signature.
-        for (id, _, stored) in self.store.index().signatures()? {
-            if stored == signature
-                && let Some(hit) = self.cached(&id)?
-            {
+        for id in self.store.index().signed_with(&signature)? {
+            if let Some(hit) = self.cached(&id)? {
                 tracing::info!("the origin's image is in the store: nothing fetched");
                 return Ok(Some(hit));
             }

@@ -196,6 +196,25 @@ impl Index {
             .collect()
     }
 
+    /// The images stored with exactly `signature` (the query compares,
+    /// nothing else is read out).
+    pub fn signed_with(&self, signature: &[u8]) -> Result<Vec<ImageId>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT DISTINCT image_id FROM signatures WHERE signature = ?1 ORDER BY image_id",
+            )
+            .map_err(db_err)?;
+        let ids = stmt
+            .query_map([signature], |r| r.get::<_, String>(0))
+            .map_err(db_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_err)?;
+        ids.iter()
+            .map(|id| ImageId::parse(id).map_err(StoreError::Index))
+            .collect()
+    }
+
     pub(crate) fn remove_remote(&self, url: &str) -> Result<(), StoreError> {
         self.conn
             .execute("DELETE FROM remotes WHERE url = ?1", [url])

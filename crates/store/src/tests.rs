@@ -575,3 +575,16 @@ fn a_manifest_that_cannot_be_read_back_once_written_is_refused_at_import() {
     assert!(matches!(err, StoreError::UnstorableManifest(_)), "{err}");
     assert!(store.images().unwrap().is_empty());
 }
+
+#[test]
+fn images_are_found_by_their_exact_signature() {
+    let (_dir, store) = store();
+    let a = fetched(&store, "example.com/a");
+    let b = fetched(&store, "example.com/b");
+    store.add_signature(&b, "0123ABCDEF", b"other").unwrap();
+    let mut both = vec![a.clone(), b.clone()];
+    both.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+    assert_eq!(store.index().signed_with(b"sig").unwrap(), both);
+    assert_eq!(store.index().signed_with(b"other").unwrap(), vec![b]);
+    assert!(store.index().signed_with(b"si").unwrap().is_empty());
+}
