@@ -162,7 +162,7 @@ fn max_age(cache_control: Option<&str>) -> i64 {
     age
 }
 
-fn transient(status: u16) -> bool {
+pub(crate) fn transient(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
 

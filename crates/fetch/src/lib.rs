@@ -905,12 +905,12 @@ impl Fetcher<'_> {
 /// page with thousands cannot make it ask thousands of servers.
 const MAX_ENDPOINTS: usize = 8;
 
-/// Whether `e` says a server is away (no connection, no answer, or a
-/// server error), as opposed to an answer: then another server, or the
+/// Whether `e` says a server is away (no connection, no answer, a server
+/// error, or one shedding load: 408, 429), as opposed to an answer: then another server, or the
 /// peers, may be asked instead.
 fn is_away(e: &FetchError) -> bool {
     matches!(e, FetchError::Unreachable { .. })
-        || matches!(e, FetchError::Status { status, .. } if *status >= 500)
+        || matches!(e, FetchError::Status { status, .. } if *status >= 500 || http::transient(*status))
 }
 
 fn check_labels(app: &AppName, fetched: Fetched) -> Result<Fetched, FetchError> {

@@ -14,11 +14,12 @@
 //!   bytes, a question or an answer as expected, at most 16 of each kind
 //!   of record.
 //! * A server answers only addresses its `--allow` admits, by multicast,
-//!   at most once a second per interface, and says goodbye when it is told
-//!   to stop.
+//!   at most four times a second per interface, and says goodbye when it
+//!   is told to stop. skiff's own pod bridges are not the segment.
 //! * A fetch takes from one answer only the servers that answer announces
 //!   for its own sender: PTR, SRV, TXT and an A record naming the packet's
-//!   source address, all live (TTL > 0, class IN). A host cannot announce
+//!   source address, all live (TTL > 0, class IN), one server per address.
+//!   Short of spoofing its source on the segment, a host cannot announce
 //!   another host, nor take over another server's name. It keeps at most
 //!   [`MAX_FOUND`] servers, each a private-range unicast address (10/8,
 //!   172.16/12, 192.168/16; not link-local, shared or loopback: cloud
@@ -51,8 +52,14 @@ const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 251);
 const PORT: u16 = 5353;
 /// How long peers may remember an answer.
 const TTL: u32 = 120;
-/// Answers on one interface, at most one per this long.
-const ANSWER_EVERY: Duration = Duration::from_secs(1);
+/// Answers on one interface, at most one per this long: short enough
+/// that a browse (1 s, asking twice) is answered even if another host's
+/// question was answered just before it began (answers are multicast: each
+/// one is heard by every browse under way).
+const ANSWER_EVERY: Duration = Duration::from_millis(250);
+/// Interfaces of skiff's own pod networks (`skiff0`, `skiff1`, …): pods
+/// are not the site's hosts, and are neither answered nor heard.
+const OWN_BRIDGES: &str = "skiff";
 /// A packet is looked at only up to this size (an Ethernet frame's).
 const MAX_PACKET: usize = 1500;
 /// Records of each kind (questions, answers, authority, additional) a
@@ -115,7 +122,8 @@ impl Link {
     }
 }
 
-/// This host's interfaces with IPv4 subnets, loopback excluded; with
+/// This host's interfaces with IPv4 subnets, loopback and skiff's own
+/// pod bridges excluded; with
 /// `only`, just the subnet with that address.
 fn links(only: Option<Ipv4Addr>) -> Result<Vec<Link>, MdnsError> {
     let mut links: BTreeMap<u32, Vec<Subnet>> = BTreeMap::new();
@@ -123,7 +131,10 @@ fn links(only: Option<Ipv4Addr>) -> Result<Vec<Link>, MdnsError> {
         let (if_addrs::IfAddr::V4(v4), Some(index)) = (interface.addr, interface.index) else {
             continue;
         };
-        if v4.ip.is_loopback() || only.is_some_and(|ip| ip != v4.ip) {
+        if v4.ip.is_loopback()
+            || interface.name.starts_with(OWN_BRIDGES)
+            || only.is_some_and(|ip| ip != v4.ip)
+        {
             continue;
         }
         let subnets = links.entry(index).or_default();
@@ -450,11 +461,14 @@ struct Found(BTreeSet<SocketAddrV4>);
 impl Found {
     /// Takes the servers `answer`, from `from`, announces at `from`, as
     /// [`acceptable`] filters them.
+    /// One server per address: a host cannot fill the slots alone.
     fn take(&mut self, answer: &Packet<'_>, from: Ipv4Addr, own: &[Ipv4Addr]) {
-        for port in announced(answer, from) {
-            if self.0.len() < MAX_FOUND && acceptable(from, port, own) {
-                self.0.insert(SocketAddrV4::new(from, port));
-            }
+        let Some(port) = announced(answer, from).into_iter().next() else {
+            return;
+        };
+        let known = self.0.iter().any(|s| *s.ip() == from);
+        if !known && self.0.len() < MAX_FOUND && acceptable(from, port, own) {
+            self.0.insert(SocketAddrV4::new(from, port));
         }
     }
 }
@@ -763,5 +777,15 @@ mod tests {
             found.take(&Packet::parse(&bytes).unwrap(), from, &[ip("10.0.0.1")]);
         }
         assert_eq!(found.0.len(), MAX_FOUND);
+        // One host announcing many ports takes one slot.
+        let mut found = Found::default();
+        let from = ip("10.0.0.7");
+        for port in 7440..7540 {
+            let bytes = records(&format!("skiff-{port}"), port)
+                .packet(&[from], TTL)
+                .unwrap();
+            found.take(&Packet::parse(&bytes).unwrap(), from, &[ip("10.0.0.1")]);
+        }
+        assert_eq!(found.0.len(), 1);
     }
 }
