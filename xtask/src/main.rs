@@ -166,6 +166,7 @@ fn real_main() -> Result<()> {
                 ["import"] => bench::import(&root, skiff, quick),
                 ["start"] if kvm => bench::start_kvm(&root, skiff, quick),
                 ["start"] => bench::start(&root, skiff, quick),
+                ["network"] => bench::network(&root, skiff, quick),
                 ["metadata"] => bench::metadata(&root, skiff, quick),
                 ["pull"] => bench::pull(&root, skiff, quick),
                 ["audit"] => bench::audit(&root, skiff, quick),
@@ -177,6 +178,7 @@ fn real_main() -> Result<()> {
                     bench::import(&root, skiff, quick)?;
                     bench::start(&root, skiff, quick)?;
                     bench::start_kvm(&root, skiff, quick)?;
+                    bench::network(&root, skiff, quick)?;
                     bench::pull(&root, skiff, quick)?;
                     bench::metadata(&root, skiff, quick)?;
                     bench::audit(&root, skiff, quick)?;
@@ -186,7 +188,7 @@ fn real_main() -> Result<()> {
                     bench::density(&root, skiff, quick)
                 }
                 other => bail!(
-                    "unknown benchmark {other:?} (available: import, start, pull, metadata, audit, density, containerd, logs, swarm, all)"
+                    "unknown benchmark {other:?} (available: import, start, network, pull, metadata, audit, density, containerd, logs, swarm, all)"
                 ),
             };
             bench::remove_scratch();
@@ -204,7 +206,7 @@ fn real_main() -> Result<()> {
                  runtime-tools  the OCI runtime-tools compliance suite against skiff-runtime (needs ../shared)\n  \
                  fuzz [--time=SECONDS] [TARGET...]  every cargo-fuzz target of fuzz/ (nightly) for SECONDS of CPU time each (default 60), corpora in fuzz/corpus\n  \
                  torture [--kills=200] [--concurrent=100] [--cuts=60] [--seed=N]  kill -9 skiff commands at random instants, then fsck, rerun, leak check; N commands at once; power cuts of the data dir's disk\n  \
-                 bench [all|import|start|pull|metadata|audit|density|containerd] [--quick] [--stage1=kvm]  skiff against its peers, same run"
+                 bench [all|import|start|network|pull|metadata|audit|density|containerd|logs|swarm] [--quick] [--stage1=kvm]  skiff against its peers, same run"
             );
             bail!("no or unknown xtask command")
         }

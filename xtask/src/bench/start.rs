@@ -13,16 +13,7 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     let data = work.join("data");
-    // skiff as installed (copied, like `cargo install` does) rather than as
-    // the linker left it in target/: the same binary started ~0.9 ms slower
-    // from there on this machine (its file's page-cache layout), an
-    // advantage the peers in /usr/bin do not give away.
-    let bin = work.join("bin");
-    std::fs::create_dir_all(&bin)?;
-    for name in ["skiff", "skiff-stage1"] {
-        let from = skiff.with_file_name(name);
-        std::fs::copy(&from, bin.join(name)).with_context(|| format!("copy {}", from.display()))?;
-    }
+    let bin = install_copy(skiff, &work)?;
     let skiff = &bin.join("skiff");
     let sk = || {
         let mut c = quiet_skiff(skiff, &data);
@@ -325,7 +316,7 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
 
 /// Builds `example.com/true:1.0` (busybox-static's /bin/true) in `work`
 /// and fetches it with `fetch` (skiff with the benchmark's data dir).
-fn fetch_true_image(skiff: &Path, work: &Path, mut fetch: Command) -> Result<()> {
+pub(super) fn fetch_true_image(skiff: &Path, work: &Path, mut fetch: Command) -> Result<()> {
     let layout = work.join("layout");
     busybox_layout(&layout, "true", "/bin/true", &["true"])?;
     let aci = work.join("true.aci");

@@ -1,0 +1,191 @@
+//! `cargo xtask bench network`: what a pod's network costs at start.
+//! The same `/bin/true` pod with `--net=none` and on the built-in default
+//! network (prepared, and `skiff run` of a cached image), against podman
+//! with `--network=none` and with its default network, alternating.
+
+use super::*;
+
+/// The row the skiff ratios are taken against.
+const NONE_ROW: &str = "skiff run-prepared --net=none";
+/// The row the podman ratio is taken against.
+const PODMAN_ROW: &str = "podman run (runc, default network)";
+
+/// `bench network`: start→exit of `/bin/true` with and without a network.
+pub fn network(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
+    let runs = if quick { 10 } else { 40 };
+    let work = PathBuf::from(WORK).join("network");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let data = work.join("data");
+    let bin = install_copy(skiff, &work)?;
+    let skiff = &bin.join("skiff");
+    let sk = || {
+        let mut c = quiet_skiff(skiff, &data);
+        c.arg("--local-config").arg(work.join("etc"));
+        c
+    };
+    super::start::fetch_true_image(skiff, &work, sk())?;
+    let tree = std::fs::read_dir(data.join("trees"))?
+        .filter_map(|e| e.ok())
+        .find(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .context("no rendered tree")?
+        .path()
+        .join("rootfs");
+    let peer_root = work.join("rootfs");
+    run_quiet(Command::new("cp").arg("-a").arg(&tree).arg(&peer_root))?;
+    std::fs::create_dir_all(peer_root.join("usr"))?;
+
+    let (data_dir, etc) = (&data, work.join("etc"));
+    let prepare = |net: &'static str| {
+        prepare_pods(runs, "the", || {
+            let mut c = Command::new(skiff);
+            c.arg("--dir")
+                .arg(data_dir)
+                .arg("--local-config")
+                .arg(&etc)
+                .args([
+                    "prepare",
+                    net,
+                    "--pull-policy=never",
+                    "example.com/true:1.0",
+                ]);
+            c
+        })
+    };
+    let pods_none = prepare("--net=none")?;
+    let pods_default = prepare("--net=default")?;
+    let podman_state = work.join("podman");
+    let podman = |network: &str| {
+        let mut c = Command::new("podman");
+        c.arg("--root")
+            .arg(podman_state.join("root"))
+            .arg("--runroot")
+            .arg(podman_state.join("run"))
+            .args(["--runtime", "runc", "--cgroup-manager=cgroupfs"])
+            .args(["run", "--rm"])
+            .args(PODMAN_ULIMITS);
+        if !network.is_empty() {
+            c.arg(network);
+        }
+        c.arg("--rootfs").arg(&peer_root).arg("/bin/true");
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    type RunCommand<'a> = Box<dyn Fn(usize) -> Command + 'a>;
+    let mut scenarios: Vec<(&'static str, RunCommand)> = vec![
+        (
+            NONE_ROW,
+            Box::new(|i| {
+                let mut c = sk();
+                c.args(["run-prepared", &pods_none[i]]);
+                c
+            }),
+        ),
+        (
+            "skiff run-prepared (default network)",
+            Box::new(|i| {
+                let mut c = sk();
+                c.args(["run-prepared", &pods_default[i]]);
+                c
+            }),
+        ),
+        (
+            "skiff run --net=none (cached image)",
+            Box::new(|_| {
+                let mut c = sk();
+                c.args(["run", "--net=none", "--pull-policy=never"])
+                    .arg("example.com/true:1.0");
+                c
+            }),
+        ),
+        (
+            "skiff run (cached image, default network)",
+            Box::new(|_| {
+                let mut c = sk();
+                c.args(["run", "--pull-policy=never", "example.com/true:1.0"]);
+                c
+            }),
+        ),
+    ];
+    let has_podman = installed("podman");
+    if has_podman {
+        scenarios.push((
+            "podman run --network=none (runc)",
+            Box::new(|_| podman("--network=none")),
+        ));
+        scenarios.push((PODMAN_ROW, Box::new(|_| podman(""))));
+    }
+    let mut rows: Vec<Row> = scenarios
+        .iter()
+        .map(|(name, _)| Row {
+            name,
+            times: Vec::new(),
+        })
+        .collect();
+    let count = scenarios.len();
+    for round in 0..runs {
+        // Rotated each round so no scenario always runs first.
+        for k in 0..count {
+            let which = (round + k) % count;
+            let mut cmd = (scenarios[which].1)(round);
+            let start = Instant::now();
+            run_quiet(&mut cmd)?;
+            rows[which].times.push(start.elapsed());
+        }
+    }
+    for row in rows.iter_mut() {
+        row.times.sort();
+    }
+    let median = |name: &str| {
+        rows.iter()
+            .find(|r| r.name == name)
+            .map(|r| r.median().as_secs_f64())
+    };
+    let none = median(NONE_ROW).context("no --net=none row")?;
+    let podman_default = median(PODMAN_ROW);
+    println!(
+        "\nbench network: /bin/true in a busybox rootfs, {runs} runs each, alternating, data on tmpfs\n"
+    );
+    println!(
+        "| scenario | min | median | max | ratio to {NONE_ROW} | podman default network ÷ this |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mut json = Vec::new();
+    for row in &rows {
+        let m = row.median().as_secs_f64();
+        let speedup = podman_default.map(|p| p / m.max(1e-9));
+        println!(
+            "| {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}× | {} |",
+            row.name,
+            ms(row.times[0]),
+            ms(row.median()),
+            ms(row.times[row.times.len() - 1]),
+            m / none.max(1e-9),
+            speedup.map_or("–".into(), |s| format!("{s:.2}×"))
+        );
+        json.push(format!(
+            "{{\"scenario\":{:?},\"min_ms\":{:.3},\"median_ms\":{:.3},\"max_ms\":{:.3},\"ratio_to_none\":{:.3},\"podman_default_over_this\":{}}}",
+            row.name,
+            ms(row.times[0]),
+            ms(row.median()),
+            ms(row.times[row.times.len() - 1]),
+            m / none.max(1e-9),
+            speedup.map_or("null".into(), |s| format!("{s:.3}"))
+        ));
+    }
+    if !has_podman {
+        println!("podman: not measured (not installed; cargo xtask deps installs it)");
+    }
+    let written = write_result(
+        root,
+        "network.json",
+        format!("{{\"runs\":{runs},\"rows\":[{}]}}\n", json.join(",")),
+    )?;
+    println!("wrote {}", written.display());
+    unmount_under(&podman_state)?;
+    let _ = sk().args(["gc", "--grace-period=0s"]).status();
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
