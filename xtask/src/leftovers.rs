@@ -94,6 +94,22 @@ pub fn leftovers() -> Vec<String> {
             }
         }
     }
+    // The built-in default network's NAT chain lives while a pod is on it.
+    for family in ["ip", "ip6"] {
+        if let Ok(out) = Command::new("nft")
+            .args(["list", "table", family, "skiff"])
+            .output()
+        {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                if let Some(chain) = line.trim().strip_prefix("chain ") {
+                    found.push(format!(
+                        "nft {family} skiff {}",
+                        chain.trim_end_matches(" {")
+                    ));
+                }
+            }
+        }
+    }
     for net in std::fs::read_dir("/run/skiff/ipam")
         .into_iter()
         .flatten()

@@ -84,6 +84,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("iproute2", "network checks in tests"),
     (
+        "nftables",
+        "nft shows the default network's NAT rule (tests, operators)",
+    ),
+    (
         "xfsprogs",
         "xfs_io shuts a filesystem down mid-write: the power-loss torture",
     ),

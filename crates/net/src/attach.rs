@@ -38,6 +38,16 @@ pub struct Attachment {
     /// The final ADD result, once ADD succeeded.
     #[serde(default)]
     pub result: Option<Value>,
+    /// A built-in network: its bridge plugin is done in process
+    /// ([`crate::builtin`]); records of older pods lack it and keep
+    /// running the plugins.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub builtin: bool,
+    /// With `builtin`: the CNI plugins after the bridge (portmap) run too,
+    /// because the pod forwards ports on this network. Set before ADD, so
+    /// a DEL after a crash knows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub chained: bool,
 }
 
 impl Attachment {
@@ -176,28 +186,52 @@ impl PodNetwork<'_> {
         invoke(self.cni_path, &a.name, kind, verb, &target, &conf)
     }
 
+    /// The plugins run as processes: all of them, or for a built-in
+    /// network those after its bridge when the pod forwards ports.
+    fn processes(a: &Attachment) -> Vec<Map<String, Value>> {
+        let mut plugins = Self::plugins(&a.config);
+        if a.builtin {
+            plugins = match a.chained {
+                true => plugins.into_iter().skip(1).collect(),
+                false => Vec::new(),
+            };
+        }
+        plugins
+    }
+
     /// ADDs one network; on failure DELs it again before returning the error.
     pub fn add(&self, a: &mut Attachment) -> Result<(), NetError> {
         let mut prev: Option<Value> = None;
-        for plugin in Self::plugins(&a.config) {
-            match self.run(a, Verb::Add, &plugin, prev.as_ref()) {
-                Ok(Value::Null) => {}
-                Ok(result) => prev = Some(result),
-                Err(e) => {
-                    a.result = prev;
-                    let _ = self.del(a);
-                    a.result = None;
-                    return Err(e);
-                }
-            }
+        let done = self.add_steps(a, &mut prev);
+        if let Err(e) = done {
+            a.result = prev;
+            let _ = self.del(a);
+            a.result = None;
+            return Err(e);
         }
         a.result = Some(prev.unwrap_or_else(|| serde_json::json!({})));
         Ok(())
     }
 
+    fn add_steps(&self, a: &Attachment, prev: &mut Option<Value>) -> Result<(), NetError> {
+        if a.builtin {
+            *prev = Some(crate::builtin::add(a, self.container_id, self.netns)?);
+        }
+        for plugin in Self::processes(a) {
+            match self.run(a, Verb::Add, &plugin, prev.as_ref())? {
+                Value::Null => {}
+                result => *prev = Some(result),
+            }
+        }
+        Ok(())
+    }
+
     /// CHECKs one added network (CNI 0.4.0 and later).
     pub fn check(&self, a: &Attachment) -> Result<(), NetError> {
-        for plugin in Self::plugins(&a.config) {
+        if a.builtin {
+            crate::builtin::check(a, self.container_id, self.netns)?;
+        }
+        for plugin in Self::processes(a) {
             self.run(a, Verb::Check, &plugin, a.result.as_ref())?;
         }
         Ok(())
@@ -208,13 +242,18 @@ impl PodNetwork<'_> {
     /// plugin that is not installed has nothing to delete.
     pub fn del(&self, a: &Attachment) -> Result<(), NetError> {
         let mut first_error = None;
-        for plugin in Self::plugins(&a.config).iter().rev() {
+        for plugin in Self::processes(a).iter().rev() {
             match self.run(a, Verb::Del, plugin, a.result.as_ref()) {
                 Ok(_) | Err(NetError::PluginNotFound { .. }) => {}
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
+        }
+        if a.builtin
+            && let Err(e) = crate::builtin::del(a, self.container_id)
+        {
+            first_error.get_or_insert(e);
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -238,6 +277,8 @@ pub fn attachment(config: &NetworkConfig, ifname: &str, args: Vec<(String, Strin
         args,
         config: config.to_json(),
         result: None,
+        builtin: config.source == crate::config::BUILT_IN,
+        chained: false,
     }
 }
 

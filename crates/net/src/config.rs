@@ -10,6 +10,9 @@ use serde_json::{Map, Value};
 use crate::NetError;
 
 /// The bridge of the built-in `default` network.
+/// The source of the built-in networks' configurations.
+pub const BUILT_IN: &str = "built-in";
+
 pub const DEFAULT_BRIDGE: &str = "skiff0";
 
 /// The bridge of the built-in `default-restricted` network.
@@ -269,7 +272,7 @@ pub fn default_network() -> Result<NetworkConfig, NetError> {
             {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
         ]
     });
-    NetworkConfig::from_json("built-in", value)
+    NetworkConfig::from_json(BUILT_IN, value)
 }
 
 /// Whether the host forwards IPv6 (`net.ipv6.conf.all.forwarding` is 1
@@ -306,7 +309,7 @@ pub fn restricted_network() -> Result<NetworkConfig, NetError> {
             }
         ]
     });
-    NetworkConfig::from_json("built-in", value)
+    NetworkConfig::from_json(BUILT_IN, value)
 }
 
 /// The subnet of the built-in network `name` on `bridge`, from `candidates`.

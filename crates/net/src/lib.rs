@@ -8,11 +8,14 @@
 //!   a result or an error object on stdout).
 //! * [`attach`]: ADD/CHECK/DEL of whole conflists for a pod, with rollback so
 //!   a failed ADD leaves nothing behind.
+//! * [`builtin`]: the built-in networks' bridge, addresses and NAT done in
+//!   process (netlink, nf_tables), with the CNI plugins' result.
 //! * [`netns`]: persistent network namespaces (bind-mounted nsfs files).
 //! * [`files`]: the pod's `/etc/hosts` and `/etc/resolv.conf`.
 //! * [`record`]: what a pod has set up, for teardown and `skiff status`.
 
 pub mod attach;
+pub mod builtin;
 pub mod config;
 pub mod files;
 pub mod ifreq;

@@ -52,6 +52,12 @@ pub fn set_up(pod: &Pod, runtime: &Runtime) -> Result<Option<File>, Stage1Error>
         netns: path.clone(),
         networks: runtime.net.networks.clone(),
     };
+    // A built-in network runs portmap only for a pod that forwards ports;
+    // recorded before ADD, so a DEL after a crash runs it too.
+    let port_network = info.networks.iter().position(|a| forwards_ports(&a.config));
+    for (i, a) in info.networks.iter_mut().enumerate() {
+        a.chained = a.builtin && Some(i) == port_network && !runtime.net.ports.is_empty();
+    }
     record::write(&pod.path, &info)?;
     let attached = netns::create(&path)
         .map_err(Stage1Error::from)

@@ -163,6 +163,8 @@ mod tests {
             args: Vec::new(),
             config: serde_json::json!({}),
             result: Some(result),
+            builtin: false,
+            chained: false,
         }
     }
 
