@@ -152,17 +152,38 @@ fn real_main() -> Result<()> {
         Some("bench") => {
             let quick = args.iter().any(|a| a == "--quick");
             let kvm = args.iter().any(|a| a == "--stage1=kvm");
-            if let Some(flag) = args[1..]
+            let sizes = args
                 .iter()
-                .find(|a| a.starts_with("--") && *a != "--quick" && *a != "--stage1=kvm")
-            {
-                bail!("bench: unknown flag {flag} (flags: --quick, --stage1=kvm with start)");
+                .find_map(|a| a.strip_prefix("--n="))
+                .map(|list| {
+                    list.split(',')
+                        .map(|n| match n.parse::<usize>() {
+                            Ok(n) if (1..=50_000).contains(&n) => Ok(n),
+                            _ => Err(anyhow::anyhow!(
+                                "bench: --n={list}: each size must be a number of pods from 1 to 50000"
+                            )),
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+                .transpose()?;
+            if let Some(flag) = args[1..].iter().find(|a| {
+                a.starts_with("--")
+                    && *a != "--quick"
+                    && *a != "--stage1=kvm"
+                    && !a.starts_with("--n=")
+            }) {
+                bail!(
+                    "bench: unknown flag {flag} (flags: --quick, --stage1=kvm with start, --n=N[,N…] with density)"
+                );
             }
             let which: Vec<&str> = args[1..]
                 .iter()
                 .map(String::as_str)
                 .filter(|a| !a.starts_with("--"))
                 .collect();
+            if which == ["report"] {
+                return bench::report::report(&root);
+            }
             let binaries = build::Binaries::build(&root)?;
             let skiff = binaries.skiff()?;
             deps()?;
@@ -174,7 +195,7 @@ fn real_main() -> Result<()> {
                 ["metadata"] => bench::metadata(&root, skiff, quick),
                 ["pull"] => bench::pull(&root, skiff, quick),
                 ["audit"] => bench::audit(&root, skiff, quick),
-                ["density"] => bench::density(&root, skiff, quick),
+                ["density"] => bench::density(&root, skiff, quick, sizes),
                 ["logs"] => bench::logs(&root, skiff, quick),
                 ["containerd"] => bench::containerd(&root, binaries.get("skiff-runtime")?, quick),
                 ["swarm"] => bench::swarm(&root, skiff, quick),
@@ -189,7 +210,7 @@ fn real_main() -> Result<()> {
                     bench::containerd(&root, binaries.get("skiff-runtime")?, quick)?;
                     bench::logs(&root, skiff, quick)?;
                     bench::swarm(&root, skiff, quick)?;
-                    bench::density(&root, skiff, quick)
+                    bench::density(&root, skiff, quick, sizes)
                 }
                 other => bail!(
                     "unknown benchmark {other:?} (available: import, start, network, pull, metadata, audit, density, containerd, logs, swarm, all)"
@@ -210,7 +231,8 @@ fn real_main() -> Result<()> {
                  runtime-tools  the OCI runtime-tools compliance suite against skiff-runtime (needs ../shared)\n  \
                  fuzz [--time=SECONDS] [TARGET...]  every cargo-fuzz target of fuzz/ (nightly) for SECONDS of CPU time each (default 60), corpora in fuzz/corpus\n  \
                  torture [--kills=200] [--concurrent=100] [--cuts=60] [--seed=N]  kill -9 skiff commands at random instants, then fsck, rerun, leak check; N commands at once; power cuts of the data dir's disk\n  \
-                 bench [all|import|start|network|pull|metadata|audit|density|containerd|logs|swarm] [--quick] [--stage1=kvm]  skiff against its peers, same run"
+                 bench [all|import|start|network|pull|metadata|audit|density|containerd|logs|swarm] [--quick] [--stage1=kvm] [--n=N,…]  skiff against its peers, same run\n  \
+                 bench report  the last runs of start, network and density into docs/performance.md"
             );
             bail!("no or unknown xtask command")
         }

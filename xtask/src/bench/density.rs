@@ -1,11 +1,16 @@
 //! `cargo xtask bench density`: idle pods per host and memory per pod.
 
+use super::report::{DensityPoint, Report, Table};
 use super::*;
 
 /// One density row for `podman run -d` (runc, host network) of `rootfs`
 /// at `n`: start rate, running count, RSS/PSS of each container's
 /// `conmon` (podman's per-container supervisor); then all removed.
-fn podman_density(work: &Path, rootfs: &Path, n: usize) -> Result<String> {
+fn podman_density(
+    work: &Path,
+    rootfs: &Path,
+    n: usize,
+) -> Result<(Vec<String>, serde_json::Value)> {
     let state = work.join("podman");
     let podman = || {
         let mut c = Command::new("podman");
@@ -43,12 +48,16 @@ fn podman_density(work: &Path, rootfs: &Path, n: usize) -> Result<String> {
         pss += p;
     }
     let per = |x: u64| x as f64 / conmons.len().max(1) as f64 / 1024.0;
-    println!(
-        "| {n} | podman run -d (runc) | {:.0} pods/s | {running}/{n} | {:.2} / {:.2} MiB (conmon) | | |",
-        n as f64 / secs,
-        per(rss),
-        per(pss)
-    );
+    let row = vec![
+        n.to_string(),
+        "podman run -d (runc)".into(),
+        format!("{:.0} pods/s", n as f64 / secs),
+        format!("{running}/{n}"),
+        format!("{:.2} / {:.2} MiB (conmon)", per(rss), per(pss)),
+        String::new(),
+        String::new(),
+        String::new(),
+    ];
     let _ = podman()
         .args(["rm", "--force", "--all", "--time=0"])
         .stdout(std::process::Stdio::null())
@@ -63,12 +72,11 @@ fn podman_density(work: &Path, rootfs: &Path, n: usize) -> Result<String> {
         std::thread::sleep(Duration::from_millis(100));
     }
     unmount_under(&state)?;
-    Ok(format!(
-        "{{\"n\":{n},\"runtime\":\"podman\",\"pods_per_s\":{:.1},\"running\":{running},\"supervisor_rss_mib\":{:.3},\"supervisor_pss_mib\":{:.3}}}",
-        n as f64 / secs,
-        per(rss),
-        per(pss)
-    ))
+    let value = serde_json::json!({
+        "n": n, "runtime": "podman", "pods_per_s": n as f64 / secs, "running": running,
+        "supervisor_rss_mib": per(rss), "supervisor_pss_mib": per(pss),
+    });
+    Ok((row, value))
 }
 
 /// Pids of the `conmon` processes whose command line mentions `marker`.
@@ -97,14 +105,118 @@ fn rss_pss_kib(pid: &str) -> (u64, u64) {
     (field("Rss:"), field("Pss:"))
 }
 
-/// `cargo xtask bench density [--quick]`: N idle pods (`sleep` from
-/// busybox, `--detach`, host network) — N = 100 (quick) or 100, 500, 1000 —
-/// started one after another: start rate, that all N run, the memory of
-/// each pod's stage1 supervisor and init, the pods' kernel memory (cgroup
-/// v1 kmem), then everything stopped and collected; against `crun run -d`
-/// and `podman run -d` of the same rootfs at the same N.
-pub fn density(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
-    let sizes: &[usize] = if quick { &[100] } else { &[100, 500, 1000] };
+/// The largest N podman is measured at: it starts ~7 containers a second
+/// here, so 10,000 would take half an hour.
+const PODMAN_MAX_N: usize = 1000;
+
+/// Puts `kernel.pid_max` back as it was.
+struct PidMax(Option<String>);
+
+impl PidMax {
+    const PATH: &'static str = "/proc/sys/kernel/pid_max";
+
+    /// Raises `kernel.pid_max` to at least `needed` for the run.
+    fn at_least(needed: u64) -> Result<PidMax> {
+        let now = std::fs::read_to_string(Self::PATH)?;
+        if now.trim().parse::<u64>().unwrap_or(0) >= needed {
+            return Ok(PidMax(None));
+        }
+        std::fs::write(Self::PATH, needed.to_string())
+            .with_context(|| format!("raise {} to {needed}", Self::PATH))?;
+        Ok(PidMax(Some(now)))
+    }
+}
+
+impl Drop for PidMax {
+    fn drop(&mut self) {
+        if let Some(old) = &self.0 {
+            let _ = std::fs::write(Self::PATH, old.trim());
+        }
+    }
+}
+
+/// Memory of N pods, per pod, in MiB.
+#[derive(Default)]
+struct PerPod {
+    supervisor_rss: f64,
+    supervisor_pss: f64,
+    init_rss: f64,
+    init_pss: f64,
+    kernel: f64,
+}
+
+impl PerPod {
+    /// Supervisor and init PSS and kernel memory: what one more pod costs.
+    fn total(&self) -> f64 {
+        self.supervisor_pss + self.init_pss + self.kernel
+    }
+}
+
+/// Measures the running pods `pods` (`skiff list --format=json`): their
+/// inits (the pods' pids), the inits' parents (the supervisors) and the
+/// pods' cgroup v1 kernel memory.
+fn per_pod(pods: &serde_json::Value) -> (usize, PerPod) {
+    let running: Vec<String> = pods
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["state"] == "running")
+        .filter_map(|p| p["pid"].as_i64().map(|x| x.to_string()))
+        .collect();
+    let mut sum = [0u64; 5];
+    for pid in &running {
+        let (r, p) = rss_pss_kib(pid);
+        sum[2] += r;
+        sum[3] += p;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if let Some(ppid) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .map(str::trim)
+        {
+            let (r, p) = rss_pss_kib(ppid);
+            sum[0] += r;
+            sum[1] += p;
+        }
+    }
+    for p in pods.as_array().into_iter().flatten() {
+        let uuid = p["uuid"].as_str().unwrap_or_default();
+        let f = format!("/sys/fs/cgroup/memory/skiff/{uuid}/memory.kmem.usage_in_bytes");
+        sum[4] += std::fs::read_to_string(f)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .map_or(0, |b| b / 1024);
+    }
+    let per = |kib: u64| kib as f64 / running.len().max(1) as f64 / 1024.0;
+    (
+        running.len(),
+        PerPod {
+            supervisor_rss: per(sum[0]),
+            supervisor_pss: per(sum[1]),
+            init_rss: per(sum[2]),
+            init_pss: per(sum[3]),
+            kernel: per(sum[4]),
+        },
+    )
+}
+
+/// `cargo xtask bench density [--quick] [--n=N[,N…]]`: N idle pods
+/// (`sleep` from busybox, `--detach`, host network) — N = 100 (quick),
+/// the given sizes, or 100, 1000 and 10,000 — started one after another:
+/// start rate, that all N run, the memory of each pod's stage1 supervisor
+/// and init and the pods' kernel memory (cgroup v1 kmem), then everything
+/// stopped and collected; against `crun run -d` and (up to N = 1000)
+/// `podman run -d` of the same rootfs at the same N.
+pub fn density(root: &Path, skiff: &Path, quick: bool, sizes: Option<Vec<usize>>) -> Result<()> {
+    let sizes = match sizes {
+        Some(sizes) => sizes,
+        None if quick => vec![100],
+        None => vec![100, 1000, 10_000],
+    };
+    // Four tasks per pod (supervisor, its logger thread, init, the app),
+    // with room for the rest of the host.
+    let largest = sizes.iter().copied().max().unwrap_or(0) as u64;
+    let _pid_max = PidMax::at_least(4 * largest + 16_384)?;
     let work = PathBuf::from(WORK).join("density");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(work.join("layout/rootfs/bin"))?;
@@ -138,15 +250,29 @@ pub fn density(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     let crun_root = work.join("crun-state");
     let podman_measured = installed("podman");
 
-    println!(
-        "\nbench density: idle busybox pods started one after another (host network), then stopped\n"
+    let mut report = Report::new(
+        "density",
+        quick,
+        "idle busybox pods (`sleep 3600`, `--detach`, host network) started one after another, all \
+         checked running, then all stopped and collected; `crun run -d` and `podman run -d` (runc) of \
+         the same rootfs at the same N",
     );
-    println!(
-        "| N | runtime | start rate | all running | supervisor RSS / PSS per pod | init RSS per pod | kernel memory per pod |"
+    let mut table = Table::new(
+        "",
+        &[
+            "N",
+            "runtime",
+            "start rate",
+            "all running",
+            "supervisor RSS / PSS per pod",
+            "init RSS / PSS per pod",
+            "kernel memory per pod",
+            "per-pod cost (supervisor PSS + init PSS + kernel)",
+        ],
     );
-    println!("|---|---|---|---|---|---|---|");
     let mut json = Vec::new();
-    for &n in sizes {
+    let mut points = Vec::new();
+    for &n in &sizes {
         // skiff
         let start = Instant::now();
         for _ in 0..n {
@@ -165,57 +291,37 @@ pub fn density(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
             .args(["list", "--format=json"])
             .output()?;
         let pods: serde_json::Value = serde_json::from_slice(&list.stdout)?;
-        let running: Vec<String> = pods
+        let (running, m) = per_pod(&pods);
+        table.row(vec![
+            n.to_string(),
+            "skiff (ns)".into(),
+            format!("{:.0} pods/s", n as f64 / secs),
+            format!("{running}/{n}"),
+            format!("{:.2} / {:.2} MiB", m.supervisor_rss, m.supervisor_pss),
+            format!("{:.2} / {:.2} MiB", m.init_rss, m.init_pss),
+            format!("{:.2} MiB", m.kernel),
+            format!("{:.2} MiB", m.total()),
+        ]);
+        json.push(serde_json::json!({
+            "n": n, "runtime": "skiff", "pods_per_s": n as f64 / secs, "running": running,
+            "supervisor_rss_mib": m.supervisor_rss, "supervisor_pss_mib": m.supervisor_pss,
+            "init_rss_mib": m.init_rss, "init_pss_mib": m.init_pss, "kernel_mib": m.kernel,
+            "per_pod_mib": m.total(),
+        }));
+        points.push(DensityPoint {
+            runtime: "skiff".into(),
+            n,
+            pods_per_s: n as f64 / secs,
+            mib_per_pod: m.total(),
+        });
+        let uuids: Vec<&str> = pods
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|p| p["state"] == "running")
-            .filter_map(|p| p["pid"].as_i64().map(|x| x.to_string()))
+            .filter_map(|p| p["uuid"].as_str())
             .collect();
-        let (mut sup_rss, mut sup_pss, mut init_rss, mut kmem) = (0u64, 0u64, 0u64, 0u64);
-        for pid in &running {
-            let (r, _) = rss_pss_kib(pid);
-            init_rss += r;
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            if let Some(ppid) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("PPid:"))
-                .map(str::trim)
-            {
-                let (r, p) = rss_pss_kib(ppid);
-                sup_rss += r;
-                sup_pss += p;
-            }
-        }
-        for p in pods.as_array().into_iter().flatten() {
-            let uuid = p["uuid"].as_str().unwrap_or_default();
-            let f = format!("/sys/fs/cgroup/memory/skiff/{uuid}/memory.kmem.usage_in_bytes");
-            kmem += std::fs::read_to_string(f)
-                .ok()
-                .and_then(|t| t.trim().parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-        let per = |x: u64| x as f64 / running.len().max(1) as f64 / 1024.0;
-        println!(
-            "| {n} | skiff (ns) | {:.0} pods/s | {}/{n} | {:.2} / {:.2} MiB | {:.2} MiB | {:.2} MiB |",
-            n as f64 / secs,
-            running.len(),
-            per(sup_rss),
-            per(sup_pss),
-            per(init_rss),
-            kmem as f64 / running.len().max(1) as f64 / 1048576.0
-        );
-        json.push(format!(
-            "{{\"n\":{n},\"runtime\":\"skiff\",\"pods_per_s\":{:.1},\"running\":{},\"supervisor_rss_mib\":{:.3},\"supervisor_pss_mib\":{:.3}}}",
-            n as f64 / secs,
-            running.len(),
-            per(sup_rss),
-            per(sup_pss)
-        ));
-        for p in pods.as_array().into_iter().flatten() {
-            if let Some(uuid) = p["uuid"].as_str() {
-                let _ = sk().args(["stop", "--force", uuid]).status();
-            }
+        for chunk in uuids.chunks(500) {
+            let _ = sk().args(["stop", "--force"]).args(chunk).status();
         }
         run_quiet(sk().args(["gc", "--grace-period=0s"]))?;
 
@@ -255,16 +361,25 @@ pub fn density(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
             .lines()
             .map(str::to_string)
             .collect();
-        println!(
-            "| {n} | crun run -d | {:.0} pods/s | {}/{n} | (no supervisor) | | |",
-            n as f64 / secs,
-            ids.len()
-        );
-        json.push(format!(
-            "{{\"n\":{n},\"runtime\":\"crun\",\"pods_per_s\":{:.1},\"running\":{}}}",
-            n as f64 / secs,
-            ids.len()
-        ));
+        table.row(vec![
+            n.to_string(),
+            "crun run -d".into(),
+            format!("{:.0} pods/s", n as f64 / secs),
+            format!("{}/{n}", ids.len()),
+            "(no supervisor)".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+        json.push(serde_json::json!({
+            "n": n, "runtime": "crun", "pods_per_s": n as f64 / secs, "running": ids.len(),
+        }));
+        points.push(DensityPoint {
+            runtime: "crun".into(),
+            n,
+            pods_per_s: n as f64 / secs,
+            mib_per_pod: 0.0,
+        });
         for id in &ids {
             let _ = Command::new("crun")
                 .arg("--root")
@@ -281,12 +396,25 @@ pub fn density(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
                 .stderr(std::process::Stdio::null())
                 .status();
         }
-        if podman_measured {
-            json.push(podman_density(&work, &bundle.join("rootfs"), n)?);
+        if podman_measured && n <= PODMAN_MAX_N {
+            let (row, value) = podman_density(&work, &bundle.join("rootfs"), n)?;
+            points.push(DensityPoint {
+                runtime: "podman".into(),
+                n,
+                pods_per_s: value["pods_per_s"].as_f64().unwrap_or(0.0),
+                mib_per_pod: value["supervisor_pss_mib"].as_f64().unwrap_or(0.0),
+            });
+            table.row(row);
+            json.push(value);
         }
     }
+    report.table(table);
     if !podman_measured {
-        println!("\npodman: not measured (not installed; cargo xtask deps installs it).");
+        report.note("podman: not measured (not installed; cargo xtask deps installs it).");
+    } else if sizes.iter().any(|&n| n > PODMAN_MAX_N) {
+        report.note(format!(
+            "podman: measured up to N = {PODMAN_MAX_N} (it starts ~7 containers a second here)."
+        ));
     }
     let left = Command::new(skiff)
         .arg("--dir")
@@ -297,7 +425,12 @@ pub fn density(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     if left.as_array().is_some_and(|a| !a.is_empty()) {
         bail!("pods left after the density run: {left}");
     }
-    write_result(root, "density.json", format!("[{}]\n", json.join(",")))?;
+    report.plot(
+        "density.svg",
+        "start rate and memory per pod (skiff: supervisor PSS + init PSS + kernel; podman: conmon PSS) vs N",
+        super::report::density_plot(&points),
+    );
+    report.save(root, serde_json::Value::Array(json))?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }

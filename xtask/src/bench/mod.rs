@@ -29,6 +29,7 @@ mod logs;
 mod metadata;
 mod network;
 mod pull;
+pub mod report;
 mod rootless;
 mod start;
 mod swarm;

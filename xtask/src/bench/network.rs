@@ -3,6 +3,7 @@
 //! network (prepared, and `skiff run` of a cached image), against podman
 //! with `--network=none` and with its default network, alternating.
 
+use super::report::{Report, Table};
 use super::*;
 
 /// The row the skiff ratios are taken against.
@@ -144,46 +145,47 @@ pub fn network(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     };
     let none = median(NONE_ROW).context("no --net=none row")?;
     let podman_default = median(PODMAN_ROW);
-    println!(
-        "\nbench network: /bin/true in a busybox rootfs, {runs} runs each, alternating, data on tmpfs\n"
+    let mut report = Report::new(
+        "network",
+        quick,
+        format!(
+            "start→exit of `/bin/true` in a busybox rootfs with and without a network, {runs} runs each, alternating, data on tmpfs"
+        ),
     );
-    println!(
-        "| scenario | min | median | max | ratio to {NONE_ROW} | podman default network ÷ this |"
-    );
-    println!("|---|---|---|---|---|---|");
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let mut json = Vec::new();
+    let mut table = Table::new(
+        "",
+        &[
+            "scenario",
+            "min",
+            "median",
+            "max",
+            &format!("ratio to {NONE_ROW}"),
+            "podman default network ÷ this",
+        ],
+    );
+    let mut samples = Vec::new();
     for row in &rows {
         let m = row.median().as_secs_f64();
         let speedup = podman_default.map(|p| p / m.max(1e-9));
-        println!(
-            "| {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}× | {} |",
-            row.name,
-            ms(row.times[0]),
-            ms(row.median()),
-            ms(row.times[row.times.len() - 1]),
-            m / none.max(1e-9),
-            speedup.map_or("–".into(), |s| format!("{s:.2}×"))
-        );
-        json.push(format!(
-            "{{\"scenario\":{:?},\"min_ms\":{:.3},\"median_ms\":{:.3},\"max_ms\":{:.3},\"ratio_to_none\":{:.3},\"podman_default_over_this\":{}}}",
-            row.name,
-            ms(row.times[0]),
-            ms(row.median()),
-            ms(row.times[row.times.len() - 1]),
-            m / none.max(1e-9),
-            speedup.map_or("null".into(), |s| format!("{s:.3}"))
-        ));
+        table.row(vec![
+            row.name.to_string(),
+            format!("{:.1} ms", ms(row.times[0])),
+            format!("{:.1} ms", ms(row.median())),
+            format!("{:.1} ms", ms(row.times[row.times.len() - 1])),
+            format!("{:.2}×", m / none.max(1e-9)),
+            speedup.map_or("–".into(), |s| format!("{s:.2}×")),
+        ]);
+        samples.push(serde_json::json!({
+            "scenario": row.name,
+            "ms": row.times.iter().map(|t| ms(*t)).collect::<Vec<_>>(),
+        }));
     }
+    report.table(table);
     if !has_podman {
-        println!("podman: not measured (not installed; cargo xtask deps installs it)");
+        report.note("podman: not measured (not installed; cargo xtask deps installs it)");
     }
-    let written = write_result(
-        root,
-        "network.json",
-        format!("{{\"runs\":{runs},\"rows\":[{}]}}\n", json.join(",")),
-    )?;
-    println!("wrote {}", written.display());
+    report.save(root, serde_json::json!({"runs": runs, "rows": samples}))?;
     unmount_under(&podman_state)?;
     let _ = sk().args(["gc", "--grace-period=0s"]).status();
     let _ = std::fs::remove_dir_all(&work);

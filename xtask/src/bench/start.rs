@@ -1,6 +1,7 @@
 //! `cargo xtask bench start [--stage1=kvm]`: pod start to exit, warm and
 //! cold, against the peers, with a table and a plot.
 
+use super::report::{Report, Table};
 use super::*;
 
 /// `bench start`: start→exit of `/bin/true` in a busybox rootfs: a prepared
@@ -279,35 +280,35 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
             }
         }
     }
-    let mut json = Vec::new();
-    println!(
-        "\nbench start: /bin/true in a busybox rootfs, {runs} runs each, alternating, data on tmpfs"
+    let mut report = Report::new(
+        "start",
+        quick,
+        format!(
+            "start→exit of `/bin/true` in a busybox rootfs, {runs} runs each, alternating, data on tmpfs"
+        ),
     );
+    let mut json = Vec::new();
     for (title, rows) in [
         ("warm (back to back)", &mut warm),
         ("cold (after 200 ms idle)", &mut cold),
     ] {
-        json.extend(print_start_table(title, rows)?);
+        json.extend(start_table(&mut report, title, rows)?);
     }
     for peer in missing {
-        println!("{peer}: not measured (not installed; cargo xtask deps installs it)");
+        report.note(format!(
+            "{peer}: not measured (not installed; cargo xtask deps installs it)"
+        ));
     }
     if !rootless.podman {
-        println!("podman as a user: not measured (it does not run rootless here)");
+        report.note("podman as a user: not measured (it does not run rootless here)");
     }
     rootless.clean_up()?;
-    let written = write_result(
-        root,
-        "start.json",
-        format!("{{\"runs\":{runs},\"rows\":[{}]}}\n", json.join(",")),
-    )?;
-    println!("wrote {}", written.display());
-    let svg = write_result(
-        root,
+    report.plot(
         "start.svg",
+        "start to exit of /bin/true, each dot one run, bar = median",
         start_plot(&[("warm", &warm), ("cold", &cold)]),
-    )?;
-    println!("wrote {} (start-time distributions)", svg.display());
+    );
+    report.save(root, serde_json::json!({"runs": runs, "rows": json}))?;
     unmount_under(&podman_state)?;
     let _ = sk().args(["gc", "--grace-period=0s"]).status();
     let _ = std::fs::remove_dir_all(&work);
@@ -529,8 +530,12 @@ const CRUN_ROW: &str = "crun run";
 const WRAPPER_ROW: &str = "crun's hybrid-cgroup wrapper alone";
 
 /// Prints one table of `bench start` (ratios to crun net of its wrapper)
-/// and returns its rows as JSON objects.
-fn print_start_table(title: &str, rows: &mut [Row]) -> Result<Vec<String>> {
+/// into `report`; returns its rows, every sample included, as JSON.
+fn start_table(
+    report: &mut Report,
+    title: &str,
+    rows: &mut [Row],
+) -> Result<Vec<serde_json::Value>> {
     for row in rows.iter_mut() {
         row.times.sort();
     }
@@ -540,34 +545,36 @@ fn print_start_table(title: &str, rows: &mut [Row]) -> Result<Vec<String>> {
     let hybrid = wrapper.is_some();
     let wrapper = wrapper.unwrap_or_default();
     let crun_net = crun.saturating_sub(wrapper);
-    println!("\n{title}:\n\n| scenario | min | median | max | ratio to crun run |");
-    println!("|---|---|---|---|---|");
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mut table = Table::new(
+        format!("{title}:"),
+        &["scenario", "min", "median", "max", "ratio to crun run"],
+    );
     let mut json = Vec::new();
     for row in rows.iter() {
         let ratio = row.median().as_secs_f64() / crun_net.as_secs_f64().max(1e-9);
-        println!(
-            "| {} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2}× |",
-            row.name,
-            row.times[0].as_secs_f64() * 1e3,
-            row.median().as_secs_f64() * 1e3,
-            row.times[row.times.len() - 1].as_secs_f64() * 1e3,
-            ratio
-        );
-        json.push(format!(
-            "{{\"mode\":{title:?},\"scenario\":{:?},\"min_ms\":{:.3},\"median_ms\":{:.3},\"max_ms\":{:.3},\"ratio_to_crun\":{:.3}}}",
-            row.name,
-            row.times[0].as_secs_f64() * 1e3,
-            row.median().as_secs_f64() * 1e3,
-            row.times[row.times.len() - 1].as_secs_f64() * 1e3,
-            ratio
-        ));
+        table.row(vec![
+            row.name.to_string(),
+            format!("{:.2} ms", ms(row.times[0])),
+            format!("{:.2} ms", ms(row.median())),
+            format!("{:.2} ms", ms(row.times[row.times.len() - 1])),
+            format!("{ratio:.2}×"),
+        ]);
+        json.push(serde_json::json!({
+            "mode": title,
+            "scenario": row.name,
+            "median_ms": ms(row.median()),
+            "ratio_to_crun": ratio,
+            "ms": row.times.iter().map(|t| ms(*t)).collect::<Vec<_>>(),
+        }));
     }
+    report.table(table);
     if hybrid {
-        println!(
-            "\n({title}) crun run is measured inside `unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec crun …'` \
+        report.note(format!(
+            "({title}) crun run is measured inside `unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec crun …'` \
              (crun 1.8 refuses hybrid cgroup hosts); ratios use crun's median minus the wrapper's ({:.2} ms).",
-            wrapper.as_secs_f64() * 1e3
-        );
+            ms(wrapper)
+        ));
     }
     Ok(json)
 }
