@@ -290,3 +290,53 @@ pub fn check(a: &Attachment, id: &str, netns: &Path) -> Result<(), NetError> {
         .ok_or_else(|| missing(format!("{} in the pod", a.ifname)))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attach::attachment;
+    use crate::config::{NetworkConfig, default_network, restricted_network};
+
+    #[test]
+    fn the_built_in_networks_parse_into_what_the_bridge_step_does() {
+        let default = Bridge::of(&attachment(&default_network().unwrap(), "eth0", vec![])).unwrap();
+        assert_eq!(default.network, "default");
+        assert_eq!(default.bridge, "skiff0");
+        assert!(default.default_route && default.masquerade && default.hairpin);
+        assert_eq!(default.data_dir, Path::new(crate::config::DEFAULT_IPAM_DIR));
+        assert!(default.subnets[0].network.is_ipv4());
+        let restricted =
+            Bridge::of(&attachment(&restricted_network().unwrap(), "eth0", vec![])).unwrap();
+        assert_eq!(restricted.bridge, "skiff1");
+        assert!(!restricted.default_route && !restricted.masquerade && restricted.hairpin);
+    }
+
+    #[test]
+    fn a_configuration_the_bridge_step_cannot_do_is_refused() {
+        let with = |plugin: Value| {
+            let config = NetworkConfig::from_json(
+                "test",
+                json!({"cniVersion": "1.0.0", "name": "n", "plugins": [plugin]}),
+            )
+            .unwrap();
+            Bridge::of(&attachment(&config, "eth0", vec![]))
+        };
+        let ipam = json!({"type": "host-local", "ranges": [[{"subnet": "10.9.0.0/24"}]], "dataDir": "/run/x"});
+        assert!(with(json!({"type": "bridge", "bridge": "b0", "ipam": ipam})).is_ok());
+        for bad in [
+            json!({"type": "ptp", "ipam": ipam}),
+            json!({"type": "bridge", "ipam": ipam}),
+            json!({"type": "bridge", "bridge": "a/b", "ipam": ipam}),
+            json!({"type": "bridge", "bridge": "much-too-long-name", "ipam": ipam}),
+            json!({"type": "bridge", "bridge": "b0", "ipam": {"type": "dhcp"}}),
+            json!({"type": "bridge", "bridge": "b0",
+                   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.9.0.0"}]], "dataDir": "/x"}}),
+            json!({"type": "bridge", "bridge": "b0",
+                   "ipam": {"type": "host-local", "ranges": [], "dataDir": "/x"}}),
+            json!({"type": "bridge", "bridge": "b0",
+                   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.9.0.0/24"}]]}}),
+        ] {
+            assert!(with(bad.clone()).is_err(), "{bad}");
+        }
+    }
+}
