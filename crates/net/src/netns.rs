@@ -16,6 +16,11 @@ use crate::{NetError, io_err};
 pub fn create(path: &Path) -> Result<(), NetError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
+        // Root's alone: whoever holds a pod's namespace open keeps its
+        // devices (and so its address) alive.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_err(format!("restrict {}", dir.display())))?;
     }
     File::create(path).map_err(io_err(format!("create {}", path.display())))?;
     let original = File::open("/proc/thread-self/ns/net")

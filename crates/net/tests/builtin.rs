@@ -221,9 +221,9 @@ fn the_builtin_bridge_network_does_what_the_cni_plugins_do() {
     // The NAT rule, as nft shows it.
     let rules = run(&["nft", "list", "chain", "ip", "skiff", &name]);
     assert!(
-        rules.contains(
-            "ip saddr 10.231.10.0/24 ip daddr != 10.231.10.0/24 ip daddr != 224.0.0.0/4 masquerade"
-        ),
+        rules.contains(&format!(
+            "iifname \"{bridge}\" ip saddr 10.231.10.0/24 ip daddr != 10.231.10.0/24 ip daddr != 224.0.0.0/4 masquerade"
+        )),
         "{rules}"
     );
 
@@ -270,13 +270,108 @@ fn the_builtin_bridge_network_does_what_the_cni_plugins_do() {
     serve.join().unwrap();
     assert_eq!(got, "from the pod");
 
+    // A network without NAT or default route (default-restricted's shape):
+    // nothing is forwarded to or from its bridge, even for a pod that
+    // makes a default route of its own.
+    let isolated_ns = tmp.path().join("isolated");
+    netns::create(&isolated_ns).unwrap();
+    let isolated_name = format!("t-iso{}", pid % 100_000);
+    let isolated_bridge = format!("skei{}", pid % 100_000);
+    let _cleanup_isolated = Cleanup {
+        links: vec![isolated_bridge.clone()],
+        namespaces: vec![isolated_ns.clone()],
+        nat_chain: isolated_name.clone(),
+    };
+    let isolated_config = NetworkConfig::from_json(
+        "test",
+        serde_json::json!({
+            "cniVersion": "1.0.0", "name": isolated_name,
+            "plugins": [{"type": "bridge", "bridge": isolated_bridge, "isGateway": true,
+                "ipMasq": false, "hairpinMode": true,
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.231.12.0/24"}]],
+                         "dataDir": tmp.path().join("ipam")}}]
+        }),
+    )
+    .unwrap();
+    let isolated_id = format!("skiff-eq-i-{pid}");
+    let mut isolated = attachment(&isolated_config, "eth0", vec![]);
+    isolated.builtin = true;
+    let isolated_net = PodNetwork {
+        container_id: &isolated_id,
+        netns: &isolated_ns,
+        cni_path: &cni_path,
+        ports: &[],
+    };
+    isolated_net.add(&mut isolated).unwrap();
+    let isolated_ip = isolated.ips()[0].to_string();
+    ip_in(
+        &isolated_ns,
+        &["route", "add", "default", "via", "10.231.12.1"],
+    );
+    let chain = run(&["nft", "list", "chain", "ip", "skiff", &isolated_name]);
+    assert!(
+        chain.contains(&format!("iifname \"{isolated_bridge}\" drop"))
+            && chain.contains(&format!("oifname \"{isolated_bridge}\" drop")),
+        "{chain}"
+    );
+    let never_arrives = |from: &Path, to: &Path, to_ip: String, port: u16| {
+        let bind_ip = to_ip.clone();
+        let listener = in_ns(to, move || {
+            UdpSocket::bind((bind_ip.as_str(), port)).unwrap()
+        });
+        listener
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        in_ns(from, move || {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            let _ = s.send_to(b"escape", (to_ip.as_str(), port));
+        });
+        let mut buf = [0u8; 16];
+        listener.recv_from(&mut buf).map(|(_, from)| from)
+    };
+    // To the outside, and to a pod of another network, and back.
+    for (from, to, to_ip) in [
+        (&isolated_ns, &outside_ns, "10.231.11.2".to_string()),
+        (&isolated_ns, &native_ns, native_ip.clone()),
+        (&native_ns, &isolated_ns, isolated_ip.clone()),
+    ] {
+        let got = never_arrives(from, to, to_ip.clone(), udp_port + 1);
+        assert!(
+            got.is_err(),
+            "{} reached {to_ip} from {got:?}",
+            from.display()
+        );
+    }
+    isolated_net.del(&isolated).unwrap();
+    assert!(
+        !Command::new("nft")
+            .args(["list", "chain", "ip", "skiff", &isolated_name])
+            .output()
+            .unwrap()
+            .status
+            .success(),
+        "the isolation chain outlived the network's last pod"
+    );
+
     // Teardown: leases, the port rules, the NAT chain once no pod is left.
     cni_net.del(&cni).unwrap();
     assert!(
         run(&["nft", "list", "chain", "ip", "skiff", &name]).contains("masquerade"),
         "the NAT rule went while a pod is on the network"
     );
+    // The veth pair goes at DEL, even while something holds the pod's
+    // namespace open (its address could otherwise be alive twice).
+    let held = std::fs::File::open(&native_ns).unwrap();
+    let veth = native_result["interfaces"][1]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
     native_net.del(&native).unwrap();
+    assert!(
+        !Path::new("/sys/class/net").join(&veth).exists(),
+        "{veth} left after DEL"
+    );
+    drop(held);
     assert!(
         !tmp.path()
             .join("ipam")
@@ -293,19 +388,4 @@ fn the_builtin_bridge_network_does_what_the_cni_plugins_do() {
     assert!(!gone.status.success(), "NAT chain left: {gone:?}");
     // DEL again (gc after a crash) is fine.
     native_net.del(&native).unwrap();
-    // The veth pair goes with the namespace.
-    let veth = native_result["interfaces"][1]["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    netns::remove(&native_ns);
-    let mut left = true;
-    for _ in 0..500 {
-        left = Path::new("/sys/class/net").join(&veth).exists();
-        if !left {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!left, "{veth} left after its namespace went");
 }

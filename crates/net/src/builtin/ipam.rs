@@ -108,32 +108,40 @@ impl Leases {
             Some(n) if n >= first && n < end => n + 1,
             _ => first,
         };
-        let owner = Self::owner(id, ifname);
+        // The owner is written to a file of this process's own, which is
+        // then linked in as the lease: a lease appears whole or not at
+        // all, and exactly one of two pods linking the same address wins.
+        let staged = self.dir.join(format!(".lease-{}", std::process::id()));
+        let _ = std::fs::remove_file(&staged);
+        File::options()
+            .write(true)
+            .create_new(true)
+            .open(&staged)?
+            .write_all(Self::owner(id, ifname).as_bytes())?;
         let mut position = start;
-        loop {
-            let ip = subnet
-                .nth(position)
-                .ok_or_else(|| io::Error::other("address out of range"))?;
-            match File::options()
-                .write(true)
-                .create_new(true)
-                .open(self.dir.join(ip.to_string()))
-            {
-                Ok(mut f) => {
-                    f.write_all(owner.as_bytes())?;
-                    std::fs::write(&last_file, ip.to_string())?;
-                    return Ok(ip);
-                }
+        let found = loop {
+            let Some(ip) = subnet.nth(position) else {
+                break Err(io::Error::other("address out of range"));
+            };
+            match std::fs::hard_link(&staged, self.dir.join(ip.to_string())) {
+                Ok(()) => break Ok(ip),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
+                Err(e) => break Err(e),
             }
             position = if position >= end { first } else { position + 1 };
             if position == start {
-                return Err(io::Error::other(format!(
+                break Err(io::Error::other(format!(
                     "no free address left in {subnet}"
                 )));
             }
-        }
+        };
+        let _ = std::fs::remove_file(&staged);
+        let ip = found?;
+        // Replaced, not rewritten: a crash leaves the old value or the new.
+        let next = self.dir.join(format!(".last-{}", std::process::id()));
+        std::fs::write(&next, ip.to_string())?;
+        std::fs::rename(&next, &last_file)?;
+        Ok(ip)
     }
 
     /// Releases every address `id`'s interface `ifname` holds.

@@ -43,6 +43,9 @@ struct Bridge {
     subnets: Vec<Subnet>,
     default_route: bool,
     masquerade: bool,
+    /// Neither NAT nor a default route: nothing is forwarded to or from
+    /// the bridge (`default-restricted`).
+    isolated: bool,
     hairpin: bool,
     data_dir: PathBuf,
     cni_version: String,
@@ -92,6 +95,7 @@ impl Bridge {
             subnets,
             default_route: flag("isDefaultGateway"),
             masquerade: flag("ipMasq"),
+            isolated: !flag("isDefaultGateway") && !flag("ipMasq"),
             hairpin: flag("hairpinMode"),
             data_dir: name(ipam.get("dataDir"))
                 .map(PathBuf::from)
@@ -118,13 +122,18 @@ pub fn add(a: &Attachment, id: &str, netns: &Path) -> Result<Value, NetError> {
     }
     if net.masquerade {
         for subnet in &net.subnets {
-            nft::masquerade(&net.network, subnet).map_err(failed(&format!(
+            nft::masquerade(&net.network, &net.bridge, subnet).map_err(failed(&format!(
                 "add the NAT rule for {subnet} (nf_tables)"
             )))?;
         }
     }
-    // The pool and the NAT rule change together (a DEL removes the rule
-    // with the last lease); the rest is this pod's own.
+    if net.isolated {
+        nft::isolate(&net.network, &net.bridge).map_err(failed(
+            "add the rule that keeps it from forwarding (nf_tables)",
+        ))?;
+    }
+    // The pool and the network's rules change together (a DEL removes the
+    // rules with the last lease); the rest is this pod's own.
     drop(leases);
     let mut host = Rtnl::here().map_err(failed("open netlink"))?;
     host.add_bridge(&net.bridge)
@@ -133,6 +142,20 @@ pub fn add(a: &Attachment, id: &str, netns: &Path) -> Result<Value, NetError> {
         .link(&net.bridge)
         .map_err(failed(&format!("find bridge {}", net.bridge)))?
         .ok_or_else(|| failed("find the bridge")(std::io::ErrorKind::NotFound.into()))?;
+    if bridge.kind != "bridge" {
+        return Err(NetError::Config {
+            file: format!("built-in network '{}'", net.network),
+            problem: format!(
+                "{} exists and is not a bridge (it is a {} device): remove or rename it",
+                net.bridge,
+                if bridge.kind.is_empty() {
+                    "physical"
+                } else {
+                    &bridge.kind
+                }
+            ),
+        });
+    }
     for subnet in &net.subnets {
         let gateway = gateway(subnet)?;
         host.add_address(bridge.index, gateway, subnet.prefix)
@@ -250,23 +273,40 @@ fn enable_forwarding() -> std::io::Result<()> {
     Ok(())
 }
 
-/// DELs built-in network `a` of pod `id`: its leases, and the NAT rule
-/// when no pod is left on the network. The veth pair goes with the pod's
-/// network namespace. What is already gone is not an error.
+/// DELs built-in network `a` of pod `id`: its veth pair (named in its
+/// result), its leases, and the network's rules when no pod is left on
+/// it. What is already gone is not an error.
 pub fn del(a: &Attachment, id: &str) -> Result<(), NetError> {
     let net = Bridge::of(a)?;
     let failed = |step: &str| fail(&net.network, step);
+    // The pair goes now, not with the pod's namespace: whatever holds the
+    // namespace open (an `nsenter` session, any user who opened the
+    // nsfs file) would keep the pod's address alive on the bridge after
+    // the lease is handed to another pod.
+    if let Some(veth) = a
+        .result
+        .as_ref()
+        .and_then(|r| r.get("interfaces")?.get(1)?.get("name")?.as_str())
+        .filter(|name| is_our_veth(name))
+    {
+        Rtnl::here()
+            .and_then(|mut host| host.delete(veth))
+            .map_err(failed(&format!("delete {veth}")))?;
+    }
     let leases =
         Leases::lock(&net.data_dir, &net.network).map_err(failed("lock the lease pool"))?;
     leases
         .release(id, &a.ifname)
         .map_err(failed("release the pod's addresses"))?;
-    if net.masquerade && !leases.any().map_err(failed("read the lease pool"))? {
-        for subnet in &net.subnets {
-            nft::remove(&net.network, subnet).map_err(failed("remove the NAT rule (nf_tables)"))?;
-        }
+    if (net.masquerade || net.isolated) && !leases.any().map_err(failed("read the lease pool"))? {
+        nft::remove(&net.network).map_err(failed("remove its rules (nf_tables)"))?;
     }
     Ok(())
+}
+
+/// Whether `name` is a host-side veth as [`add_veth`] names them.
+fn is_our_veth(name: &str) -> bool {
+    name.len() == 12 && name.starts_with("veth") && name[4..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// CHECKs built-in network `a`: the pod holds its leases and its

@@ -1,14 +1,29 @@
-//! The built-in default network's NAT: one nf_tables rule per address
-//! family for the whole subnet, in a table of skiff's own, instead of the
-//! CNI bridge plugin's iptables chain per pod. The rule is the same:
-//! traffic from the subnet to anywhere but the subnet and multicast is
-//! masqueraded.
+//! The built-in networks' netfilter rules, in a table of skiff's own
+//! (`ip skiff`, `ip6 skiff`), one chain per network named after it:
 //!
-//! ```text
-//! table ip skiff {
-//!   chain default {   # one chain per network, named after it type nat hook postrouting priority srcnat;
-//!     ip saddr 172.16.28.0/24 ip daddr != 172.16.28.0/24 ip daddr != 224.0.0.0/4 masquerade } }
-//! ```
+//! * `default`'s NAT — one rule for the whole subnet instead of the CNI
+//!   bridge plugin's iptables chain per pod, matching what that chain
+//!   matched (from the subnet to anywhere but the subnet and multicast),
+//!   and only for packets that came in over the network's own bridge:
+//!
+//!   ```text
+//!   table ip skiff {
+//!     chain default { type nat hook postrouting priority srcnat;
+//!       iifname "skiff0" ip saddr 172.16.28.0/24 ip daddr != 172.16.28.0/24 ip daddr != 224.0.0.0/4 masquerade } }
+//!   ```
+//!
+//! * `default-restricted`'s isolation — nothing is forwarded to or from its
+//!   bridge (pods reach the host's own address and each other, which is
+//!   not forwarding), whatever routes or raw frames a pod makes:
+//!
+//!   ```text
+//!   chain default-restricted { type filter hook forward priority filter;
+//!     iifname "skiff1" drop
+//!     oifname "skiff1" drop }
+//!   ```
+//!
+//! A chain is rewritten whole, atomically, when a pod is added, and
+//! deleted with the network's last lease.
 
 use std::io;
 use std::net::IpAddr;
@@ -55,13 +70,28 @@ const NFTA_BITWISE_XOR: u16 = 5;
 const NFTA_CMP_SREG: u16 = 1;
 const NFTA_CMP_OP: u16 = 2;
 const NFTA_CMP_DATA: u16 = 3;
+const NFTA_META_DREG: u16 = 1;
+const NFTA_META_KEY: u16 = 2;
+const NFTA_IMMEDIATE_DREG: u16 = 1;
+const NFTA_IMMEDIATE_DATA: u16 = 2;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
 
 const NFPROTO_IPV4: u8 = 2;
 const NFPROTO_IPV6: u8 = 10;
+const NF_INET_FORWARD: u32 = 2;
 const NF_INET_POST_ROUTING: u32 = 4;
 /// `srcnat`.
 const NF_IP_PRI_NAT_SRC: u32 = 100;
+/// `filter`.
+const NF_IP_PRI_FILTER: u32 = 0;
+const NFT_REG_VERDICT: u32 = 0;
 const NFT_REG_1: u32 = 1;
+const NFT_META_IIFNAME: u32 = 6;
+const NFT_META_OIFNAME: u32 = 7;
+const NF_DROP: u32 = 0;
+/// `IFNAMSIZ`: interface names are compared as 16 bytes.
+const IFNAMSIZ: usize = 16;
 const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 const NFT_CMP_EQ: u32 = 0;
 const NFT_CMP_NEQ: u32 = 1;
@@ -81,6 +111,82 @@ fn family_of(subnet: &Subnet) -> u8 {
         IpAddr::V4(_) => NFPROTO_IPV4,
         IpAddr::V6(_) => NFPROTO_IPV6,
     }
+}
+
+/// Loads the input (`key` NFT_META_IIFNAME) or output interface's name
+/// into register 1 and compares it with `name`.
+fn match_interface(m: &mut Message, key: u32, name: &str) -> io::Result<()> {
+    if name.is_empty() || name.len() >= IFNAMSIZ {
+        return Err(io::Error::other(format!("bad interface name {name:?}")));
+    }
+    let mut padded = [0u8; IFNAMSIZ];
+    padded[..name.len()].copy_from_slice(name.as_bytes());
+    expr(m, "meta", |m| {
+        m.be32(NFTA_META_DREG, NFT_REG_1).be32(NFTA_META_KEY, key);
+    });
+    expr(m, "cmp", |m| {
+        m.be32(NFTA_CMP_SREG, NFT_REG_1)
+            .be32(NFTA_CMP_OP, NFT_CMP_EQ);
+        m.nest(NFTA_CMP_DATA).attr(NFTA_DATA_VALUE, &padded).end();
+    });
+    Ok(())
+}
+
+/// A rule of `chain` whose expressions `body` writes.
+fn rule(
+    header: &[u8],
+    chain: &str,
+    body: impl FnOnce(&mut Message) -> io::Result<()>,
+) -> io::Result<Message> {
+    let mut rule = Message::new(
+        msg_type(NFT_MSG_NEWRULE),
+        NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND,
+        header,
+    );
+    rule.str(NFTA_RULE_TABLE, TABLE)
+        .str(NFTA_RULE_CHAIN, chain)
+        .nest(NFTA_RULE_EXPRESSIONS);
+    body(&mut rule)?;
+    rule.end();
+    Ok(rule)
+}
+
+/// Makes (or remakes) base chain `chain` of skiff's table of `family`
+/// (`kind` "nat" or "filter" on `hook` at `priority`) hold exactly
+/// `rules`: one atomic batch.
+fn replace_chain(
+    family: u8,
+    chain: &str,
+    (kind, hook, priority): (&str, u32, u32),
+    rules: Vec<Message>,
+) -> io::Result<()> {
+    let header = nfgen(family, 0);
+    let mut table = Message::new(
+        msg_type(NFT_MSG_NEWTABLE),
+        NLM_F_ACK | NLM_F_CREATE,
+        &header,
+    );
+    table.str(NFTA_TABLE_NAME, TABLE);
+    let mut new_chain = Message::new(
+        msg_type(NFT_MSG_NEWCHAIN),
+        NLM_F_ACK | NLM_F_CREATE,
+        &header,
+    );
+    new_chain
+        .str(NFTA_CHAIN_TABLE, TABLE)
+        .str(NFTA_CHAIN_NAME, chain)
+        .nest(NFTA_CHAIN_HOOK)
+        .be32(NFTA_HOOK_HOOKNUM, hook)
+        .be32(NFTA_HOOK_PRIORITY, priority)
+        .end()
+        .str(NFTA_CHAIN_TYPE, kind);
+    let mut flush = Message::new(msg_type(NFT_MSG_DELRULE), NLM_F_ACK, &header);
+    flush
+        .str(NFTA_RULE_TABLE, TABLE)
+        .str(NFTA_RULE_CHAIN, chain);
+    let mut all = vec![table, new_chain, flush];
+    all.extend(rules);
+    batch(&all)
 }
 
 fn batch(messages: &[Message]) -> io::Result<()> {
@@ -126,42 +232,10 @@ fn match_prefix(m: &mut Message, offset: u32, subnet: &Subnet, op: u32) {
     });
 }
 
-/// Makes (or remakes) chain `chain` of skiff's table hold exactly the
-/// masquerade rule for `subnet`; one atomic batch.
-pub fn masquerade(chain: &str, subnet: &Subnet) -> io::Result<()> {
+/// Makes chain `chain` hold exactly the masquerade rule for `subnet`,
+/// for packets that came in over `bridge`.
+pub fn masquerade(chain: &str, bridge: &str, subnet: &Subnet) -> io::Result<()> {
     let family = family_of(subnet);
-    let header = nfgen(family, 0);
-    let mut table = Message::new(
-        msg_type(NFT_MSG_NEWTABLE),
-        NLM_F_ACK | NLM_F_CREATE,
-        &header,
-    );
-    table.str(NFTA_TABLE_NAME, TABLE);
-    let mut new_chain = Message::new(
-        msg_type(NFT_MSG_NEWCHAIN),
-        NLM_F_ACK | NLM_F_CREATE,
-        &header,
-    );
-    new_chain
-        .str(NFTA_CHAIN_TABLE, TABLE)
-        .str(NFTA_CHAIN_NAME, chain)
-        .nest(NFTA_CHAIN_HOOK)
-        .be32(NFTA_HOOK_HOOKNUM, NF_INET_POST_ROUTING)
-        .be32(NFTA_HOOK_PRIORITY, NF_IP_PRI_NAT_SRC)
-        .end()
-        .str(NFTA_CHAIN_TYPE, "nat");
-    let mut flush = Message::new(msg_type(NFT_MSG_DELRULE), NLM_F_ACK, &header);
-    flush
-        .str(NFTA_RULE_TABLE, TABLE)
-        .str(NFTA_RULE_CHAIN, chain);
-    let mut rule = Message::new(
-        msg_type(NFT_MSG_NEWRULE),
-        NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND,
-        &header,
-    );
-    rule.str(NFTA_RULE_TABLE, TABLE)
-        .str(NFTA_RULE_CHAIN, chain)
-        .nest(NFTA_RULE_EXPRESSIONS);
     let (saddr, daddr) = match subnet.network {
         IpAddr::V4(_) => (12, 16),
         IpAddr::V6(_) => (8, 24),
@@ -171,29 +245,70 @@ pub fn masquerade(chain: &str, subnet: &Subnet) -> io::Result<()> {
         IpAddr::V6(_) => Subnet::parse("ff00::/8"),
     }
     .ok_or_else(|| io::Error::other("multicast range"))?;
-    match_prefix(&mut rule, saddr, subnet, NFT_CMP_EQ);
-    match_prefix(&mut rule, daddr, subnet, NFT_CMP_NEQ);
-    match_prefix(&mut rule, daddr, &multicast, NFT_CMP_NEQ);
-    rule.nest(NFTA_LIST_ELEM).str(NFTA_EXPR_NAME, "masq").end();
-    rule.end();
-    batch(&[table, new_chain, flush, rule])
+    let nat = rule(&nfgen(family, 0), chain, |m| {
+        match_interface(m, NFT_META_IIFNAME, bridge)?;
+        match_prefix(m, saddr, subnet, NFT_CMP_EQ);
+        match_prefix(m, daddr, subnet, NFT_CMP_NEQ);
+        match_prefix(m, daddr, &multicast, NFT_CMP_NEQ);
+        m.nest(NFTA_LIST_ELEM).str(NFTA_EXPR_NAME, "masq").end();
+        Ok(())
+    })?;
+    replace_chain(
+        family,
+        chain,
+        ("nat", NF_INET_POST_ROUTING, NF_IP_PRI_NAT_SRC),
+        vec![nat],
+    )
 }
 
-/// Removes chain `chain` (the NAT rule of one network) from skiff's table
-/// of `subnet`'s family; a chain already gone is not an error. The table
-/// stays, empty, for the other networks' chains.
-pub fn remove(chain: &str, subnet: &Subnet) -> io::Result<()> {
-    let header = nfgen(family_of(subnet), 0);
-    let mut flush = Message::new(msg_type(NFT_MSG_DELRULE), NLM_F_ACK, &header);
-    flush
-        .str(NFTA_RULE_TABLE, TABLE)
-        .str(NFTA_RULE_CHAIN, chain);
-    let mut delete = Message::new(msg_type(NFT_MSG_DELCHAIN), NLM_F_ACK, &header);
-    delete
-        .str(NFTA_CHAIN_TABLE, TABLE)
-        .str(NFTA_CHAIN_NAME, chain);
-    match batch(&[flush, delete]) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-        other => other,
+/// Makes chain `chain` drop everything forwarded from or to `bridge`
+/// (IPv4 and IPv6).
+pub fn isolate(chain: &str, bridge: &str) -> io::Result<()> {
+    for family in [NFPROTO_IPV4, NFPROTO_IPV6] {
+        let header = nfgen(family, 0);
+        let drop = |key| {
+            rule(&header, chain, |m| {
+                match_interface(m, key, bridge)?;
+                expr(m, "immediate", |m| {
+                    m.be32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
+                    m.nest(NFTA_IMMEDIATE_DATA)
+                        .nest(NFTA_DATA_VERDICT)
+                        .be32(NFTA_VERDICT_CODE, NF_DROP)
+                        .end()
+                        .end();
+                });
+                Ok(())
+            })
+        };
+        let rules = vec![drop(NFT_META_IIFNAME)?, drop(NFT_META_OIFNAME)?];
+        replace_chain(
+            family,
+            chain,
+            ("filter", NF_INET_FORWARD, NF_IP_PRI_FILTER),
+            rules,
+        )?;
     }
+    Ok(())
+}
+
+/// Removes chain `chain` (one network's rules) from skiff's tables of
+/// both families; a chain already gone is not an error. The tables stay,
+/// empty, for the other networks' chains.
+pub fn remove(chain: &str) -> io::Result<()> {
+    for family in [NFPROTO_IPV4, NFPROTO_IPV6] {
+        let header = nfgen(family, 0);
+        let mut flush = Message::new(msg_type(NFT_MSG_DELRULE), NLM_F_ACK, &header);
+        flush
+            .str(NFTA_RULE_TABLE, TABLE)
+            .str(NFTA_RULE_CHAIN, chain);
+        let mut delete = Message::new(msg_type(NFT_MSG_DELCHAIN), NLM_F_ACK, &header);
+        delete
+            .str(NFTA_CHAIN_TABLE, TABLE)
+            .str(NFTA_CHAIN_NAME, chain);
+        match batch(&[flush, delete]) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            other => other?,
+        }
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use super::netlink::{Message, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, Netlink, attributes};
 
 const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
 const RTM_GETLINK: u16 = 18;
 const RTM_SETLINK: u16 = 19;
 const RTM_NEWADDR: u16 = 20;
@@ -43,11 +44,13 @@ const RT_TABLE_MAIN: u8 = 254;
 const RTPROT_BOOT: u8 = 3;
 const RTN_UNICAST: u8 = 1;
 
-/// A link's index and hardware address.
+/// A link's index, hardware address and kind (`bridge`, `veth`; empty
+/// for a physical device).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
     pub index: u32,
     pub mac: String,
+    pub kind: String,
 }
 
 /// `struct ifinfomsg`: family, type, index, flags, change mask.
@@ -116,8 +119,9 @@ impl Rtnl {
             .get(4..8)
             .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
             .ok_or_else(|| io::Error::other("netlink: short link answer"))?;
-        let mac = attributes(&reply.payload, 16)
-            .into_iter()
+        let attrs = attributes(&reply.payload, 16);
+        let mac = attrs
+            .iter()
             .find(|(k, _)| *k == IFLA_ADDRESS)
             .map(|(_, v)| {
                 v.iter()
@@ -126,7 +130,32 @@ impl Rtnl {
                     .join(":")
             })
             .unwrap_or_default();
-        Ok(Some(Link { index, mac }))
+        let kind = attrs
+            .iter()
+            .find(|(k, _)| *k == IFLA_LINKINFO)
+            .and_then(|(_, info)| {
+                attributes(info, 0)
+                    .into_iter()
+                    .find(|(k, _)| *k == IFLA_INFO_KIND)
+                    .map(|(_, v)| {
+                        String::from_utf8_lossy(v)
+                            .trim_end_matches('\0')
+                            .to_string()
+                    })
+            })
+            .unwrap_or_default();
+        Ok(Some(Link { index, mac, kind }))
+    }
+
+    /// Deletes link `name` (a veth takes its peer with it); a link
+    /// already gone is not an error.
+    pub fn delete(&mut self, name: &str) -> io::Result<()> {
+        let mut m = Message::new(RTM_DELLINK, NLM_F_ACK, &ifinfo(AF_UNSPEC, 0, 0, 0));
+        m.str(IFLA_IFNAME, name);
+        match self.0.request(&m) {
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+            other => other.map(drop),
+        }
     }
 
     /// Creates bridge `name`, up. An existing one is not an error.
