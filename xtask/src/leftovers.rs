@@ -94,7 +94,8 @@ pub fn leftovers() -> Vec<String> {
             }
         }
     }
-    // The built-in default network's NAT chain lives while a pod is on it.
+    // skiff's nf_tables chains: the built-in networks' own stay with their
+    // bridges, by design; any other (a test network's) is left behind.
     for family in ["ip", "ip6"] {
         if let Ok(out) = Command::new("nft")
             .args(["list", "table", family, "skiff"])
@@ -102,10 +103,10 @@ pub fn leftovers() -> Vec<String> {
         {
             for line in String::from_utf8_lossy(&out.stdout).lines() {
                 if let Some(chain) = line.trim().strip_prefix("chain ") {
-                    found.push(format!(
-                        "nft {family} skiff {}",
-                        chain.trim_end_matches(" {")
-                    ));
+                    let chain = chain.trim_end_matches(" {");
+                    if !matches!(chain, "default" | "default-restricted") {
+                        found.push(format!("nft {family} skiff {chain}"));
+                    }
                 }
             }
         }

@@ -16,6 +16,8 @@ const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 pub const NLM_F_REQUEST: u16 = 1;
 pub const NLM_F_ACK: u16 = 4;
+/// `NLM_F_ROOT | NLM_F_MATCH`: every object that matches, ended by `NLMSG_DONE`.
+pub const NLM_F_DUMP: u16 = 0x300;
 pub const NLM_F_EXCL: u16 = 0x200;
 pub const NLM_F_CREATE: u16 = 0x400;
 /// Marks a nested attribute.
@@ -46,7 +48,8 @@ impl Message {
         Message {
             buf,
             open: Vec::new(),
-            acked: flags & NLM_F_ACK != 0,
+            // A dump is answered up to its NLMSG_DONE.
+            acked: flags & NLM_F_ACK != 0 || flags & NLM_F_DUMP == NLM_F_DUMP,
         }
     }
 
@@ -167,8 +170,8 @@ impl Netlink {
     }
 
     /// Sends `messages` in one write (an nf_tables batch) and waits until
-    /// every one that asked for an acknowledgement has one, or for the
-    /// first error.
+    /// every one that asked for an acknowledgement has one (and every dump
+    /// its end), or for the first error.
     pub fn exchange(&mut self, messages: &[&Message]) -> io::Result<Vec<Reply>> {
         let mut out = Vec::new();
         let mut waiting = Vec::new();
@@ -207,7 +210,16 @@ impl Netlink {
                         }
                         waiting.retain(|&s| s != seq);
                     }
-                    NLMSG_DONE => {}
+                    NLMSG_DONE => {
+                        // A failed dump says why in its DONE's payload.
+                        let code = payload
+                            .get(0..4)
+                            .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                        if code < 0 {
+                            return Err(io::Error::from_raw_os_error(-code));
+                        }
+                        waiting.retain(|&s| s != seq);
+                    }
                     _ => replies.push(Reply {
                         kind,
                         payload: payload.to_vec(),

@@ -22,13 +22,15 @@
 //!     oifname "skiff1" drop }
 //!   ```
 //!
-//! A chain is rewritten whole, atomically, when a pod is added, and
-//! deleted with the network's last lease.
+//! A chain is rewritten whole, atomically, whenever a pod is added (so a
+//! bridge renumbered since holds the right subnet), and stays, like the
+//! bridge, when the last pod goes: deleting a base chain waits for an RCU
+//! grace period, which every one-off pod would pay.
 
 use std::io;
 use std::net::IpAddr;
 
-use super::netlink::{Message, NLM_F_ACK, NLM_F_CREATE, Netlink};
+use super::netlink::{Message, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, Netlink, attributes};
 use super::subnet::Subnet;
 
 /// skiff's table (in the `ip` and `ip6` families).
@@ -39,8 +41,8 @@ const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_NEWCHAIN: u16 = 3;
-const NFT_MSG_DELCHAIN: u16 = 5;
 const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_GETRULE: u16 = 7;
 const NFT_MSG_DELRULE: u16 = 8;
 const NLM_F_APPEND: u16 = 0x800;
 
@@ -54,6 +56,7 @@ const NFTA_HOOK_PRIORITY: u16 = 2;
 const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_RULE_CHAIN: u16 = 2;
 const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_RULE_USERDATA: u16 = 7;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_EXPR_NAME: u16 = 1;
 const NFTA_EXPR_DATA: u16 = 2;
@@ -132,10 +135,12 @@ fn match_interface(m: &mut Message, key: u32, name: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// A rule of `chain` whose expressions `body` writes.
+/// A rule of `chain` whose expressions `body` writes, with `comment`
+/// (what `nft list` shows, and how skiff knows its rules).
 fn rule(
     header: &[u8],
     chain: &str,
+    comment: &str,
     body: impl FnOnce(&mut Message) -> io::Result<()>,
 ) -> io::Result<Message> {
     let mut rule = Message::new(
@@ -147,8 +152,50 @@ fn rule(
         .str(NFTA_RULE_CHAIN, chain)
         .nest(NFTA_RULE_EXPRESSIONS);
     body(&mut rule)?;
-    rule.end();
+    rule.end().attr(NFTA_RULE_USERDATA, &user_data(comment)?);
     Ok(rule)
+}
+
+/// A rule's user data holding `comment` as nft writes it (a TLV of type 0,
+/// `NFTNL_UDATA_RULE_COMMENT`, with the terminating NUL).
+fn user_data(comment: &str) -> io::Result<Vec<u8>> {
+    let len =
+        u8::try_from(comment.len() + 1).map_err(|_| io::Error::other("rule comment too long"))?;
+    let mut data = vec![0, len];
+    data.extend_from_slice(comment.as_bytes());
+    data.push(0);
+    Ok(data)
+}
+
+/// The user data of every rule of `chain` in skiff's table of `family`
+/// (none when the chain does not exist).
+fn rules_of(family: u8, chain: &str) -> io::Result<Vec<Vec<u8>>> {
+    let mut get = Message::new(msg_type(NFT_MSG_GETRULE), NLM_F_DUMP, &nfgen(family, 0));
+    get.str(NFTA_RULE_TABLE, TABLE).str(NFTA_RULE_CHAIN, chain);
+    let replies = match Netlink::netfilter()?.request(&get) {
+        Ok(replies) => replies,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut chain_name = chain.as_bytes().to_vec();
+    chain_name.push(0);
+    Ok(replies
+        .iter()
+        .filter(|r| r.kind == msg_type(NFT_MSG_NEWRULE))
+        .map(|r| attributes(&r.payload, 4))
+        .filter(|attrs| {
+            attrs
+                .iter()
+                .any(|(k, v)| *k == NFTA_RULE_CHAIN && *v == chain_name)
+        })
+        .map(|attrs| {
+            attrs
+                .iter()
+                .find(|(k, _)| *k == NFTA_RULE_USERDATA)
+                .map(|(_, v)| v.to_vec())
+                .unwrap_or_default()
+        })
+        .collect())
 }
 
 /// Makes (or remakes) base chain `chain` of skiff's table of `family`
@@ -158,8 +205,19 @@ fn replace_chain(
     family: u8,
     chain: &str,
     (kind, hook, priority): (&str, u32, u32),
-    rules: Vec<Message>,
+    rules: Vec<(String, Message)>,
 ) -> io::Result<()> {
+    // Already so (the usual case: a chain stays with its bridge): nothing
+    // to write. Rewriting would delete the old rule, and the socket's
+    // close would then wait for an RCU grace period (12-17 ms here).
+    let wanted = rules
+        .iter()
+        .map(|(comment, _)| user_data(comment))
+        .collect::<io::Result<Vec<_>>>()?;
+    if rules_of(family, chain)? == wanted {
+        return Ok(());
+    }
+    let rules: Vec<Message> = rules.into_iter().map(|(_, m)| m).collect();
     let header = nfgen(family, 0);
     let mut table = Message::new(
         msg_type(NFT_MSG_NEWTABLE),
@@ -245,7 +303,8 @@ pub fn masquerade(chain: &str, bridge: &str, subnet: &Subnet) -> io::Result<()> 
         IpAddr::V6(_) => Subnet::parse("ff00::/8"),
     }
     .ok_or_else(|| io::Error::other("multicast range"))?;
-    let nat = rule(&nfgen(family, 0), chain, |m| {
+    let comment = format!("skiff: NAT of network {chain} ({subnet} on {bridge})");
+    let nat = rule(&nfgen(family, 0), chain, &comment, |m| {
         match_interface(m, NFT_META_IIFNAME, bridge)?;
         match_prefix(m, saddr, subnet, NFT_CMP_EQ);
         match_prefix(m, daddr, subnet, NFT_CMP_NEQ);
@@ -257,7 +316,7 @@ pub fn masquerade(chain: &str, bridge: &str, subnet: &Subnet) -> io::Result<()> 
         family,
         chain,
         ("nat", NF_INET_POST_ROUTING, NF_IP_PRI_NAT_SRC),
-        vec![nat],
+        vec![(comment, nat)],
     )
 }
 
@@ -266,8 +325,9 @@ pub fn masquerade(chain: &str, bridge: &str, subnet: &Subnet) -> io::Result<()> 
 pub fn isolate(chain: &str, bridge: &str) -> io::Result<()> {
     for family in [NFPROTO_IPV4, NFPROTO_IPV6] {
         let header = nfgen(family, 0);
-        let drop = |key| {
-            rule(&header, chain, |m| {
+        let drop = |key, way: &str| {
+            let comment = format!("skiff: network {chain} forwards nothing {way} {bridge}");
+            let message = rule(&header, chain, &comment, |m| {
                 match_interface(m, key, bridge)?;
                 expr(m, "immediate", |m| {
                     m.be32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
@@ -278,37 +338,19 @@ pub fn isolate(chain: &str, bridge: &str) -> io::Result<()> {
                         .end();
                 });
                 Ok(())
-            })
+            })?;
+            Ok::<_, io::Error>((comment, message))
         };
-        let rules = vec![drop(NFT_META_IIFNAME)?, drop(NFT_META_OIFNAME)?];
+        let rules = vec![
+            drop(NFT_META_IIFNAME, "from")?,
+            drop(NFT_META_OIFNAME, "to")?,
+        ];
         replace_chain(
             family,
             chain,
             ("filter", NF_INET_FORWARD, NF_IP_PRI_FILTER),
             rules,
         )?;
-    }
-    Ok(())
-}
-
-/// Removes chain `chain` (one network's rules) from skiff's tables of
-/// both families; a chain already gone is not an error. The tables stay,
-/// empty, for the other networks' chains.
-pub fn remove(chain: &str) -> io::Result<()> {
-    for family in [NFPROTO_IPV4, NFPROTO_IPV6] {
-        let header = nfgen(family, 0);
-        let mut flush = Message::new(msg_type(NFT_MSG_DELRULE), NLM_F_ACK, &header);
-        flush
-            .str(NFTA_RULE_TABLE, TABLE)
-            .str(NFTA_RULE_CHAIN, chain);
-        let mut delete = Message::new(msg_type(NFT_MSG_DELCHAIN), NLM_F_ACK, &header);
-        delete
-            .str(NFTA_CHAIN_TABLE, TABLE)
-            .str(NFTA_CHAIN_NAME, chain);
-        match batch(&[flush, delete]) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            other => other?,
-        }
     }
     Ok(())
 }

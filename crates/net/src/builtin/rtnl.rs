@@ -12,6 +12,7 @@ const RTM_DELLINK: u16 = 17;
 const RTM_GETLINK: u16 = 18;
 const RTM_SETLINK: u16 = 19;
 const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
 const RTM_NEWROUTE: u16 = 24;
 
 const IFLA_ADDRESS: u16 = 1;
@@ -250,6 +251,22 @@ impl Rtnl {
         }
         match self.0.request(&m) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// Removes `ip/prefix` from link `index`; an address already gone is
+    /// not an error.
+    pub fn delete_address(&mut self, index: u32, ip: IpAddr, prefix: u8) -> io::Result<()> {
+        let mut h = [0u8; 8];
+        h[0] = family(&ip);
+        h[1] = prefix;
+        h[4..8].copy_from_slice(&index.to_ne_bytes());
+        let mut m = Message::new(RTM_DELADDR, NLM_F_ACK, &h);
+        m.attr(IFA_LOCAL, &octets(&ip))
+            .attr(IFA_ADDRESS, &octets(&ip));
+        match self.0.request(&m) {
+            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(()),
             other => other.map(drop),
         }
     }
