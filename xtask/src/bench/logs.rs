@@ -37,13 +37,8 @@ pub fn logs(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     };
     let podman_state = work.join("podman");
     let podman = |script: &str| {
-        let mut c = Command::new("podman");
-        c.arg("--root")
-            .arg(podman_state.join("root"))
-            .arg("--runroot")
-            .arg(podman_state.join("run"))
-            .args(["--runtime", "runc", "--cgroup-manager=cgroupfs"])
-            .args(["run", "--rm", "--network=host", "--log-driver=k8s-file"])
+        let mut c = podman_in(&podman_state);
+        c.args(["run", "--rm", "--network=host", "--log-driver=k8s-file"])
             .args(PODMAN_ULIMITS)
             .arg("--rootfs")
             .arg(layout.join("rootfs"))

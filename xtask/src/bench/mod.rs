@@ -213,6 +213,19 @@ fn install_copy(skiff: &Path, work: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// `podman` with its storage in `state` (`root`, `run`), runc as the
+/// runtime (crun 1.8 refuses hybrid cgroup hosts under podman too) and
+/// cgroupfs: the same podman for every benchmark.
+fn podman_in(state: &Path) -> Command {
+    let mut c = Command::new("podman");
+    c.arg("--root")
+        .arg(state.join("root"))
+        .arg("--runroot")
+        .arg(state.join("run"))
+        .args(["--runtime", "runc", "--cgroup-manager=cgroupfs"]);
+    c
+}
+
 fn quiet_skiff(skiff: &Path, data: &Path) -> Command {
     let mut c = Command::new(skiff);
     c.arg("--dir")

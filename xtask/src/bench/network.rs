@@ -14,29 +14,14 @@ const PODMAN_ROW: &str = "podman run (runc, default network)";
 /// `bench network`: start→exit of `/bin/true` with and without a network.
 pub fn network(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     let runs = if quick { 10 } else { 40 };
-    let work = PathBuf::from(WORK).join("network");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
-    let data = work.join("data");
-    let bin = install_copy(skiff, &work)?;
-    let skiff = &bin.join("skiff");
-    let sk = || {
-        let mut c = quiet_skiff(skiff, &data);
-        c.arg("--local-config").arg(work.join("etc"));
-        c
-    };
-    super::start::fetch_true_image(skiff, &work, sk())?;
-    let tree = std::fs::read_dir(data.join("trees"))?
-        .filter_map(|e| e.ok())
-        .find(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .context("no rendered tree")?
-        .path()
-        .join("rootfs");
+    let set_up = super::start::TrueImage::set_up("network", skiff)?;
+    let (work, data, skiff, tree) = (&set_up.work, &set_up.data, &set_up.skiff, &set_up.tree);
+    let sk = || set_up.sk();
     let peer_root = work.join("rootfs");
-    run_quiet(Command::new("cp").arg("-a").arg(&tree).arg(&peer_root))?;
+    run_quiet(Command::new("cp").arg("-a").arg(tree).arg(&peer_root))?;
     std::fs::create_dir_all(peer_root.join("usr"))?;
 
-    let (data_dir, etc) = (&data, work.join("etc"));
+    let (data_dir, etc) = (data, work.join("etc"));
     let prepare = |net: &'static str| {
         prepare_pods(runs, "the", || {
             let mut c = Command::new(skiff);
@@ -57,14 +42,8 @@ pub fn network(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     let pods_default = prepare("--net=default")?;
     let podman_state = work.join("podman");
     let podman = |network: &str| {
-        let mut c = Command::new("podman");
-        c.arg("--root")
-            .arg(podman_state.join("root"))
-            .arg("--runroot")
-            .arg(podman_state.join("run"))
-            .args(["--runtime", "runc", "--cgroup-manager=cgroupfs"])
-            .args(["run", "--rm"])
-            .args(PODMAN_ULIMITS);
+        let mut c = podman_in(&podman_state);
+        c.args(["run", "--rm"]).args(PODMAN_ULIMITS);
         if !network.is_empty() {
             c.arg(network);
         }
@@ -188,6 +167,6 @@ pub fn network(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     report.save(root, serde_json::json!({"runs": runs, "rows": samples}))?;
     unmount_under(&podman_state)?;
     let _ = sk().args(["gc", "--grace-period=0s"]).status();
-    let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(work);
     Ok(())
 }

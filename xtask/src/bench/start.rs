@@ -10,26 +10,12 @@ use super::*;
 /// rootfs, alternating, on tmpfs.
 pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     let runs = if quick { 20 } else { 50 };
-    let work = PathBuf::from(WORK).join("start");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
-    let data = work.join("data");
-    let bin = install_copy(skiff, &work)?;
-    let skiff = &bin.join("skiff");
-    let sk = || {
-        let mut c = quiet_skiff(skiff, &data);
-        c.arg("--local-config").arg(work.join("etc"));
-        c
-    };
-    fetch_true_image(skiff, &work, sk())?;
-
+    let set_up = TrueImage::set_up("start", skiff)?;
+    let (work, data, skiff, tree) = (&set_up.work, &set_up.data, &set_up.skiff, &set_up.tree);
+    let sk = || set_up.sk();
     // The peers run a copy of the rendered tree.
-    let trees = std::fs::read_dir(data.join("trees"))?
-        .filter_map(|e| e.ok())
-        .find(|e| !e.file_name().to_string_lossy().starts_with('.'));
-    let tree = trees.context("no rendered tree")?.path().join("rootfs");
     let bundle = work.join("bundle");
-    peer_bundle(&bundle, &tree, &["/bin/true"])?;
+    peer_bundle(&bundle, tree, &["/bin/true"])?;
 
     let hybrid = hybrid_cgroups();
     let mut counter = 0u64;
@@ -48,7 +34,7 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     let prepared = prepare_pods(runs * 2, "the", || {
         let mut c = Command::new(skiff);
         c.arg("--dir")
-            .arg(&data)
+            .arg(data)
             .arg("--local-config")
             .arg(work.join("etc"))
             .args(prepare);
@@ -102,7 +88,7 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     let peer_root = bundle.join("rootfs");
     let podman_state = work.join("podman");
     // An ordinary user's prepared pods, and podman as that user.
-    let rootless = rootless::set_up(&work, skiff, &work.join("true.aci"), &tree, runs * 2)?;
+    let rootless = rootless::set_up(work, skiff, &work.join("true.aci"), tree, runs * 2)?;
     let user_pods: std::collections::HashMap<String, String> = prepared
         .iter()
         .cloned()
@@ -212,13 +198,8 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
             _ => Box::new(|_, _| {
                 // crun 1.8 refuses hybrid hosts under podman too; runc works. The
                 // default rlimits exceed this machine's hard limits (machine-notes.md).
-                let mut c = Command::new("podman");
-                c.arg("--root")
-                    .arg(podman_state.join("root"))
-                    .arg("--runroot")
-                    .arg(podman_state.join("run"))
-                    .args(["--runtime", "runc", "--cgroup-manager=cgroupfs"])
-                    .args(["run", "--rm", "--network=host"])
+                let mut c = podman_in(&podman_state);
+                c.args(["run", "--rm", "--network=host"])
                     .args(PODMAN_ULIMITS)
                     .arg("--rootfs")
                     .arg(&peer_root)
@@ -311,13 +292,54 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     report.save(root, serde_json::json!({"runs": runs, "rows": json}))?;
     unmount_under(&podman_state)?;
     let _ = sk().args(["gc", "--grace-period=0s"]).status();
-    let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(work);
     Ok(())
+}
+
+/// What `bench start` and `bench network` set up alike: a scratch
+/// directory `WORK/<name>`, skiff installed in it, `example.com/true:1.0`
+/// fetched into its data directory, and the rendered tree (the peers run
+/// a copy of it).
+pub(super) struct TrueImage {
+    pub work: PathBuf,
+    pub data: PathBuf,
+    pub skiff: PathBuf,
+    pub tree: PathBuf,
+}
+
+impl TrueImage {
+    pub fn set_up(name: &str, skiff: &Path) -> Result<TrueImage> {
+        let work = PathBuf::from(WORK).join(name);
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work)?;
+        let skiff = install_copy(skiff, &work)?.join("skiff");
+        let set_up = TrueImage {
+            data: work.join("data"),
+            tree: PathBuf::new(),
+            work,
+            skiff,
+        };
+        fetch_true_image(&set_up.skiff, &set_up.work, set_up.sk())?;
+        let tree = std::fs::read_dir(set_up.data.join("trees"))?
+            .filter_map(|e| e.ok())
+            .find(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .context("no rendered tree")?
+            .path()
+            .join("rootfs");
+        Ok(TrueImage { tree, ..set_up })
+    }
+
+    /// `skiff --dir DATA --local-config WORK/etc`, its output discarded.
+    pub fn sk(&self) -> Command {
+        let mut c = quiet_skiff(&self.skiff, &self.data);
+        c.arg("--local-config").arg(self.work.join("etc"));
+        c
+    }
 }
 
 /// Builds `example.com/true:1.0` (busybox-static's /bin/true) in `work`
 /// and fetches it with `fetch` (skiff with the benchmark's data dir).
-pub(super) fn fetch_true_image(skiff: &Path, work: &Path, mut fetch: Command) -> Result<()> {
+fn fetch_true_image(skiff: &Path, work: &Path, mut fetch: Command) -> Result<()> {
     let layout = work.join("layout");
     busybox_layout(&layout, "true", "/bin/true", &["true"])?;
     let aci = work.join("true.aci");
