@@ -49,6 +49,7 @@ fn podman_density(
         String::new(),
         String::new(),
         String::new(),
+        String::new(),
     ];
     let _ = podman()
         .args(["rm", "--force", "--all", "--time=0"])
@@ -161,14 +162,37 @@ struct PerPod {
     supervisor_pss: f64,
     init_rss: f64,
     init_pss: f64,
+    /// What the pod's memory cgroup counts as kernel memory.
     kernel: f64,
+    /// How much the host's unreclaimable slab grew, per pod: the kernel
+    /// memory that cgroup does not count (its own structures are charged
+    /// to its parent).
+    slab: f64,
 }
 
 impl PerPod {
-    /// Supervisor and init PSS and kernel memory: what one more pod costs.
+    /// Supervisor and init PSS and the slab growth: what one more pod
+    /// costs beside its app.
     fn total(&self) -> f64 {
-        self.supervisor_pss + self.init_pss + self.kernel
+        self.supervisor_pss + self.init_pss + self.slab
     }
+}
+
+/// The host's unreclaimable slab, KiB.
+fn unreclaimable_slab_kib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("SUnreclaim:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// `(after - before)` KiB over `n`, in MiB.
+fn growth_mib(before: u64, after: u64, n: usize) -> f64 {
+    after.saturating_sub(before) as f64 / n.max(1) as f64 / 1024.0
 }
 
 /// Measures the running pods `pods` (`skiff list --format=json`): their
@@ -215,6 +239,7 @@ fn per_pod(pods: &serde_json::Value) -> (usize, PerPod) {
             init_rss: per(sum[2]),
             init_pss: per(sum[3]),
             kernel: per(sum[4]),
+            slab: 0.0,
         },
     )
 }
@@ -285,14 +310,16 @@ pub fn density(root: &Path, skiff: &Path, quick: bool, sizes: Option<Vec<usize>>
             "all running",
             "supervisor RSS / PSS per pod",
             "init RSS / PSS per pod",
-            "kernel memory per pod",
-            "per-pod cost (supervisor PSS + init PSS + kernel)",
+            "pod cgroup kmem",
+            "host slab growth per pod",
+            "per-pod cost (supervisor PSS + init PSS + slab growth)",
         ],
     );
     let mut json = Vec::new();
     let mut points = Vec::new();
     for &n in &sizes {
         // skiff
+        let slab_before = unreclaimable_slab_kib();
         let start = Instant::now();
         let mut started = 0;
         let mut ran_out = None;
@@ -323,7 +350,8 @@ pub fn density(root: &Path, skiff: &Path, quick: bool, sizes: Option<Vec<usize>>
             .args(["list", "--format=json"])
             .output()?;
         let pods: serde_json::Value = serde_json::from_slice(&list.stdout)?;
-        let (running, m) = per_pod(&pods);
+        let (running, mut m) = per_pod(&pods);
+        m.slab = growth_mib(slab_before, unreclaimable_slab_kib(), started);
         table.row(vec![
             n.to_string(),
             "skiff (ns)".into(),
@@ -332,12 +360,14 @@ pub fn density(root: &Path, skiff: &Path, quick: bool, sizes: Option<Vec<usize>>
             format!("{:.2} / {:.2} MiB", m.supervisor_rss, m.supervisor_pss),
             format!("{:.2} / {:.2} MiB", m.init_rss, m.init_pss),
             format!("{:.2} MiB", m.kernel),
+            format!("{:.2} MiB", m.slab),
             format!("{:.2} MiB", m.total()),
         ]);
         json.push(serde_json::json!({
             "n": n, "runtime": "skiff", "pods_per_s": n_started as f64 / secs, "running": running,
             "supervisor_rss_mib": m.supervisor_rss, "supervisor_pss_mib": m.supervisor_pss,
             "init_rss_mib": m.init_rss, "init_pss_mib": m.init_pss, "kernel_mib": m.kernel,
+            "slab_growth_mib": m.slab,
             "per_pod_mib": m.total(),
         }));
         points.push(DensityPoint {
@@ -358,6 +388,7 @@ pub fn density(root: &Path, skiff: &Path, quick: bool, sizes: Option<Vec<usize>>
         run_quiet(sk().args(["gc", "--grace-period=0s"]))?;
 
         // crun
+        let slab_before = unreclaimable_slab_kib();
         let start = Instant::now();
         for i in 0..n {
             if let Some(memory) = running_out(i) {
@@ -399,24 +430,27 @@ pub fn density(root: &Path, skiff: &Path, quick: bool, sizes: Option<Vec<usize>>
             .lines()
             .map(str::to_string)
             .collect();
+        let crun_slab = growth_mib(slab_before, unreclaimable_slab_kib(), ids.len());
         table.row(vec![
             n.to_string(),
             "crun run -d".into(),
             format!("{:.0} pods/s", ids.len() as f64 / secs),
             format!("{}/{n}", ids.len()),
             "(no supervisor)".into(),
+            "(no init)".into(),
             String::new(),
-            String::new(),
-            String::new(),
+            format!("{crun_slab:.2} MiB"),
+            format!("{crun_slab:.2} MiB"),
         ]);
         json.push(serde_json::json!({
             "n": n, "runtime": "crun", "pods_per_s": ids.len() as f64 / secs, "running": ids.len(),
+            "slab_growth_mib": crun_slab, "per_pod_mib": crun_slab,
         }));
         points.push(DensityPoint {
             runtime: "crun".into(),
             n,
             pods_per_s: ids.len() as f64 / secs,
-            mib_per_pod: 0.0,
+            mib_per_pod: crun_slab,
         });
         for id in &ids {
             let _ = Command::new("crun")
@@ -465,7 +499,7 @@ pub fn density(root: &Path, skiff: &Path, quick: bool, sizes: Option<Vec<usize>>
     }
     report.plot(
         "density.svg",
-        "start rate and memory per pod (skiff: supervisor PSS + init PSS + kernel; podman: conmon PSS) vs N",
+        "start rate and memory per pod (skiff: supervisor PSS + init PSS + host slab growth; crun: host slab growth; podman: conmon PSS) vs N",
         super::report::density_plot(&points),
     );
     report.save(root, serde_json::Value::Array(json))?;
