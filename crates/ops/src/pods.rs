@@ -367,7 +367,7 @@ pub fn gc(
     let mut removed = 0;
     for mut pod in pods.all()? {
         if pod.state == State::Run {
-            let Some(_lock) = pod.try_lock()? else {
+            let Some(_lock) = pod.try_lock_present()? else {
                 continue;
             };
             if pod.exited().is_none() {
@@ -377,7 +377,7 @@ pub fn gc(
         }
         if pod.state == State::ExitedGarbage
             && pod.path.join("net/info.json").exists()
-            && let Some(_lock) = pod.try_lock()?
+            && let Some(_lock) = pod.try_lock_present()?
             && let Err(e) = stage1_gc(ctx, &pod)
         {
             on(Collected::Problem(skiff_stage1::error_line(&e)));
@@ -392,7 +392,7 @@ pub fn gc(
             State::Run => false,
         };
         if expired {
-            let Some(_lock) = pod.try_lock()? else {
+            let Some(_lock) = pod.try_lock_present()? else {
                 continue;
             };
             let id = pod.uuid.clone();

@@ -598,6 +598,16 @@ impl Pod {
         }
     }
 
+    /// [`Pod::try_lock`], where a pod whose directory is gone (it moved
+    /// on since it was listed: its stage1 ended it, another gc removed
+    /// it) is not an error but nothing to lock.
+    pub fn try_lock_present(&self) -> Result<Option<PodLock>, PodError> {
+        match self.try_lock() {
+            Err(PodError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            other => other,
+        }
+    }
+
     /// True if the pod is in `run` and its stage1 holds the lock.
     pub fn is_running(&self) -> bool {
         self.state == State::Run && matches!(self.try_lock(), Ok(None))
@@ -851,6 +861,12 @@ mod tests {
         drop(lock);
         assert!(!pod.is_running());
         assert!(matches!(pods.find("ffffffff"), Err(PodError::NotFound(_))));
+        // Listed, then moved on (its stage1 ended it): nothing to lock,
+        // not an error; a plain try_lock says what failed.
+        let listed = pods.find(&pod.uuid).unwrap();
+        pod.move_to(&pods, State::ExitedGarbage).unwrap();
+        assert!(listed.try_lock_present().unwrap().is_none());
+        assert!(listed.try_lock().is_err());
     }
 
     #[test]
