@@ -251,7 +251,7 @@ impl PodNetwork<'_> {
             }
         }
         if a.builtin
-            && let Err(e) = crate::builtin::del(a, self.container_id, self.netns)
+            && let Err(e) = crate::builtin::del(a, self.container_id)
         {
             first_error.get_or_insert(e);
         }

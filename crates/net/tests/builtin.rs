@@ -350,15 +350,54 @@ fn the_builtin_bridge_network_does_what_the_cni_plugins_do() {
     // last pod an RCU grace period); the guard removes them.
     assert!(run(&["nft", "list", "chain", "ip", "skiff", &isolated_name]).contains("drop"));
 
-    // Teardown: addresses, leases, the port rules.
+    // Teardown: the pod leaves the bridge, its leases and port rules go.
     cni_net.del(&cni).unwrap();
-    // At DEL the pod's address leaves the bridge, even while something
-    // holds its namespace open (it could otherwise be alive twice, once
-    // the lease went to another pod).
+    // The attack of a pod with CAP_NET_ADMIN whose namespace something
+    // holds open (an nsenter session): it renames its interface, puts a
+    // decoy eth0 in its place and keeps its address with another prefix
+    // and on loopback. At DEL it must still be cut off the bridge, or its
+    // address would live on there once the lease went to another pod.
     let held = std::fs::File::open(&native_ns).unwrap();
+    let (wide, host_only) = (format!("{native_ip}/16"), format!("{native_ip}/32"));
+    let narrow = format!("{native_ip}/24");
+    for args in [
+        &["link", "set", "eth0", "down"][..],
+        &["link", "set", "eth0", "name", "eth9"],
+        &["link", "set", "eth9", "up"],
+        &["addr", "del", &narrow, "dev", "eth9"],
+        &["addr", "add", &wide, "dev", "eth9"],
+        &["addr", "add", &host_only, "dev", "lo"],
+        &[
+            "link", "add", "eth0", "type", "veth", "peer", "name", "decoy",
+        ],
+    ] {
+        ip_in(&native_ns, args);
+    }
+    let pod_port = udp_port + 2;
+    let reaches_pod = || {
+        let listener = in_ns(&native_ns, move || {
+            UdpSocket::bind(("0.0.0.0", pod_port)).unwrap()
+        });
+        listener
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..3 {
+            let _ = s.send_to(b"still there?", (native_ip.as_str(), pod_port));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut buf = [0u8; 16];
+        listener.recv_from(&mut buf).is_ok()
+    };
+    assert!(
+        reaches_pod(),
+        "the disguised pod is on the bridge before DEL"
+    );
     native_net.del(&native).unwrap();
-    let inside = ip_in(&native_ns, &["-o", "-4", "addr", "show"]);
-    assert!(!inside.contains(&native_ip), "{native_ip} left: {inside}");
+    assert!(
+        !reaches_pod(),
+        "{native_ip} still reaches the pod on the bridge after DEL"
+    );
     drop(held);
     assert!(
         !tmp.path()

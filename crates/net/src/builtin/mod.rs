@@ -271,71 +271,51 @@ fn enable_forwarding() -> std::io::Result<()> {
     Ok(())
 }
 
-/// DELs built-in network `a` of pod `id` (namespace `netns`): its
-/// addresses and its leases. What is already gone is not an error. The
+/// DELs built-in network `a` of pod `id`: cuts the pod off the bridge and
+/// releases its leases. What is already gone is not an error. The
 /// network's rules stay, like its bridge, when the last pod goes: they
 /// match only the bridge's own traffic, and deleting a base chain waits
 /// for an RCU grace period (10–30 ms measured here) that every one-off
 /// pod would pay.
-pub fn del(a: &Attachment, id: &str, netns: &Path) -> Result<(), NetError> {
+pub fn del(a: &Attachment, id: &str) -> Result<(), NetError> {
     let net = Bridge::of(a)?;
     let failed = |step: &str| fail(&net.network, step);
-    unaddress(a, netns).map_err(failed("take the pod's addresses off its interface"))?;
+    sever(a).map_err(failed("cut the pod off the bridge"))?;
     Leases::lock(&net.data_dir, &net.network)
         .and_then(|leases| leases.release(id, &a.ifname))
         .map_err(failed("release the pod's addresses"))
 }
 
-/// Takes the pod's leased addresses off its interface before the leases
-/// go back to the pool. The veth pair itself goes with the namespace when
-/// stage1 removes it, but whatever holds the namespace open (an `nsenter`
-/// session) would keep it — and the address — alive on the bridge after
-/// the lease went to another pod. Removing the addresses is quick; deleting
-/// the pair here would wait for the kernel's RCU grace periods (~45 ms per
-/// pod measured). Only when the interface is not found (a pod with
-/// `CAP_NET_ADMIN` renamed it) is the pair deleted, from the host side.
-fn unaddress(a: &Attachment, netns: &Path) -> std::io::Result<()> {
-    let Some(result) = &a.result else {
+/// Sets the pod's host-side veth down before its leases go back to the
+/// pool. The pair goes with the namespace when stage1 removes it, but
+/// whatever holds the namespace open (an `nsenter` session) would keep it
+/// on the bridge — with the pod's address — after the lease went to
+/// another pod. Nothing inside the pod is trusted for this: a pod with
+/// `CAP_NET_ADMIN` can rename its interface, put a decoy in its place or
+/// move its address; the host side is out of its reach, and a bridge
+/// neither forwards to nor takes from a port that is down. (Deleting the
+/// pair instead would wait for the kernel's RCU grace periods, ~45 ms per
+/// pod measured.) The link is the pod's only if its name and hardware
+/// address are the ones recorded at ADD: a name reused since by another
+/// pod's pair is left alone.
+fn sever(a: &Attachment) -> std::io::Result<()> {
+    let Some(veth) = a.result.as_ref().and_then(|r| r.get("interfaces")?.get(1)) else {
         return Ok(());
     };
-    let ns = match File::open(netns) {
-        Ok(ns) => ns,
-        // The namespace is gone, and its devices with it.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
+    let (Some(name), Some(mac)) = (
+        veth.get("name")
+            .and_then(Value::as_str)
+            .filter(|n| is_our_veth(n)),
+        veth.get("mac").and_then(Value::as_str),
+    ) else {
+        return Ok(());
     };
-    let mut pod = Rtnl::within(ns.as_fd())?;
-    if let Some(inside) = pod.link(&a.ifname)? {
-        for ip in result
-            .get("ips")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let Some(subnet) = ip
-                .get("address")
-                .and_then(Value::as_str)
-                .and_then(Subnet::parse)
-            else {
-                continue;
-            };
-            if let Some(address) = ip
-                .get("address")
-                .and_then(Value::as_str)
-                .and_then(|s| s.split('/').next()?.parse::<IpAddr>().ok())
-            {
-                pod.delete_address(inside.index, address, subnet.prefix)?;
-            }
+    let mut host = Rtnl::here()?;
+    match host.link(name)? {
+        Some(link) if link.kind == "veth" && link.mac.eq_ignore_ascii_case(mac) => {
+            host.set_down(link.index)
         }
-        return Ok(());
-    }
-    match result
-        .get("interfaces")
-        .and_then(|i| i.get(1)?.get("name")?.as_str())
-        .filter(|name| is_our_veth(name))
-    {
-        Some(veth) => Rtnl::here()?.delete(veth),
-        None => Ok(()),
+        _ => Ok(()),
     }
 }
 

@@ -8,11 +8,9 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use super::netlink::{Message, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, Netlink, attributes};
 
 const RTM_NEWLINK: u16 = 16;
-const RTM_DELLINK: u16 = 17;
 const RTM_GETLINK: u16 = 18;
 const RTM_SETLINK: u16 = 19;
 const RTM_NEWADDR: u16 = 20;
-const RTM_DELADDR: u16 = 21;
 const RTM_NEWROUTE: u16 = 24;
 
 const IFLA_ADDRESS: u16 = 1;
@@ -148,17 +146,6 @@ impl Rtnl {
         Ok(Some(Link { index, mac, kind }))
     }
 
-    /// Deletes link `name` (a veth takes its peer with it); a link
-    /// already gone is not an error.
-    pub fn delete(&mut self, name: &str) -> io::Result<()> {
-        let mut m = Message::new(RTM_DELLINK, NLM_F_ACK, &ifinfo(AF_UNSPEC, 0, 0, 0));
-        m.str(IFLA_IFNAME, name);
-        match self.0.request(&m) {
-            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(()),
-            other => other.map(drop),
-        }
-    }
-
     /// Creates bridge `name`, up. An existing one is not an error.
     pub fn add_bridge(&mut self, name: &str) -> io::Result<()> {
         let mut m = Message::new(
@@ -219,6 +206,15 @@ impl Rtnl {
         self.0.request(&m).map(drop)
     }
 
+    /// Sets link `index` down; a link already gone is not an error.
+    pub fn set_down(&mut self, index: u32) -> io::Result<()> {
+        let m = Message::new(RTM_SETLINK, NLM_F_ACK, &ifinfo(AF_UNSPEC, index, 0, IFF_UP));
+        match self.0.request(&m) {
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
     /// Turns hairpin mode on for bridge port `index` (a pod can reach
     /// itself through a forwarded port).
     pub fn set_hairpin(&mut self, index: u32) -> io::Result<()> {
@@ -251,22 +247,6 @@ impl Rtnl {
         }
         match self.0.request(&m) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-            other => other.map(drop),
-        }
-    }
-
-    /// Removes `ip/prefix` from link `index`; an address already gone is
-    /// not an error.
-    pub fn delete_address(&mut self, index: u32, ip: IpAddr, prefix: u8) -> io::Result<()> {
-        let mut h = [0u8; 8];
-        h[0] = family(&ip);
-        h[1] = prefix;
-        h[4..8].copy_from_slice(&index.to_ne_bytes());
-        let mut m = Message::new(RTM_DELADDR, NLM_F_ACK, &h);
-        m.attr(IFA_LOCAL, &octets(&ip))
-            .attr(IFA_ADDRESS, &octets(&ip));
-        match self.0.request(&m) {
-            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(()),
             other => other.map(drop),
         }
     }
