@@ -357,6 +357,92 @@ fn cgroup_dirs() -> Vec<String> {
     dirs
 }
 
+/// A pod of one app has one memory cgroup (each costs the kernel a slot
+/// per superblock of the host), and init is not the OOM killer's choice
+/// in it: out of it on v1, at the lowest score on v2.
+#[test]
+fn a_pod_of_one_app_has_one_memory_cgroup_that_init_is_no_victim_of() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = layout_aci(tmp.path());
+    let uuid = run_detached(
+        tmp.path(),
+        &[
+            aci.to_str().unwrap(),
+            "--memory=64M",
+            "--exec=/bin/busybox",
+            "--",
+            "sleep",
+            "60",
+        ],
+    );
+    let status = stdout(&output(skiff_in(tmp.path()).args(["status", &uuid])));
+    let init: i32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("pid="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{status}"));
+    let parent = |pid: &str| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit(") ")
+            .next()?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<i32>()
+            .ok()
+    };
+    let app = eventually("the app's process", || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|pid| parent(pid) == Some(init))
+    });
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists();
+    let memory = match v1 {
+        true => format!("/sys/fs/cgroup/memory/skiff/{uuid}"),
+        false => format!("/sys/fs/cgroup/skiff/{uuid}"),
+    };
+    let below: Vec<_> = std::fs::read_dir(&memory)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.path())
+        .collect();
+    assert!(below.is_empty(), "cgroups below the pod's: {below:?}");
+    let procs = std::fs::read_to_string(format!("{memory}/cgroup.procs")).unwrap();
+    let members: Vec<&str> = procs.lines().collect();
+    assert!(
+        members.contains(&app.as_str()),
+        "{app} not in {memory}: {procs}"
+    );
+    let init_score = std::fs::read_to_string(format!("/proc/{init}/oom_score_adj")).unwrap();
+    if v1 {
+        assert!(
+            !members.contains(&init.to_string().as_str()),
+            "init shares the app's memory cgroup: {procs}"
+        );
+    } else {
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        let may_lower = own
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|c| u64::from_str_radix(c.trim(), 16).ok())
+            .is_some_and(|caps| caps & (1 << 24) != 0);
+        assert!(
+            !may_lower || init_score.trim() == "-1000",
+            "init's OOM score: {init_score}"
+        );
+    }
+    // The app starts from the score skiff had, not init's.
+    let own = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap();
+    let app_score = std::fs::read_to_string(format!("/proc/{app}/oom_score_adj")).unwrap();
+    assert_eq!(app_score, own);
+    let out = output(skiff_in(tmp.path()).args(["stop", &uuid]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+}
+
 #[test]
 fn memory_limits_kill_and_read_only_roots_refuse_writes() {
     let tmp = tempfile::tempdir().unwrap();

@@ -3,6 +3,18 @@
 //! whose v2 mount carries no controllers, count as v1). Detected, not
 //! assumed; the root (`/sys/fs/cgroup`) is a parameter for tests.
 //!
+//! A pod of one app has no app level ([`Layout::Flat`]): the app and the
+//! pod's init share `skiff/<uuid>`, which carries the tighter of the pod's
+//! and the app's limits. Each memory cgroup costs the kernel a slot per
+//! file system of the host (its shrinker map, ~16 bytes per superblock
+//! per memory cgroup), so the per-app level made the memory of many pods
+//! grow with the square of their number (docs/performance.md, density).
+//! So that an app over its memory limit is what the OOM killer picks, not
+//! init (and with it the pod): on v1 init stays out of the pod's memory
+//! cgroup (its few pages are the host's); on v2, whose processes are in
+//! one cgroup for all controllers, init takes the lowest `oom_score_adj`
+//! where it may ([`shield_init`]).
+//!
 //! Limits come from the app's isolators: `resource/memory` (limit),
 //! `resource/cpu` (limit, as a CFS quota), `os/linux/cpu-shares`.
 //! Processes join by writing `0` to `cgroup.procs` files opened before the
@@ -73,6 +85,22 @@ pub fn limits(app: &App) -> Limits {
     limits_of(&app.isolators)
 }
 
+impl Limits {
+    /// These limits inside the pod's `pod` (a flat pod's one level): the
+    /// lower memory and CPU limit; the app's CPU shares, else the pod's.
+    fn within(&self, pod: &Limits) -> Limits {
+        let lower = |a: Option<i128>, b: Option<i128>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Limits {
+            memory_bytes: lower(self.memory_bytes, pod.memory_bytes),
+            cpu_millis: lower(self.cpu_millis, pod.cpu_millis),
+            cpu_shares: self.cpu_shares.or(pod.cpu_shares),
+        }
+    }
+}
+
 /// The limits `isolators` set (an app's, or a pod manifest's pod-level
 /// ones, which limit the whole pod).
 pub fn limits_of(isolators: &[skiff_spec::isolator::Isolator]) -> Limits {
@@ -92,10 +120,31 @@ pub fn limits_of(isolators: &[skiff_spec::isolator::Isolator]) -> Limits {
     l
 }
 
+/// Whether a pod's apps have cgroups of their own below the pod's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `skiff/<uuid>/<app>` per app (and `.init` on v2).
+    Nested,
+    /// The one app and init in `skiff/<uuid>` itself.
+    Flat,
+}
+
+impl Layout {
+    /// The layout of a pod of `apps` apps: flat for one.
+    pub fn for_apps(apps: usize) -> Layout {
+        if apps == 1 {
+            Layout::Flat
+        } else {
+            Layout::Nested
+        }
+    }
+}
+
 /// The cgroup directories of a pod (pod level and per app).
 #[derive(Debug)]
 pub struct PodCgroups {
     hierarchy: Hierarchy,
+    layout: Layout,
     /// v1: the device-policy hierarchy joined beyond [`V1_CONTROLLERS`]
     /// ([`v1_optional`], looked up once).
     v1_extra: Vec<&'static str>,
@@ -120,6 +169,13 @@ fn mkdir(path: &Path) -> Result<(), Stage1Error> {
 impl PodCgroups {
     /// The cgroups of pod `uuid` with `apps` under the host's `root`.
     fn new(root: &Path, uuid: &str, apps: Vec<String>) -> PodCgroups {
+        let mut cg = PodCgroups::found(root, uuid, Layout::for_apps(apps.len()));
+        cg.apps = apps;
+        cg
+    }
+
+    /// The cgroups of pod `uuid` laid out as `layout` (to find an app's).
+    fn found(root: &Path, uuid: &str, layout: Layout) -> PodCgroups {
         let hierarchy = detect(root);
         let v1_extra = match &hierarchy {
             Hierarchy::V1(root) => v1_optional(root),
@@ -127,9 +183,18 @@ impl PodCgroups {
         };
         PodCgroups {
             hierarchy,
+            layout,
             v1_extra,
             uuid: uuid.to_string(),
-            apps,
+            apps: Vec::new(),
+        }
+    }
+
+    /// `base`'s directory for app `app`: `base` itself in a flat pod.
+    fn scoped(&self, base: PathBuf, app: &str) -> PathBuf {
+        match self.layout {
+            Layout::Nested => base.join(app),
+            Layout::Flat => base,
         }
     }
 
@@ -147,16 +212,37 @@ impl PodCgroups {
     }
 
     fn app_dirs(&self, app: &str) -> Vec<PathBuf> {
-        self.pod_dirs().into_iter().map(|d| d.join(app)).collect()
+        self.pod_dirs()
+            .into_iter()
+            .map(|d| self.scoped(d, app))
+            .collect()
     }
 
-    /// Where the pod's init lives: the pod level on v1; a leaf of its own
-    /// on v2, whose inner nodes may not hold processes.
+    /// Where the pod's init lives: the pod level on v1 (but for a flat
+    /// pod's memory cgroup, which is the app's alone) and in a flat pod on
+    /// v2; else a leaf of its own on v2, whose inner nodes may not hold
+    /// processes.
     fn init_dirs(&self) -> Vec<PathBuf> {
-        match &self.hierarchy {
-            Hierarchy::V2(_) => self.app_dirs(".init"),
+        match (&self.hierarchy, self.layout) {
+            (Hierarchy::V2(_), Layout::Nested) => self.app_dirs(".init"),
+            (Hierarchy::V1(root), Layout::Flat) => {
+                let memory = root.join("memory");
+                self.pod_dirs()
+                    .into_iter()
+                    .filter(|d| !d.starts_with(&memory))
+                    .collect()
+            }
             _ => self.pod_dirs(),
         }
+    }
+
+    /// Whether init shares the app's memory cgroup (a flat pod on v2):
+    /// then it should [`shield_init`].
+    pub fn init_shares_app_memory(&self) -> bool {
+        matches!(
+            (&self.hierarchy, self.layout),
+            (Hierarchy::V2(_), Layout::Flat)
+        )
     }
 
     /// No cgroups: an ordinary user's pod, which can write none here (its
@@ -165,6 +251,7 @@ impl PodCgroups {
     pub fn none(uuid: &str, apps: Vec<String>) -> PodCgroups {
         PodCgroups {
             hierarchy: Hierarchy::None,
+            layout: Layout::for_apps(apps.len()),
             v1_extra: Vec::new(),
             uuid: uuid.to_string(),
             apps,
@@ -183,17 +270,18 @@ impl PodCgroups {
     ) -> Result<PodCgroups, Stage1Error> {
         let cg = PodCgroups::new(root, uuid, apps.iter().map(|(n, _)| n.clone()).collect());
         if let Hierarchy::V2(root) = &cg.hierarchy {
-            // Controllers must be enabled on the way down.
+            // Controllers must be enabled on the way down (not below a
+            // flat pod's level, which holds processes).
             mkdir(&root.join("skiff").join(uuid))?;
-            for dir in [
-                root.clone(),
-                root.join("skiff"),
-                root.join("skiff").join(uuid),
-            ] {
+            let mut parents = vec![root.clone(), root.join("skiff")];
+            if cg.layout == Layout::Nested {
+                parents.push(root.join("skiff").join(uuid));
+            }
+            for dir in parents {
                 let _ = std::fs::write(dir.join("cgroup.subtree_control"), "+memory +cpu +pids");
             }
         }
-        for dir in cg.init_dirs() {
+        for dir in cg.pod_dirs().into_iter().chain(cg.init_dirs()) {
             mkdir(&dir)?;
         }
         // The device policy, at the pod level before any app cgroup
@@ -219,12 +307,17 @@ impl PodCgroups {
             },
             Hierarchy::None => {}
         }
-        cg.apply(None, pod)?;
-        for (name, limits) in apps {
-            for dir in cg.app_dirs(name) {
-                mkdir(&dir)?;
+        match (cg.layout, apps) {
+            (Layout::Flat, [(_, app)]) => cg.apply(None, &app.within(pod))?,
+            _ => {
+                cg.apply(None, pod)?;
+                for (name, limits) in apps {
+                    for dir in cg.app_dirs(name) {
+                        mkdir(&dir)?;
+                    }
+                    cg.apply(Some(name), limits)?;
+                }
             }
-            cg.apply(Some(name), limits)?;
         }
         if let Some(max) = pids_limit {
             let dir = match &cg.hierarchy {
@@ -323,15 +416,11 @@ impl PodCgroups {
     /// The OOM kills counted in an app's cgroup.
     pub fn oom_kills(&self, app: &str) -> u64 {
         let file = match &self.hierarchy {
-            Hierarchy::V2(root) => root
-                .join("skiff")
-                .join(&self.uuid)
-                .join(app)
+            Hierarchy::V2(root) => self
+                .scoped(root.join("skiff").join(&self.uuid), app)
                 .join("memory.events"),
-            Hierarchy::V1(root) => root
-                .join("memory/skiff")
-                .join(&self.uuid)
-                .join(app)
+            Hierarchy::V1(root) => self
+                .scoped(root.join("memory/skiff").join(&self.uuid), app)
                 .join("memory.oom_control"),
             Hierarchy::None => return 0,
         };
@@ -348,9 +437,11 @@ impl PodCgroups {
     /// Removes the pod's cgroups (children first); waits briefly for the
     /// last processes to be gone.
     pub fn remove(&self) {
-        for app in self.apps.iter().map(String::as_str).chain([".init"]) {
-            for dir in self.app_dirs(app) {
-                remove_dir(&dir);
+        if self.layout == Layout::Nested {
+            for app in self.apps.iter().map(String::as_str).chain([".init"]) {
+                for dir in self.app_dirs(app) {
+                    remove_dir(&dir);
+                }
             }
         }
         for dir in self.pod_dirs() {
@@ -433,6 +524,9 @@ pub struct PodView {
     unified: bool,
     /// v1: one entry per hierarchy, on a tmpfs at /sys/fs/cgroup.
     v1: Vec<(String, &'static str, String)>,
+    /// v1: init bound each app's base at /sys/fs/cgroup from the pod's
+    /// tmpfs ([`PodView::prepare`]) instead of a tmpfs of its own.
+    prepared: bool,
 }
 
 impl PodView {
@@ -441,6 +535,7 @@ impl PodView {
             Hierarchy::V2(_) => PodView {
                 unified: true,
                 v1: Vec::new(),
+                prepared: false,
             },
             Hierarchy::V1(root) => PodView {
                 unified: false,
@@ -460,8 +555,48 @@ impl PodView {
                         (name.clone(), "cgroup", name)
                     })
                     .collect(),
+                prepared: false,
             },
             Hierarchy::None => PodView::default(),
+        }
+    }
+
+    /// In init, for each app (after its /sys is mounted): the base of the
+    /// v1 view, with a mount point per hierarchy, bound at the app's
+    /// `/sys/fs/cgroup` from its scratch directory on the pod's tmpfs.
+    pub fn prepare(
+        &self,
+        app_root: &crate::mounts::Root,
+        scratch: &crate::mounts::Scratch,
+    ) -> Result<(), Stage1Error> {
+        if self.unified || self.v1.is_empty() {
+            return Ok(());
+        }
+        for (dir, _, _) in &self.v1 {
+            match rustix::fs::mkdirat(&scratch.cgroup, dir.as_str(), 0o755.into()) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => {
+                    return Err(Stage1Error::Setup {
+                        what: format!("create the mount point of cgroup hierarchy {dir}"),
+                        source: e.into(),
+                    });
+                }
+            }
+        }
+        let target = app_root.resolve(Path::new("/sys/fs/cgroup"), false, false)?;
+        crate::mounts::bind(
+            &crate::mounts::fd_path(&scratch.cgroup),
+            &target,
+            false,
+            "/sys/fs/cgroup",
+        )
+    }
+
+    /// The view with every app's base [`PodView::prepare`]d.
+    pub fn prepared(self) -> PodView {
+        PodView {
+            prepared: true,
+            ..self
         }
     }
 
@@ -493,15 +628,17 @@ impl PodView {
         if self.v1.is_empty() {
             return Ok(());
         }
-        let target = app_root.resolve(base, false, false)?;
-        crate::mounts::mount(
-            "tmpfs",
-            &target,
-            "tmpfs",
-            hidden,
-            Some(c"mode=755,size=64k"),
-            "/sys/fs/cgroup",
-        )?;
+        if !self.prepared {
+            let target = app_root.resolve(base, false, false)?;
+            crate::mounts::mount(
+                "tmpfs",
+                &target,
+                "tmpfs",
+                hidden,
+                Some(c"mode=755,size=64k"),
+                "/sys/fs/cgroup",
+            )?;
+        }
         for (dir, fstype, options) in &self.v1 {
             let point = app_root.resolve(&base.join(dir), true, false)?;
             let options = std::ffi::CString::new(options.as_str())
@@ -516,11 +653,12 @@ impl PodView {
                 &format!("the app's cgroup hierarchy {dir}"),
             )?;
         }
-        // The tmpfs holds only the mount points: read-only too.
+        // The base holds only the mount points: read-only too.
         let mounted = app_root.resolve(base, false, false)?;
+        use crate::mounts::{ATTR_NODEV, ATTR_NOEXEC, ATTR_NOSUID, ATTR_RDONLY};
         crate::mounts::set_attrs(
             &mounted,
-            crate::mounts::ATTR_RDONLY,
+            ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
             false,
             "/sys/fs/cgroup",
         )
@@ -530,8 +668,14 @@ impl PodView {
 /// The processes (host pids) in app `app`'s cgroup of pod `uuid`: which
 /// processes are the app's, as stage1 placed them (an app cannot move
 /// itself, nor forge this as it can its environment).
-pub fn app_pids(root: &Path, uuid: &str, app: &str) -> Result<Vec<i32>, Stage1Error> {
-    let cg = PodCgroups::new(root, uuid, Vec::new());
+/// In a flat pod that is init's cgroup too.
+pub fn app_pids(
+    root: &Path,
+    uuid: &str,
+    layout: Layout,
+    app: &str,
+) -> Result<Vec<i32>, Stage1Error> {
+    let cg = PodCgroups::found(root, uuid, layout);
     let Some(dir) = cg.app_dirs(app).into_iter().next() else {
         return Err(Stage1Error::Config(
             "this host has no cgroups: skiff cannot tell the pod's apps apart".to_string(),
@@ -561,9 +705,9 @@ pub struct Usage {
 }
 
 /// The usage of pod `uuid`'s cgroup, or of its app `app`'s, under the
-/// host's `root`.
-pub fn usage(root: &Path, uuid: &str, app: Option<&str>) -> Usage {
-    let cg = PodCgroups::new(root, uuid, Vec::new());
+/// host's `root` (in a flat pod, the app's is the pod's).
+pub fn usage(root: &Path, uuid: &str, layout: Layout, app: Option<&str>) -> Usage {
+    let cg = PodCgroups::found(root, uuid, layout);
     let read = |dir: &Path, file: &str| std::fs::read_to_string(dir.join(file)).ok();
     let number = |text: Option<String>| text.and_then(|t| t.trim().parse::<u64>().ok());
     let keyed = |text: Option<String>, key: &str| {
@@ -576,7 +720,7 @@ pub fn usage(root: &Path, uuid: &str, app: Option<&str>) -> Usage {
         })
     };
     let at = |base: PathBuf| match app {
-        Some(app) => base.join(app),
+        Some(app) => cg.scoped(base, app),
         None => base,
     };
     match &cg.hierarchy {
@@ -614,10 +758,54 @@ pub fn usage(root: &Path, uuid: &str, app: Option<&str>) -> Usage {
 /// Moves the calling process into the cgroups of app `app` of pod `uuid`
 /// (for `skiff enter`: what it runs has the app's limits and device
 /// policy).
-pub fn join_app(root: &Path, uuid: &str, app: &str) -> Result<(), Stage1Error> {
-    let cg = PodCgroups::new(root, uuid, Vec::new());
+pub fn join_app(root: &Path, uuid: &str, layout: Layout, app: &str) -> Result<(), Stage1Error> {
+    let cg = PodCgroups::found(root, uuid, layout);
     let files = PodCgroups::open_procs(cg.app_dirs(app))?;
     join(&files)
+}
+
+/// An OOM score adjustment (`/proc/<pid>/oom_score_adj`, -1000 to 1000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OomScoreAdj(i16);
+
+const OOM_SCORE_ADJ: &str = "/proc/self/oom_score_adj";
+
+impl OomScoreAdj {
+    /// Sets it for the calling process. While the process holds
+    /// `CAP_SYS_RESOURCE` this is also the lowest it may later set
+    /// itself: an app set back from init's shield cannot lower itself
+    /// again once it dropped its privileges.
+    pub fn restore(self) -> Result<(), Stage1Error> {
+        write(Path::new(OOM_SCORE_ADJ), &self.0.to_string())
+    }
+}
+
+/// In the init of a flat pod on v2 (which shares the app's memory
+/// cgroup): makes init the OOM killer's last choice there, so an app over
+/// its memory limit is what is killed, not the pod's init and with it the
+/// pod. Returns the adjustment init had, for the apps to start from
+/// ([`OomScoreAdj::restore`], before they drop their privileges); none
+/// where lowering it is not allowed (skiff itself runs without
+/// `CAP_SYS_RESOURCE`, as in some containers): init is then as likely a
+/// choice as its size makes it.
+pub fn shield_init() -> Result<Option<OomScoreAdj>, Stage1Error> {
+    let path = Path::new(OOM_SCORE_ADJ);
+    let had = std::fs::read_to_string(path)
+        .map_err(|e| Stage1Error::Setup {
+            what: format!("read {OOM_SCORE_ADJ}"),
+            source: e,
+        })?
+        .trim()
+        .parse::<i16>()
+        .map_err(|_| Stage1Error::Config(format!("{OOM_SCORE_ADJ} is not a number")))?;
+    match std::fs::write(path, "-1000") {
+        Ok(()) => Ok(Some(OomScoreAdj(had))),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(None),
+        Err(e) => Err(Stage1Error::Setup {
+            what: format!("write -1000 to {OOM_SCORE_ADJ}"),
+            source: e,
+        }),
+    }
 }
 
 /// Joins the calling process to the cgroups behind `files`.
@@ -682,7 +870,7 @@ mod tests {
             root.path(),
             "u",
             &pod,
-            &[("web".into(), l)],
+            &[("web".into(), l), ("db".into(), Limits::default())],
             Some(64),
             &crate::devices::ALLOWED,
         )
@@ -712,12 +900,12 @@ mod tests {
         )
         .unwrap();
         std::fs::write(root.path().join("pids/skiff/u/pids.current"), "3\n").unwrap();
-        let app = usage(root.path(), "u", Some("web"));
+        let app = usage(root.path(), "u", Layout::Nested, Some("web"));
         assert_eq!(
             (app.memory, app.memory_limit, app.cpu_usec),
             (Some(4000), Some(1 << 25), None)
         );
-        let pod = usage(root.path(), "u", None);
+        let pod = usage(root.path(), "u", Layout::Nested, None);
         assert_eq!((pod.pids, pod.pids_limit), (Some(3), Some(64)));
         // The device policy is set at the pod level (each rule is its own
         // write; the kernel keeps them all, a plain file the last).
@@ -731,5 +919,69 @@ mod tests {
             "c 136:* rwm"
         );
         assert!(devices.join("web").is_dir());
+    }
+
+    #[test]
+    fn a_pod_of_one_app_has_one_level_with_the_tighter_limits() {
+        let root = tempfile::tempdir().unwrap();
+        for c in V1_CONTROLLERS.iter().chain([&V1_DEVICES]) {
+            std::fs::create_dir_all(root.path().join(c)).unwrap();
+            std::fs::write(root.path().join(c).join("cgroup.procs"), "").unwrap();
+        }
+        let app = Limits {
+            memory_bytes: Some(1 << 26),
+            cpu_millis: Some(250),
+            cpu_shares: None,
+        };
+        let pod = Limits {
+            memory_bytes: Some(1 << 25),
+            cpu_millis: None,
+            cpu_shares: Some(512),
+        };
+        let cg = PodCgroups::create(
+            root.path(),
+            "u",
+            &pod,
+            &[("web".into(), app)],
+            None,
+            &crate::devices::ALLOWED,
+        )
+        .unwrap();
+        let read = |p: &str| std::fs::read_to_string(root.path().join(p)).unwrap();
+        assert_eq!(
+            read("memory/skiff/u/memory.limit_in_bytes"),
+            (1 << 25).to_string()
+        );
+        assert_eq!(read("cpu/skiff/u/cpu.cfs_quota_us"), "25000");
+        assert_eq!(read("cpu/skiff/u/cpu.shares"), "512");
+        for c in V1_CONTROLLERS.iter().chain([&V1_DEVICES]) {
+            let entries: Vec<_> = std::fs::read_dir(root.path().join(c).join("skiff/u"))
+                .unwrap()
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .collect();
+            assert!(entries.is_empty(), "{c}: {entries:?}");
+        }
+        // Init and the app join the same level; what reads an app's
+        // cgroup reads the pod's.
+        for c in V1_CONTROLLERS.iter().chain([&V1_DEVICES]) {
+            std::fs::write(root.path().join(c).join("skiff/u/cgroup.procs"), "").unwrap();
+        }
+        let (init, apps) = cg.open_joins().unwrap();
+        assert_eq!((init.len(), apps.len(), apps[0].len()), (3, 1, 4));
+        // Init stays out of the app's memory cgroup (v1).
+        assert!(
+            cg.init_dirs()
+                .iter()
+                .all(|d| !d.starts_with(root.path().join("memory")))
+        );
+        std::fs::write(
+            root.path().join("memory/skiff/u/memory.oom_control"),
+            "oom_kill_disable 0\noom_kill 2\n",
+        )
+        .unwrap();
+        assert_eq!(cg.oom_kills("web"), 2);
+        let usage = usage(root.path(), "u", Layout::Flat, Some("web"));
+        assert_eq!(usage.memory_limit, Some(1 << 25));
     }
 }

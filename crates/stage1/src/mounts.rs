@@ -354,6 +354,36 @@ pub enum Sys {
     HostBind,
 }
 
+/// Directories on the pod's own tmpfs (init's root) that an app's `/dev`,
+/// masked directories and v1 cgroup view are bound from, where each would
+/// otherwise be a tmpfs of its own: every superblock costs the kernel a
+/// slot in the shrinker map of every memory cgroup of the host (~16 bytes
+/// each), so with many pods the cost grows with the square of their
+/// number (docs/performance.md, density). The pod's tmpfs is sized for
+/// what the apps' `/dev`s held each before (64 MiB per app).
+pub struct Scratch {
+    /// The app's `/dev` (mode 755, owned by the pod's root).
+    pub dev: OwnedFd,
+    /// An empty directory, bound read-only over the masked ones.
+    pub empty: OwnedFd,
+    /// The base of the app's v1 cgroup view (`/sys/fs/cgroup`).
+    pub cgroup: OwnedFd,
+}
+
+impl Scratch {
+    /// Makes app `app`'s scratch directories in the pod root `pod_root`
+    /// (`apps/<app>/{dev,empty,cgroup}` beside its rootfs).
+    pub fn make(pod_root: &Root, app: &str) -> Result<Scratch, Stage1Error> {
+        let dir =
+            |name: &str| pod_root.resolve(&Path::new("/apps").join(app).join(name), true, false);
+        Ok(Scratch {
+            dev: dir("dev")?,
+            empty: dir("empty")?,
+            cgroup: dir("cgroup")?,
+        })
+    }
+}
+
 /// /proc, a read-only /sys, a minimal /dev (device nodes, pts, shm,
 /// mqueue, the usual symlinks), masked and read-only paths (unless
 /// `paths` says otherwise), in `root`. `/dev/console` is a bind of
@@ -365,6 +395,7 @@ pub fn setup_kernel_filesystems(
     paths: KernelPaths,
     passed: &[skiff_pod::devices::PodDevice],
     sys: Sys,
+    scratch: Option<&Scratch>,
 ) -> Result<(), Stage1Error> {
     let nosuid_nodev_noexec = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     let proc_fd = root.resolve(Path::new("/proc"), true, false)?;
@@ -390,14 +421,26 @@ pub fn setup_kernel_filesystems(
     let dev_fd = root.resolve(Path::new("/dev"), true, false)?;
     // nodev: a node made in /dev cannot be opened; the allowed devices
     // are bind mounts of the host's nodes, mounts of their own.
-    mount(
-        "tmpfs",
-        &dev_fd,
-        "tmpfs",
-        MountFlags::NOSUID | MountFlags::NOEXEC | MountFlags::NODEV,
-        Some(c"mode=755,size=65536k"),
-        "/dev",
-    )?;
+    match scratch {
+        Some(scratch) => {
+            bind(&fd_path(&scratch.dev), &dev_fd, false, "/dev")?;
+            let bound = root.resolve(Path::new("/dev"), false, false)?;
+            set_attrs(
+                &bound,
+                ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
+                false,
+                "/dev",
+            )?;
+        }
+        None => mount(
+            "tmpfs",
+            &dev_fd,
+            "tmpfs",
+            MountFlags::NOSUID | MountFlags::NOEXEC | MountFlags::NODEV,
+            Some(c"mode=755,size=65536k"),
+            "/dev",
+        )?,
+    }
     let sources = DEVICES
         .iter()
         .map(|dev| (format!("/dev/{dev}"), *dev))
@@ -471,7 +514,12 @@ pub fn setup_kernel_filesystems(
         let is_dir = rustix::fs::fstat(&target)
             .map(|s| rustix::fs::FileType::from_raw_mode(s.st_mode).is_dir())
             .unwrap_or(false);
-        if is_dir {
+        if let (true, Some(scratch)) = (is_dir, scratch) {
+            bind(&fd_path(&scratch.empty), &target, false, path)?;
+            let bound = root.resolve(Path::new(path), false, false)?;
+            let attrs = ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC;
+            set_attrs(&bound, attrs, false, path)?;
+        } else if is_dir {
             mount(
                 "tmpfs",
                 &target,

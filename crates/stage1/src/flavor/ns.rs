@@ -92,6 +92,7 @@ pub fn run(
         )?
     };
     let (init_cgroup, app_cgroups) = pod_cgroups.open_joins()?;
+    let shield = pod_cgroups.init_shares_app_memory();
     // With --interactive init makes the pty in the app's devpts and passes
     // the master back over this channel.
     // Otherwise the caller's terminal or file on stdin reaches the pod only
@@ -186,15 +187,22 @@ pub fn run(
             let joined = attached.and_then(|()| join_netns(netns.as_ref()));
             drop(netns);
             let code = match joined.and_then(|()| {
-                let handles = crate::apps::ForApps {
-                    cgroups: app_cgroups,
-                    tty: None,
-                    outputs,
-                    userns,
-                    activation,
-                    restart: runtime.restart,
+                let shielded = match shield {
+                    true => cgroups::shield_init(),
+                    false => Ok(None),
                 };
-                init(&pod, &runtime, &plans, handles, pty_channel, &write_end)
+                shielded.and_then(|oom_score_adj| {
+                    let handles = crate::apps::ForApps {
+                        cgroups: app_cgroups,
+                        tty: None,
+                        outputs,
+                        userns,
+                        activation,
+                        restart: runtime.restart,
+                        oom_score_adj,
+                    };
+                    init(&pod, &runtime, &plans, handles, pty_channel, &write_end)
+                })
             }) {
                 Ok(()) => 0,
                 Err(e) => {
@@ -378,17 +386,24 @@ pub(crate) fn init(
     // handle on the host's file system.
     let stage1_fd =
         rustix::io::fcntl_dupfd_cloexec(&root.fd, 0).map_err(|e| setup_err("dup")(e.into()))?;
+    // The apps' /dev live here too (mounts::Scratch): 64 MiB each, as a
+    // tmpfs of their own had.
+    let options = std::ffi::CString::new(format!("mode=755,size={}k", 65536 * plans.len()))
+        .map_err(|_| Stage1Error::Config("bad pod root options".into()))?;
     mounts::mount(
         "tmpfs",
         &stage1_fd,
         "tmpfs",
         MountFlags::NOSUID | MountFlags::NODEV,
-        Some(c"mode=755"),
+        Some(&options),
         "the pod root",
     )?;
+    // Opened anew: `root` names the directory under the tmpfs.
+    let pod_root = Root::open(&stage1_root)?;
     let mut tty = None;
     for p in plans {
         let app_root = mount_app_root(pod, &stage1_root, p, handles.userns.as_ref())?;
+        let scratch = mounts::Scratch::make(&pod_root, &p.name)?;
         mounts::setup_kernel_filesystems(
             &app_root,
             "/dev/null",
@@ -398,7 +413,9 @@ pub(crate) fn init(
                 (true, skiff_pod::NetMode::Host) => mounts::Sys::HostBind,
                 _ => mounts::Sys::Mount,
             },
+            Some(&scratch),
         )?;
+        cgroup_view.prepare(&app_root, &scratch)?;
         finish_app_root(pod, &app_root, p)?;
         if let (Some(channel), None) = (&pty_channel, &tty) {
             let pty = crate::tty::open_in(&app_root)?;
@@ -413,6 +430,8 @@ pub(crate) fn init(
     // either leads out of the pod.
     drop(stage1_fd);
     drop(root);
+    drop(pod_root);
+    let cgroup_view = cgroup_view.prepared();
     drop(pty_channel);
     handles.tty = tty.map(crate::tty::AppTerminal::OwnSession);
     run_apps(

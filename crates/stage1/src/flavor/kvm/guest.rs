@@ -168,6 +168,7 @@ fn run(report: &mut Option<OwnedFd>) -> Result<(), Stage1Error> {
             crate::mounts::KernelPaths::of(app.grants),
             &[],
             crate::mounts::Sys::Mount,
+            None,
         )?;
         plans.push(AppPlan {
             name: app.name.clone(),
