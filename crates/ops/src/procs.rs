@@ -106,9 +106,7 @@ pub fn of_pod(pod: &Pod) -> Result<Vec<Process>, OpsError> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let host_uid = status_field(&status, "Uid:").unwrap_or(0);
         found.push(Process {
-            app: (pid != init)
-                .then(|| app_of(&pod.uuid, pid, &apps))
-                .flatten(),
+            app: app_of(&pod.uuid, pid, &apps),
             host_pid: pid,
             pid: match membership {
                 Membership::PidNamespace { .. } => status_field(&status, "NSpid:"),
@@ -144,22 +142,15 @@ fn status_field<T: std::str::FromStr>(status: &str, key: &str) -> Option<T> {
 }
 
 /// The app whose cgroup holds `pid` (`…/skiff/<uuid>/<app>` in
-/// /proc/<pid>/cgroup, which the kernel writes; `…/skiff/<uuid>` itself
-/// for the one app of a flat pod, whose init the caller leaves out): none
-/// for a process outside the apps' cgroups.
+/// /proc/<pid>/cgroup, which the kernel writes): none for init or a
+/// process outside the apps' cgroups.
 fn app_of(uuid: &str, pid: i32, apps: &[String]) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let marker = format!("/skiff/{uuid}");
+    let marker = format!("/skiff/{uuid}/");
     text.lines().find_map(|line| {
         let rest = &line[line.find(&marker)? + marker.len()..];
-        match (rest.strip_prefix('/'), apps) {
-            (Some(rest), _) => {
-                let name = rest.split('/').next()?;
-                apps.iter().find(|a| *a == name).cloned()
-            }
-            (None, [only]) if rest.is_empty() => Some(only.clone()),
-            _ => None,
-        }
+        let name = rest.split('/').next()?;
+        apps.iter().find(|a| *a == name).cloned()
     })
 }
 

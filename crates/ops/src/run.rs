@@ -432,6 +432,24 @@ pub fn prepare<R: KeyReview>(
             }
         }
     }
+    // CAP_NET_ADMIN in the host's user namespace reaches past a CNI pod's
+    // own namespace: its veth gives it an id for the host's, and netlink
+    // requests naming that id (IFLA_TARGET_NETNSID) are checked against the
+    // capability. The user's word, so said rather than refused.
+    let bridged = request.net.mode == skiff_pod::NetMode::Private;
+    if bridged && !request.rootless && !request.private_users {
+        let net_admin = request.apps.iter().any(|app| {
+            app.cap_retain
+                .iter()
+                .flatten()
+                .any(|c| skiff_pod::privileges::capability_name(c) == "CAP_NET_ADMIN")
+        });
+        if net_admin {
+            refused(
+                "CAP_NET_ADMIN without --private-users lets the pod change the host's network (create and delete host links through its veth's peer namespace): add --private-users to keep it to the pod's own",
+            );
+        }
+    }
     for app in &request.apps {
         let Some(manifest) = &app.manifest else {
             continue;

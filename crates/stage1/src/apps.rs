@@ -54,7 +54,6 @@ pub(crate) fn run_apps(
         userns,
         activation,
         restart,
-        oom_score_adj,
     } = handles;
     install_forwarding();
     unblock_termination();
@@ -89,11 +88,7 @@ pub(crate) fn run_apps(
                 }
                 .and_then(|()| output.map_or(Ok(()), crate::logger::AppOutput::attach))
                 .and_then(|()| activation.as_ref().map_or(Ok(()), |a| a.attach(i)));
-                let error = match oom_score_adj
-                    .map_or(Ok(()), cgroups::OomScoreAdj::restore)
-                    .and_then(|()| cgroups::join(cgroup))
-                    .and(attached)
-                {
+                let error = match cgroups::join(cgroup).and(attached) {
                     Ok(()) => {
                         exec_app(p, cgroup_view, userns.as_ref(), Keeping { restart, report })
                     }
@@ -180,10 +175,6 @@ pub(crate) struct ForApps {
     pub activation: Option<crate::systemd::Activation>,
     /// When an app that ended is started again (`--restart`).
     pub restart: Restart,
-    /// The OOM score adjustment each app starts from, where init shielded
-    /// itself from the OOM killer in the app's cgroup
-    /// ([`cgroups::shield_init`]).
-    pub oom_score_adj: Option<cgroups::OomScoreAdj>,
 }
 
 /// What an app's keeper needs beyond the app: its restart policy, and

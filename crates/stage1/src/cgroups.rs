@@ -3,17 +3,18 @@
 //! whose v2 mount carries no controllers, count as v1). Detected, not
 //! assumed; the root (`/sys/fs/cgroup`) is a parameter for tests.
 //!
-//! A pod of one app has no app level ([`Layout::Flat`]): the app and the
-//! pod's init share `skiff/<uuid>`, which carries the tighter of the pod's
-//! and the app's limits. Each memory cgroup costs the kernel a slot per
-//! file system of the host (its shrinker map, ~16 bytes per superblock
-//! per memory cgroup), so the per-app level made the memory of many pods
-//! grow with the square of their number (docs/performance.md, density).
-//! So that an app over its memory limit is what the OOM killer picks, not
-//! init (and with it the pod): on v1 init stays out of the pod's memory
-//! cgroup (its few pages are the host's); on v2, whose processes are in
-//! one cgroup for all controllers, init takes the lowest `oom_score_adj`
-//! where it may ([`shield_init`]).
+//! On v1 a pod of one app has no app level in the memory hierarchy
+//! ([`Layout::Flat`]): the app's memory cgroup is `skiff/<uuid>` itself,
+//! which carries the tighter of the pod's and the app's memory limit, and
+//! init stays out of it, in `skiff` (so the OOM killer never picks init,
+//! and with it the pod). Each memory cgroup costs the kernel a slot per file system of
+//! the host (its shrinker map, ~16 bytes per superblock per memory
+//! cgroup), so the per-app level made the memory of many pods grow with
+//! the square of their number (docs/performance.md, density). The other
+//! hierarchies keep the app level: the pod's process limit and device
+//! policy stay above the app's cgroup namespace, out of reach of an app
+//! that could remount its view writable. On v2, one tree for all
+//! controllers, the layout stays nested.
 //!
 //! Limits come from the app's isolators: `resource/memory` (limit),
 //! `resource/cpu` (limit, as a CFS quota), `os/linux/cpu-shares`.
@@ -85,19 +86,11 @@ pub fn limits(app: &App) -> Limits {
     limits_of(&app.isolators)
 }
 
-impl Limits {
-    /// These limits inside the pod's `pod` (a flat pod's one level): the
-    /// lower memory and CPU limit; the app's CPU shares, else the pod's.
-    fn within(&self, pod: &Limits) -> Limits {
-        let lower = |a: Option<i128>, b: Option<i128>| match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        Limits {
-            memory_bytes: lower(self.memory_bytes, pod.memory_bytes),
-            cpu_millis: lower(self.cpu_millis, pod.cpu_millis),
-            cpu_shares: self.cpu_shares.or(pod.cpu_shares),
-        }
+/// The tighter of two memory limits (none: unlimited).
+fn tighter(a: Option<i128>, b: Option<i128>) -> Option<i128> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -120,17 +113,20 @@ pub fn limits_of(isolators: &[skiff_spec::isolator::Isolator]) -> Limits {
     l
 }
 
-/// Whether a pod's apps have cgroups of their own below the pod's.
+/// Whether a pod's apps have memory cgroups of their own below the pod's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
     /// `skiff/<uuid>/<app>` per app (and `.init` on v2).
     Nested,
-    /// The one app and init in `skiff/<uuid>` itself.
+    /// v1: the one app's memory cgroup is `skiff/<uuid>` (init's is the
+    /// host's); its other cgroups are `skiff/<uuid>/<app>` as in a nested
+    /// pod.
     Flat,
 }
 
 impl Layout {
-    /// The layout of a pod of `apps` apps: flat for one.
+    /// The layout of a pod of `apps` apps: flat for one (taken as nested
+    /// on v2).
     pub fn for_apps(apps: usize) -> Layout {
         if apps == 1 {
             Layout::Flat
@@ -181,6 +177,10 @@ impl PodCgroups {
             Hierarchy::V1(root) => v1_optional(root),
             _ => Vec::new(),
         };
+        let layout = match hierarchy {
+            Hierarchy::V1(_) => layout,
+            _ => Layout::Nested,
+        };
         PodCgroups {
             hierarchy,
             layout,
@@ -190,11 +190,20 @@ impl PodCgroups {
         }
     }
 
-    /// `base`'s directory for app `app`: `base` itself in a flat pod.
-    fn scoped(&self, base: PathBuf, app: &str) -> PathBuf {
+    /// App `app`'s directory in the v1 memory hierarchy, below the pod's
+    /// `base` there: `base` itself in a flat pod.
+    fn memory_of(&self, base: PathBuf, app: &str) -> PathBuf {
         match self.layout {
             Layout::Nested => base.join(app),
             Layout::Flat => base,
+        }
+    }
+
+    /// Whether `dir` is in the v1 memory hierarchy.
+    fn is_memory(&self, dir: &Path) -> bool {
+        match &self.hierarchy {
+            Hierarchy::V1(root) => dir.starts_with(root.join("memory")),
+            _ => false,
         }
     }
 
@@ -214,35 +223,30 @@ impl PodCgroups {
     fn app_dirs(&self, app: &str) -> Vec<PathBuf> {
         self.pod_dirs()
             .into_iter()
-            .map(|d| self.scoped(d, app))
+            .map(|d| match self.is_memory(&d) {
+                true => self.memory_of(d, app),
+                false => d.join(app),
+            })
             .collect()
     }
 
     /// Where the pod's init lives: the pod level on v1 (but for a flat
-    /// pod's memory cgroup, which is the app's alone) and in a flat pod on
-    /// v2; else a leaf of its own on v2, whose inner nodes may not hold
-    /// processes.
+    /// pod's memory cgroup, which is the app's alone: there init is in
+    /// `skiff`, with every flat pod's init, and not the app's concern); a
+    /// leaf of its own on v2, whose inner nodes may not hold processes.
     fn init_dirs(&self) -> Vec<PathBuf> {
         match (&self.hierarchy, self.layout) {
-            (Hierarchy::V2(_), Layout::Nested) => self.app_dirs(".init"),
-            (Hierarchy::V1(root), Layout::Flat) => {
-                let memory = root.join("memory");
-                self.pod_dirs()
-                    .into_iter()
-                    .filter(|d| !d.starts_with(&memory))
-                    .collect()
-            }
+            (Hierarchy::V2(_), _) => self.app_dirs(".init"),
+            (_, Layout::Flat) => self
+                .pod_dirs()
+                .into_iter()
+                .map(|d| match (self.is_memory(&d), d.parent()) {
+                    (true, Some(skiff)) => skiff.to_path_buf(),
+                    _ => d,
+                })
+                .collect(),
             _ => self.pod_dirs(),
         }
-    }
-
-    /// Whether init shares the app's memory cgroup (a flat pod on v2):
-    /// then it should [`shield_init`].
-    pub fn init_shares_app_memory(&self) -> bool {
-        matches!(
-            (&self.hierarchy, self.layout),
-            (Hierarchy::V2(_), Layout::Flat)
-        )
     }
 
     /// No cgroups: an ordinary user's pod, which can write none here (its
@@ -270,14 +274,13 @@ impl PodCgroups {
     ) -> Result<PodCgroups, Stage1Error> {
         let cg = PodCgroups::new(root, uuid, apps.iter().map(|(n, _)| n.clone()).collect());
         if let Hierarchy::V2(root) = &cg.hierarchy {
-            // Controllers must be enabled on the way down (not below a
-            // flat pod's level, which holds processes).
+            // Controllers must be enabled on the way down.
             mkdir(&root.join("skiff").join(uuid))?;
-            let mut parents = vec![root.clone(), root.join("skiff")];
-            if cg.layout == Layout::Nested {
-                parents.push(root.join("skiff").join(uuid));
-            }
-            for dir in parents {
+            for dir in [
+                root.clone(),
+                root.join("skiff"),
+                root.join("skiff").join(uuid),
+            ] {
                 let _ = std::fs::write(dir.join("cgroup.subtree_control"), "+memory +cpu +pids");
             }
         }
@@ -308,7 +311,22 @@ impl PodCgroups {
             Hierarchy::None => {}
         }
         match (cg.layout, apps) {
-            (Layout::Flat, [(_, app)]) => cg.apply(None, &app.within(pod))?,
+            // The app's memory limit is the pod's, the tighter of both.
+            (Layout::Flat, [(name, app)]) => {
+                let pod = Limits {
+                    memory_bytes: tighter(app.memory_bytes, pod.memory_bytes),
+                    ..pod.clone()
+                };
+                cg.apply(None, &pod)?;
+                for dir in cg.app_dirs(name) {
+                    mkdir(&dir)?;
+                }
+                let app = Limits {
+                    memory_bytes: None,
+                    ..app.clone()
+                };
+                cg.apply(Some(name), &app)?;
+            }
             _ => {
                 cg.apply(None, pod)?;
                 for (name, limits) in apps {
@@ -416,11 +434,13 @@ impl PodCgroups {
     /// The OOM kills counted in an app's cgroup.
     pub fn oom_kills(&self, app: &str) -> u64 {
         let file = match &self.hierarchy {
-            Hierarchy::V2(root) => self
-                .scoped(root.join("skiff").join(&self.uuid), app)
+            Hierarchy::V2(root) => root
+                .join("skiff")
+                .join(&self.uuid)
+                .join(app)
                 .join("memory.events"),
             Hierarchy::V1(root) => self
-                .scoped(root.join("memory/skiff").join(&self.uuid), app)
+                .memory_of(root.join("memory/skiff").join(&self.uuid), app)
                 .join("memory.oom_control"),
             Hierarchy::None => return 0,
         };
@@ -437,11 +457,9 @@ impl PodCgroups {
     /// Removes the pod's cgroups (children first); waits briefly for the
     /// last processes to be gone.
     pub fn remove(&self) {
-        if self.layout == Layout::Nested {
-            for app in self.apps.iter().map(String::as_str).chain([".init"]) {
-                for dir in self.app_dirs(app) {
-                    remove_dir(&dir);
-                }
+        for app in self.apps.iter().map(String::as_str).chain([".init"]) {
+            for dir in self.app_dirs(app) {
+                remove_dir(&dir);
             }
         }
         for dir in self.pod_dirs() {
@@ -720,7 +738,11 @@ pub fn usage(root: &Path, uuid: &str, layout: Layout, app: Option<&str>) -> Usag
         })
     };
     let at = |base: PathBuf| match app {
-        Some(app) => cg.scoped(base, app),
+        Some(app) => base.join(app),
+        None => base,
+    };
+    let memory_at = |base: PathBuf| match app {
+        Some(app) => cg.memory_of(base, app),
         None => base,
     };
     match &cg.hierarchy {
@@ -737,7 +759,7 @@ pub fn usage(root: &Path, uuid: &str, layout: Layout, app: Option<&str>) -> Usag
             }
         }
         Hierarchy::V1(root) => {
-            let memory = at(root.join("memory/skiff").join(uuid));
+            let memory = memory_at(root.join("memory/skiff").join(uuid));
             let pids = at(root.join("pids/skiff").join(uuid));
             let inactive = keyed(read(&memory, "memory.stat"), "total_inactive_file").unwrap_or(0);
             Usage {
@@ -762,50 +784,6 @@ pub fn join_app(root: &Path, uuid: &str, layout: Layout, app: &str) -> Result<()
     let cg = PodCgroups::found(root, uuid, layout);
     let files = PodCgroups::open_procs(cg.app_dirs(app))?;
     join(&files)
-}
-
-/// An OOM score adjustment (`/proc/<pid>/oom_score_adj`, -1000 to 1000).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OomScoreAdj(i16);
-
-const OOM_SCORE_ADJ: &str = "/proc/self/oom_score_adj";
-
-impl OomScoreAdj {
-    /// Sets it for the calling process. While the process holds
-    /// `CAP_SYS_RESOURCE` this is also the lowest it may later set
-    /// itself: an app set back from init's shield cannot lower itself
-    /// again once it dropped its privileges.
-    pub fn restore(self) -> Result<(), Stage1Error> {
-        write(Path::new(OOM_SCORE_ADJ), &self.0.to_string())
-    }
-}
-
-/// In the init of a flat pod on v2 (which shares the app's memory
-/// cgroup): makes init the OOM killer's last choice there, so an app over
-/// its memory limit is what is killed, not the pod's init and with it the
-/// pod. Returns the adjustment init had, for the apps to start from
-/// ([`OomScoreAdj::restore`], before they drop their privileges); none
-/// where lowering it is not allowed (skiff itself runs without
-/// `CAP_SYS_RESOURCE`, as in some containers): init is then as likely a
-/// choice as its size makes it.
-pub fn shield_init() -> Result<Option<OomScoreAdj>, Stage1Error> {
-    let path = Path::new(OOM_SCORE_ADJ);
-    let had = std::fs::read_to_string(path)
-        .map_err(|e| Stage1Error::Setup {
-            what: format!("read {OOM_SCORE_ADJ}"),
-            source: e,
-        })?
-        .trim()
-        .parse::<i16>()
-        .map_err(|_| Stage1Error::Config(format!("{OOM_SCORE_ADJ} is not a number")))?;
-    match std::fs::write(path, "-1000") {
-        Ok(()) => Ok(Some(OomScoreAdj(had))),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(None),
-        Err(e) => Err(Stage1Error::Setup {
-            what: format!("write -1000 to {OOM_SCORE_ADJ}"),
-            source: e,
-        }),
-    }
 }
 
 /// Joins the calling process to the cgroups behind `files`.
@@ -922,7 +900,7 @@ mod tests {
     }
 
     #[test]
-    fn a_pod_of_one_app_has_one_level_with_the_tighter_limits() {
+    fn a_pod_of_one_app_has_one_memory_cgroup_with_the_tighter_limit() {
         let root = tempfile::tempdir().unwrap();
         for c in V1_CONTROLLERS.iter().chain([&V1_DEVICES]) {
             std::fs::create_dir_all(root.path().join(c)).unwrap();
@@ -948,33 +926,41 @@ mod tests {
         )
         .unwrap();
         let read = |p: &str| std::fs::read_to_string(root.path().join(p)).unwrap();
+        // One memory cgroup, the pod's, with the tighter limit.
         assert_eq!(
             read("memory/skiff/u/memory.limit_in_bytes"),
             (1 << 25).to_string()
         );
-        assert_eq!(read("cpu/skiff/u/cpu.cfs_quota_us"), "25000");
-        assert_eq!(read("cpu/skiff/u/cpu.shares"), "512");
-        for c in V1_CONTROLLERS.iter().chain([&V1_DEVICES]) {
-            let entries: Vec<_> = std::fs::read_dir(root.path().join(c).join("skiff/u"))
+        let below = |dir: &str| -> Vec<PathBuf> {
+            std::fs::read_dir(root.path().join(dir))
                 .unwrap()
                 .flatten()
-                .filter(|e| e.path().is_dir())
-                .collect();
-            assert!(entries.is_empty(), "{c}: {entries:?}");
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        };
+        assert!(below("memory/skiff/u").is_empty());
+        // The others keep the app level: the pod's process limit and
+        // device policy stay above what the app's namespace shows.
+        for c in ["cpu", "pids", "devices"] {
+            assert_eq!(below(&format!("{c}/skiff/u")).len(), 1, "{c}");
         }
-        // Init and the app join the same level; what reads an app's
-        // cgroup reads the pod's.
-        for c in V1_CONTROLLERS.iter().chain([&V1_DEVICES]) {
-            std::fs::write(root.path().join(c).join("skiff/u/cgroup.procs"), "").unwrap();
+        assert_eq!(read("cpu/skiff/u/web/cpu.cfs_quota_us"), "25000");
+        assert_eq!(read("cpu/skiff/u/cpu.shares"), "512");
+        let init_dirs = cg.init_dirs();
+        for dir in cg
+            .pod_dirs()
+            .iter()
+            .chain(&cg.app_dirs("web"))
+            .chain(&init_dirs)
+        {
+            std::fs::write(dir.join("cgroup.procs"), "").unwrap();
         }
         let (init, apps) = cg.open_joins().unwrap();
-        assert_eq!((init.len(), apps.len(), apps[0].len()), (3, 1, 4));
-        // Init stays out of the app's memory cgroup (v1).
-        assert!(
-            cg.init_dirs()
-                .iter()
-                .all(|d| !d.starts_with(root.path().join("memory")))
-        );
+        assert_eq!((init.len(), apps.len(), apps[0].len()), (4, 1, 4));
+        // Init stays out of the app's memory cgroup: never the OOM
+        // killer's choice there.
+        assert!(cg.init_dirs().contains(&root.path().join("memory/skiff")));
         std::fs::write(
             root.path().join("memory/skiff/u/memory.oom_control"),
             "oom_kill_disable 0\noom_kill 2\n",

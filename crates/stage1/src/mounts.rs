@@ -359,8 +359,10 @@ pub enum Sys {
 /// otherwise be a tmpfs of its own: every superblock costs the kernel a
 /// slot in the shrinker map of every memory cgroup of the host (~16 bytes
 /// each), so with many pods the cost grows with the square of their
-/// number (docs/performance.md, density). The pod's tmpfs is sized for
-/// what the apps' `/dev`s held each before (64 MiB per app).
+/// number (docs/performance.md, density). The pod's tmpfs holds 64 MiB,
+/// what an app's `/dev` held before; in a pod of several apps each app's
+/// directories are on a tmpfs of its own, so that no app can fill another's
+/// `/dev`.
 pub struct Scratch {
     /// The app's `/dev` (mode 755, owned by the pod's root).
     pub dev: OwnedFd,
@@ -371,11 +373,24 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// Makes app `app`'s scratch directories in the pod root `pod_root`
-    /// (`apps/<app>/{dev,empty,cgroup}` beside its rootfs).
-    pub fn make(pod_root: &Root, app: &str) -> Result<Scratch, Stage1Error> {
-        let dir =
-            |name: &str| pod_root.resolve(&Path::new("/apps").join(app).join(name), true, false);
+    /// Makes app `app`'s scratch directories in the pod root `pod_root`:
+    /// `apps/<app>/{dev,empty,cgroup}` beside its rootfs, or with `own`,
+    /// the same under `apps/<app>/scratch`, a tmpfs of 64 MiB.
+    pub fn make(pod_root: &Root, app: &str, own: bool) -> Result<Scratch, Stage1Error> {
+        let mut base = Path::new("/apps").join(app);
+        if own {
+            base.push("scratch");
+            let target = pod_root.resolve(&base, true, false)?;
+            mount(
+                "tmpfs",
+                &target,
+                "tmpfs",
+                MountFlags::NOSUID | MountFlags::NODEV,
+                Some(c"mode=755,size=65536k"),
+                &format!("the scratch tmpfs of app '{app}'"),
+            )?;
+        }
+        let dir = |name: &str| pod_root.resolve(&base.join(name), true, false);
         Ok(Scratch {
             dev: dir("dev")?,
             empty: dir("empty")?,

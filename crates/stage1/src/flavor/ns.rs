@@ -92,7 +92,6 @@ pub fn run(
         )?
     };
     let (init_cgroup, app_cgroups) = pod_cgroups.open_joins()?;
-    let shield = pod_cgroups.init_shares_app_memory();
     // With --interactive init makes the pty in the app's devpts and passes
     // the master back over this channel.
     // Otherwise the caller's terminal or file on stdin reaches the pod only
@@ -187,22 +186,15 @@ pub fn run(
             let joined = attached.and_then(|()| join_netns(netns.as_ref()));
             drop(netns);
             let code = match joined.and_then(|()| {
-                let shielded = match shield {
-                    true => cgroups::shield_init(),
-                    false => Ok(None),
+                let handles = crate::apps::ForApps {
+                    cgroups: app_cgroups,
+                    tty: None,
+                    outputs,
+                    userns,
+                    activation,
+                    restart: runtime.restart,
                 };
-                shielded.and_then(|oom_score_adj| {
-                    let handles = crate::apps::ForApps {
-                        cgroups: app_cgroups,
-                        tty: None,
-                        outputs,
-                        userns,
-                        activation,
-                        restart: runtime.restart,
-                        oom_score_adj,
-                    };
-                    init(&pod, &runtime, &plans, handles, pty_channel, &write_end)
-                })
+                init(&pod, &runtime, &plans, handles, pty_channel, &write_end)
             }) {
                 Ok(()) => 0,
                 Err(e) => {
@@ -386,16 +378,14 @@ pub(crate) fn init(
     // handle on the host's file system.
     let stage1_fd =
         rustix::io::fcntl_dupfd_cloexec(&root.fd, 0).map_err(|e| setup_err("dup")(e.into()))?;
-    // The apps' /dev live here too (mounts::Scratch): 64 MiB each, as a
-    // tmpfs of their own had.
-    let options = std::ffi::CString::new(format!("mode=755,size={}k", 65536 * plans.len()))
-        .map_err(|_| Stage1Error::Config("bad pod root options".into()))?;
+    // A single app's /dev lives here too (mounts::Scratch): 64 MiB, as a
+    // tmpfs of its own had.
     mounts::mount(
         "tmpfs",
         &stage1_fd,
         "tmpfs",
         MountFlags::NOSUID | MountFlags::NODEV,
-        Some(&options),
+        Some(c"mode=755,size=65536k"),
         "the pod root",
     )?;
     // Opened anew: `root` names the directory under the tmpfs.
@@ -403,7 +393,7 @@ pub(crate) fn init(
     let mut tty = None;
     for p in plans {
         let app_root = mount_app_root(pod, &stage1_root, p, handles.userns.as_ref())?;
-        let scratch = mounts::Scratch::make(&pod_root, &p.name)?;
+        let scratch = mounts::Scratch::make(&pod_root, &p.name, plans.len() > 1)?;
         mounts::setup_kernel_filesystems(
             &app_root,
             "/dev/null",
