@@ -824,13 +824,19 @@ mod tests {
         );
     }
 
-    #[test]
-    fn v1_layout_in_a_fake_root() {
+    /// A directory laid out like a v1 host's /sys/fs/cgroup.
+    fn fake_v1_root() -> tempfile::TempDir {
         let root = tempfile::tempdir().unwrap();
         for c in V1_CONTROLLERS.iter().chain([&V1_DEVICES]) {
             std::fs::create_dir_all(root.path().join(c)).unwrap();
             std::fs::write(root.path().join(c).join("cgroup.procs"), "").unwrap();
         }
+        root
+    }
+
+    #[test]
+    fn v1_layout_in_a_fake_root() {
+        let root = fake_v1_root();
         assert_eq!(
             detect(root.path()),
             Hierarchy::V1(root.path().to_path_buf())
@@ -901,11 +907,7 @@ mod tests {
 
     #[test]
     fn a_pod_of_one_app_has_one_memory_cgroup_with_the_tighter_limit() {
-        let root = tempfile::tempdir().unwrap();
-        for c in V1_CONTROLLERS.iter().chain([&V1_DEVICES]) {
-            std::fs::create_dir_all(root.path().join(c)).unwrap();
-            std::fs::write(root.path().join(c).join("cgroup.procs"), "").unwrap();
-        }
+        let root = fake_v1_root();
         let app = Limits {
             memory_bytes: Some(1 << 26),
             cpu_millis: Some(250),
