@@ -443,13 +443,28 @@ fn a_pod_of_one_app_has_one_memory_cgroup_that_init_is_no_victim_of() {
                 "--",
                 "-c",
                 "mount -o remount,rw,bind /sys/fs/cgroup/devices && echo REMOUNTED; \
-                 echo a > /sys/fs/cgroup/devices/devices.allow && echo DEVICES-OPEN; true",
+                 echo a > /sys/fs/cgroup/devices/devices.allow && echo DEVICES-OPEN; \
+                 mount -o remount,rw,bind /sys/fs/cgroup/pids && mkdir -p /sys/fs/cgroup/pids/x/y && echo MADE; true",
             ]),
     );
     let text = stdout(&out);
-    assert!(text.contains("REMOUNTED"), "{text} {}", stderr(&out));
+    assert!(
+        text.contains("REMOUNTED") && text.contains("MADE"),
+        "{text} {}",
+        stderr(&out)
+    );
     assert!(!text.contains("DEVICES-OPEN"), "{text}");
+    // The cgroups it made go with the pod's.
+    let list: serde_json::Value = serde_json::from_str(&stdout(&output(
+        skiff_in(tmp.path()).args(["list", "--format=json"]),
+    )))
+    .unwrap();
     let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
+    for pod in list.as_array().unwrap() {
+        let uuid = pod["uuid"].as_str().unwrap();
+        let left = std::path::Path::new("/sys/fs/cgroup/pids/skiff").join(uuid);
+        assert!(!left.exists(), "{} left behind", left.display());
+    }
 }
 
 #[test]

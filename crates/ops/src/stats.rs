@@ -54,8 +54,7 @@ fn sample(uuid: &str, apps: &[String], processes: &[Process]) -> Sample {
     let scopes = std::iter::once(None)
         .chain(apps.iter().map(|a| Some(a.clone())))
         .map(|app| {
-            let layout = skiff_stage1::cgroups::Layout::for_apps(apps.len());
-            let cgroup = skiff_stage1::cgroups::usage(root, uuid, layout, app.as_deref());
+            let cgroup = skiff_stage1::cgroups::usage(root, uuid, app.as_deref());
             let cpu = match cgroup.cpu_usec {
                 Some(usec) => usec as f64 / 1e6,
                 None => of_scope(processes, app.as_deref())

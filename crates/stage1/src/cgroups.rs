@@ -4,8 +4,8 @@
 //! assumed; the root (`/sys/fs/cgroup`) is a parameter for tests.
 //!
 //! On v1 a pod of one app has no app level in the memory hierarchy
-//! ([`Layout::Flat`]): the app's memory cgroup is `skiff/<uuid>` itself,
-//! which carries the tighter of the pod's and the app's memory limit, and
+//! ([`Layout::Flat`], unless the pod has a memory limit of its own): the
+//! app's memory cgroup is `skiff/<uuid>` itself, with the app's limit, and
 //! init stays out of it, in `skiff` (so the OOM killer never picks init,
 //! and with it the pod). Each memory cgroup costs the kernel a slot per file system of
 //! the host (its shrinker map, ~16 bytes per superblock per memory
@@ -86,14 +86,6 @@ pub fn limits(app: &App) -> Limits {
     limits_of(&app.isolators)
 }
 
-/// The tighter of two memory limits (none: unlimited).
-fn tighter(a: Option<i128>, b: Option<i128>) -> Option<i128> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 /// The limits `isolators` set (an app's, or a pod manifest's pod-level
 /// ones, which limit the whole pod).
 pub fn limits_of(isolators: &[skiff_spec::isolator::Isolator]) -> Limits {
@@ -115,7 +107,7 @@ pub fn limits_of(isolators: &[skiff_spec::isolator::Isolator]) -> Limits {
 
 /// Whether a pod's apps have memory cgroups of their own below the pod's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
+enum Layout {
     /// `skiff/<uuid>/<app>` per app (and `.init` on v2).
     Nested,
     /// v1: the one app's memory cgroup is `skiff/<uuid>` (init's is the
@@ -126,9 +118,11 @@ pub enum Layout {
 
 impl Layout {
     /// The layout of a pod of `apps` apps: flat for one (taken as nested
-    /// on v2).
-    pub fn for_apps(apps: usize) -> Layout {
-        if apps == 1 {
+    /// on v2) unless the pod has a memory limit of its own, which must
+    /// stay above the app's cgroup namespace (an app allowed to mount can
+    /// make its view writable and rewrite its own cgroup's limit).
+    fn for_pod(apps: usize, pod_memory_limit: bool) -> Layout {
+        if apps == 1 && !pod_memory_limit {
             Layout::Flat
         } else {
             Layout::Nested
@@ -164,10 +158,21 @@ fn mkdir(path: &Path) -> Result<(), Stage1Error> {
 
 impl PodCgroups {
     /// The cgroups of pod `uuid` with `apps` under the host's `root`.
-    fn new(root: &Path, uuid: &str, apps: Vec<String>) -> PodCgroups {
-        let mut cg = PodCgroups::found(root, uuid, Layout::for_apps(apps.len()));
+    fn new(root: &Path, uuid: &str, apps: Vec<String>, layout: Layout) -> PodCgroups {
+        let mut cg = PodCgroups::found(root, uuid, layout);
         cg.apps = apps;
         cg
+    }
+
+    /// The cgroups of running pod `uuid` as far as its app `app` goes: nested
+    /// where the app has a v1 memory cgroup of its own, else flat.
+    fn of_app(root: &Path, uuid: &str, app: &str) -> PodCgroups {
+        let nested = root.join("memory/skiff").join(uuid).join(app).is_dir();
+        let layout = match nested {
+            true => Layout::Nested,
+            false => Layout::Flat,
+        };
+        PodCgroups::found(root, uuid, layout)
     }
 
     /// The cgroups of pod `uuid` laid out as `layout` (to find an app's).
@@ -255,7 +260,7 @@ impl PodCgroups {
     pub fn none(uuid: &str, apps: Vec<String>) -> PodCgroups {
         PodCgroups {
             hierarchy: Hierarchy::None,
-            layout: Layout::for_apps(apps.len()),
+            layout: Layout::Nested,
             v1_extra: Vec::new(),
             uuid: uuid.to_string(),
             apps,
@@ -272,7 +277,9 @@ impl PodCgroups {
         pids_limit: Option<u64>,
         devices: &[crate::devices::Rule],
     ) -> Result<PodCgroups, Stage1Error> {
-        let cg = PodCgroups::new(root, uuid, apps.iter().map(|(n, _)| n.clone()).collect());
+        let layout = Layout::for_pod(apps.len(), pod.memory_bytes.is_some());
+        let names = apps.iter().map(|(n, _)| n.clone()).collect();
+        let cg = PodCgroups::new(root, uuid, names, layout);
         if let Hierarchy::V2(root) = &cg.hierarchy {
             // Controllers must be enabled on the way down.
             mkdir(&root.join("skiff").join(uuid))?;
@@ -311,10 +318,10 @@ impl PodCgroups {
             Hierarchy::None => {}
         }
         match (cg.layout, apps) {
-            // The app's memory limit is the pod's, the tighter of both.
+            // The app's memory limit is the pod's (which has none).
             (Layout::Flat, [(name, app)]) => {
                 let pod = Limits {
-                    memory_bytes: tighter(app.memory_bytes, pod.memory_bytes),
+                    memory_bytes: app.memory_bytes,
                     ..pod.clone()
                 };
                 cg.apply(None, &pod)?;
@@ -521,7 +528,29 @@ fn kill_left(dir: &Path) {
     });
 }
 
+/// Removes cgroup `dir` with every cgroup below it (an app allowed to
+/// mount can make its view writable and create some), deepest first.
 fn remove_dir(dir: &Path) {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        todo.extend(
+            std::fs::read_dir(&d)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path()),
+        );
+        found.push(d);
+    }
+    // Each directory comes before those below it: reversed, after them.
+    for d in found.iter().rev() {
+        remove_one(d);
+    }
+}
+
+fn remove_one(dir: &Path) {
     for _ in 0..100 {
         match std::fs::remove_dir(dir) {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
@@ -687,13 +716,8 @@ impl PodView {
 /// processes are the app's, as stage1 placed them (an app cannot move
 /// itself, nor forge this as it can its environment).
 /// In a flat pod that is init's cgroup too.
-pub fn app_pids(
-    root: &Path,
-    uuid: &str,
-    layout: Layout,
-    app: &str,
-) -> Result<Vec<i32>, Stage1Error> {
-    let cg = PodCgroups::found(root, uuid, layout);
+pub fn app_pids(root: &Path, uuid: &str, app: &str) -> Result<Vec<i32>, Stage1Error> {
+    let cg = PodCgroups::of_app(root, uuid, app);
     let Some(dir) = cg.app_dirs(app).into_iter().next() else {
         return Err(Stage1Error::Config(
             "this host has no cgroups: skiff cannot tell the pod's apps apart".to_string(),
@@ -724,8 +748,11 @@ pub struct Usage {
 
 /// The usage of pod `uuid`'s cgroup, or of its app `app`'s, under the
 /// host's `root` (in a flat pod, the app's is the pod's).
-pub fn usage(root: &Path, uuid: &str, layout: Layout, app: Option<&str>) -> Usage {
-    let cg = PodCgroups::found(root, uuid, layout);
+pub fn usage(root: &Path, uuid: &str, app: Option<&str>) -> Usage {
+    let cg = match app {
+        Some(app) => PodCgroups::of_app(root, uuid, app),
+        None => PodCgroups::found(root, uuid, Layout::Nested),
+    };
     let read = |dir: &Path, file: &str| std::fs::read_to_string(dir.join(file)).ok();
     let number = |text: Option<String>| text.and_then(|t| t.trim().parse::<u64>().ok());
     let keyed = |text: Option<String>, key: &str| {
@@ -780,8 +807,8 @@ pub fn usage(root: &Path, uuid: &str, layout: Layout, app: Option<&str>) -> Usag
 /// Moves the calling process into the cgroups of app `app` of pod `uuid`
 /// (for `skiff enter`: what it runs has the app's limits and device
 /// policy).
-pub fn join_app(root: &Path, uuid: &str, layout: Layout, app: &str) -> Result<(), Stage1Error> {
-    let cg = PodCgroups::found(root, uuid, layout);
+pub fn join_app(root: &Path, uuid: &str, app: &str) -> Result<(), Stage1Error> {
+    let cg = PodCgroups::of_app(root, uuid, app);
     let files = PodCgroups::open_procs(cg.app_dirs(app))?;
     join(&files)
 }
@@ -884,12 +911,12 @@ mod tests {
         )
         .unwrap();
         std::fs::write(root.path().join("pids/skiff/u/pids.current"), "3\n").unwrap();
-        let app = usage(root.path(), "u", Layout::Nested, Some("web"));
+        let app = usage(root.path(), "u", Some("web"));
         assert_eq!(
             (app.memory, app.memory_limit, app.cpu_usec),
             (Some(4000), Some(1 << 25), None)
         );
-        let pod = usage(root.path(), "u", Layout::Nested, None);
+        let pod = usage(root.path(), "u", None);
         assert_eq!((pod.pids, pod.pids_limit), (Some(3), Some(64)));
         // The device policy is set at the pod level (each rule is its own
         // write; the kernel keeps them all, a plain file the last).
@@ -906,7 +933,7 @@ mod tests {
     }
 
     #[test]
-    fn a_pod_of_one_app_has_one_memory_cgroup_with_the_tighter_limit() {
+    fn a_pod_of_one_app_has_one_memory_cgroup_unless_the_pod_is_limited() {
         let root = fake_v1_root();
         let app = Limits {
             memory_bytes: Some(1 << 26),
@@ -914,7 +941,7 @@ mod tests {
             cpu_shares: None,
         };
         let pod = Limits {
-            memory_bytes: Some(1 << 25),
+            memory_bytes: None,
             cpu_millis: None,
             cpu_shares: Some(512),
         };
@@ -922,16 +949,16 @@ mod tests {
             root.path(),
             "u",
             &pod,
-            &[("web".into(), app)],
+            &[("web".into(), app.clone())],
             None,
             &crate::devices::ALLOWED,
         )
         .unwrap();
         let read = |p: &str| std::fs::read_to_string(root.path().join(p)).unwrap();
-        // One memory cgroup, the pod's, with the tighter limit.
+        // One memory cgroup, the pod's, with the app's limit.
         assert_eq!(
             read("memory/skiff/u/memory.limit_in_bytes"),
-            (1 << 25).to_string()
+            (1 << 26).to_string()
         );
         let below = |dir: &str| -> Vec<PathBuf> {
             std::fs::read_dir(root.path().join(dir))
@@ -969,7 +996,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cg.oom_kills("web"), 2);
-        let usage = usage(root.path(), "u", Layout::Flat, Some("web"));
-        assert_eq!(usage.memory_limit, Some(1 << 25));
+        let usage = usage(root.path(), "u", Some("web"));
+        assert_eq!(usage.memory_limit, Some(1 << 26));
+        // A pod limit of its own stays above the app's cgroup namespace.
+        let limited = Limits {
+            memory_bytes: Some(1 << 25),
+            ..Limits::default()
+        };
+        PodCgroups::create(
+            root.path(),
+            "v",
+            &limited,
+            &[("web".into(), app)],
+            None,
+            &crate::devices::ALLOWED,
+        )
+        .unwrap();
+        assert_eq!(
+            read("memory/skiff/v/memory.limit_in_bytes"),
+            (1 << 25).to_string()
+        );
+        assert_eq!(
+            read("memory/skiff/v/web/memory.limit_in_bytes"),
+            (1 << 26).to_string()
+        );
     }
 }

@@ -17,13 +17,8 @@ use crate::{EXIT_SETUP_FAILED, Stage1Error};
 /// Finds the host pid of app `name` of pod `uuid`: the process stage1
 /// started for it (a child of the pod's init) in the app's own cgroup.
 /// Not by what the app can change itself (its environment, its name).
-fn app_pid(pod: &Pod, init: i32, name: &str) -> Result<i32, Stage1Error> {
-    let pids = crate::cgroups::app_pids(
-        Path::new(crate::cgroups::ROOT),
-        &pod.uuid,
-        layout(pod),
-        name,
-    )?;
+fn app_pid(uuid: &str, init: i32, name: &str) -> Result<i32, Stage1Error> {
+    let pids = crate::cgroups::app_pids(Path::new(crate::cgroups::ROOT), uuid, name)?;
     // Field 4 of /proc/<pid>/stat: the parent.
     let parent = |pid: i32| -> Option<i32> {
         i32::try_from(*crate::proc_stat(&pid.to_string())?.get(4)?).ok()
@@ -39,13 +34,8 @@ fn app_pid(pod: &Pod, init: i32, name: &str) -> Result<i32, Stage1Error> {
 pub fn running_app_pid(pod: &Pod, init: i32, name: &str) -> Result<i32, Stage1Error> {
     match pod.runtime().is_ok_and(|r| r.rootless) {
         true => reported_app_pid(pod, init, name),
-        false => app_pid(pod, init, name),
+        false => app_pid(&pod.uuid, init, name),
     }
-}
-
-/// The cgroup layout of `pod`, by its number of apps.
-fn layout(pod: &Pod) -> crate::cgroups::Layout {
-    crate::cgroups::Layout::for_apps(pod.runtime().map_or(0, |r| r.apps.len()))
 }
 
 /// Whether `file` is this process's own namespace of type `ns`.
@@ -293,7 +283,6 @@ pub fn enter(pod: &Pod, options: &Options, cmd: &[String]) -> Result<i32, Stage1
         crate::cgroups::join_app(
             std::path::Path::new(crate::cgroups::ROOT),
             &pod.uuid,
-            layout(pod),
             &target.name,
         )?;
     }
