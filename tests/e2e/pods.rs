@@ -743,6 +743,19 @@ fn capability_seccomp_and_env_file_options() {
     assert!(stderr(&out).contains(warning), "{}", stderr(&out));
     let out = run(&["--cap-retain=CAP_NET_ADMIN", "--private-users"], "true");
     assert!(!stderr(&out).contains(warning), "{}", stderr(&out));
+    // Also where the image asks for it and the user grants what images ask.
+    let asking = image_with_app(
+        tmp.path(),
+        "example.com/net-admin",
+        r#"{"exec": ["/bin/busybox", "true"], "user": "0", "group": "0",
+            "isolators": [{"name": "os/linux/capabilities-retain-set", "value": {"set": ["CAP_NET_ADMIN"]}}]}"#,
+    );
+    let out = output(
+        skiff_in(tmp.path())
+            .args(["run", "--insecure-options=image,capabilities"])
+            .arg(&asking),
+    );
+    assert!(stderr(&out).contains(warning), "{}", stderr(&out));
     let out = run(&["--cap-remove=CAP_CHOWN"], "grep CapEff /proc/self/status");
     assert!(
         stdout(&out).contains("CapEff:\t00000000a80425fa"),

@@ -299,6 +299,27 @@ fn check_rootless(opts: &RunOptions) -> Result<(), OpsError> {
     Ok(())
 }
 
+/// Whether `app` keeps `CAP_NET_ADMIN`: given by `--cap-retain`, or asked
+/// by its image (or the pod manifest) where the user granted what images
+/// ask (`--insecure-options=capabilities`, a pod manifest's retain-set).
+fn keeps_net_admin(request: &PodRequest, app: &AppRequest) -> bool {
+    let named = |c: &String| skiff_pod::privileges::capability_name(c) == "CAP_NET_ADMIN";
+    if app.cap_retain.iter().flatten().any(named) {
+        return true;
+    }
+    let effective = app
+        .app
+        .as_ref()
+        .or(app.manifest.as_ref().and_then(|m| m.app.as_ref()));
+    skiff_pod::prepare::app_grants(request, app).capabilities
+        && effective.is_some_and(|a| {
+            a.isolators.iter().any(|i| {
+                i.name.as_str() == skiff_spec::isolator::CAPABILITIES_RETAIN_SET
+                    && matches!(&i.value, skiff_spec::isolator::IsolatorValue::Capabilities(set) if set.iter().any(named))
+            })
+        })
+}
+
 /// Fetches (if needed) and renders the images, then writes a prepared pod;
 /// tells `refused` what the images asked for and do not get (one line
 /// each) before the pod is written.
@@ -438,13 +459,11 @@ pub fn prepare<R: KeyReview>(
     // capability. The user's word, so said rather than refused.
     let bridged = request.net.mode == skiff_pod::NetMode::Private;
     if bridged && !request.rootless && !request.private_users {
-        let net_admin = request.apps.iter().any(|app| {
-            app.cap_retain
-                .iter()
-                .flatten()
-                .any(|c| skiff_pod::privileges::capability_name(c) == "CAP_NET_ADMIN")
-        });
-        if net_admin {
+        if request
+            .apps
+            .iter()
+            .any(|app| keeps_net_admin(&request, app))
+        {
             refused(
                 "CAP_NET_ADMIN without --private-users lets the pod change the host's network (create and delete host links through its veth's peer namespace): add --private-users to keep it to the pod's own",
             );
