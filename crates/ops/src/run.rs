@@ -458,16 +458,17 @@ pub fn prepare<R: KeyReview>(
     // requests naming that id (IFLA_TARGET_NETNSID) are checked against the
     // capability. The user's word, so said rather than refused.
     let bridged = request.net.mode == skiff_pod::NetMode::Private;
-    if bridged && !request.rootless && !request.private_users {
-        if request
+    if bridged
+        && !request.rootless
+        && !request.private_users
+        && request
             .apps
             .iter()
             .any(|app| keeps_net_admin(&request, app))
-        {
-            refused(
-                "CAP_NET_ADMIN without --private-users lets the pod change the host's network (create and delete host links through its veth's peer namespace): add --private-users to keep it to the pod's own",
-            );
-        }
+    {
+        refused(
+            "CAP_NET_ADMIN without --private-users lets the pod change the host's network (create and delete host links through its veth's peer namespace): add --private-users to keep it to the pod's own",
+        );
     }
     for app in &request.apps {
         let Some(manifest) = &app.manifest else {
