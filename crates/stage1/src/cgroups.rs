@@ -7,10 +7,10 @@
 //! ([`Layout::Flat`], unless the pod has a memory limit of its own): the
 //! app's memory cgroup is `skiff/<uuid>` itself, with the app's limit, and
 //! init stays out of it, in `skiff` (so the OOM killer never picks init,
-//! and with it the pod). Each memory cgroup costs the kernel a slot per file system of
-//! the host (its shrinker map, ~16 bytes per superblock per memory
-//! cgroup), so the per-app level made the memory of many pods grow with
-//! the square of their number (docs/performance.md, density). The other
+//! and with it the pod). Each memory cgroup costs the kernel a slot per
+//! file system of the host (its shrinker map, ~16 bytes per superblock per
+//! memory cgroup), so the per-app level made the memory of many pods grow
+//! with the square of their number (docs/performance.md, density). The other
 //! hierarchies keep the app level: the pod's process limit and device
 //! policy stay above the app's cgroup namespace, out of reach of an app
 //! that could remount its view writable. On v2, one tree for all
@@ -110,8 +110,8 @@ pub fn limits_of(isolators: &[skiff_spec::isolator::Isolator]) -> Limits {
 enum Layout {
     /// `skiff/<uuid>/<app>` per app (and `.init` on v2).
     Nested,
-    /// v1: the one app's memory cgroup is `skiff/<uuid>` (init's is the
-    /// host's); its other cgroups are `skiff/<uuid>/<app>` as in a nested
+    /// v1: the one app's memory cgroup is `skiff/<uuid>` (init's is
+    /// `skiff`); its other cgroups are `skiff/<uuid>/<app>` as in a nested
     /// pod.
     Flat,
 }
@@ -317,32 +317,14 @@ impl PodCgroups {
             },
             Hierarchy::None => {}
         }
-        match (cg.layout, apps) {
-            // The app's memory limit is the pod's (which has none).
-            (Layout::Flat, [(name, app)]) => {
-                let pod = Limits {
-                    memory_bytes: app.memory_bytes,
-                    ..pod.clone()
-                };
-                cg.apply(None, &pod)?;
-                for dir in cg.app_dirs(name) {
-                    mkdir(&dir)?;
-                }
-                let app = Limits {
-                    memory_bytes: None,
-                    ..app.clone()
-                };
-                cg.apply(Some(name), &app)?;
+        // A flat pod has no memory limit of its own: the app's goes to
+        // the pod's memory cgroup, which is the app's (`memory_of`).
+        cg.apply(None, pod)?;
+        for (name, limits) in apps {
+            for dir in cg.app_dirs(name) {
+                mkdir(&dir)?;
             }
-            _ => {
-                cg.apply(None, pod)?;
-                for (name, limits) in apps {
-                    for dir in cg.app_dirs(name) {
-                        mkdir(&dir)?;
-                    }
-                    cg.apply(Some(name), limits)?;
-                }
-            }
+            cg.apply(Some(name), limits)?;
         }
         if let Some(max) = pids_limit {
             let dir = match &cg.hierarchy {
@@ -383,7 +365,7 @@ impl PodCgroups {
             }
             Hierarchy::V1(root) => {
                 if let Some(m) = l.memory_bytes {
-                    let dir = root.join("memory/skiff").join(&self.uuid).join(app);
+                    let dir = self.memory_of(root.join("memory/skiff").join(&self.uuid), app);
                     write(&dir.join("memory.limit_in_bytes"), &m.to_string())?;
                     let _ = std::fs::write(dir.join("memory.memsw.limit_in_bytes"), m.to_string());
                 }
@@ -569,11 +551,10 @@ fn remove_one(dir: &Path) {
 pub struct PodView {
     /// The unified hierarchy alone at /sys/fs/cgroup (cgroup v2).
     unified: bool,
-    /// v1: one entry per hierarchy, on a tmpfs at /sys/fs/cgroup.
+    /// v1: one entry per hierarchy, mounted on a base init bound at
+    /// /sys/fs/cgroup from the app's scratch directory
+    /// ([`PodView::prepare`]).
     v1: Vec<(String, &'static str, String)>,
-    /// v1: init bound each app's base at /sys/fs/cgroup from the pod's
-    /// tmpfs ([`PodView::prepare`]) instead of a tmpfs of its own.
-    prepared: bool,
 }
 
 impl PodView {
@@ -582,7 +563,6 @@ impl PodView {
             Hierarchy::V2(_) => PodView {
                 unified: true,
                 v1: Vec::new(),
-                prepared: false,
             },
             Hierarchy::V1(root) => PodView {
                 unified: false,
@@ -602,7 +582,6 @@ impl PodView {
                         (name.clone(), "cgroup", name)
                     })
                     .collect(),
-                prepared: false,
             },
             Hierarchy::None => PodView::default(),
         }
@@ -639,18 +618,11 @@ impl PodView {
         )
     }
 
-    /// The view with every app's base [`PodView::prepare`]d.
-    pub fn prepared(self) -> PodView {
-        PodView {
-            prepared: true,
-            ..self
-        }
-    }
-
     /// In an app process that joined its cgroups and has a mount namespace
     /// of its own: a cgroup namespace rooted at the app's cgroups, and the
-    /// pod's hierarchies mounted read-only at `<root>/sys/fs/cgroup`, so the
-    /// app sees its own tree and limits there, not the host's paths.
+    /// pod's hierarchies mounted read-only at `<root>/sys/fs/cgroup` (v1: on
+    /// the base [`PodView::prepare`] bound there), so the app sees its own
+    /// tree and limits there, not the host's paths.
     pub fn mount(&self, app_root: &crate::mounts::Root) -> Result<(), Stage1Error> {
         use rustix::mount::MountFlags;
         crate::sys::process::unshare(rustix::thread::UnshareFlags::NEWCGROUP).map_err(|e| {
@@ -674,17 +646,6 @@ impl PodView {
         }
         if self.v1.is_empty() {
             return Ok(());
-        }
-        if !self.prepared {
-            let target = app_root.resolve(base, false, false)?;
-            crate::mounts::mount(
-                "tmpfs",
-                &target,
-                "tmpfs",
-                hidden,
-                Some(c"mode=755,size=64k"),
-                "/sys/fs/cgroup",
-            )?;
         }
         for (dir, fstype, options) in &self.v1 {
             let point = app_root.resolve(&base.join(dir), true, false)?;
@@ -715,7 +676,6 @@ impl PodView {
 /// The processes (host pids) in app `app`'s cgroup of pod `uuid`: which
 /// processes are the app's, as stage1 placed them (an app cannot move
 /// itself, nor forge this as it can its environment).
-/// In a flat pod that is init's cgroup too.
 pub fn app_pids(root: &Path, uuid: &str, app: &str) -> Result<Vec<i32>, Stage1Error> {
     let cg = PodCgroups::of_app(root, uuid, app);
     let Some(dir) = cg.app_dirs(app).into_iter().next() else {

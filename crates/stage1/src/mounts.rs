@@ -399,6 +399,21 @@ impl Scratch {
     }
 }
 
+/// Binds the directory `source` at `target` (`path` in `root`) and sets
+/// `attrs` (`ATTR_*`) on the new mount, reopened by its path: the old fd
+/// names the directory under it.
+fn bind_with(
+    root: &Root,
+    source: &OwnedFd,
+    target: &OwnedFd,
+    path: &str,
+    attrs: u64,
+) -> Result<(), Stage1Error> {
+    bind(&fd_path(source), target, false, path)?;
+    let bound = root.resolve(Path::new(path), false, false)?;
+    set_attrs(&bound, attrs, false, path)
+}
+
 /// /proc, a read-only /sys, a minimal /dev (device nodes, pts, shm,
 /// mqueue, the usual symlinks), masked and read-only paths (unless
 /// `paths` says otherwise), in `root`. `/dev/console` is a bind of
@@ -437,16 +452,13 @@ pub fn setup_kernel_filesystems(
     // nodev: a node made in /dev cannot be opened; the allowed devices
     // are bind mounts of the host's nodes, mounts of their own.
     match scratch {
-        Some(scratch) => {
-            bind(&fd_path(&scratch.dev), &dev_fd, false, "/dev")?;
-            let bound = root.resolve(Path::new("/dev"), false, false)?;
-            set_attrs(
-                &bound,
-                ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
-                false,
-                "/dev",
-            )?;
-        }
+        Some(scratch) => bind_with(
+            root,
+            &scratch.dev,
+            &dev_fd,
+            "/dev",
+            ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
+        )?,
         None => mount(
             "tmpfs",
             &dev_fd,
@@ -530,10 +542,8 @@ pub fn setup_kernel_filesystems(
             .map(|s| rustix::fs::FileType::from_raw_mode(s.st_mode).is_dir())
             .unwrap_or(false);
         if let (true, Some(scratch)) = (is_dir, scratch) {
-            bind(&fd_path(&scratch.empty), &target, false, path)?;
-            let bound = root.resolve(Path::new(path), false, false)?;
             let attrs = ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC;
-            set_attrs(&bound, attrs, false, path)?;
+            bind_with(root, &scratch.empty, &target, path, attrs)?;
         } else if is_dir {
             mount(
                 "tmpfs",

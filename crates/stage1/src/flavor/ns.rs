@@ -421,7 +421,6 @@ pub(crate) fn init(
     drop(stage1_fd);
     drop(root);
     drop(pod_root);
-    let cgroup_view = cgroup_view.prepared();
     drop(pty_channel);
     handles.tty = tty.map(crate::tty::AppTerminal::OwnSession);
     run_apps(
