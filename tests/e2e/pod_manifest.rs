@@ -58,7 +58,7 @@ fn a_pod_manifest_with_two_apps_and_a_pod_level_limit_runs() {
                "apps": [
                  {{"name": "writer",
                    "image": {{"name": "{writer_name}", "id": "{writer_id}"}},
-                   "app": {{"exec": ["/bin/sh", "-c", "echo $GREETING > /shared/note; echo writer wrote; exec /bin/busybox sleep 600"],
+                   "app": {{"exec": ["/bin/sh", "-c", "echo $GREETING > /shared/note.new; /bin/busybox mv /shared/note.new /shared/note; echo writer wrote; exec /bin/busybox sleep 600"],
                            "user": "0", "group": "0",
                            "environment": [{{"name": "GREETING", "value": "hello-from-the-manifest"}}]}},
                    "mounts": [{{"volume": "shared", "path": "/shared"}}],
