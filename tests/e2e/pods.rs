@@ -414,12 +414,12 @@ fn a_pod_of_one_app_has_one_memory_cgroup_that_init_is_no_victim_of() {
     };
     let memory = format!("/sys/fs/cgroup/memory/skiff/{uuid}");
     assert!(below(&memory).is_empty(), "{:?}", below(&memory));
-    let procs = std::fs::read_to_string(format!("{memory}/cgroup.procs")).unwrap();
+    // The app's process joins its cgroups after the fork, before exec.
+    let procs = eventually("the app in the pod's memory cgroup", || {
+        let procs = std::fs::read_to_string(format!("{memory}/cgroup.procs")).unwrap();
+        procs.lines().any(|p| p == app).then_some(procs)
+    });
     let members: Vec<&str> = procs.lines().collect();
-    assert!(
-        members.contains(&app.as_str()),
-        "{app} not in {memory}: {procs}"
-    );
     assert!(
         !members.contains(&init.to_string().as_str()),
         "init shares the app's memory cgroup: {procs}"
