@@ -170,3 +170,148 @@ fn bad_restart_policies_are_refused_up_front() {
     let listed = output(skiff_in(tmp.path()).args(["list", "--no-legend"]));
     assert_eq!(stdout(&listed), "", "a pod was made");
 }
+
+/// The pid of the supervisor of running pod `uuid` (its init's parent).
+fn supervisor_of(root: &Path, uuid: &str) -> String {
+    let status = stdout(&output(skiff_in(root).args(["status", uuid])));
+    let init = status
+        .lines()
+        .find_map(|l| l.strip_prefix("pid="))
+        .unwrap_or_else(|| panic!("no pid in {status}"))
+        .to_string();
+    let proc_status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+    proc_status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Waits until the supervisor `pid` rests (it is `skiff-wait`); its RSS.
+fn resting_rss_kib(pid: &str) -> u64 {
+    eventually("the supervisor to rest", || {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == "skiff-wait").then_some(())
+    });
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in {status}"))
+}
+
+fn logs_of(root: &Path, uuid: &str) -> String {
+    stdout(&output(skiff_in(root).args(["logs", uuid])))
+}
+
+/// A detached pod that has been quiet for a while is watched by
+/// `skiff-wait` (a few pages, no libc) instead of stage1. Output (more
+/// than a pipe holds), init's report of an exit and a termination signal
+/// each wake stage1, which loses nothing: the log has every line, the
+/// exit status and the signal's status are recorded, and the pods' cgroups
+/// and directories are cleaned up as by an awake supervisor.
+#[test]
+fn a_quiet_pods_supervisor_rests_and_wakes_for_output_an_exit_and_a_signal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = tmp.path().join("busybox.aci");
+    busybox_aci(tmp.path(), "example.com/busybox", &aci);
+    let wait_for = |file: &str| format!("while [ ! -e /{file} ]; do sleep 1; done");
+    let talker = run_detached(
+        tmp.path(),
+        &[
+            aci.to_str().unwrap(),
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            &format!(
+                "echo first; {}; /bin/busybox seq 1 30000; echo woke-by-output; exec sleep 3600",
+                wait_for("go")
+            ),
+        ],
+    );
+    let quitter = run_detached(
+        tmp.path(),
+        &[
+            aci.to_str().unwrap(),
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            &format!("{}; exit 7", wait_for("go")),
+        ],
+    );
+    let talker_sup = supervisor_of(tmp.path(), &talker);
+    let quitter_sup = supervisor_of(tmp.path(), &quitter);
+    for pid in [&talker_sup, &quitter_sup] {
+        let rss = resting_rss_kib(pid);
+        assert!(rss <= 1024, "a resting supervisor takes {rss} KiB");
+    }
+    assert!(logs_of(tmp.path(), &talker).contains("first"));
+
+    // Output while it rests: 30,000 lines block the app until stage1 reads.
+    let touch = |uuid: &str| {
+        let out = output(skiff_in(tmp.path()).args([
+            "enter",
+            uuid,
+            "--",
+            "/bin/busybox",
+            "touch",
+            "/go",
+        ]));
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    touch(&talker);
+    eventually("the output written while resting in the log", || {
+        logs_of(tmp.path(), &talker)
+            .contains("woke-by-output")
+            .then_some(())
+    });
+    let logs = logs_of(tmp.path(), &talker);
+    let numbers: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.chars().all(|c| c.is_ascii_digit()) && !l.is_empty())
+        .collect();
+    assert_eq!(numbers.len(), 30000, "lines lost while resting");
+    assert_eq!(numbers.last(), Some(&"30000"));
+    resting_rss_kib(&talker_sup);
+
+    // An exit reported while it rests.
+    touch(&quitter);
+    eventually("the quitter to exit", || {
+        let status = stdout(&output(skiff_in(tmp.path()).args(["status", &quitter])));
+        status.contains("state=exited").then_some(())
+    });
+    let status = stdout(&output(skiff_in(tmp.path()).args(["status", &quitter])));
+    assert!(status.contains("app-busybox=7"), "{status}");
+
+    // A termination signal to the resting supervisor goes on to the pod.
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &talker_sup])
+            .status()
+            .unwrap()
+            .success()
+    );
+    eventually("the talker to exit", || {
+        let status = stdout(&output(skiff_in(tmp.path()).args(["status", &talker])));
+        status.contains("state=exited").then_some(())
+    });
+    let status = stdout(&output(skiff_in(tmp.path()).args(["status", &talker])));
+    assert!(status.contains("app-busybox=143"), "{status}");
+    for uuid in [&talker, &quitter] {
+        for controller in ["memory", "pids", "cpu"] {
+            let dir = format!("/sys/fs/cgroup/{controller}/skiff/{uuid}");
+            assert!(!Path::new(&dir).exists(), "{dir} is left");
+        }
+        let stage1_log = std::fs::read_to_string(
+            tmp.path()
+                .join("data/pods/exited-garbage")
+                .join(uuid)
+                .join("stage1.log"),
+        )
+        .unwrap_or_default();
+        assert!(!stage1_log.contains("stays awake"), "{stage1_log}");
+    }
+}

@@ -254,6 +254,28 @@ impl PodCgroups {
         }
     }
 
+    /// The cgroups of running pod `uuid`, made by [`PodCgroups::create`]
+    /// with one memory cgroup for the pod (`flat`) or one per app: for a
+    /// supervisor that rests ([`crate::rest`]) between making them and
+    /// removing them.
+    pub fn resumed(root: &Path, uuid: &str, apps: Vec<String>, flat: bool) -> PodCgroups {
+        let layout = match flat {
+            true => Layout::Flat,
+            false => Layout::Nested,
+        };
+        PodCgroups::new(root, uuid, apps, layout)
+    }
+
+    /// Whether the pod has one memory cgroup (for [`PodCgroups::resumed`]).
+    pub fn is_flat(&self) -> bool {
+        self.layout == Layout::Flat
+    }
+
+    /// Whether these are no cgroups (an ordinary user's pod).
+    pub fn is_none(&self) -> bool {
+        matches!(self.hierarchy, Hierarchy::None)
+    }
+
     /// No cgroups: an ordinary user's pod, which can write none here (its
     /// limits are refused by stage0; image isolators are announced as not
     /// applied).

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! skiff-stage1 run [--debug] [--detached] [--notify-socket=PATH] [--listen-fds=N [--listen-fdnames=A:B]] --lock-fd=N <pod-dir>
+//! skiff-stage1 resume --state-fd=N        (only from skiff-wait: crate::rest)
 //! ```
 #![allow(clippy::print_stderr)]
 
@@ -111,6 +112,27 @@ fn gc(args: &[String]) -> ExitCode {
     }
 }
 
+/// `skiff-stage1 resume --state-fd=N`: the supervisor of a pod, woken
+/// from its rest by `skiff-wait` (crate::rest), goes on.
+fn resume(args: &[String]) -> ExitCode {
+    let [arg] = args else {
+        return usage();
+    };
+    let Some(fd) = arg
+        .strip_prefix("--state-fd=")
+        .and_then(|n| n.parse::<i32>().ok())
+    else {
+        return usage();
+    };
+    match ns::resume(fd) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("skiff: pod supervisor: {}", error_line(&e));
+            ExitCode::from(EXIT_SETUP_FAILED as u8)
+        }
+    }
+}
+
 /// The most sockets systemd's socket activation passes on (as its own
 /// limit on a unit's sockets is far below).
 const MAX_LISTEN_FDS: u32 = 1024;
@@ -126,6 +148,9 @@ pub fn main() -> ExitCode {
     }
     if args.first().map(String::as_str) == Some("gc") {
         return gc(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("resume") {
+        return resume(&args[1..]);
     }
     if args.first().map(String::as_str) != Some("run") {
         return usage();

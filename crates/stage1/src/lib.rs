@@ -46,6 +46,7 @@ pub mod mounts;
 pub mod net;
 pub mod plan;
 pub(crate) mod report;
+pub mod rest;
 pub mod seccomp;
 pub mod stdio;
 pub mod supervise;

@@ -16,7 +16,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -55,12 +55,13 @@ struct Source {
 
 /// The logger of a pod, before it runs.
 pub struct Logger {
-    pod: PathBuf,
     uuid: String,
-    apps: Vec<String>,
-    limits: Limits,
     forward: bool,
     sources: Vec<Source>,
+    /// The apps' log files, in `apps` order (kept across a pause).
+    files: Vec<AppLog>,
+    /// When output last came.
+    last_output: Option<Instant>,
 }
 
 /// Pipes for the output of the apps `apps` (in plan order) of `pod`, and
@@ -96,48 +97,97 @@ pub fn pipes(
     }
     Ok((
         outputs,
-        Logger {
-            pod: pod.path.clone(),
-            uuid: pod.uuid.clone(),
-            apps: apps.to_vec(),
-            limits,
-            forward,
-            sources,
-        },
+        Logger::new(&pod.path, &pod.uuid, apps, limits, forward, sources),
     ))
 }
 
 impl Logger {
+    fn new(
+        pod: &std::path::Path,
+        uuid: &str,
+        apps: &[String],
+        limits: Limits,
+        forward: bool,
+        sources: Vec<Source>,
+    ) -> Logger {
+        Logger {
+            uuid: uuid.to_string(),
+            forward,
+            files: apps
+                .iter()
+                .map(|name| AppLog::new(pod, uuid, name, limits))
+                .collect(),
+            sources,
+            last_output: None,
+        }
+    }
+
+    /// The logger of a resting supervisor, going on with the pipes it
+    /// kept: `(app index, stream, read end)` ([`Logger::reading`]). The
+    /// output is not forwarded (only a detached pod's supervisor rests).
+    pub(crate) fn resumed(
+        pod: &skiff_pod::Pod,
+        limits: Limits,
+        apps: &[String],
+        pipes: Vec<(usize, Stream, OwnedFd)>,
+    ) -> Logger {
+        let sources = pipes
+            .into_iter()
+            .filter(|(app, _, _)| *app < apps.len())
+            .map(|(app, stream, fd)| Source { app, stream, fd })
+            .collect();
+        Logger::new(&pod.path, &pod.uuid, apps, limits, false, sources)
+    }
+
+    /// The pipes still read: `(app index, stream, read end)`.
+    pub(crate) fn reading(&self) -> impl Iterator<Item = (usize, Stream, BorrowedFd<'_>)> {
+        self.sources.iter().map(|s| (s.app, s.stream, s.fd.as_fd()))
+    }
+
+    /// Whether every log has all the output read so far: nothing dropped
+    /// and not yet said, no entry torn by a failed write. Only then may
+    /// the supervisor rest, which forgets such notes.
+    pub(crate) fn is_clean(&self) -> bool {
+        self.files.iter().all(|f| f.dropped == 0 && !f.torn)
+    }
+
+    /// Whether no output has come for `quiet`.
+    pub(crate) fn was_quiet_for(&self, quiet: Duration) -> bool {
+        self.last_output.is_none_or(|t| t.elapsed() >= quiet)
+    }
+
     /// Starts logging on a thread of its own. Call it after the last fork
     /// of the supervisor (`sys::process::fork` refuses to fork with
     /// another thread running).
     pub fn start(self) -> Result<Logging, Stage1Error> {
         let (stop_read, stop_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(setup("create the logger's stop pipe"))?;
-        let thread =
-            crate::sys::thread::spawn("logger", move || self.run(&stop_read)).map_err(|e| {
-                Stage1Error::Setup {
-                    what: "start the logger".into(),
-                    source: e,
-                }
+        let (pause_read, pause_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(setup("create the logger's pause pipe"))?;
+        let thread = crate::sys::thread::spawn("logger", move || self.run(&stop_read, &pause_read))
+            .map_err(|e| Stage1Error::Setup {
+                what: "start the logger".into(),
+                source: e,
             })?;
         Ok(Logging {
             thread,
             stop: stop_write,
+            pause: pause_write,
         })
     }
 
     /// The logging loop: until every pipe has ended, or, once told to stop
     /// (the pod's processes are gone), until they stay empty for a moment
     /// or half a second has passed (a process left behind may hold one).
-    fn run(self, stop: &OwnedFd) {
-        let mut files: Vec<AppLog> = self
-            .apps
-            .iter()
-            .map(|name| AppLog::new(&self.pod, &self.uuid, name, self.limits))
-            .collect();
+    /// Told to pause, it returns itself with the pipes not yet ended, and
+    /// what is in them unread.
+    fn run(mut self, stop: &OwnedFd, pause: &OwnedFd) -> Option<Logger> {
+        let mut files = std::mem::take(&mut self.files);
         let mut journal = Journal::connect(&self.uuid);
-        let mut sources: Vec<Option<Source>> = self.sources.into_iter().map(Some).collect();
+        let mut sources: Vec<Option<Source>> = std::mem::take(&mut self.sources)
+            .into_iter()
+            .map(Some)
+            .collect();
         let mut buf = vec![0u8; logs::READ_SIZE];
         let mut draining: Option<Instant> = None;
         // The caller's stdout and stderr, while they take output.
@@ -162,6 +212,7 @@ impl Logger {
                 }
             }
             if draining.is_none() {
+                fds.push(PollFd::new(pause, PollFlags::IN));
                 fds.push(PollFd::new(stop, PollFlags::IN));
             }
             let timeout = draining.map(|_| &MOMENT);
@@ -177,6 +228,11 @@ impl Logger {
             drop(fds);
             if draining.is_none() && revents.last() == Some(&true) {
                 draining = Some(Instant::now() + DRAIN);
+            } else if draining.is_none() && revents.get(slots.len()) == Some(&true) {
+                say_journal_drops(&self.uuid, journal);
+                self.files = files;
+                self.sources = sources.into_iter().flatten().collect();
+                return Some(self);
             }
             for (slot, ready) in slots.into_iter().zip(revents) {
                 if !ready {
@@ -198,6 +254,7 @@ impl Logger {
                     }
                 };
                 let bytes = &buf[..n];
+                self.last_output = Some(Instant::now());
                 let (app, stream) = (source.app, source.stream);
                 if let Some(log) = files.get_mut(app) {
                     log.write(stream, bytes);
@@ -234,14 +291,20 @@ impl Logger {
                 }
             }
         }
-        if let Some(journal) = journal
-            && journal.dropped > 0
-        {
-            say(&format!(
-                "pod {}: {} lines of output did not reach the journal (it did not keep up; the pod's log has them)",
-                self.uuid, journal.dropped
-            ));
-        }
+        say_journal_drops(&self.uuid, journal);
+        None
+    }
+}
+
+/// Says how many lines the journal did not take, if any.
+fn say_journal_drops(uuid: &str, journal: Option<Journal>) {
+    if let Some(journal) = journal
+        && journal.dropped > 0
+    {
+        say(&format!(
+            "pod {uuid}: {} lines of output did not reach the journal (it did not keep up; the pod's log has them)",
+            journal.dropped
+        ));
     }
 }
 
@@ -258,8 +321,9 @@ const DRAIN: Duration = Duration::from_millis(500);
 
 /// The logger running; [`Logging::finish`] ends it.
 pub struct Logging {
-    thread: crate::sys::thread::Joined<()>,
+    thread: crate::sys::thread::Joined<Option<Logger>>,
     stop: OwnedFd,
+    pause: OwnedFd,
 }
 
 impl Logging {
@@ -268,6 +332,17 @@ impl Logging {
     pub fn finish(self) {
         drop(self.stop);
         self.thread.join();
+        drop(self.pause);
+    }
+
+    /// Stops reading (what the pipes hold stays there) and hands the
+    /// logger back, to be started again; `None` if it had ended (every
+    /// pipe closed).
+    pub(crate) fn pause(self) -> Option<Logger> {
+        let _ = rustix::io::write(&self.pause, b"p");
+        let logger = self.thread.join().flatten();
+        drop(self.stop);
+        logger
     }
 }
 

@@ -23,6 +23,15 @@ pub struct Registered {
 }
 
 impl Registered {
+    /// The registration of pod `pod` (taken up by a resumed supervisor).
+    pub(crate) fn resumed(pod: &Pod, port: u16) -> Option<Registered> {
+        Some(Registered {
+            data_dir: crate::data_dir(&pod.path)?.to_path_buf(),
+            uuid: pod.uuid.clone(),
+            port,
+        })
+    }
+
     pub fn unregister(self) {
         let _ = protocol::unregister(&self.data_dir, &self.uuid);
     }

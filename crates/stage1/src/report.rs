@@ -82,6 +82,13 @@ impl LineBuffer {
     }
 }
 
+impl LineBuffer {
+    /// Whether no part of a line is pending.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending.is_empty() && !self.dropping
+    }
+}
+
 /// Reads `reader` to its end (or an error), at most `limit` bytes,
 /// calling `on_line` for every line.
 pub(crate) fn read_lines(reader: impl Read, limit: u64, on_line: &mut dyn FnMut(&str)) {
@@ -119,7 +126,47 @@ pub(crate) struct Recorder<'a> {
     pub(crate) setup_error: Option<String>,
 }
 
+/// What a [`Recorder`] has seen, kept while the supervisor rests
+/// ([`crate::rest`]). Restart times are not kept: the supervisor rests only
+/// after a quiet spell far longer than [`MIN_RESTART_GAP`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Seen {
+    exited: Vec<bool>,
+    failed: Vec<bool>,
+    started: Vec<bool>,
+    first_status: Option<i32>,
+    setup_error: Option<String>,
+}
+
 impl<'a> Recorder<'a> {
+    /// What this recorder has seen.
+    pub(crate) fn seen(&self) -> Seen {
+        Seen {
+            exited: self.exited.clone(),
+            failed: self.failed.clone(),
+            started: self.started.clone(),
+            first_status: self.first_status,
+            setup_error: self.setup_error.clone(),
+        }
+    }
+
+    /// Goes on from `seen` (refused if it is not for as many apps).
+    pub(crate) fn resume(mut self, seen: Seen) -> Option<Self> {
+        let n = self.apps.len();
+        if [&seen.exited, &seen.failed, &seen.started]
+            .iter()
+            .any(|v| v.len() != n)
+        {
+            return None;
+        }
+        self.exited = seen.exited;
+        self.failed = seen.failed;
+        self.started = seen.started;
+        self.first_status = seen.first_status;
+        self.setup_error = seen.setup_error;
+        Some(self)
+    }
+
     /// For `pod`, whose apps are `apps` (the first is the one whose status
     /// `skiff run` returns).
     pub(crate) fn new(pod: &'a Pod, apps: Vec<&'a str>) -> Self {

@@ -119,6 +119,12 @@ pub(crate) fn on_termination(handler: sys::signal::Handler) {
 pub const TERMINATION_SIGNALS: [libc::c_int; 4] =
     [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
 
+/// Blocks the [`TERMINATION_SIGNALS`] (while the supervisor rests, they
+/// wait for it: crate::rest).
+pub(crate) fn block_termination() {
+    sys::signal::set_blocked(&TERMINATION_SIGNALS, true);
+}
+
 /// Stage0 blocks these before exec-ing stage1 (the mask survives exec), so
 /// that a Ctrl-C before the handlers are in place waits for them.
 pub(crate) fn unblock_termination() {

@@ -195,6 +195,45 @@ fn growth_mib(before: u64, after: u64, n: usize) -> f64 {
     after.saturating_sub(before) as f64 / n.max(1) as f64 / 1024.0
 }
 
+/// Waits (up to a minute) until the supervisors of the running pods `pods`
+/// rest, as an idle pod's does 2 s after its last event (docs/stage1.md):
+/// how many rest, of how many.
+fn wait_for_rest(pods: &serde_json::Value) -> (usize, usize) {
+    let supervisors: Vec<String> = pods
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["state"] == "running")
+        .filter_map(|p| p["pid"].as_i64())
+        .filter_map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            Some(
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("PPid:"))?
+                    .trim()
+                    .to_string(),
+            )
+        })
+        .collect();
+    let resting = || {
+        supervisors
+            .iter()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "skiff-wait")
+            })
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut n = resting();
+    while n < supervisors.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        n = resting();
+    }
+    (n, supervisors.len())
+}
+
 /// Measures the running pods `pods` (`skiff list --format=json`): their
 /// inits (the pods' pids), the inits' parents (the supervisors) and the
 /// pods' cgroup v1 kernel memory.
@@ -257,7 +296,8 @@ pub fn density(root: &Path, skiff: &Path, quick: bool, sizes: Option<Vec<usize>>
         None if quick => vec![100],
         None => vec![100, 1000, 10_000],
     };
-    // Four tasks per pod (supervisor, its logger thread, init, the app),
+    // Four tasks per pod while it starts (supervisor, its logger thread,
+    // init, the app; a resting supervisor has no logger thread),
     // with room for the rest of the host.
     let largest = sizes.iter().copied().max().unwrap_or(0) as u64;
     let _pid_max = PidMax::at_least(4 * largest + 16_384)?;
@@ -350,6 +390,10 @@ pub fn density(root: &Path, skiff: &Path, quick: bool, sizes: Option<Vec<usize>>
             .args(["list", "--format=json"])
             .output()?;
         let pods: serde_json::Value = serde_json::from_slice(&list.stdout)?;
+        let (resting, supervisors) = wait_for_rest(&pods);
+        report.note(format!(
+            "N = {n}: {resting} of {supervisors} supervisors resting (`skiff-wait`, docs/stage1.md) when measured"
+        ));
         let (running, mut m) = per_pod(&pods);
         m.slab = growth_mib(slab_before, unreclaimable_slab_kib(), started);
         table.row(vec![

@@ -16,7 +16,7 @@
 //! namespaces and disappear with its last process.
 
 use crate::sys::{self, process::Forked};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use rustix::mount::MountFlags;
@@ -44,7 +44,7 @@ use crate::supervise::join_netns;
 #[allow(clippy::print_stderr)]
 pub fn run(
     pods: &Pods,
-    mut pod: Pod,
+    pod: Pod,
     mut launch: crate::supervise::Launch,
 ) -> Result<i32, Stage1Error> {
     let lock = launch.lock.take();
@@ -239,76 +239,315 @@ pub fn run(
     };
     pod.set_pid(child);
     let _ = pod.stamp("started");
-
-    let mut recorder = report::Recorder::new(&pod, plans.iter().map(|p| p.name.as_str()).collect())
-        .restarting(!runtime.restart.is_no());
-    let mut ready = false;
-    let mut on_line = |line: &str| {
-        recorder.line(line);
-        if !ready && recorder.all_started() {
-            ready = true;
-            launch.ready(&pod);
-        }
-    };
     let master = pty_channel.and_then(|(supervisor_end, init_end)| {
         drop(init_end);
         crate::tty::receive_master(&supervisor_end)
     });
+    let watch = Watch {
+        child,
+        lock,
+        status: read_end,
+        netns,
+        logging,
+        registered,
+        cgroups: pod_cgroups,
+        apps: plans.iter().map(|p| p.name.clone()).collect(),
+        setup_error,
+        seen: None,
+        copying,
+        user_net,
+    };
+    supervise(pods, pod, &runtime, &launch, watch, master)
+}
+
+/// `skiff-stage1 resume`: takes up the pod a resting supervisor left at
+/// `state_fd` (crate::rest) and supervises it on.
+pub fn resume(state_fd: i32) -> Result<i32, Stage1Error> {
+    let (state, resumed) = crate::rest::resume(state_fd)?;
+    let _ = rustix::thread::set_name(c"skiff-stage1");
+    let pod = resumed.pod;
+    let data_dir = crate::data_dir(&pod.path).ok_or_else(|| {
+        Stage1Error::Config(format!(
+            "resume: {} is no pod directory",
+            pod.path.display()
+        ))
+    })?;
+    let pods = Pods::new(data_dir);
+    let runtime = pod
+        .runtime()
+        .map_err(|e| Stage1Error::Config(format!("resume: {}", crate::error_line(&e))))?;
+    let mut setup_error = state.setup_error;
+    let logging = match resumed.logs.is_empty() {
+        true => None,
+        false => {
+            let logger =
+                crate::logger::Logger::resumed(&pod, runtime.logs, &state.apps, resumed.logs);
+            match logger.start() {
+                Ok(logging) => Some(logging),
+                Err(e) => {
+                    sys::process::kill(state.init, libc::SIGKILL);
+                    setup_error.get_or_insert(crate::error_line(&e));
+                    None
+                }
+            }
+        }
+    };
+    forward_to(state.init);
+    let cgroups = match runtime.rootless {
+        true => cgroups::PodCgroups::none(&pod.uuid, state.apps.clone()),
+        false => cgroups::PodCgroups::resumed(
+            Path::new(cgroups::ROOT),
+            &pod.uuid,
+            state.apps.clone(),
+            state.flat_cgroups,
+        ),
+    };
+    let registered = state
+        .metadata_port
+        .and_then(|port| crate::mds::Registered::resumed(&pod, port));
+    let launch = crate::supervise::Launch {
+        lock: None,
+        detached: true,
+        notify: None,
+        listen: None,
+    };
+    let watch = Watch {
+        child: state.init,
+        lock: resumed.lock,
+        status: resumed.status,
+        netns: resumed.netns,
+        logging,
+        registered,
+        cgroups,
+        apps: state.apps,
+        setup_error,
+        seen: Some((state.seen, state.ready)),
+        copying: None,
+        user_net: None,
+    };
+    supervise(&pods, pod, &runtime, &launch, watch, None)
+}
+
+/// A running pod as its supervisor holds it.
+struct Watch {
+    /// The pod's init.
+    child: i32,
+    /// The pod's lock (held as long as the pod runs).
+    lock: Option<OwnedFd>,
+    /// Init's report pipe.
+    status: OwnedFd,
+    netns: Option<std::fs::File>,
+    logging: Option<crate::logger::Logging>,
+    registered: Option<crate::mds::Registered>,
+    cgroups: cgroups::PodCgroups,
+    /// The apps, in plan order.
+    apps: Vec<String>,
+    /// The supervisor's own setup error.
+    setup_error: Option<String>,
+    /// What a resting supervisor had recorded, and whether the pod was
+    /// ready.
+    seen: Option<(report::Seen, bool)>,
+    /// Only a supervisor that never rested has these.
+    copying: Option<crate::stdio::Copying>,
+    user_net: Option<crate::usernet::UserNet>,
+}
+
+/// Init's reports, as the supervisor records them.
+struct Reports<'a> {
+    recorder: report::Recorder<'a>,
+    ready: bool,
+    launch: &'a crate::supervise::Launch,
+    pod: &'a Pod,
+}
+
+impl Reports<'_> {
+    fn line(&mut self, line: &str) {
+        self.recorder.line(line);
+        if !self.ready && self.recorder.all_started() {
+            self.ready = true;
+            self.launch.ready(self.pod);
+        }
+    }
+}
+
+/// Watches the pod until init ends, then ends it: records the apps'
+/// exits and OOM kills, releases networks and cgroups.
+#[allow(clippy::print_stderr)]
+fn supervise(
+    pods: &Pods,
+    mut pod: Pod,
+    runtime: &Runtime,
+    launch: &crate::supervise::Launch,
+    mut w: Watch,
+    master: Option<OwnedFd>,
+) -> Result<i32, Stage1Error> {
+    let pod_ref = pod.clone();
+    let apps = w.apps.clone();
+    let recorder = report::Recorder::new(&pod_ref, apps.iter().map(String::as_str).collect())
+        .restarting(!runtime.restart.is_no());
+    let (recorder, ready) = match w.seen.take() {
+        Some((seen, ready)) => match recorder.resume(seen) {
+            Some(recorder) => (recorder, ready),
+            None => {
+                return Err(Stage1Error::Config(
+                    "resume: the state is not for this pod's apps".into(),
+                ));
+            }
+        },
+        None => (recorder, false),
+    };
+    let mut reports = Reports {
+        recorder,
+        ready,
+        launch,
+        pod: &pod_ref,
+    };
     match &master {
         Some(master) => {
             let raw = crate::tty::RawMode::enter();
-            crate::tty::relay(master, &read_end, Some(&mut on_line));
+            crate::tty::relay(master, &w.status, Some(&mut |l: &str| reports.line(l)));
             drop(raw);
         }
-        None => {
-            report::read_lines(std::fs::File::from(read_end), u64::MAX, &mut on_line);
-        }
+        None => read_reports(&pod_ref, launch, &mut w, &mut reports),
     }
     launch.stopping();
-    let mut first_status = recorder.first_status;
-    if let Some(e) = recorder.setup_error {
+    let mut first_status = reports.recorder.first_status;
+    let mut setup_error = w.setup_error;
+    if let Some(e) = reports.recorder.setup_error.take() {
         setup_error.get_or_insert(e);
     }
+    let child = w.child;
     let wstatus = sys::process::wait(child).unwrap_or(0);
-    if let Some(copying) = copying {
+    if let Some(copying) = w.copying {
         copying.finish();
     }
-    if let Some(logging) = logging {
+    if let Some(logging) = w.logging {
         logging.finish();
     }
     // Init killed (`skiff stop --force`) takes its apps with it before it
     // can report them: they ended by the same signal.
     if libc::WIFSIGNALED(wstatus) {
         let code = crate::exit_code(wstatus);
-        for p in &plans {
-            if pod.app_exit(&p.name).is_none() {
-                pod.set_app_exit(&p.name, code);
-                if p.name == plans[0].name {
+        for (i, app) in w.apps.iter().enumerate() {
+            if pod.app_exit(app).is_none() {
+                pod.set_app_exit(app, code);
+                if i == 0 {
                     first_status = Some(code);
                 }
             }
         }
     }
-    for p in &plans {
-        let kills = pod_cgroups.oom_kills(&p.name);
+    for app in &w.apps {
+        let kills = w.cgroups.oom_kills(app);
         if kills > 0 {
-            pod.set_app_oom_kills(&p.name, kills);
+            pod.set_app_oom_kills(app, kills);
             eprintln!(
                 "skiff: app '{}' of pod {} was killed for exceeding its memory limit",
-                p.name, pod.uuid
+                app, pod.uuid
             );
         }
     }
-    drop(netns);
-    if let Some(user_net) = user_net {
+    drop(w.netns);
+    if let Some(user_net) = w.user_net {
         user_net.stop();
     }
-    pod_cgroups.remove();
-    end_pod(pods, &mut pod, registered, runtime.remove);
+    w.cgroups.remove();
+    end_pod(pods, &mut pod, w.registered, runtime.remove);
+    drop(w.lock);
     if let Some(e) = setup_error {
         return Err(Stage1Error::Pod(e));
     }
     Ok(first_status.unwrap_or(EXIT_SETUP_FAILED))
+}
+
+/// Reads init's reports until init closes its pipe. A detached pod's
+/// supervisor rests once nothing has come for [`crate::rest::QUIET`]:
+/// it returns from here only if resting failed (said once) or the pod
+/// ended.
+#[allow(clippy::print_stderr)]
+fn read_reports(
+    pod: &Pod,
+    launch: &crate::supervise::Launch,
+    w: &mut Watch,
+    reports: &mut Reports<'_>,
+) {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let quiet = Timespec {
+        tv_sec: crate::rest::QUIET.as_secs() as i64,
+        tv_nsec: 0,
+    };
+    let mut may_rest = crate::rest::available()
+        && launch.detached
+        && launch.notify.is_none()
+        && w.copying.is_none()
+        && w.user_net.is_none();
+    let mut lines = report::LineBuffer::default();
+    let mut buf = [0u8; 8192];
+    loop {
+        let timeout = (may_rest && w.setup_error.is_none()).then_some(&quiet);
+        let mut fds = [PollFd::new(&w.status, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, timeout) {
+            Ok(0) => {
+                if lines.is_empty()
+                    && let Some(e) = rest(pod, w, reports)
+                {
+                    eprintln!(
+                        "skiff: pod {}: its supervisor stays awake: {}",
+                        pod.uuid,
+                        crate::error_line(&e)
+                    );
+                    may_rest = false;
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return,
+        }
+        match rustix::io::read(&w.status, &mut buf) {
+            Ok(0) => return,
+            Ok(n) => lines.push(&buf[..n], &mut |l: &str| reports.line(l)),
+            Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Rests the supervisor (crate::rest) if its logger has all it read in
+/// the logs; returns only if it did not rest: why, when that is an error
+/// (a busy logger is none: the next quiet spell tries again).
+fn rest(pod: &Pod, w: &mut Watch, reports: &Reports<'_>) -> Option<Stage1Error> {
+    let logger = w.logging.take().and_then(crate::logger::Logging::pause);
+    let quiet = logger
+        .as_ref()
+        .is_none_or(|l| l.is_clean() && l.was_quiet_for(crate::rest::QUIET));
+    let error = match quiet {
+        true => Some(crate::rest::rest(crate::rest::Resting {
+            pod,
+            init: w.child,
+            apps: &w.apps,
+            flat_cgroups: w.cgroups.is_flat(),
+            metadata_port: w.registered.as_ref().map(|r| r.port),
+            seen: reports.recorder.seen(),
+            ready: reports.ready,
+            setup_error: w.setup_error.clone(),
+            lock: w.lock.as_ref().map(AsFd::as_fd),
+            status: w.status.as_fd(),
+            netns: w.netns.as_ref().map(AsFd::as_fd),
+            logs: logger.iter().flat_map(|l| l.reading()).collect(),
+        })),
+        false => None,
+    };
+    if let Some(logger) = logger {
+        match logger.start() {
+            Ok(logging) => w.logging = Some(logging),
+            Err(e) => {
+                sys::process::kill(w.child, libc::SIGKILL);
+                w.setup_error.get_or_insert(crate::error_line(&e));
+            }
+        }
+    }
+    error
 }
 
 /// The pod's pid 1: namespaces, filesystems, apps, reaping.

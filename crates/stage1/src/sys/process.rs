@@ -259,3 +259,74 @@ pub fn in_network_namespace(cmd: &mut std::process::Command, netns: std::os::fd:
         });
     }
 }
+
+/// Executes the program open at `fd` (execveat with `AT_EMPTY_PATH`) with
+/// `argv` and this process's environment; returns only on failure.
+pub fn exec_fd(fd: std::os::fd::BorrowedFd<'_>, argv: &[String]) -> std::io::Error {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStringExt;
+    let Ok(args) = argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return std::io::ErrorKind::InvalidInput.into();
+    };
+    let env: Vec<CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend(v.into_vec());
+            CString::new(kv).ok()
+        })
+        .collect();
+    let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    arg_ptrs.push(std::ptr::null());
+    let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
+    // SAFETY: both arrays are null-terminated and point to NUL-terminated
+    // strings that outlive the call; "" with AT_EMPTY_PATH names `fd`
+    // itself. On success nothing after it runs.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            arg_ptrs.as_ptr(),
+            env_ptrs.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+    }
+    std::io::Error::last_os_error()
+}
+
+/// Takes fds `fds`, which this program left open across its own exec
+/// while it rested (crate::rest), owned from now on and close-on-exec
+/// again; `None` if one is not open or the fds were taken already.
+pub fn take_resumed_fds(fds: &[i32]) -> Option<Vec<std::os::fd::OwnedFd>> {
+    use std::sync::atomic::AtomicBool;
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    let mut unique = fds.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    if unique.len() != fds.len()
+        || fds.iter().any(|&fd| fd < 3)
+        || TAKEN.swap(true, Ordering::SeqCst)
+    {
+        return None;
+    }
+    let mut owned = Vec::new();
+    for &fd in fds {
+        // SAFETY: F_GETFD/F_SETFD only read and set fd flags; no memory is
+        // involved (a closed fd gives EBADF).
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+            return None;
+        }
+        // SAFETY: `fd` is open, was left open across exec by this program
+        // for itself, each number is listed once, and nothing in this
+        // process owns it yet (taken once, before anything is opened).
+        owned.push(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) });
+    }
+    Some(owned)
+}

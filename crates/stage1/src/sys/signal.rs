@@ -106,3 +106,25 @@ pub fn reset_all() {
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
 }
+
+/// A signalfd for `signals` (which the caller blocks), close-on-exec: it
+/// becomes readable while one of them is pending. Reading it would take
+/// the signal; the resting supervisor only polls it.
+pub fn signalfd(signals: &[libc::c_int]) -> std::io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: a zeroed sigset_t initialized by sigemptyset and filled with
+    // valid signal numbers; signalfd(-1, …) makes a new fd and only reads
+    // the set.
+    let fd = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &sig in signals {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::signalfd(-1, &set, libc::SFD_CLOEXEC)
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: signalfd returned a new fd that nothing else owns.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
