@@ -417,6 +417,23 @@ impl Terminal {
     }
 }
 
+/// The pid of the supervisor of running pod `uuid` (its init's parent).
+pub fn supervisor_of(root: &Path, uuid: &str) -> String {
+    let status = stdout(&output(skiff_in(root).args(["status", uuid])));
+    let init = status
+        .lines()
+        .find_map(|l| l.strip_prefix("pid="))
+        .unwrap_or_else(|| panic!("no pid in {status}"))
+        .to_string();
+    let proc_status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+    proc_status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
 /// Polls `probe` until it returns something. The limit (ten minutes) only
 /// catches a hang: how long the state takes to arrive is not asserted.
 pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {

@@ -200,18 +200,7 @@ fn a_killed_stage1_is_cleaned_up_by_gc() {
     assert!(!traces_of(&uuid).is_empty());
     // SIGKILL the supervisor (stage1, the parent of the pod's init): it
     // cannot tear anything down.
-    let status = stdout(&output(skiff_in(tmp.path()).args(["status", &uuid])));
-    let init = status
-        .lines()
-        .find_map(|l| l.strip_prefix("pid="))
-        .unwrap_or_else(|| panic!("no pid in {status}"));
-    let proc_status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
-    let supervisor = proc_status
-        .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let supervisor = supervisor_of(tmp.path(), &uuid);
     // A quiet pod's supervisor rests as skiff-wait (crate::rest).
     let comm = std::fs::read_to_string(format!("/proc/{supervisor}/comm")).unwrap();
     assert!(

@@ -171,23 +171,6 @@ fn bad_restart_policies_are_refused_up_front() {
     assert_eq!(stdout(&listed), "", "a pod was made");
 }
 
-/// The pid of the supervisor of running pod `uuid` (its init's parent).
-fn supervisor_of(root: &Path, uuid: &str) -> String {
-    let status = stdout(&output(skiff_in(root).args(["status", uuid])));
-    let init = status
-        .lines()
-        .find_map(|l| l.strip_prefix("pid="))
-        .unwrap_or_else(|| panic!("no pid in {status}"))
-        .to_string();
-    let proc_status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
-    proc_status
-        .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
 /// Waits until the supervisor `pid` rests (it is `skiff-wait`); its RSS.
 fn resting_rss_kib(pid: &str) -> u64 {
     eventually("the supervisor to rest", || {

@@ -24,6 +24,11 @@ use skiff_pod::logs::Stream;
 use crate::Stage1Error;
 use crate::report::Seen;
 
+/// The most descriptors skiff-wait watches (its `MAX_FDS`): init's report
+/// pipe, a pidfd, a signalfd and two log pipes per app. A pod of more apps
+/// keeps its supervisor awake.
+const WAITER_MAX_FDS: usize = 1024;
+
 /// How long a pod must be quiet before its supervisor rests.
 pub const QUIET: Duration = Duration::from_secs(2);
 
@@ -38,9 +43,9 @@ pub fn available() -> bool {
     !WAITER.is_empty()
 }
 
-/// What the resumed supervisor needs of the pod it supervised: the rest it
-/// reads again from the pod directory (the runtime record) or finds on the
-/// host (its cgroups by name).
+/// What the resumed supervisor needs of the pod it supervised (it reads
+/// nothing of the pod directory to go on: the state is all it needs), but
+/// the cgroups it finds on the host by name.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct State {
     pod_dir: PathBuf,
@@ -57,7 +62,21 @@ pub(crate) struct State {
     pub(crate) ready: bool,
     /// The supervisor's own setup error, if it had one.
     pub(crate) setup_error: Option<String>,
+    pub(crate) pod: PodTerms,
     fds: Fds,
+}
+
+/// What of the pod's runtime record its supervisor goes by.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct PodTerms {
+    /// The apps' log rotation.
+    pub(crate) logs: skiff_pod::logs::Limits,
+    /// An ordinary user's pod (no cgroups).
+    pub(crate) rootless: bool,
+    /// The pod restarts apps (`--restart`).
+    pub(crate) restarting: bool,
+    /// `--rm`.
+    pub(crate) remove: bool,
 }
 
 /// The descriptors kept across the rest, by number.
@@ -80,6 +99,7 @@ pub(crate) struct Resting<'a> {
     pub seen: Seen,
     pub ready: bool,
     pub setup_error: Option<String>,
+    pub terms: PodTerms,
     pub lock: Option<BorrowedFd<'a>>,
     pub status: BorrowedFd<'a>,
     pub netns: Option<BorrowedFd<'a>>,
@@ -165,6 +185,7 @@ fn try_rest(r: &Resting<'_>) -> Stage1Error {
         seen: r.seen.clone(),
         ready: r.ready,
         setup_error: r.setup_error.clone(),
+        pod: r.terms,
         fds: Fds {
             lock: r.lock.map(raw),
             status: raw(r.status),
@@ -176,6 +197,12 @@ fn try_rest(r: &Resting<'_>) -> Stage1Error {
                 .collect(),
         },
     };
+    let watched = 3 + r.logs.len();
+    if watched > WAITER_MAX_FDS {
+        return Stage1Error::Config(format!(
+            "rest: the pod's {watched} descriptors are more than skiff-wait watches ({WAITER_MAX_FDS})"
+        ));
+    }
     let json = match serde_json::to_vec(&state) {
         Ok(json) => json,
         Err(e) => return Stage1Error::Config(format!("rest: cannot write its state: {e}")),
@@ -239,8 +266,20 @@ pub(crate) fn resume(fd: i32) -> Result<(State, Resumed), Stage1Error> {
     file.rewind()
         .and_then(|_| Read::by_ref(&mut file).take(1 << 20).read_to_end(&mut json))
         .map_err(failed("read the supervisor's state"))?;
+    drop(file);
     let state: State = serde_json::from_slice(&json)
         .map_err(|e| bad(&format!("the state is not readable: {e}")))?;
+    // From here on, a supervisor that cannot go on ends the pod rather than
+    // leave it running unsupervised (skiff gc collects the rest).
+    let init = state.init;
+    take_fds(state).inspect_err(|_| {
+        crate::sys::process::kill(init, libc::SIGKILL);
+    })
+}
+
+/// The descriptors `state` names, taken (every other one closed).
+fn take_fds(state: State) -> Result<(State, Resumed), Stage1Error> {
+    let bad = |what: &str| Stage1Error::Config(format!("resume: {what}"));
     let f = &state.fds;
     let numbers: Vec<i32> = f
         .lock
@@ -251,7 +290,6 @@ pub(crate) fn resume(fd: i32) -> Result<(State, Resumed), Stage1Error> {
         .collect();
     let keep: Vec<u32> = numbers
         .iter()
-        .chain([&fd])
         .filter_map(|n| u32::try_from(*n).ok())
         .collect();
     crate::close_inherited_fds(&keep)?;
@@ -306,4 +344,82 @@ pub(crate) struct Resumed {
     pub status: OwnedFd,
     pub netns: Option<std::fs::File>,
     pub logs: Vec<(usize, Stream, OwnedFd)>,
+}
+
+#[cfg(all(test, skiff_waiter))]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    /// The embedded waiter, written out as a program, run by `sh` with
+    /// fd 9 open on `stage1` (the program it executes) and `args`.
+    fn waiter_of(dir: &std::path::Path, stage1: &str, args: &str) -> Command {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("skiff-wait");
+        if !path.exists() {
+            std::fs::write(&path, WAITER).expect("test setup");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .expect("test setup");
+        }
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            &format!("exec 9<{stage1}; exec {} {args}", path.display()),
+        ]);
+        cmd
+    }
+
+    fn waiter(dir: &std::path::Path, args: &str) -> Command {
+        waiter_of(dir, "/bin/echo", args)
+    }
+
+    /// What wakes it is left for stage1 (here `cat`) to read: nothing lost.
+    #[test]
+    fn the_waiter_executes_stage1_once_a_watched_fd_has_something_and_reads_none_of_it() {
+        let dir = tempfile::tempdir().expect("test setup");
+        let mut child = waiter_of(dir.path(), "/bin/cat", "9 0 -- cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("test setup");
+        let mut stdin = child.stdin.take().expect("test setup");
+        stdin.write_all(b"every byte").expect("test setup");
+        drop(stdin);
+        let out = child.wait_with_output().expect("test setup");
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "every byte");
+    }
+
+    #[test]
+    fn given_more_fds_than_it_watches_the_waiter_executes_stage1_at_once() {
+        let dir = tempfile::tempdir().expect("test setup");
+        let fds: Vec<String> = (0..=WAITER_MAX_FDS).map(|_| "0".to_string()).collect();
+        // stdin is a pipe nobody writes to: only the count wakes it.
+        let mut child = waiter(dir.path(), &format!("9 {} -- echo at once", fds.join(" ")))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("test setup");
+        let stdin = child.stdin.take();
+        let out = child.wait_with_output().expect("test setup");
+        drop(stdin);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "at once\n");
+    }
+
+    #[test]
+    fn the_waiter_refuses_arguments_it_cannot_read() {
+        let dir = tempfile::tempdir().expect("test setup");
+        for args in [
+            "",
+            "9",
+            "9 0 --",
+            "x 0 -- echo",
+            "9 0 1x -- echo",
+            "9 -- echo",
+        ] {
+            let out = waiter(dir.path(), args).output().expect("test setup");
+            assert_eq!(out.status.code(), Some(2), "{args:?}");
+            assert!(String::from_utf8_lossy(&out.stderr).starts_with("usage: skiff-wait"));
+        }
+    }
 }

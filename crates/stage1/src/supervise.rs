@@ -110,6 +110,12 @@ pub fn forward_to(init: i32) {
     unblock_termination();
 }
 
+/// Once init is reaped: signals are no longer passed on (its pid may be
+/// another process's by then).
+pub fn forget_init() {
+    INIT_PID.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Installs `handler` for the [`TERMINATION_SIGNALS`].
 pub(crate) fn on_termination(handler: sys::signal::Handler) {
     sys::signal::on(&TERMINATION_SIGNALS, handler, true);

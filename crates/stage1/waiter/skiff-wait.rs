@@ -18,8 +18,10 @@
 #![no_std]
 #![no_main]
 
-/// At most this many descriptors are watched (stage1 gives fewer).
-const MAX_FDS: usize = 256;
+/// At most this many descriptors are watched (`rest::WAITER_MAX_FDS`:
+/// stage1 stays awake rather than give more). Given more, the waiter
+/// executes stage1 at once instead of waiting.
+const MAX_FDS: usize = 1024;
 
 const SYS_WRITE: usize = 1;
 const SYS_POLL: usize = 7;
@@ -145,12 +147,13 @@ extern "C" fn entry(stack: *const usize) -> ! {
     }; MAX_FDS];
     let mut n = 0;
     let mut i = 2;
+    let mut too_many = false;
     while i < argc && !is_separator(arg(i)) {
         let Some(fd) = fd_of(arg(i)) else { usage() };
-        if n == MAX_FDS {
-            usage();
+        match fds.get_mut(n) {
+            Some(slot) => slot.fd = fd,
+            None => too_many = true,
         }
-        fds[n].fd = fd;
         n += 1;
         i += 1;
     }
@@ -160,19 +163,23 @@ extern "C" fn entry(stack: *const usize) -> ! {
     }
     // SAFETY: i + 1 < argc.
     let rest = unsafe { argv.add(i + 1) };
-    loop {
+    while !too_many {
         let ready = syscall(SYS_POLL, [fds.as_mut_ptr() as usize, n, usize::MAX, 0, 0]);
         if ready != EINTR {
             break;
         }
     }
+    // Stage1 again; should that fail (its file gone or not executable),
+    // again after 1, 2, 4 … up to 64 seconds, said each time.
+    let mut pause: i64 = 1;
     loop {
         syscall(
             SYS_EXECVEAT,
             [stage1 as usize, b"\0".as_ptr() as usize, rest as usize, envp as usize, AT_EMPTY_PATH],
         );
-        say(b"skiff-wait: cannot execute skiff-stage1 again to supervise the pod; trying again in a second\n");
-        let second: [i64; 2] = [1, 0];
-        syscall(SYS_NANOSLEEP, [second.as_ptr() as usize, 0, 0, 0, 0]);
+        say(b"skiff-wait: cannot execute skiff-stage1 again to supervise the pod; trying again\n");
+        let wait: [i64; 2] = [pause, 0];
+        syscall(SYS_NANOSLEEP, [wait.as_ptr() as usize, 0, 0, 0, 0]);
+        pause = (pause * 2).min(64);
     }
 }

@@ -254,10 +254,16 @@ pub fn run(
         apps: plans.iter().map(|p| p.name.clone()).collect(),
         setup_error,
         seen: None,
+        terms: crate::rest::PodTerms {
+            logs: runtime.logs,
+            rootless: runtime.rootless,
+            restarting: !runtime.restart.is_no(),
+            remove: runtime.remove,
+        },
         copying,
         user_net,
     };
-    supervise(pods, pod, &runtime, &launch, watch, master)
+    supervise(pods, pod, &launch, watch, master)
 }
 
 /// `skiff-stage1 resume`: takes up the pod a resting supervisor left at
@@ -273,15 +279,13 @@ pub fn resume(state_fd: i32) -> Result<i32, Stage1Error> {
         ))
     })?;
     let pods = Pods::new(data_dir);
-    let runtime = pod
-        .runtime()
-        .map_err(|e| Stage1Error::Config(format!("resume: {}", crate::error_line(&e))))?;
+    let terms = state.pod;
     let mut setup_error = state.setup_error;
     let logging = match resumed.logs.is_empty() {
         true => None,
         false => {
             let logger =
-                crate::logger::Logger::resumed(&pod, runtime.logs, &state.apps, resumed.logs);
+                crate::logger::Logger::resumed(&pod, terms.logs, &state.apps, resumed.logs);
             match logger.start() {
                 Ok(logging) => Some(logging),
                 Err(e) => {
@@ -293,7 +297,7 @@ pub fn resume(state_fd: i32) -> Result<i32, Stage1Error> {
         }
     };
     forward_to(state.init);
-    let cgroups = match runtime.rootless {
+    let cgroups = match terms.rootless {
         true => cgroups::PodCgroups::none(&pod.uuid, state.apps.clone()),
         false => cgroups::PodCgroups::resumed(
             Path::new(cgroups::ROOT),
@@ -322,10 +326,11 @@ pub fn resume(state_fd: i32) -> Result<i32, Stage1Error> {
         apps: state.apps,
         setup_error,
         seen: Some((state.seen, state.ready)),
+        terms,
         copying: None,
         user_net: None,
     };
-    supervise(&pods, pod, &runtime, &launch, watch, None)
+    supervise(&pods, pod, &launch, watch, None)
 }
 
 /// A running pod as its supervisor holds it.
@@ -347,6 +352,7 @@ struct Watch {
     /// What a resting supervisor had recorded, and whether the pod was
     /// ready.
     seen: Option<(report::Seen, bool)>,
+    terms: crate::rest::PodTerms,
     /// Only a supervisor that never rested has these.
     copying: Option<crate::stdio::Copying>,
     user_net: Option<crate::usernet::UserNet>,
@@ -376,7 +382,6 @@ impl Reports<'_> {
 fn supervise(
     pods: &Pods,
     mut pod: Pod,
-    runtime: &Runtime,
     launch: &crate::supervise::Launch,
     mut w: Watch,
     master: Option<OwnedFd>,
@@ -384,7 +389,7 @@ fn supervise(
     let pod_ref = pod.clone();
     let apps = w.apps.clone();
     let recorder = report::Recorder::new(&pod_ref, apps.iter().map(String::as_str).collect())
-        .restarting(!runtime.restart.is_no());
+        .restarting(w.terms.restarting);
     let (recorder, ready) = match w.seen.take() {
         Some((seen, ready)) => match recorder.resume(seen) {
             Some(recorder) => (recorder, ready),
@@ -418,6 +423,8 @@ fn supervise(
     }
     let child = w.child;
     let wstatus = sys::process::wait(child).unwrap_or(0);
+    // Its pid may be another process's from now on.
+    crate::supervise::forget_init();
     if let Some(copying) = w.copying {
         copying.finish();
     }
@@ -452,7 +459,7 @@ fn supervise(
         user_net.stop();
     }
     w.cgroups.remove();
-    end_pod(pods, &mut pod, w.registered, runtime.remove);
+    end_pod(pods, &mut pod, w.registered, w.terms.remove);
     drop(w.lock);
     if let Some(e) = setup_error {
         return Err(Stage1Error::Pod(e));
@@ -531,6 +538,7 @@ fn rest(pod: &Pod, w: &mut Watch, reports: &Reports<'_>) -> Option<Stage1Error> 
             seen: reports.recorder.seen(),
             ready: reports.ready,
             setup_error: w.setup_error.clone(),
+            terms: w.terms,
             lock: w.lock.as_ref().map(AsFd::as_fd),
             status: w.status.as_fd(),
             netns: w.netns.as_ref().map(AsFd::as_fd),

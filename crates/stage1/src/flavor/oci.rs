@@ -469,6 +469,7 @@ pub fn run(
         launch.ready(&pod);
         wstatus = crate::sys::process::wait(child).unwrap_or(0);
     }
+    crate::supervise::forget_init();
     launch.stopping();
     if let Some(copying) = copying {
         copying.finish();
