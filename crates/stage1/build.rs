@@ -3,7 +3,7 @@
 //! standard library, libc or unwinding (which a workspace crate cannot
 //! opt out of), statically linked. stage1 embeds the result.
 //!
-//! On targets other than x86_64 Linux nothing is built and the supervisor
+//! On targets other than x86_64 Linux (64-bit pointers) nothing is built and the supervisor
 //! never rests (`cfg(skiff_waiter)` is unset).
 
 use std::path::PathBuf;
@@ -11,10 +11,12 @@ use std::process::Command;
 
 fn main() {
     println!("cargo::rerun-if-changed=waiter/skiff-wait.rs");
+    println!("cargo::rerun-if-changed=waiter/limits.rs");
     println!("cargo::rustc-check-cfg=cfg(skiff_waiter)");
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    if arch != "x86_64" || os != "linux" {
+    let width = std::env::var("CARGO_CFG_TARGET_POINTER_WIDTH").unwrap_or_default();
+    if arch != "x86_64" || os != "linux" || width != "64" {
         return;
     }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

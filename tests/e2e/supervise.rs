@@ -284,8 +284,9 @@ fn a_quiet_pods_supervisor_rests_and_wakes_for_output_an_exit_and_a_signal() {
     let status = stdout(&output(skiff_in(tmp.path()).args(["status", &talker])));
     assert!(status.contains("app-busybox=143"), "{status}");
     for uuid in [&talker, &quitter] {
-        for controller in ["memory", "pids", "cpu"] {
-            let dir = format!("/sys/fs/cgroup/{controller}/skiff/{uuid}");
+        // v1 hierarchies, and the unified one of a v2 host.
+        for controller in ["memory/", "pids/", "cpu/", ""] {
+            let dir = format!("/sys/fs/cgroup/{controller}skiff/{uuid}");
             assert!(!Path::new(&dir).exists(), "{dir} is left");
         }
         let stage1_log = std::fs::read_to_string(

@@ -60,8 +60,8 @@ pub struct Logger {
     sources: Vec<Source>,
     /// The apps' log files, in `apps` order (kept across a pause).
     files: Vec<AppLog>,
-    /// When output last came.
-    last_output: Option<Instant>,
+    /// When output last came (shared with [`Logging`]).
+    last_output: LastOutput,
 }
 
 /// Pipes for the output of the apps `apps` (in plan order) of `pod`, and
@@ -118,7 +118,7 @@ impl Logger {
                 .map(|name| AppLog::new(pod, uuid, name, limits))
                 .collect(),
             sources,
-            last_output: None,
+            last_output: LastOutput::default(),
         }
     }
 
@@ -153,7 +153,7 @@ impl Logger {
 
     /// Whether no output has come for `quiet`.
     pub(crate) fn was_quiet_for(&self, quiet: Duration) -> bool {
-        self.last_output.is_none_or(|t| t.elapsed() >= quiet)
+        self.last_output.was_quiet_for(quiet)
     }
 
     /// Starts logging on a thread of its own. Call it after the last fork
@@ -164,6 +164,7 @@ impl Logger {
             .map_err(setup("create the logger's stop pipe"))?;
         let (pause_read, pause_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(setup("create the logger's pause pipe"))?;
+        let last_output = self.last_output.clone();
         let thread = crate::sys::thread::spawn("logger", move || self.run(&stop_read, &pause_read))
             .map_err(|e| Stage1Error::Setup {
                 what: "start the logger".into(),
@@ -173,6 +174,7 @@ impl Logger {
             thread,
             stop: stop_write,
             pause: pause_write,
+            last_output,
         })
     }
 
@@ -254,7 +256,7 @@ impl Logger {
                     }
                 };
                 let bytes = &buf[..n];
-                self.last_output = Some(Instant::now());
+                self.last_output.now();
                 let (app, stream) = (source.app, source.stream);
                 if let Some(log) = files.get_mut(app) {
                     log.write(stream, bytes);
@@ -324,9 +326,34 @@ pub struct Logging {
     thread: crate::sys::thread::Joined<Option<Logger>>,
     stop: OwnedFd,
     pause: OwnedFd,
+    last_output: LastOutput,
+}
+
+/// When the logger last read output.
+#[derive(Debug, Clone, Default)]
+struct LastOutput(std::sync::Arc<std::sync::Mutex<Option<Instant>>>);
+
+impl LastOutput {
+    fn now(&self) {
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some(Instant::now());
+        }
+    }
+
+    fn was_quiet_for(&self, quiet: Duration) -> bool {
+        self.0
+            .lock()
+            .map(|last| last.is_none_or(|t| t.elapsed() >= quiet))
+            .unwrap_or(false)
+    }
 }
 
 impl Logging {
+    /// Whether no output has come for `quiet` (asked without pausing).
+    pub(crate) fn was_quiet_for(&self, quiet: Duration) -> bool {
+        self.last_output.was_quiet_for(quiet)
+    }
+
     /// Once the pod's processes are gone: logs what is still in the pipes
     /// (for at most half a second) and waits for the logger to end.
     pub fn finish(self) {

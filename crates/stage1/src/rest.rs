@@ -24,13 +24,19 @@ use skiff_pod::logs::Stream;
 use crate::Stage1Error;
 use crate::report::Seen;
 
-/// The most descriptors skiff-wait watches (its `MAX_FDS`): init's report
-/// pipe, a pidfd, a signalfd and two log pipes per app. A pod of more apps
-/// keeps its supervisor awake.
-const WAITER_MAX_FDS: usize = 1024;
+/// skiff-wait's limits, from its own source (`MAX_EXEC_TRIES` is the
+/// waiter's alone).
+#[allow(dead_code)]
+mod waiter {
+    include!("../waiter/limits.rs");
+}
+use waiter::MAX_FDS as WAITER_MAX_FDS;
 
 /// How long a pod must be quiet before its supervisor rests.
 pub const QUIET: Duration = Duration::from_secs(2);
+
+/// The longest quiet spell asked for (after rests that each ended soon).
+pub const MAX_QUIET: Duration = Duration::from_secs(64);
 
 /// The waiter, built by build.rs; empty where it cannot be built.
 #[cfg(skiff_waiter)]
@@ -63,7 +69,25 @@ pub(crate) struct State {
     /// The supervisor's own setup error, if it had one.
     pub(crate) setup_error: Option<String>,
     pub(crate) pod: PodTerms,
+    /// The quiet spell the supervisor waited for before this rest, ms.
+    pub(crate) quiet_ms: u64,
+    /// When it went to rest (`CLOCK_MONOTONIC`, ms).
+    pub(crate) rested_at_ms: u64,
     fds: Fds,
+}
+
+impl State {
+    /// The quiet spell to wait for before the next rest: twice this one's
+    /// (up to [`MAX_QUIET`]) if the rest ended within it, else [`QUIET`].
+    /// A pod that writes every few seconds cannot make its supervisor
+    /// execute stage1 every two.
+    pub(crate) fn next_quiet(&self) -> Duration {
+        let rested = crate::sys::process::monotonic_ms().saturating_sub(self.rested_at_ms);
+        match rested < self.quiet_ms {
+            true => (Duration::from_millis(self.quiet_ms) * 2).min(MAX_QUIET),
+            false => QUIET,
+        }
+    }
 }
 
 /// What of the pod's runtime record its supervisor goes by.
@@ -100,6 +124,8 @@ pub(crate) struct Resting<'a> {
     pub ready: bool,
     pub setup_error: Option<String>,
     pub terms: PodTerms,
+    /// The quiet spell waited for.
+    pub quiet: Duration,
     pub lock: Option<BorrowedFd<'a>>,
     pub status: BorrowedFd<'a>,
     pub netns: Option<BorrowedFd<'a>>,
@@ -176,6 +202,11 @@ fn try_rest(r: &Resting<'_>) -> Stage1Error {
     if !available() {
         return Stage1Error::Config("this build of skiff-stage1 has no waiter to rest with".into());
     }
+    // The exec ends every other thread, and init's parent-death signal
+    // follows the thread that forked it: only that one, alone, may rest.
+    if crate::sys::thread::running() > 0 || rustix::thread::gettid() != rustix::process::getpid() {
+        return Stage1Error::Config("rest: the supervisor has another thread running".into());
+    }
     let state = State {
         pod_dir: r.pod.path.clone(),
         init: r.init,
@@ -186,6 +217,8 @@ fn try_rest(r: &Resting<'_>) -> Stage1Error {
         ready: r.ready,
         setup_error: r.setup_error.clone(),
         pod: r.terms,
+        quiet_ms: u64::try_from(r.quiet.as_millis()).unwrap_or(u64::MAX),
+        rested_at_ms: crate::sys::process::monotonic_ms(),
         fds: Fds {
             lock: r.lock.map(raw),
             status: raw(r.status),
@@ -269,9 +302,13 @@ pub(crate) fn resume(fd: i32) -> Result<(State, Resumed), Stage1Error> {
     drop(file);
     let state: State = serde_json::from_slice(&json)
         .map_err(|e| bad(&format!("the state is not readable: {e}")))?;
+    // Init must be this process's child, or nothing is done to it.
+    let init = state.init;
+    if init <= 1 || crate::sys::process::has_ended(init, false).is_none() {
+        return Err(bad(&format!("pid {init} is no child of this process")));
+    }
     // From here on, a supervisor that cannot go on ends the pod rather than
     // leave it running unsupervised (skiff gc collects the rest).
-    let init = state.init;
     take_fds(state).inspect_err(|_| {
         crate::sys::process::kill(init, libc::SIGKILL);
     })

@@ -18,10 +18,7 @@
 #![no_std]
 #![no_main]
 
-/// At most this many descriptors are watched (`rest::WAITER_MAX_FDS`:
-/// stage1 stays awake rather than give more). Given more, the waiter
-/// executes stage1 at once instead of waiting.
-const MAX_FDS: usize = 1024;
+include!("limits.rs");
 
 const SYS_WRITE: usize = 1;
 const SYS_POLL: usize = 7;
@@ -169,10 +166,11 @@ extern "C" fn entry(stack: *const usize) -> ! {
             break;
         }
     }
-    // Stage1 again; should that fail (its file gone or not executable),
-    // again after 1, 2, 4 … up to 64 seconds, said each time.
+    // Stage1 again; should that fail (the file no longer executable, the
+    // host refusing it), again after 1, 2, 4 … up to 64 seconds, said each
+    // time, and at last give up.
     let mut pause: i64 = 1;
-    loop {
+    for _ in 0..MAX_EXEC_TRIES {
         syscall(
             SYS_EXECVEAT,
             [stage1 as usize, b"\0".as_ptr() as usize, rest as usize, envp as usize, AT_EMPTY_PATH],
@@ -182,4 +180,6 @@ extern "C" fn entry(stack: *const usize) -> ! {
         syscall(SYS_NANOSLEEP, [wait.as_ptr() as usize, 0, 0, 0, 0]);
         pause = (pause * 2).min(64);
     }
+    say(b"skiff-wait: giving up: the pod ends with its supervisor (skiff gc collects it)\n");
+    exit(1)
 }

@@ -160,6 +160,14 @@ pub fn run(
     };
     let mut first = None;
     crate::reap(&children, |name, code| {
+        // Its pid may be another process's from now on.
+        if let Some(slot) = children
+            .iter()
+            .position(|(_, n)| n == name)
+            .and_then(|i| APP_PIDS.get(i))
+        {
+            slot.store(0, Ordering::Relaxed);
+        }
         pod.set_app_exit(name, code);
         if name == plans[0].name {
             first = Some(code);

@@ -254,6 +254,7 @@ pub fn run(
         apps: plans.iter().map(|p| p.name.clone()).collect(),
         setup_error,
         seen: None,
+        quiet: crate::rest::QUIET,
         terms: crate::rest::PodTerms {
             logs: runtime.logs,
             rootless: runtime.rootless,
@@ -280,6 +281,7 @@ pub fn resume(state_fd: i32) -> Result<i32, Stage1Error> {
     })?;
     let pods = Pods::new(data_dir);
     let terms = state.pod;
+    let quiet = state.next_quiet();
     let mut setup_error = state.setup_error;
     let logging = match resumed.logs.is_empty() {
         true => None,
@@ -325,6 +327,7 @@ pub fn resume(state_fd: i32) -> Result<i32, Stage1Error> {
         cgroups,
         apps: state.apps,
         setup_error,
+        quiet,
         seen: Some((state.seen, state.ready)),
         terms,
         copying: None,
@@ -352,6 +355,8 @@ struct Watch {
     /// What a resting supervisor had recorded, and whether the pod was
     /// ready.
     seen: Option<(report::Seen, bool)>,
+    /// How long the pod must be quiet before the supervisor rests.
+    quiet: std::time::Duration,
     terms: crate::rest::PodTerms,
     /// Only a supervisor that never rested has these.
     copying: Option<crate::stdio::Copying>,
@@ -422,9 +427,11 @@ fn supervise(
         setup_error.get_or_insert(e);
     }
     let child = w.child;
-    let wstatus = sys::process::wait(child).unwrap_or(0);
-    // Its pid may be another process's from now on.
+    // Signals go on to init until it has ended, and not once its pid may be
+    // another process's: it is reaped only after.
+    sys::process::has_ended(child, true);
     crate::supervise::forget_init();
+    let wstatus = sys::process::wait(child).unwrap_or(0);
     if let Some(copying) = w.copying {
         copying.finish();
     }
@@ -468,7 +475,7 @@ fn supervise(
 }
 
 /// Reads init's reports until init closes its pipe. A detached pod's
-/// supervisor rests once nothing has come for [`crate::rest::QUIET`]:
+/// supervisor rests once nothing has come for its quiet spell:
 /// it returns from here only if resting failed (said once) or the pod
 /// ended.
 #[allow(clippy::print_stderr)]
@@ -480,7 +487,7 @@ fn read_reports(
 ) {
     use rustix::event::{PollFd, PollFlags, Timespec};
     let quiet = Timespec {
-        tv_sec: crate::rest::QUIET.as_secs() as i64,
+        tv_sec: i64::try_from(w.quiet.as_secs()).unwrap_or(i64::MAX),
         tv_nsec: 0,
     };
     let mut may_rest = crate::rest::available()
@@ -520,14 +527,23 @@ fn read_reports(
     }
 }
 
-/// Rests the supervisor (crate::rest) if its logger has all it read in
-/// the logs; returns only if it did not rest: why, when that is an error
-/// (a busy logger is none: the next quiet spell tries again).
+/// Rests the supervisor (crate::rest) if init runs, no output came for the
+/// quiet spell and the logger has all it read in the logs; returns only
+/// if it did not rest: why, when that is an error (a busy logger is none:
+/// the next quiet spell tries again).
 fn rest(pod: &Pod, w: &mut Watch, reports: &Reports<'_>) -> Option<Stage1Error> {
+    // Init's end wakes the waiter at once: no rest once it has come.
+    if sys::process::has_ended(w.child, false) != Some(false)
+        || w.logging
+            .as_ref()
+            .is_some_and(|l| !l.was_quiet_for(w.quiet))
+    {
+        return None;
+    }
     let logger = w.logging.take().and_then(crate::logger::Logging::pause);
     let quiet = logger
         .as_ref()
-        .is_none_or(|l| l.is_clean() && l.was_quiet_for(crate::rest::QUIET));
+        .is_none_or(|l| l.is_clean() && l.was_quiet_for(w.quiet));
     let error = match quiet {
         true => Some(crate::rest::rest(crate::rest::Resting {
             pod,
@@ -539,6 +555,7 @@ fn rest(pod: &Pod, w: &mut Watch, reports: &Reports<'_>) -> Option<Stage1Error> 
             ready: reports.ready,
             setup_error: w.setup_error.clone(),
             terms: w.terms,
+            quiet: w.quiet,
             lock: w.lock.as_ref().map(AsFd::as_fd),
             status: w.status.as_fd(),
             netns: w.netns.as_ref().map(AsFd::as_fd),

@@ -467,6 +467,8 @@ pub fn run(
     let _ = pod.stamp("started");
     if !exited {
         launch.ready(&pod);
+        crate::sys::process::has_ended(child, true);
+        crate::supervise::forget_init();
         wstatus = crate::sys::process::wait(child).unwrap_or(0);
     }
     crate::supervise::forget_init();

@@ -139,8 +139,14 @@ pub fn take_inherited_fd(fd: i32) -> Option<std::os::fd::OwnedFd> {
     if fd < 3 || TAKEN.swap(true, Ordering::SeqCst) {
         return None;
     }
+    // SAFETY: F_SETFD only sets fd flags; no memory is involved (a closed
+    // fd gives EBADF, and then nothing is taken).
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return None;
+    }
     // SAFETY: stage0 passes an fd it opened and left open across exec;
     // nothing in this process owns it, and it is taken at most once.
+    // Close-on-exec from now on: no helper stage1 runs holds the pod lock.
     Some(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }
 
@@ -329,4 +335,44 @@ pub fn take_resumed_fds(fds: &[i32]) -> Option<Vec<std::os::fd::OwnedFd>> {
         owned.push(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) });
     }
     Some(owned)
+}
+
+/// Whether child `pid` has ended, without reaping it (`waitid` with
+/// `WNOWAIT`): `None` if it is no child of this process. With `block`, waits
+/// for it to end first.
+pub fn has_ended(pid: i32, block: bool) -> Option<bool> {
+    if pid <= 0 {
+        return None;
+    }
+    let flags = libc::WEXITED | libc::WNOWAIT | if block { 0 } else { libc::WNOHANG };
+    loop {
+        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+        // SAFETY: waitid writes the child's state into `info`, which is ours,
+        // zeroed (so si_pid reads 0 when WNOHANG finds nothing) and large
+        // enough; WNOWAIT leaves the child unreaped.
+        let rc = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, info.as_mut_ptr(), flags) };
+        if rc == 0 {
+            // SAFETY: waitid succeeded, so `info` is initialized.
+            let pid = unsafe { info.assume_init().si_pid() };
+            return Some(pid != 0);
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return None;
+        }
+    }
+}
+
+/// The system's monotonic clock (`CLOCK_MONOTONIC`, the same in every
+/// process: it outlasts an exec, unlike an `Instant`), in milliseconds.
+pub fn monotonic_ms() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the time into `now`, which is ours.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) } != 0 {
+        return 0;
+    }
+    u64::try_from(now.tv_sec).unwrap_or(0) * 1000
+        + u64::try_from(now.tv_nsec).unwrap_or(0) / 1_000_000
 }

@@ -34,3 +34,8 @@ pub fn spawn<T: Send + 'static>(
             RUNNING.fetch_sub(1, Ordering::SeqCst);
         })
 }
+
+/// How many threads [`spawn`] started are running.
+pub fn running() -> usize {
+    RUNNING.load(Ordering::SeqCst)
+}
