@@ -195,26 +195,36 @@ fn growth_mib(before: u64, after: u64, n: usize) -> f64 {
     after.saturating_sub(before) as f64 / n.max(1) as f64 / 1024.0
 }
 
+/// The pids of the running pods' inits in `pods` (`skiff list
+/// --format=json`).
+fn running_inits(pods: &serde_json::Value) -> Vec<String> {
+    pods.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["state"] == "running")
+        .filter_map(|p| p["pid"].as_i64().map(|x| x.to_string()))
+        .collect()
+}
+
+/// The parent of process `pid` (a pod's supervisor, for its init).
+fn parent_of(pid: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some(
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))?
+            .trim()
+            .to_string(),
+    )
+}
+
 /// Waits (up to a minute) until the supervisors of the running pods `pods`
 /// rest, as an idle pod's does 2 s after its last event (docs/stage1.md):
 /// how many rest, of how many.
 fn wait_for_rest(pods: &serde_json::Value) -> (usize, usize) {
-    let supervisors: Vec<String> = pods
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["state"] == "running")
-        .filter_map(|p| p["pid"].as_i64())
-        .filter_map(|pid| {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-            Some(
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("PPid:"))?
-                    .trim()
-                    .to_string(),
-            )
-        })
+    let supervisors: Vec<String> = running_inits(pods)
+        .iter()
+        .filter_map(|pid| parent_of(pid))
         .collect();
     let resting = || {
         supervisors
@@ -238,25 +248,14 @@ fn wait_for_rest(pods: &serde_json::Value) -> (usize, usize) {
 /// inits (the pods' pids), the inits' parents (the supervisors) and the
 /// pods' cgroup v1 kernel memory.
 fn per_pod(pods: &serde_json::Value) -> (usize, PerPod) {
-    let running: Vec<String> = pods
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["state"] == "running")
-        .filter_map(|p| p["pid"].as_i64().map(|x| x.to_string()))
-        .collect();
+    let running = running_inits(pods);
     let mut sum = [0u64; 5];
     for pid in &running {
         let (r, p) = rss_pss_kib(pid);
         sum[2] += r;
         sum[3] += p;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        if let Some(ppid) = status
-            .lines()
-            .find_map(|l| l.strip_prefix("PPid:"))
-            .map(str::trim)
-        {
-            let (r, p) = rss_pss_kib(ppid);
+        if let Some(ppid) = parent_of(pid) {
+            let (r, p) = rss_pss_kib(&ppid);
             sum[0] += r;
             sum[1] += p;
         }

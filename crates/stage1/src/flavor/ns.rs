@@ -229,14 +229,7 @@ pub fn run(
             None
         }
     };
-    let logging = match logger.map(crate::logger::Logger::start).transpose() {
-        Ok(logging) => logging,
-        Err(e) => {
-            sys::process::kill(child, libc::SIGKILL);
-            setup_error.get_or_insert(crate::error_line(&e));
-            None
-        }
-    };
+    let logging = logger.and_then(|l| start_logging(l, child, &mut setup_error));
     pod.set_pid(child);
     let _ = pod.stamp("started");
     let master = pty_channel.and_then(|(supervisor_end, init_end)| {
@@ -285,18 +278,11 @@ pub fn resume(state_fd: i32) -> Result<i32, Stage1Error> {
     let mut setup_error = state.setup_error;
     let logging = match resumed.logs.is_empty() {
         true => None,
-        false => {
-            let logger =
-                crate::logger::Logger::resumed(&pod, terms.logs, &state.apps, resumed.logs);
-            match logger.start() {
-                Ok(logging) => Some(logging),
-                Err(e) => {
-                    sys::process::kill(state.init, libc::SIGKILL);
-                    setup_error.get_or_insert(crate::error_line(&e));
-                    None
-                }
-            }
-        }
+        false => start_logging(
+            crate::logger::Logger::resumed(&pod, terms.logs, &state.apps, resumed.logs),
+            state.init,
+            &mut setup_error,
+        ),
     };
     forward_to(state.init);
     let cgroups = match terms.rootless {
@@ -563,16 +549,25 @@ fn rest(pod: &Pod, w: &mut Watch, reports: &Reports<'_>) -> Option<Stage1Error> 
         })),
         false => None,
     };
-    if let Some(logger) = logger {
-        match logger.start() {
-            Ok(logging) => w.logging = Some(logging),
-            Err(e) => {
-                sys::process::kill(w.child, libc::SIGKILL);
-                w.setup_error.get_or_insert(crate::error_line(&e));
-            }
+    w.logging = logger.and_then(|l| start_logging(l, w.child, &mut w.setup_error));
+    error
+}
+
+/// Starts `logger`. If it cannot start, nothing would read the apps'
+/// output: init is killed and the error kept as the pod's setup error.
+fn start_logging(
+    logger: crate::logger::Logger,
+    init: i32,
+    setup_error: &mut Option<String>,
+) -> Option<crate::logger::Logging> {
+    match logger.start() {
+        Ok(logging) => Some(logging),
+        Err(e) => {
+            sys::process::kill(init, libc::SIGKILL);
+            setup_error.get_or_insert(crate::error_line(&e));
+            None
         }
     }
-    error
 }
 
 /// The pod's pid 1: namespaces, filesystems, apps, reaping.

@@ -20,21 +20,32 @@ pub fn on(signals: &[libc::c_int], handler: Handler, restart: bool) {
     }
 }
 
-/// Blocks (or unblocks) `signals` for this thread.
-pub fn set_blocked(signals: &[libc::c_int], blocked: bool) {
-    // SAFETY: a zeroed sigset_t, initialized by sigemptyset and filled
-    // with valid signal numbers, is a valid argument to sigprocmask.
+/// The signal set of `signals`.
+fn set_of(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: a zeroed sigset_t is valid storage; sigemptyset initializes
+    // it and sigaddset adds each number (an invalid one fails with EINVAL
+    // and changes nothing).
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         for &sig in signals {
             libc::sigaddset(&mut set, sig);
         }
-        let how = if blocked {
-            libc::SIG_BLOCK
-        } else {
-            libc::SIG_UNBLOCK
-        };
+        set
+    }
+}
+
+/// Blocks (or unblocks) `signals` for this thread.
+pub fn set_blocked(signals: &[libc::c_int], blocked: bool) {
+    let set = set_of(signals);
+    let how = if blocked {
+        libc::SIG_BLOCK
+    } else {
+        libc::SIG_UNBLOCK
+    };
+    // SAFETY: a valid signal set and a null old-set pointer (allowed);
+    // sigprocmask only reads the set.
+    unsafe {
         libc::sigprocmask(how, &set, std::ptr::null_mut());
     }
 }
@@ -60,17 +71,10 @@ pub fn timed_wait(signals: &[libc::c_int], timeout: std::time::Duration) -> Opti
             tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
             tv_nsec: libc::c_long::from(left.subsec_nanos()),
         };
-        // SAFETY: a zeroed sigset_t initialized by sigemptyset and filled
-        // with valid signal numbers, a null info pointer (allowed) and a
+        let set = set_of(signals);
+        // SAFETY: a valid signal set, a null info pointer (allowed) and a
         // valid timespec; sigtimedwait only reads them.
-        let taken = unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for &sig in signals {
-                libc::sigaddset(&mut set, sig);
-            }
-            libc::sigtimedwait(&set, std::ptr::null_mut(), &wait)
-        };
+        let taken = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &wait) };
         if taken > 0 {
             return Some(taken);
         }
@@ -99,11 +103,10 @@ pub fn reset_all() {
         .filter(|&sig| sig != libc::SIGKILL && sig != libc::SIGSTOP)
         .collect();
     set_default(&all);
+    let none = set_of(&[]);
     // SAFETY: an empty, initialized set unblocks everything.
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
     }
 }
 
@@ -111,17 +114,10 @@ pub fn reset_all() {
 /// becomes readable while one of them is pending. Reading it would take
 /// the signal; the resting supervisor only polls it.
 pub fn signalfd(signals: &[libc::c_int]) -> std::io::Result<std::os::fd::OwnedFd> {
-    // SAFETY: a zeroed sigset_t initialized by sigemptyset and filled with
-    // valid signal numbers; signalfd(-1, …) makes a new fd and only reads
-    // the set.
-    let fd = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for &sig in signals {
-            libc::sigaddset(&mut set, sig);
-        }
-        libc::signalfd(-1, &set, libc::SFD_CLOEXEC)
-    };
+    let set = set_of(signals);
+    // SAFETY: a valid signal set; signalfd(-1, …) makes a new fd and only
+    // reads the set.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
