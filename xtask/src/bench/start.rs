@@ -240,17 +240,22 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
             .collect()
     };
     let (mut warm, mut cold) = (rows(), rows());
+    let mut window_opened = true;
     for phase in [0..split, split..scenarios.len()] {
         let count = phase.len();
         for round in 0..runs {
             // Rotate the order each round so no scenario always runs first.
-            // Warm: back to back. Cold: after an idle pause, so the first
-            // cgroup migration waits a whole RCU grace period (performance.md).
+            // Warm: back to back, each run starting in the window in which
+            // cgroup moves do not wait (opened untimed just before it).
+            // Cold: after an idle pause, so the first cgroup move waits a
+            // whole RCU grace period (performance.md).
             for (k, is_cold) in (0..count * 2).map(|k| (k % count, k >= count)) {
                 let which = phase.start + (round + k) % count;
                 let uuid = &prepared[round * 2 + usize::from(is_cold)];
                 if is_cold {
                     std::thread::sleep(COLD_IDLE);
+                } else {
+                    window_opened &= open_cgroup_window();
                 }
                 let mut cmd = (scenarios[which].1)(&next_id(), uuid);
                 let start = Instant::now();
@@ -275,6 +280,10 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     ] {
         json.extend(start_table(&mut report, title, rows)?);
     }
+    report.note(match window_opened {
+        true => "warm runs each start with cgroup moves not waiting for an RCU grace period (the bench moves itself into its own cgroup, untimed, just before each run); cold runs wait for one",
+        false => "warm runs: the bench could not move itself between cgroups before each run, so a run may wait for an RCU grace period that the run before it did not (or save the one it paid)",
+    });
     for peer in missing {
         report.note(format!(
             "{peer}: not measured (not installed; cargo xtask deps installs it)"

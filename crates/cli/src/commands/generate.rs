@@ -9,6 +9,7 @@ use skiff_ops::generate::UnitOptions;
 use crate::config::GlobalArgs;
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum GenerateCommand {
     /// Print a systemd service (Type=notify) that runs IMAGE pinned by its
     /// ID; with --socket, a .socket unit too (see docs/systemd.md).
@@ -30,6 +31,7 @@ pub enum GenerateCommand {
     },
     Man {
         /// The directory to write into (made if missing).
+        #[arg(id = "out_dir", value_name = "DIR")]
         dir: std::path::PathBuf,
     },
 }
@@ -89,8 +91,7 @@ pub fn run(global: &GlobalArgs, cmd: GenerateCommand) -> anyhow::Result<ExitCode
         }
         GenerateCommand::Man { dir } => {
             std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-            let mut cli = <crate::Cli as clap::CommandFactory>::command();
-            cli.build();
+            let cli = crate::full_command();
             let written = man_pages(&cli, "skiff", &dir)?;
             println!("{} man pages in {}", written.len(), dir.display());
             return Ok(ExitCode::SUCCESS);

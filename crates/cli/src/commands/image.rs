@@ -9,6 +9,7 @@ use crate::config::GlobalArgs;
 use crate::format::{human_size, human_time, print_json, printable};
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 pub enum ImageCommand {
     /// Build an ACI from an image layout directory.
     ///

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum KeyCommand {
     /// Make a signing key pair. `--type=openpgp` (default): an Ed25519
     /// OpenPGP key, PREFIX.sec.asc (the secret key, mode 0600, no

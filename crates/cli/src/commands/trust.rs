@@ -38,6 +38,7 @@ pub struct TrustArgs {
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 enum TrustCommand {
     /// List the trusted keys.
     List {

@@ -8,6 +8,7 @@ use clap::Subcommand;
 use crate::config::GlobalArgs;
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum VulnDbCommand {
     /// Load OSV advisories (JSON files in the osv.dev export format, or
     /// directories of them) into the local database; an advisory with the
