@@ -160,36 +160,58 @@ fn today() -> String {
 }
 
 /// The generated section for `runs`.
-fn section(runs: &[Run]) -> String {
+fn section(parts: &[String]) -> String {
     let mut text = format!("{BEGIN}\n\n## Latest runs\n\n");
     text.push_str(
         "Regenerated from the last run of each benchmark (`target/bench/*.json`) by `cargo xtask \
          bench report`; a quick run (`--quick`: fewer runs) is marked as such.\n",
     );
-    for run in runs {
-        text.push_str(&format!(
-            "\n### bench {} — at `{}`, {}{}\n\n{}\n",
-            run.bench,
-            run.commit,
-            run.date,
-            if run.quick { ", quick run" } else { "" },
-            run.summary
-        ));
-        for table in &run.tables {
-            text.push_str(&format!("\n{}", table.markdown()));
-        }
-        if !run.notes.is_empty() {
-            text.push('\n');
-            for note in &run.notes {
-                text.push_str(&format!("{note}\n"));
-            }
-        }
-        for (file, caption) in &run.plots {
-            text.push_str(&format!("\n![{caption}](performance/{file})\n"));
-        }
+    for part in parts {
+        text.push_str(part);
     }
     text.push_str(&format!("\n{END}\n"));
     text
+}
+
+/// The generated text of one run: its heading, summary, tables, notes and
+/// plots.
+fn run_text(run: &Run) -> String {
+    let mut text = format!(
+        "\n### bench {} — at `{}`, {}{}\n\n{}\n",
+        run.bench,
+        run.commit,
+        run.date,
+        if run.quick { ", quick run" } else { "" },
+        run.summary
+    );
+    for table in &run.tables {
+        text.push_str(&format!("\n{}", table.markdown()));
+    }
+    if !run.notes.is_empty() {
+        text.push('\n');
+        for note in &run.notes {
+            text.push_str(&format!("{note}\n"));
+        }
+    }
+    for (file, caption) in &run.plots {
+        text.push_str(&format!("\n![{caption}](performance/{file})\n"));
+    }
+    text
+}
+
+/// The text the generated section of `doc` already holds for `bench`
+/// (from its `### bench NAME` heading to the next one or the end marker):
+/// kept when `target/bench` has no newer run of it, so that reporting one
+/// benchmark does not drop the others' last figures.
+fn kept_text(doc: &str, bench: &str) -> Option<String> {
+    let begin = doc.find(BEGIN)?;
+    let end = doc[begin..].find(END)? + begin;
+    let generated = &doc[begin..end];
+    let heading = format!("\n### bench {bench} — ");
+    let start = generated.find(&heading)?;
+    let rest = &generated[start + 1..];
+    let stop = rest.find("\n### bench ").map_or(rest.len(), |i| i + 1);
+    Some(format!("\n{}", rest[..stop].trim_end_matches('\n')) + "\n")
 }
 
 /// Replaces the generated section of `doc` (or inserts it after the
@@ -239,7 +261,15 @@ pub fn report(root: &Path) -> Result<()> {
     }
     let doc_path = root.join("docs/performance.md");
     let doc = std::fs::read_to_string(&doc_path)?;
-    std::fs::write(&doc_path, splice(&doc, &section(&runs))?)?;
+    let mut kept = Vec::new();
+    let parts: Vec<String> = ORDER
+        .iter()
+        .filter_map(|bench| match runs.iter().find(|r| r.bench == *bench) {
+            Some(run) => Some(run_text(run)),
+            None => kept_text(&doc, bench).inspect(|_| kept.push(*bench)),
+        })
+        .collect();
+    std::fs::write(&doc_path, splice(&doc, &section(&parts))?)?;
     println!(
         "docs/performance.md: the generated section has {} ({})",
         runs.iter()
@@ -249,7 +279,15 @@ pub fn report(root: &Path) -> Result<()> {
         if missing.is_empty() {
             "every benchmark in the report".to_string()
         } else {
-            format!("no result yet: {}", missing.join(", "))
+            format!(
+                "no result in target/bench: {}; kept as it was: {}",
+                missing.join(", "),
+                if kept.is_empty() {
+                    "none".to_string()
+                } else {
+                    kept.join(", ")
+                }
+            )
         }
     );
     Ok(())
@@ -377,16 +415,38 @@ mod tests {
     #[test]
     fn the_section_is_inserted_once_then_replaced_in_place() {
         let doc = "# Performance\n\nIntro.\n\n## Older\n\ntext\n";
-        let first = splice(doc, &section(&[run("start")])).unwrap();
+        let first = splice(doc, &section(&[run_text(&run("start"))])).unwrap();
         assert!(first.starts_with("# Performance\n\nIntro.\n\n<!-- bench report"));
         assert!(first.contains("### bench start — at `abc1234`, 2026-12-04 10:00 UTC, quick run"));
         assert!(first.contains("| skiff | 5.0 ms |"));
         assert!(first.contains("![a plot](performance/x.svg)"));
         assert!(first.ends_with("## Older\n\ntext\n"));
-        let second = splice(&first, &section(&[run("network")])).unwrap();
+        let second = splice(&first, &section(&[run_text(&run("network"))])).unwrap();
         assert!(!second.contains("bench start —") && second.contains("bench network —"));
         assert_eq!(second.matches(BEGIN).count(), 1);
         assert!(second.ends_with("## Older\n\ntext\n"));
+    }
+
+    #[test]
+    fn a_benchmark_without_a_new_run_keeps_its_text() {
+        let doc = "# P\n\n## Older\n";
+        let parts = [run_text(&run("start")), run_text(&run("network"))];
+        let doc = splice(doc, &section(&parts)).unwrap();
+        let kept = kept_text(&doc, "network").expect("network's text");
+        assert!(
+            kept.starts_with("\n### bench network — at `abc1234`"),
+            "{kept}"
+        );
+        assert!(kept.contains("![a plot](performance/x.svg)") && !kept.contains("bench start"));
+        assert_eq!(kept_text(&doc, "density"), None);
+        // Reporting start alone again keeps network as it was.
+        let mut newer = run("start");
+        newer.commit = "def5678".into();
+        let again = splice(&doc, &section(&[run_text(&newer), kept])).unwrap();
+        assert!(again.contains("bench start — at `def5678`"));
+        assert!(again.contains("bench network — at `abc1234`"));
+        assert_eq!(again.matches("### bench").count(), 2);
+        assert!(again.ends_with("## Older\n"));
     }
 
     #[test]
