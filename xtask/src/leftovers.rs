@@ -5,13 +5,21 @@
 use std::path::Path;
 use std::process::Command;
 
+/// Mount points a host tool makes on first use and keeps until reboot:
+/// `ip netns add` (tests/e2e/share.rs) bind-mounts /run/netns onto itself
+/// the first time after boot. The namespaces mounted below it are still
+/// listed.
+const BOOT_MOUNTS: [&str; 1] = ["/run/netns"];
+
 /// The host's mount points (from /proc/self/mountinfo), pod cgroups
 /// (`skiff/<uuid>` in every hierarchy) and what pod networks make.
 pub fn leftovers() -> Vec<String> {
     let mut found: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(|m| format!("mount {m}")))
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| !BOOT_MOUNTS.contains(m))
+        .map(|m| format!("mount {m}"))
         .collect();
     for hierarchy in [
         "/sys/fs/cgroup",
