@@ -143,19 +143,10 @@ fn hybrid_cgroups() -> bool {
         && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
-/// Opens the kernel's window in which moves between cgroups go through at
-/// once, by moving this process into the cgroup it is in. The first move
-/// after a quiet spell (a write to `cgroup.procs`, which every runtime here
-/// but bwrap makes to start a container) waits for an RCU grace period,
-/// ~8 ms here; moves within about one more grace period after it do not
-/// wait (docs/performance.md). Called untimed before each warm run: every
-/// runtime then starts in the same state, instead of one running free in
-/// the window the runtime before it paid for (crun ran right after a skiff
-/// row in four rounds of five). Best effort: false if no move was made.
-fn open_cgroup_window() -> bool {
-    let Ok(text) = std::fs::read_to_string("/proc/self/cgroup") else {
-        return false;
-    };
+/// The `cgroup.procs` file of this process's own cgroup (v1: in the pids
+/// hierarchy), for [`open_cgroup_window`]; looked up once per run.
+fn own_procs_file() -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let own = text.lines().find_map(|line| {
         let mut fields = line.splitn(3, ':');
@@ -165,15 +156,26 @@ fn open_cgroup_window() -> bool {
             false => controllers.split(',').any(|c| c == "pids"),
         };
         wanted.then(|| path.trim_start_matches('/').to_string())
-    });
-    let Some(own) = own else {
-        return false;
-    };
+    })?;
     let root = match v2 {
         true => PathBuf::from("/sys/fs/cgroup"),
         false => PathBuf::from("/sys/fs/cgroup/pids"),
     };
-    std::fs::write(root.join(own).join("cgroup.procs"), "0").is_ok()
+    Some(root.join(own).join("cgroup.procs"))
+}
+
+/// Opens the kernel's window in which moves between cgroups go through at
+/// once, by moving this process into the cgroup it is in (`procs`, from
+/// [`own_procs_file`]). The first move after a quiet spell (a write to
+/// `cgroup.procs`, which every runtime here but bwrap makes to start a
+/// container) waits for an RCU grace period, ~8 ms here; moves within
+/// about one more grace period after it do not wait (docs/performance.md).
+/// Called untimed before each warm run: every runtime then starts in the
+/// same state, instead of one running free in the window the runtime
+/// before it paid for (crun ran right after a skiff row in four rounds of
+/// five). Best effort: false if no move was made.
+fn open_cgroup_window(procs: Option<&Path>) -> bool {
+    procs.is_some_and(|p| std::fs::write(p, "0").is_ok())
 }
 
 /// Writes `body` to `target/bench/<file>`; returns its path.

@@ -159,7 +159,8 @@ fn today() -> String {
         .unwrap_or_default()
 }
 
-/// The generated section for `runs`.
+/// The generated section made of `parts`, each one benchmark's text
+/// ([`run_text`] or [`kept_text`]).
 fn section(parts: &[String]) -> String {
     let mut text = format!("{BEGIN}\n\n## Latest runs\n\n");
     text.push_str(

@@ -240,6 +240,7 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
             .collect()
     };
     let (mut warm, mut cold) = (rows(), rows());
+    let own_procs = own_procs_file();
     let mut window_opened = true;
     for phase in [0..split, split..scenarios.len()] {
         let count = phase.len();
@@ -255,7 +256,7 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
                 if is_cold {
                     std::thread::sleep(COLD_IDLE);
                 } else {
-                    window_opened &= open_cgroup_window();
+                    window_opened &= open_cgroup_window(own_procs.as_deref());
                 }
                 let mut cmd = (scenarios[which].1)(&next_id(), uuid);
                 let start = Instant::now();
