@@ -646,6 +646,107 @@ fn ctrl_c_stops_the_pod_cleanly() {
     let _ = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
 }
 
+/// Blocks SIGTERM, sends it to itself and executes its arguments: the
+/// signal waits, pending, for the program that takes the process over.
+const EXEC_WITH_SIGTERM_PENDING: &str = "import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+os.kill(os.getpid(), signal.SIGTERM)
+os.execv(sys.argv[1], sys.argv[1:])";
+
+/// A stop that reaches a pod before its apps exist (here it is pending as
+/// `skiff run` starts, as a Ctrl-C right after Enter or a `skiff stop`
+/// right after `run --detach` can be) still ends them: the `ns` init and
+/// the `fly` supervisor pass it on to every app they start after it.
+/// Before, init passed it on to no one (or, still without a handler,
+/// discarded it) and the fly supervisor never took it: the apps ran on
+/// until `stop` killed the supervisor (fly's apps outlived it).
+#[test]
+fn a_stop_that_comes_before_the_apps_still_stops_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = layout_aci(tmp.path());
+    for (flavor, net) in [("ns", "--net=none"), ("fly", "--net=host")] {
+        let mut run = skiff_in(tmp.path());
+        run.args(["run", "--insecure-options=image", net])
+            .arg(format!("--stage1={flavor}"))
+            .arg(&aci)
+            .args(["--exec=/bin/busybox", "--", "sleep", "600"]);
+        let mut cmd = std::process::Command::new("python3");
+        cmd.args(["-c", EXEC_WITH_SIGTERM_PENDING])
+            .arg(run.get_program())
+            .args(run.get_args());
+        for (name, value) in run.get_envs() {
+            match value {
+                Some(value) => cmd.env(name, value),
+                None => cmd.env_remove(name),
+            };
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Not a time limit on the stop: only how long a test waits for an
+        // app that would otherwise sleep for 600 s.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut errors = String::new();
+        if let Some(mut err) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut err, &mut errors);
+        }
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(143),
+            "{flavor}: the app did not end on the SIGTERM that came first: {errors}"
+        );
+    }
+    // `skiff stop` right after `run --detach`, while init still mounts the
+    // pod's 150 volumes: the supervisor passes the stop on to an init
+    // that has no handler yet. Before, init discarded it (a pid
+    // namespace's init ignores such signals) in most rounds, and `stop`
+    // killed the pod after 10 s.
+    let mut volumes = Vec::new();
+    for i in 0..150 {
+        volumes.push(format!("--volume=v{i},kind=empty"));
+        volumes.push(format!("--mount=volume=v{i},target=/m{i}"));
+    }
+    for round in 0..4 {
+        let out = output(
+            skiff_in(tmp.path())
+                .args(["run", "--detach", "--net=none", "--insecure-options=image"])
+                .args(&volumes)
+                .arg(&aci)
+                .args(["--exec=/bin/busybox", "--", "sleep", "600"])
+                .stdin(Stdio::null()),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let uuid = stdout(&out).trim().to_string();
+        let out = output(skiff_in(tmp.path()).args(["stop", &uuid]));
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            !stdout(&out).contains("killed") && !stderr(&out).contains("killed"),
+            "round {round}: the SIGTERM was lost: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+    let json = stdout(&output(
+        skiff_in(tmp.path()).args(["list", "--format=json"]),
+    ));
+    assert_eq!(json.matches("\"exitCode\": 143").count(), 6, "{json}");
+}
+
 #[test]
 fn two_pods_do_not_see_each_other() {
     let before = mounts();

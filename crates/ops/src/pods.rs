@@ -261,7 +261,7 @@ pub fn stop(ctx: &Context, uuid: &str, timeout: Duration) -> Result<Stopped, Ops
     let ended_within = |wait: Duration| -> Result<bool, OpsError> {
         let deadline = Instant::now() + wait;
         loop {
-            if !pods.find(&pod.uuid)?.is_running() {
+            if !still_running(&pods, &pod.uuid)? {
                 return Ok(true);
             }
             if Instant::now() >= deadline {
@@ -281,7 +281,7 @@ pub fn stop(ctx: &Context, uuid: &str, timeout: Duration) -> Result<Stopped, Ops
     }
     // Gone in the meantime: nothing left to kill.
     if let Err(e) = signal(rustix::process::Signal::KILL)
-        && pods.find(&pod.uuid)?.is_running()
+        && still_running(&pods, &pod.uuid)?
     {
         return Err(e.into());
     }
@@ -293,6 +293,17 @@ pub fn stop(ctx: &Context, uuid: &str, timeout: Duration) -> Result<Stopped, Ops
     } else {
         Stopped::StillRunning(pod.uuid)
     })
+}
+
+/// Whether the pod `uuid` still runs. A pod that is gone has ended: a
+/// concurrent `gc` may collect it the moment its stage1 exits, before a
+/// `stop` waiting for that end looks again.
+fn still_running(pods: &Pods, uuid: &str) -> Result<bool, OpsError> {
+    match pods.find(uuid) {
+        Ok(pod) => Ok(pod.is_running()),
+        Err(skiff_pod::PodError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Runs stage1's `gc` on an exited pod: it releases what the pod may still
@@ -408,4 +419,26 @@ pub fn gc(
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_collected_while_stop_waits_has_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let pods = Pods::new(dir.path());
+        let mut pod = pods.create().unwrap();
+        pod.move_to(&pods, State::Prepared).unwrap();
+        pod.move_to(&pods, State::Run).unwrap();
+        let lock = pod.lock().unwrap();
+        assert!(still_running(&pods, &pod.uuid).unwrap());
+        // Its stage1 exits; a concurrent gc moves it on and removes it.
+        drop(lock);
+        assert!(!still_running(&pods, &pod.uuid).unwrap());
+        pod.move_to(&pods, State::Garbage).unwrap();
+        std::fs::remove_dir_all(&pod.path).unwrap();
+        assert!(!still_running(&pods, &pod.uuid).unwrap());
+    }
 }

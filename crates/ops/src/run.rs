@@ -636,7 +636,21 @@ pub fn start(ctx: &Context, stage1: &Path, mut pod: Pod, how: Start) -> Result<P
     };
     let deadline = Instant::now() + Duration::from_secs(patience);
     loop {
-        let current = pods.find(&pod.uuid)?;
+        let current = match pods.find(&pod.uuid) {
+            Ok(current) => current,
+            // Ended at once and collected by a concurrent gc, which takes
+            // only a pod whose stage1 let go of the lock: it has exited.
+            Err(skiff_pod::PodError::NotFound(_)) => {
+                let status = child.wait().map_err(io("wait for stage1"))?;
+                if status.code() == Some(skiff_stage1::EXIT_SETUP_FAILED) {
+                    return Err(refuse!(
+                        "the pod's stage1 could not start it ({status}), and a concurrent gc removed the pod with its log"
+                    ));
+                }
+                return Ok(pod);
+            }
+            Err(e) => return Err(e.into()),
+        };
         if current.pid().is_some() || current.state != State::Run {
             return Ok(current);
         }

@@ -13,7 +13,6 @@ use crate::report::{Report, send};
 use crate::setup_err;
 use crate::supervise::TERMINATION_SIGNALS;
 use crate::supervise::on_termination;
-use crate::supervise::unblock_termination;
 use crate::sys::{self, process::Forked};
 use crate::{EXIT_SETUP_FAILED, Stage1Error, cgroups, seccomp};
 use rustix::thread::UnshareFlags;
@@ -26,6 +25,7 @@ use std::time::Instant;
 /// Forwards termination signals from pid 1 to every process of the pod
 /// (-1: every process this pid-1 init may signal, the pod's).
 extern "C" fn forward_signal(sig: libc::c_int) {
+    crate::supervise::note_stop(sig);
     sys::process::kill(-1, sig);
 }
 
@@ -56,7 +56,6 @@ pub(crate) fn run_apps(
         restart,
     } = handles;
     install_forwarding();
-    unblock_termination();
 
     // The apps wait at this gate until init has given up its privileges:
     // none runs while init could still be made to use them.
@@ -73,12 +72,12 @@ pub(crate) fn run_apps(
     let mut gate_out = Some(gate_out);
     let mut children = Vec::new();
     for (i, (p, cgroup)) in plans.iter().zip(&app_cgroups).enumerate() {
-        let pid = match sys::process::fork() {
+        let pid = match crate::supervise::fork_stoppable(|_| {}) {
             Ok(Forked::Parent(pid)) => pid,
             Ok(Forked::Child) => {
-                // A stop while it waits is for the app it becomes (its
-                // signals are reset, and unblocked, before exec).
-                sys::signal::set_blocked(&TERMINATION_SIGNALS, true);
+                // A stop while it waits is for the app it becomes: its
+                // termination signals stay blocked from the fork until they
+                // are reset, and unblocked, before exec.
                 drop(gate_out.take());
                 wait_for_gate(&gate_in);
                 let output = outputs.as_ref().and_then(|o| o.get(i));

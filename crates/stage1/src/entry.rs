@@ -155,6 +155,12 @@ pub fn main() -> ExitCode {
     if args.first().map(String::as_str) != Some("run") {
         return usage();
     }
+    // A stop before the flavor's handler is in place waits for it (as
+    // stage0 arranges for a pod in the foreground): unblocked, it would
+    // kill this supervisor, or be discarded by the pod's init, which
+    // inherits the mask (a pid namespace's init ignores signals it has no
+    // handler for).
+    crate::supervise::block_termination();
     let mut lock_fd = None;
     let mut pod_dir = None;
     let mut detached = false;

@@ -116,9 +116,48 @@ pub fn forget_init() {
     INIT_PID.store(0, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Installs `handler` for the [`TERMINATION_SIGNALS`].
+/// Installs `handler` for the [`TERMINATION_SIGNALS`], then unblocks them:
+/// a stop that arrived while they were blocked (stage1 starts with them
+/// blocked) runs it now.
 pub(crate) fn on_termination(handler: sys::signal::Handler) {
     sys::signal::on(&TERMINATION_SIGNALS, handler, true);
+    unblock_termination();
+}
+
+/// The termination signal this process last passed on (0: none yet), noted
+/// by its handler ([`note_stop`]): a child forked after that missed it.
+static STOP_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// For a handler that passes `sig` on to the processes it started: notes it
+/// for those [`fork_stoppable`] starts later. Async-signal-safe.
+pub(crate) fn note_stop(sig: libc::c_int) {
+    STOP_SIGNAL.store(sig, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Forks a child that is to be stopped with this process's other children:
+/// the child starts with the [`TERMINATION_SIGNALS`] blocked, so a stop
+/// waits for it until it resets them to their defaults before exec
+/// (instead of running this process's handler, which passes the signal on
+/// to everyone but the child). In the parent, still blocked, `started`
+/// gets the child's pid (for the handler to reach it), a stop noted before
+/// is passed on to the child, and the signals are unblocked: a stop that
+/// arrives meanwhile runs the handler once the child is known.
+pub(crate) fn fork_stoppable(started: impl FnOnce(i32)) -> std::io::Result<sys::process::Forked> {
+    block_termination();
+    let forked = sys::process::fork();
+    match forked {
+        Ok(sys::process::Forked::Child) => return forked,
+        Ok(sys::process::Forked::Parent(pid)) => {
+            started(pid);
+            let sig = STOP_SIGNAL.load(std::sync::atomic::Ordering::SeqCst);
+            if sig > 0 {
+                sys::process::kill(pid, sig);
+            }
+        }
+        Err(_) => {}
+    }
+    unblock_termination();
+    forked
 }
 
 /// The signals that stop a pod.

@@ -27,6 +27,7 @@ const MAX_APPS: usize = 64;
 static APP_PIDS: [AtomicI32; MAX_APPS] = [const { AtomicI32::new(0) }; MAX_APPS];
 
 extern "C" fn forward(sig: libc::c_int) {
+    crate::supervise::note_stop(sig);
     for slot in &APP_PIDS {
         let pid = slot.load(Ordering::Relaxed);
         if pid > 0 {
@@ -96,12 +97,18 @@ pub fn run(
             return Err(e);
         }
     };
+    // In place before `skiff stop` can find this process.
+    install_forwarding();
     pod.set_pid(std::process::id() as i32);
     let _ = pod.stamp("started");
-    install_forwarding();
     let mut children = Vec::new();
     for (i, p) in plans.iter().enumerate() {
-        let pid = match crate::sys::process::fork() {
+        let registered = |pid| {
+            if let Some(slot) = APP_PIDS.get(i) {
+                slot.store(pid, Ordering::Relaxed);
+            }
+        };
+        let pid = match crate::supervise::fork_stoppable(registered) {
             Ok(crate::sys::process::Forked::Parent(pid)) => pid,
             Ok(crate::sys::process::Forked::Child) => 0,
             Err(e) => {
@@ -143,7 +150,6 @@ pub fn run(
             );
             std::process::exit(code);
         }
-        APP_PIDS[i].store(pid, Ordering::Relaxed);
         children.push((pid, p.name.clone()));
     }
     // The apps hold their output pipes (and sockets) now: the logger sees

@@ -329,6 +329,9 @@ fn exec_runtime(pod: &Pod, p: &AppPlan, runtime: &Path, id: &str) -> Stage1Error
             Some(options.as_c_str()),
         )
         .map_err(|e| setup_err(format!("mount the overlay root of app '{}'", p.name))(e.into()))?;
+        // The runtime takes the stop the supervisor passes on: stage1
+        // blocks the termination signals, and exec keeps the mask.
+        crate::sys::signal::reset_all();
         Ok(std::process::Command::new(runtime)
             .arg("--root")
             .arg(bundle.join("state"))

@@ -351,6 +351,9 @@ fn exec_vm(
         }
         let share = pod.path.join("kvm").join("share");
         export(&mut qemu, "share", &share, SHARE_TAG, false);
+        // QEMU ends on the SIGTERM the supervisor passes on: stage1 blocks
+        // the termination signals, and exec keeps the mask.
+        crate::sys::signal::reset_all();
         Ok(qemu.exec())
     })();
     match result {
