@@ -637,22 +637,33 @@ pub fn start(ctx: &Context, stage1: &Path, mut pod: Pod, how: Start) -> Result<P
     let deadline = Instant::now() + Duration::from_secs(patience);
     loop {
         let current = match pods.find(&pod.uuid) {
-            Ok(current) => current,
-            // Ended at once and collected by a concurrent gc, which takes
-            // only a pod whose stage1 let go of the lock: it has exited.
-            Err(skiff_pod::PodError::NotFound(_)) => {
-                let status = child.wait().map_err(io("wait for stage1"))?;
-                if status.code() == Some(skiff_stage1::EXIT_SETUP_FAILED) {
-                    return Err(refuse!(
-                        "the pod's stage1 could not start it ({status}), and a concurrent gc removed the pod with its log"
-                    ));
-                }
-                return Ok(pod);
-            }
+            Ok(current) => Some(current),
+            Err(skiff_pod::PodError::NotFound(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        if current.pid().is_some() || current.state != State::Run {
-            return Ok(current);
+        if let Some(current) = current.as_ref().filter(|c| c.pid().is_some()) {
+            return Ok(current.clone());
+        }
+        // Moved on, or collected, without a pid: its stage1 has exited (a
+        // gc takes only a pod whose stage1 let go of the lock).
+        if current.as_ref().is_none_or(|c| c.state != State::Run) {
+            let status = child.wait().map_err(io("wait for stage1"))?;
+            return match current {
+                Some(_) => Err(refuse!(
+                    "the pod's stage1 exited before it started the pod ({status}); see {}",
+                    log_path.display()
+                )),
+                // Collected with its log: what stage1 said is gone. A pod
+                // that ran ends with its first app's status.
+                None if status.code().is_none()
+                    || status.code() == Some(skiff_stage1::EXIT_SETUP_FAILED) =>
+                {
+                    Err(refuse!(
+                        "the pod's stage1 could not start it ({status}), and a concurrent gc removed the pod with its log"
+                    ))
+                }
+                None => Ok(pod),
+            };
         }
         if let Ok(Some(status)) = child.try_wait() {
             return Err(refuse!(

@@ -148,15 +148,19 @@ pub(crate) fn run_apps(
     drop(gate_in);
     drop(gate_out);
     // Reap every process of the pod until the apps are done.
-    crate::reap(&children, |name, code| {
-        send(
-            report,
-            &Report::Exit {
-                app: name.to_string(),
-                status: code,
-            },
-        );
-    });
+    crate::reap(
+        &children,
+        |_| {},
+        |name, code| {
+            send(
+                report,
+                &Report::Exit {
+                    app: name.to_string(),
+                    status: code,
+                },
+            );
+        },
+    );
 }
 
 /// What init starts the apps with, and closes once they have started.

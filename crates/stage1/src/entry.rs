@@ -155,12 +155,9 @@ pub fn main() -> ExitCode {
     if args.first().map(String::as_str) != Some("run") {
         return usage();
     }
-    // A stop before the flavor's handler is in place waits for it (as
-    // stage0 arranges for a pod in the foreground): unblocked, it would
-    // kill this supervisor, or be discarded by the pod's init, which
-    // inherits the mask (a pid namespace's init ignores signals it has no
-    // handler for).
-    crate::supervise::block_termination();
+    // A stop before the flavor's handler is in place is noted, and passed
+    // on once it is.
+    crate::supervise::note_stops();
     let mut lock_fd = None;
     let mut pod_dir = None;
     let mut detached = false;

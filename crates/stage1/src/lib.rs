@@ -181,13 +181,24 @@ pub fn exit_code(status: i32) -> i32 {
 }
 
 /// Waits for any child until every process in `children` (pid, app name)
-/// has ended, calling `on_exit(app, code)` for each; other children that
-/// end meanwhile (orphans adopted by a pod's init) are reaped silently.
-pub fn reap(children: &[(i32, String)], mut on_exit: impl FnMut(&str, i32)) {
+/// has ended, calling `ending(pid)` for each child that ended before it is
+/// reaped (while its pid is still its own: a signal handler that may signal
+/// it forgets it there) and `on_exit(app, code)` for each app; other
+/// children that end meanwhile (orphans adopted by a pod's init) are reaped
+/// silently.
+pub fn reap(
+    children: &[(i32, String)],
+    mut ending: impl FnMut(i32),
+    mut on_exit: impl FnMut(&str, i32),
+) {
     let mut remaining = children.len();
     while remaining > 0 {
-        let Some((pid, status)) = sys::process::wait_any() else {
+        let Some(pid) = sys::process::next_ended() else {
             break;
+        };
+        ending(pid);
+        let Some(status) = sys::process::wait(pid) else {
+            continue;
         };
         if let Some((_, name)) = children.iter().find(|(p, _)| *p == pid) {
             on_exit(name, exit_code(status));

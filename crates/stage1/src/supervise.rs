@@ -103,11 +103,11 @@ extern "C" fn forward_to_init(sig: libc::c_int) {
 
 /// In the supervisor: Ctrl-C, `kill` and hang-ups go to the pod's init
 /// (which passes them to the apps) instead of killing the supervisor, so
-/// the pod is always stopped cleanly and its status recorded.
+/// the pod is always stopped cleanly and its status recorded. A stop noted
+/// before ([`note_stops`]) goes to init now.
 pub fn forward_to(init: i32) {
     INIT_PID.store(init, std::sync::atomic::Ordering::Relaxed);
     on_termination(forward_to_init);
-    unblock_termination();
 }
 
 /// Once init is reaped: signals are no longer passed on (its pid may be
@@ -116,22 +116,50 @@ pub fn forget_init() {
     INIT_PID.store(0, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Installs `handler` for the [`TERMINATION_SIGNALS`], then unblocks them:
-/// a stop that arrived while they were blocked (stage1 starts with them
-/// blocked) runs it now.
+/// Installs `handler` for the [`TERMINATION_SIGNALS`] and unblocks them.
+/// A stop this process noted before ([`note_stops`], or a handler's
+/// [`note_stop`]) runs `handler` at once; one that arrives while it is
+/// installed runs it once it is (the signals are blocked meanwhile).
 pub(crate) fn on_termination(handler: sys::signal::Handler) {
+    block_termination();
     sys::signal::on(&TERMINATION_SIGNALS, handler, true);
+    let noted = STOP_SIGNAL.load(std::sync::atomic::Ordering::SeqCst);
+    if noted > 0 {
+        handler(noted);
+    }
     unblock_termination();
 }
 
-/// The termination signal this process last passed on (0: none yet), noted
-/// by its handler ([`note_stop`]): a child forked after that missed it.
+/// The termination signal this process last took (0: none yet), noted by
+/// its handler ([`note_stop`]): a child forked after that missed it, and a
+/// handler installed after that is to act on it.
 static STOP_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
-/// For a handler that passes `sig` on to the processes it started: notes it
-/// for those [`fork_stoppable`] starts later. Async-signal-safe.
+/// For a handler: notes `sig` for the processes this one starts later
+/// ([`fork_stoppable`]) and the handlers it installs later
+/// ([`on_termination`]). Async-signal-safe.
 pub(crate) fn note_stop(sig: libc::c_int) {
     STOP_SIGNAL.store(sig, std::sync::atomic::Ordering::SeqCst);
+}
+
+extern "C" fn note_only(sig: libc::c_int) {
+    note_stop(sig);
+}
+
+/// stage1's first handler, until a flavor has something to pass a stop on
+/// to: notes it (unblocked, the signal would kill the supervisor before it
+/// can end the pod; blocked, the helpers it runs meanwhile, CNI plugins
+/// and the like, would start with it blocked). Unblocks the signals
+/// stage0 blocks before exec.
+pub(crate) fn note_stops() {
+    on_termination(note_only);
+}
+
+/// In a child that is to take its stops from its parent (a pod's init,
+/// which the supervisor passes them on to): forgets the one the parent
+/// noted, which the parent passes on.
+pub(crate) fn forget_stop() {
+    STOP_SIGNAL.store(0, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// Forks a child that is to be stopped with this process's other children:
@@ -165,13 +193,15 @@ pub const TERMINATION_SIGNALS: [libc::c_int; 4] =
     [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
 
 /// Blocks the [`TERMINATION_SIGNALS`] (while the supervisor rests, they
-/// wait for it: crate::rest).
+/// wait for it: crate::rest; a child forked while they are blocked starts
+/// with them blocked).
 pub(crate) fn block_termination() {
     sys::signal::set_blocked(&TERMINATION_SIGNALS, true);
 }
 
 /// Stage0 blocks these before exec-ing stage1 (the mask survives exec), so
-/// that a Ctrl-C before the handlers are in place waits for them.
+/// that a Ctrl-C before the handlers are in place waits for them
+/// ([`note_stops`] unblocks them).
 pub(crate) fn unblock_termination() {
     sys::signal::set_blocked(&TERMINATION_SIGNALS, false);
 }

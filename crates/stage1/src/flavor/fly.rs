@@ -165,15 +165,14 @@ pub fn run(
         }
     };
     let mut first = None;
-    crate::reap(&children, |name, code| {
-        // Its pid may be another process's from now on.
-        if let Some(slot) = children
-            .iter()
-            .position(|(_, n)| n == name)
-            .and_then(|i| APP_PIDS.get(i))
-        {
-            slot.store(0, Ordering::Relaxed);
+    // A stop reaches an app until it has ended, and not once its pid may
+    // be another process's: its slot is cleared before it is reaped.
+    let forget = |pid: i32| {
+        for slot in &APP_PIDS {
+            let _ = slot.compare_exchange(pid, 0, Ordering::Relaxed, Ordering::Relaxed);
         }
+    };
+    crate::reap(&children, forget, |name, code| {
         pod.set_app_exit(name, code);
         if name == plans[0].name {
             first = Some(code);

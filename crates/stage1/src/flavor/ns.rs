@@ -143,9 +143,15 @@ pub fn run(
     };
     // Init is pid 1 of a new pid namespace; the supervisor stays in its
     // own, so its later threads and children (CNI DEL at the end) do too.
+    // It starts with the termination signals blocked until its handler is
+    // in place (a pid namespace's init discards a signal it has no handler
+    // for); the supervisor keeps them blocked until it passes them on to
+    // init (forward_to), then a stop noted before goes to init too.
+    crate::supervise::block_termination();
     let forked = match sys::process::fork_in_new_pid_namespace() {
         Ok(forked) => forked,
         Err(source) => {
+            crate::supervise::unblock_termination();
             if let Some(user_net) = user_net {
                 user_net.stop();
             }
@@ -161,6 +167,7 @@ pub fn run(
     let child = match forked {
         Forked::Parent(child) => child,
         Forked::Child => {
+            crate::supervise::forget_stop();
             // Init lives on next to the apps: it keeps no handle on the host
             // beyond what starting them needs (a pod process allowed to trace
             // it, `--cap-retain=CAP_SYS_PTRACE`, could reopen any through

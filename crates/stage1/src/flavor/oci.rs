@@ -399,9 +399,16 @@ pub fn run(
         !launch.detached,
     )
     .map_err(undo)?;
+    // The runtime's process starts with the termination signals blocked,
+    // until it resets them before exec: a stop passed on to it meanwhile
+    // (forward_to) waits for it instead of running this process's handler.
+    crate::supervise::block_termination();
     let forked = crate::sys::process::fork()
         .map_err(setup_err("fork the OCI runtime"))
-        .map_err(undo)?;
+        .map_err(|e| {
+            crate::supervise::unblock_termination();
+            undo(e)
+        })?;
     let child = match forked {
         crate::sys::process::Forked::Parent(child) => child,
         crate::sys::process::Forked::Child => {

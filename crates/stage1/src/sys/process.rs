@@ -72,20 +72,30 @@ pub fn try_wait(pid: i32) -> Option<i32> {
     (r == pid).then_some(status)
 }
 
-/// Waits for any child: its pid and raw wait status; `None` when there is
-/// none left (or on another error).
-pub fn wait_any() -> Option<(i32, i32)> {
-    let mut status = 0;
+/// Waits for any child to end, without reaping it (`waitid` with
+/// `WNOWAIT`): its pid; `None` when there is none left (or on another
+/// error). Reap it with [`wait`].
+pub fn next_ended() -> Option<i32> {
     loop {
-        // SAFETY: waitpid with a valid pointer to a local status.
-        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if pid > 0 {
-            return Some((pid, status));
+        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+        // SAFETY: waitid writes the child's state into `info`, which is ours
+        // and large enough; WNOWAIT leaves the child unreaped.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_ALL,
+                0,
+                info.as_mut_ptr(),
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 {
+            // SAFETY: waitid succeeded (without WNOHANG), so `info` holds
+            // the child that ended.
+            return Some(unsafe { info.assume_init().si_pid() });
         }
-        if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return None;
         }
-        return None;
     }
 }
 

@@ -257,7 +257,8 @@ extern "C" fn stop_vm(sig: libc::c_int) {
 }
 
 /// `skiff stop` signals the supervisor (the pod's pid): it powers the VM
-/// off (QEMU ends on SIGTERM) and records the signal as the apps' end.
+/// off (QEMU ends on SIGTERM) and records the signal as the apps' end; a
+/// stop noted before does so at once.
 fn stop_vm_on_signals(qemu: i32) {
     QEMU_PID.store(qemu, Ordering::Relaxed);
     crate::supervise::on_termination(stop_vm);
@@ -470,7 +471,15 @@ impl Vm<'_> {
         if !self.runtime.interactive {
             qemu.stdin(std::process::Stdio::null());
         }
-        let child = match crate::sys::process::fork().map_err(setup_err("fork the VM"))? {
+        // QEMU's process starts with the termination signals blocked, until
+        // it resets them before exec: a stop passed on to it meanwhile
+        // waits for it instead of running this process's handler.
+        crate::supervise::block_termination();
+        let forked = crate::sys::process::fork().map_err(|e| {
+            crate::supervise::unblock_termination();
+            setup_err("fork the VM")(e)
+        })?;
+        let child = match forked {
             crate::sys::process::Forked::Parent(child) => child,
             crate::sys::process::Forked::Child => {
                 drop(lock);
@@ -484,6 +493,10 @@ impl Vm<'_> {
         let _ = pod.stamp("started");
         // The VM is booting its apps: as ready as the host can tell.
         launch.ready(pod);
+        // Signals go on to QEMU until it has ended, and not once its pid
+        // may be another process's: it is reaped only after.
+        crate::sys::process::has_ended(child, true);
+        QEMU_PID.store(0, Ordering::Relaxed);
         let wstatus = crate::sys::process::wait(child).unwrap_or(0);
         launch.stopping();
         self.statuses(&share, crate::exit_code(wstatus))
