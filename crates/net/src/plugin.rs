@@ -3,6 +3,7 @@
 //! (or the CNI error object) on stdout, within a time limit.
 
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -85,7 +86,10 @@ pub fn invoke(
         .collect::<Vec<_>>()
         .join(";");
     let cni_path = std::env::join_paths(path).map_err(|e| failed(e.to_string()))?;
+    // Its own process group: a Ctrl-C on `skiff run` is for the pod, not
+    // for a plugin halfway through setting up or tearing down its network.
     let mut child = Command::new(&binary)
+        .process_group(0)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("CNI_COMMAND", verb.as_str())

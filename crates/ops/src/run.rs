@@ -649,12 +649,13 @@ pub fn start(ctx: &Context, stage1: &Path, mut pod: Pod, how: Start) -> Result<P
         if current.as_ref().is_none_or(|c| c.state != State::Run) {
             let status = child.wait().map_err(io("wait for stage1"))?;
             return match current {
-                Some(_) => Err(refuse!(
+                Some(moved) => Err(refuse!(
                     "the pod's stage1 exited before it started the pod ({status}); see {}",
-                    log_path.display()
+                    moved.path.join("stage1.log").display()
                 )),
                 // Collected with its log: what stage1 said is gone. A pod
-                // that ran ends with its first app's status.
+                // that ran ends with its first app's status (taken for a
+                // setup failure if that is 125, which stage1 uses for one).
                 None if status.code().is_none()
                     || status.code() == Some(skiff_stage1::EXIT_SETUP_FAILED) =>
                 {

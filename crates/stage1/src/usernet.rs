@@ -195,6 +195,9 @@ fn start(args: &Args, netns: BorrowedFd<'_>, log: &Path) -> Result<UserNet, Stag
     let _ = std::fs::remove_file(&args.pid_file);
     let stderr = File::create(log).map_err(setup_err(format!("create {}", log.display())))?;
     let mut cmd = std::process::Command::new(&program);
+    // Its own process group: a Ctrl-C on `skiff run` is for the apps, and
+    // the network stays until the supervisor ends it.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     cmd.args(args.to_vec())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

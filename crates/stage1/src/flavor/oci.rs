@@ -463,8 +463,11 @@ pub fn run(
             pod.set_pid(pid);
             break;
         }
-        if let Some(status) = crate::sys::process::try_wait(child) {
-            wstatus = status;
+        // Forgotten before it is reaped: its pid may be another process's
+        // from then on.
+        if crate::sys::process::has_ended(child, false) == Some(true) {
+            crate::supervise::forget_init();
+            wstatus = crate::sys::process::wait(child).unwrap_or(0);
             exited = true;
             break;
         }

@@ -28,7 +28,12 @@ pub fn spawn<T: Send + 'static>(
     RUNNING.fetch_add(1, Ordering::SeqCst);
     std::thread::Builder::new()
         .name(name.to_string())
-        .spawn(f)
+        .spawn(|| {
+            // Stops are taken by the main thread, whose handlers forget a
+            // pid before reaping it there.
+            super::signal::set_blocked(&crate::supervise::TERMINATION_SIGNALS, true);
+            f()
+        })
         .map(Joined)
         .inspect_err(|_| {
             RUNNING.fetch_sub(1, Ordering::SeqCst);

@@ -8,6 +8,7 @@
 //! image and host kernel in `<data>/kvm/accel-<image key>.json`.
 
 use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -114,7 +115,11 @@ fn kvm_usable(data_dir: &Path, image: &GuestImage) -> Result<(bool, String, bool
     {
         return Ok((v.usable, v.reason, false));
     }
-    let (usable, reason) = probe(image)?;
+    let (usable, reason, lasting) = probe(image)?;
+    // A probe ended by a signal (killed from outside) says nothing of KVM.
+    if !lasting {
+        return Ok((usable, reason, false));
+    }
     let verdict = Verdict {
         host_kernel: host,
         usable,
@@ -128,10 +133,14 @@ fn kvm_usable(data_dir: &Path, image: &GuestImage) -> Result<(bool, String, bool
 }
 
 /// Boots the probe guest under KVM: usable if it prints the marker and
-/// powers off in time.
-fn probe(image: &GuestImage) -> Result<(bool, String), Stage1Error> {
+/// powers off in time; and whether that verdict lasts (not if the probe
+/// was ended by a signal from outside).
+fn probe(image: &GuestImage) -> Result<(bool, String, bool), Stage1Error> {
     let mut cmd: Command = qemu_command(image, "kvm", 128, 1, "skiff.probe")?;
+    // Its own process group: a Ctrl-C on `skiff run` is for the pod, not
+    // for the probe (whose verdict is kept).
     let mut child = cmd
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -163,7 +172,14 @@ fn probe(image: &GuestImage) -> Result<(bool, String), Stage1Error> {
         let _ = s.read_to_string(&mut err);
     }
     let first_error = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    Ok(match status {
+    // QEMU aborts by itself where KVM fails (SIGABRT): that lasts.
+    let lasting = status.is_none_or(|s| {
+        !matches!(
+            s.signal(),
+            Some(libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT | libc::SIGKILL)
+        )
+    });
+    let (usable, reason) = match status {
         Some(s) if s.success() && out.contains(PROBE_MARKER) => (
             true,
             format!(
@@ -186,7 +202,8 @@ fn probe(image: &GuestImage) -> Result<(bool, String), Stage1Error> {
             .trim()
             .to_string(),
         ),
-    })
+    };
+    Ok((usable, reason, lasting))
 }
 
 #[cfg(test)]

@@ -319,6 +319,10 @@ fn exec_vm(
     netns: Option<&std::fs::File>,
     network: &net::GuestNetwork,
 ) -> Stage1Error {
+    // QEMU, and the `ip` and `tc` this process runs for it, start with
+    // every signal at its default and none blocked: a stop passed on to it
+    // while it was blocked (since the fork) ends it here.
+    crate::sys::signal::reset_all();
     let result = (|| -> Result<std::io::Error, Stage1Error> {
         rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
             .map_err(|e| setup_err("set the parent-death signal")(e.into()))?;
@@ -352,9 +356,6 @@ fn exec_vm(
         }
         let share = pod.path.join("kvm").join("share");
         export(&mut qemu, "share", &share, SHARE_TAG, false);
-        // QEMU ends on the SIGTERM the supervisor passes on: stage1 blocks
-        // the termination signals, and exec keeps the mask.
-        crate::sys::signal::reset_all();
         Ok(qemu.exec())
     })();
     match result {
