@@ -178,6 +178,19 @@ fn open_cgroup_window(procs: Option<&Path>) -> bool {
     procs.is_some_and(|p| std::fs::write(p, "0").is_ok())
 }
 
+/// What a report says of [`open_cgroup_window`] before each run of `runs`
+/// ("warm runs", "runs"): whether it opened the window every time.
+fn cgroup_window_note(runs: &str, opened: bool) -> String {
+    match opened {
+        true => format!(
+            "{runs} each start with cgroup moves not waiting for an RCU grace period (the bench moves itself into its own cgroup, untimed, just before each run)"
+        ),
+        false => format!(
+            "{runs}: the bench could not move itself between cgroups before each run, so a run may wait for an RCU grace period that the run before it did not (or save the one it paid)"
+        ),
+    }
+}
+
 /// Writes `body` to `target/bench/<file>`; returns its path.
 fn write_result(root: &Path, file: &str, body: String) -> Result<PathBuf> {
     let dir = root.join("target/bench");

@@ -281,10 +281,10 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
     ] {
         json.extend(start_table(&mut report, title, rows)?);
     }
-    report.note(match window_opened {
-        true => "warm runs each start with cgroup moves not waiting for an RCU grace period (the bench moves itself into its own cgroup, untimed, just before each run); cold runs wait for one",
-        false => "warm runs: the bench could not move itself between cgroups before each run, so a run may wait for an RCU grace period that the run before it did not (or save the one it paid)",
-    });
+    report.note(format!(
+        "{}; cold runs wait for one",
+        cgroup_window_note("warm runs", window_opened)
+    ));
     for peer in missing {
         report.note(format!(
             "{peer}: not measured (not installed; cargo xtask deps installs it)"
