@@ -162,30 +162,42 @@ pub(crate) fn forget_stop() {
     STOP_SIGNAL.store(0, std::sync::atomic::Ordering::SeqCst);
 }
 
-/// Forks a child that is to be stopped with this process's other children:
-/// the child starts with the [`TERMINATION_SIGNALS`] blocked, so a stop
-/// waits for it until it resets them to their defaults before exec
-/// (instead of running this process's handler, which passes the signal on
-/// to everyone but the child). In the parent, still blocked, `started`
-/// gets the child's pid (for the handler to reach it), a stop noted before
-/// is passed on to the child, and the signals are unblocked: a stop that
-/// arrives meanwhile runs the handler once the child is known.
-pub(crate) fn fork_stoppable(started: impl FnOnce(i32)) -> std::io::Result<sys::process::Forked> {
+/// Forks with `fork` while the [`TERMINATION_SIGNALS`] are blocked, and
+/// leaves them blocked in both processes: the child keeps them so until it
+/// resets them before exec (or installs its own handler), so a stop passed
+/// on to it meanwhile waits for it instead of running this process's
+/// handler; the parent until it installs the handler that passes stops on
+/// to the child ([`on_termination`], which unblocks them). If the fork
+/// fails, they are unblocked again.
+pub(crate) fn fork_blocked(
+    fork: impl FnOnce() -> std::io::Result<sys::process::Forked>,
+) -> std::io::Result<sys::process::Forked> {
     block_termination();
-    let forked = sys::process::fork();
-    match forked {
-        Ok(sys::process::Forked::Child) => return forked,
-        Ok(sys::process::Forked::Parent(pid)) => {
-            started(pid);
-            let sig = STOP_SIGNAL.load(std::sync::atomic::Ordering::SeqCst);
-            if sig > 0 {
-                sys::process::kill(pid, sig);
-            }
-        }
-        Err(_) => {}
+    let forked = fork();
+    if forked.is_err() {
+        unblock_termination();
     }
-    unblock_termination();
     forked
+}
+
+/// Forks a child that is to be stopped with this process's other children
+/// ([`fork_blocked`]), for a process whose handler is already in place
+/// (instead of running it, which passes the signal on to everyone but the
+/// child, a stop waits for the child). In the parent, still blocked,
+/// `started` gets the child's pid (for the handler to reach it), a stop
+/// noted before is passed on to the child, and the signals are unblocked:
+/// a stop that arrives meanwhile runs the handler once the child is known.
+pub(crate) fn fork_stoppable(started: impl FnOnce(i32)) -> std::io::Result<sys::process::Forked> {
+    let forked = fork_blocked(sys::process::fork)?;
+    if let sys::process::Forked::Parent(pid) = forked {
+        started(pid);
+        let sig = STOP_SIGNAL.load(std::sync::atomic::Ordering::SeqCst);
+        if sig > 0 {
+            sys::process::kill(pid, sig);
+        }
+        unblock_termination();
+    }
+    Ok(forked)
 }
 
 /// The signals that stop a pod.

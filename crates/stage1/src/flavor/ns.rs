@@ -147,11 +147,9 @@ pub fn run(
     // in place (a pid namespace's init discards a signal it has no handler
     // for); the supervisor keeps them blocked until it passes them on to
     // init (forward_to), then a stop noted before goes to init too.
-    crate::supervise::block_termination();
-    let forked = match sys::process::fork_in_new_pid_namespace() {
+    let forked = match crate::supervise::fork_blocked(sys::process::fork_in_new_pid_namespace) {
         Ok(forked) => forked,
         Err(source) => {
-            crate::supervise::unblock_termination();
             if let Some(user_net) = user_net {
                 user_net.stop();
             }

@@ -402,13 +402,9 @@ pub fn run(
     // The runtime's process starts with the termination signals blocked,
     // until it resets them before exec: a stop passed on to it meanwhile
     // (forward_to) waits for it instead of running this process's handler.
-    crate::supervise::block_termination();
-    let forked = crate::sys::process::fork()
+    let forked = crate::supervise::fork_blocked(crate::sys::process::fork)
         .map_err(setup_err("fork the OCI runtime"))
-        .map_err(|e| {
-            crate::supervise::unblock_termination();
-            undo(e)
-        })?;
+        .map_err(undo)?;
     let child = match forked {
         crate::sys::process::Forked::Parent(child) => child,
         crate::sys::process::Forked::Child => {

@@ -174,10 +174,9 @@ fn probe(image: &GuestImage) -> Result<(bool, String, bool), Stage1Error> {
     let first_error = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     // QEMU aborts by itself where KVM fails (SIGABRT): that lasts.
     let lasting = status.is_none_or(|s| {
-        !matches!(
-            s.signal(),
-            Some(libc::SIGINT | libc::SIGTERM | libc::SIGHUP | libc::SIGQUIT | libc::SIGKILL)
-        )
+        s.signal().is_none_or(|sig| {
+            sig != libc::SIGKILL && !crate::supervise::TERMINATION_SIGNALS.contains(&sig)
+        })
     });
     let (usable, reason) = match status {
         Some(s) if s.success() && out.contains(PROBE_MARKER) => (

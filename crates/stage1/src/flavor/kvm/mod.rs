@@ -475,11 +475,8 @@ impl Vm<'_> {
         // QEMU's process starts with the termination signals blocked, until
         // it resets them before exec: a stop passed on to it meanwhile
         // waits for it instead of running this process's handler.
-        crate::supervise::block_termination();
-        let forked = crate::sys::process::fork().map_err(|e| {
-            crate::supervise::unblock_termination();
-            setup_err("fork the VM")(e)
-        })?;
+        let forked = crate::supervise::fork_blocked(crate::sys::process::fork)
+            .map_err(setup_err("fork the VM"))?;
         let child = match forked {
             crate::sys::process::Forked::Parent(child) => child,
             crate::sys::process::Forked::Child => {
