@@ -295,6 +295,68 @@ fn a_pod_whose_stage1_was_killed_is_found_and_everything_it_held_released() {
     assert!(again.status.success(), "{}", stdout(&again));
 }
 
+/// A pod in `prepare` is its preparer's while the preparer holds its
+/// lock, and abandoned the moment the preparer dies, however young: gc
+/// and fsck do not wait for it to age (they once waited 10 s, and a
+/// `prepare` killed just before a gc left a pod the next fsck reported).
+#[test]
+fn a_pod_whose_preparer_was_killed_a_moment_ago_is_collected_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let uuid = "4b1d0e2a-7c3f-4e55-9a61-0c2d8e7f9b10";
+    // What `skiff prepare` makes first: every state's directory, the pod
+    // in `prepare` with its creation time.
+    for state in [
+        "embryo",
+        "prepare",
+        "prepared",
+        "run",
+        "exited-garbage",
+        "garbage",
+    ] {
+        std::fs::create_dir_all(root.join("data/pods").join(state)).unwrap();
+    }
+    let pod = root.join("data/pods/prepare").join(uuid);
+    std::fs::create_dir(&pod).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::fs::write(pod.join("created"), now.to_string()).unwrap();
+    // A preparer at work: the pod's lock held (here, by this process).
+    let preparer = std::fs::File::open(&pod).unwrap();
+    rustix::fs::flock(
+        &preparer,
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    )
+    .unwrap();
+    let out = pod_fsck(root, false);
+    assert!(
+        out.status.success(),
+        "a pod being prepared: {}",
+        stdout(&out)
+    );
+    let out = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(pod.exists(), "gc removed a pod being prepared");
+
+    // The preparer dies, and its lock with it: its pod, a second old,
+    // is abandoned.
+    drop(preparer);
+    let out = pod_fsck(root, false);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("abandoned-pod: {uuid}")),
+        "{}",
+        stdout(&out)
+    );
+    let out = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!pod.exists(), "gc left the abandoned pod");
+    let out = pod_fsck(root, false);
+    assert!(out.status.success(), "{}", stdout(&out));
+}
+
 /// A tmpfs of `size` mounted at `dir`, unmounted on drop.
 struct SmallDisk(std::path::PathBuf);
 

@@ -429,7 +429,7 @@ mod tests {
     fn a_pod_collected_while_stop_waits_has_ended() {
         let dir = tempfile::tempdir().unwrap();
         let pods = Pods::new(dir.path());
-        let mut pod = pods.create().unwrap();
+        let (mut pod, _) = pods.create().unwrap();
         pod.move_to(&pods, State::Prepared).unwrap();
         pod.move_to(&pods, State::Run).unwrap();
         let lock = pod.lock().unwrap();

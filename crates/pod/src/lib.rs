@@ -397,6 +397,16 @@ impl PodLock {
     pub fn into_file(self) -> File {
         self.file
     }
+
+    /// True if the locked directory is the one at `path` (it was not
+    /// removed, or replaced, before the lock was taken).
+    fn is_at(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), fs::symlink_metadata(path)) {
+            (Ok(locked), Ok(there)) => locked.dev() == there.dev() && locked.ino() == there.ino(),
+            _ => false,
+        }
+    }
 }
 
 impl Pods {
@@ -467,23 +477,47 @@ impl Pods {
         f(&in_use)
     }
 
-    /// Creates a new pod in `prepare` (via `embryo`).
-    pub fn create(&self) -> Result<Pod, PodError> {
+    /// Creates a new pod in `prepare` (via `embryo`), locked by the caller
+    /// until it is prepared: an unlocked pod in `embryo` or `prepare` is
+    /// one its preparer left (see [`Pod::is_preparing`]).
+    ///
+    /// Between `mkdir` and `flock` the embryo is unlocked, and a gc or
+    /// fsck may take it for abandoned and remove it: the lock is then on a
+    /// directory that is gone, and creation starts again with a new uuid.
+    pub fn create(&self) -> Result<(Pod, PodLock), PodError> {
         for state in State::ALL {
             let dir = self.state_dir(state);
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         }
-        let uuid = new_uuid().map_err(io_err("generate a uuid for", &self.root))?;
-        let path = self.state_dir(State::Embryo).join(&uuid);
-        fs::create_dir(&path).map_err(io_err("create", &path))?;
-        fs::write(path.join("created"), now().to_string()).map_err(io_err("write", &path))?;
-        let mut pod = Pod {
-            uuid,
-            state: State::Embryo,
-            path,
-        };
-        pod.move_to(self, State::Prepare)?;
-        Ok(pod)
+        const ATTEMPTS: usize = 8;
+        for _ in 0..ATTEMPTS {
+            let uuid = new_uuid().map_err(io_err("generate a uuid for", &self.root))?;
+            let path = self.state_dir(State::Embryo).join(&uuid);
+            fs::create_dir(&path).map_err(io_err("create", &path))?;
+            let mut pod = Pod {
+                uuid,
+                state: State::Embryo,
+                path,
+            };
+            let lock = match pod.lock() {
+                Ok(lock) if lock.is_at(&pod.path) => lock,
+                Ok(_) => continue,
+                Err(PodError::Io(e)) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let made = fs::write(pod.path.join("created"), now().to_string())
+                .map_err(|e| io_err("write", &pod.path)(e).into())
+                .and_then(|()| pod.move_to(self, State::Prepare));
+            if let Err(e) = made {
+                let _ = fs::remove_dir_all(&pod.path);
+                return Err(e);
+            }
+            return Ok((pod, lock));
+        }
+        Err(PodError::Invalid(format!(
+            "a new pod's directory was removed {ATTEMPTS} times before it could be locked \
+             (a gc or fsck running in a loop?): try again"
+        )))
     }
 
     /// Every pod, in any state.
@@ -640,12 +674,12 @@ impl Pod {
     }
 
     /// True if the pod is being prepared: in `embryo` or `prepare` with
-    /// its preparer holding the lock (or made just now, before it could
-    /// take it). A pod a killed `prepare` left behind is not.
+    /// its preparer holding the lock. A pod a killed `prepare` left behind
+    /// is not, however young: the preparer locks the embryo before it
+    /// writes anything, and [`Pods::create`] starts again if the embryo it
+    /// made was taken for abandoned in the instant before.
     pub fn is_preparing(&self) -> bool {
-        matches!(self.state, State::Embryo | State::Prepare)
-            && (matches!(self.try_lock(), Ok(None))
-                || now() - read_i64(&self.path.join("created")).unwrap_or_else(now) < 10)
+        matches!(self.state, State::Embryo | State::Prepare) && matches!(self.try_lock(), Ok(None))
     }
 
     pub fn manifest_path(&self) -> PathBuf {
@@ -844,8 +878,11 @@ mod tests {
     fn pods_move_and_lock() {
         let dir = tempfile::tempdir().unwrap();
         let pods = Pods::new(dir.path());
-        let mut pod = pods.create().unwrap();
+        let (mut pod, preparing) = pods.create().unwrap();
         assert_eq!(pod.state, State::Prepare);
+        assert!(pod.is_preparing(), "locked by its preparer");
+        drop(preparing);
+        assert!(!pod.is_preparing(), "left by its preparer, however young");
         assert!(pod.created() > 0);
         pod.move_to(&pods, State::Prepared).unwrap();
         pod.move_to(&pods, State::Run).unwrap();
@@ -870,10 +907,24 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_on_an_embryo_a_gc_removed_is_not_at_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let pods = Pods::new(dir.path());
+        let (pod, lock) = pods.create().unwrap();
+        assert!(lock.is_at(&pod.path));
+        // Removed and made again under the same name (the instant between
+        // a preparer's mkdir and its flock, seen by gc): not the same one.
+        fs::remove_dir_all(&pod.path).unwrap();
+        assert!(!lock.is_at(&pod.path));
+        fs::create_dir(&pod.path).unwrap();
+        assert!(!lock.is_at(&pod.path));
+    }
+
+    #[test]
     fn app_exits_are_kept_only_under_valid_app_names() {
         let dir = tempfile::tempdir().unwrap();
         let pods = Pods::new(dir.path());
-        let pod = pods.create().unwrap();
+        let (pod, _preparing) = pods.create().unwrap();
         pod.set_app_exit("web", 3);
         assert_eq!(pod.app_exit("web"), Some(3));
         for bad in ["../../escaped", "/abs", "..", "a/b", ""] {

@@ -486,10 +486,9 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
         images.extend(app_req.tree_images.iter().cloned());
         images.push(app_req.image_id.clone());
     }
-    let mut pod = pods.create()?;
-    // Held until the pod is prepared: `status --wait` tells a pod being
-    // prepared from one a killed prepare left.
-    let _preparing = pod.lock()?;
+    // Locked until the pod is prepared: gc, fsck and `status --wait` tell
+    // a pod being prepared from one a killed prepare left.
+    let (mut pod, _preparing) = pods.create()?;
     let hostname = req
         .hostname
         .clone()

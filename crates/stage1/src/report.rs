@@ -301,7 +301,7 @@ mod tests {
     #[test]
     fn report_lines_record_exits_and_errors() {
         let tmp = tempfile::tempdir().unwrap();
-        let pod = skiff_pod::Pods::new(tmp.path()).create().unwrap();
+        let (pod, _) = skiff_pod::Pods::new(tmp.path()).create().unwrap();
         let mut recorder = Recorder::new(&pod, vec!["web", "db"]);
         let exit = |app: &str, status| {
             serde_json::to_string(&Report::Exit {
@@ -330,7 +330,7 @@ mod tests {
     #[test]
     fn restarts_count_only_where_the_pod_restarts_and_not_too_often() {
         let tmp = tempfile::tempdir().unwrap();
-        let pod = skiff_pod::Pods::new(tmp.path()).create().unwrap();
+        let (pod, _) = skiff_pod::Pods::new(tmp.path()).create().unwrap();
         let restart = |app: &str, status| {
             serde_json::to_string(&Report::Restart {
                 app: app.into(),
