@@ -355,6 +355,29 @@ fn a_pod_whose_preparer_was_killed_a_moment_ago_is_collected_at_once() {
     assert!(!pod.exists(), "gc left the abandoned pod");
     let out = pod_fsck(root, false);
     assert!(out.status.success(), "{}", stdout(&out));
+
+    // An older version's embryo, killed before it wrote its creation time
+    // (it was once taken as made just now, for ever), and a new pod's
+    // directory a preparer killed before it locked it (no listing shows
+    // it; gc removes it).
+    let embryo_uuid = "5c2e1f3b-8d40-4f66-ab72-1d3e9f8a0c21";
+    let embryo = root.join("data/pods/embryo").join(embryo_uuid);
+    std::fs::create_dir(&embryo).unwrap();
+    let new = root
+        .join("data/pods/embryo")
+        .join(format!(".new-{embryo_uuid}"));
+    std::fs::create_dir(&new).unwrap();
+    let out = pod_fsck(root, false);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("abandoned-pod: {embryo_uuid}")),
+        "{}",
+        stdout(&out)
+    );
+    let out = output(skiff_in(root).args(["gc", "--grace-period=0s"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!embryo.exists(), "gc left the embryo");
+    assert!(!new.exists(), "gc left the new pod's directory");
 }
 
 /// A tmpfs of `size` mounted at `dir`, unmounted on drop.

@@ -208,7 +208,9 @@ pub fn status(ctx: &Context, uuid: &str, wait: Wait) -> Result<PodInfo, OpsError
             Wait::Ready => going && pod.ready().is_none(),
         }
     };
-    while pending(&pod) {
+    // A pod that moved on since it was found is looked up again: its old
+    // path tells nothing (not locked, so not running, not preparing).
+    while pending(&pod) || !pod.path.exists() {
         std::thread::sleep(Duration::from_millis(50));
         pod = pods.find(&pod.uuid)?;
     }
@@ -376,6 +378,8 @@ pub fn gc(
     let pods = ctx.pods();
     let now = skiff_pod::now();
     let mut removed = 0;
+    // Not pods yet: directories a preparer killed before it locked one left.
+    pods.remove_unlocked_new();
     for mut pod in pods.all()? {
         if pod.state == State::Run {
             let Some(_lock) = pod.try_lock_present()? else {

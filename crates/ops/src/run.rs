@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use skiff_fetch::{KeyReview, PullPolicy};
 use skiff_pod::prepare::{AppRequest, PodRequest};
 use skiff_pod::restart::Restart;
-use skiff_pod::{Flavor, Pod, State};
+use skiff_pod::{Flavor, Pod, PodLock, State};
 use skiff_spec::pod::Volume;
 
 use crate::error::io;
@@ -327,8 +327,18 @@ pub fn prepare<R: KeyReview>(
     ctx: &Context,
     opts: &RunOptions,
     review: R,
-    mut refused: impl FnMut(&str),
+    refused: impl FnMut(&str),
 ) -> Result<Pod, OpsError> {
+    Ok(prepare_locked(ctx, opts, review, refused)?.0)
+}
+
+/// [`prepare`], returning the pod still locked (for [`run`]).
+fn prepare_locked<R: KeyReview>(
+    ctx: &Context,
+    opts: &RunOptions,
+    review: R,
+    mut refused: impl FnMut(&str),
+) -> Result<(Pod, PodLock), OpsError> {
     let (opts, pod_fields) = match &opts.pod_manifest {
         Some(path) => crate::pod_manifest::apply(opts, crate::pod_manifest::read(path)?)?,
         None => (opts.clone(), skiff_pod::prepare::PodFields::default()),
@@ -498,7 +508,7 @@ pub fn prepare<R: KeyReview>(
         }
     }
     check_apps(&request)?;
-    let pod = {
+    let (pod, lock) = {
         let _step = tracing::debug_span!("prepare").entered();
         skiff_pod::prepare::prepare(&ctx.pods(), &request)?
     };
@@ -506,7 +516,7 @@ pub fn prepare<R: KeyReview>(
         std::fs::write(file, format!("{}\n", pod.uuid))
             .map_err(io(format!("write {}", file.display())))?;
     }
-    Ok(pod)
+    Ok((pod, lock))
 }
 
 /// Checks what stage1 would otherwise find wrong only once the pod exists:
@@ -575,10 +585,27 @@ pub fn start_prepared(ctx: &Context, uuid: &str, how: Start) -> Result<Pod, OpsE
 /// Locks the pod, moves it to `run` and hands it to the stage1 program
 /// `stage1` (see [`Start`]). Returns the pod once it runs (detached);
 /// in the foreground, returns only on failure.
-pub fn start(ctx: &Context, stage1: &Path, mut pod: Pod, how: Start) -> Result<Pod, OpsError> {
+pub fn start(ctx: &Context, stage1: &Path, pod: Pod, how: Start) -> Result<Pod, OpsError> {
     check_prepared(&pod)?;
+    let lock = pod.lock().map_err(|e| match e {
+        skiff_pod::PodError::Io(e) if e.kind() == std::io::ErrorKind::NotFound => refuse!(
+            "pod {} is no longer prepared: another command started or removed it",
+            pod.uuid
+        ),
+        e => e.into(),
+    })?;
+    start_locked(ctx, stage1, pod, lock, how)
+}
+
+/// [`start`] of a prepared pod the caller has locked.
+fn start_locked(
+    ctx: &Context,
+    stage1: &Path,
+    mut pod: Pod,
+    lock: PodLock,
+    how: Start,
+) -> Result<Pod, OpsError> {
     let pods = ctx.pods();
-    let lock = pod.lock()?;
     pod.move_to(&pods, State::Run)?;
     // The locked directory fd stays open across exec for stage1 to hold,
     // above the sockets of socket activation (fds 3..).
@@ -700,8 +727,8 @@ pub fn run<R: KeyReview>(
 ) -> Result<Pod, OpsError> {
     let stage1 = ctx.stage1()?;
     check_activation(opts.flavor)?;
-    let pod = prepare(ctx, opts, review, refused)?;
-    start(ctx, &stage1, pod, how)
+    let (pod, lock) = prepare_locked(ctx, opts, review, refused)?;
+    start_locked(ctx, &stage1, pod, lock, how)
 }
 
 /// Socket activation reaches the apps of the `ns` and `fly` flavors only:

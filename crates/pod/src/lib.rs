@@ -348,6 +348,10 @@ pub fn rfc3339(secs: i64) -> String {
         .unwrap_or_else(|| secs.to_string())
 }
 
+/// The prefix of a pod directory being made (`embryo/.new-<uuid>`),
+/// before it is locked: no listing shows it (see [`Pods::create`]).
+const NEW: &str = ".new-";
+
 /// A random version-4 UUID.
 pub fn new_uuid() -> io::Result<String> {
     let mut b = [0u8; 16];
@@ -477,13 +481,17 @@ impl Pods {
         f(&in_use)
     }
 
-    /// Creates a new pod in `prepare` (via `embryo`), locked by the caller
-    /// until it is prepared: an unlocked pod in `embryo` or `prepare` is
-    /// one its preparer left (see [`Pod::is_preparing`]).
+    /// Creates a new pod in `prepare`, locked by the caller until it is
+    /// prepared: an unlocked pod in `embryo` or `prepare` is one its
+    /// preparer left (see [`Pod::is_preparing`]).
     ///
-    /// Between `mkdir` and `flock` the embryo is unlocked, and a gc or
-    /// fsck may take it for abandoned and remove it: the lock is then on a
-    /// directory that is gone, and creation starts again with a new uuid.
+    /// The directory is made as `embryo/.new-<uuid>`, a name no listing
+    /// shows, then locked, stamped and renamed to `prepare/<uuid>`: no pod
+    /// is ever seen unlocked while its preparer lives. Between `mkdir` and
+    /// `flock` a gc may take the unlocked new directory for one a killed
+    /// preparer left and remove it ([`Pods::remove_unlocked_new`]): the
+    /// lock is then on a directory that is gone, and creation starts again
+    /// with a new uuid.
     pub fn create(&self) -> Result<(Pod, PodLock), PodError> {
         for state in State::ALL {
             let dir = self.state_dir(state);
@@ -492,21 +500,23 @@ impl Pods {
         const ATTEMPTS: usize = 8;
         for _ in 0..ATTEMPTS {
             let uuid = new_uuid().map_err(io_err("generate a uuid for", &self.root))?;
-            let path = self.state_dir(State::Embryo).join(&uuid);
-            fs::create_dir(&path).map_err(io_err("create", &path))?;
             let mut pod = Pod {
+                path: self.state_dir(State::Embryo).join(format!("{NEW}{uuid}")),
                 uuid,
                 state: State::Embryo,
-                path,
             };
-            let lock = match pod.lock() {
-                Ok(lock) if lock.is_at(&pod.path) => lock,
-                Ok(_) => continue,
+            fs::create_dir(&pod.path).map_err(io_err("create", &pod.path))?;
+            let lock = match pod.try_lock() {
+                Ok(Some(lock)) => lock,
+                // Taken, or taken and removed, by a gc in the instant
+                // between: this directory is no longer ours.
+                Ok(None) => continue,
                 Err(PodError::Io(e)) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            let made = fs::write(pod.path.join("created"), now().to_string())
-                .map_err(|e| io_err("write", &pod.path)(e).into())
+            let created = pod.path.join("created");
+            let made = fs::write(&created, now().to_string())
+                .map_err(|e| io_err("write", &created)(e).into())
                 .and_then(|()| pod.move_to(self, State::Prepare));
             if let Err(e) = made {
                 let _ = fs::remove_dir_all(&pod.path);
@@ -516,8 +526,37 @@ impl Pods {
         }
         Err(PodError::Invalid(format!(
             "a new pod's directory was removed {ATTEMPTS} times before it could be locked \
-             (a gc or fsck running in a loop?): try again"
+             (a gc running in a loop?): try again"
         )))
+    }
+
+    /// Removes the new pod directories (`embryo/.new-<uuid>`) nobody
+    /// holds: left by a preparer killed between its `mkdir` and its
+    /// `flock` (or about to take the lock: it then starts again). They
+    /// hold nothing but a creation time. Returns how many went.
+    pub fn remove_unlocked_new(&self) -> usize {
+        let dir = self.state_dir(State::Embryo);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(uuid) = name.strip_prefix(NEW) else {
+                continue;
+            };
+            let pod = Pod {
+                uuid: uuid.to_string(),
+                state: State::Embryo,
+                path: entry.path(),
+            };
+            if let Ok(Some(_lock)) = pod.try_lock()
+                && fs::remove_dir_all(&pod.path).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// Every pod, in any state.
@@ -541,6 +580,12 @@ impl Pods {
                 }
             }
         }
+        // A pod that moved on while the states were listed is seen in
+        // both: it is where it went (the states are listed in the order
+        // pods move through them).
+        let mut seen = std::collections::HashSet::new();
+        pods.reverse();
+        pods.retain(|p| seen.insert(p.uuid.clone()));
         pods.sort_by_key(|p| p.created());
         Ok(pods)
     }
@@ -582,6 +627,10 @@ impl Pods {
                 }
             }
         }
+        // Seen twice if it moved on during the listing: where it went.
+        let mut seen = std::collections::HashSet::new();
+        matches.reverse();
+        matches.retain(|p| seen.insert(p.uuid.clone()));
         match matches.len() {
             0 => Err(PodError::NotFound(query)),
             1 => Ok(matches.into_iter().next().expect("one match")),
@@ -611,22 +660,36 @@ impl Pod {
         Ok(File::open(&self.path).map_err(io_err("open", &self.path))?)
     }
 
-    /// Waits for the exclusive lock.
+    /// Waits for the exclusive lock. A directory that moved on (or went)
+    /// while this waited is not found, as for [`Pod::try_lock`].
     pub fn lock(&self) -> Result<PodLock, PodError> {
         let file = self.open_dir()?;
         rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockExclusive)
             .map_err(|e| io_err("lock", &self.path)(e.into()))?;
-        Ok(PodLock { file })
+        let lock = PodLock { file };
+        if !lock.is_at(&self.path) {
+            return Err(io_err("lock", &self.path)(io::ErrorKind::NotFound.into()).into());
+        }
+        Ok(lock)
     }
 
-    /// Takes the lock if nobody holds it.
+    /// Takes the lock if nobody holds it. A directory that moved on (or
+    /// went) between its opening and its locking, by the holder of the
+    /// lock then, is not found: what is done next goes by its path.
     pub fn try_lock(&self) -> Result<Option<PodLock>, PodError> {
         let file = self.open_dir()?;
         match rustix::fs::flock(
             file.as_fd(),
             rustix::fs::FlockOperation::NonBlockingLockExclusive,
         ) {
-            Ok(()) => Ok(Some(PodLock { file })),
+            Ok(()) => {
+                let lock = PodLock { file };
+                if lock.is_at(&self.path) {
+                    Ok(Some(lock))
+                } else {
+                    Err(io_err("lock", &self.path)(io::ErrorKind::NotFound.into()).into())
+                }
+            }
             Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
             Err(e) => Err(io_err("lock", &self.path)(e.into()).into()),
         }
@@ -675,9 +738,9 @@ impl Pod {
 
     /// True if the pod is being prepared: in `embryo` or `prepare` with
     /// its preparer holding the lock. A pod a killed `prepare` left behind
-    /// is not, however young: the preparer locks the embryo before it
-    /// writes anything, and [`Pods::create`] starts again if the embryo it
-    /// made was taken for abandoned in the instant before.
+    /// is not, however young: a pod is listed only once its preparer holds
+    /// its lock (see [`Pods::create`]). (Pods in `embryo` are left by
+    /// older versions, which made them there before locking them.)
     pub fn is_preparing(&self) -> bool {
         matches!(self.state, State::Embryo | State::Prepare) && matches!(self.try_lock(), Ok(None))
     }
@@ -907,7 +970,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lock_on_an_embryo_a_gc_removed_is_not_at_its_path() {
+    fn a_lock_on_a_directory_that_went_is_not_at_its_path() {
         let dir = tempfile::tempdir().unwrap();
         let pods = Pods::new(dir.path());
         let (pod, lock) = pods.create().unwrap();
@@ -918,6 +981,49 @@ mod tests {
         assert!(!lock.is_at(&pod.path));
         fs::create_dir(&pod.path).unwrap();
         assert!(!lock.is_at(&pod.path));
+        drop(lock);
+        // Opened, then moved on by the lock's holder before it was locked.
+        let (mut moving, holder) = pods.create().unwrap();
+        let listed = moving.clone();
+        let file = listed.open_dir().unwrap();
+        moving.move_to(&pods, State::Prepared).unwrap();
+        drop(holder);
+        rustix::fs::flock(
+            file.as_fd(),
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        )
+        .unwrap();
+        assert!(!PodLock { file }.is_at(&listed.path));
+        assert!(listed.try_lock_present().unwrap().is_none());
+        assert!(!listed.is_preparing() && !listed.is_running());
+    }
+
+    #[test]
+    fn a_new_pod_directory_is_listed_only_once_locked_and_gc_takes_what_a_killed_preparer_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let pods = Pods::new(dir.path());
+        let (pod, lock) = pods.create().unwrap();
+        // Left by a preparer killed between mkdir and flock, and one whose
+        // preparer is about to take the lock (it then starts again).
+        let left = pods
+            .state_dir(State::Embryo)
+            .join(format!("{NEW}{}", new_uuid().unwrap()));
+        fs::create_dir(&left).unwrap();
+        let held = pods
+            .state_dir(State::Embryo)
+            .join(format!("{NEW}{}", new_uuid().unwrap()));
+        fs::create_dir(&held).unwrap();
+        let holder = File::open(&held).unwrap();
+        rustix::fs::flock(&holder, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let all = pods.all().unwrap();
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(all[0].uuid, pod.uuid);
+        assert!(all[0].is_preparing());
+        assert_eq!(pods.remove_unlocked_new(), 1);
+        assert!(!left.exists());
+        assert!(held.exists(), "a locked new directory is its preparer's");
+        drop(lock);
+        assert!(!pods.all().unwrap()[0].is_preparing());
     }
 
     #[test]

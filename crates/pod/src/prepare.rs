@@ -16,7 +16,7 @@ use skiff_spec::quantity::Quantity;
 use skiff_spec::{AcIdentifier, AcName, App, ImageManifest, PodManifest, to_pretty_json};
 
 use crate::privileges::Grants;
-use crate::{Pod, PodError, Pods, Runtime, RuntimeApp, State};
+use crate::{Pod, PodError, PodLock, Pods, Runtime, RuntimeApp, State};
 
 /// The grants of one app of `req`: a capability or seccomp set the user
 /// wrote (a flag, or the app of the user's own pod manifest) applies as
@@ -416,8 +416,10 @@ fn parse_seccomp_flag(flag: &str) -> Result<(String, SeccompSet), PodError> {
     Ok((mode, set))
 }
 
-/// Writes a new pod in `prepared` and returns it.
-pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
+/// Writes a new pod in `prepared` and returns it, still locked: a `run`
+/// starts it under the same lock, so that nothing (`gc
+/// --expire-prepared=0s`, `skiff rm`) takes it in between.
+pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<(Pod, PodLock), PodError> {
     if req.apps.is_empty() {
         return Err(config("a pod needs at least one image".into()));
     }
@@ -486,9 +488,10 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
         images.extend(app_req.tree_images.iter().cloned());
         images.push(app_req.image_id.clone());
     }
-    // Locked until the pod is prepared: gc, fsck and `status --wait` tell
-    // a pod being prepared from one a killed prepare left.
-    let (mut pod, _preparing) = pods.create()?;
+    // Locked until the pod is prepared (and, for a `run`, started): gc,
+    // fsck and `status --wait` tell a pod being prepared from one a
+    // killed prepare left.
+    let (mut pod, lock) = pods.create()?;
     let hostname = req
         .hostname
         .clone()
@@ -546,7 +549,7 @@ pub fn prepare(pods: &Pods, req: &PodRequest) -> Result<Pod, PodError> {
         let _ = std::fs::remove_dir_all(&pod.path);
         return Err(e);
     }
-    Ok(pod)
+    Ok((pod, lock))
 }
 
 #[cfg(test)]
@@ -615,7 +618,7 @@ mod tests {
             pod: PodFields::default(),
             remove: false,
         };
-        let pod = prepare(&pods, &req).unwrap();
+        let (pod, _) = prepare(&pods, &req).unwrap();
         assert_eq!(pod.state, State::Prepared);
         let m =
             skiff_spec::parse_pod_manifest(&std::fs::read(pod.manifest_path()).unwrap()).unwrap();
@@ -627,7 +630,7 @@ mod tests {
             private_users: true,
             ..req
         };
-        let pod = prepare(&pods, &private).unwrap();
+        let (pod, _) = prepare(&pods, &private).unwrap();
         let base = pod.runtime().unwrap().private_users.unwrap();
         let in_use = pods
             .with_private_users(|in_use| Ok(in_use.to_vec()))
