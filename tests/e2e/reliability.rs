@@ -378,6 +378,14 @@ fn a_pod_whose_preparer_was_killed_a_moment_ago_is_collected_at_once() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!embryo.exists(), "gc left the embryo");
     assert!(!new.exists(), "gc left the new pod's directory");
+    // fsck's repair takes it too, and reports nothing (a live preparer's
+    // is unlocked for an instant).
+    std::fs::create_dir(&new).unwrap();
+    let out = pod_fsck(root, false);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let out = pod_fsck(root, true);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(!new.exists(), "fsck --repair left the new pod's directory");
 }
 
 /// A tmpfs of `size` mounted at `dir`, unmounted on drop.

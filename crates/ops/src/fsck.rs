@@ -113,6 +113,11 @@ pub fn fsck(ctx: &Context, repair: bool) -> Result<PodsReport, OpsError> {
         });
     };
     let error = |e: OpsError| skiff_stage1::error_line(&e);
+    // Not pods yet, and not reported: a live preparer's is unlocked for
+    // an instant (it starts again if this takes it).
+    if repair {
+        pods.remove_unlocked_new();
+    }
     let all = pods.all()?;
     report.pods = all.len();
     let mut known = Vec::new();

@@ -606,11 +606,11 @@ fn start_locked(
     how: Start,
 ) -> Result<Pod, OpsError> {
     let pods = ctx.pods();
+    let service = crate::service::ServiceEnv::from_env();
+    service.check()?;
     pod.move_to(&pods, State::Run)?;
     // The locked directory fd stays open across exec for stage1 to hold,
     // above the sockets of socket activation (fds 3..).
-    let service = crate::service::ServiceEnv::from_env();
-    service.check()?;
     let file = std::fs::File::from(
         rustix::io::fcntl_dupfd_cloexec(lock.into_file(), 3 + service.listen_fds as i32)
             .map_err(|e| io("pass the pod lock to stage1")(e.into()))?,

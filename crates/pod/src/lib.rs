@@ -586,6 +586,7 @@ impl Pods {
         let mut seen = std::collections::HashSet::new();
         pods.reverse();
         pods.retain(|p| seen.insert(p.uuid.clone()));
+        pods.reverse();
         pods.sort_by_key(|p| p.created());
         Ok(pods)
     }
@@ -631,6 +632,7 @@ impl Pods {
         let mut seen = std::collections::HashSet::new();
         matches.reverse();
         matches.retain(|p| seen.insert(p.uuid.clone()));
+        matches.reverse();
         match matches.len() {
             0 => Err(PodError::NotFound(query)),
             1 => Ok(matches.into_iter().next().expect("one match")),

@@ -21,7 +21,6 @@ pub mod guest;
 pub mod image;
 pub mod net;
 
-use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -402,9 +401,12 @@ pub fn run(
         image: &image,
         accel: &picked,
     };
-    let result = vm.boot(netns.as_ref(), lock, &launch);
+    let result = vm.boot(netns.as_ref(), &launch);
     drop(netns);
+    // Under the lock, as every flavor: a gc that took the pod's lock for
+    // its own would otherwise find it moved away under it.
     crate::supervise::end_pod(pods, &mut pod, registered, runtime.remove);
+    drop(lock);
     result
 }
 
@@ -423,7 +425,6 @@ impl Vm<'_> {
     fn boot(
         &self,
         netns: Option<&std::fs::File>,
-        lock: Option<OwnedFd>,
         launch: &crate::supervise::Launch,
     ) -> Result<i32, Stage1Error> {
         let (pod, plans) = (self.pod, self.plans);
@@ -479,8 +480,9 @@ impl Vm<'_> {
             .map_err(setup_err("fork the VM"))?;
         let child = match forked {
             crate::sys::process::Forked::Parent(child) => child,
+            // The pod's lock is close-on-exec (take_inherited_fd): QEMU
+            // does not hold it.
             crate::sys::process::Forked::Child => {
-                drop(lock);
                 let e = exec_vm(pod, plans, &volumes, qemu, netns, &network);
                 eprintln!("skiff: pod failed to start: {}", crate::error_line(&e));
                 std::process::exit(EXIT_SETUP_FAILED);
