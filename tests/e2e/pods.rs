@@ -660,6 +660,60 @@ os.execv(sys.argv[1], sys.argv[1:])";
 /// Before, init passed it on to no one (or, still without a handler,
 /// discarded it) and the fly supervisor never took it: the apps ran on
 /// until `stop` killed the supervisor (fly's apps outlived it).
+/// An app starts with no signal ignored or blocked, whatever skiff and
+/// stage1 started with: std starts a detached pod's stage1 (and this test
+/// starts skiff) with glibc's `posix_spawn`, which leaves glibc's own
+/// signals 32 and 33 ignored, and those were passed down to the apps.
+#[test]
+fn apps_start_with_every_signal_at_its_default_action() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = PodsGuard { root: tmp.path() };
+    let aci = layout_aci(tmp.path());
+    let show = [
+        "--exec=/bin/busybox",
+        "--",
+        "grep",
+        "-E",
+        "^Sig(Ign|Blk)",
+        "/proc/self/status",
+    ];
+    let clean = |flavor: &str, how: &str, text: &str| {
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("Sig")).collect();
+        assert_eq!(lines.len(), 2, "{flavor} {how}: {text}");
+        for line in lines {
+            assert!(
+                line.ends_with("\t0000000000000000"),
+                "{flavor} {how}: {line}"
+            );
+        }
+    };
+    for (flavor, net) in [("ns", "--net=none"), ("fly", "--net=host")] {
+        let out = output(
+            skiff_in(tmp.path())
+                .args(["run", "--insecure-options=image", net])
+                .arg(format!("--stage1={flavor}"))
+                .arg(&aci)
+                .args(show),
+        );
+        assert!(out.status.success(), "{flavor}: {}", stderr(&out));
+        clean(flavor, "foreground", &stdout(&out));
+        let out = output(
+            skiff_in(tmp.path())
+                .args(["run", "--detach", "--insecure-options=image", net])
+                .arg(format!("--stage1={flavor}"))
+                .arg(&aci)
+                .args(show),
+        );
+        assert!(out.status.success(), "{flavor}: {}", stderr(&out));
+        let uuid = stdout(&out).trim().to_string();
+        let out = output(skiff_in(tmp.path()).args(["status", "--wait", &uuid]));
+        assert!(out.status.success(), "{flavor}: {}", stderr(&out));
+        let out = output(skiff_in(tmp.path()).args(["logs", &uuid]));
+        assert!(out.status.success(), "{flavor}: {}", stderr(&out));
+        clean(flavor, "detached", &stdout(&out));
+    }
+}
+
 #[test]
 fn a_stop_that_comes_before_the_apps_still_stops_them() {
     let tmp = tempfile::tempdir().unwrap();

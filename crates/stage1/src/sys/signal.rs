@@ -103,6 +103,7 @@ pub fn reset_all() {
         .filter(|&sig| sig != libc::SIGKILL && sig != libc::SIGSTOP)
         .collect();
     set_default(&all);
+    reset_internal();
     let none = set_of(&[]);
     // SAFETY: an empty, initialized set unblocks everything.
     unsafe {
@@ -123,4 +124,43 @@ pub fn signalfd(signals: &[libc::c_int]) -> std::io::Result<std::os::fd::OwnedFd
     }
     // SAFETY: signalfd returned a new fd that nothing else owns.
     Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+/// glibc's own signals (32 up to SIGRTMIN), which its `signal` and
+/// `sigaction` refuse to touch, back to their default action. glibc's
+/// `posix_spawn` (how std starts a detached pod's stage1) sets them to be
+/// ignored in the child, and an ignored signal stays ignored across every
+/// fork and exec down to the apps.
+fn reset_internal() {
+    /// The kernel's `struct sigaction` (not glibc's) on these machines.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: libc::c_ulong,
+        flags: libc::c_ulong,
+        restorer: libc::c_ulong,
+        mask: u64,
+    }
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    for sig in 32..libc::SIGRTMIN() {
+        let default = KernelSigaction {
+            handler: libc::SIG_DFL as libc::c_ulong,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: rt_sigaction reads a kernel sigaction of the layout above
+        // (handler, flags, restorer, 64-bit mask on x86_64 and aarch64) and
+        // the mask's size, 8; a null old-action pointer is allowed. Setting a
+        // signal's default action involves no memory of this process.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default,
+                std::ptr::null_mut::<KernelSigaction>(),
+                std::mem::size_of::<u64>(),
+            );
+        }
+    }
 }
