@@ -653,13 +653,6 @@ signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
 os.kill(os.getpid(), signal.SIGTERM)
 os.execv(sys.argv[1], sys.argv[1:])";
 
-/// A stop that reaches a pod before its apps exist (here it is pending as
-/// `skiff run` starts, as a Ctrl-C right after Enter or a `skiff stop`
-/// right after `run --detach` can be) still ends them: the `ns` init and
-/// the `fly` supervisor pass it on to every app they start after it.
-/// Before, init passed it on to no one (or, still without a handler,
-/// discarded it) and the fly supervisor never took it: the apps ran on
-/// until `stop` killed the supervisor (fly's apps outlived it).
 /// An app starts with no signal ignored or blocked, whatever skiff and
 /// stage1 started with: std starts a detached pod's stage1 (and this test
 /// starts skiff) with glibc's `posix_spawn`, which leaves glibc's own
@@ -711,9 +704,41 @@ fn apps_start_with_every_signal_at_its_default_action() {
         let out = output(skiff_in(tmp.path()).args(["logs", &uuid]));
         assert!(out.status.success(), "{flavor}: {}", stderr(&out));
         clean(flavor, "detached", &stdout(&out));
+        // A caller that ignores signals (a real-time one among them).
+        let mut run = skiff_in(tmp.path());
+        run.args(["run", "--insecure-options=image", net])
+            .arg(format!("--stage1={flavor}"))
+            .arg(&aci)
+            .args(show);
+        let mut cmd = std::process::Command::new("python3");
+        cmd.args([
+            "-c",
+            "import os, signal, sys
+for sig in (signal.SIGUSR1, signal.SIGRTMIN + 6):
+    signal.signal(sig, signal.SIG_IGN)
+os.execv(sys.argv[1], sys.argv[1:])",
+        ])
+        .arg(run.get_program())
+        .args(run.get_args());
+        for (name, value) in run.get_envs() {
+            match value {
+                Some(value) => cmd.env(name, value),
+                None => cmd.env_remove(name),
+            };
+        }
+        let out = output(&mut cmd);
+        assert!(out.status.success(), "{flavor}: {}", stderr(&out));
+        clean(flavor, "started ignoring signals", &stdout(&out));
     }
 }
 
+/// A stop that reaches a pod before its apps exist (here it is pending as
+/// `skiff run` starts, as a Ctrl-C right after Enter or a `skiff stop`
+/// right after `run --detach` can be) still ends them: the `ns` init and
+/// the `fly` supervisor pass it on to every app they start after it.
+/// Before, init passed it on to no one (or, still without a handler,
+/// discarded it) and the fly supervisor never took it: the apps ran on
+/// until `stop` killed the supervisor (fly's apps outlived it).
 #[test]
 fn a_stop_that_comes_before_the_apps_still_stops_them() {
     let tmp = tempfile::tempdir().unwrap();

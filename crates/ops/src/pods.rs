@@ -347,8 +347,13 @@ pub fn rm(ctx: &Context, uuid: &str) -> Result<String, OpsError> {
             pod.display_state()
         ));
     }
-    let Some(_lock) = pod.try_lock()? else {
-        return Err(refuse!("pod {} is in use", pod.uuid));
+    // Taken, or moved on since it was found (a concurrent gc or start).
+    let Some(_lock) = pod.try_lock_present()? else {
+        return Err(refuse!(
+            "pod {} is in use or changed state: try again (skiff status {})",
+            pod.uuid,
+            pod.uuid
+        ));
     };
     let id = pod.uuid.clone();
     remove_pod(ctx, &pods, pod)?;

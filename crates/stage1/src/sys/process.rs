@@ -219,15 +219,19 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
     // SAFETY: between fork and exec the closure only makes two
     // async-signal-safe system calls (prctl, getppid) and allocates nothing.
     unsafe {
-        cmd.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-            // The parent may have ended before the signal was armed.
-            match rustix::process::getppid() {
-                Some(p) if p == parent => Ok(()),
-                // No allocation between fork and exec: a plain errno.
-                _ => Err(std::io::Error::from_raw_os_error(libc::ESRCH)),
-            }
-        });
+        cmd.pre_exec(move || die_with(parent));
+    }
+}
+
+/// Has this process killed (SIGKILL) when its parent `parent` ends, or
+/// fails with ESRCH if it already has (it ended before the signal was
+/// armed: this process then has another parent). Allocates nothing (it
+/// runs between fork and exec).
+pub fn die_with(parent: rustix::process::Pid) -> std::io::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+    match rustix::process::getppid() {
+        Some(p) if p == parent => Ok(()),
+        _ => Err(std::io::Error::from_raw_os_error(libc::ESRCH)),
     }
 }
 

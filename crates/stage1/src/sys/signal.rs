@@ -99,8 +99,10 @@ pub fn set_default(signals: &[libc::c_int]) {
 /// Every signal at its default action and none blocked (what an app
 /// starts with, whatever stage1 inherited).
 pub fn reset_all() {
-    let all: Vec<libc::c_int> = (1..libc::SIGRTMIN())
+    // Real-time signals included: a caller may have ignored those too.
+    let all: Vec<libc::c_int> = (1..=libc::SIGRTMAX())
         .filter(|&sig| sig != libc::SIGKILL && sig != libc::SIGSTOP)
+        .filter(|&sig| !(32..libc::SIGRTMIN()).contains(&sig))
         .collect();
     set_default(&all);
     reset_internal();
@@ -133,6 +135,8 @@ pub fn signalfd(signals: &[libc::c_int]) -> std::io::Result<std::os::fd::OwnedFd
 /// fork and exec down to the apps.
 fn reset_internal() {
     /// The kernel's `struct sigaction` (not glibc's) on these machines.
+    /// (Elsewhere, riscv64 and loongarch64 have no restorer field: their
+    /// signals 32 and 33 are left as they were.)
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[repr(C)]
     struct KernelSigaction {

@@ -317,14 +317,16 @@ fn exec_vm(
     mut qemu: Command,
     netns: Option<&std::fs::File>,
     network: &net::GuestNetwork,
+    supervisor: rustix::process::Pid,
 ) -> Stage1Error {
     // QEMU, and the `ip` and `tc` this process runs for it, start with
     // every signal at its default and none blocked: a stop passed on to it
     // while it was blocked (since the fork) ends it here.
     crate::sys::signal::reset_all();
     let result = (|| -> Result<std::io::Error, Stage1Error> {
-        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-            .map_err(|e| setup_err("set the parent-death signal")(e.into()))?;
+        // A stage1 that ended before this was armed leaves no QEMU behind.
+        crate::sys::process::die_with(supervisor)
+            .map_err(setup_err("set the parent-death signal"))?;
         crate::supervise::join_netns(netns)?;
         if !network.interfaces.is_empty() {
             qemu.args(net::connect_taps(network)?);
@@ -476,6 +478,7 @@ impl Vm<'_> {
         // QEMU's process starts with the termination signals blocked, until
         // it resets them before exec: a stop passed on to it meanwhile
         // waits for it instead of running this process's handler.
+        let supervisor = rustix::process::getpid();
         let forked = crate::supervise::fork_blocked(crate::sys::process::fork)
             .map_err(setup_err("fork the VM"))?;
         let child = match forked {
@@ -483,7 +486,7 @@ impl Vm<'_> {
             // The pod's lock is close-on-exec (take_inherited_fd): QEMU
             // does not hold it.
             crate::sys::process::Forked::Child => {
-                let e = exec_vm(pod, plans, &volumes, qemu, netns, &network);
+                let e = exec_vm(pod, plans, &volumes, qemu, netns, &network, supervisor);
                 eprintln!("skiff: pod failed to start: {}", crate::error_line(&e));
                 std::process::exit(EXIT_SETUP_FAILED);
             }
