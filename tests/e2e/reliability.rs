@@ -577,3 +577,70 @@ fn a_data_dir_given_through_a_symlink_or_relative_path_is_cleaned_up_like_any_ot
         assert!(out.status.success(), "{}", stdout(&out));
     }
 }
+
+/// A docker fetch that finds its layers cached reads them while
+/// `image gc --grace-period=0s` removes cached layers: it reads the files
+/// it opened, not their names. (The torture test once saw such a fetch
+/// fail with "cannot read …/cas/blobs/sha256/…: No such file".)
+#[test]
+fn a_docker_fetch_racing_image_gc_reads_the_layers_it_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let name = "example.com/race";
+    let app = r#"{"exec": ["/bin/busybox", "true"], "user": "0", "group": "0"}"#;
+    image_with_app(root, name, app);
+    // Incompressible data, so that converting the layer takes a while.
+    let data = root.join("layout-example.com_race/rootfs/data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..12 {
+        let bytes: Vec<u8> = (0..(1 << 17))
+            .flat_map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()
+            })
+            .collect();
+        std::fs::write(data.join(format!("f{i}")), bytes).unwrap();
+    }
+    let aci = image_with_app(root, name, app);
+    let out = output(
+        skiff_in(root)
+            .args(["fetch", "--insecure-options=image"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let registry = Registry::start(None);
+    let docker = push_signed(root, &registry, name, "race/img:v1");
+    let fetch = || {
+        output(
+            skiff_in(root)
+                .args(["--insecure-options=http", "fetch"])
+                .arg(&docker),
+        )
+    };
+    let out = fetch();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let failed: Vec<String> = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = output(skiff_in(root).args(["image", "gc", "--grace-period=0s"]));
+            }
+        });
+        let mut failed = Vec::new();
+        for _ in 0..20 {
+            let out = fetch();
+            if out.status.success() {
+                let id = stdout(&out).trim().to_string();
+                let _ = output(skiff_in(root).args(["image", "rm", &id]));
+            } else {
+                failed.push(stderr(&out));
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        failed
+    });
+    assert!(failed.is_empty(), "{failed:#?}");
+}

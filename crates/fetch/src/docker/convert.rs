@@ -17,8 +17,25 @@ use crate::FetchError;
 
 /// A layer as stored: its file and how it is compressed.
 pub struct Layer {
+    /// Where it is cached (named in messages).
     pub path: PathBuf,
+    /// The file, open since it was found in the cache or written there:
+    /// a concurrent `image gc` may remove the cached name, not what this
+    /// reads.
+    pub file: std::fs::File,
     pub media_type: String,
+}
+
+impl Layer {
+    /// The layer at `path` (a regular file, not through a symlink).
+    pub fn open(path: PathBuf, media_type: String) -> Result<Layer, FetchError> {
+        let file = skiff_io::open_regular(&path).map_err(skiff_io::io_err_at("read", &path))?;
+        Ok(Layer {
+            path,
+            file,
+            media_type,
+        })
+    }
 }
 
 /// Annotation naming where a converted image came from.
@@ -223,8 +240,12 @@ fn open_layer(
     totals: &Inflated,
     max_ratio: u64,
 ) -> Result<Box<dyn Read>, FetchError> {
-    let file =
-        std::fs::File::open(&layer.path).map_err(skiff_io::io_err_at("read", &layer.path))?;
+    let mut file = layer
+        .file
+        .try_clone()
+        .map_err(skiff_io::io_err_at("read", &layer.path))?;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))
+        .map_err(skiff_io::io_err_at("read", &layer.path))?;
     let reader = std::io::BufReader::with_capacity(1 << 16, file);
     let mt = layer.media_type.as_str();
     let counted = Counted {
@@ -477,10 +498,11 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, out).unwrap();
         let kind = if zstd { "zstd" } else { "gzip" };
-        Layer {
+        Layer::open(
             path,
-            media_type: format!("application/vnd.oci.image.layer.v1.tar+{kind}"),
-        }
+            format!("application/vnd.oci.image.layer.v1.tar+{kind}"),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -503,10 +525,8 @@ mod tests {
         encoder.write_all(&[0u8; 4096]).unwrap();
         let path = tmp.path().join("wide");
         std::fs::write(&path, encoder.finish().unwrap()).unwrap();
-        let wide = [Layer {
-            path,
-            media_type: "application/vnd.oci.image.layer.v1.tar+zstd".into(),
-        }];
+        let wide =
+            [Layer::open(path, "application/vnd.oci.image.layer.v1.tar+zstd".into()).unwrap()];
         let err = write_aci(std::io::sink(), &manifest, &wide, 250)
             .err()
             .map(|e| e.to_string())

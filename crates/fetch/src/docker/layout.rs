@@ -204,7 +204,7 @@ impl Fetcher<'_> {
             let d = l.digest.as_str();
             let source = blob_path(&layout, d)?;
             let left = limit - used.min(limit);
-            let cached = self.cache_layer(
+            let (cached, file) = self.cache_layer(
                 d,
                 &mut |out| {
                     let f =
@@ -217,11 +217,12 @@ impl Fetcher<'_> {
                 },
                 &mut new,
             )?;
-            let size = std::fs::metadata(&cached).map(|m| m.len()).unwrap_or(0);
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
             used = used.saturating_add(size);
             crate::http::within_limit(&shown, used, limit)?;
             layers.push(Layer {
                 path: cached,
+                file,
                 media_type: l.media_type.clone(),
             });
         }

@@ -237,18 +237,19 @@ impl Fetcher<'_> {
         let mut used = 0u64;
         let mut layers = Vec::new();
         for l in &manifest.layers {
-            let path = self.layer(
+            let (path, file) = self.layer(
                 &mut reg,
                 &l.digest,
                 l.size,
                 limit - used.min(limit),
                 &mut new,
             )?;
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
             used = used.saturating_add(size);
             crate::http::within_limit(&shown, used, limit)?;
             layers.push(Layer {
                 path,
+                file,
                 media_type: l.media_type.clone(),
             });
         }
@@ -437,7 +438,7 @@ impl Fetcher<'_> {
         size: u64,
         limit: u64,
         new: &mut NewLayers,
-    ) -> Result<PathBuf, FetchError> {
+    ) -> Result<(PathBuf, std::fs::File), FetchError> {
         let short = digest
             .trim_start_matches("sha256:")
             .chars()
@@ -466,16 +467,17 @@ impl Fetcher<'_> {
         digest: &str,
         fill: &mut dyn FnMut(&mut std::fs::File) -> Result<(), FetchError>,
         new: &mut NewLayers,
-    ) -> Result<PathBuf, FetchError> {
+    ) -> Result<(PathBuf, std::fs::File), FetchError> {
         let hex = digest_hex(digest, digest)?;
         let path = self.store.layout().layers().join(&hex);
-        if path.is_file() {
+        // Opened at once: an image gc with no grace period may remove the
+        // name right after, not what was opened. (Anything but a regular
+        // file there is replaced by a download.)
+        if let Ok(file) = skiff_io::open_regular(&path) {
             tracing::debug!(digest, "layer already in the cache");
             // Used now: image gc keeps layers used within its grace period.
-            if let Ok(f) = std::fs::File::options().write(true).open(&path) {
-                let _ = f.set_modified(std::time::SystemTime::now());
-            }
-            return Ok(path);
+            let _ = file.set_modified(std::time::SystemTime::now());
+            return Ok((path, file));
         }
         let tmp = self.store.layout().layers_tmp();
         let io = |e: std::io::Error| FetchError::from(skiff_io::io_err_at("read", &tmp)(e));
@@ -495,9 +497,9 @@ impl Fetcher<'_> {
         }
         skiff_store::serving::share_file(file.as_file(), file.path())?;
         file.as_file().sync_all().map_err(io)?;
-        file.persist(&path).map_err(|e| io(e.error))?;
+        let file = file.persist(&path).map_err(|e| io(e.error))?;
         new.0.push(path.clone());
-        Ok(path)
+        Ok((path, file))
     }
 
     /// Squashes `layers` into an ACI, imports it, records it as fetched
