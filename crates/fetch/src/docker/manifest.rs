@@ -33,6 +33,12 @@ fn bad(what: &str, reason: impl Into<String>) -> FetchError {
     }
 }
 
+/// The most layers an image may have. Real images stay under ~127
+/// (overlayfs stacks at most 500); a fetch holds every layer open until it
+/// has converted the image, so a manifest listing thousands (one small
+/// layer repeated) would otherwise run it out of file descriptors.
+pub const MAX_LAYERS: usize = 500;
+
 impl Manifest {
     /// Reads the image manifest `body` of `what`.
     pub fn parse(body: &[u8], what: &str) -> Result<Manifest, FetchError> {
@@ -50,7 +56,17 @@ impl Manifest {
         }
         let layers = v["layers"]
             .as_array()
-            .ok_or_else(|| bad(what, "the manifest has no list of layers"))?
+            .ok_or_else(|| bad(what, "the manifest has no list of layers"))?;
+        if layers.len() > MAX_LAYERS {
+            return Err(bad(
+                what,
+                format!(
+                    "the manifest lists {} layers, more than the {MAX_LAYERS} an image may have: refused",
+                    layers.len()
+                ),
+            ));
+        }
+        let layers = layers
             .iter()
             .map(|l| {
                 let digest = l["digest"]
@@ -154,6 +170,11 @@ mod tests {
             format!(r#"{{"config":{{"digest":"{A}"}}}}"#),
             format!(r#"{{"manifests":[],"config":{{"digest":"{A}"}},"layers":[]}}"#),
             "[".to_string(),
+            // One small layer listed more often than an image may have layers.
+            format!(
+                r#"{{"config":{{"digest":"{A}"}},"layers":[{}]}}"#,
+                vec![format!(r#"{{"digest":"{A}","size":1}}"#); MAX_LAYERS + 1].join(",")
+            ),
         ] {
             assert!(
                 Manifest::parse(bad_body.as_bytes(), "x").is_err(),

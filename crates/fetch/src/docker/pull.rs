@@ -116,7 +116,8 @@ fn bad(what: &str, reason: impl Into<String>) -> FetchError {
 /// Layers a fetch added to the layer cache; removed again when dropped
 /// unless the image they make was imported ([`NewLayers::keep`]), so a
 /// refused image leaves none of its layers behind. (A concurrent fetch
-/// that found one of them cached then fails cleanly and can be rerun.)
+/// that found one of them cached reads the file it opened: it loses only
+/// the cache entry, and `image push` of its image then exports it.)
 #[derive(Default)]
 pub(crate) struct NewLayers(Vec<PathBuf>);
 
@@ -473,11 +474,19 @@ impl Fetcher<'_> {
         // Opened at once: an image gc with no grace period may remove the
         // name right after, not what was opened. (Anything but a regular
         // file there is replaced by a download.)
-        if let Ok(file) = skiff_io::open_regular(&path) {
-            tracing::debug!(digest, "layer already in the cache");
-            // Used now: image gc keeps layers used within its grace period.
-            let _ = file.set_modified(std::time::SystemTime::now());
-            return Ok((path, file));
+        match skiff_io::open_regular(&path) {
+            Ok(file) => {
+                tracing::debug!(digest, "layer already in the cache");
+                // Used now: image gc keeps layers used within its grace period.
+                let _ = file.set_modified(std::time::SystemTime::now());
+                return Ok((path, file));
+            }
+            // Not cached, or not a regular file: downloaded (over it).
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.kind() == std::io::ErrorKind::InvalidInput
+                    || e.raw_os_error() == Some(libc::ELOOP) => {}
+            Err(e) => return Err(skiff_io::io_err_at("read", &path)(e).into()),
         }
         let tmp = self.store.layout().layers_tmp();
         let io = |e: std::io::Error| FetchError::from(skiff_io::io_err_at("read", &tmp)(e));
