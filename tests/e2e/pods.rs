@@ -653,6 +653,22 @@ signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
 os.kill(os.getpid(), signal.SIGTERM)
 os.execv(sys.argv[1], sys.argv[1:])";
 
+/// `run` (its program, arguments and environment) started by the Python
+/// program `program`, which ends by executing `sys.argv[1:]`.
+fn through_python(program: &str, run: &std::process::Command) -> std::process::Command {
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["-c", program])
+        .arg(run.get_program())
+        .args(run.get_args());
+    for (name, value) in run.get_envs() {
+        match value {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
+    }
+    cmd
+}
+
 /// An app starts with no signal ignored or blocked, whatever skiff and
 /// stage1 started with: std starts a detached pod's stage1 (and this test
 /// starts skiff) with glibc's `posix_spawn`, which leaves glibc's own
@@ -710,23 +726,13 @@ fn apps_start_with_every_signal_at_its_default_action() {
             .arg(format!("--stage1={flavor}"))
             .arg(&aci)
             .args(show);
-        let mut cmd = std::process::Command::new("python3");
-        cmd.args([
-            "-c",
+        let out = output(&mut through_python(
             "import os, signal, sys
 for sig in (signal.SIGUSR1, signal.SIGRTMIN + 6):
     signal.signal(sig, signal.SIG_IGN)
 os.execv(sys.argv[1], sys.argv[1:])",
-        ])
-        .arg(run.get_program())
-        .args(run.get_args());
-        for (name, value) in run.get_envs() {
-            match value {
-                Some(value) => cmd.env(name, value),
-                None => cmd.env_remove(name),
-            };
-        }
-        let out = output(&mut cmd);
+            &run,
+        ));
         assert!(out.status.success(), "{flavor}: {}", stderr(&out));
         clean(flavor, "started ignoring signals", &stdout(&out));
     }
@@ -750,17 +756,7 @@ fn a_stop_that_comes_before_the_apps_still_stops_them() {
             .arg(format!("--stage1={flavor}"))
             .arg(&aci)
             .args(["--exec=/bin/busybox", "--", "sleep", "600"]);
-        let mut cmd = std::process::Command::new("python3");
-        cmd.args(["-c", EXEC_WITH_SIGTERM_PENDING])
-            .arg(run.get_program())
-            .args(run.get_args());
-        for (name, value) in run.get_envs() {
-            match value {
-                Some(value) => cmd.env(name, value),
-                None => cmd.env_remove(name),
-            };
-        }
-        let mut child = cmd
+        let mut child = through_python(EXEC_WITH_SIGTERM_PENDING, &run)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
