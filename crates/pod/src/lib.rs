@@ -580,13 +580,7 @@ impl Pods {
                 }
             }
         }
-        // A pod that moved on while the states were listed is seen in
-        // both: it is where it went (the states are listed in the order
-        // pods move through them).
-        let mut seen = std::collections::HashSet::new();
-        pods.reverse();
-        pods.retain(|p| seen.insert(p.uuid.clone()));
-        pods.reverse();
+        once_each(&mut pods);
         pods.sort_by_key(|p| p.created());
         Ok(pods)
     }
@@ -628,11 +622,7 @@ impl Pods {
                 }
             }
         }
-        // Seen twice if it moved on during the listing: where it went.
-        let mut seen = std::collections::HashSet::new();
-        matches.reverse();
-        matches.retain(|p| seen.insert(p.uuid.clone()));
-        matches.reverse();
+        once_each(&mut matches);
         match matches.len() {
             0 => Err(PodError::NotFound(query)),
             1 => Ok(matches.into_iter().next().expect("one match")),
@@ -642,6 +632,17 @@ impl Pods {
             }),
         }
     }
+}
+
+/// Pods listed state by state, each kept once: a pod that moved on while
+/// the states were listed is seen in both, and is where it went (the
+/// states are listed in the order pods move through them). The order is
+/// kept.
+fn once_each(pods: &mut Vec<Pod>) {
+    let mut seen = std::collections::HashSet::new();
+    pods.reverse();
+    pods.retain(|p| seen.insert(p.uuid.clone()));
+    pods.reverse();
 }
 
 fn read_i64(path: &Path) -> Option<i64> {
@@ -662,17 +663,24 @@ impl Pod {
         Ok(File::open(&self.path).map_err(io_err("open", &self.path))?)
     }
 
+    /// The lock just taken on `file`, opened at the pod's path: not found
+    /// if the directory moved on (or went) since it was opened.
+    fn locked(&self, file: File) -> Result<PodLock, PodError> {
+        let lock = PodLock { file };
+        if lock.is_at(&self.path) {
+            Ok(lock)
+        } else {
+            Err(io_err("lock", &self.path)(io::ErrorKind::NotFound.into()).into())
+        }
+    }
+
     /// Waits for the exclusive lock. A directory that moved on (or went)
     /// while this waited is not found, as for [`Pod::try_lock`].
     pub fn lock(&self) -> Result<PodLock, PodError> {
         let file = self.open_dir()?;
         rustix::fs::flock(file.as_fd(), rustix::fs::FlockOperation::LockExclusive)
             .map_err(|e| io_err("lock", &self.path)(e.into()))?;
-        let lock = PodLock { file };
-        if !lock.is_at(&self.path) {
-            return Err(io_err("lock", &self.path)(io::ErrorKind::NotFound.into()).into());
-        }
-        Ok(lock)
+        self.locked(file)
     }
 
     /// Takes the lock if nobody holds it. A directory that moved on (or
@@ -684,14 +692,7 @@ impl Pod {
             file.as_fd(),
             rustix::fs::FlockOperation::NonBlockingLockExclusive,
         ) {
-            Ok(()) => {
-                let lock = PodLock { file };
-                if lock.is_at(&self.path) {
-                    Ok(Some(lock))
-                } else {
-                    Err(io_err("lock", &self.path)(io::ErrorKind::NotFound.into()).into())
-                }
-            }
+            Ok(()) => self.locked(file).map(Some),
             Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
             Err(e) => Err(io_err("lock", &self.path)(e.into()).into()),
         }

@@ -26,18 +26,6 @@ pub struct Layer {
     pub media_type: String,
 }
 
-impl Layer {
-    /// The layer at `path` (a regular file, not through a symlink).
-    pub fn open(path: PathBuf, media_type: String) -> Result<Layer, FetchError> {
-        let file = skiff_io::open_regular(&path).map_err(skiff_io::io_err_at("read", &path))?;
-        Ok(Layer {
-            path,
-            file,
-            media_type,
-        })
-    }
-}
-
 /// Annotation naming where a converted image came from.
 pub const ORIGIN_ANNOTATION: &str = "skiff.io/origin";
 /// Annotation with the digest of the manifest it was converted from.
@@ -464,6 +452,18 @@ pub fn write_aci<W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Layer {
+        /// The layer written at `path`.
+        fn open(path: PathBuf, media_type: String) -> Result<Layer, FetchError> {
+            let file = std::fs::File::open(&path).map_err(skiff_io::io_err_at("read", &path))?;
+            Ok(Layer {
+                path,
+                file,
+                media_type,
+            })
+        }
+    }
 
     /// A gzip layer with one file of `mib` MiB of zeros, `members` gzip
     /// members long (concatenated, as `cat a.gz b.gz` makes).
