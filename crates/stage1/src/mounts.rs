@@ -96,6 +96,15 @@ impl Root {
     /// long as that is inside the root (a dangling `/var/run -> /run`).
     pub fn resolve(&self, path: &Path, create: bool, file: bool) -> Result<OwnedFd, Stage1Error> {
         let what = || format!("resolve {} in {}", path.display(), self.path.display());
+        let how = |last: bool| {
+            OFlags::PATH
+                | OFlags::CLOEXEC
+                | if last && file {
+                    OFlags::empty()
+                } else {
+                    OFlags::DIRECTORY
+                }
+        };
         let mut parts: Vec<std::ffi::OsString> = path
             .components()
             .filter_map(|c| match c {
@@ -103,19 +112,23 @@ impl Root {
                 _ => None,
             })
             .collect();
+        // Most targets exist: one walk of the whole path, with the flags
+        // the walk below would end with, gives the fd it would end with.
+        // Anything else (a missing part, a dangling symlink, an error)
+        // takes the walk one part at a time.
+        if !parts.is_empty() {
+            let whole: PathBuf = parts.iter().collect();
+            if let Ok(fd) = open_in_root(&self.fd, &whole, how(true)) {
+                return Ok(fd);
+            }
+        }
         // Symlinks followed to make their targets (as the kernel's limit).
         let mut links = 40;
         let mut dir = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0).map_err(err(what()))?;
         let mut i = 0;
         while i < parts.len() {
+            let how = how(i + 1 == parts.len());
             let last = i + 1 == parts.len();
-            let how = OFlags::PATH
-                | OFlags::CLOEXEC
-                | if last && file {
-                    OFlags::empty()
-                } else {
-                    OFlags::DIRECTORY
-                };
             // Resolve from the root each time so that symlinks stay inside it.
             let sofar: PathBuf = parts[..=i].iter().collect();
             let part = parts[i].clone();
@@ -599,5 +612,38 @@ mod tests {
         assert!(root.join("outside/x/y").is_file());
         assert!(!outside.exists());
         assert!(r.resolve(Path::new("/loop"), true, false).is_err());
+    }
+
+    #[test]
+    fn existing_targets_resolve_inside_the_root_in_one_walk() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("etc/skiff")).unwrap();
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::create_dir_all(dir.path().join("etc/skiff")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("link")).unwrap();
+        let r = Root::open(&root).unwrap();
+        let ino = |fd: OwnedFd| rustix::fs::fstat(&fd).unwrap().st_ino;
+        let inside = std::fs::metadata(root.join("etc/skiff")).unwrap().ino();
+        // An absolute symlink leads to the root's /etc, not the host's.
+        assert_eq!(
+            ino(r.resolve(Path::new("/link/skiff"), false, false).unwrap()),
+            inside
+        );
+        // `..` is dropped as the walk one part at a time drops it.
+        assert!(
+            r.resolve(Path::new("/a/../etc/skiff"), false, false)
+                .is_err()
+        );
+        assert_eq!(
+            ino(r.resolve(Path::new("/etc/./skiff"), false, false).unwrap()),
+            inside
+        );
+        // A directory asked for as a file is still found; a file as a
+        // directory is not.
+        std::fs::write(root.join("etc/f"), "").unwrap();
+        assert!(r.resolve(Path::new("/etc/f"), false, false).is_err());
+        assert!(r.resolve(Path::new("/etc/f"), false, true).is_ok());
     }
 }
