@@ -227,6 +227,10 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
                 c
             }),
         ));
+        // The wrapper ends by running `true`, where crun's runs go on to
+        // crun: what the wrapper's median takes away from crun's includes
+        // one process started and ended, which every other row pays.
+        scenarios.push((TRUE_ROW, Box::new(|_, _| quiet(Command::new("/bin/true")))));
     }
     let split = scenarios.len();
     scenarios.extend(heavy);
@@ -560,6 +564,9 @@ fn start_plot(groups: &[(&str, &Vec<Row>)]) -> String {
 const CRUN_ROW: &str = "crun run";
 /// crun's hybrid-cgroup wrapper alone, subtracted from crun's median.
 const WRAPPER_ROW: &str = "crun's hybrid-cgroup wrapper alone";
+/// A process started and waited for, added back to crun's median net of
+/// the wrapper (the wrapper's own last step is one).
+const TRUE_ROW: &str = "/bin/true (one process started and ended)";
 
 /// Prints one table of `bench start` (ratios to crun net of its wrapper)
 /// into `report`; returns its rows, every sample included, as JSON.
@@ -576,7 +583,10 @@ fn start_table(
     let wrapper = median_of(WRAPPER_ROW);
     let hybrid = wrapper.is_some();
     let wrapper = wrapper.unwrap_or_default();
-    let crun_net = crun.saturating_sub(wrapper);
+    let one_process = median_of(TRUE_ROW).unwrap_or_default();
+    // crun's median less what the wrapper adds before crun starts: its
+    // median less the `true` it ends with.
+    let crun_net = (crun + one_process).saturating_sub(wrapper);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let mut table = Table::new(
         format!("{title}:"),
@@ -604,8 +614,12 @@ fn start_table(
     if hybrid {
         report.note(format!(
             "({title}) crun run is measured inside `unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec crun …'` \
-             (crun 1.8 refuses hybrid cgroup hosts); ratios use crun's median minus the wrapper's ({:.2} ms).",
-            ms(wrapper)
+             (crun 1.8 refuses hybrid cgroup hosts); ratios use crun's median less what the wrapper adds before crun starts: \
+             the wrapper's median ({:.2} ms) less that of `/bin/true` ({:.2} ms), the process the wrapper ends with where crun's runs go on to crun \
+             (crun net: {:.2} ms).",
+            ms(wrapper),
+            ms(one_process),
+            ms(crun_net)
         ));
     }
     Ok(json)
@@ -614,6 +628,31 @@ fn start_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crun_is_net_of_what_its_wrapper_adds_before_crun_starts() {
+        let row = |name, ms| Row {
+            name,
+            times: vec![Duration::from_millis(ms)],
+        };
+        let mut rows = vec![
+            row("skiff", 9),
+            row(CRUN_ROW, 13),
+            row(WRAPPER_ROW, 5),
+            row(TRUE_ROW, 1),
+        ];
+        let mut report = Report::new("start", true, "test".to_string());
+        let json = start_table(&mut report, "warm", &mut rows).unwrap();
+        let ratio = |name: &str| {
+            json.iter()
+                .find(|r| r["scenario"] == name)
+                .and_then(|r| r["ratio_to_crun"].as_f64())
+                .unwrap()
+        };
+        // crun net = 13 - (5 - 1) = 9 ms.
+        assert!((ratio("skiff") - 1.0).abs() < 1e-9);
+        assert!((ratio(CRUN_ROW) - 13.0 / 9.0).abs() < 1e-9);
+    }
 
     #[test]
     fn the_start_plot_has_a_dot_per_run_and_a_median_per_row() {
