@@ -408,6 +408,45 @@ fn tls_must_verify_and_http_needs_the_insecure_option() {
 }
 
 #[test]
+fn a_cached_image_runs_without_the_ca_bundle_a_fetch_needs() {
+    let site = site();
+    trust(&site, NAME, &site.gpg.public_key());
+    let out = run(&site, &["fetch", "127.0.0.2/busybox:1.0"]);
+    assert!(out.status.success(), "fetch: {}", stderr(&out));
+    // The bundle is read at the first request, which a run of a stored
+    // image never makes: it runs with the bundle unreadable.
+    let missing = site.root.path().join("no-such-ca.pem");
+    let out = output(
+        skiff_in(site.root.path())
+            .env("SSL_CERT_FILE", &missing)
+            .args([
+                "run",
+                "--net=host",
+                "127.0.0.2/busybox:1.0",
+                "--exec=/bin/busybox",
+                "--",
+                "true",
+            ]),
+    );
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    // A fetch that must download still says what is wrong, and stores
+    // nothing.
+    let before = image_list(site.root.path());
+    let out = output(
+        skiff_in(site.root.path())
+            .env("SSL_CERT_FILE", &missing)
+            .args(["fetch", "--pull-policy=update", "127.0.0.2/busybox:1.0"]),
+    );
+    assert_refused(&out, "an unreadable CA bundle");
+    assert!(
+        stderr(&out).contains("cannot read CA bundle"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(image_list(site.root.path()), before);
+}
+
+#[test]
 fn interrupted_downloads_resume() {
     let site = site();
     trust(&site, NAME, &site.gpg.public_key());

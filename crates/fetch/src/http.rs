@@ -112,7 +112,11 @@ pub fn within_limit(url: &str, bytes: u64, limit: u64) -> Result<(), FetchError>
 }
 
 pub struct Http {
-    agent: ureq::Agent,
+    /// Made at the first request: reading and parsing the CA bundle
+    /// (~140 certificates, ~0.6 ms here) is work that an operation which
+    /// finds everything in the store (`skiff run` of a cached image) does
+    /// not need.
+    agent: std::sync::OnceLock<ureq::Agent>,
     options: HttpOptions,
 }
 
@@ -167,7 +171,25 @@ pub(crate) fn transient(status: u16) -> bool {
 }
 
 impl Http {
-    pub fn new(options: HttpOptions) -> Result<Self, FetchError> {
+    /// A client with `options`; its CA bundle is read at the first
+    /// request, and a bundle that cannot be read fails that request.
+    pub fn new(options: HttpOptions) -> Self {
+        Http {
+            agent: std::sync::OnceLock::new(),
+            options,
+        }
+    }
+
+    /// The agent, made on first use.
+    fn agent(&self) -> Result<&ureq::Agent, FetchError> {
+        if let Some(agent) = self.agent.get() {
+            return Ok(agent);
+        }
+        let agent = Self::make_agent(&self.options)?;
+        Ok(self.agent.get_or_init(|| agent))
+    }
+
+    fn make_agent(options: &HttpOptions) -> Result<ureq::Agent, FetchError> {
         let roots = if options.insecure_tls {
             RootCerts::WebPki
         } else {
@@ -194,7 +216,7 @@ impl Http {
             .user_agent(concat!("skiff/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        Ok(Http { agent, options })
+        Ok(agent)
     }
 
     pub fn check_scheme(&self, url: &str) -> Result<(), FetchError> {
@@ -233,13 +255,14 @@ impl Http {
         url: &str,
         headers: &[(&str, String)],
     ) -> Result<ureq::http::Response<ureq::Body>, FetchError> {
+        let agent = self.agent()?;
         let mut last = None;
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(250 << attempt));
                 tracing::info!(url, attempt, "retrying");
             }
-            let mut req = self.agent.get(url);
+            let mut req = agent.get(url);
             for (k, v) in headers {
                 req = req.header(*k, v.as_str());
             }
@@ -287,6 +310,7 @@ impl Http {
         body: Option<&[u8]>,
     ) -> Result<ureq::http::Response<ureq::Body>, FetchError> {
         self.check_scheme(url)?;
+        let agent = self.agent()?;
         let err = |reason: String| FetchError::Http {
             url: url.to_string(),
             reason,
@@ -299,11 +323,11 @@ impl Http {
             Some(b) => builder
                 .body(b)
                 .map_err(|e| err(e.to_string()))
-                .map(|r| self.agent.run(r)),
+                .map(|r| agent.run(r)),
             None => builder
                 .body(())
                 .map_err(|e| err(e.to_string()))
-                .map(|r| self.agent.run(r)),
+                .map(|r| agent.run(r)),
         }?;
         sent.map_err(|e| err(e.to_string()))
     }

@@ -143,8 +143,9 @@ impl Context {
         ]
     }
 
-    /// The HTTP client of the settings.
-    pub fn http(&self) -> Result<Http, OpsError> {
+    /// The HTTP client of the settings (it reads its CA bundle at its
+    /// first request).
+    pub fn http(&self) -> Http {
         Http::new(HttpOptions {
             ca_file: self.settings.ca_file.clone(),
             insecure_tls: self.settings.insecure.tls,
@@ -152,7 +153,6 @@ impl Context {
             progress: self.settings.progress,
             auth: skiff_fetch::auth::load(&self.auth_dirs()),
         })
-        .map_err(OpsError::FetchSetup)
     }
 
     /// Where credentials are configured (local first).
@@ -201,7 +201,7 @@ impl Context {
         Ok(FetchSession {
             store: self.store()?,
             keystore: self.keystore(),
-            http: self.http()?,
+            http: self.http(),
             options,
             review,
         })

@@ -69,7 +69,7 @@ pub fn push(ctx: &Context, image: &str, dest: &str) -> Result<PushReport, OpsErr
     let dest_ref = dest_ref(dest)?;
     let store = ctx.store()?;
     let rec = resolve_stored(&store, image).map_err(OpsError::FetchSetup)?;
-    let http = ctx.http()?;
+    let http = ctx.http();
     let creds = skiff_fetch::docker::pull::creds_for(
         &ctx.fetch_options(PullPolicy::New),
         &dest_ref.registry,
@@ -132,7 +132,7 @@ pub fn sign_cosign(ctx: &Context, key: &Path, dest: &str) -> Result<Attached, Op
             location: key.display().to_string(),
             source,
         })?;
-    let http = ctx.http()?;
+    let http = ctx.http();
     let creds = skiff_fetch::docker::pull::creds_for(
         &ctx.fetch_options(PullPolicy::New),
         &dest_ref.registry,

@@ -61,7 +61,7 @@ pub fn add<R: KeyReview>(
             "{plain}: keys over plain HTTP need --insecure-options=pubkey"
         ));
     }
-    let http = ctx.http()?;
+    let http = ctx.http();
     let keystore = ctx.keystore();
     for location in locations {
         let bytes = if location.starts_with("https://") || location.starts_with("http://") {
