@@ -426,6 +426,38 @@ fn a_pod_of_one_app_has_one_memory_cgroup_that_init_is_no_victim_of() {
     );
     let pids = format!("/sys/fs/cgroup/pids/skiff/{uuid}");
     assert_eq!(below(&pids).len(), 1, "{:?}", below(&pids));
+    // Init and the app each moved themselves (v1: a single thread through
+    // `tasks`) into every hierarchy: init at the pod level (memory: in
+    // `skiff`), the app at its own level (memory: the pod's).
+    let app_level = below(&pids)[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let cgroup_of = |pid: &str, controller: &str| -> String {
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .unwrap()
+            .lines()
+            .find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, set, path) = (f.next()?, f.next()?, f.next()?);
+                set.split(',')
+                    .any(|c| c == controller)
+                    .then(|| path.to_string())
+            })
+            .unwrap_or_default()
+    };
+    let (init, pod) = (init.to_string(), format!("/skiff/{uuid}"));
+    let mut controllers = vec!["cpu", "pids"];
+    if std::path::Path::new("/sys/fs/cgroup/devices/cgroup.procs").exists() {
+        controllers.push("devices");
+    }
+    for c in controllers {
+        assert_eq!(cgroup_of(&init, c), pod, "init, {c}");
+        assert_eq!(cgroup_of(&app, c), format!("{pod}/{app_level}"), "app, {c}");
+    }
+    assert_eq!(cgroup_of(&init, "memory"), "/skiff");
+    assert_eq!(cgroup_of(&app, "memory"), pod);
     let out = output(skiff_in(tmp.path()).args(["stop", &uuid]));
     assert!(out.status.success(), "{}", stderr(&out));
     // The attack of an app given CAP_SYS_ADMIN and a seccomp filter that

@@ -18,8 +18,14 @@
 //!
 //! Limits come from the app's isolators: `resource/memory` (limit),
 //! `resource/cpu` (limit, as a CFS quota), `os/linux/cpu-shares`.
-//! Processes join by writing `0` to `cgroup.procs` files opened before the
-//! pod's init left the host's mount namespace.
+//! Processes join by writing `0` to files opened before the pod's init
+//! left the host's mount namespace: init and each app move themselves,
+//! right after their fork, while they have one thread. On v1 the file is
+//! `tasks`: a thread that moves itself that way takes no lock that all
+//! cgroup moves of the host share, where a write to `cgroup.procs` takes
+//! that lock, whose first taking after an idle spell waits for an RCU
+//! grace period (~7 ms here; docs/performance.md). v2, and the unified
+//! hierarchy of a hybrid host, have only `cgroup.procs`.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -415,10 +421,21 @@ impl PodCgroups {
         Ok(())
     }
 
-    fn open_procs(dirs: Vec<PathBuf>) -> Result<Vec<File>, Stage1Error> {
+    /// The file through which a process joins the cgroup `dir`: v1's
+    /// `tasks`, where `moving_self` (the caller writes `0` and has one
+    /// thread: the thread is the process), else `cgroup.procs`.
+    fn join_file(&self, dir: &Path, moving_self: bool) -> PathBuf {
+        let tasks = match &self.hierarchy {
+            Hierarchy::V1(root) => moving_self && !dir.starts_with(root.join(V1_UNIFIED)),
+            _ => false,
+        };
+        dir.join(if tasks { "tasks" } else { "cgroup.procs" })
+    }
+
+    fn open_procs(&self, dirs: Vec<PathBuf>, moving_self: bool) -> Result<Vec<File>, Stage1Error> {
         dirs.into_iter()
             .map(|d| {
-                let path = d.join("cgroup.procs");
+                let path = self.join_file(&d, moving_self);
                 OpenOptions::new()
                     .write(true)
                     .open(&path)
@@ -430,14 +447,16 @@ impl PodCgroups {
             .collect()
     }
 
-    /// `cgroup.procs` of the pod level (for init) and of each app, opened
-    /// now so that processes can join after leaving the host's mounts.
+    /// The files through which init (the pod level) and each app join
+    /// their cgroups, opened now so that they can join after leaving the
+    /// host's mounts. For a single-threaded process that moves itself
+    /// ([`join`]) right after its fork.
     pub fn open_joins(&self) -> Result<(Vec<File>, Vec<Vec<File>>), Stage1Error> {
-        let pod = Self::open_procs(self.init_dirs())?;
+        let pod = self.open_procs(self.init_dirs(), true)?;
         let apps = self
             .apps
             .iter()
-            .map(|a| Self::open_procs(self.app_dirs(a)))
+            .map(|a| self.open_procs(self.app_dirs(a), true))
             .collect::<Result<_, _>>()?;
         Ok((pod, apps))
     }
@@ -791,24 +810,19 @@ pub fn usage(root: &Path, uuid: &str, app: Option<&str>) -> Usage {
 /// policy).
 pub fn join_app(root: &Path, uuid: &str, app: &str) -> Result<(), Stage1Error> {
     let cg = PodCgroups::of_app(root, uuid, app);
-    let files = PodCgroups::open_procs(cg.app_dirs(app))?;
+    // `enter` may have threads of its own: the whole process moves.
+    let files = cg.open_procs(cg.app_dirs(app), false)?;
     join(&files)
 }
 
-/// Joins the calling process to the cgroups behind `files`.
+/// Joins the calling process to the cgroups behind `files` (from
+/// [`PodCgroups::open_joins`]: a caller with one thread).
 pub fn join(files: &[File]) -> Result<(), Stage1Error> {
-    move_into(files, 0)
-}
-
-/// Moves the process `pid` (0: the caller) into the cgroups behind `files`.
-pub fn move_into(files: &[File], pid: i32) -> Result<(), Stage1Error> {
-    let pid = pid.to_string();
     for mut f in files {
-        f.write_all(pid.as_bytes())
-            .map_err(|e| Stage1Error::Setup {
-                what: "join the pod's cgroup".to_string(),
-                source: e,
-            })?;
+        f.write_all(b"0").map_err(|e| Stage1Error::Setup {
+            what: "join the pod's cgroup".to_string(),
+            source: e,
+        })?;
     }
     Ok(())
 }
@@ -965,10 +979,22 @@ mod tests {
             .chain(&cg.app_dirs("web"))
             .chain(&init_dirs)
         {
-            std::fs::write(dir.join("cgroup.procs"), "").unwrap();
+            std::fs::write(dir.join("tasks"), "").unwrap();
         }
         let (init, apps) = cg.open_joins().unwrap();
         assert_eq!((init.len(), apps.len(), apps[0].len()), (4, 1, 4));
+        // A thread that moves itself joins through v1's `tasks`, which
+        // takes no host-wide lock; `enter` moves its whole process.
+        assert!(
+            [cg.init_dirs(), cg.app_dirs("web")]
+                .concat()
+                .iter()
+                .all(|d| cg.join_file(d, true) == d.join("tasks"))
+        );
+        let memory = root.path().join("memory/skiff/u");
+        assert_eq!(cg.join_file(&memory, false), memory.join("cgroup.procs"));
+        let unified = root.path().join("unified/skiff/u");
+        assert_eq!(cg.join_file(&unified, true), unified.join("cgroup.procs"));
         // Init stays out of the app's memory cgroup: never the OOM
         // killer's choice there.
         assert!(cg.init_dirs().contains(&root.path().join("memory/skiff")));

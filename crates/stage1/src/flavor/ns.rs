@@ -166,6 +166,13 @@ pub fn run(
         Forked::Parent(child) => child,
         Forked::Child => {
             crate::supervise::forget_stop();
+            // Init moves itself into the pod's cgroups first of all, while
+            // it has one thread (cgroups: no host-wide lock, no RCU grace
+            // period to wait for), so all it does is the pod's.
+            if let Err(e) = cgroups::join(&init_cgroup) {
+                send(&write_end, &Report::Error(crate::error_line(&e)));
+                std::process::exit(EXIT_SETUP_FAILED);
+            }
             // Init lives on next to the apps: it keeps no handle on the host
             // beyond what starting them needs (a pod process allowed to trace
             // it, `--cap-retain=CAP_SYS_PTRACE`, could reopen any through
@@ -215,15 +222,9 @@ pub fn run(
     // sees the end of an app's output when the app's processes are gone.
     drop(outputs);
     drop(activation);
-    // Init is moved into the pod's cgroup from here, while it sets up its
-    // mounts: the first cgroup migration after an idle spell waits for an
-    // RCU grace period (docs/performance.md), which this overlaps with
-    // init's work instead of adding to it. The apps join their own cgroups
-    // themselves, before exec, so no app runs outside its limits.
-    let mut setup_error = cgroups::move_into(&init_cgroup, child).err().map(|e| {
-        sys::process::kill(child, libc::SIGKILL);
-        crate::error_line(&e)
-    });
+    // Init joined the pod's cgroups itself; the apps join their own, each
+    // before its exec, so no app runs outside its limits.
+    let mut setup_error = None;
     drop(init_cgroup);
     forward_to(child);
     let copying = match pipes.map(|pipes| pipes.start(child)).transpose() {
