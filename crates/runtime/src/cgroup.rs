@@ -291,13 +291,22 @@ impl Cgroup {
         Ok(())
     }
 
-    /// `cgroup.procs` of each directory, open for a process to join by
-    /// writing `0` (after it left the host's mounts, if it must).
+    /// The file of each directory through which a single-threaded process
+    /// joins it by writing `0` (after it left the host's mounts, if it
+    /// must): v1's `tasks`, which moves the calling thread without the lock
+    /// that every `cgroup.procs` write of the host takes (its first taking
+    /// after an idle spell waits for an RCU grace period, ~7 ms here);
+    /// `cgroup.procs` where there is no `tasks` (v2, a hybrid host's
+    /// unified hierarchy).
     pub fn procs_files(&self) -> Result<Vec<File>> {
         self.dirs
             .iter()
             .map(|d| {
-                let path = d.join("cgroup.procs");
+                let tasks = d.join("tasks");
+                let path = match !self.v2 && tasks.exists() {
+                    true => tasks,
+                    false => d.join("cgroup.procs"),
+                };
                 std::fs::OpenOptions::new()
                     .write(true)
                     .open(&path)

@@ -42,7 +42,8 @@ pub struct Launch<'a> {
     pub state: serde_json::Value,
 }
 
-/// Joins the cgroup behind `procs` (writing `0`).
+/// Joins the cgroup behind `procs` (writing `0`; the caller, the
+/// intermediate process just forked, has one thread).
 pub fn join_cgroup(procs: &[File]) -> Result<()> {
     for mut f in procs {
         f.write_all(b"0")
