@@ -165,6 +165,30 @@ fn pod_fsck(root: &Path, repair: bool) -> std::process::Output {
 
 /// The pid of the stage1 supervising pod `uuid` (the holder of its lock).
 fn stage1_of(uuid: &str) -> i32 {
+    stage1_pid(uuid).unwrap_or_else(|| panic!("no stage1 runs pod {uuid}"))
+}
+
+/// The parent pid of process `pid` (None: gone).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Whether process `pid` runs (neither gone nor a zombie).
+fn runs(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+fn stage1_pid(uuid: &str) -> Option<i32> {
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
@@ -178,10 +202,72 @@ fn stage1_of(uuid: &str) -> i32 {
             && args.get(1).is_some_and(|a| a == "run")
             && args.iter().any(|a| a.ends_with(uuid))
         {
-            return pid;
+            return Some(pid);
         }
     }
-    panic!("no stage1 runs pod {uuid}");
+    None
+}
+
+/// Init arms its parent-death signal first thing after its fork. A
+/// supervisor that died before that leaves it no signal to get, and in
+/// the new pid namespace `getppid` says 0 whoever the parent is: init
+/// sees it through the reports' pipe, whose reader is gone, and goes no
+/// further (it once set the pod up and ran its app, supervised by
+/// nobody).
+#[test]
+fn an_init_whose_supervisor_died_before_it_armed_its_death_signal_goes_no_further() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _pods = PodsGuard { root };
+    let aci = image_with_app(
+        root,
+        "example.com/sleeper",
+        r#"{"exec": ["/bin/busybox", "sleep", "600"], "user": "0", "group": "0"}"#,
+    );
+    let out = output(
+        skiff_in(root)
+            .args(["prepare", "--insecure-options=image", "--net=host"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uuid = stdout(&out).lines().last().unwrap().trim().to_string();
+    // strace holds the first prctl of each process it follows for 1.5 s:
+    // in init, the one that arms the signal (before the fix, the one
+    // before it). The supervisor is killed while init waits there.
+    let skiff = skiff_in(root);
+    let mut traced = std::process::Command::new("strace");
+    traced
+        .args(["-f", "-o", "/dev/null", "-e", "trace=prctl"])
+        .args(["-e", "inject=prctl:delay_enter=1500000:when=1"])
+        .arg(skiff.get_program())
+        .args(skiff.get_args())
+        .args(["run-prepared", &uuid])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in skiff.get_envs() {
+        match v {
+            Some(v) => traced.env(k, v),
+            None => traced.env_remove(k),
+        };
+    }
+    let mut strace = traced
+        .spawn()
+        .expect("strace (cargo xtask deps installs it)");
+    let supervisor = eventually("the pod's supervisor", || stage1_pid(&uuid));
+    let init = eventually("the pod's init", || {
+        std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+            (parent_of(pid) == Some(supervisor)).then_some(pid)
+        })
+    });
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(supervisor).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    eventually("the orphaned init to end", || (!runs(init)).then_some(()));
+    let _ = strace.kill();
+    let _ = strace.wait();
 }
 
 #[test]

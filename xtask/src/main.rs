@@ -94,6 +94,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("e2fsprogs", "mkfs.ext4: the power-loss torture's disk"),
     ("curl", "port-forwarding checks in tests"),
     (
+        "strace",
+        "holds a system call of a pod's init in a test of the race around it",
+    ),
+    (
         "docker-registry",
         "a local OCI registry for docker:// tests",
     ),

@@ -823,7 +823,7 @@ pub fn join_app(root: &Path, uuid: &str, app: &str) -> Result<(), Stage1Error> {
 
 /// Joins the calling process to the cgroups behind `files` (from
 /// [`PodCgroups::open_joins`]: a caller with one thread).
-pub fn join(files: &[File]) -> Result<(), Stage1Error> {
+pub(crate) fn join(files: &[File]) -> Result<(), Stage1Error> {
     for mut f in files {
         f.write_all(b"0").map_err(|e| Stage1Error::Setup {
             what: "join the pod's cgroup".to_string(),

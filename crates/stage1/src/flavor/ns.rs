@@ -166,6 +166,13 @@ pub fn run(
         Forked::Parent(child) => child,
         Forked::Child => {
             crate::supervise::forget_stop();
+            drop(read_end);
+            // Init ends with the supervisor; one that ended before this
+            // was armed (here getppid says 0) has closed the reports'
+            // read end, and init goes no further.
+            if sys::process::die_with_reader(write_end.as_fd()).is_err() {
+                std::process::exit(EXIT_SETUP_FAILED);
+            }
             // Init moves itself into the pod's cgroups first of all, while
             // it has one thread (cgroups: no host-wide lock, no RCU grace
             // period to wait for), so all it does is the pod's.
@@ -177,7 +184,6 @@ pub fn run(
             // beyond what starting them needs (a pod process allowed to trace
             // it, `--cap-retain=CAP_SYS_PTRACE`, could reopen any through
             // /proc/1/fd), and drops those once they are started.
-            drop(read_end);
             drop(lock);
             drop(init_cgroup);
             drop(logger);
@@ -619,8 +625,6 @@ pub(crate) fn init(
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
         .map_err(|e| setup_err("make init non-dumpable")(e.into()))?;
     hide_host_cmdline();
-    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-        .map_err(|e| setup_err("set the parent-death signal")(e.into()))?;
     crate::sys::process::unshare(UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC)
         .map_err(|e| setup_err("create the mount, UTS and IPC namespaces")(e.into()))?;
     mounts::make_private_rec()?;

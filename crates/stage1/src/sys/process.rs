@@ -235,6 +235,30 @@ pub fn die_with(parent: rustix::process::Pid) -> std::io::Result<()> {
     }
 }
 
+/// As [`die_with`], for a child in a new pid namespace, where `getppid`
+/// says 0 whoever its parent is: whether the parent lives on is read from
+/// `to_parent`, the write end of a pipe whose read end only the parent
+/// holds. Fails with ESRCH if the parent ended before the signal was armed.
+pub fn die_with_reader(to_parent: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+    match no_reader(to_parent)? {
+        true => Err(std::io::Error::from_raw_os_error(libc::ESRCH)),
+        false => Ok(()),
+    }
+}
+
+/// Whether the pipe whose write end is `fd` has no reader left.
+fn no_reader(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    rustix::event::poll(&mut fds, Some(&now))?;
+    Ok(fds[0].revents().contains(PollFlags::ERR))
+}
+
 /// Leaves `fd` open, under the same number, in the program `cmd` starts
 /// (as `/proc/self/fd/N` there), and no other fd of this process beyond
 /// stdio (such as the pod lock stage0 passed); this process's copies stay
@@ -389,4 +413,18 @@ pub fn monotonic_ms() -> u64 {
     }
     u64::try_from(now.tv_sec).unwrap_or(0) * 1000
         + u64::try_from(now.tv_nsec).unwrap_or(0) / 1_000_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pipe_without_its_reader_says_so() {
+        use std::os::fd::AsFd;
+        let (read, write) = rustix::pipe::pipe().unwrap();
+        assert!(!no_reader(write.as_fd()).unwrap());
+        drop(read);
+        assert!(no_reader(write.as_fd()).unwrap());
+    }
 }
