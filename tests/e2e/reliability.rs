@@ -208,6 +208,54 @@ fn stage1_pid(uuid: &str) -> Option<i32> {
     None
 }
 
+/// With `--private-users` init builds the apps' roots as the pod's root
+/// user (its filesystem ids changed and back), which clears its
+/// parent-death signal: it arms it again once they are built. A killed
+/// supervisor once left such a pod's init and app running, supervised by
+/// nobody.
+#[test]
+fn a_private_users_pods_init_ends_with_its_supervisor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _pods = PodsGuard { root };
+    let aci = image_with_app(
+        root,
+        "example.com/sleeper",
+        r#"{"exec": ["/bin/busybox", "sleep", "600"], "user": "0", "group": "0"}"#,
+    );
+    let out = output(
+        skiff_in(root)
+            .args([
+                "run",
+                "--insecure-options=image",
+                "--net=host",
+                "--private-users",
+                "--detach",
+            ])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uuid = stdout(&out).trim().to_string();
+    let status = stdout(&output(skiff_in(root).args(["status", &uuid])));
+    let init: i32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("pid="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{status}"));
+    let supervisor = stage1_of(&uuid);
+    assert_eq!(parent_of(init), Some(supervisor));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(supervisor).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    eventually("init to end with its supervisor", || {
+        (!runs(init)).then_some(())
+    });
+    let repaired = pod_fsck(root, true);
+    assert!(repaired.status.success(), "{}", stdout(&repaired));
+}
+
 /// Init arms its parent-death signal first thing after its fork. A
 /// supervisor that died before that leaves it no signal to get, and in
 /// the new pid namespace `getppid` says 0 whoever the parent is: init
@@ -224,6 +272,8 @@ fn an_init_whose_supervisor_died_before_it_armed_its_death_signal_goes_no_furthe
         "example.com/sleeper",
         r#"{"exec": ["/bin/busybox", "sleep", "600"], "user": "0", "group": "0"}"#,
     );
+    // The host's network: no helper process is forked beside init, so the
+    // supervisor's only child is init.
     let out = output(
         skiff_in(root)
             .args(["prepare", "--insecure-options=image", "--net=host"])
@@ -231,14 +281,18 @@ fn an_init_whose_supervisor_died_before_it_armed_its_death_signal_goes_no_furthe
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let uuid = stdout(&out).lines().last().unwrap().trim().to_string();
-    // strace holds the first prctl of each process it follows for 1.5 s:
-    // in init, the one that arms the signal (before the fix, the one
-    // before it). The supervisor is killed while init waits there.
+    // strace holds the first `close` of each process it follows for 1.5 s
+    // (counted per process): init's closes its copy of the reports' read
+    // end, just before it arms the signal. The supervisor is killed, and
+    // gone, while init waits there. (The supervisor's own first close came
+    // long before, and its logger thread closes nothing so early.)
+    let trace = root.join("strace.out");
     let skiff = skiff_in(root);
     let mut traced = std::process::Command::new("strace");
     traced
-        .args(["-f", "-o", "/dev/null", "-e", "trace=prctl"])
-        .args(["-e", "inject=prctl:delay_enter=1500000:when=1"])
+        .args(["-f", "-e", "trace=close,prctl,ppoll,exit_group", "-o"])
+        .arg(&trace)
+        .args(["-e", "inject=close:delay_enter=1500000:when=1"])
         .arg(skiff.get_program())
         .args(skiff.get_args())
         .args(["run-prepared", &uuid])
@@ -250,9 +304,19 @@ fn an_init_whose_supervisor_died_before_it_armed_its_death_signal_goes_no_furthe
             None => traced.env_remove(k),
         };
     }
-    let mut strace = traced
-        .spawn()
-        .expect("strace (cargo xtask deps installs it)");
+    // Killed however the test ends (its tracees go with it).
+    struct Strace(std::process::Child);
+    impl Drop for Strace {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _strace = Strace(
+        traced
+            .spawn()
+            .expect("strace (cargo xtask deps installs it)"),
+    );
     let supervisor = eventually("the pod's supervisor", || stage1_pid(&uuid));
     let init = eventually("the pod's init", || {
         std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
@@ -266,8 +330,19 @@ fn an_init_whose_supervisor_died_before_it_armed_its_death_signal_goes_no_furthe
     )
     .unwrap();
     eventually("the orphaned init to end", || (!runs(init)).then_some(()));
-    let _ = strace.kill();
-    let _ = strace.wait();
+    // It ended through the pipe's check (the setup-failed status), not by
+    // a signal armed in time: the window was hit.
+    let text = eventually("strace's record of init's end", || {
+        let text = std::fs::read_to_string(&trace).ok()?;
+        text.lines()
+            .any(|l| l.starts_with(&format!("{init} ")) && l.contains("+++"))
+            .then_some(text)
+    });
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("{init} ")) && l.contains("+++ exited with 125 +++")),
+        "init did not end through the check: {text}"
+    );
 }
 
 #[test]

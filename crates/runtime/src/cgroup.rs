@@ -298,15 +298,19 @@ impl Cgroup {
     /// after an idle spell waits for an RCU grace period, ~7 ms here);
     /// `cgroup.procs` where there is no `tasks` (v2, a hybrid host's
     /// unified hierarchy).
-    pub fn procs_files(&self) -> Result<Vec<File>> {
+    pub fn join_files(&self) -> Result<Vec<File>> {
         self.dirs
             .iter()
             .map(|d| {
                 let tasks = d.join("tasks");
-                let path = match !self.v2 && tasks.exists() {
-                    true => tasks,
-                    false => d.join("cgroup.procs"),
-                };
+                // A v1 tree delegated with only `cgroup.procs` writable
+                // takes the whole process.
+                if !self.v2
+                    && let Ok(file) = std::fs::OpenOptions::new().write(true).open(&tasks)
+                {
+                    return Ok(file);
+                }
+                let path = d.join("cgroup.procs");
                 std::fs::OpenOptions::new()
                     .write(true)
                     .open(&path)

@@ -130,7 +130,7 @@ fn create_in(
     if let Some(res) = linux.resources() {
         cgroup.apply(res)?;
     }
-    let cgroup_procs = cgroup.procs_files()?;
+    let cgroup_joins = cgroup.join_files()?;
     // Init waits in accept() on this socket until `start` connects (its
     // path is outside the container's root; only root may connect).
     let dir_fd = dir.open()?;
@@ -167,7 +167,7 @@ fn create_in(
         bundle,
         plan,
         cgroup,
-        cgroup_procs,
+        cgroup_joins,
         start_socket,
         console,
         prepared,

@@ -100,7 +100,7 @@ pub fn exec(dir: &Dir, opts: ExecOptions) -> Result<i32> {
     let plan = Plan::of_process(saved.pid)?;
     let root = File::open(format!("/proc/{}/root", saved.pid))
         .map_err(io_err("open the container's root"))?;
-    let procs = Cgroup::from_dirs(&saved.cgroups).procs_files()?;
+    let procs = Cgroup::from_dirs(&saved.cgroups).join_files()?;
     if !saved.alive() {
         return Err(RuntimeError::WrongState {
             id: dir.id.clone(),

@@ -33,7 +33,7 @@ pub struct Launch<'a> {
     pub bundle: &'a Bundle,
     pub plan: Plan,
     pub cgroup: &'a Cgroup,
-    pub cgroup_procs: Vec<File>,
+    pub cgroup_joins: Vec<File>,
     pub start_socket: std::os::unix::net::UnixListener,
     pub console: Option<OwnedFd>,
     pub prepared: Prepared,
@@ -73,7 +73,7 @@ pub fn intermediate(launch: Launch, mut chan: Channel) -> ! {
 fn enter_namespaces(launch: &Launch, chan: &mut Channel) -> Result<()> {
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
         .map_err(errno("make the runtime's process non-dumpable"))?;
-    join_cgroup(&launch.cgroup_procs)?;
+    join_cgroup(&launch.cgroup_joins)?;
     launch.plan.join_user()?;
     if launch.plan.creates(LinuxNamespaceType::User) {
         crate::namespaces::unshare_user()?;

@@ -170,7 +170,11 @@ pub fn run(
             // Init ends with the supervisor; one that ended before this
             // was armed (here getppid says 0) has closed the reports'
             // read end, and init goes no further.
-            if sys::process::die_with_reader(write_end.as_fd()).is_err() {
+            if let Err(e) = sys::process::die_with_reader(write_end.as_fd()) {
+                if e.raw_os_error() != Some(libc::ESRCH) {
+                    let e = setup_err("arm init's parent-death signal")(e);
+                    send(&write_end, &Report::Error(crate::error_line(&e)));
+                }
                 std::process::exit(EXIT_SETUP_FAILED);
             }
             // Init moves itself into the pod's cgroups first of all, while
@@ -685,6 +689,14 @@ pub(crate) fn init(
     rustix::system::sethostname(runtime.hostname.as_bytes())
         .map_err(|e| setup_err(format!("set the hostname '{}'", runtime.hostname))(e.into()))?;
     mounts::pivot_into(&stage1_root)?;
+    // A change of filesystem ids (mounts::as_pod_root, with
+    // --private-users) clears the parent-death signal and resets
+    // dumpability (the kernel's commit_creds): both again, now that the
+    // roots are built, with the same check for a supervisor already gone.
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(|e| setup_err("make init non-dumpable")(e.into()))?;
+    sys::process::die_with_reader(report.as_fd())
+        .map_err(setup_err("arm init's parent-death signal"))?;
     // The pod root's handles name the host's directory of it: `..` of
     // either leads out of the pod.
     drop(stage1_fd);
