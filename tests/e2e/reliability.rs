@@ -163,6 +163,23 @@ fn pod_fsck(root: &Path, repair: bool) -> std::process::Output {
     output(&mut cmd)
 }
 
+/// An image whose app sleeps for ten minutes.
+fn sleeper(root: &Path) -> std::path::PathBuf {
+    image_with_app(
+        root,
+        "example.com/sleeper",
+        r#"{"exec": ["/bin/busybox", "sleep", "600"], "user": "0", "group": "0"}"#,
+    )
+}
+
+fn kill_9(pid: i32) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+}
+
 /// The pid of the stage1 supervising pod `uuid` (the holder of its lock).
 fn stage1_of(uuid: &str) -> i32 {
     stage1_pid(uuid).unwrap_or_else(|| panic!("no stage1 runs pod {uuid}"))
@@ -218,11 +235,7 @@ fn a_private_users_pods_init_ends_with_its_supervisor() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let _pods = PodsGuard { root };
-    let aci = image_with_app(
-        root,
-        "example.com/sleeper",
-        r#"{"exec": ["/bin/busybox", "sleep", "600"], "user": "0", "group": "0"}"#,
-    );
+    let aci = sleeper(root);
     let out = output(
         skiff_in(root)
             .args([
@@ -244,11 +257,7 @@ fn a_private_users_pods_init_ends_with_its_supervisor() {
         .unwrap_or_else(|| panic!("{status}"));
     let supervisor = stage1_of(&uuid);
     assert_eq!(parent_of(init), Some(supervisor));
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(supervisor).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    kill_9(supervisor);
     eventually("init to end with its supervisor", || {
         (!runs(init)).then_some(())
     });
@@ -267,11 +276,7 @@ fn an_init_whose_supervisor_died_before_it_armed_its_death_signal_goes_no_furthe
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let _pods = PodsGuard { root };
-    let aci = image_with_app(
-        root,
-        "example.com/sleeper",
-        r#"{"exec": ["/bin/busybox", "sleep", "600"], "user": "0", "group": "0"}"#,
-    );
+    let aci = sleeper(root);
     // The host's network: no helper process is forked beside init, so the
     // supervisor's only child is init.
     let out = output(
@@ -324,11 +329,7 @@ fn an_init_whose_supervisor_died_before_it_armed_its_death_signal_goes_no_furthe
             (parent_of(pid) == Some(supervisor)).then_some(pid)
         })
     });
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(supervisor).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    kill_9(supervisor);
     eventually("the orphaned init to end", || (!runs(init)).then_some(()));
     // It ended through the pipe's check (the setup-failed status), not by
     // a signal armed in time: the window was hit.
@@ -350,11 +351,7 @@ fn a_pod_whose_stage1_was_killed_is_found_and_everything_it_held_released() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let _pods = PodsGuard { root };
-    let aci = image_with_app(
-        root,
-        "example.com/sleeper",
-        r#"{"exec": ["/bin/busybox", "sleep", "600"], "user": "0", "group": "0"}"#,
-    );
+    let aci = sleeper(root);
     // On the default network: a namespace, a lease, NAT rules, cgroups.
     let out = output(
         skiff_in(root)
@@ -373,11 +370,7 @@ fn a_pod_whose_stage1_was_killed_is_found_and_everything_it_held_released() {
 
     let netns = Path::new("/run/skiff/netns").join(&uuid);
     assert!(netns.exists());
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(stage1_of(&uuid)).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    kill_9(stage1_of(&uuid));
     let found = eventually("the killed stage1's pod to be found", || {
         let out = pod_fsck(root, false);
         (out.status.code() == Some(1)).then_some(out)
@@ -434,11 +427,7 @@ fn a_pod_whose_stage1_was_killed_is_found_and_everything_it_held_released() {
             (ppid == stage1).then_some(pid)
         })
     });
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(stage1).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    kill_9(stage1);
     let repaired = eventually("the killed fly stage1's pod to be repaired", || {
         let out = pod_fsck(root, true);
         stdout(&out)
@@ -446,12 +435,7 @@ fn a_pod_whose_stage1_was_killed_is_found_and_everything_it_held_released() {
             .then_some(out)
     });
     assert!(repaired.status.success(), "{}", stdout(&repaired));
-    assert!(
-        !Path::new(&format!("/proc/{app}")).exists()
-            || std::fs::read_to_string(format!("/proc/{app}/stat"))
-                .is_ok_and(|s| s.contains(") Z ")),
-        "the fly app {app} still runs"
-    );
+    assert!(!runs(app), "the fly app {app} still runs");
     let again = pod_fsck(root, false);
     assert!(again.status.success(), "{}", stdout(&again));
 }
