@@ -163,6 +163,16 @@ fn pod_fsck(root: &Path, repair: bool) -> std::process::Output {
     output(&mut cmd)
 }
 
+/// A child process, killed and reaped however the test ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// An image whose app sleeps for ten minutes.
 fn sleeper(root: &Path) -> std::path::PathBuf {
     image_with_app(
@@ -249,17 +259,27 @@ fn a_private_users_pods_init_ends_with_its_supervisor() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let uuid = stdout(&out).trim().to_string();
-    let status = stdout(&output(skiff_in(root).args(["status", &uuid])));
+    // Ready: every app started, so init has built the roots and armed
+    // the signal again (the check before that is the other test's).
+    let status = eventually("the pod to be ready", || {
+        let status = stdout(&output(skiff_in(root).args(["status", &uuid])));
+        status.contains("ready=").then_some(status)
+    });
     let init: i32 = status
         .lines()
         .find_map(|l| l.strip_prefix("pid="))
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("{status}"));
-    let supervisor = stage1_of(&uuid);
-    assert_eq!(parent_of(init), Some(supervisor));
-    kill_9(supervisor);
+    let app = eventually("the app", || {
+        std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+            (parent_of(pid) == Some(init)).then_some(pid)
+        })
+    });
+    // Init's parent, whether it still runs stage1 or rests.
+    kill_9(parent_of(init).expect("init's parent"));
     eventually("init to end with its supervisor", || {
-        (!runs(init)).then_some(())
+        (!runs(init) && !runs(app)).then_some(())
     });
     let repaired = pod_fsck(root, true);
     assert!(repaired.status.success(), "{}", stdout(&repaired));
@@ -286,7 +306,7 @@ fn an_init_whose_supervisor_died_before_it_armed_its_death_signal_goes_no_furthe
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let uuid = stdout(&out).lines().last().unwrap().trim().to_string();
-    // strace holds the first `close` of each process it follows for 1.5 s
+    // strace holds the first `close` of each process it follows for 3 s
     // (counted per process): init's closes its copy of the reports' read
     // end, just before it arms the signal. The supervisor is killed, and
     // gone, while init waits there. (The supervisor's own first close came
@@ -295,9 +315,14 @@ fn an_init_whose_supervisor_died_before_it_armed_its_death_signal_goes_no_furthe
     let skiff = skiff_in(root);
     let mut traced = std::process::Command::new("strace");
     traced
-        .args(["-f", "-e", "trace=close,prctl,ppoll,exit_group", "-o"])
+        .args([
+            "-f",
+            "-e",
+            "trace=close,prctl,ppoll,unshare,mount,exit_group",
+            "-o",
+        ])
         .arg(&trace)
-        .args(["-e", "inject=close:delay_enter=1500000:when=1"])
+        .args(["-e", "inject=close:delay_enter=3000000:when=1"])
         .arg(skiff.get_program())
         .args(skiff.get_args())
         .args(["run-prepared", &uuid])
@@ -309,15 +334,9 @@ fn an_init_whose_supervisor_died_before_it_armed_its_death_signal_goes_no_furthe
             None => traced.env_remove(k),
         };
     }
-    // Killed however the test ends (its tracees go with it).
-    struct Strace(std::process::Child);
-    impl Drop for Strace {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _strace = Strace(
+    // Killed however the test ends (its tracees are let go, and
+    // PodsGuard's gc ends what is left of the pod).
+    let _strace = Killed(
         traced
             .spawn()
             .expect("strace (cargo xtask deps installs it)"),
@@ -339,10 +358,22 @@ fn an_init_whose_supervisor_died_before_it_armed_its_death_signal_goes_no_furthe
             .any(|l| l.starts_with(&format!("{init} ")) && l.contains("+++"))
             .then_some(text)
     });
+    let of_init: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("{init} ")))
+        .collect();
     assert!(
-        text.lines()
-            .any(|l| l.starts_with(&format!("{init} ")) && l.contains("+++ exited with 125 +++")),
+        of_init
+            .iter()
+            .any(|l| l.contains("+++ exited with 125 +++")),
         "init did not end through the check: {text}"
+    );
+    // ... the first one: it made no namespace and no mount.
+    assert!(
+        !of_init
+            .iter()
+            .any(|l| l.contains("unshare(") || l.contains("mount(")),
+        "init went on past the check: {text}"
     );
 }
 
@@ -468,13 +499,27 @@ fn a_pod_whose_preparer_was_killed_a_moment_ago_is_collected_at_once() {
         .unwrap()
         .as_secs();
     std::fs::write(pod.join("created"), now.to_string()).unwrap();
-    // A preparer at work: the pod's lock held (here, by this process).
-    let preparer = std::fs::File::open(&pod).unwrap();
-    rustix::fs::flock(
-        &preparer,
-        rustix::fs::FlockOperation::NonBlockingLockExclusive,
-    )
-    .unwrap();
+    // A preparer at work: the pod's lock held by a process of its own
+    // (held by this one, a process another test forks in that instant
+    // would keep a copy of it until its exec).
+    let mut preparer = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import fcntl, os, sys, time\n\
+             fd = os.open(sys.argv[1], os.O_RDONLY)\n\
+             fcntl.flock(fd, fcntl.LOCK_EX)\n\
+             print('locked', flush=True)\n\
+             time.sleep(600)",
+        ])
+        .arg(&pod)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = preparer.stdout.take().unwrap();
+    let preparer = Killed(preparer);
+    let mut said = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut said).unwrap();
+    assert_eq!(said.trim(), "locked");
     let out = pod_fsck(root, false);
     assert!(
         out.status.success(),

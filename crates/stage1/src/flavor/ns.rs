@@ -695,8 +695,12 @@ pub(crate) fn init(
     // roots are built, with the same check for a supervisor already gone.
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
         .map_err(|e| setup_err("make init non-dumpable")(e.into()))?;
-    sys::process::die_with_reader(report.as_fd())
-        .map_err(setup_err("arm init's parent-death signal"))?;
+    match sys::process::die_with_reader(report.as_fd()) {
+        Ok(()) => {}
+        // No one to report to.
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => std::process::exit(EXIT_SETUP_FAILED),
+        Err(e) => return Err(setup_err("arm init's parent-death signal")(e)),
+    }
     // The pod root's handles name the host's directory of it: `..` of
     // either leads out of the pod.
     drop(stage1_fd);
