@@ -100,7 +100,7 @@ pub fn exec(dir: &Dir, opts: ExecOptions) -> Result<i32> {
     let plan = Plan::of_process(saved.pid)?;
     let root = File::open(format!("/proc/{}/root", saved.pid))
         .map_err(io_err("open the container's root"))?;
-    let procs = Cgroup::from_dirs(&saved.cgroups).join_files()?;
+    let joins = Cgroup::from_dirs(&saved.cgroups).join_files()?;
     if !saved.alive() {
         return Err(RuntimeError::WrongState {
             id: dir.id.clone(),
@@ -127,7 +127,7 @@ pub fn exec(dir: &Dir, opts: ExecOptions) -> Result<i32> {
                     rustix::process::DumpableBehavior::NotDumpable,
                 )
                 .map_err(errno("make the runtime's process non-dumpable"))?;
-                crate::init::join_cgroup(&procs)?;
+                crate::init::join_cgroup(&joins)?;
                 plan.join_user()?;
                 plan.join_others()?;
                 match sys::process::fork().map_err(io_err("fork the process"))? {
@@ -148,7 +148,7 @@ pub fn exec(dir: &Dir, opts: ExecOptions) -> Result<i32> {
         }
         Forked::Parent(intermediate) => {
             drop(child);
-            drop(procs);
+            drop(joins);
             drop(root);
             let pid = match parent.recv()? {
                 Some(Msg::Pid(pid)) => pid,

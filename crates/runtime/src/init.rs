@@ -42,10 +42,10 @@ pub struct Launch<'a> {
     pub state: serde_json::Value,
 }
 
-/// Joins the cgroup behind `procs` (writing `0`; the caller, the
-/// intermediate process just forked, has one thread).
-pub fn join_cgroup(procs: &[File]) -> Result<()> {
-    for mut f in procs {
+/// Joins the cgroup behind `joins` ([`Cgroup::join_files`]; writing `0`:
+/// the caller, the intermediate process just forked, has one thread).
+pub fn join_cgroup(joins: &[File]) -> Result<()> {
+    for mut f in joins {
         f.write_all(b"0")
             .map_err(io_err("join the container's cgroup"))?;
     }

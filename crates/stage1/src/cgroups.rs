@@ -432,7 +432,11 @@ impl PodCgroups {
         dir.join(if tasks { "tasks" } else { "cgroup.procs" })
     }
 
-    fn open_procs(&self, dirs: Vec<PathBuf>, moving_self: bool) -> Result<Vec<File>, Stage1Error> {
+    fn open_join_files(
+        &self,
+        dirs: Vec<PathBuf>,
+        moving_self: bool,
+    ) -> Result<Vec<File>, Stage1Error> {
         dirs.into_iter()
             .map(|d| {
                 let path = self.join_file(&d, moving_self);
@@ -452,11 +456,11 @@ impl PodCgroups {
     /// host's mounts. For a single-threaded process that moves itself
     /// ([`join`]) right after its fork.
     pub fn open_joins(&self) -> Result<(Vec<File>, Vec<Vec<File>>), Stage1Error> {
-        let pod = self.open_procs(self.init_dirs(), true)?;
+        let pod = self.open_join_files(self.init_dirs(), true)?;
         let apps = self
             .apps
             .iter()
-            .map(|a| self.open_procs(self.app_dirs(a), true))
+            .map(|a| self.open_join_files(self.app_dirs(a), true))
             .collect::<Result<_, _>>()?;
         Ok((pod, apps))
     }
@@ -817,7 +821,7 @@ pub fn usage(root: &Path, uuid: &str, app: Option<&str>) -> Usage {
 pub fn join_app(root: &Path, uuid: &str, app: &str) -> Result<(), Stage1Error> {
     let cg = PodCgroups::of_app(root, uuid, app);
     // `enter` may have threads of its own: the whole process moves.
-    let files = cg.open_procs(cg.app_dirs(app), false)?;
+    let files = cg.open_join_files(cg.app_dirs(app), false)?;
     join(&files)
 }
 

@@ -127,8 +127,8 @@ impl Root {
         let mut dir = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0).map_err(err(what()))?;
         let mut i = 0;
         while i < parts.len() {
-            let how = how(i + 1 == parts.len());
             let last = i + 1 == parts.len();
+            let how = how(last);
             // Resolve from the root each time so that symlinks stay inside it.
             let sofar: PathBuf = parts[..=i].iter().collect();
             let part = parts[i].clone();

@@ -167,20 +167,13 @@ pub fn run(
         Forked::Child => {
             crate::supervise::forget_stop();
             drop(read_end);
-            // Init ends with the supervisor; one that ended before this
-            // was armed (here getppid says 0) has closed the reports'
-            // read end, and init goes no further.
-            if let Err(e) = sys::process::die_with_reader(write_end.as_fd()) {
-                if e.raw_os_error() != Some(libc::ESRCH) {
-                    let e = setup_err("arm init's parent-death signal")(e);
-                    send(&write_end, &Report::Error(crate::error_line(&e)));
-                }
-                std::process::exit(EXIT_SETUP_FAILED);
-            }
-            // Init moves itself into the pod's cgroups first of all, while
-            // it has one thread (cgroups: no host-wide lock, no RCU grace
-            // period to wait for), so all it does is the pod's.
-            if let Err(e) = cgroups::join(&init_cgroup) {
+            // Bound to the supervisor first of all, then into the pod's
+            // cgroups while init has one thread (cgroups: no host-wide
+            // lock, no RCU grace period to wait for), so all it does is
+            // the pod's.
+            if let Err(e) =
+                bind_to_supervisor(&write_end).and_then(|()| cgroups::join(&init_cgroup))
+            {
                 send(&write_end, &Report::Error(crate::error_line(&e)));
                 std::process::exit(EXIT_SETUP_FAILED);
             }
@@ -618,6 +611,22 @@ fn hide_host_cmdline() {
     }
 }
 
+/// Makes init unreadable to the pod's processes (not dumpable) and has
+/// it killed when the supervisor ends. A supervisor already gone (in the
+/// new pid namespace `getppid` says 0: the reports' pipe, `report`, has
+/// lost its reader) ends init here, with no one to report to. Again after
+/// any change of init's filesystem ids, which clears both (the kernel's
+/// commit_creds).
+fn bind_to_supervisor(report: &OwnedFd) -> Result<(), Stage1Error> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(|e| setup_err("make init non-dumpable")(e.into()))?;
+    match sys::process::die_with_reader(report.as_fd()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => std::process::exit(EXIT_SETUP_FAILED),
+        Err(e) => Err(setup_err("arm init's parent-death signal")(e)),
+    }
+}
+
 pub(crate) fn init(
     pod: &Pod,
     runtime: &Runtime,
@@ -626,8 +635,6 @@ pub(crate) fn init(
     pty_channel: Option<OwnedFd>,
     report: &OwnedFd,
 ) -> Result<(), Stage1Error> {
-    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
-        .map_err(|e| setup_err("make init non-dumpable")(e.into()))?;
     hide_host_cmdline();
     crate::sys::process::unshare(UnshareFlags::NEWNS | UnshareFlags::NEWUTS | UnshareFlags::NEWIPC)
         .map_err(|e| setup_err("create the mount, UTS and IPC namespaces")(e.into()))?;
@@ -689,18 +696,9 @@ pub(crate) fn init(
     rustix::system::sethostname(runtime.hostname.as_bytes())
         .map_err(|e| setup_err(format!("set the hostname '{}'", runtime.hostname))(e.into()))?;
     mounts::pivot_into(&stage1_root)?;
-    // A change of filesystem ids (mounts::as_pod_root, with
-    // --private-users) clears the parent-death signal and resets
-    // dumpability (the kernel's commit_creds): both again, now that the
-    // roots are built, with the same check for a supervisor already gone.
-    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
-        .map_err(|e| setup_err("make init non-dumpable")(e.into()))?;
-    match sys::process::die_with_reader(report.as_fd()) {
-        Ok(()) => {}
-        // No one to report to.
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => std::process::exit(EXIT_SETUP_FAILED),
-        Err(e) => return Err(setup_err("arm init's parent-death signal")(e)),
-    }
+    // Building the roots as the pod's root user (mounts::as_pod_root,
+    // with --private-users) changed init's filesystem ids.
+    bind_to_supervisor(report)?;
     // The pod root's handles name the host's directory of it: `..` of
     // either leads out of the pod.
     drop(stage1_fd);
