@@ -417,14 +417,52 @@ impl Terminal {
     }
 }
 
+/// The pid of a pod's init in the output of `skiff status`.
+pub fn pid_in(status: &str) -> i32 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("pid="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {status}"))
+}
+
+/// The parent pid of process `pid` (None: gone).
+pub fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// A process whose parent is `parent`, if there is one now.
+pub fn child_of(parent: i32) -> Option<i32> {
+    std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+        let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+        (parent_of(pid) == Some(parent)).then_some(pid)
+    })
+}
+
+/// `wrapper` (a program that ends by running what follows its own
+/// arguments) followed by `run`'s program and arguments, with `run`'s
+/// environment.
+pub fn through(mut wrapper: Command, run: &Command) -> Command {
+    wrapper.arg(run.get_program()).args(run.get_args());
+    for (name, value) in run.get_envs() {
+        match value {
+            Some(value) => wrapper.env(name, value),
+            None => wrapper.env_remove(name),
+        };
+    }
+    wrapper
+}
+
 /// The pid of the supervisor of running pod `uuid` (its init's parent).
 pub fn supervisor_of(root: &Path, uuid: &str) -> String {
     let status = stdout(&output(skiff_in(root).args(["status", uuid])));
-    let init = status
-        .lines()
-        .find_map(|l| l.strip_prefix("pid="))
-        .unwrap_or_else(|| panic!("no pid in {status}"))
-        .to_string();
+    let init = pid_in(&status);
     let proc_status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
     proc_status
         .lines()

@@ -378,27 +378,8 @@ fn a_pod_of_one_app_has_one_memory_cgroup_that_init_is_no_victim_of() {
         ],
     );
     let status = stdout(&output(skiff_in(tmp.path()).args(["status", &uuid])));
-    let init: i32 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("pid="))
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{status}"));
-    let parent = |pid: &str| {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        stat.rsplit(") ")
-            .next()?
-            .split_whitespace()
-            .nth(1)?
-            .parse::<i32>()
-            .ok()
-    };
-    let app = eventually("the app's process", || {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .find(|pid| parent(pid) == Some(init))
-    });
+    let init = pid_in(&status);
+    let app = eventually("the app's process", || child_of(init)).to_string();
     if !std::path::Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists() {
         eprintln!("skipped: not a cgroup v1 host (v2 keeps the nested layout)");
         let _ = output(skiff_in(tmp.path()).args(["stop", &uuid]));
@@ -688,17 +669,9 @@ os.execv(sys.argv[1], sys.argv[1:])";
 /// `run` (its program, arguments and environment) started by the Python
 /// program `program`, which ends by executing `sys.argv[1:]`.
 fn through_python(program: &str, run: &std::process::Command) -> std::process::Command {
-    let mut cmd = std::process::Command::new("python3");
-    cmd.args(["-c", program])
-        .arg(run.get_program())
-        .args(run.get_args());
-    for (name, value) in run.get_envs() {
-        match value {
-            Some(value) => cmd.env(name, value),
-            None => cmd.env_remove(name),
-        };
-    }
-    cmd
+    let mut python = std::process::Command::new("python3");
+    python.args(["-c", program]);
+    through(python, run)
 }
 
 /// An app starts with no signal ignored or blocked, whatever skiff and

@@ -195,17 +195,6 @@ fn stage1_of(uuid: &str) -> i32 {
     stage1_pid(uuid).unwrap_or_else(|| panic!("no stage1 runs pod {uuid}"))
 }
 
-/// The parent pid of process `pid` (None: gone).
-fn parent_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 /// Whether process `pid` runs (neither gone nor a zombie).
 fn runs(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
@@ -265,17 +254,8 @@ fn a_private_users_pods_init_ends_with_its_supervisor() {
         let status = stdout(&output(skiff_in(root).args(["status", &uuid])));
         status.contains("ready=").then_some(status)
     });
-    let init: i32 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("pid="))
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{status}"));
-    let app = eventually("the app", || {
-        std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
-            let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
-            (parent_of(pid) == Some(init)).then_some(pid)
-        })
-    });
+    let init = pid_in(&status);
+    let app = eventually("the app", || child_of(init));
     // Init's parent, whether it still runs stage1 or rests.
     kill_9(parent_of(init).expect("init's parent"));
     eventually("init to end with its supervisor", || {
@@ -312,9 +292,8 @@ fn an_init_whose_supervisor_died_before_it_armed_its_death_signal_goes_no_furthe
     // gone, while init waits there. (The supervisor's own first close came
     // long before, and its logger thread closes nothing so early.)
     let trace = root.join("strace.out");
-    let skiff = skiff_in(root);
-    let mut traced = std::process::Command::new("strace");
-    traced
+    let mut strace = std::process::Command::new("strace");
+    strace
         .args([
             "-f",
             "-e",
@@ -322,18 +301,13 @@ fn an_init_whose_supervisor_died_before_it_armed_its_death_signal_goes_no_furthe
             "-o",
         ])
         .arg(&trace)
-        .args(["-e", "inject=close:delay_enter=3000000:when=1"])
-        .arg(skiff.get_program())
-        .args(skiff.get_args())
-        .args(["run-prepared", &uuid])
+        .args(["-e", "inject=close:delay_enter=3000000:when=1"]);
+    let mut run = skiff_in(root);
+    run.args(["run-prepared", &uuid]);
+    let mut traced = through(strace, &run);
+    traced
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    for (k, v) in skiff.get_envs() {
-        match v {
-            Some(v) => traced.env(k, v),
-            None => traced.env_remove(k),
-        };
-    }
     // Killed however the test ends (its tracees are let go, and
     // PodsGuard's gc ends what is left of the pod).
     let _strace = Killed(
@@ -342,12 +316,7 @@ fn an_init_whose_supervisor_died_before_it_armed_its_death_signal_goes_no_furthe
             .expect("strace (cargo xtask deps installs it)"),
     );
     let supervisor = eventually("the pod's supervisor", || stage1_pid(&uuid));
-    let init = eventually("the pod's init", || {
-        std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
-            let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
-            (parent_of(pid) == Some(supervisor)).then_some(pid)
-        })
-    });
+    let init = eventually("the pod's init", || child_of(supervisor));
     kill_9(supervisor);
     eventually("the orphaned init to end", || (!runs(init)).then_some(()));
     // It ended through the pipe's check (the setup-failed status), not by
@@ -444,20 +413,7 @@ fn a_pod_whose_stage1_was_killed_is_found_and_everything_it_held_released() {
     assert!(out.status.success(), "{}", stderr(&out));
     let uuid = stdout(&out).trim().to_string();
     let stage1 = stage1_of(&uuid);
-    let app = eventually("the fly app to start", || {
-        std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
-            let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            let ppid: i32 = stat
-                .rsplit(')')
-                .next()?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            (ppid == stage1).then_some(pid)
-        })
-    });
+    let app = eventually("the fly app to start", || child_of(stage1));
     kill_9(stage1);
     let repaired = eventually("the killed fly stage1's pod to be repaired", || {
         let out = pod_fsck(root, true);
