@@ -504,3 +504,15 @@ pub fn assert_units_verify(dir: &Path, units: &[&str]) {
         );
     }
 }
+
+/// `op`, again while it fails with EINTR: a receive on a socket with a
+/// timeout ends that way when this process is stopped and continued, even
+/// without a signal handler (signal(7)), as whatever runs the tests may do.
+pub fn uninterrupted<T>(mut op: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    loop {
+        match op() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            done => return done,
+        }
+    }
+}

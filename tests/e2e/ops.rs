@@ -1,7 +1,9 @@
 //! The operations library runs a pod without the command line: what any
 //! program that embeds skiff does.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use skiff_fetch::{KeyCandidate, KeyReview};
 use skiff_ops::run::{AppSpec, RunOptions, Start};
@@ -17,11 +19,10 @@ impl KeyReview for NoReview {
     }
 }
 
-#[test]
-fn a_pod_runs_through_the_library() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
-    let _guard = PodsGuard { root };
+/// A library context on the store under `root` that runs unsigned images,
+/// and the options of a pod of a busybox image (made there) running `sh
+/// -c script` without a network.
+fn library(root: &Path, script: &str) -> (skiff_ops::Context, RunOptions) {
     let aci = root.join("app.aci");
     busybox_aci(root, "example.com/ops", &aci);
     let mut settings = skiff_ops::Settings::new(root.join("data"));
@@ -29,16 +30,23 @@ fn a_pod_runs_through_the_library() {
     settings.system_config = root.join("usr");
     settings.insecure.image = true;
     settings.stage1_path = Some(PathBuf::from(env!("CARGO_BIN_EXE_skiff-stage1")));
-    let ctx = skiff_ops::Context::new(settings);
-
     let mut app = AppSpec {
         image: aci.display().to_string(),
         ..AppSpec::default()
     };
     app.request.exec = Some("/bin/busybox".into());
-    app.request.args = Some(vec!["sh".into(), "-c".into(), "exit 7".into()]);
+    app.request.args = Some(vec!["sh".into(), "-c".into(), script.into()]);
     let mut opts = RunOptions::new(vec![app]);
     opts.net.net = vec!["none".into()];
+    (skiff_ops::Context::new(settings), opts)
+}
+
+#[test]
+fn a_pod_runs_through_the_library() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let (ctx, opts) = library(root, "exit 7");
     let mut said = Vec::new();
     let pod = skiff_ops::run::run(&ctx, &opts, NoReview, Start::Detached, |line| {
         said.push(line.to_string())
@@ -63,4 +71,65 @@ fn a_pod_runs_through_the_library() {
     let err = skiff_ops::run::run(&ctx, &bad, NoReview, Start::Detached, |_| {}).unwrap_err();
     assert_eq!(err.to_string(), "no image to run");
     assert!(skiff_ops::pods::list(&ctx).unwrap().is_empty());
+}
+
+/// A program starting pods through the library while its other threads
+/// start programs of their own: none of those gets the pod's lock (which
+/// would have the pod "in use" for as long as it runs, so that it could
+/// not be removed once exited).
+#[test]
+fn programs_other_threads_start_meanwhile_do_not_hold_a_pods_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let (ctx, opts) = library(root, "exit 0");
+    for round in 0..5 {
+        let starting = AtomicBool::new(true);
+        let mut others = Others(Vec::new());
+        let pod = std::thread::scope(|s| {
+            let spawner = s.spawn(|| {
+                let mut started = Vec::new();
+                while starting.load(Ordering::Relaxed) {
+                    let child = Command::new("sleep")
+                        .arg("600")
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn();
+                    started.extend(child.ok());
+                }
+                started
+            });
+            let pod = skiff_ops::run::run(&ctx, &opts, NoReview, Start::Detached, |_| {});
+            starting.store(false, Ordering::Relaxed);
+            others.0 = spawner.join().unwrap();
+            pod.unwrap()
+        });
+        assert!(
+            !others.0.is_empty(),
+            "round {round}: nothing started meanwhile"
+        );
+        let info = skiff_ops::pods::status(&ctx, &pod.uuid, skiff_ops::pods::Wait::Exited).unwrap();
+        assert_eq!(info.apps[0].exit_code, Some(0));
+        // The programs started meanwhile still run.
+        let removed = skiff_ops::pods::rm(&ctx, &pod.uuid);
+        assert_eq!(
+            removed.as_ref().ok(),
+            Some(&pod.uuid),
+            "round {round}, with {} programs started meanwhile: {removed:?}",
+            others.0.len()
+        );
+    }
+}
+
+/// Programs killed and reaped when the test ends, passed or not.
+struct Others(Vec<Child>);
+
+impl Drop for Others {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

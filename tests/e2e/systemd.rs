@@ -55,11 +55,11 @@ fn a_notify_socket_gets_ready_with_the_supervisors_pid_then_stopping() {
         .unwrap();
     let pid = child.id();
     let mut buf = [0u8; 512];
-    let n = listener.recv(&mut buf).unwrap();
+    let n = uninterrupted(|| listener.recv(&mut buf)).unwrap();
     let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
     // `skiff run` becomes the supervisor (exec): the pid systemd started.
     assert_eq!(ready, format!("READY=1\nMAINPID={pid}\n"));
-    let n = listener.recv(&mut buf).unwrap();
+    let n = uninterrupted(|| listener.recv(&mut buf)).unwrap();
     assert_eq!(&buf[..n], b"STOPPING=1\n");
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));

@@ -204,13 +204,11 @@ fn become_root(sync: OwnedFd) -> Result<(), OpsError> {
 
 fn run_child(ids: HostIds, warn: impl FnOnce(&str)) -> Result<i32, OpsError> {
     let (mut ours, theirs) = UnixStream::pair().map_err(setup_err("make a socket pair"))?;
-    // The child's end crosses exec; nothing else runs in this process yet.
-    rustix::io::fcntl_setfd(theirs.as_fd(), rustix::io::FdFlags::empty())
-        .map_err(|e| setup_err("pass a socket on")(e.into()))?;
     // This very program (its inode, not a path that could be swapped),
-    // with the name it was called by.
+    // with the name it was called by; the child's end crosses exec.
     let mut args = std::env::args_os();
     let mut child = Command::new("/proc/self/exe");
+    skiff_stage1::sys::process::pass_fd(&mut child, theirs.as_fd());
     if let Some(name) = args.next() {
         std::os::unix::process::CommandExt::arg0(&mut child, name);
     }

@@ -279,11 +279,39 @@ pub fn inherit_only_fd(cmd: &mut std::process::Command, fd: std::os::fd::Borrowe
                 u32::MAX,
                 libc::CLOSE_RANGE_CLOEXEC,
             );
-            if rc != 0 || libc::fcntl(raw, libc::F_SETFD, 0) == -1 {
+            if rc != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            Ok(())
+            keep_across_exec(raw)
         });
+    }
+}
+
+/// Leaves `fd` open, under the same number, in the program `cmd` starts.
+/// This process's copy keeps its close-on-exec flag: a program another
+/// thread starts meanwhile does not get it (as it would if the flag were
+/// cleared here, holding a lock passed this way for as long as it runs).
+/// The caller keeps `fd` open until the program has started.
+pub fn pass_fd(cmd: &mut std::process::Command, fd: std::os::fd::BorrowedFd<'_>) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let raw = fd.as_raw_fd();
+    // SAFETY: between fork and exec the closure makes one async-signal-safe
+    // system call (fcntl on the child's own copy of an fd the caller keeps
+    // open) and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || keep_across_exec(raw));
+    }
+}
+
+/// Clears the close-on-exec flag of `raw` (between fork and exec: one
+/// fcntl, nothing allocated).
+fn keep_across_exec(raw: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl F_SETFD only changes a flag of the fd table entry
+    // `raw`; an fd that is not open fails with EBADF.
+    match unsafe { libc::fcntl(raw, libc::F_SETFD, 0) } {
+        -1 => Err(std::io::Error::last_os_error()),
+        _ => Ok(()),
     }
 }
 
