@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use skiff_fetch::{KeyCandidate, KeyReview};
@@ -84,31 +85,27 @@ fn programs_other_threads_start_meanwhile_do_not_hold_a_pods_lock() {
     let _guard = PodsGuard { root };
     let (ctx, opts) = library(root, "exit 0");
     for round in 0..5 {
+        let others = Others::default();
         let starting = AtomicBool::new(true);
-        let mut others = Others(Vec::new());
         let pod = std::thread::scope(|s| {
-            let spawner = s.spawn(|| {
-                let mut started = Vec::new();
-                while starting.load(Ordering::Relaxed) {
+            // Up to 300 programs, for as long as the pod is being started.
+            s.spawn(|| {
+                while starting.load(Ordering::Relaxed) && others.count() < 300 {
                     let child = Command::new("sleep")
                         .arg("600")
                         .stdin(Stdio::null())
                         .stdout(Stdio::null())
                         .stderr(Stdio::null())
                         .spawn();
-                    started.extend(child.ok());
+                    others.0.lock().unwrap().extend(child.ok());
                 }
-                started
             });
-            let pod = skiff_ops::run::run(&ctx, &opts, NoReview, Start::Detached, |_| {});
-            starting.store(false, Ordering::Relaxed);
-            others.0 = spawner.join().unwrap();
-            pod.unwrap()
+            // However `run` ends, the spawner stops (the scope waits for it).
+            let _stop = Stop(&starting);
+            skiff_ops::run::run(&ctx, &opts, NoReview, Start::Detached, |_| {}).unwrap()
         });
-        assert!(
-            !others.0.is_empty(),
-            "round {round}: nothing started meanwhile"
-        );
+        let started = others.count();
+        assert!(started > 0, "round {round}: nothing started meanwhile");
         let info = skiff_ops::pods::status(&ctx, &pod.uuid, skiff_ops::pods::Wait::Exited).unwrap();
         assert_eq!(info.apps[0].exit_code, Some(0));
         // The programs started meanwhile still run.
@@ -116,18 +113,34 @@ fn programs_other_threads_start_meanwhile_do_not_hold_a_pods_lock() {
         assert_eq!(
             removed.as_ref().ok(),
             Some(&pod.uuid),
-            "round {round}, with {} programs started meanwhile: {removed:?}",
-            others.0.len()
+            "round {round}, with {started} programs started meanwhile: {removed:?}"
         );
     }
 }
 
+/// Clears its flag when dropped.
+struct Stop<'a>(&'a AtomicBool);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
 /// Programs killed and reaped when the test ends, passed or not.
-struct Others(Vec<Child>);
+#[derive(Default)]
+struct Others(Mutex<Vec<Child>>);
+
+impl Others {
+    fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
 
 impl Drop for Others {
     fn drop(&mut self) {
-        for child in &mut self.0 {
+        let children = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
+        for child in children {
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -84,9 +84,10 @@ pub fn create_unbound() -> Result<File, NetError> {
 
 /// Brings the calling thread's `lo` up.
 fn loopback_up() -> Result<(), NetError> {
-    let sock = rustix::net::socket(
+    let sock = rustix::net::socket_with(
         rustix::net::AddressFamily::INET,
         rustix::net::SocketType::DGRAM,
+        rustix::net::SocketFlags::CLOEXEC,
         None,
     )
     .map_err(|e| io_err("open a socket to configure lo")(e.into()))?;

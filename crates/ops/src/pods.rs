@@ -208,11 +208,28 @@ pub fn status(ctx: &Context, uuid: &str, wait: Wait) -> Result<PodInfo, OpsError
             Wait::Ready => going && pod.ready().is_none(),
         }
     };
+    // stage1 records the end (moves the pod to exited-garbage) before it
+    // lets go of the lock: an exited pod is waited for until it has, so
+    // that an `rm` that follows does not find it in use. A gc that takes
+    // and removes it meanwhile leaves what was seen last.
+    let letting_go = |pod: &Pod| {
+        wait == Wait::Exited
+            && pod.state == State::ExitedGarbage
+            && matches!(pod.try_lock_present(), Ok(None))
+    };
+    let mut seen = None;
     // A pod that moved on since it was found is looked up again: its old
     // path tells nothing (not locked, so not running, not preparing).
-    while pending(&pod) || !pod.path.exists() {
+    while pending(&pod) || !pod.path.exists() || letting_go(&pod) {
+        if pod.state == State::ExitedGarbage && pod.path.exists() {
+            seen = Some(PodInfo::of(&pod));
+        }
         std::thread::sleep(Duration::from_millis(50));
-        pod = pods.find(&pod.uuid)?;
+        pod = match (pods.find(&pod.uuid), seen.take()) {
+            (Ok(pod), _) => pod,
+            (Err(skiff_pod::PodError::NotFound(_)), Some(seen)) => return Ok(seen),
+            (Err(e), _) => return Err(e.into()),
+        };
     }
     Ok(PodInfo::of(&pod))
 }

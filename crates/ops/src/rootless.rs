@@ -15,7 +15,7 @@
 //! command; the parent passes signals on, waits and exits as the child did.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::Command;
@@ -143,7 +143,7 @@ pub fn enter(warn: impl FnOnce(&str)) -> Result<Option<i32>, OpsError> {
         if is_parents_socket(&sync) {
             return become_root(sync).map(|()| None);
         }
-        // Not ours: left open, as it was.
+        // Not ours: left open (close-on-exec now; take_inherited_fd set it).
         let _ = std::os::fd::IntoRawFd::into_raw_fd(sync);
     }
     let uid = rustix::process::geteuid().as_raw();
@@ -207,17 +207,17 @@ fn run_child(ids: HostIds, warn: impl FnOnce(&str)) -> Result<i32, OpsError> {
     // This very program (its inode, not a path that could be swapped),
     // with the name it was called by; the child's end crosses exec.
     let mut args = std::env::args_os();
-    let mut child = Command::new("/proc/self/exe");
-    skiff_stage1::sys::process::pass_fd(&mut child, theirs.as_fd());
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.env(SYNC_FD, theirs.as_raw_fd().to_string());
+    skiff_stage1::sys::process::pass_fd(&mut cmd, theirs.into());
     if let Some(name) = args.next() {
-        std::os::unix::process::CommandExt::arg0(&mut child, name);
+        std::os::unix::process::CommandExt::arg0(&mut cmd, name);
     }
-    let mut child = child
+    let mut child = cmd
         .args(args)
-        .env(SYNC_FD, theirs.as_raw_fd().to_string())
         .spawn()
         .map_err(setup_err("start this program again"))?;
-    drop(theirs);
+    drop(cmd); // with its copy of the child's end
     // SIGTERM and SIGHUP sent to this process go on to the child; Ctrl-C
     // and Ctrl-\ from the terminal reach it directly (same process group).
     skiff_stage1::supervise::forward_to(child.id() as i32);

@@ -3,7 +3,7 @@
 //! the foreground (this process becomes the pod's supervisor) or detached.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -610,15 +610,14 @@ fn start_locked(
     service.check()?;
     pod.move_to(&pods, State::Run)?;
     // The locked directory fd stays open across exec for stage1 to hold,
-    // above the sockets of socket activation (fds 3..); only stage1 gets
-    // it, not what other threads of a program using this library start.
-    let file = std::fs::File::from(
-        rustix::io::fcntl_dupfd_cloexec(lock.into_file(), 3 + service.listen_fds as i32)
-            .map_err(|e| io("pass the pod lock to stage1")(e.into()))?,
-    );
-    let fd = file.as_raw_fd();
+    // above the sockets of socket activation (fds 3..). Detached, only
+    // stage1 gets it, not what other threads of a program using this
+    // library start meanwhile (see `pass_fd` for the foreground's exec).
+    let lock = rustix::io::fcntl_dupfd_cloexec(lock.into_file(), 3 + service.listen_fds as i32)
+        .map_err(|e| io("pass the pod lock to stage1")(e.into()))?;
+    let fd = lock.as_raw_fd();
     let mut cmd = Command::new(stage1);
-    skiff_stage1::sys::process::pass_fd(&mut cmd, file.as_fd());
+    skiff_stage1::sys::process::pass_fd(&mut cmd, lock);
     cmd.arg("run").arg(format!("--lock-fd={fd}"));
     // The caller's environment (its tokens, paths) stays out of the pod's
     // init, which a pod process allowed to trace it could read: stage1
@@ -653,7 +652,7 @@ fn start_locked(
     let mut child = cmd
         .spawn()
         .map_err(io(format!("start {}", stage1.display())))?;
-    drop(file); // stage1 holds its own copy of the lock
+    drop(cmd); // with its copy of the lock: stage1 holds its own
 
     // A kvm pod's stage1 may first boot a probe guest (up to 20 s where
     // /dev/kvm cannot run it) before its own guest.

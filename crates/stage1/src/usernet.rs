@@ -109,7 +109,8 @@ fn close_loopback(netns: BorrowedFd<'_>) -> Result<(), Stage1Error> {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-        crate::sys::process::in_network_namespace(&mut cmd, netns);
+        crate::sys::process::in_network_namespace(&mut cmd, netns)
+            .map_err(setup_err("hold the pod's network namespace"))?;
         let out = cmd
             .output()
             .map_err(setup_err(format!("run {}", path.display())))?;

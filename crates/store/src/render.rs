@@ -492,7 +492,7 @@ impl Extractor {
     /// (a missing chain of N directories costs N steps, not N²).
     fn dir(&self, rel: &str) -> io::Result<OwnedFd> {
         if rel.is_empty() {
-            return Ok(rustix::io::dup(&self.root)?);
+            return Ok(rustix::io::fcntl_dupfd_cloexec(&self.root, 0)?);
         }
         let how = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         match rustix::fs::openat2(&self.root, rel, how, Mode::empty(), beneath()) {
@@ -531,7 +531,7 @@ impl Extractor {
                 }
                 let (mut fd, start) = match base {
                     Some(found) => found,
-                    None => (rustix::io::dup(&self.root)?, 0),
+                    None => (rustix::io::fcntl_dupfd_cloexec(&self.root, 0)?, 0),
                 };
                 for name in rel[start..].split('/') {
                     match rustix::fs::mkdirat(&fd, name, Mode::from_raw_mode(0o755)) {
@@ -576,7 +576,7 @@ impl Extractor {
                 drop(rustix::fs::openat2(
                     &dir,
                     name,
-                    OFlags::PATH | OFlags::DIRECTORY,
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
                     Mode::empty(),
                     beneath(),
                 )?);

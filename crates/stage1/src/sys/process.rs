@@ -287,20 +287,23 @@ pub fn inherit_only_fd(cmd: &mut std::process::Command, fd: std::os::fd::Borrowe
     }
 }
 
-/// Leaves `fd` open, under the same number, in the program `cmd` starts.
-/// This process's copy keeps its close-on-exec flag: a program another
-/// thread starts meanwhile does not get it (as it would if the flag were
-/// cleared here, holding a lock passed this way for as long as it runs).
-/// The caller keeps `fd` open until the program has started.
-pub fn pass_fd(cmd: &mut std::process::Command, fd: std::os::fd::BorrowedFd<'_>) {
+/// Leaves `fd` open, under the same number, in the program `cmd` starts;
+/// `cmd` keeps it open until it is dropped. Started with `spawn`, the
+/// flag is cleared only in the child, between fork and exec: a program
+/// another thread starts meanwhile does not get `fd` (as it would if the
+/// flag were cleared here, holding a lock passed this way for as long as
+/// it runs). `CommandExt::exec` has no fork: there the flag is cleared in
+/// this process just before it execs, so a thread forking in that instant
+/// keeps a copy; a program whose other threads start programs passes fds
+/// with `spawn`.
+pub fn pass_fd(cmd: &mut std::process::Command, fd: std::os::fd::OwnedFd) {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
-    let raw = fd.as_raw_fd();
     // SAFETY: between fork and exec the closure makes one async-signal-safe
-    // system call (fcntl on the child's own copy of an fd the caller keeps
-    // open) and allocates nothing.
+    // system call (fcntl on the child's copy of `fd`, which the closure
+    // owns, so it is open) and allocates nothing.
     unsafe {
-        cmd.pre_exec(move || keep_across_exec(raw));
+        cmd.pre_exec(move || keep_across_exec(fd.as_raw_fd()));
     }
 }
 
@@ -315,21 +318,26 @@ fn keep_across_exec(raw: std::os::fd::RawFd) -> std::io::Result<()> {
     }
 }
 
-/// Runs the program `cmd` starts in the network namespace `netns` (which
-/// the caller keeps open until it has started).
-pub fn in_network_namespace(cmd: &mut std::process::Command, netns: std::os::fd::BorrowedFd<'_>) {
+/// Runs the program `cmd` starts in the network namespace `netns` (`cmd`
+/// holds a copy of it until it is dropped).
+pub fn in_network_namespace(
+    cmd: &mut std::process::Command,
+    netns: std::os::fd::BorrowedFd<'_>,
+) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
-    let raw = netns.as_raw_fd();
+    let netns = netns.try_clone_to_owned()?;
     // SAFETY: between fork and exec the closure makes one async-signal-safe
-    // system call (setns on an fd the caller keeps open) and allocates
-    // nothing.
+    // system call (setns on the fd it owns, so open) and allocates nothing.
     unsafe {
-        cmd.pre_exec(move || match libc::setns(raw, libc::CLONE_NEWNET) {
-            0 => Ok(()),
-            _ => Err(std::io::Error::last_os_error()),
-        });
+        cmd.pre_exec(
+            move || match libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            },
+        );
     }
+    Ok(())
 }
 
 /// Executes the program open at `fd` (execveat with `AT_EMPTY_PATH`) with
