@@ -802,6 +802,41 @@ fn capabilities_that_cannot_be_granted_are_dropped_with_a_warning() {
     );
 }
 
+/// The capabilities `runc spec` and `crun spec` write: three in ambient,
+/// permitted and effective, none inheritable. The kernel raises an ambient
+/// capability only if it is also permitted and inheritable, so those are
+/// not granted (with a warning) and the container runs with the rest, as
+/// under runc and crun.
+#[test]
+fn a_runc_spec_config_runs_without_the_ambient_capabilities_it_cannot_have() {
+    const CAP_NET_BIND_SERVICE: u64 = 1 << 10;
+    const CAP_AUDIT_WRITE: u64 = 1 << 29;
+    let defaults = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    let root = Root::new();
+    let bundle = Bundle::new(root.path(), &["grep", "^Cap", "/proc/self/status"], |c| {
+        let caps = &mut c["process"]["capabilities"];
+        *caps = serde_json::json!({});
+        for set in ["bounding", "effective", "permitted", "ambient"] {
+            caps[set] = serde_json::json!(defaults);
+        }
+    });
+    let out = run_in(root.path(), &bundle, "runc-spec");
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    let masks: std::collections::BTreeMap<String, u64> =
+        capability_masks(&stdout(&out)).into_iter().collect();
+    let three = CAP_AUDIT_WRITE | CAP_KILL | CAP_NET_BIND_SERVICE;
+    for set in ["Bnd", "Eff", "Prm"] {
+        assert_eq!(masks.get(set), Some(&three), "Cap{set}:\n{}", stdout(&out));
+    }
+    assert_eq!(masks.get("Amb"), Some(&0), "{}", stdout(&out));
+    assert_eq!(masks.get("Inh"), Some(&0), "{}", stdout(&out));
+    let warnings = stderr(&out);
+    assert!(
+        warnings.contains("ambient") && defaults.iter().all(|name| warnings.contains(name)),
+        "{warnings}"
+    );
+}
+
 /// A process without `capabilities` gets none (oci-spec's default would
 /// give three, ambient included); `exec --cap` of names that cannot be
 /// granted runs with the rest.

@@ -125,9 +125,42 @@ pub fn drop_ungrantable(process: &mut Process) -> Result<()> {
             "ignoring capabilities not in this host's bounding set, which cannot be granted: {}",
             dropped.join(", ")
         ));
+    }
+    let unraisable = drop_unraisable_ambient(&mut c);
+    if !unraisable.is_empty() {
+        crate::log::warn(&format!(
+            "ignoring ambient capabilities that are not also permitted and inheritable, which the kernel cannot raise: {}",
+            unraisable.join(", ")
+        ));
+    }
+    if !dropped.is_empty() || !unraisable.is_empty() {
         process.set_capabilities(Some(c));
     }
     Ok(())
+}
+
+/// Removes from the ambient set what is not in both the permitted and the
+/// inheritable set (the kernel raises nothing else: `PR_CAP_AMBIENT_RAISE`
+/// fails with EPERM); returns the names removed, sorted. `runc spec` and
+/// `crun spec` write configs with ambient capabilities and no inheritable
+/// ones, which runc and crun run without them.
+fn drop_unraisable_ambient(c: &mut LinuxCapabilities) -> Vec<String> {
+    let (Some(ambient), permitted, inheritable) = (c.ambient(), c.permitted(), c.inheritable())
+    else {
+        return Vec::new();
+    };
+    let raisable = |cap: &Capability| {
+        permitted.as_ref().is_some_and(|p| p.contains(cap))
+            && inheritable.as_ref().is_some_and(|i| i.contains(cap))
+    };
+    let (kept, removed): (Capabilities, Capabilities) =
+        ambient.iter().copied().partition(|cap| raisable(cap));
+    let mut names: Vec<String> = removed.iter().map(|cap| format!("CAP_{cap}")).collect();
+    names.sort();
+    if !names.is_empty() {
+        c.set_ambient(Some(kept));
+    }
+    names
 }
 
 /// Keeps in every set what `keep` accepts; returns the names of what it
@@ -182,6 +215,35 @@ mod tests {
         assert_eq!(p["capabilities"]["ambient"], serde_json::json!([7]));
         let mut none = serde_json::json!({"args": ["sh"]});
         assert!(strip_unknown(&mut none).unwrap().is_empty());
+    }
+
+    #[test]
+    fn ambient_capabilities_must_be_permitted_and_inheritable() {
+        let set = |names: &[Capability]| Some(names.iter().copied().collect::<Capabilities>());
+        // What `runc spec` writes: ambient, permitted, no inheritable.
+        let mut c = none();
+        c.set_permitted(set(&[Capability::Kill, Capability::NetBindService]))
+            .set_inheritable(set(&[Capability::NetBindService, Capability::Chown]))
+            .set_ambient(set(&[
+                Capability::Kill,
+                Capability::NetBindService,
+                Capability::AuditWrite,
+            ]));
+        assert_eq!(
+            drop_unraisable_ambient(&mut c),
+            ["CAP_AUDIT_WRITE", "CAP_KILL"]
+        );
+        assert_eq!(c.ambient(), &set(&[Capability::NetBindService]));
+        assert_eq!(
+            c.inheritable(),
+            &set(&[Capability::NetBindService, Capability::Chown])
+        );
+        // Nothing to remove: nothing changes.
+        assert!(drop_unraisable_ambient(&mut c).is_empty());
+        let mut without = none();
+        without.set_ambient(set(&[Capability::Kill]));
+        assert_eq!(drop_unraisable_ambient(&mut without), ["CAP_KILL"]);
+        assert_eq!(without.ambient(), &set(&[]));
     }
 
     #[test]
