@@ -65,7 +65,23 @@ fn a_pod_runs_through_the_library() {
     let out = output(skiff_in(root).args(["status", &pod.uuid]));
     assert!(stdout(&out).contains("=7"), "{}", stdout(&out));
 
-    assert_eq!(skiff_ops::pods::rm(&ctx, &pod.uuid).unwrap(), pod.uuid);
+    // A command holding the ended pod's lock for a moment (a probe, its
+    // stage1 finishing) delays `rm`; one holding it for long has it
+    // refused, and named.
+    let dir = pods_dir(root, "exited-garbage", &pod.uuid);
+    let holder = LockHolder::new(&dir);
+    let refused = skiff_ops::pods::rm(&ctx, &pod.uuid).unwrap_err();
+    assert!(refused.to_string().contains("in use"), "{refused}");
+    drop(holder);
+    let holder = LockHolder::new(&dir);
+    let removed = std::thread::scope(|s| {
+        let rm = s.spawn(|| skiff_ops::pods::rm(&ctx, &pod.uuid).map_err(|e| e.to_string()));
+        // rm is waiting (or about to): the holder lets go.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        holder.release();
+        rm.join().unwrap()
+    });
+    assert_eq!(removed.unwrap(), pod.uuid);
     assert!(skiff_ops::pods::list(&ctx).unwrap().is_empty());
     // Bad input is refused before anything is made.
     let bad = RunOptions::new(Vec::new());
@@ -141,6 +157,60 @@ impl Drop for Others {
     fn drop(&mut self) {
         let children = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
         for child in children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The directory of pod `uuid` in state directory `state`.
+fn pods_dir(root: &Path, state: &str, uuid: &str) -> PathBuf {
+    root.join("data/pods").join(state).join(uuid)
+}
+
+/// Another process holding a pod's lock until it is released or dropped
+/// (held by this one, a process another test forks in that instant would
+/// keep a copy of it until its exec).
+struct LockHolder(Option<Child>);
+
+impl LockHolder {
+    fn new(dir: &Path) -> LockHolder {
+        let mut child = Command::new("python3")
+            .args([
+                "-c",
+                "import fcntl, os, sys\n\
+                 fd = os.open(sys.argv[1], os.O_RDONLY)\n\
+                 fcntl.flock(fd, fcntl.LOCK_EX)\n\
+                 print('locked', flush=True)\n\
+                 sys.stdin.read()",
+            ])
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let holder = LockHolder(Some(child));
+        let mut said = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut said).unwrap();
+        assert_eq!(said.trim(), "locked");
+        holder
+    }
+
+    /// Lets go: SIGTERM ends the holder, and its lock with it.
+    fn release(&self) {
+        if let Some(child) = &self.0 {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_child(child),
+                rustix::process::Signal::TERM,
+            );
+        }
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
             let _ = child.kill();
             let _ = child.wait();
         }

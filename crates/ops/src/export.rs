@@ -43,7 +43,7 @@ pub fn export(
     }
     // Held to the end: the pod cannot be started (or collected) while its
     // layers are read.
-    let Some(_lock) = pod.try_lock_present()? else {
+    let Some(_lock) = crate::pods::lock_ended(&pod)? else {
         return Err(refuse!(
             "pod {} is in use or changed state: try again once it is not",
             pod.uuid

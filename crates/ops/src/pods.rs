@@ -208,30 +208,35 @@ pub fn status(ctx: &Context, uuid: &str, wait: Wait) -> Result<PodInfo, OpsError
             Wait::Ready => going && pod.ready().is_none(),
         }
     };
-    // stage1 records the end (moves the pod to exited-garbage) before it
-    // lets go of the lock: an exited pod is waited for until it has, so
-    // that an `rm` that follows does not find it in use. A gc that takes
-    // and removes it meanwhile leaves what was seen last.
-    let letting_go = |pod: &Pod| {
-        wait == Wait::Exited
-            && pod.state == State::ExitedGarbage
-            && matches!(pod.try_lock_present(), Ok(None))
-    };
-    let mut seen = None;
     // A pod that moved on since it was found is looked up again: its old
     // path tells nothing (not locked, so not running, not preparing).
-    while pending(&pod) || !pod.path.exists() || letting_go(&pod) {
-        if pod.state == State::ExitedGarbage && pod.path.exists() {
-            seen = Some(PodInfo::of(&pod));
-        }
+    while pending(&pod) || !pod.path.exists() {
         std::thread::sleep(Duration::from_millis(50));
-        pod = match (pods.find(&pod.uuid), seen.take()) {
-            (Ok(pod), _) => pod,
-            (Err(skiff_pod::PodError::NotFound(_)), Some(seen)) => return Ok(seen),
-            (Err(e), _) => return Err(e.into()),
-        };
+        pod = pods.find(&pod.uuid)?;
     }
     Ok(PodInfo::of(&pod))
+}
+
+/// How long a command that needs an ended pod's lock waits for a holder of
+/// an instant to let go.
+const LET_GO: Duration = Duration::from_secs(1);
+
+/// The lock of the ended (or prepared) pod `pod`, once a holder of an
+/// instant has let go — its stage1, which records the end (moves the pod to
+/// exited-garbage) just before it lets go, or another command's probe —
+/// so that `status --wait` then `rm` does not find the pod in use. None if
+/// it is held longer ([`LET_GO`]: an export, a gc) or the pod moved on.
+pub(crate) fn lock_ended(pod: &Pod) -> Result<Option<skiff_pod::PodLock>, OpsError> {
+    let deadline = Instant::now() + LET_GO;
+    loop {
+        if let Some(lock) = pod.try_lock_present()? {
+            return Ok(Some(lock));
+        }
+        if !pod.path.exists() || Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The pod manifest of pod `uuid` (rkt's `cat-manifest`), as stage0 wrote
@@ -365,7 +370,7 @@ pub fn rm(ctx: &Context, uuid: &str) -> Result<String, OpsError> {
         ));
     }
     // Taken, or moved on since it was found (a concurrent gc or start).
-    let Some(_lock) = pod.try_lock_present()? else {
+    let Some(_lock) = lock_ended(&pod)? else {
         return Err(refuse!(
             "pod {} is in use or changed state: try again (skiff status {})",
             pod.uuid,

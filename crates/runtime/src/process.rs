@@ -228,9 +228,7 @@ impl Prepared {
         let _ = caps::clear(None, caps::CapSet::Ambient);
         for cap in to_caps(c.ambient())? {
             caps::raise(None, caps::CapSet::Ambient, cap).map_err(|e| {
-                RuntimeError::Init(format!(
-                    "cannot raise the ambient capability {cap} (it must be permitted and inheritable): {e}"
-                ))
+                RuntimeError::Init(format!("cannot raise the ambient capability {cap}: {e}"))
             })?;
         }
         if nnp {
