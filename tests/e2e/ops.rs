@@ -170,7 +170,9 @@ fn pods_dir(root: &Path, state: &str, uuid: &str) -> PathBuf {
 
 /// Another process holding a pod's lock until it is released or dropped
 /// (held by this one, a process another test forks in that instant would
-/// keep a copy of it until its exec).
+/// keep a copy of it until its exec). If some other process keeps the lock
+/// (a leak), SIGALRM ends the holder's wait after 60 s: the test fails
+/// instead of hanging.
 struct LockHolder(Option<Child>);
 
 impl LockHolder {
@@ -178,9 +180,11 @@ impl LockHolder {
         let mut child = Command::new("python3")
             .args([
                 "-c",
-                "import fcntl, os, sys\n\
+                "import fcntl, os, signal, sys\n\
+                 signal.alarm(60)\n\
                  fd = os.open(sys.argv[1], os.O_RDONLY)\n\
                  fcntl.flock(fd, fcntl.LOCK_EX)\n\
+                 signal.alarm(0)\n\
                  print('locked', flush=True)\n\
                  sys.stdin.read()",
             ])
@@ -197,12 +201,12 @@ impl LockHolder {
         holder
     }
 
-    /// Lets go: SIGTERM ends the holder, and its lock with it.
+    /// Lets go: SIGKILL ends the holder, and its lock with it.
     fn release(&self) {
         if let Some(child) = &self.0 {
             let _ = rustix::process::kill_process(
                 rustix::process::Pid::from_child(child),
-                rustix::process::Signal::TERM,
+                rustix::process::Signal::KILL,
             );
         }
     }

@@ -41,6 +41,12 @@ pub fn export(
             pod.uuid
         ));
     }
+    if !overwrite && std::fs::symlink_metadata(out).is_ok() {
+        return Err(refuse!(
+            "{} already exists (use --overwrite to replace it)",
+            out.display()
+        ));
+    }
     // Held to the end: the pod cannot be started (or collected) while its
     // layers are read.
     let Some(_lock) = crate::pods::lock_ended(&pod)? else {
@@ -49,12 +55,6 @@ pub fn export(
             pod.uuid
         ));
     };
-    if !overwrite && std::fs::symlink_metadata(out).is_ok() {
-        return Err(refuse!(
-            "{} already exists (use --overwrite to replace it)",
-            out.display()
-        ));
-    }
     let runtime = pod.runtime()?;
     if runtime.rootless {
         return Err(refuse!(

@@ -434,7 +434,13 @@ pub fn gc(
             State::Run => false,
         };
         if expired {
-            let Some(_lock) = pod.try_lock_present()? else {
+            // An ended pod's stage1 may be letting go this instant (a gc
+            // right after `stop` or `status --wait`).
+            let lock = match pod.state {
+                State::ExitedGarbage => lock_ended(&pod)?,
+                _ => pod.try_lock_present()?,
+            };
+            let Some(_lock) = lock else {
                 continue;
             };
             let id = pod.uuid.clone();
