@@ -217,26 +217,30 @@ pub fn status(ctx: &Context, uuid: &str, wait: Wait) -> Result<PodInfo, OpsError
     Ok(PodInfo::of(&pod))
 }
 
-/// How long a command that needs an ended pod's lock waits for a holder of
-/// an instant to let go.
-const LET_GO: Duration = Duration::from_secs(1);
+/// How many times, [`LET_GO_PAUSE`] apart, a command that needs an ended
+/// pod's lock tries it before it gives up: about a second. Counted in
+/// tries, not time, so that a process stopped and continued meanwhile
+/// still gets them all.
+const LET_GO_TRIES: u32 = 100;
+const LET_GO_PAUSE: Duration = Duration::from_millis(10);
 
 /// The lock of the ended (or prepared) pod `pod`, once a holder of an
 /// instant has let go — its stage1, which records the end (moves the pod to
 /// exited-garbage) just before it lets go, or another command's probe —
 /// so that `status --wait` then `rm` does not find the pod in use. None if
-/// it is held longer ([`LET_GO`]: an export, a gc) or the pod moved on.
+/// it is held longer (an export, a gc: about a second, [`LET_GO_TRIES`]) or
+/// the pod moved on.
 pub(crate) fn lock_ended(pod: &Pod) -> Result<Option<skiff_pod::PodLock>, OpsError> {
-    let deadline = Instant::now() + LET_GO;
-    loop {
+    for _ in 0..LET_GO_TRIES {
         if let Some(lock) = pod.try_lock_present()? {
             return Ok(Some(lock));
         }
-        if !pod.path.exists() || Instant::now() >= deadline {
+        if !pod.path.exists() {
             return Ok(None);
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(LET_GO_PAUSE);
     }
+    Ok(None)
 }
 
 /// The pod manifest of pod `uuid` (rkt's `cat-manifest`), as stage0 wrote
