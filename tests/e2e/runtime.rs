@@ -840,6 +840,22 @@ fn a_runc_spec_config_runs_without_the_ambient_capabilities_it_cannot_have() {
     );
 }
 
+/// A config whose container runs hooks in its namespaces has the runtime
+/// re-execute itself from a sealed copy, which reads the config again: what
+/// the config is warned about is said once all the same.
+#[test]
+fn config_warnings_are_said_once_when_the_runtime_reexecutes_itself() {
+    let root = Root::new();
+    let bundle = Bundle::new(root.path(), &["true"], |c| {
+        c["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_KILL", "CAP_TEST"]);
+        c["hooks"] = serde_json::json!({"startContainer": [{"path": "/bin/busybox", "args": ["busybox", "true"]}]});
+    });
+    let out = run_in(root.path(), &bundle, "warned-once");
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    let warnings = stderr(&out);
+    assert_eq!(warnings.matches("CAP_TEST").count(), 1, "{warnings}");
+}
+
 /// A process without `capabilities` gets none (oci-spec's default would
 /// give three, ambient included); `exec --cap` of names that cannot be
 /// granted runs with the rest.

@@ -61,9 +61,30 @@ pub fn error(msg: &str) {
     eprintln!("skiff-runtime: {msg}");
 }
 
+/// Warnings held back while [`holding_warnings`] runs.
+static HELD: std::sync::Mutex<Option<Vec<String>>> = std::sync::Mutex::new(None);
+
+fn held() -> std::sync::MutexGuard<'static, Option<Vec<String>>> {
+    HELD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f` with the warnings it gives held back, and returns them: a
+/// caller that may re-execute itself (and so give them again) says them
+/// only if it goes on.
+pub fn holding_warnings<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    *held() = Some(Vec::new());
+    let out = f();
+    let warnings = held().take().unwrap_or_default();
+    (out, warnings)
+}
+
 /// A warning: to the log, and to stderr.
 #[allow(clippy::print_stderr)]
 pub fn warn(msg: &str) {
+    if let Some(held) = held().as_mut() {
+        held.push(msg.to_string());
+        return;
+    }
     write("warning", msg);
     eprintln!("skiff-runtime: warning: {msg}");
 }

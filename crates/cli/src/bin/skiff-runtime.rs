@@ -230,11 +230,17 @@ fn create_options(args: &CreateArgs, systemd_cgroup: bool) -> CreateOptions {
 /// pid namespace will hold other processes while its init runs the
 /// runtime's code.
 fn load_bundle(dir: &Path) -> Result<config::Bundle, RuntimeError> {
-    let bundle = config::load(dir)?;
-    if container::needs_sealed_binary(&bundle) {
-        skiff_runtime::selfexe::reexec_sealed()?;
+    let (bundle, warnings) = skiff_runtime::log::holding_warnings(|| config::load(dir));
+    let reexec = match &bundle {
+        // The sealed copy reads the config again, and warns.
+        Ok(b) if container::needs_sealed_binary(b) => skiff_runtime::selfexe::reexec_sealed(),
+        _ => Ok(()),
+    };
+    for warning in &warnings {
+        skiff_runtime::log::warn(warning);
     }
-    Ok(bundle)
+    reexec?;
+    bundle
 }
 
 fn print_json(value: &impl serde::Serialize) {
