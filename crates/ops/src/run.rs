@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use skiff_fetch::{KeyReview, PullPolicy};
@@ -609,16 +609,24 @@ fn start_locked(
     let service = crate::service::ServiceEnv::from_env();
     service.check()?;
     pod.move_to(&pods, State::Run)?;
-    // The locked directory fd stays open across exec for stage1 to hold,
-    // above the sockets of socket activation (fds 3..). Detached, only
-    // stage1 gets it, not what other threads of a program using this
-    // library start meanwhile (see `pass_fd` for the foreground's exec).
-    let lock = rustix::io::fcntl_dupfd_cloexec(lock.into_file(), 3 + service.listen_fds as i32)
-        .map_err(|e| io("pass the pod lock to stage1")(e.into()))?;
-    let fd = lock.as_raw_fd();
+    // The locked directory fd stays close-on-exec here, and open across
+    // exec for stage1 to hold: only stage1 gets it, not what other threads
+    // of a program using this library start meanwhile (see `pass_fd` for
+    // the foreground's exec). Detached, it is stage1's standard input
+    // (`--lock-fd=0`), which the spawn places without a step between fork
+    // and exec, so without a full fork of this process; in the
+    // foreground, above the sockets of socket activation (fds 3..).
     let mut cmd = Command::new(stage1);
-    skiff_stage1::sys::process::pass_fd(&mut cmd, lock);
-    cmd.arg("run").arg(format!("--lock-fd={fd}"));
+    cmd.arg("run");
+    let lock = lock.into_file();
+    if how == Start::Foreground {
+        let lock = rustix::io::fcntl_dupfd_cloexec(lock, 3 + service.listen_fds as i32)
+            .map_err(|e| io("pass the pod lock to stage1")(e.into()))?;
+        cmd.arg(format!("--lock-fd={}", lock.as_raw_fd()));
+        skiff_stage1::sys::process::pass_fd(&mut cmd, lock);
+    } else {
+        cmd.arg("--lock-fd=0").stdin(lock);
+    }
     // The caller's environment (its tokens, paths) stays out of the pod's
     // init, which a pod process allowed to trace it could read: stage1
     // gets what it uses (PATH for the OCI runtime and CNI plugins, the CNI
@@ -645,10 +653,7 @@ fn start_locked(
     let log_path = pod.path.join("stage1.log");
     let log = std::fs::File::create(&log_path).map_err(io("create the stage1 log"))?;
     let log_err = log.try_clone().map_err(io("create the stage1 log"))?;
-    cmd.stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .process_group(0);
+    cmd.stdout(log).stderr(log_err).process_group(0);
     let mut child = cmd
         .spawn()
         .map_err(io(format!("start {}", stage1.display())))?;

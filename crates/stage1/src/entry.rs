@@ -198,6 +198,20 @@ pub fn main() -> ExitCode {
         return usage();
     };
     let first = crate::systemd::FIRST_FD as u32;
+    // A detached start hands the lock over as standard input: it moves to
+    // an fd of its own, above the sockets, and /dev/null takes its place.
+    let lock_fd = match lock_fd {
+        Some(0) => match lock_off_stdin(first + listen_fds) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                eprintln!(
+                    "skiff: pod failed to start: cannot take the pod's lock from standard input: {e}"
+                );
+                return ExitCode::from(EXIT_SETUP_FAILED as u8);
+            }
+        },
+        other => other,
+    };
     // The lock is stage0's, above the sockets: one fd is never both.
     if let Some(fd) = lock_fd
         && listen_fds > 0
@@ -260,4 +274,17 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_SETUP_FAILED as u8)
         }
     }
+}
+
+/// The pod lock stage0 passed as standard input (`--lock-fd=0`), moved to
+/// an fd numbered `from` or above (its number, for
+/// [`crate::sys::process::take_inherited_fd`] to take), with /dev/null as
+/// standard input in its place.
+fn lock_off_stdin(from: u32) -> std::io::Result<i32> {
+    use std::os::fd::{AsFd, IntoRawFd};
+    let from = i32::try_from(from).map_err(|_| std::io::Error::from_raw_os_error(libc::EBADF))?;
+    let moved = rustix::io::fcntl_dupfd_cloexec(std::io::stdin().as_fd(), from)?;
+    let null = std::fs::File::open("/dev/null")?;
+    rustix::stdio::dup2_stdin(&null)?;
+    Ok(moved.into_raw_fd())
 }
