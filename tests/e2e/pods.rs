@@ -1470,3 +1470,83 @@ fn stop_escalates_to_sigkill_and_is_a_no_op_on_an_exited_pod() {
     assert_eq!(stdout(&out).trim(), uuid);
     assert!(stderr(&out).contains("not running"), "{}", stderr(&out));
 }
+
+/// A detached start hands stage1 the pod's lock as its standard input;
+/// stage1 takes it off first thing, so its own fd 0 and its apps' are
+/// /dev/null and no process of the pod holds the pod's directory — also
+/// under `fly`, whose apps get stage1's standard input as it is.
+#[test]
+fn a_detached_pods_processes_read_dev_null_and_hold_no_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let aci = root.join("busybox.aci");
+    busybox_aci(root, "example.com/busybox", &aci);
+    let script = "readlink /proc/self/fd/0; for f in /proc/self/fd/*; do readlink $f; done; echo listed; exec sleep 3600";
+    for flavor in ["ns", "fly"] {
+        let out = output(
+            skiff_in(root)
+                .args(["run", "--insecure-options=image", "--net=host", "--detach"])
+                .arg(format!("--stage1={flavor}"))
+                .arg(&aci)
+                .args(["--exec=/bin/sh", "--", "-c", script]),
+        );
+        assert!(out.status.success(), "{flavor}: {}", stderr(&out));
+        let uuid = stdout(&out).trim().to_string();
+        let logs = eventually("the app's list of its fds", || {
+            let logs = stdout(&output(skiff_in(root).args(["logs", &uuid])));
+            logs.contains("listed").then_some(logs)
+        });
+        assert_eq!(logs.lines().next(), Some("/dev/null"), "{flavor}: {logs}");
+        assert!(
+            !logs.contains("/pods/"),
+            "{flavor}: an app holds a pod directory: {logs}"
+        );
+        let status = stdout(&output(skiff_in(root).args(["status", &uuid])));
+        assert!(status.contains("state=running"), "{flavor}: {status}");
+        if flavor == "ns" {
+            let supervisor = supervisor_of(root, &uuid);
+            let stdin = std::fs::read_link(format!("/proc/{supervisor}/fd/0")).unwrap();
+            assert_eq!(stdin, std::path::Path::new("/dev/null"), "{flavor}");
+        }
+        let out = output(skiff_in(root).args(["stop", &uuid]));
+        assert!(out.status.success(), "{flavor}: {}", stderr(&out));
+    }
+}
+
+/// stage1 started with something else than the pod's locked directory as
+/// its lock (here as its standard input) refuses to run the pod, in one
+/// line, instead of running it unlocked (which every other command would
+/// take for ended).
+#[test]
+fn stage1_refuses_a_lock_that_is_not_the_pods_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pod = tmp
+        .path()
+        .join("data/pods/run/0b0e2a44-1c51-4d0e-9d37-0d6a4c8a1f1e");
+    std::fs::create_dir_all(&pod).unwrap();
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    for stdin in [std::path::Path::new("/dev/null"), other.as_path()] {
+        let out = output(
+            std::process::Command::new(env!("CARGO_BIN_EXE_skiff-stage1"))
+                .args(["run", "--lock-stdin", "--detached"])
+                .arg(&pod)
+                .stdin(std::fs::File::open(stdin).unwrap()),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "{}: {}",
+            stdin.display(),
+            stderr(&out)
+        );
+        let said = stderr(&out);
+        assert!(
+            said.contains("the pod's lock") && said.contains("is not the directory"),
+            "{}: {said}",
+            stdin.display()
+        );
+        assert_eq!(said.trim().lines().count(), 1, "{said}");
+    }
+}

@@ -613,7 +613,7 @@ fn start_locked(
     // exec for stage1 to hold: only stage1 gets it, not what other threads
     // of a program using this library start meanwhile (see `pass_fd` for
     // the foreground's exec). Detached, it is stage1's standard input
-    // (`--lock-fd=0`), which the spawn places without a step between fork
+    // (`--lock-stdin`), which the spawn places without a step between fork
     // and exec, so without a full fork of this process; in the
     // foreground, above the sockets of socket activation (fds 3..).
     let mut cmd = Command::new(stage1);
@@ -625,7 +625,7 @@ fn start_locked(
         cmd.arg(format!("--lock-fd={}", lock.as_raw_fd()));
         skiff_stage1::sys::process::pass_fd(&mut cmd, lock);
     } else {
-        cmd.arg("--lock-fd=0").stdin(lock);
+        cmd.arg("--lock-stdin").stdin(lock);
     }
     // The caller's environment (its tokens, paths) stays out of the pod's
     // init, which a pod process allowed to trace it could read: stage1

@@ -4,7 +4,7 @@
 //! `skiff` (a workspace build, `cargo install`) installs its stage1 too.
 //!
 //! ```text
-//! skiff-stage1 run [--debug] [--detached] [--notify-socket=PATH] [--listen-fds=N [--listen-fdnames=A:B]] --lock-fd=N <pod-dir>
+//! skiff-stage1 run [--debug] [--detached] [--notify-socket=PATH] [--listen-fds=N [--listen-fdnames=A:B]] --lock-fd=N|--lock-stdin <pod-dir>
 //! skiff-stage1 resume --state-fd=N        (only from skiff-wait: crate::rest)
 //! ```
 #![allow(clippy::print_stderr)]
@@ -17,7 +17,7 @@ use skiff_pod::{Flavor, Pod, Pods, State};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: skiff-stage1 run [--debug] --lock-fd=N <pod-dir> | enter [--app=NAME] [--tty] [--interactive] [--user=U[:G]] [--env=N=V] [--workdir=DIR] <pod-dir> [-- CMD...] | gc <pod-dir>   (started by skiff; see docs/stage1.md)"
+        "usage: skiff-stage1 run [--debug] [--detached] --lock-fd=N|--lock-stdin <pod-dir> | enter [--app=NAME] [--tty] [--interactive] [--user=U[:G]] [--env=N=V] [--workdir=DIR] <pod-dir> [-- CMD...] | gc <pod-dir>   (started by skiff; see docs/stage1.md)"
     );
     ExitCode::from(EXIT_SETUP_FAILED as u8)
 }
@@ -159,6 +159,7 @@ pub fn main() -> ExitCode {
     // on once it is.
     crate::supervise::note_stops();
     let mut lock_fd = None;
+    let mut lock_stdin = false;
     let mut pod_dir = None;
     let mut detached = false;
     let mut notify = None;
@@ -167,6 +168,8 @@ pub fn main() -> ExitCode {
     for arg in &args[1..] {
         if let Some(n) = arg.strip_prefix("--lock-fd=") {
             lock_fd = n.parse::<i32>().ok();
+        } else if arg == "--lock-stdin" {
+            lock_stdin = true;
         } else if arg == "--detached" {
             detached = true;
         } else if let Some(socket) = arg.strip_prefix("--notify-socket=") {
@@ -200,8 +203,9 @@ pub fn main() -> ExitCode {
     let first = crate::systemd::FIRST_FD as u32;
     // A detached start hands the lock over as standard input: it moves to
     // an fd of its own, above the sockets, and /dev/null takes its place.
-    let lock_fd = match lock_fd {
-        Some(0) => match lock_off_stdin(first + listen_fds) {
+    let lock_fd = match (lock_stdin, lock_fd) {
+        (true, Some(_)) => return usage(),
+        (true, None) => match lock_off_stdin(first + listen_fds) {
             Ok(fd) => Some(fd),
             Err(e) => {
                 eprintln!(
@@ -210,7 +214,7 @@ pub fn main() -> ExitCode {
                 return ExitCode::from(EXIT_SETUP_FAILED as u8);
             }
         },
-        other => other,
+        (false, fd) => fd,
     };
     // The lock is stage0's, above the sockets: one fd is never both.
     if let Some(fd) = lock_fd
@@ -232,6 +236,15 @@ pub fn main() -> ExitCode {
         return ExitCode::from(EXIT_SETUP_FAILED as u8);
     }
     let lock = lock_fd.and_then(crate::sys::process::take_inherited_fd);
+    // The lock must be the pod's own directory, locked by stage0: anything
+    // else (a terminal as standard input, a wrong number) would run the pod
+    // unlocked, which every other command takes for ended.
+    if let Some(fd) = lock_fd
+        && let Err(e) = lock_is_the_pods(lock.as_ref(), fd, &pod_dir)
+    {
+        eprintln!("skiff: pod failed to start: {e}");
+        return ExitCode::from(EXIT_SETUP_FAILED as u8);
+    }
     let listen = match listen_fds {
         0 => None,
         n => match crate::systemd::ListenFds::take(n, listen_names) {
@@ -276,15 +289,48 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The pod lock stage0 passed as standard input (`--lock-fd=0`), moved to
-/// an fd numbered `from` or above (its number, for
+/// The pod lock stage0 passed as standard input (`--lock-stdin`), moved
+/// to an fd numbered `from` or above (its number, for
 /// [`crate::sys::process::take_inherited_fd`] to take), with /dev/null as
 /// standard input in its place.
 fn lock_off_stdin(from: u32) -> std::io::Result<i32> {
-    use std::os::fd::{AsFd, IntoRawFd};
+    use std::os::fd::IntoRawFd;
     let from = i32::try_from(from).map_err(|_| std::io::Error::from_raw_os_error(libc::EBADF))?;
-    let moved = rustix::io::fcntl_dupfd_cloexec(std::io::stdin().as_fd(), from)?;
+    let moved = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), from)?;
     let null = std::fs::File::open("/dev/null")?;
     rustix::stdio::dup2_stdin(&null)?;
     Ok(moved.into_raw_fd())
+}
+
+/// Whether `lock` (taken from fd `fd`) is an open fd of the directory
+/// `pod_dir`, on which this process holds the exclusive lock stage0 took.
+fn lock_is_the_pods(
+    lock: Option<&std::os::fd::OwnedFd>,
+    fd: i32,
+    pod_dir: &std::path::Path,
+) -> Result<(), String> {
+    let wrong = |why: &str| {
+        format!(
+            "the pod's lock (fd {fd}) {why}: stage1 is started by skiff with the pod's locked directory (docs/stage1.md)"
+        )
+    };
+    let lock = lock.ok_or_else(|| wrong("is not an open file descriptor of this process"))?;
+    let held = rustix::fs::fstat(lock).map_err(|e| wrong(&format!("cannot be read ({e})")))?;
+    let named = rustix::fs::stat(pod_dir).map_err(|e| {
+        wrong(&format!(
+            "cannot be compared with {} ({e})",
+            pod_dir.display()
+        ))
+    })?;
+    if rustix::fs::FileType::from_raw_mode(held.st_mode) != rustix::fs::FileType::Directory
+        || (held.st_dev, held.st_ino) != (named.st_dev, named.st_ino)
+    {
+        return Err(wrong(&format!(
+            "is not the directory {}",
+            pod_dir.display()
+        )));
+    }
+    // A no-op on the description stage0 locked; fails if another holds it.
+    rustix::fs::flock(lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(|_| wrong("is not locked by this process: another holds the pod's lock"))
 }
