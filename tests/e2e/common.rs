@@ -516,3 +516,56 @@ pub fn uninterrupted<T>(mut op: impl FnMut() -> std::io::Result<T>) -> std::io::
         }
     }
 }
+
+/// Another process holding a pod's lock until it is released or dropped
+/// (held by this one, a process another test forks in that instant would
+/// keep a copy of it until its exec). If some other process keeps the lock
+/// (a leak), SIGALRM ends the holder's wait after 60 s: the test fails
+/// instead of hanging.
+pub struct LockHolder(Option<std::process::Child>);
+
+impl LockHolder {
+    pub fn new(dir: &Path) -> LockHolder {
+        let mut child = Command::new("python3")
+            .args([
+                "-c",
+                "import fcntl, os, signal, sys\n\
+                 signal.alarm(60)\n\
+                 fd = os.open(sys.argv[1], os.O_RDONLY)\n\
+                 fcntl.flock(fd, fcntl.LOCK_EX)\n\
+                 signal.alarm(0)\n\
+                 print('locked', flush=True)\n\
+                 sys.stdin.read()",
+            ])
+            .arg(dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let holder = LockHolder(Some(child));
+        let mut said = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut said).unwrap();
+        assert_eq!(said.trim(), "locked");
+        holder
+    }
+
+    /// Lets go: SIGKILL ends the holder, and its lock with it.
+    pub fn release(&self) {
+        if let Some(child) = &self.0 {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_child(child),
+                rustix::process::Signal::KILL,
+            );
+        }
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -455,27 +455,8 @@ fn a_pod_whose_preparer_was_killed_a_moment_ago_is_collected_at_once() {
         .unwrap()
         .as_secs();
     std::fs::write(pod.join("created"), now.to_string()).unwrap();
-    // A preparer at work: the pod's lock held by a process of its own
-    // (held by this one, a process another test forks in that instant
-    // would keep a copy of it until its exec).
-    let mut preparer = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import fcntl, os, sys, time\n\
-             fd = os.open(sys.argv[1], os.O_RDONLY)\n\
-             fcntl.flock(fd, fcntl.LOCK_EX)\n\
-             print('locked', flush=True)\n\
-             time.sleep(600)",
-        ])
-        .arg(&pod)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = preparer.stdout.take().unwrap();
-    let preparer = Killed(preparer);
-    let mut said = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut said).unwrap();
-    assert_eq!(said.trim(), "locked");
+    // A preparer at work: the pod's lock held by a process of its own.
+    let preparer = LockHolder::new(&pod);
     let out = pod_fsck(root, false);
     assert!(
         out.status.success(),
