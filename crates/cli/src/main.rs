@@ -24,22 +24,29 @@ use clap::{Parser, Subcommand};
 /// skiff fetches, verifies and runs appc images (ACIs) and OCI images with
 /// no daemon: each command is a short-lived process working on the on-disk
 /// store.
+// The command line's root and its global options; `command_tree` adds the
+// subcommands, all of them or those the arguments name.
 #[derive(Parser)]
 #[command(
     name = "skiff",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    subcommand_required = true,
+    arg_required_else_help = true
 )]
 pub(crate) struct Cli {
     #[command(flatten)]
     global: config::GlobalArgs,
+}
 
-    #[command(subcommand)]
+/// A parsed command line.
+pub(crate) struct Invocation {
+    global: config::GlobalArgs,
     command: Command,
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Debug)]
 #[command(defer = true)]
 enum Command {
     /// Run images in a new pod (fetching them if needed).
@@ -256,7 +263,7 @@ pub(crate) fn full_command() -> clap::Command {
         }
         copy
     }
-    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut cmd = command_tree(|_| true);
     cmd.build();
     let missing: Vec<(String, Vec<clap::Command>)> = cmd
         .get_subcommands()
@@ -284,9 +291,58 @@ pub(crate) fn full_command() -> clap::Command {
     cmd
 }
 
+/// The root with the subcommands `keep` keeps, none built yet.
+fn command_tree(keep: impl Fn(&clap::Command) -> bool) -> clap::Command {
+    let all = <Command as clap::Subcommand>::augment_subcommands(clap::Command::new("skiff"));
+    <Cli as clap::CommandFactory>::command()
+        .subcommands(all.get_subcommands().filter(|sub| keep(sub)).cloned())
+}
+
+/// `args` parsed; on bad usage, `--help` or `--version`, what clap says,
+/// and an exit.
+fn parse(args: Vec<std::ffi::OsString>) -> Invocation {
+    try_parse(&args).unwrap_or_else(|err| err.exit())
+}
+
+/// `args` parsed, or what clap would say instead (bad usage, help, the
+/// version).
+///
+/// clap copies each global option (`--dir`, `--debug`, ten of them) into
+/// every subcommand of the tree it builds: ~300 copies, ~0.3 ms and ~80
+/// page faults on every start of skiff, though one subcommand runs
+/// (docs/performance.md). So the tree is cut first to the subcommands the
+/// arguments name: the one that runs is named, and the others could not
+/// have matched. Whenever that parse does not give a command to run (an
+/// error, help, the version, no subcommand named), the whole tree parses
+/// the arguments again, so every message is the one it always gave.
+fn try_parse(args: &[std::ffi::OsString]) -> Result<Invocation, clap::Error> {
+    let named = |sub: &clap::Command| args.iter().skip(1).any(|arg| arg == sub.get_name());
+    let cut = command_tree(named);
+    if cut.has_subcommands()
+        && let Ok(invocation) = cut
+            .try_get_matches_from(args)
+            .and_then(|matches| invocation(&matches))
+    {
+        return Ok(invocation);
+    }
+    let mut whole = command_tree(|_| true);
+    whole
+        .try_get_matches_from_mut(args)
+        .and_then(|matches| invocation(&matches))
+        .map_err(|err| err.format(&mut whole))
+}
+
+fn invocation(matches: &clap::ArgMatches) -> Result<Invocation, clap::Error> {
+    use clap::FromArgMatches;
+    Ok(Invocation {
+        global: config::GlobalArgs::from_arg_matches(matches)?,
+        command: Command::from_arg_matches(matches)?,
+    })
+}
+
 fn main() -> ExitCode {
     restore_sigpipe();
-    let cli = Cli::parse();
+    let cli = parse(std::env::args_os().collect());
     log::init(cli.global.debug);
     // An ordinary user's command runs as root of the user's own user
     // namespace (docs/rootless.md); before anything starts a thread. Not
@@ -434,7 +490,6 @@ fn with_uuid_file(
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
 
     /// `help`'s copy of the tree reaches every subcommand's subcommands,
     /// deferred or not, as it did before the arguments were deferred.
@@ -461,13 +516,85 @@ mod tests {
     /// ones, and refuses what it does not know.
     #[test]
     fn deferred_subcommands_parse_their_arguments() {
-        let cli = super::Cli::try_parse_from(["skiff", "--dir", "/d", "run-prepared", "-d", "abc"])
-            .expect("parses");
+        let cli = parse(&["--dir", "/d", "run-prepared", "-d", "abc"]).expect("parses");
         assert!(matches!(cli.command, super::Command::RunPrepared { .. }));
-        let cli = super::Cli::try_parse_from(["skiff", "generate", "man", "--dir", "/d", "/out"])
-            .expect("parses");
+        let cli = parse(&["generate", "man", "--dir", "/d", "/out"]).expect("parses");
         assert!(matches!(cli.command, super::Command::Generate(_)));
-        assert!(super::Cli::try_parse_from(["skiff", "run-prepared", "--bogus", "abc"]).is_err());
-        assert!(super::Cli::try_parse_from(["skiff", "trust", "list", "--format", "json"]).is_ok());
+        assert!(parse(&["run-prepared", "--bogus", "abc"]).is_err());
+        assert!(parse(&["trust", "list", "--format", "json"]).is_ok());
+    }
+
+    fn parse(args: &[&str]) -> Result<super::Invocation, clap::Error> {
+        let args: Vec<std::ffi::OsString> = std::iter::once("skiff")
+            .chain(args.iter().copied())
+            .map(Into::into)
+            .collect();
+        super::try_parse(&args)
+    }
+
+    /// What the whole tree parses `args` to, or says about them.
+    fn whole(args: &[&str]) -> Result<String, String> {
+        let mut whole = super::command_tree(|_| true);
+        whole
+            .try_get_matches_from_mut(std::iter::once("skiff").chain(args.iter().copied()))
+            .and_then(|matches| super::invocation(&matches))
+            .map(|cli| format!("{:?} {:?}", cli.global, cli.command))
+            .map_err(|err| err.format(&mut whole).render().to_string())
+    }
+
+    /// Cut to the subcommands the arguments name, the tree parses every
+    /// command line as the whole tree does, and says the same about the
+    /// ones it does not take: names of subcommands as option values and
+    /// operands, global options before and after the subcommand, help,
+    /// the version, typos.
+    #[test]
+    fn the_cut_tree_parses_as_the_whole_tree_does() {
+        let lines: &[&[&str]] = &[
+            &["--dir", "run", "run-prepared", "-d", "abc"],
+            &["run-prepared", "--dir", "/d", "list"],
+            &[
+                "run",
+                "--net=host",
+                "list",
+                "--exec",
+                "/bin/status",
+                "--",
+                "stop",
+            ],
+            &["--debug", "image", "list", "--format", "json"],
+            &["image", "rm", "list", "--dir", "gc"],
+            &["stop", "--force", "rm", "gc"],
+            &["status", "--wait", "--format", "json", "abc"],
+            &["trust", "list", "--dir", "/d"],
+            &["help", "run"],
+            &["run", "--help"],
+            &["image", "--help"],
+            &["--version"],
+            &["version", "--version"],
+            &[],
+            &["--dir"],
+            &["rn", "abc"],
+            &["list", "--bogus"],
+            &["run-prepared"],
+            &["run-prepared", "a", "b"],
+            &["gc", "--grace-period", "5x"],
+            &["list", "run"],
+        ];
+        for line in lines {
+            let cut = parse(line)
+                .map(|cli| format!("{:?} {:?}", cli.global, cli.command))
+                .map_err(|err| err.render().to_string());
+            let whole = whole(line);
+            if whole.is_ok() {
+                let named = |sub: &clap::Command| line.contains(&sub.get_name());
+                let alone = super::command_tree(named)
+                    .try_get_matches_from(std::iter::once("skiff").chain(line.iter().copied()));
+                assert!(
+                    alone.is_ok(),
+                    "{line:?}: the cut tree alone does not parse it"
+                );
+            }
+            assert_eq!(cut, whole, "{line:?}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use skiff_store::ArchivePolicy;
 use crate::config::GlobalArgs;
 use crate::review::TerminalReview;
 
-#[derive(Args)]
+#[derive(Args, Debug)]
 pub struct FetchArgs {
     /// Images to fetch: an appc name with optional labels
     /// (`example.com/app:1.0`, `example.com/app,version=1.0,os=linux`), an

@@ -8,7 +8,7 @@ use skiff_spec::edit::{AppEdit, DependencyEdit, ManifestEdit, MountPointEdit, Po
 use crate::config::GlobalArgs;
 use crate::format::{human_size, human_time, print_json, printable};
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Debug)]
 #[command(defer = true)]
 pub enum ImageCommand {
     /// Build an ACI from an image layout directory.
@@ -144,7 +144,7 @@ pub enum ImageCommand {
     Render(UnpackArgs),
 }
 
-#[derive(Args)]
+#[derive(Args, Debug)]
 pub struct ListArgs {
     #[arg(long, value_enum, default_value = "table")]
     format: ListFormat,
@@ -159,13 +159,13 @@ pub struct ListArgs {
     quiet: bool,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ListFormat {
     Table,
     Json,
 }
 
-#[derive(Args)]
+#[derive(Args, Debug)]
 pub struct UnpackArgs {
     /// Image ID (or unique prefix) or name.
     image: String,
@@ -177,7 +177,7 @@ pub struct UnpackArgs {
     rootfs_only: bool,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum CompressionArg {
     Gzip,
     Xz,
@@ -185,7 +185,7 @@ pub enum CompressionArg {
     None,
 }
 
-#[derive(Args)]
+#[derive(Args, Debug)]
 pub struct BuildArgs {
     /// Image layout directory (with `manifest` and `rootfs/`).
     #[arg(value_name = "DIR")]
@@ -325,14 +325,14 @@ impl BuildArgs {
     }
 }
 
-#[derive(Args)]
+#[derive(Args, Debug)]
 pub struct ValidateArgs {
     /// Manifests (JSON), ACI files or image layout directories to check.
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
 
-#[derive(Args)]
+#[derive(Args, Debug)]
 pub struct CatManifestArgs {
     /// A stored image (ID, prefix or name) or an ACI file.
     image: String,

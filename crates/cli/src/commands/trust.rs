@@ -7,7 +7,7 @@ use skiff_trust::Scope;
 use crate::config::GlobalArgs;
 use crate::review::TerminalReview;
 
-#[derive(Args)]
+#[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct TrustArgs {
     #[command(subcommand)]
@@ -37,7 +37,7 @@ pub struct TrustArgs {
     keys: Vec<String>,
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Debug)]
 #[command(defer = true)]
 enum TrustCommand {
     /// List the trusted keys.
@@ -53,7 +53,7 @@ enum TrustCommand {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum Format {
     Table,
     Json,
