@@ -569,3 +569,27 @@ impl Drop for LockHolder {
         }
     }
 }
+
+/// Asserts that `path` is an executable without a program interpreter
+/// (`PT_INTERP`): linked statically, as the project's build links
+/// `skiff-stage1` and `skiff-runtime` (`.cargo/rustc-workspace-wrapper`).
+pub fn assert_static_executable(path: &str) {
+    let elf = std::fs::read(path).unwrap();
+    assert_eq!(&elf[..4], b"\x7fELF", "{path}: not an ELF file");
+    let at = |offset: usize, len: usize| -> u64 {
+        let mut bytes = [0u8; 8];
+        bytes[..len].copy_from_slice(&elf[offset..offset + len]);
+        u64::from_le_bytes(bytes)
+    };
+    // ELF64: the program header table's offset, entry size and count.
+    let (table, entry_size, entries) = (at(0x20, 8), at(0x36, 2), at(0x38, 2));
+    let types: Vec<u64> = (0..entries)
+        .map(|i| at(usize::try_from(table + i * entry_size).unwrap(), 4))
+        .collect();
+    const PT_INTERP: u64 = 3;
+    assert!(!types.is_empty(), "{path}: no program headers");
+    assert!(
+        !types.contains(&PT_INTERP),
+        "{path} names a program interpreter: it is linked dynamically; is .cargo/config.toml's rustc-workspace-wrapper in use?"
+    );
+}

@@ -1553,26 +1553,9 @@ fn stage1_refuses_a_lock_that_is_not_the_pods_directory() {
 
 /// The project's build links `skiff-stage1` as a static executable
 /// (`.cargo/rustc-workspace-wrapper`): loading it dynamically cost ~0.3 ms
-/// of every pod's start (docs/performance.md). A static executable has no
-/// program interpreter (`PT_INTERP`); if the build stops making it so, say
-/// so here rather than in a benchmark.
+/// of every pod's start (docs/performance.md). If the build stops making it
+/// so, say so here rather than in a benchmark.
 #[test]
 fn stage1_is_a_static_executable() {
-    let elf = std::fs::read(env!("CARGO_BIN_EXE_skiff-stage1")).unwrap();
-    assert_eq!(&elf[..4], b"\x7fELF", "not an ELF file");
-    let at = |offset: usize, len: usize| -> u64 {
-        let mut bytes = [0u8; 8];
-        bytes[..len].copy_from_slice(&elf[offset..offset + len]);
-        u64::from_le_bytes(bytes)
-    };
-    let (table, entry_size, entries) = (at(0x20, 8), at(0x36, 2), at(0x38, 2));
-    let types: Vec<u64> = (0..entries)
-        .map(|i| at(usize::try_from(table + i * entry_size).unwrap(), 4))
-        .collect();
-    const PT_INTERP: u64 = 3;
-    assert!(!types.is_empty(), "no program headers");
-    assert!(
-        !types.contains(&PT_INTERP),
-        "skiff-stage1 names a program interpreter: it is linked dynamically; is .cargo/config.toml's rustc-workspace-wrapper in use?"
-    );
+    assert_static_executable(env!("CARGO_BIN_EXE_skiff-stage1"));
 }

@@ -910,3 +910,11 @@ fn no_capabilities_means_none_and_exec_drops_ungrantable_ones() {
     let out = output(runtime(root.path()).args(["delete", "--force", "nocaps"]));
     assert!(out.status.success(), "delete: {}", stderr(&out));
 }
+
+/// The project's build links `skiff-runtime` statically, as `skiff-stage1`:
+/// containerd's shim starts it several times for every container, and
+/// dynamic loading cost ~0.17 ms of each (docs/performance.md).
+#[test]
+fn the_runtime_is_a_static_executable() {
+    crate::common::assert_static_executable(env!("CARGO_BIN_EXE_skiff-runtime"));
+}
