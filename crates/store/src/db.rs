@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use skiff_spec::ImageId;
 
@@ -74,6 +74,16 @@ pub struct RemoteRecord {
     /// Seconds the answer may be reused without asking (Cache-Control max-age).
     pub max_age: i64,
     pub download_time: i64,
+}
+
+/// How often a use of an image is recorded at most, in seconds
+/// ([`Index::touch`]).
+pub const USE_RECORDED_EVERY: i64 = 60;
+
+/// When an image whose use was last recorded at `last_used` may have been
+/// used last: a use is recorded at most every [`USE_RECORDED_EVERY`].
+pub fn used_by(last_used: i64) -> i64 {
+    last_used.saturating_add(USE_RECORDED_EVERY)
 }
 
 pub fn now() -> i64 {
@@ -354,11 +364,49 @@ impl Index {
         Ok(n == 1)
     }
 
-    pub fn touch(&self, id: &ImageId) -> Result<(), StoreError> {
+    /// Sets the recorded last use of `id` (tests of what depends on it).
+    #[cfg(test)]
+    pub(crate) fn set_last_used(&self, id: &ImageId, at: i64) {
         self.conn
             .execute(
                 "UPDATE images SET last_used = ?1 WHERE id = ?2",
-                params![now(), id.as_str()],
+                params![at, id.as_str()],
+            )
+            .expect("set last_used");
+    }
+
+    /// Changes this connection made to the index so far.
+    #[cfg(test)]
+    pub(crate) fn changes(&self) -> u64 {
+        self.conn.total_changes()
+    }
+
+    /// Records a use of `id` now, unless one was recorded less than
+    /// [`USE_RECORDED_EVERY`] ago: then the index is only read. A write
+    /// makes SQLite start a write-ahead log and, when this process closes
+    /// the index, check it back in: four fsyncs on every `skiff run` of a
+    /// stored image (~1 ms on this machine's disk, more on slower ones;
+    /// docs/performance.md). So `last_used` is at most that much older than
+    /// the last use, and gc counts an image as used that much later
+    /// ([`used_by`]).
+    pub fn touch(&self, id: &ImageId) -> Result<(), StoreError> {
+        let now = now();
+        let recorded: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT last_used FROM images WHERE id = ?1",
+                [id.as_str()],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(db_err)?;
+        if recorded.is_some_and(|at| (at..at + USE_RECORDED_EVERY).contains(&now)) {
+            return Ok(());
+        }
+        self.conn
+            .execute(
+                "UPDATE images SET last_used = ?1 WHERE id = ?2",
+                params![now, id.as_str()],
             )
             .map_err(db_err)?;
         Ok(())

@@ -105,7 +105,7 @@ impl Store {
             if !layout.blob(&row.id).exists() {
                 self.forget(&row.id)?;
                 report.dangling_rows += 1;
-            } else if grace.is_zero() || row.last_used < cutoff {
+            } else if grace.is_zero() || crate::db::used_by(row.last_used) < cutoff {
                 match self.unpinned(&row.id)? {
                     Some(pin) => candidates.push((row, pin)),
                     // A fetch, run or prepare in progress uses it.

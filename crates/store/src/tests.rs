@@ -222,6 +222,51 @@ fn gc_removes_leftovers_and_old_images_but_not_fresh_ones() {
     assert!(!store.layout().tree(&id).exists());
 }
 
+/// A use is recorded at most once a minute (a run of a stored image then
+/// writes nothing to the index), and gc counts the minute in: an image
+/// whose use was recorded just past the grace period may have been used
+/// within it, and is kept.
+#[test]
+fn uses_are_recorded_once_a_minute_and_gc_counts_the_minute_in() {
+    let (_dir, store) = store();
+    let policy = ArchivePolicy::default();
+    let id = store
+        .import(aci(&manifest("example.com/a", ""), &[]).as_slice(), &policy)
+        .unwrap()
+        .id;
+    store.render(&id).unwrap();
+    let last_used = |store: &Store| store.images().unwrap()[0].last_used;
+    let now = crate::db::now();
+
+    // Recorded 30 s ago: the render of a rendered tree writes nothing.
+    store.index().set_last_used(&id, now - 30);
+    let before = store.index().changes();
+    store.render(&id).unwrap();
+    assert_eq!(store.index().changes(), before, "the index was written");
+    assert_eq!(last_used(&store), now - 30);
+
+    // Recorded over a minute ago: this use is recorded.
+    store
+        .index()
+        .set_last_used(&id, now - crate::db::USE_RECORDED_EVERY - 1);
+    store.render(&id).unwrap();
+    assert!(last_used(&store) >= now, "{} < {now}", last_used(&store));
+
+    // A recorded use 30 s past an hour's grace period: kept.
+    let hour = Duration::from_secs(3600);
+    store.index().set_last_used(&id, now - 3600 - 30);
+    store.release_pins();
+    let report = store.gc(hour, || in_use(&store, false)).unwrap();
+    assert!(report.images.is_empty(), "{:?}", report.images);
+    // More than a minute past it: collected.
+    store
+        .index()
+        .set_last_used(&id, now - 3600 - crate::db::USE_RECORDED_EVERY - 2);
+    store.release_pins();
+    let report = store.gc(hour, || in_use(&store, false)).unwrap();
+    assert_eq!(report.images, [id.to_string()]);
+}
+
 #[test]
 fn labels_select_among_versions() {
     let (_dir, store) = store();
