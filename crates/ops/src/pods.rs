@@ -429,8 +429,8 @@ pub fn gc(
             on(Collected::Problem(skiff_stage1::error_line(&e)));
         }
         let expired = match pod.state {
-            State::ExitedGarbage => now - pod.exited().unwrap_or(0) >= grace.as_secs() as i64,
-            State::Prepared => now - pod.created() >= expire_prepared.as_secs() as i64,
+            State::ExitedGarbage => older_than(now, pod.exited().unwrap_or(0), grace),
+            State::Prepared => older_than(now, pod.created(), expire_prepared),
             State::Garbage => true,
             // Left by a `prepare` or `run` that died before the pod was
             // prepared: nothing will finish it.
@@ -462,9 +462,32 @@ pub fn gc(
     Ok(removed)
 }
 
+/// Whether `since` (seconds) lies at least `age` before `now`; an age past
+/// i64's seconds is never reached (`as i64` once made u64::MAX -1, which
+/// every pod had reached: `--grace-period=999999999999999d` removed them
+/// all).
+fn older_than(now: i64, since: i64, age: Duration) -> bool {
+    i64::try_from(age.as_secs()).is_ok_and(|age| now.saturating_sub(since) >= age)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_past_what_seconds_hold_are_never_reached() {
+        let now = 1_800_000_000;
+        assert!(older_than(now, now - 60, Duration::from_secs(60)));
+        assert!(!older_than(now, now - 59, Duration::from_secs(60)));
+        assert!(older_than(now, now, Duration::ZERO));
+        for age in [u64::MAX, i64::MAX as u64 + 1] {
+            assert!(!older_than(now, 0, Duration::from_secs(age)), "{age}");
+            assert!(
+                !older_than(now, i64::MIN, Duration::from_secs(age)),
+                "{age}"
+            );
+        }
+    }
 
     #[test]
     fn a_pod_collected_while_stop_waits_has_ended() {

@@ -400,7 +400,7 @@ impl Index {
             )
             .optional()
             .map_err(db_err)?;
-        if recorded.is_some_and(|at| (at..at + USE_RECORDED_EVERY).contains(&now)) {
+        if recorded.is_some_and(|at| at <= now && now < used_by(at)) {
             return Ok(());
         }
         self.conn

@@ -98,7 +98,9 @@ impl Store {
         // Candidates take their pins first, then the pods are asked: a
         // command that released its pin (it execs stage1) made its pod
         // before, so the pod is seen.
-        let cutoff = now() - grace.as_secs() as i64;
+        // Saturating: a grace period past i64's seconds keeps everything
+        // (`as i64` made u64::MAX -1, a cutoff in the future).
+        let cutoff = now().saturating_sub(i64::try_from(grace.as_secs()).unwrap_or(i64::MAX));
         let mut live = HashSet::new();
         let mut candidates = Vec::new();
         for row in self.images()? {

@@ -267,6 +267,26 @@ fn uses_are_recorded_once_a_minute_and_gc_counts_the_minute_in() {
     assert_eq!(report.images, [id.to_string()]);
 }
 
+/// A grace period longer than i64's seconds keeps every image (it once
+/// made the cutoff -1 seconds in the future: every image went).
+#[test]
+fn gc_with_a_grace_period_past_what_seconds_hold_keeps_every_image() {
+    let (_dir, store) = store();
+    let policy = ArchivePolicy::default();
+    let id = store
+        .import(aci(&manifest("example.com/a", ""), &[]).as_slice(), &policy)
+        .unwrap()
+        .id;
+    store.index().set_last_used(&id, 0);
+    for secs in [u64::MAX, i64::MAX as u64 + 1] {
+        store.release_pins();
+        let report = store
+            .gc(Duration::from_secs(secs), || in_use(&store, false))
+            .unwrap();
+        assert!(report.images.is_empty(), "{secs}: {:?}", report.images);
+    }
+}
+
 #[test]
 fn labels_select_among_versions() {
     let (_dir, store) = store();
