@@ -28,7 +28,10 @@ fn main() {
     // A new commit (or checkout) changes what is printed.
     // (Only paths that exist: a missing one would rerun this every build.)
     println!("cargo:rerun-if-changed=build.rs");
+    // The wrapper that links skiff-stage1 and skiff-runtime statically
+    // (.cargo/config.toml): an edit relinks them.
     for path in [
+        "../../.cargo/rustc-workspace-wrapper",
         "../../.git/HEAD",
         "../../.git/refs/heads",
         "../../.git/packed-refs",

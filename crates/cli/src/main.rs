@@ -542,6 +542,44 @@ mod tests {
             .map_err(|err| err.format(&mut whole).render().to_string())
     }
 
+    /// Why a cut tree parses as the whole tree does: the root has no
+    /// positional arguments, no option whose value may be left out, no
+    /// subcommand aliases, flags or external subcommands, and does not
+    /// infer subcommands from prefixes. Each would let an argument that
+    /// names no kept subcommand be taken; adding one means changing
+    /// `try_parse`.
+    #[test]
+    fn the_root_leaves_a_cut_tree_nothing_to_take_differently() {
+        let mut whole = super::command_tree(|_| true);
+        whole.build();
+        assert_eq!(whole.get_positionals().count(), 0);
+        assert!(!whole.is_allow_external_subcommands_set());
+        assert!(!whole.is_args_conflicts_with_subcommands_set());
+        assert!(!whole.is_subcommand_precedence_over_arg_set());
+        assert!(!whole.is_multicall_set());
+        for arg in whole.get_arguments() {
+            if let Some(range) = arg.get_num_args()
+                && range.takes_values()
+            {
+                assert!(
+                    range.min_values() >= 1,
+                    "--{:?} may go without its value",
+                    arg.get_long()
+                );
+            }
+        }
+        for sub in whole.get_subcommands() {
+            assert_eq!(sub.get_all_aliases().count(), 0, "{}", sub.get_name());
+            assert!(sub.get_short_flag().is_none() && sub.get_long_flag().is_none());
+        }
+        assert!(parse(&["run-prep", "abc"]).is_err(), "a prefix was taken");
+        assert!(
+            whole
+                .try_get_matches_from(["skiff", "run-prep", "abc"])
+                .is_err()
+        );
+    }
+
     /// Cut to the subcommands the arguments name, the tree parses every
     /// command line as the whole tree does, and says the same about the
     /// ones it does not take: names of subcommands as option values and

@@ -80,7 +80,11 @@ pub fn reexec_sealed() -> Result<()> {
     if is_sealed_copy() {
         return Ok(());
     }
-    let memfd = rustix::fs::memfd_create(NAME, MemfdFlags::ALLOW_SEALING | MemfdFlags::CLOEXEC)
+    // MFD_EXEC says so where the host asks (vm.memfd_noexec=1 makes
+    // memfds without it unexecutable); kernels before 6.3 do not know it.
+    let flags = MemfdFlags::ALLOW_SEALING | MemfdFlags::CLOEXEC;
+    let memfd = rustix::fs::memfd_create(NAME, flags | MemfdFlags::EXEC)
+        .or_else(|_| rustix::fs::memfd_create(NAME, flags))
         .map_err(errno("create a memfd for the sealed binary"))?;
     let mut src = std::fs::File::open("/proc/self/exe").map_err(io_err("open /proc/self/exe"))?;
     let mut dst = std::fs::File::from(memfd);

@@ -1,7 +1,8 @@
 //! The guest's boot files: the kernel as an uncompressed ELF `vmlinux`
 //! (booted through its PVH entry: no decompression under TCG) and an
 //! uncompressed initramfs holding the guest init (this very binary and the
-//! shared libraries it runs with) and the kernel modules the guest needs.
+//! shared libraries it runs with, none when it is static, as the project's
+//! build links it) and the kernel modules the guest needs.
 //! Built once per (kernel, stage1 binary) and cached in
 //! `<data>/kvm/guest-<key>/`.
 
@@ -325,7 +326,7 @@ impl<W: Write> Cpio<W> {
 }
 
 /// The shared libraries this process runs with (from its memory map):
-/// the guest init needs the same ones.
+/// the guest init needs the same ones (none for a static stage1).
 fn loaded_libraries() -> Result<Vec<PathBuf>, Stage1Error> {
     let maps =
         std::fs::read_to_string("/proc/self/maps").map_err(setup_err("read /proc/self/maps"))?;
