@@ -167,3 +167,64 @@ impl Drop for Others {
 fn pods_dir(root: &Path, state: &str, uuid: &str) -> PathBuf {
     root.join("data/pods").join(state).join(uuid)
 }
+
+/// `run_stored` starts a pod from what the store holds and nothing else:
+/// an image by name or ID, fetched before. An image only a fetch could give
+/// (a file, a name not stored, a docker reference, a name with
+/// `--pull-policy=update`), or a run policy to enforce, is `NeedsFetch`,
+/// said before any pod is made.
+#[test]
+fn the_store_alone_starts_what_it_holds_and_says_when_a_fetch_is_needed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let (ctx, opts) = library(root, "exit 3");
+    let needs_fetch = |opts: &RunOptions| {
+        let err = skiff_ops::run::run_stored(&ctx, opts, Start::Detached, |_| {}).unwrap_err();
+        assert!(
+            matches!(err, skiff_ops::OpsError::NeedsFetch { .. }),
+            "{err}"
+        );
+        assert!(
+            skiff_ops::pods::list(&ctx).unwrap().is_empty(),
+            "a pod was made: {err}"
+        );
+    };
+    // The ACI file: a fetch imports it.
+    needs_fetch(&opts);
+    // Fetched, it is stored under its name and ID.
+    let fetched = skiff_ops::run::prepare(&ctx, &opts, NoReview, |_| {}).unwrap();
+    skiff_ops::pods::rm(&ctx, &fetched.uuid).unwrap();
+    let id = skiff_ops::image::list(&ctx)
+        .unwrap()
+        .remove(0)
+        .record
+        .id
+        .to_string();
+    for name in ["example.com/ops", id.as_str()] {
+        let mut stored = opts.clone();
+        stored.apps[0].image = name.to_string();
+        let pod = skiff_ops::run::run_stored(&ctx, &stored, Start::Detached, |_| {}).unwrap();
+        let info = skiff_ops::pods::status(&ctx, &pod.uuid, skiff_ops::pods::Wait::Exited).unwrap();
+        assert_eq!(info.apps[0].exit_code, Some(3), "{name}");
+        skiff_ops::pods::rm(&ctx, &pod.uuid).unwrap();
+    }
+    // Asked to look for a newer one of the name: only a fetch can say (an
+    // ID names one image: a fetch too takes it from the store).
+    let mut update = opts.clone();
+    update.apps[0].image = "example.com/ops".into();
+    update.pull_policy = "update".parse().unwrap();
+    needs_fetch(&update);
+    // A name the store does not hold, a docker reference.
+    for name in ["example.com/elsewhere", "docker://example.com/ops:1"] {
+        let mut other = opts.clone();
+        other.apps[0].image = name.to_string();
+        needs_fetch(&other);
+    }
+    // A run policy (even one allowing everything) is enforced by a fetching run.
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/policy.toml"), "").unwrap();
+    let mut stored = opts.clone();
+    stored.apps[0].image = "example.com/ops".into();
+    needs_fetch(&stored);
+}

@@ -20,8 +20,8 @@ pub mod http;
 pub mod mirrors;
 pub mod options;
 pub mod peers;
+pub mod stored;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use skiff_spec::discovery::{AppName, Discovered, discover, meta_tags};
@@ -361,22 +361,10 @@ impl Fetcher<'_> {
             return Err(FetchError::TooDeep(manifest.name.to_string()));
         }
         for dep in &manifest.dependencies {
-            let labels: BTreeMap<String, String> = dep
-                .labels
-                .iter()
-                .map(|l| (l.name.to_string(), l.value.clone()))
-                .collect();
-            let present = match &dep.image_id {
-                Some(id) => !self
-                    .store
-                    .index()
-                    .images_with_id_prefix(id.as_str())?
-                    .is_empty(),
-                None => self.store.find(dep.image_name.as_str(), &labels)?.is_some(),
-            };
-            if present {
+            if stored::dependency_stored(self.store, dep)? {
                 continue;
             }
+            let labels = stored::dependency_labels(dep);
             tracing::info!(dependency = %dep.image_name, "fetching dependency");
             let app = AppName {
                 name: dep.image_name.clone(),
@@ -500,25 +488,7 @@ impl Fetcher<'_> {
     }
 
     fn cached(&self, id: &ImageId) -> Result<Option<Fetched>, FetchError> {
-        // Pinned: a concurrent image gc keeps it from here on.
-        if !self.store.pin(id)? {
-            return Ok(None);
-        }
-        let Some(rec) = self.store.index().image(id)? else {
-            return Ok(None);
-        };
-        let manifest = parse_image_manifest(&rec.manifest).map_err(|e| {
-            FetchError::Store(StoreError::InvalidImage(
-                skiff_spec::aci::AciError::Manifest(e),
-            ))
-        })?;
-        Ok(Some(Fetched {
-            id: rec.id,
-            manifest,
-            verified: None,
-            cached: true,
-            new_blobs: Vec::new(),
-        }))
+        stored::cached(self.store, id)
     }
 
     /// Fetches an image URL (with its signature at `asc_url` or beside it).
@@ -669,17 +639,10 @@ impl Fetcher<'_> {
     }
 
     fn fetch_name(&self, app: &AppName) -> Result<Fetched, FetchError> {
-        let mut app = app.clone();
-        for (k, v) in default_os_arch() {
-            app.labels
-                .entry(k.to_string())
-                .or_insert_with(|| v.to_string());
-        }
+        let app = stored::with_os_arch(app.clone());
         let policy = self.options.pull_policy;
         if policy != PullPolicy::Update {
-            if let Some(rec) = self.store.find(app.name.as_str(), &app.labels)?
-                && let Some(hit) = self.cached(&rec.id)?
-            {
+            if let Some(hit) = stored::named(self.store, &app)? {
                 return Ok(hit);
             }
             if policy == PullPolicy::Never {

@@ -50,6 +50,11 @@ pub enum OpsError {
     },
     #[error(transparent)]
     FetchSetup(FetchError),
+    /// [`crate::run::run_stored`]: the store alone cannot give `image` (or
+    /// a run policy applies): a fetching run must start the pod. Said
+    /// before anything is made.
+    #[error("{image}: {why}")]
+    NeedsFetch { image: String, why: &'static str },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

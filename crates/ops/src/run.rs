@@ -329,14 +329,118 @@ pub fn prepare<R: KeyReview>(
     review: R,
     refused: impl FnMut(&str),
 ) -> Result<Pod, OpsError> {
-    Ok(prepare_locked(ctx, opts, review, refused)?.0)
+    let fetching = |opts: &RunOptions| {
+        crate::fetch::Fetching::new(ctx, ctx.fetch_options(opts.pull_policy), review)
+    };
+    Ok(prepare_locked(ctx, opts, fetching, refused)?.0)
 }
 
-/// [`prepare`], returning the pod still locked (for [`run`]).
-fn prepare_locked<R: KeyReview>(
+/// Where a pod's images come from: each app's `image` (as `skiff run` takes
+/// it) as a stored image, ready to render.
+trait Images {
+    fn store(&self) -> &skiff_store::Store;
+    fn get(&self, ctx: &Context, image: &str) -> Result<skiff_fetch::Fetched, OpsError>;
+}
+
+impl<R: KeyReview> Images for crate::fetch::Fetching<R> {
+    fn store(&self) -> &skiff_store::Store {
+        crate::fetch::Fetching::store(self)
+    }
+
+    fn get(&self, ctx: &Context, image: &str) -> Result<skiff_fetch::Fetched, OpsError> {
+        self.fetch(ctx, image)
+    }
+}
+
+/// The store's images alone: what a fetch would take from it without
+/// going further ([`skiff_fetch::stored::stored`]), else
+/// [`OpsError::NeedsFetch`].
+struct Stored {
+    store: skiff_store::Store,
+    pull_policy: PullPolicy,
+}
+
+impl Stored {
+    fn new(
+        ctx: &Context,
+        image_of_policy: &str,
+        pull_policy: PullPolicy,
+    ) -> Result<Self, OpsError> {
+        // The policy is enforced where images are fetched.
+        if crate::policy::configured(ctx) {
+            return Err(OpsError::NeedsFetch {
+                image: image_of_policy.to_string(),
+                why: "a run policy applies",
+            });
+        }
+        Ok(Self {
+            store: ctx.store()?,
+            pull_policy,
+        })
+    }
+}
+
+impl Images for Stored {
+    fn store(&self) -> &skiff_store::Store {
+        &self.store
+    }
+
+    fn get(&self, _ctx: &Context, image: &str) -> Result<skiff_fetch::Fetched, OpsError> {
+        skiff_fetch::stored::stored(&self.store, image, self.pull_policy)
+            .map_err(|source| OpsError::Fetch {
+                image: image.to_string(),
+                source,
+            })?
+            .ok_or_else(|| OpsError::NeedsFetch {
+                image: image.to_string(),
+                why: "not ready in the store without a fetch",
+            })
+    }
+}
+
+/// [`run`] of images the store holds, fetching nothing: what a fetch would
+/// find stored and take as it is (a name or an image ID, its dependencies
+/// stored; no file, URL or docker reference, no `--pull-policy=update`),
+/// under no run policy. Otherwise [`OpsError::NeedsFetch`], before the pod
+/// exists: then [`run`] must start it. A start path that links no fetch
+/// code runs this (docs/performance.md).
+pub fn run_stored(
     ctx: &Context,
     opts: &RunOptions,
-    review: R,
+    how: Start,
+    refused: impl FnMut(&str),
+) -> Result<Pod, OpsError> {
+    let stage1 = ctx.stage1()?;
+    check_activation(opts.flavor)?;
+    let (pod, lock) = prepare_locked(ctx, opts, |opts| stored_images(ctx, opts), refused)?;
+    start_locked(ctx, &stage1, pod, lock, how)
+}
+
+/// [`prepare`] of images the store holds, as [`run_stored`].
+pub fn prepare_stored(
+    ctx: &Context,
+    opts: &RunOptions,
+    refused: impl FnMut(&str),
+) -> Result<Pod, OpsError> {
+    Ok(prepare_locked(ctx, opts, |opts| stored_images(ctx, opts), refused)?.0)
+}
+
+fn stored_images(ctx: &Context, opts: &RunOptions) -> Result<Stored, OpsError> {
+    let first = opts
+        .apps
+        .first()
+        .map_or("the pod", |app| app.image.as_str());
+    Stored::new(ctx, first, opts.pull_policy)
+}
+
+/// [`prepare`], returning the pod still locked (for [`run`]). `images`
+/// makes where the images come from, of the options as a pod manifest
+/// completed them, once they are checked (it may make the store: bad
+/// options are refused before).
+fn prepare_locked<I: Images>(
+    ctx: &Context,
+    opts: &RunOptions,
+    images: impl FnOnce(&RunOptions) -> Result<I, OpsError>,
     mut refused: impl FnMut(&str),
 ) -> Result<(Pod, PodLock), OpsError> {
     let (opts, pod_fields) = match &opts.pod_manifest {
@@ -364,8 +468,8 @@ fn prepare_locked<R: KeyReview>(
         let own = std::mem::take(&mut app.request.env);
         app.request.env = opts.env.iter().cloned().chain(own).collect();
     }
-    let fetching = crate::fetch::Fetching::new(ctx, ctx.fetch_options(opts.pull_policy), review)?;
-    let store = fetching.store();
+    let images = images(opts)?;
+    let store = images.store();
     for app in &mut apps {
         let stored = |id: &str| store.resolve(id).is_ok_and(|r| r.id.to_string() == id);
         if app.pinned && !stored(&app.image) {
@@ -374,7 +478,7 @@ fn prepare_locked<R: KeyReview>(
                 app.image
             ));
         }
-        let fetched = fetching.fetch(ctx, &app.image)?;
+        let fetched = images.get(ctx, &app.image)?;
         if app.pinned && fetched.id.to_string() != app.image {
             return Err(refuse!(
                 "--pod-manifest: {} resolved to image {}, not the one the manifest pins",
@@ -731,7 +835,10 @@ pub fn run<R: KeyReview>(
 ) -> Result<Pod, OpsError> {
     let stage1 = ctx.stage1()?;
     check_activation(opts.flavor)?;
-    let (pod, lock) = prepare_locked(ctx, opts, review, refused)?;
+    let fetching = |opts: &RunOptions| {
+        crate::fetch::Fetching::new(ctx, ctx.fetch_options(opts.pull_policy), review)
+    };
+    let (pod, lock) = prepare_locked(ctx, opts, fetching, refused)?;
     start_locked(ctx, &stage1, pod, lock, how)
 }
 
