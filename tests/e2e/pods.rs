@@ -1334,11 +1334,12 @@ fn a_skiff_without_its_stage1_says_how_to_get_one_and_makes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
-    // A copy of skiff alone, as a hand-copied binary would be.
+    // A copy of skiff without its stage1, as hand-copied binaries would be.
     let bin = tmp.path().join("prefix/bin");
     std::fs::create_dir_all(&bin).unwrap();
     let alone = bin.join("skiff");
     std::fs::copy(env!("CARGO_BIN_EXE_skiff"), &alone).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_skiff-full"), bin.join("skiff-full")).unwrap();
     let run = |extra: &[&str]| {
         output(
             std::process::Command::new(&alone)
@@ -1558,4 +1559,116 @@ fn stage1_refuses_a_lock_that_is_not_the_pods_directory() {
 #[test]
 fn stage1_is_a_static_executable() {
     assert_static_executable(env!("CARGO_BIN_EXE_skiff-stage1"));
+}
+
+/// `skiff` starts pods from the store itself (`run-prepared`, and `run` and
+/// `prepare` of stored images) and hands everything else to `skiff-full`
+/// beside it: without that file, pod starts from the store still work,
+/// and anything else (a run that needs a fetch, a fetch, a list) is
+/// refused in one line naming it, with nothing made. Units it generates
+/// run `skiff`, not `skiff-full`.
+#[test]
+fn skiff_starts_stored_pods_itself_and_hands_the_rest_to_skiff_full() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let aci = layout_aci(root);
+    // Stored, and a pod prepared, by the whole skiff.
+    let out = output(
+        skiff_in(root)
+            .args(["fetch", "--insecure-options=image"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = output(skiff_in(root).args([
+        "prepare",
+        "--net=none",
+        "example.com/busybox",
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "echo prepared",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let prepared = stdout(&out).trim().to_string();
+
+    // skiff and its stage1, without skiff-full.
+    let bin = root.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let small = bin.join("skiff");
+    std::fs::copy(env!("CARGO_BIN_EXE_skiff"), &small).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_skiff-stage1"), bin.join("skiff-stage1")).unwrap();
+    let skiff = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(&small);
+        cmd.env("SKIFF_DIR", root.join("data"))
+            .arg("--local-config")
+            .arg(root.join("etc"))
+            .args(args);
+        output(&mut cmd)
+    };
+    let out = skiff(&["run-prepared", &prepared]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("prepared"), "{}", stdout(&out));
+    let run = [
+        "run",
+        "--net=none",
+        "example.com/busybox",
+        "--exec=/bin/sh",
+        "--",
+        "-c",
+        "echo stored",
+    ];
+    let out = skiff(&run);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("stored"), "{}", stdout(&out));
+
+    let pods = |root: &std::path::Path| {
+        stdout(&output(skiff_in(root).args(["list", "--no-legend"])))
+            .lines()
+            .count()
+    };
+    let before = pods(root);
+    let aci_arg = aci.display().to_string();
+    for args in [
+        vec![
+            "run",
+            "--insecure-options=image",
+            "--net=none",
+            aci_arg.as_str(),
+        ],
+        vec!["run", "--net=none", "example.com/elsewhere"],
+        vec!["fetch", "--insecure-options=image", aci_arg.as_str()],
+        vec!["list"],
+    ] {
+        let out = skiff(&args);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {}", stderr(&out));
+        let said = stderr(&out);
+        assert!(
+            said.contains(&format!("{}/skiff-full", bin.display()))
+                && said.contains("beside skiff"),
+            "{args:?}: {said}"
+        );
+        assert_eq!(said.trim().lines().count(), 1, "{said}");
+    }
+    assert_eq!(pods(root), before, "a pod was made");
+
+    // With skiff-full beside it, the same commands run there; units name skiff.
+    std::fs::copy(env!("CARGO_BIN_EXE_skiff-full"), bin.join("skiff-full")).unwrap();
+    let out = skiff(&["list", "--no-legend"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = skiff(&["generate", "systemd", "example.com/busybox"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("ExecStart={} ", small.display())),
+        "{}",
+        stdout(&out)
+    );
+    // The small binary links no fetch, trust or server code.
+    let size = |path: &std::path::Path| std::fs::metadata(path).unwrap().len();
+    assert!(
+        size(&small) * 2 < size(&bin.join("skiff-full")),
+        "skiff is {} bytes, skiff-full {}",
+        size(&small),
+        size(&bin.join("skiff-full"))
+    );
 }

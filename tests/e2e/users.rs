@@ -84,6 +84,7 @@ impl TestUser {
         let bin = user.home().join("bin");
         std::fs::create_dir(&bin).unwrap();
         std::fs::copy(env!("CARGO_BIN_EXE_skiff"), bin.join("skiff")).unwrap();
+        std::fs::copy(env!("CARGO_BIN_EXE_skiff-full"), bin.join("skiff-full")).unwrap();
         std::fs::copy(env!("CARGO_BIN_EXE_skiff-stage1"), bin.join("skiff-stage1")).unwrap();
         user.give(&bin);
         user

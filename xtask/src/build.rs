@@ -13,8 +13,9 @@ use std::process::Stdio;
 
 use anyhow::{Context, Result, bail};
 
-/// Programs `skiff` runs at run time, which must come from the same build.
-pub const SKIFF_COMPANIONS: &[&str] = &["skiff-stage1"];
+/// Programs `skiff` runs at run time (its stage1; the full command set it
+/// executes for all but pod starts), which must come from the same build.
+pub const SKIFF_COMPANIONS: &[&str] = &["skiff-stage1", "skiff-full"];
 
 /// The executables one `cargo build --release --workspace --bins` made.
 pub struct Binaries {
@@ -113,11 +114,17 @@ mod tests {
             ("skiff-stage1", "/elsewhere/skiff-stage1"),
         ]);
         assert!(apart.skiff().is_err());
-        let both = binaries(&[
+        let no_full = binaries(&[
             ("skiff", "/t/release/skiff"),
             ("skiff-stage1", "/t/release/skiff-stage1"),
         ]);
-        assert_eq!(both.skiff().ok(), Some(Path::new("/t/release/skiff")));
+        assert!(no_full.skiff().is_err());
+        let all = binaries(&[
+            ("skiff", "/t/release/skiff"),
+            ("skiff-stage1", "/t/release/skiff-stage1"),
+            ("skiff-full", "/t/release/skiff-full"),
+        ]);
+        assert_eq!(all.skiff().ok(), Some(Path::new("/t/release/skiff")));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 mod commands;
 mod config;
 mod format;
+pub mod front;
 mod log;
 mod net_args;
 mod review;
@@ -342,30 +343,43 @@ fn invocation(matches: &clap::ArgMatches) -> Result<Invocation, clap::Error> {
     })
 }
 
-/// The whole command line: parses this process's arguments, runs the
-/// command and says how it went.
+/// The whole command line (`skiff-full`): parses this process's arguments,
+/// runs the command and says how it went.
 pub fn main() -> ExitCode {
     restore_sigpipe();
     let cli = parse(std::env::args_os().collect());
     log::init(cli.global.debug);
-    // An ordinary user's command runs as root of the user's own user
-    // namespace (docs/rootless.md); before anything starts a thread. Not
-    // `enter`: it joins the pod's own user namespace, which only the user,
-    // outside any, may do.
-    if !matches!(
-        cli.command,
+    if let Some(done) = enter_user_namespace(&cli.command) {
+        return done;
+    }
+    report(run(cli))
+}
+
+/// An ordinary user's command runs as root of the user's own user
+/// namespace (docs/rootless.md); before anything starts a thread. Not
+/// `enter`: it joins the pod's own user namespace, which only the user,
+/// outside any, may do. `Some`: this process is done (the command ran in
+/// the namespace, or could not).
+fn enter_user_namespace(command: &Command) -> Option<ExitCode> {
+    if matches!(
+        command,
         Command::Version { .. } | Command::Enter(_) | Command::Completion { .. }
     ) {
-        match skiff_ops::rootless::enter(log::warning) {
-            Ok(None) => {}
-            Ok(Some(status)) => return ExitCode::from(u8::try_from(status).unwrap_or(1)),
-            Err(err) => {
-                log::error(&err.to_string());
-                return ExitCode::from(125);
-            }
+        return None;
+    }
+    match skiff_ops::rootless::enter(log::warning) {
+        Ok(None) => None,
+        Ok(Some(status)) => Some(ExitCode::from(u8::try_from(status).unwrap_or(1))),
+        Err(err) => {
+            log::error(&err.to_string());
+            Some(ExitCode::from(125))
         }
     }
-    let result = match cli.command {
+}
+
+/// Runs the command.
+fn run(cli: Invocation) -> anyhow::Result<ExitCode> {
+    match cli.command {
         Command::Run { detach, args } => commands::pods::run(&cli.global, args, detach),
         Command::Prepare { args } => commands::pods::prepare_only(&cli.global, args),
         Command::RunPrepared { detach, uuid } => {
@@ -440,7 +454,11 @@ pub fn main() -> ExitCode {
             clap_complete::generate(shell, &mut full_command(), "skiff", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-    };
+    }
+}
+
+/// The command's exit code, or its error said on one line.
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {

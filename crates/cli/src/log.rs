@@ -174,34 +174,19 @@ where
 /// `debug`, everything and each step's timing; `SKIFF_LOG` (EnvFilter
 /// directives) overrides both.
 pub fn init(debug: bool) {
-    use tracing_subscriber::field::MakeExt;
-    use tracing_subscriber::filter::{LevelFilter, Targets};
-    use tracing_subscriber::prelude::*;
-    let _ = STARTED.set(Instant::now());
-    // Every field (the message too) on one line, without controls.
-    let fields = tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
-        let text = one_line(&format!("{value:?}"));
-        if field.name() == "message" {
-            write!(writer, "{text}")
-        } else {
-            write!(writer, "{}={text}", field.name())
-        }
-    })
-    .delimited(" ");
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(color_on_stderr())
-        .fmt_fields(fields)
-        .event_format(Lines);
     // SKIFF_LOG takes full EnvFilter directives; the default is a plain
     // target filter (no regex to compile on every start: pods start fast).
-    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG") {
-        tracing_subscriber::registry()
-            .with(fmt.with_filter(filter))
-            .with(debug.then_some(Timings))
-            .init();
-        return;
+    match tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG") {
+        Ok(filter) => install(filter, debug),
+        Err(_) => init_without_env(debug),
     }
+}
+
+/// [`init`] for a process that leaves `SKIFF_LOG` to another (the small
+/// `skiff` hands such runs to `skiff-full`): the default filter only, and
+/// none of EnvFilter's regex code in the binary.
+pub fn init_without_env(debug: bool) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
     let filter = if debug {
         Targets::new().with_default(LevelFilter::DEBUG)
     } else {
@@ -221,6 +206,33 @@ pub fn init(debug: bool) {
             // over many lines; skiff's own refusal says what matters.
             .with_target("pgp", LevelFilter::ERROR)
     };
+    install(filter, debug);
+}
+
+/// Sets up tracing with `filter`: each event on one line of stderr, in
+/// skiff's style; with `debug`, each step's duration.
+fn install<F>(filter: F, debug: bool)
+where
+    F: tracing_subscriber::layer::Filter<tracing_subscriber::Registry> + Send + Sync + 'static,
+{
+    use tracing_subscriber::field::MakeExt;
+    use tracing_subscriber::prelude::*;
+    let _ = STARTED.set(Instant::now());
+    // Every field (the message too) on one line, without controls.
+    let fields = tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let text = one_line(&format!("{value:?}"));
+        if field.name() == "message" {
+            write!(writer, "{text}")
+        } else {
+            write!(writer, "{}={text}", field.name())
+        }
+    })
+    .delimited(" ");
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(color_on_stderr())
+        .fmt_fields(fields)
+        .event_format(Lines);
     tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
         .with(debug.then_some(Timings))

@@ -1,5 +1,6 @@
-//! `skiff`: the command line ([`skiff::main`]).
+//! `skiff`: the small binary of pod starts, which runs the others in
+//! `skiff-full` ([`skiff::front`]).
 
 fn main() -> std::process::ExitCode {
-    skiff::main()
+    skiff::front::main()
 }

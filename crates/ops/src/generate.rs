@@ -83,7 +83,7 @@ fn check_address(flag: &str, address: &str, examples: &str) -> Result<(), OpsErr
 /// `ExecStart=`: this skiff with the context's data dir and `args`, each
 /// quoted as systemd reads it.
 fn exec_start(ctx: &Context, args: &[String]) -> Result<String, OpsError> {
-    let skiff = std::env::current_exe().map_err(crate::error::io("find this program's path"))?;
+    let skiff = this_skiff()?;
     let line: Vec<String> = [
         skiff.display().to_string(),
         format!("--dir={}", ctx.dir().display()),
@@ -93,6 +93,20 @@ fn exec_start(ctx: &Context, args: &[String]) -> Result<String, OpsError> {
     .map(|a| quote(a))
     .collect();
     Ok(line.join(" "))
+}
+
+/// This skiff's path, for units to run: `skiff` itself also when this
+/// command runs in `skiff-full` beside it (the small `skiff` executes that
+/// for everything but pod starts, and a unit's run is one).
+fn this_skiff() -> Result<std::path::PathBuf, OpsError> {
+    let exe = std::env::current_exe().map_err(crate::error::io("find this program's path"))?;
+    if exe.file_name().is_some_and(|name| name == "skiff-full") {
+        let front = exe.with_file_name("skiff");
+        if front.is_file() {
+            return Ok(front);
+        }
+    }
+    Ok(exe)
 }
 
 /// The units for `target`: a pod (UUID or prefix) or a stored image (ID,

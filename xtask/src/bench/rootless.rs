@@ -113,7 +113,7 @@ pub fn set_up(work: &Path, skiff: &Path, aci: &Path, rootfs: &Path, n: usize) ->
     let user = BenchUser::new(work)?;
     let bin = user.home.join("bin");
     std::fs::create_dir_all(&bin)?;
-    for name in ["skiff", "skiff-stage1"] {
+    for name in ["skiff", "skiff-full", "skiff-stage1"] {
         std::fs::copy(skiff.with_file_name(name), bin.join(name))?;
     }
     std::fs::copy(aci, user.home.join("true.aci"))?;

@@ -180,7 +180,7 @@ pub struct RunArgs {
     pod: PodArgs,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct DetachArgs {
     /// Return once the pod is running; it stays supervised by its own stage1.
     #[arg(long, short = 'd')]
@@ -615,6 +615,39 @@ pub fn prepare_only(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCo
     )?;
     println!("{}", pod.uuid);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `run` (or `prepare`, without `how`) of images the store holds, for the
+/// small `skiff` (crate::front): `None` when the images need a fetch or a
+/// run policy applies, said before anything is made or printed; then the
+/// full command set runs it.
+pub fn run_stored(
+    global: &GlobalArgs,
+    args: &RunArgs,
+    how: Option<&DetachArgs>,
+) -> Option<anyhow::Result<ExitCode>> {
+    let result = (|| -> anyhow::Result<Option<skiff_pod::Pod>> {
+        let opts = run_options(&args.pod)?;
+        let ctx = global.context()?;
+        let pod = match how {
+            Some(detach) => {
+                skiff_ops::run::run_stored(&ctx, &opts, start_mode(detach), say_refused)
+            }
+            None => skiff_ops::run::prepare_stored(&ctx, &opts, say_refused),
+        };
+        match pod {
+            Err(skiff_ops::OpsError::NeedsFetch { .. }) => Ok(None),
+            other => Ok(Some(other?)),
+        }
+    })();
+    match result {
+        Ok(None) => None,
+        Ok(Some(pod)) => {
+            println!("{}", pod.uuid);
+            Some(Ok(ExitCode::SUCCESS))
+        }
+        Err(e) => Some(Err(e)),
+    }
 }
 
 pub fn run_prepared(
