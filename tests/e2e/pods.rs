@@ -98,8 +98,13 @@ fn the_host_binary_and_directories_are_out_of_reach() {
     let aci = layout_aci(tmp.path());
     let skiff_bin = env!("CARGO_BIN_EXE_skiff");
     let stage1 = std::path::Path::new(skiff_bin).with_file_name("skiff-stage1");
+    let full = std::path::Path::new(env!("CARGO_BIN_EXE_skiff-full"));
     let hash = |p: &std::path::Path| std::fs::read(p).unwrap();
-    let (h0, h1) = (hash(std::path::Path::new(skiff_bin)), hash(&stage1));
+    let (h0, h1, h2) = (
+        hash(std::path::Path::new(skiff_bin)),
+        hash(&stage1),
+        hash(full),
+    );
     let out = run_sh(
         tmp.path(),
         &aci,
@@ -115,6 +120,7 @@ fn the_host_binary_and_directories_are_out_of_reach() {
     );
     assert_eq!(hash(std::path::Path::new(skiff_bin)), h0);
     assert_eq!(hash(&stage1), h1);
+    assert_eq!(hash(full), h2);
 }
 
 #[test]
@@ -1652,6 +1658,18 @@ fn skiff_starts_stored_pods_itself_and_hands_the_rest_to_skiff_full() {
     }
     assert_eq!(pods(root), before, "a pod was made");
 
+    // skiff under the other name (a link made by mistake) is refused, not
+    // handed the command for ever.
+    std::fs::hard_link(&small, bin.join("skiff-full")).unwrap();
+    let out = skiff(&["list"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is this skiff itself"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(bin.join("skiff-full")).unwrap();
+
     // With skiff-full beside it, the same commands run there; units name skiff.
     std::fs::copy(env!("CARGO_BIN_EXE_skiff-full"), bin.join("skiff-full")).unwrap();
     let out = skiff(&["list", "--no-legend"]);
@@ -1663,6 +1681,37 @@ fn skiff_starts_stored_pods_itself_and_hands_the_rest_to_skiff_full() {
         "{}",
         stdout(&out)
     );
+    // A run handed on reads its input there: an env file that is a pipe
+    // (here under a run policy, which skiff-full enforces) reaches the pod.
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/policy.toml"), "").unwrap();
+    let mut piped = std::process::Command::new(&small)
+        .env("SKIFF_DIR", root.join("data"))
+        .arg("--local-config")
+        .arg(root.join("etc"))
+        .args(["run", "--net=none", "example.com/busybox"])
+        .args([
+            "--set-env-file=/dev/stdin",
+            "--exec=/bin/sh",
+            "--",
+            "-c",
+            "echo X=$X",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = piped.stdin.take().unwrap();
+        stdin.write_all(b"X=piped\n").unwrap();
+    }
+    let out = piped.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("X=piped"), "{}", stdout(&out));
+    std::fs::remove_file(root.join("etc/policy.toml")).unwrap();
+
     // The small binary links no fetch, trust or server code.
     let size = |path: &std::path::Path| std::fs::metadata(path).unwrap().len();
     assert!(

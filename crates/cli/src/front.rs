@@ -31,7 +31,7 @@ pub fn main() -> ExitCode {
         return full(&args);
     }
     let cli = crate::parse(args.clone());
-    if !here(&cli) {
+    if !here(&cli, &args) {
         return full(&args);
     }
     log::init_without_env(cli.global.debug);
@@ -60,23 +60,50 @@ pub fn main() -> ExitCode {
 }
 
 /// Whether this process runs the command: a pod start by root whose
-/// options are all the store's business. Options about fetching (insecure
-/// options, keys from HTTPS, credentials, an architecture), tracing
-/// (`--debug`, `SKIFF_LOG`: what is traced before a run is handed on would
-/// be said twice) and an ordinary user's commands (which run in the user's
-/// own namespace, docs/rootless.md) go to `skiff-full`.
-fn here(cli: &Invocation) -> bool {
+/// options are all the store's business. To `skiff-full` go: options about
+/// fetching (insecure options, keys from HTTPS, credentials, an
+/// architecture); tracing (`--debug`, `SKIFF_LOG`: what is traced before a
+/// run is handed on would be said twice); `--inherit-env` (its warnings
+/// would be); an env file or pod manifest that is not a regular file (a
+/// pipe read here would be empty there); and an ordinary user's commands
+/// (which run in the user's own namespace, docs/rootless.md).
+fn here(cli: &Invocation, args: &[OsString]) -> bool {
     let global = &cli.global;
-    matches!(
-        cli.command,
-        Command::RunPrepared { .. } | Command::Run { .. } | Command::Prepare { .. }
-    ) && rustix::process::geteuid().is_root()
+    let pod = match &cli.command {
+        Command::Run { args: run, .. } | Command::Prepare { args: run } => Some(&run.pod),
+        Command::RunPrepared { .. } => None,
+        _ => return false,
+    };
+    rustix::process::geteuid().is_root()
         && !global.debug
         && std::env::var_os("SKIFF_LOG").is_none()
         && global.insecure_options == skiff_fetch::InsecureOptions::default()
         && !global.trust_keys_from_https
         && global.creds.is_none()
         && global.arch.is_none()
+        && pod.is_none_or(|pod| !pod.inherit_env && pod.pod_manifest.as_deref().is_none_or(regular))
+        && files_of("--set-env-file", args).all(|file| regular(std::path::Path::new(&file)))
+}
+
+/// Whether `path` is a regular file (which `skiff-full` reads again from
+/// its start), not a pipe, a terminal or missing.
+fn regular(path: &std::path::Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// The values of `flag` in `args` (`--flag=VALUE` and `--flag VALUE`; also
+/// words of an app's own arguments that look so: then the run is only
+/// handed on needlessly).
+fn files_of<'a>(flag: &'a str, args: &'a [OsString]) -> impl Iterator<Item = OsString> + 'a {
+    let prefix = format!("{flag}=");
+    args.iter().enumerate().filter_map(move |(i, arg)| {
+        let arg = arg.to_str()?;
+        match arg.strip_prefix(prefix.as_str()) {
+            Some(value) => Some(OsString::from(value)),
+            None if arg == flag => Some(args.get(i + 1).cloned().unwrap_or_default()),
+            None => None,
+        }
+    })
 }
 
 /// Executes `skiff-full` beside this program (the file, symlinks resolved)
@@ -91,6 +118,25 @@ fn full(args: &[OsString]) -> ExitCode {
             return ExitCode::from(125);
         }
     };
+    // Not this very file under the other name (a link, a copy by mistake):
+    // it would hand the command on to itself for ever.
+    let same = |a: &std::path::Path, b: &std::path::Path| match (
+        std::fs::metadata(a),
+        std::fs::metadata(b),
+    ) {
+        (Ok(a), Ok(b)) => {
+            use std::os::unix::fs::MetadataExt;
+            (a.dev(), a.ino()) == (b.dev(), b.ino())
+        }
+        _ => false,
+    };
+    if same(&path, std::path::Path::new("/proc/self/exe")) {
+        log::error(&format!(
+            "{} is this skiff itself, not the full command set: install skiff-full from the same build (target/release after cargo build --release) in its place",
+            path.display()
+        ));
+        return ExitCode::from(125);
+    }
     let mut cmd = std::process::Command::new(&path);
     if let Some((name, rest)) = args.split_first() {
         cmd.arg0(name).args(rest);

@@ -52,7 +52,7 @@ pub enum OpsError {
     FetchSetup(FetchError),
     /// [`crate::run::run_stored`]: the store alone cannot give `image` (or
     /// a run policy applies): a fetching run must start the pod. Said
-    /// before anything is made.
+    /// before any pod or tree is made.
     #[error("{image}: {why}")]
     NeedsFetch { image: String, why: &'static str },
     #[error(transparent)]

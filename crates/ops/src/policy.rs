@@ -41,14 +41,14 @@ fn rank(severity: &str) -> Option<usize> {
     SEVERITIES.iter().position(|s| *s == severity)
 }
 
-/// The policy in force: `--policy`, else `<local-config>/policy.toml` if
-/// it exists, else none.
 /// Whether a run policy applies (`--policy`, or `policy.toml` in the
 /// local configuration), without reading it.
 pub fn configured(ctx: &Context) -> bool {
     ctx.settings.policy.is_some() || ctx.settings.local_config.join("policy.toml").exists()
 }
 
+/// The policy in force: `--policy`, else `<local-config>/policy.toml` if
+/// it exists, else none.
 pub fn load(ctx: &Context) -> Result<Option<Policy>, OpsError> {
     let path = match &ctx.settings.policy {
         Some(p) => p.clone(),

@@ -401,8 +401,8 @@ impl Images for Stored {
 /// [`run`] of images the store holds, fetching nothing: what a fetch would
 /// find stored and take as it is (a name or an image ID, its dependencies
 /// stored; no file, URL or docker reference, no `--pull-policy=update`),
-/// under no run policy. Otherwise [`OpsError::NeedsFetch`], before the pod
-/// exists: then [`run`] must start it. A start path that links no fetch
+/// under no run policy. Otherwise [`OpsError::NeedsFetch`], before any pod
+/// or tree is made (the store may be): then [`run`] must start it. A start path that links no fetch
 /// code runs this (docs/performance.md).
 pub fn run_stored(
     ctx: &Context,
@@ -470,7 +470,10 @@ fn prepare_locked<I: Images>(
     }
     let images = images(opts)?;
     let store = images.store();
-    for app in &mut apps {
+    // Every image first, then the renders: a source that cannot give one
+    // (Stored) says so before any tree is made.
+    let mut resolved = Vec::with_capacity(apps.len());
+    for app in &apps {
         let stored = |id: &str| store.resolve(id).is_ok_and(|r| r.id.to_string() == id);
         if app.pinned && !stored(&app.image) {
             return Err(refuse!(
@@ -495,6 +498,9 @@ fn prepare_locked<I: Images>(
                 fetched.manifest.name
             ));
         }
+        resolved.push(fetched);
+    }
+    for (app, fetched) in apps.iter_mut().zip(resolved) {
         let tree = store.render(&fetched.id)?;
         app.request.image_id = fetched.id.to_string();
         app.request.manifest = Some(fetched.manifest);

@@ -246,15 +246,16 @@ const PODMAN_ULIMITS: [&str; 4] = [
     "nproc=4096:4096",
 ];
 
-/// skiff and skiff-stage1 copied to `work/bin` (as installed, like `cargo
-/// install` does) rather than run where the linker left them in target/:
+/// skiff and its companions (skiff-stage1, skiff-full) copied to
+/// `work/bin` (as installed) rather than run where the linker left them in
+/// target/:
 /// the same binary started ~0.9 ms slower from there on this machine (its
 /// file's page-cache layout), an advantage the peers in /usr/bin do not
 /// give away. Returns the directory.
 fn install_copy(skiff: &Path, work: &Path) -> Result<PathBuf> {
     let bin = work.join("bin");
     std::fs::create_dir_all(&bin)?;
-    for name in ["skiff", "skiff-stage1"] {
+    for name in std::iter::once(&"skiff").chain(crate::build::SKIFF_COMPANIONS) {
         let from = skiff.with_file_name(name);
         std::fs::copy(&from, bin.join(name)).with_context(|| format!("copy {}", from.display()))?;
     }

@@ -41,7 +41,8 @@ pub fn start(root: &Path, skiff: &Path, quick: bool) -> Result<()> {
         c
     })?;
     // A baseline build to compare with side by side
-    // (`SKIFF_BENCH_BASELINE=DIR`: its `skiff`, with `skiff-stage1` beside
+    // (`SKIFF_BENCH_BASELINE=DIR`: its `skiff`, with `skiff-stage1` (and,
+    // since the small skiff, `skiff-full`) beside
     // it), in a data directory of its own with the same image and pods.
     let baseline = std::env::var_os("SKIFF_BENCH_BASELINE").map(PathBuf::from);
     let baseline_data = work.join("baseline-data");

@@ -109,7 +109,7 @@ pub struct PodArgs {
     /// Every app starts with this process's environment (as rkt's
     /// --inherit-env); --set-env, --set-env-file and the image's own win.
     #[arg(long)]
-    inherit_env: bool,
+    pub(crate) inherit_env: bool,
 
     /// Most processes the pod may run at once (cgroup pids.max).
     #[arg(long, value_name = "N")]
@@ -152,7 +152,7 @@ pub struct PodArgs {
     /// your own word, as the command line: its apps' capability and
     /// seccomp sets apply as written.
     #[arg(long, value_name = "FILE")]
-    pod_manifest: Option<PathBuf>,
+    pub(crate) pod_manifest: Option<PathBuf>,
 
     /// Images to run, each followed by its own options, then `-- ARGS` for
     /// its arguments; `---` ends an image's arguments. Per-image options:
@@ -177,7 +177,7 @@ pub struct PodArgs {
 #[derive(Args, Debug)]
 pub struct RunArgs {
     #[command(flatten)]
-    pod: PodArgs,
+    pub(crate) pod: PodArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -619,8 +619,9 @@ pub fn prepare_only(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCo
 
 /// `run` (or `prepare`, without `how`) of images the store holds, for the
 /// small `skiff` (crate::front): `None` when the images need a fetch or a
-/// run policy applies, said before anything is made or printed; then the
-/// full command set runs it.
+/// run policy applies, said before any pod is made or anything printed
+/// (crate::front hands on at once the runs whose options would print or
+/// read input first); then the full command set runs it.
 pub fn run_stored(
     global: &GlobalArgs,
     args: &RunArgs,
