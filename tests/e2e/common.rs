@@ -571,7 +571,7 @@ impl Drop for LockHolder {
 }
 
 /// Asserts that `path` is an executable without a program interpreter
-/// (`PT_INTERP`): linked statically, as the project's build links
+/// (`PT_INTERP`): linked statically, as the project's build links `skiff`,
 /// `skiff-stage1` and `skiff-runtime` (`.cargo/rustc-workspace-wrapper`).
 pub fn assert_static_executable(path: &str) {
     let elf = std::fs::read(path).unwrap();

@@ -1567,6 +1567,13 @@ fn stage1_is_a_static_executable() {
     assert_static_executable(env!("CARGO_BIN_EXE_skiff-stage1"));
 }
 
+/// The small `skiff` of pod starts is static too (~0.5 ms of each start,
+/// docs/performance.md); `skiff-full`, which resolves host names, is not.
+#[test]
+fn the_small_skiff_is_a_static_executable() {
+    assert_static_executable(env!("CARGO_BIN_EXE_skiff"));
+}
+
 /// `skiff` starts pods from the store itself (`run-prepared`, and `run` and
 /// `prepare` of stored images) and hands everything else to `skiff-full`
 /// beside it: without that file, pod starts from the store still work,

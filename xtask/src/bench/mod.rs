@@ -246,14 +246,23 @@ const PODMAN_ULIMITS: [&str; 4] = [
     "nproc=4096:4096",
 ];
 
-/// skiff and its companions (skiff-stage1, skiff-full) copied to
-/// `work/bin` (as installed) rather than run where the linker left them in
-/// target/:
-/// the same binary started ~0.9 ms slower from there on this machine (its
-/// file's page-cache layout), an advantage the peers in /usr/bin do not
-/// give away. Returns the directory.
-fn install_copy(skiff: &Path, work: &Path) -> Result<PathBuf> {
-    let bin = work.join("bin");
+/// skiff and its companions (skiff-stage1, skiff-full) copied, as
+/// installed, into `target/bench/<name>-bin` beside the build: on the file
+/// system programs are installed on, as the peers' /usr/bin is, not on the
+/// tmpfs that holds the benchmark's data. Loading a program from tmpfs is
+/// slower: the same build's `run-prepared` took 7.41 ms with its binaries
+/// on /dev/shm against 6.48 ms on this machine's ext4 (40 interleaved
+/// rounds; `skiff` alone 1.50 against 1.36 ms, 15 page faults more). Nor
+/// straight from target/release, where the linker left the files: that
+/// copy started ~0.9 ms slower on this machine (its page-cache layout).
+/// Returns the directory.
+fn install_copy(skiff: &Path, name: &str) -> Result<PathBuf> {
+    let target = skiff
+        .parent()
+        .and_then(Path::parent)
+        .context("skiff is not in a target directory")?;
+    let bin = target.join("bench").join(format!("{name}-bin"));
+    let _ = std::fs::remove_dir_all(&bin);
     std::fs::create_dir_all(&bin)?;
     for name in std::iter::once(&"skiff").chain(crate::build::SKIFF_COMPANIONS) {
         let from = skiff.with_file_name(name);

@@ -327,7 +327,7 @@ impl TrueImage {
         let work = PathBuf::from(WORK).join(name);
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work)?;
-        let skiff = install_copy(skiff, &work)?.join("skiff");
+        let skiff = install_copy(skiff, name)?.join("skiff");
         let set_up = TrueImage {
             data: work.join("data"),
             tree: PathBuf::new(),
