@@ -592,4 +592,56 @@ pub fn assert_static_executable(path: &str) {
         !types.contains(&PT_INTERP),
         "{path} names a program interpreter: it is linked dynamically; is .cargo/config.toml's rustc-workspace-wrapper in use?"
     );
+    // Nor does it hold glibc's name service lookups or locale loading: a
+    // static glibc serves those by loading the host's modules, built for
+    // another glibc, into the process (docs/decisions.md). The linker
+    // keeps only what the program can call, so a lookup added on its paths
+    // shows here. (The symbol table: SHT_SYMTAB and its string table.)
+    const SHT_SYMTAB: u64 = 2;
+    let (sections, section_size, count) = (at(0x28, 8), at(0x3a, 2), at(0x3c, 2));
+    let section = |i: u64| usize::try_from(sections + i * section_size).unwrap();
+    let symtab = (0..count)
+        .find(|&i| at(section(i) + 4, 4) == SHT_SYMTAB)
+        .unwrap_or_else(|| panic!("{path}: no symbol table to check"));
+    let (offset, size, link) = (
+        at(section(symtab) + 0x18, 8),
+        at(section(symtab) + 0x20, 8),
+        at(section(symtab) + 0x28, 4),
+    );
+    let strings = usize::try_from(at(section(link) + 0x18, 8)).unwrap();
+    let name = |start: usize| {
+        let end = elf[start..].iter().position(|b| *b == 0).unwrap();
+        String::from_utf8_lossy(&elf[start..start + end]).into_owned()
+    };
+    let forbidden = [
+        "getaddrinfo",
+        "gethostbyname",
+        "gethostbyname2",
+        "gethostbyaddr",
+        "getnameinfo",
+        "getpwnam",
+        "getpwnam_r",
+        "getpwuid",
+        "getpwuid_r",
+        "getgrnam",
+        "getgrnam_r",
+        "getgrgid",
+        "getgrgid_r",
+        "getgrouplist",
+        "initgroups",
+        "getspnam",
+        "setlocale",
+        "newlocale",
+        "iconv_open",
+    ];
+    let mut found = Vec::new();
+    for entry in (offset..offset + size).step_by(24).skip(1) {
+        let entry = usize::try_from(entry).unwrap();
+        let defined = at(entry + 6, 2) != 0;
+        let symbol = name(strings + usize::try_from(at(entry, 4)).unwrap());
+        if defined && forbidden.contains(&symbol.as_str()) {
+            found.push(symbol);
+        }
+    }
+    assert!(found.is_empty(), "{path} holds glibc's {found:?}");
 }

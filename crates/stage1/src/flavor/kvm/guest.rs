@@ -124,7 +124,9 @@ fn run(report: &mut Option<OwnedFd>) -> Result<(), Stage1Error> {
     if let Some(gw) = config.network.gateway {
         // Resolve the gateway's address now: apps' first packets do not
         // wait for ARP (the ACE allows its metadata requests 100 ms).
-        if let Ok(sock) = std::net::UdpSocket::bind("0.0.0.0:0") {
+        // An address, not text: text could need a name lookup, which a
+        // static stage1 must not link (docs/decisions.md).
+        if let Ok(sock) = std::net::UdpSocket::bind(std::net::SocketAddr::from(([0, 0, 0, 0], 0))) {
             let _ = sock.send_to(&[0], (gw, 9));
         }
     }
