@@ -81,6 +81,20 @@ fn store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// A store holding `example.com/a` (no files), rendered; and its ID.
+fn store_with_one_image() -> (tempfile::TempDir, Store, skiff_spec::ImageId) {
+    let (dir, store) = store();
+    let id = store
+        .import(
+            aci(&manifest("example.com/a", ""), &[]).as_slice(),
+            &ArchivePolicy::default(),
+        )
+        .unwrap()
+        .id;
+    store.render(&id).unwrap();
+    (dir, store, id)
+}
+
 #[test]
 fn imports_resolves_renders_and_verifies() {
     let (_dir, store) = store();
@@ -182,13 +196,7 @@ fn path_whitelist_filters_dependencies() {
 
 #[test]
 fn gc_removes_leftovers_and_old_images_but_not_fresh_ones() {
-    let (_dir, store) = store();
-    let policy = ArchivePolicy::default();
-    let id = store
-        .import(aci(&manifest("example.com/a", ""), &[]).as_slice(), &policy)
-        .unwrap()
-        .id;
-    store.render(&id).unwrap();
+    let (_dir, store, id) = store_with_one_image();
     // Leftovers of a crashed import: an unlocked staging file and an
     // unindexed blob that is no image (one that is gets indexed again).
     std::fs::write(store.layout().tmp().join("stage-dead"), b"x").unwrap();
@@ -228,13 +236,7 @@ fn gc_removes_leftovers_and_old_images_but_not_fresh_ones() {
 /// within it, and is kept.
 #[test]
 fn uses_are_recorded_once_a_minute_and_gc_counts_the_minute_in() {
-    let (_dir, store) = store();
-    let policy = ArchivePolicy::default();
-    let id = store
-        .import(aci(&manifest("example.com/a", ""), &[]).as_slice(), &policy)
-        .unwrap()
-        .id;
-    store.render(&id).unwrap();
+    let (_dir, store, id) = store_with_one_image();
     let last_used = |store: &Store| store.images().unwrap()[0].last_used;
     let now = crate::db::now();
 
@@ -271,12 +273,7 @@ fn uses_are_recorded_once_a_minute_and_gc_counts_the_minute_in() {
 /// made the cutoff -1 seconds in the future: every image went).
 #[test]
 fn gc_with_a_grace_period_past_what_seconds_hold_keeps_every_image() {
-    let (_dir, store) = store();
-    let policy = ArchivePolicy::default();
-    let id = store
-        .import(aci(&manifest("example.com/a", ""), &[]).as_slice(), &policy)
-        .unwrap()
-        .id;
+    let (_dir, store, id) = store_with_one_image();
     store.index().set_last_used(&id, 0);
     for secs in [u64::MAX, i64::MAX as u64 + 1] {
         store.release_pins();
