@@ -329,10 +329,16 @@ pub fn prepare<R: KeyReview>(
     review: R,
     refused: impl FnMut(&str),
 ) -> Result<Pod, OpsError> {
-    let fetching = |opts: &RunOptions| {
-        crate::fetch::Fetching::new(ctx, ctx.fetch_options(opts.pull_policy), review)
-    };
-    Ok(prepare_locked(ctx, opts, fetching, refused)?.0)
+    Ok(prepare_locked(ctx, opts, fetching(ctx, review), refused)?.0)
+}
+
+/// Makes a fetch of the options' images (their pull policy), under the run
+/// policy, for [`prepare_locked`].
+fn fetching<'a, R: KeyReview + 'a>(
+    ctx: &'a Context,
+    review: R,
+) -> impl FnOnce(&RunOptions) -> Result<crate::fetch::Fetching<R>, OpsError> + 'a {
+    move |opts| crate::fetch::Fetching::new(ctx, ctx.fetch_options(opts.pull_policy), review)
 }
 
 /// Where a pod's images come from: each app's `image` (as `skiff run` takes
@@ -360,26 +366,6 @@ struct Stored {
     pull_policy: PullPolicy,
 }
 
-impl Stored {
-    fn new(
-        ctx: &Context,
-        image_of_policy: &str,
-        pull_policy: PullPolicy,
-    ) -> Result<Self, OpsError> {
-        // The policy is enforced where images are fetched.
-        if crate::policy::configured(ctx) {
-            return Err(OpsError::NeedsFetch {
-                image: image_of_policy.to_string(),
-                why: "a run policy applies",
-            });
-        }
-        Ok(Self {
-            store: ctx.store()?,
-            pull_policy,
-        })
-    }
-}
-
 impl Images for Stored {
     fn store(&self) -> &skiff_store::Store {
         &self.store
@@ -402,18 +388,15 @@ impl Images for Stored {
 /// find stored and take as it is (a name or an image ID, its dependencies
 /// stored; no file, URL or docker reference, no `--pull-policy=update`),
 /// under no run policy. Otherwise [`OpsError::NeedsFetch`], before any pod
-/// or tree is made (the store may be): then [`run`] must start it. A start path that links no fetch
-/// code runs this (docs/performance.md).
+/// or tree is made (the store may be): then [`run`] must start it. A start
+/// path that links no fetch code runs this (docs/performance.md).
 pub fn run_stored(
     ctx: &Context,
     opts: &RunOptions,
     how: Start,
     refused: impl FnMut(&str),
 ) -> Result<Pod, OpsError> {
-    let stage1 = ctx.stage1()?;
-    check_activation(opts.flavor)?;
-    let (pod, lock) = prepare_locked(ctx, opts, |opts| stored_images(ctx, opts), refused)?;
-    start_locked(ctx, &stage1, pod, lock, how)
+    start_with(ctx, opts, |opts| stored_images(ctx, opts), how, refused)
 }
 
 /// [`prepare`] of images the store holds, as [`run_stored`].
@@ -425,12 +408,38 @@ pub fn prepare_stored(
     Ok(prepare_locked(ctx, opts, |opts| stored_images(ctx, opts), refused)?.0)
 }
 
+/// The store alone as the images' source, unless a run policy applies:
+/// that is enforced where images are fetched.
 fn stored_images(ctx: &Context, opts: &RunOptions) -> Result<Stored, OpsError> {
-    let first = opts
-        .apps
-        .first()
-        .map_or("the pod", |app| app.image.as_str());
-    Stored::new(ctx, first, opts.pull_policy)
+    if crate::policy::configured(ctx) {
+        let first = opts
+            .apps
+            .first()
+            .map_or("the pod", |app| app.image.as_str());
+        return Err(OpsError::NeedsFetch {
+            image: first.to_string(),
+            why: "a run policy applies",
+        });
+    }
+    Ok(Stored {
+        store: ctx.store()?,
+        pull_policy: opts.pull_policy,
+    })
+}
+
+/// Finds stage1 (before anything is made: without it no pod can run),
+/// prepares the pod with `images` and starts it.
+fn start_with<I: Images>(
+    ctx: &Context,
+    opts: &RunOptions,
+    images: impl FnOnce(&RunOptions) -> Result<I, OpsError>,
+    how: Start,
+    refused: impl FnMut(&str),
+) -> Result<Pod, OpsError> {
+    let stage1 = ctx.stage1()?;
+    check_activation(opts.flavor)?;
+    let (pod, lock) = prepare_locked(ctx, opts, images, refused)?;
+    start_locked(ctx, &stage1, pod, lock, how)
 }
 
 /// [`prepare`], returning the pod still locked (for [`run`]). `images`
@@ -839,13 +848,7 @@ pub fn run<R: KeyReview>(
     how: Start,
     refused: impl FnMut(&str),
 ) -> Result<Pod, OpsError> {
-    let stage1 = ctx.stage1()?;
-    check_activation(opts.flavor)?;
-    let fetching = |opts: &RunOptions| {
-        crate::fetch::Fetching::new(ctx, ctx.fetch_options(opts.pull_policy), review)
-    };
-    let (pod, lock) = prepare_locked(ctx, opts, fetching, refused)?;
-    start_locked(ctx, &stage1, pod, lock, how)
+    start_with(ctx, opts, fetching(ctx, review), how, refused)
 }
 
 /// Socket activation reaches the apps of the `ns` and `fly` flavors only:
