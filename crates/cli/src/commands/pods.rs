@@ -627,27 +627,28 @@ pub fn run_stored(
     args: &RunArgs,
     how: Option<&DetachArgs>,
 ) -> Option<anyhow::Result<ExitCode>> {
-    let result = (|| -> anyhow::Result<Option<skiff_pod::Pod>> {
-        let opts = run_options(&args.pod)?;
-        let ctx = global.context()?;
-        let pod = match how {
-            Some(detach) => {
-                skiff_ops::run::run_stored(&ctx, &opts, start_mode(detach), say_refused)
-            }
-            None => skiff_ops::run::prepare_stored(&ctx, &opts, say_refused),
-        };
-        match pod {
-            Err(skiff_ops::OpsError::NeedsFetch { .. }) => Ok(None),
-            other => Ok(Some(other?)),
-        }
-    })();
-    match result {
-        Ok(None) => None,
-        Ok(Some(pod)) => {
-            println!("{}", pod.uuid);
-            Some(Ok(ExitCode::SUCCESS))
-        }
-        Err(e) => Some(Err(e)),
+    let pod = stored_pod(global, args, how).transpose()?;
+    Some(pod.map(|pod| {
+        println!("{}", pod.uuid);
+        ExitCode::SUCCESS
+    }))
+}
+
+/// [`run_stored`]'s pod, `None` for [`skiff_ops::OpsError::NeedsFetch`].
+fn stored_pod(
+    global: &GlobalArgs,
+    args: &RunArgs,
+    how: Option<&DetachArgs>,
+) -> anyhow::Result<Option<skiff_pod::Pod>> {
+    let opts = run_options(&args.pod)?;
+    let ctx = global.context()?;
+    let pod = match how {
+        Some(detach) => skiff_ops::run::run_stored(&ctx, &opts, start_mode(detach), say_refused),
+        None => skiff_ops::run::prepare_stored(&ctx, &opts, say_refused),
+    };
+    match pod {
+        Err(skiff_ops::OpsError::NeedsFetch { .. }) => Ok(None),
+        other => Ok(Some(other?)),
     }
 }
 
