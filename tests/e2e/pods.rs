@@ -6,13 +6,19 @@ use std::process::Stdio;
 use crate::common::*;
 
 /// The host's mount points, without the network namespaces of pods that
-/// other tests run meanwhile (the suite-wide check in xtask covers those).
-fn mounts() -> Vec<String> {
+/// other tests run meanwhile, nor the mounts of their fly pods (in the
+/// host's mount namespace, under those tests' own temporary directories);
+/// the suite-wide check in xtask covers those. `own`: this test's
+/// temporary directory, whose mounts all count.
+fn mounts(own: &std::path::Path) -> Vec<String> {
+    let others = std::env::temp_dir().join(".tmp");
+    let others = others.to_string_lossy();
     let mut m: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
         .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
         .filter(|p| !p.starts_with("/run/skiff/netns/"))
+        .filter(|p| !p.starts_with(others.as_ref()) || std::path::Path::new(p).starts_with(own))
         .collect();
     m.sort();
     m
@@ -35,8 +41,8 @@ fn run_sh(root: &std::path::Path, aci: &std::path::Path, script: &str) -> std::p
 
 #[test]
 fn a_pod_is_isolated_and_reports_its_exit_status() {
-    let before = mounts();
     let tmp = tempfile::tempdir().unwrap();
+    let before = mounts(tmp.path());
     let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     let out = run_sh(
@@ -88,7 +94,7 @@ fn a_pod_is_isolated_and_reports_its_exit_status() {
         .unwrap()
         .count();
     assert_eq!(left, 0);
-    assert_eq!(mounts(), before, "mounts leaked");
+    assert_eq!(mounts(tmp.path()), before, "mounts leaked");
 }
 
 #[test]
@@ -125,8 +131,8 @@ fn the_host_binary_and_directories_are_out_of_reach() {
 
 #[test]
 fn detached_pods_are_listed_stopped_and_collected() {
-    let before = mounts();
     let tmp = tempfile::tempdir().unwrap();
+    let before = mounts(tmp.path());
     let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     let mut uuids = Vec::new();
@@ -186,7 +192,7 @@ fn detached_pods_are_listed_stopped_and_collected() {
         })
         .sum();
     assert_eq!(pods, 0);
-    assert_eq!(mounts(), before, "mounts leaked");
+    assert_eq!(mounts(tmp.path()), before, "mounts leaked");
 }
 
 #[test]
@@ -835,8 +841,8 @@ fn a_stop_that_comes_before_the_apps_still_stops_them() {
 
 #[test]
 fn two_pods_do_not_see_each_other() {
-    let before = mounts();
     let tmp = tempfile::tempdir().unwrap();
+    let before = mounts(tmp.path());
     let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     let start = |marker: &str| -> String {
@@ -896,7 +902,7 @@ fn two_pods_do_not_see_each_other() {
         .filter(|d| d.ends_with(&a) || d.ends_with(&b))
         .collect();
     assert!(left.is_empty(), "{left:?}");
-    assert_eq!(mounts(), before, "mounts leaked");
+    assert_eq!(mounts(tmp.path()), before, "mounts leaked");
 }
 
 #[test]
@@ -980,8 +986,8 @@ fn capability_seccomp_and_env_file_options() {
 
 #[test]
 fn the_fly_flavor_runs_with_host_namespaces_and_cleans_up() {
-    let before = mounts();
     let tmp = tempfile::tempdir().unwrap();
+    let before = mounts(tmp.path());
     let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
@@ -1003,7 +1009,7 @@ fn the_fly_flavor_runs_with_host_namespaces_and_cleans_up() {
         "fly shares the host's UTS namespace: {text}"
     );
     assert!(text.contains("bin\n") && text.contains("proc\n"), "{text}");
-    assert_eq!(mounts(), before, "fly left mounts behind");
+    assert_eq!(mounts(tmp.path()), before, "fly left mounts behind");
     // Detached, with enter.
     let out = output(
         skiff_in(tmp.path())
@@ -1031,7 +1037,7 @@ fn the_fly_flavor_runs_with_host_namespaces_and_cleans_up() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = output(skiff_in(tmp.path()).args(["gc", "--grace-period=0s"]));
     assert!(out.status.success());
-    assert_eq!(mounts(), before, "fly left mounts behind");
+    assert_eq!(mounts(tmp.path()), before, "fly left mounts behind");
 }
 
 #[test]
@@ -1122,8 +1128,8 @@ fn interactive_pods_get_a_terminal_of_their_own() {
 
 #[test]
 fn private_users_map_pod_root_to_an_unprivileged_host_uid() {
-    let before = mounts();
     let tmp = tempfile::tempdir().unwrap();
+    let before = mounts(tmp.path());
     let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     let out = output(
@@ -1232,13 +1238,13 @@ fn private_users_map_pod_root_to_an_unprivileged_host_uid() {
     assert_eq!(map.len(), 3, "{seen}");
     assert_eq!((map[0], map[2]), ("0", "65536"), "{seen}");
     drop(_guard);
-    assert_eq!(mounts(), before, "pods leave no mounts behind");
+    assert_eq!(mounts(tmp.path()), before, "pods leave no mounts behind");
 }
 
 #[test]
 fn no_overlay_gives_each_app_a_private_copy_of_its_tree() {
-    let before = mounts();
     let tmp = tempfile::tempdir().unwrap();
+    let before = mounts(tmp.path());
     let _guard = PodsGuard { root: tmp.path() };
     let aci = layout_aci(tmp.path());
     // The root's filesystem type (field 9 of mountinfo, after the "-").
@@ -1281,7 +1287,7 @@ fn no_overlay_gives_each_app_a_private_copy_of_its_tree() {
         .count();
     assert_eq!((written.len(), copies), (3, 2), "{written:?}");
     drop(_guard);
-    assert_eq!(mounts(), before, "pods leave no mounts behind");
+    assert_eq!(mounts(tmp.path()), before, "pods leave no mounts behind");
 }
 
 fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
