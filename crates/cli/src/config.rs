@@ -64,6 +64,11 @@ pub struct GlobalArgs {
     /// a severity, unsigned ones, or ones outside trusted name prefixes.
     #[arg(long, global = true, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+
+    /// Not an option: set by the small `skiff` (crate::front) for the
+    /// starts it runs itself (see `skiff_ops::Settings`).
+    #[arg(skip)]
+    pub stage1_in_process: bool,
 }
 
 impl GlobalArgs {
@@ -99,6 +104,7 @@ impl GlobalArgs {
             ca_file: std::env::var_os("SSL_CERT_FILE").map(PathBuf::from),
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             debug: self.debug,
+            stage1_in_process: self.stage1_in_process,
         })
     }
 

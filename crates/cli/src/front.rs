@@ -30,10 +30,13 @@ pub fn main() -> ExitCode {
     {
         return full(&args);
     }
-    let cli = crate::parse(args.clone());
+    let mut cli = crate::parse(args.clone());
     if !here(&cli, &args) {
         return full(&args);
     }
+    // Nothing of a fetch, credentials or the caller's whole environment is
+    // in this process: the pod's init, a fork of it, may be one too.
+    cli.global.stage1_in_process = true;
     log::init_without_env(cli.global.debug);
     if let Some(done) = crate::enter_user_namespace(&cli.command) {
         return done;

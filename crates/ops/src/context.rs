@@ -39,6 +39,11 @@ pub struct Settings {
     pub progress: bool,
     /// Debug diagnostics (passed on to stage1).
     pub debug: bool,
+    /// A start in the foreground runs the built-in stage1 in this process
+    /// instead of executing `skiff-stage1` (unless `stage1_path` names
+    /// one): for a program that holds nothing a pod must not see, as the
+    /// pod's init is a fork of it (`skiff`'s small front; docs/stage1.md).
+    pub stage1_in_process: bool,
 }
 
 impl Settings {
@@ -58,6 +63,7 @@ impl Settings {
             ca_file: None,
             progress: false,
             debug: false,
+            stage1_in_process: false,
         }
     }
 }

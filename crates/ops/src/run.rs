@@ -735,38 +735,53 @@ fn start_locked(
     // (`--lock-stdin`), which the spawn places without a step between fork
     // and exec, so without a full fork of this process; in the
     // foreground, above the sockets of socket activation (fds 3..).
-    let mut cmd = Command::new(stage1);
-    cmd.arg("run");
     let lock = lock.into_file();
-    if how == Start::Foreground {
-        let lock = rustix::io::fcntl_dupfd_cloexec(lock, 3 + service.listen_fds as i32)
-            .map_err(|e| io("pass the pod lock to stage1")(e.into()))?;
-        cmd.arg(format!("--lock-fd={}", lock.as_raw_fd()));
-        skiff_stage1::sys::process::pass_fd(&mut cmd, lock);
-    } else {
-        cmd.arg("--lock-stdin").stdin(lock);
+    let mut args = Vec::new();
+    let foreground_lock = match how {
+        Start::Foreground => {
+            let held = rustix::io::fcntl_dupfd_cloexec(&lock, 3 + service.listen_fds as i32)
+                .map_err(|e| io("pass the pod lock to stage1")(e.into()))?;
+            args.push(format!("--lock-fd={}", held.as_raw_fd()));
+            Some(held)
+        }
+        Start::Detached => None,
+    };
+    if ctx.settings.debug {
+        args.push("--debug".to_string());
     }
+    args.extend(service.stage1_args());
+    let mut cmd = Command::new(stage1);
+    cmd.arg("run").args(&args).arg(&pod.path);
     // The caller's environment (its tokens, paths) stays out of the pod's
     // init, which a pod process allowed to trace it could read: stage1
     // gets what it uses (PATH for the OCI runtime and CNI plugins, the CNI
     // plugin directory).
     cmd.env_clear();
-    for name in ["PATH", "SKIFF_CNI_PATH"] {
+    for name in STAGE1_ENV {
         if let Some(value) = std::env::var_os(name) {
             cmd.env(name, value);
         }
     }
-    if ctx.settings.debug {
-        cmd.arg("--debug");
-    }
-    cmd.args(service.stage1_args());
-    cmd.arg(&pod.path);
-    if how == Start::Foreground {
+    if let Some(held) = foreground_lock {
+        drop(lock);
         block_termination_signals();
+        // The built-in stage1 runs in this process, which executing it would
+        // replace anyway: one program loaded less (docs/performance.md).
+        if ctx.settings.stage1_in_process
+            && ctx.settings.stage1_path.is_none()
+            && skiff_stage1::entry::may_run_here()
+            && let Some(pod_dir) = pod.path.to_str()
+        {
+            tracing::debug!(pod = %pod.uuid, "stage1 ({}) in this process", stage1.display());
+            args.push(pod_dir.to_string());
+            skiff_stage1::entry::run_here(stage1, held, &args, &STAGE1_ENV);
+        }
+        skiff_stage1::sys::process::pass_fd(&mut cmd, held);
         tracing::debug!(pod = %pod.uuid, "exec {}", stage1.display());
         let err = cmd.exec();
         return Err(io(format!("start stage1 {}", stage1.display()))(err).into());
     }
+    cmd.arg("--lock-stdin").stdin(lock);
     cmd.arg("--detached");
     tracing::debug!(pod = %pod.uuid, "start {} (detached)", stage1.display());
     let log_path = pod.path.join("stage1.log");
@@ -831,6 +846,10 @@ fn start_locked(
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// What stage1 keeps of the caller's environment: PATH (for the OCI
+/// runtime and CNI plugins) and the CNI plugin directory.
+const STAGE1_ENV: [&str; 2] = ["PATH", "SKIFF_CNI_PATH"];
 
 /// Blocks SIGINT/SIGTERM/SIGHUP/SIGQUIT until stage1 (which inherits the
 /// mask across exec) has its handlers in place and unblocks them: a Ctrl-C

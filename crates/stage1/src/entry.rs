@@ -15,16 +15,19 @@ use std::process::ExitCode;
 use crate::{EXIT_SETUP_FAILED, error_line, fly, ns};
 use skiff_pod::{Flavor, Pod, Pods, State};
 
-fn usage() -> ExitCode {
+/// The status of a pod that did not start (see docs/stage1.md).
+const SETUP_FAILED: u8 = EXIT_SETUP_FAILED as u8;
+
+fn usage() -> u8 {
     eprintln!(
         "usage: skiff-stage1 run [--debug] [--detached] --lock-fd=N|--lock-stdin <pod-dir> | enter [--app=NAME] [--tty] [--interactive] [--user=U[:G]] [--env=N=V] [--workdir=DIR] <pod-dir> [-- CMD...] | gc <pod-dir>   (started by skiff; see docs/stage1.md)"
     );
-    ExitCode::from(EXIT_SETUP_FAILED as u8)
+    SETUP_FAILED
 }
 
 /// `skiff-stage1 enter [--app=NAME] [--tty] [--interactive] [--user=USER[:GROUP]]
 /// [--env=NAME=VALUE]... [--workdir=DIR] <pod-dir> [-- CMD...]`
-fn enter(args: &[String]) -> ExitCode {
+fn enter(args: &[String]) -> u8 {
     let mut options = crate::enter::Options::default();
     let mut pod_dir = None;
     let mut cmd = Vec::new();
@@ -67,7 +70,7 @@ fn enter(args: &[String]) -> ExitCode {
     };
     if let Err(e) = crate::enter::shield_caller() {
         eprintln!("skiff: cannot enter the pod: {}", error_line(&e));
-        return ExitCode::from(EXIT_SETUP_FAILED as u8);
+        return SETUP_FAILED;
     }
     let entered = if pod.runtime().is_ok_and(|r| r.flavor == Flavor::Kvm) {
         match options.beyond_output() {
@@ -80,17 +83,17 @@ fn enter(args: &[String]) -> ExitCode {
         crate::enter::enter(&pod, &options, &cmd)
     };
     match entered {
-        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Ok(code) => code.clamp(0, 255) as u8,
         Err(e) => {
             eprintln!("skiff: cannot enter the pod: {}", error_line(&e));
-            ExitCode::from(EXIT_SETUP_FAILED as u8)
+            SETUP_FAILED
         }
     }
 }
 
 /// `skiff-stage1 gc <pod-dir>`: releases what an exited pod may still hold
 /// (its networks, namespace and cgroups); idempotent.
-fn gc(args: &[String]) -> ExitCode {
+fn gc(args: &[String]) -> u8 {
     let [pod_dir] = args else {
         return usage();
     };
@@ -101,20 +104,20 @@ fn gc(args: &[String]) -> ExitCode {
         .unwrap_or_default();
     crate::cgroups::remove_leftovers(std::path::Path::new(crate::cgroups::ROOT), &uuid);
     match crate::net::tear_down(&pod_dir, &uuid) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(e) => {
             eprintln!(
                 "skiff: pod {uuid}: cannot remove its networks: {}",
                 error_line(&e)
             );
-            ExitCode::from(EXIT_SETUP_FAILED as u8)
+            SETUP_FAILED
         }
     }
 }
 
 /// `skiff-stage1 resume --state-fd=N`: the supervisor of a pod, woken
 /// from its rest by `skiff-wait` (crate::rest), goes on.
-fn resume(args: &[String]) -> ExitCode {
+fn resume(args: &[String]) -> u8 {
     let [arg] = args else {
         return usage();
     };
@@ -125,10 +128,10 @@ fn resume(args: &[String]) -> ExitCode {
         return usage();
     };
     match ns::resume(fd) {
-        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Ok(code) => code.clamp(0, 255) as u8,
         Err(e) => {
             eprintln!("skiff: pod supervisor: {}", error_line(&e));
-            ExitCode::from(EXIT_SETUP_FAILED as u8)
+            SETUP_FAILED
         }
     }
 }
@@ -143,18 +146,83 @@ pub fn main() -> ExitCode {
         crate::kvm::guest::main();
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("enter") {
-        return enter(&args[1..]);
+    ExitCode::from(match args.split_first() {
+        Some((command, rest)) => match command.as_str() {
+            "enter" => enter(rest),
+            "gc" => gc(rest),
+            "resume" => resume(rest),
+            "run" => run(rest),
+            _ => usage(),
+        },
+        None => usage(),
+    })
+}
+
+/// The `skiff-stage1` file this process is: set by [`run_here`], where
+/// the running program is stage0's.
+static PROGRAM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The `skiff-stage1` program this process runs (for the kvm guest's
+/// init, which is stage1 itself).
+pub fn program() -> std::io::Result<PathBuf> {
+    match PROGRAM.get() {
+        Some(path) => Ok(path.clone()),
+        None => std::env::current_exe(),
     }
-    if args.first().map(String::as_str) == Some("gc") {
-        return gc(&args[1..]);
-    }
-    if args.first().map(String::as_str) == Some("resume") {
-        return resume(&args[1..]);
-    }
-    if args.first().map(String::as_str) != Some("run") {
-        return usage();
-    }
+}
+
+/// The `skiff-stage1` program this process runs, opened (for a resting
+/// supervisor to execute again: crate::rest).
+pub fn open_program() -> std::io::Result<std::fs::File> {
+    std::fs::File::open(
+        PROGRAM
+            .get()
+            .map_or(std::path::Path::new("/proc/self/exe"), |p| p),
+    )
+}
+
+/// Whether this process may become stage1 with [`run_here`]: it has no
+/// other thread (which could read, hold or change what stage1 takes for
+/// its own: the environment, fds, locks in memory).
+pub fn may_run_here() -> bool {
+    crate::sys::process::threads() == Some(1)
+}
+
+/// `program run ARGS` in this process instead of executing `program`:
+/// for stage0's start in the foreground, which would execute stage1 and
+/// never return (docs/stage1.md, "Invocation"). This process becomes what
+/// the executed program would be: an environment of `keep_env` only, the
+/// command line and name of `program` in /proc (the caller's arguments
+/// and environment overwritten there, where a fork's copy would show
+/// them), no fd but those stage1 keeps (`lock`, named in `args`, is taken
+/// as passed), the pod's status as its exit. Only where [`may_run_here`].
+pub fn run_here(
+    program: &std::path::Path,
+    lock: std::os::fd::OwnedFd,
+    args: &[String],
+    keep_env: &[&str],
+) -> ! {
+    let _ = PROGRAM.set(program.to_path_buf());
+    // Passed as an inherited fd is, to be taken from its number.
+    let _ = std::os::fd::IntoRawFd::into_raw_fd(lock);
+    let kept: Vec<(std::ffi::OsString, std::ffi::OsString)> = keep_env
+        .iter()
+        .filter_map(|name| Some(((*name).into(), std::env::var_os(name)?)))
+        .collect();
+    crate::sys::process::replace_environment(&kept);
+    let mut argv: Vec<&[u8]> = vec![program.as_os_str().as_encoded_bytes(), b"run"];
+    argv.extend(args.iter().map(|a| a.as_bytes()));
+    let env: Vec<Vec<u8>> = kept
+        .iter()
+        .map(|(name, value)| [name.as_encoded_bytes(), b"=", value.as_encoded_bytes()].concat())
+        .collect();
+    crate::cmdline::show(&argv, Some(&env));
+    let _ = rustix::thread::set_name(c"skiff-stage1");
+    std::process::exit(i32::from(run(args)))
+}
+
+/// `skiff-stage1 run …`: the supervisor of a pod; returns the pod's status.
+fn run(args: &[String]) -> u8 {
     // A stop before the flavor's handler is in place is noted, and passed
     // on once it is.
     crate::supervise::note_stops();
@@ -165,7 +233,7 @@ pub fn main() -> ExitCode {
     let mut notify = None;
     let mut listen_fds = 0u32;
     let mut listen_names = None;
-    for arg in &args[1..] {
+    for arg in args {
         if let Some(n) = arg.strip_prefix("--lock-fd=") {
             lock_fd = n.parse::<i32>().ok();
         } else if arg == "--lock-stdin" {
@@ -211,7 +279,7 @@ pub fn main() -> ExitCode {
                 eprintln!(
                     "skiff: pod failed to start: cannot take the pod's lock from standard input: {e}"
                 );
-                return ExitCode::from(EXIT_SETUP_FAILED as u8);
+                return SETUP_FAILED;
             }
         },
         (false, fd) => fd,
@@ -224,7 +292,7 @@ pub fn main() -> ExitCode {
         eprintln!(
             "skiff: pod failed to start: the pod's lock fd {fd} is among the activated sockets"
         );
-        return ExitCode::from(EXIT_SETUP_FAILED as u8);
+        return SETUP_FAILED;
     }
     let keep: Vec<u32> = lock_fd
         .and_then(|fd| u32::try_from(fd).ok())
@@ -233,7 +301,7 @@ pub fn main() -> ExitCode {
         .collect();
     if let Err(e) = crate::close_inherited_fds(&keep) {
         eprintln!("skiff: pod failed to start: {}", error_line(&e));
-        return ExitCode::from(EXIT_SETUP_FAILED as u8);
+        return SETUP_FAILED;
     }
     let lock = lock_fd.and_then(crate::sys::process::take_inherited_fd);
     // The lock must be the pod's own directory, locked by stage0: anything
@@ -243,7 +311,7 @@ pub fn main() -> ExitCode {
         && let Err(e) = lock_is_the_pods(lock.as_ref(), fd, &pod_dir)
     {
         eprintln!("skiff: pod failed to start: {e}");
-        return ExitCode::from(EXIT_SETUP_FAILED as u8);
+        return SETUP_FAILED;
     }
     let listen = match listen_fds {
         0 => None,
@@ -251,7 +319,7 @@ pub fn main() -> ExitCode {
             Ok(fds) => Some(fds),
             Err(e) => {
                 eprintln!("skiff: pod failed to start: {}", error_line(&e));
-                return ExitCode::from(EXIT_SETUP_FAILED as u8);
+                return SETUP_FAILED;
             }
         },
     };
@@ -265,7 +333,7 @@ pub fn main() -> ExitCode {
         Ok(runtime) => runtime.flavor,
         Err(e) => {
             eprintln!("skiff: pod failed to start: {}", error_line(&e));
-            return ExitCode::from(EXIT_SETUP_FAILED as u8);
+            return SETUP_FAILED;
         }
     };
     let launch = crate::supervise::Launch {
@@ -281,10 +349,10 @@ pub fn main() -> ExitCode {
         Flavor::Kvm => crate::kvm::run(&pods, pod, launch),
     };
     match result {
-        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Ok(code) => code.clamp(0, 255) as u8,
         Err(e) => {
             eprintln!("skiff: pod failed to start: {}", error_line(&e));
-            ExitCode::from(EXIT_SETUP_FAILED as u8)
+            SETUP_FAILED
         }
     }
 }

@@ -30,6 +30,7 @@ pub mod app;
 pub mod approot;
 pub mod apps;
 pub mod cgroups;
+pub mod cmdline;
 pub mod confine;
 pub mod copy;
 pub mod devbpf;

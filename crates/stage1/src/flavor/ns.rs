@@ -580,35 +580,12 @@ fn start_logging(
 }
 
 /// The pod's pid 1: namespaces, filesystems, apps, reaping.
-/// Overwrites this process's argument area (what `/proc/<pid>/cmdline`
-/// shows) with "skiff-init": the pod's processes see that as their pid 1,
-/// not stage1's command line, which names host paths. Best effort.
+/// Shows "skiff-init" as its command line and name: the pod's processes
+/// see that as their pid 1, not stage1's command line, which names host
+/// paths. Best effort.
 fn hide_host_cmdline() {
-    use std::io::{Seek, SeekFrom, Write};
-    // arg_start and arg_end are fields 48 and 49 of /proc/self/stat.
-    let Some(fields) = crate::proc_stat("self") else {
-        return;
-    };
-    let (Some(&start), Some(&end)) = (fields.get(48), fields.get(49)) else {
-        return;
-    };
-    let Some(len) = end.checked_sub(start).and_then(|l| usize::try_from(l).ok()) else {
-        return;
-    };
-    let mut area = vec![0u8; len];
-    let name = b"skiff-init";
-    let n = name.len().min(len.saturating_sub(1));
-    area[..n].copy_from_slice(&name[..n]);
+    crate::cmdline::show(&[b"skiff-init"], None);
     let _ = rustix::thread::set_name(c"skiff-init");
-    // Our own memory, through the kernel (no pointer into it is held).
-    if let Ok(mut mem) = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/proc/self/mem")
-    {
-        let _ = mem
-            .seek(SeekFrom::Start(start))
-            .and_then(|_| mem.write_all(&area));
-    }
 }
 
 /// Makes init unreadable to the pod's processes (not dumpable) and has

@@ -113,6 +113,26 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Replaces this process's environment with `kept` (names and values):
+/// everything else goes, without being read. For a process with one
+/// thread only: [`threads`] says so.
+pub fn replace_environment(kept: &[(std::ffi::OsString, std::ffi::OsString)]) {
+    // SAFETY: the caller checked that this process has one thread, so no
+    // other reads or changes the environment meanwhile; clearenv(3) only
+    // empties libc's table (the strings stay where they were).
+    unsafe { libc::clearenv() };
+    for (name, value) in kept {
+        // SAFETY: as above, one thread.
+        unsafe { std::env::set_var(name, value) };
+    }
+}
+
+/// How many threads this process has (`None` if /proc cannot say).
+pub fn threads() -> Option<u64> {
+    // Field 20 of /proc/self/stat.
+    crate::proc_stat("self")?.get(20).copied()
+}
+
 /// Closes fds `first..=last`.
 pub fn close_range(first: u32, last: u32) -> std::io::Result<()> {
     // SAFETY: close_range(2) takes plain integers; callers close only fds
