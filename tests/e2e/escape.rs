@@ -1163,10 +1163,13 @@ fn the_pods_init_holds_nothing_of_the_host() {
 /// A foreground start from the store runs stage1 in `skiff`'s own process
 /// (no second program loaded), so the pod's init is a fork of the
 /// process the caller started, with the caller's arguments and
-/// environment in its memory. Neither reaches the pod — not through
-/// `/proc/1/environ` or `/proc/1/cmdline`, nor anywhere in init's memory,
-/// which a pod process granted CAP_SYS_PTRACE reads through /proc/1/mem —
-/// and the host sees the supervisor as it would an executed stage1.
+/// environment in its memory. Neither reaches the pod or shows on the
+/// host: the supervisor's /proc command line and environment are an
+/// executed stage1's, init's command line is `skiff-init`, and init
+/// (non-dumpable) is closed to the pod's processes. A pod granted
+/// CAP_SYS_PTRACE, which could read init's memory, gets an executed
+/// stage1 — and finds the caller's environment neither in
+/// `/proc/1/environ` nor anywhere in init's memory (/proc/1/mem).
 #[test]
 fn a_pod_started_in_skiffs_own_process_sees_nothing_of_the_caller() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1175,7 +1178,7 @@ fn a_pod_started_in_skiffs_own_process_sees_nothing_of_the_caller() {
     // Built from two halves, so that this script (in init's memory, as
     // part of the pod) does not hold it.
     let probe = "b=/bin/busybox; t=TOKEN-; t=${t}VALUE; \
-                 echo environ: $($b tr '\\0' ' ' < /proc/1/environ); \
+                 echo environ: $($b tr '\\0' ' ' < /proc/1/environ 2>&1); \
                  echo cmdline: $($b tr '\\0' ' ' < /proc/1/cmdline); \
                  n=0; while read range perms offset dev inode name; do \
                    case $perms$name in r*\\[vsyscall\\]|r*\\[vvar*) continue;; r*) ;; *) continue;; esac; \
@@ -1184,7 +1187,7 @@ fn a_pod_started_in_skiffs_own_process_sees_nothing_of_the_caller() {
                    n=$((n+1)); \
                  done < /proc/1/maps > /init-memory; \
                  echo regions: $n bytes: $($b wc -c < /init-memory) found: $($b grep -a -c \"$t\" /init-memory); \
-                 $b sleep 2; echo PROBE-DONE";
+                 $b sleep 1; echo PROBE-DONE";
     let app = serde_json::json!({
         "exec": ["/bin/busybox", "sh", "-c", probe], "user": "0", "group": "0"
     });
@@ -1195,58 +1198,86 @@ fn a_pod_started_in_skiffs_own_process_sees_nothing_of_the_caller() {
             .arg(&aci),
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    // Root's run of a stored image, no option `skiff` hands on: `skiff`
-    // runs it itself, with a token in its environment and a marker among
-    // its arguments (an app's environment: the pod's own business).
     let token = format!("TOKEN-VALUE-{}", std::process::id());
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .env("SKIFF_DIR", root.join("data"))
-        .env("CALLER_TOKEN", &token)
-        .arg("--local-config")
-        .arg(root.join("etc"))
-        .arg("--system-config")
-        .arg(root.join("usr"))
-        .args(["run", "--net=none", "example.com/hostile"])
-        .arg("--cap-retain=CAP_SYS_PTRACE")
-        .arg("--set-env=MARK=ARGUMENT-MARK")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The supervisor is the process started: once it calls itself
-    // skiff-stage1, it is one.
-    let proc =
-        |what: &str| std::fs::read(format!("/proc/{}/{what}", child.id())).unwrap_or_default();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while String::from_utf8_lossy(&proc("comm")).trim() != "skiff-stage1" {
-        assert!(std::time::Instant::now() < deadline, "no supervisor");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    // Root's run of a stored image with no option `skiff` hands on, a
+    // token in its environment and a marker among its arguments (an app's
+    // environment: the pod's own business); `grant` given to the app.
+    let run = |grant: &[&str]| {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .env("SKIFF_DIR", root.join("data"))
+            .env("CALLER_TOKEN", &token)
+            .arg("--local-config")
+            .arg(root.join("etc"))
+            .arg("--system-config")
+            .arg(root.join("usr"))
+            .args(["run", "--net=none", "example.com/hostile"])
+            .args(grant)
+            .arg("--set-env=MARK=ARGUMENT-MARK")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The supervisor is the process started: once it calls itself
+        // skiff-stage1, it is one.
+        let proc =
+            |what: &str| std::fs::read(format!("/proc/{}/{what}", child.id())).unwrap_or_default();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while String::from_utf8_lossy(&proc("comm")).trim() != "skiff-stage1" {
+            assert!(std::time::Instant::now() < deadline, "no supervisor");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let exe = std::fs::read_link(format!("/proc/{}/exe", child.id())).unwrap();
+        let cmdline = String::from_utf8_lossy(&proc("cmdline")).replace('\0', " ");
+        let environ = String::from_utf8_lossy(&proc("environ")).replace('\0', " ");
+        let out = child.wait_with_output().unwrap();
+        let text = stdout(&out);
+        assert!(out.status.success(), "{text}{}", stderr(&out));
+        assert!(text.contains("PROBE-DONE"), "{text}");
+        // What the host sees of the supervisor is an executed stage1's.
+        assert!(cmdline.contains("-stage1 run --lock-fd="), "{cmdline}");
+        assert!(environ.trim_start().starts_with("PATH="), "{environ}");
+        assert!(text.contains("cmdline: skiff-init"), "{text}");
+        for (what, shown) in [
+            ("pod", text.as_str()),
+            ("cmdline", &cmdline),
+            ("environ", &environ),
+        ] {
+            for leak in [token.as_str(), "ARGUMENT-MARK", "SKIFF_DIR", "run --net"] {
+                assert!(!shown.contains(leak), "{what} shows {leak}: {shown}");
+            }
+        }
+        (exe, text)
+    };
+
     // Stage1's code in skiff's process (the path under test), not an
-    // executed skiff-stage1.
-    let exe = std::fs::read_link(format!("/proc/{}/exe", child.id())).unwrap();
+    // executed skiff-stage1; init is closed to the pod.
+    let (exe, text) = run(&[]);
     assert!(
         exe.ends_with("skiff"),
         "stage1 was executed: {}",
         exe.display()
     );
-    let cmdline = String::from_utf8_lossy(&proc("cmdline")).replace('\0', " ");
-    let environ = String::from_utf8_lossy(&proc("environ")).replace('\0', " ");
     assert!(
-        cmdline.starts_with(&format!("{}-stage1 run --lock-fd=", exe.display())),
-        "{cmdline}"
+        text.contains("environ:\n"),
+        "the pod read init's environment: {text}"
     );
-    assert!(environ.trim_start().starts_with("PATH="), "{environ}");
-    let out = child.wait_with_output().unwrap();
-    let text = stdout(&out);
-    assert!(out.status.success(), "{text}{}", stderr(&out));
-    assert!(text.contains("PROBE-DONE"), "{text}");
-    // The probe read init (the check can fail) ...
+    assert!(
+        text.contains("regions: 0 "),
+        "the pod read init's memory: {text}"
+    );
+
+    // Granted CAP_SYS_PTRACE: an executed stage1, whose init the probe
+    // reads (the check can fail) and finds nothing of the caller in.
+    let (exe, text) = run(&["--cap-retain=CAP_SYS_PTRACE"]);
+    assert!(
+        exe.ends_with("skiff-stage1"),
+        "stage1 ran in skiff: {}",
+        exe.display()
+    );
     assert!(
         text.contains("environ: PATH="),
         "the probe cannot read init: {text}"
     );
-    assert!(text.contains("cmdline: skiff-init"), "{text}");
     let bytes: u64 = text
         .split("bytes: ")
         .nth(1)
@@ -1256,20 +1287,10 @@ fn a_pod_started_in_skiffs_own_process_sees_nothing_of_the_caller() {
         bytes > 1 << 20,
         "the probe read little of init's memory: {text}"
     );
-    // ... and found nothing of the caller in it, nor did the host.
     assert!(
         text.contains(" found: 0"),
         "init's memory holds the caller's environment: {text}"
     );
-    for (what, shown) in [
-        ("pod", text.as_str()),
-        ("cmdline", &cmdline),
-        ("environ", &environ),
-    ] {
-        for leak in [token.as_str(), "ARGUMENT-MARK", "SKIFF_DIR", "run --net"] {
-            assert!(!shown.contains(leak), "{what} shows {leak}: {shown}");
-        }
-    }
 }
 
 /// Runs code in the pod's init, as a pod process granted CAP_SYS_PTRACE

@@ -1573,6 +1573,54 @@ fn stage1_is_a_static_executable() {
     assert_static_executable(env!("CARGO_BIN_EXE_skiff-stage1"));
 }
 
+/// A closed stdout (`skiff run … | head -1`) ends neither the pod nor its
+/// supervisor: the app runs to its end and `skiff run` exits with its
+/// status. Through the small `skiff`, whose own process becomes the
+/// supervisor (docs/stage1.md, "Invocation"), as through an executed stage1.
+#[test]
+fn a_closed_stdout_ends_neither_the_pod_nor_its_supervisor() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let _guard = PodsGuard { root };
+    let aci = layout_aci(root);
+    let out = output(
+        skiff_in(root)
+            .args(["fetch", "--insecure-options=image"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut child = skiff_in(root)
+        .args(["run", "--net=none", "example.com/busybox", "--exec=/bin/sh"])
+        .args([
+            "--",
+            "-c",
+            "echo first; sleep 1; echo second; echo third; exit 7",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    {
+        let stdout = child.stdout.take().unwrap();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut first)
+            .unwrap();
+    }
+    assert_eq!(first, "first\n");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+    let list = stdout(&output(skiff_in(root).args(["list", "--no-legend"])));
+    assert!(list.contains("exited"), "{list}");
+}
+
 /// The small `skiff` of pod starts is static too (~0.5 ms of each start,
 /// docs/performance.md); `skiff-full`, which resolves host names, is not.
 #[test]

@@ -767,14 +767,12 @@ fn start_locked(
         block_termination_signals();
         // The built-in stage1 runs in this process, which executing it would
         // replace anyway: one program loaded less (docs/performance.md).
-        if ctx.settings.stage1_in_process
-            && ctx.settings.stage1_path.is_none()
-            && skiff_stage1::entry::may_run_here()
+        if let Some(here) = in_process(ctx, &pod)
             && let Some(pod_dir) = pod.path.to_str()
         {
             tracing::debug!(pod = %pod.uuid, "stage1 ({}) in this process", stage1.display());
             args.push(pod_dir.to_string());
-            skiff_stage1::entry::run_here(stage1, held, &args, &STAGE1_ENV);
+            here.run(stage1, held, &args, &STAGE1_ENV);
         }
         skiff_stage1::sys::process::pass_fd(&mut cmd, held);
         tracing::debug!(pod = %pod.uuid, "exec {}", stage1.display());
@@ -845,6 +843,25 @@ fn start_locked(
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// This process, if it is to become the built-in stage1 of `pod` in
+/// place ([`skiff_stage1::entry::Here`]): only where the settings say so
+/// (`skiff`'s small front) and no `--stage1-path` was given, for an `ns`
+/// pod none of whose apps was granted capabilities. A pod process with
+/// CAP_SYS_PTRACE could read its init's memory, a fork of this process
+/// (the store's pages read here, other images' manifests among them); a
+/// `kvm` pod boots the stage1 file, which must be the code that runs it.
+fn in_process(ctx: &Context, pod: &Pod) -> Option<skiff_stage1::entry::Here> {
+    if !ctx.settings.stage1_in_process || ctx.settings.stage1_path.is_some() {
+        return None;
+    }
+    let runtime = pod.runtime().ok()?;
+    let granted = runtime.apps.iter().any(|a| a.grants.capabilities);
+    if runtime.flavor != Flavor::Ns || granted {
+        return None;
+    }
+    skiff_stage1::entry::Here::prepare()
 }
 
 /// What stage1 keeps of the caller's environment: PATH (for the OCI

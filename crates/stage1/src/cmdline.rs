@@ -1,44 +1,66 @@
 //! What `/proc/<pid>/cmdline` and `/proc/<pid>/environ` show of this
 //! process: the kernel reads both from the argument and environment
 //! areas at the top of its stack, which hold what the program was started
-//! with — and which a fork copies. [`show`] overwrites them.
+//! with — and which a fork copies. [`Areas::show`] overwrites them.
 
 use std::io::{Seek, SeekFrom, Write};
 
-/// Overwrites this process's argument area with `argv` and, given `env`,
-/// its environment area with those `NAME=VALUE` entries: each as many
-/// whole entries (NUL-terminated) as fit, the rest of the area zeros, so
-/// nothing of what was there before is left. The areas keep their size
-/// (moving them needs CAP_SYS_RESOURCE). Best effort: a process whose
-/// /proc cannot be read or written keeps what it shows.
-pub fn show(argv: &[&[u8]], env: Option<&[Vec<u8>]>) {
-    // arg_start, arg_end, env_start and env_end are fields 48 to 51 of
-    // /proc/self/stat.
-    let Some(fields) = crate::proc_stat("self") else {
-        return;
-    };
-    let area = |start: usize, end: usize| {
-        let (&start, &end) = (fields.get(start)?, fields.get(end)?);
-        Some((start, usize::try_from(end.checked_sub(start)?).ok()?))
-    };
-    // Our own memory, through the kernel (no pointer into it is held).
-    let Ok(mut mem) = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/proc/self/mem")
-    else {
-        return;
-    };
-    let mut write = |(start, len): (u64, usize), entries: &[&[u8]]| {
-        let _ = mem
-            .seek(SeekFrom::Start(start))
-            .and_then(|_| mem.write_all(&filled(entries, len)));
-    };
-    if let Some(args) = area(48, 49) {
-        write(args, argv);
+/// This process's argument and environment areas, open for overwriting.
+pub struct Areas {
+    mem: std::fs::File,
+    /// Where each starts and how long it is.
+    args: (u64, usize),
+    env: (u64, usize),
+}
+
+impl Areas {
+    /// Those of this process (from /proc/self/stat and /proc/self/mem).
+    pub fn of_this_process() -> std::io::Result<Areas> {
+        let unknown = || std::io::Error::other("/proc/self/stat does not say where they are");
+        // arg_start, arg_end, env_start and env_end are fields 48 to 51.
+        let fields = crate::proc_stat("self").ok_or_else(unknown)?;
+        let area = |start: usize, end: usize| {
+            let (&start, &end) = (fields.get(start)?, fields.get(end)?);
+            Some((start, usize::try_from(end.checked_sub(start)?).ok()?))
+        };
+        // Our own memory, through the kernel (no pointer into it is held).
+        let mem = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/proc/self/mem")?;
+        Ok(Areas {
+            mem,
+            args: area(48, 49).ok_or_else(unknown)?,
+            env: area(50, 51).ok_or_else(unknown)?,
+        })
     }
-    if let (Some(env), Some(entries)) = (area(50, 51), env) {
-        let entries: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
-        write(env, &entries);
+
+    /// Overwrites the argument area with `argv` and, given `env`, the
+    /// environment area with those `NAME=VALUE` entries: each as many
+    /// whole entries (NUL-terminated) as fit, the rest of the area zeros,
+    /// so nothing of what was there before is left. The areas keep their
+    /// size (moving them needs CAP_SYS_RESOURCE).
+    pub fn show(&mut self, argv: &[&[u8]], env: Option<&[Vec<u8>]>) -> std::io::Result<()> {
+        let (start, len) = self.args;
+        self.write(start, &filled(argv, len))?;
+        if let Some(env) = env {
+            let entries: Vec<&[u8]> = env.iter().map(Vec::as_slice).collect();
+            let (start, len) = self.env;
+            self.write(start, &filled(&entries, len))?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, at: u64, bytes: &[u8]) -> std::io::Result<()> {
+        self.mem.seek(SeekFrom::Start(at))?;
+        self.mem.write_all(bytes)
+    }
+}
+
+/// [`Areas::show`] for this process, best effort: one whose /proc cannot
+/// be read or written keeps what it shows.
+pub fn show(argv: &[&[u8]], env: Option<&[Vec<u8>]>) {
+    if let Ok(mut areas) = Areas::of_this_process() {
+        let _ = areas.show(argv, env);
     }
 }
 

@@ -158,67 +158,65 @@ pub fn main() -> ExitCode {
     })
 }
 
-/// The `skiff-stage1` file this process is: set by [`run_here`], where
-/// the running program is stage0's.
-static PROGRAM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+/// A process about to become stage1 in place, instead of executing the
+/// `skiff-stage1` program: stage0's start in the foreground, which would
+/// execute stage1 and never return (docs/stage1.md, "Invocation").
+pub struct Here {
+    areas: crate::cmdline::Areas,
+}
 
-/// The `skiff-stage1` program this process runs (for the kvm guest's
-/// init, which is stage1 itself).
-pub fn program() -> std::io::Result<PathBuf> {
-    match PROGRAM.get() {
-        Some(path) => Ok(path.clone()),
-        None => std::env::current_exe(),
+impl Here {
+    /// This process, if it can become stage1 as the program's exec would
+    /// make it: it has no other thread (which could read, hold or change
+    /// what stage1 takes for its own: the environment, fds, locks in
+    /// memory), and its argument and environment areas can be
+    /// overwritten. Nothing is changed yet.
+    pub fn prepare() -> Option<Here> {
+        if crate::sys::process::threads() != Some(1) {
+            return None;
+        }
+        let areas = crate::cmdline::Areas::of_this_process().ok()?;
+        Some(Here { areas })
     }
-}
 
-/// The `skiff-stage1` program this process runs, opened (for a resting
-/// supervisor to execute again: crate::rest).
-pub fn open_program() -> std::io::Result<std::fs::File> {
-    std::fs::File::open(
-        PROGRAM
-            .get()
-            .map_or(std::path::Path::new("/proc/self/exe"), |p| p),
-    )
-}
-
-/// Whether this process may become stage1 with [`run_here`]: it has no
-/// other thread (which could read, hold or change what stage1 takes for
-/// its own: the environment, fds, locks in memory).
-pub fn may_run_here() -> bool {
-    crate::sys::process::threads() == Some(1)
-}
-
-/// `program run ARGS` in this process instead of executing `program`:
-/// for stage0's start in the foreground, which would execute stage1 and
-/// never return (docs/stage1.md, "Invocation"). This process becomes what
-/// the executed program would be: an environment of `keep_env` only, the
-/// command line and name of `program` in /proc (the caller's arguments
-/// and environment overwritten there, where a fork's copy would show
-/// them), no fd but those stage1 keeps (`lock`, named in `args`, is taken
-/// as passed), the pod's status as its exit. Only where [`may_run_here`].
-pub fn run_here(
-    program: &std::path::Path,
-    lock: std::os::fd::OwnedFd,
-    args: &[String],
-    keep_env: &[&str],
-) -> ! {
-    let _ = PROGRAM.set(program.to_path_buf());
-    // Passed as an inherited fd is, to be taken from its number.
-    let _ = std::os::fd::IntoRawFd::into_raw_fd(lock);
-    let kept: Vec<(std::ffi::OsString, std::ffi::OsString)> = keep_env
-        .iter()
-        .filter_map(|name| Some(((*name).into(), std::env::var_os(name)?)))
-        .collect();
-    crate::sys::process::replace_environment(&kept);
-    let mut argv: Vec<&[u8]> = vec![program.as_os_str().as_encoded_bytes(), b"run"];
-    argv.extend(args.iter().map(|a| a.as_bytes()));
-    let env: Vec<Vec<u8>> = kept
-        .iter()
-        .map(|(name, value)| [name.as_encoded_bytes(), b"=", value.as_encoded_bytes()].concat())
-        .collect();
-    crate::cmdline::show(&argv, Some(&env));
-    let _ = rustix::thread::set_name(c"skiff-stage1");
-    std::process::exit(i32::from(run(args)))
+    /// `program run ARGS` in this process. It becomes what the executed
+    /// program would be: an environment of `keep_env` only (the rest
+    /// cleared unread), the command line of `program` and that
+    /// environment in its /proc areas (the caller's overwritten: the
+    /// pod's init is a fork of this process), the name `skiff-stage1`,
+    /// SIGPIPE ignored (as Rust's runtime leaves a program), no fd but
+    /// those stage1 keeps (`lock`, named in `args`, is taken as passed);
+    /// then exits with the pod's status.
+    pub fn run(
+        mut self,
+        program: &std::path::Path,
+        lock: std::os::fd::OwnedFd,
+        args: &[String],
+        keep_env: &[&str],
+    ) -> ! {
+        // Taken from its number, as an inherited fd is.
+        let _ = std::os::fd::IntoRawFd::into_raw_fd(lock);
+        let kept: Vec<(std::ffi::OsString, std::ffi::OsString)> = keep_env
+            .iter()
+            .filter_map(|name| Some(((*name).into(), std::env::var_os(name)?)))
+            .collect();
+        crate::sys::process::replace_environment(&kept);
+        let mut argv: Vec<&[u8]> = vec![program.as_os_str().as_encoded_bytes(), b"run"];
+        argv.extend(args.iter().map(|a| a.as_bytes()));
+        let env: Vec<Vec<u8>> = kept
+            .iter()
+            .map(|(name, value)| [name.as_encoded_bytes(), b"=", value.as_encoded_bytes()].concat())
+            .collect();
+        if let Err(e) = self.areas.show(&argv, Some(&env)) {
+            eprintln!(
+                "skiff: pod failed to start: cannot overwrite the caller's command line: {e}"
+            );
+            std::process::exit(EXIT_SETUP_FAILED);
+        }
+        let _ = rustix::thread::set_name(c"skiff-stage1");
+        crate::sys::signal::ignore(&[libc::SIGPIPE]);
+        std::process::exit(i32::from(run(args)))
+    }
 }
 
 /// `skiff-stage1 run …`: the supervisor of a pod; returns the pod's status.

@@ -244,7 +244,7 @@ fn try_rest(r: &Resting<'_>) -> Stage1Error {
         let state_fd = sealed_memfd("skiff-rest-state", &json, false)
             .map_err(failed("keep the supervisor's state"))?;
         let waiter = sealed_memfd("skiff-wait", WAITER, true).map_err(failed("load skiff-wait"))?;
-        let stage1 = crate::entry::open_program().map_err(failed("open skiff-stage1"))?;
+        let stage1 = std::fs::File::open("/proc/self/exe").map_err(failed("open skiff-stage1"))?;
         let init = rustix::process::Pid::from_raw(r.init)
             .ok_or_else(|| Stage1Error::Config("rest: no init to wait for".into()))?;
         let pidfd = rustix::process::pidfd_open(init, rustix::process::PidfdFlags::empty())

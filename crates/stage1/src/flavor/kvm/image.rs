@@ -93,7 +93,7 @@ fn version_order(a: &Path, b: &Path) -> std::cmp::Ordering {
 
 /// The cached image for `kernel`, built first if needed.
 pub fn ensure(data_dir: &Path, kernel: &Path, release: &str) -> Result<GuestImage, Stage1Error> {
-    let init = crate::entry::program().map_err(setup_err("find the stage1 binary"))?;
+    let init = std::env::current_exe().map_err(setup_err("find the stage1 binary"))?;
     let key = cache_key(kernel, &init)?;
     let cache = data_dir.join("kvm");
     let dir = cache.join(format!("guest-{key}"));
