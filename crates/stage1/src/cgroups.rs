@@ -319,8 +319,19 @@ impl PodCgroups {
                 let _ = std::fs::write(dir.join("cgroup.subtree_control"), "+memory +cpu +pids");
             }
         }
+        // Each directory once: a flat pod's init and app share cgroups
+        // with the pod level, and a made one's parents exist (~5 µs of
+        // cgroupfs lookups each, docs/performance.md).
+        let mut made: Vec<PathBuf> = Vec::new();
+        let mut make = |dir: PathBuf| -> Result<(), Stage1Error> {
+            if !made.iter().any(|m| m.starts_with(&dir)) {
+                mkdir(&dir)?;
+                made.push(dir);
+            }
+            Ok(())
+        };
         for dir in cg.pod_dirs().into_iter().chain(cg.init_dirs()) {
-            mkdir(&dir)?;
+            make(dir)?;
         }
         // The device policy, at the pod level before any app cgroup
         // exists (v1 children start with their parent's rules; device
@@ -350,7 +361,7 @@ impl PodCgroups {
         cg.apply(None, pod)?;
         for (name, limits) in apps {
             for dir in cg.app_dirs(name) {
-                mkdir(&dir)?;
+                make(dir)?;
             }
             cg.apply(Some(name), limits)?;
         }
@@ -491,14 +502,26 @@ impl PodCgroups {
     /// Removes the pod's cgroups (children first); waits briefly for the
     /// last processes to be gone.
     pub fn remove(&self) {
-        for app in self.apps.iter().map(String::as_str).chain([".init"]) {
-            for dir in self.app_dirs(app) {
-                remove_dir(&dir);
-            }
-        }
-        for dir in self.pod_dirs() {
+        for dir in self.dirs_to_remove() {
             remove_dir(&dir);
         }
+    }
+
+    /// The pod's cgroup directories, each once, children first: the
+    /// apps', init's (a leaf of its own on v2 only), the pod level.
+    fn dirs_to_remove(&self) -> Vec<PathBuf> {
+        let init = matches!(self.hierarchy, Hierarchy::V2(_)).then_some(".init");
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let apps = self.apps.iter().map(String::as_str).chain(init);
+        for dir in apps
+            .flat_map(|app| self.app_dirs(app))
+            .chain(self.pod_dirs())
+        {
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+        dirs
     }
 }
 
@@ -993,6 +1016,22 @@ mod tests {
         }
         let (init, apps) = cg.open_joins().unwrap();
         assert_eq!((init.len(), apps.len(), apps[0].len()), (4, 1, 4));
+        // Removed each once, the app's before the pod's; init has none of
+        // its own on v1.
+        let r = |p: &str| root.path().join(p);
+        assert_eq!(
+            cg.dirs_to_remove(),
+            [
+                "memory/skiff/u",
+                "cpu/skiff/u/web",
+                "pids/skiff/u/web",
+                "devices/skiff/u/web",
+                "cpu/skiff/u",
+                "pids/skiff/u",
+                "devices/skiff/u"
+            ]
+            .map(r)
+        );
         // A thread that moves itself joins through v1's `tasks`, which
         // takes no host-wide lock; `enter` moves its whole process.
         assert!(
