@@ -1291,6 +1291,42 @@ fn a_pod_started_in_skiffs_own_process_sees_nothing_of_the_caller() {
         text.contains(" found: 0"),
         "init's memory holds the caller's environment: {text}"
     );
+
+    // Pods prepared with capabilities or the kernel's paths granted (by
+    // skiff-full: insecure options), started by `skiff`: executed too.
+    for insecure in ["capabilities", "paths"] {
+        let out = output(
+            skiff_in(root)
+                .arg(format!("--insecure-options=image,{insecure}"))
+                .args(["prepare", "--net=none", "example.com/hostile"])
+                .args(["--exec=/bin/busybox", "--", "sleep", "1"]),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let uuid = stdout(&out).trim().lines().last().unwrap().to_string();
+        let child = skiff_in(root)
+            .args(["run-prepared", &uuid])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let exe = loop {
+            let comm =
+                std::fs::read_to_string(format!("/proc/{}/comm", child.id())).unwrap_or_default();
+            if comm.trim() == "skiff-stage1" {
+                break std::fs::read_link(format!("/proc/{}/exe", child.id())).unwrap();
+            }
+            assert!(std::time::Instant::now() < deadline, "no supervisor");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{insecure}: {}", stderr(&out));
+        assert!(
+            exe.ends_with("skiff-stage1"),
+            "{insecure}: stage1 ran in skiff: {}",
+            exe.display()
+        );
+    }
 }
 
 /// Runs code in the pod's init, as a pod process granted CAP_SYS_PTRACE

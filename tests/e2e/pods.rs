@@ -1609,6 +1609,13 @@ fn a_closed_stdout_ends_neither_the_pod_nor_its_supervisor() {
             .unwrap();
     }
     assert_eq!(first, "first\n");
+    // The supervisor is skiff's own process (the path under test).
+    let exe = std::fs::read_link(format!("/proc/{}/exe", child.id())).unwrap();
+    assert!(
+        exe.ends_with("skiff"),
+        "stage1 was executed: {}",
+        exe.display()
+    );
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),

@@ -767,7 +767,7 @@ fn start_locked(
         block_termination_signals();
         // The built-in stage1 runs in this process, which executing it would
         // replace anyway: one program loaded less (docs/performance.md).
-        if let Some(here) = in_process(ctx, &pod)
+        if let Some(here) = in_process(ctx, stage1, &pod)
             && let Some(pod_dir) = pod.path.to_str()
         {
             tracing::debug!(pod = %pod.uuid, "stage1 ({}) in this process", stage1.display());
@@ -845,19 +845,29 @@ fn start_locked(
     }
 }
 
-/// This process, if it is to become the built-in stage1 of `pod` in
-/// place ([`skiff_stage1::entry::Here`]): only where the settings say so
-/// (`skiff`'s small front) and no `--stage1-path` was given, for an `ns`
-/// pod none of whose apps was granted capabilities. A pod process with
-/// CAP_SYS_PTRACE could read its init's memory, a fork of this process
-/// (the store's pages read here, other images' manifests among them); a
-/// `kvm` pod boots the stage1 file, which must be the code that runs it.
-fn in_process(ctx: &Context, pod: &Pod) -> Option<skiff_stage1::entry::Here> {
+/// This process, if it is to become the built-in stage1 `stage1` of
+/// `pod` in place ([`skiff_stage1::entry::Here`]): only where the
+/// settings say so (`skiff`'s small front), for the stage1 installed
+/// with this program (not a `--stage1-path` one, nor one found in the
+/// compiled-in directory, which may be another build's), and for an `ns`
+/// pod none of whose apps was granted capabilities or the kernel's paths.
+/// A pod process with CAP_SYS_PTRACE (or host root through /proc/sys)
+/// could read its init's memory, a fork of this process (the store's
+/// pages read here, other images' manifests among them); a `kvm` pod
+/// boots the stage1 file, which must be the code that runs it.
+fn in_process(ctx: &Context, stage1: &Path, pod: &Pod) -> Option<skiff_stage1::entry::Here> {
     if !ctx.settings.stage1_in_process || ctx.settings.stage1_path.is_some() {
         return None;
     }
+    let exe = std::env::current_exe().ok()?;
+    if !skiff_pod::stage1::installed_with(stage1, &exe) {
+        return None;
+    }
     let runtime = pod.runtime().ok()?;
-    let granted = runtime.apps.iter().any(|a| a.grants.capabilities);
+    let granted = runtime
+        .apps
+        .iter()
+        .any(|a| a.grants.capabilities || a.grants.paths);
     if runtime.flavor != Flavor::Ns || granted {
         return None;
     }

@@ -79,6 +79,19 @@ pub fn locate_from(
     }
 }
 
+/// Whether `stage1` was installed with the program `exe`: beside it, or
+/// in the package layout of its prefix (not the compiled-in directory,
+/// which another installation may fill).
+pub fn installed_with(stage1: &Path, exe: &Path) -> bool {
+    let Some(dir) = exe.parent() else {
+        return false;
+    };
+    stage1 == dir.join(BINARY)
+        || dir
+            .parent()
+            .is_some_and(|prefix| stage1 == prefix.join("lib/skiff/stage1").join(BINARY))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +99,22 @@ mod tests {
     fn touch(path: &Path) {
         std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
         std::fs::write(path, "").expect("write");
+    }
+
+    #[test]
+    fn installed_with_is_beside_or_in_the_prefix_layout() {
+        let exe = Path::new("/x/bin/skiff");
+        assert!(installed_with(Path::new("/x/bin/skiff-stage1"), exe));
+        assert!(installed_with(
+            Path::new("/x/lib/skiff/stage1/skiff-stage1"),
+            exe
+        ));
+        assert!(!installed_with(
+            Path::new("/usr/lib/skiff/stage1/skiff-stage1"),
+            exe
+        ));
+        assert!(!installed_with(Path::new("/y/skiff-stage1"), exe));
+        assert!(!installed_with(Path::new("/x/bin/other"), exe));
     }
 
     #[test]

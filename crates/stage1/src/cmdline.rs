@@ -16,9 +16,16 @@ pub struct Areas {
 impl Areas {
     /// Those of this process (from /proc/self/stat and /proc/self/mem).
     pub fn of_this_process() -> std::io::Result<Areas> {
+        let fields = crate::proc_stat("self")
+            .ok_or_else(|| std::io::Error::other("cannot read /proc/self/stat"))?;
+        Areas::of(&fields)
+    }
+
+    /// Those of this process, whose /proc/self/stat says `fields`
+    /// ([`crate::proc_stat`]).
+    pub fn of(fields: &[u64]) -> std::io::Result<Areas> {
         let unknown = || std::io::Error::other("/proc/self/stat does not say where they are");
         // arg_start, arg_end, env_start and env_end are fields 48 to 51.
-        let fields = crate::proc_stat("self").ok_or_else(unknown)?;
         let area = |start: usize, end: usize| {
             let (&start, &end) = (fields.get(start)?, fields.get(end)?);
             Some((start, usize::try_from(end.checked_sub(start)?).ok()?))

@@ -160,6 +160,12 @@ pub fn confine_as(app: &App, name: &str, confinement: Confinement) -> Result<Bec
         "switch to uid {} gid {}",
         creds.uid, creds.gid
     )))?;
+    // A change of ids makes this fork of init (and of what stage1's
+    // process held: docs/stage1.md, "Invocation") as dumpable as the host's
+    // fs.suid_dumpable says, so readable by the app's uid where that is 1:
+    // not until exec, which makes the app dumpable as any program.
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(|e| setup_err("make the app's process non-dumpable")(e.into()))?;
     if grants.is_some() {
         let set: caps::CapsHashSet = if creds.uid == 0 {
             keep.clone()

@@ -172,10 +172,12 @@ impl Here {
     /// memory), and its argument and environment areas can be
     /// overwritten. Nothing is changed yet.
     pub fn prepare() -> Option<Here> {
-        if crate::sys::process::threads() != Some(1) {
+        // Field 20 of /proc/self/stat: the number of threads.
+        let stat = crate::proc_stat("self")?;
+        if stat.get(20) != Some(&1) {
             return None;
         }
-        let areas = crate::cmdline::Areas::of_this_process().ok()?;
+        let areas = crate::cmdline::Areas::of(&stat).ok()?;
         Some(Here { areas })
     }
 
@@ -188,7 +190,7 @@ impl Here {
     /// those stage1 keeps (`lock`, named in `args`, is taken as passed);
     /// then exits with the pod's status.
     pub fn run(
-        mut self,
+        self,
         program: &std::path::Path,
         lock: std::os::fd::OwnedFd,
         args: &[String],
@@ -207,12 +209,15 @@ impl Here {
             .iter()
             .map(|(name, value)| [name.as_encoded_bytes(), b"=", value.as_encoded_bytes()].concat())
             .collect();
-        if let Err(e) = self.areas.show(&argv, Some(&env)) {
+        let Here { mut areas } = self;
+        if let Err(e) = areas.show(&argv, Some(&env)) {
             eprintln!(
                 "skiff: pod failed to start: cannot overwrite the caller's command line: {e}"
             );
             std::process::exit(EXIT_SETUP_FAILED);
         }
+        // Its fd is closed with the others stage1 did not inherit.
+        drop(areas);
         let _ = rustix::thread::set_name(c"skiff-stage1");
         crate::sys::signal::ignore(&[libc::SIGPIPE]);
         std::process::exit(i32::from(run(args)))

@@ -115,7 +115,7 @@ pub fn exit_now(code: i32) -> ! {
 
 /// Replaces this process's environment with `kept` (names and values):
 /// everything else goes, without being read. For a process with one
-/// thread only: [`threads`] says so.
+/// thread only (field 20 of /proc/self/stat).
 pub fn replace_environment(kept: &[(std::ffi::OsString, std::ffi::OsString)]) {
     // SAFETY: the caller checked that this process has one thread, so no
     // other reads or changes the environment meanwhile; clearenv(3) only
@@ -125,12 +125,6 @@ pub fn replace_environment(kept: &[(std::ffi::OsString, std::ffi::OsString)]) {
         // SAFETY: as above, one thread.
         unsafe { std::env::set_var(name, value) };
     }
-}
-
-/// How many threads this process has (`None` if /proc cannot say).
-pub fn threads() -> Option<u64> {
-    // Field 20 of /proc/self/stat.
-    crate::proc_stat("self")?.get(20).copied()
 }
 
 /// Closes fds `first..=last`.
