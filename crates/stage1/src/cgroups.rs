@@ -342,8 +342,21 @@ impl PodCgroups {
                 Some(&V1_DEVICES) => {
                     let dir = root.join(V1_DEVICES).join("skiff").join(uuid);
                     write(&dir.join("devices.deny"), "a")?;
+                    // One rule per write (the kernel's grammar), through
+                    // one open file: ~6 µs of cgroupfs each open saved.
+                    let allow = dir.join("devices.allow");
+                    let failed = |e| Stage1Error::Setup {
+                        what: format!("write the device rules to {}", allow.display()),
+                        source: e,
+                    };
+                    let mut file = OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .open(&allow)
+                        .map_err(failed)?;
                     for rule in devices {
-                        write(&dir.join("devices.allow"), &rule.v1_line())?;
+                        file.write_all(rule.v1_line().as_bytes()).map_err(failed)?;
                     }
                 }
                 Some(&V1_UNIFIED) => {
@@ -948,16 +961,22 @@ mod tests {
         let pod = usage(root.path(), "u", None);
         assert_eq!((pod.pids, pod.pids_limit), (Some(3), Some(64)));
         // The device policy is set at the pod level (each rule is its own
-        // write; the kernel keeps them all, a plain file the last).
+        // write, which the kernel takes one by one; a plain file has them
+        // one after the other).
         let devices = root.path().join("devices/skiff/u");
         assert_eq!(
             std::fs::read_to_string(devices.join("devices.deny")).unwrap(),
             "a"
         );
+        let allowed: String = crate::devices::ALLOWED
+            .iter()
+            .map(|r| r.v1_line())
+            .collect();
         assert_eq!(
             std::fs::read_to_string(devices.join("devices.allow")).unwrap(),
-            "c 136:* rwm"
+            allowed
         );
+        assert!(allowed.ends_with("c 136:* rwm"));
         assert!(devices.join("web").is_dir());
     }
 
