@@ -24,6 +24,19 @@ fn mounts(own: &std::path::Path) -> Vec<String> {
     m
 }
 
+/// [`layout_aci`], fetched into the store under `root` (as
+/// `example.com/busybox`); its file.
+fn stored_busybox(root: &std::path::Path) -> std::path::PathBuf {
+    let aci = layout_aci(root);
+    let out = output(
+        skiff_in(root)
+            .args(["fetch", "--insecure-options=image"])
+            .arg(&aci),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    aci
+}
+
 fn layout_aci(dir: &std::path::Path) -> std::path::PathBuf {
     let aci = dir.join("bb.aci");
     busybox_aci(dir, "example.com/busybox", &aci);
@@ -1583,13 +1596,7 @@ fn a_closed_stdout_ends_neither_the_pod_nor_its_supervisor() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let _guard = PodsGuard { root };
-    let aci = layout_aci(root);
-    let out = output(
-        skiff_in(root)
-            .args(["fetch", "--insecure-options=image"])
-            .arg(&aci),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    stored_busybox(root);
     let mut child = skiff_in(root)
         .args(["run", "--net=none", "example.com/busybox", "--exec=/bin/sh"])
         .args([
@@ -1646,14 +1653,8 @@ fn skiff_starts_stored_pods_itself_and_hands_the_rest_to_skiff_full() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let _guard = PodsGuard { root };
-    let aci = layout_aci(root);
     // Stored, and a pod prepared, by the whole skiff.
-    let out = output(
-        skiff_in(root)
-            .args(["fetch", "--insecure-options=image"])
-            .arg(&aci),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let aci = stored_busybox(root);
     let out = output(skiff_in(root).args([
         "prepare",
         "--net=none",

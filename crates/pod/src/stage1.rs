@@ -79,17 +79,19 @@ pub fn locate_from(
     }
 }
 
-/// Whether `stage1` was installed with the program `exe`: beside it, or
-/// in the package layout of its prefix (not the compiled-in directory,
-/// which another installation may fill).
+/// Whether `stage1` was installed with the program `exe`: a file (not a
+/// symlink to another build's) beside it, or in the package layout of its
+/// prefix (not the compiled-in directory, which another installation may
+/// fill). The same installation, by its paths: not a check of the build.
 pub fn installed_with(stage1: &Path, exe: &Path) -> bool {
     let Some(dir) = exe.parent() else {
         return false;
     };
-    stage1 == dir.join(BINARY)
+    let placed = stage1 == dir.join(BINARY)
         || dir
             .parent()
-            .is_some_and(|prefix| stage1 == prefix.join("lib/skiff/stage1").join(BINARY))
+            .is_some_and(|prefix| stage1 == prefix.join("lib/skiff/stage1").join(BINARY));
+    placed && std::fs::symlink_metadata(stage1).is_ok_and(|m| m.file_type().is_file())
 }
 
 #[cfg(test)]
@@ -102,19 +104,25 @@ mod tests {
     }
 
     #[test]
-    fn installed_with_is_beside_or_in_the_prefix_layout() {
-        let exe = Path::new("/x/bin/skiff");
-        assert!(installed_with(Path::new("/x/bin/skiff-stage1"), exe));
-        assert!(installed_with(
-            Path::new("/x/lib/skiff/stage1/skiff-stage1"),
-            exe
-        ));
-        assert!(!installed_with(
-            Path::new("/usr/lib/skiff/stage1/skiff-stage1"),
-            exe
-        ));
-        assert!(!installed_with(Path::new("/y/skiff-stage1"), exe));
-        assert!(!installed_with(Path::new("/x/bin/other"), exe));
+    fn installed_with_is_a_file_beside_or_in_the_prefix_layout() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let x = tmp.path().join("x");
+        let exe = x.join("bin/skiff");
+        let beside = x.join("bin/skiff-stage1");
+        let packaged = x.join("lib/skiff/stage1/skiff-stage1");
+        let elsewhere = tmp.path().join("usr/lib/skiff/stage1/skiff-stage1");
+        for file in [&beside, &packaged, &elsewhere] {
+            touch(file);
+        }
+        assert!(installed_with(&beside, &exe));
+        assert!(installed_with(&packaged, &exe));
+        assert!(!installed_with(&elsewhere, &exe));
+        assert!(!installed_with(&x.join("bin/other"), &exe));
+        // Missing, or a symlink to another build's: not installed with it.
+        std::fs::remove_file(&beside).expect("rm");
+        assert!(!installed_with(&beside, &exe));
+        std::os::unix::fs::symlink(&elsewhere, &beside).expect("symlink");
+        assert!(!installed_with(&beside, &exe));
     }
 
     #[test]

@@ -345,18 +345,19 @@ impl PodCgroups {
                     // One rule per write (the kernel's grammar), through
                     // one open file: ~6 µs of cgroupfs each open saved.
                     let allow = dir.join("devices.allow");
-                    let failed = |e| Stage1Error::Setup {
-                        what: format!("write the device rules to {}", allow.display()),
-                        source: e,
+                    let failed = |what: &str| {
+                        let what = format!("write {what} to {}", allow.display());
+                        |source| Stage1Error::Setup { what, source }
                     };
                     let mut file = OpenOptions::new()
                         .write(true)
                         .create(true)
                         .truncate(true)
                         .open(&allow)
-                        .map_err(failed)?;
+                        .map_err(failed("the device rules"))?;
                     for rule in devices {
-                        file.write_all(rule.v1_line().as_bytes()).map_err(failed)?;
+                        let line = rule.v1_line();
+                        file.write_all(line.as_bytes()).map_err(failed(&line))?;
                     }
                 }
                 Some(&V1_UNIFIED) => {
