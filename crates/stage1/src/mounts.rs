@@ -112,10 +112,11 @@ impl Root {
                 _ => None,
             })
             .collect();
-        let mut dir = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0).map_err(err(what()))?;
-        let mut i = 0;
         // The walk's first open already answered "missing".
         let mut missing = false;
+        // Where the walk starts, if not at the root: the parent's fd and
+        // the last part's index.
+        let mut from = None;
         // Most targets exist: one walk of the whole path, with the flags
         // the walk below would end with, gives the fd it would end with.
         // Anything else (a missing part, a dangling symlink, an error)
@@ -126,17 +127,23 @@ impl Root {
             let whole: PathBuf = parts.iter().collect();
             match open_in_root(&self.fd, &whole, how(true)) {
                 Ok(fd) => return Ok(fd),
+                Err(rustix::io::Errno::NOENT) if parts.len() == 1 => missing = true,
                 Err(rustix::io::Errno::NOENT) => {
                     let parent: PathBuf = parts[..parts.len() - 1].iter().collect();
-                    if parts.len() == 1 {
-                        missing = true;
-                    } else if let Ok(fd) = open_in_root(&self.fd, &parent, how(false)) {
-                        (dir, i, missing) = (fd, parts.len() - 1, true);
+                    if let Ok(fd) = open_in_root(&self.fd, &parent, how(false)) {
+                        (from, missing) = (Some((fd, parts.len() - 1)), true);
                     }
                 }
                 Err(_) => {}
             }
         }
+        let (mut dir, mut i) = match from {
+            Some(from) => from,
+            None => (
+                rustix::io::fcntl_dupfd_cloexec(&self.fd, 0).map_err(err(what()))?,
+                0,
+            ),
+        };
         // Symlinks followed to make their targets (as the kernel's limit).
         let mut links = 40;
         while i < parts.len() {
