@@ -1160,6 +1160,18 @@ fn the_pods_init_holds_nothing_of_the_host() {
     }
 }
 
+/// The program of the started `skiff` `pid` once it is a pod's supervisor
+/// (once it calls itself skiff-stage1): `skiff` itself where stage1 runs
+/// in its process, `skiff-stage1` where it was executed.
+fn supervisor_exe(pid: u32) -> PathBuf {
+    eventually("the started skiff to become the pod's supervisor", || {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        (comm.trim() == "skiff-stage1").then(|| {
+            std::fs::read_link(format!("/proc/{pid}/exe")).expect("the supervisor's program")
+        })
+    })
+}
+
 /// A foreground start from the store runs stage1 in `skiff`'s own process
 /// (no second program loaded), so the pod's init is a fork of the
 /// process the caller started, with the caller's arguments and
@@ -1217,16 +1229,9 @@ fn a_pod_started_in_skiffs_own_process_sees_nothing_of_the_caller() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        // The supervisor is the process started: once it calls itself
-        // skiff-stage1, it is one.
+        let exe = supervisor_exe(child.id());
         let proc =
             |what: &str| std::fs::read(format!("/proc/{}/{what}", child.id())).unwrap_or_default();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while String::from_utf8_lossy(&proc("comm")).trim() != "skiff-stage1" {
-            assert!(std::time::Instant::now() < deadline, "no supervisor");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let exe = std::fs::read_link(format!("/proc/{}/exe", child.id())).unwrap();
         let cmdline = String::from_utf8_lossy(&proc("cmdline")).replace('\0', " ");
         let environ = String::from_utf8_lossy(&proc("environ")).replace('\0', " ");
         let out = child.wait_with_output().unwrap();
@@ -1309,16 +1314,7 @@ fn a_pod_started_in_skiffs_own_process_sees_nothing_of_the_caller() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        let exe = loop {
-            let comm =
-                std::fs::read_to_string(format!("/proc/{}/comm", child.id())).unwrap_or_default();
-            if comm.trim() == "skiff-stage1" {
-                break std::fs::read_link(format!("/proc/{}/exe", child.id())).unwrap();
-            }
-            assert!(std::time::Instant::now() < deadline, "no supervisor");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
+        let exe = supervisor_exe(child.id());
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{insecure}: {}", stderr(&out));
         assert!(
